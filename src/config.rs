@@ -1,0 +1,367 @@
+//! The appender configuration, decoded from the raw Avro bytes Kaa stores for it.
+//!
+//! The config record (`PahoMqttConfig.avsc`, bundled in the jar) starts with the original
+//! PahoMQTT appender's nine fields in its order; every field we added comes after them. Kaa
+//! keeps a stored configuration in the schema it was written with, so the bytes of an old
+//! appender simply end after the original's fields: we read fields in order and give each
+//! field that the bytes do not reach its default.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::binary::{BinaryError, Reader};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Qos {
+    AtMostOnce,
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl Qos {
+    /// The original appender published every value above 2 as QoS 2.
+    fn from_config(value: i32) -> Result<Qos, ConfigError> {
+        match value {
+            i32::MIN..=-1 => Err(ConfigError::new("qos", format!("{value} is below 0"))),
+            0 => Ok(Qos::AtMostOnce),
+            1 => Ok(Qos::AtLeastOnce),
+            _ => Ok(Qos::ExactlyOnce),
+        }
+    }
+}
+
+impl From<Qos> for rumqttc::QoS {
+    fn from(q: Qos) -> Self {
+        match q {
+            Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+            Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+        }
+    }
+}
+
+/// What identifies one broker connection: appenders that agree on all of it share one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BrokerConfig {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+}
+
+impl fmt::Debug for BrokerConfig {
+    // Hand-written so the password can never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("keep_alive", &self.keep_alive)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppenderConfig {
+    pub broker: BrokerConfig,
+    pub qos: Qos,
+    pub topic: String,
+    /// No pack waits longer than this for its callback.
+    pub delivery_timeout: Duration,
+    /// Records accepted but not yet acknowledged, at most; beyond it packs fail fast.
+    pub max_pending_records: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid appender configuration, field '{}': {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
+const DEFAULT_KEEP_ALIVE_S: i32 = 10;
+const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
+
+/// Reads fields in schema order, naming the field in any error.
+struct Fields<'a> {
+    reader: Reader<'a>,
+}
+
+impl Fields<'_> {
+    fn wrap<T>(field: &'static str, r: Result<T, BinaryError>) -> Result<T, ConfigError> {
+        r.map_err(|e| ConfigError::new(field, format!("cannot be decoded: {e}")))
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, ConfigError> {
+        let bytes = Self::wrap(field, self.reader.read_string_bytes())?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| ConfigError::new(field, "is not UTF-8"))
+    }
+
+    fn int(&mut self, field: &'static str) -> Result<i32, ConfigError> {
+        Self::wrap(field, self.reader.read_int())
+    }
+
+    fn boolean(&mut self, field: &'static str) -> Result<bool, ConfigError> {
+        Self::wrap(field, self.reader.read_boolean())
+    }
+
+    /// `["string", "null"]`: branch 0 is the string.
+    fn optional_string(&mut self, field: &'static str) -> Result<Option<String>, ConfigError> {
+        match Self::wrap(field, self.reader.read_long())? {
+            0 => self.string(field).map(Some),
+            1 => Ok(None),
+            b => Err(ConfigError::new(field, format!("union branch {b} does not exist"))),
+        }
+    }
+
+    /// A field added after the original's: absent from older stored configurations.
+    fn int_or(&mut self, field: &'static str, default: i32) -> Result<i32, ConfigError> {
+        if self.reader.is_empty() {
+            Ok(default)
+        } else {
+            self.int(field)
+        }
+    }
+}
+
+fn seconds(field: &'static str, value: i32, min: i32) -> Result<Duration, ConfigError> {
+    if value < min {
+        return Err(ConfigError::new(field, format!("{value} is below {min}")));
+    }
+    Ok(Duration::from_secs(value as u64))
+}
+
+fn validate_topic(topic: &str) -> Result<(), ConfigError> {
+    if topic.is_empty() {
+        return Err(ConfigError::new("mqtttopic", "is empty"));
+    }
+    if topic.contains(['+', '#', '\0']) {
+        return Err(ConfigError::new(
+            "mqtttopic",
+            format!("'{topic}' contains a wildcard or NUL, which a publish topic cannot"),
+        ));
+    }
+    Ok(())
+}
+
+impl AppenderConfig {
+    /// Decodes `LogAppenderDto.getRawConfiguration()`.
+    pub fn from_avro(raw: &[u8]) -> Result<AppenderConfig, ConfigError> {
+        let mut f = Fields {
+            reader: Reader::new(raw),
+        };
+        let host = f.string("host")?;
+        let port = f.int("port")?;
+        let ssl = f.boolean("ssl")?;
+        let _verify_ssl_cert = f.boolean("verifySslCert")?;
+        let username = f.optional_string("username")?;
+        let password = f.optional_string("password")?;
+        let qos = f.int("qos")?;
+        let client_id = f.string("clientId")?;
+        let topic = f.string("mqtttopic")?;
+        let delivery_timeout = f.int_or("deliveryTimeoutSeconds", DEFAULT_DELIVERY_TIMEOUT_S)?;
+        let keep_alive = f.int_or("keepAliveSeconds", DEFAULT_KEEP_ALIVE_S)?;
+        let max_pending = f.int_or("maxPendingRecords", DEFAULT_MAX_PENDING_RECORDS)?;
+        if !f.reader.is_empty() {
+            return Err(ConfigError::new(
+                "(end)",
+                format!("{} bytes follow the last known field", f.reader.remaining()),
+            ));
+        }
+
+        let host = host.trim().to_string();
+        if host.is_empty() {
+            return Err(ConfigError::new("host", "is empty"));
+        }
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| ConfigError::new("port", format!("{port} is not between 1 and 65535")))?;
+        if ssl {
+            // The original appender never implemented TLS either; better a clear refusal
+            // than a plain-text connection the user believes is encrypted.
+            return Err(ConfigError::new("ssl", "TLS is not supported by this version"));
+        }
+        validate_topic(&topic)?;
+        if client_id.is_empty() {
+            return Err(ConfigError::new("clientId", "is empty"));
+        }
+        if max_pending < 1 {
+            return Err(ConfigError::new(
+                "maxPendingRecords",
+                format!("{max_pending} is below 1"),
+            ));
+        }
+        Ok(AppenderConfig {
+            broker: BrokerConfig {
+                host,
+                port,
+                client_id,
+                username,
+                password,
+                keep_alive: seconds("keepAliveSeconds", keep_alive, 1)?,
+            },
+            qos: Qos::from_config(qos)?,
+            topic,
+            delivery_timeout: seconds("deliveryTimeoutSeconds", delivery_timeout, 1)?,
+            max_pending_records: max_pending as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Avro binary writer for building config records in tests.
+    #[derive(Default)]
+    pub struct Encoder(pub Vec<u8>);
+
+    impl Encoder {
+        pub fn long(&mut self, v: i64) -> &mut Self {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    self.0.push(b);
+                    return self;
+                }
+                self.0.push(b | 0x80);
+            }
+        }
+        pub fn string(&mut self, s: &str) -> &mut Self {
+            self.long(s.len() as i64);
+            self.0.extend_from_slice(s.as_bytes());
+            self
+        }
+        pub fn boolean(&mut self, b: bool) -> &mut Self {
+            self.0.push(b as u8);
+            self
+        }
+        pub fn opt(&mut self, s: Option<&str>) -> &mut Self {
+            match s {
+                Some(s) => self.long(0).string(s),
+                None => self.long(1),
+            }
+        }
+    }
+
+    /// The original appender's nine fields.
+    pub fn original(host: &str, port: i64, qos: i64, topic: &str) -> Encoder {
+        let mut e = Encoder::default();
+        e.string(host)
+            .long(port)
+            .boolean(false)
+            .boolean(false)
+            .opt(None)
+            .opt(None)
+            .long(qos)
+            .string("DefaultClient-ID")
+            .string(topic);
+        e
+    }
+
+    #[test]
+    fn original_config_decodes_with_defaults_for_new_fields() {
+        let c = AppenderConfig::from_avro(&original("localhost", 1883, 3, "home/kaa/topic").0)
+            .unwrap();
+        assert_eq!(c.broker.host, "localhost");
+        assert_eq!(c.broker.port, 1883);
+        assert_eq!(c.qos, Qos::ExactlyOnce, "qos 3 is published as 2, like the original");
+        assert_eq!(c.topic, "home/kaa/topic");
+        assert_eq!(c.broker.username, None);
+        assert_eq!(c.delivery_timeout, Duration::from_secs(30));
+        assert_eq!(c.broker.keep_alive, Duration::from_secs(10));
+        assert_eq!(c.max_pending_records, 100_000);
+    }
+
+    #[test]
+    fn current_config_reads_new_fields() {
+        let mut e = Encoder::default();
+        e.string("broker")
+            .long(8883)
+            .boolean(false)
+            .boolean(true)
+            .opt(Some("user"))
+            .opt(Some("secret"))
+            .long(1)
+            .string("node-1")
+            .string("t/x")
+            .long(5)
+            .long(7)
+            .long(50);
+        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        assert_eq!(c.broker.username.as_deref(), Some("user"));
+        assert_eq!(c.broker.password.as_deref(), Some("secret"));
+        assert_eq!(c.qos, Qos::AtLeastOnce);
+        assert_eq!(c.delivery_timeout, Duration::from_secs(5));
+        assert_eq!(c.broker.keep_alive, Duration::from_secs(7));
+        assert_eq!(c.max_pending_records, 50);
+        assert!(!format!("{c:?}").contains("secret"), "password leaked into Debug");
+    }
+
+    fn error_of(e: &Encoder) -> ConfigError {
+        AppenderConfig::from_avro(&e.0).unwrap_err()
+    }
+
+    #[test]
+    fn invalid_values_name_their_field() {
+        assert_eq!(error_of(&original("", 1883, 1, "t")).field, "host");
+        assert_eq!(error_of(&original("h", 0, 1, "t")).field, "port");
+        assert_eq!(error_of(&original("h", 70000, 1, "t")).field, "port");
+        assert_eq!(error_of(&original("h", 1883, -1, "t")).field, "qos");
+        assert_eq!(error_of(&original("h", 1883, 1, "a/+/b")).field, "mqtttopic");
+        assert_eq!(error_of(&original("h", 1883, 1, "a/#")).field, "mqtttopic");
+        assert_eq!(error_of(&original("h", 1883, 1, "")).field, "mqtttopic");
+        let mut e = original("h", 1883, 1, "t");
+        e.long(0);
+        assert_eq!(error_of(&e).field, "deliveryTimeoutSeconds");
+    }
+
+    #[test]
+    fn truncated_and_trailing_bytes_are_errors() {
+        let full = original("h", 1883, 1, "topic").0;
+        let err = AppenderConfig::from_avro(&full[..full.len() - 2]).unwrap_err();
+        assert_eq!(err.field, "mqtttopic");
+        let mut e = original("h", 1883, 1, "t");
+        e.long(5).long(5).long(5).long(5);
+        assert_eq!(error_of(&e).field, "(end)");
+    }
+
+    #[test]
+    fn ssl_is_refused_clearly() {
+        let mut e = Encoder::default();
+        e.string("h")
+            .long(1883)
+            .boolean(true)
+            .boolean(true)
+            .opt(None)
+            .opt(None)
+            .long(1)
+            .string("c")
+            .string("t");
+        assert_eq!(error_of(&e).field, "ssl");
+    }
+}

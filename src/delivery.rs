@@ -1,0 +1,558 @@
+//! Which records of which pack are still waiting for the broker, and the one outcome each
+//! pack gets.
+//!
+//! rumqttc reports `Outgoing::Publish(pkid)` when it writes a request, in the order it takes
+//! requests from its channel, and `PubAck`/`PubRec`/`PubComp` when the broker answers;
+//! nothing else ties a request to its ack (see design.md). The [`Tracker`] keeps that
+//! mapping for one connection: records handed to rumqttc wait in `sent` (FIFO, the channel's
+//! order) until their pkid is known, then in `awaiting_ack` / `awaiting_comp` until the
+//! broker confirms them. A pack succeeds only from acks on the connection that carried it;
+//! when the connection drops, every record not yet confirmed fails its pack.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rumqttc::{Event, Outgoing, Packet};
+
+use crate::config::Qos;
+
+/// The four answers Kaa's `LogDeliveryCallback` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    ConnectionError,
+    RemoteError,
+    InternalError,
+}
+
+pub type Completion = Box<dyn FnOnce(Outcome) + Send>;
+
+/// One log pack in flight. Its completion runs exactly once: on the first outcome, or with
+/// `InternalError` if the pack is dropped unanswered (so even a bug or a panic that unwinds
+/// past it still answers Kaa).
+pub struct Pack {
+    remaining: AtomicUsize,
+    done: AtomicBool,
+    completion: Mutex<Option<Completion>>,
+}
+
+impl Pack {
+    pub fn new(records: usize, completion: Completion) -> Arc<Pack> {
+        let pack = Arc::new(Pack {
+            remaining: AtomicUsize::new(records),
+            done: AtomicBool::new(false),
+            completion: Mutex::new(Some(completion)),
+        });
+        if records == 0 {
+            pack.finish(Outcome::Delivered);
+        }
+        pack
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// One record confirmed by the broker; the last one delivers the pack.
+    pub fn record_delivered(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish(Outcome::Delivered);
+        }
+    }
+
+    /// The first outcome wins; later ones are ignored.
+    pub fn finish(&self, outcome: Outcome) {
+        let completion = self
+            .completion
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(completion) = completion {
+            self.done.store(true, Ordering::Release);
+            completion(outcome);
+        }
+    }
+}
+
+impl Drop for Pack {
+    fn drop(&mut self) {
+        let slot = self
+            .completion
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(completion) = slot.take() {
+            completion(Outcome::InternalError);
+        }
+    }
+}
+
+/// Where the tracker hands publishes: rumqttc's client, or a recorder in tests.
+pub trait Outbox {
+    /// Queues one publish without blocking; false if it cannot be queued.
+    fn try_publish(&mut self, topic: &str, qos: Qos, payload: Vec<u8>) -> bool;
+}
+
+impl Outbox for rumqttc::AsyncClient {
+    fn try_publish(&mut self, topic: &str, qos: Qos, payload: Vec<u8>) -> bool {
+        rumqttc::AsyncClient::try_publish(self, topic, qos.into(), false, payload).is_ok()
+    }
+}
+
+/// A record accepted while there is no connection, published once there is one.
+struct Parked {
+    pack: Arc<Pack>,
+    topic: Arc<str>,
+    qos: Qos,
+    payload: Vec<u8>,
+}
+
+/// The correlation state of one connection. All methods run under the connection's lock.
+#[derive(Default)]
+pub struct Tracker {
+    connected: bool,
+    parked: VecDeque<Parked>,
+    /// Handed to rumqttc, in channel order; pkid not yet known.
+    sent: VecDeque<Arc<Pack>>,
+    /// QoS 1 waiting for PUBACK, QoS 2 waiting for PUBREC.
+    awaiting_ack: HashMap<u16, Arc<Pack>>,
+    /// QoS 2 released (PUBREL sent), waiting for PUBCOMP.
+    awaiting_comp: HashMap<u16, Arc<Pack>>,
+    /// A publish rumqttc holds back because its pkid is still taken (broker acked out of order).
+    collided: Option<Arc<Pack>>,
+    /// A pkid whose ack rumqttc already applied while resolving a collision: the ack event
+    /// that follows must not confirm the publish that took the pkid over.
+    preacked: Option<u16>,
+}
+
+impl Tracker {
+    /// Records accepted and not yet confirmed or failed.
+    pub fn outstanding(&self) -> usize {
+        self.parked.len()
+            + self.sent.len()
+            + self.awaiting_ack.len()
+            + self.awaiting_comp.len()
+            + usize::from(self.collided.is_some())
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Accepts a pack's payloads, or answers at once: the bound is reached
+    /// (`ConnectionError`, Kaa retries later) or rumqttc's channel refused a publish.
+    pub fn submit(
+        &mut self,
+        out: &mut impl Outbox,
+        pack: &Arc<Pack>,
+        topic: &Arc<str>,
+        qos: Qos,
+        payloads: Vec<Vec<u8>>,
+        max_outstanding: usize,
+    ) {
+        if self.outstanding() + payloads.len() > max_outstanding {
+            pack.finish(Outcome::ConnectionError);
+            return;
+        }
+        for payload in payloads {
+            if self.connected {
+                if !out.try_publish(topic, qos, payload) {
+                    pack.finish(Outcome::ConnectionError);
+                    return;
+                }
+                self.sent.push_back(Arc::clone(pack));
+            } else {
+                self.parked.push_back(Parked {
+                    pack: Arc::clone(pack),
+                    topic: Arc::clone(topic),
+                    qos,
+                    payload,
+                });
+            }
+        }
+    }
+
+    /// The broker accepted the connection: publish what waited for it.
+    pub fn on_connected(&mut self, out: &mut impl Outbox) {
+        self.connected = true;
+        while let Some(p) = self.parked.pop_front() {
+            if p.pack.is_done() {
+                continue;
+            }
+            if !out.try_publish(&p.topic, p.qos, p.payload) {
+                p.pack.finish(Outcome::ConnectionError);
+                continue;
+            }
+            self.sent.push_back(p.pack);
+        }
+    }
+
+    /// One event from rumqttc's event loop.
+    pub fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.on_written(*pkid),
+            Event::Outgoing(Outgoing::AwaitAck(_)) => {
+                // Taken from the channel but held back until its pkid is free again.
+                self.collided = self.sent.pop_front();
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if self.preacked.take() == Some(ack.pkid) {
+                    return;
+                }
+                if let Some(pack) = self.awaiting_ack.remove(&ack.pkid) {
+                    pack.record_delivered();
+                }
+            }
+            Event::Incoming(Packet::PubRec(rec)) => {
+                if let Some(pack) = self.awaiting_ack.remove(&rec.pkid) {
+                    self.awaiting_comp.insert(rec.pkid, pack);
+                }
+            }
+            Event::Incoming(Packet::PubComp(comp)) => {
+                if let Some(pack) = self.awaiting_comp.remove(&comp.pkid) {
+                    pack.record_delivered();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_written(&mut self, pkid: u16) {
+        let pack = match self.collided.take() {
+            Some(held) => held,
+            None => match self.sent.pop_front() {
+                Some(pack) => pack,
+                // Not ours (rumqttc replays nothing: we clear its pending list on every loss).
+                None => return,
+            },
+        };
+        if pkid == 0 {
+            // QoS 0 has no ack: written is all it gets.
+            pack.record_delivered();
+            return;
+        }
+        if let Some(previous) = self.awaiting_ack.insert(pkid, pack) {
+            // Only a resolved collision reuses a pkid before its ack event: rumqttc has
+            // applied that ack already, and reports it next.
+            previous.record_delivered();
+            self.preacked = Some(pkid);
+        }
+    }
+
+    /// The connection dropped. `drained` is how many publishes rumqttc moved from its channel
+    /// into its pending list (those are the oldest entries of `sent`); the rest of `sent` is
+    /// still in the channel and goes out on the next connection. `unreported` are events
+    /// rumqttc queued but never returned because the write that produced them failed.
+    pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Event]) {
+        self.connected = false;
+        for event in unreported {
+            if let Event::Outgoing(Outgoing::Publish(pkid)) = event {
+                // Its write failed: it is not delivered, whatever its QoS.
+                match self.sent.pop_front() {
+                    Some(pack) if *pkid == 0 => pack.finish(Outcome::ConnectionError),
+                    Some(pack) => {
+                        self.awaiting_ack.insert(*pkid, pack);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let failed = self
+            .awaiting_ack
+            .drain()
+            .chain(self.awaiting_comp.drain())
+            .map(|(_, pack)| pack)
+            .chain(self.collided.take())
+            .chain(self.sent.drain(..drained.min(self.sent.len())));
+        for pack in failed {
+            pack.finish(Outcome::ConnectionError);
+        }
+        self.preacked = None;
+    }
+
+    /// The broker refused the connection (bad credentials, not authorised): what waits for
+    /// it would wait in vain.
+    pub fn on_refused(&mut self) {
+        for p in self.parked.drain(..) {
+            p.pack.finish(Outcome::RemoteError);
+        }
+    }
+
+    /// Drops parked records of packs already answered (deadline passed, appender closed).
+    pub fn prune(&mut self) {
+        self.parked.retain(|p| !p.pack.is_done());
+    }
+
+    /// The connection is going away: nothing it holds can still be confirmed.
+    pub fn fail_all(&mut self, outcome: Outcome) {
+        let everything = self
+            .parked
+            .drain(..)
+            .map(|p| p.pack)
+            .chain(self.sent.drain(..))
+            .chain(self.awaiting_ack.drain().map(|(_, p)| p))
+            .chain(self.awaiting_comp.drain().map(|(_, p)| p))
+            .chain(self.collided.take());
+        for pack in everything {
+            pack.finish(outcome);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::{PubAck, PubComp, PubRec};
+    use std::sync::mpsc;
+
+    #[derive(Default)]
+    struct Recorder {
+        published: Vec<(String, Qos, Vec<u8>)>,
+        refuse: bool,
+    }
+
+    impl Outbox for Recorder {
+        fn try_publish(&mut self, topic: &str, qos: Qos, payload: Vec<u8>) -> bool {
+            if self.refuse {
+                return false;
+            }
+            self.published.push((topic.to_string(), qos, payload));
+            true
+        }
+    }
+
+    fn pack(records: usize) -> (Arc<Pack>, mpsc::Receiver<Outcome>) {
+        let (tx, rx) = mpsc::channel();
+        let p = Pack::new(
+            records,
+            Box::new(move |o| {
+                let _ = tx.send(o);
+            }),
+        );
+        (p, rx)
+    }
+
+    fn outcomes(rx: &mpsc::Receiver<Outcome>) -> Vec<Outcome> {
+        rx.try_iter().collect()
+    }
+
+    fn payloads(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| vec![i as u8]).collect()
+    }
+
+    fn written(pkid: u16) -> Event {
+        Event::Outgoing(Outgoing::Publish(pkid))
+    }
+    fn puback(pkid: u16) -> Event {
+        Event::Incoming(Packet::PubAck(PubAck::new(pkid)))
+    }
+    fn pubrec(pkid: u16) -> Event {
+        Event::Incoming(Packet::PubRec(PubRec::new(pkid)))
+    }
+    fn pubcomp(pkid: u16) -> Event {
+        Event::Incoming(Packet::PubComp(PubComp::new(pkid)))
+    }
+
+    fn connected() -> (Tracker, Recorder) {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out);
+        (t, out)
+    }
+
+    fn topic() -> Arc<str> {
+        Arc::from("t")
+    }
+
+    #[test]
+    fn pack_answers_exactly_once_even_when_dropped() {
+        let (p, rx) = pack(2);
+        p.finish(Outcome::ConnectionError);
+        p.finish(Outcome::Delivered);
+        p.record_delivered();
+        drop(p);
+        assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+
+        let (p, rx) = pack(1);
+        drop(p);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+
+        let (_p, rx) = pack(0);
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    #[test]
+    fn qos1_pack_succeeds_only_after_every_puback() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(3);
+        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(3), 100);
+        assert_eq!(out.published.len(), 3);
+        for pkid in 1..=3 {
+            t.on_event(&written(pkid));
+        }
+        t.on_event(&puback(1));
+        t.on_event(&puback(2));
+        assert!(outcomes(&rx).is_empty(), "success before the last ack");
+        t.on_event(&puback(3));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn qos2_needs_pubcomp_not_pubrec() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, &topic(), Qos::ExactlyOnce, payloads(1), 100);
+        t.on_event(&written(1));
+        t.on_event(&pubrec(1));
+        assert!(outcomes(&rx).is_empty());
+        // pkid 1 is free again at PUBREC: a new publish may take it before the PUBCOMP.
+        let (p2, rx2) = pack(1);
+        t.submit(&mut out, &p2, &topic(), Qos::ExactlyOnce, payloads(1), 100);
+        t.on_event(&written(1));
+        t.on_event(&pubcomp(1));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert!(outcomes(&rx2).is_empty());
+        t.on_event(&pubrec(1));
+        t.on_event(&pubcomp(1));
+        assert_eq!(outcomes(&rx2), vec![Outcome::Delivered]);
+    }
+
+    #[test]
+    fn qos0_is_delivered_when_written() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(2);
+        t.submit(&mut out, &p, &topic(), Qos::AtMostOnce, payloads(2), 100);
+        t.on_event(&written(0));
+        assert!(outcomes(&rx).is_empty());
+        t.on_event(&written(0));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    #[test]
+    fn loss_fails_unacked_and_drained_but_keeps_what_is_still_queued() {
+        let (mut t, mut out) = connected();
+        let (acked, rx_acked) = pack(1);
+        let (unacked, rx_unacked) = pack(1);
+        let (drained, rx_drained) = pack(1);
+        let (queued, rx_queued) = pack(1);
+        for p in [&acked, &unacked, &drained, &queued] {
+            t.submit(&mut out, p, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        }
+        t.on_event(&written(1));
+        t.on_event(&written(2));
+        t.on_event(&puback(1));
+        // rumqttc drained one request from its channel; `queued` went in after the drain.
+        t.on_connection_lost(1, &[]);
+        assert_eq!(outcomes(&rx_acked), vec![Outcome::Delivered]);
+        assert_eq!(outcomes(&rx_unacked), vec![Outcome::ConnectionError]);
+        assert_eq!(outcomes(&rx_drained), vec![Outcome::ConnectionError]);
+        assert!(outcomes(&rx_queued).is_empty());
+        // A late ack for a pkid of the lost connection confirms nothing.
+        t.on_event(&puback(2));
+        assert!(outcomes(&rx_queued).is_empty());
+        // After reconnecting, the queued request is written and acked on the new connection.
+        t.on_connected(&mut out);
+        t.on_event(&written(1));
+        t.on_event(&puback(1));
+        assert_eq!(outcomes(&rx_queued), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn unreported_write_fails_its_pack() {
+        let (mut t, mut out) = connected();
+        let (q0, rx0) = pack(1);
+        let (q1, rx1) = pack(1);
+        t.submit(&mut out, &q0, &topic(), Qos::AtMostOnce, payloads(1), 100);
+        t.submit(&mut out, &q1, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        t.on_connection_lost(0, &[written(0), written(1)]);
+        assert_eq!(outcomes(&rx0), vec![Outcome::ConnectionError]);
+        assert_eq!(outcomes(&rx1), vec![Outcome::ConnectionError]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn parked_until_connected_then_published_in_order() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        let (p, rx) = pack(2);
+        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(2), 100);
+        assert!(out.published.is_empty(), "published without a connection");
+        let (late, _rx_late) = pack(1);
+        t.submit(&mut out, &late, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        late.finish(Outcome::ConnectionError); // its deadline passed
+        t.prune();
+        t.on_connected(&mut out);
+        assert_eq!(
+            out.published
+                .iter()
+                .map(|(_, _, b)| b.clone())
+                .collect::<Vec<_>>(),
+            vec![vec![0], vec![1]]
+        );
+        t.on_event(&written(1));
+        t.on_event(&written(2));
+        t.on_event(&puback(1));
+        t.on_event(&puback(2));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    #[test]
+    fn refused_connection_fails_parked_packs_as_remote_errors() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        t.on_refused();
+        assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+    }
+
+    #[test]
+    fn bound_and_refusing_channel_fail_fast() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(3);
+        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(3), 2);
+        assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+        assert!(out.published.is_empty());
+        out.refuse = true;
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(1), 2);
+        assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+    }
+
+    #[test]
+    fn collision_resolution_confirms_the_right_publishes() {
+        let (mut t, mut out) = connected();
+        let (a, rx_a) = pack(1);
+        let (b, rx_b) = pack(1);
+        let (c, rx_c) = pack(1);
+        for p in [&a, &b, &c] {
+            t.submit(&mut out, p, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        }
+        // inflight 2: a=1, b=2; broker acks 2 first; c gets pkid 1 while a holds it.
+        t.on_event(&written(1));
+        t.on_event(&written(2));
+        t.on_event(&puback(2));
+        assert_eq!(outcomes(&rx_b), vec![Outcome::Delivered]);
+        t.on_event(&Event::Outgoing(Outgoing::AwaitAck(1)));
+        // The ack for a arrives: rumqttc sends c with pkid 1 first, then reports the ack.
+        t.on_event(&written(1));
+        t.on_event(&puback(1));
+        assert_eq!(outcomes(&rx_a), vec![Outcome::Delivered]);
+        assert!(outcomes(&rx_c).is_empty(), "c confirmed by a's ack");
+        t.on_event(&puback(1));
+        assert_eq!(outcomes(&rx_c), vec![Outcome::Delivered]);
+    }
+
+    #[test]
+    fn fail_all_answers_everything_once() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(2);
+        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(2), 100);
+        t.on_event(&written(1));
+        t.fail_all(Outcome::InternalError);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        assert_eq!(t.outstanding(), 0);
+    }
+}
