@@ -1,0 +1,195 @@
+//! One configured appender: decodes a pack's records into payloads, hands them to its pooled
+//! connection and makes sure every pack is answered by its deadline.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::config::AppenderConfig;
+use crate::connection::{runtime, Connection, MAX_PACKET_SIZE};
+use crate::decode::LogSchema;
+use crate::delivery::{Completion, Outcome, Pack};
+
+/// How often packs past their deadline are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+pub struct Appender {
+    name: String,
+    config: AppenderConfig,
+    topic: Arc<str>,
+    /// `None` once closed.
+    connection: Mutex<Option<Arc<Connection>>>,
+    /// Parsed log schemas by their text: Kaa hands the schema text with every pack.
+    schemas: Mutex<HashMap<String, Arc<LogSchema>>>,
+    /// Packs not known to be answered, oldest first, with their deadlines.
+    live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Appender {
+    pub fn open(name: &str, config: AppenderConfig) -> Arc<Appender> {
+        let connection = Connection::get(&config.broker, config.max_pending_records);
+        log::info!(
+            "appender '{name}' publishes to '{}' at {:?} via {}:{}",
+            config.topic,
+            config.qos,
+            config.broker.host,
+            config.broker.port
+        );
+        let appender = Arc::new(Appender {
+            name: name.to_string(),
+            topic: Arc::from(config.topic.as_str()),
+            config,
+            connection: Mutex::new(Some(connection)),
+            schemas: Mutex::default(),
+            live: Mutex::default(),
+        });
+        runtime().spawn(sweep(Arc::downgrade(&appender)));
+        appender
+    }
+
+    /// Takes one pack; `completion` runs exactly once, never on the calling thread's stack
+    /// before this returns unless the answer is immediate (bad data, closed, bound reached).
+    pub fn append<R: AsRef<[u8]>>(
+        &self,
+        schema: &str,
+        records: &[R],
+        endpoint: &str,
+        completion: Completion,
+    ) {
+        let pack = Pack::new(records.len(), completion);
+        if pack.is_done() {
+            return;
+        }
+        let payloads = match self.encode(schema, records) {
+            Ok(payloads) => payloads,
+            Err(reason) => {
+                log::warn!(
+                    "appender '{}': pack of {} records from endpoint {endpoint} not published: {reason}",
+                    self.name,
+                    records.len()
+                );
+                pack.finish(Outcome::InternalError);
+                return;
+            }
+        };
+        // Registered under the connection lock, so `close` either sees this pack or has
+        // already closed and we refuse it: no pack can slip past both.
+        let connection = lock(&self.connection);
+        let Some(connection) = connection.as_ref() else {
+            log::debug!("appender '{}' is closed; pack from {endpoint} refused", self.name);
+            pack.finish(Outcome::InternalError);
+            return;
+        };
+        lock(&self.live).push_back((
+            Instant::now() + self.config.delivery_timeout,
+            Arc::downgrade(&pack),
+        ));
+        connection.submit(
+            &pack,
+            &self.topic,
+            self.config.qos,
+            payloads,
+            self.config.max_pending_records,
+        );
+    }
+
+    fn schema(&self, text: &str) -> Result<Arc<LogSchema>, String> {
+        let mut cache = lock(&self.schemas);
+        if let Some(schema) = cache.get(text) {
+            return Ok(Arc::clone(schema));
+        }
+        let schema =
+            Arc::new(LogSchema::parse(text).map_err(|e| format!("bad log schema: {e}"))?);
+        cache.insert(text.to_string(), Arc::clone(&schema));
+        Ok(schema)
+    }
+
+    fn encode<R: AsRef<[u8]>>(&self, schema: &str, records: &[R]) -> Result<Vec<Vec<u8>>, String> {
+        let schema = self.schema(schema)?;
+        let limit = MAX_PACKET_SIZE - self.topic.len() - 16;
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| {
+                let mut out = Vec::with_capacity(record.as_ref().len() * 2 + 16);
+                schema
+                    .to_avro_json(record.as_ref(), &mut out)
+                    .map_err(|e| format!("record {i} cannot be decoded: {e}"))?;
+                if out.len() > limit {
+                    return Err(format!(
+                        "record {i} is {} bytes as JSON, over the MQTT limit of {limit}",
+                        out.len()
+                    ));
+                }
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// Fails packs whose deadline has passed; forgets packs already answered.
+    fn expire(&self, now: Instant) {
+        let mut expired = false;
+        let mut live = lock(&self.live);
+        while let Some((deadline, pack)) = live.front() {
+            match pack.upgrade() {
+                Some(pack) if !pack.is_done() => {
+                    if *deadline > now {
+                        break;
+                    }
+                    pack.finish(Outcome::ConnectionError);
+                    expired = true;
+                }
+                _ => {}
+            }
+            live.pop_front();
+        }
+        drop(live);
+        if expired {
+            log::warn!(
+                "appender '{}': packs not confirmed within {:?} failed as connection errors",
+                self.name,
+                self.config.delivery_timeout
+            );
+            if let Some(connection) = lock(&self.connection).as_ref() {
+                connection.prune();
+            }
+        }
+    }
+
+    /// Answers every pack still in flight (`InternalError`) and lets go of the connection.
+    /// Later appends are answered `InternalError` at once.
+    pub fn close(&self) {
+        let connection = lock(&self.connection).take();
+        let live: Vec<_> = lock(&self.live).drain(..).collect();
+        for pack in live.into_iter().filter_map(|(_, p)| p.upgrade()) {
+            pack.finish(Outcome::InternalError);
+        }
+        if let Some(connection) = connection {
+            connection.prune();
+        }
+        log::info!("appender '{}' closed", self.name);
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.connection).is_none()
+    }
+}
+
+async fn sweep(appender: Weak<Appender>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(appender) = appender.upgrade() else {
+            return;
+        };
+        if appender.is_closed() {
+            return;
+        }
+        appender.expire(Instant::now());
+    }
+}

@@ -1,0 +1,16 @@
+//! Native core of the Kaa 0.9.0 PahoMqtt log appender.
+//!
+//! The Java plugin classes hand each log pack to [`bridge`]; everything that decides
+//! behaviour lives in plain Rust below it, testable without a JVM:
+//! [`config`] decodes the appender configuration, [`decode`] turns Avro records into the
+//! payloads the original appender published, [`connection`] keeps pooled MQTT connections,
+//! [`delivery`] ties every publish to its ack and answers each pack exactly once, and
+//! [`appender`] puts them together.
+
+pub mod appender;
+pub mod binary;
+mod bridge;
+pub mod config;
+pub mod connection;
+pub mod decode;
+pub mod delivery;
