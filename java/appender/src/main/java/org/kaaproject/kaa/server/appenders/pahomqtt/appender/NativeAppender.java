@@ -1,0 +1,31 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
+
+import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
+
+/** Every entry point into the Rust library ({@code src/bridge.rs}). */
+final class NativeAppender {
+
+    private NativeAppender() {
+    }
+
+    /**
+     * Decodes the raw Avro configuration and joins (or opens) the pooled connection.
+     *
+     * @return a handle for {@link #append} and {@link #close}, never 0
+     * @throws IllegalArgumentException naming the invalid configuration field
+     */
+    static native long open(byte[] rawConfiguration, String appenderName);
+
+    /**
+     * Hands one pack over without waiting on the network. The callback is answered exactly
+     * once, from the library's dispatcher thread, through {@link DeliveryDispatch}.
+     */
+    static native void append(long handle, String logSchema, byte[][] records, String endpointKey,
+            LogDeliveryCallback callback);
+
+    /** Answers every pack still in flight and releases the handle; the handle is invalid after. */
+    static native void close(long handle);
+
+    /** 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace. */
+    static native void setLogLevel(int level);
+}

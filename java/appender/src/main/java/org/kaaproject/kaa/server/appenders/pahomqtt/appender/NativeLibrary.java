@@ -1,0 +1,133 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URISyntaxException;
+import java.net.URL;
+import java.nio.file.Files;
+import java.nio.file.StandardCopyOption;
+import java.security.CodeSource;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * Finds and loads the Rust library, once per class loader. A Kaa node starts with
+ * {@code java -cp "$LIB/*"} and no {@code java.library.path}, so {@code loadLibrary} alone
+ * would never find a {@code .so} dropped beside the jar. Places tried, in order:
+ * <ol>
+ * <li>the path in system property {@value #PATH_PROPERTY}, if set (then only that);</li>
+ * <li>{@value #FILE_NAME} in the directory of the jar holding this class (the Kaa install layout);</li>
+ * <li>the copy inside the jar, extracted to a temporary file;</li>
+ * <li>{@code System.loadLibrary("kaa_mqtt_appender")}.</li>
+ * </ol>
+ */
+final class NativeLibrary {
+
+    static final String PATH_PROPERTY = "kaa.mqtt.appender.library";
+    static final String FILE_NAME = "libkaa_mqtt_appender.so";
+
+    private static String loadedFrom;
+    private static String failure;
+
+    private NativeLibrary() {
+    }
+
+    /**
+     * Loads the library if no earlier call did.
+     *
+     * @return where it was loaded from
+     * @throws UnsatisfiedLinkError naming every place that was tried
+     */
+    static synchronized String load() {
+        if (loadedFrom != null) {
+            return loadedFrom;
+        }
+        if (failure != null) {
+            throw new UnsatisfiedLinkError(failure);
+        }
+        List<String> tried = new ArrayList<>();
+        String explicit = System.getProperty(PATH_PROPERTY);
+        if (explicit != null && !explicit.isEmpty()) {
+            tryLoad(new File(explicit), tried);
+        } else {
+            File besideJar = besideJar();
+            if (besideJar != null) {
+                tryLoad(besideJar, tried);
+            }
+            if (loadedFrom == null) {
+                tryLoadFromJar(tried);
+            }
+            if (loadedFrom == null) {
+                try {
+                    System.loadLibrary("kaa_mqtt_appender");
+                    loadedFrom = "java.library.path";
+                } catch (UnsatisfiedLinkError e) {
+                    tried.add("java.library.path (" + System.getProperty("java.library.path") + "): "
+                            + e.getMessage());
+                }
+            }
+        }
+        if (loadedFrom == null) {
+            failure = "kaa-mqtt-appender native library not loaded; tried: " + String.join("; ", tried)
+                    + ". Put " + FILE_NAME + " beside the appender jar, or set -D" + PATH_PROPERTY + "=/path/to/"
+                    + FILE_NAME;
+            throw new UnsatisfiedLinkError(failure);
+        }
+        NativeAppender.setLogLevel(NativeLog.level());
+        return loadedFrom;
+    }
+
+    private static void tryLoad(File file, List<String> tried) {
+        if (!file.isFile()) {
+            tried.add(file + " (no such file)");
+            return;
+        }
+        try {
+            System.load(file.getAbsolutePath());
+            loadedFrom = file.getAbsolutePath();
+        } catch (UnsatisfiedLinkError e) {
+            tried.add(file + " (" + e.getMessage() + ")");
+        }
+    }
+
+    private static File besideJar() {
+        CodeSource source = NativeLibrary.class.getProtectionDomain().getCodeSource();
+        URL location = source == null ? null : source.getLocation();
+        if (location == null) {
+            return null;
+        }
+        try {
+            File jar = new File(location.toURI());
+            return jar.isFile() ? new File(jar.getParentFile(), FILE_NAME) : null;
+        } catch (URISyntaxException | IllegalArgumentException e) {
+            return null;
+        }
+    }
+
+    private static void tryLoadFromJar(List<String> tried) {
+        String resource = "/native/" + platform() + "/" + FILE_NAME;
+        try (InputStream in = NativeLibrary.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                tried.add("jar resource " + resource + " (not in the jar)");
+                return;
+            }
+            File copy = File.createTempFile("libkaa_mqtt_appender-", ".so");
+            copy.deleteOnExit();
+            Files.copy(in, copy.toPath(), StandardCopyOption.REPLACE_EXISTING);
+            tryLoad(copy, tried);
+        } catch (IOException e) {
+            tried.add("jar resource " + resource + " (cannot extract: " + e.getMessage() + ")");
+        }
+    }
+
+    private static String platform() {
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT).replaceAll("[^a-z]", "");
+        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
+        if (arch.equals("amd64")) {
+            arch = "x86_64";
+        }
+        return os + "-" + arch;
+    }
+}

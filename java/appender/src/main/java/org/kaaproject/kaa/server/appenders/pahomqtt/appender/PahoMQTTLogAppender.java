@@ -1,0 +1,135 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
+
+import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogEvent;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogEventPack;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogSchema;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The Kaa log appender (type PahoMqtt). It keeps no state of its own beyond a handle: each
+ * pack is handed to the Rust library, which decodes it, publishes every record and answers
+ * the callback once the broker has confirmed them (or failed). {@code doAppend} never waits
+ * on the network. The class name is the original PahoMQTT appender's.
+ */
+public class PahoMQTTLogAppender implements LogAppender {
+
+    private static final Logger LOG = LoggerFactory.getLogger(PahoMQTTLogAppender.class);
+
+    /** Appends share the read side; close takes the write side, so no append outlives the handle. */
+    private final ReentrantReadWriteLock handleLock = new ReentrantReadWriteLock();
+    private long handle;
+
+    private String name;
+    private String appenderId;
+    private String applicationToken;
+    private int minLogSchemaVersion;
+    private int maxLogSchemaVersion;
+    private boolean confirmDelivery = true;
+
+    @Override
+    public void setName(String name) {
+        this.name = name;
+    }
+
+    @Override
+    public String getName() {
+        return name;
+    }
+
+    @Override
+    public void setAppenderId(String appenderId) {
+        this.appenderId = appenderId;
+    }
+
+    @Override
+    public String getAppenderId() {
+        return appenderId;
+    }
+
+    @Override
+    public void setApplicationToken(String applicationToken) {
+        this.applicationToken = applicationToken;
+    }
+
+    /**
+     * Never throws: with a missing library or an invalid configuration the error is logged
+     * and every pack is answered {@code onInternalError}, as the node expects of a broken appender.
+     */
+    @Override
+    public void init(LogAppenderDto dto) {
+        minLogSchemaVersion = dto.getMinLogSchemaVersion();
+        maxLogSchemaVersion = dto.getMaxLogSchemaVersion();
+        confirmDelivery = dto.isConfirmDelivery();
+        try {
+            NativeLibrary.load();
+            long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name));
+            handleLock.writeLock().lock();
+            try {
+                handle = opened;
+            } finally {
+                handleLock.writeLock().unlock();
+            }
+            LOG.info("PahoMqtt appender '{}' ({}) of application {} started", name, appenderId, applicationToken);
+        } catch (UnsatisfiedLinkError | RuntimeException e) {
+            LOG.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId,
+                    e.getMessage());
+        }
+    }
+
+    @Override
+    public void doAppend(LogEventPack pack, LogDeliveryCallback callback) {
+        handleLock.readLock().lock();
+        try {
+            LogSchema schema = pack.getLogSchema();
+            List<LogEvent> events = pack.getEvents();
+            if (handle == 0 || schema == null || events == null) {
+                callback.onInternalError();
+                return;
+            }
+            byte[][] records = new byte[events.size()][];
+            for (int i = 0; i < records.length; i++) {
+                LogEvent event = events.get(i);
+                records[i] = event == null ? null : event.getLogData();
+            }
+            NativeAppender.append(handle, schema.getSchema(), records, pack.getEndpointKey(), callback);
+        } finally {
+            handleLock.readLock().unlock();
+        }
+    }
+
+    @Override
+    public boolean isSchemaVersionSupported(int version) {
+        return version >= minLogSchemaVersion && version <= maxLogSchemaVersion;
+    }
+
+    @Override
+    public boolean isDeliveryConfirmationRequired() {
+        return confirmDelivery;
+    }
+
+    /** Packs still in flight are answered {@code onInternalError}; later packs too. */
+    @Override
+    public void close() {
+        long closing;
+        handleLock.writeLock().lock();
+        try {
+            closing = handle;
+            handle = 0;
+            if (closing != 0) {
+                NativeAppender.close(closing);
+            }
+        } finally {
+            handleLock.writeLock().unlock();
+        }
+        if (closing != 0) {
+            LOG.info("PahoMqtt appender '{}' ({}) closed", name, appenderId);
+        }
+    }
+}
