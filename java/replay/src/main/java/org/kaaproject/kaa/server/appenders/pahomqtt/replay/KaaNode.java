@@ -1,0 +1,215 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.replay;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericDatumWriter;
+import org.apache.avro.generic.GenericRecord;
+import org.apache.avro.io.BinaryEncoder;
+import org.apache.avro.io.EncoderFactory;
+import org.codehaus.jackson.JsonNode;
+import org.kaaproject.kaa.common.dto.EndpointProfileDataDto;
+import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
+import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
+import org.kaaproject.kaa.common.dto.logs.LogSchemaDto;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogEvent;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogSchema;
+import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPack;
+import org.kaaproject.kaa.server.common.plugin.PluginConfig;
+
+/**
+ * Drives the appender the way a Kaa 0.9.0 node does: everything the plugin is known by is a class NAME (a
+ * string), resolved by reflection at run time, exactly like the admin service and the log actor do it. The
+ * test code never links against the appender's classes.
+ */
+public final class KaaNode {
+
+    /** The config class the admin service discovers by its @KaaPluginConfig annotation. */
+    public static final String CONFIG_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.config.PahoMQTTAppenderConfig";
+    /** The appender class of the original PahoMQTT appender; stored appender records name it. */
+    public static final String APPENDER_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.appender.PahoMQTTLogAppender";
+
+    public static final String APPLICATION_TOKEN = "12345678901234567890";
+    public static final String APPLICATION_ID = "1";
+
+    private static final AtomicInteger IDS = new AtomicInteger(100);
+
+    private KaaNode() {
+    }
+
+    /** The admin service's view: instantiate the config class by name with its no-arg constructor. */
+    public static PluginConfig pluginConfig() {
+        try {
+            @SuppressWarnings("deprecation")
+            Object o = Class.forName(CONFIG_CLASS).newInstance();
+            return (PluginConfig) o;
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("cannot instantiate " + CONFIG_CLASS + ": " + e, e);
+        }
+    }
+
+    /** The config schema as the admin UI gets it. */
+    public static Schema configSchema() {
+        return pluginConfig().getPluginConfigSchema();
+    }
+
+    /** The stored appender record the node builds an appender from. */
+    public static LogAppenderDto appenderDto(String name, byte[] rawConfig) {
+        PluginConfig pc = pluginConfig();
+        LogAppenderDto dto = new LogAppenderDto();
+        dto.setId(String.valueOf(IDS.incrementAndGet()));
+        dto.setName(name);
+        dto.setDescription("integration test appender " + name);
+        dto.setApplicationId(APPLICATION_ID);
+        dto.setApplicationToken(APPLICATION_TOKEN);
+        dto.setTenantId("1");
+        dto.setMinLogSchemaVersion(1);
+        dto.setMaxLogSchemaVersion(Integer.MAX_VALUE);
+        dto.setPluginTypeName(pc.getPluginTypeName());
+        dto.setPluginClassName(pc.getPluginClassName());
+        dto.setHeaderStructure(Arrays.asList(LogHeaderStructureDto.KEYHASH, LogHeaderStructureDto.VERSION,
+                LogHeaderStructureDto.TIMESTAMP, LogHeaderStructureDto.TOKEN, LogHeaderStructureDto.LSVERSION));
+        dto.setConfirmDelivery(true);
+        dto.setCreatedUsername("admin");
+        dto.setCreatedTime(System.currentTimeMillis());
+        dto.setRawConfiguration(rawConfig);
+        return dto;
+    }
+
+    /**
+     * The node's sequence: {@code Class.forName(dto.getPluginClassName()).newInstance()}, then setName, setAppenderId,
+     * setApplicationToken, init(dto).
+     */
+    public static LogAppender load(String name, byte[] rawConfig) {
+        return load(appenderDto(name, rawConfig));
+    }
+
+    public static LogAppender load(LogAppenderDto dto) {
+        LogAppender appender;
+        try {
+            @SuppressWarnings("deprecation")
+            Object o = Class.forName(dto.getPluginClassName()).newInstance();
+            appender = (LogAppender) o;
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("cannot instantiate " + dto.getPluginClassName() + ": " + e, e);
+        }
+        appender.setName(dto.getName());
+        appender.setAppenderId(dto.getId());
+        appender.setApplicationToken(dto.getApplicationToken());
+        appender.init(dto);
+        return appender;
+    }
+
+    /**
+     * The raw configuration the admin UI stores: the Avro binary (Avro 1.7.5) of a record of the config schema with
+     * every field at its form default ("by_default"; none: null) and then the given overrides applied.
+     */
+    public static byte[] config(Map<String, Object> overrides) {
+        Schema schema = configSchema();
+        GenericRecord rec = new GenericData.Record(schema);
+        for (Schema.Field f : schema.getFields()) {
+            rec.put(f.name(), formDefault(f));
+        }
+        for (Map.Entry<String, Object> e : overrides.entrySet()) {
+            if (schema.getField(e.getKey()) == null) {
+                throw new IllegalArgumentException("config schema has no field " + e.getKey() + ": " + schema);
+            }
+            rec.put(e.getKey(), e.getValue());
+        }
+        return encode(schema, rec);
+    }
+
+    /** Typical test overrides: loopback broker on the given port, a unique client id, the given topic and QoS. */
+    public static Map<String, Object> brokerConfig(int port, String topic, int qos) {
+        Map<String, Object> m = new HashMap<>();
+        m.put("host", "127.0.0.1");
+        m.put("port", port);
+        m.put("qos", qos);
+        m.put("mqtttopic", topic);
+        m.put("clientId", "it-" + UUID.randomUUID().toString().substring(0, 8));
+        return m;
+    }
+
+    static byte[] encode(Schema schema, GenericRecord rec) {
+        try {
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            BinaryEncoder enc = EncoderFactory.get().binaryEncoder(out, null);
+            new GenericDatumWriter<GenericRecord>(schema).write(rec, enc);
+            enc.flush();
+            return out.toByteArray();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static Object formDefault(Schema.Field f) {
+        JsonNode d = f.getJsonProp("by_default");
+        Schema t = f.schema();
+        if (d == null || d.isNull()) {
+            if (t.getType() == Schema.Type.UNION) {
+                for (Schema branch : t.getTypes()) {
+                    if (branch.getType() == Schema.Type.NULL) {
+                        return null;
+                    }
+                }
+            }
+            throw new IllegalStateException("config field " + f.name() + " has no by_default and is not nullable");
+        }
+        if (t.getType() == Schema.Type.UNION) {
+            t = t.getTypes().get(0).getType() == Schema.Type.NULL && t.getTypes().size() > 1 ? t.getTypes().get(1)
+                    : t.getTypes().get(0);
+        }
+        switch (t.getType()) {
+            case STRING:
+                return d.getTextValue();
+            case INT:
+                return d.getIntValue();
+            case LONG:
+                return d.getLongValue();
+            case BOOLEAN:
+                return d.getBooleanValue();
+            case DOUBLE:
+                return d.getDoubleValue();
+            case ENUM:
+                return new GenericData.EnumSymbol(t, d.getTextValue());
+            default:
+                throw new IllegalStateException("no form default handling for field " + f.name() + " of type " + t);
+        }
+    }
+
+    /**
+     * A pack as the log actor hands it over: endpoint profile, creation time, log schema (JSON text and version)
+     * and one LogEvent per record, each holding the Avro binary of that record.
+     */
+    public static BaseLogEventPack pack(String logSchemaJson, int schemaVersion, List<byte[]> records) {
+        EndpointProfileDataDto profile = new EndpointProfileDataDto("ep-" + IDS.incrementAndGet(),
+                "2y8L4jWQbHSlPbUZ3mPBQ1TU3ds=", 1, "{}", 1, "{}");
+        List<LogEvent> events = new ArrayList<>(records.size());
+        for (byte[] r : records) {
+            LogEvent e = new LogEvent();
+            e.setLogData(r);
+            events.add(e);
+        }
+        BaseLogEventPack pack = new BaseLogEventPack(profile, System.currentTimeMillis(), schemaVersion, events);
+        LogSchemaDto dto = new LogSchemaDto();
+        dto.setId(String.valueOf(IDS.incrementAndGet()));
+        dto.setApplicationId(APPLICATION_ID);
+        dto.setName("log schema v" + schemaVersion);
+        dto.setSchema(logSchemaJson);
+        dto.setVersion(schemaVersion);
+        pack.setLogSchema(new LogSchema(dto));
+        pack.setUserId("user-1");
+        return pack;
+    }
+}
