@@ -1,0 +1,862 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericRecord;
+import org.apache.avro.util.Utf8;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPack;
+
+/**
+ * End to end: a real Mosquitto on loopback, the appender loaded and driven exactly like a Kaa 0.9.0 node drives it
+ * (class names, raw Avro config, BaseLogEventPack, concurrent doAppend), a real Paho subscriber, and Avro 1.7.5 as
+ * the reference for every payload byte.
+ */
+class EndToEndTest {
+
+    private static final Duration GRACE = Duration.ofMillis(500);
+
+    private static Mosquitto broker;
+
+    private final List<LogAppender> appenders = new ArrayList<>();
+
+    @BeforeAll
+    static void startBroker() {
+        broker = Mosquitto.startAnonymous();
+    }
+
+    @AfterAll
+    static void stopBroker() {
+        if (broker != null) {
+            broker.close();
+        }
+    }
+
+    @BeforeEach
+    void brokerUp() {
+        if (!broker.isRunning()) {
+            broker.start();
+        }
+    }
+
+    @AfterEach
+    void closeAppenders() {
+        for (LogAppender a : appenders) {
+            try {
+                a.close();
+            } catch (RuntimeException e) {
+                // a second close() is what some tests do on purpose; a failing close is not what they test
+                System.err.println("close() threw: " + e);
+            }
+        }
+        appenders.clear();
+    }
+
+    // ------------------------------------------------------------------------------------------------ helpers
+
+    private static String topic(String what) {
+        return "kaa/it/" + what + "/" + UUID.randomUUID().toString().substring(0, 8);
+    }
+
+    private LogAppender load(String name, Map<String, Object> overrides) {
+        LogAppender a = KaaNode.load(name, KaaNode.config(overrides));
+        appenders.add(a);
+        return a;
+    }
+
+    /** doAppend the way the log actor does it, noting the calling thread and when it returned. */
+    private static RecordingCallback append(LogAppender appender, BaseLogEventPack pack, String label) {
+        RecordingCallback cb = new RecordingCallback(label);
+        cb.appendStarting();
+        assertDoesNotThrow(() -> appender.doAppend(pack, cb), label + ": doAppend threw");
+        cb.appendReturned();
+        return cb;
+    }
+
+    /** Asserts the callback did not run on the caller's thread while doAppend was still running. */
+    private static void assertNotInlineBeforeReturn(RecordingCallback cb) {
+        for (RecordingCallback.Call c : cb.calls()) {
+            if (c.thread == cb.appendThread() && !c.afterAppendReturned) {
+                fail(cb.label() + ": " + c.method + " was called on the calling thread '" + c.thread.getName()
+                        + "' before doAppend returned: doAppend must hand the pack off, not wait for the outcome");
+            }
+        }
+    }
+
+    private static List<byte[]> binaries(Schema schema, List<GenericRecord> records) {
+        List<byte[]> out = new ArrayList<>(records.size());
+        for (GenericRecord r : records) {
+            out.add(AvroReference.binary(schema, r));
+        }
+        return out;
+    }
+
+    private static List<byte[]> expectedPayloads(Schema schema, List<byte[]> binaries) {
+        List<byte[]> out = new ArrayList<>(binaries.size());
+        for (byte[] b : binaries) {
+            out.add(AvroReference.expectedPayload(schema, b));
+        }
+        return out;
+    }
+
+    /** n telemetry records with ids prefix-r0..r(n-1), as Avro binaries. */
+    private static List<byte[]> telemetryBinaries(Schema schema, Random rnd, String prefix, int n) {
+        List<GenericRecord> recs = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            recs.add(TestData.telemetry(schema, rnd, prefix + "-r" + i, i));
+        }
+        return binaries(schema, recs);
+    }
+
+    // ------------------------------------------------------------------------------------------------ a + b
+
+    /**
+     * (a) 20 packs x 50 telemetry records appended from 4 threads at once: every pack gets exactly one callback,
+     * onSuccess, and the subscriber receives exactly the Avro 1.7.5 reference texts (as a multiset, byte for byte),
+     * at the configured QoS, on the configured topic.
+     */
+    @ParameterizedTest(name = "qos {0}")
+    @ValueSource(ints = {0, 1, 2})
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void concurrentPacksAreDeliveredExactlyAsKaaEncodesThem(int qos) throws Exception {
+        final int packs = 20;
+        final int perPack = 50;
+        final int threads = 4;
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("a-qos" + qos);
+        Random rnd = new Random(4242 + qos);
+
+        List<BaseLogEventPack> packList = new ArrayList<>();
+        List<byte[]> expected = new ArrayList<>();
+        for (int p = 0; p < packs; p++) {
+            List<byte[]> bins = telemetryBinaries(schema, rnd, "q" + qos + "-p" + p, perPack);
+            packList.add(KaaNode.pack(logSchema, 3, bins));
+            expected.addAll(expectedPayloads(schema, bins));
+        }
+
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
+            LogAppender appender = load("e2e-qos" + qos, KaaNode.brokerConfig(broker.port(), topic, qos));
+
+            RecordingCallback[] cbs = new RecordingCallback[packs];
+            ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
+                Thread t = new Thread(r);
+                t.setName("kaa-actor-" + t.getId());
+                t.setDaemon(true);
+                return t;
+            });
+            try {
+                CountDownLatch go = new CountDownLatch(1);
+                List<Future<?>> futures = new ArrayList<>();
+                for (int t = 0; t < threads; t++) {
+                    final int first = t;
+                    futures.add(pool.submit(() -> {
+                        go.await();
+                        for (int p = first; p < packs; p += threads) {
+                            cbs[p] = append(appender, packList.get(p), "qos " + qos + " pack " + p);
+                        }
+                        return null;
+                    }));
+                }
+                go.countDown();
+                for (Future<?> f : futures) {
+                    f.get(30, TimeUnit.SECONDS);
+                }
+            } finally {
+                pool.shutdownNow();
+            }
+
+            // Every pack answered, each exactly once, each onSuccess.
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            for (RecordingCallback cb : cbs) {
+                cb.awaitFirst(Duration.ofNanos(Math.max(1, deadline - System.nanoTime())));
+            }
+            RecordingCallback.sleep(GRACE);
+            Map<String, Integer> outcomes = new TreeMap<>();
+            List<String> problems = new ArrayList<>();
+            for (RecordingCallback cb : cbs) {
+                List<RecordingCallback.Call> calls = cb.calls();
+                for (RecordingCallback.Call c : calls) {
+                    outcomes.merge(c.method, 1, Integer::sum);
+                }
+                if (calls.size() != 1 || !calls.get(0).method.equals(SUCCESS)) {
+                    problems.add(cb.toString());
+                }
+            }
+            if (!problems.isEmpty()) {
+                fail("qos " + qos + ": every pack must get exactly one onSuccess; callbacks by method " + outcomes
+                        + "; packs with other outcomes: " + problems);
+            }
+
+            // Every record arrived, exactly as Avro 1.7.5 / Kaa encodes it.
+            List<byte[]> received = sub.awaitCount(expected.size(), Duration.ofSeconds(30));
+            RecordingCallback.sleep(GRACE); // let duplicates, if any, show up
+            received = sub.payloads();
+            assertNull(sub.connectionLost(), "the test subscriber lost its connection");
+            for (Subscriber.Received m : sub.messages()) {
+                assertEquals(topic, m.topic, "topic");
+                assertEquals(qos, m.qos, "QoS of a delivered message (subscribed at the same QoS)");
+                assertFalse(m.retained, "published messages must not be retained");
+            }
+            Payloads.assertSameMultiset("qos " + qos, expected, received);
+        }
+    }
+
+    /** (b) Exactly one callback: the count stays 1 well after the first one. */
+    @ParameterizedTest(name = "qos {0}")
+    @ValueSource(ints = {0, 1, 2})
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void exactlyOneCallbackPerPack(int qos) {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("b-qos" + qos);
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
+            LogAppender appender = load("once-qos" + qos, KaaNode.brokerConfig(broker.port(), topic, qos));
+            List<RecordingCallback> cbs = new ArrayList<>();
+            List<byte[]> expected = new ArrayList<>();
+            Random rnd = new Random(7 + qos);
+            for (int p = 0; p < 5; p++) {
+                List<byte[]> bins = telemetryBinaries(schema, rnd, "b" + qos + "-p" + p, p == 0 ? 1 : 10);
+                expected.addAll(expectedPayloads(schema, bins));
+                cbs.add(append(appender, KaaNode.pack(logSchema, 1, bins), "qos " + qos + " pack " + p));
+            }
+            for (RecordingCallback cb : cbs) {
+                cb.awaitFirst(Duration.ofSeconds(20));
+            }
+            RecordingCallback.sleep(Duration.ofSeconds(1));
+            for (RecordingCallback cb : cbs) {
+                cb.assertOnlyOne(SUCCESS);
+            }
+            sub.awaitCount(expected.size(), Duration.ofSeconds(20));
+            RecordingCallback.sleep(GRACE);
+            Payloads.assertSameMultiset("qos " + qos, expected, sub.payloads());
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ c
+
+    /**
+     * (c) Broker killed: each pack gets onConnectionError exactly once, within the delivery timeout (plus slack),
+     * never inline before doAppend returned, and doAppend itself does not wait for the network. After the broker is
+     * back on the same port, a later pack succeeds on the same appender (no re-init) and its records arrive.
+     */
+    @ParameterizedTest(name = "qos {0}")
+    @ValueSource(ints = {1, 2})
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void brokerDownMeansConnectionErrorThenRecovery(int qos) {
+        final int timeoutSeconds = 2;
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("c-qos" + qos);
+        Random rnd = new Random(99 + qos);
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, qos);
+        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
+        cfg.put("keepAliveSeconds", 5);
+        LogAppender appender = load("down-qos" + qos, cfg);
+
+        // Connected and working first.
+        RecordingCallback warm = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, rnd, "c" + qos + "-warm", 5)), "warm-up pack");
+        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+
+        broker.kill();
+
+        List<RecordingCallback> down = new ArrayList<>();
+        for (int p = 0; p < 5; p++) {
+            down.add(append(appender,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, rnd, "c" + qos + "-down" + p, 10)),
+                    "pack " + p + " while the broker is down"));
+        }
+        Duration answerWithin = Duration.ofSeconds(timeoutSeconds + 8);
+        for (RecordingCallback cb : down) {
+            RecordingCallback.Call c = cb.awaitFirst(answerWithin);
+            assertEquals(CONNECTION_ERROR, c.method, cb.label() + ": " + cb.calls());
+        }
+        RecordingCallback.sleep(Duration.ofSeconds(1));
+        for (RecordingCallback cb : down) {
+            cb.assertOnlyOne(CONNECTION_ERROR);
+            assertNotInlineBeforeReturn(cb);
+            assertTrue(cb.appendMillis() < timeoutSeconds * 1000.0, cb.label() + ": doAppend took "
+                    + cb.appendMillis() + " ms with the broker down: it must not wait on the network");
+            System.out.printf("qos %d, %s: %s after %.0f ms (doAppend %.2f ms)%n", qos, cb.label(),
+                    cb.calls().get(0).method, cb.millisToFirst(), cb.appendMillis());
+        }
+
+        broker.restart();
+
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
+            long deadline = System.nanoTime() + Duration.ofSeconds(40).toNanos();
+            List<RecordingCallback> attempts = new ArrayList<>();
+            List<byte[]> delivered = null;
+            int attempt = 0;
+            while (System.nanoTime() < deadline) {
+                List<byte[]> bins = telemetryBinaries(schema, rnd, "c" + qos + "-after" + attempt, 10);
+                RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, bins),
+                        "attempt " + attempt + " after the restart");
+                attempts.add(cb);
+                RecordingCallback.Call c = cb.awaitFirst(answerWithin);
+                System.out.printf("qos %d, %s: %s after %.0f ms%n", qos, cb.label(), c.method, cb.millisToFirst());
+                if (c.method.equals(SUCCESS)) {
+                    delivered = expectedPayloads(schema, bins);
+                    break;
+                }
+                assertEquals(CONNECTION_ERROR, c.method, cb.label() + ": only a connection error may precede "
+                        + "recovery: " + cb.calls());
+                attempt++;
+                RecordingCallback.sleep(GRACE);
+            }
+            assertNotNull(delivered, "no pack succeeded within 40 s after the broker came back: " + attempts);
+            RecordingCallback.sleep(GRACE);
+            for (RecordingCallback cb : attempts) {
+                assertEquals(1, cb.calls().size(), cb.label() + ": exactly one callback: " + cb.calls());
+            }
+            sub.awaitCount(delivered.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(GRACE);
+            // Delivery first (by record id), then the bytes (the concurrent test covers payload fidelity at large).
+            Map<String, byte[]> gotById = new HashMap<>();
+            for (byte[] p : sub.payloads()) {
+                gotById.put(Payloads.idOf(p), p);
+            }
+            for (byte[] e : delivered) {
+                byte[] got = gotById.get(Payloads.idOf(e));
+                if (got == null) {
+                    fail("qos " + qos + ": the pack confirmed after the restart has a record the subscriber never got: "
+                            + Payloads.show(e) + "\n  received: " + sub.count() + " messages");
+                }
+            }
+            java.util.Set<String> ids = new java.util.HashSet<>();
+            for (byte[] e : delivered) {
+                ids.add(Payloads.idOf(e));
+            }
+            List<byte[]> ofThatPack = new ArrayList<>();
+            for (byte[] p : sub.payloads()) {
+                if (ids.contains(Payloads.idOf(p))) {
+                    ofThatPack.add(p);
+                }
+            }
+            Payloads.assertSameMultiset("qos " + qos + ", pack confirmed after the restart", delivered, ofThatPack);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ d
+
+    /** (d) Records the log schema cannot decode: onInternalError, exactly once per pack. */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void undecodableRecordsGiveInternalError() {
+        String logSchema = TestData.schemaText("simple.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("d-bad");
+        LogAppender appender = load("undecodable", KaaNode.brokerConfig(broker.port(), topic, 1));
+
+        GenericRecord ok = new GenericData.Record(schema);
+        ok.put("id", "valid-record-with-a-long-enough-id");
+        ok.put("level", new GenericData.EnumSymbol(schema.getField("level").schema(), "B"));
+        ok.put("note", "a note");
+        ok.put("value", 123456);
+        byte[] valid = AvroReference.binary(schema, ok);
+
+        Map<String, byte[]> bad = new LinkedHashMap<>();
+        bad.put("truncated (last 3 bytes cut)", Arrays.copyOf(valid, valid.length - 3));
+        bad.put("truncated (half)", Arrays.copyOf(valid, valid.length / 2));
+        byte[] overlong = new byte[21];
+        new Random(5).nextBytes(overlong);
+        overlong[0] = 0x7E; // id length 63, but only 20 (random) bytes follow
+        bad.put("random bytes behind an id length longer than the data", overlong);
+        byte[] huge = {(byte) 0xFE, (byte) 0xFF, (byte) 0xFF, (byte) 0xFF, 0x0F, 'x'}; // id length 2^31-1
+        bad.put("id length 2^31-1 (6 bytes of data)", huge);
+        bad.put("negative id length", new byte[] {0x01, 'x', 'y'});
+        bad.put("enum index 8 of 3 symbols", concat(new byte[] {0x02, 'i'}, new byte[] {0x10, 0x00, 0x02}));
+        bad.put("union branch 5 of 2", concat(new byte[] {0x02, 'i'}, new byte[] {0x00, 0x0A, 0x02}));
+        bad.put("empty record bytes", new byte[0]);
+
+        Map<String, RecordingCallback> cbs = new LinkedHashMap<>();
+        for (Map.Entry<String, byte[]> e : bad.entrySet()) {
+            if (!e.getKey().startsWith("id length 2^31")) { // Avro 1.7.5 would try to allocate 2 GB for that one
+                assertTrue(AvroReference.undecodable(schema, e.getValue()),
+                        "test data error: Avro 1.7.5 decodes '" + e.getKey() + "'");
+            }
+            cbs.put(e.getKey(), append(appender, KaaNode.pack(logSchema, 1, List.of(e.getValue())), e.getKey()));
+        }
+        cbs.put("valid, truncated, valid", append(appender, KaaNode.pack(logSchema, 1,
+                List.of(valid, Arrays.copyOf(valid, valid.length - 3), valid)), "valid, truncated, valid"));
+
+        for (RecordingCallback cb : cbs.values()) {
+            cb.awaitFirst(Duration.ofSeconds(15));
+        }
+        RecordingCallback.sleep(GRACE);
+        List<String> problems = new ArrayList<>();
+        for (RecordingCallback cb : cbs.values()) {
+            List<RecordingCallback.Call> calls = cb.calls();
+            if (calls.size() != 1 || !calls.get(0).method.equals(INTERNAL_ERROR)) {
+                problems.add(cb.toString());
+            }
+        }
+        assertTrue(problems.isEmpty(), "undecodable data must give exactly one onInternalError per pack; got: "
+                + problems);
+
+        // The appender still works afterwards.
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(valid)), "valid after bad");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+            sub.awaitCount(1, Duration.ofSeconds(10));
+            Payloads.assertSameMultiset("valid pack after undecodable ones",
+                    List.of(AvroReference.expectedPayload(schema, valid)), sub.payloads());
+        }
+    }
+
+    /** (d) An empty pack is delivered trivially: onSuccess, exactly once, nothing published. */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void emptyPackSucceeds() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        String topic = topic("d-empty");
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            LogAppender appender = load("empty-pack", KaaNode.brokerConfig(broker.port(), topic, 1));
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, Collections.emptyList()), "empty pack");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), GRACE);
+            assertEquals(0, sub.count(), "an empty pack publishes nothing");
+        }
+    }
+
+    /** (d) doAppend after close(): onInternalError exactly once, and no exception out of doAppend. */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void appendAfterCloseGivesInternalError() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("d-closed");
+        LogAppender appender = load("closed", KaaNode.brokerConfig(broker.port(), topic, 1));
+        RecordingCallback before = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "d-open", 3)), "before close");
+        before.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+
+        assertDoesNotThrow(appender::close, "close()");
+        RecordingCallback after = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "d-closed", 3)), "after close");
+        after.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), GRACE);
+
+        RecordingCallback emptyAfter = append(appender, KaaNode.pack(logSchema, 1, Collections.emptyList()),
+                "empty pack after close");
+        RecordingCallback.Call c = emptyAfter.awaitFirst(Duration.ofSeconds(10));
+        RecordingCallback.sleep(GRACE);
+        assertEquals(1, emptyAfter.calls().size(), "exactly one callback: " + emptyAfter.calls());
+        System.out.println("empty pack after close(): " + c.method);
+    }
+
+    // ------------------------------------------------------------------------------------------------ e
+
+    /** (e) No broker on the configured port: init succeeds, packs get onConnectionError within the deadline. */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void unreachableBrokerGivesConnectionError() {
+        final int timeoutSeconds = 2;
+        int closedPort = Mosquitto.freeLoopbackPort();
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        Map<String, Object> cfg = KaaNode.brokerConfig(closedPort, topic("e"), 1);
+        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
+        LogAppender appender = assertDoesNotThrow(() -> load("unreachable", cfg),
+                "init must not fail because the broker is unreachable (the node would drop the appender)");
+
+        List<RecordingCallback> cbs = new ArrayList<>();
+        for (int p = 0; p < 3; p++) {
+            cbs.add(append(appender,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(p), "e-p" + p, 5)),
+                    "pack " + p + " to a closed port"));
+        }
+        for (RecordingCallback cb : cbs) {
+            RecordingCallback.Call c = cb.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+            assertEquals(CONNECTION_ERROR, c.method, cb.label() + ": " + cb.calls());
+        }
+        RecordingCallback.sleep(Duration.ofSeconds(1));
+        for (RecordingCallback cb : cbs) {
+            cb.assertOnlyOne(CONNECTION_ERROR);
+            assertNotInlineBeforeReturn(cb);
+            assertTrue(cb.appendMillis() < timeoutSeconds * 1000.0,
+                    cb.label() + ": doAppend took " + cb.appendMillis() + " ms: it must not wait on the network");
+            System.out.printf("%s: %s after %.0f ms%n", cb.label(), cb.calls().get(0).method, cb.millisToFirst());
+        }
+    }
+
+    /**
+     * Design: in-flight work is bounded by maxPendingRecords; a pack that does not fit fails fast with a connection
+     * error instead of waiting. With the broker down, pack A (8 records) waits for its deadline; pack B (8 more, over
+     * the bound of 10) must be answered first, with onConnectionError, and both exactly once.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void packOverThePendingBoundFailsFast() {
+        final int timeoutSeconds = 6;
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic("bound"), 1);
+        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
+        cfg.put("maxPendingRecords", 10);
+        LogAppender appender = load("bounded", cfg);
+        RecordingCallback warm = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "bound-warm", 2)), "warm-up");
+        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+
+        broker.kill();
+        RecordingCallback a = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "bound-a", 8)), "pack A (8 records)");
+        RecordingCallback b = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(3), "bound-b", 8)),
+                "pack B (8 more, over the bound)");
+        RecordingCallback.Call cb = b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback.Call ca = a.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback.sleep(GRACE);
+        a.assertOnlyOne(CONNECTION_ERROR);
+        b.assertOnlyOne(CONNECTION_ERROR);
+        System.out.printf("bound: A answered after %.0f ms, B after %.0f ms%n", a.millisToFirst(), b.millisToFirst());
+        assertTrue(cb.nanoTime < ca.nanoTime, "pack B, over maxPendingRecords, must fail fast, before pack A's "
+                + "deadline; A answered after " + a.millisToFirst() + " ms, B after " + b.millisToFirst() + " ms");
+    }
+
+    /** Design: exactly one callback whatever happens, including close() while packs are in flight. */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void closeWhilePacksAreInFlightAnswersEachOnce() {
+        final int timeoutSeconds = 3;
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic("close-in-flight"), 1);
+        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
+        LogAppender appender = load("close-in-flight", cfg);
+        RecordingCallback warm = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "cif-warm", 2)), "warm-up");
+        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+
+        broker.kill();
+        List<RecordingCallback> cbs = new ArrayList<>();
+        for (int p = 0; p < 4; p++) {
+            cbs.add(append(appender,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(10 + p), "cif-p" + p, 5)),
+                    "pack " + p + " in flight at close()"));
+        }
+        assertDoesNotThrow(appender::close, "close() with packs in flight");
+        for (RecordingCallback cb : cbs) {
+            cb.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        }
+        RecordingCallback.sleep(Duration.ofSeconds(1));
+        for (RecordingCallback cb : cbs) {
+            List<RecordingCallback.Call> calls = cb.calls();
+            assertEquals(1, calls.size(), cb.label() + ": exactly one callback: " + calls);
+            assertFalse(calls.get(0).method.equals(SUCCESS), cb.label() + ": nothing reached a dead broker: " + calls);
+            System.out.printf("%s: %s after %.0f ms%n", cb.label(), calls.get(0).method, cb.millisToFirst());
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ more payload checks
+
+    /** A record with no fields: Avro 1.7.5 writes nothing; the appender must publish "{}" (one message per record). */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void recordWithoutFieldsIsPublishedAsEmptyObject() {
+        String logSchema = TestData.schemaText("empty.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        byte[] bin = AvroReference.binary(schema, new GenericData.Record(schema));
+        assertEquals(0, bin.length, "a record without fields encodes to no bytes");
+        assertEquals(0, AvroReference.kaaJson(schema, bin).length, "Avro 1.7.5 JSON of a record without fields");
+        String topic = topic("f-empty-record");
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            LogAppender appender = load("heartbeat", KaaNode.brokerConfig(broker.port(), topic, 1));
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(bin, bin, bin)), "3 heartbeats");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+            sub.awaitCount(3, Duration.ofSeconds(10));
+            RecordingCallback.sleep(GRACE);
+            byte[] obj = "{}".getBytes(StandardCharsets.UTF_8);
+            Payloads.assertSameMultiset("record without fields", List.of(obj, obj, obj), sub.payloads());
+        }
+    }
+
+    /**
+     * Edge values of the Avro-JSON encoding, one record per edge so a failure names it: Java's number formatting
+     * (Double/Float.toString, NaN and infinities quoted), string escaping and non-ASCII text, invalid UTF-8 in a
+     * string, bytes/fixed as ISO-8859-1 code points, every union branch kind (named types by full name), map
+     * ordering, nested arrays.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void edgeValuesMatchAvro175ByteForByte() {
+        String logSchema = TestData.schemaText("edge.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        Schema hash = schema.getField("hash").schema();
+        Schema level = schema.getField("level").schema();
+        Schema choice = schema.getField("choice").schema();
+        Schema point = choice.getTypes().get(10);
+
+        Map<String, Map<String, Object>> cases = new LinkedHashMap<>();
+        cases.put("baseline", Map.of());
+        String[] texts = {"", "plain ascii", "quote \" backslash \\ slash /", "controls \u0000\u0001\u0008\u000c\n\r\t\u001f\u007f",
+            "latin-1 é ü ß ÿ", "bmp 日本語 ✓ \u2028\u2029 \ufeff", "astral 😀 𝄞", "html <script>&amp;</script>"};
+        for (int i = 0; i < texts.length; i++) {
+            cases.put("text " + i, Map.of("text", texts[i]));
+        }
+        cases.put("invalid UTF-8 in a string", Map.of("text", new Utf8(new byte[] {'a', (byte) 0xC3, 'b', (byte) 0xFF,
+            (byte) 0xED, (byte) 0xA0, (byte) 0x80, 'c', (byte) 0xF0, (byte) 0x9F})));
+        int[] ints = {0, -1, 1, Integer.MIN_VALUE, Integer.MAX_VALUE};
+        for (int v : ints) {
+            cases.put("int " + v, Map.of("i", v));
+        }
+        long[] longs = {Long.MIN_VALUE, Long.MAX_VALUE, 1L << 53, -(1L << 53) - 1};
+        for (long v : longs) {
+            cases.put("long " + v, Map.of("l", v));
+        }
+        // Number formatting edge cases are only meaningful where this JVM formats numbers like the node's Java 8.
+        boolean numbers = AvroReference.jvmFormatsNumbersLikeJava8();
+        if (!numbers) {
+            System.err.println("edge test: float/double formatting cases left out" + AvroReference.NUMBER_FORMAT_NOTE);
+        }
+        float[] floats = !numbers ? new float[0] : new float[] {0f, -0f, 1f, 0.1f, 1e-5f, 1.0E7f, 1.0E-3f, 123456.79f, 3.4028235E38f, Float.MIN_VALUE,
+            Float.MIN_NORMAL, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 16777217f, 2.5E-8f};
+        for (float v : floats) {
+            cases.put("float " + v, Map.of("f", v));
+        }
+        double[] doubles = !numbers ? new double[0] : new double[] {0d, -0d, 1d, 100d, 0.1, 0.1 + 0.2, 1e-3, 1e-4, 1e7, 9999999.999, 12345678.9, 1e21, 1e23,
+            2.82879384806159E17, 1.0E-5, 4.35E-4, Double.MIN_VALUE, Double.MIN_NORMAL, Double.MAX_VALUE, Double.NaN,
+            Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY, 1.2345678901234567E-300, (double) 0.1f};
+        for (double v : doubles) {
+            cases.put("double " + v, Map.of("d", v));
+        }
+        byte[] all = new byte[256];
+        for (int i = 0; i < 256; i++) {
+            all[i] = (byte) i;
+        }
+        cases.put("bytes 0..255", Map.of("raw", ByteBuffer.wrap(all)));
+        cases.put("fixed 00 7f 80 ff", Map.of("hash", new GenericData.Fixed(hash, new byte[] {0, 0x7f, (byte) 0x80, (byte) 0xff})));
+        cases.put("enum in its own namespace", Map.of("level", new GenericData.EnumSymbol(level, "HIGH")));
+        cases.put("union int", Map.of("choice", 42));
+        cases.put("union long", Map.of("choice", 42L));
+        cases.put("union float", Map.of("choice", 1.5f));
+        cases.put("union double", Map.of("choice", 1.5d));
+        cases.put("union boolean", Map.of("choice", true));
+        cases.put("union string", Map.of("choice", "s"));
+        cases.put("union bytes", Map.of("choice", ByteBuffer.wrap(new byte[] {1, (byte) 0xe9})));
+        cases.put("union fixed", Map.of("choice", new GenericData.Fixed(hash, new byte[] {1, 2, 3, 4})));
+        cases.put("union enum", Map.of("choice", new GenericData.EnumSymbol(level, "LOW")));
+        GenericRecord pt = new GenericData.Record(point);
+        pt.put("x", 1.0);
+        pt.put("y", -2.5E-10);
+        cases.put("union record", Map.of("choice", pt));
+        cases.put("union array", Map.of("choice", List.of("a", "b")));
+        cases.put("union map", Map.of("choice", Map.of("k", 1L)));
+        cases.put("optional record present", Map.of("optPoint", pt));
+        Map<String, Object> tags = new LinkedHashMap<>();
+        for (String k : new String[] {"zeta", "alpha", "mid", "beta", "omega", "a", "b", "c", "dd", "\u00e9t\u00e9",
+            "key with \"quote\"", "1", "10", "2"}) {
+            tags.put(k, k.length() % 3 == 0 ? null : "v-" + k);
+        }
+        cases.put("map with 14 keys (Java HashMap order after Avro decoding)", Map.of("tags", tags));
+        cases.put("map with 2 keys", Map.of("tags", new LinkedHashMap<>(Map.of("b", "1", "a", "2"))));
+        cases.put("nested arrays", Map.of("matrix", List.of(List.of(), List.of(1.0, -0.5, 1e300), List.of(3.0))));
+        if (numbers) {
+            // Java's pre-JDK-19 toString is not the shortest representation for a fraction of all values: random
+            // bit patterns (finite) find those that a hand-written list misses.
+            Random rnd = new Random(1919);
+            for (int k = 0; k < 10; k++) {
+                List<Double> ds = new ArrayList<>();
+                while (ds.size() < 200) {
+                    double d = Double.longBitsToDouble(rnd.nextLong());
+                    if (!Double.isNaN(d) && !Double.isInfinite(d)) {
+                        ds.add(d);
+                    }
+                }
+                cases.put("200 random-bit doubles #" + k, Map.of("matrix", List.of(ds)));
+                List<Float> fs = new ArrayList<>();
+                while (fs.size() < 200) {
+                    float f = Float.intBitsToFloat(rnd.nextInt());
+                    if (!Float.isNaN(f) && !Float.isInfinite(f)) {
+                        fs.add(f);
+                    }
+                }
+                cases.put("200 random-bit floats #" + k, Map.of("floats", fs));
+                List<Double> plain = new ArrayList<>();
+                for (int i = 0; i < 200; i++) {
+                    plain.add((rnd.nextDouble() - 0.5) * Math.pow(10, rnd.nextInt(16) - 8));
+                }
+                cases.put("200 random doubles of everyday magnitude #" + k, Map.of("matrix", List.of(plain)));
+            }
+        }
+
+        List<byte[]> bins = new ArrayList<>();
+        Map<String, byte[]> expectedById = new LinkedHashMap<>();
+        int n = 0;
+        for (Map.Entry<String, Map<String, Object>> c : cases.entrySet()) {
+            String id = "edge-" + (n++);
+            GenericRecord r = edgeBaseline(schema, hash, level, id);
+            for (Map.Entry<String, Object> f : c.getValue().entrySet()) {
+                r.put(f.getKey(), f.getValue());
+            }
+            byte[] bin = AvroReference.binary(schema, r);
+            bins.add(bin);
+            expectedById.put(id, AvroReference.expectedPayload(schema, bin));
+        }
+        List<String> caseNames = new ArrayList<>(cases.keySet());
+
+        String topic = topic("g-edge");
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            LogAppender appender = load("edge", KaaNode.brokerConfig(broker.port(), topic, 1));
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, bins), "edge pack");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+            sub.awaitCount(bins.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(GRACE);
+
+            Map<String, byte[]> gotById = new HashMap<>();
+            List<byte[]> unidentified = new ArrayList<>();
+            for (byte[] p : sub.payloads()) {
+                String id = Payloads.idOf(p);
+                if (id == null || gotById.put(id, p) != null) {
+                    unidentified.add(p);
+                }
+            }
+            List<String> mismatches = new ArrayList<>();
+            int i = 0;
+            for (Map.Entry<String, byte[]> e : expectedById.entrySet()) {
+                String name = caseNames.get(i++);
+                byte[] got = gotById.get(e.getKey());
+                if (got == null) {
+                    mismatches.add("[" + name + "] not received; expected " + Payloads.show(e.getValue()));
+                } else if (!Arrays.equals(e.getValue(), got)) {
+                    mismatches.add("[" + name + "]\n      expected " + Payloads.show(e.getValue()) + "\n      received "
+                            + Payloads.show(got) + "\n      " + Payloads.firstDifference(e.getValue(), got));
+                }
+            }
+            for (byte[] u : unidentified) {
+                mismatches.add("[duplicate or without id] received " + Payloads.show(u));
+            }
+            if (!mismatches.isEmpty()) {
+                fail(mismatches.size() + " of " + cases.size() + " edge records differ from Avro 1.7.5:\n    "
+                        + String.join("\n    ", mismatches) + AvroReference.NUMBER_FORMAT_NOTE);
+            }
+        }
+    }
+
+    private static GenericRecord edgeBaseline(Schema schema, Schema hash, Schema level, String id) {
+        GenericRecord r = new GenericData.Record(schema);
+        r.put("id", id);
+        r.put("text", "t");
+        r.put("i", 7);
+        r.put("l", 7L);
+        r.put("f", 0.5f);
+        r.put("d", 0.25);
+        r.put("b", false);
+        r.put("nothing", null);
+        r.put("raw", ByteBuffer.wrap(new byte[0]));
+        r.put("hash", new GenericData.Fixed(hash, new byte[] {'a', 'b', 'c', 'd'}));
+        r.put("level", new GenericData.EnumSymbol(level, "LOW"));
+        r.put("choice", null);
+        r.put("optPoint", null);
+        r.put("tags", Collections.emptyMap());
+        r.put("matrix", Collections.emptyList());
+        r.put("floats", Collections.emptyList());
+        return r;
+    }
+
+    /** qos above 2 (the original form's default was 3) publishes at QoS 2. */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void qosAboveTwoPublishesAtTwo() {
+        String logSchema = TestData.schemaText("simple.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        GenericRecord r = new GenericData.Record(schema);
+        r.put("id", "qos3");
+        r.put("level", new GenericData.EnumSymbol(schema.getField("level").schema(), "C"));
+        r.put("note", null);
+        r.put("value", -1);
+        byte[] bin = AvroReference.binary(schema, r);
+        String topic = topic("h-qos3");
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 2)) {
+            LogAppender appender = load("qos3", KaaNode.brokerConfig(broker.port(), topic, 3));
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(bin)), "qos 3 pack");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+            sub.awaitCount(1, Duration.ofSeconds(10));
+            List<Subscriber.Received> msgs = sub.messages();
+            assertEquals(1, msgs.size(), "messages received");
+            assertEquals(2, msgs.get(0).qos, "configured qos 3 must publish at QoS 2");
+            Payloads.assertSameMultiset("qos 3", List.of(AvroReference.expectedPayload(schema, bin)), sub.payloads());
+        }
+    }
+
+    /**
+     * A configuration stored by the original PahoMQTT appender (the Avro binary of its nine-field record, without
+     * the new fields) still initialises the appender, which then publishes to the broker it names.
+     */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void configurationStoredByTheOriginalAppenderStillWorks() {
+        Schema legacy = AvroReference.parse(TestData.schemaText("original-PahoMqttConfig.avsc"));
+        String topic = topic("i-legacy");
+        GenericRecord cfg = new GenericData.Record(legacy);
+        cfg.put("host", "127.0.0.1");
+        cfg.put("port", broker.port());
+        cfg.put("ssl", false);
+        cfg.put("verifySslCert", false);
+        cfg.put("username", null);
+        cfg.put("password", null);
+        cfg.put("qos", 1);
+        cfg.put("clientId", "it-legacy-" + UUID.randomUUID().toString().substring(0, 8));
+        cfg.put("mqtttopic", topic);
+        byte[] raw = AvroReference.binary(legacy, cfg);
+
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        List<byte[]> bins = telemetryBinaries(schema, new Random(3), "legacy", 4);
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            LogAppender appender = KaaNode.load("legacy-config", raw);
+            appenders.add(appender);
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, bins), "pack with legacy config");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+            sub.awaitCount(bins.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(GRACE);
+            Payloads.assertSameMultiset("legacy config", expectedPayloads(schema, bins), sub.payloads());
+        }
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+}

@@ -1,0 +1,303 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A real Mosquitto broker, run as a child process on a free loopback port with its own configuration in a
+ * temporary directory. Nothing leaves the machine: the listener is bound to 127.0.0.1 only.
+ *
+ * <p>Every started process is also registered with a JVM shutdown hook, so no broker outlives the test JVM
+ * even when a test forgets {@link #close()}.
+ */
+public final class Mosquitto implements AutoCloseable {
+
+    public static final String MOSQUITTO = System.getProperty("it.mosquitto", "/usr/sbin/mosquitto");
+    public static final String MOSQUITTO_PASSWD = System.getProperty("it.mosquitto_passwd", "mosquitto_passwd");
+
+    private static final Duration START_TIMEOUT = Duration.ofSeconds(10);
+    private static final Duration STOP_TIMEOUT = Duration.ofSeconds(5);
+
+    /** Every broker process this JVM started and has not yet seen die. */
+    private static final Set<Process> LIVE = ConcurrentHashMap.newKeySet();
+
+    static {
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            for (Process p : LIVE) {
+                p.destroyForcibly();
+            }
+        }, "mosquitto-reaper"));
+    }
+
+    private final Path dir;
+    private final Path conf;
+    private final Path log;
+    private final Path stdout;
+    private final int port;
+    private final String username;
+    private final String password;
+    private Process process;
+
+    private Mosquitto(String username, String password) {
+        try {
+            this.dir = Files.createTempDirectory("kaa-mqtt-it-mosquitto-");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        this.conf = dir.resolve("mosquitto.conf");
+        this.log = dir.resolve("mosquitto.log");
+        this.stdout = dir.resolve("mosquitto.stdout");
+        this.port = freeLoopbackPort();
+        this.username = username;
+        this.password = password;
+    }
+
+    /** A broker that accepts anonymous clients. Not started yet. */
+    public static Mosquitto anonymous() {
+        return new Mosquitto(null, null);
+    }
+
+    /** A broker that only accepts this user (password file made with mosquitto_passwd). Not started yet. */
+    public static Mosquitto withCredentials(String username, String password) {
+        return new Mosquitto(username, password);
+    }
+
+    /** Convenience: an anonymous broker, started. */
+    public static Mosquitto startAnonymous() {
+        Mosquitto m = anonymous();
+        m.start();
+        return m;
+    }
+
+    /**
+     * A port that was free on loopback a moment ago (nothing listens on it once this returns). Also used by
+     * tests that want a port where no broker is.
+     */
+    public static int freeLoopbackPort() {
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            s.setReuseAddress(true);
+            return s.getLocalPort();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    public int port() {
+        return port;
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    public synchronized boolean isRunning() {
+        return process != null && process.isAlive();
+    }
+
+    public synchronized void start() {
+        if (isRunning()) {
+            throw new IllegalStateException("mosquitto already running on port " + port);
+        }
+        try {
+            writeConfig();
+            ProcessBuilder pb = new ProcessBuilder(MOSQUITTO, "-c", conf.toString())
+                    .directory(dir.toFile())
+                    .redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.appendTo(stdout.toFile()));
+            process = pb.start();
+            LIVE.add(process);
+            Process p = process;
+            p.onExit().thenRun(() -> LIVE.remove(p));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot start " + MOSQUITTO, e);
+        }
+        awaitListening();
+    }
+
+    /** Graceful stop (SIGTERM), escalating to SIGKILL if it does not exit in time. */
+    public synchronized void stop() {
+        if (process == null) {
+            return;
+        }
+        Process p = process;
+        process = null;
+        p.destroy();
+        try {
+            if (!p.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                p.destroyForcibly();
+                p.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            }
+        } catch (InterruptedException e) {
+            p.destroyForcibly();
+            Thread.currentThread().interrupt();
+        } finally {
+            LIVE.remove(p);
+        }
+    }
+
+    /** SIGKILL: the broker dies without a word to its clients (the kernel still closes its sockets). */
+    public synchronized void kill() {
+        if (process == null) {
+            return;
+        }
+        Process p = process;
+        process = null;
+        p.destroyForcibly();
+        try {
+            p.waitFor(STOP_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            LIVE.remove(p);
+        }
+    }
+
+    /** Stops (gracefully) if running, then starts again on the same port. */
+    public synchronized void restart() {
+        stop();
+        start();
+    }
+
+    /**
+     * Always kills; never throws. Removes the temporary directory (config, password file, log) unless the system
+     * property it.keepBrokerDirs is true.
+     */
+    @Override
+    public synchronized void close() {
+        kill();
+        if (!Boolean.getBoolean("it.keepBrokerDirs")) {
+            try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
+                files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
+            } catch (IOException | UncheckedIOException e) {
+                // best effort
+            }
+        }
+    }
+
+    /** The last lines of the broker's log file and of its stdout/stderr, for failure messages. */
+    public String logTail(int lines) {
+        StringBuilder sb = new StringBuilder();
+        sb.append("--- ").append(log).append(" (last ").append(lines).append(" lines) ---\n");
+        sb.append(tail(log, lines));
+        sb.append("--- ").append(stdout).append(" ---\n");
+        sb.append(tail(stdout, lines));
+        return sb.toString();
+    }
+
+    @Override
+    public String toString() {
+        return "Mosquitto[127.0.0.1:" + port + (username != null ? ", user " + username : "") + ", " + dir + "]";
+    }
+
+    private void writeConfig() throws IOException {
+        List<String> lines = new ArrayList<>();
+        // Run as root, mosquitto drops to the 'mosquitto' user, which cannot write into our private temp dir.
+        // 'user' is only used when started as root; naming ourselves keeps the privileges we have.
+        lines.add("user " + System.getProperty("user.name"));
+        lines.add("listener " + port + " 127.0.0.1");
+        lines.add("persistence false");
+        lines.add("log_dest file " + log);
+        lines.add("log_type error");
+        lines.add("log_type warning");
+        lines.add("log_type notice");
+        lines.add("log_type information");
+        lines.add("connection_messages true");
+        // The default (1000) drops messages, QoS 0 and QoS > 0 alike, for a subscriber whose queue is longer than
+        // that. A test that counts what a subscriber got must not lose messages in the broker.
+        lines.add("max_queued_messages 1000000");
+        if (username != null) {
+            Path pw = dir.resolve("passwd");
+            if (!Files.exists(pw)) {
+                runChecked(List.of(MOSQUITTO_PASSWD, "-b", "-c", pw.toString(), username, password));
+            }
+            lines.add("allow_anonymous false");
+            lines.add("password_file " + pw);
+        } else {
+            lines.add("allow_anonymous true");
+        }
+        Files.write(conf, lines, StandardCharsets.UTF_8);
+    }
+
+    private void awaitListening() {
+        long deadline = System.nanoTime() + START_TIMEOUT.toNanos();
+        IOException last = null;
+        while (System.nanoTime() < deadline) {
+            if (!process.isAlive()) {
+                Process p = process;
+                process = null;
+                LIVE.remove(p);
+                throw new IllegalStateException("mosquitto exited with " + p.exitValue() + " before listening on "
+                        + port + "\n" + logTail(30));
+            }
+            try (Socket s = new Socket()) {
+                s.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 200);
+                return;
+            } catch (IOException e) {
+                last = e;
+            }
+            sleep(50);
+        }
+        kill();
+        throw new IllegalStateException("mosquitto did not accept TCP on 127.0.0.1:" + port + " within "
+                + START_TIMEOUT + " (last error: " + last + ")\n" + logTail(30));
+    }
+
+    private static void runChecked(List<String> cmd) throws IOException {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        try {
+            if (!p.waitFor(10, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                throw new IOException("timed out: " + cmd);
+            }
+            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (p.exitValue() != 0) {
+                throw new IOException(cmd + " exited with " + p.exitValue() + ": " + out);
+            }
+        } catch (InterruptedException e) {
+            p.destroyForcibly();
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted: " + cmd, e);
+        }
+    }
+
+    private static String tail(Path file, int lines) {
+        try {
+            if (!Files.exists(file)) {
+                return "(no file)\n";
+            }
+            List<String> all = Files.readAllLines(file, StandardCharsets.ISO_8859_1);
+            List<String> last = all.subList(Math.max(0, all.size() - lines), all.size());
+            return String.join("\n", last) + "\n";
+        } catch (IOException e) {
+            return "(cannot read: " + e + ")\n";
+        }
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        }
+    }
+
+    /** For diagnostics: how many broker processes this JVM currently owns. */
+    static List<Process> liveProcesses() {
+        return Collections.unmodifiableList(new ArrayList<>(LIVE));
+    }
+}
