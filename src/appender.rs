@@ -80,7 +80,10 @@ impl Appender {
         // already closed and we refuse it: no pack can slip past both.
         let connection = lock(&self.connection);
         let Some(connection) = connection.as_ref() else {
-            log::debug!("appender '{}' is closed; pack from {endpoint} refused", self.name);
+            log::debug!(
+                "appender '{}' is closed; pack from {endpoint} refused",
+                self.name
+            );
             pack.finish(Outcome::InternalError);
             return;
         };
@@ -102,8 +105,7 @@ impl Appender {
         if let Some(schema) = cache.get(text) {
             return Ok(Arc::clone(schema));
         }
-        let schema =
-            Arc::new(LogSchema::parse(text).map_err(|e| format!("bad log schema: {e}"))?);
+        let schema = Arc::new(LogSchema::parse(text).map_err(|e| format!("bad log schema: {e}"))?);
         cache.insert(text.to_string(), Arc::clone(&schema));
         Ok(schema)
     }

@@ -29,7 +29,8 @@ use crate::appender::Appender;
 use crate::config::AppenderConfig;
 use crate::delivery::Outcome;
 
-const DISPATCH_CLASS: &str = "org/kaaproject/kaa/server/appenders/pahomqtt/appender/DeliveryDispatch";
+const DISPATCH_CLASS: &str =
+    "org/kaaproject/kaa/server/appenders/pahomqtt/appender/DeliveryDispatch";
 const DISPATCH_SIG: &str =
     "(Lorg/kaaproject/kaa/server/common/log/shared/appender/LogDeliveryCallback;I)V";
 const LOG_CLASS: &str = "org/kaaproject/kaa/server/appenders/pahomqtt/appender/NativeLog";
@@ -194,7 +195,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     guard(&mut env, 0, |env| {
         let raw = env.convert_byte_array(&raw_config)?;
         let name: String = env.get_string(&name)?.into();
-        let config = AppenderConfig::from_avro(&raw).map_err(|e| BridgeError::Config(e.to_string()))?;
+        let config =
+            AppenderConfig::from_avro(&raw).map_err(|e| BridgeError::Config(e.to_string()))?;
         Ok(Arc::into_raw(Appender::open(&name, config)) as jlong)
     })
 }
@@ -403,7 +405,8 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> 
 #[no_mangle]
 pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
-        let side = resolve(&mut vm.get_env().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let side =
+            resolve(&mut vm.get_env().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let tx = start_dispatcher(vm, side).map_err(|e| e.to_string())?;
         if DISPATCHER.set(tx).is_ok() {
             let _ = log::set_boxed_logger(Box::new(JavaLogger));

@@ -93,7 +93,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid appender configuration, field '{}': {}", self.field, self.message)
+        write!(
+            f,
+            "invalid appender configuration, field '{}': {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -131,7 +135,10 @@ impl Fields<'_> {
         match Self::wrap(field, self.reader.read_long())? {
             0 => self.string(field).map(Some),
             1 => Ok(None),
-            b => Err(ConfigError::new(field, format!("union branch {b} does not exist"))),
+            b => Err(ConfigError::new(
+                field,
+                format!("union branch {b} does not exist"),
+            )),
         }
     }
 
@@ -197,11 +204,16 @@ impl AppenderConfig {
         let port = u16::try_from(port)
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| ConfigError::new("port", format!("{port} is not between 1 and 65535")))?;
+            .ok_or_else(|| {
+                ConfigError::new("port", format!("{port} is not between 1 and 65535"))
+            })?;
         if ssl {
             // The original appender never implemented TLS either; better a clear refusal
             // than a plain-text connection the user believes is encrypted.
-            return Err(ConfigError::new("ssl", "TLS is not supported by this version"));
+            return Err(ConfigError::new(
+                "ssl",
+                "TLS is not supported by this version",
+            ));
         }
         validate_topic(&topic)?;
         if client_id.is_empty() {
@@ -285,11 +297,15 @@ pub(crate) mod tests {
 
     #[test]
     fn original_config_decodes_with_defaults_for_new_fields() {
-        let c = AppenderConfig::from_avro(&original("localhost", 1883, 3, "home/kaa/topic").0)
-            .unwrap();
+        let c =
+            AppenderConfig::from_avro(&original("localhost", 1883, 3, "home/kaa/topic").0).unwrap();
         assert_eq!(c.broker.host, "localhost");
         assert_eq!(c.broker.port, 1883);
-        assert_eq!(c.qos, Qos::ExactlyOnce, "qos 3 is published as 2, like the original");
+        assert_eq!(
+            c.qos,
+            Qos::ExactlyOnce,
+            "qos 3 is published as 2, like the original"
+        );
         assert_eq!(c.topic, "home/kaa/topic");
         assert_eq!(c.broker.username, None);
         assert_eq!(c.delivery_timeout, Duration::from_secs(30));
@@ -319,7 +335,10 @@ pub(crate) mod tests {
         assert_eq!(c.delivery_timeout, Duration::from_secs(5));
         assert_eq!(c.broker.keep_alive, Duration::from_secs(7));
         assert_eq!(c.max_pending_records, 50);
-        assert!(!format!("{c:?}").contains("secret"), "password leaked into Debug");
+        assert!(
+            !format!("{c:?}").contains("secret"),
+            "password leaked into Debug"
+        );
     }
 
     fn error_of(e: &Encoder) -> ConfigError {
@@ -332,7 +351,10 @@ pub(crate) mod tests {
         assert_eq!(error_of(&original("h", 0, 1, "t")).field, "port");
         assert_eq!(error_of(&original("h", 70000, 1, "t")).field, "port");
         assert_eq!(error_of(&original("h", 1883, -1, "t")).field, "qos");
-        assert_eq!(error_of(&original("h", 1883, 1, "a/+/b")).field, "mqtttopic");
+        assert_eq!(
+            error_of(&original("h", 1883, 1, "a/+/b")).field,
+            "mqtttopic"
+        );
         assert_eq!(error_of(&original("h", 1883, 1, "a/#")).field, "mqtttopic");
         assert_eq!(error_of(&original("h", 1883, 1, "")).field, "mqtttopic");
         let mut e = original("h", 1883, 1, "t");

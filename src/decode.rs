@@ -5,18 +5,21 @@
 //! UTF-8, `MinimalPrettyPrinter`). The original appender published that text and dashboards
 //! compare it byte for byte, so [`LogSchema::to_avro_json`] reproduces it exactly:
 //!
-//! * the schema is parsed once by `apache-avro` and compiled into a small tree of [`Node`]s
+//! * the schema is parsed once by `apache-avro` and compiled into a small tree of `Node`s
 //!   (named types and references resolved, field names and union labels pre-rendered as JSON
 //!   bytes), so the hot path only walks that tree and appends to the caller's buffer;
 //! * Avro 1.7.5 has no logical types: every logical type `apache-avro` knows is written as its
 //!   underlying primitive or fixed, and union labels are the 1.7.5 ones (`int`, `bytes`, the
 //!   fixed's full name, ...);
-//! * floats and doubles are formatted like Java's `Float.toString` / `Double.toString`
-//!   (see [`write_java_double`]), NaN and the infinities as JSON strings, as Jackson does;
-//! * strings, bytes and fixed are escaped like Jackson 1.x (`\"`, `\\`, `\b`, `\t`, `\n`,
-//!   `\f`, `\r`, other control characters as `\u00XX` with upper-case hex, nothing else);
+//! * floats and doubles are formatted like JDK 8's `Float.toString` / `Double.toString`
+//!   (see `write_java_double` for the rare values where we differ), NaN and the infinities
+//!   as JSON strings, as Jackson does;
+//! * strings, bytes and fixed are escaped like Jackson 1.9 (`\"`, `\\`, `\b`, `\t`, `\n`,
+//!   `\f`, `\r`, other control characters as `\u00XX` with upper-case hex, and characters
+//!   outside the BMP as escaped surrogate pairs); malformed UTF-8 in strings becomes U+FFFD
+//!   exactly where JDK 8's decoder puts it;
 //! * a map's keys come out in the iteration order of the `java.util.HashMap` that
-//!   `GenericDatumReader` reads it into (see [`finish_map`]).
+//!   `GenericDatumReader` reads it into (see `finish_map`).
 //!
 //! Malformed data is an error, never a panic, never an unbounded allocation and never an
 //! unbounded recursion.
@@ -34,6 +37,7 @@ use crate::binary::{BinaryError, Reader};
 
 /// Nesting limit for records, arrays, maps and unions inside one datum. Recursive schemas
 /// (a linked list) would otherwise let a hostile record recurse as deep as its bytes allow.
+/// A level takes about 300 bytes of stack (1.1 KB for a map), so at most some 140 KB.
 pub const MAX_DEPTH: u32 = 128;
 
 /// How much output a datum may produce from array items that take no input bytes at all
@@ -322,8 +326,7 @@ impl LogSchema {
             Node::Union(branches) => {
                 let at = r.remaining();
                 let index = read!("union index", read_int());
-                let Some(branch) = usize::try_from(index).ok().and_then(|i| branches.get(i))
-                else {
+                let Some(branch) = usize::try_from(index).ok().and_then(|i| branches.get(i)) else {
                     return Err(DecodeError::UnionIndex {
                         offset: cx.offset(at),
                         index,
@@ -374,6 +377,8 @@ impl LogSchema {
 
     /// Writes a map: the entries go out in insertion order first, each `"key":value` as one
     /// segment, then [`finish_map`] reorders the segments into Java's HashMap order.
+    // Not inlined, so that the entry array below sits only in the frames of map levels.
+    #[inline(never)]
     fn write_map(
         &self,
         values: u32,
@@ -384,7 +389,10 @@ impl LogSchema {
         depth: u32,
     ) -> Result<(), DecodeError> {
         let mark = out.len();
-        let mut entries: Vec<MapEntry<'_>> = Vec::new();
+        // The entries, on the stack while there are few (almost always), else on the heap.
+        let mut small = [MapEntry::default(); SMALL_MAP];
+        let mut spill: Vec<MapEntry<'_>> = Vec::new();
+        let mut n = 0usize;
         let mut first_block = 0usize;
         out.push(b'{');
         loop {
@@ -412,7 +420,6 @@ impl LogSchema {
             }
             if first_block == 0 {
                 first_block = count;
-                entries.reserve(count.min(1024));
             }
             for _ in 0..count {
                 let at = r.remaining();
@@ -426,23 +433,37 @@ impl LogSchema {
                         })
                     }
                 };
-                if !entries.is_empty() {
+                if n > 0 {
                     out.push(b',');
                 }
                 let start = out.len();
                 write_utf8_string(out, key);
                 out.push(b':');
                 self.write(values, r, out, cx, depth)?;
-                entries.push(MapEntry {
+                let entry = MapEntry {
                     key,
                     hash: java_hash(keys, key),
                     start,
                     end: out.len(),
-                });
+                };
+                if n < SMALL_MAP {
+                    small[n] = entry;
+                } else {
+                    if spill.is_empty() {
+                        spill.extend_from_slice(&small);
+                    }
+                    spill.push(entry);
+                }
+                n += 1;
             }
         }
         out.push(b'}');
-        finish_map(out, mark, &entries, first_block, keys);
+        let entries = if n <= SMALL_MAP {
+            &small[..n]
+        } else {
+            &spill[..]
+        };
+        finish_map(out, mark, entries, first_block, keys);
         Ok(())
     }
 }
@@ -502,38 +523,118 @@ impl Cx {
 // Schema compilation
 // ---------------------------------------------------------------------------------------
 
-/// Makes `apache-avro` accept what Avro 1.7.5 accepts in the places that cannot matter to us:
-/// 1.7.5 never checks `default` values (of fields, or an enum's default symbol) and keeps a
-/// non-text `logicalType` as a plain property, while `apache-avro` rejects both. Defaults
-/// only serve schema resolution, and we always read with the writer's own schema.
+/// Prepares the schema JSON so that `apache-avro` sees what Avro 1.7.5 sees:
+///
+/// * 1.7.5 never checks `default` values (of fields, or an enum's default symbol) and keeps a
+///   non-text `logicalType` as a plain property, while `apache-avro` rejects both. Defaults
+///   only serve schema resolution, and we always read with the writer's own schema, so they
+///   are dropped, as are non-text `logicalType`s.
+/// * Every named type and every reference to one is rewritten to its full name as 1.7.5's
+///   `Schema.parse` computes it, because the two disagree on namespace inheritance: in 1.7.5 a
+///   type declared with `"namespace": ""` has no namespace, but the types nested in it still
+///   inherit the enclosing one (its parser only changes the default namespace to a non-null
+///   one), and that full name is what a union branch is labelled with.
+/// * A type `"error"` (a record in 1.7.5) becomes `"record"`.
 fn relax_for_avro_1_7_5(schema: &mut Value) {
+    relax(schema, None);
+}
+
+fn is_primitive(name: &str) -> bool {
+    matches!(
+        name,
+        "null" | "boolean" | "int" | "long" | "float" | "double" | "bytes" | "string"
+    )
+}
+
+/// A reference `name` read where 1.7.5's default namespace is `space`, written fully
+/// qualified (a leading dot means "no namespace" to apache-avro).
+fn qualify(name: &str, space: Option<&str>) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("{}.{name}", space.unwrap_or(""))
+    }
+}
+
+/// `space` is 1.7.5's default namespace where `schema` sits (never `Some("")`).
+fn relax(schema: &mut Value, space: Option<&str>) {
     match schema {
-        Value::Array(branches) => branches.iter_mut().for_each(relax_for_avro_1_7_5),
+        Value::String(name) if !is_primitive(name) => *name = qualify(name, space),
+        Value::Array(branches) => branches.iter_mut().for_each(|b| relax(b, space)),
         Value::Object(map) => {
             if map.get("logicalType").is_some_and(|t| !t.is_string()) {
                 map.remove("logicalType");
             }
-            if map.get("type").and_then(Value::as_str) == Some("enum") {
-                map.remove("default");
-            }
-            if let Some(t) = map.get_mut("type") {
-                if !t.is_string() {
-                    relax_for_avro_1_7_5(t);
+            let kind = match map.get("type") {
+                Some(Value::String(kind)) => kind.clone(),
+                Some(_) => {
+                    if let Some(t) = map.get_mut("type") {
+                        relax(t, space);
+                    }
+                    return;
                 }
-            }
-            if let Some(Value::Array(fields)) = map.get_mut("fields") {
-                for field in fields.iter_mut() {
-                    if let Value::Object(field) = field {
-                        field.remove("default");
-                        if let Some(t) = field.get_mut("type") {
-                            relax_for_avro_1_7_5(t);
+                None => return,
+            };
+            match kind.as_str() {
+                "record" | "error" | "enum" | "fixed" => {
+                    let mut inner: Option<String> = space.map(str::to_owned);
+                    if let Some(name) = map.get("name").and_then(Value::as_str).map(str::to_owned) {
+                        // Schema.Name(name, space): the namespace attribute (even "") or else
+                        // the default; a dotted name brings its own; "" means none.
+                        let declared = match map.get("namespace") {
+                            Some(Value::String(ns)) => Some(ns.clone()),
+                            _ => space.map(str::to_owned),
+                        };
+                        let (ns, short) = match name.rfind('.') {
+                            Some(dot) => (Some(name[..dot].to_owned()), name[dot + 1..].to_owned()),
+                            None => (declared.filter(|ns| !ns.is_empty()), name.clone()),
+                        };
+                        match &ns {
+                            Some(ns) => {
+                                map.insert("name".into(), Value::String(format!("{ns}.{short}")));
+                                map.remove("namespace");
+                                // Only a non-null namespace becomes the default for children.
+                                inner = Some(ns.clone());
+                            }
+                            None => {
+                                map.insert("name".into(), Value::String(short));
+                                map.insert("namespace".into(), Value::String(String::new()));
+                            }
+                        }
+                    }
+                    if kind == "enum" {
+                        map.remove("default");
+                    }
+                    if kind == "error" {
+                        // 1.7.5 reads an "error" (a protocol's error type) as a record.
+                        map.insert("type".into(), Value::String("record".into()));
+                    }
+                    if let Some(Value::Array(fields)) = map.get_mut("fields") {
+                        for field in fields.iter_mut() {
+                            if let Value::Object(field) = field {
+                                field.remove("default");
+                                if let Some(t) = field.get_mut("type") {
+                                    relax(t, inner.as_deref());
+                                }
+                            }
                         }
                     }
                 }
-            }
-            for key in ["items", "values"] {
-                if let Some(child) = map.get_mut(key) {
-                    relax_for_avro_1_7_5(child);
+                "array" => {
+                    if let Some(items) = map.get_mut("items") {
+                        relax(items, space);
+                    }
+                }
+                "map" => {
+                    if let Some(values) = map.get_mut("values") {
+                        relax(values, space);
+                    }
+                }
+                other if is_primitive(other) => {}
+                other => {
+                    // {"type": "SomeName"}: a reference in an object.
+                    let full = qualify(other, space);
+                    map.insert("type".into(), Value::String(full));
                 }
             }
         }
@@ -802,6 +903,10 @@ fn mark_zero_width_arrays(nodes: &mut [Node]) {
 // Maps in java.util.HashMap order
 // ---------------------------------------------------------------------------------------
 
+/// Maps of up to this many entries are ordered without touching the heap.
+const SMALL_MAP: usize = 16;
+
+#[derive(Clone, Copy, Default)]
 struct MapEntry<'a> {
     key: &'a [u8],
     /// `key.hashCode()` of the Java key object.
@@ -815,9 +920,9 @@ struct MapEntry<'a> {
 fn java_hash(kind: &KeyKind, key: &[u8]) -> i32 {
     match kind {
         // Avro 1.7.5 Utf8.hashCode(): h = h*31 + b over the bytes, as signed Java bytes.
-        KeyKind::Utf8 | KeyKind::Invalid(_) => key
-            .iter()
-            .fold(0i32, |h, &b| h.wrapping_mul(31).wrapping_add(i32::from(b as i8))),
+        KeyKind::Utf8 | KeyKind::Invalid(_) => key.iter().fold(0i32, |h, &b| {
+            h.wrapping_mul(31).wrapping_add(i32::from(b as i8))
+        }),
         // String.hashCode(): the same over the UTF-16 code units of the decoded text.
         KeyKind::JavaString => {
             let step = |h: i32, u: u16| h.wrapping_mul(31).wrapping_add(i32::from(u));
@@ -833,9 +938,9 @@ fn java_hash(kind: &KeyKind, key: &[u8]) -> i32 {
 /// `String` keys, where different bytes can decode to the same text through U+FFFD.
 fn key_identity<'a>(kind: &KeyKind, key: &'a [u8]) -> Cow<'a, [u8]> {
     match kind {
-        KeyKind::JavaString if std::str::from_utf8(key).is_err() => Cow::Owned(
-            String::from_utf16_lossy(&java_decode_utf8(key)).into_bytes(),
-        ),
+        KeyKind::JavaString if std::str::from_utf8(key).is_err() => {
+            Cow::Owned(String::from_utf16_lossy(&java_decode_utf8(key)).into_bytes())
+        }
         _ => Cow::Borrowed(key),
     }
 }
@@ -863,16 +968,25 @@ fn spread(hash: i32) -> u32 {
 /// fewer than 64 buckets makes `treeifyBin` resize instead, which is emulated. In a larger
 /// table that chain becomes a red-black tree whose iteration order can differ; that needs
 /// nine keys in one bucket of a table of 64 or more and is not emulated.
-fn finish_map(out: &mut Vec<u8>, mark: usize, entries: &[MapEntry<'_>], first_block: usize, kind: &KeyKind) {
+// Not inlined: its stack arrays then never sit in the frames of the recursion.
+#[inline(never)]
+fn finish_map(
+    out: &mut Vec<u8>,
+    mark: usize,
+    entries: &[MapEntry<'_>],
+    first_block: usize,
+    kind: &KeyKind,
+) {
     let n = entries.len();
     if n <= 1 {
         return;
     }
-    // For each entry, the entry of the first equal key (itself if it is the first).
-    let mut first_of: Vec<usize> = (0..n).collect();
-    let mut has_duplicates = false;
-    if n <= 16 {
-        for i in 1..n {
+    if n <= SMALL_MAP {
+        // The same steps as below, with arrays on the stack.
+        let mut first_of = [0usize; SMALL_MAP];
+        let mut has_duplicates = false;
+        for i in 0..n {
+            first_of[i] = i;
             for j in 0..i {
                 if first_of[j] == j
                     && entries[j].hash == entries[i].hash
@@ -884,60 +998,107 @@ fn finish_map(out: &mut Vec<u8>, mark: usize, entries: &[MapEntry<'_>], first_bl
                 }
             }
         }
-    } else {
-        let mut by_hash: Vec<usize> = (0..n).collect();
-        by_hash.sort_by_key(|&i| (entries[i].hash, i));
-        let mut group_start = 0;
-        while group_start < n {
-            let hash = entries[by_hash[group_start]].hash;
-            let mut group_end = group_start + 1;
-            while group_end < n && entries[by_hash[group_end]].hash == hash {
-                group_end += 1;
-            }
-            let group = &by_hash[group_start..group_end];
-            if group.len() <= 16 {
-                for (gi, &i) in group.iter().enumerate().skip(1) {
-                    for &j in &group[..gi] {
-                        if first_of[j] == j && keys_equal(kind, entries[j].key, entries[i].key) {
-                            first_of[i] = j;
-                            has_duplicates = true;
-                            break;
-                        }
-                    }
-                }
+        let mut slots = [0usize; SMALL_MAP];
+        let mut hashes = [0u32; SMALL_MAP];
+        let mut slot_of = [0usize; SMALL_MAP];
+        let mut distinct = 0;
+        for i in 0..n {
+            if first_of[i] == i {
+                slot_of[i] = distinct;
+                slots[distinct] = i;
+                hashes[distinct] = spread(entries[i].hash);
+                distinct += 1;
             } else {
-                // Many keys with one hash (crafted input): look equal keys up by their text.
-                let mut seen: HashMap<Cow<'_, [u8]>, usize> = HashMap::new();
-                for &i in group {
-                    let key = key_identity(kind, entries[i].key);
-                    match seen.get(&key) {
-                        Some(&j) => {
-                            first_of[i] = j;
-                            has_duplicates = true;
-                        }
-                        None => {
-                            seen.insert(key, i);
-                        }
+                slots[slot_of[first_of[i]]] = i;
+            }
+        }
+        let mask = java_hashmap_capacity(first_block, &hashes[..distinct]) - 1;
+        let mut order = [0usize; SMALL_MAP];
+        for (k, slot) in order[..distinct].iter_mut().enumerate() {
+            *slot = k;
+        }
+        order[..distinct].sort_unstable_by_key(|&k| (hashes[k] & mask, k));
+        reorder_map(
+            out,
+            mark,
+            entries,
+            has_duplicates,
+            &order[..distinct],
+            &slots,
+        );
+        return;
+    }
+    // For each entry, the entry of the first equal key (itself if it is the first).
+    let mut first_of: Vec<usize> = (0..n).collect();
+    let mut has_duplicates = false;
+    let mut by_hash: Vec<usize> = (0..n).collect();
+    by_hash.sort_unstable_by_key(|&i| (entries[i].hash, i));
+    let mut group_start = 0;
+    while group_start < n {
+        let hash = entries[by_hash[group_start]].hash;
+        let mut group_end = group_start + 1;
+        while group_end < n && entries[by_hash[group_end]].hash == hash {
+            group_end += 1;
+        }
+        let group = &by_hash[group_start..group_end];
+        if group.len() <= SMALL_MAP {
+            for (gi, &i) in group.iter().enumerate().skip(1) {
+                for &j in &group[..gi] {
+                    if first_of[j] == j && keys_equal(kind, entries[j].key, entries[i].key) {
+                        first_of[i] = j;
+                        has_duplicates = true;
+                        break;
                     }
                 }
             }
-            group_start = group_end;
+        } else {
+            // Many keys with one hash (crafted input): look equal keys up by their text.
+            let mut seen: HashMap<Cow<'_, [u8]>, usize> = HashMap::new();
+            for &i in group {
+                let key = key_identity(kind, entries[i].key);
+                match seen.get(&key) {
+                    Some(&j) => {
+                        first_of[i] = j;
+                        has_duplicates = true;
+                    }
+                    None => {
+                        seen.insert(key, i);
+                    }
+                }
+            }
         }
+        group_start = group_end;
     }
-    // Distinct keys in first-insertion order, and the entry holding each one's last value.
-    let mut distinct: Vec<usize> = Vec::with_capacity(n);
-    let mut last_of: Vec<usize> = (0..n).collect();
+    // Distinct keys in first-insertion order: the entry holding each one's last value, and
+    // its hash.
+    let mut slots: Vec<usize> = Vec::with_capacity(n);
+    let mut hashes: Vec<u32> = Vec::with_capacity(n);
+    let mut slot_of: Vec<usize> = vec![0; n];
     for i in 0..n {
         if first_of[i] == i {
-            distinct.push(i);
+            slot_of[i] = slots.len();
+            slots.push(i);
+            hashes.push(spread(entries[i].hash));
         } else {
-            last_of[first_of[i]] = i;
+            slots[slot_of[first_of[i]]] = i;
         }
     }
-    let hashes: Vec<u32> = distinct.iter().map(|&i| spread(entries[i].hash)).collect();
     let mask = java_hashmap_capacity(first_block, &hashes) - 1;
-    let mut order: Vec<usize> = (0..distinct.len()).collect();
-    order.sort_by_key(|&k| (hashes[k] & mask, k));
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_unstable_by_key(|&k| (hashes[k] & mask, k));
+    reorder_map(out, mark, entries, has_duplicates, &order, &slots);
+}
+
+/// Rewrites the map at `out[mark..]` with the distinct keys in `order` (indices into `slots`,
+/// which name the entry holding each key's last value), unless that is what is there already.
+fn reorder_map(
+    out: &mut Vec<u8>,
+    mark: usize,
+    entries: &[MapEntry<'_>],
+    has_duplicates: bool,
+    order: &[usize],
+    slots: &[usize],
+) {
     if !has_duplicates && order.iter().enumerate().all(|(pos, &k)| pos == k) {
         return;
     }
@@ -947,7 +1108,7 @@ fn finish_map(out: &mut Vec<u8>, mark: usize, entries: &[MapEntry<'_>], first_bl
         if pos > 0 {
             out.push(b',');
         }
-        let e = &entries[last_of[distinct[k]]];
+        let e = &entries[slots[k]];
         out.extend_from_within(e.start..e.end);
     }
     out.push(b'}');
@@ -1047,6 +1208,20 @@ fn write_u_escape(out: &mut Vec<u8>, unit: u16) {
     ]);
 }
 
+/// Whether any of eight bytes is below 0x20, `"`, `\\` or at least 0xF0 (the bytes that
+/// [`ESCAPES`] marks), with the classic "has a zero byte" bit trick, which is exact about
+/// whether there is one.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    let astral = zero_byte((word & (ONES * 0xF0)) ^ (ONES * 0xF0));
+    (control | quote | backslash | astral) != 0
+}
+
 /// Writes valid UTF-8 text as a JSON string, as Jackson 1.9's `Utf8Generator` does. Besides
 /// the ASCII escapes, it writes every UTF-16 surrogate as a `\uXXXX` escape: a character
 /// outside the Basic Multilingual Plane (an emoji) becomes an escaped surrogate pair such as
@@ -1057,6 +1232,14 @@ fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < text.len() {
+        if let Some(chunk) = text.get(i..i + 8) {
+            // Eight bytes at a time while none of them needs attention.
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
         let b = text[i];
         let escape = ESCAPES[b as usize];
         if escape == 0 {
@@ -1149,7 +1332,11 @@ fn java_decode_utf8(sa: &[u8]) -> Vec<u16> {
                         let c = (u16::from(b1 & 0x0F) << 12)
                             | (u16::from(b2 & 0x3F) << 6)
                             | u16::from(b3 & 0x3F);
-                        da.push(if (0xD800..=0xDFFF).contains(&c) { REPL } else { c });
+                        da.push(if (0xD800..=0xDFFF).contains(&c) {
+                            REPL
+                        } else {
+                            c
+                        });
                         sp += 2;
                     }
                     continue;
@@ -1168,8 +1355,7 @@ fn java_decode_utf8(sa: &[u8]) -> Vec<u16> {
                         | (u32::from(b2 & 0x3F) << 12)
                         | (u32::from(b3 & 0x3F) << 6)
                         | u32::from(b4 & 0x3F);
-                    if !cont(b2) || !cont(b3) || !cont(b4) || !(0x10000..=0x10FFFF).contains(&uc)
-                    {
+                    if !cont(b2) || !cont(b3) || !cont(b4) || !(0x10000..=0x10FFFF).contains(&uc) {
                         da.push(REPL);
                         // malformedN(4): how many bytes the replacement stands for.
                         let bad_b2 = b1 > 0xF4
@@ -1191,9 +1377,15 @@ fn java_decode_utf8(sa: &[u8]) -> Vec<u16> {
                     }
                     continue;
                 }
-                // Fewer than three bytes after the lead. (JDK 8's first test here also
-                // compares the signed lead byte with 0xf0, which never holds.)
-                if sp < sl && !cont(sa[sp]) {
+                // Fewer than three bytes after the lead: isMalformed4_2 as in later JDK 8
+                // updates and in JDK 9+ (early JDK 8 builds lacked the `b1 > 0xf4` test and
+                // compared the signed lead byte with 0xf0).
+                if b1 > 0xF4
+                    || (sp < sl
+                        && ((b1 == 0xF0 && !(0x90..=0xBF).contains(&sa[sp]))
+                            || (b1 == 0xF4 && sa[sp] & 0xF0 != 0x80)
+                            || !cont(sa[sp])))
+                {
                     da.push(REPL);
                     continue;
                 }
@@ -1256,21 +1448,29 @@ fn write_latin1_string(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 fn write_i64(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    // Left-aligned in a fixed block that is appended whole, then cut to length (see
+    // write_java_layout: fixed-size copies avoid a memcpy call per number).
+    let mut buf = [0u8; 24];
+    let mut len = 0;
     if v < 0 {
-        out.push(b'-');
+        buf[0] = b'-';
+        len = 1;
     }
-    out.extend_from_slice(&buf[i..]);
+    let mut n = v.unsigned_abs();
+    let mut digits = 1;
+    let mut rest = n / 10;
+    while rest != 0 {
+        rest /= 10;
+        digits += 1;
+    }
+    len += digits;
+    for slot in buf[len - digits..len].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(start + len);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1278,26 +1478,9 @@ fn write_i64(out: &mut Vec<u8>, v: i64) {
 // ---------------------------------------------------------------------------------------
 
 /// Writes a double as Jackson does: `Double.toString(d)` raw, or NaN and the infinities as
-/// JSON strings (`QUOTE_NON_NUMERIC_NUMBERS`, on by default).
-///
-/// The digits follow JDK 8's `FloatingDecimal` (Kaa runs on Java 8):
-/// * an integral value 1 <= |d| < 2^63 takes its "easy" path ([`java_integer_digits`]): the
-///   exact integer, rounded to drop the digits its precision cannot vouch for. Above 2^53 this
-///   keeps more digits than the shortest (`2.82879384806159008E17`), and we keep them too;
-/// * anything else gets the shortest digits that read back as the same double (zmij, a
-///   Schubfach/Ryu-family algorithm). Where such a result has one digit and would be
-///   written `d.0E-n` for a subnormal, Java shows the two-digit decimal closest to the value
-///   instead (`Double.MIN_VALUE` is `4.9E-324`).
-///
-/// The layout is Java's: plain decimal for 1e-3 <= |d| < 1e7 with at least one digit after
-/// the point, otherwise `d.dddE[-]n`.
-///
-/// Known, rare divergence: FloatingDecimal's general digit loop (Steele & White with a
-/// symmetric stopping test) is not always shortest, mostly for doubles just below a power of
-/// ten, e.g. the double nearest 1e23 prints as `9.999999999999999E22` in Java and as `1.0E23`
-/// here. Against JDK 17 (whose `FloatingDecimal` is JDK 8's) no such case turned up among
-/// 140,000 random doubles of ordinary magnitude; the tests against the real Avro 1.7.5 are
-/// where any others will show.
+/// JSON strings (`QUOTE_NON_NUMERIC_NUMBERS`, on by default). The digits are JDK 8's
+/// ([`java_number`]), the layout Java's: plain decimal for 1e-3 <= |d| < 1e7 with at least
+/// one digit after the point, otherwise `d.dddE[-]n`.
 fn write_java_double(out: &mut Vec<u8>, d: f64) {
     if write_non_finite(out, d.is_nan(), d.is_infinite(), d.is_sign_negative()) {
         return;
@@ -1305,27 +1488,15 @@ fn write_java_double(out: &mut Vec<u8>, d: f64) {
     if d.is_sign_negative() {
         out.push(b'-');
     }
-    let bits = d.to_bits();
-    let exp_field = ((bits >> 52) & 0x7FF) as i32;
     let digits = if d == 0.0 {
         Digits::ZERO
-    } else if exp_field == 0 {
-        shortest_digits(zmij::Buffer::new().format_finite(d.abs()), |w| {
-            fmt::write(w, format_args!("{:.1e}", d.abs()))
-        })
     } else {
-        let fract = (bits & ((1 << 52) - 1)) | (1 << 52);
-        match java_integer_digits(fract, exp_field - 1023, 53) {
-            Some(digits) => digits,
-            None => parse_digits(zmij::Buffer::new().format_finite(d.abs()).as_bytes()),
-        }
+        java_number::double_digits(d)
     };
     write_java_layout(out, &digits);
 }
 
-/// Writes a float as Jackson does: `Float.toString(f)`; see [`write_java_double`]. Java runs
-/// floats through the same code with 24 significant bits, so integral floats from 2^24 up
-/// keep their exact digits too (`1.01534304E8`, where the shortest is `1.015343E8`).
+/// Writes a float as Jackson does: `Float.toString(f)`; see [`write_java_double`].
 fn write_java_float(out: &mut Vec<u8>, f: f32) {
     if write_non_finite(out, f.is_nan(), f.is_infinite(), f.is_sign_negative()) {
         return;
@@ -1333,93 +1504,12 @@ fn write_java_float(out: &mut Vec<u8>, f: f32) {
     if f.is_sign_negative() {
         out.push(b'-');
     }
-    let bits = f.to_bits();
-    let exp_field = ((bits >> 23) & 0xFF) as i32;
     let digits = if f == 0.0 {
         Digits::ZERO
-    } else if exp_field == 0 {
-        shortest_digits(zmij::Buffer::new().format_finite(f.abs()), |w| {
-            fmt::write(w, format_args!("{:.1e}", f.abs()))
-        })
     } else {
-        let fract = u64::from((bits & 0x7F_FFFF) | 0x80_0000) << 29;
-        match java_integer_digits(fract, exp_field - 127, 24) {
-            Some(digits) => digits,
-            None => parse_digits(zmij::Buffer::new().format_finite(f.abs()).as_bytes()),
-        }
+        java_number::float_digits(f)
     };
     write_java_layout(out, &digits);
-}
-
-/// The shortest digits of a subnormal, with Java's second digit when there is only one.
-fn shortest_digits(shortest: &str, two_digits: impl FnOnce(&mut StackBuf) -> fmt::Result) -> Digits {
-    let digits = parse_digits(shortest.as_bytes());
-    if digits.len != 1 {
-        return digits;
-    }
-    let mut buf = StackBuf {
-        buf: [0; 64],
-        len: 0,
-    };
-    match two_digits(&mut buf) {
-        Ok(()) => parse_digits(&buf.buf[..buf.len]),
-        Err(_) => digits,
-    }
-}
-
-/// `FloatingDecimal.BinaryToASCIIBuffer.dtoa`'s easy case: `fract` holds the significand with
-/// its leading bit at bit 52, the value is `fract × 2^(bin_exp - 52)`. When that is an integer
-/// and `bin_exp` is at most 62, Java prints the integer itself after rounding away
-/// `insignificantDigitsForPow2(bin_exp - significant_bits - 1)` low digits (developLongDigits).
-fn java_integer_digits(fract: u64, bin_exp: i32, significant_bits: i32) -> Option<Digits> {
-    /// insignificantDigitsNumber: the number of decimal digits of 2^i, less one.
-    const INSIGNIFICANT_DIGITS: [u32; 64] = [
-        0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 8, 8, 8,
-        9, 9, 9, 9, 10, 10, 10, 11, 11, 11, 12, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15, 15,
-        15, 16, 16, 16, 17, 17, 17, 18, 18, 18, 19,
-    ];
-    // MIN_SMALL_BIN_EXP..=MAX_SMALL_BIN_EXP
-    if !(-21..=62).contains(&bin_exp) {
-        return None;
-    }
-    let fract_bits = 53 - fract.trailing_zeros() as i32;
-    if fract_bits - bin_exp - 1 > 0 {
-        // Bits to the right of the point: not an integer.
-        return None;
-    }
-    let insignificant = if bin_exp > significant_bits {
-        let p2 = bin_exp - significant_bits - 1;
-        if p2 > 1 && p2 < 64 {
-            INSIGNIFICANT_DIGITS[p2 as usize]
-        } else {
-            0
-        }
-    } else {
-        0
-    };
-    let mut value = if bin_exp >= 52 {
-        fract << (bin_exp - 52)
-    } else {
-        fract >> (52 - bin_exp)
-    };
-    if insignificant != 0 {
-        let pow10 = 10u64.pow(insignificant);
-        let residue = value % pow10;
-        value /= pow10;
-        if residue >= pow10 / 2 {
-            value += 1;
-        }
-    }
-    let mut text = [0u8; 20];
-    let mut i = text.len();
-    while value != 0 {
-        i -= 1;
-        text[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    let mut digits = parse_digits(&text[i..]);
-    digits.exp += insignificant as i32;
-    Some(digits)
 }
 
 /// NaN and the infinities, as Jackson quotes them; false for a finite value.
@@ -1439,129 +1529,87 @@ fn write_non_finite(out: &mut Vec<u8>, nan: bool, infinite: bool, negative: bool
     true
 }
 
-/// A small stack buffer for `fmt::Write`.
-struct StackBuf {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl fmt::Write for StackBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        if end > self.buf.len() {
-            return Err(fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// Decimal digits of a positive number, without leading or trailing zeros, and the exponent
-/// `e` such that the number is `0.d1d2d3... × 10^e`.
+/// The decimal digits of a positive number as an integer without trailing zeros (`value`, of
+/// `len` digits; `len == 0` for zero) and the exponent `exp` such that the number is
+/// `0.d1d2d3... × 10^exp`. Kept as an integer rather than characters so that the characters
+/// are written once, straight into the output.
 struct Digits {
-    digits: [u8; 40],
+    value: u64,
     len: usize,
     exp: i32,
 }
 
 impl Digits {
     const ZERO: Digits = Digits {
-        digits: [0; 40],
+        value: 0,
         len: 0,
         exp: 0,
     };
-}
-
-/// Reads any plain or scientific rendering (`123.45`, `0.001`, `1e+21`, `1.5e-7`, `4.9e-324`).
-fn parse_digits(text: &[u8]) -> Digits {
-    let mut d = Digits {
-        digits: [0; 40],
-        len: 0,
-        exp: 0,
-    };
-    let mut point = None;
-    let mut leading_zeros = 0i32;
-    let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'0' if d.len == 0 => {
-                // Leading zeros count only to place the point.
-                leading_zeros += 1;
-            }
-            c @ b'0'..=b'9' => {
-                if d.len < d.digits.len() {
-                    d.digits[d.len] = c;
-                    d.len += 1;
-                }
-            }
-            b'.' => point = Some(leading_zeros + d.len as i32),
-            b'e' | b'E' => {
-                let mut e = 0i32;
-                let mut negative = false;
-                for &c in &text[i + 1..] {
-                    match c {
-                        b'-' => negative = true,
-                        b'0'..=b'9' => e = e * 10 + i32::from(c - b'0'),
-                        _ => {}
-                    }
-                }
-                d.exp = if negative { -e } else { e };
-                break;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    let integer_digits = point.unwrap_or(leading_zeros + d.len as i32);
-    d.exp += integer_digits - leading_zeros;
-    while d.len > 0 && d.digits[d.len - 1] == b'0' {
-        d.len -= 1;
-    }
-    d
 }
 
 /// `BinaryToASCIIBuffer.getChars` for a non-negative value (the sign is already written).
+///
+/// The characters go into a stack buffer one byte at a time and out as one fixed-size block
+/// cut to length afterwards: variable-length copies of a few bytes would each cost a `memcpy`
+/// call, which used to dominate this function.
 fn write_java_layout(out: &mut Vec<u8>, d: &Digits) {
     if d.len == 0 {
         out.extend_from_slice(b"0.0");
         return;
     }
-    let digits = &d.digits[..d.len];
-    let n = d.len as i32;
+    // At most 19 digits, 7 zeros and `.0`, or 19 digits and `.E-324`.
+    let mut buf = [b'0'; 32];
+    let n = d.len;
     let e = d.exp;
-    if e > 0 && e < 8 {
-        // 1 <= x < 1e7: plain, at least one digit after the point.
-        let int_len = n.min(e) as usize;
-        out.extend_from_slice(&digits[..int_len]);
-        if (int_len as i32) < e {
-            out.resize(out.len() + (e as usize - int_len), b'0');
-            out.extend_from_slice(b".0");
-        } else {
-            out.push(b'.');
-            if int_len < digits.len() {
-                out.extend_from_slice(&digits[int_len..]);
-            } else {
-                out.push(b'0');
-            }
-        }
+    // Where each digit goes: digits before the point at `before`, the others after it.
+    let (point, first, len) = if e > 0 && e < 8 {
+        // 1 <= x < 1e7: plain, at least one digit after the point ('0' by default).
+        let e = e as usize;
+        (e, 0, n.max(e) + 1 + usize::from(n <= e))
     } else if e <= 0 && e > -3 {
-        // 1e-3 <= x < 1
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + (-e) as usize, b'0');
-        out.extend_from_slice(digits);
+        // 1e-3 <= x < 1: "0.", -e zeros, the digits.
+        let zeros = (-e) as usize;
+        (1, 2 + zeros - 1, 2 + zeros + n)
     } else {
-        out.push(digits[0]);
-        out.push(b'.');
-        if digits.len() > 1 {
-            out.extend_from_slice(&digits[1..]);
-        } else {
-            out.push(b'0');
-        }
-        out.push(b'E');
-        write_i64(out, i64::from(e - 1));
+        // d.ddddE[-]x, at least one digit after the point.
+        (1, 0, n.max(2) + 1)
+    };
+    buf[point] = b'.';
+    let mut value = d.value;
+    for k in (0..n).rev() {
+        // Digit k sits at first + k, shifted past the point when it comes after it.
+        let at = first + k + usize::from(first + k >= point);
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
     }
+    let mut len = len;
+    if !(e > -3 && e < 8) {
+        buf[len] = b'E';
+        len += 1;
+        let mut exp = e - 1;
+        if exp < 0 {
+            buf[len] = b'-';
+            len += 1;
+            exp = -exp;
+        }
+        let exp = exp as u32;
+        if exp >= 100 {
+            buf[len] = b'0' + (exp / 100) as u8;
+            len += 1;
+        }
+        if exp >= 10 {
+            buf[len] = b'0' + (exp / 10 % 10) as u8;
+            len += 1;
+        }
+        buf[len] = b'0' + (exp % 10) as u8;
+        len += 1;
+    }
+    let start = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(start + len);
 }
+
+mod java_number;
 
 #[cfg(test)]
 mod tests;

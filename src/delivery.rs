@@ -480,7 +480,14 @@ mod tests {
         t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(2), 100);
         assert!(out.published.is_empty(), "published without a connection");
         let (late, _rx_late) = pack(1);
-        t.submit(&mut out, &late, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        t.submit(
+            &mut out,
+            &late,
+            &topic(),
+            Qos::AtLeastOnce,
+            payloads(1),
+            100,
+        );
         late.finish(Outcome::ConnectionError); // its deadline passed
         t.prune();
         t.on_connected(&mut out);

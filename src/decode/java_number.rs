@@ -1,0 +1,556 @@
+//! The digits of Java 8's `Double.toString` / `Float.toString`.
+//!
+//! Avro 1.7.5's JsonEncoder writes numbers through Jackson 1.x, which calls these, so the
+//! original appender's payloads carry their digits. Up to JDK 18 they come from
+//! `FloatingDecimal`'s `dtoa`: an easy path for integers below 2^63, then a Steele & White
+//! digit loop with a *symmetric* stopping test (half an ulp on both sides, a quarter below
+//! exact powers of two), which is not always the shortest round-trip form (`1.0E23` prints
+//! `9.999999999999999E22`, `Float.MIN_NORMAL` prints `1.17549435E-38`). This module
+//! reproduces that behaviour step by step, including its integer-overflow corners and the
+//! carry that leaves trailing zeros, from the algorithm's description; the tests compare
+//! it with values the JDK printed.
+
+use std::cmp::Ordering;
+
+use super::Digits;
+
+const EXP_SHIFT: i32 = 52;
+/// Bits of 5^i, for i < 27.
+const N_5_BITS: [i32; 27] = [
+    0, 3, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33, 35, 38, 40, 42, 45, 47, 49, 52, 54, 56,
+    59, 61,
+];
+/// Decimal digits of 2^i beyond the first, which an integer of that size cannot vouch for.
+const INSIGNIFICANT_DIGITS: [u32; 64] = [
+    0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9,
+    9, 9, 10, 10, 10, 11, 11, 11, 12, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15, 15, 15, 16, 16,
+    16, 17, 17, 17, 18, 18, 18, 19,
+];
+
+fn pow5_u64(n: i32) -> u64 {
+    5u64.pow(n as u32)
+}
+
+/// The digits of a finite, non-zero double (its sign is ignored).
+pub(super) fn double_digits(d: f64) -> Digits {
+    let bits = d.to_bits();
+    let mut fract = bits & ((1 << 52) - 1);
+    let exp_field = ((bits >> 52) & 0x7FF) as i32;
+    let (bin_exp, significant) = if exp_field == 0 {
+        let leading = fract.leading_zeros() as i32;
+        let shift = leading - (63 - EXP_SHIFT);
+        fract <<= shift;
+        (1 - shift, 64 - leading)
+    } else {
+        fract |= 1 << 52;
+        (exp_field, EXP_SHIFT + 1)
+    };
+    dtoa(bin_exp - 1023, fract, significant)
+}
+
+/// The digits of a finite, non-zero float (its sign is ignored).
+pub(super) fn float_digits(f: f32) -> Digits {
+    let bits = f.to_bits();
+    let mut fract = bits & 0x7F_FFFF;
+    let exp_field = ((bits >> 23) & 0xFF) as i32;
+    let (bin_exp, significant) = if exp_field == 0 {
+        let leading = fract.leading_zeros() as i32;
+        let shift = leading - (31 - 23);
+        fract <<= shift;
+        (1 - shift, 32 - leading)
+    } else {
+        fract |= 1 << 23;
+        (exp_field, 24)
+    };
+    dtoa(
+        bin_exp - 127,
+        u64::from(fract) << (EXP_SHIFT - 23),
+        significant,
+    )
+}
+
+/// Digits as `dtoa` leaves them: possibly with trailing zeros after a carry.
+struct Generated {
+    digits: [u8; 24],
+    len: usize,
+    dec_exponent: i32,
+}
+
+impl Generated {
+    fn new() -> Self {
+        Generated {
+            digits: [0; 24],
+            len: 0,
+            dec_exponent: 0,
+        }
+    }
+
+    fn push(&mut self, digit: i64) {
+        if self.len < self.digits.len() {
+            self.digits[self.len] = digit as u8;
+            self.len += 1;
+        }
+    }
+
+    /// Rounds the last digit up; a carry out of the first digit leaves `1` followed by the
+    /// zeros the nines became, one decimal place higher.
+    fn round_up(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let mut i = self.len - 1;
+        while self.digits[i] == 9 && i > 0 {
+            self.digits[i] = 0;
+            i -= 1;
+        }
+        if self.digits[i] == 9 {
+            self.dec_exponent += 1;
+            self.digits[0] = 1;
+        } else {
+            self.digits[i] += 1;
+        }
+    }
+
+    fn into_digits(self) -> Digits {
+        let len = self.len.min(19);
+        let value = self.digits[..len]
+            .iter()
+            .fold(0u64, |v, &d| v * 10 + u64::from(d));
+        Digits {
+            value,
+            len,
+            exp: self.dec_exponent,
+        }
+    }
+}
+
+/// `fract` holds the significand with its leading one at bit 52; the value is
+/// `fract × 2^(bin_exp - 52)` and has `significant` bits of precision.
+fn dtoa(bin_exp: i32, fract: u64, significant: i32) -> Digits {
+    let tail_zeros = fract.trailing_zeros() as i32;
+    let fract_bits = EXP_SHIFT + 1 - tail_zeros;
+    let tiny_bits = (fract_bits - bin_exp - 1).max(0);
+
+    if (-21..=62).contains(&bin_exp) && tiny_bits == 0 {
+        // An integer below 2^63: its own digits, less those its precision cannot vouch for.
+        let insignificant = if bin_exp > significant {
+            let p2 = bin_exp - significant - 1;
+            if p2 > 1 && p2 < 64 {
+                INSIGNIFICANT_DIGITS[p2 as usize]
+            } else {
+                0
+            }
+        } else {
+            0
+        };
+        let value = if bin_exp >= EXP_SHIFT {
+            fract << (bin_exp - EXP_SHIFT)
+        } else {
+            fract >> (EXP_SHIFT - bin_exp)
+        };
+        return long_digits(value, insignificant);
+    }
+
+    // B / S is the value scaled into [1, 10) by 10^dec_exp; M is half an ulp, scaled alike.
+    let mut dec_exp = estimate_dec_exp(fract, bin_exp);
+    let b5 = (-dec_exp).max(0);
+    let mut b2 = b5 + tiny_bits + bin_exp;
+    let s5 = dec_exp.max(0);
+    let mut s2 = s5 + tiny_bits;
+    let m5 = b5;
+    let mut m2 = b2 - significant;
+
+    let fract = fract >> tail_zeros;
+    b2 -= fract_bits - 1;
+    let common = b2.min(s2);
+    b2 -= common;
+    s2 -= common;
+    m2 -= common;
+    if fract_bits == 1 {
+        // An exact power of two: the next smaller value is only half as far.
+        m2 -= 1;
+    }
+    if m2 < 0 {
+        b2 -= m2;
+        s2 -= m2;
+        m2 = 0;
+    }
+
+    let b_bits = fract_bits
+        + b2
+        + if b5 < 27 {
+            N_5_BITS[b5 as usize]
+        } else {
+            b5 * 3
+        };
+    let ten_s_bits = s2
+        + 1
+        + if s5 + 1 < 27 {
+            N_5_BITS[(s5 + 1) as usize]
+        } else {
+            (s5 + 1) * 3
+        };
+
+    let mut out = Generated::new();
+    let (low, high, low_digit_difference) = if b_bits < 64 && ten_s_bits < 64 {
+        if b_bits < 32 && ten_s_bits < 32 {
+            small_loop::<i32>(&mut out, &mut dec_exp, fract, (b5, b2), (s5, s2), (m5, m2))
+        } else {
+            small_loop::<i64>(&mut out, &mut dec_exp, fract, (b5, b2), (s5, s2), (m5, m2))
+        }
+    } else {
+        let estimate = dec_exp;
+        match big_loop::<u128>(&mut out, &mut dec_exp, fract, (b5, b2), (s5, s2), (m5, m2)) {
+            Some(result) => result,
+            None => {
+                // Too large for u128: start over on arbitrary precision.
+                out = Generated::new();
+                dec_exp = estimate;
+                big_loop::<Nat>(&mut out, &mut dec_exp, fract, (b5, b2), (s5, s2), (m5, m2))
+                    .unwrap_or((true, false, 0))
+            }
+        }
+    };
+    out.dec_exponent = dec_exp + 1;
+    let last_odd = out.len > 0 && out.digits[out.len - 1] & 1 != 0;
+    let tie_up = low_digit_difference > 0 || (low_digit_difference == 0 && last_odd);
+    if high && (!low || tie_up) {
+        out.round_up();
+    }
+    out.into_digits()
+}
+
+/// `floor(log10(value))`, estimated the way FloatingDecimal does (it may be one too small).
+// The constants are FloatingDecimal's own, not log10(2) to full precision: the estimate (and
+// so the digits) must be Java's.
+#[allow(clippy::approx_constant)]
+fn estimate_dec_exp(fract: u64, bin_exp: i32) -> i32 {
+    let d2 = f64::from_bits(0x3FF0_0000_0000_0000 | (fract & ((1 << 52) - 1)));
+    let d = (d2 - 1.5) * 0.289529654 + 0.176091259 + f64::from(bin_exp) * 0.301029995663981;
+    d.floor() as i32
+}
+
+/// The integer's digits after rounding away `insignificant` low digits (developLongDigits).
+fn long_digits(mut value: u64, insignificant: u32) -> Digits {
+    let mut exp = 0;
+    if insignificant != 0 {
+        let pow10 = 10u64.pow(insignificant);
+        let residue = value % pow10;
+        value /= pow10;
+        exp += insignificant as i32;
+        if residue >= pow10 >> 1 {
+            value += 1;
+        }
+    }
+    while value.is_multiple_of(10) {
+        value /= 10;
+        exp += 1;
+    }
+    let mut len = 1;
+    let mut rest = value / 10;
+    while rest != 0 {
+        rest /= 10;
+        len += 1;
+    }
+    Digits {
+        value,
+        len,
+        exp: exp + len as i32,
+    }
+}
+
+/// Java's `int` and `long` with their wrapping arithmetic: the digit loop on machine words
+/// overflows in corner cases, and what Java prints then is what the wrapped values give.
+trait Word: Copy + Ord {
+    const ZERO: Self;
+    fn from_u64(v: u64) -> Self;
+    fn pow5(n: i32) -> Self;
+    fn shl(self, n: i32) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    fn rem(self, o: Self) -> Self;
+    fn ten() -> Self;
+    fn to_i64(self) -> i64;
+}
+
+macro_rules! word {
+    ($t:ty) => {
+        impl Word for $t {
+            const ZERO: Self = 0;
+            fn from_u64(v: u64) -> Self {
+                v as $t
+            }
+            fn pow5(n: i32) -> Self {
+                pow5_u64(n) as $t
+            }
+            fn shl(self, n: i32) -> Self {
+                self.wrapping_shl(n as u32)
+            }
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            fn sub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            fn div(self, o: Self) -> Self {
+                self.wrapping_div(o)
+            }
+            fn rem(self, o: Self) -> Self {
+                self.wrapping_rem(o)
+            }
+            fn ten() -> Self {
+                10
+            }
+            fn to_i64(self) -> i64 {
+                self as i64
+            }
+        }
+    };
+}
+word!(i32);
+word!(i64);
+
+type Scale = (i32, i32);
+
+/// The digit loop on `int`s or `long`s; returns (low, high, lowDigitDifference).
+fn small_loop<W: Word>(
+    out: &mut Generated,
+    dec_exp: &mut i32,
+    fract: u64,
+    (b5, b2): Scale,
+    (s5, s2): Scale,
+    (m5, m2): Scale,
+) -> (bool, bool, i64) {
+    let mut b = W::from_u64(fract).mul(W::pow5(b5)).shl(b2);
+    let s = W::pow5(s5).shl(s2);
+    let mut m = W::pow5(m5).shl(m2);
+    let tens = s.mul(W::ten());
+
+    let q = b.div(s);
+    b = W::ten().mul(b.rem(s));
+    m = m.mul(W::ten());
+    let mut low = b < m;
+    let mut high = b.add(m) > tens;
+    if q == W::ZERO && !high {
+        *dec_exp -= 1;
+    } else {
+        out.push(q.to_i64());
+    }
+    // Java always shows a digit after the point, so E-form needs a second digit.
+    if *dec_exp < -3 || *dec_exp >= 8 {
+        low = false;
+        high = false;
+    }
+    while !low && !high {
+        let q = b.div(s);
+        b = W::ten().mul(b.rem(s));
+        m = m.mul(W::ten());
+        if m > W::ZERO {
+            low = b < m;
+            high = b.add(m) > tens;
+        } else {
+            // m overflowed: Java takes it as certainly larger than b.
+            low = true;
+            high = true;
+        }
+        out.push(q.to_i64());
+    }
+    (low, high, b.shl(1).sub(tens).to_i64())
+}
+
+/// Exact non-negative integers for the loop that FloatingDecimal runs on big integers.
+trait Exact: Sized + Clone + Ord {
+    fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self>;
+    fn add(&self, o: &Self) -> Option<Self>;
+    fn mul10(&self) -> Option<Self>;
+    /// `q = self / s` (known to be below 10), then `self = 10 × (self mod s)`.
+    fn quo_rem_10(&mut self, s: &Self) -> Option<i64>;
+}
+
+impl Exact for u128 {
+    fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self> {
+        let mut v = u128::from(times);
+        for _ in 0..p5 {
+            v = v.checked_mul(5)?;
+        }
+        if p2 >= 128 || (p2 > 0 && v.leading_zeros() < p2 as u32) {
+            return None;
+        }
+        Some(v << p2)
+    }
+    fn add(&self, o: &Self) -> Option<Self> {
+        self.checked_add(*o)
+    }
+    fn mul10(&self) -> Option<Self> {
+        self.checked_mul(10)
+    }
+    fn quo_rem_10(&mut self, s: &Self) -> Option<i64> {
+        let q = *self / *s;
+        *self = (*self % *s).checked_mul(10)?;
+        Some(q as i64)
+    }
+}
+
+/// A natural number in base 2^32, little-endian, for the values u128 cannot hold.
+#[derive(Clone, PartialEq, Eq)]
+struct Nat(Vec<u32>);
+
+impl Nat {
+    fn trim(mut self) -> Self {
+        while self.0.last() == Some(&0) {
+            self.0.pop();
+        }
+        self
+    }
+
+    fn mul_small(&self, m: u32) -> Self {
+        let mut carry = 0u64;
+        let mut v: Vec<u32> = self
+            .0
+            .iter()
+            .map(|&limb| {
+                let x = u64::from(limb) * u64::from(m) + carry;
+                carry = x >> 32;
+                x as u32
+            })
+            .collect();
+        if carry != 0 {
+            v.push(carry as u32);
+        }
+        Nat(v).trim()
+    }
+
+    fn shl(&self, bits: u32) -> Self {
+        let (words, bits) = ((bits / 32) as usize, bits % 32);
+        let mut v = vec![0u32; words];
+        let mut carry = 0u32;
+        for &limb in &self.0 {
+            if bits == 0 {
+                v.push(limb);
+            } else {
+                v.push((limb << bits) | carry);
+                carry = limb >> (32 - bits);
+            }
+        }
+        if carry != 0 {
+            v.push(carry);
+        }
+        Nat(v).trim()
+    }
+
+    fn sub(&self, o: &Self) -> Self {
+        let mut borrow = 0i64;
+        let v = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, &limb)| {
+                let x = i64::from(limb) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
+                borrow = i64::from(x < 0);
+                (x + (borrow << 32)) as u32
+            })
+            .collect();
+        Nat(v).trim()
+    }
+}
+
+impl PartialOrd for Nat {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Nat {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0
+            .len()
+            .cmp(&o.0.len())
+            .then_with(|| self.0.iter().rev().cmp(o.0.iter().rev()))
+    }
+}
+
+impl Exact for Nat {
+    fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self> {
+        let mut v = Nat(vec![times as u32, (times >> 32) as u32]).trim();
+        for _ in 0..p5 {
+            v = v.mul_small(5);
+        }
+        Some(v.shl(p2 as u32))
+    }
+    fn add(&self, o: &Self) -> Option<Self> {
+        let n = self.0.len().max(o.0.len());
+        let mut carry = 0u64;
+        let mut v = Vec::with_capacity(n + 1);
+        for i in 0..n {
+            let x = u64::from(self.0.get(i).copied().unwrap_or(0))
+                + u64::from(o.0.get(i).copied().unwrap_or(0))
+                + carry;
+            v.push(x as u32);
+            carry = x >> 32;
+        }
+        v.push(carry as u32);
+        Some(Nat(v).trim())
+    }
+    fn mul10(&self) -> Option<Self> {
+        Some(self.mul_small(10))
+    }
+    fn quo_rem_10(&mut self, s: &Self) -> Option<i64> {
+        let mut q = 0;
+        while *self >= *s {
+            *self = self.sub(s);
+            q += 1;
+        }
+        *self = self.mul_small(10);
+        Some(q)
+    }
+}
+
+/// The digit loop on exact integers; `None` if `N` cannot hold the values.
+fn big_loop<N: Exact>(
+    out: &mut Generated,
+    dec_exp: &mut i32,
+    fract: u64,
+    (b5, b2): Scale,
+    (s5, s2): Scale,
+    (m5, m2): Scale,
+) -> Option<(bool, bool, i64)> {
+    let s = N::pow52(s5, s2, 1)?;
+    let mut b = N::pow52(b5, b2, fract)?;
+    let mut m = N::pow52(m5 + 1, m2 + 1, 1)?;
+    let ten_s = N::pow52(s5 + 1, s2 + 1, 1)?;
+
+    let q = b.quo_rem_10(&s)?;
+    let mut low = b < m;
+    let mut high = b.add(&m)? >= ten_s;
+    if q == 0 && !high {
+        *dec_exp -= 1;
+    } else {
+        out.push(q);
+    }
+    if *dec_exp < -3 || *dec_exp >= 8 {
+        low = false;
+        high = false;
+    }
+    while !low && !high {
+        let q = b.quo_rem_10(&s)?;
+        m = m.mul10()?;
+        low = b < m;
+        high = b.add(&m)? >= ten_s;
+        out.push(q);
+    }
+    let difference = if high && low {
+        match b.add(&b)?.cmp(&ten_s) {
+            Ordering::Less => -1,
+            Ordering::Equal => 0,
+            Ordering::Greater => 1,
+        }
+    } else {
+        0
+    };
+    Some((low, high, difference))
+}
