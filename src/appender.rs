@@ -3,20 +3,25 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::AppenderConfig;
 use crate::connection::{runtime, Connection, MAX_PACKET_SIZE};
 use crate::decode::LogSchema;
 use crate::delivery::{Completion, Outcome, Pack};
+use crate::header::HeaderStructure;
+use crate::payload::Encoder;
 
 /// How often packs past their deadline are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Appender {
     name: String,
+    application_token: String,
+    header: HeaderStructure,
     config: AppenderConfig,
     topic: Arc<str>,
+    encoder: Encoder,
     /// `None` once closed.
     connection: Mutex<Option<Arc<Connection>>>,
     /// Parsed log schemas by their text: Kaa hands the schema text with every pack.
@@ -30,7 +35,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Appender {
-    pub fn open(name: &str, config: AppenderConfig) -> Arc<Appender> {
+    pub fn open(
+        name: &str,
+        application_token: &str,
+        header: HeaderStructure,
+        config: AppenderConfig,
+    ) -> Arc<Appender> {
         let connection = Connection::get(&config.broker, config.max_pending_records);
         log::info!(
             "appender '{name}' publishes to '{}' at {:?} via {}:{}",
@@ -39,9 +49,18 @@ impl Appender {
             config.broker.host,
             config.broker.port
         );
+        let topic: Arc<str> = Arc::from(config.topic.as_str());
         let appender = Arc::new(Appender {
             name: name.to_string(),
-            topic: Arc::from(config.topic.as_str()),
+            application_token: application_token.to_string(),
+            header,
+            encoder: Encoder {
+                format: config.payload_format,
+                grouping: config.grouping,
+                // Room for the fixed header, topic and packet id of a PUBLISH.
+                max_payload: MAX_PACKET_SIZE - topic.len() - 16,
+            },
+            topic,
             config,
             connection: Mutex::new(Some(connection)),
             schemas: Mutex::default(),
@@ -56,15 +75,21 @@ impl Appender {
     pub fn append<R: AsRef<[u8]>>(
         &self,
         schema: &str,
+        schema_version: i32,
         records: &[R],
         endpoint: &str,
         completion: Completion,
     ) {
-        let pack = Pack::new(records.len(), completion);
-        if pack.is_done() {
-            return;
+        if records.is_empty() {
+            return completion(Outcome::Delivered);
         }
-        let payloads = match self.encode(schema, records) {
+        let header =
+            self.header
+                .header(&self.application_token, endpoint, schema_version, now_ms());
+        let payloads = match self
+            .schema(schema)
+            .and_then(|schema| self.encoder.encode(&schema, &header, records))
+        {
             Ok(payloads) => payloads,
             Err(reason) => {
                 log::warn!(
@@ -72,10 +97,10 @@ impl Appender {
                     self.name,
                     records.len()
                 );
-                pack.finish(Outcome::InternalError);
-                return;
+                return completion(Outcome::InternalError);
             }
         };
+        let pack = Pack::new(payloads.len(), completion);
         // Registered under the connection lock, so `close` either sees this pack or has
         // already closed and we refuse it: no pack can slip past both.
         let connection = lock(&self.connection);
@@ -108,28 +133,6 @@ impl Appender {
         let schema = Arc::new(LogSchema::parse(text).map_err(|e| format!("bad log schema: {e}"))?);
         cache.insert(text.to_string(), Arc::clone(&schema));
         Ok(schema)
-    }
-
-    fn encode<R: AsRef<[u8]>>(&self, schema: &str, records: &[R]) -> Result<Vec<Vec<u8>>, String> {
-        let schema = self.schema(schema)?;
-        let limit = MAX_PACKET_SIZE - self.topic.len() - 16;
-        records
-            .iter()
-            .enumerate()
-            .map(|(i, record)| {
-                let mut out = Vec::with_capacity(record.as_ref().len() * 2 + 16);
-                schema
-                    .to_avro_json(record.as_ref(), &mut out)
-                    .map_err(|e| format!("record {i} cannot be decoded: {e}"))?;
-                if out.len() > limit {
-                    return Err(format!(
-                        "record {i} is {} bytes as JSON, over the MQTT limit of {limit}",
-                        out.len()
-                    ));
-                }
-                Ok(out)
-            })
-            .collect()
     }
 
     /// Fails packs whose deadline has passed; forgets packs already answered.
@@ -179,6 +182,12 @@ impl Appender {
     fn is_closed(&self) -> bool {
         lock(&self.connection).is_none()
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn sweep(appender: Weak<Appender>) {

@@ -135,6 +135,16 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends `v` in Avro's zig-zag variable-length encoding (int, long, counts, lengths).
+pub fn write_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +170,9 @@ mod tests {
             let mut r = Reader::new(bytes);
             assert_eq!(r.read_long().unwrap(), *want, "{bytes:?}");
             assert!(r.is_empty());
+            let mut written = Vec::new();
+            write_long(&mut written, *want);
+            assert_eq!(&written[..], *bytes);
         }
     }
 

@@ -28,6 +28,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 use crate::appender::Appender;
 use crate::config::AppenderConfig;
 use crate::delivery::Outcome;
+use crate::header::HeaderStructure;
 
 const DISPATCH_CLASS: &str =
     "org/kaaproject/kaa/server/appenders/pahomqtt/appender/DeliveryDispatch";
@@ -191,13 +192,23 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     _class: JClass<'local>,
     raw_config: JByteArray<'local>,
     name: JString<'local>,
+    application_token: JString<'local>,
+    header_fields: JObjectArray<'local>,
 ) -> jlong {
     guard(&mut env, 0, |env| {
         let raw = env.convert_byte_array(&raw_config)?;
         let name: String = env.get_string(&name)?.into();
+        let token: String = env.get_string(&application_token)?.into();
+        let mut fields = Vec::new();
+        for i in 0..env.get_array_length(&header_fields)? {
+            let field = JString::from(env.get_object_array_element(&header_fields, i)?);
+            fields.push(String::from(env.get_string(&field)?));
+            env.delete_local_ref(field)?;
+        }
+        let header = HeaderStructure::from_names(&fields).map_err(BridgeError::Config)?;
         let config =
             AppenderConfig::from_avro(&raw).map_err(|e| BridgeError::Config(e.to_string()))?;
-        Ok(Arc::into_raw(Appender::open(&name, config)) as jlong)
+        Ok(Arc::into_raw(Appender::open(&name, &token, header, config)) as jlong)
     })
 }
 
@@ -209,6 +220,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     _class: JClass<'local>,
     handle: jlong,
     schema: JString<'local>,
+    schema_version: jint,
     records: JObjectArray<'local>,
     endpoint: JString<'local>,
     callback: JObject<'local>,
@@ -238,6 +250,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         match inputs {
             Ok((schema, records, endpoint)) => appender.append(
                 &schema,
+                schema_version,
                 &records,
                 &endpoint,
                 Box::new(move |outcome| callback.answer(outcome)),

@@ -40,6 +40,26 @@ impl From<Qos> for rumqttc::QoS {
     }
 }
 
+/// What each MQTT message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// Avro JSON, byte-identical to the original appender's payload.
+    AvroJson,
+    /// Plain JSON: unions unwrapped, bytes as base64.
+    Json,
+    /// `{"header":…,"event":…}` in Avro JSON, like Kaa's `LogEventDto`.
+    JsonWithHeader,
+    /// The record's Avro binary as the endpoint uploaded it.
+    AvroBinary,
+}
+
+/// One message per record, or one per pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    Record,
+    Pack,
+}
+
 /// What identifies one broker connection: appenders that agree on all of it share one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BrokerConfig {
@@ -74,6 +94,8 @@ pub struct AppenderConfig {
     pub delivery_timeout: Duration,
     /// Records accepted but not yet acknowledged, at most; beyond it packs fail fast.
     pub max_pending_records: usize,
+    pub payload_format: PayloadFormat,
+    pub grouping: Grouping,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +172,15 @@ impl Fields<'_> {
             self.int(field)
         }
     }
+
+    /// An enum field added after the original's: its symbol, or `symbols[0]` when absent.
+    fn symbol_or<T: Copy>(&mut self, field: &'static str, symbols: &[T]) -> Result<T, ConfigError> {
+        let index = self.int_or(field, 0)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| symbols.get(i).copied())
+            .ok_or_else(|| ConfigError::new(field, format!("enum index {index} does not exist")))
+    }
 }
 
 fn seconds(field: &'static str, value: i32, min: i32) -> Result<Duration, ConfigError> {
@@ -190,6 +221,17 @@ impl AppenderConfig {
         let delivery_timeout = f.int_or("deliveryTimeoutSeconds", DEFAULT_DELIVERY_TIMEOUT_S)?;
         let keep_alive = f.int_or("keepAliveSeconds", DEFAULT_KEEP_ALIVE_S)?;
         let max_pending = f.int_or("maxPendingRecords", DEFAULT_MAX_PENDING_RECORDS)?;
+        // Symbols in the order of the config schema's enums.
+        let payload_format = f.symbol_or(
+            "payloadFormat",
+            &[
+                PayloadFormat::AvroJson,
+                PayloadFormat::Json,
+                PayloadFormat::JsonWithHeader,
+                PayloadFormat::AvroBinary,
+            ],
+        )?;
+        let grouping = f.symbol_or("grouping", &[Grouping::Record, Grouping::Pack])?;
         if !f.reader.is_empty() {
             return Err(ConfigError::new(
                 "(end)",
@@ -238,6 +280,8 @@ impl AppenderConfig {
             topic,
             delivery_timeout: seconds("deliveryTimeoutSeconds", delivery_timeout, 1)?,
             max_pending_records: max_pending as usize,
+            payload_format,
+            grouping,
         })
     }
 }
@@ -252,16 +296,8 @@ pub(crate) mod tests {
 
     impl Encoder {
         pub fn long(&mut self, v: i64) -> &mut Self {
-            let mut z = ((v << 1) ^ (v >> 63)) as u64;
-            loop {
-                let b = (z & 0x7f) as u8;
-                z >>= 7;
-                if z == 0 {
-                    self.0.push(b);
-                    return self;
-                }
-                self.0.push(b | 0x80);
-            }
+            crate::binary::write_long(&mut self.0, v);
+            self
         }
         pub fn string(&mut self, s: &str) -> &mut Self {
             self.long(s.len() as i64);
@@ -311,6 +347,8 @@ pub(crate) mod tests {
         assert_eq!(c.delivery_timeout, Duration::from_secs(30));
         assert_eq!(c.broker.keep_alive, Duration::from_secs(10));
         assert_eq!(c.max_pending_records, 100_000);
+        assert_eq!(c.payload_format, PayloadFormat::AvroJson);
+        assert_eq!(c.grouping, Grouping::Record);
     }
 
     #[test]
@@ -327,7 +365,9 @@ pub(crate) mod tests {
             .string("t/x")
             .long(5)
             .long(7)
-            .long(50);
+            .long(50)
+            .long(2)
+            .long(1);
         let c = AppenderConfig::from_avro(&e.0).unwrap();
         assert_eq!(c.broker.username.as_deref(), Some("user"));
         assert_eq!(c.broker.password.as_deref(), Some("secret"));
@@ -335,6 +375,8 @@ pub(crate) mod tests {
         assert_eq!(c.delivery_timeout, Duration::from_secs(5));
         assert_eq!(c.broker.keep_alive, Duration::from_secs(7));
         assert_eq!(c.max_pending_records, 50);
+        assert_eq!(c.payload_format, PayloadFormat::JsonWithHeader);
+        assert_eq!(c.grouping, Grouping::Pack);
         assert!(
             !format!("{c:?}").contains("secret"),
             "password leaked into Debug"
@@ -368,8 +410,11 @@ pub(crate) mod tests {
         let err = AppenderConfig::from_avro(&full[..full.len() - 2]).unwrap_err();
         assert_eq!(err.field, "mqtttopic");
         let mut e = original("h", 1883, 1, "t");
-        e.long(5).long(5).long(5).long(5);
+        e.long(5).long(5).long(5).long(0).long(0).long(5);
         assert_eq!(error_of(&e).field, "(end)");
+        let mut e = original("h", 1883, 1, "t");
+        e.long(5).long(5).long(5).long(4);
+        assert_eq!(error_of(&e).field, "payloadFormat");
     }
 
     #[test]

@@ -232,16 +232,28 @@ impl LogSchema {
         Ok(LogSchema { nodes, root })
     }
 
-    /// Appends the Avro-JSON text of one datum to `out`. On error `out` may hold partial
-    /// output; callers truncate.
+    /// Appends the Avro-JSON text of one datum to `out`: what Avro 1.7.5's JsonEncoder writes,
+    /// byte for byte. On error `out` may hold partial output; callers truncate.
     ///
     /// Bytes left over after the datum are an error. Kaa itself would ignore them, but a
     /// record written in another schema must fail here rather than publish garbage.
     pub fn to_avro_json(&self, datum: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        self.to_json(datum, out, Style::AvroJson)
+    }
+
+    /// Appends the datum in the given style (see [`Style`]); otherwise as
+    /// [`LogSchema::to_avro_json`].
+    pub fn to_json(
+        &self,
+        datum: &[u8],
+        out: &mut Vec<u8>,
+        style: Style,
+    ) -> Result<(), DecodeError> {
         let mut r = Reader::new(datum);
         let mut cx = Cx {
             len: datum.len(),
             budget: ZERO_WIDTH_BUDGET,
+            style,
         };
         out.reserve(datum.len() * 2 + 16);
         self.write(self.root, &mut r, out, &mut cx, 0)?;
@@ -288,8 +300,8 @@ impl LogSchema {
             Node::Float => write_java_float(out, read!("float", read_float())),
             Node::Double => write_java_double(out, read!("double", read_double())),
             Node::String => write_utf8_string(out, read!("string", read_string_bytes())),
-            Node::Bytes => write_latin1_string(out, read!("bytes", read_bytes())),
-            Node::Fixed(size) => write_latin1_string(out, read!("fixed", read_fixed(*size))),
+            Node::Bytes => write_bytes(out, read!("bytes", read_bytes()), cx.style),
+            Node::Fixed(size) => write_bytes(out, read!("fixed", read_fixed(*size)), cx.style),
             Node::Enum(symbols) => {
                 let at = r.remaining();
                 let index = read!("enum index", read_int());
@@ -335,6 +347,10 @@ impl LogSchema {
                 };
                 match &branch.open {
                     None => out.extend_from_slice(b"null"),
+                    Some(_) if cx.style == Style::Plain => {
+                        let depth = cx.enter(depth, r)?;
+                        self.write(branch.node, r, out, cx, depth)?;
+                    }
                     Some(open) => {
                         let depth = cx.enter(depth, r)?;
                         out.extend_from_slice(open);
@@ -472,6 +488,17 @@ impl LogSchema {
 struct Cx {
     len: usize,
     budget: u64,
+    style: Style,
+}
+
+/// How a datum becomes JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Avro's JSON encoding, as Avro 1.7.5's JsonEncoder writes it (the original's payload).
+    AvroJson,
+    /// Plain JSON: a union's value without its `{"type": …}` wrapper, bytes and fixed as
+    /// base64 strings.
+    Plain,
 }
 
 impl Cx {
@@ -1226,7 +1253,7 @@ fn needs_escape(word: u64) -> bool {
 /// the ASCII escapes, it writes every UTF-16 surrogate as a `\uXXXX` escape: a character
 /// outside the Basic Multilingual Plane (an emoji) becomes an escaped surrogate pair such as
 /// `\uD83D\uDE00`, never its 4-byte UTF-8 form. Everything else non-ASCII is raw UTF-8.
-fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
+pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + 2);
     out.push(b'"');
     let mut start = 0;
@@ -1428,6 +1455,36 @@ fn write_json_utf16(out: &mut Vec<u8>, units: &[u16]) {
     out.push(b'"');
 }
 
+/// Bytes and fixed in the given style: ISO-8859-1 text (Avro JSON), or base64 (plain JSON).
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8], style: Style) {
+    match style {
+        Style::AvroJson => write_latin1_string(out, bytes),
+        Style::Plain => {
+            out.push(b'"');
+            write_base64(out, bytes);
+            out.push(b'"');
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding).
+fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+}
+
 /// Avro bytes and fixed: JsonEncoder turns them into text as ISO-8859-1 (each byte one
 /// code point U+0000..U+00FF), so a byte >= 0x80 comes out as two UTF-8 bytes.
 fn write_latin1_string(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -1447,7 +1504,7 @@ fn write_latin1_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-fn write_i64(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
     // Left-aligned in a fixed block that is appended whole, then cut to length (see
     // write_java_layout: fixed-size copies avoid a memcpy call per number).
     let mut buf = [0u8; 24];

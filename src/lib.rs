@@ -4,8 +4,8 @@
 //! behaviour lives in plain Rust below it, testable without a JVM:
 //! [`config`] decodes the appender configuration, [`decode`] turns Avro records into the
 //! payloads the original appender published, [`connection`] keeps pooled MQTT connections,
-//! [`delivery`] ties every publish to its ack and answers each pack exactly once, and
-//! [`appender`] puts them together.
+//! [`header`] and [`payload`] shape each message, [`delivery`] ties every publish to its
+//! ack and answers each pack exactly once, and [`appender`] puts them together.
 
 pub mod appender;
 pub mod binary;
@@ -14,3 +14,5 @@ pub mod config;
 pub mod connection;
 pub mod decode;
 pub mod delivery;
+pub mod header;
+pub mod payload;

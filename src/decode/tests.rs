@@ -1106,3 +1106,54 @@ fn log_schema_is_send_and_sync() {
     shareable::<LogSchema>();
     shareable::<DecodeError>();
 }
+
+#[test]
+fn plain_json_unwraps_unions_and_writes_bytes_as_base64() {
+    let schema = LogSchema::parse(
+        r#"{"type":"record","name":"R","namespace":"n","fields":[
+            {"name":"u","type":["null","string",{"type":"record","name":"In","fields":[{"name":"x","type":"int"}]}]},
+            {"name":"v","type":["null","long"]},
+            {"name":"b","type":"bytes"},
+            {"name":"f","type":{"type":"fixed","name":"F","size":4}},
+            {"name":"m","type":{"type":"map","values":["null","double"]}}]}"#,
+    )
+    .unwrap();
+    let datum = Enc::new()
+        .long(2)
+        .long(-3)
+        .long(0)
+        .bytes(&[0xFB, 0xFF, 0x00, 0x61, 0x62])
+        .raw(b"\x00\xffab")
+        .long(1)
+        .str("k")
+        .long(1)
+        .double(1.5)
+        .long(0)
+        .done();
+    let mut plain = Vec::new();
+    schema.to_json(&datum, &mut plain, Style::Plain).unwrap();
+    assert_eq!(
+        String::from_utf8(plain).unwrap(),
+        r#"{"u":{"x":-3},"v":null,"b":"+/8AYWI=","f":"AP9hYg==","m":{"k":1.5}}"#
+    );
+    let mut avro = Vec::new();
+    schema.to_avro_json(&datum, &mut avro).unwrap();
+    assert_eq!(
+        String::from_utf8(avro).unwrap(),
+        "{\"u\":{\"n.In\":{\"x\":-3}},\"v\":null,\"b\":\"\u{fb}\u{ff}\\u0000ab\",\"f\":\"\\u0000\u{ff}ab\",\"m\":{\"k\":{\"double\":1.5}}}"
+    );
+}
+
+#[test]
+fn base64_pads_every_length() {
+    let b64 = |b: &[u8]| {
+        let mut out = Vec::new();
+        write_base64(&mut out, b);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(b64(b""), "");
+    assert_eq!(b64(b"f"), "Zg==");
+    assert_eq!(b64(b"fo"), "Zm8=");
+    assert_eq!(b64(b"foo"), "Zm9v");
+    assert_eq!(b64(b"foob"), "Zm9vYg==");
+}

@@ -11,17 +11,19 @@ final class NativeAppender {
     /**
      * Decodes the raw Avro configuration and joins (or opens) the pooled connection.
      *
+     * @param headerFields names of the {@code LogHeaderStructureDto} fields the record header carries
      * @return a handle for {@link #append} and {@link #close}, never 0
      * @throws IllegalArgumentException naming the invalid configuration field
      */
-    static native long open(byte[] rawConfiguration, String appenderName);
+    static native long open(byte[] rawConfiguration, String appenderName, String applicationToken,
+            String[] headerFields);
 
     /**
      * Hands one pack over without waiting on the network. The callback is answered exactly
      * once, from the library's dispatcher thread, through {@link DeliveryDispatch}.
      */
-    static native void append(long handle, String logSchema, byte[][] records, String endpointKey,
-            LogDeliveryCallback callback);
+    static native void append(long handle, String logSchema, int logSchemaVersion, byte[][] records,
+            String endpointKey, LogDeliveryCallback callback);
 
     /** Answers every pack still in flight and releases the handle; the handle is invalid after. */
     static native void close(long handle);

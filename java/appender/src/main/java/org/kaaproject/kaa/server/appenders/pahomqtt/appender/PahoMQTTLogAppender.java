@@ -4,6 +4,7 @@ import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
+import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogEvent;
@@ -69,7 +70,13 @@ public class PahoMQTTLogAppender implements LogAppender {
         confirmDelivery = dto.isConfirmDelivery();
         try {
             NativeLibrary.load();
-            long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name));
+            List<LogHeaderStructureDto> structure = dto.getHeaderStructure();
+            String[] headerFields = new String[structure == null ? 0 : structure.size()];
+            for (int i = 0; i < headerFields.length; i++) {
+                headerFields[i] = structure.get(i).name();
+            }
+            long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name),
+                    String.valueOf(applicationToken), headerFields);
             handleLock.writeLock().lock();
             try {
                 handle = opened;
@@ -98,7 +105,8 @@ public class PahoMQTTLogAppender implements LogAppender {
                 LogEvent event = events.get(i);
                 records[i] = event == null ? null : event.getLogData();
             }
-            NativeAppender.append(handle, schema.getSchema(), records, pack.getEndpointKey(), callback);
+            NativeAppender.append(handle, schema.getSchema(), schema.getVersion(), records,
+                    String.valueOf(pack.getEndpointKey()), callback);
         } finally {
             handleLock.readLock().unlock();
         }
