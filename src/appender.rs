@@ -10,6 +10,7 @@ use crate::connection::{runtime, Connection, MAX_PACKET_SIZE};
 use crate::decode::LogSchema;
 use crate::delivery::{Completion, Outcome, Pack};
 use crate::header::HeaderStructure;
+use crate::metrics::{AppenderMetrics, Snapshot};
 use crate::payload::Encoder;
 
 /// How often packs past their deadline are looked for.
@@ -28,6 +29,7 @@ pub struct Appender {
     schemas: Mutex<HashMap<String, Arc<LogSchema>>>,
     /// Packs not known to be answered, oldest first, with their deadlines.
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
+    metrics: Arc<AppenderMetrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,6 +67,7 @@ impl Appender {
             connection: Mutex::new(Some(connection)),
             schemas: Mutex::default(),
             live: Mutex::default(),
+            metrics: Arc::default(),
         });
         runtime().spawn(sweep(Arc::downgrade(&appender)));
         appender
@@ -80,6 +83,14 @@ impl Appender {
         endpoint: &str,
         completion: Completion,
     ) {
+        let metrics = Arc::clone(&self.metrics);
+        let started = Instant::now();
+        let records_in_pack = records.len();
+        metrics.started();
+        let completion: Completion = Box::new(move |outcome| {
+            metrics.finished(outcome, records_in_pack, started.elapsed());
+            completion(outcome);
+        });
         if records.is_empty() {
             return completion(Outcome::Delivered);
         }
@@ -182,6 +193,14 @@ impl Appender {
     fn is_closed(&self) -> bool {
         lock(&self.connection).is_none()
     }
+
+    /// The counters, with the connection's state; a closed appender reports itself unconnected.
+    pub fn metrics(&self) -> Snapshot {
+        match lock(&self.connection).as_ref() {
+            Some(c) => self.metrics.snapshot(c.metrics(), c.outstanding()),
+            None => self.metrics.snapshot(&Default::default(), 0),
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -190,9 +209,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Expires packs past their deadline and, while the appender is active, logs its summary.
 async fn sweep(appender: Weak<Appender>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_summary = (Instant::now(), Snapshot::default());
     loop {
         tick.tick().await;
         let Some(appender) = appender.upgrade() else {
@@ -201,6 +222,23 @@ async fn sweep(appender: Weak<Appender>) {
         if appender.is_closed() {
             return;
         }
-        appender.expire(Instant::now());
+        let now = Instant::now();
+        appender.expire(now);
+        if let Some(interval) = appender.config.stats_interval {
+            if now >= last_summary.0 + interval {
+                let snapshot = appender.metrics();
+                let answered = |s: &Snapshot| {
+                    s.packs_delivered
+                        + s.packs_connection_error
+                        + s.packs_remote_error
+                        + s.packs_internal_error
+                };
+                if answered(&snapshot) != answered(&last_summary.1) || snapshot.packs_in_flight > 0
+                {
+                    log::info!("appender '{}': {}", appender.name, snapshot.summary());
+                }
+                last_summary = (now, snapshot);
+            }
+        }
     }
 }

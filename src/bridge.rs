@@ -12,13 +12,15 @@
 #![deny(clippy::unwrap_used)]
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, OnceLock};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JClass, JObject, JObjectArray, JStaticMethodID, JString, JValue,
+    GlobalRef, JByteArray, JClass, JLongArray, JObject, JObjectArray, JStaticMethodID, JString,
+    JValue,
 };
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jint, jlong, JNI_ERR, JNI_VERSION_1_8};
@@ -105,10 +107,10 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// Runs one entry point: a panic or an error becomes a Java exception and `fallback`.
-fn guard<T>(
-    env: &mut JNIEnv,
+fn guard<'local, T>(
+    env: &mut JNIEnv<'local>,
     fallback: T,
-    f: impl FnOnce(&mut JNIEnv) -> Result<T, BridgeError>,
+    f: impl FnOnce(&mut JNIEnv<'local>) -> Result<T, BridgeError>,
 ) -> T {
     match catch_unwind(AssertUnwindSafe(|| f(env))) {
         Ok(Ok(value)) => value,
@@ -289,6 +291,22 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
 }
 
 #[no_mangle]
+pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_metrics<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JLongArray<'local> {
+    guard(&mut env, JLongArray::default(), |env| {
+        let values = borrow(handle)?.metrics().to_array();
+        let array = env.new_long_array(values.len() as i32)?;
+        env.set_long_array_region(&array, 0, &values)?;
+        Ok(array)
+    })
+}
+
+#[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_setLogLevel<
     'local,
 >(
@@ -318,9 +336,17 @@ fn level_filter(level: jint) -> LevelFilter {
 /// `log::max_level` before any formatting, so they cost no JNI call.
 struct JavaLogger;
 
+thread_local! {
+    /// Set on the dispatcher thread: what it logs (jni-rs traces its own calls) would be
+    /// dispatched to itself again, without end.
+    static ON_DISPATCHER: Cell<bool> = const { Cell::new(false) };
+}
+
 impl Log for JavaLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         metadata.level() <= log::max_level()
+            && !metadata.target().starts_with("jni")
+            && !ON_DISPATCHER.with(Cell::get)
     }
 
     fn log(&self, record: &Record) {
@@ -395,15 +421,17 @@ impl JavaSide {
     }
 }
 
-/// The dispatcher: one thread, attached once, draining jobs until the process ends.
+/// The dispatcher: one thread, attached once as a daemon (it must not keep the JVM from
+/// exiting), draining jobs until the process ends.
 fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> {
     let (tx, rx) = channel::<Job>();
     std::thread::Builder::new()
         .name("kaa-mqtt-callbacks".into())
         .spawn(move || {
-            let Ok(mut env) = vm.attach_current_thread_permanently() else {
+            let Ok(mut env) = vm.attach_current_thread_as_daemon() else {
                 return;
             };
+            ON_DISPATCHER.with(|on| on.set(true));
             for job in rx {
                 // Our Java methods catch everything; anything pending here is a JNI failure.
                 if side.run(&mut env, job).is_err() || env.exception_check().unwrap_or(false) {

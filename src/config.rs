@@ -96,6 +96,8 @@ pub struct AppenderConfig {
     pub max_pending_records: usize,
     pub payload_format: PayloadFormat,
     pub grouping: Grouping,
+    /// How often an active appender logs its summary line; `None`: never.
+    pub stats_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +130,7 @@ impl std::error::Error for ConfigError {}
 const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
 const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
+const DEFAULT_STATS_INTERVAL_S: i32 = 60;
 
 /// Reads fields in schema order, naming the field in any error.
 struct Fields<'a> {
@@ -232,6 +235,7 @@ impl AppenderConfig {
             ],
         )?;
         let grouping = f.symbol_or("grouping", &[Grouping::Record, Grouping::Pack])?;
+        let stats_interval = f.int_or("statsIntervalSeconds", DEFAULT_STATS_INTERVAL_S)?;
         if !f.reader.is_empty() {
             return Err(ConfigError::new(
                 "(end)",
@@ -282,6 +286,10 @@ impl AppenderConfig {
             max_pending_records: max_pending as usize,
             payload_format,
             grouping,
+            stats_interval: match stats_interval {
+                0 => None,
+                s => Some(seconds("statsIntervalSeconds", s, 0)?),
+            },
         })
     }
 }
@@ -349,6 +357,7 @@ pub(crate) mod tests {
         assert_eq!(c.max_pending_records, 100_000);
         assert_eq!(c.payload_format, PayloadFormat::AvroJson);
         assert_eq!(c.grouping, Grouping::Record);
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(60)));
     }
 
     #[test]
@@ -367,7 +376,8 @@ pub(crate) mod tests {
             .long(7)
             .long(50)
             .long(2)
-            .long(1);
+            .long(1)
+            .long(0);
         let c = AppenderConfig::from_avro(&e.0).unwrap();
         assert_eq!(c.broker.username.as_deref(), Some("user"));
         assert_eq!(c.broker.password.as_deref(), Some("secret"));
@@ -377,6 +387,7 @@ pub(crate) mod tests {
         assert_eq!(c.max_pending_records, 50);
         assert_eq!(c.payload_format, PayloadFormat::JsonWithHeader);
         assert_eq!(c.grouping, Grouping::Pack);
+        assert_eq!(c.stats_interval, None);
         assert!(
             !format!("{c:?}").contains("secret"),
             "password leaked into Debug"
@@ -410,7 +421,7 @@ pub(crate) mod tests {
         let err = AppenderConfig::from_avro(&full[..full.len() - 2]).unwrap_err();
         assert_eq!(err.field, "mqtttopic");
         let mut e = original("h", 1883, 1, "t");
-        e.long(5).long(5).long(5).long(0).long(0).long(5);
+        e.long(5).long(5).long(5).long(0).long(0).long(60).long(5);
         assert_eq!(error_of(&e).field, "(end)");
         let mut e = original("h", 1883, 1, "t");
         e.long(5).long(5).long(5).long(4);

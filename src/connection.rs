@@ -2,6 +2,7 @@
 //! driven by tasks on one tokio runtime for the whole process.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::config::{BrokerConfig, Qos};
 use crate::delivery::{Outcome, Pack, Tracker};
+use crate::metrics::ConnectionMetrics;
 
 /// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks.
 /// Mosquitto's default `max_inflight_messages` is 20; beyond it a QoS 2 burst loses messages.
@@ -39,6 +41,7 @@ struct Shared {
     tracker: Mutex<Tracker>,
     shutdown: Notify,
     label: String,
+    metrics: ConnectionMetrics,
 }
 
 /// A pooled connection. Dropping the last `Arc` disconnects it.
@@ -84,6 +87,7 @@ impl Connection {
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
             label: format!("{}:{} as '{}'", broker.host, broker.port, broker.client_id),
+            metrics: ConnectionMetrics::default(),
         });
         runtime().spawn(drive(Arc::clone(&shared), eventloop));
         Connection { shared }
@@ -104,6 +108,15 @@ impl Connection {
         tracker.submit(&mut *client, pack, topic, qos, payloads, max_pending);
     }
 
+    pub fn metrics(&self) -> &ConnectionMetrics {
+        &self.shared.metrics
+    }
+
+    /// Records accepted and not yet confirmed or failed.
+    pub fn outstanding(&self) -> usize {
+        lock(&self.shared.tracker).outstanding()
+    }
+
     /// Forgets records of packs that were answered meanwhile (deadline, close).
     pub fn prune(&self) {
         lock(&self.shared.tracker).prune();
@@ -121,6 +134,7 @@ impl Drop for Connection {
 async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
     let mut backoff = BACKOFF_MIN;
     let mut was_connected = false;
+    let mut ever_connected = false;
     loop {
         let polled = tokio::select! {
             _ = shared.shutdown.notified() => break,
@@ -130,12 +144,18 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = BACKOFF_MIN;
                 was_connected = true;
+                if ever_connected {
+                    shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                ever_connected = true;
+                shared.metrics.connected.store(true, Ordering::Relaxed);
                 log::info!("connected to {}", shared.label);
                 let mut tracker = lock(&shared.tracker);
                 tracker.on_connected(&mut *lock(&shared.client));
             }
             Ok(event) => lock(&shared.tracker).on_event(&event),
             Err(error) => {
+                shared.metrics.connected.store(false, Ordering::Relaxed);
                 on_error(&shared, &mut eventloop, &error, was_connected);
                 was_connected = false;
                 let pause = jitter(backoff);

@@ -15,4 +15,5 @@ pub mod connection;
 pub mod decode;
 pub mod delivery;
 pub mod header;
+pub mod metrics;
 pub mod payload;

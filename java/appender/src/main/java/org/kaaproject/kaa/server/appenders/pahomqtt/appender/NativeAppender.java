@@ -28,6 +28,13 @@ final class NativeAppender {
     /** Answers every pack still in flight and releases the handle; the handle is invalid after. */
     static native void close(long handle);
 
+    /**
+     * The appender's counters, in {@link AppenderMetrics}' order.
+     *
+     * @throws IllegalStateException for a closed handle
+     */
+    static native long[] metrics(long handle);
+
     /** 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace. */
     static native void setLogLevel(int level);
 }

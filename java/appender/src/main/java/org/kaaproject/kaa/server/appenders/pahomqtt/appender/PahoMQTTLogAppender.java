@@ -26,6 +26,7 @@ public class PahoMQTTLogAppender implements LogAppender {
     /** Appends share the read side; close takes the write side, so no append outlives the handle. */
     private final ReentrantReadWriteLock handleLock = new ReentrantReadWriteLock();
     private long handle;
+    private volatile AppenderMetrics metrics;
 
     private String name;
     private String appenderId;
@@ -83,6 +84,7 @@ public class PahoMQTTLogAppender implements LogAppender {
             } finally {
                 handleLock.writeLock().unlock();
             }
+            metrics = AppenderMetrics.register(name, appenderId, this::readMetrics);
             LOG.info("PahoMqtt appender '{}' ({}) of application {} started", name, appenderId, applicationToken);
         } catch (UnsatisfiedLinkError | RuntimeException e) {
             LOG.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId,
@@ -112,6 +114,15 @@ public class PahoMQTTLogAppender implements LogAppender {
         }
     }
 
+    private long[] readMetrics() {
+        handleLock.readLock().lock();
+        try {
+            return handle == 0 ? null : NativeAppender.metrics(handle);
+        } finally {
+            handleLock.readLock().unlock();
+        }
+    }
+
     @Override
     public boolean isSchemaVersionSupported(int version) {
         return version >= minLogSchemaVersion && version <= maxLogSchemaVersion;
@@ -135,6 +146,10 @@ public class PahoMQTTLogAppender implements LogAppender {
             }
         } finally {
             handleLock.writeLock().unlock();
+        }
+        if (metrics != null) {
+            metrics.unregister();
+            metrics = null;
         }
         if (closing != 0) {
             LOG.info("PahoMqtt appender '{}' ({}) closed", name, appenderId);

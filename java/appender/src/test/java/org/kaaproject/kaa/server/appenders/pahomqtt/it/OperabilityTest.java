@@ -1,0 +1,135 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+
+import javax.management.MBeanServer;
+import javax.management.ObjectName;
+
+import org.apache.avro.Schema;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/** What operators see: the JMX bean of each appender, and the log lines in the node's SLF4J. */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class OperabilityTest {
+
+    private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
+
+    private static List<byte[]> records(int n, int seed) {
+        Schema schema = AvroReference.parse(TELEMETRY);
+        Random rnd = new Random(seed);
+        List<byte[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(AvroReference.binary(schema, TestData.telemetry(schema, rnd, "ops-" + seed + "-" + i, i)));
+        }
+        return out;
+    }
+
+    private static Set<ObjectName> beans(MBeanServer server, String appenderName) throws Exception {
+        return server.queryNames(new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
+                + ObjectName.quote(appenderName) + ",*"), null);
+    }
+
+    @Test
+    void jmxBeanCountsWhatHappensAndGoesAwayAtClose() throws Exception {
+        MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "ops/jmx", 1);
+            cfg.put("deliveryTimeoutSeconds", 2);
+            LogAppender appender = KaaNode.load("jmx \"probe\"", KaaNode.config(cfg));
+            try {
+                Set<ObjectName> names = beans(server, "jmx \"probe\"");
+                assertEquals(1, names.size(), "one bean registered at init: " + names);
+                ObjectName name = names.iterator().next();
+                for (int i = 0; i < 5; i++) {
+                    RecordingCallback cb = new RecordingCallback("ok-" + i);
+                    appender.doAppend(KaaNode.pack(TELEMETRY, 1, records(20, i)), cb);
+                    cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                }
+                RecordingCallback bad = new RecordingCallback("bad");
+                appender.doAppend(KaaNode.pack(TELEMETRY, 1, List.of(new byte[] {1, 2, 3})), bad);
+                bad.awaitFirst(Duration.ofSeconds(10));
+                assertEquals(5L, server.getAttribute(name, "PacksDelivered"));
+                assertEquals(100L, server.getAttribute(name, "RecordsDelivered"));
+                assertEquals(1L, server.getAttribute(name, "PacksFailedInternal"));
+                assertEquals(0L, server.getAttribute(name, "PacksInFlight"));
+                assertEquals(true, server.getAttribute(name, "Connected"));
+                double p50 = (Double) server.getAttribute(name, "AnswerLatencyP50Millis");
+                double p99 = (Double) server.getAttribute(name, "AnswerLatencyP99Millis");
+                assertTrue(p50 > 0 && p50 <= p99, "p50 " + p50 + ", p99 " + p99);
+
+                // The broker goes away: the bean shows it, and the failed pack.
+                broker.kill();
+                RecordingCallback lost = new RecordingCallback("lost");
+                appender.doAppend(KaaNode.pack(TELEMETRY, 1, records(3, 99)), lost);
+                lost.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+                assertEquals(false, server.getAttribute(name, "Connected"));
+                assertEquals(1L, server.getAttribute(name, "PacksFailedConnection"));
+                assertEquals(4L, server.getAttribute(name, "RecordsFailed"), "1 undecodable + 3 lost");
+                broker.start();
+                RecordingCallback back;
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                do {
+                    back = new RecordingCallback("back");
+                    appender.doAppend(KaaNode.pack(TELEMETRY, 1, records(1, 7)), back);
+                } while (!SUCCESS.equals(back.awaitFirst(Duration.ofSeconds(15)).method) && System.nanoTime() < deadline);
+                assertEquals(1L, server.getAttribute(name, "Reconnects"));
+            } finally {
+                appender.close();
+            }
+            assertTrue(beans(server, "jmx \"probe\"").isEmpty(), "bean unregistered at close");
+        }
+    }
+
+    @Test
+    void logsReachSlf4jWithSummariesAndNoSecrets() throws IOException, InterruptedException {
+        String password = "pa55-" + Long.toHexString(new Random().nextLong());
+        try (Mosquitto broker = Mosquitto.withCredentials("operator", password)) {
+            broker.start();
+            Path java = Paths.get(System.getProperty("java.home"), "bin", "java");
+            Path out = Files.createTempFile("log-probe", ".txt");
+            try {
+                Process p = new ProcessBuilder(java.toString(), "-cp", System.getProperty("java.class.path"),
+                        // Everything the native side logs, down to rumqttc's packet traces.
+                        "-Dorg.slf4j.simpleLogger.defaultLogLevel=trace", LogProbe.class.getName(),
+                        String.valueOf(broker.port()), "operator", password)
+                        .redirectErrorStream(true).redirectOutput(out.toFile()).start();
+                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "probe JVM did not finish");
+                String log = new String(Files.readAllBytes(out), StandardCharsets.UTF_8);
+                assertEquals(0, p.exitValue(), log);
+                assertTrue(log.contains("probe done"), log);
+                String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
+                assertTrue(log.contains(nativeLogger + "connection - connected to 127.0.0.1:" + broker.port()),
+                        "native INFO line in SLF4J:\n" + log);
+                assertTrue(log.matches("(?s).*" + nativeLogger.replace(".", "\\.")
+                        + "appender - appender 'probe': \\d+ records in \\d+ packs delivered.*"),
+                        "periodic summary line:\n" + log);
+                assertTrue(log.contains("org.kaaproject.kaa.server.appenders.pahomqtt.native.rumqttc"),
+                        "other crates' records are forwarded too");
+                assertFalse(log.contains(password), "the password appears in the log:\n" + log);
+            } finally {
+                Files.deleteIfExists(out);
+            }
+        }
+    }
+}

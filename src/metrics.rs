@@ -1,0 +1,217 @@
+//! What an operator watches: per appender, packs and records by outcome, what is in flight,
+//! and how long packs wait for their answer; per connection, reconnects and state. Read over
+//! JMX (a snapshot through the bridge) and summarised in a periodic log line.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::delivery::Outcome;
+
+/// Latency buckets: four per power of two of microseconds, up to about 19 hours.
+const BUCKETS: usize = 4 * 36;
+
+#[derive(Default)]
+pub struct ConnectionMetrics {
+    pub reconnects: AtomicU64,
+    pub connected: AtomicBool,
+}
+
+pub struct AppenderMetrics {
+    packs: [AtomicU64; 4],
+    records_delivered: AtomicU64,
+    records_failed: AtomicU64,
+    in_flight: AtomicI64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+/// A consistent-enough copy of the counters (each read atomically, not all at one instant).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Snapshot {
+    pub packs_delivered: u64,
+    pub packs_connection_error: u64,
+    pub packs_remote_error: u64,
+    pub packs_internal_error: u64,
+    pub records_delivered: u64,
+    pub records_failed: u64,
+    pub packs_in_flight: i64,
+    pub records_awaiting_broker: u64,
+    pub reconnects: u64,
+    pub connected: bool,
+    pub latency_p50: Duration,
+    pub latency_p99: Duration,
+}
+
+fn index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Delivered => 0,
+        Outcome::ConnectionError => 1,
+        Outcome::RemoteError => 2,
+        Outcome::InternalError => 3,
+    }
+}
+
+fn bucket(latency: Duration) -> usize {
+    let us = latency.as_micros().max(1) as f64;
+    ((us.log2() * 4.0) as usize).min(BUCKETS - 1)
+}
+
+/// The upper bound of a bucket.
+fn bucket_limit(i: usize) -> Duration {
+    Duration::from_secs_f64(2f64.powf((i + 1) as f64 / 4.0) / 1e6)
+}
+
+impl Default for AppenderMetrics {
+    fn default() -> Self {
+        AppenderMetrics {
+            packs: Default::default(),
+            records_delivered: AtomicU64::new(0),
+            records_failed: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl AppenderMetrics {
+    pub fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A pack of `records` records was answered `outcome` after `latency`.
+    pub fn finished(&self, outcome: Outcome, records: usize, latency: Duration) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.packs[index(outcome)].fetch_add(1, Ordering::Relaxed);
+        let counter = if outcome == Outcome::Delivered {
+            &self.records_delivered
+        } else {
+            &self.records_failed
+        };
+        counter.fetch_add(records as u64, Ordering::Relaxed);
+        self.latency[bucket(latency)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `q` quantile (0..=1) of pack latency, as its bucket's upper bound; zero if none.
+    fn quantile(&self, counts: &[u64; BUCKETS], q: f64) -> Duration {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_limit(i);
+            }
+        }
+        bucket_limit(BUCKETS - 1)
+    }
+
+    pub fn snapshot(&self, connection: &ConnectionMetrics, awaiting_broker: usize) -> Snapshot {
+        let counts: [u64; BUCKETS] =
+            std::array::from_fn(|i| self.latency[i].load(Ordering::Relaxed));
+        let packs = |o: Outcome| self.packs[index(o)].load(Ordering::Relaxed);
+        Snapshot {
+            packs_delivered: packs(Outcome::Delivered),
+            packs_connection_error: packs(Outcome::ConnectionError),
+            packs_remote_error: packs(Outcome::RemoteError),
+            packs_internal_error: packs(Outcome::InternalError),
+            records_delivered: self.records_delivered.load(Ordering::Relaxed),
+            records_failed: self.records_failed.load(Ordering::Relaxed),
+            packs_in_flight: self.in_flight.load(Ordering::Relaxed),
+            records_awaiting_broker: awaiting_broker as u64,
+            reconnects: connection.reconnects.load(Ordering::Relaxed),
+            connected: connection.connected.load(Ordering::Relaxed),
+            latency_p50: self.quantile(&counts, 0.5),
+            latency_p99: self.quantile(&counts, 0.99),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The order `PahoMQTTLogAppender`'s MBean reads them in; latencies in microseconds.
+    pub fn to_array(&self) -> [i64; 12] {
+        [
+            self.packs_delivered as i64,
+            self.packs_connection_error as i64,
+            self.packs_remote_error as i64,
+            self.packs_internal_error as i64,
+            self.records_delivered as i64,
+            self.records_failed as i64,
+            self.packs_in_flight,
+            self.records_awaiting_broker as i64,
+            self.reconnects as i64,
+            i64::from(self.connected),
+            self.latency_p50.as_micros() as i64,
+            self.latency_p99.as_micros() as i64,
+        ]
+    }
+
+    /// The periodic INFO line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} records in {} packs delivered; packs failed: {} connection, {} remote, {} internal; \
+             {} packs in flight, {} records awaiting the broker; answer latency p50 {:.1} ms, \
+             p99 {:.1} ms; {}, {} reconnects",
+            self.records_delivered,
+            self.packs_delivered,
+            self.packs_connection_error,
+            self.packs_remote_error,
+            self.packs_internal_error,
+            self.packs_in_flight,
+            self.records_awaiting_broker,
+            self.latency_p50.as_secs_f64() * 1e3,
+            self.latency_p99.as_secs_f64() * 1e3,
+            if self.connected { "connected" } else { "not connected" },
+            self.reconnects
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_outcomes_and_quantiles() {
+        let m = AppenderMetrics::default();
+        let c = ConnectionMetrics::default();
+        for i in 0..100u64 {
+            m.started();
+            let outcome = if i < 97 {
+                Outcome::Delivered
+            } else {
+                Outcome::ConnectionError
+            };
+            m.finished(
+                outcome,
+                10,
+                Duration::from_millis(if i < 98 { 2 } else { 400 }),
+            );
+        }
+        m.started();
+        let s = m.snapshot(&c, 7);
+        assert_eq!(s.packs_delivered, 97);
+        assert_eq!(s.packs_connection_error, 3);
+        assert_eq!(s.records_delivered, 970);
+        assert_eq!(s.records_failed, 30);
+        assert_eq!(s.packs_in_flight, 1);
+        assert_eq!(s.records_awaiting_broker, 7);
+        // Buckets are a quarter power of two wide: the bound is within 19% above the value.
+        assert!(
+            s.latency_p50 >= Duration::from_millis(2)
+                && s.latency_p50 < Duration::from_micros(2400)
+        );
+        assert!(
+            s.latency_p99 >= Duration::from_millis(400)
+                && s.latency_p99 < Duration::from_millis(480)
+        );
+    }
+
+    #[test]
+    fn empty_metrics_report_zero_latency() {
+        let s = AppenderMetrics::default().snapshot(&ConnectionMetrics::default(), 0);
+        assert_eq!(s.latency_p99, Duration::ZERO);
+        assert!(!s.connected);
+    }
+}
