@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::binary::{BinaryError, Reader};
+use crate::tls::{parse_certificates, parse_private_key, TlsSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Qos {
@@ -69,6 +70,8 @@ pub struct BrokerConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub keep_alive: Duration,
+    /// `None`: plain TCP.
+    pub tls: Option<TlsSettings>,
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -81,6 +84,7 @@ impl fmt::Debug for BrokerConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("keep_alive", &self.keep_alive)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -176,6 +180,15 @@ impl Fields<'_> {
         }
     }
 
+    /// A string field added after the original's.
+    fn string_or(&mut self, field: &'static str, default: &str) -> Result<String, ConfigError> {
+        if self.reader.is_empty() {
+            Ok(default.to_string())
+        } else {
+            self.string(field)
+        }
+    }
+
     /// An enum field added after the original's: its symbol, or `symbols[0]` when absent.
     fn symbol_or<T: Copy>(&mut self, field: &'static str, symbols: &[T]) -> Result<T, ConfigError> {
         let index = self.int_or(field, 0)?;
@@ -191,6 +204,60 @@ fn seconds(field: &'static str, value: i32, min: i32) -> Result<Duration, Config
         return Err(ConfigError::new(field, format!("{value} is below {min}")));
     }
     Ok(Duration::from_secs(value as u64))
+}
+
+/// Checks the PEM texts now, so a bad one is reported at init with its field's name.
+fn tls_settings(
+    verify: bool,
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+    alpn: &str,
+) -> Result<TlsSettings, ConfigError> {
+    let pem = |field, r: Result<(), String>| r.map_err(|e| ConfigError::new(field, e));
+    if !ca_pem.trim().is_empty() {
+        pem("caCertificate", parse_certificates(&ca_pem).map(drop))?;
+    }
+    match (
+        client_cert_pem.trim().is_empty(),
+        client_key_pem.trim().is_empty(),
+    ) {
+        (true, true) => {}
+        (false, false) => {
+            pem(
+                "clientCertificate",
+                parse_certificates(&client_cert_pem).map(drop),
+            )?;
+            pem(
+                "clientPrivateKey",
+                parse_private_key(&client_key_pem).map(drop),
+            )?;
+        }
+        (false, true) => {
+            return Err(ConfigError::new(
+                "clientPrivateKey",
+                "is empty but clientCertificate is set",
+            ))
+        }
+        (true, false) => {
+            return Err(ConfigError::new(
+                "clientCertificate",
+                "is empty but clientPrivateKey is set",
+            ))
+        }
+    }
+    Ok(TlsSettings {
+        verify,
+        ca_pem,
+        client_cert_pem,
+        client_key_pem,
+        alpn: alpn
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect(),
+    })
 }
 
 fn validate_topic(topic: &str) -> Result<(), ConfigError> {
@@ -215,7 +282,7 @@ impl AppenderConfig {
         let host = f.string("host")?;
         let port = f.int("port")?;
         let ssl = f.boolean("ssl")?;
-        let _verify_ssl_cert = f.boolean("verifySslCert")?;
+        let verify_ssl_cert = f.boolean("verifySslCert")?;
         let username = f.optional_string("username")?;
         let password = f.optional_string("password")?;
         let qos = f.int("qos")?;
@@ -236,6 +303,10 @@ impl AppenderConfig {
         )?;
         let grouping = f.symbol_or("grouping", &[Grouping::Record, Grouping::Pack])?;
         let stats_interval = f.int_or("statsIntervalSeconds", DEFAULT_STATS_INTERVAL_S)?;
+        let ca_pem = f.string_or("caCertificate", "")?;
+        let client_cert_pem = f.string_or("clientCertificate", "")?;
+        let client_key_pem = f.string_or("clientPrivateKey", "")?;
+        let alpn = f.string_or("alpnProtocols", "")?;
         if !f.reader.is_empty() {
             return Err(ConfigError::new(
                 "(end)",
@@ -253,14 +324,17 @@ impl AppenderConfig {
             .ok_or_else(|| {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
-        if ssl {
-            // The original appender never implemented TLS either; better a clear refusal
-            // than a plain-text connection the user believes is encrypted.
-            return Err(ConfigError::new(
-                "ssl",
-                "TLS is not supported by this version",
-            ));
-        }
+        let tls = if ssl {
+            Some(tls_settings(
+                verify_ssl_cert,
+                ca_pem,
+                client_cert_pem,
+                client_key_pem,
+                &alpn,
+            )?)
+        } else {
+            None
+        };
         validate_topic(&topic)?;
         if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
@@ -279,6 +353,7 @@ impl AppenderConfig {
                 username,
                 password,
                 keep_alive: seconds("keepAliveSeconds", keep_alive, 1)?,
+                tls,
             },
             qos: Qos::from_config(qos)?,
             topic,
@@ -420,26 +495,58 @@ pub(crate) mod tests {
         let full = original("h", 1883, 1, "topic").0;
         let err = AppenderConfig::from_avro(&full[..full.len() - 2]).unwrap_err();
         assert_eq!(err.field, "mqtttopic");
-        let mut e = original("h", 1883, 1, "t");
-        e.long(5).long(5).long(5).long(0).long(0).long(60).long(5);
+        let mut e = with_tls("", "", "", "");
+        e.long(5);
         assert_eq!(error_of(&e).field, "(end)");
         let mut e = original("h", 1883, 1, "t");
         e.long(5).long(5).long(5).long(4);
         assert_eq!(error_of(&e).field, "payloadFormat");
     }
 
-    #[test]
-    fn ssl_is_refused_clearly() {
+    fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
         let mut e = Encoder::default();
         e.string("h")
-            .long(1883)
+            .long(8883)
             .boolean(true)
             .boolean(true)
             .opt(None)
             .opt(None)
             .long(1)
             .string("c")
-            .string("t");
-        assert_eq!(error_of(&e).field, "ssl");
+            .string("t")
+            .long(30)
+            .long(10)
+            .long(1000)
+            .long(0)
+            .long(0)
+            .long(60)
+            .string(ca)
+            .string(cert)
+            .string(key)
+            .string(alpn);
+        e
+    }
+
+    #[test]
+    fn tls_fields_are_checked_at_init() {
+        let c =
+            AppenderConfig::from_avro(&with_tls("", "", "", " mqtt , x-amzn-mqtt-ca,").0).unwrap();
+        let tls = c.broker.tls.expect("ssl on");
+        assert!(tls.verify);
+        assert_eq!(tls.alpn, vec!["mqtt", "x-amzn-mqtt-ca"]);
+        assert_eq!(
+            error_of(&with_tls("garbage", "", "", "")).field,
+            "caCertificate"
+        );
+        assert_eq!(
+            error_of(&with_tls("", "garbage", "", "")).field,
+            "clientPrivateKey"
+        );
+        assert_eq!(
+            error_of(&with_tls("", "", "garbage", "")).field,
+            "clientCertificate"
+        );
+        let plain = AppenderConfig::from_avro(&original("h", 1883, 1, "t").0).unwrap();
+        assert!(plain.broker.tls.is_none());
     }
 }

@@ -6,7 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Request};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Request, TlsConfiguration,
+    Transport,
+};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
@@ -77,6 +80,21 @@ impl Connection {
         if let Some(user) = &broker.username {
             options.set_credentials(user, broker.password.clone().unwrap_or_default());
         }
+        let label = format!("{}:{} as '{}'", broker.host, broker.port, broker.client_id);
+        if let Some(tls) = &broker.tls {
+            if !tls.verify {
+                log::warn!(
+                    "TLS to {label} does not verify the broker's certificate (verifySslCert is off): \
+                     the connection is encrypted but anyone on the path can impersonate the broker"
+                );
+            }
+            match tls.client_config() {
+                Ok(config) => {
+                    options.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+                }
+                Err(e) => log::error!("TLS to {label} cannot be set up: {e}"),
+            }
+        }
         // The channel never refuses what the tracker's bound admits.
         let (client, mut eventloop) = AsyncClient::new(options, max_pending.max(1));
         eventloop
@@ -86,7 +104,7 @@ impl Connection {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
-            label: format!("{}:{} as '{}'", broker.host, broker.port, broker.client_id),
+            label,
             metrics: ConnectionMetrics::default(),
         });
         runtime().spawn(drive(Arc::clone(&shared), eventloop));
@@ -135,6 +153,9 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
     let mut backoff = BACKOFF_MIN;
     let mut was_connected = false;
     let mut ever_connected = false;
+    // The last failure logged at WARN: a broker that stays away is reported once, not at
+    // every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
+    let mut last_failure: Option<String> = None;
     loop {
         let polled = tokio::select! {
             _ = shared.shutdown.notified() => break,
@@ -149,6 +170,7 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
                 }
                 ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
+                last_failure = None;
                 log::info!("connected to {}", shared.label);
                 let mut tracker = lock(&shared.tracker);
                 tracker.on_connected(&mut *lock(&shared.client));
@@ -156,7 +178,10 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
             Ok(event) => lock(&shared.tracker).on_event(&event),
             Err(error) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
-                on_error(&shared, &mut eventloop, &error, was_connected);
+                let failure = error.to_string();
+                let repeated = last_failure.as_ref() == Some(&failure);
+                on_error(&shared, &mut eventloop, &error, was_connected, repeated);
+                last_failure = Some(failure);
                 was_connected = false;
                 let pause = jitter(backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -171,17 +196,32 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
     log::debug!("connection to {} closed", shared.label);
 }
 
-fn on_error(shared: &Shared, eventloop: &mut EventLoop, error: &ConnectionError, was_up: bool) {
+fn on_error(
+    shared: &Shared,
+    eventloop: &mut EventLoop,
+    error: &ConnectionError,
+    was_up: bool,
+    repeated: bool,
+) {
     let mut tracker = lock(&shared.tracker);
+    let first = |level| if repeated { log::Level::Debug } else { level };
     if let ConnectionError::ConnectionRefused(code) = error {
-        log::error!("{} refused the connection: {code:?}", shared.label);
+        log::log!(
+            first(log::Level::Error),
+            "{} refused the connection: {code:?}",
+            shared.label
+        );
         tracker.on_refused();
         return;
     }
     if was_up {
         log::warn!("connection to {} lost: {error}", shared.label);
     } else {
-        log::debug!("cannot connect to {}: {error}", shared.label);
+        log::log!(
+            first(log::Level::Warn),
+            "cannot connect to {}: {error}; retrying",
+            shared.label
+        );
     }
     // rumqttc keeps un-acked publishes and drained channel requests in `pending` and would
     // replay them on a resumed session; we fail them instead, so no pack waits on a replay

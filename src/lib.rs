@@ -17,3 +17,4 @@ pub mod delivery;
 pub mod header;
 pub mod metrics;
 pub mod payload;
+pub mod tls;

@@ -1,0 +1,201 @@
+//! TLS to the broker with rustls (no OpenSSL): trust from a CA given as PEM text or the
+//! system's roots, optional client certificate, ALPN. SNI is the configured host name.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The TLS part of a broker's identity, as configured (PEM text kept for comparison).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    pub verify: bool,
+    pub ca_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    pub alpn: Vec<String>,
+}
+
+impl fmt::Debug for TlsSettings {
+    // Hand-written so the private key never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("verify", &self.verify)
+            .field("custom_ca", &!self.ca_pem.trim().is_empty())
+            .field("client_cert", &!self.client_cert_pem.trim().is_empty())
+            .field("alpn", &self.alpn)
+            .finish()
+    }
+}
+
+/// The certificates of a PEM text; an error if it holds none or anything unreadable.
+pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not readable PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".to_string());
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM text (PKCS#8, PKCS#1 or SEC1).
+pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    rustls_pemfile::private_key(&mut pem.as_bytes())
+        .map_err(|e| format!("is not readable PEM: {e}"))?
+        .ok_or_else(|| "holds no PEM private key".to_string())
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+impl TlsSettings {
+    /// The rustls client configuration; errors say what is wrong with which part.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?;
+        let builder = if self.verify {
+            builder.with_root_certificates(self.roots()?)
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+        };
+        let mut config = if self.client_cert_pem.trim().is_empty() {
+            builder.with_no_client_auth()
+        } else {
+            let chain = parse_certificates(&self.client_cert_pem)
+                .map_err(|e| format!("clientCertificate {e}"))?;
+            let key = parse_private_key(&self.client_key_pem)
+                .map_err(|e| format!("clientPrivateKey {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate and key do not go together: {e}"))?
+        };
+        config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    fn roots(&self) -> Result<RootCertStore, String> {
+        let mut roots = RootCertStore::empty();
+        if self.ca_pem.trim().is_empty() {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err("no system root certificates found; set caCertificate".to_string());
+            }
+        } else {
+            for cert in
+                parse_certificates(&self.ca_pem).map_err(|e| format!("caCertificate {e}"))?
+            {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("caCertificate holds an unusable certificate: {e}"))?;
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// `verifySslCert` off: any certificate is accepted (the handshake's signatures are still
+/// checked, so the peer must hold the key of the certificate it shows).
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TlsSettings {
+        TlsSettings {
+            verify: true,
+            ca_pem: String::new(),
+            client_cert_pem: String::new(),
+            client_key_pem: String::new(),
+            alpn: vec!["x-amzn-mqtt-ca".into()],
+        }
+    }
+
+    #[test]
+    fn unreadable_pem_names_the_field() {
+        let bad = TlsSettings {
+            ca_pem: "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n"
+                .into(),
+            ..settings()
+        };
+        let err = bad.client_config().unwrap_err();
+        assert!(err.starts_with("caCertificate"), "{err}");
+        assert!(parse_certificates("no pem here").is_err());
+        assert!(parse_private_key("").is_err());
+    }
+
+    #[test]
+    fn verification_off_needs_no_roots_and_keeps_alpn() {
+        let config = TlsSettings {
+            verify: false,
+            ..settings()
+        }
+        .client_config()
+        .unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"x-amzn-mqtt-ca".to_vec()]);
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let s = TlsSettings {
+            client_key_pem: "SECRET KEY".into(),
+            ..settings()
+        };
+        assert!(!format!("{s:?}").contains("SECRET"));
+    }
+}
