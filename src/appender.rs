@@ -5,13 +5,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::AppenderConfig;
-use crate::connection::{runtime, Connection, MAX_PACKET_SIZE};
+use crate::config::{AppenderConfig, Grouping};
+use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{Completion, Outcome, Pack};
+use crate::delivery::{Completion, Message, Outcome, Pack, PublishOptions};
 use crate::header::HeaderStructure;
 use crate::metrics::{AppenderMetrics, Snapshot};
 use crate::payload::Encoder;
+use crate::topic::PackValues;
 
 /// How often packs past their deadline are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -21,7 +22,6 @@ pub struct Appender {
     application_token: String,
     header: HeaderStructure,
     config: AppenderConfig,
-    topic: Arc<str>,
     encoder: Encoder,
     /// `None` once closed.
     connection: Mutex<Option<Arc<Connection>>>,
@@ -45,13 +45,12 @@ impl Appender {
     ) -> Arc<Appender> {
         let connection = Connection::get(&config.broker, config.max_pending_records);
         log::info!(
-            "appender '{name}' publishes to '{}' at {:?} via {}:{}",
+            "appender '{name}' publishes to {:?} at {:?} via {}:{}",
             config.topic,
             config.qos,
             config.broker.host,
             config.broker.port
         );
-        let topic: Arc<str> = Arc::from(config.topic.as_str());
         let appender = Arc::new(Appender {
             name: name.to_string(),
             application_token: application_token.to_string(),
@@ -59,10 +58,8 @@ impl Appender {
             encoder: Encoder {
                 format: config.payload_format,
                 grouping: config.grouping,
-                // Room for the fixed header, topic and packet id of a PUBLISH.
-                max_payload: MAX_PACKET_SIZE - topic.len() - 16,
+                max_payload: config.max_message_bytes,
             },
-            topic,
             config,
             connection: Mutex::new(Some(connection)),
             schemas: Mutex::default(),
@@ -97,11 +94,31 @@ impl Appender {
         let header =
             self.header
                 .header(&self.application_token, endpoint, schema_version, now_ms());
-        let payloads = match self
-            .schema(schema)
-            .and_then(|schema| self.encoder.encode(&schema, &header, records))
-        {
-            Ok(payloads) => payloads,
+        let pack_values = PackValues {
+            application_token: &self.application_token,
+            endpoint_key_hash: endpoint,
+            log_schema_version: schema_version,
+            appender_name: &self.name,
+        };
+        let messages = match self.schema(schema).and_then(|schema| {
+            let payloads = self.encoder.encode(&schema, &header, records)?;
+            let mut scratch = Vec::new();
+            payloads
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| {
+                    // One message per record, or one per pack (then no record fields).
+                    let record =
+                        (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
+                    let topic =
+                        self.config
+                            .topic
+                            .render(&pack_values, &schema, record, &mut scratch)?;
+                    Ok(Message { topic, payload })
+                })
+                .collect::<Result<Vec<_>, String>>()
+        }) {
+            Ok(messages) => messages,
             Err(reason) => {
                 log::warn!(
                     "appender '{}': pack of {} records from endpoint {endpoint} not published: {reason}",
@@ -111,7 +128,7 @@ impl Appender {
                 return completion(Outcome::InternalError);
             }
         };
-        let pack = Pack::new(payloads.len(), completion);
+        let pack = Pack::new(messages.len(), completion);
         // Registered under the connection lock, so `close` either sees this pack or has
         // already closed and we refuse it: no pack can slip past both.
         let connection = lock(&self.connection);
@@ -127,13 +144,11 @@ impl Appender {
             Instant::now() + self.config.delivery_timeout,
             Arc::downgrade(&pack),
         ));
-        connection.submit(
-            &pack,
-            &self.topic,
-            self.config.qos,
-            payloads,
-            self.config.max_pending_records,
-        );
+        let how = PublishOptions {
+            qos: self.config.qos,
+            retain: self.config.retain,
+        };
+        connection.submit(&pack, how, messages, self.config.max_pending_records);
     }
 
     fn schema(&self, text: &str) -> Result<Arc<LogSchema>, String> {

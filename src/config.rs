@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::binary::{BinaryError, Reader};
 use crate::tls::{parse_certificates, parse_private_key, TlsSettings};
+use crate::topic::TopicTemplate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Qos {
@@ -70,6 +71,8 @@ pub struct BrokerConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub keep_alive: Duration,
+    pub clean_session: bool,
+    pub connect_timeout: Duration,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
 }
@@ -84,6 +87,8 @@ impl fmt::Debug for BrokerConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("keep_alive", &self.keep_alive)
+            .field("clean_session", &self.clean_session)
+            .field("connect_timeout", &self.connect_timeout)
             .field("tls", &self.tls)
             .finish()
     }
@@ -93,7 +98,10 @@ impl fmt::Debug for BrokerConfig {
 pub struct AppenderConfig {
     pub broker: BrokerConfig,
     pub qos: Qos,
-    pub topic: String,
+    pub retain: bool,
+    pub topic: TopicTemplate,
+    /// The largest message published; a pack with a larger one fails.
+    pub max_message_bytes: usize,
     /// No pack waits longer than this for its callback.
     pub delivery_timeout: Duration,
     /// Records accepted but not yet acknowledged, at most; beyond it packs fail fast.
@@ -135,6 +143,11 @@ const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
 const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
 const DEFAULT_STATS_INTERVAL_S: i32 = 60;
+const DEFAULT_CONNECT_TIMEOUT_S: i32 = 10;
+/// Generous: rumqttc's own default of 10 KiB would fail every larger record.
+const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
+/// MQTT's own limit on a packet, less room for its header and topic.
+const MQTT_MAX_MESSAGE_BYTES: i32 = 268_435_455 - 65_536 - 16;
 
 /// Reads fields in schema order, naming the field in any error.
 struct Fields<'a> {
@@ -177,6 +190,15 @@ impl Fields<'_> {
             Ok(default)
         } else {
             self.int(field)
+        }
+    }
+
+    /// A boolean field added after the original's.
+    fn boolean_or(&mut self, field: &'static str, default: bool) -> Result<bool, ConfigError> {
+        if self.reader.is_empty() {
+            Ok(default)
+        } else {
+            self.boolean(field)
         }
     }
 
@@ -260,19 +282,6 @@ fn tls_settings(
     })
 }
 
-fn validate_topic(topic: &str) -> Result<(), ConfigError> {
-    if topic.is_empty() {
-        return Err(ConfigError::new("mqtttopic", "is empty"));
-    }
-    if topic.contains(['+', '#', '\0']) {
-        return Err(ConfigError::new(
-            "mqtttopic",
-            format!("'{topic}' contains a wildcard or NUL, which a publish topic cannot"),
-        ));
-    }
-    Ok(())
-}
-
 impl AppenderConfig {
     /// Decodes `LogAppenderDto.getRawConfiguration()`.
     pub fn from_avro(raw: &[u8]) -> Result<AppenderConfig, ConfigError> {
@@ -307,6 +316,10 @@ impl AppenderConfig {
         let client_cert_pem = f.string_or("clientCertificate", "")?;
         let client_key_pem = f.string_or("clientPrivateKey", "")?;
         let alpn = f.string_or("alpnProtocols", "")?;
+        let retain = f.boolean_or("retain", false)?;
+        let clean_session = f.boolean_or("cleanSession", true)?;
+        let connect_timeout = f.int_or("connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_S)?;
+        let max_message_bytes = f.int_or("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES)?;
         if !f.reader.is_empty() {
             return Err(ConfigError::new(
                 "(end)",
@@ -335,7 +348,19 @@ impl AppenderConfig {
         } else {
             None
         };
-        validate_topic(&topic)?;
+        let topic = TopicTemplate::parse(&topic).map_err(|e| ConfigError::new("mqtttopic", e))?;
+        if topic.has_event_fields() && grouping == Grouping::Pack {
+            return Err(ConfigError::new(
+                "mqtttopic",
+                "{event.…} placeholders need one message per record (grouping RECORD)",
+            ));
+        }
+        if !(1..=MQTT_MAX_MESSAGE_BYTES).contains(&max_message_bytes) {
+            return Err(ConfigError::new(
+                "maxMessageBytes",
+                format!("{max_message_bytes} is not between 1 and {MQTT_MAX_MESSAGE_BYTES}"),
+            ));
+        }
         if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
         }
@@ -353,10 +378,14 @@ impl AppenderConfig {
                 username,
                 password,
                 keep_alive: seconds("keepAliveSeconds", keep_alive, 1)?,
+                clean_session,
+                connect_timeout: seconds("connectTimeoutSeconds", connect_timeout, 1)?,
                 tls,
             },
             qos: Qos::from_config(qos)?,
+            retain,
             topic,
+            max_message_bytes: max_message_bytes as usize,
             delivery_timeout: seconds("deliveryTimeoutSeconds", delivery_timeout, 1)?,
             max_pending_records: max_pending as usize,
             payload_format,
@@ -425,7 +454,11 @@ pub(crate) mod tests {
             Qos::ExactlyOnce,
             "qos 3 is published as 2, like the original"
         );
-        assert_eq!(c.topic, "home/kaa/topic");
+        assert!(format!("{:?}", c.topic).contains("\"home/kaa/topic\""));
+        assert!(!c.retain);
+        assert!(c.broker.clean_session);
+        assert_eq!(c.broker.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_message_bytes, 10 * 1024 * 1024);
         assert_eq!(c.broker.username, None);
         assert_eq!(c.delivery_timeout, Duration::from_secs(30));
         assert_eq!(c.broker.keep_alive, Duration::from_secs(10));
@@ -496,8 +529,16 @@ pub(crate) mod tests {
         let err = AppenderConfig::from_avro(&full[..full.len() - 2]).unwrap_err();
         assert_eq!(err.field, "mqtttopic");
         let mut e = with_tls("", "", "", "");
+        e.boolean(true).boolean(false).long(3).long(4096);
+        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        assert!(c.retain && !c.broker.clean_session);
+        assert_eq!(c.broker.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_message_bytes, 4096);
         e.long(5);
         assert_eq!(error_of(&e).field, "(end)");
+        let mut e = with_tls("", "", "", "");
+        e.boolean(false).boolean(true).long(10).long(0);
+        assert_eq!(error_of(&e).field, "maxMessageBytes");
         let mut e = original("h", 1883, 1, "t");
         e.long(5).long(5).long(5).long(4);
         assert_eq!(error_of(&e).field, "payloadFormat");

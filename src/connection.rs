@@ -13,17 +13,16 @@ use rumqttc::{
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-use crate::config::{BrokerConfig, Qos};
-use crate::delivery::{Outcome, Pack, Tracker};
+use crate::config::BrokerConfig;
+use crate::delivery::{Message, Outcome, Pack, PublishOptions, Tracker};
 use crate::metrics::ConnectionMetrics;
 
 /// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks.
 /// Mosquitto's default `max_inflight_messages` is 20; beyond it a QoS 2 burst loses messages.
 const INFLIGHT: u16 = 20;
-/// The MQTT maximum; records are checked against it before they reach rumqttc, which would
-/// otherwise drop the whole connection on an oversized publish.
-pub const MAX_PACKET_SIZE: usize = 268_435_455;
-const CONNECT_TIMEOUT_S: u64 = 10;
+/// The MQTT maximum. Messages are checked against the configured limit before they reach
+/// rumqttc, which would otherwise drop the whole connection on an oversized publish.
+const MAX_PACKET_SIZE: usize = 268_435_455;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -75,7 +74,7 @@ impl Connection {
         options
             .set_keep_alive(broker.keep_alive)
             .set_inflight(INFLIGHT)
-            .set_clean_session(true)
+            .set_clean_session(broker.clean_session)
             .set_max_packet_size(64 * 1024, MAX_PACKET_SIZE);
         if let Some(user) = &broker.username {
             options.set_credentials(user, broker.password.clone().unwrap_or_default());
@@ -99,7 +98,7 @@ impl Connection {
         let (client, mut eventloop) = AsyncClient::new(options, max_pending.max(1));
         eventloop
             .network_options
-            .set_connection_timeout(CONNECT_TIMEOUT_S);
+            .set_connection_timeout(broker.connect_timeout.as_secs());
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
@@ -111,19 +110,18 @@ impl Connection {
         Connection { shared }
     }
 
-    /// Hands a pack's payloads to the connection without waiting on the network.
+    /// Hands a pack's messages to the connection without waiting on the network.
     pub fn submit(
         &self,
         pack: &Arc<Pack>,
-        topic: &Arc<str>,
-        qos: Qos,
-        payloads: Vec<Vec<u8>>,
+        how: PublishOptions,
+        messages: Vec<Message>,
         max_pending: usize,
     ) {
         // Lock order everywhere: tracker, then client.
         let mut tracker = lock(&self.shared.tracker);
         let mut client = lock(&self.shared.client);
-        tracker.submit(&mut *client, pack, topic, qos, payloads, max_pending);
+        tracker.submit(&mut *client, pack, how, messages, max_pending);
     }
 
     pub fn metrics(&self) -> &ConnectionMetrics {

@@ -186,6 +186,7 @@ enum Node {
 
 #[derive(Debug)]
 struct Field {
+    name: Box<str>,
     /// `{"name":` for the first field, `,"name":` for the others.
     prefix: Box<[u8]>,
     node: u32,
@@ -389,6 +390,98 @@ impl LogSchema {
             }
         }
         Ok(())
+    }
+
+    /// The text of the field at `path` (field names from the top record down) in one datum,
+    /// for topic templates: a string as it is, a number or boolean as JSON writes it, an enum
+    /// its symbol; a union stands for its branch. Null, bytes, fixed, records, arrays and maps
+    /// have no text; the error says which field and why.
+    pub fn field_text<S: AsRef<str>>(
+        &self,
+        datum: &[u8],
+        path: &[S],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let dotted = || path.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(".");
+        let failed = |e: DecodeError| format!("event.{}: {e}", dotted());
+        let mut r = Reader::new(datum);
+        let mut cx = Cx {
+            len: datum.len(),
+            budget: ZERO_WIDTH_BUDGET,
+            style: Style::Plain,
+        };
+        let mut skipped = Vec::new();
+        let mut node = self.root;
+        let mut segments = path.iter();
+        loop {
+            match &self.nodes[node as usize] {
+                Node::Union(branches) => {
+                    let index = r.read_int().map_err(|e| {
+                        failed(DecodeError::Malformed {
+                            offset: 0,
+                            what: "union index",
+                            error: e,
+                        })
+                    })?;
+                    node = usize::try_from(index)
+                        .ok()
+                        .and_then(|i| branches.get(i))
+                        .ok_or_else(|| {
+                            format!("event.{}: union index {index} does not exist", dotted())
+                        })?
+                        .node;
+                }
+                Node::Record(fields) => {
+                    let Some(name) = segments.next() else {
+                        return Err(format!("event.{} is a record, not a value", dotted()));
+                    };
+                    let name = name.as_ref();
+                    let target = fields
+                        .iter()
+                        .position(|f| &*f.name == name)
+                        .ok_or_else(|| {
+                            format!("event.{}: the record has no field '{name}'", dotted())
+                        })?;
+                    for field in &fields[..target] {
+                        skipped.clear();
+                        self.write(field.node, &mut r, &mut skipped, &mut cx, 0)
+                            .map_err(failed)?;
+                    }
+                    node = fields[target].node;
+                }
+                _ if segments.len() > 0 => {
+                    return Err(format!("event.{}: only records have fields", dotted()));
+                }
+                Node::String => {
+                    let bytes = r.read_string_bytes().map_err(|e| {
+                        failed(DecodeError::Malformed {
+                            offset: 0,
+                            what: "string",
+                            error: e,
+                        })
+                    })?;
+                    out.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
+                    return Ok(());
+                }
+                Node::Enum(_)
+                | Node::Boolean
+                | Node::Int
+                | Node::Long
+                | Node::Float
+                | Node::Double => {
+                    let mark = out.len();
+                    self.write(node, &mut r, out, &mut cx, 0).map_err(failed)?;
+                    // Enum symbols and NaN / Infinity come quoted: a topic wants the bare text.
+                    if out.get(mark) == Some(&b'"') {
+                        out.remove(mark);
+                        out.pop();
+                    }
+                    return Ok(());
+                }
+                Node::Null => return Err(format!("event.{} is null", dotted())),
+                _ => return Err(format!("event.{} has no text value", dotted())),
+            }
+        }
     }
 
     /// Writes a map: the entries go out in insertion order first, each `"key":value` as one
@@ -748,6 +841,7 @@ impl<'s> Compiler<'s> {
                     prefix.extend_from_slice(&json_string(&field.name));
                     prefix.push(b':');
                     fields.push(Field {
+                        name: field.name.as_str().into(),
                         prefix: prefix.into_boxed_slice(),
                         node: c.compile(&field.schema, level)?,
                     });

@@ -87,24 +87,42 @@ impl Drop for Pack {
     }
 }
 
-/// Where the tracker hands publishes: rumqttc's client, or a recorder in tests.
-pub trait Outbox {
-    /// Queues one publish without blocking; false if it cannot be queued.
-    fn try_publish(&mut self, topic: &str, qos: Qos, payload: Vec<u8>) -> bool;
+/// One MQTT message of a pack.
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Vec<u8>,
 }
 
-impl Outbox for rumqttc::AsyncClient {
-    fn try_publish(&mut self, topic: &str, qos: Qos, payload: Vec<u8>) -> bool {
-        rumqttc::AsyncClient::try_publish(self, topic, qos.into(), false, payload).is_ok()
+/// How an appender's messages are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOptions {
+    pub qos: Qos,
+    pub retain: bool,
+}
+
+impl From<Qos> for PublishOptions {
+    fn from(qos: Qos) -> Self {
+        PublishOptions { qos, retain: false }
     }
 }
 
-/// A record accepted while there is no connection, published once there is one.
+/// Where the tracker hands publishes: rumqttc's client, or a recorder in tests.
+pub trait Outbox {
+    /// Queues one publish without blocking; false if it cannot be queued.
+    fn try_publish(&mut self, topic: &str, how: PublishOptions, payload: Vec<u8>) -> bool;
+}
+
+impl Outbox for rumqttc::AsyncClient {
+    fn try_publish(&mut self, topic: &str, how: PublishOptions, payload: Vec<u8>) -> bool {
+        rumqttc::AsyncClient::try_publish(self, topic, how.qos.into(), how.retain, payload).is_ok()
+    }
+}
+
+/// A message accepted while there is no connection, published once there is one.
 struct Parked {
     pack: Arc<Pack>,
-    topic: Arc<str>,
-    qos: Qos,
-    payload: Vec<u8>,
+    how: PublishOptions,
+    message: Message,
 }
 
 /// The correlation state of one connection. All methods run under the connection's lock.
@@ -145,18 +163,17 @@ impl Tracker {
         &mut self,
         out: &mut impl Outbox,
         pack: &Arc<Pack>,
-        topic: &Arc<str>,
-        qos: Qos,
-        payloads: Vec<Vec<u8>>,
+        how: PublishOptions,
+        messages: Vec<Message>,
         max_outstanding: usize,
     ) {
-        if self.outstanding() + payloads.len() > max_outstanding {
+        if self.outstanding() + messages.len() > max_outstanding {
             pack.finish(Outcome::ConnectionError);
             return;
         }
-        for payload in payloads {
+        for message in messages {
             if self.connected {
-                if !out.try_publish(topic, qos, payload) {
+                if !out.try_publish(&message.topic, how, message.payload) {
                     pack.finish(Outcome::ConnectionError);
                     return;
                 }
@@ -164,9 +181,8 @@ impl Tracker {
             } else {
                 self.parked.push_back(Parked {
                     pack: Arc::clone(pack),
-                    topic: Arc::clone(topic),
-                    qos,
-                    payload,
+                    how,
+                    message,
                 });
             }
         }
@@ -179,7 +195,7 @@ impl Tracker {
             if p.pack.is_done() {
                 continue;
             }
-            if !out.try_publish(&p.topic, p.qos, p.payload) {
+            if !out.try_publish(&p.message.topic, p.how, p.message.payload) {
                 p.pack.finish(Outcome::ConnectionError);
                 continue;
             }
@@ -307,16 +323,16 @@ mod tests {
 
     #[derive(Default)]
     struct Recorder {
-        published: Vec<(String, Qos, Vec<u8>)>,
+        published: Vec<(String, PublishOptions, Vec<u8>)>,
         refuse: bool,
     }
 
     impl Outbox for Recorder {
-        fn try_publish(&mut self, topic: &str, qos: Qos, payload: Vec<u8>) -> bool {
+        fn try_publish(&mut self, topic: &str, how: PublishOptions, payload: Vec<u8>) -> bool {
             if self.refuse {
                 return false;
             }
-            self.published.push((topic.to_string(), qos, payload));
+            self.published.push((topic.to_string(), how, payload));
             true
         }
     }
@@ -336,8 +352,13 @@ mod tests {
         rx.try_iter().collect()
     }
 
-    fn payloads(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| vec![i as u8]).collect()
+    fn payloads(n: usize) -> Vec<Message> {
+        (0..n)
+            .map(|i| Message {
+                topic: Arc::from("t"),
+                payload: vec![i as u8],
+            })
+            .collect()
     }
 
     fn written(pkid: u16) -> Event {
@@ -358,10 +379,6 @@ mod tests {
         let mut out = Recorder::default();
         t.on_connected(&mut out);
         (t, out)
-    }
-
-    fn topic() -> Arc<str> {
-        Arc::from("t")
     }
 
     #[test]
@@ -385,7 +402,7 @@ mod tests {
     fn qos1_pack_succeeds_only_after_every_puback() {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(3);
-        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(3), 100);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(3), 100);
         assert_eq!(out.published.len(), 3);
         for pkid in 1..=3 {
             t.on_event(&written(pkid));
@@ -402,13 +419,13 @@ mod tests {
     fn qos2_needs_pubcomp_not_pubrec() {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(1);
-        t.submit(&mut out, &p, &topic(), Qos::ExactlyOnce, payloads(1), 100);
+        t.submit(&mut out, &p, Qos::ExactlyOnce.into(), payloads(1), 100);
         t.on_event(&written(1));
         t.on_event(&pubrec(1));
         assert!(outcomes(&rx).is_empty());
         // pkid 1 is free again at PUBREC: a new publish may take it before the PUBCOMP.
         let (p2, rx2) = pack(1);
-        t.submit(&mut out, &p2, &topic(), Qos::ExactlyOnce, payloads(1), 100);
+        t.submit(&mut out, &p2, Qos::ExactlyOnce.into(), payloads(1), 100);
         t.on_event(&written(1));
         t.on_event(&pubcomp(1));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
@@ -422,7 +439,7 @@ mod tests {
     fn qos0_is_delivered_when_written() {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(2);
-        t.submit(&mut out, &p, &topic(), Qos::AtMostOnce, payloads(2), 100);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), payloads(2), 100);
         t.on_event(&written(0));
         assert!(outcomes(&rx).is_empty());
         t.on_event(&written(0));
@@ -437,7 +454,7 @@ mod tests {
         let (drained, rx_drained) = pack(1);
         let (queued, rx_queued) = pack(1);
         for p in [&acked, &unacked, &drained, &queued] {
-            t.submit(&mut out, p, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+            t.submit(&mut out, p, Qos::AtLeastOnce.into(), payloads(1), 100);
         }
         t.on_event(&written(1));
         t.on_event(&written(2));
@@ -464,8 +481,8 @@ mod tests {
         let (mut t, mut out) = connected();
         let (q0, rx0) = pack(1);
         let (q1, rx1) = pack(1);
-        t.submit(&mut out, &q0, &topic(), Qos::AtMostOnce, payloads(1), 100);
-        t.submit(&mut out, &q1, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        t.submit(&mut out, &q0, Qos::AtMostOnce.into(), payloads(1), 100);
+        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(1), 100);
         t.on_connection_lost(0, &[written(0), written(1)]);
         assert_eq!(outcomes(&rx0), vec![Outcome::ConnectionError]);
         assert_eq!(outcomes(&rx1), vec![Outcome::ConnectionError]);
@@ -477,17 +494,10 @@ mod tests {
         let mut t = Tracker::default();
         let mut out = Recorder::default();
         let (p, rx) = pack(2);
-        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(2), 100);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
         assert!(out.published.is_empty(), "published without a connection");
         let (late, _rx_late) = pack(1);
-        t.submit(
-            &mut out,
-            &late,
-            &topic(),
-            Qos::AtLeastOnce,
-            payloads(1),
-            100,
-        );
+        t.submit(&mut out, &late, Qos::AtLeastOnce.into(), payloads(1), 100);
         late.finish(Outcome::ConnectionError); // its deadline passed
         t.prune();
         t.on_connected(&mut out);
@@ -510,7 +520,7 @@ mod tests {
         let mut t = Tracker::default();
         let mut out = Recorder::default();
         let (p, rx) = pack(1);
-        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 100);
         t.on_refused();
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
     }
@@ -519,12 +529,12 @@ mod tests {
     fn bound_and_refusing_channel_fail_fast() {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(3);
-        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(3), 2);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(3), 2);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
         assert!(out.published.is_empty());
         out.refuse = true;
         let (p, rx) = pack(1);
-        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(1), 2);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 2);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
     }
 
@@ -535,7 +545,7 @@ mod tests {
         let (b, rx_b) = pack(1);
         let (c, rx_c) = pack(1);
         for p in [&a, &b, &c] {
-            t.submit(&mut out, p, &topic(), Qos::AtLeastOnce, payloads(1), 100);
+            t.submit(&mut out, p, Qos::AtLeastOnce.into(), payloads(1), 100);
         }
         // inflight 2: a=1, b=2; broker acks 2 first; c gets pkid 1 while a holds it.
         t.on_event(&written(1));
@@ -556,7 +566,7 @@ mod tests {
     fn fail_all_answers_everything_once() {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(2);
-        t.submit(&mut out, &p, &topic(), Qos::AtLeastOnce, payloads(2), 100);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
         t.on_event(&written(1));
         t.fail_all(Outcome::InternalError);
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);

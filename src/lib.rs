@@ -18,3 +18,4 @@ pub mod header;
 pub mod metrics;
 pub mod payload;
 pub mod tls;
+pub mod topic;

@@ -1,0 +1,188 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericRecord;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/** Topic templates and the publish options beyond the original's, each against Mosquitto. */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class TopicAndOptionsTest {
+
+    private static final Schema SCHEMA = AvroReference.parse("{\"type\":\"record\",\"name\":\"Reading\",\"fields\":["
+            + "{\"name\":\"device\",\"type\":{\"type\":\"record\",\"name\":\"Device\",\"fields\":["
+            + "{\"name\":\"id\",\"type\":[\"null\",\"string\"]},{\"name\":\"room\",\"type\":\"int\"}]}},"
+            + "{\"name\":\"value\",\"type\":\"double\"},{\"name\":\"text\",\"type\":\"string\"}]}");
+
+    private static Mosquitto broker;
+
+    @BeforeAll
+    static void start() {
+        broker = Mosquitto.startAnonymous();
+    }
+
+    @AfterAll
+    static void stop() {
+        if (broker != null) {
+            broker.close();
+        }
+    }
+
+    private static byte[] reading(String id, int room, double value, String text) {
+        GenericRecord device = new GenericData.Record(SCHEMA.getField("device").schema());
+        device.put("id", id);
+        device.put("room", room);
+        GenericRecord r = new GenericData.Record(SCHEMA);
+        r.put("device", device);
+        r.put("value", value);
+        r.put("text", text);
+        return AvroReference.binary(SCHEMA, r);
+    }
+
+    private static LogAppender load(Map<String, Object> cfg) {
+        return KaaNode.load("topics", KaaNode.config(cfg));
+    }
+
+    private static RecordingCallback append(LogAppender appender, List<byte[]> records) {
+        RecordingCallback cb = new RecordingCallback();
+        appender.doAppend(KaaNode.pack(SCHEMA.toString(), 4, records), cb);
+        return cb;
+    }
+
+    @Test
+    void templateSubstitutesHeaderAndRecordFieldsWithoutAddingLevels() {
+        String base = "t" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), base
+                + "/{applicationToken}/{appenderName}/v{logSchemaVersion}/{event.device.id}/{event.device.room}", 1);
+        LogAppender appender = load(cfg);
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), base + "/#", 1)) {
+            List<byte[]> records = Arrays.asList(reading("lamp-1", 3, 1.5, "a"), reading("evil/+/#", 12, 2, "b"));
+            append(appender, records).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            sub.awaitCount(2, Duration.ofSeconds(10));
+            List<String> topics = new ArrayList<>();
+            for (Subscriber.Received m : sub.messages()) {
+                topics.add(m.topic);
+            }
+            Collections.sort(topics);
+            String prefix = base + "/" + KaaNode.APPLICATION_TOKEN + "/topics/v4/";
+            assertEquals(Arrays.asList(prefix + "evil____/12", prefix + "lamp-1/3"), topics);
+        } finally {
+            appender.close();
+        }
+    }
+
+    @Test
+    void unresolvableTemplateFailsThePackAsInternalError() {
+        String base = "u" + UUID.randomUUID().toString().substring(0, 8);
+        LogAppender appender = load(KaaNode.brokerConfig(broker.port(), base + "/{event.device.id}", 1));
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), base + "/#", 1)) {
+            // device.id null: no topic can be made; the whole pack fails, nothing is published.
+            append(appender, Arrays.asList(reading("ok", 1, 1, "x"), reading(null, 1, 1, "y")))
+                    .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
+            assertEquals(0, sub.count());
+        } finally {
+            appender.close();
+        }
+    }
+
+    @Test
+    void unknownPlaceholderKeepsTheAppenderFromStarting() {
+        LogAppender appender = load(KaaNode.brokerConfig(broker.port(), "x/{colour}", 1));
+        try {
+            append(appender, Arrays.asList(reading("a", 1, 1, "x")))
+                    .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(5), Duration.ofMillis(100));
+        } finally {
+            appender.close();
+        }
+    }
+
+    @Test
+    void retainedMessagesReachLaterSubscribers() {
+        String topic = "r/" + UUID.randomUUID();
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        cfg.put("retain", true);
+        LogAppender appender = load(cfg);
+        try {
+            append(appender, Arrays.asList(reading("a", 1, 1, "kept")))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+        } finally {
+            appender.close();
+        }
+        // Subscribed only after the publish: only a retained message can arrive.
+        try (Subscriber late = Subscriber.subscribe(broker.port(), topic, 1)) {
+            late.awaitCount(1, Duration.ofSeconds(10));
+            List<Subscriber.Received> got = late.messages();
+            assertEquals(1, got.size());
+            assertTrue(got.get(0).retained, "the broker marks it retained");
+            assertTrue(new String(got.get(0).payload, StandardCharsets.UTF_8).contains("\"kept\""));
+        }
+    }
+
+    @Test
+    void oversizedMessageFailsItsPackAndSmallerOnesGoThrough() {
+        String topic = "big/" + UUID.randomUUID();
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        cfg.put("maxMessageBytes", 2000);
+        LogAppender appender = load(cfg);
+        char[] big = new char[3000];
+        Arrays.fill(big, 'x');
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            append(appender, Arrays.asList(reading("a", 1, 1, new String(big))))
+                    .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(100));
+            append(appender, Arrays.asList(reading("a", 1, 1, new String(big, 0, 1500))))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            assertEquals(1, sub.awaitCount(1, Duration.ofSeconds(10)).size());
+        } finally {
+            appender.close();
+        }
+        // Well over rumqttc's own 10 KiB default: the default limit lets it through.
+        LogAppender roomy = load(KaaNode.brokerConfig(broker.port(), topic, 1));
+        try {
+            char[] large = new char[200_000];
+            Arrays.fill(large, 'y');
+            append(roomy, Arrays.asList(reading("a", 1, 1, new String(large))))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+        } finally {
+            roomy.close();
+        }
+    }
+
+    @Test
+    void keepAliveAndCleanSessionReachTheBroker() {
+        String clientId = "opts-" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "o/" + clientId, 1);
+        cfg.put("clientId", clientId);
+        cfg.put("keepAliveSeconds", 7);
+        cfg.put("cleanSession", false);
+        LogAppender appender = load(cfg);
+        try {
+            append(appender, Arrays.asList(reading("a", 1, 1, "x")))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            // Mosquitto logs each connection as "... as <id> (p2, c<clean>, k<keepalive>)".
+            String log = broker.logTail(200);
+            assertTrue(log.contains("as " + clientId + " (p2, c0, k7)"), log);
+        } finally {
+            appender.close();
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Topic templates: `mqtttopic` with placeholders for the pack's header values and the
+//! record's own fields, e.g. `kaa/{applicationToken}/{event.deviceId}/telemetry`. A template
+//! without placeholders is the original's static topic.
+
+use std::sync::Arc;
+
+use crate::decode::LogSchema;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    ApplicationToken,
+    EndpointKeyHash,
+    LogSchemaVersion,
+    AppenderName,
+    /// A field of the record, by its path of field names.
+    Event(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicTemplate {
+    parts: Vec<Part>,
+    /// The whole topic when there are no placeholders, shared by every message.
+    fixed: Option<Arc<str>>,
+}
+
+/// What a pack's placeholders stand for.
+pub struct PackValues<'a> {
+    pub application_token: &'a str,
+    pub endpoint_key_hash: &'a str,
+    pub log_schema_version: i32,
+    pub appender_name: &'a str,
+}
+
+/// A substituted value may not add topic levels or wildcards.
+fn push_sanitized(topic: &mut String, value: &str) {
+    topic.extend(value.chars().map(|c| match c {
+        '/' | '+' | '#' | '\0' => '_',
+        c => c,
+    }));
+}
+
+impl TopicTemplate {
+    /// Parses and checks a template; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<TopicTemplate, String> {
+        if text.is_empty() {
+            return Err("is empty".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let (literal, after) = rest.split_at(open);
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("'{text}': a '{{' is not closed"))?;
+            if !literal.is_empty() {
+                parts.push(Part::Literal(literal.to_string()));
+            }
+            let name = &after[1..close];
+            parts.push(match name {
+                "applicationToken" => Part::ApplicationToken,
+                "endpointKeyHash" => Part::EndpointKeyHash,
+                "logSchemaVersion" => Part::LogSchemaVersion,
+                "appenderName" => Part::AppenderName,
+                _ => match name.strip_prefix("event.") {
+                    Some(path) if path.split('.').all(|s| !s.is_empty()) => {
+                        Part::Event(path.split('.').map(String::from).collect())
+                    }
+                    _ => {
+                        return Err(format!(
+                            "unknown placeholder {{{name}}}; known: {{applicationToken}}, \
+                             {{endpointKeyHash}}, {{logSchemaVersion}}, {{appenderName}}, \
+                             {{event.<field>[.<field>...]}}"
+                        ))
+                    }
+                },
+            });
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        for part in &parts {
+            if let Part::Literal(l) = part {
+                if l.contains(['+', '#', '\0', '}']) {
+                    return Err(format!(
+                        "'{text}' contains a wildcard, NUL or stray '}}', which a publish topic cannot"
+                    ));
+                }
+            }
+        }
+        let fixed = match parts.as_slice() {
+            [Part::Literal(l)] => Some(Arc::from(l.as_str())),
+            _ => None,
+        };
+        Ok(TopicTemplate { parts, fixed })
+    }
+
+    pub fn has_event_fields(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Event(_)))
+    }
+
+    /// The topic of one message; `record` is needed only for `{event.…}` placeholders.
+    pub fn render(
+        &self,
+        pack: &PackValues,
+        schema: &LogSchema,
+        record: Option<&[u8]>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Arc<str>, String> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(Arc::clone(fixed));
+        }
+        let mut topic = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => topic.push_str(l),
+                Part::ApplicationToken => push_sanitized(&mut topic, pack.application_token),
+                Part::EndpointKeyHash => push_sanitized(&mut topic, pack.endpoint_key_hash),
+                Part::LogSchemaVersion => topic.push_str(&pack.log_schema_version.to_string()),
+                Part::AppenderName => push_sanitized(&mut topic, pack.appender_name),
+                Part::Event(path) => {
+                    let record = record.ok_or("event placeholders need one message per record")?;
+                    scratch.clear();
+                    schema.field_text(record, path, scratch)?;
+                    push_sanitized(&mut topic, &String::from_utf8_lossy(scratch));
+                }
+            }
+        }
+        if topic.is_empty() {
+            return Err("the topic came out empty".into());
+        }
+        Ok(Arc::from(topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"T","fields":[
+        {"name":"n","type":"int"},
+        {"name":"dev","type":{"type":"record","name":"D","fields":[
+            {"name":"id","type":["null","string"]},{"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B"]}}]}},
+        {"name":"t","type":"double"}]}"#;
+
+    /// n=5, dev={id:"x/y+#", kind:B}, t=1.5
+    fn record() -> Vec<u8> {
+        let mut r = vec![0x0a, 0x02, 0x0a];
+        r.extend_from_slice(b"x/y+#");
+        r.push(0x02);
+        r.extend_from_slice(&1.5f64.to_le_bytes());
+        r
+    }
+
+    fn values() -> PackValues<'static> {
+        PackValues {
+            application_token: "app1",
+            endpoint_key_hash: "k/ey=",
+            log_schema_version: 3,
+            appender_name: "mqtt",
+        }
+    }
+
+    fn render(template: &str, record: Option<&[u8]>) -> Result<String, String> {
+        let schema = LogSchema::parse(SCHEMA).unwrap();
+        TopicTemplate::parse(template)?
+            .render(&values(), &schema, record, &mut Vec::new())
+            .map(|t| t.to_string())
+    }
+
+    #[test]
+    fn static_topics_are_shared() {
+        let t = TopicTemplate::parse("home/kaa/topic").unwrap();
+        assert!(!t.has_event_fields());
+        assert_eq!(render("home/kaa/topic", None).unwrap(), "home/kaa/topic");
+    }
+
+    #[test]
+    fn header_and_event_values_are_substituted_and_sanitised() {
+        let r = record();
+        assert_eq!(
+            render(
+                "kaa/{applicationToken}/{endpointKeyHash}/v{logSchemaVersion}/{appenderName}",
+                None
+            )
+            .unwrap(),
+            "kaa/app1/k_ey=/v3/mqtt"
+        );
+        assert_eq!(
+            render(
+                "d/{event.dev.id}/{event.dev.kind}/{event.n}/{event.t}",
+                Some(&r)
+            )
+            .unwrap(),
+            "d/x_y__/B/5/1.5"
+        );
+    }
+
+    #[test]
+    fn unresolvable_fields_are_errors() {
+        let r = record();
+        assert!(render("{event.missing}", Some(&r))
+            .unwrap_err()
+            .contains("no field 'missing'"));
+        assert!(render("{event.dev}", Some(&r))
+            .unwrap_err()
+            .contains("is a record"));
+        assert!(render("{event.n.x}", Some(&r))
+            .unwrap_err()
+            .contains("only records"));
+        let mut null_id = record();
+        null_id[1] = 0x00; // dev.id: null branch
+        null_id.drain(2..8);
+        assert!(render("{event.dev.id}", Some(&null_id))
+            .unwrap_err()
+            .contains("is null"));
+        assert!(render("{event.n}", None)
+            .unwrap_err()
+            .contains("one message per record"));
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        for bad in [
+            "",
+            "a/+/b",
+            "a/#",
+            "a/{nope}",
+            "a/{event.}",
+            "a/{event.x..y}",
+            "a/{x",
+            "a}b",
+        ] {
+            assert!(TopicTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
