@@ -5,11 +5,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{AppenderConfig, Grouping};
+use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{Completion, Message, Outcome, Pack, PublishOptions};
-use crate::header::HeaderStructure;
+use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::topic::PackValues;
@@ -114,7 +114,12 @@ impl Appender {
                         self.config
                             .topic
                             .render(&pack_values, &schema, record, &mut scratch)?;
-                    Ok(Message { topic, payload })
+                    let labels = self.labels(&pack_values, &header, record.map(|r| (i, r)));
+                    Ok(Message {
+                        topic,
+                        payload,
+                        labels,
+                    })
                 })
                 .collect::<Result<Vec<_>, String>>()
         }) {
@@ -147,8 +152,46 @@ impl Appender {
         let how = PublishOptions {
             qos: self.config.qos,
             retain: self.config.retain,
+            content_type: match self.config.payload_format {
+                PayloadFormat::AvroBinary => "application/octet-stream",
+                _ => "application/json",
+            },
+            message_expiry: self.config.message_expiry,
         };
         connection.submit(&pack, how, messages, self.config.max_pending_records);
+    }
+
+    /// MQTT 5 user properties: the pack's Kaa header values, and for a message of one record
+    /// its index in the pack and a digest of its bytes, which stays the same when the endpoint
+    /// uploads the record again after a failed pack, so consumers can drop such duplicates.
+    fn labels(
+        &self,
+        pack: &PackValues,
+        header: &RecordHeader,
+        record: Option<(usize, &[u8])>,
+    ) -> Vec<(String, String)> {
+        if self.config.broker.version != MqttVersion::V5 {
+            return Vec::new();
+        }
+        let mut labels = vec![
+            ("endpointKeyHash".into(), pack.endpoint_key_hash.to_string()),
+            (
+                "applicationToken".into(),
+                pack.application_token.to_string(),
+            ),
+            (
+                "logSchemaVersion".into(),
+                pack.log_schema_version.to_string(),
+            ),
+        ];
+        if let Some(timestamp) = header.timestamp {
+            labels.push(("timestamp".into(), timestamp.to_string()));
+        }
+        if let Some((index, bytes)) = record {
+            labels.push(("recordIndex".into(), index.to_string()));
+            labels.push(("recordDigest".into(), format!("{:016x}", fnv1a(bytes))));
+        }
+        labels
     }
 
     fn schema(&self, text: &str) -> Result<Arc<LogSchema>, String> {
@@ -216,6 +259,13 @@ impl Appender {
             None => self.metrics.snapshot(&Default::default(), 0),
         }
     }
+}
+
+/// 64-bit FNV-1a: stable across processes and versions, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn now_ms() -> i64 {

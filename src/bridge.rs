@@ -344,7 +344,12 @@ thread_local! {
 
 impl Log for JavaLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        let max = log::max_level();
+        // Other crates' records (rumqttc warns once per refused message) pass at ERROR only,
+        // unless native DEBUG is on: then an operator asked for everything.
+        let ours = metadata.target().starts_with("kaa_mqtt_appender");
+        metadata.level() <= max
+            && (ours || max >= LevelFilter::Debug || metadata.level() == log::Level::Error)
             && !metadata.target().starts_with("jni")
             && !ON_DISPATCHER.with(Cell::get)
     }

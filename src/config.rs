@@ -62,6 +62,13 @@ pub enum Grouping {
     Pack,
 }
 
+/// The MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MqttVersion {
+    V3_1_1,
+    V5,
+}
+
 /// What identifies one broker connection: appenders that agree on all of it share one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BrokerConfig {
@@ -73,6 +80,7 @@ pub struct BrokerConfig {
     pub keep_alive: Duration,
     pub clean_session: bool,
     pub connect_timeout: Duration,
+    pub version: MqttVersion,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
 }
@@ -89,6 +97,7 @@ impl fmt::Debug for BrokerConfig {
             .field("keep_alive", &self.keep_alive)
             .field("clean_session", &self.clean_session)
             .field("connect_timeout", &self.connect_timeout)
+            .field("version", &self.version)
             .field("tls", &self.tls)
             .finish()
     }
@@ -102,6 +111,8 @@ pub struct AppenderConfig {
     pub topic: TopicTemplate,
     /// The largest message published; a pack with a larger one fails.
     pub max_message_bytes: usize,
+    /// MQTT 5 message expiry.
+    pub message_expiry: Option<u32>,
     /// No pack waits longer than this for its callback.
     pub delivery_timeout: Duration,
     /// Records accepted but not yet acknowledged, at most; beyond it packs fail fast.
@@ -320,6 +331,14 @@ impl AppenderConfig {
         let clean_session = f.boolean_or("cleanSession", true)?;
         let connect_timeout = f.int_or("connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_S)?;
         let max_message_bytes = f.int_or("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES)?;
+        let version = f.symbol_or("mqttVersion", &[MqttVersion::V3_1_1, MqttVersion::V5])?;
+        let message_expiry = f.int_or("messageExpirySeconds", 0)?;
+        if message_expiry < 0 {
+            return Err(ConfigError::new(
+                "messageExpirySeconds",
+                format!("{message_expiry} is below 0"),
+            ));
+        }
         if !f.reader.is_empty() {
             return Err(ConfigError::new(
                 "(end)",
@@ -380,12 +399,14 @@ impl AppenderConfig {
                 keep_alive: seconds("keepAliveSeconds", keep_alive, 1)?,
                 clean_session,
                 connect_timeout: seconds("connectTimeoutSeconds", connect_timeout, 1)?,
+                version,
                 tls,
             },
             qos: Qos::from_config(qos)?,
             retain,
             topic,
             max_message_bytes: max_message_bytes as usize,
+            message_expiry: (message_expiry > 0).then_some(message_expiry as u32),
             delivery_timeout: seconds("deliveryTimeoutSeconds", delivery_timeout, 1)?,
             max_pending_records: max_pending as usize,
             payload_format,
@@ -531,6 +552,12 @@ pub(crate) mod tests {
         let mut e = with_tls("", "", "", "");
         e.boolean(true).boolean(false).long(3).long(4096);
         let c = AppenderConfig::from_avro(&e.0).unwrap();
+        assert_eq!(c.broker.version, MqttVersion::V3_1_1);
+        assert_eq!(c.message_expiry, None);
+        e.long(1).long(90);
+        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        assert_eq!(c.broker.version, MqttVersion::V5);
+        assert_eq!(c.message_expiry, Some(90));
         assert!(c.retain && !c.broker.clean_session);
         assert_eq!(c.broker.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.max_message_bytes, 4096);

@@ -6,16 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Request, TlsConfiguration,
-    Transport,
-};
+use rumqttc::{TlsConfiguration, Transport};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-use crate::config::BrokerConfig;
-use crate::delivery::{Message, Outcome, Pack, PublishOptions, Tracker};
+use crate::config::{BrokerConfig, MqttVersion};
+use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
 use crate::metrics::ConnectionMetrics;
+use crate::protocol::{EventLoop, Failure, Observed};
 
 /// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks.
 /// Mosquitto's default `max_inflight_messages` is 20; beyond it a QoS 2 burst loses messages.
@@ -23,6 +21,8 @@ const INFLIGHT: u16 = 20;
 /// The MQTT maximum. Messages are checked against the configured limit before they reach
 /// rumqttc, which would otherwise drop the whole connection on an oversized publish.
 const MAX_PACKET_SIZE: usize = 268_435_455;
+/// We never subscribe: the broker only sends acks and pings.
+const MAX_INCOMING_PACKET: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -38,8 +38,28 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// An MQTT client of either version.
+trait Client: Outbox + Send {
+    fn disconnect(&mut self);
+}
+
+impl Client for rumqttc::AsyncClient {
+    fn disconnect(&mut self) {
+        let _ = self.try_disconnect();
+    }
+}
+
+impl Client for rumqttc::v5::AsyncClient {
+    fn disconnect(&mut self) {
+        let _ = self.try_disconnect();
+    }
+}
+
+/// Starts the event loop's task once the shared state exists.
+type StartDriver = Box<dyn FnOnce(Arc<Shared>)>;
+
 struct Shared {
-    client: Mutex<AsyncClient>,
+    client: Mutex<Box<dyn Client>>,
     tracker: Mutex<Tracker>,
     shutdown: Notify,
     label: String,
@@ -70,17 +90,8 @@ impl Connection {
     }
 
     fn open(broker: &BrokerConfig, max_pending: usize) -> Connection {
-        let mut options = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
-        options
-            .set_keep_alive(broker.keep_alive)
-            .set_inflight(INFLIGHT)
-            .set_clean_session(broker.clean_session)
-            .set_max_packet_size(64 * 1024, MAX_PACKET_SIZE);
-        if let Some(user) = &broker.username {
-            options.set_credentials(user, broker.password.clone().unwrap_or_default());
-        }
         let label = format!("{}:{} as '{}'", broker.host, broker.port, broker.client_id);
-        if let Some(tls) = &broker.tls {
+        let transport = broker.tls.as_ref().and_then(|tls| {
             if !tls.verify {
                 log::warn!(
                     "TLS to {label} does not verify the broker's certificate (verifySslCert is off): \
@@ -88,17 +99,63 @@ impl Connection {
                 );
             }
             match tls.client_config() {
-                Ok(config) => {
-                    options.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+                Ok(config) => Some(Transport::Tls(TlsConfiguration::Rustls(config))),
+                Err(e) => {
+                    log::error!("TLS to {label} cannot be set up: {e}");
+                    None
                 }
-                Err(e) => log::error!("TLS to {label} cannot be set up: {e}"),
             }
-        }
+        });
         // The channel never refuses what the tracker's bound admits.
-        let (client, mut eventloop) = AsyncClient::new(options, max_pending.max(1));
-        eventloop
-            .network_options
-            .set_connection_timeout(broker.connect_timeout.as_secs());
+        let capacity = max_pending.max(1);
+        let password = broker.password.clone().unwrap_or_default();
+        let (client, spawn): (Box<dyn Client>, StartDriver) = match broker.version {
+            MqttVersion::V3_1_1 => {
+                let mut o = rumqttc::MqttOptions::new(&broker.client_id, &broker.host, broker.port);
+                o.set_keep_alive(broker.keep_alive)
+                    .set_inflight(INFLIGHT)
+                    .set_clean_session(broker.clean_session)
+                    .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET_SIZE);
+                if let Some(user) = &broker.username {
+                    o.set_credentials(user, password);
+                }
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                let (client, mut eventloop) = rumqttc::AsyncClient::new(o, capacity);
+                eventloop
+                    .network_options
+                    .set_connection_timeout(broker.connect_timeout.as_secs());
+                (
+                    Box::new(client),
+                    Box::new(move |shared| {
+                        runtime().spawn(drive(shared, eventloop));
+                    }),
+                )
+            }
+            MqttVersion::V5 => {
+                let mut o =
+                    rumqttc::v5::MqttOptions::new(&broker.client_id, &broker.host, broker.port);
+                o.set_keep_alive(broker.keep_alive)
+                    .set_outgoing_inflight_upper_limit(INFLIGHT)
+                    .set_clean_start(broker.clean_session)
+                    .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
+                    .set_connection_timeout(broker.connect_timeout.as_secs());
+                if let Some(user) = &broker.username {
+                    o.set_credentials(user, password);
+                }
+                if let Some(t) = transport {
+                    o.set_transport(t);
+                }
+                let (client, eventloop) = rumqttc::v5::AsyncClient::new(o, capacity);
+                (
+                    Box::new(client),
+                    Box::new(move |shared| {
+                        runtime().spawn(drive(shared, eventloop));
+                    }),
+                )
+            }
+        };
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
@@ -106,7 +163,7 @@ impl Connection {
             label,
             metrics: ConnectionMetrics::default(),
         });
-        runtime().spawn(drive(Arc::clone(&shared), eventloop));
+        spawn(Arc::clone(&shared));
         Connection { shared }
     }
 
@@ -121,7 +178,7 @@ impl Connection {
         // Lock order everywhere: tracker, then client.
         let mut tracker = lock(&self.shared.tracker);
         let mut client = lock(&self.shared.client);
-        tracker.submit(&mut *client, pack, how, messages, max_pending);
+        tracker.submit(&mut **client, pack, how, messages, max_pending);
     }
 
     pub fn metrics(&self) -> &ConnectionMetrics {
@@ -141,13 +198,13 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let _ = lock(&self.shared.client).try_disconnect();
+        lock(&self.shared.client).disconnect();
         self.shared.shutdown.notify_one();
     }
 }
 
 /// Runs the event loop of one connection until the pool lets go of it.
-async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
+async fn drive(shared: Arc<Shared>, mut eventloop: impl EventLoop) {
     let mut backoff = BACKOFF_MIN;
     let mut was_connected = false;
     let mut ever_connected = false;
@@ -160,7 +217,7 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
             polled = eventloop.poll() => polled,
         };
         match polled {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Observed::Connected) => {
                 backoff = BACKOFF_MIN;
                 was_connected = true;
                 if ever_connected {
@@ -171,15 +228,40 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
                 last_failure = None;
                 log::info!("connected to {}", shared.label);
                 let mut tracker = lock(&shared.tracker);
-                tracker.on_connected(&mut *lock(&shared.client));
+                tracker.on_connected(&mut **lock(&shared.client));
             }
             Ok(event) => lock(&shared.tracker).on_event(&event),
-            Err(error) => {
+            Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
-                let failure = error.to_string();
-                let repeated = last_failure.as_ref() == Some(&failure);
-                on_error(&shared, &mut eventloop, &error, was_connected, repeated);
-                last_failure = Some(failure);
+                let (text, refused) = match &failure {
+                    Failure::Refused(code) => (format!("refused the connection: {code}"), true),
+                    Failure::Broken(e) => (e.clone(), false),
+                };
+                let level = match (last_failure.as_ref() == Some(&text), refused) {
+                    (true, _) => log::Level::Debug,
+                    (false, true) => log::Level::Error,
+                    (false, false) => log::Level::Warn,
+                };
+                {
+                    let mut tracker = lock(&shared.tracker);
+                    if refused {
+                        log::log!(level, "{} {text}", shared.label);
+                        tracker.on_refused();
+                    } else {
+                        if was_connected {
+                            log::warn!("connection to {} lost: {text}", shared.label);
+                        } else {
+                            log::log!(
+                                level,
+                                "cannot connect to {}: {text}; retrying",
+                                shared.label
+                            );
+                        }
+                        let (drained, unreported) = eventloop.forget();
+                        tracker.on_connection_lost(drained, &unreported);
+                    }
+                }
+                last_failure = Some(text);
                 was_connected = false;
                 let pause = jitter(backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -192,47 +274,6 @@ async fn drive(shared: Arc<Shared>, mut eventloop: EventLoop) {
     }
     lock(&shared.tracker).fail_all(Outcome::InternalError);
     log::debug!("connection to {} closed", shared.label);
-}
-
-fn on_error(
-    shared: &Shared,
-    eventloop: &mut EventLoop,
-    error: &ConnectionError,
-    was_up: bool,
-    repeated: bool,
-) {
-    let mut tracker = lock(&shared.tracker);
-    let first = |level| if repeated { log::Level::Debug } else { level };
-    if let ConnectionError::ConnectionRefused(code) = error {
-        log::log!(
-            first(log::Level::Error),
-            "{} refused the connection: {code:?}",
-            shared.label
-        );
-        tracker.on_refused();
-        return;
-    }
-    if was_up {
-        log::warn!("connection to {} lost: {error}", shared.label);
-    } else {
-        log::log!(
-            first(log::Level::Warn),
-            "cannot connect to {}: {error}; retrying",
-            shared.label
-        );
-    }
-    // rumqttc keeps un-acked publishes and drained channel requests in `pending` and would
-    // replay them on a resumed session; we fail them instead, so no pack waits on a replay
-    // that a clean session silently drops, and nothing is confirmed by a stale pkid.
-    let drained = eventloop
-        .pending
-        .iter()
-        .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
-        .count();
-    eventloop.pending.clear();
-    eventloop.state.collision = None;
-    let unreported: Vec<Event> = eventloop.state.events.drain(..).collect();
-    tracker.on_connection_lost(drained, &unreported);
 }
 
 /// Spreads reconnects of many nodes: a random point in [d/2, d].

@@ -13,9 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rumqttc::{Event, Outgoing, Packet};
-
 use crate::config::Qos;
+use crate::protocol::Observed;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +90,8 @@ impl Drop for Pack {
 pub struct Message {
     pub topic: Arc<str>,
     pub payload: Vec<u8>,
+    /// MQTT 5 user properties (empty with MQTT 3.1.1).
+    pub labels: Vec<(String, String)>,
 }
 
 /// How an appender's messages are published.
@@ -98,24 +99,16 @@ pub struct Message {
 pub struct PublishOptions {
     pub qos: Qos,
     pub retain: bool,
+    /// MQTT 5 content type.
+    pub content_type: &'static str,
+    /// MQTT 5 message expiry, in seconds.
+    pub message_expiry: Option<u32>,
 }
 
-impl From<Qos> for PublishOptions {
-    fn from(qos: Qos) -> Self {
-        PublishOptions { qos, retain: false }
-    }
-}
-
-/// Where the tracker hands publishes: rumqttc's client, or a recorder in tests.
+/// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
 pub trait Outbox {
     /// Queues one publish without blocking; false if it cannot be queued.
-    fn try_publish(&mut self, topic: &str, how: PublishOptions, payload: Vec<u8>) -> bool;
-}
-
-impl Outbox for rumqttc::AsyncClient {
-    fn try_publish(&mut self, topic: &str, how: PublishOptions, payload: Vec<u8>) -> bool {
-        rumqttc::AsyncClient::try_publish(self, topic, how.qos.into(), how.retain, payload).is_ok()
-    }
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool;
 }
 
 /// A message accepted while there is no connection, published once there is one.
@@ -123,6 +116,17 @@ struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
     message: Message,
+}
+
+/// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5).
+fn settle(pack: &Pack, refused: &Option<String>) {
+    match refused {
+        None => pack.record_delivered(),
+        Some(reason) => {
+            log::debug!("the broker refused a message: {reason}");
+            pack.finish(Outcome::RemoteError);
+        }
+    }
 }
 
 /// The correlation state of one connection. All methods run under the connection's lock.
@@ -161,7 +165,7 @@ impl Tracker {
     /// (`ConnectionError`, Kaa retries later) or rumqttc's channel refused a publish.
     pub fn submit(
         &mut self,
-        out: &mut impl Outbox,
+        out: &mut (impl Outbox + ?Sized),
         pack: &Arc<Pack>,
         how: PublishOptions,
         messages: Vec<Message>,
@@ -173,7 +177,7 @@ impl Tracker {
         }
         for message in messages {
             if self.connected {
-                if !out.try_publish(&message.topic, how, message.payload) {
+                if !out.try_publish(message, &how) {
                     pack.finish(Outcome::ConnectionError);
                     return;
                 }
@@ -189,13 +193,13 @@ impl Tracker {
     }
 
     /// The broker accepted the connection: publish what waited for it.
-    pub fn on_connected(&mut self, out: &mut impl Outbox) {
+    pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized)) {
         self.connected = true;
         while let Some(p) = self.parked.pop_front() {
             if p.pack.is_done() {
                 continue;
             }
-            if !out.try_publish(&p.message.topic, p.how, p.message.payload) {
+            if !out.try_publish(p.message, &p.how) {
                 p.pack.finish(Outcome::ConnectionError);
                 continue;
             }
@@ -203,33 +207,38 @@ impl Tracker {
         }
     }
 
-    /// One event from rumqttc's event loop.
-    pub fn on_event(&mut self, event: &Event) {
+    /// One event from the connection's event loop.
+    pub fn on_event(&mut self, event: &Observed) {
         match event {
-            Event::Outgoing(Outgoing::Publish(pkid)) => self.on_written(*pkid),
-            Event::Outgoing(Outgoing::AwaitAck(_)) => {
+            Observed::Written(pkid) => self.on_written(*pkid),
+            Observed::HeldBack => {
                 // Taken from the channel but held back until its pkid is free again.
                 self.collided = self.sent.pop_front();
             }
-            Event::Incoming(Packet::PubAck(ack)) => {
-                if self.preacked.take() == Some(ack.pkid) {
+            Observed::Acked { pkid, refused } => {
+                if self.preacked.take() == Some(*pkid) {
                     return;
                 }
-                if let Some(pack) = self.awaiting_ack.remove(&ack.pkid) {
+                if let Some(pack) = self.awaiting_ack.remove(pkid) {
+                    settle(&pack, refused);
+                }
+            }
+            Observed::Received { pkid, refused } => {
+                if let Some(pack) = self.awaiting_ack.remove(pkid) {
+                    match refused {
+                        None => {
+                            self.awaiting_comp.insert(*pkid, pack);
+                        }
+                        Some(_) => settle(&pack, refused),
+                    }
+                }
+            }
+            Observed::Completed(pkid) => {
+                if let Some(pack) = self.awaiting_comp.remove(pkid) {
                     pack.record_delivered();
                 }
             }
-            Event::Incoming(Packet::PubRec(rec)) => {
-                if let Some(pack) = self.awaiting_ack.remove(&rec.pkid) {
-                    self.awaiting_comp.insert(rec.pkid, pack);
-                }
-            }
-            Event::Incoming(Packet::PubComp(comp)) => {
-                if let Some(pack) = self.awaiting_comp.remove(&comp.pkid) {
-                    pack.record_delivered();
-                }
-            }
-            _ => {}
+            Observed::Connected | Observed::Other => {}
         }
     }
 
@@ -259,10 +268,10 @@ impl Tracker {
     /// into its pending list (those are the oldest entries of `sent`); the rest of `sent` is
     /// still in the channel and goes out on the next connection. `unreported` are events
     /// rumqttc queued but never returned because the write that produced them failed.
-    pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Event]) {
+    pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Observed]) {
         self.connected = false;
         for event in unreported {
-            if let Event::Outgoing(Outgoing::Publish(pkid)) = event {
+            if let Observed::Written(pkid) = event {
                 // Its write failed: it is not delivered, whatever its QoS.
                 match self.sent.pop_front() {
                     Some(pack) if *pkid == 0 => pack.finish(Outcome::ConnectionError),
@@ -318,7 +327,6 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::{PubAck, PubComp, PubRec};
     use std::sync::mpsc;
 
     #[derive(Default)]
@@ -328,12 +336,24 @@ mod tests {
     }
 
     impl Outbox for Recorder {
-        fn try_publish(&mut self, topic: &str, how: PublishOptions, payload: Vec<u8>) -> bool {
+        fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool {
             if self.refuse {
                 return false;
             }
-            self.published.push((topic.to_string(), how, payload));
+            self.published
+                .push((message.topic.to_string(), *how, message.payload));
             true
+        }
+    }
+
+    impl From<Qos> for PublishOptions {
+        fn from(qos: Qos) -> Self {
+            PublishOptions {
+                qos,
+                retain: false,
+                content_type: "application/json",
+                message_expiry: None,
+            }
         }
     }
 
@@ -357,21 +377,28 @@ mod tests {
             .map(|i| Message {
                 topic: Arc::from("t"),
                 payload: vec![i as u8],
+                labels: Vec::new(),
             })
             .collect()
     }
 
-    fn written(pkid: u16) -> Event {
-        Event::Outgoing(Outgoing::Publish(pkid))
+    fn written(pkid: u16) -> Observed {
+        Observed::Written(pkid)
     }
-    fn puback(pkid: u16) -> Event {
-        Event::Incoming(Packet::PubAck(PubAck::new(pkid)))
+    fn puback(pkid: u16) -> Observed {
+        Observed::Acked {
+            pkid,
+            refused: None,
+        }
     }
-    fn pubrec(pkid: u16) -> Event {
-        Event::Incoming(Packet::PubRec(PubRec::new(pkid)))
+    fn pubrec(pkid: u16) -> Observed {
+        Observed::Received {
+            pkid,
+            refused: None,
+        }
     }
-    fn pubcomp(pkid: u16) -> Event {
-        Event::Incoming(Packet::PubComp(PubComp::new(pkid)))
+    fn pubcomp(pkid: u16) -> Observed {
+        Observed::Completed(pkid)
     }
 
     fn connected() -> (Tracker, Recorder) {
@@ -552,7 +579,7 @@ mod tests {
         t.on_event(&written(2));
         t.on_event(&puback(2));
         assert_eq!(outcomes(&rx_b), vec![Outcome::Delivered]);
-        t.on_event(&Event::Outgoing(Outgoing::AwaitAck(1)));
+        t.on_event(&Observed::HeldBack);
         // The ack for a arrives: rumqttc sends c with pkid 1 first, then reports the ack.
         t.on_event(&written(1));
         t.on_event(&puback(1));
@@ -560,6 +587,34 @@ mod tests {
         assert!(outcomes(&rx_c).is_empty(), "c confirmed by a's ack");
         t.on_event(&puback(1));
         assert_eq!(outcomes(&rx_c), vec![Outcome::Delivered]);
+    }
+
+    #[test]
+    fn refused_messages_fail_their_packs_as_remote_errors() {
+        let (mut t, mut out) = connected();
+        let (q1, rx1) = pack(2);
+        let (q2, rx2) = pack(1);
+        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(2), 100);
+        t.submit(&mut out, &q2, Qos::ExactlyOnce.into(), payloads(1), 100);
+        t.on_event(&written(1));
+        t.on_event(&written(2));
+        t.on_event(&written(3));
+        t.on_event(&puback(1));
+        t.on_event(&Observed::Acked {
+            pkid: 2,
+            refused: Some("NotAuthorized".into()),
+        });
+        t.on_event(&Observed::Received {
+            pkid: 3,
+            refused: Some("QuotaExceeded".into()),
+        });
+        assert_eq!(outcomes(&rx1), vec![Outcome::RemoteError]);
+        assert_eq!(outcomes(&rx2), vec![Outcome::RemoteError]);
+        assert_eq!(
+            t.outstanding(),
+            0,
+            "a refused QoS 2 message awaits no PUBCOMP"
+        );
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod delivery;
 pub mod header;
 pub mod metrics;
 pub mod payload;
+pub mod protocol;
 pub mod tls;
 pub mod topic;

@@ -1,0 +1,191 @@
+//! MQTT 3.1.1 and MQTT 5 behind one face: rumqttc has an event loop and client per version,
+//! alike in shape but not in types. The connection driver and the delivery tracker see only
+//! what is defined here.
+
+use std::future::Future;
+
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubRecReason, PublishProperties};
+
+use crate::delivery::{Message, Outbox, PublishOptions};
+
+/// What the delivery tracker needs to know of one event-loop event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// The broker accepted the connection.
+    Connected,
+    /// A publish was written with this packet id (0: QoS 0).
+    Written(u16),
+    /// A publish was taken from the channel but held back: its packet id is still in use.
+    HeldBack,
+    /// PUBACK (QoS 1); `refused` holds the broker's reason when it did not accept it (MQTT 5).
+    Acked { pkid: u16, refused: Option<String> },
+    /// PUBREC (QoS 2), likewise.
+    Received { pkid: u16, refused: Option<String> },
+    /// PUBCOMP (QoS 2).
+    Completed(u16),
+    /// Anything else (pings, PUBREL going out, ...).
+    Other,
+}
+
+/// Why `poll` failed.
+pub enum Failure {
+    /// The broker answered CONNECT with a refusal (credentials, authorisation, ...).
+    Refused(String),
+    /// Anything else: unreachable, TLS, timeout, connection lost.
+    Broken(String),
+}
+
+/// One version's event loop, as the driver uses it.
+pub trait EventLoop: Send + 'static {
+    fn poll(&mut self) -> impl Future<Output = Result<Observed, Failure>> + Send;
+
+    /// After a failure: drops what rumqttc kept to replay on a resumed session (a clean
+    /// session would drop it silently) and any stale collision. Returns how many publishes
+    /// it had drained from its channel, and the events it queued but never returned.
+    fn forget(&mut self) -> (usize, Vec<Observed>);
+}
+
+impl EventLoop for rumqttc::EventLoop {
+    async fn poll(&mut self) -> Result<Observed, Failure> {
+        use rumqttc::ConnectionError;
+        match rumqttc::EventLoop::poll(self).await {
+            Ok(event) => Ok(observe_v4(&event)),
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                Err(Failure::Refused(format!("{code:?}")))
+            }
+            Err(e) => Err(Failure::Broken(e.to_string())),
+        }
+    }
+
+    fn forget(&mut self) -> (usize, Vec<Observed>) {
+        let drained = self
+            .pending
+            .iter()
+            .filter(|r| matches!(r, rumqttc::Request::Publish(p) if p.pkid == 0))
+            .count();
+        self.pending.clear();
+        self.state.collision = None;
+        (
+            drained,
+            self.state
+                .events
+                .drain(..)
+                .map(|e| observe_v4(&e))
+                .collect(),
+        )
+    }
+}
+
+fn observe_v4(event: &rumqttc::Event) -> Observed {
+    use rumqttc::{Event, Outgoing, Packet};
+    match event {
+        Event::Incoming(Packet::ConnAck(_)) => Observed::Connected,
+        Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
+        Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
+        Event::Incoming(Packet::PubAck(a)) => Observed::Acked {
+            pkid: a.pkid,
+            refused: None,
+        },
+        Event::Incoming(Packet::PubRec(r)) => Observed::Received {
+            pkid: r.pkid,
+            refused: None,
+        },
+        Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        _ => Observed::Other,
+    }
+}
+
+impl EventLoop for rumqttc::v5::EventLoop {
+    async fn poll(&mut self) -> Result<Observed, Failure> {
+        use rumqttc::v5::ConnectionError;
+        match rumqttc::v5::EventLoop::poll(self).await {
+            Ok(event) => Ok(observe_v5(&event)),
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                Err(Failure::Refused(format!("{code:?}")))
+            }
+            Err(e) => Err(Failure::Broken(e.to_string())),
+        }
+    }
+
+    fn forget(&mut self) -> (usize, Vec<Observed>) {
+        let drained = self
+            .pending
+            .iter()
+            .filter(|r| matches!(r, rumqttc::v5::Request::Publish(p) if p.pkid == 0))
+            .count();
+        self.pending.clear();
+        self.state.collision = None;
+        (
+            drained,
+            self.state
+                .events
+                .drain(..)
+                .map(|e| observe_v5(&e))
+                .collect(),
+        )
+    }
+}
+
+fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::Event;
+    use rumqttc::Outgoing;
+    match event {
+        Event::Incoming(Packet::ConnAck(_)) => Observed::Connected,
+        Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
+        Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
+        Event::Incoming(Packet::PubAck(a)) => Observed::Acked {
+            pkid: a.pkid,
+            refused: match a.reason {
+                PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
+                reason => Some(format!("{reason:?}")),
+            },
+        },
+        Event::Incoming(Packet::PubRec(r)) => Observed::Received {
+            pkid: r.pkid,
+            refused: match r.reason {
+                PubRecReason::Success | PubRecReason::NoMatchingSubscribers => None,
+                reason => Some(format!("{reason:?}")),
+            },
+        },
+        Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        _ => Observed::Other,
+    }
+}
+
+impl Outbox for rumqttc::AsyncClient {
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool {
+        rumqttc::AsyncClient::try_publish(
+            self,
+            &*message.topic,
+            how.qos.into(),
+            how.retain,
+            message.payload,
+        )
+        .is_ok()
+    }
+}
+
+impl Outbox for rumqttc::v5::AsyncClient {
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool {
+        let properties = PublishProperties {
+            content_type: Some(how.content_type.to_string()),
+            message_expiry_interval: how.message_expiry,
+            user_properties: message.labels,
+            ..Default::default()
+        };
+        let qos = match how.qos {
+            crate::config::Qos::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+            crate::config::Qos::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            crate::config::Qos::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+        };
+        self.try_publish_with_properties(
+            &*message.topic,
+            qos,
+            how.retain,
+            message.payload,
+            properties,
+        )
+        .is_ok()
+    }
+}
