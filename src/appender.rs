@@ -2,6 +2,7 @@
 //! connection and makes sure every pack is answered by its deadline.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{Completion, Message, Outcome, Pack, PublishOptions};
 use crate::header::{HeaderStructure, RecordHeader};
-use crate::metrics::{AppenderMetrics, Snapshot};
+use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::topic::PackValues;
 
@@ -23,8 +24,8 @@ pub struct Appender {
     header: HeaderStructure,
     config: AppenderConfig,
     encoder: Encoder,
-    /// `None` once closed.
-    connection: Mutex<Option<Arc<Connection>>>,
+    /// The pooled connections (`connectionsPerBroker`); empty once closed.
+    connections: Mutex<Vec<Arc<Connection>>>,
     /// Parsed log schemas by their text: Kaa hands the schema text with every pack.
     schemas: Mutex<HashMap<String, Arc<LogSchema>>>,
     /// Packs not known to be answered, oldest first, with their deadlines.
@@ -43,7 +44,17 @@ impl Appender {
         header: HeaderStructure,
         config: AppenderConfig,
     ) -> Arc<Appender> {
-        let connection = Connection::get(&config.broker, config.max_pending_records);
+        // With several connections each needs its own client id: a broker drops the older of
+        // two clients with the same one.
+        let connections = (0..config.connections)
+            .map(|i| {
+                let mut broker = config.broker.clone();
+                if config.connections > 1 {
+                    broker.client_id = format!("{}-{i}", broker.client_id);
+                }
+                Connection::get(&broker, config.max_pending_records)
+            })
+            .collect();
         log::info!(
             "appender '{name}' publishes to {:?} at {:?} via {}:{}",
             config.topic,
@@ -61,7 +72,7 @@ impl Appender {
                 max_payload: config.max_message_bytes,
             },
             config,
-            connection: Mutex::new(Some(connection)),
+            connections: Mutex::new(connections),
             schemas: Mutex::default(),
             live: Mutex::default(),
             metrics: Arc::default(),
@@ -136,8 +147,10 @@ impl Appender {
         let pack = Pack::new(messages.len(), completion);
         // Registered under the connection lock, so `close` either sees this pack or has
         // already closed and we refuse it: no pack can slip past both.
-        let connection = lock(&self.connection);
-        let Some(connection) = connection.as_ref() else {
+        let connections = lock(&self.connections);
+        // An endpoint's records always take the same connection, so their order holds.
+        let chosen = (fnv1a(endpoint.as_bytes()) % connections.len().max(1) as u64) as usize;
+        let Some(connection) = connections.get(chosen) else {
             log::debug!(
                 "appender '{}' is closed; pack from {endpoint} refused",
                 self.name
@@ -228,7 +241,7 @@ impl Appender {
                 self.name,
                 self.config.delivery_timeout
             );
-            if let Some(connection) = lock(&self.connection).as_ref() {
+            for connection in lock(&self.connections).iter() {
                 connection.prune();
             }
         }
@@ -237,27 +250,41 @@ impl Appender {
     /// Answers every pack still in flight (`InternalError`) and lets go of the connection.
     /// Later appends are answered `InternalError` at once.
     pub fn close(&self) {
-        let connection = lock(&self.connection).take();
+        let connections = std::mem::take(&mut *lock(&self.connections));
         let live: Vec<_> = lock(&self.live).drain(..).collect();
         for pack in live.into_iter().filter_map(|(_, p)| p.upgrade()) {
             pack.finish(Outcome::InternalError);
         }
-        if let Some(connection) = connection {
+        for connection in connections {
             connection.prune();
         }
         log::info!("appender '{}' closed", self.name);
     }
 
     fn is_closed(&self) -> bool {
-        lock(&self.connection).is_none()
+        lock(&self.connections).is_empty()
     }
 
-    /// The counters, with the connection's state; a closed appender reports itself unconnected.
+    /// The counters, with the connections' state: connected when all are, reconnects and
+    /// messages awaiting the broker summed; a closed appender reports itself unconnected.
     pub fn metrics(&self) -> Snapshot {
-        match lock(&self.connection).as_ref() {
-            Some(c) => self.metrics.snapshot(c.metrics(), c.outstanding()),
-            None => self.metrics.snapshot(&Default::default(), 0),
+        let connections = lock(&self.connections);
+        let combined = ConnectionMetrics::default();
+        combined
+            .connected
+            .store(!connections.is_empty(), Ordering::Relaxed);
+        let mut awaiting = 0;
+        for c in connections.iter() {
+            let m = c.metrics();
+            combined
+                .reconnects
+                .fetch_add(m.reconnects.load(Ordering::Relaxed), Ordering::Relaxed);
+            if !m.connected.load(Ordering::Relaxed) {
+                combined.connected.store(false, Ordering::Relaxed);
+            }
+            awaiting += c.outstanding();
         }
+        self.metrics.snapshot(&combined, awaiting)
     }
 }
 

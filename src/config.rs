@@ -81,6 +81,10 @@ pub struct BrokerConfig {
     pub clean_session: bool,
     pub connect_timeout: Duration,
     pub version: MqttVersion,
+    /// Brokers tried after `host:port`, in order, on connect and reconnect.
+    pub failover: Vec<(String, u16)>,
+    /// Where "online" is published (retained) on connect and "offline" as the last will.
+    pub status_topic: Option<String>,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
 }
@@ -98,6 +102,8 @@ impl fmt::Debug for BrokerConfig {
             .field("clean_session", &self.clean_session)
             .field("connect_timeout", &self.connect_timeout)
             .field("version", &self.version)
+            .field("failover", &self.failover)
+            .field("status_topic", &self.status_topic)
             .field("tls", &self.tls)
             .finish()
     }
@@ -113,6 +119,8 @@ pub struct AppenderConfig {
     pub max_message_bytes: usize,
     /// MQTT 5 message expiry.
     pub message_expiry: Option<u32>,
+    /// Connections to the broker; an endpoint's records always take the same one.
+    pub connections: usize,
     /// No pack waits longer than this for its callback.
     pub delivery_timeout: Duration,
     /// Records accepted but not yet acknowledged, at most; beyond it packs fail fast.
@@ -155,6 +163,7 @@ const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
 const DEFAULT_STATS_INTERVAL_S: i32 = 60;
 const DEFAULT_CONNECT_TIMEOUT_S: i32 = 10;
+const MAX_CONNECTIONS: i32 = 16;
 /// Generous: rumqttc's own default of 10 KiB would fail every larger record.
 const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
 /// MQTT's own limit on a packet, less room for its header and topic.
@@ -237,6 +246,23 @@ fn seconds(field: &'static str, value: i32, min: i32) -> Result<Duration, Config
         return Err(ConfigError::new(field, format!("{value} is below {min}")));
     }
     Ok(Duration::from_secs(value as u64))
+}
+
+/// `host:port, host:port` (IPv6 in brackets: `[::1]:1883`).
+fn parse_brokers(text: &str) -> Result<Vec<(String, u16)>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            let bad = || ConfigError::new("brokers", format!("'{b}' is not host:port"));
+            let (host, port) = b.rsplit_once(':').ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match port.parse::<u16>() {
+                Ok(port) if port != 0 && !host.is_empty() => Ok((host.to_string(), port)),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
 }
 
 /// Checks the PEM texts now, so a bad one is reported at init with its field's name.
@@ -333,6 +359,25 @@ impl AppenderConfig {
         let max_message_bytes = f.int_or("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES)?;
         let version = f.symbol_or("mqttVersion", &[MqttVersion::V3_1_1, MqttVersion::V5])?;
         let message_expiry = f.int_or("messageExpirySeconds", 0)?;
+        let brokers = f.string_or("brokers", "")?;
+        let status_topic = f.string_or("statusTopic", "")?;
+        let connections = f.int_or("connectionsPerBroker", 1)?;
+        if !(1..=MAX_CONNECTIONS).contains(&connections) {
+            return Err(ConfigError::new(
+                "connectionsPerBroker",
+                format!("{connections} is not between 1 and {MAX_CONNECTIONS}"),
+            ));
+        }
+        let status_topic = match status_topic.trim() {
+            "" => None,
+            t if t.contains(['+', '#', '\0']) => {
+                return Err(ConfigError::new(
+                    "statusTopic",
+                    format!("'{t}' contains a wildcard or NUL"),
+                ))
+            }
+            t => Some(t.to_string()),
+        };
         if message_expiry < 0 {
             return Err(ConfigError::new(
                 "messageExpirySeconds",
@@ -400,6 +445,8 @@ impl AppenderConfig {
                 clean_session,
                 connect_timeout: seconds("connectTimeoutSeconds", connect_timeout, 1)?,
                 version,
+                failover: parse_brokers(&brokers)?,
+                status_topic,
                 tls,
             },
             qos: Qos::from_config(qos)?,
@@ -407,6 +454,7 @@ impl AppenderConfig {
             topic,
             max_message_bytes: max_message_bytes as usize,
             message_expiry: (message_expiry > 0).then_some(message_expiry as u32),
+            connections: connections as usize,
             delivery_timeout: seconds("deliveryTimeoutSeconds", delivery_timeout, 1)?,
             max_pending_records: max_pending as usize,
             payload_format,
@@ -558,6 +606,16 @@ pub(crate) mod tests {
         let c = AppenderConfig::from_avro(&e.0).unwrap();
         assert_eq!(c.broker.version, MqttVersion::V5);
         assert_eq!(c.message_expiry, Some(90));
+        assert!(c.broker.failover.is_empty() && c.broker.status_topic.is_none());
+        assert_eq!(c.connections, 1);
+        e.string("b1:1884, [::1]:1885").string("kaa/status").long(4);
+        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        assert_eq!(
+            c.broker.failover,
+            vec![("b1".to_string(), 1884), ("::1".to_string(), 1885)]
+        );
+        assert_eq!(c.broker.status_topic.as_deref(), Some("kaa/status"));
+        assert_eq!(c.connections, 4);
         assert!(c.retain && !c.broker.clean_session);
         assert_eq!(c.broker.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.max_message_bytes, 4096);
@@ -566,6 +624,22 @@ pub(crate) mod tests {
         let mut e = with_tls("", "", "", "");
         e.boolean(false).boolean(true).long(10).long(0);
         assert_eq!(error_of(&e).field, "maxMessageBytes");
+        let mut e = with_tls("", "", "", "");
+        e.boolean(false)
+            .boolean(true)
+            .long(10)
+            .long(100)
+            .long(0)
+            .long(0);
+        let base = e.0.clone();
+        e.string("nohost");
+        assert_eq!(error_of(&e).field, "brokers");
+        let mut e = Encoder(base.clone());
+        e.string("").string("a/#");
+        assert_eq!(error_of(&e).field, "statusTopic");
+        let mut e = Encoder(base);
+        e.string("").string("").long(17);
+        assert_eq!(error_of(&e).field, "connectionsPerBroker");
         let mut e = original("h", 1883, 1, "t");
         e.long(5).long(5).long(5).long(4);
         assert_eq!(error_of(&e).field, "payloadFormat");

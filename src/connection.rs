@@ -10,7 +10,7 @@ use rumqttc::{TlsConfiguration, Transport};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-use crate::config::{BrokerConfig, MqttVersion};
+use crate::config::{BrokerConfig, MqttVersion, Qos};
 use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{EventLoop, Failure, Observed};
@@ -25,6 +25,10 @@ const MAX_PACKET_SIZE: usize = 268_435_455;
 const MAX_INCOMING_PACKET: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to say goodbye.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+const ONLINE: &str = "online";
+const OFFLINE: &str = "offline";
 
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -63,7 +67,46 @@ struct Shared {
     tracker: Mutex<Tracker>,
     shutdown: Notify,
     label: String,
+    status_topic: Option<Arc<str>>,
     metrics: ConnectionMetrics,
+}
+
+impl Shared {
+    /// Publishes the retained liveness status, if the connection has a status topic. It is
+    /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own.
+    fn publish_status(&self, status: &'static str) {
+        let Some(topic) = &self.status_topic else {
+            return;
+        };
+        let label = self.label.clone();
+        let pack = Pack::new(
+            1,
+            Box::new(move |outcome| {
+                if outcome != Outcome::Delivered {
+                    log::warn!("status '{status}' not confirmed by {label}: {outcome:?}");
+                }
+            }),
+        );
+        let how = PublishOptions {
+            qos: Qos::AtLeastOnce,
+            retain: true,
+            content_type: "text/plain",
+            message_expiry: None,
+        };
+        let message = Message {
+            topic: Arc::clone(topic),
+            payload: status.as_bytes().to_vec(),
+            labels: Vec::new(),
+        };
+        let mut tracker = lock(&self.tracker);
+        tracker.submit(
+            &mut **lock(&self.client),
+            &pack,
+            how,
+            vec![message],
+            usize::MAX,
+        );
+    }
 }
 
 /// A pooled connection. Dropping the last `Arc` disconnects it.
@@ -106,52 +149,98 @@ impl Connection {
                 }
             }
         });
+        // `host:port` first, then the failover brokers.
+        let addresses: Vec<(String, u16)> = std::iter::once((broker.host.clone(), broker.port))
+            .chain(broker.failover.iter().cloned())
+            .collect();
+        let labels: Vec<String> = addresses
+            .iter()
+            .map(|(h, p)| format!("{h}:{p} as '{}'", broker.client_id))
+            .collect();
         // The channel never refuses what the tracker's bound admits.
         let capacity = max_pending.max(1);
         let password = broker.password.clone().unwrap_or_default();
-        let (client, spawn): (Box<dyn Client>, StartDriver) = match broker.version {
+        let (client, start): (Box<dyn Client>, StartDriver) = match broker.version {
             MqttVersion::V3_1_1 => {
-                let mut o = rumqttc::MqttOptions::new(&broker.client_id, &broker.host, broker.port);
-                o.set_keep_alive(broker.keep_alive)
-                    .set_inflight(INFLIGHT)
-                    .set_clean_session(broker.clean_session)
-                    .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET_SIZE);
-                if let Some(user) = &broker.username {
-                    o.set_credentials(user, password);
-                }
-                if let Some(t) = transport {
-                    o.set_transport(t);
-                }
-                let (client, mut eventloop) = rumqttc::AsyncClient::new(o, capacity);
+                let options: Vec<_> = addresses
+                    .iter()
+                    .map(|(host, port)| {
+                        let mut o = rumqttc::MqttOptions::new(&broker.client_id, host, *port);
+                        o.set_keep_alive(broker.keep_alive)
+                            .set_inflight(INFLIGHT)
+                            .set_clean_session(broker.clean_session)
+                            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET_SIZE);
+                        if let Some(user) = &broker.username {
+                            o.set_credentials(user, password.clone());
+                        }
+                        if let Some(t) = &transport {
+                            o.set_transport(t.clone());
+                        }
+                        if let Some(topic) = &broker.status_topic {
+                            o.set_last_will(rumqttc::LastWill::new(
+                                topic,
+                                OFFLINE,
+                                rumqttc::QoS::AtLeastOnce,
+                                true,
+                            ));
+                        }
+                        o
+                    })
+                    .collect();
+                let (client, mut eventloop) =
+                    rumqttc::AsyncClient::new(options[0].clone(), capacity);
                 eventloop
                     .network_options
                     .set_connection_timeout(broker.connect_timeout.as_secs());
                 (
                     Box::new(client),
                     Box::new(move |shared| {
-                        runtime().spawn(drive(shared, eventloop));
+                        runtime().spawn(drive(
+                            shared,
+                            eventloop,
+                            options.into_iter().zip(labels).collect(),
+                        ));
                     }),
                 )
             }
             MqttVersion::V5 => {
-                let mut o =
-                    rumqttc::v5::MqttOptions::new(&broker.client_id, &broker.host, broker.port);
-                o.set_keep_alive(broker.keep_alive)
-                    .set_outgoing_inflight_upper_limit(INFLIGHT)
-                    .set_clean_start(broker.clean_session)
-                    .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
-                    .set_connection_timeout(broker.connect_timeout.as_secs());
-                if let Some(user) = &broker.username {
-                    o.set_credentials(user, password);
-                }
-                if let Some(t) = transport {
-                    o.set_transport(t);
-                }
-                let (client, eventloop) = rumqttc::v5::AsyncClient::new(o, capacity);
+                let options: Vec<_> = addresses
+                    .iter()
+                    .map(|(host, port)| {
+                        let mut o = rumqttc::v5::MqttOptions::new(&broker.client_id, host, *port);
+                        o.set_keep_alive(broker.keep_alive)
+                            .set_outgoing_inflight_upper_limit(INFLIGHT)
+                            .set_clean_start(broker.clean_session)
+                            .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
+                            .set_connection_timeout(broker.connect_timeout.as_secs());
+                        if let Some(user) = &broker.username {
+                            o.set_credentials(user, password.clone());
+                        }
+                        if let Some(t) = &transport {
+                            o.set_transport(t.clone());
+                        }
+                        if let Some(topic) = &broker.status_topic {
+                            o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                                topic,
+                                OFFLINE,
+                                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                                true,
+                                None,
+                            ));
+                        }
+                        o
+                    })
+                    .collect();
+                let (client, eventloop) =
+                    rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
                 (
                     Box::new(client),
                     Box::new(move |shared| {
-                        runtime().spawn(drive(shared, eventloop));
+                        runtime().spawn(drive(
+                            shared,
+                            eventloop,
+                            options.into_iter().zip(labels).collect(),
+                        ));
                     }),
                 )
             }
@@ -161,9 +250,10 @@ impl Connection {
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
             label,
+            status_topic: broker.status_topic.as_deref().map(Arc::from),
             metrics: ConnectionMetrics::default(),
         });
-        spawn(Arc::clone(&shared));
+        start(Arc::clone(&shared));
         Connection { shared }
     }
 
@@ -198,13 +288,18 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        lock(&self.shared.client).disconnect();
         self.shared.shutdown.notify_one();
     }
 }
 
-/// Runs the event loop of one connection until the pool lets go of it.
-async fn drive(shared: Arc<Shared>, mut eventloop: impl EventLoop) {
+/// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
+/// in order on connect and, after a connection is lost, again from the first.
+async fn drive<E: EventLoop>(
+    shared: Arc<Shared>,
+    mut eventloop: E,
+    brokers: Vec<(E::Options, String)>,
+) {
+    let mut current = 0;
     let mut backoff = BACKOFF_MIN;
     let mut was_connected = false;
     let mut ever_connected = false;
@@ -213,9 +308,15 @@ async fn drive(shared: Arc<Shared>, mut eventloop: impl EventLoop) {
     let mut last_failure: Option<String> = None;
     loop {
         let polled = tokio::select! {
-            _ = shared.shutdown.notified() => break,
+            _ = shared.shutdown.notified() => {
+                if was_connected {
+                    close_gracefully(&shared, &mut eventloop).await;
+                }
+                break;
+            }
             polled = eventloop.poll() => polled,
         };
+        let label = &brokers[current].1;
         match polled {
             Ok(Observed::Connected) => {
                 backoff = BACKOFF_MIN;
@@ -226,9 +327,9 @@ async fn drive(shared: Arc<Shared>, mut eventloop: impl EventLoop) {
                 ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
                 last_failure = None;
-                log::info!("connected to {}", shared.label);
-                let mut tracker = lock(&shared.tracker);
-                tracker.on_connected(&mut **lock(&shared.client));
+                log::info!("connected to {label}");
+                lock(&shared.tracker).on_connected(&mut **lock(&shared.client));
+                shared.publish_status(ONLINE);
             }
             Ok(event) => lock(&shared.tracker).on_event(&event),
             Err(failure) => {
@@ -245,35 +346,59 @@ async fn drive(shared: Arc<Shared>, mut eventloop: impl EventLoop) {
                 {
                     let mut tracker = lock(&shared.tracker);
                     if refused {
-                        log::log!(level, "{} {text}", shared.label);
+                        log::log!(level, "{label} {text}");
                         tracker.on_refused();
                     } else {
                         if was_connected {
-                            log::warn!("connection to {} lost: {text}", shared.label);
+                            log::warn!("connection to {label} lost: {text}");
                         } else {
-                            log::log!(
-                                level,
-                                "cannot connect to {}: {text}; retrying",
-                                shared.label
-                            );
+                            log::log!(level, "cannot connect to {label}: {text}; retrying");
                         }
                         let (drained, unreported) = eventloop.forget();
                         tracker.on_connection_lost(drained, &unreported);
                     }
                 }
                 last_failure = Some(text);
+                // The next broker right away; a pause only after a whole round failed.
+                let next = if was_connected {
+                    0
+                } else {
+                    (current + 1) % brokers.len()
+                };
                 was_connected = false;
-                let pause = jitter(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                tokio::select! {
-                    _ = shared.shutdown.notified() => break,
-                    _ = tokio::time::sleep(pause) => {}
+                if next != current {
+                    eventloop.switch_to(&brokers[next].0);
+                    current = next;
+                }
+                if next == 0 {
+                    let pause = jitter(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    tokio::select! {
+                        _ = shared.shutdown.notified() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
         }
     }
     lock(&shared.tracker).fail_all(Outcome::InternalError);
     log::debug!("connection to {} closed", shared.label);
+}
+
+/// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), then
+/// DISCONNECT, waiting a moment for both to be written.
+async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
+    shared.publish_status(OFFLINE);
+    lock(&shared.client).disconnect();
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Observed::Disconnected) | Err(_) => break,
+                Ok(event) => lock(&shared.tracker).on_event(&event),
+            }
+        }
+    })
+    .await;
 }
 
 /// Spreads reconnects of many nodes: a random point in [d/2, d].

@@ -238,7 +238,7 @@ impl Tracker {
                     pack.record_delivered();
                 }
             }
-            Observed::Connected | Observed::Other => {}
+            Observed::Connected | Observed::Disconnected | Observed::Other => {}
         }
     }
 

@@ -23,6 +23,8 @@ pub enum Observed {
     Received { pkid: u16, refused: Option<String> },
     /// PUBCOMP (QoS 2).
     Completed(u16),
+    /// Our DISCONNECT went out.
+    Disconnected,
     /// Anything else (pings, PUBREL going out, ...).
     Other,
 }
@@ -37,7 +39,13 @@ pub enum Failure {
 
 /// One version's event loop, as the driver uses it.
 pub trait EventLoop: Send + 'static {
+    /// The connection settings of one broker (address included).
+    type Options: Clone + Send + 'static;
+
     fn poll(&mut self) -> impl Future<Output = Result<Observed, Failure>> + Send;
+
+    /// Connects to another broker from the next attempt on.
+    fn switch_to(&mut self, options: &Self::Options);
 
     /// After a failure: drops what rumqttc kept to replay on a resumed session (a clean
     /// session would drop it silently) and any stale collision. Returns how many publishes
@@ -46,6 +54,12 @@ pub trait EventLoop: Send + 'static {
 }
 
 impl EventLoop for rumqttc::EventLoop {
+    type Options = rumqttc::MqttOptions;
+
+    fn switch_to(&mut self, options: &Self::Options) {
+        self.mqtt_options = options.clone();
+    }
+
     async fn poll(&mut self) -> Result<Observed, Failure> {
         use rumqttc::ConnectionError;
         match rumqttc::EventLoop::poll(self).await {
@@ -91,11 +105,18 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
             refused: None,
         },
         Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
 }
 
 impl EventLoop for rumqttc::v5::EventLoop {
+    type Options = rumqttc::v5::MqttOptions;
+
+    fn switch_to(&mut self, options: &Self::Options) {
+        self.options = options.clone();
+    }
+
     async fn poll(&mut self) -> Result<Observed, Failure> {
         use rumqttc::v5::ConnectionError;
         match rumqttc::v5::EventLoop::poll(self).await {
@@ -149,6 +170,7 @@ fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
             },
         },
         Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
 }
