@@ -1633,34 +1633,35 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
 /// ([`java_number`]), the layout Java's: plain decimal for 1e-3 <= |d| < 1e7 with at least
 /// one digit after the point, otherwise `d.dddE[-]n`.
 fn write_java_double(out: &mut Vec<u8>, d: f64) {
-    if write_non_finite(out, d.is_nan(), d.is_infinite(), d.is_sign_negative()) {
-        return;
-    }
-    if d.is_sign_negative() {
-        out.push(b'-');
-    }
-    let digits = if d == 0.0 {
-        Digits::ZERO
-    } else {
+    let (nan, infinite, zero) = (d.is_nan(), d.is_infinite(), d == 0.0);
+    write_java_number(out, nan, infinite, zero, d.is_sign_negative(), || {
         java_number::double_digits(d)
-    };
-    write_java_layout(out, &digits);
+    });
 }
 
 /// Writes a float as Jackson does: `Float.toString(f)`; see [`write_java_double`].
 fn write_java_float(out: &mut Vec<u8>, f: f32) {
-    if write_non_finite(out, f.is_nan(), f.is_infinite(), f.is_sign_negative()) {
+    let (nan, infinite, zero) = (f.is_nan(), f.is_infinite(), f == 0.0);
+    write_java_number(out, nan, infinite, zero, f.is_sign_negative(), || {
+        java_number::float_digits(f)
+    });
+}
+
+fn write_java_number(
+    out: &mut Vec<u8>,
+    nan: bool,
+    infinite: bool,
+    zero: bool,
+    negative: bool,
+    digits: impl FnOnce() -> Digits,
+) {
+    if write_non_finite(out, nan, infinite, negative) {
         return;
     }
-    if f.is_sign_negative() {
+    if negative {
         out.push(b'-');
     }
-    let digits = if f == 0.0 {
-        Digits::ZERO
-    } else {
-        java_number::float_digits(f)
-    };
-    write_java_layout(out, &digits);
+    write_java_layout(out, &if zero { Digits::ZERO } else { digits() });
 }
 
 /// NaN and the infinities, as Jackson quotes them; false for a finite value.

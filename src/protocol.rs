@@ -53,42 +53,59 @@ pub trait EventLoop: Send + 'static {
     fn forget(&mut self) -> (usize, Vec<Observed>);
 }
 
-impl EventLoop for rumqttc::EventLoop {
-    type Options = rumqttc::MqttOptions;
+/// rumqttc's two event loops differ in types only.
+macro_rules! event_loop {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $observe:ident) => {
+        impl EventLoop for $loop {
+            type Options = $options;
 
-    fn switch_to(&mut self, options: &Self::Options) {
-        self.mqtt_options = options.clone();
-    }
-
-    async fn poll(&mut self) -> Result<Observed, Failure> {
-        use rumqttc::ConnectionError;
-        match rumqttc::EventLoop::poll(self).await {
-            Ok(event) => Ok(observe_v4(&event)),
-            Err(ConnectionError::ConnectionRefused(code)) => {
-                Err(Failure::Refused(format!("{code:?}")))
+            fn switch_to(&mut self, options: &Self::Options) {
+                self.$field = options.clone();
             }
-            Err(e) => Err(Failure::Broken(e.to_string())),
-        }
-    }
 
-    fn forget(&mut self) -> (usize, Vec<Observed>) {
-        let drained = self
-            .pending
-            .iter()
-            .filter(|r| matches!(r, rumqttc::Request::Publish(p) if p.pkid == 0))
-            .count();
-        self.pending.clear();
-        self.state.collision = None;
-        (
-            drained,
-            self.state
-                .events
-                .drain(..)
-                .map(|e| observe_v4(&e))
-                .collect(),
-        )
-    }
+            async fn poll(&mut self) -> Result<Observed, Failure> {
+                use $error as ConnectionError;
+                match <$loop>::poll(self).await {
+                    Ok(event) => Ok($observe(&event)),
+                    Err(ConnectionError::ConnectionRefused(code)) => {
+                        Err(Failure::Refused(format!("{code:?}")))
+                    }
+                    Err(e) => Err(Failure::Broken(e.to_string())),
+                }
+            }
+
+            fn forget(&mut self) -> (usize, Vec<Observed>) {
+                use $request as Request;
+                let drained = self
+                    .pending
+                    .iter()
+                    .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+                    .count();
+                self.pending.clear();
+                self.state.collision = None;
+                let unreported = self.state.events.drain(..).map(|e| $observe(&e)).collect();
+                (drained, unreported)
+            }
+        }
+    };
 }
+
+event_loop!(
+    rumqttc::EventLoop,
+    rumqttc::MqttOptions,
+    mqtt_options,
+    rumqttc::Request,
+    rumqttc::ConnectionError,
+    observe_v4
+);
+event_loop!(
+    rumqttc::v5::EventLoop,
+    rumqttc::v5::MqttOptions,
+    options,
+    rumqttc::v5::Request,
+    rumqttc::v5::ConnectionError,
+    observe_v5
+);
 
 fn observe_v4(event: &rumqttc::Event) -> Observed {
     use rumqttc::{Event, Outgoing, Packet};
@@ -107,43 +124,6 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
         Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
-    }
-}
-
-impl EventLoop for rumqttc::v5::EventLoop {
-    type Options = rumqttc::v5::MqttOptions;
-
-    fn switch_to(&mut self, options: &Self::Options) {
-        self.options = options.clone();
-    }
-
-    async fn poll(&mut self) -> Result<Observed, Failure> {
-        use rumqttc::v5::ConnectionError;
-        match rumqttc::v5::EventLoop::poll(self).await {
-            Ok(event) => Ok(observe_v5(&event)),
-            Err(ConnectionError::ConnectionRefused(code)) => {
-                Err(Failure::Refused(format!("{code:?}")))
-            }
-            Err(e) => Err(Failure::Broken(e.to_string())),
-        }
-    }
-
-    fn forget(&mut self) -> (usize, Vec<Observed>) {
-        let drained = self
-            .pending
-            .iter()
-            .filter(|r| matches!(r, rumqttc::v5::Request::Publish(p) if p.pkid == 0))
-            .count();
-        self.pending.clear();
-        self.state.collision = None;
-        (
-            drained,
-            self.state
-                .events
-                .drain(..)
-                .map(|e| observe_v5(&e))
-                .collect(),
-        )
     }
 }
 
