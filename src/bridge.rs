@@ -19,8 +19,8 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, OnceLock};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JClass, JLongArray, JObject, JObjectArray, JStaticMethodID, JString,
-    JValue,
+    GlobalRef, JByteArray, JClass, JIntArray, JLongArray, JObject, JObjectArray, JStaticMethodID,
+    JString, JValue,
 };
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jint, jlong, JNI_ERR, JNI_VERSION_1_8};
@@ -170,20 +170,28 @@ fn outcome_code(outcome: Outcome) -> jint {
     }
 }
 
-fn read_records(env: &mut JNIEnv, records: &JObjectArray) -> Result<Vec<Vec<u8>>, String> {
+/// The pack's records: one byte array holding them all, and where each ends.
+fn read_records(
+    env: &mut JNIEnv,
+    data: &JByteArray,
+    ends: &JIntArray,
+) -> Result<(Vec<u8>, Vec<usize>), String> {
     let err = |e: jni::errors::Error| format!("cannot read the pack's events: {e}");
-    let n = env.get_array_length(records).map_err(err)?;
-    let mut out = Vec::with_capacity(n.max(0) as usize);
-    for i in 0..n {
-        let element = env.get_object_array_element(records, i).map_err(err)?;
-        if element.is_null() {
-            return Err(format!("event {i} has no data"));
+    let data = env.convert_byte_array(data).map_err(err)?;
+    let mut raw = vec![0; env.get_array_length(ends).map_err(err)? as usize];
+    env.get_int_array_region(ends, 0, &mut raw).map_err(err)?;
+    let mut start = 0;
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &end) in raw.iter().enumerate() {
+        match usize::try_from(end) {
+            Ok(end) if end >= start && end <= data.len() => {
+                out.push(end);
+                start = end;
+            }
+            _ => return Err(format!("event {i} ends at {end}, outside the pack's data")),
         }
-        let bytes = JByteArray::from(element);
-        out.push(env.convert_byte_array(&bytes).map_err(err)?);
-        env.delete_local_ref(bytes).map_err(err)?;
     }
-    Ok(out)
+    Ok((data, out))
 }
 
 #[no_mangle]
@@ -214,6 +222,18 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
+/// The records of a pack, as slices of its data.
+fn split<'a>(data: &'a [u8], ends: &[usize]) -> Vec<&'a [u8]> {
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let record = &data[start..end];
+            start = end;
+            record
+        })
+        .collect()
+}
+
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_append<
     'local,
@@ -223,7 +243,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     handle: jlong,
     schema: JString<'local>,
     schema_version: jint,
-    records: JObjectArray<'local>,
+    records: JByteArray<'local>,
+    record_ends: JIntArray<'local>,
     endpoint: JString<'local>,
     callback: JObject<'local>,
 ) {
@@ -247,13 +268,17 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
                 Ok(s) => s.into(),
                 Err(_) => String::from("(unknown)"),
             };
-            Ok((schema, read_records(&mut env, &records)?, endpoint))
+            Ok((
+                schema,
+                read_records(&mut env, &records, &record_ends)?,
+                endpoint,
+            ))
         })();
         match inputs {
-            Ok((schema, records, endpoint)) => appender.append(
+            Ok((schema, (data, ends), endpoint)) => appender.append(
                 &schema,
                 schema_version,
-                &records,
+                &split(&data, &ends),
                 &endpoint,
                 Box::new(move |outcome| callback.answer(outcome)),
             ),

@@ -19,10 +19,11 @@ final class NativeAppender {
             String[] headerFields);
 
     /**
-     * Hands one pack over without waiting on the network. The callback is answered exactly
+     * Hands one pack over without waiting on the network. {@code records} holds the pack's records one after
+     * another, record {@code i} ending at {@code recordEnds[i]}. The callback is answered exactly
      * once, from the library's dispatcher thread, through {@link DeliveryDispatch}.
      */
-    static native void append(long handle, String logSchema, int logSchemaVersion, byte[][] records,
+    static native void append(long handle, String logSchema, int logSchemaVersion, byte[] records, int[] recordEnds,
             String endpointKey, LogDeliveryCallback callback);
 
     /** Answers every pack still in flight and releases the handle; the handle is invalid after. */

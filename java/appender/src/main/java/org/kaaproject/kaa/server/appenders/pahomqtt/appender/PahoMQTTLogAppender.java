@@ -102,12 +102,26 @@ public class PahoMQTTLogAppender implements LogAppender {
                 callback.onInternalError();
                 return;
             }
-            byte[][] records = new byte[events.size()][];
-            for (int i = 0; i < records.length; i++) {
+            // One array for the whole pack: one JNI crossing, not one per record.
+            int[] ends = new int[events.size()];
+            long total = 0;
+            for (int i = 0; i < ends.length; i++) {
                 LogEvent event = events.get(i);
-                records[i] = event == null ? null : event.getLogData();
+                byte[] data = event == null ? null : event.getLogData();
+                if (data == null || total + data.length > Integer.MAX_VALUE) {
+                    LOG.warn("PahoMqtt appender '{}': pack from {} not published: event {} has no data or the pack is "
+                            + "too large", name, pack.getEndpointKey(), i);
+                    callback.onInternalError();
+                    return;
+                }
+                total += data.length;
+                ends[i] = (int) total;
             }
-            NativeAppender.append(handle, schema.getSchema(), schema.getVersion(), records,
+            byte[] records = new byte[(int) total];
+            for (int i = 0, at = 0; i < ends.length; at = ends[i++]) {
+                System.arraycopy(events.get(i).getLogData(), 0, records, at, ends[i] - at);
+            }
+            NativeAppender.append(handle, schema.getSchema(), schema.getVersion(), records, ends,
                     String.valueOf(pack.getEndpointKey()), callback);
         } finally {
             handleLock.readLock().unlock();
