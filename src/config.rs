@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::binary::{BinaryError, Reader};
-use crate::tls::{parse_certificates, parse_private_key, TlsSettings};
+use crate::tls::TlsSettings;
 use crate::topic::TopicTemplate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,7 +265,8 @@ fn parse_brokers(text: &str) -> Result<Vec<(String, u16)>, ConfigError> {
         .collect()
 }
 
-/// Checks the PEM texts now, so a bad one is reported at init with its field's name.
+/// Builds the TLS client configuration now, so a setting that cannot work is reported at
+/// init with its field's name and the appender never starts (nor falls back to plain text).
 fn tls_settings(
     verify: bool,
     ca_pem: String,
@@ -273,39 +274,7 @@ fn tls_settings(
     client_key_pem: String,
     alpn: &str,
 ) -> Result<TlsSettings, ConfigError> {
-    let pem = |field, r: Result<(), String>| r.map_err(|e| ConfigError::new(field, e));
-    if !ca_pem.trim().is_empty() {
-        pem("caCertificate", parse_certificates(&ca_pem).map(drop))?;
-    }
-    match (
-        client_cert_pem.trim().is_empty(),
-        client_key_pem.trim().is_empty(),
-    ) {
-        (true, true) => {}
-        (false, false) => {
-            pem(
-                "clientCertificate",
-                parse_certificates(&client_cert_pem).map(drop),
-            )?;
-            pem(
-                "clientPrivateKey",
-                parse_private_key(&client_key_pem).map(drop),
-            )?;
-        }
-        (false, true) => {
-            return Err(ConfigError::new(
-                "clientPrivateKey",
-                "is empty but clientCertificate is set",
-            ))
-        }
-        (true, false) => {
-            return Err(ConfigError::new(
-                "clientCertificate",
-                "is empty but clientPrivateKey is set",
-            ))
-        }
-    }
-    Ok(TlsSettings {
+    let settings = TlsSettings {
         verify,
         ca_pem,
         client_cert_pem,
@@ -316,7 +285,11 @@ fn tls_settings(
             .filter(|p| !p.is_empty())
             .map(String::from)
             .collect(),
-    })
+    };
+    settings
+        .client_config()
+        .map_err(|(field, why)| ConfigError::new(field, why))?;
+    Ok(settings)
 }
 
 impl AppenderConfig {

@@ -14,6 +14,7 @@ use crate::config::{BrokerConfig, MqttVersion, Qos};
 use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{EventLoop, Failure, Observed};
+use crate::tls::TlsSettings;
 
 /// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks.
 /// Mosquitto's default `max_inflight_messages` is 20; beyond it a QoS 2 burst loses messages.
@@ -134,20 +135,19 @@ impl Connection {
 
     fn open(broker: &BrokerConfig, max_pending: usize) -> Connection {
         let label = format!("{}:{} as '{}'", broker.host, broker.port, broker.client_id);
-        let transport = broker.tls.as_ref().and_then(|tls| {
+        let transport = broker.tls.as_ref().map(|tls| {
             if !tls.verify {
                 log::warn!(
                     "TLS to {label} does not verify the broker's certificate (verifySslCert is off): \
                      the connection is encrypted but anyone on the path can impersonate the broker"
                 );
             }
-            match tls.client_config() {
-                Ok(config) => Some(Transport::Tls(TlsConfiguration::Rustls(config))),
-                Err(e) => {
-                    log::error!("TLS to {label} cannot be set up: {e}");
-                    None
-                }
-            }
+            let config = tls.client_config().unwrap_or_else(|(field, why)| {
+                // Checked at init; should it fail now, connect to nothing rather than in clear.
+                log::error!("TLS to {label} cannot be set up ({field} {why}); not connecting");
+                TlsSettings::refusing_config()
+            });
+            Transport::Tls(TlsConfiguration::Rustls(config))
         });
         // `host:port` first, then the failover brokers.
         let addresses: Vec<(String, u16)> = std::iter::once((broker.host.clone(), broker.port))

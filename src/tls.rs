@@ -53,12 +53,16 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// What is wrong with a TLS setting: the config field and why.
+pub type TlsError = (&'static str, String);
+
 impl TlsSettings {
-    /// The rustls client configuration; errors say what is wrong with which part.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+    /// The rustls client configuration, or the field at fault and why. Built at init to
+    /// check the settings, and again when the connection opens.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS versions: {e}"))?;
+            .map_err(|e| ("ssl", format!("TLS versions: {e}")))?;
         let builder = if self.verify {
             builder.with_root_certificates(self.roots()?)
         } else {
@@ -66,36 +70,74 @@ impl TlsSettings {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
         };
-        let mut config = if self.client_cert_pem.trim().is_empty() {
-            builder.with_no_client_auth()
-        } else {
-            let chain = parse_certificates(&self.client_cert_pem)
-                .map_err(|e| format!("clientCertificate {e}"))?;
-            let key = parse_private_key(&self.client_key_pem)
-                .map_err(|e| format!("clientPrivateKey {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate and key do not go together: {e}"))?
+        let has = |pem: &str| !pem.trim().is_empty();
+        let mut config = match (has(&self.client_cert_pem), has(&self.client_key_pem)) {
+            (false, false) => builder.with_no_client_auth(),
+            (true, false) => {
+                return Err((
+                    "clientPrivateKey",
+                    "is empty but clientCertificate is set".into(),
+                ))
+            }
+            (false, true) => {
+                return Err((
+                    "clientCertificate",
+                    "is empty but clientPrivateKey is set".into(),
+                ))
+            }
+            (true, true) => {
+                let chain = parse_certificates(&self.client_cert_pem)
+                    .map_err(|e| ("clientCertificate", e))?;
+                let key =
+                    parse_private_key(&self.client_key_pem).map_err(|e| ("clientPrivateKey", e))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    (
+                        "clientPrivateKey",
+                        format!("cannot be used with clientCertificate: {e}"),
+                    )
+                })?
+            }
         };
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         Ok(Arc::new(config))
     }
 
-    fn roots(&self) -> Result<RootCertStore, String> {
+    /// A configuration that trusts no server: what a connection gets if its settings stopped
+    /// working after init, so that it can never fall back to plain text.
+    pub fn refusing_config() -> Arc<ClientConfig> {
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth()
+            })
+            .unwrap_or_else(|_| {
+                ClientConfig::builder()
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth()
+            });
+        Arc::new(config)
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
         let mut roots = RootCertStore::empty();
         if self.ca_pem.trim().is_empty() {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
             if roots.is_empty() {
-                return Err("no system root certificates found; set caCertificate".to_string());
+                return Err((
+                    "caCertificate",
+                    "is empty and the system has no root certificates".into(),
+                ));
             }
         } else {
-            for cert in
-                parse_certificates(&self.ca_pem).map_err(|e| format!("caCertificate {e}"))?
-            {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("caCertificate holds an unusable certificate: {e}"))?;
+            for cert in parse_certificates(&self.ca_pem).map_err(|e| ("caCertificate", e))? {
+                roots.add(cert).map_err(|e| {
+                    (
+                        "caCertificate",
+                        format!("holds an unusable certificate: {e}"),
+                    )
+                })?;
             }
         }
         Ok(roots)
@@ -173,8 +215,8 @@ mod tests {
                 .into(),
             ..settings()
         };
-        let err = bad.client_config().unwrap_err();
-        assert!(err.starts_with("caCertificate"), "{err}");
+        let (field, why) = bad.client_config().unwrap_err();
+        assert_eq!(field, "caCertificate", "{why}");
         assert!(parse_certificates("no pem here").is_err());
         assert!(parse_private_key("").is_err());
     }
