@@ -50,9 +50,61 @@ public final class Mosquitto implements AutoCloseable {
     private final int port;
     private final String username;
     private final String password;
+    /** Null for a plain broker. */
+    private final Tls tls;
+    /** The plain listener of a TLS broker (-1 if it has none); {@link #port} for a plain broker. */
+    private final int plainPort;
     private Process process;
 
+    /**
+     * A TLS listener's settings (Mosquitto's {@code cafile}, {@code certfile}, {@code keyfile},
+     * {@code require_certificate}, {@code use_identity_as_username}), and whether the broker also gets a plain
+     * listener on a second loopback port (on by default: the tests' subscribers use it).
+     */
+    public static final class Tls {
+        final Path cafile;
+        final Path certfile;
+        final Path keyfile;
+        boolean requireCertificate;
+        boolean useIdentityAsUsername;
+        boolean plainListener = true;
+
+        /**
+         * @param cafile CAs the broker accepts client certificates from (PEM); may be null when no client
+         *               certificate is required
+         * @param certfile the server certificate, optionally followed by its intermediates (PEM)
+         * @param keyfile its private key (PEM)
+         */
+        public Tls(Path cafile, Path certfile, Path keyfile) {
+            this.cafile = cafile;
+            this.certfile = certfile;
+            this.keyfile = keyfile;
+        }
+
+        /** {@code require_certificate true}: clients must present a certificate issued by {@code cafile}. */
+        public Tls requireCertificate(boolean on) {
+            this.requireCertificate = on;
+            return this;
+        }
+
+        /** {@code use_identity_as_username true}: the client certificate's CN becomes the MQTT user name. */
+        public Tls useIdentityAsUsername(boolean on) {
+            this.useIdentityAsUsername = on;
+            return this;
+        }
+
+        /** Whether the broker also listens in plain text on {@link Mosquitto#plainPort()} (default: yes). */
+        public Tls plainListener(boolean on) {
+            this.plainListener = on;
+            return this;
+        }
+    }
+
     private Mosquitto(String username, String password) {
+        this(username, password, null);
+    }
+
+    private Mosquitto(String username, String password, Tls tls) {
         try {
             this.dir = Files.createTempDirectory("kaa-mqtt-it-mosquitto-");
         } catch (IOException e) {
@@ -64,6 +116,8 @@ public final class Mosquitto implements AutoCloseable {
         this.port = freeLoopbackPort();
         this.username = username;
         this.password = password;
+        this.tls = tls;
+        this.plainPort = tls == null ? port : tls.plainListener ? freeLoopbackPort() : -1;
     }
 
     /** A broker that accepts anonymous clients. Not started yet. */
@@ -74,6 +128,24 @@ public final class Mosquitto implements AutoCloseable {
     /** A broker that only accepts this user (password file made with mosquitto_passwd). Not started yet. */
     public static Mosquitto withCredentials(String username, String password) {
         return new Mosquitto(username, password);
+    }
+
+    /**
+     * An anonymous broker whose {@link #port()} is a TLS listener with these settings, and (unless turned off)
+     * with a plain listener on {@link #plainPort()}. Not started yet.
+     */
+    public static Mosquitto withTls(Tls tls) {
+        if (tls == null) {
+            throw new IllegalArgumentException("tls");
+        }
+        return new Mosquitto(null, null, tls);
+    }
+
+    /** Convenience: {@link #withTls}, started. */
+    public static Mosquitto startTls(Tls tls) {
+        Mosquitto m = withTls(tls);
+        m.start();
+        return m;
     }
 
     /** Convenience: an anonymous broker, started. */
@@ -96,8 +168,18 @@ public final class Mosquitto implements AutoCloseable {
         }
     }
 
+    /** The broker's (first) listener: TLS for a broker made by {@link #withTls}, plain otherwise. */
     public int port() {
         return port;
+    }
+
+    /** A plain-text listener: {@link #port()} for a plain broker, the second listener of a TLS broker (or -1). */
+    public int plainPort() {
+        return plainPort;
+    }
+
+    public boolean isTls() {
+        return tls != null;
     }
 
     public Path dir() {
@@ -200,7 +282,10 @@ public final class Mosquitto implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "Mosquitto[127.0.0.1:" + port + (username != null ? ", user " + username : "") + ", " + dir + "]";
+        String listeners = tls == null ? "" : " (TLS" + (tls.requireCertificate ? ", client certificate" : "")
+                + (plainPort > 0 ? ", plain on " + plainPort : "") + ")";
+        return "Mosquitto[127.0.0.1:" + port + listeners + (username != null ? ", user " + username : "") + ", "
+                + dir + "]";
     }
 
     private void writeConfig() throws IOException {
@@ -209,6 +294,21 @@ public final class Mosquitto implements AutoCloseable {
         // 'user' is only used when started as root; naming ourselves keeps the privileges we have.
         lines.add("user " + System.getProperty("user.name"));
         lines.add("listener " + port + " 127.0.0.1");
+        if (tls != null) {
+            // Options that follow a listener line apply to that listener.
+            if (tls.cafile != null) {
+                lines.add("cafile " + tls.cafile.toAbsolutePath());
+            }
+            lines.add("certfile " + tls.certfile.toAbsolutePath());
+            lines.add("keyfile " + tls.keyfile.toAbsolutePath());
+            lines.add("require_certificate " + tls.requireCertificate);
+            if (tls.useIdentityAsUsername) {
+                lines.add("use_identity_as_username true");
+            }
+            if (plainPort > 0) {
+                lines.add("listener " + plainPort + " 127.0.0.1");
+            }
+        }
         lines.add("persistence false");
         lines.add("log_dest file " + log);
         lines.add("log_type error");
@@ -234,6 +334,13 @@ public final class Mosquitto implements AutoCloseable {
 
     private void awaitListening() {
         long deadline = System.nanoTime() + START_TIMEOUT.toNanos();
+        awaitListening(port, deadline);
+        if (plainPort > 0 && plainPort != port) {
+            awaitListening(plainPort, deadline);
+        }
+    }
+
+    private void awaitListening(int port, long deadline) {
         IOException last = null;
         while (System.nanoTime() < deadline) {
             if (!process.isAlive()) {

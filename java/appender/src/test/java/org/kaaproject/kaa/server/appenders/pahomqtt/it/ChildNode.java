@@ -1,0 +1,303 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStreamWriter;
+import java.io.UncheckedIOException;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+
+/**
+ * A Kaa node in a child JVM ({@link ChildNodeMain}), so a test can read everything the appender logs through
+ * SLF4J (slf4j-simple writes to the child's stderr, which goes to a file here). Every wait is bounded; the child
+ * halts by itself after a few minutes in any case.
+ */
+public final class ChildNode implements AutoCloseable {
+
+    /** The loggers the appender logs through: its Java class and the native side's forwarded targets. */
+    public static final Pattern APPENDER_LOGGER = Pattern.compile(
+            "org\\.kaaproject\\.kaa\\.server\\.appenders\\.pahomqtt\\.(appender\\.|native\\.kaa_mqtt_appender)");
+
+    private final Process process;
+    private final Writer stdin;
+    private final Path dir;
+    private final Path stderr;
+    private final List<String> answers = new ArrayList<>();
+    private final StringBuilder stdout = new StringBuilder();
+    private final Thread reader;
+
+    private ChildNode(String logLevel, Map<String, String> env) throws IOException {
+        dir = Files.createTempDirectory("kaa-mqtt-it-child-");
+        stderr = dir.resolve("stderr.log");
+        Path java = Paths.get(System.getProperty("java.home"), "bin", "java");
+        ProcessBuilder pb = new ProcessBuilder(java.toString(), "-cp", System.getProperty("java.class.path"),
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=" + logLevel, ChildNodeMain.class.getName())
+                .redirectError(stderr.toFile());
+        pb.environment().putAll(env);
+        process = pb.start();
+        stdin = new OutputStreamWriter(process.getOutputStream(), StandardCharsets.UTF_8);
+        reader = new Thread(this::readLoop, "child-node-stdout");
+        reader.setDaemon(true);
+        reader.start();
+    }
+
+    /** A child node logging at INFO (the node's usual level). */
+    public static ChildNode start() {
+        return start("info");
+    }
+
+    public static ChildNode start(String logLevel) {
+        return start(logLevel, Map.of());
+    }
+
+    /** With extra environment variables (e.g. SSL_CERT_FILE, which decides the system's root store). */
+    public static ChildNode start(String logLevel, Map<String, String> env) {
+        try {
+            return new ChildNode(logLevel, env);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot start the child JVM", e);
+        }
+    }
+
+    private void readLoop() {
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(process.getInputStream(),
+                StandardCharsets.UTF_8))) {
+            String line;
+            while ((line = r.readLine()) != null) {
+                synchronized (answers) {
+                    stdout.append(line).append('\n');
+                    if (line.startsWith("@@ ")) {
+                        answers.add(line.substring(3));
+                        answers.notifyAll();
+                    }
+                }
+            }
+        } catch (IOException e) {
+            // process ended
+        } finally {
+            synchronized (answers) {
+                answers.notifyAll();
+            }
+        }
+    }
+
+    private void send(String command) {
+        try {
+            stdin.write(command + "\n");
+            stdin.flush();
+        } catch (IOException e) {
+            fail("child JVM no longer reads commands (" + e + "); alive: " + process.isAlive() + "\n" + diagnostics());
+        }
+    }
+
+    /** The first answer line starting with {@code prefix} (any of them), waiting at most {@code timeout}. */
+    private String await(Duration timeout, String... prefixes) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        synchronized (answers) {
+            while (true) {
+                for (String a : answers) {
+                    for (String p : prefixes) {
+                        if (a.startsWith(p)) {
+                            return a;
+                        }
+                    }
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0 || (!process.isAlive() && !reader.isAlive())) {
+                    return null;
+                }
+                try {
+                    answers.wait(Math.max(1, Math.min(200, left / 1_000_000)));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return null;
+                }
+            }
+        }
+    }
+
+    /** Loads an appender with these config overrides (KaaNode.config in the child). Fails the test if init threw. */
+    public void load(String name, Map<String, Object> cfg) {
+        Path file = dir.resolve("cfg-" + name.replaceAll("[^A-Za-z0-9_.-]", "_") + ".txt");
+        try {
+            Files.write(file, ChildNodeMain.encodeConfig(cfg).getBytes(StandardCharsets.UTF_8));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        send("load " + name + " " + file);
+        String a = await(Duration.ofSeconds(30), "LOADED " + name, "INIT_THREW " + name + " ");
+        if (a == null) {
+            fail("child: no answer to load " + name + "\n" + diagnostics());
+        }
+        if (a.startsWith("INIT_THREW")) {
+            fail("child: init of " + name + " threw: " + a + "\n" + diagnostics());
+        }
+    }
+
+    /** Appends {@link ChildNodeMain#records(int, int)}(seed, count) as a pack labelled {@code label}. */
+    public void append(String name, String label, int seed, int count) {
+        send("append " + name + " " + label + " " + seed + " " + count);
+        String a = await(Duration.ofSeconds(30), "APPENDED " + label, "APPEND_THREW " + label + " ");
+        if (a == null) {
+            fail("child: doAppend of " + label + " did not return within 30 s\n" + diagnostics());
+        }
+        if (a.startsWith("APPEND_THREW")) {
+            fail("child: doAppend threw: " + a + "\n" + diagnostics());
+        }
+    }
+
+    /** The callback methods called so far for this pack, in order. */
+    public List<String> calls(String label) {
+        String prefix = "CALL " + label + " ";
+        synchronized (answers) {
+            return answers.stream().filter(a -> a.startsWith(prefix)).map(a -> a.substring(prefix.length()).split(" ")[0])
+                    .collect(Collectors.toList());
+        }
+    }
+
+    /** The milliseconds from doAppend to the first callback of this pack (-1 if none yet). */
+    public long millisToFirst(String label) {
+        String a = await(Duration.ZERO, "CALL " + label + " ");
+        return a == null ? -1 : Long.parseLong(a.split(" ")[3]);
+    }
+
+    /** The first callback method of this pack, or null if none within the timeout. */
+    public String awaitFirst(String label, Duration timeout) {
+        String a = await(timeout, "CALL " + label + " ");
+        return a == null ? null : a.split(" ")[2];
+    }
+
+    /**
+     * Waits for the first callback (at most {@code timeout}), then {@code grace} more, and asserts exactly one call,
+     * {@code expected}.
+     */
+    public void assertExactlyOne(String label, String expected, Duration timeout, Duration grace) {
+        String first = awaitFirst(label, timeout);
+        if (first == null) {
+            fail(label + ": no callback within " + timeout + "\n" + diagnostics());
+        }
+        RecordingCallback.sleep(grace);
+        List<String> all = calls(label);
+        if (all.size() != 1 || !all.get(0).equals(expected)) {
+            fail(label + ": expected exactly one " + expected + ", got " + all + "\n" + diagnostics());
+        }
+    }
+
+    /** Logs a marker line in the child (to split its log into phases). */
+    public void mark(String text) {
+        answersClearMarked();
+        send("mark " + text);
+        if (await(Duration.ofSeconds(10), "MARKED") == null) {
+            fail("child: no answer to mark\n" + diagnostics());
+        }
+    }
+
+    private void answersClearMarked() {
+        synchronized (answers) {
+            answers.removeIf(a -> a.equals("MARKED"));
+        }
+    }
+
+    public void closeAppender(String name) {
+        send("close " + name);
+        if (await(Duration.ofSeconds(30), "CLOSED " + name) == null) {
+            fail("child: close of " + name + " did not return within 30 s\n" + diagnostics());
+        }
+    }
+
+    public boolean isAlive() {
+        return process.isAlive();
+    }
+
+    /** Everything the child logged so far (its stderr). */
+    public String log() {
+        try {
+            return new String(Files.readAllBytes(stderr), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return "(cannot read child log: " + e + ")";
+        }
+    }
+
+    /** The child's log lines at one of these levels (slf4j-simple: "time [thread] LEVEL logger - message"). */
+    public List<String> logLines(String levelRegex) {
+        Pattern p = Pattern.compile("^\\S+ \\[[^\\]]*\\] (" + levelRegex + ") .*");
+        return log().lines().filter(l -> p.matcher(l).matches()).collect(Collectors.toList());
+    }
+
+    /** Lines from the appender's own loggers (Java class and native side), at the given levels. */
+    public List<String> appenderLogLines(String levelRegex) {
+        return logLines(levelRegex).stream().filter(l -> APPENDER_LOGGER.matcher(l).find())
+                .collect(Collectors.toList());
+    }
+
+    /** Child stdout and the tail of its log, for failure messages. */
+    public String diagnostics() {
+        String log = log();
+        List<String> lines = log.lines().collect(Collectors.toList());
+        String tail = String.join("\n", lines.subList(Math.max(0, lines.size() - 80), lines.size()));
+        String out;
+        synchronized (answers) {
+            out = stdout.toString();
+        }
+        return "--- child stdout ---\n" + out + "--- child log (last 80 lines of " + stderr + ") ---\n" + tail
+                + "\n--- child " + (process.isAlive() ? "alive" : "exited with " + process.exitValue()) + " ---";
+    }
+
+    /**
+     * Asks the child to close its appenders and exit; returns its exit code (fails the test if it did not exit on
+     * its own within the timeout, e.g. hung in close).
+     */
+    public int exit(Duration timeout) {
+        send("exit");
+        try {
+            if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                fail("child JVM did not exit within " + timeout + " after 'exit'\n" + diagnostics());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            fail("interrupted");
+        }
+        return process.exitValue();
+    }
+
+    @Override
+    public void close() {
+        if (process.isAlive()) {
+            try {
+                stdin.write("exit\n");
+                stdin.flush();
+            } catch (IOException e) {
+                // gone
+            }
+            try {
+                if (!process.waitFor(10, TimeUnit.SECONDS)) {
+                    process.destroyForcibly();
+                    process.waitFor(5, TimeUnit.SECONDS);
+                }
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (!Boolean.getBoolean("it.keepBrokerDirs")) {
+            try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
+                files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
+            } catch (IOException | UncheckedIOException e) {
+                // best effort
+            }
+        }
+    }
+}

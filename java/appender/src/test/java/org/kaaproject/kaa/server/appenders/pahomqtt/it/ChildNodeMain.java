@@ -1,0 +1,227 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import org.apache.avro.Schema;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
+
+/**
+ * The main class of a child JVM driven by {@link ChildNode}: it plays the Kaa node for appenders whose whole log
+ * output (SLF4J simple, on stderr) the parent test wants to read. Commands come one per line on stdin; answers
+ * go to stdout as lines starting with {@code @@ }:
+ * <pre>
+ * load NAME CONFIG_FILE         -> "@@ LOADED NAME" | "@@ INIT_THREW NAME exception"
+ * append NAME LABEL SEED COUNT  -> "@@ APPENDED LABEL" | "@@ APPEND_THREW LABEL exception", then one
+ *                                  "@@ CALL LABEL METHOD MILLIS" per callback call, whenever it comes
+ * close NAME                    -> "@@ CLOSED NAME"
+ * mark TEXT                     -> logs TEXT at INFO (to find places in the log), "@@ MARKED"
+ * exit                          -> closes every appender, "@@ BYE", exits 0
+ * </pre>
+ * The records of a pack are {@link #records(int, int)}, so the parent can compute the expected payloads. The JVM
+ * halts by itself after {@code it.child.maxSeconds} (default 180), so none outlives a broken test.
+ */
+public final class ChildNodeMain {
+
+    public static final String TELEMETRY = "telemetry.avsc";
+
+    private static final PrintStream OUT = System.out;
+    private static final Map<String, LogAppender> APPENDERS = new LinkedHashMap<>();
+
+    private ChildNodeMain() {
+    }
+
+    /** The records of a pack: telemetry records, deterministic for (seed, count). */
+    public static List<byte[]> records(int seed, int count) {
+        Schema schema = AvroReference.parse(TestData.schemaText(TELEMETRY));
+        Random rnd = new Random(seed);
+        List<byte[]> out = new ArrayList<>(count);
+        for (int i = 0; i < count; i++) {
+            out.add(AvroReference.binary(schema, TestData.telemetry(schema, rnd, "child-" + seed + "-" + i, i)));
+        }
+        return out;
+    }
+
+    static synchronized void say(String line) {
+        OUT.println("@@ " + line);
+        OUT.flush();
+    }
+
+    /**
+     * A config map as text, one field a line: name, TAB, type (s string, i int, b boolean, n null), TAB, the value
+     * in base64 (PEM text has newlines).
+     */
+    public static String encodeConfig(Map<String, Object> cfg) {
+        StringBuilder sb = new StringBuilder();
+        Base64.Encoder b64 = Base64.getEncoder();
+        for (Map.Entry<String, Object> e : cfg.entrySet()) {
+            Object v = e.getValue();
+            String type;
+            if (v == null) {
+                type = "n";
+            } else if (v instanceof String) {
+                type = "s";
+            } else if (v instanceof Integer) {
+                type = "i";
+            } else if (v instanceof Boolean) {
+                type = "b";
+            } else {
+                throw new IllegalArgumentException("config value of type " + v.getClass() + " for " + e.getKey());
+            }
+            sb.append(e.getKey()).append('\t').append(type).append('\t')
+                    .append(b64.encodeToString(String.valueOf(v).getBytes(StandardCharsets.UTF_8))).append('\n');
+        }
+        return sb.toString();
+    }
+
+    static Map<String, Object> decodeConfig(List<String> lines) {
+        Map<String, Object> cfg = new HashMap<>();
+        for (String line : lines) {
+            if (line.isEmpty()) {
+                continue;
+            }
+            String[] f = line.split("\t", -1);
+            String v = new String(Base64.getDecoder().decode(f[2]), StandardCharsets.UTF_8);
+            switch (f[1]) {
+                case "n":
+                    cfg.put(f[0], null);
+                    break;
+                case "s":
+                    cfg.put(f[0], v);
+                    break;
+                case "i":
+                    cfg.put(f[0], Integer.valueOf(v));
+                    break;
+                case "b":
+                    cfg.put(f[0], Boolean.valueOf(v));
+                    break;
+                default:
+                    throw new IllegalArgumentException(line);
+            }
+        }
+        return cfg;
+    }
+
+    public static void main(String[] args) throws Exception {
+        long maxSeconds = Long.getLong("it.child.maxSeconds", 180);
+        Thread watchdog = new Thread(() -> {
+            try {
+                Thread.sleep(maxSeconds * 1000);
+            } catch (InterruptedException e) {
+                return;
+            }
+            System.err.println("child node: max lifetime of " + maxSeconds + " s reached, halting");
+            Runtime.getRuntime().halt(3);
+        }, "child-watchdog");
+        watchdog.setDaemon(true);
+        watchdog.start();
+
+        String schemaText = TestData.schemaText(TELEMETRY);
+        org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(ChildNodeMain.class);
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        String line;
+        while ((line = in.readLine()) != null) {
+            String[] c = line.trim().split(" ", 2);
+            String[] a = c.length > 1 ? c[1].split(" ") : new String[0];
+            switch (c[0]) {
+                case "load": {
+                    String name = a[0];
+                    try {
+                        Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
+                        LogAppender appender = KaaNode.load(name, KaaNode.config(cfg));
+                        APPENDERS.put(name, appender);
+                        say("LOADED " + name);
+                    } catch (Throwable t) {
+                        say("INIT_THREW " + name + " " + oneLine(t));
+                    }
+                    break;
+                }
+                case "append": {
+                    String name = a[0];
+                    String label = a[1];
+                    int seed = Integer.parseInt(a[2]);
+                    int count = Integer.parseInt(a[3]);
+                    LogAppender appender = APPENDERS.get(name);
+                    long start = System.nanoTime();
+                    LogDeliveryCallback cb = new LogDeliveryCallback() {
+                        private void call(String method) {
+                            say("CALL " + label + " " + method + " " + (System.nanoTime() - start) / 1_000_000);
+                        }
+
+                        @Override
+                        public void onSuccess() {
+                            call(RecordingCallback.SUCCESS);
+                        }
+
+                        @Override
+                        public void onInternalError() {
+                            call(RecordingCallback.INTERNAL_ERROR);
+                        }
+
+                        @Override
+                        public void onConnectionError() {
+                            call(RecordingCallback.CONNECTION_ERROR);
+                        }
+
+                        @Override
+                        public void onRemoteError() {
+                            call(RecordingCallback.REMOTE_ERROR);
+                        }
+                    };
+                    try {
+                        appender.doAppend(KaaNode.pack(schemaText, 1, records(seed, count)), cb);
+                        say("APPENDED " + label);
+                    } catch (Throwable t) {
+                        say("APPEND_THREW " + label + " " + oneLine(t));
+                    }
+                    break;
+                }
+                case "close": {
+                    LogAppender appender = APPENDERS.remove(a[0]);
+                    if (appender != null) {
+                        appender.close();
+                    }
+                    say("CLOSED " + a[0]);
+                    break;
+                }
+                case "mark":
+                    log.info("MARK {}", c.length > 1 ? c[1] : "");
+                    say("MARKED");
+                    break;
+                case "exit":
+                    for (LogAppender appender : APPENDERS.values()) {
+                        appender.close();
+                    }
+                    APPENDERS.clear();
+                    say("BYE");
+                    System.exit(0);
+                    break;
+                default:
+                    say("UNKNOWN " + line);
+            }
+        }
+        // stdin closed: the parent is gone.
+        for (LogAppender appender : APPENDERS.values()) {
+            appender.close();
+        }
+        System.exit(0);
+    }
+
+    private static String oneLine(Throwable t) {
+        return String.valueOf(t).replace('\n', ' ').replace('\r', ' ');
+    }
+}

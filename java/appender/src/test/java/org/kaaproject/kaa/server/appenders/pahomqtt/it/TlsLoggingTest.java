@@ -1,0 +1,423 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+
+import org.apache.avro.Schema;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+
+/**
+ * TLS as an operator sees it in the node's log: the appender runs in a child JVM ({@link ChildNode}) whose SLF4J
+ * output is read back. A failed verification is logged with its reason; verification off is warned about once;
+ * unreadable PEM stops the appender at init with the field named, and its packs fail as internal errors, never a
+ * crash; key material never reaches the log.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class TlsLoggingTest {
+
+    private static final int DEADLINE_SECONDS = 3;
+    private static final Duration FAILURE_WAIT = Duration.ofSeconds(DEADLINE_SECONDS + 2);
+    private static final Duration SUCCESS_WAIT = Duration.ofSeconds(20);
+    private static final Duration GRACE = Duration.ofMillis(700);
+
+    private static TestPki pki;
+    private static TestPki.Ca ca;
+    private static TestPki.Ca otherCa;
+    private static TestPki.Issued server;
+    private static TestPki.Issued client;
+
+    @BeforeAll
+    static void setUp() {
+        pki = TestPki.create();
+        ca = pki.rootCa("kaa-it-root");
+        otherCa = pki.rootCa("kaa-it-other-root");
+        server = ca.localhostServer();
+        client = ca.client("kaa-node", TestPki.KeyType.EC_P256);
+    }
+
+    @AfterAll
+    static void tearDown() {
+        if (pki != null) {
+            pki.close();
+        }
+    }
+
+    private static Map<String, Object> tls(String host, int port, boolean verify, String caPem) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(port, "kaa/it/tls-log/" + UUID.randomUUID(), 1);
+        cfg.put("host", host);
+        cfg.put("ssl", true);
+        cfg.put("verifySslCert", verify);
+        cfg.put("caCertificate", caPem);
+        cfg.put("deliveryTimeoutSeconds", DEADLINE_SECONDS);
+        return cfg;
+    }
+
+    private static List<byte[]> expected(List<byte[]> recs) {
+        Schema schema = AvroReference.parse(TestData.schemaText(ChildNodeMain.TELEMETRY));
+        List<byte[]> out = new ArrayList<>();
+        for (byte[] r : recs) {
+            out.add(AvroReference.expectedPayload(schema, r));
+        }
+        return out;
+    }
+
+    /** The log between "MARK from" and the next MARK line (or the end). */
+    private static List<String> segment(List<String> lines, String from) {
+        List<String> out = new ArrayList<>();
+        boolean in = false;
+        for (String l : lines) {
+            if (l.contains(" MARK ")) {
+                in = l.endsWith(" MARK " + from);
+                continue;
+            }
+            if (in) {
+                out.add(l);
+            }
+        }
+        return out;
+    }
+
+    private static final Pattern WARN_OR_ERROR = Pattern.compile("^\\S+ \\[[^\\]]*\\] (WARN|ERROR) .*");
+
+    private static List<String> appenderProblems(List<String> lines) {
+        return lines.stream().filter(l -> WARN_OR_ERROR.matcher(l).matches())
+                .filter(l -> ChildNode.APPENDER_LOGGER.matcher(l).find()).collect(Collectors.toList());
+    }
+
+    // ------------------------------------------------------------------------------- 2. why verification failed
+
+    @Test
+    void unknownIssuerIsAConnectionErrorAndTheLogSaysWhy() {
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+                ChildNode node = ChildNode.start()) {
+            Map<String, Object> cfg = tls("127.0.0.1", broker.port(), true, otherCa.certPem());
+            try (Subscriber sub = Subscriber.subscribe(broker.plainPort(), (String) cfg.get("mqtttopic"), 1)) {
+                node.mark("unknown-issuer");
+                node.load("wrong-ca", cfg);
+                node.append("wrong-ca", "p1", 1, 3);
+                node.assertExactlyOne("p1", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+                assertEquals(0, sub.count(), "nothing delivered");
+            }
+            List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
+            Pattern issuer = Pattern.compile("(?i)(unknown.?issuer|issuer|untrusted|not trusted)");
+            assertTrue(problems.stream().anyMatch(l -> l.toLowerCase().contains("certificate") && issuer.matcher(l).find()),
+                    "no WARN/ERROR line of the appender names the certificate problem (unknown issuer); "
+                            + "its WARN/ERROR lines:\n" + String.join("\n", problems) + "\n" + node.diagnostics());
+            System.out.println("[unknown issuer] appender WARN/ERROR lines in ~" + (DEADLINE_SECONDS + 1) + " s: "
+                    + problems.size() + "\n  " + String.join("\n  ", problems));
+            assertTrue(node.isAlive());
+        }
+    }
+
+    @Test
+    void hostNameMismatchIsLoggedWithTheReason() {
+        TestPki.Issued ipOnly = ca.server("kaa-it-ip-only", List.of(), List.of("127.0.0.1"));
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, ipOnly.chain, ipOnly.key));
+                ChildNode node = ChildNode.start()) {
+            node.load("wrong-name", tls("localhost", broker.port(), true, ca.certPem()));
+            node.append("wrong-name", "p1", 1, 3);
+            node.assertExactlyOne("p1", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+            List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
+            Pattern name = Pattern.compile("(?i)(not ?valid ?for ?name|name|host)");
+            assertTrue(problems.stream().anyMatch(l -> l.toLowerCase().contains("certificate") && name.matcher(l).find()),
+                    "no WARN/ERROR line of the appender says the certificate is not valid for the host name; "
+                            + "its WARN/ERROR lines:\n" + String.join("\n", problems) + "\n" + node.diagnostics());
+        }
+    }
+
+    // ------------------------------------------------------------------------------- 3. verification off: one WARN
+
+    @Test
+    void verificationOffDeliversAndWarnsOnceAcrossPacksAndReconnects() {
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+                ChildNode node = ChildNode.start()) {
+            Map<String, Object> cfg = tls("127.0.0.1", broker.port(), false, otherCa.certPem());
+            cfg.put("deliveryTimeoutSeconds", 10);
+            String topic = (String) cfg.get("mqtttopic");
+            try (Subscriber sub = Subscriber.subscribe(broker.plainPort(), topic, 1)) {
+                node.load("unverified", cfg);
+                node.append("unverified", "p1", 11, 4);
+                node.assertExactlyOne("p1", SUCCESS, SUCCESS_WAIT, Duration.ZERO);
+                node.append("unverified", "p2", 12, 5);
+                node.assertExactlyOne("p2", SUCCESS, SUCCESS_WAIT, Duration.ZERO);
+                sub.awaitCount(9, Duration.ofSeconds(10));
+                List<byte[]> recs = new ArrayList<>(ChildNodeMain.records(11, 4));
+                recs.addAll(ChildNodeMain.records(12, 5));
+                Payloads.assertSameMultiset("verification off", expected(recs), sub.payloads());
+            }
+
+            // The broker restarts: the appender reconnects (a new TLS handshake, still unverified).
+            broker.restart();
+            String answer = null;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
+            int attempt = 0;
+            try (Subscriber sub = Subscriber.subscribe(broker.plainPort(), topic, 1)) {
+                while (!SUCCESS.equals(answer) && System.nanoTime() < deadline) {
+                    String label = "p3-" + attempt++;
+                    node.append("unverified", label, 13, 2);
+                    answer = node.awaitFirst(label, SUCCESS_WAIT);
+                }
+                assertEquals(SUCCESS, answer, "no pack delivered after the broker restart\n" + node.diagnostics());
+                assertTrue(sub.awaitCount(2, Duration.ofSeconds(10)).size() >= 2, "delivered after the restart");
+            }
+            node.append("unverified", "p4", 14, 1);
+            node.assertExactlyOne("p4", SUCCESS, SUCCESS_WAIT, Duration.ZERO);
+
+            List<String> warnings = node.appenderLogLines("WARN").stream()
+                    .filter(l -> Pattern.compile("(?i)(verif|insecure|certificate)").matcher(l).find())
+                    .collect(Collectors.toList());
+            assertEquals(1, warnings.size(), "expected exactly one WARN about verification being off, over "
+                    + (3 + attempt) + " packs and a reconnect; got:\n" + String.join("\n", warnings) + "\n"
+                    + node.diagnostics());
+            assertEquals(0, node.exit(Duration.ofSeconds(30)), node.diagnostics());
+        }
+    }
+
+    /** With verification on there is nothing to warn about. */
+    @Test
+    void verificationOnDoesNotWarn() {
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+                ChildNode node = ChildNode.start()) {
+            node.load("verified", tls("localhost", broker.port(), true, ca.certPem()));
+            node.append("verified", "p1", 21, 3);
+            node.assertExactlyOne("p1", SUCCESS, SUCCESS_WAIT, Duration.ZERO);
+            List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
+            assertEquals(List.of(), problems, "WARN/ERROR lines for a healthy verified TLS appender");
+        }
+    }
+
+    // ------------------------------------------------------------------------------- 8. unreadable PEM
+
+    private static String corruptBase64(String pem) {
+        String[] lines = pem.split("\n");
+        // A line in the middle of the body: replace a run of base64 with characters outside the alphabet.
+        int i = lines.length / 2;
+        String l = lines[i];
+        lines[i] = l.substring(0, 4) + "*!%&" + l.substring(8);
+        return String.join("\n", lines) + "\n";
+    }
+
+    /** Snippets of a key's base64 body, any of which in the log would leak key material. */
+    private static List<String> keySnippets(String pem) {
+        String body = pem.replaceAll("-----[^-]+-----", "").replaceAll("\\s", "");
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i + 16 <= body.length(); i += 16) {
+            out.add(body.substring(i, i + 16));
+        }
+        return out;
+    }
+
+    @Test
+    void unreadablePemStopsTheAppenderWithTheFieldNamedAndPacksFailInternally() {
+        String caPem = ca.certPem();
+        String certPem = client.chainPem();
+        String keyPem = client.keyPem();
+        // name -> {field(s) the log must name (regex), overrides...}
+        Map<String, Object[]> cases = new LinkedHashMap<>();
+        cases.put("ca-garbage", new Object[] {"caCertificate", "caCertificate", "this is not a certificate"});
+        cases.put("ca-bad-base64", new Object[] {"caCertificate", "caCertificate", corruptBase64(caPem)});
+        cases.put("ca-not-der", new Object[] {"caCertificate", "caCertificate",
+            "-----BEGIN CERTIFICATE-----\nAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n"});
+        cases.put("ca-truncated", new Object[] {"caCertificate", "caCertificate",
+            caPem.substring(0, caPem.length() / 2)});
+        cases.put("cert-garbage", new Object[] {"clientCertificate", "clientCertificate", "not a certificate",
+            "clientPrivateKey", keyPem});
+        cases.put("cert-bad-base64", new Object[] {"clientCertificate", "clientCertificate", corruptBase64(certPem),
+            "clientPrivateKey", keyPem});
+        cases.put("key-garbage", new Object[] {"clientPrivateKey", "clientCertificate", certPem,
+            "clientPrivateKey", "not a key"});
+        cases.put("key-bad-base64", new Object[] {"clientPrivateKey", "clientCertificate", certPem,
+            "clientPrivateKey", corruptBase64(keyPem)});
+        cases.put("key-is-a-certificate", new Object[] {"clientPrivateKey", "clientCertificate", certPem,
+            "clientPrivateKey", certPem});
+        cases.put("cert-without-key", new Object[] {"clientCertificate|clientPrivateKey", "clientCertificate", certPem});
+        cases.put("key-without-cert", new Object[] {"clientCertificate|clientPrivateKey", "clientPrivateKey", keyPem});
+
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+                ChildNode node = ChildNode.start("debug")) {
+            // Control: the same child, broker and CA with a valid client certificate and key deliver.
+            node.mark("case-valid");
+            Map<String, Object> good = tls("localhost", broker.port(), true, caPem);
+            good.put("clientCertificate", certPem);
+            good.put("clientPrivateKey", keyPem);
+            good.put("deliveryTimeoutSeconds", 10);
+            node.load("valid", good);
+            node.append("valid", "valid-p", 31, 2);
+            node.assertExactlyOne("valid-p", SUCCESS, SUCCESS_WAIT, Duration.ZERO);
+
+            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
+                Object[] v = c.getValue();
+                Map<String, Object> cfg = tls("localhost", broker.port(), true, caPem);
+                for (int i = 1; i < v.length; i += 2) {
+                    cfg.put((String) v[i], v[i + 1]);
+                }
+                node.mark("case-" + c.getKey());
+                node.load(c.getKey(), cfg); // fails the test if init throws
+                node.append(c.getKey(), c.getKey() + "-p", 41, 2);
+            }
+            List<String> failures = new ArrayList<>();
+            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
+                String label = c.getKey() + "-p";
+                String first = node.awaitFirst(label, Duration.ofSeconds(5));
+                RecordingCallback.sleep(Duration.ofMillis(100));
+                List<String> calls = node.calls(label);
+                if (!List.of(INTERNAL_ERROR).equals(calls)) {
+                    failures.add(c.getKey() + ": expected exactly one " + INTERNAL_ERROR + ", got "
+                            + (first == null ? "no answer within 5 s" : calls));
+                }
+            }
+            List<String> all = node.log().lines().collect(Collectors.toList());
+            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
+                Pattern field = Pattern.compile((String) c.getValue()[0]);
+                List<String> problems = appenderProblems(segment(all, "case-" + c.getKey()));
+                if (problems.stream().noneMatch(l -> field.matcher(l).find())) {
+                    failures.add(c.getKey() + ": no WARN/ERROR line of the appender names " + field
+                            + "; its WARN/ERROR lines for this case: " + problems);
+                }
+            }
+            String log = node.log();
+            for (String snippet : keySnippets(keyPem)) {
+                if (log.contains(snippet)) {
+                    failures.add("the log contains private key material ('" + snippet + "')");
+                    break;
+                }
+            }
+            assertTrue(node.isAlive(), "the node JVM died\n" + node.diagnostics());
+            if (!failures.isEmpty()) {
+                fail(failures.size() + " problem(s):\n  " + String.join("\n  ", failures) + "\n" + node.diagnostics());
+            }
+            assertFalse(log.contains("panicked"), "a panic in the log\n" + node.diagnostics());
+            assertEquals(0, node.exit(Duration.ofSeconds(30)), node.diagnostics());
+        }
+    }
+
+    // ------------------------------------------------------------------------------- TLS settings that cannot work
+
+    /**
+     * Settings whose PEM texts read fine but which cannot make a TLS client (a key that is not the certificate's,
+     * a key the TLS library cannot sign with) are as wrong as unreadable PEM and can be told at init: the appender
+     * should not start, name the field, and fail packs as internal errors (not as connection errors Kaa retries
+     * forever).
+     */
+    @Test
+    void unusableClientCertificateAndKeyAreRefusedAtInit() {
+        TestPki.Issued other = ca.client("kaa-node-other", TestPki.KeyType.EC_P256);
+        TestPki.Issued p521 = ca.client("kaa-node-p521", TestPki.KeyType.EC_P521);
+        Map<String, Object[]> cases = new LinkedHashMap<>();
+        cases.put("key-of-another-cert", new Object[] {"clientCertificate|clientPrivateKey",
+            "clientCertificate", client.chainPem(), "clientPrivateKey", other.keyPem()});
+        cases.put("p521-key", new Object[] {"clientPrivateKey", "clientCertificate", p521.chainPem(),
+            "clientPrivateKey", p521.keyPem()});
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+                ChildNode node = ChildNode.start()) {
+            List<String> failures = new ArrayList<>();
+            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
+                Object[] v = c.getValue();
+                Map<String, Object> cfg = tls("localhost", broker.port(), true, ca.certPem());
+                for (int i = 1; i < v.length; i += 2) {
+                    cfg.put((String) v[i], v[i + 1]);
+                }
+                node.mark("case-" + c.getKey());
+                node.load(c.getKey(), cfg);
+                String label = c.getKey() + "-p";
+                node.append(c.getKey(), label, 51, 2);
+                String first = node.awaitFirst(label, FAILURE_WAIT);
+                RecordingCallback.sleep(Duration.ofMillis(200));
+                if (!List.of(INTERNAL_ERROR).equals(node.calls(label))) {
+                    failures.add(c.getKey() + ": expected exactly one " + INTERNAL_ERROR + ", got "
+                            + (first == null ? "no answer within " + FAILURE_WAIT : node.calls(label)));
+                }
+            }
+            List<String> all = node.log().lines().collect(Collectors.toList());
+            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
+                Pattern field = Pattern.compile((String) c.getValue()[0]);
+                List<String> problems = appenderProblems(segment(all, "case-" + c.getKey()));
+                if (problems.stream().noneMatch(l -> field.matcher(l).find())) {
+                    failures.add(c.getKey() + ": no WARN/ERROR line of the appender names " + field
+                            + "; its WARN/ERROR lines for this case: " + problems);
+                }
+            }
+            assertTrue(node.isAlive(), "the node JVM died\n" + node.diagnostics());
+            if (!failures.isEmpty()) {
+                fail(failures.size() + " problem(s):\n  " + String.join("\n  ", failures) + "\n" + node.diagnostics());
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------- the system's root store
+
+    /**
+     * Environment for a child whose "system" root store is exactly {@code bundle}: SSL_CERT_FILE names it and
+     * SSL_CERT_DIR an empty directory (rustls-native-certs, like OpenSSL, reads both when set, and the machine's
+     * environment may already set SSL_CERT_DIR=/etc/ssl/certs).
+     */
+    private static Map<String, String> systemRoots(java.nio.file.Path bundle) throws java.io.IOException {
+        java.nio.file.Path emptyDir = pki.dir().resolve("empty-cert-dir");
+        java.nio.file.Files.createDirectories(emptyDir);
+        return Map.of("SSL_CERT_FILE", bundle.toString(), "SSL_CERT_DIR", emptyDir.toString());
+    }
+
+    /**
+     * caCertificate "" means the system's roots. The child's system store is made to hold only the test CA
+     * (SSL_CERT_FILE, which OpenSSL and rustls-native-certs honour), so a verified connection succeeds through it.
+     */
+    @Test
+    void emptyCaCertificateUsesTheSystemRootStore() throws Exception {
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+                ChildNode node = ChildNode.start("info", systemRoots(ca.cert))) {
+            Map<String, Object> cfg = tls("localhost", broker.port(), true, "");
+            cfg.put("deliveryTimeoutSeconds", 10);
+            try (Subscriber sub = Subscriber.subscribe(broker.plainPort(), (String) cfg.get("mqtttopic"), 1)) {
+                node.load("system-roots", cfg);
+                node.append("system-roots", "p1", 61, 3);
+                node.assertExactlyOne("p1", SUCCESS, SUCCESS_WAIT, GRACE);
+                sub.awaitCount(3, Duration.ofSeconds(10));
+                Payloads.assertSameMultiset("system roots", expected(ChildNodeMain.records(61, 3)), sub.payloads());
+            }
+        }
+    }
+
+    /**
+     * A node without system roots (no ca-certificates package) and caCertificate "": there is nothing to verify
+     * against. The appender must not connect without TLS instead (the CONNECT, password included, in clear).
+     */
+    @Test
+    void noSystemRootsNeverMeansPlainText() throws Exception {
+        java.nio.file.Path empty = pki.dir().resolve("no-roots.pem");
+        java.nio.file.Files.write(empty, new byte[0]);
+        String password = "pw-" + UUID.randomUUID();
+        try (PlainTextSniffer sniffer = PlainTextSniffer.start();
+                ChildNode node = ChildNode.start("info", systemRoots(empty))) {
+            Map<String, Object> cfg = tls("127.0.0.1", sniffer.port(), true, "");
+            cfg.put("username", "kaa-node");
+            cfg.put("password", password);
+            node.load("no-roots", cfg);
+            node.append("no-roots", "p1", 71, 2);
+            String first = node.awaitFirst("p1", FAILURE_WAIT);
+            RecordingCallback.sleep(Duration.ofMillis(1500));
+            List<String> plain = sniffer.nonTls(password);
+            assertEquals(List.of(), plain, "ssl is on, yet the appender connected without TLS ("
+                    + sniffer.connections() + " connection(s); pack answered " + first + ")\n" + node.diagnostics());
+            assertTrue(first != null && !first.equals(SUCCESS), "pack answered " + first);
+        }
+    }
+}
