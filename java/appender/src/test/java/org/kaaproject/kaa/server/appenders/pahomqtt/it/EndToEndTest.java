@@ -819,40 +819,7 @@ class EndToEndTest {
         }
     }
 
-    /**
-     * A configuration stored by the original PahoMQTT appender (the Avro binary of its nine-field record, without
-     * the new fields) still initialises the appender, which then publishes to the broker it names.
-     */
-    @Test
-    @Timeout(value = 30, unit = TimeUnit.SECONDS)
-    void configurationStoredByTheOriginalAppenderStillWorks() {
-        Schema legacy = AvroReference.parse(TestData.schemaText("original-PahoMqttConfig.avsc"));
-        String topic = topic("i-legacy");
-        GenericRecord cfg = new GenericData.Record(legacy);
-        cfg.put("host", "127.0.0.1");
-        cfg.put("port", broker.port());
-        cfg.put("ssl", false);
-        cfg.put("verifySslCert", false);
-        cfg.put("username", null);
-        cfg.put("password", null);
-        cfg.put("qos", 1);
-        cfg.put("clientId", "it-legacy-" + UUID.randomUUID().toString().substring(0, 8));
-        cfg.put("mqtttopic", topic);
-        byte[] raw = AvroReference.binary(legacy, cfg);
-
-        String logSchema = TestData.schemaText("telemetry.avsc");
-        Schema schema = AvroReference.parse(logSchema);
-        List<byte[]> bins = telemetryBinaries(schema, new Random(3), "legacy", 4);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = KaaNode.load("legacy-config", raw);
-            appenders.add(appender);
-            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, bins), "pack with legacy config");
-            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
-            sub.awaitCount(bins.size(), Duration.ofSeconds(10));
-            RecordingCallback.sleep(GRACE);
-            Payloads.assertSameMultiset("legacy config", expectedPayloads(schema, bins), sub.payloads());
-        }
-    }
+    // The configuration stored by the original appender: OriginalConfigTest.
 
     private static byte[] concat(byte[] a, byte[] b) {
         byte[] out = Arrays.copyOf(a, a.length + b.length);

@@ -1,0 +1,365 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericDatumReader;
+import org.apache.avro.generic.GenericDatumWriter;
+import org.apache.avro.io.BinaryEncoder;
+import org.apache.avro.io.DecoderFactory;
+import org.apache.avro.io.EncoderFactory;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The install the README describes, started the way a Kaa node starts: the built jar and .so copied side by side
+ * into an empty directory with a node's own libraries (Kaa API, Avro 1.7.5 and its dependencies, slf4j-api and
+ * slf4j-simple 1.7.7) and the replay tool, which plays the node (loads the appender by class name, init with raw
+ * Avro config bytes, doAppend with BaseLogEventPack); then a fresh JVM {@code java -cp "<dir>/*" <main>} with no
+ * java.library.path, no kaa.mqtt.appender.library and no LD_LIBRARY_PATH, publishing to a test Mosquitto.
+ *
+ * <p>Where the library was loaded from is read from the child JVM's own log of shared library loads
+ * ({@code -Xlog:os=info} to a file, JDK 9+): the appender does not log it (NativeLibrary.load() returns the place
+ * and PahoMQTTLogAppender.init drops it). Neither that option nor {@code -Djava.io.tmpdir} (a private directory, so
+ * an extracted copy can be seen) changes where the appender looks.
+ */
+class InstallLayoutIT {
+
+    private static final String MAIN = "org.kaaproject.kaa.server.appenders.pahomqtt.replay.Replay";
+    private static final Pattern LOADED = Pattern.compile("shared library load of (.*) was successful");
+    private static final Pattern ATTEMPTED = Pattern.compile("attempting shared library load of (.*)$");
+
+    private static Mosquitto broker;
+    private final List<Path> dirs = new ArrayList<>();
+
+    @BeforeAll
+    static void startBroker() {
+        broker = Mosquitto.startAnonymous();
+    }
+
+    @AfterAll
+    static void stopBroker() {
+        if (broker != null) {
+            broker.close();
+        }
+    }
+
+    @AfterEach
+    void removeDirectories() {
+        if (Boolean.getBoolean("it.keepInstallDirs")) {
+            System.out.println("kept: " + dirs);
+            return;
+        }
+        for (Path d : dirs) {
+            try (Stream<Path> s = Files.walk(d)) {
+                s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            } catch (IOException | UncheckedIOException e) {
+                // best effort
+            }
+        }
+        dirs.clear();
+    }
+
+    // ------------------------------------------------------------------------------------------------ layout
+
+    private Path newDir(String prefix) throws IOException {
+        Path d = Files.createTempDirectory(prefix).toRealPath();
+        dirs.add(d);
+        return d;
+    }
+
+    /** An empty directory, then the node's libraries, the replay tool and the appender jar (and .so) copied in. */
+    private Path libDir(boolean withLibrary) throws IOException {
+        Path lib = newDir("kaa-node-lib-");
+        for (Path jar : NodeLayout.nodeLibJars()) {
+            Files.copy(jar, lib.resolve(jar.getFileName()));
+        }
+        Files.copy(NodeLayout.replayJar(), lib.resolve(NodeLayout.replayJar().getFileName()));
+        Files.copy(NodeLayout.appenderJar(), lib.resolve("kaa-mqtt-appender-0.1.0.jar"));
+        if (withLibrary) {
+            Files.copy(NodeLayout.nativeLibrary(), lib.resolve(NodeLayout.FILE_NAME));
+        }
+        return lib;
+    }
+
+    /** What one run of the child JVM left. */
+    private static final class Run {
+        int exit;
+        String stdout;
+        String stderr;
+        List<String> osLog;
+        Path work;
+
+        List<String> loaded() {
+            return matches(LOADED);
+        }
+
+        List<String> attempted() {
+            return matches(ATTEMPTED);
+        }
+
+        private List<String> matches(Pattern p) {
+            List<String> out = new ArrayList<>();
+            for (String line : osLog) {
+                Matcher m = p.matcher(line);
+                if (m.find() && m.group(1).contains("kaa_mqtt_appender")) {
+                    out.add(m.group(1).trim());
+                }
+            }
+            return out;
+        }
+
+        List<String> stderrLines(String level) {
+            return Stream.of(stderr.split("\n")).filter(l -> l.contains(" " + level + " ")).collect(
+                    Collectors.toList());
+        }
+
+        String describe() {
+            return "exit " + exit + "\n--- stdout ---\n" + stdout + "--- stderr ---\n" + stderr
+                    + "--- library loads (-Xlog:os) ---\n" + String.join("\n", matches(Pattern.compile(
+                            "library load of (.*)")));
+        }
+    }
+
+    /**
+     * {@code java -cp "<lib>/*" [options] Replay args}, in a fresh working directory, with an environment that adds
+     * no library path and no JVM options; stdout and stderr to files; at most 90 s.
+     */
+    private Run runNode(Path lib, List<String> options, List<String> args) throws Exception {
+        Path work = newDir("kaa-node-work-");
+        Path tmp = Files.createDirectory(work.resolve("tmp"));
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Paths.get(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.add("-cp");
+        cmd.add(lib + "/*");
+        cmd.add("-Xlog:os=info:file=" + work.resolve("jvm-os.log"));
+        cmd.add("-Djava.io.tmpdir=" + tmp);
+        cmd.addAll(options);
+        cmd.add(MAIN);
+        cmd.addAll(args);
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(work.toFile())
+                .redirectOutput(work.resolve("stdout.txt").toFile())
+                .redirectError(work.resolve("stderr.txt").toFile());
+        Map<String, String> env = pb.environment();
+        for (String v : new String[] {"LD_LIBRARY_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
+            "CLASSPATH"}) {
+            env.remove(v);
+        }
+        Process p = pb.start();
+        try {
+            if (!p.waitFor(90, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                p.waitFor(10, TimeUnit.SECONDS);
+                fail("the node JVM did not exit within 90 s: " + cmd + "\n" + read(work.resolve("stderr.txt")));
+            }
+        } finally {
+            if (p.isAlive()) {
+                p.destroyForcibly();
+            }
+        }
+        Run r = new Run();
+        r.exit = p.exitValue();
+        r.stdout = read(work.resolve("stdout.txt"));
+        r.stderr = read(work.resolve("stderr.txt"));
+        Path osLog = work.resolve("jvm-os.log");
+        r.osLog = Files.exists(osLog) ? Files.readAllLines(osLog, StandardCharsets.UTF_8) : List.of();
+        r.work = work;
+        System.out.println("node JVM: " + cmd + "\n" + r.describe());
+        return r;
+    }
+
+    private static String read(Path p) throws IOException {
+        return Files.exists(p) ? new String(Files.readAllBytes(p), StandardCharsets.UTF_8) : "";
+    }
+
+    private static void assertNoCrash(Run r) throws IOException {
+        try (Stream<Path> s = Files.list(r.work)) {
+            List<Path> crashLogs = s.filter(p -> p.getFileName().toString().startsWith("hs_err_pid")).collect(
+                    Collectors.toList());
+            assertEquals(List.of(), crashLogs, "JVM crash logs\n" + r.describe());
+        }
+        assertFalse(r.stdout.contains("A fatal error has been detected") || r.stderr.contains(
+                "A fatal error has been detected"), r.describe());
+        assertFalse(r.stderr.contains("Exception in thread"), "uncaught exception\n" + r.describe());
+    }
+
+    /** Records as the replay tool reads them (Avro JSON, one a line) and what must be published for each. */
+    private static final class Records {
+        final Path schemaFile;
+        final Path recordsFile;
+        final List<byte[]> expected = new ArrayList<>();
+
+        Records(Path dir, int n, long seed) throws IOException {
+            String schemaText = TestData.schemaText("telemetry.avsc");
+            Schema schema = AvroReference.parse(schemaText);
+            schemaFile = dir.resolve("telemetry.avsc");
+            Files.write(schemaFile, schemaText.getBytes(StandardCharsets.UTF_8));
+            List<String> lines = new ArrayList<>();
+            Random rnd = new Random(seed);
+            for (int i = 0; i < n; i++) {
+                byte[] bin = AvroReference.binary(schema, TestData.telemetry(schema, rnd, "install-" + seed + "-r" + i,
+                        i));
+                String json = new String(AvroReference.kaaJson(schema, bin), StandardCharsets.UTF_8);
+                assertFalse(json.contains("\n"), "one record a line");
+                lines.add(json);
+                // The replay tool turns each line into the Avro binary an endpoint uploads, as here.
+                expected.add(AvroReference.expectedPayload(schema, toBinary(schema, json)));
+            }
+            recordsFile = dir.resolve("records.json");
+            Files.write(recordsFile, lines, StandardCharsets.UTF_8);
+        }
+
+        private static byte[] toBinary(Schema schema, String json) throws IOException {
+            Object datum = new GenericDatumReader<Object>(schema).read(null, DecoderFactory.get().jsonDecoder(schema,
+                    json));
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            BinaryEncoder enc = EncoderFactory.get().binaryEncoder(out, null);
+            new GenericDatumWriter<Object>(schema).write(datum, enc);
+            enc.flush();
+            return out.toByteArray();
+        }
+    }
+
+    private static List<String> replayArgs(String topic, Records records) {
+        return List.of("--host", "127.0.0.1", "--port", String.valueOf(broker.port()), "--topic", topic, "--qos", "1",
+                "--client-id", "install-" + UUID.randomUUID().toString().substring(0, 8), "--timeout", "10",
+                "--schema", records.schemaFile.toString(), "--records", records.recordsFile.toString());
+    }
+
+    private static List<String> libraryFilesIn(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).filter(n -> n.contains("kaa_mqtt_appender")).collect(
+                    Collectors.toList());
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ tests
+
+    /**
+     * README "Install into a Kaa node": jar and .so side by side in lib/. The appender loads the .so from that
+     * directory (not an extracted copy, not java.library.path), publishes every record and the pack is confirmed.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void jarAndLibrarySideBySideWorkWithTheNodesStartCommand() throws Exception {
+        Path lib = libDir(true);
+        Records records = new Records(newDir("kaa-node-data-"), 20, 1);
+        String topic = "kaa/it/install/beside/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            Run r = runNode(lib, List.of(), replayArgs(topic, records));
+            assertNoCrash(r);
+            assertEquals(0, r.exit, "Replay exits 0 when every pack was confirmed\n" + r.describe());
+            assertTrue(r.stdout.contains("pack 1: 20 records -> onSuccess"), r.describe());
+            assertTrue(r.stderr.contains("PahoMqtt appender 'replay'") && r.stderr.contains("started"),
+                    "the appender's start-up line\n" + r.describe());
+            assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            assertEquals(List.of(lib.resolve(NodeLayout.FILE_NAME).toString()), r.loaded(),
+                    "the library is loaded once, from the directory of the jar\n" + r.describe());
+            assertEquals(List.of(), libraryFilesIn(r.work.resolve("tmp")), "no extracted copy");
+
+            sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            assertNull(sub.connectionLost(), "the test subscriber lost its connection");
+            Payloads.assertSameMultiset("published from the node layout", records.expected, sub.payloads());
+        }
+    }
+
+    /**
+     * Only the jar in lib/ (no .so beside it): the appender extracts the copy it carries to a temporary file, loads
+     * that, publishes, and the copy is removed when the JVM exits.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void jarAloneExtractsTheLibraryItCarries() throws Exception {
+        Path lib = libDir(false);
+        Records records = new Records(newDir("kaa-node-data-"), 12, 2);
+        String topic = "kaa/it/install/jar-only/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            Run r = runNode(lib, List.of(), replayArgs(topic, records));
+            assertNoCrash(r);
+            assertEquals(0, r.exit, r.describe());
+            assertTrue(r.stdout.contains("pack 1: 12 records -> onSuccess"), r.describe());
+            assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            List<String> loaded = r.loaded();
+            assertEquals(1, loaded.size(), "loaded once\n" + r.describe());
+            Path from = Paths.get(loaded.get(0));
+            assertEquals(r.work.resolve("tmp"), from.getParent(), "an extracted copy in java.io.tmpdir\n"
+                    + r.describe());
+            assertTrue(from.getFileName().toString().matches("libkaa_mqtt_appender-\\d+\\.so"), from.toString());
+            assertEquals(List.of(), libraryFilesIn(r.work.resolve("tmp")), "the copy is deleted at exit");
+            assertFalse(r.attempted().contains(lib.resolve(NodeLayout.FILE_NAME).toString()), r.describe());
+
+            sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            Payloads.assertSameMultiset("published with the extracted library", records.expected, sub.payloads());
+        }
+    }
+
+    /**
+     * {@code -Dkaa.mqtt.appender.library} naming a missing file, or a file that is not a library: only that place is
+     * tried (the .so beside the jar is not used), init logs ONE error naming it, every pack is answered
+     * onInternalError, nothing is published, and the JVM exits on its own (Replay's exit code 1: not every pack
+     * confirmed), without a crash.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"/nonexistent", "not-a-library"})
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void brokenLibraryPropertyFailsPacksNotTheNode(String which) throws Exception {
+        Path lib = libDir(true);
+        String path = which;
+        if (which.equals("not-a-library")) {
+            Path bogus = newDir("kaa-node-bogus-").resolve(NodeLayout.FILE_NAME);
+            Files.write(bogus, "this is not an ELF file\n".repeat(200).getBytes(StandardCharsets.UTF_8));
+            path = bogus.toString();
+        }
+        String topic = "kaa/it/install/broken/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.library=" + path), List.of("--host", "127.0.0.1",
+                    "--port", String.valueOf(broker.port()), "--topic", topic, "--packs", "3", "--pack-size", "2",
+                    "--client-id", "install-broken-" + UUID.randomUUID().toString().substring(0, 8)));
+            assertNoCrash(r);
+            assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());
+            for (int p = 1; p <= 3; p++) {
+                assertTrue(r.stdout.contains("pack " + p + ": 2 records -> onInternalError"), r.describe());
+            }
+            assertFalse(r.stdout.contains("onSuccess"), r.describe());
+            List<String> errors = r.stderrLines("ERROR");
+            assertEquals(1, errors.size(), "one error logged\n" + r.describe());
+            String error = errors.get(0);
+            assertTrue(error.contains(path), "the error names where the appender looked: " + error);
+            assertTrue(error.contains("kaa.mqtt.appender.library"), "and how to point it elsewhere: " + error);
+            assertEquals(List.of(), r.loaded(), "the library is not loaded from anywhere else\n" + r.describe());
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            assertEquals(0, sub.count(), "nothing published");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericRecord;
+import org.codehaus.jackson.JsonNode;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/**
+ * Appender records stored by the ORIGINAL PahoMQTT appender keep working: their raw configuration is the Avro
+ * binary of the original's nine-field record (schemas/original-PahoMqttConfig.avsc, checked here against the
+ * documented record), without the fields this appender added, and their type name is the original's label
+ * "PahoMQTT". The node builds the appender from such a record by class name; it must start, publish to the
+ * configured topic at the configured QoS (above 2 meaning 2, the original form's default being 3), and confirm.
+ */
+class OriginalConfigTest {
+
+    private static final String ORIGINAL_TYPE_NAME = "PahoMQTT";
+    private static final Duration GRACE = Duration.ofMillis(500);
+
+    private static Mosquitto broker;
+
+    private final List<LogAppender> appenders = new ArrayList<>();
+
+    @BeforeAll
+    static void startBroker() {
+        broker = Mosquitto.startAnonymous();
+    }
+
+    @AfterAll
+    static void stopBroker() {
+        if (broker != null) {
+            broker.close();
+        }
+    }
+
+    @AfterEach
+    void closeAppenders() {
+        for (LogAppender a : appenders) {
+            try {
+                a.close();
+            } catch (RuntimeException e) {
+                System.err.println("close() threw: " + e);
+            }
+        }
+        appenders.clear();
+    }
+
+    private static Schema originalSchema() {
+        return AvroReference.parse(TestData.schemaText("original-PahoMqttConfig.avsc"));
+    }
+
+    /** The record the original's admin form stored: its form defaults, then the given values. */
+    private static GenericRecord originalRecord(Object... fieldsAndValues) {
+        Schema legacy = originalSchema();
+        GenericRecord cfg = new GenericData.Record(legacy);
+        cfg.put("host", "localhost");
+        cfg.put("port", 1883);
+        cfg.put("ssl", false);
+        cfg.put("verifySslCert", false);
+        cfg.put("username", null);
+        cfg.put("password", null);
+        cfg.put("qos", 3);
+        cfg.put("clientId", "DefaultClient-ID");
+        cfg.put("mqtttopic", "home/kaa/topic");
+        for (int i = 0; i < fieldsAndValues.length; i += 2) {
+            cfg.put((String) fieldsAndValues[i], fieldsAndValues[i + 1]);
+        }
+        return cfg;
+    }
+
+    /** The appender record as the original left it in Kaa's database: its label and class name, raw config. */
+    private static LogAppenderDto storedByTheOriginal(String name, byte[] raw) {
+        LogAppenderDto dto = KaaNode.appenderDto(name, raw);
+        dto.setPluginTypeName(ORIGINAL_TYPE_NAME);
+        dto.setPluginClassName(KaaNode.APPENDER_CLASS);
+        return dto;
+    }
+
+    /**
+     * The test resource is the record the API notes describe (field order, types, union branch order and form
+     * defaults), so the bytes below are the bytes the original stored: the union's branch order decides the
+     * index written for a null username.
+     */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void originalSchemaResourceIsTheDocumentedRecord() {
+        Schema s = originalSchema();
+        assertEquals("org.kaaproject.kaa.server.appenders.pahomqtt.config.gen.PahoMqttConfig", s.getFullName());
+        String[][] fields = {{"host", "\"string\"", "\"localhost\""}, {"port", "\"int\"", "1883"},
+            {"ssl", "\"boolean\"", "false"}, {"verifySslCert", "\"boolean\"", "false"},
+            {"username", "[\"string\",\"null\"]", null}, {"password", "[\"string\",\"null\"]", null},
+            {"qos", "\"int\"", "3"}, {"clientId", "\"string\"", "\"DefaultClient-ID\""},
+            {"mqtttopic", "\"string\"", "\"home/kaa/topic\""}};
+        assertEquals(fields.length, s.getFields().size(), "nine fields");
+        for (int i = 0; i < fields.length; i++) {
+            Schema.Field f = s.getFields().get(i);
+            assertEquals(fields[i][0], f.name(), "field " + i);
+            assertEquals(fields[i][1], f.schema().toString(), "type of " + f.name());
+            JsonNode d = f.getJsonProp("by_default");
+            assertEquals(fields[i][2], d == null ? null : d.toString(), "form default of " + f.name());
+        }
+        assertEquals("password", s.getField("password").getProp("inputType"));
+        // A null username/password is union branch 1 of ["string","null"]: these are the bytes the original stored.
+        byte[] expected = AvroBinary.start().writeString("localhost").writeInt(1883).writeBoolean(false)
+                .writeBoolean(false).writeInt(1).writeInt(1).writeInt(3).writeString("DefaultClient-ID")
+                .writeString("home/kaa/topic").bytes();
+        assertArrayEquals(expected, AvroReference.binary(s, originalRecord()));
+    }
+
+    static Stream<Arguments> storedConfigurations() {
+        String unique = UUID.randomUUID().toString().substring(0, 8);
+        return Stream.of(
+                // Everything as the original form left it, only the port moved to the test broker.
+                Arguments.of("the original form's defaults (localhost, qos 3, no credentials, DefaultClient-ID, "
+                        + "home/kaa/topic)", null, null, null, 3, 2),
+                Arguments.of("qos 0", "127.0.0.1", "legacy-q0-" + unique, "kaa/it/legacy/q0/" + unique, 0, 0),
+                Arguments.of("qos 1", "127.0.0.1", "legacy-q1-" + unique, "kaa/it/legacy/q1/" + unique, 1, 1),
+                Arguments.of("qos 2", "127.0.0.1", "legacy-q2-" + unique, "kaa/it/legacy/q2/" + unique, 2, 2),
+                Arguments.of("qos 100", "127.0.0.1", "legacy-q100-" + unique, "kaa/it/legacy/q100/" + unique, 100, 2));
+    }
+
+    /**
+     * The stored bytes are NOT a record of this appender's schema (its three added fields are missing), yet the
+     * appender built from them starts, publishes every record to the stored topic at the stored QoS (capped at 2)
+     * byte for byte as Kaa encodes it, not retained, and confirms the pack once.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("storedConfigurations")
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void configurationStoredByTheOriginalAppenderStillWorks(String label, String host, String clientId, String topic,
+            int storedQos, int publishedQos) {
+        GenericRecord cfg = originalRecord("port", broker.port());
+        if (host != null) {
+            cfg.put("host", host);
+            cfg.put("clientId", clientId);
+            cfg.put("mqtttopic", topic);
+        }
+        cfg.put("qos", storedQos);
+        String expectedTopic = cfg.get("mqtttopic").toString();
+        byte[] raw = AvroReference.binary(originalSchema(), cfg);
+        assertTrue(AvroReference.undecodable(KaaNode.configSchema(), raw),
+                "the stored bytes must not already be a record of the current config schema");
+
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        List<byte[]> bins = new ArrayList<>();
+        List<byte[]> expected = new ArrayList<>();
+        Random rnd = new Random(storedQos);
+        for (int i = 0; i < 12; i++) {
+            byte[] b = AvroReference.binary(schema, TestData.telemetry(schema, rnd, "legacy-q" + storedQos + "-r" + i,
+                    i));
+            bins.add(b);
+            expected.add(AvroReference.expectedPayload(schema, b));
+        }
+        // Subscribed at QoS 2, the subscriber gets each message at the QoS it was published with.
+        try (Subscriber sub = Subscriber.subscribe(broker.port(), expectedTopic, 2)) {
+            LogAppender appender = KaaNode.load(storedByTheOriginal("legacy-" + storedQos, raw));
+            appenders.add(appender);
+            RecordingCallback cb = new RecordingCallback(label);
+            cb.appendStarting();
+            appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
+            cb.appendReturned();
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
+            sub.awaitCount(bins.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(GRACE);
+            assertNull(sub.connectionLost(), "the test subscriber lost its connection");
+            for (Subscriber.Received m : sub.messages()) {
+                assertEquals(expectedTopic, m.topic, "topic");
+                assertEquals(publishedQos, m.qos, label + ": stored qos " + storedQos + " publishes at QoS "
+                        + publishedQos);
+                assertFalse(m.retained, "not retained");
+            }
+            Payloads.assertSameMultiset(label, expected, sub.payloads());
+        }
+    }
+
+    /** A stored configuration with credentials (union branch 0 for username and password) against a broker that
+     *  requires them. */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void storedCredentialsAreUsed() {
+        String user = "kaa-legacy";
+        String password = "p\u00e4ss w\u00f6rd";
+        try (Mosquitto secured = Mosquitto.withCredentials(user, password)) {
+            secured.start();
+            String topic = "kaa/it/legacy/auth/" + UUID.randomUUID().toString().substring(0, 8);
+            byte[] raw = AvroReference.binary(originalSchema(), originalRecord("host", "127.0.0.1", "port",
+                    secured.port(), "username", user, "password", password, "qos", 1, "clientId",
+                    "legacy-auth-" + UUID.randomUUID().toString().substring(0, 8), "mqtttopic", topic));
+            String logSchema = TestData.schemaText("telemetry.avsc");
+            Schema schema = AvroReference.parse(logSchema);
+            List<byte[]> bins = new ArrayList<>();
+            List<byte[]> expected = new ArrayList<>();
+            for (int i = 0; i < 4; i++) {
+                byte[] b = AvroReference.binary(schema, TestData.telemetry(schema, new Random(i), "legacy-auth-r" + i,
+                        i));
+                bins.add(b);
+                expected.add(AvroReference.expectedPayload(schema, b));
+            }
+            try (Subscriber sub = Subscriber.subscribe(secured.port(), topic, 1, user, password)) {
+                LogAppender appender = KaaNode.load(storedByTheOriginal("legacy-auth", raw));
+                appenders.add(appender);
+                RecordingCallback cb = new RecordingCallback("pack with stored credentials");
+                appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
+                cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
+                sub.awaitCount(bins.size(), Duration.ofSeconds(10));
+                RecordingCallback.sleep(GRACE);
+                Payloads.assertSameMultiset("stored credentials", expected, sub.payloads());
+            }
+            closeAppenders();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.InputStream;
+import java.lang.annotation.Annotation;
+import java.lang.reflect.Method;
+import java.net.URLClassLoader;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.jar.JarFile;
+
+import org.apache.avro.Schema;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.plugin.KaaPluginConfig;
+import org.kaaproject.kaa.server.common.plugin.PluginConfig;
+import org.springframework.beans.factory.config.BeanDefinition;
+import org.springframework.context.annotation.ClassPathScanningCandidateComponentProvider;
+import org.springframework.core.io.DefaultResourceLoader;
+import org.springframework.core.type.filter.AnnotationTypeFilter;
+
+/**
+ * Discovery as Kaa 0.9.0's admin service does it at start-up, with the Spring version a node runs (4.2.5): a
+ * {@code ClassPathScanningCandidateComponentProvider(false)} with an {@code AnnotationTypeFilter(KaaPluginConfig)}
+ * over the packages {@code org.kaaproject.kaa.server.appenders} and {@code ...verifiers}, then each candidate
+ * instantiated by name with its no-arg constructor and asked for its type name, class name and config schema.
+ *
+ * <p>The scan runs over the PACKAGED jar (this test runs after {@code package}), in a class loader that holds only
+ * the jar and a node's libraries, as a node's class path does. It cannot see this test's own classes, which Spring
+ * 4.2's ASM could not read (Java 17 class files) and which a node never has.
+ */
+@Timeout(60)
+class PluginDiscoveryIT {
+
+    @Test
+    void adminServiceScanFindsExactlyOurConfigClassInThePackagedJar() throws Exception {
+        try (URLClassLoader node = NodeLayout.nodeClassLoader()) {
+            ClassPathScanningCandidateComponentProvider scanner =
+                    new ClassPathScanningCandidateComponentProvider(false);
+            scanner.setResourceLoader(new DefaultResourceLoader(node));
+            scanner.addIncludeFilter(new AnnotationTypeFilter(KaaPluginConfig.class));
+
+            List<String> appenders = beanClassNames(scanner.findCandidateComponents(
+                    "org.kaaproject.kaa.server.appenders"));
+            assertEquals(List.of(KaaNode.CONFIG_CLASS), appenders,
+                    "the admin service's scan of org.kaaproject.kaa.server.appenders");
+            assertEquals(List.of(), beanClassNames(scanner.findCandidateComponents(
+                    "org.kaaproject.kaa.server.verifiers")), "nothing of ours among the user verifiers");
+
+            for (String name : appenders) {
+                assertDiscoveredPluginWorks(node, name);
+            }
+        }
+    }
+
+    private static List<String> beanClassNames(Set<BeanDefinition> found) {
+        List<String> names = new ArrayList<>();
+        for (BeanDefinition b : found) {
+            names.add(b.getBeanClassName());
+        }
+        return names;
+    }
+
+    /** What the admin service does with a candidate, everything by name and through the node's own classes. */
+    @SuppressWarnings("unchecked")
+    private static void assertDiscoveredPluginWorks(URLClassLoader node, String className) throws Exception {
+        Class<?> configClass = Class.forName(className, true, node);
+        assertSame(node, configClass.getClassLoader(), "loaded by the node's class loader");
+        assertEquals(NodeLayout.appenderJar(), NodeLayout.codeSource(configClass), "from the packaged jar");
+
+        Class<? extends Annotation> kaaPluginConfig = (Class<? extends Annotation>) node.loadClass(
+                KaaPluginConfig.class.getName());
+        Annotation annotation = configClass.getAnnotation(kaaPluginConfig);
+        assertNotNull(annotation, "@KaaPluginConfig on " + className);
+        assertEquals("LOG_APPENDER", ((Enum<?>) kaaPluginConfig.getMethod("pluginType").invoke(annotation)).name());
+
+        Object config = configClass.getDeclaredConstructor().newInstance();
+        Class<?> pluginConfig = node.loadClass(PluginConfig.class.getName());
+        assertTrue(pluginConfig.isInstance(config), className + " implements the node's PluginConfig");
+        Method typeName = pluginConfig.getMethod("getPluginTypeName");
+        Method pluginClassName = pluginConfig.getMethod("getPluginClassName");
+        Method configSchema = pluginConfig.getMethod("getPluginConfigSchema");
+
+        assertEquals("PahoMqtt", typeName.invoke(config), "the type name the admin UI lists");
+
+        String appenderClassName = (String) pluginClassName.invoke(config);
+        assertEquals(KaaNode.APPENDER_CLASS, appenderClassName, "the original appender's class name");
+        Class<?> appenderClass = Class.forName(appenderClassName, true, node);
+        assertTrue(node.loadClass(LogAppender.class.getName()).isAssignableFrom(appenderClass),
+                appenderClassName + " is a LogAppender of the node's API");
+        assertEquals(NodeLayout.appenderJar(), NodeLayout.codeSource(appenderClass), "from the packaged jar");
+        appenderClass.getConstructor(); // Class.forName(...).newInstance() needs it
+
+        Object schema = configSchema.invoke(config);
+        assertNotNull(schema, "getPluginConfigSchema()");
+        assertEquals("avro-1.7.5.jar", NodeLayout.codeSourceFileName(schema.getClass()),
+                "the schema is an org.apache.avro.Schema of the node's Avro 1.7.5");
+        Schema parsed = new Schema.Parser().parse(schema.toString());
+        assertEquals(Schema.Type.RECORD, parsed.getType(), "the admin UI builds its form from a record schema");
+        assertEquals(schema.toString(), parsed.toString(), "parses back to the same text, form attributes included");
+        try (JarFile jar = new JarFile(NodeLayout.appenderJar().toFile());
+                InputStream in = jar.getInputStream(jar.getEntry(
+                        "org/kaaproject/kaa/server/appenders/pahomqtt/config/PahoMqttConfig.avsc"))) {
+            assertEquals(new Schema.Parser().parse(in), parsed, "the schema is the .avsc bundled in the jar");
+        }
+        for (Schema.Field f : parsed.getFields()) {
+            assertNotNull(f.getProp("displayName"), "form label of config field " + f.name());
+        }
+    }
+}
