@@ -331,6 +331,19 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
+/// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
+const ABI_VERSION: jint = 2;
+
+#[no_mangle]
+pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<
+    'local,
+>(
+    _env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jint {
+    ABI_VERSION
+}
+
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_setLogLevel<
     'local,

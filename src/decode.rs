@@ -668,11 +668,16 @@ fn is_primitive(name: &str) -> bool {
 
 /// A reference `name` read where 1.7.5's default namespace is `space`, written fully
 /// qualified (a leading dot means "no namespace" to apache-avro).
+/// Stands for "no namespace" in the names given to apache-avro, which would otherwise file a
+/// type declared with `"namespace": ""` under the enclosing namespace (where Avro 1.7.5 does
+/// not, so two types may share a simple name). Never shown: [`union_label`] takes it off.
+const NO_NAMESPACE: &str = "kaa_mqtt_appender_no_namespace";
+
 fn qualify(name: &str, space: Option<&str>) -> String {
     if name.contains('.') {
         name.to_owned()
     } else {
-        format!("{}.{name}", space.unwrap_or(""))
+        format!("{}.{name}", space.unwrap_or(NO_NAMESPACE))
     }
 }
 
@@ -717,8 +722,8 @@ fn relax(schema: &mut Value, space: Option<&str>) {
                                 inner = Some(ns.clone());
                             }
                             None => {
-                                map.insert("name".into(), Value::String(short));
-                                map.insert("namespace".into(), Value::String(String::new()));
+                                map.insert("name".into(), Value::String(qualify(&short, None)));
+                                map.remove("namespace");
                             }
                         }
                     }
@@ -959,7 +964,13 @@ fn union_label(schema: &Schema) -> Result<Option<String>, DecodeError> {
         | Schema::Uuid(_)
         | Schema::Duration(_)
         | Schema::Ref { .. } => match schema.name() {
-            Some(name) => Ok(Some(name.fullname(None))),
+            Some(name) => {
+                let full = name.fullname(None);
+                let bare = full
+                    .strip_prefix(NO_NAMESPACE)
+                    .and_then(|n| n.strip_prefix('.'));
+                Ok(Some(bare.map_or(full.clone(), str::to_owned)))
+            }
             None => Err(DecodeError::Schema("named type without a name".into())),
         },
     }

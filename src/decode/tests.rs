@@ -1157,3 +1157,21 @@ fn base64_pads_every_length() {
     assert_eq!(b64(b"foo"), "Zm9v");
     assert_eq!(b64(b"foob"), "Zm9vYg==");
 }
+
+#[test]
+fn a_type_without_namespace_may_share_its_simple_name_with_one_in_the_enclosing_namespace() {
+    let schema = r#"{"type":"record","name":"Shadow","namespace":"a.b","fields":[
+        {"name":"choice","type":["null",
+            {"type":"record","name":"Point","fields":[{"name":"local","type":"int"}]},
+            {"type":"record","name":"Point","namespace":"","fields":[{"name":"bare","type":"int"}]}]}]}"#;
+    check(
+        schema,
+        &Enc::new().long(1).long(5).done(),
+        r#"{"choice":{"a.b.Point":{"local":5}}}"#,
+    );
+    check(
+        schema,
+        &Enc::new().long(2).long(5).done(),
+        r#"{"choice":{"Point":{"bare":5}}}"#,
+    );
+}

@@ -5,8 +5,17 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 /** Every entry point into the Rust library ({@code src/bridge.rs}). */
 final class NativeAppender {
 
+    /**
+     * The bridge's interface version; {@code src/bridge.rs} returns the same from {@link #abiVersion}. Bump both
+     * whenever a native signature changes: a jar and a library of different builds are then refused at load
+     * instead of calling each other with the wrong arguments.
+     */
+    static final int ABI_VERSION = 2;
+
     private NativeAppender() {
     }
+
+    static native int abiVersion();
 
     /**
      * Decodes the raw Avro configuration and joins (or opens) the pooled connection.

@@ -75,8 +75,26 @@ final class NativeLibrary {
                     + FILE_NAME;
             throw new UnsatisfiedLinkError(failure);
         }
+        checkAbi();
         NativeAppender.setLogLevel(NativeLog.level());
         return loadedFrom;
+    }
+
+    /** A library from another build would be called with the wrong arguments: refuse it now. */
+    private static void checkAbi() {
+        int found;
+        try {
+            found = NativeAppender.abiVersion();
+        } catch (UnsatisfiedLinkError e) {
+            found = -1;
+        }
+        if (found != NativeAppender.ABI_VERSION) {
+            failure = "the kaa-mqtt-appender native library loaded from " + loadedFrom + " is from another build "
+                    + "(interface " + (found < 0 ? "unknown" : found) + ", this jar needs " + NativeAppender.ABI_VERSION
+                    + "): install the jar and " + FILE_NAME + " of the same build";
+            loadedFrom = null;
+            throw new UnsatisfiedLinkError(failure);
+        }
     }
 
     private static void tryLoad(File file, List<String> tried) {

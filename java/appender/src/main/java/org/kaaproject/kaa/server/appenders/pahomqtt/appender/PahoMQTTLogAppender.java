@@ -70,7 +70,7 @@ public class PahoMQTTLogAppender implements LogAppender {
         maxLogSchemaVersion = dto.getMaxLogSchemaVersion();
         confirmDelivery = dto.isConfirmDelivery();
         try {
-            NativeLibrary.load();
+            String library = NativeLibrary.load();
             List<LogHeaderStructureDto> structure = dto.getHeaderStructure();
             String[] headerFields = new String[structure == null ? 0 : structure.size()];
             for (int i = 0; i < headerFields.length; i++) {
@@ -85,7 +85,8 @@ public class PahoMQTTLogAppender implements LogAppender {
                 handleLock.writeLock().unlock();
             }
             metrics = AppenderMetrics.register(name, appenderId, this::readMetrics);
-            LOG.info("PahoMqtt appender '{}' ({}) of application {} started", name, appenderId, applicationToken);
+            LOG.info("PahoMqtt appender '{}' ({}) of application {} started (native library: {})", name, appenderId,
+                    applicationToken, library);
         } catch (UnsatisfiedLinkError | RuntimeException e) {
             LOG.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId,
                     e.getMessage());

@@ -34,7 +34,6 @@ import org.codehaus.jackson.map.ObjectMapper;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -585,9 +584,6 @@ class AvroCornersTest {
      * with a type of the enclosing namespace ("Point" and "org...shadow.Point" are different full names).
      */
     @Test
-    @Disabled("appender bug: apache-avro registers a type declared with \"namespace\": \"\" under the enclosing "
-            + "namespace, so the schema is refused (\"Two named schema defined for same fullname\") and every pack "
-            + "is answered onInternalError, where Kaa publishes it; enable once src/decode.rs handles it")
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void typeWithoutNamespaceMayShareItsSimpleNameWithOneInTheEnclosingNamespace() {
         Cases cases = new Cases("corners-null-namespace.avsc", "null-namespace");
