@@ -218,6 +218,16 @@ public final class ChildNode implements AutoCloseable {
         }
     }
 
+    /** SIGKILL: the node dies without closing anything, as in a crash. */
+    public void kill() {
+        process.destroyForcibly();
+        try {
+            process.waitFor(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
     public boolean isAlive() {
         return process.isAlive();
     }

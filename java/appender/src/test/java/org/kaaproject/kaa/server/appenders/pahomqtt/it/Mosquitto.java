@@ -1,6 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import java.io.IOException;
+import java.util.Arrays;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -55,6 +56,8 @@ public final class Mosquitto implements AutoCloseable {
     /** The plain listener of a TLS broker (-1 if it has none); {@link #port} for a plain broker. */
     private final int plainPort;
     private Process process;
+    /** Lines a test adds to the broker's configuration (e.g. an ACL file). */
+    private final List<String> extra = new ArrayList<>();
 
     /**
      * A TLS listener's settings (Mosquitto's {@code cafile}, {@code certfile}, {@code keyfile},
@@ -180,6 +183,12 @@ public final class Mosquitto implements AutoCloseable {
 
     public boolean isTls() {
         return tls != null;
+    }
+
+    /** Adds configuration lines, taking effect at the next start. */
+    public synchronized Mosquitto extraConfig(String... lines) {
+        extra.addAll(Arrays.asList(lines));
+        return this;
     }
 
     public Path dir() {
@@ -319,6 +328,7 @@ public final class Mosquitto implements AutoCloseable {
         // The default (1000) drops messages, QoS 0 and QoS > 0 alike, for a subscriber whose queue is longer than
         // that. A test that counts what a subscriber got must not lose messages in the broker.
         lines.add("max_queued_messages 1000000");
+        lines.addAll(extra);
         if (username != null) {
             Path pw = dir.resolve("passwd");
             if (!Files.exists(pw)) {

@@ -1,0 +1,239 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.common.dto.EndpointProfileDataDto;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPack;
+
+/** MQTT 5, the liveness status topic, failover brokers and several connections, against Mosquitto. */
+@Timeout(value = 90, unit = TimeUnit.SECONDS)
+class BrokerFeaturesTest {
+
+    private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
+    private static final Schema SCHEMA = AvroReference.parse(TELEMETRY);
+
+    private static List<byte[]> records(int n, int seed) {
+        java.util.Random rnd = new java.util.Random(seed);
+        List<byte[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            out.add(AvroReference.binary(SCHEMA, TestData.telemetry(SCHEMA, rnd, "bf-" + seed + "-" + i, i)));
+        }
+        return out;
+    }
+
+    private static Map<String, Object> mqtt5(Map<String, Object> cfg) {
+        cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
+                "MQTT_5"));
+        return cfg;
+    }
+
+    private static RecordingCallback append(LogAppender appender, List<byte[]> records) {
+        RecordingCallback cb = new RecordingCallback();
+        appender.doAppend(KaaNode.pack(TELEMETRY, 3, records), cb);
+        return cb;
+    }
+
+    @Test
+    void mqtt5RefusalOfAnAclDeniedTopicIsARemoteError() throws IOException {
+        try (Mosquitto broker = Mosquitto.anonymous()) {
+            Path acl = Files.writeString(broker.dir().resolve("acl"), "topic write allowed/#\n");
+            broker.extraConfig("acl_file " + acl.toAbsolutePath());
+            broker.start();
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(mqtt5(
+                    KaaNode.brokerConfig(broker.port(), "denied/x", 1))));
+            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(mqtt5(
+                    KaaNode.brokerConfig(broker.port(), "allowed/x", 1))));
+            try {
+                append(denied, records(3, 1)).assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(10),
+                        Duration.ofMillis(300));
+                append(allowed, records(3, 2)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10),
+                        Duration.ofMillis(300));
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+
+    @Test
+    void mqtt5MessagesCarryContentTypeExpiryAndKaaUserProperties() throws Exception {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String topic = "v5/" + UUID.randomUUID();
+            // mosquitto_sub speaks MQTT 5 and prints the properties: content type, expiry,
+            // user properties, payload; -d prints the SUBACK, so we know when it listens (stdbuf: a
+            // pipe would hold its output back until it exits).
+            Process sub = new ProcessBuilder("stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", String.valueOf(broker.port()),
+                    "-V", "5", "-q", "1", "-t", topic, "-C", "2", "-W", "20", "-d", "-F", "MSG|%C|%E|%P|%p")
+                    .redirectErrorStream(true).start();
+            BufferedReader out = new BufferedReader(new InputStreamReader(sub.getInputStream(), StandardCharsets.UTF_8));
+            for (String line = out.readLine(); line != null && !line.contains("SUBACK"); line = out.readLine()) {
+                // wait until subscribed
+            }
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
+            cfg.put("messageExpirySeconds", 600);
+            LogAppender appender = KaaNode.load("v5", KaaNode.config(cfg));
+            List<byte[]> records = records(2, 3);
+            try {
+                append(appender, records).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            } finally {
+                appender.close();
+            }
+            List<String> messages = new ArrayList<>();
+            for (String line = out.readLine(); line != null; line = out.readLine()) {
+                if (line.startsWith("MSG|")) {
+                    messages.add(line);
+                }
+            }
+            assertTrue(sub.waitFor(10, TimeUnit.SECONDS));
+            assertEquals(2, messages.size(), messages + "\n" + broker.logTail(40));
+            Pattern p = Pattern.compile("MSG\\|application/json\\|(\\d+)\\|(.*)\\|(\\{.*)");
+            for (int i = 0; i < 2; i++) {
+                Matcher m = p.matcher(messages.get(i));
+                assertTrue(m.matches(), messages.get(i));
+                long expiry = Long.parseLong(m.group(1));
+                assertTrue(expiry > 0 && expiry <= 600, "expiry " + expiry);
+                String props = m.group(2);
+                String key = KaaNode.pack(TELEMETRY, 3, List.of()).getEndpointKey();
+                assertTrue(props.contains("endpointKeyHash:" + key), props);
+                assertTrue(props.contains("applicationToken:" + KaaNode.APPLICATION_TOKEN), props);
+                assertTrue(props.contains("logSchemaVersion:3"), props);
+                assertTrue(props.contains("recordIndex:" + i), props);
+                assertTrue(props.matches(".*recordDigest:[0-9a-f]{16}.*"), props);
+                assertEquals(new String(AvroReference.expectedPayload(SCHEMA, records.get(i)), StandardCharsets.UTF_8),
+                        m.group(3));
+            }
+        }
+    }
+
+    @Test
+    void statusTopicSaysOnlineOfflineAndTheWillCoversACrash() throws Exception {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String status = "status/" + UUID.randomUUID();
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "data/x", 1);
+            cfg.put("statusTopic", status);
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), status, 1)) {
+                LogAppender appender = KaaNode.load("live", KaaNode.config(cfg));
+                assertEquals("online", text(sub.awaitCount(1, Duration.ofSeconds(10)).get(0)));
+                appender.close();
+                assertEquals("offline", text(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)));
+            }
+            // A node that dies without closing: the broker publishes the will.
+            cfg.put("keepAliveSeconds", 2);
+            try (ChildNode child = ChildNode.start(); Subscriber sub = Subscriber.subscribe(broker.port(), status, 1)) {
+                // The retained "offline" of the first appender arrives first.
+                sub.awaitCount(1, Duration.ofSeconds(10));
+                child.load("crashing", cfg);
+                assertEquals("online", text(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)));
+                child.kill();
+                assertEquals("offline", text(sub.awaitCount(3, Duration.ofSeconds(15)).get(2)),
+                        "the last will after the node died");
+            }
+        }
+    }
+
+    private static String text(byte[] b) {
+        return new String(b, StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void failoverBrokerTakesOverWhenTheFirstIsDown() {
+        try (Mosquitto second = Mosquitto.startAnonymous()) {
+            String topic = "fo/" + UUID.randomUUID();
+            Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), topic, 1);
+            cfg.put("brokers", "127.0.0.1:" + second.port());
+            cfg.put("deliveryTimeoutSeconds", 10);
+            LogAppender appender = KaaNode.load("failover", KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(second.port(), topic, 1)) {
+                append(appender, records(5, 4)).assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                assertEquals(5, sub.awaitCount(5, Duration.ofSeconds(10)).size());
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
+    @Test
+    void severalConnectionsKeepEachEndpointsOrder() {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String topic = "pool/" + UUID.randomUUID();
+            String clientId = "pool-" + UUID.randomUUID().toString().substring(0, 6);
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+            cfg.put("clientId", clientId);
+            cfg.put("connectionsPerBroker", 3);
+            LogAppender appender = KaaNode.load("pool", KaaNode.config(cfg));
+            int endpoints = 6;
+            int packsEach = 10;
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+                List<RecordingCallback> callbacks = new ArrayList<>();
+                for (int pack = 0; pack < packsEach; pack++) {
+                    for (int e = 0; e < endpoints; e++) {
+                        List<byte[]> recs = new ArrayList<>();
+                        for (int r = 0; r < 5; r++) {
+                            recs.add(AvroReference.binary(SCHEMA, TestData.telemetry(SCHEMA, new java.util.Random(r),
+                                    "ep" + e + "-" + (pack * 5 + r), pack * 5 + r)));
+                        }
+                        RecordingCallback cb = new RecordingCallback();
+                        appender.doAppend(packFrom("endpoint-key-" + e, recs), cb);
+                        callbacks.add(cb);
+                    }
+                }
+                for (RecordingCallback cb : callbacks) {
+                    cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                }
+                List<byte[]> got = sub.awaitCount(endpoints * packsEach * 5, Duration.ofSeconds(15));
+                assertEquals(endpoints * packsEach * 5, got.size());
+                // Per endpoint, the records arrive in the order they were appended.
+                int[] last = new int[endpoints];
+                java.util.Arrays.fill(last, -1);
+                Pattern id = Pattern.compile("\"id\":\"ep(\\d+)-(\\d+)\"");
+                for (byte[] m : got) {
+                    Matcher matcher = id.matcher(text(m));
+                    assertTrue(matcher.find(), text(m));
+                    int e = Integer.parseInt(matcher.group(1));
+                    int seq = Integer.parseInt(matcher.group(2));
+                    assertEquals(last[e] + 1, seq, "endpoint " + e + " out of order");
+                    last[e] = seq;
+                }
+                String log = broker.logTail(400);
+                for (int i = 0; i < 3; i++) {
+                    assertTrue(log.contains(" as " + clientId + "-" + i + " "), "connection " + i + ":\n" + log);
+                }
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
+    /** A pack from the given endpoint (KaaNode.pack uses one fixed endpoint). */
+    private static BaseLogEventPack packFrom(String endpointKey, List<byte[]> records) {
+        BaseLogEventPack template = KaaNode.pack(TELEMETRY, 3, records);
+        EndpointProfileDataDto profile = new EndpointProfileDataDto("id-" + endpointKey, endpointKey, 1, "{}", 1, "{}");
+        BaseLogEventPack pack = new BaseLogEventPack(profile, template.getDateCreated(), 3, template.getEvents());
+        pack.setLogSchema(template.getLogSchema());
+        return pack;
+    }
+}
