@@ -185,4 +185,45 @@ class TopicAndOptionsTest {
             appender.close();
         }
     }
+
+    /**
+     * A peer that accepts TCP but never answers CONNECT: with a 1 s connect timeout the appender gives up and
+     * tries again several times within 5 s; with the default 10 s it is still waiting on its first attempt.
+     */
+    @Test
+    void connectTimeoutBoundsEachAttempt() throws Exception {
+        for (int timeout : new int[] {1, 10}) {
+            try (java.net.ServerSocket silent = new java.net.ServerSocket(0, 50,
+                    java.net.InetAddress.getLoopbackAddress())) {
+                List<java.net.Socket> accepted = Collections.synchronizedList(new ArrayList<>());
+                Thread acceptor = new Thread(() -> {
+                    try {
+                        while (true) {
+                            accepted.add(silent.accept());
+                        }
+                    } catch (java.io.IOException closed) {
+                        // the test is over
+                    }
+                });
+                acceptor.setDaemon(true);
+                acceptor.start();
+                Map<String, Object> cfg = KaaNode.brokerConfig(silent.getLocalPort(), "t/x", 1);
+                cfg.put("connectTimeoutSeconds", timeout);
+                LogAppender appender = load(cfg);
+                try {
+                    Thread.sleep(5000);
+                    if (timeout == 1) {
+                        assertTrue(accepted.size() >= 2, "attempts with a 1 s timeout: " + accepted.size());
+                    } else {
+                        assertEquals(1, accepted.size(), "attempts with a 10 s timeout");
+                    }
+                } finally {
+                    appender.close();
+                    for (java.net.Socket s : accepted) {
+                        s.close();
+                    }
+                }
+            }
+        }
+    }
 }
