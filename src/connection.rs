@@ -16,9 +16,11 @@ use crate::metrics::ConnectionMetrics;
 use crate::protocol::{EventLoop, Failure, Observed};
 use crate::tls::TlsSettings;
 
-/// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks.
-/// Mosquitto's default `max_inflight_messages` is 20; beyond it a QoS 2 burst loses messages.
-const INFLIGHT: u16 = 20;
+/// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks: the
+/// window that keeps a loopback or LAN broker busy (20 gave a third of the QoS 1 rate).
+/// QoS 2 keeps to the tracker's smaller `QOS2_WINDOW`; with MQTT 5 the broker's receive
+/// maximum lowers both.
+const INFLIGHT: u16 = 100;
 /// The MQTT maximum. Messages are checked against the configured limit before they reach
 /// rumqttc, which would otherwise drop the whole connection on an oversized publish.
 const MAX_PACKET_SIZE: usize = 268_435_455;
@@ -331,7 +333,7 @@ async fn drive<E: EventLoop>(
                 lock(&shared.tracker).on_connected(&mut **lock(&shared.client));
                 shared.publish_status(ONLINE);
             }
-            Ok(event) => lock(&shared.tracker).on_event(&event),
+            Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
             Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let (text, refused) = match &failure {
@@ -394,7 +396,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         loop {
             match eventloop.poll().await {
                 Ok(Observed::Disconnected) | Err(_) => break,
-                Ok(event) => lock(&shared.tracker).on_event(&event),
+                Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
             }
         }
     })

@@ -111,12 +111,26 @@ pub trait Outbox {
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool;
 }
 
-/// A message accepted while there is no connection, published once there is one.
+/// A message accepted but not handed to the client yet: there is no connection, or the QoS 2
+/// window is full.
 struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
     message: Message,
 }
+
+/// A message handed to the client and not yet confirmed.
+struct InFlight {
+    pack: Arc<Pack>,
+    /// QoS 2: counts against [`QOS2_WINDOW`] until its PUBCOMP.
+    exactly_once: bool,
+}
+
+/// QoS 2 messages handed to the client and not yet completed, at most. Mosquitto (default
+/// `max_inflight_messages` 20) answers PUBREC and PUBCOMP for QoS 2 messages beyond its
+/// window and then drops them: a pack confirmed that no subscriber ever sees. QoS 0 and 1
+/// are not held back by this.
+pub const QOS2_WINDOW: usize = 20;
 
 /// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5).
 fn settle(pack: &Pack, refused: &Option<String>) {
@@ -134,21 +148,23 @@ fn settle(pack: &Pack, refused: &Option<String>) {
 pub struct Tracker {
     connected: bool,
     parked: VecDeque<Parked>,
-    /// Handed to rumqttc, in channel order; pkid not yet known.
-    sent: VecDeque<Arc<Pack>>,
+    /// Handed to the client, in channel order; pkid not yet known.
+    sent: VecDeque<InFlight>,
     /// QoS 1 waiting for PUBACK, QoS 2 waiting for PUBREC.
-    awaiting_ack: HashMap<u16, Arc<Pack>>,
+    awaiting_ack: HashMap<u16, InFlight>,
     /// QoS 2 released (PUBREL sent), waiting for PUBCOMP.
-    awaiting_comp: HashMap<u16, Arc<Pack>>,
+    awaiting_comp: HashMap<u16, InFlight>,
     /// A publish rumqttc holds back because its pkid is still taken (broker acked out of order).
-    collided: Option<Arc<Pack>>,
+    collided: Option<InFlight>,
     /// A pkid whose ack rumqttc already applied while resolving a collision: the ack event
     /// that follows must not confirm the publish that took the pkid over.
     preacked: Option<u16>,
+    /// QoS 2 messages among the above.
+    qos2_in_flight: usize,
 }
 
 impl Tracker {
-    /// Records accepted and not yet confirmed or failed.
+    /// Messages accepted and not yet confirmed or failed.
     pub fn outstanding(&self) -> usize {
         self.parked.len()
             + self.sent.len()
@@ -161,8 +177,8 @@ impl Tracker {
         self.connected
     }
 
-    /// Accepts a pack's payloads, or answers at once: the bound is reached
-    /// (`ConnectionError`, Kaa retries later) or rumqttc's channel refused a publish.
+    /// Accepts a pack's messages, or answers at once: the bound is reached
+    /// (`ConnectionError`, Kaa retries later) or the client's channel refused a publish.
     pub fn submit(
         &mut self,
         out: &mut (impl Outbox + ?Sized),
@@ -176,26 +192,27 @@ impl Tracker {
             return;
         }
         for message in messages {
-            if self.connected {
-                if !out.try_publish(message, &how) {
-                    pack.finish(Outcome::ConnectionError);
-                    return;
-                }
-                self.sent.push_back(Arc::clone(pack));
-            } else {
-                self.parked.push_back(Parked {
-                    pack: Arc::clone(pack),
-                    how,
-                    message,
-                });
-            }
+            self.parked.push_back(Parked {
+                pack: Arc::clone(pack),
+                how,
+                message,
+            });
         }
+        self.release(out);
     }
 
-    /// The broker accepted the connection: publish what waited for it.
-    pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized)) {
-        self.connected = true;
-        while let Some(p) = self.parked.pop_front() {
+    /// Hands parked messages to the client, in order, while there is a connection and the
+    /// QoS 2 window has room.
+    fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
+        while let Some(next) = self.parked.front() {
+            let exactly_once = next.how.qos == Qos::ExactlyOnce;
+            let blocked = !self.connected || (exactly_once && self.qos2_in_flight >= QOS2_WINDOW);
+            if blocked && !next.pack.is_done() {
+                return;
+            }
+            let Some(p) = self.parked.pop_front() else {
+                return;
+            };
             if p.pack.is_done() {
                 continue;
             }
@@ -203,12 +220,27 @@ impl Tracker {
                 p.pack.finish(Outcome::ConnectionError);
                 continue;
             }
-            self.sent.push_back(p.pack);
+            self.qos2_in_flight += usize::from(exactly_once);
+            self.sent.push_back(InFlight {
+                pack: p.pack,
+                exactly_once,
+            });
         }
     }
 
+    /// The broker accepted the connection: publish what waited for it.
+    pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized)) {
+        self.connected = true;
+        self.release(out);
+    }
+
+    /// A message is answered for good: its QoS 2 slot, if it had one, is free again.
+    fn done(&mut self, message: &InFlight) {
+        self.qos2_in_flight -= usize::from(message.exactly_once);
+    }
+
     /// One event from the connection's event loop.
-    pub fn on_event(&mut self, event: &Observed) {
+    pub fn on_event(&mut self, out: &mut (impl Outbox + ?Sized), event: &Observed) {
         match event {
             Observed::Written(pkid) => self.on_written(*pkid),
             Observed::HeldBack => {
@@ -219,47 +251,51 @@ impl Tracker {
                 if self.preacked.take() == Some(*pkid) {
                     return;
                 }
-                if let Some(pack) = self.awaiting_ack.remove(pkid) {
-                    settle(&pack, refused);
+                if let Some(m) = self.awaiting_ack.remove(pkid) {
+                    settle(&m.pack, refused);
+                    self.done(&m);
                 }
             }
             Observed::Received { pkid, refused } => {
-                if let Some(pack) = self.awaiting_ack.remove(pkid) {
-                    match refused {
-                        None => {
-                            self.awaiting_comp.insert(*pkid, pack);
-                        }
-                        Some(_) => settle(&pack, refused),
+                if let Some(m) = self.awaiting_ack.remove(pkid) {
+                    if refused.is_none() {
+                        self.awaiting_comp.insert(*pkid, m);
+                    } else {
+                        settle(&m.pack, refused);
+                        self.done(&m);
                     }
                 }
             }
             Observed::Completed(pkid) => {
-                if let Some(pack) = self.awaiting_comp.remove(pkid) {
-                    pack.record_delivered();
+                if let Some(m) = self.awaiting_comp.remove(pkid) {
+                    m.pack.record_delivered();
+                    self.done(&m);
                 }
             }
             Observed::Connected | Observed::Disconnected | Observed::Other => {}
         }
+        self.release(out);
     }
 
     fn on_written(&mut self, pkid: u16) {
-        let pack = match self.collided.take() {
+        let m = match self.collided.take() {
             Some(held) => held,
             None => match self.sent.pop_front() {
-                Some(pack) => pack,
+                Some(m) => m,
                 // Not ours (rumqttc replays nothing: we clear its pending list on every loss).
                 None => return,
             },
         };
         if pkid == 0 {
             // QoS 0 has no ack: written is all it gets.
-            pack.record_delivered();
+            m.pack.record_delivered();
             return;
         }
-        if let Some(previous) = self.awaiting_ack.insert(pkid, pack) {
+        if let Some(previous) = self.awaiting_ack.insert(pkid, m) {
             // Only a resolved collision reuses a pkid before its ack event: rumqttc has
             // applied that ack already, and reports it next.
-            previous.record_delivered();
+            previous.pack.record_delivered();
+            self.done(&previous);
             self.preacked = Some(pkid);
         }
     }
@@ -274,23 +310,25 @@ impl Tracker {
             if let Observed::Written(pkid) = event {
                 // Its write failed: it is not delivered, whatever its QoS.
                 match self.sent.pop_front() {
-                    Some(pack) if *pkid == 0 => pack.finish(Outcome::ConnectionError),
-                    Some(pack) => {
-                        self.awaiting_ack.insert(*pkid, pack);
+                    Some(m) if *pkid == 0 => m.pack.finish(Outcome::ConnectionError),
+                    Some(m) => {
+                        self.awaiting_ack.insert(*pkid, m);
                     }
                     None => {}
                 }
             }
         }
-        let failed = self
+        let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
             .chain(self.awaiting_comp.drain())
-            .map(|(_, pack)| pack)
-            .chain(self.collided.take())
-            .chain(self.sent.drain(..drained.min(self.sent.len())));
-        for pack in failed {
-            pack.finish(Outcome::ConnectionError);
+            .map(|(_, m)| m)
+            .collect();
+        failed.extend(self.collided.take());
+        failed.extend(self.sent.drain(..drained.min(self.sent.len())));
+        for m in &failed {
+            m.pack.finish(Outcome::ConnectionError);
+            self.done(m);
         }
         self.preacked = None;
     }
@@ -303,24 +341,30 @@ impl Tracker {
         }
     }
 
-    /// Drops parked records of packs already answered (deadline passed, appender closed).
+    /// Drops parked messages of packs already answered (deadline passed, appender closed).
     pub fn prune(&mut self) {
         self.parked.retain(|p| !p.pack.is_done());
     }
 
     /// The connection is going away: nothing it holds can still be confirmed.
     pub fn fail_all(&mut self, outcome: Outcome) {
-        let everything = self
+        let in_flight = self
+            .sent
+            .drain(..)
+            .chain(self.awaiting_ack.drain().map(|(_, m)| m))
+            .chain(self.awaiting_comp.drain().map(|(_, m)| m))
+            .chain(self.collided.take())
+            .map(|m| m.pack);
+        let everything: Vec<Arc<Pack>> = self
             .parked
             .drain(..)
             .map(|p| p.pack)
-            .chain(self.sent.drain(..))
-            .chain(self.awaiting_ack.drain().map(|(_, p)| p))
-            .chain(self.awaiting_comp.drain().map(|(_, p)| p))
-            .chain(self.collided.take());
+            .chain(in_flight)
+            .collect();
         for pack in everything {
             pack.finish(outcome);
         }
+        self.qos2_in_flight = 0;
     }
 }
 
@@ -432,12 +476,12 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(3), 100);
         assert_eq!(out.published.len(), 3);
         for pkid in 1..=3 {
-            t.on_event(&written(pkid));
+            t.on_event(&mut out, &written(pkid));
         }
-        t.on_event(&puback(1));
-        t.on_event(&puback(2));
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &puback(2));
         assert!(outcomes(&rx).is_empty(), "success before the last ack");
-        t.on_event(&puback(3));
+        t.on_event(&mut out, &puback(3));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
     }
@@ -447,18 +491,18 @@ mod tests {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(1);
         t.submit(&mut out, &p, Qos::ExactlyOnce.into(), payloads(1), 100);
-        t.on_event(&written(1));
-        t.on_event(&pubrec(1));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &pubrec(1));
         assert!(outcomes(&rx).is_empty());
         // pkid 1 is free again at PUBREC: a new publish may take it before the PUBCOMP.
         let (p2, rx2) = pack(1);
         t.submit(&mut out, &p2, Qos::ExactlyOnce.into(), payloads(1), 100);
-        t.on_event(&written(1));
-        t.on_event(&pubcomp(1));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &pubcomp(1));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         assert!(outcomes(&rx2).is_empty());
-        t.on_event(&pubrec(1));
-        t.on_event(&pubcomp(1));
+        t.on_event(&mut out, &pubrec(1));
+        t.on_event(&mut out, &pubcomp(1));
         assert_eq!(outcomes(&rx2), vec![Outcome::Delivered]);
     }
 
@@ -467,9 +511,9 @@ mod tests {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(2);
         t.submit(&mut out, &p, Qos::AtMostOnce.into(), payloads(2), 100);
-        t.on_event(&written(0));
+        t.on_event(&mut out, &written(0));
         assert!(outcomes(&rx).is_empty());
-        t.on_event(&written(0));
+        t.on_event(&mut out, &written(0));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
     }
 
@@ -483,9 +527,9 @@ mod tests {
         for p in [&acked, &unacked, &drained, &queued] {
             t.submit(&mut out, p, Qos::AtLeastOnce.into(), payloads(1), 100);
         }
-        t.on_event(&written(1));
-        t.on_event(&written(2));
-        t.on_event(&puback(1));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(1));
         // rumqttc drained one request from its channel; `queued` went in after the drain.
         t.on_connection_lost(1, &[]);
         assert_eq!(outcomes(&rx_acked), vec![Outcome::Delivered]);
@@ -493,12 +537,12 @@ mod tests {
         assert_eq!(outcomes(&rx_drained), vec![Outcome::ConnectionError]);
         assert!(outcomes(&rx_queued).is_empty());
         // A late ack for a pkid of the lost connection confirms nothing.
-        t.on_event(&puback(2));
+        t.on_event(&mut out, &puback(2));
         assert!(outcomes(&rx_queued).is_empty());
         // After reconnecting, the queued request is written and acked on the new connection.
         t.on_connected(&mut out);
-        t.on_event(&written(1));
-        t.on_event(&puback(1));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
         assert_eq!(outcomes(&rx_queued), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
     }
@@ -535,10 +579,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![vec![0], vec![1]]
         );
-        t.on_event(&written(1));
-        t.on_event(&written(2));
-        t.on_event(&puback(1));
-        t.on_event(&puback(2));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &puback(2));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
     }
 
@@ -575,17 +619,17 @@ mod tests {
             t.submit(&mut out, p, Qos::AtLeastOnce.into(), payloads(1), 100);
         }
         // inflight 2: a=1, b=2; broker acks 2 first; c gets pkid 1 while a holds it.
-        t.on_event(&written(1));
-        t.on_event(&written(2));
-        t.on_event(&puback(2));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(2));
         assert_eq!(outcomes(&rx_b), vec![Outcome::Delivered]);
-        t.on_event(&Observed::HeldBack);
+        t.on_event(&mut out, &Observed::HeldBack);
         // The ack for a arrives: rumqttc sends c with pkid 1 first, then reports the ack.
-        t.on_event(&written(1));
-        t.on_event(&puback(1));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
         assert_eq!(outcomes(&rx_a), vec![Outcome::Delivered]);
         assert!(outcomes(&rx_c).is_empty(), "c confirmed by a's ack");
-        t.on_event(&puback(1));
+        t.on_event(&mut out, &puback(1));
         assert_eq!(outcomes(&rx_c), vec![Outcome::Delivered]);
     }
 
@@ -596,18 +640,24 @@ mod tests {
         let (q2, rx2) = pack(1);
         t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(2), 100);
         t.submit(&mut out, &q2, Qos::ExactlyOnce.into(), payloads(1), 100);
-        t.on_event(&written(1));
-        t.on_event(&written(2));
-        t.on_event(&written(3));
-        t.on_event(&puback(1));
-        t.on_event(&Observed::Acked {
-            pkid: 2,
-            refused: Some("NotAuthorized".into()),
-        });
-        t.on_event(&Observed::Received {
-            pkid: 3,
-            refused: Some("QuotaExceeded".into()),
-        });
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &written(3));
+        t.on_event(&mut out, &puback(1));
+        t.on_event(
+            &mut out,
+            &Observed::Acked {
+                pkid: 2,
+                refused: Some("NotAuthorized".into()),
+            },
+        );
+        t.on_event(
+            &mut out,
+            &Observed::Received {
+                pkid: 3,
+                refused: Some("QuotaExceeded".into()),
+            },
+        );
         assert_eq!(outcomes(&rx1), vec![Outcome::RemoteError]);
         assert_eq!(outcomes(&rx2), vec![Outcome::RemoteError]);
         assert_eq!(
@@ -618,11 +668,56 @@ mod tests {
     }
 
     #[test]
+    fn qos2_window_holds_back_what_the_broker_would_drop() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(QOS2_WINDOW + 5);
+        let (q1, rx1) = pack(1);
+        t.submit(
+            &mut out,
+            &p,
+            Qos::ExactlyOnce.into(),
+            payloads(QOS2_WINDOW + 5),
+            1000,
+        );
+        assert_eq!(out.published.len(), QOS2_WINDOW, "only the window goes out");
+        // A QoS 1 message of another appender queues behind them, in order.
+        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(1), 1000);
+        assert_eq!(out.published.len(), QOS2_WINDOW);
+        for pkid in 1..=QOS2_WINDOW as u16 {
+            t.on_event(&mut out, &written(pkid));
+        }
+        t.on_event(&mut out, &pubrec(1));
+        assert_eq!(out.published.len(), QOS2_WINDOW, "PUBREC frees no slot");
+        t.on_event(&mut out, &pubcomp(1));
+        assert_eq!(out.published.len(), QOS2_WINDOW + 1, "PUBCOMP does");
+        for pkid in 2..=QOS2_WINDOW as u16 {
+            t.on_event(&mut out, &pubrec(pkid));
+            t.on_event(&mut out, &pubcomp(pkid));
+        }
+        assert_eq!(
+            out.published.len(),
+            QOS2_WINDOW + 6,
+            "all released, the QoS 1 one last"
+        );
+        for pkid in 21..=26 {
+            t.on_event(&mut out, &written(pkid));
+        }
+        for pkid in 21..=25 {
+            t.on_event(&mut out, &pubrec(pkid));
+            t.on_event(&mut out, &pubcomp(pkid));
+        }
+        t.on_event(&mut out, &puback(26));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert_eq!(outcomes(&rx1), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
     fn fail_all_answers_everything_once() {
         let (mut t, mut out) = connected();
         let (p, rx) = pack(2);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
-        t.on_event(&written(1));
+        t.on_event(&mut out, &written(1));
         t.fail_all(Outcome::InternalError);
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(t.outstanding(), 0);
