@@ -1,0 +1,198 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.UUID;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericRecord;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/**
+ * Failure classes the node must be able to tell apart, beyond those covered elsewhere (a refused password is a
+ * remote error: {@code AuthTest}; a closed port is a connection error: {@code EndToEndTest}): brokers that cannot
+ * be reached in other ways are connection errors, each answered exactly once, by the pack's deadline, never by an
+ * exception out of {@code init} or {@code doAppend}. Everything stays on loopback; the unresolvable name is in the
+ * reserved {@code .invalid} domain (RFC 6761), which no resolver may answer.
+ */
+class FailureClassesTest {
+
+    private static final int TIMEOUT_S = 3;
+    /** The deadline sweep runs every 100 ms; the rest is scheduling on a busy test machine. */
+    private static final Duration SLACK = Duration.ofMillis(1500);
+
+    private static List<byte[]> records(Schema schema, String prefix, int n) {
+        List<byte[]> out = new ArrayList<>();
+        Random rnd = new Random(prefix.hashCode());
+        for (int i = 0; i < n; i++) {
+            GenericRecord r = TestData.telemetry(schema, rnd, prefix + "-" + i, i);
+            out.add(AvroReference.binary(schema, r));
+        }
+        return out;
+    }
+
+    /**
+     * Appends three packs at once and a fourth after the first three were answered (the appender must keep
+     * trying, not settle into another answer); each must be answered onConnectionError exactly once, no later than
+     * the deadline plus slack, and doAppend must return without waiting on the network.
+     */
+    private static void assertConnectionErrorsByTheDeadline(String what, Map<String, Object> cfg) {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        cfg.put("deliveryTimeoutSeconds", TIMEOUT_S);
+        LogAppender appender = assertDoesNotThrow(() -> KaaNode.load(what, KaaNode.config(cfg)),
+                what + ": init must not fail (the node would drop the appender)");
+        try {
+            List<RecordingCallback> cbs = new ArrayList<>();
+            for (int p = 0; p < 3; p++) {
+                cbs.add(append(appender, logSchema, records(schema, what + p, 4), what + ", pack " + p));
+            }
+            Duration within = Duration.ofSeconds(TIMEOUT_S).plus(SLACK);
+            for (RecordingCallback cb : cbs) {
+                cb.awaitFirst(within.plusSeconds(5));
+            }
+            cbs.add(append(appender, logSchema, records(schema, what + "later", 2), what + ", a later pack"));
+            cbs.get(3).awaitFirst(within.plusSeconds(5));
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            for (RecordingCallback cb : cbs) {
+                cb.assertOnlyOne(CONNECTION_ERROR);
+                assertTrue(cb.millisToFirst() <= within.toMillis(), cb.label() + ": answered after "
+                        + cb.millisToFirst() + " ms, past the " + TIMEOUT_S + " s deadline (+" + SLACK.toMillis()
+                        + " ms)");
+                assertTrue(cb.appendMillis() < 1000, cb.label() + ": doAppend took " + cb.appendMillis()
+                        + " ms: it must not wait on the network");
+                System.out.printf("%s: %s after %.0f ms (doAppend %.2f ms)%n", cb.label(), cb.calls().get(0).method,
+                        cb.millisToFirst(), cb.appendMillis());
+            }
+        } finally {
+            assertDoesNotThrow(appender::close, what + ": close()");
+        }
+    }
+
+    private static RecordingCallback append(LogAppender a, String logSchema, List<byte[]> recs, String label) {
+        RecordingCallback cb = new RecordingCallback(label);
+        cb.appendStarting();
+        assertDoesNotThrow(() -> a.doAppend(KaaNode.pack(logSchema, 1, recs), cb), label + ": doAppend threw");
+        cb.appendReturned();
+        return cb;
+    }
+
+    private static String topic() {
+        return "kaa/it/failure/" + UUID.randomUUID().toString().substring(0, 8);
+    }
+
+    /** A host name no resolver knows: the connection never starts. */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void unresolvableHostIsAConnectionError() {
+        Map<String, Object> cfg = KaaNode.brokerConfig(1883, topic(), 1);
+        cfg.put("host", "no-such-host.invalid");
+        assertConnectionErrorsByTheDeadline("unresolvable host", cfg);
+    }
+
+    /**
+     * A peer that accepts the TCP connection and then says nothing (a hung broker, a half-open firewall): no CONNACK
+     * ever comes. The appender's own connect timeout is longer than the delivery deadline; the deadline must win.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void silentPeerIsAConnectionError() throws IOException {
+        try (Peer peer = new Peer(null)) {
+            assertConnectionErrorsByTheDeadline("silent peer", KaaNode.brokerConfig(peer.port(), topic(), 1));
+            assertTrue(peer.connections() > 0, "the appender never even connected to the silent peer");
+        }
+    }
+
+    /**
+     * A peer that answers the CONNECT with something that is not MQTT (here an HTTP error, as from a proxy or a
+     * web server on the wrong port) and hangs up. Not a refusal with an MQTT return code, so not a remote error.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void peerSpeakingAnotherProtocolIsAConnectionError() throws IOException {
+        byte[] http = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .getBytes(StandardCharsets.US_ASCII);
+        try (Peer peer = new Peer(http)) {
+            assertConnectionErrorsByTheDeadline("peer speaking HTTP", KaaNode.brokerConfig(peer.port(), topic(), 1));
+            assertTrue(peer.connections() > 0, "the appender never even connected to the HTTP peer");
+        }
+    }
+
+    /** A TCP listener on loopback that either keeps every connection open in silence or answers and closes. */
+    private static final class Peer implements AutoCloseable {
+        private final ServerSocket server;
+        private final List<Socket> held = new CopyOnWriteArrayList<>();
+        private final Thread acceptor;
+        private volatile int connections;
+
+        Peer(byte[] answer) throws IOException {
+            server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+            acceptor = new Thread(() -> {
+                while (!server.isClosed()) {
+                    try {
+                        Socket s = server.accept();
+                        connections++;
+                        if (answer == null) {
+                            held.add(s);
+                        } else {
+                            try (Socket c = s; InputStream in = c.getInputStream(); OutputStream out = c.getOutputStream()) {
+                                c.setSoTimeout(2_000);
+                                in.read(new byte[256]);
+                                out.write(answer);
+                                out.flush();
+                            } catch (IOException e) {
+                                // the appender gave up first
+                            }
+                        }
+                    } catch (IOException e) {
+                        return;
+                    }
+                }
+            }, "peer-" + server.getLocalPort());
+            acceptor.setDaemon(true);
+            acceptor.start();
+        }
+
+        int port() {
+            return server.getLocalPort();
+        }
+
+        int connections() {
+            return connections;
+        }
+
+        @Override
+        public void close() throws IOException {
+            server.close();
+            for (Socket s : held) {
+                s.close();
+            }
+            try {
+                acceptor.join(2_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            assertEquals(false, acceptor.isAlive(), "peer acceptor still running");
+        }
+    }
+}
