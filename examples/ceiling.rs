@@ -1,0 +1,364 @@
+//! The benchmark's ceiling (`scripts/bench`): a bare rumqttc publisher on one connection,
+//! sending the same records as the appender, pre-encoded (Avro-JSON made once, before timing),
+//! at the same QoS and with the same in-flight window (`scripts/bench` passes the appender's:
+//! `INFLIGHT` in src/connection.rs, `QOS2_WINDOW` in src/delivery.rs at QoS 2). No decoding, no
+//! JNI, no delivery tracking: what the appender could reach at best.
+//!
+//! Records go out in "packs" of `--pack-size`; at most `--inflight-packs` packs are
+//! unconfirmed at a time (the Java driver bounds ours the same way), and a pack's latency runs
+//! from its first publish to the ack of its last record. Acks are matched to packs by count:
+//! one connection, and Mosquitto acks in order.
+//!
+//! ```text
+//! ceiling --port P --topic T --qos Q --schema F.avsc --records F.bin --count N
+//!         [--warmup W] [--pack-size 100] [--inflight-packs 64] [--inflight 20]
+//!         [--max-seconds 60] --result FILE
+//! ```
+//! The result is one line of JSON (see `scripts/bench`).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use kaa_mqtt_appender::decode::LogSchema;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+
+fn args() -> HashMap<String, String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut opts = HashMap::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let key = argv[i].strip_prefix("--").unwrap_or_else(|| {
+            eprintln!("bad argument {}", argv[i]);
+            std::process::exit(2)
+        });
+        let value = argv.get(i + 1).cloned().unwrap_or_else(|| {
+            eprintln!("--{key} needs a value");
+            std::process::exit(2)
+        });
+        opts.insert(key.to_string(), value);
+        i += 2;
+    }
+    opts
+}
+
+fn need(opts: &HashMap<String, String>, key: &str) -> String {
+    opts.get(key).cloned().unwrap_or_else(|| {
+        eprintln!("--{key} is required");
+        std::process::exit(2)
+    })
+}
+
+fn num(opts: &HashMap<String, String>, key: &str, default: u64) -> u64 {
+    opts.get(key)
+        .map(|v| {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("--{key}: not a number: {v}");
+                std::process::exit(2)
+            })
+        })
+        .unwrap_or(default)
+}
+
+/// The benchmark's record file: each record as a 4-byte big-endian length and its bytes.
+fn read_frames(path: &str) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 4 <= data.len() {
+        let len = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+        frames.push(data[at + 4..at + 4 + len].to_vec());
+        at += 4 + len;
+    }
+    assert_eq!(at, data.len(), "{path}: truncated record file");
+    frames
+}
+
+/// Peak resident set size of this process, KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// User plus system CPU time of this process so far, in seconds (`/proc/self/stat`).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0 // USER_HZ
+}
+
+struct Phase {
+    /// Records of packs whose every record was acked (the measured work).
+    records: u64,
+    /// Every record acked, whole packs or not (what the subscriber must have seen).
+    acked: u64,
+    seconds: f64,
+    latencies_ns: Vec<u64>,
+    complete: bool,
+    max_gap: Duration,
+}
+
+/// Publishes `packs` packs and waits for their acks, until `deadline` (and a short grace for
+/// what was queued by then). One task does everything: it queues the first `inflight_packs`
+/// packs with `try_publish` (the channel holds them all), then one more each time a pack is
+/// fully acked, and polls the event loop in between. No cross-thread hand-off, no per-record
+/// timer: as lean as a rumqttc publisher gets.
+#[allow(clippy::too_many_arguments)]
+async fn phase(
+    client: &AsyncClient,
+    eventloop: &mut rumqttc::EventLoop,
+    payloads: &[Vec<u8>],
+    topic: &str,
+    qos: QoS,
+    packs: u64,
+    pack_size: u64,
+    inflight_packs: usize,
+    deadline: Instant,
+) -> Result<Phase, String> {
+    let started = Instant::now();
+    let mut next_payload = 0usize;
+    let mut queued_packs = 0u64;
+    let mut starts: VecDeque<Instant> = VecDeque::with_capacity(inflight_packs);
+    let mut queue_pack = |starts: &mut VecDeque<Instant>| -> Result<(), String> {
+        starts.push_back(Instant::now());
+        for _ in 0..pack_size {
+            let payload = payloads[next_payload].clone();
+            next_payload = (next_payload + 1) % payloads.len();
+            client
+                .try_publish(topic, qos, false, payload)
+                .map_err(|e| format!("rumqttc refused a publish: {e}"))?;
+        }
+        Ok(())
+    };
+    while queued_packs < packs && starts.len() < inflight_packs {
+        queue_pack(&mut starts)?;
+        queued_packs += 1;
+    }
+
+    let mut acked: u64 = 0;
+    let mut in_pack: u64 = 0;
+    let mut latencies = Vec::with_capacity(packs as usize);
+    let mut last = started;
+    // The longest wait for an ack: a stall (broker, scheduler) shows here, not in the rate.
+    let mut last_ack = started;
+    let mut max_gap = Duration::ZERO;
+    let give_up = tokio::time::sleep_until((deadline + Duration::from_secs(5)).into());
+    tokio::pin!(give_up);
+    while acked < queued_packs * pack_size {
+        let polled = tokio::select! {
+            p = eventloop.poll() => p,
+            _ = &mut give_up => break,
+        };
+        let confirmed = match polled {
+            Ok(Event::Outgoing(Outgoing::Publish(_))) => qos == QoS::AtMostOnce,
+            Ok(Event::Incoming(Packet::PubAck(_))) => qos == QoS::AtLeastOnce,
+            Ok(Event::Incoming(Packet::PubComp(_))) => qos == QoS::ExactlyOnce,
+            Ok(_) => false,
+            Err(e) => return Err(format!("connection failed: {e}")),
+        };
+        if confirmed {
+            let now = Instant::now();
+            max_gap = max_gap.max(now - last_ack);
+            last_ack = now;
+            acked += 1;
+            in_pack += 1;
+            if in_pack == pack_size {
+                in_pack = 0;
+                let at = Instant::now();
+                let start = starts.pop_front().expect("a pack was queued");
+                latencies.push((at - start).as_nanos() as u64);
+                last = at;
+                if queued_packs < packs && at < deadline {
+                    queue_pack(&mut starts)?;
+                    queued_packs += 1;
+                }
+            }
+        }
+    }
+    Ok(Phase {
+        records: latencies.len() as u64 * pack_size,
+        acked,
+        seconds: (last - started).as_secs_f64(),
+        complete: acked >= packs * pack_size,
+        latencies_ns: latencies,
+        max_gap,
+    })
+}
+
+fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e6
+}
+
+fn main() {
+    let opts = args();
+    let port = num(&opts, "port", 1883) as u16;
+    let topic = need(&opts, "topic");
+    let q = num(&opts, "qos", 1);
+    let qos = match q {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let pack_size = num(&opts, "pack-size", 100).max(1);
+    let count = num(&opts, "count", 100_000);
+    let warmup = num(&opts, "warmup", 0);
+    let inflight_packs = num(&opts, "inflight-packs", 64).max(1) as usize;
+    let inflight = num(&opts, "inflight", 20).clamp(1, u64::from(u16::MAX)) as u16;
+    let max = Duration::from_secs(num(&opts, "max-seconds", 60));
+    let result_path = need(&opts, "result");
+
+    let schema_text = std::fs::read_to_string(need(&opts, "schema")).expect("read schema");
+    let schema = LogSchema::parse(&schema_text).expect("parse schema");
+    let payloads: Vec<Vec<u8>> = read_frames(&need(&opts, "records"))
+        .iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            schema.to_avro_json(r, &mut out).expect("decode record");
+            out
+        })
+        .collect();
+
+    // `current`: one thread drives the connection and queues the publishes, no hand-offs
+    // between threads. `multi`: the same task on a 2-worker runtime, as the appender runs its
+    // connections.
+    let multi = match opts.get("runtime").map(String::as_str) {
+        None | Some("current") => false,
+        Some("multi") => true,
+        Some(other) => {
+            eprintln!("--runtime is current or multi, not {other}");
+            std::process::exit(2)
+        }
+    };
+    let runtime = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
+    let body = async move {
+        let mut options = MqttOptions::new(
+            format!("bench-ceiling-{}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        options
+            .set_keep_alive(Duration::from_secs(10))
+            .set_inflight(inflight)
+            .set_clean_session(true)
+            .set_max_packet_size(64 * 1024, 268_435_455);
+        let cap = inflight_packs * pack_size as usize;
+        let (client, mut eventloop) = AsyncClient::new(options, cap);
+        let connect_by = Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(connect_by.into(), eventloop.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+                Err(_) => return Err("no CONNACK within 10 s".to_string()),
+            }
+        }
+        let deadline = Instant::now() + max;
+        let warm = phase(
+            &client,
+            &mut eventloop,
+            &payloads,
+            &topic,
+            qos,
+            warmup.div_ceil(pack_size),
+            pack_size,
+            inflight_packs,
+            deadline,
+        )
+        .await?;
+        let cpu_before = cpu_seconds();
+        let measured = phase(
+            &client,
+            &mut eventloop,
+            &payloads,
+            &topic,
+            qos,
+            count.div_ceil(pack_size),
+            pack_size,
+            inflight_packs,
+            deadline,
+        )
+        .await?;
+        // Let the DISCONNECT go out; the broker has acked everything counted already.
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while eventloop.poll().await.is_ok() {}
+        })
+        .await;
+        let cpu = cpu_seconds() - cpu_before;
+        Ok((warm, measured, cpu))
+    };
+    let outcome = if multi {
+        runtime.block_on(async { tokio::spawn(body).await.expect("publisher task") })
+    } else {
+        runtime.block_on(body)
+    };
+
+    let json = match outcome {
+        Ok((warm, mut measured, cpu)) => {
+            measured.latencies_ns.sort_unstable();
+            serde_json::json!({
+                "mode": "ceiling",
+                "qos": q,
+                "records": measured.records,
+                "seconds": measured.seconds,
+                "records_per_s": measured.records as f64 / measured.seconds.max(1e-9),
+                "p50_ms": percentile_ms(&measured.latencies_ns, 50.0),
+                "p99_ms": percentile_ms(&measured.latencies_ns, 99.0),
+                "peak_rss_kib": peak_rss_kib(),
+                "cpu_seconds": cpu,
+                "cpu_us_per_record": (measured.records > 0).then(|| cpu * 1e6 / measured.records as f64),
+                "warmup_records": warm.records,
+                "confirmed": warm.acked + measured.acked,
+                "failed_packs": 0,
+                "complete": warm.complete && measured.complete,
+                "max_answer_gap_ms": warm.max_gap.max(measured.max_gap).as_secs_f64() * 1e3,
+                "inflight": inflight,
+                "inflight_packs": inflight_packs,
+                "pack_size": pack_size,
+                "threads": 1,
+                "error": null,
+            })
+        }
+        Err(e) => serde_json::json!({
+            "mode": "ceiling",
+            "qos": q,
+            "records": 0,
+            "confirmed": 0,
+            "error": e,
+        }),
+    };
+    std::fs::write(&result_path, format!("{json}\n")).expect("write result");
+    if json["error"].is_string() {
+        eprintln!("ceiling: {}", json["error"]);
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,317 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.bench;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * Assembles the per-run result files of one {@code scripts/bench} run into the table it prints and the JSON
+ * it writes. A run's files: {@code <mode>-q<qos>.json} (the publisher's own result) and
+ * {@code <mode>-q<qos>.sub.json} (what the subscriber received); {@code decode-rust.json}, {@code decode-java.json}.
+ * Returns false when a run failed, lost or duplicated messages, or did not complete.
+ */
+final class Report {
+
+    private static final String[] MODES = {"ceiling", "ours", "baseline"};
+
+    private Report() {
+    }
+
+    static boolean run(Map<String, String> opts) throws IOException {
+        File runs = new File(Bench.need(opts, "runs"));
+        List<Map<String, Object>> rows = new ArrayList<>();
+        Map<String, Object> raw = new LinkedHashMap<>();
+        List<String> problems = new ArrayList<>();
+        List<String> notes = new ArrayList<>();
+        for (int qos = 0; qos <= 2; qos++) {
+            Map<String, Map<String, Object>> byMode = new LinkedHashMap<>();
+            for (String mode : MODES) {
+                File f = new File(runs, mode + "-q" + qos + ".json");
+                if (!f.isFile()) {
+                    continue;
+                }
+                Map<String, Object> r = Bench.read(f);
+                File sub = new File(runs, mode + "-q" + qos + ".sub.json");
+                Map<String, Object> s = sub.isFile() ? Bench.read(sub) : null;
+                r.put("subscriber", s);
+                File broker = new File(runs, mode + "-q" + qos + ".broker.json");
+                r.put("broker", broker.isFile() ? Bench.read(broker) : null);
+                byMode.put(mode, r);
+                raw.put(mode + "-q" + qos, r);
+            }
+            for (Map.Entry<String, Map<String, Object>> e : byMode.entrySet()) {
+                rows.add(row(e.getKey(), qos, e.getValue(), byMode, problems, notes));
+            }
+        }
+        Map<String, Object> rust = readIf(new File(runs, "decode-rust.json"));
+        Map<String, Object> java = readIf(new File(runs, "decode-java.json"));
+        if (rust != null) {
+            raw.put("decode-rust", rust);
+            rows.add(decodeRow("decode-rust", rust, java, problems));
+        }
+        if (java != null) {
+            raw.put("decode-java", java);
+            rows.add(decodeRow("decode-java", java, null, problems));
+        }
+
+        String table = table(rows);
+        System.out.println(table);
+        String cpu = cpuTable(rows);
+        if (!cpu.isEmpty()) {
+            System.out.println();
+            System.out.println(cpu);
+        }
+        Map<String, Object> decodeInfo = rust != null ? rust : java;
+        if (decodeInfo != null && decodeInfo.get("payload_bytes_avg") != null) {
+            System.out.printf(Locale.ROOT, "records: %s distinct, %.0f bytes Avro binary, %.0f bytes Avro JSON on average%n",
+                    decodeInfo.get("distinct_records"), num(decodeInfo.get("binary_bytes_avg")),
+                    num(decodeInfo.get("payload_bytes_avg")));
+        }
+        for (String n : notes) {
+            System.out.println("note: " + n);
+        }
+        if (problems.isEmpty()) {
+            System.out.println("ours and ceiling: every run complete, no pack failed, subscriber count = confirmed count");
+        } else {
+            System.out.println("PROBLEMS:");
+            for (String p : problems) {
+                System.out.println("  " + p);
+            }
+        }
+
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("generated_at", Instant.now().toString());
+        out.put("command", opts.get("command"));
+        out.put("machine", machine(opts));
+        out.put("columns", "mode, qos, records/s, ours/baseline, ours/ceiling, p50 ms, p99 ms, peak RSS MiB, "
+                + "confirmed, received");
+        out.put("rows", rows);
+        out.put("cpu_table", cpu);
+        out.put("problems", problems);
+        out.put("notes", notes);
+        out.put("load_average", opts.get("load"));
+        out.put("table", table);
+        out.put("runs", raw);
+        String outFile = Bench.need(opts, "out");
+        Files.write(Paths.get(outFile), (Bench.pretty(out) + "\n").getBytes(StandardCharsets.UTF_8));
+        System.out.println("written: " + outFile);
+        return problems.isEmpty();
+    }
+
+    private static Map<String, Object> row(String mode, int qos, Map<String, Object> r,
+            Map<String, Map<String, Object>> byMode, List<String> problems, List<String> notes) {
+        Map<String, Object> row = new LinkedHashMap<>();
+        row.put("mode", mode);
+        row.put("qos", qos);
+        double rate = num(r.get("records_per_s"));
+        row.put("records_per_s", rate);
+        Double vsBaseline = null;
+        Double vsCeiling = null;
+        if (mode.equals("ours")) {
+            vsBaseline = ratio(rate, byMode.get("baseline"));
+            vsCeiling = ratio(rate, byMode.get("ceiling"));
+        }
+        row.put("ours_over_baseline", vsBaseline);
+        row.put("ours_over_ceiling", vsCeiling);
+        row.put("p50_ms", r.get("p50_ms"));
+        row.put("p99_ms", r.get("p99_ms"));
+        row.put("peak_rss_mib", r.get("peak_rss_kib") == null ? null : num(r.get("peak_rss_kib")) / 1024.0);
+        long confirmed = (long) num(r.get("confirmed"));
+        row.put("confirmed", confirmed);
+        @SuppressWarnings("unchecked")
+        Map<String, Object> sub = (Map<String, Object>) r.get("subscriber");
+        Long received = sub == null ? null : (long) num(sub.get("received"));
+        row.put("received", received);
+        row.put("subscriber_cpu_us_per_record", sub == null || confirmed == 0 || sub.get("cpu_seconds") == null ? null
+                : num(sub.get("cpu_seconds")) * 1e6 / confirmed);
+        row.put("failed_packs", r.get("failed_packs"));
+        // CPU per record, robust where rates are not (a shared machine): the publisher's process over the
+        // measured phase; the broker and the subscriber over the whole run (warm-up included).
+        row.put("cpu_us_per_record", r.get("cpu_us_per_record"));
+        row.put("do_append_p50_ms", r.get("do_append_p50_ms"));
+        row.put("do_append_p99_ms", r.get("do_append_p99_ms"));
+        @SuppressWarnings("unchecked")
+        Map<String, Object> broker = (Map<String, Object>) r.get("broker");
+        row.put("broker_cpu_us_per_record", broker == null || confirmed == 0 ? null
+                : num(broker.get("broker_cpu_seconds")) * 1e6 / confirmed);
+        row.put("records", r.get("records"));
+        row.put("seconds", r.get("seconds"));
+
+        String name = mode + " qos " + qos;
+        boolean baseline = mode.equals("baseline");
+        if (r.get("error") != null) {
+            problems.add(name + ": " + r.get("error"));
+        }
+        if (num(r.get("failed_packs")) > 0) {
+            // The original appender failed packs under load; the baseline reproduces that, it is a finding.
+            (baseline ? notes : problems).add(name + ": " + fmt(num(r.get("failed_packs"))) + " packs failed "
+                    + r.get("failures") + (r.get("failure_reasons") != null ? " " + r.get("failure_reasons") : ""));
+        }
+        if (num(r.get("double_answers")) > 0) {
+            problems.add(name + ": " + r.get("double_answers") + " packs answered twice");
+        }
+        if (Boolean.FALSE.equals(r.get("complete"))) {
+            problems.add(name + ": did not complete within --max-seconds (or packs unanswered: "
+                    + r.get("unanswered_packs") + "); its rate covers what was confirmed");
+        }
+        if (sub == null) {
+            problems.add(name + ": no subscriber result");
+        } else {
+            if (sub.get("error") != null) {
+                problems.add(name + ": subscriber: " + sub.get("error"));
+            }
+            if (received != null && received != confirmed) {
+                String what = name + ": subscriber received " + fmt(received) + " messages, publisher confirmed "
+                        + fmt(confirmed);
+                if (baseline && received > confirmed && num(r.get("failed_packs")) > 0) {
+                    notes.add(what + " (records of failed packs reached the broker)");
+                } else {
+                    problems.add(what);
+                }
+            }
+        }
+        return row;
+    }
+
+    private static Map<String, Object> decodeRow(String mode, Map<String, Object> r, Map<String, Object> java,
+            List<String> problems) {
+        Map<String, Object> row = new LinkedHashMap<>();
+        row.put("mode", mode);
+        row.put("qos", null);
+        double rate = num(r.get("records_per_s"));
+        row.put("records_per_s", rate);
+        row.put("ours_over_baseline", ratio(rate, java));
+        row.put("ours_over_ceiling", null);
+        row.put("p50_ms", null);
+        row.put("p99_ms", null);
+        row.put("peak_rss_mib", r.get("peak_rss_kib") == null ? null : num(r.get("peak_rss_kib")) / 1024.0);
+        row.put("confirmed", null);
+        row.put("received", null);
+        if (r.get("error") != null) {
+            problems.add(mode + ": " + r.get("error"));
+        }
+        return row;
+    }
+
+    private static Double ratio(double rate, Map<String, Object> other) {
+        if (other == null) {
+            return null;
+        }
+        double o = num(other.get("records_per_s"));
+        return o > 0 ? rate / o : null;
+    }
+
+    private static String table(List<Map<String, Object>> rows) {
+        String[] head = {"mode", "qos", "records/s", "ours/baseline", "ours/ceiling", "p50 ms", "p99 ms",
+            "peak RSS MiB", "confirmed", "received"};
+        List<String[]> cells = new ArrayList<>();
+        cells.add(head);
+        for (Map<String, Object> r : rows) {
+            cells.add(new String[] {
+                String.valueOf(r.get("mode")),
+                r.get("qos") == null ? "-" : String.valueOf(r.get("qos")),
+                fmt(num(r.get("records_per_s"))),
+                r.get("ours_over_baseline") == null ? "-" : String.format(Locale.ROOT, "%.2f", num(r.get("ours_over_baseline"))),
+                r.get("ours_over_ceiling") == null ? "-" : String.format(Locale.ROOT, "%.2f", num(r.get("ours_over_ceiling"))),
+                r.get("p50_ms") == null ? "-" : String.format(Locale.ROOT, "%.1f", num(r.get("p50_ms"))),
+                r.get("p99_ms") == null ? "-" : String.format(Locale.ROOT, "%.1f", num(r.get("p99_ms"))),
+                r.get("peak_rss_mib") == null ? "-" : String.format(Locale.ROOT, "%.0f", num(r.get("peak_rss_mib"))),
+                r.get("confirmed") == null ? "-" : fmt(num(r.get("confirmed"))),
+                r.get("received") == null ? "-" : fmt(num(r.get("received"))),
+            });
+        }
+        int[] width = new int[head.length];
+        for (String[] c : cells) {
+            for (int i = 0; i < c.length; i++) {
+                width[i] = Math.max(width[i], c[i].length());
+            }
+        }
+        StringBuilder sb = new StringBuilder();
+        for (int k = 0; k < cells.size(); k++) {
+            String[] c = cells.get(k);
+            for (int i = 0; i < c.length; i++) {
+                String pad = repeat(' ', width[i] - c[i].length());
+                sb.append(i == 0 ? c[i] + pad : pad + c[i]).append(i + 1 < c.length ? "  " : "");
+            }
+            sb.append('\n');
+            if (k == 0) {
+                int total = 0;
+                for (int w : width) {
+                    total += w + 2;
+                }
+                sb.append(repeat('-', total - 2)).append('\n');
+            }
+        }
+        return sb.toString().replaceAll("\n$", "");
+    }
+
+    /** CPU microseconds per record: the publisher process, the broker, the subscriber. */
+    private static String cpuTable(List<Map<String, Object>> rows) {
+        StringBuilder sb = new StringBuilder();
+        for (Map<String, Object> r : rows) {
+            if (r.get("cpu_us_per_record") == null || r.get("qos") == null) {
+                continue;
+            }
+            if (sb.length() == 0) {
+                sb.append("                 CPU µs per record (publisher, broker, subscriber)   doAppend holds the caller, "
+                        + "p50 / p99 ms\n");
+            }
+            Object call50 = r.get("do_append_p50_ms");
+            Object call99 = r.get("do_append_p99_ms");
+            sb.append(String.format(Locale.ROOT, "%-9s qos %s   %9.1f %9.1f %9.1f                                %s%n",
+                    r.get("mode"), r.get("qos"), num(r.get("cpu_us_per_record")),
+                    num(r.get("broker_cpu_us_per_record")), num(r.get("subscriber_cpu_us_per_record")),
+                    call50 == null ? "-" : String.format(Locale.ROOT, "%8.3f / %8.3f", num(call50), num(call99))));
+        }
+        return sb.toString().replaceAll("\n$", "");
+    }
+
+    private static Map<String, Object> machine(Map<String, String> opts) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("cpus", Runtime.getRuntime().availableProcessors());
+        String cpu = null;
+        try {
+            for (String line : Files.readAllLines(Paths.get("/proc/cpuinfo"), StandardCharsets.UTF_8)) {
+                if (line.startsWith("model name")) {
+                    cpu = line.substring(line.indexOf(':') + 1).trim();
+                    break;
+                }
+            }
+        } catch (IOException e) {
+            // not Linux
+        }
+        m.put("cpu", cpu);
+        m.put("os", System.getProperty("os.name") + " " + System.getProperty("os.version"));
+        m.put("java", System.getProperty("java.vm.name") + " " + System.getProperty("java.version"));
+        m.put("broker", opts.get("broker"));
+        return m;
+    }
+
+    private static Map<String, Object> readIf(File f) throws IOException {
+        return f.isFile() ? Bench.read(f) : null;
+    }
+
+    static double num(Object o) {
+        return o instanceof Number ? ((Number) o).doubleValue() : 0;
+    }
+
+    private static String fmt(double v) {
+        return String.format(Locale.ROOT, "%,.0f", v);
+    }
+
+    private static String repeat(char c, int n) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < n; i++) {
+            sb.append(c);
+        }
+        return sb.toString();
+    }
+}
