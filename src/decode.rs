@@ -256,7 +256,7 @@ impl LogSchema {
             budget: ZERO_WIDTH_BUDGET,
             style,
         };
-        out.reserve(datum.len() * 2 + 16);
+        out.reserve(datum.len() * 3 + 64);
         self.write(self.root, &mut r, out, &mut cx, 0)?;
         if !r.is_empty() {
             return Err(DecodeError::TrailingBytes {

@@ -365,12 +365,10 @@ impl Ty {
             Ty::Fixed(name, _) | Ty::Enum(name, _) => {
                 out.entry(name).or_insert_with(|| self.clone());
             }
-            Ty::Record(name, fields) => {
-                if !out.contains_key(name) {
-                    out.insert(name, self.clone());
-                    for (_, t) in fields {
-                        t.collect_named(out);
-                    }
+            Ty::Record(name, fields) if !out.contains_key(name) => {
+                out.insert(name, self.clone());
+                for (_, t) in fields {
+                    t.collect_named(out);
                 }
             }
             Ty::Array(t) | Ty::Map(t) => t.collect_named(out),
@@ -732,7 +730,9 @@ impl Gen {
                             .collect();
                         Datum {
                             bin: blocks(&bins, layout),
-                            json: Json::Obj(entries.into_iter().map(|(k, d)| (k, d.json)).collect()),
+                            json: Json::Obj(
+                                entries.into_iter().map(|(k, d)| (k, d.json)).collect(),
+                            ),
                         }
                     })
                     .boxed(),
@@ -759,7 +759,11 @@ impl Gen {
                     .prop_map(move |values: Vec<Datum>| Datum {
                         bin: values.iter().flat_map(|d| d.bin.iter().copied()).collect(),
                         json: Json::Obj(
-                            names.iter().cloned().zip(values.into_iter().map(|d| d.json)).collect(),
+                            names
+                                .iter()
+                                .cloned()
+                                .zip(values.into_iter().map(|d| d.json))
+                                .collect(),
                         ),
                     })
                     .boxed();
@@ -828,7 +832,10 @@ fn cases() -> Vec<Case> {
     );
     let linked_list = rec(
         "LinkedList",
-        vec![("value", Int), ("next", Union(vec![Null, Ref("LinkedList")]))],
+        vec![
+            ("value", Int),
+            ("next", Union(vec![Null, Ref("LinkedList")])),
+        ],
     );
     vec![
         Case {
@@ -953,7 +960,10 @@ fn cases() -> Vec<Case> {
             ty: rec(
                 "fuzz.en.E",
                 vec![
-                    ("level", Enum("fuzz.en.Level", &["A", "B", "C", "D", "E", "F", "G"])),
+                    (
+                        "level",
+                        Enum("fuzz.en.Level", &["A", "B", "C", "D", "E", "F", "G"]),
+                    ),
                     ("only", Enum("fuzz.en.One", &["ONLY"])),
                 ],
             ),
@@ -1004,7 +1014,8 @@ fn cases() -> Vec<Case> {
 
 fn parsed(case: &Case) -> LogSchema {
     let text = case.ty.schema(&mut HashSet::new()).to_string();
-    LogSchema::parse(&text).unwrap_or_else(|e| panic!("{}: schema {text} rejected: {e}", case.label))
+    LogSchema::parse(&text)
+        .unwrap_or_else(|e| panic!("{}: schema {text} rejected: {e}", case.label))
 }
 
 fn runner(cases: u32) -> TestRunner {
@@ -1180,15 +1191,26 @@ fn json_checker_rejects_broken_text() {
         "1e400",
     ] {
         assert!(check_json(bad).is_err(), "accepted {bad:?}");
-        assert!(deep_json(bad.as_bytes()).is_err(), "deep checker accepted {bad:?}");
+        assert!(
+            deep_json(bad.as_bytes()).is_err(),
+            "deep checker accepted {bad:?}"
+        );
     }
     let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
     assert!(check_json(&deep).is_ok());
     let deep_obj = format!("{}null{}", "{\"a\":".repeat(300), "}".repeat(300));
     assert!(check_json(&deep_obj).is_ok());
     assert!(check_json(&format!("{}1{}", "[".repeat(300), "]".repeat(299))).is_err());
-    for good in ["{}", "[]", "{\"a\":[1,-2.5E-3,\"x\\u0000\"],\"b\":{\"c\":null}}", "\"\\ud83d\\ude00\""] {
+    for good in [
+        "{}",
+        "[]",
+        "{\"a\":[1,-2.5E-3,\"x\\u0000\"],\"b\":{\"c\":null}}",
+        "\"\\ud83d\\ude00\"",
+    ] {
         assert!(check_json(good).is_ok(), "refused {good:?}");
-        assert!(deep_json(good.as_bytes()).is_ok(), "deep checker refused {good:?}");
+        assert!(
+            deep_json(good.as_bytes()).is_ok(),
+            "deep checker refused {good:?}"
+        );
     }
 }
