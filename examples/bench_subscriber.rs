@@ -11,72 +11,14 @@
 //!                  [--max-seconds 600] [--drain-seconds 120] [--idle-ms 3000]
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 
-fn args() -> HashMap<String, String> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = HashMap::new();
-    let mut i = 0;
-    while i < argv.len() {
-        let key = argv[i].strip_prefix("--").unwrap_or_else(|| {
-            eprintln!("bad argument {}", argv[i]);
-            std::process::exit(2)
-        });
-        let value = argv.get(i + 1).cloned().unwrap_or_else(|| {
-            eprintln!("--{key} needs a value");
-            std::process::exit(2)
-        });
-        opts.insert(key.to_string(), value);
-        i += 2;
-    }
-    opts
-}
-
-fn need(opts: &HashMap<String, String>, key: &str) -> String {
-    opts.get(key).cloned().unwrap_or_else(|| {
-        eprintln!("--{key} is required");
-        std::process::exit(2)
-    })
-}
-
-fn num(opts: &HashMap<String, String>, key: &str, default: u64) -> u64 {
-    opts.get(key)
-        .map(|v| {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("--{key}: not a number: {v}");
-                std::process::exit(2)
-            })
-        })
-        .unwrap_or(default)
-}
-
-fn qos(q: u64) -> QoS {
-    match q {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    }
-}
-
-/// User plus system CPU time of this process so far, in seconds (`/proc/self/stat`).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0 // USER_HZ
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
 
 fn main() {
     let opts = args();

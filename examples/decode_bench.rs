@@ -8,73 +8,14 @@
 //!              [--max-passes 1000000] --result FILE
 //! ```
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use kaa_mqtt_appender::decode::LogSchema;
 
-fn args() -> HashMap<String, String> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = HashMap::new();
-    let mut i = 0;
-    while i < argv.len() {
-        let key = argv[i].strip_prefix("--").unwrap_or_else(|| {
-            eprintln!("bad argument {}", argv[i]);
-            std::process::exit(2)
-        });
-        let value = argv.get(i + 1).cloned().unwrap_or_else(|| {
-            eprintln!("--{key} needs a value");
-            std::process::exit(2)
-        });
-        opts.insert(key.to_string(), value);
-        i += 2;
-    }
-    opts
-}
-
-fn need(opts: &HashMap<String, String>, key: &str) -> String {
-    opts.get(key).cloned().unwrap_or_else(|| {
-        eprintln!("--{key} is required");
-        std::process::exit(2)
-    })
-}
-
-fn num(opts: &HashMap<String, String>, key: &str, default: f64) -> f64 {
-    opts.get(key)
-        .map(|v| {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("--{key}: not a number: {v}");
-                std::process::exit(2)
-            })
-        })
-        .unwrap_or(default)
-}
-
-/// The benchmark's record file: each record as a 4-byte big-endian length and its bytes.
-fn read_frames(path: &str) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while at + 4 <= data.len() {
-        let len = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
-        frames.push(data[at + 4..at + 4 + len].to_vec());
-        at += 4 + len;
-    }
-    assert_eq!(at, data.len(), "{path}: truncated record file");
-    frames
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
 
 /// One pass over all records, as `Appender::encode` does it; returns the bytes written.
 fn pass(schema: &LogSchema, records: &[Vec<u8>]) -> usize {
