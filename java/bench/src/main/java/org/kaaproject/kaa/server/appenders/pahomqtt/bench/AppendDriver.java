@@ -79,6 +79,11 @@ final class AppendDriver {
         config.put("clientId", "bench-" + mode + "-" + Bench.pid());
         config.put("deliveryTimeoutSeconds", DELIVERY_TIMEOUT_S);
         config.put("maxPendingRecords", Bench.intOpt(opts, "max-pending", 100_000));
+        if (opts.containsKey("grouping")) {
+            // One message per pack (PACK) instead of one per record: ours only.
+            config.put("grouping", new org.apache.avro.generic.GenericData.EnumSymbol(
+                    KaaNode.configSchema().getField("grouping").schema(), opts.get("grouping")));
+        }
         LogAppenderDto dto = KaaNode.appenderDto("bench-" + mode, KaaNode.config(config));
         if (mode.equals("baseline")) {
             dto.setPluginClassName(BaselineAppender.class.getName());
