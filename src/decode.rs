@@ -1692,19 +1692,21 @@ fn write_non_finite(out: &mut Vec<u8>, nan: bool, infinite: bool, negative: bool
     true
 }
 
-/// The decimal digits of a positive number as an integer without trailing zeros (`value`, of
-/// `len` digits; `len == 0` for zero) and the exponent `exp` such that the number is
-/// `0.d1d2d3... × 10^exp`. Kept as an integer rather than characters so that the characters
-/// are written once, straight into the output.
+/// The decimal digits of a positive number as characters (`len` of them; 0 for zero), padded
+/// with `'0'`, and the exponent `exp` such that the number is `0.d1d2d3... × 10^exp`. Padded
+/// characters let the layout be a few fixed-size copies, with no arithmetic per digit.
 struct Digits {
-    value: u64,
+    chars: [u8; DIGIT_CHARS],
     len: usize,
     exp: i32,
 }
 
+/// Room for the 19 digits kept and the padding the layout's fixed-size copies read.
+const DIGIT_CHARS: usize = 32;
+
 impl Digits {
     const ZERO: Digits = Digits {
-        value: 0,
+        chars: [b'0'; DIGIT_CHARS],
         len: 0,
         exp: 0,
     };
@@ -1712,7 +1714,7 @@ impl Digits {
 
 /// `BinaryToASCIIBuffer.getChars` for a non-negative value (the sign is already written).
 ///
-/// The characters go into a stack buffer one byte at a time and out as one fixed-size block
+/// The characters go into a stack buffer in fixed-size blocks and out as one fixed-size block
 /// cut to length afterwards: variable-length copies of a few bytes would each cost a `memcpy`
 /// call, which used to dominate this function.
 fn write_java_layout(out: &mut Vec<u8>, d: &Digits) {
@@ -1724,28 +1726,28 @@ fn write_java_layout(out: &mut Vec<u8>, d: &Digits) {
     let mut buf = [b'0'; 32];
     let n = d.len;
     let e = d.exp;
-    // Where each digit goes: digits before the point at `before`, the others after it.
-    let (point, first, len) = if e > 0 && e < 8 {
-        // 1 <= x < 1e7: plain, at least one digit after the point ('0' by default).
+    let c = &d.chars;
+    let mut len = if e > 0 && e < 8 {
+        // 1 <= x < 1e7: plain; the padding supplies the zeros before the point and the '0'
+        // after it when there are no more digits.
         let e = e as usize;
-        (e, 0, n.max(e) + 1 + usize::from(n <= e))
+        buf[..8].copy_from_slice(&c[..8]);
+        buf[e + 1..e + 25].copy_from_slice(&c[e..e + 24]);
+        buf[e] = b'.';
+        n.max(e) + 1 + usize::from(n <= e)
     } else if e <= 0 && e > -3 {
         // 1e-3 <= x < 1: "0.", -e zeros, the digits.
         let zeros = (-e) as usize;
-        (1, 2 + zeros - 1, 2 + zeros + n)
+        buf[1] = b'.';
+        buf[2 + zeros..26 + zeros].copy_from_slice(&c[..24]);
+        2 + zeros + n
     } else {
         // d.ddddE[-]x, at least one digit after the point.
-        (1, 0, n.max(2) + 1)
+        buf[0] = c[0];
+        buf[1] = b'.';
+        buf[2..26].copy_from_slice(&c[1..25]);
+        n.max(2) + 1
     };
-    buf[point] = b'.';
-    let mut value = d.value;
-    for k in (0..n).rev() {
-        // Digit k sits at first + k, shifted past the point when it comes after it.
-        let at = first + k + usize::from(first + k >= point);
-        buf[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    let mut len = len;
     if !(e > -3 && e < 8) {
         buf[len] = b'E';
         len += 1;

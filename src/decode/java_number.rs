@@ -12,7 +12,7 @@
 
 use std::cmp::Ordering;
 
-use super::Digits;
+use super::{Digits, DIGIT_CHARS};
 
 const EXP_SHIFT: i32 = 52;
 /// Bits of 5^i, for i < 27.
@@ -69,25 +69,28 @@ pub(super) fn float_digits(f: f32) -> Digits {
     )
 }
 
-/// Digits as `dtoa` leaves them: possibly with trailing zeros after a carry.
+/// Digits as `dtoa` leaves them, as characters: possibly with trailing zeros after a carry.
 struct Generated {
-    digits: [u8; 24],
+    digits: [u8; DIGIT_CHARS],
     len: usize,
     dec_exponent: i32,
 }
 
+/// Digits kept: what fits a `long`, as the integer form of these digits used to be.
+const MAX_DIGITS: usize = 19;
+
 impl Generated {
     fn new() -> Self {
         Generated {
-            digits: [0; 24],
+            digits: [b'0'; DIGIT_CHARS],
             len: 0,
             dec_exponent: 0,
         }
     }
 
     fn push(&mut self, digit: i64) {
-        if self.len < self.digits.len() {
-            self.digits[self.len] = digit as u8;
+        if self.len < 24 {
+            self.digits[self.len] = b'0' + digit as u8;
             self.len += 1;
         }
     }
@@ -99,26 +102,26 @@ impl Generated {
             return;
         }
         let mut i = self.len - 1;
-        while self.digits[i] == 9 && i > 0 {
-            self.digits[i] = 0;
+        while self.digits[i] == b'9' && i > 0 {
+            self.digits[i] = b'0';
             i -= 1;
         }
-        if self.digits[i] == 9 {
+        if self.digits[i] == b'9' {
             self.dec_exponent += 1;
-            self.digits[0] = 1;
+            self.digits[0] = b'1';
         } else {
             self.digits[i] += 1;
         }
     }
 
-    fn into_digits(self) -> Digits {
-        let len = self.len.min(19);
-        let value = self.digits[..len]
-            .iter()
-            .fold(0u64, |v, &d| v * 10 + u64::from(d));
+    fn into_digits(mut self) -> Digits {
+        if self.len > MAX_DIGITS {
+            self.digits[MAX_DIGITS..].fill(b'0');
+            self.len = MAX_DIGITS;
+        }
         Digits {
-            value,
-            len,
+            chars: self.digits,
+            len: self.len,
             exp: self.dec_exponent,
         }
     }
@@ -252,8 +255,13 @@ fn long_digits(mut value: u64, insignificant: u32) -> Digits {
         rest /= 10;
         len += 1;
     }
+    let mut chars = [b'0'; DIGIT_CHARS];
+    for slot in chars[..len].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
     Digits {
-        value,
+        chars,
         len,
         exp: exp + len as i32,
     }
