@@ -258,6 +258,7 @@ fn main() {
                 "cpu_us_per_record": (measured.records > 0).then(|| cpu * 1e6 / measured.records as f64),
                 "warmup_records": warm.records,
                 "confirmed": warm.acked + measured.acked,
+                "confirmed_messages": warm.acked + measured.acked,
                 "failed_packs": 0,
                 "complete": warm.complete && measured.complete,
                 "max_answer_gap_ms": warm.max_gap.max(measured.max_gap).as_secs_f64() * 1e3,
@@ -273,6 +274,7 @@ fn main() {
             "qos": q,
             "records": 0,
             "confirmed": 0,
+            "confirmed_messages": 0,
             "error": e,
         }),
     };

@@ -45,6 +45,8 @@ final class AppendDriver {
     private final int inflightPacks;
     private final int maxSeconds;
     private final long reportEvery;
+    /** One message per pack (grouping PACK, ours only) instead of one per record. */
+    private final boolean onePerPack;
 
     private LogAppender appender;
     private BaseLogEventPack[][] rings;
@@ -63,6 +65,14 @@ final class AppendDriver {
         this.inflightPacks = Bench.intOpt(opts, "inflight-packs", 64);
         this.maxSeconds = Bench.intOpt(opts, "max-seconds", 60);
         this.reportEvery = Bench.longOpt(opts, "report-every", 0);
+        String grouping = opts.getOrDefault("grouping", "RECORD");
+        if (!grouping.equals("RECORD") && !grouping.equals("PACK")) {
+            throw new IllegalArgumentException("--grouping is RECORD or PACK, not " + grouping);
+        }
+        if (grouping.equals("PACK") && !mode.equals("ours")) {
+            throw new IllegalArgumentException("--grouping PACK is for --appender ours only");
+        }
+        this.onePerPack = grouping.equals("PACK");
     }
 
     /** Runs the warm-up and the measured phase; returns the result record. */
@@ -79,10 +89,9 @@ final class AppendDriver {
         config.put("clientId", "bench-" + mode + "-" + Bench.pid());
         config.put("deliveryTimeoutSeconds", DELIVERY_TIMEOUT_S);
         config.put("maxPendingRecords", Bench.intOpt(opts, "max-pending", 100_000));
-        if (opts.containsKey("grouping")) {
-            // One message per pack (PACK) instead of one per record: ours only.
+        if (onePerPack) {
             config.put("grouping", new org.apache.avro.generic.GenericData.EnumSymbol(
-                    KaaNode.configSchema().getField("grouping").schema(), opts.get("grouping")));
+                    KaaNode.configSchema().getField("grouping").schema(), "PACK"));
         }
         LogAppenderDto dto = KaaNode.appenderDto("bench-" + mode, KaaNode.config(config));
         if (mode.equals("baseline")) {
@@ -133,7 +142,11 @@ final class AppendDriver {
         r.put("cpu_seconds", cpu);
         r.put("cpu_us_per_record", confirmedMeasured > 0 ? cpu * 1e6 / confirmedMeasured : null);
         r.put("warmup_records", warm.confirmedRecords.sum());
+        r.put("grouping", onePerPack ? "PACK" : "RECORD");
         r.put("confirmed", warm.confirmedRecords.sum() + confirmedMeasured);
+        // What the subscriber must have received.
+        r.put("confirmed_messages", onePerPack ? warm.confirmedPacks.sum() + measured.confirmedPacks.sum()
+                : warm.confirmedRecords.sum() + confirmedMeasured);
         long failed = warm.failedPacks() + measured.failedPacks();
         r.put("failed_packs", failed);
         Map<String, Object> failures = new LinkedHashMap<>();
@@ -180,6 +193,7 @@ final class AppendDriver {
         final AtomicLong appended = new AtomicLong();
         final AtomicLong answered = new AtomicLong();
         final LongAdder confirmedRecords = new LongAdder();
+        final LongAdder confirmedPacks = new LongAdder();
         final AtomicLong firstAppend = new AtomicLong(Long.MAX_VALUE);
         final AtomicLong lastAnswer = new AtomicLong(Long.MIN_VALUE);
         final AtomicLong connectionErrors = new AtomicLong();
@@ -332,6 +346,7 @@ final class AppendDriver {
             if (first()) {
                 phase.latencyNs[packNo] = Math.max(1, System.nanoTime() - t0);
                 phase.confirmedRecords.add(size);
+                phase.confirmedPacks.increment();
                 finish();
             }
         }

@@ -25,7 +25,7 @@ import org.codehaus.jackson.map.ObjectMapper;
  * gen     --dir D [--count 10000] [--seed 1]                 make the records every mode uses
  * append  --appender ours|baseline --dir D --port P --topic T --qos Q --result F
  *         [--records N] [--warmup W] [--threads 4] [--pack-size 100] [--inflight-packs 64]
- *         [--max-pending 100000] [--max-seconds 60] [--report-every N]
+ *         [--max-pending 100000] [--max-seconds 60] [--report-every N] [--grouping RECORD|PACK]
  * decode  --dir D --result F [--seconds 5] [--warmup-seconds 3]   Avro 1.7.5 decoding, one thread
  * report  --runs D --out F [--broker "mosquitto 2.0.11"] [--command "..."]
  * </pre>
@@ -57,6 +57,7 @@ public final class Bench {
                     result.put("mode", opts.get("appender"));
                     result.put("qos", intOpt(opts, "qos", 1));
                     result.put("confirmed", 0);
+                    result.put("confirmed_messages", 0);
                     result.put("error", e.toString());
                     e.printStackTrace();
                 }
