@@ -1714,16 +1714,19 @@ impl Digits {
 
 /// `BinaryToASCIIBuffer.getChars` for a non-negative value (the sign is already written).
 ///
-/// The characters go into a stack buffer in fixed-size blocks and out as one fixed-size block
-/// cut to length afterwards: variable-length copies of a few bytes would each cost a `memcpy`
-/// call, which used to dominate this function.
+/// The characters go in fixed-size blocks straight into a block of `'0'`s appended to `out`,
+/// which is cut to length afterwards: variable-length copies of a few bytes would each cost
+/// a `memcpy` call, and a stack buffer copied out whole stalls on reading back the bytes just
+/// written (store forwarding fails); either used to dominate this function.
 fn write_java_layout(out: &mut Vec<u8>, d: &Digits) {
     if d.len == 0 {
         out.extend_from_slice(b"0.0");
         return;
     }
     // At most 19 digits, 7 zeros and `.0`, or 19 digits and `.E-324`.
-    let mut buf = [b'0'; 32];
+    let start = out.len();
+    out.extend_from_slice(&[b'0'; 32]);
+    let buf = &mut out[start..];
     let n = d.len;
     let e = d.exp;
     let c = &d.chars;
@@ -1769,8 +1772,6 @@ fn write_java_layout(out: &mut Vec<u8>, d: &Digits) {
         buf[len] = b'0' + (exp % 10) as u8;
         len += 1;
     }
-    let start = out.len();
-    out.extend_from_slice(&buf);
     out.truncate(start + len);
 }
 
