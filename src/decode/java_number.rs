@@ -54,21 +54,22 @@ pub(super) fn double_digits(d: f64) -> Digits {
 /// Most readings are short decimals (`21.5`, `1013.25`), and for those the digit loop's answer
 /// is known without running it: it stops at the shortest decimal that reads back as `d`.
 /// Within 1e-2 <= d < 1e6 Java prints `d` plain and its rule of two digits before stopping
-/// (exponent form) never applies; with at most 14 significant digits, half an ulp is far
-/// below one unit of the last digit, so no shorter prefix of `d`'s expansion is within half
-/// an ulp of it and only one decimal of that length is. The search by scaling is exact:
-/// `r / 10^p` is correctly rounded, so it equals `d` just when `r × 10^-p` reads back as `d`.
+/// (exponent form) never applies; with at most 12 significant digits (six places suit
+/// readings; longer decimals take the loop), half an ulp is far below one unit of the last
+/// digit, so no shorter prefix of `d`'s expansion is within half an ulp of it and only one
+/// decimal of that length is. The search by scaling is exact: `r / 10^p` is correctly
+/// rounded, so it equals `d` just when `r × 10^-p` reads back as `d`.
 fn short_decimal(d: f64) -> Option<Digits> {
     if !(1e-2..1e6).contains(&d) {
         return None;
     }
     let mut scale = 1.0;
-    for places in 0..=8 {
+    for places in 0..=6 {
         // Rounding half up is enough: when a decimal with `places` places reads back as `d`,
         // `d × scale` lies within a tiny fraction of it, far from a half.
-        let r = (d * scale + 0.5) as u64;
+        let r = (d * scale + 0.5) as i64;
         if r as f64 / scale == d {
-            let mut digits = long_digits(r, 0);
+            let mut digits = long_digits(r as u64, 0);
             digits.exp -= places;
             return Some(digits);
         }
