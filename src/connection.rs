@@ -308,6 +308,11 @@ async fn drive<E: EventLoop>(
     // The last failure logged at WARN: a broker that stays away is reported once, not at
     // every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
     let mut last_failure: Option<String> = None;
+    // QoS 2 messages refused at PUBREC on this connection. rumqttc 0.25's MQTT 5 client keeps
+    // an in-flight slot for each until it reconnects, and stops sending once they fill its
+    // window; at half of the window the connection is made anew.
+    let mut refused_slots = 0;
+    let mut slot_limit = usize::from(INFLIGHT / 2);
     loop {
         let polled = tokio::select! {
             _ = shared.shutdown.notified() => {
@@ -318,9 +323,31 @@ async fn drive<E: EventLoop>(
             }
             polled = eventloop.poll() => polled,
         };
+        let polled = match polled {
+            Ok(
+                event @ Observed::Received {
+                    refused: Some(_), ..
+                },
+            ) => {
+                lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event);
+                refused_slots += 1;
+                if refused_slots < slot_limit {
+                    continue;
+                }
+                eventloop.drop_connection();
+                Err(Failure::Broken(format!(
+                    "the broker refused {refused_slots} QoS 2 messages, and the MQTT client holds \
+                     an in-flight slot for each until it reconnects; reconnecting"
+                )))
+            }
+            other => other,
+        };
         let label = &brokers[current].1;
         match polled {
-            Ok(Observed::Connected) => {
+            Ok(Observed::Connected { receive_maximum }) => {
+                refused_slots = 0;
+                slot_limit =
+                    usize::from(receive_maximum.unwrap_or(INFLIGHT).min(INFLIGHT) / 2).max(1);
                 backoff = BACKOFF_MIN;
                 was_connected = true;
                 if ever_connected {

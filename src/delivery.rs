@@ -272,7 +272,7 @@ impl Tracker {
                     self.done(&m);
                 }
             }
-            Observed::Connected | Observed::Disconnected | Observed::Other => {}
+            Observed::Connected { .. } | Observed::Disconnected | Observed::Other => {}
         }
         self.release(out);
     }

@@ -11,8 +11,9 @@ use crate::delivery::{Message, Outbox, PublishOptions};
 /// What the delivery tracker needs to know of one event-loop event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
-    /// The broker accepted the connection.
-    Connected,
+    /// The broker accepted the connection; an MQTT 5 broker may say how many QoS 1 and 2
+    /// messages it takes in flight (its receive maximum).
+    Connected { receive_maximum: Option<u16> },
     /// A publish was written with this packet id (0: QoS 0).
     Written(u16),
     /// A publish was taken from the channel but held back: its packet id is still in use.
@@ -47,6 +48,9 @@ pub trait EventLoop: Send + 'static {
     /// Connects to another broker from the next attempt on.
     fn switch_to(&mut self, options: &Self::Options);
 
+    /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
+    fn drop_connection(&mut self);
+
     /// After a failure: drops what rumqttc kept to replay on a resumed session (a clean
     /// session would drop it silently) and any stale collision. Returns how many publishes
     /// it had drained from its channel, and the events it queued but never returned.
@@ -72,6 +76,10 @@ macro_rules! event_loop {
                     }
                     Err(e) => Err(Failure::Broken(e.to_string())),
                 }
+            }
+
+            fn drop_connection(&mut self) {
+                self.clean();
             }
 
             fn forget(&mut self) -> (usize, Vec<Observed>) {
@@ -110,7 +118,9 @@ event_loop!(
 fn observe_v4(event: &rumqttc::Event) -> Observed {
     use rumqttc::{Event, Outgoing, Packet};
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Observed::Connected,
+        Event::Incoming(Packet::ConnAck(_)) => Observed::Connected {
+            receive_maximum: None,
+        },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
         Event::Incoming(Packet::PubAck(a)) => Observed::Acked {
@@ -132,7 +142,9 @@ fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
     use rumqttc::v5::Event;
     use rumqttc::Outgoing;
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Observed::Connected,
+        Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
+            receive_maximum: c.properties.as_ref().and_then(|p| p.receive_max),
+        },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
         Event::Incoming(Packet::PubAck(a)) => Observed::Acked {

@@ -79,6 +79,39 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * rumqttc 0.25's MQTT 5 client keeps an in-flight slot for every QoS 2 message the broker refuses at PUBREC,
+     * and stops sending once they fill the broker's receive maximum (Mosquitto: 20). The appender reconnects
+     * before that: after 30 refusals, an appender sharing the connection still delivers.
+     */
+    @Test
+    void mqtt5RefusedQos2MessagesDoNotStallTheirConnection() throws IOException {
+        try (Mosquitto broker = Mosquitto.anonymous()) {
+            Path acl = Files.writeString(broker.dir().resolve("acl"), "topic write allowed/#\n");
+            broker.extraConfig("acl_file " + acl.toAbsolutePath());
+            broker.start();
+            String clientId = "it-shared-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 2));
+            deniedConfig.put("clientId", clientId);
+            Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 2));
+            allowedConfig.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
+            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 2)) {
+                for (int pack = 0; pack < 3; pack++) {
+                    append(denied, records(10, 10 + pack)).assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(10),
+                            Duration.ofMillis(300));
+                }
+                List<byte[]> delivered = records(5, 20);
+                append(allowed, delivered).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(300));
+                sub.awaitCount(delivered.size(), Duration.ofSeconds(10));
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+
     @Test
     void mqtt5MessagesCarryContentTypeExpiryAndKaaUserProperties() throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
