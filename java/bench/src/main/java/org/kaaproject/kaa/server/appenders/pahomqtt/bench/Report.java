@@ -14,8 +14,9 @@ import java.util.Map;
 
 /**
  * Assembles the per-run result files of one {@code scripts/bench} run into the table it prints and the JSON
- * it writes. A run's files: {@code <mode>-q<qos>.json} (the publisher's own result) and
- * {@code <mode>-q<qos>.sub.json} (what the subscriber received); {@code decode-rust.json}, {@code decode-java.json}.
+ * it writes. A run's files: {@code <mode>-q<qos>-r<n>.json} (the publisher's own result, n counting the repeats),
+ * {@code .sub.json} (what the subscriber received) and {@code .broker.json} beside it; {@code decode-rust.json},
+ * {@code decode-java.json}. Each mode's row shows its median run.
  * Returns false when a run failed, lost or duplicated messages, or did not complete.
  */
 final class Report {
@@ -33,22 +34,27 @@ final class Report {
         List<String> problems = new ArrayList<>();
         List<String> notes = new ArrayList<>();
         for (int qos = 0; qos <= 2; qos++) {
+            // Each mode's runs, and the run with the median rate, which stands for the mode in the table.
+            Map<String, List<Map<String, Object>>> runsByMode = new LinkedHashMap<>();
             Map<String, Map<String, Object>> byMode = new LinkedHashMap<>();
             for (String mode : MODES) {
-                File f = new File(runs, mode + "-q" + qos + ".json");
-                if (!f.isFile()) {
-                    continue;
+                List<Map<String, Object>> repeats = new ArrayList<>();
+                for (int rep = 1; new File(runs, mode + "-q" + qos + "-r" + rep + ".json").isFile(); rep++) {
+                    String name = mode + "-q" + qos + "-r" + rep;
+                    Map<String, Object> r = Bench.read(new File(runs, name + ".json"));
+                    r.put("subscriber", readIf(new File(runs, name + ".sub.json")));
+                    r.put("broker", readIf(new File(runs, name + ".broker.json")));
+                    repeats.add(r);
+                    raw.put(name, r);
                 }
-                Map<String, Object> r = Bench.read(f);
-                File sub = new File(runs, mode + "-q" + qos + ".sub.json");
-                Map<String, Object> s = sub.isFile() ? Bench.read(sub) : null;
-                r.put("subscriber", s);
-                File broker = new File(runs, mode + "-q" + qos + ".broker.json");
-                r.put("broker", broker.isFile() ? Bench.read(broker) : null);
-                byMode.put(mode, r);
-                raw.put(mode + "-q" + qos, r);
+                if (!repeats.isEmpty()) {
+                    runsByMode.put(mode, repeats);
+                    List<Map<String, Object>> byRate = new ArrayList<>(repeats);
+                    byRate.sort((a, b) -> Double.compare(num(a.get("records_per_s")), num(b.get("records_per_s"))));
+                    byMode.put(mode, byRate.get((byRate.size() - 1) / 2));
+                }
             }
-            for (Map.Entry<String, Map<String, Object>> e : byMode.entrySet()) {
+            for (Map.Entry<String, List<Map<String, Object>>> e : runsByMode.entrySet()) {
                 rows.add(row(e.getKey(), qos, e.getValue(), byMode, problems, notes));
             }
         }
@@ -92,8 +98,8 @@ final class Report {
         out.put("generated_at", Instant.now().toString());
         out.put("command", opts.get("command"));
         out.put("machine", machine(opts));
-        out.put("columns", "mode, qos, records/s, ours/baseline, ours/ceiling, p50 ms, p99 ms, peak RSS MiB, "
-                + "confirmed msgs, received msgs");
+        out.put("columns", "mode, qos, records/s (the median run's), runs: min - max, ours/baseline, ours/ceiling (of "
+                + "the medians), p50 ms, p99 ms, peak RSS MiB, confirmed msgs, received msgs (the median run's)");
         out.put("rows", rows);
         out.put("cpu_table", cpu);
         out.put("problems", problems);
@@ -107,13 +113,22 @@ final class Report {
         return problems.isEmpty();
     }
 
-    private static Map<String, Object> row(String mode, int qos, Map<String, Object> r,
+    /** The row of one mode at one QoS: its median run's figures, the range of its rates; every run checked. */
+    private static Map<String, Object> row(String mode, int qos, List<Map<String, Object>> repeats,
             Map<String, Map<String, Object>> byMode, List<String> problems, List<String> notes) {
+        for (int i = 0; i < repeats.size(); i++) {
+            check(mode + " qos " + qos + (repeats.size() > 1 ? " run " + (i + 1) : ""), mode.equals("baseline"),
+                    repeats.get(i), problems, notes);
+        }
+        Map<String, Object> r = byMode.get(mode);
         Map<String, Object> row = new LinkedHashMap<>();
         row.put("mode", mode);
         row.put("qos", qos);
         double rate = num(r.get("records_per_s"));
         row.put("records_per_s", rate);
+        row.put("runs", repeats.size());
+        row.put("records_per_s_min", repeats.stream().mapToDouble(x -> num(x.get("records_per_s"))).min().orElse(0));
+        row.put("records_per_s_max", repeats.stream().mapToDouble(x -> num(x.get("records_per_s"))).max().orElse(0));
         Double vsBaseline = null;
         Double vsCeiling = null;
         if (mode.equals("ours")) {
@@ -131,8 +146,7 @@ final class Report {
         row.put("confirmed_messages", confirmedMessages);
         @SuppressWarnings("unchecked")
         Map<String, Object> sub = (Map<String, Object>) r.get("subscriber");
-        Long received = sub == null ? null : (long) num(sub.get("received"));
-        row.put("received_messages", received);
+        row.put("received_messages", sub == null ? null : (long) num(sub.get("received")));
         row.put("subscriber_cpu_us_per_record", sub == null || confirmed == 0 || sub.get("cpu_seconds") == null ? null
                 : num(sub.get("cpu_seconds")) * 1e6 / confirmed);
         row.put("failed_packs", r.get("failed_packs"));
@@ -151,9 +165,12 @@ final class Report {
                 : num(broker.get("broker_read_calls")) / confirmedMessages);
         row.put("records", r.get("records"));
         row.put("seconds", r.get("seconds"));
+        return row;
+    }
 
-        String name = mode + " qos " + qos;
-        boolean baseline = mode.equals("baseline");
+    /** What must hold for every run: no error, no failed or twice-answered pack, every confirmed message received. */
+    private static void check(String name, boolean baseline, Map<String, Object> r, List<String> problems,
+            List<String> notes) {
         if (r.get("error") != null) {
             problems.add(name + ": " + r.get("error"));
         }
@@ -169,23 +186,26 @@ final class Report {
             problems.add(name + ": did not complete within --max-seconds (or packs unanswered: "
                     + r.get("unanswered_packs") + "); its rate covers what was confirmed");
         }
+        @SuppressWarnings("unchecked")
+        Map<String, Object> sub = (Map<String, Object>) r.get("subscriber");
         if (sub == null) {
             problems.add(name + ": no subscriber result");
-        } else {
-            if (sub.get("error") != null) {
-                problems.add(name + ": subscriber: " + sub.get("error"));
-            }
-            if (received != null && received != confirmedMessages) {
-                String what = name + ": subscriber received " + fmt(received) + " messages, publisher confirmed "
-                        + fmt(confirmedMessages);
-                if (baseline && received > confirmedMessages && num(r.get("failed_packs")) > 0) {
-                    notes.add(what + " (records of failed packs reached the broker)");
-                } else {
-                    problems.add(what);
-                }
+            return;
+        }
+        if (sub.get("error") != null) {
+            problems.add(name + ": subscriber: " + sub.get("error"));
+        }
+        long confirmedMessages = (long) num(r.get("confirmed_messages"));
+        long received = (long) num(sub.get("received"));
+        if (received != confirmedMessages) {
+            String what = name + ": subscriber received " + fmt(received) + " messages, publisher confirmed "
+                    + fmt(confirmedMessages);
+            if (baseline && received > confirmedMessages && num(r.get("failed_packs")) > 0) {
+                notes.add(what + " (records of failed packs reached the broker)");
+            } else {
+                problems.add(what);
             }
         }
-        return row;
     }
 
     private static Map<String, Object> decodeRow(String mode, Map<String, Object> r, Map<String, Object> java,
@@ -217,7 +237,7 @@ final class Report {
     }
 
     private static String table(List<Map<String, Object>> rows) {
-        String[] head = {"mode", "qos", "records/s", "ours/baseline", "ours/ceiling", "p50 ms", "p99 ms",
+        String[] head = {"mode", "qos", "records/s", "runs: min - max", "ours/baseline", "ours/ceiling", "p50 ms", "p99 ms",
             "peak RSS MiB", "confirmed msgs", "received msgs"};
         List<String[]> cells = new ArrayList<>();
         cells.add(head);
@@ -226,6 +246,8 @@ final class Report {
                 String.valueOf(r.get("mode")),
                 r.get("qos") == null ? "-" : String.valueOf(r.get("qos")),
                 fmt(num(r.get("records_per_s"))),
+                r.get("runs") == null ? "-" : r.get("runs") + ": " + fmt(num(r.get("records_per_s_min"))) + " - "
+                        + fmt(num(r.get("records_per_s_max"))),
                 r.get("ours_over_baseline") == null ? "-" : String.format(Locale.ROOT, "%.2f", num(r.get("ours_over_baseline"))),
                 r.get("ours_over_ceiling") == null ? "-" : String.format(Locale.ROOT, "%.2f", num(r.get("ours_over_ceiling"))),
                 r.get("p50_ms") == null ? "-" : String.format(Locale.ROOT, "%.1f", num(r.get("p50_ms"))),
