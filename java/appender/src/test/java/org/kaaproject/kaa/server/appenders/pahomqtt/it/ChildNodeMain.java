@@ -7,7 +7,6 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
-import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -15,7 +14,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
-import org.apache.avro.Schema;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
@@ -47,13 +45,8 @@ public final class ChildNodeMain {
 
     /** The records of a pack: telemetry records, deterministic for (seed, count). */
     public static List<byte[]> records(int seed, int count) {
-        Schema schema = AvroReference.parse(TestData.schemaText(TELEMETRY));
-        Random rnd = new Random(seed);
-        List<byte[]> out = new ArrayList<>(count);
-        for (int i = 0; i < count; i++) {
-            out.add(AvroReference.binary(schema, TestData.telemetry(schema, rnd, "child-" + seed + "-" + i, i)));
-        }
-        return out;
+        return TestData.telemetryBinaries(AvroReference.parse(TestData.schemaText(TELEMETRY)), new Random(seed), count,
+                i -> "child-" + seed + "-" + i);
     }
 
     static synchronized void say(String line) {

@@ -13,7 +13,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -23,7 +22,6 @@ import java.util.concurrent.TimeUnit;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
-import org.apache.avro.Schema;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -36,13 +34,8 @@ class OperabilityTest {
     private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
 
     private static List<byte[]> records(int n, int seed) {
-        Schema schema = AvroReference.parse(TELEMETRY);
-        Random rnd = new Random(seed);
-        List<byte[]> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(AvroReference.binary(schema, TestData.telemetry(schema, rnd, "ops-" + seed + "-" + i, i)));
-        }
-        return out;
+        return TestData.telemetryBinaries(AvroReference.parse(TELEMETRY), new Random(seed), n,
+                i -> "ops-" + seed + "-" + i);
     }
 
     private static Set<ObjectName> beans(MBeanServer server, String appenderName) throws Exception {
