@@ -6,12 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
-import java.io.IOException;
 import java.lang.management.ManagementFactory;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -94,23 +89,35 @@ class OperabilityTest {
         }
     }
 
+    /**
+     * An appender with credentials and a one-second summary interval appends packs for a few seconds in a child JVM
+     * logging everything (TRACE), whose log is then read back. The child returns from main without System.exit, so
+     * it also shows that the appender leaves no thread that keeps a JVM alive.
+     */
     @Test
-    void logsReachSlf4jWithSummariesAndNoSecrets() throws IOException, InterruptedException {
+    void logsReachSlf4jWithSummariesAndNoSecrets() throws InterruptedException {
         String password = "pa55-" + Long.toHexString(new Random().nextLong());
         try (Mosquitto broker = Mosquitto.withCredentials("operator", password)) {
             broker.start();
-            Path java = Paths.get(System.getProperty("java.home"), "bin", "java");
-            Path out = Files.createTempFile("log-probe", ".txt");
-            try {
-                Process p = new ProcessBuilder(java.toString(), "-cp", System.getProperty("java.class.path"),
-                        // Everything the native side logs, down to rumqttc's packet traces.
-                        "-Dorg.slf4j.simpleLogger.defaultLogLevel=trace", LogProbe.class.getName(),
-                        String.valueOf(broker.port()), "operator", password)
-                        .redirectErrorStream(true).redirectOutput(out.toFile()).start();
-                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "probe JVM did not finish");
-                String log = new String(Files.readAllBytes(out), StandardCharsets.UTF_8);
-                assertEquals(0, p.exitValue(), log);
-                assertTrue(log.contains("probe done"), log);
+            // Everything the native side logs, down to rumqttc's packet traces.
+            try (ChildNode node = ChildNode.start("trace")) {
+                Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "probe/logs", 1);
+                cfg.put("username", "operator");
+                cfg.put("password", password);
+                cfg.put("statsIntervalSeconds", 1);
+                node.load("probe", cfg);
+                long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(3500);
+                int packs = 0;
+                while (System.nanoTime() < end) {
+                    String label = "probe-" + packs;
+                    node.append("probe", label, packs, 10);
+                    node.awaitFirst(label, Duration.ofSeconds(10));
+                    packs++;
+                    Thread.sleep(50);
+                }
+                int exitCode = node.returnFromMain(Duration.ofSeconds(60));
+                String log = node.log();
+                assertEquals(0, exitCode, log);
                 String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
                 assertTrue(log.contains(nativeLogger + "connection - connected to 127.0.0.1:" + broker.port()),
                         "native INFO line in SLF4J:\n" + log);
@@ -120,8 +127,7 @@ class OperabilityTest {
                 assertTrue(log.contains("org.kaaproject.kaa.server.appenders.pahomqtt.native.rumqttc"),
                         "other crates' records are forwarded too");
                 assertFalse(log.contains(password), "the password appears in the log:\n" + log);
-            } finally {
-                Files.deleteIfExists(out);
+                assertFalse(node.stdout().contains(password), "the password appears on stdout:\n" + node.stdout());
             }
         }
     }
