@@ -31,11 +31,9 @@ import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.util.Utf8;
 import org.codehaus.jackson.JsonNode;
 import org.codehaus.jackson.map.ObjectMapper;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
@@ -58,33 +56,8 @@ class AvroCornersTest {
 
     private static final Duration GRACE = Duration.ofMillis(500);
 
-    private static Mosquitto broker;
-
-    private final List<LogAppender> appenders = new ArrayList<>();
-
-    @BeforeAll
-    static void startBroker() {
-        broker = Mosquitto.startAnonymous();
-    }
-
-    @AfterAll
-    static void stopBroker() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
-
-    @AfterEach
-    void closeAppenders() {
-        for (LogAppender a : appenders) {
-            try {
-                a.close();
-            } catch (RuntimeException e) {
-                System.err.println("close() threw: " + e);
-            }
-        }
-        appenders.clear();
-    }
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
 
     // ------------------------------------------------------------------------------------------------ harness
 
@@ -199,10 +172,9 @@ class AvroCornersTest {
         for (Case c : cases.list) {
             bins.add(c.binary);
         }
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = KaaNode.load("corners-" + cases.prefix, KaaNode.config(KaaNode.brokerConfig(
-                    broker.port(), topic, 1)));
-            appenders.add(appender);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = BROKER.load("corners-" + cases.prefix, KaaNode.brokerConfig(BROKER.port(), topic,
+                    1));
             RecordingCallback cb = new RecordingCallback(cases.prefix + " pack of " + bins.size() + " records");
             cb.appendStarting();
             appender.doAppend(KaaNode.pack(cases.schemaText, 1, bins), cb);
@@ -879,10 +851,8 @@ class AvroCornersTest {
         for (Case c : cases.list) {
             bins.add(c.binary);
         }
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = KaaNode.load("tree-bins", KaaNode.config(KaaNode.brokerConfig(broker.port(), topic,
-                    1)));
-            appenders.add(appender);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = BROKER.load("tree-bins", KaaNode.brokerConfig(BROKER.port(), topic, 1));
             RecordingCallback cb = new RecordingCallback("tree-bin maps");
             appender.doAppend(KaaNode.pack(cases.schemaText, 1, bins), cb);
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
@@ -1250,10 +1220,8 @@ class AvroCornersTest {
 
     private void assertRefused(Cases cases) {
         String topic = "kaa/it/corners/" + cases.prefix + "/" + UUID.randomUUID().toString().substring(0, 8);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = KaaNode.load(cases.prefix, KaaNode.config(KaaNode.brokerConfig(broker.port(), topic,
-                    1)));
-            appenders.add(appender);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = BROKER.load(cases.prefix, KaaNode.brokerConfig(BROKER.port(), topic, 1));
             List<byte[]> bins = new ArrayList<>();
             for (Case c : cases.list) {
                 bins.add(c.binary);

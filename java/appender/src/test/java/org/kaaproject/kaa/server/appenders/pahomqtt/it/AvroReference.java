@@ -4,6 +4,8 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericDatumReader;
@@ -70,6 +72,15 @@ public final class AvroReference {
     public static byte[] expectedPayload(Schema schema, byte[] binary) {
         byte[] json = kaaJson(schema, binary);
         return json.length == 0 ? "{}".getBytes(StandardCharsets.UTF_8) : json;
+    }
+
+    /** {@link #expectedPayload} for each record, in order. */
+    public static List<byte[]> expectedPayloads(Schema schema, List<byte[]> binaries) {
+        List<byte[]> out = new ArrayList<>(binaries.size());
+        for (byte[] b : binaries) {
+            out.add(expectedPayload(schema, b));
+        }
+        return out;
     }
 
     /**

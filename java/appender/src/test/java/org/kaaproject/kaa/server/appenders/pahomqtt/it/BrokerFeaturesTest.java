@@ -37,12 +37,7 @@ class BrokerFeaturesTest {
     private static final Schema SCHEMA = AvroReference.parse(TELEMETRY);
 
     private static List<byte[]> records(int n, int seed) {
-        java.util.Random rnd = new java.util.Random(seed);
-        List<byte[]> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(AvroReference.binary(SCHEMA, TestData.telemetry(SCHEMA, rnd, "bf-" + seed + "-" + i, i)));
-        }
-        return out;
+        return TestData.telemetryBinaries(SCHEMA, new java.util.Random(seed), n, i -> "bf-" + seed + "-" + i);
     }
 
     private static Map<String, Object> mqtt5(Map<String, Object> cfg) {

@@ -283,6 +283,36 @@ public final class ChildNode implements AutoCloseable {
         return process.exitValue();
     }
 
+    /**
+     * Asks the child to close its appenders and return from {@code main} without {@code System.exit}; returns its
+     * exit code. Fails the test if the child does not answer, or if its JVM does not then exit by itself within
+     * {@code timeout}: a non-daemon thread left behind (the native dispatcher, say) keeps a JVM alive after its main
+     * returned, as it would keep a node's JVM from shutting down.
+     */
+    public int returnFromMain(Duration timeout) {
+        send("return");
+        if (await(Duration.ofSeconds(30), "RETURNING") == null) {
+            fail("child: no answer to 'return' (closing its appenders) within 30 s\n" + diagnostics());
+        }
+        try {
+            if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                fail("child JVM did not exit by itself within " + timeout + " after main returned (a non-daemon "
+                        + "thread is left)\n" + diagnostics());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            fail("interrupted");
+        }
+        return process.exitValue();
+    }
+
+    /** Everything the child wrote to stdout so far (its answers). */
+    public String stdout() {
+        synchronized (answers) {
+            return stdout.toString();
+        }
+    }
+
     @Override
     public void close() {
         if (process.isAlive()) {

@@ -7,7 +7,6 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
-import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -15,7 +14,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 
-import org.apache.avro.Schema;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
@@ -31,6 +29,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * close NAME                    -> "@@ CLOSED NAME"
  * mark TEXT                     -> logs TEXT at INFO (to find places in the log), "@@ MARKED"
  * exit                          -> closes every appender, "@@ BYE", exits 0
+ * return                        -> closes every appender, "@@ RETURNING", returns from main without System.exit:
+ *                                  the JVM then ends only if no non-daemon thread is left behind
  * </pre>
  * The records of a pack are {@link #records(int, int)}, so the parent can compute the expected payloads. The JVM
  * halts by itself after {@code it.child.maxSeconds} (default 180), so none outlives a broken test.
@@ -47,13 +47,8 @@ public final class ChildNodeMain {
 
     /** The records of a pack: telemetry records, deterministic for (seed, count). */
     public static List<byte[]> records(int seed, int count) {
-        Schema schema = AvroReference.parse(TestData.schemaText(TELEMETRY));
-        Random rnd = new Random(seed);
-        List<byte[]> out = new ArrayList<>(count);
-        for (int i = 0; i < count; i++) {
-            out.add(AvroReference.binary(schema, TestData.telemetry(schema, rnd, "child-" + seed + "-" + i, i)));
-        }
-        return out;
+        return TestData.telemetryBinaries(AvroReference.parse(TestData.schemaText(TELEMETRY)), new Random(seed), count,
+                i -> "child-" + seed + "-" + i);
     }
 
     static synchronized void say(String line) {
@@ -134,7 +129,8 @@ public final class ChildNodeMain {
         org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(ChildNodeMain.class);
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
-        while ((line = in.readLine()) != null) {
+        boolean returning = false;
+        while (!returning && (line = in.readLine()) != null) {
             String[] c = line.trim().split(" ", 2);
             String[] a = c.length > 1 ? c[1].split(" ") : new String[0];
             switch (c[0]) {
@@ -203,22 +199,34 @@ public final class ChildNodeMain {
                     say("MARKED");
                     break;
                 case "exit":
-                    for (LogAppender appender : APPENDERS.values()) {
-                        appender.close();
-                    }
-                    APPENDERS.clear();
+                    closeAll();
                     say("BYE");
                     System.exit(0);
+                    break;
+                case "return":
+                    closeAll();
+                    say("RETURNING");
+                    returning = true;
                     break;
                 default:
                     say("UNKNOWN " + line);
             }
         }
+        if (returning) {
+            // As a node's main does when it is done: no System.exit, so a non-daemon thread (the native side's
+            // dispatcher, say) would keep this JVM alive, and the parent's bounded wait for its exit fails.
+            return;
+        }
         // stdin closed: the parent is gone.
+        closeAll();
+        System.exit(0);
+    }
+
+    private static void closeAll() {
         for (LogAppender appender : APPENDERS.values()) {
             appender.close();
         }
-        System.exit(0);
+        APPENDERS.clear();
     }
 
     private static String oneLine(Throwable t) {

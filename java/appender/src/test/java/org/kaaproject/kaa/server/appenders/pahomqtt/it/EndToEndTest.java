@@ -36,12 +36,10 @@ import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.util.Utf8;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
@@ -56,40 +54,15 @@ class EndToEndTest {
 
     private static final Duration GRACE = Duration.ofMillis(500);
 
-    private static Mosquitto broker;
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
 
-    private final List<LogAppender> appenders = new ArrayList<>();
-
-    @BeforeAll
-    static void startBroker() {
-        broker = Mosquitto.startAnonymous();
-    }
-
-    @AfterAll
-    static void stopBroker() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
-
+    /** Some tests kill the broker; the next one starts with it up again. */
     @BeforeEach
     void brokerUp() {
-        if (!broker.isRunning()) {
-            broker.start();
+        if (!BROKER.broker().isRunning()) {
+            BROKER.broker().start();
         }
-    }
-
-    @AfterEach
-    void closeAppenders() {
-        for (LogAppender a : appenders) {
-            try {
-                a.close();
-            } catch (RuntimeException e) {
-                // a second close() is what some tests do on purpose; a failing close is not what they test
-                System.err.println("close() threw: " + e);
-            }
-        }
-        appenders.clear();
     }
 
     // ------------------------------------------------------------------------------------------------ helpers
@@ -98,19 +71,13 @@ class EndToEndTest {
         return "kaa/it/" + what + "/" + UUID.randomUUID().toString().substring(0, 8);
     }
 
-    private LogAppender load(String name, Map<String, Object> overrides) {
-        LogAppender a = KaaNode.load(name, KaaNode.config(overrides));
-        appenders.add(a);
-        return a;
+    private static LogAppender load(String name, Map<String, Object> overrides) {
+        return BROKER.load(name, overrides);
     }
 
     /** doAppend the way the log actor does it, noting the calling thread and when it returned. */
     private static RecordingCallback append(LogAppender appender, BaseLogEventPack pack, String label) {
-        RecordingCallback cb = new RecordingCallback(label);
-        cb.appendStarting();
-        assertDoesNotThrow(() -> appender.doAppend(pack, cb), label + ": doAppend threw");
-        cb.appendReturned();
-        return cb;
+        return RecordingCallback.append(appender, pack, label);
     }
 
     /** Asserts the callback did not run on the caller's thread while doAppend was still running. */
@@ -123,29 +90,9 @@ class EndToEndTest {
         }
     }
 
-    private static List<byte[]> binaries(Schema schema, List<GenericRecord> records) {
-        List<byte[]> out = new ArrayList<>(records.size());
-        for (GenericRecord r : records) {
-            out.add(AvroReference.binary(schema, r));
-        }
-        return out;
-    }
-
-    private static List<byte[]> expectedPayloads(Schema schema, List<byte[]> binaries) {
-        List<byte[]> out = new ArrayList<>(binaries.size());
-        for (byte[] b : binaries) {
-            out.add(AvroReference.expectedPayload(schema, b));
-        }
-        return out;
-    }
-
     /** n telemetry records with ids prefix-r0..r(n-1), as Avro binaries. */
     private static List<byte[]> telemetryBinaries(Schema schema, Random rnd, String prefix, int n) {
-        List<GenericRecord> recs = new ArrayList<>(n);
-        for (int i = 0; i < n; i++) {
-            recs.add(TestData.telemetry(schema, rnd, prefix + "-r" + i, i));
-        }
-        return binaries(schema, recs);
+        return TestData.telemetryBinaries(schema, rnd, n, i -> prefix + "-r" + i);
     }
 
     // ------------------------------------------------------------------------------------------------ a + b
@@ -172,11 +119,11 @@ class EndToEndTest {
         for (int p = 0; p < packs; p++) {
             List<byte[]> bins = telemetryBinaries(schema, rnd, "q" + qos + "-p" + p, perPack);
             packList.add(KaaNode.pack(logSchema, 3, bins));
-            expected.addAll(expectedPayloads(schema, bins));
+            expected.addAll(AvroReference.expectedPayloads(schema, bins));
         }
 
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
-            LogAppender appender = load("e2e-qos" + qos, KaaNode.brokerConfig(broker.port(), topic, qos));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, qos)) {
+            LogAppender appender = load("e2e-qos" + qos, KaaNode.brokerConfig(BROKER.port(), topic, qos));
 
             RecordingCallback[] cbs = new RecordingCallback[packs];
             ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
@@ -250,14 +197,14 @@ class EndToEndTest {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
         String topic = topic("b-qos" + qos);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
-            LogAppender appender = load("once-qos" + qos, KaaNode.brokerConfig(broker.port(), topic, qos));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, qos)) {
+            LogAppender appender = load("once-qos" + qos, KaaNode.brokerConfig(BROKER.port(), topic, qos));
             List<RecordingCallback> cbs = new ArrayList<>();
             List<byte[]> expected = new ArrayList<>();
             Random rnd = new Random(7 + qos);
             for (int p = 0; p < 5; p++) {
                 List<byte[]> bins = telemetryBinaries(schema, rnd, "b" + qos + "-p" + p, p == 0 ? 1 : 10);
-                expected.addAll(expectedPayloads(schema, bins));
+                expected.addAll(AvroReference.expectedPayloads(schema, bins));
                 cbs.add(append(appender, KaaNode.pack(logSchema, 1, bins), "qos " + qos + " pack " + p));
             }
             for (RecordingCallback cb : cbs) {
@@ -289,7 +236,7 @@ class EndToEndTest {
         Schema schema = AvroReference.parse(logSchema);
         String topic = topic("c-qos" + qos);
         Random rnd = new Random(99 + qos);
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, qos);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, qos);
         cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
         cfg.put("keepAliveSeconds", 5);
         LogAppender appender = load("down-qos" + qos, cfg);
@@ -299,7 +246,7 @@ class EndToEndTest {
                 KaaNode.pack(logSchema, 1, telemetryBinaries(schema, rnd, "c" + qos + "-warm", 5)), "warm-up pack");
         warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
 
-        broker.kill();
+        BROKER.broker().kill();
 
         List<RecordingCallback> down = new ArrayList<>();
         for (int p = 0; p < 5; p++) {
@@ -322,9 +269,9 @@ class EndToEndTest {
                     cb.calls().get(0).method, cb.millisToFirst(), cb.appendMillis());
         }
 
-        broker.restart();
+        BROKER.broker().restart();
 
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, qos)) {
             long deadline = System.nanoTime() + Duration.ofSeconds(40).toNanos();
             List<RecordingCallback> attempts = new ArrayList<>();
             List<byte[]> delivered = null;
@@ -337,7 +284,7 @@ class EndToEndTest {
                 RecordingCallback.Call c = cb.awaitFirst(answerWithin);
                 System.out.printf("qos %d, %s: %s after %.0f ms%n", qos, cb.label(), c.method, cb.millisToFirst());
                 if (c.method.equals(SUCCESS)) {
-                    delivered = expectedPayloads(schema, bins);
+                    delivered = AvroReference.expectedPayloads(schema, bins);
                     break;
                 }
                 assertEquals(CONNECTION_ERROR, c.method, cb.label() + ": only a connection error may precede "
@@ -387,7 +334,7 @@ class EndToEndTest {
         String logSchema = TestData.schemaText("simple.avsc");
         Schema schema = AvroReference.parse(logSchema);
         String topic = topic("d-bad");
-        LogAppender appender = load("undecodable", KaaNode.brokerConfig(broker.port(), topic, 1));
+        LogAppender appender = load("undecodable", KaaNode.brokerConfig(BROKER.port(), topic, 1));
 
         GenericRecord ok = new GenericData.Record(schema);
         ok.put("id", "valid-record-with-a-long-enough-id");
@@ -436,7 +383,7 @@ class EndToEndTest {
                 + problems);
 
         // The appender still works afterwards.
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(valid)), "valid after bad");
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
             sub.awaitCount(1, Duration.ofSeconds(10));
@@ -451,8 +398,8 @@ class EndToEndTest {
     void emptyPackSucceeds() {
         String logSchema = TestData.schemaText("telemetry.avsc");
         String topic = topic("d-empty");
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = load("empty-pack", KaaNode.brokerConfig(broker.port(), topic, 1));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = load("empty-pack", KaaNode.brokerConfig(BROKER.port(), topic, 1));
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, Collections.emptyList()), "empty pack");
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), GRACE);
             assertEquals(0, sub.count(), "an empty pack publishes nothing");
@@ -466,7 +413,7 @@ class EndToEndTest {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
         String topic = topic("d-closed");
-        LogAppender appender = load("closed", KaaNode.brokerConfig(broker.port(), topic, 1));
+        LogAppender appender = load("closed", KaaNode.brokerConfig(BROKER.port(), topic, 1));
         RecordingCallback before = append(appender,
                 KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "d-open", 3)), "before close");
         before.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
@@ -496,8 +443,9 @@ class EndToEndTest {
         Schema schema = AvroReference.parse(logSchema);
         Map<String, Object> cfg = KaaNode.brokerConfig(closedPort, topic("e"), 1);
         cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
-        LogAppender appender = assertDoesNotThrow(() -> load("unreachable", cfg),
-                "init must not fail because the broker is unreachable (the node would drop the appender)");
+        LogAppender appender = BROKER.closeAfterTest(assertDoesNotThrow(() -> KaaNode.load("unreachable",
+                KaaNode.config(cfg)), "init must not fail because the broker is unreachable (the node would drop the "
+                + "appender)"));
 
         List<RecordingCallback> cbs = new ArrayList<>();
         for (int p = 0; p < 3; p++) {
@@ -530,7 +478,7 @@ class EndToEndTest {
         final int timeoutSeconds = 6;
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic("bound"), 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic("bound"), 1);
         cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
         cfg.put("maxPendingRecords", 10);
         LogAppender appender = load("bounded", cfg);
@@ -538,7 +486,7 @@ class EndToEndTest {
                 KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "bound-warm", 2)), "warm-up");
         warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
 
-        broker.kill();
+        BROKER.broker().kill();
         RecordingCallback a = append(appender,
                 KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "bound-a", 8)), "pack A (8 records)");
         RecordingCallback b = append(appender,
@@ -561,14 +509,14 @@ class EndToEndTest {
         final int timeoutSeconds = 3;
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic("close-in-flight"), 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic("close-in-flight"), 1);
         cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
         LogAppender appender = load("close-in-flight", cfg);
         RecordingCallback warm = append(appender,
                 KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "cif-warm", 2)), "warm-up");
         warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
 
-        broker.kill();
+        BROKER.broker().kill();
         List<RecordingCallback> cbs = new ArrayList<>();
         for (int p = 0; p < 4; p++) {
             cbs.add(append(appender,
@@ -600,8 +548,8 @@ class EndToEndTest {
         assertEquals(0, bin.length, "a record without fields encodes to no bytes");
         assertEquals(0, AvroReference.kaaJson(schema, bin).length, "Avro 1.7.5 JSON of a record without fields");
         String topic = topic("f-empty-record");
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = load("heartbeat", KaaNode.brokerConfig(broker.port(), topic, 1));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = load("heartbeat", KaaNode.brokerConfig(BROKER.port(), topic, 1));
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(bin, bin, bin)), "3 heartbeats");
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
             sub.awaitCount(3, Duration.ofSeconds(10));
@@ -736,8 +684,8 @@ class EndToEndTest {
         List<String> caseNames = new ArrayList<>(cases.keySet());
 
         String topic = topic("g-edge");
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
-            LogAppender appender = load("edge", KaaNode.brokerConfig(broker.port(), topic, 1));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = load("edge", KaaNode.brokerConfig(BROKER.port(), topic, 1));
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, bins), "edge pack");
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
             sub.awaitCount(bins.size(), Duration.ofSeconds(10));
@@ -807,8 +755,8 @@ class EndToEndTest {
         r.put("value", -1);
         byte[] bin = AvroReference.binary(schema, r);
         String topic = topic("h-qos3");
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 2)) {
-            LogAppender appender = load("qos3", KaaNode.brokerConfig(broker.port(), topic, 3));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 2)) {
+            LogAppender appender = load("qos3", KaaNode.brokerConfig(BROKER.port(), topic, 3));
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(bin)), "qos 3 pack");
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
             sub.awaitCount(1, Duration.ofSeconds(10));

@@ -22,7 +22,6 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.avro.Schema;
-import org.apache.avro.generic.GenericRecord;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -42,13 +41,7 @@ class FailureClassesTest {
     private static final Duration SLACK = Duration.ofMillis(1500);
 
     private static List<byte[]> records(Schema schema, String prefix, int n) {
-        List<byte[]> out = new ArrayList<>();
-        Random rnd = new Random(prefix.hashCode());
-        for (int i = 0; i < n; i++) {
-            GenericRecord r = TestData.telemetry(schema, rnd, prefix + "-" + i, i);
-            out.add(AvroReference.binary(schema, r));
-        }
-        return out;
+        return TestData.telemetryBinaries(schema, new Random(prefix.hashCode()), n, i -> prefix + "-" + i);
     }
 
     /**
@@ -90,11 +83,7 @@ class FailureClassesTest {
     }
 
     private static RecordingCallback append(LogAppender a, String logSchema, List<byte[]> recs, String label) {
-        RecordingCallback cb = new RecordingCallback(label);
-        cb.appendStarting();
-        assertDoesNotThrow(() -> a.doAppend(KaaNode.pack(logSchema, 1, recs), cb), label + ": doAppend threw");
-        cb.appendReturned();
-        return cb;
+        return RecordingCallback.append(a, KaaNode.pack(logSchema, 1, recs), label);
     }
 
     private static String topic() {

@@ -32,11 +32,10 @@ import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.io.BinaryEncoder;
 import org.apache.avro.io.DecoderFactory;
 import org.apache.avro.io.EncoderFactory;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -58,20 +57,11 @@ class InstallLayoutIT {
     private static final Pattern LOADED = Pattern.compile("shared library load of (.*) was successful");
     private static final Pattern ATTEMPTED = Pattern.compile("attempting shared library load of (.*)$");
 
-    private static Mosquitto broker;
+    /** The broker only: the appenders run in the child JVMs. */
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
+
     private final List<Path> dirs = new ArrayList<>();
-
-    @BeforeAll
-    static void startBroker() {
-        broker = Mosquitto.startAnonymous();
-    }
-
-    @AfterAll
-    static void stopBroker() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
 
     @AfterEach
     void removeDirectories() {
@@ -250,7 +240,7 @@ class InstallLayoutIT {
     }
 
     private static List<String> replayArgs(String topic, Records records) {
-        return List.of("--host", "127.0.0.1", "--port", String.valueOf(broker.port()), "--topic", topic, "--qos", "1",
+        return List.of("--host", "127.0.0.1", "--port", String.valueOf(BROKER.port()), "--topic", topic, "--qos", "1",
                 "--client-id", "install-" + UUID.randomUUID().toString().substring(0, 8), "--timeout", "10",
                 "--schema", records.schemaFile.toString(), "--records", records.recordsFile.toString());
     }
@@ -274,7 +264,7 @@ class InstallLayoutIT {
         Path lib = libDir(true);
         Records records = new Records(newDir("kaa-node-data-"), 20, 1);
         String topic = "kaa/it/install/beside/" + UUID.randomUUID().toString().substring(0, 8);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of(), replayArgs(topic, records));
             assertNoCrash(r);
             assertEquals(0, r.exit, "Replay exits 0 when every pack was confirmed\n" + r.describe());
@@ -303,7 +293,7 @@ class InstallLayoutIT {
         Path lib = libDir(false);
         Records records = new Records(newDir("kaa-node-data-"), 12, 2);
         String topic = "kaa/it/install/jar-only/" + UUID.randomUUID().toString().substring(0, 8);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of(), replayArgs(topic, records));
             assertNoCrash(r);
             assertEquals(0, r.exit, r.describe());
@@ -342,9 +332,9 @@ class InstallLayoutIT {
             path = bogus.toString();
         }
         String topic = "kaa/it/install/broken/" + UUID.randomUUID().toString().substring(0, 8);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.library=" + path), List.of("--host", "127.0.0.1",
-                    "--port", String.valueOf(broker.port()), "--topic", topic, "--packs", "3", "--pack-size", "2",
+                    "--port", String.valueOf(BROKER.port()), "--topic", topic, "--packs", "3", "--pack-size", "2",
                     "--client-id", "install-broken-" + UUID.randomUUID().toString().substring(0, 8)));
             assertNoCrash(r);
             assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());

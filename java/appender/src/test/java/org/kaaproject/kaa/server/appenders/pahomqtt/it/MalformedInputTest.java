@@ -1,6 +1,5 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
-import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -25,11 +24,9 @@ import java.util.concurrent.TimeUnit;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.kaaproject.kaa.common.dto.EndpointProfileDataDto;
 import org.kaaproject.kaa.common.dto.logs.LogSchemaDto;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -51,33 +48,12 @@ class MalformedInputTest {
     private static final Duration ANSWER_WITHIN = Duration.ofSeconds(15);
     private static final Duration GRACE = Duration.ofMillis(500);
 
-    private static Mosquitto broker;
-    private final List<LogAppender> appenders = new ArrayList<>();
+    /** Closing an appender after a hostile pack must not throw either: failingOnCloseErrors. */
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous().failingOnCloseErrors();
 
-    @BeforeAll
-    static void startBroker() {
-        broker = Mosquitto.startAnonymous();
-    }
-
-    @AfterAll
-    static void stopBroker() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
-
-    @AfterEach
-    void closeAppenders() {
-        for (LogAppender a : appenders) {
-            assertDoesNotThrow(a::close, "close()");
-        }
-        appenders.clear();
-    }
-
-    private LogAppender load(String name, String topic) {
-        LogAppender a = KaaNode.load(name, KaaNode.config(KaaNode.brokerConfig(broker.port(), topic, 1)));
-        appenders.add(a);
-        return a;
+    private static LogAppender load(String name, String topic) {
+        return BROKER.load(name, KaaNode.brokerConfig(BROKER.port(), topic, 1));
     }
 
     private static String topic(String what) {
@@ -85,11 +61,7 @@ class MalformedInputTest {
     }
 
     private static RecordingCallback append(LogAppender a, BaseLogEventPack pack, String label) {
-        RecordingCallback cb = new RecordingCallback(label);
-        cb.appendStarting();
-        assertDoesNotThrow(() -> a.doAppend(pack, cb), label + ": doAppend threw");
-        cb.appendReturned();
-        return cb;
+        return RecordingCallback.append(a, pack, label);
     }
 
     /** A pack like the log actor's, with the events and schema text as given (either may be null). */
@@ -146,7 +118,7 @@ class MalformedInputTest {
         String logSchema = TestData.schemaText("simple.avsc");
         Schema schema = AvroReference.parse(logSchema);
         byte[] good = simpleRecord(schema, "good-after-" + label);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(good)), "good pack after "
                     + label);
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
@@ -536,7 +508,7 @@ class MalformedInputTest {
         List<byte[]> mustArrive = new ArrayList<>();
         Map<String, Integer> classes = new TreeMap<>();
         Set<String> seenInputs = new HashSet<>();
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             for (int i = 0; i < 600; i++) {
                 byte[] bytes;
                 switch (i % 3) {

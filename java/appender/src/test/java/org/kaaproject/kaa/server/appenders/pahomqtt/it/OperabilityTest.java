@@ -6,14 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
-import java.io.IOException;
 import java.lang.management.ManagementFactory;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -23,7 +17,6 @@ import java.util.concurrent.TimeUnit;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
-import org.apache.avro.Schema;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -36,13 +29,8 @@ class OperabilityTest {
     private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
 
     private static List<byte[]> records(int n, int seed) {
-        Schema schema = AvroReference.parse(TELEMETRY);
-        Random rnd = new Random(seed);
-        List<byte[]> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(AvroReference.binary(schema, TestData.telemetry(schema, rnd, "ops-" + seed + "-" + i, i)));
-        }
-        return out;
+        return TestData.telemetryBinaries(AvroReference.parse(TELEMETRY), new Random(seed), n,
+                i -> "ops-" + seed + "-" + i);
     }
 
     private static Set<ObjectName> beans(MBeanServer server, String appenderName) throws Exception {
@@ -101,23 +89,35 @@ class OperabilityTest {
         }
     }
 
+    /**
+     * An appender with credentials and a one-second summary interval appends packs for a few seconds in a child JVM
+     * logging everything (TRACE), whose log is then read back. The child returns from main without System.exit, so
+     * it also shows that the appender leaves no thread that keeps a JVM alive.
+     */
     @Test
-    void logsReachSlf4jWithSummariesAndNoSecrets() throws IOException, InterruptedException {
+    void logsReachSlf4jWithSummariesAndNoSecrets() throws InterruptedException {
         String password = "pa55-" + Long.toHexString(new Random().nextLong());
         try (Mosquitto broker = Mosquitto.withCredentials("operator", password)) {
             broker.start();
-            Path java = Paths.get(System.getProperty("java.home"), "bin", "java");
-            Path out = Files.createTempFile("log-probe", ".txt");
-            try {
-                Process p = new ProcessBuilder(java.toString(), "-cp", System.getProperty("java.class.path"),
-                        // Everything the native side logs, down to rumqttc's packet traces.
-                        "-Dorg.slf4j.simpleLogger.defaultLogLevel=trace", LogProbe.class.getName(),
-                        String.valueOf(broker.port()), "operator", password)
-                        .redirectErrorStream(true).redirectOutput(out.toFile()).start();
-                assertTrue(p.waitFor(60, TimeUnit.SECONDS), "probe JVM did not finish");
-                String log = new String(Files.readAllBytes(out), StandardCharsets.UTF_8);
-                assertEquals(0, p.exitValue(), log);
-                assertTrue(log.contains("probe done"), log);
+            // Everything the native side logs, down to rumqttc's packet traces.
+            try (ChildNode node = ChildNode.start("trace")) {
+                Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "probe/logs", 1);
+                cfg.put("username", "operator");
+                cfg.put("password", password);
+                cfg.put("statsIntervalSeconds", 1);
+                node.load("probe", cfg);
+                long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(3500);
+                int packs = 0;
+                while (System.nanoTime() < end) {
+                    String label = "probe-" + packs;
+                    node.append("probe", label, packs, 10);
+                    node.awaitFirst(label, Duration.ofSeconds(10));
+                    packs++;
+                    Thread.sleep(50);
+                }
+                int exitCode = node.returnFromMain(Duration.ofSeconds(60));
+                String log = node.log();
+                assertEquals(0, exitCode, log);
                 String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
                 assertTrue(log.contains(nativeLogger + "connection - connected to 127.0.0.1:" + broker.port()),
                         "native INFO line in SLF4J:\n" + log);
@@ -127,8 +127,7 @@ class OperabilityTest {
                 assertTrue(log.contains("org.kaaproject.kaa.server.appenders.pahomqtt.native.rumqttc"),
                         "other crates' records are forwarded too");
                 assertFalse(log.contains(password), "the password appears in the log:\n" + log);
-            } finally {
-                Files.deleteIfExists(out);
+                assertFalse(node.stdout().contains(password), "the password appears on stdout:\n" + node.stdout());
             }
         }
     }

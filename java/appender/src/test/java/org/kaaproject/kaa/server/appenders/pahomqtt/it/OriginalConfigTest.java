@@ -19,11 +19,9 @@ import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
 import org.codehaus.jackson.JsonNode;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -43,33 +41,8 @@ class OriginalConfigTest {
     private static final String ORIGINAL_TYPE_NAME = "PahoMQTT";
     private static final Duration GRACE = Duration.ofMillis(500);
 
-    private static Mosquitto broker;
-
-    private final List<LogAppender> appenders = new ArrayList<>();
-
-    @BeforeAll
-    static void startBroker() {
-        broker = Mosquitto.startAnonymous();
-    }
-
-    @AfterAll
-    static void stopBroker() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
-
-    @AfterEach
-    void closeAppenders() {
-        for (LogAppender a : appenders) {
-            try {
-                a.close();
-            } catch (RuntimeException e) {
-                System.err.println("close() threw: " + e);
-            }
-        }
-        appenders.clear();
-    }
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
 
     private static Schema originalSchema() {
         return AvroReference.parse(TestData.schemaText("original-PahoMqttConfig.avsc"));
@@ -155,7 +128,7 @@ class OriginalConfigTest {
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void configurationStoredByTheOriginalAppenderStillWorks(String label, String host, String clientId, String topic,
             int storedQos, int publishedQos) {
-        GenericRecord cfg = originalRecord("port", broker.port());
+        GenericRecord cfg = originalRecord("port", BROKER.port());
         if (host != null) {
             cfg.put("host", host);
             cfg.put("clientId", clientId);
@@ -169,19 +142,12 @@ class OriginalConfigTest {
 
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        List<byte[]> bins = new ArrayList<>();
-        List<byte[]> expected = new ArrayList<>();
-        Random rnd = new Random(storedQos);
-        for (int i = 0; i < 12; i++) {
-            byte[] b = AvroReference.binary(schema, TestData.telemetry(schema, rnd, "legacy-q" + storedQos + "-r" + i,
-                    i));
-            bins.add(b);
-            expected.add(AvroReference.expectedPayload(schema, b));
-        }
+        List<byte[]> bins = TestData.telemetryBinaries(schema, new Random(storedQos), 12,
+                i -> "legacy-q" + storedQos + "-r" + i);
+        List<byte[]> expected = AvroReference.expectedPayloads(schema, bins);
         // Subscribed at QoS 2, the subscriber gets each message at the QoS it was published with.
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), expectedTopic, 2)) {
-            LogAppender appender = KaaNode.load(storedByTheOriginal("legacy-" + storedQos, raw));
-            appenders.add(appender);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), expectedTopic, 2)) {
+            LogAppender appender = BROKER.load(storedByTheOriginal("legacy-" + storedQos, raw));
             RecordingCallback cb = new RecordingCallback(label);
             cb.appendStarting();
             appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
@@ -216,16 +182,13 @@ class OriginalConfigTest {
             String logSchema = TestData.schemaText("telemetry.avsc");
             Schema schema = AvroReference.parse(logSchema);
             List<byte[]> bins = new ArrayList<>();
-            List<byte[]> expected = new ArrayList<>();
             for (int i = 0; i < 4; i++) {
-                byte[] b = AvroReference.binary(schema, TestData.telemetry(schema, new Random(i), "legacy-auth-r" + i,
-                        i));
-                bins.add(b);
-                expected.add(AvroReference.expectedPayload(schema, b));
+                bins.add(AvroReference.binary(schema, TestData.telemetry(schema, new Random(i), "legacy-auth-r" + i,
+                        i)));
             }
+            List<byte[]> expected = AvroReference.expectedPayloads(schema, bins);
             try (Subscriber sub = Subscriber.subscribe(secured.port(), topic, 1, user, password)) {
-                LogAppender appender = KaaNode.load(storedByTheOriginal("legacy-auth", raw));
-                appenders.add(appender);
+                LogAppender appender = BROKER.load(storedByTheOriginal("legacy-auth", raw));
                 RecordingCallback cb = new RecordingCallback("pack with stored credentials");
                 appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
                 cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
@@ -233,7 +196,8 @@ class OriginalConfigTest {
                 RecordingCallback.sleep(GRACE);
                 Payloads.assertSameMultiset("stored credentials", expected, sub.payloads());
             }
-            closeAppenders();
+            // Before the broker it talks to goes away.
+            BROKER.closeAppenders();
         }
     }
 }

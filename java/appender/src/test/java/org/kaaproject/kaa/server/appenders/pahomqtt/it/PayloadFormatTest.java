@@ -26,10 +26,10 @@ import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.io.DecoderFactory;
 import org.apache.avro.io.EncoderFactory;
 import org.apache.avro.io.JsonEncoder;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -53,45 +53,34 @@ class PayloadFormatTest {
     private static final Pattern TIMESTAMP = Pattern.compile("\"timestamp\":\\{\"long\":(\\d+)\\}");
     private static final int SCHEMA_VERSION = 7;
 
-    private static Mosquitto broker;
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
+
     private static String logSchemaText;
     private static Schema logSchema;
 
     @BeforeAll
-    static void start() {
-        broker = Mosquitto.startAnonymous();
+    static void parseLogSchema() {
         logSchemaText = TestData.schemaText("telemetry.avsc");
         logSchema = AvroReference.parse(logSchemaText);
     }
 
-    @AfterAll
-    static void stop() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
-
     private static List<byte[]> records(int n) {
-        Random rnd = new Random(n * 31L);
-        List<byte[]> out = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            out.add(AvroReference.binary(logSchema, TestData.telemetry(logSchema, rnd, "fmt-" + i, i)));
-        }
-        return out;
+        return TestData.telemetryBinaries(logSchema, new Random(n * 31L), n, i -> "fmt-" + i);
     }
 
     /** Publishes one pack with the given format, grouping and header structure; returns what a subscriber got. */
     private static List<byte[]> publish(String format, String grouping, List<LogHeaderStructureDto> header,
             List<byte[]> records, int expectedMessages) {
         String topic = "fmt/" + UUID.randomUUID();
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
         Schema configSchema = KaaNode.configSchema();
         cfg.put("payloadFormat", new GenericData.EnumSymbol(configSchema.getField("payloadFormat").schema(), format));
         cfg.put("grouping", new GenericData.EnumSymbol(configSchema.getField("grouping").schema(), grouping));
         LogAppenderDto dto = KaaNode.appenderDto("fmt", KaaNode.config(cfg));
         dto.setHeaderStructure(header);
         LogAppender appender = KaaNode.load(dto);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             RecordingCallback cb = new RecordingCallback(format + "/" + grouping);
             appender.doAppend(KaaNode.pack(logSchemaText, SCHEMA_VERSION, records), cb);
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(200));
@@ -210,11 +199,11 @@ class PayloadFormatTest {
         r.put("v", 2.5);
         r.put("blob", java.nio.ByteBuffer.wrap(new byte[] {(byte) 0xfb, (byte) 0xff, 0, 'a'}));
         String topic = "fmt/" + UUID.randomUUID();
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
         cfg.put("payloadFormat", new GenericData.EnumSymbol(KaaNode.configSchema().getField("payloadFormat").schema(),
                 "JSON"));
         LogAppender appender = KaaNode.load("plain", KaaNode.config(cfg));
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             RecordingCallback cb = new RecordingCallback("plain");
             appender.doAppend(KaaNode.pack(schema.toString(), 1, Arrays.asList(AvroReference.binary(schema, r))), cb);
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(200));

@@ -1,5 +1,6 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import java.time.Duration;
@@ -8,7 +9,9 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
+import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPack;
 
 /**
  * A LogDeliveryCallback that records every call (which method, on which thread, when), in order, so tests can
@@ -58,6 +61,18 @@ public final class RecordingCallback implements LogDeliveryCallback {
 
     public RecordingCallback() {
         this("pack");
+    }
+
+    /**
+     * doAppend the way the log actor does it, with a new callback labelled {@code label}: notes the calling thread
+     * and when doAppend returned, and fails the test if doAppend threw.
+     */
+    public static RecordingCallback append(LogAppender appender, BaseLogEventPack pack, String label) {
+        RecordingCallback cb = new RecordingCallback(label);
+        cb.appendStarting();
+        assertDoesNotThrow(() -> appender.doAppend(pack, cb), label + ": doAppend threw");
+        cb.appendReturned();
+        return cb;
     }
 
     public String label() {

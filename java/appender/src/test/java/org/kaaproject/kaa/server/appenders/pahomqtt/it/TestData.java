@@ -10,6 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.function.IntFunction;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
@@ -37,6 +38,18 @@ public final class TestData {
         " back\\slash", " tab\there", " new\nline", " 😀"};
     private static final String[] COUNTER_KEYS = {"rx", "tx", "err", "drop", "retry", "reboots", "q", "batteryLow"};
     private static final String[] STATUS = {"OK", "WARN", "FAIL"};
+
+    /**
+     * {@code n} telemetry records in Avro binary, made one after the other from {@code rnd}; record {@code i} has
+     * the id {@code id.apply(i)} and the sequence number {@code i}.
+     */
+    public static List<byte[]> telemetryBinaries(Schema s, Random rnd, int n, IntFunction<String> id) {
+        List<byte[]> out = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            out.add(AvroReference.binary(s, telemetry(s, rnd, id.apply(i), i)));
+        }
+        return out;
+    }
 
     /** One telemetry record (schemas/telemetry.avsc), deterministic for a given Random state. */
     public static GenericRecord telemetry(Schema s, Random rnd, String id, int seq) {

@@ -18,7 +18,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
-import org.apache.avro.Schema;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -72,12 +71,7 @@ class TlsLoggingTest {
     }
 
     private static List<byte[]> expected(List<byte[]> recs) {
-        Schema schema = AvroReference.parse(TestData.schemaText(ChildNodeMain.TELEMETRY));
-        List<byte[]> out = new ArrayList<>();
-        for (byte[] r : recs) {
-            out.add(AvroReference.expectedPayload(schema, r));
-        }
-        return out;
+        return AvroReference.expectedPayloads(AvroReference.parse(TestData.schemaText(ChildNodeMain.TELEMETRY)), recs);
     }
 
     /** The log between "MARK from" and the next MARK line (or the end). */

@@ -1,6 +1,5 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
-import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -13,19 +12,16 @@ import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
-import org.apache.avro.Schema;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -53,40 +49,29 @@ class TlsTest {
     private static TestPki.Ca ca;
     private static TestPki.Ca otherCa;
     private static TestPki.Issued server;
+
     /** TLS listener with the usual server certificate (SAN localhost, 127.0.0.1), no client certificate needed. */
-    private static Mosquitto broker;
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.withTls(TlsTest::makeCertificates);
 
-    private final List<LogAppender> appenders = new CopyOnWriteArrayList<>();
-
-    @BeforeAll
-    static void setUp() {
+    /** The CAs and the server certificate, made when the class's broker starts. */
+    private static Mosquitto.Tls makeCertificates() {
         pki = TestPki.create();
         ca = pki.rootCa("kaa-it-root");
         otherCa = pki.rootCa("kaa-it-other-root");
         server = ca.localhostServer();
-        broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
+        return new Mosquitto.Tls(ca.cert, server.chain, server.key);
     }
 
     @AfterAll
-    static void tearDown() {
-        if (broker != null) {
-            broker.close();
-        }
+    static void removeCertificates() {
         if (pki != null) {
             pki.close();
         }
     }
 
-    @AfterEach
-    void closeAppenders() {
-        for (LogAppender a : appenders) {
-            try {
-                a.close();
-            } catch (RuntimeException e) {
-                System.err.println("close() threw: " + e);
-            }
-        }
-        appenders.clear();
+    private static Mosquitto broker() {
+        return BROKER.broker();
     }
 
     // ------------------------------------------------------------------------------------------ helpers
@@ -102,10 +87,8 @@ class TlsTest {
         return cfg;
     }
 
-    private LogAppender load(String name, Map<String, Object> cfg) {
-        LogAppender a = assertDoesNotThrow(() -> KaaNode.load(name, KaaNode.config(cfg)), "init");
-        appenders.add(a);
-        return a;
+    private static LogAppender load(String name, Map<String, Object> cfg) {
+        return BROKER.load(name, cfg);
     }
 
     private static List<byte[]> records(int n) {
@@ -113,20 +96,11 @@ class TlsTest {
     }
 
     private static RecordingCallback append(LogAppender a, List<byte[]> recs, String label) {
-        RecordingCallback cb = new RecordingCallback(label);
-        cb.appendStarting();
-        assertDoesNotThrow(() -> a.doAppend(KaaNode.pack(TELEMETRY, 1, recs), cb), label + ": doAppend threw");
-        cb.appendReturned();
-        return cb;
+        return RecordingCallback.append(a, KaaNode.pack(TELEMETRY, 1, recs), label);
     }
 
     private static List<byte[]> expected(List<byte[]> recs) {
-        Schema schema = AvroReference.parse(TELEMETRY);
-        List<byte[]> out = new ArrayList<>();
-        for (byte[] r : recs) {
-            out.add(AvroReference.expectedPayload(schema, r));
-        }
-        return out;
+        return AvroReference.expectedPayloads(AvroReference.parse(TELEMETRY), recs);
     }
 
     /**
@@ -178,14 +152,14 @@ class TlsTest {
     @ParameterizedTest(name = "host {0}, QoS {1}")
     @CsvSource({"127.0.0.1, 0", "127.0.0.1, 1", "127.0.0.1, 2", "localhost, 1"})
     void verifiedWithTheRightCaDeliversByteExact(String host, int qos) {
-        Map<String, Object> cfg = tls(host, broker.port(), true, ca.certPem());
+        Map<String, Object> cfg = tls(host, broker().port(), true, ca.certPem());
         cfg.put("qos", qos);
-        assertDelivers(broker, cfg, "right CA, " + host + ", QoS " + qos);
+        assertDelivers(broker(), cfg, "right CA, " + host + ", QoS " + qos);
     }
 
     @Test
     void caCertificateMayHoldSeveralCas() {
-        assertDelivers(broker, tls("localhost", broker.port(), true, otherCa.certPem() + "\n" + ca.certPem()),
+        assertDelivers(broker(), tls("localhost", broker().port(), true, otherCa.certPem() + "\n" + ca.certPem()),
                 "CA bundle, the right CA second");
     }
 
@@ -210,13 +184,13 @@ class TlsTest {
 
     @Test
     void verifiedWithAnotherCaIsAConnectionError() {
-        assertConnectionError(broker, tls("127.0.0.1", broker.port(), true, otherCa.certPem()), "other CA");
+        assertConnectionError(broker(), tls("127.0.0.1", broker().port(), true, otherCa.certPem()), "other CA");
     }
 
     /** "" means the system's roots, which do not hold the test CA: not "trust anything". */
     @Test
     void verifiedWithTheSystemRootsRejectsAPrivateCa() {
-        assertConnectionError(broker, tls("localhost", broker.port(), true, ""), "system roots");
+        assertConnectionError(broker(), tls("localhost", broker().port(), true, ""), "system roots");
     }
 
     /** Trusting the intermediate's issuer is needed; a server sending only its leaf cannot be chained. */
@@ -235,7 +209,7 @@ class TlsTest {
     @ValueSource(strings = {"other CA", "no CA"})
     void verificationOffDeliversOverTls(String which) {
         String caPem = which.equals("no CA") ? "" : otherCa.certPem();
-        assertDelivers(broker, tls("127.0.0.1", broker.port(), false, caPem), "verify off, " + which);
+        assertDelivers(broker(), tls("127.0.0.1", broker().port(), false, caPem), "verify off, " + which);
     }
 
     /** Off means off: the host name is not checked either. */
@@ -253,13 +227,13 @@ class TlsTest {
      */
     @Test
     void aVerifyingAppenderNeverUsesAnUnverifiedConnection() {
-        Map<String, Object> loose = tls("127.0.0.1", broker.port(), false, otherCa.certPem());
-        assertDelivers(broker, loose, "unverified first");
-        Map<String, Object> strict = tls("127.0.0.1", broker.port(), true, otherCa.certPem());
+        Map<String, Object> loose = tls("127.0.0.1", broker().port(), false, otherCa.certPem());
+        assertDelivers(broker(), loose, "unverified first");
+        Map<String, Object> strict = tls("127.0.0.1", broker().port(), true, otherCa.certPem());
         strict.put("clientId", loose.get("clientId"));
         strict.put("mqtttopic", loose.get("mqtttopic"));
         strict.put("deliveryTimeoutSeconds", DEADLINE_SECONDS);
-        try (Subscriber sub = Subscriber.subscribe(broker.plainPort(), (String) strict.get("mqtttopic"), 1)) {
+        try (Subscriber sub = Subscriber.subscribe(broker().plainPort(), (String) strict.get("mqtttopic"), 1)) {
             LogAppender a = load("verifying, same identity", strict);
             RecordingCallback cb = append(a, records(3), "verifying, same identity");
             RecordingCallback.Call first = cb.awaitFirst(FAILURE_WAIT);
@@ -353,14 +327,14 @@ class TlsTest {
 
     @Test
     void tlsToAPlainListenerIsAConnectionErrorNotAHang() {
-        assertConnectionError(broker, tls("127.0.0.1", broker.plainPort(), true, ca.certPem()), "TLS to plain port");
+        assertConnectionError(broker(), tls("127.0.0.1", broker().plainPort(), true, ca.certPem()), "TLS to plain port");
     }
 
     @Test
     void plainMqttToTheTlsListenerIsAConnectionErrorNotAHang() {
-        Map<String, Object> cfg = tls("127.0.0.1", broker.port(), false, "");
+        Map<String, Object> cfg = tls("127.0.0.1", broker().port(), false, "");
         cfg.put("ssl", false);
-        assertConnectionError(broker, cfg, "plain MQTT to TLS port");
+        assertConnectionError(broker(), cfg, "plain MQTT to TLS port");
     }
 
     /** A peer that accepts TCP and never answers the ClientHello: the deadline still holds. */
@@ -450,10 +424,10 @@ class TlsTest {
     // ------------------------------------------------------------------------------------------ 7. ALPN and SNI
 
     private TlsProxy.Handshake throughProxy(String host, String alpn, String label) {
-        try (TlsProxy proxy = TlsProxy.start(server, broker.plainPort())) {
+        try (TlsProxy proxy = TlsProxy.start(server, broker().plainPort())) {
             Map<String, Object> cfg = tls(host, proxy.port(), true, ca.certPem());
             cfg.put("alpnProtocols", alpn);
-            assertDelivers(broker, cfg, label);
+            assertDelivers(broker(), cfg, label);
             TlsProxy.Handshake h = proxy.awaitHandshake(Duration.ofSeconds(5));
             assertNotNull(h, "the proxy saw no completed handshake; failures: " + proxy.failures());
             assertEquals(1, proxy.handshakes().size(), "one connection: " + proxy.handshakes());

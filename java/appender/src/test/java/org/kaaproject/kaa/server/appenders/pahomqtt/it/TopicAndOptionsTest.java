@@ -18,10 +18,9 @@ import java.util.concurrent.TimeUnit;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
@@ -34,19 +33,9 @@ class TopicAndOptionsTest {
             + "{\"name\":\"id\",\"type\":[\"null\",\"string\"]},{\"name\":\"room\",\"type\":\"int\"}]}},"
             + "{\"name\":\"value\",\"type\":\"double\"},{\"name\":\"text\",\"type\":\"string\"}]}");
 
-    private static Mosquitto broker;
-
-    @BeforeAll
-    static void start() {
-        broker = Mosquitto.startAnonymous();
-    }
-
-    @AfterAll
-    static void stop() {
-        if (broker != null) {
-            broker.close();
-        }
-    }
+    /** The broker only: these tests close their appenders themselves, some of them half-way through. */
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
 
     private static byte[] reading(String id, int room, double value, String text) {
         GenericRecord device = new GenericData.Record(SCHEMA.getField("device").schema());
@@ -72,10 +61,10 @@ class TopicAndOptionsTest {
     @Test
     void templateSubstitutesHeaderAndRecordFieldsWithoutAddingLevels() {
         String base = "t" + UUID.randomUUID().toString().substring(0, 8);
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), base
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), base
                 + "/{applicationToken}/{appenderName}/v{logSchemaVersion}/{event.device.id}/{event.device.room}", 1);
         LogAppender appender = load(cfg);
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), base + "/#", 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), base + "/#", 1)) {
             List<byte[]> records = Arrays.asList(reading("lamp-1", 3, 1.5, "a"), reading("evil/+/#", 12, 2, "b"));
             append(appender, records).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
             sub.awaitCount(2, Duration.ofSeconds(10));
@@ -94,8 +83,8 @@ class TopicAndOptionsTest {
     @Test
     void unresolvableTemplateFailsThePackAsInternalError() {
         String base = "u" + UUID.randomUUID().toString().substring(0, 8);
-        LogAppender appender = load(KaaNode.brokerConfig(broker.port(), base + "/{event.device.id}", 1));
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), base + "/#", 1)) {
+        LogAppender appender = load(KaaNode.brokerConfig(BROKER.port(), base + "/{event.device.id}", 1));
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), base + "/#", 1)) {
             // device.id null: no topic can be made; the whole pack fails, nothing is published.
             append(appender, Arrays.asList(reading("ok", 1, 1, "x"), reading(null, 1, 1, "y")))
                     .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
@@ -107,7 +96,7 @@ class TopicAndOptionsTest {
 
     @Test
     void unknownPlaceholderKeepsTheAppenderFromStarting() {
-        LogAppender appender = load(KaaNode.brokerConfig(broker.port(), "x/{colour}", 1));
+        LogAppender appender = load(KaaNode.brokerConfig(BROKER.port(), "x/{colour}", 1));
         try {
             append(appender, Arrays.asList(reading("a", 1, 1, "x")))
                     .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(5), Duration.ofMillis(100));
@@ -119,7 +108,7 @@ class TopicAndOptionsTest {
     @Test
     void retainedMessagesReachLaterSubscribers() {
         String topic = "r/" + UUID.randomUUID();
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
         cfg.put("retain", true);
         LogAppender appender = load(cfg);
         try {
@@ -129,7 +118,7 @@ class TopicAndOptionsTest {
             appender.close();
         }
         // Subscribed only after the publish: only a retained message can arrive.
-        try (Subscriber late = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber late = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             late.awaitCount(1, Duration.ofSeconds(10));
             List<Subscriber.Received> got = late.messages();
             assertEquals(1, got.size());
@@ -141,12 +130,12 @@ class TopicAndOptionsTest {
     @Test
     void oversizedMessageFailsItsPackAndSmallerOnesGoThrough() {
         String topic = "big/" + UUID.randomUUID();
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
         cfg.put("maxMessageBytes", 2000);
         LogAppender appender = load(cfg);
         char[] big = new char[3000];
         Arrays.fill(big, 'x');
-        try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             append(appender, Arrays.asList(reading("a", 1, 1, new String(big))))
                     .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(100));
             append(appender, Arrays.asList(reading("a", 1, 1, new String(big, 0, 1500))))
@@ -156,7 +145,7 @@ class TopicAndOptionsTest {
             appender.close();
         }
         // Well over rumqttc's own 10 KiB default: the default limit lets it through.
-        LogAppender roomy = load(KaaNode.brokerConfig(broker.port(), topic, 1));
+        LogAppender roomy = load(KaaNode.brokerConfig(BROKER.port(), topic, 1));
         try {
             char[] large = new char[200_000];
             Arrays.fill(large, 'y');
@@ -170,7 +159,7 @@ class TopicAndOptionsTest {
     @Test
     void keepAliveAndCleanSessionReachTheBroker() {
         String clientId = "opts-" + UUID.randomUUID().toString().substring(0, 8);
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "o/" + clientId, 1);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), "o/" + clientId, 1);
         cfg.put("clientId", clientId);
         cfg.put("keepAliveSeconds", 7);
         cfg.put("cleanSession", false);
@@ -179,7 +168,7 @@ class TopicAndOptionsTest {
             append(appender, Arrays.asList(reading("a", 1, 1, "x")))
                     .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
             // Mosquitto logs each connection as "... as <id> (p2, c<clean>, k<keepalive>)".
-            String log = broker.logTail(200);
+            String log = BROKER.broker().logTail(200);
             assertTrue(log.contains("as " + clientId + " (p2, c0, k7)"), log);
         } finally {
             appender.close();
