@@ -1,7 +1,6 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import java.io.BufferedReader;
-import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
