@@ -41,7 +41,10 @@ public class JavaNumberVectors {
         }
         for (int i = 0; i < count; i++) {
             print(Float.intBitsToFloat(random.nextInt() & Integer.MAX_VALUE));
-            print(random.nextInt(2_000_000) / (float) Math.pow(10, random.nextInt(7)));
+            float reading = random.nextInt(2_000_000) / (float) Math.pow(10, random.nextInt(7));
+            print(reading);
+            print(Math.nextUp(reading));
+            print(Math.nextDown(reading));
         }
     }
 

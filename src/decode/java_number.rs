@@ -33,7 +33,8 @@ fn pow5_u64(n: i32) -> u64 {
 
 /// The digits of a finite, non-zero double (its sign is ignored).
 pub(super) fn double_digits(d: f64) -> Digits {
-    if let Some(digits) = short_decimal(d.abs()) {
+    let d = d.abs();
+    if let Some(digits) = short_decimal(d, MAX_DOUBLE_SHORT, |r, scale| r as f64 / scale == d) {
         return digits;
     }
     let bits = d.to_bits();
@@ -52,23 +53,27 @@ pub(super) fn double_digits(d: f64) -> Digits {
 }
 
 /// Most readings are short decimals (`21.5`, `1013.25`), and for those the digit loop's answer
-/// is known without running it: it stops at the shortest decimal that reads back as `d`.
-/// Within 1e-2 <= d < 1e6 Java prints `d` plain and its rule of two digits before stopping
-/// (exponent form) never applies; with at most 12 significant digits (six places suit
-/// readings; longer decimals take the loop), half an ulp is far below one unit of the last
-/// digit, so no shorter prefix of `d`'s expansion is within half an ulp of it and only one
-/// decimal of that length is. The search by scaling is exact: `r / 10^p` is correctly
-/// rounded, so it equals `d` just when `r × 10^-p` reads back as `d`.
-fn short_decimal(d: f64) -> Option<Digits> {
-    if !(1e-2..1e6).contains(&d) {
+/// is known without running it: it stops at the shortest decimal that reads back as `v`.
+/// Within 1e-2 <= v < 1e6 Java prints `v` plain and its rule of two digits before stopping
+/// (exponent form) never applies; with at most six places and `max` as the scaled value (so
+/// at most 12 significant digits for a double, 6 for a float), half an ulp is far below one
+/// unit of the last digit, so no shorter prefix of `v`'s expansion is within half an ulp of
+/// it and only one decimal of that length is. The search by scaling is exact: `reads_back`
+/// divides `r` by `10^p` in `v`'s own precision, correctly rounded, so it gives `v` just when
+/// `r × 10^-p` reads back as `v`.
+fn short_decimal(v: f64, max: i64, reads_back: impl Fn(i64, f64) -> bool) -> Option<Digits> {
+    if !(1e-2..1e6).contains(&v) {
         return None;
     }
     let mut scale = 1.0;
     for places in 0..=6 {
-        // Rounding half up is enough: when a decimal with `places` places reads back as `d`,
-        // `d × scale` lies within a tiny fraction of it, far from a half.
-        let r = (d * scale + 0.5) as i64;
-        if r as f64 / scale == d {
+        // Rounding half up is enough: when a decimal with `places` places reads back as `v`,
+        // `v × scale` lies within a tiny fraction of it, far from a half.
+        let r = (v * scale + 0.5) as i64;
+        if r > max {
+            return None;
+        }
+        if reads_back(r, scale) {
             let mut digits = long_digits(r as u64, 0);
             digits.exp -= places;
             return Some(digits);
@@ -78,8 +83,20 @@ fn short_decimal(d: f64) -> Option<Digits> {
     None
 }
 
+/// Scaled values a double's shortcut takes: below 1e6 with six places, so no limit of its own.
+const MAX_DOUBLE_SHORT: i64 = i64::MAX;
+/// A float's: six significant digits at most (half a float ulp is up to 6e-8 of the value).
+const MAX_FLOAT_SHORT: i64 = 999_999;
+
 /// The digits of a finite, non-zero float (its sign is ignored).
 pub(super) fn float_digits(f: f32) -> Digits {
+    let f = f.abs();
+    let short = short_decimal(f64::from(f), MAX_FLOAT_SHORT, |r, scale| {
+        r as f32 / scale as f32 == f
+    });
+    if let Some(digits) = short {
+        return digits;
+    }
     let bits = f.to_bits();
     let mut fract = bits & 0x7F_FFFF;
     let exp_field = ((bits >> 23) & 0xFF) as i32;
