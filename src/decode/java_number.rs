@@ -116,28 +116,14 @@ pub(super) fn float_digits(f: f32) -> Digits {
     )
 }
 
-/// Digits as `dtoa` leaves them, as characters: possibly with trailing zeros after a carry.
-struct Generated {
-    digits: [u8; DIGIT_CHARS],
-    len: usize,
-    dec_exponent: i32,
-}
-
 /// Digits kept: what fits a `long`, as the integer form of these digits used to be.
 const MAX_DIGITS: usize = 19;
 
-impl Generated {
-    fn new() -> Self {
-        Generated {
-            digits: [b'0'; DIGIT_CHARS],
-            len: 0,
-            dec_exponent: 0,
-        }
-    }
-
+/// How `dtoa` builds its digits, possibly with trailing zeros after a carry.
+impl Digits {
     fn push(&mut self, digit: i64) {
         if self.len < 24 {
-            self.digits[self.len] = b'0' + digit as u8;
+            self.chars[self.len] = b'0' + digit as u8;
             self.len += 1;
         }
     }
@@ -149,28 +135,24 @@ impl Generated {
             return;
         }
         let mut i = self.len - 1;
-        while self.digits[i] == b'9' && i > 0 {
-            self.digits[i] = b'0';
+        while self.chars[i] == b'9' && i > 0 {
+            self.chars[i] = b'0';
             i -= 1;
         }
-        if self.digits[i] == b'9' {
-            self.dec_exponent += 1;
-            self.digits[0] = b'1';
+        if self.chars[i] == b'9' {
+            self.exp += 1;
+            self.chars[0] = b'1';
         } else {
-            self.digits[i] += 1;
+            self.chars[i] += 1;
         }
     }
 
-    fn into_digits(mut self) -> Digits {
+    fn keep_max_digits(mut self) -> Digits {
         if self.len > MAX_DIGITS {
-            self.digits[MAX_DIGITS..].fill(b'0');
+            self.chars[MAX_DIGITS..].fill(b'0');
             self.len = MAX_DIGITS;
         }
-        Digits {
-            chars: self.digits,
-            len: self.len,
-            exp: self.dec_exponent,
-        }
+        self
     }
 }
 
@@ -241,7 +223,7 @@ fn dtoa(bin_exp: i32, fract: u64, significant: i32) -> Digits {
             (s5 + 1) * 3
         };
 
-    let mut out = Generated::new();
+    let mut out = Digits::ZERO;
     let (low, high, low_digit_difference) = if b_bits < 64 && ten_s_bits < 64 {
         if b_bits < 32 && ten_s_bits < 32 {
             small_loop::<i32>(&mut out, &mut dec_exp, fract, (b5, b2), (s5, s2), (m5, m2))
@@ -254,20 +236,20 @@ fn dtoa(bin_exp: i32, fract: u64, significant: i32) -> Digits {
             Some(result) => result,
             None => {
                 // Too large for u128: start over on arbitrary precision.
-                out = Generated::new();
+                out = Digits::ZERO;
                 dec_exp = estimate;
                 big_loop::<Nat>(&mut out, &mut dec_exp, fract, (b5, b2), (s5, s2), (m5, m2))
                     .unwrap_or((true, false, 0))
             }
         }
     };
-    out.dec_exponent = dec_exp + 1;
-    let last_odd = out.len > 0 && out.digits[out.len - 1] & 1 != 0;
+    out.exp = dec_exp + 1;
+    let last_odd = out.len > 0 && out.chars[out.len - 1] & 1 != 0;
     let tie_up = low_digit_difference > 0 || (low_digit_difference == 0 && last_odd);
     if high && (!low || tie_up) {
         out.round_up();
     }
-    out.into_digits()
+    out.keep_max_digits()
 }
 
 /// `floor(log10(value))`, estimated the way FloatingDecimal does (it may be one too small).
@@ -374,7 +356,7 @@ type Scale = (i32, i32);
 
 /// The digit loop on `int`s or `long`s; returns (low, high, lowDigitDifference).
 fn small_loop<W: Word>(
-    out: &mut Generated,
+    out: &mut Digits,
     dec_exp: &mut i32,
     fract: u64,
     (b5, b2): Scale,
@@ -567,7 +549,7 @@ impl Exact for Nat {
 
 /// The digit loop on exact integers; `None` if `N` cannot hold the values.
 fn big_loop<N: Exact>(
-    out: &mut Generated,
+    out: &mut Digits,
     dec_exp: &mut i32,
     fract: u64,
     (b5, b2): Scale,
