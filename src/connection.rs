@@ -194,16 +194,7 @@ impl Connection {
                 eventloop
                     .network_options
                     .set_connection_timeout(broker.connect_timeout.as_secs());
-                (
-                    Box::new(client),
-                    Box::new(move |shared| {
-                        runtime().spawn(drive(
-                            shared,
-                            eventloop,
-                            options.into_iter().zip(labels).collect(),
-                        ));
-                    }),
-                )
+                with_driver(client, eventloop, options, labels)
             }
             MqttVersion::V5 => {
                 let options: Vec<_> = addresses
@@ -235,16 +226,7 @@ impl Connection {
                     .collect();
                 let (client, eventloop) =
                     rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
-                (
-                    Box::new(client),
-                    Box::new(move |shared| {
-                        runtime().spawn(drive(
-                            shared,
-                            eventloop,
-                            options.into_iter().zip(labels).collect(),
-                        ));
-                    }),
-                )
+                with_driver(client, eventloop, options, labels)
             }
         };
         let shared = Arc::new(Shared {
@@ -292,6 +274,23 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.shared.shutdown.notify_one();
     }
+}
+
+/// The client, and what starts its event loop's task on the runtime once the shared state
+/// exists; `options` and `labels` name the brokers in the order they are tried.
+fn with_driver<C: Client + 'static, E: EventLoop>(
+    client: C,
+    eventloop: E,
+    options: Vec<E::Options>,
+    labels: Vec<String>,
+) -> (Box<dyn Client>, StartDriver) {
+    let brokers = options.into_iter().zip(labels).collect();
+    (
+        Box::new(client),
+        Box::new(move |shared| {
+            runtime().spawn(drive(shared, eventloop, brokers));
+        }),
+    )
 }
 
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
