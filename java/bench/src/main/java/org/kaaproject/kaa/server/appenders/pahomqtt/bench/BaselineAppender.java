@@ -14,6 +14,7 @@ import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericDatumReader;
 import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.io.DecoderFactory;
+import org.apache.avro.specific.SpecificRecordBase;
 import org.eclipse.paho.client.mqttv3.MqttClient;
 import org.eclipse.paho.client.mqttv3.MqttConnectOptions;
 import org.eclipse.paho.client.mqttv3.MqttException;
@@ -21,7 +22,7 @@ import org.eclipse.paho.client.mqttv3.MqttMessage;
 import org.eclipse.paho.client.mqttv3.persist.MemoryPersistence;
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
-import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.AbstractLogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogEvent;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogEventPack;
@@ -37,7 +38,7 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogEventPack;
  * converter cache was a plain HashMap; here it is per thread, since the benchmark calls one instance from
  * several threads. Lives only in the benchmark module; never shipped.
  */
-public class BaselineAppender implements LogAppender {
+public class BaselineAppender extends AbstractLogAppender<SpecificRecordBase> {
 
     /** The original appender's configuration record: our stored configurations start with these nine fields. */
     private static final String ORIGINAL_CONFIG_SCHEMA = "{\"type\":\"record\",\"name\":\"PahoMqttConfig\","
@@ -64,9 +65,6 @@ public class BaselineAppender implements LogAppender {
 
     private final ThreadLocal<Map<String, Data.JavaDecoder>> converters = ThreadLocal.withInitial(HashMap::new);
 
-    private String name;
-    private String appenderId;
-    private String applicationToken;
     private List<LogHeaderStructureDto> header;
     private int minSchemaVersion;
     private int maxSchemaVersion;
@@ -77,31 +75,6 @@ public class BaselineAppender implements LogAppender {
     private String topic;
     private int qos;
     private volatile boolean closed;
-
-    @Override
-    public void setName(String name) {
-        this.name = name;
-    }
-
-    @Override
-    public String getName() {
-        return name;
-    }
-
-    @Override
-    public void setAppenderId(String appenderId) {
-        this.appenderId = appenderId;
-    }
-
-    @Override
-    public String getAppenderId() {
-        return appenderId;
-    }
-
-    @Override
-    public void setApplicationToken(String applicationToken) {
-        this.applicationToken = applicationToken;
-    }
 
     @Override
     public void init(LogAppenderDto dto) {
@@ -198,7 +171,7 @@ public class BaselineAppender implements LogAppender {
                         h.put("timestamp", System.currentTimeMillis());
                         break;
                     case TOKEN:
-                        h.put("applicationToken", applicationToken);
+                        h.put("applicationToken", getApplicationToken());
                         break;
                     case VERSION:
                         h.put("headerVersion", 1);
