@@ -114,6 +114,13 @@ impl Appender {
         let messages = match self.schema(schema).and_then(|schema| {
             let payloads = self.encoder.encode(&schema, &header, records)?;
             let mut scratch = Vec::new();
+            let template = &self.config.topic;
+            // Without record fields the topic is the pack's: rendered once, not per message.
+            let pack_topic = if template.has_event_fields() {
+                None
+            } else {
+                Some(template.render(&pack_values, &schema, None, &mut scratch)?)
+            };
             payloads
                 .into_iter()
                 .enumerate()
@@ -121,10 +128,10 @@ impl Appender {
                     // One message per record, or one per pack (then no record fields).
                     let record =
                         (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
-                    let topic =
-                        self.config
-                            .topic
-                            .render(&pack_values, &schema, record, &mut scratch)?;
+                    let topic = match &pack_topic {
+                        Some(topic) => Arc::clone(topic),
+                        None => template.render(&pack_values, &schema, record, &mut scratch)?,
+                    };
                     let labels = self.labels(&pack_values, &header, record.map(|r| (i, r)));
                     Ok(Message {
                         topic,
