@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::binary::{BinaryError, Reader};
+use crate::identity;
 use crate::tls::TlsSettings;
 use crate::topic::TopicTemplate;
 
@@ -341,7 +342,9 @@ impl AppenderConfig {
                 format!("{connections} is not between 1 and {MAX_CONNECTIONS}"),
             ));
         }
-        let status_topic = match status_topic.trim() {
+        let status_topic = identity::expand(status_topic.trim())
+            .map_err(|e| ConfigError::new("statusTopic", e))?;
+        let status_topic = match status_topic.as_str() {
             "" => None,
             t if t.contains(['+', '#', '\0']) => {
                 return Err(ConfigError::new(
@@ -398,6 +401,8 @@ impl AppenderConfig {
                 format!("{max_message_bytes} is not between 1 and {MQTT_MAX_MESSAGE_BYTES}"),
             ));
         }
+        let client_id =
+            identity::expand(&client_id).map_err(|e| ConfigError::new("clientId", e))?;
         if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
         }
@@ -616,6 +621,47 @@ pub(crate) mod tests {
         let mut e = original("h", 1883, 1, "t");
         e.long(5).long(5).long(5).long(4);
         assert_eq!(error_of(&e).field, "payloadFormat");
+    }
+
+    /// The original's nine fields with this client id.
+    fn with_client_id(client_id: &str) -> Encoder {
+        let mut e = Encoder::default();
+        e.string("h")
+            .long(1883)
+            .boolean(false)
+            .boolean(false)
+            .opt(None)
+            .opt(None)
+            .long(1)
+            .string(client_id)
+            .string("t");
+        e
+    }
+
+    #[test]
+    fn client_id_and_status_topic_name_the_node() {
+        let pid = std::process::id().to_string();
+        let c = AppenderConfig::from_avro(&with_client_id("kaa-{hostname}-{pid}").0).unwrap();
+        assert!(c.broker.client_id.starts_with("kaa-") && c.broker.client_id.ends_with(&pid));
+        assert!(!c.broker.client_id.contains('{'));
+        let err = error_of(&with_client_id("kaa-{hostName}"));
+        assert_eq!(err.field, "clientId");
+        assert!(err.message.contains("{hostName}"), "{}", err.message);
+
+        let with_status = |status: &str| {
+            let mut e = with_tls("", "", "", "");
+            e.boolean(false)
+                .boolean(true)
+                .long(10)
+                .long(4096)
+                .long(0)
+                .long(0);
+            e.string("").string(status);
+            AppenderConfig::from_avro(&e.0)
+        };
+        let c = with_status("kaa/status/{hostname}/{pid}").unwrap();
+        assert!(c.broker.status_topic.unwrap().ends_with(&format!("/{pid}")));
+        assert_eq!(with_status("kaa/{node}").unwrap_err().field, "statusTopic");
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod decode;
 pub mod delivery;
 pub mod header;
+mod identity;
 pub mod metrics;
 pub mod payload;
 pub mod protocol;
