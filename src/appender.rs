@@ -272,8 +272,8 @@ impl Appender {
         lock(&self.connections).is_empty()
     }
 
-    /// The counters, with the connections' state: connected when all are, reconnects and
-    /// messages awaiting the broker summed; a closed appender reports itself unconnected.
+    /// The counters, with the connections' state: connected when all are, reconnects,
+    /// takeovers and messages awaiting the broker summed; a closed appender reports itself unconnected.
     pub fn metrics(&self) -> Snapshot {
         let connections = lock(&self.connections);
         let combined = ConnectionMetrics::default();
@@ -286,6 +286,9 @@ impl Appender {
             combined
                 .reconnects
                 .fetch_add(m.reconnects.load(Ordering::Relaxed), Ordering::Relaxed);
+            combined
+                .takeovers
+                .fetch_add(m.takeovers.load(Ordering::Relaxed), Ordering::Relaxed);
             if !m.connected.load(Ordering::Relaxed) {
                 combined.connected.store(false, Ordering::Relaxed);
             }

@@ -332,7 +332,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
 }
 
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 2;
+const ABI_VERSION: jint = 3;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<

@@ -2,13 +2,13 @@
 //! driven by tasks on one tokio runtime for the whole process.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, MqttVersion, Qos};
 use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
@@ -30,6 +30,15 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a closing connection may take to say goodbye.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// A connection the broker closes this soon after accepting it was most likely pushed out by
+/// another client connecting with the same client id: MQTT 3.1.1 gives no reason, and a
+/// broker that restarts or drops clients for other causes rarely does so within seconds of a
+/// CONNACK. The first node of a cluster to connect is pushed out once by each newcomer after
+/// a long life; the newcomer it pushes out in turn is young and moves to another id.
+const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
+/// While the client id cannot change (persistent session), nodes pushing each other out back
+/// off up to this, instead of taking turns ten times a second.
+const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const ONLINE: &str = "online";
 const OFFLINE: &str = "offline";
 
@@ -69,9 +78,42 @@ struct Shared {
     client: Mutex<Box<dyn Client>>,
     tracker: Mutex<Tracker>,
     shutdown: Notify,
+    /// Set with `shutdown`: the pool has let go.
+    released: AtomicBool,
+    /// Closed when the driver has ended: DISCONNECT written, socket dropped.
+    finished: Arc<Semaphore>,
+    /// The `finished` of the connection with the same client that was closing when this one
+    /// was made: this one connects only after it.
+    previous: Option<Arc<Semaphore>>,
+    /// The broker address and configured client id, as `closing()` and `replaced()` know it.
+    identity: ClientKey,
     label: String,
     status_topic: Option<Arc<str>>,
+    clean_session: bool,
+    connect_timeout: Duration,
     metrics: ConnectionMetrics,
+}
+
+/// What a broker tells clients apart by: its address and the client id.
+type ClientKey = (String, u16, String);
+
+fn client_key(broker: &BrokerConfig) -> ClientKey {
+    (broker.host.clone(), broker.port, broker.client_id.clone())
+}
+
+/// Connections being closed, by client: a new connection with the same client id first waits
+/// for the old one's DISCONNECT (an appender edited in the admin is closed and at once created
+/// again), or the broker would drop whichever of the two reached it last.
+fn closing() -> MutexGuard<'static, HashMap<ClientKey, Arc<Semaphore>>> {
+    static CLOSING: OnceLock<Mutex<HashMap<ClientKey, Arc<Semaphore>>>> = OnceLock::new();
+    lock(CLOSING.get_or_init(Default::default))
+}
+
+/// Client ids given up after a takeover, and the unique id used instead for the rest of the
+/// process: a connection made again for the same client does not start the fight anew.
+fn replaced() -> MutexGuard<'static, HashMap<ClientKey, String>> {
+    static REPLACED: OnceLock<Mutex<HashMap<ClientKey, String>>> = OnceLock::new();
+    lock(REPLACED.get_or_init(Default::default))
 }
 
 impl Shared {
@@ -136,7 +178,12 @@ impl Connection {
     }
 
     fn open(broker: &BrokerConfig, max_pending: usize) -> Connection {
-        let label = format!("{}:{} as '{}'", broker.host, broker.port, broker.client_id);
+        let identity = client_key(broker);
+        let client_id = replaced()
+            .get(&identity)
+            .cloned()
+            .unwrap_or_else(|| broker.client_id.clone());
+        let label = format!("{}:{} as '{client_id}'", broker.host, broker.port);
         let transport = broker.tls.as_ref().map(|tls| {
             if !tls.verify {
                 log::warn!(
@@ -155,10 +202,7 @@ impl Connection {
         let addresses: Vec<(String, u16)> = std::iter::once((broker.host.clone(), broker.port))
             .chain(broker.failover.iter().cloned())
             .collect();
-        let labels: Vec<String> = addresses
-            .iter()
-            .map(|(h, p)| format!("{h}:{p} as '{}'", broker.client_id))
-            .collect();
+        let labels: Vec<String> = addresses.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         // The channel never refuses what the tracker's bound admits.
         let capacity = max_pending.max(1);
         let password = broker.password.clone().unwrap_or_default();
@@ -167,7 +211,7 @@ impl Connection {
                 let options: Vec<_> = addresses
                     .iter()
                     .map(|(host, port)| {
-                        let mut o = rumqttc::MqttOptions::new(&broker.client_id, host, *port);
+                        let mut o = rumqttc::MqttOptions::new(&client_id, host, *port);
                         o.set_keep_alive(broker.keep_alive)
                             .set_inflight(INFLIGHT)
                             .set_clean_session(broker.clean_session)
@@ -194,13 +238,13 @@ impl Connection {
                 eventloop
                     .network_options
                     .set_connection_timeout(broker.connect_timeout.as_secs());
-                with_driver(client, eventloop, options, labels)
+                with_driver(client, eventloop, options, labels, client_id.clone())
             }
             MqttVersion::V5 => {
                 let options: Vec<_> = addresses
                     .iter()
                     .map(|(host, port)| {
-                        let mut o = rumqttc::v5::MqttOptions::new(&broker.client_id, host, *port);
+                        let mut o = rumqttc::v5::MqttOptions::new(&client_id, host, *port);
                         o.set_keep_alive(broker.keep_alive)
                             .set_outgoing_inflight_upper_limit(INFLIGHT)
                             .set_clean_start(broker.clean_session)
@@ -226,15 +270,21 @@ impl Connection {
                     .collect();
                 let (client, eventloop) =
                     rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
-                with_driver(client, eventloop, options, labels)
+                with_driver(client, eventloop, options, labels, client_id.clone())
             }
         };
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
+            released: AtomicBool::new(false),
+            finished: Arc::new(Semaphore::new(0)),
+            previous: closing().get(&identity).cloned(),
+            identity,
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
+            clean_session: broker.clean_session,
+            connect_timeout: broker.connect_timeout,
             metrics: ConnectionMetrics::default(),
         });
         start(Arc::clone(&shared));
@@ -272,23 +322,29 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        closing().insert(
+            self.shared.identity.clone(),
+            Arc::clone(&self.shared.finished),
+        );
+        self.shared.released.store(true, Ordering::Release);
         self.shared.shutdown.notify_one();
     }
 }
 
 /// The client, and what starts its event loop's task on the runtime once the shared state
-/// exists; `options` and `labels` name the brokers in the order they are tried.
+/// exists; `options` and `labels` (`host:port`) name the brokers in the order they are tried.
 fn with_driver<C: Client + 'static, E: EventLoop>(
     client: C,
     eventloop: E,
     options: Vec<E::Options>,
     labels: Vec<String>,
+    client_id: String,
 ) -> (Box<dyn Client>, StartDriver) {
     let brokers = options.into_iter().zip(labels).collect();
     (
         Box::new(client),
         Box::new(move |shared| {
-            runtime().spawn(drive(shared, eventloop, brokers));
+            runtime().spawn(drive(shared, eventloop, brokers, client_id));
         }),
     )
 }
@@ -299,10 +355,19 @@ async fn drive<E: EventLoop>(
     shared: Arc<Shared>,
     mut eventloop: E,
     brokers: Vec<(E::Options, String)>,
+    mut client_id: String,
 ) {
+    if let Some(previous) = &shared.previous {
+        // Fails (closed semaphore) as soon as the old connection is gone: its connect attempt
+        // ended and its DISCONNECT is written. Bounded anyway.
+        let _ =
+            tokio::time::timeout(shared.connect_timeout + CLOSE_GRACE, previous.acquire()).await;
+    }
     let mut current = 0;
     let mut backoff = BACKOFF_MIN;
-    let mut was_connected = false;
+    let mut takeover_backoff = BACKOFF_MIN;
+    // When the connection in use was accepted; `None` while not connected.
+    let mut connected_at: Option<Instant> = None;
     let mut ever_connected = false;
     // The last failure logged at WARN: a broker that stays away is reported once, not at
     // every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
@@ -313,14 +378,21 @@ async fn drive<E: EventLoop>(
     let mut refused_slots = 0;
     let mut slot_limit = usize::from(INFLIGHT / 2);
     loop {
-        let polled = tokio::select! {
-            _ = shared.shutdown.notified() => {
-                if was_connected {
+        let polled = if connected_at.is_some() {
+            tokio::select! {
+                _ = shared.shutdown.notified() => {
                     close_gracefully(&shared, &mut eventloop).await;
+                    break;
                 }
-                break;
+                polled = eventloop.poll() => polled,
             }
-            polled = eventloop.poll() => polled,
+        } else if shared.released.load(Ordering::Acquire) {
+            break;
+        } else {
+            // A connect attempt runs to its end (at most connectTimeoutSeconds), even when the
+            // pool lets go meanwhile: dropped half-way, its CONNECT could reach the broker after
+            // that of the next connection with the same client id, and push that one out.
+            eventloop.poll().await
         };
         let polled = match polled {
             Ok(
@@ -341,14 +413,14 @@ async fn drive<E: EventLoop>(
             }
             other => other,
         };
-        let label = &brokers[current].1;
+        let label = format!("{} as '{client_id}'", brokers[current].1);
         match polled {
             Ok(Observed::Connected { receive_maximum }) => {
                 refused_slots = 0;
                 slot_limit =
                     usize::from(receive_maximum.unwrap_or(INFLIGHT).min(INFLIGHT) / 2).max(1);
                 backoff = BACKOFF_MIN;
-                was_connected = true;
+                connected_at = Some(Instant::now());
                 if ever_connected {
                     shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -362,9 +434,36 @@ async fn drive<E: EventLoop>(
             Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
             Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
-                let (text, refused) = match &failure {
+                let lived = connected_at.take().map(|at| at.elapsed());
+                let mut pause = None;
+                let (text, refused) = match failure {
                     Failure::Refused(code) => (format!("refused the connection: {code}"), true),
-                    Failure::Broken(e) => (e.clone(), false),
+                    Failure::Closed { why, taken_over }
+                        if taken_over || lived.is_some_and(|l| l < TAKEOVER_WINDOW) =>
+                    {
+                        let lived = lived.unwrap_or_default();
+                        if lived >= TAKEOVER_WINDOW {
+                            takeover_backoff = BACKOFF_MIN;
+                        }
+                        let next = taken_over_by_another(&shared, &label, &client_id, &why, lived);
+                        match next {
+                            Some(id) => {
+                                client_id = id;
+                                eventloop.switch_to(&brokers[current].0, &client_id);
+                            }
+                            None => {
+                                pause = Some(jitter(takeover_backoff));
+                                takeover_backoff = (takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
+                            }
+                        }
+                        (why, false)
+                    }
+                    Failure::Closed { why, .. } | Failure::Broken(why) => {
+                        if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
+                            takeover_backoff = BACKOFF_MIN;
+                        }
+                        (why, false)
+                    }
                 };
                 let level = match (last_failure.as_ref() == Some(&text), refused) {
                     (true, _) => log::Level::Debug,
@@ -377,7 +476,7 @@ async fn drive<E: EventLoop>(
                         log::log!(level, "{label} {text}");
                         tracker.on_refused();
                     } else {
-                        if was_connected {
+                        if lived.is_some() {
                             log::warn!("connection to {label} lost: {text}");
                         } else {
                             log::log!(level, "cannot connect to {label}: {text}; retrying");
@@ -388,18 +487,17 @@ async fn drive<E: EventLoop>(
                 }
                 last_failure = Some(text);
                 // The next broker right away; a pause only after a whole round failed.
-                let next = if was_connected {
+                let next = if lived.is_some() {
                     0
                 } else {
                     (current + 1) % brokers.len()
                 };
-                was_connected = false;
                 if next != current {
-                    eventloop.switch_to(&brokers[next].0);
+                    eventloop.switch_to(&brokers[next].0, &client_id);
                     current = next;
                 }
                 if next == 0 {
-                    let pause = jitter(backoff);
+                    let pause = pause.unwrap_or_else(|| jitter(backoff));
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     tokio::select! {
                         _ = shared.shutdown.notified() => break,
@@ -410,7 +508,68 @@ async fn drive<E: EventLoop>(
         }
     }
     lock(&shared.tracker).fail_all(Outcome::InternalError);
+    shared.finished.close();
+    {
+        let mut closing = closing();
+        if closing
+            .get(&shared.identity)
+            .is_some_and(|s| Arc::ptr_eq(s, &shared.finished))
+        {
+            closing.remove(&shared.identity);
+        }
+    }
     log::debug!("connection to {} closed", shared.label);
+}
+
+/// The broker closed the connection `label` because another client connected with its id
+/// (MQTT 5 says so), or `lived` so briefly that this is the likely cause. Counts it and says
+/// so; returns the unique client id to use from now on, if the id may change: with a clean
+/// session it carries no state, so a node of a cluster whose nodes share one configuration
+/// stops pushing the others out. With a persistent session it may not (the session stays with
+/// the id), and the caller backs off instead.
+fn taken_over_by_another(
+    shared: &Shared,
+    label: &str,
+    client_id: &str,
+    why: &str,
+    lived: Duration,
+) -> Option<String> {
+    let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
+    let configured = &shared.identity.2;
+    let cause = format!(
+        "the broker closed the connection {} ms after accepting it ({why}): another client \
+         connected with the same client id (takeover {count}; Kaa cluster nodes sharing one \
+         configuration?)",
+        lived.as_millis()
+    );
+    let unique = crate::identity::unique(configured);
+    if !shared.clean_session {
+        // ERROR once: what follows is the same fault, counted at WARN.
+        let level = if count == 1 {
+            log::Level::Error
+        } else {
+            log::Level::Warn
+        };
+        log::log!(
+            level,
+            "{label}: {cause}. With cleanSession off the id keeps a session on the broker and \
+             must not change on its own: give every node its own clientId (for example \
+             'kaa-{{hostname}}'); reconnecting with growing pauses meanwhile"
+        );
+        return None;
+    }
+    if client_id == unique {
+        log::warn!(
+            "{label}: {cause}, although the id is this node's own; reconnecting with growing pauses"
+        );
+        return None;
+    }
+    log::warn!(
+        "{label}: {cause}. Clean session is on, so this node now connects as '{unique}' instead \
+         of '{configured}' until it restarts"
+    );
+    replaced().insert(shared.identity.clone(), unique.clone());
+    Some(unique)
 }
 
 /// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), then

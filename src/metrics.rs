@@ -14,6 +14,8 @@ const BUCKETS: usize = 4 * 36;
 pub struct ConnectionMetrics {
     pub reconnects: AtomicU64,
     pub connected: AtomicBool,
+    /// Connections the broker closed because another client connected with the same id.
+    pub takeovers: AtomicU64,
 }
 
 pub struct AppenderMetrics {
@@ -37,6 +39,7 @@ pub struct Snapshot {
     pub records_awaiting_broker: u64,
     pub reconnects: u64,
     pub connected: bool,
+    pub takeovers: u64,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
 }
@@ -122,6 +125,7 @@ impl AppenderMetrics {
             records_awaiting_broker: awaiting_broker as u64,
             reconnects: connection.reconnects.load(Ordering::Relaxed),
             connected: connection.connected.load(Ordering::Relaxed),
+            takeovers: connection.takeovers.load(Ordering::Relaxed),
             latency_p50: self.quantile(&counts, 0.5),
             latency_p99: self.quantile(&counts, 0.99),
         }
@@ -130,7 +134,7 @@ impl AppenderMetrics {
 
 impl Snapshot {
     /// The order `PahoMQTTLogAppender`'s MBean reads them in; latencies in microseconds.
-    pub fn to_array(&self) -> [i64; 12] {
+    pub fn to_array(&self) -> [i64; 13] {
         [
             self.packs_delivered as i64,
             self.packs_connection_error as i64,
@@ -144,6 +148,7 @@ impl Snapshot {
             i64::from(self.connected),
             self.latency_p50.as_micros() as i64,
             self.latency_p99.as_micros() as i64,
+            self.takeovers as i64,
         ]
     }
 
@@ -152,7 +157,7 @@ impl Snapshot {
         format!(
             "{} records in {} packs delivered; packs failed: {} connection, {} remote, {} internal; \
              {} packs in flight, {} records awaiting the broker; answer latency p50 {:.1} ms, \
-             p99 {:.1} ms; {}, {} reconnects",
+             p99 {:.1} ms; {}, {} reconnects, {} client id takeovers",
             self.records_delivered,
             self.packs_delivered,
             self.packs_connection_error,
@@ -163,7 +168,8 @@ impl Snapshot {
             self.latency_p50.as_secs_f64() * 1e3,
             self.latency_p99.as_secs_f64() * 1e3,
             if self.connected { "connected" } else { "not connected" },
-            self.reconnects
+            self.reconnects,
+            self.takeovers
         )
     }
 }

@@ -34,8 +34,21 @@ pub enum Observed {
 pub enum Failure {
     /// The broker answered CONNECT with a refusal (credentials, authorisation, ...).
     Refused(String),
-    /// Anything else: unreachable, TLS, timeout, connection lost.
+    /// The broker closed a connection it had accepted: end of stream or reset (MQTT 3.1.1
+    /// says no more), or an MQTT 5 DISCONNECT. `taken_over`: its reason was that another
+    /// client connected with the same client id.
+    Closed { why: String, taken_over: bool },
+    /// Anything else: unreachable, TLS, timeout, keep-alive expired.
     Broken(String),
+}
+
+/// An I/O error that means the peer closed the socket, not that the network failed.
+fn closed_by_peer(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
+    )
 }
 
 /// One version's event loop, as the driver uses it.
@@ -45,8 +58,8 @@ pub trait EventLoop: Send + 'static {
 
     fn poll(&mut self) -> impl Future<Output = Result<Observed, Failure>> + Send;
 
-    /// Connects to another broker from the next attempt on.
-    fn switch_to(&mut self, options: &Self::Options);
+    /// Connects to this broker, as `client_id`, from the next attempt on.
+    fn switch_to(&mut self, options: &Self::Options, client_id: &str);
 
     /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
     fn drop_connection(&mut self);
@@ -59,22 +72,42 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $observe:ident) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident) => {
         impl EventLoop for $loop {
             type Options = $options;
 
-            fn switch_to(&mut self, options: &Self::Options) {
+            fn switch_to(&mut self, options: &Self::Options, client_id: &str) {
                 self.$field = options.clone();
+                self.$field.set_client_id(client_id.to_string());
             }
 
             async fn poll(&mut self) -> Result<Observed, Failure> {
                 use $error as ConnectionError;
+                use $state as StateError;
+                use $bytes_error as BytesError;
                 match <$loop>::poll(self).await {
                     Ok(event) => Ok($observe(&event)),
                     Err(ConnectionError::ConnectionRefused(code)) => {
                         Err(Failure::Refused(format!("{code:?}")))
                     }
-                    Err(e) => Err(Failure::Broken(e.to_string())),
+                    Err(e) => {
+                        let closed = match &e {
+                            ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+                            ConnectionError::MqttState(StateError::Io(io))
+                            | ConnectionError::MqttState(StateError::Deserialization(
+                                BytesError::Io(io),
+                            ))
+                            | ConnectionError::Io(io) => closed_by_peer(io),
+                            _ => false,
+                        };
+                        let taken_over = $taken_over(&e);
+                        let why = e.to_string();
+                        Err(if closed || taken_over {
+                            Failure::Closed { why, taken_over }
+                        } else {
+                            Failure::Broken(why)
+                        })
+                    }
                 }
             }
 
@@ -104,7 +137,10 @@ event_loop!(
     mqtt_options,
     rumqttc::Request,
     rumqttc::ConnectionError,
-    observe_v4
+    rumqttc::StateError,
+    rumqttc::mqttbytes::Error,
+    observe_v4,
+    never_says_taken_over
 );
 event_loop!(
     rumqttc::v5::EventLoop,
@@ -112,8 +148,27 @@ event_loop!(
     options,
     rumqttc::v5::Request,
     rumqttc::v5::ConnectionError,
-    observe_v5
+    rumqttc::v5::StateError,
+    rumqttc::v5::mqttbytes::Error,
+    observe_v5,
+    says_taken_over
 );
+
+/// MQTT 3.1.1 has no reason for a close.
+fn never_says_taken_over(_: &rumqttc::ConnectionError) -> bool {
+    false
+}
+
+fn says_taken_over(e: &rumqttc::v5::ConnectionError) -> bool {
+    use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
+    matches!(
+        e,
+        rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
+            reason_code: DisconnectReasonCode::SessionTakenOver,
+            ..
+        })
+    )
+}
 
 fn observe_v4(event: &rumqttc::Event) -> Observed {
     use rumqttc::{Event, Outgoing, Packet};

@@ -22,7 +22,7 @@ final class AppenderMetrics implements PahoMqttAppenderMXBean {
     private final Source source;
     private final ObjectName name;
     /** The last figures read, kept so a closed appender still shows where it ended. */
-    private volatile long[] last = new long[12];
+    private volatile long[] last = new long[13];
 
     private AppenderMetrics(Source source, ObjectName name) {
         this.source = source;
@@ -121,5 +121,10 @@ final class AppenderMetrics implements PahoMqttAppenderMXBean {
     @Override
     public double getAnswerLatencyP99Millis() {
         return get(11) / 1000.0;
+    }
+
+    @Override
+    public long getTakeovers() {
+        return get(12);
     }
 }

@@ -10,7 +10,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 2;
+    static final int ABI_VERSION = 3;
 
     private NativeAppender() {
     }

@@ -32,4 +32,11 @@ public interface PahoMqttAppenderMXBean {
     double getAnswerLatencyP50Millis();
 
     double getAnswerLatencyP99Millis();
+
+    /**
+     * Connections the broker closed because another client connected with the same client id (a Kaa cluster whose
+     * nodes share one fixed id): said by an MQTT 5 broker, or inferred when a connection is closed within seconds of
+     * being accepted.
+     */
+    long getTakeovers();
 }
