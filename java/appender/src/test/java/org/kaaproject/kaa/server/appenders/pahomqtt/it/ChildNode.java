@@ -131,13 +131,22 @@ public final class ChildNode implements AutoCloseable {
 
     /** Loads an appender with these config overrides (KaaNode.config in the child). Fails the test if init threw. */
     public void load(String name, Map<String, Object> cfg) {
+        load("load", name, cfg);
+    }
+
+    /** Loads an appender stored by the original appender: its nine-field config with these values. */
+    public void loadOriginal(String name, Map<String, Object> cfg) {
+        load("loadOriginal", name, cfg);
+    }
+
+    private void load(String command, String name, Map<String, Object> cfg) {
         Path file = dir.resolve("cfg-" + name.replaceAll("[^A-Za-z0-9_.-]", "_") + ".txt");
         try {
             Files.write(file, ChildNodeMain.encodeConfig(cfg).getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        send("load " + name + " " + file);
+        send(command + " " + name + " " + file);
         String a = await(Duration.ofSeconds(30), "LOADED " + name, "INIT_THREW " + name + " ");
         if (a == null) {
             fail("child: no answer to load " + name + "\n" + diagnostics());
@@ -194,6 +203,20 @@ public final class ChildNode implements AutoCloseable {
         if (all.size() != 1 || !all.get(0).equals(expected)) {
             fail(label + ": expected exactly one " + expected + ", got " + all + "\n" + diagnostics());
         }
+    }
+
+    /** The appender's JMX attribute in the child, as text ("null" if it has no such bean). */
+    public String metric(String name, String attribute) {
+        String prefix = "METRIC " + name + " " + attribute + " ";
+        synchronized (answers) {
+            answers.removeIf(a -> a.startsWith(prefix));
+        }
+        send("metric " + name + " " + attribute);
+        String a = await(Duration.ofSeconds(10), prefix);
+        if (a == null) {
+            fail("child: no answer to metric\n" + diagnostics());
+        }
+        return a.substring(prefix.length());
     }
 
     /** Logs a marker line in the child (to split its log into phases). */

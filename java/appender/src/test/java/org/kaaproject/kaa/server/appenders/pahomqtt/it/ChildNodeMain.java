@@ -23,9 +23,13 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * go to stdout as lines starting with {@code @@ }:
  * <pre>
  * load NAME CONFIG_FILE         -> "@@ LOADED NAME" | "@@ INIT_THREW NAME exception"
+ * loadOriginal NAME CONFIG_FILE -> the same, from the record the ORIGINAL appender stored: the nine-field config
+ *                                  (the file's values over the original form's defaults) under its class name
  * append NAME LABEL SEED COUNT  -> "@@ APPENDED LABEL" | "@@ APPEND_THREW LABEL exception", then one
  *                                  "@@ CALL LABEL METHOD MILLIS" per callback call, whenever it comes
  * close NAME                    -> "@@ CLOSED NAME"
+ * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
+ *                                  platform MBean server as an operator's JMX client would
  * mark TEXT                     -> logs TEXT at INFO (to find places in the log), "@@ MARKED"
  * exit                          -> closes every appender, "@@ BYE", exits 0
  * return                        -> closes every appender, "@@ RETURNING", returns from main without System.exit:
@@ -145,6 +149,17 @@ public final class ChildNodeMain {
                     }
                     break;
                 }
+                case "loadOriginal": {
+                    String name = a[0];
+                    try {
+                        Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
+                        APPENDERS.put(name, KaaNode.load(OriginalConfig.storedByTheOriginal(name, cfg)));
+                        say("LOADED " + name);
+                    } catch (Throwable t) {
+                        say("INIT_THREW " + name + " " + oneLine(t));
+                    }
+                    break;
+                }
                 case "append": {
                     String name = a[0];
                     String label = a[1];
@@ -191,6 +206,22 @@ public final class ChildNodeMain {
                         appender.close();
                     }
                     say("CLOSED " + a[0]);
+                    break;
+                }
+                case "metric": {
+                    javax.management.MBeanServer server = java.lang.management.ManagementFactory
+                            .getPlatformMBeanServer();
+                    Object value = null;
+                    try {
+                        for (javax.management.ObjectName bean : server.queryNames(new javax.management.ObjectName(
+                                "org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
+                                        + javax.management.ObjectName.quote(a[0]) + ",*"), null)) {
+                            value = server.getAttribute(bean, a[1]);
+                        }
+                    } catch (Exception e) {
+                        value = oneLine(e);
+                    }
+                    say("METRIC " + a[0] + " " + a[1] + " " + value);
                     break;
                 }
                 case "mark":

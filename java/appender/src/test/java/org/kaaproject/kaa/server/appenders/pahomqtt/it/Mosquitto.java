@@ -279,6 +279,15 @@ public final class Mosquitto implements AutoCloseable {
         }
     }
 
+    /** The broker's whole log file so far. */
+    public String log() {
+        try {
+            return new String(Files.readAllBytes(log), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return "(cannot read " + log + ": " + e + ")";
+        }
+    }
+
     /** The last lines of the broker's log file and of its stdout/stderr, for failure messages. */
     public String logTail(int lines) {
         StringBuilder sb = new StringBuilder();
