@@ -131,6 +131,26 @@ class PluginConfigTest {
     }
 
     /**
+     * A released plugin's schema is frozen: the admin decodes every configuration stored with it using the schema of
+     * the day, with no defaults for missing fields, so adding a field breaks every appender stored before, and
+     * removing, reordering or retyping one misreads them. The Parsing Canonical Form (names, types, order; not the
+     * form attributes, which may change) is pinned here. If this fails, add a new plugin for the new settings and
+     * leave the released ones as they are (README, "Adding a setting").
+     */
+    @Test
+    void releasedSchemasAreFrozen() {
+        Map<String, String> released = Map.of(
+                KaaNode.LEGACY_CONFIG_CLASS, "a8fa5d5c54475632",
+                KaaNode.CONFIG_CLASS, "adca63430a100407");
+        for (Map.Entry<String, String> e : released.entrySet()) {
+            Schema schema = KaaNode.configSchema(e.getKey());
+            assertEquals(e.getValue(), Long.toHexString(SchemaNormalization.parsingFingerprint64(schema)),
+                    "the released schema of " + e.getKey() + " changed; it must not (see this test's comment): "
+                            + SchemaNormalization.toParsingForm(schema));
+        }
+    }
+
+    /**
      * Each plugin names its own appender class, which the node instantiates; both are the one shared body (no
      * behaviour of their own), so they cannot drift apart.
      */
