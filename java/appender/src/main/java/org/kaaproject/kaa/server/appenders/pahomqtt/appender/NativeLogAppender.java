@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>The native core reads any stored configuration that is a prefix of the full record (fields it does not reach
  * take their defaults), so both plugins pass the raw configuration through unchanged and differ only in which
- * schema the admin shows. The node instantiates the concrete classes by name; this one is never named anywhere.
+ * schema the admin shows. The node instantiates the concrete classes by name; no stored record names this one.
  */
 public abstract class NativeLogAppender implements LogAppender {
 
