@@ -1,10 +1,11 @@
 //! The appender configuration, decoded from the raw Avro bytes Kaa stores for it.
 //!
-//! The config record (`PahoMqttConfig.avsc`, bundled in the jar) starts with the original
-//! PahoMQTT appender's nine fields in its order; every field we added comes after them. Kaa
-//! keeps a stored configuration in the schema it was written with, so the bytes of an old
-//! appender simply end after the original's fields: we read fields in order and give each
-//! field that the bytes do not reach its default.
+//! Two plugins store configurations: the legacy one (`PahoMqttConfig.avsc`, exactly the
+//! original PahoMQTT appender's nine fields) and the full one (`MqttAppenderConfig.avsc`, the
+//! same nine in the same order, then every field we added). Kaa keeps a stored configuration in
+//! the schema it was written with, so the bytes of a legacy appender simply end after the
+//! original's fields: we read fields in order and give each field that the bytes do not reach
+//! its default. One decoder serves both plugins.
 
 use std::fmt;
 use std::time::Duration;

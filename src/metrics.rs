@@ -133,7 +133,7 @@ impl AppenderMetrics {
 }
 
 impl Snapshot {
-    /// The order `PahoMQTTLogAppender`'s MBean reads them in; latencies in microseconds.
+    /// The order `NativeLogAppender`'s MBean reads them in; latencies in microseconds.
     pub fn to_array(&self) -> [i64; 13] {
         [
             self.packs_delivered as i64,

@@ -1,48 +1,19 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.config;
 
-import java.io.IOException;
-import java.io.InputStream;
-
-import org.apache.avro.Schema;
 import org.kaaproject.kaa.server.common.plugin.KaaPluginConfig;
-import org.kaaproject.kaa.server.common.plugin.PluginConfig;
 import org.kaaproject.kaa.server.common.plugin.PluginType;
 
 /**
- * Makes the appender known to Kaa's admin service, which scans
- * {@code org.kaaproject.kaa.server.appenders} for this annotation. The class name is the
- * original PahoMQTT appender's, so stored appender records keep pointing at it.
+ * The legacy plugin, type "PahoMQTT (original settings)": the original PahoMQTT appender's config class name and
+ * appender class name, and exactly its nine-field configuration record ({@code PahoMqttConfig.avsc}), so the Kaa
+ * admin opens, shows and saves every appender the original stored. It is there for those appenders; new ones use
+ * {@link MqttAppenderConfig}. Its schema is frozen (see {@link BundledSchemaPluginConfig}).
  */
 @KaaPluginConfig(pluginType = PluginType.LOG_APPENDER)
-public class PahoMQTTAppenderConfig implements PluginConfig {
+public class PahoMQTTAppenderConfig extends BundledSchemaPluginConfig {
 
-    static final String SCHEMA_RESOURCE = "PahoMqttConfig.avsc";
-
-    private static final Schema SCHEMA = loadSchema();
-
-    @Override
-    public String getPluginTypeName() {
-        return "PahoMqtt";
-    }
-
-    @Override
-    public String getPluginClassName() {
-        return "org.kaaproject.kaa.server.appenders.pahomqtt.appender.PahoMQTTLogAppender";
-    }
-
-    @Override
-    public Schema getPluginConfigSchema() {
-        return SCHEMA;
-    }
-
-    private static Schema loadSchema() {
-        try (InputStream in = PahoMQTTAppenderConfig.class.getResourceAsStream(SCHEMA_RESOURCE)) {
-            if (in == null) {
-                throw new IllegalStateException("resource " + SCHEMA_RESOURCE + " is missing from the appender jar");
-            }
-            return new Schema.Parser().parse(in);
-        } catch (IOException e) {
-            throw new IllegalStateException("cannot read " + SCHEMA_RESOURCE, e);
-        }
+    public PahoMQTTAppenderConfig() {
+        super("PahoMQTT (original settings)",
+                "org.kaaproject.kaa.server.appenders.pahomqtt.appender.PahoMQTTLogAppender", "PahoMqttConfig.avsc");
     }
 }

@@ -38,6 +38,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 
 /**
  * The install the README describes, started the way a Kaa node starts: the built jar and .so copied side by side
@@ -48,7 +49,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  *
  * <p>Where the library was loaded from is read from the child JVM's own log of shared library loads
  * ({@code -Xlog:os=info} to a file, JDK 9+): the appender does not log it (NativeLibrary.load() returns the place
- * and PahoMQTTLogAppender.init drops it). Neither that option nor {@code -Djava.io.tmpdir} (a private directory, so
+ * and NativeLogAppender.init drops it). Neither that option nor {@code -Djava.io.tmpdir} (a private directory, so
  * an extracted copy can be seen) changes where the appender looks.
  */
 class InstallLayoutIT {
@@ -311,6 +312,61 @@ class InstallLayoutIT {
             sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
             RecordingCallback.sleep(Duration.ofMillis(500));
             Payloads.assertSameMultiset("published with the extracted library", records.expected, sub.payloads());
+        }
+    }
+
+    /**
+     * README "Upgrading from the original PahoMQTT appender": a node with both plugins installed (jar and .so side by
+     * side) and one stored appender of each kind, as the node builds them from Kaa's database: a legacy one from the
+     * nine-field bytes the original stored (class {@code PahoMQTTLogAppender}), and a full one from the full form's
+     * defaults plus the operator's values (class {@code MqttLogAppender}). Every pack goes through both; both answer
+     * onSuccess, and each appender's subscriber receives every record, from one library loaded once.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void nodeWithBothPluginsPublishesThroughAStoredAppenderOfEachKind() throws Exception {
+        Path lib = libDir(true);
+        Path data = newDir("kaa-node-data-");
+        Records records = new Records(data, 15, 3);
+        String unique = UUID.randomUUID().toString().substring(0, 8);
+        String legacyTopic = "kaa/it/install/legacy/" + unique;
+        String fullTopic = "kaa/it/install/full/" + unique;
+        Path legacy = data.resolve("legacy-appender");
+        Files.write(legacy, OriginalAppender.bytes("host", "127.0.0.1", "port", BROKER.port(), "qos", 1, "clientId",
+                "install-legacy-" + unique, "mqtttopic", legacyTopic));
+        Map<String, Object> full = KaaNode.brokerConfig(BROKER.port(), fullTopic, 1);
+        full.put("deliveryTimeoutSeconds", 10);
+        Path fullConfig = data.resolve("full-appender");
+        Files.write(fullConfig, KaaNode.config(KaaNode.CONFIG_CLASS, full));
+
+        try (Subscriber legacySub = Subscriber.subscribe(BROKER.port(), legacyTopic, 1);
+                Subscriber fullSub = Subscriber.subscribe(BROKER.port(), fullTopic, 1)) {
+            Run r = runNode(lib, List.of(), List.of("--schema", records.schemaFile.toString(), "--records",
+                    records.recordsFile.toString(), "--timeout", "20",
+                    "--stored", KaaNode.LEGACY_CONFIG_CLASS + "=" + legacy,
+                    "--stored", KaaNode.CONFIG_CLASS + "=" + fullConfig));
+            assertNoCrash(r);
+            assertEquals(0, r.exit, "Replay exits 0 when every pack was confirmed\n" + r.describe());
+            assertTrue(r.stdout.contains("appender 'legacy-appender': pack 1: 15 records -> onSuccess"), r.describe());
+            assertTrue(r.stdout.contains("appender 'full-appender': pack 1: 15 records -> onSuccess"), r.describe());
+            for (String name : List.of("legacy-appender", "full-appender")) {
+                assertTrue(r.stderr.contains("PahoMqtt appender '" + name + "'"), name + " started\n" + r.describe());
+            }
+            assertTrue(r.stderr.contains("appender.PahoMQTTLogAppender") && r.stderr.contains(
+                    "appender.MqttLogAppender"), "each plugin's appender class logs under its own name\n"
+                            + r.describe());
+            assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            assertEquals(List.of(lib.resolve(NodeLayout.FILE_NAME).toString()), r.loaded(),
+                    "one library, loaded once, from the directory of the jar, for both plugins\n" + r.describe());
+
+            for (Subscriber sub : List.of(legacySub, fullSub)) {
+                sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
+            }
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            assertNull(legacySub.connectionLost(), "the legacy subscriber lost its connection");
+            assertNull(fullSub.connectionLost(), "the full subscriber lost its connection");
+            Payloads.assertSameMultiset("through the legacy plugin", records.expected, legacySub.payloads());
+            Payloads.assertSameMultiset("through the full plugin", records.expected, fullSub.payloads());
         }
     }
 

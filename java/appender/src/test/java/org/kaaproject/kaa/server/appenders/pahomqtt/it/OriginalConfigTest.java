@@ -16,7 +16,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 import org.apache.avro.Schema;
-import org.apache.avro.generic.GenericData;
 import org.apache.avro.generic.GenericRecord;
 import org.codehaus.jackson.JsonNode;
 import org.junit.jupiter.api.Test;
@@ -30,50 +29,20 @@ import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
 /**
- * Appender records stored by the ORIGINAL PahoMQTT appender keep working: their raw configuration is the Avro
- * binary of the original's nine-field record (schemas/original-PahoMqttConfig.avsc, checked here against the
- * documented record), without the fields this appender added, and their type name is the original's label
- * "PahoMQTT". The node builds the appender from such a record by class name; it must start, publish to the
- * configured topic at the configured QoS (above 2 meaning 2, the original form's default being 3), and confirm.
+ * Appender records stored by the ORIGINAL PahoMQTT appender keep working in the node: their raw configuration is
+ * the Avro binary of the original's nine-field record (schemas/original-PahoMqttConfig.avsc, checked here against
+ * the documented record), their type name is the original's label "PahoMQTT", and their appender class name the
+ * original's, which is now the legacy plugin's ({@link KaaNode#LEGACY_APPENDER_CLASS}). The node builds the appender
+ * from such a record by class name; it must start, publish to the configured topic at the configured QoS (above 2
+ * meaning 2, the original form's default being 3), and confirm. What the admin does with those records:
+ * {@link AdminUpgradeTest}.
  */
 class OriginalConfigTest {
 
-    private static final String ORIGINAL_TYPE_NAME = "PahoMQTT";
     private static final Duration GRACE = Duration.ofMillis(500);
 
     @RegisterExtension
     static final BrokerExtension BROKER = BrokerExtension.anonymous();
-
-    private static Schema originalSchema() {
-        return AvroReference.parse(TestData.schemaText("original-PahoMqttConfig.avsc"));
-    }
-
-    /** The record the original's admin form stored: its form defaults, then the given values. */
-    private static GenericRecord originalRecord(Object... fieldsAndValues) {
-        Schema legacy = originalSchema();
-        GenericRecord cfg = new GenericData.Record(legacy);
-        cfg.put("host", "localhost");
-        cfg.put("port", 1883);
-        cfg.put("ssl", false);
-        cfg.put("verifySslCert", false);
-        cfg.put("username", null);
-        cfg.put("password", null);
-        cfg.put("qos", 3);
-        cfg.put("clientId", "DefaultClient-ID");
-        cfg.put("mqtttopic", "home/kaa/topic");
-        for (int i = 0; i < fieldsAndValues.length; i += 2) {
-            cfg.put((String) fieldsAndValues[i], fieldsAndValues[i + 1]);
-        }
-        return cfg;
-    }
-
-    /** The appender record as the original left it in Kaa's database: its label and class name, raw config. */
-    private static LogAppenderDto storedByTheOriginal(String name, byte[] raw) {
-        LogAppenderDto dto = KaaNode.appenderDto(name, raw);
-        dto.setPluginTypeName(ORIGINAL_TYPE_NAME);
-        dto.setPluginClassName(KaaNode.APPENDER_CLASS);
-        return dto;
-    }
 
     /**
      * The test resource is the record the API notes describe (field order, types, union branch order and form
@@ -83,7 +52,7 @@ class OriginalConfigTest {
     @Test
     @Timeout(value = 30, unit = TimeUnit.SECONDS)
     void originalSchemaResourceIsTheDocumentedRecord() {
-        Schema s = originalSchema();
+        Schema s = OriginalAppender.schema();
         assertEquals("org.kaaproject.kaa.server.appenders.pahomqtt.config.gen.PahoMqttConfig", s.getFullName());
         String[][] fields = {{"host", "\"string\"", "\"localhost\""}, {"port", "\"int\"", "1883"},
             {"ssl", "\"boolean\"", "false"}, {"verifySslCert", "\"boolean\"", "false"},
@@ -103,7 +72,7 @@ class OriginalConfigTest {
         byte[] expected = AvroBinary.start().writeString("localhost").writeInt(1883).writeBoolean(false)
                 .writeBoolean(false).writeInt(1).writeInt(1).writeInt(3).writeString("DefaultClient-ID")
                 .writeString("home/kaa/topic").bytes();
-        assertArrayEquals(expected, AvroReference.binary(s, originalRecord()));
+        assertArrayEquals(expected, AvroReference.binary(s, OriginalAppender.record()));
     }
 
     static Stream<Arguments> storedConfigurations() {
@@ -119,16 +88,17 @@ class OriginalConfigTest {
     }
 
     /**
-     * The stored bytes are NOT a record of this appender's schema (its three added fields are missing), yet the
-     * appender built from them starts, publishes every record to the stored topic at the stored QoS (capped at 2)
-     * byte for byte as Kaa encodes it, not retained, and confirms the pack once.
+     * The stored bytes are a record of the legacy plugin's schema, and NOT of the full plugin's (its added fields are
+     * missing); the appender built from them by the original's class name starts, publishes every record to the
+     * stored topic at the stored QoS (capped at 2) byte for byte as Kaa encodes it, not retained, and confirms the
+     * pack once.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("storedConfigurations")
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void configurationStoredByTheOriginalAppenderStillWorks(String label, String host, String clientId, String topic,
             int storedQos, int publishedQos) {
-        GenericRecord cfg = originalRecord("port", BROKER.port());
+        GenericRecord cfg = OriginalAppender.record("port", BROKER.port());
         if (host != null) {
             cfg.put("host", host);
             cfg.put("clientId", clientId);
@@ -136,9 +106,11 @@ class OriginalConfigTest {
         }
         cfg.put("qos", storedQos);
         String expectedTopic = cfg.get("mqtttopic").toString();
-        byte[] raw = AvroReference.binary(originalSchema(), cfg);
+        byte[] raw = AvroReference.binary(OriginalAppender.schema(), cfg);
+        assertFalse(AvroReference.undecodable(KaaNode.configSchema(KaaNode.LEGACY_CONFIG_CLASS), raw),
+                "the stored bytes are a record of the legacy plugin's schema");
         assertTrue(AvroReference.undecodable(KaaNode.configSchema(), raw),
-                "the stored bytes must not already be a record of the current config schema");
+                "the stored bytes are not a record of the full plugin's schema (the node reads them all the same)");
 
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
@@ -147,7 +119,7 @@ class OriginalConfigTest {
         List<byte[]> expected = AvroReference.expectedPayloads(schema, bins);
         // Subscribed at QoS 2, the subscriber gets each message at the QoS it was published with.
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), expectedTopic, 2)) {
-            LogAppender appender = BROKER.load(storedByTheOriginal("legacy-" + storedQos, raw));
+            LogAppender appender = BROKER.load(OriginalAppender.stored("legacy-" + storedQos, raw));
             RecordingCallback cb = new RecordingCallback(label);
             cb.appendStarting();
             appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
@@ -176,7 +148,7 @@ class OriginalConfigTest {
         try (Mosquitto secured = Mosquitto.withCredentials(user, password)) {
             secured.start();
             String topic = "kaa/it/legacy/auth/" + UUID.randomUUID().toString().substring(0, 8);
-            byte[] raw = AvroReference.binary(originalSchema(), originalRecord("host", "127.0.0.1", "port",
+            byte[] raw = AvroReference.binary(OriginalAppender.schema(), OriginalAppender.record("host", "127.0.0.1", "port",
                     secured.port(), "username", user, "password", password, "qos", 1, "clientId",
                     "legacy-auth-" + UUID.randomUUID().toString().substring(0, 8), "mqtttopic", topic));
             String logSchema = TestData.schemaText("telemetry.avsc");
@@ -188,7 +160,7 @@ class OriginalConfigTest {
             }
             List<byte[]> expected = AvroReference.expectedPayloads(schema, bins);
             try (Subscriber sub = Subscriber.subscribe(secured.port(), topic, 1, user, password)) {
-                LogAppender appender = BROKER.load(storedByTheOriginal("legacy-auth", raw));
+                LogAppender appender = BROKER.load(OriginalAppender.stored("legacy-auth", raw));
                 RecordingCallback cb = new RecordingCallback("pack with stored credentials");
                 appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
                 cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);

@@ -31,16 +31,18 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * The packaged jar is what a Kaa 0.9.0 node (Java 8, Avro 1.7.5, slf4j 1.7.7 on its class path) can load: Java 8
- * class files only, nothing but the plugin's own classes, its config schema and its native library (no Avro, slf4j,
- * Kaa API or other dependency classes, which would clash with the node's), and every class, method and field it
- * links to outside the JDK exists in the node's libraries with that exact signature. Also: the tests themselves
+ * class files only, nothing but the plugins' own classes, their config schemas and the native library (no Avro,
+ * slf4j, Kaa API or other dependency classes, which would clash with the node's), and every class, method and field
+ * it links to outside the JDK exists in the node's libraries with that exact signature. Also: the tests themselves
  * run against exactly Avro 1.7.5 and slf4j-api 1.7.7, so the references they compute are the node's.
  */
 @Timeout(60)
 class PackagedJarIT {
 
     private static final String OWN = "org/kaaproject/kaa/server/appenders/pahomqtt/";
-    private static final String AVSC = OWN + "config/PahoMqttConfig.avsc";
+    /** The two plugins' config schemas: the legacy one (the original's record) and the full one. */
+    private static final List<String> AVSC = List.of(OWN + "config/PahoMqttConfig.avsc",
+            OWN + "config/MqttAppenderConfig.avsc");
     private static final String SO = "native/linux-x86_64/" + NodeLayout.FILE_NAME;
     /** What a node has besides the JDK: the Kaa API packages the appender uses, Avro and slf4j. */
     private static final String[] NODE_PACKAGES = {"org/kaaproject/kaa/server/common/", "org/kaaproject/kaa/common/",
@@ -61,8 +63,11 @@ class PackagedJarIT {
                 }
             }
         }
-        assertTrue(versions.containsKey(OWN + "appender/PahoMQTTLogAppender.class"), "the appender class: " + versions);
-        assertTrue(versions.containsKey(OWN + "config/PahoMQTTAppenderConfig.class"), "the config class: " + versions);
+        for (String plugin : List.of("appender/PahoMQTTLogAppender", "appender/MqttLogAppender",
+                "appender/NativeLogAppender", "config/PahoMQTTAppenderConfig", "config/MqttAppenderConfig",
+                "config/BundledSchemaPluginConfig")) {
+            assertTrue(versions.containsKey(OWN + plugin + ".class"), plugin + " in " + versions);
+        }
         List<String> notJava8 = new ArrayList<>();
         for (Map.Entry<String, Integer> v : versions.entrySet()) {
             if (v.getValue() != 52_000) {
@@ -85,15 +90,15 @@ class PackagedJarIT {
                         || e.isDirectory() && (OWN.startsWith(n) || n.startsWith(OWN) || "native/linux-x86_64/"
                                 .startsWith(n))
                         || n.startsWith(OWN) && n.endsWith(".class")
-                        || n.equals(AVSC) || n.equals(SO);
+                        || AVSC.contains(n) || n.equals(SO);
                 if (!ok) {
                     foreign.add(n);
                 }
             }
-            assertEquals(List.of(), foreign, "entries that are not the plugin's classes, its .avsc, its .so or "
+            assertEquals(List.of(), foreign, "entries that are not the plugins' classes, their .avsc, the .so or "
                     + "META-INF (bundled dependencies would clash with the node's own)");
-            assertTrue(names.contains(AVSC) && names.contains(SO) && names.contains("META-INF/MANIFEST.MF"),
-                    "schema, library and manifest in " + names);
+            assertTrue(names.containsAll(AVSC) && names.contains(SO) && names.contains("META-INF/MANIFEST.MF"),
+                    "schemas, library and manifest in " + names);
             // The copy inside the jar is the library built with it, the one users put beside the jar.
             try (InputStream in = jar.getInputStream(jar.getEntry(SO))) {
                 assertArrayEquals(Files.readAllBytes(NodeLayout.nativeLibrary()), in.readAllBytes(),

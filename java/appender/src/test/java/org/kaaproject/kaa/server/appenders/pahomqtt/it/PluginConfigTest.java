@@ -1,81 +1,180 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
-import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.InputStream;
 import java.lang.reflect.Modifier;
 import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
 
 import org.apache.avro.Schema;
+import org.apache.avro.SchemaNormalization;
+import org.codehaus.jackson.JsonNode;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.plugin.KaaPluginConfig;
 import org.kaaproject.kaa.server.common.plugin.PluginConfig;
 import org.kaaproject.kaa.server.common.plugin.PluginType;
 
-/** What the admin service sees when it discovers the plugin: all by class name, as Kaa does it. */
+/**
+ * What the admin service sees when it discovers the two plugins, all by class name, as Kaa does it: the legacy one
+ * (the original's class names, exactly its nine-field schema, for the appenders it stored) and the full one.
+ */
 @Timeout(30)
 class PluginConfigTest {
 
-    @Test
-    void configClassIsDiscoverableAsALogAppender() throws Exception {
-        Class<?> c = Class.forName(KaaNode.CONFIG_CLASS);
+    private static final String CONFIG_RESOURCES = "/org/kaaproject/kaa/server/appenders/pahomqtt/config/";
+
+    /** Config class, type name (the admin UI's label), appender class, bundled schema resource. */
+    static Stream<Arguments> plugins() {
+        return Stream.of(
+                Arguments.of(KaaNode.LEGACY_CONFIG_CLASS, "PahoMQTT (original settings)", KaaNode.LEGACY_APPENDER_CLASS,
+                        "PahoMqttConfig.avsc"),
+                Arguments.of(KaaNode.CONFIG_CLASS, "PahoMqtt", KaaNode.APPENDER_CLASS, "MqttAppenderConfig.avsc"));
+    }
+
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("plugins")
+    void configClassIsDiscoverableAsALogAppender(String configClass) throws Exception {
+        Class<?> c = Class.forName(configClass);
         assertTrue(c.getName().startsWith("org.kaaproject.kaa.server.appenders."),
                 "the admin service scans org.kaaproject.kaa.server.appenders");
-        KaaPluginConfig a = c.getAnnotation(KaaPluginConfig.class);
-        assertNotNull(a, "@KaaPluginConfig (runtime retention) on " + c.getName());
+        KaaPluginConfig a = c.getDeclaredAnnotation(KaaPluginConfig.class);
+        assertNotNull(a, "@KaaPluginConfig (runtime retention) on " + c.getName() + " itself: it is not @Inherited");
         assertEquals(PluginType.LOG_APPENDER, a.pluginType());
         assertTrue(Modifier.isPublic(c.getModifiers()) && !Modifier.isAbstract(c.getModifiers()));
         assertTrue(Modifier.isPublic(c.getConstructor().getModifiers()), "public no-arg constructor");
         assertTrue(PluginConfig.class.isAssignableFrom(c), "implements PluginConfig");
+        // The shared base is no plugin of its own: abstract and not annotated.
+        Class<?> base = c.getSuperclass();
+        assertTrue(Modifier.isAbstract(base.getModifiers()), base.getName());
+        assertNull(base.getDeclaredAnnotation(KaaPluginConfig.class), base.getName());
     }
 
-    @Test
-    void configClassNamesTheAppenderAndItsSchema() throws Exception {
-        PluginConfig pc = KaaNode.pluginConfig();
-        assertEquals("PahoMqtt", pc.getPluginTypeName());
-        assertEquals(KaaNode.APPENDER_CLASS, pc.getPluginClassName(),
-                "the original appender's class name, so stored appender records keep working");
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("plugins")
+    void configClassNamesTheAppenderAndItsSchema(String configClass, String typeName, String appenderClass,
+            String resource) throws Exception {
+        PluginConfig pc = KaaNode.pluginConfig(configClass);
+        assertEquals(typeName, pc.getPluginTypeName());
+        assertEquals(appenderClass, pc.getPluginClassName());
         Schema schema = pc.getPluginConfigSchema();
         assertNotNull(schema);
-        try (InputStream in = getClass().getResourceAsStream(
-                "/org/kaaproject/kaa/server/appenders/pahomqtt/config/PahoMqttConfig.avsc")) {
-            assertNotNull(in, "bundled PahoMqttConfig.avsc");
+        try (InputStream in = getClass().getResourceAsStream(CONFIG_RESOURCES + resource)) {
+            assertNotNull(in, "bundled " + resource);
             Schema bundled = new Schema.Parser().parse(in);
             assertEquals(bundled, schema, "getPluginConfigSchema() is the bundled .avsc");
             assertEquals(bundled.toString(), schema.toString(), "including the form attributes");
         }
         assertEquals(Schema.Type.RECORD, schema.getType());
+        for (Schema.Field f : schema.getFields()) {
+            assertNotNull(f.getProp("displayName"), "form label of " + f.name());
+        }
+        // The form builder needs every non-optional field to have a default; KaaNode.config() relies on that too.
+        KaaNode.config(configClass, Map.of());
     }
 
+    /**
+     * The legacy plugin's schema is exactly the original's record (full name, field names, types, order and form
+     * defaults), so the admin decodes every configuration the original stored, and writes what the original wrote.
+     */
     @Test
-    void configSchemaStartsWithTheOriginalNineFields() {
-        Schema current = KaaNode.configSchema();
-        Schema original = AvroReference.parse(TestData.schemaText("original-PahoMqttConfig.avsc"));
-        assertEquals(original.getFullName(), current.getFullName(), "record full name");
-        List<Schema.Field> cur = current.getFields();
+    void legacySchemaIsExactlyTheOriginalRecord() {
+        Schema legacy = KaaNode.configSchema(KaaNode.LEGACY_CONFIG_CLASS);
+        Schema original = OriginalAppender.schema();
+        assertEquals(original.getFullName(), legacy.getFullName(), "record full name");
+        assertEquals(original.getFields().size(), legacy.getFields().size(), "nine fields, no more");
+        for (int i = 0; i < original.getFields().size(); i++) {
+            Schema.Field o = original.getFields().get(i);
+            Schema.Field l = legacy.getFields().get(i);
+            assertEquals(o.name(), l.name(), "field " + i);
+            assertEquals(o.schema(), l.schema(), "type of " + o.name());
+            assertEquals(o.getJsonProp("by_default"), l.getJsonProp("by_default"), "form default of " + o.name());
+            assertEquals(o.getJsonProp("optional"), l.getJsonProp("optional"), "optional " + o.name());
+        }
+        assertEquals("password", legacy.getField("password").getProp("inputType"));
+        // Avro's own view: the same Parsing Canonical Form (names, types, order), so either reads what the other wrote.
+        assertEquals(SchemaNormalization.toParsingForm(original), SchemaNormalization.toParsingForm(legacy));
+    }
+
+    /**
+     * The full plugin's schema starts with the original's nine fields (names and types), so the native core reads
+     * both plugins' configurations with one decoder; it is its own record, in the same namespace.
+     */
+    @Test
+    void fullSchemaStartsWithTheOriginalNineFields() {
+        Schema full = KaaNode.configSchema();
+        Schema original = OriginalAppender.schema();
+        assertEquals("org.kaaproject.kaa.server.appenders.pahomqtt.config.gen.MqttAppenderConfig", full.getFullName());
+        List<Schema.Field> cur = full.getFields();
         List<Schema.Field> orig = original.getFields();
-        assertTrue(cur.size() >= orig.size());
+        assertEquals(28, cur.size(), "the settings this plugin was released with");
         for (int i = 0; i < orig.size(); i++) {
             assertEquals(orig.get(i).name(), cur.get(i).name(), "field " + i);
             assertEquals(orig.get(i).schema(), cur.get(i).schema(), "type of field " + orig.get(i).name());
         }
         for (int i = orig.size(); i < cur.size(); i++) {
-            assertNotNull(cur.get(i).getJsonProp("by_default"), "new field " + cur.get(i).name() + " has a form default");
+            JsonNode d = cur.get(i).getJsonProp("by_default");
+            assertNotNull(d, "new field " + cur.get(i).name() + " has a form default");
         }
-        // The form builder needs every non-optional field to have a default; KaaNode.config() relies on that too.
-        KaaNode.config(java.util.Map.of());
     }
 
+    /**
+     * A released plugin's schema is frozen: the admin decodes every configuration stored with it using the schema of
+     * the day, with no defaults for missing fields, so adding a field breaks every appender stored before, and
+     * removing, reordering or retyping one misreads them. The Parsing Canonical Form (names, types, order; not the
+     * form attributes, which may change) is pinned here. If this fails, add a new plugin for the new settings and
+     * leave the released ones as they are (README, "Adding a setting").
+     */
     @Test
-    void appenderClassIsWhatTheNodeInstantiates() throws Exception {
-        Class<?> c = Class.forName(KaaNode.APPENDER_CLASS);
+    void releasedSchemasAreFrozen() {
+        Map<String, String> released = Map.of(
+                KaaNode.LEGACY_CONFIG_CLASS, "a8fa5d5c54475632",
+                KaaNode.CONFIG_CLASS, "adca63430a100407");
+        for (Map.Entry<String, String> e : released.entrySet()) {
+            Schema schema = KaaNode.configSchema(e.getKey());
+            assertEquals(e.getValue(), Long.toHexString(SchemaNormalization.parsingFingerprint64(schema)),
+                    "the released schema of " + e.getKey() + " changed; it must not (see this test's comment): "
+                            + SchemaNormalization.toParsingForm(schema));
+        }
+    }
+
+    /**
+     * Each plugin names its own appender class, which the node instantiates; both are the one shared body (no
+     * behaviour of their own), so they cannot drift apart.
+     */
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("plugins")
+    void appenderClassIsWhatTheNodeInstantiates(String configClass, String typeName, String appenderClass)
+            throws Exception {
+        Class<?> c = Class.forName(appenderClass);
         assertTrue(LogAppender.class.isAssignableFrom(c), "implements LogAppender");
         assertTrue(Modifier.isPublic(c.getModifiers()) && !Modifier.isAbstract(c.getModifiers()));
         assertTrue(Modifier.isPublic(c.getConstructor().getModifiers()), "public no-arg constructor");
+        assertEquals(0, c.getDeclaredMethods().length, appenderClass + " adds no behaviour");
+        assertEquals(0, c.getDeclaredFields().length, appenderClass + " adds no state");
+        assertEquals("org.kaaproject.kaa.server.appenders.pahomqtt.appender.NativeLogAppender",
+                c.getSuperclass().getName());
+    }
+
+    @Test
+    void thePluginsAreDistinct() {
+        PluginConfig legacy = KaaNode.pluginConfig(KaaNode.LEGACY_CONFIG_CLASS);
+        PluginConfig full = KaaNode.pluginConfig(KaaNode.CONFIG_CLASS);
+        // The admin keys plugins by appender class name; the type name is the label an operator picks from.
+        assertNotEquals(legacy.getPluginClassName(), full.getPluginClassName());
+        assertNotEquals(legacy.getPluginTypeName(), full.getPluginTypeName());
+        assertFalse(legacy.getPluginConfigSchema().equals(full.getPluginConfigSchema()));
     }
 }

@@ -11,7 +11,9 @@ import java.lang.reflect.Method;
 import java.net.URLClassLoader;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.jar.JarFile;
 
 import org.apache.avro.Schema;
@@ -32,6 +34,10 @@ import org.springframework.core.type.filter.AnnotationTypeFilter;
  * over the packages {@code org.kaaproject.kaa.server.appenders} and {@code ...verifiers}, then each candidate
  * instantiated by name with its no-arg constructor and asked for its type name, class name and config schema.
  *
+ * <p>It finds exactly two plugins: the legacy one (the original's config and appender class names, its nine-field
+ * schema, for the appenders the original stored) and the full one. The annotation sits on each concrete class: it is
+ * not {@code @Inherited}, and Spring takes only concrete, independent classes.
+ *
  * <p>The scan runs over the PACKAGED jar (this test runs after {@code package}), in a class loader that holds only
  * the jar and a node's libraries, as a node's class path does. It cannot see this test's own classes, which Spring
  * 4.2's ASM could not read (Java 17 class files) and which a node never has.
@@ -39,8 +45,14 @@ import org.springframework.core.type.filter.AnnotationTypeFilter;
 @Timeout(60)
 class PluginDiscoveryIT {
 
+    /** What each plugin must tell the admin: type name (the UI label), appender class name, bundled schema. */
+    private static final Map<String, String[]> EXPECTED = Map.of(
+            KaaNode.LEGACY_CONFIG_CLASS, new String[] {"PahoMQTT (original settings)", KaaNode.LEGACY_APPENDER_CLASS,
+                "PahoMqttConfig.avsc"},
+            KaaNode.CONFIG_CLASS, new String[] {"PahoMqtt", KaaNode.APPENDER_CLASS, "MqttAppenderConfig.avsc"});
+
     @Test
-    void adminServiceScanFindsExactlyOurConfigClassInThePackagedJar() throws Exception {
+    void adminServiceScanFindsExactlyOurTwoConfigClassesInThePackagedJar() throws Exception {
         try (URLClassLoader node = NodeLayout.nodeClassLoader()) {
             ClassPathScanningCandidateComponentProvider scanner =
                     new ClassPathScanningCandidateComponentProvider(false);
@@ -49,8 +61,9 @@ class PluginDiscoveryIT {
 
             List<String> appenders = beanClassNames(scanner.findCandidateComponents(
                     "org.kaaproject.kaa.server.appenders"));
-            assertEquals(List.of(KaaNode.CONFIG_CLASS), appenders,
+            assertEquals(new TreeSet<>(EXPECTED.keySet()), new TreeSet<>(appenders),
                     "the admin service's scan of org.kaaproject.kaa.server.appenders");
+            assertEquals(EXPECTED.size(), appenders.size(), "each found once: " + appenders);
             assertEquals(List.of(), beanClassNames(scanner.findCandidateComponents(
                     "org.kaaproject.kaa.server.verifiers")), "nothing of ours among the user verifiers");
 
@@ -88,10 +101,11 @@ class PluginDiscoveryIT {
         Method pluginClassName = pluginConfig.getMethod("getPluginClassName");
         Method configSchema = pluginConfig.getMethod("getPluginConfigSchema");
 
-        assertEquals("PahoMqtt", typeName.invoke(config), "the type name the admin UI lists");
+        String[] expected = EXPECTED.get(className);
+        assertEquals(expected[0], typeName.invoke(config), "the type name the admin UI lists");
 
         String appenderClassName = (String) pluginClassName.invoke(config);
-        assertEquals(KaaNode.APPENDER_CLASS, appenderClassName, "the original appender's class name");
+        assertEquals(expected[1], appenderClassName, "the appender class of " + className);
         Class<?> appenderClass = Class.forName(appenderClassName, true, node);
         assertTrue(node.loadClass(LogAppender.class.getName()).isAssignableFrom(appenderClass),
                 appenderClassName + " is a LogAppender of the node's API");
@@ -107,7 +121,7 @@ class PluginDiscoveryIT {
         assertEquals(schema.toString(), parsed.toString(), "parses back to the same text, form attributes included");
         try (JarFile jar = new JarFile(NodeLayout.appenderJar().toFile());
                 InputStream in = jar.getInputStream(jar.getEntry(
-                        "org/kaaproject/kaa/server/appenders/pahomqtt/config/PahoMqttConfig.avsc"))) {
+                        "org/kaaproject/kaa/server/appenders/pahomqtt/config/" + expected[2]))) {
             assertEquals(new Schema.Parser().parse(in), parsed, "the schema is the .avsc bundled in the jar");
         }
         for (Schema.Field f : parsed.getFields()) {

@@ -35,10 +35,22 @@ import org.kaaproject.kaa.server.common.plugin.PluginConfig;
  */
 public final class KaaNode {
 
-    /** The config class the admin service discovers by its @KaaPluginConfig annotation. */
-    public static final String CONFIG_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.config.PahoMQTTAppenderConfig";
-    /** The appender class of the original PahoMQTT appender; stored appender records name it. */
-    public static final String APPENDER_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.appender.PahoMQTTLogAppender";
+    /**
+     * The full plugin's config class (type "PahoMqtt", every setting), one of the two the admin service discovers by
+     * their @KaaPluginConfig annotation: what an appender created in the admin today is stored with.
+     */
+    public static final String CONFIG_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfig";
+    /** The full plugin's appender class. */
+    public static final String APPENDER_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppender";
+    /**
+     * The legacy plugin's config class (type "PahoMQTT (original settings)"): the original PahoMQTT appender's class
+     * name, with exactly its nine-field schema.
+     */
+    public static final String LEGACY_CONFIG_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.config.PahoMQTTAppenderConfig";
+    /** The original PahoMQTT appender's class name; every appender record it stored names it. */
+    public static final String LEGACY_APPENDER_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.appender.PahoMQTTLogAppender";
 
     public static final String APPLICATION_TOKEN = "12345678901234567890";
     public static final String APPLICATION_ID = "1";
@@ -48,25 +60,40 @@ public final class KaaNode {
     private KaaNode() {
     }
 
-    /** The admin service's view: instantiate the config class by name with its no-arg constructor. */
+    /** The admin service's view of the full plugin: {@link #pluginConfig(String)} of {@link #CONFIG_CLASS}. */
     public static PluginConfig pluginConfig() {
+        return pluginConfig(CONFIG_CLASS);
+    }
+
+    /** The admin service's view: instantiate the config class by name with its no-arg constructor. */
+    public static PluginConfig pluginConfig(String configClass) {
         try {
             @SuppressWarnings("deprecation")
-            Object o = Class.forName(CONFIG_CLASS).newInstance();
+            Object o = Class.forName(configClass).newInstance();
             return (PluginConfig) o;
         } catch (ReflectiveOperationException e) {
-            throw new IllegalStateException("cannot instantiate " + CONFIG_CLASS + ": " + e, e);
+            throw new IllegalStateException("cannot instantiate " + configClass + ": " + e, e);
         }
     }
 
-    /** The config schema as the admin UI gets it. */
+    /** The full plugin's config schema as the admin UI gets it. */
     public static Schema configSchema() {
-        return pluginConfig().getPluginConfigSchema();
+        return configSchema(CONFIG_CLASS);
     }
 
-    /** The stored appender record the node builds an appender from. */
+    /** The config schema of this plugin as the admin UI gets it. */
+    public static Schema configSchema(String configClass) {
+        return pluginConfig(configClass).getPluginConfigSchema();
+    }
+
+    /** The stored appender record of the full plugin the node builds an appender from. */
     public static LogAppenderDto appenderDto(String name, byte[] rawConfig) {
-        PluginConfig pc = pluginConfig();
+        return appenderDto(CONFIG_CLASS, name, rawConfig);
+    }
+
+    /** The stored appender record the node builds an appender from, created with the plugin of this config class. */
+    public static LogAppenderDto appenderDto(String configClass, String name, byte[] rawConfig) {
+        PluginConfig pc = pluginConfig(configClass);
         LogAppenderDto dto = new LogAppenderDto();
         dto.setId(String.valueOf(IDS.incrementAndGet()));
         dto.setName(name);
@@ -88,11 +115,16 @@ public final class KaaNode {
     }
 
     /**
-     * The node's sequence: {@code Class.forName(dto.getPluginClassName()).newInstance()}, then setName, setAppenderId,
-     * setApplicationToken, init(dto).
+     * The node's sequence for an appender of the full plugin: {@code Class.forName(dto.getPluginClassName())
+     * .newInstance()}, then setName, setAppenderId, setApplicationToken, init(dto).
      */
     public static LogAppender load(String name, byte[] rawConfig) {
         return load(appenderDto(name, rawConfig));
+    }
+
+    /** {@link #load(String, byte[])} for an appender of the plugin of this config class. */
+    public static LogAppender load(String configClass, String name, byte[] rawConfig) {
+        return load(appenderDto(configClass, name, rawConfig));
     }
 
     public static LogAppender load(LogAppenderDto dto) {
@@ -111,12 +143,18 @@ public final class KaaNode {
         return appender;
     }
 
-    /**
-     * The raw configuration the admin UI stores: the Avro binary (Avro 1.7.5) of a record of the config schema with
-     * every field at its form default ("by_default"; none: null) and then the given overrides applied.
-     */
+    /** {@link #config(String, Map)} of the full plugin. */
     public static byte[] config(Map<String, Object> overrides) {
-        Schema schema = configSchema();
+        return config(CONFIG_CLASS, overrides);
+    }
+
+    /**
+     * The raw configuration the admin UI stores for an appender of the plugin of this config class: the Avro binary
+     * (Avro 1.7.5) of a record of its config schema with every field at its form default ("by_default"; none: null)
+     * and then the given overrides applied.
+     */
+    public static byte[] config(String configClass, Map<String, Object> overrides) {
+        Schema schema = configSchema(configClass);
         GenericRecord rec = new GenericData.Record(schema);
         for (Schema.Field f : schema.getFields()) {
             rec.put(f.name(), formDefault(f));

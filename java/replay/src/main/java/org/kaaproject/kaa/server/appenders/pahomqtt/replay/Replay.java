@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
@@ -28,6 +29,10 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * result of each pack. Records come from a built-in sample (Kaa's sample logging schema) or
  * from a user's {@code .avsc} plus a file of records in Avro's JSON encoding, one per line.
  * Exits 0 when every pack was confirmed by the broker, 1 otherwise, 2 on bad arguments.
+ *
+ * <p>With {@code --stored}, the appenders are built from stored configurations instead of the options (of either
+ * plugin: {@link KaaNode#CONFIG_CLASS} or {@link KaaNode#LEGACY_CONFIG_CLASS}), as a node builds the appenders of an
+ * application, and every pack goes to each of them.
  */
 public final class Replay {
 
@@ -43,38 +48,51 @@ public final class Replay {
             "  --records F.json       one record per line, Avro JSON encoding",
             "  --packs N              packs of the built-in sample (3)",
             "  --pack-size M          records per pack (5)",
-            "  --timeout S            delivery timeout per pack, seconds (10)");
+            "  --timeout S            delivery timeout per pack, seconds (10)",
+            "  --stored CLASS=FILE    an appender as Kaa stored it: the config class of its plugin (type) and a file",
+            "                         with its raw configuration (Avro binary); may be repeated. Each pack goes to",
+            "                         every stored appender, and the broker options above are not used; --timeout",
+            "                         is then only how long to wait for each answer (default 35)");
 
     private Replay() {
     }
 
     public static void main(String[] args) throws Exception {
-        Map<String, String> opts;
+        Map<String, String> opts = new HashMap<>();
+        List<String> stored = new ArrayList<>();
         try {
-            opts = parse(args);
+            parse(args, opts, stored);
         } catch (IllegalArgumentException e) {
             System.err.println(e.getMessage() + "\n" + USAGE);
             System.exit(2);
             return;
         }
-        System.exit(run(opts) ? 0 : 1);
+        System.exit(run(opts, stored) ? 0 : 1);
     }
 
-    private static Map<String, String> parse(String[] args) {
-        Map<String, String> opts = new HashMap<>();
+    /** Options by name into {@code opts}; each {@code --stored} (it may be repeated) into {@code stored}, in order. */
+    private static void parse(String[] args, Map<String, String> opts, List<String> stored) {
         for (int i = 0; i < args.length; i++) {
             if (!args[i].startsWith("--") || i + 1 >= args.length) {
                 throw new IllegalArgumentException("bad argument: " + args[i]);
             }
-            opts.put(args[i].substring(2), args[++i]);
+            String name = args[i].substring(2);
+            String value = args[++i];
+            if (name.equals("stored")) {
+                if (value.indexOf('=') <= 0) {
+                    throw new IllegalArgumentException("--stored takes CONFIG_CLASS=FILE, not " + value);
+                }
+                stored.add(value);
+            } else {
+                opts.put(name, value);
+            }
         }
         if (opts.containsKey("schema") != opts.containsKey("records")) {
             throw new IllegalArgumentException("--schema and --records go together");
         }
-        return opts;
     }
 
-    private static boolean run(Map<String, String> opts) throws Exception {
+    private static boolean run(Map<String, String> opts, List<String> stored) throws Exception {
         String schemaText = opts.containsKey("schema")
                 ? new String(Files.readAllBytes(Paths.get(opts.get("schema"))), StandardCharsets.UTF_8)
                 : sampleSchema();
@@ -84,30 +102,57 @@ public final class Replay {
                 : sampleRecords(schema, intOpt(opts, "packs", 3) * intOpt(opts, "pack-size", 5));
         int packSize = opts.containsKey("records") ? Math.max(1, records.size()) : intOpt(opts, "pack-size", 5);
 
-        Map<String, Object> config = new HashMap<>();
-        config.put("host", opts.getOrDefault("host", "127.0.0.1"));
-        config.put("port", intOpt(opts, "port", 1883));
-        config.put("mqtttopic", opts.getOrDefault("topic", "kaa/demo/logs"));
-        config.put("qos", intOpt(opts, "qos", 1));
-        config.put("clientId", opts.getOrDefault("client-id", "kaa-replay"));
-        config.put("username", opts.get("username"));
-        config.put("password", opts.get("password"));
-        config.put("deliveryTimeoutSeconds", intOpt(opts, "timeout", 10));
-
-        LogAppender appender = KaaNode.load("replay", KaaNode.config(config));
-        boolean allDelivered = true;
+        Map<String, LogAppender> appenders = new LinkedHashMap<>();
+        int waitSeconds;
         try {
+            if (!stored.isEmpty()) {
+                for (String classAndFile : stored) {
+                    int eq = classAndFile.indexOf('=');
+                    String file = classAndFile.substring(eq + 1);
+                    // Named after its file, so the output and the log tell the stored appenders apart.
+                    String name = Paths.get(file).getFileName().toString();
+                    if (appenders.containsKey(name)) {
+                        throw new IllegalArgumentException("two --stored files named " + name);
+                    }
+                    appenders.put(name, KaaNode.load(classAndFile.substring(0, eq), name,
+                            Files.readAllBytes(Paths.get(file))));
+                }
+                waitSeconds = intOpt(opts, "timeout", 35);
+            } else {
+                Map<String, Object> config = new HashMap<>();
+                config.put("host", opts.getOrDefault("host", "127.0.0.1"));
+                config.put("port", intOpt(opts, "port", 1883));
+                config.put("mqtttopic", opts.getOrDefault("topic", "kaa/demo/logs"));
+                config.put("qos", intOpt(opts, "qos", 1));
+                config.put("clientId", opts.getOrDefault("client-id", "kaa-replay"));
+                config.put("username", opts.get("username"));
+                config.put("password", opts.get("password"));
+                config.put("deliveryTimeoutSeconds", intOpt(opts, "timeout", 10));
+                appenders.put("replay", KaaNode.load("replay", KaaNode.config(config)));
+                waitSeconds = intOpt(opts, "timeout", 10) + 5;
+            }
+            boolean allDelivered = true;
             int packNo = 0;
             for (int from = 0; from < records.size(); from += packSize) {
                 List<byte[]> packRecords = records.subList(from, Math.min(records.size(), from + packSize));
-                String outcome = appendAndWait(appender, schemaText, packRecords, intOpt(opts, "timeout", 10) + 5);
-                System.out.printf("pack %d: %d records -> %s%n", ++packNo, packRecords.size(), outcome);
-                allDelivered &= outcome.equals("onSuccess");
+                packNo++;
+                for (Map.Entry<String, LogAppender> a : appenders.entrySet()) {
+                    String outcome = appendAndWait(a.getValue(), schemaText, packRecords, waitSeconds);
+                    if (!stored.isEmpty()) {
+                        System.out.printf("appender '%s': pack %d: %d records -> %s%n", a.getKey(), packNo,
+                                packRecords.size(), outcome);
+                    } else {
+                        System.out.printf("pack %d: %d records -> %s%n", packNo, packRecords.size(), outcome);
+                    }
+                    allDelivered &= outcome.equals("onSuccess");
+                }
             }
+            return allDelivered;
         } finally {
-            appender.close();
+            for (LogAppender a : appenders.values()) {
+                a.close();
+            }
         }
-        return allDelivered;
     }
 
     private static String appendAndWait(LogAppender appender, String schemaText, List<byte[]> records,

@@ -1,0 +1,182 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
+
+import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
+import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogEvent;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogEventPack;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogSchema;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The body of both appender plugins ({@link PahoMQTTLogAppender} for appenders stored with the original's nine
+ * settings, {@link MqttLogAppender} for the full settings). It keeps no state of its own beyond a handle: each pack
+ * is handed to the Rust library, which decodes it, publishes every record and answers the callback once the broker
+ * has confirmed them (or failed). {@code doAppend} never waits on the network.
+ *
+ * <p>The native core reads any stored configuration that is a prefix of the full record (fields it does not reach
+ * take their defaults), so both plugins pass the raw configuration through unchanged and differ only in which
+ * schema the admin shows. The node instantiates the concrete classes by name; no stored record names this one.
+ */
+public abstract class NativeLogAppender implements LogAppender {
+
+    /** Named after the concrete class, so a node's logging configuration can tell the two plugins apart. */
+    private final Logger log = LoggerFactory.getLogger(getClass());
+
+    /** Appends share the read side; close takes the write side, so no append outlives the handle. */
+    private final ReentrantReadWriteLock handleLock = new ReentrantReadWriteLock();
+    private long handle;
+    private volatile AppenderMetrics metrics;
+
+    private String name;
+    private String appenderId;
+    private String applicationToken;
+    private int minLogSchemaVersion;
+    private int maxLogSchemaVersion;
+    private boolean confirmDelivery = true;
+
+    /** Only the plugin classes, which the node instantiates by name with their no-arg constructors. */
+    protected NativeLogAppender() {
+    }
+
+    @Override
+    public void setName(String name) {
+        this.name = name;
+    }
+
+    @Override
+    public String getName() {
+        return name;
+    }
+
+    @Override
+    public void setAppenderId(String appenderId) {
+        this.appenderId = appenderId;
+    }
+
+    @Override
+    public String getAppenderId() {
+        return appenderId;
+    }
+
+    @Override
+    public void setApplicationToken(String applicationToken) {
+        this.applicationToken = applicationToken;
+    }
+
+    /**
+     * Never throws: with a missing library or an invalid configuration the error is logged
+     * and every pack is answered {@code onInternalError}, as the node expects of a broken appender.
+     */
+    @Override
+    public void init(LogAppenderDto dto) {
+        minLogSchemaVersion = dto.getMinLogSchemaVersion();
+        maxLogSchemaVersion = dto.getMaxLogSchemaVersion();
+        confirmDelivery = dto.isConfirmDelivery();
+        try {
+            String library = NativeLibrary.load();
+            List<LogHeaderStructureDto> structure = dto.getHeaderStructure();
+            String[] headerFields = new String[structure == null ? 0 : structure.size()];
+            for (int i = 0; i < headerFields.length; i++) {
+                headerFields[i] = structure.get(i).name();
+            }
+            long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name),
+                    String.valueOf(applicationToken), headerFields);
+            handleLock.writeLock().lock();
+            try {
+                handle = opened;
+            } finally {
+                handleLock.writeLock().unlock();
+            }
+            metrics = AppenderMetrics.register(name, appenderId, this::readMetrics);
+            log.info("PahoMqtt appender '{}' ({}) of application {} started (native library: {})", name, appenderId,
+                    applicationToken, library);
+        } catch (UnsatisfiedLinkError | RuntimeException e) {
+            log.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId,
+                    e.getMessage());
+        }
+    }
+
+    @Override
+    public void doAppend(LogEventPack pack, LogDeliveryCallback callback) {
+        handleLock.readLock().lock();
+        try {
+            LogSchema schema = pack.getLogSchema();
+            List<LogEvent> events = pack.getEvents();
+            if (handle == 0 || schema == null || events == null) {
+                callback.onInternalError();
+                return;
+            }
+            // One array for the whole pack: one JNI crossing, not one per record.
+            int[] ends = new int[events.size()];
+            long total = 0;
+            for (int i = 0; i < ends.length; i++) {
+                LogEvent event = events.get(i);
+                byte[] data = event == null ? null : event.getLogData();
+                if (data == null || total + data.length > Integer.MAX_VALUE) {
+                    log.warn("PahoMqtt appender '{}': pack from {} not published: event {} has no data or the pack is "
+                            + "too large", name, pack.getEndpointKey(), i);
+                    callback.onInternalError();
+                    return;
+                }
+                total += data.length;
+                ends[i] = (int) total;
+            }
+            byte[] records = new byte[(int) total];
+            for (int i = 0, at = 0; i < ends.length; at = ends[i++]) {
+                System.arraycopy(events.get(i).getLogData(), 0, records, at, ends[i] - at);
+            }
+            NativeAppender.append(handle, schema.getSchema(), schema.getVersion(), records, ends,
+                    String.valueOf(pack.getEndpointKey()), callback);
+        } finally {
+            handleLock.readLock().unlock();
+        }
+    }
+
+    private long[] readMetrics() {
+        handleLock.readLock().lock();
+        try {
+            return handle == 0 ? null : NativeAppender.metrics(handle);
+        } finally {
+            handleLock.readLock().unlock();
+        }
+    }
+
+    @Override
+    public boolean isSchemaVersionSupported(int version) {
+        return version >= minLogSchemaVersion && version <= maxLogSchemaVersion;
+    }
+
+    @Override
+    public boolean isDeliveryConfirmationRequired() {
+        return confirmDelivery;
+    }
+
+    /** Packs still in flight are answered {@code onInternalError}; later packs too. */
+    @Override
+    public void close() {
+        long closing;
+        handleLock.writeLock().lock();
+        try {
+            closing = handle;
+            handle = 0;
+            if (closing != 0) {
+                NativeAppender.close(closing);
+            }
+        } finally {
+            handleLock.writeLock().unlock();
+        }
+        if (metrics != null) {
+            metrics.unregister();
+            metrics = null;
+        }
+        if (closing != 0) {
+            log.info("PahoMqtt appender '{}' ({}) closed", name, appenderId);
+        }
+    }
+}
