@@ -153,7 +153,9 @@ public final class ChildNodeMain {
                     String name = a[0];
                     try {
                         Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
-                        APPENDERS.put(name, KaaNode.load(OriginalConfig.storedByTheOriginal(name, cfg)));
+                        Object[] values = cfg.entrySet().stream().flatMap(e -> java.util.stream.Stream.of(e.getKey(),
+                                e.getValue())).toArray();
+                        APPENDERS.put(name, KaaNode.load(OriginalAppender.stored(name, OriginalAppender.bytes(values))));
                         say("LOADED " + name);
                     } catch (Throwable t) {
                         say("INIT_THREW " + name + " " + oneLine(t));
