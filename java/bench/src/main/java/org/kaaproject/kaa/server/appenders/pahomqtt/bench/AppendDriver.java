@@ -1,6 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.bench;
 
 import java.io.IOException;
+import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -15,6 +16,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
+
+import javax.management.JMException;
+import javax.management.MBeanServer;
+import javax.management.ObjectName;
 
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -86,7 +91,8 @@ final class AppendDriver {
 
         Map<String, Object> config = KaaNode.brokerConfig(Bench.intOpt(opts, "port", 1883), Bench.need(opts, "topic"),
                 qos);
-        config.put("clientId", "bench-" + mode + "-" + Bench.pid());
+        // --client-id: one fixed id for several node JVMs with one configuration (a Kaa cluster).
+        config.put("clientId", opts.getOrDefault("client-id", "bench-" + mode + "-" + Bench.pid()));
         config.put("deliveryTimeoutSeconds", DELIVERY_TIMEOUT_S);
         config.put("maxPendingRecords", Bench.intOpt(opts, "max-pending", 100_000));
         if (onePerPack) {
@@ -122,6 +128,7 @@ final class AppendDriver {
         measured.run();
         double cpu = Bench.procCpuSeconds() - cpuBefore;
         long peakRss = Bench.procStatusKib("VmHWM");
+        Object takeovers = mode.equals("ours") ? jmx("bench-" + mode, "Takeovers") : null;
         appender.close();
 
         long[] ok = measured.successLatencies();
@@ -149,6 +156,7 @@ final class AppendDriver {
                 : warm.confirmedRecords.sum() + confirmedMeasured);
         long failed = warm.failedPacks() + measured.failedPacks();
         r.put("failed_packs", failed);
+        r.put("takeovers", takeovers);
         Map<String, Object> failures = new LinkedHashMap<>();
         failures.put("onConnectionError", warm.connectionErrors.get() + measured.connectionErrors.get());
         failures.put("onRemoteError", warm.remoteErrors.get() + measured.remoteErrors.get());
@@ -168,6 +176,20 @@ final class AppendDriver {
         r.put("jvm_max_heap_mib", Runtime.getRuntime().maxMemory() / (1024 * 1024));
         r.put("error", null);
         return r;
+    }
+
+    /** The appender's JMX attribute, as an operator's JMX client reads it; null when there is none. */
+    private static Object jmx(String appenderName, String attribute) {
+        MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+        try {
+            for (ObjectName bean : server.queryNames(new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:"
+                    + "type=PahoMqttAppender,name=" + ObjectName.quote(appenderName) + ",*"), null)) {
+                return server.getAttribute(bean, attribute);
+            }
+        } catch (JMException e) {
+            return null;
+        }
+        return null;
     }
 
     private int packsFor(long records) {

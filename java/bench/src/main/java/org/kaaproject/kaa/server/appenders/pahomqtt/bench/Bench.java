@@ -27,6 +27,7 @@ import org.codehaus.jackson.map.ObjectMapper;
  *         [--records N] [--warmup W] [--threads 4] [--pack-size 100] [--inflight-packs 64]
  *         [--max-pending 100000] [--max-seconds 60] [--report-every N] [--grouping RECORD|PACK]
  * decode  --dir D --result F [--seconds 5] [--warmup-seconds 3]   Avro 1.7.5 decoding, one thread
+ * combine --out F --results F1,F2,...                     node JVMs run side by side as one cluster: one result
  * report  --runs D --out F [--broker "mosquitto 2.0.11"] [--command "..."]
  * </pre>
  */
@@ -68,6 +69,9 @@ public final class Bench {
             case "decode":
                 write(Paths.get(need(opts, "result")), decode(opts));
                 break;
+            case "combine":
+                write(Paths.get(need(opts, "out")), combine(need(opts, "results").split(",")));
+                break;
             case "report":
                 System.exit(Report.run(opts) ? 0 : 1);
                 break;
@@ -104,6 +108,46 @@ public final class Bench {
         r.put("peak_rss_kib", procStatusKib("VmHWM"));
         r.put("jvm_max_heap_mib", Runtime.getRuntime().maxMemory() / (1024 * 1024));
         r.put("error", null);
+        return r;
+    }
+
+    /**
+     * The runs of several node JVMs that published side by side (one configuration, one broker) as one result:
+     * counts summed, records/s their records over the longer measured phase, latencies and memory the worse node's.
+     */
+    private static Map<String, Object> combine(String[] files) throws IOException {
+        List<Map<String, Object>> nodes = new ArrayList<>();
+        for (String f : files) {
+            nodes.add(read(new File(f)));
+        }
+        Map<String, Object> r = new LinkedHashMap<>();
+        r.put("mode", "ours-" + nodes.size() + "nodes");
+        r.put("qos", nodes.get(0).get("qos"));
+        for (String key : new String[] {"records", "confirmed", "confirmed_messages", "failed_packs",
+            "double_answers", "unanswered_packs", "takeovers"}) {
+            r.put(key, nodes.stream().mapToLong(n -> ((Number) n.getOrDefault(key, 0)).longValue()).sum());
+        }
+        r.put("cpu_seconds", nodes.stream().mapToDouble(n -> Report.num(n.get("cpu_seconds"))).sum());
+        double seconds = nodes.stream().mapToDouble(n -> Report.num(n.get("seconds"))).max().orElse(0);
+        long records = ((Number) r.get("records")).longValue();
+        r.put("seconds", seconds);
+        r.put("records_per_s", seconds > 0 ? records / seconds : 0.0);
+        for (String key : new String[] {"p50_ms", "p99_ms", "do_append_p50_ms", "do_append_p99_ms", "peak_rss_kib"}) {
+            r.put(key, nodes.stream().mapToDouble(n -> Report.num(n.get(key))).max().orElse(0));
+        }
+        r.put("cpu_us_per_record", records > 0 ? Report.num(r.get("cpu_seconds")) * 1e6 / records : null);
+        Map<String, Object> failures = new LinkedHashMap<>();
+        for (Map<String, Object> n : nodes) {
+            @SuppressWarnings("unchecked")
+            Map<String, Object> f = (Map<String, Object>) n.get("failures");
+            if (f != null) {
+                f.forEach((k, v) -> failures.merge(k, v, (a, b) -> ((Number) a).longValue() + ((Number) b).longValue()));
+            }
+        }
+        r.put("failures", failures);
+        r.put("complete", nodes.stream().allMatch(n -> Boolean.TRUE.equals(n.get("complete"))));
+        r.put("error", nodes.stream().map(n -> n.get("error")).filter(e -> e != null).findFirst().orElse(null));
+        r.put("nodes", nodes);
         return r;
     }
 

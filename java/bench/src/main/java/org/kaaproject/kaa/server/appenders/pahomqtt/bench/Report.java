@@ -22,7 +22,7 @@ import java.util.Map;
 final class Report {
 
     /** File name prefixes of the publisher runs; "ours-pack" is ours with one message per pack. */
-    private static final String[] MODES = {"ceiling", "ours", "baseline", "ours-pack"};
+    private static final String[] MODES = {"ceiling", "ours", "baseline", "ours-pack", "ours-2nodes"};
 
     private Report() {
     }
@@ -150,6 +150,12 @@ final class Report {
         row.put("subscriber_cpu_us_per_record", sub == null || confirmed == 0 || sub.get("cpu_seconds") == null ? null
                 : num(sub.get("cpu_seconds")) * 1e6 / confirmed);
         row.put("failed_packs", r.get("failed_packs"));
+        row.put("takeovers", r.get("takeovers"));
+        if (mode.equals("ours-2nodes")) {
+            notes.add(String.format(Locale.ROOT, "ours-2nodes qos %d: two node JVMs with one configuration (one fixed "
+                    + "client id) on one broker, %.0f records/s together, %s failed packs, %s client id takeovers",
+                    qos, rate, r.get("failed_packs"), r.get("takeovers")));
+        }
         // CPU per record, robust where rates are not (a shared machine): the publisher's process over the
         // measured phase; the broker and the subscriber over the whole run (warm-up included).
         row.put("cpu_us_per_record", r.get("cpu_us_per_record"));
