@@ -69,8 +69,13 @@ class ClusterTest {
         String clientId = original ? "DefaultClient-ID" : formDefault.substring(0, formDefault.indexOf('{'));
         int takeoversBefore = takeovers(clientId).size();
 
+        if (!original) {
+            // One retained status per node, not one all nodes overwrite.
+            cfg.put("statusTopic", topic + "-status/{hostname}/{pid}");
+        }
         List<ChildNode> cluster = new ArrayList<>();
-        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1);
+                Subscriber status = Subscriber.subscribe(BROKER.port(), topic + "-status/#", 1)) {
             for (int n = 0; n < nodes; n++) {
                 cluster.add(ChildNode.start());
             }
@@ -124,6 +129,12 @@ class ClusterTest {
             } else {
                 assertEquals(List.of(), takeovers, label + ": ids that name the node are never taken over");
                 assertEquals(List.of(), switched, label);
+                Map<String, String> online = new HashMap<>();
+                for (Subscriber.Received m : status.messages()) {
+                    online.put(m.topic, new String(m.payload, java.nio.charset.StandardCharsets.UTF_8));
+                }
+                assertEquals(nodes, online.size(), "a status topic per node: " + online);
+                assertTrue(online.values().stream().allMatch("online"::equals), online.toString());
             }
         } finally {
             for (ChildNode node : cluster) {
