@@ -2,14 +2,12 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericDatumReader;
 import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.generic.GenericRecord;
-import org.apache.avro.io.BinaryEncoder;
 import org.apache.avro.io.DecoderFactory;
 import org.apache.avro.io.EncoderFactory;
 import org.apache.avro.io.JsonEncoder;
@@ -25,8 +23,8 @@ import org.apache.avro.io.JsonEncoder;
  * the plugin's schema as both writer and reader schema, so a missing trailing field is an {@code EOFException}
  * (no defaulting) and bytes after the last field are ignored; {@link #toJson} writes that record with a
  * {@code JsonEncoder} and turns an {@code IOException} into a {@code RuntimeException};</li>
- * <li>save: the record written with a {@code GenericDatumWriter} to a binary encoder ({@link #encode}); from the
- * JSON view (REST), {@link #toRawData}: read with a {@code JsonDecoder}, then {@link #encode}.</li>
+ * <li>save: the record written with a {@code GenericDatumWriter} to a binary encoder ({@link AvroReference#binary}); from the
+ * JSON view (REST), {@link #toRawData}: read with a {@code JsonDecoder}, then that.</li>
  * </ul>
  */
 final class AdminConverter {
@@ -60,21 +58,9 @@ final class AdminConverter {
         try {
             GenericRecord record = new GenericDatumReader<GenericRecord>(schema).read(null,
                     DecoderFactory.get().jsonDecoder(schema, json));
-            return encode(schema, record);
+            return AvroReference.binary(schema, record);
         } catch (IOException e) {
             throw new RuntimeException(e);
-        }
-    }
-
-    static byte[] encode(Schema schema, GenericRecord record) {
-        try {
-            ByteArrayOutputStream out = new ByteArrayOutputStream();
-            BinaryEncoder enc = EncoderFactory.get().binaryEncoder(out, null);
-            new GenericDatumWriter<GenericRecord>(schema).write(record, enc);
-            enc.flush();
-            return out.toByteArray();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
         }
     }
 }

@@ -116,13 +116,13 @@ class AdminUpgradeTest {
                 + "\"username\":null,\"password\":null,\"qos\":3,\"clientId\":\"DefaultClient-ID\","
                 + "\"mqtttopic\":\"plant/7/logs\"}", json, "the JSON view");
 
-        assertArrayEquals(raw, AdminConverter.encode(schema, opened), "saved from the form unchanged");
+        assertArrayEquals(raw, AvroReference.binary(schema, opened), "saved from the form unchanged");
         assertArrayEquals(raw, AdminConverter.toRawData(json, schema.toString()), "saved from JSON unchanged");
 
         opened.put("qos", 1);
         opened.put("mqtttopic", "plant/7/logs/v2");
         opened.put("username", "operator");
-        byte[] edited = AdminConverter.encode(schema, opened);
+        byte[] edited = AvroReference.binary(schema, opened);
         GenericRecord reread = AdminConverter.decodeBinary(OriginalAppender.schema(), edited);
         assertEquals(1, reread.get("qos"));
         assertEquals("plant/7/logs/v2", reread.get("mqtttopic").toString());
@@ -158,7 +158,7 @@ class AdminUpgradeTest {
         Schema schema = KaaNode.configSchema(configClass);
         byte[] defaults = KaaNode.config(configClass, Map.of());
         GenericRecord opened = AdminConverter.decodeBinary(schema, defaults);
-        assertArrayEquals(defaults, AdminConverter.encode(schema, opened), "encode(decode(bytes))");
+        assertArrayEquals(defaults, AvroReference.binary(schema, opened), "encode(decode(bytes))");
 
         String json = AdminConverter.toJson(defaults, schema.toString());
         JsonNode view = JSON.readTree(json);
@@ -175,7 +175,7 @@ class AdminUpgradeTest {
         assertArrayEquals(defaults, AdminConverter.toRawData(json, schema.toString()), "saved from JSON");
 
         opened.put("port", BROKER.port());
-        byte[] saved = AdminConverter.encode(schema, opened);
+        byte[] saved = AvroReference.binary(schema, opened);
         LogAppenderDto dto = KaaNode.appenderDto(configClass, "form-defaults", saved);
         assertEquals(KaaNode.pluginConfig(configClass).getPluginClassName(), dto.getPluginClassName());
         int publishedQos = Math.min(2, (Integer) opened.get("qos"));
@@ -258,7 +258,7 @@ class AdminUpgradeTest {
         }
         BROKER.closeAppenders();
 
-        byte[] resaved = AdminConverter.encode(legacy, opened);
+        byte[] resaved = AvroReference.binary(legacy, opened);
         assertTrue(resaved.length < earlier.length, "the admin writes the nine fields only");
         assertArrayEquals(Arrays.copyOf(earlier, resaved.length), resaved, "a prefix of the earlier bytes");
         dto.setRawConfiguration(resaved);
