@@ -445,7 +445,13 @@ async fn drive<E: EventLoop>(
                         if lived >= TAKEOVER_WINDOW {
                             takeover_backoff = BACKOFF_MIN;
                         }
-                        let next = taken_over_by_another(&shared, &label, &client_id, &why, lived);
+                        let next = taken_over_by_another(
+                            &shared,
+                            &label,
+                            &client_id,
+                            (&why, taken_over),
+                            lived,
+                        );
                         match next {
                             Some(id) => {
                                 client_id = id;
@@ -522,7 +528,7 @@ async fn drive<E: EventLoop>(
 }
 
 /// The broker closed the connection `label` because another client connected with its id
-/// (MQTT 5 says so), or `lived` so briefly that this is the likely cause. Counts it and says
+/// (`said`: MQTT 5 says so), or `lived` so briefly that this is the likely cause. Counts it and says
 /// so; returns the unique client id to use from now on, if the id may change: with a clean
 /// session it carries no state, so a node of a cluster whose nodes share one configuration
 /// stops pushing the others out. With a persistent session it may not (the session stays with
@@ -531,15 +537,17 @@ fn taken_over_by_another(
     shared: &Shared,
     label: &str,
     client_id: &str,
-    why: &str,
+    (why, said): (&str, bool),
     lived: Duration,
 ) -> Option<String> {
     let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
     let configured = &shared.identity.2;
+    // MQTT 5 says so; otherwise a close this early is only most likely a takeover.
+    let likely = if said { "" } else { "most likely " };
     let cause = format!(
-        "the broker closed the connection {} ms after accepting it ({why}): another client \
-         connected with the same client id (takeover {count}; Kaa cluster nodes sharing one \
-         configuration?)",
+        "the broker closed the connection {} ms after accepting it ({why}): {likely}another \
+         client connected with the same client id (takeover {count}; Kaa cluster nodes sharing \
+         one configuration?)",
         lived.as_millis()
     );
     let unique = crate::identity::unique(configured);
