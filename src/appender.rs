@@ -56,9 +56,9 @@ impl Appender {
             })
             .collect();
         log::info!(
-            "appender '{name}' publishes to {:?} at {:?} via {}:{}",
-            config.topic,
-            config.qos,
+            "appender '{name}' publishes to '{}' at QoS {} via {}:{}",
+            config.topic.text(),
+            config.qos.number(),
             config.broker.host,
             config.broker.port
         );

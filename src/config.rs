@@ -23,6 +23,15 @@ pub enum Qos {
 }
 
 impl Qos {
+    /// 0, 1 or 2, as MQTT and the configuration say it.
+    pub fn number(self) -> u8 {
+        match self {
+            Qos::AtMostOnce => 0,
+            Qos::AtLeastOnce => 1,
+            Qos::ExactlyOnce => 2,
+        }
+    }
+
     /// The original appender published every value above 2 as QoS 2.
     fn from_config(value: i32) -> Result<Qos, ConfigError> {
         match value {
@@ -502,7 +511,7 @@ pub(crate) mod tests {
             Qos::ExactlyOnce,
             "qos 3 is published as 2, like the original"
         );
-        assert!(format!("{:?}", c.topic).contains("\"home/kaa/topic\""));
+        assert_eq!(c.topic.text(), "home/kaa/topic");
         assert!(!c.retain);
         assert!(c.broker.clean_session);
         assert_eq!(c.broker.connect_timeout, Duration::from_secs(10));

@@ -128,7 +128,7 @@ impl Shared {
             1,
             Box::new(move |outcome| {
                 if outcome != Outcome::Delivered {
-                    log::warn!("status '{status}' not confirmed by {label}: {outcome:?}");
+                    log::warn!("status '{status}' not confirmed by {label}: {outcome}");
                 }
             }),
         );

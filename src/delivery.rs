@@ -25,6 +25,18 @@ pub enum Outcome {
     InternalError,
 }
 
+/// The callback Kaa gets, by its name: what operators read in the logs.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Delivered => "onSuccess",
+            Outcome::ConnectionError => "onConnectionError",
+            Outcome::RemoteError => "onRemoteError",
+            Outcome::InternalError => "onInternalError",
+        })
+    }
+}
+
 pub type Completion = Box<dyn FnOnce(Outcome) + Send>;
 
 /// One log pack in flight. Its completion runs exactly once: on the first outcome, or with

@@ -19,6 +19,8 @@ enum Part {
 
 #[derive(Debug, Clone)]
 pub struct TopicTemplate {
+    /// As the user wrote it, for log lines.
+    text: String,
     parts: Vec<Part>,
     /// The whole topic when there are no placeholders, shared by every message.
     fixed: Option<Arc<str>>,
@@ -93,7 +95,16 @@ impl TopicTemplate {
             [Part::Literal(l)] => Some(Arc::from(l.as_str())),
             _ => None,
         };
-        Ok(TopicTemplate { parts, fixed })
+        Ok(TopicTemplate {
+            text: text.to_string(),
+            parts,
+            fixed,
+        })
+    }
+
+    /// The template as configured.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn has_event_fields(&self) -> bool {
