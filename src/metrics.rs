@@ -133,7 +133,7 @@ impl AppenderMetrics {
 }
 
 impl Snapshot {
-    /// The order `NativeLogAppender`'s MBean reads them in; latencies in microseconds.
+    /// In the order of `AppenderMetrics.Figure` (Java), which names them; latencies in microseconds.
     pub fn to_array(&self) -> [i64; 13] {
         [
             self.packs_delivered as i64,

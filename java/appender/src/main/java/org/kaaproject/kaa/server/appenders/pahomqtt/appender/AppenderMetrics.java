@@ -2,17 +2,70 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 
 import java.lang.management.ManagementFactory;
 
+import javax.management.Attribute;
+import javax.management.AttributeList;
+import javax.management.AttributeNotFoundException;
+import javax.management.DynamicMBean;
 import javax.management.JMException;
+import javax.management.MBeanAttributeInfo;
+import javax.management.MBeanInfo;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** The JMX view of one appender: each read takes a fresh snapshot from the native library. */
-final class AppenderMetrics implements PahoMqttAppenderMXBean {
+/**
+ * One appender's delivery figures over JMX, registered as
+ * {@code org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name=<appender name>,id=<appender id>}
+ * while the appender is open. Counters run from {@code init}; latencies are from {@code doAppend} to the pack's
+ * answer, over all packs so far. A JMX read of any number of attributes takes one snapshot from the native library.
+ */
+final class AppenderMetrics implements DynamicMBean {
 
     private static final Logger LOG = LoggerFactory.getLogger(AppenderMetrics.class);
+
+    /** The attributes, in the order of the values {@code NativeAppender.metrics} returns ({@code Snapshot::to_array}). */
+    private enum Figure {
+        PacksDelivered("Packs answered onSuccess"),
+        PacksFailedConnection("Packs answered onConnectionError"),
+        PacksFailedRemote("Packs answered onRemoteError"),
+        PacksFailedInternal("Packs answered onInternalError"),
+        RecordsDelivered("Records of packs answered onSuccess"),
+        RecordsFailed("Records of packs answered with an error"),
+        PacksInFlight("Packs handed over and not answered yet"),
+        RecordsAwaitingBroker("Records accepted by the connection and not yet confirmed by the broker (shared "
+                + "connection's total)"),
+        Reconnects("Connections made again after one was lost"),
+        Connected("Whether every connection of the appender is up", Boolean.TYPE),
+        AnswerLatencyP50Millis("Median time from doAppend to the pack's answer, ms", Double.TYPE),
+        AnswerLatencyP99Millis("99th percentile of the time from doAppend to the pack's answer, ms", Double.TYPE),
+        Takeovers("Connections the broker closed because another client connected with the same client id (a Kaa "
+                + "cluster whose nodes share one fixed id): said by an MQTT 5 broker, or inferred from a close "
+                + "within seconds of being accepted");
+
+        final String description;
+        final Class<?> type;
+
+        Figure(String description) {
+            this(description, Long.TYPE);
+        }
+
+        Figure(String description, Class<?> type) {
+            this.description = description;
+            this.type = type;
+        }
+
+        /** The native value (latencies in microseconds) as the attribute's type. */
+        Object of(long value) {
+            if (type == Boolean.TYPE) {
+                return value != 0;
+            }
+            return type == Double.TYPE ? value / 1000.0 : (Object) value;
+        }
+    }
+
+    private static final MBeanInfo INFO = info();
 
     /** Supplies {@code NativeAppender.metrics} of the open handle, or null once closed. */
     interface Source {
@@ -22,7 +75,7 @@ final class AppenderMetrics implements PahoMqttAppenderMXBean {
     private final Source source;
     private final ObjectName name;
     /** The last figures read, kept so a closed appender still shows where it ended. */
-    private volatile long[] last = new long[13];
+    private volatile long[] last = new long[Figure.values().length];
 
     private AppenderMetrics(Source source, ObjectName name) {
         this.source = source;
@@ -55,76 +108,72 @@ final class AppenderMetrics implements PahoMqttAppenderMXBean {
         }
     }
 
-    private long get(int i) {
+    private long[] snapshot() {
         long[] now = source.read();
-        if (now != null) {
+        if (now != null && now.length == last.length) {
             last = now;
         }
-        return last[i];
+        return last;
+    }
+
+    private static Figure figure(String attribute) throws AttributeNotFoundException {
+        for (Figure f : Figure.values()) {
+            if (f.name().equals(attribute)) {
+                return f;
+            }
+        }
+        throw new AttributeNotFoundException(attribute);
     }
 
     @Override
-    public long getPacksDelivered() {
-        return get(0);
+    public Object getAttribute(String attribute) throws AttributeNotFoundException {
+        Figure f = figure(attribute);
+        return f.of(snapshot()[f.ordinal()]);
     }
 
     @Override
-    public long getPacksFailedConnection() {
-        return get(1);
+    public AttributeList getAttributes(String[] attributes) {
+        long[] values = snapshot();
+        AttributeList list = new AttributeList();
+        for (String a : attributes) {
+            try {
+                Figure f = figure(a);
+                list.add(new Attribute(a, f.of(values[f.ordinal()])));
+            } catch (AttributeNotFoundException e) {
+                // JMX leaves unknown names out of the answer.
+            }
+        }
+        return list;
     }
 
     @Override
-    public long getPacksFailedRemote() {
-        return get(2);
+    public void setAttribute(Attribute attribute) throws AttributeNotFoundException {
+        throw new AttributeNotFoundException(attribute.getName() + " is read-only");
     }
 
     @Override
-    public long getPacksFailedInternal() {
-        return get(3);
+    public AttributeList setAttributes(AttributeList attributes) {
+        return new AttributeList();
     }
 
     @Override
-    public long getRecordsDelivered() {
-        return get(4);
+    public Object invoke(String actionName, Object[] params, String[] signature) {
+        throw new UnsupportedOperationException("no operations");
     }
 
     @Override
-    public long getRecordsFailed() {
-        return get(5);
+    public MBeanInfo getMBeanInfo() {
+        return INFO;
     }
 
-    @Override
-    public long getPacksInFlight() {
-        return get(6);
-    }
-
-    @Override
-    public long getRecordsAwaitingBroker() {
-        return get(7);
-    }
-
-    @Override
-    public long getReconnects() {
-        return get(8);
-    }
-
-    @Override
-    public boolean isConnected() {
-        return get(9) != 0;
-    }
-
-    @Override
-    public double getAnswerLatencyP50Millis() {
-        return get(10) / 1000.0;
-    }
-
-    @Override
-    public double getAnswerLatencyP99Millis() {
-        return get(11) / 1000.0;
-    }
-
-    @Override
-    public long getTakeovers() {
-        return get(12);
+    private static MBeanInfo info() {
+        Figure[] figures = Figure.values();
+        MBeanAttributeInfo[] attributes = new MBeanAttributeInfo[figures.length];
+        for (Figure f : figures) {
+            attributes[f.ordinal()] = new MBeanAttributeInfo(f.name(), f.type.getName(), f.description, true, false,
+                    f.type == Boolean.TYPE);
+        }
+        return new MBeanInfo(AppenderMetrics.class.getName(), "Delivery figures of one PahoMqtt log appender",
+                attributes, null, null, null);
     }
 }
