@@ -94,6 +94,34 @@ class TopicAndOptionsTest {
         }
     }
 
+    /**
+     * MQTT writes a topic's length in 16 bits. A record whose field makes the topic longer than 65,535 bytes of UTF-8
+     * (here 33,000 characters of two bytes each: within the limit counted in characters) fails its pack, and the
+     * connection the appender shares is never reset: the next pack goes out on the same one.
+     */
+    @Test
+    void topicOverTheMqttLimitFailsItsPackAndLeavesTheConnectionAlone() {
+        String base = "l" + UUID.randomUUID().toString().substring(0, 8);
+        String clientId = "long-topic-" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), base + "/{event.device.id}", 1);
+        cfg.put("clientId", clientId);
+        LogAppender appender = load(cfg);
+        char[] wide = new char[33_000];
+        Arrays.fill(wide, '\u00e9');
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), base + "/#", 1)) {
+            append(appender, Arrays.asList(reading("ok", 1, 1, "x"), reading(new String(wide), 1, 1, "y")))
+                    .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
+            append(appender, Arrays.asList(reading("fine", 1, 1, "z")))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            assertEquals(1, sub.awaitCount(1, Duration.ofSeconds(10)).size(), "only the good pack's record");
+            String log = BROKER.broker().logTail(2000);
+            int connects = log.split(" as " + clientId + " ", -1).length - 1;
+            assertEquals(1, connects, "one connection, never reset:\n" + log);
+        } finally {
+            appender.close();
+        }
+    }
+
     @Test
     void unknownPlaceholderKeepsTheAppenderFromStarting() {
         LogAppender appender = load(KaaNode.brokerConfig(BROKER.port(), "x/{colour}", 1));
