@@ -155,6 +155,29 @@ class TopicAndOptionsTest {
         }
     }
 
+    /**
+     * A pack with more records than maxPendingRecords can never be accepted: as a connection error Kaa would resend it
+     * forever, so it is the pack's fault (onInternalError), and packs that fit still go through.
+     */
+    @Test
+    void packLargerThanMaxPendingRecordsIsAnInternalError() {
+        String topic = "pending/" + UUID.randomUUID();
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+        cfg.put("maxPendingRecords", 3);
+        LogAppender appender = load(cfg);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            List<byte[]> five = new ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                five.add(reading("p" + i, i, i, "x"));
+            }
+            append(appender, five).assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(100));
+            append(appender, five.subList(0, 3)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            assertEquals(3, sub.awaitCount(3, Duration.ofSeconds(10)).size());
+        } finally {
+            appender.close();
+        }
+    }
+
     @Test
     void oversizedMessageFailsItsPackAndSmallerOnesGoThrough() {
         String topic = "big/" + UUID.randomUUID();
