@@ -62,6 +62,9 @@ impl Appender {
             config.broker.host,
             config.broker.port
         );
+        for warning in &config.warnings {
+            log::warn!("appender '{name}': {warning}");
+        }
         let appender = Arc::new(Appender {
             name: name.to_string(),
             application_token: application_token.to_string(),

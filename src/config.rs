@@ -131,6 +131,8 @@ pub struct AppenderConfig {
     pub grouping: Grouping,
     /// How often an active appender logs its summary line; `None`: never.
     pub stats_interval: Option<Duration>,
+    /// Settings that work but probably not as meant: logged at WARN when the appender starts.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +382,14 @@ impl AppenderConfig {
             .ok_or_else(|| {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
+        let mut warnings = Vec::new();
+        if ssl && !verify_ssl_cert && !ca_pem.trim().is_empty() {
+            warnings.push(
+                "caCertificate is set but verifySslCert is off, so it is not used: any certificate \
+                 the broker shows is accepted; turn verifySslCert on to check the broker against it"
+                    .to_string(),
+            );
+        }
         let tls = if ssl {
             Some(tls_settings(
                 verify_ssl_cert,
@@ -476,6 +486,7 @@ impl AppenderConfig {
                 0 => None,
                 s => Some(seconds("statsIntervalSeconds", s, 0)?),
             },
+            warnings,
         })
     }
 }
@@ -647,7 +658,11 @@ pub(crate) mod tests {
     fn qos2_with_a_persistent_mqtt311_session_is_refused() {
         let err = error_of(&with_session(2, 10, false, 0));
         assert_eq!(err.field, "cleanSession");
-        assert!(err.message.contains("QoS 2 on MQTT 3.1.1"), "{}", err.message);
+        assert!(
+            err.message.contains("QoS 2 on MQTT 3.1.1"),
+            "{}",
+            err.message
+        );
         // Each of the three alone is fine.
         for (qos, clean, version) in [(1, false, 0), (2, true, 0), (2, false, 1)] {
             let c = AppenderConfig::from_avro(&with_session(qos, 10, clean, version).0);
@@ -750,11 +765,15 @@ pub(crate) mod tests {
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
+        with_tls_verifying(true, ca, cert, key, alpn)
+    }
+
+    fn with_tls_verifying(verify: bool, ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
         let mut e = Encoder::default();
         e.string("h")
             .long(8883)
             .boolean(true)
-            .boolean(true)
+            .boolean(verify)
             .opt(None)
             .opt(None)
             .long(1)
@@ -794,5 +813,17 @@ pub(crate) mod tests {
         );
         let plain = AppenderConfig::from_avro(&original("h", 1883, 1, "t").0).unwrap();
         assert!(plain.broker.tls.is_none());
+    }
+
+    /// A CA given while verification is off is not used: said at init, not ignored silently.
+    #[test]
+    fn ca_certificate_without_verification_is_warned_about() {
+        let c =
+            AppenderConfig::from_avro(&with_tls_verifying(false, "a CA", "", "", "").0).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("caCertificate is set but verifySslCert is off"));
+        let quiet =
+            AppenderConfig::from_avro(&with_tls_verifying(false, "", "", "", "").0).unwrap();
+        assert!(quiet.warnings.is_empty());
     }
 }
