@@ -257,6 +257,7 @@ impl Appender {
             );
             for connection in lock(&self.connections).iter() {
                 connection.prune();
+                connection.check_stalled(self.config.delivery_timeout);
             }
         }
     }

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::config::Qos;
 use crate::protocol::Observed;
@@ -124,6 +125,8 @@ struct InFlight {
     pack: Arc<Pack>,
     /// QoS 2: counts against [`QOS2_WINDOW`] until its PUBCOMP.
     exactly_once: bool,
+    /// When it was handed to the client, then when it was written.
+    since: Instant,
 }
 
 /// QoS 2 messages handed to the client and not yet completed, at most. Mosquitto (default
@@ -221,6 +224,7 @@ impl Tracker {
             self.sent.push_back(InFlight {
                 pack: p.pack,
                 exactly_once,
+                since: Instant::now(),
             });
         }
     }
@@ -279,7 +283,7 @@ impl Tracker {
     }
 
     fn on_written(&mut self, pkid: u16) {
-        let m = match self.collided.take() {
+        let mut m = match self.collided.take() {
             Some(held) => held,
             None => match self.sent.pop_front() {
                 Some(m) => m,
@@ -287,6 +291,7 @@ impl Tracker {
                 None => return,
             },
         };
+        m.since = Instant::now();
         if pkid == 0 {
             // QoS 0 has no ack: written is all it gets.
             m.pack.record_delivered();
@@ -334,6 +339,19 @@ impl Tracker {
             m.pack.finish(Outcome::ConnectionError);
             self.done(m);
         }
+    }
+
+    /// Whether a message written to the broker has waited for its ack longer than `limit`.
+    /// A broker that answers pings but stopped acknowledging keeps such messages in the MQTT
+    /// client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
+    /// connection lives, which keep-alive never ends: once they fill the window, every later
+    /// pack would fail. Only a new connection frees them.
+    pub fn is_stalled(&self, limit: Duration, now: Instant) -> bool {
+        self.awaiting_ack
+            .values()
+            .chain(self.awaiting_comp.values())
+            .chain(&self.collided)
+            .any(|m| now.saturating_duration_since(m.since) > limit)
     }
 
     /// The broker refused the connection (bad credentials, not authorised): what waits for
@@ -904,6 +922,26 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         assert_eq!(outcomes(&rx1), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_message_unacknowledged_past_the_limit_stalls_the_connection() {
+        let (mut t, mut out) = connected();
+        let (p, _rx) = pack(2);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
+        let limit = Duration::from_secs(1);
+        let later = Instant::now() + Duration::from_secs(2);
+        assert!(
+            !t.is_stalled(limit, later),
+            "not written yet: not the broker's"
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        assert!(!t.is_stalled(limit, Instant::now()));
+        assert!(t.is_stalled(limit, later));
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &puback(2));
+        assert!(!t.is_stalled(limit, later), "acknowledged");
     }
 
     #[test]

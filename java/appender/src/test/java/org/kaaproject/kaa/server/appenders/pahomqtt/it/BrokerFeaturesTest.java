@@ -2,6 +2,7 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
@@ -127,6 +128,37 @@ class BrokerFeaturesTest {
                 }
             }
             assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), answers, "QoS " + qos);
+        }
+    }
+
+    /**
+     * A broker that answers pings but acknowledges nothing, then everything: the messages of the expired pack filled
+     * maxPendingRecords (and would fill the MQTT client's in-flight window) for as long as the connection lived, and
+     * keep-alive never ends it, so every later pack failed at once. A message unacknowledged for longer than
+     * deliveryTimeoutSeconds now makes the connection anew, and once the broker acknowledges again packs succeed.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void aStalledBrokerIsLeftForAFreshConnection(int qos) throws Exception {
+        try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.SILENT)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "stalled/x", qos);
+            cfg.put("deliveryTimeoutSeconds", 1);
+            cfg.put("maxPendingRecords", 10);
+            LogAppender appender = KaaNode.load("stalled", KaaNode.config(cfg));
+            try {
+                append(appender, records(10, 30)).assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(10),
+                        Duration.ZERO);
+                broker.mode(ScriptedBroker.Mode.ACK);
+                long until = System.nanoTime() + Duration.ofSeconds(15).toNanos();
+                while (broker.connections() < 2 && System.nanoTime() < until) {
+                    Thread.sleep(50);
+                }
+                assertEquals(2, broker.connections(), "a fresh connection after the stall");
+                append(appender, records(5, 31)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10),
+                        Duration.ofMillis(100));
+            } finally {
+                appender.close();
+            }
         }
     }
 
