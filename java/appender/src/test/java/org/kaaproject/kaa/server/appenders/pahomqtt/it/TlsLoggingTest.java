@@ -308,7 +308,7 @@ class TlsLoggingTest {
 
     /**
      * Settings whose PEM texts read fine but which cannot make a TLS client (a key that is not the certificate's,
-     * a key the TLS library cannot sign with) are as wrong as unreadable PEM and can be told at init: the appender
+     * a key the TLS library cannot sign with, an X.509 v1 client certificate) are as wrong as unreadable PEM and can be told at init: the appender
      * should not start, name the field, and fail packs as internal errors (not as connection errors Kaa retries
      * forever).
      */
@@ -321,6 +321,9 @@ class TlsLoggingTest {
             "clientCertificate", client.chainPem(), "clientPrivateKey", other.keyPem()});
         cases.put("p521-key", new Object[] {"clientPrivateKey", "clientCertificate", p521.chainPem(),
             "clientPrivateKey", p521.keyPem()});
+        TestPki.Issued v1 = ca.clientV1("kaa-node-v1", TestPki.KeyType.EC_P256);
+        cases.put("x509-v1", new Object[] {"clientCertificate.*X\\.509 v1", "clientCertificate", v1.chainPem(),
+            "clientPrivateKey", v1.keyPem()});
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
                 ChildNode node = ChildNode.start()) {
             List<String> failures = new ArrayList<>();
