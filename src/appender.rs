@@ -257,8 +257,12 @@ impl Appender {
             );
             for connection in lock(&self.connections).iter() {
                 connection.prune();
-                connection.check_stalled(self.config.delivery_timeout);
             }
+        }
+        // At every sweep, not only when a pack expires: a message is written a moment after
+        // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
+        for connection in lock(&self.connections).iter() {
+            connection.check_stalled(self.config.delivery_timeout);
         }
     }
 
