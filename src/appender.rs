@@ -62,6 +62,9 @@ impl Appender {
             config.broker.host,
             config.broker.port
         );
+        for warning in &config.warnings {
+            log::warn!("appender '{name}': {warning}");
+        }
         let appender = Arc::new(Appender {
             name: name.to_string(),
             application_token: application_token.to_string(),
@@ -111,36 +114,40 @@ impl Appender {
             log_schema_version: schema_version,
             appender_name: &self.name,
         };
-        let messages = match self.schema(schema).and_then(|schema| {
-            let payloads = self.encoder.encode(&schema, &header, records)?;
-            let mut scratch = Vec::new();
-            let template = &self.config.topic;
-            // Without record fields the topic is the pack's: rendered once, not per message.
-            let pack_topic = if template.has_event_fields() {
-                None
-            } else {
-                Some(template.render(&pack_values, &schema, None, &mut scratch)?)
-            };
-            payloads
-                .into_iter()
-                .enumerate()
-                .map(|(i, payload)| {
-                    // One message per record, or one per pack (then no record fields).
-                    let record =
-                        (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
-                    let topic = match &pack_topic {
-                        Some(topic) => Arc::clone(topic),
-                        None => template.render(&pack_values, &schema, record, &mut scratch)?,
-                    };
-                    let labels = self.labels(&pack_values, &header, record.map(|r| (i, r)));
-                    Ok(Message {
-                        topic,
-                        payload,
-                        labels,
+        let messages = match self
+            .schema(schema)
+            .and_then(|schema| {
+                let payloads = self.encoder.encode(&schema, &header, records)?;
+                let mut scratch = Vec::new();
+                let template = &self.config.topic;
+                // Without record fields the topic is the pack's: rendered once, not per message.
+                let pack_topic = if template.has_event_fields() {
+                    None
+                } else {
+                    Some(template.render(&pack_values, &schema, None, &mut scratch)?)
+                };
+                payloads
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, payload)| {
+                        // One message per record, or one per pack (then no record fields).
+                        let record =
+                            (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
+                        let topic = match &pack_topic {
+                            Some(topic) => Arc::clone(topic),
+                            None => template.render(&pack_values, &schema, record, &mut scratch)?,
+                        };
+                        let labels = self.labels(&pack_values, &header, record.map(|r| (i, r)));
+                        Ok(Message {
+                            topic,
+                            payload,
+                            labels,
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, String>>()
-        }) {
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .and_then(|messages| fits_pending_bound(messages, self.config.max_pending_records))
+        {
             Ok(messages) => messages,
             Err(reason) => {
                 log::warn!(
@@ -252,6 +259,11 @@ impl Appender {
                 connection.prune();
             }
         }
+        // At every sweep, not only when a pack expires: a message is written a moment after
+        // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
+        for connection in lock(&self.connections).iter() {
+            connection.check_stalled(self.config.delivery_timeout);
+        }
     }
 
     /// Answers every pack still in flight (`InternalError`) and lets go of the connection.
@@ -296,6 +308,19 @@ impl Appender {
         }
         self.metrics.snapshot(&combined, awaiting)
     }
+}
+
+/// A pack with more messages than `maxPendingRecords` could never be accepted: answered as a
+/// connection error, Kaa would send it again forever. It is the pack's fault, not the broker's.
+fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
+    if messages.len() > max_pending {
+        return Err(format!(
+            "it makes {} messages, more than maxPendingRecords ({max_pending}) allows in flight, \
+             so it can never be accepted; raise maxPendingRecords or send smaller packs",
+            messages.len()
+        ));
+    }
+    Ok(messages)
 }
 
 /// 64-bit FNV-1a: stable across processes and versions, unlike std's hasher.

@@ -140,6 +140,8 @@ pub struct AppenderConfig {
     pub grouping: Grouping,
     /// How often an active appender logs its summary line; `None`: never.
     pub stats_interval: Option<Duration>,
+    /// Settings that work but probably not as meant: logged at WARN when the appender starts.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +176,8 @@ const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
 const DEFAULT_STATS_INTERVAL_S: i32 = 60;
 const DEFAULT_CONNECT_TIMEOUT_S: i32 = 10;
+/// MQTT's keep-alive is 16 bits of seconds.
+const MAX_KEEP_ALIVE_S: i32 = 65_535;
 const MAX_CONNECTIONS: i32 = 16;
 /// Generous: rumqttc's own default of 10 KiB would fail every larger record.
 const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
@@ -387,6 +391,14 @@ impl AppenderConfig {
             .ok_or_else(|| {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
+        let mut warnings = Vec::new();
+        if ssl && !verify_ssl_cert && !ca_pem.trim().is_empty() {
+            warnings.push(
+                "caCertificate is set but verifySslCert is off, so it is not used: any certificate \
+                 the broker shows is accepted; turn verifySslCert on to check the broker against it"
+                    .to_string(),
+            );
+        }
         let tls = if ssl {
             Some(tls_settings(
                 verify_ssl_cert,
@@ -416,6 +428,38 @@ impl AppenderConfig {
         if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
         }
+        // rumqttc asserts (a panic) on a keep-alive its MQTT 5 client does not take, and
+        // MQTT carries the keep-alive in 16 bits.
+        let min_keep_alive = match version {
+            MqttVersion::V3_1_1 => 1,
+            MqttVersion::V5 => 5,
+        };
+        if !(min_keep_alive..=MAX_KEEP_ALIVE_S).contains(&keep_alive) {
+            return Err(ConfigError::new(
+                "keepAliveSeconds",
+                format!(
+                    "{keep_alive} is not between {min_keep_alive} and {MAX_KEEP_ALIVE_S}{}",
+                    if version == MqttVersion::V5 {
+                        " (MQTT 5)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let qos = Qos::from_config(qos)?;
+        if qos == Qos::ExactlyOnce && !clean_session && version == MqttVersion::V3_1_1 {
+            // After a lost connection the PUBRELs still owed for the broker's session are not
+            // sent again, so it keeps those packet ids; a broker following MQTT 3.1.1 §4.3.3
+            // then answers a new message that reuses one with PUBREC without delivering it, and
+            // the pack would be confirmed. (MQTT 5 sessions end with the connection here.)
+            return Err(ConfigError::new(
+                "cleanSession",
+                "off is not supported with QoS 2 on MQTT 3.1.1: the broker's persistent session \
+                 could swallow messages that would then be confirmed; turn cleanSession on, use \
+                 QoS 1, or use MQTT 5",
+            ));
+        }
         if max_pending < 1 {
             return Err(ConfigError::new(
                 "maxPendingRecords",
@@ -437,7 +481,7 @@ impl AppenderConfig {
                 status_topic,
                 tls,
             },
-            qos: Qos::from_config(qos)?,
+            qos,
             retain,
             topic,
             max_message_bytes: max_message_bytes as usize,
@@ -451,6 +495,7 @@ impl AppenderConfig {
                 0 => None,
                 s => Some(seconds("statsIntervalSeconds", s, 0)?),
             },
+            warnings,
         })
     }
 }
@@ -580,6 +625,60 @@ pub(crate) mod tests {
         assert_eq!(error_of(&e).field, "deliveryTimeoutSeconds");
     }
 
+    /// Every field up to `mqttVersion`, defaults but for these.
+    fn with_session(qos: i64, keep_alive: i64, clean_session: bool, version: i64) -> Encoder {
+        let mut e = original("h", 1883, qos, "t");
+        e.long(30)
+            .long(keep_alive)
+            .long(100_000)
+            .long(0)
+            .long(0)
+            .long(60)
+            .string("")
+            .string("")
+            .string("")
+            .string("")
+            .boolean(false)
+            .boolean(clean_session)
+            .long(10)
+            .long(4096)
+            .long(version);
+        e
+    }
+
+    /// rumqttc panics on an MQTT 5 keep-alive under 5 s, and the protocol has 16 bits for it:
+    /// such values are refused here, naming the field, instead of panicking at connect.
+    #[test]
+    fn keep_alive_rumqttc_cannot_take_is_refused() {
+        for (keep_alive, version) in [(0, 0), (65_536, 0), (4, 1), (1, 1), (65_536, 1)] {
+            let err = error_of(&with_session(1, keep_alive, true, version));
+            assert_eq!(err.field, "keepAliveSeconds", "{keep_alive} v{version}");
+        }
+        assert!(error_of(&with_session(1, 4, true, 1))
+            .message
+            .contains("between 5 and 65535 (MQTT 5)"));
+        for (keep_alive, version) in [(1, 0), (65_535, 0), (5, 1), (65_535, 1)] {
+            let c = AppenderConfig::from_avro(&with_session(1, keep_alive, true, version).0);
+            assert!(c.is_ok(), "{keep_alive} v{version}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn qos2_with_a_persistent_mqtt311_session_is_refused() {
+        let err = error_of(&with_session(2, 10, false, 0));
+        assert_eq!(err.field, "cleanSession");
+        assert!(
+            err.message.contains("QoS 2 on MQTT 3.1.1"),
+            "{}",
+            err.message
+        );
+        // Each of the three alone is fine.
+        for (qos, clean, version) in [(1, false, 0), (2, true, 0), (2, false, 1)] {
+            let c = AppenderConfig::from_avro(&with_session(qos, 10, clean, version).0);
+            assert!(c.is_ok(), "qos {qos} clean {clean} v{version}");
+        }
+    }
+
     #[test]
     fn truncated_and_trailing_bytes_are_errors() {
         let full = original("h", 1883, 1, "topic").0;
@@ -675,11 +774,15 @@ pub(crate) mod tests {
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
+        with_tls_verifying(true, ca, cert, key, alpn)
+    }
+
+    fn with_tls_verifying(verify: bool, ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
         let mut e = Encoder::default();
         e.string("h")
             .long(8883)
             .boolean(true)
-            .boolean(true)
+            .boolean(verify)
             .opt(None)
             .opt(None)
             .long(1)
@@ -719,5 +822,17 @@ pub(crate) mod tests {
         );
         let plain = AppenderConfig::from_avro(&original("h", 1883, 1, "t").0).unwrap();
         assert!(plain.broker.tls.is_none());
+    }
+
+    /// A CA given while verification is off is not used: said at init, not ignored silently.
+    #[test]
+    fn ca_certificate_without_verification_is_warned_about() {
+        let c =
+            AppenderConfig::from_avro(&with_tls_verifying(false, "a CA", "", "", "").0).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("caCertificate is set but verifySslCert is off"));
+        let quiet =
+            AppenderConfig::from_avro(&with_tls_verifying(false, "", "", "", "").0).unwrap();
+        assert!(quiet.warnings.is_empty());
     }
 }

@@ -78,6 +78,10 @@ struct Shared {
     client: Mutex<Box<dyn Client>>,
     tracker: Mutex<Tracker>,
     shutdown: Notify,
+    /// Set with the limit when a message has waited longer than that for its ack: the driver
+    /// checks again and makes the connection anew.
+    stalled: Notify,
+    stall_limit: Mutex<Option<Duration>>,
     /// Set with `shutdown`: the pool has let go.
     released: AtomicBool,
     /// Closed when the driver has ended: DISCONNECT written, socket dropped.
@@ -277,6 +281,8 @@ impl Connection {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
+            stalled: Notify::new(),
+            stall_limit: Mutex::new(None),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
             previous: closing().get(&identity).cloned(),
@@ -317,6 +323,16 @@ impl Connection {
     /// Forgets records of packs that were answered meanwhile (deadline, close).
     pub fn prune(&self) {
         lock(&self.shared.tracker).prune();
+    }
+
+    /// After packs of an appender with this delivery timeout expired: a message written
+    /// longer ago than that and still unacknowledged means the broker stopped acknowledging
+    /// on this connection, and it is made anew (see [`Tracker::is_stalled`]).
+    pub fn check_stalled(&self, limit: Duration) {
+        if lock(&self.shared.tracker).is_stalled(limit, Instant::now()) {
+            *lock(&self.shared.stall_limit) = Some(limit);
+            self.shared.stalled.notify_one();
+        }
     }
 }
 
@@ -383,6 +399,21 @@ async fn drive<E: EventLoop>(
                 _ = shared.shutdown.notified() => {
                     close_gracefully(&shared, &mut eventloop).await;
                     break;
+                }
+                _ = shared.stalled.notified() => {
+                    let limit = lock(&shared.stall_limit).take();
+                    match limit {
+                        Some(limit) if lock(&shared.tracker).is_stalled(limit, Instant::now()) => {
+                            eventloop.drop_connection();
+                            Err(Failure::Broken(format!(
+                                "the broker has not acknowledged a message for over {}s \
+                                 (deliveryTimeoutSeconds) though the connection is up; \
+                                 reconnecting to free its in-flight slots",
+                                limit.as_secs()
+                            )))
+                        }
+                        _ => continue,
+                    }
                 }
                 polled = eventloop.poll() => polled,
             }

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::config::Qos;
 use crate::protocol::Observed;
@@ -136,6 +137,8 @@ struct InFlight {
     pack: Arc<Pack>,
     /// QoS 2: counts against [`QOS2_WINDOW`] until its PUBCOMP.
     exactly_once: bool,
+    /// When it was handed to the client, then when it was written.
+    since: Instant,
 }
 
 /// QoS 2 messages handed to the client and not yet completed, at most. Mosquitto (default
@@ -168,9 +171,6 @@ pub struct Tracker {
     awaiting_comp: HashMap<u16, InFlight>,
     /// A publish rumqttc holds back because its pkid is still taken (broker acked out of order).
     collided: Option<InFlight>,
-    /// A pkid whose ack rumqttc already applied while resolving a collision: the ack event
-    /// that follows must not confirm the publish that took the pkid over.
-    preacked: Option<u16>,
     /// QoS 2 messages among the above.
     qos2_in_flight: usize,
 }
@@ -236,6 +236,7 @@ impl Tracker {
             self.sent.push_back(InFlight {
                 pack: p.pack,
                 exactly_once,
+                since: Instant::now(),
             });
         }
     }
@@ -253,6 +254,14 @@ impl Tracker {
 
     /// One event from the connection's event loop.
     pub fn on_event(&mut self, out: &mut (impl Outbox + ?Sized), event: &Observed) {
+        self.apply(event);
+        self.release(out);
+    }
+
+    /// What one event says about the messages in flight. rumqttc reports an ack before the
+    /// publish it lets go in its wake (a held-back one taking the freed pkid), so an ack always
+    /// finds its own message under its pkid.
+    fn apply(&mut self, event: &Observed) {
         match event {
             Observed::Written(pkid) => self.on_written(*pkid),
             Observed::HeldBack => {
@@ -260,9 +269,6 @@ impl Tracker {
                 self.collided = self.sent.pop_front();
             }
             Observed::Acked { pkid, refused } => {
-                if self.preacked.take() == Some(*pkid) {
-                    return;
-                }
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
                     settle(&m.pack, refused);
                     self.done(&m);
@@ -286,11 +292,10 @@ impl Tracker {
             }
             Observed::Connected { .. } | Observed::Disconnected | Observed::Other => {}
         }
-        self.release(out);
     }
 
     fn on_written(&mut self, pkid: u16) {
-        let m = match self.collided.take() {
+        let mut m = match self.collided.take() {
             Some(held) => held,
             None => match self.sent.pop_front() {
                 Some(m) => m,
@@ -298,36 +303,40 @@ impl Tracker {
                 None => return,
             },
         };
+        m.since = Instant::now();
         if pkid == 0 {
             // QoS 0 has no ack: written is all it gets.
             m.pack.record_delivered();
             return;
         }
         if let Some(previous) = self.awaiting_ack.insert(pkid, m) {
-            // Only a resolved collision reuses a pkid before its ack event: rumqttc has
-            // applied that ack already, and reports it next.
-            previous.pack.record_delivered();
+            // rumqttc reuses a pkid only after reporting its ack: this cannot be, and the
+            // previous message's fate is unknown, so it is not confirmed.
+            log::debug!("packet id {pkid} written again before its ack");
+            previous.pack.finish(Outcome::ConnectionError);
             self.done(&previous);
-            self.preacked = Some(pkid);
         }
     }
 
     /// The connection dropped. `drained` is how many publishes rumqttc moved from its channel
     /// into its pending list (those are the oldest entries of `sent`); the rest of `sent` is
     /// still in the channel and goes out on the next connection. `unreported` are events
-    /// rumqttc queued but never returned because the write that produced them failed.
+    /// rumqttc queued but never returned, in its order: those of the read or write during
+    /// which the connection failed. Acks among them count (a broker that refuses a message
+    /// and closes the connection often does both in one read), and so do held-back and
+    /// written publishes, or the queue of `sent` would be out of step with rumqttc's.
     pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Observed]) {
         self.connected = false;
         for event in unreported {
-            if let Observed::Written(pkid) = event {
-                // Its write failed: it is not delivered, whatever its QoS.
-                match self.sent.pop_front() {
-                    Some(m) if *pkid == 0 => m.pack.finish(Outcome::ConnectionError),
-                    Some(m) => {
-                        self.awaiting_ack.insert(*pkid, m);
+            match event {
+                // A QoS 0 publish whose write failed: not delivered. (Any other written one
+                // waits for an ack that can no longer come, and fails below.)
+                Observed::Written(0) => {
+                    if let Some(m) = self.sent.pop_front() {
+                        m.pack.finish(Outcome::ConnectionError);
                     }
-                    None => {}
                 }
+                event => self.apply(event),
             }
         }
         let mut failed: Vec<InFlight> = self
@@ -342,7 +351,19 @@ impl Tracker {
             m.pack.finish(Outcome::ConnectionError);
             self.done(m);
         }
-        self.preacked = None;
+    }
+
+    /// Whether a message written to the broker has waited for its ack longer than `limit`.
+    /// A broker that answers pings but stopped acknowledging keeps such messages in the MQTT
+    /// client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
+    /// connection lives, which keep-alive never ends: once they fill the window, every later
+    /// pack would fail. Only a new connection frees them.
+    pub fn is_stalled(&self, limit: Duration, now: Instant) -> bool {
+        self.awaiting_ack
+            .values()
+            .chain(self.awaiting_comp.values())
+            .chain(&self.collided)
+            .any(|m| now.saturating_duration_since(m.since) > limit)
     }
 
     /// The broker refused the connection (bad credentials, not authorised): what waits for
@@ -388,6 +409,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         published: Vec<(String, PublishOptions, Vec<u8>)>,
+        /// What rumqttc has not taken from its channel yet (see [`Rumqttc`]).
+        channel: VecDeque<(String, Qos, Vec<u8>)>,
         refuse: bool,
     }
 
@@ -397,9 +420,98 @@ mod tests {
                 return false;
             }
             self.published
-                .push((message.topic.to_string(), *how, message.payload));
+                .push((message.topic.to_string(), *how, message.payload.clone()));
+            self.channel
+                .push_back((message.topic.to_string(), how.qos, message.payload));
             true
         }
+    }
+
+    /// rumqttc 0.25's own MQTT 5 state machine, driven as its event loop drives it, so the
+    /// tracker sees events in the order rumqttc really queues them (an incoming ack before
+    /// the publish it lets go, ...), and what a failed read or write leaves unreported.
+    struct Rumqttc {
+        state: rumqttc::v5::MqttState,
+    }
+
+    impl Rumqttc {
+        fn new(inflight: u16) -> Rumqttc {
+            Rumqttc {
+                state: rumqttc::v5::MqttState::new(inflight, false),
+            }
+        }
+
+        /// The event loop takes the next request from the channel and writes it.
+        fn take_request(&mut self, out: &mut Recorder) {
+            use rumqttc::v5::mqttbytes::{v5::Publish, QoS};
+            let (topic, qos, payload) = out.channel.pop_front().expect("a request waits");
+            let qos = match qos {
+                Qos::AtMostOnce => QoS::AtMostOnce,
+                Qos::AtLeastOnce => QoS::AtLeastOnce,
+                Qos::ExactlyOnce => QoS::ExactlyOnce,
+            };
+            let publish = Publish::new(topic, qos, payload, None);
+            self.state
+                .handle_outgoing_packet(rumqttc::v5::Request::Publish(publish))
+                .expect("rumqttc takes the publish");
+        }
+
+        /// The broker's packets of one read.
+        fn read(&mut self, packets: Vec<rumqttc::v5::mqttbytes::v5::Packet>) {
+            for packet in packets {
+                self.state
+                    .handle_incoming_packet(packet)
+                    .expect("rumqttc accepts the packet");
+            }
+        }
+
+        /// What `poll` hands out, one event per call, until the queue is empty.
+        fn report(&mut self, t: &mut Tracker, out: &mut Recorder) {
+            while let Some(event) = self.state.events.pop_front() {
+                t.on_event(out, &crate::protocol::observe_v5(&event));
+            }
+        }
+
+        /// The connection fails: rumqttc's `clean()` moves in-flight publishes and the
+        /// channel's requests into its pending list, which the driver clears (`forget`);
+        /// the events queued by the failed read or write were never handed out.
+        fn lose(&mut self, t: &mut Tracker, out: &mut Recorder) {
+            self.state.clean();
+            let drained = out.channel.len();
+            out.channel.clear();
+            self.state.collision = None;
+            let unreported: Vec<Observed> = self
+                .state
+                .events
+                .drain(..)
+                .map(|e| crate::protocol::observe_v5(&e))
+                .collect();
+            t.on_connection_lost(drained, &unreported);
+        }
+    }
+
+    fn v5_puback(pkid: u16, refused: bool) -> rumqttc::v5::mqttbytes::v5::Packet {
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason};
+        let mut ack = PubAck::new(pkid, None);
+        if refused {
+            ack.reason = PubAckReason::NotAuthorized;
+        }
+        Packet::PubAck(ack)
+    }
+
+    fn v5_pubrec(pkid: u16, refused: bool) -> rumqttc::v5::mqttbytes::v5::Packet {
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubRec, PubRecReason};
+        let mut rec = PubRec::new(pkid, None);
+        if refused {
+            rec.reason = PubRecReason::NotAuthorized;
+        }
+        Packet::PubRec(rec)
+    }
+
+    fn v5_pubcomp(pkid: u16) -> rumqttc::v5::mqttbytes::v5::Packet {
+        rumqttc::v5::mqttbytes::v5::Packet::PubComp(rumqttc::v5::mqttbytes::v5::PubComp::new(
+            pkid, None,
+        ))
     }
 
     impl From<Qos> for PublishOptions {
@@ -624,25 +736,125 @@ mod tests {
     #[test]
     fn collision_resolution_confirms_the_right_publishes() {
         let (mut t, mut out) = connected();
+        let mut mqtt = Rumqttc::new(2);
         let (a, rx_a) = pack(1);
         let (b, rx_b) = pack(1);
         let (c, rx_c) = pack(1);
         for p in [&a, &b, &c] {
             t.submit(&mut out, p, Qos::AtLeastOnce.into(), payloads(1), 100);
         }
-        // inflight 2: a=1, b=2; broker acks 2 first; c gets pkid 1 while a holds it.
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &written(2));
-        t.on_event(&mut out, &puback(2));
+        // inflight 2: a=1, b=2; the broker acks 2 first; c gets pkid 1 while a holds it.
+        mqtt.take_request(&mut out);
+        mqtt.take_request(&mut out);
+        mqtt.report(&mut t, &mut out);
+        mqtt.read(vec![v5_puback(2, false)]);
+        mqtt.report(&mut t, &mut out);
         assert_eq!(outcomes(&rx_b), vec![Outcome::Delivered]);
-        t.on_event(&mut out, &Observed::HeldBack);
-        // The ack for a arrives: rumqttc sends c with pkid 1 first, then reports the ack.
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
+        mqtt.take_request(&mut out);
+        mqtt.report(&mut t, &mut out);
+        // a's ack: rumqttc reports it, then c going out with pkid 1 in its wake.
+        mqtt.read(vec![v5_puback(1, false)]);
+        mqtt.report(&mut t, &mut out);
         assert_eq!(outcomes(&rx_a), vec![Outcome::Delivered]);
         assert!(outcomes(&rx_c).is_empty(), "c confirmed by a's ack");
-        t.on_event(&mut out, &puback(1));
+        mqtt.read(vec![v5_puback(1, false)]);
+        mqtt.report(&mut t, &mut out);
         assert_eq!(outcomes(&rx_c), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    /// Mosquitto refuses a publish its ACL denies (MQTT 5 reason 135) and may close the
+    /// connection in the same read: rumqttc queues the refusal's event and returns the
+    /// error first. The pack was refused, not lost.
+    #[test]
+    fn refusal_read_with_the_loss_is_a_remote_error() {
+        for qos in [Qos::AtLeastOnce, Qos::ExactlyOnce] {
+            let (mut t, mut out) = connected();
+            let mut mqtt = Rumqttc::new(10);
+            let (p, rx) = pack(2);
+            t.submit(&mut out, &p, qos.into(), payloads(2), 100);
+            mqtt.take_request(&mut out);
+            mqtt.take_request(&mut out);
+            mqtt.report(&mut t, &mut out);
+            let refusal = match qos {
+                Qos::ExactlyOnce => v5_pubrec(1, true),
+                _ => v5_puback(1, true),
+            };
+            mqtt.read(vec![refusal]);
+            mqtt.lose(&mut t, &mut out);
+            assert_eq!(outcomes(&rx), vec![Outcome::RemoteError], "{qos:?}");
+            assert_eq!(t.outstanding(), 0);
+        }
+    }
+
+    /// Acks that arrive with the close confirm their records: failing the pack would make
+    /// Kaa send records again that the broker already has.
+    #[test]
+    fn acks_read_with_the_loss_still_confirm() {
+        let (mut t, mut out) = connected();
+        let mut mqtt = Rumqttc::new(10);
+        let (q1, rx1) = pack(2);
+        let (q2, rx2) = pack(1);
+        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(2), 100);
+        t.submit(&mut out, &q2, Qos::ExactlyOnce.into(), payloads(1), 100);
+        for _ in 0..3 {
+            mqtt.take_request(&mut out);
+        }
+        mqtt.report(&mut t, &mut out);
+        mqtt.read(vec![v5_pubrec(3, false)]);
+        mqtt.report(&mut t, &mut out);
+        mqtt.read(vec![
+            v5_puback(1, false),
+            v5_puback(2, false),
+            v5_pubcomp(3),
+        ]);
+        mqtt.lose(&mut t, &mut out);
+        assert_eq!(outcomes(&rx1), vec![Outcome::Delivered]);
+        assert_eq!(outcomes(&rx2), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    /// A publish held back (its pkid still taken) when the connection fails: the tracker's
+    /// queue must stay in step with rumqttc's, or the next connection's acks confirm the
+    /// wrong packs.
+    #[test]
+    fn held_back_publish_at_the_loss_keeps_the_queue_in_step() {
+        let (mut t, mut out) = connected();
+        let mut mqtt = Rumqttc::new(2);
+        let packs: Vec<_> = (0..4).map(|_| pack(1)).collect();
+        for (p, _) in &packs {
+            t.submit(&mut out, p, Qos::AtLeastOnce.into(), payloads(1), 100);
+        }
+        // 0=1, 1=2 written; the broker acks 2; 2 is taken and held back (pkid 1 taken) and
+        // the write of that round fails; 3 is still in the channel.
+        mqtt.take_request(&mut out);
+        mqtt.take_request(&mut out);
+        mqtt.report(&mut t, &mut out);
+        mqtt.read(vec![v5_puback(2, false)]);
+        mqtt.report(&mut t, &mut out);
+        mqtt.take_request(&mut out);
+        mqtt.lose(&mut t, &mut out);
+        let answers: Vec<_> = packs.iter().map(|(_, rx)| outcomes(rx)).collect();
+        assert_eq!(
+            answers,
+            vec![
+                vec![Outcome::ConnectionError],
+                vec![Outcome::Delivered],
+                vec![Outcome::ConnectionError],
+                vec![Outcome::ConnectionError],
+            ]
+        );
+        // The next connection: a new pack's ack confirms that pack and nothing else.
+        let (e, rx_e) = pack(1);
+        t.on_connected(&mut out);
+        t.submit(&mut out, &e, Qos::AtLeastOnce.into(), payloads(1), 100);
+        let mut mqtt = Rumqttc::new(2);
+        mqtt.take_request(&mut out);
+        mqtt.report(&mut t, &mut out);
+        mqtt.read(vec![v5_puback(1, false)]);
+        mqtt.report(&mut t, &mut out);
+        assert_eq!(outcomes(&rx_e), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
     }
 
     #[test]
@@ -722,6 +934,26 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         assert_eq!(outcomes(&rx1), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_message_unacknowledged_past_the_limit_stalls_the_connection() {
+        let (mut t, mut out) = connected();
+        let (p, _rx) = pack(2);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
+        let limit = Duration::from_secs(1);
+        let later = Instant::now() + Duration::from_secs(2);
+        assert!(
+            !t.is_stalled(limit, later),
+            "not written yet: not the broker's"
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        assert!(!t.is_stalled(limit, Instant::now()));
+        assert!(t.is_stalled(limit, later));
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &puback(2));
+        assert!(!t.is_stalled(limit, later), "acknowledged");
     }
 
     #[test]

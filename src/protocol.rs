@@ -192,7 +192,7 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
     }
 }
 
-fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
+pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
     use rumqttc::v5::mqttbytes::v5::Packet;
     use rumqttc::v5::Event;
     use rumqttc::Outgoing;

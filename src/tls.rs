@@ -49,6 +49,57 @@ pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
         .ok_or_else(|| "holds no PEM private key".to_string())
 }
 
+/// One DER element at the start of `der`: its tag, its content, and what follows it.
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The X.509 version of a DER certificate (1 to 3), if its structure can be read.
+fn x509_version(der: &[u8]) -> Option<u8> {
+    let (0x30, certificate, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_element(certificate)? else {
+        return None;
+    };
+    // `version [0] EXPLICIT INTEGER DEFAULT v1`: absent means v1.
+    match der_element(tbs)? {
+        (0xa0, version, _) => match der_element(version)? {
+            (0x02, [v], _) if *v < 3 => Some(v + 1),
+            _ => None,
+        },
+        _ => Some(1),
+    }
+}
+
+/// rustls (webpki) takes only X.509 v3 end-entity certificates; OpenSSL's `x509 -req`
+/// without `-extfile` issues v1 ones, which Mosquitto accepts. Told here with that reason,
+/// rather than as rustls's "invalid peer certificate: Other(...)".
+fn check_end_entity_version(cert: &CertificateDer) -> Result<(), String> {
+    match x509_version(cert) {
+        Some(3) | None => Ok(()),
+        Some(v) => Err(format!(
+            "is an X.509 v{v} certificate, which rustls cannot use (it takes v3 only); issue it \
+             again with X.509 v3 extensions (for OpenSSL: x509 -req ... -extfile <file with \
+             extendedKeyUsage = clientAuth>)"
+        )),
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
@@ -88,6 +139,7 @@ impl TlsSettings {
             (true, true) => {
                 let chain = parse_certificates(&self.client_cert_pem)
                     .map_err(|e| ("clientCertificate", e))?;
+                check_end_entity_version(&chain[0]).map_err(|e| ("clientCertificate", e))?;
                 let key =
                     parse_private_key(&self.client_key_pem).map_err(|e| ("clientPrivateKey", e))?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
@@ -206,6 +258,35 @@ mod tests {
             client_key_pem: String::new(),
             alpn: vec!["x-amzn-mqtt-ca".into()],
         }
+    }
+
+    /// A certificate's outer structure: SEQUENCE { tbsCertificate SEQUENCE { `tbs` } }.
+    fn certificate(tbs: &[u8]) -> Vec<u8> {
+        let mut inner = vec![0x30, tbs.len() as u8];
+        inner.extend_from_slice(tbs);
+        let mut outer = vec![0x30, inner.len() as u8];
+        outer.extend_from_slice(&inner);
+        outer
+    }
+
+    #[test]
+    fn x509_versions_are_read_from_the_der() {
+        let serial = [0x02, 0x01, 0x05];
+        assert_eq!(
+            x509_version(&certificate(&serial)),
+            Some(1),
+            "no version: v1"
+        );
+        let v3 = [&[0xa0, 0x03, 0x02, 0x01, 0x02][..], &serial].concat();
+        assert_eq!(x509_version(&certificate(&v3)), Some(3));
+        let v2 = [&[0xa0, 0x03, 0x02, 0x01, 0x01][..], &serial].concat();
+        assert_eq!(x509_version(&certificate(&v2)), Some(2));
+        assert_eq!(x509_version(&[0x30, 0x05, 0x30]), None, "truncated");
+        let v1 = CertificateDer::from(certificate(&serial));
+        assert!(check_end_entity_version(&v1)
+            .unwrap_err()
+            .contains("X.509 v1 certificate, which rustls cannot use"));
+        assert!(check_end_entity_version(&CertificateDer::from(certificate(&v3))).is_ok());
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub struct PackValues<'a> {
 }
 
 /// A substituted value may not add topic levels or wildcards.
+/// MQTT writes a topic's length as 16 bits. rumqttc writes `len as u16` without a check, so
+/// a longer topic would be cut short on the wire and the broker would read the rest of the
+/// packet (endpoint data) as the packet id and payload, and drop the shared connection.
+pub const MAX_TOPIC_BYTES: usize = 65_535;
+
+fn too_long(bytes: usize) -> String {
+    format!("the topic is {bytes} bytes of UTF-8, over MQTT's limit of {MAX_TOPIC_BYTES}")
+}
+
 fn push_sanitized(topic: &mut String, value: &str) {
     topic.extend(value.chars().map(|c| match c {
         '/' | '+' | '#' | '\0' => '_',
@@ -91,6 +100,9 @@ impl TopicTemplate {
                 }
             }
         }
+        if text.len() > MAX_TOPIC_BYTES {
+            return Err(too_long(text.len()));
+        }
         let fixed = match parts.as_slice() {
             [Part::Literal(l)] => Some(Arc::from(l.as_str())),
             _ => None,
@@ -140,6 +152,9 @@ impl TopicTemplate {
         }
         if topic.is_empty() {
             return Err("the topic came out empty".into());
+        }
+        if topic.len() > MAX_TOPIC_BYTES {
+            return Err(too_long(topic.len()));
         }
         Ok(Arc::from(topic))
     }
@@ -229,6 +244,49 @@ mod tests {
         assert!(render("{event.n}", None)
             .unwrap_err()
             .contains("one message per record"));
+    }
+
+    /// A record with a string field of `text`, in the schema `{"name":"s","type":"string"}`.
+    fn text_record(text: &str) -> (LogSchema, Vec<u8>) {
+        let schema = LogSchema::parse(
+            r#"{"type":"record","name":"S","fields":[{"name":"s","type":"string"}]}"#,
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut n = (text.len() as u64) << 1; // zig-zag of a non-negative long
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                bytes.push(b);
+                break;
+            }
+            bytes.push(b | 0x80);
+        }
+        bytes.extend_from_slice(text.as_bytes());
+        (schema, bytes)
+    }
+
+    #[test]
+    fn topics_over_the_mqtt_limit_in_utf8_bytes_are_errors() {
+        let template = TopicTemplate::parse("t/{event.s}").unwrap();
+        let render = |text: &str| {
+            let (schema, record) = text_record(text);
+            template.render(&values(), &schema, Some(&record), &mut Vec::new())
+        };
+        // 2 + 65,533 bytes: exactly the limit.
+        assert_eq!(render(&"a".repeat(65_533)).unwrap().len(), 65_535);
+        assert!(render(&"a".repeat(65_534))
+            .unwrap_err()
+            .contains("65536 bytes of UTF-8, over MQTT's limit of 65535"));
+        // 33,000 characters, but 66,002 bytes: counted in bytes.
+        let wide = "é".repeat(33_000);
+        assert!(wide.chars().count() < 65_535);
+        assert!(render(&wide).unwrap_err().contains("66002 bytes"));
+        // A fixed topic over the limit is refused when the configuration is read.
+        assert!(TopicTemplate::parse(&"a".repeat(65_536))
+            .unwrap_err()
+            .contains("over MQTT's limit"));
     }
 
     #[test]

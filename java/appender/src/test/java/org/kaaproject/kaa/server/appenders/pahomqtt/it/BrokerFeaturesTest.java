@@ -2,6 +2,7 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
@@ -24,6 +25,8 @@ import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.kaaproject.kaa.common.dto.EndpointProfileDataDto;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
@@ -70,6 +73,91 @@ class BrokerFeaturesTest {
             } finally {
                 denied.close();
                 allowed.close();
+            }
+        }
+    }
+
+    /**
+     * Mosquitto answers a publish its ACL denies with PUBACK (QoS 1) or PUBREC (QoS 2) carrying reason code 135, and
+     * then closes the connection; the refusal and the close often arrive in one read, and rumqttc then returns the
+     * connection error before the refusal's event. Each round is a new connection (its own client id), so each
+     * meets that race afresh: every one must be the broker's refusal, never a connection error.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void mqtt5AclRefusalIsARemoteErrorEveryTime(int qos) throws IOException {
+        try (Mosquitto broker = Mosquitto.anonymous()) {
+            Path acl = Files.writeString(broker.dir().resolve("acl"), "topic write allowed/#\n");
+            broker.extraConfig("acl_file " + acl.toAbsolutePath());
+            broker.start();
+            List<String> answers = new ArrayList<>();
+            for (int round = 0; round < 20; round++) {
+                Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", qos));
+                cfg.put("clientId", "acl-" + qos + "-" + round + "-" + UUID.randomUUID().toString().substring(0, 6));
+                LogAppender denied = KaaNode.load("denied-" + round, KaaNode.config(cfg));
+                try {
+                    RecordingCallback cb = append(denied, records(1, 100 + round));
+                    answers.add(cb.awaitFirst(Duration.ofSeconds(10)).method);
+                } finally {
+                    denied.close();
+                }
+            }
+            assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), answers, "QoS " + qos);
+        }
+    }
+
+    /**
+     * The race of the test above, every time: a broker that sends its refusal (reason 135) and closes the connection
+     * at once, so the refusal and the end of the stream arrive in one read. Mosquitto 2.0.11 on this machine keeps
+     * the connection open after a refusal, so a scripted broker shows it.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void mqtt5RefusalFollowedByACloseIsARemoteErrorEveryTime(int qos) throws IOException {
+        try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.REFUSE_AND_CLOSE)) {
+            List<String> answers = new ArrayList<>();
+            for (int round = 0; round < 20; round++) {
+                Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", qos));
+                cfg.put("clientId", "refuse-" + qos + "-" + round + "-" + UUID.randomUUID().toString().substring(0, 6));
+                LogAppender denied = KaaNode.load("refused-" + round, KaaNode.config(cfg));
+                try {
+                    RecordingCallback cb = append(denied, records(1, 200 + round));
+                    answers.add(cb.awaitFirst(Duration.ofSeconds(10)).method);
+                } finally {
+                    denied.close();
+                }
+            }
+            assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), answers, "QoS " + qos);
+        }
+    }
+
+    /**
+     * A broker that answers pings but acknowledges nothing, then everything: the messages of the expired pack filled
+     * maxPendingRecords (and would fill the MQTT client's in-flight window) for as long as the connection lived, and
+     * keep-alive never ends it, so every later pack failed at once. A message unacknowledged for longer than
+     * deliveryTimeoutSeconds now makes the connection anew, and once the broker acknowledges again packs succeed.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void aStalledBrokerIsLeftForAFreshConnection(int qos) throws Exception {
+        try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.SILENT)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "stalled/x", qos);
+            cfg.put("deliveryTimeoutSeconds", 1);
+            cfg.put("maxPendingRecords", 10);
+            LogAppender appender = KaaNode.load("stalled", KaaNode.config(cfg));
+            try {
+                append(appender, records(10, 30)).assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(10),
+                        Duration.ZERO);
+                broker.mode(ScriptedBroker.Mode.ACK);
+                long until = System.nanoTime() + Duration.ofSeconds(15).toNanos();
+                while (broker.connections() < 2 && System.nanoTime() < until) {
+                    Thread.sleep(50);
+                }
+                assertEquals(2, broker.connections(), "a fresh connection after the stall");
+                append(appender, records(5, 31)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10),
+                        Duration.ofMillis(100));
+            } finally {
+                appender.close();
             }
         }
     }

@@ -137,6 +137,19 @@ class PluginConfigTest {
      * form attributes, which may change) is pinned here. If this fails, add a new plugin for the new settings and
      * leave the released ones as they are (README, "Adding a setting").
      */
+    /**
+     * New appenders of the full plugin verify the broker's certificate unless the operator turns it off; the legacy
+     * form keeps the original's default (it is the original's record), and stored configurations keep the value they
+     * hold, since the default lives only in the form.
+     */
+    @Test
+    void theFullFormVerifiesCertificatesByDefault() {
+        assertEquals("true", KaaNode.configSchema(KaaNode.CONFIG_CLASS).getField("verifySslCert")
+                .getJsonProp("by_default").toString());
+        assertEquals("false", KaaNode.configSchema(KaaNode.LEGACY_CONFIG_CLASS).getField("verifySslCert")
+                .getJsonProp("by_default").toString());
+    }
+
     @Test
     void releasedSchemasAreFrozen() {
         Map<String, String> released = Map.of(

@@ -276,6 +276,24 @@ public final class TestPki implements AutoCloseable {
             return new Issued(cn, type, crt, chain, k, this);
         }
 
+        /**
+         * A client certificate as {@code openssl x509 -req} issues it without {@code -extfile}: X.509 v1, no
+         * extensions. Mosquitto accepts such client certificates; rustls does not.
+         */
+        public Issued clientV1(String cn, KeyType type) {
+            String base = name(cn);
+            Path k = newKey(base, type);
+            Path csr = dir.resolve(base + ".csr");
+            Path crt = dir.resolve(base + ".crt");
+            openssl("req", "-new", "-config", opensslConf.toString(), "-key", k.toString(),
+                    "-subj", "/O=kaa-mqtt-it/CN=" + cn, "-out", csr.toString());
+            openssl("x509", "-req", "-in", csr.toString(), "-CA", cert.toString(), "-CAkey", key.toString(),
+                    "-set_serial", serial(), "-days", "3", "-sha256", "-out", crt.toString());
+            Path chain = dir.resolve(base + ".chain.crt");
+            write(chain, read(crt) + intermediatesPem());
+            return new Issued(cn, type, crt, chain, k, this);
+        }
+
         private void sign(Path csr, Path out, String section, Path extFile) {
             openssl("x509", "-req", "-in", csr.toString(), "-CA", cert.toString(), "-CAkey", key.toString(),
                     "-set_serial", serial(), "-days", "3", "-sha256", "-extfile", extFile.toString(),

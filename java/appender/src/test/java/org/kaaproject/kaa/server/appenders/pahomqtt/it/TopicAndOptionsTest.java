@@ -94,6 +94,34 @@ class TopicAndOptionsTest {
         }
     }
 
+    /**
+     * MQTT writes a topic's length in 16 bits. A record whose field makes the topic longer than 65,535 bytes of UTF-8
+     * (here 33,000 characters of two bytes each: within the limit counted in characters) fails its pack, and the
+     * connection the appender shares is never reset: the next pack goes out on the same one.
+     */
+    @Test
+    void topicOverTheMqttLimitFailsItsPackAndLeavesTheConnectionAlone() {
+        String base = "l" + UUID.randomUUID().toString().substring(0, 8);
+        String clientId = "long-topic-" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), base + "/{event.device.id}", 1);
+        cfg.put("clientId", clientId);
+        LogAppender appender = load(cfg);
+        char[] wide = new char[33_000];
+        Arrays.fill(wide, '\u00e9');
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), base + "/#", 1)) {
+            append(appender, Arrays.asList(reading("ok", 1, 1, "x"), reading(new String(wide), 1, 1, "y")))
+                    .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
+            append(appender, Arrays.asList(reading("fine", 1, 1, "z")))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            assertEquals(1, sub.awaitCount(1, Duration.ofSeconds(10)).size(), "only the good pack's record");
+            String log = BROKER.broker().logTail(2000);
+            int connects = log.split(" as " + clientId + " ", -1).length - 1;
+            assertEquals(1, connects, "one connection, never reset:\n" + log);
+        } finally {
+            appender.close();
+        }
+    }
+
     @Test
     void unknownPlaceholderKeepsTheAppenderFromStarting() {
         LogAppender appender = load(KaaNode.brokerConfig(BROKER.port(), "x/{colour}", 1));
@@ -124,6 +152,29 @@ class TopicAndOptionsTest {
             assertEquals(1, got.size());
             assertTrue(got.get(0).retained, "the broker marks it retained");
             assertTrue(new String(got.get(0).payload, StandardCharsets.UTF_8).contains("\"kept\""));
+        }
+    }
+
+    /**
+     * A pack with more records than maxPendingRecords can never be accepted: as a connection error Kaa would resend it
+     * forever, so it is the pack's fault (onInternalError), and packs that fit still go through.
+     */
+    @Test
+    void packLargerThanMaxPendingRecordsIsAnInternalError() {
+        String topic = "pending/" + UUID.randomUUID();
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+        cfg.put("maxPendingRecords", 3);
+        LogAppender appender = load(cfg);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            List<byte[]> five = new ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                five.add(reading("p" + i, i, i, "x"));
+            }
+            append(appender, five).assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ofMillis(100));
+            append(appender, five.subList(0, 3)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            assertEquals(3, sub.awaitCount(3, Duration.ofSeconds(10)).size());
+        } finally {
+            appender.close();
         }
     }
 

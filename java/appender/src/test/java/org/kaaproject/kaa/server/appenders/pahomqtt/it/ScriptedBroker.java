@@ -1,0 +1,163 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import java.io.DataInputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A fake MQTT broker on loopback for faults Mosquitto cannot show: it speaks just enough MQTT 3.1.1 and 5 for a
+ * publisher (CONNECT, PUBLISH, PUBREL, PINGREQ, DISCONNECT) and answers publishes as its {@link Mode} says. Only for
+ * tests that need a broker misbehaving on cue; everything else runs against a real Mosquitto.
+ */
+final class ScriptedBroker implements AutoCloseable {
+
+    enum Mode {
+        /** Acknowledges every publish (PUBACK; PUBREC, then PUBCOMP on PUBREL). */
+        ACK,
+        /** Answers CONNECT and pings, and acknowledges nothing: a stalled broker. */
+        SILENT,
+        /**
+         * MQTT 5: refuses every publish (PUBACK or PUBREC with reason 135, not authorised) and closes the connection
+         * in the same breath, so the refusal and the end of the stream reach the client in one read.
+         */
+        REFUSE_AND_CLOSE
+    }
+
+    private final ServerSocket server;
+    private final List<Socket> sockets = new CopyOnWriteArrayList<>();
+    private final AtomicInteger connections = new AtomicInteger();
+    private final AtomicInteger publishes = new AtomicInteger();
+    private volatile Mode mode;
+
+    ScriptedBroker(Mode mode) throws IOException {
+        this.mode = mode;
+        this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        Thread acceptor = new Thread(this::accept, "scripted-broker");
+        acceptor.setDaemon(true);
+        acceptor.start();
+    }
+
+    int port() {
+        return server.getLocalPort();
+    }
+
+    void mode(Mode mode) {
+        this.mode = mode;
+    }
+
+    /** Connections accepted (CONNECT answered) so far. */
+    int connections() {
+        return connections.get();
+    }
+
+    int publishes() {
+        return publishes.get();
+    }
+
+    private void accept() {
+        while (!server.isClosed()) {
+            try {
+                Socket socket = server.accept();
+                sockets.add(socket);
+                Thread t = new Thread(() -> serve(socket), "scripted-broker-conn");
+                t.setDaemon(true);
+                t.start();
+            } catch (IOException e) {
+                return;
+            }
+        }
+    }
+
+    private void serve(Socket socket) {
+        try (Socket s = socket) {
+            DataInputStream in = new DataInputStream(s.getInputStream());
+            OutputStream out = s.getOutputStream();
+            boolean v5 = false;
+            while (true) {
+                int first = in.readUnsignedByte();
+                byte[] body = new byte[remainingLength(in)];
+                in.readFully(body);
+                int type = first >> 4;
+                switch (type) {
+                    case 1: // CONNECT: 2-byte name length, "MQTT", level
+                        v5 = body[6] == 5;
+                        out.write(v5 ? new byte[] {0x20, 3, 0, 0, 0} : new byte[] {0x20, 2, 0, 0});
+                        out.flush();
+                        connections.incrementAndGet();
+                        break;
+                    case 3: { // PUBLISH
+                        int qos = (first >> 1) & 3;
+                        publishes.incrementAndGet();
+                        if (qos == 0) {
+                            break;
+                        }
+                        int topicLength = ((body[0] & 0xff) << 8) | (body[1] & 0xff);
+                        byte hi = body[2 + topicLength];
+                        byte lo = body[3 + topicLength];
+                        int ack = qos == 1 ? 0x40 : 0x50;
+                        Mode now = mode;
+                        if (now == Mode.ACK) {
+                            out.write(new byte[] {(byte) ack, 2, hi, lo});
+                            out.flush();
+                        } else if (now == Mode.REFUSE_AND_CLOSE) {
+                            out.write(new byte[] {(byte) ack, 3, hi, lo, (byte) 0x87});
+                            out.flush();
+                            s.shutdownOutput();
+                            return;
+                        }
+                        break;
+                    }
+                    case 6: // PUBREL
+                        if (mode == Mode.ACK) {
+                            out.write(new byte[] {0x70, 2, body[0], body[1]});
+                            out.flush();
+                        }
+                        break;
+                    case 12: // PINGREQ
+                        out.write(new byte[] {(byte) 0xd0, 0});
+                        out.flush();
+                        break;
+                    case 14: // DISCONNECT
+                        return;
+                    default:
+                        break;
+                }
+            }
+        } catch (EOFException e) {
+            // the client went away
+        } catch (IOException e) {
+            // closed by close() or by the client
+        }
+    }
+
+    private static int remainingLength(DataInputStream in) throws IOException {
+        int value = 0;
+        for (int shift = 0; shift < 28; shift += 7) {
+            int b = in.readUnsignedByte();
+            value |= (b & 0x7f) << shift;
+            if ((b & 0x80) == 0) {
+                return value;
+            }
+        }
+        throw new IOException("malformed remaining length");
+    }
+
+    @Override
+    public void close() throws IOException {
+        server.close();
+        for (Socket s : sockets) {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // closing anyway
+            }
+        }
+    }
+}
