@@ -3,10 +3,15 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.management.ManagementFactory;
 import java.net.URISyntaxException;
 import java.net.URL;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
-import java.nio.file.StandardCopyOption;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.security.CodeSource;
 import java.util.ArrayList;
 import java.util.List;
@@ -19,14 +24,19 @@ import java.util.Locale;
  * <ol>
  * <li>the path in system property {@value #PATH_PROPERTY}, if set (then only that);</li>
  * <li>{@value #FILE_NAME} in the directory of the jar holding this class (the Kaa install layout);</li>
- * <li>the copy inside the jar, extracted to a temporary file;</li>
+ * <li>the copy inside the jar, extracted into a new directory only this user can enter, under
+ * {@value #EXTRACT_DIR_PROPERTY} (default {@code java.io.tmpdir}); copies left by a node that crashed
+ * are removed first;</li>
  * <li>{@code System.loadLibrary("kaa_mqtt_appender")}.</li>
  * </ol>
  */
 final class NativeLibrary {
 
     static final String PATH_PROPERTY = "kaa.mqtt.appender.library";
+    static final String EXTRACT_DIR_PROPERTY = "kaa.mqtt.appender.extractDir";
     static final String FILE_NAME = "libkaa_mqtt_appender.so";
+    /** Extracted copies live in {@code <prefix><pid>-<random>}: the pid tells whether their node still runs. */
+    static final String COPY_DIR_PREFIX = "kaa-mqtt-appender-";
 
     private static String loadedFrom;
     private static String failure;
@@ -126,18 +136,75 @@ final class NativeLibrary {
 
     private static void tryLoadFromJar(List<String> tried) {
         String resource = "/native/" + platform() + "/" + FILE_NAME;
+        File base = new File(System.getProperty(EXTRACT_DIR_PROPERTY, System.getProperty("java.io.tmpdir")));
         try (InputStream in = NativeLibrary.class.getResourceAsStream(resource)) {
             if (in == null) {
                 tried.add("jar resource " + resource + " (not in the jar)");
                 return;
             }
-            File copy = File.createTempFile("libkaa_mqtt_appender-", ".so");
-            copy.deleteOnExit();
-            Files.copy(in, copy.toPath(), StandardCopyOption.REPLACE_EXISTING);
-            tryLoad(copy, tried);
+            removeStaleCopies(base.toPath());
+            Path copy = extract(in, base.toPath());
+            int before = tried.size();
+            tryLoad(copy.toFile(), tried);
+            if (tried.size() > before) {
+                tried.set(before, tried.get(before) + " (if " + base + " is on a file system mounted noexec, set -D"
+                        + EXTRACT_DIR_PROPERTY + " to a directory that allows executables)");
+            }
         } catch (IOException e) {
-            tried.add("jar resource " + resource + " (cannot extract: " + e.getMessage() + ")");
+            tried.add("jar resource " + resource + " (cannot extract into " + base + ": " + e + "; set -D"
+                    + EXTRACT_DIR_PROPERTY + " to a writable directory)");
         }
+    }
+
+    /**
+     * Copies the library into a new directory under {@code base} that only this user can enter, so no other user
+     * can replace it between the copy and the load; both are deleted when the JVM exits.
+     */
+    static Path extract(InputStream in, Path base) throws IOException {
+        Files.createDirectories(base);
+        boolean posix = base.getFileSystem().supportedFileAttributeViews().contains("posix");
+        Path dir = posix
+                ? Files.createTempDirectory(base, COPY_DIR_PREFIX + pid() + "-",
+                        PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")))
+                : Files.createTempDirectory(base, COPY_DIR_PREFIX + pid() + "-");
+        dir.toFile().deleteOnExit();
+        Path copy = dir.resolve(FILE_NAME);
+        // Registered after the directory, so deleted before it.
+        copy.toFile().deleteOnExit();
+        Files.copy(in, copy);
+        if (posix) {
+            Files.setPosixFilePermissions(copy, PosixFilePermissions.fromString("r-x------"));
+        }
+        return copy;
+    }
+
+    /**
+     * Deletes the copies that nodes which did not exit normally (killed, crashed) left under {@code base}: this
+     * user's directories whose process is gone. Linux only (it asks /proc); best effort.
+     */
+    static void removeStaleCopies(Path base) {
+        if (!Files.isDirectory(Paths.get("/proc/self")) || !Files.isDirectory(base)) {
+            return;
+        }
+        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(base, COPY_DIR_PREFIX + "*")) {
+            for (Path dir : dirs) {
+                String[] parts = dir.getFileName().toString().substring(COPY_DIR_PREFIX.length()).split("-", 2);
+                if (parts.length == 2 && parts[0].matches("\\d{1,10}")
+                        && Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS) && !Files.exists(Paths.get("/proc", parts[0]))
+                        && Files.getOwner(dir).getName().equals(System.getProperty("user.name"))) {
+                    Files.deleteIfExists(dir.resolve(FILE_NAME));
+                    Files.deleteIfExists(dir);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // Stale copies only cost disk space.
+        }
+    }
+
+    private static String pid() {
+        String name = ManagementFactory.getRuntimeMXBean().getName();
+        int at = name.indexOf('@');
+        return at > 0 ? name.substring(0, at) : "0";
     }
 
     private static String platform() {

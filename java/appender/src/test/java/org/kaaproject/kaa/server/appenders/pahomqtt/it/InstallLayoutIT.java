@@ -246,11 +246,20 @@ class InstallLayoutIT {
                 "--schema", records.schemaFile.toString(), "--records", records.recordsFile.toString());
     }
 
+    /** Everything of ours under {@code dir}: library files and extraction directories, at any depth. */
     private static List<String> libraryFilesIn(Path dir) throws IOException {
-        try (Stream<Path> s = Files.list(dir)) {
-            return s.map(p -> p.getFileName().toString()).filter(n -> n.contains("kaa_mqtt_appender")).collect(
-                    Collectors.toList());
+        try (Stream<Path> s = Files.walk(dir)) {
+            return s.filter(p -> !p.equals(dir)).map(p -> dir.relativize(p).toString())
+                    .filter(n -> n.contains("kaa_mqtt_appender") || n.contains("kaa-mqtt-appender")).collect(
+                            Collectors.toList());
         }
+    }
+
+    /** A directory as a crashed node leaves its extracted copy (a pid no process has, or this one's). */
+    private static Path copyLeftBy(Path base, long pid) throws IOException {
+        Path dir = Files.createDirectories(base.resolve("kaa-mqtt-appender-" + pid + "-12345"));
+        Files.write(dir.resolve(NodeLayout.FILE_NAME), new byte[] {1, 2, 3});
+        return dir;
     }
 
     // ------------------------------------------------------------------------------------------------ tests
@@ -285,8 +294,9 @@ class InstallLayoutIT {
     }
 
     /**
-     * Only the jar in lib/ (no .so beside it): the appender extracts the copy it carries to a temporary file, loads
-     * that, publishes, and the copy is removed when the JVM exits.
+     * Only the jar in lib/ (no .so beside it): the appender extracts the copy it carries into a directory of its own
+     * under java.io.tmpdir, loads that, publishes, and the copy is removed when the JVM exits. A copy that a crashed
+     * node left is removed first; one of a node still running is not.
      */
     @Test
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
@@ -294,8 +304,12 @@ class InstallLayoutIT {
         Path lib = libDir(false);
         Records records = new Records(newDir("kaa-node-data-"), 12, 2);
         String topic = "kaa/it/install/jar-only/" + UUID.randomUUID().toString().substring(0, 8);
+        Path extractTo = newDir("kaa-node-extract-");
+        // pid_max is at most 2^22 on Linux: no process has this one.
+        Path crashed = copyLeftBy(extractTo, 4_999_999);
+        Path running = copyLeftBy(extractTo, ProcessHandle.current().pid());
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
-            Run r = runNode(lib, List.of(), replayArgs(topic, records));
+            Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.extractDir=" + extractTo), replayArgs(topic, records));
             assertNoCrash(r);
             assertEquals(0, r.exit, r.describe());
             assertTrue(r.stdout.contains("pack 1: 12 records -> onSuccess"), r.describe());
@@ -303,15 +317,52 @@ class InstallLayoutIT {
             List<String> loaded = r.loaded();
             assertEquals(1, loaded.size(), "loaded once\n" + r.describe());
             Path from = Paths.get(loaded.get(0));
-            assertEquals(r.work.resolve("tmp"), from.getParent(), "an extracted copy in java.io.tmpdir\n"
+            assertEquals(extractTo, from.getParent().getParent(), "an extracted copy in a directory of its own\n"
                     + r.describe());
-            assertTrue(from.getFileName().toString().matches("libkaa_mqtt_appender-\\d+\\.so"), from.toString());
-            assertEquals(List.of(), libraryFilesIn(r.work.resolve("tmp")), "the copy is deleted at exit");
+            assertTrue(from.getParent().getFileName().toString().matches("kaa-mqtt-appender-\\d+-\\d+"),
+                    from.toString());
+            assertEquals(NodeLayout.FILE_NAME, from.getFileName().toString());
+            assertFalse(Files.exists(crashed), "the copy a crashed node left is removed");
+            assertTrue(Files.exists(running.resolve(NodeLayout.FILE_NAME)), "a running node's copy is kept");
+            Files.delete(running.resolve(NodeLayout.FILE_NAME));
+            Files.delete(running);
+            assertEquals(List.of(), libraryFilesIn(extractTo), "the copy is deleted at exit");
             assertFalse(r.attempted().contains(lib.resolve(NodeLayout.FILE_NAME).toString()), r.describe());
 
             sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
             RecordingCallback.sleep(Duration.ofMillis(500));
             Payloads.assertSameMultiset("published with the extracted library", records.expected, sub.payloads());
+        }
+    }
+
+    /**
+     * A temporary directory on a file system mounted noexec (a common hardening) cannot hold a library to load: the
+     * node keeps running, the one error names the directory and the property that moves the copy elsewhere, and
+     * packs fail onInternalError. Needs root to mount a tmpfs; elsewhere the test is skipped.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void noexecExtractDirectoryNamesThePropertyToSet() throws Exception {
+        Path lib = libDir(false);
+        Path mount = newDir("kaa-node-noexec-");
+        Process m = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "noexec,size=32m", "tmpfs", mount.toString())
+                .redirectErrorStream(true).start();
+        boolean mounted = m.waitFor(20, TimeUnit.SECONDS) && m.exitValue() == 0;
+        org.junit.jupiter.api.Assumptions.assumeTrue(mounted, "cannot mount a noexec tmpfs here (not root?)");
+        try {
+            String topic = "kaa/it/install/noexec/" + UUID.randomUUID().toString().substring(0, 8);
+            Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.extractDir=" + mount), List.of("--host", "127.0.0.1",
+                    "--port", String.valueOf(BROKER.port()), "--topic", topic, "--packs", "2", "--pack-size", "2",
+                    "--client-id", "install-noexec-" + UUID.randomUUID().toString().substring(0, 8)));
+            assertNoCrash(r);
+            assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());
+            assertTrue(r.stdout.contains("pack 1: 2 records -> onInternalError"), r.describe());
+            List<String> errors = r.stderrLines("ERROR");
+            assertEquals(1, errors.size(), "one error logged\n" + r.describe());
+            assertTrue(errors.get(0).contains("noexec") && errors.get(0).contains("kaa.mqtt.appender.extractDir")
+                    && errors.get(0).contains(mount.toString()), errors.get(0));
+        } finally {
+            new ProcessBuilder("umount", mount.toString()).start().waitFor(20, TimeUnit.SECONDS);
         }
     }
 
