@@ -4,7 +4,7 @@
 //! exception (`open`, `close`) or the pack's failure callback (`append`), never a crashed
 //! node. Handles are `Arc<Appender>` pointers in a `jlong`, created by `open` and freed
 //! exactly once by `close`; the Java side never calls `append` after `close` (a read/write
-//! lock in `NativeLogAppender`).
+//! lock in `NativeHandle`).
 //!
 //! Calls into Java (delivery callbacks, log records) are made from one dispatcher thread,
 //! attached to the JVM once: tokio workers never touch JNI, and a slow callback delays other

@@ -1,7 +1,6 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 
 import java.util.List;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
@@ -28,10 +27,8 @@ public abstract class NativeLogAppender implements LogAppender {
     /** Named after the concrete class, so a node's logging configuration can tell the two plugins apart. */
     private final Logger log = LoggerFactory.getLogger(getClass());
 
-    /** Appends share the read side; close takes the write side, so no append outlives the handle. */
-    private final ReentrantReadWriteLock handleLock = new ReentrantReadWriteLock();
-    private long handle;
-    private volatile AppenderMetrics metrics;
+    /** What {@code init} opened; null before it and after {@code close}. */
+    private volatile NativeHandle handle;
 
     private String name;
     private String appenderId;
@@ -72,9 +69,17 @@ public abstract class NativeLogAppender implements LogAppender {
     /**
      * Never throws: with a missing library or an invalid configuration the error is logged
      * and every pack is answered {@code onInternalError}, as the node expects of a broken appender.
+     * A second {@code init} releases what the first opened.
      */
     @Override
     public void init(LogAppenderDto dto) {
+        NativeHandle.releaseDropped();
+        NativeHandle previous = handle;
+        handle = null;
+        if (previous != null && previous.release()) {
+            log.warn("PahoMqtt appender '{}' ({}) initialised again: the first configuration's connection is "
+                    + "released", name, appenderId);
+        }
         minLogSchemaVersion = dto.getMinLogSchemaVersion();
         maxLogSchemaVersion = dto.getMaxLogSchemaVersion();
         confirmDelivery = dto.isConfirmDelivery();
@@ -87,13 +92,7 @@ public abstract class NativeLogAppender implements LogAppender {
             }
             long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name),
                     String.valueOf(applicationToken), headerFields);
-            handleLock.writeLock().lock();
-            try {
-                handle = opened;
-            } finally {
-                handleLock.writeLock().unlock();
-            }
-            metrics = AppenderMetrics.register(name, appenderId, this::readMetrics);
+            handle = NativeHandle.open(this, opened, String.valueOf(name), String.valueOf(appenderId));
             log.info("PahoMqtt appender '{}' ({}) of application {} started (native library: {})", name, appenderId,
                     applicationToken, library);
         } catch (UnsatisfiedLinkError | RuntimeException e) {
@@ -104,11 +103,17 @@ public abstract class NativeLogAppender implements LogAppender {
 
     @Override
     public void doAppend(LogEventPack pack, LogDeliveryCallback callback) {
-        handleLock.readLock().lock();
+        NativeHandle.releaseDropped();
+        NativeHandle opened = handle;
+        if (opened == null) {
+            callback.onInternalError();
+            return;
+        }
+        opened.lock.readLock().lock();
         try {
             LogSchema schema = pack.getLogSchema();
             List<LogEvent> events = pack.getEvents();
-            if (handle == 0 || schema == null || events == null) {
+            if (opened.value == 0 || schema == null || events == null) {
                 callback.onInternalError();
                 return;
             }
@@ -131,19 +136,10 @@ public abstract class NativeLogAppender implements LogAppender {
             for (int i = 0, at = 0; i < ends.length; at = ends[i++]) {
                 System.arraycopy(events.get(i).getLogData(), 0, records, at, ends[i] - at);
             }
-            NativeAppender.append(handle, schema.getSchema(), schema.getVersion(), records, ends,
+            NativeAppender.append(opened.value, schema.getSchema(), schema.getVersion(), records, ends,
                     String.valueOf(pack.getEndpointKey()), callback);
         } finally {
-            handleLock.readLock().unlock();
-        }
-    }
-
-    private long[] readMetrics() {
-        handleLock.readLock().lock();
-        try {
-            return handle == 0 ? null : NativeAppender.metrics(handle);
-        } finally {
-            handleLock.readLock().unlock();
+            opened.lock.readLock().unlock();
         }
     }
 
@@ -160,22 +156,10 @@ public abstract class NativeLogAppender implements LogAppender {
     /** Packs still in flight are answered {@code onInternalError}; later packs too. */
     @Override
     public void close() {
-        long closing;
-        handleLock.writeLock().lock();
-        try {
-            closing = handle;
-            handle = 0;
-            if (closing != 0) {
-                NativeAppender.close(closing);
-            }
-        } finally {
-            handleLock.writeLock().unlock();
-        }
-        if (metrics != null) {
-            metrics.unregister();
-            metrics = null;
-        }
-        if (closing != 0) {
+        NativeHandle.releaseDropped();
+        NativeHandle closing = handle;
+        handle = null;
+        if (closing != null && closing.release()) {
             log.info("PahoMqtt appender '{}' ({}) closed", name, appenderId);
         }
     }

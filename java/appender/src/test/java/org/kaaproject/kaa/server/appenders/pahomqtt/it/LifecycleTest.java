@@ -1,0 +1,101 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.lang.management.ManagementFactory;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+
+import javax.management.MBeanServer;
+import javax.management.ObjectName;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/**
+ * What an appender opens is released whatever the node does with it: a second {@code init} releases the first
+ * one's connection and JMX bean, and an appender the node drops without {@code close} (a bug in a node or a test
+ * harness) does not keep its connection and bean for the life of the process. The broker's log shows the
+ * connection's DISCONNECT.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class LifecycleTest {
+
+    private static final String TELEMETRY = TestData.schemaText(ChildNodeMain.TELEMETRY);
+
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
+
+    private static Set<ObjectName> beans(String appenderName) throws Exception {
+        return ManagementFactory.getPlatformMBeanServer().queryNames(new ObjectName(
+                "org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
+                        + ObjectName.quote(appenderName) + ",*"), null);
+    }
+
+    private static Map<String, Object> config(String clientId) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), "kaa/it/lifecycle/" + clientId, 1);
+        cfg.put("clientId", clientId);
+        return cfg;
+    }
+
+    private static void delivers(LogAppender appender, String label) {
+        RecordingCallback cb = RecordingCallback.append(appender, KaaNode.pack(TELEMETRY, 1, ChildNodeMain.records(1,
+                3)), label);
+        cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), Duration.ZERO);
+    }
+
+    private static boolean disconnected(String clientId) {
+        return BROKER.broker().log().contains("Client " + clientId + " disconnected.");
+    }
+
+    @Test
+    void secondInitReleasesTheFirst() throws Exception {
+        String name = "twice-" + UUID.randomUUID().toString().substring(0, 8);
+        String first = name + "-a";
+        String second = name + "-b";
+        LogAppenderDto dto = KaaNode.appenderDto(name, KaaNode.config(config(first)));
+        LogAppender appender = BROKER.load(dto);
+        delivers(appender, "first configuration");
+        appender.init(KaaNode.appenderDto(name, KaaNode.config(config(second))));
+        delivers(appender, "second configuration");
+        assertEquals(1, beans(name).size(), "one JMX bean");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!disconnected(first) && System.nanoTime() < deadline) {
+            RecordingCallback.sleep(Duration.ofMillis(50));
+        }
+        assertTrue(disconnected(first), "the first configuration's connection said goodbye\n"
+                + BROKER.broker().logTail(20));
+        assertTrue(!disconnected(second), "the second one is still up");
+    }
+
+    @Test
+    void appenderDroppedWithoutCloseIsReleased() throws Exception {
+        String name = "dropped-" + UUID.randomUUID().toString().substring(0, 8);
+        LogAppender dropped = KaaNode.load(name, KaaNode.config(config(name)));
+        delivers(dropped, "before it is dropped");
+        assertEquals(1, beans(name).size());
+        dropped = null;
+        // Any appender call releases what dropped appenders left: here, a live appender's packs.
+        LogAppender live = BROKER.load("live-" + name, config("live-" + name));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!beans(name).isEmpty() && System.nanoTime() < deadline) {
+            System.gc();
+            delivers(live, "a live appender's pack");
+        }
+        assertEquals(Set.of(), beans(name), "the dropped appender's JMX bean is unregistered");
+        deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!disconnected(name) && System.nanoTime() < deadline) {
+            RecordingCallback.sleep(Duration.ofMillis(50));
+        }
+        assertTrue(disconnected(name), "its connection said goodbye\n" + BROKER.broker().logTail(20));
+    }
+}
