@@ -88,8 +88,8 @@ pub trait EventLoop: Send + 'static {
     /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
     fn drop_connection(&mut self);
 
-    /// After a failure: drops what rumqttc kept to replay on a resumed session (a clean
-    /// session would drop it silently) and any stale collision. Returns how many publishes
+    /// After a failure: drops the publishes rumqttc kept to replay on a resumed session (a
+    /// clean session would drop them silently), but not the PUBRELs, and any stale collision. Returns how many publishes
     /// it had drained from its channel, and the events it queued but never returned.
     fn forget(&mut self) -> (usize, Vec<Observed>);
 }
@@ -149,7 +149,14 @@ macro_rules! event_loop {
                     .iter()
                     .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
                     .count();
-                self.pending.clear();
+                // PUBRELs stay: rumqttc drops them too when the broker kept no session, and
+                // sends them first when it did. A resumed session still holds each of those
+                // QoS 2 packet ids until its PUBREL (MQTT requires resending it); without one
+                // the broker refuses the id when it is used again (Mosquitto, MQTT 5: PUBREC
+                // with a reason code, so packs answered onRemoteError) or takes the new message
+                // for a duplicate. The PUBCOMP that follows names a pkid the tracker no longer
+                // waits on (the packs were failed at the loss) and is ignored.
+                self.pending.retain(|r| matches!(r, Request::PubRel(_)));
                 self.state.collision = None;
                 let unreported = self.state.events.drain(..).map(|e| $observe(&e)).collect();
                 (drained, unreported)
