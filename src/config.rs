@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::binary::{BinaryError, Reader};
 use crate::identity;
+use crate::status::StatusFormat;
 use crate::tls::TlsSettings;
 use crate::topic::TopicTemplate;
 
@@ -80,6 +81,37 @@ pub enum MqttVersion {
     V5,
 }
 
+/// How MQTT packets travel: on the TCP (or TLS) stream itself, or inside WebSocket messages
+/// (`ws://`, or `wss://` with TLS) for brokers reachable only through HTTP(S) ports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    /// The HTTP path of the WebSocket endpoint, starting with `/`.
+    WebSocket {
+        path: String,
+    },
+}
+
+/// An HTTP proxy reached with `CONNECT host:port`, for every transport.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProxySettings {
+    pub host: String,
+    pub port: u16,
+    /// Basic authentication: user name and password.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for ProxySettings {
+    // Hand-written so the proxy password can never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
 /// What identifies one broker connection: appenders that agree on all of it share one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BrokerConfig {
@@ -98,6 +130,12 @@ pub struct BrokerConfig {
     pub status_topic: Option<String>,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
+    pub transport: Transport,
+    pub proxy: Option<ProxySettings>,
+    /// MQTT 5 with `clean_session` off: how long the broker keeps the session after the
+    /// connection ends. `None`: it ends with the connection.
+    pub session_expiry: Option<u32>,
+    pub status_format: StatusFormat,
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -116,6 +154,10 @@ impl fmt::Debug for BrokerConfig {
             .field("failover", &self.failover)
             .field("status_topic", &self.status_topic)
             .field("tls", &self.tls)
+            .field("transport", &self.transport)
+            .field("proxy", &self.proxy)
+            .field("session_expiry", &self.session_expiry)
+            .field("status_format", &self.status_format)
             .finish()
     }
 }
@@ -179,6 +221,9 @@ const DEFAULT_CONNECT_TIMEOUT_S: i32 = 10;
 /// MQTT's keep-alive is 16 bits of seconds.
 const MAX_KEEP_ALIVE_S: i32 = 65_535;
 const MAX_CONNECTIONS: i32 = 16;
+const DEFAULT_PROXY_PORT: i32 = 3128;
+/// One hour: a node restarting, or a broker restarting, finds its session again.
+const DEFAULT_SESSION_EXPIRY_S: i32 = 3600;
 /// Generous: rumqttc's own default of 10 KiB would fail every larger record.
 const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
 /// MQTT's own limit on a packet, less room for its header and topic.
@@ -280,6 +325,78 @@ fn parse_brokers(text: &str) -> Result<Vec<(String, u16)>, ConfigError> {
         .collect()
 }
 
+fn is_ipv6(host: &str) -> bool {
+    host.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// The WebSocket endpoint's path: `/` and visible ASCII (a URL's path, no query or fragment).
+fn websocket_path(path: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new("webSocketPath", format!("'{path}' {why}"));
+    if !path.starts_with('/') {
+        return Err(bad("does not start with /"));
+    }
+    if !path
+        .chars()
+        .all(|c| c.is_ascii_graphic() && c != '#' && c != '?')
+    {
+        return Err(bad(
+            "holds a character a URL path cannot (space, non-ASCII, ? or #)",
+        ));
+    }
+    Ok(path.to_string())
+}
+
+/// `None` without a proxy host. Basic authentication needs a user name without `:`.
+fn proxy_settings(
+    host: &str,
+    port: i32,
+    username: String,
+    password: String,
+) -> Result<Option<ProxySettings>, ConfigError> {
+    if host.is_empty() {
+        return Ok(None);
+    }
+    if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return Err(ConfigError::new(
+            "proxyHost",
+            format!("'{host}' is not a host name or address"),
+        ));
+    }
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            ConfigError::new("proxyPort", format!("{port} is not between 1 and 65535"))
+        })?;
+    let credentials = match (username.is_empty(), password.is_empty()) {
+        (true, true) => None,
+        (true, false) => {
+            return Err(ConfigError::new(
+                "proxyUsername",
+                "is empty but proxyPassword is set",
+            ))
+        }
+        (false, _) if username.contains(':') => {
+            return Err(ConfigError::new(
+                "proxyUsername",
+                "holds ':', which HTTP basic authentication cannot carry",
+            ))
+        }
+        (false, _) => Some((username, password)),
+    };
+    // An IPv6 proxy address goes in brackets: rumqttc joins it with the port as `addr:port`.
+    let host = if is_ipv6(host) {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Ok(Some(ProxySettings {
+        host,
+        port,
+        credentials,
+    }))
+}
+
 /// Builds the TLS client configuration now, so a setting that cannot work is reported at
 /// init with its field's name and the appender never starts (nor falls back to plain text).
 fn tls_settings(
@@ -350,6 +467,16 @@ impl AppenderConfig {
         let brokers = f.string_or("brokers", "")?;
         let status_topic = f.string_or("statusTopic", "")?;
         let connections = f.int_or("connectionsPerBroker", 1)?;
+        let transport = f.symbol_or("transport", &[false, true])?;
+        let ws_path = f.string_or("webSocketPath", "/mqtt")?;
+        let proxy_host = f.string_or("proxyHost", "")?;
+        let proxy_port = f.int_or("proxyPort", DEFAULT_PROXY_PORT)?;
+        let proxy_username = f.string_or("proxyUsername", "")?;
+        let proxy_password = f.string_or("proxyPassword", "")?;
+        let session_expiry = f.int_or("sessionExpirySeconds", DEFAULT_SESSION_EXPIRY_S)?;
+        // Absent (records stored before the field): the plain text those appenders published.
+        let status_format =
+            f.symbol_or("statusFormat", &[StatusFormat::Text, StatusFormat::Json])?;
         if !(1..=MAX_CONNECTIONS).contains(&connections) {
             return Err(ConfigError::new(
                 "connectionsPerBroker",
@@ -398,6 +525,43 @@ impl AppenderConfig {
                  the broker shows is accepted; turn verifySslCert on to check the broker against it"
                     .to_string(),
             );
+        }
+        let failover = parse_brokers(&brokers)?;
+        let transport = if transport {
+            Transport::WebSocket {
+                path: websocket_path(ws_path.trim())?,
+            }
+        } else {
+            Transport::Tcp
+        };
+        let proxy = proxy_settings(
+            proxy_host.trim(),
+            proxy_port,
+            proxy_username,
+            proxy_password,
+        )?;
+        if proxy.is_some() {
+            // rumqttc's CONNECT request writes the address without brackets.
+            if is_ipv6(&host) {
+                return Err(ConfigError::new(
+                    "host",
+                    format!("{host}: an IPv6 address cannot be reached through proxyHost; use a host name"),
+                ));
+            }
+            if let Some((h, _)) = failover.iter().find(|(h, _)| is_ipv6(h)) {
+                return Err(ConfigError::new(
+                    "brokers",
+                    format!(
+                        "{h}: an IPv6 address cannot be reached through proxyHost; use a host name"
+                    ),
+                ));
+            }
+        }
+        if session_expiry < 0 {
+            return Err(ConfigError::new(
+                "sessionExpirySeconds",
+                format!("{session_expiry} is below 0"),
+            ));
         }
         let tls = if ssl {
             Some(tls_settings(
@@ -448,16 +612,20 @@ impl AppenderConfig {
             ));
         }
         let qos = Qos::from_config(qos)?;
-        if qos == Qos::ExactlyOnce && !clean_session && version == MqttVersion::V3_1_1 {
-            // After a lost connection the PUBRELs still owed for the broker's session are not
-            // sent again, so it keeps those packet ids; a broker following MQTT 3.1.1 §4.3.3
-            // then answers a new message that reuses one with PUBREC without delivering it, and
-            // the pack would be confirmed. (MQTT 5 sessions end with the connection here.)
+        let session_outlives_connection =
+            !clean_session && (version == MqttVersion::V3_1_1 || session_expiry > 0);
+        if qos == Qos::ExactlyOnce && session_outlives_connection {
+            // A QoS 2 message whose PUBREC is lost with the connection fails its pack and is not
+            // sent again, while the broker's session keeps its packet id awaiting PUBREL; a
+            // broker following MQTT 3.1.1 §4.3.3 then answers a new message that reuses the id
+            // with PUBREC without delivering it, and that pack would be confirmed (Mosquitto's
+            // MQTT 5 refuses it instead).
             return Err(ConfigError::new(
                 "cleanSession",
-                "off is not supported with QoS 2 on MQTT 3.1.1: the broker's persistent session \
-                 could swallow messages that would then be confirmed; turn cleanSession on, use \
-                 QoS 1, or use MQTT 5",
+                "off is not supported with QoS 2 while the broker keeps the session after a \
+                 connection ends (MQTT 3.1.1, or MQTT 5 with sessionExpirySeconds above 0): the \
+                 session could swallow messages that would then be confirmed; turn cleanSession \
+                 on, use QoS 1, or use MQTT 5 with sessionExpirySeconds 0",
             ));
         }
         if max_pending < 1 {
@@ -477,9 +645,17 @@ impl AppenderConfig {
                 clean_session,
                 connect_timeout: seconds("connectTimeoutSeconds", connect_timeout, 1)?,
                 version,
-                failover: parse_brokers(&brokers)?,
+                failover,
                 status_topic,
                 tls,
+                transport,
+                proxy,
+                // Only a persistent MQTT 5 session has an expiry; 0 ends it with the connection.
+                session_expiry: (version == MqttVersion::V5
+                    && !clean_session
+                    && session_expiry > 0)
+                    .then_some(session_expiry as u32),
+                status_format,
             },
             qos,
             retain,
@@ -663,17 +839,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// `with_session`, then every field up to `sessionExpirySeconds`.
+    fn with_session_expiry(qos: i64, clean_session: bool, expiry: i64) -> Encoder {
+        let mut e = with_session(qos, 10, clean_session, 1);
+        e.long(0)
+            .string("")
+            .string("")
+            .long(1)
+            .long(0)
+            .string("/mqtt");
+        e.string("").long(3128).string("").string("").long(expiry);
+        e
+    }
+
     #[test]
-    fn qos2_with_a_persistent_mqtt311_session_is_refused() {
-        let err = error_of(&with_session(2, 10, false, 0));
-        assert_eq!(err.field, "cleanSession");
-        assert!(
-            err.message.contains("QoS 2 on MQTT 3.1.1"),
-            "{}",
-            err.message
+    fn qos2_with_a_session_that_outlives_the_connection_is_refused() {
+        for e in [with_session(2, 10, false, 0), with_session(2, 10, false, 1)] {
+            let err = error_of(&e);
+            assert_eq!(err.field, "cleanSession");
+            assert!(
+                err.message
+                    .contains("QoS 2 while the broker keeps the session"),
+                "{}",
+                err.message
+            );
+        }
+        assert_eq!(
+            error_of(&with_session_expiry(2, false, 60)).field,
+            "cleanSession"
         );
+        // MQTT 5 whose session ends with the connection is fine.
+        let c = AppenderConfig::from_avro(&with_session_expiry(2, false, 0).0).unwrap();
+        assert_eq!(c.broker.session_expiry, None);
         // Each of the three alone is fine.
-        for (qos, clean, version) in [(1, false, 0), (2, true, 0), (2, false, 1)] {
+        for (qos, clean, version) in [(1, false, 0), (2, true, 0), (1, false, 1)] {
             let c = AppenderConfig::from_avro(&with_session(qos, 10, clean, version).0);
             assert!(c.is_ok(), "qos {qos} clean {clean} v{version}");
         }
@@ -706,6 +905,9 @@ pub(crate) mod tests {
         assert!(c.retain && !c.broker.clean_session);
         assert_eq!(c.broker.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.max_message_bytes, 4096);
+        e.long(0).string("/mqtt").string("").long(3128);
+        e.string("").string("").long(3600).long(1);
+        assert!(AppenderConfig::from_avro(&e.0).is_ok());
         e.long(5);
         assert_eq!(error_of(&e).field, "(end)");
         let mut e = with_tls("", "", "", "");
@@ -771,6 +973,119 @@ pub(crate) mod tests {
         let c = with_status("kaa/status/{hostname}/{pid}").unwrap();
         assert!(c.broker.status_topic.unwrap().ends_with(&format!("/{pid}")));
         assert_eq!(with_status("kaa/{node}").unwrap_err().field, "statusTopic");
+    }
+
+    /// Every field up to `connectionsPerBroker` (plain TCP, MQTT `version`, clean session as
+    /// given), for tests of the fields after it.
+    fn through_connections(version: i64, clean_session: bool) -> Encoder {
+        let mut e = with_client_id("c");
+        e.long(30).long(10).long(1000).long(0).long(0).long(60);
+        e.string("").string("").string("").string("");
+        e.boolean(false).boolean(clean_session).long(10).long(4096);
+        e.long(version)
+            .long(0)
+            .string("")
+            .string("kaa/status")
+            .long(1);
+        e
+    }
+
+    #[test]
+    fn transport_proxy_session_and_status_fields() {
+        // Absent (a record of the 28 fields before them): TCP, no proxy, no expiry with clean
+        // session, and the bare words earlier builds published.
+        let c = AppenderConfig::from_avro(&through_connections(1, false).0).unwrap();
+        assert_eq!(c.broker.transport, Transport::Tcp);
+        assert!(c.broker.proxy.is_none());
+        assert_eq!(
+            c.broker.session_expiry,
+            Some(3600),
+            "MQTT 5, clean session off"
+        );
+        assert_eq!(c.broker.status_format, StatusFormat::Text);
+        let c = AppenderConfig::from_avro(&through_connections(0, false).0).unwrap();
+        assert_eq!(c.broker.session_expiry, None, "MQTT 3.1.1 has no expiry");
+        let c = AppenderConfig::from_avro(&through_connections(1, true).0).unwrap();
+        assert_eq!(
+            c.broker.session_expiry, None,
+            "clean session: nothing to keep"
+        );
+
+        let full = |transport: i64, path: &str, proxy: (&str, i64, &str, &str), expiry: i64| {
+            let mut e = through_connections(1, false);
+            e.long(transport).string(path);
+            e.string(proxy.0)
+                .long(proxy.1)
+                .string(proxy.2)
+                .string(proxy.3);
+            e.long(expiry).long(1);
+            AppenderConfig::from_avro(&e.0)
+        };
+        let c = full(
+            1,
+            " /mqtt/ws ",
+            ("proxy.lan", 8080, "u", "proxy-secret"),
+            60,
+        )
+        .unwrap();
+        assert_eq!(
+            c.broker.transport,
+            Transport::WebSocket {
+                path: "/mqtt/ws".into()
+            }
+        );
+        let proxy = c.broker.proxy.as_ref().unwrap();
+        assert_eq!((proxy.host.as_str(), proxy.port), ("proxy.lan", 8080));
+        assert_eq!(
+            proxy.credentials,
+            Some(("u".to_string(), "proxy-secret".to_string()))
+        );
+        assert_eq!(c.broker.session_expiry, Some(60));
+        assert_eq!(c.broker.status_format, StatusFormat::Json);
+        assert!(
+            !format!("{c:?}").contains("proxy-secret"),
+            "proxy password leaked into Debug"
+        );
+        let c = full(0, "", ("::1", 3128, "", ""), 0).unwrap();
+        assert_eq!(c.broker.proxy.unwrap().host, "[::1]");
+        assert_eq!(c.broker.session_expiry, None, "0: the session ends with it");
+
+        let field = |r: Result<AppenderConfig, ConfigError>| r.unwrap_err().field;
+        assert_eq!(field(full(2, "/", ("", 1, "", ""), 0)), "transport");
+        assert_eq!(field(full(1, "mqtt", ("", 1, "", ""), 0)), "webSocketPath");
+        assert_eq!(field(full(1, "/a b", ("", 1, "", ""), 0)), "webSocketPath");
+        assert_eq!(field(full(0, "", ("p", 0, "", ""), 0)), "proxyPort");
+        assert_eq!(field(full(0, "", ("p", 1, "", "pw"), 0)), "proxyUsername");
+        assert_eq!(
+            field(full(0, "", ("p", 1, "a:b", "pw"), 0)),
+            "proxyUsername"
+        );
+        assert_eq!(field(full(0, "", ("http://p", 1, "", ""), 0)), "proxyHost");
+        assert_eq!(
+            field(full(0, "", ("", 1, "", ""), -1)),
+            "sessionExpirySeconds"
+        );
+        let mut e = through_connections(1, false);
+        e.long(0)
+            .string("/mqtt")
+            .string("")
+            .long(1)
+            .string("")
+            .string("")
+            .long(0)
+            .long(2);
+        assert_eq!(error_of(&e).field, "statusFormat");
+        // Through a proxy, rumqttc would write an IPv6 broker address without brackets.
+        let mut e = Encoder::default();
+        e.string("::1")
+            .0
+            .extend_from_slice(&with_client_id("c").0[2..]);
+        e.long(30).long(10).long(1000).long(0).long(0).long(60);
+        e.string("").string("").string("").string("");
+        e.boolean(false).boolean(true).long(10).long(4096);
+        e.long(0).long(0).string("").string("").long(1);
+        e.long(0).string("/mqtt").string("proxy").long(3128);
+        assert_eq!(error_of(&e).field, "host");
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {

@@ -10,10 +10,11 @@ use rumqttc::{TlsConfiguration, Transport};
 use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::{BrokerConfig, MqttVersion, Qos};
+use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
 use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{EventLoop, Failure, Observed};
+use crate::status::{self, Status, StatusFormat};
 use crate::tls::TlsSettings;
 
 /// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks: the
@@ -39,8 +40,6 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
-const ONLINE: &str = "online";
-const OFFLINE: &str = "offline";
 
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -93,6 +92,7 @@ struct Shared {
     identity: ClientKey,
     label: String,
     status_topic: Option<Arc<str>>,
+    status_format: StatusFormat,
     clean_session: bool,
     connect_timeout: Duration,
     metrics: ConnectionMetrics,
@@ -123,28 +123,35 @@ fn replaced() -> MutexGuard<'static, HashMap<ClientKey, String>> {
 impl Shared {
     /// Publishes the retained liveness status, if the connection has a status topic. It is
     /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own.
-    fn publish_status(&self, status: &'static str) {
+    fn publish_status(&self, status: Status) {
         let Some(topic) = &self.status_topic else {
             return;
         };
+        let payload = status::payload(self.status_format, status, SystemTime::now());
         let label = self.label.clone();
         let pack = Pack::new(
             1,
             Box::new(move |outcome| {
                 if outcome != Outcome::Delivered {
-                    log::warn!("status '{status}' not confirmed by {label}: {outcome}");
+                    log::warn!(
+                        "status '{}' not confirmed by {label}: {outcome}",
+                        status.word()
+                    );
                 }
             }),
         );
         let how = PublishOptions {
             qos: Qos::AtLeastOnce,
             retain: true,
-            content_type: "text/plain",
+            content_type: match self.status_format {
+                StatusFormat::Text => "text/plain",
+                StatusFormat::Json => "application/json",
+            },
             message_expiry: None,
         };
         let message = Message {
             topic: Arc::clone(topic),
-            payload: status.as_bytes().to_vec(),
+            payload,
             labels: Vec::new(),
         };
         let mut tracker = lock(&self.tracker);
@@ -187,8 +194,11 @@ impl Connection {
             .get(&identity)
             .cloned()
             .unwrap_or_else(|| broker.client_id.clone());
-        let label = format!("{}:{} as '{client_id}'", broker.host, broker.port);
-        let transport = broker.tls.as_ref().map(|tls| {
+        let label = format!(
+            "{} as '{client_id}'",
+            address_label(broker, &broker.host, broker.port)
+        );
+        let tls = broker.tls.as_ref().map(|tls| {
             if !tls.verify {
                 log::warn!(
                     "TLS to {label} does not verify the broker's certificate (verifySslCert is off): \
@@ -200,13 +210,27 @@ impl Connection {
                 log::error!("TLS to {label} cannot be set up ({field} {why}); not connecting");
                 TlsSettings::refusing_config()
             });
-            Transport::Tls(TlsConfiguration::Rustls(config))
+            TlsConfiguration::Rustls(config)
         });
+        let websocket = matches!(broker.transport, config::Transport::WebSocket { .. });
+        let transport = match (tls, websocket) {
+            (None, false) => None,
+            (Some(tls), false) => Some(Transport::Tls(tls)),
+            (None, true) => Some(Transport::Ws),
+            // rumqttc takes the TLS configuration, and async-tungstenite upgrades to TLS
+            // because the URL says wss (`broker_url`): both, or it would speak in clear.
+            (Some(tls), true) => Some(Transport::Wss(tls)),
+        };
+        let proxy = broker.proxy.as_ref().map(rumqttc_proxy);
+        let will = status::payload(broker.status_format, Status::LastWill, SystemTime::now());
         // `host:port` first, then the failover brokers.
         let addresses: Vec<(String, u16)> = std::iter::once((broker.host.clone(), broker.port))
             .chain(broker.failover.iter().cloned())
             .collect();
-        let labels: Vec<String> = addresses.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let labels: Vec<String> = addresses
+            .iter()
+            .map(|(h, p)| address_label(broker, h, *p))
+            .collect();
         // The channel never refuses what the tracker's bound admits.
         let capacity = max_pending.max(1);
         let password = broker.password.clone().unwrap_or_default();
@@ -215,7 +239,11 @@ impl Connection {
                 let options: Vec<_> = addresses
                     .iter()
                     .map(|(host, port)| {
-                        let mut o = rumqttc::MqttOptions::new(&client_id, host, *port);
+                        let mut o = rumqttc::MqttOptions::new(
+                            &client_id,
+                            broker_url(broker, host, *port),
+                            *port,
+                        );
                         o.set_keep_alive(broker.keep_alive)
                             .set_inflight(INFLIGHT)
                             .set_clean_session(broker.clean_session)
@@ -226,10 +254,13 @@ impl Connection {
                         if let Some(t) = &transport {
                             o.set_transport(t.clone());
                         }
+                        if let Some(p) = &proxy {
+                            o.set_proxy(p.clone());
+                        }
                         if let Some(topic) = &broker.status_topic {
                             o.set_last_will(rumqttc::LastWill::new(
                                 topic,
-                                OFFLINE,
+                                will.clone(),
                                 rumqttc::QoS::AtLeastOnce,
                                 true,
                             ));
@@ -248,22 +279,30 @@ impl Connection {
                 let options: Vec<_> = addresses
                     .iter()
                     .map(|(host, port)| {
-                        let mut o = rumqttc::v5::MqttOptions::new(&client_id, host, *port);
+                        let mut o = rumqttc::v5::MqttOptions::new(
+                            &client_id,
+                            broker_url(broker, host, *port),
+                            *port,
+                        );
                         o.set_keep_alive(broker.keep_alive)
                             .set_outgoing_inflight_upper_limit(INFLIGHT)
                             .set_clean_start(broker.clean_session)
                             .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
-                            .set_connection_timeout(broker.connect_timeout.as_secs());
+                            .set_connection_timeout(broker.connect_timeout.as_secs())
+                            .set_session_expiry_interval(broker.session_expiry);
                         if let Some(user) = &broker.username {
                             o.set_credentials(user, password.clone());
                         }
                         if let Some(t) = &transport {
                             o.set_transport(t.clone());
                         }
+                        if let Some(p) = &proxy {
+                            o.set_proxy(p.clone());
+                        }
                         if let Some(topic) = &broker.status_topic {
                             o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
                                 topic,
-                                OFFLINE,
+                                will.clone(),
                                 rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
                                 true,
                                 None,
@@ -289,6 +328,7 @@ impl Connection {
             identity,
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
+            status_format: broker.status_format,
             clean_session: broker.clean_session,
             connect_timeout: broker.connect_timeout,
             metrics: ConnectionMetrics::default(),
@@ -446,7 +486,10 @@ async fn drive<E: EventLoop>(
         };
         let label = format!("{} as '{client_id}'", brokers[current].1);
         match polled {
-            Ok(Observed::Connected { receive_maximum }) => {
+            Ok(Observed::Connected {
+                receive_maximum,
+                session_present,
+            }) => {
                 refused_slots = 0;
                 slot_limit =
                     usize::from(receive_maximum.unwrap_or(INFLIGHT).min(INFLIGHT) / 2).max(1);
@@ -458,9 +501,13 @@ async fn drive<E: EventLoop>(
                 ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
                 last_failure = None;
-                log::info!("connected to {label}");
+                if session_present {
+                    log::info!("connected to {label}, resuming its session");
+                } else {
+                    log::info!("connected to {label}");
+                }
                 lock(&shared.tracker).on_connected(&mut **lock(&shared.client));
-                shared.publish_status(ONLINE);
+                shared.publish_status(Status::Online);
             }
             Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
             Err(failure) => {
@@ -614,7 +661,7 @@ fn taken_over_by_another(
 /// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), then
 /// DISCONNECT, waiting a moment for both to be written.
 async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
-    shared.publish_status(OFFLINE);
+    shared.publish_status(Status::Offline);
     lock(&shared.client).disconnect();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         loop {
@@ -627,6 +674,51 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
     .await;
 }
 
+/// What rumqttc takes as the broker's address: the host, or for WebSocket the URL
+/// (`ws://host:port/path`, `wss://` with TLS; an IPv6 address in brackets).
+fn broker_url(broker: &BrokerConfig, host: &str, port: u16) -> String {
+    match &broker.transport {
+        config::Transport::Tcp => host.to_string(),
+        config::Transport::WebSocket { path } => {
+            let scheme = if broker.tls.is_some() { "wss" } else { "ws" };
+            if host.contains(':') {
+                format!("{scheme}://[{host}]:{port}{path}")
+            } else {
+                format!("{scheme}://{host}:{port}{path}")
+            }
+        }
+    }
+}
+
+/// A broker as log lines name it: `host:port`, or its WebSocket URL; with the proxy's address.
+fn address_label(broker: &BrokerConfig, host: &str, port: u16) -> String {
+    let address = match broker.transport {
+        config::Transport::Tcp => format!("{host}:{port}"),
+        config::Transport::WebSocket { .. } => broker_url(broker, host, port),
+    };
+    match &broker.proxy {
+        // Never the credentials.
+        Some(p) => format!("{address} (via proxy {}:{})", p.host, p.port),
+        None => address,
+    }
+}
+
+/// rumqttc's proxy settings (HTTP CONNECT, basic authentication when configured).
+fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
+    rumqttc::Proxy {
+        ty: rumqttc::ProxyType::Http,
+        auth: match &p.credentials {
+            Some((username, password)) => rumqttc::ProxyAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            None => rumqttc::ProxyAuth::None,
+        },
+        addr: p.host.clone(),
+        port: p.port,
+    }
+}
+
 /// Spreads reconnects of many nodes: a random point in [d/2, d].
 fn jitter(d: Duration) -> Duration {
     let nanos = SystemTime::now()
@@ -634,4 +726,69 @@ fn jitter(d: Duration) -> Duration {
         .map(|t| t.subsec_nanos())
         .unwrap_or(0);
     d / 2 + d.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Transport as Via;
+
+    fn broker(transport: Via, tls: bool, proxy: bool) -> BrokerConfig {
+        BrokerConfig {
+            host: "broker.lan".into(),
+            port: 443,
+            client_id: "c".into(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(10),
+            clean_session: true,
+            connect_timeout: Duration::from_secs(10),
+            version: MqttVersion::V3_1_1,
+            failover: Vec::new(),
+            status_topic: None,
+            tls: tls.then(|| TlsSettings {
+                verify: true,
+                ca_pem: String::new(),
+                client_cert_pem: String::new(),
+                client_key_pem: String::new(),
+                alpn: Vec::new(),
+            }),
+            transport,
+            proxy: proxy.then(|| ProxySettings {
+                host: "proxy.lan".into(),
+                port: 3128,
+                credentials: Some(("user".into(), "proxy-secret".into())),
+            }),
+            session_expiry: None,
+            status_format: StatusFormat::Json,
+        }
+    }
+
+    #[test]
+    fn websocket_with_ssl_is_always_wss() {
+        let ws = || Via::WebSocket {
+            path: "/mqtt".into(),
+        };
+        // async-tungstenite upgrades to TLS only for a wss URL: ssl must never give ws://.
+        let b = broker(ws(), true, false);
+        assert_eq!(
+            broker_url(&b, "broker.lan", 443),
+            "wss://broker.lan:443/mqtt"
+        );
+        assert_eq!(broker_url(&b, "::1", 8443), "wss://[::1]:8443/mqtt");
+        let b = broker(ws(), false, false);
+        assert_eq!(broker_url(&b, "10.0.0.1", 80), "ws://10.0.0.1:80/mqtt");
+        let b = broker(Via::Tcp, true, false);
+        assert_eq!(broker_url(&b, "broker.lan", 8883), "broker.lan");
+    }
+
+    #[test]
+    fn labels_name_the_proxy_but_never_its_password() {
+        let b = broker(Via::Tcp, false, true);
+        let label = address_label(&b, "broker.lan", 1883);
+        assert_eq!(label, "broker.lan:1883 (via proxy proxy.lan:3128)");
+        assert!(!format!("{b:?}").contains("proxy-secret"));
+        let p = rumqttc_proxy(b.proxy.as_ref().unwrap());
+        assert!(matches!(p.auth, rumqttc::ProxyAuth::Basic { .. }));
+    }
 }

@@ -81,6 +81,11 @@ pub(crate) fn expand(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// This node's host name, as `{hostname}` gives it.
+pub(crate) fn hostname() -> &'static str {
+    &node().hostname
+}
+
 /// A client id no other node uses: `id` followed by this node's host name, pid and random tag.
 pub(crate) fn unique(id: &str) -> String {
     let node = node();

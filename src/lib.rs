@@ -5,7 +5,8 @@
 //! [`config`] decodes the appender configuration, [`decode`] turns Avro records into the
 //! payloads the original appender published, [`connection`] keeps pooled MQTT connections,
 //! [`header`] and [`payload`] shape each message, [`delivery`] ties every publish to its
-//! ack and answers each pack exactly once, and [`appender`] puts them together.
+//! ack and answers each pack exactly once, [`status`] writes the liveness message of
+//! `statusTopic`, and [`appender`] puts them together.
 
 pub mod appender;
 pub mod binary;
@@ -19,5 +20,6 @@ mod identity;
 pub mod metrics;
 pub mod payload;
 pub mod protocol;
+pub mod status;
 pub mod tls;
 pub mod topic;

@@ -12,8 +12,12 @@ use crate::delivery::{Message, Outbox, PublishOptions};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     /// The broker accepted the connection; an MQTT 5 broker may say how many QoS 1 and 2
-    /// messages it takes in flight (its receive maximum).
-    Connected { receive_maximum: Option<u16> },
+    /// messages it takes in flight (its receive maximum). `session_present`: it resumed the
+    /// session of an earlier connection (clean session off).
+    Connected {
+        receive_maximum: Option<u16>,
+        session_present: bool,
+    },
     /// A publish was written with this packet id (0: QoS 0).
     Written(u16),
     /// A publish was taken from the channel but held back: its packet id is still in use.
@@ -51,6 +55,26 @@ fn closed_by_peer(e: &std::io::Error) -> bool {
     )
 }
 
+/// What the HTTP proxy answered to CONNECT, when it answered with an HTTP status other than
+/// 200. 407 (its credentials were refused) is a refusal, like a broker refusing ours: retrying
+/// cannot help until the configuration changes. Anything else (502: the proxy cannot reach
+/// the broker, ...) is a broken connection. The error carries the status only, never the
+/// request and so never the credentials.
+fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<Failure> {
+    use async_http_proxy::HttpError;
+    match e.source()?.downcast_ref::<HttpError>()? {
+        HttpError::HttpCode200(407) => Some(Failure::Refused(
+            "the HTTP proxy refused the proxy credentials (407 Proxy Authentication Required); \
+             check proxyUsername and proxyPassword"
+                .to_string(),
+        )),
+        HttpError::HttpCode200(code) => Some(Failure::Broken(format!(
+            "the HTTP proxy answered CONNECT with HTTP status {code}"
+        ))),
+        _ => None,
+    }
+}
+
 /// One version's event loop, as the driver uses it.
 pub trait EventLoop: Send + 'static {
     /// The connection settings of one broker (address included).
@@ -64,8 +88,8 @@ pub trait EventLoop: Send + 'static {
     /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
     fn drop_connection(&mut self);
 
-    /// After a failure: drops what rumqttc kept to replay on a resumed session (a clean
-    /// session would drop it silently) and any stale collision. Returns how many publishes
+    /// After a failure: drops the publishes rumqttc kept to replay on a resumed session (a
+    /// clean session would drop them silently), but not the PUBRELs, and any stale collision. Returns how many publishes
     /// it had drained from its channel, and the events it queued but never returned.
     fn forget(&mut self) -> (usize, Vec<Observed>);
 }
@@ -89,6 +113,9 @@ macro_rules! event_loop {
                     Ok(event) => Ok($observe(&event)),
                     Err(ConnectionError::ConnectionRefused(code)) => {
                         Err(Failure::Refused(format!("{code:?}")))
+                    }
+                    Err(ConnectionError::Proxy(e)) if proxy_failure(&e).is_some() => {
+                        Err(proxy_failure(&e).expect("checked in the guard"))
                     }
                     Err(e) => {
                         let closed = match &e {
@@ -122,7 +149,14 @@ macro_rules! event_loop {
                     .iter()
                     .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
                     .count();
-                self.pending.clear();
+                // PUBRELs stay: rumqttc drops them too when the broker kept no session, and
+                // sends them first when it did. A resumed session still holds each of those
+                // QoS 2 packet ids until its PUBREL (MQTT requires resending it); without one
+                // the broker refuses the id when it is used again (Mosquitto, MQTT 5: PUBREC
+                // with a reason code, so packs answered onRemoteError) or takes the new message
+                // for a duplicate. The PUBCOMP that follows names a pkid the tracker no longer
+                // waits on (the packs were failed at the loss) and is ignored.
+                self.pending.retain(|r| matches!(r, Request::PubRel(_)));
                 self.state.collision = None;
                 let unreported = self.state.events.drain(..).map(|e| $observe(&e)).collect();
                 (drained, unreported)
@@ -173,8 +207,9 @@ fn says_taken_over(e: &rumqttc::v5::ConnectionError) -> bool {
 fn observe_v4(event: &rumqttc::Event) -> Observed {
     use rumqttc::{Event, Outgoing, Packet};
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Observed::Connected {
+        Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
             receive_maximum: None,
+            session_present: c.session_present,
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
@@ -199,6 +234,7 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
     match event {
         Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
             receive_maximum: c.properties.as_ref().and_then(|p| p.receive_max),
+            session_present: c.session_present,
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,

@@ -9,8 +9,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kaa_mqtt_appender::config::{BrokerConfig, MqttVersion};
+use kaa_mqtt_appender::config::{BrokerConfig, MqttVersion, Transport};
 use kaa_mqtt_appender::connection::Connection;
+use kaa_mqtt_appender::status::StatusFormat;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -28,6 +29,10 @@ fn broker_config(port: u16, client_id: &str, version: MqttVersion, clean: bool) 
         failover: Vec::new(),
         status_topic: None,
         tls: None,
+        transport: Transport::Tcp,
+        proxy: None,
+        session_expiry: None,
+        status_format: StatusFormat::Text,
     }
 }
 

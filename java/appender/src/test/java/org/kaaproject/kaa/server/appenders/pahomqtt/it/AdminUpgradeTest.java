@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
+import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -24,7 +25,10 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericDatumWriter;
 import org.apache.avro.generic.GenericRecord;
+import org.apache.avro.io.BinaryEncoder;
+import org.apache.avro.io.EncoderFactory;
 import org.codehaus.jackson.JsonNode;
 import org.codehaus.jackson.map.ObjectMapper;
 import org.junit.jupiter.api.Test;
@@ -213,6 +217,33 @@ class AdminUpgradeTest {
 
     // ------------------------------------------------------------------------------------------- (d) earlier builds
 
+    /** The record earlier builds stored: the full plugin's first 28 fields (the fields after them came later). */
+    private static Schema earlierBuildsSchema() {
+        Schema full = KaaNode.configSchema();
+        List<Schema.Field> fields = new ArrayList<>();
+        for (Schema.Field f : full.getFields().subList(0, 28)) {
+            fields.add(new Schema.Field(f.name(), f.schema(), f.doc(), f.defaultValue()));
+        }
+        Schema earlier = Schema.createRecord(full.getName(), full.getDoc(), full.getNamespace(), false);
+        earlier.setFields(fields);
+        return earlier;
+    }
+
+    /** Those 28 fields at the form defaults with these overrides, in Avro binary, as an earlier build stored them. */
+    private static byte[] earlierBuildsRecord(Map<String, Object> overrides) throws IOException {
+        GenericRecord full = AdminConverter.decodeBinary(KaaNode.configSchema(), KaaNode.config(overrides));
+        Schema schema = earlierBuildsSchema();
+        GenericRecord earlier = new GenericData.Record(schema);
+        for (Schema.Field f : schema.getFields()) {
+            earlier.put(f.name(), full.get(f.name()));
+        }
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        BinaryEncoder encoder = EncoderFactory.get().binaryEncoder(out, null);
+        new GenericDatumWriter<GenericRecord>(schema).write(earlier, encoder);
+        encoder.flush();
+        return out.toByteArray();
+    }
+
     /**
      * What this project's earlier builds stored: the full 28-field record, under the original's class name. The
      * admin now opens them with the nine-field schema (the first nine fields right, the bytes after them ignored)
@@ -228,9 +259,9 @@ class AdminUpgradeTest {
         Map<String, Object> overrides = KaaNode.brokerConfig(BROKER.port(), topic, 1);
         overrides.put("grouping", new GenericData.EnumSymbol(KaaNode.configSchema().getField("grouping").schema(),
                 "PACK"));
-        byte[] earlier = KaaNode.config(KaaNode.CONFIG_CLASS, overrides);
-        assertEquals(28, AdminConverter.decodeBinary(KaaNode.configSchema(), earlier).getSchema().getFields().size(),
-                "the earlier builds' record: the full plugin's 28 fields");
+        byte[] earlier = earlierBuildsRecord(overrides);
+        assertEquals(28, AdminConverter.decodeBinary(earlierBuildsSchema(), earlier).getSchema().getFields().size(),
+                "the earlier builds' record: 28 fields");
 
         Schema legacy = legacySchema();
         GenericRecord opened = AdminConverter.decodeBinary(legacy, earlier);

@@ -1,6 +1,8 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
@@ -23,6 +25,8 @@ import java.util.regex.Pattern;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
+import org.codehaus.jackson.JsonNode;
+import org.codehaus.jackson.map.ObjectMapper;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -245,17 +249,32 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * The status message (statusFormat JSON, the form default) names the node: status, host, pid, and since (UTC,
+     * when the connection was made or closed; null in the last will, which the broker sends when nobody can stamp it).
+     */
     @Test
     void statusTopicSaysOnlineOfflineAndTheWillCoversACrash() throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
             String status = "status/" + UUID.randomUUID();
             Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "data/x", 1);
             cfg.put("statusTopic", status);
+            String pid = String.valueOf(ProcessHandle.current().pid());
+            String host;
             try (Subscriber sub = Subscriber.subscribe(broker.port(), status, 1)) {
                 LogAppender appender = KaaNode.load("live", KaaNode.config(cfg));
-                assertEquals("online", text(sub.awaitCount(1, Duration.ofSeconds(10)).get(0)));
+                JsonNode online = json(sub.awaitCount(1, Duration.ofSeconds(10)).get(0));
+                assertEquals("online", online.get("status").getTextValue(), online.toString());
+                host = online.get("host").getTextValue();
+                assertFalse(host.isEmpty());
+                assertEquals(pid, online.get("pid").toString());
+                assertTrue(online.get("since").getTextValue().matches("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ"),
+                        online.toString());
                 appender.close();
-                assertEquals("offline", text(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)));
+                JsonNode offline = json(sub.awaitCount(2, Duration.ofSeconds(10)).get(1));
+                assertEquals("offline", offline.get("status").getTextValue(), offline.toString());
+                assertEquals(pid, offline.get("pid").toString());
+                assertTrue(offline.get("since").isTextual(), offline.toString());
             }
             // A node that dies without closing: the broker publishes the will.
             cfg.put("keepAliveSeconds", 2);
@@ -263,12 +282,40 @@ class BrokerFeaturesTest {
                 // The retained "offline" of the first appender arrives first.
                 sub.awaitCount(1, Duration.ofSeconds(10));
                 child.load("crashing", cfg);
-                assertEquals("online", text(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)));
+                JsonNode online = json(sub.awaitCount(2, Duration.ofSeconds(10)).get(1));
+                assertEquals("online", online.get("status").getTextValue(), online.toString());
+                assertEquals(host, online.get("host").getTextValue(), "one machine, one host name");
+                String childPid = online.get("pid").toString();
+                assertNotEquals(pid, childPid, "the child node's own pid");
                 child.kill();
-                assertEquals("offline", text(sub.awaitCount(3, Duration.ofSeconds(15)).get(2)),
-                        "the last will after the node died");
+                JsonNode will = json(sub.awaitCount(3, Duration.ofSeconds(15)).get(2));
+                assertEquals("offline", will.get("status").getTextValue(), "the last will after the node died: " + will);
+                assertEquals(childPid, will.get("pid").toString());
+                assertTrue(will.get("since").isNull(), will.toString());
             }
         }
+    }
+
+    /** statusFormat TEXT: the bare words earlier builds published, for consumers that compare with them. */
+    @Test
+    void statusFormatTextKeepsTheBareWords() {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String status = "status/" + UUID.randomUUID();
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "data/x", 1);
+            cfg.put("statusTopic", status);
+            cfg.put("statusFormat", new GenericData.EnumSymbol(
+                    KaaNode.configSchema().getField("statusFormat").schema(), "TEXT"));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), status, 1)) {
+                LogAppender appender = KaaNode.load("live-text", KaaNode.config(cfg));
+                assertEquals("online", text(sub.awaitCount(1, Duration.ofSeconds(10)).get(0)));
+                appender.close();
+                assertEquals("offline", text(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)));
+            }
+        }
+    }
+
+    private static JsonNode json(byte[] b) throws IOException {
+        return new ObjectMapper().readTree(text(b));
     }
 
     private static String text(byte[] b) {

@@ -30,6 +30,9 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * from a user's {@code .avsc} plus a file of records in Avro's JSON encoding, one per line.
  * Exits 0 when every pack was confirmed by the broker, 1 otherwise, 2 on bad arguments.
  *
+ * <p>With {@code --config}, the appender is built from every setting of the full plugin given as JSON
+ * ({@link ConfigJson}); {@code --print-default-config} prints a commented starting point.
+ *
  * <p>With {@code --stored}, the appenders are built from stored configurations instead of the options (of either
  * plugin: {@link KaaNode#CONFIG_CLASS} or {@link KaaNode#LEGACY_CONFIG_CLASS}), as a node builds the appenders of an
  * application, and every pack goes to each of them.
@@ -49,6 +52,10 @@ public final class Replay {
             "  --packs N              packs of the built-in sample (3)",
             "  --pack-size M          records per pack (5)",
             "  --timeout S            delivery timeout per pack, seconds (10)",
+            "  --config FILE          every setting of the appender (type PahoMqtt) as JSON, the record the admin UI",
+            "                         edits: TLS, MQTT 5, formats, grouping, WebSocket, proxy, ...; fields left out",
+            "                         take their default. The broker options above are not used with it",
+            "  --print-default-config print a commented starting point for --config (every field at its default)",
             "  --stored CLASS=FILE    an appender as Kaa stored it: the config class of its plugin (type) and a file",
             "                         with its raw configuration (Avro binary); may be repeated. Each pack goes to",
             "                         every stored appender, and the broker options above are not used; --timeout",
@@ -58,6 +65,10 @@ public final class Replay {
     }
 
     public static void main(String[] args) throws Exception {
+        if (args.length == 1 && args[0].equals("--print-default-config")) {
+            System.out.print(ConfigJson.template(KaaNode.configSchema()));
+            return;
+        }
         Map<String, String> opts = new HashMap<>();
         List<String> stored = new ArrayList<>();
         try {
@@ -67,7 +78,16 @@ public final class Replay {
             System.exit(2);
             return;
         }
-        System.exit(run(opts, stored) ? 0 : 1);
+        boolean delivered;
+        try {
+            delivered = run(opts, stored);
+        } catch (IllegalArgumentException e) {
+            // A configuration file that does not fit the schema: say which field, no stack trace.
+            System.err.println("replay: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        System.exit(delivered ? 0 : 1);
     }
 
     /** Options by name into {@code opts}; each {@code --stored} (it may be repeated) into {@code stored}, in order. */
@@ -89,6 +109,16 @@ public final class Replay {
         }
         if (opts.containsKey("schema") != opts.containsKey("records")) {
             throw new IllegalArgumentException("--schema and --records go together");
+        }
+        if (opts.containsKey("config")) {
+            for (String broker : new String[] {"host", "port", "topic", "qos", "client-id", "username", "password"}) {
+                if (opts.containsKey(broker)) {
+                    throw new IllegalArgumentException("--" + broker + " is a setting of --config's file");
+                }
+            }
+            if (!stored.isEmpty()) {
+                throw new IllegalArgumentException("--config and --stored do not go together");
+            }
         }
     }
 
@@ -118,6 +148,12 @@ public final class Replay {
                             Files.readAllBytes(Paths.get(file))));
                 }
                 waitSeconds = intOpt(opts, "timeout", 35);
+            } else if (opts.containsKey("config")) {
+                String json = new String(Files.readAllBytes(Paths.get(opts.get("config"))), StandardCharsets.UTF_8);
+                Map<String, Object> config = ConfigJson.read(KaaNode.configSchema(), json);
+                Object timeout = config.get("deliveryTimeoutSeconds");
+                appenders.put("replay", KaaNode.load("replay", KaaNode.config(config)));
+                waitSeconds = intOpt(opts, "timeout", (timeout instanceof Integer ? (Integer) timeout : 30) + 5);
             } else {
                 Map<String, Object> config = new HashMap<>();
                 config.put("host", opts.getOrDefault("host", "127.0.0.1"));

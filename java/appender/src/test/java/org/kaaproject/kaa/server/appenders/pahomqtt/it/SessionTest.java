@@ -1,0 +1,148 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+
+import org.apache.avro.generic.GenericData;
+import org.eclipse.paho.client.mqttv3.IMqttToken;
+import org.eclipse.paho.client.mqttv3.MqttClient;
+import org.eclipse.paho.client.mqttv3.MqttConnectOptions;
+import org.eclipse.paho.client.mqttv3.MqttException;
+import org.eclipse.paho.client.mqttv3.persist.MemoryPersistence;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/**
+ * MQTT 5 sessions against a real Mosquitto: with cleanSession off the appender sends sessionExpirySeconds in CONNECT,
+ * so the broker keeps its session after a connection ends (and ends it at once with 0); and across connections cut
+ * under it, every record of every pack answered onSuccess reaches a persistent subscriber.
+ */
+class SessionTest {
+
+    private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
+    private static final Duration WAIT = Duration.ofSeconds(20);
+
+    @RegisterExtension
+    static final BrokerExtension BROKER = BrokerExtension.anonymous();
+
+    private static Map<String, Object> persistentMqtt5(String clientId, String topic, int qos, int expiry) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, qos);
+        cfg.put("clientId", clientId);
+        cfg.put("cleanSession", false);
+        cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
+                "MQTT_5"));
+        cfg.put("sessionExpirySeconds", expiry);
+        cfg.put("deliveryTimeoutSeconds", 10);
+        return cfg;
+    }
+
+    /** Whether the broker still holds a session for this client id: CONNACK's session-present flag to a new client. */
+    private static boolean sessionPresent(String clientId) throws MqttException {
+        MqttClient probe = new MqttClient("tcp://127.0.0.1:" + BROKER.port(), clientId, new MemoryPersistence());
+        try {
+            MqttConnectOptions o = new MqttConnectOptions();
+            o.setCleanSession(false);
+            o.setConnectionTimeout(10);
+            o.setMqttVersion(MqttConnectOptions.MQTT_VERSION_3_1_1);
+            IMqttToken token = probe.connectWithResult(o);
+            boolean present = token.getSessionPresent();
+            // Leave nothing behind: the probe's own persistent session ends with a clean connect.
+            probe.disconnect(2_000);
+            o.setCleanSession(true);
+            probe.connect(o);
+            probe.disconnect(2_000);
+            return present;
+        } finally {
+            probe.close(true);
+        }
+    }
+
+    @ParameterizedTest(name = "sessionExpirySeconds {0}: session kept {1}")
+    @CsvSource({"3600, true", "0, false"})
+    void sessionExpiryDecidesWhetherTheBrokerKeepsTheSession(int expiry, boolean kept) throws Exception {
+        String clientId = "it-session-" + UUID.randomUUID().toString().substring(0, 8);
+        String topic = "kaa/it/session/" + UUID.randomUUID();
+        LogAppender a = BROKER.load("session " + expiry, persistentMqtt5(clientId, topic, 1, expiry));
+        RecordingCallback.append(a, KaaNode.pack(TELEMETRY, 1, ChildNodeMain.records(1, 3)), "session " + expiry)
+                .assertExactlyOne(SUCCESS, WAIT, Duration.ZERO);
+        BROKER.closeAppenders();
+        assertEquals(kept, sessionPresent(clientId), "broker kept the session after DISCONNECT\n"
+                + BROKER.broker().logTail(10));
+    }
+
+    /**
+     * The appender's connection is cut (through an HTTP CONNECT proxy whose tunnels are dropped) again and again while
+     * packs flow; it reconnects to its own session. Packs in flight at a cut may fail (Kaa would send them again);
+     * every record of every pack answered onSuccess is at the persistent subscriber.
+     */
+    @ParameterizedTest(name = "QoS {0}")
+    // Not QoS 2: a QoS 2 publish the broker stored but whose PUBREC was lost with the connection keeps its packet id
+    // in the resumed session, and the appender does not replay it; when that id is used again Mosquitto refuses the
+    // new message (the pack answers onRemoteError; seen in about one run in two). README, Sessions, says so.
+    @ValueSource(ints = {1})
+    void everyConfirmedRecordArrivesAcrossReconnects(int qos) throws Exception {
+        String clientId = "it-session-" + UUID.randomUUID().toString().substring(0, 8);
+        String topic = "kaa/it/session/" + UUID.randomUUID();
+        try (HttpConnectProxy proxy = HttpConnectProxy.open();
+                DurableSubscriber sub = DurableSubscriber.connect(BROKER.port(), topic, qos)) {
+            Map<String, Object> cfg = persistentMqtt5(clientId, topic, qos, 3600);
+            cfg.put("proxyHost", "127.0.0.1");
+            cfg.put("proxyPort", proxy.port());
+            LogAppender a = BROKER.load("session QoS " + qos, cfg);
+            List<byte[]> confirmed = new ArrayList<>();
+            int failed = 0;
+            int seed = (int) (System.nanoTime() & 0x7fffffff);
+            for (int round = 0; round < 6; round++) {
+                List<RecordingCallback> callbacks = new ArrayList<>();
+                List<List<byte[]>> packs = new ArrayList<>();
+                for (int p = 0; p < 4; p++) {
+                    List<byte[]> recs = ChildNodeMain.records(seed++, 50);
+                    packs.add(recs);
+                    callbacks.add(RecordingCallback.append(a, KaaNode.pack(TELEMETRY, 1, recs), "r" + round + "p" + p));
+                    if (p == 1) {
+                        proxy.dropTunnels();
+                    }
+                }
+                for (int p = 0; p < packs.size(); p++) {
+                    RecordingCallback.Call c = callbacks.get(p).awaitFirstOrNull(WAIT);
+                    assertNotNull(c, "no answer for " + callbacks.get(p).label());
+                    if (c.method.equals(SUCCESS)) {
+                        confirmed.addAll(packs.get(p));
+                    } else {
+                        assertEquals(CONNECTION_ERROR, c.method, callbacks.get(p).toString());
+                        failed++;
+                    }
+                }
+            }
+            List<byte[]> expected = AvroReference.expectedPayloads(AvroReference.parse(TELEMETRY), confirmed);
+            long deadline = System.nanoTime() + WAIT.toNanos();
+            List<String> missing = new ArrayList<>();
+            for (byte[] e : expected) {
+                if (!sub.await(e, deadline, () -> false)) {
+                    missing.add(Payloads.idOf(e));
+                }
+            }
+            assertTrue(missing.isEmpty(), missing.size() + " records of confirmed packs missing, e.g. "
+                    + missing.subList(0, Math.min(5, missing.size())));
+            assertTrue(proxy.requests().size() >= 2, "the appender reconnected: " + proxy.requests().size());
+            assertTrue(confirmed.size() >= 50, "some packs confirmed; failed: " + failed);
+            System.out.printf("session QoS %d: %d tunnels, %d records confirmed, %d packs failed%n", qos,
+                    proxy.requests().size(), confirmed.size(), failed);
+            BROKER.closeAppenders();
+            assertTrue(sessionPresent(clientId), "the session outlived the appender's connections");
+        }
+    }
+}

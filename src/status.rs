@@ -1,0 +1,128 @@
+//! The liveness message on `statusTopic`: retained `online` on every connect, `offline` at
+//! close and as the connection's last will. As small JSON naming the node
+//! (`{"status":"online","host":"node-1","pid":4242,"since":"2026-03-01T12:00:00Z"}`), or as
+//! the bare words earlier builds published.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::identity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusFormat {
+    /// `online` / `offline`, for consumers that compare the payload with those words.
+    Text,
+    /// `{"status":…,"host":…,"pid":…,"since":…}`.
+    Json,
+}
+
+/// Which message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Published when the broker accepts the connection.
+    Online,
+    /// Published when the appender closes the connection.
+    Offline,
+    /// The last will, left with the broker at connect and sent by it when the connection dies:
+    /// nobody can stamp the moment, so its `since` is `null`.
+    LastWill,
+}
+
+impl Status {
+    /// The word it says, in either format.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Offline | Status::LastWill => "offline",
+        }
+    }
+}
+
+/// The payload of `status` in `format`; `now` stamps `since`.
+pub fn payload(format: StatusFormat, status: Status, now: SystemTime) -> Vec<u8> {
+    let word = status.word();
+    match format {
+        StatusFormat::Text => word.as_bytes().to_vec(),
+        StatusFormat::Json => {
+            let since = match status {
+                Status::LastWill => "null".to_string(),
+                _ => format!("\"{}\"", iso8601(now)),
+            };
+            // serde_json escapes the host name as JSON wants; the keys keep this order.
+            let host = serde_json::Value::from(identity::hostname());
+            format!(
+                "{{\"status\":\"{word}\",\"host\":{host},\"pid\":{},\"since\":{since}}}",
+                std::process::id()
+            )
+            .into_bytes()
+        }
+    }
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` (UTC, whole seconds).
+fn iso8601(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_are_utc_iso8601() {
+        let at = |s| iso8601(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn json_names_the_node_and_text_stays_bare() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let online: serde_json::Value =
+            serde_json::from_slice(&payload(StatusFormat::Json, Status::Online, now)).unwrap();
+        assert_eq!(online["status"], "online");
+        assert_eq!(online["host"], identity::hostname());
+        assert_eq!(online["pid"], std::process::id());
+        assert_eq!(online["since"], "2023-11-14T22:13:20Z");
+        let will: serde_json::Value =
+            serde_json::from_slice(&payload(StatusFormat::Json, Status::LastWill, now)).unwrap();
+        assert_eq!(will["status"], "offline");
+        assert!(will["since"].is_null());
+        let offline = payload(StatusFormat::Json, Status::Offline, now);
+        assert!(String::from_utf8(offline)
+            .unwrap()
+            .starts_with("{\"status\":\"offline\","));
+        assert_eq!(payload(StatusFormat::Text, Status::Online, now), b"online");
+        assert_eq!(
+            payload(StatusFormat::Text, Status::LastWill, now),
+            b"offline"
+        );
+    }
+}
