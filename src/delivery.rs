@@ -185,10 +185,6 @@ impl Tracker {
             + usize::from(self.collided.is_some())
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     /// Accepts a pack's messages, or answers at once: the bound is reached
     /// (`ConnectionError`, Kaa retries later) or the client's channel refused a publish.
     pub fn submit(

@@ -8,18 +8,21 @@
 //! ack and answers each pack exactly once, [`status`] writes the liveness message of
 //! `statusTopic`, and [`appender`] puts them together.
 
-pub mod appender;
-pub mod binary;
+#![deny(unsafe_code)]
+
+pub(crate) mod appender;
+pub(crate) mod binary;
+#[allow(unsafe_code)]
 mod bridge;
 pub mod config;
 pub mod connection;
 pub mod decode;
-pub mod delivery;
-pub mod header;
+pub(crate) mod delivery;
+pub(crate) mod header;
 mod identity;
-pub mod metrics;
-pub mod payload;
-pub mod protocol;
+pub(crate) mod metrics;
+pub(crate) mod payload;
+pub(crate) mod protocol;
 pub mod status;
-pub mod tls;
-pub mod topic;
+pub(crate) mod tls;
+pub(crate) mod topic;

@@ -134,7 +134,7 @@ impl AppenderMetrics {
 
 impl Snapshot {
     /// In the order of `AppenderMetrics.Figure` (Java), which names them; latencies in microseconds.
-    pub fn to_array(&self) -> [i64; 13] {
+    pub fn to_array(self) -> [i64; 13] {
         [
             self.packs_delivered as i64,
             self.packs_connection_error as i64,
