@@ -13,10 +13,14 @@ use crate::delivery::{Completion, Message, Outcome, Pack, PublishOptions};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
+use crate::supervise::restarting;
 use crate::topic::PackValues;
 
 /// How often packs past their deadline are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// After a panic the sweep starts again this much later (a panic that repeats logs once a
+/// second, not ten times).
+const SWEEP_RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Appender {
     name: String,
@@ -80,7 +84,12 @@ impl Appender {
             live: Mutex::default(),
             metrics: Arc::default(),
         });
-        runtime().spawn(sweep(Arc::downgrade(&appender)));
+        let weak = Arc::downgrade(&appender);
+        runtime().spawn(restarting(
+            format!("the deadline sweep of appender '{name}'"),
+            SWEEP_RESTART_PAUSE,
+            move || sweep(weak.clone()),
+        ));
         appender
     }
 
@@ -337,6 +346,9 @@ fn now_ms() -> i64 {
 }
 
 /// Expires packs past their deadline and, while the appender is active, logs its summary.
+/// Runs under [`restarting`]: a panic (in a pack's completion, say) is logged and the sweep
+/// starts again, so later packs still meet their deadline. The pack whose completion panicked
+/// was marked answered before its completion ran, so it is not answered twice.
 async fn sweep(appender: Weak<Appender>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,5 +379,61 @@ async fn sweep(appender: Weak<Appender>) {
                 last_summary = (now, snapshot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::original;
+    use std::sync::mpsc;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}"#;
+    /// One record of SCHEMA: x = 1.
+    const RECORD: &[u8] = &[2];
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A loopback port nothing listens on: packs wait there until their deadline.
+    fn closed_port() -> i64 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        i64::from(listener.local_addr().expect("address").port())
+    }
+
+    /// An appender on a closed loopback port, packs expiring after one second.
+    fn unreachable_appender(name: &str) -> Arc<Appender> {
+        let mut raw = original("127.0.0.1", closed_port(), 1, &format!("t/{name}"));
+        raw.long(1);
+        let config = AppenderConfig::from_avro(&raw.0).expect("config");
+        let header = HeaderStructure::from_names::<&str>(&[]).expect("header");
+        Appender::open(name, "app", header, config)
+    }
+
+    fn recorded(tx: &mpsc::Sender<Outcome>) -> Completion {
+        let tx = tx.clone();
+        Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        })
+    }
+
+    /// A pack's completion that panics while the sweep answers it at its deadline: the panic is
+    /// logged, the sweep goes on, and the pack after it still gets its answer. (Before: the
+    /// sweep's task ended with the panic and the second pack waited for ever.)
+    #[test]
+    fn a_panic_in_the_sweep_leaves_no_pack_unanswered() {
+        let appender = unreachable_appender("sweep-panic");
+        let (tx, rx) = mpsc::channel();
+        appender.append(
+            SCHEMA,
+            1,
+            &[RECORD],
+            "endpoint-a",
+            Box::new(|_| panic!("injected: the completion of pack A panics")),
+        );
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-b", recorded(&tx));
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        // And the sweep still serves packs appended after the panic.
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-c", recorded(&tx));
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        appender.close();
     }
 }

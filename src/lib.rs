@@ -19,5 +19,6 @@ mod identity;
 pub mod metrics;
 pub mod payload;
 pub mod protocol;
+mod supervise;
 pub mod tls;
 pub mod topic;
