@@ -5,7 +5,8 @@
 //! [`config`] decodes the appender configuration, [`decode`] turns Avro records into the
 //! payloads the original appender published, [`connection`] keeps pooled MQTT connections,
 //! [`header`] and [`payload`] shape each message, [`delivery`] ties every publish to its
-//! ack and answers each pack exactly once, and [`appender`] puts them together.
+//! ack and answers each pack exactly once, and [`appender`] puts them together; `supervise`
+//! keeps background tasks going after a panic.
 
 pub mod appender;
 pub mod binary;
