@@ -13,10 +13,14 @@ use crate::delivery::{Completion, Message, Outcome, Pack, PublishOptions};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
+use crate::supervise::restarting;
 use crate::topic::PackValues;
 
 /// How often packs past their deadline are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// After a panic the sweep starts again this much later (a panic that repeats logs once a
+/// second, not ten times).
+const SWEEP_RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Appender {
     name: String,
@@ -80,7 +84,12 @@ impl Appender {
             live: Mutex::default(),
             metrics: Arc::default(),
         });
-        runtime().spawn(sweep(Arc::downgrade(&appender)));
+        let weak = Arc::downgrade(&appender);
+        runtime().spawn(restarting(
+            format!("the deadline sweep of appender '{name}'"),
+            SWEEP_RESTART_PAUSE,
+            move || sweep(weak.clone()),
+        ));
         appender
     }
 
@@ -266,18 +275,53 @@ impl Appender {
         }
     }
 
-    /// Answers every pack still in flight (`InternalError`) and lets go of the connection.
-    /// Later appends are answered `InternalError` at once.
+    /// Returns at once; later appends are answered `InternalError` at once. Packs still in
+    /// flight keep waiting for the broker's acks, for `closeTimeoutSeconds` at most (and never
+    /// past their own deadline): a task on the runtime holds the connections meanwhile, so an
+    /// appender created again with the same configuration shares them, and answers what is
+    /// left `ConnectionError`, as at a pack's deadline: the broker did not confirm it in time,
+    /// and Kaa sends it again. Then it lets go of the connections. With a close timeout of
+    /// zero, packs in flight are answered `InternalError` at once.
     pub fn close(&self) {
         let connections = std::mem::take(&mut *lock(&self.connections));
         let live: Vec<_> = lock(&self.live).drain(..).collect();
-        for pack in live.into_iter().filter_map(|(_, p)| p.upgrade()) {
-            pack.finish(Outcome::InternalError);
+        let timeout = self.config.close_timeout;
+        if timeout.is_zero() {
+            for pack in live.into_iter().filter_map(|(_, p)| p.upgrade()) {
+                pack.finish(Outcome::InternalError);
+            }
+            for connection in connections {
+                connection.prune();
+            }
+            log::info!("appender '{}' closed", self.name);
+            return;
         }
-        for connection in connections {
-            connection.prune();
+        let until = Instant::now() + timeout;
+        let live: VecDeque<_> = live
+            .into_iter()
+            .filter(|(_, pack)| pack.upgrade().is_some_and(|p| !p.is_done()))
+            .map(|(deadline, pack)| (deadline.min(until), pack))
+            .collect();
+        if live.is_empty() {
+            log::info!("appender '{}' closed", self.name);
+            return;
         }
-        log::info!("appender '{}' closed", self.name);
+        log::info!(
+            "appender '{}' closed; {} packs in flight wait up to {} s (closeTimeoutSeconds) for the broker",
+            self.name,
+            live.len(),
+            timeout.as_secs()
+        );
+        let draining = Arc::new(Draining {
+            name: self.name.clone(),
+            live: Mutex::new(live),
+            connections,
+        });
+        runtime().spawn(restarting(
+            format!("the close of appender '{}'", self.name),
+            SWEEP_RESTART_PAUSE,
+            move || drain(Arc::clone(&draining)),
+        ));
     }
 
     fn is_closed(&self) -> bool {
@@ -310,6 +354,57 @@ impl Appender {
     }
 }
 
+/// What a closed appender still holds while its packs in flight wait for the broker.
+struct Draining {
+    name: String,
+    /// Packs not known to be answered, each with its deadline (its own, or the close's).
+    live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
+    /// Held until the last pack is answered, so the connections stay up for their acks.
+    connections: Vec<Arc<Connection>>,
+}
+
+/// Waits until every pack in flight at close is answered, failing those whose deadline
+/// passes (`ConnectionError`), then lets go of the connections (dropping `draining`'s last
+/// reference). Runs under [`restarting`], like the sweep.
+async fn drain(draining: Arc<Draining>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed = 0;
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let mut live = lock(&draining.live);
+        live.retain(|(deadline, pack)| match pack.upgrade() {
+            Some(pack) if !pack.is_done() => {
+                if *deadline > now {
+                    return true;
+                }
+                failed += 1;
+                pack.finish(Outcome::ConnectionError);
+                false
+            }
+            _ => false,
+        });
+        if live.is_empty() {
+            break;
+        }
+    }
+    for connection in &draining.connections {
+        connection.prune();
+    }
+    if failed > 0 {
+        log::warn!(
+            "appender '{}': {failed} packs in flight at close were not confirmed in time and \
+             failed as connection errors",
+            draining.name
+        );
+    }
+    log::debug!(
+        "appender '{}': every pack in flight at close answered",
+        draining.name
+    );
+}
+
 /// A pack with more messages than `maxPendingRecords` could never be accepted: answered as a
 /// connection error, Kaa would send it again forever. It is the pack's fault, not the broker's.
 fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
@@ -337,6 +432,9 @@ fn now_ms() -> i64 {
 }
 
 /// Expires packs past their deadline and, while the appender is active, logs its summary.
+/// Runs under [`restarting`]: a panic (in a pack's completion, say) is logged and the sweep
+/// starts again, so later packs still meet their deadline. The pack whose completion panicked
+/// was marked answered before its completion ran, so it is not answered twice.
 async fn sweep(appender: Weak<Appender>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,5 +465,125 @@ async fn sweep(appender: Weak<Appender>) {
                 last_summary = (now, snapshot);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::original;
+    use std::sync::mpsc;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}"#;
+    /// One record of SCHEMA: x = 1.
+    const RECORD: &[u8] = &[2];
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A loopback port nothing listens on: packs wait there until their deadline.
+    fn closed_port() -> i64 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        i64::from(listener.local_addr().expect("address").port())
+    }
+
+    /// An appender on a closed loopback port, packs expiring after one second.
+    fn unreachable_appender(name: &str) -> Arc<Appender> {
+        let mut raw = original("127.0.0.1", closed_port(), 1, &format!("t/{name}"));
+        raw.long(1);
+        open(name, AppenderConfig::from_avro(&raw.0).expect("config"))
+    }
+
+    fn open(name: &str, config: AppenderConfig) -> Arc<Appender> {
+        let header = HeaderStructure::from_names::<&str>(&[]).expect("header");
+        Appender::open(name, "app", header, config)
+    }
+
+    /// On a closed loopback port: packs wait 30 s for their deadline, `close` this long.
+    fn unreachable_config(close_timeout: Duration) -> AppenderConfig {
+        let raw = original("127.0.0.1", closed_port(), 1, "t/close");
+        let mut config = AppenderConfig::from_avro(&raw.0).expect("config");
+        config.close_timeout = close_timeout;
+        config
+    }
+
+    fn recorded(tx: &mpsc::Sender<Outcome>) -> Completion {
+        let tx = tx.clone();
+        Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        })
+    }
+
+    /// A pack's completion that panics while the sweep answers it at its deadline: the panic is
+    /// logged, the sweep goes on, and the pack after it still gets its answer. (Before: the
+    /// sweep's task ended with the panic and the second pack waited for ever.)
+    #[test]
+    fn a_panic_in_the_sweep_leaves_no_pack_unanswered() {
+        let appender = unreachable_appender("sweep-panic");
+        let (tx, rx) = mpsc::channel();
+        appender.append(
+            SCHEMA,
+            1,
+            &[RECORD],
+            "endpoint-a",
+            Box::new(|_| panic!("injected: the completion of pack A panics")),
+        );
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-b", recorded(&tx));
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        // And the sweep still serves packs appended after the panic.
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-c", recorded(&tx));
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        appender.close();
+    }
+
+    /// A pack in flight at close waits for the broker up to `closeTimeoutSeconds`, then fails
+    /// as a connection error (Kaa sends it again); appends after close are refused at once.
+    /// (Before: every pack in flight was answered `onInternalError` at close.)
+    #[test]
+    fn close_lets_packs_in_flight_wait_up_to_the_close_timeout() {
+        let appender = open("close-drains", unreachable_config(Duration::from_secs(1)));
+        let (tx, rx) = mpsc::channel();
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-a", recorded(&tx));
+        appender.close();
+        let (late_tx, late) = mpsc::channel();
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-b", recorded(&late_tx));
+        assert_eq!(
+            late.try_recv(),
+            Ok(Outcome::InternalError),
+            "refused at once"
+        );
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+
+    /// `closeTimeoutSeconds` 0 keeps the old behaviour: packs in flight fail at close.
+    #[test]
+    fn a_close_timeout_of_zero_fails_packs_in_flight_at_once() {
+        let appender = open("close-at-once", unreachable_config(Duration::ZERO));
+        let (tx, rx) = mpsc::channel();
+        appender.append(SCHEMA, 1, &[RECORD], "endpoint-a", recorded(&tx));
+        appender.close();
+        assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
+    }
+
+    /// An appender created again with the same configuration while the closed one drains
+    /// (Kaa does that when an appender is edited) shares the connection the drain holds,
+    /// instead of waiting for it to say goodbye.
+    #[test]
+    fn an_appender_made_again_during_the_drain_shares_its_connection() {
+        let mut config = unreachable_config(Duration::from_secs(30));
+        config.delivery_timeout = Duration::from_secs(2);
+        let first = open("made-again", config.clone());
+        let (tx, rx) = mpsc::channel();
+        first.append(SCHEMA, 1, &[RECORD], "endpoint-a", recorded(&tx));
+        let connection = Arc::downgrade(&lock(&first.connections)[0]);
+        first.close();
+        drop(first);
+        let second = open("made-again", config);
+        let held = connection
+            .upgrade()
+            .expect("the drain holds the connection");
+        assert!(Arc::ptr_eq(&held, &lock(&second.connections)[0]));
+        drop(held);
+        second.close();
+        // The first appender's pack is still answered, at its own deadline at the latest.
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
     }
 }

@@ -8,15 +8,18 @@
 //!
 //! Calls into Java (delivery callbacks, log records) are made from one dispatcher thread,
 //! attached to the JVM once: tokio workers never touch JNI, and a slow callback delays other
-//! callbacks but never the network.
+//! callbacks but never the network. The same thread reads the SLF4J level again every few
+//! seconds, so a level changed at run time reaches native code. A panic in one of its jobs is
+//! logged and the thread goes on with the next (see [`serve`]).
 #![deny(clippy::unwrap_used)]
 
 use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use jni::objects::{
     GlobalRef, JByteArray, JClass, JIntArray, JLongArray, JObject, JObjectArray, JStaticMethodID,
@@ -31,6 +34,7 @@ use crate::appender::Appender;
 use crate::config::AppenderConfig;
 use crate::delivery::Outcome;
 use crate::header::HeaderStructure;
+use crate::supervise::panic_message;
 
 const DISPATCH_CLASS: &str =
     "org/kaaproject/kaa/server/appenders/pahomqtt/appender/DeliveryDispatch";
@@ -38,11 +42,16 @@ const DISPATCH_SIG: &str =
     "(Lorg/kaaproject/kaa/server/common/log/shared/appender/LogDeliveryCallback;I)V";
 const LOG_CLASS: &str = "org/kaaproject/kaa/server/appenders/pahomqtt/appender/NativeLog";
 const LOG_SIG: &str = "(ILjava/lang/String;Ljava/lang/String;)V";
+const LEVEL_SIG: &str = "()I";
+/// How often the dispatcher reads the SLF4J level again: an operator who turns DEBUG on for
+/// the native loggers at run time sees its lines within this.
+const LEVEL_REFRESH: Duration = Duration::from_secs(3);
 
-/// Work for the dispatcher thread.
+/// Work for the dispatcher thread. What it hands to Java is taken out of the job just before
+/// the call, so a job run again after a panic never reaches Java twice.
 enum Job {
-    Deliver(GlobalRef, Outcome),
-    Log(jint, String, String),
+    Deliver(Option<GlobalRef>, Outcome),
+    Log(jint, Option<(String, String)>),
 }
 
 /// The Java side, resolved once in `JNI_OnLoad` with the loader that loaded our classes
@@ -52,6 +61,8 @@ struct JavaSide {
     deliver: JStaticMethodID,
     log_class: GlobalRef,
     log: JStaticMethodID,
+    /// `NativeLog.level()`, read again every [`LEVEL_REFRESH`].
+    level: JStaticMethodID,
 }
 
 static DISPATCHER: OnceLock<Sender<Job>> = OnceLock::new();
@@ -98,15 +109,16 @@ impl BridgeError {
     }
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+/// A panic caught at an entry point goes to the node's log with its message (the exception
+/// or failure callback it becomes may never be logged by the caller); returns the message.
+fn log_panic(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(payload);
+    log::error!("panic in kaa-mqtt-appender native code: {message}");
+    message
 }
 
-/// Runs one entry point: a panic or an error becomes a Java exception and `fallback`.
+/// Runs one entry point: a panic or an error becomes a Java exception and `fallback`; a panic
+/// is also logged with its message.
 fn guard<'local, T>(
     env: &mut JNIEnv<'local>,
     fallback: T,
@@ -119,7 +131,7 @@ fn guard<'local, T>(
             fallback
         }
         Err(payload) => {
-            BridgeError::Panic(panic_message(payload)).throw(env);
+            BridgeError::Panic(log_panic(payload)).throw(env);
             fallback
         }
     }
@@ -147,7 +159,7 @@ struct JavaCallback(Option<GlobalRef>);
 impl JavaCallback {
     fn answer(mut self, outcome: Outcome) {
         if let Some(callback) = self.0.take() {
-            dispatch(Job::Deliver(callback, outcome));
+            dispatch(Job::Deliver(Some(callback), outcome));
         }
     }
 }
@@ -155,7 +167,7 @@ impl JavaCallback {
 impl Drop for JavaCallback {
     fn drop(&mut self) {
         if let Some(callback) = self.0.take() {
-            dispatch(Job::Deliver(callback, Outcome::InternalError));
+            dispatch(Job::Deliver(Some(callback), Outcome::InternalError));
         }
     }
 }
@@ -254,7 +266,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         Ok(global) => JavaCallback(Some(global)),
         Err(e) => return BridgeError::Jni(e).throw(&mut env),
     };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    // A panic drops the callback on its way out, which answers the pack `onInternalError`.
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
         let appender = match borrow(handle) {
             Ok(appender) => appender,
             Err(_) => return callback.answer(Outcome::InternalError),
@@ -288,6 +301,9 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             }
         }
     }));
+    if let Err(payload) = panicked {
+        log_panic(payload);
+    }
     // A pending Java exception from a failed JNI call must not escape: the pack is answered.
     if env.exception_check().unwrap_or(false) {
         let _ = env.exception_clear();
@@ -396,8 +412,7 @@ impl Log for JavaLogger {
         if self.enabled(record.metadata()) {
             dispatch(Job::Log(
                 record.level() as jint,
-                record.target().to_string(),
-                record.args().to_string(),
+                Some((record.target().to_string(), record.args().to_string())),
             ));
         }
     }
@@ -410,20 +425,26 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
     let deliver = env.get_static_method_id(&dispatch_class, "deliver", DISPATCH_SIG)?;
     let log_class = env.find_class(LOG_CLASS)?;
     let log = env.get_static_method_id(&log_class, "log", LOG_SIG)?;
+    let level = env.get_static_method_id(&log_class, "level", LEVEL_SIG)?;
     Ok(JavaSide {
         dispatch_class: env.new_global_ref(dispatch_class)?,
         deliver,
         log_class: env.new_global_ref(log_class)?,
         log,
+        level,
     })
 }
 
 impl JavaSide {
-    fn run(&self, env: &mut JNIEnv, job: Job) -> Result<(), jni::errors::Error> {
+    fn run(&self, env: &mut JNIEnv, job: &mut Job) -> Result<(), jni::errors::Error> {
         env.with_local_frame(4, |env| {
             let void = ReturnType::Primitive(Primitive::Void);
             match job {
                 Job::Deliver(callback, outcome) => {
+                    let Some(callback) = callback.take() else {
+                        return Ok(());
+                    };
+                    let outcome = *outcome;
                     let args = [
                         JValue::Object(callback.as_obj()).as_jni(),
                         JValue::Int(outcome_code(outcome)).as_jni(),
@@ -439,7 +460,11 @@ impl JavaSide {
                         )
                     }?;
                 }
-                Job::Log(level, target, message) => {
+                Job::Log(level, text) => {
+                    let Some((target, message)) = text.take() else {
+                        return Ok(());
+                    };
+                    let level = *level;
                     let target = env.new_string(target)?;
                     let message = env.new_string(message)?;
                     let args = [
@@ -464,6 +489,107 @@ impl JavaSide {
     }
 }
 
+/// What the dispatcher thread does, apart from how it waits: [`serve`] runs it and survives
+/// its panics.
+trait Dispatcher {
+    type Job;
+    /// Hands one job to Java.
+    fn run(&mut self, job: &mut Self::Job);
+    /// Reads the SLF4J level again.
+    fn refresh_level(&mut self);
+    /// Logs a panic of the above (the dispatcher's own log records would go to itself).
+    fn report(&mut self, message: String);
+}
+
+/// The dispatcher's loop: jobs in order until every sender is gone, and the level read again
+/// every `refresh`. A panic in a job or a refresh is reported with its message and the loop
+/// goes on, so one bad job does not take every later answer with it. A job that panicked is
+/// run once more: what it hands to Java is taken out just before the call, so the second run
+/// delivers what the first did not reach, and never delivers twice.
+fn serve<D: Dispatcher>(rx: &Receiver<D::Job>, refresh: Duration, dispatcher: &mut D) {
+    let mut next_refresh = Instant::now() + refresh;
+    loop {
+        match rx.recv_timeout(next_refresh.saturating_duration_since(Instant::now())) {
+            Ok(mut job) => {
+                for attempt in ["", " (run again)"] {
+                    match catch_unwind(AssertUnwindSafe(|| dispatcher.run(&mut job))) {
+                        Ok(()) => break,
+                        Err(payload) => dispatcher.report(format!(
+                            "panic in the callback dispatcher{attempt}: {}; it goes on",
+                            panic_message(payload)
+                        )),
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Also while jobs keep coming: a busy appender must follow the level too.
+        if Instant::now() >= next_refresh {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| dispatcher.refresh_level())) {
+                dispatcher.report(format!(
+                    "panic while reading the log level: {}; it goes on",
+                    panic_message(payload)
+                ));
+            }
+            next_refresh = Instant::now() + refresh;
+        }
+    }
+}
+
+/// The dispatcher thread's side of the JVM.
+struct Attached<'local> {
+    env: JNIEnv<'local>,
+    side: JavaSide,
+}
+
+impl Attached<'_> {
+    /// Our Java methods catch everything; anything pending after a call is a JNI failure.
+    fn clear_exception(&mut self) {
+        if self.env.exception_check().unwrap_or(false) {
+            let _ = self.env.exception_describe();
+            let _ = self.env.exception_clear();
+        }
+    }
+}
+
+impl Dispatcher for Attached<'_> {
+    type Job = Job;
+
+    fn run(&mut self, job: &mut Job) {
+        if self.side.run(&mut self.env, job).is_err() {
+            let _ = self.env.exception_describe();
+        }
+        self.clear_exception();
+    }
+
+    fn refresh_level(&mut self) {
+        // SAFETY: `level` was resolved on this class with LEVEL_SIG: no arguments, an int.
+        let level = unsafe {
+            self.env.call_static_method_unchecked(
+                <&JClass>::from(self.side.log_class.as_obj()),
+                self.side.level,
+                ReturnType::Primitive(Primitive::Int),
+                &[],
+            )
+        }
+        .and_then(|value| value.i());
+        match level {
+            Ok(level) => log::set_max_level(level_filter(level)),
+            Err(_) => self.clear_exception(),
+        }
+    }
+
+    fn report(&mut self, message: String) {
+        let mut job = Job::Log(
+            log::Level::Error as jint,
+            Some((module_path!().to_string(), message)),
+        );
+        let _ = self.side.run(&mut self.env, &mut job);
+        self.clear_exception();
+    }
+}
+
 /// The dispatcher: one thread, attached once as a daemon (it must not keep the JVM from
 /// exiting), draining jobs until the process ends.
 fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> {
@@ -471,17 +597,11 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> 
     std::thread::Builder::new()
         .name("kaa-mqtt-callbacks".into())
         .spawn(move || {
-            let Ok(mut env) = vm.attach_current_thread_as_daemon() else {
+            let Ok(env) = vm.attach_current_thread_as_daemon() else {
                 return;
             };
             ON_DISPATCHER.with(|on| on.set(true));
-            for job in rx {
-                // Our Java methods catch everything; anything pending here is a JNI failure.
-                if side.run(&mut env, job).is_err() || env.exception_check().unwrap_or(false) {
-                    let _ = env.exception_describe();
-                    let _ = env.exception_clear();
-                }
-            }
+            serve(&rx, LEVEL_REFRESH, &mut Attached { env, side });
         })?;
     Ok(tx)
 }
@@ -501,5 +621,136 @@ pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     match loaded {
         Ok(Ok(())) => JNI_VERSION_1_8,
         _ => JNI_ERR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Jobs are numbers; the dispatcher records what reached "Java".
+    #[derive(Default)]
+    struct Recording {
+        delivered: Vec<u32>,
+        /// This job panics at every run.
+        always_panics: u32,
+        /// This job panics at its first run, before it reaches Java.
+        panics_once: u32,
+        panicked_once: bool,
+        refreshes: usize,
+        /// The first refresh panics.
+        refresh_panics: bool,
+        reports: Vec<String>,
+    }
+
+    impl Dispatcher for Recording {
+        type Job = Option<u32>;
+
+        fn run(&mut self, job: &mut Option<u32>) {
+            let n = job.unwrap_or_default();
+            if n == self.always_panics {
+                panic!("injected: job {n} panics");
+            }
+            if n == self.panics_once && !self.panicked_once {
+                self.panicked_once = true;
+                panic!("injected: job {n} panics once");
+            }
+            if let Some(n) = job.take() {
+                self.delivered.push(n);
+            }
+        }
+
+        fn refresh_level(&mut self) {
+            self.refreshes += 1;
+            if std::mem::take(&mut self.refresh_panics) {
+                panic!("injected: the level cannot be read");
+            }
+        }
+
+        fn report(&mut self, message: String) {
+            self.reports.push(message);
+        }
+    }
+
+    /// A job that panics no longer ends the dispatcher: the panic is reported with its
+    /// message and the jobs after it are still delivered. (Before: the thread ended and every
+    /// later answer was lost.) A job that panicked before reaching Java is run once more.
+    #[test]
+    fn a_panicking_job_is_reported_and_later_jobs_are_delivered() {
+        let (tx, rx) = channel();
+        for n in 1..=5 {
+            tx.send(Some(n)).expect("queued");
+        }
+        drop(tx);
+        let mut d = Recording {
+            always_panics: 2,
+            panics_once: 4,
+            ..Recording::default()
+        };
+        serve(&rx, Duration::from_secs(3600), &mut d);
+        assert_eq!(d.delivered, [1, 3, 4, 5]);
+        assert_eq!(d.reports.len(), 3, "{:?}", d.reports);
+        assert!(
+            d.reports[0].contains("injected: job 2 panics"),
+            "{:?}",
+            d.reports
+        );
+        assert!(d.reports[1].contains("(run again): injected: job 2 panics"));
+        assert!(d.reports[2].contains("injected: job 4 panics once"));
+    }
+
+    /// The level is read again at every `refresh` (here: after every job), also when a read
+    /// panics once.
+    #[test]
+    fn the_level_is_read_again_while_jobs_come() {
+        let (tx, rx) = channel();
+        for n in 1..=3 {
+            tx.send(Some(n)).expect("queued");
+        }
+        drop(tx);
+        let mut d = Recording {
+            refresh_panics: true,
+            ..Recording::default()
+        };
+        serve(&rx, Duration::ZERO, &mut d);
+        assert_eq!(d.delivered, [1, 2, 3]);
+        assert_eq!(d.refreshes, 3);
+        assert_eq!(d.reports.len(), 1, "{:?}", d.reports);
+        assert!(d.reports[0].contains("injected: the level cannot be read"));
+    }
+
+    static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    impl Log for Capture {
+        fn enabled(&self, _: &Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &Record) {
+            CAPTURED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{} {}", record.level(), record.args()));
+        }
+        fn flush(&self) {}
+    }
+
+    /// The panic an entry point catches (`append`'s, `guard`'s) reaches the log with its
+    /// message, not only the exception or failure callback it becomes.
+    #[test]
+    fn a_caught_panic_is_logged_with_its_message() {
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(LevelFilter::Trace);
+        let payload = catch_unwind(|| panic!("injected: append panics on record {}", 7))
+            .expect_err("it panics");
+        assert_eq!(log_panic(payload), "injected: append panics on record 7");
+        let captured = CAPTURED.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(
+            captured.iter().any(|l| l
+                == "ERROR panic in kaa-mqtt-appender native code: injected: append panics on record 7"),
+            "{captured:?}"
+        );
     }
 }

@@ -182,6 +182,8 @@ pub struct AppenderConfig {
     pub grouping: Grouping,
     /// How often an active appender logs its summary line; `None`: never.
     pub stats_interval: Option<Duration>,
+    /// How long packs in flight at `close` may still wait for the broker; zero: they fail at once.
+    pub close_timeout: Duration,
     /// Settings that work but probably not as meant: logged at WARN when the appender starts.
     pub warnings: Vec<String>,
 }
@@ -218,6 +220,9 @@ const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
 const DEFAULT_STATS_INTERVAL_S: i32 = 60;
 const DEFAULT_CONNECT_TIMEOUT_S: i32 = 10;
+/// Long enough for a broker on a LAN to acknowledge what is in flight, short enough that an
+/// appender edited in the admin lets go of its connection soon.
+const DEFAULT_CLOSE_TIMEOUT_S: i32 = 5;
 /// MQTT's keep-alive is 16 bits of seconds.
 const MAX_KEEP_ALIVE_S: i32 = 65_535;
 const MAX_CONNECTIONS: i32 = 16;
@@ -477,6 +482,7 @@ impl AppenderConfig {
         // Absent (records stored before the field): the plain text those appenders published.
         let status_format =
             f.symbol_or("statusFormat", &[StatusFormat::Text, StatusFormat::Json])?;
+        let close_timeout = f.int_or("closeTimeoutSeconds", DEFAULT_CLOSE_TIMEOUT_S)?;
         if !(1..=MAX_CONNECTIONS).contains(&connections) {
             return Err(ConfigError::new(
                 "connectionsPerBroker",
@@ -671,6 +677,7 @@ impl AppenderConfig {
                 0 => None,
                 s => Some(seconds("statsIntervalSeconds", s, 0)?),
             },
+            close_timeout: seconds("closeTimeoutSeconds", close_timeout, 0)?,
             warnings,
         })
     }
@@ -744,6 +751,7 @@ pub(crate) mod tests {
         assert_eq!(c.payload_format, PayloadFormat::AvroJson);
         assert_eq!(c.grouping, Grouping::Record);
         assert_eq!(c.stats_interval, Some(Duration::from_secs(60)));
+        assert_eq!(c.close_timeout, Duration::from_secs(5));
     }
 
     #[test]
@@ -902,13 +910,33 @@ pub(crate) mod tests {
         );
         assert_eq!(c.broker.status_topic.as_deref(), Some("kaa/status"));
         assert_eq!(c.connections, 4);
+        assert_eq!(
+            c.close_timeout,
+            Duration::from_secs(5),
+            "absent: the default"
+        );
         assert!(c.retain && !c.broker.clean_session);
         assert_eq!(c.broker.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.max_message_bytes, 4096);
         e.long(0).string("/mqtt").string("").long(3128);
         e.string("").string("").long(3600).long(1);
         assert!(AppenderConfig::from_avro(&e.0).is_ok());
-        e.long(5);
+        let mut with_close = Encoder(e.0.clone());
+        with_close.long(0);
+        let c = AppenderConfig::from_avro(&with_close.0).unwrap();
+        assert_eq!(
+            c.close_timeout,
+            Duration::ZERO,
+            "0: packs in flight fail at close"
+        );
+        let mut with_close = Encoder(e.0.clone());
+        with_close.long(12);
+        let c = AppenderConfig::from_avro(&with_close.0).unwrap();
+        assert_eq!(c.close_timeout, Duration::from_secs(12));
+        let mut with_close = Encoder(e.0.clone());
+        with_close.long(-1);
+        assert_eq!(error_of(&with_close).field, "closeTimeoutSeconds");
+        e.long(5).long(5);
         assert_eq!(error_of(&e).field, "(end)");
         let mut e = with_tls("", "", "", "");
         e.boolean(false).boolean(true).long(10).long(0);

@@ -2,6 +2,7 @@
 //! driven by tasks on one tokio runtime for the whole process.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,6 +16,7 @@ use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{EventLoop, Failure, Observed};
 use crate::status::{self, Status, StatusFormat};
+use crate::supervise::{panic_message, CatchUnwind};
 use crate::tls::TlsSettings;
 
 /// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks: the
@@ -405,13 +407,51 @@ fn with_driver<C: Client + 'static, E: EventLoop>(
     )
 }
 
+/// What one turn of a connection's loop decided.
+enum Turn {
+    Next,
+    Stop,
+}
+
+/// One connection's event loop and what its driver keeps between turns.
+struct Driver<E: EventLoop> {
+    shared: Arc<Shared>,
+    eventloop: E,
+    /// The brokers in the order they are tried, with their `host:port`.
+    brokers: Vec<(E::Options, String)>,
+    client_id: String,
+    /// The broker in use or being tried.
+    current: usize,
+    backoff: Duration,
+    takeover_backoff: Duration,
+    /// When the connection in use was accepted; `None` while not connected.
+    connected_at: Option<Instant>,
+    ever_connected: bool,
+    /// The last failure logged at WARN: a broker that stays away is reported once, not at
+    /// every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
+    last_failure: Option<String>,
+    /// QoS 2 messages refused at PUBREC on this connection. rumqttc 0.25's MQTT 5 client keeps
+    /// an in-flight slot for each until it reconnects, and stops sending once they fill its
+    /// window; at half of the window the connection is made anew.
+    refused_slots: usize,
+    slot_limit: usize,
+}
+
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
 /// in order on connect and, after a connection is lost, again from the first.
+///
+/// Supervised: a panic anywhere in a turn (rumqttc's poll, the tracker, our own handling) is
+/// caught and logged with its message; uncaught, it would end this task, leave the connection
+/// dead for every appender sharing it and its packs waiting for their deadlines. "Recovers"
+/// means what a lost connection means: the state the panic interrupted cannot be trusted, so
+/// every pack the tracker holds is answered `onConnectionError` (Kaa sends it again), the
+/// connection is dropped together with what rumqttc queued for it, and after a pause the
+/// driver connects anew, from the first broker.
 async fn drive<E: EventLoop>(
     shared: Arc<Shared>,
-    mut eventloop: E,
+    eventloop: E,
     brokers: Vec<(E::Options, String)>,
-    mut client_id: String,
+    client_id: String,
 ) {
     if let Some(previous) = &shared.previous {
         // Fails (closed semaphore) as soon as the old connection is gone: its connect attempt
@@ -419,26 +459,125 @@ async fn drive<E: EventLoop>(
         let _ =
             tokio::time::timeout(shared.connect_timeout + CLOSE_GRACE, previous.acquire()).await;
     }
-    let mut current = 0;
-    let mut backoff = BACKOFF_MIN;
-    let mut takeover_backoff = BACKOFF_MIN;
-    // When the connection in use was accepted; `None` while not connected.
-    let mut connected_at: Option<Instant> = None;
-    let mut ever_connected = false;
-    // The last failure logged at WARN: a broker that stays away is reported once, not at
-    // every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
-    let mut last_failure: Option<String> = None;
-    // QoS 2 messages refused at PUBREC on this connection. rumqttc 0.25's MQTT 5 client keeps
-    // an in-flight slot for each until it reconnects, and stops sending once they fill its
-    // window; at half of the window the connection is made anew.
-    let mut refused_slots = 0;
-    let mut slot_limit = usize::from(INFLIGHT / 2);
+    let mut driver = Driver {
+        shared,
+        eventloop,
+        brokers,
+        client_id,
+        current: 0,
+        backoff: BACKOFF_MIN,
+        takeover_backoff: BACKOFF_MIN,
+        connected_at: None,
+        ever_connected: false,
+        last_failure: None,
+        refused_slots: 0,
+        slot_limit: usize::from(INFLIGHT / 2),
+    };
     loop {
+        let turned = {
+            let turn = std::pin::pin!(driver.turn());
+            CatchUnwind(turn).await
+        };
+        match turned {
+            Ok(Turn::Next) => {}
+            Ok(Turn::Stop) => break,
+            Err(message) => {
+                driver.recover(&message);
+                let pause = jitter(driver.backoff);
+                driver.backoff = (driver.backoff * 2).min(BACKOFF_MAX);
+                tokio::select! {
+                    _ = driver.shared.shutdown.notified() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+    let shared = driver.shared;
+    // A completion that panics here must not keep `finished` from closing: a new connection
+    // with this client id waits for it.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        lock(&shared.tracker).fail_all(Outcome::InternalError)
+    })) {
+        log::error!(
+            "panic while closing the connection to {}: {}",
+            shared.label,
+            panic_message(payload)
+        );
+    }
+    shared.finished.close();
+    {
+        let mut closing = closing();
+        if closing
+            .get(&shared.identity)
+            .is_some_and(|s| Arc::ptr_eq(s, &shared.finished))
+        {
+            closing.remove(&shared.identity);
+        }
+    }
+    log::debug!("connection to {} closed", shared.label);
+}
+
+impl<E: EventLoop> Driver<E> {
+    /// After a panic in a turn: answers every pack the tracker holds `onConnectionError`,
+    /// drops the connection and what rumqttc queued for it; the next turn connects anew.
+    fn recover(&mut self, message: &str) {
+        let Driver {
+            shared,
+            eventloop,
+            connected_at,
+            current,
+            ..
+        } = self;
+        log::error!(
+            "panic in the event loop of the connection to {}: {message}; its packs in flight fail \
+             (onConnectionError) and it connects anew",
+            shared.label
+        );
+        *connected_at = None;
+        shared.metrics.connected.store(false, Ordering::Relaxed);
+        let recovered = catch_unwind(AssertUnwindSafe(|| {
+            // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
+            // channel (`drop_connection` moves it into what `forget` drops) and the tracker.
+            let mut tracker = lock(&shared.tracker);
+            eventloop.drop_connection();
+            let _ = eventloop.forget();
+            tracker.fail_all(Outcome::ConnectionError);
+            tracker.on_connection_lost(0, &[]);
+        }));
+        if let Err(payload) = recovered {
+            log::error!(
+                "panic while recovering the connection to {}: {}; trying again",
+                shared.label,
+                panic_message(payload)
+            );
+        }
+        if *current != 0 {
+            eventloop.switch_to(&self.brokers[0].0, &self.client_id);
+            self.current = 0;
+        }
+    }
+
+    /// One event of the event loop, or one failure, and what follows from it.
+    async fn turn(&mut self) -> Turn {
+        let Driver {
+            shared,
+            eventloop,
+            brokers,
+            client_id,
+            current,
+            backoff,
+            takeover_backoff,
+            connected_at,
+            ever_connected,
+            last_failure,
+            refused_slots,
+            slot_limit,
+        } = self;
         let polled = if connected_at.is_some() {
             tokio::select! {
                 _ = shared.shutdown.notified() => {
-                    close_gracefully(&shared, &mut eventloop).await;
-                    break;
+                    close_gracefully(shared, eventloop).await;
+                    return Turn::Stop;
                 }
                 _ = shared.stalled.notified() => {
                     let limit = lock(&shared.stall_limit).take();
@@ -452,13 +591,13 @@ async fn drive<E: EventLoop>(
                                 limit.as_secs()
                             )))
                         }
-                        _ => continue,
+                        _ => return Turn::Next,
                     }
                 }
                 polled = eventloop.poll() => polled,
             }
         } else if shared.released.load(Ordering::Acquire) {
-            break;
+            return Turn::Stop;
         } else {
             // A connect attempt runs to its end (at most connectTimeoutSeconds), even when the
             // pool lets go meanwhile: dropped half-way, its CONNECT could reach the broker after
@@ -472,9 +611,9 @@ async fn drive<E: EventLoop>(
                 },
             ) => {
                 lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event);
-                refused_slots += 1;
-                if refused_slots < slot_limit {
-                    continue;
+                *refused_slots += 1;
+                if *refused_slots < *slot_limit {
+                    return Turn::Next;
                 }
                 eventloop.drop_connection();
                 Err(Failure::Broken(format!(
@@ -484,23 +623,23 @@ async fn drive<E: EventLoop>(
             }
             other => other,
         };
-        let label = format!("{} as '{client_id}'", brokers[current].1);
+        let label = format!("{} as '{client_id}'", brokers[*current].1);
         match polled {
             Ok(Observed::Connected {
                 receive_maximum,
                 session_present,
             }) => {
-                refused_slots = 0;
-                slot_limit =
+                *refused_slots = 0;
+                *slot_limit =
                     usize::from(receive_maximum.unwrap_or(INFLIGHT).min(INFLIGHT) / 2).max(1);
-                backoff = BACKOFF_MIN;
-                connected_at = Some(Instant::now());
-                if ever_connected {
+                *backoff = BACKOFF_MIN;
+                *connected_at = Some(Instant::now());
+                if *ever_connected {
                     shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
-                ever_connected = true;
+                *ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
-                last_failure = None;
+                *last_failure = None;
                 if session_present {
                     log::info!("connected to {label}, resuming its session");
                 } else {
@@ -521,30 +660,31 @@ async fn drive<E: EventLoop>(
                     {
                         let lived = lived.unwrap_or_default();
                         if lived >= TAKEOVER_WINDOW {
-                            takeover_backoff = BACKOFF_MIN;
+                            *takeover_backoff = BACKOFF_MIN;
                         }
                         let next = taken_over_by_another(
-                            &shared,
+                            shared,
                             &label,
-                            &client_id,
+                            client_id,
                             (&why, taken_over),
                             lived,
                         );
                         match next {
                             Some(id) => {
-                                client_id = id;
-                                eventloop.switch_to(&brokers[current].0, &client_id);
+                                *client_id = id;
+                                eventloop.switch_to(&brokers[*current].0, client_id);
                             }
                             None => {
-                                pause = Some(jitter(takeover_backoff));
-                                takeover_backoff = (takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
+                                pause = Some(jitter(*takeover_backoff));
+                                *takeover_backoff =
+                                    (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
                             }
                         }
                         (why, false)
                     }
                     Failure::Closed { why, .. } | Failure::Broken(why) => {
                         if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
-                            takeover_backoff = BACKOFF_MIN;
+                            *takeover_backoff = BACKOFF_MIN;
                         }
                         (why, false)
                     }
@@ -569,40 +709,29 @@ async fn drive<E: EventLoop>(
                         tracker.on_connection_lost(drained, &unreported);
                     }
                 }
-                last_failure = Some(text);
+                *last_failure = Some(text);
                 // The next broker right away; a pause only after a whole round failed.
                 let next = if lived.is_some() {
                     0
                 } else {
-                    (current + 1) % brokers.len()
+                    (*current + 1) % brokers.len()
                 };
-                if next != current {
-                    eventloop.switch_to(&brokers[next].0, &client_id);
-                    current = next;
+                if next != *current {
+                    eventloop.switch_to(&brokers[next].0, client_id);
+                    *current = next;
                 }
                 if next == 0 {
-                    let pause = pause.unwrap_or_else(|| jitter(backoff));
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let pause = pause.unwrap_or_else(|| jitter(*backoff));
+                    *backoff = (*backoff * 2).min(BACKOFF_MAX);
                     tokio::select! {
-                        _ = shared.shutdown.notified() => break,
+                        _ = shared.shutdown.notified() => return Turn::Stop,
                         _ = tokio::time::sleep(pause) => {}
                     }
                 }
             }
         }
+        Turn::Next
     }
-    lock(&shared.tracker).fail_all(Outcome::InternalError);
-    shared.finished.close();
-    {
-        let mut closing = closing();
-        if closing
-            .get(&shared.identity)
-            .is_some_and(|s| Arc::ptr_eq(s, &shared.finished))
-        {
-            closing.remove(&shared.identity);
-        }
-    }
-    log::debug!("connection to {} closed", shared.label);
 }
 
 /// The broker closed the connection `label` because another client connected with its id
@@ -790,5 +919,158 @@ mod tests {
         assert!(!format!("{b:?}").contains("proxy-secret"));
         let p = rumqttc_proxy(b.proxy.as_ref().unwrap());
         assert!(matches!(p.auth, rumqttc::ProxyAuth::Basic { .. }));
+    }
+
+    use std::sync::mpsc;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// What the scripted event loop does at its next poll.
+    enum Step {
+        Event(Observed),
+        Panic,
+    }
+
+    /// An event loop that polls what the test sends it, and panics when told to.
+    struct Scripted(UnboundedReceiver<Step>);
+
+    impl EventLoop for Scripted {
+        type Options = ();
+
+        async fn poll(&mut self) -> Result<Observed, Failure> {
+            match self.0.recv().await {
+                Some(Step::Event(event)) => Ok(event),
+                Some(Step::Panic) => panic!("injected: the event loop panics"),
+                None => std::future::pending().await,
+            }
+        }
+
+        fn switch_to(&mut self, _: &(), _: &str) {}
+
+        fn drop_connection(&mut self) {}
+
+        fn forget(&mut self) -> (usize, Vec<Observed>) {
+            (0, Vec::new())
+        }
+    }
+
+    /// A client whose channel takes every publish.
+    struct Accepting;
+
+    impl Outbox for Accepting {
+        fn try_publish(&mut self, _: Message, _: &PublishOptions) -> bool {
+            true
+        }
+    }
+
+    impl Client for Accepting {
+        fn disconnect(&mut self) {}
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            client: Mutex::new(Box::new(Accepting)),
+            tracker: Mutex::new(Tracker::default()),
+            shutdown: Notify::new(),
+            stalled: Notify::new(),
+            stall_limit: Mutex::new(None),
+            released: AtomicBool::new(false),
+            finished: Arc::new(Semaphore::new(0)),
+            previous: None,
+            identity: ("scripted".into(), 1, "driver-panic-test".into()),
+            label: "scripted:1 as 'driver-panic-test'".into(),
+            status_topic: None,
+            status_format: StatusFormat::Text,
+            clean_session: true,
+            connect_timeout: Duration::from_secs(1),
+            metrics: ConnectionMetrics::default(),
+        })
+    }
+
+    /// Submits a pack of one QoS 1 message; its outcome goes to the returned receiver.
+    fn submit(shared: &Shared) -> mpsc::Receiver<Outcome> {
+        let (tx, rx) = mpsc::channel();
+        let pack = Pack::new(
+            1,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        let how = PublishOptions {
+            qos: Qos::AtLeastOnce,
+            retain: false,
+            content_type: "application/json",
+            message_expiry: None,
+        };
+        let message = Message {
+            topic: Arc::from("t"),
+            payload: b"{}".to_vec(),
+            labels: Vec::new(),
+        };
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, vec![message], 100);
+        rx
+    }
+
+    fn connect(shared: &Shared, events: &UnboundedSender<Step>) {
+        events
+            .send(Step::Event(Observed::Connected {
+                receive_maximum: None,
+                session_present: false,
+            }))
+            .expect("driver alive");
+        let deadline = Instant::now() + WAIT;
+        while !shared.metrics.connected.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "the driver did not connect");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A panic in the event loop's poll: the pack in flight is answered `onConnectionError`,
+    /// the driver connects anew and the next pack is delivered. (Before: the panic ended the
+    /// driver's task, the pack waited for ever and the connection was dead.)
+    #[test]
+    fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() {
+        let shared = shared();
+        let (events, script) = unbounded_channel();
+        runtime().spawn(drive(
+            Arc::clone(&shared),
+            Scripted(script),
+            vec![((), "scripted:1".to_string())],
+            "driver-panic-test".to_string(),
+        ));
+        connect(&shared, &events);
+        let first = submit(&shared);
+        events
+            .send(Step::Event(Observed::Written(1)))
+            .expect("sent");
+        events.send(Step::Panic).expect("sent");
+        assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        assert!(!shared.metrics.connected.load(Ordering::Relaxed));
+        assert_eq!(lock(&shared.tracker).outstanding(), 0);
+
+        connect(&shared, &events);
+        let second = submit(&shared);
+        events
+            .send(Step::Event(Observed::Written(1)))
+            .expect("sent");
+        events
+            .send(Step::Event(Observed::Acked {
+                pkid: 1,
+                refused: None,
+            }))
+            .expect("sent");
+        assert_eq!(second.recv_timeout(WAIT), Ok(Outcome::Delivered));
+
+        // Closing still works after a recovery.
+        shared.released.store(true, Ordering::Release);
+        shared.shutdown.notify_one();
+        events
+            .send(Step::Event(Observed::Disconnected))
+            .expect("sent");
+        let finished = Arc::clone(&shared.finished);
+        let ended =
+            runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
+        assert!(matches!(ended, Ok(Err(_))), "the driver did not end");
     }
 }

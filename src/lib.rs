@@ -6,7 +6,8 @@
 //! payloads the original appender published, [`connection`] keeps pooled MQTT connections,
 //! [`header`] and [`payload`] shape each message, [`delivery`] ties every publish to its
 //! ack and answers each pack exactly once, [`status`] writes the liveness message of
-//! `statusTopic`, and [`appender`] puts them together.
+//! `statusTopic`, and [`appender`] puts them together; `supervise` keeps background tasks
+//! going after a panic.
 
 #![deny(unsafe_code)]
 
@@ -24,5 +25,6 @@ pub(crate) mod metrics;
 pub(crate) mod payload;
 pub(crate) mod protocol;
 pub mod status;
+mod supervise;
 pub(crate) mod tls;
 pub(crate) mod topic;

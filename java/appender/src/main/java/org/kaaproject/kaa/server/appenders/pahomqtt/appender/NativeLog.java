@@ -21,7 +21,12 @@ final class NativeLog {
     private NativeLog() {
     }
 
-    /** The most detailed level enabled for native loggers, in the library's numbering. */
+    /**
+     * The most detailed level enabled for native loggers, in the library's numbering. Read when the library loads,
+     * then again every few seconds by the native dispatcher thread, so a level changed at run time (logback's scan
+     * of its configuration, JMX) reaches native code.
+     */
+    @CalledFromNative
     static int level() {
         Logger root = LoggerFactory.getLogger(PREFIX);
         if (root.isTraceEnabled()) {

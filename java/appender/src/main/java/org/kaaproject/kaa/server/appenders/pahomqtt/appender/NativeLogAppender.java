@@ -153,7 +153,11 @@ public abstract class NativeLogAppender implements LogAppender {
         return confirmDelivery;
     }
 
-    /** Packs still in flight are answered {@code onInternalError}; later packs too. */
+    /**
+     * Returns at once; later packs are answered {@code onInternalError}. Packs still in flight keep waiting for the
+     * broker's acks up to {@code closeTimeoutSeconds} (in native code, on its own runtime), then fail as connection
+     * errors.
+     */
     @Override
     public void close() {
         NativeHandle.releaseDropped();

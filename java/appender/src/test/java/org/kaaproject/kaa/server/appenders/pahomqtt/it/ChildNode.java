@@ -228,6 +228,15 @@ public final class ChildNode implements AutoCloseable {
         }
     }
 
+    /** Sets the level of the native loggers in the child at run time (see {@link ChildNodeMain#setNativeLevel}). */
+    public void setNativeLevel(String level) {
+        send("level " + level);
+        String a = await(Duration.ofSeconds(10), "LEVEL " + level, "LEVEL_FAILED");
+        if (a == null || a.startsWith("LEVEL_FAILED")) {
+            fail("child: cannot set the native log level: " + a + "\n" + diagnostics());
+        }
+    }
+
     private void answersClearMarked() {
         synchronized (answers) {
             answers.removeIf(a -> a.equals("MARKED"));

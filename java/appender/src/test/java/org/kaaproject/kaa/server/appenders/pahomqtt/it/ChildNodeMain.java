@@ -31,6 +31,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
  *                                  platform MBean server as an operator's JMX client would
  * mark TEXT                     -> logs TEXT at INFO (to find places in the log), "@@ MARKED"
+ * level LEVEL                  -> sets the level of the appender's native loggers (all of them, made already or
+ *                                  not) to LEVEL (trace, debug, info, warn, error) at run time, "@@ LEVEL LEVEL"
  * exit                          -> closes every appender, "@@ BYE", exits 0
  * return                        -> closes every appender, "@@ RETURNING", returns from main without System.exit:
  *                                  the JVM then ends only if no non-daemon thread is left behind
@@ -112,6 +114,38 @@ public final class ChildNodeMain {
             }
         }
         return cfg;
+    }
+
+    /** The loggers the native side logs through ({@code NativeLog.PREFIX}). */
+    static final String NATIVE_LOGGERS = "org.kaaproject.kaa.server.appenders.pahomqtt.native";
+
+    /**
+     * Changes the level of the native loggers at run time, as an operator does on a node: Kaa's logback rereads its
+     * configuration while the node runs, or takes a new level through JMX. slf4j-simple, the binding of these tests,
+     * fixes a logger's level when it makes the logger and has no API to change it, so this plays logback's part by
+     * hand: the level field of every native logger made so far, and the system property from which slf4j-simple
+     * computes the level of those made later. The appender sees only what any binding shows it: the answers of
+     * {@code isDebugEnabled()} and the like.
+     */
+    static void setNativeLevel(String level) throws ReflectiveOperationException {
+        System.setProperty("org.slf4j.simpleLogger.log." + NATIVE_LOGGERS, level);
+        Class<?> simple = Class.forName("org.slf4j.impl.SimpleLogger");
+        java.lang.reflect.Field constant = simple.getDeclaredField("LOG_LEVEL_" + level.toUpperCase(java.util.Locale.ROOT));
+        constant.setAccessible(true);
+        int value = constant.getInt(null);
+        java.lang.reflect.Field current = simple.getDeclaredField("currentLogLevel");
+        current.setAccessible(true);
+        org.slf4j.ILoggerFactory factory = org.slf4j.LoggerFactory.getILoggerFactory();
+        java.lang.reflect.Field made = factory.getClass().getDeclaredField("loggerMap");
+        made.setAccessible(true);
+        // NativeLog asks the prefix logger itself for the level: make sure it exists.
+        org.slf4j.LoggerFactory.getLogger(NATIVE_LOGGERS);
+        for (Map.Entry<?, ?> e : ((Map<?, ?>) made.get(factory)).entrySet()) {
+            String name = (String) e.getKey();
+            if (name.equals(NATIVE_LOGGERS) || name.startsWith(NATIVE_LOGGERS + ".")) {
+                current.setInt(e.getValue(), value);
+            }
+        }
     }
 
     public static void main(String[] args) throws Exception {
@@ -226,6 +260,14 @@ public final class ChildNodeMain {
                     say("METRIC " + a[0] + " " + a[1] + " " + value);
                     break;
                 }
+                case "level":
+                    try {
+                        setNativeLevel(a[0]);
+                        say("LEVEL " + a[0]);
+                    } catch (Throwable t) {
+                        say("LEVEL_FAILED " + oneLine(t));
+                    }
+                    break;
                 case "mark":
                     log.info("MARK {}", c.length > 1 ? c[1] : "");
                     say("MARKED");

@@ -535,6 +535,73 @@ class EndToEndTest {
         }
     }
 
+    /** Holds every ack at the proxy until released (or the proxy's own bound of 10 s passes). */
+    private static final class HeldAcks implements GatedProxy.Witness {
+        final CountDownLatch released = new CountDownLatch(1);
+
+        @Override
+        public boolean has(byte[] payload) {
+            return released.getCount() == 0;
+        }
+
+        @Override
+        public boolean await(byte[] payload, long deadlineNanos, java.util.function.BooleanSupplier giveUp) {
+            try {
+                return released.await(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+        }
+    }
+
+    /**
+     * close() drains (issue 13, item 7): the broker's acks for a pack are held back at a proxy; close() returns while
+     * the pack still waits (it cannot have been confirmed: its ack is held), a pack appended after close is refused
+     * at once, and when the acks are let through the pack in flight at close gets onSuccess. Before, it got
+     * onInternalError at close.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void closeLetsPacksInFlightWaitForTheirAcks() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        HeldAcks held = new HeldAcks();
+        try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("close-drains"), 1);
+            cfg.put("closeTimeoutSeconds", 30);
+            LogAppender appender = load("close-drains", cfg);
+            RecordingCallback inFlight = append(appender,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "drain", 3)), "in flight");
+            assertDoesNotThrow(appender::close, "close() with a pack in flight");
+            assertEquals(List.of(), inFlight.calls(), "its acks are held, so nothing has answered it yet");
+            RecordingCallback after = append(appender,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "drain-late", 3)), "after");
+            after.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            held.released.countDown();
+            inFlight.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+        }
+    }
+
+    /** With the acks never let through, the pack in flight at close fails at closeTimeoutSeconds: a connection error. */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void closeFailsWhatTheBrokerDoesNotConfirmInTime() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        HeldAcks held = new HeldAcks();
+        try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("close-bound"), 1);
+            cfg.put("closeTimeoutSeconds", 1);
+            LogAppender appender = load("close-bound", cfg);
+            RecordingCallback inFlight = append(appender,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(3), "bound", 3)), "in flight");
+            assertDoesNotThrow(appender::close, "close()");
+            inFlight.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(20), GRACE);
+            held.released.countDown();
+        }
+    }
+
     // ------------------------------------------------------------------------------------------------ more payload checks
 
     /** A record with no fields: Avro 1.7.5 writes nothing; the appender must publish "{}" (one message per record). */

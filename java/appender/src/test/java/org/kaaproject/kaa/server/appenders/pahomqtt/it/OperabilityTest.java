@@ -142,4 +142,38 @@ class OperabilityTest {
             }
         }
     }
+
+    /**
+     * The native side follows the node's SLF4J level at run time, not only the level it found when the library
+     * loaded. A child node at INFO runs an appender whose broker is unreachable: the first failed connect is a WARN,
+     * every repeat of it a DEBUG line that INFO hides. The native loggers are then set to DEBUG in the running child
+     * (as logback does on a node when its configuration changes), and the repeats must appear in the log.
+     */
+    @Test
+    void nativeLogLevelFollowsSlf4jAtRunTime() throws InterruptedException {
+        int closedPort = Mosquitto.freeLoopbackPort();
+        String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection";
+        try (ChildNode node = ChildNode.start("info")) {
+            node.load("level-probe", KaaNode.brokerConfig(closedPort, "ops/level", 1));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (node.appenderLogLines("WARN").stream().noneMatch(l -> l.contains(nativeLogger))
+                    && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("cannot connect to 127.0.0.1:"
+                    + closedPort)), "the first failed connect is a WARN:\n" + node.diagnostics());
+            assertEquals(List.of(), node.appenderLogLines("DEBUG"), "at INFO no native DEBUG line");
+
+            node.setNativeLevel("debug");
+            // Reconnect attempts back off up to 10 s; the level is read again every few seconds.
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
+            while (node.appenderLogLines("DEBUG").stream().noneMatch(l -> l.contains(nativeLogger))
+                    && System.nanoTime() < deadline) {
+                Thread.sleep(200);
+            }
+            List<String> debug = node.appenderLogLines("DEBUG");
+            assertTrue(debug.stream().anyMatch(l -> l.contains(nativeLogger + " - cannot connect to 127.0.0.1:"
+                    + closedPort)), "native DEBUG lines after the level changed at run time:\n" + node.diagnostics());
+        }
+    }
 }

@@ -1,0 +1,112 @@
+//! Background work that survives its own panics: the deadline sweep and the connection
+//! drivers run on the tokio runtime, where a panic would end the task silently, and with it
+//! every answer the task owed. Here a panic is caught where it happens, logged with its
+//! message, and the caller decides how the work goes on.
+
+use std::any::Any;
+use std::future::Future;
+use std::ops::DerefMut;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+/// A future whose panics come out as `Err(message)`. It holds the future pinned elsewhere
+/// (`Pin<&mut F>` from `std::pin::pin!`, or `Pin<Box<F>>`), so no `unsafe` pinning is needed,
+/// and a panic leaves whatever the future borrowed with its owner.
+pub(crate) struct CatchUnwind<P>(pub(crate) Pin<P>);
+
+impl<P> Future for CatchUnwind<P>
+where
+    P: DerefMut + Unpin,
+    P::Target: Future,
+{
+    type Output = Result<<P::Target as Future>::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.get_mut().0;
+        match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload))),
+        }
+    }
+}
+
+/// Runs the task `start` makes until it ends; after a panic, logs it and starts it again
+/// after `pause` (so a panic that repeats at every run costs a log line per pause, not a
+/// busy loop).
+pub(crate) async fn restarting<F, Fut>(what: String, pause: Duration, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        match CatchUnwind(Box::pin(start())).await {
+            Ok(()) => return,
+            Err(message) => {
+                log::error!("panic in {what}: {message}; it goes on");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_panicking_future_is_an_error_and_its_borrow_comes_back() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut state = vec![1];
+        let caught = rt.block_on(async {
+            let step = std::pin::pin!(async {
+                state.push(2);
+                tokio::task::yield_now().await;
+                panic!("injected: step failed");
+            });
+            CatchUnwind(step).await
+        });
+        assert_eq!(caught, Err("injected: step failed".to_string()));
+        state.push(3);
+        assert_eq!(state, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_task_that_panics_is_started_again_until_it_ends() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        rt.block_on(restarting(
+            "a test task".into(),
+            Duration::from_millis(1),
+            move || {
+                let runs = Arc::clone(&counted);
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                        panic!("injected: run {}", runs.load(Ordering::SeqCst));
+                    }
+                }
+            },
+        ));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+}
