@@ -48,8 +48,9 @@ const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
 /// What one entry of a map of more than [`SMALL_MAP`] entries costs in working memory while
 /// the map is put in Java's order, charged to the output bound before any of it is allocated:
 /// its `MapEntry` (40 bytes), `finish_map`'s index vectors (44), the table of same-hash keys
-/// (up to 66, for crafted collisions) and `java_hashmap_capacity`'s chain counts (up to 12),
-/// rounded up.
+/// (up to 76, for crafted collisions: 33 bytes a bucket, at most 2.3 buckets an entry) and
+/// `java_hashmap_capacity`'s chain counts (up to 12), rounded up. (Keys that are not UTF-8 in
+/// a map of `String` keys also get a decoded copy there, at most three times their bytes.)
 pub const MAP_ENTRY_COST: usize = 192;
 
 /// Why a schema could not be used or a datum could not be decoded.
@@ -1273,7 +1274,8 @@ fn finish_map(
             }
         } else {
             // Many keys with one hash (crafted input): look equal keys up by their text.
-            let mut seen: HashMap<Cow<'_, [u8]>, usize> = HashMap::new();
+            // Sized once: the charge for the map counted a table of this size, not its regrowth.
+            let mut seen: HashMap<Cow<'_, [u8]>, usize> = HashMap::with_capacity(group.len());
             for &i in group {
                 let key = key_identity(kind, entries[i].key);
                 match seen.get(&key) {
