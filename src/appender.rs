@@ -122,6 +122,7 @@ impl Appender {
             endpoint_key_hash: endpoint,
             log_schema_version: schema_version,
             appender_name: &self.name,
+            output_limit: self.encoder.pack_limit(records),
         };
         let messages = match self
             .schema(schema)

@@ -45,6 +45,14 @@ pub const MAX_DEPTH: u32 = 128;
 /// weight. Every other item consumes at least one input byte, which bounds it already.
 const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
 
+/// What one entry of a map of more than [`SMALL_MAP`] entries costs in working memory while
+/// the map is put in Java's order, charged to the output bound before any of it is allocated:
+/// its `MapEntry` (40 bytes), `finish_map`'s index vectors (44), the table of same-hash keys
+/// (up to 76, for crafted collisions: 33 bytes a bucket, at most 2.3 buckets an entry) and
+/// `java_hashmap_capacity`'s chain counts (up to 12), rounded up. (Keys that are not UTF-8 in
+/// a map of `String` keys also get a decoded copy there, at most three times their bytes.)
+pub const MAP_ENTRY_COST: usize = 192;
+
 /// Why a schema could not be used or a datum could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -79,6 +87,9 @@ pub enum DecodeError {
     TooManyEmptyItems { offset: usize },
     /// Records, arrays, maps and unions nested deeper than [`MAX_DEPTH`].
     TooDeep { offset: usize, limit: u32 },
+    /// The output (with a large map's working memory) would pass the bound the caller set
+    /// ([`LogSchema::to_json_within`]); decoding stopped there, before allocating more.
+    OverLimit { offset: usize, limit: usize },
     /// The datum ended before the input did: the record is not in this schema.
     TrailingBytes { offset: usize, trailing: usize },
     /// A map schema's `avro.java.string` property names no `GenericData.StringType`: Avro
@@ -126,6 +137,10 @@ impl fmt::Display for DecodeError {
             DecodeError::TooDeep { offset, limit } => write!(
                 f,
                 "datum nested deeper than {limit} levels at byte {offset}"
+            ),
+            DecodeError::OverLimit { offset, limit } => write!(
+                f,
+                "output passes its bound of {limit} bytes at byte {offset}"
             ),
             DecodeError::TrailingBytes { offset, trailing } => write!(
                 f,
@@ -250,11 +265,29 @@ impl LogSchema {
         out: &mut Vec<u8>,
         style: Style,
     ) -> Result<(), DecodeError> {
+        self.to_json_within(datum, out, style, usize::MAX)
+    }
+
+    /// As [`LogSchema::to_json`], but stops with [`DecodeError::OverLimit`] once `out` would
+    /// grow past `limit` bytes (its length, all of it, not only what this datum adds), a large
+    /// map's working memory counted as [`MAP_ENTRY_COST`] bytes per entry while it is live. The
+    /// check comes before every array item and map entry, and before a map's entries are
+    /// allocated, so `out` passes `limit` by at most one item that holds no array or map
+    /// (whose size its input and the schema bound), and grows to at most twice that.
+    pub fn to_json_within(
+        &self,
+        datum: &[u8],
+        out: &mut Vec<u8>,
+        style: Style,
+        limit: usize,
+    ) -> Result<(), DecodeError> {
         let mut r = Reader::new(datum);
         let mut cx = Cx {
             len: datum.len(),
             budget: ZERO_WIDTH_BUDGET,
             style,
+            limit,
+            bound: limit,
         };
         out.reserve(datum.len() * 3 + 64);
         self.write(self.root, &mut r, out, &mut cx, 0)?;
@@ -375,6 +408,7 @@ impl LogSchema {
                     }
                     cx.check_block(count, *empty_weight, at, r.remaining())?;
                     for _ in 0..count {
+                        cx.check_output(out, r)?;
                         if !first {
                             out.push(b',');
                         }
@@ -395,12 +429,14 @@ impl LogSchema {
     /// The text of the field at `path` (field names from the top record down) in one datum,
     /// for topic templates: a string as it is, a number or boolean as JSON writes it, an enum
     /// its symbol; a union stands for its branch. Null, bytes, fixed, records, arrays and maps
-    /// have no text; the error says which field and why.
+    /// have no text; the error says which field and why. The fields before it are decoded
+    /// into a scratch buffer bounded by `limit` bytes, as in [`LogSchema::to_json_within`].
     pub fn field_text<S: AsRef<str>>(
         &self,
         datum: &[u8],
         path: &[S],
         out: &mut Vec<u8>,
+        limit: usize,
     ) -> Result<(), String> {
         let dotted = || path.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(".");
         let failed = |e: DecodeError| format!("event.{}: {e}", dotted());
@@ -409,6 +445,8 @@ impl LogSchema {
             len: datum.len(),
             budget: ZERO_WIDTH_BUDGET,
             style: Style::Plain,
+            limit,
+            bound: limit,
         };
         let mut skipped = Vec::new();
         let mut node = self.root;
@@ -498,7 +536,8 @@ impl LogSchema {
         depth: u32,
     ) -> Result<(), DecodeError> {
         let mark = out.len();
-        // The entries, on the stack while there are few (almost always), else on the heap.
+        // The entries, on the stack while there are few (almost always), else on the heap,
+        // reserved a block at a time once the block's working memory is charged to the limit.
         let mut small = [MapEntry::default(); SMALL_MAP];
         let mut spill: Vec<MapEntry<'_>> = Vec::new();
         let mut n = 0usize;
@@ -530,7 +569,20 @@ impl LogSchema {
             if first_block == 0 {
                 first_block = count;
             }
+            let total = n + count;
+            if total > SMALL_MAP {
+                // Every entry on the heap is charged, the ones moved from the stack too.
+                let newly = if spill.is_empty() { total } else { count };
+                cx.charge(out, newly.saturating_mul(MAP_ENTRY_COST), at)?;
+                if spill.is_empty() {
+                    spill.reserve_exact(total);
+                    spill.extend_from_slice(&small[..n]);
+                } else {
+                    spill.reserve_exact(count);
+                }
+            }
             for _ in 0..count {
+                cx.check_output(out, r)?;
                 let at = r.remaining();
                 let key = match r.read_string_bytes() {
                     Ok(k) => k,
@@ -555,24 +607,26 @@ impl LogSchema {
                     start,
                     end: out.len(),
                 };
-                if n < SMALL_MAP {
+                if spill.capacity() == 0 {
                     small[n] = entry;
                 } else {
-                    if spill.is_empty() {
-                        spill.extend_from_slice(&small);
-                    }
                     spill.push(entry);
                 }
                 n += 1;
             }
         }
         out.push(b'}');
-        let entries = if n <= SMALL_MAP {
-            &small[..n]
+        let (entries, charged) = if spill.capacity() == 0 {
+            (&small[..n], 0)
         } else {
-            &spill[..]
+            (&spill[..], n * MAP_ENTRY_COST)
         };
-        finish_map(out, mark, entries, first_block, keys);
+        // Putting the entries in order may copy the map's text once more, within the limit.
+        let room = cx.limit.saturating_sub(out.len());
+        if !finish_map(out, mark, entries, first_block, keys, room) {
+            return Err(cx.over_limit(r.remaining()));
+        }
+        cx.limit += charged;
         Ok(())
     }
 }
@@ -582,6 +636,10 @@ struct Cx {
     len: usize,
     budget: u64,
     style: Style,
+    /// The length `out` may reach, less the working memory of the large maps being written.
+    limit: usize,
+    /// `limit` as the caller gave it, for the error.
+    bound: usize,
 }
 
 /// How a datum becomes JSON.
@@ -607,6 +665,34 @@ impl Cx {
             });
         }
         Ok(depth + 1)
+    }
+
+    /// Stops before another item once the output has passed the limit.
+    #[inline(always)]
+    fn check_output(&self, out: &[u8], r: &Reader<'_>) -> Result<(), DecodeError> {
+        if out.len() > self.limit {
+            return Err(self.over_limit(r.remaining()));
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn over_limit(&self, remaining: usize) -> DecodeError {
+        DecodeError::OverLimit {
+            offset: self.offset(remaining),
+            limit: self.bound,
+        }
+    }
+
+    /// Sets aside `bytes` of the limit for working memory, if the output leaves room for it.
+    fn charge(&mut self, out: &[u8], bytes: usize, at: usize) -> Result<(), DecodeError> {
+        match self.limit.checked_sub(bytes) {
+            Some(limit) if out.len() <= limit => {
+                self.limit = limit;
+                Ok(())
+            }
+            _ => Err(self.over_limit(at)),
+        }
     }
 
     /// Rejects a block count the input cannot back: items that take at least one byte each
@@ -1100,6 +1186,8 @@ fn spread(hash: i32) -> u32 {
 /// fewer than 64 buckets makes `treeifyBin` resize instead, which is emulated. In a larger
 /// table that chain becomes a red-black tree whose iteration order can differ; that needs
 /// nine keys in one bucket of a table of 64 or more and is not emulated.
+///
+/// False, with `out` as it was, when rewriting the map would take more than `room` bytes.
 // Not inlined: its stack arrays then never sit in the frames of the recursion.
 #[inline(never)]
 fn finish_map(
@@ -1108,10 +1196,11 @@ fn finish_map(
     entries: &[MapEntry<'_>],
     first_block: usize,
     kind: &KeyKind,
-) {
+    room: usize,
+) -> bool {
     let n = entries.len();
     if n <= 1 {
-        return;
+        return true;
     }
     if n <= SMALL_MAP {
         // The same steps as below, with arrays on the stack.
@@ -1150,15 +1239,15 @@ fn finish_map(
             *slot = k;
         }
         order[..distinct].sort_unstable_by_key(|&k| (hashes[k] & mask, k));
-        reorder_map(
+        return reorder_map(
             out,
             mark,
             entries,
             has_duplicates,
             &order[..distinct],
             &slots,
+            room,
         );
-        return;
     }
     // For each entry, the entry of the first equal key (itself if it is the first).
     let mut first_of: Vec<usize> = (0..n).collect();
@@ -1185,7 +1274,8 @@ fn finish_map(
             }
         } else {
             // Many keys with one hash (crafted input): look equal keys up by their text.
-            let mut seen: HashMap<Cow<'_, [u8]>, usize> = HashMap::new();
+            // Sized once: the charge for the map counted a table of this size, not its regrowth.
+            let mut seen: HashMap<Cow<'_, [u8]>, usize> = HashMap::with_capacity(group.len());
             for &i in group {
                 let key = key_identity(kind, entries[i].key);
                 match seen.get(&key) {
@@ -1218,11 +1308,13 @@ fn finish_map(
     let mask = java_hashmap_capacity(first_block, &hashes) - 1;
     let mut order: Vec<usize> = (0..slots.len()).collect();
     order.sort_unstable_by_key(|&k| (hashes[k] & mask, k));
-    reorder_map(out, mark, entries, has_duplicates, &order, &slots);
+    reorder_map(out, mark, entries, has_duplicates, &order, &slots, room)
 }
 
 /// Rewrites the map at `out[mark..]` with the distinct keys in `order` (indices into `slots`,
 /// which name the entry holding each key's last value), unless that is what is there already.
+/// The new text is assembled after the old one: false, and nothing written, when that takes
+/// more than `room` bytes.
 fn reorder_map(
     out: &mut Vec<u8>,
     mark: usize,
@@ -1230,9 +1322,14 @@ fn reorder_map(
     has_duplicates: bool,
     order: &[usize],
     slots: &[usize],
-) {
+    room: usize,
+) -> bool {
     if !has_duplicates && order.iter().enumerate().all(|(pos, &k)| pos == k) {
-        return;
+        return true;
+    }
+    // Never longer than the map as written: duplicates only drop entries.
+    if out.len() - mark > room {
+        return false;
     }
     let assembled = out.len();
     out.push(b'{');
@@ -1245,6 +1342,7 @@ fn reorder_map(
     }
     out.push(b'}');
     out.drain(mark..assembled);
+    true
 }
 
 /// The table size of a `java.util.HashMap` created with `initial_capacity` after putting

@@ -1,7 +1,7 @@
 //! Turns a pack's records into MQTT message payloads, in the configured format and grouping.
 
 use crate::config::{Grouping, PayloadFormat};
-use crate::decode::{LogSchema, Style};
+use crate::decode::{DecodeError, LogSchema, Style};
 use crate::header::RecordHeader;
 
 /// A record's JSON is typically 2 to 2.5 times its Avro binary (field names, quotes, digits):
@@ -9,6 +9,16 @@ use crate::header::RecordHeader;
 fn json_size(record: &[u8]) -> usize {
     record.len() * 3 + 64
 }
+
+/// Output bytes a pack may produce for every byte of its records, beyond `maxMessageBytes`.
+/// Telemetry comes out 2 to 3 times its Avro size; long field names, union labels and
+/// escaped control characters reach 20 or 30; only items that take no input bytes (arrays
+/// of null, empty records) go far beyond.
+pub const BYTES_PER_INPUT_BYTE: usize = 64;
+
+/// What each record counts as at least, in input bytes, so that packs of tiny records have
+/// room for their per-message framing (`JSON_WITH_HEADER`'s header, a record of nulls).
+pub const MIN_RECORD_BYTES: usize = 16;
 
 /// Encodes packs; `max_payload` is the largest message the broker connection accepts.
 pub struct Encoder {
@@ -18,6 +28,22 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The most all messages of a pack may take together, while they are made:
+    /// `maxMessageBytes + 64 × (the records' bytes + 16 × the number of records)`. Endpoints
+    /// are untrusted, and a few bytes of Avro can stand for megabytes of JSON (a five-byte
+    /// `array<null>` record for five), so decoding stops at this bound and the pack fails,
+    /// instead of the node running out of memory (a failed allocation in native code would
+    /// abort the JVM). Any pack of legal messages that stays under `maxMessageBytes` in
+    /// total fits, whatever its records; beyond that, 64 bytes of output per byte of input
+    /// is well over what real records expand to.
+    pub fn pack_limit<R: AsRef<[u8]>>(&self, records: &[R]) -> usize {
+        let input = records.iter().fold(0usize, |sum, r| {
+            sum.saturating_add(r.as_ref().len().max(MIN_RECORD_BYTES))
+        });
+        self.max_payload
+            .saturating_add(input.saturating_mul(BYTES_PER_INPUT_BYTE))
+    }
+
     /// The messages of one pack, or why it cannot be published (naming the record).
     pub fn encode<R: AsRef<[u8]>>(
         &self,
@@ -25,18 +51,24 @@ impl Encoder {
         header: &RecordHeader,
         records: &[R],
     ) -> Result<Vec<Vec<u8>>, String> {
+        let limit = self.pack_limit(records);
         let messages = match self.grouping {
-            Grouping::Record => records
-                .iter()
-                .enumerate()
-                .map(|(i, record)| {
+            Grouping::Record => {
+                // What the messages made so far left of the pack's bound.
+                let mut left = limit;
+                let mut messages = Vec::with_capacity(records.len());
+                for (i, record) in records.iter().enumerate() {
                     let mut out = Vec::with_capacity(json_size(record.as_ref()));
                     self.open(&mut out, header, false);
-                    self.record(&mut out, schema, i, record.as_ref())?;
+                    self.record(&mut out, schema, i, record.as_ref(), left, limit)?;
                     self.close(&mut out, false);
-                    Ok(out)
-                })
-                .collect::<Result<Vec<_>, String>>()?,
+                    left = left
+                        .checked_sub(out.len())
+                        .ok_or_else(|| over_limit(i, limit))?;
+                    messages.push(out);
+                }
+                messages
+            }
             Grouping::Pack => {
                 let size: usize = records.iter().map(|r| json_size(r.as_ref())).sum();
                 let mut out = Vec::with_capacity(size + 16);
@@ -49,7 +81,7 @@ impl Encoder {
                     if i > 0 && self.format != PayloadFormat::AvroBinary {
                         out.push(b',');
                     }
-                    self.record(&mut out, schema, i, record.as_ref())?;
+                    self.record(&mut out, schema, i, record.as_ref(), limit, limit)?;
                 }
                 self.close(&mut out, true);
                 vec![out]
@@ -95,26 +127,41 @@ impl Encoder {
         }
     }
 
+    /// Appends one record; `out` may not grow past `left` bytes (`limit` is the pack's
+    /// bound, for the message).
     fn record(
         &self,
         out: &mut Vec<u8>,
         schema: &LogSchema,
         index: usize,
         record: &[u8],
+        left: usize,
+        limit: usize,
     ) -> Result<(), String> {
         let style = match self.format {
             PayloadFormat::Json => Style::Plain,
             _ => Style::AvroJson,
         };
         let mark = out.len();
-        let decoded = schema.to_json(record, out, style);
+        let decoded = schema.to_json_within(record, out, style, left);
         if self.format == PayloadFormat::AvroBinary {
             // Published as uploaded, but only once it is known to be a record of the schema.
             out.truncate(mark);
             out.extend_from_slice(record);
         }
-        decoded.map_err(|e| format!("record {index} cannot be decoded: {e}"))
+        decoded.map_err(|e| match e {
+            DecodeError::OverLimit { .. } => over_limit(index, limit),
+            e => format!("record {index} cannot be decoded: {e}"),
+        })
     }
+}
+
+fn over_limit(index: usize, limit: usize) -> String {
+    format!(
+        "record {index} takes the pack's messages past {limit} bytes, the most a pack may \
+         produce (maxMessageBytes + {BYTES_PER_INPUT_BYTE} bytes per byte of its records, each \
+         counted as at least {MIN_RECORD_BYTES}); decoding stopped there"
+    )
 }
 
 #[cfg(test)]
@@ -207,5 +254,117 @@ mod tests {
         assert!(err.starts_with("record 0 cannot be decoded"), "{err}");
         let err = encode(PayloadFormat::AvroJson, Grouping::Record, 25).unwrap_err();
         assert_eq!(err, "message 0 is 30 bytes, over the limit of 25 bytes");
+    }
+
+    const MAX: usize = 10 << 20;
+
+    /// Encodes with the default maxMessageBytes; the error, which must name the pack's bound.
+    fn refused(schema: &str, grouping: Grouping, records: &[Vec<u8>]) -> String {
+        let schema = LogSchema::parse(schema).unwrap();
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        let encoder = Encoder {
+            format: PayloadFormat::AvroJson,
+            grouping,
+            max_payload: MAX,
+        };
+        let limit = encoder.pack_limit(records);
+        match encoder.encode(&schema, &header, records) {
+            Ok(messages) => panic!(
+                "accepted: {} messages of {} bytes in all",
+                messages.len(),
+                messages.iter().map(Vec::len).sum::<usize>()
+            ),
+            Err(e) => {
+                assert!(e.contains(&format!("past {limit} bytes")), "{e}");
+                e
+            }
+        }
+    }
+
+    /// 1,000 records of five bytes, each an array of 1,048,576 nulls: 5 MiB of JSON each,
+    /// under maxMessageBytes one by one, 5 GiB together. Refused after about 10 MiB.
+    #[test]
+    fn a_pack_of_null_arrays_stops_at_the_pack_bound() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"a","type":{"type":"array","items":"null"}}]}"#;
+        // Block count 1,048,576 (zig-zag 2^21: 80 80 80 01), then the end of the array.
+        let record = vec![0x80, 0x80, 0x80, 0x01, 0x00];
+        let pack = vec![record; 1000];
+        for grouping in [Grouping::Record, Grouping::Pack] {
+            let e = refused(schema, grouping, &pack);
+            // The third record passes 10 MiB + 64 * 16 * 1000 bytes.
+            assert!(e.starts_with("record 2 "), "{e}");
+        }
+    }
+
+    /// Each item takes one byte (its union index) and writes a record of twenty nulls: about
+    /// 330 bytes of JSON per input byte, 8 MB per record, under maxMessageBytes.
+    #[test]
+    fn items_that_expand_a_hundredfold_stop_at_the_pack_bound() {
+        let fields: Vec<String> = (0..20)
+            .map(|i| format!(r#"{{"name":"field_{i:02}","type":"null"}}"#))
+            .collect();
+        let schema = format!(
+            r#"{{"type":"record","name":"R","fields":[{{"name":"a","type":{{"type":"array",
+                "items":["null",{{"type":"record","name":"Z","fields":[{}]}}]}}}}]}}"#,
+            fields.join(",")
+        );
+        // One block of 25,000 items, each branch 1.
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, 25_000);
+        record.resize(record.len() + 25_000, 2);
+        record.push(0);
+        let e = refused(&schema, Grouping::Record, &vec![record; 5]);
+        assert!(e.starts_with("record 2 "), "{e}");
+    }
+
+    /// A map of 500,000 entries with one empty key: 500 KB of input, 4 MB of JSON, and
+    /// 192 bytes of working memory for each entry while it is put in HashMap order.
+    #[test]
+    fn a_large_map_charges_its_working_memory() {
+        let schema = r#"{"type":"map","values":"null"}"#;
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, 500_000);
+        record.resize(record.len() + 500_000, 0);
+        record.push(0);
+        refused(schema, Grouping::Pack, &[record]);
+        // A smaller one fits, and its working memory is given back after each map: a pack
+        // of many takes only its output.
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, 20_000);
+        record.resize(record.len() + 20_000, 0);
+        record.push(0);
+        let encoder = Encoder {
+            format: PayloadFormat::AvroJson,
+            grouping: Grouping::Record,
+            max_payload: MAX,
+        };
+        let schema_ = LogSchema::parse(schema).unwrap();
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        let messages = encoder
+            .encode(&schema_, &header, &vec![record; 200])
+            .unwrap();
+        assert!(messages.iter().all(|m| m == b"{\"\":null}"));
+    }
+
+    /// Zero-width records nested in zero-width records, in arrays of arrays.
+    #[test]
+    fn nested_zero_width_structures_stop_at_the_pack_bound() {
+        let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array",
+            "items":{"type":"array","items":{"type":"record","name":"E","fields":[
+                {"name":"x","type":"null"},
+                {"name":"y","type":{"type":"record","name":"F","fields":[
+                    {"name":"z","type":"null"},{"name":"e","type":{"type":"fixed","name":"G","size":0}}]}}]}}}}]}"#;
+        // 1,000 inner arrays of 200 items: 200,000 items of weight 5, under the per-record
+        // budget, about 7 MB of JSON per record.
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, 1000);
+        for _ in 0..1000 {
+            crate::binary::write_long(&mut record, 200);
+            record.push(0);
+        }
+        record.push(0);
+        let e = refused(schema, Grouping::Record, &vec![record; 10]);
+        assert!(e.starts_with("record 1 "), "{e}");
     }
 }

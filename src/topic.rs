@@ -32,6 +32,9 @@ pub struct PackValues<'a> {
     pub endpoint_key_hash: &'a str,
     pub log_schema_version: i32,
     pub appender_name: &'a str,
+    /// The pack's output bound ([`crate::payload::Encoder::pack_limit`]), which also bounds
+    /// what decoding a record's fields for `{event.…}` may write.
+    pub output_limit: usize,
 }
 
 /// A substituted value may not add topic levels or wildcards.
@@ -145,7 +148,7 @@ impl TopicTemplate {
                 Part::Event(path) => {
                     let record = record.ok_or("event placeholders need one message per record")?;
                     scratch.clear();
-                    schema.field_text(record, path, scratch)?;
+                    schema.field_text(record, path, scratch, pack.output_limit)?;
                     push_sanitized(&mut topic, &String::from_utf8_lossy(scratch));
                 }
             }
@@ -185,6 +188,7 @@ mod tests {
             endpoint_key_hash: "k/ey=",
             log_schema_version: 3,
             appender_name: "mqtt",
+            output_limit: usize::MAX,
         }
     }
 

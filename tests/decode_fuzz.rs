@@ -15,13 +15,21 @@
 //! * random mutations of those valid encodings (byte replaced, inserted, deleted, truncated);
 //! * plain random bytes.
 //!
+//! Whole packs go through `Encoder::encode`, as the appender encodes them: packs of up to 40
+//! such records, some with a block count inflated to a million, in every payload format and
+//! grouping, must stay within the pack's output bound and use at most [`pack_memory_limit`]
+//! of memory at their peak, whatever the records hold.
+//!
 //! Case counts are bounded so the whole file runs in a few seconds under `cargo test`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use kaa_mqtt_appender::decode::{DecodeError, LogSchema, MAX_DEPTH};
+use kaa_mqtt_appender::config::{Grouping, PayloadFormat};
+use kaa_mqtt_appender::decode::{DecodeError, LogSchema, Style, MAX_DEPTH};
+use kaa_mqtt_appender::header::HeaderStructure;
+use kaa_mqtt_appender::payload::Encoder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
@@ -29,36 +37,51 @@ use serde_json::Value;
 // ------------------------------------------------------------------------------------------
 // Allocation watch: the largest single allocation a decode makes on this thread.
 
+// Also the bytes this thread holds (allocated here, less freed here) and their peak: a
+// pack is encoded on one thread, which frees what it allocates.
+
 struct Watch;
 
 thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 unsafe impl GlobalAlloc for Watch {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
+        note(layout.size(), layout.size() as isize);
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(0, -(layout.size() as isize));
         System.dealloc(ptr, layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
+        note(layout.size(), layout.size() as isize);
         System.alloc_zeroed(layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
+        note(new_size, new_size as isize - layout.size() as isize);
         System.realloc(ptr, layout, new_size)
     }
 }
 
-fn note(size: usize) {
-    // try_with: the thread-local may already be gone while a thread shuts down.
+fn note(size: usize, change: isize) {
+    // try_with: the thread-locals may already be gone while a thread shuts down.
     let _ = LARGEST.try_with(|l| {
         if size > l.get() {
             l.set(size)
         }
+    });
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + change;
+        live.set(now);
+        let _ = PEAK.try_with(|p| {
+            if now > p.get() {
+                p.set(now)
+            }
+        });
     });
 }
 
@@ -98,6 +121,58 @@ fn decode_checked(schema: &LogSchema, datum: &[u8]) -> Result<String, DecodeErro
             Err(e)
         }
     }
+}
+
+/// The most memory encoding a pack may take at its peak, beyond what it was given: twice its
+/// output bound (Vec growth doubles), the buffers `Encoder::encode` reserves up front from the
+/// record sizes (3 bytes per input byte and 64 per record, plus the list of messages), and a
+/// little more per record for what one item past the bound and the allocator's rounding add.
+fn pack_memory_limit(bound: usize, input: usize, records: usize) -> usize {
+    2 * bound + 3 * input + 128 * records + (64 << 10)
+}
+
+/// Encodes a pack as the appender does and checks its peak memory and, on `Ok`, that the
+/// messages fit the pack's bound. Returns the outcome.
+fn encode_pack_checked(
+    schema: &LogSchema,
+    records: &[Vec<u8>],
+    format: PayloadFormat,
+    grouping: Grouping,
+    max_payload: usize,
+) -> Result<Vec<Vec<u8>>, String> {
+    let header = HeaderStructure::from_names(&["KEYHASH", "TOKEN", "LSVERSION", "TIMESTAMP"])
+        .expect("header structure")
+        .header("token-fuzz", "keyhash/fuzz=", 3, 1_700_000_000_000);
+    let encoder = Encoder {
+        format,
+        grouping,
+        max_payload,
+    };
+    let bound = encoder.pack_limit(records);
+    let input: usize = records.iter().map(Vec::len).sum();
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let result = encoder.encode(schema, &header, records);
+    let peak = (PEAK.with(Cell::get) - start) as usize;
+    let limit = pack_memory_limit(bound, input, records.len());
+    assert!(
+        peak <= limit,
+        "a pack of {} records, {input} bytes, bound {bound}, took {peak} bytes at its peak \
+         (limit {limit}; {format:?}, {grouping:?}): {}",
+        records.len(),
+        match &result {
+            Ok(m) => format!("accepted, {} bytes", m.iter().map(Vec::len).sum::<usize>()),
+            Err(e) => e.clone(),
+        }
+    );
+    if let Ok(messages) = &result {
+        let total: usize = messages.iter().map(Vec::len).sum();
+        assert!(
+            total <= bound,
+            "{total} bytes of messages, over the bound {bound}"
+        );
+    }
+    result
 }
 
 /// Valid JSON per serde_json. Where serde_json stops short of the JSON grammar, per a small
@@ -1027,6 +1102,27 @@ fn runner(cases: u32) -> TestRunner {
     })
 }
 
+/// A varint block count of 1,048,576 (the per-record zero-width budget in items of weight 1).
+const MILLION_COUNT: [u8; 4] = [0x80, 0x80, 0x80, 0x01];
+
+/// A valid datum with one byte, from `at` on (mod the length), replaced by [`MILLION_COUNT`]
+/// where that leaves a datum of the schema: a block count that now claims a million items,
+/// which only zero-width items can back. The datum unchanged when there is no such byte.
+fn inflate(schema: &LogSchema, bin: Vec<u8>, at: usize) -> Vec<u8> {
+    for k in 0..bin.len() {
+        let at = (at + k) % bin.len();
+        let mut inflated = bin.clone();
+        inflated.splice(at..=at, MILLION_COUNT);
+        // Checked within a small bound: cheap, and the bound is reached only by a datum that
+        // decodes that far.
+        match schema.to_json_within(&inflated, &mut Vec::new(), Style::AvroJson, 1 << 16) {
+            Ok(()) | Err(DecodeError::OverLimit { .. }) => return inflated,
+            Err(_) => {}
+        }
+    }
+    bin
+}
+
 /// Random edits of a valid encoding: replace, insert, delete a byte, or cut the tail.
 fn mutate(mut bin: Vec<u8>, edits: &[(u8, usize, u8)]) -> Vec<u8> {
     for &(op, at, byte) in edits {
@@ -1108,6 +1204,94 @@ fn random_bytes_never_panic() {
                 Ok(())
             })
             .unwrap_or_else(|e| panic!("{}: {e}", case.label));
+    }
+}
+
+/// Whole packs, encoded as the appender encodes them (`Encoder::encode`, every format and
+/// grouping, a small maxMessageBytes so that bounds are reached with small inputs): up to 40
+/// records, valid or with a block count inflated to a million where the schema allows it (in
+/// the arrays schema, megabytes of zero-width items per record), and in some packs a mutated
+/// record at the end. Peak memory stays within [`pack_memory_limit`] of the pack's bound, and
+/// accepted packs within the bound.
+#[test]
+fn whole_packs_stay_within_their_memory_bound() {
+    let formats = [
+        PayloadFormat::AvroJson,
+        PayloadFormat::Json,
+        PayloadFormat::JsonWithHeader,
+        PayloadFormat::AvroBinary,
+    ];
+    for case in cases() {
+        let schema = std::sync::Arc::new(parsed(&case));
+        let datum = || {
+            Gen::new(&case.ty, case.max_refs)
+                .datum(&case.ty, 0)
+                .expect("every schema here has finite datums")
+        };
+        let for_inflating = std::sync::Arc::clone(&schema);
+        let record = (datum(), any::<bool>(), any::<usize>()).prop_map(move |(d, big, at)| {
+            if big {
+                inflate(&for_inflating, d.bin, at)
+            } else {
+                d.bin
+            }
+        });
+        let broken = prop::option::of(
+            (
+                datum(),
+                prop::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 1..3),
+            )
+                .prop_map(|(d, edits)| mutate(d.bin, &edits)),
+        );
+        let strategy = (
+            prop::collection::vec(record, 1..40),
+            broken,
+            0usize..4,
+            any::<bool>(),
+            prop_oneof![Just(4usize << 10), Just(64usize << 10)],
+        );
+        runner(16)
+            .run(
+                &strategy,
+                |(mut records, broken, format, per_pack, max_payload)| {
+                    records.extend(broken);
+                    let grouping = if per_pack {
+                        Grouping::Pack
+                    } else {
+                        Grouping::Record
+                    };
+                    let _ = encode_pack_checked(
+                        &schema,
+                        &records,
+                        formats[format],
+                        grouping,
+                        max_payload,
+                    );
+                    Ok(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", case.label));
+    }
+}
+
+/// The pack of issue 13: 1,000 records of five bytes, each an array of 1,048,576 nulls (5 MiB
+/// of JSON each, 5 GiB together), with the default maxMessageBytes. Refused, in a few times
+/// the default bound of memory.
+#[test]
+fn a_five_gib_pack_is_refused_within_its_memory_bound() {
+    let schema = LogSchema::parse(
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}"#,
+    )
+    .expect("schema");
+    let mut record = MILLION_COUNT.to_vec();
+    record.push(0);
+    let pack = vec![record; 1000];
+    for grouping in [Grouping::Record, Grouping::Pack] {
+        for format in [PayloadFormat::AvroJson, PayloadFormat::JsonWithHeader] {
+            let e = encode_pack_checked(&schema, &pack, format, grouping, 10 << 20)
+                .expect_err("a 5 GiB pack must be refused");
+            assert!(e.contains("takes the pack's messages past"), "{e}");
+        }
     }
 }
 

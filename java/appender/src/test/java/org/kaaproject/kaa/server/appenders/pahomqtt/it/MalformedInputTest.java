@@ -209,6 +209,31 @@ class MalformedInputTest {
         assertStillDelivers(appender, topic, "records of another schema");
     }
 
+    /**
+     * 1,000 records of five bytes, each an array of 1,048,576 nulls: 5 MiB of JSON each (under maxMessageBytes one
+     * by one), 5 GiB for the pack. The previous code made every message before checking any size and published them
+     * all, or, short of memory, aborted the JVM. Now the pack is answered onInternalError once the pack's bound
+     * (maxMessageBytes + 64 bytes per input byte) is reached, nothing of it is published, the JVM lives on and the
+     * same appender delivers the next pack.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void aPackExpandingToGigabytesIsAnInternalError() {
+        String logSchema = "{\"type\":\"record\",\"name\":\"Nulls\",\"fields\":[{\"name\":\"a\",\"type\":"
+                + "{\"type\":\"array\",\"items\":\"null\"}}]}";
+        // A block of 1,048,576 items (zig-zag varint 80 80 80 01), then the end of the array.
+        byte[] record = {(byte) 0x80, (byte) 0x80, (byte) 0x80, 0x01, 0x00};
+        String topic = topic("amplified");
+        LogAppender appender = load("amplified", topic);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, Collections.nCopies(1000, record)),
+                    "1,000 records of 1,048,576 nulls");
+            cb.assertExactlyOne(INTERNAL_ERROR, ANSWER_WITHIN, GRACE);
+            assertTrue(sub.count() == 0, sub.count() + " messages of the refused pack were published");
+        }
+        assertStillDelivers(appender, topic, "a 5 GiB pack");
+    }
+
     private static byte[] edgeRecord(Schema schema) {
         GenericRecord r = new GenericData.Record(schema);
         for (Schema.Field f : schema.getFields()) {
