@@ -9,10 +9,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{Completion, Message, Outcome, Pack, PublishOptions};
+use crate::delivery::{Completion, Outcome, Pack};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
+use crate::protocol::{Message, PublishOptions};
 use crate::supervise::restarting;
 use crate::topic::PackValues;
 

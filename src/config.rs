@@ -44,16 +44,6 @@ impl Qos {
     }
 }
 
-impl From<Qos> for rumqttc::QoS {
-    fn from(q: Qos) -> Self {
-        match q {
-            Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
-            Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
-            Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
-        }
-    }
-}
-
 /// What each MQTT message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadFormat {

@@ -7,28 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{TlsConfiguration, Transport};
 use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
-use crate::delivery::{Message, Outbox, Outcome, Pack, PublishOptions, Tracker};
+use crate::config::{BrokerConfig, Qos};
+use crate::delivery::{Outcome, Pack, Tracker};
 use crate::metrics::ConnectionMetrics;
-use crate::protocol::{EventLoop, Failure, Observed};
+use crate::protocol::{
+    self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, INFLIGHT,
+};
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{panic_message, CatchUnwind};
-use crate::tls::TlsSettings;
 
-/// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks: the
-/// window that keeps a loopback or LAN broker busy (20 gave a third of the QoS 1 rate).
-/// QoS 2 keeps to the tracker's smaller `QOS2_WINDOW`; with MQTT 5 the broker's receive
-/// maximum lowers both.
-const INFLIGHT: u16 = 100;
-/// The MQTT maximum. Messages are checked against the configured limit before they reach
-/// rumqttc, which would otherwise drop the whole connection on an oversized publish.
-const MAX_PACKET_SIZE: usize = 268_435_455;
-/// We never subscribe: the broker only sends acks and pings.
-const MAX_INCOMING_PACKET: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a closing connection may take to say goodbye.
@@ -54,26 +44,6 @@ pub fn runtime() -> &'static Runtime {
             .expect("cannot start the tokio runtime for MQTT connections")
     })
 }
-
-/// An MQTT client of either version.
-trait Client: Outbox + Send {
-    fn disconnect(&mut self);
-}
-
-impl Client for rumqttc::AsyncClient {
-    fn disconnect(&mut self) {
-        let _ = self.try_disconnect();
-    }
-}
-
-impl Client for rumqttc::v5::AsyncClient {
-    fn disconnect(&mut self) {
-        let _ = self.try_disconnect();
-    }
-}
-
-/// Starts the event loop's task once the shared state exists.
-type StartDriver = Box<dyn FnOnce(Arc<Shared>)>;
 
 struct Shared {
     client: Mutex<Box<dyn Client>>,
@@ -200,124 +170,8 @@ impl Connection {
             "{} as '{client_id}'",
             address_label(broker, &broker.host, broker.port)
         );
-        let tls = broker.tls.as_ref().map(|tls| {
-            if !tls.verify {
-                log::warn!(
-                    "TLS to {label} does not verify the broker's certificate (verifySslCert is off): \
-                     the connection is encrypted but anyone on the path can impersonate the broker"
-                );
-            }
-            let config = tls.client_config().unwrap_or_else(|(field, why)| {
-                // Checked at init; should it fail now, connect to nothing rather than in clear.
-                log::error!("TLS to {label} cannot be set up ({field} {why}); not connecting");
-                TlsSettings::refusing_config()
-            });
-            TlsConfiguration::Rustls(config)
-        });
-        let websocket = matches!(broker.transport, config::Transport::WebSocket { .. });
-        let transport = match (tls, websocket) {
-            (None, false) => None,
-            (Some(tls), false) => Some(Transport::Tls(tls)),
-            (None, true) => Some(Transport::Ws),
-            // rumqttc takes the TLS configuration, and async-tungstenite upgrades to TLS
-            // because the URL says wss (`broker_url`): both, or it would speak in clear.
-            (Some(tls), true) => Some(Transport::Wss(tls)),
-        };
-        let proxy = broker.proxy.as_ref().map(rumqttc_proxy);
-        let will = status::payload(broker.status_format, Status::LastWill, SystemTime::now());
-        // `host:port` first, then the failover brokers.
-        let addresses: Vec<(String, u16)> = std::iter::once((broker.host.clone(), broker.port))
-            .chain(broker.failover.iter().cloned())
-            .collect();
-        let labels: Vec<String> = addresses
-            .iter()
-            .map(|(h, p)| address_label(broker, h, *p))
-            .collect();
         // The channel never refuses what the tracker's bound admits.
-        let capacity = max_pending.max(1);
-        let password = broker.password.clone().unwrap_or_default();
-        let (client, start): (Box<dyn Client>, StartDriver) = match broker.version {
-            MqttVersion::V3_1_1 => {
-                let options: Vec<_> = addresses
-                    .iter()
-                    .map(|(host, port)| {
-                        let mut o = rumqttc::MqttOptions::new(
-                            &client_id,
-                            broker_url(broker, host, *port),
-                            *port,
-                        );
-                        o.set_keep_alive(broker.keep_alive)
-                            .set_inflight(INFLIGHT)
-                            .set_clean_session(broker.clean_session)
-                            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET_SIZE);
-                        if let Some(user) = &broker.username {
-                            o.set_credentials(user, password.clone());
-                        }
-                        if let Some(t) = &transport {
-                            o.set_transport(t.clone());
-                        }
-                        if let Some(p) = &proxy {
-                            o.set_proxy(p.clone());
-                        }
-                        if let Some(topic) = &broker.status_topic {
-                            o.set_last_will(rumqttc::LastWill::new(
-                                topic,
-                                will.clone(),
-                                rumqttc::QoS::AtLeastOnce,
-                                true,
-                            ));
-                        }
-                        o
-                    })
-                    .collect();
-                let (client, mut eventloop) =
-                    rumqttc::AsyncClient::new(options[0].clone(), capacity);
-                eventloop
-                    .network_options
-                    .set_connection_timeout(broker.connect_timeout.as_secs());
-                with_driver(client, eventloop, options, labels, client_id.clone())
-            }
-            MqttVersion::V5 => {
-                let options: Vec<_> = addresses
-                    .iter()
-                    .map(|(host, port)| {
-                        let mut o = rumqttc::v5::MqttOptions::new(
-                            &client_id,
-                            broker_url(broker, host, *port),
-                            *port,
-                        );
-                        o.set_keep_alive(broker.keep_alive)
-                            .set_outgoing_inflight_upper_limit(INFLIGHT)
-                            .set_clean_start(broker.clean_session)
-                            .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
-                            .set_connection_timeout(broker.connect_timeout.as_secs())
-                            .set_session_expiry_interval(broker.session_expiry);
-                        if let Some(user) = &broker.username {
-                            o.set_credentials(user, password.clone());
-                        }
-                        if let Some(t) = &transport {
-                            o.set_transport(t.clone());
-                        }
-                        if let Some(p) = &proxy {
-                            o.set_proxy(p.clone());
-                        }
-                        if let Some(topic) = &broker.status_topic {
-                            o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
-                                topic,
-                                will.clone(),
-                                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                                true,
-                                None,
-                            ));
-                        }
-                        o
-                    })
-                    .collect();
-                let (client, eventloop) =
-                    rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
-                with_driver(client, eventloop, options, labels, client_id.clone())
-            }
-        };
+        let (client, pending) = protocol::open(broker, &client_id, &label, max_pending.max(1));
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
@@ -335,7 +189,10 @@ impl Connection {
             connect_timeout: broker.connect_timeout,
             metrics: ConnectionMetrics::default(),
         });
-        start(Arc::clone(&shared));
+        pending.start(StartDriver {
+            shared: Arc::clone(&shared),
+            client_id,
+        });
         Connection { shared }
     }
 
@@ -389,22 +246,16 @@ impl Drop for Connection {
     }
 }
 
-/// The client, and what starts its event loop's task on the runtime once the shared state
-/// exists; `options` and `labels` (`host:port`) name the brokers in the order they are tried.
-fn with_driver<C: Client + 'static, E: EventLoop>(
-    client: C,
-    eventloop: E,
-    options: Vec<E::Options>,
-    labels: Vec<String>,
+/// Starts a connection's driver on the runtime, for the event loop of either MQTT version.
+struct StartDriver {
+    shared: Arc<Shared>,
     client_id: String,
-) -> (Box<dyn Client>, StartDriver) {
-    let brokers = options.into_iter().zip(labels).collect();
-    (
-        Box::new(client),
-        Box::new(move |shared| {
-            runtime().spawn(drive(shared, eventloop, brokers, client_id));
-        }),
-    )
+}
+
+impl protocol::Start for StartDriver {
+    fn start<E: EventLoop>(self, eventloop: E, brokers: Vec<(E::Options, String)>) {
+        runtime().spawn(drive(self.shared, eventloop, brokers, self.client_id));
+    }
 }
 
 /// What one turn of a connection's loop decided.
@@ -803,51 +654,6 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
     .await;
 }
 
-/// What rumqttc takes as the broker's address: the host, or for WebSocket the URL
-/// (`ws://host:port/path`, `wss://` with TLS; an IPv6 address in brackets).
-fn broker_url(broker: &BrokerConfig, host: &str, port: u16) -> String {
-    match &broker.transport {
-        config::Transport::Tcp => host.to_string(),
-        config::Transport::WebSocket { path } => {
-            let scheme = if broker.tls.is_some() { "wss" } else { "ws" };
-            if host.contains(':') {
-                format!("{scheme}://[{host}]:{port}{path}")
-            } else {
-                format!("{scheme}://{host}:{port}{path}")
-            }
-        }
-    }
-}
-
-/// A broker as log lines name it: `host:port`, or its WebSocket URL; with the proxy's address.
-fn address_label(broker: &BrokerConfig, host: &str, port: u16) -> String {
-    let address = match broker.transport {
-        config::Transport::Tcp => format!("{host}:{port}"),
-        config::Transport::WebSocket { .. } => broker_url(broker, host, port),
-    };
-    match &broker.proxy {
-        // Never the credentials.
-        Some(p) => format!("{address} (via proxy {}:{})", p.host, p.port),
-        None => address,
-    }
-}
-
-/// rumqttc's proxy settings (HTTP CONNECT, basic authentication when configured).
-fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
-    rumqttc::Proxy {
-        ty: rumqttc::ProxyType::Http,
-        auth: match &p.credentials {
-            Some((username, password)) => rumqttc::ProxyAuth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
-            None => rumqttc::ProxyAuth::None,
-        },
-        addr: p.host.clone(),
-        port: p.port,
-    }
-}
-
 /// Spreads reconnects of many nodes: a random point in [d/2, d].
 fn jitter(d: Duration) -> Duration {
     let nanos = SystemTime::now()
@@ -860,67 +666,7 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Transport as Via;
-
-    fn broker(transport: Via, tls: bool, proxy: bool) -> BrokerConfig {
-        BrokerConfig {
-            host: "broker.lan".into(),
-            port: 443,
-            client_id: "c".into(),
-            username: None,
-            password: None,
-            keep_alive: Duration::from_secs(10),
-            clean_session: true,
-            connect_timeout: Duration::from_secs(10),
-            version: MqttVersion::V3_1_1,
-            failover: Vec::new(),
-            status_topic: None,
-            tls: tls.then(|| TlsSettings {
-                verify: true,
-                ca_pem: String::new(),
-                client_cert_pem: String::new(),
-                client_key_pem: String::new(),
-                alpn: Vec::new(),
-            }),
-            transport,
-            proxy: proxy.then(|| ProxySettings {
-                host: "proxy.lan".into(),
-                port: 3128,
-                credentials: Some(("user".into(), "proxy-secret".into())),
-            }),
-            session_expiry: None,
-            status_format: StatusFormat::Json,
-        }
-    }
-
-    #[test]
-    fn websocket_with_ssl_is_always_wss() {
-        let ws = || Via::WebSocket {
-            path: "/mqtt".into(),
-        };
-        // async-tungstenite upgrades to TLS only for a wss URL: ssl must never give ws://.
-        let b = broker(ws(), true, false);
-        assert_eq!(
-            broker_url(&b, "broker.lan", 443),
-            "wss://broker.lan:443/mqtt"
-        );
-        assert_eq!(broker_url(&b, "::1", 8443), "wss://[::1]:8443/mqtt");
-        let b = broker(ws(), false, false);
-        assert_eq!(broker_url(&b, "10.0.0.1", 80), "ws://10.0.0.1:80/mqtt");
-        let b = broker(Via::Tcp, true, false);
-        assert_eq!(broker_url(&b, "broker.lan", 8883), "broker.lan");
-    }
-
-    #[test]
-    fn labels_name_the_proxy_but_never_its_password() {
-        let b = broker(Via::Tcp, false, true);
-        let label = address_label(&b, "broker.lan", 1883);
-        assert_eq!(label, "broker.lan:1883 (via proxy proxy.lan:3128)");
-        assert!(!format!("{b:?}").contains("proxy-secret"));
-        let p = rumqttc_proxy(b.proxy.as_ref().unwrap());
-        assert!(matches!(p.auth, rumqttc::ProxyAuth::Basic { .. }));
-    }
-
+    use crate::protocol::Outbox;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
-use crate::protocol::Observed;
+use crate::protocol::{Message, Observed, Outbox, PublishOptions};
 
 /// The four answers Kaa's `LogDeliveryCallback` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,31 +97,6 @@ impl Drop for Pack {
             completion(Outcome::InternalError);
         }
     }
-}
-
-/// One MQTT message of a pack.
-pub struct Message {
-    pub topic: Arc<str>,
-    pub payload: Vec<u8>,
-    /// MQTT 5 user properties (empty with MQTT 3.1.1).
-    pub labels: Vec<(String, String)>,
-}
-
-/// How an appender's messages are published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublishOptions {
-    pub qos: Qos,
-    pub retain: bool,
-    /// MQTT 5 content type.
-    pub content_type: &'static str,
-    /// MQTT 5 message expiry, in seconds.
-    pub message_expiry: Option<u32>,
-}
-
-/// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
-pub trait Outbox {
-    /// Queues one publish without blocking; false if it cannot be queued.
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool;
 }
 
 /// A message accepted but not handed to the client yet: there is no connection, or the QoS 2

@@ -1,12 +1,31 @@
-//! MQTT 3.1.1 and MQTT 5 behind one face: rumqttc has an event loop and client per version,
-//! alike in shape but not in types. The connection driver and the delivery tracker see only
-//! what is defined here.
+//! The MQTT client: the only module that names rumqttc. rumqttc has an event loop and a
+//! client per MQTT version (3.1.1 and 5), alike in shape but not in types; here both are built
+//! from our configuration ([`open`]: options, transport, TLS, proxy, last will) and seen
+//! through one face: a [`Client`] the tracker publishes [`Message`]s through, and an
+//! [`EventLoop`] whose events the connection driver and the delivery tracker read as
+//! [`Observed`] and whose failures as [`Failure`].
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubRecReason, PublishProperties};
+use rumqttc::{TlsConfiguration, Transport};
 
-use crate::delivery::{Message, Outbox, PublishOptions};
+use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
+use crate::status::{self, Status};
+use crate::tls::TlsSettings;
+
+/// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks: the
+/// window that keeps a loopback or LAN broker busy (20 gave a third of the QoS 1 rate).
+/// QoS 2 keeps to the tracker's smaller `QOS2_WINDOW`; with MQTT 5 the broker's receive
+/// maximum lowers both.
+pub(crate) const INFLIGHT: u16 = 100;
+/// The MQTT maximum. Messages are checked against the configured limit before they reach
+/// rumqttc, which would otherwise drop the whole connection on an oversized publish.
+const MAX_PACKET_SIZE: usize = 268_435_455;
+/// We never subscribe: the broker only sends acks and pings.
+const MAX_INCOMING_PACKET: usize = 64 * 1024;
 
 /// What the delivery tracker needs to know of one event-loop event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,7 +282,11 @@ impl Outbox for rumqttc::AsyncClient {
         rumqttc::AsyncClient::try_publish(
             self,
             &*message.topic,
-            how.qos.into(),
+            match how.qos {
+                Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+                Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+                Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+            },
             how.retain,
             message.payload,
         )
@@ -280,9 +303,9 @@ impl Outbox for rumqttc::v5::AsyncClient {
             ..Default::default()
         };
         let qos = match how.qos {
-            crate::config::Qos::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
-            crate::config::Qos::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-            crate::config::Qos::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+            Qos::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+            Qos::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            Qos::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
         };
         self.try_publish_with_properties(
             &*message.topic,
@@ -292,5 +315,311 @@ impl Outbox for rumqttc::v5::AsyncClient {
             properties,
         )
         .is_ok()
+    }
+}
+
+/// One MQTT message of a pack.
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Vec<u8>,
+    /// MQTT 5 user properties (empty with MQTT 3.1.1).
+    pub labels: Vec<(String, String)>,
+}
+
+/// How an appender's messages are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOptions {
+    pub qos: Qos,
+    pub retain: bool,
+    /// MQTT 5 content type.
+    pub content_type: &'static str,
+    /// MQTT 5 message expiry, in seconds.
+    pub message_expiry: Option<u32>,
+}
+
+/// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
+pub trait Outbox {
+    /// Queues one publish without blocking; false if it cannot be queued.
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool;
+}
+
+/// An MQTT client of either version.
+pub(crate) trait Client: Outbox + Send {
+    fn disconnect(&mut self);
+}
+
+impl Client for rumqttc::AsyncClient {
+    fn disconnect(&mut self) {
+        let _ = self.try_disconnect();
+    }
+}
+
+impl Client for rumqttc::v5::AsyncClient {
+    fn disconnect(&mut self) {
+        let _ = self.try_disconnect();
+    }
+}
+
+/// A client's event loop with the brokers it tries (options and `host:port` labels, in
+/// order), not running yet: the connection starts it once its own state, which holds the
+/// client, exists.
+pub(crate) enum Pending {
+    V4(Box<rumqttc::EventLoop>, Vec<(rumqttc::MqttOptions, String)>),
+    V5(
+        Box<rumqttc::v5::EventLoop>,
+        Vec<(rumqttc::v5::MqttOptions, String)>,
+    ),
+}
+
+/// What runs an event loop of either version: the connection's driver.
+pub(crate) trait Start {
+    fn start<E: EventLoop>(self, eventloop: E, brokers: Vec<(E::Options, String)>);
+}
+
+impl Pending {
+    pub(crate) fn start(self, with: impl Start) {
+        match self {
+            Pending::V4(eventloop, brokers) => with.start(*eventloop, brokers),
+            Pending::V5(eventloop, brokers) => with.start(*eventloop, brokers),
+        }
+    }
+}
+
+/// The client for `broker`, connecting as `client_id`, and its event loop; `label` names the
+/// connection in log lines. The client's channel holds `capacity` requests.
+pub(crate) fn open(
+    broker: &BrokerConfig,
+    client_id: &str,
+    label: &str,
+    capacity: usize,
+) -> (Box<dyn Client>, Pending) {
+    let tls = broker.tls.as_ref().map(|tls| {
+        if !tls.verify {
+            log::warn!(
+                "TLS to {label} does not verify the broker's certificate (verifySslCert is off): \
+                 the connection is encrypted but anyone on the path can impersonate the broker"
+            );
+        }
+        let config = tls.client_config().unwrap_or_else(|(field, why)| {
+            // Checked at init; should it fail now, connect to nothing rather than in clear.
+            log::error!("TLS to {label} cannot be set up ({field} {why}); not connecting");
+            TlsSettings::refusing_config()
+        });
+        TlsConfiguration::Rustls(config)
+    });
+    let websocket = matches!(broker.transport, config::Transport::WebSocket { .. });
+    let transport = match (tls, websocket) {
+        (None, false) => None,
+        (Some(tls), false) => Some(Transport::Tls(tls)),
+        (None, true) => Some(Transport::Ws),
+        // rumqttc takes the TLS configuration, and async-tungstenite upgrades to TLS
+        // because the URL says wss (`broker_url`): both, or it would speak in clear.
+        (Some(tls), true) => Some(Transport::Wss(tls)),
+    };
+    let proxy = broker.proxy.as_ref().map(rumqttc_proxy);
+    let will = status::payload(broker.status_format, Status::LastWill, SystemTime::now());
+    // `host:port` first, then the failover brokers.
+    let addresses: Vec<(String, u16)> = std::iter::once((broker.host.clone(), broker.port))
+        .chain(broker.failover.iter().cloned())
+        .collect();
+    let labels: Vec<String> = addresses
+        .iter()
+        .map(|(h, p)| address_label(broker, h, *p))
+        .collect();
+    let password = broker.password.clone().unwrap_or_default();
+    match broker.version {
+        MqttVersion::V3_1_1 => {
+            let options: Vec<_> = addresses
+                .iter()
+                .map(|(host, port)| {
+                    let mut o = rumqttc::MqttOptions::new(
+                        client_id,
+                        broker_url(broker, host, *port),
+                        *port,
+                    );
+                    o.set_keep_alive(broker.keep_alive)
+                        .set_inflight(INFLIGHT)
+                        .set_clean_session(broker.clean_session)
+                        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET_SIZE);
+                    if let Some(user) = &broker.username {
+                        o.set_credentials(user, password.clone());
+                    }
+                    if let Some(t) = &transport {
+                        o.set_transport(t.clone());
+                    }
+                    if let Some(p) = &proxy {
+                        o.set_proxy(p.clone());
+                    }
+                    if let Some(topic) = &broker.status_topic {
+                        o.set_last_will(rumqttc::LastWill::new(
+                            topic,
+                            will.clone(),
+                            rumqttc::QoS::AtLeastOnce,
+                            true,
+                        ));
+                    }
+                    o
+                })
+                .collect();
+            let (client, mut eventloop) = rumqttc::AsyncClient::new(options[0].clone(), capacity);
+            eventloop
+                .network_options
+                .set_connection_timeout(broker.connect_timeout.as_secs());
+            let brokers = options.into_iter().zip(labels).collect();
+            (Box::new(client), Pending::V4(Box::new(eventloop), brokers))
+        }
+        MqttVersion::V5 => {
+            let options: Vec<_> = addresses
+                .iter()
+                .map(|(host, port)| {
+                    let mut o = rumqttc::v5::MqttOptions::new(
+                        client_id,
+                        broker_url(broker, host, *port),
+                        *port,
+                    );
+                    o.set_keep_alive(broker.keep_alive)
+                        .set_outgoing_inflight_upper_limit(INFLIGHT)
+                        .set_clean_start(broker.clean_session)
+                        .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
+                        .set_connection_timeout(broker.connect_timeout.as_secs())
+                        .set_session_expiry_interval(broker.session_expiry);
+                    if let Some(user) = &broker.username {
+                        o.set_credentials(user, password.clone());
+                    }
+                    if let Some(t) = &transport {
+                        o.set_transport(t.clone());
+                    }
+                    if let Some(p) = &proxy {
+                        o.set_proxy(p.clone());
+                    }
+                    if let Some(topic) = &broker.status_topic {
+                        o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                            topic,
+                            will.clone(),
+                            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                            true,
+                            None,
+                        ));
+                    }
+                    o
+                })
+                .collect();
+            let (client, eventloop) = rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
+            let brokers = options.into_iter().zip(labels).collect();
+            (Box::new(client), Pending::V5(Box::new(eventloop), brokers))
+        }
+    }
+}
+
+/// What rumqttc takes as the broker's address: the host, or for WebSocket the URL
+/// (`ws://host:port/path`, `wss://` with TLS; an IPv6 address in brackets).
+fn broker_url(broker: &BrokerConfig, host: &str, port: u16) -> String {
+    match &broker.transport {
+        config::Transport::Tcp => host.to_string(),
+        config::Transport::WebSocket { path } => {
+            let scheme = if broker.tls.is_some() { "wss" } else { "ws" };
+            if host.contains(':') {
+                format!("{scheme}://[{host}]:{port}{path}")
+            } else {
+                format!("{scheme}://{host}:{port}{path}")
+            }
+        }
+    }
+}
+
+/// A broker as log lines name it: `host:port`, or its WebSocket URL; with the proxy's address.
+pub(crate) fn address_label(broker: &BrokerConfig, host: &str, port: u16) -> String {
+    let address = match broker.transport {
+        config::Transport::Tcp => format!("{host}:{port}"),
+        config::Transport::WebSocket { .. } => broker_url(broker, host, port),
+    };
+    match &broker.proxy {
+        // Never the credentials.
+        Some(p) => format!("{address} (via proxy {}:{})", p.host, p.port),
+        None => address,
+    }
+}
+
+/// rumqttc's proxy settings (HTTP CONNECT, basic authentication when configured).
+fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
+    rumqttc::Proxy {
+        ty: rumqttc::ProxyType::Http,
+        auth: match &p.credentials {
+            Some((username, password)) => rumqttc::ProxyAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            None => rumqttc::ProxyAuth::None,
+        },
+        addr: p.host.clone(),
+        port: p.port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::StatusFormat;
+    use std::time::Duration;
+
+    use crate::config::Transport as Via;
+
+    fn broker(transport: Via, tls: bool, proxy: bool) -> BrokerConfig {
+        BrokerConfig {
+            host: "broker.lan".into(),
+            port: 443,
+            client_id: "c".into(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(10),
+            clean_session: true,
+            connect_timeout: Duration::from_secs(10),
+            version: MqttVersion::V3_1_1,
+            failover: Vec::new(),
+            status_topic: None,
+            tls: tls.then(|| TlsSettings {
+                verify: true,
+                ca_pem: String::new(),
+                client_cert_pem: String::new(),
+                client_key_pem: String::new(),
+                alpn: Vec::new(),
+            }),
+            transport,
+            proxy: proxy.then(|| ProxySettings {
+                host: "proxy.lan".into(),
+                port: 3128,
+                credentials: Some(("user".into(), "proxy-secret".into())),
+            }),
+            session_expiry: None,
+            status_format: StatusFormat::Json,
+        }
+    }
+
+    #[test]
+    fn websocket_with_ssl_is_always_wss() {
+        let ws = || Via::WebSocket {
+            path: "/mqtt".into(),
+        };
+        // async-tungstenite upgrades to TLS only for a wss URL: ssl must never give ws://.
+        let b = broker(ws(), true, false);
+        assert_eq!(
+            broker_url(&b, "broker.lan", 443),
+            "wss://broker.lan:443/mqtt"
+        );
+        assert_eq!(broker_url(&b, "::1", 8443), "wss://[::1]:8443/mqtt");
+        let b = broker(ws(), false, false);
+        assert_eq!(broker_url(&b, "10.0.0.1", 80), "ws://10.0.0.1:80/mqtt");
+        let b = broker(Via::Tcp, true, false);
+        assert_eq!(broker_url(&b, "broker.lan", 8883), "broker.lan");
+    }
+
+    #[test]
+    fn labels_name_the_proxy_but_never_its_password() {
+        let b = broker(Via::Tcp, false, true);
+        let label = address_label(&b, "broker.lan", 1883);
+        assert_eq!(label, "broker.lan:1883 (via proxy proxy.lan:3128)");
+        assert!(!format!("{b:?}").contains("proxy-secret"));
+        let p = rumqttc_proxy(b.proxy.as_ref().unwrap());
+        assert!(matches!(p.auth, rumqttc::ProxyAuth::Basic { .. }));
     }
 }
