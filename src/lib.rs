@@ -21,6 +21,7 @@ pub mod decode;
 pub(crate) mod delivery;
 pub mod header;
 mod identity;
+mod json_text;
 pub(crate) mod metrics;
 pub mod payload;
 pub(crate) mod protocol;
