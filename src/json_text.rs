@@ -304,7 +304,8 @@ pub(crate) fn write_latin1_string(out: &mut Vec<u8>, bytes: &[u8]) {
 
 pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
     // Left-aligned in a fixed block that is appended whole, then cut to length (see
-    // `decode::java_number`'s write_java_layout: fixed-size copies avoid a memcpy call per number).
+    // `decode::java_number`'s write_java_layout: fixed-size copies avoid a memcpy call per
+    // number).
     let mut buf = [0u8; 24];
     let mut len = 0;
     if v < 0 {
