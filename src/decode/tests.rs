@@ -818,31 +818,6 @@ fn output_is_appended_after_existing_content() {
     assert_eq!(out, br#"prefix:{"a":1,"c":3}"#);
 }
 
-#[test]
-fn hashmap_capacity() {
-    let h = |s: &str| spread(java_hash(&KeyKind::Utf8, s.as_bytes()));
-    // tableSizeFor, then doubling at 0.75.
-    assert_eq!(java_hashmap_capacity(0, &[]), 1);
-    assert_eq!(java_hashmap_capacity(1, &[h("a")]), 2);
-    assert_eq!(java_hashmap_capacity(3, &[h("a"), h("b"), h("c")]), 4);
-    assert_eq!(
-        java_hashmap_capacity(1, &[h("a"), h("b"), h("c"), h("d")]),
-        8
-    );
-    assert_eq!(java_hashmap_capacity(13, &[h("a")]), 16);
-    let twelve: Vec<u32> = (0..12).map(|i| h(&format!("k{i}"))).collect();
-    assert_eq!(java_hashmap_capacity(12, &twelve), 16);
-    let thirteen: Vec<u32> = (0..13).map(|i| h(&format!("k{i}"))).collect();
-    assert_eq!(java_hashmap_capacity(13, &thirteen), 32);
-    assert_eq!(
-        java_hash(&KeyKind::Utf8, b"Aa"),
-        java_hash(&KeyKind::Utf8, b"BB")
-    );
-    // C3 A9 as signed bytes: -61 * 31 - 87.
-    assert_eq!(java_hash(&KeyKind::Utf8, "é".as_bytes()), -1978);
-    assert_eq!(java_hash(&KeyKind::JavaString, "é".as_bytes()), 233);
-}
-
 // ---------------------------------------------------------------------------------------
 // Recursion and hostile input
 // ---------------------------------------------------------------------------------------
