@@ -3,6 +3,7 @@
 //! checked against the real library, except where a comment says we deliberately differ.
 
 use super::*;
+use crate::json_text::json_string;
 
 /// Builds Avro binary by hand.
 #[derive(Default)]
