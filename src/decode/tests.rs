@@ -2,6 +2,7 @@
 //! JsonEncoder over Jackson 1.9.13, flushed) writes for the same schema and bytes; they were
 //! checked against the real library, except where a comment says we deliberately differ.
 
+use super::java_number::{write_java_double, write_java_float};
 use super::*;
 use crate::json_text::json_string;
 
