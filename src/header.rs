@@ -1,7 +1,8 @@
 //! Kaa's record header (`RecordHeader`), filled the way Kaa's `AbstractLogAppender` fills it:
 //! only the fields named in the appender's header structure, the others null.
 
-use crate::decode::{write_i64, write_json_str, Style};
+use crate::decode::Style;
+use crate::json_text::{write_i64, write_json_str};
 
 /// Which header fields the appender's `LogAppenderDto.getHeaderStructure()` names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

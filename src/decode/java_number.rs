@@ -1,7 +1,10 @@
-//! The digits of Java 8's `Double.toString` / `Float.toString`.
+//! Numbers as Java 8's `Double.toString` / `Float.toString` print them: the digits and their
+//! layout.
 //!
 //! Avro 1.7.5's JsonEncoder writes numbers through Jackson 1.x, which calls these, so the
-//! original appender's payloads carry their digits. Up to JDK 18 they come from
+//! original appender's payloads carry their text. The layout is Java's: plain decimal for
+//! 1e-3 <= |d| < 1e7 with at least one digit after the point, otherwise `d.dddE[-]n`
+//! ([`write_java_layout`]). Up to JDK 18 the digits come from
 //! `FloatingDecimal`'s `dtoa`: an easy path for integers below 2^63, then a Steele & White
 //! digit loop with a *symmetric* stopping test (half an ulp on both sides, a quarter below
 //! exact powers of two), which is not always the shortest round-trip form (`1.0E23` prints
@@ -12,7 +15,141 @@
 
 use std::cmp::Ordering;
 
-use super::{Digits, DIGIT_CHARS};
+/// Writes a double as Jackson does: `Double.toString(d)` raw, or NaN and the infinities as
+/// JSON strings (`QUOTE_NON_NUMERIC_NUMBERS`, on by default). The digits are JDK 8's
+/// ([`double_digits`]), the layout Java's: plain decimal for 1e-3 <= |d| < 1e7 with at least
+/// one digit after the point, otherwise `d.dddE[-]n`.
+pub(super) fn write_java_double(out: &mut Vec<u8>, d: f64) {
+    let (nan, infinite, zero) = (d.is_nan(), d.is_infinite(), d == 0.0);
+    write_java_number(out, nan, infinite, zero, d.is_sign_negative(), || {
+        double_digits(d)
+    });
+}
+
+/// Writes a float as Jackson does: `Float.toString(f)`; see [`write_java_double`].
+pub(super) fn write_java_float(out: &mut Vec<u8>, f: f32) {
+    let (nan, infinite, zero) = (f.is_nan(), f.is_infinite(), f == 0.0);
+    write_java_number(out, nan, infinite, zero, f.is_sign_negative(), || {
+        float_digits(f)
+    });
+}
+
+fn write_java_number(
+    out: &mut Vec<u8>,
+    nan: bool,
+    infinite: bool,
+    zero: bool,
+    negative: bool,
+    digits: impl FnOnce() -> Digits,
+) {
+    if write_non_finite(out, nan, infinite, negative) {
+        return;
+    }
+    if negative {
+        out.push(b'-');
+    }
+    write_java_layout(out, &if zero { Digits::ZERO } else { digits() });
+}
+
+/// NaN and the infinities, as Jackson quotes them; false for a finite value.
+fn write_non_finite(out: &mut Vec<u8>, nan: bool, infinite: bool, negative: bool) -> bool {
+    let text: &[u8] = if nan {
+        b"\"NaN\""
+    } else if infinite {
+        if negative {
+            b"\"-Infinity\""
+        } else {
+            b"\"Infinity\""
+        }
+    } else {
+        return false;
+    };
+    out.extend_from_slice(text);
+    true
+}
+
+/// The decimal digits of a positive number as characters (`len` of them; 0 for zero), padded
+/// with `'0'`, and the exponent `exp` such that the number is `0.d1d2d3... × 10^exp`. Padded
+/// characters let the layout be a few fixed-size copies, with no arithmetic per digit.
+struct Digits {
+    chars: [u8; DIGIT_CHARS],
+    len: usize,
+    exp: i32,
+}
+
+/// Room for the 19 digits kept and the padding the layout's fixed-size copies read.
+const DIGIT_CHARS: usize = 32;
+
+impl Digits {
+    const ZERO: Digits = Digits {
+        chars: [b'0'; DIGIT_CHARS],
+        len: 0,
+        exp: 0,
+    };
+}
+
+/// `BinaryToASCIIBuffer.getChars` for a non-negative value (the sign is already written).
+///
+/// The characters go in fixed-size blocks straight into a block of `'0'`s appended to `out`,
+/// which is cut to length afterwards: variable-length copies of a few bytes would each cost
+/// a `memcpy` call, and a stack buffer copied out whole stalls on reading back the bytes just
+/// written (store forwarding fails); either used to dominate this function.
+fn write_java_layout(out: &mut Vec<u8>, d: &Digits) {
+    if d.len == 0 {
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    // At most 19 digits, 7 zeros and `.0`, or 19 digits and `.E-324`.
+    let start = out.len();
+    out.extend_from_slice(&[b'0'; 32]);
+    let buf = &mut out[start..];
+    let n = d.len;
+    let e = d.exp;
+    let c = &d.chars;
+    let mut len = if e > 0 && e < 8 {
+        // 1 <= x < 1e7: plain; the padding supplies the zeros before the point and the '0'
+        // after it when there are no more digits.
+        let e = e as usize;
+        buf[..8].copy_from_slice(&c[..8]);
+        buf[e + 1..e + 25].copy_from_slice(&c[e..e + 24]);
+        buf[e] = b'.';
+        n.max(e) + 1 + usize::from(n <= e)
+    } else if e <= 0 && e > -3 {
+        // 1e-3 <= x < 1: "0.", -e zeros, the digits.
+        let zeros = (-e) as usize;
+        buf[1] = b'.';
+        buf[2 + zeros..26 + zeros].copy_from_slice(&c[..24]);
+        2 + zeros + n
+    } else {
+        // d.ddddE[-]x, at least one digit after the point.
+        buf[0] = c[0];
+        buf[1] = b'.';
+        buf[2..26].copy_from_slice(&c[1..25]);
+        n.max(2) + 1
+    };
+    if !(e > -3 && e < 8) {
+        buf[len] = b'E';
+        len += 1;
+        let mut exp = e - 1;
+        if exp < 0 {
+            buf[len] = b'-';
+            len += 1;
+            exp = -exp;
+        }
+        let exp = exp as u32;
+        if exp >= 100 {
+            buf[len] = b'0' + (exp / 100) as u8;
+            len += 1;
+        }
+        if exp >= 10 {
+            buf[len] = b'0' + (exp / 10 % 10) as u8;
+            len += 1;
+        }
+        buf[len] = b'0' + (exp % 10) as u8;
+        len += 1;
+    }
+    out.truncate(start + len);
+}
 
 const EXP_SHIFT: i32 = 52;
 /// Bits of 5^i, for i < 27.
@@ -32,7 +169,7 @@ fn pow5_u64(n: i32) -> u64 {
 }
 
 /// The digits of a finite, non-zero double (its sign is ignored).
-pub(super) fn double_digits(d: f64) -> Digits {
+fn double_digits(d: f64) -> Digits {
     let d = d.abs();
     if let Some(digits) = short_decimal(d, MAX_DOUBLE_SHORT, |r, scale| r as f64 / scale == d) {
         return digits;
@@ -89,7 +226,7 @@ const MAX_DOUBLE_SHORT: i64 = i64::MAX;
 const MAX_FLOAT_SHORT: i64 = 999_999;
 
 /// The digits of a finite, non-zero float (its sign is ignored).
-pub(super) fn float_digits(f: f32) -> Digits {
+fn float_digits(f: f32) -> Digits {
     let f = f.abs();
     let short = short_decimal(f64::from(f), MAX_FLOAT_SHORT, |r, scale| {
         r as f32 / scale as f32 == f

@@ -2,7 +2,9 @@
 //! JsonEncoder over Jackson 1.9.13, flushed) writes for the same schema and bytes; they were
 //! checked against the real library, except where a comment says we deliberately differ.
 
+use super::java_number::{write_java_double, write_java_float};
 use super::*;
+use crate::json_text::json_string;
 
 /// Builds Avro binary by hand.
 #[derive(Default)]
@@ -305,21 +307,6 @@ fn characters_outside_the_bmp_are_escaped_surrogate_pairs() {
         &Enc::new().str("a😀b\u{10FFFF}").done(),
         r#""a\uD83D\uDE00b\uDBFF\uDFFF""#,
     );
-}
-
-#[test]
-fn word_at_a_time_scan_finds_every_byte_that_needs_attention() {
-    for byte in 0..=255u8 {
-        for position in 0..8 {
-            let mut word = [b'a'; 8];
-            word[position] = byte;
-            assert_eq!(
-                needs_escape(u64::from_le_bytes(word)),
-                ESCAPES[byte as usize] != 0,
-                "byte {byte:#x} at {position}"
-            );
-        }
-    }
 }
 
 #[test]
@@ -833,31 +820,6 @@ fn output_is_appended_after_existing_content() {
     assert_eq!(out, br#"prefix:{"a":1,"c":3}"#);
 }
 
-#[test]
-fn hashmap_capacity() {
-    let h = |s: &str| spread(java_hash(&KeyKind::Utf8, s.as_bytes()));
-    // tableSizeFor, then doubling at 0.75.
-    assert_eq!(java_hashmap_capacity(0, &[]), 1);
-    assert_eq!(java_hashmap_capacity(1, &[h("a")]), 2);
-    assert_eq!(java_hashmap_capacity(3, &[h("a"), h("b"), h("c")]), 4);
-    assert_eq!(
-        java_hashmap_capacity(1, &[h("a"), h("b"), h("c"), h("d")]),
-        8
-    );
-    assert_eq!(java_hashmap_capacity(13, &[h("a")]), 16);
-    let twelve: Vec<u32> = (0..12).map(|i| h(&format!("k{i}"))).collect();
-    assert_eq!(java_hashmap_capacity(12, &twelve), 16);
-    let thirteen: Vec<u32> = (0..13).map(|i| h(&format!("k{i}"))).collect();
-    assert_eq!(java_hashmap_capacity(13, &thirteen), 32);
-    assert_eq!(
-        java_hash(&KeyKind::Utf8, b"Aa"),
-        java_hash(&KeyKind::Utf8, b"BB")
-    );
-    // C3 A9 as signed bytes: -61 * 31 - 87.
-    assert_eq!(java_hash(&KeyKind::Utf8, "é".as_bytes()), -1978);
-    assert_eq!(java_hash(&KeyKind::JavaString, "é".as_bytes()), 233);
-}
-
 // ---------------------------------------------------------------------------------------
 // Recursion and hostile input
 // ---------------------------------------------------------------------------------------
@@ -1142,20 +1104,6 @@ fn plain_json_unwraps_unions_and_writes_bytes_as_base64() {
         String::from_utf8(avro).unwrap(),
         "{\"u\":{\"n.In\":{\"x\":-3}},\"v\":null,\"b\":\"\u{fb}\u{ff}\\u0000ab\",\"f\":\"\\u0000\u{ff}ab\",\"m\":{\"k\":{\"double\":1.5}}}"
     );
-}
-
-#[test]
-fn base64_pads_every_length() {
-    let b64 = |b: &[u8]| {
-        let mut out = Vec::new();
-        write_base64(&mut out, b);
-        String::from_utf8(out).unwrap()
-    };
-    assert_eq!(b64(b""), "");
-    assert_eq!(b64(b"f"), "Zg==");
-    assert_eq!(b64(b"fo"), "Zm8=");
-    assert_eq!(b64(b"foo"), "Zm9v");
-    assert_eq!(b64(b"foob"), "Zm9vYg==");
 }
 
 #[test]

@@ -1,0 +1,427 @@
+//! Schema compilation: [`LogSchema::parse`] reads the schema JSON as Avro 1.7.5 reads it
+//! ([`relax_for_avro_1_7_5`]), has `apache-avro` parse it and resolve its names, and compiles
+//! it into the tree of `Node`s the walker follows: named types and references become indices
+//! (so recursive schemas are cycles), logical types their underlying types, field names and
+//! union labels (1.7.5's, [`union_label`]) JSON bytes rendered once, and arrays whose items
+//! take no input bytes get the weight the walker charges for them
+//! ([`mark_zero_width_arrays`]).
+
+use std::collections::HashMap;
+
+use apache_avro::schema::{
+    DecimalSchema, InnerDecimalSchema, Name, NamesRef, ResolvedSchema, Schema, UuidSchema,
+};
+use serde_json::Value;
+
+use super::{Branch, DecodeError, Field, KeyKind, LogSchema, Node, MAX_DEPTH};
+use crate::json_text::json_string;
+
+impl LogSchema {
+    /// Parses an Avro schema (JSON text) and compiles it.
+    pub fn parse(text: &str) -> Result<LogSchema, DecodeError> {
+        let mut json: Value = serde_json::from_str(text)
+            .map_err(|e| DecodeError::Schema(format!("not valid JSON: {e}")))?;
+        relax_for_avro_1_7_5(&mut json);
+        let schema = Schema::parse(&json).map_err(|e| DecodeError::Schema(e.to_string()))?;
+        let resolved = ResolvedSchema::try_from(&schema)
+            .map_err(|e| DecodeError::Schema(format!("unresolvable name: {e}")))?;
+        let mut compiler = Compiler {
+            names: resolved.get_names(),
+            named: HashMap::new(),
+            primitives: [None; 8],
+            nodes: Vec::new(),
+        };
+        let root = compiler.compile(&schema, 0)?;
+        let mut nodes = compiler.nodes;
+        mark_zero_width_arrays(&mut nodes);
+        Ok(LogSchema { nodes, root })
+    }
+}
+
+/// Prepares the schema JSON so that `apache-avro` sees what Avro 1.7.5 sees:
+///
+/// * 1.7.5 never checks `default` values (of fields, or an enum's default symbol) and keeps a
+///   non-text `logicalType` as a plain property, while `apache-avro` rejects both. Defaults
+///   only serve schema resolution, and we always read with the writer's own schema, so they
+///   are dropped, as are non-text `logicalType`s.
+/// * Every named type and every reference to one is rewritten to its full name as 1.7.5's
+///   `Schema.parse` computes it, because the two disagree on namespace inheritance: in 1.7.5 a
+///   type declared with `"namespace": ""` has no namespace, but the types nested in it still
+///   inherit the enclosing one (its parser only changes the default namespace to a non-null
+///   one), and that full name is what a union branch is labelled with.
+/// * A type `"error"` (a record in 1.7.5) becomes `"record"`.
+fn relax_for_avro_1_7_5(schema: &mut Value) {
+    relax(schema, None);
+}
+
+fn is_primitive(name: &str) -> bool {
+    matches!(
+        name,
+        "null" | "boolean" | "int" | "long" | "float" | "double" | "bytes" | "string"
+    )
+}
+
+/// A reference `name` read where 1.7.5's default namespace is `space`, written fully
+/// qualified (a leading dot means "no namespace" to apache-avro).
+/// Stands for "no namespace" in the names given to apache-avro, which would otherwise file a
+/// type declared with `"namespace": ""` under the enclosing namespace (where Avro 1.7.5 does
+/// not, so two types may share a simple name). Never shown: [`union_label`] takes it off.
+const NO_NAMESPACE: &str = "kaa_mqtt_appender_no_namespace";
+
+fn qualify(name: &str, space: Option<&str>) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("{}.{name}", space.unwrap_or(NO_NAMESPACE))
+    }
+}
+
+/// `space` is 1.7.5's default namespace where `schema` sits (never `Some("")`).
+fn relax(schema: &mut Value, space: Option<&str>) {
+    match schema {
+        Value::String(name) if !is_primitive(name) => *name = qualify(name, space),
+        Value::Array(branches) => branches.iter_mut().for_each(|b| relax(b, space)),
+        Value::Object(map) => {
+            if map.get("logicalType").is_some_and(|t| !t.is_string()) {
+                map.remove("logicalType");
+            }
+            let kind = match map.get("type") {
+                Some(Value::String(kind)) => kind.clone(),
+                Some(_) => {
+                    if let Some(t) = map.get_mut("type") {
+                        relax(t, space);
+                    }
+                    return;
+                }
+                None => return,
+            };
+            match kind.as_str() {
+                "record" | "error" | "enum" | "fixed" => {
+                    let mut inner: Option<String> = space.map(str::to_owned);
+                    if let Some(name) = map.get("name").and_then(Value::as_str).map(str::to_owned) {
+                        // Schema.Name(name, space): the namespace attribute (even "") or else
+                        // the default; a dotted name brings its own; "" means none.
+                        let declared = match map.get("namespace") {
+                            Some(Value::String(ns)) => Some(ns.clone()),
+                            _ => space.map(str::to_owned),
+                        };
+                        let (ns, short) = match name.rfind('.') {
+                            Some(dot) => (Some(name[..dot].to_owned()), name[dot + 1..].to_owned()),
+                            None => (declared.filter(|ns| !ns.is_empty()), name.clone()),
+                        };
+                        match &ns {
+                            Some(ns) => {
+                                map.insert("name".into(), Value::String(format!("{ns}.{short}")));
+                                map.remove("namespace");
+                                // Only a non-null namespace becomes the default for children.
+                                inner = Some(ns.clone());
+                            }
+                            None => {
+                                map.insert("name".into(), Value::String(qualify(&short, None)));
+                                map.remove("namespace");
+                            }
+                        }
+                    }
+                    if kind == "enum" {
+                        map.remove("default");
+                    }
+                    if kind == "error" {
+                        // 1.7.5 reads an "error" (a protocol's error type) as a record.
+                        map.insert("type".into(), Value::String("record".into()));
+                    }
+                    if let Some(Value::Array(fields)) = map.get_mut("fields") {
+                        for field in fields.iter_mut() {
+                            if let Value::Object(field) = field {
+                                field.remove("default");
+                                if let Some(t) = field.get_mut("type") {
+                                    relax(t, inner.as_deref());
+                                }
+                            }
+                        }
+                    }
+                }
+                "array" => {
+                    if let Some(items) = map.get_mut("items") {
+                        relax(items, space);
+                    }
+                }
+                "map" => {
+                    if let Some(values) = map.get_mut("values") {
+                        relax(values, space);
+                    }
+                }
+                other if is_primitive(other) => {}
+                other => {
+                    // {"type": "SomeName"}: a reference in an object.
+                    let full = qualify(other, space);
+                    map.insert("type".into(), Value::String(full));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Compiler<'s> {
+    names: &'s NamesRef<'s>,
+    /// Node of every named type compiled (or being compiled) so far.
+    named: HashMap<Name, u32>,
+    /// Shared nodes of the eight primitive types.
+    primitives: [Option<u32>; 8],
+    nodes: Vec<Node>,
+}
+
+impl<'s> Compiler<'s> {
+    fn push(&mut self, node: Node) -> u32 {
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as u32
+    }
+
+    fn primitive(&mut self, slot: usize, node: Node) -> u32 {
+        if let Some(i) = self.primitives[slot] {
+            return i;
+        }
+        let i = self.push(node);
+        self.primitives[slot] = Some(i);
+        i
+    }
+
+    fn compile(&mut self, schema: &'s Schema, level: u32) -> Result<u32, DecodeError> {
+        // The schema JSON itself is nested at most serde_json's 128 levels; this guards the
+        // compiler against anything else.
+        if level > 4 * MAX_DEPTH {
+            return Err(DecodeError::Schema("schema nested too deeply".into()));
+        }
+        let level = level + 1;
+        Ok(match schema {
+            Schema::Null => self.primitive(0, Node::Null),
+            Schema::Boolean => self.primitive(1, Node::Boolean),
+            // Logical types are unknown to Avro 1.7.5: their underlying type is all it sees.
+            Schema::Int | Schema::Date | Schema::TimeMillis => self.primitive(2, Node::Int),
+            Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => self.primitive(3, Node::Long),
+            Schema::Float => self.primitive(4, Node::Float),
+            Schema::Double => self.primitive(5, Node::Double),
+            Schema::Bytes
+            | Schema::BigDecimal
+            | Schema::Decimal(DecimalSchema {
+                inner: InnerDecimalSchema::Bytes,
+                ..
+            })
+            | Schema::Uuid(UuidSchema::Bytes) => self.primitive(6, Node::Bytes),
+            Schema::String | Schema::Uuid(UuidSchema::String) => self.primitive(7, Node::String),
+            Schema::Fixed(fixed)
+            | Schema::Decimal(DecimalSchema {
+                inner: InnerDecimalSchema::Fixed(fixed),
+                ..
+            })
+            | Schema::Uuid(UuidSchema::Fixed(fixed))
+            | Schema::Duration(fixed) => {
+                let size = fixed.size;
+                self.named(&fixed.name, |_| Ok(Node::Fixed(size)))?
+            }
+            Schema::Enum(e) => self.named(&e.name, |_| {
+                Ok(Node::Enum(
+                    e.symbols
+                        .iter()
+                        .map(|s| json_string(s).into_boxed_slice())
+                        .collect(),
+                ))
+            })?,
+            Schema::Record(rec) => self.named(&rec.name, |c| {
+                let mut fields = Vec::with_capacity(rec.fields.len());
+                for (i, field) in rec.fields.iter().enumerate() {
+                    let mut prefix = vec![if i == 0 { b'{' } else { b',' }];
+                    prefix.extend_from_slice(&json_string(&field.name));
+                    prefix.push(b':');
+                    fields.push(Field {
+                        name: field.name.as_str().into(),
+                        prefix: prefix.into_boxed_slice(),
+                        node: c.compile(&field.schema, level)?,
+                    });
+                }
+                Ok(Node::Record(fields.into_boxed_slice()))
+            })?,
+            Schema::Ref { name } => match self.named.get(name) {
+                Some(&i) => i,
+                None => {
+                    let target = *self.names.get(name).ok_or_else(|| {
+                        DecodeError::Schema(format!("undefined name {}", name.fullname(None)))
+                    })?;
+                    self.compile(target, level)?
+                }
+            },
+            Schema::Array(array) => {
+                let items = self.compile(&array.items, level)?;
+                self.push(Node::Array {
+                    items,
+                    empty_weight: 0,
+                })
+            }
+            Schema::Map(map) => {
+                let keys = match map.attributes.get("avro.java.string") {
+                    Some(Value::String(s)) => match s.as_str() {
+                        "String" => KeyKind::JavaString,
+                        "CharSequence" | "Utf8" => KeyKind::Utf8,
+                        _ => KeyKind::Invalid(s.clone()),
+                    },
+                    // GenericData reads a property only when it is JSON text.
+                    _ => KeyKind::Utf8,
+                };
+                let values = self.compile(&map.types, level)?;
+                self.push(Node::Map { values, keys })
+            }
+            Schema::Union(union) => {
+                let mut branches = Vec::with_capacity(union.variants().len());
+                let mut labels: Vec<String> = Vec::new();
+                for variant in union.variants() {
+                    let label = union_label(variant)?;
+                    if let Some(label) = &label {
+                        // 1.7.5 names each branch by this label and rejects duplicates, e.g.
+                        // an int next to a date (which apache-avro tells apart).
+                        if labels.contains(label) {
+                            return Err(DecodeError::Schema(format!(
+                                "duplicate in union: {label}"
+                            )));
+                        }
+                        labels.push(label.clone());
+                    }
+                    let node = self.compile(variant, level)?;
+                    let open = label.map(|l| {
+                        let mut open = vec![b'{'];
+                        open.extend_from_slice(&json_string(&l));
+                        open.push(b':');
+                        open.into_boxed_slice()
+                    });
+                    branches.push(Branch { open, node });
+                }
+                self.push(Node::Union(branches.into_boxed_slice()))
+            }
+        })
+    }
+
+    /// Compiles a named type once: its node is reserved before its children are compiled,
+    /// so a recursive reference finds it.
+    fn named(
+        &mut self,
+        name: &Name,
+        build: impl FnOnce(&mut Self) -> Result<Node, DecodeError>,
+    ) -> Result<u32, DecodeError> {
+        if let Some(&i) = self.named.get(name) {
+            return Ok(i);
+        }
+        let i = self.push(Node::Null);
+        self.named.insert(name.clone(), i);
+        self.nodes[i as usize] = build(self)?;
+        Ok(i)
+    }
+}
+
+/// The name Avro 1.7.5 gives a union branch (`Schema.getFullName()`): the full name of a
+/// record, enum or fixed, the type name of anything else; `None` for `null`.
+fn union_label(schema: &Schema) -> Result<Option<String>, DecodeError> {
+    let plain = |s: &str| Ok(Some(s.to_owned()));
+    match schema {
+        Schema::Null => Ok(None),
+        Schema::Boolean => plain("boolean"),
+        Schema::Int | Schema::Date | Schema::TimeMillis => plain("int"),
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => plain("long"),
+        Schema::Float => plain("float"),
+        Schema::Double => plain("double"),
+        Schema::Bytes
+        | Schema::BigDecimal
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Bytes,
+            ..
+        })
+        | Schema::Uuid(UuidSchema::Bytes) => plain("bytes"),
+        Schema::String | Schema::Uuid(UuidSchema::String) => plain("string"),
+        Schema::Array(_) => plain("array"),
+        Schema::Map(_) => plain("map"),
+        Schema::Union(_) => Err(DecodeError::Schema("nested union".into())),
+        Schema::Record(_)
+        | Schema::Enum(_)
+        | Schema::Fixed(_)
+        | Schema::Decimal(_)
+        | Schema::Uuid(_)
+        | Schema::Duration(_)
+        | Schema::Ref { .. } => match schema.name() {
+            Some(name) => {
+                let full = name.fullname(None);
+                let bare = full
+                    .strip_prefix(NO_NAMESPACE)
+                    .and_then(|n| n.strip_prefix('.'));
+                Ok(Some(bare.map_or(full.clone(), str::to_owned)))
+            }
+            None => Err(DecodeError::Schema("named type without a name".into())),
+        },
+    }
+}
+
+/// Finds the arrays whose items can take zero input bytes and gives them a weight: the
+/// number of schema nodes one item writes.
+fn mark_zero_width_arrays(nodes: &mut [Node]) {
+    // Least fixed point: a record is zero-width when all its fields are. A record that
+    // contains itself can never be encoded, and stays "not zero-width".
+    let mut zero = vec![false; nodes.len()];
+    loop {
+        let mut changed = false;
+        for (i, node) in nodes.iter().enumerate() {
+            if zero[i] {
+                continue;
+            }
+            let z = match node {
+                Node::Null => true,
+                Node::Fixed(0) => true,
+                Node::Record(fields) => fields.iter().all(|f| zero[f.node as usize]),
+                _ => false,
+            };
+            if z {
+                zero[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    fn weight(nodes: &[Node], zero: &[bool], memo: &mut [u32], i: usize) -> u32 {
+        if memo[i] != 0 {
+            return memo[i];
+        }
+        let w = match &nodes[i] {
+            Node::Record(fields) => fields.iter().fold(1u32, |acc, f| {
+                acc.saturating_add(weight(nodes, zero, memo, f.node as usize))
+            }),
+            _ => 1,
+        };
+        debug_assert!(zero[i]);
+        memo[i] = w;
+        w
+    }
+    let mut memo = vec![0u32; nodes.len()];
+    for i in 0..nodes.len() {
+        if let Node::Array { items, .. } = nodes[i] {
+            let items = items as usize;
+            if zero[items] {
+                let w = weight(nodes, &zero, &mut memo, items);
+                if let Node::Array { empty_weight, .. } = &mut nodes[i] {
+                    *empty_weight = w;
+                }
+            }
+        }
+    }
+}
