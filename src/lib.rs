@@ -1,15 +1,25 @@
 //! Native core of the Kaa 0.9.0 PahoMqtt log appender.
 //!
 //! The Java plugin classes hand each log pack to [`bridge`]; everything that decides
-//! behaviour lives in plain Rust below it, testable without a JVM:
-//! [`config`] decodes the appender configuration, [`decode`] turns Avro records into the
-//! payloads the original appender published (one file per job: `compile` for the schema,
-//! `walk` for each record, `java_map` and `java_number` for Java's map order and numbers),
-//! `json_text` writes strings and integers as Jackson 1.9 does for [`decode`] and [`header`],
-//! [`connection`] keeps pooled MQTT connections, [`header`] and [`payload`] shape each
-//! message, [`delivery`] ties every publish to its ack and answers each pack exactly once,
-//! [`status`] writes the liveness message of `statusTopic`, and [`appender`] puts them
-//! together; `supervise` keeps background tasks going after a panic.
+//! behaviour lives in plain Rust below it, testable without a JVM (ARCHITECTURE.md follows one
+//! pack through them):
+//! - `bridge`: the JNI boundary, the only module with `unsafe` and JNI types; the callback
+//!   dispatcher thread.
+//! - `appender`: one configured appender: a pack's records to messages, the deadline sweep,
+//!   close and its drain.
+//! - [`config`]: the configuration from Kaa's raw Avro bytes, validated with field names;
+//!   `identity` resolves `{hostname}`, `{pid}` and `{random}`; `tls` builds the rustls client.
+//! - [`decode`]: Avro binary to the Avro-JSON text Avro 1.7.5 wrote, or plain JSON (`compile`
+//!   for the schema, `walk` for each record, `java_map` and `java_number` for Java's map order
+//!   and numbers); `json_text` writes JSON strings and integers as Jackson 1.9 does, for it and
+//!   [`header`]; `binary` reads Avro's varints.
+//! - [`header`] (Kaa's record header), [`payload`] (the messages of a pack in the configured
+//!   format), `topic` (topic templates) and [`status`] (the liveness message): what is published.
+//! - [`connection`]: pooled connections, one driver task each (reconnects, failover, client id
+//!   takeovers); `protocol`: the MQTT client, the only module that names rumqttc.
+//! - `delivery`: ties every publish to its ack and answers each pack exactly once.
+//! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
+//!   going after a panic.
 
 #![deny(unsafe_code)]
 
