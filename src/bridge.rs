@@ -172,16 +172,6 @@ impl Drop for JavaCallback {
     }
 }
 
-fn outcome_code(outcome: Outcome) -> jint {
-    // Must match DeliveryDispatch.deliver.
-    match outcome {
-        Outcome::Delivered => 0,
-        Outcome::ConnectionError => 1,
-        Outcome::RemoteError => 2,
-        Outcome::InternalError => 3,
-    }
-}
-
 /// The pack's records: one byte array holding them all, and where each ends.
 fn read_records(
     env: &mut JNIEnv,
@@ -374,16 +364,26 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
-/// 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace (NativeLog's numbering).
-fn level_filter(level: jint) -> LevelFilter {
-    match level {
-        i32::MIN..=0 => LevelFilter::Off,
-        1 => LevelFilter::Error,
-        2 => LevelFilter::Warn,
-        3 => LevelFilter::Info,
-        4 => LevelFilter::Debug,
-        _ => LevelFilter::Trace,
-    }
+/// The log levels as numbers across JNI, declared once: a level's number is its index here
+/// (0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace; `NativeLog.at` maps them onto SLF4J).
+const LEVELS: [LevelFilter; 6] = [
+    LevelFilter::Off,
+    LevelFilter::Error,
+    LevelFilter::Warn,
+    LevelFilter::Info,
+    LevelFilter::Debug,
+    LevelFilter::Trace,
+];
+
+/// The level a number from Java stands for; below 0 is off, above 5 trace.
+fn level_filter(number: jint) -> LevelFilter {
+    LEVELS[number.clamp(0, LEVELS.len() as jint - 1) as usize]
+}
+
+/// The number Java knows a record's level by.
+fn level_number(level: log::Level) -> jint {
+    let filter = level.to_level_filter();
+    LEVELS.iter().position(|&l| l == filter).unwrap_or(0) as jint
 }
 
 /// Forwards `log` records to SLF4J through the dispatcher; disabled levels are filtered by
@@ -411,7 +411,7 @@ impl Log for JavaLogger {
     fn log(&self, record: &Record) {
         if self.enabled(record.metadata()) {
             dispatch(Job::Log(
-                record.level() as jint,
+                level_number(record.level()),
                 Some((record.target().to_string(), record.args().to_string())),
             ));
         }
@@ -447,7 +447,7 @@ impl JavaSide {
                     let outcome = *outcome;
                     let args = [
                         JValue::Object(callback.as_obj()).as_jni(),
-                        JValue::Int(outcome_code(outcome)).as_jni(),
+                        JValue::Int(jint::from(outcome.code())).as_jni(),
                     ];
                     // SAFETY: `deliver` was resolved on this class with DISPATCH_SIG, which
                     // these two arguments match.
@@ -582,7 +582,7 @@ impl Dispatcher for Attached<'_> {
 
     fn report(&mut self, message: String) {
         let mut job = Job::Log(
-            log::Level::Error as jint,
+            level_number(log::Level::Error),
             Some((module_path!().to_string(), message)),
         );
         let _ = self.side.run(&mut self.env, &mut job);
@@ -718,6 +718,25 @@ mod tests {
         assert_eq!(d.refreshes, 3);
         assert_eq!(d.reports.len(), 1, "{:?}", d.reports);
         assert!(d.reports[0].contains("injected: the level cannot be read"));
+    }
+
+    /// One table gives both directions, and numbers out of range are clamped.
+    #[test]
+    fn level_numbers_go_both_ways() {
+        use log::Level;
+        for (number, level) in (1..).zip([
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ]) {
+            assert_eq!(level_number(level), number);
+            assert_eq!(level_filter(number), level.to_level_filter());
+        }
+        assert_eq!(level_filter(-3), LevelFilter::Off);
+        assert_eq!(level_filter(0), LevelFilter::Off);
+        assert_eq!(level_filter(9), LevelFilter::Trace);
     }
 
     static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());

@@ -19,7 +19,7 @@ pub struct ConnectionMetrics {
 }
 
 pub struct AppenderMetrics {
-    packs: [AtomicU64; 4],
+    packs: [AtomicU64; Outcome::COUNT],
     records_delivered: AtomicU64,
     records_failed: AtomicU64,
     in_flight: AtomicI64,
@@ -45,12 +45,7 @@ pub struct Snapshot {
 }
 
 fn index(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::Delivered => 0,
-        Outcome::ConnectionError => 1,
-        Outcome::RemoteError => 2,
-        Outcome::InternalError => 3,
-    }
+    usize::from(outcome.code())
 }
 
 fn bucket(latency: Duration) -> usize {
