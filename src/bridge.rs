@@ -36,6 +36,7 @@ use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::AppenderConfig;
 use crate::delivery::Outcome;
 use crate::header::HeaderStructure;
+use crate::metrics::FIGURES;
 use crate::supervise::panic_message;
 
 const DISPATCH_CLASS: &str =
@@ -343,8 +344,29 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
+/// The JMX figures' names, types and descriptions ([`FIGURES`]), three strings each.
+#[no_mangle]
+pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_metricFigures<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> JObjectArray<'local> {
+    guard(&mut env, JObjectArray::default(), |env| {
+        let texts = FIGURES.as_flattened();
+        let array =
+            env.new_object_array(texts.len() as jint, "java/lang/String", JObject::null())?;
+        for (i, text) in texts.iter().enumerate() {
+            let text = env.new_string(text)?;
+            env.set_object_array_element(&array, i as jint, &text)?;
+            env.delete_local_ref(text)?;
+        }
+        Ok(array)
+    })
+}
+
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 4;
+const ABI_VERSION: jint = 5;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<

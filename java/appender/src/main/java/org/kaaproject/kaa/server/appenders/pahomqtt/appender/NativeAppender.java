@@ -10,7 +10,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 4;
+    static final int ABI_VERSION = 5;
 
     private NativeAppender() {
     }
@@ -39,8 +39,11 @@ final class NativeAppender {
     /** Answers every pack still in flight and releases the handle; the handle is invalid after. */
     static native void close(long handle);
 
+    /** Name, type and description of each of {@link #metrics}' values, three strings each. */
+    static native String[] metricFigures();
+
     /**
-     * The appender's counters, in {@link AppenderMetrics}' order.
+     * The appender's counters, in {@link #metricFigures}' order.
      *
      * @throws IllegalStateException for a closed handle
      */
