@@ -1,5 +1,7 @@
-//! One configured appender: decodes a pack's records into payloads, hands them to its pooled
-//! connection and makes sure every pack is answered by its deadline.
+//! One configured appender: checks a pack as Kaa handed it (null events, no log schema),
+//! decodes its records into payloads, hands them to its pooled connection and makes sure every
+//! pack is answered by its deadline. Every answer, whoever gives it, goes through the pack's
+//! completion, so the metrics count each one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -23,6 +25,89 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// second, not ten times).
 const SWEEP_RESTART_PAUSE: Duration = Duration::from_secs(1);
 
+/// A pack's log schema as Kaa's `LogSchema` gives it, nulls as `None`.
+pub struct PackSchema<'a, T: FnOnce() -> Option<String>> {
+    /// `getId()`: with the version, it names the schema (see `Appender::last_schema`).
+    pub id: Option<&'a str>,
+    /// `getVersion()` (0 when the pack has no `LogSchema`).
+    pub version: i32,
+    /// `getSchema()`, the Avro JSON text: called only when the schema is not cached.
+    pub text: T,
+}
+
+/// A pack's records that cannot be read: a null list of events, a null event or null data.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// Events in the pack (0 without a list): what its failure counts as records failed.
+    pub events: usize,
+    /// Why, for the log line.
+    pub reason: String,
+}
+
+/// A pack's records as they crossed from Java: each copied once, straight into one buffer.
+#[derive(Default)]
+pub struct PackRecords {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    /// Why the pack cannot be published: the first event without data, a null list, a failed read.
+    unreadable: Option<String>,
+}
+
+impl PackRecords {
+    /// Room for `events` events of `bytes` bytes in all.
+    pub fn with_capacity(events: usize, bytes: usize) -> Self {
+        PackRecords {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(events),
+            unreadable: None,
+        }
+    }
+
+    /// A pack whose records cannot be read at all.
+    pub fn unreadable(reason: String) -> Self {
+        PackRecords {
+            unreadable: Some(reason),
+            ..PackRecords::default()
+        }
+    }
+
+    /// The next record's bytes, `len` of them, for the caller to fill (zeroed until then).
+    pub fn next_record(&mut self, len: usize) -> &mut [u8] {
+        let start = self.data.len();
+        self.data.resize(start + len, 0);
+        self.ends.push(self.data.len());
+        &mut self.data[start..]
+    }
+
+    /// The next event is null or has no data.
+    pub fn next_missing(&mut self) {
+        let i = self.ends.len();
+        self.unreadable
+            .get_or_insert_with(|| format!("event {i} is null or has no data"));
+        self.ends.push(self.data.len());
+    }
+
+    /// The records, or why the pack cannot be published.
+    pub fn slices(&self) -> Result<Vec<&[u8]>, Unreadable> {
+        if let Some(reason) = &self.unreadable {
+            return Err(Unreadable {
+                events: self.ends.len(),
+                reason: reason.clone(),
+            });
+        }
+        let mut start = 0;
+        Ok(self
+            .ends
+            .iter()
+            .map(|&end| {
+                let record = &self.data[start..end];
+                start = end;
+                record
+            })
+            .collect())
+    }
+}
+
 pub struct Appender {
     name: String,
     application_token: String,
@@ -31,8 +116,12 @@ pub struct Appender {
     encoder: Encoder,
     /// The pooled connections (`connectionsPerBroker`); empty once closed.
     connections: Mutex<Vec<Arc<Connection>>>,
-    /// Parsed log schemas by their text: Kaa hands the schema text with every pack.
+    /// Parsed log schemas by their text, for a pack whose schema is not the last one's.
     schemas: Mutex<HashMap<String, Arc<LogSchema>>>,
+    /// The last pack's schema by its `LogSchema` id and version, which name one text in Kaa (a
+    /// log schema version never changes): a pack with the same id and version takes it without
+    /// its text being read across JNI or hashed.
+    last_schema: Mutex<Option<(String, i32, Arc<LogSchema>)>>,
     /// Packs not known to be answered, oldest first, with their deadlines.
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
     metrics: Arc<AppenderMetrics>,
@@ -82,6 +171,7 @@ impl Appender {
             config,
             connections: Mutex::new(connections),
             schemas: Mutex::default(),
+            last_schema: Mutex::default(),
             live: Mutex::default(),
             metrics: Arc::default(),
         });
@@ -94,27 +184,46 @@ impl Appender {
         appender
     }
 
-    /// Takes one pack; `completion` runs exactly once, never on the calling thread's stack
+    /// Takes one pack as Kaa handed it, unchecked: records that could not be read (`Err`) are
+    /// answered here like any other pack that cannot be published, through the same completion,
+    /// metrics and log line. `completion` runs exactly once, never on the calling thread's stack
     /// before this returns unless the answer is immediate (bad data, closed, bound reached).
-    pub fn append<R: AsRef<[u8]>>(
+    pub fn append<R: AsRef<[u8]>, T: FnOnce() -> Option<String>>(
         &self,
-        schema: &str,
-        schema_version: i32,
-        records: &[R],
+        schema: PackSchema<'_, T>,
+        records: Result<&[R], &Unreadable>,
         endpoint: &str,
         completion: Completion,
     ) {
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
-        let records_in_pack = records.len();
+        let records_in_pack = match records {
+            Ok(records) => records.len(),
+            Err(unreadable) => unreadable.events,
+        };
         metrics.started();
         let completion: Completion = Box::new(move |outcome| {
             metrics.finished(outcome, records_in_pack, started.elapsed());
             completion(outcome);
         });
+        let not_published = |reason: &str| {
+            log::warn!(
+                "appender '{}': pack of {records_in_pack} records from endpoint {endpoint} not \
+                 published: {reason}",
+                self.name
+            );
+        };
+        let records = match records {
+            Ok(records) => records,
+            Err(unreadable) => {
+                not_published(&unreadable.reason);
+                return completion(Outcome::InternalError);
+            }
+        };
         if records.is_empty() {
             return completion(Outcome::Delivered);
         }
+        let schema_version = schema.version;
         let header =
             self.header
                 .header(&self.application_token, endpoint, schema_version, now_ms());
@@ -161,11 +270,7 @@ impl Appender {
         {
             Ok(messages) => messages,
             Err(reason) => {
-                log::warn!(
-                    "appender '{}': pack of {} records from endpoint {endpoint} not published: {reason}",
-                    self.name,
-                    records.len()
-                );
+                not_published(&reason);
                 return completion(Outcome::InternalError);
             }
         };
@@ -232,13 +337,36 @@ impl Appender {
         labels
     }
 
-    fn schema(&self, text: &str) -> Result<Arc<LogSchema>, String> {
-        let mut cache = lock(&self.schemas);
-        if let Some(schema) = cache.get(text) {
-            return Ok(Arc::clone(schema));
+    /// The pack's parsed schema: the last pack's when id and version match, else by its text
+    /// (read only then), parsed once per text.
+    fn schema<T: FnOnce() -> Option<String>>(
+        &self,
+        pack: PackSchema<'_, T>,
+    ) -> Result<Arc<LogSchema>, String> {
+        if let (Some(id), Some((last_id, last_version, schema))) =
+            (pack.id, &*lock(&self.last_schema))
+        {
+            if id == last_id && pack.version == *last_version {
+                return Ok(Arc::clone(schema));
+            }
         }
-        let schema = Arc::new(LogSchema::parse(text).map_err(|e| format!("bad log schema: {e}"))?);
-        cache.insert(text.to_string(), Arc::clone(&schema));
+        let text = (pack.text)().ok_or("the pack has no log schema (or its text is null)")?;
+        let schema = {
+            let mut cache = lock(&self.schemas);
+            match cache.get(&text) {
+                Some(schema) => Arc::clone(schema),
+                None => {
+                    let schema = Arc::new(
+                        LogSchema::parse(&text).map_err(|e| format!("bad log schema: {e}"))?,
+                    );
+                    cache.insert(text, Arc::clone(&schema));
+                    schema
+                }
+            }
+        };
+        if let Some(id) = pack.id {
+            *lock(&self.last_schema) = Some((id.to_string(), pack.version, Arc::clone(&schema)));
+        }
         Ok(schema)
     }
 
@@ -507,6 +635,93 @@ mod tests {
         config
     }
 
+    /// One record of SCHEMA, its `LogSchema` id "1", version 1.
+    fn append_one(appender: &Appender, endpoint: &str, completion: Completion) {
+        let schema = PackSchema {
+            id: Some("1"),
+            version: 1,
+            text: || Some(SCHEMA.to_string()),
+        };
+        appender.append(schema, Ok(&[RECORD][..]), endpoint, completion);
+    }
+
+    /// Records cross as they come: a null event or a null list is no longer answered in Java,
+    /// it reaches the appender, which answers it `InternalError` and counts it. (Before: Java
+    /// answered such packs itself, and the metrics never saw them.)
+    #[test]
+    fn unreadable_packs_are_answered_and_counted() {
+        let appender = unreachable_appender("unreadable");
+        let mut with_null = PackRecords::with_capacity(3, 2);
+        with_null.next_record(1).copy_from_slice(RECORD);
+        with_null.next_missing();
+        with_null.next_record(1).copy_from_slice(RECORD);
+        let slices = with_null.slices();
+        let unreadable = slices.as_ref().expect_err("a null event");
+        assert_eq!(
+            (unreadable.events, unreadable.reason.as_str()),
+            (3, "event 1 is null or has no data")
+        );
+        let no_list = PackRecords::unreadable("its list of events is null".into());
+        let no_list = no_list.slices();
+        let (tx, rx) = mpsc::channel();
+        for records in [slices.as_deref(), no_list.as_deref()] {
+            let schema = PackSchema {
+                id: Some("1"),
+                version: 1,
+                text: || -> Option<String> { panic!("the schema is not needed") },
+            };
+            appender.append(schema, records, "endpoint-a", recorded(&tx));
+            assert_eq!(
+                rx.try_recv(),
+                Ok(Outcome::InternalError),
+                "answered at once"
+            );
+        }
+        let snapshot = appender.metrics();
+        assert_eq!(snapshot.packs_internal_error, 2);
+        assert_eq!(snapshot.records_failed, 3);
+        appender.close();
+    }
+
+    /// The records of a pack come out as they went in, one buffer for all.
+    #[test]
+    fn pack_records_frame_what_they_hold() {
+        let mut records = PackRecords::with_capacity(3, 3);
+        records.next_record(2).copy_from_slice(&[1, 2]);
+        records.next_record(0);
+        records.next_record(1).copy_from_slice(&[3]);
+        assert_eq!(
+            records.slices().expect("readable"),
+            [&[1u8, 2][..], &[], &[3]]
+        );
+    }
+
+    /// The schema text is read (across JNI, in the bridge) only when the pack's `LogSchema`
+    /// id and version are not the last pack's. (Before: read and hashed for every pack.)
+    #[test]
+    fn the_schema_text_is_read_only_for_a_new_id_or_version() {
+        let appender = unreachable_appender("schema-cache");
+        let reads = &std::cell::Cell::new(0);
+        let schema = |id, version| PackSchema {
+            id: Some(id),
+            version,
+            text: move || {
+                reads.set(reads.get() + 1);
+                Some(SCHEMA.to_string())
+            },
+        };
+        for (id, version) in [("7", 1), ("7", 1), ("7", 2), ("8", 2), ("8", 2)] {
+            appender.append(
+                schema(id, version),
+                Ok(&[RECORD][..]),
+                "endpoint-a",
+                Box::new(|_| ()),
+            );
+        }
+        assert_eq!(reads.get(), 3);
+        appender.close();
+    }
+
     fn recorded(tx: &mpsc::Sender<Outcome>) -> Completion {
         let tx = tx.clone();
         Box::new(move |outcome| {
@@ -521,17 +736,15 @@ mod tests {
     fn a_panic_in_the_sweep_leaves_no_pack_unanswered() {
         let appender = unreachable_appender("sweep-panic");
         let (tx, rx) = mpsc::channel();
-        appender.append(
-            SCHEMA,
-            1,
-            &[RECORD],
+        append_one(
+            &appender,
             "endpoint-a",
             Box::new(|_| panic!("injected: the completion of pack A panics")),
         );
-        appender.append(SCHEMA, 1, &[RECORD], "endpoint-b", recorded(&tx));
+        append_one(&appender, "endpoint-b", recorded(&tx));
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
         // And the sweep still serves packs appended after the panic.
-        appender.append(SCHEMA, 1, &[RECORD], "endpoint-c", recorded(&tx));
+        append_one(&appender, "endpoint-c", recorded(&tx));
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
         appender.close();
     }
@@ -543,10 +756,10 @@ mod tests {
     fn close_lets_packs_in_flight_wait_up_to_the_close_timeout() {
         let appender = open("close-drains", unreachable_config(Duration::from_secs(1)));
         let (tx, rx) = mpsc::channel();
-        appender.append(SCHEMA, 1, &[RECORD], "endpoint-a", recorded(&tx));
+        append_one(&appender, "endpoint-a", recorded(&tx));
         appender.close();
         let (late_tx, late) = mpsc::channel();
-        appender.append(SCHEMA, 1, &[RECORD], "endpoint-b", recorded(&late_tx));
+        append_one(&appender, "endpoint-b", recorded(&late_tx));
         assert_eq!(
             late.try_recv(),
             Ok(Outcome::InternalError),
@@ -560,7 +773,7 @@ mod tests {
     fn a_close_timeout_of_zero_fails_packs_in_flight_at_once() {
         let appender = open("close-at-once", unreachable_config(Duration::ZERO));
         let (tx, rx) = mpsc::channel();
-        appender.append(SCHEMA, 1, &[RECORD], "endpoint-a", recorded(&tx));
+        append_one(&appender, "endpoint-a", recorded(&tx));
         appender.close();
         assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
     }
@@ -574,7 +787,7 @@ mod tests {
         config.delivery_timeout = Duration::from_secs(2);
         let first = open("made-again", config.clone());
         let (tx, rx) = mpsc::channel();
-        first.append(SCHEMA, 1, &[RECORD], "endpoint-a", recorded(&tx));
+        append_one(&first, "endpoint-a", recorded(&tx));
         let connection = Arc::downgrade(&lock(&first.connections)[0]);
         first.close();
         drop(first);

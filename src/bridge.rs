@@ -4,7 +4,9 @@
 //! exception (`open`, `close`) or the pack's failure callback (`append`), never a crashed
 //! node. Handles are `Arc<Appender>` pointers in a `jlong`, created by `open` and freed
 //! exactly once by `close`; the Java side never calls `append` after `close` (a read/write
-//! lock in `NativeHandle`).
+//! lock in `NativeHandle`). `append` takes a pack as Kaa handed it (each record's array, null
+//! entries included, and the log schema's id, version and text, nulls allowed): the checks and
+//! the framing are `appender`'s, so every pack is answered, counted and logged in one place.
 //!
 //! Calls into Java (delivery callbacks, log records) are made from one dispatcher thread,
 //! attached to the JVM once: tokio workers never touch JNI, and a slow callback delays other
@@ -22,18 +24,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JClass, JIntArray, JLongArray, JObject, JObjectArray, JStaticMethodID,
-    JString, JValue,
+    GlobalRef, JByteArray, JClass, JLongArray, JObject, JObjectArray, JStaticMethodID, JString,
+    JValue,
 };
 use jni::signature::{Primitive, ReturnType};
-use jni::sys::{jint, jlong, JNI_ERR, JNI_VERSION_1_8};
+use jni::sys::{jbyte, jint, jlong, JNI_ERR, JNI_VERSION_1_8};
 use jni::{JNIEnv, JavaVM};
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::appender::Appender;
+use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::AppenderConfig;
 use crate::delivery::Outcome;
 use crate::header::HeaderStructure;
+use crate::metrics::FIGURES;
 use crate::supervise::panic_message;
 
 const DISPATCH_CLASS: &str =
@@ -172,38 +175,57 @@ impl Drop for JavaCallback {
     }
 }
 
-fn outcome_code(outcome: Outcome) -> jint {
-    // Must match DeliveryDispatch.deliver.
-    match outcome {
-        Outcome::Delivered => 0,
-        Outcome::ConnectionError => 1,
-        Outcome::RemoteError => 2,
-        Outcome::InternalError => 3,
+/// A Java string; `None` for null (or one that cannot be read).
+fn read_string(env: &mut JNIEnv, s: &JString) -> Option<String> {
+    if s.is_null() {
+        return None;
     }
+    env.get_string(s).ok().map(String::from)
 }
 
-/// The pack's records: one byte array holding them all, and where each ends.
-fn read_records(
-    env: &mut JNIEnv,
-    data: &JByteArray,
-    ends: &JIntArray,
-) -> Result<(Vec<u8>, Vec<usize>), String> {
-    let err = |e: jni::errors::Error| format!("cannot read the pack's events: {e}");
-    let data = env.convert_byte_array(data).map_err(err)?;
-    let mut raw = vec![0; env.get_array_length(ends).map_err(err)? as usize];
-    env.get_int_array_region(ends, 0, &mut raw).map_err(err)?;
-    let mut start = 0;
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, &end) in raw.iter().enumerate() {
-        match usize::try_from(end) {
-            Ok(end) if end >= start && end <= data.len() => {
-                out.push(end);
-                start = end;
-            }
-            _ => return Err(format!("event {i} ends at {end}, outside the pack's data")),
-        }
+/// The pack's records, each copied once out of its Java array into one buffer (sized first, so
+/// it never grows by copying). A null array is a null event; a null `events` a null list.
+fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
+    if events.is_null() {
+        return PackRecords::unreadable("its list of events is null".into());
     }
-    Ok((data, out))
+    let read = |env: &mut JNIEnv| -> Result<PackRecords, jni::errors::Error> {
+        let count = env.get_array_length(events)?;
+        // One local frame holds every event's array while the buffer is sized, and frees them together.
+        env.with_local_frame(count.saturating_add(1), |env| {
+            let mut arrays = Vec::with_capacity(count as usize);
+            let mut bytes = 0;
+            for i in 0..count {
+                let array = JByteArray::from(env.get_object_array_element(events, i)?);
+                let len = if array.is_null() {
+                    0
+                } else {
+                    env.get_array_length(&array)? as usize
+                };
+                bytes += len;
+                arrays.push((array, len));
+            }
+            let mut records = PackRecords::with_capacity(arrays.len(), bytes);
+            for (array, len) in &arrays {
+                if array.is_null() {
+                    records.next_missing();
+                    continue;
+                }
+                let record = records.next_record(*len);
+                // SAFETY: u8 and jbyte (i8) have the same size and alignment, and every bit
+                // pattern is valid in both; the slice is the same memory, borrowed as before.
+                let record = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        record.as_mut_ptr().cast::<jbyte>(),
+                        record.len(),
+                    )
+                };
+                env.get_byte_array_region(array, 0, record)?;
+            }
+            Ok(records)
+        })
+    };
+    read(env).unwrap_or_else(|e| PackRecords::unreadable(format!("its events cannot be read: {e}")))
 }
 
 #[no_mangle]
@@ -234,18 +256,6 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
-/// The records of a pack, as slices of its data.
-fn split<'a>(data: &'a [u8], ends: &[usize]) -> Vec<&'a [u8]> {
-    let mut start = 0;
-    ends.iter()
-        .map(|&end| {
-            let record = &data[start..end];
-            start = end;
-            record
-        })
-        .collect()
-}
-
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_append<
     'local,
@@ -253,10 +263,10 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     mut env: JNIEnv<'local>,
     _class: JClass<'local>,
     handle: jlong,
-    schema: JString<'local>,
+    schema_id: JString<'local>,
     schema_version: jint,
-    records: JByteArray<'local>,
-    record_ends: JIntArray<'local>,
+    schema_text: JString<'local>,
+    events: JObjectArray<'local>,
     endpoint: JString<'local>,
     callback: JObject<'local>,
 ) {
@@ -272,34 +282,21 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             Ok(appender) => appender,
             Err(_) => return callback.answer(Outcome::InternalError),
         };
-        let inputs = (|| -> Result<_, String> {
-            let schema: String = env
-                .get_string(&schema)
-                .map_err(|e| format!("no log schema: {e}"))?
-                .into();
-            let endpoint: String = match env.get_string(&endpoint) {
-                Ok(s) => s.into(),
-                Err(_) => String::from("(unknown)"),
-            };
-            Ok((
-                schema,
-                read_records(&mut env, &records, &record_ends)?,
-                endpoint,
-            ))
-        })();
-        match inputs {
-            Ok((schema, (data, ends), endpoint)) => appender.append(
-                &schema,
-                schema_version,
-                &split(&data, &ends),
-                &endpoint,
-                Box::new(move |outcome| callback.answer(outcome)),
-            ),
-            Err(reason) => {
-                log::warn!("pack not published: {reason}");
-                callback.answer(Outcome::InternalError);
-            }
-        }
+        let records = read_records(&mut env, &events);
+        // As `String.valueOf` wrote a null key before the checks moved here.
+        let endpoint = read_string(&mut env, &endpoint).unwrap_or_else(|| "null".into());
+        let schema_id = read_string(&mut env, &schema_id);
+        let schema = PackSchema {
+            id: schema_id.as_deref(),
+            version: schema_version,
+            text: || read_string(&mut env, &schema_text),
+        };
+        appender.append(
+            schema,
+            records.slices().as_deref(),
+            &endpoint,
+            Box::new(move |outcome| callback.answer(outcome)),
+        );
     }));
     if let Err(payload) = panicked {
         log_panic(payload);
@@ -347,8 +344,29 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
+/// The JMX figures' names, types and descriptions ([`FIGURES`]), three strings each.
+#[no_mangle]
+pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_metricFigures<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> JObjectArray<'local> {
+    guard(&mut env, JObjectArray::default(), |env| {
+        let texts = FIGURES.as_flattened();
+        let array =
+            env.new_object_array(texts.len() as jint, "java/lang/String", JObject::null())?;
+        for (i, text) in texts.iter().enumerate() {
+            let text = env.new_string(text)?;
+            env.set_object_array_element(&array, i as jint, &text)?;
+            env.delete_local_ref(text)?;
+        }
+        Ok(array)
+    })
+}
+
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 3;
+const ABI_VERSION: jint = 5;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<
@@ -374,16 +392,26 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     })
 }
 
-/// 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace (NativeLog's numbering).
-fn level_filter(level: jint) -> LevelFilter {
-    match level {
-        i32::MIN..=0 => LevelFilter::Off,
-        1 => LevelFilter::Error,
-        2 => LevelFilter::Warn,
-        3 => LevelFilter::Info,
-        4 => LevelFilter::Debug,
-        _ => LevelFilter::Trace,
-    }
+/// The log levels as numbers across JNI, declared once: a level's number is its index here
+/// (0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace; `NativeLog.at` maps them onto SLF4J).
+const LEVELS: [LevelFilter; 6] = [
+    LevelFilter::Off,
+    LevelFilter::Error,
+    LevelFilter::Warn,
+    LevelFilter::Info,
+    LevelFilter::Debug,
+    LevelFilter::Trace,
+];
+
+/// The level a number from Java stands for; below 0 is off, above 5 trace.
+fn level_filter(number: jint) -> LevelFilter {
+    LEVELS[number.clamp(0, LEVELS.len() as jint - 1) as usize]
+}
+
+/// The number Java knows a record's level by.
+fn level_number(level: log::Level) -> jint {
+    let filter = level.to_level_filter();
+    LEVELS.iter().position(|&l| l == filter).unwrap_or(0) as jint
 }
 
 /// Forwards `log` records to SLF4J through the dispatcher; disabled levels are filtered by
@@ -411,7 +439,7 @@ impl Log for JavaLogger {
     fn log(&self, record: &Record) {
         if self.enabled(record.metadata()) {
             dispatch(Job::Log(
-                record.level() as jint,
+                level_number(record.level()),
                 Some((record.target().to_string(), record.args().to_string())),
             ));
         }
@@ -447,7 +475,7 @@ impl JavaSide {
                     let outcome = *outcome;
                     let args = [
                         JValue::Object(callback.as_obj()).as_jni(),
-                        JValue::Int(outcome_code(outcome)).as_jni(),
+                        JValue::Int(jint::from(outcome.code())).as_jni(),
                     ];
                     // SAFETY: `deliver` was resolved on this class with DISPATCH_SIG, which
                     // these two arguments match.
@@ -582,7 +610,7 @@ impl Dispatcher for Attached<'_> {
 
     fn report(&mut self, message: String) {
         let mut job = Job::Log(
-            log::Level::Error as jint,
+            level_number(log::Level::Error),
             Some((module_path!().to_string(), message)),
         );
         let _ = self.side.run(&mut self.env, &mut job);
@@ -718,6 +746,25 @@ mod tests {
         assert_eq!(d.refreshes, 3);
         assert_eq!(d.reports.len(), 1, "{:?}", d.reports);
         assert!(d.reports[0].contains("injected: the level cannot be read"));
+    }
+
+    /// One table gives both directions, and numbers out of range are clamped.
+    #[test]
+    fn level_numbers_go_both_ways() {
+        use log::Level;
+        for (number, level) in (1..).zip([
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ]) {
+            assert_eq!(level_number(level), number);
+            assert_eq!(level_filter(number), level.to_level_filter());
+        }
+        assert_eq!(level_filter(-3), LevelFilter::Off);
+        assert_eq!(level_filter(0), LevelFilter::Off);
+        assert_eq!(level_filter(9), LevelFilter::Trace);
     }
 
     static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());

@@ -17,13 +17,26 @@ use std::time::{Duration, Instant};
 use crate::config::Qos;
 use crate::protocol::{Message, Observed, Outbox, PublishOptions};
 
-/// The four answers Kaa's `LogDeliveryCallback` knows.
+/// The four answers Kaa's `LogDeliveryCallback` knows. The discriminant is the answer's code,
+/// declared here once: the bridge hands it to Java (`DeliveryDispatch.deliver` switches on it)
+/// and the metrics count by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Outcome {
-    Delivered,
-    ConnectionError,
-    RemoteError,
-    InternalError,
+    Delivered = 0,
+    ConnectionError = 1,
+    RemoteError = 2,
+    InternalError = 3,
+}
+
+impl Outcome {
+    /// How many outcomes there are: the codes run from 0 below this.
+    pub const COUNT: usize = 4;
+
+    /// The answer's code (see the type's doc).
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
 }
 
 /// The callback Kaa gets, by its name: what operators read in the logs.

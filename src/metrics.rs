@@ -19,7 +19,7 @@ pub struct ConnectionMetrics {
 }
 
 pub struct AppenderMetrics {
-    packs: [AtomicU64; 4],
+    packs: [AtomicU64; Outcome::COUNT],
     records_delivered: AtomicU64,
     records_failed: AtomicU64,
     in_flight: AtomicI64,
@@ -45,12 +45,7 @@ pub struct Snapshot {
 }
 
 fn index(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::Delivered => 0,
-        Outcome::ConnectionError => 1,
-        Outcome::RemoteError => 2,
-        Outcome::InternalError => 3,
-    }
+    usize::from(outcome.code())
 }
 
 fn bucket(latency: Duration) -> usize {
@@ -132,9 +127,76 @@ impl AppenderMetrics {
     }
 }
 
+/// What JMX shows, declared once: each figure's attribute name, its type and its description,
+/// in the order of [`Snapshot::to_array`]. `AppenderMetrics` (Java) builds its bean from this
+/// table and converts each value by its type: `long` as it is, `boolean` true when not zero,
+/// `double` thousandths (latencies go as µs and show as ms).
+pub const FIGURES: [[&str; 3]; 13] = [
+    ["PacksDelivered", "long", "Packs answered onSuccess"],
+    [
+        "PacksFailedConnection",
+        "long",
+        "Packs answered onConnectionError",
+    ],
+    ["PacksFailedRemote", "long", "Packs answered onRemoteError"],
+    [
+        "PacksFailedInternal",
+        "long",
+        "Packs answered onInternalError",
+    ],
+    [
+        "RecordsDelivered",
+        "long",
+        "Records of packs answered onSuccess",
+    ],
+    [
+        "RecordsFailed",
+        "long",
+        "Records of packs answered with an error",
+    ],
+    [
+        "PacksInFlight",
+        "long",
+        "Packs handed over and not answered yet",
+    ],
+    [
+        "RecordsAwaitingBroker",
+        "long",
+        "Records accepted by the connection and not yet confirmed by the broker (shared \
+         connection's total)",
+    ],
+    [
+        "Reconnects",
+        "long",
+        "Connections made again after one was lost",
+    ],
+    [
+        "Connected",
+        "boolean",
+        "Whether every connection of the appender is up",
+    ],
+    [
+        "AnswerLatencyP50Millis",
+        "double",
+        "Median time from doAppend to the pack's answer, ms",
+    ],
+    [
+        "AnswerLatencyP99Millis",
+        "double",
+        "99th percentile of the time from doAppend to the pack's answer, ms",
+    ],
+    [
+        "Takeovers",
+        "long",
+        "Connections the broker closed because another client connected with the same client id \
+         (a Kaa cluster whose nodes share one fixed id): said by an MQTT 5 broker, or inferred \
+         from a close within seconds of being accepted",
+    ],
+];
+
 impl Snapshot {
-    /// In the order of `AppenderMetrics.Figure` (Java), which names them; latencies in microseconds.
-    pub fn to_array(self) -> [i64; 13] {
+    /// In the order of [`FIGURES`], which names them; latencies in microseconds.
+    pub fn to_array(self) -> [i64; FIGURES.len()] {
         [
             self.packs_delivered as i64,
             self.packs_connection_error as i64,

@@ -25,61 +25,27 @@ final class AppenderMetrics implements DynamicMBean {
 
     private static final Logger LOG = LoggerFactory.getLogger(AppenderMetrics.class);
 
-    /** The attributes, in the order of the values {@code NativeAppender.metrics} returns ({@code Snapshot::to_array}). */
-    private enum Figure {
-        PacksDelivered("Packs answered onSuccess"),
-        PacksFailedConnection("Packs answered onConnectionError"),
-        PacksFailedRemote("Packs answered onRemoteError"),
-        PacksFailedInternal("Packs answered onInternalError"),
-        RecordsDelivered("Records of packs answered onSuccess"),
-        RecordsFailed("Records of packs answered with an error"),
-        PacksInFlight("Packs handed over and not answered yet"),
-        RecordsAwaitingBroker("Records accepted by the connection and not yet confirmed by the broker (shared "
-                + "connection's total)"),
-        Reconnects("Connections made again after one was lost"),
-        Connected("Whether every connection of the appender is up", Boolean.TYPE),
-        AnswerLatencyP50Millis("Median time from doAppend to the pack's answer, ms", Double.TYPE),
-        AnswerLatencyP99Millis("99th percentile of the time from doAppend to the pack's answer, ms", Double.TYPE),
-        Takeovers("Connections the broker closed because another client connected with the same client id (a Kaa "
-                + "cluster whose nodes share one fixed id): said by an MQTT 5 broker, or inferred from a close "
-                + "within seconds of being accepted");
-
-        final String description;
-        final Class<?> type;
-
-        Figure(String description) {
-            this(description, Long.TYPE);
-        }
-
-        Figure(String description, Class<?> type) {
-            this.description = description;
-            this.type = type;
-        }
-
-        /** The native value (latencies in microseconds) as the attribute's type. */
-        Object of(long value) {
-            if (type == Boolean.TYPE) {
-                return value != 0;
-            }
-            return type == Double.TYPE ? value / 1000.0 : (Object) value;
-        }
-    }
-
-    private static final MBeanInfo INFO = info();
-
     /** Supplies {@code NativeAppender.metrics} of the open handle, or null once closed. */
     interface Source {
         long[] read();
     }
 
+    /**
+     * Name, type and description of each figure, three strings each, in the order of the values: declared once, in
+     * the library ({@code metrics::FIGURES}). Read when the first bean registers, once the library is loaded.
+     */
+    private static volatile String[] figures;
+    private static volatile MBeanInfo info;
+
     private final Source source;
     private final ObjectName name;
     /** The last figures read, kept so a closed appender still shows where it ended. */
-    private volatile long[] last = new long[Figure.values().length];
+    private volatile long[] last;
 
     private AppenderMetrics(Source source, ObjectName name) {
         this.source = source;
         this.name = name;
+        this.last = new long[figures.length / 3];
     }
 
     /** Registers the bean; a failure to register is logged, never fatal to the appender. */
@@ -87,6 +53,7 @@ final class AppenderMetrics implements DynamicMBean {
         try {
             ObjectName name = new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
                     + ObjectName.quote(String.valueOf(appenderName)) + ",id=" + ObjectName.quote(String.valueOf(appenderId)));
+            describe();
             AppenderMetrics metrics = new AppenderMetrics(source, name);
             MBeanServer server = ManagementFactory.getPlatformMBeanServer();
             if (server.isRegistered(name)) {
@@ -116,10 +83,13 @@ final class AppenderMetrics implements DynamicMBean {
         return last;
     }
 
-    private static Figure figure(String attribute) throws AttributeNotFoundException {
-        for (Figure f : Figure.values()) {
-            if (f.name().equals(attribute)) {
-                return f;
+    /** The attribute's value, converted by its type (see {@code metrics::FIGURES}). */
+    private static Object value(long[] values, String attribute) throws AttributeNotFoundException {
+        for (int i = 0; i < values.length; i++) {
+            if (figures[3 * i].equals(attribute)) {
+                String type = figures[3 * i + 1];
+                return type.equals("boolean") ? (Object) (values[i] != 0)
+                        : type.equals("double") ? (Object) (values[i] / 1000.0) : (Object) values[i];
             }
         }
         throw new AttributeNotFoundException(attribute);
@@ -127,8 +97,7 @@ final class AppenderMetrics implements DynamicMBean {
 
     @Override
     public Object getAttribute(String attribute) throws AttributeNotFoundException {
-        Figure f = figure(attribute);
-        return f.of(snapshot()[f.ordinal()]);
+        return value(snapshot(), attribute);
     }
 
     @Override
@@ -137,8 +106,7 @@ final class AppenderMetrics implements DynamicMBean {
         AttributeList list = new AttributeList();
         for (String a : attributes) {
             try {
-                Figure f = figure(a);
-                list.add(new Attribute(a, f.of(values[f.ordinal()])));
+                list.add(new Attribute(a, value(values, a)));
             } catch (AttributeNotFoundException e) {
                 // JMX leaves unknown names out of the answer.
             }
@@ -163,17 +131,21 @@ final class AppenderMetrics implements DynamicMBean {
 
     @Override
     public MBeanInfo getMBeanInfo() {
-        return INFO;
+        return info;
     }
 
-    private static MBeanInfo info() {
-        Figure[] figures = Figure.values();
-        MBeanAttributeInfo[] attributes = new MBeanAttributeInfo[figures.length];
-        for (Figure f : figures) {
-            attributes[f.ordinal()] = new MBeanAttributeInfo(f.name(), f.type.getName(), f.description, true, false,
-                    f.type == Boolean.TYPE);
+    private static synchronized void describe() {
+        if (info != null) {
+            return;
         }
-        return new MBeanInfo(AppenderMetrics.class.getName(), "Delivery figures of one PahoMqtt log appender",
+        String[] read = NativeAppender.metricFigures();
+        MBeanAttributeInfo[] attributes = new MBeanAttributeInfo[read.length / 3];
+        for (int i = 0; i < attributes.length; i++) {
+            attributes[i] = new MBeanAttributeInfo(read[3 * i], read[3 * i + 1], read[3 * i + 2], true, false,
+                    read[3 * i + 1].equals("boolean"));
+        }
+        figures = read;
+        info = new MBeanInfo(AppenderMetrics.class.getName(), "Delivery figures of one PahoMqtt log appender",
                 attributes, null, null, null);
     }
 }

@@ -13,7 +13,10 @@ final class DeliveryDispatch {
     private DeliveryDispatch() {
     }
 
-    /** Codes as in {@code bridge::outcome_code}. Never throws: a callback's failure is logged. */
+    /**
+     * Codes as declared once in Rust, {@code delivery::Outcome} (its discriminants). Never throws: a callback's
+     * failure is logged.
+     */
     @CalledFromNative
     static void deliver(LogDeliveryCallback callback, int outcome) {
         try {

@@ -10,7 +10,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 3;
+    static final int ABI_VERSION = 5;
 
     private NativeAppender() {
     }
@@ -28,18 +28,22 @@ final class NativeAppender {
             String[] headerFields);
 
     /**
-     * Hands one pack over without waiting on the network. {@code records} holds the pack's records one after
-     * another, record {@code i} ending at {@code recordEnds[i]}. The callback is answered exactly
-     * once, from the library's dispatcher thread, through {@link DeliveryDispatch}.
+     * Hands one pack over as Kaa gave it, without waiting on the network: each event's data (a null event as null,
+     * a null list as null) and the log schema's id, version and text (null without a schema); the library checks
+     * them. The callback is answered exactly once, from the library's dispatcher thread, through
+     * {@link DeliveryDispatch}.
      */
-    static native void append(long handle, String logSchema, int logSchemaVersion, byte[] records, int[] recordEnds,
-            String endpointKey, LogDeliveryCallback callback);
+    static native void append(long handle, String logSchemaId, int logSchemaVersion, String logSchema,
+            byte[][] records, String endpointKey, LogDeliveryCallback callback);
 
     /** Answers every pack still in flight and releases the handle; the handle is invalid after. */
     static native void close(long handle);
 
+    /** Name, type and description of each of {@link #metrics}' values, three strings each. */
+    static native String[] metricFigures();
+
     /**
-     * The appender's counters, in {@link AppenderMetrics}' order.
+     * The appender's counters, in {@link #metricFigures}' order.
      *
      * @throws IllegalStateException for a closed handle
      */

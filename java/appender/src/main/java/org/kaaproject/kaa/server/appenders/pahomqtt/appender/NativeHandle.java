@@ -8,6 +8,7 @@ import java.util.IdentityHashMap;
 import java.util.Set;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
+import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -28,9 +29,9 @@ final class NativeHandle {
             new IdentityHashMap<Owner, Boolean>()));
 
     /** Appends share the read side; release takes the write side, so no call outlives the handle. */
-    final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     /** The native handle; 0 once released. Read under {@link #lock}. */
-    long value;
+    private long value;
     private final String appenderName;
     private final Owner owner;
     private volatile AppenderMetrics metrics;
@@ -56,6 +57,20 @@ final class NativeHandle {
         NativeHandle handle = new NativeHandle(appender, value, appenderName);
         handle.metrics = AppenderMetrics.register(appenderName, appenderId, handle::readMetrics);
         return handle;
+    }
+
+    /** {@link NativeAppender#append} unless released; returns whether the pack was handed over. */
+    boolean append(String schemaId, int schemaVersion, String schema, byte[][] records, String endpointKey,
+            LogDeliveryCallback callback) {
+        lock.readLock().lock();
+        try {
+            if (value != 0) {
+                NativeAppender.append(value, schemaId, schemaVersion, schema, records, endpointKey, callback);
+            }
+            return value != 0;
+        } finally {
+            lock.readLock().unlock();
+        }
     }
 
     private long[] readMetrics() {

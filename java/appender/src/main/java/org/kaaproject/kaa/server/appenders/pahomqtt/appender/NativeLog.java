@@ -29,22 +29,13 @@ final class NativeLog {
     @CalledFromNative
     static int level() {
         Logger root = LoggerFactory.getLogger(PREFIX);
-        if (root.isTraceEnabled()) {
-            return 5;
+        int level = 5;
+        while (level > 0 && !at(root, level, null)) {
+            level--;
         }
-        if (root.isDebugEnabled()) {
-            return 4;
-        }
-        if (root.isInfoEnabled()) {
-            return 3;
-        }
-        if (root.isWarnEnabled()) {
-            return 2;
-        }
-        return root.isErrorEnabled() ? 1 : 0;
+        return level;
     }
 
-    /** Levels as Rust's {@code log::Level}: 1 error, 2 warn, 3 info, 4 debug, 5 trace. */
     @CalledFromNative
     static void log(int level, String target, String message) {
         try {
@@ -53,25 +44,44 @@ final class NativeLog {
                 logger = LoggerFactory.getLogger(PREFIX + "." + target.replace("::", "."));
                 LOGGERS.putIfAbsent(target, logger);
             }
-            switch (level) {
-                case 1:
-                    logger.error(message);
-                    break;
-                case 2:
-                    logger.warn(message);
-                    break;
-                case 3:
-                    logger.info(message);
-                    break;
-                case 4:
-                    logger.debug(message);
-                    break;
-                default:
-                    logger.trace(message);
-                    break;
-            }
+            at(logger, level, message);
         } catch (Throwable ignored) {
             // Logging must never fail the dispatcher thread.
+        }
+    }
+
+    /**
+     * The one mapping of the library's level numbers onto SLF4J (declared in Rust as {@code bridge::LEVELS}: 1 error,
+     * 2 warn, 3 info, 4 debug, 5 trace): logs {@code message} at {@code level} unless it is null, and tells whether
+     * that level is enabled.
+     */
+    private static boolean at(Logger logger, int level, String message) {
+        switch (level) {
+            case 1:
+                if (message != null) {
+                    logger.error(message);
+                }
+                return logger.isErrorEnabled();
+            case 2:
+                if (message != null) {
+                    logger.warn(message);
+                }
+                return logger.isWarnEnabled();
+            case 3:
+                if (message != null) {
+                    logger.info(message);
+                }
+                return logger.isInfoEnabled();
+            case 4:
+                if (message != null) {
+                    logger.debug(message);
+                }
+                return logger.isDebugEnabled();
+            default:
+                if (message != null) {
+                    logger.trace(message);
+                }
+                return logger.isTraceEnabled();
         }
     }
 }

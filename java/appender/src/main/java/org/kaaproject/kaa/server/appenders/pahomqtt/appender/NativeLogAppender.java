@@ -101,45 +101,22 @@ public abstract class NativeLogAppender implements LogAppender {
         }
     }
 
+    /** Hands the pack over as it is; the native side checks it, so every answer is counted the same way. */
     @Override
     public void doAppend(LogEventPack pack, LogDeliveryCallback callback) {
         NativeHandle.releaseDropped();
-        NativeHandle opened = handle;
-        if (opened == null) {
-            callback.onInternalError();
-            return;
+        List<LogEvent> events = pack.getEvents();
+        byte[][] records = events == null ? null : new byte[events.size()][];
+        for (int i = 0; records != null && i < records.length; i++) {
+            LogEvent event = events.get(i);
+            records[i] = event == null ? null : event.getLogData();
         }
-        opened.lock.readLock().lock();
-        try {
-            LogSchema schema = pack.getLogSchema();
-            List<LogEvent> events = pack.getEvents();
-            if (opened.value == 0 || schema == null || events == null) {
-                callback.onInternalError();
-                return;
-            }
-            // One array for the whole pack: one JNI crossing, not one per record.
-            int[] ends = new int[events.size()];
-            long total = 0;
-            for (int i = 0; i < ends.length; i++) {
-                LogEvent event = events.get(i);
-                byte[] data = event == null ? null : event.getLogData();
-                if (data == null || total + data.length > Integer.MAX_VALUE) {
-                    log.warn("PahoMqtt appender '{}': pack from {} not published: event {} has no data or the pack is "
-                            + "too large", name, pack.getEndpointKey(), i);
-                    callback.onInternalError();
-                    return;
-                }
-                total += data.length;
-                ends[i] = (int) total;
-            }
-            byte[] records = new byte[(int) total];
-            for (int i = 0, at = 0; i < ends.length; at = ends[i++]) {
-                System.arraycopy(events.get(i).getLogData(), 0, records, at, ends[i] - at);
-            }
-            NativeAppender.append(opened.value, schema.getSchema(), schema.getVersion(), records, ends,
-                    String.valueOf(pack.getEndpointKey()), callback);
-        } finally {
-            opened.lock.readLock().unlock();
+        LogSchema schema = pack.getLogSchema();
+        NativeHandle opened = handle;
+        if (opened == null || !opened.append(schema == null ? null : schema.getId(),
+                schema == null ? 0 : schema.getVersion(), schema == null ? null : schema.getSchema(), records,
+                pack.getEndpointKey(), callback)) {
+            callback.onInternalError(); // no native appender: before init succeeded, or after close
         }
     }
 

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
 import java.lang.management.ManagementFactory;
@@ -21,6 +22,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPack;
 
 /** What operators see: the JMX bean of each appender, and the log lines in the node's SLF4J. */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
@@ -97,6 +99,31 @@ class OperabilityTest {
                 appender.close();
             }
             assertTrue(beans(server, "jmx \"probe\"").isEmpty(), "bean unregistered at close");
+        }
+    }
+
+    /**
+     * A pack with a null event is answered by the native side, like any pack it cannot publish, so the bean counts it.
+     * (Before: the Java plugin answered it itself, and PacksFailedInternal stayed 0.)
+     */
+    @Test
+    void aPackWithANullEventIsCountedInPacksFailedInternal() throws Exception {
+        MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            LogAppender appender = KaaNode.load("jmx null event", KaaNode.config(KaaNode.brokerConfig(broker.port(),
+                    "ops/null-event", 1)));
+            try {
+                ObjectName name = beans(server, "jmx null event").iterator().next();
+                BaseLogEventPack pack = KaaNode.pack(TELEMETRY, 1, records(2, 5));
+                pack.getEvents().add(1, null);
+                RecordingCallback cb = new RecordingCallback("null event");
+                appender.doAppend(pack, cb);
+                cb.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                assertEquals(1L, server.getAttribute(name, "PacksFailedInternal"));
+                assertEquals(3L, server.getAttribute(name, "RecordsFailed"));
+            } finally {
+                appender.close();
+            }
         }
     }
 
