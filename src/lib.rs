@@ -3,7 +3,7 @@
 //! The Java plugin classes hand each log pack to [`bridge`]; everything that decides
 //! behaviour lives in plain Rust below it, testable without a JVM (ARCHITECTURE.md follows one
 //! pack through them):
-//! - `bridge`: the JNI boundary, the only module with `unsafe` and JNI types; the callback
+//! - `bridge`: the JNI boundary, the only module allowed `unsafe_code`, and JNI types; the callback
 //!   dispatcher thread.
 //! - `appender`: one configured appender: a pack's records to messages, the deadline sweep,
 //!   close and its drain.

@@ -21,7 +21,7 @@ pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// A future whose panics come out as `Err(message)`. It holds the future pinned elsewhere
-/// (`Pin<&mut F>` from `std::pin::pin!`, or `Pin<Box<F>>`), so no `unsafe` pinning is needed,
+/// (`Pin<&mut F>` from `std::pin::pin!`, or `Pin<Box<F>>`), so it needs no pin projection of its own,
 /// and a panic leaves whatever the future borrowed with its owner.
 pub(crate) struct CatchUnwind<P>(pub(crate) Pin<P>);
 
