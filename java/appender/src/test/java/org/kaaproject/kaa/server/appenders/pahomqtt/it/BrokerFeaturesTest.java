@@ -94,20 +94,26 @@ class BrokerFeaturesTest {
             Path acl = Files.writeString(broker.dir().resolve("acl"), "topic write allowed/#\n");
             broker.extraConfig("acl_file " + acl.toAbsolutePath());
             broker.start();
-            List<String> answers = new ArrayList<>();
-            for (int round = 0; round < 20; round++) {
-                Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", qos));
-                cfg.put("clientId", "acl-" + qos + "-" + round + "-" + UUID.randomUUID().toString().substring(0, 6));
-                LogAppender denied = KaaNode.load("denied-" + round, KaaNode.config(cfg));
-                try {
-                    RecordingCallback cb = append(denied, records(1, 100 + round));
-                    answers.add(cb.awaitFirst(Duration.ofSeconds(10)).method);
-                } finally {
-                    denied.close();
-                }
-            }
-            assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), answers, "QoS " + qos);
+            assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), refusedTwentyTimes(broker.port(), qos),
+                    "QoS " + qos);
         }
+    }
+
+    /** Twenty rounds of a new MQTT 5 appender publishing one pack to denied/x: the answer of each. */
+    private static List<String> refusedTwentyTimes(int port, int qos) {
+        List<String> answers = new ArrayList<>();
+        for (int round = 0; round < 20; round++) {
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(port, "denied/x", qos));
+            cfg.put("clientId", "denied-" + qos + "-" + round + "-" + UUID.randomUUID().toString().substring(0, 6));
+            LogAppender denied = KaaNode.load("denied-" + round, KaaNode.config(cfg));
+            try {
+                RecordingCallback cb = append(denied, records(1, 100 + round));
+                answers.add(cb.awaitFirst(Duration.ofSeconds(10)).method);
+            } finally {
+                denied.close();
+            }
+        }
+        return answers;
     }
 
     /**
@@ -119,19 +125,8 @@ class BrokerFeaturesTest {
     @ValueSource(ints = {1, 2})
     void mqtt5RefusalFollowedByACloseIsARemoteErrorEveryTime(int qos) throws IOException {
         try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.REFUSE_AND_CLOSE)) {
-            List<String> answers = new ArrayList<>();
-            for (int round = 0; round < 20; round++) {
-                Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", qos));
-                cfg.put("clientId", "refuse-" + qos + "-" + round + "-" + UUID.randomUUID().toString().substring(0, 6));
-                LogAppender denied = KaaNode.load("refused-" + round, KaaNode.config(cfg));
-                try {
-                    RecordingCallback cb = append(denied, records(1, 200 + round));
-                    answers.add(cb.awaitFirst(Duration.ofSeconds(10)).method);
-                } finally {
-                    denied.close();
-                }
-            }
-            assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), answers, "QoS " + qos);
+            assertEquals(java.util.Collections.nCopies(20, REMOTE_ERROR), refusedTwentyTimes(broker.port(), qos),
+                    "QoS " + qos);
         }
     }
 
