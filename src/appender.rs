@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{Completion, Outcome, Pack};
+use crate::delivery::{Completion, Pack, Why};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
@@ -217,11 +217,11 @@ impl Appender {
             Ok(records) => records,
             Err(unreadable) => {
                 not_published(&unreadable.reason);
-                return completion(Outcome::InternalError);
+                return completion(Why::Unpublishable.outcome());
             }
         };
         if records.is_empty() {
-            return completion(Outcome::Delivered);
+            return completion(Why::Confirmed.outcome());
         }
         let schema_version = schema.version;
         let header =
@@ -271,7 +271,7 @@ impl Appender {
             Ok(messages) => messages,
             Err(reason) => {
                 not_published(&reason);
-                return completion(Outcome::InternalError);
+                return completion(Why::Unpublishable.outcome());
             }
         };
         let pack = Pack::new(messages.len(), completion);
@@ -285,7 +285,7 @@ impl Appender {
                 "appender '{}' is closed; pack from {endpoint} refused",
                 self.name
             );
-            pack.finish(Outcome::InternalError);
+            pack.finish(Why::Closed);
             return;
         };
         lock(&self.live).push_back((
@@ -380,7 +380,7 @@ impl Appender {
                     if *deadline > now {
                         break;
                     }
-                    pack.finish(Outcome::ConnectionError);
+                    pack.finish(Why::Expired);
                     expired = true;
                 }
                 _ => {}
@@ -418,7 +418,7 @@ impl Appender {
         let timeout = self.config.close_timeout;
         if timeout.is_zero() {
             for pack in live.into_iter().filter_map(|(_, p)| p.upgrade()) {
-                pack.finish(Outcome::InternalError);
+                pack.finish(Why::Closed);
             }
             for connection in connections {
                 connection.prune();
@@ -510,7 +510,7 @@ async fn drain(draining: Arc<Draining>) {
                     return true;
                 }
                 failed += 1;
-                pack.finish(Outcome::ConnectionError);
+                pack.finish(Why::Expired);
                 false
             }
             _ => false,
@@ -602,6 +602,7 @@ async fn sweep(appender: Weak<Appender>) {
 mod tests {
     use super::*;
     use crate::config::tests::original;
+    use crate::delivery::Outcome;
     use std::sync::mpsc;
 
     const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}"#;

@@ -34,7 +34,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::AppenderConfig;
-use crate::delivery::Outcome;
+use crate::delivery::{Outcome, Why};
 use crate::header::HeaderStructure;
 use crate::metrics::FIGURES;
 use crate::supervise::panic_message;
@@ -170,7 +170,7 @@ impl JavaCallback {
 impl Drop for JavaCallback {
     fn drop(&mut self) {
         if let Some(callback) = self.0.take() {
-            dispatch(Job::Deliver(Some(callback), Outcome::InternalError));
+            dispatch(Job::Deliver(Some(callback), Why::Abandoned.outcome()));
         }
     }
 }
@@ -280,7 +280,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     let panicked = catch_unwind(AssertUnwindSafe(|| {
         let appender = match borrow(handle) {
             Ok(appender) => appender,
-            Err(_) => return callback.answer(Outcome::InternalError),
+            Err(_) => return callback.answer(Why::Closed.outcome()),
         };
         let records = read_records(&mut env, &events);
         // As `String.valueOf` wrote a null key before the checks moved here.

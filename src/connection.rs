@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, Qos};
-use crate::delivery::{Outcome, Pack, Tracker};
+use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{
     self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, INFLIGHT,
@@ -347,7 +347,7 @@ async fn drive<E: EventLoop>(
     // A completion that panics here must not keep `finished` from closing: a new connection
     // with this client id waits for it.
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-        lock(&shared.tracker).fail_all(Outcome::InternalError)
+        lock(&shared.tracker).fail_all(Why::Closed)
     })) {
         log::error!(
             "panic while closing the connection to {}: {}",
@@ -392,7 +392,7 @@ impl<E: EventLoop> Driver<E> {
             let mut tracker = lock(&shared.tracker);
             eventloop.drop_connection();
             let _ = eventloop.forget();
-            tracker.fail_all(Outcome::ConnectionError);
+            tracker.fail_all(Why::Lost);
             tracker.on_connection_lost(0, &[]);
         }));
         if let Err(payload) = recovered {

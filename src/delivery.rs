@@ -29,6 +29,43 @@ pub enum Outcome {
     InternalError = 3,
 }
 
+/// Why a pack is answered. Which of Kaa's four callbacks each reason gets is decided here, in
+/// [`Why::outcome`], and nowhere else: the modules that answer packs name the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The broker acknowledged every message (at QoS 0: each was written), or there was none.
+    Confirmed,
+    /// The broker refused a message (an MQTT 5 reason code) or the connection (credentials,
+    /// authorisation, a proxy refusing ours).
+    Refused,
+    /// The connection was lost, or its client would not queue the messages, before every one
+    /// was confirmed; or too many messages already wait for the broker.
+    Lost,
+    /// Not confirmed by its deadline: `deliveryTimeoutSeconds`, or the drain after close.
+    Expired,
+    /// Its records cannot become messages: unreadable events, records not in the log schema,
+    /// a topic the record cannot give, a message or pack over its bound.
+    Unpublishable,
+    /// The appender was closed without a drain, or the pack came after it was.
+    Closed,
+    /// Dropped without an answer: a bug or a panic on the way.
+    Abandoned,
+}
+
+impl Why {
+    /// Kaa sends again what was not confirmed, whatever the answer; the answer tells an
+    /// operator (and the endpoint's logs) whether it was the network, the broker, or the data
+    /// and the appender.
+    pub const fn outcome(self) -> Outcome {
+        match self {
+            Why::Confirmed => Outcome::Delivered,
+            Why::Refused => Outcome::RemoteError,
+            Why::Lost | Why::Expired => Outcome::ConnectionError,
+            Why::Unpublishable | Why::Closed | Why::Abandoned => Outcome::InternalError,
+        }
+    }
+}
+
 impl Outcome {
     /// How many outcomes there are: the codes run from 0 below this.
     pub const COUNT: usize = 4;
@@ -70,7 +107,7 @@ impl Pack {
             completion: Mutex::new(Some(completion)),
         });
         if records == 0 {
-            pack.finish(Outcome::Delivered);
+            pack.finish(Why::Confirmed);
         }
         pack
     }
@@ -82,12 +119,12 @@ impl Pack {
     /// One record confirmed by the broker; the last one delivers the pack.
     pub fn record_delivered(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.finish(Outcome::Delivered);
+            self.finish(Why::Confirmed);
         }
     }
 
-    /// The first outcome wins; later ones are ignored.
-    pub fn finish(&self, outcome: Outcome) {
+    /// The first answer wins; later ones are ignored.
+    pub fn finish(&self, why: Why) {
         let completion = self
             .completion
             .lock()
@@ -95,7 +132,7 @@ impl Pack {
             .take();
         if let Some(completion) = completion {
             self.done.store(true, Ordering::Release);
-            completion(outcome);
+            completion(why.outcome());
         }
     }
 }
@@ -107,7 +144,7 @@ impl Drop for Pack {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(completion) = slot.take() {
-            completion(Outcome::InternalError);
+            completion(Why::Abandoned.outcome());
         }
     }
 }
@@ -141,7 +178,7 @@ fn settle(pack: &Pack, refused: &Option<String>) {
         None => pack.record_delivered(),
         Some(reason) => {
             log::debug!("the broker refused a message: {reason}");
-            pack.finish(Outcome::RemoteError);
+            pack.finish(Why::Refused);
         }
     }
 }
@@ -184,7 +221,7 @@ impl Tracker {
         max_outstanding: usize,
     ) {
         if self.outstanding() + messages.len() > max_outstanding {
-            pack.finish(Outcome::ConnectionError);
+            pack.finish(Why::Lost);
             return;
         }
         for message in messages {
@@ -213,7 +250,7 @@ impl Tracker {
                 continue;
             }
             if !out.try_publish(p.message, &p.how) {
-                p.pack.finish(Outcome::ConnectionError);
+                p.pack.finish(Why::Lost);
                 continue;
             }
             self.qos2_in_flight += usize::from(exactly_once);
@@ -297,7 +334,7 @@ impl Tracker {
             // rumqttc reuses a pkid only after reporting its ack: this cannot be, and the
             // previous message's fate is unknown, so it is not confirmed.
             log::debug!("packet id {pkid} written again before its ack");
-            previous.pack.finish(Outcome::ConnectionError);
+            previous.pack.finish(Why::Lost);
             self.done(&previous);
         }
     }
@@ -317,7 +354,7 @@ impl Tracker {
                 // waits for an ack that can no longer come, and fails below.)
                 Observed::Written(0) => {
                     if let Some(m) = self.sent.pop_front() {
-                        m.pack.finish(Outcome::ConnectionError);
+                        m.pack.finish(Why::Lost);
                     }
                 }
                 event => self.apply(event),
@@ -332,7 +369,7 @@ impl Tracker {
         failed.extend(self.collided.take());
         failed.extend(self.sent.drain(..drained.min(self.sent.len())));
         for m in &failed {
-            m.pack.finish(Outcome::ConnectionError);
+            m.pack.finish(Why::Lost);
             self.done(m);
         }
     }
@@ -354,7 +391,7 @@ impl Tracker {
     /// it would wait in vain.
     pub fn on_refused(&mut self) {
         for p in self.parked.drain(..) {
-            p.pack.finish(Outcome::RemoteError);
+            p.pack.finish(Why::Refused);
         }
     }
 
@@ -364,7 +401,7 @@ impl Tracker {
     }
 
     /// The connection is going away: nothing it holds can still be confirmed.
-    pub fn fail_all(&mut self, outcome: Outcome) {
+    pub fn fail_all(&mut self, why: Why) {
         let in_flight = self
             .sent
             .drain(..)
@@ -379,7 +416,7 @@ impl Tracker {
             .chain(in_flight)
             .collect();
         for pack in everything {
-            pack.finish(outcome);
+            pack.finish(why);
         }
         self.qos2_in_flight = 0;
     }
@@ -563,8 +600,8 @@ mod tests {
     #[test]
     fn pack_answers_exactly_once_even_when_dropped() {
         let (p, rx) = pack(2);
-        p.finish(Outcome::ConnectionError);
-        p.finish(Outcome::Delivered);
+        p.finish(Why::Lost);
+        p.finish(Why::Confirmed);
         p.record_delivered();
         drop(p);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
@@ -677,7 +714,7 @@ mod tests {
         assert!(out.published.is_empty(), "published without a connection");
         let (late, _rx_late) = pack(1);
         t.submit(&mut out, &late, Qos::AtLeastOnce.into(), payloads(1), 100);
-        late.finish(Outcome::ConnectionError); // its deadline passed
+        late.finish(Why::Lost); // its deadline passed
         t.prune();
         t.on_connected(&mut out);
         assert_eq!(
@@ -946,7 +983,7 @@ mod tests {
         let (p, rx) = pack(2);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
         t.on_event(&mut out, &written(1));
-        t.fail_all(Outcome::InternalError);
+        t.fail_all(Why::Closed);
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(t.outstanding(), 0);
     }
