@@ -70,7 +70,8 @@ class MalformedInputTest {
                 "{}", 1, "{}");
         BaseLogEventPack pack = new BaseLogEventPack(profile, System.currentTimeMillis(), 1, events);
         LogSchemaDto dto = new LogSchemaDto();
-        dto.setId("77");
+        // As in Kaa, one id names one schema text (the appender caches parsed schemas by id and version).
+        dto.setId("schema-" + java.util.Objects.hashCode(schemaText));
         dto.setApplicationId(KaaNode.APPLICATION_ID);
         dto.setName("log schema v1");
         dto.setSchema(schemaText);
