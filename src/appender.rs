@@ -442,6 +442,9 @@ impl Appender {
             live.len(),
             timeout.as_secs()
         );
+        for connection in &connections {
+            connection.draining(until);
+        }
         let draining = Arc::new(Draining {
             name: self.name.clone(),
             live: Mutex::new(live),

@@ -57,9 +57,9 @@ struct Shared {
     released: AtomicBool,
     /// Closed when the driver has ended: DISCONNECT written, socket dropped.
     finished: Arc<Semaphore>,
-    /// The `finished` of the connection with the same client that was closing when this one
-    /// was made: this one connects only after it.
-    previous: Option<Arc<Semaphore>>,
+    /// The connection with the same client that was closing when this one was made: this one
+    /// connects only after it.
+    previous: Option<Goodbye>,
     /// The broker address and configured client id, as `closing()` and `replaced()` know it.
     identity: ClientKey,
     label: String,
@@ -77,11 +77,19 @@ fn client_key(broker: &BrokerConfig) -> ClientKey {
     (broker.host.clone(), broker.port, broker.client_id.clone())
 }
 
-/// Connections being closed, by client: a new connection with the same client id first waits
-/// for the old one's DISCONNECT (an appender edited in the admin is closed and at once created
-/// again), or the broker would drop whichever of the two reached it last.
-fn closing() -> MutexGuard<'static, HashMap<ClientKey, Arc<Semaphore>>> {
-    static CLOSING: OnceLock<Mutex<HashMap<ClientKey, Arc<Semaphore>>>> = OnceLock::new();
+/// A connection on its way out: closed once its driver ended, expected to be by `by`.
+#[derive(Clone)]
+struct Goodbye {
+    finished: Arc<Semaphore>,
+    by: Instant,
+}
+
+/// Connections being closed, or draining for a closed appender, by client: a new connection
+/// with the same client id first waits for the old one's DISCONNECT (an appender edited in the
+/// admin is closed and at once created again, maybe with other connection settings), or the
+/// broker would drop whichever of the two reached it last.
+fn closing() -> MutexGuard<'static, HashMap<ClientKey, Goodbye>> {
+    static CLOSING: OnceLock<Mutex<HashMap<ClientKey, Goodbye>>> = OnceLock::new();
     lock(CLOSING.get_or_init(Default::default))
 }
 
@@ -235,12 +243,31 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
+impl Connection {
+    /// The appender that held this connection last was closed and drains it until `until`:
+    /// a connection made meanwhile for the same client id under other settings (an edited
+    /// appender) waits for it, as for one being closed.
+    pub fn draining(self: &Arc<Self>, until: Instant) {
+        // Another appender still using it keeps it open; then there is nothing to wait for.
+        if Arc::strong_count(self) == 1 {
+            self.say_goodbye(until);
+        }
+    }
+
+    fn say_goodbye(&self, by: Instant) {
         closing().insert(
             self.shared.identity.clone(),
-            Arc::clone(&self.shared.finished),
+            Goodbye {
+                finished: Arc::clone(&self.shared.finished),
+                by: by + self.shared.connect_timeout + CLOSE_GRACE,
+            },
         );
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.say_goodbye(Instant::now());
         self.shared.released.store(true, Ordering::Release);
         self.shared.shutdown.notify_one();
     }
@@ -306,9 +333,8 @@ async fn drive<E: EventLoop>(
 ) {
     if let Some(previous) = &shared.previous {
         // Fails (closed semaphore) as soon as the old connection is gone: its connect attempt
-        // ended and its DISCONNECT is written. Bounded anyway.
-        let _ =
-            tokio::time::timeout(shared.connect_timeout + CLOSE_GRACE, previous.acquire()).await;
+        // ended and its DISCONNECT is written. Bounded by when it should have.
+        let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
     let mut driver = Driver {
         shared,
@@ -360,7 +386,7 @@ async fn drive<E: EventLoop>(
         let mut closing = closing();
         if closing
             .get(&shared.identity)
-            .is_some_and(|s| Arc::ptr_eq(s, &shared.finished))
+            .is_some_and(|g| Arc::ptr_eq(&g.finished, &shared.finished))
         {
             closing.remove(&shared.identity);
         }

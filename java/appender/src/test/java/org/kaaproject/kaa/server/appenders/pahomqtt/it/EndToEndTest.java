@@ -583,6 +583,44 @@ class EndToEndTest {
         }
     }
 
+    /**
+     * An appender edited in the admin with packs in flight: the old one drains its connection while the new one, under
+     * other connection settings (here the keep-alive) but the same fixed client id, starts. The new connection waits
+     * for the old one's goodbye; before, it connected at once, the broker pushed the draining one out, and one of
+     * the two moved to another client id (a single node on a broker that admits only exact ids would then be
+     * refused).
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void anAppenderEditedWithPacksInFlightKeepsItsClientId() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String clientId = "it-edit-" + UUID.randomUUID().toString().substring(0, 8);
+        HeldAcks held = new HeldAcks();
+        try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("edit"), 1);
+            cfg.put("clientId", clientId);
+            cfg.put("closeTimeoutSeconds", 30);
+            LogAppender before = load("edit", cfg);
+            RecordingCallback inFlight = append(before,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(4), "edit-old", 3)), "in flight");
+            before.close();
+            cfg.put("keepAliveSeconds", 11);
+            LogAppender after = load("edit", cfg);
+            RecordingCallback next = append(after,
+                    KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(5), "edit-new", 3)), "next");
+            RecordingCallback.sleep(Duration.ofSeconds(1));
+            held.released.countDown();
+            inFlight.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            next.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
+            String log = BROKER.broker().log();
+            assertFalse(log.contains("Client " + clientId + " already connected"), "the broker saw two connections "
+                    + "with one client id\n" + BROKER.broker().logTail(30));
+            assertFalse(log.contains(clientId + "-"), "a connection moved to another client id\n"
+                    + BROKER.broker().logTail(30));
+        }
+    }
+
     /** With the acks never let through, the pack in flight at close fails at closeTimeoutSeconds: a connection error. */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
