@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
@@ -16,7 +16,7 @@ use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::protocol::{Message, PublishOptions};
-use crate::supervise::restarting;
+use crate::supervise::{lock, restarting};
 use crate::topic::PackValues;
 
 /// How often packs past their deadline are looked for.
@@ -125,10 +125,6 @@ pub struct Appender {
     /// Packs not known to be answered, oldest first, with their deadlines.
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
     metrics: Arc<AppenderMetrics>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Appender {

@@ -17,7 +17,7 @@ use crate::protocol::{
     self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, INFLIGHT,
 };
 use crate::status::{self, Status, StatusFormat};
-use crate::supervise::{panic_message, CatchUnwind};
+use crate::supervise::{lock, panic_message, CatchUnwind};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -148,10 +148,6 @@ impl Shared {
 /// A pooled connection. Dropping the last `Arc` disconnects it.
 pub struct Connection {
     shared: Arc<Shared>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Connection {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Qos;
 use crate::protocol::{Message, Observed, Outbox, PublishOptions};
+use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows. The discriminant is the answer's code,
 /// declared here once: the bridge hands it to Java (`DeliveryDispatch.deliver` switches on it)
@@ -125,11 +126,7 @@ impl Pack {
 
     /// The first answer wins; later ones are ignored.
     pub fn finish(&self, why: Why) {
-        let completion = self
-            .completion
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let completion = lock(&self.completion).take();
         if let Some(completion) = completion {
             self.done.store(true, Ordering::Release);
             completion(why.outcome());

@@ -8,8 +8,15 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+/// Locks `m` whether or not a panic poisoned it: every lock here guards state that stays
+/// consistent between statements, and the work that panicked is already answered for.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
