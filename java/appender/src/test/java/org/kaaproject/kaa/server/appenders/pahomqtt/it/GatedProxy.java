@@ -190,7 +190,7 @@ public final class GatedProxy implements AutoCloseable {
             } catch (IOException e) {
                 brokerUnreachable.incrementAndGet();
                 reset(client);
-                closeQuietly(broker);
+                Sockets.closeQuietly(broker);
                 continue;
             }
             accepted.incrementAndGet();
@@ -200,7 +200,7 @@ public final class GatedProxy implements AutoCloseable {
                 link.start();
             } catch (IOException e) {
                 reset(client);
-                closeQuietly(broker);
+                Sockets.closeQuietly(broker);
             }
         }
     }
@@ -211,15 +211,7 @@ public final class GatedProxy implements AutoCloseable {
         } catch (IOException e) {
             // ignore
         }
-        closeQuietly(s);
-    }
-
-    private static void closeQuietly(Socket s) {
-        try {
-            s.close();
-        } catch (IOException e) {
-            // ignore
-        }
+        Sockets.closeQuietly(s);
     }
 
     /** One MQTT packet, whole: fixed header, remaining length, body. */
@@ -350,7 +342,7 @@ public final class GatedProxy implements AutoCloseable {
             }
             // Ends the broker side only: what the broker sent before is still forwarded, then the forwarder
             // closes the client side, in that order, as the kernel would for a broker that died.
-            closeQuietly(broker);
+            Sockets.closeQuietly(broker);
         }
 
         /** Broker → queue: reading never waits on the witness, so the broker's end is seen when it comes. */
@@ -446,9 +438,9 @@ public final class GatedProxy implements AutoCloseable {
             if (abort) {
                 reset(client);
             } else {
-                closeQuietly(client);
+                Sockets.closeQuietly(client);
             }
-            closeQuietly(broker);
+            Sockets.closeQuietly(broker);
             links.remove(this);
         }
     }

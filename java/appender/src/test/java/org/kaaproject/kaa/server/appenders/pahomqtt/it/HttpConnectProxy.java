@@ -73,7 +73,7 @@ public final class HttpConnectProxy implements AutoCloseable {
     /** Closes every open tunnel (both its sockets), as a proxy restarting would; new tunnels are made as before. */
     public void dropTunnels() {
         for (Socket s : sockets) {
-            closeQuietly(s);
+            Sockets.closeQuietly(s);
             sockets.remove(s);
         }
     }
@@ -132,12 +132,12 @@ public final class HttpConnectProxy implements AutoCloseable {
             }
             sockets.add(upstream);
             answer(out, "200 Connection Established");
-            Thread back = new Thread(() -> pump(upstream, client), "it-http-proxy-back");
+            Thread back = new Thread(() -> Sockets.pump(upstream, client), "it-http-proxy-back");
             back.setDaemon(true);
             back.start();
-            pump(client, upstream);
+            Sockets.pump(client, upstream);
         } catch (IOException e) {
-            closeQuietly(client);
+            Sockets.closeQuietly(client);
         }
     }
 
@@ -180,31 +180,6 @@ public final class HttpConnectProxy implements AutoCloseable {
         return null;
     }
 
-    private void pump(Socket from, Socket to) {
-        byte[] buf = new byte[16_384];
-        try {
-            InputStream in = from.getInputStream();
-            OutputStream out = to.getOutputStream();
-            for (int n; (n = in.read(buf)) >= 0;) {
-                out.write(buf, 0, n);
-                out.flush();
-            }
-        } catch (IOException e) {
-            // one side is gone
-        } finally {
-            closeQuietly(from);
-            closeQuietly(to);
-        }
-    }
-
-    private static void closeQuietly(Socket s) {
-        try {
-            s.close();
-        } catch (IOException e) {
-            // ignore
-        }
-    }
-
     @Override
     public void close() {
         closed = true;
@@ -214,7 +189,7 @@ public final class HttpConnectProxy implements AutoCloseable {
             // ignore
         }
         for (Socket s : sockets) {
-            closeQuietly(s);
+            Sockets.closeQuietly(s);
         }
     }
 }

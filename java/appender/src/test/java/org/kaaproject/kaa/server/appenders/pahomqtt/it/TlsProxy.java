@@ -1,12 +1,9 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.Socket;
-import java.net.SocketException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -183,10 +180,10 @@ public final class TlsProxy implements AutoCloseable {
             open.add(upstream);
             upstream.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), targetPort), 5_000);
             Socket up = upstream;
-            Thread back = new Thread(() -> pump(up, client), "tls-proxy-back-" + client.getPort());
+            Thread back = new Thread(() -> Sockets.pump(up, client), "tls-proxy-back-" + client.getPort());
             back.setDaemon(true);
             back.start();
-            pump(client, upstream);
+            Sockets.pump(client, upstream);
         } catch (IOException | RuntimeException e) {
             if (!closed) {
                 synchronized (handshakes) {
@@ -199,26 +196,6 @@ public final class TlsProxy implements AutoCloseable {
     }
 
     /** Copies until EOF or error, then closes both ends (so the other direction ends too). */
-    private void pump(Socket from, Socket to) {
-        byte[] buf = new byte[16 * 1024];
-        try {
-            InputStream in = from.getInputStream();
-            OutputStream out = to.getOutputStream();
-            int n;
-            while ((n = in.read(buf)) >= 0) {
-                out.write(buf, 0, n);
-                out.flush();
-            }
-        } catch (SocketException e) {
-            // closed
-        } catch (IOException e) {
-            // peer went away
-        } finally {
-            closeQuietly(from);
-            closeQuietly(to);
-        }
-    }
-
     private void closeQuietly(Socket s) {
         if (s == null) {
             return;
