@@ -126,6 +126,9 @@ pub struct BrokerConfig {
     /// connection ends. `None`: it ends with the connection.
     pub session_expiry: Option<u32>,
     pub status_format: StatusFormat,
+    /// QoS 1 and 2 messages awaiting the broker's ack, at most. `None`: automatic, the MQTT 5
+    /// broker's receive maximum, else `protocol`'s defaults.
+    pub max_inflight: Option<u16>,
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -148,6 +151,7 @@ impl fmt::Debug for BrokerConfig {
             .field("proxy", &self.proxy)
             .field("session_expiry", &self.session_expiry)
             .field("status_format", &self.status_format)
+            .field("max_inflight", &self.max_inflight)
             .finish()
     }
 }
@@ -473,6 +477,7 @@ impl AppenderConfig {
         let status_format =
             f.symbol_or("statusFormat", &[StatusFormat::Text, StatusFormat::Json])?;
         let close_timeout = f.int_or("closeTimeoutSeconds", DEFAULT_CLOSE_TIMEOUT_S)?;
+        let max_inflight = f.int_or("maxInflight", 0)?;
         if !(1..=MAX_CONNECTIONS).contains(&connections) {
             return Err(ConfigError::new(
                 "connectionsPerBroker",
@@ -491,6 +496,12 @@ impl AppenderConfig {
             }
             t => Some(t.to_string()),
         };
+        let max_inflight = u16::try_from(max_inflight).map_err(|_| {
+            ConfigError::new(
+                "maxInflight",
+                format!("{max_inflight} is not between 0 (automatic) and 65535"),
+            )
+        })?;
         if message_expiry < 0 {
             return Err(ConfigError::new(
                 "messageExpirySeconds",
@@ -652,6 +663,7 @@ impl AppenderConfig {
                     && session_expiry > 0)
                     .then_some(session_expiry as u32),
                 status_format,
+                max_inflight: (max_inflight > 0).then_some(max_inflight),
             },
             qos,
             retain,
@@ -926,6 +938,17 @@ pub(crate) mod tests {
         let mut with_close = Encoder(e.0.clone());
         with_close.long(-1);
         assert_eq!(error_of(&with_close).field, "closeTimeoutSeconds");
+        assert_eq!(c.broker.max_inflight, None, "absent: automatic");
+        e.long(5);
+        let inflight = |n: i64| {
+            let mut with = Encoder(e.0.clone());
+            with.long(n);
+            AppenderConfig::from_avro(&with.0)
+        };
+        assert_eq!(inflight(0).unwrap().broker.max_inflight, None, "0: automatic");
+        assert_eq!(inflight(500).unwrap().broker.max_inflight, Some(500));
+        assert_eq!(inflight(-1).unwrap_err().field, "maxInflight");
+        assert_eq!(inflight(65_536).unwrap_err().field, "maxInflight");
         e.long(5).long(5);
         assert_eq!(error_of(&e).field, "(end)");
         let mut e = with_tls("", "", "", "");
