@@ -1,7 +1,7 @@
 //! The benchmark's ceiling (`scripts/bench`): a bare rumqttc publisher on one connection,
 //! sending the same records as the appender, pre-encoded (Avro-JSON made once, before timing),
-//! at the same QoS and with the same in-flight window (`scripts/bench` passes the appender's:
-//! `INFLIGHT` in src/connection.rs, `QOS2_WINDOW` in src/delivery.rs at QoS 2). No decoding, no
+//! at the same QoS and with the same in-flight window (`scripts/bench` passes the appender's
+//! automatic one: `INFLIGHT`, or `QOS2_INFLIGHT` at QoS 2, in src/protocol.rs). No decoding, no
 //! JNI, no delivery tracking: what the appender could reach at best.
 //!
 //! Records go out in "packs" of `--pack-size`; at most `--inflight-packs` packs are

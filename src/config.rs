@@ -945,7 +945,11 @@ pub(crate) mod tests {
             with.long(n);
             AppenderConfig::from_avro(&with.0)
         };
-        assert_eq!(inflight(0).unwrap().broker.max_inflight, None, "0: automatic");
+        assert_eq!(
+            inflight(0).unwrap().broker.max_inflight,
+            None,
+            "0: automatic"
+        );
         assert_eq!(inflight(500).unwrap().broker.max_inflight, Some(500));
         assert_eq!(inflight(-1).unwrap_err().field, "maxInflight");
         assert_eq!(inflight(65_536).unwrap_err().field, "maxInflight");

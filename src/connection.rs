@@ -14,7 +14,7 @@ use crate::config::{BrokerConfig, Qos};
 use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{
-    self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, INFLIGHT,
+    self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Window,
 };
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
@@ -67,6 +67,8 @@ struct Shared {
     status_format: StatusFormat,
     clean_session: bool,
     connect_timeout: Duration,
+    /// `maxInflight`; `None`: automatic.
+    max_inflight: Option<u16>,
     metrics: ConnectionMetrics,
 }
 
@@ -191,6 +193,7 @@ impl Connection {
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             connect_timeout: broker.connect_timeout,
+            max_inflight: broker.max_inflight,
             metrics: ConnectionMetrics::default(),
         });
         pending.start(StartDriver {
@@ -344,7 +347,7 @@ async fn drive<E: EventLoop>(
         ever_connected: false,
         last_failure: None,
         refused_slots: 0,
-        slot_limit: usize::from(INFLIGHT / 2),
+        slot_limit: Window::default().acked / 2,
     };
     loop {
         let turned = {
@@ -502,9 +505,19 @@ impl<E: EventLoop> Driver<E> {
                 receive_maximum,
                 session_present,
             }) => {
+                let window = Window::agreed(shared.max_inflight, receive_maximum);
+                if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
+                    if usize::from(configured) > window.acked {
+                        log::warn!(
+                            "{label}: maxInflight is {configured} but the broker takes at most \
+                             {} messages in flight (its receive maximum); {} are used",
+                            window.acked,
+                            window.acked
+                        );
+                    }
+                }
                 *refused_slots = 0;
-                *slot_limit =
-                    usize::from(receive_maximum.unwrap_or(INFLIGHT).min(INFLIGHT) / 2).max(1);
+                *slot_limit = (window.acked / 2).max(1);
                 *backoff = BACKOFF_MIN;
                 *connected_at = Some(Instant::now());
                 if *ever_connected {
@@ -518,7 +531,7 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::info!("connected to {label}");
                 }
-                lock(&shared.tracker).on_connected(&mut **lock(&shared.client));
+                lock(&shared.tracker).on_connected(&mut **lock(&shared.client), window);
                 shared.publish_status(Status::Online);
             }
             Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
@@ -752,6 +765,7 @@ mod tests {
             status_format: StatusFormat::Text,
             clean_session: true,
             connect_timeout: Duration::from_secs(1),
+            max_inflight: None,
             metrics: ConnectionMetrics::default(),
         })
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
-use crate::protocol::{Message, Observed, Outbox, PublishOptions};
+use crate::protocol::{Message, Observed, Outbox, PublishOptions, Window};
 use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows. The discriminant is the answer's code,
@@ -146,8 +146,8 @@ impl Drop for Pack {
     }
 }
 
-/// A message accepted but not handed to the client yet: there is no connection, or the QoS 2
-/// window is full.
+/// A message accepted but not handed to the client yet: there is no connection, or the
+/// connection's [`Window`] is full.
 struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
@@ -157,17 +157,11 @@ struct Parked {
 /// A message handed to the client and not yet confirmed.
 struct InFlight {
     pack: Arc<Pack>,
-    /// QoS 2: counts against [`QOS2_WINDOW`] until its PUBCOMP.
-    exactly_once: bool,
+    /// Its QoS, which says which parts of the [`Window`] it takes until its final ack.
+    qos: Qos,
     /// When it was handed to the client, then when it was written.
     since: Instant,
 }
-
-/// QoS 2 messages handed to the client and not yet completed, at most. Mosquitto (default
-/// `max_inflight_messages` 20) answers PUBREC and PUBCOMP for QoS 2 messages beyond its
-/// window and then drops them: a pack confirmed that no subscriber ever sees. QoS 0 and 1
-/// are not held back by this.
-pub const QOS2_WINDOW: usize = 20;
 
 /// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5).
 fn settle(pack: &Pack, refused: &Option<String>) {
@@ -193,7 +187,9 @@ pub struct Tracker {
     awaiting_comp: HashMap<u16, InFlight>,
     /// A publish rumqttc holds back because its pkid is still taken (broker acked out of order).
     collided: Option<InFlight>,
-    /// QoS 2 messages among the above.
+    /// The connection's window, and how much of it the messages above take.
+    window: Window,
+    acked_in_flight: usize,
     qos2_in_flight: usize,
 }
 
@@ -231,12 +227,14 @@ impl Tracker {
         self.release(out);
     }
 
-    /// Hands parked messages to the client, in order, while there is a connection and the
-    /// QoS 2 window has room.
+    /// Hands parked messages to the client, in order, while there is a connection and its
+    /// window has room.
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         while let Some(next) = self.parked.front() {
-            let exactly_once = next.how.qos == Qos::ExactlyOnce;
-            let blocked = !self.connected || (exactly_once && self.qos2_in_flight >= QOS2_WINDOW);
+            let qos = next.how.qos;
+            let blocked = !self.connected
+                || (qos != Qos::AtMostOnce && self.acked_in_flight >= self.window.acked)
+                || (qos == Qos::ExactlyOnce && self.qos2_in_flight >= self.window.exactly_once);
             if blocked && !next.pack.is_done() {
                 return;
             }
@@ -250,24 +248,36 @@ impl Tracker {
                 p.pack.finish(Why::Lost);
                 continue;
             }
-            self.qos2_in_flight += usize::from(exactly_once);
+            self.take(qos, 1);
             self.sent.push_back(InFlight {
                 pack: p.pack,
-                exactly_once,
+                qos,
                 since: Instant::now(),
             });
         }
     }
 
     /// The broker accepted the connection: publish what waited for it.
-    pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized)) {
+    pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized), window: Window) {
         self.connected = true;
+        self.window = window;
         self.release(out);
     }
 
-    /// A message is answered for good: its QoS 2 slot, if it had one, is free again.
+    /// Counts a message of this QoS into the window (`n` 1) or out of it (`n` -1).
+    fn take(&mut self, qos: Qos, n: isize) {
+        let add = |count: &mut usize| *count = count.wrapping_add_signed(n);
+        if qos != Qos::AtMostOnce {
+            add(&mut self.acked_in_flight);
+        }
+        if qos == Qos::ExactlyOnce {
+            add(&mut self.qos2_in_flight);
+        }
+    }
+
+    /// A message is answered for good: its part of the window is free again.
     fn done(&mut self, message: &InFlight) {
-        self.qos2_in_flight -= usize::from(message.exactly_once);
+        self.take(message.qos, -1);
     }
 
     /// One event from the connection's event loop.
@@ -415,6 +425,7 @@ impl Tracker {
         for pack in everything {
             pack.finish(why);
         }
+        self.acked_in_flight = 0;
         self.qos2_in_flight = 0;
     }
 }
@@ -590,7 +601,7 @@ mod tests {
     fn connected() -> (Tracker, Recorder) {
         let mut t = Tracker::default();
         let mut out = Recorder::default();
-        t.on_connected(&mut out);
+        t.on_connected(&mut out, Window::default());
         (t, out)
     }
 
@@ -682,7 +693,7 @@ mod tests {
         t.on_event(&mut out, &puback(2));
         assert!(outcomes(&rx_queued).is_empty());
         // After reconnecting, the queued request is written and acked on the new connection.
-        t.on_connected(&mut out);
+        t.on_connected(&mut out, Window::default());
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &puback(1));
         assert_eq!(outcomes(&rx_queued), vec![Outcome::Delivered]);
@@ -713,7 +724,7 @@ mod tests {
         t.submit(&mut out, &late, Qos::AtLeastOnce.into(), payloads(1), 100);
         late.finish(Why::Lost); // its deadline passed
         t.prune();
-        t.on_connected(&mut out);
+        t.on_connected(&mut out, Window::default());
         assert_eq!(
             out.published
                 .iter()
@@ -864,7 +875,7 @@ mod tests {
         );
         // The next connection: a new pack's ack confirms that pack and nothing else.
         let (e, rx_e) = pack(1);
-        t.on_connected(&mut out);
+        t.on_connected(&mut out, Window::default());
         t.submit(&mut out, &e, Qos::AtLeastOnce.into(), payloads(1), 100);
         let mut mqtt = Rumqttc::new(2);
         mqtt.take_request(&mut out);
@@ -909,36 +920,72 @@ mod tests {
         );
     }
 
+    /// The broker's receive maximum (MQTT 5) bounds QoS 1 and 2 alike; QoS 0 passes.
+    #[test]
+    fn the_agreed_window_holds_back_acknowledged_messages_beyond_it() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, Window::agreed(None, Some(3)));
+        let (p, rx) = pack(5);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(5), 1000);
+        assert_eq!(out.published.len(), 3, "only the window goes out");
+        let (q0, rx0) = pack(2);
+        t.submit(&mut out, &q0, Qos::AtMostOnce.into(), payloads(2), 1000);
+        assert_eq!(out.published.len(), 3, "in order: QoS 0 waits behind them");
+        for pkid in 1..=3 {
+            t.on_event(&mut out, &written(pkid));
+        }
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(out.published.len(), 4, "an ack frees one slot");
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(
+            out.published.len(),
+            7,
+            "the last QoS 1 one, then QoS 0 without a slot"
+        );
+        t.on_event(&mut out, &written(4));
+        t.on_event(&mut out, &written(5));
+        t.on_event(&mut out, &written(0));
+        t.on_event(&mut out, &written(0));
+        assert_eq!(outcomes(&rx0), vec![Outcome::Delivered]);
+        for pkid in 3..=5 {
+            t.on_event(&mut out, &puback(pkid));
+        }
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
     #[test]
     fn qos2_window_holds_back_what_the_broker_would_drop() {
         let (mut t, mut out) = connected();
-        let (p, rx) = pack(QOS2_WINDOW + 5);
+        let window = Window::default().exactly_once;
+        let (p, rx) = pack(window + 5);
         let (q1, rx1) = pack(1);
         t.submit(
             &mut out,
             &p,
             Qos::ExactlyOnce.into(),
-            payloads(QOS2_WINDOW + 5),
+            payloads(window + 5),
             1000,
         );
-        assert_eq!(out.published.len(), QOS2_WINDOW, "only the window goes out");
+        assert_eq!(out.published.len(), window, "only the window goes out");
         // A QoS 1 message of another appender queues behind them, in order.
         t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(1), 1000);
-        assert_eq!(out.published.len(), QOS2_WINDOW);
-        for pkid in 1..=QOS2_WINDOW as u16 {
+        assert_eq!(out.published.len(), window);
+        for pkid in 1..=window as u16 {
             t.on_event(&mut out, &written(pkid));
         }
         t.on_event(&mut out, &pubrec(1));
-        assert_eq!(out.published.len(), QOS2_WINDOW, "PUBREC frees no slot");
+        assert_eq!(out.published.len(), window, "PUBREC frees no slot");
         t.on_event(&mut out, &pubcomp(1));
-        assert_eq!(out.published.len(), QOS2_WINDOW + 1, "PUBCOMP does");
-        for pkid in 2..=QOS2_WINDOW as u16 {
+        assert_eq!(out.published.len(), window + 1, "PUBCOMP does");
+        for pkid in 2..=window as u16 {
             t.on_event(&mut out, &pubrec(pkid));
             t.on_event(&mut out, &pubcomp(pkid));
         }
         assert_eq!(
             out.published.len(),
-            QOS2_WINDOW + 6,
+            window + 6,
             "all released, the QoS 1 one last"
         );
         for pkid in 21..=26 {

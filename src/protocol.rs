@@ -16,16 +16,63 @@ use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
 use crate::status::{self, Status};
 use crate::tls::TlsSettings;
 
-/// rumqttc takes a request only when fewer than this many QoS 1/2 publishes await acks: the
-/// window that keeps a loopback or LAN broker busy (20 gave a third of the QoS 1 rate).
-/// QoS 2 keeps to the tracker's smaller `QOS2_WINDOW`; with MQTT 5 the broker's receive
-/// maximum lowers both.
+/// QoS 1/2 messages awaiting acks when neither `maxInflight` nor the broker says otherwise:
+/// the window that keeps a loopback or LAN broker busy (20 gave a third of the QoS 1 rate).
 pub(crate) const INFLIGHT: u16 = 100;
+/// QoS 2 messages awaiting PUBCOMP, likewise. Mosquitto (default `max_inflight_messages` 20)
+/// answers PUBREC and PUBCOMP for QoS 2 messages beyond its window and then drops them: a pack
+/// confirmed that no subscriber ever sees. An MQTT 3.1.1 broker never says its window.
+pub(crate) const QOS2_INFLIGHT: u16 = 20;
+/// An MQTT 5 broker's receive maximum is taken up to this (65,535, "no limit", is common):
+/// rumqttc keeps a slot per packet id of its window, and `maxInflight` goes higher.
+const AUTO_INFLIGHT_MAX: u16 = 1024;
 /// The MQTT maximum. Messages are checked against the configured limit before they reach
 /// rumqttc, which would otherwise drop the whole connection on an oversized publish.
 const MAX_PACKET_SIZE: usize = 268_435_455;
 /// We never subscribe: the broker only sends acks and pings.
 const MAX_INCOMING_PACKET: usize = 64 * 1024;
+
+/// How many messages may await the broker's answer on one connection; the tracker holds back
+/// the rest. rumqttc's own window ([`client_window`]) is never the smaller one, so it never
+/// holds a message back itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// QoS 1 and 2 messages until their PUBACK or PUBCOMP (what MQTT 5's receive maximum counts).
+    pub acked: usize,
+    /// QoS 2 messages among them.
+    pub exactly_once: usize,
+}
+
+impl Window {
+    /// The window of a connection the broker accepted: `configured` (`maxInflight`; `None`:
+    /// automatic), never above the receive maximum an MQTT 5 broker announced.
+    pub fn agreed(configured: Option<u16>, receive_maximum: Option<u16>) -> Window {
+        let both = |n: u16| Window {
+            acked: usize::from(n),
+            exactly_once: usize::from(n),
+        };
+        match (configured, receive_maximum) {
+            (Some(n), r) => both(r.map_or(n, |r| n.min(r))),
+            (None, Some(r)) => both(r.min(AUTO_INFLIGHT_MAX)),
+            (None, None) => Window {
+                acked: usize::from(INFLIGHT),
+                exactly_once: usize::from(QOS2_INFLIGHT),
+            },
+        }
+    }
+}
+
+impl Default for Window {
+    /// Before any broker said anything.
+    fn default() -> Window {
+        Window::agreed(None, None)
+    }
+}
+
+/// rumqttc's in-flight window (its packet ids cycle through it): room for any [`Window`].
+fn client_window(broker: &BrokerConfig) -> u16 {
+    broker.max_inflight.unwrap_or(AUTO_INFLIGHT_MAX)
+}
 
 /// What the delivery tracker needs to know of one event-loop event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,7 +485,7 @@ pub(crate) fn open(
                         *port,
                     );
                     o.set_keep_alive(broker.keep_alive)
-                        .set_inflight(INFLIGHT)
+                        .set_inflight(client_window(broker))
                         .set_clean_session(broker.clean_session)
                         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_PACKET_SIZE);
                     if let Some(user) = &broker.username {
@@ -478,7 +525,7 @@ pub(crate) fn open(
                         *port,
                     );
                     o.set_keep_alive(broker.keep_alive)
-                        .set_outgoing_inflight_upper_limit(INFLIGHT)
+                        .set_outgoing_inflight_upper_limit(client_window(broker))
                         .set_clean_start(broker.clean_session)
                         .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
                         .set_connection_timeout(broker.connect_timeout.as_secs())
@@ -564,6 +611,28 @@ mod tests {
 
     use crate::config::Transport as Via;
 
+    #[test]
+    fn the_window_is_the_configured_one_within_the_brokers_receive_maximum() {
+        let w = |acked, exactly_once| Window {
+            acked,
+            exactly_once,
+        };
+        assert_eq!(
+            Window::agreed(None, None),
+            w(100, 20),
+            "no word: the defaults"
+        );
+        assert_eq!(Window::agreed(None, Some(20)), w(20, 20), "Mosquitto's");
+        assert_eq!(Window::agreed(None, Some(u16::MAX)), w(1024, 1024));
+        assert_eq!(Window::agreed(Some(500), None), w(500, 500));
+        assert_eq!(Window::agreed(Some(500), Some(10)), w(10, 10));
+        assert_eq!(Window::agreed(Some(5), Some(10)), w(5, 5));
+        let mut b = broker(Via::Tcp, false, false);
+        assert_eq!(client_window(&b), 1024, "room for any automatic window");
+        b.max_inflight = Some(5000);
+        assert_eq!(client_window(&b), 5000);
+    }
+
     fn broker(transport: Via, tls: bool, proxy: bool) -> BrokerConfig {
         BrokerConfig {
             host: "broker.lan".into(),
@@ -592,6 +661,7 @@ mod tests {
             }),
             session_expiry: None,
             status_format: StatusFormat::Json,
+            max_inflight: None,
         }
     }
 

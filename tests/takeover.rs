@@ -33,6 +33,7 @@ fn broker_config(port: u16, client_id: &str, version: MqttVersion, clean: bool) 
         proxy: None,
         session_expiry: None,
         status_format: StatusFormat::Text,
+        max_inflight: None,
     }
 }
 
