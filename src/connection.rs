@@ -451,6 +451,11 @@ impl<E: EventLoop> Driver<E> {
         } = self;
         let polled = if connected_at.is_some() {
             tokio::select! {
+                // The event loop first: when it has an event ready (the common case under
+                // load), the two notifications are never polled and cost no waiter
+                // registration. Neither is starved: it is polled whenever no event is ready.
+                biased;
+                polled = eventloop.poll() => polled,
                 _ = shared.shutdown.notified() => {
                     close_gracefully(shared, eventloop).await;
                     return Turn::Stop;
@@ -470,7 +475,6 @@ impl<E: EventLoop> Driver<E> {
                         _ => return Turn::Next,
                     }
                 }
-                polled = eventloop.poll() => polled,
             }
         } else if shared.released.load(Ordering::Acquire) {
             return Turn::Stop;

@@ -230,6 +230,8 @@ impl Tracker {
     /// Hands parked messages to the client, in order, while there is a connection and its
     /// window has room.
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
+        // One clock read per call, not per message: they go out together.
+        let mut now = None;
         while let Some(next) = self.parked.front() {
             let qos = next.how.qos;
             let blocked = !self.connected
@@ -252,7 +254,7 @@ impl Tracker {
             self.sent.push_back(InFlight {
                 pack: p.pack,
                 qos,
-                since: Instant::now(),
+                since: *now.get_or_insert_with(Instant::now),
             });
         }
     }
@@ -331,12 +333,12 @@ impl Tracker {
                 None => return,
             },
         };
-        m.since = Instant::now();
         if pkid == 0 {
             // QoS 0 has no ack: written is all it gets.
             m.pack.record_delivered();
             return;
         }
+        m.since = Instant::now();
         if let Some(previous) = self.awaiting_ack.insert(pkid, m) {
             // rumqttc reuses a pkid only after reporting its ack: this cannot be, and the
             // previous message's fate is unknown, so it is not confirmed.
