@@ -131,6 +131,43 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * What awaits the broker's acks stays within the window the connection agreed: an MQTT 5 broker's receive maximum,
+     * counted up to PUBACK (QoS 1) or PUBCOMP (QoS 2) as the specification counts it, or without one (MQTT 3.1.1) 100
+     * messages, 20 at QoS 2. A broker holds every final ack back, so what the appender published before it stopped is
+     * its window; released, the pack completes. Before the window was agreed, a broker announcing 300 got 100 at QoS
+     * 1 and 20 at QoS 2.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"MQTT_5 1 300 300", "MQTT_5 2 300 300", "MQTT_5 2 5 5", "MQTT_3_1_1 1 0 100",
+        "MQTT_3_1_1 2 0 20"})
+    void messagesInFlightStayWithinTheAgreedWindow(String testCase) throws Exception {
+        String[] c = testCase.split(" ");
+        int qos = Integer.parseInt(c[1]);
+        int window = Integer.parseInt(c[3]);
+        try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.HOLD, Integer.parseInt(c[2]))) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "window/x", qos);
+            cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
+                    c[0]));
+            LogAppender appender = KaaNode.load("window", KaaNode.config(cfg));
+            try {
+                RecordingCallback pack = append(appender, records(window + 30, 50));
+                long until = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+                while (broker.publishes() < window && System.nanoTime() < until) {
+                    Thread.sleep(20);
+                }
+                Thread.sleep(500); // time enough for any message beyond the window to arrive
+                assertEquals(window, broker.publishes(), testCase + ": messages awaiting their final ack");
+                broker.mode(ScriptedBroker.Mode.ACK);
+                broker.releaseHeld();
+                pack.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+                assertEquals(window + 30, broker.publishes(), "each message once");
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
+    /**
      * A broker that answers pings but acknowledges nothing, then everything: the messages of the expired pack filled
      * maxPendingRecords (and would fill the MQTT client's in-flight window) for as long as the connection lived, and
      * keep-alive never ends it, so every later pack failed at once. A message unacknowledged for longer than

@@ -7,7 +7,9 @@ import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.util.AbstractMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -24,6 +26,11 @@ final class ScriptedBroker implements AutoCloseable {
         /** Answers CONNECT and pings, and acknowledges nothing: a stalled broker. */
         SILENT,
         /**
+         * Holds back each publish's final ack (PUBACK; for QoS 2 the PUBCOMP, after a PUBREC at once) until
+         * {@link #releaseHeld()}: what the client has in flight is then what it published.
+         */
+        HOLD,
+        /**
          * MQTT 5: refuses every publish (PUBACK or PUBREC with reason 135, not authorised) and closes the connection
          * in the same breath, so the refusal and the end of the stream reach the client in one read.
          */
@@ -34,10 +41,19 @@ final class ScriptedBroker implements AutoCloseable {
     private final List<Socket> sockets = new CopyOnWriteArrayList<>();
     private final AtomicInteger connections = new AtomicInteger();
     private final AtomicInteger publishes = new AtomicInteger();
+    /** Final acks held back in {@link Mode#HOLD}, with the stream each goes to. */
+    private final List<Map.Entry<OutputStream, byte[]>> held = new CopyOnWriteArrayList<>();
+    private final int receiveMaximum;
     private volatile Mode mode;
 
     ScriptedBroker(Mode mode) throws IOException {
+        this(mode, 0);
+    }
+
+    /** {@code receiveMaximum} above 0: announced in the MQTT 5 CONNACK. */
+    ScriptedBroker(Mode mode, int receiveMaximum) throws IOException {
         this.mode = mode;
+        this.receiveMaximum = receiveMaximum;
         this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
         Thread acceptor = new Thread(this::accept, "scripted-broker");
         acceptor.setDaemon(true);
@@ -59,6 +75,21 @@ final class ScriptedBroker implements AutoCloseable {
 
     int publishes() {
         return publishes.get();
+    }
+
+    /** Sends the acks {@link Mode#HOLD} held back. */
+    void releaseHeld() throws IOException {
+        for (Map.Entry<OutputStream, byte[]> ack : held) {
+            held.remove(ack);
+            send(ack.getKey(), ack.getValue());
+        }
+    }
+
+    private static void send(OutputStream out, byte[] packet) throws IOException {
+        synchronized (out) {
+            out.write(packet);
+            out.flush();
+        }
     }
 
     private void accept() {
@@ -88,8 +119,14 @@ final class ScriptedBroker implements AutoCloseable {
                 switch (type) {
                     case 1: // CONNECT: 2-byte name length, "MQTT", level
                         v5 = body[6] == 5;
-                        out.write(v5 ? new byte[] {0x20, 3, 0, 0, 0} : new byte[] {0x20, 2, 0, 0});
-                        out.flush();
+                        if (!v5) {
+                            send(out, new byte[] {0x20, 2, 0, 0});
+                        } else if (receiveMaximum > 0) { // property 0x21, two bytes
+                            send(out, new byte[] {0x20, 6, 0, 0, 3, 0x21, (byte) (receiveMaximum >> 8),
+                                (byte) receiveMaximum});
+                        } else {
+                            send(out, new byte[] {0x20, 3, 0, 0, 0});
+                        }
                         connections.incrementAndGet();
                         break;
                     case 3: { // PUBLISH
@@ -103,12 +140,12 @@ final class ScriptedBroker implements AutoCloseable {
                         byte lo = body[3 + topicLength];
                         int ack = qos == 1 ? 0x40 : 0x50;
                         Mode now = mode;
-                        if (now == Mode.ACK) {
-                            out.write(new byte[] {(byte) ack, 2, hi, lo});
-                            out.flush();
+                        if (now == Mode.ACK || (now == Mode.HOLD && qos == 2)) {
+                            send(out, new byte[] {(byte) ack, 2, hi, lo});
+                        } else if (now == Mode.HOLD) {
+                            held.add(new AbstractMap.SimpleEntry<>(out, new byte[] {(byte) ack, 2, hi, lo}));
                         } else if (now == Mode.REFUSE_AND_CLOSE) {
-                            out.write(new byte[] {(byte) ack, 3, hi, lo, (byte) 0x87});
-                            out.flush();
+                            send(out, new byte[] {(byte) ack, 3, hi, lo, (byte) 0x87});
                             s.shutdownOutput();
                             return;
                         }
@@ -116,13 +153,13 @@ final class ScriptedBroker implements AutoCloseable {
                     }
                     case 6: // PUBREL
                         if (mode == Mode.ACK) {
-                            out.write(new byte[] {0x70, 2, body[0], body[1]});
-                            out.flush();
+                            send(out, new byte[] {0x70, 2, body[0], body[1]});
+                        } else if (mode == Mode.HOLD) {
+                            held.add(new AbstractMap.SimpleEntry<>(out, new byte[] {0x70, 2, body[0], body[1]}));
                         }
                         break;
                     case 12: // PINGREQ
-                        out.write(new byte[] {(byte) 0xd0, 0});
-                        out.flush();
+                        send(out, new byte[] {(byte) 0xd0, 0});
                         break;
                     case 14: // DISCONNECT
                         return;
