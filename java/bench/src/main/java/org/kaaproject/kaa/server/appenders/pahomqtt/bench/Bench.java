@@ -141,8 +141,8 @@ public final class Bench {
         r.put("mode", "ours-" + nodes.size() + "nodes");
         r.put("qos", nodes.get(0).get("qos"));
         for (String key : new String[] {"records", "confirmed", "confirmed_messages", "failed_packs",
-            "double_answers", "unanswered_packs", "takeovers"}) {
-            r.put(key, nodes.stream().mapToLong(n -> ((Number) n.getOrDefault(key, 0)).longValue()).sum());
+            "double_answers", "unanswered_packs", "takeovers", "write_calls", "measured_messages"}) {
+            r.put(key, nodes.stream().mapToLong(n -> (long) Report.num(n.get(key))).sum());
         }
         r.put("cpu_seconds", nodes.stream().mapToDouble(n -> Report.num(n.get("cpu_seconds"))).sum());
         double seconds = nodes.stream().mapToDouble(n -> Report.num(n.get("seconds"))).max().orElse(0);
