@@ -383,7 +383,7 @@ final class Report {
                 + "maxPendingRecords %,d, %.0f MiB at the default 100,000%n", perMessage, perMessage / Math.max(1, payload),
                 num(d.get("bound_at_max_pending_mib")), maxPending, num(d.get("bound_at_default_max_pending_mib"))));
         sb.append(String.format(Locale.ROOT, "  then %d packs more: %d answered onConnectionError, doAppend at most "
-                + "%.2f ms, answer at most %.2f ms after it; RSS %+.1f MiB; after close %.1f MiB",
+                + "%.2f ms, answered at most %.2f ms after the call began; RSS %+.1f MiB; after close %.1f MiB",
                 (long) num(d.get("overflow_packs")), (long) num(d.get("overflow_connection_errors")),
                 num(d.get("overflow_do_append_max_ms")), num(d.get("overflow_answer_max_ms")),
                 num(d.get("overflow_rss_growth_kib")) / 1024, num(d.get("rss_after_close_kib")) / 1024));
