@@ -215,6 +215,7 @@ fn main() {
         )
         .await?;
         let cpu_before = cpu_seconds();
+        let writes_before = proc_io("syscw");
         let measured = phase(
             &client,
             &mut eventloop,
@@ -227,6 +228,7 @@ fn main() {
             deadline,
         )
         .await?;
+        let writes = writes_before.zip(proc_io("syscw")).map(|(a, b)| b - a);
         // Let the DISCONNECT go out; the broker has acked everything counted already.
         let _ = client.disconnect().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -234,7 +236,7 @@ fn main() {
         })
         .await;
         let cpu = cpu_seconds() - cpu_before;
-        Ok((warm, measured, cpu))
+        Ok((warm, measured, cpu, writes))
     };
     let outcome = if multi {
         runtime.block_on(async { tokio::spawn(body).await.expect("publisher task") })
@@ -243,7 +245,7 @@ fn main() {
     };
 
     let json = match outcome {
-        Ok((warm, mut measured, cpu)) => {
+        Ok((warm, mut measured, cpu, writes)) => {
             measured.latencies_ns.sort_unstable();
             serde_json::json!({
                 "mode": "ceiling",
@@ -256,6 +258,10 @@ fn main() {
                 "peak_rss_kib": peak_rss_kib(),
                 "cpu_seconds": cpu,
                 "cpu_us_per_record": (measured.records > 0).then(|| cpu * 1e6 / measured.records as f64),
+                // Write system calls of the measured phase (one thread: the socket's), and the
+                // messages it published meanwhile.
+                "write_calls": writes,
+                "measured_messages": measured.acked,
                 "warmup_records": warm.records,
                 "confirmed": warm.acked + measured.acked,
                 "confirmed_messages": warm.acked + measured.acked,

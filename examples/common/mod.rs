@@ -94,3 +94,13 @@ pub fn cpu_seconds() -> f64 {
     };
     (ticks(11) + ticks(12)) as f64 / 100.0 // USER_HZ
 }
+
+/// A counter of `/proc/self/io`: `syscw`, the write system calls so far (write and writev, on
+/// sockets, pipes, eventfds and files alike), or `syscr`; `None` where there is none.
+pub fn proc_io(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}

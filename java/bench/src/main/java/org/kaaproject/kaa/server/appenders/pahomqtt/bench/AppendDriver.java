@@ -52,6 +52,8 @@ final class AppendDriver {
     private final long reportEvery;
     /** One message per pack (grouping PACK, ours only) instead of one per record. */
     private final boolean onePerPack;
+    /** Records per second the measured phase appends at, at most (packs started on a schedule); 0: unpaced. */
+    private final double rate;
 
     private LogAppender appender;
     private BaseLogEventPack[][] rings;
@@ -78,6 +80,10 @@ final class AppendDriver {
             throw new IllegalArgumentException("--grouping PACK is for --appender ours only");
         }
         this.onePerPack = grouping.equals("PACK");
+        this.rate = Double.parseDouble(opts.getOrDefault("rate", "0"));
+        if (!(rate >= 0) || Double.isInfinite(rate)) {
+            throw new IllegalArgumentException("--rate takes records per second, not " + opts.get("rate"));
+        }
     }
 
     /** Runs the warm-up and the measured phase; returns the result record. */
@@ -117,16 +123,18 @@ final class AppendDriver {
             }
         }
 
-        Phase warm = new Phase(packsFor(warmup));
+        Phase warm = new Phase(packsFor(warmup), 0);
         warm.run();
-        Phase measured = new Phase(packsFor(count));
+        Phase measured = new Phase(packsFor(count), rate);
         nextReport = 0; // a first line before any record: the process with the appender loaded
         lastReportNanos = System.nanoTime();
         lastReportRecords = 0;
         report(measured);
         double cpuBefore = Bench.procCpuSeconds();
+        long writesBefore = Bench.procIo("syscw");
         measured.run();
         double cpu = Bench.procCpuSeconds() - cpuBefore;
+        long writesAfter = Bench.procIo("syscw");
         long peakRss = Bench.procStatusKib("VmHWM");
         Object takeovers = mode.equals("ours") ? jmx("bench-" + mode, "Takeovers") : null;
         appender.close();
@@ -148,6 +156,14 @@ final class AppendDriver {
         r.put("peak_rss_kib", peakRss);
         r.put("cpu_seconds", cpu);
         r.put("cpu_us_per_record", confirmedMeasured > 0 ? cpu * 1e6 / confirmedMeasured : null);
+        // Every write system call of the process during the measured phase (the sockets' and the eventfd
+        // wake-ups of the appender's I/O threads alike), and the messages it published meanwhile.
+        r.put("write_calls", writesBefore < 0 || writesAfter < 0 ? null : writesAfter - writesBefore);
+        r.put("measured_messages", onePerPack ? measured.confirmedPacks.sum() : confirmedMeasured);
+        if (rate > 0) {
+            r.put("paced_records_per_s", rate);
+            r.put("max_behind_schedule_ms", measured.maxLag.get() / 1e6);
+        }
         r.put("warmup_records", warm.confirmedRecords.sum());
         r.put("grouping", onePerPack ? "PACK" : "RECORD");
         r.put("confirmed", warm.confirmedRecords.sum() + confirmedMeasured);
@@ -225,10 +241,15 @@ final class AppendDriver {
         final AtomicLong doubleAnswers = new AtomicLong();
         /** The longest time between two answers: a stall shows here, not in the rate. */
         final AtomicLong maxGap = new AtomicLong();
+        /** Paced: the nanoseconds between two packs' scheduled starts (0: unpaced), and the latest start. */
+        final double nanosPerPack;
+        final AtomicLong maxLag = new AtomicLong();
+        volatile long scheduleStart;
         volatile boolean stopped;
 
-        Phase(int packs) {
+        Phase(int packs, double recordsPerSecond) {
             this.packs = packs;
+            this.nanosPerPack = recordsPerSecond > 0 ? packSize * 1e9 / recordsPerSecond : 0;
             this.latencyNs = new long[packs];
             this.callNs = new long[packs];
         }
@@ -238,6 +259,7 @@ final class AppendDriver {
                 return;
             }
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(maxSeconds);
+            scheduleStart = System.nanoTime();
             Thread[] workers = new Thread[threads];
             for (int t = 0; t < threads; t++) {
                 final BaseLogEventPack[] ring = rings[t];
@@ -271,6 +293,10 @@ final class AppendDriver {
                 if (p >= packs) {
                     return;
                 }
+                if (nanosPerPack > 0 && !waitForSchedule(p, deadline)) {
+                    stopped = true;
+                    return;
+                }
                 boolean permitted = false;
                 try {
                     while (!permitted && !stopped && System.nanoTime() < deadline) {
@@ -285,6 +311,9 @@ final class AppendDriver {
                 }
                 BaseLogEventPack pack = ring[(int) (i++ % ring.length)];
                 long t0 = System.nanoTime();
+                if (nanosPerPack > 0) {
+                    maxLag.accumulateAndGet(t0 - scheduleStart - (long) (p * nanosPerPack), Math::max);
+                }
                 firstAppend.accumulateAndGet(t0, Math::min);
                 appended.incrementAndGet();
                 try {
@@ -297,6 +326,21 @@ final class AppendDriver {
                     permits.release();
                 }
             }
+        }
+
+        /**
+         * Paced: waits until pack {@code p}'s scheduled start (bounded by the deadline; false when that passed).
+         * A pack that is late (the appender or the permits held it up) goes at once.
+         */
+        private boolean waitForSchedule(long p, long deadline) {
+            long at = scheduleStart + (long) (p * nanosPerPack);
+            for (long now = System.nanoTime(); now < at; now = System.nanoTime()) {
+                if (stopped || now >= deadline) {
+                    return false;
+                }
+                java.util.concurrent.locks.LockSupport.parkNanos(Math.min(at - now, 100_000_000L));
+            }
+            return true;
         }
 
         long failedPacks() {

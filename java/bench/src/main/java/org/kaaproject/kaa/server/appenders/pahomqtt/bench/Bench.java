@@ -22,10 +22,14 @@ import org.codehaus.jackson.map.ObjectMapper;
  * mode's alone) and assembles the table with {@code report}.
  *
  * <pre>
- * gen     --dir D [--count 10000] [--seed 1]                 make the records every mode uses
+ * gen     --dir D [--count 10000] [--seed 1] [--record-bytes B]   make the records every mode uses (B: Avro JSON
+ *                                                            of about B bytes each, for the large-record rows)
  * append  --appender ours|baseline --dir D --port P --topic T --qos Q --result F
  *         [--records N] [--warmup W] [--threads 4] [--pack-size 100] [--inflight-packs 64]
  *         [--max-pending 100000] [--max-seconds 60] [--report-every N] [--grouping RECORD|PACK]
+ *         [--rate R]                                         R records/s at most (packs started on a schedule)
+ * deadbroker --dir D --result F [--max-pending 20000] [--pack-size 100] [--overflow-packs 20]
+ *                                                            native memory per message held for a broker that is away
  * decode  --dir D --result F [--seconds 5] [--warmup-seconds 3]   Avro 1.7.5 decoding, one thread
  * combine --out F --results F1,F2,...                     node JVMs run side by side as one cluster: one result
  * report  --runs D --out F [--broker "mosquitto 2.0.11"] [--command "..."]
@@ -40,14 +44,14 @@ public final class Bench {
 
     public static void main(String[] args) throws Exception {
         if (args.length == 0) {
-            System.err.println("usage: Bench gen|append|decode|report [--option value ...]");
+            System.err.println("usage: Bench gen|append|deadbroker|decode|combine|report [--option value ...]");
             System.exit(2);
         }
         Map<String, String> opts = parse(Arrays.copyOfRange(args, 1, args.length));
         switch (args[0]) {
             case "gen":
                 System.out.println(Data.generate(Paths.get(need(opts, "dir")), intOpt(opts, "count", 10_000),
-                        longOpt(opts, "seed", 1)));
+                        longOpt(opts, "seed", 1), intOpt(opts, "record-bytes", 0)));
                 break;
             case "append":
                 Map<String, Object> result;
@@ -65,6 +69,19 @@ public final class Bench {
                 write(Paths.get(need(opts, "result")), result);
                 // Paho's and the appender's threads must not keep the JVM: the run is over.
                 System.exit(result.get("error") == null ? 0 : 1);
+                break;
+            case "deadbroker":
+                Map<String, Object> dead;
+                try {
+                    dead = new DeadBroker(opts).run();
+                } catch (RuntimeException e) {
+                    dead = new LinkedHashMap<>();
+                    dead.put("mode", "deadbroker");
+                    dead.put("error", e.toString());
+                    e.printStackTrace();
+                }
+                write(Paths.get(need(opts, "result")), dead);
+                System.exit(dead.get("error") == null ? 0 : 1);
                 break;
             case "decode":
                 write(Paths.get(need(opts, "result")), decode(opts));
@@ -124,8 +141,8 @@ public final class Bench {
         r.put("mode", "ours-" + nodes.size() + "nodes");
         r.put("qos", nodes.get(0).get("qos"));
         for (String key : new String[] {"records", "confirmed", "confirmed_messages", "failed_packs",
-            "double_answers", "unanswered_packs", "takeovers"}) {
-            r.put(key, nodes.stream().mapToLong(n -> ((Number) n.getOrDefault(key, 0)).longValue()).sum());
+            "double_answers", "unanswered_packs", "takeovers", "write_calls", "measured_messages"}) {
+            r.put(key, nodes.stream().mapToLong(n -> (long) Report.num(n.get(key))).sum());
         }
         r.put("cpu_seconds", nodes.stream().mapToDouble(n -> Report.num(n.get("cpu_seconds"))).sum());
         double seconds = nodes.stream().mapToDouble(n -> Report.num(n.get("seconds"))).max().orElse(0);
@@ -212,6 +229,23 @@ public final class Bench {
             // not Linux
         }
         return 0;
+    }
+
+    /**
+     * A counter of /proc/self/io ({@code syscw}: write system calls so far, write and writev on sockets, pipes,
+     * eventfds and files alike; {@code syscr}: reads); -1 if absent.
+     */
+    static long procIo(String field) {
+        try {
+            for (String line : Files.readAllLines(Paths.get("/proc/self/io"), StandardCharsets.UTF_8)) {
+                if (line.startsWith(field + ":")) {
+                    return Long.parseLong(line.substring(field.length() + 1).trim());
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // not Linux, or no task I/O accounting
+        }
+        return -1;
     }
 
     /** User plus system CPU time of this process so far, in seconds (all threads; /proc/self/stat). */

@@ -56,8 +56,14 @@ final class Data {
         }
     }
 
-    /** Writes the three files for {@code count} records made from {@code seed}; returns a summary line. */
-    static String generate(Path dir, int count, long seed) throws IOException {
+    /**
+     * Writes the three files for {@code count} records made from {@code seed}; returns a summary line. With
+     * {@code recordBytes} above 0 each record's Avro JSON is made about that long (within a tag
+     * entry's 36 bytes) by a longer {@code samples} array (a waveform: its doubles take about as many bytes in
+     * JSON as in Avro binary) and more {@code tags} (strings: about 10% more in JSON), half of the growth each.
+     * Large records of real telemetry are such arrays and maps, not longer field names.
+     */
+    static String generate(Path dir, int count, long seed, int recordBytes) throws IOException {
         Files.createDirectories(dir);
         String text = schemaText();
         Schema schema = new Schema.Parser().parse(text);
@@ -96,6 +102,9 @@ final class Data {
                 samples.add(Math.round(rnd.nextGaussian() * 1000) / 100.0);
             }
             r.put("samples", samples);
+            if (recordBytes > 0) {
+                grow(r, recordBytes, rnd, writer, schema);
+            }
             ByteArrayOutputStream out = new ByteArrayOutputStream();
             BinaryEncoder enc = EncoderFactory.get().binaryEncoder(out, null);
             writer.write(r, enc);
@@ -114,6 +123,33 @@ final class Data {
         writeFrames(dir.resolve(PAYLOADS_FILE), payloads);
         return String.format("%d records: %.0f bytes Avro binary, %.0f bytes Avro JSON on average", count,
                 (double) binaryBytes / count, (double) jsonBytes / count);
+    }
+
+    /** Characters of a tag key ("x00000") and value: each tag entry takes 36 bytes of Avro JSON. */
+    private static final int TAG_KEY_CHARS = 6;
+    private static final int TAG_VALUE_CHARS = 24;
+    private static final int TAG_JSON_BYTES = 1 + TAG_KEY_CHARS + 3 + TAG_VALUE_CHARS + 2;
+
+    /** Makes the record's Avro JSON about {@code target} bytes long: half the growth samples, half tags. */
+    @SuppressWarnings("unchecked")
+    private static void grow(GenericRecord r, int target, Random rnd, GenericDatumWriter<GenericRecord> writer,
+            Schema schema) throws IOException {
+        JavaDecoder json = new JavaDecoder(schema);
+        int extra = target - json.encode(r).length;
+        List<Double> samples = (List<Double>) r.get("samples");
+        // About 6.5 bytes of JSON per sample ("-12.34,"), as made above.
+        for (int k = 0, n = Math.max(0, extra / 2 / 6); k < n; k++) {
+            samples.add(Math.round(rnd.nextGaussian() * 1000) / 100.0);
+        }
+        Map<String, String> tags = (Map<String, String>) r.get("tags");
+        int left = target - json.encode(r).length;
+        char[] value = new char[TAG_VALUE_CHARS];
+        for (int k = 0, n = Math.max(0, left / TAG_JSON_BYTES); k < n; k++) {
+            for (int c = 0; c < value.length; c++) {
+                value[c] = Character.forDigit(rnd.nextInt(16), 16);
+            }
+            tags.put(String.format("x%05d", k), new String(value));
+        }
     }
 
     /**

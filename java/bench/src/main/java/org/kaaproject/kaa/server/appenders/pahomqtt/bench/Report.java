@@ -21,8 +21,12 @@ import java.util.Map;
  */
 final class Report {
 
-    /** File name prefixes of the publisher runs; "ours-pack" is ours with one message per pack. */
-    private static final String[] MODES = {"ceiling", "ours", "baseline", "ours-pack", "ours-2nodes"};
+    /**
+     * File name prefixes of the publisher runs; "ours-pack" is ours with one message per pack, "ours-half" ours
+     * paced at half of its rate, "-4k" and "-64k" the rows of records of about 4 and 64 KiB.
+     */
+    private static final String[] MODES = {"ceiling", "ours", "baseline", "ours-pack", "ours-2nodes", "ours-half",
+        "ceiling-4k", "ours-4k", "ceiling-64k", "ours-64k"};
 
     private Report() {
     }
@@ -76,6 +80,12 @@ final class Report {
             System.out.println();
             System.out.println(cpu);
         }
+        Map<String, Object> dead = readIf(new File(runs, "deadbroker.json"));
+        if (dead != null) {
+            raw.put("deadbroker", dead);
+            System.out.println();
+            System.out.println(deadBroker(dead, problems, notes));
+        }
         Map<String, Object> decodeInfo = rust != null ? rust : java;
         if (decodeInfo != null && decodeInfo.get("payload_bytes_avg") != null) {
             System.out.printf(Locale.ROOT, "records: %s distinct, %.0f bytes Avro binary, %.0f bytes Avro JSON on average%n",
@@ -98,10 +108,12 @@ final class Report {
         out.put("generated_at", Instant.now().toString());
         out.put("command", opts.get("command"));
         out.put("machine", machine(opts));
-        out.put("columns", "mode, qos, records/s (the median run's), runs: min - max, ours/baseline, ours/ceiling (of "
-                + "the medians), p50 ms, p99 ms, peak RSS MiB, confirmed msgs, received msgs (the median run's)");
+        out.put("columns", "mode, qos, records/s (the median run's), MB/s (of payload), runs: min - max, ours/baseline, "
+                + "ours/ceiling (of the medians; -4k and -64k rows against the ceiling of the same size), p50 ms, "
+                + "p99 ms, peak RSS MiB, confirmed msgs, received msgs (the median run's)");
         out.put("rows", rows);
         out.put("cpu_table", cpu);
+        out.put("dead_broker", dead);
         out.put("problems", problems);
         out.put("notes", notes);
         out.put("load_average", opts.get("load"));
@@ -134,6 +146,8 @@ final class Report {
         if (mode.equals("ours")) {
             vsBaseline = ratio(rate, byMode.get("baseline"));
             vsCeiling = ratio(rate, byMode.get("ceiling"));
+        } else if (mode.startsWith("ours-") && mode.endsWith("k")) {
+            vsCeiling = ratio(rate, byMode.get("ceiling-" + mode.substring("ours-".length())));
         }
         row.put("ours_over_baseline", vsBaseline);
         row.put("ours_over_ceiling", vsCeiling);
@@ -147,6 +161,17 @@ final class Report {
         @SuppressWarnings("unchecked")
         Map<String, Object> sub = (Map<String, Object>) r.get("subscriber");
         row.put("received_messages", sub == null ? null : (long) num(sub.get("received")));
+        // Payload bytes per record, as the subscriber received them (warm-up included, like "confirmed").
+        Double bytesPerRecord = sub == null || confirmed == 0 || sub.get("bytes") == null ? null
+                : num(sub.get("bytes")) / confirmed;
+        row.put("payload_bytes_per_record", bytesPerRecord);
+        row.put("mb_per_s", bytesPerRecord == null ? null : rate * bytesPerRecord / 1e6);
+        double measuredMb = bytesPerRecord == null ? 0 : num(r.get("records")) * bytesPerRecord / 1e6;
+        row.put("cpu_ms_per_mb", measuredMb > 0 && r.get("cpu_seconds") != null
+                ? num(r.get("cpu_seconds")) * 1e3 / measuredMb : null);
+        // The publisher's write system calls per message of the measured phase (/proc/<pid>/io syscw).
+        row.put("writes_per_message", r.get("write_calls") == null || num(r.get("measured_messages")) == 0 ? null
+                : num(r.get("write_calls")) / num(r.get("measured_messages")));
         row.put("subscriber_cpu_us_per_record", sub == null || confirmed == 0 || sub.get("cpu_seconds") == null ? null
                 : num(sub.get("cpu_seconds")) * 1e6 / confirmed);
         row.put("failed_packs", r.get("failed_packs"));
@@ -155,6 +180,14 @@ final class Report {
             notes.add(String.format(Locale.ROOT, "ours-2nodes qos %d: two node JVMs with one configuration (one fixed "
                     + "client id) on one broker, %.0f records/s together, %s failed packs, %s client id takeovers",
                     qos, rate, r.get("failed_packs"), r.get("takeovers")));
+        }
+        if (r.get("paced_records_per_s") != null) {
+            row.put("paced_records_per_s", r.get("paced_records_per_s"));
+            row.put("max_behind_schedule_ms", r.get("max_behind_schedule_ms"));
+            notes.add(String.format(Locale.ROOT, "%s qos %d: appends paced at %.0f records/s (half of ours' median "
+                    + "rate so far); doAppend to callback p50 %.2f ms, p99 %.2f ms; appends at most %.1f ms behind "
+                    + "their schedule", mode, qos, num(r.get("paced_records_per_s")), num(r.get("p50_ms")),
+                    num(r.get("p99_ms")), num(r.get("max_behind_schedule_ms"))));
         }
         // CPU per record, robust where rates are not (a shared machine): the publisher's process over the
         // measured phase; the broker and the subscriber over the whole run (warm-up included).
@@ -243,8 +276,8 @@ final class Report {
     }
 
     private static String table(List<Map<String, Object>> rows) {
-        String[] head = {"mode", "qos", "records/s", "runs: min - max", "ours/baseline", "ours/ceiling", "p50 ms", "p99 ms",
-            "peak RSS MiB", "confirmed msgs", "received msgs"};
+        String[] head = {"mode", "qos", "records/s", "MB/s", "runs: min - max", "ours/baseline", "ours/ceiling", "p50 ms",
+            "p99 ms", "peak RSS MiB", "confirmed msgs", "received msgs"};
         List<String[]> cells = new ArrayList<>();
         cells.add(head);
         for (Map<String, Object> r : rows) {
@@ -252,6 +285,7 @@ final class Report {
                 String.valueOf(r.get("mode")),
                 r.get("qos") == null ? "-" : String.valueOf(r.get("qos")),
                 fmt(num(r.get("records_per_s"))),
+                r.get("mb_per_s") == null ? "-" : String.format(Locale.ROOT, "%.1f", num(r.get("mb_per_s"))),
                 r.get("runs") == null ? "-" : r.get("runs") + ": " + fmt(num(r.get("records_per_s_min"))) + " - "
                         + fmt(num(r.get("records_per_s_max"))),
                 r.get("ours_over_baseline") == null ? "-" : String.format(Locale.ROOT, "%.2f", num(r.get("ours_over_baseline"))),
@@ -263,7 +297,12 @@ final class Report {
                 r.get("received_messages") == null ? "-" : fmt(num(r.get("received_messages"))),
             });
         }
-        int[] width = new int[head.length];
+        return align(cells, true);
+    }
+
+    /** Cells in columns: the first left-aligned, the others right-aligned; a rule under the head if asked. */
+    private static String align(List<String[]> cells, boolean rule) {
+        int[] width = new int[cells.get(0).length];
         for (String[] c : cells) {
             for (int i = 0; i < c.length; i++) {
                 width[i] = Math.max(width[i], c[i].length());
@@ -277,7 +316,7 @@ final class Report {
                 sb.append(i == 0 ? c[i] + pad : pad + c[i]).append(i + 1 < c.length ? "  " : "");
             }
             sb.append('\n');
-            if (k == 0) {
+            if (k == 0 && rule) {
                 int total = 0;
                 for (int w : width) {
                     total += w + 2;
@@ -288,27 +327,87 @@ final class Report {
         return sb.toString().replaceAll("\n$", "");
     }
 
-    /** CPU microseconds per record: the publisher process, the broker, the subscriber. */
+    /**
+     * Per record: CPU µs of the publisher process, the broker, the subscriber; the publisher's CPU ms per MB of
+     * payload; the broker's read calls and the publisher's write calls per message; how long doAppend holds the
+     * caller.
+     */
     private static String cpuTable(List<Map<String, Object>> rows) {
-        StringBuilder sb = new StringBuilder();
+        List<String[]> cells = new ArrayList<>();
+        cells.add(new String[] {"", "", "CPU µs per record:", "", "", "publisher CPU", "broker reads",
+            "publisher writes", "doAppend holds the caller"});
+        cells.add(new String[] {"mode", "qos", "publisher", "broker", "subscriber", "ms per MB", "per msg", "per msg",
+            "p50 / p99 ms"});
         for (Map<String, Object> r : rows) {
             if (r.get("cpu_us_per_record") == null || r.get("qos") == null) {
                 continue;
             }
-            if (sb.length() == 0) {
-                sb.append("                 CPU µs per record (publisher, broker, subscriber)   broker reads "
-                        + "per msg   doAppend holds the caller, p50 / p99 ms\n");
-            }
             Object call50 = r.get("do_append_p50_ms");
             Object call99 = r.get("do_append_p99_ms");
-            sb.append(String.format(Locale.ROOT, "%-9s qos %s   %9.1f %9.1f %9.1f                           %6.1f"
-                    + "                  %s%n",
-                    r.get("mode"), r.get("qos"), num(r.get("cpu_us_per_record")),
-                    num(r.get("broker_cpu_us_per_record")), num(r.get("subscriber_cpu_us_per_record")),
-                    num(r.get("broker_reads_per_message")),
-                    call50 == null ? "-" : String.format(Locale.ROOT, "%8.3f / %8.3f", num(call50), num(call99))));
+            cells.add(new String[] {
+                String.valueOf(r.get("mode")),
+                String.valueOf(r.get("qos")),
+                String.format(Locale.ROOT, "%.1f", num(r.get("cpu_us_per_record"))),
+                String.format(Locale.ROOT, "%.1f", num(r.get("broker_cpu_us_per_record"))),
+                String.format(Locale.ROOT, "%.1f", num(r.get("subscriber_cpu_us_per_record"))),
+                r.get("cpu_ms_per_mb") == null ? "-" : String.format(Locale.ROOT, "%.1f", num(r.get("cpu_ms_per_mb"))),
+                String.format(Locale.ROOT, "%.1f", num(r.get("broker_reads_per_message"))),
+                r.get("writes_per_message") == null ? "-"
+                        : String.format(Locale.ROOT, "%.2f", num(r.get("writes_per_message"))),
+                call50 == null ? "-" : String.format(Locale.ROOT, "%.3f / %.3f", num(call50), num(call99)),
+            });
         }
-        return sb.toString().replaceAll("\n$", "");
+        return cells.size() == 2 ? "" : align(cells, false);
+    }
+
+    /** The dead-broker measurement: memory per message held for a broker that is away, and what follows. */
+    private static String deadBroker(Map<String, Object> d, List<String> problems, List<String> notes) {
+        if (d.get("error") != null) {
+            problems.add("deadbroker: " + d.get("error"));
+            return "dead broker: failed: " + d.get("error");
+        }
+        long maxPending = (long) num(d.get("max_pending_records"));
+        long held = (long) num(d.get("held_full"));
+        double perMessage = num(d.get("bytes_per_held_message"));
+        double payload = num(d.get("payload_bytes_avg"));
+        StringBuilder sb = new StringBuilder();
+        sb.append(String.format(Locale.ROOT, "dead broker (QoS 1, nothing listening on the port; maxPendingRecords %,d, "
+                + "packs of %d records of %.0f bytes Avro JSON, %.0f bytes Avro binary):%n", maxPending,
+                (long) num(d.get("pack_size")), payload, num(d.get("binary_bytes_avg"))));
+        sb.append(String.format(Locale.ROOT, "  %,d messages held: RSS %.1f -> %.1f MiB (+%.1f MiB), outside the Java "
+                + "heap %.1f -> %.1f MiB (heap committed %.0f MiB, pre-touched)%n", held,
+                num(d.get("rss_baseline_kib")) / 1024, num(d.get("rss_full_kib")) / 1024,
+                num(d.get("rss_growth_kib")) / 1024, num(d.get("native_baseline_kib")) / 1024,
+                num(d.get("native_full_kib")) / 1024, num(d.get("heap_committed_full_kib")) / 1024));
+        sb.append(String.format(Locale.ROOT, "  %,.0f bytes per held message (%.2f x its payload): bound %.0f MiB at "
+                + "maxPendingRecords %,d, %.0f MiB at the default 100,000%n", perMessage, perMessage / Math.max(1, payload),
+                num(d.get("bound_at_max_pending_mib")), maxPending, num(d.get("bound_at_default_max_pending_mib"))));
+        sb.append(String.format(Locale.ROOT, "  then %d packs more: %d answered onConnectionError, doAppend at most "
+                + "%.2f ms, answered at most %.2f ms after the call began; RSS %+.1f MiB; after close %.1f MiB",
+                (long) num(d.get("overflow_packs")), (long) num(d.get("overflow_connection_errors")),
+                num(d.get("overflow_do_append_max_ms")), num(d.get("overflow_answer_max_ms")),
+                num(d.get("overflow_rss_growth_kib")) / 1024, num(d.get("rss_after_close_kib")) / 1024));
+        if (held != maxPending) {
+            problems.add("deadbroker: the appender held " + held + " messages, not maxPendingRecords " + maxPending);
+        }
+        if (num(d.get("answered_while_filling")) > 0) {
+            problems.add("deadbroker: " + fmt(num(d.get("answered_while_filling"))) + " packs answered while the "
+                    + "appender was below its bound");
+        }
+        if (num(d.get("overflow_connection_errors")) != num(d.get("overflow_packs"))) {
+            problems.add("deadbroker: " + fmt(num(d.get("overflow_packs"))) + " packs past the bound, "
+                    + fmt(num(d.get("overflow_connection_errors"))) + " answered onConnectionError");
+        }
+        // Past the bound nothing may be kept: a few hundred KiB is the allocator's and the JVM's noise.
+        if (num(d.get("overflow_rss_growth_kib")) > 1024) {
+            problems.add(String.format(Locale.ROOT, "deadbroker: RSS grew %.1f MiB while packs past the bound were "
+                    + "refused", num(d.get("overflow_rss_growth_kib")) / 1024));
+        }
+        if (perMessage > 2 * payload + 1024) {
+            notes.add(String.format(Locale.ROOT, "deadbroker: a held message takes %,.0f bytes, over twice its "
+                    + "payload (%.0f bytes) plus 1 KiB", perMessage, payload));
+        }
+        return sb.toString();
     }
 
     private static Map<String, Object> machine(Map<String, String> opts) {
