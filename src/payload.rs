@@ -57,15 +57,21 @@ impl Encoder {
                 // What the messages made so far left of the pack's bound.
                 let mut left = limit;
                 let mut messages = Vec::with_capacity(records.len());
+                // Each message is made in one scratch buffer and copied out at its exact size:
+                // a message keeps its memory while it waits for the broker (up to
+                // maxPendingRecords of them), and room reserved for growth was 2.3 times the
+                // message for 4 KiB records.
+                let mut out = Vec::new();
                 for (i, record) in records.iter().enumerate() {
-                    let mut out = Vec::with_capacity(json_size(record.as_ref()));
+                    out.clear();
+                    out.reserve(json_size(record.as_ref()));
                     self.open(&mut out, header, false);
                     self.record(&mut out, schema, i, record.as_ref(), left, limit)?;
                     self.close(&mut out, false);
                     left = left
                         .checked_sub(out.len())
                         .ok_or_else(|| over_limit(i, limit))?;
-                    messages.push(out);
+                    messages.push(out.as_slice().to_vec());
                 }
                 messages
             }
@@ -84,6 +90,7 @@ impl Encoder {
                     self.record(&mut out, schema, i, record.as_ref(), limit, limit)?;
                 }
                 self.close(&mut out, true);
+                out.shrink_to_fit(); // as above, once per pack
                 vec![out]
             }
         };
@@ -219,6 +226,26 @@ mod tests {
         );
         let binary = encode(AvroBinary, Grouping::Record, 1000).unwrap();
         assert_eq!(binary[1].as_bytes(), &records()[1][..]);
+    }
+
+    /// A message waiting for the broker holds its own size, not the room reserved to make it
+    /// (three times its record): up to `maxPendingRecords` of them wait at once.
+    #[test]
+    fn messages_hold_no_spare_room() {
+        let schema = LogSchema::parse(SCHEMA).unwrap();
+        let header = HeaderStructure::from_names::<&str>(&[])
+            .unwrap()
+            .header("t", "e", 1, 0);
+        for grouping in [Grouping::Record, Grouping::Pack] {
+            let encoder = Encoder {
+                format: PayloadFormat::AvroJson,
+                grouping,
+                max_payload: 1000,
+            };
+            for m in encoder.encode(&schema, &header, &records()).unwrap() {
+                assert_eq!(m.capacity(), m.len(), "{grouping:?}");
+            }
+        }
     }
 
     #[test]
