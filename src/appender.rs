@@ -219,6 +219,11 @@ impl Appender {
         if records.is_empty() {
             return completion(Why::Confirmed.outcome());
         }
+        if self.pending_bound_reached(endpoint, records.len()) {
+            // Checked again on submit; here it spares decoding a pack that would be refused
+            // (with the broker away, 2 to 80 ms per pack of 100 records of 4 KiB).
+            return completion(Why::Lost.outcome());
+        }
         let schema_version = schema.version;
         let header =
             self.header
@@ -274,9 +279,8 @@ impl Appender {
         // Registered under the connection lock, so `close` either sees this pack or has
         // already closed and we refuse it: no pack can slip past both.
         let connections = lock(&self.connections);
-        // An endpoint's records always take the same connection, so their order holds.
-        let chosen = (fnv1a(endpoint.as_bytes()) % connections.len().max(1) as u64) as usize;
-        let Some(connection) = connections.get(chosen) else {
+        let Some(connection) = connections.get(connection_index(endpoint, connections.len()))
+        else {
             log::debug!(
                 "appender '{}' is closed; pack from {endpoint} refused",
                 self.name
@@ -298,6 +302,21 @@ impl Appender {
             message_expiry: self.config.message_expiry,
         };
         connection.submit(&pack, how, messages, self.config.max_pending_records);
+    }
+
+    /// Whether the endpoint's connection already holds so many messages that this pack's would
+    /// pass `maxPendingRecords`. A pack that alone passes it is left to fail as unpublishable.
+    fn pending_bound_reached(&self, endpoint: &str, records: usize) -> bool {
+        let messages = match self.config.grouping {
+            Grouping::Record => records,
+            Grouping::Pack => 1,
+        };
+        let max = self.config.max_pending_records;
+        let connections = lock(&self.connections);
+        messages <= max
+            && connections
+                .get(connection_index(endpoint, connections.len()))
+                .is_some_and(|c| c.outstanding() + messages > max)
     }
 
     /// MQTT 5 user properties: the pack's Kaa header values, and for a message of one record
@@ -536,6 +555,11 @@ async fn drain(draining: Arc<Draining>) {
 
 /// A pack with more messages than `maxPendingRecords` could never be accepted: answered as a
 /// connection error, Kaa would send it again forever. It is the pack's fault, not the broker's.
+/// The connection an endpoint's packs take, always the same one, so their order holds.
+fn connection_index(endpoint: &str, connections: usize) -> usize {
+    (fnv1a(endpoint.as_bytes()) % connections.max(1) as u64) as usize
+}
+
 fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
     if messages.len() > max_pending {
         return Err(format!(
@@ -643,6 +667,29 @@ mod tests {
             text: || Some(SCHEMA.to_string()),
         };
         appender.append(schema, Ok(&[RECORD][..]), endpoint, completion);
+    }
+
+    /// With `maxPendingRecords` reached, a pack is answered `ConnectionError` before anything
+    /// of it is decoded: its schema (a new id) is not even read.
+    #[test]
+    fn a_full_pending_bound_refuses_a_pack_before_decoding_it() {
+        let mut config = unreachable_config(Duration::ZERO);
+        config.max_pending_records = 1;
+        let appender = open("bound-first", config);
+        let (tx, rx) = mpsc::channel();
+        append_one(&appender, "endpoint-a", recorded(&tx));
+        let schema = PackSchema {
+            id: Some("2"),
+            version: 1,
+            text: || -> Option<String> { panic!("decoded though the bound is reached") },
+        };
+        appender.append(schema, Ok(&[RECORD][..]), "endpoint-a", recorded(&tx));
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Outcome::ConnectionError),
+            "answered at once"
+        );
+        appender.close();
     }
 
     /// Records cross as they come: a null event or a null list is no longer answered in Java,
