@@ -9,6 +9,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.apache.avro.Schema;
@@ -56,6 +57,8 @@ public final class KaaNode {
     public static final String APPLICATION_ID = "1";
 
     private static final AtomicInteger IDS = new AtomicInteger(100);
+    /** Kaa stores each version of an application's log schema once: one id for every pack of it. */
+    private static final Map<String, String> LOG_SCHEMA_IDS = new ConcurrentHashMap<>();
 
     private KaaNode() {
     }
@@ -228,7 +231,8 @@ public final class KaaNode {
 
     /**
      * A pack as the log actor hands it over: endpoint profile, creation time, log schema (JSON text and version)
-     * and one LogEvent per record, each holding the Avro binary of that record.
+     * and one LogEvent per record, each holding the Avro binary of that record. Packs of one schema text and version
+     * carry one log schema id, as a node's do.
      */
     public static BaseLogEventPack pack(String logSchemaJson, int schemaVersion, List<byte[]> records) {
         EndpointProfileDataDto profile = new EndpointProfileDataDto("ep-" + IDS.incrementAndGet(),
@@ -241,7 +245,8 @@ public final class KaaNode {
         }
         BaseLogEventPack pack = new BaseLogEventPack(profile, System.currentTimeMillis(), schemaVersion, events);
         LogSchemaDto dto = new LogSchemaDto();
-        dto.setId(String.valueOf(IDS.incrementAndGet()));
+        dto.setId(LOG_SCHEMA_IDS.computeIfAbsent(schemaVersion + "\n" + logSchemaJson,
+                k -> String.valueOf(IDS.incrementAndGet())));
         dto.setApplicationId(APPLICATION_ID);
         dto.setName("log schema v" + schemaVersion);
         dto.setSchema(logSchemaJson);
