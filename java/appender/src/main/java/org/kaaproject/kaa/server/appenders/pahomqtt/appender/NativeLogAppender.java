@@ -13,18 +13,19 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The body of both appender plugins ({@link PahoMQTTLogAppender} for appenders stored with the original's nine
- * settings, {@link MqttLogAppender} for the full settings). It keeps no state of its own beyond a handle: each pack
+ * The body of every appender plugin ({@link PahoMQTTLogAppender} for appenders stored with the original's nine
+ * settings, {@link MqttLogAppender} and {@link MqttLogAppenderV2} for the first and second generation of the full
+ * settings). It keeps no state of its own beyond a handle: each pack
  * is handed to the Rust library, which decodes it, publishes every record and answers the callback once the broker
  * has confirmed them (or failed). {@code doAppend} never waits on the network.
  *
- * <p>The native core reads any stored configuration that is a prefix of the full record (fields it does not reach
- * take their defaults), so both plugins pass the raw configuration through unchanged and differ only in which
+ * <p>The native core reads any stored configuration that is a prefix of the newest record (fields it does not reach
+ * take their defaults), so every plugin passes the raw configuration through unchanged and they differ only in which
  * schema the admin shows. The node instantiates the concrete classes by name; no stored record names this one.
  */
 public abstract class NativeLogAppender implements LogAppender {
 
-    /** Named after the concrete class, so a node's logging configuration can tell the two plugins apart. */
+    /** Named after the concrete class, so a node's logging configuration can tell the plugins apart. */
     private final Logger log = LoggerFactory.getLogger(getClass());
 
     /** What {@code init} opened; null before it and after {@code close}. */

@@ -4,14 +4,17 @@ import org.kaaproject.kaa.server.common.plugin.KaaPluginConfig;
 import org.kaaproject.kaa.server.common.plugin.PluginType;
 
 /**
- * The full plugin, type "PahoMqtt": every setting ({@code MqttAppenderConfig.avsc}, which starts with the original's
- * nine fields in its order). Its schema is frozen once released (see {@link BundledSchemaPluginConfig}).
+ * The first generation of the full settings, type "PahoMqtt (v1 settings)" ({@code MqttAppenderConfig.avsc}, which
+ * starts with the original's nine fields in its order), for the appenders stored with it; new appenders use
+ * {@link MqttAppenderConfigV2}, whose settings are these and more. It was labelled "PahoMqtt" until then: the label
+ * is only a label, the admin finds the plugin of a stored appender by its appender class name, which stays. Its
+ * schema is frozen (see {@link BundledSchemaPluginConfig}).
  */
 @KaaPluginConfig(pluginType = PluginType.LOG_APPENDER)
 public class MqttAppenderConfig extends BundledSchemaPluginConfig {
 
     public MqttAppenderConfig() {
-        super("PahoMqtt", "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppender",
+        super("PahoMqtt (v1 settings)", "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppender",
                 "MqttAppenderConfig.avsc");
     }
 }

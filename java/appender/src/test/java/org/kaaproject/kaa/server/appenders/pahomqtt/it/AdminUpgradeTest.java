@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.Random;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
@@ -35,6 +36,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
@@ -46,9 +49,9 @@ import org.kaaproject.kaa.server.common.plugin.PluginConfig;
  * the schema of the plugin its appender class name belongs to, through {@code GenericAvroConverter}
  * ({@link AdminConverter}): Avro's binary decoder gives a missing trailing field no default, it throws. So each
  * plugin's schema must read exactly the bytes stored under its class name: the legacy plugin (the original's class
- * names) has the original's nine-field record, and the full settings are a second plugin under new class names, of
- * which the original stored nothing. Each case ends where it matters: the appender started from those bytes
- * delivers to a real Mosquitto.
+ * names) has the original's nine-field record, and each generation of the full settings is a plugin of its own under
+ * new class names ({@link ReleasedPlugin}), of which no earlier plugin stored anything. Each case ends where it
+ * matters: the appender started from those bytes delivers to a real Mosquitto.
  */
 class AdminUpgradeTest {
 
@@ -135,28 +138,28 @@ class AdminUpgradeTest {
     }
 
     /**
-     * The full plugin's class names are new: no appender record of the original names them, so the admin never
-     * reads the original's bytes with the full schema. (The admin keys plugins by appender class name.)
+     * The full settings' class names are new: no appender record of the original names them, so the admin never
+     * reads the original's bytes with a full schema. (The admin keys plugins by appender class name.)
      */
-    @Test
-    void theOriginalStoredNothingUnderTheFullPluginsClassNames() {
-        PluginConfig full = KaaNode.pluginConfig(KaaNode.CONFIG_CLASS);
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {KaaNode.V1_CONFIG_CLASS, KaaNode.CONFIG_CLASS})
+    void theOriginalStoredNothingUnderTheFullPluginsClassNames(String configClass) {
+        PluginConfig full = KaaNode.pluginConfig(configClass);
         assertNotEquals(KaaNode.LEGACY_APPENDER_CLASS, full.getPluginClassName());
-        assertNotEquals(KaaNode.LEGACY_CONFIG_CLASS, KaaNode.CONFIG_CLASS);
-        assertEquals(KaaNode.APPENDER_CLASS, full.getPluginClassName());
+        assertNotEquals(KaaNode.LEGACY_CONFIG_CLASS, configClass);
     }
 
     // ------------------------------------------------------------------------------------------- (b) form defaults
 
     /**
-     * A new appender of either plugin as the admin makes it: a record of every field's form default ({@code
+     * A new appender of any plugin as the admin makes it: a record of every field's form default ({@code
      * by_default}; optional fields null) encodes, opens again, and its JSON view shows exactly those defaults and
      * saves back to the same bytes. With the port moved to the test broker (the one edit an operator makes here),
      * the appender started from the saved bytes delivers a pack to {@code localhost}, topic {@code home/kaa/topic},
      * at the form's QoS (the legacy form's 3 means 2), and answers onSuccess.
      */
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {KaaNode.LEGACY_CONFIG_CLASS, KaaNode.CONFIG_CLASS})
+    @ValueSource(strings = {KaaNode.LEGACY_CONFIG_CLASS, KaaNode.V1_CONFIG_CLASS, KaaNode.CONFIG_CLASS})
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void aRecordOfTheFormDefaultsEncodesDecodesShowsAndDelivers(String configClass) throws IOException {
         Schema schema = KaaNode.configSchema(configClass);
@@ -197,27 +200,43 @@ class AdminUpgradeTest {
         }
     }
 
-    // ------------------------------------------------------------------------------------------- (c) why two plugins
+    // ------------------------------------------------------------------------------------------- (c) why new plugins
+
+    /** Every earlier plugin with every later one, oldest first. */
+    static Stream<Arguments> earlierAndLater() {
+        List<Arguments> pairs = new ArrayList<>();
+        ReleasedPlugin[] all = ReleasedPlugin.values();
+        for (int i = 0; i < all.length; i++) {
+            for (int j = i + 1; j < all.length; j++) {
+                pairs.add(Arguments.of(all[i], all[j]));
+            }
+        }
+        return pairs.stream();
+    }
 
     /**
-     * The failure the second plugin avoids: the original's bytes read with the full schema, as the admin would if
-     * the full schema were the one under the original's class name (as in this project's earlier builds), end
-     * before the tenth field. Avro's binary decoder does not default it: {@code EOFException}, so the admin could
-     * not open the appender, and {@code toJson}, which the REST list of an application's appenders runs for each of
-     * them, throws. The node itself reads them either way (its decoder defaults absent trailing fields).
+     * The failure a new plugin for new settings avoids: what a plugin stored (the original's bytes, or a full
+     * generation's form defaults) read with a later plugin's schema, as the admin would if that schema had replaced
+     * the earlier one under the same class name (as in this project's earlier builds), ends before the first field
+     * the later one added. Avro's binary decoder does not default it: {@code EOFException}, so the admin could not
+     * open the appender, and {@code toJson}, which the REST list of an application's appenders runs for each of them,
+     * throws. The node itself reads them either way (its decoder defaults absent trailing fields).
      */
-    @Test
-    void theOriginalsBytesReadWithTheFullSchemaThrowEofException() {
-        byte[] raw = OriginalAppender.bytes();
-        Schema full = KaaNode.configSchema(KaaNode.CONFIG_CLASS);
-        assertThrows(EOFException.class, () -> AdminConverter.decodeBinary(full, raw));
-        RuntimeException e = assertThrows(RuntimeException.class, () -> AdminConverter.toJson(raw, full.toString()));
+    @ParameterizedTest(name = "{0} read as {1}")
+    @MethodSource("earlierAndLater")
+    void whatAnEarlierPluginStoredReadWithALaterSchemaThrowsEofException(ReleasedPlugin earlier,
+            ReleasedPlugin later) {
+        byte[] raw = earlier == ReleasedPlugin.ORIGINAL_SETTINGS ? OriginalAppender.bytes()
+                : KaaNode.config(earlier.configClass, Map.of());
+        Schema schema = KaaNode.configSchema(later.configClass);
+        assertThrows(EOFException.class, () -> AdminConverter.decodeBinary(schema, raw));
+        RuntimeException e = assertThrows(RuntimeException.class, () -> AdminConverter.toJson(raw, schema.toString()));
         assertInstanceOf(EOFException.class, e.getCause(), "GenericAvroConverter.toJson wraps the EOFException");
     }
 
     // ------------------------------------------------------------------------------------------- (d) earlier builds
 
-    /** The record earlier builds stored: the full plugin's first 28 fields (the fields after them came later). */
+    /** The record earlier builds stored: the full settings' first 28 fields (the fields after them came later). */
     private static Schema earlierBuildsSchema() {
         Schema full = KaaNode.configSchema();
         List<Schema.Field> fields = new ArrayList<>();

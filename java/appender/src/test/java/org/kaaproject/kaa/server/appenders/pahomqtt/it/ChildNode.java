@@ -205,6 +205,63 @@ public final class ChildNode implements AutoCloseable {
         }
     }
 
+    /** A configuration the appender must refuse at init, and what its error must name (a regex: the field). */
+    public static final class Refused {
+        final Map<String, Object> config;
+        final Pattern names;
+
+        public Refused(Map<String, Object> config, String namesRegex) {
+            this.config = config;
+            this.names = Pattern.compile(namesRegex);
+        }
+    }
+
+    /**
+     * Settings that cannot work must keep the appender from starting, as an operator sees it: each case is loaded
+     * under its own name (after a MARK of its own) and one pack appended to it. Returns what went wrong, empty when
+     * nothing: a pack not answered exactly one onInternalError within {@code wait} (a connection error would make Kaa
+     * resend it forever), or no WARN/ERROR line of the appender, between the case's MARK and the next, naming what the
+     * case says.
+     */
+    public List<String> refusalProblems(Map<String, Refused> cases, Duration wait) {
+        for (Map.Entry<String, Refused> c : cases.entrySet()) {
+            mark("case-" + c.getKey());
+            load(c.getKey(), c.getValue().config); // fails the test if init throws
+            append(c.getKey(), c.getKey() + "-p", 41, 2);
+        }
+        List<String> failures = new ArrayList<>();
+        for (String name : cases.keySet()) {
+            if (awaitFirst(name + "-p", wait) == null) {
+                failures.add(name + ": no answer within " + wait);
+            }
+        }
+        RecordingCallback.sleep(Duration.ofMillis(200));
+        for (String name : cases.keySet()) {
+            List<String> calls = calls(name + "-p");
+            if (!calls.isEmpty() && !List.of(RecordingCallback.INTERNAL_ERROR).equals(calls)) {
+                failures.add(name + ": expected exactly one " + RecordingCallback.INTERNAL_ERROR + ", got " + calls);
+            }
+        }
+        Pattern problem = levelLine("WARN|ERROR");
+        List<String> lines = log().lines().collect(Collectors.toList());
+        for (Map.Entry<String, Refused> c : cases.entrySet()) {
+            List<String> problems = new ArrayList<>();
+            boolean in = false;
+            for (String l : lines) {
+                if (l.contains(" MARK ")) {
+                    in = l.endsWith(" MARK case-" + c.getKey());
+                } else if (in && problem.matcher(l).matches() && APPENDER_LOGGER.matcher(l).find()) {
+                    problems.add(l);
+                }
+            }
+            if (problems.stream().noneMatch(l -> c.getValue().names.matcher(l).find())) {
+                failures.add(c.getKey() + ": no WARN/ERROR line of the appender names " + c.getValue().names
+                        + "; its WARN/ERROR lines for this case: " + problems);
+            }
+        }
+        return failures;
+    }
+
     /** The appender's JMX attribute in the child, as text ("null" if it has no such bean). */
     public String metric(String name, String attribute) {
         String prefix = "METRIC " + name + " " + attribute + " ";
@@ -275,8 +332,13 @@ public final class ChildNode implements AutoCloseable {
 
     /** The child's log lines at one of these levels (slf4j-simple: "time [thread] LEVEL logger - message"). */
     public List<String> logLines(String levelRegex) {
-        Pattern p = Pattern.compile("^\\S+ \\[[^\\]]*\\] (" + levelRegex + ") .*");
+        Pattern p = levelLine(levelRegex);
         return log().lines().filter(l -> p.matcher(l).matches()).collect(Collectors.toList());
+    }
+
+    /** A log line at one of these levels (slf4j-simple: "time [thread] LEVEL logger - message"). */
+    private static Pattern levelLine(String levelRegex) {
+        return Pattern.compile("^\\S+ \\[[^\\]]*\\] (" + levelRegex + ") .*");
     }
 
     /** Lines from the appender's own loggers (Java class and native side), at the given levels. */

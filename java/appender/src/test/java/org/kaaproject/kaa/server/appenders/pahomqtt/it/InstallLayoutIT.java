@@ -16,6 +16,7 @@ import java.nio.file.Paths;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -367,57 +368,75 @@ class InstallLayoutIT {
     }
 
     /**
-     * README "Upgrading from the original PahoMQTT appender": a node with both plugins installed (jar and .so side by
-     * side) and one stored appender of each kind, as the node builds them from Kaa's database: a legacy one from the
-     * nine-field bytes the original stored (class {@code PahoMQTTLogAppender}), and a full one from the full form's
-     * defaults plus the operator's values (class {@code MqttLogAppender}). Every pack goes through both; both answer
-     * onSuccess, and each appender's subscriber receives every record, from one library loaded once.
+     * README "Upgrading from the original PahoMQTT appender": a node with the jar and .so side by side and one stored
+     * appender of each plugin, as the node builds them from Kaa's database: a legacy one from the nine-field bytes the
+     * original stored (class {@code PahoMQTTLogAppender}), one of the first full generation (class
+     * {@code MqttLogAppender}, its 37 fields) and one of the newest (class {@code MqttLogAppenderV2}), each from its
+     * form's defaults plus the operator's values. Every pack goes through all three; each answers onSuccess, and each
+     * appender's subscriber receives every record, from one library loaded once.
      */
     @Test
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
-    void nodeWithBothPluginsPublishesThroughAStoredAppenderOfEachKind() throws Exception {
+    void nodeWithEveryPluginPublishesThroughAStoredAppenderOfEachKind() throws Exception {
         Path lib = libDir(true);
         Path data = newDir("kaa-node-data-");
         Records records = new Records(data, 15, 3);
         String unique = UUID.randomUUID().toString().substring(0, 8);
-        String legacyTopic = "kaa/it/install/legacy/" + unique;
-        String fullTopic = "kaa/it/install/full/" + unique;
-        Path legacy = data.resolve("legacy-appender");
-        Files.write(legacy, OriginalAppender.bytes("host", "127.0.0.1", "port", BROKER.port(), "qos", 1, "clientId",
-                "install-legacy-" + unique, "mqtttopic", legacyTopic));
-        Map<String, Object> full = KaaNode.brokerConfig(BROKER.port(), fullTopic, 1);
-        full.put("deliveryTimeoutSeconds", 10);
-        Path fullConfig = data.resolve("full-appender");
-        Files.write(fullConfig, KaaNode.config(KaaNode.CONFIG_CLASS, full));
+        // Appender (file) name -> its topic; the stored configuration is written to data/<name>.
+        Map<String, String> topics = new LinkedHashMap<>();
+        List<String> stored = new ArrayList<>();
+        topics.put("legacy-appender", "kaa/it/install/legacy/" + unique);
+        Files.write(data.resolve("legacy-appender"), OriginalAppender.bytes("host", "127.0.0.1", "port",
+                BROKER.port(), "qos", 1, "clientId", "install-legacy-" + unique, "mqtttopic",
+                topics.get("legacy-appender")));
+        stored.addAll(List.of("--stored", KaaNode.LEGACY_CONFIG_CLASS + "=" + data.resolve("legacy-appender")));
+        for (String[] full : new String[][] {{"v1-appender", KaaNode.V1_CONFIG_CLASS}, {"v2-appender",
+            KaaNode.CONFIG_CLASS}}) {
+            String topic = "kaa/it/install/" + full[0] + "/" + unique;
+            topics.put(full[0], topic);
+            Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+            cfg.put("deliveryTimeoutSeconds", 10);
+            Files.write(data.resolve(full[0]), KaaNode.config(full[1], cfg));
+            stored.addAll(List.of("--stored", full[1] + "=" + data.resolve(full[0])));
+        }
 
-        try (Subscriber legacySub = Subscriber.subscribe(BROKER.port(), legacyTopic, 1);
-                Subscriber fullSub = Subscriber.subscribe(BROKER.port(), fullTopic, 1)) {
-            Run r = runNode(lib, List.of(), List.of("--schema", records.schemaFile.toString(), "--records",
-                    records.recordsFile.toString(), "--timeout", "20",
-                    "--stored", KaaNode.LEGACY_CONFIG_CLASS + "=" + legacy,
-                    "--stored", KaaNode.CONFIG_CLASS + "=" + fullConfig));
+        Map<String, Subscriber> subs = new LinkedHashMap<>();
+        try {
+            for (Map.Entry<String, String> t : topics.entrySet()) {
+                subs.put(t.getKey(), Subscriber.subscribe(BROKER.port(), t.getValue(), 1));
+            }
+            List<String> args = new ArrayList<>(List.of("--schema", records.schemaFile.toString(), "--records",
+                    records.recordsFile.toString(), "--timeout", "20"));
+            args.addAll(stored);
+            Run r = runNode(lib, List.of(), args);
             assertNoCrash(r);
             assertEquals(0, r.exit, "Replay exits 0 when every pack was confirmed\n" + r.describe());
-            assertTrue(r.stdout.contains("appender 'legacy-appender': pack 1: 15 records -> onSuccess"), r.describe());
-            assertTrue(r.stdout.contains("appender 'full-appender': pack 1: 15 records -> onSuccess"), r.describe());
-            for (String name : List.of("legacy-appender", "full-appender")) {
+            for (String name : topics.keySet()) {
+                assertTrue(r.stdout.contains("appender '" + name + "': pack 1: 15 records -> onSuccess"),
+                        r.describe());
                 assertTrue(r.stderr.contains("PahoMqtt appender '" + name + "'"), name + " started\n" + r.describe());
             }
-            assertTrue(r.stderr.contains("appender.PahoMQTTLogAppender") && r.stderr.contains(
-                    "appender.MqttLogAppender"), "each plugin's appender class logs under its own name\n"
-                            + r.describe());
+            for (String appenderClass : List.of("PahoMQTTLogAppender", "MqttLogAppender", "MqttLogAppenderV2")) {
+                assertTrue(r.stderr.contains("appender." + appenderClass + " - "),
+                        "each plugin's appender class logs under its own name: " + appenderClass + "\n"
+                                + r.describe());
+            }
             assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
             assertEquals(List.of(lib.resolve(NodeLayout.FILE_NAME).toString()), r.loaded(),
-                    "one library, loaded once, from the directory of the jar, for both plugins\n" + r.describe());
+                    "one library, loaded once, from the directory of the jar, for every plugin\n" + r.describe());
 
-            for (Subscriber sub : List.of(legacySub, fullSub)) {
+            for (Subscriber sub : subs.values()) {
                 sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
             }
             RecordingCallback.sleep(Duration.ofMillis(500));
-            assertNull(legacySub.connectionLost(), "the legacy subscriber lost its connection");
-            assertNull(fullSub.connectionLost(), "the full subscriber lost its connection");
-            Payloads.assertSameMultiset("through the legacy plugin", records.expected, legacySub.payloads());
-            Payloads.assertSameMultiset("through the full plugin", records.expected, fullSub.payloads());
+            for (Map.Entry<String, Subscriber> sub : subs.entrySet()) {
+                assertNull(sub.getValue().connectionLost(), sub.getKey() + "'s subscriber lost its connection");
+                Payloads.assertSameMultiset("through " + sub.getKey(), records.expected, sub.getValue().payloads());
+            }
+        } finally {
+            for (Subscriber sub : subs.values()) {
+                sub.close();
+            }
         }
     }
 

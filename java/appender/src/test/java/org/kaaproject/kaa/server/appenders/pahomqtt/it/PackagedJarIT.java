@@ -25,6 +25,8 @@ import java.util.Properties;
 import java.util.TreeSet;
 import java.util.jar.JarEntry;
 import java.util.jar.JarFile;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -40,9 +42,9 @@ import org.junit.jupiter.api.Timeout;
 class PackagedJarIT {
 
     private static final String OWN = "org/kaaproject/kaa/server/appenders/pahomqtt/";
-    /** The two plugins' config schemas: the legacy one (the original's record) and the full one. */
-    private static final List<String> AVSC = List.of(OWN + "config/PahoMqttConfig.avsc",
-            OWN + "config/MqttAppenderConfig.avsc");
+    /** The plugins' config schemas: the legacy one (the original's record) and each generation of the full one. */
+    private static final List<String> AVSC = Stream.of(ReleasedPlugin.values())
+            .map(p -> ReleasedPlugin.SCHEMA_DIR + p.schemaResource).collect(Collectors.toList());
     private static final String SO = "native/linux-x86_64/" + NodeLayout.FILE_NAME;
     /** What a node has besides the JDK: the Kaa API packages the appender uses, Avro and slf4j. */
     private static final String[] NODE_PACKAGES = {"org/kaaproject/kaa/server/common/", "org/kaaproject/kaa/common/",
@@ -63,10 +65,14 @@ class PackagedJarIT {
                 }
             }
         }
-        for (String plugin : List.of("appender/PahoMQTTLogAppender", "appender/MqttLogAppender",
-                "appender/NativeLogAppender", "config/PahoMQTTAppenderConfig", "config/MqttAppenderConfig",
-                "config/BundledSchemaPluginConfig")) {
-            assertTrue(versions.containsKey(OWN + plugin + ".class"), plugin + " in " + versions);
+        List<String> plugins = new ArrayList<>(List.of(OWN + "appender/NativeLogAppender.class",
+                OWN + "config/BundledSchemaPluginConfig.class"));
+        for (ReleasedPlugin p : ReleasedPlugin.values()) {
+            plugins.add(ReleasedPlugin.classFile(p.configClass));
+            plugins.add(ReleasedPlugin.classFile(p.appenderClass));
+        }
+        for (String plugin : plugins) {
+            assertTrue(versions.containsKey(plugin), plugin + " in " + versions);
         }
         List<String> notJava8 = new ArrayList<>();
         for (Map.Entry<String, Integer> v : versions.entrySet()) {

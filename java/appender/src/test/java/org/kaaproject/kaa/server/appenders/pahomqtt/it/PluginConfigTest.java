@@ -1,16 +1,16 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.InputStream;
 import java.lang.reflect.Modifier;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.stream.Stream;
 
 import org.apache.avro.Schema;
@@ -28,20 +28,17 @@ import org.kaaproject.kaa.server.common.plugin.PluginConfig;
 import org.kaaproject.kaa.server.common.plugin.PluginType;
 
 /**
- * What the admin service sees when it discovers the two plugins, all by class name, as Kaa does it: the legacy one
- * (the original's class names, exactly its nine-field schema, for the appenders it stored) and the full one.
+ * What the admin service sees when it discovers the plugins ({@link ReleasedPlugin}), all by class name, as Kaa does
+ * it: the legacy one (the original's class names, exactly its nine-field schema, for the appenders it stored) and the
+ * generations of the full settings, each a plugin of its own.
  */
 @Timeout(30)
 class PluginConfigTest {
 
-    private static final String CONFIG_RESOURCES = "/org/kaaproject/kaa/server/appenders/pahomqtt/config/";
-
     /** Config class, type name (the admin UI's label), appender class, bundled schema resource. */
     static Stream<Arguments> plugins() {
-        return Stream.of(
-                Arguments.of(KaaNode.LEGACY_CONFIG_CLASS, "PahoMQTT (original settings)", KaaNode.LEGACY_APPENDER_CLASS,
-                        "PahoMqttConfig.avsc"),
-                Arguments.of(KaaNode.CONFIG_CLASS, "PahoMqtt", KaaNode.APPENDER_CLASS, "MqttAppenderConfig.avsc"));
+        return Stream.of(ReleasedPlugin.values())
+                .map(p -> Arguments.of(p.configClass, p.typeName, p.appenderClass, p.schemaResource));
     }
 
     @ParameterizedTest(name = "{1}")
@@ -71,7 +68,7 @@ class PluginConfigTest {
         assertEquals(appenderClass, pc.getPluginClassName());
         Schema schema = pc.getPluginConfigSchema();
         assertNotNull(schema);
-        try (InputStream in = getClass().getResourceAsStream(CONFIG_RESOURCES + resource)) {
+        try (InputStream in = getClass().getResourceAsStream("/" + ReleasedPlugin.SCHEMA_DIR + resource)) {
             assertNotNull(in, "bundled " + resource);
             Schema bundled = new Schema.Parser().parse(in);
             assertEquals(bundled, schema, "getPluginConfigSchema() is the bundled .avsc");
@@ -109,25 +106,44 @@ class PluginConfigTest {
     }
 
     /**
-     * The full plugin's schema starts with the original's nine fields (names and types), so the native core reads
-     * both plugins' configurations with one decoder; it is its own record, in the same namespace.
+     * Each generation's schema starts with the previous one's fields (names and types, in order), the first with the
+     * original's nine, so the native core reads every plugin's configurations with one decoder; each is its own
+     * record, in the same namespace, and each field it adds has a form default.
      */
     @Test
-    void fullSchemaStartsWithTheOriginalNineFields() {
-        Schema full = KaaNode.configSchema();
-        Schema original = OriginalAppender.schema();
-        assertEquals("org.kaaproject.kaa.server.appenders.pahomqtt.config.gen.MqttAppenderConfig", full.getFullName());
-        List<Schema.Field> cur = full.getFields();
-        List<Schema.Field> orig = original.getFields();
-        assertEquals(37, cur.size(), "the settings this plugin is released with");
-        for (int i = 0; i < orig.size(); i++) {
-            assertEquals(orig.get(i).name(), cur.get(i).name(), "field " + i);
-            assertEquals(orig.get(i).schema(), cur.get(i).schema(), "type of field " + orig.get(i).name());
+    void eachGenerationStartsWithThePreviousOnesFields() {
+        Schema previous = OriginalAppender.schema();
+        Set<String> names = new HashSet<>();
+        for (ReleasedPlugin p : ReleasedPlugin.values()) {
+            Schema cur = KaaNode.configSchema(p.configClass);
+            assertEquals("org.kaaproject.kaa.server.appenders.pahomqtt.config.gen", cur.getNamespace(), p.name());
+            assertTrue(names.add(cur.getFullName()), "a record name of its own: " + cur.getFullName());
+            List<Schema.Field> fields = cur.getFields();
+            List<Schema.Field> before = previous.getFields();
+            assertEquals(p.fields, fields.size(), "the settings " + p.name() + " is released with");
+            for (int i = 0; i < before.size(); i++) {
+                assertEquals(before.get(i).name(), fields.get(i).name(), p.name() + " field " + i);
+                assertEquals(before.get(i).schema(), fields.get(i).schema(), p.name() + " type of field "
+                        + before.get(i).name());
+            }
+            for (int i = before.size(); i < fields.size(); i++) {
+                JsonNode d = fields.get(i).getJsonProp("by_default");
+                assertNotNull(d, p.name() + "'s new field " + fields.get(i).name() + " has a form default");
+            }
+            previous = cur;
         }
-        for (int i = orig.size(); i < cur.size(); i++) {
-            JsonNode d = cur.get(i).getJsonProp("by_default");
-            assertNotNull(d, "new field " + cur.get(i).name() + " has a form default");
-        }
+    }
+
+    /**
+     * New appenders of the full settings verify the broker's certificate unless the operator turns it off; the legacy
+     * form keeps the original's default (it is the original's record), and stored configurations keep the value they
+     * hold, since the default lives only in the form.
+     */
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("plugins")
+    void theFullFormsVerifyCertificatesByDefault(String configClass) {
+        assertEquals(String.valueOf(!configClass.equals(KaaNode.LEGACY_CONFIG_CLASS)), KaaNode.configSchema(configClass)
+                .getField("verifySslCert").getJsonProp("by_default").toString());
     }
 
     /**
@@ -137,24 +153,13 @@ class PluginConfigTest {
      * form attributes, which may change) is pinned here. If this fails, add a new plugin for the new settings and
      * leave the released ones as they are (README, "Adding a setting").
      */
-    /**
-     * New appenders of the full plugin verify the broker's certificate unless the operator turns it off; the legacy
-     * form keeps the original's default (it is the original's record), and stored configurations keep the value they
-     * hold, since the default lives only in the form.
-     */
-    @Test
-    void theFullFormVerifiesCertificatesByDefault() {
-        assertEquals("true", KaaNode.configSchema(KaaNode.CONFIG_CLASS).getField("verifySslCert")
-                .getJsonProp("by_default").toString());
-        assertEquals("false", KaaNode.configSchema(KaaNode.LEGACY_CONFIG_CLASS).getField("verifySslCert")
-                .getJsonProp("by_default").toString());
-    }
-
     @Test
     void releasedSchemasAreFrozen() {
         Map<String, String> released = Map.of(
                 KaaNode.LEGACY_CONFIG_CLASS, "a8fa5d5c54475632",
-                KaaNode.CONFIG_CLASS, "c18ddbee1e8bbd8");
+                KaaNode.V1_CONFIG_CLASS, "c18ddbee1e8bbd8",
+                KaaNode.CONFIG_CLASS, "96628465be77ab56");
+        assertEquals(ReleasedPlugin.values().length, released.size(), "every released plugin pinned");
         for (Map.Entry<String, String> e : released.entrySet()) {
             Schema schema = KaaNode.configSchema(e.getKey());
             assertEquals(e.getValue(), Long.toHexString(SchemaNormalization.parsingFingerprint64(schema)),
@@ -164,7 +169,7 @@ class PluginConfigTest {
     }
 
     /**
-     * Each plugin names its own appender class, which the node instantiates; both are the one shared body (no
+     * Each plugin names its own appender class, which the node instantiates; all are the one shared body (no
      * behaviour of their own), so they cannot drift apart.
      */
     @ParameterizedTest(name = "{1}")
@@ -183,11 +188,16 @@ class PluginConfigTest {
 
     @Test
     void thePluginsAreDistinct() {
-        PluginConfig legacy = KaaNode.pluginConfig(KaaNode.LEGACY_CONFIG_CLASS);
-        PluginConfig full = KaaNode.pluginConfig(KaaNode.CONFIG_CLASS);
         // The admin keys plugins by appender class name; the type name is the label an operator picks from.
-        assertNotEquals(legacy.getPluginClassName(), full.getPluginClassName());
-        assertNotEquals(legacy.getPluginTypeName(), full.getPluginTypeName());
-        assertFalse(legacy.getPluginConfigSchema().equals(full.getPluginConfigSchema()));
+        Set<String> appenderClasses = new HashSet<>();
+        Set<String> typeNames = new HashSet<>();
+        Set<Schema> schemas = new HashSet<>();
+        for (ReleasedPlugin p : ReleasedPlugin.values()) {
+            PluginConfig pc = KaaNode.pluginConfig(p.configClass);
+            assertTrue(appenderClasses.add(pc.getPluginClassName()), pc.getPluginClassName());
+            assertTrue(typeNames.add(pc.getPluginTypeName()), pc.getPluginTypeName());
+            assertTrue(schemas.add(pc.getPluginConfigSchema()), p.name());
+        }
+        assertEquals(KaaNode.CONFIG_CLASS, ReleasedPlugin.newest().configClass, "new appenders get the newest");
     }
 }

@@ -10,6 +10,7 @@ import java.lang.annotation.Annotation;
 import java.lang.reflect.Method;
 import java.net.URLClassLoader;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -19,7 +20,6 @@ import java.util.jar.JarFile;
 import org.apache.avro.Schema;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.plugin.KaaPluginConfig;
 import org.kaaproject.kaa.server.common.plugin.PluginConfig;
@@ -34,9 +34,10 @@ import org.springframework.core.type.filter.AnnotationTypeFilter;
  * over the packages {@code org.kaaproject.kaa.server.appenders} and {@code ...verifiers}, then each candidate
  * instantiated by name with its no-arg constructor and asked for its type name, class name and config schema.
  *
- * <p>It finds exactly two plugins: the legacy one (the original's config and appender class names, its nine-field
- * schema, for the appenders the original stored) and the full one. The annotation sits on each concrete class: it is
- * not {@code @Inherited}, and Spring takes only concrete, independent classes.
+ * <p>It finds exactly the released plugins ({@link ReleasedPlugin}), three: the legacy one (the original's config and
+ * appender class names, its nine-field schema, for the appenders the original stored), the first generation of the
+ * full settings and the second, for new appenders. The annotation sits on each concrete class: it is not
+ * {@code @Inherited}, and Spring takes only concrete, independent classes.
  *
  * <p>The scan runs over the PACKAGED jar (this test runs after {@code package}), in a class loader that holds only
  * the jar and a node's libraries, as a node's class path does. It cannot see this test's own classes, which Spring
@@ -45,14 +46,17 @@ import org.springframework.core.type.filter.AnnotationTypeFilter;
 @Timeout(60)
 class PluginDiscoveryIT {
 
-    /** What each plugin must tell the admin: type name (the UI label), appender class name, bundled schema. */
-    private static final Map<String, String[]> EXPECTED = Map.of(
-            KaaNode.LEGACY_CONFIG_CLASS, new String[] {"PahoMQTT (original settings)", KaaNode.LEGACY_APPENDER_CLASS,
-                "PahoMqttConfig.avsc"},
-            KaaNode.CONFIG_CLASS, new String[] {"PahoMqtt", KaaNode.APPENDER_CLASS, "MqttAppenderConfig.avsc"});
+    /** What each plugin must tell the admin, by config class name. */
+    private static final Map<String, ReleasedPlugin> EXPECTED = new HashMap<>();
+
+    static {
+        for (ReleasedPlugin p : ReleasedPlugin.values()) {
+            EXPECTED.put(p.configClass, p);
+        }
+    }
 
     @Test
-    void adminServiceScanFindsExactlyOurTwoConfigClassesInThePackagedJar() throws Exception {
+    void adminServiceScanFindsExactlyOurThreeConfigClassesInThePackagedJar() throws Exception {
         try (URLClassLoader node = NodeLayout.nodeClassLoader()) {
             ClassPathScanningCandidateComponentProvider scanner =
                     new ClassPathScanningCandidateComponentProvider(false);
@@ -63,7 +67,7 @@ class PluginDiscoveryIT {
                     "org.kaaproject.kaa.server.appenders"));
             assertEquals(new TreeSet<>(EXPECTED.keySet()), new TreeSet<>(appenders),
                     "the admin service's scan of org.kaaproject.kaa.server.appenders");
-            assertEquals(EXPECTED.size(), appenders.size(), "each found once: " + appenders);
+            assertEquals(3, appenders.size(), "each found once: " + appenders);
             assertEquals(List.of(), beanClassNames(scanner.findCandidateComponents(
                     "org.kaaproject.kaa.server.verifiers")), "nothing of ours among the user verifiers");
 
@@ -101,11 +105,11 @@ class PluginDiscoveryIT {
         Method pluginClassName = pluginConfig.getMethod("getPluginClassName");
         Method configSchema = pluginConfig.getMethod("getPluginConfigSchema");
 
-        String[] expected = EXPECTED.get(className);
-        assertEquals(expected[0], typeName.invoke(config), "the type name the admin UI lists");
+        ReleasedPlugin expected = EXPECTED.get(className);
+        assertEquals(expected.typeName, typeName.invoke(config), "the type name the admin UI lists");
 
         String appenderClassName = (String) pluginClassName.invoke(config);
-        assertEquals(expected[1], appenderClassName, "the appender class of " + className);
+        assertEquals(expected.appenderClass, appenderClassName, "the appender class of " + className);
         Class<?> appenderClass = Class.forName(appenderClassName, true, node);
         assertTrue(node.loadClass(LogAppender.class.getName()).isAssignableFrom(appenderClass),
                 appenderClassName + " is a LogAppender of the node's API");
@@ -120,8 +124,7 @@ class PluginDiscoveryIT {
         assertEquals(Schema.Type.RECORD, parsed.getType(), "the admin UI builds its form from a record schema");
         assertEquals(schema.toString(), parsed.toString(), "parses back to the same text, form attributes included");
         try (JarFile jar = new JarFile(NodeLayout.appenderJar().toFile());
-                InputStream in = jar.getInputStream(jar.getEntry(
-                        "org/kaaproject/kaa/server/appenders/pahomqtt/config/" + expected[2]))) {
+                InputStream in = jar.getInputStream(jar.getEntry(ReleasedPlugin.SCHEMA_DIR + expected.schemaResource))) {
             assertEquals(new Schema.Parser().parse(in), parsed, "the schema is the .avsc bundled in the jar");
         }
         for (Schema.Field f : parsed.getFields()) {

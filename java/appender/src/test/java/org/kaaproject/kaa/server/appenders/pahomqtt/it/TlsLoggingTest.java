@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
-import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
 import java.time.Duration;
@@ -74,18 +73,16 @@ class TlsLoggingTest {
         return AvroReference.expectedPayloads(AvroReference.parse(TestData.schemaText(ChildNodeMain.TELEMETRY)), recs);
     }
 
-    /** The log between "MARK from" and the next MARK line (or the end). */
-    private static List<String> segment(List<String> lines, String from) {
-        List<String> out = new ArrayList<>();
-        boolean in = false;
-        for (String l : lines) {
-            if (l.contains(" MARK ")) {
-                in = l.endsWith(" MARK " + from);
-                continue;
+    /** The cases, {field(s) the log must name (regex), overrides...} by name, on a TLS configuration for this broker. */
+    private static Map<String, ChildNode.Refused> refused(Map<String, Object[]> cases, int port, String caPem) {
+        Map<String, ChildNode.Refused> out = new LinkedHashMap<>();
+        for (Map.Entry<String, Object[]> c : cases.entrySet()) {
+            Object[] v = c.getValue();
+            Map<String, Object> cfg = tls("localhost", port, true, caPem);
+            for (int i = 1; i < v.length; i += 2) {
+                cfg.put((String) v[i], v[i + 1]);
             }
-            if (in) {
-                out.add(l);
-            }
+            out.put(c.getKey(), new ChildNode.Refused(cfg, (String) v[0]));
         }
         return out;
     }
@@ -264,36 +261,8 @@ class TlsLoggingTest {
             node.append("valid", "valid-p", 31, 2);
             node.assertExactlyOne("valid-p", SUCCESS, SUCCESS_WAIT, Duration.ZERO);
 
-            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
-                Object[] v = c.getValue();
-                Map<String, Object> cfg = tls("localhost", broker.port(), true, caPem);
-                for (int i = 1; i < v.length; i += 2) {
-                    cfg.put((String) v[i], v[i + 1]);
-                }
-                node.mark("case-" + c.getKey());
-                node.load(c.getKey(), cfg); // fails the test if init throws
-                node.append(c.getKey(), c.getKey() + "-p", 41, 2);
-            }
-            List<String> failures = new ArrayList<>();
-            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
-                String label = c.getKey() + "-p";
-                String first = node.awaitFirst(label, Duration.ofSeconds(5));
-                RecordingCallback.sleep(Duration.ofMillis(100));
-                List<String> calls = node.calls(label);
-                if (!List.of(INTERNAL_ERROR).equals(calls)) {
-                    failures.add(c.getKey() + ": expected exactly one " + INTERNAL_ERROR + ", got "
-                            + (first == null ? "no answer within 5 s" : calls));
-                }
-            }
-            List<String> all = node.log().lines().collect(Collectors.toList());
-            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
-                Pattern field = Pattern.compile((String) c.getValue()[0]);
-                List<String> problems = appenderProblems(segment(all, "case-" + c.getKey()));
-                if (problems.stream().noneMatch(l -> field.matcher(l).find())) {
-                    failures.add(c.getKey() + ": no WARN/ERROR line of the appender names " + field
-                            + "; its WARN/ERROR lines for this case: " + problems);
-                }
-            }
+            List<String> failures = new ArrayList<>(node.refusalProblems(refused(cases, broker.port(), caPem),
+                    Duration.ofSeconds(5)));
             String log = node.log();
             for (String snippet : keySnippets(keyPem)) {
                 if (log.contains(snippet)) {
@@ -332,33 +301,7 @@ class TlsLoggingTest {
             "clientPrivateKey", v1.keyPem()});
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
                 ChildNode node = ChildNode.start()) {
-            List<String> failures = new ArrayList<>();
-            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
-                Object[] v = c.getValue();
-                Map<String, Object> cfg = tls("localhost", broker.port(), true, ca.certPem());
-                for (int i = 1; i < v.length; i += 2) {
-                    cfg.put((String) v[i], v[i + 1]);
-                }
-                node.mark("case-" + c.getKey());
-                node.load(c.getKey(), cfg);
-                String label = c.getKey() + "-p";
-                node.append(c.getKey(), label, 51, 2);
-                String first = node.awaitFirst(label, FAILURE_WAIT);
-                RecordingCallback.sleep(Duration.ofMillis(200));
-                if (!List.of(INTERNAL_ERROR).equals(node.calls(label))) {
-                    failures.add(c.getKey() + ": expected exactly one " + INTERNAL_ERROR + ", got "
-                            + (first == null ? "no answer within " + FAILURE_WAIT : node.calls(label)));
-                }
-            }
-            List<String> all = node.log().lines().collect(Collectors.toList());
-            for (Map.Entry<String, Object[]> c : cases.entrySet()) {
-                Pattern field = Pattern.compile((String) c.getValue()[0]);
-                List<String> problems = appenderProblems(segment(all, "case-" + c.getKey()));
-                if (problems.stream().noneMatch(l -> field.matcher(l).find())) {
-                    failures.add(c.getKey() + ": no WARN/ERROR line of the appender names " + field
-                            + "; its WARN/ERROR lines for this case: " + problems);
-                }
-            }
+            List<String> failures = node.refusalProblems(refused(cases, broker.port(), ca.certPem()), FAILURE_WAIT);
             assertTrue(node.isAlive(), "the node JVM died\n" + node.diagnostics());
             if (!failures.isEmpty()) {
                 fail(failures.size() + " problem(s):\n  " + String.join("\n  ", failures) + "\n" + node.diagnostics());

@@ -37,12 +37,24 @@ import org.kaaproject.kaa.server.common.plugin.PluginConfig;
 public final class KaaNode {
 
     /**
-     * The full plugin's config class (type "PahoMqtt", every setting), one of the two the admin service discovers by
-     * their @KaaPluginConfig annotation: what an appender created in the admin today is stored with.
+     * The newest plugin's config class (type "PahoMqtt", every setting: the second generation), one of those the
+     * admin service discovers by their @KaaPluginConfig annotation: what an appender created in the admin today is
+     * stored with, and what this class builds unless told otherwise.
      */
-    public static final String CONFIG_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfig";
-    /** The full plugin's appender class. */
-    public static final String APPENDER_CLASS = "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppender";
+    public static final String CONFIG_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfigV2";
+    /** The newest plugin's appender class. */
+    public static final String APPENDER_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppenderV2";
+    /**
+     * The first generation of the full settings (type "PahoMqtt (v1 settings)", labelled "PahoMqtt" until the second
+     * came), kept for the appenders stored with it: its schema ends with closeTimeoutSeconds.
+     */
+    public static final String V1_CONFIG_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfig";
+    /** The first full generation's appender class, which its stored appenders name. */
+    public static final String V1_APPENDER_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppender";
     /**
      * The legacy plugin's config class (type "PahoMQTT (original settings)"): the original PahoMQTT appender's class
      * name, with exactly its nine-field schema.
@@ -63,7 +75,7 @@ public final class KaaNode {
     private KaaNode() {
     }
 
-    /** The admin service's view of the full plugin: {@link #pluginConfig(String)} of {@link #CONFIG_CLASS}. */
+    /** The admin service's view of the newest plugin: {@link #pluginConfig(String)} of {@link #CONFIG_CLASS}. */
     public static PluginConfig pluginConfig() {
         return pluginConfig(CONFIG_CLASS);
     }
@@ -79,7 +91,7 @@ public final class KaaNode {
         }
     }
 
-    /** The full plugin's config schema as the admin UI gets it. */
+    /** The newest plugin's config schema as the admin UI gets it. */
     public static Schema configSchema() {
         return configSchema(CONFIG_CLASS);
     }
@@ -89,7 +101,7 @@ public final class KaaNode {
         return pluginConfig(configClass).getPluginConfigSchema();
     }
 
-    /** The stored appender record of the full plugin the node builds an appender from. */
+    /** The stored appender record of the newest plugin the node builds an appender from. */
     public static LogAppenderDto appenderDto(String name, byte[] rawConfig) {
         return appenderDto(CONFIG_CLASS, name, rawConfig);
     }
@@ -118,7 +130,7 @@ public final class KaaNode {
     }
 
     /**
-     * The node's sequence for an appender of the full plugin: {@code Class.forName(dto.getPluginClassName())
+     * The node's sequence for an appender of the newest plugin: {@code Class.forName(dto.getPluginClassName())
      * .newInstance()}, then setName, setAppenderId, setApplicationToken, init(dto).
      */
     public static LogAppender load(String name, byte[] rawConfig) {
@@ -146,7 +158,7 @@ public final class KaaNode {
         return appender;
     }
 
-    /** {@link #config(String, Map)} of the full plugin. */
+    /** {@link #config(String, Map)} of the newest plugin. */
     public static byte[] config(Map<String, Object> overrides) {
         return config(CONFIG_CLASS, overrides);
     }

@@ -30,12 +30,12 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * from a user's {@code .avsc} plus a file of records in Avro's JSON encoding, one per line.
  * Exits 0 when every pack was confirmed by the broker, 1 otherwise, 2 on bad arguments.
  *
- * <p>With {@code --config}, the appender is built from every setting of the full plugin given as JSON
+ * <p>With {@code --config}, the appender is built from every setting of the newest plugin given as JSON
  * ({@link ConfigJson}); {@code --print-default-config} prints a commented starting point.
  *
- * <p>With {@code --stored}, the appenders are built from stored configurations instead of the options (of either
- * plugin: {@link KaaNode#CONFIG_CLASS} or {@link KaaNode#LEGACY_CONFIG_CLASS}), as a node builds the appenders of an
- * application, and every pack goes to each of them.
+ * <p>With {@code --stored}, the appenders are built from stored configurations instead of the options (of any
+ * plugin: {@link KaaNode#CONFIG_CLASS}, {@link KaaNode#V1_CONFIG_CLASS} or {@link KaaNode#LEGACY_CONFIG_CLASS}), as
+ * a node builds the appenders of an application, and every pack goes to each of them.
  */
 public final class Replay {
 

@@ -1,0 +1,59 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+
+/**
+ * A setting out of its range keeps the appender from starting, as an operator sees it in the node's log (a child JVM,
+ * {@link ChildNode#refusalProblems}): init logs an error naming the field, and every pack is answered
+ * onInternalError. The TLS fields' cases are in {@link TlsLoggingTest}. No broker is needed: nothing connects.
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class InvalidSettingsTest {
+
+    /**
+     * maxInflight (the newest plugin's field) takes 0 (automatic) to 65535, MQTT's packet identifiers. Outside that
+     * the appender does not start; its bounds start (their packs fail as connection errors only because no broker
+     * listens), with nothing logged about maxInflight.
+     */
+    @Test
+    void maxInflightOutsideZeroTo65535IsRefusedWithTheFieldNamed() {
+        int closedPort = Mosquitto.freeLoopbackPort();
+        Map<String, ChildNode.Refused> cases = new LinkedHashMap<>();
+        for (int value : new int[] {-1, 65_536, 70_000}) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(closedPort, "kaa/it/invalid", 1);
+            cfg.put("maxInflight", value);
+            cases.put("maxInflight=" + value, new ChildNode.Refused(cfg, "maxInflight"));
+        }
+        try (ChildNode node = ChildNode.start()) {
+            List<String> failures = node.refusalProblems(cases, Duration.ofSeconds(5));
+            for (int bound : new int[] {0, 65_535}) {
+                String name = "bound-" + bound;
+                Map<String, Object> cfg = KaaNode.brokerConfig(closedPort, "kaa/it/invalid", 1);
+                cfg.put("maxInflight", bound);
+                cfg.put("deliveryTimeoutSeconds", 1);
+                node.load(name, cfg);
+                node.append(name, name + "-p", 7, 2);
+                node.assertExactlyOne(name + "-p", CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ofMillis(200));
+            }
+            if (!failures.isEmpty()) {
+                fail(failures.size() + " problem(s):\n  " + String.join("\n  ", failures) + "\n" + node.diagnostics());
+            }
+            assertEquals(cases.size(), node.appenderLogLines("ERROR").stream().filter(l -> l.contains("maxInflight"))
+                    .count(), "one error per refused case, none for the bounds\n" + node.diagnostics());
+            assertTrue(node.isAlive(), "the node JVM died\n" + node.diagnostics());
+        }
+    }
+}
