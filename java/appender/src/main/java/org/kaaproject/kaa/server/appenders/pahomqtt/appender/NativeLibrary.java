@@ -86,7 +86,6 @@ final class NativeLibrary {
             throw new UnsatisfiedLinkError(failure);
         }
         checkAbi();
-        NativeAppender.setLogLevel(NativeLog.level());
         return loadedFrom;
     }
 
