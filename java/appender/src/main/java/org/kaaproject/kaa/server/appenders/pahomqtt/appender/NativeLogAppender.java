@@ -37,10 +37,6 @@ public abstract class NativeLogAppender implements LogAppender {
     private int maxLogSchemaVersion;
     private boolean confirmDelivery = true;
 
-    /** Only the plugin classes, which the node instantiates by name with their no-arg constructors. */
-    protected NativeLogAppender() {
-    }
-
     @Override
     public void setName(String name) {
         this.name = name;
