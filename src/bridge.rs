@@ -10,8 +10,8 @@
 //!
 //! Calls into Java (delivery callbacks, log records) are made from one dispatcher thread,
 //! attached to the JVM once: tokio workers never touch JNI, and a slow callback delays other
-//! callbacks but never the network. The same thread reads the SLF4J level again every few
-//! seconds, so a level changed at run time reaches native code. A panic in one of its jobs is
+//! callbacks but never the network. `JNI_OnLoad` reads the SLF4J level, and the same thread
+//! reads it again every few seconds, so a level changed at run time reaches native code. A panic in one of its jobs is
 //! logged and the thread goes on with the next (see [`serve`]).
 #![deny(clippy::unwrap_used)]
 
@@ -64,7 +64,7 @@ struct JavaSide {
     deliver: JStaticMethodID,
     log_class: GlobalRef,
     log: JStaticMethodID,
-    /// `NativeLog.level()`, read again every [`LEVEL_REFRESH`].
+    /// `NativeLog.level()`, read when the library loads and again every [`LEVEL_REFRESH`].
     level: JStaticMethodID,
 }
 
@@ -366,7 +366,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
 }
 
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 5;
+const ABI_VERSION: jint = 6;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<
@@ -376,20 +376,6 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     _class: JClass<'local>,
 ) -> jint {
     ABI_VERSION
-}
-
-#[no_mangle]
-pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_setLogLevel<
-    'local,
->(
-    mut env: JNIEnv<'local>,
-    _class: JClass<'local>,
-    level: jint,
-) {
-    guard(&mut env, (), |_| {
-        log::set_max_level(level_filter(level));
-        Ok(())
-    })
 }
 
 /// The log levels as numbers across JNI, declared once: a level's number is its index here
@@ -464,6 +450,20 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
 }
 
 impl JavaSide {
+    /// The most detailed level SLF4J enables for the native loggers (`NativeLog.level()`).
+    fn read_level(&self, env: &mut JNIEnv) -> Result<LevelFilter, jni::errors::Error> {
+        // SAFETY: `level` was resolved on this class with LEVEL_SIG: no arguments, an int.
+        let level = unsafe {
+            env.call_static_method_unchecked(
+                <&JClass>::from(self.log_class.as_obj()),
+                self.level,
+                ReturnType::Primitive(Primitive::Int),
+                &[],
+            )
+        };
+        Ok(level_filter(level?.i()?))
+    }
+
     fn run(&self, env: &mut JNIEnv, job: &mut Job) -> Result<(), jni::errors::Error> {
         env.with_local_frame(4, |env| {
             let void = ReturnType::Primitive(Primitive::Void);
@@ -592,18 +592,8 @@ impl Dispatcher for Attached<'_> {
     }
 
     fn refresh_level(&mut self) {
-        // SAFETY: `level` was resolved on this class with LEVEL_SIG: no arguments, an int.
-        let level = unsafe {
-            self.env.call_static_method_unchecked(
-                <&JClass>::from(self.side.log_class.as_obj()),
-                self.side.level,
-                ReturnType::Primitive(Primitive::Int),
-                &[],
-            )
-        }
-        .and_then(|value| value.i());
-        match level {
-            Ok(level) => log::set_max_level(level_filter(level)),
+        match self.side.read_level(&mut self.env) {
+            Ok(level) => log::set_max_level(level),
             Err(_) => self.clear_exception(),
         }
     }
@@ -637,12 +627,20 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> 
 #[no_mangle]
 pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
-        let side =
-            resolve(&mut vm.get_env().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let (side, level) = {
+            let mut env = vm.get_env().map_err(|e| e.to_string())?;
+            let side = resolve(&mut env).map_err(|e| e.to_string())?;
+            // The node's level from the first line on, not only from the first refresh.
+            let level = side.read_level(&mut env).unwrap_or_else(|_| {
+                let _ = env.exception_clear();
+                LevelFilter::Info
+            });
+            (side, level)
+        };
         let tx = start_dispatcher(vm, side).map_err(|e| e.to_string())?;
         if DISPATCHER.set(tx).is_ok() {
             let _ = log::set_boxed_logger(Box::new(JavaLogger));
-            log::set_max_level(LevelFilter::Info);
+            log::set_max_level(level);
         }
         Ok(())
     }));

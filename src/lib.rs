@@ -11,8 +11,9 @@
 //!   `identity` resolves `{hostname}`, `{pid}` and `{random}`; `tls` builds the rustls client.
 //! - [`decode`]: Avro binary to the Avro-JSON text Avro 1.7.5 wrote, or plain JSON (`compile`
 //!   for the schema, `walk` for each record, `java_map` and `java_number` for Java's map order
-//!   and numbers); `json_text` writes JSON strings and integers as Jackson 1.9 does, for it and
-//!   [`header`]; `binary` reads Avro's varints.
+//!   and numbers, `exact` for the big integers of its digit loop); `json_text` writes JSON
+//!   strings and integers as Jackson 1.9 does, for it and [`header`]; `binary` reads Avro's
+//!   varints.
 //! - [`header`] (Kaa's record header), [`payload`] (the messages of a pack in the configured
 //!   format), `topic` (topic templates) and [`status`] (the liveness message): what is published.
 //! - [`connection`]: pooled connections, one driver task each (reconnects, failover, client id

@@ -128,7 +128,7 @@ impl AppenderMetrics {
 }
 
 /// What JMX shows, declared once: each figure's attribute name, its type and its description,
-/// in the order of [`Snapshot::to_array`]. `AppenderMetrics` (Java) builds its bean from this
+/// in the order of [`Snapshot::to_array`]. `NativeHandle` (Java) builds its JMX bean from this
 /// table and converts each value by its type: `long` as it is, `boolean` true when not zero,
 /// `double` thousandths (latencies go as µs and show as ms).
 pub const FIGURES: [[&str; 3]; 13] = [

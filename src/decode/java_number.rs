@@ -11,9 +11,12 @@
 //! `9.999999999999999E22`, `Float.MIN_NORMAL` prints `1.17549435E-38`). This module
 //! reproduces that behaviour step by step, including its integer-overflow corners and the
 //! carry that leaves trailing zeros, from the algorithm's description; the tests compare
-//! it with values the JDK printed.
+//! it with values the JDK printed. Where Java's loop runs on `FDBigInteger`, the exact
+//! integers it needs are `super::exact`'s.
 
 use std::cmp::Ordering;
+
+use super::exact::{Exact, Nat};
 
 /// Writes a double as Jackson does: `Double.toString(d)` raw, or NaN and the infinities as
 /// JSON strings (`QUOTE_NON_NUMERIC_NUMBERS`, on by default). The digits are JDK 8's
@@ -535,153 +538,6 @@ fn small_loop<W: Word>(
         out.push(q.to_i64());
     }
     (low, high, b.shl(1).sub(tens).to_i64())
-}
-
-/// Exact non-negative integers for the loop that FloatingDecimal runs on big integers.
-trait Exact: Sized + Clone + Ord {
-    fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self>;
-    fn add(&self, o: &Self) -> Option<Self>;
-    fn mul10(&self) -> Option<Self>;
-    /// `q = self / s` (known to be below 10), then `self = 10 × (self mod s)`.
-    fn quo_rem_10(&mut self, s: &Self) -> Option<i64>;
-}
-
-impl Exact for u128 {
-    fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self> {
-        let mut v = u128::from(times);
-        for _ in 0..p5 {
-            v = v.checked_mul(5)?;
-        }
-        if p2 >= 128 || (p2 > 0 && v.leading_zeros() < p2 as u32) {
-            return None;
-        }
-        Some(v << p2)
-    }
-    fn add(&self, o: &Self) -> Option<Self> {
-        self.checked_add(*o)
-    }
-    fn mul10(&self) -> Option<Self> {
-        self.checked_mul(10)
-    }
-    fn quo_rem_10(&mut self, s: &Self) -> Option<i64> {
-        let q = *self / *s;
-        *self = (*self % *s).checked_mul(10)?;
-        Some(q as i64)
-    }
-}
-
-/// A natural number in base 2^32, little-endian, for the values u128 cannot hold.
-#[derive(Clone, PartialEq, Eq)]
-struct Nat(Vec<u32>);
-
-impl Nat {
-    fn trim(mut self) -> Self {
-        while self.0.last() == Some(&0) {
-            self.0.pop();
-        }
-        self
-    }
-
-    fn mul_small(&self, m: u32) -> Self {
-        let mut carry = 0u64;
-        let mut v: Vec<u32> = self
-            .0
-            .iter()
-            .map(|&limb| {
-                let x = u64::from(limb) * u64::from(m) + carry;
-                carry = x >> 32;
-                x as u32
-            })
-            .collect();
-        if carry != 0 {
-            v.push(carry as u32);
-        }
-        Nat(v).trim()
-    }
-
-    fn shl(&self, bits: u32) -> Self {
-        let (words, bits) = ((bits / 32) as usize, bits % 32);
-        let mut v = vec![0u32; words];
-        let mut carry = 0u32;
-        for &limb in &self.0 {
-            if bits == 0 {
-                v.push(limb);
-            } else {
-                v.push((limb << bits) | carry);
-                carry = limb >> (32 - bits);
-            }
-        }
-        if carry != 0 {
-            v.push(carry);
-        }
-        Nat(v).trim()
-    }
-
-    fn sub(&self, o: &Self) -> Self {
-        let mut borrow = 0i64;
-        let v = self
-            .0
-            .iter()
-            .enumerate()
-            .map(|(i, &limb)| {
-                let x = i64::from(limb) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
-                borrow = i64::from(x < 0);
-                (x + (borrow << 32)) as u32
-            })
-            .collect();
-        Nat(v).trim()
-    }
-}
-
-impl PartialOrd for Nat {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl Ord for Nat {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.0
-            .len()
-            .cmp(&o.0.len())
-            .then_with(|| self.0.iter().rev().cmp(o.0.iter().rev()))
-    }
-}
-
-impl Exact for Nat {
-    fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self> {
-        let mut v = Nat(vec![times as u32, (times >> 32) as u32]).trim();
-        for _ in 0..p5 {
-            v = v.mul_small(5);
-        }
-        Some(v.shl(p2 as u32))
-    }
-    fn add(&self, o: &Self) -> Option<Self> {
-        let n = self.0.len().max(o.0.len());
-        let mut carry = 0u64;
-        let mut v = Vec::with_capacity(n + 1);
-        for i in 0..n {
-            let x = u64::from(self.0.get(i).copied().unwrap_or(0))
-                + u64::from(o.0.get(i).copied().unwrap_or(0))
-                + carry;
-            v.push(x as u32);
-            carry = x >> 32;
-        }
-        v.push(carry as u32);
-        Some(Nat(v).trim())
-    }
-    fn mul10(&self) -> Option<Self> {
-        Some(self.mul_small(10))
-    }
-    fn quo_rem_10(&mut self, s: &Self) -> Option<i64> {
-        let mut q = 0;
-        while *self >= *s {
-            *self = self.sub(s);
-            q += 1;
-        }
-        *self = self.mul_small(10);
-        Some(q)
-    }
 }
 
 /// The digit loop on exact integers; `None` if `N` cannot hold the values.

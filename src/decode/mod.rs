@@ -30,7 +30,8 @@
 //! * `walk`: [`LogSchema::to_json_within`] and its kin, a datum walked along the tree, within
 //!   its bounds;
 //! * `java_map`: a map's entries put in `java.util.HashMap` order;
-//! * `java_number`: floats and doubles as Java 8 prints them, digits and layout;
+//! * `java_number`: floats and doubles as Java 8 prints them, digits and layout; `exact`: the
+//!   exact integers its digit loop needs where Java's runs on `FDBigInteger`;
 //! * strings, bytes and integers are written by `crate::json_text`, beside this module,
 //!   which the record header (`crate::header`) writes with too.
 
@@ -39,6 +40,7 @@ use std::fmt;
 use crate::binary::BinaryError;
 
 mod compile;
+mod exact;
 mod java_map;
 mod java_number;
 mod walk;

@@ -10,7 +10,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 5;
+    static final int ABI_VERSION = 6;
 
     private NativeAppender() {
     }
@@ -48,7 +48,4 @@ final class NativeAppender {
      * @throws IllegalStateException for a closed handle
      */
     static native long[] metrics(long handle);
-
-    /** 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace. */
-    static native void setLogLevel(int level);
 }

@@ -59,34 +59,15 @@ final class NativeLibrary {
         }
         List<String> tried = new ArrayList<>();
         String explicit = System.getProperty(PATH_PROPERTY);
-        if (explicit != null && !explicit.isEmpty()) {
-            tryLoad(new File(explicit), tried);
-        } else {
-            File besideJar = besideJar();
-            if (besideJar != null) {
-                tryLoad(besideJar, tried);
-            }
-            if (loadedFrom == null) {
-                tryLoadFromJar(tried);
-            }
-            if (loadedFrom == null) {
-                try {
-                    System.loadLibrary("kaa_mqtt_appender");
-                    loadedFrom = "java.library.path";
-                } catch (UnsatisfiedLinkError e) {
-                    tried.add("java.library.path (" + System.getProperty("java.library.path") + "): "
-                            + e.getMessage());
-                }
-            }
-        }
-        if (loadedFrom == null) {
+        boolean loaded = explicit != null && !explicit.isEmpty() ? tryLoad(new File(explicit), tried)
+                : tryLoad(besideJar(), tried) || tryLoadFromJar(tried) || tryLoadLibrary(tried);
+        if (!loaded) {
             failure = "kaa-mqtt-appender native library not loaded; tried: " + String.join("; ", tried)
                     + ". Put " + FILE_NAME + " beside the appender jar, or set -D" + PATH_PROPERTY + "=/path/to/"
                     + FILE_NAME;
             throw new UnsatisfiedLinkError(failure);
         }
         checkAbi();
-        NativeAppender.setLogLevel(NativeLog.level());
         return loadedFrom;
     }
 
@@ -107,19 +88,37 @@ final class NativeLibrary {
         }
     }
 
-    private static void tryLoad(File file, List<String> tried) {
+    /** Loads {@code file} if there is one; else notes why not in {@code tried}. */
+    private static boolean tryLoad(File file, List<String> tried) {
+        if (file == null) {
+            return false;
+        }
         if (!file.isFile()) {
             tried.add(file + " (no such file)");
-            return;
+            return false;
         }
         try {
             System.load(file.getAbsolutePath());
             loadedFrom = file.getAbsolutePath();
+            return true;
         } catch (UnsatisfiedLinkError e) {
             tried.add(file + " (" + e.getMessage() + ")");
+            return false;
         }
     }
 
+    private static boolean tryLoadLibrary(List<String> tried) {
+        try {
+            System.loadLibrary("kaa_mqtt_appender");
+            loadedFrom = "java.library.path";
+            return true;
+        } catch (UnsatisfiedLinkError e) {
+            tried.add("java.library.path (" + System.getProperty("java.library.path") + "): " + e.getMessage());
+            return false;
+        }
+    }
+
+    /** Where the Kaa install layout puts the library; null when this class is not in a jar. */
     private static File besideJar() {
         CodeSource source = NativeLibrary.class.getProtectionDomain().getCodeSource();
         URL location = source == null ? null : source.getLocation();
@@ -134,26 +133,25 @@ final class NativeLibrary {
         }
     }
 
-    private static void tryLoadFromJar(List<String> tried) {
+    private static boolean tryLoadFromJar(List<String> tried) {
         String resource = "/native/" + platform() + "/" + FILE_NAME;
         File base = new File(System.getProperty(EXTRACT_DIR_PROPERTY, System.getProperty("java.io.tmpdir")));
         try (InputStream in = NativeLibrary.class.getResourceAsStream(resource)) {
             if (in == null) {
                 tried.add("jar resource " + resource + " (not in the jar)");
-                return;
+                return false;
             }
             removeStaleCopies(base.toPath());
-            Path copy = extract(in, base.toPath());
-            int before = tried.size();
-            tryLoad(copy.toFile(), tried);
-            if (tried.size() > before) {
-                tried.set(before, tried.get(before) + " (if " + base + " is on a file system mounted noexec, set -D"
+            if (!tryLoad(extract(in, base.toPath()).toFile(), tried)) {
+                int last = tried.size() - 1;
+                tried.set(last, tried.get(last) + " (if " + base + " is on a file system mounted noexec, set -D"
                         + EXTRACT_DIR_PROPERTY + " to a directory that allows executables)");
             }
         } catch (IOException e) {
             tried.add("jar resource " + resource + " (cannot extract into " + base + ": " + e + "; set -D"
                     + EXTRACT_DIR_PROPERTY + " to a writable directory)");
         }
+        return loadedFrom != null;
     }
 
     /**

@@ -39,11 +39,8 @@ final class NativeLog {
     @CalledFromNative
     static void log(int level, String target, String message) {
         try {
-            Logger logger = LOGGERS.get(target);
-            if (logger == null) {
-                logger = LoggerFactory.getLogger(PREFIX + "." + target.replace("::", "."));
-                LOGGERS.putIfAbsent(target, logger);
-            }
+            Logger logger = LOGGERS.computeIfAbsent(target,
+                    t -> LoggerFactory.getLogger(PREFIX + "." + t.replace("::", ".")));
             at(logger, level, message);
         } catch (Throwable ignored) {
             // Logging must never fail the dispatcher thread.

@@ -38,10 +38,6 @@ public abstract class NativeLogAppender implements LogAppender {
     private int maxLogSchemaVersion;
     private boolean confirmDelivery = true;
 
-    /** Only the plugin classes, which the node instantiates by name with their no-arg constructors. */
-    protected NativeLogAppender() {
-    }
-
     @Override
     public void setName(String name) {
         this.name = name;
@@ -74,10 +70,7 @@ public abstract class NativeLogAppender implements LogAppender {
      */
     @Override
     public void init(LogAppenderDto dto) {
-        NativeHandle.releaseDropped();
-        NativeHandle previous = handle;
-        handle = null;
-        if (previous != null && previous.release()) {
+        if (release()) {
             log.warn("PahoMqtt appender '{}' ({}) initialised again: the first configuration's connection is "
                     + "released", name, appenderId);
         }
@@ -87,10 +80,8 @@ public abstract class NativeLogAppender implements LogAppender {
         try {
             String library = NativeLibrary.load();
             List<LogHeaderStructureDto> structure = dto.getHeaderStructure();
-            String[] headerFields = new String[structure == null ? 0 : structure.size()];
-            for (int i = 0; i < headerFields.length; i++) {
-                headerFields[i] = structure.get(i).name();
-            }
+            String[] headerFields = structure == null ? new String[0]
+                    : structure.stream().map(LogHeaderStructureDto::name).toArray(String[]::new);
             long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name),
                     String.valueOf(applicationToken), headerFields);
             handle = NativeHandle.open(this, opened, String.valueOf(name), String.valueOf(appenderId));
@@ -138,11 +129,16 @@ public abstract class NativeLogAppender implements LogAppender {
      */
     @Override
     public void close() {
-        NativeHandle.releaseDropped();
-        NativeHandle closing = handle;
-        handle = null;
-        if (closing != null && closing.release()) {
+        if (release()) {
             log.info("PahoMqtt appender '{}' ({}) closed", name, appenderId);
         }
+    }
+
+    /** Releases what the last {@code init} opened (and what dropped appenders left); whether there was something. */
+    private boolean release() {
+        NativeHandle.releaseDropped();
+        NativeHandle opened = handle;
+        handle = null;
+        return opened != null && opened.release();
     }
 }
