@@ -1,11 +1,12 @@
 //! The appender configuration, decoded from the raw Avro bytes Kaa stores for it.
 //!
-//! Two plugins store configurations: the legacy one (`PahoMqttConfig.avsc`, exactly the
-//! original PahoMQTT appender's nine fields) and the full one (`MqttAppenderConfig.avsc`, the
-//! same nine in the same order, then every field we added). Kaa keeps a stored configuration in
-//! the schema it was written with, so the bytes of a legacy appender simply end after the
-//! original's fields: we read fields in order and give each field that the bytes do not reach
-//! its default. One decoder serves both plugins.
+//! Each plugin generation stores configurations in its own frozen schema, and each schema is
+//! the previous one's fields in the same order followed by new ones: the original PahoMQTT
+//! appender's nine (`PahoMqttConfig.avsc`), then v1's (`MqttAppenderConfig.avsc`), then v2's
+//! (`MqttAppenderConfigV2.avsc`, adding `maxInflight`). Kaa keeps a stored configuration in the
+//! schema it was written with, so an older generation's bytes simply end early: we read fields
+//! in order and give each field that the bytes do not reach its default. One decoder serves
+//! every plugin.
 
 use std::fmt;
 use std::time::Duration;

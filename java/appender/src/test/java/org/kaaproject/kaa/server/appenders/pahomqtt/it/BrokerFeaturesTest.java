@@ -134,12 +134,14 @@ class BrokerFeaturesTest {
      * What awaits the broker's acks stays within the window the connection agreed: an MQTT 5 broker's receive maximum,
      * counted up to PUBACK (QoS 1) or PUBCOMP (QoS 2) as the specification counts it, or without one (MQTT 3.1.1) 100
      * messages, 20 at QoS 2. A broker holds every final ack back, so what the appender published before it stopped is
-     * its window; released, the pack completes. Before the window was agreed, a broker announcing 300 got 100 at QoS
-     * 1 and 20 at QoS 2.
+     * its window; released, the pack completes. maxInflight (last in each case; 0: automatic) sets it, within the
+     * receive maximum. Before the window was agreed, a broker announcing 300 got 100 at QoS 1 and 20 at QoS 2.
+     * Cases: version, QoS, the broker's receive maximum (0: none), the window, maxInflight.
      */
     @ParameterizedTest
-    @ValueSource(strings = {"MQTT_5 1 300 300", "MQTT_5 2 300 300", "MQTT_5 2 5 5", "MQTT_3_1_1 1 0 100",
-        "MQTT_3_1_1 2 0 20"})
+    @ValueSource(strings = {"MQTT_5 1 300 300 0", "MQTT_5 2 300 300 0", "MQTT_5 2 5 5 0", "MQTT_3_1_1 1 0 100 0",
+        "MQTT_3_1_1 2 0 20 0", "MQTT_3_1_1 1 0 7 7", "MQTT_3_1_1 2 0 150 150", "MQTT_5 1 5 5 50",
+        "MQTT_5 2 300 40 40"})
     void messagesInFlightStayWithinTheAgreedWindow(String testCase) throws Exception {
         String[] c = testCase.split(" ");
         int qos = Integer.parseInt(c[1]);
@@ -148,6 +150,7 @@ class BrokerFeaturesTest {
             Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "window/x", qos);
             cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
                     c[0]));
+            cfg.put("maxInflight", Integer.parseInt(c[4]));
             LogAppender appender = KaaNode.load("window", KaaNode.config(cfg));
             try {
                 RecordingCallback pack = append(appender, records(window + 30, 50));
