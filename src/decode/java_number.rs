@@ -43,7 +43,7 @@ fn write_java_number(
     infinite: bool,
     zero: bool,
     negative: bool,
-    digits: impl FnOnce() -> Digits,
+    digits: impl FnOnce() -> Decimal,
 ) {
     if write_non_finite(out, nan, infinite, negative) {
         return;
@@ -51,7 +51,56 @@ fn write_java_number(
     if negative {
         out.push(b'-');
     }
-    write_java_layout(out, &if zero { Digits::ZERO } else { digits() });
+    match if zero {
+        Decimal::Digits(Digits::ZERO)
+    } else {
+        digits()
+    } {
+        Decimal::Short { scaled, places } => write_short(out, scaled, places),
+        Decimal::Digits(d) => write_java_layout(out, &d),
+    }
+}
+
+/// A number's digits as the digit loop gives them: most readings are short decimals
+/// ([`short_decimal`]), written straight from the scaled integer.
+enum Decimal {
+    /// `scaled × 10^-places`, 1e-2 <= value < 1e6, `places` <= 6 and as few as read back.
+    Short {
+        scaled: u64,
+        places: usize,
+    },
+    Digits(Digits),
+}
+
+/// A short decimal in Java's plain layout: the integer part, the point, and the `places`
+/// digits after it (a `0` when there are none). Java prints every such value plain (it is
+/// within 1e-3 <= v < 1e7), with exactly these digits (they are the fewest that read back).
+fn write_short(out: &mut Vec<u8>, scaled: u64, places: usize) {
+    let pow = 10u64.pow(places as u32);
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut int = scaled / pow;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (int % 10) as u8;
+        int /= 10;
+        if int == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.push(b'.');
+    if places == 0 {
+        out.push(b'0');
+        return;
+    }
+    let mut fraction = scaled % pow;
+    let mut tail = [b'0'; 6];
+    for slot in tail[..places].iter_mut().rev() {
+        *slot = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    out.extend_from_slice(&tail[..places]);
 }
 
 /// NaN and the infinities, as Jackson quotes them; false for a finite value.
@@ -172,10 +221,10 @@ fn pow5_u64(n: i32) -> u64 {
 }
 
 /// The digits of a finite, non-zero double (its sign is ignored).
-fn double_digits(d: f64) -> Digits {
+fn double_digits(d: f64) -> Decimal {
     let d = d.abs();
-    if let Some(digits) = short_decimal(d, MAX_DOUBLE_SHORT, |r, scale| r as f64 / scale == d) {
-        return digits;
+    if let Some(short) = short_decimal(d, MAX_DOUBLE_SHORT, |r, scale| r as f64 / scale == d) {
+        return short;
     }
     let bits = d.to_bits();
     let mut fract = bits & ((1 << 52) - 1);
@@ -189,7 +238,7 @@ fn double_digits(d: f64) -> Digits {
         fract |= 1 << 52;
         (exp_field, EXP_SHIFT + 1)
     };
-    dtoa(bin_exp - 1023, fract, significant)
+    Decimal::Digits(dtoa(bin_exp - 1023, fract, significant))
 }
 
 /// Most readings are short decimals (`21.5`, `1013.25`), and for those the digit loop's answer
@@ -201,12 +250,12 @@ fn double_digits(d: f64) -> Digits {
 /// it and only one decimal of that length is. The search by scaling is exact: `reads_back`
 /// divides `r` by `10^p` in `v`'s own precision, correctly rounded, so it gives `v` just when
 /// `r × 10^-p` reads back as `v`.
-fn short_decimal(v: f64, max: i64, reads_back: impl Fn(i64, f64) -> bool) -> Option<Digits> {
+fn short_decimal(v: f64, max: i64, reads_back: impl Fn(i64, f64) -> bool) -> Option<Decimal> {
     if !(1e-2..1e6).contains(&v) {
         return None;
     }
     let mut scale = 1.0;
-    for places in 0..=6 {
+    for places in 0..=6usize {
         // Rounding half up is enough: when a decimal with `places` places reads back as `v`,
         // `v × scale` lies within a tiny fraction of it, far from a half.
         let r = (v * scale + 0.5) as i64;
@@ -214,9 +263,10 @@ fn short_decimal(v: f64, max: i64, reads_back: impl Fn(i64, f64) -> bool) -> Opt
             return None;
         }
         if reads_back(r, scale) {
-            let mut digits = long_digits(r as u64, 0);
-            digits.exp -= places;
-            return Some(digits);
+            return Some(Decimal::Short {
+                scaled: r as u64,
+                places,
+            });
         }
         scale *= 10.0;
     }
@@ -229,7 +279,7 @@ const MAX_DOUBLE_SHORT: i64 = i64::MAX;
 const MAX_FLOAT_SHORT: i64 = 999_999;
 
 /// The digits of a finite, non-zero float (its sign is ignored).
-fn float_digits(f: f32) -> Digits {
+fn float_digits(f: f32) -> Decimal {
     let f = f.abs();
     let short = short_decimal(f64::from(f), MAX_FLOAT_SHORT, |r, scale| {
         r as f32 / scale as f32 == f
@@ -249,11 +299,11 @@ fn float_digits(f: f32) -> Digits {
         fract |= 1 << 23;
         (exp_field, 24)
     };
-    dtoa(
+    Decimal::Digits(dtoa(
         bin_exp - 127,
         u64::from(fract) << (EXP_SHIFT - 23),
         significant,
-    )
+    ))
 }
 
 /// Digits kept: what fits a `long`, as the integer form of these digits used to be.
