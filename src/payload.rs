@@ -57,21 +57,20 @@ impl Encoder {
                 // What the messages made so far left of the pack's bound.
                 let mut left = limit;
                 let mut messages = Vec::with_capacity(records.len());
-                // Each message is made in one scratch buffer and copied out at its exact size:
-                // a message keeps its memory while it waits for the broker (up to
-                // maxPendingRecords of them), and room reserved for growth was 2.3 times the
-                // message for 4 KiB records.
-                let mut out = Vec::new();
                 for (i, record) in records.iter().enumerate() {
-                    out.clear();
-                    out.reserve(json_size(record.as_ref()));
+                    let mut out = Vec::with_capacity(json_size(record.as_ref()));
                     self.open(&mut out, header, false);
                     self.record(&mut out, schema, i, record.as_ref(), left, limit)?;
                     self.close(&mut out, false);
                     left = left
                         .checked_sub(out.len())
                         .ok_or_else(|| over_limit(i, limit))?;
-                    messages.push(out.as_slice().to_vec());
+                    // A message keeps its memory while it waits for the broker (up to
+                    // maxPendingRecords of them), and the room reserved for decoding was 2.3
+                    // times the message for 4 KiB records. Shrinking gives the rest back in
+                    // place, without the copy a scratch buffer would cost.
+                    out.shrink_to_fit();
+                    messages.push(out);
                 }
                 messages
             }
@@ -90,7 +89,7 @@ impl Encoder {
                     self.record(&mut out, schema, i, record.as_ref(), limit, limit)?;
                 }
                 self.close(&mut out, true);
-                out.shrink_to_fit(); // as above, once per pack
+                out.shrink_to_fit(); // as each record's message above
                 vec![out]
             }
         };
