@@ -233,7 +233,7 @@ impl Connection {
 
     /// After packs of an appender with this delivery timeout expired: a message written
     /// longer ago than that and still unacknowledged means the broker stopped acknowledging
-    /// on this connection, and it is made anew (see [`Tracker::is_stalled`]).
+    /// on this connection, and it is made anew (see `Tracker::is_stalled`).
     pub fn check_stalled(&self, limit: Duration) {
         if lock(&self.shared.tracker).is_stalled(limit, Instant::now()) {
             *lock(&self.shared.stall_limit) = Some(limit);

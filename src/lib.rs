@@ -1,6 +1,6 @@
 //! Native core of the Kaa 0.9.0 PahoMqtt log appender.
 //!
-//! The Java plugin classes hand each log pack to [`bridge`]; everything that decides
+//! The Java plugin classes hand each log pack to `bridge`; everything that decides
 //! behaviour lives in plain Rust below it, testable without a JVM (ARCHITECTURE.md follows one
 //! pack through them):
 //! - `bridge`: the JNI boundary, the only module allowed `unsafe_code`, and JNI types; the callback

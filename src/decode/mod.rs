@@ -58,7 +58,7 @@ pub const MAX_DEPTH: u32 = 128;
 /// weight. Every other item consumes at least one input byte, which bounds it already.
 const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
 
-/// What one entry of a map of more than [`SMALL_MAP`](java_map::SMALL_MAP) entries costs in
+/// What one entry of a map of more than `java_map::SMALL_MAP` entries costs in
 /// working memory while the map is put in Java's order, charged to the output bound before any
 /// of it is allocated: its `MapEntry` (40 bytes), `finish_map`'s index vectors (44), the table
 /// of same-hash keys (up to 76, for crafted collisions: 33 bytes a bucket, at most 2.3 buckets
