@@ -75,32 +75,38 @@ enum Decimal {
 /// A short decimal in Java's plain layout: the integer part, the point, and the `places`
 /// digits after it (a `0` when there are none). Java prints every such value plain (it is
 /// within 1e-3 <= v < 1e7), with exactly these digits (they are the fewest that read back).
-fn write_short(out: &mut Vec<u8>, scaled: u64, places: usize) {
-    let pow = 10u64.pow(places as u32);
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    let mut int = scaled / pow;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (int % 10) as u8;
-        int /= 10;
-        if int == 0 {
-            break;
-        }
+/// Like [`write_java_layout`], into a fixed block of `'0'`s cut to length: no variable-length
+/// copies, and the digits from the right, so no division but by ten.
+fn write_short(out: &mut Vec<u8>, mut scaled: u64, places: usize) {
+    let mut digits: usize = 1;
+    while digits < 19 && scaled >= 10u64.pow(digits as u32) {
+        digits += 1;
     }
-    out.extend_from_slice(&digits[at..]);
-    out.push(b'.');
-    if places == 0 {
-        out.push(b'0');
-        return;
+    // "0.05": the padding gives the zeros the scaled value has no digits for.
+    let int_digits = digits.saturating_sub(places).max(1);
+    let len = int_digits + 1 + places.max(1);
+    // At most 6 digits (below 1e6), the point, and 6 places.
+    let start = out.len();
+    out.extend_from_slice(&[b'0'; 16]);
+    let buf = &mut out[start..start + len];
+    buf[int_digits] = b'.';
+    // The last digit: the last place, or with none the units.
+    let mut at = if places == 0 {
+        int_digits - 1
+    } else {
+        int_digits + places
+    };
+    while scaled != 0 {
+        buf[at] = b'0' + (scaled % 10) as u8;
+        scaled /= 10;
+        at = match at {
+            // Past the point, which is already there.
+            a if a == int_digits + 1 => int_digits - 1,
+            0 => break,
+            a => a - 1,
+        };
     }
-    let mut fraction = scaled % pow;
-    let mut tail = [b'0'; 6];
-    for slot in tail[..places].iter_mut().rev() {
-        *slot = b'0' + (fraction % 10) as u8;
-        fraction /= 10;
-    }
-    out.extend_from_slice(&tail[..places]);
+    out.truncate(start + len);
 }
 
 /// NaN and the infinities, as Jackson quotes them; false for a finite value.
