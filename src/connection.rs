@@ -53,6 +53,8 @@ struct Shared {
     /// checks again and makes the connection anew.
     stalled: Notify,
     stall_limit: Mutex<Option<Duration>>,
+    /// Publishes were handed to the client for the driver to write ([`write_ready`]).
+    ready: Notify,
     /// Set with `shutdown`: the pool has let go.
     released: AtomicBool,
     /// Closed when the driver has ended: DISCONNECT written, socket dropped.
@@ -184,6 +186,7 @@ impl Connection {
             shutdown: Notify::new(),
             stalled: Notify::new(),
             stall_limit: Mutex::new(None),
+            ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
             previous: closing().get(&identity).cloned(),
@@ -215,6 +218,9 @@ impl Connection {
         let mut tracker = lock(&self.shared.tracker);
         let mut client = lock(&self.shared.client);
         tracker.submit(&mut **client, pack, how, messages, max_pending);
+        if client.has_ready() {
+            self.shared.ready.notify_one();
+        }
     }
 
     pub fn metrics(&self) -> &ConnectionMetrics {
@@ -417,6 +423,7 @@ impl<E: EventLoop> Driver<E> {
             let mut tracker = lock(&shared.tracker);
             eventloop.drop_connection();
             let _ = eventloop.forget();
+            drop(lock(&shared.client).take_ready());
             tracker.fail_all(Why::Lost);
             tracker.on_connection_lost(0, &[]);
         }));
@@ -450,29 +457,45 @@ impl<E: EventLoop> Driver<E> {
             slot_limit,
         } = self;
         let polled = if connected_at.is_some() {
-            tokio::select! {
-                // The event loop first: when it has an event ready (the common case under
-                // load), the two notifications are never polled and cost no waiter
-                // registration. Neither is starved: it is polled whenever no event is ready.
-                biased;
-                polled = eventloop.poll() => polled,
-                _ = shared.shutdown.notified() => {
-                    close_gracefully(shared, eventloop).await;
-                    return Turn::Stop;
+            if let Some(written) = write_ready(shared, eventloop, false).await {
+                // The events of what was written come from the next polls.
+                match written {
+                    Ok(()) => return Turn::Next,
+                    Err(failure) => Err(failure),
                 }
-                _ = shared.stalled.notified() => {
-                    let limit = lock(&shared.stall_limit).take();
-                    match limit {
-                        Some(limit) if lock(&shared.tracker).is_stalled(limit, Instant::now()) => {
-                            eventloop.drop_connection();
-                            Err(Failure::Broken(format!(
-                                "the broker has not acknowledged a message for over {}s \
-                                 (deliveryTimeoutSeconds) though the connection is up; \
-                                 reconnecting to free its in-flight slots",
-                                limit.as_secs()
-                            )))
+            } else {
+                tokio::select! {
+                    // The event loop first: when it has an event ready (the common case under
+                    // load), the notifications are never polled and cost no waiter registration.
+                    // None is starved: they are polled whenever no event is ready.
+                    biased;
+                    polled = eventloop.poll() => polled,
+                    _ = shared.ready.notified() => {
+                        // The poll this cancelled may have left bytes unflushed: flush even when
+                        // nothing is ready any more.
+                        match write_ready(shared, eventloop, true).await {
+                            Some(Err(failure)) => Err(failure),
+                            _ => return Turn::Next,
                         }
-                        _ => return Turn::Next,
+                    }
+                    _ = shared.shutdown.notified() => {
+                        close_gracefully(shared, eventloop).await;
+                        return Turn::Stop;
+                    }
+                    _ = shared.stalled.notified() => {
+                        let limit = lock(&shared.stall_limit).take();
+                        match limit {
+                            Some(limit) if lock(&shared.tracker).is_stalled(limit, Instant::now()) => {
+                                eventloop.drop_connection();
+                                Err(Failure::Broken(format!(
+                                    "the broker has not acknowledged a message for over {}s \
+                                     (deliveryTimeoutSeconds) though the connection is up; \
+                                     reconnecting to free its in-flight slots",
+                                    limit.as_secs()
+                                )))
+                            }
+                            _ => return Turn::Next,
+                        }
                     }
                 }
             }
@@ -679,8 +702,29 @@ fn taken_over_by_another(
 
 /// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), then
 /// DISCONNECT, waiting a moment for both to be written.
+/// Writes what the client holds ready (see [`EventLoop::write`]); `None` when nothing was
+/// ready and `flush` did not ask to flush anyway. What the client did not take goes back
+/// before anything handed over meanwhile.
+async fn write_ready(
+    shared: &Shared,
+    eventloop: &mut impl EventLoop,
+    flush: bool,
+) -> Option<Result<(), Failure>> {
+    let mut ready = lock(&shared.client).take_ready();
+    if ready.is_empty() && !flush {
+        return None;
+    }
+    let written = eventloop.write(&mut ready).await;
+    if !ready.is_empty() {
+        lock(&shared.client).put_back(ready);
+    }
+    Some(written)
+}
+
 async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
     shared.publish_status(Status::Offline);
+    // What the tracker handed over before, then the status, then DISCONNECT.
+    let _ = write_ready(shared, eventloop, false).await;
     lock(&shared.client).disconnect();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         loop {
@@ -705,7 +749,7 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Outbox;
+    use crate::protocol::{Outbox, Ready};
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -729,6 +773,10 @@ mod tests {
                 Some(Step::Panic) => panic!("injected: the event loop panics"),
                 None => std::future::pending().await,
             }
+        }
+
+        async fn write(&mut self, _: &mut Ready) -> Result<(), Failure> {
+            Ok(())
         }
 
         fn switch_to(&mut self, _: &(), _: &str) {}
@@ -760,6 +808,7 @@ mod tests {
             shutdown: Notify::new(),
             stalled: Notify::new(),
             stall_limit: Mutex::new(None),
+            ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
             previous: None,
