@@ -360,6 +360,11 @@ async fn drive<E: EventLoop>(
             let turn = std::pin::pin!(driver.turn());
             CatchUnwind(turn).await
         };
+        // The tracker hands publishes over from the driver too (acks free the window, a
+        // connection releases what waited for it): they are written on a later turn.
+        if lock(&driver.shared.client).has_ready() {
+            driver.shared.ready.notify_one();
+        }
         match turned {
             Ok(Turn::Next) => {}
             Ok(Turn::Stop) => break,
@@ -457,45 +462,41 @@ impl<E: EventLoop> Driver<E> {
             slot_limit,
         } = self;
         let polled = if connected_at.is_some() {
-            if let Some(written) = write_ready(shared, eventloop, false).await {
-                // The events of what was written come from the next polls.
-                match written {
-                    Ok(()) => return Turn::Next,
-                    Err(failure) => Err(failure),
+            tokio::select! {
+                // The event loop first: when it has an event ready (the common case under
+                // load), the notifications are never polled and cost no waiter registration.
+                // None is starved: they are polled whenever no event is ready.
+                biased;
+                polled = eventloop.poll() => polled,
+                // Publishes are written only from here: after the events of the last write
+                // were all read (the poll above returns those first), and with the poll having
+                // had its turn at the socket and the keep-alive timer, so a steady stream of
+                // QoS 0 publishes, which wait for no ack, cannot keep it from either.
+                _ = shared.ready.notified() => {
+                    // The poll this cancelled may have left bytes unflushed: flush even when
+                    // nothing is ready any more.
+                    match write_ready(shared, eventloop, true).await {
+                        Some(Err(failure)) => Err(failure),
+                        _ => return Turn::Next,
+                    }
                 }
-            } else {
-                tokio::select! {
-                    // The event loop first: when it has an event ready (the common case under
-                    // load), the notifications are never polled and cost no waiter registration.
-                    // None is starved: they are polled whenever no event is ready.
-                    biased;
-                    polled = eventloop.poll() => polled,
-                    _ = shared.ready.notified() => {
-                        // The poll this cancelled may have left bytes unflushed: flush even when
-                        // nothing is ready any more.
-                        match write_ready(shared, eventloop, true).await {
-                            Some(Err(failure)) => Err(failure),
-                            _ => return Turn::Next,
+                _ = shared.shutdown.notified() => {
+                    close_gracefully(shared, eventloop).await;
+                    return Turn::Stop;
+                }
+                _ = shared.stalled.notified() => {
+                    let limit = lock(&shared.stall_limit).take();
+                    match limit {
+                        Some(limit) if lock(&shared.tracker).is_stalled(limit, Instant::now()) => {
+                            eventloop.drop_connection();
+                            Err(Failure::Broken(format!(
+                                "the broker has not acknowledged a message for over {}s \
+                                 (deliveryTimeoutSeconds) though the connection is up; \
+                                 reconnecting to free its in-flight slots",
+                                limit.as_secs()
+                            )))
                         }
-                    }
-                    _ = shared.shutdown.notified() => {
-                        close_gracefully(shared, eventloop).await;
-                        return Turn::Stop;
-                    }
-                    _ = shared.stalled.notified() => {
-                        let limit = lock(&shared.stall_limit).take();
-                        match limit {
-                            Some(limit) if lock(&shared.tracker).is_stalled(limit, Instant::now()) => {
-                                eventloop.drop_connection();
-                                Err(Failure::Broken(format!(
-                                    "the broker has not acknowledged a message for over {}s \
-                                     (deliveryTimeoutSeconds) though the connection is up; \
-                                     reconnecting to free its in-flight slots",
-                                    limit.as_secs()
-                                )))
-                            }
-                            _ => return Turn::Next,
-                        }
+                        _ => return Turn::Next,
                     }
                 }
             }
