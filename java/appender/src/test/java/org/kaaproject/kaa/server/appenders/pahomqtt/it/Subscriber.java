@@ -4,6 +4,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
+import java.util.concurrent.TimeUnit;
 
 import org.eclipse.paho.client.mqttv3.IMqttDeliveryToken;
 import org.eclipse.paho.client.mqttv3.MqttCallback;
@@ -84,11 +85,24 @@ public final class Subscriber implements AutoCloseable {
     }
 
     public static Subscriber subscribe(int port, String topic, int qos, String username, String password) {
-        try {
-            return new Subscriber(port, topic, qos, username, password);
-        } catch (MqttException e) {
-            throw new IllegalStateException("subscriber could not connect/subscribe to " + topic + " on port " + port
-                    + ": " + e, e);
+        // A broker started a moment before may drop the first connection at once (Moquette did, once, on a busy
+        // machine): that, and only that, is tried again, for a few seconds.
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (true) {
+            try {
+                return new Subscriber(port, topic, qos, username, password);
+            } catch (MqttException e) {
+                if (e.getReasonCode() != MqttException.REASON_CODE_CONNECTION_LOST || System.nanoTime() > until) {
+                    throw new IllegalStateException("subscriber could not connect/subscribe to " + topic + " on port "
+                            + port + ": " + e, e);
+                }
+                try {
+                    Thread.sleep(200);
+                } catch (InterruptedException interrupted) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException(interrupted);
+                }
+            }
         }
     }
 
