@@ -105,6 +105,18 @@ fn replaced() -> MutexGuard<'static, HashMap<ClientKey, String>> {
 }
 
 impl Shared {
+    /// Runs `f` on the tracker and the client, locked in the one order used everywhere
+    /// (tracker, then client), and wakes the driver when `f` left publishes for it to write.
+    fn hand_over<R>(&self, f: impl FnOnce(&mut Tracker, &mut dyn Client) -> R) -> R {
+        let mut tracker = lock(&self.tracker);
+        let mut client = lock(&self.client);
+        let result = f(&mut tracker, &mut **client);
+        if client.has_ready() {
+            self.ready.notify_one();
+        }
+        result
+    }
+
     /// Publishes the retained liveness status, if the connection has a status topic. It is
     /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own.
     fn publish_status(&self, status: Status) {
@@ -138,14 +150,9 @@ impl Shared {
             payload,
             labels: Vec::new(),
         };
-        let mut tracker = lock(&self.tracker);
-        tracker.submit(
-            &mut **lock(&self.client),
-            &pack,
-            how,
-            vec![message],
-            usize::MAX,
-        );
+        self.hand_over(|tracker, client| {
+            tracker.submit(client, &pack, how, vec![message], usize::MAX)
+        });
     }
 }
 
@@ -214,13 +221,8 @@ impl Connection {
         messages: Vec<Message>,
         max_pending: usize,
     ) {
-        // Lock order everywhere: tracker, then client.
-        let mut tracker = lock(&self.shared.tracker);
-        let mut client = lock(&self.shared.client);
-        tracker.submit(&mut **client, pack, how, messages, max_pending);
-        if client.has_ready() {
-            self.shared.ready.notify_one();
-        }
+        self.shared
+            .hand_over(|tracker, client| tracker.submit(client, pack, how, messages, max_pending));
     }
 
     pub fn metrics(&self) -> &ConnectionMetrics {
@@ -360,11 +362,6 @@ async fn drive<E: EventLoop>(
             let turn = std::pin::pin!(driver.turn());
             CatchUnwind(turn).await
         };
-        // The tracker hands publishes over from the driver too (acks free the window, a
-        // connection releases what waited for it): they are written on a later turn.
-        if lock(&driver.shared.client).has_ready() {
-            driver.shared.ready.notify_one();
-        }
         match turned {
             Ok(Turn::Next) => {}
             Ok(Turn::Stop) => break,
@@ -514,7 +511,7 @@ impl<E: EventLoop> Driver<E> {
                     refused: Some(_), ..
                 },
             ) => {
-                lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event);
+                shared.hand_over(|tracker, client| tracker.on_event(client, &event));
                 *refused_slots += 1;
                 if *refused_slots < *slot_limit {
                     return Turn::Next;
@@ -537,9 +534,8 @@ impl<E: EventLoop> Driver<E> {
                 if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
                     if usize::from(configured) > window.acked {
                         log::warn!(
-                            "{label}: maxInflight is {configured} but the broker takes at most \
-                             {} messages in flight (its receive maximum); {} are used",
-                            window.acked,
+                            "{label}: maxInflight is {configured}, above the broker's receive \
+                             maximum: {} messages in flight at most",
                             window.acked
                         );
                     }
@@ -559,10 +555,10 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::info!("connected to {label}");
                 }
-                lock(&shared.tracker).on_connected(&mut **lock(&shared.client), window);
+                shared.hand_over(|tracker, client| tracker.on_connected(client, window));
                 shared.publish_status(Status::Online);
             }
-            Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
+            Ok(event) => shared.hand_over(|tracker, client| tracker.on_event(client, &event)),
             Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
@@ -731,7 +727,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         loop {
             match eventloop.poll().await {
                 Ok(Observed::Disconnected) | Err(_) => break,
-                Ok(event) => lock(&shared.tracker).on_event(&mut **lock(&shared.client), &event),
+                Ok(event) => shared.hand_over(|tracker, client| tracker.on_event(client, &event)),
             }
         }
     })
