@@ -250,7 +250,7 @@ impl Tracker {
                 p.pack.finish(Why::Lost);
                 continue;
             }
-            self.take(qos, 1);
+            self.take(qos);
             self.sent.push_back(InFlight {
                 pack: p.pack,
                 qos,
@@ -266,20 +266,16 @@ impl Tracker {
         self.release(out);
     }
 
-    /// Counts a message of this QoS into the window (`n` 1) or out of it (`n` -1).
-    fn take(&mut self, qos: Qos, n: isize) {
-        let add = |count: &mut usize| *count = count.wrapping_add_signed(n);
-        if qos != Qos::AtMostOnce {
-            add(&mut self.acked_in_flight);
-        }
-        if qos == Qos::ExactlyOnce {
-            add(&mut self.qos2_in_flight);
-        }
+    /// A message of this QoS handed to the client takes its part of the window.
+    fn take(&mut self, qos: Qos) {
+        self.acked_in_flight += usize::from(qos != Qos::AtMostOnce);
+        self.qos2_in_flight += usize::from(qos == Qos::ExactlyOnce);
     }
 
     /// A message is answered for good: its part of the window is free again.
     fn done(&mut self, message: &InFlight) {
-        self.take(message.qos, -1);
+        self.acked_in_flight -= usize::from(message.qos != Qos::AtMostOnce);
+        self.qos2_in_flight -= usize::from(message.qos == Qos::ExactlyOnce);
     }
 
     /// One event from the connection's event loop.
