@@ -292,6 +292,78 @@ impl protocol::Start for StartDriver {
     }
 }
 
+/// When the driver sends the broker a ping for the TCP acknowledgement it carries.
+///
+/// Mosquitto's default (`set_tcp_nodelay false`) holds small packets back behind Nagle's
+/// algorithm while one it sent is unacknowledged, and Linux delays that acknowledgement up to
+/// 40 ms while this side has nothing to send. So the acks after the first of a burst waited
+/// for the next pack's publishes or 40 ms: at QoS 1 a pack's answer took 43 ms at 20 packs/s,
+/// against 1.8 ms with `set_tcp_nodelay true` (Mosquitto 2.0.11, loopback).
+///
+/// So when an ack came, more are awaited and the connection has nothing to read or write, a
+/// PINGREQ goes out. With messages waiting for room in the window (a saturated connection,
+/// idle for a moment after each batch of acks) no sooner than `NUDGE_GAP` after the last one:
+/// one ping for every other message cost the publisher 3 µs per message at QoS 1. A PINGRESP
+/// can hold acks back as an ack can, so it counts as one, but a broker that acks nothing gets
+/// `NUDGES_WITHOUT_ACK`. With it, QoS 1 answers at 20 packs/s took 1.7 ms.
+struct Nudge {
+    /// A packet came since the last ping, which may have left more behind it.
+    wanted: bool,
+    /// Pings since the last ack.
+    unacked: u8,
+    last: Option<tokio::time::Instant>,
+    /// Set for `NUDGE_GAP` after the last ping while one is wanted.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+const NUDGE_GAP: Duration = Duration::from_micros(500);
+const NUDGES_WITHOUT_ACK: u8 = 3;
+
+impl Nudge {
+    fn new() -> Self {
+        Nudge {
+            wanted: false,
+            unacked: 0,
+            last: None,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
+    }
+
+    fn on_event(&mut self, event: &Observed) {
+        match event {
+            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed(_) => {
+                self.wanted = true;
+                self.unacked = 0;
+            }
+            Observed::Pong => self.wanted = self.unacked < NUDGES_WITHOUT_ACK,
+            _ => {}
+        }
+    }
+
+    /// The connection is idle: whether to ping now (else the timer is set).
+    fn due(&mut self, backlog: bool) -> bool {
+        let now = tokio::time::Instant::now();
+        match self.last {
+            Some(last) if backlog && now < last + NUDGE_GAP => {
+                self.timer.as_mut().reset(last + NUDGE_GAP);
+                self.armed = true;
+                false
+            }
+            _ => self.sent(now),
+        }
+    }
+
+    fn sent(&mut self, now: tokio::time::Instant) -> bool {
+        self.wanted = false;
+        self.armed = false;
+        self.unacked += 1;
+        self.last = Some(now);
+        true
+    }
+}
+
 /// What one turn of a connection's loop decided.
 enum Turn {
     Next,
@@ -320,6 +392,7 @@ struct Driver<E: EventLoop> {
     /// window; at half of the window the connection is made anew.
     refused_slots: usize,
     slot_limit: usize,
+    nudge: Nudge,
 }
 
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
@@ -356,6 +429,7 @@ async fn drive<E: EventLoop>(
         last_failure: None,
         refused_slots: 0,
         slot_limit: Window::default().acked / 2,
+        nudge: Nudge::new(),
     };
     loop {
         let turned = {
@@ -457,6 +531,7 @@ impl<E: EventLoop> Driver<E> {
             last_failure,
             refused_slots,
             slot_limit,
+            nudge,
         } = self;
         let polled = if connected_at.is_some() {
             tokio::select! {
@@ -494,6 +569,34 @@ impl<E: EventLoop> Driver<E> {
                             )))
                         }
                         _ => return Turn::Next,
+                    }
+                }
+                // Reached only when nothing above is ready: the connection is idle.
+                _ = std::future::ready(()), if nudge.wanted && !nudge.armed => {
+                    let (awaits, backlog) = {
+                        let tracker = lock(&shared.tracker);
+                        (tracker.awaits_acks(), tracker.has_backlog())
+                    };
+                    if !awaits {
+                        nudge.wanted = false;
+                        return Turn::Next;
+                    }
+                    if !nudge.due(backlog) {
+                        return Turn::Next;
+                    }
+                    match eventloop.nudge().await {
+                        Err(failure) => Err(failure),
+                        Ok(()) => return Turn::Next,
+                    }
+                }
+                _ = &mut nudge.timer, if nudge.armed => {
+                    nudge.sent(tokio::time::Instant::now());
+                    if !lock(&shared.tracker).awaits_acks() {
+                        return Turn::Next;
+                    }
+                    match eventloop.nudge().await {
+                        Err(failure) => Err(failure),
+                        Ok(()) => return Turn::Next,
                     }
                 }
             }
@@ -542,6 +645,7 @@ impl<E: EventLoop> Driver<E> {
                 }
                 *refused_slots = 0;
                 *slot_limit = (window.acked / 2).max(1);
+                *nudge = Nudge::new();
                 *backoff = BACKOFF_MIN;
                 *connected_at = Some(Instant::now());
                 if *ever_connected {
@@ -558,7 +662,10 @@ impl<E: EventLoop> Driver<E> {
                 shared.hand_over(|tracker, client| tracker.on_connected(client, window));
                 shared.publish_status(Status::Online);
             }
-            Ok(event) => shared.hand_over(|tracker, client| tracker.on_event(client, &event)),
+            Ok(event) => {
+                nudge.on_event(&event);
+                shared.hand_over(|tracker, client| tracker.on_event(client, &event))
+            }
             Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
@@ -776,6 +883,10 @@ mod tests {
             Ok(())
         }
 
+        async fn nudge(&mut self) -> Result<(), Failure> {
+            Ok(())
+        }
+
         fn switch_to(&mut self, _: &(), _: &str) {}
 
         fn drop_connection(&mut self) {}
@@ -904,5 +1015,136 @@ mod tests {
         let ended =
             runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
         assert!(matches!(ended, Ok(Err(_))), "the driver did not end");
+    }
+
+    /// A broker that, as Mosquitto behind Nagle's algorithm does, sends the first ack of a
+    /// burst at once and holds the others until the client sends it something: here, until a
+    /// PINGREQ. With keep-alive at 60 s nothing else would come within the wait.
+    fn nagle_broker(listener: std::net::TcpListener) {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut writer = s.try_clone().expect("clone");
+        let mut packet = || -> Option<(u8, Vec<u8>)> {
+            let mut header = [0u8];
+            s.read_exact(&mut header).ok()?;
+            let (mut len, mut shift) = (0usize, 0);
+            loop {
+                let mut b = [0u8];
+                s.read_exact(&mut b).ok()?;
+                len |= usize::from(b[0] & 0x7f) << shift;
+                if b[0] & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).ok()?;
+            Some((header[0], body))
+        };
+        let (connect, _) = packet().expect("CONNECT");
+        assert_eq!(connect, 0x10);
+        writer
+            .write_all(&[0x20, 0x02, 0x00, 0x00])
+            .expect("CONNACK");
+        let mut out = Vec::new();
+        let mut first = true;
+        let mut held = Vec::new();
+        while let Some((kind, body)) = packet() {
+            match kind >> 4 {
+                3 => {
+                    let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                    let pkid = &body[2 + topic..4 + topic];
+                    held.extend_from_slice(&[0x40, 0x02, pkid[0], pkid[1]]);
+                    if std::mem::take(&mut first) {
+                        out.append(&mut held);
+                    }
+                }
+                12 => {
+                    out.append(&mut held);
+                    out.extend_from_slice(&[0xd0, 0x00]);
+                }
+                _ => {}
+            }
+            writer.write_all(&out).expect("write");
+            out.clear();
+        }
+    }
+
+    #[test]
+    fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let broker_thread = std::thread::spawn(move || nagle_broker(listener));
+        let broker = BrokerConfig {
+            host: "127.0.0.1".into(),
+            port,
+            client_id: "nudge-test".into(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(60),
+            clean_session: true,
+            connect_timeout: Duration::from_secs(5),
+            version: crate::config::MqttVersion::V3_1_1,
+            failover: Vec::new(),
+            status_topic: None,
+            tls: None,
+            transport: crate::config::Transport::Tcp,
+            proxy: None,
+            session_expiry: None,
+            status_format: StatusFormat::Text,
+            max_inflight: None,
+        };
+        let connection = Connection::get(&broker, 100);
+        let (tx, rx) = mpsc::channel();
+        let pack = Pack::new(
+            5,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        let how = PublishOptions {
+            qos: Qos::AtLeastOnce,
+            retain: false,
+            content_type: "application/json",
+            message_expiry: None,
+        };
+        let messages = (0..5)
+            .map(|i| Message {
+                topic: Arc::from("t"),
+                payload: format!("{{\"n\":{i}}}").into_bytes(),
+                labels: Vec::new(),
+            })
+            .collect();
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        drop(connection);
+        broker_thread
+            .join()
+            .expect("the scripted broker ends when the client leaves");
+    }
+
+    #[test]
+    fn a_broker_that_acks_nothing_gets_few_nudges() {
+        let _runtime = runtime().enter();
+        let mut nudge = Nudge::new();
+        nudge.on_event(&Observed::Acked {
+            pkid: 1,
+            refused: None,
+        });
+        let mut pings = 0;
+        while nudge.wanted {
+            assert!(nudge.due(false), "idle without a backlog: at once");
+            pings += 1;
+            nudge.on_event(&Observed::Pong);
+        }
+        assert_eq!(pings, NUDGES_WITHOUT_ACK);
+        nudge.on_event(&Observed::Completed(1));
+        assert!(nudge.wanted, "an ack wants one again");
+        assert!(
+            !nudge.due(true),
+            "with a backlog, not within NUDGE_GAP of the last"
+        );
+        assert!(nudge.armed);
     }
 }

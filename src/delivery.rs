@@ -316,7 +316,10 @@ impl Tracker {
                     self.done(&m);
                 }
             }
-            Observed::Connected { .. } | Observed::Disconnected | Observed::Other => {}
+            Observed::Connected { .. }
+            | Observed::Disconnected
+            | Observed::Pong
+            | Observed::Other => {}
         }
     }
 
@@ -377,6 +380,16 @@ impl Tracker {
             m.pack.finish(Why::Lost);
             self.done(m);
         }
+    }
+
+    /// Whether written messages wait for the broker's PUBACK, PUBREC or PUBCOMP.
+    pub fn awaits_acks(&self) -> bool {
+        !self.awaiting_ack.is_empty() || !self.awaiting_comp.is_empty()
+    }
+
+    /// Whether messages wait for room in the window (or for a connection).
+    pub fn has_backlog(&self) -> bool {
+        !self.parked.is_empty()
     }
 
     /// Whether a message written to the broker has waited for its ack longer than `limit`.

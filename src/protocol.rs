@@ -97,6 +97,8 @@ pub enum Observed {
     Completed(u16),
     /// Our DISCONNECT went out.
     Disconnected,
+    /// PINGRESP.
+    Pong,
     /// Anything else (pings, PUBREL going out, ...).
     Other,
 }
@@ -155,6 +157,12 @@ pub trait EventLoop: Send + 'static {
     /// the connection, as a failed `poll` has.
     fn write(&mut self, ready: &mut Ready) -> impl Future<Output = Result<(), Failure>> + Send;
 
+    /// Sends the broker a PINGREQ now, apart from rumqttc's keep-alive (whose own ping would
+    /// fail the connection if it found one of ours unanswered), for the TCP acknowledgement
+    /// it carries (see `connection::Nudge`). MQTT 5: does nothing, rumqttc keeps that socket
+    /// private. A failure has dropped the connection, as a failed `poll` has.
+    fn nudge(&mut self) -> impl Future<Output = Result<(), Failure>> + Send;
+
     /// Connects to this broker, as `client_id`, from the next attempt on.
     fn switch_to(&mut self, options: &Self::Options, client_id: &str);
 
@@ -169,7 +177,7 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $nudge:ident) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -217,6 +225,10 @@ macro_rules! event_loop {
                 $write(self, ready).await
             }
 
+            async fn nudge(&mut self) -> Result<(), Failure> {
+                $nudge(self).await
+            }
+
             fn drop_connection(&mut self) {
                 self.clean();
             }
@@ -255,7 +267,8 @@ event_loop!(
     observe_v4,
     never_says_taken_over,
     failure_v4,
-    write_v4
+    write_v4,
+    nudge_v4
 );
 event_loop!(
     rumqttc::v5::EventLoop,
@@ -268,7 +281,8 @@ event_loop!(
     observe_v5,
     says_taken_over,
     failure_v5,
-    write_v5
+    write_v5,
+    nudge_v5
 );
 
 /// MQTT 3.1.1 has no reason for a close.
@@ -305,6 +319,7 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
             refused: None,
         },
         Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        Event::Incoming(Packet::PingResp) => Observed::Pong,
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
@@ -336,6 +351,7 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
             },
         },
         Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        Event::Incoming(Packet::PingResp(_)) => Observed::Pong,
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
@@ -393,7 +409,6 @@ fn publish_v4(message: Message, how: &PublishOptions) -> rumqttc::Publish {
 /// the `Outgoing` event the tracker reads on the next `poll`) and into the socket's buffer,
 /// then one flush for them all. rumqttc's event loop keeps its socket in a public field.
 async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Result<(), Failure> {
-    use rumqttc::ConnectionError;
     let timeout = std::time::Duration::from_secs(eventloop.network_options.connection_timeout());
     let written = async {
         let Some(network) = eventloop.network.as_mut() else {
@@ -408,10 +423,7 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
                 network.write(packet).await?;
             }
         }
-        match tokio::time::timeout(timeout, network.flush()).await {
-            Ok(flushed) => flushed.map_err(ConnectionError::MqttState),
-            Err(_) => Err(ConnectionError::FlushTimeout),
-        }
+        flush_v4(network.flush(), timeout).await
     }
     .await;
     written.map_err(|e| {
@@ -420,9 +432,42 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     })
 }
 
+/// MQTT 3.1.1: a PINGREQ written straight to the socket, as publishes are, and left out of
+/// rumqttc's state; its PINGRESP only clears a keep-alive ping's wait, which any answer
+/// from the broker may.
+async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
+    let timeout = std::time::Duration::from_secs(eventloop.network_options.connection_timeout());
+    let Some(network) = eventloop.network.as_mut() else {
+        return Ok(());
+    };
+    let written = async {
+        network.write(rumqttc::Packet::PingReq).await?;
+        flush_v4(network.flush(), timeout).await
+    }
+    .await;
+    written.map_err(|e| {
+        eventloop.clean();
+        failure_v4(e)
+    })
+}
+
+async fn flush_v4(
+    flush: impl Future<Output = Result<(), rumqttc::StateError>>,
+    timeout: std::time::Duration,
+) -> Result<(), rumqttc::ConnectionError> {
+    match tokio::time::timeout(timeout, flush).await {
+        Ok(flushed) => flushed.map_err(rumqttc::ConnectionError::MqttState),
+        Err(_) => Err(rumqttc::ConnectionError::FlushTimeout),
+    }
+}
+
 /// MQTT 5: rumqttc keeps this event loop's socket private, so publishes go through its
 /// channel ([`Outbox`] on its client) and nothing is ever ready here.
 async fn write_v5(_: &mut rumqttc::v5::EventLoop, _: &mut Ready) -> Result<(), Failure> {
+    Ok(())
+}
+
+async fn nudge_v5(_: &mut rumqttc::v5::EventLoop) -> Result<(), Failure> {
     Ok(())
 }
 
@@ -601,9 +646,7 @@ pub(crate) fn open(
                 })
                 .collect();
             let (client, mut eventloop) = rumqttc::AsyncClient::new(options[0].clone(), capacity);
-            eventloop
-                .network_options
-                .set_connection_timeout(broker.connect_timeout.as_secs());
+            eventloop.set_network_options(network_options(broker));
             let brokers = options.into_iter().zip(labels).collect();
             let client = Batching {
                 client,
@@ -625,7 +668,8 @@ pub(crate) fn open(
                         .set_clean_start(broker.clean_session)
                         .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
                         .set_connection_timeout(broker.connect_timeout.as_secs())
-                        .set_session_expiry_interval(broker.session_expiry);
+                        .set_session_expiry_interval(broker.session_expiry)
+                        .set_network_options(network_options(broker));
                     if let Some(user) = &broker.username {
                         o.set_credentials(user, password.clone());
                     }
@@ -652,6 +696,16 @@ pub(crate) fn open(
             (Box::new(client), Pending::V5(Box::new(eventloop), brokers))
         }
     }
+}
+
+/// The socket's options. Nagle's algorithm off: the driver already gathers what is ready into
+/// one write, and with it on, a pack's later writes waited for the broker's delayed TCP ack
+/// (the answer to a pack at QoS 1 took as long as the gap to the next pack, up to 40 ms).
+fn network_options(broker: &BrokerConfig) -> rumqttc::NetworkOptions {
+    let mut o = rumqttc::NetworkOptions::new();
+    o.set_connection_timeout(broker.connect_timeout.as_secs());
+    o.set_tcp_nodelay(true);
+    o
 }
 
 /// What rumqttc takes as the broker's address: the host, or for WebSocket the URL
