@@ -931,11 +931,18 @@ mod tests {
         })
     }
 
-    /// Submits a pack of one QoS 1 message; its outcome goes to the returned receiver.
-    fn submit(shared: &Shared) -> mpsc::Receiver<Outcome> {
+    /// A pack of `n` QoS 1 messages whose outcome goes to the returned receiver.
+    fn qos1_pack(
+        n: usize,
+    ) -> (
+        Arc<Pack>,
+        PublishOptions,
+        Vec<Message>,
+        mpsc::Receiver<Outcome>,
+    ) {
         let (tx, rx) = mpsc::channel();
         let pack = Pack::new(
-            1,
+            n,
             Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),
@@ -946,12 +953,20 @@ mod tests {
             content_type: "application/json",
             message_expiry: None,
         };
-        let message = Message {
-            topic: Arc::from("t"),
-            payload: b"{}".to_vec(),
-            labels: Vec::new(),
-        };
-        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, vec![message], 100);
+        let messages = (0..n)
+            .map(|i| Message {
+                topic: Arc::from("t"),
+                payload: format!("{{\"n\":{i}}}").into_bytes(),
+                labels: Vec::new(),
+            })
+            .collect();
+        (pack, how, messages, rx)
+    }
+
+    /// Submits a pack of one QoS 1 message; its outcome goes to the returned receiver.
+    fn submit(shared: &Shared) -> mpsc::Receiver<Outcome> {
+        let (pack, how, messages, rx) = qos1_pack(1);
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
         rx
     }
 
@@ -1096,26 +1111,7 @@ mod tests {
             max_inflight: None,
         };
         let connection = Connection::get(&broker, 100);
-        let (tx, rx) = mpsc::channel();
-        let pack = Pack::new(
-            5,
-            Box::new(move |outcome| {
-                let _ = tx.send(outcome);
-            }),
-        );
-        let how = PublishOptions {
-            qos: Qos::AtLeastOnce,
-            retain: false,
-            content_type: "application/json",
-            message_expiry: None,
-        };
-        let messages = (0..5)
-            .map(|i| Message {
-                topic: Arc::from("t"),
-                payload: format!("{{\"n\":{i}}}").into_bytes(),
-                labels: Vec::new(),
-            })
-            .collect();
+        let (pack, how, messages, rx) = qos1_pack(5);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
         drop(connection);
