@@ -312,7 +312,7 @@ struct Nudge {
     /// Pings since the last ack.
     unacked: u8,
     last: Option<tokio::time::Instant>,
-    /// Set for `NUDGE_GAP` after the last ping while one is wanted.
+    /// Set for `NUDGE_GAP` after the last ping when one is wanted sooner.
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     armed: bool,
 }
@@ -342,22 +342,16 @@ impl Nudge {
         }
     }
 
-    /// The connection is idle: whether to ping now (else the timer is set).
+    /// The connection is idle: whether to ping now. If not yet, the timer is set, and when it
+    /// fires the driver asks again.
     fn due(&mut self, backlog: bool) -> bool {
         let now = tokio::time::Instant::now();
-        match self.last {
-            Some(last) if backlog && now < last + NUDGE_GAP => {
-                self.timer.as_mut().reset(last + NUDGE_GAP);
-                self.armed = true;
-                false
-            }
-            _ => self.sent(now),
+        if let Some(last) = self.last.filter(|&l| backlog && now < l + NUDGE_GAP) {
+            self.timer.as_mut().reset(last + NUDGE_GAP);
+            self.armed = true;
+            return false;
         }
-    }
-
-    fn sent(&mut self, now: tokio::time::Instant) -> bool {
         self.wanted = false;
-        self.armed = false;
         self.unacked += 1;
         self.last = Some(now);
         true
@@ -590,14 +584,8 @@ impl<E: EventLoop> Driver<E> {
                     }
                 }
                 _ = &mut nudge.timer, if nudge.armed => {
-                    nudge.sent(tokio::time::Instant::now());
-                    if !lock(&shared.tracker).awaits_acks() {
-                        return Turn::Next;
-                    }
-                    match eventloop.nudge().await {
-                        Err(failure) => Err(failure),
-                        Ok(()) => return Turn::Next,
-                    }
+                    nudge.armed = false;
+                    return Turn::Next;
                 }
             }
         } else if shared.released.load(Ordering::Acquire) {
