@@ -305,29 +305,49 @@ pub(crate) fn write_latin1_string(out: &mut Vec<u8>, bytes: &[u8]) {
 pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
     // Left-aligned in a fixed block that is appended whole, then cut to length (see
     // `decode::java_number`'s write_java_layout: fixed-size copies avoid a memcpy call per
-    // number).
+    // number). The length comes from comparisons and the digits two at a time: a division per
+    // digit, twice, was 5% of the CPU of one message per pack.
     let mut buf = [0u8; 24];
-    let mut len = 0;
-    if v < 0 {
-        buf[0] = b'-';
-        len = 1;
-    }
+    let sign = usize::from(v < 0);
+    buf[0] = b'-';
     let mut n = v.unsigned_abs();
-    let mut digits = 1;
-    let mut rest = n / 10;
-    while rest != 0 {
-        rest /= 10;
-        digits += 1;
+    let digits = 1 + POW10.iter().take_while(|&&p| n >= p).count();
+    let mut at = sign + digits;
+    let len = at;
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
-    len += digits;
-    for slot in buf[len - digits..len].iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        n /= 10;
+    if n >= 10 {
+        buf[at - 2..at].copy_from_slice(&DIGIT_PAIRS[n as usize * 2..n as usize * 2 + 2]);
+    } else {
+        buf[at - 1] = b'0' + n as u8;
     }
     let start = out.len();
     out.extend_from_slice(&buf);
     out.truncate(start + len);
 }
+
+/// 10 to 10^19: a number with k digits is at least the first k - 1 of them.
+const POW10: [u64; 19] = {
+    let mut p = [0u64; 19];
+    let mut i = 0;
+    let mut v = 10u64;
+    while i < 19 {
+        p[i] = v;
+        v = v.wrapping_mul(10);
+        i += 1;
+    }
+    p
+};
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 #[cfg(test)]
 mod tests {
@@ -345,6 +365,20 @@ mod tests {
                     "byte {byte:#x} at {position}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn integers_are_written_as_rust_formats_them() {
+        let mut samples = vec![0, 1, 9, 10, 99, 100, 101, i64::MIN, i64::MAX, -1, -10];
+        for k in 0..19 {
+            let p = 10i64.pow(k);
+            samples.extend([p - 1, p, p + 1, -p, -(p - 1)]);
+        }
+        for v in samples {
+            let mut out = b"x".to_vec();
+            write_i64(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes());
         }
     }
 
