@@ -7,12 +7,14 @@
 //! Records go out in "packs" of `--pack-size`; at most `--inflight-packs` packs are
 //! unconfirmed at a time (the Java driver bounds ours the same way), and a pack's latency runs
 //! from its first publish to the ack of its last record. Acks are matched to packs by count:
-//! one connection, and Mosquitto acks in order.
+//! one connection, and Mosquitto acks in order. With `--rate`, the measured packs start on a
+//! schedule of that many records per second, as the Java driver paces ours ("half" rows), so
+//! their latency is the bare publisher's below saturation.
 //!
 //! ```text
 //! ceiling --port P --topic T --qos Q --schema F.avsc --records F.bin --count N
 //!         [--warmup W] [--pack-size 100] [--inflight-packs 64] [--inflight 20]
-//!         [--max-seconds 60] --result FILE
+//!         [--rate R] [--max-seconds 60] --result FILE
 //! ```
 //! The result is one line of JSON (see `scripts/bench`).
 
@@ -35,13 +37,16 @@ struct Phase {
     latencies_ns: Vec<u64>,
     complete: bool,
     max_gap: Duration,
+    /// Paced: how late the latest pack started against its schedule (the window was full).
+    max_behind: Duration,
 }
 
 /// Publishes `packs` packs and waits for their acks, until `deadline` (and a short grace for
 /// what was queued by then). One task does everything: it queues the first `inflight_packs`
 /// packs with `try_publish` (the channel holds them all), then one more each time a pack is
 /// fully acked, and polls the event loop in between. No cross-thread hand-off, no per-record
-/// timer: as lean as a rumqttc publisher gets.
+/// timer: as lean as a rumqttc publisher gets. Paced (`pace`: the time between two packs'
+/// starts), a pack is queued when it is due and the window has room instead.
 #[allow(clippy::too_many_arguments)]
 async fn phase(
     client: &AsyncClient,
@@ -52,6 +57,7 @@ async fn phase(
     packs: u64,
     pack_size: u64,
     inflight_packs: usize,
+    pace: Option<Duration>,
     deadline: Instant,
 ) -> Result<Phase, String> {
     let started = Instant::now();
@@ -69,10 +75,12 @@ async fn phase(
         }
         Ok(())
     };
-    while queued_packs < packs && starts.len() < inflight_packs {
+    while pace.is_none() && queued_packs < packs && starts.len() < inflight_packs {
         queue_pack(&mut starts)?;
         queued_packs += 1;
     }
+    let mut due = started;
+    let mut max_behind = Duration::ZERO;
 
     let mut acked: u64 = 0;
     let mut in_pack: u64 = 0;
@@ -83,9 +91,19 @@ async fn phase(
     let mut max_gap = Duration::ZERO;
     let give_up = tokio::time::sleep_until((deadline + Duration::from_secs(5)).into());
     tokio::pin!(give_up);
-    while acked < queued_packs * pack_size {
+    while acked < queued_packs * pack_size
+        || (pace.is_some() && queued_packs < packs && due < deadline)
+    {
+        let room = queued_packs < packs && starts.len() < inflight_packs && due < deadline;
         let polled = tokio::select! {
             p = eventloop.poll() => p,
+            _ = tokio::time::sleep_until(due.into()), if pace.is_some() && room => {
+                max_behind = max_behind.max(Instant::now() - due);
+                queue_pack(&mut starts)?;
+                queued_packs += 1;
+                due += pace.unwrap_or_default();
+                continue;
+            }
             _ = &mut give_up => break,
         };
         let confirmed = match polled {
@@ -107,7 +125,7 @@ async fn phase(
                 let start = starts.pop_front().expect("a pack was queued");
                 latencies.push((at - start).as_nanos() as u64);
                 last = at;
-                if queued_packs < packs && at < deadline {
+                if pace.is_none() && queued_packs < packs && at < deadline {
                     queue_pack(&mut starts)?;
                     queued_packs += 1;
                 }
@@ -121,6 +139,7 @@ async fn phase(
         complete: acked >= packs * pack_size,
         latencies_ns: latencies,
         max_gap,
+        max_behind,
     })
 }
 
@@ -144,6 +163,8 @@ fn main() {
     let inflight_packs = num(&opts, "inflight-packs", 64).max(1) as usize;
     let inflight = num(&opts, "inflight", 20).clamp(1, u64::from(u16::MAX)) as u16;
     let max = Duration::from_secs(num(&opts, "max-seconds", 60));
+    let rate = num(&opts, "rate", 0u64);
+    let pace = (rate > 0).then(|| Duration::from_secs_f64(pack_size as f64 / rate as f64));
     let result_path = need(&opts, "result");
 
     let schema_text = std::fs::read_to_string(need(&opts, "schema")).expect("read schema");
@@ -211,6 +232,7 @@ fn main() {
             warmup.div_ceil(pack_size),
             pack_size,
             inflight_packs,
+            None,
             deadline,
         )
         .await?;
@@ -225,6 +247,7 @@ fn main() {
             count.div_ceil(pack_size),
             pack_size,
             inflight_packs,
+            pace,
             deadline,
         )
         .await?;
@@ -272,6 +295,8 @@ fn main() {
                 "inflight_packs": inflight_packs,
                 "pack_size": pack_size,
                 "threads": 1,
+                "paced_records_per_s": (rate > 0).then_some(rate),
+                "max_behind_schedule_ms": pace.map(|_| measured.max_behind.as_secs_f64() * 1e3),
                 "error": null,
             })
         }
