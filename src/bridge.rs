@@ -8,15 +8,18 @@
 //! entries included, and the log schema's id, version and text, nulls allowed): the checks and
 //! the framing are `appender`'s, so every pack is answered, counted and logged in one place.
 //!
-//! Calls into Java (delivery callbacks, log records) are made from one dispatcher thread,
-//! attached to the JVM once: tokio workers never touch JNI, and a slow callback delays other
-//! callbacks but never the network. `JNI_OnLoad` reads the SLF4J level, and the same thread
-//! reads it again every few seconds, so a level changed at run time reaches native code. A panic in one of its jobs is
-//! logged and the thread goes on with the next (see [`serve`]).
+//! Calls into Java go straight to Kaa's `LogDeliveryCallback` and to SLF4J's `Logger`, with no
+//! Java code of ours between, from one dispatcher thread attached to the JVM once: tokio
+//! workers never touch JNI, and a slow callback delays other callbacks but never the network.
+//! A callback that throws is logged with its exception. `JNI_OnLoad` reads the SLF4J level,
+//! and the same thread reads it again every few seconds, so a level changed at run time
+//! reaches native code. A panic in one of its jobs is logged and the thread goes on with the
+//! next (see [`serve`]).
 #![deny(clippy::unwrap_used)]
 
 use std::any::Any;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -24,13 +27,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JClass, JLongArray, JObject, JObjectArray, JStaticMethodID, JString,
-    JValue,
+    GlobalRef, JByteArray, JClass, JLongArray, JMethodID, JObject, JObjectArray, JStaticMethodID,
+    JString, JValue,
 };
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jbyte, jint, jlong, JNI_ERR, JNI_VERSION_1_8};
 use jni::{JNIEnv, JavaVM};
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::AppenderConfig;
@@ -39,13 +42,15 @@ use crate::header::HeaderStructure;
 use crate::metrics::FIGURES;
 use crate::supervise::panic_message;
 
-const DISPATCH_CLASS: &str =
-    "org/kaaproject/kaa/server/appenders/pahomqtt/appender/DeliveryDispatch";
-const DISPATCH_SIG: &str =
-    "(Lorg/kaaproject/kaa/server/common/log/shared/appender/LogDeliveryCallback;I)V";
-const LOG_CLASS: &str = "org/kaaproject/kaa/server/appenders/pahomqtt/appender/NativeLog";
-const LOG_SIG: &str = "(ILjava/lang/String;Ljava/lang/String;)V";
-const LEVEL_SIG: &str = "()I";
+const CALLBACK_CLASS: &str =
+    "org/kaaproject/kaa/server/common/log/shared/appender/LogDeliveryCallback";
+const LOGGER_FACTORY_CLASS: &str = "org/slf4j/LoggerFactory";
+const GET_LOGGER_SIG: &str = "(Ljava/lang/String;)Lorg/slf4j/Logger;";
+const LOGGER_CLASS: &str = "org/slf4j/Logger";
+/// The SLF4J loggers the native side writes to: `kaa_mqtt_appender::connection` logs as
+/// `org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection`, and
+/// the level of this one is the most detailed the native side produces.
+const LOGGER_PREFIX: &str = "org.kaaproject.kaa.server.appenders.pahomqtt.native";
 /// How often the dispatcher reads the SLF4J level again: an operator who turns DEBUG on for
 /// the native loggers at run time sees its lines within this.
 const LEVEL_REFRESH: Duration = Duration::from_secs(3);
@@ -54,18 +59,25 @@ const LEVEL_REFRESH: Duration = Duration::from_secs(3);
 /// the call, so a job run again after a panic never reaches Java twice.
 enum Job {
     Deliver(Option<GlobalRef>, Outcome),
-    Log(jint, Option<(String, String)>),
+    Log(Level, Option<(String, String)>),
 }
 
 /// The Java side, resolved once in `JNI_OnLoad` with the loader that loaded our classes
-/// (a bare `FindClass` on a native thread would see only the system class loader).
+/// (a bare `FindClass` on a native thread would see only the system class loader): Kaa's
+/// callback and SLF4J, called directly, so no Java code of ours stands between.
 struct JavaSide {
-    dispatch_class: GlobalRef,
-    deliver: JStaticMethodID,
-    log_class: GlobalRef,
-    log: JStaticMethodID,
-    /// `NativeLog.level()`, read when the library loads and again every [`LEVEL_REFRESH`].
-    level: JStaticMethodID,
+    /// `LogDeliveryCallback`'s four methods, by [`Outcome::code`] (named by its `Display`).
+    answers: [JMethodID; Outcome::COUNT],
+    factory: GlobalRef,
+    get_logger: JStaticMethodID,
+    /// `Logger.error(String)` ... `trace(String)` and `isErrorEnabled()` ..., by
+    /// [`Level`]` as usize - 1`.
+    write: [JMethodID; 5],
+    enabled: [JMethodID; 5],
+    /// `Logger.warn(String, Throwable)`, for a callback that threw.
+    warn_thrown: JMethodID,
+    /// SLF4J's logger for each target so far (the empty target: [`LOGGER_PREFIX`] itself).
+    loggers: HashMap<String, GlobalRef>,
 }
 
 static DISPATCHER: OnceLock<Sender<Job>> = OnceLock::new();
@@ -366,7 +378,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
 }
 
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 6;
+const ABI_VERSION: jint = 7;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<
@@ -378,26 +390,19 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     ABI_VERSION
 }
 
-/// The log levels as numbers across JNI, declared once: a level's number is its index here
-/// (0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace; `NativeLog.at` maps them onto SLF4J).
-const LEVELS: [LevelFilter; 6] = [
-    LevelFilter::Off,
-    LevelFilter::Error,
-    LevelFilter::Warn,
-    LevelFilter::Info,
-    LevelFilter::Debug,
-    LevelFilter::Trace,
+/// Each `log` level with SLF4J's methods for it (what writes at it, what tells whether it is
+/// enabled), in the order of `Level`'s discriminants (`Error` is 1): the one mapping of levels.
+const SLF4J_LEVELS: [(Level, &str, &str); 5] = [
+    (Level::Error, "error", "isErrorEnabled"),
+    (Level::Warn, "warn", "isWarnEnabled"),
+    (Level::Info, "info", "isInfoEnabled"),
+    (Level::Debug, "debug", "isDebugEnabled"),
+    (Level::Trace, "trace", "isTraceEnabled"),
 ];
 
-/// The level a number from Java stands for; below 0 is off, above 5 trace.
-fn level_filter(number: jint) -> LevelFilter {
-    LEVELS[number.clamp(0, LEVELS.len() as jint - 1) as usize]
-}
-
-/// The number Java knows a record's level by.
-fn level_number(level: log::Level) -> jint {
-    let filter = level.to_level_filter();
-    LEVELS.iter().position(|&l| l == filter).unwrap_or(0) as jint
+/// A level's place in [`SLF4J_LEVELS`].
+fn slf4j_index(level: Level) -> usize {
+    level as usize - 1
 }
 
 /// Forwards `log` records to SLF4J through the dispatcher; disabled levels are filtered by
@@ -425,7 +430,7 @@ impl Log for JavaLogger {
     fn log(&self, record: &Record) {
         if self.enabled(record.metadata()) {
             dispatch(Job::Log(
-                level_number(record.level()),
+                record.level(),
                 Some((record.target().to_string(), record.args().to_string())),
             ));
         }
@@ -435,79 +440,156 @@ impl Log for JavaLogger {
 }
 
 fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
-    let dispatch_class = env.find_class(DISPATCH_CLASS)?;
-    let deliver = env.get_static_method_id(&dispatch_class, "deliver", DISPATCH_SIG)?;
-    let log_class = env.find_class(LOG_CLASS)?;
-    let log = env.get_static_method_id(&log_class, "log", LOG_SIG)?;
-    let level = env.get_static_method_id(&log_class, "level", LEVEL_SIG)?;
+    let callback = env.find_class(CALLBACK_CLASS)?;
+    let outcomes = [
+        Outcome::Delivered,
+        Outcome::ConnectionError,
+        Outcome::RemoteError,
+        Outcome::InternalError,
+    ];
+    let mut answers = Vec::with_capacity(Outcome::COUNT);
+    for outcome in outcomes {
+        debug_assert_eq!(usize::from(outcome.code()), answers.len());
+        answers.push(env.get_method_id(&callback, outcome.to_string(), "()V")?);
+    }
+    let factory = env.find_class(LOGGER_FACTORY_CLASS)?;
+    let get_logger = env.get_static_method_id(&factory, "getLogger", GET_LOGGER_SIG)?;
+    let logger = env.find_class(LOGGER_CLASS)?;
+    let mut write = Vec::with_capacity(SLF4J_LEVELS.len());
+    let mut enabled = Vec::with_capacity(SLF4J_LEVELS.len());
+    for (level, name, is_enabled) in SLF4J_LEVELS {
+        debug_assert_eq!(slf4j_index(level), write.len());
+        write.push(env.get_method_id(&logger, name, "(Ljava/lang/String;)V")?);
+        enabled.push(env.get_method_id(&logger, is_enabled, "()Z")?);
+    }
+    let warn_thrown = env.get_method_id(
+        &logger,
+        "warn",
+        "(Ljava/lang/String;Ljava/lang/Throwable;)V",
+    )?;
     Ok(JavaSide {
-        dispatch_class: env.new_global_ref(dispatch_class)?,
-        deliver,
-        log_class: env.new_global_ref(log_class)?,
-        log,
-        level,
+        answers: methods(answers)?,
+        factory: env.new_global_ref(factory)?,
+        get_logger,
+        write: methods(write)?,
+        enabled: methods(enabled)?,
+        warn_thrown,
+        loggers: HashMap::new(),
     })
 }
 
+/// Resolved methods as the array their table's length gives.
+fn methods<const N: usize>(found: Vec<JMethodID>) -> Result<[JMethodID; N], jni::errors::Error> {
+    found
+        .try_into()
+        .map_err(|_| jni::errors::Error::NullPtr("a resolved method"))
+}
+
 impl JavaSide {
-    /// The most detailed level SLF4J enables for the native loggers (`NativeLog.level()`).
-    fn read_level(&self, env: &mut JNIEnv) -> Result<LevelFilter, jni::errors::Error> {
-        // SAFETY: `level` was resolved on this class with LEVEL_SIG: no arguments, an int.
-        let level = unsafe {
-            env.call_static_method_unchecked(
-                <&JClass>::from(self.log_class.as_obj()),
-                self.level,
-                ReturnType::Primitive(Primitive::Int),
-                &[],
-            )
+    /// SLF4J's logger for a `log` target, found once.
+    fn logger(&mut self, env: &mut JNIEnv, target: &str) -> Result<GlobalRef, jni::errors::Error> {
+        if let Some(logger) = self.loggers.get(target) {
+            return Ok(logger.clone());
+        }
+        let name = if target.is_empty() {
+            LOGGER_PREFIX.to_string()
+        } else {
+            format!("{LOGGER_PREFIX}.{}", target.replace("::", "."))
         };
-        Ok(level_filter(level?.i()?))
+        let name = env.new_string(name)?;
+        // SAFETY: `get_logger` was resolved on this class with GET_LOGGER_SIG: one string, an
+        // object.
+        let logger = unsafe {
+            env.call_static_method_unchecked(
+                <&JClass>::from(self.factory.as_obj()),
+                self.get_logger,
+                ReturnType::Object,
+                &[JValue::Object(&name).as_jni()],
+            )
+        }?
+        .l()?;
+        let logger = env.new_global_ref(logger)?;
+        self.loggers.insert(target.to_string(), logger.clone());
+        Ok(logger)
     }
 
-    fn run(&self, env: &mut JNIEnv, job: &mut Job) -> Result<(), jni::errors::Error> {
+    /// The most detailed level SLF4J enables for the native loggers.
+    fn read_level(&mut self, env: &mut JNIEnv) -> Result<LevelFilter, jni::errors::Error> {
         env.with_local_frame(4, |env| {
-            let void = ReturnType::Primitive(Primitive::Void);
+            let root = self.logger(env, "")?;
+            for (level, _, _) in SLF4J_LEVELS.into_iter().rev() {
+                // SAFETY: every `enabled` method was resolved on `Logger` with `()Z`.
+                let on = unsafe {
+                    env.call_method_unchecked(
+                        &root,
+                        self.enabled[slf4j_index(level)],
+                        ReturnType::Primitive(Primitive::Boolean),
+                        &[],
+                    )
+                }?
+                .z()?;
+                if on {
+                    return Ok(level.to_level_filter());
+                }
+            }
+            Ok(LevelFilter::Off)
+        })
+    }
+
+    fn run(&mut self, env: &mut JNIEnv, job: &mut Job) -> Result<(), jni::errors::Error> {
+        env.with_local_frame(8, |env| {
+            let void = || ReturnType::Primitive(Primitive::Void);
             match job {
                 Job::Deliver(callback, outcome) => {
                     let Some(callback) = callback.take() else {
                         return Ok(());
                     };
                     let outcome = *outcome;
-                    let args = [
-                        JValue::Object(callback.as_obj()).as_jni(),
-                        JValue::Int(jint::from(outcome.code())).as_jni(),
-                    ];
-                    // SAFETY: `deliver` was resolved on this class with DISPATCH_SIG, which
-                    // these two arguments match.
-                    unsafe {
-                        env.call_static_method_unchecked(
-                            <&JClass>::from(self.dispatch_class.as_obj()),
-                            self.deliver,
-                            void,
-                            &args,
+                    // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`,
+                    // and Kaa's callback implements it.
+                    let called = unsafe {
+                        env.call_method_unchecked(
+                            &callback,
+                            self.answers[usize::from(outcome.code())],
+                            void(),
+                            &[],
                         )
-                    }?;
+                    };
+                    if let Err(jni::errors::Error::JavaException) = called {
+                        // Kaa's callback threw: the node's log gets it, the next answer goes on.
+                        let thrown = env.exception_occurred()?;
+                        env.exception_clear()?;
+                        let logger = self.logger(env, module_path!())?;
+                        let message = env.new_string(format!("Kaa's {outcome} callback threw"))?;
+                        // SAFETY: `warn_thrown` was resolved on `Logger` with these arguments.
+                        unsafe {
+                            env.call_method_unchecked(
+                                &logger,
+                                self.warn_thrown,
+                                void(),
+                                &[
+                                    JValue::Object(&message).as_jni(),
+                                    JValue::Object(&thrown).as_jni(),
+                                ],
+                            )
+                        }?;
+                    } else {
+                        called?;
+                    }
                 }
                 Job::Log(level, text) => {
                     let Some((target, message)) = text.take() else {
                         return Ok(());
                     };
-                    let level = *level;
-                    let target = env.new_string(target)?;
+                    let logger = self.logger(env, &target)?;
                     let message = env.new_string(message)?;
-                    let args = [
-                        JValue::Int(level).as_jni(),
-                        JValue::Object(&target).as_jni(),
-                        JValue::Object(&message).as_jni(),
-                    ];
-                    // SAFETY: `log` was resolved on this class with LOG_SIG, which these
-                    // three arguments match.
+                    // SAFETY: every `write` method was resolved on `Logger` with one string.
                     unsafe {
-                        env.call_static_method_unchecked(
-                            <&JClass>::from(self.log_class.as_obj()),
-                            self.log,
-                            void,
-                            &args,
+                        env.call_method_unchecked(
+                            &logger,
+                            self.write[slf4j_index(*level)],
+                            void(),
+                            &[JValue::Object(&message).as_jni()],
                         )
                     }?;
                 }
@@ -599,10 +681,7 @@ impl Dispatcher for Attached<'_> {
     }
 
     fn report(&mut self, message: String) {
-        let mut job = Job::Log(
-            level_number(log::Level::Error),
-            Some((module_path!().to_string(), message)),
-        );
+        let mut job = Job::Log(Level::Error, Some((module_path!().to_string(), message)));
         let _ = self.side.run(&mut self.env, &mut job);
         self.clear_exception();
     }
@@ -629,7 +708,7 @@ pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         let (side, level) = {
             let mut env = vm.get_env().map_err(|e| e.to_string())?;
-            let side = resolve(&mut env).map_err(|e| e.to_string())?;
+            let mut side = resolve(&mut env).map_err(|e| e.to_string())?;
             // The node's level from the first line on, not only from the first refresh.
             let level = side.read_level(&mut env).unwrap_or_else(|_| {
                 let _ = env.exception_clear();
@@ -746,23 +825,16 @@ mod tests {
         assert!(d.reports[0].contains("injected: the level cannot be read"));
     }
 
-    /// One table gives both directions, and numbers out of range are clamped.
+    /// Each level finds its own SLF4J methods: the table's order is the index's.
     #[test]
-    fn level_numbers_go_both_ways() {
-        use log::Level;
-        for (number, level) in (1..).zip([
-            Level::Error,
-            Level::Warn,
-            Level::Info,
-            Level::Debug,
-            Level::Trace,
-        ]) {
-            assert_eq!(level_number(level), number);
-            assert_eq!(level_filter(number), level.to_level_filter());
+    fn each_level_has_its_slf4j_methods() {
+        for level in Level::iter() {
+            let (at, write, enabled) = SLF4J_LEVELS[slf4j_index(level)];
+            assert_eq!(at, level);
+            let name = level.as_str().to_lowercase();
+            assert_eq!(write, name);
+            assert_eq!(enabled.to_lowercase(), format!("is{name}enabled"));
         }
-        assert_eq!(level_filter(-3), LevelFilter::Off);
-        assert_eq!(level_filter(0), LevelFilter::Off);
-        assert_eq!(level_filter(9), LevelFilter::Trace);
     }
 
     static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());

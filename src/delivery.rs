@@ -18,9 +18,9 @@ use crate::config::Qos;
 use crate::protocol::{Message, Observed, Outbox, PublishOptions, Window};
 use crate::supervise::lock;
 
-/// The four answers Kaa's `LogDeliveryCallback` knows. The discriminant is the answer's code,
-/// declared here once: the bridge hands it to Java (`DeliveryDispatch.deliver` switches on it)
-/// and the metrics count by it.
+/// The four answers Kaa's `LogDeliveryCallback` knows, its methods' names their `Display`. The
+/// discriminant is the answer's index, declared here once: the bridge finds its callback
+/// method by it and the metrics count by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Outcome {

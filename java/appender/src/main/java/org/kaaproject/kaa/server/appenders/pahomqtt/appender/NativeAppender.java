@@ -10,7 +10,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 6;
+    static final int ABI_VERSION = 7;
 
     private NativeAppender() {
     }
@@ -30,8 +30,7 @@ final class NativeAppender {
     /**
      * Hands one pack over as Kaa gave it, without waiting on the network: each event's data (a null event as null,
      * a null list as null) and the log schema's id, version and text (null without a schema); the library checks
-     * them. The callback is answered exactly once, from the library's dispatcher thread, through
-     * {@link DeliveryDispatch}.
+     * them. The library calls the callback exactly once, from its dispatcher thread.
      */
     static native void append(long handle, String logSchemaId, int logSchemaVersion, String logSchema,
             byte[][] records, String endpointKey, LogDeliveryCallback callback);

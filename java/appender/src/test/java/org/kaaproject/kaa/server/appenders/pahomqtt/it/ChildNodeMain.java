@@ -26,7 +26,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * loadOriginal NAME CONFIG_FILE -> the same, from the record the ORIGINAL appender stored: the nine-field config
  *                                  (the file's values over the original form's defaults) under its class name
  * append NAME LABEL SEED COUNT  -> "@@ APPENDED LABEL" | "@@ APPEND_THREW LABEL exception", then one
- *                                  "@@ CALL LABEL METHOD MILLIS" per callback call, whenever it comes
+ *                                  "@@ CALL LABEL METHOD MILLIS" per callback call, whenever it comes; with a
+ *                                  LABEL starting "throws-", each call then throws ("callback-bomb LABEL")
  * close NAME                    -> "@@ CLOSED NAME"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
  *                                  platform MBean server as an operator's JMX client would
@@ -116,7 +117,7 @@ public final class ChildNodeMain {
         return cfg;
     }
 
-    /** The loggers the native side logs through ({@code NativeLog.PREFIX}). */
+    /** The loggers the native side logs through ({@code bridge::LOGGER_PREFIX}). */
     static final String NATIVE_LOGGERS = "org.kaaproject.kaa.server.appenders.pahomqtt.native";
 
     /**
@@ -138,7 +139,7 @@ public final class ChildNodeMain {
         org.slf4j.ILoggerFactory factory = org.slf4j.LoggerFactory.getILoggerFactory();
         java.lang.reflect.Field made = factory.getClass().getDeclaredField("loggerMap");
         made.setAccessible(true);
-        // NativeLog asks the prefix logger itself for the level: make sure it exists.
+        // The native side asks the prefix logger itself for the level: make sure it exists.
         org.slf4j.LoggerFactory.getLogger(NATIVE_LOGGERS);
         for (Map.Entry<?, ?> e : ((Map<?, ?>) made.get(factory)).entrySet()) {
             String name = (String) e.getKey();
@@ -206,6 +207,9 @@ public final class ChildNodeMain {
                     LogDeliveryCallback cb = new LogDeliveryCallback() {
                         private void call(String method) {
                             say("CALL " + label + " " + method + " " + (System.nanoTime() - start) / 1_000_000);
+                            if (label.startsWith("throws-")) {
+                                throw new IllegalStateException("callback-bomb " + label);
+                            }
                         }
 
                         @Override

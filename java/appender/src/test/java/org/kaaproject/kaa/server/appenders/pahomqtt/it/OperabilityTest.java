@@ -171,6 +171,26 @@ class OperabilityTest {
     }
 
     /**
+     * Kaa's callback is called from native code with no Java of ours around it: one that throws is logged as a WARN
+     * with its exception, and the packs after it are still answered.
+     */
+    @Test
+    void aCallbackThatThrowsIsLoggedAndLaterPacksAreAnswered() throws InterruptedException {
+        try (Mosquitto broker = Mosquitto.startAnonymous(); ChildNode node = ChildNode.start("info")) {
+            node.load("thrower", KaaNode.brokerConfig(broker.port(), "ops/throws", 1));
+            node.append("thrower", "throws-1", 1, 5);
+            node.assertExactlyOne("throws-1", SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(300));
+            node.append("thrower", "after-1", 2, 5);
+            node.assertExactlyOne("after-1", SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            String log = node.log();
+            assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("Kaa's onSuccess callback threw")),
+                    "the throwing callback is a WARN:\n" + node.diagnostics());
+            assertTrue(log.contains("java.lang.IllegalStateException: callback-bomb throws-1"),
+                    "with its exception:\n" + node.diagnostics());
+        }
+    }
+
+    /**
      * The native side follows the node's SLF4J level at run time, not only the level it found when the library
      * loaded. A child node at INFO runs an appender whose broker is unreachable: the first failed connect is a WARN,
      * every repeat of it a DEBUG line that INFO hides. The native loggers are then set to DEBUG in the running child
