@@ -489,10 +489,13 @@ impl AppenderConfig {
             .map_err(|e| ConfigError::new("statusTopic", e))?;
         let status_topic = match status_topic.as_str() {
             "" => None,
-            t if t.contains(['+', '#', '\0']) => {
+            t if crate::topic::unfit_for_publish(t) => {
                 return Err(ConfigError::new(
                     "statusTopic",
-                    format!("'{t}' contains a wildcard or NUL"),
+                    format!(
+                        "'{}' contains a wildcard, a control character or a Unicode noncharacter",
+                        t.escape_debug()
+                    ),
                 ))
             }
             t => Some(t.to_string()),

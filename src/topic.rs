@@ -37,7 +37,6 @@ pub struct PackValues<'a> {
     pub output_limit: usize,
 }
 
-/// A substituted value may not add topic levels or wildcards.
 /// MQTT writes a topic's length as 16 bits. rumqttc writes `len as u16` without a check, so
 /// a longer topic would be cut short on the wire and the broker would read the rest of the
 /// packet (endpoint data) as the packet id and payload, and drop the shared connection.
@@ -47,9 +46,26 @@ fn too_long(bytes: usize) -> String {
     format!("the topic is {bytes} bytes of UTF-8, over MQTT's limit of {MAX_TOPIC_BYTES}")
 }
 
+/// Characters a broker may refuse in a topic name, closing the connection as for a malformed
+/// packet: NUL, the control characters and the Unicode noncharacters, which MQTT says topics
+/// should not hold (Mosquitto refuses them all).
+fn refused_in_topics(c: char) -> bool {
+    matches!(c, '\0'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fdd0}'..='\u{fdef}')
+        || (c as u32) & 0xfffe == 0xfffe
+}
+
+/// Whether a broker would refuse `topic` as a publish topic: it holds a wildcard, or a
+/// character [`refused_in_topics`]. Configured topics are checked with it.
+pub(crate) fn unfit_for_publish(topic: &str) -> bool {
+    topic.contains(['+', '#']) || topic.contains(refused_in_topics)
+}
+
+/// Appends a substituted value: a character that would add a topic level or a wildcard, or
+/// that a broker may refuse, becomes `_`, so one record cannot cost the shared connection.
 fn push_sanitized(topic: &mut String, value: &str) {
     topic.extend(value.chars().map(|c| match c {
-        '/' | '+' | '#' | '\0' => '_',
+        '/' | '+' | '#' => '_',
+        c if refused_in_topics(c) => '_',
         c => c,
     }));
 }
@@ -96,9 +112,11 @@ impl TopicTemplate {
         }
         for part in &parts {
             if let Part::Literal(l) = part {
-                if l.contains(['+', '#', '\0', '}']) {
+                if unfit_for_publish(l) || l.contains('}') {
                     return Err(format!(
-                        "'{text}' contains a wildcard, NUL or stray '}}', which a publish topic cannot"
+                        "'{}' contains a wildcard, a control character, a Unicode noncharacter or a \
+                         stray '}}', which a publish topic cannot",
+                        text.escape_debug()
                     ));
                 }
             }
@@ -304,8 +322,37 @@ mod tests {
             "a/{event.x..y}",
             "a/{x",
             "a}b",
+            "a/\0",
+            "a/b\nc",
+            "a/\u{85}",
+            "a/\u{fdd0}",
+            "a/\u{1fffe}",
         ] {
-            assert!(TopicTemplate::parse(bad).is_err(), "{bad}");
+            assert!(TopicTemplate::parse(bad).is_err(), "{}", bad.escape_debug());
         }
+        assert!(TopicTemplate::parse("a/\u{e9}\u{fffd}\u{10fffd}").is_ok());
+    }
+
+    /// A record's value with a character Mosquitto refuses in a topic (it drops the connection
+    /// as for a malformed packet, failing every other pack on it) becomes `_` in the topic; the
+    /// characters around them stay.
+    #[test]
+    fn characters_brokers_refuse_are_replaced_in_substituted_values() {
+        let template = TopicTemplate::parse("t/{event.s}").unwrap();
+        let render = |text: &str| {
+            let (schema, record) = text_record(text);
+            template
+                .render(&values(), &schema, Some(&record), &mut Vec::new())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            render("a\u{0}b\nc\u{1f}d\u{7f}e\u{9f}f\u{fdd0}g\u{fdef}h\u{fffe}i\u{10ffff}j"),
+            "t/a_b_c_d_e_f_g_h_i_j"
+        );
+        assert_eq!(
+            render(" \u{a0}\u{fdcf}\u{fdf0}\u{fffd}\u{1f600}"),
+            "t/ \u{a0}\u{fdcf}\u{fdf0}\u{fffd}\u{1f600}"
+        );
     }
 }

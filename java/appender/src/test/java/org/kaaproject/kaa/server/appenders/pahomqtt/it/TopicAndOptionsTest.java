@@ -122,6 +122,38 @@ class TopicAndOptionsTest {
         }
     }
 
+    /**
+     * Mosquitto refuses a topic holding a control character or a Unicode noncharacter as a malformed packet and drops
+     * the client's connection, which every appender on it shares. Such characters in a record's field become {@code _}
+     * in its topic: the pack is delivered, on the one connection, and so is the next.
+     */
+    @Test
+    void controlCharactersFromARecordNeverResetTheConnection() {
+        String base = "c" + UUID.randomUUID().toString().substring(0, 8);
+        String clientId = "control-chars-" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), base + "/{event.device.id}", 1);
+        cfg.put("clientId", clientId);
+        LogAppender appender = load(cfg);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), base + "/#", 1)) {
+            append(appender, Arrays.asList(reading("line\nbreak", 1, 1, "x"), reading("del\u007f-\u0085-\ufdd0-\uffff",
+                    1, 1, "y"))).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            append(appender, Arrays.asList(reading("fine", 1, 1, "z")))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+            sub.awaitCount(3, Duration.ofSeconds(10));
+            List<String> topics = new ArrayList<>();
+            for (Subscriber.Received m : sub.messages()) {
+                topics.add(m.topic);
+            }
+            Collections.sort(topics);
+            assertEquals(Arrays.asList(base + "/del_-_-_-_", base + "/fine", base + "/line_break"), topics);
+            String log = BROKER.broker().logTail(2000);
+            int connects = log.split(" as " + clientId + " ", -1).length - 1;
+            assertEquals(1, connects, "one connection, never reset:\n" + log);
+        } finally {
+            appender.close();
+        }
+    }
+
     @Test
     void unknownPlaceholderKeepsTheAppenderFromStarting() {
         LogAppender appender = load(KaaNode.brokerConfig(BROKER.port(), "x/{colour}", 1));
