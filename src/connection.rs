@@ -944,23 +944,42 @@ mod tests {
         Vec<Message>,
         mpsc::Receiver<Outcome>,
     ) {
+        pack_of(
+            Qos::AtLeastOnce,
+            (0..n)
+                .map(|i| format!("{{\"n\":{i}}}").into_bytes())
+                .collect(),
+        )
+    }
+
+    /// A pack of one message per payload, on topic `t`; its outcome goes to the receiver.
+    fn pack_of(
+        qos: Qos,
+        payloads: Vec<Vec<u8>>,
+    ) -> (
+        Arc<Pack>,
+        PublishOptions,
+        Vec<Message>,
+        mpsc::Receiver<Outcome>,
+    ) {
         let (tx, rx) = mpsc::channel();
         let pack = Pack::new(
-            n,
+            payloads.len(),
             Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),
         );
         let how = PublishOptions {
-            qos: Qos::AtLeastOnce,
+            qos,
             retain: false,
             content_type: "application/json",
             message_expiry: None,
         };
-        let messages = (0..n)
-            .map(|i| Message {
+        let messages = payloads
+            .into_iter()
+            .map(|payload| Message {
                 topic: Arc::from("t"),
-                payload: format!("{{\"n\":{i}}}").into_bytes(),
+                payload,
                 labels: Vec::new(),
             })
             .collect();
@@ -1090,20 +1109,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
-        let broker_thread = std::thread::spawn(move || nagle_broker(listener));
-        let broker = BrokerConfig {
+    /// MQTT 3.1.1 to a scripted broker on loopback, keep-alive 60 s, connect timeout 2 s.
+    fn scripted(port: u16, client_id: &str) -> BrokerConfig {
+        BrokerConfig {
             host: "127.0.0.1".into(),
             port,
-            client_id: "nudge-test".into(),
+            client_id: client_id.into(),
             username: None,
             password: None,
             keep_alive: Duration::from_secs(60),
             clean_session: true,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
             version: crate::config::MqttVersion::V3_1_1,
             failover: Vec::new(),
             status_topic: None,
@@ -1113,8 +1129,49 @@ mod tests {
             session_expiry: None,
             status_format: StatusFormat::Text,
             max_inflight: None,
-        };
-        let connection = Connection::get(&broker, 100);
+        }
+    }
+
+    /// A broker that accepts the connection and then reads nothing more, as a hung broker (or
+    /// one paused with SIGSTOP) does: once the socket's buffers are full, every write waits.
+    /// It holds the socket until `quit` says so.
+    fn deaf_broker(listener: std::net::TcpListener, quit: mpsc::Receiver<()>) {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut connect = [0u8; 2];
+        s.read_exact(&mut connect).expect("CONNECT");
+        let mut body = vec![0u8; usize::from(connect[1])];
+        s.read_exact(&mut body).expect("CONNECT body");
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        let _ = quit.recv_timeout(Duration::from_secs(60));
+    }
+
+    /// A broker that stops reading at QoS 0, which waits for no ack: a write that waits on the
+    /// full socket ends with the connection, within the connect timeout, and the pack is
+    /// answered. (Before: only the final flush was bounded, and a write the socket's buffer
+    /// held up waited for ever, so the pack was never answered and keep-alive never ran.)
+    #[test]
+    fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let (quit, quit_rx) = mpsc::channel();
+        let broker_thread = std::thread::spawn(move || deaf_broker(listener, quit_rx));
+        let connection = Connection::get(&scripted(port, "deaf-test"), 100);
+        // 64 MiB: more than loopback's socket buffers hold, both sides together.
+        let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
+        connection.submit(&pack, how, messages, 2048);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        drop(connection);
+        let _ = quit.send(());
+        broker_thread.join().expect("the scripted broker");
+    }
+
+    #[test]
+    fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let broker_thread = std::thread::spawn(move || nagle_broker(listener));
+        let connection = Connection::get(&scripted(port, "nudge-test"), 100);
         let (pack, how, messages, rx) = qos1_pack(5);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));

@@ -392,14 +392,17 @@ impl Tracker {
         !self.parked.is_empty()
     }
 
-    /// Whether a message written to the broker has waited for its ack longer than `limit`.
-    /// A broker that answers pings but stopped acknowledging keeps such messages in the MQTT
-    /// client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
+    /// Whether a message has waited longer than `limit` to be written, or once written for
+    /// its ack. A broker that answers pings but stopped acknowledging keeps such messages in
+    /// the MQTT client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
     /// connection lives, which keep-alive never ends: once they fill the window, every later
-    /// pack would fail. Only a new connection frees them.
+    /// pack would fail. A broker that stopped reading keeps every message, QoS 0 included,
+    /// from being written, and the MQTT 5 client's write waits without a bound. Only a new
+    /// connection frees them.
     pub fn is_stalled(&self, limit: Duration, now: Instant) -> bool {
-        self.awaiting_ack
-            .values()
+        self.sent
+            .iter()
+            .chain(self.awaiting_ack.values())
             .chain(self.awaiting_comp.values())
             .chain(&self.collided)
             .any(|m| now.saturating_duration_since(m.since) > limit)
@@ -1013,15 +1016,16 @@ mod tests {
     }
 
     #[test]
-    fn a_message_unacknowledged_past_the_limit_stalls_the_connection() {
+    fn a_message_unwritten_or_unacknowledged_past_the_limit_stalls_the_connection() {
         let (mut t, mut out) = connected();
         let (p, _rx) = pack(2);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
         let limit = Duration::from_secs(1);
         let later = Instant::now() + Duration::from_secs(2);
+        assert!(!t.is_stalled(limit, Instant::now()));
         assert!(
-            !t.is_stalled(limit, later),
-            "not written yet: not the broker's"
+            t.is_stalled(limit, later),
+            "not written for longer than the limit: the socket takes nothing"
         );
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &written(2));
@@ -1030,6 +1034,22 @@ mod tests {
         t.on_event(&mut out, &puback(1));
         t.on_event(&mut out, &puback(2));
         assert!(!t.is_stalled(limit, later), "acknowledged");
+    }
+
+    /// A broker that stopped reading is found at QoS 0 too, which waits for no ack: its
+    /// messages are never written.
+    #[test]
+    fn an_unwritten_qos0_message_past_the_limit_stalls_the_connection() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), payloads(1), 100);
+        let limit = Duration::from_secs(1);
+        let later = Instant::now() + Duration::from_secs(2);
+        assert!(!t.is_stalled(limit, Instant::now()));
+        assert!(t.is_stalled(limit, later));
+        t.on_event(&mut out, &written(0));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert!(!t.is_stalled(limit, later), "written: nothing waits");
     }
 
     #[test]

@@ -410,21 +410,22 @@ fn publish_v4(message: Message, how: &PublishOptions) -> rumqttc::Publish {
 /// then one flush for them all. rumqttc's event loop keeps its socket in a public field.
 async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Result<(), Failure> {
     let timeout = std::time::Duration::from_secs(eventloop.network_options.connection_timeout());
-    let written = async {
-        let Some(network) = eventloop.network.as_mut() else {
-            return Ok(());
-        };
-        while eventloop.state.collision.is_none() {
+    let Some(network) = eventloop.network.as_mut() else {
+        return Ok(());
+    };
+    let state = &mut eventloop.state;
+    let written = within(timeout, async {
+        while state.collision.is_none() {
             let Some((message, how)) = ready.pop_front() else {
                 break;
             };
             let request = rumqttc::Request::Publish(publish_v4(message, &how));
-            if let Some(packet) = eventloop.state.handle_outgoing_packet(request)? {
+            if let Some(packet) = state.handle_outgoing_packet(request)? {
                 network.write(packet).await?;
             }
         }
-        flush_v4(network.flush(), timeout).await
-    }
+        Ok(network.flush().await?)
+    })
     .await;
     written.map_err(|e| {
         eventloop.clean();
@@ -440,10 +441,10 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
     let Some(network) = eventloop.network.as_mut() else {
         return Ok(());
     };
-    let written = async {
+    let written = within(timeout, async {
         network.write(rumqttc::Packet::PingReq).await?;
-        flush_v4(network.flush(), timeout).await
-    }
+        Ok(network.flush().await?)
+    })
     .await;
     written.map_err(|e| {
         eventloop.clean();
@@ -451,14 +452,17 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
     })
 }
 
-async fn flush_v4(
-    flush: impl Future<Output = Result<(), rumqttc::StateError>>,
+/// MQTT 3.1.1: a write to the socket, bounded as a whole. A broker that stops reading fills
+/// the socket's buffers, and any write can wait from then on, not only the final flush; the
+/// driver runs nothing else meanwhile (keep-alive, stall checks, shutdown), so without the
+/// bound such a broker kept the connection, and every pack after it, forever.
+async fn within(
     timeout: std::time::Duration,
+    write: impl Future<Output = Result<(), rumqttc::ConnectionError>>,
 ) -> Result<(), rumqttc::ConnectionError> {
-    match tokio::time::timeout(timeout, flush).await {
-        Ok(flushed) => flushed.map_err(rumqttc::ConnectionError::MqttState),
-        Err(_) => Err(rumqttc::ConnectionError::FlushTimeout),
-    }
+    tokio::time::timeout(timeout, write)
+        .await
+        .unwrap_or(Err(rumqttc::ConnectionError::FlushTimeout))
 }
 
 /// MQTT 5: rumqttc keeps this event loop's socket private, so publishes go through its

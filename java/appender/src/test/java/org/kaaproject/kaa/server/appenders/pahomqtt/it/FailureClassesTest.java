@@ -22,8 +22,12 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
 import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.apache.avro.generic.GenericRecord;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
@@ -124,6 +128,69 @@ class FailureClassesTest {
         try (Peer peer = new Peer(http)) {
             assertConnectionErrorsByTheDeadline("peer speaking HTTP", KaaNode.brokerConfig(peer.port(), topic(), 1));
             assertTrue(peer.connections() > 0, "the appender never even connected to the HTTP peer");
+        }
+    }
+
+    /**
+     * A broker that stops reading (Mosquitto paused with SIGSTOP: a hung broker, a stalled path) while the appender
+     * publishes at QoS 0, which waits for no ack. Its socket's buffers fill and every write waits. The appender must
+     * notice, answer every pack by its deadline, and move to the failover broker, where the next pack is delivered.
+     * (Before: the connection's writer waited for ever, the appender stayed connected to the paused broker and never
+     * failed over.)
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"MQTT_3_1_1", "MQTT_5"})
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aBrokerThatStopsReadingIsLeftForTheFailoverBroker(String version) {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        try (Mosquitto hung = Mosquitto.startAnonymous(); Mosquitto second = Mosquitto.startAnonymous()) {
+            String topic = topic();
+            Map<String, Object> cfg = KaaNode.brokerConfig(hung.port(), topic, 0);
+            cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
+                    version));
+            cfg.put("brokers", "127.0.0.1:" + second.port());
+            cfg.put("deliveryTimeoutSeconds", TIMEOUT_S);
+            cfg.put("connectTimeoutSeconds", 2);
+            cfg.put("keepAliveSeconds", 60);
+            LogAppender appender = KaaNode.load("hung " + version, KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(second.port(), topic, 0)) {
+                append(appender, logSchema, records(schema, "before", 2), "before")
+                        .assertExactlyOne(RecordingCallback.SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                hung.pause();
+                // A steady stream, about 16 MB of 4 KiB records: more than loopback's socket buffers hold.
+                List<RecordingCallback> cbs = new ArrayList<>();
+                for (int p = 0; p < 400; p++) {
+                    RecordingCallback.sleep(Duration.ofMillis(2));
+                    List<byte[]> big = new ArrayList<>();
+                    Random rnd = new Random(p);
+                    for (int i = 0; i < 10; i++) {
+                        GenericRecord r = TestData.telemetry(schema, rnd, "hung-" + p + "-" + i, i);
+                        r.put("note", String.join("", java.util.Collections.nCopies(4096, "x")));
+                        big.add(AvroReference.binary(schema, r));
+                    }
+                    cbs.add(append(appender, logSchema, big, "paused broker, pack " + p));
+                }
+                Duration within = Duration.ofSeconds(TIMEOUT_S).plus(SLACK);
+                for (RecordingCallback cb : cbs) {
+                    cb.awaitFirst(within.plusSeconds(5));
+                    assertEquals(1, cb.calls().size(), cb.label() + ": " + cb.calls());
+                }
+                assertTrue(cbs.stream().anyMatch(cb -> cb.calls().get(0).method.equals(CONNECTION_ERROR)),
+                        "the buffers never filled: no pack waited");
+                // Failing over takes a connect timeout at the paused broker, which accepts TCP and answers nothing.
+                RecordingCallback after = null;
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
+                do {
+                    after = append(appender, logSchema, records(schema, "after", 2), "after");
+                    after.awaitFirst(within.plusSeconds(5));
+                } while (!RecordingCallback.SUCCESS.equals(after.calls().get(0).method) && System.nanoTime() < deadline);
+                after.assertOnlyOne(RecordingCallback.SUCCESS);
+                assertTrue(sub.awaitCount(2, Duration.ofSeconds(10)).size() >= 2, "delivered on the failover broker");
+            } finally {
+                hung.resume();
+                appender.close();
+            }
         }
     }
 

@@ -56,6 +56,8 @@ public final class Mosquitto implements AutoCloseable {
     /** The plain listener of a TLS broker (-1 if it has none); {@link #port} for a plain broker. */
     private final int plainPort;
     private Process process;
+    /** Between {@link #pause} and {@link #resume}. */
+    private boolean paused;
     /** Lines a test adds to the broker's configuration (e.g. an ACL file). */
     private final List<String> extra = new ArrayList<>();
 
@@ -224,6 +226,7 @@ public final class Mosquitto implements AutoCloseable {
         if (process == null) {
             return;
         }
+        resume();
         Process p = process;
         process = null;
         p.destroy();
@@ -245,6 +248,7 @@ public final class Mosquitto implements AutoCloseable {
         if (process == null) {
             return;
         }
+        paused = false; // SIGKILL ends a stopped process too
         Process p = process;
         process = null;
         p.destroyForcibly();
@@ -254,6 +258,40 @@ public final class Mosquitto implements AutoCloseable {
             Thread.currentThread().interrupt();
         } finally {
             LIVE.remove(p);
+        }
+    }
+
+    /**
+     * SIGSTOP: the broker stays, its sockets open, and reads nothing more (a hung broker, a stalled path): the
+     * kernel still accepts connections and fills the socket buffers, then writers wait. {@link #close} resumes it.
+     */
+    public synchronized void pause() {
+        signal("-STOP");
+        paused = true;
+    }
+
+    /** SIGCONT after {@link #pause}. */
+    public synchronized void resume() {
+        if (paused) {
+            signal("-CONT");
+            paused = false;
+        }
+    }
+
+    private void signal(String which) {
+        if (process == null) {
+            throw new IllegalStateException("mosquitto is not running");
+        }
+        try {
+            Process kill = new ProcessBuilder("kill", which, Long.toString(process.pid())).inheritIO().start();
+            if (!kill.waitFor(10, TimeUnit.SECONDS) || kill.exitValue() != 0) {
+                throw new IllegalStateException("kill " + which + " of mosquitto failed");
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
         }
     }
 
