@@ -636,6 +636,7 @@ impl<E: EventLoop> Driver<E> {
             Ok(Observed::Connected {
                 receive_maximum,
                 session_present,
+                max_packet_size,
             }) => {
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
                 if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
@@ -663,7 +664,10 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::info!("connected to {label}");
                 }
-                shared.hand_over(|tracker, client| tracker.on_connected(client, window));
+                shared.hand_over(|tracker, client| {
+                    client.limit_packets(max_packet_size);
+                    tracker.on_connected(client, window)
+                });
                 shared.publish_status(Status::Online);
             }
             Ok(event) => {
@@ -857,7 +861,7 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Outbox, Ready};
+    use crate::protocol::{Outbox, Ready, Unqueued};
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -904,8 +908,8 @@ mod tests {
     struct Accepting;
 
     impl Outbox for Accepting {
-        fn try_publish(&mut self, _: Message, _: &PublishOptions) -> bool {
-            true
+        fn try_publish(&mut self, _: Message, _: &PublishOptions) -> Result<(), Unqueued> {
+            Ok(())
         }
     }
 
@@ -998,6 +1002,7 @@ mod tests {
             .send(Step::Event(Observed::Connected {
                 receive_maximum: None,
                 session_present: false,
+                max_packet_size: None,
             }))
             .expect("driver alive");
         let deadline = Instant::now() + WAIT;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
-use crate::protocol::{Message, Observed, Outbox, PublishOptions, Window};
+use crate::protocol::{Message, Observed, Outbox, PublishOptions, Unqueued, Window};
 use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows, its methods' names their `Display`. The
@@ -246,9 +246,22 @@ impl Tracker {
             if p.pack.is_done() {
                 continue;
             }
-            if !out.try_publish(p.message, &p.how) {
-                p.pack.finish(Why::Lost);
-                continue;
+            match out.try_publish(p.message, &p.how) {
+                Ok(()) => {}
+                Err(Unqueued::Full) => {
+                    p.pack.finish(Why::Lost);
+                    continue;
+                }
+                Err(Unqueued::TooLarge { size, limit }) => {
+                    // Once per pack: its later messages are skipped as done.
+                    log::warn!(
+                        "a message of {size} bytes fails its pack: the broker takes packets of \
+                         at most {limit} bytes (its Maximum Packet Size); maxMessageBytes below \
+                         that fails such records before they are published"
+                    );
+                    p.pack.finish(Why::Unpublishable);
+                    continue;
+                }
             }
             self.take(qos);
             self.sent.push_back(InFlight {
@@ -458,15 +471,15 @@ mod tests {
     }
 
     impl Outbox for Recorder {
-        fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool {
+        fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
             if self.refuse {
-                return false;
+                return Err(Unqueued::Full);
             }
             self.published
                 .push((message.topic.to_string(), *how, message.payload.clone()));
             self.channel
                 .push_back((message.topic.to_string(), how.qos, message.payload));
-            true
+            Ok(())
         }
     }
 

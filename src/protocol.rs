@@ -84,6 +84,8 @@ pub enum Observed {
     Connected {
         receive_maximum: Option<u16>,
         session_present: bool,
+        /// The largest packet an MQTT 5 broker takes (its Maximum Packet Size).
+        max_packet_size: Option<u32>,
     },
     /// A publish was written with this packet id (0: QoS 0).
     Written(u16),
@@ -307,6 +309,7 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
         Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
             receive_maximum: None,
             session_present: c.session_present,
+            max_packet_size: None,
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
@@ -333,6 +336,7 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
         Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
             receive_maximum: c.properties.as_ref().and_then(|p| p.receive_max),
             session_present: c.session_present,
+            max_packet_size: c.properties.as_ref().and_then(|p| p.max_packet_size),
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
@@ -369,9 +373,9 @@ struct Batching {
 }
 
 impl Outbox for Batching {
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool {
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
         self.ready.push_back((message, *how));
-        true
+        Ok(())
     }
 }
 
@@ -475,8 +479,34 @@ async fn nudge_v5(_: &mut rumqttc::v5::EventLoop) -> Result<(), Failure> {
     Ok(())
 }
 
-impl Outbox for rumqttc::v5::AsyncClient {
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool {
+/// The MQTT 5 client, and the largest packet the broker said it takes. rumqttc refuses a
+/// larger publish only when it writes it, by failing the connection every appender shares.
+struct Limited {
+    client: rumqttc::v5::AsyncClient,
+    max_packet_size: Option<u32>,
+}
+
+/// An MQTT 5 PUBLISH's size at most: fixed header, topic, packet id, the properties we set
+/// (content type, message expiry, user properties, each with its identifier and lengths)
+/// and the payload. Above the exact size by a few bytes at most.
+fn v5_publish_size(message: &Message, how: &PublishOptions) -> usize {
+    let labels: usize = message
+        .labels
+        .iter()
+        .map(|(k, v)| 5 + k.len() + v.len())
+        .sum();
+    let properties = 4 + 3 + how.content_type.len() + 5 + labels;
+    5 + 2 + message.topic.len() + 2 + properties + message.payload.len()
+}
+
+impl Outbox for Limited {
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
+        if let Some(limit) = self.max_packet_size {
+            let size = v5_publish_size(&message, how);
+            if size > limit as usize {
+                return Err(Unqueued::TooLarge { size, limit });
+            }
+        }
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
             message_expiry_interval: how.message_expiry,
@@ -488,14 +518,15 @@ impl Outbox for rumqttc::v5::AsyncClient {
             Qos::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
             Qos::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
         };
-        self.try_publish_with_properties(
-            &*message.topic,
-            qos,
-            how.retain,
-            message.payload,
-            properties,
-        )
-        .is_ok()
+        self.client
+            .try_publish_with_properties(
+                &*message.topic,
+                qos,
+                how.retain,
+                message.payload,
+                properties,
+            )
+            .map_err(|_| Unqueued::Full)
     }
 }
 
@@ -520,8 +551,17 @@ pub struct PublishOptions {
 
 /// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
 pub trait Outbox {
-    /// Queues one publish without blocking; false if it cannot be queued.
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> bool;
+    /// Queues one publish without blocking.
+    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued>;
+}
+
+/// Why a publish was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unqueued {
+    /// The client's channel is full (or gone).
+    Full,
+    /// Its packet would be larger than the broker takes.
+    TooLarge { size: usize, limit: u32 },
 }
 
 /// An MQTT client of either version.
@@ -540,11 +580,18 @@ pub(crate) trait Client: Outbox + Send {
     fn has_ready(&self) -> bool {
         false
     }
+
+    /// The broker of a new connection takes packets up to this size (`None`: it did not say).
+    fn limit_packets(&mut self, _max_packet_size: Option<u32>) {}
 }
 
-impl Client for rumqttc::v5::AsyncClient {
+impl Client for Limited {
     fn disconnect(&mut self) {
-        let _ = self.try_disconnect();
+        let _ = self.client.try_disconnect();
+    }
+
+    fn limit_packets(&mut self, max_packet_size: Option<u32>) {
+        self.max_packet_size = max_packet_size;
     }
 }
 
@@ -697,6 +744,10 @@ pub(crate) fn open(
                 .collect();
             let (client, eventloop) = rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
             let brokers = options.into_iter().zip(labels).collect();
+            let client = Limited {
+                client,
+                max_packet_size: None,
+            };
             (Box::new(client), Pending::V5(Box::new(eventloop), brokers))
         }
     }
@@ -764,6 +815,50 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::Transport as Via;
+
+    /// The size a message is checked with against an MQTT 5 broker's Maximum Packet Size is
+    /// never below the PUBLISH rumqttc writes (which it would refuse by failing the connection)
+    /// and above it by a few bytes at most.
+    #[test]
+    fn v5_publish_size_bounds_the_packet_rumqttc_writes() {
+        use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
+        for (payload, labels) in [(0, 0), (100, 2), (20_000, 5), (3_000_000, 1)] {
+            let message = Message {
+                topic: Arc::from("kaa/app/some-endpoint/telemetry"),
+                payload: vec![b'x'; payload],
+                labels: (0..labels)
+                    .map(|i| (format!("label{i}"), "v".repeat(i * 10)))
+                    .collect(),
+            };
+            for message_expiry in [None, Some(60)] {
+                let how = PublishOptions {
+                    qos: Qos::ExactlyOnce,
+                    retain: false,
+                    content_type: "application/json",
+                    message_expiry,
+                };
+                let properties = PublishProperties {
+                    content_type: Some(how.content_type.to_string()),
+                    message_expiry_interval: how.message_expiry,
+                    user_properties: message.labels.clone(),
+                    ..Default::default()
+                };
+                let mut publish = Publish::new(
+                    &*message.topic,
+                    rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+                    message.payload.clone(),
+                    Some(properties),
+                );
+                publish.pkid = 1;
+                let exact = publish.size();
+                let ours = v5_publish_size(&message, &how);
+                assert!(
+                    (exact..=exact + 16).contains(&ours),
+                    "{payload} bytes, {labels} labels: {ours} against {exact}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_window_is_the_configured_one_within_the_brokers_receive_maximum() {

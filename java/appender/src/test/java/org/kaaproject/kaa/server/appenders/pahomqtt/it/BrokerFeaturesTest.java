@@ -206,6 +206,38 @@ class BrokerFeaturesTest {
      * and stops sending once they fill the broker's receive maximum (Mosquitto: 20). The appender reconnects
      * before that: after 30 refusals, an appender sharing the connection still delivers.
      */
+    /**
+     * An MQTT 5 broker says in its CONNACK how large a packet it takes (Mosquitto's {@code max_packet_size}). A record
+     * whose message is larger fails its pack (onInternalError, as any record that cannot become a message), and the
+     * connection every appender shares is left alone: rumqttc, handed the message, would fail the connection when it
+     * came to write it, and every pack in flight with it, each time Kaa sent the pack again.
+     */
+    @Test
+    void mqtt5MessagesOverTheBrokersMaximumPacketSizeFailTheirPackOnly() {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("max_packet_size 20000")) {
+            broker.start();
+            String topic = "mps/" + UUID.randomUUID();
+            String clientId = "mps-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
+            cfg.put("clientId", clientId);
+            LogAppender appender = KaaNode.load("max packet", KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+                List<byte[]> withBig = new ArrayList<>(records(3, 7));
+                withBig.add(1, TestData.telemetryWithNote(SCHEMA, new java.util.Random(1), "big", 1, 30_000));
+                RecordingCallback big = append(appender, withBig);
+                RecordingCallback fine = append(appender, records(5, 8));
+                big.assertExactlyOne(RecordingCallback.INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                fine.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(200));
+                sub.awaitCount(5, Duration.ofSeconds(10));
+                String log = broker.logTail(400);
+                assertEquals(1, log.split(" as " + clientId + " ", -1).length - 1, "one connection, never reset:\n"
+                        + log);
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
     @Test
     void mqtt5RefusedQos2MessagesDoNotStallTheirConnection() throws IOException {
         try (Mosquitto broker = Mosquitto.anonymous()) {

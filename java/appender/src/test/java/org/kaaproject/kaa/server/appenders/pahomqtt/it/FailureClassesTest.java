@@ -23,7 +23,6 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
-import org.apache.avro.generic.GenericRecord;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -165,9 +164,7 @@ class FailureClassesTest {
                     List<byte[]> big = new ArrayList<>();
                     Random rnd = new Random(p);
                     for (int i = 0; i < 10; i++) {
-                        GenericRecord r = TestData.telemetry(schema, rnd, "hung-" + p + "-" + i, i);
-                        r.put("note", String.join("", java.util.Collections.nCopies(4096, "x")));
-                        big.add(AvroReference.binary(schema, r));
+                        big.add(TestData.telemetryWithNote(schema, rnd, "hung-" + p + "-" + i, i, 4096));
                     }
                     cbs.add(append(appender, logSchema, big, "paused broker, pack " + p));
                 }

@@ -51,6 +51,15 @@ public final class TestData {
         return out;
     }
 
+    /** A telemetry record in Avro binary whose note is {@code noteChars} characters long. */
+    public static byte[] telemetryWithNote(Schema s, Random rnd, String id, int seq, int noteChars) {
+        GenericRecord r = telemetry(s, rnd, id, seq);
+        char[] note = new char[noteChars];
+        java.util.Arrays.fill(note, 'x');
+        r.put("note", new String(note));
+        return AvroReference.binary(s, r);
+    }
+
     /** One telemetry record (schemas/telemetry.avsc), deterministic for a given Random state. */
     public static GenericRecord telemetry(Schema s, Random rnd, String id, int seq) {
         GenericRecord r = new GenericData.Record(s);
