@@ -402,6 +402,9 @@ struct Driver<E: EventLoop> {
     /// window; at half of the window the connection is made anew.
     refused_slots: usize,
     slot_limit: usize,
+    /// The broker refused a message on this connection (MQTT 5): a close soon after is its
+    /// answer to that message, not another client taking the id.
+    refused_here: bool,
     nudge: Nudge,
 }
 
@@ -439,6 +442,7 @@ async fn drive<E: EventLoop>(
         last_failure: None,
         refused_slots: 0,
         slot_limit: Window::default().acked / 2,
+        refused_here: false,
         nudge: Nudge::new(),
     };
     loop {
@@ -541,6 +545,7 @@ impl<E: EventLoop> Driver<E> {
             last_failure,
             refused_slots,
             slot_limit,
+            refused_here,
             nudge,
         } = self;
         let polled = if connected_at.is_some() {
@@ -612,6 +617,9 @@ impl<E: EventLoop> Driver<E> {
             // that of the next connection with the same client id, and push that one out.
             eventloop.poll().await
         };
+        if polled.as_ref().is_ok_and(Observed::is_refusal) {
+            *refused_here = true;
+        }
         let polled = match polled {
             Ok(
                 event @ Observed::Received {
@@ -649,6 +657,7 @@ impl<E: EventLoop> Driver<E> {
                     }
                 }
                 *refused_slots = 0;
+                *refused_here = false;
                 *slot_limit = (window.acked / 2).max(1);
                 *nudge = Nudge::new();
                 *backoff = BACKOFF_MIN;
@@ -678,11 +687,26 @@ impl<E: EventLoop> Driver<E> {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
                 let mut pause = None;
+                if !matches!(failure, Failure::Refused(_)) {
+                    // Under the tracker's lock: what rumqttc drained must be what the tracker
+                    // handed it. The events include what the broker answered just before the
+                    // close (a refusal and the close often come in one read).
+                    let mut tracker = lock(&shared.tracker);
+                    let (drained, unreported) = eventloop.forget();
+                    *refused_here |= unreported.iter().any(Observed::is_refusal);
+                    tracker.on_connection_lost(drained, &unreported);
+                }
                 let (text, refused) = match failure {
                     Failure::Refused(code) => (format!("refused the connection: {code}"), true),
+                    // A close soon after the connect is taken for a takeover unless the broker
+                    // said another reason (an MQTT 5 DISCONNECT), or had just refused a
+                    // message: then the close is its answer to that message.
                     Failure::Closed { why, taken_over }
-                        if taken_over || lived.is_some_and(|l| l < TAKEOVER_WINDOW) =>
+                        if taken_over.unwrap_or_else(|| {
+                            !*refused_here && lived.is_some_and(|l| l < TAKEOVER_WINDOW)
+                        }) =>
                     {
+                        let taken_over = taken_over == Some(true);
                         let lived = lived.unwrap_or_default();
                         if lived >= TAKEOVER_WINDOW {
                             *takeover_backoff = BACKOFF_MIN;
@@ -719,20 +743,13 @@ impl<E: EventLoop> Driver<E> {
                     (false, true) => log::Level::Error,
                     (false, false) => log::Level::Warn,
                 };
-                {
-                    let mut tracker = lock(&shared.tracker);
-                    if refused {
-                        log::log!(level, "{label} {text}");
-                        tracker.on_refused();
-                    } else {
-                        if lived.is_some() {
-                            log::warn!("connection to {label} lost: {text}");
-                        } else {
-                            log::log!(level, "cannot connect to {label}: {text}; retrying");
-                        }
-                        let (drained, unreported) = eventloop.forget();
-                        tracker.on_connection_lost(drained, &unreported);
-                    }
+                if refused {
+                    log::log!(level, "{label} {text}");
+                    lock(&shared.tracker).on_refused();
+                } else if lived.is_some() {
+                    log::warn!("connection to {label} lost: {text}");
+                } else {
+                    log::log!(level, "cannot connect to {label}: {text}; retrying");
                 }
                 *last_failure = Some(text);
                 // The next broker right away; a pause only after a whole round failed.

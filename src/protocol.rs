@@ -75,6 +75,22 @@ fn client_window(broker: &BrokerConfig) -> u16 {
     broker.max_inflight.unwrap_or(AUTO_INFLIGHT_MAX)
 }
 
+impl Observed {
+    /// The broker refused a message (an MQTT 5 reason code).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Observed::Acked {
+                refused: Some(_),
+                ..
+            } | Observed::Received {
+                refused: Some(_),
+                ..
+            }
+        )
+    }
+}
+
 /// What the delivery tracker needs to know of one event-loop event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
@@ -110,9 +126,13 @@ pub enum Failure {
     /// The broker answered CONNECT with a refusal (credentials, authorisation, ...).
     Refused(String),
     /// The broker closed a connection it had accepted: end of stream or reset (MQTT 3.1.1
-    /// says no more), or an MQTT 5 DISCONNECT. `taken_over`: its reason was that another
-    /// client connected with the same client id.
-    Closed { why: String, taken_over: bool },
+    /// says no more), or an MQTT 5 DISCONNECT. `taken_over`: whether its reason was that
+    /// another client connected with the same client id, as an MQTT 5 DISCONNECT says;
+    /// `None` when no reason came (MQTT 3.1.1; or the close overtook the DISCONNECT).
+    Closed {
+        why: String,
+        taken_over: Option<bool>,
+    },
     /// Anything else: unreachable, TLS, timeout, keep-alive expired.
     Broken(String),
 }
@@ -202,7 +222,7 @@ macro_rules! event_loop {
                     };
                     let taken_over = $taken_over(&e);
                     let why = e.to_string();
-                    if closed || taken_over {
+                    if closed || taken_over == Some(true) {
                         Failure::Closed { why, taken_over }
                     } else {
                         Failure::Broken(why)
@@ -288,19 +308,19 @@ event_loop!(
 );
 
 /// MQTT 3.1.1 has no reason for a close.
-fn never_says_taken_over(_: &rumqttc::ConnectionError) -> bool {
-    false
+fn never_says_taken_over(_: &rumqttc::ConnectionError) -> Option<bool> {
+    None
 }
 
-fn says_taken_over(e: &rumqttc::v5::ConnectionError) -> bool {
+fn says_taken_over(e: &rumqttc::v5::ConnectionError) -> Option<bool> {
     use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
-    matches!(
-        e,
+    match e {
         rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
-            reason_code: DisconnectReasonCode::SessionTakenOver,
+            reason_code,
             ..
-        })
-    )
+        }) => Some(*reason_code == DisconnectReasonCode::SessionTakenOver),
+        _ => None,
+    }
 }
 
 fn observe_v4(event: &rumqttc::Event) -> Observed {
