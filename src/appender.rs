@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{Completion, Pack, Why};
+use crate::delivery::{Completion, Pack, Why, PENDING_BYTES_PER_RECORD};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
@@ -553,19 +553,29 @@ async fn drain(draining: Arc<Draining>) {
     );
 }
 
-/// A pack with more messages than `maxPendingRecords` could never be accepted: answered as a
-/// connection error, Kaa would send it again forever. It is the pack's fault, not the broker's.
 /// The connection an endpoint's packs take, always the same one, so their order holds.
 fn connection_index(endpoint: &str, connections: usize) -> usize {
     (fnv1a(endpoint.as_bytes()) % connections.max(1) as u64) as usize
 }
 
+/// A pack with more messages than `maxPendingRecords`, or more payload bytes than it allows
+/// ([`PENDING_BYTES_PER_RECORD`] each), could never be accepted: answered as a connection
+/// error, Kaa would send it again forever. It is the pack's fault, not the broker's.
 fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
     if messages.len() > max_pending {
         return Err(format!(
             "it makes {} messages, more than maxPendingRecords ({max_pending}) allows in flight, \
              so it can never be accepted; raise maxPendingRecords or send smaller packs",
             messages.len()
+        ));
+    }
+    let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+    let max_bytes = max_pending.saturating_mul(PENDING_BYTES_PER_RECORD);
+    if bytes > max_bytes {
+        return Err(format!(
+            "its messages take {bytes} bytes, more than maxPendingRecords ({max_pending}) allows \
+             in flight ({PENDING_BYTES_PER_RECORD} bytes each, {max_bytes} in all), so it can \
+             never be accepted; raise maxPendingRecords or send smaller packs"
         ));
     }
     Ok(messages)
@@ -631,6 +641,28 @@ mod tests {
     const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}"#;
     /// One record of SCHEMA: x = 1.
     const RECORD: &[u8] = &[2];
+
+    /// A pack is refused for good when it alone passes either bound: its messages, or their
+    /// bytes at `PENDING_BYTES_PER_RECORD` per record allowed.
+    #[test]
+    fn a_pack_over_either_pending_bound_can_never_fit() {
+        let messages = |sizes: &[usize]| -> Vec<Message> {
+            sizes
+                .iter()
+                .map(|&n| Message {
+                    topic: Arc::from("t"),
+                    payload: vec![0; n],
+                    labels: Vec::new(),
+                })
+                .collect()
+        };
+        let per = PENDING_BYTES_PER_RECORD;
+        let refusal = |sizes: &[usize]| fits_pending_bound(messages(sizes), 2).err();
+        assert_eq!(refusal(&[per, per]), None);
+        assert!(refusal(&[1, 1, 1]).is_some_and(|e| e.contains("3 messages")));
+        let e = refusal(&[2 * per + 1]).unwrap_or_default();
+        assert!(e.contains("8193 bytes") && e.contains("8192 in all"), "{e}");
+    }
     const WAIT: Duration = Duration::from_secs(20);
 
     /// A loopback port nothing listens on: packs wait there until their deadline.

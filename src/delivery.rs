@@ -146,12 +146,41 @@ impl Drop for Pack {
     }
 }
 
+/// Payload bytes a connection may hold per message `maxPendingRecords` allows: messages of 4
+/// KiB fill both bounds together (100,000 of them, the default, take about 405 MiB), and
+/// larger ones, which endpoints choose, cannot make a broker that is away hold more.
+pub const PENDING_BYTES_PER_RECORD: usize = 4096;
+
+/// One message's payload bytes, counted in [`Tracker::held_bytes`] from its acceptance until
+/// it is confirmed or failed, whichever way it leaves: they are given back when this drops.
+struct Held {
+    total: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Held {
+    fn new(total: &Arc<AtomicUsize>, bytes: usize) -> Held {
+        total.fetch_add(bytes, Ordering::Relaxed);
+        Held {
+            total: Arc::clone(total),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// A message accepted but not handed to the client yet: there is no connection, or the
 /// connection's [`Window`] is full.
 struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
     message: Message,
+    held: Held,
 }
 
 /// A message handed to the client and not yet confirmed.
@@ -161,6 +190,8 @@ struct InFlight {
     qos: Qos,
     /// When it was handed to the client, then when it was written.
     since: Instant,
+    /// The client holds the payload until the message is confirmed.
+    _held: Held,
 }
 
 /// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5).
@@ -191,6 +222,8 @@ pub struct Tracker {
     window: Window,
     acked_in_flight: usize,
     qos2_in_flight: usize,
+    /// Payload bytes of the messages above.
+    held_bytes: Arc<AtomicUsize>,
 }
 
 impl Tracker {
@@ -203,8 +236,14 @@ impl Tracker {
             + usize::from(self.collided.is_some())
     }
 
-    /// Accepts a pack's messages, or answers at once: the bound is reached
-    /// (`ConnectionError`, Kaa retries later) or the client's channel refused a publish.
+    /// Payload bytes of the messages accepted and not yet confirmed or failed.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Accepts a pack's messages, or answers at once: a bound is reached, `max_outstanding`
+    /// messages or their [`PENDING_BYTES_PER_RECORD`] bytes each (`ConnectionError`, Kaa
+    /// retries later), or the client's channel refused a publish.
     pub fn submit(
         &mut self,
         out: &mut (impl Outbox + ?Sized),
@@ -213,7 +252,10 @@ impl Tracker {
         messages: Vec<Message>,
         max_outstanding: usize,
     ) {
-        if self.outstanding() + messages.len() > max_outstanding {
+        let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+        if self.outstanding() + messages.len() > max_outstanding
+            || self.held_bytes() + bytes > max_outstanding.saturating_mul(PENDING_BYTES_PER_RECORD)
+        {
             pack.finish(Why::Lost);
             return;
         }
@@ -221,6 +263,7 @@ impl Tracker {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
+                held: Held::new(&self.held_bytes, message.payload.len()),
                 message,
             });
         }
@@ -246,10 +289,16 @@ impl Tracker {
             if p.pack.is_done() {
                 continue;
             }
-            match out.try_publish(p.message, &p.how) {
+            let Parked {
+                pack,
+                how,
+                message,
+                held,
+            } = p;
+            match out.try_publish(message, &how) {
                 Ok(()) => {}
                 Err(Unqueued::Full) => {
-                    p.pack.finish(Why::Lost);
+                    pack.finish(Why::Lost);
                     continue;
                 }
                 Err(Unqueued::TooLarge { size, limit }) => {
@@ -259,15 +308,16 @@ impl Tracker {
                          at most {limit} bytes (its Maximum Packet Size); maxMessageBytes below \
                          that fails such records before they are published"
                     );
-                    p.pack.finish(Why::Unpublishable);
+                    pack.finish(Why::Unpublishable);
                     continue;
                 }
             }
             self.take(qos);
             self.sent.push_back(InFlight {
-                pack: p.pack,
+                pack,
                 qos,
                 since: *now.get_or_insert_with(Instant::now),
+                _held: held,
             });
         }
     }
@@ -1063,6 +1113,76 @@ mod tests {
         t.on_event(&mut out, &written(0));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         assert!(!t.is_stalled(limit, later), "written: nothing waits");
+    }
+
+    fn sized(sizes: &[usize]) -> Vec<Message> {
+        sizes
+            .iter()
+            .map(|&n| Message {
+                topic: Arc::from("t"),
+                payload: vec![b'x'; n],
+                labels: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Payload bytes are bounded too, at `PENDING_BYTES_PER_RECORD` per record allowed: one
+    /// endpoint's large records cannot make a broker that is away hold more than messages of
+    /// 4 KiB would. The bytes come back whichever way a message leaves: confirmed, failed at
+    /// a loss, written at QoS 0, dropped with its answered pack, or refused with the connection.
+    #[test]
+    fn payload_bytes_are_bounded_and_given_back_whichever_way_messages_leave() {
+        let max = 10; // records, so 40 KiB
+        let full = [PENDING_BYTES_PER_RECORD * 5, PENDING_BYTES_PER_RECORD * 5];
+        let qos1 = PublishOptions::from(Qos::AtLeastOnce);
+        let (mut t, mut out) = connected();
+        let (a, a_rx) = pack(2);
+        t.submit(&mut out, &a, qos1, sized(&full), max);
+        assert_eq!(t.held_bytes(), PENDING_BYTES_PER_RECORD * max);
+        assert_eq!(t.outstanding(), 2, "far below the bound on records");
+        let (b, b_rx) = pack(1);
+        t.submit(&mut out, &b, qos1, sized(&[1]), max);
+        assert_eq!(
+            outcomes(&b_rx),
+            vec![Outcome::ConnectionError],
+            "bytes full"
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(outcomes(&a_rx), vec![Outcome::Delivered]);
+        assert_eq!(t.held_bytes(), 0, "confirmed");
+
+        let (c, _) = pack(2);
+        t.submit(&mut out, &c, qos1, sized(&full), max);
+        t.on_event(&mut out, &written(3));
+        t.on_connection_lost(1, &[]);
+        assert_eq!(t.held_bytes(), 0, "failed at the loss");
+
+        let (d, _) = pack(1);
+        t.submit(&mut out, &d, Qos::AtMostOnce.into(), sized(&[100]), max);
+        assert_eq!(t.held_bytes(), 100, "parked while disconnected");
+        d.finish(Why::Expired);
+        t.prune();
+        assert_eq!(t.held_bytes(), 0, "dropped with its answered pack");
+
+        let (e, _) = pack(1);
+        t.submit(&mut out, &e, Qos::AtMostOnce.into(), sized(&[100]), max);
+        t.on_refused();
+        assert_eq!(t.held_bytes(), 0, "refused with the connection");
+
+        t.on_connected(&mut out, Window::default());
+        let (f, f_rx) = pack(1);
+        t.submit(&mut out, &f, Qos::AtMostOnce.into(), sized(&[100]), max);
+        t.on_event(&mut out, &written(0));
+        assert_eq!(outcomes(&f_rx), vec![Outcome::Delivered]);
+        assert_eq!(t.held_bytes(), 0, "written at QoS 0");
+
+        let (g, _) = pack(1);
+        t.submit(&mut out, &g, qos1, sized(&[100]), max);
+        t.fail_all(Why::Closed);
+        assert_eq!(t.held_bytes(), 0, "failed with the connection");
     }
 
     #[test]

@@ -501,6 +501,41 @@ class EndToEndTest {
                 + "deadline; A answered after " + a.millisToFirst() + " ms, B after " + b.millisToFirst() + " ms");
     }
 
+    /**
+     * maxPendingRecords bounds the bytes held too, 4 KiB per record: an endpoint's large records cannot make a
+     * broker that is away hold more memory than messages of 4 KiB would. With 10 records allowed (40 KiB) and the
+     * broker down, pack A (one record of 30 KB) waits; pack B (one more such record, two records in all) passes the
+     * bytes and fails fast with onConnectionError; pack C (one record of 50 KB) can never fit and fails with
+     * onInternalError.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void largeRecordsAreBoundedByTheirBytesToo() {
+        final int timeoutSeconds = 6;
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic("bytes"), 1);
+        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
+        cfg.put("maxPendingRecords", 10);
+        LogAppender appender = load("bytes-bounded", cfg);
+        RecordingCallback warm = append(appender,
+                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "bytes-warm", 2)), "warm-up");
+        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+
+        BROKER.broker().kill();
+        Random rnd = new Random(4);
+        RecordingCallback a = append(appender, KaaNode.pack(logSchema, 1,
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-a", 0, 30_000))), "pack A (30 KB)");
+        RecordingCallback b = append(appender, KaaNode.pack(logSchema, 1,
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-b", 1, 30_000))), "pack B (30 KB more)");
+        RecordingCallback c = append(appender, KaaNode.pack(logSchema, 1,
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-c", 2, 50_000))), "pack C (50 KB)");
+        b.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(2), Duration.ZERO);
+        c.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(2), Duration.ZERO);
+        assertTrue(a.calls().isEmpty(), "pack A waits for its deadline: " + a.calls());
+        a.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(timeoutSeconds + 8), GRACE);
+    }
+
     /** Design: exactly one callback whatever happens, including close() while packs are in flight. */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
