@@ -466,6 +466,20 @@ class EndToEndTest {
         }
     }
 
+    /** An appender with maxPendingRecords 10, connected once (a pack delivered), and then its broker killed. */
+    private static LogAppender boundedWithTheBrokerGone(String name, int timeoutSeconds) {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic(name), 1);
+        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
+        cfg.put("maxPendingRecords", 10);
+        LogAppender appender = load(name + "-bounded", cfg);
+        RecordingCallback warm = append(appender, KaaNode.pack(logSchema, 1,
+                telemetryBinaries(AvroReference.parse(logSchema), new Random(1), name + "-warm", 2)), "warm-up");
+        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+        BROKER.broker().kill();
+        return appender;
+    }
+
     /**
      * Design: in-flight work is bounded by maxPendingRecords; a pack that does not fit fails fast with a connection
      * error instead of waiting. With the broker down, pack A (8 records) waits for its deadline; pack B (8 more, over
@@ -477,15 +491,7 @@ class EndToEndTest {
         final int timeoutSeconds = 6;
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic("bound"), 1);
-        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
-        cfg.put("maxPendingRecords", 10);
-        LogAppender appender = load("bounded", cfg);
-        RecordingCallback warm = append(appender,
-                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "bound-warm", 2)), "warm-up");
-        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
-
-        BROKER.broker().kill();
+        LogAppender appender = boundedWithTheBrokerGone("bound", timeoutSeconds);
         RecordingCallback a = append(appender,
                 KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "bound-a", 8)), "pack A (8 records)");
         RecordingCallback b = append(appender,
@@ -514,15 +520,7 @@ class EndToEndTest {
         final int timeoutSeconds = 6;
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic("bytes"), 1);
-        cfg.put("deliveryTimeoutSeconds", timeoutSeconds);
-        cfg.put("maxPendingRecords", 10);
-        LogAppender appender = load("bytes-bounded", cfg);
-        RecordingCallback warm = append(appender,
-                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(1), "bytes-warm", 2)), "warm-up");
-        warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
-
-        BROKER.broker().kill();
+        LogAppender appender = boundedWithTheBrokerGone("bytes", timeoutSeconds);
         Random rnd = new Random(4);
         RecordingCallback a = append(appender, KaaNode.pack(logSchema, 1,
                 List.of(TestData.telemetryWithNote(schema, rnd, "bytes-a", 0, 30_000))), "pack A (30 KB)");
