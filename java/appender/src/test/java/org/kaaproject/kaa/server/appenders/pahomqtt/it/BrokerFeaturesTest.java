@@ -143,8 +143,9 @@ class BrokerFeaturesTest {
             cfg.put("clientId", "early-close-" + UUID.randomUUID().toString().substring(0, 6));
             LogAppender appender = KaaNode.load("early close", KaaNode.config(cfg));
             try {
-                // Now and then the close overtakes the refusal on this machine (the pack is then a connection
-                // error): such a close says nothing, and may be taken for a takeover. A refused one may not.
+                // Now and then the close overtakes the refusal on this machine, or a pack reaches the connection
+                // as it closes (the pack is then a connection error): such a close says nothing, and may be taken
+                // for a takeover. A refused one may not.
                 long refused = 0;
                 for (int round = 0; round < 3; round++) {
                     RecordingCallback cb = append(appender, records(1, 200 + round));
@@ -159,7 +160,8 @@ class BrokerFeaturesTest {
                                 + javax.management.ObjectName.quote("early close") + ",*"), null).iterator().next();
                 assertTrue((Long) server.getAttribute(bean, "Takeovers") <= 3 - refused,
                         "takeovers " + server.getAttribute(bean, "Takeovers") + " with " + refused + " refusals");
-                assertTrue(broker.connections() >= 3, "each refusal closed a connection: " + broker.connections());
+                assertTrue(broker.connections() >= refused, "each refusal closed a connection: "
+                        + broker.connections());
             } finally {
                 appender.close();
             }
