@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{Completion, Pack, Why, PENDING_BYTES_PER_RECORD};
+use crate::delivery::{
+    max_pending_bytes, payload_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD,
+};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
@@ -569,8 +571,8 @@ fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<
             messages.len()
         ));
     }
-    let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
-    let max_bytes = max_pending.saturating_mul(PENDING_BYTES_PER_RECORD);
+    let bytes = payload_bytes(&messages);
+    let max_bytes = max_pending_bytes(max_pending);
     if bytes > max_bytes {
         return Err(format!(
             "its messages take {bytes} bytes, more than maxPendingRecords ({max_pending}) allows \

@@ -151,6 +151,16 @@ impl Drop for Pack {
 /// larger ones, which endpoints choose, cannot make a broker that is away hold more.
 pub const PENDING_BYTES_PER_RECORD: usize = 4096;
 
+/// The payload bytes a connection may hold when `maxPendingRecords` is `max_pending`.
+pub fn max_pending_bytes(max_pending: usize) -> usize {
+    max_pending.saturating_mul(PENDING_BYTES_PER_RECORD)
+}
+
+/// The payload bytes of a pack's messages.
+pub fn payload_bytes(messages: &[Message]) -> usize {
+    messages.iter().map(|m| m.payload.len()).sum()
+}
+
 /// One message's payload bytes, counted in [`Tracker::held_bytes`] from its acceptance until
 /// it is confirmed or failed, whichever way it leaves: they are given back when this drops.
 struct Held {
@@ -252,9 +262,8 @@ impl Tracker {
         messages: Vec<Message>,
         max_outstanding: usize,
     ) {
-        let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
         if self.outstanding() + messages.len() > max_outstanding
-            || self.held_bytes() + bytes > max_outstanding.saturating_mul(PENDING_BYTES_PER_RECORD)
+            || self.held_bytes() + payload_bytes(&messages) > max_pending_bytes(max_outstanding)
         {
             pack.finish(Why::Lost);
             return;
