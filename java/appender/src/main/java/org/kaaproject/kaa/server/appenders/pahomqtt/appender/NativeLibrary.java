@@ -3,14 +3,10 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
-import java.lang.management.ManagementFactory;
 import java.net.URISyntaxException;
 import java.net.URL;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.security.CodeSource;
 import java.util.ArrayList;
@@ -25,8 +21,7 @@ import java.util.Locale;
  * <li>the path in system property {@value #PATH_PROPERTY}, if set (then only that);</li>
  * <li>{@value #FILE_NAME} in the directory of the jar holding this class (the Kaa install layout);</li>
  * <li>the copy inside the jar, extracted into a new directory only this user can enter, under
- * {@value #EXTRACT_DIR_PROPERTY} (default {@code java.io.tmpdir}); copies left by a node that crashed
- * are removed first;</li>
+ * {@value #EXTRACT_DIR_PROPERTY} (default {@code java.io.tmpdir}), and deleted as soon as it is loaded;</li>
  * <li>{@code System.loadLibrary("kaa_mqtt_appender")}.</li>
  * </ol>
  */
@@ -35,7 +30,6 @@ final class NativeLibrary {
     static final String PATH_PROPERTY = "kaa.mqtt.appender.library";
     static final String EXTRACT_DIR_PROPERTY = "kaa.mqtt.appender.extractDir";
     static final String FILE_NAME = "libkaa_mqtt_appender.so";
-    /** Extracted copies live in {@code <prefix><pid>-<random>}: the pid tells whether their node still runs. */
     static final String COPY_DIR_PREFIX = "kaa-mqtt-appender-";
 
     private static String loadedFrom;
@@ -141,11 +135,19 @@ final class NativeLibrary {
                 tried.add("jar resource " + resource + " (not in the jar)");
                 return false;
             }
-            removeStaleCopies(base.toPath());
-            if (!tryLoad(extract(in, base.toPath()).toFile(), tried)) {
-                int last = tried.size() - 1;
-                tried.set(last, tried.get(last) + " (if " + base + " is on a file system mounted noexec, set -D"
-                        + EXTRACT_DIR_PROPERTY + " to a directory that allows executables)");
+            Path copy = extract(in, base.toPath());
+            try {
+                if (tryLoad(copy.toFile(), tried)) {
+                    loadedFrom = "the jar's " + resource + " (extracted to " + copy + ", deleted once loaded)";
+                } else {
+                    int last = tried.size() - 1;
+                    tried.set(last, tried.get(last) + " (if " + base + " is on a file system mounted noexec, set -D"
+                            + EXTRACT_DIR_PROPERTY + " to a directory that allows executables)");
+                }
+            } finally {
+                // A loaded library stays mapped without its file: no copy is left, even by a node that is killed.
+                Files.deleteIfExists(copy);
+                Files.deleteIfExists(copy.getParent());
             }
         } catch (IOException e) {
             tried.add("jar resource " + resource + " (cannot extract into " + base + ": " + e + "; set -D"
@@ -156,53 +158,21 @@ final class NativeLibrary {
 
     /**
      * Copies the library into a new directory under {@code base} that only this user can enter, so no other user
-     * can replace it between the copy and the load; both are deleted when the JVM exits.
+     * can replace it between the copy and the load.
      */
     static Path extract(InputStream in, Path base) throws IOException {
         Files.createDirectories(base);
         boolean posix = base.getFileSystem().supportedFileAttributeViews().contains("posix");
         Path dir = posix
-                ? Files.createTempDirectory(base, COPY_DIR_PREFIX + pid() + "-",
+                ? Files.createTempDirectory(base, COPY_DIR_PREFIX,
                         PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")))
-                : Files.createTempDirectory(base, COPY_DIR_PREFIX + pid() + "-");
-        dir.toFile().deleteOnExit();
+                : Files.createTempDirectory(base, COPY_DIR_PREFIX);
         Path copy = dir.resolve(FILE_NAME);
-        // Registered after the directory, so deleted before it.
-        copy.toFile().deleteOnExit();
         Files.copy(in, copy);
         if (posix) {
             Files.setPosixFilePermissions(copy, PosixFilePermissions.fromString("r-x------"));
         }
         return copy;
-    }
-
-    /**
-     * Deletes the copies that nodes which did not exit normally (killed, crashed) left under {@code base}: this
-     * user's directories whose process is gone. Linux only (it asks /proc); best effort.
-     */
-    static void removeStaleCopies(Path base) {
-        if (!Files.isDirectory(Paths.get("/proc/self")) || !Files.isDirectory(base)) {
-            return;
-        }
-        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(base, COPY_DIR_PREFIX + "*")) {
-            for (Path dir : dirs) {
-                String[] parts = dir.getFileName().toString().substring(COPY_DIR_PREFIX.length()).split("-", 2);
-                if (parts.length == 2 && parts[0].matches("\\d{1,10}")
-                        && Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS) && !Files.exists(Paths.get("/proc", parts[0]))
-                        && Files.getOwner(dir).getName().equals(System.getProperty("user.name"))) {
-                    Files.deleteIfExists(dir.resolve(FILE_NAME));
-                    Files.deleteIfExists(dir);
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // Stale copies only cost disk space.
-        }
-    }
-
-    private static String pid() {
-        String name = ManagementFactory.getRuntimeMXBean().getName();
-        int at = name.indexOf('@');
-        return at > 0 ? name.substring(0, at) : "0";
     }
 
     private static String platform() {

@@ -10,15 +10,14 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.Comparator;
-import java.util.stream.Stream;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The copy of the library the jar carries is extracted where no other user can swap it before it is loaded
- * (a world-writable java.io.tmpdir is the default), and copies left by crashed nodes do not pile up.
+ * (a world-writable java.io.tmpdir is the default). That it is deleted once loaded is shown by
+ * {@code InstallLayoutIT}, with the node's start command.
  */
 class NativeLibraryTest {
 
@@ -33,30 +32,12 @@ class NativeLibraryTest {
         assertEquals(NativeLibrary.FILE_NAME, copy.getFileName().toString());
         Path dir = copy.getParent();
         assertEquals(base, dir.getParent());
-        assertTrue(dir.getFileName().toString().startsWith(NativeLibrary.COPY_DIR_PREFIX + ProcessHandle.current()
-                .pid() + "-"), dir.toString());
+        assertTrue(dir.getFileName().toString().startsWith(NativeLibrary.COPY_DIR_PREFIX), dir.toString());
         assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(dir)),
                 "only the node's user can enter or write the directory");
         assertEquals("r-x------", PosixFilePermissions.toString(Files.getPosixFilePermissions(copy)),
                 "nobody can write the copy, nor another user read it");
         Path second = NativeLibrary.extract(new ByteArrayInputStream(library), base);
         assertFalse(second.getParent().equals(dir), "every load its own directory");
-    }
-
-    @Test
-    void onlyCopiesOfProcessesThatAreGoneAreRemoved() throws IOException {
-        Path gone = Files.createDirectory(base.resolve(NativeLibrary.COPY_DIR_PREFIX + "4999999-1"));
-        Files.write(gone.resolve(NativeLibrary.FILE_NAME), new byte[] {1});
-        Path alive = Files.createDirectory(base.resolve(NativeLibrary.COPY_DIR_PREFIX + ProcessHandle.current().pid()
-                + "-2"));
-        Files.write(alive.resolve(NativeLibrary.FILE_NAME), new byte[] {1});
-        Path other = Files.createDirectory(base.resolve("kaa-mqtt-appender-notapid-3"));
-        NativeLibrary.removeStaleCopies(base);
-        assertFalse(Files.exists(gone), "the copy of a process that is gone");
-        assertTrue(Files.exists(alive.resolve(NativeLibrary.FILE_NAME)), "a running process's copy stays");
-        assertTrue(Files.exists(other), "what we did not name stays");
-        try (Stream<Path> s = Files.walk(alive)) {
-            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-        }
     }
 }

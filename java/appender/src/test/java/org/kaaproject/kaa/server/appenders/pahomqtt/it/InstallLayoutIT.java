@@ -9,6 +9,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -148,6 +150,31 @@ class InstallLayoutIT {
      */
     private Run runNode(Path lib, List<String> options, List<String> args) throws Exception {
         Path work = newDir("kaa-node-work-");
+        Process p = startNode(work, lib, options, args);
+        try {
+            if (!p.waitFor(90, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                p.waitFor(10, TimeUnit.SECONDS);
+                fail("the node JVM did not exit within 90 s\n" + read(work.resolve("stderr.txt")));
+            }
+        } finally {
+            if (p.isAlive()) {
+                p.destroyForcibly();
+            }
+        }
+        Run r = new Run();
+        r.exit = p.exitValue();
+        r.stdout = read(work.resolve("stdout.txt"));
+        r.stderr = read(work.resolve("stderr.txt"));
+        Path osLog = work.resolve("jvm-os.log");
+        r.osLog = Files.exists(osLog) ? Files.readAllLines(osLog, StandardCharsets.UTF_8) : List.of();
+        r.work = work;
+        System.out.println("node JVM: " + p.info().commandLine().orElse("?") + "\n" + r.describe());
+        return r;
+    }
+
+    /** Starts the node JVM of {@link #runNode} in {@code work}. */
+    private static Process startNode(Path work, Path lib, List<String> options, List<String> args) throws IOException {
         Path tmp = Files.createDirectory(work.resolve("tmp"));
         List<String> cmd = new ArrayList<>();
         cmd.add(Paths.get(System.getProperty("java.home"), "bin", "java").toString());
@@ -166,27 +193,7 @@ class InstallLayoutIT {
             "CLASSPATH"}) {
             env.remove(v);
         }
-        Process p = pb.start();
-        try {
-            if (!p.waitFor(90, TimeUnit.SECONDS)) {
-                p.destroyForcibly();
-                p.waitFor(10, TimeUnit.SECONDS);
-                fail("the node JVM did not exit within 90 s: " + cmd + "\n" + read(work.resolve("stderr.txt")));
-            }
-        } finally {
-            if (p.isAlive()) {
-                p.destroyForcibly();
-            }
-        }
-        Run r = new Run();
-        r.exit = p.exitValue();
-        r.stdout = read(work.resolve("stdout.txt"));
-        r.stderr = read(work.resolve("stderr.txt"));
-        Path osLog = work.resolve("jvm-os.log");
-        r.osLog = Files.exists(osLog) ? Files.readAllLines(osLog, StandardCharsets.UTF_8) : List.of();
-        r.work = work;
-        System.out.println("node JVM: " + cmd + "\n" + r.describe());
-        return r;
+        return pb.start();
     }
 
     private static String read(Path p) throws IOException {
@@ -256,13 +263,6 @@ class InstallLayoutIT {
         }
     }
 
-    /** A directory as a crashed node leaves its extracted copy (a pid no process has, or this one's). */
-    private static Path copyLeftBy(Path base, long pid) throws IOException {
-        Path dir = Files.createDirectories(base.resolve("kaa-mqtt-appender-" + pid + "-12345"));
-        Files.write(dir.resolve(NodeLayout.FILE_NAME), new byte[] {1, 2, 3});
-        return dir;
-    }
-
     // ------------------------------------------------------------------------------------------------ tests
 
     /**
@@ -296,8 +296,7 @@ class InstallLayoutIT {
 
     /**
      * Only the jar in lib/ (no .so beside it): the appender extracts the copy it carries into a directory of its own
-     * under java.io.tmpdir, loads that, publishes, and the copy is removed when the JVM exits. A copy that a crashed
-     * node left is removed first; one of a node still running is not.
+     * under java.io.tmpdir, loads that and publishes; the copy is deleted once loaded, so nothing is left behind.
      */
     @Test
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
@@ -306,9 +305,6 @@ class InstallLayoutIT {
         Records records = new Records(newDir("kaa-node-data-"), 12, 2);
         String topic = "kaa/it/install/jar-only/" + UUID.randomUUID().toString().substring(0, 8);
         Path extractTo = newDir("kaa-node-extract-");
-        // pid_max is at most 2^22 on Linux: no process has this one.
-        Path crashed = copyLeftBy(extractTo, 4_999_999);
-        Path running = copyLeftBy(extractTo, ProcessHandle.current().pid());
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.extractDir=" + extractTo), replayArgs(topic, records));
             assertNoCrash(r);
@@ -320,20 +316,50 @@ class InstallLayoutIT {
             Path from = Paths.get(loaded.get(0));
             assertEquals(extractTo, from.getParent().getParent(), "an extracted copy in a directory of its own\n"
                     + r.describe());
-            assertTrue(from.getParent().getFileName().toString().matches("kaa-mqtt-appender-\\d+-\\d+"),
-                    from.toString());
+            assertTrue(from.getParent().getFileName().toString().matches("kaa-mqtt-appender-\\d+"), from.toString());
             assertEquals(NodeLayout.FILE_NAME, from.getFileName().toString());
-            assertFalse(Files.exists(crashed), "the copy a crashed node left is removed");
-            assertTrue(Files.exists(running.resolve(NodeLayout.FILE_NAME)), "a running node's copy is kept");
-            Files.delete(running.resolve(NodeLayout.FILE_NAME));
-            Files.delete(running);
-            assertEquals(List.of(), libraryFilesIn(extractTo), "the copy is deleted at exit");
+            assertEquals(List.of(), libraryFilesIn(extractTo), "no copy left");
             assertFalse(r.attempted().contains(lib.resolve(NodeLayout.FILE_NAME).toString()), r.describe());
 
             sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
             RecordingCallback.sleep(Duration.ofMillis(500));
             Payloads.assertSameMultiset("published with the extracted library", records.expected, sub.payloads());
         }
+    }
+
+    /**
+     * The extracted copy is gone while the node still runs, not only when it exits: a node that is killed (or
+     * crashes) leaves no copy in the temporary directory. Its pack waits on a broker that never answers.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void aKilledNodeLeavesNoExtractedCopy() throws Exception {
+        Path lib = libDir(false);
+        Records records = new Records(newDir("kaa-node-data-"), 3, 1);
+        Path extractTo = newDir("kaa-node-extract-");
+        Path work = newDir("kaa-node-work-");
+        int nobody;
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            nobody = s.getLocalPort();
+        }
+        List<String> args = new ArrayList<>(replayArgs("kaa/it/install/killed", records));
+        args.set(args.indexOf("--port") + 1, String.valueOf(nobody));
+        args.set(args.indexOf("--timeout") + 1, "60");
+        Process p = startNode(work, lib, List.of("-Dkaa.mqtt.appender.extractDir=" + extractTo), args);
+        try {
+            Path stderr = work.resolve("stderr.txt");
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (!read(stderr).contains("started (native library:") && p.isAlive() && System.nanoTime() < deadline) {
+                RecordingCallback.sleep(Duration.ofMillis(100));
+            }
+            assertTrue(p.isAlive() && read(stderr).contains(extractTo.toString()), "the node runs, with the "
+                    + "library extracted\n" + read(stderr));
+            assertEquals(List.of(), libraryFilesIn(extractTo), "no copy while the node runs");
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+        assertEquals(List.of(), libraryFilesIn(extractTo), "no copy after the node was killed");
     }
 
     /**
