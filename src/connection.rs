@@ -680,7 +680,9 @@ impl<E: EventLoop> Driver<E> {
                 shared.publish_status(Status::Online);
             }
             Ok(event) => {
-                nudge.on_event(&event);
+                if E::NUDGES {
+                    nudge.on_event(&event);
+                }
                 shared.hand_over(|tracker, client| tracker.on_event(client, &event))
             }
             Err(failure) => {
@@ -879,6 +881,7 @@ fn jitter(d: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::protocol::{Outbox, Ready, Unqueued};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -890,14 +893,29 @@ mod tests {
         Panic,
     }
 
-    /// An event loop that polls what the test sends it, and panics when told to.
-    struct Scripted(UnboundedReceiver<Step>);
+    /// An event loop that polls what the test sends it, and panics when told to. It counts the
+    /// polls dropped before their step came: the polls the driver cancelled.
+    struct Scripted(UnboundedReceiver<Step>, Arc<AtomicUsize>);
+
+    /// Counts itself into its counter when dropped still armed.
+    struct Cancelled(Option<Arc<AtomicUsize>>);
+
+    impl Drop for Cancelled {
+        fn drop(&mut self) {
+            if let Some(count) = self.0.take() {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 
     impl EventLoop for Scripted {
         type Options = ();
 
         async fn poll(&mut self) -> Result<Observed, Failure> {
-            match self.0.recv().await {
+            let mut cancelled = Cancelled(Some(Arc::clone(&self.1)));
+            let step = self.0.recv().await;
+            cancelled.0 = None;
+            match step {
                 Some(Step::Event(event)) => Ok(event),
                 Some(Step::Panic) => panic!("injected: the event loop panics"),
                 None => std::future::pending().await,
@@ -905,10 +923,6 @@ mod tests {
         }
 
         async fn write(&mut self, _: &mut Ready) -> Result<(), Failure> {
-            Ok(())
-        }
-
-        async fn nudge(&mut self) -> Result<(), Failure> {
             Ok(())
         }
 
@@ -1029,19 +1043,77 @@ mod tests {
         }
     }
 
+    /// Starts a driver on a scripted event loop; returns where its steps go and its count of
+    /// cancelled polls.
+    fn drive_scripted(shared: &Arc<Shared>) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
+        let (events, script) = unbounded_channel();
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        runtime().spawn(drive(
+            Arc::clone(shared),
+            Scripted(script, Arc::clone(&cancelled)),
+            vec![((), "scripted:1".to_string())],
+            "driver-test".to_string(),
+        ));
+        (events, cancelled)
+    }
+
+    /// Closes the connection of a scripted driver, as the pool does, and waits for its end.
+    fn close_scripted(shared: &Shared, events: &UnboundedSender<Step>) {
+        shared.released.store(true, Ordering::Release);
+        shared.shutdown.notify_one();
+        events
+            .send(Step::Event(Observed::Disconnected))
+            .expect("sent");
+        let finished = Arc::clone(&shared.finished);
+        let ended =
+            runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
+        assert!(matches!(ended, Ok(Err(_))), "the driver did not end");
+    }
+
+    /// The driver never cancels the poll of an event loop that does not nudge (MQTT 5: its
+    /// poll may hold a publish taken from rumqttc's channel and not written yet, see
+    /// `EventLoop::NUDGES`). Before: after each ack, while more were awaited, the idle branch
+    /// that sends MQTT 3.1.1 its nudges cancelled the poll.
+    #[test]
+    fn a_poll_without_nudges_is_never_cancelled_while_acks_are_awaited() {
+        let shared = shared();
+        let (events, cancelled) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let (pack, how, messages, rx) = qos1_pack(2);
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+        for event in [
+            Observed::Written(1),
+            Observed::Written(2),
+            Observed::Acked {
+                pkid: 1,
+                refused: None,
+            },
+        ] {
+            events.send(Step::Event(event)).expect("sent");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            cancelled.load(Ordering::Relaxed),
+            0,
+            "polls cancelled while the second ack was awaited"
+        );
+        events
+            .send(Step::Event(Observed::Acked {
+                pkid: 2,
+                refused: None,
+            }))
+            .expect("sent");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        close_scripted(&shared, &events);
+    }
+
     /// A panic in the event loop's poll: the pack in flight is answered `onConnectionError`,
     /// the driver connects anew and the next pack is delivered. (Before: the panic ended the
     /// driver's task, the pack waited for ever and the connection was dead.)
     #[test]
     fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() {
         let shared = shared();
-        let (events, script) = unbounded_channel();
-        runtime().spawn(drive(
-            Arc::clone(&shared),
-            Scripted(script),
-            vec![((), "scripted:1".to_string())],
-            "driver-panic-test".to_string(),
-        ));
+        let (events, _) = drive_scripted(&shared);
         connect(&shared, &events);
         let first = submit(&shared);
         events
@@ -1066,42 +1138,18 @@ mod tests {
         assert_eq!(second.recv_timeout(WAIT), Ok(Outcome::Delivered));
 
         // Closing still works after a recovery.
-        shared.released.store(true, Ordering::Release);
-        shared.shutdown.notify_one();
-        events
-            .send(Step::Event(Observed::Disconnected))
-            .expect("sent");
-        let finished = Arc::clone(&shared.finished);
-        let ended =
-            runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
-        assert!(matches!(ended, Ok(Err(_))), "the driver did not end");
+        close_scripted(&shared, &events);
     }
 
     /// A broker that, as Mosquitto behind Nagle's algorithm does, sends the first ack of a
     /// burst at once and holds the others until the client sends it something: here, until a
     /// PINGREQ. With keep-alive at 60 s nothing else would come within the wait.
     fn nagle_broker(listener: std::net::TcpListener) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let (mut s, _) = listener.accept().expect("accept");
         s.set_read_timeout(Some(WAIT)).expect("timeout");
         let mut writer = s.try_clone().expect("clone");
-        let mut packet = || -> Option<(u8, Vec<u8>)> {
-            let mut header = [0u8];
-            s.read_exact(&mut header).ok()?;
-            let (mut len, mut shift) = (0usize, 0);
-            loop {
-                let mut b = [0u8];
-                s.read_exact(&mut b).ok()?;
-                len |= usize::from(b[0] & 0x7f) << shift;
-                if b[0] & 0x80 == 0 {
-                    break;
-                }
-                shift += 7;
-            }
-            let mut body = vec![0u8; len];
-            s.read_exact(&mut body).ok()?;
-            Some((header[0], body))
-        };
+        let mut packet = || read_packet(&mut s);
         let (connect, _) = packet().expect("CONNECT");
         assert_eq!(connect, 0x10);
         writer
@@ -1128,6 +1176,51 @@ mod tests {
             }
             writer.write_all(&out).expect("write");
             out.clear();
+        }
+    }
+
+    /// One MQTT packet from a scripted broker's socket: its first byte and its body.
+    fn read_packet(s: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+        use std::io::Read;
+        let mut header = [0u8];
+        s.read_exact(&mut header).ok()?;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let mut b = [0u8];
+            s.read_exact(&mut b).ok()?;
+            len |= usize::from(b[0] & 0x7f) << shift;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).ok()?;
+        Some((header[0], body))
+    }
+
+    /// An MQTT 5 broker slower than its client: it pauses before reading each packet, so the
+    /// client's socket stays full, and acks each QoS 1 publish it read.
+    fn slow_broker_v5(listener: std::net::TcpListener) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let (connect, _) = read_packet(&mut s).expect("CONNECT");
+        assert_eq!(connect, 0x10);
+        s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+            .expect("CONNACK");
+        loop {
+            std::thread::sleep(Duration::from_millis(2));
+            let Some((kind, body)) = read_packet(&mut s) else {
+                return;
+            };
+            if kind >> 4 == 3 {
+                let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let pkid = &body[2 + topic..4 + topic];
+                if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+                    return;
+                }
+            }
         }
     }
 
@@ -1186,6 +1279,41 @@ mod tests {
         drop(connection);
         let _ = quit.send(());
         broker_thread.join().expect("the scripted broker");
+    }
+
+    /// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
+    /// every pack is answered, none waits for an ack of a publish that was never written (see
+    /// `EventLoop::NUDGES` and the test after this one).
+    #[test]
+    fn mqtt5_packs_through_a_broker_slower_than_the_client_are_all_delivered() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let broker_thread = std::thread::spawn(move || slow_broker_v5(listener));
+        let config = BrokerConfig {
+            version: crate::config::MqttVersion::V5,
+            ..scripted(port, "slow-v5-test")
+        };
+        let connection = Connection::get(&config, 100);
+        // 48 MiB: more than loopback's socket buffers hold, and more messages than the window.
+        let answers: Vec<_> = (0..24)
+            .map(|_| {
+                let (pack, how, messages, rx) =
+                    pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 256 << 10]; 8]);
+                connection.submit(&pack, how, messages, 16384);
+                rx
+            })
+            .collect();
+        for (i, rx) in answers.iter().enumerate() {
+            assert_eq!(
+                rx.recv_timeout(Duration::from_secs(30)),
+                Ok(Outcome::Delivered),
+                "pack {i}"
+            );
+        }
+        drop(connection);
+        broker_thread
+            .join()
+            .expect("the scripted broker ends when the client leaves");
     }
 
     #[test]

@@ -179,11 +179,21 @@ pub trait EventLoop: Send + 'static {
     /// the connection, as a failed `poll` has.
     fn write(&mut self, ready: &mut Ready) -> impl Future<Output = Result<(), Failure>> + Send;
 
+    /// Whether [`nudge`](Self::nudge) sends anything. Not with MQTT 5, whose socket rumqttc
+    /// keeps private; nor may its `poll` be cancelled for a nudge: rumqttc writes the publishes
+    /// of its channel inside `poll`, and a poll cancelled while it waited to write one (its
+    /// buffer still full of what the socket had not taken) had taken that publish from the
+    /// channel and counted it in flight without writing it. Its pack waited for an ack that
+    /// could never come.
+    const NUDGES: bool = false;
+
     /// Sends the broker a PINGREQ now, apart from rumqttc's keep-alive (whose own ping would
     /// fail the connection if it found one of ours unanswered), for the TCP acknowledgement
-    /// it carries (see `connection::Nudge`). MQTT 5: does nothing, rumqttc keeps that socket
-    /// private. A failure has dropped the connection, as a failed `poll` has.
-    fn nudge(&mut self) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// it carries (see `connection::Nudge`). A failure has dropped the connection, as a
+    /// failed `poll` has.
+    fn nudge(&mut self) -> impl Future<Output = Result<(), Failure>> + Send {
+        std::future::ready(Ok(()))
+    }
 
     /// Connects to this broker, as `client_id`, from the next attempt on.
     fn switch_to(&mut self, options: &Self::Options, client_id: &str);
@@ -199,7 +209,7 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $nudge:ident) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -247,9 +257,7 @@ macro_rules! event_loop {
                 $write(self, ready).await
             }
 
-            async fn nudge(&mut self) -> Result<(), Failure> {
-                $nudge(self).await
-            }
+            $($nudging)*
 
             fn drop_connection(&mut self) {
                 self.clean();
@@ -290,7 +298,13 @@ event_loop!(
     never_says_taken_over,
     failure_v4,
     write_v4,
-    nudge_v4
+    {
+        const NUDGES: bool = true;
+
+        async fn nudge(&mut self) -> Result<(), Failure> {
+            nudge_v4(self).await
+        }
+    }
 );
 event_loop!(
     rumqttc::v5::EventLoop,
@@ -304,7 +318,7 @@ event_loop!(
     says_taken_over,
     failure_v5,
     write_v5,
-    nudge_v5
+    {}
 );
 
 /// MQTT 3.1.1 has no reason for a close.
@@ -492,10 +506,6 @@ async fn within(
 /// MQTT 5: rumqttc keeps this event loop's socket private, so publishes go through its
 /// channel ([`Outbox`] on its client) and nothing is ever ready here.
 async fn write_v5(_: &mut rumqttc::v5::EventLoop, _: &mut Ready) -> Result<(), Failure> {
-    Ok(())
-}
-
-async fn nudge_v5(_: &mut rumqttc::v5::EventLoop) -> Result<(), Failure> {
     Ok(())
 }
 
