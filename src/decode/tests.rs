@@ -491,6 +491,50 @@ fn record_of_only_empty_records() {
     );
 }
 
+/// `R0 {a: R1, b: R1}`, ..., `Rn {a: null, b: null}`: each type reused by name, so a datum of
+/// no bytes at all stands for 2^(n+1) nulls, and a field `t: string` after them.
+fn doubling_empty_records(levels: usize) -> String {
+    let mut ty = r#"{"type":"record","name":"R0","fields":[{"name":"a","type":"null"},{"name":"b","type":"null"}]}"#.to_string();
+    for i in 1..=levels {
+        let inner = format!("R{}", i - 1);
+        ty = format!(
+            r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":{ty}}},{{"name":"b","type":"{inner}"}}]}}"#
+        );
+    }
+    record(&format!(
+        "{},{}",
+        field("d", &ty),
+        field("t", r#""string""#)
+    ))
+}
+
+#[test]
+fn records_that_take_no_bytes_stop_at_the_output_bound() {
+    // Unbounded, this datum of 2 bytes (the string "a") would be 2^21 nulls: over 20 MB.
+    let schema = LogSchema::parse(&doubling_empty_records(20)).unwrap();
+    let datum = Enc::new().str("a").done();
+    let limit = 1 << 20;
+    let mut out = Vec::new();
+    let e = schema
+        .to_json_within(&datum, &mut out, Style::AvroJson, limit)
+        .expect_err("over the bound");
+    assert!(matches!(e, DecodeError::OverLimit { .. }), "{e}");
+    assert!(out.len() <= limit + 64, "stopped at {} bytes", out.len());
+    // The same for the fields a topic template skips on its way to its own.
+    let mut scratch = Vec::new();
+    let e = schema
+        .field_text(&datum, &["t"], &mut scratch, limit)
+        .expect_err("over the bound");
+    assert!(e.contains("passes its bound of 1048576 bytes"), "{e}");
+    // Within a bound they fit, the output is all of it.
+    let small = LogSchema::parse(&doubling_empty_records(2)).unwrap();
+    let mut out = Vec::new();
+    small
+        .to_json_within(&datum, &mut out, Style::AvroJson, limit)
+        .unwrap();
+    assert_eq!(out.iter().filter(|&&b| b == b'n').count(), 8);
+}
+
 // ---------------------------------------------------------------------------------------
 // Unions
 // ---------------------------------------------------------------------------------------

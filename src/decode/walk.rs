@@ -54,7 +54,7 @@ impl LogSchema {
             limit,
             bound: limit,
         };
-        out.reserve(datum.len() * 3 + 64);
+        out.reserve((datum.len() * 3 + 64).min(limit.saturating_sub(out.len())));
         self.write(self.root, &mut r, out, &mut cx, 0)?;
         if !r.is_empty() {
             return Err(DecodeError::TrailingBytes {
@@ -129,6 +129,10 @@ impl LogSchema {
                 }
                 let depth = cx.enter(depth, r)?;
                 for field in fields.iter() {
+                    // Records of records that take no input bytes, reused by name, can stand
+                    // for 2^n values in a datum of no bytes at all: the bound is checked here
+                    // as well as between array items and map entries.
+                    cx.check_output(out, r)?;
                     out.extend_from_slice(&field.prefix);
                     self.write(field.node, r, out, cx, depth)?;
                 }
@@ -422,7 +426,7 @@ impl Cx {
         Ok(depth + 1)
     }
 
-    /// Stops before another item once the output has passed the limit.
+    /// Stops before another item, field or entry once the output has passed the limit.
     #[inline(always)]
     fn check_output(&self, out: &[u8], r: &Reader<'_>) -> Result<(), DecodeError> {
         if out.len() > self.limit {
