@@ -58,9 +58,10 @@ impl Encoder {
                 let mut left = limit;
                 let mut messages = Vec::with_capacity(records.len());
                 for (i, record) in records.iter().enumerate() {
-                    let mut out = Vec::with_capacity(json_size(record.as_ref()));
+                    let room = left.min(self.max_payload);
+                    let mut out = Vec::with_capacity(json_size(record.as_ref()).min(room));
                     self.open(&mut out, header, false);
-                    self.record(&mut out, schema, i, record.as_ref(), left, limit)?;
+                    self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
                     self.close(&mut out, false);
                     left = left
                         .checked_sub(out.len())
@@ -75,8 +76,9 @@ impl Encoder {
                 messages
             }
             Grouping::Pack => {
+                let room = limit.min(self.max_payload);
                 let size: usize = records.iter().map(|r| json_size(r.as_ref())).sum();
-                let mut out = Vec::with_capacity(size + 16);
+                let mut out = Vec::with_capacity(size.min(room) + 16);
                 self.open(&mut out, header, true);
                 if self.format == PayloadFormat::AvroBinary {
                     // An Avro array of the records: one block, then the end marker.
@@ -86,7 +88,7 @@ impl Encoder {
                     if i > 0 && self.format != PayloadFormat::AvroBinary {
                         out.push(b',');
                     }
-                    self.record(&mut out, schema, i, record.as_ref(), limit, limit)?;
+                    self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
                 }
                 self.close(&mut out, true);
                 out.shrink_to_fit(); // as each record's message above
@@ -133,15 +135,16 @@ impl Encoder {
         }
     }
 
-    /// Appends one record; `out` may not grow past `left` bytes (`limit` is the pack's
-    /// bound, for the message).
+    /// Appends one record; `out` may not grow past `room` bytes: what is left of the pack's
+    /// bound (`limit`), or `max_payload` where that is less, since a larger message would be
+    /// refused anyway, and decoding it first only costs memory.
     fn record(
         &self,
         out: &mut Vec<u8>,
         schema: &LogSchema,
         index: usize,
         record: &[u8],
-        left: usize,
+        room: usize,
         limit: usize,
     ) -> Result<(), String> {
         let style = match self.format {
@@ -149,13 +152,18 @@ impl Encoder {
             _ => Style::AvroJson,
         };
         let mark = out.len();
-        let decoded = schema.to_json_within(record, out, style, left);
+        let decoded = schema.to_json_within(record, out, style, room);
         if self.format == PayloadFormat::AvroBinary {
             // Published as uploaded, but only once it is known to be a record of the schema.
             out.truncate(mark);
             out.extend_from_slice(record);
         }
         decoded.map_err(|e| match e {
+            DecodeError::OverLimit { .. } if room >= self.max_payload => format!(
+                "record {index} takes its message past {} bytes, the largest message allowed \
+                 (maxMessageBytes, or the broker's maximum packet size); decoding stopped there",
+                self.max_payload
+            ),
             DecodeError::OverLimit { .. } => over_limit(index, limit),
             e => format!("record {index} cannot be decoded: {e}"),
         })
@@ -284,7 +292,8 @@ mod tests {
 
     const MAX: usize = 10 << 20;
 
-    /// Encodes with the default maxMessageBytes; the error, which must name the pack's bound.
+    /// Encodes with the default maxMessageBytes; the error, which must name the bound: the
+    /// pack's, or with one message per pack, maxMessageBytes where that is less.
     fn refused(schema: &str, grouping: Grouping, records: &[Vec<u8>]) -> String {
         let schema = LogSchema::parse(schema).unwrap();
         let header = HeaderStructure::default().header("t", "e", 1, 0);
@@ -293,7 +302,10 @@ mod tests {
             grouping,
             max_payload: MAX,
         };
-        let limit = encoder.pack_limit(records);
+        let limit = match grouping {
+            Grouping::Record => encoder.pack_limit(records),
+            Grouping::Pack => encoder.pack_limit(records).min(MAX),
+        };
         match encoder.encode(&schema, &header, records) {
             Ok(messages) => panic!(
                 "accepted: {} messages of {} bytes in all",
@@ -316,10 +328,41 @@ mod tests {
         // Block count 1,048,576 (zig-zag 2^21: 80 80 80 01), then the end of the array.
         let record = vec![0x80, 0x80, 0x80, 0x01, 0x00];
         let pack = vec![record; 1000];
-        for grouping in [Grouping::Record, Grouping::Pack] {
+        // The third record passes 10 MiB + 64 * 16 * 1000 bytes; in one message, the second
+        // passes 10 MiB.
+        for (grouping, record) in [(Grouping::Record, 2), (Grouping::Pack, 1)] {
             let e = refused(schema, grouping, &pack);
-            // The third record passes 10 MiB + 64 * 16 * 1000 bytes.
-            assert!(e.starts_with("record 2 "), "{e}");
+            assert!(e.starts_with(&format!("record {record} ")), "{e}");
+        }
+    }
+
+    /// A record whose message would pass maxMessageBytes is decoded only that far, though the
+    /// pack's bound (64 bytes per input byte) would let it go on: before, a 100 MB record
+    /// could make gigabytes before it was refused.
+    #[test]
+    fn a_message_is_decoded_no_further_than_max_message_bytes() {
+        let schema = LogSchema::parse(r#"{"type":"array","items":"string"}"#).unwrap();
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        // 500 strings of one control character: 4,500 bytes of ["\u0001",...].
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, 500);
+        for _ in 0..500 {
+            record.extend_from_slice(&[0x02, 0x01]);
+        }
+        record.push(0);
+        for grouping in [Grouping::Record, Grouping::Pack] {
+            let encoder = Encoder {
+                format: PayloadFormat::AvroJson,
+                grouping,
+                max_payload: 1000,
+            };
+            assert!(encoder.pack_limit(&[&record]) > 30_000);
+            let e = encoder.encode(&schema, &header, &[&record]).unwrap_err();
+            assert!(
+                e.starts_with("record 0 takes its message past 1000 bytes")
+                    && e.ends_with("decoding stopped there"),
+                "{e}"
+            );
         }
     }
 
