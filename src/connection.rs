@@ -1224,6 +1224,46 @@ mod tests {
         }
     }
 
+    /// An MQTT 5 broker that announces no receive maximum on its first connection, acks
+    /// `first` publishes there and closes it; then announces a receive maximum of 10 (and
+    /// reports 0), and acks every publish, reporting its packet id.
+    fn shrinking_broker_v5(
+        listener: std::net::TcpListener,
+        first: usize,
+        pkids: mpsc::Sender<u16>,
+    ) {
+        use std::io::Write;
+        for connack in [
+            &[0x20, 0x03, 0x00, 0x00, 0x00][..],
+            &[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x0a][..],
+        ] {
+            let (mut s, _) = listener.accept().expect("accept");
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            read_packet(&mut s).expect("CONNECT");
+            s.write_all(connack).expect("CONNACK");
+            if connack.len() > 5 && pkids.send(0).is_err() {
+                return;
+            }
+            let mut acked = 0;
+            while connack.len() > 5 || acked < first {
+                let Some((kind, body)) = read_packet(&mut s) else {
+                    return;
+                };
+                if kind >> 4 == 3 {
+                    let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                    let pkid = [body[2 + topic], body[3 + topic]];
+                    if connack.len() > 5 && pkids.send(u16::from_be_bytes(pkid)).is_err() {
+                        return;
+                    }
+                    if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+                        return;
+                    }
+                    acked += 1;
+                }
+            }
+        }
+    }
+
     /// MQTT 3.1.1 to a scripted broker on loopback, keep-alive 60 s, connect timeout 2 s.
     fn scripted(port: u16, client_id: &str) -> BrokerConfig {
         BrokerConfig {
@@ -1310,6 +1350,46 @@ mod tests {
                 "pack {i}"
             );
         }
+        drop(connection);
+        broker_thread
+            .join()
+            .expect("the scripted broker ends when the client leaves");
+    }
+
+    /// A broker whose receive maximum is smaller than the packet ids the last connection
+    /// reached (a failover broker, or one restarted with a lower setting): ids start from 1
+    /// again, within its window. (Before: they went on from 25, past 10, and the publish with
+    /// id 31, beyond rumqttc's table for `maxInflight` 30, was dropped and the connection
+    /// failed, at every connection after it.)
+    #[test]
+    fn packet_ids_start_again_within_a_smaller_receive_maximum() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let (tx, pkids) = mpsc::channel();
+        let broker_thread = std::thread::spawn(move || shrinking_broker_v5(listener, 25, tx));
+        let config = BrokerConfig {
+            version: crate::config::MqttVersion::V5,
+            max_inflight: Some(30),
+            ..scripted(port, "shrinking-v5-test")
+        };
+        let connection = Connection::get(&config, 100);
+        let (pack, how, messages, rx) = qos1_pack(25);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        // Once the first connection is gone, so that no message is lost with it.
+        assert_eq!(pkids.recv_timeout(WAIT), Ok(0), "connected again");
+        for round in 0..3 {
+            let (pack, how, messages, rx) = qos1_pack(10);
+            connection.submit(&pack, how, messages, 100);
+            assert_eq!(
+                rx.recv_timeout(WAIT),
+                Ok(Outcome::Delivered),
+                "pack {round}"
+            );
+        }
+        let seen: Vec<u16> = pkids.try_iter().collect();
+        assert_eq!(seen.len(), 30, "{seen:?}");
+        assert!(seen.iter().all(|&id| (1..=10).contains(&id)), "{seen:?}");
         drop(connection);
         broker_thread
             .join()

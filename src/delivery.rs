@@ -405,8 +405,18 @@ impl Tracker {
             },
         };
         if pkid == 0 {
-            // QoS 0 has no ack: written is all it gets.
-            m.pack.record_delivered();
+            if m.qos == Qos::AtMostOnce {
+                // QoS 0 has no ack: written is all it gets.
+                m.pack.record_delivered();
+            } else {
+                // Out of step with the client (a packet id can never be 0): not confirmed.
+                log::warn!(
+                    "a QoS {} message was written without a packet id",
+                    m.qos as u8
+                );
+                m.pack.finish(Why::Lost);
+                self.done(&m);
+            }
             return;
         }
         m.since = Instant::now();
@@ -754,6 +764,18 @@ mod tests {
         assert!(outcomes(&rx).is_empty());
         t.on_event(&mut out, &written(0));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    /// A packet id is never 0 at QoS 1 or 2; a client out of step with the tracker must not
+    /// confirm such a message as written, as it would at QoS 0.
+    #[test]
+    fn an_acked_qos_message_written_without_a_packet_id_is_not_confirmed() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 100);
+        t.on_event(&mut out, &written(0));
+        assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+        assert_eq!(t.outstanding(), 0);
     }
 
     #[test]

@@ -202,14 +202,15 @@ pub trait EventLoop: Send + 'static {
     fn drop_connection(&mut self);
 
     /// After a failure: drops the publishes rumqttc kept to replay on a resumed session (a
-    /// clean session would drop them silently), but not the PUBRELs, and any stale collision. Returns how many publishes
-    /// it had drained from its channel, and the events it queued but never returned.
+    /// clean session would drop them silently), but not the PUBRELs, and starts its state
+    /// afresh (packet ids, any stale collision). Returns how many publishes it had drained
+    /// from its channel, and the events it queued but never returned.
     fn forget(&mut self) -> (usize, Vec<Observed>);
 }
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -278,8 +279,13 @@ macro_rules! event_loop {
                 // for a duplicate. The PUBCOMP that follows names a pkid the tracker no longer
                 // waits on (the packs were failed at the loss) and is ignored.
                 self.pending.retain(|r| matches!(r, Request::PubRel(_)));
-                self.state.collision = None;
                 let unreported = self.state.events.drain(..).map(|e| $observe(&e)).collect();
+                // Packet ids start again from 1, and any stale collision goes. rumqttc counts
+                // ids on from the last connection's, and wraps them only where they meet the
+                // new broker's window: after a larger one (or none), MQTT 5 ids ran past a
+                // smaller receive maximum to the end of rumqttc's table, where the publish was
+                // dropped without an event and the connection failed, at every reconnect.
+                self.state = $fresh_state(&self.$field);
                 (drained, unreported)
             }
         }
@@ -298,6 +304,7 @@ event_loop!(
     never_says_taken_over,
     failure_v4,
     write_v4,
+    fresh_state_v4,
     {
         const NUDGES: bool = true;
 
@@ -318,8 +325,21 @@ event_loop!(
     says_taken_over,
     failure_v5,
     write_v5,
+    fresh_state_v5,
     {}
 );
+
+fn fresh_state_v4(options: &rumqttc::MqttOptions) -> rumqttc::MqttState {
+    rumqttc::MqttState::new(options.inflight(), options.manual_acks())
+}
+
+/// As rumqttc's `EventLoop::new` makes it.
+fn fresh_state_v5(options: &rumqttc::v5::MqttOptions) -> rumqttc::v5::MqttState {
+    let limit = options
+        .get_outgoing_inflight_upper_limit()
+        .unwrap_or(u16::MAX);
+    rumqttc::v5::MqttState::new(limit, options.manual_acks())
+}
 
 /// MQTT 3.1.1 has no reason for a close.
 fn never_says_taken_over(_: &rumqttc::ConnectionError) -> Option<bool> {
