@@ -62,9 +62,15 @@ pub(crate) fn unfit_for_publish(topic: &str) -> bool {
 
 /// Appends a substituted value: a character that would add a topic level or a wildcard, or
 /// that a broker may refuse, becomes `_`, so one record cannot cost the shared connection.
+/// So does a `$` that would begin the topic: topics starting with `$` are the broker's own
+/// (`$SYS`), which a `#` in an ACL does not match. Mosquitto refuses such a publish by MQTT 5
+/// (and QoS 2 refusals hold in-flight slots until the shared connection is renewed), and by
+/// MQTT 3.1.1 acknowledges it and drops it, so its pack would be confirmed unread.
 fn push_sanitized(topic: &mut String, value: &str) {
-    topic.extend(value.chars().map(|c| match c {
+    let first = topic.is_empty();
+    topic.extend(value.chars().enumerate().map(|(i, c)| match c {
         '/' | '+' | '#' => '_',
+        '$' if first && i == 0 => '_',
         c if refused_in_topics(c) => '_',
         c => c,
     }));
@@ -243,6 +249,23 @@ mod tests {
             .unwrap(),
             "d/x_y__/B/5/1.5"
         );
+    }
+
+    /// A value may not make the topic one of the broker's own; a configured `$` prefix (AWS
+    /// IoT's `$aws/...`) stays.
+    #[test]
+    fn a_value_never_begins_the_topic_with_a_dollar() {
+        let (schema, record) = text_record("$SYS");
+        let render = |template: &str| {
+            TopicTemplate::parse(template)
+                .unwrap()
+                .render(&values(), &schema, Some(&record), &mut Vec::new())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(render("{event.s}/t"), "_SYS/t");
+        assert_eq!(render("t/{event.s}"), "t/$SYS");
+        assert_eq!(render("$aws/{event.s}"), "$aws/$SYS");
     }
 
     #[test]
