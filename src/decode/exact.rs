@@ -49,6 +49,9 @@ impl Exact for u128 {
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct Nat(Vec<u32>);
 
+/// The largest power of 5 in a limb: `pow52` multiplies by it, not by 5 a thousand times.
+const FIVE_TO_13: u32 = 1_220_703_125;
+
 impl Nat {
     fn trim(mut self) -> Self {
         while self.0.last() == Some(&0) {
@@ -57,21 +60,19 @@ impl Nat {
         self
     }
 
-    fn mul_small(&self, m: u32) -> Self {
+    fn mul_small(&mut self, m: u32) {
         let mut carry = 0u64;
-        let mut v: Vec<u32> = self
-            .0
-            .iter()
-            .map(|&limb| {
-                let x = u64::from(limb) * u64::from(m) + carry;
-                carry = x >> 32;
-                x as u32
-            })
-            .collect();
-        if carry != 0 {
-            v.push(carry as u32);
+        for limb in &mut self.0 {
+            let x = u64::from(*limb) * u64::from(m) + carry;
+            *limb = x as u32;
+            carry = x >> 32;
         }
-        Nat(v).trim()
+        if carry != 0 {
+            self.0.push(carry as u32);
+        }
+        while self.0.last() == Some(&0) {
+            self.0.pop();
+        }
     }
 
     fn shl(&self, bits: u32) -> Self {
@@ -92,19 +93,17 @@ impl Nat {
         Nat(v).trim()
     }
 
-    fn sub(&self, o: &Self) -> Self {
+    /// `self -= o`, for `o <= self`.
+    fn sub(&mut self, o: &Self) {
         let mut borrow = 0i64;
-        let v = self
-            .0
-            .iter()
-            .enumerate()
-            .map(|(i, &limb)| {
-                let x = i64::from(limb) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
-                borrow = i64::from(x < 0);
-                (x + (borrow << 32)) as u32
-            })
-            .collect();
-        Nat(v).trim()
+        for (i, limb) in self.0.iter_mut().enumerate() {
+            let x = i64::from(*limb) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
+            borrow = i64::from(x < 0);
+            *limb = (x + (borrow << 32)) as u32;
+        }
+        while self.0.last() == Some(&0) {
+            self.0.pop();
+        }
     }
 }
 
@@ -126,9 +125,12 @@ impl Ord for Nat {
 impl Exact for Nat {
     fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self> {
         let mut v = Nat(vec![times as u32, (times >> 32) as u32]).trim();
-        for _ in 0..p5 {
-            v = v.mul_small(5);
+        let mut left = p5.max(0) as u32;
+        while left >= 13 {
+            v.mul_small(FIVE_TO_13);
+            left -= 13;
         }
+        v.mul_small(5u32.pow(left));
         Some(v.shl(p2 as u32))
     }
     fn add(&self, o: &Self) -> Option<Self> {
@@ -146,15 +148,17 @@ impl Exact for Nat {
         Some(Nat(v).trim())
     }
     fn mul10(&self) -> Option<Self> {
-        Some(self.mul_small(10))
+        let mut v = self.clone();
+        v.mul_small(10);
+        Some(v)
     }
     fn quo_rem_10(&mut self, s: &Self) -> Option<i64> {
         let mut q = 0;
         while *self >= *s {
-            *self = self.sub(s);
+            self.sub(s);
             q += 1;
         }
-        *self = self.mul_small(10);
+        self.mul_small(10);
         Some(q)
     }
 }
