@@ -56,13 +56,10 @@ pub struct PackRecords {
 }
 
 impl PackRecords {
-    /// Room for `events` events of `bytes` bytes in all.
-    pub fn with_capacity(events: usize, bytes: usize) -> Self {
-        PackRecords {
-            data: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(events),
-            unreadable: None,
-        }
+    /// Room for `events` more events of `bytes` bytes in all.
+    pub fn reserve(&mut self, events: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.ends.reserve(events);
     }
 
     /// A pack whose records cannot be read at all.
@@ -732,7 +729,7 @@ mod tests {
     #[test]
     fn unreadable_packs_are_answered_and_counted() {
         let appender = unreachable_appender("unreadable");
-        let mut with_null = PackRecords::with_capacity(3, 2);
+        let mut with_null = PackRecords::default();
         with_null.next_record(1).copy_from_slice(RECORD);
         with_null.next_missing();
         with_null.next_record(1).copy_from_slice(RECORD);
@@ -767,7 +764,7 @@ mod tests {
     /// The records of a pack come out as they went in, one buffer for all.
     #[test]
     fn pack_records_frame_what_they_hold() {
-        let mut records = PackRecords::with_capacity(3, 3);
+        let mut records = PackRecords::default();
         records.next_record(2).copy_from_slice(&[1, 2]);
         records.next_record(0);
         records.next_record(1).copy_from_slice(&[3]);

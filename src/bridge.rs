@@ -195,47 +195,57 @@ fn read_string(env: &mut JNIEnv, s: &JString) -> Option<String> {
     env.get_string(s).ok().map(String::from)
 }
 
-/// The pack's records, each copied once out of its Java array into one buffer (sized first, so
-/// it never grows by copying). A null array is a null event; a null `events` a null list.
+/// Event arrays one local frame holds: HotSpot refuses a frame over `MaxJNILocalCapacity`
+/// (65,536 by default), so a larger pack is read a chunk at a time.
+const EVENTS_PER_FRAME: i32 = 4096;
+
+/// The pack's records, each copied once out of its Java array into one buffer (sized for each
+/// chunk of events first, so a pack of up to [`EVENTS_PER_FRAME`] never grows it by copying).
+/// A null array is a null event; a null `events` a null list.
 fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
     if events.is_null() {
         return PackRecords::unreadable("its list of events is null".into());
     }
     let read = |env: &mut JNIEnv| -> Result<PackRecords, jni::errors::Error> {
         let count = env.get_array_length(events)?;
-        // One local frame holds every event's array while the buffer is sized, and frees them together.
-        env.with_local_frame(count.saturating_add(1), |env| {
-            let mut arrays = Vec::with_capacity(count as usize);
-            let mut bytes = 0;
-            for i in 0..count {
-                let array = JByteArray::from(env.get_object_array_element(events, i)?);
-                let len = if array.is_null() {
-                    0
-                } else {
-                    env.get_array_length(&array)? as usize
-                };
-                bytes += len;
-                arrays.push((array, len));
-            }
-            let mut records = PackRecords::with_capacity(arrays.len(), bytes);
-            for (array, len) in &arrays {
-                if array.is_null() {
-                    records.next_missing();
-                    continue;
+        let mut records = PackRecords::default();
+        for start in (0..count).step_by(EVENTS_PER_FRAME as usize) {
+            let end = count.min(start.saturating_add(EVENTS_PER_FRAME));
+            // The frame holds the chunk's arrays while the buffer is sized, and frees them together.
+            env.with_local_frame(end - start + 1, |env| -> Result<(), jni::errors::Error> {
+                let mut arrays = Vec::with_capacity((end - start) as usize);
+                let mut bytes = 0;
+                for i in start..end {
+                    let array = JByteArray::from(env.get_object_array_element(events, i)?);
+                    let len = if array.is_null() {
+                        0
+                    } else {
+                        env.get_array_length(&array)? as usize
+                    };
+                    bytes += len;
+                    arrays.push((array, len));
                 }
-                let record = records.next_record(*len);
-                // SAFETY: u8 and jbyte (i8) have the same size and alignment, and every bit
-                // pattern is valid in both; the slice is the same memory, borrowed as before.
-                let record = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        record.as_mut_ptr().cast::<jbyte>(),
-                        record.len(),
-                    )
-                };
-                env.get_byte_array_region(array, 0, record)?;
-            }
-            Ok(records)
-        })
+                records.reserve(arrays.len(), bytes);
+                for (array, len) in &arrays {
+                    if array.is_null() {
+                        records.next_missing();
+                        continue;
+                    }
+                    let record = records.next_record(*len);
+                    // SAFETY: u8 and jbyte (i8) have the same size and alignment, and every bit
+                    // pattern is valid in both; the slice is the same memory, borrowed as before.
+                    let record = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            record.as_mut_ptr().cast::<jbyte>(),
+                            record.len(),
+                        )
+                    };
+                    env.get_byte_array_region(array, 0, record)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(records)
     };
     read(env).unwrap_or_else(|e| PackRecords::unreadable(format!("its events cannot be read: {e}")))
 }

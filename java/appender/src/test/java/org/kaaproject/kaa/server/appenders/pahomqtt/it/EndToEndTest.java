@@ -405,6 +405,43 @@ class EndToEndTest {
         }
     }
 
+    /**
+     * A pack of 70,000 records, more than one JNI local frame may hold (HotSpot's MaxJNILocalCapacity, 65,536):
+     * read a chunk at a time, published as one message and confirmed. (Before: answered onInternalError, "its events
+     * cannot be read".)
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void aPackOfMoreRecordsThanAJniFrameHoldsIsPublished() {
+        String logSchema = "{\"type\":\"record\",\"name\":\"N\",\"fields\":[{\"name\":\"n\",\"type\":\"int\"}]}";
+        int n = 70_000;
+        List<byte[]> records = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            ByteBuffer varint = ByteBuffer.allocate(5);
+            for (int z = i << 1; ; z >>>= 7) { // zig-zag, as Avro writes an int
+                if ((z & ~0x7f) == 0) {
+                    varint.put((byte) z);
+                    break;
+                }
+                varint.put((byte) ((z & 0x7f) | 0x80));
+            }
+            records.add(Arrays.copyOf(varint.array(), varint.position()));
+        }
+        String topic = topic("d-70k");
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+            cfg.put("grouping", new GenericData.EnumSymbol(KaaNode.configSchema().getField("grouping").schema(),
+                    "PACK"));
+            LogAppender appender = load("seventy-thousand", cfg);
+            RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, records), "70,000 records");
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
+            String message = new String(sub.awaitCount(1, Duration.ofSeconds(10)).get(0), StandardCharsets.UTF_8);
+            assertTrue(message.startsWith("[{\"n\":0},{\"n\":1},") && message.endsWith(",{\"n\":69999}]"),
+                    message.length() > 80 ? message.substring(0, 80) : message);
+            assertEquals(n, message.split("\\{").length - 1, "records in the message");
+        }
+    }
+
     /** (d) doAppend after close(): onInternalError exactly once, and no exception out of doAppend. */
     @Test
     @Timeout(value = 30, unit = TimeUnit.SECONDS)
