@@ -405,6 +405,13 @@ struct Driver<E: EventLoop> {
     /// The broker refused a message on this connection (MQTT 5): a close soon after is its
     /// answer to that message, not another client taking the id.
     refused_here: bool,
+    /// A publish was written on this connection. A close that follows may be the broker's
+    /// answer to it: strict brokers (AWS IoT, HiveMQ) close an MQTT 3.1.1 connection instead of
+    /// acknowledging a publish it may not make, with no reason given.
+    carried: bool,
+    /// The last connection was closed soon after accepting it, without a reason, after it
+    /// carried a publish: a takeover if the next one ends the same way.
+    suspected: bool,
     nudge: Nudge,
 }
 
@@ -443,6 +450,8 @@ async fn drive<E: EventLoop>(
         refused_slots: 0,
         slot_limit: Window::default().acked / 2,
         refused_here: false,
+        carried: false,
+        suspected: false,
         nudge: Nudge::new(),
     };
     loop {
@@ -546,6 +555,8 @@ impl<E: EventLoop> Driver<E> {
             refused_slots,
             slot_limit,
             refused_here,
+            carried,
+            suspected,
             nudge,
         } = self;
         let polled = if connected_at.is_some() {
@@ -620,6 +631,9 @@ impl<E: EventLoop> Driver<E> {
         if polled.as_ref().is_ok_and(Observed::is_refusal) {
             *refused_here = true;
         }
+        if let Ok(Observed::Written(_)) = polled {
+            *carried = true;
+        }
         let polled = match polled {
             Ok(
                 event @ Observed::Received {
@@ -658,6 +672,7 @@ impl<E: EventLoop> Driver<E> {
                 }
                 *refused_slots = 0;
                 *refused_here = false;
+                *carried = false;
                 *slot_limit = (window.acked / 2).max(1);
                 *nudge = Nudge::new();
                 *backoff = BACKOFF_MIN;
@@ -696,17 +711,27 @@ impl<E: EventLoop> Driver<E> {
                     let mut tracker = lock(&shared.tracker);
                     let (drained, unreported) = eventloop.forget();
                     *refused_here |= unreported.iter().any(Observed::is_refusal);
+                    *carried |= unreported.iter().any(|e| matches!(e, Observed::Written(_)));
                     tracker.on_connection_lost(drained, &unreported);
                 }
+                // A close soon after the connect is taken for a takeover unless the broker said
+                // another reason (an MQTT 5 DISCONNECT), or had just refused a message: then
+                // the close is its answer to that message. After a publish it may be that
+                // answer without a word, so only the second such close in a row counts.
+                let unexplained = matches!(
+                    failure,
+                    Failure::Closed {
+                        taken_over: None,
+                        ..
+                    }
+                ) && !*refused_here
+                    && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
+                let likely_takeover = unexplained && (!*carried || *suspected);
+                *suspected = unexplained && !likely_takeover;
                 let (text, refused) = match failure {
                     Failure::Refused(code) => (format!("refused the connection: {code}"), true),
-                    // A close soon after the connect is taken for a takeover unless the broker
-                    // said another reason (an MQTT 5 DISCONNECT), or had just refused a
-                    // message: then the close is its answer to that message.
                     Failure::Closed { why, taken_over }
-                        if taken_over.unwrap_or_else(|| {
-                            !*refused_here && lived.is_some_and(|l| l < TAKEOVER_WINDOW)
-                        }) =>
+                        if taken_over.unwrap_or(likely_takeover) =>
                     {
                         let taken_over = taken_over == Some(true);
                         let lived = lived.unwrap_or_default();
@@ -733,6 +758,15 @@ impl<E: EventLoop> Driver<E> {
                         }
                         (why, false)
                     }
+                    Failure::Closed { why, .. } if *suspected => (
+                        format!(
+                            "{why}: closed {} ms after accepting the connection, after a \
+                             publish; the broker refusing it, or another client with this id \
+                             (taken for that if the next connection ends the same way)",
+                            lived.unwrap_or_default().as_millis()
+                        ),
+                        false,
+                    ),
                     Failure::Closed { why, .. } | Failure::Broken(why) => {
                         if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
                             *takeover_backoff = BACKOFF_MIN;
@@ -1262,6 +1296,99 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An MQTT 3.1.1 broker that, as AWS IoT or HiveMQ do with a publish the client may not
+    /// make, closes each of its first `closing` connections at the first publish, without a
+    /// word; later ones it acks. It reports the client id of every CONNECT.
+    fn closing_broker_v4(
+        listener: std::net::TcpListener,
+        closing: usize,
+        ids: mpsc::Sender<String>,
+    ) {
+        use std::io::Write;
+        for n in 0.. {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, body)) = read_packet(&mut s) else {
+                return;
+            };
+            // Protocol name (2 + 4), level, flags, keep-alive (2), then the client id.
+            let len = usize::from(u16::from_be_bytes([body[10], body[11]]));
+            let id = String::from_utf8_lossy(&body[12..12 + len]).into_owned();
+            if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+                return;
+            }
+            while let Some((kind, body)) = read_packet(&mut s) {
+                if kind >> 4 != 3 {
+                    continue;
+                }
+                if n < closing {
+                    break;
+                }
+                let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let pkid = &body[2 + topic..4 + topic];
+                if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Connects to a [`closing_broker_v4`] and sends a pack of one message `packs` times, each
+    /// once the connection it goes to is there; returns their answers, the client ids of the
+    /// connections and the takeovers counted.
+    fn publish_through_closes(
+        configured: &str,
+        closing: usize,
+        packs: usize,
+    ) -> (Vec<Outcome>, Vec<String>, u64) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let (tx, ids) = mpsc::channel();
+        std::thread::spawn(move || closing_broker_v4(listener, closing, tx));
+        let connection = Connection::get(&scripted(port, configured), 100);
+        let mut answers = Vec::new();
+        let mut seen = Vec::new();
+        for _ in 0..packs {
+            seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+            let (pack, how, messages, rx) = qos1_pack(1);
+            connection.submit(&pack, how, messages, 100);
+            answers.push(rx.recv_timeout(WAIT).expect("an answer"));
+        }
+        let takeovers = connection.metrics().takeovers.load(Ordering::Relaxed);
+        (answers, seen, takeovers)
+    }
+
+    /// One close right after a publish is the broker's answer to it as likely as a takeover:
+    /// the id stays. (Before: the node moved to an id of its own until it restarted, which a
+    /// broker authorising by client id then refuses.)
+    #[test]
+    fn one_close_right_after_a_publish_keeps_the_client_id() {
+        let (answers, ids, takeovers) = publish_through_closes("closes-once", 1, 2);
+        assert_eq!(answers, [Outcome::ConnectionError, Outcome::Delivered]);
+        assert_eq!(ids, ["closes-once", "closes-once"]);
+        assert_eq!(takeovers, 0);
+    }
+
+    /// Two in a row are taken for a takeover, as a close with nothing published is at once:
+    /// nodes of a cluster sharing one id, both busy, still stop pushing each other out.
+    #[test]
+    fn two_closes_in_a_row_right_after_publishes_move_to_an_id_of_its_own() {
+        let (answers, ids, takeovers) = publish_through_closes("closes-twice", 2, 3);
+        assert_eq!(
+            answers,
+            [
+                Outcome::ConnectionError,
+                Outcome::ConnectionError,
+                Outcome::Delivered
+            ]
+        );
+        assert_eq!(ids[..2], ["closes-twice", "closes-twice"]);
+        assert!(ids[2].starts_with("closes-twice-"), "{ids:?}");
+        assert_eq!(takeovers, 1);
     }
 
     /// MQTT 3.1.1 to a scripted broker on loopback, keep-alive 60 s, connect timeout 2 s.
