@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{AppenderConfig, Grouping, MqttVersion, PayloadFormat};
+use crate::config::{AppenderConfig, BrokerConfig, Grouping, MqttVersion, PayloadFormat};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{
@@ -126,6 +126,25 @@ pub struct Appender {
     metrics: Arc<AppenderMetrics>,
 }
 
+/// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
+/// own client id: a broker drops the older of two clients with the same one. Only the first
+/// carries the status topic and its last will: with one retained status for all of them, the
+/// will of any one would say "offline" while the others run.
+fn connection_settings(config: &AppenderConfig) -> Vec<BrokerConfig> {
+    (0..config.connections)
+        .map(|i| {
+            let mut broker = config.broker.clone();
+            if config.connections > 1 {
+                broker.client_id = format!("{}-{i}", broker.client_id);
+            }
+            if i > 0 {
+                broker.status_topic = None;
+            }
+            broker
+        })
+        .collect()
+}
+
 impl Appender {
     pub fn open(
         name: &str,
@@ -133,16 +152,9 @@ impl Appender {
         header: HeaderStructure,
         config: AppenderConfig,
     ) -> Arc<Appender> {
-        // With several connections each needs its own client id: a broker drops the older of
-        // two clients with the same one.
-        let connections = (0..config.connections)
-            .map(|i| {
-                let mut broker = config.broker.clone();
-                if config.connections > 1 {
-                    broker.client_id = format!("{}-{i}", broker.client_id);
-                }
-                Connection::get(&broker, config.max_pending_records)
-            })
+        let connections = connection_settings(&config)
+            .iter()
+            .map(|broker| Connection::get(broker, config.max_pending_records))
             .collect();
         log::info!(
             "appender '{name}' publishes to '{}' at QoS {} via {}:{}",
@@ -662,6 +674,29 @@ mod tests {
         let e = refusal(&[2 * per + 1]).unwrap_or_default();
         assert!(e.contains("8193 bytes") && e.contains("8192 in all"), "{e}");
     }
+
+    /// Connections of one appender: ids of their own, one retained status and last will.
+    #[test]
+    fn only_the_first_connection_carries_the_status_topic() {
+        let raw = original("127.0.0.1", 1883, 1, "t");
+        let mut config = AppenderConfig::from_avro(&raw.0).expect("config");
+        config.broker.status_topic = Some("kaa/status/node".into());
+        let one = connection_settings(&config);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].client_id, config.broker.client_id);
+        assert_eq!(one[0].status_topic.as_deref(), Some("kaa/status/node"));
+        config.connections = 3;
+        let three = connection_settings(&config);
+        let ids: Vec<&str> = three.iter().map(|b| b.client_id.as_str()).collect();
+        let id = &config.broker.client_id;
+        assert_eq!(
+            ids,
+            [format!("{id}-0"), format!("{id}-1"), format!("{id}-2")]
+        );
+        let status: Vec<Option<&str>> = three.iter().map(|b| b.status_topic.as_deref()).collect();
+        assert_eq!(status, [Some("kaa/status/node"), None, None]);
+    }
+
     const WAIT: Duration = Duration::from_secs(20);
 
     /// A loopback port nothing listens on: packs wait there until their deadline.

@@ -485,8 +485,9 @@ impl AppenderConfig {
                 format!("{connections} is not between 1 and {MAX_CONNECTIONS}"),
             ));
         }
-        let status_topic = identity::expand(status_topic.trim())
-            .map_err(|e| ConfigError::new("statusTopic", e))?;
+        let status_text = status_topic.trim().to_string();
+        let status_topic =
+            identity::expand(&status_text).map_err(|e| ConfigError::new("statusTopic", e))?;
         let status_topic = match status_topic.as_str() {
             "" => None,
             t if crate::topic::unfit_for_publish(t) => {
@@ -530,6 +531,17 @@ impl AppenderConfig {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
         let mut warnings = Vec::new();
+        if status_topic.is_some()
+            && !["{hostname}", "{pid}", "{random}"]
+                .iter()
+                .any(|p| status_text.contains(p))
+        {
+            warnings.push(format!(
+                "statusTopic '{status_text}' names no node: the nodes of a Kaa cluster sharing this \
+                 configuration overwrite each other's retained status, and one node's last will \
+                 says 'offline' while the others run; use for example 'kaa/status/{{hostname}}'"
+            ));
+        }
         if ssl && !verify_ssl_cert && !ca_pem.trim().is_empty() {
             warnings.push(
                 "caCertificate is set but verifySslCert is off, so it is not used: any certificate \
@@ -1021,7 +1033,17 @@ pub(crate) mod tests {
         };
         let c = with_status("kaa/status/{hostname}/{pid}").unwrap();
         assert!(c.broker.status_topic.unwrap().ends_with(&format!("/{pid}")));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert_eq!(with_status("kaa/{node}").unwrap_err().field, "statusTopic");
+        // One status for every node of a cluster: accepted, with a warning.
+        let c = with_status("kaa/status").unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("'kaa/status' names no node")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     /// Every field up to `connectionsPerBroker` (plain TCP, MQTT `version`, clean session as
