@@ -610,10 +610,20 @@ impl AppenderConfig {
                 format!("{max_message_bytes} is not between 1 and {MQTT_MAX_MESSAGE_BYTES}"),
             ));
         }
+        let client_id_text = client_id;
         let client_id =
-            identity::expand(&client_id).map_err(|e| ConfigError::new("clientId", e))?;
+            identity::expand(&client_id_text).map_err(|e| ConfigError::new("clientId", e))?;
         if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
+        }
+        if !clean_session
+            && (client_id_text.contains("{pid}") || client_id_text.contains("{random}"))
+        {
+            warnings.push(format!(
+                "clientId '{client_id_text}' changes at every restart ({{pid}}, {{random}}) while \
+                 cleanSession is off: each restart leaves the last session on the broker, which \
+                 keeps it (and what it queues) for nobody; use for example 'kaa-{{hostname}}'"
+            ));
         }
         // rumqttc asserts (a panic) on a keep-alive its MQTT 5 client does not take, and
         // MQTT carries the keep-alive in 16 bits.
@@ -1049,7 +1059,11 @@ pub(crate) mod tests {
     /// Every field up to `connectionsPerBroker` (plain TCP, MQTT `version`, clean session as
     /// given), for tests of the fields after it.
     fn through_connections(version: i64, clean_session: bool) -> Encoder {
-        let mut e = with_client_id("c");
+        through_connections_as("c", version, clean_session)
+    }
+
+    fn through_connections_as(client_id: &str, version: i64, clean_session: bool) -> Encoder {
+        let mut e = with_client_id(client_id);
         e.long(30).long(10).long(1000).long(0).long(0).long(60);
         e.string("").string("").string("").string("");
         e.boolean(false).boolean(clean_session).long(10).long(4096);
@@ -1059,6 +1073,22 @@ pub(crate) mod tests {
             .string("kaa/status")
             .long(1);
         e
+    }
+
+    /// A persistent session under an id that changes at every restart: accepted, with a
+    /// warning; with a clean session, or an id that stays, none.
+    #[test]
+    fn a_persistent_session_under_a_changing_id_is_warned_about() {
+        let warned = |id: &str, clean: bool| {
+            let c = AppenderConfig::from_avro(&through_connections_as(id, 1, clean).0).unwrap();
+            c.warnings
+                .iter()
+                .any(|w| w.contains("changes at every restart"))
+        };
+        assert!(warned("kaa-{hostname}-{pid}", false));
+        assert!(warned("kaa-{random}", false));
+        assert!(!warned("kaa-{hostname}-{pid}", true));
+        assert!(!warned("kaa-{hostname}", false));
     }
 
     #[test]
