@@ -12,7 +12,7 @@ use crate::config::{AppenderConfig, BrokerConfig, Grouping, MqttVersion, Payload
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{
-    max_pending_bytes, payload_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD,
+    max_pending_bytes, message_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD,
 };
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
@@ -569,7 +569,7 @@ fn connection_index(endpoint: &str, connections: usize) -> usize {
     (fnv1a(endpoint.as_bytes()) % connections.max(1) as u64) as usize
 }
 
-/// A pack with more messages than `maxPendingRecords`, or more payload bytes than it allows
+/// A pack with more messages than `maxPendingRecords`, or more bytes than it allows
 /// ([`PENDING_BYTES_PER_RECORD`] each), could never be accepted: answered as a connection
 /// error, Kaa would send it again forever. It is the pack's fault, not the broker's.
 fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
@@ -580,7 +580,7 @@ fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<
             messages.len()
         ));
     }
-    let bytes = payload_bytes(&messages);
+    let bytes = message_bytes(&messages);
     let max_bytes = max_pending_bytes(max_pending);
     if bytes > max_bytes {
         return Err(format!(
@@ -661,7 +661,7 @@ mod tests {
             sizes
                 .iter()
                 .map(|&n| Message {
-                    topic: Arc::from("t"),
+                    topic: Arc::from(""),
                     payload: vec![0; n],
                     labels: Vec::new(),
                 })

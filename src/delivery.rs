@@ -151,17 +151,17 @@ impl Drop for Pack {
 /// larger ones, which endpoints choose, cannot make a broker that is away hold more.
 pub const PENDING_BYTES_PER_RECORD: usize = 4096;
 
-/// The payload bytes a connection may hold when `maxPendingRecords` is `max_pending`.
+/// The message bytes a connection may hold when `maxPendingRecords` is `max_pending`.
 pub fn max_pending_bytes(max_pending: usize) -> usize {
     max_pending.saturating_mul(PENDING_BYTES_PER_RECORD)
 }
 
-/// The payload bytes of a pack's messages.
-pub fn payload_bytes(messages: &[Message]) -> usize {
-    messages.iter().map(|m| m.payload.len()).sum()
+/// The bytes a pack's messages hold ([`Message::bytes`]).
+pub fn message_bytes(messages: &[Message]) -> usize {
+    messages.iter().map(Message::bytes).sum()
 }
 
-/// One message's payload bytes, counted in [`Tracker::held_bytes`] from its acceptance until
+/// One message's bytes, counted in [`Tracker::held_bytes`] from its acceptance until
 /// it is confirmed or failed, whichever way it leaves: they are given back when this drops.
 struct Held {
     total: Arc<AtomicUsize>,
@@ -246,7 +246,7 @@ impl Tracker {
             + usize::from(self.collided.is_some())
     }
 
-    /// Payload bytes of the messages accepted and not yet confirmed or failed.
+    /// Bytes of the messages accepted and not yet confirmed or failed ([`Message::bytes`]).
     pub fn held_bytes(&self) -> usize {
         self.held_bytes.load(Ordering::Relaxed)
     }
@@ -263,7 +263,7 @@ impl Tracker {
         max_outstanding: usize,
     ) {
         if self.outstanding() + messages.len() > max_outstanding
-            || self.held_bytes() + payload_bytes(&messages) > max_pending_bytes(max_outstanding)
+            || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
         {
             pack.finish(Why::Lost);
             return;
@@ -272,7 +272,7 @@ impl Tracker {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
-                held: Held::new(&self.held_bytes, message.payload.len()),
+                held: Held::new(&self.held_bytes, message.bytes()),
                 message,
             });
         }
@@ -1150,19 +1150,19 @@ mod tests {
         sizes
             .iter()
             .map(|&n| Message {
-                topic: Arc::from("t"),
+                topic: Arc::from(""),
                 payload: vec![b'x'; n],
                 labels: Vec::new(),
             })
             .collect()
     }
 
-    /// Payload bytes are bounded too, at `PENDING_BYTES_PER_RECORD` per record allowed: one
+    /// Message bytes are bounded too, at `PENDING_BYTES_PER_RECORD` per record allowed: one
     /// endpoint's large records cannot make a broker that is away hold more than messages of
     /// 4 KiB would. The bytes come back whichever way a message leaves: confirmed, failed at
     /// a loss, written at QoS 0, dropped with its answered pack, or refused with the connection.
     #[test]
-    fn payload_bytes_are_bounded_and_given_back_whichever_way_messages_leave() {
+    fn message_bytes_are_bounded_and_given_back_whichever_way_messages_leave() {
         let max = 10; // records, so 40 KiB
         let full = [PENDING_BYTES_PER_RECORD * 5, PENDING_BYTES_PER_RECORD * 5];
         let qos1 = PublishOptions::from(Qos::AtLeastOnce);
@@ -1214,6 +1214,64 @@ mod tests {
         t.submit(&mut out, &g, qos1, sized(&[100]), max);
         t.fail_all(Why::Closed);
         assert_eq!(t.held_bytes(), 0, "failed with the connection");
+    }
+
+    /// A message holds its topic and user properties too, and a record's fields can make the
+    /// topic long: they count against the bound as its payload does.
+    #[test]
+    fn topics_and_user_properties_count_against_the_byte_bound() {
+        let (mut t, mut out) = connected();
+        let qos1 = PublishOptions::from(Qos::AtLeastOnce);
+        let message = |topic: usize, label: usize| Message {
+            topic: Arc::from("t".repeat(topic)),
+            payload: vec![b'x'; 100],
+            labels: vec![("k".to_string(), "v".repeat(label))],
+        };
+        assert_eq!(message(10, 20).bytes(), 100 + 10 + 1 + 20);
+        let fixed: Arc<str> = Arc::from("fixed/topic");
+        let shared = Message {
+            topic: Arc::clone(&fixed),
+            payload: vec![b'x'; 100],
+            labels: Vec::new(),
+        };
+        assert_eq!(
+            shared.bytes(),
+            100,
+            "a fixed topic is shared, not held per message"
+        );
+        let (a, a_rx) = pack(1);
+        t.submit(
+            &mut out,
+            &a,
+            qos1,
+            vec![message(PENDING_BYTES_PER_RECORD, 0)],
+            1,
+        );
+        assert_eq!(
+            outcomes(&a_rx),
+            vec![Outcome::ConnectionError],
+            "a long topic"
+        );
+        let (b, b_rx) = pack(1);
+        t.submit(
+            &mut out,
+            &b,
+            qos1,
+            vec![message(1, PENDING_BYTES_PER_RECORD)],
+            1,
+        );
+        assert_eq!(
+            outcomes(&b_rx),
+            vec![Outcome::ConnectionError],
+            "long properties"
+        );
+        let (c, c_rx) = pack(1);
+        t.submit(&mut out, &c, qos1, vec![message(1, 1)], 1);
+        assert!(
+            outcomes(&c_rx).is_empty(),
+            "within the bound: waits for its ack"
+        );
+        assert_eq!(t.held_bytes(), 100 + 1 + 1 + 1);
     }
 
     #[test]

@@ -588,6 +588,21 @@ pub struct Message {
     pub labels: Vec<(String, String)>,
 }
 
+impl Message {
+    /// The bytes it holds while it waits: payload, user properties (the Kaa header, about 600
+    /// bytes) and a topic of its own (a record's fields can make one long); a fixed topic is
+    /// one allocation that every message shares.
+    pub fn bytes(&self) -> usize {
+        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let topic = if Arc::strong_count(&self.topic) == 1 {
+            self.topic.len()
+        } else {
+            0
+        };
+        self.payload.len() + topic + labels
+    }
+}
+
 /// How an appender's messages are published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishOptions {
