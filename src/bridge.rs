@@ -247,7 +247,12 @@ fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
         }
         Ok(records)
     };
-    read(env).unwrap_or_else(|e| PackRecords::unreadable(format!("its events cannot be read: {e}")))
+    read(env).unwrap_or_else(|e| {
+        // A failed read may have left a Java exception pending, and the entry point makes more
+        // JNI calls (the endpoint key, the schema) that must not run with one.
+        let _ = env.exception_clear();
+        PackRecords::unreadable(format!("its events cannot be read: {e}"))
+    })
 }
 
 #[no_mangle]
