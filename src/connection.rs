@@ -794,10 +794,12 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     (*current + 1) % brokers.len()
                 };
-                if next != *current {
-                    eventloop.switch_to(&brokers[next].0, client_id);
-                    *current = next;
-                }
+                // Always from the configured options: rumqttc keeps what a CONNACK set in them
+                // (MQTT 5 server keep-alive and session expiry) for every later connection, to
+                // another broker too, and a session expiry the broker raised would outlive the
+                // connection where the configuration says it may not (QoS 2 refuses that).
+                eventloop.switch_to(&brokers[next].0, client_id);
+                *current = next;
                 if next == 0 {
                     let pause = pause.unwrap_or_else(|| jitter(*backoff));
                     *backoff = (*backoff * 2).min(BACKOFF_MAX);
@@ -1391,6 +1393,66 @@ mod tests {
         assert_eq!(takeovers, 1);
     }
 
+    /// The identifiers of an MQTT 5 CONNECT's properties.
+    fn connect_property_ids(body: &[u8]) -> Vec<u8> {
+        // Protocol name (2 + 4), level, flags, keep-alive (2), then the properties' length.
+        let (mut len, mut shift, mut at) = (0usize, 0, 10);
+        loop {
+            len |= usize::from(body[at] & 0x7f) << shift;
+            at += 1;
+            if body[at - 1] & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let (mut ids, end) = (Vec::new(), at + len);
+        let u16_at = |i: usize| usize::from(u16::from_be_bytes([body[i], body[i + 1]]));
+        while at < end {
+            let id = body[at];
+            ids.push(id);
+            at += 1 + match id {
+                0x11 | 0x27 => 4,                  // session expiry, maximum packet size
+                0x21 | 0x22 => 2,                  // receive maximum, topic alias maximum
+                0x17 | 0x19 => 1,                  // request problem / response information
+                0x15 | 0x16 => 2 + u16_at(at + 1), // authentication method, data
+                0x26 => {
+                    // A user property: two strings.
+                    let key = u16_at(at + 1);
+                    4 + key + u16_at(at + 3 + key)
+                }
+                other => panic!("unexpected CONNECT property {other:#x}"),
+            };
+        }
+        ids
+    }
+
+    /// An MQTT 5 broker whose first CONNACK sets a session expiry of an hour, and which then
+    /// closes that connection, shutting down (so that it is no takeover, which would set the
+    /// options anew anyway); it reports the property identifiers of both CONNECTs.
+    fn expiry_setting_broker_v5(listener: std::net::TcpListener, ids: mpsc::Sender<Vec<u8>>) {
+        use std::io::Write;
+        for connack in [
+            &[0x20, 0x08, 0x00, 0x00, 0x05, 0x11, 0x00, 0x00, 0x0e, 0x10][..],
+            &[0x20, 0x03, 0x00, 0x00, 0x00][..],
+        ] {
+            let (mut s, _) = listener.accept().expect("accept");
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let (_, body) = read_packet(&mut s).expect("CONNECT");
+            if ids.send(connect_property_ids(&body)).is_err() {
+                return;
+            }
+            s.write_all(connack).expect("CONNACK");
+            if connack.len() == 5 {
+                // The second stays until the client leaves.
+                while read_packet(&mut s).is_some() {}
+            } else {
+                std::thread::sleep(Duration::from_millis(100));
+                // DISCONNECT, 0x8B: the server is shutting down.
+                s.write_all(&[0xe0, 0x02, 0x8b, 0x00]).expect("DISCONNECT");
+            }
+        }
+    }
+
     /// MQTT 3.1.1 to a scripted broker on loopback, keep-alive 60 s, connect timeout 2 s.
     fn scripted(port: u16, client_id: &str) -> BrokerConfig {
         BrokerConfig {
@@ -1517,6 +1579,34 @@ mod tests {
         let seen: Vec<u16> = pkids.try_iter().collect();
         assert_eq!(seen.len(), 30, "{seen:?}");
         assert!(seen.iter().all(|&id| (1..=10).contains(&id)), "{seen:?}");
+        drop(connection);
+        broker_thread
+            .join()
+            .expect("the scripted broker ends when the client leaves");
+    }
+
+    /// What a CONNACK sets holds for that connection only: rumqttc copies an MQTT 5 broker's
+    /// session expiry into the options of every later CONNECT, where a session kept past the
+    /// connection is what the configuration (clean session, no expiry) refused. (Before: the
+    /// second CONNECT asked for the hour the first CONNACK had set.)
+    #[test]
+    fn a_session_expiry_a_broker_set_does_not_carry_over_to_the_next_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let (tx, ids) = mpsc::channel();
+        let broker_thread = std::thread::spawn(move || expiry_setting_broker_v5(listener, tx));
+        let config = BrokerConfig {
+            version: crate::config::MqttVersion::V5,
+            ..scripted(port, "expiry-v5-test")
+        };
+        let connection = Connection::get(&config, 100);
+        let first = ids.recv_timeout(WAIT).expect("first CONNECT");
+        let second = ids.recv_timeout(WAIT).expect("second CONNECT");
+        assert!(!first.contains(&0x11), "{first:x?}");
+        assert!(
+            !second.contains(&0x11),
+            "no session expiry asked: {second:x?}"
+        );
         drop(connection);
         broker_thread
             .join()

@@ -195,7 +195,8 @@ pub trait EventLoop: Send + 'static {
         std::future::ready(Ok(()))
     }
 
-    /// Connects to this broker, as `client_id`, from the next attempt on.
+    /// Connects to this broker, as `client_id`, with the options configured for it, from the
+    /// next attempt on.
     fn switch_to(&mut self, options: &Self::Options, client_id: &str);
 
     /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
