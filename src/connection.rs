@@ -64,6 +64,8 @@ struct Shared {
     previous: Option<Goodbye>,
     /// The broker address and configured client id, as `closing()` and `replaced()` know it.
     identity: ClientKey,
+    /// The client id in use, while the appender holds the connection.
+    hold: Mutex<Option<IdHold>>,
     label: String,
     status_topic: Option<Arc<str>>,
     status_format: StatusFormat,
@@ -102,6 +104,51 @@ fn closing() -> MutexGuard<'static, HashMap<ClientKey, Goodbye>> {
 fn replaced() -> MutexGuard<'static, HashMap<ClientKey, String>> {
     static REPLACED: OnceLock<Mutex<HashMap<ClientKey, String>>> = OnceLock::new();
     lock(REPLACED.get_or_init(Default::default))
+}
+
+/// The client ids this process's connections hold now, with the broker address: one
+/// connection does not take an id that another holds, which would push it out.
+fn held_ids() -> MutexGuard<'static, HashMap<ClientKey, usize>> {
+    static HELD: OnceLock<Mutex<HashMap<ClientKey, usize>>> = OnceLock::new();
+    lock(HELD.get_or_init(Default::default))
+}
+
+/// A connection's hold on its client id in [`held_ids`], given back when dropped: when the
+/// appender lets go of the connection (a connection made again meanwhile for the same client
+/// waits for it to close, and may take its id), or when the id changes.
+struct IdHold(ClientKey);
+
+impl IdHold {
+    fn new(identity: &ClientKey, client_id: &str) -> IdHold {
+        let key = (identity.0.clone(), identity.1, client_id.to_string());
+        *held_ids().entry(key.clone()).or_default() += 1;
+        IdHold(key)
+    }
+}
+
+/// Whether a connection other than `shared`'s holds `client_id` at its broker.
+fn held_by_another(shared: &Shared, client_id: &str) -> bool {
+    let ours = lock(&shared.hold)
+        .as_ref()
+        .is_some_and(|h| h.0 .2 == client_id);
+    let key = (
+        shared.identity.0.clone(),
+        shared.identity.1,
+        client_id.to_string(),
+    );
+    held_ids().get(&key).is_some_and(|&n| n > usize::from(ours))
+}
+
+impl Drop for IdHold {
+    fn drop(&mut self) {
+        let mut held = held_ids();
+        if let Some(n) = held.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.0);
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -177,10 +224,16 @@ impl Connection {
 
     fn open(broker: &BrokerConfig, max_pending: usize) -> Connection {
         let identity = client_key(broker);
+        // The id an earlier connection for this client moved to, unless a connection with other
+        // settings holds it now (the two would push each other out).
         let client_id = replaced()
             .get(&identity)
+            .filter(|id| {
+                !held_ids().contains_key(&(broker.host.clone(), broker.port, (*id).clone()))
+            })
             .cloned()
             .unwrap_or_else(|| broker.client_id.clone());
+        let hold = IdHold::new(&identity, &client_id);
         let label = format!(
             "{} as '{client_id}'",
             address_label(broker, &broker.host, broker.port)
@@ -197,6 +250,7 @@ impl Connection {
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
             previous: closing().get(&identity).cloned(),
+            hold: Mutex::new(Some(hold)),
             identity,
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
@@ -274,6 +328,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        lock(&self.shared.hold).take();
         self.say_goodbye(Instant::now());
         self.shared.released.store(true, Ordering::Release);
         self.shared.shutdown.notify_one();
@@ -747,6 +802,9 @@ impl<E: EventLoop> Driver<E> {
                         );
                         match next {
                             Some(id) => {
+                                if !shared.released.load(Ordering::Acquire) {
+                                    *lock(&shared.hold) = Some(IdHold::new(&shared.identity, &id));
+                                }
                                 *client_id = id;
                                 eventloop.switch_to(&brokers[*current].0, client_id);
                             }
@@ -837,7 +895,13 @@ fn taken_over_by_another(
          one configuration?)",
         lived.as_millis()
     );
-    let unique = crate::identity::unique(configured);
+    // This node's own id, or, where another connection of this process (same broker and id,
+    // other settings) holds it, the first one after it that none holds.
+    let base = crate::identity::unique(configured);
+    let unique = std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| !held_by_another(shared, id))
+        .unwrap_or(base);
     if !shared.clean_session {
         // ERROR once: what follows is the same fault, counted at WARN.
         let level = if count == 1 {
@@ -995,6 +1059,7 @@ mod tests {
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
             previous: None,
+            hold: Mutex::new(None),
             identity: ("scripted".into(), 1, "driver-panic-test".into()),
             label: "scripted:1 as 'driver-panic-test'".into(),
             status_topic: None,
@@ -1453,6 +1518,29 @@ mod tests {
         }
     }
 
+    /// An MQTT 3.1.1 broker that, as every broker does, closes a client's connection when
+    /// another connects with its client id; it reports the id of every CONNECT.
+    fn takeover_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+        use std::io::Write;
+        let connected: Arc<Mutex<HashMap<String, std::net::TcpStream>>> = Arc::default();
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, body)) = read_packet(&mut s) else {
+                continue;
+            };
+            let len = usize::from(u16::from_be_bytes([body[10], body[11]]));
+            let id = String::from_utf8_lossy(&body[12..12 + len]).into_owned();
+            let previous = lock(&connected).insert(id.clone(), s.try_clone().expect("clone"));
+            if let Some(previous) = previous {
+                let _ = previous.shutdown(std::net::Shutdown::Both);
+            }
+            if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+                return;
+            }
+            std::thread::spawn(move || while read_packet(&mut s).is_some() {});
+        }
+    }
+
     /// MQTT 3.1.1 to a scripted broker on loopback, keep-alive 60 s, connect timeout 2 s.
     fn scripted(port: u16, client_id: &str) -> BrokerConfig {
         BrokerConfig {
@@ -1611,6 +1699,46 @@ mod tests {
         broker_thread
             .join()
             .expect("the scripted broker ends when the client leaves");
+    }
+
+    /// Two connections of one process to one broker, with one client id and other settings
+    /// (two appenders whose usernames differ): after one moved to an id of its own, the other,
+    /// opened again, does not take that id too. (Before: it did, and the two pushed each other
+    /// out with pauses growing to a minute, each taking the id for its own.)
+    #[test]
+    fn connections_of_one_process_never_share_the_id_one_moved_to() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let (tx, ids) = mpsc::channel();
+        std::thread::spawn(move || takeover_broker(listener, tx));
+        let a_config = scripted(port, "shared-id");
+        let b_config = BrokerConfig {
+            username: Some("b".into()),
+            ..scripted(port, "shared-id")
+        };
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let a = Connection::get(&a_config, 100);
+        assert_eq!(next(), "shared-id");
+        let b = Connection::get(&b_config, 100);
+        assert_eq!(next(), "shared-id");
+        let moved = next();
+        assert!(moved.starts_with("shared-id-"), "{moved}");
+        drop(b);
+        let again = Connection::get(&b_config, 100);
+        assert_eq!(next(), "shared-id", "not the id the other connection holds");
+        // A third pushes that one out: it moves to an id after the one the first holds.
+        let c = Connection::get(
+            &BrokerConfig {
+                username: Some("c".into()),
+                ..scripted(port, "shared-id")
+            },
+            100,
+        );
+        assert_eq!(next(), "shared-id");
+        assert_eq!(next(), format!("{moved}-2"));
+        let quiet = ids.recv_timeout(Duration::from_secs(2));
+        assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
+        drop((a, again, c));
     }
 
     #[test]
