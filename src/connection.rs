@@ -1280,6 +1280,15 @@ mod tests {
         }
     }
 
+    /// Runs a scripted broker on a loopback port: the port, and the broker's thread.
+    fn scripted_broker(
+        broker: impl FnOnce(std::net::TcpListener) + Send + 'static,
+    ) -> (u16, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        (port, std::thread::spawn(move || broker(listener)))
+    }
+
     /// One MQTT packet from a scripted broker's socket: its first byte and its body.
     fn read_packet(s: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
         use std::io::Read;
@@ -1412,10 +1421,8 @@ mod tests {
         closing: usize,
         packs: usize,
     ) -> (Vec<Outcome>, Vec<String>, u64) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
         let (tx, ids) = mpsc::channel();
-        std::thread::spawn(move || closing_broker_v4(listener, closing, tx));
+        let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, closing, tx));
         let connection = Connection::get(&scripted(port, configured), 100);
         let mut answers = Vec::new();
         let mut seen = Vec::new();
@@ -1584,10 +1591,8 @@ mod tests {
     /// held up waited for ever, so the pack was never answered and keep-alive never ran.)
     #[test]
     fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
         let (quit, quit_rx) = mpsc::channel();
-        let broker_thread = std::thread::spawn(move || deaf_broker(listener, quit_rx));
+        let (port, broker_thread) = scripted_broker(move |listener| deaf_broker(listener, quit_rx));
         let connection = Connection::get(&scripted(port, "deaf-test"), 100);
         // 64 MiB: more than loopback's socket buffers hold, both sides together.
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
@@ -1603,9 +1608,7 @@ mod tests {
     /// `EventLoop::NUDGES` and the test after this one).
     #[test]
     fn mqtt5_packs_through_a_broker_slower_than_the_client_are_all_delivered() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
-        let broker_thread = std::thread::spawn(move || slow_broker_v5(listener));
+        let (port, broker_thread) = scripted_broker(slow_broker_v5);
         let config = BrokerConfig {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "slow-v5-test")
@@ -1640,10 +1643,9 @@ mod tests {
     /// failed, at every connection after it.)
     #[test]
     fn packet_ids_start_again_within_a_smaller_receive_maximum() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
         let (tx, pkids) = mpsc::channel();
-        let broker_thread = std::thread::spawn(move || shrinking_broker_v5(listener, 25, tx));
+        let (port, broker_thread) =
+            scripted_broker(move |listener| shrinking_broker_v5(listener, 25, tx));
         let config = BrokerConfig {
             version: crate::config::MqttVersion::V5,
             max_inflight: Some(30),
@@ -1679,10 +1681,9 @@ mod tests {
     /// second CONNECT asked for the hour the first CONNACK had set.)
     #[test]
     fn a_session_expiry_a_broker_set_does_not_carry_over_to_the_next_connection() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
         let (tx, ids) = mpsc::channel();
-        let broker_thread = std::thread::spawn(move || expiry_setting_broker_v5(listener, tx));
+        let (port, broker_thread) =
+            scripted_broker(move |listener| expiry_setting_broker_v5(listener, tx));
         let config = BrokerConfig {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "expiry-v5-test")
@@ -1707,10 +1708,8 @@ mod tests {
     /// out with pauses growing to a minute, each taking the id for its own.)
     #[test]
     fn connections_of_one_process_never_share_the_id_one_moved_to() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
         let (tx, ids) = mpsc::channel();
-        std::thread::spawn(move || takeover_broker(listener, tx));
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
         let a_config = scripted(port, "shared-id");
         let b_config = BrokerConfig {
             username: Some("b".into()),
@@ -1743,9 +1742,7 @@ mod tests {
 
     #[test]
     fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("port").port();
-        let broker_thread = std::thread::spawn(move || nagle_broker(listener));
+        let (port, broker_thread) = scripted_broker(nagle_broker);
         let connection = Connection::get(&scripted(port, "nudge-test"), 100);
         let (pack, how, messages, rx) = qos1_pack(5);
         connection.submit(&pack, how, messages, 100);
