@@ -2,11 +2,12 @@
 //!
 //! Every entry point runs inside [`guard`], which catches panics: a failure becomes a Java
 //! exception (`open`, `close`) or the pack's failure callback (`append`), never a crashed
-//! node. Handles are `Arc<Appender>` pointers in a `jlong`, created by `open` and freed
-//! exactly once by `close`; the Java side never calls `append` after `close` (a read/write
-//! lock in `NativeHandle`). `append` takes a pack as Kaa handed it (each record's array, null
-//! entries included, and the log schema's id, version and text, nulls allowed): the checks and
-//! the framing are `appender`'s, so every pack is answered, counted and logged in one place.
+//! node. A handle is a number that `open` gives and `close` forgets ([`appenders`]), so no
+//! call through a stale or racing handle can reach freed memory. `append` takes a pack as Kaa
+//! handed it (each record's array, null entries included, and the log schema's id, version and
+//! text, nulls allowed): the checks and the framing are `appender`'s, so every pack is
+//! answered, counted and logged in one place. The JMX bean's attributes are built and read
+//! here, from `metrics::FIGURES`.
 //!
 //! Calls into Java go straight to Kaa's `LogDeliveryCallback` and to SLF4J's `Logger`, with no
 //! Java code of ours between, from one dispatcher thread attached to the JVM once: tokio
@@ -22,16 +23,17 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
-    GlobalRef, JByteArray, JClass, JLongArray, JMethodID, JObject, JObjectArray, JStaticMethodID,
-    JString, JValue,
+    GlobalRef, JByteArray, JClass, JMethodID, JObject, JObjectArray, JStaticMethodID, JString,
+    JValue,
 };
 use jni::signature::{Primitive, ReturnType};
-use jni::sys::{jbyte, jint, jlong, JNI_ERR, JNI_VERSION_1_8};
+use jni::sys::{jboolean, jbyte, jint, jlong, JNI_ERR, JNI_FALSE, JNI_TRUE, JNI_VERSION_1_8};
 use jni::{JNIEnv, JavaVM};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -39,7 +41,7 @@ use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::AppenderConfig;
 use crate::delivery::{Outcome, Why};
 use crate::header::HeaderStructure;
-use crate::metrics::FIGURES;
+use crate::metrics::{Figure, Snapshot, FIGURES};
 use crate::supervise::panic_message;
 
 const CALLBACK_CLASS: &str =
@@ -92,7 +94,6 @@ fn dispatch(job: Job) {
 /// Errors that become Java exceptions, each mapped to its class in one place.
 enum BridgeError {
     Config(String),
-    Closed,
     Jni(jni::errors::Error),
     Panic(String),
 }
@@ -110,10 +111,6 @@ impl BridgeError {
         }
         let (class, message) = match self {
             BridgeError::Config(m) => ("java/lang/IllegalArgumentException", m),
-            BridgeError::Closed => (
-                "java/lang/IllegalStateException",
-                "the appender is closed".to_string(),
-            ),
             BridgeError::Jni(e) => ("java/lang/IllegalStateException", format!("JNI: {e}")),
             BridgeError::Panic(m) => (
                 "java/lang/RuntimeException",
@@ -152,19 +149,17 @@ fn guard<'local, T>(
     }
 }
 
-/// Borrows the appender behind a handle without taking ownership.
-fn borrow(handle: jlong) -> Result<Arc<Appender>, BridgeError> {
-    let ptr = handle as *const Appender;
-    if ptr.is_null() {
-        return Err(BridgeError::Closed);
-    }
-    // SAFETY: a non-zero handle comes from `Arc::into_raw` in `open` and is released only by
-    // `close`, which the Java side never runs concurrently with or before another call on it.
-    // Bumping the count first keeps the appender alive for this call.
-    unsafe {
-        Arc::increment_strong_count(ptr);
-        Ok(Arc::from_raw(ptr))
-    }
+/// The open appenders by handle. Java holds only the number: a handle used after `close`, or
+/// while another thread closes it, finds nothing (or an appender that refuses packs), never
+/// freed memory.
+fn appenders() -> MutexGuard<'static, HashMap<jlong, Arc<Appender>>> {
+    static OPEN: LazyLock<Mutex<HashMap<jlong, Arc<Appender>>>> = LazyLock::new(Default::default);
+    OPEN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The appender behind a handle, if it is open.
+fn borrow(handle: jlong) -> Option<Arc<Appender>> {
+    appenders().get(&handle).cloned()
 }
 
 /// The Kaa callback of one pack. It answers exactly once: with the outcome, or with
@@ -279,7 +274,10 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let header = HeaderStructure::from_names(&fields).map_err(BridgeError::Config)?;
         let config =
             AppenderConfig::from_avro(&raw).map_err(|e| BridgeError::Config(e.to_string()))?;
-        Ok(Arc::into_raw(Appender::open(&name, &token, header, config)) as jlong)
+        static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+        let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+        appenders().insert(handle, Appender::open(&name, &token, header, config));
+        Ok(handle)
     })
 }
 
@@ -305,9 +303,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     };
     // A panic drops the callback on its way out, which answers the pack `onInternalError`.
     let panicked = catch_unwind(AssertUnwindSafe(|| {
-        let appender = match borrow(handle) {
-            Ok(appender) => appender,
-            Err(_) => return callback.answer(Why::Closed.outcome()),
+        let Some(appender) = borrow(handle) else {
+            return callback.answer(Why::Closed.outcome());
         };
         let records = read_records(&mut env, &events);
         // As `String.valueOf` wrote a null key before the checks moved here.
@@ -334,6 +331,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     }
 }
 
+/// Answers every pack still in flight (after `closeTimeoutSeconds`) and forgets the handle;
+/// whether it was open, so exactly one caller of many learns that it closed it.
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_close<
     'local,
@@ -341,59 +340,106 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     mut env: JNIEnv<'local>,
     _class: JClass<'local>,
     handle: jlong,
-) {
-    guard(&mut env, (), |_| {
-        let ptr = handle as *const Appender;
-        if ptr.is_null() {
-            return Ok(());
-        }
-        // SAFETY: the handle came from `Arc::into_raw` in `open`; the Java side clears its copy
-        // before calling here, so this reclaims the reference exactly once.
-        let appender = unsafe { Arc::from_raw(ptr) };
+) -> jboolean {
+    guard(&mut env, JNI_FALSE, |_| {
+        let Some(appender) = appenders().remove(&handle) else {
+            return Ok(JNI_FALSE);
+        };
         appender.close();
-        Ok(())
+        Ok(JNI_TRUE)
     })
 }
 
-#[no_mangle]
-pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_metrics<
-    'local,
->(
-    mut env: JNIEnv<'local>,
-    _class: JClass<'local>,
-    handle: jlong,
-) -> JLongArray<'local> {
-    guard(&mut env, JLongArray::default(), |env| {
-        let values = borrow(handle)?.metrics().to_array();
-        let array = env.new_long_array(values.len() as i32)?;
-        env.set_long_array_region(&array, 0, &values)?;
-        Ok(array)
-    })
-}
+const ATTRIBUTE_INFO_CLASS: &str = "javax/management/MBeanAttributeInfo";
 
-/// The JMX figures' names, types and descriptions ([`FIGURES`]), three strings each.
+/// The JMX bean's attributes: one read-only `MBeanAttributeInfo` for each of [`FIGURES`].
 #[no_mangle]
-pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_metricFigures<
+pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_attributeInfo<
     'local,
 >(
     mut env: JNIEnv<'local>,
     _class: JClass<'local>,
 ) -> JObjectArray<'local> {
     guard(&mut env, JObjectArray::default(), |env| {
-        let texts = FIGURES.as_flattened();
+        let types = Snapshot::default().figures();
         let array =
-            env.new_object_array(texts.len() as jint, "java/lang/String", JObject::null())?;
-        for (i, text) in texts.iter().enumerate() {
-            let text = env.new_string(text)?;
-            env.set_object_array_element(&array, i as jint, &text)?;
-            env.delete_local_ref(text)?;
+            env.new_object_array(FIGURES.len() as jint, ATTRIBUTE_INFO_CLASS, JObject::null())?;
+        for (i, ((name, description), figure)) in FIGURES.iter().zip(types).enumerate() {
+            env.with_local_frame(4, |env| -> Result<(), BridgeError> {
+                let name = env.new_string(name)?;
+                let java_type = env.new_string(figure.java_type())?;
+                let description = env.new_string(description)?;
+                let is_flag = matches!(figure, Figure::Flag(_));
+                let info = env.new_object(
+                    ATTRIBUTE_INFO_CLASS,
+                    "(Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;ZZZ)V",
+                    &[
+                        JValue::Object(&name),
+                        JValue::Object(&java_type),
+                        JValue::Object(&description),
+                        JValue::Bool(JNI_TRUE),
+                        JValue::Bool(JNI_FALSE),
+                        JValue::Bool(is_flag.into()),
+                    ],
+                )?;
+                Ok(env.set_object_array_element(&array, i as jint, info)?)
+            })?;
+        }
+        Ok(array)
+    })
+}
+
+/// The named attributes of an open appender's JMX bean, boxed by their type (null for a name
+/// it does not have); null once the appender is closed. One snapshot answers all of them.
+#[no_mangle]
+pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_attributes<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    names: JObjectArray<'local>,
+) -> JObjectArray<'local> {
+    guard(&mut env, JObjectArray::default(), |env| {
+        let Some(appender) = borrow(handle) else {
+            return Ok(JObjectArray::default());
+        };
+        let figures = appender.metrics().figures();
+        let count = env.get_array_length(&names)?;
+        let array = env.new_object_array(count, "java/lang/Object", JObject::null())?;
+        for i in 0..count {
+            env.with_local_frame(4, |env| -> Result<(), BridgeError> {
+                let name = JString::from(env.get_object_array_element(&names, i)?);
+                let Some(at) = read_string(env, &name)
+                    .and_then(|name| FIGURES.iter().position(|(n, _)| *n == name))
+                else {
+                    return Ok(());
+                };
+                let (class, signature, value) = match figures[at] {
+                    Figure::Count(v) => ("java/lang/Long", "(J)Ljava/lang/Long;", JValue::Long(v)),
+                    Figure::Flag(v) => (
+                        "java/lang/Boolean",
+                        "(Z)Ljava/lang/Boolean;",
+                        JValue::Bool(v.into()),
+                    ),
+                    Figure::Millis(v) => (
+                        "java/lang/Double",
+                        "(D)Ljava/lang/Double;",
+                        JValue::Double(v),
+                    ),
+                };
+                let boxed = env
+                    .call_static_method(class, "valueOf", signature, &[value])?
+                    .l()?;
+                Ok(env.set_object_array_element(&array, i, boxed)?)
+            })?;
         }
         Ok(array)
     })
 }
 
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 7;
+const ABI_VERSION: jint = 8;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<

@@ -127,90 +127,81 @@ impl AppenderMetrics {
     }
 }
 
-/// What JMX shows, declared once: each figure's attribute name, its type and its description,
-/// in the order of [`Snapshot::to_array`]. `NativeHandle` (Java) builds its JMX bean from this
-/// table and converts each value by its type: `long` as it is, `boolean` true when not zero,
-/// `double` thousandths (latencies go as µs and show as ms).
-pub const FIGURES: [[&str; 3]; 13] = [
-    ["PacksDelivered", "long", "Packs answered onSuccess"],
-    [
-        "PacksFailedConnection",
-        "long",
-        "Packs answered onConnectionError",
-    ],
-    ["PacksFailedRemote", "long", "Packs answered onRemoteError"],
-    [
-        "PacksFailedInternal",
-        "long",
-        "Packs answered onInternalError",
-    ],
-    [
-        "RecordsDelivered",
-        "long",
-        "Records of packs answered onSuccess",
-    ],
-    [
-        "RecordsFailed",
-        "long",
-        "Records of packs answered with an error",
-    ],
-    [
-        "PacksInFlight",
-        "long",
-        "Packs handed over and not answered yet",
-    ],
-    [
+/// One JMX attribute's value; its variant is the attribute's type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Figure {
+    Count(i64),
+    Flag(bool),
+    Millis(f64),
+}
+
+impl Figure {
+    /// The attribute's type as JMX names it.
+    pub fn java_type(self) -> &'static str {
+        match self {
+            Figure::Count(_) => "long",
+            Figure::Flag(_) => "boolean",
+            Figure::Millis(_) => "double",
+        }
+    }
+}
+
+/// What JMX shows, declared once: each figure's attribute name and description, in the order
+/// of [`Snapshot::figures`], whose values give their types. The bridge builds the JMX bean's
+/// attributes from this table and answers its reads.
+pub const FIGURES: [(&str, &str); 13] = [
+    ("PacksDelivered", "Packs answered onSuccess"),
+    ("PacksFailedConnection", "Packs answered onConnectionError"),
+    ("PacksFailedRemote", "Packs answered onRemoteError"),
+    ("PacksFailedInternal", "Packs answered onInternalError"),
+    ("RecordsDelivered", "Records of packs answered onSuccess"),
+    ("RecordsFailed", "Records of packs answered with an error"),
+    ("PacksInFlight", "Packs handed over and not answered yet"),
+    (
         "RecordsAwaitingBroker",
-        "long",
         "Records accepted by the connection and not yet confirmed by the broker (shared \
          connection's total)",
-    ],
-    [
-        "Reconnects",
-        "long",
-        "Connections made again after one was lost",
-    ],
-    [
+    ),
+    ("Reconnects", "Connections made again after one was lost"),
+    (
         "Connected",
-        "boolean",
         "Whether every connection of the appender is up",
-    ],
-    [
+    ),
+    (
         "AnswerLatencyP50Millis",
-        "double",
         "Median time from doAppend to the pack's answer, ms",
-    ],
-    [
+    ),
+    (
         "AnswerLatencyP99Millis",
-        "double",
         "99th percentile of the time from doAppend to the pack's answer, ms",
-    ],
-    [
+    ),
+    (
         "Takeovers",
-        "long",
         "Connections the broker closed because another client connected with the same client id \
          (a Kaa cluster whose nodes share one fixed id): said by an MQTT 5 broker, or inferred \
          from a close within seconds of being accepted",
-    ],
+    ),
 ];
 
 impl Snapshot {
-    /// In the order of [`FIGURES`], which names them; latencies in microseconds.
-    pub fn to_array(self) -> [i64; FIGURES.len()] {
+    /// In the order of [`FIGURES`], which names them; latencies in milliseconds.
+    pub fn figures(self) -> [Figure; FIGURES.len()] {
+        let count = |n: u64| Figure::Count(n as i64);
+        let millis = |d: Duration| Figure::Millis(d.as_secs_f64() * 1e3);
         [
-            self.packs_delivered as i64,
-            self.packs_connection_error as i64,
-            self.packs_remote_error as i64,
-            self.packs_internal_error as i64,
-            self.records_delivered as i64,
-            self.records_failed as i64,
-            self.packs_in_flight,
-            self.records_awaiting_broker as i64,
-            self.reconnects as i64,
-            i64::from(self.connected),
-            self.latency_p50.as_micros() as i64,
-            self.latency_p99.as_micros() as i64,
-            self.takeovers as i64,
+            count(self.packs_delivered),
+            count(self.packs_connection_error),
+            count(self.packs_remote_error),
+            count(self.packs_internal_error),
+            count(self.records_delivered),
+            count(self.records_failed),
+            Figure::Count(self.packs_in_flight),
+            count(self.records_awaiting_broker),
+            count(self.reconnects),
+            Figure::Flag(self.connected),
+            millis(self.latency_p50),
+            millis(self.latency_p99),
+            count(self.takeovers),
         ]
     }
 
@@ -274,6 +265,25 @@ mod tests {
             s.latency_p99 >= Duration::from_millis(400)
                 && s.latency_p99 < Duration::from_millis(480)
         );
+    }
+
+    #[test]
+    fn each_figure_sits_under_its_name() {
+        let s = Snapshot {
+            packs_delivered: 1,
+            records_awaiting_broker: 8,
+            connected: true,
+            latency_p99: Duration::from_micros(2500),
+            takeovers: 13,
+            ..Default::default()
+        };
+        let figures = s.figures();
+        let named = |name: &str| figures[FIGURES.iter().position(|(n, _)| *n == name).unwrap()];
+        assert_eq!(named("PacksDelivered"), Figure::Count(1));
+        assert_eq!(named("RecordsAwaitingBroker"), Figure::Count(8));
+        assert_eq!(named("Connected"), Figure::Flag(true));
+        assert_eq!(named("AnswerLatencyP99Millis"), Figure::Millis(2.5));
+        assert_eq!(named("Takeovers"), Figure::Count(13));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 
+import javax.management.MBeanAttributeInfo;
+
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 
 /** Every entry point into the Rust library ({@code src/bridge.rs}). */
@@ -10,7 +12,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 7;
+    static final int ABI_VERSION = 8;
 
     private NativeAppender() {
     }
@@ -21,7 +23,7 @@ final class NativeAppender {
      * Decodes the raw Avro configuration and joins (or opens) the pooled connection.
      *
      * @param headerFields names of the {@code LogHeaderStructureDto} fields the record header carries
-     * @return a handle for {@link #append} and {@link #close}, never 0
+     * @return a handle for {@link #append}, {@link #close} and {@link #attributes}, never 0
      * @throws IllegalArgumentException naming the invalid configuration field
      */
     static native long open(byte[] rawConfiguration, String appenderName, String applicationToken,
@@ -35,16 +37,21 @@ final class NativeAppender {
     static native void append(long handle, String logSchemaId, int logSchemaVersion, String logSchema,
             byte[][] records, String endpointKey, LogDeliveryCallback callback);
 
-    /** Answers every pack still in flight and releases the handle; the handle is invalid after. */
-    static native void close(long handle);
+    /**
+     * Forgets the handle without waiting: packs still in flight get their answer from the broker or, after
+     * {@code closeTimeoutSeconds}, fail. Later calls with it find nothing: {@link #append} answers
+     * {@code onInternalError}.
+     *
+     * @return whether the handle was open, true for exactly one call
+     */
+    static native boolean close(long handle);
 
-    /** Name, type and description of each of {@link #metrics}' values, three strings each. */
-    static native String[] metricFigures();
+    /** The JMX bean's attributes, read-only, declared once in the library ({@code metrics::FIGURES}). */
+    static native MBeanAttributeInfo[] attributeInfo();
 
     /**
-     * The appender's counters, in {@link #metricFigures}' order.
-     *
-     * @throws IllegalStateException for a closed handle
+     * The named attributes of an open appender, boxed by type (null for an unknown name), from one snapshot; null once
+     * the handle is closed.
      */
-    static native long[] metrics(long handle);
+    static native Object[] attributes(long handle, String[] names);
 }

@@ -6,35 +6,31 @@ import java.lang.ref.Reference;
 import java.lang.ref.ReferenceQueue;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 import javax.management.Attribute;
 import javax.management.AttributeList;
 import javax.management.AttributeNotFoundException;
 import javax.management.DynamicMBean;
 import javax.management.JMException;
-import javax.management.MBeanAttributeInfo;
 import javax.management.MBeanInfo;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
-import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * What one {@code init} opened: the native appender's handle, released exactly once (by {@code close}, by a second
+ * What one {@code init} opened: the native appender's handle, closed exactly once (by {@code close}, by a second
  * {@code init}, or when the appender object is dropped without either), and its delivery figures over JMX while it is
  * open, as
  * {@code org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name=<appender name>,id=<appender id>}.
  *
  * <p>It is a phantom reference to its appender and refers to nothing else of it (the JMX server holds the handle, not
- * the appender), so a dropped appender becomes unreachable and the next appender call releases what it left open: its
+ * the appender), so a dropped appender becomes unreachable and the next appender call closes what it left open: its
  * connection and its bean. Java 8 has no {@code Cleaner}, and the plugin starts no thread of its own for this.
  *
- * <p>The figures are declared once, in the library ({@code metrics::FIGURES}). Counters run from {@code init};
- * latencies are from {@code doAppend} to the pack's answer, over all packs so far. A JMX read of any number of
- * attributes takes one snapshot from the library.
+ * <p>The handle is only a number: the library keeps the appenders, so a call racing with {@code close} is safe
+ * without a lock here. The attributes, their types and their values come from the library, one snapshot per JMX read.
  */
 final class NativeHandle extends PhantomReference<NativeLogAppender> implements DynamicMBean {
 
@@ -44,22 +40,13 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
     /** A phantom reference must stay reachable itself until it is enqueued or cleared. */
     private static final Set<NativeHandle> OPEN = ConcurrentHashMap.newKeySet();
 
-    /**
-     * Name, type and description of each figure, three strings each, in the order of the values; read from the library
-     * when the first handle opens.
-     */
-    private static volatile String[] figures;
     private static volatile MBeanInfo info;
 
-    /** Appends and JMX reads share the read side; release takes the write side, so no call outlives the handle. */
-    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
-    /** The native handle; 0 once released. Read under {@link #lock}. */
-    private long value;
+    /** For {@link NativeAppender}'s calls; closed ones find nothing. */
+    final long value;
     private final String appenderName;
     /** Where the bean is registered; null if it is not. */
     private volatile ObjectName bean;
-    /** The last figures read, kept so a read racing with the release still gets where the appender ended. */
-    private volatile long[] last;
 
     private NativeHandle(NativeLogAppender appender, long value, String appenderName) {
         super(appender, DROPPED);
@@ -75,42 +62,18 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
         return handle;
     }
 
-    /** {@link NativeAppender#append} unless released; returns whether the pack was handed over. */
-    boolean append(String schemaId, int schemaVersion, String schema, byte[][] records, String endpointKey,
-            LogDeliveryCallback callback) {
-        lock.readLock().lock();
-        try {
-            if (value != 0) {
-                NativeAppender.append(value, schemaId, schemaVersion, schema, records, endpointKey, callback);
-            }
-            return value != 0;
-        } finally {
-            lock.readLock().unlock();
-        }
-    }
-
     /**
-     * Closes the native appender (its packs in flight are answered) and unregisters the bean; later calls do
-     * nothing.
+     * Closes the native appender (its packs in flight are answered) and unregisters the bean; later calls do nothing.
      *
-     * @return whether this call released it
+     * @return whether this call closed it
      */
     boolean release() {
-        long closing;
-        lock.writeLock().lock();
-        try {
-            closing = value;
-            value = 0;
-            if (closing != 0) {
-                NativeAppender.close(closing);
-            }
-        } finally {
-            lock.writeLock().unlock();
+        if (!NativeAppender.close(value)) {
+            return false;
         }
         OPEN.remove(this);
         clear();
         ObjectName name = bean;
-        bean = null;
         if (name != null) {
             try {
                 ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
@@ -118,7 +81,7 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
                 LOG.debug("metrics bean {} already gone: {}", name, e.toString());
             }
         }
-        return closing != 0;
+        return true;
     }
 
     /** Releases what appenders dropped without {@code close} left open. Cheap when there is nothing to do. */
@@ -137,8 +100,12 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
         try {
             ObjectName name = new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
                     + ObjectName.quote(appenderName) + ",id=" + ObjectName.quote(appenderId));
-            describe();
-            last = new long[figures.length / 3];
+            synchronized (NativeHandle.class) {
+                if (info == null) {
+                    info = new MBeanInfo(NativeHandle.class.getName(), "Delivery figures of one PahoMqtt log appender",
+                            NativeAppender.attributeInfo(), null, null, null);
+                }
+            }
             MBeanServer server = ManagementFactory.getPlatformMBeanServer();
             if (server.isRegistered(name)) {
                 server.unregisterMBean(name);
@@ -150,60 +117,22 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
         }
     }
 
-    private static synchronized void describe() {
-        if (info != null) {
-            return;
-        }
-        String[] read = NativeAppender.metricFigures();
-        MBeanAttributeInfo[] attributes = new MBeanAttributeInfo[read.length / 3];
-        for (int i = 0; i < attributes.length; i++) {
-            attributes[i] = new MBeanAttributeInfo(read[3 * i], read[3 * i + 1], read[3 * i + 2], true, false,
-                    read[3 * i + 1].equals("boolean"));
-        }
-        figures = read;
-        info = new MBeanInfo(NativeHandle.class.getName(), "Delivery figures of one PahoMqtt log appender",
-                attributes, null, null, null);
-    }
-
-    private long[] snapshot() {
-        lock.readLock().lock();
-        try {
-            long[] now = value == 0 ? null : NativeAppender.metrics(value);
-            if (now != null && now.length == last.length) {
-                last = now;
-            }
-            return last;
-        } finally {
-            lock.readLock().unlock();
-        }
-    }
-
-    /** The attribute's value, converted by its type (see {@code metrics::FIGURES}). */
-    private static Object typed(long[] values, String attribute) throws AttributeNotFoundException {
-        for (int i = 0; i < values.length; i++) {
-            if (figures[3 * i].equals(attribute)) {
-                String type = figures[3 * i + 1];
-                return type.equals("boolean") ? (Object) (values[i] != 0)
-                        : type.equals("double") ? (Object) (values[i] / 1000.0) : (Object) values[i];
-            }
-        }
-        throw new AttributeNotFoundException(attribute);
-    }
-
     @Override
     public Object getAttribute(String attribute) throws AttributeNotFoundException {
-        return typed(snapshot(), attribute);
+        Object[] values = NativeAppender.attributes(value, new String[] {attribute});
+        if (values == null || values[0] == null) {
+            throw new AttributeNotFoundException(values == null ? attribute + ": the appender is closed" : attribute);
+        }
+        return values[0];
     }
 
     @Override
     public AttributeList getAttributes(String[] attributes) {
-        long[] values = snapshot();
+        Object[] values = NativeAppender.attributes(value, attributes);
         AttributeList list = new AttributeList();
-        for (String a : attributes) {
-            try {
-                list.add(new Attribute(a, typed(values, a)));
-            } catch (AttributeNotFoundException e) {
-                // JMX leaves unknown names out of the answer.
+        for (int i = 0; values != null && i < values.length; i++) {
+            if (values[i] != null) { // JMX leaves unknown names out of the answer
+                list.add(new Attribute(attributes[i], values[i]));
             }
         }
         return list;

@@ -97,6 +97,11 @@ public abstract class NativeLogAppender implements LogAppender {
     @Override
     public void doAppend(LogEventPack pack, LogDeliveryCallback callback) {
         NativeHandle.releaseDropped();
+        NativeHandle opened = handle;
+        if (opened == null) {
+            callback.onInternalError(); // no native appender: before init succeeded, or after close
+            return;
+        }
         List<LogEvent> events = pack.getEvents();
         byte[][] records = events == null ? null : new byte[events.size()][];
         for (int i = 0; records != null && i < records.length; i++) {
@@ -104,12 +109,9 @@ public abstract class NativeLogAppender implements LogAppender {
             records[i] = event == null ? null : event.getLogData();
         }
         LogSchema schema = pack.getLogSchema();
-        NativeHandle opened = handle;
-        if (opened == null || !opened.append(schema == null ? null : schema.getId(),
-                schema == null ? 0 : schema.getVersion(), schema == null ? null : schema.getSchema(), records,
-                pack.getEndpointKey(), callback)) {
-            callback.onInternalError(); // no native appender: before init succeeded, or after close
-        }
+        NativeAppender.append(opened.value, schema == null ? null : schema.getId(), schema == null ? 0
+                : schema.getVersion(), schema == null ? null : schema.getSchema(), records, pack.getEndpointKey(),
+                callback);
     }
 
     @Override

@@ -2,14 +2,21 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
 import java.lang.management.ManagementFactory;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
@@ -97,5 +104,69 @@ class LifecycleTest {
             RecordingCallback.sleep(Duration.ofMillis(50));
         }
         assertTrue(disconnected(name), "its connection said goodbye\n" + BROKER.broker().logTail(20));
+    }
+
+    /**
+     * The node may close an appender while its threads still append and a JMX client reads the bean. Every pack gets
+     * exactly one answer (delivered before the close, failed after it), every read an answer or a "closed" error, and
+     * the JVM survives: a handle closed under a call finds nothing, never freed memory.
+     */
+    @Test
+    void closeRacingWithAppendsAndJmxReadsAnswersEveryPackOnce() throws Exception {
+        String name = "race-" + UUID.randomUUID().toString().substring(0, 8);
+        LogAppender appender = KaaNode.load(name, KaaNode.config(config(name)));
+        ObjectName bean = beans(name).iterator().next();
+        MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+        List<RecordingCallback> callbacks = Collections.synchronizedList(new ArrayList<>());
+        CountDownLatch started = new CountDownLatch(3);
+        AtomicBoolean closed = new AtomicBoolean();
+        AtomicInteger reads = new AtomicInteger();
+        List<Thread> threads = new ArrayList<>();
+        for (int t = 0; t < 3; t++) {
+            int thread = t;
+            threads.add(new Thread(() -> {
+                started.countDown();
+                // Bounded: 300 packs per thread, half of them after the close.
+                for (int i = 0; i < 300; i++) {
+                    RecordingCallback cb = new RecordingCallback("thread " + thread + " pack " + i);
+                    callbacks.add(cb);
+                    appender.doAppend(KaaNode.pack(TELEMETRY, 1, ChildNodeMain.records(2, i)), cb);
+                    if (i == 150) {
+                        closed.set(true);
+                    }
+                }
+            }));
+        }
+        threads.add(new Thread(() -> {
+            for (int i = 0; i < 2000; i++) {
+                try {
+                    server.getAttributes(bean, new String[] {"PacksDelivered", "Connected"});
+                    server.getAttribute(bean, "RecordsDelivered");
+                    reads.incrementAndGet();
+                } catch (Exception e) {
+                    // Unregistered, or closed between the lookup and the read: both are fine answers.
+                }
+            }
+        }));
+        threads.forEach(Thread::start);
+        started.await();
+        while (!closed.get()) {
+            Thread.yield();
+        }
+        appender.close();
+        for (Thread t : threads) {
+            t.join(TimeUnit.SECONDS.toMillis(60));
+        }
+        assertEquals(900, callbacks.size());
+        Map<String, Integer> answers = new java.util.TreeMap<>();
+        for (RecordingCallback cb : callbacks) {
+            RecordingCallback.Call first = cb.awaitFirst(Duration.ofSeconds(30));
+            assertEquals(1, cb.calls().size(), cb.toString());
+            answers.merge(first.method, 1, Integer::sum);
+        }
+        assertTrue(answers.getOrDefault(SUCCESS, 0) > 0 && answers.getOrDefault(INTERNAL_ERROR, 0) > 0,
+                "packs before the close delivered, after it refused: " + answers);
+        assertTrue(reads.get() > 0, "the bean answered reads while open");
+        assertEquals(Set.of(), beans(name), "bean unregistered");
     }
 }

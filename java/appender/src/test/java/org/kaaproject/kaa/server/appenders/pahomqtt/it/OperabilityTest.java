@@ -2,6 +2,7 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
@@ -78,6 +79,19 @@ class OperabilityTest {
                 assertEquals(all.length, values.size());
                 assertEquals(5L, values.asList().get(0).getValue());
                 assertEquals(0L, server.getAttribute(name, "Takeovers"));
+                // Each attribute says its type, as a JMX console shows it; unknown names are not found.
+                Map<String, String> types = new java.util.HashMap<>();
+                for (javax.management.MBeanAttributeInfo a : server.getMBeanInfo(name).getAttributes()) {
+                    assertTrue(a.isReadable() && !a.isWritable(), a.getName());
+                    assertEquals(a.getName().equals("Connected"), a.isIs(), a.getName());
+                    types.put(a.getName(), a.getType());
+                }
+                assertEquals("long", types.get("PacksDelivered"));
+                assertEquals("boolean", types.get("Connected"));
+                assertEquals("double", types.get("AnswerLatencyP99Millis"));
+                assertThrows(javax.management.AttributeNotFoundException.class,
+                        () -> server.getAttribute(name, "NoSuchFigure"));
+                assertEquals(1, server.getAttributes(name, new String[] {"NoSuchFigure", "Reconnects"}).size());
 
                 // The broker goes away: the bean shows it, and the failed pack.
                 broker.kill();
