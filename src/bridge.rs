@@ -1,7 +1,7 @@
 //! The JNI bridge: the only module that knows JNI and the only one with `unsafe`.
 //!
 //! Every entry point runs inside [`guard`], which catches panics: a failure becomes a Java
-//! exception (`open`, `close`) or the pack's failure callback (`append`), never a crashed
+//! exception (`append` alone answers the pack's failure callback instead), never a crashed
 //! node. A handle is a number that `open` gives and `close` forgets ([`appenders`]), so no
 //! call through a stale or racing handle can reach freed memory. `append` takes a pack as Kaa
 //! handed it (each record's array, null entries included, and the log schema's id, version and
@@ -25,7 +25,7 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
@@ -151,15 +151,17 @@ fn guard<'local, T>(
 
 /// The open appenders by handle. Java holds only the number: a handle used after `close`, or
 /// while another thread closes it, finds nothing (or an appender that refuses packs), never
-/// freed memory.
-fn appenders() -> MutexGuard<'static, HashMap<jlong, Arc<Appender>>> {
-    static OPEN: LazyLock<Mutex<HashMap<jlong, Arc<Appender>>>> = LazyLock::new(Default::default);
-    OPEN.lock().unwrap_or_else(PoisonError::into_inner)
+/// freed memory. Appends and JMX reads share the read side; only `open` and `close` write, and
+/// neither holds the lock while it works.
+fn appenders() -> &'static RwLock<HashMap<jlong, Arc<Appender>>> {
+    static OPEN: LazyLock<RwLock<HashMap<jlong, Arc<Appender>>>> = LazyLock::new(Default::default);
+    &OPEN
 }
 
 /// The appender behind a handle, if it is open.
 fn borrow(handle: jlong) -> Option<Arc<Appender>> {
-    appenders().get(&handle).cloned()
+    let open = appenders().read().unwrap_or_else(PoisonError::into_inner);
+    open.get(&handle).cloned()
 }
 
 /// The Kaa callback of one pack. It answers exactly once: with the outcome, or with
@@ -275,8 +277,10 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let config =
             AppenderConfig::from_avro(&raw).map_err(|e| BridgeError::Config(e.to_string()))?;
         static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+        let appender = Appender::open(&name, &token, header, config);
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-        appenders().insert(handle, Appender::open(&name, &token, header, config));
+        let mut open = appenders().write().unwrap_or_else(PoisonError::into_inner);
+        open.insert(handle, appender);
         Ok(handle)
     })
 }
@@ -331,8 +335,9 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     }
 }
 
-/// Answers every pack still in flight (after `closeTimeoutSeconds`) and forgets the handle;
-/// whether it was open, so exactly one caller of many learns that it closed it.
+/// Forgets the handle and closes its appender without waiting (packs in flight keep waiting
+/// for the broker up to `closeTimeoutSeconds`); whether it was open, so exactly one caller of
+/// many learns that it closed it.
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_close<
     'local,
@@ -342,7 +347,11 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     handle: jlong,
 ) -> jboolean {
     guard(&mut env, JNI_FALSE, |_| {
-        let Some(appender) = appenders().remove(&handle) else {
+        let removed = appenders()
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&handle);
+        let Some(appender) = removed else {
             return Ok(JNI_FALSE);
         };
         appender.close();
@@ -365,7 +374,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let array =
             env.new_object_array(FIGURES.len() as jint, ATTRIBUTE_INFO_CLASS, JObject::null())?;
         for (i, ((name, description), figure)) in FIGURES.iter().zip(types).enumerate() {
-            env.with_local_frame(4, |env| -> Result<(), BridgeError> {
+            env.with_local_frame(8, |env| -> Result<(), BridgeError> {
                 let name = env.new_string(name)?;
                 let java_type = env.new_string(figure.java_type())?;
                 let description = env.new_string(description)?;
@@ -408,7 +417,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let count = env.get_array_length(&names)?;
         let array = env.new_object_array(count, "java/lang/Object", JObject::null())?;
         for i in 0..count {
-            env.with_local_frame(4, |env| -> Result<(), BridgeError> {
+            env.with_local_frame(8, |env| -> Result<(), BridgeError> {
                 let name = JString::from(env.get_object_array_element(&names, i)?);
                 let Some(at) = read_string(env, &name)
                     .and_then(|name| FIGURES.iter().position(|(n, _)| *n == name))

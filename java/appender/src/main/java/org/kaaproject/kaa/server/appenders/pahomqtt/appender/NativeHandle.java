@@ -12,6 +12,7 @@ import javax.management.AttributeList;
 import javax.management.AttributeNotFoundException;
 import javax.management.DynamicMBean;
 import javax.management.JMException;
+import javax.management.MBeanException;
 import javax.management.MBeanInfo;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
@@ -68,20 +69,22 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
      * @return whether this call closed it
      */
     boolean release() {
-        if (!NativeAppender.close(value)) {
-            return false;
-        }
-        OPEN.remove(this);
-        clear();
-        ObjectName name = bean;
-        if (name != null) {
-            try {
-                ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
-            } catch (JMException | RuntimeException e) {
-                LOG.debug("metrics bean {} already gone: {}", name, e.toString());
+        try {
+            return NativeAppender.close(value);
+        } finally {
+            // Also when the native close failed: its handle is forgotten either way.
+            OPEN.remove(this);
+            clear();
+            ObjectName name = bean;
+            bean = null;
+            if (name != null) {
+                try {
+                    ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
+                } catch (JMException | RuntimeException e) {
+                    LOG.debug("metrics bean {} already gone: {}", name, e.toString());
+                }
             }
         }
-        return true;
     }
 
     /** Releases what appenders dropped without {@code close} left open. Cheap when there is nothing to do. */
@@ -118,10 +121,13 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
     }
 
     @Override
-    public Object getAttribute(String attribute) throws AttributeNotFoundException {
+    public Object getAttribute(String attribute) throws AttributeNotFoundException, MBeanException {
         Object[] values = NativeAppender.attributes(value, new String[] {attribute});
-        if (values == null || values[0] == null) {
-            throw new AttributeNotFoundException(values == null ? attribute + ": the appender is closed" : attribute);
+        if (values == null) { // read while close unregisters the bean
+            throw new MBeanException(new IllegalStateException("PahoMqtt appender '" + appenderName + "' is closed"));
+        }
+        if (values[0] == null) {
+            throw new AttributeNotFoundException(attribute);
         }
         return values[0];
     }
@@ -131,7 +137,7 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
         Object[] values = NativeAppender.attributes(value, attributes);
         AttributeList list = new AttributeList();
         for (int i = 0; values != null && i < values.length; i++) {
-            if (values[i] != null) { // JMX leaves unknown names out of the answer
+            if (values[i] != null) { // JMX leaves out what cannot be read: unknown names, all once closed
                 list.add(new Attribute(attributes[i], values[i]));
             }
         }
