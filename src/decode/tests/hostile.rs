@@ -1,0 +1,173 @@
+//! Recursive schemas and input made to exhaust time, memory or the stack.
+
+use super::*;
+
+const LINKED_LIST: &str = r#"{"type":"record","name":"Node","namespace":"list","fields":[
+    {"name":"value","type":"int"},{"name":"next","type":["null","Node"]}]}"#;
+
+#[test]
+fn recursive_linked_list() {
+    let datum = Enc::new()
+        .long(1)
+        .long(1)
+        .long(2)
+        .long(1)
+        .long(3)
+        .long(0)
+        .done();
+    check(
+        LINKED_LIST,
+        &datum,
+        r#"{"value":1,"next":{"list.Node":{"value":2,"next":{"list.Node":{"value":3,"next":null}}}}}"#,
+    );
+}
+
+#[test]
+fn deep_recursion_is_refused() {
+    // 40 nodes nest 80 levels (record + union each): fine.
+    let mut e = Enc::new();
+    for i in 0..40 {
+        e = e.long(i).long(1);
+    }
+    let datum = e.long(0).long(0).done();
+    assert!(json(LINKED_LIST, &datum).is_ok());
+    // 100 000 nodes would recurse without end.
+    let mut e = Enc::new();
+    for _ in 0..100_000 {
+        e = e.long(0).long(1);
+    }
+    assert!(matches!(
+        fails(LINKED_LIST, &e.done()),
+        DecodeError::TooDeep {
+            limit: MAX_DEPTH,
+            ..
+        }
+    ));
+    // Arrays of arrays, and maps, count too.
+    let mut e = Enc::new();
+    for _ in 0..10_000 {
+        e = e.long(1).long(1);
+    }
+    let nested = r#"{"type":"record","name":"A","fields":[{"name":"a","type":{"type":"array","items":"A"}}]}"#;
+    assert!(matches!(
+        fails(nested, &e.done()),
+        DecodeError::TooDeep { .. }
+    ));
+}
+
+#[test]
+fn hostile_lengths_and_counts_fail_without_allocating() {
+    let huge = Enc::new().long(1 << 40).raw(b"abc").done();
+    assert!(matches!(
+        fails(r#""string""#, &huge),
+        DecodeError::Malformed {
+            offset: 0,
+            what: "string",
+            error: BinaryError::BadLength(_)
+        }
+    ));
+    assert!(matches!(
+        fails(r#"{"type":"array","items":"int"}"#, &huge),
+        DecodeError::BlockCount {
+            offset: 0,
+            count: 1099511627776,
+            remaining: 3
+        }
+    ));
+    assert!(matches!(
+        fails(INT_MAP, &huge),
+        DecodeError::BlockCount { .. }
+    ));
+    // Items of no bytes at all: a budget, not the input size, bounds them.
+    let nulls = r#"{"type":"array","items":"null"}"#;
+    check(
+        nulls,
+        &Enc::new().long(3).long(0).done(),
+        "[null,null,null]",
+    );
+    assert!(matches!(
+        fails(nulls, &Enc::new().long(i64::MAX).long(0).done()),
+        DecodeError::TooManyEmptyItems { offset: 0 }
+    ));
+    let empties = r#"{"type":"array","items":{"type":"record","name":"E","fields":[{"name":"n","type":"null"}]}}"#;
+    assert!(matches!(
+        fails(empties, &Enc::new().long(1 << 30).long(0).done()),
+        DecodeError::TooManyEmptyItems { .. }
+    ));
+    check(
+        empties,
+        &Enc::new().long(2).long(0).done(),
+        r#"[{"n":null},{"n":null}]"#,
+    );
+}
+
+#[test]
+fn malformed_data_reports_where() {
+    let schema = record(&[field("a", r#""int""#), field("s", r#""string""#)].join(","));
+    assert_eq!(
+        fails(&schema, &Enc::new().long(1).raw(&[0x08, b'a']).done()),
+        DecodeError::Malformed {
+            offset: 1,
+            what: "string",
+            error: BinaryError::BadLength(4)
+        }
+    );
+    assert_eq!(
+        fails(&schema, &[]),
+        DecodeError::Malformed {
+            offset: 0,
+            what: "int",
+            error: BinaryError::Truncated
+        }
+    );
+    // An int that does not fit 32 bits.
+    assert!(matches!(
+        fails(r#""int""#, &Enc::new().long(1 << 31).done()),
+        DecodeError::Malformed {
+            what: "int",
+            error: BinaryError::BadVarint,
+            ..
+        }
+    ));
+    assert!(matches!(
+        fails(r#""boolean""#, &[2]),
+        DecodeError::Malformed {
+            what: "boolean",
+            error: BinaryError::BadBoolean(2),
+            ..
+        }
+    ));
+    assert!(matches!(
+        fails(r#""double""#, &[0; 7]),
+        DecodeError::Malformed { what: "double", .. }
+    ));
+}
+
+#[test]
+fn trailing_bytes_are_an_error() {
+    // Kaa would ignore them; a record in another schema must fail instead.
+    let schema = record(&field("a", r#""int""#));
+    assert_eq!(
+        fails(&schema, &[2, 2, 2]),
+        DecodeError::TrailingBytes {
+            offset: 1,
+            trailing: 2
+        }
+    );
+}
+
+#[test]
+fn errors_say_what_and_where() {
+    let e = fails(r#""boolean""#, &[7]);
+    assert_eq!(
+        e.to_string(),
+        "malformed datum at byte 0 (boolean): invalid boolean byte 7"
+    );
+    assert!(std::error::Error::source(&e).is_some());
+    let e = LogSchema::parse("{").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("unusable log schema: not valid JSON"),
+        "{e}"
+    );
+}

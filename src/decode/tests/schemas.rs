@@ -1,0 +1,129 @@
+//! Schemas: what apache-avro is made to accept like 1.7.5, and what is refused.
+
+use super::*;
+
+#[test]
+fn defaults_and_odd_logical_types_are_ignored_as_in_1_7_5() {
+    let schema = r#"{"type":"record","name":"R","fields":[
+        {"name":"a","type":"int","default":"not an int"},
+        {"name":"b","type":["null","string"],"default":"x"},
+        {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"],"default":"Z"}},
+        {"name":"l","type":{"type":"long","logicalType":{"not":"text"}}},
+        {"name":"f","type":{"type":"error","name":"Err","fields":[{"name":"m","type":"string"}]}}]}"#;
+    let datum = Enc::new().long(1).long(0).long(1).long(-2).str("m").done();
+    check(
+        schema,
+        &datum,
+        r#"{"a":1,"b":null,"e":"B","l":-2,"f":{"m":"m"}}"#,
+    );
+}
+
+#[test]
+fn empty_namespace_keeps_the_enclosing_one_for_nested_types() {
+    // 1.7.5: Inner has no namespace, yet Deep, declared inside it, is a.Deep.
+    let schema = r#"{"type":"record","name":"Outer","namespace":"a","fields":[
+        {"name":"in","type":{"type":"record","name":"Inner","namespace":"","fields":[
+            {"name":"u","type":["null",{"type":"record","name":"Deep","fields":[]},"Outer"]}]}},
+        {"name":"v","type":["null","a.Deep"]}]}"#;
+    let datum = Enc::new().long(1).long(1).done();
+    check(
+        schema,
+        &datum,
+        r#"{"in":{"u":{"a.Deep":{}}},"v":{"a.Deep":{}}}"#,
+    );
+}
+
+#[test]
+fn map_with_an_unknown_java_string_type() {
+    // Avro 1.7.5 throws (StringType.valueOf) when it reads such a map's first key.
+    let schema = r#"{"type":"map","values":"int","avro.java.string":"Bogus"}"#;
+    check(schema, &Enc::new().long(0).done(), "{}");
+    assert!(matches!(
+        fails(schema, &map_datum(&[&[("a", 1)]])),
+        DecodeError::BadStringType { .. }
+    ));
+}
+
+#[test]
+fn unusable_schemas() {
+    for text in [
+        "",
+        "{",
+        r#""nosuchtype""#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"Undefined"}]}"#,
+        // Two branches that 1.7.5 both calls "int".
+        r#"["int",{"type":"int","logicalType":"date"}]"#,
+        r#"["null","null"]"#,
+        // A type in no namespace cannot be named from inside one in 1.7.5.
+        r#"{"type":"record","name":"R","namespace":"n","fields":[
+            {"name":"a","type":{"type":"record","name":"S","namespace":"","fields":[]}},
+            {"name":"b","type":"S"}]}"#,
+    ] {
+        match LogSchema::parse(text) {
+            Ok(_) => panic!("accepted {text}"),
+            Err(e) => assert!(matches!(e, DecodeError::Schema(_)), "{e}"),
+        }
+    }
+}
+
+#[test]
+fn log_schema_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<LogSchema>();
+    shareable::<DecodeError>();
+}
+
+#[test]
+fn plain_json_unwraps_unions_and_writes_bytes_as_base64() {
+    let schema = LogSchema::parse(
+        r#"{"type":"record","name":"R","namespace":"n","fields":[
+            {"name":"u","type":["null","string",{"type":"record","name":"In","fields":[{"name":"x","type":"int"}]}]},
+            {"name":"v","type":["null","long"]},
+            {"name":"b","type":"bytes"},
+            {"name":"f","type":{"type":"fixed","name":"F","size":4}},
+            {"name":"m","type":{"type":"map","values":["null","double"]}}]}"#,
+    )
+    .unwrap();
+    let datum = Enc::new()
+        .long(2)
+        .long(-3)
+        .long(0)
+        .bytes(&[0xFB, 0xFF, 0x00, 0x61, 0x62])
+        .raw(b"\x00\xffab")
+        .long(1)
+        .str("k")
+        .long(1)
+        .double(1.5)
+        .long(0)
+        .done();
+    let mut plain = Vec::new();
+    schema.to_json(&datum, &mut plain, Style::Plain).unwrap();
+    assert_eq!(
+        String::from_utf8(plain).unwrap(),
+        r#"{"u":{"x":-3},"v":null,"b":"+/8AYWI=","f":"AP9hYg==","m":{"k":1.5}}"#
+    );
+    let mut avro = Vec::new();
+    schema.to_avro_json(&datum, &mut avro).unwrap();
+    assert_eq!(
+        String::from_utf8(avro).unwrap(),
+        "{\"u\":{\"n.In\":{\"x\":-3}},\"v\":null,\"b\":\"\u{fb}\u{ff}\\u0000ab\",\"f\":\"\\u0000\u{ff}ab\",\"m\":{\"k\":{\"double\":1.5}}}"
+    );
+}
+
+#[test]
+fn a_type_without_namespace_may_share_its_simple_name_with_one_in_the_enclosing_namespace() {
+    let schema = r#"{"type":"record","name":"Shadow","namespace":"a.b","fields":[
+        {"name":"choice","type":["null",
+            {"type":"record","name":"Point","fields":[{"name":"local","type":"int"}]},
+            {"type":"record","name":"Point","namespace":"","fields":[{"name":"bare","type":"int"}]}]}]}"#;
+    check(
+        schema,
+        &Enc::new().long(1).long(5).done(),
+        r#"{"choice":{"a.b.Point":{"local":5}}}"#,
+    );
+    check(
+        schema,
+        &Enc::new().long(2).long(5).done(),
+        r#"{"choice":{"Point":{"bare":5}}}"#,
+    );
+}
