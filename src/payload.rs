@@ -52,19 +52,26 @@ impl Encoder {
         records: &[R],
     ) -> Result<Vec<Vec<u8>>, String> {
         let limit = self.pack_limit(records);
+        let binary = self.format == PayloadFormat::AvroBinary;
         let messages = match self.grouping {
             Grouping::Record => {
-                // What the messages made so far left of the pack's bound.
+                // What the messages made so far, and the JSON that checked AVRO_BINARY records,
+                // left of the pack's bound.
                 let mut left = limit;
                 let mut messages = Vec::with_capacity(records.len());
                 for (i, record) in records.iter().enumerate() {
-                    let room = left.min(self.max_payload);
+                    // AVRO_BINARY's JSON is not the message: only the pack's bound limits it.
+                    let room = if binary {
+                        left
+                    } else {
+                        left.min(self.max_payload)
+                    };
                     let mut out = Vec::with_capacity(json_size(record.as_ref()).min(room));
                     self.open(&mut out, header, false);
-                    self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
+                    let checked = self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
                     self.close(&mut out, false);
                     left = left
-                        .checked_sub(out.len())
+                        .checked_sub(out.len() + checked)
                         .ok_or_else(|| over_limit(i, limit))?;
                     // A message keeps its memory while it waits for the broker (up to
                     // maxPendingRecords of them), and the room reserved for decoding was 2.3
@@ -76,19 +83,25 @@ impl Encoder {
                 messages
             }
             Grouping::Pack => {
-                let room = limit.min(self.max_payload);
                 let size: usize = records.iter().map(|r| json_size(r.as_ref())).sum();
-                let mut out = Vec::with_capacity(size.min(room) + 16);
+                let mut out = Vec::with_capacity(size.min(limit.min(self.max_payload)) + 16);
                 self.open(&mut out, header, true);
-                if self.format == PayloadFormat::AvroBinary {
+                if binary {
                     // An Avro array of the records: one block, then the end marker.
                     crate::binary::write_long(&mut out, records.len() as i64);
                 }
+                // The JSON that checked AVRO_BINARY records so far, made and dropped.
+                let mut checked = 0usize;
                 for (i, record) in records.iter().enumerate() {
-                    if i > 0 && self.format != PayloadFormat::AvroBinary {
+                    if i > 0 && !binary {
                         out.push(b',');
                     }
-                    self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
+                    let room = if binary {
+                        limit.saturating_sub(checked)
+                    } else {
+                        limit.min(self.max_payload)
+                    };
+                    checked += self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
                 }
                 self.close(&mut out, true);
                 out.shrink_to_fit(); // as each record's message above
@@ -137,7 +150,10 @@ impl Encoder {
 
     /// Appends one record; `out` may not grow past `room` bytes: what is left of the pack's
     /// bound (`limit`), or `max_payload` where that is less, since a larger message would be
-    /// refused anyway, and decoding it first only costs memory.
+    /// refused anyway, and decoding it first only costs memory. AVRO_BINARY publishes the
+    /// record as uploaded, once its JSON shows it is a record of the schema: returns the bytes
+    /// of that JSON, made and dropped, which count against the pack's bound too (0 for the
+    /// other formats, whose JSON is the message).
     fn record(
         &self,
         out: &mut Vec<u8>,
@@ -146,24 +162,30 @@ impl Encoder {
         record: &[u8],
         room: usize,
         limit: usize,
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
         let style = match self.format {
             PayloadFormat::Json => Style::Plain,
             _ => Style::AvroJson,
         };
         let mark = out.len();
         let decoded = schema.to_json_within(record, out, style, room);
+        let mut checked = 0;
         if self.format == PayloadFormat::AvroBinary {
-            // Published as uploaded, but only once it is known to be a record of the schema.
+            checked = out.len() - mark;
             out.truncate(mark);
             out.extend_from_slice(record);
         }
-        decoded.map_err(|e| match e {
-            DecodeError::OverLimit { .. } if room >= self.max_payload => format!(
-                "record {index} takes its message past {} bytes, the largest message allowed \
-                 (maxMessageBytes, or the broker's maximum packet size); decoding stopped there",
-                self.max_payload
-            ),
+        decoded.map(|()| checked).map_err(|e| match e {
+            DecodeError::OverLimit { .. }
+                if room >= self.max_payload && self.format != PayloadFormat::AvroBinary =>
+            {
+                format!(
+                    "record {index} takes its message past {} bytes, the largest message \
+                     allowed (maxMessageBytes, or the broker's maximum packet size); decoding \
+                     stopped there",
+                    self.max_payload
+                )
+            }
             DecodeError::OverLimit { .. } => over_limit(index, limit),
             e => format!("record {index} cannot be decoded: {e}"),
         })
@@ -292,19 +314,32 @@ mod tests {
 
     const MAX: usize = 10 << 20;
 
-    /// Encodes with the default maxMessageBytes; the error, which must name the bound: the
-    /// pack's, or with one message per pack, maxMessageBytes where that is less.
+    /// Encodes as AVRO_JSON with the default maxMessageBytes; the error, which must name the
+    /// bound: the pack's, or with one message per pack, maxMessageBytes where that is less.
     fn refused(schema: &str, grouping: Grouping, records: &[Vec<u8>]) -> String {
+        refused_as(PayloadFormat::AvroJson, schema, grouping, records)
+    }
+
+    /// As [`refused`], in `format`. AVRO_BINARY's JSON only checks the records, so the pack's
+    /// bound alone limits it.
+    fn refused_as(
+        format: PayloadFormat,
+        schema: &str,
+        grouping: Grouping,
+        records: &[Vec<u8>],
+    ) -> String {
         let schema = LogSchema::parse(schema).unwrap();
         let header = HeaderStructure::default().header("t", "e", 1, 0);
         let encoder = Encoder {
-            format: PayloadFormat::AvroJson,
+            format,
             grouping,
             max_payload: MAX,
         };
-        let limit = match grouping {
-            Grouping::Record => encoder.pack_limit(records),
-            Grouping::Pack => encoder.pack_limit(records).min(MAX),
+        let limit = match (grouping, format) {
+            (Grouping::Pack, f) if f != PayloadFormat::AvroBinary => {
+                encoder.pack_limit(records).min(MAX)
+            }
+            _ => encoder.pack_limit(records),
         };
         match encoder.encode(&schema, &header, records) {
             Ok(messages) => panic!(
@@ -333,6 +368,46 @@ mod tests {
         for (grouping, record) in [(Grouping::Record, 2), (Grouping::Pack, 1)] {
             let e = refused(schema, grouping, &pack);
             assert!(e.starts_with(&format!("record {record} ")), "{e}");
+        }
+        // AVRO_BINARY publishes the five bytes, but checks each record by making its JSON:
+        // that counts against the same bound, or each record could take 10 MiB of it.
+        for grouping in [Grouping::Record, Grouping::Pack] {
+            let e = refused_as(PayloadFormat::AvroBinary, schema, grouping, &pack);
+            assert!(e.starts_with("record 2 "), "{grouping:?}: {e}");
+        }
+    }
+
+    /// AVRO_BINARY holds the published record, not the JSON that checked it, to
+    /// maxMessageBytes: a record of control characters (six bytes of JSON each) fits.
+    #[test]
+    fn avro_binary_messages_are_held_to_max_message_bytes_by_their_own_size() {
+        let schema = LogSchema::parse(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"string"}}]}"#,
+        )
+        .unwrap();
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        // 500 strings of one control character: 1,003 bytes, over 4,000 bytes of JSON.
+        let mut record = vec![0xe8, 0x07];
+        for _ in 0..500 {
+            record.extend_from_slice(&[0x02, 0x01]);
+        }
+        record.push(0);
+        for grouping in [Grouping::Record, Grouping::Pack] {
+            let encoder = Encoder {
+                format: PayloadFormat::AvroBinary,
+                grouping,
+                max_payload: 2048,
+            };
+            let messages = encoder
+                .encode(&schema, &header, std::slice::from_ref(&record))
+                .unwrap_or_else(|e| panic!("{grouping:?}: {e}"));
+            // One message per pack is an Avro array: a count of one (zig-zag 2), the end 0.
+            let m = &messages[0];
+            let body = match grouping {
+                Grouping::Record => &m[..],
+                Grouping::Pack => &m[1..m.len() - 1],
+            };
+            assert_eq!(body, &record[..], "{grouping:?}");
         }
     }
 
