@@ -314,8 +314,8 @@ impl Tracker {
                     // Once per pack: its later messages are skipped as done.
                     log::warn!(
                         "a message of {size} bytes fails its pack: the broker takes packets of \
-                         at most {limit} bytes (its Maximum Packet Size); maxMessageBytes below \
-                         that fails such records before they are published"
+                         at most {limit} bytes (its Maximum Packet Size, or MQTT's own); \
+                         maxMessageBytes below that fails such records before they are published"
                     );
                     pack.finish(Why::Unpublishable);
                     continue;

@@ -552,11 +552,13 @@ fn v5_publish_size(message: &Message, how: &PublishOptions) -> usize {
 
 impl Outbox for Limited {
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
-        if let Some(limit) = self.max_packet_size {
-            let size = v5_publish_size(&message, how);
-            if size > limit as usize {
-                return Err(Unqueued::TooLarge { size, limit });
-            }
+        // Without the broker's limit, MQTT's own: rumqttc fails the connection, not the
+        // publish, on a packet past either, and a topic and labels made from an endpoint's
+        // record can take a payload within maxMessageBytes past MQTT's.
+        let limit = self.max_packet_size.unwrap_or(MAX_PACKET_SIZE as u32);
+        let size = v5_publish_size(&message, how);
+        if size > limit as usize {
+            return Err(Unqueued::TooLarge { size, limit });
         }
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
@@ -924,6 +926,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// maxMessageBytes leaves room for a topic of 65,535 bytes, not for MQTT 5's properties
+    /// too: such a publish is refused on its own, also when the broker announced no limit.
+    #[test]
+    fn an_mqtt5_publish_past_mqtts_own_limit_fails_alone() {
+        let options = rumqttc::v5::MqttOptions::new("t", "127.0.0.1", 1);
+        let (client, _eventloop) = rumqttc::v5::AsyncClient::new(options, 1);
+        let mut limited = Limited {
+            client,
+            max_packet_size: None,
+        };
+        let message = Message {
+            topic: Arc::from("t".repeat(65_535)),
+            // Zeroed, so never touched: only its length is read.
+            payload: vec![0; MAX_PACKET_SIZE - 65_536 - 16],
+            labels: (0..6)
+                .map(|i| (format!("label{i}"), "v".repeat(20)))
+                .collect(),
+        };
+        let how = PublishOptions {
+            qos: Qos::AtLeastOnce,
+            retain: false,
+            content_type: "application/json",
+            message_expiry: Some(60),
+        };
+        assert!(matches!(
+            limited.try_publish(message, &how),
+            Err(Unqueued::TooLarge { limit, .. }) if limit as usize == MAX_PACKET_SIZE
+        ));
     }
 
     #[test]
