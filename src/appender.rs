@@ -174,6 +174,7 @@ impl Appender {
                 format: config.payload_format,
                 grouping: config.grouping,
                 max_payload: config.max_message_bytes,
+                max_held: max_pending_bytes(config.max_pending_records),
             },
             config,
             connections: Mutex::new(connections),

@@ -20,11 +20,13 @@ pub const BYTES_PER_INPUT_BYTE: usize = 64;
 /// room for their per-message framing (`JSON_WITH_HEADER`'s header, a record of nulls).
 pub const MIN_RECORD_BYTES: usize = 16;
 
-/// Encodes packs; `max_payload` is the largest message the broker connection accepts.
+/// Encodes packs; `max_payload` is the largest message the broker connection accepts, and
+/// `max_held` the most bytes messages may hold while they wait for it (maxPendingRecords').
 pub struct Encoder {
     pub format: PayloadFormat,
     pub grouping: Grouping,
     pub max_payload: usize,
+    pub max_held: usize,
 }
 
 impl Encoder {
@@ -35,13 +37,22 @@ impl Encoder {
     /// instead of the node running out of memory (a failed allocation in native code would
     /// abort the JVM). Any pack of legal messages that stays under `maxMessageBytes` in
     /// total fits, whatever its records; beyond that, 64 bytes of output per byte of input
-    /// is well over what real records expand to.
+    /// is well over what real records expand to. JSON messages are held until the broker has
+    /// them, so they may not pass `max_held` either: a pack of more could never be accepted,
+    /// and several such packs decoded at once would each take that much. (AVRO_BINARY's
+    /// messages are the records as uploaded; the JSON that checks them is dropped record by
+    /// record.)
     pub fn pack_limit<R: AsRef<[u8]>>(&self, records: &[R]) -> usize {
         let input = records.iter().fold(0usize, |sum, r| {
             sum.saturating_add(r.as_ref().len().max(MIN_RECORD_BYTES))
         });
-        self.max_payload
-            .saturating_add(input.saturating_mul(BYTES_PER_INPUT_BYTE))
+        let limit = self
+            .max_payload
+            .saturating_add(input.saturating_mul(BYTES_PER_INPUT_BYTE));
+        match self.format {
+            PayloadFormat::AvroBinary => limit,
+            _ => limit.min(self.max_held),
+        }
     }
 
     /// The messages of one pack, or why it cannot be published (naming the record).
@@ -196,7 +207,8 @@ fn over_limit(index: usize, limit: usize) -> String {
     format!(
         "record {index} takes the pack's messages past {limit} bytes, the most a pack may \
          produce (maxMessageBytes + {BYTES_PER_INPUT_BYTE} bytes per byte of its records, each \
-         counted as at least {MIN_RECORD_BYTES}); decoding stopped there"
+         counted as at least {MIN_RECORD_BYTES}, and no more than maxPendingRecords lets wait \
+         for the broker); decoding stopped there"
     )
 }
 
@@ -225,6 +237,7 @@ mod tests {
             format,
             grouping,
             max_payload: max,
+            max_held: usize::MAX,
         };
         encoder.encode(&schema, &header, &records()).map(|ms| {
             ms.into_iter()
@@ -270,6 +283,7 @@ mod tests {
                 format: PayloadFormat::AvroJson,
                 grouping,
                 max_payload: 1000,
+                max_held: usize::MAX,
             };
             for m in encoder.encode(&schema, &header, &records()).unwrap() {
                 assert_eq!(m.capacity(), m.len(), "{grouping:?}");
@@ -303,6 +317,7 @@ mod tests {
             format: PayloadFormat::AvroBinary,
             grouping: Grouping::Record,
             max_payload: 1000,
+            max_held: usize::MAX,
         };
         let err = encoder
             .encode(&schema, &header, &[vec![0x02, 0x07]])
@@ -334,6 +349,7 @@ mod tests {
             format,
             grouping,
             max_payload: MAX,
+            max_held: usize::MAX,
         };
         let limit = match (grouping, format) {
             (Grouping::Pack, f) if f != PayloadFormat::AvroBinary => {
@@ -397,6 +413,7 @@ mod tests {
                 format: PayloadFormat::AvroBinary,
                 grouping,
                 max_payload: 2048,
+                max_held: usize::MAX,
             };
             let messages = encoder
                 .encode(&schema, &header, std::slice::from_ref(&record))
@@ -430,6 +447,7 @@ mod tests {
                 format: PayloadFormat::AvroJson,
                 grouping,
                 max_payload: 1000,
+                max_held: usize::MAX,
             };
             assert!(encoder.pack_limit(&[&record]) > 30_000);
             let e = encoder.encode(&schema, &header, &[&record]).unwrap_err();
@@ -462,6 +480,52 @@ mod tests {
         assert!(e.starts_with("record 2 "), "{e}");
     }
 
+    /// JSON messages wait for the broker within maxPendingRecords' bytes: a pack that would
+    /// make more is refused once it passes them, not after (8 MB of JSON per record here).
+    /// AVRO_BINARY holds its records as uploaded, and the JSON that checks them is dropped
+    /// record by record, so that bound does not limit the check.
+    #[test]
+    fn a_pack_is_decoded_no_further_than_its_messages_may_wait() {
+        let fields: Vec<String> = (0..20)
+            .map(|i| format!(r#"{{"name":"field_{i:02}","type":"null"}}"#))
+            .collect();
+        let schema = LogSchema::parse(&format!(
+            r#"{{"type":"record","name":"R","fields":[{{"name":"a","type":{{"type":"array",
+                "items":["null",{{"type":"record","name":"Z","fields":[{}]}}]}}}}]}}"#,
+            fields.join(",")
+        ))
+        .unwrap();
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, 25_000);
+        record.resize(record.len() + 25_000, 2);
+        record.push(0);
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        let held = 1 << 20;
+        for grouping in [Grouping::Record, Grouping::Pack] {
+            let encoder = Encoder {
+                format: PayloadFormat::AvroJson,
+                grouping,
+                max_payload: MAX,
+                max_held: held,
+            };
+            let e = encoder
+                .encode(&schema, &header, &vec![record.clone(); 5])
+                .unwrap_err();
+            assert!(
+                e.starts_with("record 0 takes the pack's messages past 1048576 bytes"),
+                "{grouping:?}: {e}"
+            );
+            let encoder = Encoder {
+                format: PayloadFormat::AvroBinary,
+                ..encoder
+            };
+            let messages = encoder
+                .encode(&schema, &header, std::slice::from_ref(&record))
+                .unwrap_or_else(|e| panic!("{grouping:?}: {e}"));
+            assert!(messages[0].len() < held, "{grouping:?}");
+        }
+    }
+
     /// A map of 500,000 entries with one empty key: 500 KB of input, 4 MB of JSON, and
     /// 192 bytes of working memory for each entry while it is put in HashMap order.
     #[test]
@@ -482,6 +546,7 @@ mod tests {
             format: PayloadFormat::AvroJson,
             grouping: Grouping::Record,
             max_payload: MAX,
+            max_held: usize::MAX,
         };
         let schema_ = LogSchema::parse(schema).unwrap();
         let header = HeaderStructure::default().header("t", "e", 1, 0);

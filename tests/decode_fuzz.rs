@@ -147,6 +147,7 @@ fn encode_pack_checked(
         format,
         grouping,
         max_payload,
+        max_held: usize::MAX,
     };
     let bound = encoder.pack_limit(records);
     let input: usize = records.iter().map(Vec::len).sum();
