@@ -154,7 +154,7 @@ impl Appender {
     ) -> Arc<Appender> {
         let connections = connection_settings(&config)
             .iter()
-            .map(|broker| Connection::get(broker, config.max_pending_records))
+            .map(Connection::get)
             .collect();
         log::info!(
             "appender '{name}' publishes to '{}' at QoS {} via {}:{}",

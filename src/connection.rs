@@ -210,19 +210,19 @@ pub struct Connection {
 
 impl Connection {
     /// The connection for `broker`, shared with other appenders of the same identity.
-    pub fn get(broker: &BrokerConfig, max_pending: usize) -> Arc<Connection> {
+    pub fn get(broker: &BrokerConfig) -> Arc<Connection> {
         static POOL: OnceLock<Mutex<HashMap<BrokerConfig, Weak<Connection>>>> = OnceLock::new();
         let mut pool = lock(POOL.get_or_init(Default::default));
         pool.retain(|_, c| c.strong_count() > 0);
         if let Some(existing) = pool.get(broker).and_then(Weak::upgrade) {
             return existing;
         }
-        let connection = Arc::new(Connection::open(broker, max_pending));
+        let connection = Arc::new(Connection::open(broker));
         pool.insert(broker.clone(), Arc::downgrade(&connection));
         connection
     }
 
-    fn open(broker: &BrokerConfig, max_pending: usize) -> Connection {
+    fn open(broker: &BrokerConfig) -> Connection {
         let identity = client_key(broker);
         // The id an earlier connection for this client moved to, unless a connection with other
         // settings holds it now (the two would push each other out).
@@ -238,8 +238,7 @@ impl Connection {
             "{} as '{client_id}'",
             address_label(broker, &broker.host, broker.port)
         );
-        // The channel never refuses what the tracker's bound admits.
-        let (client, pending) = protocol::open(broker, &client_id, &label, max_pending.max(1));
+        let (client, pending) = protocol::open(broker, &client_id, &label);
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::default()),
@@ -1423,7 +1422,7 @@ mod tests {
     ) -> (Vec<Outcome>, Vec<String>, u64) {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, closing, tx));
-        let connection = Connection::get(&scripted(port, configured), 100);
+        let connection = Connection::get(&scripted(port, configured));
         let mut answers = Vec::new();
         let mut seen = Vec::new();
         for _ in 0..packs {
@@ -1593,7 +1592,7 @@ mod tests {
     fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
         let (quit, quit_rx) = mpsc::channel();
         let (port, broker_thread) = scripted_broker(move |listener| deaf_broker(listener, quit_rx));
-        let connection = Connection::get(&scripted(port, "deaf-test"), 100);
+        let connection = Connection::get(&scripted(port, "deaf-test"));
         // 64 MiB: more than loopback's socket buffers hold, both sides together.
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
         connection.submit(&pack, how, messages, 2048);
@@ -1613,7 +1612,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "slow-v5-test")
         };
-        let connection = Connection::get(&config, 100);
+        let connection = Connection::get(&config);
         // 48 MiB: more than loopback's socket buffers hold, and more messages than the window.
         let answers: Vec<_> = (0..24)
             .map(|_| {
@@ -1636,6 +1635,47 @@ mod tests {
             .expect("the scripted broker ends when the client leaves");
     }
 
+    /// An MQTT 5 broker that accepts the connection and reads every packet, answering none
+    /// (QoS 0 wants no answer); it counts the publishes into `publishes` until the client
+    /// leaves.
+    fn reading_broker_v5(listener: std::net::TcpListener, publishes: mpsc::Sender<usize>) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+            .expect("CONNACK");
+        let mut count = 0;
+        while let Some((kind, _)) = read_packet(&mut s) {
+            if kind >> 4 == 3 {
+                count += 1;
+            }
+        }
+        let _ = publishes.send(count);
+    }
+
+    /// The connection is shared by every appender with its broker settings, whatever their
+    /// maxPendingRecords: the MQTT 5 client's channel never refuses what the tracker admits.
+    /// (Before: it held the maxPendingRecords of the appender that opened the connection, so
+    /// another appender's pack of more QoS 0 messages failed every time, after some of them
+    /// were published.)
+    #[test]
+    fn mqtt5_queues_whatever_the_tracker_admits() {
+        let (tx, publishes) = mpsc::channel();
+        let (port, broker_thread) = scripted_broker(move |l| reading_broker_v5(l, tx));
+        let config = BrokerConfig {
+            version: crate::config::MqttVersion::V5,
+            ..scripted(port, "queue-v5-test")
+        };
+        let connection = Connection::get(&config);
+        let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![b"{}".to_vec(); 5000]);
+        connection.submit(&pack, how, messages, 100_000);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        drop(connection);
+        assert_eq!(publishes.recv_timeout(WAIT), Ok(5000));
+        broker_thread.join().expect("the scripted broker");
+    }
+
     /// A broker whose receive maximum is smaller than the packet ids the last connection
     /// reached (a failover broker, or one restarted with a lower setting): ids start from 1
     /// again, within its window. (Before: they went on from 25, past 10, and the publish with
@@ -1651,7 +1691,7 @@ mod tests {
             max_inflight: Some(30),
             ..scripted(port, "shrinking-v5-test")
         };
-        let connection = Connection::get(&config, 100);
+        let connection = Connection::get(&config);
         let (pack, how, messages, rx) = qos1_pack(25);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
@@ -1688,7 +1728,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "expiry-v5-test")
         };
-        let connection = Connection::get(&config, 100);
+        let connection = Connection::get(&config);
         let first = ids.recv_timeout(WAIT).expect("first CONNECT");
         let second = ids.recv_timeout(WAIT).expect("second CONNECT");
         assert!(!first.contains(&0x11), "{first:x?}");
@@ -1716,23 +1756,20 @@ mod tests {
             ..scripted(port, "shared-id")
         };
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let a = Connection::get(&a_config, 100);
+        let a = Connection::get(&a_config);
         assert_eq!(next(), "shared-id");
-        let b = Connection::get(&b_config, 100);
+        let b = Connection::get(&b_config);
         assert_eq!(next(), "shared-id");
         let moved = next();
         assert!(moved.starts_with("shared-id-"), "{moved}");
         drop(b);
-        let again = Connection::get(&b_config, 100);
+        let again = Connection::get(&b_config);
         assert_eq!(next(), "shared-id", "not the id the other connection holds");
         // A third pushes that one out: it moves to an id after the one the first holds.
-        let c = Connection::get(
-            &BrokerConfig {
-                username: Some("c".into()),
-                ..scripted(port, "shared-id")
-            },
-            100,
-        );
+        let c = Connection::get(&BrokerConfig {
+            username: Some("c".into()),
+            ..scripted(port, "shared-id")
+        });
         assert_eq!(next(), "shared-id");
         assert_eq!(next(), format!("{moved}-2"));
         let quiet = ids.recv_timeout(Duration::from_secs(2));
@@ -1743,7 +1780,7 @@ mod tests {
     #[test]
     fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
         let (port, broker_thread) = scripted_broker(nagle_broker);
-        let connection = Connection::get(&scripted(port, "nudge-test"), 100);
+        let connection = Connection::get(&scripted(port, "nudge-test"));
         let (pack, how, messages, rx) = qos1_pack(5);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));

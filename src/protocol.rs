@@ -688,13 +688,18 @@ impl Pending {
     }
 }
 
+/// Requests the client's channel holds: as good as unbounded (it allocates as it fills). The
+/// tracker bounds what waits there by each appender's maxPendingRecords; a bound of the
+/// channel's own, set by whichever appender opened the shared connection, refused the packs
+/// of the others, and the status message. Half of `usize`, as the channel adds to it.
+const REQUESTS: usize = usize::MAX / 2;
+
 /// The client for `broker`, connecting as `client_id`, and its event loop; `label` names the
-/// connection in log lines. The client's channel holds `capacity` requests.
+/// connection in log lines.
 pub(crate) fn open(
     broker: &BrokerConfig,
     client_id: &str,
     label: &str,
-    capacity: usize,
 ) -> (Box<dyn Client>, Pending) {
     let tls = broker.tls.as_ref().map(|tls| {
         if !tls.verify {
@@ -764,7 +769,7 @@ pub(crate) fn open(
                     o
                 })
                 .collect();
-            let (client, mut eventloop) = rumqttc::AsyncClient::new(options[0].clone(), capacity);
+            let (client, mut eventloop) = rumqttc::AsyncClient::new(options[0].clone(), REQUESTS);
             eventloop.set_network_options(network_options(broker));
             let brokers = options.into_iter().zip(labels).collect();
             let client = Batching {
@@ -810,7 +815,7 @@ pub(crate) fn open(
                     o
                 })
                 .collect();
-            let (client, eventloop) = rumqttc::v5::AsyncClient::new(options[0].clone(), capacity);
+            let (client, eventloop) = rumqttc::v5::AsyncClient::new(options[0].clone(), REQUESTS);
             let brokers = options.into_iter().zip(labels).collect();
             let client = Limited {
                 client,
