@@ -472,6 +472,23 @@ struct Driver<E: EventLoop> {
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
 /// in order on connect and, after a connection is lost, again from the first.
 ///
+/// Completes once the sweep said the broker stopped acknowledging ([`Connection::check_stalled`])
+/// and it still holds when the driver looks, with the delivery timeout it was found with. A
+/// notice an ack has made stale meanwhile is absorbed here: a branch that completed for it
+/// would cancel the event loop's poll for nothing, which can lose a publish MQTT 5's rumqttc
+/// had taken from its channel and not written yet (see `EventLoop::NUDGES`).
+async fn stall(shared: &Shared) -> Duration {
+    loop {
+        shared.stalled.notified().await;
+        let limit = lock(&shared.stall_limit).take();
+        if let Some(limit) = limit {
+            if lock(&shared.tracker).is_stalled(limit, Instant::now()) {
+                return limit;
+            }
+        }
+    }
+}
+
 /// Supervised: a panic anywhere in a turn (rumqttc's poll, the tracker, our own handling) is
 /// caught and logged with its message; uncaught, it would end this task, leave the connection
 /// dead for every appender sharing it and its packs waiting for their deadlines. "Recovers"
@@ -636,20 +653,14 @@ impl<E: EventLoop> Driver<E> {
                     close_gracefully(shared, eventloop).await;
                     return Turn::Stop;
                 }
-                _ = shared.stalled.notified() => {
-                    let limit = lock(&shared.stall_limit).take();
-                    match limit {
-                        Some(limit) if lock(&shared.tracker).is_stalled(limit, Instant::now()) => {
-                            eventloop.drop_connection();
-                            Err(Failure::Broken(format!(
-                                "the broker has not acknowledged a message for over {}s \
-                                 (deliveryTimeoutSeconds) though the connection is up; \
-                                 reconnecting to free its in-flight slots",
-                                limit.as_secs()
-                            )))
-                        }
-                        _ => return Turn::Next,
-                    }
+                limit = stall(shared) => {
+                    eventloop.drop_connection();
+                    Err(Failure::Broken(format!(
+                        "the broker has not acknowledged a message for over {}s \
+                         (deliveryTimeoutSeconds) though the connection is up; reconnecting to \
+                         free its in-flight slots",
+                        limit.as_secs()
+                    )))
                 }
                 // Reached only when nothing above is ready: the connection is idle.
                 _ = std::future::ready(()), if nudge.wanted && !nudge.armed => {
@@ -1200,6 +1211,36 @@ mod tests {
         events
             .send(Step::Event(Observed::Acked {
                 pkid: 2,
+                refused: None,
+            }))
+            .expect("sent");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        close_scripted(&shared, &events);
+    }
+
+    /// A stall notice an ack made stale before the driver looked (the sweep found a message
+    /// unacknowledged past the delivery timeout, then its ack came) neither drops the
+    /// connection nor cancels the poll. Before: it cancelled the poll, which with MQTT 5 could
+    /// lose a publish rumqttc had taken and not written.
+    #[test]
+    fn a_stale_stall_notice_leaves_the_poll_alone() {
+        let shared = shared();
+        let (events, cancelled) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let (pack, how, messages, rx) = qos1_pack(1);
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+        events
+            .send(Step::Event(Observed::Written(1)))
+            .expect("sent");
+        std::thread::sleep(Duration::from_millis(100));
+        // As `check_stalled` leaves it, but with the message written well within the limit.
+        *lock(&shared.stall_limit) = Some(Duration::from_secs(3600));
+        shared.stalled.notify_one();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(cancelled.load(Ordering::Relaxed), 0, "polls cancelled");
+        events
+            .send(Step::Event(Observed::Acked {
+                pkid: 1,
                 refused: None,
             }))
             .expect("sent");
