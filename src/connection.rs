@@ -1676,6 +1676,49 @@ mod tests {
             .expect("the scripted broker ends when the client leaves");
     }
 
+    /// An MQTT 3.1.1 broker that reads at about 4 MiB/s: it pauses 125 ms after each publish
+    /// (of 512 KiB in the test), then acks it.
+    fn slow_reading_broker_v4(listener: std::net::TcpListener) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 == 3 {
+                std::thread::sleep(Duration::from_millis(125));
+                let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let pkid = &body[2 + topic..4 + topic];
+                if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// MQTT 3.1.1 writes a window of messages in one go, each write within
+    /// connectTimeoutSeconds: a window that takes longer to cross to a broker reading all
+    /// along goes through. (Before: the bound was on the whole window, and every attempt
+    /// failed it, with the connection and every pack in flight.)
+    #[test]
+    fn a_window_slower_than_the_write_bound_reaches_a_broker_that_reads() {
+        let (port, broker_thread) = scripted_broker(slow_reading_broker_v4);
+        let config = BrokerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, "slow-reader-test")
+        };
+        let connection = Connection::get(&config);
+        // 16 MiB, one window: four seconds of reading, more than loopback's buffers hold.
+        let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 512 << 10]; 32]);
+        connection.submit(&pack, how, messages, 100_000);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Ok(Outcome::Delivered)
+        );
+        drop(connection);
+        broker_thread.join().expect("the scripted broker");
+    }
+
     /// An MQTT 5 broker that accepts the connection and reads every packet, answering none
     /// (QoS 0 wants no answer); it counts the publishes into `publishes` until the client
     /// leaves.

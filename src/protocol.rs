@@ -473,18 +473,20 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
         return Ok(());
     };
     let state = &mut eventloop.state;
-    let written = within(timeout, async {
+    // Each write bounded, not the batch: a window of large messages can take longer than the
+    // bound to cross a slow link to a broker that reads all along.
+    let written: Result<(), rumqttc::ConnectionError> = async {
         while state.collision.is_none() {
             let Some((message, how)) = ready.pop_front() else {
                 break;
             };
             let request = rumqttc::Request::Publish(publish_v4(message, &how));
             if let Some(packet) = state.handle_outgoing_packet(request)? {
-                network.write(packet).await?;
+                within(timeout, async { Ok(network.write(packet).await?) }).await?;
             }
         }
-        Ok(network.flush().await?)
-    })
+        within(timeout, async { Ok(network.flush().await?) }).await
+    }
     .await;
     written.map_err(|e| {
         eventloop.clean();
