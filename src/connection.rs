@@ -723,7 +723,7 @@ impl<E: EventLoop> Driver<E> {
             Ok(Observed::Connected {
                 receive_maximum,
                 session_present,
-                max_packet_size,
+                grants,
             }) => {
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
                 if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
@@ -754,7 +754,7 @@ impl<E: EventLoop> Driver<E> {
                     log::info!("connected to {label}");
                 }
                 shared.hand_over(|tracker, client| {
-                    client.limit_packets(max_packet_size);
+                    client.follow(grants);
                     tracker.on_connected(client, window)
                 });
                 shared.publish_status(Status::Online);
@@ -990,7 +990,7 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Outbox, Ready, Unqueued};
+    use crate::protocol::{Grants, Outbox, Ready, Unqueued};
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -1144,7 +1144,7 @@ mod tests {
             .send(Step::Event(Observed::Connected {
                 receive_maximum: None,
                 session_present: false,
-                max_packet_size: None,
+                grants: Grants::default(),
             }))
             .expect("driver alive");
         let deadline = Instant::now() + WAIT;

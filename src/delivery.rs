@@ -320,6 +320,12 @@ impl Tracker {
                     pack.finish(Why::Unpublishable);
                     continue;
                 }
+                Err(Unqueued::Unsupported(why)) => {
+                    // Once per pack, as above; refused as the broker would, minus the close.
+                    log::warn!("a message fails its pack: {why}");
+                    pack.finish(Why::Refused);
+                    continue;
+                }
             }
             self.take(qos);
             self.sent.push_back(InFlight {

@@ -92,6 +92,74 @@ impl Observed {
 }
 
 /// What the delivery tracker needs to know of one event-loop event.
+/// What an MQTT 5 broker's CONNACK says it takes; an MQTT 3.1.1 broker says nothing, and
+/// anything goes until it closes the connection. A publish past them makes the broker close
+/// the connection every appender shares, so it fails its own pack instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grants {
+    /// Its Maximum Packet Size.
+    pub max_packet_size: Option<u32>,
+    /// Its Maximum QoS (Mosquitto's `max_qos`).
+    pub max_qos: Qos,
+    /// Whether it keeps retained messages (Mosquitto's `retain_available`).
+    pub retain: bool,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            max_packet_size: None,
+            max_qos: Qos::ExactlyOnce,
+            retain: true,
+        }
+    }
+}
+
+impl Grants {
+    fn of_v5(properties: Option<&rumqttc::v5::mqttbytes::v5::ConnAckProperties>) -> Grants {
+        let Some(p) = properties else {
+            return Grants::default();
+        };
+        Grants {
+            max_packet_size: p.max_packet_size,
+            max_qos: match p.max_qos {
+                Some(0) => Qos::AtMostOnce,
+                Some(1) => Qos::AtLeastOnce,
+                _ => Qos::ExactlyOnce,
+            },
+            retain: p.retain_available != Some(0),
+        }
+    }
+
+    /// Why the broker would close the connection over this publish, if it would.
+    fn refusal(&self, message: &Message, how: &PublishOptions) -> Option<Unqueued> {
+        let size = v5_publish_size(message, how);
+        // Without the broker's limit, MQTT's own: rumqttc fails the connection, not the
+        // publish, on a packet past either, and a topic and labels made from an endpoint's
+        // record can take a payload within maxMessageBytes past MQTT's.
+        let limit = self.max_packet_size.unwrap_or(MAX_PACKET_SIZE as u32);
+        if size > limit as usize {
+            return Some(Unqueued::TooLarge { size, limit });
+        }
+        if how.qos.number() > self.max_qos.number() {
+            return Some(Unqueued::Unsupported(format!(
+                "the broker takes QoS {} at most (its Maximum QoS), this appender publishes at \
+                 QoS {}: set qos to {0} or less",
+                self.max_qos.number(),
+                how.qos.number()
+            )));
+        }
+        if how.retain && !self.retain {
+            return Some(Unqueued::Unsupported(
+                "the broker keeps no retained messages (Retain Available is 0): set retain \
+                 to false, and give it no statusTopic"
+                    .into(),
+            ));
+        }
+        None
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     /// The broker accepted the connection; an MQTT 5 broker may say how many QoS 1 and 2
@@ -100,8 +168,7 @@ pub enum Observed {
     Connected {
         receive_maximum: Option<u16>,
         session_present: bool,
-        /// The largest packet an MQTT 5 broker takes (its Maximum Packet Size).
-        max_packet_size: Option<u32>,
+        grants: Grants,
     },
     /// A publish was written with this packet id (0: QoS 0).
     Written(u16),
@@ -364,7 +431,7 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
         Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
             receive_maximum: None,
             session_present: c.session_present,
-            max_packet_size: None,
+            grants: Grants::default(),
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
@@ -391,7 +458,7 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
         Event::Incoming(Packet::ConnAck(c)) => Observed::Connected {
             receive_maximum: c.properties.as_ref().and_then(|p| p.receive_max),
             session_present: c.session_present,
-            max_packet_size: c.properties.as_ref().and_then(|p| p.max_packet_size),
+            grants: Grants::of_v5(c.properties.as_ref()),
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Observed::Written(*pkid),
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
@@ -532,11 +599,12 @@ async fn write_v5(_: &mut rumqttc::v5::EventLoop, _: &mut Ready) -> Result<(), F
     Ok(())
 }
 
-/// The MQTT 5 client, and the largest packet the broker said it takes. rumqttc refuses a
-/// larger publish only when it writes it, by failing the connection every appender shares.
+/// The MQTT 5 client, and what the broker said it takes. rumqttc refuses a larger publish
+/// only when it writes it, and the broker one past its Maximum QoS or Retain Available when
+/// it reads it: both by failing the connection every appender shares.
 struct Limited {
     client: rumqttc::v5::AsyncClient,
-    max_packet_size: Option<u32>,
+    grants: Grants,
 }
 
 /// An MQTT 5 PUBLISH's size at most: fixed header, topic, packet id, the properties we set
@@ -554,13 +622,8 @@ fn v5_publish_size(message: &Message, how: &PublishOptions) -> usize {
 
 impl Outbox for Limited {
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
-        // Without the broker's limit, MQTT's own: rumqttc fails the connection, not the
-        // publish, on a packet past either, and a topic and labels made from an endpoint's
-        // record can take a payload within maxMessageBytes past MQTT's.
-        let limit = self.max_packet_size.unwrap_or(MAX_PACKET_SIZE as u32);
-        let size = v5_publish_size(&message, how);
-        if size > limit as usize {
-            return Err(Unqueued::TooLarge { size, limit });
+        if let Some(refusal) = self.grants.refusal(&message, how) {
+            return Err(refusal);
         }
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
@@ -626,12 +689,14 @@ pub trait Outbox {
 }
 
 /// Why a publish was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unqueued {
     /// The client's channel is full (or gone).
     Full,
     /// Its packet would be larger than the broker takes.
     TooLarge { size: usize, limit: u32 },
+    /// The broker said it takes no such publish (why, for the log).
+    Unsupported(String),
 }
 
 /// An MQTT client of either version.
@@ -651,8 +716,8 @@ pub(crate) trait Client: Outbox + Send {
         false
     }
 
-    /// The broker of a new connection takes packets up to this size (`None`: it did not say).
-    fn limit_packets(&mut self, _max_packet_size: Option<u32>) {}
+    /// What the broker of a new connection said it takes.
+    fn follow(&mut self, _grants: Grants) {}
 }
 
 impl Client for Limited {
@@ -660,8 +725,8 @@ impl Client for Limited {
         let _ = self.client.try_disconnect();
     }
 
-    fn limit_packets(&mut self, max_packet_size: Option<u32>) {
-        self.max_packet_size = max_packet_size;
+    fn follow(&mut self, grants: Grants) {
+        self.grants = grants;
     }
 }
 
@@ -821,7 +886,7 @@ pub(crate) fn open(
             let brokers = options.into_iter().zip(labels).collect();
             let client = Limited {
                 client,
-                max_packet_size: None,
+                grants: Grants::default(),
             };
             (Box::new(client), Pending::V5(Box::new(eventloop), brokers))
         }
@@ -943,7 +1008,7 @@ mod tests {
         let (client, _eventloop) = rumqttc::v5::AsyncClient::new(options, 1);
         let mut limited = Limited {
             client,
-            max_packet_size: None,
+            grants: Grants::default(),
         };
         let message = Message {
             topic: Arc::from("t".repeat(65_535)),
@@ -963,6 +1028,61 @@ mod tests {
             limited.try_publish(message, &how),
             Err(Unqueued::TooLarge { limit, .. }) if limit as usize == MAX_PACKET_SIZE
         ));
+    }
+
+    /// A CONNACK's Maximum QoS and Retain Available: a publish past them fails alone, what
+    /// they allow goes, and a broker that says nothing takes anything.
+    #[test]
+    fn what_the_broker_grants_decides_which_publishes_it_gets() {
+        use rumqttc::v5::mqttbytes::v5::ConnAckProperties;
+        let message = Message {
+            topic: Arc::from("t"),
+            payload: b"{}".to_vec(),
+            labels: Vec::new(),
+        };
+        let how = |qos, retain| PublishOptions {
+            qos,
+            retain,
+            content_type: "application/json",
+            message_expiry: None,
+        };
+        let said = Grants::of_v5(Some(&ConnAckProperties {
+            session_expiry_interval: None,
+            receive_max: None,
+            max_qos: Some(1),
+            retain_available: Some(0),
+            max_packet_size: None,
+            assigned_client_identifier: None,
+            topic_alias_max: None,
+            reason_string: None,
+            user_properties: Vec::new(),
+            wildcard_subscription_available: None,
+            subscription_identifiers_available: None,
+            shared_subscription_available: None,
+            server_keep_alive: None,
+            response_information: None,
+            server_reference: None,
+            authentication_method: None,
+            authentication_data: None,
+        }));
+        assert_eq!(said.max_qos, Qos::AtLeastOnce);
+        for (qos, retain, refused) in [
+            (Qos::AtMostOnce, false, None),
+            (Qos::AtLeastOnce, false, None),
+            (Qos::ExactlyOnce, false, Some("QoS 1 at most")),
+            (Qos::AtLeastOnce, true, Some("no retained messages")),
+        ] {
+            match (said.refusal(&message, &how(qos, retain)), refused) {
+                (None, None) => {}
+                (Some(Unqueued::Unsupported(why)), Some(text)) => {
+                    assert!(why.contains(text), "{why}")
+                }
+                (other, _) => panic!("{qos:?} retain {retain}: {other:?}"),
+            }
+        }
+        for grants in [Grants::of_v5(None), Grants::default()] {
+            assert_eq!(grants.refusal(&message, &how(Qos::ExactlyOnce, true)), None);
+        }
     }
 
     #[test]

@@ -276,6 +276,50 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * A broker that takes QoS 1 at most and keeps no retained messages says so in its MQTT 5 CONNACK (Mosquitto's
+     * {@code max_qos} and {@code retain_available}), and closes the connection of a client that publishes past them.
+     * Three appenders with one broker configuration share one connection: the packs of the one publishing at QoS 2,
+     * and of the one retaining, are refused ({@code onRemoteError}), and the third's are delivered, round after
+     * round, over a connection never reset. (Before: those publishes reached the broker, which closed the shared
+     * connection, and the third appender's packs failed with it.)
+     */
+    @Test
+    void mqtt5PublishesPastWhatTheBrokerGrantsFailTheirPackOnly() {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("max_qos 1", "retain_available false")) {
+            broker.start();
+            String topic = "grants/" + UUID.randomUUID();
+            String clientId = "grants-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> base = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
+            base.put("clientId", clientId);
+            Map<String, Object> qos2 = new java.util.HashMap<>(base);
+            qos2.put("qos", 2);
+            Map<String, Object> retained = new java.util.HashMap<>(base);
+            retained.put("retain", true);
+            LogAppender fine = KaaNode.load("grants fine", KaaNode.config(base));
+            LogAppender high = KaaNode.load("grants qos 2", KaaNode.config(qos2));
+            LogAppender kept = KaaNode.load("grants retained", KaaNode.config(retained));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+                for (int round = 0; round < 3; round++) {
+                    RecordingCallback refusedQos = append(high, records(3, round));
+                    RecordingCallback refusedRetain = append(kept, records(3, round));
+                    RecordingCallback delivered = append(fine, records(5, round));
+                    refusedQos.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                    refusedRetain.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                    delivered.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
+                }
+                sub.awaitCount(15, Duration.ofSeconds(10));
+                String log = broker.logTail(400);
+                assertEquals(1, log.split(" as " + clientId + " ", -1).length - 1, "one connection, never reset:\n"
+                        + log);
+            } finally {
+                fine.close();
+                high.close();
+                kept.close();
+            }
+        }
+    }
+
     @Test
     void mqtt5RefusedQos2MessagesDoNotStallTheirConnection() throws IOException {
         try (Mosquitto broker = Mosquitto.anonymous()) {
