@@ -91,7 +91,6 @@ impl Observed {
     }
 }
 
-/// What the delivery tracker needs to know of one event-loop event.
 /// What an MQTT 5 broker's CONNACK says it takes; an MQTT 3.1.1 broker says nothing, and
 /// anything goes until it closes the connection. A publish past them makes the broker close
 /// the connection every appender shares, so it fails its own pack instead.
@@ -160,6 +159,7 @@ impl Grants {
     }
 }
 
+/// What the delivery tracker needs to know of one event-loop event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     /// The broker accepted the connection; an MQTT 5 broker may say how many QoS 1 and 2
@@ -241,10 +241,12 @@ pub trait EventLoop: Send + 'static {
     fn poll(&mut self) -> impl Future<Output = Result<Observed, Failure>> + Send;
 
     /// Writes the publishes the client kept ready, in order, as far as the client takes them
-    /// (a packet id still in use stops it), and flushes the socket, also after a `poll` that
-    /// was cancelled half-way. What it does not take stays in `ready`. A failure has dropped
-    /// the connection, as a failed `poll` has.
-    fn write(&mut self, ready: &mut Ready) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// (a packet id still in use stops it) or for as long as one write may take, and flushes
+    /// the socket, also after a `poll` that was cancelled half-way. What it does not take
+    /// stays in `ready`; `Ok(true)` when it stopped for time, so that a slow broker's backlog
+    /// goes in slices with the driver's other duties (acks, stalls, close) between them. A
+    /// failure has dropped the connection, as a failed `poll` has.
+    fn write(&mut self, ready: &mut Ready) -> impl Future<Output = Result<bool, Failure>> + Send;
 
     /// Whether [`nudge`](Self::nudge) sends anything. Not with MQTT 5, whose socket rumqttc
     /// keeps private; nor may its `poll` be cancelled for a nudge: rumqttc writes the publishes
@@ -322,7 +324,7 @@ macro_rules! event_loop {
                 <$loop>::poll(self).await.map(|event| $observe(&event)).map_err($failure)
             }
 
-            async fn write(&mut self, ready: &mut Ready) -> Result<(), Failure> {
+            async fn write(&mut self, ready: &mut Ready) -> Result<bool, Failure> {
                 $write(self, ready).await
             }
 
@@ -534,16 +536,21 @@ fn publish_v4(message: Message, how: &PublishOptions) -> rumqttc::Publish {
 /// MQTT 3.1.1: each ready publish goes through rumqttc's state (packet id, in-flight slot,
 /// the `Outgoing` event the tracker reads on the next `poll`) and into the socket's buffer,
 /// then one flush for them all. rumqttc's event loop keeps its socket in a public field.
-async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Result<(), Failure> {
+async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Result<bool, Failure> {
     let timeout = std::time::Duration::from_secs(eventloop.network_options.connection_timeout());
     let Some(network) = eventloop.network.as_mut() else {
-        return Ok(());
+        return Ok(false);
     };
     let state = &mut eventloop.state;
     // Each write bounded, not the batch: a window of large messages can take longer than the
-    // bound to cross a slow link to a broker that reads all along.
-    let written: Result<(), rumqttc::ConnectionError> = async {
+    // bound to cross a slow link to a broker that reads all along. The batch stops taking
+    // more once it has written for that long, and goes on after the driver's next turn.
+    let started = tokio::time::Instant::now();
+    let written: Result<bool, rumqttc::ConnectionError> = async {
         while state.collision.is_none() {
+            if started.elapsed() >= timeout {
+                break;
+            }
             let Some((message, how)) = ready.pop_front() else {
                 break;
             };
@@ -552,7 +559,8 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
                 within(timeout, async { Ok(network.write(packet).await?) }).await?;
             }
         }
-        within(timeout, async { Ok(network.flush().await?) }).await
+        within(timeout, async { Ok(network.flush().await?) }).await?;
+        Ok(state.collision.is_none() && !ready.is_empty())
     }
     .await;
     written.map_err(|e| {
@@ -595,8 +603,8 @@ async fn within(
 
 /// MQTT 5: rumqttc keeps this event loop's socket private, so publishes go through its
 /// channel ([`Outbox`] on its client) and nothing is ever ready here.
-async fn write_v5(_: &mut rumqttc::v5::EventLoop, _: &mut Ready) -> Result<(), Failure> {
-    Ok(())
+async fn write_v5(_: &mut rumqttc::v5::EventLoop, _: &mut Ready) -> Result<bool, Failure> {
+    Ok(false)
 }
 
 /// The MQTT 5 client, and what the broker said it takes. rumqttc refuses a larger publish
