@@ -795,7 +795,20 @@ impl<E: EventLoop> Driver<E> {
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
                 let (text, refused) = match failure {
-                    Failure::Refused(code) => (format!("refused the connection: {code}"), true),
+                    Failure::Refused(code) => {
+                        // A broker that keeps no retained messages, or takes QoS 0 only,
+                        // refuses the CONNECT that carries the status topic's last will.
+                        let hint = match code.as_str() {
+                            "RetainNotSupported" | "QoSNotSupported"
+                                if shared.status_topic.is_some() =>
+                            {
+                                " (statusTopic's last will is retained, at QoS 1: remove \
+                                 statusTopic for this broker)"
+                            }
+                            _ => "",
+                        };
+                        (format!("refused the connection: {code}{hint}"), true)
+                    }
                     Failure::Closed { why, taken_over }
                         if taken_over.unwrap_or(likely_takeover) =>
                     {

@@ -207,8 +207,9 @@ fn over_limit(index: usize, limit: usize) -> String {
     format!(
         "record {index} takes the pack's messages past {limit} bytes, the most a pack may \
          produce (maxMessageBytes + {BYTES_PER_INPUT_BYTE} bytes per byte of its records, each \
-         counted as at least {MIN_RECORD_BYTES}, and no more than maxPendingRecords lets wait \
-         for the broker); decoding stopped there"
+         counted as at least {MIN_RECORD_BYTES}, and, unless the format is AVRO_BINARY, no \
+         more than maxPendingRecords lets wait for the broker; AVRO_BINARY counts the JSON \
+         that checks its records); decoding stopped there"
     )
 }
 

@@ -142,16 +142,16 @@ impl Grants {
         }
         if how.qos.number() > self.max_qos.number() {
             return Some(Unqueued::Unsupported(format!(
-                "the broker takes QoS {} at most (its Maximum QoS), this appender publishes at \
-                 QoS {}: set qos to {0} or less",
+                "the broker takes QoS {} at most (its Maximum QoS) and this message is QoS {}: \
+                 set qos to {0} or less",
                 self.max_qos.number(),
                 how.qos.number()
             )));
         }
         if how.retain && !self.retain {
             return Some(Unqueued::Unsupported(
-                "the broker keeps no retained messages (Retain Available is 0): set retain \
-                 to false, and give it no statusTopic"
+                "the broker keeps no retained messages (Retain Available is 0) and this \
+                 message is retained: set retain to false, and give this broker no statusTopic"
                     .into(),
             ));
         }
