@@ -667,6 +667,13 @@ impl AppenderConfig {
                 format!("{max_pending} is below 1"),
             ));
         }
+        // Only a status topic has a format: without one, it must not tell two otherwise equal
+        // connections apart (the pool would open two with one client id).
+        let status_format = if status_topic.is_some() {
+            status_format
+        } else {
+            StatusFormat::Text
+        };
         Ok(AppenderConfig {
             broker: BrokerConfig {
                 host,
@@ -1073,6 +1080,27 @@ pub(crate) mod tests {
             .string("kaa/status")
             .long(1);
         e
+    }
+
+    /// `statusFormat` matters only with a status topic; without one it does not tell two
+    /// configurations' connections apart, or the pool would open two with one client id (a
+    /// first-generation appender reads TEXT, a new one is given JSON).
+    #[test]
+    fn a_status_format_without_a_status_topic_does_not_split_connections() {
+        let broker = |status_topic: &str, format: i64| {
+            let mut e = with_client_id("c");
+            e.long(30).long(10).long(1000).long(0).long(0).long(60);
+            e.string("").string("").string("").string("");
+            e.boolean(false).boolean(true).long(10).long(4096);
+            e.long(0).long(0).string("").string(status_topic).long(1);
+            // TCP, no path, no proxy, no session expiry, then the format.
+            e.long(0).string("");
+            e.string("").long(0).string("").string("");
+            e.long(0).long(format);
+            AppenderConfig::from_avro(&e.0).unwrap().broker
+        };
+        assert_eq!(broker("", 0), broker("", 1));
+        assert_ne!(broker("kaa/status", 0), broker("kaa/status", 1));
     }
 
     /// A persistent session under an id that changes at every restart: accepted, with a
