@@ -312,6 +312,7 @@ impl Appender {
                 _ => "application/json",
             },
             message_expiry: self.config.message_expiry,
+            patience: Some(self.config.delivery_timeout),
         };
         connection.submit(&pack, how, messages, self.config.max_pending_records);
     }
@@ -428,7 +429,7 @@ impl Appender {
         // At every sweep, not only when a pack expires: a message is written a moment after
         // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
         for connection in lock(&self.connections).iter() {
-            connection.check_stalled(self.config.delivery_timeout);
+            connection.check_stalled();
         }
     }
 

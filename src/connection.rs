@@ -49,10 +49,9 @@ struct Shared {
     client: Mutex<Box<dyn Client>>,
     tracker: Mutex<Tracker>,
     shutdown: Notify,
-    /// Set with the limit when a message has waited longer than that for its ack: the driver
-    /// checks again and makes the connection anew.
+    /// When a message has waited for its ack past its patience: the driver checks again and
+    /// makes the connection anew.
     stalled: Notify,
-    stall_limit: Mutex<Option<Duration>>,
     /// Publishes were handed to the client for the driver to write ([`write_ready`]).
     ready: Notify,
     /// Set with `shutdown`: the pool has let go.
@@ -191,6 +190,7 @@ impl Shared {
                 StatusFormat::Json => "application/json",
             },
             message_expiry: None,
+            patience: None,
         };
         let message = Message {
             topic: Arc::clone(topic),
@@ -244,7 +244,6 @@ impl Connection {
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
             stalled: Notify::new(),
-            stall_limit: Mutex::new(None),
             ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
@@ -292,12 +291,14 @@ impl Connection {
         lock(&self.shared.tracker).prune();
     }
 
-    /// After packs of an appender with this delivery timeout expired: a message written
-    /// longer ago than that and still unacknowledged means the broker stopped acknowledging
-    /// on this connection, and it is made anew (see `Tracker::is_stalled`).
-    pub fn check_stalled(&self, limit: Duration) {
-        if lock(&self.shared.tracker).is_stalled(limit, Instant::now()) {
-            *lock(&self.shared.stall_limit) = Some(limit);
+    /// At an appender's sweep: a message still unacknowledged past its patience (its
+    /// appender's deliveryTimeoutSeconds) means the broker stopped acknowledging on this
+    /// connection, and it is made anew (see `Tracker::is_stalled`).
+    pub fn check_stalled(&self) {
+        if lock(&self.shared.tracker)
+            .is_stalled(Instant::now())
+            .is_some()
+        {
             self.shared.stalled.notify_one();
         }
     }
@@ -480,11 +481,9 @@ struct Driver<E: EventLoop> {
 async fn stall(shared: &Shared) -> Duration {
     loop {
         shared.stalled.notified().await;
-        let limit = lock(&shared.stall_limit).take();
-        if let Some(limit) = limit {
-            if lock(&shared.tracker).is_stalled(limit, Instant::now()) {
-                return limit;
-            }
+        let stalled = lock(&shared.tracker).is_stalled(Instant::now());
+        if let Some(limit) = stalled {
+            return limit;
         }
     }
 }
@@ -1091,7 +1090,6 @@ mod tests {
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
             stalled: Notify::new(),
-            stall_limit: Mutex::new(None),
             ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
@@ -1147,6 +1145,7 @@ mod tests {
             retain: false,
             content_type: "application/json",
             message_expiry: None,
+            patience: None,
         };
         let messages = payloads
             .into_iter()
@@ -1260,8 +1259,7 @@ mod tests {
             .send(Step::Event(Observed::Written(1)))
             .expect("sent");
         std::thread::sleep(Duration::from_millis(100));
-        // As `check_stalled` leaves it, but with the message written well within the limit.
-        *lock(&shared.stall_limit) = Some(Duration::from_secs(3600));
+        // As `check_stalled` leaves it, but with the message within its patience.
         shared.stalled.notify_one();
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(cancelled.load(Ordering::Relaxed), 0, "polls cancelled");

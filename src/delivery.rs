@@ -200,6 +200,8 @@ struct InFlight {
     qos: Qos,
     /// When it was handed to the client, then when it was written.
     since: Instant,
+    /// How long it may wait for that ([`PublishOptions::patience`]).
+    patience: Option<Duration>,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
 }
@@ -332,6 +334,7 @@ impl Tracker {
                 pack,
                 qos,
                 since: *now.get_or_insert_with(Instant::now),
+                patience: how.patience,
                 _held: held,
             });
         }
@@ -480,20 +483,25 @@ impl Tracker {
         !self.parked.is_empty()
     }
 
-    /// Whether a message has waited longer than `limit` to be written, or once written for
-    /// its ack. A broker that answers pings but stopped acknowledging keeps such messages in
+    /// The patience of a message that has waited longer than that to be written, or once
+    /// written for its ack, if one has: each message is judged by its own appender's
+    /// deliveryTimeoutSeconds, so an appender with a short one does not reset a connection it
+    /// shares over another's messages that may wait longer. A broker that answers pings but stopped acknowledging keeps such messages in
     /// the MQTT client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
     /// connection lives, which keep-alive never ends: once they fill the window, every later
     /// pack would fail. A broker that stopped reading keeps every message, QoS 0 included,
     /// from being written, and the MQTT 5 client's write waits without a bound. Only a new
     /// connection frees them.
-    pub fn is_stalled(&self, limit: Duration, now: Instant) -> bool {
+    pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
         self.sent
             .iter()
             .chain(self.awaiting_ack.values())
             .chain(self.awaiting_comp.values())
             .chain(&self.collided)
-            .any(|m| now.saturating_duration_since(m.since) > limit)
+            .find_map(|m| {
+                m.patience
+                    .filter(|&p| now.saturating_duration_since(m.since) > p)
+            })
     }
 
     /// The broker refused the connection (bad credentials, not authorised): what waits for
@@ -652,6 +660,7 @@ mod tests {
                 retain: false,
                 content_type: "application/json",
                 message_expiry: None,
+                patience: Some(Duration::from_secs(1)),
             }
         }
     }
@@ -1122,18 +1131,52 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
         let limit = Duration::from_secs(1);
         let later = Instant::now() + Duration::from_secs(2);
-        assert!(!t.is_stalled(limit, Instant::now()));
+        assert!(t.is_stalled(Instant::now()).is_none());
         assert!(
-            t.is_stalled(limit, later),
+            t.is_stalled(later) == Some(limit),
             "not written for longer than the limit: the socket takes nothing"
         );
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &written(2));
-        assert!(!t.is_stalled(limit, Instant::now()));
-        assert!(t.is_stalled(limit, later));
+        assert!(t.is_stalled(Instant::now()).is_none());
+        assert!(t.is_stalled(later) == Some(limit));
         t.on_event(&mut out, &puback(1));
         t.on_event(&mut out, &puback(2));
-        assert!(!t.is_stalled(limit, later), "acknowledged");
+        assert!(t.is_stalled(later).is_none(), "acknowledged");
+    }
+
+    /// Each message is judged by its own patience: on a connection two appenders share, one
+    /// with a short deliveryTimeoutSeconds does not call the connection stalled over the
+    /// other's messages, which may wait longer. (Before: one limit, the sweeping appender's,
+    /// for every message, so the short one reset the connection under the other's packs.)
+    #[test]
+    fn each_message_waits_as_long_as_its_own_appender_lets_it() {
+        let (mut t, mut out) = connected();
+        let (p, _rx) = pack(1);
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(60)),
+            ..Qos::AtLeastOnce.into()
+        };
+        t.submit(&mut out, &p, patient, payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        let later = Instant::now() + Duration::from_secs(2);
+        assert_eq!(t.is_stalled(later), None, "within its own minute");
+        let (q, _rx) = pack(1);
+        t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
+        t.on_event(&mut out, &written(2));
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
+        let status = PublishOptions {
+            patience: None,
+            ..Qos::AtLeastOnce.into()
+        };
+        let (r, _rx) = pack(1);
+        t.submit(&mut out, &r, status, payloads(1), 100);
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(
+            t.is_stalled(Instant::now() + Duration::from_secs(3600)),
+            Some(Duration::from_secs(60)),
+            "the status message, without patience, is never the one"
+        );
     }
 
     /// A broker that stopped reading is found at QoS 0 too, which waits for no ack: its
@@ -1145,11 +1188,11 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtMostOnce.into(), payloads(1), 100);
         let limit = Duration::from_secs(1);
         let later = Instant::now() + Duration::from_secs(2);
-        assert!(!t.is_stalled(limit, Instant::now()));
-        assert!(t.is_stalled(limit, later));
+        assert!(t.is_stalled(Instant::now()).is_none());
+        assert!(t.is_stalled(later) == Some(limit));
         t.on_event(&mut out, &written(0));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
-        assert!(!t.is_stalled(limit, later), "written: nothing waits");
+        assert!(t.is_stalled(later).is_none(), "written: nothing waits");
     }
 
     fn sized(sizes: &[usize]) -> Vec<Message> {

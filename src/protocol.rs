@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubRecReason, PublishProperties};
 use rumqttc::{TlsConfiguration, Transport};
@@ -688,6 +688,10 @@ pub struct PublishOptions {
     pub content_type: &'static str,
     /// MQTT 5 message expiry, in seconds.
     pub message_expiry: Option<u32>,
+    /// How long a message may wait to be written and acknowledged before the connection
+    /// counts as stalled: its appender's deliveryTimeoutSeconds, each appender's own on a
+    /// connection several share (`None`: never, as for the status message).
+    pub patience: Option<Duration>,
 }
 
 /// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
@@ -984,6 +988,7 @@ mod tests {
                     retain: false,
                     content_type: "application/json",
                     message_expiry,
+                    patience: None,
                 };
                 let properties = PublishProperties {
                     content_type: Some(how.content_type.to_string()),
@@ -1031,6 +1036,7 @@ mod tests {
             retain: false,
             content_type: "application/json",
             message_expiry: Some(60),
+            patience: None,
         };
         assert!(matches!(
             limited.try_publish(message, &how),
@@ -1053,6 +1059,7 @@ mod tests {
             retain,
             content_type: "application/json",
             message_expiry: None,
+            patience: None,
         };
         let said = Grants::of_v5(Some(&ConnAckProperties {
             session_expiry_interval: None,
