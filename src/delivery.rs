@@ -344,6 +344,13 @@ impl Tracker {
     pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized), window: Window) {
         self.connected = true;
         self.window = window;
+        // Handed to the client and not written before the last connection was lost (MQTT
+        // 3.1.1 keeps them ready for this one): their wait starts again here, or a stall of
+        // the last connection would count against this one at once.
+        let now = Instant::now();
+        for m in &mut self.sent {
+            m.since = now;
+        }
         self.release(out);
     }
 
@@ -486,8 +493,8 @@ impl Tracker {
     /// The patience of a message that has waited longer than that to be written, or once
     /// written for its ack, if one has: each message is judged by its own appender's
     /// deliveryTimeoutSeconds, so an appender with a short one does not reset a connection it
-    /// shares over another's messages that may wait longer. A broker that answers pings but stopped acknowledging keeps such messages in
-    /// the MQTT client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
+    /// shares over another's messages that may wait longer. A broker that answers pings but
+    /// stopped acknowledging keeps such messages in the MQTT client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
     /// connection lives, which keep-alive never ends: once they fill the window, every later
     /// pack would fail. A broker that stopped reading keeps every message, QoS 0 included,
     /// from being written, and the MQTT 5 client's write waits without a bound. Only a new
@@ -1177,6 +1184,25 @@ mod tests {
             Some(Duration::from_secs(60)),
             "the status message, without patience, is never the one"
         );
+    }
+
+    /// A message handed to the client and not written when the connection was lost waits
+    /// for the next one (MQTT 3.1.1 keeps it ready), and its wait starts again there: the last
+    /// connection's stall does not count against the new one at once. (Before: a failover
+    /// connection was reset as stalled the moment it was made, again and again.)
+    #[test]
+    fn a_message_carried_to_the_next_connection_waits_anew() {
+        let (mut t, mut out) = connected();
+        let (p, _rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), payloads(1), 100);
+        t.on_connection_lost(0, &[]);
+        // Handed over two seconds ago, past its patience of one.
+        t.sent[0].since = Instant::now() - Duration::from_secs(2);
+        assert_eq!(t.is_stalled(Instant::now()), Some(Duration::from_secs(1)));
+        t.on_connected(&mut out, Window::default());
+        assert_eq!(t.is_stalled(Instant::now()), None);
+        let later = Instant::now() + Duration::from_secs(2);
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
     }
 
     /// A broker that stopped reading is found at QoS 0 too, which waits for no ack: its
