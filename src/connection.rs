@@ -82,11 +82,13 @@ fn client_key(broker: &BrokerConfig) -> ClientKey {
     (broker.host.clone(), broker.port, broker.client_id.clone())
 }
 
-/// A connection on its way out: closed once its driver ended, expected to be by `by`.
+/// A connection on its way out: closed once its driver ended, expected to be by `by`;
+/// `holds` the client id it still holds while it drains.
 #[derive(Clone)]
 struct Goodbye {
     finished: Arc<Semaphore>,
     by: Instant,
+    holds: Option<String>,
 }
 
 /// Connections being closed, or draining for a closed appender, by client: a new connection
@@ -224,12 +226,20 @@ impl Connection {
 
     fn open(broker: &BrokerConfig) -> Connection {
         let identity = client_key(broker);
+        let previous = closing().get(&identity).cloned();
         // The id an earlier connection for this client moved to, unless a connection with other
-        // settings holds it now (the two would push each other out).
+        // settings holds it now (the two would push each other out). The one closing for this
+        // client (an edited appender's predecessor, draining) may: this one connects only after
+        // its DISCONNECT.
         let client_id = replaced()
             .get(&identity)
             .filter(|id| {
-                !held_ids().contains_key(&(broker.host.clone(), broker.port, (*id).clone()))
+                let key = (broker.host.clone(), broker.port, (*id).clone());
+                let held = held_ids().get(&key).copied().unwrap_or(0);
+                let predecessor_holds = previous
+                    .as_ref()
+                    .is_some_and(|g| g.holds.as_deref() == Some(id.as_str()));
+                held == 0 || (held == 1 && predecessor_holds)
             })
             .cloned()
             .unwrap_or_else(|| broker.client_id.clone());
@@ -247,7 +257,7 @@ impl Connection {
             ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
-            previous: closing().get(&identity).cloned(),
+            previous,
             hold: Mutex::new(Some(hold)),
             identity,
             label,
@@ -316,11 +326,13 @@ impl Connection {
     }
 
     fn say_goodbye(&self, by: Instant) {
+        let holds = lock(&self.shared.hold).as_ref().map(|h| h.0 .2.clone());
         closing().insert(
             self.shared.identity.clone(),
             Goodbye {
                 finished: Arc::clone(&self.shared.finished),
                 by: by + self.shared.connect_timeout + CLOSE_GRACE,
+                holds,
             },
         );
     }
@@ -932,11 +944,17 @@ fn taken_over_by_another(
         } else {
             log::Level::Warn
         };
+        // Another appender of this node may be the other client: the same id, other settings.
+        let whose = if held_by_another(shared, client_id) {
+            "another appender of this node connects to this broker with this client id and \
+             other connection settings: give each appender its own clientId"
+        } else {
+            "give every node its own clientId (for example 'kaa-{hostname}')"
+        };
         log::log!(
             level,
             "{label}: {cause}. With cleanSession off the id keeps a session on the broker and \
-             must not change on its own: give every node its own clientId (for example \
-             'kaa-{{hostname}}'); reconnecting with growing pauses meanwhile"
+             must not change on its own: {whose}; reconnecting with growing pauses meanwhile"
         );
         return None;
     }
@@ -1921,6 +1939,48 @@ mod tests {
         let quiet = ids.recv_timeout(Duration::from_secs(2));
         assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
         drop((a, again, c));
+    }
+
+    /// Another node's MQTT 3.1.1 CONNECT with `client_id`, on a socket kept open.
+    fn rival_connect(port: u16, client_id: &str) -> std::net::TcpStream {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let id = client_id.as_bytes();
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        body.extend_from_slice(id);
+        let mut packet = vec![0x10, body.len() as u8];
+        packet.extend_from_slice(&body);
+        s.write_all(&packet).expect("CONNECT");
+        s
+    }
+
+    /// An appender edited while its connection drains (the admin changed a connection
+    /// setting under load): the new connection takes the id the old one moved to after a
+    /// takeover, once the old one has said goodbye, and leaves the other node's id alone.
+    /// (Before: the draining connection still held the id, so the new one fell back to the
+    /// configured id and started the fight with the other node anew.)
+    #[test]
+    fn an_edited_appender_keeps_the_id_its_predecessor_moved_to() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let old = Connection::get(&scripted(port, "edit-id"));
+        assert_eq!(next(), "edit-id");
+        let _other_node = rival_connect(port, "edit-id");
+        assert_eq!(next(), "edit-id", "the other node");
+        let moved = next();
+        assert_ne!(moved, "edit-id", "the takeover moved the old connection");
+        old.draining(Instant::now() + Duration::from_secs(5));
+        let edited = Connection::get(&BrokerConfig {
+            username: Some("edited".into()),
+            ..scripted(port, "edit-id")
+        });
+        drop(old);
+        assert_eq!(next(), moved, "the edited appender's connection");
+        let quiet = ids.recv_timeout(Duration::from_secs(2));
+        assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
+        drop(edited);
     }
 
     #[test]
