@@ -40,13 +40,18 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
     private static final ReferenceQueue<NativeLogAppender> DROPPED = new ReferenceQueue<>();
     /** A phantom reference must stay reachable itself until it is enqueued or cleared. */
     private static final Set<NativeHandle> OPEN = ConcurrentHashMap.newKeySet();
+    /**
+     * Whose bean each name is: an appender made again under the same name and id takes the name over, and the one
+     * it replaced, released later (dropped without close), must leave its successor's bean alone.
+     */
+    private static final ConcurrentHashMap<ObjectName, NativeHandle> BEANS = new ConcurrentHashMap<>();
 
     private static volatile MBeanInfo info;
 
     /** For {@link NativeAppender}'s calls; closed ones find nothing. */
     final long value;
     private final String appenderName;
-    /** Where the bean is registered; null if it is not. */
+    /** The bean's name, once it is known; null after release. */
     private volatile ObjectName bean;
 
     private NativeHandle(NativeLogAppender appender, long value, String appenderName) {
@@ -77,7 +82,7 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
             clear();
             ObjectName name = bean;
             bean = null;
-            if (name != null) {
+            if (name != null && BEANS.remove(name, this)) {
                 try {
                     ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
                 } catch (JMException | RuntimeException e) {
@@ -109,12 +114,13 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
                             NativeAppender.attributeInfo(), null, null, null);
                 }
             }
+            bean = name;
+            BEANS.put(name, this);
             MBeanServer server = ManagementFactory.getPlatformMBeanServer();
             if (server.isRegistered(name)) {
                 server.unregisterMBean(name);
             }
             server.registerMBean(this, name);
-            bean = name;
         } catch (JMException | RuntimeException e) {
             LOG.warn("PahoMqtt appender '{}': metrics not registered with JMX: {}", appenderName, e.toString());
         }

@@ -107,6 +107,42 @@ class LifecycleTest {
     }
 
     /**
+     * An appender made again under the same name and id while the one it replaces was dropped without close: the
+     * new one's JMX bean stays when the dropped one is released. (Before: the dropped one unregistered the name it
+     * had, by then the new appender's bean.)
+     */
+    @Test
+    void aDroppedAppenderLeavesItsSuccessorsBean() throws Exception {
+        String name = "succeeded-" + UUID.randomUUID().toString().substring(0, 8);
+        LogAppenderDto first = KaaNode.appenderDto(name, KaaNode.config(config(name)));
+        LogAppender dropped = KaaNode.load(first);
+        delivers(dropped, "before it is dropped");
+        java.lang.ref.WeakReference<LogAppender> gone = new java.lang.ref.WeakReference<>(dropped);
+        dropped = null;
+        // The same appender record, edited: its own connection (another client id), the same name and id.
+        LogAppenderDto edited = KaaNode.appenderDto(name, KaaNode.config(config(name + "-edited")));
+        edited.setId(first.getId());
+        LogAppender successor = BROKER.load(edited);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (gone.get() != null && System.nanoTime() < deadline) {
+            System.gc();
+            RecordingCallback.sleep(Duration.ofMillis(20));
+        }
+        assertTrue(gone.get() == null, "the dropped appender was collected");
+        // The next appender call releases what the dropped one left: its connection, not the bean.
+        deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!disconnected(name) && System.nanoTime() < deadline) {
+            System.gc();
+            delivers(successor, "the successor's pack");
+        }
+        assertTrue(disconnected(name), "the dropped appender's connection said goodbye\n"
+                + BROKER.broker().logTail(20));
+        assertEquals(1, beans(name).size(), "the successor's bean is still registered");
+        ObjectName bean = beans(name).iterator().next();
+        assertTrue((Long) ManagementFactory.getPlatformMBeanServer().getAttribute(bean, "PacksDelivered") > 0);
+    }
+
+    /**
      * The node may close an appender while its threads still append and a JMX client reads the bean. Every pack gets
      * exactly one answer (delivered before the close, failed after it), every read an answer or a "closed" error, and
      * the JVM survives: a handle closed under a call finds nothing, never freed memory.
