@@ -394,6 +394,18 @@ mod tests {
         }
     }
 
+    /// An `array<string>` of `n` strings of one control character (`\u0001` in JSON: six
+    /// bytes for two of Avro).
+    fn control_characters(n: i64) -> Vec<u8> {
+        let mut record = Vec::new();
+        crate::binary::write_long(&mut record, n);
+        for _ in 0..n {
+            record.extend_from_slice(&[0x02, 0x01]);
+        }
+        record.push(0);
+        record
+    }
+
     /// AVRO_BINARY holds the published record, not the JSON that checked it, to
     /// maxMessageBytes: a record of control characters (six bytes of JSON each) fits.
     #[test]
@@ -403,12 +415,8 @@ mod tests {
         )
         .unwrap();
         let header = HeaderStructure::default().header("t", "e", 1, 0);
-        // 500 strings of one control character: 1,003 bytes, over 4,000 bytes of JSON.
-        let mut record = vec![0xe8, 0x07];
-        for _ in 0..500 {
-            record.extend_from_slice(&[0x02, 0x01]);
-        }
-        record.push(0);
+        // 1,003 bytes, over 4,000 bytes of JSON.
+        let record = control_characters(500);
         for grouping in [Grouping::Record, Grouping::Pack] {
             let encoder = Encoder {
                 format: PayloadFormat::AvroBinary,
@@ -436,13 +444,8 @@ mod tests {
     fn a_message_is_decoded_no_further_than_max_message_bytes() {
         let schema = LogSchema::parse(r#"{"type":"array","items":"string"}"#).unwrap();
         let header = HeaderStructure::default().header("t", "e", 1, 0);
-        // 500 strings of one control character: 4,500 bytes of ["\u0001",...].
-        let mut record = Vec::new();
-        crate::binary::write_long(&mut record, 500);
-        for _ in 0..500 {
-            record.extend_from_slice(&[0x02, 0x01]);
-        }
-        record.push(0);
+        // 4,500 bytes of ["\u0001",...].
+        let record = control_characters(500);
         for grouping in [Grouping::Record, Grouping::Pack] {
             let encoder = Encoder {
                 format: PayloadFormat::AvroJson,
