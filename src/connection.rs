@@ -70,6 +70,7 @@ struct Shared {
     status_format: StatusFormat,
     clean_session: bool,
     connect_timeout: Duration,
+    keep_alive: Duration,
     /// `maxInflight`; `None`: automatic.
     max_inflight: Option<u16>,
     metrics: ConnectionMetrics,
@@ -192,7 +193,9 @@ impl Shared {
                 StatusFormat::Json => "application/json",
             },
             message_expiry: None,
-            patience: None,
+            // No appender's: as long as a connect and a keep-alive may take, so that a broker
+            // that stops acknowledging is found though the status holds the only slot.
+            patience: Some(self.connect_timeout + self.keep_alive),
         };
         let message = Message {
             topic: Arc::clone(topic),
@@ -217,6 +220,15 @@ impl Connection {
         let mut pool = lock(POOL.get_or_init(Default::default));
         pool.retain(|_, c| c.strong_count() > 0);
         if let Some(existing) = pool.get(broker).and_then(Weak::upgrade) {
+            // Draining for a closed appender, it has a new one: no longer on its way out, so
+            // no connection made later waits for it, or takes the id it holds.
+            let mut closing = closing();
+            if closing
+                .get(&existing.shared.identity)
+                .is_some_and(|g| Arc::ptr_eq(&g.finished, &existing.shared.finished))
+            {
+                closing.remove(&existing.shared.identity);
+            }
             return existing;
         }
         let connection = Arc::new(Connection::open(broker));
@@ -265,6 +277,7 @@ impl Connection {
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             connect_timeout: broker.connect_timeout,
+            keep_alive: broker.keep_alive,
             max_inflight: broker.max_inflight,
             metrics: ConnectionMetrics::default(),
         });
@@ -1119,6 +1132,7 @@ mod tests {
             status_format: StatusFormat::Text,
             clean_session: true,
             connect_timeout: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(60),
             max_inflight: None,
             metrics: ConnectionMetrics::default(),
         })
@@ -1981,6 +1995,82 @@ mod tests {
         let quiet = ids.recv_timeout(Duration::from_secs(2));
         assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
         drop(edited);
+    }
+
+    /// An appender's connection made again from the pool while it drains (the appender
+    /// created again with the same settings) is no longer on its way out: a connection with
+    /// other settings opened later does not take the id it holds. (Before: its goodbye stayed,
+    /// and the later connection took that id and pushed it out.)
+    #[test]
+    fn a_connection_taken_again_while_it_drains_keeps_its_id_to_itself() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let config = scripted(port, "regain-id");
+        let old = Connection::get(&config);
+        assert_eq!(next(), "regain-id");
+        let _other_node = rival_connect(port, "regain-id");
+        assert_eq!(next(), "regain-id", "the other node");
+        let moved = next();
+        old.draining(Instant::now() + Duration::from_secs(5));
+        let again = Connection::get(&config);
+        assert!(Arc::ptr_eq(&old, &again), "the pool's connection");
+        let other = Connection::get(&BrokerConfig {
+            username: Some("other".into()),
+            ..scripted(port, "regain-id")
+        });
+        let id = next();
+        assert_ne!(id, moved, "the id the live connection holds");
+        drop((old, again, other));
+    }
+
+    /// A broker that answers pings and never acknowledges a publish, reporting every CONNECT.
+    fn unacknowledging_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+        use std::io::Write;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, body)) = read_packet(&mut s) else {
+                continue;
+            };
+            let len = usize::from(u16::from_be_bytes([body[10], body[11]]));
+            let id = String::from_utf8_lossy(&body[12..12 + len]).into_owned();
+            if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+                return;
+            }
+            std::thread::spawn(move || {
+                while let Some((kind, _)) = read_packet(&mut s) {
+                    if kind == 0xc0 && s.write_all(&[0xd0, 0x00]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    /// The status message, alone in a window of one, is judged too: a broker that stops
+    /// acknowledging is left though no appender's message was ever in flight. (Before: the
+    /// status message had no patience, and the connection was never found stalled.)
+    #[test]
+    fn a_status_message_holding_the_only_slot_is_judged_too() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
+        let connection = Connection::get(&BrokerConfig {
+            status_topic: Some("kaa/status".into()),
+            keep_alive: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            max_inflight: Some(1),
+            ..scripted(port, "status-stall")
+        });
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
+        // Past the status message's patience: a connect and a keep-alive.
+        std::thread::sleep(Duration::from_millis(2500));
+        connection.check_stalled();
+        assert_eq!(
+            ids.recv_timeout(WAIT).as_deref(),
+            Ok("status-stall"),
+            "connected anew"
+        );
+        drop(connection);
     }
 
     #[test]

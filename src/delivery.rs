@@ -1172,17 +1172,17 @@ mod tests {
         t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
         t.on_event(&mut out, &written(2));
         assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
-        let status = PublishOptions {
+        let unjudged = PublishOptions {
             patience: None,
             ..Qos::AtLeastOnce.into()
         };
         let (r, _rx) = pack(1);
-        t.submit(&mut out, &r, status, payloads(1), 100);
+        t.submit(&mut out, &r, unjudged, payloads(1), 100);
         t.on_event(&mut out, &puback(2));
         assert_eq!(
             t.is_stalled(Instant::now() + Duration::from_secs(3600)),
             Some(Duration::from_secs(60)),
-            "the status message, without patience, is never the one"
+            "a message without patience is never the one"
         );
     }
 

@@ -690,7 +690,7 @@ pub struct PublishOptions {
     pub message_expiry: Option<u32>,
     /// How long a message may wait to be written and acknowledged before the connection
     /// counts as stalled: its appender's deliveryTimeoutSeconds, each appender's own on a
-    /// connection several share (`None`: never, as for the status message).
+    /// connection several share (`None`: never).
     pub patience: Option<Duration>,
 }
 
