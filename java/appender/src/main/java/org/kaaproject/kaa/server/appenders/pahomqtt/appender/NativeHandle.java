@@ -4,6 +4,8 @@ import java.lang.management.ManagementFactory;
 import java.lang.ref.PhantomReference;
 import java.lang.ref.Reference;
 import java.lang.ref.ReferenceQueue;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -44,7 +46,7 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
      * Whose bean each name is: an appender made again under the same name and id takes the name over, and the one
      * it replaced, released later (dropped without close), must leave its successor's bean alone.
      */
-    private static final ConcurrentHashMap<ObjectName, NativeHandle> BEANS = new ConcurrentHashMap<>();
+    private static final Map<ObjectName, NativeHandle> BEANS = new HashMap<>();
 
     private static volatile MBeanInfo info;
 
@@ -82,11 +84,14 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
             clear();
             ObjectName name = bean;
             bean = null;
-            if (name != null && BEANS.remove(name, this)) {
-                try {
-                    ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
-                } catch (JMException | RuntimeException e) {
-                    LOG.debug("metrics bean {} already gone: {}", name, e.toString());
+            // With the map, as one step: a successor registering meanwhile keeps its bean.
+            synchronized (BEANS) {
+                if (name != null && BEANS.remove(name, this)) {
+                    try {
+                        ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
+                    } catch (JMException | RuntimeException e) {
+                        LOG.debug("metrics bean {} already gone: {}", name, e.toString());
+                    }
                 }
             }
         }
@@ -115,12 +120,14 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
                 }
             }
             bean = name;
-            BEANS.put(name, this);
             MBeanServer server = ManagementFactory.getPlatformMBeanServer();
-            if (server.isRegistered(name)) {
-                server.unregisterMBean(name);
+            synchronized (BEANS) {
+                BEANS.put(name, this);
+                if (server.isRegistered(name)) {
+                    server.unregisterMBean(name);
+                }
+                server.registerMBean(this, name);
             }
-            server.registerMBean(this, name);
         } catch (JMException | RuntimeException e) {
             LOG.warn("PahoMqtt appender '{}': metrics not registered with JMX: {}", appenderName, e.toString());
         }
