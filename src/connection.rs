@@ -1359,9 +1359,7 @@ mod tests {
         while let Some((kind, body)) = packet() {
             match kind >> 4 {
                 3 => {
-                    let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
-                    let pkid = &body[2 + topic..4 + topic];
-                    held.extend_from_slice(&[0x40, 0x02, pkid[0], pkid[1]]);
+                    held.extend_from_slice(&puback_for(&body));
                     if std::mem::take(&mut first) {
                         out.append(&mut held);
                     }
@@ -1384,6 +1382,19 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("port").port();
         (port, std::thread::spawn(move || broker(listener)))
+    }
+
+    /// The PUBACK of a QoS 1 PUBLISH, from its body: the packet id after the topic.
+    fn puback_for(publish: &[u8]) -> [u8; 4] {
+        let topic = usize::from(u16::from_be_bytes([publish[0], publish[1]]));
+        [0x40, 0x02, publish[2 + topic], publish[3 + topic]]
+    }
+
+    /// The client id of an MQTT 3.1.1 CONNECT, from its body: after the protocol name (2 + 4
+    /// bytes), level, flags and keep-alive (2).
+    fn connect_client_id(connect: &[u8]) -> String {
+        let len = usize::from(u16::from_be_bytes([connect[10], connect[11]]));
+        String::from_utf8_lossy(&connect[12..12 + len]).into_owned()
     }
 
     /// One MQTT packet from a scripted broker's socket: its first byte and its body.
@@ -1421,12 +1432,8 @@ mod tests {
             let Some((kind, body)) = read_packet(&mut s) else {
                 return;
             };
-            if kind >> 4 == 3 {
-                let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
-                let pkid = &body[2 + topic..4 + topic];
-                if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
-                    return;
-                }
+            if kind >> 4 == 3 && s.write_all(&puback_for(&body)).is_err() {
+                return;
             }
         }
     }
@@ -1457,12 +1464,12 @@ mod tests {
                     return;
                 };
                 if kind >> 4 == 3 {
-                    let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
-                    let pkid = [body[2 + topic], body[3 + topic]];
-                    if connack.len() > 5 && pkids.send(u16::from_be_bytes(pkid)).is_err() {
+                    let puback = puback_for(&body);
+                    let pkid = u16::from_be_bytes([puback[2], puback[3]]);
+                    if connack.len() > 5 && pkids.send(pkid).is_err() {
                         return;
                     }
-                    if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+                    if s.write_all(&puback).is_err() {
                         return;
                     }
                     acked += 1;
@@ -1488,9 +1495,7 @@ mod tests {
             let Some((0x10, body)) = read_packet(&mut s) else {
                 return;
             };
-            // Protocol name (2 + 4), level, flags, keep-alive (2), then the client id.
-            let len = usize::from(u16::from_be_bytes([body[10], body[11]]));
-            let id = String::from_utf8_lossy(&body[12..12 + len]).into_owned();
+            let id = connect_client_id(&body);
             if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
                 return;
             }
@@ -1501,9 +1506,7 @@ mod tests {
                 if n < closing {
                     break;
                 }
-                let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
-                let pkid = &body[2 + topic..4 + topic];
-                if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+                if s.write_all(&puback_for(&body)).is_err() {
                     break;
                 }
             }
@@ -1632,8 +1635,7 @@ mod tests {
             let Some((0x10, body)) = read_packet(&mut s) else {
                 continue;
             };
-            let len = usize::from(u16::from_be_bytes([body[10], body[11]]));
-            let id = String::from_utf8_lossy(&body[12..12 + len]).into_owned();
+            let id = connect_client_id(&body);
             let previous = lock(&connected).insert(id.clone(), s.try_clone().expect("clone"));
             if let Some(previous) = previous {
                 let _ = previous.shutdown(std::net::Shutdown::Both);
@@ -1752,9 +1754,7 @@ mod tests {
             if kind & 0x06 == 0 {
                 continue;
             }
-            let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
-            let pkid = &body[2 + topic..4 + topic];
-            if s.write_all(&[0x40, 0x02, pkid[0], pkid[1]]).is_err() {
+            if s.write_all(&puback_for(&body)).is_err() {
                 break;
             }
         }
@@ -2032,8 +2032,7 @@ mod tests {
             let Some((0x10, body)) = read_packet(&mut s) else {
                 continue;
             };
-            let len = usize::from(u16::from_be_bytes([body[10], body[11]]));
-            let id = String::from_utf8_lossy(&body[12..12 + len]).into_owned();
+            let id = connect_client_id(&body);
             if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
                 return;
             }
