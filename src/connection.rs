@@ -154,6 +154,18 @@ impl Drop for IdHold {
 }
 
 impl Shared {
+    /// Takes back this connection's goodbye in [`closing`], if the entry for its client is
+    /// still its own: it has closed, or it is not closing after all.
+    fn stay(&self) {
+        let mut closing = closing();
+        if closing
+            .get(&self.identity)
+            .is_some_and(|g| Arc::ptr_eq(&g.finished, &self.finished))
+        {
+            closing.remove(&self.identity);
+        }
+    }
+
     /// Runs `f` on the tracker and the client, locked in the one order used everywhere
     /// (tracker, then client), and wakes the driver when `f` left publishes for it to write.
     fn hand_over<R>(&self, f: impl FnOnce(&mut Tracker, &mut dyn Client) -> R) -> R {
@@ -222,13 +234,7 @@ impl Connection {
         if let Some(existing) = pool.get(broker).and_then(Weak::upgrade) {
             // Draining for a closed appender, it has a new one: no longer on its way out, so
             // no connection made later waits for it, or takes the id it holds.
-            let mut closing = closing();
-            if closing
-                .get(&existing.shared.identity)
-                .is_some_and(|g| Arc::ptr_eq(&g.finished, &existing.shared.finished))
-            {
-                closing.remove(&existing.shared.identity);
-            }
+            existing.shared.stay();
             return existing;
         }
         let connection = Arc::new(Connection::open(broker));
@@ -499,7 +505,7 @@ struct Driver<E: EventLoop> {
 /// in order on connect and, after a connection is lost, again from the first.
 ///
 /// Completes once the sweep said the broker stopped acknowledging ([`Connection::check_stalled`])
-/// and it still holds when the driver looks, with the delivery timeout it was found with. A
+/// and it still holds when the driver looks, with the patience of the message past it. A
 /// notice an ack has made stale meanwhile is absorbed here: a branch that completed for it
 /// would cancel the event loop's poll for nothing, which can lose a publish MQTT 5's rumqttc
 /// had taken from its channel and not written yet (see `EventLoop::NUDGES`).
@@ -581,15 +587,7 @@ async fn drive<E: EventLoop>(
         );
     }
     shared.finished.close();
-    {
-        let mut closing = closing();
-        if closing
-            .get(&shared.identity)
-            .is_some_and(|g| Arc::ptr_eq(&g.finished, &shared.finished))
-        {
-            closing.remove(&shared.identity);
-        }
-    }
+    shared.stay();
     log::debug!("connection to {} closed", shared.label);
 }
 
