@@ -98,8 +98,8 @@ impl Observed {
 pub struct Grants {
     /// Its Maximum Packet Size.
     pub max_packet_size: Option<u32>,
-    /// Its Maximum QoS (Mosquitto's `max_qos`).
-    pub max_qos: Qos,
+    /// Its Maximum QoS (Mosquitto's `max_qos`), as MQTT numbers it.
+    pub max_qos: u8,
     /// Whether it keeps retained messages (Mosquitto's `retain_available`).
     pub retain: bool,
 }
@@ -108,7 +108,7 @@ impl Default for Grants {
     fn default() -> Self {
         Grants {
             max_packet_size: None,
-            max_qos: Qos::ExactlyOnce,
+            max_qos: 2,
             retain: true,
         }
     }
@@ -121,11 +121,7 @@ impl Grants {
         };
         Grants {
             max_packet_size: p.max_packet_size,
-            max_qos: match p.max_qos {
-                Some(0) => Qos::AtMostOnce,
-                Some(1) => Qos::AtLeastOnce,
-                _ => Qos::ExactlyOnce,
-            },
+            max_qos: p.max_qos.unwrap_or(2),
             retain: p.retain_available != Some(0),
         }
     }
@@ -140,11 +136,11 @@ impl Grants {
         if size > limit as usize {
             return Some(Unqueued::TooLarge { size, limit });
         }
-        if how.qos.number() > self.max_qos.number() {
+        if how.qos.number() > self.max_qos {
             return Some(Unqueued::Unsupported(format!(
                 "the broker takes QoS {} at most (its Maximum QoS) and this message is QoS {}: \
                  set qos to {0} or less",
-                self.max_qos.number(),
+                self.max_qos,
                 how.qos.number()
             )));
         }
@@ -1080,7 +1076,7 @@ mod tests {
             authentication_method: None,
             authentication_data: None,
         }));
-        assert_eq!(said.max_qos, Qos::AtLeastOnce);
+        assert_eq!(said.max_qos, 1);
         for (qos, retain, refused) in [
             (Qos::AtMostOnce, false, None),
             (Qos::AtLeastOnce, false, None),
