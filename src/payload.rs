@@ -71,12 +71,7 @@ impl Encoder {
                 let mut left = limit;
                 let mut messages = Vec::with_capacity(records.len());
                 for (i, record) in records.iter().enumerate() {
-                    // AVRO_BINARY's JSON is not the message: only the pack's bound limits it.
-                    let room = if binary {
-                        left
-                    } else {
-                        left.min(self.max_payload)
-                    };
+                    let room = self.room(left);
                     let mut out = Vec::with_capacity(json_size(record.as_ref()).min(room));
                     self.open(&mut out, header, false);
                     let checked = self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
@@ -107,11 +102,7 @@ impl Encoder {
                     if i > 0 && !binary {
                         out.push(b',');
                     }
-                    let room = if binary {
-                        limit.saturating_sub(checked)
-                    } else {
-                        limit.min(self.max_payload)
-                    };
+                    let room = self.room(limit.saturating_sub(checked));
                     checked += self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
                 }
                 self.close(&mut out, true);
@@ -131,6 +122,16 @@ impl Encoder {
             ));
         }
         Ok(messages)
+    }
+
+    /// How far decoding may take a message, with `left` of the pack's bound: no further than
+    /// `max_payload` either, unless the JSON is AVRO_BINARY's, which only checks the record
+    /// and is not the message.
+    fn room(&self, left: usize) -> usize {
+        match self.format {
+            PayloadFormat::AvroBinary => left,
+            _ => left.min(self.max_payload),
+        }
     }
 
     fn open(&self, out: &mut Vec<u8>, header: &RecordHeader, pack: bool) {
