@@ -44,7 +44,8 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
     private static final Set<NativeHandle> OPEN = ConcurrentHashMap.newKeySet();
     /**
      * Whose bean each name is: an appender made again under the same name and id takes the name over, and the one
-     * it replaced, released later (dropped without close), must leave its successor's bean alone.
+     * it replaced, released later (dropped without close), must leave its successor's bean alone. Its lock also
+     * guards the first build of {@link #info}.
      */
     private static final Map<ObjectName, NativeHandle> BEANS = new HashMap<>();
 
@@ -113,15 +114,13 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
         try {
             ObjectName name = new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
                     + ObjectName.quote(appenderName) + ",id=" + ObjectName.quote(appenderId));
-            synchronized (NativeHandle.class) {
+            bean = name;
+            MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+            synchronized (BEANS) {
                 if (info == null) {
                     info = new MBeanInfo(NativeHandle.class.getName(), "Delivery figures of one PahoMqtt log appender",
                             NativeAppender.attributeInfo(), null, null, null);
                 }
-            }
-            bean = name;
-            MBeanServer server = ManagementFactory.getPlatformMBeanServer();
-            synchronized (BEANS) {
                 BEANS.put(name, this);
                 if (server.isRegistered(name)) {
                     server.unregisterMBean(name);
