@@ -326,6 +326,13 @@ public final class Mosquitto implements AutoCloseable {
         }
     }
 
+    /** The broker's log shows one connection of this client id: the appender's was never reset. */
+    public void assertConnectedOnce(String clientId) {
+        String log = logTail(2000);
+        int connects = log.split(" as " + clientId + " ", -1).length - 1;
+        org.junit.jupiter.api.Assertions.assertEquals(1, connects, "one connection, never reset:\n" + log);
+    }
+
     /** The last lines of the broker's log file and of its stdout/stderr, for failure messages. */
     public String logTail(int lines) {
         StringBuilder sb = new StringBuilder();

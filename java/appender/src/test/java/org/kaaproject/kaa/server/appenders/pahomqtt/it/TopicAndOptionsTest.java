@@ -114,7 +114,7 @@ class TopicAndOptionsTest {
             append(appender, Arrays.asList(reading("fine", 1, 1, "z")))
                     .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
             assertEquals(1, sub.awaitCount(1, Duration.ofSeconds(10)).size(), "only the good pack's record");
-            assertConnectedOnce(clientId);
+            BROKER.broker().assertConnectedOnce(clientId);
         } finally {
             appender.close();
         }
@@ -144,17 +144,10 @@ class TopicAndOptionsTest {
             }
             Collections.sort(topics);
             assertEquals(Arrays.asList(base + "/del_-_-_-_", base + "/fine", base + "/line_break"), topics);
-            assertConnectedOnce(clientId);
+            BROKER.broker().assertConnectedOnce(clientId);
         } finally {
             appender.close();
         }
-    }
-
-    /** The broker's log shows one connection of this client id: the appender's was never reset. */
-    private static void assertConnectedOnce(String clientId) {
-        String log = BROKER.broker().logTail(2000);
-        int connects = log.split(" as " + clientId + " ", -1).length - 1;
-        assertEquals(1, connects, "one connection, never reset:\n" + log);
     }
 
     @Test
