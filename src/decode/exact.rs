@@ -4,7 +4,7 @@
 //! loop on `FDBigInteger`, whose arithmetic is exact: no wrapping, unlike the `int`/`long`
 //! loop, whose overflows `java_number` must copy. So the same loop here needs integers that
 //! are exact too. [`Exact`] is that face, with two bodies: `u128`, checked, which answers
-//! `None` the moment a value would not fit, and [`Nat`], arbitrary precision, which the
+//! `None` the moment a value would not fit, and [`Nat`], large enough for any double, which the
 //! caller falls back to then: in the JDK's test vectors, for doubles below about 1e-30 or
 //! above about 1e54 (binary exponents under -101 or over 178). Only what the loop uses is
 //! here: powers of 5 and 2, addition, times ten, and a quotient known to be below ten.
@@ -45,64 +45,111 @@ impl Exact for u128 {
     }
 }
 
-/// A natural number in base 2^32, little-endian, for the values u128 cannot hold.
+/// A natural number in base 2^64, little-endian, for the values u128 cannot hold: at most
+/// `LIMBS` limbs, on the stack, so the digit loop allocates nothing (on the heap it cost
+/// 4 to 6 µs per extreme double; this, 1 to 2). A value past `LIMBS` answers `None`, as
+/// `u128` does past its own size.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) struct Nat(Vec<u32>);
+pub(super) struct Nat {
+    limbs: [u64; LIMBS],
+    /// Limbs in use; the top one is never zero.
+    len: usize,
+}
+
+/// The loop's largest values take 13 limbs (subnormals and values near `f64::MAX`; with 12,
+/// `doubles_of_every_exponent_read_back` fails).
+const LIMBS: usize = 16;
 
 /// The largest power of 5 in a limb: `pow52` multiplies by it, not by 5 a thousand times.
-const FIVE_TO_13: u32 = 1_220_703_125;
+const FIVE_TO_27: u64 = 7_450_580_596_923_828_125;
 
 impl Nat {
-    fn trim(mut self) -> Self {
-        while self.0.last() == Some(&0) {
-            self.0.pop();
-        }
-        self
+    fn from_u64(v: u64) -> Self {
+        let mut n = Nat {
+            limbs: [0; LIMBS],
+            len: 1,
+        };
+        n.limbs[0] = v;
+        n.trim();
+        n
     }
 
-    fn mul_small(&mut self, m: u32) {
-        let mut carry = 0u64;
-        for limb in &mut self.0 {
-            let x = u64::from(*limb) * u64::from(m) + carry;
-            *limb = x as u32;
-            carry = x >> 32;
+    fn trim(&mut self) {
+        while self.len > 0 && self.limbs[self.len - 1] == 0 {
+            self.len -= 1;
+        }
+    }
+
+    fn mul_small(&mut self, m: u64) -> Option<()> {
+        let mut carry = 0u128;
+        for limb in &mut self.limbs[..self.len] {
+            let x = u128::from(*limb) * u128::from(m) + carry;
+            *limb = x as u64;
+            carry = x >> 64;
         }
         if carry != 0 {
-            self.0.push(carry as u32);
+            *self.limbs.get_mut(self.len)? = carry as u64;
+            self.len += 1;
         }
-        while self.0.last() == Some(&0) {
-            self.0.pop();
-        }
+        self.trim();
+        Some(())
     }
 
-    fn shl(&self, bits: u32) -> Self {
-        let (words, bits) = ((bits / 32) as usize, bits % 32);
-        let mut v = vec![0u32; words];
-        let mut carry = 0u32;
-        for &limb in &self.0 {
-            if bits == 0 {
-                v.push(limb);
+    fn shl(&mut self, bits: u32) -> Option<()> {
+        if self.len == 0 {
+            return Some(());
+        }
+        let (words, bits) = ((bits / 64) as usize, bits % 64);
+        let top = self.limbs[self.len - 1];
+        let grows = bits != 0 && top >> (64 - bits) != 0;
+        let len = self.len + words + usize::from(grows);
+        if len > LIMBS {
+            return None;
+        }
+        for i in (0..len).rev() {
+            let at = |j: usize| if j < self.len { self.limbs[j] } else { 0 };
+            let high = i.checked_sub(words).map_or(0, at);
+            let low = i.checked_sub(words + 1).map_or(0, at);
+            self.limbs[i] = if bits == 0 {
+                high
             } else {
-                v.push((limb << bits) | carry);
-                carry = limb >> (32 - bits);
-            }
+                (high << bits) | (low >> (64 - bits))
+            };
         }
-        if carry != 0 {
-            v.push(carry);
-        }
-        Nat(v).trim()
+        self.len = len;
+        Some(())
     }
 
-    /// `self -= o`, for `o <= self`.
-    fn sub(&mut self, o: &Self) {
-        let mut borrow = 0i64;
-        for (i, limb) in self.0.iter_mut().enumerate() {
-            let x = i64::from(*limb) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
-            borrow = i64::from(x < 0);
-            *limb = (x + (borrow << 32)) as u32;
+    /// `self -= q × s`, for `q × s <= self`.
+    fn sub_times(&mut self, s: &Self, q: u64) {
+        let (mut carry, mut borrow) = (0u128, false);
+        for i in 0..self.len {
+            let product = u128::from(s.limbs.get(i).copied().unwrap_or(0)) * u128::from(q) + carry;
+            carry = product >> 64;
+            let (x, b1) = self.limbs[i].overflowing_sub(product as u64);
+            let (x, b2) = x.overflowing_sub(u64::from(borrow));
+            self.limbs[i] = x;
+            borrow = b1 || b2;
         }
-        while self.0.last() == Some(&0) {
-            self.0.pop();
+        self.trim();
+    }
+
+    /// The value's bits from `shift` up, for a value below 2^(shift + 128).
+    fn bits_from(&self, shift: usize) -> u128 {
+        let (word, bits) = (shift / 64, (shift % 64) as u32);
+        let at = |j: usize| u128::from(if j < self.len { self.limbs[j] } else { 0 });
+        let low = at(word) | (at(word + 1) << 64);
+        if bits == 0 {
+            low
+        } else {
+            (low >> bits) | (at(word + 2) << (128 - bits))
+        }
+    }
+
+    fn bit_len(&self) -> usize {
+        match self.len {
+            0 => 0,
+            n => 64 * n - self.limbs[n - 1].leading_zeros() as usize,
         }
     }
 }
@@ -115,51 +162,62 @@ impl PartialOrd for Nat {
 
 impl Ord for Nat {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.0
-            .len()
-            .cmp(&o.0.len())
-            .then_with(|| self.0.iter().rev().cmp(o.0.iter().rev()))
+        self.len.cmp(&o.len).then_with(|| {
+            self.limbs[..self.len]
+                .iter()
+                .rev()
+                .cmp(o.limbs[..o.len].iter().rev())
+        })
     }
 }
 
 impl Exact for Nat {
     fn pow52(p5: i32, p2: i32, times: u64) -> Option<Self> {
-        let mut v = Nat(vec![times as u32, (times >> 32) as u32]).trim();
+        let mut v = Nat::from_u64(times);
         let mut left = p5.max(0) as u32;
-        while left >= 13 {
-            v.mul_small(FIVE_TO_13);
-            left -= 13;
+        while left >= 27 {
+            v.mul_small(FIVE_TO_27)?;
+            left -= 27;
         }
-        v.mul_small(5u32.pow(left));
-        Some(v.shl(p2 as u32))
+        v.mul_small(5u64.pow(left))?;
+        v.shl(p2.max(0) as u32)?;
+        Some(v)
     }
     fn add(&self, o: &Self) -> Option<Self> {
-        let n = self.0.len().max(o.0.len());
-        let mut carry = 0u64;
-        let mut v = Vec::with_capacity(n + 1);
+        let mut v = self.clone();
+        let n = self.len.max(o.len);
+        let mut carry = false;
         for i in 0..n {
-            let x = u64::from(self.0.get(i).copied().unwrap_or(0))
-                + u64::from(o.0.get(i).copied().unwrap_or(0))
-                + carry;
-            v.push(x as u32);
-            carry = x >> 32;
+            let (x, c1) = v.limbs[i].overflowing_add(if i < o.len { o.limbs[i] } else { 0 });
+            let (x, c2) = x.overflowing_add(u64::from(carry));
+            v.limbs[i] = x;
+            carry = c1 || c2;
         }
-        v.push(carry as u32);
-        Some(Nat(v).trim())
+        v.len = n;
+        if carry {
+            *v.limbs.get_mut(n)? = 1;
+            v.len += 1;
+        }
+        Some(v)
     }
     fn mul10(&self) -> Option<Self> {
         let mut v = self.clone();
-        v.mul_small(10);
+        v.mul_small(10)?;
         Some(v)
     }
+    /// The quotient from the top bits of both (at most one short), then exact.
     fn quo_rem_10(&mut self, s: &Self) -> Option<i64> {
-        let mut q = 0;
+        let shift = s.bit_len().saturating_sub(64);
+        // Both in a u64, the divisor's top bit 59 (so the estimate is at most one short).
+        let top = |n: &Self| (n.bits_from(shift) >> 4) as u64;
+        let mut q = (top(self) / (top(s) + 1)).min(9);
+        self.sub_times(s, q);
         while *self >= *s {
-            self.sub(s);
+            self.sub_times(s, 1);
             q += 1;
         }
-        self.mul_small(10);
-        Some(q)
+        self.mul_small(10)?;
+        Some(q as i64)
     }
 }
 
@@ -168,9 +226,10 @@ mod tests {
     use super::{Exact, Nat};
 
     fn to_u128(n: &Nat) -> u128 {
-        n.0.iter()
+        n.limbs[..n.len]
+            .iter()
             .rev()
-            .fold(0, |v, &limb| (v << 32) | u128::from(limb))
+            .fold(0, |v, &limb| (v << 64) | u128::from(limb))
     }
 
     /// Where both can hold the values, `Nat` answers as `u128` does: `java_number` starts

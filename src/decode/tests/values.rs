@@ -146,6 +146,27 @@ fn numbers_render_as_java_8_prints_them() {
     );
 }
 
+/// Every binary exponent, the extremes included, prints digits that read back as the value:
+/// the exact integers of the digit loop hold the largest values it makes.
+#[test]
+fn doubles_of_every_exponent_read_back() {
+    for exp_field in 0..2047u64 {
+        for fract in [
+            0,
+            1,
+            0x8_0000_0000_0000,
+            0xF_FFFF_FFFF_FFFF,
+            0x3_7A5B_C1D2_E3F4,
+        ] {
+            let d = f64::from_bits((exp_field << 52) | fract);
+            let mut out = Vec::new();
+            write_java_double(&mut out, d);
+            let text = String::from_utf8(out).expect("ASCII");
+            assert_eq!(text.parse::<f64>().ok(), Some(d), "{d:e} printed {text}");
+        }
+    }
+}
+
 #[test]
 fn non_finite_numbers_are_quoted() {
     check(
