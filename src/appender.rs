@@ -648,6 +648,7 @@ async fn sweep(appender: Weak<Appender>) {
 mod tests {
     use super::*;
     use crate::config::tests::original;
+    use crate::config::Layout;
     use crate::delivery::Outcome;
     use std::sync::mpsc;
 
@@ -681,7 +682,7 @@ mod tests {
     #[test]
     fn only_the_first_connection_carries_the_status_topic() {
         let raw = original("127.0.0.1", 1883, 1, "t");
-        let mut config = AppenderConfig::from_avro(&raw.0).expect("config");
+        let mut config = AppenderConfig::from_avro(&raw.0, Layout::PlainTexts).expect("config");
         config.broker.status_topic = Some("kaa/status/node".into());
         let one = connection_settings(&config);
         assert_eq!(one.len(), 1);
@@ -711,7 +712,10 @@ mod tests {
     fn unreachable_appender(name: &str) -> Arc<Appender> {
         let mut raw = original("127.0.0.1", closed_port(), 1, &format!("t/{name}"));
         raw.long(1);
-        open(name, AppenderConfig::from_avro(&raw.0).expect("config"))
+        open(
+            name,
+            AppenderConfig::from_avro(&raw.0, Layout::PlainTexts).expect("config"),
+        )
     }
 
     fn open(name: &str, config: AppenderConfig) -> Arc<Appender> {
@@ -722,7 +726,7 @@ mod tests {
     /// On a closed loopback port: packs wait 30 s for their deadline, `close` this long.
     fn unreachable_config(close_timeout: Duration) -> AppenderConfig {
         let raw = original("127.0.0.1", closed_port(), 1, "t/close");
-        let mut config = AppenderConfig::from_avro(&raw.0).expect("config");
+        let mut config = AppenderConfig::from_avro(&raw.0, Layout::PlainTexts).expect("config");
         config.close_timeout = close_timeout;
         config
     }

@@ -38,7 +38,7 @@ use jni::{JNIEnv, JavaVM};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::appender::{Appender, PackRecords, PackSchema};
-use crate::config::AppenderConfig;
+use crate::config::{AppenderConfig, Layout};
 use crate::delivery::{Outcome, Why};
 use crate::header::HeaderStructure;
 use crate::metrics::{Figure, Snapshot, FIGURES};
@@ -259,6 +259,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     mut env: JNIEnv<'local>,
     _class: JClass<'local>,
     raw_config: JByteArray<'local>,
+    generation: jint,
     name: JString<'local>,
     application_token: JString<'local>,
     header_fields: JObjectArray<'local>,
@@ -274,8 +275,9 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             env.delete_local_ref(field)?;
         }
         let header = HeaderStructure::from_names(&fields).map_err(BridgeError::Config)?;
-        let config =
-            AppenderConfig::from_avro(&raw).map_err(|e| BridgeError::Config(e.to_string()))?;
+        let config = Layout::of_generation(generation)
+            .and_then(|layout| AppenderConfig::from_avro(&raw, layout))
+            .map_err(|e| BridgeError::Config(e.to_string()))?;
         static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
         let appender = Appender::open(&name, &token, header, config);
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
@@ -448,7 +450,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
 }
 
 /// Must equal `NativeAppender.ABI_VERSION`; bump both when a native signature changes.
-const ABI_VERSION: jint = 8;
+const ABI_VERSION: jint = 9;
 
 #[no_mangle]
 pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion<

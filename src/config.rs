@@ -6,7 +6,9 @@
 //! (`MqttAppenderConfigV2.avsc`, adding `maxInflight`). Kaa keeps a stored configuration in the
 //! schema it was written with, so an older generation's bytes simply end early: we read fields
 //! in order and give each field that the bytes do not reach its default. One decoder serves
-//! every plugin.
+//! every plugin. The one exception is v3 (`MqttAppenderConfigV3.avsc`): the same fields, but
+//! the texts that may be empty are `["string", "null"]`, because the admin's form refuses to
+//! save an empty plain string; the plugin class says which [`Layout`] its bytes have.
 
 use std::fmt;
 use std::time::Duration;
@@ -229,9 +231,33 @@ const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
 /// MQTT's own limit on a packet, less room for its header and topic.
 const MQTT_MAX_MESSAGE_BYTES: i32 = 268_435_455 - 65_536 - 16;
 
+/// How a plugin generation's schema writes the text fields that may be empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The original's nine fields, v1 and v2: plain strings, `""` for none.
+    PlainTexts,
+    /// v3: `["string", "null"]`, null for none (so the admin's form takes them empty).
+    NullableTexts,
+}
+
+impl Layout {
+    /// The layout of the plugin generation the Java plugin class names (0 is the original's).
+    pub fn of_generation(generation: i32) -> Result<Layout, ConfigError> {
+        match generation {
+            0..=2 => Ok(Layout::PlainTexts),
+            3 => Ok(Layout::NullableTexts),
+            g => Err(ConfigError::new(
+                "(plugin)",
+                format!("generation {g} is unknown to this library"),
+            )),
+        }
+    }
+}
+
 /// Reads fields in schema order, naming the field in any error.
 struct Fields<'a> {
     reader: Reader<'a>,
+    layout: Layout,
 }
 
 impl Fields<'_> {
@@ -288,6 +314,15 @@ impl Fields<'_> {
             Ok(default.to_string())
         } else {
             self.string(field)
+        }
+    }
+
+    /// A text field added after the original's that may be empty (see [`Layout`]).
+    fn text_or_empty(&mut self, field: &'static str) -> Result<String, ConfigError> {
+        match self.layout {
+            _ if self.reader.is_empty() => Ok(String::new()),
+            Layout::PlainTexts => self.string(field),
+            Layout::NullableTexts => Ok(self.optional_string(field)?.unwrap_or_default()),
         }
     }
 
@@ -425,10 +460,11 @@ fn tls_settings(
 }
 
 impl AppenderConfig {
-    /// Decodes `LogAppenderDto.getRawConfiguration()`.
-    pub fn from_avro(raw: &[u8]) -> Result<AppenderConfig, ConfigError> {
+    /// Decodes `LogAppenderDto.getRawConfiguration()`, stored in `layout`.
+    pub fn from_avro(raw: &[u8], layout: Layout) -> Result<AppenderConfig, ConfigError> {
         let mut f = Fields {
             reader: Reader::new(raw),
+            layout,
         };
         let host = f.string("host")?;
         let port = f.int("port")?;
@@ -454,25 +490,25 @@ impl AppenderConfig {
         )?;
         let grouping = f.symbol_or("grouping", &[Grouping::Record, Grouping::Pack])?;
         let stats_interval = f.int_or("statsIntervalSeconds", DEFAULT_STATS_INTERVAL_S)?;
-        let ca_pem = f.string_or("caCertificate", "")?;
-        let client_cert_pem = f.string_or("clientCertificate", "")?;
-        let client_key_pem = f.string_or("clientPrivateKey", "")?;
-        let alpn = f.string_or("alpnProtocols", "")?;
+        let ca_pem = f.text_or_empty("caCertificate")?;
+        let client_cert_pem = f.text_or_empty("clientCertificate")?;
+        let client_key_pem = f.text_or_empty("clientPrivateKey")?;
+        let alpn = f.text_or_empty("alpnProtocols")?;
         let retain = f.boolean_or("retain", false)?;
         let clean_session = f.boolean_or("cleanSession", true)?;
         let connect_timeout = f.int_or("connectTimeoutSeconds", DEFAULT_CONNECT_TIMEOUT_S)?;
         let max_message_bytes = f.int_or("maxMessageBytes", DEFAULT_MAX_MESSAGE_BYTES)?;
         let version = f.symbol_or("mqttVersion", &[MqttVersion::V3_1_1, MqttVersion::V5])?;
         let message_expiry = f.int_or("messageExpirySeconds", 0)?;
-        let brokers = f.string_or("brokers", "")?;
-        let status_topic = f.string_or("statusTopic", "")?;
+        let brokers = f.text_or_empty("brokers")?;
+        let status_topic = f.text_or_empty("statusTopic")?;
         let connections = f.int_or("connectionsPerBroker", 1)?;
         let transport = f.symbol_or("transport", &[false, true])?;
         let ws_path = f.string_or("webSocketPath", "/mqtt")?;
-        let proxy_host = f.string_or("proxyHost", "")?;
+        let proxy_host = f.text_or_empty("proxyHost")?;
         let proxy_port = f.int_or("proxyPort", DEFAULT_PROXY_PORT)?;
-        let proxy_username = f.string_or("proxyUsername", "")?;
-        let proxy_password = f.string_or("proxyPassword", "")?;
+        let proxy_username = f.text_or_empty("proxyUsername")?;
+        let proxy_password = f.text_or_empty("proxyPassword")?;
         let session_expiry = f.int_or("sessionExpirySeconds", DEFAULT_SESSION_EXPIRY_S)?;
         // Absent (records stored before the field): the plain text those appenders published.
         let status_format =
@@ -765,8 +801,11 @@ pub(crate) mod tests {
 
     #[test]
     fn original_config_decodes_with_defaults_for_new_fields() {
-        let c =
-            AppenderConfig::from_avro(&original("localhost", 1883, 3, "home/kaa/topic").0).unwrap();
+        let c = AppenderConfig::from_avro(
+            &original("localhost", 1883, 3, "home/kaa/topic").0,
+            Layout::PlainTexts,
+        )
+        .unwrap();
         assert_eq!(c.broker.host, "localhost");
         assert_eq!(c.broker.port, 1883);
         assert_eq!(
@@ -807,7 +846,7 @@ pub(crate) mod tests {
             .long(2)
             .long(1)
             .long(0);
-        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         assert_eq!(c.broker.username.as_deref(), Some("user"));
         assert_eq!(c.broker.password.as_deref(), Some("secret"));
         assert_eq!(c.qos, Qos::AtLeastOnce);
@@ -823,8 +862,76 @@ pub(crate) mod tests {
         );
     }
 
+    /// A full record (all 38 fields) in `layout`, its nine texts that may be empty given in
+    /// schema order: caCertificate, clientCertificate, clientPrivateKey, alpnProtocols,
+    /// brokers, statusTopic, proxyHost, proxyUsername, proxyPassword.
+    fn full_record(layout: Layout, texts: [Option<&str>; 9]) -> Encoder {
+        let mut texts = texts.into_iter();
+        let mut text = |e: &mut Encoder| {
+            let value = texts.next().expect("nine texts");
+            match layout {
+                Layout::PlainTexts => e.string(value.unwrap_or("")),
+                Layout::NullableTexts => e.opt(value),
+            };
+        };
+        let mut e = original("broker", 1883, 1, "t");
+        e.long(30).long(10).long(100).long(0).long(0).long(60);
+        (0..4).for_each(|_| text(&mut e));
+        e.boolean(false)
+            .boolean(true)
+            .long(10)
+            .long(1 << 20)
+            .long(1)
+            .long(0);
+        (0..2).for_each(|_| text(&mut e));
+        e.long(1).long(0).string("/mqtt");
+        text(&mut e);
+        e.long(3128);
+        (0..2).for_each(|_| text(&mut e));
+        e.long(3600).long(1).long(5).long(0);
+        e
+    }
+
+    /// v3 writes the texts that may be empty as `["string", "null"]`: null reads as empty and a
+    /// string as itself, so the same settings read the same in either layout.
+    #[test]
+    fn nullable_texts_read_as_plain_ones() {
+        let read = |layout, texts| {
+            format!(
+                "{:?}",
+                AppenderConfig::from_avro(&full_record(layout, texts).0, layout).unwrap()
+            )
+        };
+        let set = [
+            None,
+            None,
+            None,
+            Some("x-amzn-mqtt-ca"),
+            Some("b2:1884"),
+            Some("kaa/status/{hostname}"),
+            Some("proxy.lan"),
+            Some("u"),
+            Some("pw"),
+        ];
+        assert_eq!(
+            read(Layout::NullableTexts, set),
+            read(Layout::PlainTexts, set)
+        );
+        assert!(read(Layout::NullableTexts, set).contains("proxy.lan"));
+        assert_eq!(
+            read(Layout::NullableTexts, [None; 9]),
+            read(Layout::PlainTexts, [None; 9])
+        );
+        // The bytes of one layout are not the other's.
+        let nullable = full_record(Layout::NullableTexts, [None; 9]);
+        assert!(AppenderConfig::from_avro(&nullable.0, Layout::PlainTexts).is_err());
+        assert_eq!(Layout::of_generation(3), Ok(Layout::NullableTexts));
+        assert_eq!(Layout::of_generation(0), Ok(Layout::PlainTexts));
+        assert_eq!(Layout::of_generation(4).unwrap_err().field, "(plugin)");
+    }
+
     fn error_of(e: &Encoder) -> ConfigError {
-        AppenderConfig::from_avro(&e.0).unwrap_err()
+        AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap_err()
     }
 
     #[test]
@@ -877,7 +984,10 @@ pub(crate) mod tests {
             .message
             .contains("between 5 and 65535 (MQTT 5)"));
         for (keep_alive, version) in [(1, 0), (65_535, 0), (5, 1), (65_535, 1)] {
-            let c = AppenderConfig::from_avro(&with_session(1, keep_alive, true, version).0);
+            let c = AppenderConfig::from_avro(
+                &with_session(1, keep_alive, true, version).0,
+                Layout::PlainTexts,
+            );
             assert!(c.is_ok(), "{keep_alive} v{version}: {c:?}");
         }
     }
@@ -912,11 +1022,15 @@ pub(crate) mod tests {
             "cleanSession"
         );
         // MQTT 5 whose session ends with the connection is fine.
-        let c = AppenderConfig::from_avro(&with_session_expiry(2, false, 0).0).unwrap();
+        let c = AppenderConfig::from_avro(&with_session_expiry(2, false, 0).0, Layout::PlainTexts)
+            .unwrap();
         assert_eq!(c.broker.session_expiry, None);
         // Each of the three alone is fine.
         for (qos, clean, version) in [(1, false, 0), (2, true, 0), (1, false, 1)] {
-            let c = AppenderConfig::from_avro(&with_session(qos, 10, clean, version).0);
+            let c = AppenderConfig::from_avro(
+                &with_session(qos, 10, clean, version).0,
+                Layout::PlainTexts,
+            );
             assert!(c.is_ok(), "qos {qos} clean {clean} v{version}");
         }
     }
@@ -924,21 +1038,22 @@ pub(crate) mod tests {
     #[test]
     fn truncated_and_trailing_bytes_are_errors() {
         let full = original("h", 1883, 1, "topic").0;
-        let err = AppenderConfig::from_avro(&full[..full.len() - 2]).unwrap_err();
+        let err =
+            AppenderConfig::from_avro(&full[..full.len() - 2], Layout::PlainTexts).unwrap_err();
         assert_eq!(err.field, "mqtttopic");
         let mut e = with_tls("", "", "", "");
         e.boolean(true).boolean(false).long(3).long(4096);
-        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         assert_eq!(c.broker.version, MqttVersion::V3_1_1);
         assert_eq!(c.message_expiry, None);
         e.long(1).long(90);
-        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         assert_eq!(c.broker.version, MqttVersion::V5);
         assert_eq!(c.message_expiry, Some(90));
         assert!(c.broker.failover.is_empty() && c.broker.status_topic.is_none());
         assert_eq!(c.connections, 1);
         e.string("b1:1884, [::1]:1885").string("kaa/status").long(4);
-        let c = AppenderConfig::from_avro(&e.0).unwrap();
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         assert_eq!(
             c.broker.failover,
             vec![("b1".to_string(), 1884), ("::1".to_string(), 1885)]
@@ -955,10 +1070,10 @@ pub(crate) mod tests {
         assert_eq!(c.max_message_bytes, 4096);
         e.long(0).string("/mqtt").string("").long(3128);
         e.string("").string("").long(3600).long(1);
-        assert!(AppenderConfig::from_avro(&e.0).is_ok());
+        assert!(AppenderConfig::from_avro(&e.0, Layout::PlainTexts).is_ok());
         let mut with_close = Encoder(e.0.clone());
         with_close.long(0);
-        let c = AppenderConfig::from_avro(&with_close.0).unwrap();
+        let c = AppenderConfig::from_avro(&with_close.0, Layout::PlainTexts).unwrap();
         assert_eq!(
             c.close_timeout,
             Duration::ZERO,
@@ -966,7 +1081,7 @@ pub(crate) mod tests {
         );
         let mut with_close = Encoder(e.0.clone());
         with_close.long(12);
-        let c = AppenderConfig::from_avro(&with_close.0).unwrap();
+        let c = AppenderConfig::from_avro(&with_close.0, Layout::PlainTexts).unwrap();
         assert_eq!(c.close_timeout, Duration::from_secs(12));
         let mut with_close = Encoder(e.0.clone());
         with_close.long(-1);
@@ -976,7 +1091,7 @@ pub(crate) mod tests {
         let inflight = |n: i64| {
             let mut with = Encoder(e.0.clone());
             with.long(n);
-            AppenderConfig::from_avro(&with.0)
+            AppenderConfig::from_avro(&with.0, Layout::PlainTexts)
         };
         assert_eq!(
             inflight(0).unwrap().broker.max_inflight,
@@ -1030,7 +1145,11 @@ pub(crate) mod tests {
     #[test]
     fn client_id_and_status_topic_name_the_node() {
         let pid = std::process::id().to_string();
-        let c = AppenderConfig::from_avro(&with_client_id("kaa-{hostname}-{pid}").0).unwrap();
+        let c = AppenderConfig::from_avro(
+            &with_client_id("kaa-{hostname}-{pid}").0,
+            Layout::PlainTexts,
+        )
+        .unwrap();
         assert!(c.broker.client_id.starts_with("kaa-") && c.broker.client_id.ends_with(&pid));
         assert!(!c.broker.client_id.contains('{'));
         let err = error_of(&with_client_id("kaa-{hostName}"));
@@ -1046,7 +1165,7 @@ pub(crate) mod tests {
                 .long(0)
                 .long(0);
             e.string("").string(status);
-            AppenderConfig::from_avro(&e.0)
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
         };
         let c = with_status("kaa/status/{hostname}/{pid}").unwrap();
         assert!(c.broker.status_topic.unwrap().ends_with(&format!("/{pid}")));
@@ -1097,7 +1216,9 @@ pub(crate) mod tests {
             e.long(0).string("");
             e.string("").long(0).string("").string("");
             e.long(0).long(format);
-            AppenderConfig::from_avro(&e.0).unwrap().broker
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
+                .unwrap()
+                .broker
         };
         assert_eq!(broker("", 0), broker("", 1));
         assert_ne!(broker("kaa/status", 0), broker("kaa/status", 1));
@@ -1108,7 +1229,11 @@ pub(crate) mod tests {
     #[test]
     fn a_persistent_session_under_a_changing_id_is_warned_about() {
         let warned = |id: &str, clean: bool| {
-            let c = AppenderConfig::from_avro(&through_connections_as(id, 1, clean).0).unwrap();
+            let c = AppenderConfig::from_avro(
+                &through_connections_as(id, 1, clean).0,
+                Layout::PlainTexts,
+            )
+            .unwrap();
             c.warnings
                 .iter()
                 .any(|w| w.contains("changes at every restart"))
@@ -1123,7 +1248,8 @@ pub(crate) mod tests {
     fn transport_proxy_session_and_status_fields() {
         // Absent (a record of the 28 fields before them): TCP, no proxy, no expiry with clean
         // session, and the bare words earlier builds published.
-        let c = AppenderConfig::from_avro(&through_connections(1, false).0).unwrap();
+        let c = AppenderConfig::from_avro(&through_connections(1, false).0, Layout::PlainTexts)
+            .unwrap();
         assert_eq!(c.broker.transport, Transport::Tcp);
         assert!(c.broker.proxy.is_none());
         assert_eq!(
@@ -1132,9 +1258,11 @@ pub(crate) mod tests {
             "MQTT 5, clean session off"
         );
         assert_eq!(c.broker.status_format, StatusFormat::Text);
-        let c = AppenderConfig::from_avro(&through_connections(0, false).0).unwrap();
+        let c = AppenderConfig::from_avro(&through_connections(0, false).0, Layout::PlainTexts)
+            .unwrap();
         assert_eq!(c.broker.session_expiry, None, "MQTT 3.1.1 has no expiry");
-        let c = AppenderConfig::from_avro(&through_connections(1, true).0).unwrap();
+        let c =
+            AppenderConfig::from_avro(&through_connections(1, true).0, Layout::PlainTexts).unwrap();
         assert_eq!(
             c.broker.session_expiry, None,
             "clean session: nothing to keep"
@@ -1148,7 +1276,7 @@ pub(crate) mod tests {
                 .string(proxy.2)
                 .string(proxy.3);
             e.long(expiry).long(1);
-            AppenderConfig::from_avro(&e.0)
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
         };
         let c = full(
             1,
@@ -1247,8 +1375,11 @@ pub(crate) mod tests {
 
     #[test]
     fn tls_fields_are_checked_at_init() {
-        let c =
-            AppenderConfig::from_avro(&with_tls("", "", "", " mqtt , x-amzn-mqtt-ca,").0).unwrap();
+        let c = AppenderConfig::from_avro(
+            &with_tls("", "", "", " mqtt , x-amzn-mqtt-ca,").0,
+            Layout::PlainTexts,
+        )
+        .unwrap();
         let tls = c.broker.tls.expect("ssl on");
         assert!(tls.verify);
         assert_eq!(tls.alpn, vec!["mqtt", "x-amzn-mqtt-ca"]);
@@ -1264,19 +1395,26 @@ pub(crate) mod tests {
             error_of(&with_tls("", "", "garbage", "")).field,
             "clientCertificate"
         );
-        let plain = AppenderConfig::from_avro(&original("h", 1883, 1, "t").0).unwrap();
+        let plain =
+            AppenderConfig::from_avro(&original("h", 1883, 1, "t").0, Layout::PlainTexts).unwrap();
         assert!(plain.broker.tls.is_none());
     }
 
     /// A CA given while verification is off is not used: said at init, not ignored silently.
     #[test]
     fn ca_certificate_without_verification_is_warned_about() {
-        let c =
-            AppenderConfig::from_avro(&with_tls_verifying(false, "a CA", "", "", "").0).unwrap();
+        let c = AppenderConfig::from_avro(
+            &with_tls_verifying(false, "a CA", "", "", "").0,
+            Layout::PlainTexts,
+        )
+        .unwrap();
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("caCertificate is set but verifySslCert is off"));
-        let quiet =
-            AppenderConfig::from_avro(&with_tls_verifying(false, "", "", "", "").0).unwrap();
+        let quiet = AppenderConfig::from_avro(
+            &with_tls_verifying(false, "", "", "", "").0,
+            Layout::PlainTexts,
+        )
+        .unwrap();
         assert!(quiet.warnings.is_empty());
     }
 }

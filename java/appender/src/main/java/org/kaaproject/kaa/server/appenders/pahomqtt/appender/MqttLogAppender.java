@@ -7,5 +7,6 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 public class MqttLogAppender extends NativeLogAppender {
 
     public MqttLogAppender() {
+        super(1);
     }
 }

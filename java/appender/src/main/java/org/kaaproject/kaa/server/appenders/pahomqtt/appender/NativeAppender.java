@@ -12,7 +12,7 @@ final class NativeAppender {
      * whenever a native signature changes: a jar and a library of different builds are then refused at load
      * instead of calling each other with the wrong arguments.
      */
-    static final int ABI_VERSION = 8;
+    static final int ABI_VERSION = 9;
 
     private NativeAppender() {
     }
@@ -22,11 +22,12 @@ final class NativeAppender {
     /**
      * Decodes the raw Avro configuration and joins (or opens) the pooled connection.
      *
+     * @param generation the plugin generation whose schema the configuration is stored in (0: the original's)
      * @param headerFields names of the {@code LogHeaderStructureDto} fields the record header carries
      * @return a handle for {@link #append}, {@link #close} and {@link #attributes}, never 0
      * @throws IllegalArgumentException naming the invalid configuration field
      */
-    static native long open(byte[] rawConfiguration, String appenderName, String applicationToken,
+    static native long open(byte[] rawConfiguration, int generation, String appenderName, String applicationToken,
             String[] headerFields);
 
     /**

@@ -14,19 +14,22 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The body of every appender plugin ({@link PahoMQTTLogAppender} for appenders stored with the original's nine
- * settings, {@link MqttLogAppender} and {@link MqttLogAppenderV2} for the first and second generation of the full
- * settings). It keeps no state of its own beyond a handle: each pack
+ * settings, {@link MqttLogAppender}, {@link MqttLogAppenderV2} and {@link MqttLogAppenderV3} for the generations of
+ * the full settings). It keeps no state of its own beyond a handle and its generation: each pack
  * is handed to the Rust library, which decodes it, publishes every record and answers the callback once the broker
  * has confirmed them (or failed). {@code doAppend} never waits on the network.
  *
- * <p>The native core reads any stored configuration that is a prefix of the newest record (fields it does not reach
- * take their defaults), so every plugin passes the raw configuration through unchanged and they differ only in which
- * schema the admin shows. The node instantiates the concrete classes by name; no stored record names this one.
+ * <p>Each plugin passes the raw configuration through unchanged, with the number of its generation, which tells the
+ * native core how the bytes are laid out (the original's is 0). The node instantiates the concrete classes by name;
+ * no stored record names this one.
  */
 public abstract class NativeLogAppender implements LogAppender {
 
     /** Named after the concrete class, so a node's logging configuration can tell the plugins apart. */
     private final Logger log = LoggerFactory.getLogger(getClass());
+
+    /** Which plugin generation's schema the configurations of this class are stored in. */
+    private final int generation;
 
     /** What {@code init} opened; null before it and after {@code close}. */
     private volatile NativeHandle handle;
@@ -37,6 +40,10 @@ public abstract class NativeLogAppender implements LogAppender {
     private int minLogSchemaVersion;
     private int maxLogSchemaVersion;
     private boolean confirmDelivery = true;
+
+    protected NativeLogAppender(int generation) {
+        this.generation = generation;
+    }
 
     @Override
     public void setName(String name) {
@@ -82,7 +89,7 @@ public abstract class NativeLogAppender implements LogAppender {
             List<LogHeaderStructureDto> structure = dto.getHeaderStructure();
             String[] headerFields = structure == null ? new String[0]
                     : structure.stream().map(LogHeaderStructureDto::name).toArray(String[]::new);
-            long opened = NativeAppender.open(dto.getRawConfiguration(), String.valueOf(name),
+            long opened = NativeAppender.open(dto.getRawConfiguration(), generation, String.valueOf(name),
                     String.valueOf(applicationToken), headerFields);
             handle = NativeHandle.open(this, opened, String.valueOf(name), String.valueOf(appenderId));
             log.info("PahoMqtt appender '{}' ({}) of application {} started (native library: {})", name, appenderId,

@@ -9,5 +9,6 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 public class PahoMQTTLogAppender extends NativeLogAppender {
 
     public PahoMQTTLogAppender() {
+        super(0);
     }
 }

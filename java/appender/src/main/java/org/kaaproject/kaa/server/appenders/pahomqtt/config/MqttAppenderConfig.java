@@ -6,7 +6,7 @@ import org.kaaproject.kaa.server.common.plugin.PluginType;
 /**
  * The first generation of the full settings, type "PahoMqtt (v1 settings)" ({@code MqttAppenderConfig.avsc}, which
  * starts with the original's nine fields in its order), for the appenders stored with it; new appenders use
- * {@link MqttAppenderConfigV2}, whose settings are these and more. It was labelled "PahoMqtt" until then: the label
+ * {@link MqttAppenderConfigV3}, whose settings are these and more. It was labelled "PahoMqtt" until V2: the label
  * is only a label, the admin finds the plugin of a stored appender by its appender class name, which stays. Its
  * schema is frozen (see {@link BundledSchemaPluginConfig}).
  */

@@ -396,9 +396,9 @@ class InstallLayoutIT {
     /**
      * README "Upgrading from the original PahoMQTT appender": a node with the jar and .so side by side and one stored
      * appender of each plugin, as the node builds them from Kaa's database: a legacy one from the nine-field bytes the
-     * original stored (class {@code PahoMQTTLogAppender}), one of the first full generation (class
-     * {@code MqttLogAppender}, its 37 fields) and one of the newest (class {@code MqttLogAppenderV2}), each from its
-     * form's defaults plus the operator's values. Every pack goes through all three; each answers onSuccess, and each
+     * original stored (class {@code PahoMQTTLogAppender}), one of each generation of the full settings (classes
+     * {@code MqttLogAppender}, {@code MqttLogAppenderV2} and the newest, {@code MqttLogAppenderV3}), each from its
+     * form's defaults plus the operator's values. Every pack goes through all four; each answers onSuccess, and each
      * appender's subscriber receives every record, from one library loaded once.
      */
     @Test
@@ -417,7 +417,7 @@ class InstallLayoutIT {
                 topics.get("legacy-appender")));
         stored.addAll(List.of("--stored", KaaNode.LEGACY_CONFIG_CLASS + "=" + data.resolve("legacy-appender")));
         for (String[] full : new String[][] {{"v1-appender", KaaNode.V1_CONFIG_CLASS}, {"v2-appender",
-            KaaNode.CONFIG_CLASS}}) {
+            KaaNode.V2_CONFIG_CLASS}, {"v3-appender", KaaNode.CONFIG_CLASS}}) {
             String topic = "kaa/it/install/" + full[0] + "/" + unique;
             topics.put(full[0], topic);
             Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
@@ -442,7 +442,8 @@ class InstallLayoutIT {
                         r.describe());
                 assertTrue(r.stderr.contains("PahoMqtt appender '" + name + "'"), name + " started\n" + r.describe());
             }
-            for (String appenderClass : List.of("PahoMQTTLogAppender", "MqttLogAppender", "MqttLogAppenderV2")) {
+            for (String appenderClass : List.of("PahoMQTTLogAppender", "MqttLogAppender", "MqttLogAppenderV2",
+                    "MqttLogAppenderV3")) {
                 assertTrue(r.stderr.contains("appender." + appenderClass + " - "),
                         "each plugin's appender class logs under its own name: " + appenderClass + "\n"
                                 + r.describe());

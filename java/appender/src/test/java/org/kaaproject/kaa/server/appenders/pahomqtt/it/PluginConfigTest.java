@@ -1,6 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -20,6 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
@@ -106,9 +108,10 @@ class PluginConfigTest {
     }
 
     /**
-     * Each generation's schema starts with the previous one's fields (names and types, in order), the first with the
-     * original's nine, so the native core reads every plugin's configurations with one decoder; each is its own
-     * record, in the same namespace, and each field it adds has a form default.
+     * Each generation's schema starts with the previous one's fields (names and types, in order; a plain string may
+     * become optional), the first with the original's nine, so the native core reads every plugin's configurations
+     * with one decoder, told only whether texts are optional; each is its own record, in the same namespace, and each
+     * field it adds has a form default.
      */
     @Test
     void eachGenerationStartsWithThePreviousOnesFields() {
@@ -123,14 +126,44 @@ class PluginConfigTest {
             assertEquals(p.fields, fields.size(), "the settings " + p.name() + " is released with");
             for (int i = 0; i < before.size(); i++) {
                 assertEquals(before.get(i).name(), fields.get(i).name(), p.name() + " field " + i);
-                assertEquals(before.get(i).schema(), fields.get(i).schema(), p.name() + " type of field "
-                        + before.get(i).name());
+                Schema was = before.get(i).schema();
+                Schema is = fields.get(i).schema();
+                assertTrue(was.equals(is) || was.getType() == Schema.Type.STRING && is.equals(optional(was)),
+                        p.name() + " type of field " + before.get(i).name() + ": " + was + " then " + is);
             }
             for (int i = before.size(); i < fields.size(); i++) {
                 JsonNode d = fields.get(i).getJsonProp("by_default");
                 assertNotNull(d, p.name() + "'s new field " + fields.get(i).name() + " has a form default");
             }
             previous = cur;
+        }
+    }
+
+    private static Schema optional(Schema type) {
+        return Schema.createUnion(List.of(type, Schema.create(Schema.Type.NULL)));
+    }
+
+    /**
+     * The admin's form (avro-ui) takes a field as optional only when its type is a union with null, and will not save
+     * a required one without a value, a string one without text. So every required field of a plugin for new
+     * appenders has a form default, a non-empty one for text: a new appender's form can be saved as it opens, and
+     * every text that may be left empty is optional. (v1 and v2 broke this with nine empty texts, which is why v3
+     * exists; their stored appenders keep them.)
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(value = ReleasedPlugin.class, names = {"ORIGINAL_SETTINGS", "V3"})
+    void theFormSavesAsItOpens(ReleasedPlugin p) {
+        assertEquals(ReleasedPlugin.V3, ReleasedPlugin.newest(), "the newest plugin is checked");
+        for (Schema.Field f : KaaNode.configSchema(p.configClass).getFields()) {
+            if (f.schema().getType() == Schema.Type.UNION
+                    && f.schema().getTypes().contains(Schema.create(Schema.Type.NULL))) {
+                continue;
+            }
+            JsonNode d = f.getJsonProp("by_default");
+            assertTrue(d != null && !d.isNull(), p + "'s required " + f.name() + " has a form default");
+            if (f.schema().getType() == Schema.Type.STRING) {
+                assertFalse(d.getTextValue().isEmpty(), p + "'s required text " + f.name() + " is not empty");
+            }
         }
     }
 
@@ -158,7 +191,8 @@ class PluginConfigTest {
         Map<String, String> released = Map.of(
                 KaaNode.LEGACY_CONFIG_CLASS, "a8fa5d5c54475632",
                 KaaNode.V1_CONFIG_CLASS, "c18ddbee1e8bbd8",
-                KaaNode.CONFIG_CLASS, "96628465be77ab56");
+                KaaNode.V2_CONFIG_CLASS, "96628465be77ab56",
+                KaaNode.CONFIG_CLASS, "4f25242c96416cf");
         assertEquals(ReleasedPlugin.values().length, released.size(), "every released plugin pinned");
         for (Map.Entry<String, String> e : released.entrySet()) {
             Schema schema = KaaNode.configSchema(e.getKey());

@@ -4,8 +4,9 @@ import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 
 /**
  * The plugins this jar gives the admin, oldest first, as the tests that enumerate them expect them: each generation's
- * schema is the previous one's fields, in their order, followed by its own (README, "Adding a setting"). A new
- * generation is one more constant here, and its fingerprint pinned in {@code PluginConfigTest.releasedSchemasAreFrozen}.
+ * schema is the previous one's fields, in their order (a plain string may become optional), followed by its own
+ * (README, "Adding a setting"). A new generation is one more constant here, and its fingerprint pinned in
+ * {@code PluginConfigTest.releasedSchemasAreFrozen}.
  */
 enum ReleasedPlugin {
 
@@ -14,8 +15,10 @@ enum ReleasedPlugin {
             "PahoMqttConfig.avsc", 9),
     /** The first generation of the full settings (ends with closeTimeoutSeconds), labelled "PahoMqtt" until V2. */
     V1(KaaNode.V1_CONFIG_CLASS, "PahoMqtt (v1 settings)", KaaNode.V1_APPENDER_CLASS, "MqttAppenderConfig.avsc", 37),
-    /** The plugin for new appenders: V1's fields and maxInflight. */
-    V2(KaaNode.CONFIG_CLASS, "PahoMqtt", KaaNode.APPENDER_CLASS, "MqttAppenderConfigV2.avsc", 38);
+    /** V1's fields and maxInflight, labelled "PahoMqtt" until V3. */
+    V2(KaaNode.V2_CONFIG_CLASS, "PahoMqtt (v2 settings)", KaaNode.V2_APPENDER_CLASS, "MqttAppenderConfigV2.avsc", 38),
+    /** The plugin for new appenders: V2's fields, the texts that may be empty optional so the admin's form saves them. */
+    V3(KaaNode.CONFIG_CLASS, "PahoMqtt", KaaNode.APPENDER_CLASS, "MqttAppenderConfigV3.avsc", 38);
 
     /** The directory of the bundled schemas, in the jar and on the class path. */
     static final String SCHEMA_DIR = "org/kaaproject/kaa/server/appenders/pahomqtt/config/";

@@ -37,14 +37,24 @@ import org.kaaproject.kaa.server.common.plugin.PluginConfig;
 public final class KaaNode {
 
     /**
-     * The newest plugin's config class (type "PahoMqtt", every setting: the second generation), one of those the
+     * The newest plugin's config class (type "PahoMqtt", every setting: the third generation), one of those the
      * admin service discovers by their @KaaPluginConfig annotation: what an appender created in the admin today is
      * stored with, and what this class builds unless told otherwise.
      */
     public static final String CONFIG_CLASS =
-            "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfigV2";
+            "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfigV3";
     /** The newest plugin's appender class. */
     public static final String APPENDER_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppenderV3";
+    /**
+     * The second generation of the full settings (type "PahoMqtt (v2 settings)", labelled "PahoMqtt" until the third
+     * came), kept for the appenders stored with it: the first generation's fields and maxInflight, every text a plain
+     * string.
+     */
+    public static final String V2_CONFIG_CLASS =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.config.MqttAppenderConfigV2";
+    /** The second full generation's appender class, which its stored appenders name. */
+    public static final String V2_APPENDER_CLASS =
             "org.kaaproject.kaa.server.appenders.pahomqtt.appender.MqttLogAppenderV2";
     /**
      * The first generation of the full settings (type "PahoMqtt (v1 settings)", labelled "PahoMqtt" until the second

@@ -34,7 +34,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * ({@link ConfigJson}); {@code --print-default-config} prints a commented starting point.
  *
  * <p>With {@code --stored}, the appenders are built from stored configurations instead of the options (of any
- * plugin: {@link KaaNode#CONFIG_CLASS}, {@link KaaNode#V1_CONFIG_CLASS} or {@link KaaNode#LEGACY_CONFIG_CLASS}), as
+ * plugin: {@link KaaNode#CONFIG_CLASS}, {@link KaaNode#V2_CONFIG_CLASS}, {@link KaaNode#V1_CONFIG_CLASS} or
+ * {@link KaaNode#LEGACY_CONFIG_CLASS}), as
  * a node builds the appenders of an application, and every pack goes to each of them.
  */
 public final class Replay {
