@@ -470,7 +470,10 @@ impl AppenderConfig {
         let port = f.int("port")?;
         let ssl = f.boolean("ssl")?;
         let verify_ssl_cert = f.boolean("verifySslCert")?;
-        let username = f.optional_string("username")?;
+        // The admin's form stores a cleared box as "", not null. Credentials go with a user name
+        // only, as the original sent them: a password alone is a protocol error in MQTT 3.1.1,
+        // and Mosquitto closes such a connection.
+        let username = f.optional_string("username")?.filter(|u| !u.is_empty());
         let password = f.optional_string("password")?;
         let qos = f.int("qos")?;
         let client_id = f.string("clientId")?;
@@ -567,6 +570,13 @@ impl AppenderConfig {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
         let mut warnings = Vec::new();
+        if username.is_none() && password.as_deref().is_some_and(|p| !p.is_empty()) {
+            warnings.push(
+                "password is set but username is empty, so neither is sent to the broker; set the \
+                 username too"
+                    .to_string(),
+            );
+        }
         if status_topic.is_some()
             && !["{hostname}", "{pid}", "{random}"]
                 .iter()
@@ -928,6 +938,25 @@ pub(crate) mod tests {
         assert_eq!(Layout::of_generation(3), Ok(Layout::NullableTexts));
         assert_eq!(Layout::of_generation(0), Ok(Layout::PlainTexts));
         assert_eq!(Layout::of_generation(4).unwrap_err().field, "(plugin)");
+    }
+
+    /// An empty user name (what the admin's form stores for a cleared box) sends no
+    /// credentials, as the original did: a password alone makes Mosquitto close the connection.
+    #[test]
+    fn a_password_without_a_user_name_is_not_sent() {
+        let with = |user: Option<&str>, password: Option<&str>| {
+            let mut e = Encoder::default();
+            e.string("h").long(1883).boolean(false).boolean(false);
+            e.opt(user).opt(password).long(1).string("id").string("t");
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap()
+        };
+        let c = with(Some(""), Some("pw"));
+        assert_eq!(c.broker.username, None);
+        assert!(c.warnings.iter().any(|w| w.contains("username is empty")));
+        let c = with(Some("u"), Some("pw"));
+        assert_eq!(c.broker.username.as_deref(), Some("u"));
+        assert!(c.warnings.is_empty());
+        assert!(with(None, None).warnings.is_empty());
     }
 
     fn error_of(e: &Encoder) -> ConfigError {
