@@ -478,6 +478,10 @@ impl AppenderConfig {
         let qos = f.int("qos")?;
         let client_id = f.string("clientId")?;
         let topic = f.string("mqtttopic")?;
+        // The original appender's record, which its stored appenders hold, ends here; the
+        // original never implemented TLS (its `ssl` was a to-do), so those of its appenders with
+        // `ssl` ticked connect in plain text, as they always did, to a port that expects it.
+        let original_record = f.reader.is_empty();
         let delivery_timeout = f.int_or("deliveryTimeoutSeconds", DEFAULT_DELIVERY_TIMEOUT_S)?;
         let keep_alive = f.int_or("keepAliveSeconds", DEFAULT_KEEP_ALIVE_S)?;
         let max_pending = f.int_or("maxPendingRecords", DEFAULT_MAX_PENDING_RECORDS)?;
@@ -570,6 +574,15 @@ impl AppenderConfig {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
         let mut warnings = Vec::new();
+        if ssl && original_record {
+            warnings.push(
+                "ssl is on, but the original PahoMQTT appender, which stored this configuration, \
+                 never used TLS: this appender connects without it too, as before; for TLS, move it \
+                 to the type PahoMqtt (README, Moving an appender to PahoMqtt)"
+                    .to_string(),
+            );
+        }
+        let ssl = ssl && !original_record;
         if username.is_none() && password.as_deref().is_some_and(|p| !p.is_empty()) {
             warnings.push(
                 "password is set but username is empty, so neither is sent to the broker; set the \
@@ -957,6 +970,20 @@ pub(crate) mod tests {
         assert_eq!(c.broker.username.as_deref(), Some("u"));
         assert!(c.warnings.is_empty());
         assert!(with(None, None).warnings.is_empty());
+    }
+
+    /// The original never used TLS: its records with `ssl` ticked keep connecting in plain text
+    /// (to the port they always worked with), with a WARN; a longer record's `ssl` means TLS.
+    #[test]
+    fn the_original_records_ssl_tick_is_not_tls() {
+        let mut e = Encoder::default();
+        e.string("h").long(1883).boolean(true).boolean(true);
+        e.opt(None).opt(None).long(1).string("id").string("t");
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
+        assert!(c.broker.tls.is_none());
+        assert!(c.warnings.iter().any(|w| w.contains("never used TLS")));
+        let c = AppenderConfig::from_avro(&with_tls("", "", "", "").0, Layout::PlainTexts).unwrap();
+        assert!(c.broker.tls.is_some());
     }
 
     fn error_of(e: &Encoder) -> ConfigError {

@@ -138,6 +138,31 @@ class OriginalConfigTest {
         }
     }
 
+    /**
+     * The original never used TLS (its {@code ssl} was a to-do), so an appender it stored with {@code ssl} ticked has
+     * always published in plain text to a plain listener: after the upgrade it still does, and is confirmed.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void anSslTickTheOriginalNeverHonouredKeepsPublishingInPlainText() {
+        String topic = "kaa/it/legacy/ssl/" + UUID.randomUUID().toString().substring(0, 8);
+        byte[] raw = AvroReference.binary(OriginalAppender.schema(), OriginalAppender.record("host", "127.0.0.1",
+                "port", BROKER.port(), "ssl", true, "verifySslCert", true, "qos", 1, "clientId",
+                "legacy-ssl-" + UUID.randomUUID().toString().substring(0, 8), "mqtttopic", topic));
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        List<byte[]> bins = TestData.telemetryBinaries(schema, new Random(7), 5, i -> "legacy-ssl-r" + i);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = BROKER.load(OriginalAppender.stored("legacy-ssl", raw));
+            RecordingCallback cb = new RecordingCallback("ssl ticked in the original's record");
+            appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
+            sub.awaitCount(bins.size(), Duration.ofSeconds(10));
+            Payloads.assertSameMultiset("plain text, as before", AvroReference.expectedPayloads(schema, bins),
+                    sub.payloads());
+        }
+    }
+
     /** A stored configuration with credentials (union branch 0 for username and password) against a broker that
      *  requires them. */
     @Test
