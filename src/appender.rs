@@ -231,7 +231,17 @@ impl Appender {
         if records.is_empty() {
             return completion(Why::Confirmed.outcome());
         }
-        if self.pending_bound_reached(endpoint, records.len()) {
+        let messages = match self.config.grouping {
+            Grouping::Record => records.len(),
+            Grouping::Pack => 1,
+        };
+        // Before the schema is read or a record decoded: a hostile pack of 1M one-byte records
+        // (2 MB uploaded) would otherwise become 1M messages, 764 MB under MQTT 5, to be refused.
+        if let Err(reason) = fits_pending_count(messages, self.config.max_pending_records) {
+            not_published(&reason);
+            return completion(Why::Unpublishable.outcome());
+        }
+        if self.pending_bound_reached(endpoint, messages) {
             // Checked again on submit; here it spares decoding a pack that would be refused
             // (with the broker away, 2 to 80 ms per pack of 100 records of 4 KiB).
             return completion(Why::Lost.outcome());
@@ -279,7 +289,7 @@ impl Appender {
                     })
                     .collect::<Result<Vec<_>, String>>()
             })
-            .and_then(|messages| fits_pending_bound(messages, self.config.max_pending_records))
+            .and_then(|messages| fits_pending_bytes(messages, self.config.max_pending_records))
         {
             Ok(messages) => messages,
             Err(reason) => {
@@ -317,19 +327,14 @@ impl Appender {
         connection.submit(&pack, how, messages, self.config.max_pending_records);
     }
 
-    /// Whether the endpoint's connection already holds so many messages that this pack's would
-    /// pass `maxPendingRecords`. A pack that alone passes it is left to fail as unpublishable.
-    fn pending_bound_reached(&self, endpoint: &str, records: usize) -> bool {
-        let messages = match self.config.grouping {
-            Grouping::Record => records,
-            Grouping::Pack => 1,
-        };
+    /// Whether the endpoint's connection already holds so many messages that this pack's
+    /// `messages` (which alone fit, [`fits_pending_count`]) would pass `maxPendingRecords`.
+    fn pending_bound_reached(&self, endpoint: &str, messages: usize) -> bool {
         let max = self.config.max_pending_records;
         let connections = lock(&self.connections);
-        messages <= max
-            && connections
-                .get(connection_index(endpoint, connections.len()))
-                .is_some_and(|c| c.outstanding() + messages > max)
+        connections
+            .get(connection_index(endpoint, connections.len()))
+            .is_some_and(|c| c.outstanding() + messages > max)
     }
 
     /// MQTT 5 user properties: the pack's Kaa header values, and for a message of one record
@@ -573,15 +578,22 @@ fn connection_index(endpoint: &str, connections: usize) -> usize {
 
 /// A pack with more messages than `maxPendingRecords`, or more bytes than it allows
 /// ([`PENDING_BYTES_PER_RECORD`] each), could never be accepted: answered as a connection
-/// error, Kaa would send it again forever. It is the pack's fault, not the broker's.
-fn fits_pending_bound(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
-    if messages.len() > max_pending {
+/// error, Kaa would send it again forever. It is the pack's fault, not the broker's. The count
+/// is known from the records, so it is checked before decoding.
+fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String> {
+    if messages > max_pending {
         return Err(format!(
-            "it makes {} messages, more than maxPendingRecords ({max_pending}) allows in flight, \
-             so it can never be accepted; raise maxPendingRecords or send smaller packs",
-            messages.len()
+            "it makes {messages} messages, more than maxPendingRecords ({max_pending}) allows in \
+             flight, so it can never be accepted; raise maxPendingRecords or send smaller packs"
         ));
     }
+    Ok(())
+}
+
+/// The bytes half of [`fits_pending_count`]'s rule, known only once the messages are made:
+/// AVRO_BINARY's payloads are not held to it while decoding, and topics and MQTT 5 user
+/// properties count too.
+fn fits_pending_bytes(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
     let bytes = message_bytes(&messages);
     let max_bytes = max_pending_bytes(max_pending);
     if bytes > max_bytes {
@@ -671,7 +683,11 @@ mod tests {
                 .collect()
         };
         let per = PENDING_BYTES_PER_RECORD;
-        let refusal = |sizes: &[usize]| fits_pending_bound(messages(sizes), 2).err();
+        let refusal = |sizes: &[usize]| {
+            fits_pending_count(sizes.len(), 2)
+                .and_then(|()| fits_pending_bytes(messages(sizes), 2))
+                .err()
+        };
         assert_eq!(refusal(&[per, per]), None);
         assert!(refusal(&[1, 1, 1]).is_some_and(|e| e.contains("3 messages")));
         let e = refusal(&[2 * per + 1]).unwrap_or_default();
@@ -760,6 +776,43 @@ mod tests {
             rx.try_recv(),
             Ok(Outcome::ConnectionError),
             "answered at once"
+        );
+        appender.close();
+    }
+
+    /// A pack of more records than `maxPendingRecords` (grouping RECORD) is answered
+    /// `InternalError` before its schema is read or a record decoded. (Before: all of it was
+    /// decoded into messages first; 1M one-byte records took 764 MB and 1.2 s under MQTT 5.)
+    #[test]
+    fn a_pack_over_max_pending_records_is_refused_before_decoding_it() {
+        let mut config = unreachable_config(Duration::ZERO);
+        config.max_pending_records = 2;
+        let appender = open("too-many-records", config);
+        let reads = &std::cell::Cell::new(0);
+        let schema = PackSchema {
+            id: Some("1"),
+            version: 1,
+            text: || {
+                reads.set(reads.get() + 1);
+                Some(SCHEMA.to_string())
+            },
+        };
+        let (tx, rx) = mpsc::channel();
+        appender.append(schema, Ok(&[RECORD; 3][..]), "endpoint-a", recorded(&tx));
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Outcome::InternalError),
+            "answered at once"
+        );
+        assert_eq!(
+            reads.get(),
+            0,
+            "the schema text was read: the pack was decoded"
+        );
+        let snapshot = appender.metrics();
+        assert_eq!(
+            (snapshot.packs_internal_error, snapshot.records_failed),
+            (1, 3)
         );
         appender.close();
     }

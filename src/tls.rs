@@ -31,9 +31,53 @@ impl fmt::Debug for TlsSettings {
     }
 }
 
+/// PEM with its line structure back. Kaa's admin UI draws every string field of the
+/// configuration form as a single-line input, and browsers drop the newlines of a PEM pasted
+/// there (Chrome removes them, Firefox makes them spaces); rustls-pemfile needs each
+/// `-----BEGIN …-----` / `-----END …-----` marker on a line of its own. So each marker gets
+/// one, and the base64 between a BEGIN and its END loses its whitespace; text outside
+/// sections is kept, so a PEM with its lines reads as before.
+fn restore_lines(pem: &str) -> String {
+    let mut out = String::with_capacity(pem.len() + 8);
+    let mut inside = false;
+    let push = |out: &mut String, text: &str, inside: bool| {
+        if inside {
+            out.extend(text.chars().filter(|c| !c.is_whitespace()));
+        } else {
+            out.push_str(text);
+        }
+    };
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----") {
+        push(&mut out, &rest[..start], inside);
+        let after = &rest[start + 5..];
+        let label = after
+            .find("-----")
+            .map(|end| &after[..end])
+            .filter(|label| label.starts_with("BEGIN ") || label.starts_with("END "));
+        match label {
+            Some(label) => {
+                out.push_str("\n-----");
+                out.push_str(label);
+                out.push_str("-----\n");
+                inside = label.starts_with("BEGIN ");
+                rest = &after[label.len() + 5..];
+            }
+            // Dashes of no marker: kept, and the search goes on after them only (they may
+            // be followed by a marker's own).
+            None => {
+                push(&mut out, "-----", inside);
+                rest = after;
+            }
+        }
+    }
+    push(&mut out, rest, inside);
+    out
+}
+
 /// The certificates of a PEM text; an error if it holds none or anything unreadable.
 pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+    let certs = rustls_pemfile::certs(&mut restore_lines(pem).as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("is not readable PEM: {e}"))?;
     if certs.is_empty() {
@@ -44,7 +88,7 @@ pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, Str
 
 /// The private key of a PEM text (PKCS#8, PKCS#1 or SEC1).
 pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
+    rustls_pemfile::private_key(&mut restore_lines(pem).as_bytes())
         .map_err(|e| format!("is not readable PEM: {e}"))?
         .ok_or_else(|| "holds no PEM private key".to_string())
 }
@@ -287,6 +331,80 @@ mod tests {
             .unwrap_err()
             .contains("X.509 v1 certificate, which rustls cannot use"));
         assert!(check_end_entity_version(&CertificateDer::from(certificate(&v3))).is_ok());
+    }
+
+    /// `der` as PEM, in lines of 64 base64 characters as openssl writes it.
+    fn pem(label: &str, der: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut base64 = Vec::new();
+        for chunk in der.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                base64.push(if i <= chunk.len() {
+                    ALPHABET[(n >> (18 - 6 * i) & 63) as usize]
+                } else {
+                    b'='
+                });
+            }
+        }
+        let lines: Vec<&str> = base64
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).expect("ASCII"))
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// The PEM as a single-line input sends it: newlines dropped (Chrome), or made spaces
+    /// (Firefox).
+    fn flattened(pem: &str) -> [String; 2] {
+        [pem.replace('\n', ""), pem.replace('\n', " ")]
+    }
+
+    /// A PEM pasted into Kaa's admin form arrives on one line; it reads as the PEM it was.
+    /// (Before: init failed, "caCertificate is not readable PEM: section end ... missing".)
+    #[test]
+    fn pem_pasted_on_one_line_reads_as_the_original() {
+        let serial: Vec<u8> = (0..120).collect();
+        let der = |first: u8| certificate(&[&[0x02, 0x78][..], &serial[..119], &[first]].concat());
+        let (a, b) = (der(1), der(2));
+        assert!(pem("CERTIFICATE", &a).lines().count() > 4, "several lines");
+        let read = |pem: &str| -> Vec<Vec<u8>> {
+            parse_certificates(pem)
+                .unwrap_or_else(|e| panic!("{e}: {pem}"))
+                .iter()
+                .map(|c| c.to_vec())
+                .collect()
+        };
+        let one = pem("CERTIFICATE", &a);
+        assert_eq!(read(&one), std::slice::from_ref(&a));
+        for flat in flattened(&one) {
+            assert_eq!(read(&flat), std::slice::from_ref(&a));
+        }
+        let chain = pem("CERTIFICATE", &a) + &pem("CERTIFICATE", &b);
+        assert_eq!(read(&chain), [a.clone(), b.clone()]);
+        for flat in flattened(&chain) {
+            assert_eq!(read(&flat), [a.clone(), b.clone()]);
+        }
+        for label in ["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"] {
+            let key = pem(label, &serial);
+            let read = |pem: &str| {
+                parse_private_key(pem)
+                    .unwrap_or_else(|e| panic!("{e}: {pem}"))
+                    .secret_der()
+                    .to_vec()
+            };
+            assert_eq!(read(&key), serial);
+            for flat in flattened(&key) {
+                assert_eq!(read(&flat), serial);
+            }
+        }
     }
 
     #[test]
