@@ -48,28 +48,23 @@ fn restore_lines(pem: &str) -> String {
         }
     };
     let mut rest = pem;
-    while let Some(start) = rest.find("-----") {
-        push(&mut out, &rest[..start], inside);
+    // A marker is found by its own words, so a row of dashes before it (a separator) stays text.
+    while let Some(start) = ["-----BEGIN ", "-----END "]
+        .iter()
+        .filter_map(|marker| rest.find(marker))
+        .min()
+    {
         let after = &rest[start + 5..];
-        let label = after
-            .find("-----")
-            .map(|end| &after[..end])
-            .filter(|label| label.starts_with("BEGIN ") || label.starts_with("END "));
-        match label {
-            Some(label) => {
-                out.push_str("\n-----");
-                out.push_str(label);
-                out.push_str("-----\n");
-                inside = label.starts_with("BEGIN ");
-                rest = &after[label.len() + 5..];
-            }
-            // Dashes of no marker: kept, and the search goes on after them only (they may
-            // be followed by a marker's own).
-            None => {
-                push(&mut out, "-----", inside);
-                rest = after;
-            }
-        }
+        let Some(end) = after.find("-----") else {
+            break;
+        };
+        push(&mut out, &rest[..start], inside);
+        let label = &after[..end];
+        out.push_str("\n-----");
+        out.push_str(label);
+        out.push_str("-----\n");
+        inside = label.starts_with("BEGIN ");
+        rest = &after[end + 5..];
     }
     push(&mut out, rest, inside);
     out
@@ -390,6 +385,11 @@ mod tests {
         let chain = pem("CERTIFICATE", &a) + &pem("CERTIFICATE", &b);
         assert_eq!(read(&chain), [a.clone(), b.clone()]);
         for flat in flattened(&chain) {
+            assert_eq!(read(&flat), [a.clone(), b.clone()]);
+        }
+        // A row of dashes between them, whose length is no multiple of five.
+        let separated = pem("CERTIFICATE", &a) + &"-".repeat(37) + "\n" + &pem("CERTIFICATE", &b);
+        for flat in flattened(&separated) {
             assert_eq!(read(&flat), [a.clone(), b.clone()]);
         }
         for label in ["PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"] {
