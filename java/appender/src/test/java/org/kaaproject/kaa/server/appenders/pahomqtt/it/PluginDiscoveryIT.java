@@ -34,9 +34,9 @@ import org.springframework.core.type.filter.AnnotationTypeFilter;
  * over the packages {@code org.kaaproject.kaa.server.appenders} and {@code ...verifiers}, then each candidate
  * instantiated by name with its no-arg constructor and asked for its type name, class name and config schema.
  *
- * <p>It finds exactly the released plugins ({@link ReleasedPlugin}), three: the legacy one (the original's config and
- * appender class names, its nine-field schema, for the appenders the original stored), the first generation of the
- * full settings and the second, for new appenders. The annotation sits on each concrete class: it is not
+ * <p>It finds exactly the released plugins ({@link ReleasedPlugin}): the legacy one (the original's config and
+ * appender class names, its nine-field schema, for the appenders the original stored) and the generations of the
+ * full settings, the newest for new appenders. The annotation sits on each concrete class: it is not
  * {@code @Inherited}, and Spring takes only concrete, independent classes.
  *
  * <p>The scan runs over the PACKAGED jar (this test runs after {@code package}), in a class loader that holds only
@@ -56,7 +56,7 @@ class PluginDiscoveryIT {
     }
 
     @Test
-    void adminServiceScanFindsExactlyOurThreeConfigClassesInThePackagedJar() throws Exception {
+    void adminServiceScanFindsExactlyOurConfigClassesInThePackagedJar() throws Exception {
         try (URLClassLoader node = NodeLayout.nodeClassLoader()) {
             ClassPathScanningCandidateComponentProvider scanner =
                     new ClassPathScanningCandidateComponentProvider(false);
@@ -67,7 +67,7 @@ class PluginDiscoveryIT {
                     "org.kaaproject.kaa.server.appenders"));
             assertEquals(new TreeSet<>(EXPECTED.keySet()), new TreeSet<>(appenders),
                     "the admin service's scan of org.kaaproject.kaa.server.appenders");
-            assertEquals(3, appenders.size(), "each found once: " + appenders);
+            assertEquals(ReleasedPlugin.values().length, appenders.size(), "each found once: " + appenders);
             assertEquals(List.of(), beanClassNames(scanner.findCandidateComponents(
                     "org.kaaproject.kaa.server.verifiers")), "nothing of ours among the user verifiers");
 
