@@ -478,9 +478,7 @@ impl AppenderConfig {
         let qos = f.int("qos")?;
         let client_id = f.string("clientId")?;
         let topic = f.string("mqtttopic")?;
-        // The original appender's record, which its stored appenders hold, ends here; the
-        // original never implemented TLS (its `ssl` was a to-do), so those of its appenders with
-        // `ssl` ticked connect in plain text, as they always did, to a port that expects it.
+        // The original appender's record, which its stored appenders hold, ends here.
         let original_record = f.reader.is_empty();
         let delivery_timeout = f.int_or("deliveryTimeoutSeconds", DEFAULT_DELIVERY_TIMEOUT_S)?;
         let keep_alive = f.int_or("keepAliveSeconds", DEFAULT_KEEP_ALIVE_S)?;
@@ -574,15 +572,28 @@ impl AppenderConfig {
                 ConfigError::new("port", format!("{port} is not between 1 and 65535"))
             })?;
         let mut warnings = Vec::new();
-        if ssl && original_record {
+        // The original never implemented TLS (its `ssl` was a to-do): its appenders with `ssl`
+        // ticked published in plain text, to a plain port, and keep doing so. Not with
+        // credentials: where the tick meant TLS (this project's earlier records, saved again in
+        // the nine-field form), they would cross in clear, so those get TLS as asked.
+        let plain_as_before = ssl && original_record && username.is_none();
+        if plain_as_before {
             warnings.push(
                 "ssl is on, but the original PahoMQTT appender, which stored this configuration, \
                  never used TLS: this appender connects without it too, as before; for TLS, move it \
                  to the type PahoMqtt (README, Moving an appender to PahoMqtt)"
                     .to_string(),
             );
+        } else if ssl && original_record {
+            warnings.push(
+                "ssl is on in a configuration of the original's nine fields, with credentials: it \
+                 connects with TLS, so they never cross in clear; the original never used TLS, so \
+                 if this appender published before the upgrade its broker port speaks plain MQTT \
+                 and TLS fails there: untick ssl (the original ignored it), or use the TLS port"
+                    .to_string(),
+            );
         }
-        let ssl = ssl && !original_record;
+        let ssl = ssl && !plain_as_before;
         if username.is_none() && password.as_deref().is_some_and(|p| !p.is_empty()) {
             warnings.push(
                 "password is set but username is empty, so neither is sent to the broker; set the \
@@ -973,15 +984,22 @@ pub(crate) mod tests {
     }
 
     /// The original never used TLS: its records with `ssl` ticked keep connecting in plain text
-    /// (to the port they always worked with), with a WARN; a longer record's `ssl` means TLS.
+    /// (to the port they always worked with), with a WARN, unless credentials would cross in
+    /// clear; a longer record's `ssl` means TLS.
     #[test]
     fn the_original_records_ssl_tick_is_not_tls() {
-        let mut e = Encoder::default();
-        e.string("h").long(1883).boolean(true).boolean(true);
-        e.opt(None).opt(None).long(1).string("id").string("t");
-        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
+        let nine = |user: Option<&str>| {
+            let mut e = Encoder::default();
+            e.string("h").long(1883).boolean(true).boolean(true);
+            e.opt(user).opt(Some("pw")).long(1).string("id").string("t");
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap()
+        };
+        let c = nine(None);
         assert!(c.broker.tls.is_none());
         assert!(c.warnings.iter().any(|w| w.contains("never used TLS")));
+        let c = nine(Some("u"));
+        assert!(c.broker.tls.is_some(), "credentials never in clear");
+        assert!(c.warnings.iter().any(|w| w.contains("untick ssl")));
         let c = AppenderConfig::from_avro(&with_tls("", "", "", "").0, Layout::PlainTexts).unwrap();
         assert!(c.broker.tls.is_some());
     }
