@@ -600,6 +600,8 @@ impl<E: EventLoop> Driver<E> {
             eventloop,
             connected_at,
             current,
+            backoff,
+            takeover_backoff,
             ..
         } = self;
         log::error!(
@@ -607,7 +609,11 @@ impl<E: EventLoop> Driver<E> {
              (onConnectionError) and it connects anew",
             shared.label
         );
-        *connected_at = None;
+        earned(
+            connected_at.take().map(|at| at.elapsed()),
+            backoff,
+            takeover_backoff,
+        );
         shared.metrics.connected.store(false, Ordering::Relaxed);
         let recovered = catch_unwind(AssertUnwindSafe(|| {
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
@@ -763,7 +769,9 @@ impl<E: EventLoop> Driver<E> {
                 *carried = false;
                 *slot_limit = (window.acked / 2).max(1);
                 *nudge = Nudge::new();
-                *backoff = BACKOFF_MIN;
+                // The pause is not reset here: a broker that accepts and closes at once
+                // (busy, over a quota, refusing the status message) would get ten
+                // connections a second. It is reset once the connection has lived (`earned`).
                 *connected_at = Some(Instant::now());
                 if *ever_connected {
                     shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -791,6 +799,7 @@ impl<E: EventLoop> Driver<E> {
             Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
+                earned(lived, backoff, takeover_backoff);
                 let mut pause = None;
                 if !matches!(failure, Failure::Refused(_)) {
                     // Under the tracker's lock: what rumqttc drained must be what the tracker
@@ -836,9 +845,6 @@ impl<E: EventLoop> Driver<E> {
                     {
                         let taken_over = taken_over == Some(true);
                         let lived = lived.unwrap_or_default();
-                        if lived >= TAKEOVER_WINDOW {
-                            *takeover_backoff = BACKOFF_MIN;
-                        }
                         let next = taken_over_by_another(
                             shared,
                             &label,
@@ -852,6 +858,8 @@ impl<E: EventLoop> Driver<E> {
                                     *lock(&shared.hold) = Some(IdHold::new(&shared.identity, &id));
                                 }
                                 *client_id = id;
+                                // The cause is found and gone: no pause earned elsewhere.
+                                *backoff = BACKOFF_MIN;
                                 eventloop.switch_to(&brokers[*current].0, client_id);
                             }
                             None => {
@@ -871,12 +879,7 @@ impl<E: EventLoop> Driver<E> {
                         ),
                         false,
                     ),
-                    Failure::Closed { why, .. } | Failure::Broken(why) => {
-                        if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
-                            *takeover_backoff = BACKOFF_MIN;
-                        }
-                        (why, false)
-                    }
+                    Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 let level = match (last_failure.as_ref() == Some(&text), refused) {
                     (true, _) => log::Level::Debug,
@@ -915,6 +918,16 @@ impl<E: EventLoop> Driver<E> {
             }
         }
         Turn::Next
+    }
+}
+
+/// A connection that lived past the takeover window (`lived`; `None`: there was none) was a
+/// sound one: the pauses after its loss start from the shortest again. One closed sooner
+/// earns nothing, so a broker that closes every connection at once is retried ever slower.
+fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mut Duration) {
+    if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
+        *backoff = BACKOFF_MIN;
+        *takeover_backoff = BACKOFF_MIN;
     }
 }
 
@@ -1916,6 +1929,51 @@ mod tests {
         broker_thread
             .join()
             .expect("the scripted broker ends when the client leaves");
+    }
+
+    /// An MQTT 5 broker that accepts every connection and at once sends DISCONNECT with
+    /// `reason` and closes it, as a busy one or one over a quota does; it reports each CONNECT.
+    fn closing_at_once_broker_v5(
+        listener: std::net::TcpListener,
+        reason: u8,
+        connects: mpsc::Sender<()>,
+    ) {
+        use std::io::Write;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if read_packet(&mut s).is_none() {
+                continue;
+            }
+            if connects.send(()).is_err() {
+                return;
+            }
+            // CONNACK, then DISCONNECT with the reason and no properties; dropped: closed.
+            let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xe0, 0x02, reason, 0x00]);
+        }
+    }
+
+    /// A broker that closes each connection as soon as it accepted it (here: DISCONNECT 0x89,
+    /// server busy) is retried with growing pauses, not at the shortest one each time.
+    /// (Before: every CONNACK reset the pause, and the broker got about 13 connections a
+    /// second, each with an INFO and a WARN line, for as long as it answered so.)
+    #[test]
+    fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
+        let (tx, connects) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
+        let connection = Connection::get(&BrokerConfig {
+            version: crate::config::MqttVersion::V5,
+            ..scripted(port, "busy-v5-test")
+        });
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut count = 0;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if connects.recv_timeout(left).is_ok() {
+                count += 1;
+            }
+        }
+        drop(connection);
+        // Pauses from 50-100 ms, doubling: six connections in two seconds at most.
+        assert!((2..=6).contains(&count), "{count} connections in 2 s");
     }
 
     /// Two connections of one process to one broker, with one client id and other settings
