@@ -425,7 +425,7 @@ impl Nudge {
 
     fn on_event(&mut self, event: &Observed) {
         match event {
-            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed(_) => {
+            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. } => {
                 self.wanted = true;
                 self.unacked = 0;
             }
@@ -483,9 +483,9 @@ struct Driver<E: EventLoop> {
     /// The last failure logged at WARN: a broker that stays away is reported once, not at
     /// every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
     last_failure: Option<String>,
-    /// QoS 2 messages refused at PUBREC on this connection. rumqttc 0.25's MQTT 5 client keeps
-    /// an in-flight slot for each until it reconnects, and stops sending once they fill its
-    /// window; at half of the window the connection is made anew.
+    /// QoS 2 messages refused at PUBREC or PUBCOMP on this connection. rumqttc 0.25's MQTT 5
+    /// client keeps an in-flight slot for each until it reconnects, and stops sending once they
+    /// fill its window; at half of the window the connection is made anew.
     refused_slots: usize,
     slot_limit: usize,
     /// The broker refused a message on this connection (MQTT 5): a close soon after is its
@@ -730,9 +730,12 @@ impl<E: EventLoop> Driver<E> {
         }
         let polled = match polled {
             Ok(
-                event @ Observed::Received {
+                event @ (Observed::Received {
                     refused: Some(_), ..
-                },
+                }
+                | Observed::Completed {
+                    refused: Some(_), ..
+                }),
             ) => {
                 shared.hand_over(|tracker, client| tracker.on_event(client, &event));
                 *refused_slots += 1;
@@ -1313,6 +1316,38 @@ mod tests {
             }))
             .expect("sent");
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        close_scripted(&shared, &events);
+    }
+
+    /// QoS 2 messages refused at PUBCOMP hold rumqttc's in-flight slots as those refused at
+    /// PUBREC do: once they fill half of the window the connection is made anew. (Before: they
+    /// went uncounted, and rumqttc stopped sending once they filled its window.)
+    #[test]
+    fn refused_pubcomps_count_against_the_slots_rumqttc_keeps() {
+        let shared = shared();
+        let (events, _) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let refused = |pkid: usize| {
+            Step::Event(Observed::Completed {
+                pkid: pkid as u16,
+                refused: Some("PacketIdentifierNotFound".into()),
+            })
+        };
+        let half = Window::default().acked / 2;
+        for pkid in 1..half {
+            events.send(refused(pkid)).expect("sent");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(shared.metrics.connected.load(Ordering::Relaxed));
+        events.send(refused(half)).expect("sent");
+        let deadline = Instant::now() + WAIT;
+        while shared.metrics.connected.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "not reconnected at {half} refusals"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         close_scripted(&shared, &events);
     }
 
@@ -2164,10 +2199,16 @@ mod tests {
             expected.iter().map(|&m| ms(m)).collect::<Vec<_>>(),
             "three at once, then doubling gaps below the 40 ms delayed ack"
         );
-        nudge.on_event(&Observed::Completed(1));
+        nudge.on_event(&Observed::Completed {
+            pkid: 1,
+            refused: None,
+        });
         assert!(nudge.wanted, "an ack wants one again");
         assert!(nudge.due(false), "at once");
-        nudge.on_event(&Observed::Completed(2));
+        nudge.on_event(&Observed::Completed {
+            pkid: 2,
+            refused: None,
+        });
         assert!(
             !nudge.due(true),
             "with a backlog, not within NUDGE_GAP of the last"

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubRecReason, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubCompReason, PubRecReason, PublishProperties};
 use rumqttc::{TlsConfiguration, Transport};
 
 use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
@@ -84,6 +84,9 @@ impl Observed {
                 refused: Some(_),
                 ..
             } | Observed::Received {
+                refused: Some(_),
+                ..
+            } | Observed::Completed {
                 refused: Some(_),
                 ..
             }
@@ -174,8 +177,8 @@ pub enum Observed {
     Acked { pkid: u16, refused: Option<String> },
     /// PUBREC (QoS 2), likewise.
     Received { pkid: u16, refused: Option<String> },
-    /// PUBCOMP (QoS 2).
-    Completed(u16),
+    /// PUBCOMP (QoS 2), likewise: MQTT 5's 0x92 says the broker does not know the packet id.
+    Completed { pkid: u16, refused: Option<String> },
     /// Our DISCONNECT went out.
     Disconnected,
     /// PINGRESP.
@@ -441,7 +444,10 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
             pkid: r.pkid,
             refused: None,
         },
-        Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        Event::Incoming(Packet::PubComp(c)) => Observed::Completed {
+            pkid: c.pkid,
+            refused: None,
+        },
         Event::Incoming(Packet::PingResp) => Observed::Pong,
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
@@ -474,7 +480,14 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
                 reason => Some(format!("{reason:?}")),
             },
         },
-        Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        // rumqttc keeps the in-flight slot of a refused PUBCOMP, as of a refused PUBREC.
+        Event::Incoming(Packet::PubComp(c)) => Observed::Completed {
+            pkid: c.pkid,
+            refused: match c.reason {
+                PubCompReason::Success => None,
+                reason => Some(format!("{reason:?}")),
+            },
+        },
         Event::Incoming(Packet::PingResp(_)) => Observed::Pong,
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
