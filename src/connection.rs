@@ -488,6 +488,10 @@ struct Driver<E: EventLoop> {
     /// fill its window; at half of the window the connection is made anew.
     refused_slots: usize,
     slot_limit: usize,
+    /// Brokers of this round (from the first on) that refused the connection: packs waiting
+    /// are refused only once all have, so that a failover broker gets them when the first
+    /// refuses (bad credentials on it alone).
+    refused_in_round: usize,
     /// The broker refused a message on this connection (MQTT 5): a close soon after is its
     /// answer to that message, not another client taking the id.
     refused_here: bool,
@@ -548,6 +552,7 @@ async fn drive<E: EventLoop>(
         connected_at: None,
         ever_connected: false,
         last_failure: None,
+        refused_in_round: 0,
         refused_slots: 0,
         slot_limit: Window::default().acked / 2,
         refused_here: false,
@@ -636,6 +641,7 @@ impl<E: EventLoop> Driver<E> {
             eventloop.switch_to(&self.brokers[0].0, &self.client_id);
             self.current = 0;
         }
+        self.refused_in_round = 0;
     }
 
     /// One event of the event loop, or one failure, and what follows from it.
@@ -651,6 +657,7 @@ impl<E: EventLoop> Driver<E> {
             connected_at,
             ever_connected,
             last_failure,
+            refused_in_round,
             refused_slots,
             slot_limit,
             refused_here,
@@ -891,7 +898,7 @@ impl<E: EventLoop> Driver<E> {
                 };
                 if refused {
                     log::log!(level, "{label} {text}");
-                    lock(&shared.tracker).on_refused();
+                    *refused_in_round += 1;
                 } else if lived.is_some() {
                     log::warn!("connection to {label} lost: {text}");
                 } else {
@@ -911,6 +918,10 @@ impl<E: EventLoop> Driver<E> {
                 eventloop.switch_to(&brokers[next].0, client_id);
                 *current = next;
                 if next == 0 {
+                    if *refused_in_round == brokers.len() {
+                        lock(&shared.tracker).on_refused();
+                    }
+                    *refused_in_round = 0;
                     let pause = pause.unwrap_or_else(|| jitter(*backoff));
                     *backoff = (*backoff * 2).min(BACKOFF_MAX);
                     tokio::select! {
@@ -2009,6 +2020,65 @@ mod tests {
         drop(connection);
         // Pauses from 50-100 ms, doubling: six connections in two seconds at most.
         assert!((2..=6).contains(&count), "{count} connections in 2 s");
+    }
+
+    /// An MQTT 3.1.1 broker that refuses every CONNECT with return code 5 (not authorised, as
+    /// for bad credentials); the first refusal waits for `go`.
+    fn refusing_broker_v4(listener: std::net::TcpListener, go: mpsc::Receiver<()>) {
+        use std::io::Write;
+        let mut first = true;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if read_packet(&mut s).is_none() {
+                continue;
+            }
+            if std::mem::take(&mut first) && go.recv_timeout(WAIT).is_err() {
+                return;
+            }
+            let _ = s.write_all(&[0x20, 0x02, 0x00, 0x05]);
+        }
+    }
+
+    /// A broker refusing the connection (bad credentials on it alone) leaves the packs that
+    /// wait to the failover broker after it, which delivers them. (Before: they were answered
+    /// onRemoteError at the first broker's refusal, before the second was tried.)
+    #[test]
+    fn a_pack_waiting_while_the_first_broker_refuses_goes_to_the_failover_broker() {
+        let (go, go_rx) = mpsc::channel();
+        let (refusing, _) = scripted_broker(move |l| refusing_broker_v4(l, go_rx));
+        let (tx, ids) = mpsc::channel();
+        let (healthy, _) = scripted_broker(move |l| closing_broker_v4(l, 0, tx));
+        let connection = Connection::get(&BrokerConfig {
+            failover: vec![("127.0.0.1".into(), healthy)],
+            ..scripted(refusing, "failover-refused")
+        });
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        go.send(()).expect("the refusing broker waits");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("failover-refused"));
+        drop(connection);
+    }
+
+    /// When every broker of the round refused the connection, what waits is answered
+    /// onRemoteError at once, as with one broker: retrying cannot help until the
+    /// configuration changes.
+    #[test]
+    fn a_pack_waiting_while_every_broker_refuses_is_refused() {
+        let (go_a, go_a_rx) = mpsc::channel();
+        let (a, _) = scripted_broker(move |l| refusing_broker_v4(l, go_a_rx));
+        let (go_b, go_b_rx) = mpsc::channel();
+        let (b, _) = scripted_broker(move |l| refusing_broker_v4(l, go_b_rx));
+        let connection = Connection::get(&BrokerConfig {
+            failover: vec![("127.0.0.1".into(), b)],
+            ..scripted(a, "failover-all-refused")
+        });
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        go_a.send(()).expect("the first broker waits");
+        go_b.send(()).expect("the second broker waits");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+        drop(connection);
     }
 
     /// Two connections of one process to one broker, with one client id and other settings

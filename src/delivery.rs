@@ -511,8 +511,8 @@ impl Tracker {
             })
     }
 
-    /// The broker refused the connection (bad credentials, not authorised): what waits for
-    /// it would wait in vain.
+    /// Every broker (the configured one and each failover broker) refused the connection (bad
+    /// credentials, not authorised): what waits for one would wait in vain.
     pub fn on_refused(&mut self) {
         for p in self.parked.drain(..) {
             p.pack.finish(Why::Refused);
