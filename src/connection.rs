@@ -1455,8 +1455,7 @@ mod tests {
     }
 
     /// One MQTT packet from a scripted broker's socket: its first byte and its body.
-    fn read_packet(s: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
-        use std::io::Read;
+    fn read_packet(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
         let mut header = [0u8];
         s.read_exact(&mut header).ok()?;
         let (mut len, mut shift) = (0usize, 0);
@@ -1752,7 +1751,8 @@ mod tests {
         let connection = Connection::get(&scripted(port, "deaf-test"));
         // 64 MiB: more than loopback's socket buffers hold, both sides together.
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
-        connection.submit(&pack, how, messages, 2048);
+        // Within the byte bound too (4 KiB a record), or the pack fails before a write.
+        connection.submit(&pack, how, messages, 100_000);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
         drop(connection);
         let _ = quit.send(());
@@ -1846,7 +1846,7 @@ mod tests {
         broker_thread.join().expect("the scripted broker");
     }
 
-    /// MQTT 3.1.1 writes a window of messages in one go, each write within
+    /// MQTT 3.1.1 writes a window of messages in one go, each write making progress within
     /// connectTimeoutSeconds: a window that takes longer to cross to a broker reading all
     /// along goes through. (Before: the bound was on the whole window, and every attempt
     /// failed it, with the connection and every pack in flight.)
@@ -1867,6 +1867,103 @@ mod tests {
             Ok(Outcome::Delivered)
         );
         drop(connection);
+        broker_thread.join().expect("the scripted broker");
+    }
+
+    /// A broker's socket read steadily and slowly: at most 64 KiB per 25 ms (2.6 MB/s), and,
+    /// with `budget`, that many bytes in all, after which reads wait until `quit` says so (a
+    /// broker that stopped reading).
+    struct Trickle<'a> {
+        s: &'a mut std::net::TcpStream,
+        budget: Option<usize>,
+        quit: Option<&'a mpsc::Receiver<()>>,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.budget == Some(0) {
+                if let Some(quit) = self.quit {
+                    let _ = quit.recv_timeout(Duration::from_secs(60));
+                }
+                return Ok(0);
+            }
+            let most = buf
+                .len()
+                .min(64 << 10)
+                .min(self.budget.unwrap_or(usize::MAX));
+            let n = self.s.read(&mut buf[..most])?;
+            if let Some(b) = &mut self.budget {
+                *b -= n;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+            Ok(n)
+        }
+    }
+
+    /// An MQTT 3.1.1 broker that reads as [`Trickle`] does and acks each QoS 1 publish it read
+    /// whole.
+    fn trickling_broker_v4(
+        listener: std::net::TcpListener,
+        budget: Option<usize>,
+        quit: mpsc::Receiver<()>,
+    ) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        let mut writer = s.try_clone().expect("clone");
+        let mut trickle = Trickle {
+            s: &mut s,
+            budget,
+            quit: Some(&quit),
+        };
+        while let Some((kind, body)) = read_packet(&mut trickle) {
+            if kind >> 4 == 3 && writer.write_all(&puback_for(&body)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One message that takes the broker far longer to read than connectTimeoutSeconds goes
+    /// through as long as the broker keeps reading: the bound is on a write that makes no
+    /// progress. (Before: it was on the whole flush of the message, which failed with "Flush
+    /// timeout", the shared connection with it, at every attempt.)
+    #[test]
+    fn one_large_message_reaches_a_broker_that_reads_it_slowly() {
+        let (_quit, quit_rx) = mpsc::channel();
+        let (port, broker_thread) = scripted_broker(move |l| trickling_broker_v4(l, None, quit_rx));
+        let connection = Connection::get(&BrokerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, "trickle-test")
+        });
+        // 16 MiB: about six seconds of this broker's reading, more than loopback's buffers.
+        let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
+        connection.submit(&pack, how, messages, 100_000);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Ok(Outcome::Delivered)
+        );
+        drop(connection);
+        broker_thread.join().expect("the scripted broker");
+    }
+
+    /// A broker that stops reading half-way through a large message is still left, within
+    /// connectTimeoutSeconds of its last read (and what the socket's buffers take after it).
+    #[test]
+    fn a_broker_that_stops_reading_inside_a_large_message_is_left() {
+        let (quit, quit_rx) = mpsc::channel();
+        let (port, broker_thread) =
+            scripted_broker(move |l| trickling_broker_v4(l, Some(4 << 20), quit_rx));
+        let connection = Connection::get(&BrokerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, "stops-reading-test")
+        });
+        let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
+        connection.submit(&pack, how, messages, 100_000);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        drop(connection);
+        let _ = quit.send(());
         broker_thread.join().expect("the scripted broker");
     }
 
