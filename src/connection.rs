@@ -425,7 +425,7 @@ impl Nudge {
 
     fn on_event(&mut self, event: &Observed) {
         match event {
-            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed(_) => {
+            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. } => {
                 self.wanted = true;
                 self.unacked = 0;
             }
@@ -483,11 +483,15 @@ struct Driver<E: EventLoop> {
     /// The last failure logged at WARN: a broker that stays away is reported once, not at
     /// every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
     last_failure: Option<String>,
-    /// QoS 2 messages refused at PUBREC on this connection. rumqttc 0.25's MQTT 5 client keeps
-    /// an in-flight slot for each until it reconnects, and stops sending once they fill its
-    /// window; at half of the window the connection is made anew.
+    /// QoS 2 messages refused at PUBREC or PUBCOMP on this connection. rumqttc 0.25's MQTT 5
+    /// client keeps an in-flight slot for each until it reconnects, and stops sending once they
+    /// fill its window; at half of the window the connection is made anew.
     refused_slots: usize,
     slot_limit: usize,
+    /// Brokers of this round (from the first on) that refused the connection: packs waiting
+    /// are refused only once all have, so that a failover broker gets them when the first
+    /// refuses (bad credentials on it alone).
+    refused_in_round: usize,
     /// The broker refused a message on this connection (MQTT 5): a close soon after is its
     /// answer to that message, not another client taking the id.
     refused_here: bool,
@@ -548,6 +552,7 @@ async fn drive<E: EventLoop>(
         connected_at: None,
         ever_connected: false,
         last_failure: None,
+        refused_in_round: 0,
         refused_slots: 0,
         slot_limit: Window::default().acked / 2,
         refused_here: false,
@@ -600,6 +605,8 @@ impl<E: EventLoop> Driver<E> {
             eventloop,
             connected_at,
             current,
+            backoff,
+            takeover_backoff,
             ..
         } = self;
         log::error!(
@@ -607,7 +614,11 @@ impl<E: EventLoop> Driver<E> {
              (onConnectionError) and it connects anew",
             shared.label
         );
-        *connected_at = None;
+        earned(
+            connected_at.take().map(|at| at.elapsed()),
+            backoff,
+            takeover_backoff,
+        );
         shared.metrics.connected.store(false, Ordering::Relaxed);
         let recovered = catch_unwind(AssertUnwindSafe(|| {
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
@@ -630,6 +641,7 @@ impl<E: EventLoop> Driver<E> {
             eventloop.switch_to(&self.brokers[0].0, &self.client_id);
             self.current = 0;
         }
+        self.refused_in_round = 0;
     }
 
     /// One event of the event loop, or one failure, and what follows from it.
@@ -645,6 +657,7 @@ impl<E: EventLoop> Driver<E> {
             connected_at,
             ever_connected,
             last_failure,
+            refused_in_round,
             refused_slots,
             slot_limit,
             refused_here,
@@ -724,9 +737,12 @@ impl<E: EventLoop> Driver<E> {
         }
         let polled = match polled {
             Ok(
-                event @ Observed::Received {
+                event @ (Observed::Received {
                     refused: Some(_), ..
-                },
+                }
+                | Observed::Completed {
+                    refused: Some(_), ..
+                }),
             ) => {
                 shared.hand_over(|tracker, client| tracker.on_event(client, &event));
                 *refused_slots += 1;
@@ -763,7 +779,9 @@ impl<E: EventLoop> Driver<E> {
                 *carried = false;
                 *slot_limit = (window.acked / 2).max(1);
                 *nudge = Nudge::new();
-                *backoff = BACKOFF_MIN;
+                // The pause is not reset here: a broker that accepts and closes at once
+                // (busy, over a quota, refusing the status message) would get ten
+                // connections a second. It is reset once the connection has lived (`earned`).
                 *connected_at = Some(Instant::now());
                 if *ever_connected {
                     shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -791,6 +809,7 @@ impl<E: EventLoop> Driver<E> {
             Err(failure) => {
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
+                earned(lived, backoff, takeover_backoff);
                 let mut pause = None;
                 if !matches!(failure, Failure::Refused(_)) {
                     // Under the tracker's lock: what rumqttc drained must be what the tracker
@@ -836,9 +855,6 @@ impl<E: EventLoop> Driver<E> {
                     {
                         let taken_over = taken_over == Some(true);
                         let lived = lived.unwrap_or_default();
-                        if lived >= TAKEOVER_WINDOW {
-                            *takeover_backoff = BACKOFF_MIN;
-                        }
                         let next = taken_over_by_another(
                             shared,
                             &label,
@@ -852,6 +868,8 @@ impl<E: EventLoop> Driver<E> {
                                     *lock(&shared.hold) = Some(IdHold::new(&shared.identity, &id));
                                 }
                                 *client_id = id;
+                                // The cause is found and gone: no pause earned elsewhere.
+                                *backoff = BACKOFF_MIN;
                                 eventloop.switch_to(&brokers[*current].0, client_id);
                             }
                             None => {
@@ -871,12 +889,7 @@ impl<E: EventLoop> Driver<E> {
                         ),
                         false,
                     ),
-                    Failure::Closed { why, .. } | Failure::Broken(why) => {
-                        if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
-                            *takeover_backoff = BACKOFF_MIN;
-                        }
-                        (why, false)
-                    }
+                    Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 let level = match (last_failure.as_ref() == Some(&text), refused) {
                     (true, _) => log::Level::Debug,
@@ -885,7 +898,7 @@ impl<E: EventLoop> Driver<E> {
                 };
                 if refused {
                     log::log!(level, "{label} {text}");
-                    lock(&shared.tracker).on_refused();
+                    *refused_in_round += 1;
                 } else if lived.is_some() {
                     log::warn!("connection to {label} lost: {text}");
                 } else {
@@ -905,6 +918,10 @@ impl<E: EventLoop> Driver<E> {
                 eventloop.switch_to(&brokers[next].0, client_id);
                 *current = next;
                 if next == 0 {
+                    if *refused_in_round == brokers.len() {
+                        lock(&shared.tracker).on_refused();
+                    }
+                    *refused_in_round = 0;
                     let pause = pause.unwrap_or_else(|| jitter(*backoff));
                     *backoff = (*backoff * 2).min(BACKOFF_MAX);
                     tokio::select! {
@@ -915,6 +932,16 @@ impl<E: EventLoop> Driver<E> {
             }
         }
         Turn::Next
+    }
+}
+
+/// A connection that lived past the takeover window (`lived`; `None`: there was none) was a
+/// sound one: the pauses after its loss start from the shortest again. One closed sooner
+/// earns nothing, so a broker that closes every connection at once is retried ever slower.
+fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mut Duration) {
+    if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
+        *backoff = BACKOFF_MIN;
+        *takeover_backoff = BACKOFF_MIN;
     }
 }
 
@@ -1303,6 +1330,38 @@ mod tests {
         close_scripted(&shared, &events);
     }
 
+    /// QoS 2 messages refused at PUBCOMP hold rumqttc's in-flight slots as those refused at
+    /// PUBREC do: once they fill half of the window the connection is made anew. (Before: they
+    /// went uncounted, and rumqttc stopped sending once they filled its window.)
+    #[test]
+    fn refused_pubcomps_count_against_the_slots_rumqttc_keeps() {
+        let shared = shared();
+        let (events, _) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let refused = |pkid: usize| {
+            Step::Event(Observed::Completed {
+                pkid: pkid as u16,
+                refused: Some("PacketIdentifierNotFound".into()),
+            })
+        };
+        let half = Window::default().acked / 2;
+        for pkid in 1..half {
+            events.send(refused(pkid)).expect("sent");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(shared.metrics.connected.load(Ordering::Relaxed));
+        events.send(refused(half)).expect("sent");
+        let deadline = Instant::now() + WAIT;
+        while shared.metrics.connected.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "not reconnected at {half} refusals"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        close_scripted(&shared, &events);
+    }
+
     /// A panic in the event loop's poll: the pack in flight is answered `onConnectionError`,
     /// the driver connects anew and the next pack is delivered. (Before: the panic ended the
     /// driver's task, the pack waited for ever and the connection was dead.)
@@ -1396,8 +1455,7 @@ mod tests {
     }
 
     /// One MQTT packet from a scripted broker's socket: its first byte and its body.
-    fn read_packet(s: &mut std::net::TcpStream) -> Option<(u8, Vec<u8>)> {
-        use std::io::Read;
+    fn read_packet(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
         let mut header = [0u8];
         s.read_exact(&mut header).ok()?;
         let (mut len, mut shift) = (0usize, 0);
@@ -1693,7 +1751,8 @@ mod tests {
         let connection = Connection::get(&scripted(port, "deaf-test"));
         // 64 MiB: more than loopback's socket buffers hold, both sides together.
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
-        connection.submit(&pack, how, messages, 2048);
+        // Within the byte bound too (4 KiB a record), or the pack fails before a write.
+        connection.submit(&pack, how, messages, 100_000);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
         drop(connection);
         let _ = quit.send(());
@@ -1787,7 +1846,7 @@ mod tests {
         broker_thread.join().expect("the scripted broker");
     }
 
-    /// MQTT 3.1.1 writes a window of messages in one go, each write within
+    /// MQTT 3.1.1 writes a window of messages in one go, each write making progress within
     /// connectTimeoutSeconds: a window that takes longer to cross to a broker reading all
     /// along goes through. (Before: the bound was on the whole window, and every attempt
     /// failed it, with the connection and every pack in flight.)
@@ -1808,6 +1867,103 @@ mod tests {
             Ok(Outcome::Delivered)
         );
         drop(connection);
+        broker_thread.join().expect("the scripted broker");
+    }
+
+    /// A broker's socket read steadily and slowly: at most 64 KiB per 25 ms (2.6 MB/s), and,
+    /// with `budget`, that many bytes in all, after which reads wait until `quit` says so (a
+    /// broker that stopped reading).
+    struct Trickle<'a> {
+        s: &'a mut std::net::TcpStream,
+        budget: Option<usize>,
+        quit: Option<&'a mpsc::Receiver<()>>,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.budget == Some(0) {
+                if let Some(quit) = self.quit {
+                    let _ = quit.recv_timeout(Duration::from_secs(60));
+                }
+                return Ok(0);
+            }
+            let most = buf
+                .len()
+                .min(64 << 10)
+                .min(self.budget.unwrap_or(usize::MAX));
+            let n = self.s.read(&mut buf[..most])?;
+            if let Some(b) = &mut self.budget {
+                *b -= n;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+            Ok(n)
+        }
+    }
+
+    /// An MQTT 3.1.1 broker that reads as [`Trickle`] does and acks each QoS 1 publish it read
+    /// whole.
+    fn trickling_broker_v4(
+        listener: std::net::TcpListener,
+        budget: Option<usize>,
+        quit: mpsc::Receiver<()>,
+    ) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        let mut writer = s.try_clone().expect("clone");
+        let mut trickle = Trickle {
+            s: &mut s,
+            budget,
+            quit: Some(&quit),
+        };
+        while let Some((kind, body)) = read_packet(&mut trickle) {
+            if kind >> 4 == 3 && writer.write_all(&puback_for(&body)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One message that takes the broker far longer to read than connectTimeoutSeconds goes
+    /// through as long as the broker keeps reading: the bound is on a write that makes no
+    /// progress. (Before: it was on the whole flush of the message, which failed with "Flush
+    /// timeout", the shared connection with it, at every attempt.)
+    #[test]
+    fn one_large_message_reaches_a_broker_that_reads_it_slowly() {
+        let (_quit, quit_rx) = mpsc::channel();
+        let (port, broker_thread) = scripted_broker(move |l| trickling_broker_v4(l, None, quit_rx));
+        let connection = Connection::get(&BrokerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, "trickle-test")
+        });
+        // 16 MiB: about six seconds of this broker's reading, more than loopback's buffers.
+        let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
+        connection.submit(&pack, how, messages, 100_000);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Ok(Outcome::Delivered)
+        );
+        drop(connection);
+        broker_thread.join().expect("the scripted broker");
+    }
+
+    /// A broker that stops reading half-way through a large message is still left, within
+    /// connectTimeoutSeconds of its last read (and what the socket's buffers take after it).
+    #[test]
+    fn a_broker_that_stops_reading_inside_a_large_message_is_left() {
+        let (quit, quit_rx) = mpsc::channel();
+        let (port, broker_thread) =
+            scripted_broker(move |l| trickling_broker_v4(l, Some(4 << 20), quit_rx));
+        let connection = Connection::get(&BrokerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, "stops-reading-test")
+        });
+        let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
+        connection.submit(&pack, how, messages, 100_000);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        drop(connection);
+        let _ = quit.send(());
         broker_thread.join().expect("the scripted broker");
     }
 
@@ -1916,6 +2072,110 @@ mod tests {
         broker_thread
             .join()
             .expect("the scripted broker ends when the client leaves");
+    }
+
+    /// An MQTT 5 broker that accepts every connection and at once sends DISCONNECT with
+    /// `reason` and closes it, as a busy one or one over a quota does; it reports each CONNECT.
+    fn closing_at_once_broker_v5(
+        listener: std::net::TcpListener,
+        reason: u8,
+        connects: mpsc::Sender<()>,
+    ) {
+        use std::io::Write;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if read_packet(&mut s).is_none() {
+                continue;
+            }
+            if connects.send(()).is_err() {
+                return;
+            }
+            // CONNACK, then DISCONNECT with the reason and no properties; dropped: closed.
+            let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xe0, 0x02, reason, 0x00]);
+        }
+    }
+
+    /// A broker that closes each connection as soon as it accepted it (here: DISCONNECT 0x89,
+    /// server busy) is retried with growing pauses, not at the shortest one each time.
+    /// (Before: every CONNACK reset the pause, and the broker got about 13 connections a
+    /// second, each with an INFO and a WARN line, for as long as it answered so.)
+    #[test]
+    fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
+        let (tx, connects) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
+        let connection = Connection::get(&BrokerConfig {
+            version: crate::config::MqttVersion::V5,
+            ..scripted(port, "busy-v5-test")
+        });
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut count = 0;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if connects.recv_timeout(left).is_ok() {
+                count += 1;
+            }
+        }
+        drop(connection);
+        // Pauses from 50-100 ms, doubling: six connections in two seconds at most.
+        assert!((2..=6).contains(&count), "{count} connections in 2 s");
+    }
+
+    /// An MQTT 3.1.1 broker that refuses every CONNECT with return code 5 (not authorised, as
+    /// for bad credentials); the first refusal waits for `go`.
+    fn refusing_broker_v4(listener: std::net::TcpListener, go: mpsc::Receiver<()>) {
+        use std::io::Write;
+        let mut first = true;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if read_packet(&mut s).is_none() {
+                continue;
+            }
+            if std::mem::take(&mut first) && go.recv_timeout(WAIT).is_err() {
+                return;
+            }
+            let _ = s.write_all(&[0x20, 0x02, 0x00, 0x05]);
+        }
+    }
+
+    /// A broker refusing the connection (bad credentials on it alone) leaves the packs that
+    /// wait to the failover broker after it, which delivers them. (Before: they were answered
+    /// onRemoteError at the first broker's refusal, before the second was tried.)
+    #[test]
+    fn a_pack_waiting_while_the_first_broker_refuses_goes_to_the_failover_broker() {
+        let (go, go_rx) = mpsc::channel();
+        let (refusing, _) = scripted_broker(move |l| refusing_broker_v4(l, go_rx));
+        let (tx, ids) = mpsc::channel();
+        let (healthy, _) = scripted_broker(move |l| closing_broker_v4(l, 0, tx));
+        let connection = Connection::get(&BrokerConfig {
+            failover: vec![("127.0.0.1".into(), healthy)],
+            ..scripted(refusing, "failover-refused")
+        });
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        go.send(()).expect("the refusing broker waits");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("failover-refused"));
+        drop(connection);
+    }
+
+    /// When every broker of the round refused the connection, what waits is answered
+    /// onRemoteError at once, as with one broker: retrying cannot help until the
+    /// configuration changes.
+    #[test]
+    fn a_pack_waiting_while_every_broker_refuses_is_refused() {
+        let (go_a, go_a_rx) = mpsc::channel();
+        let (a, _) = scripted_broker(move |l| refusing_broker_v4(l, go_a_rx));
+        let (go_b, go_b_rx) = mpsc::channel();
+        let (b, _) = scripted_broker(move |l| refusing_broker_v4(l, go_b_rx));
+        let connection = Connection::get(&BrokerConfig {
+            failover: vec![("127.0.0.1".into(), b)],
+            ..scripted(a, "failover-all-refused")
+        });
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        go_a.send(()).expect("the first broker waits");
+        go_b.send(()).expect("the second broker waits");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+        drop(connection);
     }
 
     /// Two connections of one process to one broker, with one client id and other settings
@@ -2106,10 +2366,16 @@ mod tests {
             expected.iter().map(|&m| ms(m)).collect::<Vec<_>>(),
             "three at once, then doubling gaps below the 40 ms delayed ack"
         );
-        nudge.on_event(&Observed::Completed(1));
+        nudge.on_event(&Observed::Completed {
+            pkid: 1,
+            refused: None,
+        });
         assert!(nudge.wanted, "an ack wants one again");
         assert!(nudge.due(false), "at once");
-        nudge.on_event(&Observed::Completed(2));
+        nudge.on_event(&Observed::Completed {
+            pkid: 2,
+            refused: None,
+        });
         assert!(
             !nudge.due(true),
             "with a backlog, not within NUDGE_GAP of the last"

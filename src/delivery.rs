@@ -398,9 +398,9 @@ impl Tracker {
                     }
                 }
             }
-            Observed::Completed(pkid) => {
+            Observed::Completed { pkid, refused } => {
                 if let Some(m) = self.awaiting_comp.remove(pkid) {
-                    m.pack.record_delivered();
+                    settle(&m.pack, refused);
                     self.done(&m);
                 }
             }
@@ -511,8 +511,8 @@ impl Tracker {
             })
     }
 
-    /// The broker refused the connection (bad credentials, not authorised): what waits for
-    /// it would wait in vain.
+    /// Every broker (the configured one and each failover broker) refused the connection (bad
+    /// credentials, not authorised): what waits for one would wait in vain.
     pub fn on_refused(&mut self) {
         for p in self.parked.drain(..) {
             p.pack.finish(Why::Refused);
@@ -713,7 +713,10 @@ mod tests {
         }
     }
     fn pubcomp(pkid: u16) -> Observed {
-        Observed::Completed(pkid)
+        Observed::Completed {
+            pkid,
+            refused: None,
+        }
     }
 
     fn connected() -> (Tracker, Recorder) {
@@ -920,6 +923,36 @@ mod tests {
         mqtt.report(&mut t, &mut out);
         assert_eq!(outcomes(&rx_c), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    /// An MQTT 5 PUBCOMP with a reason code of 0x80 or more (0x92: the broker does not know
+    /// the packet id, so it may not have the message) refuses the record, as a refused PUBREC
+    /// does: the pack is answered onRemoteError, and the driver counts the in-flight slot
+    /// rumqttc keeps for it. (Before: it was taken for a confirmation, onSuccess.)
+    #[test]
+    fn a_pubcomp_with_an_error_reason_refuses_its_record() {
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubComp, PubCompReason};
+        let (mut t, mut out) = connected();
+        let mut mqtt = Rumqttc::new(10);
+        let (p, rx) = pack(2);
+        t.submit(&mut out, &p, Qos::ExactlyOnce.into(), payloads(2), 100);
+        mqtt.take_request(&mut out);
+        mqtt.take_request(&mut out);
+        mqtt.report(&mut t, &mut out);
+        mqtt.read(vec![v5_pubrec(1, false), v5_pubrec(2, false)]);
+        mqtt.report(&mut t, &mut out);
+        let mut comp = PubComp::new(1, None);
+        comp.reason = PubCompReason::PacketIdentifierNotFound;
+        let refusal = Packet::PubComp(comp);
+        let observed = crate::protocol::observe_v5(&rumqttc::v5::Event::Incoming(refusal.clone()));
+        mqtt.read(vec![refusal, v5_pubcomp(2)]);
+        mqtt.report(&mut t, &mut out);
+        assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+        assert_eq!(t.outstanding(), 0);
+        assert!(
+            observed.is_refusal(),
+            "a refusal, whose slot the driver counts: {observed:?}"
+        );
     }
 
     /// Mosquitto refuses a publish its ACL denies (MQTT 5 reason 135) and may close the

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubRecReason, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubCompReason, PubRecReason, PublishProperties};
 use rumqttc::{TlsConfiguration, Transport};
 
 use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
@@ -84,6 +84,9 @@ impl Observed {
                 refused: Some(_),
                 ..
             } | Observed::Received {
+                refused: Some(_),
+                ..
+            } | Observed::Completed {
                 refused: Some(_),
                 ..
             }
@@ -174,8 +177,8 @@ pub enum Observed {
     Acked { pkid: u16, refused: Option<String> },
     /// PUBREC (QoS 2), likewise.
     Received { pkid: u16, refused: Option<String> },
-    /// PUBCOMP (QoS 2).
-    Completed(u16),
+    /// PUBCOMP (QoS 2), likewise: MQTT 5's 0x92 says the broker does not know the packet id.
+    Completed { pkid: u16, refused: Option<String> },
     /// Our DISCONNECT went out.
     Disconnected,
     /// PINGRESP.
@@ -441,7 +444,10 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
             pkid: r.pkid,
             refused: None,
         },
-        Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        Event::Incoming(Packet::PubComp(c)) => Observed::Completed {
+            pkid: c.pkid,
+            refused: None,
+        },
         Event::Incoming(Packet::PingResp) => Observed::Pong,
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
@@ -474,7 +480,14 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
                 reason => Some(format!("{reason:?}")),
             },
         },
-        Event::Incoming(Packet::PubComp(c)) => Observed::Completed(c.pkid),
+        // rumqttc keeps the in-flight slot of a refused PUBCOMP, as of a refused PUBREC.
+        Event::Incoming(Packet::PubComp(c)) => Observed::Completed {
+            pkid: c.pkid,
+            refused: match c.reason {
+                PubCompReason::Success => None,
+                reason => Some(format!("{reason:?}")),
+            },
+        },
         Event::Incoming(Packet::PingResp(_)) => Observed::Pong,
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
@@ -538,9 +551,12 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
         return Ok(false);
     };
     let state = &mut eventloop.state;
-    // Each write bounded, not the batch: a window of large messages can take longer than the
-    // bound to cross a slow link to a broker that reads all along. The batch stops taking
-    // more once it has written for that long, and goes on after the driver's next turn.
+    // One for the batch's writes: nothing allocated per message.
+    let woke = Arc::default();
+    // Each write bounded by its progress, not the batch: a window of large messages can take
+    // longer than the bound to cross a slow link to a broker that reads all along. The batch
+    // stops taking more once it has written for that long, and goes on after the driver's
+    // next turn.
     let started = tokio::time::Instant::now();
     let written: Result<bool, rumqttc::ConnectionError> = async {
         while state.collision.is_none() {
@@ -552,10 +568,10 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
             };
             let request = rumqttc::Request::Publish(publish_v4(message, &how));
             if let Some(packet) = state.handle_outgoing_packet(request)? {
-                within(timeout, async { Ok(network.write(packet).await?) }).await?;
+                within(timeout, &woke, async { Ok(network.write(packet).await?) }).await?;
             }
         }
-        within(timeout, async { Ok(network.flush().await?) }).await?;
+        within(timeout, &woke, async { Ok(network.flush().await?) }).await?;
         Ok(state.collision.is_none() && !ready.is_empty())
     }
     .await;
@@ -573,7 +589,7 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
     let Some(network) = eventloop.network.as_mut() else {
         return Ok(());
     };
-    let written = within(timeout, async {
+    let written = within(timeout, &Arc::default(), async {
         network.write(rumqttc::Packet::PingReq).await?;
         Ok(network.flush().await?)
     })
@@ -584,17 +600,75 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
     })
 }
 
-/// MQTT 3.1.1: a write to the socket, bounded as a whole. A broker that stops reading fills
-/// the socket's buffers, and any write can wait from then on, not only the final flush; the
-/// driver runs nothing else meanwhile (keep-alive, stall checks, shutdown), so without the
-/// bound such a broker kept the connection, and every pack after it, forever.
+/// MQTT 3.1.1: a write to the socket, failed once it has gone `bound` without progress. A
+/// broker that stops reading fills the socket's buffers, and any write can wait from then on,
+/// not only the final flush; the driver runs nothing else meanwhile (keep-alive, stall checks,
+/// shutdown), so without the bound such a broker kept the connection, and every pack after
+/// it, forever. Progress, not completion: tokio-util's `Framed` flushes a whole buffered
+/// message at once, and a bound on that failed one large message (16 MiB) to a broker that
+/// reads all along but slowly, and the shared connection with it, at every attempt.
+///
+/// rumqttc keeps the socket inside its `Network`, where its bytes cannot be counted; the
+/// write being woken stands for them: the socket wakes it when it can take bytes again,
+/// which it never does for a broker that stopped reading.
 async fn within(
-    timeout: std::time::Duration,
+    bound: std::time::Duration,
+    woke: &Arc<Woke>,
     write: impl Future<Output = Result<(), rumqttc::ConnectionError>>,
 ) -> Result<(), rumqttc::ConnectionError> {
-    tokio::time::timeout(timeout, write)
-        .await
-        .unwrap_or(Err(rumqttc::ConnectionError::FlushTimeout))
+    use std::task::{Context, Poll, Waker};
+    let mut write = std::pin::pin!(write);
+    let mut deadline = std::pin::pin!(tokio::time::sleep(bound));
+    // A wake left over from the batch's last write is no progress of this one.
+    woke.woken
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let waker = Waker::from(Arc::clone(woke));
+    std::future::poll_fn(|cx| {
+        let progressed = woke.take(cx.waker());
+        if let Poll::Ready(done) = write.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return Poll::Ready(done);
+        }
+        if progressed {
+            deadline.as_mut().reset(tokio::time::Instant::now() + bound);
+        }
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(rumqttc::ConnectionError::FlushTimeout)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The waker a bounded write ([`within`]) runs with: notes that the write was woken, then
+/// wakes the task.
+#[derive(Default)]
+struct Woke {
+    woken: std::sync::atomic::AtomicBool,
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl Woke {
+    /// Whether the write was woken since the last call; `task` is the one to wake next.
+    fn take(&self, task: &std::task::Waker) -> bool {
+        let mut current = crate::supervise::lock(&self.task);
+        if !current.as_ref().is_some_and(|w| w.will_wake(task)) {
+            *current = Some(task.clone());
+        }
+        self.woken.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
+impl std::task::Wake for Woke {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(task) = crate::supervise::lock(&self.task).as_ref() {
+            task.wake_by_ref();
+        }
+    }
 }
 
 /// MQTT 5: rumqttc keeps this event loop's socket private, so publishes go through its
