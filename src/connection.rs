@@ -321,8 +321,9 @@ impl Connection {
     }
 
     /// At an appender's sweep: a message still unacknowledged past its patience (its
-    /// appender's deliveryTimeoutSeconds) means the broker stopped acknowledging on this
-    /// connection, and it is made anew (see `Tracker::is_stalled`).
+    /// appender's deliveryTimeoutSeconds) since it was written means the broker stopped
+    /// acknowledging on this connection, one unwritten while nothing was written for that
+    /// long that it stopped reading, and it is made anew (see `Tracker::is_stalled`).
     pub fn check_stalled(&self) {
         if lock(&self.shared.tracker)
             .is_stalled(Instant::now())
@@ -1327,6 +1328,48 @@ mod tests {
             }))
             .expect("sent");
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        close_scripted(&shared, &events);
+    }
+
+    /// A window whose messages cross a slow link one after another, acknowledged as they
+    /// arrive, for longer than their patience all told: the sweep's stall checks meanwhile
+    /// find the socket taking message after message, and the window is delivered on the one
+    /// connection. (Before: the last messages of the window, handed to the client at once,
+    /// were judged by when they were handed over; the connection was reset as stalled, every
+    /// pack in flight on it answered onConnectionError, and Kaa's retry met the same.)
+    #[test]
+    fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() {
+        let shared = shared();
+        let (events, _) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let (pack, how, messages, rx) = qos1_pack(8);
+        let how = PublishOptions {
+            patience: Some(Duration::from_secs(1)),
+            ..how
+        };
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+        let acked = |pkid| Observed::Acked {
+            pkid,
+            refused: None,
+        };
+        // Two seconds of writing, one message each quarter of a second, the broker
+        // acknowledging each one as the next goes out.
+        for pkid in 1..=8 {
+            std::thread::sleep(Duration::from_millis(250));
+            // As the appender's sweep does (`Connection::check_stalled`).
+            if lock(&shared.tracker).is_stalled(Instant::now()).is_some() {
+                shared.stalled.notify_one();
+            }
+            for event in [Observed::Written(pkid), acked(pkid - 1)] {
+                events.send(Step::Event(event)).expect("sent");
+            }
+        }
+        events.send(Step::Event(acked(8))).expect("sent");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        assert!(
+            shared.metrics.connected.load(Ordering::Relaxed),
+            "the connection was dropped as stalled"
+        );
         close_scripted(&shared, &events);
     }
 

@@ -198,9 +198,10 @@ struct InFlight {
     pack: Arc<Pack>,
     /// Its QoS, which says which parts of the [`Window`] it takes until its final ack.
     qos: Qos,
-    /// When it was handed to the client, then when it was written.
+    /// When it was handed to the client, then when it was written: what its wait counts
+    /// from is [`Tracker::waiting_since`]'s to say.
     since: Instant,
-    /// How long it may wait for that ([`PublishOptions::patience`]).
+    /// How long it may wait to be written, then for its ack ([`PublishOptions::patience`]).
     patience: Option<Duration>,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
@@ -230,6 +231,8 @@ pub struct Tracker {
     awaiting_comp: HashMap<u16, InFlight>,
     /// A publish rumqttc holds back because its pkid is still taken (broker acked out of order).
     collided: Option<InFlight>,
+    /// When the connection was made or last wrote a publish; `None` without a connection.
+    moved: Option<Instant>,
     /// The connection's window, and how much of it the messages above take.
     window: Window,
     acked_in_flight: usize,
@@ -345,12 +348,10 @@ impl Tracker {
         self.connected = true;
         self.window = window;
         // Handed to the client and not written before the last connection was lost (MQTT
-        // 3.1.1 keeps them ready for this one): their wait starts again here, or a stall of
-        // the last connection would count against this one at once.
-        let now = Instant::now();
-        for m in &mut self.sent {
-            m.since = now;
-        }
+        // 3.1.1 keeps them ready for this one): their wait starts again here (see
+        // `waiting_since`), or a stall of the last connection would count against this one at
+        // once.
+        self.moved = Some(Instant::now());
         self.release(out);
     }
 
@@ -412,6 +413,9 @@ impl Tracker {
     }
 
     fn on_written(&mut self, pkid: u16) {
+        // Any publish, ours or not, QoS 0 too: the socket takes what waits behind it.
+        let now = Instant::now();
+        self.moved = Some(now);
         let mut m = match self.collided.take() {
             Some(held) => held,
             None => match self.sent.pop_front() {
@@ -435,7 +439,7 @@ impl Tracker {
             }
             return;
         }
-        m.since = Instant::now();
+        m.since = now;
         if let Some(previous) = self.awaiting_ack.insert(pkid, m) {
             // rumqttc reuses a pkid only after reporting its ack: this cannot be, and the
             // previous message's fate is unknown, so it is not confirmed.
@@ -466,6 +470,7 @@ impl Tracker {
                 event => self.apply(event),
             }
         }
+        self.moved = None;
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
@@ -490,25 +495,39 @@ impl Tracker {
         !self.parked.is_empty()
     }
 
+    /// When a message's wait started, the one place that says so. Written, it waits for its
+    /// ack from when it was written. Not written yet, it waits for the socket, behind what was
+    /// handed to the client before it: from when it was handed over, or when the connection
+    /// was made or last wrote a publish, whichever came last. On a slow link a window of large
+    /// messages can take longer than their patience to cross while the broker reads and
+    /// acknowledges all along; its last messages are no stall as long as the ones ahead go out.
+    fn waiting_since(&self, m: &InFlight, written: bool) -> Instant {
+        match self.moved {
+            Some(moved) if !written => m.since.max(moved),
+            _ => m.since,
+        }
+    }
+
     /// The patience of a message that has waited longer than that to be written, or once
-    /// written for its ack, if one has: each message is judged by its own appender's
-    /// deliveryTimeoutSeconds, so an appender with a short one does not reset a connection it
-    /// shares over another's messages that may wait longer. A broker that answers pings but
-    /// stopped acknowledging keeps such messages in the MQTT client's in-flight window (and in [`Tracker::outstanding`]) for as long as the
-    /// connection lives, which keep-alive never ends: once they fill the window, every later
-    /// pack would fail. A broker that stopped reading keeps every message, QoS 0 included,
-    /// from being written, and the MQTT 5 client's write waits without a bound. Only a new
-    /// connection frees them.
+    /// written for its ack, if one has ([`Tracker::waiting_since`]): each message is judged
+    /// by its own appender's deliveryTimeoutSeconds, so an appender with a short one does not
+    /// reset a connection it shares over another's messages that may wait longer. A broker
+    /// that answers pings but stopped acknowledging keeps such messages in the MQTT client's
+    /// in-flight window (and in [`Tracker::outstanding`]) for as long as the connection lives,
+    /// which keep-alive never ends: once they fill the window, every later pack would fail. A
+    /// broker that stopped reading keeps every message, QoS 0 included, from being written,
+    /// and the MQTT 5 client's write waits without a bound. Only a new connection frees them.
     pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
-        self.sent
-            .iter()
-            .chain(self.awaiting_ack.values())
+        let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
+        let written = self
+            .awaiting_ack
+            .values()
             .chain(self.awaiting_comp.values())
-            .chain(&self.collided)
-            .find_map(|m| {
-                m.patience
-                    .filter(|&p| now.saturating_duration_since(m.since) > p)
-            })
+            .map(|m| (m, true));
+        unwritten.chain(written).find_map(|(m, written)| {
+            let waited = now.saturating_duration_since(self.waiting_since(m, written));
+            m.patience.filter(|&p| waited > p)
+        })
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad
@@ -1236,6 +1255,52 @@ mod tests {
         assert_eq!(t.is_stalled(Instant::now()), None);
         let later = Instant::now() + Duration::from_secs(2);
         assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
+    }
+
+    /// A window of large messages crosses a slow link one message after another, the broker
+    /// reading and acknowledging all along: a message still waiting behind the others waits
+    /// to be written from the connection's last write, not from when it was handed to the
+    /// client. Only a socket that takes nothing for longer than the patience (a broker that
+    /// stopped reading) stalls the connection. (Before: the last messages of a window that
+    /// took longer than deliveryTimeoutSeconds to cross were judged stalled, and the
+    /// connection was reset under every pack in flight on it, again at each retry.)
+    #[test]
+    fn a_window_written_slower_than_its_patience_waits_from_the_last_write() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(3);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(3), 100);
+        // All three handed over two seconds ago, past their patience of one: the socket has
+        // been taking the first all that time.
+        let handed = Instant::now() - Duration::from_secs(2);
+        for m in &mut t.sent {
+            m.since = handed;
+        }
+        t.on_event(&mut out, &written(1));
+        assert_eq!(
+            t.is_stalled(Instant::now()),
+            None,
+            "the socket took one just now: the others wait behind it"
+        );
+        let later = Instant::now() + Duration::from_secs(2);
+        assert_eq!(
+            t.is_stalled(later),
+            Some(Duration::from_secs(1)),
+            "nothing written since: a broker that stopped reading"
+        );
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(t.is_stalled(Instant::now()), None);
+        t.on_event(&mut out, &written(3));
+        assert_eq!(t.is_stalled(Instant::now()), None);
+        assert_eq!(
+            t.is_stalled(later),
+            Some(Duration::from_secs(1)),
+            "written and not acknowledged: a broker that stopped acknowledging"
+        );
+        t.on_event(&mut out, &puback(3));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert_eq!(t.is_stalled(later), None);
     }
 
     /// A broker that stopped reading is found at QoS 0 too, which waits for no ack: its
