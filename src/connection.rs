@@ -102,7 +102,8 @@ fn closing() -> MutexGuard<'static, HashMap<ClientKey, Goodbye>> {
 }
 
 /// Client ids given up after a takeover, and the unique id used instead for the rest of the
-/// process: a connection made again for the same client does not start the fight anew.
+/// process: a connection made again for the same client does not start the fight anew. Unless
+/// the broker refuses that id (it admits exact ids only): then it is given back (`give_back`).
 fn replaced() -> MutexGuard<'static, HashMap<ClientKey, String>> {
     static REPLACED: OnceLock<Mutex<HashMap<ClientKey, String>>> = OnceLock::new();
     lock(REPLACED.get_or_init(Default::default))
@@ -836,6 +837,32 @@ impl<E: EventLoop> Driver<E> {
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
                 let (text, refused) = match failure {
+                    Failure::Refused(code)
+                        if *client_id != shared.identity.2
+                            && !held_by_another(shared, &shared.identity.2) =>
+                    {
+                        // Refused under the id this node moved to after a takeover: a broker
+                        // that admits exact ids only (AWS IoT policies) refuses it at every
+                        // retry, and every pack would fail until the node restarts. The
+                        // configured id it admits; the other client may still hold it, and
+                        // the pauses between takeovers grow as for a persistent session. Not
+                        // while another connection of this process holds it: the two would
+                        // push each other out for good.
+                        let configured = shared.identity.2.clone();
+                        give_back(shared, client_id, &configured);
+                        let text = format!(
+                            "refused the connection: {code}; '{client_id}' is the id this node \
+                             moved to after a takeover, and a broker that admits exact client \
+                             ids only (AWS IoT policies) refuses any other: connecting as \
+                             '{configured}' again"
+                        );
+                        *client_id = configured;
+                        pause = Some(jitter(*takeover_backoff));
+                        *takeover_backoff = (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
+                        // Not counted as the broker's refusal: the packs waiting get the
+                        // configured id's answer.
+                        (text, false)
+                    }
                     Failure::Refused(code) => {
                         // A broker that keeps no retained messages, or takes QoS 0 only,
                         // refuses the CONNECT that carries the status topic's last will.
@@ -1008,6 +1035,19 @@ fn taken_over_by_another(
     );
     replaced().insert(shared.identity.clone(), unique.clone());
     Some(unique)
+}
+
+/// The connection `shared` gives up `moved`, the id it moved to, for its configured id: a
+/// connection made again for the same client starts with the configured id too.
+fn give_back(shared: &Shared, moved: &str, configured: &str) {
+    let mut replaced = replaced();
+    if replaced.get(&shared.identity).map(String::as_str) == Some(moved) {
+        replaced.remove(&shared.identity);
+    }
+    drop(replaced);
+    if !shared.released.load(Ordering::Acquire) {
+        *lock(&shared.hold) = Some(IdHold::new(&shared.identity, configured));
+    }
 }
 
 /// Writes what the client holds ready (see [`EventLoop::write`]); `None` when nothing was
@@ -1619,6 +1659,77 @@ mod tests {
         assert_eq!(ids[..2], ["closes-twice", "closes-twice"]);
         assert!(ids[2].starts_with("closes-twice-"), "{ids:?}");
         assert_eq!(takeovers, 1);
+    }
+
+    /// An MQTT 3.1.1 broker that admits `configured` only, as an AWS IoT policy naming the
+    /// exact client id does: it refuses any other id with return code 5 (not authorised). Of
+    /// the connections it accepts, it closes the first `kicks` at their first publish without
+    /// a word, as when another client connects with the id; later ones it acks. It reports the
+    /// client id of every CONNECT.
+    fn exact_id_broker_v4(
+        listener: std::net::TcpListener,
+        configured: &'static str,
+        kicks: usize,
+        ids: mpsc::Sender<String>,
+    ) {
+        use std::io::Write;
+        let mut accepted = 0;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, body)) = read_packet(&mut s) else {
+                continue;
+            };
+            let id = connect_client_id(&body);
+            let admitted = id == configured;
+            if ids.send(id).is_err() {
+                return;
+            }
+            if !admitted {
+                let _ = s.write_all(&[0x20, 0x02, 0x00, 0x05]);
+                continue;
+            }
+            if s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+                continue;
+            }
+            accepted += 1;
+            while let Some((kind, body)) = read_packet(&mut s) {
+                if kind >> 4 != 3 {
+                    continue;
+                }
+                if accepted <= kicks || s.write_all(&puback_for(&body)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A rolling restart on a broker that admits exact client ids only: the new node, pushed
+    /// out by the old one, moves to an id of its own, which the broker refuses; it goes back
+    /// to the configured id, delivers, and a connection made again starts with that id.
+    /// (Before: it retried the refused id until it restarted, every pack onRemoteError.)
+    #[test]
+    fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "exact-id", 2, tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let connection = Connection::get(&scripted(port, "exact-id"));
+        // Pushed out twice right after a publish: taken for a takeover, so it moves.
+        for _ in 0..2 {
+            assert_eq!(next(), "exact-id");
+            let (pack, how, messages, rx) = qos1_pack(1);
+            connection.submit(&pack, how, messages, 100);
+            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        }
+        let moved = next();
+        assert!(moved.starts_with("exact-id-"), "{moved}");
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(next(), "exact-id", "back to the configured id");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        drop(connection);
+        let again = Connection::get(&scripted(port, "exact-id"));
+        assert_eq!(next(), "exact-id", "the refused id is given up");
+        drop(again);
     }
 
     /// The identifiers of an MQTT 5 CONNECT's properties.
