@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::{BrokerConfig, Qos};
+use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{
@@ -129,6 +129,50 @@ impl IdHold {
     }
 }
 
+/// Names the live connection of this process, not `previous` (an edited appender's
+/// predecessor, draining), that holds `broker`'s client id under other settings.
+fn clash(
+    broker: &BrokerConfig,
+    pool: &HashMap<BrokerConfig, Weak<Connection>>,
+    previous: Option<&Goodbye>,
+) -> String {
+    let identity = client_key(broker);
+    let other = pool
+        .iter()
+        .filter(|(config, _)| client_key(config) == identity)
+        .find(|(_, connection)| {
+            connection.upgrade().is_some_and(|c| {
+                let draining =
+                    previous.is_some_and(|g| Arc::ptr_eq(&g.finished, &c.shared.finished));
+                let holds = lock(&c.shared.hold)
+                    .as_ref()
+                    .is_some_and(|h| h.0 .2 == broker.client_id);
+                holds && !draining
+            })
+        });
+    let settings = other
+        .map(|(config, _)| broker.other_settings(config).join(", "))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" (different {s})"))
+        .unwrap_or_default();
+    format!(
+        "another appender of this node holds a connection to {} with client id '{}' and other \
+         connection settings{settings}",
+        address_label(broker, &broker.host, broker.port),
+        broker.client_id
+    )
+}
+
+/// This node's own id for `configured` ([`crate::identity::unique`]), or, where another
+/// connection of this process holds that, the first of its `-2`, `-3`, ... that is `free`.
+fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
+    let base = crate::identity::unique(configured);
+    std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| free(id))
+        .unwrap_or(base)
+}
+
 /// Whether a connection other than `shared`'s holds `client_id` at its broker.
 fn held_by_another(shared: &Shared, client_id: &str) -> bool {
     let ours = lock(&shared.hold)
@@ -227,8 +271,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The connection for `broker`, shared with other appenders of the same identity.
-    pub fn get(broker: &BrokerConfig) -> Arc<Connection> {
+    /// The connection for `broker`, shared with other appenders of the same identity. Refused
+    /// when another connection of this process holds its client id and the id may not change.
+    pub fn get(broker: &BrokerConfig) -> Result<Arc<Connection>, ConfigError> {
         static POOL: OnceLock<Mutex<HashMap<BrokerConfig, Weak<Connection>>>> = OnceLock::new();
         let mut pool = lock(POOL.get_or_init(Default::default));
         pool.retain(|_, c| c.strong_count() > 0);
@@ -236,32 +281,59 @@ impl Connection {
             // Draining for a closed appender, it has a new one: no longer on its way out, so
             // no connection made later waits for it, or takes the id it holds.
             existing.shared.stay();
-            return existing;
+            return Ok(existing);
         }
-        let connection = Arc::new(Connection::open(broker));
+        let connection = Arc::new(Connection::open(broker, &pool)?);
         pool.insert(broker.clone(), Arc::downgrade(&connection));
-        connection
+        Ok(connection)
     }
 
-    fn open(broker: &BrokerConfig) -> Connection {
+    fn open(
+        broker: &BrokerConfig,
+        pool: &HashMap<BrokerConfig, Weak<Connection>>,
+    ) -> Result<Connection, ConfigError> {
         let identity = client_key(broker);
         let previous = closing().get(&identity).cloned();
-        // The id an earlier connection for this client moved to, unless a connection with other
-        // settings holds it now (the two would push each other out). The one closing for this
-        // client (an edited appender's predecessor, draining) may: this one connects only after
-        // its DISCONNECT.
-        let client_id = replaced()
-            .get(&identity)
-            .filter(|id| {
-                let key = (broker.host.clone(), broker.port, (*id).clone());
-                let held = held_ids().get(&key).copied().unwrap_or(0);
-                let predecessor_holds = previous
-                    .as_ref()
-                    .is_some_and(|g| g.holds.as_deref() == Some(id.as_str()));
-                held == 0 || (held == 1 && predecessor_holds)
-            })
-            .cloned()
-            .unwrap_or_else(|| broker.client_id.clone());
+        // Whether no connection of this process holds `id` at this broker, but maybe the one
+        // closing for this client (an edited appender's predecessor, draining): this one
+        // connects only after its DISCONNECT. Two connections holding one id at once would
+        // push each other out.
+        let free = |id: &str| {
+            let key = (broker.host.clone(), broker.port, id.to_string());
+            let held = held_ids().get(&key).copied().unwrap_or(0);
+            let predecessor_holds = previous
+                .as_ref()
+                .is_some_and(|g| g.holds.as_deref() == Some(id));
+            held == 0 || (held == 1 && predecessor_holds)
+        };
+        // The id an earlier connection for this client moved to, unless another holds it now.
+        let moved = replaced().get(&identity).filter(|id| free(id)).cloned();
+        let client_id = match moved {
+            Some(id) => id,
+            None if free(&broker.client_id) => broker.client_id.clone(),
+            None => {
+                // Another appender of this node with this client id and other connection
+                // settings, live: the broker would keep closing one of the two connections.
+                let clash = clash(broker, pool, previous.as_ref());
+                if !broker.clean_session {
+                    return Err(ConfigError::new(
+                        "clientId",
+                        format!(
+                            "{clash}; with cleanSession off the id names the broker's session \
+                             and cannot change, and the broker would keep closing one of the two \
+                             connections: give each appender its own clientId"
+                        ),
+                    ));
+                }
+                let own = own_id(&broker.client_id, free);
+                log::warn!(
+                    "{clash}; the broker would keep closing one of the two connections, so this \
+                     one connects as '{own}' (cleanSession is on: the id carries no state); give \
+                     each appender its own clientId to choose the id"
+                );
+                own
+            }
+        };
         let hold = IdHold::new(&identity, &client_id);
         let label = format!(
             "{} as '{client_id}'",
@@ -292,7 +364,7 @@ impl Connection {
             shared: Arc::clone(&shared),
             client_id,
         });
-        Connection { shared }
+        Ok(Connection { shared })
     }
 
     /// Hands a pack's messages to the connection without waiting on the network.
@@ -875,7 +947,19 @@ impl<E: EventLoop> Driver<E> {
                             }
                             _ => "",
                         };
-                        (format!("refused the connection: {code}{hint}"), true)
+                        // Here a moved id only while another appender of this node holds the
+                        // configured one: a broker admitting exact ids only admits one of them.
+                        let configured = &shared.identity.2;
+                        let clash = if *client_id != *configured {
+                            format!(
+                                " (another appender of this node holds '{configured}' with other \
+                                 connection settings, and a broker that admits exact client ids \
+                                 only refuses any other: give each appender its own clientId)"
+                            )
+                        } else {
+                            String::new()
+                        };
+                        (format!("refused the connection: {code}{hint}{clash}"), true)
                     }
                     Failure::Closed { why, taken_over }
                         if taken_over.unwrap_or(likely_takeover) =>
@@ -995,13 +1079,8 @@ fn taken_over_by_another(
          one configuration?)",
         lived.as_millis()
     );
-    // This node's own id, or, where another connection of this process (same broker and id,
-    // other settings) holds it, the first one after it that none holds.
-    let base = crate::identity::unique(configured);
-    let unique = std::iter::once(base.clone())
-        .chain((2..).map(|n| format!("{base}-{n}")))
-        .find(|id| !held_by_another(shared, id))
-        .unwrap_or(base);
+    // Not one another connection of this process (same broker and id, other settings) holds.
+    let unique = own_id(configured, |id| !held_by_another(shared, id));
     if !shared.clean_session {
         // ERROR once: what follows is the same fault, counted at WARN.
         let level = if count == 1 {
@@ -1619,7 +1698,7 @@ mod tests {
     ) -> (Vec<Outcome>, Vec<String>, u64) {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, closing, tx));
-        let connection = Connection::get(&scripted(port, configured));
+        let connection = Connection::get(&scripted(port, configured)).expect("opened");
         let mut answers = Vec::new();
         let mut seen = Vec::new();
         for _ in 0..packs {
@@ -1712,7 +1791,7 @@ mod tests {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "exact-id", 2, tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let connection = Connection::get(&scripted(port, "exact-id"));
+        let connection = Connection::get(&scripted(port, "exact-id")).expect("opened");
         // Pushed out twice right after a publish: taken for a takeover, so it moves.
         for _ in 0..2 {
             assert_eq!(next(), "exact-id");
@@ -1727,7 +1806,7 @@ mod tests {
         assert_eq!(next(), "exact-id", "back to the configured id");
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
         drop(connection);
-        let again = Connection::get(&scripted(port, "exact-id"));
+        let again = Connection::get(&scripted(port, "exact-id")).expect("opened");
         assert_eq!(next(), "exact-id", "the refused id is given up");
         drop(again);
     }
@@ -1859,7 +1938,7 @@ mod tests {
     fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
         let (quit, quit_rx) = mpsc::channel();
         let (port, broker_thread) = scripted_broker(move |listener| deaf_broker(listener, quit_rx));
-        let connection = Connection::get(&scripted(port, "deaf-test"));
+        let connection = Connection::get(&scripted(port, "deaf-test")).expect("opened");
         // 64 MiB: more than loopback's socket buffers hold, both sides together.
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
         // Within the byte bound too (4 KiB a record), or the pack fails before a write.
@@ -1880,7 +1959,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "slow-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         // 48 MiB: more than loopback's socket buffers hold, and more messages than the window.
         let answers: Vec<_> = (0..24)
             .map(|_| {
@@ -1941,7 +2020,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "slow-backlog-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let (pack, how, messages, _answer) =
             pack_of(Qos::AtMostOnce, vec![vec![b'x'; 512 << 10]; 128]);
         connection.submit(&pack, how, messages, 100_000);
@@ -1969,7 +2048,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "slow-reader-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         // 16 MiB, one window: four seconds of reading, more than loopback's buffers hold.
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 512 << 10]; 32]);
         connection.submit(&pack, how, messages, 100_000);
@@ -2047,7 +2126,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "trickle-test")
-        });
+        })
+        .expect("opened");
         // 16 MiB: about six seconds of this broker's reading, more than loopback's buffers.
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
         connection.submit(&pack, how, messages, 100_000);
@@ -2069,7 +2149,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "stops-reading-test")
-        });
+        })
+        .expect("opened");
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
         connection.submit(&pack, how, messages, 100_000);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
@@ -2110,7 +2191,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "queue-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![b"{}".to_vec(); 5000]);
         connection.submit(&pack, how, messages, 100_000);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
@@ -2134,7 +2215,7 @@ mod tests {
             max_inflight: Some(30),
             ..scripted(port, "shrinking-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let (pack, how, messages, rx) = qos1_pack(25);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
@@ -2171,7 +2252,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "expiry-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let first = ids.recv_timeout(WAIT).expect("first CONNECT");
         let second = ids.recv_timeout(WAIT).expect("second CONNECT");
         assert!(!first.contains(&0x11), "{first:x?}");
@@ -2217,7 +2298,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "busy-v5-test")
-        });
+        })
+        .expect("opened");
         let until = Instant::now() + Duration::from_secs(2);
         let mut count = 0;
         while let Some(left) = until.checked_duration_since(Instant::now()) {
@@ -2259,7 +2341,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             failover: vec![("127.0.0.1".into(), healthy)],
             ..scripted(refusing, "failover-refused")
-        });
+        })
+        .expect("opened");
         let (pack, how, messages, rx) = qos1_pack(1);
         connection.submit(&pack, how, messages, 100);
         go.send(()).expect("the refusing broker waits");
@@ -2280,7 +2363,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             failover: vec![("127.0.0.1".into(), b)],
             ..scripted(a, "failover-all-refused")
-        });
+        })
+        .expect("opened");
         let (pack, how, messages, rx) = qos1_pack(1);
         connection.submit(&pack, how, messages, 100);
         go_a.send(()).expect("the first broker waits");
@@ -2289,39 +2373,95 @@ mod tests {
         drop(connection);
     }
 
+    /// Two appenders of one node with one client id and one other connection setting (here
+    /// keep-alive) get two connections: with cleanSession on the second takes an id of its own
+    /// at once, and neither is pushed out. (Before: it connected with the same id, the broker
+    /// closed the first, and the two pushed each other out, failing packs at every close.)
+    #[test]
+    fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let first = Connection::get(&scripted(port, "held-id")).expect("opened");
+        assert_eq!(next(), "held-id");
+        let second = Connection::get(&BrokerConfig {
+            keep_alive: Duration::from_secs(30),
+            ..scripted(port, "held-id")
+        })
+        .expect("opened");
+        let own = next();
+        assert_ne!(own, "held-id", "the id the first connection holds");
+        assert!(own.starts_with("held-id-"), "{own}");
+        let quiet = ids.recv_timeout(Duration::from_secs(2));
+        assert!(quiet.is_err(), "no pushing out: {quiet:?}");
+        assert_eq!(first.metrics().takeovers.load(Ordering::Relaxed), 0);
+        assert_eq!(second.metrics().takeovers.load(Ordering::Relaxed), 0);
+        drop((first, second));
+    }
+
+    /// The same with cleanSession off, where the id names the broker's session and cannot
+    /// change: the second connection is refused, with a message naming the clash, and the first
+    /// is left alone. (Before: both connected with the id and pushed each other out for good.)
+    #[test]
+    fn a_second_persistent_session_with_a_held_client_id_is_refused() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+        let persistent = BrokerConfig {
+            clean_session: false,
+            ..scripted(port, "held-session")
+        };
+        let first = Connection::get(&persistent).expect("opened");
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("held-session"));
+        let refused = Connection::get(&BrokerConfig {
+            max_inflight: Some(10),
+            ..persistent.clone()
+        });
+        let error = refused.err().expect("refused");
+        assert_eq!(error.field, "clientId");
+        let message = error.to_string();
+        assert!(message.contains("client id 'held-session'"), "{message}");
+        assert!(message.contains("another appender"), "{message}");
+        assert!(message.contains("maxInflight"), "{message}");
+        assert!(message.contains("cleanSession off"), "{message}");
+        let quiet = ids.recv_timeout(Duration::from_secs(2));
+        assert!(quiet.is_err(), "the first is left alone: {quiet:?}");
+        // The same settings share the first connection, as ever.
+        let shared = Connection::get(&persistent).expect("shared");
+        assert!(Arc::ptr_eq(&first, &shared));
+        drop((first, shared));
+    }
+
     /// Two connections of one process to one broker, with one client id and other settings
-    /// (two appenders whose usernames differ): after one moved to an id of its own, the other,
-    /// opened again, does not take that id too. (Before: it did, and the two pushed each other
-    /// out with pauses growing to a minute, each taking the id for its own.)
+    /// (two appenders whose usernames differ): after one moved to an id of its own (another
+    /// node took the configured one), the other does not take that id too, and a third, with
+    /// the configured id held, takes the next one. (Before: the second took the moved id, and
+    /// the two pushed each other out with pauses growing to a minute.)
     #[test]
     fn connections_of_one_process_never_share_the_id_one_moved_to() {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
-        let a_config = scripted(port, "shared-id");
-        let b_config = BrokerConfig {
-            username: Some("b".into()),
-            ..scripted(port, "shared-id")
-        };
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let a = Connection::get(&a_config);
+        let a = Connection::get(&scripted(port, "shared-id")).expect("opened");
         assert_eq!(next(), "shared-id");
-        let b = Connection::get(&b_config);
-        assert_eq!(next(), "shared-id");
+        let _other_node = rival_connect(port, "shared-id");
+        assert_eq!(next(), "shared-id", "the other node");
         let moved = next();
         assert!(moved.starts_with("shared-id-"), "{moved}");
-        drop(b);
-        let again = Connection::get(&b_config);
+        let b = Connection::get(&BrokerConfig {
+            username: Some("b".into()),
+            ..scripted(port, "shared-id")
+        })
+        .expect("opened");
         assert_eq!(next(), "shared-id", "not the id the other connection holds");
-        // A third pushes that one out: it moves to an id after the one the first holds.
         let c = Connection::get(&BrokerConfig {
             username: Some("c".into()),
             ..scripted(port, "shared-id")
-        });
-        assert_eq!(next(), "shared-id");
-        assert_eq!(next(), format!("{moved}-2"));
+        })
+        .expect("opened");
+        assert_eq!(next(), format!("{moved}-2"), "neither id another holds");
         let quiet = ids.recv_timeout(Duration::from_secs(2));
         assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
-        drop((a, again, c));
+        drop((a, b, c));
     }
 
     /// Another node's MQTT 3.1.1 CONNECT with `client_id`, on a socket kept open.
@@ -2348,7 +2488,7 @@ mod tests {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let old = Connection::get(&scripted(port, "edit-id"));
+        let old = Connection::get(&scripted(port, "edit-id")).expect("opened");
         assert_eq!(next(), "edit-id");
         let _other_node = rival_connect(port, "edit-id");
         assert_eq!(next(), "edit-id", "the other node");
@@ -2358,7 +2498,8 @@ mod tests {
         let edited = Connection::get(&BrokerConfig {
             username: Some("edited".into()),
             ..scripted(port, "edit-id")
-        });
+        })
+        .expect("opened");
         drop(old);
         assert_eq!(next(), moved, "the edited appender's connection");
         let quiet = ids.recv_timeout(Duration::from_secs(2));
@@ -2376,18 +2517,19 @@ mod tests {
         let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
         let config = scripted(port, "regain-id");
-        let old = Connection::get(&config);
+        let old = Connection::get(&config).expect("opened");
         assert_eq!(next(), "regain-id");
         let _other_node = rival_connect(port, "regain-id");
         assert_eq!(next(), "regain-id", "the other node");
         let moved = next();
         old.draining(Instant::now() + Duration::from_secs(5));
-        let again = Connection::get(&config);
+        let again = Connection::get(&config).expect("opened");
         assert!(Arc::ptr_eq(&old, &again), "the pool's connection");
         let other = Connection::get(&BrokerConfig {
             username: Some("other".into()),
             ..scripted(port, "regain-id")
-        });
+        })
+        .expect("opened");
         let id = next();
         assert_ne!(id, moved, "the id the live connection holds");
         drop((old, again, other));
@@ -2428,7 +2570,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             max_inflight: Some(1),
             ..scripted(port, "status-stall")
-        });
+        })
+        .expect("opened");
         assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
         // Past the status message's patience: a connect and a keep-alive.
         std::thread::sleep(Duration::from_millis(2500));
@@ -2444,7 +2587,7 @@ mod tests {
     #[test]
     fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
         let (port, broker_thread) = scripted_broker(nagle_broker);
-        let connection = Connection::get(&scripted(port, "nudge-test"));
+        let connection = Connection::get(&scripted(port, "nudge-test")).expect("opened");
         let (pack, how, messages, rx) = qos1_pack(5);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
