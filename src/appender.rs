@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{AppenderConfig, BrokerConfig, Grouping, MqttVersion, PayloadFormat};
+use crate::config::{
+    AppenderConfig, BrokerConfig, ConfigError, Grouping, MqttVersion, PayloadFormat,
+};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{
@@ -146,16 +148,18 @@ fn connection_settings(config: &AppenderConfig) -> Vec<BrokerConfig> {
 }
 
 impl Appender {
+    /// Fails, for `init` to fail, when a connection cannot be had: its client id is held by
+    /// another appender's connection with other settings, and names a persistent session.
     pub fn open(
         name: &str,
         application_token: &str,
         header: HeaderStructure,
         config: AppenderConfig,
-    ) -> Arc<Appender> {
+    ) -> Result<Arc<Appender>, ConfigError> {
         let connections = connection_settings(&config)
             .iter()
             .map(Connection::get)
-            .collect();
+            .collect::<Result<_, _>>()?;
         log::info!(
             "appender '{name}' publishes to '{}' at QoS {} via {}:{}",
             config.topic.text(),
@@ -189,7 +193,7 @@ impl Appender {
             SWEEP_RESTART_PAUSE,
             move || sweep(weak.clone()),
         ));
-        appender
+        Ok(appender)
     }
 
     /// Takes one pack as Kaa handed it, unchecked: records that could not be read (`Err`) are
@@ -736,7 +740,7 @@ mod tests {
 
     fn open(name: &str, config: AppenderConfig) -> Arc<Appender> {
         let header = HeaderStructure::from_names::<&str>(&[]).expect("header");
-        Appender::open(name, "app", header, config)
+        Appender::open(name, "app", header, config).expect("opened")
     }
 
     /// On a closed loopback port: packs wait 30 s for their deadline, `close` this long.
@@ -971,6 +975,36 @@ mod tests {
         drop(held);
         second.close();
         // The first appender's pack is still answered, at its own deadline at the latest.
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+
+    /// A second appender with the first one's client id, cleanSession off and another
+    /// connection setting does not start: its error names the clash (the node logs it at ERROR
+    /// when init fails), where before both connected and pushed each other out for good. Once
+    /// the first is closed and drains (Kaa editing the appender), the edited one starts.
+    #[test]
+    fn a_persistent_client_id_another_appender_holds_fails_init_until_it_is_closed() {
+        let mut config = unreachable_config(Duration::from_secs(30));
+        config.delivery_timeout = Duration::from_secs(2);
+        config.broker.clean_session = false;
+        config.broker.client_id = "appender-clash".into();
+        let first = open("clash-first", config.clone());
+        let (tx, rx) = mpsc::channel();
+        append_one(&first, "endpoint-a", recorded(&tx));
+        let mut edited = config;
+        edited.broker.keep_alive = Duration::from_secs(30);
+        let header = || HeaderStructure::from_names::<&str>(&[]).expect("header");
+        let refused = Appender::open("clash-second", "app", header(), edited.clone())
+            .err()
+            .expect("refused");
+        assert_eq!(refused.field, "clientId");
+        let message = refused.to_string();
+        assert!(message.contains("'appender-clash'"), "{message}");
+        assert!(message.contains("keepAliveSeconds"), "{message}");
+        first.close();
+        let second = Appender::open("clash-first", "app", header(), edited)
+            .expect("the edited appender starts while the old connection drains");
+        second.close();
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
     }
 }

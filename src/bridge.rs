@@ -279,7 +279,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             .and_then(|layout| AppenderConfig::from_avro(&raw, layout))
             .map_err(|e| BridgeError::Config(e.to_string()))?;
         static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
-        let appender = Appender::open(&name, &token, header, config);
+        let appender = Appender::open(&name, &token, header, config)
+            .map_err(|e| BridgeError::Config(e.to_string()))?;
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
         let mut open = appenders().write().unwrap_or_else(PoisonError::into_inner);
         open.insert(handle, appender);

@@ -134,6 +134,58 @@ pub struct BrokerConfig {
     pub max_inflight: Option<u16>,
 }
 
+impl BrokerConfig {
+    /// The configuration fields in which `other` differs from this, but for the broker address
+    /// and the client id: what makes two appenders with one client id need two connections.
+    pub(crate) fn other_settings(&self, other: &BrokerConfig) -> Vec<&'static str> {
+        // Destructured, so that a setting added here must be named here too.
+        let BrokerConfig {
+            host: _,
+            port: _,
+            client_id: _,
+            username,
+            password,
+            keep_alive,
+            clean_session,
+            connect_timeout,
+            version,
+            failover,
+            status_topic,
+            tls,
+            transport,
+            proxy,
+            session_expiry,
+            status_format,
+            max_inflight,
+        } = self;
+        [
+            (*username != other.username, "username"),
+            (*password != other.password, "password"),
+            (*keep_alive != other.keep_alive, "keepAliveSeconds"),
+            (*clean_session != other.clean_session, "cleanSession"),
+            (
+                *connect_timeout != other.connect_timeout,
+                "connectTimeoutSeconds",
+            ),
+            (*version != other.version, "mqttVersion"),
+            (*failover != other.failover, "brokers"),
+            (*status_topic != other.status_topic, "statusTopic"),
+            (*tls != other.tls, "the TLS settings"),
+            (*transport != other.transport, "transport or webSocketPath"),
+            (*proxy != other.proxy, "the proxy settings"),
+            (
+                *session_expiry != other.session_expiry,
+                "sessionExpirySeconds",
+            ),
+            (*status_format != other.status_format, "statusFormat"),
+            (*max_inflight != other.max_inflight, "maxInflight"),
+        ]
+        .into_iter()
+        .filter_map(|(differs, name)| differs.then_some(name))
+        .collect()
+    }
+}
+
 impl fmt::Debug for BrokerConfig {
     // Hand-written so the password can never reach a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,7 +244,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         ConfigError {
             field,
             message: message.into(),

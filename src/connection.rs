@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::{BrokerConfig, Qos};
+use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{
@@ -102,7 +102,8 @@ fn closing() -> MutexGuard<'static, HashMap<ClientKey, Goodbye>> {
 }
 
 /// Client ids given up after a takeover, and the unique id used instead for the rest of the
-/// process: a connection made again for the same client does not start the fight anew.
+/// process: a connection made again for the same client does not start the fight anew. Unless
+/// the broker refuses that id (it admits exact ids only): then it is given back (`give_back`).
 fn replaced() -> MutexGuard<'static, HashMap<ClientKey, String>> {
     static REPLACED: OnceLock<Mutex<HashMap<ClientKey, String>>> = OnceLock::new();
     lock(REPLACED.get_or_init(Default::default))
@@ -126,6 +127,50 @@ impl IdHold {
         *held_ids().entry(key.clone()).or_default() += 1;
         IdHold(key)
     }
+}
+
+/// Names the live connection of this process, not `previous` (an edited appender's
+/// predecessor, draining), that holds `broker`'s client id under other settings.
+fn clash(
+    broker: &BrokerConfig,
+    pool: &HashMap<BrokerConfig, Weak<Connection>>,
+    previous: Option<&Goodbye>,
+) -> String {
+    let identity = client_key(broker);
+    let other = pool
+        .iter()
+        .filter(|(config, _)| client_key(config) == identity)
+        .find(|(_, connection)| {
+            connection.upgrade().is_some_and(|c| {
+                let draining =
+                    previous.is_some_and(|g| Arc::ptr_eq(&g.finished, &c.shared.finished));
+                let holds = lock(&c.shared.hold)
+                    .as_ref()
+                    .is_some_and(|h| h.0 .2 == broker.client_id);
+                holds && !draining
+            })
+        });
+    let settings = other
+        .map(|(config, _)| broker.other_settings(config).join(", "))
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" (different {s})"))
+        .unwrap_or_default();
+    format!(
+        "another appender of this node holds a connection to {} with client id '{}' and other \
+         connection settings{settings}",
+        address_label(broker, &broker.host, broker.port),
+        broker.client_id
+    )
+}
+
+/// This node's own id for `configured` ([`crate::identity::unique`]), or, where another
+/// connection of this process holds that, the first of its `-2`, `-3`, ... that is `free`.
+fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
+    let base = crate::identity::unique(configured);
+    std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| free(id))
+        .unwrap_or(base)
 }
 
 /// Whether a connection other than `shared`'s holds `client_id` at its broker.
@@ -226,8 +271,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The connection for `broker`, shared with other appenders of the same identity.
-    pub fn get(broker: &BrokerConfig) -> Arc<Connection> {
+    /// The connection for `broker`, shared with other appenders of the same identity. Refused
+    /// when another connection of this process holds its client id and the id may not change.
+    pub fn get(broker: &BrokerConfig) -> Result<Arc<Connection>, ConfigError> {
         static POOL: OnceLock<Mutex<HashMap<BrokerConfig, Weak<Connection>>>> = OnceLock::new();
         let mut pool = lock(POOL.get_or_init(Default::default));
         pool.retain(|_, c| c.strong_count() > 0);
@@ -235,32 +281,59 @@ impl Connection {
             // Draining for a closed appender, it has a new one: no longer on its way out, so
             // no connection made later waits for it, or takes the id it holds.
             existing.shared.stay();
-            return existing;
+            return Ok(existing);
         }
-        let connection = Arc::new(Connection::open(broker));
+        let connection = Arc::new(Connection::open(broker, &pool)?);
         pool.insert(broker.clone(), Arc::downgrade(&connection));
-        connection
+        Ok(connection)
     }
 
-    fn open(broker: &BrokerConfig) -> Connection {
+    fn open(
+        broker: &BrokerConfig,
+        pool: &HashMap<BrokerConfig, Weak<Connection>>,
+    ) -> Result<Connection, ConfigError> {
         let identity = client_key(broker);
         let previous = closing().get(&identity).cloned();
-        // The id an earlier connection for this client moved to, unless a connection with other
-        // settings holds it now (the two would push each other out). The one closing for this
-        // client (an edited appender's predecessor, draining) may: this one connects only after
-        // its DISCONNECT.
-        let client_id = replaced()
-            .get(&identity)
-            .filter(|id| {
-                let key = (broker.host.clone(), broker.port, (*id).clone());
-                let held = held_ids().get(&key).copied().unwrap_or(0);
-                let predecessor_holds = previous
-                    .as_ref()
-                    .is_some_and(|g| g.holds.as_deref() == Some(id.as_str()));
-                held == 0 || (held == 1 && predecessor_holds)
-            })
-            .cloned()
-            .unwrap_or_else(|| broker.client_id.clone());
+        // Whether no connection of this process holds `id` at this broker, but maybe the one
+        // closing for this client (an edited appender's predecessor, draining): this one
+        // connects only after its DISCONNECT. Two connections holding one id at once would
+        // push each other out.
+        let free = |id: &str| {
+            let key = (broker.host.clone(), broker.port, id.to_string());
+            let held = held_ids().get(&key).copied().unwrap_or(0);
+            let predecessor_holds = previous
+                .as_ref()
+                .is_some_and(|g| g.holds.as_deref() == Some(id));
+            held == 0 || (held == 1 && predecessor_holds)
+        };
+        // The id an earlier connection for this client moved to, unless another holds it now.
+        let moved = replaced().get(&identity).filter(|id| free(id)).cloned();
+        let client_id = match moved {
+            Some(id) => id,
+            None if free(&broker.client_id) => broker.client_id.clone(),
+            None => {
+                // Another appender of this node with this client id and other connection
+                // settings, live: the broker would keep closing one of the two connections.
+                let clash = clash(broker, pool, previous.as_ref());
+                if !broker.clean_session {
+                    return Err(ConfigError::new(
+                        "clientId",
+                        format!(
+                            "{clash}; with cleanSession off the id names the broker's session \
+                             and cannot change, and the broker would keep closing one of the two \
+                             connections: give each appender its own clientId"
+                        ),
+                    ));
+                }
+                let own = own_id(&broker.client_id, free);
+                log::warn!(
+                    "{clash}; the broker would keep closing one of the two connections, so this \
+                     one connects as '{own}' (cleanSession is on: the id carries no state); give \
+                     each appender its own clientId to choose the id"
+                );
+                own
+            }
+        };
         let hold = IdHold::new(&identity, &client_id);
         let label = format!(
             "{} as '{client_id}'",
@@ -291,7 +364,7 @@ impl Connection {
             shared: Arc::clone(&shared),
             client_id,
         });
-        Connection { shared }
+        Ok(Connection { shared })
     }
 
     /// Hands a pack's messages to the connection without waiting on the network.
@@ -837,6 +910,32 @@ impl<E: EventLoop> Driver<E> {
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
                 let (text, refused) = match failure {
+                    Failure::Refused(code)
+                        if *client_id != shared.identity.2
+                            && !held_by_another(shared, &shared.identity.2) =>
+                    {
+                        // Refused under the id this node moved to after a takeover: a broker
+                        // that admits exact ids only (AWS IoT policies) refuses it at every
+                        // retry, and every pack would fail until the node restarts. The
+                        // configured id it admits; the other client may still hold it, and
+                        // the pauses between takeovers grow as for a persistent session. Not
+                        // while another connection of this process holds it: the two would
+                        // push each other out for good.
+                        let configured = shared.identity.2.clone();
+                        give_back(shared, client_id, &configured);
+                        let text = format!(
+                            "refused the connection: {code}; '{client_id}' is the id this node \
+                             moved to after a takeover, and a broker that admits exact client \
+                             ids only (AWS IoT policies) refuses any other: connecting as \
+                             '{configured}' again"
+                        );
+                        *client_id = configured;
+                        pause = Some(jitter(*takeover_backoff));
+                        *takeover_backoff = (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
+                        // Not counted as the broker's refusal: the packs waiting get the
+                        // configured id's answer.
+                        (text, false)
+                    }
                     Failure::Refused(code) => {
                         // A broker that keeps no retained messages, or takes QoS 0 only,
                         // refuses the CONNECT that carries the status topic's last will.
@@ -849,7 +948,19 @@ impl<E: EventLoop> Driver<E> {
                             }
                             _ => "",
                         };
-                        (format!("refused the connection: {code}{hint}"), true)
+                        // Here a moved id only while another appender of this node holds the
+                        // configured one: a broker admitting exact ids only admits one of them.
+                        let configured = &shared.identity.2;
+                        let clash = if *client_id != *configured {
+                            format!(
+                                " (another appender of this node holds '{configured}' with other \
+                                 connection settings, and a broker that admits exact client ids \
+                                 only refuses any other: give each appender its own clientId)"
+                            )
+                        } else {
+                            String::new()
+                        };
+                        (format!("refused the connection: {code}{hint}{clash}"), true)
                     }
                     Failure::Closed { why, taken_over }
                         if taken_over.unwrap_or(likely_takeover) =>
@@ -969,13 +1080,8 @@ fn taken_over_by_another(
          one configuration?)",
         lived.as_millis()
     );
-    // This node's own id, or, where another connection of this process (same broker and id,
-    // other settings) holds it, the first one after it that none holds.
-    let base = crate::identity::unique(configured);
-    let unique = std::iter::once(base.clone())
-        .chain((2..).map(|n| format!("{base}-{n}")))
-        .find(|id| !held_by_another(shared, id))
-        .unwrap_or(base);
+    // Not one another connection of this process (same broker and id, other settings) holds.
+    let unique = own_id(configured, |id| !held_by_another(shared, id));
     if !shared.clean_session {
         // ERROR once: what follows is the same fault, counted at WARN.
         let level = if count == 1 {
@@ -1009,6 +1115,19 @@ fn taken_over_by_another(
     );
     replaced().insert(shared.identity.clone(), unique.clone());
     Some(unique)
+}
+
+/// The connection `shared` gives up `moved`, the id it moved to, for its configured id: a
+/// connection made again for the same client starts with the configured id too.
+fn give_back(shared: &Shared, moved: &str, configured: &str) {
+    let mut replaced = replaced();
+    if replaced.get(&shared.identity).map(String::as_str) == Some(moved) {
+        replaced.remove(&shared.identity);
+    }
+    drop(replaced);
+    if !shared.released.load(Ordering::Acquire) {
+        *lock(&shared.hold) = Some(IdHold::new(&shared.identity, configured));
+    }
 }
 
 /// Writes what the client holds ready (see [`EventLoop::write`]); `None` when nothing was
@@ -1622,7 +1741,7 @@ mod tests {
     ) -> (Vec<Outcome>, Vec<String>, u64) {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, closing, tx));
-        let connection = Connection::get(&scripted(port, configured));
+        let connection = Connection::get(&scripted(port, configured)).expect("opened");
         let mut answers = Vec::new();
         let mut seen = Vec::new();
         for _ in 0..packs {
@@ -1662,6 +1781,77 @@ mod tests {
         assert_eq!(ids[..2], ["closes-twice", "closes-twice"]);
         assert!(ids[2].starts_with("closes-twice-"), "{ids:?}");
         assert_eq!(takeovers, 1);
+    }
+
+    /// An MQTT 3.1.1 broker that admits `configured` only, as an AWS IoT policy naming the
+    /// exact client id does: it refuses any other id with return code 5 (not authorised). Of
+    /// the connections it accepts, it closes the first `kicks` at their first publish without
+    /// a word, as when another client connects with the id; later ones it acks. It reports the
+    /// client id of every CONNECT.
+    fn exact_id_broker_v4(
+        listener: std::net::TcpListener,
+        configured: &'static str,
+        kicks: usize,
+        ids: mpsc::Sender<String>,
+    ) {
+        use std::io::Write;
+        let mut accepted = 0;
+        while let Ok((mut s, _)) = listener.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, body)) = read_packet(&mut s) else {
+                continue;
+            };
+            let id = connect_client_id(&body);
+            let admitted = id == configured;
+            if ids.send(id).is_err() {
+                return;
+            }
+            if !admitted {
+                let _ = s.write_all(&[0x20, 0x02, 0x00, 0x05]);
+                continue;
+            }
+            if s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+                continue;
+            }
+            accepted += 1;
+            while let Some((kind, body)) = read_packet(&mut s) {
+                if kind >> 4 != 3 {
+                    continue;
+                }
+                if accepted <= kicks || s.write_all(&puback_for(&body)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A rolling restart on a broker that admits exact client ids only: the new node, pushed
+    /// out by the old one, moves to an id of its own, which the broker refuses; it goes back
+    /// to the configured id, delivers, and a connection made again starts with that id.
+    /// (Before: it retried the refused id until it restarted, every pack onRemoteError.)
+    #[test]
+    fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "exact-id", 2, tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let connection = Connection::get(&scripted(port, "exact-id")).expect("opened");
+        // Pushed out twice right after a publish: taken for a takeover, so it moves.
+        for _ in 0..2 {
+            assert_eq!(next(), "exact-id");
+            let (pack, how, messages, rx) = qos1_pack(1);
+            connection.submit(&pack, how, messages, 100);
+            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        }
+        let moved = next();
+        assert!(moved.starts_with("exact-id-"), "{moved}");
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(next(), "exact-id", "back to the configured id");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        drop(connection);
+        let again = Connection::get(&scripted(port, "exact-id")).expect("opened");
+        assert_eq!(next(), "exact-id", "the refused id is given up");
+        drop(again);
     }
 
     /// The identifiers of an MQTT 5 CONNECT's properties.
@@ -1791,7 +1981,7 @@ mod tests {
     fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
         let (quit, quit_rx) = mpsc::channel();
         let (port, broker_thread) = scripted_broker(move |listener| deaf_broker(listener, quit_rx));
-        let connection = Connection::get(&scripted(port, "deaf-test"));
+        let connection = Connection::get(&scripted(port, "deaf-test")).expect("opened");
         // 64 MiB: more than loopback's socket buffers hold, both sides together.
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
         // Within the byte bound too (4 KiB a record), or the pack fails before a write.
@@ -1812,7 +2002,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "slow-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         // 48 MiB: more than loopback's socket buffers hold, and more messages than the window.
         let answers: Vec<_> = (0..24)
             .map(|_| {
@@ -1873,7 +2063,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "slow-backlog-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let (pack, how, messages, _answer) =
             pack_of(Qos::AtMostOnce, vec![vec![b'x'; 512 << 10]; 128]);
         connection.submit(&pack, how, messages, 100_000);
@@ -1901,7 +2091,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "slow-reader-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         // 16 MiB, one window: four seconds of reading, more than loopback's buffers hold.
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 512 << 10]; 32]);
         connection.submit(&pack, how, messages, 100_000);
@@ -1979,7 +2169,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "trickle-test")
-        });
+        })
+        .expect("opened");
         // 16 MiB: about six seconds of this broker's reading, more than loopback's buffers.
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
         connection.submit(&pack, how, messages, 100_000);
@@ -2001,7 +2192,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             connect_timeout: Duration::from_secs(1),
             ..scripted(port, "stops-reading-test")
-        });
+        })
+        .expect("opened");
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
         connection.submit(&pack, how, messages, 100_000);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
@@ -2042,7 +2234,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "queue-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![b"{}".to_vec(); 5000]);
         connection.submit(&pack, how, messages, 100_000);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
@@ -2066,7 +2258,7 @@ mod tests {
             max_inflight: Some(30),
             ..scripted(port, "shrinking-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let (pack, how, messages, rx) = qos1_pack(25);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
@@ -2103,7 +2295,7 @@ mod tests {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "expiry-v5-test")
         };
-        let connection = Connection::get(&config);
+        let connection = Connection::get(&config).expect("opened");
         let first = ids.recv_timeout(WAIT).expect("first CONNECT");
         let second = ids.recv_timeout(WAIT).expect("second CONNECT");
         assert!(!first.contains(&0x11), "{first:x?}");
@@ -2149,7 +2341,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             version: crate::config::MqttVersion::V5,
             ..scripted(port, "busy-v5-test")
-        });
+        })
+        .expect("opened");
         let until = Instant::now() + Duration::from_secs(2);
         let mut count = 0;
         while let Some(left) = until.checked_duration_since(Instant::now()) {
@@ -2191,7 +2384,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             failover: vec![("127.0.0.1".into(), healthy)],
             ..scripted(refusing, "failover-refused")
-        });
+        })
+        .expect("opened");
         let (pack, how, messages, rx) = qos1_pack(1);
         connection.submit(&pack, how, messages, 100);
         go.send(()).expect("the refusing broker waits");
@@ -2212,7 +2406,8 @@ mod tests {
         let connection = Connection::get(&BrokerConfig {
             failover: vec![("127.0.0.1".into(), b)],
             ..scripted(a, "failover-all-refused")
-        });
+        })
+        .expect("opened");
         let (pack, how, messages, rx) = qos1_pack(1);
         connection.submit(&pack, how, messages, 100);
         go_a.send(()).expect("the first broker waits");
@@ -2221,39 +2416,95 @@ mod tests {
         drop(connection);
     }
 
+    /// Two appenders of one node with one client id and one other connection setting (here
+    /// keep-alive) get two connections: with cleanSession on the second takes an id of its own
+    /// at once, and neither is pushed out. (Before: it connected with the same id, the broker
+    /// closed the first, and the two pushed each other out, failing packs at every close.)
+    #[test]
+    fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let first = Connection::get(&scripted(port, "held-id")).expect("opened");
+        assert_eq!(next(), "held-id");
+        let second = Connection::get(&BrokerConfig {
+            keep_alive: Duration::from_secs(30),
+            ..scripted(port, "held-id")
+        })
+        .expect("opened");
+        let own = next();
+        assert_ne!(own, "held-id", "the id the first connection holds");
+        assert!(own.starts_with("held-id-"), "{own}");
+        let quiet = ids.recv_timeout(Duration::from_secs(2));
+        assert!(quiet.is_err(), "no pushing out: {quiet:?}");
+        assert_eq!(first.metrics().takeovers.load(Ordering::Relaxed), 0);
+        assert_eq!(second.metrics().takeovers.load(Ordering::Relaxed), 0);
+        drop((first, second));
+    }
+
+    /// The same with cleanSession off, where the id names the broker's session and cannot
+    /// change: the second connection is refused, with a message naming the clash, and the first
+    /// is left alone. (Before: both connected with the id and pushed each other out for good.)
+    #[test]
+    fn a_second_persistent_session_with_a_held_client_id_is_refused() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+        let persistent = BrokerConfig {
+            clean_session: false,
+            ..scripted(port, "held-session")
+        };
+        let first = Connection::get(&persistent).expect("opened");
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("held-session"));
+        let refused = Connection::get(&BrokerConfig {
+            max_inflight: Some(10),
+            ..persistent.clone()
+        });
+        let error = refused.err().expect("refused");
+        assert_eq!(error.field, "clientId");
+        let message = error.to_string();
+        assert!(message.contains("client id 'held-session'"), "{message}");
+        assert!(message.contains("another appender"), "{message}");
+        assert!(message.contains("maxInflight"), "{message}");
+        assert!(message.contains("cleanSession off"), "{message}");
+        let quiet = ids.recv_timeout(Duration::from_secs(2));
+        assert!(quiet.is_err(), "the first is left alone: {quiet:?}");
+        // The same settings share the first connection, as ever.
+        let shared = Connection::get(&persistent).expect("shared");
+        assert!(Arc::ptr_eq(&first, &shared));
+        drop((first, shared));
+    }
+
     /// Two connections of one process to one broker, with one client id and other settings
-    /// (two appenders whose usernames differ): after one moved to an id of its own, the other,
-    /// opened again, does not take that id too. (Before: it did, and the two pushed each other
-    /// out with pauses growing to a minute, each taking the id for its own.)
+    /// (two appenders whose usernames differ): after one moved to an id of its own (another
+    /// node took the configured one), the other does not take that id too, and a third, with
+    /// the configured id held, takes the next one. (Before: the second took the moved id, and
+    /// the two pushed each other out with pauses growing to a minute.)
     #[test]
     fn connections_of_one_process_never_share_the_id_one_moved_to() {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
-        let a_config = scripted(port, "shared-id");
-        let b_config = BrokerConfig {
-            username: Some("b".into()),
-            ..scripted(port, "shared-id")
-        };
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let a = Connection::get(&a_config);
+        let a = Connection::get(&scripted(port, "shared-id")).expect("opened");
         assert_eq!(next(), "shared-id");
-        let b = Connection::get(&b_config);
-        assert_eq!(next(), "shared-id");
+        let _other_node = rival_connect(port, "shared-id");
+        assert_eq!(next(), "shared-id", "the other node");
         let moved = next();
         assert!(moved.starts_with("shared-id-"), "{moved}");
-        drop(b);
-        let again = Connection::get(&b_config);
+        let b = Connection::get(&BrokerConfig {
+            username: Some("b".into()),
+            ..scripted(port, "shared-id")
+        })
+        .expect("opened");
         assert_eq!(next(), "shared-id", "not the id the other connection holds");
-        // A third pushes that one out: it moves to an id after the one the first holds.
         let c = Connection::get(&BrokerConfig {
             username: Some("c".into()),
             ..scripted(port, "shared-id")
-        });
-        assert_eq!(next(), "shared-id");
-        assert_eq!(next(), format!("{moved}-2"));
+        })
+        .expect("opened");
+        assert_eq!(next(), format!("{moved}-2"), "neither id another holds");
         let quiet = ids.recv_timeout(Duration::from_secs(2));
         assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
-        drop((a, again, c));
+        drop((a, b, c));
     }
 
     /// Another node's MQTT 3.1.1 CONNECT with `client_id`, on a socket kept open.
@@ -2280,7 +2531,7 @@ mod tests {
         let (tx, ids) = mpsc::channel();
         let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let old = Connection::get(&scripted(port, "edit-id"));
+        let old = Connection::get(&scripted(port, "edit-id")).expect("opened");
         assert_eq!(next(), "edit-id");
         let _other_node = rival_connect(port, "edit-id");
         assert_eq!(next(), "edit-id", "the other node");
@@ -2290,7 +2541,8 @@ mod tests {
         let edited = Connection::get(&BrokerConfig {
             username: Some("edited".into()),
             ..scripted(port, "edit-id")
-        });
+        })
+        .expect("opened");
         drop(old);
         assert_eq!(next(), moved, "the edited appender's connection");
         let quiet = ids.recv_timeout(Duration::from_secs(2));
@@ -2308,18 +2560,19 @@ mod tests {
         let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
         let config = scripted(port, "regain-id");
-        let old = Connection::get(&config);
+        let old = Connection::get(&config).expect("opened");
         assert_eq!(next(), "regain-id");
         let _other_node = rival_connect(port, "regain-id");
         assert_eq!(next(), "regain-id", "the other node");
         let moved = next();
         old.draining(Instant::now() + Duration::from_secs(5));
-        let again = Connection::get(&config);
+        let again = Connection::get(&config).expect("opened");
         assert!(Arc::ptr_eq(&old, &again), "the pool's connection");
         let other = Connection::get(&BrokerConfig {
             username: Some("other".into()),
             ..scripted(port, "regain-id")
-        });
+        })
+        .expect("opened");
         let id = next();
         assert_ne!(id, moved, "the id the live connection holds");
         drop((old, again, other));
@@ -2360,7 +2613,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             max_inflight: Some(1),
             ..scripted(port, "status-stall")
-        });
+        })
+        .expect("opened");
         assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
         // Past the status message's patience: a connect and a keep-alive.
         std::thread::sleep(Duration::from_millis(2500));
@@ -2376,7 +2630,7 @@ mod tests {
     #[test]
     fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
         let (port, broker_thread) = scripted_broker(nagle_broker);
-        let connection = Connection::get(&scripted(port, "nudge-test"));
+        let connection = Connection::get(&scripted(port, "nudge-test")).expect("opened");
         let (pack, how, messages, rx) = qos1_pack(5);
         connection.submit(&pack, how, messages, 100);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));

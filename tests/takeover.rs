@@ -104,7 +104,8 @@ fn mqtt5_session_taken_over_moves_to_an_id_of_its_own_at_once() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let configured = "it-v5-taken-over";
-    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V5, true));
+    let connection =
+        Connection::get(&broker_config(port, configured, MqttVersion::V5, true)).expect("opened");
     let (mut first, id) = accept_connect(&listener);
     assert_eq!(
         id, configured,
@@ -126,7 +127,8 @@ fn mqtt3_close_right_after_connack_moves_to_an_id_of_its_own() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let configured = "it-v4-pushed-out";
-    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true));
+    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true))
+        .expect("opened");
     let (mut first, id) = accept_connect(&listener);
     assert_eq!(id, configured);
     connack(&mut first, MqttVersion::V3_1_1);
@@ -138,7 +140,8 @@ fn mqtt3_close_right_after_connack_moves_to_an_id_of_its_own() {
     // Once moved, a connection made again for the same client starts with the new id.
     drop(connection);
     drop(second);
-    let again = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true));
+    let again = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true))
+        .expect("opened");
     let (_third, reused) = accept_connect(&listener);
     assert_eq!(reused, id);
     drop(again);
@@ -149,7 +152,8 @@ fn a_long_lived_connection_closed_keeps_its_id() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let configured = "it-v4-broker-restart";
-    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true));
+    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true))
+        .expect("opened");
     let (mut first, _) = accept_connect(&listener);
     connack(&mut first, MqttVersion::V3_1_1);
     // A broker restart, say: the connection had lived past the takeover window.
@@ -165,7 +169,8 @@ fn persistent_session_keeps_its_id_and_counts_the_takeover() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let configured = "it-v4-persistent";
-    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, false));
+    let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, false))
+        .expect("opened");
     let (mut first, _) = accept_connect(&listener);
     connack(&mut first, MqttVersion::V3_1_1);
     drop(first);
