@@ -1375,9 +1375,9 @@ mod tests {
     fn close_scripted(shared: &Shared, events: &UnboundedSender<Step>) {
         shared.released.store(true, Ordering::Release);
         shared.shutdown.notify_one();
-        events
-            .send(Step::Event(Observed::Disconnected))
-            .expect("sent");
+        // Ends a connected driver's poll. One between connections (in its reconnect pause)
+        // already ended at the shutdown notice, and dropped the script's receiver with it.
+        let _ = events.send(Step::Event(Observed::Disconnected));
         let finished = Arc::clone(&shared.finished);
         let ended =
             runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
