@@ -330,22 +330,8 @@ mod tests {
 
     /// `der` as PEM, in lines of 64 base64 characters as openssl writes it.
     fn pem(label: &str, der: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut base64 = Vec::new();
-        for chunk in der.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-            for i in 0..4 {
-                base64.push(if i <= chunk.len() {
-                    ALPHABET[(n >> (18 - 6 * i) & 63) as usize]
-                } else {
-                    b'='
-                });
-            }
-        }
+        crate::json_text::write_base64(&mut base64, der);
         let lines: Vec<&str> = base64
             .chunks(64)
             .map(|line| std::str::from_utf8(line).expect("ASCII"))
