@@ -909,9 +909,11 @@ impl<E: EventLoop> Driver<E> {
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
+                let of_the_id = failure.may_refuse_the_id();
                 let (text, refused) = match failure {
                     Failure::Refused(code)
-                        if *client_id != shared.identity.2
+                        if of_the_id
+                            && *client_id != shared.identity.2
                             && !held_by_another(shared, &shared.identity.2) =>
                     {
                         // Refused under the id this node moved to after a takeover: a broker
@@ -1784,14 +1786,15 @@ mod tests {
     }
 
     /// An MQTT 3.1.1 broker that admits `configured` only, as an AWS IoT policy naming the
-    /// exact client id does: it refuses any other id with return code 5 (not authorised). Of
+    /// exact client id does: it refuses any other id with return code `refusal` (5: not
+    /// authorised; 3: server unavailable, as a busy broker refusing a new client would). Of
     /// the connections it accepts, it closes the first `kicks` at their first publish without
     /// a word, as when another client connects with the id; later ones it acks. It reports the
     /// client id of every CONNECT.
     fn exact_id_broker_v4(
         listener: std::net::TcpListener,
         configured: &'static str,
-        kicks: usize,
+        (kicks, refusal): (usize, u8),
         ids: mpsc::Sender<String>,
     ) {
         use std::io::Write;
@@ -1807,7 +1810,7 @@ mod tests {
                 return;
             }
             if !admitted {
-                let _ = s.write_all(&[0x20, 0x02, 0x00, 0x05]);
+                let _ = s.write_all(&[0x20, 0x02, 0x00, refusal]);
                 continue;
             }
             if s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
@@ -1832,7 +1835,7 @@ mod tests {
     #[test]
     fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
         let (tx, ids) = mpsc::channel();
-        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "exact-id", 2, tx));
+        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "exact-id", (2, 5), tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
         let connection = Connection::get(&scripted(port, "exact-id")).expect("opened");
         // Pushed out twice right after a publish: taken for a takeover, so it moves.
@@ -1852,6 +1855,26 @@ mod tests {
         let again = Connection::get(&scripted(port, "exact-id")).expect("opened");
         assert_eq!(next(), "exact-id", "the refused id is given up");
         drop(again);
+    }
+
+    /// A moved id refused for a reason that is not about the id (here "server unavailable")
+    /// is kept: going back to the configured id would push the other node out of it again.
+    #[test]
+    fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "busy-id", (2, 3), tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let connection = Connection::get(&scripted(port, "busy-id")).expect("opened");
+        for _ in 0..2 {
+            assert_eq!(next(), "busy-id");
+            let (pack, how, messages, rx) = qos1_pack(1);
+            connection.submit(&pack, how, messages, 100);
+            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        }
+        let moved = next();
+        assert!(moved.starts_with("busy-id-"), "{moved}");
+        assert_eq!(next(), moved, "still the id it moved to after the refusal");
+        drop(connection);
     }
 
     /// The identifiers of an MQTT 5 CONNECT's properties.

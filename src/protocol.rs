@@ -203,6 +203,19 @@ pub enum Failure {
     Broken(String),
 }
 
+impl Failure {
+    /// Whether the broker refused the connection for its client id, or may have: "identifier
+    /// rejected", or "not authorised", which is what a broker admitting listed ids only (AWS
+    /// IoT policies, Mosquitto's `clientid_prefixes`) answers. Busy, unavailable, a proxy's
+    /// 407 and bad credentials are about anything but the id.
+    pub fn may_refuse_the_id(&self) -> bool {
+        matches!(self, Failure::Refused(code) if matches!(
+            code.as_str(),
+            "BadClientId" | "ClientIdentifierNotValid" | "NotAuthorized" | "Banned"
+        ))
+    }
+}
+
 /// An I/O error that means the peer closed the socket, not that the network failed.
 fn closed_by_peer(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
