@@ -1877,6 +1877,120 @@ mod tests {
         drop(connection);
     }
 
+    /// Where the first connection of `session_broker` is lost.
+    #[derive(Clone, Copy)]
+    enum Loss {
+        /// After the broker took the first QoS 2 PUBLISH, before its PUBREC went out.
+        BeforePubrec,
+        /// At the first PUBREL, before the broker answered it.
+        BeforePubcomp,
+    }
+
+    /// An MQTT 3.1.1 broker keeping a QoS 2 sender's session as MQTT 3.1.1 (4.3.3) has it: the
+    /// packet id of each message it took stays held until that message's PUBREL, and a
+    /// PUBLISH on a held id is a duplicate of the held message: answered PUBREC, not delivered
+    /// (EMQX's way). A PUBREL gets a PUBCOMP whether its id is held or not (Mosquitto's way).
+    /// Its first connection is lost as `loss` says; later ones resume the session and answer
+    /// each PUBLISH after 20 ms, as over a real network. It reports each payload it delivers,
+    /// and each it takes for a duplicate.
+    fn session_broker(listener: std::net::TcpListener, loss: Loss, log: mpsc::Sender<String>) {
+        use std::io::Write;
+        let mut held = std::collections::HashSet::new();
+        for connection in 0.. {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, _)) = read_packet(&mut s) else {
+                continue;
+            };
+            let resumed = u8::from(connection > 0);
+            if s.write_all(&[0x20, 0x02, resumed, 0x00]).is_err() {
+                continue;
+            }
+            while let Some((kind, body)) = read_packet(&mut s) {
+                let answer = match kind >> 4 {
+                    3 => {
+                        let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                        let pkid = [body[2 + topic], body[3 + topic]];
+                        let payload = String::from_utf8_lossy(&body[4 + topic..]).into_owned();
+                        let taken = held.insert(pkid);
+                        let said = if taken { "delivered" } else { "duplicate" };
+                        if log.send(format!("{said} {payload}")).is_err() {
+                            return;
+                        }
+                        if connection == 0 && matches!(loss, Loss::BeforePubrec) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20 * u64::from(resumed)));
+                        [0x50, 0x02, pkid[0], pkid[1]]
+                    }
+                    6 => {
+                        if connection == 0 {
+                            break;
+                        }
+                        held.remove(&[body[0], body[1]]);
+                        [0x70, 0x02, body[0], body[1]]
+                    }
+                    _ => continue,
+                };
+                if s.write_all(&answer).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A QoS 2 sender on a persistent session, its connection lost with a message the broker
+    /// holds unreleased: on the resumed session the next messages reuse that packet id. They
+    /// are delivered and confirmed on the one new connection. (Before: the held message got no
+    /// PUBREL, so a strict broker took the new message on its id for a duplicate and dropped
+    /// it, and the pack was answered onSuccess; or the new publish overtook the PUBREL rumqttc
+    /// kept, Mosquitto answered both PUBRELs for the id, and rumqttc dropped the connection at
+    /// the second PUBCOMP, failing the packs on it.)
+    fn a_resumed_session_releases_what_the_broker_holds(loss: Loss, id: &str) {
+        let (tx, log) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| session_broker(l, loss, tx));
+        let connection = Connection::get(&BrokerConfig {
+            clean_session: false,
+            ..scripted(port, id)
+        })
+        .expect("opened");
+        let (old, how, messages, rx) = pack_of(Qos::ExactlyOnce, vec![b"old".to_vec()]);
+        connection.submit(&old, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        for payloads in [["new1", "new2"], ["new3", "new4"]] {
+            let payloads = payloads.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let (pack, how, messages, rx) = pack_of(Qos::ExactlyOnce, payloads);
+            connection.submit(&pack, how, messages, 100);
+            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        }
+        let reconnects = connection.metrics().reconnects.load(Ordering::Relaxed);
+        drop(connection);
+        let said: Vec<String> = log.try_iter().collect();
+        assert_eq!(
+            said,
+            [
+                "delivered old",
+                "delivered new1",
+                "delivered new2",
+                "delivered new3",
+                "delivered new4"
+            ]
+        );
+        assert_eq!(reconnects, 1, "the resumed session's connection stays up");
+    }
+
+    #[test]
+    fn a_resumed_session_releases_a_message_lost_before_its_pubrec() {
+        a_resumed_session_releases_what_the_broker_holds(Loss::BeforePubrec, "held-unacked");
+    }
+
+    #[test]
+    fn a_resumed_session_releases_a_message_lost_before_its_pubcomp() {
+        a_resumed_session_releases_what_the_broker_holds(Loss::BeforePubcomp, "held-released");
+    }
+
     /// The identifiers of an MQTT 5 CONNECT's properties.
     fn connect_property_ids(body: &[u8]) -> Vec<u8> {
         // Protocol name (2 + 4), level, flags, keep-alive (2), then the properties' length.
