@@ -292,7 +292,7 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, $release:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -353,22 +353,14 @@ macro_rules! event_loop {
                     .iter()
                     .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
                     .count();
-                // What a resumed session still holds stays, as PUBRELs: rumqttc drops them
-                // when the broker kept no session, and sends them first when it did (so does
-                // `write_v4`). The broker holds the packet id of each QoS 2 message it may
-                // have taken until its PUBREL: one it acknowledged with a PUBREC (the PUBREL
-                // kept), and one written without a PUBREC yet (its PUBREC may have been lost
-                // with the connection). Used again without a PUBREL, the id is refused (EMQX,
-                // MQTT 5: PUBREC 0x91, its pack answered onRemoteError) or the new message is
-                // taken for a duplicate of the old and dropped while its PUBREC and PUBCOMP
-                // answer it onSuccess (EMQX, MQTT 3.1.1). The PUBREL releases the old message
-                // (its pack failed at the loss, so Kaa sends it again: at least once); a
-                // broker that never took it answers PUBCOMP all the same (MQTT 5: 0x92). That
-                // PUBCOMP names a pkid the tracker no longer waits on, and is ignored.
-                self.pending = std::mem::take(&mut self.pending)
-                    .into_iter()
-                    .filter_map($release)
-                    .collect();
+                // PUBRELs stay: rumqttc drops them too when the broker kept no session, and
+                // sends them first when it did. A resumed session still holds each of those
+                // QoS 2 packet ids until its PUBREL (MQTT requires resending it); without one
+                // the broker refuses the id when it is used again (Mosquitto, MQTT 5: PUBREC
+                // with a reason code, so packs answered onRemoteError) or takes the new message
+                // for a duplicate. The PUBCOMP that follows names a pkid the tracker no longer
+                // waits on (the packs were failed at the loss) and is ignored.
+                self.pending.retain(|r| matches!(r, Request::PubRel(_)));
                 let unreported = self.state.events.drain(..).map(|e| $observe(&e)).collect();
                 // Packet ids start again from 1, and any stale collision goes. rumqttc counts
                 // ids on from the last connection's, and wraps them only where they meet the
@@ -395,7 +387,6 @@ event_loop!(
     failure_v4,
     write_v4,
     fresh_state_v4,
-    release_v4,
     {
         const NUDGES: bool = true;
 
@@ -417,7 +408,6 @@ event_loop!(
     failure_v5,
     write_v5,
     fresh_state_v5,
-    release_v5,
     {}
 );
 
@@ -431,31 +421,6 @@ fn fresh_state_v5(options: &rumqttc::v5::MqttOptions) -> rumqttc::v5::MqttState 
         .get_outgoing_inflight_upper_limit()
         .unwrap_or(u16::MAX);
     rumqttc::v5::MqttState::new(limit, options.manual_acks())
-}
-
-/// A request rumqttc kept at a connection's loss, as a resumed session needs it: a PUBREL for
-/// each QoS 2 message the broker may hold (see `forget`), nothing for the rest.
-fn release_v4(request: rumqttc::Request) -> Option<rumqttc::Request> {
-    use rumqttc::{PubRel, QoS, Request};
-    match request {
-        Request::PubRel(_) => Some(request),
-        Request::Publish(p) if p.qos == QoS::ExactlyOnce && p.pkid != 0 => {
-            Some(Request::PubRel(PubRel::new(p.pkid)))
-        }
-        _ => None,
-    }
-}
-
-fn release_v5(request: rumqttc::v5::Request) -> Option<rumqttc::v5::Request> {
-    use rumqttc::v5::mqttbytes::{v5::PubRel, QoS};
-    use rumqttc::v5::Request;
-    match request {
-        Request::PubRel(_) => Some(request),
-        Request::Publish(p) if p.qos == QoS::ExactlyOnce && p.pkid != 0 => {
-            Some(Request::PubRel(PubRel::new(p.pkid, None)))
-        }
-        _ => None,
-    }
 }
 
 /// MQTT 3.1.1 has no reason for a close.
@@ -599,7 +564,6 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
         return Ok(false);
     };
     let state = &mut eventloop.state;
-    let pending = &mut eventloop.pending;
     // One for the batch's writes: nothing allocated per message.
     let woke = Arc::default();
     // Each write bounded by its progress, not the batch: a window of large messages can take
@@ -608,16 +572,6 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     // next turn.
     let started = tokio::time::Instant::now();
     let written: Result<bool, rumqttc::ConnectionError> = async {
-        // A resumed session's PUBRELs (`forget`) before any new publish: rumqttc's poll sends
-        // them only after a pause, and a new publish reusing a held id before its PUBREL
-        // meets the cases `forget` tells of; Mosquitto answers each PUBREL with a PUBCOMP,
-        // and the second for one id made rumqttc drop the connection.
-        while let Some(rumqttc::Request::PubRel(_)) = pending.front() {
-            let request = pending.pop_front().expect("looked at");
-            if let Some(packet) = state.handle_outgoing_packet(request)? {
-                within(timeout, &woke, async { Ok(network.write(packet).await?) }).await?;
-            }
-        }
         while state.collision.is_none() {
             if started.elapsed() >= timeout {
                 break;
