@@ -1560,6 +1560,39 @@ mod tests {
         close_scripted(&shared, &events);
     }
 
+    /// A panic that comes back at every turn is retried with pauses that double, as a failing
+    /// connection is, not every 50-100 ms with an ERROR line each. Five panics in a row keep the
+    /// driver from the next step for the five pauses: at least 50 + 100 + 200 + 400 + 800 ms
+    /// (`jitter` takes at most half of each). Without the doubling they take 500 ms at most. A
+    /// lower bound only: a slow machine makes the wait longer, never shorter.
+    #[test]
+    fn a_panic_that_recurs_is_retried_with_growing_pauses() {
+        let shared = shared();
+        let (events, _) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let start = Instant::now();
+        for _ in 0..5 {
+            events.send(Step::Panic).expect("sent");
+        }
+        let deadline = Instant::now() + WAIT;
+        while shared.metrics.connected.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the driver did not take the first panic"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Read after the fifth panic's pause.
+        connect(&shared, &events);
+        let waited = start.elapsed();
+        let least: Duration = (0..5).map(|k| BACKOFF_MIN * (1 << k) / 2).sum();
+        assert!(
+            waited >= least,
+            "five panics in a row paused {waited:?}, less than {least:?}: the pauses do not grow"
+        );
+        close_scripted(&shared, &events);
+    }
+
     /// A broker that, as Mosquitto behind Nagle's algorithm does, sends the first ack of a
     /// burst at once and holds the others until the client sends it something: here, until a
     /// PINGREQ. With keep-alive at 60 s nothing else would come within the wait.
