@@ -1560,6 +1560,39 @@ mod tests {
         close_scripted(&shared, &events);
     }
 
+    /// A panic that comes back at every turn is retried with pauses that double, as a failing
+    /// connection is, not every 50-100 ms with an ERROR line each. Five panics in a row keep the
+    /// driver from the next step for the five pauses: at least 50 + 100 + 200 + 400 + 800 ms
+    /// (`jitter` takes at most half of each). Without the doubling they take 500 ms at most. A
+    /// lower bound only: a slow machine makes the wait longer, never shorter.
+    #[test]
+    fn a_panic_that_recurs_is_retried_with_growing_pauses() {
+        let shared = shared();
+        let (events, _) = drive_scripted(&shared);
+        connect(&shared, &events);
+        let start = Instant::now();
+        for _ in 0..5 {
+            events.send(Step::Panic).expect("sent");
+        }
+        let deadline = Instant::now() + WAIT;
+        while shared.metrics.connected.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the driver did not take the first panic"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Read after the fifth panic's pause.
+        connect(&shared, &events);
+        let waited = start.elapsed();
+        let least: Duration = (0..5).map(|k| BACKOFF_MIN * (1 << k) / 2).sum();
+        assert!(
+            waited >= least,
+            "five panics in a row paused {waited:?}, less than {least:?}: the pauses do not grow"
+        );
+        close_scripted(&shared, &events);
+    }
+
     /// A broker that, as Mosquitto behind Nagle's algorithm does, sends the first ack of a
     /// burst at once and holds the others until the client sends it something: here, until a
     /// PINGREQ. With keep-alive at 60 s nothing else would come within the wait.
@@ -1832,29 +1865,45 @@ mod tests {
     /// out by the old one, moves to an id of its own, which the broker refuses; it goes back
     /// to the configured id, delivers, and a connection made again starts with that id.
     /// (Before: it retried the refused id until it restarted, every pack onRemoteError.)
+    /// Both MQTT 3.1.1 refusals that may be about the id: 5 "not authorised" (what a broker
+    /// admitting listed ids answers) and 2 "identifier rejected".
     #[test]
     fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
-        let (tx, ids) = mpsc::channel();
-        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "exact-id", (2, 5), tx));
-        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let connection = Connection::get(&scripted(port, "exact-id")).expect("opened");
-        // Pushed out twice right after a publish: taken for a takeover, so it moves.
-        for _ in 0..2 {
-            assert_eq!(next(), "exact-id");
+        for (refusal, configured) in [(5, "exact-id-na"), (2, "exact-id-rejected")] {
+            let (tx, ids) = mpsc::channel();
+            let (port, _) =
+                scripted_broker(move |l| exact_id_broker_v4(l, configured, (2, refusal), tx));
+            let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+            let connection = Connection::get(&scripted(port, configured)).expect("opened");
+            // Pushed out twice right after a publish: taken for a takeover, so it moves.
+            for _ in 0..2 {
+                assert_eq!(next(), configured, "refusal {refusal}");
+                let (pack, how, messages, rx) = qos1_pack(1);
+                connection.submit(&pack, how, messages, 100);
+                assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+            }
+            let moved = next();
+            assert!(
+                moved.starts_with(&format!("{configured}-")),
+                "refusal {refusal}: {moved}"
+            );
             let (pack, how, messages, rx) = qos1_pack(1);
             connection.submit(&pack, how, messages, 100);
-            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+            assert_eq!(
+                next(),
+                configured,
+                "refusal {refusal}: back to the configured id"
+            );
+            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+            drop(connection);
+            let again = Connection::get(&scripted(port, configured)).expect("opened");
+            assert_eq!(
+                next(),
+                configured,
+                "refusal {refusal}: the refused id is given up"
+            );
+            drop(again);
         }
-        let moved = next();
-        assert!(moved.starts_with("exact-id-"), "{moved}");
-        let (pack, how, messages, rx) = qos1_pack(1);
-        connection.submit(&pack, how, messages, 100);
-        assert_eq!(next(), "exact-id", "back to the configured id");
-        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
-        drop(connection);
-        let again = Connection::get(&scripted(port, "exact-id")).expect("opened");
-        assert_eq!(next(), "exact-id", "the refused id is given up");
-        drop(again);
     }
 
     /// A moved id refused for a reason that is not about the id (here "server unavailable")

@@ -1264,4 +1264,94 @@ mod tests {
         let p = rumqttc_proxy(b.proxy.as_ref().unwrap());
         assert!(matches!(p.auth, rumqttc::ProxyAuth::Basic { .. }));
     }
+    /// Every CONNACK refusal rumqttc knows, through the conversion the driver uses
+    /// (`failure_v4` / `failure_v5` on `ConnectionRefused`): those that are, or may be, about
+    /// the client id make a moved id give way to the configured one, and no other does. The
+    /// matches name every variant, so a variant rumqttc renames or adds breaks this test
+    /// rather than the id fallback.
+    #[test]
+    fn only_refusals_about_the_id_may_refuse_it() {
+        use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
+        use rumqttc::ConnectReturnCode as V4;
+        let v4_about_the_id = |code: V4| match code {
+            V4::BadClientId | V4::NotAuthorized => true,
+            V4::Success | V4::RefusedProtocolVersion | V4::ServiceUnavailable => false,
+            V4::BadUserNamePassword => false,
+        };
+        let v4 = [
+            V4::RefusedProtocolVersion,
+            V4::BadClientId,
+            V4::ServiceUnavailable,
+            V4::BadUserNamePassword,
+            V4::NotAuthorized,
+        ];
+        for code in v4 {
+            let failure = failure_v4(rumqttc::ConnectionError::ConnectionRefused(code));
+            assert!(matches!(failure, Failure::Refused(_)), "v4 {code:?}");
+            assert_eq!(
+                failure.may_refuse_the_id(),
+                v4_about_the_id(code),
+                "MQTT 3.1.1 {code:?}"
+            );
+        }
+        let v5_about_the_id = |code: V5| match code {
+            V5::BadClientId | V5::ClientIdentifierNotValid | V5::NotAuthorized | V5::Banned => true,
+            V5::Success
+            | V5::RefusedProtocolVersion
+            | V5::ServiceUnavailable
+            | V5::UnspecifiedError
+            | V5::MalformedPacket
+            | V5::ProtocolError
+            | V5::ImplementationSpecificError
+            | V5::UnsupportedProtocolVersion
+            | V5::BadUserNamePassword
+            | V5::ServerUnavailable
+            | V5::ServerBusy
+            | V5::BadAuthenticationMethod
+            | V5::TopicNameInvalid
+            | V5::PacketTooLarge
+            | V5::QuotaExceeded
+            | V5::PayloadFormatInvalid
+            | V5::RetainNotSupported
+            | V5::QoSNotSupported
+            | V5::UseAnotherServer
+            | V5::ServerMoved
+            | V5::ConnectionRateExceeded => false,
+        };
+        let v5 = [
+            V5::RefusedProtocolVersion,
+            V5::BadClientId,
+            V5::ServiceUnavailable,
+            V5::UnspecifiedError,
+            V5::MalformedPacket,
+            V5::ProtocolError,
+            V5::ImplementationSpecificError,
+            V5::UnsupportedProtocolVersion,
+            V5::ClientIdentifierNotValid,
+            V5::BadUserNamePassword,
+            V5::NotAuthorized,
+            V5::ServerUnavailable,
+            V5::ServerBusy,
+            V5::Banned,
+            V5::BadAuthenticationMethod,
+            V5::TopicNameInvalid,
+            V5::PacketTooLarge,
+            V5::QuotaExceeded,
+            V5::PayloadFormatInvalid,
+            V5::RetainNotSupported,
+            V5::QoSNotSupported,
+            V5::UseAnotherServer,
+            V5::ServerMoved,
+            V5::ConnectionRateExceeded,
+        ];
+        for code in v5 {
+            let failure = failure_v5(rumqttc::v5::ConnectionError::ConnectionRefused(code));
+            assert!(matches!(failure, Failure::Refused(_)), "v5 {code:?}");
+            assert_eq!(
+                failure.may_refuse_the_id(),
+                v5_about_the_id(code),
+                "MQTT 5 {code:?}"
+            );
+        }
+    }
 }

@@ -40,8 +40,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 class FailureClassesTest {
 
     private static final int TIMEOUT_S = 3;
-    /** The deadline sweep runs every 100 ms; the rest is scheduling on a busy test machine. */
-    private static final Duration SLACK = Duration.ofMillis(1500);
+    /** How long a test waits for an answer at most: a bound on the wait, not on the appender. */
+    private static final Duration ANSWER_WAIT = Duration.ofSeconds(TIMEOUT_S + 10);
 
     private static List<byte[]> records(Schema schema, String prefix, int n) {
         return TestData.telemetryBinaries(schema, new Random(prefix.hashCode()), n, i -> prefix + "-" + i);
@@ -49,36 +49,39 @@ class FailureClassesTest {
 
     /**
      * Appends three packs at once and a fourth after the first three were answered (the appender must keep
-     * trying, not settle into another answer); each must be answered onConnectionError exactly once, no later than
-     * the deadline plus slack, and doAppend must return without waiting on the network.
+     * trying, not settle into another answer); each must be answered onConnectionError exactly once, from another
+     * thread and only after its doAppend returned: nothing but the pack's deadline can answer it here, so an
+     * answer seen before doAppend returned means doAppend waited for the outcome.
      */
     private static void assertConnectionErrorsByTheDeadline(String what, Map<String, Object> cfg) {
+        assertConnectionErrorsByTheDeadline(what, cfg, () -> { });
+    }
+
+    /** As above; {@code beforeAppending} runs between init and the first doAppend. */
+    private static void assertConnectionErrorsByTheDeadline(String what, Map<String, Object> cfg,
+            Runnable beforeAppending) {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
         cfg.put("deliveryTimeoutSeconds", TIMEOUT_S);
         LogAppender appender = assertDoesNotThrow(() -> KaaNode.load(what, KaaNode.config(cfg)),
                 what + ": init must not fail (the node would drop the appender)");
         try {
+            beforeAppending.run();
             List<RecordingCallback> cbs = new ArrayList<>();
             for (int p = 0; p < 3; p++) {
                 cbs.add(append(appender, logSchema, records(schema, what + p, 4), what + ", pack " + p));
             }
-            Duration within = Duration.ofSeconds(TIMEOUT_S).plus(SLACK);
             for (RecordingCallback cb : cbs) {
-                cb.awaitFirst(within.plusSeconds(5));
+                cb.awaitFirst(ANSWER_WAIT);
             }
             cbs.add(append(appender, logSchema, records(schema, what + "later", 2), what + ", a later pack"));
-            cbs.get(3).awaitFirst(within.plusSeconds(5));
+            cbs.get(3).awaitFirst(ANSWER_WAIT);
             RecordingCallback.sleep(Duration.ofMillis(500));
             for (RecordingCallback cb : cbs) {
                 cb.assertOnlyOne(CONNECTION_ERROR);
-                assertTrue(cb.millisToFirst() <= within.toMillis(), cb.label() + ": answered after "
-                        + cb.millisToFirst() + " ms, past the " + TIMEOUT_S + " s deadline (+" + SLACK.toMillis()
-                        + " ms)");
-                assertTrue(cb.appendMillis() < 1000, cb.label() + ": doAppend took " + cb.appendMillis()
-                        + " ms: it must not wait on the network");
-                System.out.printf("%s: %s after %.0f ms (doAppend %.2f ms)%n", cb.label(), cb.calls().get(0).method,
-                        cb.millisToFirst(), cb.appendMillis());
+                cb.assertAnsweredOnlyAfterAppendReturned();
+                System.out.printf("%s: %s after %.0f ms%n", cb.label(), cb.calls().get(0).method,
+                        cb.millisToFirst());
             }
         } finally {
             assertDoesNotThrow(appender::close, what + ": close()");
@@ -110,8 +113,17 @@ class FailureClassesTest {
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void silentPeerIsAConnectionError() throws IOException {
         try (Peer peer = new Peer(null)) {
-            assertConnectionErrorsByTheDeadline("silent peer", KaaNode.brokerConfig(peer.port(), topic(), 1));
-            assertTrue(peer.connections() > 0, "the appender never even connected to the silent peer");
+            Map<String, Object> cfg = KaaNode.brokerConfig(peer.port(), topic(), 1);
+            // Longer than the test waits for an answer: an answer it sees comes from the pack's deadline, and
+            // every doAppend runs while the one connect attempt is open and can never finish.
+            cfg.put("connectTimeoutSeconds", 600);
+            assertConnectionErrorsByTheDeadline("silent peer", cfg, () -> {
+                long deadline = System.nanoTime() + ANSWER_WAIT.toNanos();
+                while (peer.connections() == 0 && System.nanoTime() < deadline) {
+                    RecordingCallback.sleep(Duration.ofMillis(10));
+                }
+                assertEquals(1, peer.connections(), "one connect attempt, open, before the packs come");
+            });
         }
     }
 
@@ -168,9 +180,8 @@ class FailureClassesTest {
                     }
                     cbs.add(append(appender, logSchema, big, "paused broker, pack " + p));
                 }
-                Duration within = Duration.ofSeconds(TIMEOUT_S).plus(SLACK);
                 for (RecordingCallback cb : cbs) {
-                    cb.awaitFirst(within.plusSeconds(5));
+                    cb.awaitFirst(ANSWER_WAIT);
                     assertEquals(1, cb.calls().size(), cb.label() + ": " + cb.calls());
                 }
                 assertTrue(cbs.stream().anyMatch(cb -> cb.calls().get(0).method.equals(CONNECTION_ERROR)),
@@ -180,7 +191,7 @@ class FailureClassesTest {
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
                 do {
                     after = append(appender, logSchema, records(schema, "after", 2), "after");
-                    after.awaitFirst(within.plusSeconds(5));
+                    after.awaitFirst(ANSWER_WAIT);
                 } while (!RecordingCallback.SUCCESS.equals(after.calls().get(0).method) && System.nanoTime() < deadline);
                 after.assertOnlyOne(RecordingCallback.SUCCESS);
                 assertTrue(sub.awaitCount(2, Duration.ofSeconds(10)).size() >= 2, "delivered on the failover broker");

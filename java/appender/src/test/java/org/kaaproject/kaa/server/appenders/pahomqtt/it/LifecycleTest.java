@@ -18,6 +18,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import javax.management.AttributeList;
+import javax.management.InstanceNotFoundException;
+import javax.management.MBeanException;
 import javax.management.MBeanServer;
 import javax.management.ObjectName;
 
@@ -145,7 +148,9 @@ class LifecycleTest {
     /**
      * The node may close an appender while its threads still append and a JMX client reads the bean. Every pack gets
      * exactly one answer (delivered before the close, failed after it), every read an answer or a "closed" error, and
-     * the JVM survives: a handle closed under a call finds nothing, never freed memory.
+     * the JVM survives: a handle closed under a call finds nothing, never freed memory. The reader keeps reading
+     * from before the close until after it returned, so reads meet the close; from then on every read finds the
+     * bean gone. Any other failure of a read (a native error, a runtime exception) fails the test.
      */
     @Test
     void closeRacingWithAppendsAndJmxReadsAnswersEveryPackOnce() throws Exception {
@@ -156,7 +161,17 @@ class LifecycleTest {
         List<RecordingCallback> callbacks = Collections.synchronizedList(new ArrayList<>());
         CountDownLatch started = new CountDownLatch(3);
         AtomicBoolean closed = new AtomicBoolean();
+        AtomicBoolean closeReturned = new AtomicBoolean();
         AtomicInteger reads = new AtomicInteger();
+        AtomicInteger closedAnswers = new AtomicInteger();
+        AtomicInteger readsAfterClose = new AtomicInteger();
+        // The first ten unexpected failures of reads, for the message.
+        List<String> unexpected = new java.util.concurrent.CopyOnWriteArrayList<>() {
+            @Override
+            public boolean add(String e) {
+                return size() < 10 && super.add(e);
+            }
+        };
         List<Thread> threads = new ArrayList<>();
         for (int t = 0; t < 3; t++) {
             int thread = t;
@@ -173,14 +188,37 @@ class LifecycleTest {
                 }
             }));
         }
+        // Until close has returned, and 100 reads more: bounded by the close, which the test makes.
         threads.add(new Thread(() -> {
-            for (int i = 0; i < 2000; i++) {
+            while (true) {
+                boolean after = closeReturned.get();
+                if (after && readsAfterClose.get() >= 100) {
+                    return;
+                }
                 try {
-                    server.getAttributes(bean, new String[] {"PacksDelivered", "Connected"});
+                    AttributeList both = server.getAttributes(bean, new String[] {"PacksDelivered", "Connected"});
                     server.getAttribute(bean, "RecordsDelivered");
+                    if (after) {
+                        unexpected.add("a read answered after close returned: the bean is still registered");
+                    } else if (both.size() != 2) {
+                        unexpected.add("getAttributes answered " + both + " while getAttribute answered");
+                    }
                     reads.incrementAndGet();
-                } catch (Exception e) {
-                    // Unregistered, or closed between the lookup and the read: both are fine answers.
+                } catch (InstanceNotFoundException e) {
+                    closedAnswers.incrementAndGet(); // unregistered by close
+                } catch (MBeanException e) {
+                    // Closed between the lookup and the read: the bean says so.
+                    if (after || !(e.getCause() instanceof IllegalStateException)
+                            || !String.valueOf(e.getCause().getMessage()).endsWith("is closed")) {
+                        unexpected.add((after ? "after close returned: " : "") + e + " caused by " + e.getCause());
+                    } else {
+                        closedAnswers.incrementAndGet();
+                    }
+                } catch (Exception | Error e) {
+                    unexpected.add(e.toString() + (e.getCause() == null ? "" : " caused by " + e.getCause()));
+                }
+                if (after) {
+                    readsAfterClose.incrementAndGet();
                 }
             }
         }));
@@ -190,8 +228,10 @@ class LifecycleTest {
             Thread.yield();
         }
         appender.close();
+        closeReturned.set(true);
         for (Thread t : threads) {
             t.join(TimeUnit.SECONDS.toMillis(60));
+            assertTrue(!t.isAlive(), "a thread of the test is still running");
         }
         assertEquals(900, callbacks.size());
         Map<String, Integer> answers = new java.util.TreeMap<>();
@@ -202,7 +242,12 @@ class LifecycleTest {
         }
         assertTrue(answers.getOrDefault(SUCCESS, 0) > 0 && answers.getOrDefault(INTERNAL_ERROR, 0) > 0,
                 "packs before the close delivered, after it refused: " + answers);
+        assertEquals(List.of(), unexpected, "reads may only be answered, or find the appender closed or its bean "
+                + "gone");
         assertTrue(reads.get() > 0, "the bean answered reads while open");
+        assertTrue(readsAfterClose.get() >= 100 && closedAnswers.get() >= readsAfterClose.get(),
+                "reads went on after close returned, each finding the bean gone: " + readsAfterClose + " after, "
+                        + closedAnswers + " found it closed or gone");
         assertEquals(Set.of(), beans(name), "bean unregistered");
     }
 }

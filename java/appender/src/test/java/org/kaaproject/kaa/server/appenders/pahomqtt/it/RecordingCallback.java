@@ -183,6 +183,24 @@ public final class RecordingCallback implements LogDeliveryCallback {
         return c;
     }
 
+    /**
+     * Asserts (now, no waiting) that every answer came after doAppend had returned, and from a thread other than
+     * the one that called it. No clock is involved: for a pack whose answer cannot be known before something the
+     * test controls happens after doAppend (a release of held acks, a close) or before the pack's own deadline,
+     * an answer seen before doAppend returned means doAppend waited for the outcome.
+     */
+    public void assertAnsweredOnlyAfterAppendReturned() {
+        for (Call c : calls()) {
+            if (!c.afterAppendReturned) {
+                fail(label + ": " + c + ": doAppend returned only once the pack had been answered; it must hand the "
+                        + "pack off, never wait for the broker");
+            }
+            if (c.thread == appendThread) {
+                fail(label + ": " + c + ": answered on the thread that called doAppend");
+            }
+        }
+    }
+
     /** Asserts (now, no waiting) that exactly one call happened and that it was {@code expectedMethod}. */
     public void assertOnlyOne(String expectedMethod) {
         List<Call> all = calls();

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
+import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -12,8 +13,11 @@ import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
+
+import javax.management.ObjectName;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
@@ -150,14 +154,39 @@ class TopicAndOptionsTest {
         }
     }
 
+    /** The JMX beans of the appenders named {@code appenderName}: one for each that started. */
+    private static Set<ObjectName> beans(String appenderName) throws Exception {
+        return ManagementFactory.getPlatformMBeanServer().queryNames(new ObjectName(
+                "org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
+                        + ObjectName.quote(appenderName) + ",*"), null);
+    }
+
+    /**
+     * An unknown placeholder fails init: the appender never starts (no native appender, so no JMX bean, which
+     * every started appender registers within init), and its packs are refused with onInternalError. An
+     * appender that started anyway and refused each pack would have its bean; the same appender with a known
+     * placeholder shows that it would.
+     */
     @Test
-    void unknownPlaceholderKeepsTheAppenderFromStarting() {
-        LogAppender appender = load(KaaNode.brokerConfig(BROKER.port(), "x/{colour}", 1));
+    void unknownPlaceholderKeepsTheAppenderFromStarting() throws Exception {
+        String name = "placeholder-" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), "x/{colour}", 1);
+        LogAppender appender = KaaNode.load(name, KaaNode.config(cfg));
         try {
+            assertEquals(Set.of(), beans(name), "init failed, so nothing was started: no bean");
             append(appender, Arrays.asList(reading("a", 1, 1, "x")))
                     .assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(5), Duration.ofMillis(100));
         } finally {
             appender.close();
+        }
+        cfg.put("mqtttopic", "x/{appenderName}");
+        LogAppender started = KaaNode.load(name, KaaNode.config(cfg));
+        try {
+            assertEquals(1, beans(name).size(), "with a known placeholder it starts, and has its bean");
+            append(started, Arrays.asList(reading("a", 1, 1, "x")))
+                    .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+        } finally {
+            started.close();
         }
     }
 
