@@ -1264,6 +1264,7 @@ mod tests {
         let p = rumqttc_proxy(b.proxy.as_ref().unwrap());
         assert!(matches!(p.auth, rumqttc::ProxyAuth::Basic { .. }));
     }
+
     /// Every CONNACK refusal rumqttc knows, through the conversion the driver uses
     /// (`failure_v4` / `failure_v5` on `ConnectionRefused`): those that are, or may be, about
     /// the client id make a moved id give way to the configured one, and no other does. The
