@@ -747,6 +747,19 @@ impl AppenderConfig {
                  keeps it (and what it queues) for nobody; use for example 'kaa-{{hostname}}'"
             ));
         }
+        if !clean_session
+            && !identity::PLACEHOLDERS
+                .iter()
+                .any(|p| client_id_text.contains(p))
+        {
+            warnings.push(format!(
+                "clientId '{client_id_text}' names no node while cleanSession is off: every node of \
+                 a Kaa cluster sharing this configuration connects with this id, the broker keeps \
+                 one connection per id, and with the session bound to the id none can move to \
+                 another, so the nodes keep pushing each other out; on more than one node use \
+                 for example 'kaa-{{hostname}}'"
+            ));
+        }
         // rumqttc asserts (a panic) on a keep-alive its MQTT 5 client does not take, and
         // MQTT carries the keep-alive in 16 bits.
         let min_keep_alive = match version {
@@ -1368,6 +1381,29 @@ pub(crate) mod tests {
         assert!(warned("kaa-{random}", false));
         assert!(!warned("kaa-{hostname}-{pid}", true));
         assert!(!warned("kaa-{hostname}", false));
+    }
+
+    /// A persistent session under an id without a placeholder: every node of a cluster takes
+    /// it, and they push each other out; warned about. With a clean session the id moves on
+    /// its own after a takeover, and an id naming the node is the advice itself: no warning.
+    #[test]
+    fn a_persistent_session_under_an_id_naming_no_node_is_warned_about() {
+        let warned = |id: &str, clean: bool| {
+            let c = AppenderConfig::from_avro(
+                &through_connections_as(id, 1, clean).0,
+                Layout::PlainTexts,
+            )
+            .unwrap();
+            c.warnings.iter().any(|w| {
+                w.contains(&format!(
+                    "clientId '{id}' names no node while cleanSession is off"
+                ))
+            })
+        };
+        assert!(warned("DefaultClient-ID", false));
+        assert!(!warned("DefaultClient-ID", true));
+        assert!(!warned("kaa-{hostname}", false));
+        assert!(!warned("kaa-{random}", false));
     }
 
     #[test]
