@@ -224,22 +224,27 @@ impl Shared {
     }
 
     /// Publishes the retained liveness status, if the connection has a status topic. It is
-    /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own.
-    fn publish_status(&self, status: Status) {
-        let Some(topic) = &self.status_topic else {
-            return;
-        };
+    /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own,
+    /// which is returned.
+    fn publish_status(&self, status: Status) -> Option<Arc<Pack>> {
+        let topic = self.status_topic.as_ref()?;
         let payload = status::payload(self.status_format, status, SystemTime::now());
         let label = self.label.clone();
         let pack = Pack::new(
             1,
             Box::new(move |outcome| {
-                if outcome != Outcome::Delivered {
-                    log::warn!(
-                        "status '{}' not confirmed by {label}: {outcome}",
-                        status.word()
-                    );
-                }
+                // "offline" left unconfirmed when the driver ended (`Why::Closed`): the close
+                // waited for its ack and already said why it did not come (`close_gracefully`).
+                let level = match (status, outcome) {
+                    (_, Outcome::Delivered) => return,
+                    (Status::Offline, Outcome::InternalError) => log::Level::Debug,
+                    _ => log::Level::Warn,
+                };
+                log::log!(
+                    level,
+                    "status '{}' not confirmed by {label}: {outcome}",
+                    status.word()
+                );
             }),
         );
         let how = PublishOptions {
@@ -262,6 +267,7 @@ impl Shared {
         self.hand_over(|tracker, client| {
             tracker.submit(client, &pack, how, vec![message], usize::MAX)
         });
+        Some(pack)
     }
 }
 
@@ -872,7 +878,7 @@ impl<E: EventLoop> Driver<E> {
                     client.follow(grants);
                     tracker.on_connected(client, window)
                 });
-                shared.publish_status(Status::Online);
+                let _ = shared.publish_status(Status::Online);
             }
             Ok(event) => {
                 if E::NUDGES {
@@ -1155,18 +1161,53 @@ async fn write_ready(
     Some(written)
 }
 
-/// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), then
-/// DISCONNECT, waiting a moment for both to be written.
+/// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), and once
+/// the broker has acknowledged it, DISCONNECT, waiting a moment for each.
 async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
-    shared.publish_status(Status::Offline);
-    // What the tracker handed over before, then the status, then DISCONNECT. A backlog that
-    // a slow broker does not take within the grace is left, and so is the DISCONNECT: the
-    // broker's will then says "offline" in place of the status it never got.
-    let written = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(true)) = write_ready(shared, eventloop, false).await {}
+    let status = shared.publish_status(Status::Offline);
+    // What the tracker handed over before, then the status, then its PUBACK: DISCONNECT goes
+    // out only after it, or the connection would end before the PUBACK is read, and the status
+    // the broker took would be left unconfirmed. A backlog that a slow broker does not take,
+    // or a status it does not acknowledge, within the grace is left, and so is the DISCONNECT:
+    // the broker's will then says "offline" in place of the status it never confirmed.
+    let settled = tokio::time::timeout(CLOSE_GRACE, async {
+        loop {
+            loop {
+                match write_ready(shared, eventloop, false).await {
+                    Some(Ok(true)) => {}
+                    Some(Err(failure)) => return Err(failure),
+                    Some(Ok(false)) | None => break,
+                }
+            }
+            if status.as_ref().is_none_or(|s| s.is_done()) {
+                return Ok(());
+            }
+            // Acks free room in the window for the status if it waits there (the next round
+            // writes it), and the last is the status's own.
+            let event = eventloop.poll().await?;
+            shared.hand_over(|tracker, client| tracker.on_event(client, &event));
+        }
     })
     .await;
-    if written.is_err() {
+    let why = match settled {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(format!(
+            "the connection was lost while closing ({})",
+            failure.text()
+        )),
+        Err(_) => Some(format!(
+            "not written and acknowledged within {} s of closing",
+            CLOSE_GRACE.as_secs()
+        )),
+    };
+    if let Some(why) = why {
+        if status.is_some() {
+            log::warn!(
+                "status 'offline' not confirmed by {}: {why}; the broker publishes the \
+                 connection's last will ('offline') in its place",
+                shared.label
+            );
+        }
         eventloop.drop_connection();
         return;
     }
@@ -2701,5 +2742,116 @@ mod tests {
             "with a backlog, not within NUDGE_GAP of the last"
         );
         assert!(nudge.armed);
+    }
+
+    /// An MQTT 3.1.1 broker that acks the status "online" at once and the status "offline"
+    /// after `offline_ack` (`None`: never), and reports what it reads, when it acks "offline",
+    /// and the end of the connection: "offline", "PUBACK", "DISCONNECT", "other", "EOF".
+    fn status_broker_v4(
+        listener: std::net::TcpListener,
+        offline_ack: Option<Duration>,
+        seen: mpsc::Sender<&'static str>,
+    ) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        let name = |kind: u8| match kind >> 4 {
+            3 => "PUBLISH",
+            14 => "DISCONNECT",
+            _ => "other",
+        };
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 != 3 {
+                let _ = seen.send(name(kind));
+                continue;
+            }
+            // Topic, packet id, payload.
+            let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            if body[4 + topic..] == *b"online" {
+                s.write_all(&puback_for(&body)).expect("PUBACK");
+                continue;
+            }
+            let _ = seen.send("offline");
+            let Some(after) = offline_ack else {
+                continue;
+            };
+            // What comes before the ack: nothing, when the client waits for it.
+            s.set_read_timeout(Some(after)).expect("timeout");
+            if let Some((kind, _)) = read_packet(&mut s) {
+                let _ = seen.send(name(kind));
+            }
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if s.write_all(&puback_for(&body)).is_ok() {
+                let _ = seen.send("PUBACK");
+            }
+        }
+        let _ = seen.send("EOF");
+    }
+
+    /// Opens a connection with a status topic to a [`status_broker_v4`], closes it once
+    /// "online" is there, and returns what the broker saw after it, to the end.
+    fn close_with_status(client_id: &str, offline_ack: Option<Duration>) -> Vec<&'static str> {
+        crate::test_log::capture();
+        let (tx, seen) = mpsc::channel();
+        let (port, broker) = scripted_broker(move |l| status_broker_v4(l, offline_ack, tx));
+        let connection = Connection::get(&BrokerConfig {
+            status_topic: Some(format!("kaa/status/{client_id}")),
+            ..scripted(port, client_id)
+        })
+        .expect("opened");
+        let deadline = Instant::now() + WAIT;
+        while !connection.metrics().connected.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "not connected");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // "online" acknowledged: nothing outstanding.
+        while connection.outstanding() > 0 {
+            assert!(Instant::now() < deadline, "'online' not acknowledged");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(connection);
+        let mut after = Vec::new();
+        while after.last() != Some(&"EOF") {
+            after.push(seen.recv_timeout(WAIT).expect("the broker's report"));
+        }
+        broker.join().expect("the scripted broker");
+        after
+    }
+
+    /// The close waits for the broker's PUBACK of the status "offline" before its DISCONNECT,
+    /// so the status the broker took is confirmed, and nothing is logged at WARN. (Before:
+    /// DISCONNECT went out at once, the driver stopped at it before reading the PUBACK, and
+    /// every close logged "status 'offline' not confirmed ... onInternalError".)
+    #[test]
+    fn the_offline_status_is_acknowledged_before_the_disconnect() {
+        let after = close_with_status("status-close-acked", Some(Duration::from_millis(300)));
+        assert_eq!(after, ["offline", "PUBACK", "DISCONNECT", "EOF"]);
+        let warned: Vec<_> = crate::test_log::lines_with("'status-close-acked'")
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect();
+        assert!(warned.is_empty(), "{warned:?}");
+    }
+
+    /// A broker that does not acknowledge "offline" within the grace: the connection is left
+    /// without DISCONNECT, so that its will says "offline", and one WARN says so (not a second
+    /// one for the status's pack failing at the driver's end).
+    #[test]
+    fn an_offline_status_left_unacknowledged_leaves_the_last_will_and_says_so() {
+        let after = close_with_status("status-close-unacked", None);
+        assert_eq!(after, ["offline", "EOF"], "no DISCONNECT");
+        let warned: Vec<_> = crate::test_log::lines_with("'status-close-unacked'")
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("status 'offline' not confirmed by")
+                && warned[0].contains("within 2 s of closing")
+                && warned[0].contains("last will ('offline')"),
+            "{warned:?}"
+        );
     }
 }
