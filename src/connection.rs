@@ -163,6 +163,47 @@ fn clash(
     )
 }
 
+/// Names the live connection of this process, not one closing or draining for a closed
+/// appender (it is on its way out), that publishes to `broker`'s status topic at its broker.
+///
+/// Warned about, not shared: each connection leaves its own last will, which the broker
+/// publishes when that connection dies, whatever the others do, so counting the holders to
+/// publish 'offline' at the last close only would still leave the status wrong at every lost
+/// connection, and hide why.
+fn status_carrier(
+    broker: &BrokerConfig,
+    pool: &HashMap<BrokerConfig, Weak<Connection>>,
+) -> Option<String> {
+    let topic = broker.status_topic.as_deref()?;
+    let carriers: Vec<Arc<Connection>> = pool
+        .iter()
+        .filter(|(config, _)| {
+            (
+                config.host.as_str(),
+                config.port,
+                config.status_topic.as_deref(),
+            ) == (broker.host.as_str(), broker.port, Some(topic))
+        })
+        .filter_map(|(_, connection)| connection.upgrade())
+        .collect();
+    // Not held when `carriers` goes: the last `Arc` of a connection its appender let go of
+    // meanwhile says goodbye in `closing` as it is dropped.
+    let closing = closing();
+    let live = carriers.iter().find(|c| {
+        !closing
+            .values()
+            .any(|g| Arc::ptr_eq(&g.finished, &c.shared.finished))
+    });
+    let named = live.map(|c| {
+        format!(
+            "another appender's connection of this node, to {}",
+            c.shared.label
+        )
+    });
+    drop(closing);
+    named
+}
+
 /// This node's own id for `configured` ([`crate::identity::unique`]), or, where another
 /// connection of this process holds that, the first of its `-2`, `-3`, ... that is `free`.
 fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
@@ -345,6 +386,16 @@ impl Connection {
             "{} as '{client_id}'",
             address_label(broker, &broker.host, broker.port)
         );
+        if let Some(other) = status_carrier(broker, pool) {
+            log::warn!(
+                "{label}: statusTopic '{}' is also carried by {other}: each connection \
+                 publishes 'offline' there when it closes and leaves 'offline' as its last will, \
+                 so the node's status reads 'offline' while the other connection still runs; \
+                 give each appender's statusTopic a part of its own (for example \
+                 'kaa/status/{{hostname}}/<application>')",
+                broker.status_topic.as_deref().unwrap_or_default()
+            );
+        }
         let (client, pending) = protocol::open(broker, &client_id, &label);
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
@@ -2853,5 +2904,45 @@ mod tests {
                 && warned[0].contains("last will ('offline')"),
             "{warned:?}"
         );
+    }
+
+    /// Two live connections of one process publishing one status topic at one broker: the
+    /// second one's open says so, naming the first. Not one with another status topic, nor
+    /// one to another broker, nor an appender sharing the connection itself.
+    #[test]
+    fn a_status_topic_another_connection_carries_is_warned_about() {
+        crate::test_log::capture();
+        // Held, never accepted: the connections wait for their CONNACK meanwhile.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let with_status = |id: &str, topic: &str| BrokerConfig {
+            status_topic: Some(topic.into()),
+            ..scripted(port, id)
+        };
+        let warned = |id: &str| {
+            crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
+                .into_iter()
+                .filter(|l| l.starts_with("WARN"))
+                .collect::<Vec<_>>()
+        };
+        let first =
+            Connection::get(&with_status("status-carrier-a", "kaa/status/shared")).expect("opened");
+        let same =
+            Connection::get(&with_status("status-carrier-a", "kaa/status/shared")).expect("opened");
+        assert!(warned("status-carrier-a").is_empty(), "one connection");
+        let other_topic =
+            Connection::get(&with_status("status-carrier-c", "kaa/status/own")).expect("opened");
+        assert!(warned("status-carrier-c").is_empty());
+        let second =
+            Connection::get(&with_status("status-carrier-b", "kaa/status/shared")).expect("opened");
+        let lines = warned("status-carrier-b");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("statusTopic 'kaa/status/shared' is also carried by")
+                && lines[0].contains("as 'status-carrier-a'")
+                && lines[0].contains("a part of its own"),
+            "{lines:?}"
+        );
+        drop((first, same, other_topic, second, listener));
     }
 }
