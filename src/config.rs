@@ -121,6 +121,10 @@ pub struct BrokerConfig {
     pub failover: Vec<(String, u16)>,
     /// Where "online" is published (retained) on connect and "offline" as the last will.
     pub status_topic: Option<String>,
+    /// With a status topic: `statusTopic` has no placeholder that `clientId` lacks, so a node
+    /// that resolves the client id as this one does (the other client of a takeover, very
+    /// likely) resolves the status topic the same, and shares it.
+    pub status_follows_id: bool,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
     pub transport: Transport,
@@ -151,6 +155,7 @@ impl BrokerConfig {
             version,
             failover,
             status_topic,
+            status_follows_id,
             tls,
             transport,
             proxy,
@@ -170,6 +175,10 @@ impl BrokerConfig {
             (*version != other.version, "mqttVersion"),
             (*failover != other.failover, "brokers"),
             (*status_topic != other.status_topic, "statusTopic"),
+            (
+                *status_follows_id != other.status_follows_id,
+                "statusTopic's placeholders",
+            ),
             (*tls != other.tls, "the TLS settings"),
             (*transport != other.transport, "transport or webSocketPath"),
             (*proxy != other.proxy, "the proxy settings"),
@@ -201,6 +210,7 @@ impl fmt::Debug for BrokerConfig {
             .field("version", &self.version)
             .field("failover", &self.failover)
             .field("status_topic", &self.status_topic)
+            .field("status_follows_id", &self.status_follows_id)
             .field("tls", &self.tls)
             .field("transport", &self.transport)
             .field("proxy", &self.proxy)
@@ -809,6 +819,11 @@ impl AppenderConfig {
         } else {
             StatusFormat::Text
         };
+        // Likewise false without one.
+        let status_follows_id = status_topic.is_some()
+            && identity::PLACEHOLDERS
+                .iter()
+                .all(|p| !status_text.contains(p) || client_id_text.contains(p));
         Ok(AppenderConfig {
             broker: BrokerConfig {
                 host,
@@ -822,6 +837,7 @@ impl AppenderConfig {
                 version,
                 failover,
                 status_topic,
+                status_follows_id,
                 tls,
                 transport,
                 proxy,
@@ -1404,6 +1420,32 @@ pub(crate) mod tests {
         assert!(!warned("DefaultClient-ID", true));
         assert!(!warned("kaa-{hostname}", false));
         assert!(!warned("kaa-{random}", false));
+    }
+
+    /// Whether a node whose client id resolves as this one's (the other client of a takeover)
+    /// resolves the status topic the same: the status topic has no placeholder the client id
+    /// lacks. Never without a status topic, which must not split connections.
+    #[test]
+    fn whether_the_status_topic_follows_the_client_id() {
+        let follows = |id: &str, status: &str| {
+            let mut e = with_client_id(id);
+            e.long(30).long(10).long(1000).long(0).long(0).long(60);
+            e.string("").string("").string("").string("");
+            e.boolean(false).boolean(true).long(10).long(4096);
+            e.long(0).long(0).string("").string(status).long(1);
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
+                .unwrap()
+                .broker
+                .status_follows_id
+        };
+        assert!(follows("kaa-{hostname}-{pid}", "kaa/status/{hostname}"));
+        assert!(follows("kaa-{hostname}", "kaa/status"));
+        assert!(!follows("DefaultClient-ID", "kaa/status/{hostname}"));
+        assert!(!follows(
+            "kaa-{hostname}-{pid}",
+            "kaa/status/{hostname}-{random}"
+        ));
+        assert!(!follows("kaa-{hostname}", ""));
     }
 
     #[test]

@@ -67,6 +67,8 @@ struct Shared {
     hold: Mutex<Option<IdHold>>,
     label: String,
     status_topic: Option<Arc<str>>,
+    /// See [`BrokerConfig::status_follows_id`].
+    status_follows_id: bool,
     status_format: StatusFormat,
     clean_session: bool,
     connect_timeout: Duration,
@@ -410,6 +412,7 @@ impl Connection {
             identity,
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
+            status_follows_id: broker.status_follows_id,
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             connect_timeout: broker.connect_timeout,
@@ -1172,6 +1175,16 @@ fn taken_over_by_another(
         "{label}: {cause}. Clean session is on, so this node now connects as '{unique}' instead \
          of '{configured}' until it restarts"
     );
+    if let (Some(topic), true) = (&shared.status_topic, shared.status_follows_id) {
+        log::warn!(
+            "{label}: statusTopic '{topic}' names the node by nothing clientId does not, so the \
+             other client, very likely a node resolving clientId as this one does, shares it: \
+             whichever of the two closes or loses its connection first leaves 'offline' there \
+             while the other runs (the client id moved, the status topic cannot); make \
+             statusTopic name what tells the nodes apart (give them distinct host names, or add \
+             {{random}})"
+        );
+    }
     replaced().insert(shared.identity.clone(), unique.clone());
     Some(unique)
 }
@@ -1355,7 +1368,12 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared {
+        Arc::new(bare_shared())
+    }
+
+    /// What [`shared`] holds, to change before it is shared.
+    fn bare_shared() -> Shared {
+        Shared {
             client: Mutex::new(Box::new(Accepting)),
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
@@ -1368,13 +1386,14 @@ mod tests {
             identity: ("scripted".into(), 1, "driver-panic-test".into()),
             label: "scripted:1 as 'driver-panic-test'".into(),
             status_topic: None,
+            status_follows_id: false,
             status_format: StatusFormat::Text,
             clean_session: true,
             connect_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(60),
             max_inflight: None,
             metrics: ConnectionMetrics::default(),
-        })
+        }
     }
 
     /// A pack of `n` QoS 1 messages whose outcome goes to the returned receiver.
@@ -2065,6 +2084,7 @@ mod tests {
             version: crate::config::MqttVersion::V3_1_1,
             failover: Vec::new(),
             status_topic: None,
+            status_follows_id: false,
             tls: None,
             transport: crate::config::Transport::Tcp,
             proxy: None,
@@ -2944,5 +2964,38 @@ mod tests {
             "{lines:?}"
         );
         drop((first, same, other_topic, second, listener));
+    }
+
+    /// A takeover moves the client id with a clean session; a status topic named by nothing
+    /// the client id is not (the other client, a node resolving the client id the same,
+    /// resolves it the same) is said to be shared with it, at WARN. One with a part of its own
+    /// is not.
+    #[test]
+    fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
+        crate::test_log::capture();
+        let warned = |id: &str, follows: bool| {
+            let shared = Shared {
+                identity: ("status-follows".into(), 1, id.into()),
+                status_topic: Some(format!("kaa/status/{id}").into()),
+                status_follows_id: follows,
+                ..bare_shared()
+            };
+            let label = format!("status-follows:1 as '{id}'");
+            let moved = taken_over_by_another(&shared, &label, id, ("closed", true), WAIT);
+            assert!(moved.is_some_and(|m| m.starts_with(&format!("{id}-"))));
+            crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
+                .into_iter()
+                .filter(|l| l.starts_with("WARN"))
+                .collect::<Vec<_>>()
+        };
+        let lines = warned("status-follows-id", true);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("statusTopic 'kaa/status/status-follows-id'")
+                && lines[0].contains("shares it")
+                && lines[0].contains("{random}"),
+            "{lines:?}"
+        );
+        assert!(warned("status-own-part", false).is_empty());
     }
 }
