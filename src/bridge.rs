@@ -805,7 +805,6 @@ pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     /// Jobs are numbers; the dispatcher records what reached "Java".
     #[derive(Default)]
@@ -910,33 +909,15 @@ mod tests {
         }
     }
 
-    static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-    struct Capture;
-
-    impl Log for Capture {
-        fn enabled(&self, _: &Metadata) -> bool {
-            true
-        }
-        fn log(&self, record: &Record) {
-            CAPTURED
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(format!("{} {}", record.level(), record.args()));
-        }
-        fn flush(&self) {}
-    }
-
     /// The panic an entry point catches (`append`'s, `guard`'s) reaches the log with its
     /// message, not only the exception or failure callback it becomes.
     #[test]
     fn a_caught_panic_is_logged_with_its_message() {
-        let _ = log::set_logger(&Capture);
-        log::set_max_level(LevelFilter::Trace);
+        crate::test_log::capture();
         let payload = catch_unwind(|| panic!("injected: append panics on record {}", 7))
             .expect_err("it panics");
         assert_eq!(log_panic(payload), "injected: append panics on record 7");
-        let captured = CAPTURED.lock().unwrap_or_else(|p| p.into_inner());
+        let captured = crate::test_log::lines_with("injected: append panics on record 7");
         assert!(
             captured.iter().any(|l| l
                 == "ERROR panic in kaa-mqtt-appender native code: injected: append panics on record 7"),

@@ -121,6 +121,10 @@ pub struct BrokerConfig {
     pub failover: Vec<(String, u16)>,
     /// Where "online" is published (retained) on connect and "offline" as the last will.
     pub status_topic: Option<String>,
+    /// With a status topic: `statusTopic` has no placeholder that `clientId` lacks, so a node
+    /// that resolves the client id as this one does (the other client of a takeover, very
+    /// likely) resolves the status topic the same, and shares it.
+    pub status_follows_id: bool,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
     pub transport: Transport,
@@ -151,6 +155,7 @@ impl BrokerConfig {
             version,
             failover,
             status_topic,
+            status_follows_id,
             tls,
             transport,
             proxy,
@@ -170,6 +175,10 @@ impl BrokerConfig {
             (*version != other.version, "mqttVersion"),
             (*failover != other.failover, "brokers"),
             (*status_topic != other.status_topic, "statusTopic"),
+            (
+                *status_follows_id != other.status_follows_id,
+                "statusTopic's placeholders",
+            ),
             (*tls != other.tls, "the TLS settings"),
             (*transport != other.transport, "transport or webSocketPath"),
             (*proxy != other.proxy, "the proxy settings"),
@@ -201,6 +210,7 @@ impl fmt::Debug for BrokerConfig {
             .field("version", &self.version)
             .field("failover", &self.failover)
             .field("status_topic", &self.status_topic)
+            .field("status_follows_id", &self.status_follows_id)
             .field("tls", &self.tls)
             .field("transport", &self.transport)
             .field("proxy", &self.proxy)
@@ -747,6 +757,19 @@ impl AppenderConfig {
                  keeps it (and what it queues) for nobody; use for example 'kaa-{{hostname}}'"
             ));
         }
+        if !clean_session
+            && !identity::PLACEHOLDERS
+                .iter()
+                .any(|p| client_id_text.contains(p))
+        {
+            warnings.push(format!(
+                "clientId '{client_id_text}' names no node while cleanSession is off: every node of \
+                 a Kaa cluster sharing this configuration connects with this id, the broker keeps \
+                 one connection per id, and with the session bound to the id none can move to \
+                 another, so the nodes keep pushing each other out; on more than one node use \
+                 for example 'kaa-{{hostname}}'"
+            ));
+        }
         // rumqttc asserts (a panic) on a keep-alive its MQTT 5 client does not take, and
         // MQTT carries the keep-alive in 16 bits.
         let min_keep_alive = match version {
@@ -796,6 +819,11 @@ impl AppenderConfig {
         } else {
             StatusFormat::Text
         };
+        // Likewise false without one.
+        let status_follows_id = status_topic.is_some()
+            && identity::PLACEHOLDERS
+                .iter()
+                .all(|p| !status_text.contains(p) || client_id_text.contains(p));
         Ok(AppenderConfig {
             broker: BrokerConfig {
                 host,
@@ -809,6 +837,7 @@ impl AppenderConfig {
                 version,
                 failover,
                 status_topic,
+                status_follows_id,
                 tls,
                 transport,
                 proxy,
@@ -1368,6 +1397,55 @@ pub(crate) mod tests {
         assert!(warned("kaa-{random}", false));
         assert!(!warned("kaa-{hostname}-{pid}", true));
         assert!(!warned("kaa-{hostname}", false));
+    }
+
+    /// A persistent session under an id without a placeholder: every node of a cluster takes
+    /// it, and they push each other out; warned about. With a clean session the id moves on
+    /// its own after a takeover, and an id naming the node is the advice itself: no warning.
+    #[test]
+    fn a_persistent_session_under_an_id_naming_no_node_is_warned_about() {
+        let warned = |id: &str, clean: bool| {
+            let c = AppenderConfig::from_avro(
+                &through_connections_as(id, 1, clean).0,
+                Layout::PlainTexts,
+            )
+            .unwrap();
+            c.warnings.iter().any(|w| {
+                w.contains(&format!(
+                    "clientId '{id}' names no node while cleanSession is off"
+                ))
+            })
+        };
+        assert!(warned("DefaultClient-ID", false));
+        assert!(!warned("DefaultClient-ID", true));
+        assert!(!warned("kaa-{hostname}", false));
+        assert!(!warned("kaa-{random}", false));
+    }
+
+    /// Whether a node whose client id resolves as this one's (the other client of a takeover)
+    /// resolves the status topic the same: the status topic has no placeholder the client id
+    /// lacks. Never without a status topic, which must not split connections.
+    #[test]
+    fn whether_the_status_topic_follows_the_client_id() {
+        let follows = |id: &str, status: &str| {
+            let mut e = with_client_id(id);
+            e.long(30).long(10).long(1000).long(0).long(0).long(60);
+            e.string("").string("").string("").string("");
+            e.boolean(false).boolean(true).long(10).long(4096);
+            e.long(0).long(0).string("").string(status).long(1);
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
+                .unwrap()
+                .broker
+                .status_follows_id
+        };
+        assert!(follows("kaa-{hostname}-{pid}", "kaa/status/{hostname}"));
+        assert!(follows("kaa-{hostname}", "kaa/status"));
+        assert!(!follows("DefaultClient-ID", "kaa/status/{hostname}"));
+        assert!(!follows(
+            "kaa-{hostname}-{pid}",
+            "kaa/status/{hostname}-{random}"
+        ));
+        assert!(!follows("kaa-{hostname}", ""));
     }
 
     #[test]

@@ -67,6 +67,8 @@ struct Shared {
     hold: Mutex<Option<IdHold>>,
     label: String,
     status_topic: Option<Arc<str>>,
+    /// See [`BrokerConfig::status_follows_id`].
+    status_follows_id: bool,
     status_format: StatusFormat,
     clean_session: bool,
     connect_timeout: Duration,
@@ -163,6 +165,47 @@ fn clash(
     )
 }
 
+/// Names the live connection of this process, not one closing or draining for a closed
+/// appender (it is on its way out), that publishes to `broker`'s status topic at its broker.
+///
+/// Warned about, not shared: each connection leaves its own last will, which the broker
+/// publishes when that connection dies, whatever the others do, so counting the holders to
+/// publish 'offline' at the last close only would still leave the status wrong at every lost
+/// connection, and hide why.
+fn status_carrier(
+    broker: &BrokerConfig,
+    pool: &HashMap<BrokerConfig, Weak<Connection>>,
+) -> Option<String> {
+    let topic = broker.status_topic.as_deref()?;
+    let carriers: Vec<Arc<Connection>> = pool
+        .iter()
+        .filter(|(config, _)| {
+            (
+                config.host.as_str(),
+                config.port,
+                config.status_topic.as_deref(),
+            ) == (broker.host.as_str(), broker.port, Some(topic))
+        })
+        .filter_map(|(_, connection)| connection.upgrade())
+        .collect();
+    // Not held when `carriers` goes: the last `Arc` of a connection its appender let go of
+    // meanwhile says goodbye in `closing` as it is dropped.
+    let closing = closing();
+    let live = carriers.iter().find(|c| {
+        !closing
+            .values()
+            .any(|g| Arc::ptr_eq(&g.finished, &c.shared.finished))
+    });
+    let named = live.map(|c| {
+        format!(
+            "another appender's connection of this node, to {}",
+            c.shared.label
+        )
+    });
+    drop(closing);
+    named
+}
+
 /// This node's own id for `configured` ([`crate::identity::unique`]), or, where another
 /// connection of this process holds that, the first of its `-2`, `-3`, ... that is `free`.
 fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
@@ -224,22 +267,27 @@ impl Shared {
     }
 
     /// Publishes the retained liveness status, if the connection has a status topic. It is
-    /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own.
-    fn publish_status(&self, status: Status) {
-        let Some(topic) = &self.status_topic else {
-            return;
-        };
+    /// tracked like any message (rumqttc's packet ids must stay in step) by a pack of its own,
+    /// which is returned.
+    fn publish_status(&self, status: Status) -> Option<Arc<Pack>> {
+        let topic = self.status_topic.as_ref()?;
         let payload = status::payload(self.status_format, status, SystemTime::now());
         let label = self.label.clone();
         let pack = Pack::new(
             1,
             Box::new(move |outcome| {
-                if outcome != Outcome::Delivered {
-                    log::warn!(
-                        "status '{}' not confirmed by {label}: {outcome}",
-                        status.word()
-                    );
-                }
+                // "offline" left unconfirmed when the driver ended (`Why::Closed`): the close
+                // waited for its ack and already said why it did not come (`close_gracefully`).
+                let level = match (status, outcome) {
+                    (_, Outcome::Delivered) => return,
+                    (Status::Offline, Outcome::InternalError) => log::Level::Debug,
+                    _ => log::Level::Warn,
+                };
+                log::log!(
+                    level,
+                    "status '{}' not confirmed by {label}: {outcome}",
+                    status.word()
+                );
             }),
         );
         let how = PublishOptions {
@@ -262,6 +310,7 @@ impl Shared {
         self.hand_over(|tracker, client| {
             tracker.submit(client, &pack, how, vec![message], usize::MAX)
         });
+        Some(pack)
     }
 }
 
@@ -339,6 +388,16 @@ impl Connection {
             "{} as '{client_id}'",
             address_label(broker, &broker.host, broker.port)
         );
+        if let Some(other) = status_carrier(broker, pool) {
+            log::warn!(
+                "{label}: statusTopic '{}' is also carried by {other}: each connection \
+                 publishes 'offline' there when it closes and leaves 'offline' as its last will, \
+                 so the node's status reads 'offline' while the other connection still runs; \
+                 give each appender's statusTopic a part of its own (for example \
+                 'kaa/status/{{hostname}}/<application>')",
+                broker.status_topic.as_deref().unwrap_or_default()
+            );
+        }
         let (client, pending) = protocol::open(broker, &client_id, &label);
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
@@ -353,6 +412,7 @@ impl Connection {
             identity,
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
+            status_follows_id: broker.status_follows_id,
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             connect_timeout: broker.connect_timeout,
@@ -872,7 +932,7 @@ impl<E: EventLoop> Driver<E> {
                     client.follow(grants);
                     tracker.on_connected(client, window)
                 });
-                shared.publish_status(Status::Online);
+                let _ = shared.publish_status(Status::Online);
             }
             Ok(event) => {
                 if E::NUDGES {
@@ -1115,6 +1175,16 @@ fn taken_over_by_another(
         "{label}: {cause}. Clean session is on, so this node now connects as '{unique}' instead \
          of '{configured}' until it restarts"
     );
+    if let (Some(topic), true) = (&shared.status_topic, shared.status_follows_id) {
+        log::warn!(
+            "{label}: statusTopic '{topic}' names the node by nothing clientId does not, so the \
+             other client, very likely a node resolving clientId as this one does, shares it: \
+             whichever of the two closes or loses its connection first leaves 'offline' there \
+             while the other runs (the client id moved, the status topic cannot); make \
+             statusTopic name what tells the nodes apart (give them distinct host names, or add \
+             {{random}})"
+        );
+    }
     replaced().insert(shared.identity.clone(), unique.clone());
     Some(unique)
 }
@@ -1155,18 +1225,53 @@ async fn write_ready(
     Some(written)
 }
 
-/// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), then
-/// DISCONNECT, waiting a moment for both to be written.
+/// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), and once
+/// the broker has acknowledged it, DISCONNECT, waiting a moment for each.
 async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
-    shared.publish_status(Status::Offline);
-    // What the tracker handed over before, then the status, then DISCONNECT. A backlog that
-    // a slow broker does not take within the grace is left, and so is the DISCONNECT: the
-    // broker's will then says "offline" in place of the status it never got.
-    let written = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(true)) = write_ready(shared, eventloop, false).await {}
+    let status = shared.publish_status(Status::Offline);
+    // What the tracker handed over before, then the status, then its PUBACK: DISCONNECT goes
+    // out only after it, or the connection would end before the PUBACK is read, and the status
+    // the broker took would be left unconfirmed. A backlog that a slow broker does not take,
+    // or a status it does not acknowledge, within the grace is left, and so is the DISCONNECT:
+    // the broker's will then says "offline" in place of the status it never confirmed.
+    let settled = tokio::time::timeout(CLOSE_GRACE, async {
+        loop {
+            loop {
+                match write_ready(shared, eventloop, false).await {
+                    Some(Ok(true)) => {}
+                    Some(Err(failure)) => return Err(failure),
+                    Some(Ok(false)) | None => break,
+                }
+            }
+            if status.as_ref().is_none_or(|s| s.is_done()) {
+                return Ok(());
+            }
+            // Acks free room in the window for the status if it waits there (the next round
+            // writes it), and the last is the status's own.
+            let event = eventloop.poll().await?;
+            shared.hand_over(|tracker, client| tracker.on_event(client, &event));
+        }
     })
     .await;
-    if written.is_err() {
+    let why = match settled {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(format!(
+            "the connection was lost while closing ({})",
+            failure.text()
+        )),
+        Err(_) => Some(format!(
+            "not written and acknowledged within {} s of closing",
+            CLOSE_GRACE.as_secs()
+        )),
+    };
+    if let Some(why) = why {
+        if status.is_some() {
+            log::warn!(
+                "status 'offline' not confirmed by {}: {why}; the broker publishes the \
+                 connection's last will ('offline') in its place",
+                shared.label
+            );
+        }
         eventloop.drop_connection();
         return;
     }
@@ -1263,7 +1368,12 @@ mod tests {
     }
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared {
+        Arc::new(bare_shared())
+    }
+
+    /// What [`shared`] holds, to change before it is shared.
+    fn bare_shared() -> Shared {
+        Shared {
             client: Mutex::new(Box::new(Accepting)),
             tracker: Mutex::new(Tracker::default()),
             shutdown: Notify::new(),
@@ -1276,13 +1386,14 @@ mod tests {
             identity: ("scripted".into(), 1, "driver-panic-test".into()),
             label: "scripted:1 as 'driver-panic-test'".into(),
             status_topic: None,
+            status_follows_id: false,
             status_format: StatusFormat::Text,
             clean_session: true,
             connect_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(60),
             max_inflight: None,
             metrics: ConnectionMetrics::default(),
-        })
+        }
     }
 
     /// A pack of `n` QoS 1 messages whose outcome goes to the returned receiver.
@@ -2022,6 +2133,7 @@ mod tests {
             version: crate::config::MqttVersion::V3_1_1,
             failover: Vec::new(),
             status_topic: None,
+            status_follows_id: false,
             tls: None,
             transport: crate::config::Transport::Tcp,
             proxy: None,
@@ -2750,5 +2862,189 @@ mod tests {
             "with a backlog, not within NUDGE_GAP of the last"
         );
         assert!(nudge.armed);
+    }
+
+    /// An MQTT 3.1.1 broker that acks the status "online" at once and the status "offline"
+    /// after `offline_ack` (`None`: never), and reports what it reads, when it acks "offline",
+    /// and the end of the connection: "offline", "PUBACK", "DISCONNECT", "other", "EOF".
+    fn status_broker_v4(
+        listener: std::net::TcpListener,
+        offline_ack: Option<Duration>,
+        seen: mpsc::Sender<&'static str>,
+    ) {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        let name = |kind: u8| match kind >> 4 {
+            3 => "PUBLISH",
+            14 => "DISCONNECT",
+            _ => "other",
+        };
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 != 3 {
+                let _ = seen.send(name(kind));
+                continue;
+            }
+            // Topic, packet id, payload.
+            let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            if body[4 + topic..] == *b"online" {
+                s.write_all(&puback_for(&body)).expect("PUBACK");
+                continue;
+            }
+            let _ = seen.send("offline");
+            let Some(after) = offline_ack else {
+                continue;
+            };
+            // What comes before the ack: nothing, when the client waits for it.
+            s.set_read_timeout(Some(after)).expect("timeout");
+            if let Some((kind, _)) = read_packet(&mut s) {
+                let _ = seen.send(name(kind));
+            }
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if s.write_all(&puback_for(&body)).is_ok() {
+                let _ = seen.send("PUBACK");
+            }
+        }
+        let _ = seen.send("EOF");
+    }
+
+    /// Opens a connection with a status topic to a [`status_broker_v4`], closes it once
+    /// "online" is there, and returns what the broker saw after it, to the end.
+    fn close_with_status(client_id: &str, offline_ack: Option<Duration>) -> Vec<&'static str> {
+        crate::test_log::capture();
+        let (tx, seen) = mpsc::channel();
+        let (port, broker) = scripted_broker(move |l| status_broker_v4(l, offline_ack, tx));
+        let connection = Connection::get(&BrokerConfig {
+            status_topic: Some(format!("kaa/status/{client_id}")),
+            ..scripted(port, client_id)
+        })
+        .expect("opened");
+        let deadline = Instant::now() + WAIT;
+        while !connection.metrics().connected.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "not connected");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // "online" acknowledged: nothing outstanding.
+        while connection.outstanding() > 0 {
+            assert!(Instant::now() < deadline, "'online' not acknowledged");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(connection);
+        let mut after = Vec::new();
+        while after.last() != Some(&"EOF") {
+            after.push(seen.recv_timeout(WAIT).expect("the broker's report"));
+        }
+        broker.join().expect("the scripted broker");
+        after
+    }
+
+    /// The close waits for the broker's PUBACK of the status "offline" before its DISCONNECT,
+    /// so the status the broker took is confirmed, and nothing is logged at WARN. (Before:
+    /// DISCONNECT went out at once, the driver stopped at it before reading the PUBACK, and
+    /// every close logged "status 'offline' not confirmed ... onInternalError".)
+    #[test]
+    fn the_offline_status_is_acknowledged_before_the_disconnect() {
+        let after = close_with_status("status-close-acked", Some(Duration::from_millis(300)));
+        assert_eq!(after, ["offline", "PUBACK", "DISCONNECT", "EOF"]);
+        let warned: Vec<_> = crate::test_log::lines_with("'status-close-acked'")
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect();
+        assert!(warned.is_empty(), "{warned:?}");
+    }
+
+    /// A broker that does not acknowledge "offline" within the grace: the connection is left
+    /// without DISCONNECT, so that its will says "offline", and one WARN says so (not a second
+    /// one for the status's pack failing at the driver's end).
+    #[test]
+    fn an_offline_status_left_unacknowledged_leaves_the_last_will_and_says_so() {
+        let after = close_with_status("status-close-unacked", None);
+        assert_eq!(after, ["offline", "EOF"], "no DISCONNECT");
+        let warned: Vec<_> = crate::test_log::lines_with("'status-close-unacked'")
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("status 'offline' not confirmed by")
+                && warned[0].contains("within 2 s of closing")
+                && warned[0].contains("last will ('offline')"),
+            "{warned:?}"
+        );
+    }
+
+    /// Two live connections of one process publishing one status topic at one broker: the
+    /// second one's open says so, naming the first. Not one with another status topic, nor
+    /// one to another broker, nor an appender sharing the connection itself.
+    #[test]
+    fn a_status_topic_another_connection_carries_is_warned_about() {
+        crate::test_log::capture();
+        // Held, never accepted: the connections wait for their CONNACK meanwhile.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let with_status = |id: &str, topic: &str| BrokerConfig {
+            status_topic: Some(topic.into()),
+            ..scripted(port, id)
+        };
+        let warned = |id: &str| {
+            crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
+                .into_iter()
+                .filter(|l| l.starts_with("WARN"))
+                .collect::<Vec<_>>()
+        };
+        let first =
+            Connection::get(&with_status("status-carrier-a", "kaa/status/shared")).expect("opened");
+        let same =
+            Connection::get(&with_status("status-carrier-a", "kaa/status/shared")).expect("opened");
+        assert!(warned("status-carrier-a").is_empty(), "one connection");
+        let other_topic =
+            Connection::get(&with_status("status-carrier-c", "kaa/status/own")).expect("opened");
+        assert!(warned("status-carrier-c").is_empty());
+        let second =
+            Connection::get(&with_status("status-carrier-b", "kaa/status/shared")).expect("opened");
+        let lines = warned("status-carrier-b");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("statusTopic 'kaa/status/shared' is also carried by")
+                && lines[0].contains("as 'status-carrier-a'")
+                && lines[0].contains("a part of its own"),
+            "{lines:?}"
+        );
+        drop((first, same, other_topic, second, listener));
+    }
+
+    /// A takeover moves the client id with a clean session; a status topic named by nothing
+    /// the client id is not (the other client, a node resolving the client id the same,
+    /// resolves it the same) is said to be shared with it, at WARN. One with a part of its own
+    /// is not.
+    #[test]
+    fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
+        crate::test_log::capture();
+        let warned = |id: &str, follows: bool| {
+            let shared = Shared {
+                identity: ("status-follows".into(), 1, id.into()),
+                status_topic: Some(format!("kaa/status/{id}").into()),
+                status_follows_id: follows,
+                ..bare_shared()
+            };
+            let label = format!("status-follows:1 as '{id}'");
+            let moved = taken_over_by_another(&shared, &label, id, ("closed", true), WAIT);
+            assert!(moved.is_some_and(|m| m.starts_with(&format!("{id}-"))));
+            crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
+                .into_iter()
+                .filter(|l| l.starts_with("WARN"))
+                .collect::<Vec<_>>()
+        };
+        let lines = warned("status-follows-id", true);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("statusTopic 'kaa/status/status-follows-id'")
+                && lines[0].contains("shares it")
+                && lines[0].contains("{random}"),
+            "{lines:?}"
+        );
+        assert!(warned("status-own-part", false).is_empty());
     }
 }

@@ -40,5 +40,7 @@ pub mod payload;
 pub(crate) mod protocol;
 pub mod status;
 mod supervise;
+#[cfg(test)]
+mod test_log;
 pub(crate) mod tls;
 pub(crate) mod topic;

@@ -204,6 +204,13 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// What happened, for a log line.
+    pub fn text(&self) -> &str {
+        match self {
+            Failure::Refused(why) | Failure::Closed { why, .. } | Failure::Broken(why) => why,
+        }
+    }
+
     /// Whether the broker refused the connection for its client id, or may have: "identifier
     /// rejected", or "not authorised", which is what a broker admitting listed ids only (AWS
     /// IoT policies, Mosquitto's `clientid_prefixes`) answers. Busy, unavailable, a proxy's
@@ -1234,6 +1241,7 @@ mod tests {
             session_expiry: None,
             status_format: StatusFormat::Json,
             max_inflight: None,
+            status_follows_id: false,
         }
     }
 

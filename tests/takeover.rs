@@ -28,6 +28,7 @@ fn broker_config(port: u16, client_id: &str, version: MqttVersion, clean: bool) 
         version,
         failover: Vec::new(),
         status_topic: None,
+        status_follows_id: false,
         tls: None,
         transport: Transport::Tcp,
         proxy: None,
