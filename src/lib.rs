@@ -21,6 +21,7 @@
 //! - `delivery`: ties every publish to its ack and answers each pack exactly once.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
 //!   going after a panic.
+//! - `test_log` (tests only): the test process's one logger, capturing what tests assert on.
 
 #![deny(unsafe_code)]
 
