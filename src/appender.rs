@@ -55,19 +55,27 @@ pub struct PackRecords {
     ends: Vec<usize>,
     /// Why the pack cannot be published: the first event without data, a null list, a failed read.
     unreadable: Option<String>,
+    /// The events of a pack not read to its end, which `ends` does not hold.
+    events: usize,
 }
 
 impl PackRecords {
-    /// Room for `events` more events of `bytes` bytes in all.
-    pub fn reserve(&mut self, events: usize, bytes: usize) {
-        self.data.reserve(bytes);
-        self.ends.reserve(events);
+    /// Room for `events` more events of `bytes` bytes in all, if the process has it: a failed
+    /// allocation would abort the JVM, which no `catch_unwind` catches.
+    pub fn try_reserve(
+        &mut self,
+        events: usize,
+        bytes: usize,
+    ) -> Result<(), std::collections::TryReserveError> {
+        self.data.try_reserve_exact(bytes)?;
+        self.ends.try_reserve_exact(events)
     }
 
-    /// A pack whose records cannot be read at all.
-    pub fn unreadable(reason: String) -> Self {
+    /// A pack of `events` whose records cannot be read at all.
+    pub fn unreadable(events: usize, reason: String) -> Self {
         PackRecords {
             unreadable: Some(reason),
+            events,
             ..PackRecords::default()
         }
     }
@@ -92,7 +100,7 @@ impl PackRecords {
     pub fn slices(&self) -> Result<Vec<&[u8]>, Unreadable> {
         if let Some(reason) = &self.unreadable {
             return Err(Unreadable {
-                events: self.ends.len(),
+                events: self.ends.len().max(self.events),
                 reason: reason.clone(),
             });
         }
@@ -821,6 +829,18 @@ mod tests {
         appender.close();
     }
 
+    /// Room the process cannot give for a pack's records is an error to answer, not an abort
+    /// of the JVM (`Vec::reserve` aborts, and `catch_unwind` cannot catch that): a pack of 800
+    /// MB killed the node under a 2.5 GB address-space limit.
+    #[test]
+    fn room_the_process_lacks_for_records_is_an_error() {
+        let mut records = PackRecords::default();
+        assert!(records.try_reserve(1, isize::MAX as usize).is_err());
+        assert!(records.try_reserve(1, 16).is_ok());
+        records.next_record(2).copy_from_slice(b"ok");
+        assert_eq!(records.slices().expect("readable"), [b"ok"]);
+    }
+
     /// Records cross as they come: a null event or a null list is no longer answered in Java,
     /// it reaches the appender, which answers it `InternalError` and counts it. (Before: Java
     /// answered such packs itself, and the metrics never saw them.)
@@ -837,7 +857,7 @@ mod tests {
             (unreadable.events, unreadable.reason.as_str()),
             (3, "event 1 is null or has no data")
         );
-        let no_list = PackRecords::unreadable("its list of events is null".into());
+        let no_list = PackRecords::unreadable(0, "its list of events is null".into());
         let no_list = no_list.slices();
         let (tx, rx) = mpsc::channel();
         for records in [slices.as_deref(), no_list.as_deref()] {

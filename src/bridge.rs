@@ -201,7 +201,7 @@ const EVENTS_PER_FRAME: i32 = 4096;
 /// A null array is a null event; a null `events` a null list.
 fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
     if events.is_null() {
-        return PackRecords::unreadable("its list of events is null".into());
+        return PackRecords::unreadable(0, "its list of events is null".into());
     }
     let read = |env: &mut JNIEnv| -> Result<PackRecords, jni::errors::Error> {
         let count = env.get_array_length(events)?;
@@ -209,7 +209,7 @@ fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
         for start in (0..count).step_by(EVENTS_PER_FRAME as usize) {
             let end = count.min(start.saturating_add(EVENTS_PER_FRAME));
             // The frame holds the chunk's arrays while the buffer is sized, and frees them together.
-            env.with_local_frame(end - start + 1, |env| -> Result<(), jni::errors::Error> {
+            let unfit = env.with_local_frame(end - start + 1, |env| {
                 let mut arrays = Vec::with_capacity((end - start) as usize);
                 let mut bytes = 0;
                 for i in start..end {
@@ -222,7 +222,12 @@ fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
                     bytes += len;
                     arrays.push((array, len));
                 }
-                records.reserve(arrays.len(), bytes);
+                if let Err(e) = records.try_reserve(arrays.len(), bytes) {
+                    return Ok(Some(format!(
+                        "its records do not fit in the node's memory ({bytes} more bytes from \
+                         event {start} on: {e})"
+                    )));
+                }
                 for (array, len) in &arrays {
                     if array.is_null() {
                         records.next_missing();
@@ -239,8 +244,11 @@ fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
                     };
                     env.get_byte_array_region(array, 0, record)?;
                 }
-                Ok(())
+                Ok::<_, jni::errors::Error>(None)
             })?;
+            if let Some(reason) = unfit {
+                return Ok(PackRecords::unreadable(count as usize, reason));
+            }
         }
         Ok(records)
     };
@@ -248,7 +256,7 @@ fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
         // A failed read may have left a Java exception pending, and the entry point makes more
         // JNI calls (the endpoint key, the schema) that must not run with one.
         let _ = env.exception_clear();
-        PackRecords::unreadable(format!("its events cannot be read: {e}"))
+        PackRecords::unreadable(0, format!("its events cannot be read: {e}"))
     })
 }
 
@@ -760,16 +768,43 @@ impl Dispatcher for Attached<'_> {
     }
 }
 
+/// The dispatcher's thread, to Rust and to Java.
+const DISPATCHER_NAME: &str = "kaa-mqtt-callbacks";
+
+/// Gives the attached thread its name on the Java side too.
+fn name_java_thread(env: &mut JNIEnv, name: &str) -> jni::errors::Result<()> {
+    let thread = env
+        .call_static_method(
+            "java/lang/Thread",
+            "currentThread",
+            "()Ljava/lang/Thread;",
+            &[],
+        )?
+        .l()?;
+    let name = env.new_string(name)?;
+    env.call_method(
+        &thread,
+        "setName",
+        "(Ljava/lang/String;)V",
+        &[(&name).into()],
+    )?;
+    Ok(())
+}
+
 /// The dispatcher: one thread, attached once as a daemon (it must not keep the JVM from
 /// exiting), draining jobs until the process ends.
 fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> {
     let (tx, rx) = channel::<Job>();
     std::thread::Builder::new()
-        .name("kaa-mqtt-callbacks".into())
+        .name(DISPATCHER_NAME.into())
         .spawn(move || {
-            let Ok(env) = vm.attach_current_thread_as_daemon() else {
+            let Ok(mut env) = vm.attach_current_thread_as_daemon() else {
                 return;
             };
+            // jni attaches it nameless ("Thread-0" in thread dumps and every native log line).
+            if name_java_thread(&mut env, DISPATCHER_NAME).is_err() {
+                let _ = env.exception_clear();
+            }
             ON_DISPATCHER.with(|on| on.set(true));
             serve(&rx, LEVEL_REFRESH, &mut Attached { env, side });
         })?;

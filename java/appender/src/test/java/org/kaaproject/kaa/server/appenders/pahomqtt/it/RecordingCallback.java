@@ -184,8 +184,8 @@ public final class RecordingCallback implements LogDeliveryCallback {
     }
 
     /**
-     * Asserts (now, no waiting) that every answer came after doAppend had returned, and from a thread other than
-     * the one that called it. No clock is involved: for a pack whose answer cannot be known before something the
+     * Asserts (now, no waiting) that every answer came after doAppend had returned, from the library's callback
+     * thread, named as such. No clock is involved: for a pack whose answer cannot be known before something the
      * test controls happens after doAppend (a release of held acks, a close) or before the pack's own deadline,
      * an answer seen before doAppend returned means doAppend waited for the outcome.
      */
@@ -197,6 +197,10 @@ public final class RecordingCallback implements LogDeliveryCallback {
             }
             if (c.thread == appendThread) {
                 fail(label + ": " + c + ": answered on the thread that called doAppend");
+            }
+            if (!"kaa-mqtt-callbacks".equals(c.thread.getName())) {
+                fail(label + ": " + c + ": not on the library's callback thread, or not under its name (thread dumps "
+                        + "and log lines show that name)");
             }
         }
     }
