@@ -1,0 +1,593 @@
+//! Brokers that misbehave: slow or deaf readers, brokers that close or refuse, shrinking receive
+//! maximums, session options a broker set, and one that stops acknowledging.
+
+use super::*;
+
+/// An MQTT 5 broker slower than its client: it pauses before reading each packet, so the
+/// client's socket stays full, and acks each QoS 1 publish it read.
+fn slow_broker_v5(listener: std::net::TcpListener) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let (connect, _) = read_packet(&mut s).expect("CONNECT");
+    assert_eq!(connect, 0x10);
+    s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+        .expect("CONNACK");
+    loop {
+        std::thread::sleep(Duration::from_millis(2));
+        let Some((kind, body)) = read_packet(&mut s) else {
+            return;
+        };
+        if kind >> 4 == 3 && s.write_all(&puback_for(&body)).is_err() {
+            return;
+        }
+    }
+}
+
+/// An MQTT 5 broker that announces no receive maximum on its first connection, acks
+/// `first` publishes there and closes it; then announces a receive maximum of 10 (and
+/// reports 0), and acks every publish, reporting its packet id.
+fn shrinking_broker_v5(listener: std::net::TcpListener, first: usize, pkids: mpsc::Sender<u16>) {
+    use std::io::Write;
+    for connack in [
+        &[0x20, 0x03, 0x00, 0x00, 0x00][..],
+        &[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x0a][..],
+    ] {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        read_packet(&mut s).expect("CONNECT");
+        s.write_all(connack).expect("CONNACK");
+        if connack.len() > 5 && pkids.send(0).is_err() {
+            return;
+        }
+        let mut acked = 0;
+        while connack.len() > 5 || acked < first {
+            let Some((kind, body)) = read_packet(&mut s) else {
+                return;
+            };
+            if kind >> 4 == 3 {
+                let puback = puback_for(&body);
+                let pkid = u16::from_be_bytes([puback[2], puback[3]]);
+                if connack.len() > 5 && pkids.send(pkid).is_err() {
+                    return;
+                }
+                if s.write_all(&puback).is_err() {
+                    return;
+                }
+                acked += 1;
+            }
+        }
+    }
+}
+
+/// An MQTT 5 broker whose first CONNACK sets a session expiry of an hour, and which then
+/// closes that connection, shutting down (so that it is no takeover, which would set the
+/// options anew anyway); it reports the property identifiers of both CONNECTs.
+fn expiry_setting_broker_v5(listener: std::net::TcpListener, ids: mpsc::Sender<Vec<u8>>) {
+    use std::io::Write;
+    for connack in [
+        &[0x20, 0x08, 0x00, 0x00, 0x05, 0x11, 0x00, 0x00, 0x0e, 0x10][..],
+        &[0x20, 0x03, 0x00, 0x00, 0x00][..],
+    ] {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let (_, body) = read_packet(&mut s).expect("CONNECT");
+        if ids.send(connect_property_ids(&body)).is_err() {
+            return;
+        }
+        s.write_all(connack).expect("CONNACK");
+        if connack.len() == 5 {
+            // The second stays until the client leaves.
+            while read_packet(&mut s).is_some() {}
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+            // DISCONNECT, 0x8B: the server is shutting down.
+            s.write_all(&[0xe0, 0x02, 0x8b, 0x00]).expect("DISCONNECT");
+        }
+    }
+}
+
+/// A broker that accepts the connection and then reads nothing more, as a hung broker (or
+/// one paused with SIGSTOP) does: once the socket's buffers are full, every write waits.
+/// It holds the socket until `quit` says so.
+fn deaf_broker(listener: std::net::TcpListener, quit: mpsc::Receiver<()>) {
+    use std::io::{Read, Write};
+    let (mut s, _) = listener.accept().expect("accept");
+    let mut connect = [0u8; 2];
+    s.read_exact(&mut connect).expect("CONNECT");
+    let mut body = vec![0u8; usize::from(connect[1])];
+    s.read_exact(&mut body).expect("CONNECT body");
+    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let _ = quit.recv_timeout(Duration::from_secs(60));
+}
+
+/// A broker that stops reading at QoS 0, which waits for no ack: a write that waits on the
+/// full socket ends with the connection, within the connect timeout, and the pack is
+/// answered. (Before: only the final flush was bounded, and a write the socket's buffer
+/// held up waited for ever, so the pack was never answered and keep-alive never ran.)
+#[test]
+fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
+    let (quit, quit_rx) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |listener| deaf_broker(listener, quit_rx));
+    let connection = Connection::get(&scripted(port, "deaf-test")).expect("opened");
+    // 64 MiB: more than loopback's socket buffers hold, both sides together.
+    let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
+    // Within the byte bound too (4 KiB a record), or the pack fails before a write.
+    connection.submit(&pack, how, messages, 100_000);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    drop(connection);
+    let _ = quit.send(());
+    broker_thread.join().expect("the scripted broker");
+}
+
+/// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
+/// every pack is answered, none waits for an ack of a publish that was never written (see
+/// `EventLoop::NUDGES` and the test after this one).
+#[test]
+fn mqtt5_packs_through_a_broker_slower_than_the_client_are_all_delivered() {
+    let (port, broker_thread) = scripted_broker(slow_broker_v5);
+    let config = BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "slow-v5-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    // 48 MiB: more than loopback's socket buffers hold, and more messages than the window.
+    let answers: Vec<_> = (0..24)
+        .map(|_| {
+            let (pack, how, messages, rx) =
+                pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 256 << 10]; 8]);
+            connection.submit(&pack, how, messages, 16384);
+            rx
+        })
+        .collect();
+    for (i, rx) in answers.iter().enumerate() {
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Ok(Outcome::Delivered),
+            "pack {i}"
+        );
+    }
+    drop(connection);
+    broker_thread
+        .join()
+        .expect("the scripted broker ends when the client leaves");
+}
+
+/// An MQTT 3.1.1 broker that reads at about 4 MiB/s: it pauses 125 ms after each publish
+/// (of 512 KiB in the tests), then acks it if its QoS asks for that. Once the client is
+/// gone, it says how many publishes it read.
+fn slow_reading_broker_v4(listener: std::net::TcpListener, read: mpsc::Sender<usize>) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let mut count = 0;
+    while let Some((kind, body)) = read_packet(&mut s) {
+        if kind >> 4 != 3 {
+            continue;
+        }
+        count += 1;
+        std::thread::sleep(Duration::from_millis(125));
+        if kind & 0x06 == 0 {
+            continue;
+        }
+        if s.write_all(&puback_for(&body)).is_err() {
+            break;
+        }
+    }
+    let _ = read.send(count);
+}
+
+/// A slow broker's backlog goes in slices of connectTimeoutSeconds, with the driver's
+/// other duties between them: closed meanwhile, the connection goes within a few slices,
+/// not once the whole backlog is written. (Before: the driver wrote 64 MiB of QoS 0
+/// messages, sixteen seconds of this broker's reading, before it saw the close.)
+#[test]
+fn a_slow_brokers_backlog_leaves_the_driver_free_to_close() {
+    let (tx, read) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |l| slow_reading_broker_v4(l, tx));
+    let config = BrokerConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..scripted(port, "slow-backlog-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    let (pack, how, messages, _answer) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 512 << 10]; 128]);
+    connection.submit(&pack, how, messages, 100_000);
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(connection);
+    let count = read.recv_timeout(WAIT).expect("the broker's count");
+    // Two slices before the close is seen, the grace after it (two seconds), and what
+    // the socket's buffers held: about half.
+    assert!(
+        count < 96,
+        "{count} of 128 publishes written after the close"
+    );
+    broker_thread.join().expect("the scripted broker");
+}
+
+/// MQTT 3.1.1 writes a window of messages in one go, each write making progress within
+/// connectTimeoutSeconds: a window that takes longer to cross to a broker reading all
+/// along goes through. (Before: the bound was on the whole window, and every attempt
+/// failed it, with the connection and every pack in flight.)
+#[test]
+fn a_window_slower_than_the_write_bound_reaches_a_broker_that_reads() {
+    let (tx, _read) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |l| slow_reading_broker_v4(l, tx));
+    let config = BrokerConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..scripted(port, "slow-reader-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    // 16 MiB, one window: four seconds of reading, more than loopback's buffers hold.
+    let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 512 << 10]; 32]);
+    connection.submit(&pack, how, messages, 100_000);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(Outcome::Delivered)
+    );
+    drop(connection);
+    broker_thread.join().expect("the scripted broker");
+}
+
+/// A broker's socket read steadily and slowly: at most 64 KiB per 25 ms (2.6 MB/s), and,
+/// with `budget`, that many bytes in all, after which reads wait until `quit` says so (a
+/// broker that stopped reading).
+struct Trickle<'a> {
+    s: &'a mut std::net::TcpStream,
+    budget: Option<usize>,
+    quit: Option<&'a mpsc::Receiver<()>>,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.budget == Some(0) {
+            if let Some(quit) = self.quit {
+                let _ = quit.recv_timeout(Duration::from_secs(60));
+            }
+            return Ok(0);
+        }
+        let most = buf
+            .len()
+            .min(64 << 10)
+            .min(self.budget.unwrap_or(usize::MAX));
+        let n = self.s.read(&mut buf[..most])?;
+        if let Some(b) = &mut self.budget {
+            *b -= n;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+        Ok(n)
+    }
+}
+
+/// An MQTT 3.1.1 broker that reads as [`Trickle`] does and acks each QoS 1 publish it read
+/// whole.
+fn trickling_broker_v4(
+    listener: std::net::TcpListener,
+    budget: Option<usize>,
+    quit: mpsc::Receiver<()>,
+) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let mut writer = s.try_clone().expect("clone");
+    let mut trickle = Trickle {
+        s: &mut s,
+        budget,
+        quit: Some(&quit),
+    };
+    while let Some((kind, body)) = read_packet(&mut trickle) {
+        if kind >> 4 == 3 && writer.write_all(&puback_for(&body)).is_err() {
+            return;
+        }
+    }
+}
+
+/// One message that takes the broker far longer to read than connectTimeoutSeconds goes
+/// through as long as the broker keeps reading: the bound is on a write that makes no
+/// progress. (Before: it was on the whole flush of the message, which failed with "Flush
+/// timeout", the shared connection with it, at every attempt.)
+#[test]
+fn one_large_message_reaches_a_broker_that_reads_it_slowly() {
+    let (_quit, quit_rx) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |l| trickling_broker_v4(l, None, quit_rx));
+    let connection = Connection::get(&BrokerConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..scripted(port, "trickle-test")
+    })
+    .expect("opened");
+    // 16 MiB: about six seconds of this broker's reading, more than loopback's buffers.
+    let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
+    connection.submit(&pack, how, messages, 100_000);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(Outcome::Delivered)
+    );
+    drop(connection);
+    broker_thread.join().expect("the scripted broker");
+}
+
+/// A broker that stops reading half-way through a large message is still left, within
+/// connectTimeoutSeconds of its last read (and what the socket's buffers take after it).
+#[test]
+fn a_broker_that_stops_reading_inside_a_large_message_is_left() {
+    let (quit, quit_rx) = mpsc::channel();
+    let (port, broker_thread) =
+        scripted_broker(move |l| trickling_broker_v4(l, Some(4 << 20), quit_rx));
+    let connection = Connection::get(&BrokerConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..scripted(port, "stops-reading-test")
+    })
+    .expect("opened");
+    let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 16 << 20]]);
+    connection.submit(&pack, how, messages, 100_000);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    drop(connection);
+    let _ = quit.send(());
+    broker_thread.join().expect("the scripted broker");
+}
+
+/// An MQTT 5 broker that accepts the connection and reads every packet, answering none
+/// (QoS 0 wants no answer); it counts the publishes into `publishes` until the client
+/// leaves.
+fn reading_broker_v5(listener: std::net::TcpListener, publishes: mpsc::Sender<usize>) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+        .expect("CONNACK");
+    let mut count = 0;
+    while let Some((kind, _)) = read_packet(&mut s) {
+        if kind >> 4 == 3 {
+            count += 1;
+        }
+    }
+    let _ = publishes.send(count);
+}
+
+/// The connection is shared by every appender with its broker settings, whatever their
+/// maxPendingRecords: the MQTT 5 client's channel never refuses what the tracker admits.
+/// (Before: it held the maxPendingRecords of the appender that opened the connection, so
+/// another appender's pack of more QoS 0 messages failed every time, after some of them
+/// were published.)
+#[test]
+fn mqtt5_queues_whatever_the_tracker_admits() {
+    let (tx, publishes) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |l| reading_broker_v5(l, tx));
+    let config = BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "queue-v5-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![b"{}".to_vec(); 5000]);
+    connection.submit(&pack, how, messages, 100_000);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+    assert_eq!(publishes.recv_timeout(WAIT), Ok(5000));
+    broker_thread.join().expect("the scripted broker");
+}
+
+/// A broker whose receive maximum is smaller than the packet ids the last connection
+/// reached (a failover broker, or one restarted with a lower setting): ids start from 1
+/// again, within its window. (Before: they went on from 25, past 10, and the publish with
+/// id 31, beyond rumqttc's table for `maxInflight` 30, was dropped and the connection
+/// failed, at every connection after it.)
+#[test]
+fn packet_ids_start_again_within_a_smaller_receive_maximum() {
+    let (tx, pkids) = mpsc::channel();
+    let (port, broker_thread) =
+        scripted_broker(move |listener| shrinking_broker_v5(listener, 25, tx));
+    let config = BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        max_inflight: Some(30),
+        ..scripted(port, "shrinking-v5-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    let (pack, how, messages, rx) = qos1_pack(25);
+    connection.submit(&pack, how, messages, 100);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    // Once the first connection is gone, so that no message is lost with it.
+    assert_eq!(pkids.recv_timeout(WAIT), Ok(0), "connected again");
+    for round in 0..3 {
+        let (pack, how, messages, rx) = qos1_pack(10);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(
+            rx.recv_timeout(WAIT),
+            Ok(Outcome::Delivered),
+            "pack {round}"
+        );
+    }
+    let seen: Vec<u16> = pkids.try_iter().collect();
+    assert_eq!(seen.len(), 30, "{seen:?}");
+    assert!(seen.iter().all(|&id| (1..=10).contains(&id)), "{seen:?}");
+    drop(connection);
+    broker_thread
+        .join()
+        .expect("the scripted broker ends when the client leaves");
+}
+
+/// What a CONNACK sets holds for that connection only: rumqttc copies an MQTT 5 broker's
+/// session expiry into the options of every later CONNECT, where a session kept past the
+/// connection is what the configuration (clean session, no expiry) refused. (Before: the
+/// second CONNECT asked for the hour the first CONNACK had set.)
+#[test]
+fn a_session_expiry_a_broker_set_does_not_carry_over_to_the_next_connection() {
+    let (tx, ids) = mpsc::channel();
+    let (port, broker_thread) =
+        scripted_broker(move |listener| expiry_setting_broker_v5(listener, tx));
+    let config = BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "expiry-v5-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    let first = ids.recv_timeout(WAIT).expect("first CONNECT");
+    let second = ids.recv_timeout(WAIT).expect("second CONNECT");
+    assert!(!first.contains(&0x11), "{first:x?}");
+    assert!(
+        !second.contains(&0x11),
+        "no session expiry asked: {second:x?}"
+    );
+    drop(connection);
+    broker_thread
+        .join()
+        .expect("the scripted broker ends when the client leaves");
+}
+
+/// An MQTT 5 broker that accepts every connection and at once sends DISCONNECT with
+/// `reason` and closes it, as a busy one or one over a quota does; it reports each CONNECT.
+fn closing_at_once_broker_v5(
+    listener: std::net::TcpListener,
+    reason: u8,
+    connects: mpsc::Sender<()>,
+) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none() {
+            continue;
+        }
+        if connects.send(()).is_err() {
+            return;
+        }
+        // CONNACK, then DISCONNECT with the reason and no properties; dropped: closed.
+        let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xe0, 0x02, reason, 0x00]);
+    }
+}
+
+/// A broker that closes each connection as soon as it accepted it (here: DISCONNECT 0x89,
+/// server busy) is retried with growing pauses, not at the shortest one each time.
+/// (Before: every CONNACK reset the pause, and the broker got about 13 connections a
+/// second, each with an INFO and a WARN line, for as long as it answered so.)
+#[test]
+fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "busy-v5-test")
+    })
+    .expect("opened");
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut count = 0;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if connects.recv_timeout(left).is_ok() {
+            count += 1;
+        }
+    }
+    drop(connection);
+    // Pauses from 50-100 ms, doubling: six connections in two seconds at most.
+    assert!((2..=6).contains(&count), "{count} connections in 2 s");
+}
+
+/// An MQTT 3.1.1 broker that refuses every CONNECT with return code 5 (not authorised, as
+/// for bad credentials); the first refusal waits for `go`.
+fn refusing_broker_v4(listener: std::net::TcpListener, go: mpsc::Receiver<()>) {
+    use std::io::Write;
+    let mut first = true;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none() {
+            continue;
+        }
+        if std::mem::take(&mut first) && go.recv_timeout(WAIT).is_err() {
+            return;
+        }
+        let _ = s.write_all(&[0x20, 0x02, 0x00, 0x05]);
+    }
+}
+
+/// A broker refusing the connection (bad credentials on it alone) leaves the packs that
+/// wait to the failover broker after it, which delivers them. (Before: they were answered
+/// onRemoteError at the first broker's refusal, before the second was tried.)
+#[test]
+fn a_pack_waiting_while_the_first_broker_refuses_goes_to_the_failover_broker() {
+    let (go, go_rx) = mpsc::channel();
+    let (refusing, _) = scripted_broker(move |l| refusing_broker_v4(l, go_rx));
+    let (tx, ids) = mpsc::channel();
+    let (healthy, _) = scripted_broker(move |l| closing_broker_v4(l, 0, tx));
+    let connection = Connection::get(&BrokerConfig {
+        failover: vec![("127.0.0.1".into(), healthy)],
+        ..scripted(refusing, "failover-refused")
+    })
+    .expect("opened");
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    go.send(()).expect("the refusing broker waits");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("failover-refused"));
+    drop(connection);
+}
+
+/// When every broker of the round refused the connection, what waits is answered
+/// onRemoteError at once, as with one broker: retrying cannot help until the
+/// configuration changes.
+#[test]
+fn a_pack_waiting_while_every_broker_refuses_is_refused() {
+    let (go_a, go_a_rx) = mpsc::channel();
+    let (a, _) = scripted_broker(move |l| refusing_broker_v4(l, go_a_rx));
+    let (go_b, go_b_rx) = mpsc::channel();
+    let (b, _) = scripted_broker(move |l| refusing_broker_v4(l, go_b_rx));
+    let connection = Connection::get(&BrokerConfig {
+        failover: vec![("127.0.0.1".into(), b)],
+        ..scripted(a, "failover-all-refused")
+    })
+    .expect("opened");
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    go_a.send(()).expect("the first broker waits");
+    go_b.send(()).expect("the second broker waits");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+    drop(connection);
+}
+
+/// A broker that answers pings and never acknowledges a publish, reporting every CONNECT.
+fn unacknowledging_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        let id = connect_client_id(&body);
+        if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+            return;
+        }
+        std::thread::spawn(move || {
+            while let Some((kind, _)) = read_packet(&mut s) {
+                if kind == 0xc0 && s.write_all(&[0xd0, 0x00]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The status message, alone in a window of one, is judged too: a broker that stops
+/// acknowledging is left though no appender's message was ever in flight. (Before: the
+/// status message had no patience, and the connection was never found stalled.)
+#[test]
+fn a_status_message_holding_the_only_slot_is_judged_too() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
+    let connection = Connection::get(&BrokerConfig {
+        status_topic: Some("kaa/status".into()),
+        keep_alive: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        max_inflight: Some(1),
+        ..scripted(port, "status-stall")
+    })
+    .expect("opened");
+    assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
+    // Past the status message's patience: a connect and a keep-alive.
+    std::thread::sleep(Duration::from_millis(2500));
+    connection.check_stalled();
+    assert_eq!(
+        ids.recv_timeout(WAIT).as_deref(),
+        Ok("status-stall"),
+        "connected anew"
+    );
+    drop(connection);
+}

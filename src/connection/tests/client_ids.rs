@@ -1,0 +1,348 @@
+//! Client ids: takeovers and the id a connection moves to, ids a broker admits exactly, and
+//! connections of one process that share an id.
+
+use super::*;
+
+/// Connects to a [`closing_broker_v4`] and sends a pack of one message `packs` times, each
+/// once the connection it goes to is there; returns their answers, the client ids of the
+/// connections and the takeovers counted.
+fn publish_through_closes(
+    configured: &str,
+    closing: usize,
+    packs: usize,
+) -> (Vec<Outcome>, Vec<String>, u64) {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, closing, tx));
+    let connection = Connection::get(&scripted(port, configured)).expect("opened");
+    let mut answers = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..packs {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        answers.push(rx.recv_timeout(WAIT).expect("an answer"));
+    }
+    let takeovers = connection.metrics().takeovers.load(Ordering::Relaxed);
+    (answers, seen, takeovers)
+}
+
+/// One close right after a publish is the broker's answer to it as likely as a takeover:
+/// the id stays. (Before: the node moved to an id of its own until it restarted, which a
+/// broker authorising by client id then refuses.)
+#[test]
+fn one_close_right_after_a_publish_keeps_the_client_id() {
+    let (answers, ids, takeovers) = publish_through_closes("closes-once", 1, 2);
+    assert_eq!(answers, [Outcome::ConnectionError, Outcome::Delivered]);
+    assert_eq!(ids, ["closes-once", "closes-once"]);
+    assert_eq!(takeovers, 0);
+}
+
+/// Two in a row are taken for a takeover, as a close with nothing published is at once:
+/// nodes of a cluster sharing one id, both busy, still stop pushing each other out.
+#[test]
+fn two_closes_in_a_row_right_after_publishes_move_to_an_id_of_its_own() {
+    let (answers, ids, takeovers) = publish_through_closes("closes-twice", 2, 3);
+    assert_eq!(
+        answers,
+        [
+            Outcome::ConnectionError,
+            Outcome::ConnectionError,
+            Outcome::Delivered
+        ]
+    );
+    assert_eq!(ids[..2], ["closes-twice", "closes-twice"]);
+    assert!(ids[2].starts_with("closes-twice-"), "{ids:?}");
+    assert_eq!(takeovers, 1);
+}
+
+/// An MQTT 3.1.1 broker that admits `configured` only, as an AWS IoT policy naming the
+/// exact client id does: it refuses any other id with return code `refusal` (5: not
+/// authorised; 3: server unavailable, as a busy broker refusing a new client would). Of
+/// the connections it accepts, it closes the first `kicks` at their first publish without
+/// a word, as when another client connects with the id; later ones it acks. It reports the
+/// client id of every CONNECT.
+fn exact_id_broker_v4(
+    listener: std::net::TcpListener,
+    configured: &'static str,
+    (kicks, refusal): (usize, u8),
+    ids: mpsc::Sender<String>,
+) {
+    use std::io::Write;
+    let mut accepted = 0;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        let id = connect_client_id(&body);
+        let admitted = id == configured;
+        if ids.send(id).is_err() {
+            return;
+        }
+        if !admitted {
+            let _ = s.write_all(&[0x20, 0x02, 0x00, refusal]);
+            continue;
+        }
+        if s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+            continue;
+        }
+        accepted += 1;
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 != 3 {
+                continue;
+            }
+            if accepted <= kicks || s.write_all(&puback_for(&body)).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A rolling restart on a broker that admits exact client ids only: the new node, pushed
+/// out by the old one, moves to an id of its own, which the broker refuses; it goes back
+/// to the configured id, delivers, and a connection made again starts with that id.
+/// (Before: it retried the refused id until it restarted, every pack onRemoteError.)
+/// Both MQTT 3.1.1 refusals that may be about the id: 5 "not authorised" (what a broker
+/// admitting listed ids answers) and 2 "identifier rejected".
+#[test]
+fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
+    for (refusal, configured) in [(5, "exact-id-na"), (2, "exact-id-rejected")] {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) =
+            scripted_broker(move |l| exact_id_broker_v4(l, configured, (2, refusal), tx));
+        let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+        let connection = Connection::get(&scripted(port, configured)).expect("opened");
+        // Pushed out twice right after a publish: taken for a takeover, so it moves.
+        for _ in 0..2 {
+            assert_eq!(next(), configured, "refusal {refusal}");
+            let (pack, how, messages, rx) = qos1_pack(1);
+            connection.submit(&pack, how, messages, 100);
+            assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        }
+        let moved = next();
+        assert!(
+            moved.starts_with(&format!("{configured}-")),
+            "refusal {refusal}: {moved}"
+        );
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(
+            next(),
+            configured,
+            "refusal {refusal}: back to the configured id"
+        );
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        drop(connection);
+        let again = Connection::get(&scripted(port, configured)).expect("opened");
+        assert_eq!(
+            next(),
+            configured,
+            "refusal {refusal}: the refused id is given up"
+        );
+        drop(again);
+    }
+}
+
+/// A moved id refused for a reason that is not about the id (here "server unavailable")
+/// is kept: going back to the configured id would push the other node out of it again.
+#[test]
+fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "busy-id", (2, 3), tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let connection = Connection::get(&scripted(port, "busy-id")).expect("opened");
+    for _ in 0..2 {
+        assert_eq!(next(), "busy-id");
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+    let moved = next();
+    assert!(moved.starts_with("busy-id-"), "{moved}");
+    assert_eq!(next(), moved, "still the id it moved to after the refusal");
+    drop(connection);
+}
+
+/// An MQTT 3.1.1 broker that, as every broker does, closes a client's connection when
+/// another connects with its client id; it reports the id of every CONNECT.
+fn takeover_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+    use std::io::Write;
+    let connected: Arc<Mutex<HashMap<String, std::net::TcpStream>>> = Arc::default();
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        let id = connect_client_id(&body);
+        let previous = lock(&connected).insert(id.clone(), s.try_clone().expect("clone"));
+        if let Some(previous) = previous {
+            let _ = previous.shutdown(std::net::Shutdown::Both);
+        }
+        if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+            return;
+        }
+        std::thread::spawn(move || while read_packet(&mut s).is_some() {});
+    }
+}
+
+/// Two appenders of one node with one client id and one other connection setting (here
+/// keep-alive) get two connections: with cleanSession on the second takes an id of its own
+/// at once, and neither is pushed out. (Before: it connected with the same id, the broker
+/// closed the first, and the two pushed each other out, failing packs at every close.)
+#[test]
+fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let first = Connection::get(&scripted(port, "held-id")).expect("opened");
+    assert_eq!(next(), "held-id");
+    let second = Connection::get(&BrokerConfig {
+        keep_alive: Duration::from_secs(30),
+        ..scripted(port, "held-id")
+    })
+    .expect("opened");
+    let own = next();
+    assert_ne!(own, "held-id", "the id the first connection holds");
+    assert!(own.starts_with("held-id-"), "{own}");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no pushing out: {quiet:?}");
+    assert_eq!(first.metrics().takeovers.load(Ordering::Relaxed), 0);
+    assert_eq!(second.metrics().takeovers.load(Ordering::Relaxed), 0);
+    drop((first, second));
+}
+
+/// The same with cleanSession off, where the id names the broker's session and cannot
+/// change: the second connection is refused, with a message naming the clash, and the first
+/// is left alone. (Before: both connected with the id and pushed each other out for good.)
+#[test]
+fn a_second_persistent_session_with_a_held_client_id_is_refused() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let persistent = BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "held-session")
+    };
+    let first = Connection::get(&persistent).expect("opened");
+    assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("held-session"));
+    let refused = Connection::get(&BrokerConfig {
+        max_inflight: Some(10),
+        ..persistent.clone()
+    });
+    let error = refused.err().expect("refused");
+    assert_eq!(error.field, "clientId");
+    let message = error.to_string();
+    assert!(message.contains("client id 'held-session'"), "{message}");
+    assert!(message.contains("another appender"), "{message}");
+    assert!(message.contains("maxInflight"), "{message}");
+    assert!(message.contains("cleanSession off"), "{message}");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "the first is left alone: {quiet:?}");
+    // The same settings share the first connection, as ever.
+    let shared = Connection::get(&persistent).expect("shared");
+    assert!(Arc::ptr_eq(&first, &shared));
+    drop((first, shared));
+}
+
+/// Two connections of one process to one broker, with one client id and other settings
+/// (two appenders whose usernames differ): after one moved to an id of its own (another
+/// node took the configured one), the other does not take that id too, and a third, with
+/// the configured id held, takes the next one. (Before: the second took the moved id, and
+/// the two pushed each other out with pauses growing to a minute.)
+#[test]
+fn connections_of_one_process_never_share_the_id_one_moved_to() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let a = Connection::get(&scripted(port, "shared-id")).expect("opened");
+    assert_eq!(next(), "shared-id");
+    let _other_node = rival_connect(port, "shared-id");
+    assert_eq!(next(), "shared-id", "the other node");
+    let moved = next();
+    assert!(moved.starts_with("shared-id-"), "{moved}");
+    let b = Connection::get(&BrokerConfig {
+        username: Some("b".into()),
+        ..scripted(port, "shared-id")
+    })
+    .expect("opened");
+    assert_eq!(next(), "shared-id", "not the id the other connection holds");
+    let c = Connection::get(&BrokerConfig {
+        username: Some("c".into()),
+        ..scripted(port, "shared-id")
+    })
+    .expect("opened");
+    assert_eq!(next(), format!("{moved}-2"), "neither id another holds");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
+    drop((a, b, c));
+}
+
+/// Another node's MQTT 3.1.1 CONNECT with `client_id`, on a socket kept open.
+fn rival_connect(port: u16, client_id: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let id = client_id.as_bytes();
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id);
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend_from_slice(&body);
+    s.write_all(&packet).expect("CONNECT");
+    s
+}
+
+/// An appender edited while its connection drains (the admin changed a connection
+/// setting under load): the new connection takes the id the old one moved to after a
+/// takeover, once the old one has said goodbye, and leaves the other node's id alone.
+/// (Before: the draining connection still held the id, so the new one fell back to the
+/// configured id and started the fight with the other node anew.)
+#[test]
+fn an_edited_appender_keeps_the_id_its_predecessor_moved_to() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let old = Connection::get(&scripted(port, "edit-id")).expect("opened");
+    assert_eq!(next(), "edit-id");
+    let _other_node = rival_connect(port, "edit-id");
+    assert_eq!(next(), "edit-id", "the other node");
+    let moved = next();
+    assert_ne!(moved, "edit-id", "the takeover moved the old connection");
+    old.draining(Instant::now() + Duration::from_secs(5));
+    let edited = Connection::get(&BrokerConfig {
+        username: Some("edited".into()),
+        ..scripted(port, "edit-id")
+    })
+    .expect("opened");
+    drop(old);
+    assert_eq!(next(), moved, "the edited appender's connection");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
+    drop(edited);
+}
+
+/// An appender's connection made again from the pool while it drains (the appender
+/// created again with the same settings) is no longer on its way out: a connection with
+/// other settings opened later does not take the id it holds. (Before: its goodbye stayed,
+/// and the later connection took that id and pushed it out.)
+#[test]
+fn a_connection_taken_again_while_it_drains_keeps_its_id_to_itself() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let config = scripted(port, "regain-id");
+    let old = Connection::get(&config).expect("opened");
+    assert_eq!(next(), "regain-id");
+    let _other_node = rival_connect(port, "regain-id");
+    assert_eq!(next(), "regain-id", "the other node");
+    let moved = next();
+    old.draining(Instant::now() + Duration::from_secs(5));
+    let again = Connection::get(&config).expect("opened");
+    assert!(Arc::ptr_eq(&old, &again), "the pool's connection");
+    let other = Connection::get(&BrokerConfig {
+        username: Some("other".into()),
+        ..scripted(port, "regain-id")
+    })
+    .expect("opened");
+    let id = next();
+    assert_ne!(id, moved, "the id the live connection holds");
+    drop((old, again, other));
+}

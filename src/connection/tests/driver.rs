@@ -1,0 +1,300 @@
+//! The driver loop itself, under a scripted event loop: cancelled polls, stall notices, panics,
+//! refused slots; and the nudges that free acks a broker holds behind Nagle's algorithm.
+
+use super::*;
+
+/// The driver never cancels the poll of an event loop that does not nudge (MQTT 5: its
+/// poll may hold a publish taken from rumqttc's channel and not written yet, see
+/// `EventLoop::NUDGES`). Before: after each ack, while more were awaited, the idle branch
+/// that sends MQTT 3.1.1 its nudges cancelled the poll.
+#[test]
+fn a_poll_without_nudges_is_never_cancelled_while_acks_are_awaited() {
+    let shared = shared();
+    let (events, cancelled) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let (pack, how, messages, rx) = qos1_pack(2);
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+    for event in [
+        Observed::Written(1),
+        Observed::Written(2),
+        Observed::Acked {
+            pkid: 1,
+            refused: None,
+        },
+    ] {
+        events.send(Step::Event(event)).expect("sent");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        cancelled.load(Ordering::Relaxed),
+        0,
+        "polls cancelled while the second ack was awaited"
+    );
+    events
+        .send(Step::Event(Observed::Acked {
+            pkid: 2,
+            refused: None,
+        }))
+        .expect("sent");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    close_scripted(&shared, &events);
+}
+
+/// A stall notice an ack made stale before the driver looked (the sweep found a message
+/// unacknowledged past the delivery timeout, then its ack came) neither drops the
+/// connection nor cancels the poll. Before: it cancelled the poll, which with MQTT 5 could
+/// lose a publish rumqttc had taken and not written.
+#[test]
+fn a_stale_stall_notice_leaves_the_poll_alone() {
+    let shared = shared();
+    let (events, cancelled) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let (pack, how, messages, rx) = qos1_pack(1);
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    std::thread::sleep(Duration::from_millis(100));
+    // As `check_stalled` leaves it, but with the message within its patience.
+    shared.stalled.notify_one();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(cancelled.load(Ordering::Relaxed), 0, "polls cancelled");
+    events
+        .send(Step::Event(Observed::Acked {
+            pkid: 1,
+            refused: None,
+        }))
+        .expect("sent");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    close_scripted(&shared, &events);
+}
+
+/// A window whose messages cross a slow link one after another, acknowledged as they
+/// arrive, for longer than their patience all told: the sweep's stall checks meanwhile
+/// find the socket taking message after message, and the window is delivered on the one
+/// connection. (Before: the last messages of the window, handed to the client at once,
+/// were judged by when they were handed over; the connection was reset as stalled, every
+/// pack in flight on it answered onConnectionError, and Kaa's retry met the same.)
+#[test]
+fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let (pack, how, messages, rx) = qos1_pack(8);
+    let how = PublishOptions {
+        patience: Some(Duration::from_secs(1)),
+        ..how
+    };
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+    let acked = |pkid| Observed::Acked {
+        pkid,
+        refused: None,
+    };
+    // Two seconds of writing, one message each quarter of a second, the broker
+    // acknowledging each one as the next goes out.
+    for pkid in 1..=8 {
+        std::thread::sleep(Duration::from_millis(250));
+        // As the appender's sweep does (`Connection::check_stalled`).
+        if lock(&shared.tracker).is_stalled(Instant::now()).is_some() {
+            shared.stalled.notify_one();
+        }
+        for event in [Observed::Written(pkid), acked(pkid - 1)] {
+            events.send(Step::Event(event)).expect("sent");
+        }
+    }
+    events.send(Step::Event(acked(8))).expect("sent");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    assert!(
+        shared.metrics.connected.load(Ordering::Relaxed),
+        "the connection was dropped as stalled"
+    );
+    close_scripted(&shared, &events);
+}
+
+/// QoS 2 messages refused at PUBCOMP hold rumqttc's in-flight slots as those refused at
+/// PUBREC do: once they fill half of the window the connection is made anew. (Before: they
+/// went uncounted, and rumqttc stopped sending once they filled its window.)
+#[test]
+fn refused_pubcomps_count_against_the_slots_rumqttc_keeps() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let refused = |pkid: usize| {
+        Step::Event(Observed::Completed {
+            pkid: pkid as u16,
+            refused: Some("PacketIdentifierNotFound".into()),
+        })
+    };
+    let half = Window::default().acked / 2;
+    for pkid in 1..half {
+        events.send(refused(pkid)).expect("sent");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(shared.metrics.connected.load(Ordering::Relaxed));
+    events.send(refused(half)).expect("sent");
+    let deadline = Instant::now() + WAIT;
+    while shared.metrics.connected.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "not reconnected at {half} refusals"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    close_scripted(&shared, &events);
+}
+
+/// A panic in the event loop's poll: the pack in flight is answered `onConnectionError`,
+/// the driver connects anew and the next pack is delivered. (Before: the panic ended the
+/// driver's task, the pack waited for ever and the connection was dead.)
+#[test]
+fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let first = submit(&shared);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    events.send(Step::Panic).expect("sent");
+    assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    assert!(!shared.metrics.connected.load(Ordering::Relaxed));
+    assert_eq!(lock(&shared.tracker).outstanding(), 0);
+
+    connect(&shared, &events);
+    let second = submit(&shared);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    events
+        .send(Step::Event(Observed::Acked {
+            pkid: 1,
+            refused: None,
+        }))
+        .expect("sent");
+    assert_eq!(second.recv_timeout(WAIT), Ok(Outcome::Delivered));
+
+    // Closing still works after a recovery.
+    close_scripted(&shared, &events);
+}
+
+/// A panic that comes back at every turn is retried with pauses that double, as a failing
+/// connection is, not every 50-100 ms with an ERROR line each. Five panics in a row keep the
+/// driver from the next step for the five pauses: at least 50 + 100 + 200 + 400 + 800 ms
+/// (`jitter` takes at most half of each). Without the doubling they take 500 ms at most. A
+/// lower bound only: a slow machine makes the wait longer, never shorter.
+#[test]
+fn a_panic_that_recurs_is_retried_with_growing_pauses() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let start = Instant::now();
+    for _ in 0..5 {
+        events.send(Step::Panic).expect("sent");
+    }
+    let deadline = Instant::now() + WAIT;
+    while shared.metrics.connected.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "the driver did not take the first panic"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Read after the fifth panic's pause.
+    connect(&shared, &events);
+    let waited = start.elapsed();
+    let least: Duration = (0..5).map(|k| BACKOFF_MIN * (1 << k) / 2).sum();
+    assert!(
+        waited >= least,
+        "five panics in a row paused {waited:?}, less than {least:?}: the pauses do not grow"
+    );
+    close_scripted(&shared, &events);
+}
+
+/// A broker that, as Mosquitto behind Nagle's algorithm does, sends the first ack of a
+/// burst at once and holds the others until the client sends it something: here, until a
+/// PINGREQ. With keep-alive at 60 s nothing else would come within the wait.
+fn nagle_broker(listener: std::net::TcpListener) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut writer = s.try_clone().expect("clone");
+    let mut packet = || read_packet(&mut s);
+    let (connect, _) = packet().expect("CONNECT");
+    assert_eq!(connect, 0x10);
+    writer
+        .write_all(&[0x20, 0x02, 0x00, 0x00])
+        .expect("CONNACK");
+    let mut out = Vec::new();
+    let mut first = true;
+    let mut held = Vec::new();
+    while let Some((kind, body)) = packet() {
+        match kind >> 4 {
+            3 => {
+                held.extend_from_slice(&puback_for(&body));
+                if std::mem::take(&mut first) {
+                    out.append(&mut held);
+                }
+            }
+            12 => {
+                out.append(&mut held);
+                out.extend_from_slice(&[0xd0, 0x00]);
+            }
+            _ => {}
+        }
+        writer.write_all(&out).expect("write");
+        out.clear();
+    }
+}
+
+#[test]
+fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
+    let (port, broker_thread) = scripted_broker(nagle_broker);
+    let connection = Connection::get(&scripted(port, "nudge-test")).expect("opened");
+    let (pack, how, messages, rx) = qos1_pack(5);
+    connection.submit(&pack, how, messages, 100);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+    broker_thread
+        .join()
+        .expect("the scripted broker ends when the client leaves");
+}
+
+#[test]
+fn a_broker_that_acks_nothing_gets_few_nudges() {
+    let _runtime = runtime().enter();
+    let mut nudge = Nudge::new();
+    nudge.on_event(&Observed::Acked {
+        pkid: 1,
+        refused: None,
+    });
+    let mut gaps = Vec::new();
+    while nudge.wanted {
+        gaps.push(nudge.gap(false));
+        // Time as if the gap had passed.
+        nudge.last = None;
+        assert!(nudge.due(false));
+        nudge.on_event(&Observed::Pong);
+    }
+    let ms = |m: u64| Duration::from_micros(m * 500);
+    let expected = [0, 0, 0, 1, 2, 4, 8, 16, 32, 64];
+    assert_eq!(
+        gaps,
+        expected.iter().map(|&m| ms(m)).collect::<Vec<_>>(),
+        "three at once, then doubling gaps below the 40 ms delayed ack"
+    );
+    nudge.on_event(&Observed::Completed {
+        pkid: 1,
+        refused: None,
+    });
+    assert!(nudge.wanted, "an ack wants one again");
+    assert!(nudge.due(false), "at once");
+    nudge.on_event(&Observed::Completed {
+        pkid: 2,
+        refused: None,
+    });
+    assert!(
+        !nudge.due(true),
+        "with a backlog, not within NUDGE_GAP of the last"
+    );
+    assert!(nudge.armed);
+}

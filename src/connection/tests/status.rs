@@ -1,0 +1,187 @@
+//! The liveness status: its close, and a status topic other connections or nodes share.
+
+use super::*;
+
+/// An MQTT 3.1.1 broker that acks the status "online" at once and the status "offline"
+/// after `offline_ack` (`None`: never), and reports what it reads, when it acks "offline",
+/// and the end of the connection: "offline", "PUBACK", "DISCONNECT", "other", "EOF".
+fn status_broker_v4(
+    listener: std::net::TcpListener,
+    offline_ack: Option<Duration>,
+    seen: mpsc::Sender<&'static str>,
+) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let name = |kind: u8| match kind >> 4 {
+        3 => "PUBLISH",
+        14 => "DISCONNECT",
+        _ => "other",
+    };
+    while let Some((kind, body)) = read_packet(&mut s) {
+        if kind >> 4 != 3 {
+            let _ = seen.send(name(kind));
+            continue;
+        }
+        // Topic, packet id, payload.
+        let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        if body[4 + topic..] == *b"online" {
+            s.write_all(&puback_for(&body)).expect("PUBACK");
+            continue;
+        }
+        let _ = seen.send("offline");
+        let Some(after) = offline_ack else {
+            continue;
+        };
+        // What comes before the ack: nothing, when the client waits for it.
+        s.set_read_timeout(Some(after)).expect("timeout");
+        if let Some((kind, _)) = read_packet(&mut s) {
+            let _ = seen.send(name(kind));
+        }
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if s.write_all(&puback_for(&body)).is_ok() {
+            let _ = seen.send("PUBACK");
+        }
+    }
+    let _ = seen.send("EOF");
+}
+
+/// Opens a connection with a status topic to a [`status_broker_v4`], closes it once
+/// "online" is there, and returns what the broker saw after it, to the end.
+fn close_with_status(client_id: &str, offline_ack: Option<Duration>) -> Vec<&'static str> {
+    crate::test_log::capture();
+    let (tx, seen) = mpsc::channel();
+    let (port, broker) = scripted_broker(move |l| status_broker_v4(l, offline_ack, tx));
+    let connection = Connection::get(&BrokerConfig {
+        status_topic: Some(format!("kaa/status/{client_id}")),
+        ..scripted(port, client_id)
+    })
+    .expect("opened");
+    let deadline = Instant::now() + WAIT;
+    while !connection.metrics().connected.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "not connected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // "online" acknowledged: nothing outstanding.
+    while connection.outstanding() > 0 {
+        assert!(Instant::now() < deadline, "'online' not acknowledged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(connection);
+    let mut after = Vec::new();
+    while after.last() != Some(&"EOF") {
+        after.push(seen.recv_timeout(WAIT).expect("the broker's report"));
+    }
+    broker.join().expect("the scripted broker");
+    after
+}
+
+/// The close waits for the broker's PUBACK of the status "offline" before its DISCONNECT,
+/// so the status the broker took is confirmed, and nothing is logged at WARN. (Before:
+/// DISCONNECT went out at once, the driver stopped at it before reading the PUBACK, and
+/// every close logged "status 'offline' not confirmed ... onInternalError".)
+#[test]
+fn the_offline_status_is_acknowledged_before_the_disconnect() {
+    let after = close_with_status("status-close-acked", Some(Duration::from_millis(300)));
+    assert_eq!(after, ["offline", "PUBACK", "DISCONNECT", "EOF"]);
+    let warned: Vec<_> = crate::test_log::lines_with("'status-close-acked'")
+        .into_iter()
+        .filter(|l| l.starts_with("WARN"))
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
+/// A broker that does not acknowledge "offline" within the grace: the connection is left
+/// without DISCONNECT, so that its will says "offline", and one WARN says so (not a second
+/// one for the status's pack failing at the driver's end).
+#[test]
+fn an_offline_status_left_unacknowledged_leaves_the_last_will_and_says_so() {
+    let after = close_with_status("status-close-unacked", None);
+    assert_eq!(after, ["offline", "EOF"], "no DISCONNECT");
+    let warned: Vec<_> = crate::test_log::lines_with("'status-close-unacked'")
+        .into_iter()
+        .filter(|l| l.starts_with("WARN"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("status 'offline' not confirmed by")
+            && warned[0].contains("within 2 s of closing")
+            && warned[0].contains("last will ('offline')"),
+        "{warned:?}"
+    );
+}
+
+/// Two live connections of one process publishing one status topic at one broker: the
+/// second one's open says so, naming the first. Not one with another status topic, nor
+/// one to another broker, nor an appender sharing the connection itself.
+#[test]
+fn a_status_topic_another_connection_carries_is_warned_about() {
+    crate::test_log::capture();
+    // Held, never accepted: the connections wait for their CONNACK meanwhile.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("port").port();
+    let with_status = |id: &str, topic: &str| BrokerConfig {
+        status_topic: Some(topic.into()),
+        ..scripted(port, id)
+    };
+    let warned = |id: &str| {
+        crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect::<Vec<_>>()
+    };
+    let first =
+        Connection::get(&with_status("status-carrier-a", "kaa/status/shared")).expect("opened");
+    let same =
+        Connection::get(&with_status("status-carrier-a", "kaa/status/shared")).expect("opened");
+    assert!(warned("status-carrier-a").is_empty(), "one connection");
+    let other_topic =
+        Connection::get(&with_status("status-carrier-c", "kaa/status/own")).expect("opened");
+    assert!(warned("status-carrier-c").is_empty());
+    let second =
+        Connection::get(&with_status("status-carrier-b", "kaa/status/shared")).expect("opened");
+    let lines = warned("status-carrier-b");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("statusTopic 'kaa/status/shared' is also carried by")
+            && lines[0].contains("as 'status-carrier-a'")
+            && lines[0].contains("a part of its own"),
+        "{lines:?}"
+    );
+    drop((first, same, other_topic, second, listener));
+}
+
+/// A takeover moves the client id with a clean session; a status topic named by nothing
+/// the client id is not (the other client, a node resolving the client id the same,
+/// resolves it the same) is said to be shared with it, at WARN. One with a part of its own
+/// is not.
+#[test]
+fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
+    crate::test_log::capture();
+    let warned = |id: &str, follows: bool| {
+        let shared = Shared {
+            identity: ("status-follows".into(), 1, id.into()),
+            status_topic: Some(format!("kaa/status/{id}").into()),
+            status_follows_id: follows,
+            ..bare_shared()
+        };
+        let label = format!("status-follows:1 as '{id}'");
+        let moved = taken_over_by_another(&shared, &label, id, ("closed", true), WAIT);
+        assert!(moved.is_some_and(|m| m.starts_with(&format!("{id}-"))));
+        crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect::<Vec<_>>()
+    };
+    let lines = warned("status-follows-id", true);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("statusTopic 'kaa/status/status-follows-id'")
+            && lines[0].contains("shares it")
+            && lines[0].contains("{random}"),
+        "{lines:?}"
+    );
+    assert!(warned("status-own-part", false).is_empty());
+}
