@@ -490,11 +490,6 @@ impl Tracker {
         !self.awaiting_ack.is_empty() || !self.awaiting_comp.is_empty()
     }
 
-    /// Whether messages wait for room in the window (or for a connection).
-    pub fn has_backlog(&self) -> bool {
-        !self.parked.is_empty()
-    }
-
     /// When a message's wait started, the one place that says so. Written, it waits for its
     /// ack from when it was written. Not written yet, it waits for the socket, behind what was
     /// handed to the client before it: from when it was handed over, or when the connection

@@ -259,42 +259,43 @@ fn acks_a_broker_holds_back_behind_nagle_come_without_waiting_for_keep_alive() {
         .expect("the scripted broker ends when the client leaves");
 }
 
+/// No ping while packets cross the connection: only once none has for `QUIET`. A broker that
+/// answers pings but acks nothing gets ten, the first three a quiet moment apart, then with
+/// doubling gaps. Time is given, not waited for.
 #[test]
 fn a_broker_that_acks_nothing_gets_few_nudges() {
     let _runtime = runtime().enter();
+    let t0 = tokio::time::Instant::now();
     let mut nudge = Nudge::new();
-    nudge.on_event(&Observed::Acked {
-        pkid: 1,
+    let ack = |pkid| Observed::Acked {
+        pkid,
         refused: None,
-    });
-    let mut gaps = Vec::new();
-    while nudge.wanted {
-        gaps.push(nudge.gap(false));
-        // Time as if the gap had passed.
-        nudge.last = None;
-        assert!(nudge.due(false));
-        nudge.on_event(&Observed::Pong);
-    }
-    let ms = |m: u64| Duration::from_micros(m * 500);
-    let expected = [0, 0, 0, 1, 2, 4, 8, 16, 32, 64];
-    assert_eq!(
-        gaps,
-        expected.iter().map(|&m| ms(m)).collect::<Vec<_>>(),
-        "three at once, then doubling gaps below the 40 ms delayed ack"
-    );
-    nudge.on_event(&Observed::Completed {
-        pkid: 1,
-        refused: None,
-    });
-    assert!(nudge.wanted, "an ack wants one again");
-    assert!(nudge.due(false), "at once");
-    nudge.on_event(&Observed::Completed {
-        pkid: 2,
-        refused: None,
-    });
+    };
+    nudge.on_event(&ack(1), t0);
     assert!(
-        !nudge.due(true),
-        "with a backlog, not within NUDGE_GAP of the last"
+        !nudge.due(t0),
+        "not at once after an ack: more may be coming"
     );
-    assert!(nudge.armed);
+    assert!(nudge.armed, "the timer asks again");
+    // Each ping answered at once by a PINGRESP: how long after the last packet the next goes.
+    let mut at = t0;
+    let mut intervals = Vec::new();
+    while nudge.wanted {
+        let from = at;
+        let step = (1..=1000)
+            .find(|&step| nudge.due(from + Duration::from_micros(100 * step)))
+            .expect("a ping within 100 ms");
+        at = from + Duration::from_micros(100 * step);
+        intervals.push((at - from).as_micros());
+        nudge.on_event(&Observed::Pong, at);
+    }
+    assert_eq!(
+        intervals,
+        [500, 500, 500, 500, 1000, 2000, 4000, 8000, 16000, 32000],
+        "µs between packet and ping"
+    );
+    nudge.on_event(&ack(2), at);
+    assert!(nudge.wanted, "an ack wants one again");
+    assert!(!nudge.due(at + QUIET / 2), "not within QUIET");
+    assert!(nudge.due(at + QUIET), "once it is quiet");
 }
