@@ -1014,10 +1014,12 @@ impl<E: EventLoop> Driver<E> {
                             }
                             _ => "",
                         };
-                        // Here a moved id only while another appender of this node holds the
-                        // configured one: a broker admitting exact ids only admits one of them.
+                        // A moved id refused for the id itself comes here only while another
+                        // appender of this node holds the configured one (else it was given
+                        // back above): a broker admitting exact ids only admits one of them.
+                        // Refused for anything else, the id is not the matter.
                         let configured = &shared.identity.2;
-                        let clash = if *client_id != *configured {
+                        let clash = if of_the_id && *client_id != *configured {
                             format!(
                                 " (another appender of this node holds '{configured}' with other \
                                  connection settings, and a broker that admits exact client ids \

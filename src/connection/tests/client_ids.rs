@@ -147,6 +147,7 @@ fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
 /// is kept: going back to the configured id would push the other node out of it again.
 #[test]
 fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
+    crate::test_log::capture();
     let (tx, ids) = mpsc::channel();
     let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "busy-id", (2, 3), tx));
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
@@ -161,6 +162,14 @@ fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
     assert!(moved.starts_with("busy-id-"), "{moved}");
     assert_eq!(next(), moved, "still the id it moved to after the refusal");
     drop(connection);
+    let refused = crate::test_log::lines_with(&format!("as '{moved}' refused the connection"));
+    assert!(!refused.is_empty(), "the refusal is logged");
+    for line in refused {
+        assert!(
+            !line.contains("another appender"),
+            "no other appender holds the id: {line}"
+        );
+    }
 }
 
 /// An MQTT 3.1.1 broker that, as every broker does, closes a client's connection when
