@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{
-    AppenderConfig, BrokerConfig, ConfigError, Grouping, MqttVersion, PayloadFormat,
+    AppenderConfig, BrokerConfig, ConfigError, Grouping, MqttVersion, PayloadFormat, Unkeyed,
 };
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
@@ -149,6 +149,7 @@ fn connection_settings(config: &AppenderConfig) -> Vec<BrokerConfig> {
             }
             if i > 0 {
                 broker.status_topic = None;
+                broker.status_follows_id = Unkeyed(false);
             }
             broker
         })

@@ -105,6 +105,23 @@ impl fmt::Debug for ProxySettings {
     }
 }
 
+/// A setting no connection is told apart by: equal to any other of its kind, so the pool never
+/// splits, or refuses, a connection over it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unkeyed<T>(pub T);
+
+impl<T> PartialEq for Unkeyed<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Unkeyed<T> {}
+
+impl<T> std::hash::Hash for Unkeyed<T> {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
 /// What identifies one broker connection: appenders that agree on all of it share one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BrokerConfig {
@@ -123,8 +140,9 @@ pub struct BrokerConfig {
     pub status_topic: Option<String>,
     /// With a status topic: `statusTopic` has no placeholder that `clientId` lacks, so a node
     /// that resolves the client id as this one does (the other client of a takeover, very
-    /// likely) resolves the status topic the same, and shares it.
-    pub status_follows_id: bool,
+    /// likely) resolves the status topic the same, and shares it. Only for a WARN: appenders
+    /// that resolve both the same share a connection however their templates read.
+    pub status_follows_id: Unkeyed<bool>,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
     pub transport: Transport,
@@ -155,7 +173,7 @@ impl BrokerConfig {
             version,
             failover,
             status_topic,
-            status_follows_id,
+            status_follows_id: _,
             tls,
             transport,
             proxy,
@@ -175,10 +193,6 @@ impl BrokerConfig {
             (*version != other.version, "mqttVersion"),
             (*failover != other.failover, "brokers"),
             (*status_topic != other.status_topic, "statusTopic"),
-            (
-                *status_follows_id != other.status_follows_id,
-                "statusTopic's placeholders",
-            ),
             (*tls != other.tls, "the TLS settings"),
             (*transport != other.transport, "transport or webSocketPath"),
             (*proxy != other.proxy, "the proxy settings"),
@@ -837,7 +851,7 @@ impl AppenderConfig {
                 version,
                 failover,
                 status_topic,
-                status_follows_id,
+                status_follows_id: Unkeyed(status_follows_id),
                 tls,
                 transport,
                 proxy,
@@ -1427,7 +1441,7 @@ pub(crate) mod tests {
     /// lacks. Never without a status topic, which must not split connections.
     #[test]
     fn whether_the_status_topic_follows_the_client_id() {
-        let follows = |id: &str, status: &str| {
+        let broker = |id: &str, status: &str| {
             let mut e = with_client_id(id);
             e.long(30).long(10).long(1000).long(0).long(0).long(60);
             e.string("").string("").string("").string("");
@@ -1436,8 +1450,8 @@ pub(crate) mod tests {
             AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
                 .unwrap()
                 .broker
-                .status_follows_id
         };
+        let follows = |id: &str, status: &str| broker(id, status).status_follows_id.0;
         assert!(follows("kaa-{hostname}-{pid}", "kaa/status/{hostname}"));
         assert!(follows("kaa-{hostname}", "kaa/status"));
         assert!(!follows("DefaultClient-ID", "kaa/status/{hostname}"));
@@ -1446,6 +1460,14 @@ pub(crate) mod tests {
             "kaa/status/{hostname}-{random}"
         ));
         assert!(!follows("kaa-{hostname}", ""));
+        // Told apart by nothing else, two appenders share a connection however their
+        // templates read (before: the second took an id of its own, or with a persistent
+        // session failed init).
+        let written = broker("x", &format!("kaa/status/{}", identity::hostname()));
+        let templated = broker("x", "kaa/status/{hostname}");
+        assert_ne!(written.status_follows_id.0, templated.status_follows_id.0);
+        assert!(written == templated);
+        assert!(written.other_settings(&templated).is_empty());
     }
 
     #[test]

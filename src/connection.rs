@@ -412,7 +412,7 @@ impl Connection {
             identity,
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
-            status_follows_id: broker.status_follows_id,
+            status_follows_id: broker.status_follows_id.0,
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             connect_timeout: broker.connect_timeout,

@@ -1241,7 +1241,7 @@ mod tests {
             session_expiry: None,
             status_format: StatusFormat::Json,
             max_inflight: None,
-            status_follows_id: false,
+            status_follows_id: crate::config::Unkeyed(false),
         }
     }
 

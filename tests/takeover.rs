@@ -28,7 +28,7 @@ fn broker_config(port: u16, client_id: &str, version: MqttVersion, clean: bool) 
         version,
         failover: Vec::new(),
         status_topic: None,
-        status_follows_id: false,
+        status_follows_id: kaa_mqtt_appender::config::Unkeyed(false),
         tls: None,
         transport: Transport::Tcp,
         proxy: None,

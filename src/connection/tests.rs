@@ -288,7 +288,7 @@ fn scripted(port: u16, client_id: &str) -> BrokerConfig {
         version: crate::config::MqttVersion::V3_1_1,
         failover: Vec::new(),
         status_topic: None,
-        status_follows_id: false,
+        status_follows_id: crate::config::Unkeyed(false),
         tls: None,
         transport: crate::config::Transport::Tcp,
         proxy: None,
