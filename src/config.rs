@@ -1358,6 +1358,16 @@ pub(crate) mod tests {
     }
 
     fn through_connections_as(client_id: &str, version: i64, clean_session: bool) -> Encoder {
+        through_status_topic(client_id, version, clean_session, "kaa/status")
+    }
+
+    /// `through_connections_as` with this status topic.
+    fn through_status_topic(
+        client_id: &str,
+        version: i64,
+        clean_session: bool,
+        status_topic: &str,
+    ) -> Encoder {
         let mut e = with_client_id(client_id);
         e.long(30).long(10).long(1000).long(0).long(0).long(60);
         e.string("").string("").string("").string("");
@@ -1365,9 +1375,19 @@ pub(crate) mod tests {
         e.long(version)
             .long(0)
             .string("")
-            .string("kaa/status")
+            .string(status_topic)
             .long(1);
         e
+    }
+
+    /// The warnings of a configuration with this client id, MQTT 3.1.1, clean session or not.
+    fn warnings_for(client_id: &str, clean_session: bool) -> Vec<String> {
+        AppenderConfig::from_avro(
+            &through_connections_as(client_id, 1, clean_session).0,
+            Layout::PlainTexts,
+        )
+        .unwrap()
+        .warnings
     }
 
     /// `statusFormat` matters only with a status topic; without one it does not tell two
@@ -1398,12 +1418,7 @@ pub(crate) mod tests {
     #[test]
     fn a_persistent_session_under_a_changing_id_is_warned_about() {
         let warned = |id: &str, clean: bool| {
-            let c = AppenderConfig::from_avro(
-                &through_connections_as(id, 1, clean).0,
-                Layout::PlainTexts,
-            )
-            .unwrap();
-            c.warnings
+            warnings_for(id, clean)
                 .iter()
                 .any(|w| w.contains("changes at every restart"))
         };
@@ -1419,12 +1434,7 @@ pub(crate) mod tests {
     #[test]
     fn a_persistent_session_under_an_id_naming_no_node_is_warned_about() {
         let warned = |id: &str, clean: bool| {
-            let c = AppenderConfig::from_avro(
-                &through_connections_as(id, 1, clean).0,
-                Layout::PlainTexts,
-            )
-            .unwrap();
-            c.warnings.iter().any(|w| {
+            warnings_for(id, clean).iter().any(|w| {
                 w.contains(&format!(
                     "clientId '{id}' names no node while cleanSession is off"
                 ))
@@ -1442,14 +1452,12 @@ pub(crate) mod tests {
     #[test]
     fn whether_the_status_topic_follows_the_client_id() {
         let broker = |id: &str, status: &str| {
-            let mut e = with_client_id(id);
-            e.long(30).long(10).long(1000).long(0).long(0).long(60);
-            e.string("").string("").string("").string("");
-            e.boolean(false).boolean(true).long(10).long(4096);
-            e.long(0).long(0).string("").string(status).long(1);
-            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
-                .unwrap()
-                .broker
+            AppenderConfig::from_avro(
+                &through_status_topic(id, 0, true, status).0,
+                Layout::PlainTexts,
+            )
+            .unwrap()
+            .broker
         };
         let follows = |id: &str, status: &str| broker(id, status).status_follows_id.0;
         assert!(follows("kaa-{hostname}-{pid}", "kaa/status/{hostname}"));
