@@ -949,7 +949,7 @@ impl<E: EventLoop> Driver<E> {
                 let lived = connected_at.take().map(|at| at.elapsed());
                 earned(lived, backoff, takeover_backoff);
                 let mut pause = None;
-                if !matches!(failure, Failure::Refused(_)) {
+                if !matches!(failure, Failure::Refused { .. }) {
                     // Under the tracker's lock: what rumqttc drained must be what the tracker
                     // handed it. The events include what the broker answered just before the
                     // close (a refusal and the close often come in one read).
@@ -973,12 +973,12 @@ impl<E: EventLoop> Driver<E> {
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
-                let of_the_id = failure.may_refuse_the_id();
                 let (text, refused) = match failure {
-                    Failure::Refused(code)
-                        if of_the_id
-                            && *client_id != shared.identity.2
-                            && !held_by_another(shared, &shared.identity.2) =>
+                    Failure::Refused {
+                        why: code,
+                        of_the_id: true,
+                    } if *client_id != shared.identity.2
+                        && !held_by_another(shared, &shared.identity.2) =>
                     {
                         // Refused under the id this node moved to after a takeover: a broker
                         // that admits exact ids only (AWS IoT policies) refuses it at every
@@ -1002,7 +1002,10 @@ impl<E: EventLoop> Driver<E> {
                         // configured id's answer.
                         (text, false)
                     }
-                    Failure::Refused(code) => {
+                    Failure::Refused {
+                        why: code,
+                        of_the_id,
+                    } => {
                         // A broker that keeps no retained messages, or takes QoS 0 only,
                         // refuses the CONNECT that carries the status topic's last will.
                         let hint = match code.as_str() {

@@ -189,8 +189,12 @@ pub enum Observed {
 
 /// Why `poll` failed.
 pub enum Failure {
-    /// The broker answered CONNECT with a refusal (credentials, authorisation, ...).
-    Refused(String),
+    /// The broker answered CONNECT with a refusal (credentials, authorisation, ...), or the
+    /// HTTP proxy refused ours. `of_the_id`: the refusal is, or may be, of the client id:
+    /// "identifier rejected", or "not authorised", which is what a broker admitting listed ids
+    /// only (AWS IoT policies, Mosquitto's `clientid_prefixes`) answers. Busy, unavailable, a
+    /// proxy's 407 and bad credentials are about anything but the id.
+    Refused { why: String, of_the_id: bool },
     /// The broker closed a connection it had accepted: end of stream or reset (MQTT 3.1.1
     /// says no more), or an MQTT 5 DISCONNECT. `taken_over`: whether its reason was that
     /// another client connected with the same client id, as an MQTT 5 DISCONNECT says;
@@ -207,19 +211,10 @@ impl Failure {
     /// What happened, for a log line.
     pub fn text(&self) -> &str {
         match self {
-            Failure::Refused(why) | Failure::Closed { why, .. } | Failure::Broken(why) => why,
+            Failure::Refused { why, .. } | Failure::Closed { why, .. } | Failure::Broken(why) => {
+                why
+            }
         }
-    }
-
-    /// Whether the broker refused the connection for its client id, or may have: "identifier
-    /// rejected", or "not authorised", which is what a broker admitting listed ids only (AWS
-    /// IoT policies, Mosquitto's `clientid_prefixes`) answers. Busy, unavailable, a proxy's
-    /// 407 and bad credentials are about anything but the id.
-    pub fn may_refuse_the_id(&self) -> bool {
-        matches!(self, Failure::Refused(code) if matches!(
-            code.as_str(),
-            "BadClientId" | "ClientIdentifierNotValid" | "NotAuthorized" | "Banned"
-        ))
     }
 }
 
@@ -240,11 +235,12 @@ fn closed_by_peer(e: &std::io::Error) -> bool {
 fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<Failure> {
     use async_http_proxy::HttpError;
     match e.source()?.downcast_ref::<HttpError>()? {
-        HttpError::HttpCode200(407) => Some(Failure::Refused(
-            "the HTTP proxy refused the proxy credentials (407 Proxy Authentication Required); \
-             check proxyUsername and proxyPassword"
+        HttpError::HttpCode200(407) => Some(Failure::Refused {
+            why: "the HTTP proxy refused the proxy credentials (407 Proxy Authentication \
+                  Required); check proxyUsername and proxyPassword"
                 .to_string(),
-        )),
+            of_the_id: false,
+        }),
         HttpError::HttpCode200(code) => Some(Failure::Broken(format!(
             "the HTTP proxy answered CONNECT with HTTP status {code}"
         ))),
@@ -299,14 +295,17 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, $of_the_id:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
             use $state as StateError;
             use $bytes_error as BytesError;
             match e {
-                ConnectionError::ConnectionRefused(code) => Failure::Refused(format!("{code:?}")),
+                ConnectionError::ConnectionRefused(code) => Failure::Refused {
+                    why: format!("{code:?}"),
+                    of_the_id: $of_the_id(code),
+                },
                 ConnectionError::Proxy(e) if proxy_failure(&e).is_some() => {
                     proxy_failure(&e).expect("checked in the guard")
                 }
@@ -394,6 +393,7 @@ event_loop!(
     failure_v4,
     write_v4,
     fresh_state_v4,
+    of_the_id_v4,
     {
         const NUDGES: bool = true;
 
@@ -415,8 +415,23 @@ event_loop!(
     failure_v5,
     write_v5,
     fresh_state_v5,
+    of_the_id_v5,
     {}
 );
+
+/// See `Failure::Refused`.
+fn of_the_id_v4(code: rumqttc::ConnectReturnCode) -> bool {
+    use rumqttc::ConnectReturnCode::*;
+    matches!(code, BadClientId | NotAuthorized)
+}
+
+fn of_the_id_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> bool {
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode::*;
+    matches!(
+        code,
+        BadClientId | ClientIdentifierNotValid | NotAuthorized | Banned
+    )
+}
 
 fn fresh_state_v4(options: &rumqttc::MqttOptions) -> rumqttc::MqttState {
     rumqttc::MqttState::new(options.inflight(), options.manual_acks())
@@ -1275,7 +1290,8 @@ mod tests {
 
     /// Every CONNACK refusal rumqttc knows, through the conversion the driver uses
     /// (`failure_v4` / `failure_v5` on `ConnectionRefused`): those that are, or may be, about
-    /// the client id make a moved id give way to the configured one, and no other does. The
+    /// the client id are marked so (`of_the_id`: a moved id gives way to the configured one),
+    /// and no other is. The
     /// matches name every variant, so a variant rumqttc renames or adds breaks this test
     /// rather than the id fallback.
     #[test]
@@ -1296,9 +1312,15 @@ mod tests {
         ];
         for code in v4 {
             let failure = failure_v4(rumqttc::ConnectionError::ConnectionRefused(code));
-            assert!(matches!(failure, Failure::Refused(_)), "v4 {code:?}");
+            assert!(matches!(failure, Failure::Refused { .. }), "v4 {code:?}");
             assert_eq!(
-                failure.may_refuse_the_id(),
+                matches!(
+                    failure,
+                    Failure::Refused {
+                        of_the_id: true,
+                        ..
+                    }
+                ),
                 v4_about_the_id(code),
                 "MQTT 3.1.1 {code:?}"
             );
@@ -1355,9 +1377,15 @@ mod tests {
         ];
         for code in v5 {
             let failure = failure_v5(rumqttc::v5::ConnectionError::ConnectionRefused(code));
-            assert!(matches!(failure, Failure::Refused(_)), "v5 {code:?}");
+            assert!(matches!(failure, Failure::Refused { .. }), "v5 {code:?}");
             assert_eq!(
-                failure.may_refuse_the_id(),
+                matches!(
+                    failure,
+                    Failure::Refused {
+                        of_the_id: true,
+                        ..
+                    }
+                ),
                 v5_about_the_id(code),
                 "MQTT 5 {code:?}"
             );
