@@ -14,7 +14,8 @@ use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{
-    self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Window,
+    self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Refusal,
+    Window,
 };
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
@@ -976,7 +977,7 @@ impl<E: EventLoop> Driver<E> {
                 let (text, refused) = match failure {
                     Failure::Refused {
                         why: code,
-                        of_the_id: true,
+                        about: Refusal::Id,
                     } if *client_id != shared.identity.2
                         && !held_by_another(shared, &shared.identity.2) =>
                     {
@@ -1002,27 +1003,21 @@ impl<E: EventLoop> Driver<E> {
                         // configured id's answer.
                         (text, false)
                     }
-                    Failure::Refused {
-                        why: code,
-                        of_the_id,
-                    } => {
+                    Failure::Refused { why: code, about } => {
                         // A broker that keeps no retained messages, or takes QoS 0 only,
                         // refuses the CONNECT that carries the status topic's last will.
-                        let hint = match code.as_str() {
-                            "RetainNotSupported" | "QoSNotSupported"
-                                if shared.status_topic.is_some() =>
-                            {
-                                " (statusTopic's last will is retained, at QoS 1: remove \
-                                 statusTopic for this broker)"
-                            }
-                            _ => "",
+                        let hint = if about == Refusal::Will && shared.status_topic.is_some() {
+                            " (statusTopic's last will is retained, at QoS 1: remove \
+                             statusTopic for this broker)"
+                        } else {
+                            ""
                         };
                         // A moved id refused for the id itself comes here only while another
                         // appender of this node holds the configured one (else it was given
                         // back above): a broker admitting exact ids only admits one of them.
                         // Refused for anything else, the id is not the matter.
                         let configured = &shared.identity.2;
-                        let clash = if of_the_id && *client_id != *configured {
+                        let clash = if about == Refusal::Id && *client_id != *configured {
                             format!(
                                 " (another appender of this node holds '{configured}' with other \
                                  connection settings, and a broker that admits exact client ids \

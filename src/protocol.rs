@@ -190,11 +190,8 @@ pub enum Observed {
 /// Why `poll` failed.
 pub enum Failure {
     /// The broker answered CONNECT with a refusal (credentials, authorisation, ...), or the
-    /// HTTP proxy refused ours. `of_the_id`: the refusal is, or may be, of the client id:
-    /// "identifier rejected", or "not authorised", which is what a broker admitting listed ids
-    /// only (AWS IoT policies, Mosquitto's `clientid_prefixes`) answers. Busy, unavailable, a
-    /// proxy's 407 and bad credentials are about anything but the id.
-    Refused { why: String, of_the_id: bool },
+    /// HTTP proxy refused ours.
+    Refused { why: String, about: Refusal },
     /// The broker closed a connection it had accepted: end of stream or reset (MQTT 3.1.1
     /// says no more), or an MQTT 5 DISCONNECT. `taken_over`: whether its reason was that
     /// another client connected with the same client id, as an MQTT 5 DISCONNECT says;
@@ -205,6 +202,20 @@ pub enum Failure {
     },
     /// Anything else: unreachable, TLS, timeout, keep-alive expired.
     Broken(String),
+}
+
+/// What a refusal of CONNECT is about, as far as its code says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client id, or may be: "identifier rejected", or "not authorised", which is what a
+    /// broker admitting listed ids only (AWS IoT policies, Mosquitto's `clientid_prefixes`)
+    /// answers.
+    Id,
+    /// The last will's retain flag or QoS, the only ones a CONNECT carries: the broker keeps
+    /// no retained messages, or takes QoS 0 only (MQTT 5).
+    Will,
+    /// Anything else: bad credentials, busy, unavailable, a proxy's 407.
+    Other,
 }
 
 impl Failure {
@@ -239,7 +250,7 @@ fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<Failure> {
             why: "the HTTP proxy refused the proxy credentials (407 Proxy Authentication \
                   Required); check proxyUsername and proxyPassword"
                 .to_string(),
-            of_the_id: false,
+            about: Refusal::Other,
         }),
         HttpError::HttpCode200(code) => Some(Failure::Broken(format!(
             "the HTTP proxy answered CONNECT with HTTP status {code}"
@@ -295,7 +306,7 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, $of_the_id:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -304,7 +315,7 @@ macro_rules! event_loop {
             match e {
                 ConnectionError::ConnectionRefused(code) => Failure::Refused {
                     why: format!("{code:?}"),
-                    of_the_id: $of_the_id(code),
+                    about: $refusal(code),
                 },
                 ConnectionError::Proxy(e) if proxy_failure(&e).is_some() => {
                     proxy_failure(&e).expect("checked in the guard")
@@ -393,7 +404,7 @@ event_loop!(
     failure_v4,
     write_v4,
     fresh_state_v4,
-    of_the_id_v4,
+    refusal_v4,
     {
         const NUDGES: bool = true;
 
@@ -415,22 +426,25 @@ event_loop!(
     failure_v5,
     write_v5,
     fresh_state_v5,
-    of_the_id_v5,
+    refusal_v5,
     {}
 );
 
-/// See `Failure::Refused`.
-fn of_the_id_v4(code: rumqttc::ConnectReturnCode) -> bool {
+fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {
     use rumqttc::ConnectReturnCode::*;
-    matches!(code, BadClientId | NotAuthorized)
+    match code {
+        BadClientId | NotAuthorized => Refusal::Id,
+        _ => Refusal::Other,
+    }
 }
 
-fn of_the_id_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> bool {
+fn refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Refusal {
     use rumqttc::v5::mqttbytes::v5::ConnectReturnCode::*;
-    matches!(
-        code,
-        BadClientId | ClientIdentifierNotValid | NotAuthorized | Banned
-    )
+    match code {
+        BadClientId | ClientIdentifierNotValid | NotAuthorized | Banned => Refusal::Id,
+        RetainNotSupported | QoSNotSupported => Refusal::Will,
+        _ => Refusal::Other,
+    }
 }
 
 fn fresh_state_v4(options: &rumqttc::MqttOptions) -> rumqttc::MqttState {
@@ -1290,18 +1304,18 @@ mod tests {
 
     /// Every CONNACK refusal rumqttc knows, through the conversion the driver uses
     /// (`failure_v4` / `failure_v5` on `ConnectionRefused`): those that are, or may be, about
-    /// the client id are marked so (`of_the_id`: a moved id gives way to the configured one),
-    /// and no other is. The
-    /// matches name every variant, so a variant rumqttc renames or adds breaks this test
-    /// rather than the id fallback.
+    /// the client id say so (a moved id gives way to the configured one), those about the last
+    /// will say so (the log line names `statusTopic`), and no other does. The matches name
+    /// every variant, so a variant rumqttc renames or adds breaks this test rather than the
+    /// driver's choices.
     #[test]
-    fn only_refusals_about_the_id_may_refuse_it() {
+    fn each_refusal_says_what_it_is_about() {
         use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
         use rumqttc::ConnectReturnCode as V4;
-        let v4_about_the_id = |code: V4| match code {
-            V4::BadClientId | V4::NotAuthorized => true,
-            V4::Success | V4::RefusedProtocolVersion | V4::ServiceUnavailable => false,
-            V4::BadUserNamePassword => false,
+        let v4_about = |code: V4| match code {
+            V4::BadClientId | V4::NotAuthorized => Refusal::Id,
+            V4::Success | V4::RefusedProtocolVersion | V4::ServiceUnavailable => Refusal::Other,
+            V4::BadUserNamePassword => Refusal::Other,
         };
         let v4 = [
             V4::RefusedProtocolVersion,
@@ -1311,22 +1325,18 @@ mod tests {
             V4::NotAuthorized,
         ];
         for code in v4 {
-            let failure = failure_v4(rumqttc::ConnectionError::ConnectionRefused(code));
-            assert!(matches!(failure, Failure::Refused { .. }), "v4 {code:?}");
-            assert_eq!(
-                matches!(
-                    failure,
-                    Failure::Refused {
-                        of_the_id: true,
-                        ..
-                    }
-                ),
-                v4_about_the_id(code),
-                "MQTT 3.1.1 {code:?}"
-            );
+            match failure_v4(rumqttc::ConnectionError::ConnectionRefused(code)) {
+                Failure::Refused { about, .. } => {
+                    assert_eq!(about, v4_about(code), "MQTT 3.1.1 {code:?}")
+                }
+                other => panic!("MQTT 3.1.1 {code:?}: {}", other.text()),
+            }
         }
-        let v5_about_the_id = |code: V5| match code {
-            V5::BadClientId | V5::ClientIdentifierNotValid | V5::NotAuthorized | V5::Banned => true,
+        let v5_about = |code: V5| match code {
+            V5::BadClientId | V5::ClientIdentifierNotValid | V5::NotAuthorized | V5::Banned => {
+                Refusal::Id
+            }
+            V5::RetainNotSupported | V5::QoSNotSupported => Refusal::Will,
             V5::Success
             | V5::RefusedProtocolVersion
             | V5::ServiceUnavailable
@@ -1343,11 +1353,9 @@ mod tests {
             | V5::PacketTooLarge
             | V5::QuotaExceeded
             | V5::PayloadFormatInvalid
-            | V5::RetainNotSupported
-            | V5::QoSNotSupported
             | V5::UseAnotherServer
             | V5::ServerMoved
-            | V5::ConnectionRateExceeded => false,
+            | V5::ConnectionRateExceeded => Refusal::Other,
         };
         let v5 = [
             V5::RefusedProtocolVersion,
@@ -1376,19 +1384,12 @@ mod tests {
             V5::ConnectionRateExceeded,
         ];
         for code in v5 {
-            let failure = failure_v5(rumqttc::v5::ConnectionError::ConnectionRefused(code));
-            assert!(matches!(failure, Failure::Refused { .. }), "v5 {code:?}");
-            assert_eq!(
-                matches!(
-                    failure,
-                    Failure::Refused {
-                        of_the_id: true,
-                        ..
-                    }
-                ),
-                v5_about_the_id(code),
-                "MQTT 5 {code:?}"
-            );
+            match failure_v5(rumqttc::v5::ConnectionError::ConnectionRefused(code)) {
+                Failure::Refused { about, .. } => {
+                    assert_eq!(about, v5_about(code), "MQTT 5 {code:?}")
+                }
+                other => panic!("MQTT 5 {code:?}: {}", other.text()),
+            }
         }
     }
 }

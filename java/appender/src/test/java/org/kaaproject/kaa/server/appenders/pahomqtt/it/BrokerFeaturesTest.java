@@ -316,6 +316,30 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * An MQTT 5 broker that keeps no retained messages refuses every CONNECT carrying the status topic's last will,
+     * which is retained (CONNACK 0x9A). Packs fail with onRemoteError, and the log line says to remove statusTopic;
+     * the same broker takes the appender without one (above).
+     */
+    @Test
+    void mqtt5BrokerWithoutRetainRefusesTheStatusWillAndTheLogSaysWhatToChange() {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("retain_available false")) {
+            broker.start();
+            try (ChildNode node = ChildNode.start()) {
+                Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "will/" + UUID.randomUUID(), 1);
+                cfg.put("mqttVersion", "MQTT_5");
+                cfg.put("statusTopic", "kaa/status/{hostname}");
+                node.load("will", cfg);
+                node.append("will", "p1", 1, 3);
+                node.assertExactlyOne("p1", REMOTE_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
+                List<String> problems = node.appenderLogLines("WARN|ERROR");
+                assertTrue(problems.stream().anyMatch(l -> l.contains("RetainNotSupported")
+                        && l.contains("remove statusTopic")), "no line names the refusal and what to change:\n"
+                                + String.join("\n", problems) + "\n" + node.diagnostics());
+            }
+        }
+    }
+
     @Test
     void mqtt5RefusedQos2MessagesDoNotStallTheirConnection() throws IOException {
         try (Mosquitto broker = Mosquitto.anonymous()) {
