@@ -732,6 +732,12 @@ impl AppenderConfig {
                 format!("{session_expiry} is below 0"),
             ));
         }
+        // A session that ends with its connection leaves nothing to resume: MQTT 5 with
+        // sessionExpirySeconds 0 starts every connection clean. Resuming one the broker kept
+        // anyway (its CONNACK may set a longer expiry than asked) could hand this client QoS 2
+        // packet ids still awaiting a PUBREL, and a broker takes a new message under such an id
+        // for a duplicate: acknowledged, never delivered.
+        let clean_session = clean_session || (version == MqttVersion::V5 && session_expiry == 0);
         let tls = if ssl {
             Some(tls_settings(
                 verify_ssl_cert,
@@ -804,9 +810,8 @@ impl AppenderConfig {
             ));
         }
         let qos = Qos::from_config(qos)?;
-        let session_outlives_connection =
-            !clean_session && (version == MqttVersion::V3_1_1 || session_expiry > 0);
-        if qos == Qos::ExactlyOnce && session_outlives_connection {
+        // Off (MQTT 3.1.1, or MQTT 5 with an expiry), the session outlives the connection.
+        if qos == Qos::ExactlyOnce && !clean_session {
             // A QoS 2 message whose PUBREC is lost with the connection fails its pack and is not
             // sent again, while the broker's session keeps its packet id awaiting PUBREL; a
             // broker following MQTT 3.1.1 §4.3.3 then answers a new message that reuses the id
@@ -855,10 +860,8 @@ impl AppenderConfig {
                 tls,
                 transport,
                 proxy,
-                // Only a persistent MQTT 5 session has an expiry; 0 ends it with the connection.
-                session_expiry: (version == MqttVersion::V5
-                    && !clean_session
-                    && session_expiry > 0)
+                // Only a persistent MQTT 5 session has an expiry (0 made it clean above).
+                session_expiry: (version == MqttVersion::V5 && !clean_session)
                     .then_some(session_expiry as u32),
                 status_format,
                 max_inflight: (max_inflight > 0).then_some(max_inflight),
@@ -1190,10 +1193,17 @@ pub(crate) mod tests {
             error_of(&with_session_expiry(2, false, 60)).field,
             "cleanSession"
         );
-        // MQTT 5 whose session ends with the connection is fine.
+        // MQTT 5 whose session ends with the connection is fine: each connection starts clean,
+        // so no session a broker kept anyway is resumed.
         let c = AppenderConfig::from_avro(&with_session_expiry(2, false, 0).0, Layout::PlainTexts)
             .unwrap();
         assert_eq!(c.broker.session_expiry, None);
+        assert!(c.broker.clean_session);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = AppenderConfig::from_avro(&with_session_expiry(1, false, 60).0, Layout::PlainTexts)
+            .unwrap();
+        assert_eq!(c.broker.session_expiry, Some(60));
+        assert!(!c.broker.clean_session);
         // Each of the three alone is fine.
         for (qos, clean, version) in [(1, false, 0), (2, true, 0), (1, false, 1)] {
             let c = AppenderConfig::from_avro(
