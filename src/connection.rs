@@ -894,6 +894,19 @@ impl<E: EventLoop> Driver<E> {
                      an in-flight slot for each until it reconnects; reconnecting"
                 )))
             }
+            // MQTT 5 forbids it, and rumqttc would take no publish from then on: everything
+            // would wait on a connection that looks up.
+            Ok(Observed::Connected {
+                receive_maximum: Some(0),
+                ..
+            }) => {
+                eventloop.drop_connection();
+                Err(Failure::Broken(
+                    "the broker announced a receive maximum of 0, which MQTT 5 does not allow: \
+                     no message could be sent; reconnecting"
+                        .to_string(),
+                ))
+            }
             other => other,
         };
         let label = format!("{} as '{client_id}'", brokers[*current].1);
@@ -922,6 +935,7 @@ impl<E: EventLoop> Driver<E> {
                 // (busy, over a quota, refusing the status message) would get ten
                 // connections a second. It is reset once the connection has lived (`earned`).
                 *connected_at = Some(Instant::now());
+                eventloop.settle(&brokers[*current].0);
                 if *ever_connected {
                     shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
                 }

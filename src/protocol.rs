@@ -290,6 +290,10 @@ pub trait EventLoop: Send + 'static {
         std::future::ready(Ok(()))
     }
 
+    /// After the broker accepted the connection: puts back what its CONNACK changed in the
+    /// options and must not stay so (`configured`: this broker's options).
+    fn settle(&mut self, _configured: &Self::Options) {}
+
     /// Connects to this broker, as `client_id`, with the options configured for it, from the
     /// next attempt on.
     fn switch_to(&mut self, options: &Self::Options, client_id: &str);
@@ -427,7 +431,16 @@ event_loop!(
     write_v5,
     fresh_state_v5,
     refusal_v5,
-    {}
+    {
+        // A Server Keep Alive of 0 means none, which rumqttc takes for a period of 0: it
+        // pinged without pause and failed the connection for the unanswered ping, at every
+        // connect. Pinging at the configured pace is allowed, and harmless.
+        fn settle(&mut self, configured: &rumqttc::v5::MqttOptions) {
+            if self.options.keep_alive().is_zero() {
+                self.options.set_keep_alive(configured.keep_alive());
+            }
+        }
+    }
 );
 
 fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {

@@ -591,3 +591,95 @@ fn a_status_message_holding_the_only_slot_is_judged_too() {
     );
     drop(connection);
 }
+
+/// An MQTT 5 broker whose CONNACK carries `properties` (length byte first); it acks QoS 1,
+/// answers pings, and counts connections.
+fn connack_properties_broker_v5(
+    listener: std::net::TcpListener,
+    properties: &'static [u8],
+    connections: mpsc::Sender<()>,
+) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        if connections.send(()).is_err() {
+            return;
+        }
+        std::thread::spawn(move || {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if read_packet(&mut s).is_none() {
+                return;
+            }
+            let mut connack = vec![0x20, 2 + properties.len() as u8, 0x00, 0x00];
+            connack.extend_from_slice(properties);
+            if s.write_all(&connack).is_err() {
+                return;
+            }
+            while let Some((kind, body)) = read_packet(&mut s) {
+                let reply = match kind >> 4 {
+                    3 => puback_for(&body).to_vec(),
+                    12 => vec![0xd0, 0x00],
+                    _ => continue,
+                };
+                if s.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// An MQTT 5 broker may turn keep-alive off (Server Keep Alive 0). The connection stays up
+/// and delivers. (Before: rumqttc took it for a period of 0, pinged twice at once and
+/// failed the connection for the unanswered ping, at every connect.)
+#[test]
+fn a_server_keep_alive_of_0_keeps_the_connection_v5() {
+    let (tx, connections) = mpsc::channel();
+    // Server Keep Alive (0x13) = 0.
+    let (port, _) =
+        scripted_broker(move |l| connack_properties_broker_v5(l, &[0x03, 0x13, 0x00, 0x00], tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "keep-alive-0-v5")
+    })
+    .expect("opened");
+    std::thread::sleep(Duration::from_secs(2));
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    let answer = rx.recv_timeout(WAIT);
+    drop(connection);
+    assert_eq!(answer, Ok(Outcome::Delivered));
+    assert_eq!(connections.try_iter().count(), 1, "reconnected");
+}
+
+/// MQTT 5 forbids a Receive Maximum of 0, and rumqttc would send nothing on such a
+/// connection: it is dropped, and the log says why. (Before: it looked connected while every
+/// message waited, and no line said anything.)
+#[test]
+fn a_receive_maximum_of_0_is_a_broken_connection_v5() {
+    let (tx, connections) = mpsc::channel();
+    // Receive Maximum (0x21) = 0.
+    let (port, _) =
+        scripted_broker(move |l| connack_properties_broker_v5(l, &[0x03, 0x21, 0x00, 0x00], tx));
+    crate::test_log::capture();
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "receive-maximum-0-v5")
+    })
+    .expect("opened");
+    let deadline = Instant::now() + WAIT;
+    while connections.try_iter().count() == 0 || !connection_says_receive_maximum_0() {
+        assert!(
+            Instant::now() < deadline,
+            "no line about the receive maximum"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!connection.shared.metrics.connected.load(Ordering::Relaxed));
+    drop(connection);
+}
+
+fn connection_says_receive_maximum_0() -> bool {
+    crate::test_log::lines_with("receive-maximum-0-v5")
+        .iter()
+        .any(|l| l.contains("receive maximum of 0"))
+}
