@@ -42,15 +42,22 @@ pub struct Window {
     pub acked: usize,
     /// QoS 2 messages among them.
     pub exactly_once: usize,
+    /// rumqttc's packet ids run 1, 2, ... up to this, then from 1 again: the window it was
+    /// given ([`client_window`]), lowered by an MQTT 5 broker's receive maximum. Never below
+    /// `acked`.
+    pub packet_ids: u16,
 }
 
 impl Window {
     /// The window of a connection the broker accepted: `configured` (`maxInflight`; `None`:
     /// automatic), never above the receive maximum an MQTT 5 broker announced.
     pub fn agreed(configured: Option<u16>, receive_maximum: Option<u16>) -> Window {
+        let client = configured.unwrap_or(AUTO_INFLIGHT_MAX);
+        let packet_ids = receive_maximum.map_or(client, |r| r.min(client)).max(1);
         let both = |n: u16| Window {
             acked: usize::from(n),
             exactly_once: usize::from(n),
+            packet_ids,
         };
         match (configured, receive_maximum) {
             (Some(n), r) => both(r.map_or(n, |r| n.min(r))),
@@ -58,6 +65,7 @@ impl Window {
             (None, None) => Window {
                 acked: usize::from(INFLIGHT),
                 exactly_once: usize::from(QOS2_INFLIGHT),
+                packet_ids,
             },
         }
     }
@@ -1234,20 +1242,21 @@ mod tests {
 
     #[test]
     fn the_window_is_the_configured_one_within_the_brokers_receive_maximum() {
-        let w = |acked, exactly_once| Window {
+        let w = |acked, exactly_once, packet_ids| Window {
             acked,
             exactly_once,
+            packet_ids,
         };
         assert_eq!(
             Window::agreed(None, None),
-            w(100, 20),
+            w(100, 20, 1024),
             "no word: the defaults"
         );
-        assert_eq!(Window::agreed(None, Some(20)), w(20, 20), "Mosquitto's");
-        assert_eq!(Window::agreed(None, Some(u16::MAX)), w(1024, 1024));
-        assert_eq!(Window::agreed(Some(500), None), w(500, 500));
-        assert_eq!(Window::agreed(Some(500), Some(10)), w(10, 10));
-        assert_eq!(Window::agreed(Some(5), Some(10)), w(5, 5));
+        assert_eq!(Window::agreed(None, Some(20)), w(20, 20, 20), "Mosquitto's");
+        assert_eq!(Window::agreed(None, Some(u16::MAX)), w(1024, 1024, 1024));
+        assert_eq!(Window::agreed(Some(500), None), w(500, 500, 500));
+        assert_eq!(Window::agreed(Some(500), Some(10)), w(10, 10, 10));
+        assert_eq!(Window::agreed(Some(5), Some(10)), w(5, 5, 5));
         let mut b = broker(Via::Tcp, false, false);
         assert_eq!(client_window(&b), 1024, "room for any automatic window");
         b.max_inflight = Some(5000);
