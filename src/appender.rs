@@ -125,8 +125,9 @@ pub struct Appender {
     encoder: Encoder,
     /// The pooled connections (`connectionsPerBroker`); empty once closed.
     connections: Mutex<Vec<Arc<Connection>>>,
-    /// Parsed log schemas by their text, for a pack whose schema is not the last one's.
-    schemas: Mutex<HashMap<String, Arc<LogSchema>>>,
+    /// Log schemas by their text, parsed or refused, for a pack whose schema is not the last
+    /// one's.
+    schemas: Mutex<HashMap<String, Result<Arc<LogSchema>, String>>>,
     /// The last pack's schema by its `LogSchema` id and version, which name one text in Kaa (a
     /// log schema version never changes): a pack with the same id and version takes it without
     /// its text being read across JNI or hashed.
@@ -397,19 +398,19 @@ impl Appender {
             }
         }
         let text = (pack.text)().ok_or("the pack has no log schema (or its text is null)")?;
-        let schema = {
-            let mut cache = lock(&self.schemas);
-            match cache.get(&text) {
-                Some(schema) => Arc::clone(schema),
-                None => {
-                    let schema = Arc::new(
-                        LogSchema::parse(&text).map_err(|e| format!("bad log schema: {e}"))?,
-                    );
-                    cache.insert(text, Arc::clone(&schema));
-                    schema
-                }
+        let cached = lock(&self.schemas).get(&text).cloned();
+        // Parsed outside the lock, which every other pack of the appender waits on; a schema
+        // that fails is kept failed, not parsed again for each of its packs.
+        let schema = match cached {
+            Some(parsed) => parsed,
+            None => {
+                let parsed = LogSchema::parse(&text)
+                    .map(Arc::new)
+                    .map_err(|e| format!("bad log schema: {e}"));
+                lock(&self.schemas).insert(text, parsed.clone());
+                parsed
             }
-        };
+        }?;
         if let Some(id) = pack.id {
             *lock(&self.last_schema) = Some((id.to_string(), pack.version, Arc::clone(&schema)));
         }
@@ -916,6 +917,31 @@ mod tests {
             );
         }
         assert_eq!(reads.get(), 3);
+        appender.close();
+    }
+
+    /// A log schema that cannot be parsed fails each of its packs, and is parsed once: its
+    /// refusal is kept with the parsed ones. (Before: parsed again for every pack, under the
+    /// lock every pack of the appender takes.)
+    #[test]
+    fn a_bad_schema_is_refused_once_and_remembered() {
+        let appender = unreachable_appender("bad-schema");
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..3 {
+            let schema = PackSchema {
+                id: None,
+                version: 1,
+                text: || Some("{\"type\": \"record\"".to_string()),
+            };
+            appender.append(schema, Ok(&[RECORD][..]), "endpoint-a", recorded(&tx));
+        }
+        assert_eq!(
+            rx.try_iter().collect::<Vec<_>>(),
+            [Outcome::InternalError; 3]
+        );
+        let cache = lock(&appender.schemas);
+        assert!(matches!(cache.get("{\"type\": \"record\""), Some(Err(_))));
+        drop(cache);
         appender.close();
     }
 
