@@ -279,18 +279,19 @@ impl<'s> Compiler<'s> {
             }
             Schema::Union(union) => {
                 let mut branches = Vec::with_capacity(union.variants().len());
-                let mut labels: Vec<String> = Vec::new();
+                // A set: a union of thousands of branches is checked in one pass, not in
+                // quadratic time.
+                let mut labels = std::collections::HashSet::new();
                 for variant in union.variants() {
                     let label = union_label(variant)?;
                     if let Some(label) = &label {
                         // 1.7.5 names each branch by this label and rejects duplicates, e.g.
                         // an int next to a date (which apache-avro tells apart).
-                        if labels.contains(label) {
+                        if !labels.insert(label.clone()) {
                             return Err(DecodeError::Schema(format!(
                                 "duplicate in union: {label}"
                             )));
                         }
-                        labels.push(label.clone());
                     }
                     let node = self.compile(variant, level)?;
                     let open = label.map(|l| {
