@@ -667,13 +667,17 @@ impl AppenderConfig {
         // The original never implemented TLS (its `ssl` was a to-do): its appenders with `ssl`
         // ticked published in plain text, to a plain port, and keep doing so. Not with
         // credentials: where the tick meant TLS (this project's earlier records, saved again in
-        // the nine-field form), they would cross in clear, so those get TLS as asked.
+        // the nine-field form), they would cross in clear, so those get TLS as asked. Such a
+        // re-saved record without credentials reads as the original's: the bytes are the same.
         let plain_as_before = ssl && original_record && username.is_none();
         if plain_as_before {
             warnings.push(
-                "ssl is on, but the original PahoMQTT appender, which stored this configuration, \
-                 never used TLS: this appender connects without it too, as before; for TLS, move it \
-                 to the type PahoMqtt (README, Moving an appender to PahoMqtt)"
+                "ssl is on in a configuration of the original's nine fields without a username, so \
+                 this appender connects without TLS: the original PahoMQTT appender, which stores \
+                 such configurations, never used TLS. It may also be an appender of an earlier build \
+                 of this appender that the admin saved again in the nine-field form, which turned \
+                 its TLS off; to keep TLS, move it to the type PahoMqtt (README, Moving an appender \
+                 to PahoMqtt), or give it a username"
                     .to_string(),
             );
         } else if ssl && original_record {
@@ -1124,7 +1128,13 @@ pub(crate) mod tests {
         };
         let c = nine(None);
         assert!(c.broker.tls.is_none());
-        assert!(c.warnings.iter().any(|w| w.contains("never used TLS")));
+        let warning = c.warnings.iter().find(|w| w.contains("never used TLS"));
+        // Nor can the bytes tell the original's record from an earlier build's saved again in
+        // the nine-field form: the WARN says how that one keeps TLS.
+        let warning = warning.expect("the WARN");
+        assert!(warning.contains("an earlier build of this appender that the admin saved"));
+        assert!(warning.contains("move it to the type PahoMqtt"));
+        assert!(warning.contains("or give it a username"));
         let c = nine(Some("u"));
         assert!(c.broker.tls.is_some(), "credentials never in clear");
         assert!(c.warnings.iter().any(|w| w.contains("untick ssl")));
