@@ -485,7 +485,10 @@ fn proxy_settings(
         .ok_or_else(|| {
             ConfigError::new("proxyPort", format!("{port} is not between 1 and 65535"))
         })?;
-    let credentials = match (username.is_empty(), password.is_empty()) {
+    // Spaces alone are none, as in the other texts that may be empty: the v1 and v2 forms save
+    // those only filled in, so an operator fills them with a space.
+    let blank = |text: &str| text.trim().is_empty();
+    let credentials = match (blank(&username), blank(&password)) {
         (true, true) => None,
         (true, false) => {
             return Err(ConfigError::new(
@@ -499,7 +502,8 @@ fn proxy_settings(
                 "holds ':', which HTTP basic authentication cannot carry",
             ))
         }
-        (false, _) => Some((username, password)),
+        (false, true) => Some((username, String::new())),
+        (false, false) => Some((username, password)),
     };
     // An IPv6 proxy address goes in brackets: rumqttc joins it with the port as `addr:port`.
     let host = if is_ipv6(host) {
@@ -1672,6 +1676,30 @@ pub(crate) mod tests {
         e.long(0).long(0).string("").string("").long(1);
         e.long(0).string("/mqtt").string("proxy").long(3128);
         assert_eq!(error_of(&e).field, "host");
+    }
+
+    /// A proxy's user name or password of spaces alone (how an operator fills the v1 and v2
+    /// forms' texts to save them) is none, as every other such text: never sent as a credential.
+    #[test]
+    fn blank_proxy_credentials_are_none() {
+        let proxy = |username: &str, password: &str| {
+            let mut e = through_connections(1, true);
+            e.long(0).string("/mqtt").string("proxy.lan").long(3128);
+            e.string(username).string(password);
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts).map(|c| c.broker.proxy.unwrap())
+        };
+        assert_eq!(proxy(" ", " ").unwrap().credentials, None);
+        assert_eq!(proxy("  ", "\t").unwrap().credentials, None);
+        assert_eq!(
+            proxy("u", " ").unwrap().credentials,
+            Some(("u".to_string(), String::new()))
+        );
+        assert_eq!(
+            proxy("u", " pw ").unwrap().credentials,
+            Some(("u".to_string(), " pw ".to_string())),
+            "a password is taken as written"
+        );
+        assert_eq!(proxy(" ", "pw").unwrap_err().field, "proxyUsername");
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
