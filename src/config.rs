@@ -307,10 +307,15 @@ const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
 /// MQTT's own limit on a packet, less room for its header and topic.
 const MQTT_MAX_MESSAGE_BYTES: i32 = 268_435_455 - 65_536 - 16;
 
-/// How a plugin generation's schema writes the text fields that may be empty.
+/// How a plugin generation's bytes are read: how its schema writes the text fields that may
+/// be empty, and whether braces may be text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// The original's nine fields, v1 and v2: plain strings, `""` for none.
+    /// The original's class (its nine fields, or an earlier build's record under its name):
+    /// plain texts as [`Layout::PlainTexts`]. The original used `mqtttopic` and `clientId`
+    /// literally, so a brace in them that is none of our placeholders is text.
+    Original,
+    /// v1 and v2: plain strings, `""` for none.
     PlainTexts,
     /// v3: `["string", "null"]`, null for none (so the admin's form takes them empty).
     NullableTexts,
@@ -320,7 +325,8 @@ impl Layout {
     /// The layout of the plugin generation the Java plugin class names (0 is the original's).
     pub fn of_generation(generation: i32) -> Result<Layout, ConfigError> {
         match generation {
-            0..=2 => Ok(Layout::PlainTexts),
+            0 => Ok(Layout::Original),
+            1 | 2 => Ok(Layout::PlainTexts),
             3 => Ok(Layout::NullableTexts),
             g => Err(ConfigError::new(
                 "(plugin)",
@@ -397,7 +403,7 @@ impl Fields<'_> {
     fn text_or_empty(&mut self, field: &'static str) -> Result<String, ConfigError> {
         match self.layout {
             _ if self.reader.is_empty() => Ok(String::new()),
-            Layout::PlainTexts => self.string(field),
+            Layout::Original | Layout::PlainTexts => self.string(field),
             Layout::NullableTexts => Ok(self.optional_string(field)?.unwrap_or_default()),
         }
     }
@@ -479,7 +485,10 @@ fn proxy_settings(
         .ok_or_else(|| {
             ConfigError::new("proxyPort", format!("{port} is not between 1 and 65535"))
         })?;
-    let credentials = match (username.is_empty(), password.is_empty()) {
+    // Spaces alone are none, as in the other texts that may be empty: the v1 and v2 forms save
+    // those only filled in, so an operator fills them with a space.
+    let blank = |text: &str| text.trim().is_empty();
+    let credentials = match (blank(&username), blank(&password)) {
         (true, true) => None,
         (true, false) => {
             return Err(ConfigError::new(
@@ -493,7 +502,8 @@ fn proxy_settings(
                 "holds ':', which HTTP basic authentication cannot carry",
             ))
         }
-        (false, _) => Some((username, password)),
+        (false, true) => Some((username, String::new())),
+        (false, false) => Some((username, password)),
     };
     // An IPv6 proxy address goes in brackets: rumqttc joins it with the port as `addr:port`.
     let host = if is_ipv6(host) {
@@ -533,6 +543,16 @@ fn tls_settings(
         .client_config()
         .map_err(|(field, why)| ConfigError::new(field, why))?;
     Ok(settings)
+}
+
+/// The WARN for a brace the original's record holds in `field` that is none of our placeholders.
+fn taken_literally(field: &str, text: &str, why: &str) -> String {
+    format!(
+        "{field} '{}': a brace that is none of this appender's placeholders is taken literally \
+         ({why}), as the original PahoMQTT appender took the whole text (the placeholders in it \
+         are replaced)",
+        text.escape_debug()
+    )
 }
 
 impl AppenderConfig {
@@ -651,13 +671,17 @@ impl AppenderConfig {
         // The original never implemented TLS (its `ssl` was a to-do): its appenders with `ssl`
         // ticked published in plain text, to a plain port, and keep doing so. Not with
         // credentials: where the tick meant TLS (this project's earlier records, saved again in
-        // the nine-field form), they would cross in clear, so those get TLS as asked.
+        // the nine-field form), they would cross in clear, so those get TLS as asked. Such a
+        // re-saved record without credentials reads as the original's: the bytes are the same.
         let plain_as_before = ssl && original_record && username.is_none();
         if plain_as_before {
             warnings.push(
-                "ssl is on, but the original PahoMQTT appender, which stored this configuration, \
-                 never used TLS: this appender connects without it too, as before; for TLS, move it \
-                 to the type PahoMqtt (README, Moving an appender to PahoMqtt)"
+                "ssl is on in a configuration of the original's nine fields without a username, so \
+                 this appender connects without TLS: the original PahoMQTT appender, which stores \
+                 such configurations, never used TLS. It may also be an appender of an earlier build \
+                 of this appender that the admin saved again in the nine-field form, which turned \
+                 its TLS off; to keep TLS, move it to the type PahoMqtt (README, Moving an appender \
+                 to PahoMqtt), or give it a username"
                     .to_string(),
             );
         } else if ssl && original_record {
@@ -749,7 +773,16 @@ impl AppenderConfig {
         } else {
             None
         };
-        let topic = TopicTemplate::parse(&topic).map_err(|e| ConfigError::new("mqtttopic", e))?;
+        let topic = if layout == Layout::Original {
+            let (template, literal) = TopicTemplate::parse_original(&topic)
+                .map_err(|e| ConfigError::new("mqtttopic", e))?;
+            if let Some(why) = literal {
+                warnings.push(taken_literally("mqtttopic", &topic, &why));
+            }
+            template
+        } else {
+            TopicTemplate::parse(&topic).map_err(|e| ConfigError::new("mqtttopic", e))?
+        };
         if topic.has_event_fields() && grouping == Grouping::Pack {
             return Err(ConfigError::new(
                 "mqtttopic",
@@ -763,8 +796,15 @@ impl AppenderConfig {
             ));
         }
         let client_id_text = client_id;
-        let client_id =
-            identity::expand(&client_id_text).map_err(|e| ConfigError::new("clientId", e))?;
+        let client_id = if layout == Layout::Original {
+            let (client_id, literal) = identity::expand_original(&client_id_text);
+            if let Some(why) = literal {
+                warnings.push(taken_literally("clientId", &client_id_text, &why));
+            }
+            client_id
+        } else {
+            identity::expand(&client_id_text).map_err(|e| ConfigError::new("clientId", e))?
+        };
         if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
         }
@@ -1002,7 +1042,7 @@ pub(crate) mod tests {
         let mut text = |e: &mut Encoder| {
             let value = texts.next().expect("nine texts");
             match layout {
-                Layout::PlainTexts => e.string(value.unwrap_or("")),
+                Layout::Original | Layout::PlainTexts => e.string(value.unwrap_or("")),
                 Layout::NullableTexts => e.opt(value),
             };
         };
@@ -1058,7 +1098,8 @@ pub(crate) mod tests {
         let nullable = full_record(Layout::NullableTexts, [None; 9]);
         assert!(AppenderConfig::from_avro(&nullable.0, Layout::PlainTexts).is_err());
         assert_eq!(Layout::of_generation(3), Ok(Layout::NullableTexts));
-        assert_eq!(Layout::of_generation(0), Ok(Layout::PlainTexts));
+        assert_eq!(Layout::of_generation(0), Ok(Layout::Original));
+        assert_eq!(Layout::of_generation(2), Ok(Layout::PlainTexts));
         assert_eq!(Layout::of_generation(4).unwrap_err().field, "(plugin)");
     }
 
@@ -1094,7 +1135,13 @@ pub(crate) mod tests {
         };
         let c = nine(None);
         assert!(c.broker.tls.is_none());
-        assert!(c.warnings.iter().any(|w| w.contains("never used TLS")));
+        let warning = c.warnings.iter().find(|w| w.contains("never used TLS"));
+        // Nor can the bytes tell the original's record from an earlier build's saved again in
+        // the nine-field form: the WARN says how that one keeps TLS.
+        let warning = warning.expect("the WARN");
+        assert!(warning.contains("an earlier build of this appender that the admin saved"));
+        assert!(warning.contains("move it to the type PahoMqtt"));
+        assert!(warning.contains("or give it a username"));
         let c = nine(Some("u"));
         assert!(c.broker.tls.is_some(), "credentials never in clear");
         assert!(c.warnings.iter().any(|w| w.contains("untick ssl")));
@@ -1319,6 +1366,58 @@ pub(crate) mod tests {
             .string(client_id)
             .string("t");
         e
+    }
+
+    /// The original used `mqtttopic` and `clientId` literally: in its records (generation 0) a
+    /// brace that is none of our placeholders stays text, with one WARN per field, and the
+    /// placeholders are still replaced. Later generations refuse it: there it is a typo.
+    #[test]
+    fn the_originals_braces_are_text_only_in_its_records() {
+        let record = |client_id: &str, topic: &str| {
+            let mut e = with_client_id(client_id);
+            e.0.truncate(e.0.len() - 2);
+            e.string(topic);
+            e
+        };
+        let e = record("kaa-{node-7}", "plant/{line}/logs");
+        let c = AppenderConfig::from_avro(&e.0, Layout::Original).unwrap();
+        assert_eq!(c.broker.client_id, "kaa-{node-7}");
+        assert_eq!(c.topic.text(), "plant/{line}/logs");
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("mqtttopic 'plant/{line}/logs': a brace"));
+        assert!(c.warnings[1].starts_with("clientId 'kaa-{node-7}': a brace"));
+        assert!(c.warnings.iter().all(|w| w.contains("taken literally")));
+        for layout in [Layout::PlainTexts, Layout::NullableTexts] {
+            let err = AppenderConfig::from_avro(&e.0, layout).unwrap_err();
+            assert_eq!(err.field, "mqtttopic");
+            assert!(err.message.contains("unknown placeholder {line}"));
+        }
+        let id_only = record("kaa-{node-7}", "t");
+        let err = AppenderConfig::from_avro(&id_only.0, Layout::PlainTexts).unwrap_err();
+        assert_eq!(err.field, "clientId");
+
+        let e = record("kaa-{hostname}-{pid", "plant/a}b/{appenderName}");
+        let c = AppenderConfig::from_avro(&e.0, Layout::Original).unwrap();
+        let host = identity::hostname();
+        assert_eq!(c.broker.client_id, format!("kaa-{host}-{{pid"));
+        assert_eq!(c.topic.text(), "plant/a}b/{appenderName}");
+        assert!(
+            c.warnings[0].contains("'}' closes no '{'"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.warnings[1].contains("without"), "{:?}", c.warnings);
+        assert_eq!(error_of(&e).field, "mqtttopic");
+        // Without such a brace, no WARN; what no topic may hold stays an error.
+        let c = AppenderConfig::from_avro(
+            &record("kaa-{hostname}", "t/{appenderName}").0,
+            Layout::Original,
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let err =
+            AppenderConfig::from_avro(&record("c", "{line}/#").0, Layout::Original).unwrap_err();
+        assert_eq!(err.field, "mqtttopic");
     }
 
     #[test]
@@ -1587,6 +1686,30 @@ pub(crate) mod tests {
         e.long(0).long(0).string("").string("").long(1);
         e.long(0).string("/mqtt").string("proxy").long(3128);
         assert_eq!(error_of(&e).field, "host");
+    }
+
+    /// A proxy's user name or password of spaces alone (how an operator fills the v1 and v2
+    /// forms' texts to save them) is none, as every other such text: never sent as a credential.
+    #[test]
+    fn blank_proxy_credentials_are_none() {
+        let proxy = |username: &str, password: &str| {
+            let mut e = through_connections(1, true);
+            e.long(0).string("/mqtt").string("proxy.lan").long(3128);
+            e.string(username).string(password);
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts).map(|c| c.broker.proxy.unwrap())
+        };
+        assert_eq!(proxy(" ", " ").unwrap().credentials, None);
+        assert_eq!(proxy("  ", "\t").unwrap().credentials, None);
+        assert_eq!(
+            proxy("u", " ").unwrap().credentials,
+            Some(("u".to_string(), String::new()))
+        );
+        assert_eq!(
+            proxy("u", " pw ").unwrap().credentials,
+            Some(("u".to_string(), " pw ".to_string())),
+            "a password is taken as written"
+        );
+        assert_eq!(proxy(" ", "pw").unwrap_err().field, "proxyUsername");
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {

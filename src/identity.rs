@@ -55,30 +55,50 @@ fn sanitize(text: &str) -> String {
 
 /// `text` with its placeholders resolved; a `{…}` that is not one of them is an error naming it.
 pub(crate) fn expand(text: &str) -> Result<String, String> {
+    match expand_original(text) {
+        (out, None) => Ok(out),
+        (_, Some(why)) => Err(why),
+    }
+}
+
+/// `text` as the original PahoMQTT appender used it, literally, but with the placeholders
+/// resolved: any other `{` is kept as text, and what is wrong with the first such `{` (why
+/// [`expand`] refuses `text`) comes with it.
+pub(crate) fn expand_original(text: &str) -> (String, Option<String>) {
     let node = node();
     let mut out = String::with_capacity(text.len());
+    let mut problem = None;
     let mut rest = text;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let close = rest[open..]
-            .find('}')
-            .map(|c| open + c)
-            .ok_or_else(|| format!("'{{' without '}}' in '{text}'"))?;
-        out.push_str(match &rest[open..=close] {
-            "{hostname}" => &node.hostname,
-            "{pid}" => &node.pid,
-            "{random}" => &node.random,
-            other => {
-                return Err(format!(
+        let after = &rest[open..];
+        let value = match after.find('}') {
+            Some(close) => match &after[..=close] {
+                "{hostname}" => Ok((node.hostname.as_str(), close)),
+                "{pid}" => Ok((node.pid.as_str(), close)),
+                "{random}" => Ok((node.random.as_str(), close)),
+                other => Err(format!(
                     "unknown placeholder {other}; known: {}",
                     PLACEHOLDERS.join(", ")
-                ))
+                )),
+            },
+            None => Err(format!("'{{' without '}}' in '{text}'")),
+        };
+        match value {
+            Ok((value, close)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
             }
-        });
-        rest = &rest[close + 1..];
+            // Only this '{' is text: a placeholder may still follow inside what it opened.
+            Err(why) => {
+                out.push('{');
+                problem.get_or_insert(why);
+                rest = &after[1..];
+            }
+        }
     }
     out.push_str(rest);
-    Ok(out)
+    (out, problem)
 }
 
 /// This node's host name, as `{hostname}` gives it.
@@ -116,6 +136,34 @@ mod tests {
     fn unknown_or_unclosed_placeholders_are_errors() {
         assert!(expand("kaa-{hostName}").unwrap_err().contains("{hostName}"));
         assert!(expand("kaa-{pid").unwrap_err().contains("without"));
+    }
+
+    /// The original used its client id literally: there, a `{` that opens none of our
+    /// placeholders is text, and the placeholders an operator adds for a cluster still resolve.
+    #[test]
+    fn the_originals_ids_keep_unknown_braces_as_text() {
+        let kept = |text: &str| {
+            let (out, why) = expand_original(text);
+            (out, why.is_some())
+        };
+        assert_eq!(kept("kaa-{node-7}"), ("kaa-{node-7}".to_string(), true));
+        assert!(expand_original("kaa-{node-7}")
+            .1
+            .unwrap()
+            .contains("unknown placeholder {node-7}"));
+        assert_eq!(kept("a{b"), ("a{b".to_string(), true));
+        assert_eq!(kept("a}b{"), ("a}b{".to_string(), true));
+        assert_eq!(kept("{x{pid}}"), (format!("{{x{}}}", node().pid), true));
+        assert_eq!(
+            kept("kaa-{hostname}"),
+            (format!("kaa-{}", node().hostname), false)
+        );
+        assert_eq!(
+            kept("DefaultClient-ID"),
+            ("DefaultClient-ID".to_string(), false)
+        );
+        // Elsewhere a typo stays an error.
+        assert!(expand("kaa-{node-7}").is_err());
     }
 
     #[test]

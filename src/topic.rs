@@ -76,56 +76,89 @@ fn push_sanitized(topic: &mut String, value: &str) {
     }));
 }
 
+/// The part a placeholder's name inside `{…}` stands for.
+fn placeholder(name: &str) -> Result<Part, String> {
+    Ok(match name {
+        "applicationToken" => Part::ApplicationToken,
+        "endpointKeyHash" => Part::EndpointKeyHash,
+        "logSchemaVersion" => Part::LogSchemaVersion,
+        "appenderName" => Part::AppenderName,
+        _ => match name.strip_prefix("event.") {
+            Some(path) if path.split('.').all(|s| !s.is_empty()) => {
+                Part::Event(path.split('.').map(String::from).collect())
+            }
+            _ => {
+                return Err(format!(
+                    "unknown placeholder {{{name}}}; known: {{applicationToken}}, \
+                     {{endpointKeyHash}}, {{logSchemaVersion}}, {{appenderName}}, \
+                     {{event.<field>[.<field>...]}}"
+                ))
+            }
+        },
+    })
+}
+
 impl TopicTemplate {
     /// Parses and checks a template; the error says what is wrong.
     pub fn parse(text: &str) -> Result<TopicTemplate, String> {
+        match TopicTemplate::parse_original(text)? {
+            (template, None) => Ok(template),
+            (_, Some(why)) => Err(why),
+        }
+    }
+
+    /// Parses `mqtttopic` as the original PahoMQTT appender used it, literally, but with the
+    /// placeholders substituted: a `{…}` that is none of them and a stray `{` or `}` are text,
+    /// and what is wrong with the first of them (why [`TopicTemplate::parse`] refuses `text`)
+    /// comes with the template. What no topic may hold is an error all the same.
+    pub fn parse_original(text: &str) -> Result<(TopicTemplate, Option<String>), String> {
         if text.is_empty() {
             return Err("is empty".into());
         }
         let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut problem = None;
         let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            let (literal, after) = rest.split_at(open);
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("'{text}': a '{{' is not closed"))?;
-            if !literal.is_empty() {
-                parts.push(Part::Literal(literal.to_string()));
-            }
-            let name = &after[1..close];
-            parts.push(match name {
-                "applicationToken" => Part::ApplicationToken,
-                "endpointKeyHash" => Part::EndpointKeyHash,
-                "logSchemaVersion" => Part::LogSchemaVersion,
-                "appenderName" => Part::AppenderName,
-                _ => match name.strip_prefix("event.") {
-                    Some(path) if path.split('.').all(|s| !s.is_empty()) => {
-                        Part::Event(path.split('.').map(String::from).collect())
+        while let Some(at) = rest.find(['{', '}']) {
+            literal.push_str(&rest[..at]);
+            let after = &rest[at..];
+            let part = if after.starts_with('}') {
+                Err(format!("'{text}': a '}}' closes no '{{'"))
+            } else {
+                match after.find('}') {
+                    Some(close) => placeholder(&after[1..close]).map(|part| (part, close)),
+                    None => Err(format!("'{text}': a '{{' is not closed")),
+                }
+            };
+            match part {
+                Ok((part, close)) => {
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
-                    _ => {
-                        return Err(format!(
-                            "unknown placeholder {{{name}}}; known: {{applicationToken}}, \
-                             {{endpointKeyHash}}, {{logSchemaVersion}}, {{appenderName}}, \
-                             {{event.<field>[.<field>...]}}"
-                        ))
-                    }
-                },
-            });
-            rest = &after[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_string()));
-        }
-        for part in &parts {
-            if let Part::Literal(l) = part {
-                if unfit_for_publish(l) || l.contains('}') {
-                    return Err(format!(
-                        "'{}' contains a wildcard, a control character, a Unicode noncharacter or a \
-                         stray '}}', which a publish topic cannot",
-                        text.escape_debug()
-                    ));
+                    parts.push(part);
+                    rest = &after[close + 1..];
+                }
+                // Only this brace is text: a placeholder may still follow inside what it opened.
+                Err(why) => {
+                    literal.push_str(&after[..1]);
+                    problem.get_or_insert(why);
+                    rest = &after[1..];
                 }
             }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        if parts
+            .iter()
+            .any(|part| matches!(part, Part::Literal(l) if unfit_for_publish(l)))
+        {
+            return Err(format!(
+                "'{}' contains a wildcard, a control character or a Unicode noncharacter, which a \
+                 publish topic cannot",
+                text.escape_debug()
+            ));
         }
         if text.len() > MAX_TOPIC_BYTES {
             return Err(too_long(text.len()));
@@ -134,11 +167,12 @@ impl TopicTemplate {
             [Part::Literal(l)] => Some(Arc::from(l.as_str())),
             _ => None,
         };
-        Ok(TopicTemplate {
+        let template = TopicTemplate {
             text: text.to_string(),
             parts,
             fixed,
-        })
+        };
+        Ok((template, problem))
     }
 
     /// The template as configured.
@@ -354,6 +388,56 @@ mod tests {
             assert!(TopicTemplate::parse(bad).is_err(), "{}", bad.escape_debug());
         }
         assert!(TopicTemplate::parse("a/\u{e9}\u{fffd}\u{10fffd}").is_ok());
+    }
+
+    /// The original published to its topic literally: read as its topic, a `{…}` that is no
+    /// placeholder and a stray brace are text (one static topic, shared by every message), the
+    /// placeholders are still substituted, and what no topic may hold is still refused. The
+    /// same templates read as ours stay errors.
+    #[test]
+    fn the_originals_topic_keeps_unknown_braces_as_text() {
+        let schema = LogSchema::parse(SCHEMA).unwrap();
+        let original = |text: &str| {
+            let (template, why) = TopicTemplate::parse_original(text).unwrap();
+            let topic = template
+                .render(&values(), &schema, None, &mut Vec::new())
+                .unwrap();
+            (template, topic.to_string(), why)
+        };
+        for text in [
+            "plant/{line}/logs",
+            "plant/a}b",
+            "a{b",
+            "}{",
+            "a/{event.}/{}",
+        ] {
+            let (template, topic, why) = original(text);
+            assert_eq!(topic, text);
+            assert_eq!(template.fixed.as_deref(), Some(text), "one static topic");
+            assert!(why.is_some(), "{text}");
+            assert!(TopicTemplate::parse(text).is_err(), "{text}");
+        }
+        assert!(original("plant/{line}/logs")
+            .2
+            .unwrap()
+            .contains("unknown placeholder {line}"));
+        assert!(original("plant/a}b")
+            .2
+            .unwrap()
+            .contains("'}' closes no '{'"));
+        let (_, topic, why) = original("kaa/{appenderName}/{x{applicationToken}}");
+        assert_eq!(topic, "kaa/mqtt/{xapp1}");
+        assert!(why.unwrap().contains("{x{applicationToken}"));
+        let (_, topic, why) = original("kaa/{endpointKeyHash}");
+        assert_eq!((topic.as_str(), why), ("kaa/k_ey=", None), "sanitised");
+        for bad in ["", "{line}/+", "a/#/{x", "{\0}"] {
+            assert!(TopicTemplate::parse_original(bad).is_err(), "{bad}");
+        }
+        let long = format!("{{{}}}", "a".repeat(65_534));
+        assert!(TopicTemplate::parse_original(&long)
+            .unwrap_err()
+            .contains("over MQTT's limit"));
+        assert!(TopicTemplate::parse_original(&long[1..]).is_ok());
     }
 
     /// A record's value with a character Mosquitto refuses in a topic (it drops the connection

@@ -154,9 +154,11 @@ class AdminUpgradeTest {
     /**
      * A new appender of any plugin as the admin makes it: a record of every field's form default ({@code
      * by_default}; optional fields null) encodes, opens again, and its JSON view shows exactly those defaults and
-     * saves back to the same bytes. With the port moved to the test broker (the one edit an operator makes here),
-     * the appender started from the saved bytes delivers a pack to {@code localhost}, topic {@code home/kaa/topic},
-     * at the form's QoS (the legacy form's 3 means 2), and answers onSuccess.
+     * saves back to the same bytes. The form saves it with the port moved to the test broker (the one edit an
+     * operator makes here) and, in v1 and v2, whose form refuses an empty plain string, each of the nine texts
+     * whose default is empty filled with a single space, as an operator must: the appender started from those bytes
+     * delivers a pack to {@code localhost}, topic {@code home/kaa/topic}, at the form's QoS (the legacy form's 3
+     * means 2), and answers onSuccess.
      */
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {KaaNode.LEGACY_CONFIG_CLASS, KaaNode.V1_CONFIG_CLASS, KaaNode.V2_CONFIG_CLASS,
@@ -183,6 +185,17 @@ class AdminUpgradeTest {
         assertArrayEquals(defaults, AdminConverter.toRawData(json, schema.toString()), "saved from JSON");
 
         opened.put("port", BROKER.port());
+        int filled = 0;
+        for (Schema.Field f : schema.getFields()) {
+            JsonNode formDefault = f.getJsonProp("by_default");
+            if (f.schema().getType() == Schema.Type.STRING && formDefault != null && formDefault.asText().isEmpty()) {
+                opened.put(f.name(), " ");
+                filled++;
+            }
+        }
+        boolean plainTexts = configClass.equals(KaaNode.V1_CONFIG_CLASS)
+                || configClass.equals(KaaNode.V2_CONFIG_CLASS);
+        assertEquals(plainTexts ? 9 : 0, filled, "empty plain texts the form will not save");
         byte[] saved = AvroReference.binary(schema, opened);
         LogAppenderDto dto = KaaNode.appenderDto(configClass, "form-defaults", saved);
         assertEquals(KaaNode.pluginConfig(configClass).getPluginClassName(), dto.getPluginClassName());

@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
 
 /**
  * A real Mosquitto broker, run as a child process on a free loopback port with its own configuration in a
@@ -329,7 +330,7 @@ public final class Mosquitto implements AutoCloseable {
     /** The broker's log shows one connection of this client id: the appender's was never reset. */
     public void assertConnectedOnce(String clientId) {
         String log = logTail(2000);
-        int connects = log.split(" as " + clientId + " ", -1).length - 1;
+        int connects = log.split(Pattern.quote(" as " + clientId + " "), -1).length - 1;
         org.junit.jupiter.api.Assertions.assertEquals(1, connects, "one connection, never reset:\n" + log);
     }
 

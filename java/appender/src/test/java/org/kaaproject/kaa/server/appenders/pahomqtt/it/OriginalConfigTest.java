@@ -163,6 +163,36 @@ class OriginalConfigTest {
         }
     }
 
+    /**
+     * The original used its topic and client id literally, and MQTT allows braces in both: a record it stored with
+     * a brace that is none of our placeholders still publishes to exactly that topic, connecting with exactly that
+     * client id (where our newer types would refuse such a placeholder as a typo).
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void bracesTheOriginalTookLiterallyStayInTheTopicAndClientId() {
+        String topic = "plant/{line}/logs";
+        String clientId = "kaa-{node-7}";
+        byte[] raw = OriginalAppender.bytes("host", "127.0.0.1", "port", BROKER.port(), "qos", 1, "clientId",
+                clientId, "mqtttopic", topic);
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        List<byte[]> bins = TestData.telemetryBinaries(schema, new Random(11), 3, i -> "legacy-braces-r" + i);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender appender = BROKER.load(OriginalAppender.stored("legacy-braces", raw));
+            RecordingCallback cb = new RecordingCallback("braces in the original's topic and client id");
+            appender.doAppend(KaaNode.pack(logSchema, 1, bins), cb);
+            cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
+            sub.awaitCount(bins.size(), Duration.ofSeconds(10));
+            for (Subscriber.Received m : sub.messages()) {
+                assertEquals(topic, m.topic, "the topic as the original published it");
+            }
+            Payloads.assertSameMultiset("literal topic", AvroReference.expectedPayloads(schema, bins),
+                    sub.payloads());
+            BROKER.broker().assertConnectedOnce(clientId);
+        }
+    }
+
     /** A stored configuration with credentials (union branch 0 for username and password) against a broker that
      *  requires them. */
     @Test
