@@ -15,7 +15,7 @@ use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::protocol::{
     self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Refusal,
-    Window,
+    Said, Window,
 };
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
@@ -967,7 +967,7 @@ impl<E: EventLoop> Driver<E> {
                 let unexplained = matches!(
                     failure,
                     Failure::Closed {
-                        taken_over: None,
+                        said: Said::Nothing,
                         ..
                     }
                 ) && !*refused_here
@@ -1028,10 +1028,11 @@ impl<E: EventLoop> Driver<E> {
                         };
                         (format!("refused the connection: {code}{hint}{clash}"), true)
                     }
-                    Failure::Closed { why, taken_over }
-                        if taken_over.unwrap_or(likely_takeover) =>
+                    Failure::Closed { why, said }
+                        if said == Said::TakenOver
+                            || (said == Said::Nothing && likely_takeover) =>
                     {
-                        let taken_over = taken_over == Some(true);
+                        let taken_over = said == Said::TakenOver;
                         let lived = lived.unwrap_or_default();
                         let next = taken_over_by_another(
                             shared,
