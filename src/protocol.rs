@@ -761,6 +761,10 @@ fn v5_publish_size(message: &Message, how: &PublishOptions) -> usize {
 }
 
 impl Outbox for Limited {
+    fn packet_size(&self, message: &Message, how: &PublishOptions) -> usize {
+        v5_publish_size(message, how)
+    }
+
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
         if let Some(refusal) = self.grants.refusal(&message, how) {
             return Err(refusal);
@@ -830,6 +834,25 @@ pub struct PublishOptions {
 pub trait Outbox {
     /// Queues one publish without blocking.
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued>;
+
+    /// The size of the message's PUBLISH packet, which a broker holds to its packet limit.
+    fn packet_size(&self, message: &Message, how: &PublishOptions) -> usize {
+        v4_publish_size(message, how)
+    }
+}
+
+/// An MQTT 3.1.1 PUBLISH's size: fixed header (with the remaining length's 1 to 4 bytes),
+/// topic, packet id (QoS 1 and 2) and payload.
+fn v4_publish_size(message: &Message, how: &PublishOptions) -> usize {
+    let pkid = if how.qos == Qos::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + message.topic.len() + pkid + message.payload.len();
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
 }
 
 /// Why a publish was not queued.
