@@ -13,9 +13,10 @@ use tokio::sync::{Notify, Semaphore};
 use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
+use crate::packet_limit::Blamed;
 use crate::protocol::{
     self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Refusal,
-    Window,
+    Said, Window,
 };
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
@@ -402,7 +403,7 @@ impl Connection {
         let (client, pending) = protocol::open(broker, &client_id, &label);
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
-            tracker: Mutex::new(Tracker::default()),
+            tracker: Mutex::new(Tracker::new(&label)),
             shutdown: Notify::new(),
             stalled: Notify::new(),
             ready: Notify::new(),
@@ -964,6 +965,7 @@ impl<E: EventLoop> Driver<E> {
                 let lived = connected_at.take().map(|at| at.elapsed());
                 earned(lived, backoff, takeover_backoff);
                 let mut pause = None;
+                let mut blamed = None;
                 if !matches!(failure, Failure::Refused { .. }) {
                     // Under the tracker's lock: what rumqttc drained must be what the tracker
                     // handed it. The events include what the broker answered just before the
@@ -972,19 +974,35 @@ impl<E: EventLoop> Driver<E> {
                     let (drained, unreported) = eventloop.forget();
                     *refused_here |= unreported.iter().any(Observed::is_refusal);
                     *carried |= unreported.iter().any(|e| matches!(e, Observed::Written(_)));
-                    tracker.on_connection_lost(drained, &unreported);
+                    let unacknowledged = tracker.on_connection_lost(drained, &unreported);
+                    // Closed by the broker with no reason, or for a packet too large: maybe at
+                    // the largest message it left unacknowledged. Still under the lock, so a
+                    // pack Kaa sends again at once meets the ceiling this may teach.
+                    if matches!(
+                        failure,
+                        Failure::Closed {
+                            said: Said::Nothing | Said::TooLarge,
+                            ..
+                        }
+                    ) && !*refused_here
+                    {
+                        blamed = tracker.blame(unacknowledged);
+                    }
                 }
                 // A close soon after the connect is taken for a takeover unless the broker said
                 // another reason (an MQTT 5 DISCONNECT), or had just refused a message: then
-                // the close is its answer to that message. After a publish it may be that
+                // the close is its answer to that message; or unless it left a message
+                // unacknowledged far larger than any the broker took (its packet limit, which
+                // an MQTT 3.1.1 broker does not say). After a publish it may be the broker's
                 // answer without a word, so only the second such close in a row counts.
                 let unexplained = matches!(
                     failure,
                     Failure::Closed {
-                        taken_over: None,
+                        said: Said::Nothing,
                         ..
                     }
                 ) && !*refused_here
+                    && blamed.is_none()
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
@@ -1042,10 +1060,14 @@ impl<E: EventLoop> Driver<E> {
                         };
                         (format!("refused the connection: {code}{hint}{clash}"), true)
                     }
-                    Failure::Closed { why, taken_over }
-                        if taken_over.unwrap_or(likely_takeover) =>
+                    Failure::Closed { why, .. } if blamed.is_some() => {
+                        (oversize(&why, blamed.expect("checked in the guard")), false)
+                    }
+                    Failure::Closed { why, said }
+                        if said == Said::TakenOver
+                            || (said == Said::Nothing && likely_takeover) =>
                     {
-                        let taken_over = taken_over == Some(true);
+                        let taken_over = said == Said::TakenOver;
                         let lived = lived.unwrap_or_default();
                         let next = taken_over_by_another(
                             shared,
@@ -1124,6 +1146,28 @@ impl<E: EventLoop> Driver<E> {
             }
         }
         Turn::Next
+    }
+}
+
+/// Why the broker closed the connection, when it was blamed on a message's size (see
+/// [`crate::packet_limit`]).
+fn oversize(why: &str, blamed: Blamed) -> String {
+    match blamed {
+        Blamed::Suspect { size, acked } => format!(
+            "{why}, with a message of {size} bytes unacknowledged, far larger than any the broker \
+             has acknowledged ({acked} bytes): it may limit the packet size (another such close \
+             makes this connection refuse messages that large)"
+        ),
+        Blamed::Ceiling {
+            size,
+            ceiling,
+            acked,
+        } => format!(
+            "{why}, again with a message of {size} bytes unacknowledged, far larger than any the \
+             broker has acknowledged ({acked} bytes): it most likely limits the packet size, and \
+             messages of {ceiling} bytes or more now fail their packs (onInternalError) on this \
+             connection"
+        ),
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
+use crate::packet_limit::{Blamed, PacketLimit};
 use crate::protocol::{Message, Observed, Outbox, PublishOptions, Unqueued, Window};
 use crate::supervise::lock;
 
@@ -190,6 +191,8 @@ struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
     message: Message,
+    /// Its PUBLISH packet's size.
+    size: usize,
     held: Held,
 }
 
@@ -203,6 +206,8 @@ struct InFlight {
     since: Instant,
     /// How long it may wait to be written, then for its ack ([`PublishOptions::patience`]).
     patience: Option<Duration>,
+    /// Its PUBLISH packet's size: what its ack shows the broker takes.
+    size: usize,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
 }
@@ -221,6 +226,8 @@ fn settle(pack: &Pack, refused: &Option<String>) {
 /// The correlation state of one connection. All methods run under the connection's lock.
 #[derive(Default)]
 pub struct Tracker {
+    /// The connection's name in log lines.
+    label: String,
     connected: bool,
     parked: VecDeque<Parked>,
     /// Handed to the client, in channel order; pkid not yet known.
@@ -246,9 +253,21 @@ pub struct Tracker {
     qos2_in_flight: usize,
     /// Payload bytes of the messages above.
     held_bytes: Arc<AtomicUsize>,
+    /// What the broker's closes and acks taught of the largest packet it takes.
+    limit: PacketLimit,
+    /// Packs refused for the learned limit (the first is logged at ERROR).
+    over_limit: u64,
 }
 
 impl Tracker {
+    /// The tracker of the connection `label` names in log lines.
+    pub fn new(label: &str) -> Tracker {
+        Tracker {
+            label: label.to_string(),
+            ..Tracker::default()
+        }
+    }
+
     /// Messages accepted and not yet confirmed or failed.
     pub fn outstanding(&self) -> usize {
         self.parked.len()
@@ -274,21 +293,60 @@ impl Tracker {
         messages: Vec<Message>,
         max_outstanding: usize,
     ) {
+        // Before any of the pack goes out: a message the broker is known to close the
+        // connection at would reset it for every pack in flight, at each of Kaa's attempts.
+        let sizes: Vec<usize> = messages.iter().map(|m| out.packet_size(m, &how)).collect();
+        if let Some(&size) = sizes.iter().max() {
+            if self.refuse_over_limit(pack, size) {
+                return;
+            }
+        }
         if self.outstanding() + messages.len() > max_outstanding
             || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
         {
             pack.finish(Why::Lost);
             return;
         }
-        for message in messages {
+        for (message, size) in messages.into_iter().zip(sizes) {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
                 held: Held::new(&self.held_bytes, message.bytes()),
                 message,
+                size,
             });
         }
         self.release(out);
+    }
+
+    /// Fails `pack` (`onInternalError`, as a message over maxMessageBytes) when a message of
+    /// `size` bytes reaches the packet size the broker was found to close the connection at.
+    fn refuse_over_limit(&mut self, pack: &Pack, size: usize) -> bool {
+        let Some(ceiling) = self.limit.refuses(size) else {
+            return false;
+        };
+        // ERROR once: each pack after it is the same fault, and Kaa sends it again.
+        let level = if self.over_limit == 0 {
+            log::Level::Error
+        } else {
+            log::Level::Warn
+        };
+        self.over_limit += 1;
+        log::log!(
+            level,
+            "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
+             broker closed the connection twice with a message of {ceiling} bytes or more \
+             unacknowledged, and has acknowledged {} bytes at most, so it most likely takes no \
+             packets that large. Set maxMessageBytes below the broker's limit (EMQX \
+             mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto max_packet_size \
+             or message_size_limit), or use MQTT 5 with a broker that announces its Maximum \
+             Packet Size",
+            self.label,
+            self.over_limit,
+            self.limit.largest_acked()
+        );
+        pack.finish(Why::Unpublishable);
+        true
     }
 
     /// Hands parked messages to the client, in order, while there is a connection and its
@@ -315,8 +373,13 @@ impl Tracker {
                 pack,
                 how,
                 message,
+                size,
                 held,
             } = p;
+            // Parked before the limit was learned.
+            if self.refuse_over_limit(&pack, size) {
+                continue;
+            }
             match out.try_publish(message, &how) {
                 Ok(()) => {}
                 Err(Unqueued::Full) => {
@@ -349,6 +412,7 @@ impl Tracker {
                 qos,
                 since: *now.get_or_insert_with(Instant::now),
                 patience: how.patience,
+                size,
                 _held: held,
             });
         }
@@ -420,12 +484,14 @@ impl Tracker {
             }
             Observed::Acked { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
+                    self.got_through(m.size);
                     settle(&m.pack, refused);
                     self.done(&m);
                 }
             }
             Observed::Received { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
+                    self.got_through(m.size);
                     if refused.is_none() {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
@@ -444,6 +510,18 @@ impl Tracker {
             | Observed::Disconnected
             | Observed::Pong
             | Observed::Other => {}
+        }
+    }
+
+    /// The broker read a message of `size` bytes: its PUBACK or PUBREC came, refused or not.
+    fn got_through(&mut self, size: usize) {
+        if let Some(ceiling) = self.limit.acked(size) {
+            log::warn!(
+                "{}: the broker acknowledged a message of {size} bytes, above the {ceiling} \
+                 bytes it was taken to close the connection at: messages that large are \
+                 published again",
+                self.label
+            );
         }
     }
 
@@ -491,7 +569,10 @@ impl Tracker {
     /// which the connection failed. Acks among them count (a broker that refuses a message
     /// and closes the connection often does both in one read), and so do held-back and
     /// written publishes, or the queue of `sent` would be out of step with rumqttc's.
-    pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Observed]) {
+    ///
+    /// Returns the size of the largest message written and not acknowledged (QoS 1 and 2:
+    /// QoS 0 is answered when written), which [`Tracker::blame`] may blame for the loss.
+    pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Observed]) -> Option<usize> {
         self.connected = false;
         for event in unreported {
             match event {
@@ -506,6 +587,7 @@ impl Tracker {
             }
         }
         self.moved = None;
+        let unacknowledged = self.awaiting_ack.values().map(|m| m.size).max();
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
@@ -518,6 +600,14 @@ impl Tracker {
             m.pack.finish(Why::Lost);
             self.done(m);
         }
+        unacknowledged
+    }
+
+    /// The broker closed the connection, for no refusal or takeover it said, with a message
+    /// of `largest` bytes unacknowledged ([`Tracker::on_connection_lost`]): whether that is
+    /// blamed on the message's size (see [`PacketLimit::blame`]).
+    pub fn blame(&mut self, largest: Option<usize>) -> Option<Blamed> {
+        self.limit.blame(largest)
     }
 
     /// Whether written messages wait for the broker's PUBACK, PUBREC or PUBCOMP.

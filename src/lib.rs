@@ -37,6 +37,7 @@ pub mod header;
 mod identity;
 mod json_text;
 pub(crate) mod metrics;
+mod packet_limit;
 pub mod payload;
 pub(crate) mod protocol;
 pub mod status;

@@ -201,15 +201,22 @@ pub enum Failure {
     /// HTTP proxy refused ours.
     Refused { why: String, about: Refusal },
     /// The broker closed a connection it had accepted: end of stream or reset (MQTT 3.1.1
-    /// says no more), or an MQTT 5 DISCONNECT. `taken_over`: whether its reason was that
-    /// another client connected with the same client id, as an MQTT 5 DISCONNECT says;
-    /// `None` when no reason came (MQTT 3.1.1; or the close overtook the DISCONNECT).
-    Closed {
-        why: String,
-        taken_over: Option<bool>,
-    },
+    /// says no more), or an MQTT 5 DISCONNECT that `said` why. A DISCONNECT with another
+    /// reason (shutting down, quota, ...) is `Broken`.
+    Closed { why: String, said: Said },
     /// Anything else: unreachable, TLS, timeout, keep-alive expired.
     Broken(String),
+}
+
+/// Why the broker closed the connection, as far as it said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// No reason came: MQTT 3.1.1, or a close that overtook (or had no) DISCONNECT.
+    Nothing,
+    /// Another client connected with the same client id (MQTT 5's "session taken over").
+    TakenOver,
+    /// A packet was larger than the broker takes (MQTT 5's "packet too large").
+    TooLarge,
 }
 
 /// What a refusal of CONNECT is about, as far as its code says.
@@ -318,7 +325,7 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $taken_over:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -342,12 +349,13 @@ macro_rules! event_loop {
                         | ConnectionError::Io(io) => closed_by_peer(io),
                         _ => false,
                     };
-                    let taken_over = $taken_over(&e);
+                    let said = $said(&e);
                     let why = e.to_string();
-                    if closed || taken_over == Some(true) {
-                        Failure::Closed { why, taken_over }
-                    } else {
-                        Failure::Broken(why)
+                    match said {
+                        Some(said) if closed || said != Said::Nothing => {
+                            Failure::Closed { why, said }
+                        }
+                        _ => Failure::Broken(why),
                     }
                 }
             }
@@ -412,7 +420,7 @@ event_loop!(
     rumqttc::StateError,
     rumqttc::mqttbytes::Error,
     observe_v4,
-    never_says_taken_over,
+    says_nothing,
     failure_v4,
     write_v4,
     fresh_state_v4,
@@ -434,7 +442,7 @@ event_loop!(
     rumqttc::v5::StateError,
     rumqttc::v5::mqttbytes::Error,
     observe_v5,
-    says_taken_over,
+    disconnect_reason,
     failure_v5,
     write_v5,
     fresh_state_v5,
@@ -481,18 +489,23 @@ fn fresh_state_v5(options: &rumqttc::v5::MqttOptions) -> rumqttc::v5::MqttState 
 }
 
 /// MQTT 3.1.1 has no reason for a close.
-fn never_says_taken_over(_: &rumqttc::ConnectionError) -> Option<bool> {
-    None
+fn says_nothing(_: &rumqttc::ConnectionError) -> Option<Said> {
+    Some(Said::Nothing)
 }
 
-fn says_taken_over(e: &rumqttc::v5::ConnectionError) -> Option<bool> {
+/// What an MQTT 5 DISCONNECT said, if it was one; `None` for a reason not listed in [`Said`].
+fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Option<Said> {
     use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
     match e {
         rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
             reason_code,
             ..
-        }) => Some(*reason_code == DisconnectReasonCode::SessionTakenOver),
-        _ => None,
+        }) => match reason_code {
+            DisconnectReasonCode::SessionTakenOver => Some(Said::TakenOver),
+            DisconnectReasonCode::PacketTooLarge => Some(Said::TooLarge),
+            _ => None,
+        },
+        _ => Some(Said::Nothing),
     }
 }
 
@@ -769,6 +782,10 @@ fn v5_publish_size(message: &Message, how: &PublishOptions) -> usize {
 }
 
 impl Outbox for Limited {
+    fn packet_size(&self, message: &Message, how: &PublishOptions) -> usize {
+        v5_publish_size(message, how)
+    }
+
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
         if let Some(refusal) = self.grants.refusal(&message, how) {
             return Err(refusal);
@@ -838,6 +855,25 @@ pub struct PublishOptions {
 pub trait Outbox {
     /// Queues one publish without blocking.
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued>;
+
+    /// The size of the message's PUBLISH packet, which a broker holds to its packet limit.
+    fn packet_size(&self, message: &Message, how: &PublishOptions) -> usize {
+        v4_publish_size(message, how)
+    }
+}
+
+/// An MQTT 3.1.1 PUBLISH's size: fixed header (with the remaining length's 1 to 4 bytes),
+/// topic, packet id (QoS 1 and 2) and payload.
+fn v4_publish_size(message: &Message, how: &PublishOptions) -> usize {
+    let pkid = if how.qos == Qos::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + message.topic.len() + pkid + message.payload.len();
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
 }
 
 /// Why a publish was not queued.

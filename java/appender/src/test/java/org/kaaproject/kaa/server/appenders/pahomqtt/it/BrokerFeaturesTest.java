@@ -275,6 +275,80 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * An MQTT 3.1.1 broker says nothing of its packet limit (Mosquitto's {@code max_packet_size}; EMQX 1 MB, AWS IoT
+     * 128 KB) and closes the connection at a larger message without a reason. Two appenders share one connection
+     * with a fixed client id: one endpoint's pack with a record of 30 KB of JSON fails with the connection twice, sent
+     * again as Kaa does, then {@code onInternalError} before any of it is written; the other appender's packs, sent
+     * again when they were caught in a reset, all reach a subscriber. The broker sees the one client id throughout,
+     * three connections at most, and JMX counts no takeover. (Before: every attempt reset the shared connection, and
+     * two resets were taken for another node with the id, which moved the appender to another id for good.)
+     */
+    @Test
+    void mqtt311MessagesOverAnUnannouncedPacketLimitFailTheirPackOnly() throws Exception {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("max_packet_size 20000")) {
+            broker.start();
+            String topic = "limit311/" + UUID.randomUUID();
+            String clientId = "limit311-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> endpointCfg = KaaNode.brokerConfig(broker.port(), topic + "/endpoint", 1);
+            endpointCfg.put("clientId", clientId);
+            Map<String, Object> othersCfg = KaaNode.brokerConfig(broker.port(), topic + "/others", 1);
+            othersCfg.put("clientId", clientId);
+            LogAppender endpoint = KaaNode.load("limit endpoint", KaaNode.config(endpointCfg));
+            LogAppender others = KaaNode.load("limit others", KaaNode.config(othersCfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic + "/others", 1)) {
+                append(others, records(5, 1)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                int delivered = 5;
+                List<byte[]> withBig = new ArrayList<>(records(3, 2));
+                withBig.add(1, TestData.telemetryWithNote(SCHEMA, new java.util.Random(3), "big", 1, 30_000));
+                List<String> attempts = new ArrayList<>();
+                for (int attempt = 0; attempt < 4 && !attempts.contains(RecordingCallback.INTERNAL_ERROR); attempt++) {
+                    RecordingCallback big = append(endpoint, withBig);
+                    // Another endpoint's pack around each attempt, sent again until delivered.
+                    RecordingCallback other = append(others, records(5, 10 + attempt));
+                    attempts.add(big.awaitFirst(Duration.ofSeconds(10)).method);
+                    big.assertOnlyOne(attempts.get(attempt));
+                    for (int resend = 0; !SUCCESS.equals(other.awaitFirst(Duration.ofSeconds(10)).method); resend++) {
+                        assertEquals(CONNECTION_ERROR, other.awaitFirst(Duration.ZERO).method);
+                        assertTrue(resend < 2, "the other appender's pack failed three times");
+                        other = append(others, records(5, 10 + attempt));
+                    }
+                    delivered += 5;
+                }
+                assertEquals(List.of(CONNECTION_ERROR, CONNECTION_ERROR, RecordingCallback.INTERNAL_ERROR), attempts,
+                        "the large pack's answers");
+                // From now on the connection stays up: every pack of the other appender at its first attempt.
+                List<RecordingCallback> after = new ArrayList<>();
+                for (int pack = 0; pack < 10; pack++) {
+                    after.add(append(others, records(5, 100 + pack)));
+                    if (pack == 4) {
+                        append(endpoint, withBig).assertExactlyOne(RecordingCallback.INTERNAL_ERROR,
+                                Duration.ofSeconds(10), Duration.ZERO);
+                    }
+                }
+                for (RecordingCallback cb : after) {
+                    cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                }
+                delivered += 50;
+                assertTrue(sub.awaitCount(delivered, Duration.ofSeconds(10)).size() >= delivered);
+                String log = broker.log();
+                int connects = log.split(" as " + clientId + " ", -1).length - 1;
+                assertTrue(connects >= 1 && connects <= 3, connects + " connections:\n" + broker.logTail(200));
+                assertFalse(log.contains(" as " + clientId + "-"), "the client id moved:\n" + broker.logTail(200));
+                javax.management.MBeanServer server = java.lang.management.ManagementFactory.getPlatformMBeanServer();
+                for (String name : List.of("limit endpoint", "limit others")) {
+                    javax.management.ObjectName bean = server.queryNames(new javax.management.ObjectName(
+                            "org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
+                                    + javax.management.ObjectName.quote(name) + ",*"), null).iterator().next();
+                    assertEquals(0L, server.getAttribute(bean, "Takeovers"), name);
+                }
+            } finally {
+                endpoint.close();
+                others.close();
+            }
+        }
+    }
+
+    /**
      * A broker that takes QoS 1 at most and keeps no retained messages says so in its MQTT 5 CONNACK (Mosquitto's
      * {@code max_qos} and {@code retain_available}), and closes the connection of a client that publishes past them.
      * Three appenders with one broker configuration share one connection: the packs of the one publishing at QoS 2,
