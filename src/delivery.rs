@@ -257,6 +257,9 @@ pub struct Tracker {
     limit: PacketLimit,
     /// Packs refused for the learned limit (the first is logged at ERROR).
     over_limit: u64,
+    /// When the latest-written message the broker acknowledged on this connection was
+    /// written: it reads in order, so a message written before that did not stop it.
+    acked_written: Option<Instant>,
 }
 
 impl Tracker {
@@ -484,14 +487,14 @@ impl Tracker {
             }
             Observed::Acked { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(m.size);
+                    self.got_through(m.size, m.since);
                     settle(&m.pack, refused);
                     self.done(&m);
                 }
             }
             Observed::Received { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(m.size);
+                    self.got_through(m.size, m.since);
                     if refused.is_none() {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
@@ -513,8 +516,10 @@ impl Tracker {
         }
     }
 
-    /// The broker read a message of `size` bytes: its PUBACK or PUBREC came, refused or not.
-    fn got_through(&mut self, size: usize) {
+    /// The broker read a message of `size` bytes written at `written`: its PUBACK or PUBREC
+    /// came, refused or not.
+    fn got_through(&mut self, size: usize, written: Instant) {
+        self.acked_written = self.acked_written.max(Some(written));
         if let Some(ceiling) = self.limit.acked(size) {
             log::warn!(
                 "{}: the broker acknowledged a message of {size} bytes, above the {ceiling} \
@@ -571,7 +576,9 @@ impl Tracker {
     /// written publishes, or the queue of `sent` would be out of step with rumqttc's.
     ///
     /// Returns the size of the largest message written and not acknowledged (QoS 1 and 2:
-    /// QoS 0 is answered when written), which [`Tracker::blame`] may blame for the loss.
+    /// QoS 0 is answered when written) after the last one the broker acknowledged, which
+    /// [`Tracker::blame`] may blame for the loss: a broker that closes at a packet too large
+    /// has acknowledged nothing written after it.
     pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Observed]) -> Option<usize> {
         self.connected = false;
         for event in unreported {
@@ -587,7 +594,13 @@ impl Tracker {
             }
         }
         self.moved = None;
-        let unacknowledged = self.awaiting_ack.values().map(|m| m.size).max();
+        let acked_written = self.acked_written.take();
+        let unacknowledged = self
+            .awaiting_ack
+            .values()
+            .filter(|m| acked_written.is_none_or(|at| m.since >= at))
+            .map(|m| m.size)
+            .max();
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
@@ -856,6 +869,44 @@ mod tests {
             pkid,
             refused: None,
         }
+    }
+
+    /// A close is blamed on a message only when the broker acknowledged nothing written after
+    /// it: it reads in order, so a message it read past is not what it closed at (a broker
+    /// restarting while a large message is in flight).
+    #[test]
+    fn a_message_the_broker_read_past_is_not_blamed_for_the_close() {
+        let big = || {
+            vec![Message {
+                topic: Arc::from("t"),
+                payload: vec![0; 10_000],
+                labels: Vec::new(),
+            }]
+        };
+        let (mut t, mut out) = connected();
+        for messages in [payloads(1), big(), payloads(1)] {
+            t.submit(&mut out, &pack(1).0, Qos::AtLeastOnce.into(), messages, 100);
+        }
+        for pkid in 1..=3 {
+            std::thread::sleep(Duration::from_millis(1));
+            t.on_event(&mut out, &written(pkid));
+        }
+        t.on_event(&mut out, &puback(3));
+        assert_eq!(t.on_connection_lost(0, &[]), None, "read past");
+        t.on_connected(&mut out, Window::default());
+        for messages in [payloads(1), big()] {
+            t.submit(&mut out, &pack(1).0, Qos::AtLeastOnce.into(), messages, 100);
+        }
+        for pkid in 1..=2 {
+            std::thread::sleep(Duration::from_millis(1));
+            t.on_event(&mut out, &written(pkid));
+        }
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(
+            t.on_connection_lost(0, &[]),
+            Some(10_008),
+            "the last one read"
+        );
     }
 
     fn connected() -> (Tracker, Recorder) {

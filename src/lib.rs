@@ -18,7 +18,9 @@
 //!   format), `topic` (topic templates) and [`status`] (the liveness message): what is published.
 //! - [`connection`]: pooled connections, one driver task each (reconnects, failover, client id
 //!   takeovers); `protocol`: the MQTT client, the only module that names rumqttc.
-//! - `delivery`: ties every publish to its ack and answers each pack exactly once.
+//! - `delivery`: ties every publish to its ack and answers each pack exactly once;
+//!   `packet_limit` learns from a broker's closes the largest packet it takes, where it does
+//!   not say.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
 //!   going after a panic.
 //! - `test_log` (tests only): the test process's one logger, capturing what tests assert on.
