@@ -153,7 +153,9 @@ class ClusterTest {
      * 2.0.11 sends none with MQTT 5 either), so the first node sees a lost connection and takes the id back at once,
      * and the newcomer, pushed out within moments of connecting, moves to an id of its own. Packs in flight on a
      * dropped connection fail with onConnectionError and, sent again as Kaa does, are delivered; the fight ends after
-     * at most two takeovers, which JMX counts.
+     * at most two takeovers of each node, which JMX counts: a close right after a publish counts only when the next
+     * connection ends the same way (it may be a broker's silent refusal of that publish), so a node pushed out after
+     * it published is pushed out twice.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("versions")
@@ -234,7 +236,7 @@ class ClusterTest {
                     + Long.parseLong(second.metric("join", "Takeovers"));
             System.out.println(version + ", a node joins a busy one: broker takeovers " + takeovers.size()
                     + ", counted in JMX " + counted + ", packs sent again " + resent + ", duplicates " + duplicates);
-            assertTrue(takeovers.size() >= 1 && takeovers.size() <= 2, "takeovers " + takeovers);
+            assertTrue(takeovers.size() >= 1 && takeovers.size() <= 4, "takeovers " + takeovers);
             assertTrue(counted >= 1 && counted <= takeovers.size(), "JMX Takeovers " + counted + " for " + takeovers);
         }
     }
