@@ -1155,18 +1155,19 @@ fn oversize(why: &str, blamed: Blamed) -> String {
     match blamed {
         Blamed::Suspect { size, acked } => format!(
             "{why}, with a message of {size} bytes unacknowledged, far larger than any the broker \
-             has acknowledged ({acked} bytes): it may limit the packet size (another such close \
-             makes this connection refuse messages that large)"
+             has acknowledged ({acked} bytes): it may limit the packet size (a close with the \
+             same message unacknowledged again makes this connection refuse messages that \
+             large)"
         ),
         Blamed::Ceiling {
             size,
             ceiling,
             acked,
         } => format!(
-            "{why}, again with a message of {size} bytes unacknowledged, far larger than any the \
-             broker has acknowledged ({acked} bytes): it most likely limits the packet size, and \
-             messages of {ceiling} bytes or more now fail their packs (onInternalError) on this \
-             connection"
+            "{why}, again with the same message of {size} bytes unacknowledged, larger than any \
+             the broker has acknowledged ({acked} bytes): it most likely limits the packet size, \
+             and messages of {ceiling} bytes or more now fail their packs (onInternalError) on \
+             this connection for 10 minutes"
         ),
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
-use crate::packet_limit::{Blamed, PacketLimit};
+use crate::packet_limit::{Blamed, Measure, PacketLimit};
 use crate::protocol::{Message, Observed, Outbox, PublishOptions, Unqueued, Window};
 use crate::supervise::lock;
 
@@ -191,8 +191,8 @@ struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
     message: Message,
-    /// Its PUBLISH packet's size.
-    size: usize,
+    /// Its PUBLISH packet's size and mark.
+    measure: Measure,
     held: Held,
 }
 
@@ -206,8 +206,8 @@ struct InFlight {
     since: Instant,
     /// How long it may wait to be written, then for its ack ([`PublishOptions::patience`]).
     patience: Option<Duration>,
-    /// Its PUBLISH packet's size: what its ack shows the broker takes.
-    size: usize,
+    /// Its PUBLISH packet's size (what its ack shows the broker takes) and mark.
+    measure: Measure,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
 }
@@ -298,8 +298,11 @@ impl Tracker {
     ) {
         // Before any of the pack goes out: a message the broker is known to close the
         // connection at would reset it for every pack in flight, at each of Kaa's attempts.
-        let sizes: Vec<usize> = messages.iter().map(|m| out.packet_size(m, &how)).collect();
-        if let Some(&size) = sizes.iter().max() {
+        let measures: Vec<Measure> = messages
+            .iter()
+            .map(|m| Measure::of(out.packet_size(m, &how), &m.payload))
+            .collect();
+        if let Some(size) = measures.iter().map(|m| m.size).max() {
             if self.refuse_over_limit(pack, size) {
                 return;
             }
@@ -310,13 +313,13 @@ impl Tracker {
             pack.finish(Why::Lost);
             return;
         }
-        for (message, size) in messages.into_iter().zip(sizes) {
+        for (message, measure) in messages.into_iter().zip(measures) {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
                 held: Held::new(&self.held_bytes, message.bytes()),
                 message,
-                size,
+                measure,
             });
         }
         self.release(out);
@@ -338,7 +341,7 @@ impl Tracker {
         log::log!(
             level,
             "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
-             broker closed the connection twice with a message of {ceiling} bytes or more \
+             broker closed the connection twice with the same message of {ceiling} bytes \
              unacknowledged, and has acknowledged {} bytes at most, so it most likely takes no \
              packets that large. Set maxMessageBytes below the broker's limit (EMQX \
              mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto max_packet_size \
@@ -376,11 +379,11 @@ impl Tracker {
                 pack,
                 how,
                 message,
-                size,
+                measure,
                 held,
             } = p;
             // Parked before the limit was learned.
-            if self.refuse_over_limit(&pack, size) {
+            if self.refuse_over_limit(&pack, measure.size) {
                 continue;
             }
             match out.try_publish(message, &how) {
@@ -415,7 +418,7 @@ impl Tracker {
                 qos,
                 since: *now.get_or_insert_with(Instant::now),
                 patience: how.patience,
-                size,
+                measure,
                 _held: held,
             });
         }
@@ -487,14 +490,14 @@ impl Tracker {
             }
             Observed::Acked { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(m.size, m.since);
+                    self.got_through(m.measure.size, m.since);
                     settle(&m.pack, refused);
                     self.done(&m);
                 }
             }
             Observed::Received { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(m.size, m.since);
+                    self.got_through(m.measure.size, m.since);
                     if refused.is_none() {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
@@ -575,11 +578,15 @@ impl Tracker {
     /// and closes the connection often does both in one read), and so do held-back and
     /// written publishes, or the queue of `sent` would be out of step with rumqttc's.
     ///
-    /// Returns the size of the largest message written and not acknowledged (QoS 1 and 2:
+    /// Returns the largest message written and not acknowledged (QoS 1 and 2:
     /// QoS 0 is answered when written) after the last one the broker acknowledged, which
     /// [`Tracker::blame`] may blame for the loss: a broker that closes at a packet too large
     /// has acknowledged nothing written after it.
-    pub fn on_connection_lost(&mut self, drained: usize, unreported: &[Observed]) -> Option<usize> {
+    pub fn on_connection_lost(
+        &mut self,
+        drained: usize,
+        unreported: &[Observed],
+    ) -> Option<Measure> {
         self.connected = false;
         for event in unreported {
             match event {
@@ -599,8 +606,8 @@ impl Tracker {
             .awaiting_ack
             .values()
             .filter(|m| acked_written.is_none_or(|at| m.since >= at))
-            .map(|m| m.size)
-            .max();
+            .map(|m| m.measure)
+            .max_by_key(|m| m.size);
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
@@ -616,11 +623,11 @@ impl Tracker {
         unacknowledged
     }
 
-    /// The broker closed the connection, for no refusal or takeover it said, with a message
-    /// of `largest` bytes unacknowledged ([`Tracker::on_connection_lost`]): whether that is
-    /// blamed on the message's size (see [`PacketLimit::blame`]).
-    pub fn blame(&mut self, largest: Option<usize>) -> Option<Blamed> {
-        self.limit.blame(largest)
+    /// The broker closed the connection, for no refusal or takeover it said, with `largest`
+    /// unacknowledged ([`Tracker::on_connection_lost`]): whether that is blamed on the
+    /// message's size (see [`PacketLimit::blame`]).
+    pub fn blame(&mut self, largest: Option<Measure>) -> Option<Blamed> {
+        self.limit.blame(largest, Instant::now())
     }
 
     /// Whether written messages wait for the broker's PUBACK, PUBREC or PUBCOMP.
@@ -903,7 +910,7 @@ mod tests {
         }
         t.on_event(&mut out, &puback(1));
         assert_eq!(
-            t.on_connection_lost(0, &[]),
+            t.on_connection_lost(0, &[]).map(|m| m.size),
             Some(10_008),
             "the last one read"
         );

@@ -975,3 +975,33 @@ fn a_message_over_an_unannounced_packet_limit_fails_its_own_pack_not_the_connect
         assert!(refused[0].contains("5008 bytes") || v5, "{}", refused[0]);
     }
 }
+
+/// A record just over a limit the broker does not announce, and within a quarter of the
+/// largest one it acknowledged (records of 110 KB against AWS IoT's 128 KB): its first close is
+/// an ordinary one, and the same record left unacknowledged at the second close teaches the
+/// limit. Two resets, and the id never moves. (Before: never blamed, every attempt reset the
+/// connection, and two of them were taken for a takeover that moved the client id.)
+#[test]
+fn a_record_just_over_an_unannounced_packet_limit_costs_two_resets() {
+    crate::test_log::capture();
+    let id = "packet-limit-near";
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, false, tx));
+    let connection = Connection::get(&scripted(port, id)).expect("opened");
+    let submit = |payload: Vec<u8>| {
+        let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![payload]);
+        connection.submit(&pack, how, messages, 100);
+        rx.recv_timeout(WAIT)
+    };
+    assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id));
+    assert_eq!(submit(vec![b'x'; 1800]), Ok(Outcome::Delivered));
+    for attempt in 1..=2 {
+        let answer = submit(vec![b'y'; 2100]);
+        assert_eq!(answer, Ok(Outcome::ConnectionError), "attempt {attempt}");
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id), "the same id");
+    }
+    assert_eq!(submit(vec![b'y'; 2100]), Ok(Outcome::InternalError));
+    assert_eq!(submit(vec![b'x'; 1800]), Ok(Outcome::Delivered));
+    assert!(ids.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
+}
