@@ -578,7 +578,7 @@ impl Tracker {
     /// and closes the connection often does both in one read), and so do held-back and
     /// written publishes, or the queue of `sent` would be out of step with rumqttc's.
     ///
-    /// Returns the largest message written and not acknowledged (QoS 1 and 2:
+    /// Returns the largest message written and not acknowledged, with when it was written (QoS 1 and 2:
     /// QoS 0 is answered when written) after the last one the broker acknowledged, which
     /// [`Tracker::blame`] may blame for the loss: a broker that closes at a packet too large
     /// has acknowledged nothing written after it.
@@ -586,7 +586,7 @@ impl Tracker {
         &mut self,
         drained: usize,
         unreported: &[Observed],
-    ) -> Option<Measure> {
+    ) -> Option<(Measure, Instant)> {
         self.connected = false;
         for event in unreported {
             match event {
@@ -606,8 +606,8 @@ impl Tracker {
             .awaiting_ack
             .values()
             .filter(|m| acked_written.is_none_or(|at| m.since >= at))
-            .map(|m| m.measure)
-            .max_by_key(|m| m.size);
+            .map(|m| (m.measure, m.since))
+            .max_by_key(|(m, _)| m.size);
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
@@ -626,7 +626,7 @@ impl Tracker {
     /// The broker closed the connection, for no refusal or takeover it said, with `largest`
     /// unacknowledged ([`Tracker::on_connection_lost`]): whether that is blamed on the
     /// message's size (see [`PacketLimit::blame`]).
-    pub fn blame(&mut self, largest: Option<Measure>) -> Option<Blamed> {
+    pub fn blame(&mut self, largest: Option<(Measure, Instant)>) -> Option<Blamed> {
         self.limit.blame(largest, Instant::now())
     }
 
@@ -910,7 +910,7 @@ mod tests {
         }
         t.on_event(&mut out, &puback(1));
         assert_eq!(
-            t.on_connection_lost(0, &[]).map(|m| m.size),
+            t.on_connection_lost(0, &[]).map(|(m, _)| m.size),
             Some(10_008),
             "the last one read"
         );

@@ -4,35 +4,38 @@
 //!
 //! Such a broker (EMQX takes 1 MB by default, AWS IoT 128 KB, Mosquitto its `max_packet_size`)
 //! closes the connection at a larger PUBLISH, with no reason under MQTT 3.1.1. Kaa sends the
-//! pack again, and without this every attempt reset the connection every appender shares and
-//! looked like another client taking the id, which moves the id (see
-//! `connection::taken_over_by_another`). So a close that leaves unacknowledged a message larger
-//! than any the broker acknowledged makes it a suspect; when the same message is left
-//! unacknowledged at a later close too (Kaa sent it again), the connection takes its size for
-//! the broker's limit, and messages that large fail their packs before they are written.
-//! Either close is never taken for a takeover. Size alone would not do: a broker restarting
-//! twice, or nodes fighting over one client id, while large records are in flight would teach
-//! a limit the broker does not have.
+//! pack again, and every attempt reset the connection every appender shares and looked like
+//! another client taking the id, which moves the id (see `connection::taken_over_by_another`).
+//! So a close that leaves unacknowledged a message far larger than any the broker acknowledged
+//! is blamed on that message and never taken for a takeover; when the same message is left
+//! unacknowledged at a later close too, each time within moments of its write (a broker closes
+//! as soon as it reads the packet's header), the connection takes its size for the broker's
+//! limit, and messages that large fail their packs before they are written. Size alone would
+//! not do: a broker restarting, or nodes fighting over one client id, while a large record is
+//! in flight would teach a limit the broker does not have. A record near the sizes the broker
+//! took is not told from such a close at all.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// A first close is not counted as a takeover when its suspect passes the largest acknowledged
-/// message by this fraction of it: record sizes wander a little, and a takeover fight easily
-/// finds a record a few bytes larger than any acknowledged yet in flight. A broker's packet
-/// limit is met by a message far past the usual, or by the same one again (below).
+/// A suspect passes the largest acknowledged message by this fraction of it: record sizes
+/// wander a little, and a takeover fight easily finds a record a few bytes larger than any
+/// acknowledged yet in flight, or sent again after the last push-out.
 const MARGIN_DIVISOR: usize = 4;
+
+/// A close this soon after the suspect's write can be the broker's answer to it; a slow link,
+/// or a full socket ahead of the message, may delay that, and then nothing is learned.
+const QUICK: Duration = Duration::from_secs(2);
 
 /// Suspects remembered: several endpoints' records may be over the limit at once, each sent
 /// again at its own pace.
 const SUSPECTS: usize = 4;
 
-/// How long a learned limit holds. Then one message that large is tried again: a broker whose
-/// limit was raised takes it (and lifts the limit), and a limit taught by a network that
-/// dropped twice under the same message lets records through again; a broker that does limit
-/// closes the connection once more at the same message, still a suspect, and the limit is
-/// back at once.
-const CEILING_LIFE: Duration = Duration::from_secs(600);
+/// How long a learned limit, and a suspect, hold. Then messages that large are written again:
+/// a broker whose limit was raised takes them (and lifts the limit), and a limit taught by a
+/// network that dropped twice under the same message lets records through again; a broker
+/// that does limit closes the connection again, and two more closes teach the limit again.
+const LIFE: Duration = Duration::from_secs(600);
 
 /// A message as the packet limit sees it: its PUBLISH packet's size, and a mark that tells the
 /// same message sent again from another of that size.
@@ -61,9 +64,9 @@ pub struct PacketLimit {
     /// The largest message the broker acknowledged (PUBACK, PUBREC; refused ones too: the
     /// broker read them).
     acked: usize,
-    /// Messages left unacknowledged at earlier closes, larger than any acknowledged since;
-    /// newest last.
-    suspects: VecDeque<Measure>,
+    /// Messages left unacknowledged at earlier closes within moments of their write, larger
+    /// than any acknowledged since, and when; newest last.
+    suspects: VecDeque<(Measure, Instant)>,
     /// The limit learned, and when: messages this large or larger are not written.
     ceiling: Option<(usize, Instant)>,
 }
@@ -71,8 +74,8 @@ pub struct PacketLimit {
 /// What a close by the broker says about the packet limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blamed {
-    /// The first close with this message unacknowledged, far larger than any acknowledged: it
-    /// may be over the broker's limit.
+    /// A close with this message unacknowledged, far larger than any acknowledged: it may be
+    /// over the broker's limit.
     Suspect { size: usize, acked: usize },
     /// The same message unacknowledged again: messages of `ceiling` bytes or more are refused.
     Ceiling {
@@ -88,23 +91,28 @@ impl PacketLimit {
     /// client before the ceiling was learned, or tried again after it expired, and taken.
     pub fn acked(&mut self, size: usize) -> Option<usize> {
         self.acked = self.acked.max(size);
-        self.suspects.retain(|m| m.size > size);
+        self.suspects.retain(|(m, _)| m.size > size);
         self.ceiling.take_if(|(c, _)| size >= *c).map(|(c, _)| c)
     }
 
-    /// The broker closed the connection (not a refusal, not a takeover it said) with
+    /// The broker closed the connection (not a refusal, not a takeover it said) at `now` with
     /// `largest` the largest message written after the last one it acknowledged, and not
-    /// acknowledged itself (QoS 1 and 2: a QoS 0 message is answered when written and gives no
-    /// sign of having got through, so it is never blamed). Blames it when the broker has
-    /// acknowledged something, nothing as large, and it was left unacknowledged at an earlier
-    /// close too; or, as a suspect only, when it is far larger than anything acknowledged.
-    pub fn blame(&mut self, largest: Option<Measure>, now: Instant) -> Option<Blamed> {
+    /// acknowledged itself, and when it was written (QoS 1 and 2: a QoS 0 message is answered
+    /// when written and gives no sign of having got through, so it is never blamed). Blamed
+    /// when the broker has acknowledged something, and the message passes all it acknowledged
+    /// by a margin; a ceiling when the same message was blamed at an earlier close, both times
+    /// within moments of its write.
+    pub fn blame(&mut self, largest: Option<(Measure, Instant)>, now: Instant) -> Option<Blamed> {
         let acked = self.acked;
-        // Before any acknowledgement the broker has shown nothing of what it takes, and a
-        // takeover fight over identical messages would find the same one at two closes.
-        let message = largest.filter(|m| acked > 0 && m.size > acked)?;
-        if self.suspects.contains(&message) {
-            let size = message.size;
+        let (message, written) =
+            largest.filter(|(m, _)| acked > 0 && m.size > acked + acked / MARGIN_DIVISOR)?;
+        let size = message.size;
+        self.suspects
+            .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
+        if now.saturating_duration_since(written) > QUICK {
+            return Some(Blamed::Suspect { size, acked });
+        }
+        if self.suspects.iter().any(|&(m, _)| m == message) {
             let ceiling = self.live(now).map_or(size, |c| c.min(size));
             self.ceiling = Some((ceiling, now));
             return Some(Blamed::Ceiling {
@@ -116,11 +124,8 @@ impl PacketLimit {
         if self.suspects.len() == SUSPECTS {
             self.suspects.pop_front();
         }
-        self.suspects.push_back(message);
-        (acked > 0 && message.size > acked + acked / MARGIN_DIVISOR).then_some(Blamed::Suspect {
-            size: message.size,
-            acked,
-        })
+        self.suspects.push_back((message, now));
+        Some(Blamed::Suspect { size, acked })
     }
 
     /// The learned ceiling, when a message of `size` bytes reaches it.
@@ -137,7 +142,7 @@ impl PacketLimit {
     /// The ceiling, unless it has expired at `now`.
     fn live(&self, now: Instant) -> Option<usize> {
         self.ceiling
-            .filter(|&(_, at)| now.saturating_duration_since(at) < CEILING_LIFE)
+            .filter(|&(_, at)| now.saturating_duration_since(at) < LIFE)
             .map(|(c, _)| c)
     }
 
@@ -151,8 +156,9 @@ impl PacketLimit {
 mod tests {
     use super::*;
 
-    fn message(size: usize, tail: &[u8]) -> Option<Measure> {
-        Some(Measure::of(size, tail))
+    /// The message `tail` ends with, written just before the close at `now`.
+    fn written(size: usize, tail: &[u8], now: Instant) -> Option<(Measure, Instant)> {
+        Some((Measure::of(size, tail), now))
     }
 
     #[test]
@@ -161,15 +167,19 @@ mod tests {
         let mut limit = PacketLimit::default();
         limit.acked(300);
         assert_eq!(
-            limit.blame(message(132_000, b"a"), now),
+            limit.blame(written(132_000, b"a", now), now),
             Some(Blamed::Suspect {
                 size: 132_000,
                 acked: 300
             })
         );
-        assert_eq!(limit.refuses(1_000_000), None, "one close proves nothing");
         assert_eq!(
-            limit.blame(message(132_000, b"a"), now),
+            limit.ceiling_at(usize::MAX, now),
+            None,
+            "one close proves nothing"
+        );
+        assert_eq!(
+            limit.blame(written(132_000, b"a", now), now),
             Some(Blamed::Ceiling {
                 size: 132_000,
                 ceiling: 132_000,
@@ -180,36 +190,56 @@ mod tests {
         assert_eq!(limit.ceiling_at(131_999, now), None);
     }
 
-    /// Two closes, each with another large message in flight (a broker restarting twice, a
-    /// takeover fight), teach nothing, however far apart. (Before: any two such closes set a
-    /// ceiling, and records that large failed for the life of the connection.)
+    /// Closes over different large messages (a broker restarting, a takeover fight) are
+    /// blamed on them, and teach nothing. (Before c767e18: any two such closes set a ceiling
+    /// no acknowledgement could lift.)
     #[test]
     fn closes_over_different_messages_teach_nothing() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(300);
-        assert!(limit.blame(message(8_000, b"a"), now).is_some());
-        assert!(limit.blame(message(9_000, b"b"), now).is_some());
-        assert!(
-            limit.blame(message(8_000, b"c"), now).is_some(),
-            "same size, other message"
-        );
+        assert!(limit.blame(written(8_000, b"a", now), now).is_some());
+        assert!(limit.blame(written(9_000, b"b", now), now).is_some());
+        assert!(limit.blame(written(8_000, b"c", now), now).is_some());
         assert_eq!(limit.ceiling_at(usize::MAX, now), None);
     }
 
-    /// A record just over the limit, within a quarter of what the broker acknowledged: its
-    /// first close is an ordinary one, its second teaches the ceiling. (Before: never blamed,
-    /// every attempt reset the connection, and the closes were taken for a takeover.)
+    /// A message written long before the close, or a suspect from long ago, teaches nothing:
+    /// the broker answers a packet too large as soon as it reads its header.
     #[test]
-    fn a_message_near_the_largest_acknowledged_is_blamed_the_second_time() {
+    fn closes_long_after_the_write_or_the_suspect_teach_nothing() {
+        let now = Instant::now();
+        let mut limit = PacketLimit::default();
+        limit.acked(300);
+        let long_ago = now
+            .checked_sub(QUICK * 2)
+            .expect("a monotonic clock this old");
+        assert!(limit.blame(written(8_000, b"a", long_ago), now).is_some());
+        assert!(limit.blame(written(8_000, b"a", long_ago), now).is_some());
+        assert_eq!(
+            limit.ceiling_at(usize::MAX, now),
+            None,
+            "written long before"
+        );
+        assert!(limit.blame(written(8_000, b"a", now), now).is_some());
+        let later = now + LIFE;
+        assert!(matches!(
+            limit.blame(written(8_000, b"a", later), later),
+            Some(Blamed::Suspect { .. })
+        ));
+        assert_eq!(limit.ceiling_at(usize::MAX, later), None, "suspect expired");
+    }
+
+    /// Within a quarter of what the broker acknowledged, a close is not told from a takeover
+    /// fight, whose resent records are a few bytes larger: nothing is blamed.
+    #[test]
+    fn a_message_near_the_largest_acknowledged_is_not_blamed() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(1_800);
-        assert_eq!(limit.blame(message(2_100, b"y"), now), None);
-        assert!(matches!(
-            limit.blame(message(2_100, b"y"), now),
-            Some(Blamed::Ceiling { ceiling: 2_100, .. })
-        ));
+        assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
+        assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
+        assert_eq!(limit.ceiling_at(usize::MAX, now), None);
     }
 
     #[test]
@@ -217,50 +247,45 @@ mod tests {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(300);
-        assert!(limit.blame(message(5_000, b"a"), now).is_some());
+        assert!(limit.blame(written(5_000, b"a", now), now).is_some());
         limit.acked(5_000);
-        assert_eq!(limit.blame(message(5_000, b"a"), now), None, "not larger");
+        assert_eq!(
+            limit.blame(written(5_000, b"a", now), now),
+            None,
+            "not larger"
+        );
+        assert!(limit.blame(written(7_000, b"a", now), now).is_some());
         assert_eq!(limit.ceiling_at(usize::MAX, now), None);
     }
 
-    /// Nothing acknowledged yet, nothing is blamed, not even the same message twice; nor a
-    /// message no larger than one acknowledged.
+    /// Nothing acknowledged yet, nothing is blamed, not even the same message twice.
     #[test]
-    fn closes_over_ordinary_or_unmeasured_messages_blame_nothing() {
+    fn closes_before_any_acknowledgement_blame_nothing() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        assert_eq!(limit.blame(message(200, b"a"), now), None);
-        assert_eq!(limit.blame(message(200, b"a"), now), None);
-        limit.acked(300);
-        assert_eq!(limit.blame(message(370, b"b"), now), None);
+        assert_eq!(limit.blame(written(200, b"a", now), now), None);
+        assert_eq!(limit.blame(written(200, b"a", now), now), None);
         assert_eq!(limit.blame(None, now), None);
-        assert_eq!(limit.blame(message(300, b"c"), now), None);
         assert_eq!(limit.ceiling_at(usize::MAX, now), None);
     }
 
-    /// The ceiling expires, and a broker that does limit teaches it again at once, its
-    /// message still a suspect; one that takes the message lifts it.
+    /// The ceiling expires; one that large the broker acknowledges lifts it.
     #[test]
-    fn a_ceiling_expires_and_is_learned_again_or_lifted() {
+    fn a_ceiling_expires_or_is_lifted() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(100);
-        limit.blame(message(1_000, b"a"), now);
-        limit.blame(message(1_000, b"a"), now);
-        let later = now + CEILING_LIFE;
+        limit.blame(written(1_000, b"a", now), now);
+        limit.blame(written(1_000, b"a", now), now);
+        let later = now + LIFE;
         assert_eq!(
             limit.ceiling_at(1_000, later - Duration::from_secs(1)),
             Some(1_000)
         );
-        assert_eq!(limit.ceiling_at(1_000, later), None, "tried again");
-        assert!(matches!(
-            limit.blame(message(1_000, b"a"), later),
-            Some(Blamed::Ceiling { ceiling: 1_000, .. })
-        ));
-        assert_eq!(limit.ceiling_at(1_000, later), Some(1_000));
+        assert_eq!(limit.ceiling_at(1_000, later), None, "expired");
         assert_eq!(limit.acked(999), None);
         assert_eq!(limit.acked(1_000), Some(1_000));
-        assert_eq!(limit.ceiling_at(1_000, later), None);
+        assert_eq!(limit.ceiling_at(1_000, now), None, "lifted");
     }
 
     /// A record sent again (a new append time at the head of its header) keeps its mark;

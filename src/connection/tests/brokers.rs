@@ -976,17 +976,42 @@ fn a_message_over_an_unannounced_packet_limit_fails_its_own_pack_not_the_connect
     }
 }
 
-/// A record just over a limit the broker does not announce, and within a quarter of the
-/// largest one it acknowledged (records of 110 KB against AWS IoT's 128 KB): its first close is
-/// an ordinary one, and the same record left unacknowledged at the second close teaches the
-/// limit. Two resets, and the id never moves. (Before: never blamed, every attempt reset the
-/// connection, and two of them were taken for a takeover that moved the client id.)
+/// A broker that closes the first connection at a publish over 1,850 bytes and the second at
+/// its first publish, as another node taking the id would; it acks every other QoS 1 publish.
+/// It reports each CONNECT's client id.
+fn kicking_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+    use std::io::Write;
+    for n in 1.. {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        if ids.send(connect_client_id(&body)).is_err() || s.write_all(&[0x20, 2, 0, 0]).is_err() {
+            return;
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 != 3 {
+                continue;
+            }
+            if (n == 1 && body.len() > 1850) || n == 2 || s.write_all(&puback_for(&body)).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A takeover fight whose push-outs each leave a record a little larger than any acknowledged
+/// unacknowledged, the same one sent again: it is taken for the takeover it is, and teaches no
+/// packet limit. (Before: the same message at two closes taught a limit of its size, and
+/// records that large failed onInternalError for 10 minutes though the broker takes them.)
 #[test]
-fn a_record_just_over_an_unannounced_packet_limit_costs_two_resets() {
-    crate::test_log::capture();
-    let id = "packet-limit-near";
+fn a_takeover_fight_over_a_resent_record_teaches_no_limit() {
+    let id = "fight-resent";
     let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, false, tx));
+    let (port, _) = scripted_broker(move |l| kicking_broker(l, tx));
     let connection = Connection::get(&scripted(port, id)).expect("opened");
     let submit = |payload: Vec<u8>| {
         let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![payload]);
@@ -995,13 +1020,11 @@ fn a_record_just_over_an_unannounced_packet_limit_costs_two_resets() {
     };
     assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id));
     assert_eq!(submit(vec![b'x'; 1800]), Ok(Outcome::Delivered));
-    for attempt in 1..=2 {
-        let answer = submit(vec![b'y'; 2100]);
-        assert_eq!(answer, Ok(Outcome::ConnectionError), "attempt {attempt}");
-        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id), "the same id");
+    for _ in 0..2 {
+        assert_eq!(submit(vec![b'y'; 1900]), Ok(Outcome::ConnectionError));
+        assert!(ids.recv_timeout(WAIT).is_ok());
     }
-    assert_eq!(submit(vec![b'y'; 2100]), Ok(Outcome::InternalError));
-    assert_eq!(submit(vec![b'x'; 1800]), Ok(Outcome::Delivered));
-    assert!(ids.recv_timeout(Duration::from_millis(300)).is_err());
-    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+    assert_eq!(submit(vec![b'y'; 1900]), Ok(Outcome::Delivered));
+    assert_eq!(submit(vec![b'z'; 1950]), Ok(Outcome::Delivered));
 }
