@@ -627,11 +627,6 @@ struct Driver<E: EventLoop> {
     /// The last failure logged at WARN: a broker that stays away is reported once, not at
     /// every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
     last_failure: Option<String>,
-    /// QoS 2 messages refused at PUBREC or PUBCOMP on this connection. rumqttc 0.25's MQTT 5
-    /// client keeps an in-flight slot for each until it reconnects, and stops sending once they
-    /// fill its window; at half of the window the connection is made anew.
-    refused_slots: usize,
-    slot_limit: usize,
     /// Brokers of this round (from the first on) that refused the connection: packs waiting
     /// are refused only once all have, so that a failover broker gets them when the first
     /// refuses (bad credentials on it alone).
@@ -697,8 +692,6 @@ async fn drive<E: EventLoop>(
         ever_connected: false,
         last_failure: None,
         refused_in_round: 0,
-        refused_slots: 0,
-        slot_limit: Window::default().acked / 2,
         refused_here: false,
         carried: false,
         suspected: false,
@@ -802,8 +795,6 @@ impl<E: EventLoop> Driver<E> {
             ever_connected,
             last_failure,
             refused_in_round,
-            refused_slots,
-            slot_limit,
             refused_here,
             carried,
             suspected,
@@ -885,15 +876,15 @@ impl<E: EventLoop> Driver<E> {
                 }),
             ) => {
                 shared.hand_over(|tracker, client| tracker.on_event(client, &event));
-                *refused_slots += 1;
-                if *refused_slots < *slot_limit {
+                if eventloop.free_refused_slots() {
                     return Turn::Next;
                 }
                 eventloop.drop_connection();
-                Err(Failure::Broken(format!(
-                    "the broker refused {refused_slots} QoS 2 messages, and the MQTT client holds \
-                     an in-flight slot for each until it reconnects; reconnecting"
-                )))
+                Err(Failure::Broken(
+                    "the MQTT client could not free the in-flight slot of a QoS 2 message the \
+                     broker refused; reconnecting"
+                        .to_string(),
+                ))
             }
             // MQTT 5 forbids it, and rumqttc would take no publish from then on: everything
             // would wait on a connection that looks up.
@@ -927,10 +918,8 @@ impl<E: EventLoop> Driver<E> {
                         );
                     }
                 }
-                *refused_slots = 0;
                 *refused_here = false;
                 *carried = false;
-                *slot_limit = (window.acked / 2).max(1);
                 *nudge = Nudge::new();
                 // The pause is not reset here: a broker that accepts and closes at once
                 // (busy, over a quota, refusing the status message) would get ten

@@ -313,6 +313,15 @@ pub trait EventLoop: Send + 'static {
     /// next attempt on.
     fn switch_to(&mut self, options: &Self::Options, client_id: &str);
 
+    /// After the broker refused a QoS 2 message at PUBREC or PUBCOMP (MQTT 5, reason 0x80 or
+    /// more): rumqttc 0.25 keeps counting it in flight (rumqtt issue #1060) and stops sending
+    /// once such messages fill its window. Counts the window anew from what still awaits an
+    /// ack, so that one endpoint's refused records cost the shared connection nothing. False
+    /// when that failed; the connection must then be made anew.
+    fn free_refused_slots(&mut self) -> bool {
+        true
+    }
+
     /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
     fn drop_connection(&mut self);
 
@@ -456,8 +465,33 @@ event_loop!(
                 self.options.set_keep_alive(configured.keep_alive());
             }
         }
+
+        fn free_refused_slots(&mut self) -> bool {
+            recount_in_flight(&mut self.state)
+        }
     }
 );
+
+/// Rebuilds rumqttc's in-flight count through its public state: `clean` takes out every
+/// publish awaiting PUBACK or PUBREC and every PUBREL awaiting PUBCOMP and zeroes the count,
+/// and each goes back into its own slot (its packet id kept), counted once. The packets that
+/// returns are not written, and the events it queues are dropped: nothing reaches the broker
+/// or the tracker. `clean` also forgets an unanswered ping, which is put back.
+fn recount_in_flight(state: &mut rumqttc::v5::MqttState) -> bool {
+    let (queued, ping, collision_pings) = (
+        state.events.len(),
+        state.await_pingresp,
+        state.collision_ping_count,
+    );
+    let restored = state
+        .clean()
+        .into_iter()
+        .all(|request| state.handle_outgoing_packet(request).is_ok());
+    state.events.truncate(queued);
+    state.await_pingresp = ping;
+    state.collision_ping_count = collision_pings;
+    restored
+}
 
 fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {
     use rumqttc::ConnectReturnCode::*;
@@ -563,7 +597,8 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
                 reason => Some(format!("{reason:?}")),
             },
         },
-        // rumqttc keeps the in-flight slot of a refused PUBCOMP, as of a refused PUBREC.
+        // rumqttc keeps the in-flight slot of a refused PUBCOMP, as of a refused PUBREC
+        // (`EventLoop::free_refused_slots`).
         Event::Incoming(Packet::PubComp(c)) => Observed::Completed {
             pkid: c.pkid,
             refused: match c.reason {
@@ -1143,6 +1178,68 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::Transport as Via;
+
+    /// rumqttc 0.25's MQTT 5 state keeps counting a QoS 2 message refused at PUBREC or at
+    /// PUBCOMP in flight, and stops sending once its window is full of them. Counted anew,
+    /// only what awaits an ack stays, the refused ids are free, and the exchanges still open
+    /// complete as before, with no packet or event of the recount's own.
+    #[test]
+    fn a_recount_frees_the_slots_of_refused_qos2_messages_v5() {
+        use rumqttc::v5::mqttbytes::v5::{PubComp, PubRec, Publish};
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::{Incoming, MqttState, Request};
+        let mut state = MqttState::new(4, false);
+        for _ in 0..4 {
+            let publish = Publish::new("t", QoS::ExactlyOnce, "x", None);
+            let written = state.handle_outgoing_packet(Request::Publish(publish));
+            assert!(matches!(written, Ok(Some(_))), "{written:?}");
+        }
+        let pubrec = |pkid, reason| {
+            Incoming::PubRec(PubRec {
+                pkid,
+                reason,
+                properties: None,
+            })
+        };
+        let pubcomp = |pkid, reason| {
+            Incoming::PubComp(PubComp {
+                pkid,
+                reason,
+                properties: None,
+            })
+        };
+        // 1 refused at PUBREC; 2 and 3 received, 3 then refused at PUBCOMP; 4 awaits PUBREC.
+        for incoming in [
+            pubrec(1, PubRecReason::NotAuthorized),
+            pubrec(2, PubRecReason::Success),
+            pubrec(3, PubRecReason::Success),
+            pubcomp(3, PubCompReason::PacketIdentifierNotFound),
+        ] {
+            state.handle_incoming_packet(incoming).expect("taken");
+        }
+        state.await_pingresp = true;
+        assert_eq!(state.inflight(), 4, "rumqttc still counts the refused ones");
+        let events = state.events.len();
+
+        assert!(recount_in_flight(&mut state));
+        assert_eq!(state.inflight(), 2, "2 awaits PUBCOMP, 4 PUBREC");
+        assert_eq!(state.events.len(), events, "no event of its own");
+        assert!(state.await_pingresp, "the ping still awaits its answer");
+
+        let mut ack = |incoming| match state.handle_incoming_packet(incoming) {
+            Ok(reply) => reply.is_some(),
+            Err(e) => panic!("{e}"),
+        };
+        assert!(!ack(pubcomp(2, PubCompReason::Success)));
+        assert!(ack(pubrec(4, PubRecReason::Success)), "a PUBREL follows");
+        assert!(!ack(pubcomp(4, PubCompReason::Success)));
+        assert_eq!(state.inflight(), 0);
+        // The refused ids were free: a publish on id 1 is written, not held back.
+        let mut publish = Publish::new("t", QoS::ExactlyOnce, "x", None);
+        publish.pkid = 1;
+        let written = state.handle_outgoing_packet(Request::Publish(publish));
+        assert!(matches!(written, Ok(Some(_))), "{written:?}");
+    }
 
     /// The size a message is checked with against an MQTT 5 broker's Maximum Packet Size is
     /// never below the PUBLISH rumqttc writes (which it would refuse by failing the connection)

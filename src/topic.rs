@@ -63,9 +63,8 @@ pub(crate) fn unfit_for_publish(topic: &str) -> bool {
 /// Appends a substituted value: a character that would add a topic level or a wildcard, or
 /// that a broker may refuse, becomes `_`, so one record cannot cost the shared connection.
 /// So does a `$` that would begin the topic: topics starting with `$` are the broker's own
-/// (`$SYS`), which a `#` in an ACL does not match. Mosquitto refuses such a publish by MQTT 5
-/// (and QoS 2 refusals hold in-flight slots until the shared connection is renewed), and by
-/// MQTT 3.1.1 acknowledges it and drops it, so its pack would be confirmed unread.
+/// (`$SYS`), which a `#` in an ACL does not match. Mosquitto refuses such a publish by MQTT 5,
+/// and by MQTT 3.1.1 acknowledges it and drops it, so its pack would be confirmed unread.
 fn push_sanitized(topic: &mut String, value: &str) {
     let first = topic.is_empty();
     topic.extend(value.chars().enumerate().map(|(i, c)| match c {
