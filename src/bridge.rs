@@ -813,6 +813,7 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> 
 
 #[no_mangle]
 pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
+    crate::supervise::note_panics(true);
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         let (side, level) = {
             let mut env = vm.get_env().map_err(|e| e.to_string())?;
@@ -945,17 +946,21 @@ mod tests {
     }
 
     /// The panic an entry point catches (`append`'s, `guard`'s) reaches the log with its
-    /// message, not only the exception or failure callback it becomes.
+    /// message and where it began, not only the exception or failure callback it becomes.
     #[test]
-    fn a_caught_panic_is_logged_with_its_message() {
+    fn a_caught_panic_is_logged_with_its_message_and_place() {
         crate::test_log::capture();
+        crate::supervise::note_panics(false);
+        let line = line!() + 1;
         let payload = catch_unwind(|| panic!("injected: append panics on record {}", 7))
             .expect_err("it panics");
-        assert_eq!(log_panic(payload), "injected: append panics on record 7");
+        let expected = format!("injected: append panics on record 7 (at src/bridge.rs:{line})");
+        assert_eq!(log_panic(payload), expected);
         let captured = crate::test_log::lines_with("injected: append panics on record 7");
         assert!(
-            captured.iter().any(|l| l
-                == "ERROR panic in kaa-mqtt-appender native code: injected: append panics on record 7"),
+            captured
+                .iter()
+                .any(|l| *l == format!("ERROR panic in kaa-mqtt-appender native code: {expected}")),
             "{captured:?}"
         );
     }

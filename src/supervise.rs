@@ -4,11 +4,12 @@
 //! message, and the caller decides how the work goes on.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::future::Future;
 use std::ops::DerefMut;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,13 +19,43 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
+thread_local! {
+    /// Where this thread's last panic began, as the hook of [`note_panics`] saw it.
+    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that notes where each panic began, so that
+/// [`panic_message`] can say it: every panic here is caught and logged where it is caught,
+/// and that log line, in the node's log, is what an operator reports. `quiet` drops the
+/// default hook's lines on the node's stderr, where nobody looks (tests keep them).
+pub(crate) fn note_panics(quiet: bool) {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+            PANICKED_AT.with(|noted| *noted.borrow_mut() = at);
+            if !quiet {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`), with where
+/// it began when the hook noted it on this thread.
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    payload
+    let message = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    match PANICKED_AT.with(|noted| noted.borrow_mut().take()) {
+        Some(at) => format!("{message} (at {at})"),
+        None => message,
+    }
 }
 
 /// A future whose panics come out as `Err(message)`. It holds the future pinned elsewhere
@@ -76,6 +107,7 @@ mod tests {
 
     #[test]
     fn a_panicking_future_is_an_error_and_its_borrow_comes_back() {
+        note_panics(false);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -89,7 +121,11 @@ mod tests {
             });
             CatchUnwind(step).await
         });
-        assert_eq!(caught, Err("injected: step failed".to_string()));
+        let caught = caught.expect_err("caught");
+        assert!(
+            caught.starts_with("injected: step failed (at src/supervise.rs:"),
+            "the message and where the panic began: {caught}"
+        );
         state.push(3);
         assert_eq!(state, [1, 2, 3]);
     }
