@@ -1,5 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
+import static org.junit.jupiter.api.Assertions.fail;
+
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -110,7 +112,10 @@ public final class Subscriber implements AutoCloseable {
         return topic;
     }
 
-    /** Waits until at least n messages arrived or the timeout passed; returns the payloads received so far. */
+    /**
+     * Waits until at least n messages arrived or the timeout passed; returns the payloads received so far. It asserts
+     * nothing: where n must arrive, {@link #assertCount} says so.
+     */
     public List<byte[]> awaitCount(int n, Duration timeout) {
         long deadline = System.nanoTime() + timeout.toNanos();
         synchronized (messages) {
@@ -128,6 +133,20 @@ public final class Subscriber implements AutoCloseable {
             }
             return payloadsLocked();
         }
+    }
+
+    /**
+     * Waits as {@link #awaitCount} does and fails unless at least n messages arrived: a wait alone lets a test pass
+     * with nothing received. Returns the payloads received so far.
+     */
+    public List<byte[]> assertCount(int n, Duration timeout) {
+        List<byte[]> got = awaitCount(n, timeout);
+        if (got.size() < n) {
+            fail("expected at least " + n + " messages on " + topic + " within " + timeout + ", received "
+                    + got.size() + (connectionLost == null ? "" : "; the subscriber lost its connection: "
+                            + connectionLost));
+        }
+        return got;
     }
 
     /** Payloads received so far. */
