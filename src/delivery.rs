@@ -307,6 +307,12 @@ impl Tracker {
                 return;
             }
         }
+        // What the broker said it takes, for the whole pack at once: failed at its third
+        // message, the pack would have had two published and been answered as unpublished.
+        if let Some(why) = messages.iter().find_map(|m| out.refusal(m, &how)) {
+            refuse(pack, why);
+            return;
+        }
         if self.outstanding() + messages.len() > max_outstanding
             || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
         {
@@ -386,26 +392,11 @@ impl Tracker {
             if self.refuse_over_limit(&pack, measure.size) {
                 continue;
             }
+            // A refusal here comes from a broker connected since the pack was submitted.
             match out.try_publish(message, &how) {
                 Ok(()) => {}
-                Err(Unqueued::Full) => {
-                    pack.finish(Why::Lost);
-                    continue;
-                }
-                Err(Unqueued::TooLarge { size, limit }) => {
-                    // Once per pack: its later messages are skipped as done.
-                    log::warn!(
-                        "a message of {size} bytes fails its pack: the broker takes packets of \
-                         at most {limit} bytes (its Maximum Packet Size, or MQTT's own); \
-                         maxMessageBytes below that fails such records before they are published"
-                    );
-                    pack.finish(Why::Unpublishable);
-                    continue;
-                }
-                Err(Unqueued::Unsupported(why)) => {
-                    // Once per pack, as above; refused as the broker would, minus the close.
-                    log::warn!("a message fails its pack: {why}");
-                    pack.finish(Why::Refused);
+                Err(why) => {
+                    refuse(&pack, why);
                     continue;
                 }
             }
@@ -706,6 +697,27 @@ impl Tracker {
     }
 }
 
+/// Fails a pack whose message the client did not queue; once per pack, as its later messages
+/// are skipped as done.
+fn refuse(pack: &Pack, why: Unqueued) {
+    match why {
+        Unqueued::Full => pack.finish(Why::Lost),
+        Unqueued::TooLarge { size, limit } => {
+            log::warn!(
+                "a message of {size} bytes fails its pack: the broker takes packets of at most \
+                 {limit} bytes (its Maximum Packet Size, or MQTT's own); maxMessageBytes below \
+                 that fails such records before they are made into messages"
+            );
+            pack.finish(Why::Unpublishable);
+        }
+        Unqueued::Unsupported(why) => {
+            // Refused as the broker would, minus the close.
+            log::warn!("a message fails its pack: {why}");
+            pack.finish(Why::Refused);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,12 +729,26 @@ mod tests {
         /// What rumqttc has not taken from its channel yet (see [`Rumqttc`]).
         channel: VecDeque<(String, Qos, Vec<u8>)>,
         refuse: bool,
+        /// Payloads longer than this are refused, as an MQTT 5 broker's Maximum Packet Size.
+        max_payload: Option<usize>,
     }
 
     impl Outbox for Recorder {
+        fn refusal(&self, message: &Message, _: &PublishOptions) -> Option<Unqueued> {
+            let limit = self.max_payload?;
+            let size = message.payload.len();
+            (size > limit).then_some(Unqueued::TooLarge {
+                size,
+                limit: limit as u32,
+            })
+        }
+
         fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
             if self.refuse {
                 return Err(Unqueued::Full);
+            }
+            if let Some(why) = self.refusal(&message, how) {
+                return Err(why);
             }
             self.published
                 .push((message.topic.to_string(), *how, message.payload.clone()));
@@ -921,6 +947,27 @@ mod tests {
         let mut out = Recorder::default();
         t.on_connected(&mut out, Window::default());
         (t, out)
+    }
+
+    /// A pack with one message past what the broker takes fails before any of it is
+    /// published: Kaa answered `onInternalError` does not send it again, and the records
+    /// ahead of that message would have reached subscribers as if it had been delivered.
+    #[test]
+    fn a_message_past_the_brokers_limit_fails_its_pack_before_any_is_published() {
+        let (mut t, mut out) = connected();
+        out.max_payload = Some(1);
+        let (p, rx) = pack(3);
+        let mut messages = payloads(3);
+        messages[2].payload = vec![0; 2];
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), messages, 100);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        assert!(out.published.is_empty(), "{:?}", out.published);
+        assert_eq!(t.outstanding(), 0);
+
+        let (fits, rx) = pack(2);
+        t.submit(&mut out, &fits, Qos::AtLeastOnce.into(), payloads(2), 100);
+        assert_eq!(out.published.len(), 2);
+        assert!(outcomes(&rx).is_empty(), "waits for its acks");
     }
 
     #[test]

@@ -821,6 +821,10 @@ impl Outbox for Limited {
         v5_publish_size(message, how)
     }
 
+    fn refusal(&self, message: &Message, how: &PublishOptions) -> Option<Unqueued> {
+        self.grants.refusal(message, how)
+    }
+
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
         if let Some(refusal) = self.grants.refusal(&message, how) {
             return Err(refusal);
@@ -894,6 +898,12 @@ pub trait Outbox {
     /// The size of the message's PUBLISH packet, which a broker holds to its packet limit.
     fn packet_size(&self, message: &Message, how: &PublishOptions) -> usize {
         v4_publish_size(message, how)
+    }
+
+    /// Why `try_publish` would refuse the message as the connection stands, apart from a
+    /// full channel: checked for every message of a pack before any of it goes out.
+    fn refusal(&self, _message: &Message, _how: &PublishOptions) -> Option<Unqueued> {
+        None
     }
 }
 
