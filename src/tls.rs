@@ -81,8 +81,21 @@ pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, Str
     Ok(certs)
 }
 
-/// The private key of a PEM text (PKCS#8, PKCS#1 or SEC1).
+/// The private key of a PEM text (PKCS#8, PKCS#1 or SEC1), unencrypted: there is no field
+/// for a passphrase. An encrypted one read as "no private key" (PKCS#8) or as bad base64
+/// (OpenSSL's traditional form, with its `Proc-Type` header), which sent users hunting for a
+/// broken paste; it is named for what it is.
 pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || pem.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(
+            "is encrypted, and the appender has no passphrase for it: give it the key \
+                    unencrypted (`openssl pkey -in key.pem -out plain.pem` asks for the \
+                    passphrase and writes it so)"
+                .to_string(),
+        );
+    }
     rustls_pemfile::private_key(&mut restore_lines(pem).as_bytes())
         .map_err(|e| format!("is not readable PEM: {e}"))?
         .ok_or_else(|| "holds no PEM private key".to_string())
@@ -389,6 +402,28 @@ mod tests {
             assert_eq!(read(&key), serial);
             for flat in flattened(&key) {
                 assert_eq!(read(&flat), serial);
+            }
+        }
+    }
+
+    /// Keys as `openssl genpkey -aes256` and `openssl genrsa -aes128 -traditional` write them
+    /// (bodies shortened; they are never decoded): the error says they are encrypted, also
+    /// when pasted on one line.
+    #[test]
+    fn an_encrypted_key_is_named_so() {
+        let pkcs8 = "-----BEGIN ENCRYPTED PRIVATE KEY-----\n\
+                     MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAjx+HUzlbP7vgICCAAw\n\
+                     -----END ENCRYPTED PRIVATE KEY-----\n";
+        let traditional = "-----BEGIN RSA PRIVATE KEY-----\n\
+                           Proc-Type: 4,ENCRYPTED\n\
+                           DEK-Info: AES-128-CBC,37ACCC236D69418AF368C5AD11556BF1\n\
+                           \n\
+                           MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAjx+HUzlbP7vgICCAAw\n\
+                           -----END RSA PRIVATE KEY-----\n";
+        for pem in [pkcs8, traditional] {
+            for text in [pem.to_string(), pem.replace('\n', ""), pem.replace('\n', " ")] {
+                let why = parse_private_key(&text).unwrap_err();
+                assert!(why.starts_with("is encrypted"), "{why}: {text}");
             }
         }
     }

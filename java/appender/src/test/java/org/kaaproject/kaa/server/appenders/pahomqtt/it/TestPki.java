@@ -142,6 +142,20 @@ public final class TestPki implements AutoCloseable {
             return read(out);
         }
 
+        /** The same key encrypted with a passphrase: PKCS#8 ("BEGIN ENCRYPTED PRIVATE KEY"), or traditional. */
+        public String encryptedKeyPem(boolean traditional) {
+            Path out = dir.resolve(key.getFileName() + (traditional ? ".traditional" : "") + ".encrypted.pem");
+            if (!Files.exists(out)) {
+                List<String> args = new ArrayList<>(List.of("pkey", "-in", key.toString(), "-aes256", "-passout",
+                        "pass:secret", "-out", out.toString()));
+                if (traditional) {
+                    args.add("-traditional");
+                }
+                openssl(args.toArray(new String[0]));
+            }
+            return read(out);
+        }
+
         public X509Certificate x509() {
             return certificates(certPem()).get(0);
         }

@@ -246,6 +246,10 @@ class TlsLoggingTest {
             "clientPrivateKey", corruptBase64(keyPem)});
         cases.put("key-is-a-certificate", new Object[] {"clientPrivateKey", "clientCertificate", certPem,
             "clientPrivateKey", certPem});
+        cases.put("key-encrypted", new Object[] {"clientPrivateKey': is encrypted", "clientCertificate", certPem,
+            "clientPrivateKey", client.encryptedKeyPem(false)});
+        cases.put("key-encrypted-traditional", new Object[] {"clientPrivateKey': is encrypted", "clientCertificate",
+            certPem, "clientPrivateKey", client.encryptedKeyPem(true)});
         cases.put("cert-without-key", new Object[] {"clientCertificate|clientPrivateKey", "clientCertificate", certPem});
         cases.put("key-without-cert", new Object[] {"clientCertificate|clientPrivateKey", "clientPrivateKey", keyPem});
 
