@@ -17,6 +17,7 @@ use crate::delivery::{
     max_pending_bytes, message_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD,
 };
 use crate::header::{HeaderStructure, RecordHeader};
+use crate::log_budget::LogBudget;
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::protocol::{Message, PublishOptions};
@@ -135,6 +136,8 @@ pub struct Appender {
     /// Packs not known to be answered, oldest first, with their deadlines.
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
     metrics: Arc<AppenderMetrics>,
+    /// For the line of each pack that cannot be published, which an endpoint can repeat.
+    unpublished_lines: LogBudget,
 }
 
 /// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
@@ -196,6 +199,7 @@ impl Appender {
             last_schema: Mutex::default(),
             live: Mutex::default(),
             metrics: Arc::default(),
+            unpublished_lines: LogBudget::default(),
         });
         let weak = Arc::downgrade(&appender);
         runtime().spawn(restarting(
@@ -229,11 +233,13 @@ impl Appender {
             completion(outcome);
         });
         let not_published = |reason: &str| {
-            log::warn!(
-                "appender '{}': pack of {records_in_pack} records from endpoint {endpoint} not \
-                 published: {reason}",
-                self.name
-            );
+            if let Some(note) = self.unpublished_lines.take(Instant::now()) {
+                log::warn!(
+                    "appender '{}': pack of {records_in_pack} records from endpoint {endpoint} \
+                     not published: {reason}{note}",
+                    self.name
+                );
+            }
         };
         let records = match records {
             Ok(records) => records,
@@ -769,6 +775,36 @@ mod tests {
             text: || Some(SCHEMA.to_string()),
         };
         appender.append(schema, Ok(&[RECORD][..]), endpoint, completion);
+    }
+
+    /// An endpoint sending packs that cannot be published as fast as Kaa takes them: every
+    /// pack is answered and counted, and ten of them are logged, the tenth saying the rest
+    /// are left out. (Before: a WARN for each, as many as the device sent.)
+    #[test]
+    fn a_flood_of_unpublishable_packs_is_answered_in_full_and_logged_in_part() {
+        crate::test_log::capture();
+        let appender = open("flooded", unreachable_config(Duration::ZERO));
+        let (tx, rx) = mpsc::channel();
+        let unreadable = Unreadable {
+            events: 1,
+            reason: "event 0 has no data".into(),
+        };
+        for _ in 0..50 {
+            let schema = PackSchema {
+                id: Some("1"),
+                version: 1,
+                text: || Some(SCHEMA.to_string()),
+            };
+            let records: Result<&[&[u8]], _> = Err(&unreadable);
+            appender.append(schema, records, "flooding-endpoint", recorded(&tx));
+        }
+        let answers: Vec<Outcome> = rx.try_iter().collect();
+        assert_eq!(answers, vec![Outcome::InternalError; 50]);
+        assert_eq!(appender.metrics().packs_internal_error, 50, "failed packs counted");
+        let lines = crate::test_log::lines_with("from endpoint flooding-endpoint not published");
+        assert_eq!(lines.len(), 10, "{lines:#?}");
+        assert!(lines[9].contains("left out for the next 60s"), "{}", lines[9]);
+        appender.close();
     }
 
     /// With `maxPendingRecords` reached, a pack is answered `ConnectionError` before anything

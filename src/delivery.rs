@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
+use crate::log_budget::LogBudget;
 use crate::packet_limit::{Blamed, Measure, PacketLimit};
 use crate::protocol::{Message, Observed, Outbox, PublishOptions, Unqueued, Window};
 use crate::supervise::lock;
@@ -257,6 +258,9 @@ pub struct Tracker {
     limit: PacketLimit,
     /// Packs refused for the learned limit (the first is logged at ERROR).
     over_limit: u64,
+    /// For the line of each pack refused before it was published, which an endpoint's
+    /// records can repeat.
+    refused_lines: LogBudget,
     /// When the latest-written message the broker acknowledged on this connection was
     /// written: it reads in order, so a message written before that did not stop it.
     acked_written: Option<Instant>,
@@ -310,7 +314,7 @@ impl Tracker {
         // What the broker said it takes, for the whole pack at once: failed at its third
         // message, the pack would have had two published and been answered as unpublished.
         if let Some(why) = messages.iter().find_map(|m| out.refusal(m, &how)) {
-            refuse(pack, why);
+            self.refuse(pack, why);
             return;
         }
         if self.outstanding() + messages.len() > max_outstanding
@@ -344,21 +348,51 @@ impl Tracker {
             log::Level::Warn
         };
         self.over_limit += 1;
-        log::log!(
-            level,
-            "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
-             broker closed the connection twice with the same message of {ceiling} bytes \
-             unacknowledged, and has acknowledged {} bytes at most, so it most likely takes no \
-             packets that large. Set maxMessageBytes below the broker's limit (EMQX \
-             mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto max_packet_size \
-             or message_size_limit), or use MQTT 5 with a broker that announces its Maximum \
-             Packet Size",
-            self.label,
-            self.over_limit,
-            self.limit.largest_acked()
-        );
+        if let Some(note) = self.refused_lines.take(Instant::now()) {
+            log::log!(
+                level,
+                "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
+                 broker closed the connection twice with the same message of {ceiling} bytes \
+                 unacknowledged, and has acknowledged {} bytes at most, so it most likely takes \
+                 no packets that large. Set maxMessageBytes below the broker's limit (EMQX \
+                 mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto \
+                 max_packet_size or message_size_limit), or use MQTT 5 with a broker that \
+                 announces its Maximum Packet Size{note}",
+                self.label,
+                self.over_limit,
+                self.limit.largest_acked()
+            );
+        }
         pack.finish(Why::Unpublishable);
         true
+    }
+
+    /// Fails a pack whose message the client did not queue; once per pack, as its later
+    /// messages are skipped as done.
+    fn refuse(&self, pack: &Pack, why: Unqueued) {
+        let line = || self.refused_lines.take(Instant::now());
+        match why {
+            Unqueued::Full => pack.finish(Why::Lost),
+            Unqueued::TooLarge { size, limit } => {
+                if let Some(note) = line() {
+                    log::warn!(
+                        "{}: a message of {size} bytes fails its pack: the broker takes packets \
+                         of at most {limit} bytes (its Maximum Packet Size, or MQTT's own); \
+                         maxMessageBytes below that fails such records before they are made \
+                         into messages{note}",
+                        self.label
+                    );
+                }
+                pack.finish(Why::Unpublishable);
+            }
+            Unqueued::Unsupported(why) => {
+                // Refused as the broker would, minus the close.
+                if let Some(note) = line() {
+                    log::warn!("{}: a message fails its pack: {why}{note}", self.label);
+                }
+                pack.finish(Why::Refused);
+            }
+        }
     }
 
     /// Hands parked messages to the client, in order, while there is a connection and its
@@ -396,7 +430,7 @@ impl Tracker {
             match out.try_publish(message, &how) {
                 Ok(()) => {}
                 Err(why) => {
-                    refuse(&pack, why);
+                    self.refuse(&pack, why);
                     continue;
                 }
             }
@@ -694,27 +728,6 @@ impl Tracker {
         }
         self.acked_in_flight = 0;
         self.qos2_in_flight = 0;
-    }
-}
-
-/// Fails a pack whose message the client did not queue; once per pack, as its later messages
-/// are skipped as done.
-fn refuse(pack: &Pack, why: Unqueued) {
-    match why {
-        Unqueued::Full => pack.finish(Why::Lost),
-        Unqueued::TooLarge { size, limit } => {
-            log::warn!(
-                "a message of {size} bytes fails its pack: the broker takes packets of at most \
-                 {limit} bytes (its Maximum Packet Size, or MQTT's own); maxMessageBytes below \
-                 that fails such records before they are made into messages"
-            );
-            pack.finish(Why::Unpublishable);
-        }
-        Unqueued::Unsupported(why) => {
-            // Refused as the broker would, minus the close.
-            log::warn!("a message fails its pack: {why}");
-            pack.finish(Why::Refused);
-        }
     }
 }
 

@@ -22,7 +22,8 @@
 //!   `packet_limit` learns from a broker's closes the largest packet it takes, where it does
 //!   not say.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
-//!   going after a panic.
+//!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
+//!   minute.
 //! - `test_log` (tests only): the test process's one logger, capturing what tests assert on.
 
 #![deny(unsafe_code)]
@@ -38,6 +39,7 @@ pub(crate) mod delivery;
 pub mod header;
 mod identity;
 mod json_text;
+mod log_budget;
 pub(crate) mod metrics;
 mod packet_limit;
 pub mod payload;

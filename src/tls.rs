@@ -421,7 +421,11 @@ mod tests {
                            MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAjx+HUzlbP7vgICCAAw\n\
                            -----END RSA PRIVATE KEY-----\n";
         for pem in [pkcs8, traditional] {
-            for text in [pem.to_string(), pem.replace('\n', ""), pem.replace('\n', " ")] {
+            for text in [
+                pem.to_string(),
+                pem.replace('\n', ""),
+                pem.replace('\n', " "),
+            ] {
                 let why = parse_private_key(&text).unwrap_err();
                 assert!(why.starts_with("is encrypted"), "{why}: {text}");
             }
