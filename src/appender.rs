@@ -800,10 +800,18 @@ mod tests {
         }
         let answers: Vec<Outcome> = rx.try_iter().collect();
         assert_eq!(answers, vec![Outcome::InternalError; 50]);
-        assert_eq!(appender.metrics().packs_internal_error, 50, "failed packs counted");
+        assert_eq!(
+            appender.metrics().packs_internal_error,
+            50,
+            "failed packs counted"
+        );
         let lines = crate::test_log::lines_with("from endpoint flooding-endpoint not published");
         assert_eq!(lines.len(), 10, "{lines:#?}");
-        assert!(lines[9].contains("left out for the next 60s"), "{}", lines[9]);
+        assert!(
+            lines[9].contains("left out for the next 60s"),
+            "{}",
+            lines[9]
+        );
         appender.close();
     }
 

@@ -813,7 +813,7 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> 
 
 #[no_mangle]
 pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
-    crate::supervise::note_panics(true);
+    crate::supervise::note_panics();
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         let (side, level) = {
             let mut env = vm.get_env().map_err(|e| e.to_string())?;
@@ -950,7 +950,7 @@ mod tests {
     #[test]
     fn a_caught_panic_is_logged_with_its_message_and_place() {
         crate::test_log::capture();
-        crate::supervise::note_panics(false);
+        crate::supervise::note_panics();
         let line = line!() + 1;
         let payload = catch_unwind(|| panic!("injected: append panics on record {}", 7))
             .expect_err("it panics");

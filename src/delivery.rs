@@ -482,6 +482,14 @@ impl Tracker {
         // `waiting_since`), or a stall of the last connection would count against this one at
         // once.
         self.moved = Some(Instant::now());
+        // Packs parked without a connection were checked against the last one's grants, or
+        // none before the first: checked one message at a time as they go out, a pack would
+        // have what comes before its first oversized message published.
+        for parked in self.parked.iter().filter(|p| !p.pack.is_done()) {
+            if let Some(why) = out.refusal(&parked.message, &parked.how) {
+                self.refuse(&parked.pack, why);
+            }
+        }
         self.release(out);
     }
 
@@ -981,6 +989,31 @@ mod tests {
         t.submit(&mut out, &fits, Qos::AtLeastOnce.into(), payloads(2), 100);
         assert_eq!(out.published.len(), 2);
         assert!(outcomes(&rx).is_empty(), "waits for its acks");
+    }
+
+    /// The same for a pack parked before the connection was made: it is checked against the
+    /// new connection's grants before any of it goes out.
+    #[test]
+    fn a_pack_parked_before_the_connection_is_checked_against_its_grants() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        let (p, rx) = pack(3);
+        let mut messages = payloads(3);
+        messages[2].payload = vec![0; 2];
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), messages, 100);
+        let (fits, rx_fits) = pack(1);
+        t.submit(&mut out, &fits, Qos::AtLeastOnce.into(), payloads(1), 100);
+        assert!(outcomes(&rx).is_empty(), "parked");
+        out.max_payload = Some(1);
+        t.on_connected(&mut out, Window::default());
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        assert_eq!(
+            out.published.len(),
+            1,
+            "only the pack that fits: {:?}",
+            out.published
+        );
+        assert!(outcomes(&rx_fits).is_empty(), "waits for its ack");
     }
 
     #[test]

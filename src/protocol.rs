@@ -476,7 +476,9 @@ event_loop!(
 /// publish awaiting PUBACK or PUBREC and every PUBREL awaiting PUBCOMP and zeroes the count,
 /// and each goes back into its own slot (its packet id kept), counted once. The packets that
 /// returns are not written, and the events it queues are dropped: nothing reaches the broker
-/// or the tracker. `clean` also forgets an unanswered ping, which is put back.
+/// or the tracker (rumqttc's own DEBUG lines still name each, as if sent). `clean` also
+/// forgets an unanswered ping, which is put back, and the ids of QoS 2 publishes the broker
+/// sent us, which never come: we subscribe to nothing.
 fn recount_in_flight(state: &mut rumqttc::v5::MqttState) -> bool {
     let (queued, ping, collision_pings) = (
         state.events.len(),

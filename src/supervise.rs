@@ -26,9 +26,10 @@ thread_local! {
 
 /// Installs, once, a panic hook that notes where each panic began, so that
 /// [`panic_message`] can say it: every panic here is caught and logged where it is caught,
-/// and that log line, in the node's log, is what an operator reports. `quiet` drops the
-/// default hook's lines on the node's stderr, where nobody looks (tests keep them).
-pub(crate) fn note_panics(quiet: bool) {
+/// and that log line, in the node's log, is what an operator reports. The default hook still
+/// writes to stderr: for a panic nothing catches (at load, before the logger; one that aborts)
+/// that is the only trace.
+pub(crate) fn note_panics() {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         let default = std::panic::take_hook();
@@ -36,10 +37,9 @@ pub(crate) fn note_panics(quiet: bool) {
             let at = info
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()));
-            PANICKED_AT.with(|noted| *noted.borrow_mut() = at);
-            if !quiet {
-                default(info);
-            }
+            // Not on a thread whose locals are being destroyed: the default hook still runs.
+            let _ = PANICKED_AT.try_with(|noted| *noted.borrow_mut() = at);
+            default(info);
         }));
     });
 }
@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn a_panicking_future_is_an_error_and_its_borrow_comes_back() {
-        note_panics(false);
+        note_panics();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
