@@ -106,6 +106,11 @@ pub(crate) fn hostname() -> &'static str {
     &node().hostname
 }
 
+/// This process's random tag, as `{random}` gives it.
+pub(crate) fn random() -> &'static str {
+    &node().random
+}
+
 /// A client id no other node uses: `id` followed by this node's host name, pid and random tag.
 pub(crate) fn unique(id: &str) -> String {
     let node = node();

@@ -1,7 +1,7 @@
 //! The liveness message on `statusTopic`: retained `online` on every connect, `offline` at
 //! close and as the connection's last will. As small JSON naming the node
-//! (`{"status":"online","host":"node-1","pid":4242,"since":"2026-03-01T12:00:00Z"}`), or as
-//! the bare words earlier builds published.
+//! (`{"status":"online","host":"node-1","pid":4242,"instance":"9f3a06c1","since":"2026-03-01T12:00:00Z"}`),
+//! or as the bare words earlier builds published.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,7 +11,7 @@ use crate::identity;
 pub enum StatusFormat {
     /// `online` / `offline`, for consumers that compare the payload with those words.
     Text,
-    /// `{"status":…,"host":…,"pid":…,"since":…}`.
+    /// `{"status":…,"host":…,"pid":…,"instance":…,"since":…}`.
     Json,
 }
 
@@ -47,11 +47,15 @@ pub fn payload(format: StatusFormat, status: Status, now: SystemTime) -> Vec<u8>
                 Status::LastWill => "null".to_string(),
                 _ => format!("\"{}\"", iso8601(now)),
             };
-            // serde_json escapes the host name as JSON wants; the keys keep this order.
+            // serde_json escapes the host name as JSON wants; the keys keep this order. The
+            // instance (`{random}`) tells apart nodes with one host name and pid (containers
+            // running the node as pid 1 with host networking).
             let host = serde_json::Value::from(identity::hostname());
             format!(
-                "{{\"status\":\"{word}\",\"host\":{host},\"pid\":{},\"since\":{since}}}",
-                std::process::id()
+                "{{\"status\":\"{word}\",\"host\":{host},\"pid\":{},\"instance\":\"{}\",\
+                 \"since\":{since}}}",
+                std::process::id(),
+                identity::random()
             )
             .into_bytes()
         }
@@ -110,6 +114,9 @@ mod tests {
         assert_eq!(online["status"], "online");
         assert_eq!(online["host"], identity::hostname());
         assert_eq!(online["pid"], std::process::id());
+        assert_eq!(online["instance"], identity::random());
+        let tag = identity::expand("{random}").unwrap();
+        assert_eq!(online["instance"], tag.as_str(), "what {{random}} gives");
         assert_eq!(online["since"], "2023-11-14T22:13:20Z");
         let will: serde_json::Value =
             serde_json::from_slice(&payload(StatusFormat::Json, Status::LastWill, now)).unwrap();

@@ -507,8 +507,9 @@ class BrokerFeaturesTest {
     }
 
     /**
-     * The status message (statusFormat JSON, the form default) names the node: status, host, pid, and since (UTC,
-     * when the connection was made or closed; null in the last will, which the broker sends when nobody can stamp it).
+     * The status message (statusFormat JSON, the form default) names the node: status, host, pid, instance (drawn at
+     * the node's start: nodes with one host name and pid differ there), and since (UTC, when the connection was made
+     * or closed; null in the last will, which the broker sends when nobody can stamp it).
      */
     @Test
     void statusTopicSaysOnlineOfflineAndTheWillCoversACrash() throws Exception {
@@ -518,6 +519,7 @@ class BrokerFeaturesTest {
             cfg.put("statusTopic", status);
             String pid = String.valueOf(ProcessHandle.current().pid());
             String host;
+            String instance;
             try (Subscriber sub = Subscriber.subscribe(broker.port(), status, 1)) {
                 LogAppender appender = KaaNode.load("live", KaaNode.config(cfg));
                 JsonNode online = json(sub.awaitCount(1, Duration.ofSeconds(10)).get(0));
@@ -525,12 +527,15 @@ class BrokerFeaturesTest {
                 host = online.get("host").getTextValue();
                 assertFalse(host.isEmpty());
                 assertEquals(pid, online.get("pid").toString());
+                instance = online.get("instance").getTextValue();
+                assertTrue(instance.matches("[0-9a-f]{8}"), online.toString());
                 assertTrue(online.get("since").getTextValue().matches("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ"),
                         online.toString());
                 appender.close();
                 JsonNode offline = json(sub.awaitCount(2, Duration.ofSeconds(10)).get(1));
                 assertEquals("offline", offline.get("status").getTextValue(), offline.toString());
                 assertEquals(pid, offline.get("pid").toString());
+                assertEquals(instance, offline.get("instance").getTextValue());
                 assertTrue(offline.get("since").isTextual(), offline.toString());
             }
             // A node that dies without closing: the broker publishes the will.
@@ -544,10 +549,13 @@ class BrokerFeaturesTest {
                 assertEquals(host, online.get("host").getTextValue(), "one machine, one host name");
                 String childPid = online.get("pid").toString();
                 assertNotEquals(pid, childPid, "the child node's own pid");
+                String childInstance = online.get("instance").getTextValue();
+                assertNotEquals(instance, childInstance, "the child node's own instance");
                 child.kill();
                 JsonNode will = json(sub.awaitCount(3, Duration.ofSeconds(15)).get(2));
                 assertEquals("offline", will.get("status").getTextValue(), "the last will after the node died: " + will);
                 assertEquals(childPid, will.get("pid").toString());
+                assertEquals(childInstance, will.get("instance").getTextValue());
                 assertTrue(will.get("since").isNull(), will.toString());
             }
         }
