@@ -232,8 +232,8 @@ impl Appender {
             metrics.finished(outcome, records_in_pack, started.elapsed());
             completion(outcome);
         });
-        let not_published = |reason: &str| {
-            if let Some(note) = self.unpublished_lines.take(Instant::now()) {
+        let not_published = |kind: &'static str, reason: &str| {
+            if let Some(note) = self.unpublished_lines.take(kind, Instant::now()) {
                 log::warn!(
                     "appender '{}': pack of {records_in_pack} records from endpoint {endpoint} \
                      not published: {reason}{note}",
@@ -244,7 +244,7 @@ impl Appender {
         let records = match records {
             Ok(records) => records,
             Err(unreadable) => {
-                not_published(&unreadable.reason);
+                not_published("unreadable", &unreadable.reason);
                 return completion(Why::Unpublishable.outcome());
             }
         };
@@ -258,7 +258,7 @@ impl Appender {
         // Before the schema is read or a record decoded: a hostile pack of 1M one-byte records
         // (2 MB uploaded) would otherwise become 1M messages, 764 MB under MQTT 5, to be refused.
         if let Err(reason) = fits_pending_count(messages, self.config.max_pending_records) {
-            not_published(&reason);
+            not_published("too many records", &reason);
             return completion(Why::Unpublishable.outcome());
         }
         if self.pending_bound_reached(endpoint, messages) {
@@ -313,7 +313,7 @@ impl Appender {
         {
             Ok(messages) => messages,
             Err(reason) => {
-                not_published(&reason);
+                not_published("unpublishable", &reason);
                 return completion(Why::Unpublishable.outcome());
             }
         };
@@ -808,10 +808,20 @@ mod tests {
         let lines = crate::test_log::lines_with("from endpoint flooding-endpoint not published");
         assert_eq!(lines.len(), 10, "{lines:#?}");
         assert!(
-            lines[9].contains("left out for the next 60s"),
+            lines[9].contains("left out for the rest of the minute"),
             "{}",
             lines[9]
         );
+        // A pack that fails otherwise has a budget of its own: the flood does not hide it.
+        let schema = PackSchema {
+            id: Some("1"),
+            version: 1,
+            text: || Some("not a schema".to_string()),
+        };
+        appender.append(schema, Ok(&[RECORD][..]), "quiet-endpoint", recorded(&tx));
+        assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
+        let other = crate::test_log::lines_with("from endpoint quiet-endpoint not published");
+        assert_eq!(other.len(), 1, "{other:#?}");
         appender.close();
     }
 

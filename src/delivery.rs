@@ -348,7 +348,11 @@ impl Tracker {
             log::Level::Warn
         };
         self.over_limit += 1;
-        if let Some(note) = self.refused_lines.take(Instant::now()) {
+        // The first of its kind is always within its budget, so the ERROR is written.
+        if let Some(note) = self
+            .refused_lines
+            .take("over the learned limit", Instant::now())
+        {
             log::log!(
                 level,
                 "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
@@ -370,11 +374,11 @@ impl Tracker {
     /// Fails a pack whose message the client did not queue; once per pack, as its later
     /// messages are skipped as done.
     fn refuse(&self, pack: &Pack, why: Unqueued) {
-        let line = || self.refused_lines.take(Instant::now());
+        let line = |kind| self.refused_lines.take(kind, Instant::now());
         match why {
             Unqueued::Full => pack.finish(Why::Lost),
             Unqueued::TooLarge { size, limit } => {
-                if let Some(note) = line() {
+                if let Some(note) = line("over the broker's packet size") {
                     log::warn!(
                         "{}: a message of {size} bytes fails its pack: the broker takes packets \
                          of at most {limit} bytes (its Maximum Packet Size, or MQTT's own); \
@@ -387,7 +391,7 @@ impl Tracker {
             }
             Unqueued::Unsupported(why) => {
                 // Refused as the broker would, minus the close.
-                if let Some(note) = line() {
+                if let Some(note) = line("past the broker's grants") {
                     log::warn!("{}: a message fails its pack: {why}{note}", self.label);
                 }
                 pack.finish(Why::Refused);
@@ -482,12 +486,25 @@ impl Tracker {
         // `waiting_since`), or a stall of the last connection would count against this one at
         // once.
         self.moved = Some(Instant::now());
-        // Packs parked without a connection were checked against the last one's grants, or
-        // none before the first: checked one message at a time as they go out, a pack would
-        // have what comes before its first oversized message published.
-        for parked in self.parked.iter().filter(|p| !p.pack.is_done()) {
-            if let Some(why) = out.refusal(&parked.message, &parked.how) {
-                self.refuse(&parked.pack, why);
+        // Packs parked without a connection were checked against the last one's grants (none
+        // before the first) and against the packet limit known then (the loss may have taught
+        // one): checked one message at a time as they go out, a pack would have what comes
+        // before its first oversized message published.
+        let checked: Vec<_> = self
+            .parked
+            .iter()
+            .filter(|p| !p.pack.is_done())
+            .map(|p| {
+                let refusal = out.refusal(&p.message, &p.how);
+                (Arc::clone(&p.pack), p.measure.size, refusal)
+            })
+            .collect();
+        for (pack, size, refusal) in checked {
+            if pack.is_done() || self.refuse_over_limit(&pack, size) {
+                continue;
+            }
+            if let Some(why) = refusal {
+                self.refuse(&pack, why);
             }
         }
         self.release(out);
@@ -1014,6 +1031,67 @@ mod tests {
             out.published
         );
         assert!(outcomes(&rx_fits).is_empty(), "waits for its ack");
+    }
+
+    /// A pack parked (the window full) when a close teaches the packet limit is checked
+    /// against it, whole, at the next connection: its small messages are not published ahead
+    /// of the one it refuses.
+    #[test]
+    fn a_pack_parked_when_the_limit_is_learned_is_checked_whole_at_the_next_connection() {
+        let big = || Message {
+            topic: Arc::from("t"),
+            payload: vec![7; 10_000],
+            labels: Vec::new(),
+        };
+        let one = Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, one);
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            payloads(1),
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            vec![big()],
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        let lost = t.on_connection_lost(0, &[]);
+        assert!(matches!(t.blame(lost), Some(Blamed::Suspect { .. })));
+        // Kaa sends the big record again; behind it, in the full window, another pack.
+        t.on_connected(&mut out, one);
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            vec![big()],
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        let (parked, rx) = pack(3);
+        let mut messages = payloads(2);
+        messages.push(big());
+        t.submit(&mut out, &parked, Qos::AtLeastOnce.into(), messages, 100);
+        let lost = t.on_connection_lost(0, &[]);
+        assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
+        let published = out.published.len();
+
+        t.on_connected(&mut out, one);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        assert_eq!(out.published.len(), published, "nothing of it published");
+        assert_eq!(t.outstanding(), 0);
     }
 
     #[test]

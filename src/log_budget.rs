@@ -1,22 +1,24 @@
 //! Log lines an endpoint's data repeats at the rate it sends packs: a pack that cannot be
 //! published, a message past what the broker takes. A broken or hostile device sending such
 //! packs as fast as Kaa takes them would otherwise write the node's log full, one WARN per
-//! pack. Each kind of line has a budget per appender (or connection): the first [`BURST`] of a
-//! [`WINDOW`] are written, the rest counted and named in the first line written after them.
-//! JMX counts every pack either way.
+//! pack. Each kind of line has its own budget per appender (or connection), so that a flood of
+//! one kind hides no other: the first [`BURST`] of a [`WINDOW`] are written, the rest counted
+//! and named in the first line of that kind written after them. JMX counts every pack.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::supervise::lock;
 
-/// Lines written per window.
+/// Lines of one kind written per window.
 const BURST: u32 = 10;
 /// How long a burst lasts; the count of lines left out starts again with each.
 const WINDOW: Duration = Duration::from_secs(60);
 
+/// Budgets by kind: a few names fixed in the code, so it never grows with what endpoints send.
 #[derive(Default)]
-pub(crate) struct LogBudget(Mutex<Spent>);
+pub(crate) struct LogBudget(Mutex<HashMap<&'static str, Spent>>);
 
 #[derive(Default)]
 struct Spent {
@@ -27,10 +29,12 @@ struct Spent {
 }
 
 impl LogBudget {
-    /// Whether a line may be written at `now`, and if so what to add to it: how many were left
-    /// out before it, or that the next ones will be. `None`: leave it out (it is counted).
-    pub(crate) fn take(&self, now: Instant) -> Option<String> {
-        let mut spent = lock(&self.0);
+    /// Whether a line of `kind` may be written at `now`, and if so what to add to it: how many
+    /// were left out before it, or that the next ones will be. `None`: leave it out (it is
+    /// counted).
+    pub(crate) fn take(&self, kind: &'static str, now: Instant) -> Option<String> {
+        let mut budgets = lock(&self.0);
+        let spent = budgets.entry(kind).or_default();
         if spent.since.is_none_or(|since| now >= since + WINDOW) {
             spent.since = Some(now);
             spent.written = 0;
@@ -44,14 +48,11 @@ impl LogBudget {
         Some(match (left_out, spent.written == BURST) {
             (0, false) => String::new(),
             (n, false) => format!(" ({n} more lines like this were left out before this one)"),
-            (0, true) => format!(
-                " (lines like this are left out for the next {}s, and counted)",
-                WINDOW.as_secs()
-            ),
+            (0, true) => " (lines like this are left out for the rest of the minute, and counted)"
+                .to_string(),
             (n, true) => format!(
                 " ({n} more lines like this were left out before this one; the next are left \
-                 out for {}s, and counted)",
-                WINDOW.as_secs()
+                 out for the rest of the minute, and counted)"
             ),
         })
     }
@@ -67,20 +68,29 @@ mod tests {
     fn a_flood_writes_ten_lines_a_minute_and_counts_the_rest() {
         let budget = LogBudget::default();
         let start = Instant::now();
-        let notes: Vec<Option<String>> = (0..25).map(|_| budget.take(start)).collect();
+        let notes: Vec<Option<String>> = (0..25).map(|_| budget.take("flood", start)).collect();
         assert!(notes[..9].iter().all(|n| n.as_deref() == Some("")));
         assert_eq!(
             notes[9].as_deref(),
-            Some(" (lines like this are left out for the next 60s, and counted)")
+            Some(" (lines like this are left out for the rest of the minute, and counted)")
         );
         assert!(notes[10..].iter().all(Option::is_none));
+        assert_eq!(
+            budget.take("other", start).as_deref(),
+            Some(""),
+            "another kind"
+        );
 
         let later = start + WINDOW;
         assert_eq!(
-            budget.take(later).as_deref(),
+            budget.take("flood", later).as_deref(),
             Some(" (15 more lines like this were left out before this one)")
         );
-        assert_eq!(budget.take(later).as_deref(), Some(""), "counted once");
+        assert_eq!(
+            budget.take("flood", later).as_deref(),
+            Some(""),
+            "counted once"
+        );
     }
 
     /// A line now and then is always written, with nothing added.
@@ -90,7 +100,7 @@ mod tests {
         let start = Instant::now();
         for minute in 0..30 {
             let at = start + Duration::from_secs(61 * minute);
-            assert_eq!(budget.take(at).as_deref(), Some(""));
+            assert_eq!(budget.take("now and then", at).as_deref(), Some(""));
         }
     }
 }

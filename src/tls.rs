@@ -82,10 +82,14 @@ pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, Str
 }
 
 /// The private key of a PEM text (PKCS#8, PKCS#1 or SEC1), unencrypted: there is no field
-/// for a passphrase. An encrypted one read as "no private key" (PKCS#8) or as bad base64
-/// (OpenSSL's traditional form, with its `Proc-Type` header), which sent users hunting for a
-/// broken paste; it is named for what it is.
+/// for a passphrase. Where none can be read and the text holds an encrypted one, it is named
+/// for what it is: read as such, it was "no private key" (PKCS#8) or bad base64 (OpenSSL's
+/// traditional form, with its `Proc-Type` header), which sent users hunting for a broken paste.
 pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    let read = rustls_pemfile::private_key(&mut restore_lines(pem).as_bytes());
+    if let Ok(Some(key)) = read {
+        return Ok(key);
+    }
     if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
         || pem.contains("Proc-Type: 4,ENCRYPTED")
     {
@@ -96,8 +100,7 @@ pub fn parse_private_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
                 .to_string(),
         );
     }
-    rustls_pemfile::private_key(&mut restore_lines(pem).as_bytes())
-        .map_err(|e| format!("is not readable PEM: {e}"))?
+    read.map_err(|e| format!("is not readable PEM: {e}"))?
         .ok_or_else(|| "holds no PEM private key".to_string())
 }
 
@@ -430,6 +433,11 @@ mod tests {
                 assert!(why.starts_with("is encrypted"), "{why}: {text}");
             }
         }
+        // A readable key ahead of an encrypted one is the key, as before.
+        let serial: Vec<u8> = (0..120).collect();
+        let plain = pem("PRIVATE KEY", &serial);
+        let key = parse_private_key(&(plain + pkcs8)).expect("the readable key");
+        assert_eq!(key.secret_der(), &serial[..]);
     }
 
     #[test]
