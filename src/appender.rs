@@ -136,7 +136,8 @@ pub struct Appender {
     /// Packs not known to be answered, oldest first, with their deadlines.
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
     metrics: Arc<AppenderMetrics>,
-    /// For the line of each pack that cannot be published, which an endpoint can repeat.
+    /// For the lines of packs that cannot be published, which an endpoint can repeat, and of
+    /// packs past their deadline, which an outage repeats at every sweep.
     unpublished_lines: LogBudget,
 }
 
@@ -425,7 +426,7 @@ impl Appender {
 
     /// Fails packs whose deadline has passed; forgets packs already answered.
     fn expire(&self, now: Instant) {
-        let mut expired = false;
+        let mut expired = 0usize;
         let mut live = lock(&self.live);
         while let Some((deadline, pack)) = live.front() {
             match pack.upgrade() {
@@ -434,19 +435,23 @@ impl Appender {
                         break;
                     }
                     pack.finish(Why::Expired);
-                    expired = true;
+                    expired += 1;
                 }
                 _ => {}
             }
             live.pop_front();
         }
         drop(live);
-        if expired {
-            log::warn!(
-                "appender '{}': packs not confirmed within {:?} failed as connection errors",
-                self.name,
-                self.config.delivery_timeout
-            );
+        if expired > 0 {
+            // Budgeted: through an outage with packs coming, a sweep every 100 ms finds some.
+            if let Some(note) = self.unpublished_lines.take("expired", now) {
+                log::warn!(
+                    "appender '{}': {expired} packs not confirmed within {:?} failed as \
+                     connection errors{note}",
+                    self.name,
+                    self.config.delivery_timeout
+                );
+            }
             for connection in lock(&self.connections).iter() {
                 connection.prune();
             }
@@ -822,6 +827,26 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
         let other = crate::test_log::lines_with("from endpoint quiet-endpoint not published");
         assert_eq!(other.len(), 1, "{other:#?}");
+        appender.close();
+    }
+
+    /// Through an outage with packs coming, sweeps keep finding packs past their deadline:
+    /// every one is answered, and ten lines a minute say so. (Before: a line per sweep, ten a
+    /// second.)
+    #[test]
+    fn packs_expiring_sweep_after_sweep_are_logged_in_part() {
+        crate::test_log::capture();
+        let appender = open("expiring", unreachable_config(Duration::ZERO));
+        let (tx, rx) = mpsc::channel();
+        let later = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..30 {
+            append_one(&appender, "endpoint-a", recorded(&tx));
+            appender.expire(later);
+        }
+        let answers: Vec<Outcome> = rx.try_iter().collect();
+        assert_eq!(answers, vec![Outcome::ConnectionError; 30]);
+        let lines = crate::test_log::lines_with("appender 'expiring': 1 packs not confirmed");
+        assert_eq!(lines.len(), 10, "{lines:#?}");
         appender.close();
     }
 
