@@ -446,9 +446,10 @@ impl Appender {
             // Budgeted: through an outage with packs coming, a sweep every 100 ms finds some.
             if let Some(note) = self.unpublished_lines.take("expired", now) {
                 log::warn!(
-                    "appender '{}': {expired} packs not confirmed within {:?} failed as \
+                    "appender '{}': {expired} pack{} not confirmed within {:?} failed as \
                      connection errors{note}",
                     self.name,
+                    if expired == 1 { "" } else { "s" },
                     self.config.delivery_timeout
                 );
             }
@@ -845,7 +846,7 @@ mod tests {
         }
         let answers: Vec<Outcome> = rx.try_iter().collect();
         assert_eq!(answers, vec![Outcome::ConnectionError; 30]);
-        let lines = crate::test_log::lines_with("appender 'expiring': 1 packs not confirmed");
+        let lines = crate::test_log::lines_with("appender 'expiring': 1 pack not confirmed");
         assert_eq!(lines.len(), 10, "{lines:#?}");
         appender.close();
     }
