@@ -59,6 +59,38 @@ class BrokerFeaturesTest {
         return cb;
     }
 
+    /**
+     * Moquette 0.17 (MQTT 3.1.1) drops a publish its authorizer denies and sends no PUBACK for it, where Mosquitto
+     * acknowledges it and AWS IoT and HiveMQ close the connection. The pack is never confirmed: it fails at its
+     * deadline, as a connection error Kaa sends again, while a pack published after it on the same connection, to a
+     * topic the broker allows, is delivered and confirmed.
+     */
+    @Test
+    void mqtt311BrokerDroppingADeniedPublishUnacknowledgedNeverConfirmsIt() throws Exception {
+        try (Moquette broker = Moquette.startDenying("denied/")) {
+            String clientId = "drop-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedConfig = KaaNode.brokerConfig(broker.tcpPort(), "denied/x", 1);
+            Map<String, Object> allowedConfig = KaaNode.brokerConfig(broker.tcpPort(), "allowed/x", 1);
+            for (Map<String, Object> cfg : List.of(deniedConfig, allowedConfig)) {
+                cfg.put("clientId", clientId);
+                cfg.put("deliveryTimeoutSeconds", 5);
+            }
+            LogAppender denied = KaaNode.load("dropped", KaaNode.config(deniedConfig));
+            LogAppender allowed = KaaNode.load("kept", KaaNode.config(allowedConfig));
+            try (Subscriber sub = Subscriber.subscribe(broker.tcpPort(), "allowed/x", 1)) {
+                RecordingCallback dropped = append(denied, records(1, 40));
+                List<byte[]> kept = records(2, 41);
+                append(allowed, kept).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                Payloads.assertSameMultiset("the allowed pack", AvroReference.expectedPayloads(SCHEMA, kept),
+                        sub.assertCount(kept.size(), Duration.ofSeconds(10)));
+                dropped.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ofMillis(300));
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+
     @Test
     void mqtt5RefusalOfAnAclDeniedTopicIsARemoteError() throws IOException {
         try (Mosquitto broker = Mosquitto.anonymous()) {

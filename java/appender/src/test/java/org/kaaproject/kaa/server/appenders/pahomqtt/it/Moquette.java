@@ -13,6 +13,8 @@ import java.util.stream.Stream;
 
 import io.moquette.broker.Server;
 import io.moquette.broker.config.MemoryConfig;
+import io.moquette.broker.security.IAuthorizatorPolicy;
+import io.moquette.broker.subscriptions.Topic;
 
 /**
  * A real Moquette 0.17 broker in the test JVM, for what Debian's Mosquitto 2.0.11 cannot do: MQTT over WebSockets.
@@ -31,6 +33,10 @@ public final class Moquette implements AutoCloseable {
     private final int wssPort;
 
     private Moquette(TestPki.Issued tlsServer, TestPki.Ca clientCa) {
+        this(tlsServer, clientCa, null);
+    }
+
+    private Moquette(TestPki.Issued tlsServer, TestPki.Ca clientCa, String deniedPrefix) {
         try {
             dir = Files.createTempDirectory("kaa-it-moquette");
         } catch (IOException e) {
@@ -65,7 +71,21 @@ public final class Moquette implements AutoCloseable {
             p.setProperty("need_client_auth", String.valueOf(clientCa != null));
         }
         try {
-            server.startServer(new MemoryConfig(p));
+            if (deniedPrefix == null) {
+                server.startServer(new MemoryConfig(p));
+            } else {
+                server.startServer(new MemoryConfig(p), null, null, null, new IAuthorizatorPolicy() {
+                    @Override
+                    public boolean canWrite(Topic topic, String user, String client) {
+                        return !topic.toString().startsWith(deniedPrefix);
+                    }
+
+                    @Override
+                    public boolean canRead(Topic topic, String user, String client) {
+                        return true;
+                    }
+                });
+            }
         } catch (IOException e) {
             deleteDir();
             throw new UncheckedIOException("Moquette did not start: " + e, e);
@@ -75,6 +95,11 @@ public final class Moquette implements AutoCloseable {
     /** Plain TCP and WebSocket listeners. */
     public static Moquette start() {
         return new Moquette(null, null);
+    }
+
+    /** Plain TCP and WebSocket listeners; publishing to topics that start with {@code deniedPrefix} is denied. */
+    public static Moquette startDenying(String deniedPrefix) {
+        return new Moquette(null, null, deniedPrefix);
     }
 
     /**
