@@ -1060,26 +1060,16 @@ mod tests {
         );
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &puback(1));
-        t.submit(
-            &mut out,
-            &pack(1).0,
-            Qos::AtLeastOnce.into(),
-            vec![big()],
-            100,
-        );
-        t.on_event(&mut out, &written(1));
+        let write_big = |t: &mut Tracker, out: &mut Recorder| {
+            t.submit(out, &pack(1).0, Qos::AtLeastOnce.into(), vec![big()], 100);
+            t.on_event(out, &written(1));
+        };
+        write_big(&mut t, &mut out);
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(t.blame(lost), Some(Blamed::Suspect { .. })));
         // Kaa sends the big record again; behind it, in the full window, another pack.
         t.on_connected(&mut out, one);
-        t.submit(
-            &mut out,
-            &pack(1).0,
-            Qos::AtLeastOnce.into(),
-            vec![big()],
-            100,
-        );
-        t.on_event(&mut out, &written(1));
+        write_big(&mut t, &mut out);
         let (parked, rx) = pack(3);
         let mut messages = payloads(2);
         messages.push(big());
