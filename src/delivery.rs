@@ -500,7 +500,19 @@ impl Tracker {
             })
             .collect();
         for (pack, size, refusal) in checked {
-            if pack.is_done() || self.refuse_over_limit(&pack, size) {
+            if pack.is_done() {
+                continue;
+            }
+            // Part of it was handed to the client before the loss (MQTT 3.1.1 keeps that for
+            // this connection) and goes out now: refused, the pack would be answered as not
+            // published with records of it published. As lost, Kaa sends it again, and
+            // `submit` then refuses it whole.
+            let carried = self.sent.iter().any(|m| Arc::ptr_eq(&m.pack, &pack));
+            if carried && (refusal.is_some() || self.limit.refuses(size).is_some()) {
+                pack.finish(Why::Lost);
+                continue;
+            }
+            if self.refuse_over_limit(&pack, size) {
                 continue;
             }
             if let Some(why) = refusal {
@@ -1082,6 +1094,54 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(out.published.len(), published, "nothing of it published");
         assert_eq!(t.outstanding(), 0);
+    }
+
+    /// The same pack, with its small messages handed to the client but not written when the
+    /// connection was lost: they go out on the next one, so the pack is answered as lost (Kaa
+    /// sends it again, and it is refused whole then), not as unpublished.
+    #[test]
+    fn a_pack_partly_carried_over_when_the_limit_is_learned_is_answered_as_lost() {
+        let big = || Message {
+            topic: Arc::from("t"),
+            payload: vec![7; 10_000],
+            labels: Vec::new(),
+        };
+        let three = Window {
+            acked: 3,
+            exactly_once: 3,
+            packet_ids: 3,
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, three);
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            payloads(1),
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        let write_big = |t: &mut Tracker, out: &mut Recorder, pkid| {
+            t.submit(out, &pack(1).0, Qos::AtLeastOnce.into(), vec![big()], 100);
+            t.on_event(out, &written(pkid));
+        };
+        write_big(&mut t, &mut out, 2);
+        let lost = t.on_connection_lost(0, &[]);
+        assert!(matches!(t.blame(lost), Some(Blamed::Suspect { .. })));
+        t.on_connected(&mut out, three);
+        write_big(&mut t, &mut out, 1);
+        // Two small messages handed over, not written; the big one parked (window full).
+        let (split, rx) = pack(3);
+        let mut messages = payloads(2);
+        messages.push(big());
+        t.submit(&mut out, &split, Qos::AtLeastOnce.into(), messages, 100);
+        let lost = t.on_connection_lost(0, &[]);
+        assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
+
+        t.on_connected(&mut out, three);
+        assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
     }
 
     #[test]

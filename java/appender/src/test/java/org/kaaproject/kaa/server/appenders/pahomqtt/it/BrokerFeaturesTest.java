@@ -61,9 +61,9 @@ class BrokerFeaturesTest {
 
     /**
      * Moquette 0.17 (MQTT 3.1.1) drops a publish its authorizer denies and sends no PUBACK for it, where Mosquitto
-     * acknowledges it and AWS IoT and HiveMQ close the connection. The pack is never confirmed: it fails at its
-     * deadline, as a connection error Kaa sends again, while a pack published after it on the same connection, to a
-     * topic the broker allows, is delivered and confirmed.
+     * acknowledges it and AWS IoT and HiveMQ close the connection. The pack is never confirmed: it waits, unanswered,
+     * until its deadline, then fails as a connection error Kaa sends again, while a pack published after it on the
+     * same connection, to a topic the broker allows, is delivered and confirmed.
      */
     @Test
     void mqtt311BrokerDroppingADeniedPublishUnacknowledgedNeverConfirmsIt() throws Exception {
@@ -78,11 +78,16 @@ class BrokerFeaturesTest {
             LogAppender denied = KaaNode.load("dropped", KaaNode.config(deniedConfig));
             LogAppender allowed = KaaNode.load("kept", KaaNode.config(allowedConfig));
             try (Subscriber sub = Subscriber.subscribe(broker.tcpPort(), "allowed/x", 1)) {
+                long start = System.nanoTime();
                 RecordingCallback dropped = append(denied, records(1, 40));
                 List<byte[]> kept = records(2, 41);
                 append(allowed, kept).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
                 Payloads.assertSameMultiset("the allowed pack", AvroReference.expectedPayloads(SCHEMA, kept),
                         sub.assertCount(kept.size(), Duration.ofSeconds(10)));
+                // Neither acknowledged nor closed at: no answer until its deadline draws near.
+                Duration beforeDeadline = Duration.ofSeconds(4).minusNanos(System.nanoTime() - start);
+                RecordingCallback.Call early = dropped.awaitFirstOrNull(beforeDeadline);
+                assertEquals(null, early, "answered before its deadline");
                 dropped.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ofMillis(300));
             } finally {
                 denied.close();
