@@ -1045,75 +1045,27 @@ mod tests {
         assert!(outcomes(&rx_fits).is_empty(), "waits for its ack");
     }
 
-    /// A pack parked (the window full) when a close teaches the packet limit is checked
-    /// against it, whole, at the next connection: its small messages are not published ahead
-    /// of the one it refuses.
-    #[test]
-    fn a_pack_parked_when_the_limit_is_learned_is_checked_whole_at_the_next_connection() {
-        let big = || Message {
+    /// 10,000 bytes, the same each time (Kaa sending its record again).
+    fn big() -> Message {
+        Message {
             topic: Arc::from("t"),
             payload: vec![7; 10_000],
             labels: Vec::new(),
-        };
-        let one = Window {
-            acked: 1,
-            exactly_once: 1,
-            packet_ids: 1,
-        };
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, one);
-        t.submit(
-            &mut out,
-            &pack(1).0,
-            Qos::AtLeastOnce.into(),
-            payloads(1),
-            100,
-        );
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
-        let write_big = |t: &mut Tracker, out: &mut Recorder| {
-            t.submit(out, &pack(1).0, Qos::AtLeastOnce.into(), vec![big()], 100);
-            t.on_event(out, &written(1));
-        };
-        write_big(&mut t, &mut out);
-        let lost = t.on_connection_lost(0, &[]);
-        assert!(matches!(t.blame(lost), Some(Blamed::Suspect { .. })));
-        // Kaa sends the big record again; behind it, in the full window, another pack.
-        t.on_connected(&mut out, one);
-        write_big(&mut t, &mut out);
-        let (parked, rx) = pack(3);
-        let mut messages = payloads(2);
-        messages.push(big());
-        t.submit(&mut out, &parked, Qos::AtLeastOnce.into(), messages, 100);
-        let lost = t.on_connection_lost(0, &[]);
-        assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
-        let published = out.published.len();
-
-        t.on_connected(&mut out, one);
-        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
-        assert_eq!(out.published.len(), published, "nothing of it published");
-        assert_eq!(t.outstanding(), 0);
+        }
     }
 
-    /// The same pack, with its small messages handed to the client but not written when the
-    /// connection was lost: they go out on the next one, so the pack is answered as lost (Kaa
-    /// sends it again, and it is refused whole then), not as unpublished.
-    #[test]
-    fn a_pack_partly_carried_over_when_the_limit_is_learned_is_answered_as_lost() {
-        let big = || Message {
-            topic: Arc::from("t"),
-            payload: vec![7; 10_000],
-            labels: Vec::new(),
-        };
-        let three = Window {
-            acked: 3,
-            exactly_once: 3,
-            packet_ids: 3,
+    /// A tracker on connections of a window of `n` whose broker acknowledged a small message,
+    /// closed the connection with [`big`] unacknowledged, and now has it again in flight on
+    /// the next: one close more teaches the packet limit.
+    fn big_suspected(n: u16) -> (Tracker, Recorder, Window) {
+        let window = Window {
+            acked: usize::from(n),
+            exactly_once: usize::from(n),
+            packet_ids: n,
         };
         let mut t = Tracker::default();
         let mut out = Recorder::default();
-        t.on_connected(&mut out, three);
+        t.on_connected(&mut out, window);
         t.submit(
             &mut out,
             &pack(1).0,
@@ -1127,11 +1079,40 @@ mod tests {
             t.submit(out, &pack(1).0, Qos::AtLeastOnce.into(), vec![big()], 100);
             t.on_event(out, &written(pkid));
         };
-        write_big(&mut t, &mut out, 2);
+        write_big(&mut t, &mut out, 2.min(n));
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(t.blame(lost), Some(Blamed::Suspect { .. })));
-        t.on_connected(&mut out, three);
+        t.on_connected(&mut out, window);
         write_big(&mut t, &mut out, 1);
+        (t, out, window)
+    }
+
+    /// A pack parked (the window full) when a close teaches the packet limit is checked
+    /// against it, whole, at the next connection: its small messages are not published ahead
+    /// of the one it refuses.
+    #[test]
+    fn a_pack_parked_when_the_limit_is_learned_is_checked_whole_at_the_next_connection() {
+        let (mut t, mut out, window) = big_suspected(1);
+        let (parked, rx) = pack(3);
+        let mut messages = payloads(2);
+        messages.push(big());
+        t.submit(&mut out, &parked, Qos::AtLeastOnce.into(), messages, 100);
+        let lost = t.on_connection_lost(0, &[]);
+        assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
+        let published = out.published.len();
+
+        t.on_connected(&mut out, window);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        assert_eq!(out.published.len(), published, "nothing of it published");
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    /// The same pack, with its small messages handed to the client but not written when the
+    /// connection was lost: they go out on the next one, so the pack is answered as lost (Kaa
+    /// sends it again, and it is refused whole then), not as unpublished.
+    #[test]
+    fn a_pack_partly_carried_over_when_the_limit_is_learned_is_answered_as_lost() {
+        let (mut t, mut out, window) = big_suspected(3);
         // Two small messages handed over, not written; the big one parked (window full).
         let (split, rx) = pack(3);
         let mut messages = payloads(2);
@@ -1140,7 +1121,7 @@ mod tests {
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
 
-        t.on_connected(&mut out, three);
+        t.on_connected(&mut out, window);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
     }
 
