@@ -507,8 +507,8 @@ impl Tracker {
             // this connection) and goes out now: refused, the pack would be answered as not
             // published with records of it published. As lost, Kaa sends it again, and
             // `submit` then refuses it whole.
-            let carried = self.sent.iter().any(|m| Arc::ptr_eq(&m.pack, &pack));
-            if carried && (refusal.is_some() || self.limit.refuses(size).is_some()) {
+            let refused = refusal.is_some() || self.limit.refuses(size).is_some();
+            if refused && self.sent.iter().any(|m| Arc::ptr_eq(&m.pack, &pack)) {
                 pack.finish(Why::Lost);
                 continue;
             }
