@@ -490,16 +490,17 @@ impl Tracker {
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
         // before its first oversized message published.
-        let checked: Vec<_> = self
+        let refused: Vec<_> = self
             .parked
             .iter()
             .filter(|p| !p.pack.is_done())
-            .map(|p| {
+            .filter_map(|p| {
                 let refusal = out.refusal(&p.message, &p.how);
-                (Arc::clone(&p.pack), p.measure.size, refusal)
+                let over = self.limit.refuses(p.measure.size).is_some();
+                (refusal.is_some() || over).then(|| (Arc::clone(&p.pack), p.measure.size, refusal))
             })
             .collect();
-        for (pack, size, refusal) in checked {
+        for (pack, size, refusal) in refused {
             if pack.is_done() {
                 continue;
             }
@@ -507,8 +508,7 @@ impl Tracker {
             // this connection) and goes out now: refused, the pack would be answered as not
             // published with records of it published. As lost, Kaa sends it again, and
             // `submit` then refuses it whole.
-            let refused = refusal.is_some() || self.limit.refuses(size).is_some();
-            if refused && self.sent.iter().any(|m| Arc::ptr_eq(&m.pack, &pack)) {
+            if self.sent.iter().any(|m| Arc::ptr_eq(&m.pack, &pack)) {
                 pack.finish(Why::Lost);
                 continue;
             }
