@@ -306,15 +306,12 @@ impl Tracker {
             .iter()
             .map(|m| Measure::of(out.packet_size(m, &how), &m.payload))
             .collect();
-        if let Some(size) = measures.iter().map(|m| m.size).max() {
-            if self.refuse_over_limit(pack, size) {
-                return;
-            }
-        }
-        // What the broker said it takes, for the whole pack at once: failed at its third
+        // And what the broker said it takes, for the whole pack at once: failed at its third
         // message, the pack would have had two published and been answered as unpublished.
-        if let Some(why) = messages.iter().find_map(|m| out.refusal(m, &how)) {
-            self.refuse(pack, why);
+        if measures
+            .iter()
+            .any(|m| self.refuse_unwritable(out, pack, m.size, &how))
+        {
             return;
         }
         if self.outstanding() + messages.len() > max_outstanding
@@ -369,6 +366,34 @@ impl Tracker {
         }
         pack.finish(Why::Unpublishable);
         true
+    }
+
+    /// Whether a message of `size` bytes may not be written as the connection stands: it
+    /// reaches the packet limit learned from the broker's closes, or passes what its CONNACK
+    /// granted.
+    fn unwritable(&self, out: &(impl Outbox + ?Sized), size: usize, how: &PublishOptions) -> bool {
+        self.limit.refuses(size).is_some() || out.refusal(size, how).is_some()
+    }
+
+    /// Fails `pack` if a message of it of `size` bytes is [`unwritable`](Self::unwritable),
+    /// the learned limit first; whether it did.
+    fn refuse_unwritable(
+        &mut self,
+        out: &(impl Outbox + ?Sized),
+        pack: &Pack,
+        size: usize,
+        how: &PublishOptions,
+    ) -> bool {
+        if self.refuse_over_limit(pack, size) {
+            return true;
+        }
+        match out.refusal(size, how) {
+            Some(why) => {
+                self.refuse(pack, why);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Fails a pack whose message the client did not queue; once per pack, as its later
@@ -426,17 +451,14 @@ impl Tracker {
                 measure,
                 held,
             } = p;
-            // Parked before the limit was learned.
-            if self.refuse_over_limit(&pack, measure.size) {
+            // Checked at submit and at the CONNACK; here for a limit learned or a broker
+            // connected since, when the pack's first messages have already gone out.
+            if self.refuse_unwritable(out, &pack, measure.size, &how) {
                 continue;
             }
-            // A refusal here comes from a broker connected since the pack was submitted.
-            match out.try_publish(message, &how) {
-                Ok(()) => {}
-                Err(why) => {
-                    self.refuse(&pack, why);
-                    continue;
-                }
+            if let Err(why) = out.try_publish(message, &how) {
+                self.refuse(&pack, why);
+                continue;
             }
             self.take(qos);
             if qos != Qos::AtMostOnce {
@@ -490,17 +512,13 @@ impl Tracker {
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
         // before its first oversized message published.
-        let refused: Vec<_> = self
+        let unwritable: Vec<_> = self
             .parked
             .iter()
-            .filter(|p| !p.pack.is_done())
-            .filter_map(|p| {
-                let refusal = out.refusal(&p.message, &p.how);
-                let over = self.limit.refuses(p.measure.size).is_some();
-                (refusal.is_some() || over).then(|| (Arc::clone(&p.pack), p.measure.size, refusal))
-            })
+            .filter(|p| !p.pack.is_done() && self.unwritable(out, p.measure.size, &p.how))
+            .map(|p| (Arc::clone(&p.pack), p.measure.size, p.how))
             .collect();
-        for (pack, size, refusal) in refused {
+        for (pack, size, how) in unwritable {
             if pack.is_done() {
                 continue;
             }
@@ -512,12 +530,7 @@ impl Tracker {
                 pack.finish(Why::Lost);
                 continue;
             }
-            if self.refuse_over_limit(&pack, size) {
-                continue;
-            }
-            if let Some(why) = refusal {
-                self.refuse(&pack, why);
-            }
+            self.refuse_unwritable(out, &pack, size, &how);
         }
         self.release(out);
     }
@@ -779,14 +792,13 @@ mod tests {
         /// What rumqttc has not taken from its channel yet (see [`Rumqttc`]).
         channel: VecDeque<(String, Qos, Vec<u8>)>,
         refuse: bool,
-        /// Payloads longer than this are refused, as an MQTT 5 broker's Maximum Packet Size.
-        max_payload: Option<usize>,
+        /// Packets larger than this are refused, as by an MQTT 5 broker's Maximum Packet Size.
+        max_packet: Option<usize>,
     }
 
     impl Outbox for Recorder {
-        fn refusal(&self, message: &Message, _: &PublishOptions) -> Option<Unqueued> {
-            let limit = self.max_payload?;
-            let size = message.payload.len();
+        fn refusal(&self, size: usize, _: &PublishOptions) -> Option<Unqueued> {
+            let limit = self.max_packet?;
             (size > limit).then_some(Unqueued::TooLarge {
                 size,
                 limit: limit as u32,
@@ -796,9 +808,6 @@ mod tests {
         fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
             if self.refuse {
                 return Err(Unqueued::Full);
-            }
-            if let Some(why) = self.refusal(&message, how) {
-                return Err(why);
             }
             self.published
                 .push((message.topic.to_string(), *how, message.payload.clone()));
@@ -999,13 +1008,18 @@ mod tests {
         (t, out)
     }
 
+    /// The packet of a message of [`payloads`], the largest the tests' broker limit takes.
+    fn one_byte_packet(out: &Recorder) -> usize {
+        out.packet_size(&payloads(1)[0], &Qos::AtLeastOnce.into())
+    }
+
     /// A pack with one message past what the broker takes fails before any of it is
     /// published: Kaa answered `onInternalError` does not send it again, and the records
     /// ahead of that message would have reached subscribers as if it had been delivered.
     #[test]
     fn a_message_past_the_brokers_limit_fails_its_pack_before_any_is_published() {
         let (mut t, mut out) = connected();
-        out.max_payload = Some(1);
+        out.max_packet = Some(one_byte_packet(&out));
         let (p, rx) = pack(3);
         let mut messages = payloads(3);
         messages[2].payload = vec![0; 2];
@@ -1033,7 +1047,7 @@ mod tests {
         let (fits, rx_fits) = pack(1);
         t.submit(&mut out, &fits, Qos::AtLeastOnce.into(), payloads(1), 100);
         assert!(outcomes(&rx).is_empty(), "parked");
-        out.max_payload = Some(1);
+        out.max_packet = Some(one_byte_packet(&out));
         t.on_connected(&mut out, Window::default());
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(

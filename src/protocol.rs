@@ -137,9 +137,9 @@ impl Grants {
         }
     }
 
-    /// Why the broker would close the connection over this publish, if it would.
-    fn refusal(&self, message: &Message, how: &PublishOptions) -> Option<Unqueued> {
-        let size = v5_publish_size(message, how);
+    /// Why the broker would close the connection over a publish of `size` bytes (its
+    /// [`v5_publish_size`]), if it would.
+    fn refusal(&self, size: usize, how: &PublishOptions) -> Option<Unqueued> {
         // Without the broker's limit, MQTT's own: rumqttc fails the connection, not the
         // publish, on a packet past either, and a topic and labels made from an endpoint's
         // record can take a payload within maxMessageBytes past MQTT's.
@@ -823,14 +823,11 @@ impl Outbox for Limited {
         v5_publish_size(message, how)
     }
 
-    fn refusal(&self, message: &Message, how: &PublishOptions) -> Option<Unqueued> {
-        self.grants.refusal(message, how)
+    fn refusal(&self, size: usize, how: &PublishOptions) -> Option<Unqueued> {
+        self.grants.refusal(size, how)
     }
 
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
-        if let Some(refusal) = self.grants.refusal(&message, how) {
-            return Err(refusal);
-        }
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
             message_expiry_interval: how.message_expiry,
@@ -902,9 +899,10 @@ pub trait Outbox {
         v4_publish_size(message, how)
     }
 
-    /// Why `try_publish` would refuse the message as the connection stands, apart from a
-    /// full channel: checked for every message of a pack before any of it goes out.
-    fn refusal(&self, _message: &Message, _how: &PublishOptions) -> Option<Unqueued> {
+    /// Why the broker would close the connection over a message of `size` bytes
+    /// ([`packet_size`](Self::packet_size)), as the connection stands: the tracker asks before
+    /// it hands a message over, for every message of a pack before any of it goes out.
+    fn refusal(&self, _size: usize, _how: &PublishOptions) -> Option<Unqueued> {
         None
     }
 }
@@ -1304,7 +1302,7 @@ mod tests {
     fn an_mqtt5_publish_past_mqtts_own_limit_fails_alone() {
         let options = rumqttc::v5::MqttOptions::new("t", "127.0.0.1", 1);
         let (client, _eventloop) = rumqttc::v5::AsyncClient::new(options, 1);
-        let mut limited = Limited {
+        let limited = Limited {
             client,
             grants: Grants::default(),
         };
@@ -1324,8 +1322,8 @@ mod tests {
             patience: None,
         };
         assert!(matches!(
-            limited.try_publish(message, &how),
-            Err(Unqueued::TooLarge { limit, .. }) if limit as usize == MAX_PACKET_SIZE
+            limited.refusal(limited.packet_size(&message, &how), &how),
+            Some(Unqueued::TooLarge { limit, .. }) if limit as usize == MAX_PACKET_SIZE
         ));
     }
 
@@ -1372,7 +1370,8 @@ mod tests {
             (Qos::ExactlyOnce, false, Some("QoS 1 at most")),
             (Qos::AtLeastOnce, true, Some("no retained messages")),
         ] {
-            match (said.refusal(&message, &how(qos, retain)), refused) {
+            let size = v5_publish_size(&message, &how(qos, retain));
+            match (said.refusal(size, &how(qos, retain)), refused) {
                 (None, None) => {}
                 (Some(Unqueued::Unsupported(why)), Some(text)) => {
                     assert!(why.contains(text), "{why}")
@@ -1381,7 +1380,8 @@ mod tests {
             }
         }
         for grants in [Grants::of_v5(None), Grants::default()] {
-            assert_eq!(grants.refusal(&message, &how(Qos::ExactlyOnce, true)), None);
+            let how = how(Qos::ExactlyOnce, true);
+            assert_eq!(grants.refusal(v5_publish_size(&message, &how), &how), None);
         }
     }
 
