@@ -138,7 +138,7 @@ pub struct Appender {
     metrics: Arc<AppenderMetrics>,
     /// For the lines of packs that cannot be published, which an endpoint can repeat, and of
     /// packs past their deadline, which an outage repeats at every sweep.
-    unpublished_lines: LogBudget,
+    failed_pack_lines: LogBudget,
 }
 
 /// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
@@ -200,7 +200,7 @@ impl Appender {
             last_schema: Mutex::default(),
             live: Mutex::default(),
             metrics: Arc::default(),
-            unpublished_lines: LogBudget::default(),
+            failed_pack_lines: LogBudget::default(),
         });
         let weak = Arc::downgrade(&appender);
         runtime().spawn(restarting(
@@ -234,7 +234,7 @@ impl Appender {
             completion(outcome);
         });
         let not_published = |kind: &'static str, reason: &str| {
-            if let Some(note) = self.unpublished_lines.take(kind, Instant::now()) {
+            if let Some(note) = self.failed_pack_lines.take(kind, Instant::now()) {
                 log::warn!(
                     "appender '{}': pack of {records_in_pack} records from endpoint {endpoint} \
                      not published: {reason}{note}",
@@ -444,7 +444,7 @@ impl Appender {
         drop(live);
         if expired > 0 {
             // Budgeted: through an outage with packs coming, a sweep every 100 ms finds some.
-            if let Some(note) = self.unpublished_lines.take("expired", now) {
+            if let Some(note) = self.failed_pack_lines.take("expired", now) {
                 log::warn!(
                     "appender '{}': {expired} pack{} not confirmed within {:?} failed as \
                      connection errors{note}",
