@@ -35,11 +35,21 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// off up to this, instead of taking turns ten times a second.
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// Workers of the connections' runtime: one on a machine of two cores or fewer, two beyond.
+/// A connection is one task, so a second worker only helps several busy connections; where
+/// the node's own threads (which decode) share two cores with it, it costs wake-ups across
+/// cores instead. Measured on 2 cores, one message per pack at QoS 1: one worker gave 4 to 7%
+/// more records/s and 5 to 10% less CPU per record (five interleaved pairs).
+fn io_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).clamp(1, 2)
+}
+
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(io_workers())
             .thread_name("kaa-mqtt-io")
             .enable_all()
             .build()
