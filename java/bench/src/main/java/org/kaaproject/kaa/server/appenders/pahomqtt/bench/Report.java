@@ -7,6 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -15,7 +16,7 @@ import java.util.Map;
 /**
  * Assembles the per-run result files of one {@code scripts/bench} run into the table it prints and the JSON
  * it writes. A run's files: {@code <mode>-q<qos>-r<n>.json} (the publisher's own result, n counting the repeats),
- * {@code .sub.json} (what the subscriber received) and {@code .broker.json} beside it; {@code decode-rust.json},
+ * {@code .sub.json} (what the subscriber received) and {@code .broker.json} beside it; {@code decode-rust-r<n>.json},
  * {@code decode-java.json}. Each mode's row shows its median run.
  * Returns false when a run failed, lost or duplicated messages, or did not complete.
  */
@@ -38,6 +39,14 @@ final class Report {
         Map<String, Object> raw = new LinkedHashMap<>();
         List<String> problems = new ArrayList<>();
         List<String> notes = new ArrayList<>();
+        // Rust decoding alone, one run per round: the median stands for it, as for the publishers.
+        List<Map<String, Object>> decodeRuns = new ArrayList<>();
+        for (int rep = 1; new File(runs, "decode-rust-r" + rep + ".json").isFile(); rep++) {
+            Map<String, Object> r = Bench.read(new File(runs, "decode-rust-r" + rep + ".json"));
+            decodeRuns.add(r);
+            raw.put("decode-rust-r" + rep, r);
+        }
+        Map<String, Object> rust = median(decodeRuns);
         for (int qos = 0; qos <= 2; qos++) {
             // Each mode's runs, and the run with the median rate, which stands for the mode in the table.
             Map<String, List<Map<String, Object>>> runsByMode = new LinkedHashMap<>();
@@ -54,24 +63,20 @@ final class Report {
                 }
                 if (!repeats.isEmpty()) {
                     runsByMode.put(mode, repeats);
-                    List<Map<String, Object>> byRate = new ArrayList<>(repeats);
-                    byRate.sort((a, b) -> Double.compare(num(a.get("records_per_s")), num(b.get("records_per_s"))));
-                    byMode.put(mode, byRate.get((byRate.size() - 1) / 2));
+                    byMode.put(mode, median(repeats));
                 }
             }
             for (Map.Entry<String, List<Map<String, Object>>> e : runsByMode.entrySet()) {
-                rows.add(row(e.getKey(), qos, e.getValue(), byMode, problems, notes));
+                rows.add(row(e.getKey(), qos, e.getValue(), byMode, rust, problems, notes));
             }
         }
-        Map<String, Object> rust = readIf(new File(runs, "decode-rust.json"));
         Map<String, Object> java = readIf(new File(runs, "decode-java.json"));
         if (rust != null) {
-            raw.put("decode-rust", rust);
-            rows.add(decodeRow("decode-rust", rust, java, problems));
+            rows.add(decodeRow("decode-rust", rust, decodeRuns, java, problems));
         }
         if (java != null) {
             raw.put("decode-java", java);
-            rows.add(decodeRow("decode-java", java, null, problems));
+            rows.add(decodeRow("decode-java", java, Collections.singletonList(java), null, problems));
         }
 
         String table = table(rows);
@@ -126,9 +131,23 @@ final class Report {
         return problems.isEmpty();
     }
 
-    /** The row of one mode at one QoS: its median run's figures, the range of its rates; every run checked. */
+    /** The run with the median rate (the lower of the two middle ones); null for none. */
+    private static Map<String, Object> median(List<Map<String, Object>> runs) {
+        if (runs.isEmpty()) {
+            return null;
+        }
+        List<Map<String, Object>> byRate = new ArrayList<>(runs);
+        byRate.sort((a, b) -> Double.compare(num(a.get("records_per_s")), num(b.get("records_per_s"))));
+        return byRate.get((byRate.size() - 1) / 2);
+    }
+
+    /**
+     * The row of one mode at one QoS: its median run's figures, the range of its rates; every run checked.
+     * {@code decode} is Rust decoding alone (the median run), the yardstick of "ours-pack".
+     */
     private static Map<String, Object> row(String mode, int qos, List<Map<String, Object>> repeats,
-            Map<String, Map<String, Object>> byMode, List<String> problems, List<String> notes) {
+            Map<String, Map<String, Object>> byMode, Map<String, Object> decode, List<String> problems,
+            List<String> notes) {
         for (int i = 0; i < repeats.size(); i++) {
             check(mode + " qos " + qos + (repeats.size() > 1 ? " run " + (i + 1) : ""), mode.equals("baseline"),
                     repeats.get(i), problems, notes);
@@ -177,6 +196,14 @@ final class Report {
                 : num(sub.get("cpu_seconds")) * 1e6 / confirmed);
         row.put("failed_packs", r.get("failed_packs"));
         row.put("takeovers", r.get("takeovers"));
+        Double vsDecode = mode.equals("ours-pack") ? ratio(rate, decode) : null;
+        if (vsDecode != null) {
+            // Decoding is most of a pack's work: the rate that travels between machines is this ratio.
+            row.put("ours_over_decode", vsDecode);
+            notes.add(String.format(Locale.ROOT, "ours-pack qos %d: %.2fx Rust decoding alone on one thread "
+                    + "(medians of this run: %.0f against %.0f records/s)", qos, vsDecode, rate,
+                    num(decode.get("records_per_s"))));
+        }
         if (mode.equals("ours-2nodes")) {
             notes.add(String.format(Locale.ROOT, "ours-2nodes qos %d: two node JVMs with one configuration (one fixed "
                     + "client id) on one broker, %.0f records/s together, %s failed packs, %s client id takeovers",
@@ -256,13 +283,17 @@ final class Report {
         }
     }
 
-    private static Map<String, Object> decodeRow(String mode, Map<String, Object> r, Map<String, Object> java,
-            List<String> problems) {
+    /** {@code r} is the median of {@code runs}. */
+    private static Map<String, Object> decodeRow(String mode, Map<String, Object> r, List<Map<String, Object>> runs,
+            Map<String, Object> java, List<String> problems) {
         Map<String, Object> row = new LinkedHashMap<>();
         row.put("mode", mode);
         row.put("qos", null);
         double rate = num(r.get("records_per_s"));
         row.put("records_per_s", rate);
+        row.put("runs", runs.size());
+        row.put("records_per_s_min", runs.stream().mapToDouble(x -> num(x.get("records_per_s"))).min().orElse(0));
+        row.put("records_per_s_max", runs.stream().mapToDouble(x -> num(x.get("records_per_s"))).max().orElse(0));
         row.put("ours_over_baseline", ratio(rate, java));
         row.put("ours_over_ceiling", null);
         row.put("p50_ms", null);
@@ -270,8 +301,10 @@ final class Report {
         row.put("peak_rss_mib", r.get("peak_rss_kib") == null ? null : num(r.get("peak_rss_kib")) / 1024.0);
         row.put("confirmed_messages", null);
         row.put("received_messages", null);
-        if (r.get("error") != null) {
-            problems.add(mode + ": " + r.get("error"));
+        for (Map<String, Object> run : runs) {
+            if (run.get("error") != null) {
+                problems.add(mode + ": " + run.get("error"));
+            }
         }
         return row;
     }
