@@ -1,0 +1,125 @@
+package org.kaaproject.kaa.server.appenders.pahomqtt.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.avro.Schema;
+import org.apache.avro.generic.GenericData;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+
+/**
+ * MQTT 5 against HiveMQ CE, a second real broker beside Mosquitto, which keeps to the specification strictly: a
+ * client that has more QoS 1 and 2 publishes unacknowledged than the receive maximum HiveMQ announced is
+ * disconnected (protocol error).
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class HiveMqTest {
+
+    private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
+    private static final Schema SCHEMA = AvroReference.parse(TELEMETRY);
+
+    private static List<byte[]> records(int n, int seed) {
+        return TestData.telemetryBinaries(SCHEMA, new Random(seed), n, i -> "hm-" + seed + "-" + i);
+    }
+
+    private static Map<String, Object> mqtt5(Map<String, Object> cfg) {
+        cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
+                "MQTT_5"));
+        return cfg;
+    }
+
+    /**
+     * Many packs at once, at QoS 1 and 2, against a receive maximum of 4, with {@code maxInflight} 0 (automatic: the
+     * receive maximum from the CONNACK) and 200 (above it): a strict broker takes every PUBLISH, PUBREL and property
+     * the appender sends. Every pack is confirmed, every record reaches a subscriber exactly once, and HiveMQ never
+     * closes the connection. (rumqttc holds to the receive maximum too, so the window alone would not show here.)
+     */
+    @ParameterizedTest(name = "QoS {0}, maxInflight {1}")
+    @CsvSource({"1, 0", "2, 0", "1, 200", "2, 200"})
+    void mqtt5PublishesHoldToTheBrokersReceiveMaximum(int qos, int maxInflight) throws Exception {
+        try (HiveMq broker = HiveMq.start(4)) {
+            String topic = "hm/" + UUID.randomUUID();
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, qos));
+            cfg.put("clientId", clientId);
+            cfg.put("maxInflight", maxInflight);
+            LogAppender appender = KaaNode.load("hivemq", KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, qos)) {
+                List<RecordingCallback> packs = new ArrayList<>();
+                List<byte[]> expected = new ArrayList<>();
+                for (int pack = 0; pack < 8; pack++) {
+                    List<byte[]> records = records(40, pack);
+                    expected.addAll(AvroReference.expectedPayloads(SCHEMA, records));
+                    RecordingCallback cb = new RecordingCallback();
+                    appender.doAppend(KaaNode.pack(TELEMETRY, 3, records), cb);
+                    packs.add(cb);
+                }
+                for (RecordingCallback cb : packs) {
+                    cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), Duration.ZERO);
+                }
+                sub.assertCount(expected.size(), Duration.ofSeconds(20));
+                // Nothing more comes late: a record twice would be a duplicate.
+                Payloads.assertSameMultiset("what the subscriber received", expected,
+                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                broker.assertConnectedOnce(clientId);
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
+    /**
+     * HiveMQ answers a publish its authorizer refuses (not authorised, 0x87) with that reason code in the PUBACK, and
+     * then closes the connection (DISCONNECT 0x87), in the same breath. The refusal is read before the close: each
+     * pack to the refused topic fails with {@code onRemoteError} (a connection error would have Kaa send it again,
+     * to the same refusal, without end), and a pack to an allowed topic afterwards, on the connection made anew, is
+     * confirmed and reaches a subscriber whole.
+     */
+    @Test
+    void mqtt5RefusalFollowedByACloseFailsThePackAsRefused() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 1));
+            deniedConfig.put("clientId", clientId);
+            Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 1));
+            allowedConfig.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
+            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                for (int pack = 0; pack < 3; pack++) {
+                    RecordingCallback cb = new RecordingCallback();
+                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
+                    cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+                }
+                List<byte[]> after = records(20, 31);
+                RecordingCallback afterCb = new RecordingCallback();
+                allowed.doAppend(KaaNode.pack(TELEMETRY, 3, after), afterCb);
+                afterCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, after);
+                sub.assertCount(expected.size(), Duration.ofSeconds(10));
+                Payloads.assertSameMultiset("what the subscriber received", expected,
+                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                long closes = broker.events().stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId))
+                        .count();
+                assertEquals(3, closes, "HiveMQ closed the connection at each refusal: " + broker.events());
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+}
