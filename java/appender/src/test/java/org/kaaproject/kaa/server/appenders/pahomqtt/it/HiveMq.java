@@ -32,7 +32,7 @@ public final class HiveMq implements AutoCloseable {
     private final List<String> events = new ArrayList<>();
     private final CountDownLatch ready = new CountDownLatch(1);
 
-    private HiveMq(int receiveMaximum, String deniedPrefix) throws IOException, InterruptedException {
+    private HiveMq(int receiveMaximum) throws IOException, InterruptedException {
         String classPath = System.getProperty("it.hivemqClassPath");
         if (classPath == null) {
             throw new IllegalStateException("system property it.hivemqClassPath is not set: run the tests with Maven "
@@ -51,12 +51,9 @@ public final class HiveMq implements AutoCloseable {
                 + "  <persistence><mode>in-memory</mode></persistence>\n"
                 + "  <anonymous-usage-statistics><enabled>false</enabled></anonymous-usage-statistics>\n"
                 + "</hivemq>\n");
-        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
+        List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "java")
                 .toString(), "-Xmx256m", "-cp", classPath,
-                "org.kaaproject.kaa.server.appenders.pahomqtt.hivemq.HiveMqBroker", home.toString()));
-        if (deniedPrefix != null) {
-            command.add(deniedPrefix);
-        }
+                "org.kaaproject.kaa.server.appenders.pahomqtt.hivemq.HiveMqBroker", home.toString());
         process = new ProcessBuilder(command).redirectError(home.resolve("hivemq.err").toFile()).start();
         Thread reader = new Thread(this::readEvents, "hivemq-events");
         reader.setDaemon(true);
@@ -69,12 +66,7 @@ public final class HiveMq implements AutoCloseable {
 
     /** A broker announcing this receive maximum to MQTT 5 clients (HiveMQ's default is 10). */
     public static HiveMq start(int receiveMaximum) throws IOException, InterruptedException {
-        return new HiveMq(receiveMaximum, null);
-    }
-
-    /** The same, refusing every publish to a topic that starts with {@code prefix} (not authorised, 0x87). */
-    public static HiveMq startDenying(int receiveMaximum, String prefix) throws IOException, InterruptedException {
-        return new HiveMq(receiveMaximum, prefix);
+        return new HiveMq(receiveMaximum);
     }
 
     private void readEvents() {
