@@ -9,6 +9,7 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -32,7 +33,7 @@ public final class HiveMq implements AutoCloseable {
     private final List<String> events = new ArrayList<>();
     private final CountDownLatch ready = new CountDownLatch(1);
 
-    private HiveMq(int receiveMaximum) throws IOException, InterruptedException {
+    private HiveMq(int receiveMaximum, String deniedPrefix) throws IOException, InterruptedException {
         String classPath = System.getProperty("it.hivemqClassPath");
         if (classPath == null) {
             throw new IllegalStateException("system property it.hivemqClassPath is not set: run the tests with Maven "
@@ -51,9 +52,12 @@ public final class HiveMq implements AutoCloseable {
                 + "  <persistence><mode>in-memory</mode></persistence>\n"
                 + "  <anonymous-usage-statistics><enabled>false</enabled></anonymous-usage-statistics>\n"
                 + "</hivemq>\n");
-        List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "java")
+        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
                 .toString(), "-Xmx256m", "-cp", classPath,
-                "org.kaaproject.kaa.server.appenders.pahomqtt.hivemq.HiveMqBroker", home.toString());
+                "org.kaaproject.kaa.server.appenders.pahomqtt.hivemq.HiveMqBroker", home.toString()));
+        if (deniedPrefix != null) {
+            command.add(deniedPrefix);
+        }
         process = new ProcessBuilder(command).redirectError(home.resolve("hivemq.err").toFile()).start();
         Thread reader = new Thread(this::readEvents, "hivemq-events");
         reader.setDaemon(true);
@@ -66,7 +70,12 @@ public final class HiveMq implements AutoCloseable {
 
     /** A broker announcing this receive maximum to MQTT 5 clients (HiveMQ's default is 10). */
     public static HiveMq start(int receiveMaximum) throws IOException, InterruptedException {
-        return new HiveMq(receiveMaximum);
+        return new HiveMq(receiveMaximum, null);
+    }
+
+    /** The same, refusing every publish to a topic that starts with {@code prefix} (not authorised, 0x87). */
+    public static HiveMq startDenying(int receiveMaximum, String prefix) throws IOException, InterruptedException {
+        return new HiveMq(receiveMaximum, prefix);
     }
 
     private void readEvents() {
@@ -78,6 +87,7 @@ public final class HiveMq implements AutoCloseable {
                 } else if (line.startsWith("CONNECT ") || line.startsWith("SERVER-DISCONNECT ")) {
                     synchronized (events) {
                         events.add(line);
+                        events.notifyAll();
                     }
                 }
                 // Anything else is HiveMQ's own log, which it writes to standard output too.
@@ -95,6 +105,21 @@ public final class HiveMq implements AutoCloseable {
     public List<String> events() {
         synchronized (events) {
             return new ArrayList<>(events);
+        }
+    }
+
+    /** Waits until the client has connected {@code n} times; false if it did not within the timeout. */
+    public boolean awaitConnects(String clientId, int n, Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        synchronized (events) {
+            while (events.stream().filter(e -> e.equals("CONNECT " + clientId)).count() < n) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                events.wait(Math.max(1, left / 1_000_000));
+            }
+            return true;
         }
     }
 

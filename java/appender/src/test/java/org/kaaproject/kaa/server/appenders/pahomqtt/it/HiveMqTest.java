@@ -1,6 +1,8 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
 import java.time.Duration;
@@ -13,6 +15,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -76,6 +79,53 @@ class HiveMqTest {
                 broker.assertConnectedOnce(clientId);
             } finally {
                 appender.close();
+            }
+        }
+    }
+
+    /**
+     * HiveMQ answers a publish its authorizer refuses (not authorised, 0x87) with that reason code in the PUBACK, and
+     * then closes the connection (DISCONNECT 0x87), some milliseconds later. Each pack to the refused topic fails
+     * with {@code onRemoteError} at the PUBACK (a connection error would have Kaa send it again, to the same refusal,
+     * without end), whether the close comes in the same read or after; a pack to an allowed topic afterwards, on the
+     * connection made anew, is confirmed and reaches a subscriber whole.
+     */
+    @Test
+    void mqtt5RefusalFollowedByACloseFailsThePackAsRefused() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 1));
+            deniedConfig.put("clientId", clientId);
+            Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 1));
+            allowedConfig.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
+            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                for (int pack = 0; pack < 3; pack++) {
+                    // On the connection made after the last refusal: a pack written in the moment between the
+                    // refusal and the close would be lost with the connection (onConnectionError, and Kaa sends it
+                    // again), which is right, and not what this test is about.
+                    assertTrue(broker.awaitConnects(clientId, pack + 1, Duration.ofSeconds(15)), broker.events()
+                            .toString());
+                    RecordingCallback cb = new RecordingCallback();
+                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
+                    cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+                }
+                assertTrue(broker.awaitConnects(clientId, 4, Duration.ofSeconds(15)), broker.events().toString());
+                List<byte[]> after = records(20, 31);
+                RecordingCallback afterCb = new RecordingCallback();
+                allowed.doAppend(KaaNode.pack(TELEMETRY, 3, after), afterCb);
+                afterCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, after);
+                sub.assertCount(expected.size(), Duration.ofSeconds(10));
+                Payloads.assertSameMultiset("what the subscriber received", expected,
+                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                long closes = broker.events().stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId))
+                        .count();
+                assertEquals(3, closes, "HiveMQ closed the connection at each refusal: " + broker.events());
+            } finally {
+                denied.close();
+                allowed.close();
             }
         }
     }
