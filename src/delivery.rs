@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use crate::config::Qos;
 use crate::log_budget::LogBudget;
 use crate::packet_limit::{Blamed, Measure, PacketLimit};
-use crate::protocol::{Message, Observed, Outbox, PublishOptions, Unqueued, Window};
+use crate::protocol::{refuses_topic, Message, Observed, Outbox, PublishOptions, Unqueued, Window};
+use crate::refused_topics::RefusedTopics;
 use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows, its methods' names their `Display`. The
@@ -209,19 +210,10 @@ struct InFlight {
     patience: Option<Duration>,
     /// Its PUBLISH packet's size (what its ack shows the broker takes) and mark.
     measure: Measure,
+    /// What a refusal of it for its topic teaches ([`RefusedTopics`]).
+    topic: Arc<str>,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
-}
-
-/// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5).
-fn settle(pack: &Pack, refused: &Option<String>) {
-    match refused {
-        None => pack.record_delivered(),
-        Some(reason) => {
-            log::debug!("the broker refused a message: {reason}");
-            pack.finish(Why::Refused);
-        }
-    }
 }
 
 /// The correlation state of one connection. All methods run under the connection's lock.
@@ -258,6 +250,8 @@ pub struct Tracker {
     limit: PacketLimit,
     /// Packs refused for the learned limit (the first is logged at ERROR).
     over_limit: u64,
+    /// Topics the broker refused lately: packs to them fail before they are published.
+    refused_topics: RefusedTopics,
     /// For the line of each pack refused before it was published, which an endpoint's
     /// records can repeat.
     refused_lines: LogBudget,
@@ -312,6 +306,23 @@ impl Tracker {
             .iter()
             .any(|m| self.refuse_unwritable(out, pack, m.size, &how))
         {
+            return;
+        }
+        if let Some((topic, reason)) = messages.iter().find_map(|m| {
+            self.refused_topics
+                .refuses(&m.topic, Instant::now())
+                .map(|reason| (&m.topic, reason))
+        }) {
+            if let Some(note) = self.refused_lines.take("refused topic", Instant::now()) {
+                log::warn!(
+                    "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker \
+                     refused a message to it ({reason}) within the last {} s, and brokers such \
+                     as HiveMQ and AWS IoT close the connection at each refusal{note}",
+                    self.label,
+                    crate::refused_topics::LIFE.as_secs()
+                );
+            }
+            pack.finish(Why::Refused);
             return;
         }
         if self.outstanding() + messages.len() > max_outstanding
@@ -456,6 +467,7 @@ impl Tracker {
             if self.refuse_unwritable(out, &pack, measure.size, &how) {
                 continue;
             }
+            let topic = Arc::clone(&message.topic);
             if let Err(why) = out.try_publish(message, &how) {
                 self.refuse(&pack, why);
                 continue;
@@ -470,6 +482,7 @@ impl Tracker {
                 since: *now.get_or_insert_with(Instant::now),
                 patience: how.patience,
                 measure,
+                topic,
                 _held: held,
             });
         }
@@ -566,7 +579,7 @@ impl Tracker {
             Observed::Acked { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
                     self.got_through(m.measure.size, m.since);
-                    settle(&m.pack, refused);
+                    self.settle(&m, refused);
                     self.done(&m);
                 }
             }
@@ -576,14 +589,14 @@ impl Tracker {
                     if refused.is_none() {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
-                        settle(&m.pack, refused);
+                        self.settle(&m, refused);
                         self.done(&m);
                     }
                 }
             }
             Observed::Completed { pkid, refused } => {
                 if let Some(m) = self.awaiting_comp.remove(pkid) {
-                    settle(&m.pack, refused);
+                    self.settle(&m, refused);
                     self.done(&m);
                 }
             }
@@ -591,6 +604,21 @@ impl Tracker {
             | Observed::Disconnected
             | Observed::Pong
             | Observed::Other => {}
+        }
+    }
+
+    /// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5), which
+    /// for its topic is remembered.
+    fn settle(&mut self, m: &InFlight, refused: &Option<String>) {
+        match refused {
+            None => m.pack.record_delivered(),
+            Some(reason) => {
+                log::debug!("the broker refused a message to '{}': {reason}", m.topic);
+                if refuses_topic(reason) {
+                    self.refused_topics.note(&m.topic, reason, Instant::now());
+                }
+                m.pack.finish(Why::Refused);
+            }
         }
     }
 
@@ -1516,6 +1544,86 @@ mod tests {
             0,
             "a refused QoS 2 message awaits no PUBCOMP"
         );
+    }
+
+    fn to_topic(topic: &str, n: usize) -> Vec<Message> {
+        let topic: Arc<str> = Arc::from(topic);
+        (0..n)
+            .map(|i| Message {
+                topic: Arc::clone(&topic),
+                payload: vec![i as u8],
+                labels: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A broker that refused a message for its topic refuses the next one there too, and may
+    /// close the connection each time (HiveMQ): a pack to it fails before any of it goes out,
+    /// for a while. A refusal of the message itself (quota) teaches nothing of its topic.
+    #[test]
+    fn a_topic_the_broker_refused_fails_later_packs_unpublished() {
+        let (mut t, mut out) = connected();
+        let (first, rx_first) = pack(1);
+        t.submit(
+            &mut out,
+            &first,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        let (quota, rx_quota) = pack(1);
+        t.submit(
+            &mut out,
+            &quota,
+            Qos::AtLeastOnce.into(),
+            to_topic("busy/x", 1),
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        for (pkid, reason) in [(1, "NotAuthorized"), (2, "QuotaExceeded")] {
+            t.on_event(
+                &mut out,
+                &Observed::Acked {
+                    pkid,
+                    refused: Some(reason.into()),
+                },
+            );
+        }
+        assert_eq!(outcomes(&rx_first), vec![Outcome::RemoteError]);
+        assert_eq!(outcomes(&rx_quota), vec![Outcome::RemoteError]);
+        let published = out.published.len();
+
+        let (again, rx_again) = pack(3);
+        let mut messages = to_topic("allowed/x", 2);
+        messages.extend(to_topic("denied/x", 1));
+        t.submit(&mut out, &again, Qos::AtLeastOnce.into(), messages, 100);
+        assert_eq!(outcomes(&rx_again), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published, "none of it went out");
+
+        let (busy, rx_busy) = pack(1);
+        t.submit(
+            &mut out,
+            &busy,
+            Qos::AtLeastOnce.into(),
+            to_topic("busy/x", 1),
+            100,
+        );
+        let (allowed, rx_allowed) = pack(1);
+        t.submit(
+            &mut out,
+            &allowed,
+            Qos::AtLeastOnce.into(),
+            to_topic("allowed/x", 1),
+            100,
+        );
+        assert_eq!(out.published.len(), published + 2);
+        t.on_event(&mut out, &written(3));
+        t.on_event(&mut out, &written(4));
+        t.on_event(&mut out, &puback(3));
+        t.on_event(&mut out, &puback(4));
+        assert_eq!(outcomes(&rx_busy), vec![Outcome::Delivered]);
+        assert_eq!(outcomes(&rx_allowed), vec![Outcome::Delivered]);
     }
 
     /// The broker's receive maximum (MQTT 5) bounds QoS 1 and 2 alike; QoS 0 passes.

@@ -20,7 +20,8 @@
 //!   takeovers); `protocol`: the MQTT client, the only module that names rumqttc.
 //! - `delivery`: ties every publish to its ack and answers each pack exactly once;
 //!   `packet_limit` learns from a broker's closes the largest packet it takes, where it does
-//!   not say.
+//!   not say; `refused_topics` keeps the topics an MQTT 5 broker refused lately, so that packs
+//!   to them fail unpublished.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
 //!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
 //!   minute.
@@ -44,6 +45,7 @@ pub(crate) mod metrics;
 mod packet_limit;
 pub mod payload;
 pub(crate) mod protocol;
+mod refused_topics;
 pub mod status;
 mod supervise;
 #[cfg(test)]

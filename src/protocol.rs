@@ -614,6 +614,12 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
     }
 }
 
+/// Whether a refusal, as [`observe_v5`] names its reason, is about the message's topic (not
+/// authorised, topic name invalid): the broker refuses every message to that topic alike.
+pub(crate) fn refuses_topic(reason: &str) -> bool {
+    matches!(reason, "NotAuthorized" | "TopicNameInvalid")
+}
+
 /// Publishes handed over by the tracker and not written yet, in order.
 pub(crate) type Ready = VecDeque<(Message, PublishOptions)>;
 
@@ -1383,6 +1389,27 @@ mod tests {
             let how = how(Qos::ExactlyOnce, true);
             assert_eq!(grants.refusal(v5_publish_size(&message, &how), &how), None);
         }
+    }
+
+    /// The names [`refuses_topic`] knows are rumqttc's, as `observe_v5` writes them.
+    #[test]
+    fn topic_refusals_are_told_by_rumqttcs_reason_names() {
+        for reason in [PubAckReason::NotAuthorized, PubAckReason::TopicNameInvalid] {
+            assert!(refuses_topic(&format!("{reason:?}")));
+        }
+        for reason in [PubRecReason::NotAuthorized, PubRecReason::TopicNameInvalid] {
+            assert!(refuses_topic(&format!("{reason:?}")));
+        }
+        for reason in [
+            PubAckReason::QuotaExceeded,
+            PubAckReason::PayloadFormatInvalid,
+        ] {
+            assert!(!refuses_topic(&format!("{reason:?}")));
+        }
+        assert!(!refuses_topic(&format!(
+            "{:?}",
+            PubCompReason::PacketIdentifierNotFound
+        )));
     }
 
     #[test]

@@ -176,7 +176,8 @@ class BrokerFeaturesTest {
     @Test
     void mqtt5EarlyClosesForOtherReasonsAreNotTakenForTakeovers() throws Exception {
         try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.REFUSE_AND_CLOSE)) {
-            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 1));
+            // A topic of each record's own: the appender fails a pack to a topic refused lately unpublished.
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/{event.id}", 1));
             cfg.put("clientId", "early-close-" + UUID.randomUUID().toString().substring(0, 6));
             LogAppender appender = KaaNode.load("early close", KaaNode.config(cfg));
             try {
@@ -469,7 +470,9 @@ class BrokerFeaturesTest {
             broker.extraConfig("acl_file " + acl.toAbsolutePath());
             broker.start();
             String clientId = "it-shared-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 2));
+            // A topic of each record's own, so that every one reaches the broker: the appender fails a pack to a topic
+            // refused lately unpublished.
+            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/{event.id}", 2));
             deniedConfig.put("clientId", clientId);
             Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 2));
             allowedConfig.put("clientId", clientId);
