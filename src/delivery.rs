@@ -308,12 +308,13 @@ impl Tracker {
         {
             return;
         }
+        let now = Instant::now();
         if let Some((topic, reason)) = messages.iter().find_map(|m| {
             self.refused_topics
-                .refuses(&m.topic, Instant::now())
+                .refuses(&m.topic, now)
                 .map(|reason| (&m.topic, reason))
         }) {
-            if let Some(note) = self.refused_lines.take("refused topic", Instant::now()) {
+            if let Some(note) = self.refused_lines.take("refused topic", now) {
                 log::warn!(
                     "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker \
                      refused a message to it ({reason}) within the last {} s, and brokers such \
