@@ -212,6 +212,7 @@ struct InFlight {
     measure: Measure,
     /// What a refusal of it for its topic teaches ([`RefusedTopics`]).
     topic: Arc<str>,
+    retain: bool,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
 }
@@ -311,19 +312,10 @@ impl Tracker {
         let now = Instant::now();
         if let Some((topic, reason)) = messages.iter().find_map(|m| {
             self.refused_topics
-                .refuses(&m.topic, now)
-                .map(|reason| (&m.topic, reason))
+                .refuses(&m.topic, how.qos, how.retain, now)
+                .map(|reason| (&m.topic, reason.to_string()))
         }) {
-            if let Some(note) = self.refused_lines.take("refused topic", now) {
-                log::warn!(
-                    "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker \
-                     refused a message to it ({reason}) within the last {} s, and brokers such \
-                     as HiveMQ and AWS IoT close the connection at each refusal{note}",
-                    self.label,
-                    crate::refused_topics::LIFE.as_secs()
-                );
-            }
-            pack.finish(Why::Refused);
+            self.refuse_for_topic(pack, topic, &reason);
             return;
         }
         if self.outstanding() + messages.len() > max_outstanding
@@ -342,6 +334,21 @@ impl Tracker {
             });
         }
         self.release(out);
+    }
+
+    /// Fails `pack` (`onRemoteError`) unpublished, for a message to `topic`, which the broker
+    /// refused lately for `reason`.
+    fn refuse_for_topic(&self, pack: &Pack, topic: &str, reason: &str) {
+        if let Some(note) = self.refused_lines.take("refused topic", Instant::now()) {
+            log::warn!(
+                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker \
+                 refused a message to it ({reason}) within the last {} s, and brokers such as \
+                 HiveMQ and AWS IoT close the connection at each refusal{note}",
+                self.label,
+                crate::refused_topics::LIFE.as_secs()
+            );
+        }
+        pack.finish(Why::Refused);
     }
 
     /// Fails `pack` (`onInternalError`, as a message over maxMessageBytes) when a message of
@@ -468,6 +475,17 @@ impl Tracker {
             if self.refuse_unwritable(out, &pack, measure.size, &how) {
                 continue;
             }
+            // Checked at submit; here for a pack that waited while the broker refused its topic
+            // (a pack of several topics may have had others go out already).
+            let at = *now.get_or_insert_with(Instant::now);
+            if let Some(reason) = self
+                .refused_topics
+                .refuses(&message.topic, qos, how.retain, at)
+                .map(str::to_string)
+            {
+                self.refuse_for_topic(&pack, &message.topic, &reason);
+                continue;
+            }
             let topic = Arc::clone(&message.topic);
             if let Err(why) = out.try_publish(message, &how) {
                 self.refuse(&pack, why);
@@ -484,6 +502,7 @@ impl Tracker {
                 patience: how.patience,
                 measure,
                 topic,
+                retain: how.retain,
                 _held: held,
             });
         }
@@ -616,7 +635,8 @@ impl Tracker {
             Some(reason) => {
                 log::debug!("the broker refused a message to '{}': {reason}", m.topic);
                 if refuses_topic(reason) {
-                    self.refused_topics.note(&m.topic, reason, Instant::now());
+                    self.refused_topics
+                        .note(&m.topic, m.qos, m.retain, reason, Instant::now());
                 }
                 m.pack.finish(Why::Refused);
             }
@@ -1625,6 +1645,55 @@ mod tests {
         t.on_event(&mut out, &puback(4));
         assert_eq!(outcomes(&rx_busy), vec![Outcome::Delivered]);
         assert_eq!(outcomes(&rx_allowed), vec![Outcome::Delivered]);
+    }
+
+    /// A pack that waited behind the window while the broker refused its topic (at PUBREC,
+    /// QoS 2) is failed, not published, when the window opens.
+    #[test]
+    fn a_pack_waiting_when_its_topic_is_refused_fails_unpublished() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, Window::agreed(None, Some(1)));
+        let (first, rx_first) = pack(1);
+        t.submit(
+            &mut out,
+            &first,
+            Qos::ExactlyOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        let (waiting, rx_waiting) = pack(1);
+        t.submit(
+            &mut out,
+            &waiting,
+            Qos::ExactlyOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        assert_eq!(out.published.len(), 1, "the window holds one");
+        t.on_event(&mut out, &written(1));
+        t.on_event(
+            &mut out,
+            &Observed::Received {
+                pkid: 1,
+                refused: Some("NotAuthorized".into()),
+            },
+        );
+        assert_eq!(outcomes(&rx_first), vec![Outcome::RemoteError]);
+        assert_eq!(outcomes(&rx_waiting), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), 1, "the waiting pack never went out");
+        assert_eq!(t.outstanding(), 0);
+        // The same topic at another QoS is another question for the broker.
+        let (qos1, rx_qos1) = pack(1);
+        t.submit(
+            &mut out,
+            &qos1,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        assert_eq!(out.published.len(), 2);
+        assert!(outcomes(&rx_qos1).is_empty());
     }
 
     /// The broker's receive maximum (MQTT 5) bounds QoS 1 and 2 alike; QoS 0 passes.

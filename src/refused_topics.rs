@@ -7,61 +7,98 @@
 //! denies then resets the connection every appender of the node shares, and Kaa sends packs
 //! again. Remembering the topic makes that one reset per topic and [`LIFE`], whatever the
 //! endpoint sends. Where the broker keeps the connection (Mosquitto), it saves a round trip.
-//! A topic made from records (a template) is one per endpoint, so an endpoint's own topic
-//! refused does not hold back another's.
+//! A refusal is kept with the QoS and retain flag it met: a broker may allow a topic at one
+//! and not the other (AWS IoT refuses retained messages without `iot:RetainPublish`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::config::Qos;
 
 /// How long a refusal holds. An ACL that denies a topic mostly stays so; one changed to allow
 /// it lets packs through again within this. Kaa's endpoints send a refused log block again
 /// after minutes, so most attempts in a misconfigured deployment meet the memory.
 pub(crate) const LIFE: Duration = Duration::from_secs(300);
 
-/// Topics remembered at most: endpoints choose what goes into a templated topic, and the
-/// memory must not grow with them. When full, expired ones go first, then the oldest.
-const CAPACITY: usize = 1024;
+/// Bytes of topic text kept at most: endpoints choose what goes into a templated topic (up to
+/// MQTT's 65,535 bytes each), and the memory must not grow with them. When full, the oldest
+/// refusals go first.
+const CAPACITY_BYTES: usize = 1 << 20;
+/// Refusals kept at most, whatever their size.
+const CAPACITY: usize = 4096;
+
+type Key = (Arc<str>, Qos, bool);
 
 /// The refused topics of one connection, with why and when.
 #[derive(Debug, Default)]
 pub(crate) struct RefusedTopics {
-    topics: HashMap<Arc<str>, (String, Instant)>,
+    topics: HashMap<Key, (String, Instant)>,
+    /// Topic bytes held.
+    bytes: usize,
+    /// The latest refusal: once it has expired, they all have.
+    latest: Option<Instant>,
 }
 
 impl RefusedTopics {
-    /// The broker refused a message to `topic` at `now`, for `reason`.
-    pub(crate) fn note(&mut self, topic: &Arc<str>, reason: &str, now: Instant) {
-        if self.topics.len() >= CAPACITY && !self.topics.contains_key(topic) {
-            self.topics
-                .retain(|_, (_, at)| now.saturating_duration_since(*at) < LIFE);
-            if self.topics.len() >= CAPACITY {
+    /// The broker refused a message to `topic`, at `qos` and `retain`, at `now`, for `reason`.
+    pub(crate) fn note(
+        &mut self,
+        topic: &Arc<str>,
+        qos: Qos,
+        retain: bool,
+        reason: &str,
+        now: Instant,
+    ) {
+        self.topics
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < LIFE);
+        let key = (Arc::clone(topic), qos, retain);
+        if let Some((_, at)) = self.topics.get_mut(&key) {
+            *at = now;
+        } else {
+            while (self.bytes + topic.len() > CAPACITY_BYTES || self.topics.len() >= CAPACITY)
+                && !self.topics.is_empty()
+            {
                 if let Some(oldest) = self
                     .topics
                     .iter()
                     .min_by_key(|(_, (_, at))| *at)
-                    .map(|(t, _)| Arc::clone(t))
+                    .map(|(k, _)| k.clone())
                 {
+                    self.bytes -= oldest.0.len();
                     self.topics.remove(&oldest);
                 }
             }
+            self.topics.insert(key, (reason.to_string(), now));
+        }
+        self.bytes = self.topics.keys().map(|(t, _, _)| t.len()).sum();
+        self.latest = Some(now);
+    }
+
+    /// Why the broker refused a message like this within [`LIFE`] of `now`, if it did. Costs
+    /// nothing while no refusal is live.
+    pub(crate) fn refuses(
+        &mut self,
+        topic: &Arc<str>,
+        qos: Qos,
+        retain: bool,
+        now: Instant,
+    ) -> Option<&str> {
+        if self
+            .latest
+            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
+        {
+            self.topics.clear();
+            self.bytes = 0;
+            self.latest = None;
+        }
+        if self.topics.is_empty() {
+            return None;
         }
         self.topics
-            .insert(Arc::clone(topic), (reason.to_string(), now));
-    }
-
-    /// Why the broker refused `topic` within [`LIFE`] of `now`, if it did.
-    pub(crate) fn refuses(&self, topic: &str, now: Instant) -> Option<&str> {
-        self.topics
-            .get(topic)
+            .get(&(Arc::clone(topic), qos, retain))
             .filter(|(_, at)| now.saturating_duration_since(*at) < LIFE)
             .map(|(reason, _)| reason.as_str())
-    }
-
-    /// How many topics it holds, expired ones included until they are pushed out.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.topics.len()
     }
 }
 
@@ -69,37 +106,70 @@ impl RefusedTopics {
 mod tests {
     use super::*;
 
+    fn topic(t: &str) -> Arc<str> {
+        Arc::from(t)
+    }
+
     #[test]
     fn a_refusal_holds_for_its_life_and_no_longer() {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
-        let denied: Arc<str> = "denied/x".into();
-        r.note(&denied, "NotAuthorized", t0);
-        assert_eq!(r.refuses("denied/x", t0 + LIFE / 2), Some("NotAuthorized"));
-        assert_eq!(r.refuses("allowed/x", t0), None);
-        assert_eq!(r.refuses("denied/x", t0 + LIFE), None);
+        let denied = topic("denied/x");
+        r.note(&denied, Qos::AtLeastOnce, false, "NotAuthorized", t0);
+        let later = t0 + LIFE / 2;
+        assert_eq!(
+            r.refuses(&denied, Qos::AtLeastOnce, false, later),
+            Some("NotAuthorized")
+        );
+        assert_eq!(
+            r.refuses(&topic("allowed/x"), Qos::AtLeastOnce, false, later),
+            None
+        );
+        assert_eq!(r.refuses(&denied, Qos::AtLeastOnce, false, t0 + LIFE), None);
+        assert!(r.topics.is_empty(), "all expired: the memory is emptied");
+    }
+
+    /// A broker may refuse a topic retained and take it not retained, or at one QoS only.
+    #[test]
+    fn a_refusal_is_of_its_qos_and_retain_flag() {
+        let mut r = RefusedTopics::default();
+        let t0 = Instant::now();
+        let t = topic("status/x");
+        r.note(&t, Qos::AtLeastOnce, true, "NotAuthorized", t0);
+        assert!(r.refuses(&t, Qos::AtLeastOnce, true, t0).is_some());
+        assert_eq!(r.refuses(&t, Qos::AtLeastOnce, false, t0), None);
+        assert_eq!(r.refuses(&t, Qos::ExactlyOnce, true, t0), None);
     }
 
     #[test]
-    fn endpoints_cannot_grow_it_past_its_capacity() {
+    fn endpoints_cannot_grow_it_past_its_bytes() {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
-        for i in 0..CAPACITY {
+        let long = |i: usize| topic(&format!("{i:0>65000}"));
+        let fit = CAPACITY_BYTES / 65000;
+        for i in 0..fit {
             r.note(
-                &format!("t/{i}").into(),
+                &long(i),
+                Qos::AtLeastOnce,
+                false,
                 "NotAuthorized",
                 t0 + Duration::from_millis(i as u64),
             );
         }
         let later = t0 + Duration::from_secs(1);
-        r.note(&"t/new".into(), "NotAuthorized", later);
-        assert_eq!(r.len(), CAPACITY);
-        assert_eq!(r.refuses("t/0", later), None, "the oldest went");
-        assert!(r.refuses("t/1", later).is_some());
-        assert!(r.refuses("t/new", later).is_some());
-        // Once they have expired, they all go at the next new topic.
-        let expired = t0 + LIFE + Duration::from_secs(2);
-        r.note(&"t/newer".into(), "NotAuthorized", expired);
-        assert_eq!(r.len(), 1);
+        r.note(&long(fit), Qos::AtLeastOnce, false, "NotAuthorized", later);
+        assert!(r.bytes <= CAPACITY_BYTES);
+        assert_eq!(r.topics.len(), fit);
+        assert_eq!(
+            r.refuses(&long(0), Qos::AtLeastOnce, false, later),
+            None,
+            "the oldest went"
+        );
+        assert!(r
+            .refuses(&long(1), Qos::AtLeastOnce, false, later)
+            .is_some());
+        assert!(r
+            .refuses(&long(fit), Qos::AtLeastOnce, false, later)
+            .is_some());
     }
 }
