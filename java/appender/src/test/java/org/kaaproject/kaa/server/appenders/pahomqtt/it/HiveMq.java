@@ -31,13 +31,15 @@ public final class HiveMq implements AutoCloseable {
     private final int port;
     private final Process process;
     private final List<String> events = new ArrayList<>();
+    private final java.util.ArrayDeque<String> log = new java.util.ArrayDeque<>();
     private final CountDownLatch ready = new CountDownLatch(1);
 
     private HiveMq(int receiveMaximum, String deniedPrefix) throws IOException, InterruptedException {
         String classPath = System.getProperty("it.hivemqClassPath");
-        if (classPath == null) {
-            throw new IllegalStateException("system property it.hivemqClassPath is not set: run the tests with Maven "
-                    + "from the repository root, which builds java/hivemq first");
+        Path lib = classPath == null ? null : Path.of(classPath.split(java.io.File.pathSeparator)[0]).getParent();
+        if (lib == null || !Files.isDirectory(lib)) {
+            throw new IllegalStateException("HiveMQ's jars are not built (it.hivemqClassPath: " + classPath + "): run "
+                    + "the tests with Maven from the repository root, which builds java/hivemq before them");
         }
         home = Files.createTempDirectory("kaa-it-hivemq");
         port = Mosquitto.freeLoopbackPort();
@@ -62,9 +64,12 @@ public final class HiveMq implements AutoCloseable {
         Thread reader = new Thread(this::readEvents, "hivemq-events");
         reader.setDaemon(true);
         reader.start();
-        if (!ready.await(60, TimeUnit.SECONDS)) {
+        if (!ready.await(60, TimeUnit.SECONDS) || !process.isAlive()) {
+            String why = "HiveMQ did not start within 60 s (exit status "
+                    + (process.isAlive() ? "none: still running" : String.valueOf(process.exitValue())) + "):\n"
+                    + logTail();
             close();
-            throw new IllegalStateException("HiveMQ did not start within 60 s:\n" + logTail());
+            throw new IllegalStateException(why);
         }
     }
 
@@ -89,11 +94,20 @@ public final class HiveMq implements AutoCloseable {
                         events.add(line);
                         events.notifyAll();
                     }
+                } else {
+                    // HiveMQ's own log, which it writes to standard output: the end of it, for failure messages.
+                    synchronized (log) {
+                        log.addLast(line);
+                        if (log.size() > 40) {
+                            log.removeFirst();
+                        }
+                    }
                 }
-                // Anything else is HiveMQ's own log, which it writes to standard output too.
             }
         } catch (IOException e) {
             // the broker ended
+        } finally {
+            ready.countDown(); // a broker that ended before it was ready fails its start at once
         }
     }
 
@@ -130,14 +144,20 @@ public final class HiveMq implements AutoCloseable {
         assertEquals(List.of("CONNECT " + clientId), mine, "one connection, never closed by HiveMQ: " + events());
     }
 
-    /** The end of what HiveMQ wrote to its standard error (its log goes to standard output, read above). */
+    /** The end of HiveMQ's log (its standard output) and of its standard error. */
     public String logTail() {
+        StringBuilder sb = new StringBuilder();
+        synchronized (log) {
+            log.forEach(line -> sb.append(line).append('\n'));
+        }
         try {
             List<String> lines = Files.readAllLines(home.resolve("hivemq.err"), StandardCharsets.UTF_8);
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size()));
+            sb.append("--- standard error ---\n")
+                    .append(String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size())));
         } catch (IOException e) {
-            return "(no log: " + e + ")";
+            sb.append("(no standard error: ").append(e).append(')');
         }
+        return sb.toString();
     }
 
     @Override

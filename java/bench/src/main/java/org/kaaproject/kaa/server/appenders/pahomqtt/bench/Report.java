@@ -7,6 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -39,12 +40,16 @@ final class Report {
         Map<String, Object> raw = new LinkedHashMap<>();
         List<String> problems = new ArrayList<>();
         List<String> notes = new ArrayList<>();
-        // Rust decoding alone, one run per round: the median stands for it, as for the publishers.
+        // Rust decoding alone, one run per round: the median stands for it, as for the publishers. A round whose
+        // run left no result is left out, and the row's run count shows it.
         List<Map<String, Object>> decodeRuns = new ArrayList<>();
-        for (int rep = 1; new File(runs, "decode-rust-r" + rep + ".json").isFile(); rep++) {
-            Map<String, Object> r = Bench.read(new File(runs, "decode-rust-r" + rep + ".json"));
+        String[] listed = runs.list((dir, name) -> name.matches("decode-rust-r[0-9]+\\.json"));
+        List<String> decodeFiles = listed == null ? new ArrayList<>() : new ArrayList<>(Arrays.asList(listed));
+        Collections.sort(decodeFiles);
+        for (String file : decodeFiles) {
+            Map<String, Object> r = Bench.read(new File(runs, file));
             decodeRuns.add(r);
-            raw.put("decode-rust-r" + rep, r);
+            raw.put(file.substring(0, file.length() - ".json".length()), r);
         }
         Map<String, Object> rust = median(decodeRuns);
         for (int qos = 0; qos <= 2; qos++) {

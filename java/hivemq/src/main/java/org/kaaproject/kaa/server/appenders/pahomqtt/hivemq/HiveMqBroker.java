@@ -38,7 +38,17 @@ public final class HiveMqBroker {
     private HiveMqBroker() {
     }
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable e) {
+            // HiveMQ's threads would keep this JVM alive after a failed start, with nobody reading its output.
+            e.printStackTrace();
+            Runtime.getRuntime().halt(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
         Path home = Paths.get(args[0]);
         String denied = args.length > 1 ? args[1] : null;
         EmbeddedExtension extension = EmbeddedExtension.builder()
