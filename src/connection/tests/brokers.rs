@@ -819,7 +819,8 @@ fn acks_out_of_order_keep_the_connection() {
     }
 }
 
-/// MQTT 5: the first message refused (PUBACK 0x87, as an ACL refuses) after the second was
+/// MQTT 5: the first message refused (PUBACK 0x97, quota exceeded: that message alone; a
+/// refusal for the topic would fail the later packs to it unpublished) after the second was
 /// acknowledged, on a connection the broker keeps. Its pack is refused and the others are
 /// delivered. (Before: rumqttc returns from a refused PUBACK before it lets go the publish
 /// held back on that id, which then waited, and the connection took nothing more, until the
@@ -829,7 +830,7 @@ fn a_refusal_out_of_order_holds_nothing_back_v5() {
     let (tx, connections) = mpsc::channel();
     let (ids, pkids) = mpsc::channel();
     let connack = &[0x20, 0x03, 0x00, 0x00, 0x00][..];
-    let (port, _) = scripted_broker(move |l| out_of_order_broker(l, connack, Some(0x87), tx, ids));
+    let (port, _) = scripted_broker(move |l| out_of_order_broker(l, connack, Some(0x97), tx, ids));
     let connection = Connection::get(&BrokerConfig {
         version: crate::config::MqttVersion::V5,
         max_inflight: Some(2),
