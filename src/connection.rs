@@ -1130,6 +1130,9 @@ impl<E: EventLoop> Driver<E> {
                 // another broker too, and a session expiry the broker raised would outlive the
                 // connection where the configuration says it may not (QoS 2 refuses that).
                 eventloop.switch_to(&brokers[next].0, client_id);
+                if next != *current {
+                    lock(&shared.tracker).on_broker_changed();
+                }
                 *current = next;
                 if next == 0 {
                     if *refused_in_round == brokers.len() {

@@ -794,6 +794,12 @@ impl Tracker {
         })
     }
 
+    /// The next connection goes to another broker (failover): the topics this one refused say
+    /// nothing of that one's ACL.
+    pub fn on_broker_changed(&mut self) {
+        self.refused_topics = RefusedTopics::default();
+    }
+
     /// Every broker (the configured one and each failover broker) refused the connection (bad
     /// credentials, not authorised): what waits for one would wait in vain.
     pub fn on_refused(&mut self) {
