@@ -1055,38 +1055,14 @@ fn refusing_a_topic_then_connections_v5(listener: std::net::TcpListener) {
     }
 }
 
-/// MQTT 5: acknowledges every publish and ping, reporting each connection.
-fn acknowledging_broker_v5(listener: std::net::TcpListener, connects: mpsc::Sender<()>) {
-    use std::io::Write;
-    while let Ok((mut s, _)) = listener.accept() {
-        s.set_read_timeout(Some(WAIT)).expect("timeout");
-        if read_packet(&mut s).is_none() || connects.send(()).is_err() {
-            return;
-        }
-        let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]);
-        while let Some((kind, body)) = read_packet(&mut s) {
-            let reply = match kind >> 4 {
-                3 => {
-                    let [hi, lo] = publish_pkid(&body).to_be_bytes();
-                    vec![0x40, 0x02, hi, lo]
-                }
-                12 => vec![0xd0, 0x00],
-                _ => continue,
-            };
-            if s.write_all(&reply).is_err() {
-                break;
-            }
-        }
-    }
-}
-
 /// A topic the first broker refused (and then the connection itself) is published to the
 /// failover broker, which takes it: one broker's refusals say nothing of another's ACL.
 #[test]
 fn a_topic_one_broker_refused_goes_to_the_failover_broker() {
     let (refusing, _) = scripted_broker(refusing_a_topic_then_connections_v5);
     let (tx, connects) = mpsc::channel();
-    let (failover, _) = scripted_broker(move |l| acknowledging_broker_v5(l, tx));
+    // No CONNACK properties (their length 0): it acknowledges every publish.
+    let (failover, _) = scripted_broker(move |l| connack_properties_broker_v5(l, &[0x00], tx));
     let connection = Connection::get(&BrokerConfig {
         version: crate::config::MqttVersion::V5,
         failover: vec![("127.0.0.1".into(), failover)],
