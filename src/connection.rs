@@ -36,8 +36,7 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Workers of the connections' runtime: one on a machine of three cores or fewer, two from
-/// four.
-/// A connection is one task, so a second worker only helps several busy connections; where
+/// four. A connection is one task, so a second worker only helps several busy connections; where
 /// the node's own threads (which decode) share two cores with it, it costs wake-ups across
 /// cores instead. Measured on 2 cores, one message per pack at QoS 1: one worker gave 4 to 7%
 /// more records/s and 5 to 10% less CPU per record (five interleaved pairs).

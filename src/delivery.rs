@@ -210,7 +210,8 @@ struct InFlight {
     patience: Option<Duration>,
     /// Its PUBLISH packet's size (what its ack shows the broker takes) and mark.
     measure: Measure,
-    /// What a refusal of it for its topic teaches ([`RefusedTopics`]).
+    /// What a refusal of it for its topic teaches ([`RefusedTopics`]): its topic, and its
+    /// retain flag (its QoS is above).
     topic: Arc<str>,
     retain: bool,
     /// The client holds the payload until the message is confirmed.

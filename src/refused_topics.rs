@@ -34,8 +34,6 @@ type Key = (Arc<str>, Qos, bool);
 #[derive(Debug, Default)]
 pub(crate) struct RefusedTopics {
     topics: HashMap<Key, (String, Instant)>,
-    /// Topic bytes held.
-    bytes: usize,
     /// The latest refusal: once it has expired, they all have.
     latest: Option<Instant>,
 }
@@ -56,22 +54,22 @@ impl RefusedTopics {
         if let Some((_, at)) = self.topics.get_mut(&key) {
             *at = now;
         } else {
-            while (self.bytes + topic.len() > CAPACITY_BYTES || self.topics.len() >= CAPACITY)
-                && !self.topics.is_empty()
-            {
-                if let Some(oldest) = self
+            // Counted here, not kept: refusals are rare, and the memory small.
+            let mut held: usize = self.topics.keys().map(|(t, _, _)| t.len()).sum();
+            while held + topic.len() > CAPACITY_BYTES || self.topics.len() >= CAPACITY {
+                let Some(oldest) = self
                     .topics
                     .iter()
                     .min_by_key(|(_, (_, at))| *at)
                     .map(|(k, _)| k.clone())
-                {
-                    self.bytes -= oldest.0.len();
-                    self.topics.remove(&oldest);
-                }
+                else {
+                    break;
+                };
+                held -= oldest.0.len();
+                self.topics.remove(&oldest);
             }
             self.topics.insert(key, (reason.to_string(), now));
         }
-        self.bytes = self.topics.keys().map(|(t, _, _)| t.len()).sum();
         self.latest = Some(now);
     }
 
@@ -89,7 +87,6 @@ impl RefusedTopics {
             .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
         {
             self.topics.clear();
-            self.bytes = 0;
             self.latest = None;
         }
         if self.topics.is_empty() {
@@ -158,7 +155,7 @@ mod tests {
         }
         let later = t0 + Duration::from_secs(1);
         r.note(&long(fit), Qos::AtLeastOnce, false, "NotAuthorized", later);
-        assert!(r.bytes <= CAPACITY_BYTES);
+        assert!(r.topics.keys().map(|(t, _, _)| t.len()).sum::<usize>() <= CAPACITY_BYTES);
         assert_eq!(r.topics.len(), fit);
         assert_eq!(
             r.refuses(&long(0), Qos::AtLeastOnce, false, later),
