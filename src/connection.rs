@@ -11,13 +11,14 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
-use crate::delivery::{Outcome, Pack, Tracker, Why};
+use crate::delivery::{Blame, Outcome, Pack, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::Blamed;
 use crate::protocol::{
     self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Refusal,
     Said, Window,
 };
+use crate::refused_topics::TopicBlame;
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
 
@@ -975,25 +976,26 @@ impl<E: EventLoop> Driver<E> {
                     *carried |= unreported.iter().any(|e| matches!(e, Observed::Written(_)));
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
                     // Closed by the broker with no reason, or for a packet too large: maybe at
-                    // the largest message it left unacknowledged. Still under the lock, so a
-                    // pack Kaa sends again at once meets the ceiling this may teach.
-                    if matches!(
-                        failure,
-                        Failure::Closed {
-                            said: Said::Nothing | Said::TooLarge,
-                            ..
-                        }
-                    ) && !*refused_here
+                    // the largest message it left unacknowledged, or with no reason at a topic
+                    // it refuses. Still under the lock, so a pack Kaa sends again at once meets
+                    // what this may teach.
+                    if let Failure::Closed {
+                        said: said @ (Said::Nothing | Said::TooLarge),
+                        ..
+                    } = failure
                     {
-                        blamed = tracker.blame(unacknowledged);
+                        if !*refused_here {
+                            blamed = tracker.blame(unacknowledged, said == Said::Nothing);
+                        }
                     }
                 }
                 // A close soon after the connect is taken for a takeover unless the broker said
                 // another reason (an MQTT 5 DISCONNECT), or had just refused a message: then
-                // the close is its answer to that message; or unless it left a message
-                // unacknowledged far larger than any the broker took (its packet limit, which
-                // an MQTT 3.1.1 broker does not say). After a publish it may be the broker's
-                // answer without a word, so only the second such close in a row counts.
+                // the close is its answer to that message; or unless it was blamed on a message
+                // left unacknowledged, far larger than any the broker took (its packet limit),
+                // or just written to a topic it never took (its ACL), which an MQTT 3.1.1 broker
+                // does not say. After a publish it may be the broker's answer without a word,
+                // so only the second such close in a row counts.
                 let unexplained = matches!(
                     failure,
                     Failure::Closed {
@@ -1059,9 +1061,10 @@ impl<E: EventLoop> Driver<E> {
                         };
                         (format!("refused the connection: {code}{hint}{clash}"), true)
                     }
-                    Failure::Closed { why, .. } if blamed.is_some() => {
-                        (oversize(&why, blamed.expect("checked in the guard")), false)
-                    }
+                    Failure::Closed { why, .. } if blamed.is_some() => (
+                        blamed_close(&why, blamed.expect("checked in the guard")),
+                        false,
+                    ),
                     Failure::Closed { why, said }
                         if said == Said::TakenOver
                             || (said == Said::Nothing && likely_takeover) =>
@@ -1152,20 +1155,39 @@ impl<E: EventLoop> Driver<E> {
 }
 
 /// Why the broker closed the connection, when it was blamed on a message's size (see
-/// [`crate::packet_limit`]).
-fn oversize(why: &str, blamed: Blamed) -> String {
-    match blamed {
-        Blamed::Suspect { size, acked } => format!(
+/// [`crate::packet_limit`]) or topic (see [`crate::refused_topics`]).
+fn blamed_close(why: &str, blame: Blame) -> String {
+    match blame {
+        Blame::Topic {
+            topic,
+            blame: TopicBlame::Suspect,
+        } => format!(
+            "{why}, just after a message to topic '{topic}', to which the broker has acknowledged \
+             none: it may refuse that topic (MQTT 3.1.1 brokers such as HiveMQ and AWS IoT close \
+             the connection at a publish their ACL denies; a close just after a message to it \
+             again makes this connection fail packs to it)"
+        ),
+        Blame::Topic {
+            topic,
+            blame: TopicBlame::Refused,
+        } => format!(
+            "{why}, again just after a message to topic '{topic}', to which the broker has \
+             acknowledged none: it most likely refuses that topic, and packs to it now fail \
+             unpublished (onRemoteError) on this connection for {} minutes. Allow the topic in \
+             the broker's ACL, or use MQTT 5, with which the broker says what it refuses",
+            crate::refused_topics::LIFE.as_secs() / 60
+        ),
+        Blame::Size(Blamed::Suspect { size, acked }) => format!(
             "{why}, with a message of {size} bytes unacknowledged, far larger than any the broker \
              has acknowledged ({acked} bytes): it may limit the packet size (a close with the \
              same message unacknowledged again makes this connection refuse messages that \
              large)"
         ),
-        Blamed::Ceiling {
+        Blame::Size(Blamed::Ceiling {
             size,
             ceiling,
             acked,
-        } => format!(
+        }) => format!(
             "{why}, again with the same message of {size} bytes unacknowledged, larger than any \
              the broker has acknowledged ({acked} bytes): it most likely limits the packet size, \
              and messages of {ceiling} bytes or more now fail their packs (onInternalError) on \

@@ -18,7 +18,7 @@ use crate::config::Qos;
 use crate::log_budget::LogBudget;
 use crate::packet_limit::{Blamed, Measure, PacketLimit};
 use crate::protocol::{refuses_topic, Message, Observed, Outbox, PublishOptions, Unqueued, Window};
-use crate::refused_topics::RefusedTopics;
+use crate::refused_topics::{RefusedTopics, SilentRefusals, TopicBlame};
 use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows, its methods' names their `Display`. The
@@ -39,8 +39,8 @@ pub enum Outcome {
 pub enum Why {
     /// The broker acknowledged every message (at QoS 0: each was written), or there was none.
     Confirmed,
-    /// The broker refused a message (an MQTT 5 reason code) or the connection (credentials,
-    /// authorisation, a proxy refusing ours).
+    /// The broker refused a message (an MQTT 5 reason code, or lately its topic) or the
+    /// connection (credentials, authorisation, a proxy refusing ours).
     Refused,
     /// The connection was lost, or its client would not queue the messages, before every one
     /// was confirmed; or too many messages already wait for the broker.
@@ -218,6 +218,36 @@ struct InFlight {
     _held: Held,
 }
 
+/// What a lost connection left unacknowledged that the close may be blamed on
+/// ([`Tracker::blame`]): of the QoS 1 and 2 messages written after the last one the broker
+/// acknowledged (it reads in order, so a message written before that did not stop it; QoS 0
+/// is answered when written), the largest, with when it was written, and the first written to
+/// a topic the broker never acknowledged a message to.
+#[derive(Debug, Default)]
+pub struct Unacknowledged {
+    largest: Option<(Measure, Instant)>,
+    unknown_topic: Option<TopicSuspect>,
+}
+
+/// A message a close without a reason may be blamed on for its topic.
+#[derive(Debug)]
+struct TopicSuspect {
+    topic: Arc<str>,
+    qos: Qos,
+    retain: bool,
+    written: Instant,
+}
+
+/// Why the broker closed the connection, as [`Tracker::blame`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blame {
+    /// A message's size ([`crate::packet_limit`]).
+    Size(Blamed),
+    /// A message's topic, which the broker may refuse ([`TopicBlame::Suspect`]), or most likely
+    /// does: packs to it now fail unpublished ([`TopicBlame::Refused`]).
+    Topic { topic: Arc<str>, blame: TopicBlame },
+}
+
 /// The correlation state of one connection. All methods run under the connection's lock.
 #[derive(Default)]
 pub struct Tracker {
@@ -254,6 +284,8 @@ pub struct Tracker {
     over_limit: u64,
     /// Topics the broker refused lately: packs to them fail before they are published.
     refused_topics: RefusedTopics,
+    /// What the broker's closes without a word teach of the topics it refuses (MQTT 3.1.1).
+    silent_refusals: SilentRefusals,
     /// For the line of each pack refused before it was published, which an endpoint's
     /// records can repeat.
     refused_lines: LogBudget,
@@ -599,14 +631,14 @@ impl Tracker {
             }
             Observed::Acked { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(m.measure.size, m.since);
+                    self.got_through(&m, refused);
                     self.settle(&m, refused);
                     self.done(&m);
                 }
             }
             Observed::Received { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(m.measure.size, m.since);
+                    self.got_through(&m, refused);
                     if refused.is_none() {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
@@ -644,10 +676,13 @@ impl Tracker {
         }
     }
 
-    /// The broker read a message of `size` bytes written at `written`: its PUBACK or PUBREC
-    /// came, refused or not.
-    fn got_through(&mut self, size: usize, written: Instant) {
-        self.acked_written = self.acked_written.max(Some(written));
+    /// The broker read `m`: its PUBACK or PUBREC came, `refused` or not.
+    fn got_through(&mut self, m: &InFlight, refused: &Option<String>) {
+        let size = m.measure.size;
+        self.acked_written = self.acked_written.max(Some(m.since));
+        if refused.is_none() {
+            self.silent_refusals.allowed(&m.topic);
+        }
         if let Some(ceiling) = self.limit.acked(size) {
             log::warn!(
                 "{}: the broker acknowledged a message of {size} bytes, above the {ceiling} \
@@ -703,15 +738,12 @@ impl Tracker {
     /// and closes the connection often does both in one read), and so do held-back and
     /// written publishes, or the queue of `sent` would be out of step with rumqttc's.
     ///
-    /// Returns the largest message written and not acknowledged, with when it was written (QoS 1 and 2:
-    /// QoS 0 is answered when written) after the last one the broker acknowledged, which
-    /// [`Tracker::blame`] may blame for the loss: a broker that closes at a packet too large
-    /// has acknowledged nothing written after it.
+    /// Returns what [`Tracker::blame`] may blame for the loss.
     pub fn on_connection_lost(
         &mut self,
         drained: usize,
         unreported: &[Observed],
-    ) -> Option<(Measure, Instant)> {
+    ) -> Unacknowledged {
         self.connected = false;
         for event in unreported {
             match event {
@@ -727,12 +759,25 @@ impl Tracker {
         }
         self.moved = None;
         let acked_written = self.acked_written.take();
-        let unacknowledged = self
-            .awaiting_ack
-            .values()
-            .filter(|m| acked_written.is_none_or(|at| m.since >= at))
-            .map(|m| (m.measure, m.since))
-            .max_by_key(|(m, _)| m.size);
+        let suspects = || {
+            self.awaiting_ack
+                .values()
+                .filter(|m| acked_written.is_none_or(|at| m.since >= at))
+        };
+        let unacknowledged = Unacknowledged {
+            largest: suspects()
+                .map(|m| (m.measure, m.since))
+                .max_by_key(|(m, _)| m.size),
+            unknown_topic: suspects()
+                .filter(|m| !self.silent_refusals.is_allowed(&m.topic))
+                .min_by_key(|m| m.since)
+                .map(|m| TopicSuspect {
+                    topic: Arc::clone(&m.topic),
+                    qos: m.qos,
+                    retain: m.retain,
+                    written: m.since,
+                }),
+        };
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
             .drain()
@@ -748,11 +793,34 @@ impl Tracker {
         unacknowledged
     }
 
-    /// The broker closed the connection, for no refusal or takeover it said, with `largest`
-    /// unacknowledged ([`Tracker::on_connection_lost`]): whether that is blamed on the
-    /// message's size (see [`PacketLimit::blame`]).
-    pub fn blame(&mut self, largest: Option<(Measure, Instant)>) -> Option<Blamed> {
-        self.limit.blame(largest, Instant::now())
+    /// The broker closed the connection, for no refusal or takeover it said (`silent`: for no
+    /// reason at all, as under MQTT 3.1.1), with `lost` unacknowledged
+    /// ([`Tracker::on_connection_lost`]): whether that is blamed on a message's size (see
+    /// [`PacketLimit::blame`]) or, without a reason, on its topic (see
+    /// [`SilentRefusals::blame`]). A topic blamed again is refused from now on, as one the
+    /// broker refused with a reason code.
+    pub fn blame(&mut self, lost: Unacknowledged, silent: bool) -> Option<Blame> {
+        let now = Instant::now();
+        if let Some(blamed) = self.limit.blame(lost.largest, now) {
+            return Some(Blame::Size(blamed));
+        }
+        let suspect = lost.unknown_topic.filter(|_| silent)?;
+        let blame = self
+            .silent_refusals
+            .blame(&suspect.topic, suspect.written, now)?;
+        if blame == TopicBlame::Refused {
+            self.refused_topics.note(
+                &suspect.topic,
+                suspect.qos,
+                suspect.retain,
+                "closed the connection twice, without a reason, just after a message to it",
+                now,
+            );
+        }
+        Some(Blame::Topic {
+            topic: suspect.topic,
+            blame,
+        })
     }
 
     /// Whether written messages wait for the broker's PUBACK, PUBREC or PUBCOMP.
@@ -799,6 +867,7 @@ impl Tracker {
     /// nothing of that one's ACL.
     pub fn on_broker_changed(&mut self) {
         self.refused_topics = RefusedTopics::default();
+        self.silent_refusals = SilentRefusals::default();
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad
@@ -1040,7 +1109,7 @@ mod tests {
             t.on_event(&mut out, &written(pkid));
         }
         t.on_event(&mut out, &puback(3));
-        assert_eq!(t.on_connection_lost(0, &[]), None, "read past");
+        assert_eq!(t.on_connection_lost(0, &[]).largest, None, "read past");
         t.on_connected(&mut out, Window::default());
         for messages in [payloads(1), big()] {
             t.submit(&mut out, &pack(1).0, Qos::AtLeastOnce.into(), messages, 100);
@@ -1051,7 +1120,7 @@ mod tests {
         }
         t.on_event(&mut out, &puback(1));
         assert_eq!(
-            t.on_connection_lost(0, &[]).map(|(m, _)| m.size),
+            t.on_connection_lost(0, &[]).largest.map(|(m, _)| m.size),
             Some(10_008),
             "the last one read"
         );
@@ -1151,7 +1220,10 @@ mod tests {
         };
         write_big(&mut t, &mut out, 2.min(n));
         let lost = t.on_connection_lost(0, &[]);
-        assert!(matches!(t.blame(lost), Some(Blamed::Suspect { .. })));
+        assert!(matches!(
+            t.blame(lost, true),
+            Some(Blame::Size(Blamed::Suspect { .. }))
+        ));
         t.on_connected(&mut out, window);
         write_big(&mut t, &mut out, 1);
         (t, out, window)
@@ -1168,7 +1240,10 @@ mod tests {
         messages.push(big());
         t.submit(&mut out, &parked, Qos::AtLeastOnce.into(), messages, 100);
         let lost = t.on_connection_lost(0, &[]);
-        assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
+        assert!(matches!(
+            t.blame(lost, true),
+            Some(Blame::Size(Blamed::Ceiling { .. }))
+        ));
         let published = out.published.len();
 
         t.on_connected(&mut out, window);
@@ -1189,7 +1264,10 @@ mod tests {
         messages.push(big());
         t.submit(&mut out, &split, Qos::AtLeastOnce.into(), messages, 100);
         let lost = t.on_connection_lost(0, &[]);
-        assert!(matches!(t.blame(lost), Some(Blamed::Ceiling { .. })));
+        assert!(matches!(
+            t.blame(lost, true),
+            Some(Blame::Size(Blamed::Ceiling { .. }))
+        ));
 
         t.on_connected(&mut out, window);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
@@ -1701,6 +1779,100 @@ mod tests {
         );
         assert_eq!(out.published.len(), 2);
         assert!(outcomes(&rx_qos1).is_empty());
+    }
+
+    /// Submits a one-message pack to `topic` at QoS 1 and writes it as `pkid`.
+    fn write_to(
+        t: &mut Tracker,
+        out: &mut Recorder,
+        topic: &str,
+        pkid: u16,
+    ) -> mpsc::Receiver<Outcome> {
+        let (p, rx) = pack(1);
+        t.submit(out, &p, Qos::AtLeastOnce.into(), to_topic(topic, 1), 100);
+        t.on_event(out, &written(pkid));
+        rx
+    }
+
+    /// An MQTT 3.1.1 broker that closes the connection at a publish its ACL denies (HiveMQ,
+    /// AWS IoT) says nothing: a close just after the first message to a topic it never
+    /// acknowledged makes it a suspect, a second one refuses it, and packs to it then fail
+    /// before any of them goes out, while other topics are published.
+    #[test]
+    fn a_topic_the_broker_closed_at_twice_without_a_reason_fails_later_packs_unpublished() {
+        let (mut t, mut out) = connected();
+        let rx = write_to(&mut t, &mut out, "allowed/x", 1);
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        for (close, expected) in [TopicBlame::Suspect, TopicBlame::Refused]
+            .into_iter()
+            .enumerate()
+        {
+            let allowed = write_to(&mut t, &mut out, "allowed/x", 2 - close as u16);
+            let denied = write_to(&mut t, &mut out, "denied/x", 3 - close as u16);
+            let lost = t.on_connection_lost(0, &[]);
+            assert_eq!(
+                t.blame(lost, true),
+                Some(Blame::Topic {
+                    topic: Arc::from("denied/x"),
+                    blame: expected
+                }),
+                "close {close}"
+            );
+            assert_eq!(outcomes(&denied), vec![Outcome::ConnectionError]);
+            assert_eq!(outcomes(&allowed), vec![Outcome::ConnectionError]);
+            t.on_connected(&mut out, Window::default());
+        }
+        let published = out.published.len();
+        let (again, rx_again) = pack(2);
+        let mut messages = to_topic("allowed/x", 1);
+        messages.extend(to_topic("denied/x", 1));
+        t.submit(&mut out, &again, Qos::AtLeastOnce.into(), messages, 100);
+        assert_eq!(outcomes(&rx_again), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published, "none of it went out");
+        let rx = write_to(&mut t, &mut out, "allowed/x", 1);
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    /// A topic the broker acknowledged is never blamed (a fixed topic that worked once, at a
+    /// broker restarting twice), nor is any at a close the broker gave a reason for; and of
+    /// several new topics the first written is, the broker reading in order.
+    #[test]
+    fn a_close_is_blamed_only_on_the_first_topic_the_broker_never_took() {
+        let (mut t, mut out) = connected();
+        let rx = write_to(&mut t, &mut out, "fixed", 1);
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        for _ in 0..2 {
+            write_to(&mut t, &mut out, "fixed", 2);
+            let lost = t.on_connection_lost(0, &[]);
+            assert_eq!(t.blame(lost, true), None);
+            t.on_connected(&mut out, Window::default());
+            // rumqttc numbers each connection afresh.
+            write_to(&mut t, &mut out, "fixed", 1);
+            t.on_event(&mut out, &puback(1));
+        }
+        for _ in 0..2 {
+            write_to(&mut t, &mut out, "new/a", 2);
+            let lost = t.on_connection_lost(0, &[]);
+            assert_eq!(t.blame(lost, false), None, "a reason was given");
+            t.on_connected(&mut out, Window::default());
+            write_to(&mut t, &mut out, "fixed", 1);
+            t.on_event(&mut out, &puback(1));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        write_to(&mut t, &mut out, "new/b", 2);
+        std::thread::sleep(Duration::from_millis(2));
+        write_to(&mut t, &mut out, "new/c", 3);
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.blame(lost, true),
+            Some(Blame::Topic {
+                topic: Arc::from("new/b"),
+                blame: TopicBlame::Suspect
+            })
+        );
     }
 
     /// The broker's receive maximum (MQTT 5) bounds QoS 1 and 2 alike; QoS 0 passes.

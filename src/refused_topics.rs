@@ -1,16 +1,19 @@
-//! Topics an MQTT 5 broker refused a message to (not authorised, topic name invalid), kept
-//! for a while on one connection so that packs to them fail at once instead of being
-//! published again.
+//! Topics a broker refused a message to, kept for a while on one connection so that packs to
+//! them fail at once instead of being published again.
 //!
-//! Some brokers close the connection after such a refusal: HiveMQ sends PUBACK 0x87 and then
-//! DISCONNECT 0x87, AWS IoT likewise. Each pack an endpoint sends to a topic the broker's ACL
-//! denies then resets the connection every appender of the node shares, and Kaa sends packs
-//! again. Remembering the topic makes that one reset per topic and [`LIFE`], whatever the
-//! endpoint sends. Where the broker keeps the connection (Mosquitto), it saves a round trip.
-//! A refusal is kept with the QoS and retain flag it met: a broker may allow a topic at one
-//! and not the other (AWS IoT refuses retained messages without `iot:RetainPublish`).
+//! An MQTT 5 broker says so with a reason code (not authorised, topic name invalid), and some
+//! then close the connection: HiveMQ sends PUBACK 0x87 and then DISCONNECT 0x87, AWS IoT
+//! likewise. Under MQTT 3.1.1 there is no reason code, and those brokers close the connection
+//! at the publish without a word ([`SilentRefusals`] learns the topic from its closes). Each
+//! pack an endpoint sends to a topic the broker's ACL denies then resets the connection every
+//! appender of the node shares, and Kaa sends packs again. Remembering the topic makes that
+//! one reset (two without a reason code) per topic and [`LIFE`], whatever the endpoint sends.
+//! Where the broker keeps the connection (Mosquitto), it saves a round trip. A refusal is kept
+//! with the QoS and retain flag it met: a broker may allow a topic at one and not the other
+//! (AWS IoT refuses retained messages without `iot:RetainPublish`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +102,104 @@ impl RefusedTopics {
     }
 }
 
+/// Topics (their hashes: endpoints choose what templated topics hold) the broker acknowledged
+/// a message to, at most; then the set starts again. Forgetting one only lets a close be
+/// blamed on it, which takes two closes to teach anything.
+const ALLOWED: usize = 65_536;
+
+/// A close this soon after the suspect's write can be the broker's answer to it: it closes as
+/// soon as it reads a denied publish. A close later is not blamed on it.
+const QUICK: Duration = Duration::from_secs(2);
+
+/// Suspects remembered: several endpoints may publish to denied topics, each sent again at its
+/// own pace.
+const SUSPECTS: usize = 8;
+
+/// What a broker's closes without a word (MQTT 3.1.1) teach of the topics it refuses, on one
+/// connection across its reconnects.
+///
+/// HiveMQ and AWS IoT close an MQTT 3.1.1 connection at a publish their ACL denies. So a close
+/// is blamed on the first message written after the last one the broker acknowledged, not
+/// acknowledged itself, to a topic the broker never acknowledged a message to, within
+/// [`QUICK`] of its write; when the same topic is blamed at a later close too, it is taken as
+/// refused. Any one close proves nothing: a broker restarting, or another node taking the
+/// client id, closes the connection while messages are in flight. A topic the broker
+/// acknowledged is never blamed, so a fixed topic that worked once never is; and nothing is
+/// blamed before the broker acknowledged a message: one that closes every connection at its
+/// first publish is as likely another client taking the id, and is taken for that
+/// (`connection::taken_over_by_another`).
+#[derive(Debug, Default)]
+pub(crate) struct SilentRefusals {
+    hasher: RandomState,
+    allowed: HashSet<u64>,
+    /// The topic last added to `allowed`: a fixed topic is compared, not hashed, at each ack.
+    last_allowed: Option<Arc<str>>,
+    /// Topics blamed at earlier closes, and when; newest last.
+    suspects: VecDeque<(u64, Instant)>,
+}
+
+/// What a close without a word says of the topic it is blamed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicBlame {
+    /// The broker may refuse it.
+    Suspect,
+    /// Blamed again: the broker most likely refuses it.
+    Refused,
+}
+
+impl SilentRefusals {
+    /// The broker acknowledged a message to `topic` (and refused none): it allows it.
+    pub(crate) fn allowed(&mut self, topic: &Arc<str>) {
+        if self
+            .last_allowed
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, topic) || t == topic)
+        {
+            return;
+        }
+        if self.allowed.len() >= ALLOWED {
+            self.allowed.clear();
+        }
+        let hash = self.hasher.hash_one(&**topic);
+        self.allowed.insert(hash);
+        self.suspects.retain(|&(s, _)| s != hash);
+        self.last_allowed = Some(Arc::clone(topic));
+    }
+
+    /// Whether the broker acknowledged a message to `topic`.
+    pub(crate) fn is_allowed(&self, topic: &str) -> bool {
+        self.allowed.contains(&self.hasher.hash_one(topic))
+    }
+
+    /// The broker closed the connection at `now` without a word, with a message to `topic`
+    /// written at `written` the first left unacknowledged after the last one it acknowledged,
+    /// to a topic it never acknowledged ([`SilentRefusals::is_allowed`]). Blamed when the close
+    /// came within [`QUICK`] of the write; refused when the topic was blamed at an earlier
+    /// close within [`LIFE`]. Nothing is blamed before the broker acknowledged a message.
+    pub(crate) fn blame(
+        &mut self,
+        topic: &str,
+        written: Instant,
+        now: Instant,
+    ) -> Option<TopicBlame> {
+        if self.last_allowed.is_none() || now.saturating_duration_since(written) > QUICK {
+            return None;
+        }
+        let hash = self.hasher.hash_one(topic);
+        self.suspects
+            .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
+        if let Some(i) = self.suspects.iter().position(|&(s, _)| s == hash) {
+            self.suspects.remove(i);
+            return Some(TopicBlame::Refused);
+        }
+        if self.suspects.len() == SUSPECTS {
+            self.suspects.pop_front();
+        }
+        self.suspects.push_back((hash, now));
+        Some(TopicBlame::Suspect)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +269,86 @@ mod tests {
         assert!(r
             .refuses(&long(fit), Qos::AtLeastOnce, false, later)
             .is_some());
+    }
+
+    #[test]
+    fn the_same_topic_blamed_at_two_quick_closes_is_refused() {
+        let mut s = SilentRefusals::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            s.blame("denied/x", t0, t0),
+            None,
+            "nothing before the broker acknowledged a message"
+        );
+        s.allowed(&topic("allowed/x"));
+        assert_eq!(
+            s.blame("denied/x", t0, t0 + Duration::from_millis(5)),
+            Some(TopicBlame::Suspect),
+            "one close proves nothing"
+        );
+        assert_eq!(
+            s.blame("other/y", t0, t0 + Duration::from_millis(5)),
+            Some(TopicBlame::Suspect),
+            "another topic is a suspect of its own"
+        );
+        let t1 = t0 + Duration::from_secs(60);
+        assert_eq!(
+            s.blame("denied/x", t1, t1 + Duration::from_millis(5)),
+            Some(TopicBlame::Refused)
+        );
+    }
+
+    /// A broker closes as soon as it reads a denied publish; a close long after the write
+    /// (a broker restarting, another node taking the id) is not its answer to it.
+    #[test]
+    fn a_close_long_after_the_write_blames_nothing() {
+        let mut s = SilentRefusals::default();
+        s.allowed(&topic("allowed/x"));
+        let t0 = Instant::now();
+        assert_eq!(
+            s.blame("t", t0, t0 + QUICK + Duration::from_millis(1)),
+            None
+        );
+        assert_eq!(
+            s.blame("t", t0, t0 + Duration::from_millis(1)),
+            Some(TopicBlame::Suspect)
+        );
+        assert_eq!(
+            s.blame("t", t0, t0 + QUICK * 2),
+            None,
+            "nor teaches anything"
+        );
+    }
+
+    /// An acknowledgement clears the suspicion, and a suspect too old is forgotten.
+    #[test]
+    fn an_ack_or_time_clears_a_suspect() {
+        let mut s = SilentRefusals::default();
+        let t0 = Instant::now();
+        let t = topic("flaky/x");
+        s.blame(&t, t0, t0);
+        s.allowed(&t);
+        assert!(s.is_allowed(&t));
+        assert!(!s.is_allowed("flaky/y"));
+        assert_eq!(s.blame(&t, t0, t0), Some(TopicBlame::Suspect));
+        let late = t0 + LIFE;
+        assert_eq!(s.blame(&t, late, late), Some(TopicBlame::Suspect));
+    }
+
+    /// Endpoints choose templated topics: what is kept stays bounded whatever they send.
+    #[test]
+    fn endpoints_cannot_grow_what_it_keeps() {
+        let mut s = SilentRefusals::default();
+        let t0 = Instant::now();
+        for i in 0..ALLOWED + 10 {
+            s.allowed(&topic(&format!("e/{i}")));
+            s.blame(&format!("d/{i}"), t0, t0);
+        }
+        assert!(s.allowed.len() <= ALLOWED);
+        assert!(s.suspects.len() <= SUSPECTS);
+        assert!(
+            s.is_allowed(&format!("e/{}", ALLOWED + 9)),
+            "the latest is kept"
+        );
     }
 }

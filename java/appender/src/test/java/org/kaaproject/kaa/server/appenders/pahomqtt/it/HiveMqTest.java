@@ -2,11 +2,13 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -24,9 +26,9 @@ import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
 /**
- * MQTT 5 against HiveMQ CE, a second real broker beside Mosquitto, which keeps to the specification strictly: a
- * client that has more QoS 1 and 2 publishes unacknowledged than the receive maximum HiveMQ announced is
- * disconnected (protocol error).
+ * HiveMQ CE, a second real broker beside Mosquitto, which keeps to the specification strictly: a client that has more
+ * QoS 1 and 2 publishes unacknowledged than the receive maximum HiveMQ announced is disconnected (protocol error),
+ * and so is one that publishes to a topic its authorizer denies.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class HiveMqTest {
@@ -125,6 +127,63 @@ class HiveMqTest {
                         .collect(Collectors.toList());
                 assertEquals(1, closes.size(), "one close, at the first refusal: " + mine);
                 assertTrue(closes.get(0).contains("NOT_AUTHORIZED"), closes.toString());
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+
+    /**
+     * Under MQTT 3.1.1 HiveMQ answers a publish its authorizer refuses by closing the connection, without a word (the
+     * protocol has none): every pack an endpoint sends to a denied topic reset the connection every appender of the
+     * node shares, failing their packs in flight too, and after two such closes the appender took them for another
+     * client with its id and moved to an id of its own. Now a close just after a message to a topic the broker never
+     * took makes the topic a suspect, a second one makes it refused, and the packs after that to it fail with
+     * {@code onRemoteError} unpublished: two closes, one client id, and the appender beside it publishes on.
+     */
+    @Test
+    void mqtt311RefusedTopicCostsTheSharedConnectionTwoCloses() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedConfig = KaaNode.brokerConfig(broker.port(), "denied/x", 1);
+            deniedConfig.put("clientId", clientId);
+            Map<String, Object> allowedConfig = KaaNode.brokerConfig(broker.port(), "allowed/x", 1);
+            allowedConfig.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
+            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                List<byte[]> expected = new ArrayList<>();
+                List<byte[]> first = records(10, 40);
+                RecordingCallback firstCb = new RecordingCallback();
+                allowed.doAppend(KaaNode.pack(TELEMETRY, 3, first), firstCb);
+                firstCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                expected.addAll(AvroReference.expectedPayloads(SCHEMA, first));
+                List<String> answers = new ArrayList<>();
+                for (int pack = 0; pack < 6; pack++) {
+                    RecordingCallback cb = new RecordingCallback();
+                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
+                    answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+                    // Each on the connection made anew: Kaa sends a failed pack again later.
+                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
+                            broker.events().toString());
+                    List<byte[]> beside = records(10, 50 + pack);
+                    RecordingCallback besideCb = new RecordingCallback();
+                    allowed.doAppend(KaaNode.pack(TELEMETRY, 3, beside), besideCb);
+                    besideCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                    expected.addAll(AvroReference.expectedPayloads(SCHEMA, beside));
+                }
+                assertEquals(Arrays.asList(CONNECTION_ERROR, CONNECTION_ERROR, REMOTE_ERROR, REMOTE_ERROR,
+                        REMOTE_ERROR, REMOTE_ERROR), answers, broker.events().toString());
+                sub.assertCount(expected.size(), Duration.ofSeconds(10));
+                Payloads.assertSameMultiset("what the subscriber received", expected,
+                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                List<String> events = broker.events();
+                assertEquals(3, events.stream().filter(e -> e.equals("CONNECT " + clientId)).count(), events.toString());
+                assertEquals(0, events.stream().filter(e -> e.startsWith("CONNECT " + clientId + "-"))
+                        .count(), "the client id never moved: " + events);
+                assertEquals(2, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
+                        .count(), events.toString());
             } finally {
                 denied.close();
                 allowed.close();
