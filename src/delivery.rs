@@ -508,17 +508,6 @@ impl Tracker {
             if self.refuse_unwritable(out, &pack, measure.size, &how) {
                 continue;
             }
-            // Checked at submit; here for a pack that waited while the broker refused its topic
-            // (a pack of several topics may have had others go out already).
-            let at = *now.get_or_insert_with(Instant::now);
-            if let Some(reason) = self
-                .refused_topics
-                .refuses(&message.topic, qos, how.retain, at)
-                .map(str::to_string)
-            {
-                self.refuse_for_topic(&pack, &message.topic, &reason);
-                continue;
-            }
             let topic = Arc::clone(&message.topic);
             if let Err(why) = out.try_publish(message, &how) {
                 self.refuse(&pack, why);
@@ -667,12 +656,37 @@ impl Tracker {
             None => m.pack.record_delivered(),
             Some(reason) => {
                 log::debug!("the broker refused a message to '{}': {reason}", m.topic);
-                if refuses_topic(reason) {
-                    self.refused_topics
-                        .note(&m.topic, m.qos, m.retain, reason, Instant::now());
-                }
                 m.pack.finish(Why::Refused);
+                if refuses_topic(reason) {
+                    self.topic_refused(&m.topic, m.qos, m.retain, reason);
+                }
             }
+        }
+    }
+
+    /// The broker refuses messages to `topic` at `qos` and `retain`, for `reason`: packs to it
+    /// fail before they are published from now on ([`Tracker::submit`]), and so do those
+    /// waiting for the window or a connection now, before any other message of them goes out.
+    fn topic_refused(&mut self, topic: &Arc<str>, qos: Qos, retain: bool, reason: &str) {
+        if !self
+            .refused_topics
+            .note(topic, qos, retain, reason, Instant::now())
+        {
+            return;
+        }
+        let mut waiting: Vec<Arc<Pack>> = Vec::new();
+        for p in &self.parked {
+            if !p.pack.is_done()
+                && p.message.topic == *topic
+                && p.how.qos == qos
+                && p.how.retain == retain
+                && !waiting.last().is_some_and(|w| Arc::ptr_eq(w, &p.pack))
+            {
+                waiting.push(Arc::clone(&p.pack));
+            }
+        }
+        for pack in waiting {
+            self.refuse_for_topic(&pack, topic, reason);
         }
     }
 
@@ -809,12 +823,11 @@ impl Tracker {
             .silent_refusals
             .blame(&suspect.topic, suspect.written, now)?;
         if blame == TopicBlame::Refused {
-            self.refused_topics.note(
+            self.topic_refused(
                 &suspect.topic,
                 suspect.qos,
                 suspect.retain,
                 "closed the connection twice, without a reason, just after a message to it",
-                now,
             );
         }
         Some(Blame::Topic {
@@ -1779,6 +1792,72 @@ mod tests {
         );
         assert_eq!(out.published.len(), 2);
         assert!(outcomes(&rx_qos1).is_empty());
+    }
+
+    /// A pack waiting for the window whose topics are mixed fails whole when one of them is
+    /// refused: none of its messages goes out (they did, up to the refused one, when the
+    /// check came only as each went out).
+    #[test]
+    fn a_waiting_pack_of_several_topics_fails_whole_when_one_is_refused() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, Window::agreed(None, Some(1)));
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::ExactlyOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        let (mixed, rx_mixed) = pack(3);
+        let mut messages = to_topic("allowed/x", 2);
+        messages.extend(to_topic("denied/x", 1));
+        t.submit(&mut out, &mixed, Qos::ExactlyOnce.into(), messages, 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(
+            &mut out,
+            &Observed::Received {
+                pkid: 1,
+                refused: Some("NotAuthorized".into()),
+            },
+        );
+        assert_eq!(outcomes(&rx_mixed), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), 1, "none of the waiting pack went out");
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    /// A refusal read together with the close (HiveMQ's PUBACK 0x87 and its DISCONNECT in
+    /// one read) is remembered as one read before it.
+    #[test]
+    fn a_refusal_read_with_the_close_is_remembered() {
+        let (mut t, mut out) = connected();
+        let (first, rx_first) = pack(1);
+        t.submit(
+            &mut out,
+            &first,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        let refusal = Observed::Acked {
+            pkid: 1,
+            refused: Some("NotAuthorized".into()),
+        };
+        t.on_connection_lost(0, &[refusal]);
+        assert_eq!(outcomes(&rx_first), vec![Outcome::RemoteError]);
+        t.on_connected(&mut out, Window::default());
+        let published = out.published.len();
+        let (again, rx_again) = pack(1);
+        t.submit(
+            &mut out,
+            &again,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        assert_eq!(outcomes(&rx_again), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published);
     }
 
     /// Submits a one-message pack to `topic` at QoS 1 and writes it as `pkid`.

@@ -43,6 +43,7 @@ pub(crate) struct RefusedTopics {
 
 impl RefusedTopics {
     /// The broker refused a message to `topic`, at `qos` and `retain`, at `now`, for `reason`.
+    /// Whether that is news: the topic was not refused already.
     pub(crate) fn note(
         &mut self,
         topic: &Arc<str>,
@@ -50,12 +51,13 @@ impl RefusedTopics {
         retain: bool,
         reason: &str,
         now: Instant,
-    ) {
+    ) -> bool {
         self.topics
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < LIFE);
         let key = (Arc::clone(topic), qos, retain);
-        if let Some((_, at)) = self.topics.get_mut(&key) {
+        let news = if let Some((_, at)) = self.topics.get_mut(&key) {
             *at = now;
+            false
         } else {
             // Counted here, not kept: refusals are rare, and the memory small.
             let mut held: usize = self.topics.keys().map(|(t, _, _)| t.len()).sum();
@@ -72,8 +74,10 @@ impl RefusedTopics {
                 self.topics.remove(&oldest);
             }
             self.topics.insert(key, (reason.to_string(), now));
-        }
+            true
+        };
         self.latest = Some(now);
+        news
     }
 
     /// Why the broker refused a message like this within [`LIFE`] of `now`, if it did. Costs
