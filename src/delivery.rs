@@ -876,11 +876,13 @@ impl Tracker {
         })
     }
 
-    /// The next connection goes to another broker (failover): the topics this one refused say
-    /// nothing of that one's ACL.
+    /// The next connection goes to another broker (failover): what this one refused, the
+    /// topics of its ACL and the packet size it was found to close at, says nothing of that
+    /// one's.
     pub fn on_broker_changed(&mut self) {
         self.refused_topics = RefusedTopics::default();
         self.silent_refusals = SilentRefusals::default();
+        self.limit = PacketLimit::default();
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad
@@ -1263,6 +1265,25 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(out.published.len(), published, "nothing of it published");
         assert_eq!(t.outstanding(), 0);
+    }
+
+    /// A failover broker is another broker: the limit learned from the first one's closes
+    /// does not hold messages back from it.
+    #[test]
+    fn a_limit_learned_from_one_broker_does_not_hold_for_a_failover_broker() {
+        let (mut t, mut out, window) = big_suspected(1);
+        let lost = t.on_connection_lost(0, &[]);
+        assert!(matches!(
+            t.blame(lost, true),
+            Some(Blame::Size(Blamed::Ceiling { .. }))
+        ));
+        t.on_broker_changed();
+        t.on_connected(&mut out, window);
+        let published = out.published.len();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), vec![big()], 100);
+        assert!(outcomes(&rx).is_empty(), "not refused");
+        assert_eq!(out.published.len(), published + 1);
     }
 
     /// The same pack, with its small messages handed to the client but not written when the

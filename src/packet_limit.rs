@@ -57,7 +57,8 @@ impl Measure {
     }
 }
 
-/// What one connection (across its reconnects) knows of its broker's packet limit. Sizes are
+/// What one connection (across its reconnects to one broker) knows of its broker's packet
+/// limit. Sizes are
 /// those of the PUBLISH packets (`protocol::Outbox::packet_size`).
 #[derive(Debug, Default)]
 pub struct PacketLimit {
