@@ -129,9 +129,9 @@ const SUSPECTS: usize = 8;
 /// refused. Any one close proves nothing: a broker restarting, or another node taking the
 /// client id, closes the connection while messages are in flight. A topic the broker
 /// acknowledged is never blamed, so a fixed topic that worked once never is; and nothing is
-/// blamed before the broker acknowledged a message: one that closes every connection at its
-/// first publish is as likely another client taking the id, and is taken for that
-/// (`connection::taken_over_by_another`).
+/// blamed on a connection the broker acknowledged no message on (the tracker's part): one
+/// that closes every connection at once, flapping or taken by another client with the id, is
+/// not answering what it was sent (`connection::taken_over_by_another` tells the latter).
 #[derive(Debug, Default)]
 pub(crate) struct SilentRefusals {
     hasher: RandomState,
@@ -179,14 +179,14 @@ impl SilentRefusals {
     /// written at `written` the first left unacknowledged after the last one it acknowledged,
     /// to a topic it never acknowledged ([`SilentRefusals::is_allowed`]). Blamed when the close
     /// came within [`QUICK`] of the write; refused when the topic was blamed at an earlier
-    /// close within [`LIFE`]. Nothing is blamed before the broker acknowledged a message.
+    /// close within [`LIFE`].
     pub(crate) fn blame(
         &mut self,
         topic: &str,
         written: Instant,
         now: Instant,
     ) -> Option<TopicBlame> {
-        if self.last_allowed.is_none() || now.saturating_duration_since(written) > QUICK {
+        if now.saturating_duration_since(written) > QUICK {
             return None;
         }
         let hash = self.hasher.hash_one(topic);
@@ -280,12 +280,6 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         assert_eq!(
-            s.blame("denied/x", t0, t0),
-            None,
-            "nothing before the broker acknowledged a message"
-        );
-        s.allowed(&topic("allowed/x"));
-        assert_eq!(
             s.blame("denied/x", t0, t0 + Duration::from_millis(5)),
             Some(TopicBlame::Suspect),
             "one close proves nothing"
@@ -307,7 +301,6 @@ mod tests {
     #[test]
     fn a_close_long_after_the_write_blames_nothing() {
         let mut s = SilentRefusals::default();
-        s.allowed(&topic("allowed/x"));
         let t0 = Instant::now();
         assert_eq!(
             s.blame("t", t0, t0 + QUICK + Duration::from_millis(1)),
