@@ -985,7 +985,8 @@ impl<E: EventLoop> Driver<E> {
                     } = failure
                     {
                         if !*refused_here {
-                            blamed = tracker.blame(unacknowledged, said == Said::Nothing);
+                            let silent = E::NO_REASON_CODES && said == Said::Nothing;
+                            blamed = tracker.blame(unacknowledged, silent);
                         }
                     }
                 }
@@ -993,9 +994,10 @@ impl<E: EventLoop> Driver<E> {
                 // another reason (an MQTT 5 DISCONNECT), or had just refused a message: then
                 // the close is its answer to that message; or unless it was blamed on a message
                 // left unacknowledged, far larger than any the broker took (its packet limit),
-                // or just written to a topic it never took (its ACL), which an MQTT 3.1.1 broker
-                // does not say. After a publish it may be the broker's answer without a word,
-                // so only the second such close in a row counts.
+                // or again just after a message to a topic it never took (its ACL), which an
+                // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
+                // without a word, so only the second such close in a row counts; a first close
+                // at a topic is such a close (blamed only at a second one, as a takeover is).
                 let unexplained = matches!(
                     failure,
                     Failure::Closed {
@@ -1003,7 +1005,14 @@ impl<E: EventLoop> Driver<E> {
                         ..
                     }
                 ) && !*refused_here
-                    && blamed.is_none()
+                    && !matches!(
+                        blamed,
+                        Some(Blame::Size(_))
+                            | Some(Blame::Topic {
+                                blame: TopicBlame::Refused,
+                                ..
+                            })
+                    )
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
@@ -1061,7 +1070,7 @@ impl<E: EventLoop> Driver<E> {
                         };
                         (format!("refused the connection: {code}{hint}{clash}"), true)
                     }
-                    Failure::Closed { why, .. } if blamed.is_some() => (
+                    Failure::Closed { why, .. } if blamed.is_some() && !likely_takeover => (
                         blamed_close(&why, blamed.expect("checked in the guard")),
                         false,
                     ),

@@ -236,6 +236,7 @@ struct TopicSuspect {
     topic: Arc<str>,
     qos: Qos,
     retain: bool,
+    measure: Measure,
     written: Instant,
 }
 
@@ -668,6 +669,9 @@ impl Tracker {
     /// The broker refuses messages to `topic` at `qos` and `retain`, for `reason`: packs to it
     /// fail before they are published from now on ([`Tracker::submit`]), and so do those
     /// waiting for the window or a connection now, before any other message of them goes out.
+    /// One of them with messages handed to the client already is answered as lost instead
+    /// (as at [`Tracker::on_connected`]): part of it is published, and Kaa sends it again to
+    /// meet the refusal whole.
     fn topic_refused(&mut self, topic: &Arc<str>, qos: Qos, retain: bool, reason: &str) {
         if !self
             .refused_topics
@@ -687,7 +691,18 @@ impl Tracker {
             }
         }
         for pack in waiting {
-            self.refuse_for_topic(&pack, topic, reason);
+            let handed_over = self
+                .sent
+                .iter()
+                .chain(self.awaiting_ack.values())
+                .chain(self.awaiting_comp.values())
+                .chain(self.collided.iter())
+                .any(|m| Arc::ptr_eq(&m.pack, &pack));
+            if handed_over {
+                pack.finish(Why::Lost);
+            } else {
+                self.refuse_for_topic(&pack, topic, reason);
+            }
         }
     }
 
@@ -793,6 +808,7 @@ impl Tracker {
                     topic: Arc::clone(&m.topic),
                     qos: m.qos,
                     retain: m.retain,
+                    measure: m.measure,
                     written: m.since,
                 }),
         };
@@ -817,12 +833,30 @@ impl Tracker {
     /// [`PacketLimit::blame`]) or, without a reason, on its topic (see
     /// [`SilentRefusals::blame`]). A topic blamed again is refused from now on, as one the
     /// broker refused with a reason code.
+    ///
+    /// When the largest message is the one to a new topic, its topic is blamed first: a
+    /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
+    /// every message that large (the broker may have acknowledged only smaller ones: the status
+    /// message, records of other topics).
     pub fn blame(&mut self, lost: Unacknowledged, silent: bool) -> Option<Blame> {
         let now = Instant::now();
+        let suspect = lost.unknown_topic.filter(|_| silent);
+        let topic_first = suspect
+            .as_ref()
+            .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
+        if topic_first {
+            if let Some(blame) = self.blame_topic(suspect.as_ref()?, now) {
+                return Some(blame);
+            }
+        }
         if let Some(blamed) = self.limit.blame(lost.largest, now) {
             return Some(Blame::Size(blamed));
         }
-        let suspect = lost.unknown_topic.filter(|_| silent)?;
+        self.blame_topic(suspect.as_ref()?, now)
+    }
+
+    /// Blames a close without a reason on `suspect`'s topic ([`SilentRefusals::blame`]).
+    fn blame_topic(&mut self, suspect: &TopicSuspect, now: Instant) -> Option<Blame> {
         let blame = self
             .silent_refusals
             .blame(&suspect.topic, suspect.written, now)?;
@@ -835,7 +869,7 @@ impl Tracker {
             );
         }
         Some(Blame::Topic {
-            topic: suspect.topic,
+            topic: Arc::clone(&suspect.topic),
             blame,
         })
     }
@@ -887,6 +921,7 @@ impl Tracker {
         self.refused_topics = RefusedTopics::default();
         self.silent_refusals = SilentRefusals::default();
         self.limit = PacketLimit::default();
+        self.over_limit = 0;
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad
@@ -1851,6 +1886,37 @@ mod tests {
         assert_eq!(t.outstanding(), 0);
     }
 
+    /// The same, with the pack's first message already written: it is answered as lost, not
+    /// as refused unpublished, and what waits of it is not published.
+    #[test]
+    fn a_pack_partly_out_when_its_topic_is_refused_is_answered_as_lost() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, Window::agreed(None, Some(2)));
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::ExactlyOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        let (mixed, rx_mixed) = pack(3);
+        let mut messages = to_topic("allowed/x", 2);
+        messages.extend(to_topic("denied/x", 1));
+        t.submit(&mut out, &mixed, Qos::ExactlyOnce.into(), messages, 100);
+        assert_eq!(out.published.len(), 2, "the window holds two");
+        t.on_event(&mut out, &written(1));
+        t.on_event(
+            &mut out,
+            &Observed::Received {
+                pkid: 1,
+                refused: Some("NotAuthorized".into()),
+            },
+        );
+        assert_eq!(outcomes(&rx_mixed), vec![Outcome::ConnectionError]);
+        assert_eq!(out.published.len(), 2, "nothing more of it went out");
+    }
+
     /// A refusal read together with the close (HiveMQ's PUBACK 0x87 and its DISCONNECT in
     /// one read) is remembered as one read before it.
     #[test]
@@ -1971,6 +2037,30 @@ mod tests {
             write_to(&mut t, &mut out, "fixed", 1);
             t.on_event(&mut out, &puback(1));
         }
+        // A large message to a new topic: its topic, not its size, though it passes all the
+        // broker acknowledged by far.
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            vec![Message {
+                topic: Arc::from("new/big"),
+                ..big()
+            }],
+            100,
+        );
+        t.on_event(&mut out, &written(2));
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.blame(lost, true),
+            Some(Blame::Topic {
+                topic: Arc::from("new/big"),
+                blame: TopicBlame::Suspect
+            })
+        );
+        t.on_connected(&mut out, Window::default());
+        write_to(&mut t, &mut out, "fixed", 1);
+        t.on_event(&mut out, &puback(1));
         std::thread::sleep(Duration::from_millis(2));
         write_to(&mut t, &mut out, "new/b", 2);
         std::thread::sleep(Duration::from_millis(2));

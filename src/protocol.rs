@@ -297,6 +297,12 @@ pub trait EventLoop: Send + 'static {
     /// could never come.
     const NUDGES: bool = false;
 
+    /// Whether the protocol has no reason codes (MQTT 3.1.1): a broker refusing a publish can
+    /// only close the connection, without a word, so such a close may be its answer to a topic
+    /// (see `refused_topics::SilentRefusals`). An MQTT 5 broker says so, and a bare close there
+    /// is a restart or a network's.
+    const NO_REASON_CODES: bool = false;
+
     /// Sends the broker a PINGREQ now, apart from rumqttc's keep-alive (whose own ping would
     /// fail the connection if it found one of ours unanswered), for the TCP acknowledgement
     /// it carries (see `connection::Nudge`). A failure has dropped the connection, as a
@@ -436,6 +442,7 @@ event_loop!(
     refusal_v4,
     {
         const NUDGES: bool = true;
+        const NO_REASON_CODES: bool = true;
 
         async fn nudge(&mut self) -> Result<(), Failure> {
             nudge_v4(self).await
