@@ -711,7 +711,7 @@ impl Tracker {
         let size = m.measure.size;
         self.acked_written = self.acked_written.max(Some(m.since));
         if refused.is_none() {
-            self.silent_refusals.allowed(&m.topic);
+            self.silent_refusals.allowed(&m.topic, m.qos, m.retain);
         }
         if let Some(ceiling) = self.limit.acked(size) {
             log::warn!(
@@ -802,7 +802,10 @@ impl Tracker {
             // connection before that (flapping, or another client taking the id at once)
             // closes it whatever it is sent.
             unknown_topic: suspects()
-                .filter(|m| acked_written.is_some() && !self.silent_refusals.is_allowed(&m.topic))
+                .filter(|m| {
+                    acked_written.is_some()
+                        && !self.silent_refusals.is_allowed(&m.topic, m.qos, m.retain)
+                })
                 .min_by_key(|m| m.since)
                 .map(|m| TopicSuspect {
                     topic: Arc::clone(&m.topic),
@@ -857,9 +860,11 @@ impl Tracker {
 
     /// Blames a close without a reason on `suspect`'s topic ([`SilentRefusals::blame`]).
     fn blame_topic(&mut self, suspect: &TopicSuspect, now: Instant) -> Option<Blame> {
-        let blame = self
-            .silent_refusals
-            .blame(&suspect.topic, suspect.written, now)?;
+        let blame = self.silent_refusals.blame(
+            (&suspect.topic, suspect.qos, suspect.retain),
+            suspect.written,
+            now,
+        )?;
         if blame == TopicBlame::Refused {
             self.topic_refused(
                 &suspect.topic,

@@ -137,7 +137,7 @@ pub(crate) struct SilentRefusals {
     hasher: RandomState,
     allowed: HashSet<u64>,
     /// The topic last added to `allowed`: a fixed topic is compared, not hashed, at each ack.
-    last_allowed: Option<Arc<str>>,
+    last_allowed: Option<Key>,
     /// Topics blamed at earlier closes, and when; newest last.
     suspects: VecDeque<(u64, Instant)>,
 }
@@ -152,44 +152,49 @@ pub(crate) enum TopicBlame {
 }
 
 impl SilentRefusals {
-    /// The broker acknowledged a message to `topic` (and refused none): it allows it.
-    pub(crate) fn allowed(&mut self, topic: &Arc<str>) {
-        if self
-            .last_allowed
-            .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(t, topic) || t == topic)
-        {
+    /// A topic as the broker's ACL judges it: with the message's QoS and retain flag (AWS IoT
+    /// refuses retained messages without `iot:RetainPublish`).
+    fn hash(&self, topic: &str, qos: Qos, retain: bool) -> u64 {
+        self.hasher.hash_one((topic, qos as u8, retain))
+    }
+
+    /// The broker acknowledged a message to `topic` at `qos` and `retain` (and refused none):
+    /// it allows it.
+    pub(crate) fn allowed(&mut self, topic: &Arc<str>, qos: Qos, retain: bool) {
+        if self.last_allowed.as_ref().is_some_and(|(t, q, r)| {
+            (Arc::ptr_eq(t, topic) || t == topic) && (*q, *r) == (qos, retain)
+        }) {
             return;
         }
         if self.allowed.len() >= ALLOWED {
             self.allowed.clear();
         }
-        let hash = self.hasher.hash_one(&**topic);
+        let hash = self.hash(topic, qos, retain);
         self.allowed.insert(hash);
         self.suspects.retain(|&(s, _)| s != hash);
-        self.last_allowed = Some(Arc::clone(topic));
+        self.last_allowed = Some((Arc::clone(topic), qos, retain));
     }
 
-    /// Whether the broker acknowledged a message to `topic`.
-    pub(crate) fn is_allowed(&self, topic: &str) -> bool {
-        self.allowed.contains(&self.hasher.hash_one(topic))
+    /// Whether the broker acknowledged a message to `topic` at `qos` and `retain`.
+    pub(crate) fn is_allowed(&self, topic: &str, qos: Qos, retain: bool) -> bool {
+        self.allowed.contains(&self.hash(topic, qos, retain))
     }
 
-    /// The broker closed the connection at `now` without a word, with a message to `topic`
-    /// written at `written` the first left unacknowledged after the last one it acknowledged,
+    /// The broker closed the connection at `now` without a word, with a message to `topic` (at
+    /// its QoS and retain flag) written at `written` the first left unacknowledged after the last one it acknowledged,
     /// to a topic it never acknowledged ([`SilentRefusals::is_allowed`]). Blamed when the close
     /// came within [`QUICK`] of the write; refused when the topic was blamed at an earlier
     /// close within [`LIFE`].
     pub(crate) fn blame(
         &mut self,
-        topic: &str,
+        (topic, qos, retain): (&str, Qos, bool),
         written: Instant,
         now: Instant,
     ) -> Option<TopicBlame> {
         if now.saturating_duration_since(written) > QUICK {
             return None;
         }
-        let hash = self.hasher.hash_one(topic);
+        let hash = self.hash(topic, qos, retain);
         self.suspects
             .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
         if let Some(i) = self.suspects.iter().position(|&(s, _)| s == hash) {
@@ -207,6 +212,8 @@ impl SilentRefusals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const Q: Qos = Qos::AtLeastOnce;
 
     fn topic(t: &str) -> Arc<str> {
         Arc::from(t)
@@ -280,18 +287,18 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         assert_eq!(
-            s.blame("denied/x", t0, t0 + Duration::from_millis(5)),
+            s.blame(("denied/x", Q, false), t0, t0 + Duration::from_millis(5)),
             Some(TopicBlame::Suspect),
             "one close proves nothing"
         );
         assert_eq!(
-            s.blame("other/y", t0, t0 + Duration::from_millis(5)),
+            s.blame(("other/y", Q, false), t0, t0 + Duration::from_millis(5)),
             Some(TopicBlame::Suspect),
             "another topic is a suspect of its own"
         );
         let t1 = t0 + Duration::from_secs(60);
         assert_eq!(
-            s.blame("denied/x", t1, t1 + Duration::from_millis(5)),
+            s.blame(("denied/x", Q, false), t1, t1 + Duration::from_millis(5)),
             Some(TopicBlame::Refused)
         );
     }
@@ -303,15 +310,15 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         assert_eq!(
-            s.blame("t", t0, t0 + QUICK + Duration::from_millis(1)),
+            s.blame(("t", Q, false), t0, t0 + QUICK + Duration::from_millis(1)),
             None
         );
         assert_eq!(
-            s.blame("t", t0, t0 + Duration::from_millis(1)),
+            s.blame(("t", Q, false), t0, t0 + Duration::from_millis(1)),
             Some(TopicBlame::Suspect)
         );
         assert_eq!(
-            s.blame("t", t0, t0 + QUICK * 2),
+            s.blame(("t", Q, false), t0, t0 + QUICK * 2),
             None,
             "nor teaches anything"
         );
@@ -323,13 +330,17 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         let t = topic("flaky/x");
-        s.blame(&t, t0, t0);
-        s.allowed(&t);
-        assert!(s.is_allowed(&t));
-        assert!(!s.is_allowed("flaky/y"));
-        assert_eq!(s.blame(&t, t0, t0), Some(TopicBlame::Suspect));
+        s.blame((&t, Q, false), t0, t0);
+        s.allowed(&t, Q, false);
+        assert!(s.is_allowed(&t, Q, false));
+        assert!(!s.is_allowed("flaky/y", Q, false));
+        assert!(!s.is_allowed(&t, Q, true), "not retained");
+        assert_eq!(s.blame((&t, Q, false), t0, t0), Some(TopicBlame::Suspect));
         let late = t0 + LIFE;
-        assert_eq!(s.blame(&t, late, late), Some(TopicBlame::Suspect));
+        assert_eq!(
+            s.blame((&t, Q, false), late, late),
+            Some(TopicBlame::Suspect)
+        );
     }
 
     /// Endpoints choose templated topics: what is kept stays bounded whatever they send.
@@ -338,13 +349,13 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         for i in 0..ALLOWED + 10 {
-            s.allowed(&topic(&format!("e/{i}")));
-            s.blame(&format!("d/{i}"), t0, t0);
+            s.allowed(&topic(&format!("e/{i}")), Q, false);
+            s.blame((&format!("d/{i}"), Q, false), t0, t0);
         }
         assert!(s.allowed.len() <= ALLOWED);
         assert!(s.suspects.len() <= SUSPECTS);
         assert!(
-            s.is_allowed(&format!("e/{}", ALLOWED + 9)),
+            s.is_allowed(&format!("e/{}", ALLOWED + 9), Q, false),
             "the latest is kept"
         );
     }
