@@ -344,6 +344,7 @@ impl Appender {
             },
             message_expiry: self.config.message_expiry,
             patience: Some(self.config.delivery_timeout),
+            source: fnv1a(endpoint.as_bytes()),
         };
         connection.submit(&pack, how, messages, self.config.max_pending_records);
     }

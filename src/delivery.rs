@@ -210,10 +210,11 @@ struct InFlight {
     patience: Option<Duration>,
     /// Its PUBLISH packet's size (what its ack shows the broker takes) and mark.
     measure: Measure,
-    /// What a refusal of it for its topic teaches ([`RefusedTopics`]): its topic, and its
-    /// retain flag (its QoS is above).
+    /// What a refusal of it for its topic teaches ([`RefusedTopics`]): its topic, its retain
+    /// flag (its QoS is above), and whose records it is.
     topic: Arc<str>,
     retain: bool,
+    source: u64,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
 }
@@ -236,6 +237,7 @@ struct TopicSuspect {
     topic: Arc<str>,
     qos: Qos,
     retain: bool,
+    source: u64,
     measure: Measure,
     written: Instant,
 }
@@ -353,6 +355,16 @@ impl Tracker {
             self.refuse_for_topic(pack, topic, &reason);
             return;
         }
+        if let Some(topics) = self.refused_topics.refuses_source(how.source, now) {
+            if let Some(m) = messages.iter().find(|m| {
+                !self
+                    .silent_refusals
+                    .is_allowed(&m.topic, how.qos, how.retain)
+            }) {
+                self.refuse_for_source(pack, &m.topic, topics);
+                return;
+            }
+        }
         if self.outstanding() + messages.len() > max_outstanding
             || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
         {
@@ -379,6 +391,26 @@ impl Tracker {
                 "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker \
                  refused a message to it ({reason}) within the last {} s, and brokers such as \
                  HiveMQ and AWS IoT close the connection at each refusal{note}",
+                self.label,
+                crate::refused_topics::LIFE.as_secs()
+            );
+        }
+        pack.finish(Why::Refused);
+    }
+
+    /// Fails `pack` (`onRemoteError`) unpublished, for a message to `topic`, which the broker
+    /// never took, from an endpoint whose records had the broker refuse `topics` topics (or
+    /// close the connection at them) lately: with topics made of its records' fields, each new
+    /// one could cost the shared connection a close.
+    fn refuse_for_source(&self, pack: &Pack, topic: &str, topics: u32) {
+        if let Some(note) = self.refused_lines.take("refused endpoint", Instant::now()) {
+            log::warn!(
+                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker has \
+                 taken no message to that topic, and refused {topics} topics of the same \
+                 endpoint's records (or closed the connection just after them), each within {} \
+                 s of the last; its packs to topics the broker has not taken fail so until that \
+                 long has passed without another, so that one endpoint cannot reset the \
+                 connection every appender shares at will{note}",
                 self.label,
                 crate::refused_topics::LIFE.as_secs()
             );
@@ -527,6 +559,7 @@ impl Tracker {
                 measure,
                 topic,
                 retain: how.retain,
+                source: how.source,
                 _held: held,
             });
         }
@@ -659,8 +692,8 @@ impl Tracker {
             Some(reason) => {
                 log::debug!("the broker refused a message to '{}': {reason}", m.topic);
                 m.pack.finish(Why::Refused);
-                if refuses_topic(reason) {
-                    self.topic_refused(&m.topic, m.qos, m.retain, reason);
+                if refuses_topic(reason) && self.topic_refused(&m.topic, m.qos, m.retain, reason) {
+                    self.refused_topics.blame_source(m.source, Instant::now());
                 }
             }
         }
@@ -671,13 +704,13 @@ impl Tracker {
     /// waiting for the window or a connection now, before any other message of them goes out.
     /// One of them with messages handed to the client already is answered as lost instead
     /// (as at [`Tracker::on_connected`]): part of it is published, and Kaa sends it again to
-    /// meet the refusal whole.
-    fn topic_refused(&mut self, topic: &Arc<str>, qos: Qos, retain: bool, reason: &str) {
+    /// meet the refusal whole. Whether that is news (the topic was not refused already).
+    fn topic_refused(&mut self, topic: &Arc<str>, qos: Qos, retain: bool, reason: &str) -> bool {
         if !self
             .refused_topics
             .note(topic, qos, retain, reason, Instant::now())
         {
-            return;
+            return false;
         }
         let mut waiting: Vec<Arc<Pack>> = Vec::new();
         for p in &self.parked {
@@ -704,6 +737,7 @@ impl Tracker {
                 self.refuse_for_topic(&pack, topic, reason);
             }
         }
+        true
     }
 
     /// The broker read `m`: its PUBACK or PUBREC came, `refused` or not.
@@ -811,6 +845,7 @@ impl Tracker {
                     topic: Arc::clone(&m.topic),
                     qos: m.qos,
                     retain: m.retain,
+                    source: m.source,
                     measure: m.measure,
                     written: m.since,
                 }),
@@ -865,13 +900,17 @@ impl Tracker {
             suspect.written,
             now,
         )?;
-        if blame == TopicBlame::Refused {
-            self.topic_refused(
-                &suspect.topic,
-                suspect.qos,
-                suspect.retain,
-                "closed the connection twice, without a reason, just after a message to it",
-            );
+        match blame {
+            // Counted for its source when first blamed.
+            TopicBlame::Suspect => self.refused_topics.blame_source(suspect.source, now),
+            TopicBlame::Refused => {
+                self.topic_refused(
+                    &suspect.topic,
+                    suspect.qos,
+                    suspect.retain,
+                    "closed the connection twice, without a reason, just after a message to it",
+                );
+            }
         }
         Some(Blame::Topic {
             topic: Arc::clone(&suspect.topic),
@@ -1096,6 +1135,7 @@ mod tests {
                 content_type: "application/json",
                 message_expiry: None,
                 patience: Some(Duration::from_secs(1)),
+                source: 0,
             }
         }
     }
@@ -1954,6 +1994,92 @@ mod tests {
         );
         assert_eq!(outcomes(&rx_again), vec![Outcome::RemoteError]);
         assert_eq!(out.published.len(), published);
+    }
+
+    /// At QoS 1, from the endpoint `source` stands for.
+    fn from_source(source: u64) -> PublishOptions {
+        PublishOptions {
+            source,
+            ..Qos::AtLeastOnce.into()
+        }
+    }
+
+    /// An endpoint whose records make a new topic at every pack (`{event.…}`) could have each
+    /// refused, every refusal a close at brokers such as HiveMQ: after three, its packs to
+    /// topics the broker never took fail unpublished, while its packs to topics the broker
+    /// took, and other endpoints' packs, are published.
+    #[test]
+    fn an_endpoint_with_three_topics_refused_fails_its_packs_to_new_topics_unpublished() {
+        let (mut t, mut out) = connected();
+        let (ok, rx_ok) = pack(1);
+        t.submit(&mut out, &ok, from_source(7), to_topic("ok/7", 1), 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx_ok), vec![Outcome::Delivered]);
+        for i in 0..3u16 {
+            let (p, rx) = pack(1);
+            t.submit(
+                &mut out,
+                &p,
+                from_source(7),
+                to_topic(&format!("d/{i}"), 1),
+                100,
+            );
+            t.on_event(&mut out, &written(2 + i));
+            t.on_event(
+                &mut out,
+                &Observed::Acked {
+                    pkid: 2 + i,
+                    refused: Some("NotAuthorized".into()),
+                },
+            );
+            assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+        }
+        let published = out.published.len();
+        let (new, rx_new) = pack(1);
+        t.submit(&mut out, &new, from_source(7), to_topic("d/3", 1), 100);
+        assert_eq!(outcomes(&rx_new), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published, "not published");
+        let (known, _) = pack(1);
+        t.submit(&mut out, &known, from_source(7), to_topic("ok/7", 1), 100);
+        let (other, _) = pack(1);
+        t.submit(&mut out, &other, from_source(8), to_topic("d/4", 1), 100);
+        assert_eq!(out.published.len(), published + 2);
+    }
+
+    /// Under MQTT 3.1.1 its topics are only ever suspects, each new one blamed once: three
+    /// closes blamed on its records' topics count the same.
+    #[test]
+    fn an_endpoint_blamed_at_three_silent_closes_fails_its_packs_to_new_topics_unpublished() {
+        let (mut t, mut out) = connected();
+        for i in 0..3 {
+            let rx = write_to(&mut t, &mut out, "ok", 1);
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+            let (p, _) = pack(1);
+            t.submit(
+                &mut out,
+                &p,
+                from_source(7),
+                to_topic(&format!("d/{i}"), 1),
+                100,
+            );
+            t.on_event(&mut out, &written(2));
+            let lost = t.on_connection_lost(0, &[]);
+            assert!(matches!(
+                t.blame(lost, true),
+                Some(Blame::Topic {
+                    blame: TopicBlame::Suspect,
+                    ..
+                })
+            ));
+            t.on_connected(&mut out, Window::default());
+        }
+        let published = out.published.len();
+        let (new, rx_new) = pack(1);
+        t.submit(&mut out, &new, from_source(7), to_topic("d/3", 1), 100);
+        assert_eq!(outcomes(&rx_new), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published, "not published");
     }
 
     /// Submits a one-message pack to `topic` at QoS 1 and writes it as `pkid`.

@@ -900,6 +900,10 @@ pub struct PublishOptions {
     /// counts as stalled: its appender's deliveryTimeoutSeconds, each appender's own on a
     /// connection several share (`None`: never).
     pub patience: Option<Duration>,
+    /// Whose records the messages are: a hash of the endpoint's key, by which the topics the
+    /// broker refuses are counted (`refused_topics`); 0: the appender's own (the status
+    /// message).
+    pub source: u64,
 }
 
 /// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
@@ -1285,6 +1289,7 @@ mod tests {
                     content_type: "application/json",
                     message_expiry,
                     patience: None,
+                    source: 0,
                 };
                 let properties = PublishProperties {
                     content_type: Some(how.content_type.to_string()),
@@ -1333,6 +1338,7 @@ mod tests {
             content_type: "application/json",
             message_expiry: Some(60),
             patience: None,
+            source: 0,
         };
         assert!(matches!(
             limited.refusal(limited.packet_size(&message, &how), &how),
@@ -1356,6 +1362,7 @@ mod tests {
             content_type: "application/json",
             message_expiry: None,
             patience: None,
+            source: 0,
         };
         let said = Grants::of_v5(Some(&ConnAckProperties {
             session_expiry_interval: None,

@@ -8,9 +8,11 @@
 //! pack an endpoint sends to a topic the broker's ACL denies then resets the connection every
 //! appender of the node shares, and Kaa sends packs again. Remembering the topic makes that
 //! one reset (two without a reason code) per topic and [`LIFE`], whatever the endpoint sends.
-//! Where the broker keeps the connection (Mosquitto), it saves a round trip. A refusal is kept
-//! with the QoS and retain flag it met: a broker may allow a topic at one and not the other
-//! (AWS IoT refuses retained messages without `iot:RetainPublish`).
+//! Where the broker keeps the connection (Mosquitto), it saves a round trip. An endpoint whose
+//! records choose their topics could still make a new refused one at every pack: after
+//! [`SOURCE_TOPICS`] of them its packs to topics the broker never took fail too. A refusal is
+//! kept with the QoS and retain flag it met: a broker may allow a topic at one and not the
+//! other (AWS IoT refuses retained messages without `iot:RetainPublish`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -33,12 +35,25 @@ const CAPACITY: usize = 4096;
 
 type Key = (Arc<str>, Qos, bool);
 
-/// The refused topics of one connection, with why and when.
+/// Topics one endpoint's records may have the broker refuse, or close the connection at, each
+/// within [`LIFE`] of the last: then its packs to topics the broker never took fail unpublished
+/// until [`LIFE`] has passed without another. With a
+/// topic made of the records' fields (`{event.…}`) an endpoint chooses a new topic at every
+/// pack, and every one the ACL denies would cost the shared connection a close.
+const SOURCE_TOPICS: u32 = 3;
+/// Endpoints counted at most: when full, the one blamed longest ago goes.
+const SOURCES: usize = 4096;
+
+/// The refused topics of one connection, with why and when, and the endpoints whose records
+/// made them.
 #[derive(Debug, Default)]
 pub(crate) struct RefusedTopics {
     topics: HashMap<Key, (String, Instant)>,
     /// The latest refusal: once it has expired, they all have.
     latest: Option<Instant>,
+    /// By source ([`crate::protocol::PublishOptions::source`]): topics refused or blamed, and
+    /// when the last was.
+    sources: HashMap<u64, (u32, Instant)>,
 }
 
 impl RefusedTopics {
@@ -103,6 +118,42 @@ impl RefusedTopics {
             .get(&(Arc::clone(topic), qos, retain))
             .filter(|(_, at)| now.saturating_duration_since(*at) < LIFE)
             .map(|(reason, _)| reason.as_str())
+    }
+
+    /// A topic of `source`'s records was refused, or blamed for a close, at `now` (one count
+    /// per topic: a refusal the blame led to is not counted again). Source 0, the appender's
+    /// own messages, is not counted.
+    pub(crate) fn blame_source(&mut self, source: u64, now: Instant) {
+        if source == 0 {
+            return;
+        }
+        self.sources
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < LIFE);
+        if !self.sources.contains_key(&source) && self.sources.len() >= SOURCES {
+            if let Some(oldest) = self
+                .sources
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(s, _)| *s)
+            {
+                self.sources.remove(&oldest);
+            }
+        }
+        let (count, last) = self.sources.entry(source).or_insert((0, now));
+        *count += 1;
+        *last = now;
+    }
+
+    /// How many topics `source`'s records had refused or blamed within [`LIFE`] of `now`, when
+    /// that is [`SOURCE_TOPICS`] or more. Costs nothing while no source is counted.
+    pub(crate) fn refuses_source(&self, source: u64, now: Instant) -> Option<u32> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        self.sources
+            .get(&source)
+            .filter(|(n, last)| *n >= SOURCE_TOPICS && now.saturating_duration_since(*last) < LIFE)
+            .map(|(n, _)| *n)
     }
 }
 
@@ -358,5 +409,36 @@ mod tests {
             s.is_allowed(&format!("e/{}", ALLOWED + 9), Q, false),
             "the latest is kept"
         );
+    }
+
+    /// An endpoint that had three topics refused or blamed within the life of a refusal is
+    /// refused; others, and the appender's own messages, are not.
+    #[test]
+    fn a_source_with_three_topics_refused_is_refused_for_a_while() {
+        let mut r = RefusedTopics::default();
+        let t0 = Instant::now();
+        for i in 0..SOURCE_TOPICS {
+            assert_eq!(r.refuses_source(7, t0), None, "after {i}");
+            r.blame_source(7, t0);
+            r.blame_source(0, t0);
+        }
+        r.blame_source(8, t0);
+        assert_eq!(r.refuses_source(7, t0), Some(SOURCE_TOPICS));
+        assert_eq!(r.refuses_source(8, t0), None);
+        assert_eq!(r.refuses_source(0, t0), None);
+        assert_eq!(r.refuses_source(7, t0 + LIFE), None, "for a while");
+        r.blame_source(7, t0 + LIFE);
+        assert_eq!(r.refuses_source(7, t0 + LIFE), None, "counted anew");
+    }
+
+    #[test]
+    fn endpoints_cannot_grow_the_sources_counted() {
+        let mut r = RefusedTopics::default();
+        let t0 = Instant::now();
+        for source in 1..=(SOURCES as u64 + 10) {
+            r.blame_source(source, t0 + Duration::from_millis(source));
+        }
+        assert_eq!(r.sources.len(), SOURCES);
+        assert!(!r.sources.contains_key(&1), "the oldest went");
     }
 }

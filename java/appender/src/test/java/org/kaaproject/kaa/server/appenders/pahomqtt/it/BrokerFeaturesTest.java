@@ -31,10 +31,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.kaaproject.kaa.common.dto.EndpointProfileDataDto;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
-import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPack;
 
 /** MQTT 5, the liveness status topic, failover brokers and several connections, against Mosquitto. */
 @Timeout(value = 90, unit = TimeUnit.SECONDS)
@@ -665,7 +663,7 @@ class BrokerFeaturesTest {
                                     "ep" + e + "-" + (pack * 5 + r), pack * 5 + r)));
                         }
                         RecordingCallback cb = new RecordingCallback();
-                        appender.doAppend(packFrom("endpoint-key-" + e, recs), cb);
+                        appender.doAppend(KaaNode.pack("endpoint-key-" + e, TELEMETRY, 3, recs), cb);
                         callbacks.add(cb);
                     }
                 }
@@ -694,14 +692,5 @@ class BrokerFeaturesTest {
                 appender.close();
             }
         }
-    }
-
-    /** A pack from the given endpoint (KaaNode.pack uses one fixed endpoint). */
-    private static BaseLogEventPack packFrom(String endpointKey, List<byte[]> records) {
-        BaseLogEventPack template = KaaNode.pack(TELEMETRY, 3, records);
-        EndpointProfileDataDto profile = new EndpointProfileDataDto("id-" + endpointKey, endpointKey, 1, "{}", 1, "{}");
-        BaseLogEventPack pack = new BaseLogEventPack(profile, template.getDateCreated(), 3, template.getEvents());
-        pack.setLogSchema(template.getLogSchema());
-        return pack;
     }
 }

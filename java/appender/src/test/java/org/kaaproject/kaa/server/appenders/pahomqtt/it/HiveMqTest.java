@@ -190,4 +190,49 @@ class HiveMqTest {
             }
         }
     }
+
+    /**
+     * An endpoint whose records make a new topic at every pack ({@code denied/{event.id}}), every one of which the
+     * ACL denies: each refusal cost the shared connection a close (MQTT 5: PUBACK 0x87, then DISCONNECT). After three
+     * of its topics are refused, its packs to topics the broker never took fail with {@code onRemoteError} unpublished:
+     * three closes for eight packs, and another endpoint's pack through the appender beside it is confirmed.
+     */
+    @Test
+    void mqtt5EndpointMakingNewRefusedTopicsCostsThreeCloses() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/{event.id}", 1));
+            deniedConfig.put("clientId", clientId);
+            Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 1));
+            allowedConfig.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
+            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                for (int pack = 0; pack < 8; pack++) {
+                    RecordingCallback cb = new RecordingCallback();
+                    denied.doAppend(KaaNode.pack("hostile-endpoint", TELEMETRY, 3, records(1, 60 + pack)), cb);
+                    cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+                    // The next on the connection made anew: one written before HiveMQ's DISCONNECT is lost with it.
+                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 2, 4), Duration.ofSeconds(15)),
+                            broker.events().toString());
+                }
+                List<byte[]> good = records(10, 70);
+                RecordingCallback goodCb = new RecordingCallback();
+                allowed.doAppend(KaaNode.pack("another-endpoint", TELEMETRY, 3, good), goodCb);
+                goodCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, good);
+                sub.assertCount(expected.size(), Duration.ofSeconds(10));
+                Payloads.assertSameMultiset("what the subscriber received", expected,
+                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                List<String> events = broker.events();
+                assertEquals(3, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
+                        .count(), events.toString());
+                assertEquals(4, events.stream().filter(e -> e.equals("CONNECT " + clientId)).count(),
+                        events.toString());
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
 }

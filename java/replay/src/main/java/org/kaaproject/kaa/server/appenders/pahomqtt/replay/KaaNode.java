@@ -254,11 +254,17 @@ public final class KaaNode {
     /**
      * A pack as the log actor hands it over: endpoint profile, creation time, log schema (JSON text and version)
      * and one LogEvent per record, each holding the Avro binary of that record. Packs of one schema text and version
-     * carry one log schema id, as a node's do.
+     * carry one log schema id, as a node's do. All from one endpoint.
      */
     public static BaseLogEventPack pack(String logSchemaJson, int schemaVersion, List<byte[]> records) {
-        EndpointProfileDataDto profile = new EndpointProfileDataDto("ep-" + IDS.incrementAndGet(),
-                "2y8L4jWQbHSlPbUZ3mPBQ1TU3ds=", 1, "{}", 1, "{}");
+        return pack("2y8L4jWQbHSlPbUZ3mPBQ1TU3ds=", logSchemaJson, schemaVersion, records);
+    }
+
+    /** The same, from the endpoint {@code endpointKey} names. */
+    public static BaseLogEventPack pack(String endpointKey, String logSchemaJson, int schemaVersion,
+            List<byte[]> records) {
+        EndpointProfileDataDto profile = new EndpointProfileDataDto("ep-" + IDS.incrementAndGet(), endpointKey, 1,
+                "{}", 1, "{}");
         List<LogEvent> events = new ArrayList<>(records.size());
         for (byte[] r : records) {
             LogEvent e = new LogEvent();
