@@ -40,6 +40,16 @@ class HiveMqTest {
         return TestData.telemetryBinaries(SCHEMA, new Random(seed), n, i -> "hm-" + seed + "-" + i);
     }
 
+    /**
+     * An appender named {@code name} publishing to {@code topic} at QoS 1 as {@code clientId}: appenders given one id
+     * share one connection. With MQTT 5 when {@code mqtt5}, else MQTT 3.1.1 (the default).
+     */
+    private static LogAppender sharing(HiveMq broker, String name, String topic, String clientId, boolean mqtt5) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        cfg.put("clientId", clientId);
+        return KaaNode.load(name, KaaNode.config(mqtt5 ? mqtt5(cfg) : cfg));
+    }
+
     private static Map<String, Object> mqtt5(Map<String, Object> cfg) {
         cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
                 "MQTT_5"));
@@ -98,12 +108,8 @@ class HiveMqTest {
     void mqtt5RefusedTopicCostsTheSharedConnectionOneClose() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
             String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 1));
-            deniedConfig.put("clientId", clientId);
-            Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 1));
-            allowedConfig.put("clientId", clientId);
-            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
-            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, true);
+            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
                 for (int pack = 0; pack < 6; pack++) {
                     RecordingCallback cb = new RecordingCallback();
@@ -146,12 +152,8 @@ class HiveMqTest {
     void mqtt311RefusedTopicCostsTheSharedConnectionTwoCloses() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
             String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> deniedConfig = KaaNode.brokerConfig(broker.port(), "denied/x", 1);
-            deniedConfig.put("clientId", clientId);
-            Map<String, Object> allowedConfig = KaaNode.brokerConfig(broker.port(), "allowed/x", 1);
-            allowedConfig.put("clientId", clientId);
-            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
-            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, false);
+            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, false);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
                 List<byte[]> expected = new ArrayList<>();
                 List<byte[]> first = records(10, 40);
@@ -201,12 +203,8 @@ class HiveMqTest {
     void mqtt5EndpointMakingNewRefusedTopicsCostsThreeCloses() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
             String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> deniedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/{event.id}", 1));
-            deniedConfig.put("clientId", clientId);
-            Map<String, Object> allowedConfig = mqtt5(KaaNode.brokerConfig(broker.port(), "allowed/x", 1));
-            allowedConfig.put("clientId", clientId);
-            LogAppender denied = KaaNode.load("denied", KaaNode.config(deniedConfig));
-            LogAppender allowed = KaaNode.load("allowed", KaaNode.config(allowedConfig));
+            LogAppender denied = sharing(broker, "denied", "denied/{event.id}", clientId, true);
+            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
                 for (int pack = 0; pack < 8; pack++) {
                     RecordingCallback cb = new RecordingCallback();
