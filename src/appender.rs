@@ -4,6 +4,7 @@
 //! completion, so the metrics count each one.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -139,6 +140,10 @@ pub struct Appender {
     /// For the lines of packs that cannot be published, which an endpoint can repeat, and of
     /// packs past their deadline, which an outage repeats at every sweep.
     failed_pack_lines: LogBudget,
+    /// Makes each endpoint's [`PublishOptions::source`] this appender's own: the topics one
+    /// appender's template makes for an endpoint say nothing of another appender's, on a
+    /// connection they share.
+    sources: RandomState,
 }
 
 /// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
@@ -201,6 +206,7 @@ impl Appender {
             live: Mutex::default(),
             metrics: Arc::default(),
             failed_pack_lines: LogBudget::default(),
+            sources: RandomState::new(),
         });
         let weak = Arc::downgrade(&appender);
         runtime().spawn(restarting(
@@ -344,7 +350,8 @@ impl Appender {
             },
             message_expiry: self.config.message_expiry,
             patience: Some(self.config.delivery_timeout),
-            source: fnv1a(endpoint.as_bytes()),
+            // 0 is the status message's.
+            source: self.sources.hash_one(endpoint).max(1),
         };
         connection.submit(&pack, how, messages, self.config.max_pending_records);
     }

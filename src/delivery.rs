@@ -9,7 +9,7 @@
 //! broker confirms them. A pack succeeds only from acks on the connection that carried it;
 //! when the connection drops, every record not yet confirmed fails its pack.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -355,13 +355,13 @@ impl Tracker {
             self.refuse_for_topic(pack, topic, &reason);
             return;
         }
-        if let Some(topics) = self.refused_topics.refuses_source(how.source, now) {
+        if self.refused_topics.refuses_source(how.source, now) {
             if let Some(m) = messages.iter().find(|m| {
                 !self
                     .silent_refusals
                     .is_allowed(&m.topic, how.qos, how.retain)
             }) {
-                self.refuse_for_source(pack, &m.topic, topics);
+                self.refuse_for_source(pack, &m.topic);
                 return;
             }
         }
@@ -402,16 +402,17 @@ impl Tracker {
     /// never took, from an endpoint whose records had the broker refuse `topics` topics (or
     /// close the connection at them) lately: with topics made of its records' fields, each new
     /// one could cost the shared connection a close.
-    fn refuse_for_source(&self, pack: &Pack, topic: &str, topics: u32) {
+    fn refuse_for_source(&self, pack: &Pack, topic: &str) {
         if let Some(note) = self.refused_lines.take("refused endpoint", Instant::now()) {
             log::warn!(
                 "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker has \
-                 taken no message to that topic, and refused {topics} topics of the same \
+                 taken no message to that topic, and refused {} topics of the same \
                  endpoint's records (or closed the connection just after them), each within {} \
                  s of the last; its packs to topics the broker has not taken fail so until that \
                  long has passed without another, so that one endpoint cannot reset the \
                  connection every appender shares at will{note}",
                 self.label,
+                crate::refused_topics::SOURCE_TOPICS,
                 crate::refused_topics::LIFE.as_secs()
             );
         }
@@ -693,7 +694,7 @@ impl Tracker {
                 log::debug!("the broker refused a message to '{}': {reason}", m.topic);
                 m.pack.finish(Why::Refused);
                 if refuses_topic(reason) && self.topic_refused(&m.topic, m.qos, m.retain, reason) {
-                    self.refused_topics.blame_source(m.source, Instant::now());
+                    self.source_blamed(m.source, &m.topic);
                 }
             }
         }
@@ -712,32 +713,67 @@ impl Tracker {
         {
             return false;
         }
-        let mut waiting: Vec<Arc<Pack>> = Vec::new();
-        for p in &self.parked {
-            if !p.pack.is_done()
-                && p.message.topic == *topic
-                && p.how.qos == qos
-                && p.how.retain == retain
-                && !waiting.last().is_some_and(|w| Arc::ptr_eq(w, &p.pack))
-            {
-                waiting.push(Arc::clone(&p.pack));
-            }
-        }
-        for pack in waiting {
-            let handed_over = self
-                .sent
-                .iter()
-                .chain(self.awaiting_ack.values())
-                .chain(self.awaiting_comp.values())
-                .chain(self.collided.iter())
-                .any(|m| Arc::ptr_eq(&m.pack, &pack));
-            if handed_over {
-                pack.finish(Why::Lost);
-            } else {
-                self.refuse_for_topic(&pack, topic, reason);
-            }
+        let hit =
+            |p: &Parked| p.message.topic == *topic && p.how.qos == qos && p.how.retain == retain;
+        for (pack, _) in self.fail_waiting(hit) {
+            self.refuse_for_topic(&pack, topic, reason);
         }
         true
+    }
+
+    /// Packs waiting for the window or a connection with a message that is `hit`, now that
+    /// the broker refuses such messages: one with messages handed to the client already is
+    /// answered as lost (as at [`Tracker::on_connected`]: part of it is published, and Kaa sends
+    /// it again to meet the refusal whole); the others are returned with such a message's
+    /// topic, for the caller to refuse.
+    fn fail_waiting(&self, hit: impl Fn(&Parked) -> bool) -> Vec<(Arc<Pack>, Arc<str>)> {
+        let mut waiting: Vec<(Arc<Pack>, Arc<str>)> = Vec::new();
+        for p in &self.parked {
+            if !p.pack.is_done()
+                && hit(p)
+                && !waiting.last().is_some_and(|(w, _)| Arc::ptr_eq(w, &p.pack))
+            {
+                waiting.push((Arc::clone(&p.pack), Arc::clone(&p.message.topic)));
+            }
+        }
+        if waiting.is_empty() {
+            return waiting;
+        }
+        let handed_over: HashSet<*const Pack> = self
+            .sent
+            .iter()
+            .chain(self.awaiting_ack.values())
+            .chain(self.awaiting_comp.values())
+            .chain(self.collided.iter())
+            .map(|m| Arc::as_ptr(&m.pack))
+            .collect();
+        waiting.retain(|(pack, _)| {
+            let partly_out = handed_over.contains(&Arc::as_ptr(pack));
+            if partly_out {
+                pack.finish(Why::Lost);
+            }
+            !partly_out
+        });
+        waiting
+    }
+
+    /// `topic`, of `source`'s records, was refused or blamed for a close. When that makes the
+    /// source refused ([`RefusedTopics::blame_source`]), its packs waiting with a message to a
+    /// topic the broker never took fail too.
+    fn source_blamed(&mut self, source: u64, topic: &str) {
+        if !self
+            .refused_topics
+            .blame_source(source, topic, Instant::now())
+        {
+            return;
+        }
+        let silent = &self.silent_refusals;
+        let hit = |p: &Parked| {
+            p.how.source == source && !silent.is_allowed(&p.message.topic, p.how.qos, p.how.retain)
+        };
+        for (pack, topic) in self.fail_waiting(hit) {
+            self.refuse_for_source(&pack, &topic);
+        }
     }
 
     /// The broker read `m`: its PUBACK or PUBREC came, `refused` or not.
@@ -902,7 +938,7 @@ impl Tracker {
         )?;
         match blame {
             // Counted for its source when first blamed.
-            TopicBlame::Suspect => self.refused_topics.blame_source(suspect.source, now),
+            TopicBlame::Suspect => self.source_blamed(suspect.source, &suspect.topic),
             TopicBlame::Refused => {
                 self.topic_refused(
                     &suspect.topic,
@@ -1996,6 +2032,24 @@ mod tests {
         assert_eq!(out.published.len(), published);
     }
 
+    /// A one-message pack from `source` to `topic` at QoS 1, written as packet 1 and
+    /// acknowledged.
+    fn delivered_from(t: &mut Tracker, out: &mut Recorder, source: u64, topic: &str) {
+        let (p, rx) = pack(1);
+        t.submit(out, &p, from_source(source), to_topic(topic, 1), 100);
+        t.on_event(out, &written(1));
+        t.on_event(out, &puback(1));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    /// A PUBACK refusing packet `pkid` as not authorised (MQTT 5).
+    fn not_authorized(pkid: u16) -> Observed {
+        Observed::Acked {
+            pkid,
+            refused: Some("NotAuthorized".into()),
+        }
+    }
+
     /// At QoS 1, from the endpoint `source` stands for.
     fn from_source(source: u64) -> PublishOptions {
         PublishOptions {
@@ -2011,11 +2065,7 @@ mod tests {
     #[test]
     fn an_endpoint_with_three_topics_refused_fails_its_packs_to_new_topics_unpublished() {
         let (mut t, mut out) = connected();
-        let (ok, rx_ok) = pack(1);
-        t.submit(&mut out, &ok, from_source(7), to_topic("ok/7", 1), 100);
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
-        assert_eq!(outcomes(&rx_ok), vec![Outcome::Delivered]);
+        delivered_from(&mut t, &mut out, 7, "ok/7");
         for i in 0..3u16 {
             let (p, rx) = pack(1);
             t.submit(
@@ -2026,13 +2076,7 @@ mod tests {
                 100,
             );
             t.on_event(&mut out, &written(2 + i));
-            t.on_event(
-                &mut out,
-                &Observed::Acked {
-                    pkid: 2 + i,
-                    refused: Some("NotAuthorized".into()),
-                },
-            );
+            t.on_event(&mut out, &not_authorized(2 + i));
             assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
         }
         let published = out.published.len();
@@ -2045,6 +2089,53 @@ mod tests {
         let (other, _) = pack(1);
         t.submit(&mut out, &other, from_source(8), to_topic("d/4", 1), 100);
         assert_eq!(out.published.len(), published + 2);
+    }
+
+    /// Packs of the endpoint waiting behind the window when it is refused fail then, unpublished,
+    /// where they go to topics the broker never took; its pack to a topic the broker took, and
+    /// another endpoint's, go out.
+    #[test]
+    fn an_endpoints_waiting_packs_to_new_topics_fail_when_it_is_refused() {
+        let window = Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, window);
+        delivered_from(&mut t, &mut out, 7, "ok/7");
+        let mut refused = Vec::new();
+        for i in 0..3 {
+            let (p, rx) = pack(1);
+            t.submit(
+                &mut out,
+                &p,
+                from_source(7),
+                to_topic(&format!("d/{i}"), 1),
+                100,
+            );
+            refused.push(rx);
+        }
+        let (waiting, rx_waiting) = pack(1);
+        t.submit(&mut out, &waiting, from_source(7), to_topic("d/3", 1), 100);
+        let (known, rx_known) = pack(1);
+        t.submit(&mut out, &known, from_source(7), to_topic("ok/7", 1), 100);
+        let (other, rx_other) = pack(1);
+        t.submit(&mut out, &other, from_source(8), to_topic("d/9", 1), 100);
+        for rx in &refused {
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &not_authorized(1));
+            assert_eq!(outcomes(rx), vec![Outcome::RemoteError]);
+        }
+        assert_eq!(outcomes(&rx_waiting), vec![Outcome::RemoteError]);
+        for rx in [&rx_known, &rx_other] {
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(rx), vec![Outcome::Delivered]);
+        }
+        let topics: Vec<&str> = out.published.iter().map(|(t, _, _)| t.as_str()).collect();
+        assert_eq!(topics, ["ok/7", "d/0", "d/1", "d/2", "ok/7", "d/9"]);
     }
 
     /// Under MQTT 3.1.1 its topics are only ever suspects, each new one blamed once: three

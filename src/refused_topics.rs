@@ -35,14 +35,21 @@ const CAPACITY: usize = 4096;
 
 type Key = (Arc<str>, Qos, bool);
 
-/// Topics one endpoint's records may have the broker refuse, or close the connection at, each
-/// within [`LIFE`] of the last: then its packs to topics the broker never took fail unpublished
-/// until [`LIFE`] has passed without another. With a
-/// topic made of the records' fields (`{event.…}`) an endpoint chooses a new topic at every
-/// pack, and every one the ACL denies would cost the shared connection a close.
-const SOURCE_TOPICS: u32 = 3;
-/// Endpoints counted at most: when full, the one blamed longest ago goes.
+/// Topics one source's records (an endpoint's, through one appender) may have the broker
+/// refuse, or close the connection at, each within [`LIFE`] of the last: then its packs to
+/// topics the broker never took fail unpublished until [`LIFE`] has passed without another.
+/// With a topic made of the records' fields (`{event.…}`) an endpoint chooses a new topic at
+/// every pack, and every one the ACL denies would cost the shared connection a close.
+pub(crate) const SOURCE_TOPICS: usize = 3;
+/// Sources counted at most: when full, the one blamed longest ago goes.
 const SOURCES: usize = 4096;
+
+/// The distinct topics (hashes) of one source refused or blamed, and when the last was.
+#[derive(Debug)]
+struct Source {
+    topics: Vec<u64>,
+    last: Instant,
+}
 
 /// The refused topics of one connection, with why and when, and the endpoints whose records
 /// made them.
@@ -51,9 +58,11 @@ pub(crate) struct RefusedTopics {
     topics: HashMap<Key, (String, Instant)>,
     /// The latest refusal: once it has expired, they all have.
     latest: Option<Instant>,
-    /// By source ([`crate::protocol::PublishOptions::source`]): topics refused or blamed, and
-    /// when the last was.
-    sources: HashMap<u64, (u32, Instant)>,
+    /// By source ([`crate::protocol::PublishOptions::source`]): topics refused or blamed.
+    sources: HashMap<u64, Source>,
+    /// The latest blame of a source: once it has expired, they all have.
+    sources_latest: Option<Instant>,
+    hasher: RandomState,
 }
 
 impl RefusedTopics {
@@ -120,46 +129,62 @@ impl RefusedTopics {
             .map(|(reason, _)| reason.as_str())
     }
 
-    /// A topic of `source`'s records was refused, or blamed for a close, at `now` (one count
-    /// per topic: a refusal the blame led to is not counted again). Source 0, the appender's
-    /// own messages, is not counted.
-    pub(crate) fn blame_source(&mut self, source: u64, now: Instant) {
+    /// `topic`, of `source`'s records, was refused, or blamed for a close, at `now`. Whether
+    /// that makes [`SOURCE_TOPICS`] distinct topics: its packs are refused from now on. Source
+    /// 0, the appender's own messages, is not counted.
+    pub(crate) fn blame_source(&mut self, source: u64, topic: &str, now: Instant) -> bool {
         if source == 0 {
-            return;
+            return false;
         }
         self.sources
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < LIFE);
+            .retain(|_, s| now.saturating_duration_since(s.last) < LIFE);
         if !self.sources.contains_key(&source) && self.sources.len() >= SOURCES {
             if let Some(oldest) = self
                 .sources
                 .iter()
-                .min_by_key(|(_, (_, last))| *last)
-                .map(|(s, _)| *s)
+                .min_by_key(|(_, s)| s.last)
+                .map(|(id, _)| *id)
             {
                 self.sources.remove(&oldest);
             }
         }
-        let (count, last) = self.sources.entry(source).or_insert((0, now));
-        *count += 1;
-        *last = now;
+        let hash = self.hasher.hash_one(topic);
+        let blamed = self.sources.entry(source).or_insert(Source {
+            topics: Vec::new(),
+            last: now,
+        });
+        blamed.last = now;
+        self.sources_latest = Some(now);
+        if blamed.topics.len() < SOURCE_TOPICS && !blamed.topics.contains(&hash) {
+            blamed.topics.push(hash);
+            return blamed.topics.len() == SOURCE_TOPICS;
+        }
+        false
     }
 
-    /// How many topics `source`'s records had refused or blamed within [`LIFE`] of `now`, when
-    /// that is [`SOURCE_TOPICS`] or more. Costs nothing while no source is counted.
-    pub(crate) fn refuses_source(&self, source: u64, now: Instant) -> Option<u32> {
-        if self.sources.is_empty() {
-            return None;
+    /// Whether `source`'s records had [`SOURCE_TOPICS`] topics refused or blamed, each within
+    /// [`LIFE`] of the last, the last within [`LIFE`] of `now`. Costs nothing while no source
+    /// is counted.
+    pub(crate) fn refuses_source(&mut self, source: u64, now: Instant) -> bool {
+        if self
+            .sources_latest
+            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
+        {
+            self.sources.clear();
+            self.sources_latest = None;
         }
-        self.sources
-            .get(&source)
-            .filter(|(n, last)| *n >= SOURCE_TOPICS && now.saturating_duration_since(*last) < LIFE)
-            .map(|(n, _)| *n)
+        if self.sources.is_empty() {
+            return false;
+        }
+        self.sources.get(&source).is_some_and(|s| {
+            s.topics.len() >= SOURCE_TOPICS && now.saturating_duration_since(s.last) < LIFE
+        })
     }
 }
 
 /// Topics (their hashes: endpoints choose what templated topics hold) the broker acknowledged
-/// a message to, at most; then the set starts again. Forgetting one only lets a close be
-/// blamed on it, which takes two closes to teach anything.
+/// a message to, at most: the newer half, and the half before it. A topic forgotten can be
+/// blamed for a close again, and counts against its source again.
 const ALLOWED: usize = 65_536;
 
 /// A close this soon after the suspect's write can be the broker's answer to it: it closes as
@@ -187,6 +212,9 @@ const SUSPECTS: usize = 8;
 pub(crate) struct SilentRefusals {
     hasher: RandomState,
     allowed: HashSet<u64>,
+    /// The half of [`ALLOWED`] before `allowed`: a topic acknowledged lately is known, however
+    /// many new ones come.
+    older: HashSet<u64>,
     /// The topic last added to `allowed`: a fixed topic is compared, not hashed, at each ack.
     last_allowed: Option<Key>,
     /// Topics blamed at earlier closes, and when; newest last.
@@ -217,8 +245,8 @@ impl SilentRefusals {
         }) {
             return;
         }
-        if self.allowed.len() >= ALLOWED {
-            self.allowed.clear();
+        if self.allowed.len() >= ALLOWED / 2 {
+            self.older = std::mem::take(&mut self.allowed);
         }
         let hash = self.hash(topic, qos, retain);
         self.allowed.insert(hash);
@@ -228,7 +256,8 @@ impl SilentRefusals {
 
     /// Whether the broker acknowledged a message to `topic` at `qos` and `retain`.
     pub(crate) fn is_allowed(&self, topic: &str, qos: Qos, retain: bool) -> bool {
-        self.allowed.contains(&self.hash(topic, qos, retain))
+        let hash = self.hash(topic, qos, retain);
+        self.allowed.contains(&hash) || self.older.contains(&hash)
     }
 
     /// The broker closed the connection at `now` without a word, with a message to `topic` (at
@@ -403,7 +432,11 @@ mod tests {
             s.allowed(&topic(&format!("e/{i}")), Q, false);
             s.blame((&format!("d/{i}"), Q, false), t0, t0);
         }
-        assert!(s.allowed.len() <= ALLOWED);
+        assert!(s.allowed.len() + s.older.len() <= ALLOWED);
+        assert!(
+            s.is_allowed(&format!("e/{}", ALLOWED / 2 + 10), Q, false),
+            "one of the half before is kept"
+        );
         assert!(s.suspects.len() <= SUSPECTS);
         assert!(
             s.is_allowed(&format!("e/{}", ALLOWED + 9), Q, false),
@@ -411,24 +444,28 @@ mod tests {
         );
     }
 
-    /// An endpoint that had three topics refused or blamed within the life of a refusal is
-    /// refused; others, and the appender's own messages, are not.
+    /// A source that had three distinct topics refused or blamed, each within the life of a
+    /// refusal of the last, is refused for a while; a topic counted again is not another, and
+    /// other sources, and the appender's own messages, are not refused.
     #[test]
     fn a_source_with_three_topics_refused_is_refused_for_a_while() {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
-        for i in 0..SOURCE_TOPICS {
-            assert_eq!(r.refuses_source(7, t0), None, "after {i}");
-            r.blame_source(7, t0);
-            r.blame_source(0, t0);
+        let later = t0 + LIFE / 2;
+        for (i, at) in [t0, later].into_iter().enumerate() {
+            assert!(!r.blame_source(7, &format!("d/{i}"), at));
+            assert!(!r.blame_source(7, "d/0", at), "d/0 again is no new topic");
+            assert!(!r.blame_source(0, &format!("d/{i}"), at));
+            assert!(!r.refuses_source(7, at));
         }
-        r.blame_source(8, t0);
-        assert_eq!(r.refuses_source(7, t0), Some(SOURCE_TOPICS));
-        assert_eq!(r.refuses_source(8, t0), None);
-        assert_eq!(r.refuses_source(0, t0), None);
-        assert_eq!(r.refuses_source(7, t0 + LIFE), None, "for a while");
-        r.blame_source(7, t0 + LIFE);
-        assert_eq!(r.refuses_source(7, t0 + LIFE), None, "counted anew");
+        assert!(r.blame_source(7, "d/2", later), "the third topic");
+        assert!(!r.blame_source(8, "d/2", later));
+        assert!(r.refuses_source(7, later));
+        assert!(!r.refuses_source(8, later));
+        assert!(!r.refuses_source(0, later));
+        assert!(!r.refuses_source(7, later + LIFE), "for a while");
+        assert!(r.sources.is_empty(), "all expired: forgotten");
+        assert!(!r.blame_source(7, "d/3", later + LIFE), "counted anew");
     }
 
     #[test]
@@ -436,7 +473,7 @@ mod tests {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
         for source in 1..=(SOURCES as u64 + 10) {
-            r.blame_source(source, t0 + Duration::from_millis(source));
+            r.blame_source(source, "d", t0 + Duration::from_millis(source));
         }
         assert_eq!(r.sources.len(), SOURCES);
         assert!(!r.sources.contains_key(&1), "the oldest went");

@@ -197,7 +197,8 @@ class HiveMqTest {
      * An endpoint whose records make a new topic at every pack ({@code denied/{event.id}}), every one of which the
      * ACL denies: each refusal cost the shared connection a close (MQTT 5: PUBACK 0x87, then DISCONNECT). After three
      * of its topics are refused, its packs to topics the broker never took fail with {@code onRemoteError} unpublished:
-     * three closes for eight packs, and another endpoint's pack through the appender beside it is confirmed.
+     * three closes for eight packs. The same endpoint's pack through the appender beside it, to a topic of that
+     * appender's, is confirmed: the count is of one appender's topics.
      */
     @Test
     void mqtt5EndpointMakingNewRefusedTopicsCostsThreeCloses() throws Exception {
@@ -216,7 +217,7 @@ class HiveMqTest {
                 }
                 List<byte[]> good = records(10, 70);
                 RecordingCallback goodCb = new RecordingCallback();
-                allowed.doAppend(KaaNode.pack("another-endpoint", TELEMETRY, 3, good), goodCb);
+                allowed.doAppend(KaaNode.pack("hostile-endpoint", TELEMETRY, 3, good), goodCb);
                 goodCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
                 List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, good);
                 sub.assertCount(expected.size(), Duration.ofSeconds(10));
