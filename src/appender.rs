@@ -4,8 +4,7 @@
 //! completion, so the metrics count each one.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +20,7 @@ use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::LogBudget;
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
-use crate::protocol::{Message, PublishOptions};
+use crate::protocol::{Message, Origin, PublishOptions};
 use crate::supervise::{lock, restarting};
 use crate::topic::PackValues;
 
@@ -140,11 +139,13 @@ pub struct Appender {
     /// For the lines of packs that cannot be published, which an endpoint can repeat, and of
     /// packs past their deadline, which an outage repeats at every sweep.
     failed_pack_lines: LogBudget,
-    /// Makes each endpoint's [`PublishOptions::source`] this appender's own: the topics one
-    /// appender's template makes for an endpoint say nothing of another appender's, on a
-    /// connection they share.
-    sources: RandomState,
+    /// This appender's [`Origin::appender`]: the topics one appender's template makes say
+    /// nothing of another's, on a connection they share.
+    number: u64,
 }
+
+/// The next appender's [`Origin::appender`]; 0 is the connection's own messages'.
+static APPENDERS: AtomicU64 = AtomicU64::new(1);
 
 /// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
 /// own client id: a broker drops the older of two clients with the same one. Only the first
@@ -206,7 +207,7 @@ impl Appender {
             live: Mutex::default(),
             metrics: Arc::default(),
             failed_pack_lines: LogBudget::default(),
-            sources: RandomState::new(),
+            number: APPENDERS.fetch_add(1, Ordering::Relaxed),
         });
         let weak = Arc::downgrade(&appender);
         runtime().spawn(restarting(
@@ -350,8 +351,10 @@ impl Appender {
             },
             message_expiry: self.config.message_expiry,
             patience: Some(self.config.delivery_timeout),
-            // 0 is the status message's.
-            source: self.sources.hash_one(endpoint).max(1),
+            origin: Origin {
+                appender: self.number,
+                endpoint: fnv1a(endpoint.as_bytes()),
+            },
         };
         connection.submit(&pack, how, messages, self.config.max_pending_records);
     }

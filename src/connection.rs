@@ -314,7 +314,7 @@ impl Shared {
             // No appender's: as long as a connect and a keep-alive may take, so that a broker
             // that stops acknowledging is found though the status holds the only slot.
             patience: Some(self.connect_timeout + self.keep_alive),
-            source: 0,
+            origin: Default::default(),
         };
         let message = Message {
             topic: Arc::clone(topic),

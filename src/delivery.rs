@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use crate::config::Qos;
 use crate::log_budget::LogBudget;
 use crate::packet_limit::{Blamed, Measure, PacketLimit};
-use crate::protocol::{refuses_topic, Message, Observed, Outbox, PublishOptions, Unqueued, Window};
+use crate::protocol::{
+    refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
+};
 use crate::refused_topics::{RefusedTopics, SilentRefusals, TopicBlame};
 use crate::supervise::lock;
 
@@ -214,7 +216,7 @@ struct InFlight {
     /// flag (its QoS is above), and whose records it is.
     topic: Arc<str>,
     retain: bool,
-    source: u64,
+    origin: Origin,
     /// The client holds the payload until the message is confirmed.
     _held: Held,
 }
@@ -237,7 +239,7 @@ struct TopicSuspect {
     topic: Arc<str>,
     qos: Qos,
     retain: bool,
-    source: u64,
+    origin: Origin,
     measure: Measure,
     written: Instant,
 }
@@ -355,7 +357,7 @@ impl Tracker {
             self.refuse_for_topic(pack, topic, &reason);
             return;
         }
-        if self.refused_topics.refuses_source(how.source, now) {
+        if self.refused_topics.refuses_source(how.origin, now) {
             if let Some(m) = messages.iter().find(|m| {
                 !self
                     .silent_refusals
@@ -363,6 +365,21 @@ impl Tracker {
             }) {
                 self.refuse_for_source(pack, &m.topic);
                 return;
+            }
+        }
+        if self
+            .refused_topics
+            .holds_new_topics(how.origin.appender, now)
+        {
+            if let Some(m) = messages.iter().find(|m| {
+                !self
+                    .silent_refusals
+                    .is_allowed(&m.topic, how.qos, how.retain)
+            }) {
+                if !self.refused_topics.probe(how.origin.appender, now) {
+                    self.refuse_untaken(pack, &m.topic);
+                    return;
+                }
             }
         }
         if self.outstanding() + messages.len() > max_outstanding
@@ -414,6 +431,25 @@ impl Tracker {
                 self.label,
                 crate::refused_topics::SOURCE_TOPICS,
                 crate::refused_topics::LIFE.as_secs()
+            );
+        }
+        pack.finish(Why::Refused);
+    }
+
+    /// Fails `pack` (`onRemoteError`) unpublished, for a message to `topic`, which the broker
+    /// never took, while it refuses every new topic ([`RefusedTopics::holds_new_topics`]).
+    fn refuse_untaken(&self, pack: &Pack, topic: &str) {
+        if let Some(note) = self.refused_lines.take("new topics held", Instant::now()) {
+            log::warn!(
+                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker has \
+                 taken no message to that topic, and refused the last {} topics it had not taken \
+                 before (or closed the connection just after them), taking no new one since; \
+                 packs to new topics fail so but one every {} s, which tells whether the broker \
+                 takes them again, so that an ACL denying them does not keep the connection every \
+                 appender shares closing. Check the broker's ACL for the topics mqtttopic makes{note}",
+                self.label,
+                crate::refused_topics::UNTAKEN,
+                crate::refused_topics::PROBE_EVERY.as_secs()
             );
         }
         pack.finish(Why::Refused);
@@ -560,7 +596,7 @@ impl Tracker {
                 measure,
                 topic,
                 retain: how.retain,
-                source: how.source,
+                origin: how.origin,
                 _held: held,
             });
         }
@@ -694,7 +730,7 @@ impl Tracker {
                 log::debug!("the broker refused a message to '{}': {reason}", m.topic);
                 m.pack.finish(Why::Refused);
                 if refuses_topic(reason) && self.topic_refused(&m.topic, m.qos, m.retain, reason) {
-                    self.source_blamed(m.source, &m.topic);
+                    self.topic_counted(m.origin, &m.topic);
                 }
             }
         }
@@ -757,22 +793,23 @@ impl Tracker {
         waiting
     }
 
-    /// `topic`, of `source`'s records, was refused or blamed for a close. When that makes the
-    /// source refused ([`RefusedTopics::blame_source`]), its packs waiting with a message to a
-    /// topic the broker never took fail too.
-    fn source_blamed(&mut self, source: u64, topic: &str) {
-        if !self
-            .refused_topics
-            .blame_source(source, topic, Instant::now())
-        {
-            return;
-        }
+    /// `topic`, of `origin`'s records, was refused or blamed for a close
+    /// ([`RefusedTopics::count`]). When that makes the endpoint refused, or the appender's new
+    /// topics held, their packs waiting with a message to a topic the broker never took fail
+    /// too.
+    fn topic_counted(&mut self, origin: Origin, topic: &str) {
+        let counted = self.refused_topics.count(origin, topic, Instant::now());
         let silent = &self.silent_refusals;
-        let hit = |p: &Parked| {
-            p.how.source == source && !silent.is_allowed(&p.message.topic, p.how.qos, p.how.retain)
-        };
-        for (pack, topic) in self.fail_waiting(hit) {
-            self.refuse_for_source(&pack, &topic);
+        let untaken = |p: &Parked| !silent.is_allowed(&p.message.topic, p.how.qos, p.how.retain);
+        if counted.source_refused {
+            for (pack, topic) in self.fail_waiting(|p| p.how.origin == origin && untaken(p)) {
+                self.refuse_for_source(&pack, &topic);
+            }
+        }
+        if counted.new_topics_held {
+            for (pack, topic) in self.fail_waiting(untaken) {
+                self.refuse_untaken(&pack, &topic);
+            }
         }
     }
 
@@ -780,8 +817,8 @@ impl Tracker {
     fn got_through(&mut self, m: &InFlight, refused: &Option<String>) {
         let size = m.measure.size;
         self.acked_written = self.acked_written.max(Some(m.since));
-        if refused.is_none() {
-            self.silent_refusals.allowed(&m.topic, m.qos, m.retain);
+        if refused.is_none() && self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
+            self.refused_topics.new_topic_taken(m.origin.appender);
         }
         if let Some(ceiling) = self.limit.acked(size) {
             log::warn!(
@@ -881,7 +918,7 @@ impl Tracker {
                     topic: Arc::clone(&m.topic),
                     qos: m.qos,
                     retain: m.retain,
-                    source: m.source,
+                    origin: m.origin,
                     measure: m.measure,
                     written: m.since,
                 }),
@@ -938,7 +975,7 @@ impl Tracker {
         )?;
         match blame {
             // Counted for its source when first blamed.
-            TopicBlame::Suspect => self.source_blamed(suspect.source, &suspect.topic),
+            TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
             TopicBlame::Refused => {
                 self.topic_refused(
                     &suspect.topic,
@@ -1171,7 +1208,7 @@ mod tests {
                 content_type: "application/json",
                 message_expiry: None,
                 patience: Some(Duration::from_secs(1)),
-                source: 0,
+                origin: Origin::default(),
             }
         }
     }
@@ -2042,6 +2079,21 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
     }
 
+    /// A tracker on a connection of a window of one message, whose broker took a pack from
+    /// `source` to `topic`.
+    fn one_at_a_time(source: u64, topic: &str) -> (Tracker, Recorder) {
+        let window = Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, window);
+        delivered_from(&mut t, &mut out, source, topic);
+        (t, out)
+    }
+
     /// A PUBACK refusing packet `pkid` as not authorised (MQTT 5).
     fn not_authorized(pkid: u16) -> Observed {
         Observed::Acked {
@@ -2050,10 +2102,13 @@ mod tests {
         }
     }
 
-    /// At QoS 1, from the endpoint `source` stands for.
+    /// At QoS 1, from the endpoint `source` stands for, through one appender.
     fn from_source(source: u64) -> PublishOptions {
         PublishOptions {
-            source,
+            origin: Origin {
+                appender: 1,
+                endpoint: source,
+            },
             ..Qos::AtLeastOnce.into()
         }
     }
@@ -2096,15 +2151,7 @@ mod tests {
     /// another endpoint's, go out.
     #[test]
     fn an_endpoints_waiting_packs_to_new_topics_fail_when_it_is_refused() {
-        let window = Window {
-            acked: 1,
-            exactly_once: 1,
-            packet_ids: 1,
-        };
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, window);
-        delivered_from(&mut t, &mut out, 7, "ok/7");
+        let (mut t, mut out) = one_at_a_time(7, "ok/7");
         let mut refused = Vec::new();
         for i in 0..3 {
             let (p, rx) = pack(1);
@@ -2136,6 +2183,78 @@ mod tests {
         }
         let topics: Vec<&str> = out.published.iter().map(|(t, _, _)| t.as_str()).collect();
         assert_eq!(topics, ["ok/7", "d/0", "d/1", "d/2", "ok/7", "d/9"]);
+    }
+
+    /// With an ACL that denies most topics a template makes, each endpoint's first pack would
+    /// cost a close: after eight new topics of one appender refused in a row (each its own
+    /// endpoint's), its packs to new topics fail unpublished, those waiting included, but one
+    /// now and then, whose ack lets them go again. Packs to topics the broker took, and another
+    /// appender's, go out all along.
+    #[test]
+    fn new_topics_refused_in_a_row_hold_packs_to_new_topics_but_a_probe() {
+        let (mut t, mut out) = one_at_a_time(1, "ok");
+        let untaken = crate::refused_topics::UNTAKEN;
+        for i in 0..untaken {
+            let (p, _) = pack(1);
+            let topic = format!("d/{i}");
+            t.submit(
+                &mut out,
+                &p,
+                from_source(10 + u64::from(i)),
+                to_topic(&topic, 1),
+                100,
+            );
+        }
+        let (waiting, rx_waiting) = pack(1);
+        t.submit(
+            &mut out,
+            &waiting,
+            from_source(50),
+            to_topic("d/50", 1),
+            100,
+        );
+        let (known, rx_known) = pack(1);
+        t.submit(&mut out, &known, from_source(51), to_topic("ok", 1), 100);
+        for _ in 0..untaken {
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &not_authorized(1));
+        }
+        assert_eq!(outcomes(&rx_waiting), vec![Outcome::RemoteError]);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx_known), vec![Outcome::Delivered]);
+
+        let (probe, rx_probe) = pack(1);
+        t.submit(&mut out, &probe, from_source(60), to_topic("d/60", 1), 100);
+        let (held, rx_held) = pack(1);
+        t.submit(&mut out, &held, from_source(61), to_topic("d/61", 1), 100);
+        assert_eq!(outcomes(&rx_held), vec![Outcome::RemoteError]);
+        let (beside, rx_beside) = pack(1);
+        let other_appender = PublishOptions {
+            origin: Origin {
+                appender: 2,
+                endpoint: 61,
+            },
+            ..Qos::AtLeastOnce.into()
+        };
+        t.submit(&mut out, &beside, other_appender, to_topic("e/61", 1), 100);
+        assert!(outcomes(&rx_beside).is_empty(), "another appender's: waits");
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx_probe), vec![Outcome::Delivered], "the probe");
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx_beside), vec![Outcome::Delivered]);
+        let (after, rx_after) = pack(1);
+        t.submit(&mut out, &after, from_source(62), to_topic("d/62", 1), 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx_after), vec![Outcome::Delivered]);
+        let topics: Vec<&str> = out.published.iter().map(|(t, _, _)| t.as_str()).collect();
+        assert!(
+            !topics.contains(&"d/50") && !topics.contains(&"d/61") && topics.contains(&"e/61"),
+            "{topics:?}"
+        );
     }
 
     /// Under MQTT 3.1.1 its topics are only ever suspects, each new one blamed once: three

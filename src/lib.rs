@@ -21,8 +21,9 @@
 //! - `delivery`: ties every publish to its ack and answers each pack exactly once;
 //!   `packet_limit` learns from a broker's closes the largest packet it takes, where it does
 //!   not say; `refused_topics` keeps the topics a broker refused lately (told by an MQTT 5
-//!   reason code, or learned from its closes under MQTT 3.1.1), and the endpoints whose records
-//!   had several refused, so that packs to them fail unpublished.
+//!   reason code, or learned from its closes under MQTT 3.1.1), the endpoints whose records had
+//!   several refused, and the appenders whose new topics all were, so that packs to them fail
+//!   unpublished.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
 //!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
 //!   minute.

@@ -900,10 +900,19 @@ pub struct PublishOptions {
     /// counts as stalled: its appender's deliveryTimeoutSeconds, each appender's own on a
     /// connection several share (`None`: never).
     pub patience: Option<Duration>,
-    /// Whose records the messages are: a hash of the endpoint's key, by which the topics the
-    /// broker refuses are counted (`refused_topics`); 0: the appender's own (the status
+    /// Whose records the messages are, by which the topics the broker refuses are counted
+    /// (`refused_topics`).
+    pub origin: Origin,
+}
+
+/// Whose records messages are: the appender that made their topics, and the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Origin {
+    /// The appender's number in this process; 0: the connection's own messages (the status
     /// message).
-    pub source: u64,
+    pub appender: u64,
+    /// A hash of the endpoint's key.
+    pub endpoint: u64,
 }
 
 /// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
@@ -1289,7 +1298,7 @@ mod tests {
                     content_type: "application/json",
                     message_expiry,
                     patience: None,
-                    source: 0,
+                    origin: Origin::default(),
                 };
                 let properties = PublishProperties {
                     content_type: Some(how.content_type.to_string()),
@@ -1338,7 +1347,7 @@ mod tests {
             content_type: "application/json",
             message_expiry: Some(60),
             patience: None,
-            source: 0,
+            origin: Origin::default(),
         };
         assert!(matches!(
             limited.refusal(limited.packet_size(&message, &how), &how),
@@ -1362,7 +1371,7 @@ mod tests {
             content_type: "application/json",
             message_expiry: None,
             patience: None,
-            source: 0,
+            origin: Origin::default(),
         };
         let said = Grants::of_v5(Some(&ConnAckProperties {
             session_expiry_interval: None,

@@ -10,7 +10,9 @@
 //! one reset (two without a reason code) per topic and [`LIFE`], whatever the endpoint sends.
 //! Where the broker keeps the connection (Mosquitto), it saves a round trip. An endpoint whose
 //! records choose their topics could still make a new refused one at every pack: after
-//! [`SOURCE_TOPICS`] of them its packs to topics the broker never took fail too. A refusal is
+//! [`SOURCE_TOPICS`] of them its packs to topics the broker never took fail too; and after
+//! [`UNTAKEN`] new topics of one appender refused in a row (an ACL denying every endpoint's
+//! topic), all its packs to new topics do, but a probe every [`PROBE_EVERY`]. A refusal is
 //! kept with the QoS and retain flag it met: a broker may allow a topic at one and not the
 //! other (AWS IoT refuses retained messages without `iot:RetainPublish`).
 
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
+use crate::protocol::Origin;
 
 /// How long a refusal holds. An ACL that denies a topic mostly stays so; one changed to allow
 /// it lets packs through again within this. Kaa's endpoints send a refused log block again
@@ -35,20 +38,40 @@ const CAPACITY: usize = 4096;
 
 type Key = (Arc<str>, Qos, bool);
 
-/// Topics one source's records (an endpoint's, through one appender) may have the broker
+/// Topics one endpoint's records through one appender (one [`Origin`]) may have the broker
 /// refuse, or close the connection at, each within [`LIFE`] of the last: then its packs to
 /// topics the broker never took fail unpublished until [`LIFE`] has passed without another.
 /// With a topic made of the records' fields (`{event.…}`) an endpoint chooses a new topic at
 /// every pack, and every one the ACL denies would cost the shared connection a close.
 pub(crate) const SOURCE_TOPICS: usize = 3;
-/// Sources counted at most: when full, the one blamed longest ago goes.
+/// Origins counted at most: when full, the one blamed longest ago goes. So are appenders.
 const SOURCES: usize = 4096;
 
-/// The distinct topics (hashes) of one source refused or blamed, and when the last was.
+/// Topics one appender made that the broker had not taken before, refused (or blamed for a
+/// close) one after another with no new topic of it taken between, after which its packs to
+/// topics the broker never took fail unpublished, but one every [`PROBE_EVERY`]. With an ACL
+/// that denies most topics a template makes (`{endpointKeyHash}` under a prefix it denies),
+/// each endpoint's first pack would cost the shared connection a close, and thousands of
+/// endpoints would keep it closing.
+pub(crate) const UNTAKEN: u32 = 8;
+/// How often a pack to a new topic goes out while they are held: its answer tells whether the
+/// broker takes new topics again.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// The distinct topics (hashes) of one origin refused or blamed, and when the last was.
 #[derive(Debug)]
 struct Source {
     topics: Vec<u64>,
     last: Instant,
+}
+
+/// One appender's new topics refused or blamed since the broker last took one of them, when
+/// the last was, and when the last pack to a new topic went out while they were held.
+#[derive(Debug)]
+struct Untaken {
+    count: u32,
+    last: Instant,
+    probed: Option<Instant>,
 }
 
 /// The refused topics of one connection, with why and when, and the endpoints whose records
@@ -58,11 +81,23 @@ pub(crate) struct RefusedTopics {
     topics: HashMap<Key, (String, Instant)>,
     /// The latest refusal: once it has expired, they all have.
     latest: Option<Instant>,
-    /// By source ([`crate::protocol::PublishOptions::source`]): topics refused or blamed.
-    sources: HashMap<u64, Source>,
+    /// By origin ([`crate::protocol::PublishOptions::origin`]): topics refused or blamed.
+    sources: HashMap<Origin, Source>,
     /// The latest blame of a source: once it has expired, they all have.
     sources_latest: Option<Instant>,
     hasher: RandomState,
+    /// By appender ([`Origin::appender`]).
+    untaken: HashMap<u64, Untaken>,
+}
+
+/// What one more topic refused or blamed makes ([`RefusedTopics::count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Counted {
+    /// Its origin is refused from now on ([`RefusedTopics::refuses_source`]).
+    pub(crate) source_refused: bool,
+    /// Its appender's packs to new topics are held from now on
+    /// ([`RefusedTopics::holds_new_topics`]).
+    pub(crate) new_topics_held: bool,
 }
 
 impl RefusedTopics {
@@ -129,13 +164,74 @@ impl RefusedTopics {
             .map(|(reason, _)| reason.as_str())
     }
 
-    /// `topic`, of `source`'s records, was refused, or blamed for a close, at `now`. Whether
-    /// that makes [`SOURCE_TOPICS`] distinct topics: its packs are refused from now on. Source
-    /// 0, the appender's own messages, is not counted.
-    pub(crate) fn blame_source(&mut self, source: u64, topic: &str, now: Instant) -> bool {
-        if source == 0 {
+    /// `topic`, of `origin`'s records, was refused, or blamed for a close, at `now`: one more
+    /// of its appender's [`UNTAKEN`] in a row, and of the origin's [`SOURCE_TOPICS`] (the
+    /// connection's own messages, appender 0, are not counted).
+    pub(crate) fn count(&mut self, origin: Origin, topic: &str, now: Instant) -> Counted {
+        if origin.appender == 0 {
+            return Counted::default();
+        }
+        if !self.untaken.contains_key(&origin.appender) && self.untaken.len() >= SOURCES {
+            self.untaken
+                .retain(|_, u| now.saturating_duration_since(u.last) < LIFE);
+        }
+        let untaken = self.untaken.entry(origin.appender).or_insert(Untaken {
+            count: 0,
+            last: now,
+            probed: None,
+        });
+        if now.saturating_duration_since(untaken.last) >= LIFE {
+            // A hold that expired starts its count again.
+            untaken.count = 0;
+            untaken.probed = None;
+        }
+        untaken.count += 1;
+        untaken.last = now;
+        let new_topics_held = untaken.count == UNTAKEN;
+        Counted {
+            source_refused: self.blame_source(origin, topic, now),
+            new_topics_held,
+        }
+    }
+
+    /// The broker took a message of `appender` to a topic it had not taken before: its new
+    /// topics are not held.
+    pub(crate) fn new_topic_taken(&mut self, appender: u64) {
+        if !self.untaken.is_empty() {
+            self.untaken.remove(&appender);
+        }
+    }
+
+    /// Whether `appender`'s packs to topics the broker never took are held at `now`: it refused
+    /// (or closed the connection at) [`UNTAKEN`] such topics of it in a row, the last within
+    /// [`LIFE`]. Costs nothing while none is counted.
+    pub(crate) fn holds_new_topics(&self, appender: u64, now: Instant) -> bool {
+        !self.untaken.is_empty()
+            && self
+                .untaken
+                .get(&appender)
+                .is_some_and(|u| u.count >= UNTAKEN && now.saturating_duration_since(u.last) < LIFE)
+    }
+
+    /// While `appender`'s new topics are held, whether a pack to one may go out at `now` to
+    /// find out whether the broker takes them again: one every [`PROBE_EVERY`].
+    pub(crate) fn probe(&mut self, appender: u64, now: Instant) -> bool {
+        let Some(untaken) = self.untaken.get_mut(&appender) else {
+            return true;
+        };
+        if untaken
+            .probed
+            .is_some_and(|at| now.saturating_duration_since(at) < PROBE_EVERY)
+        {
             return false;
         }
+        untaken.probed = Some(now);
+        true
+    }
+
+    /// Whether that makes [`SOURCE_TOPICS`] distinct topics of `origin`: its packs are refused
+    /// from now on.
+    fn blame_source(&mut self, source: Origin, topic: &str, now: Instant) -> bool {
         self.sources
             .retain(|_, s| now.saturating_duration_since(s.last) < LIFE);
         if !self.sources.contains_key(&source) && self.sources.len() >= SOURCES {
@@ -165,7 +261,7 @@ impl RefusedTopics {
     /// Whether `source`'s records had [`SOURCE_TOPICS`] topics refused or blamed, each within
     /// [`LIFE`] of the last, the last within [`LIFE`] of `now`. Costs nothing while no source
     /// is counted.
-    pub(crate) fn refuses_source(&mut self, source: u64, now: Instant) -> bool {
+    pub(crate) fn refuses_source(&mut self, source: Origin, now: Instant) -> bool {
         if self
             .sources_latest
             .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
@@ -238,20 +334,22 @@ impl SilentRefusals {
     }
 
     /// The broker acknowledged a message to `topic` at `qos` and `retain` (and refused none):
-    /// it allows it.
-    pub(crate) fn allowed(&mut self, topic: &Arc<str>, qos: Qos, retain: bool) {
+    /// it allows it. Whether that is news: the topic was not known to be allowed.
+    pub(crate) fn allowed(&mut self, topic: &Arc<str>, qos: Qos, retain: bool) -> bool {
         if self.last_allowed.as_ref().is_some_and(|(t, q, r)| {
             (Arc::ptr_eq(t, topic) || t == topic) && (*q, *r) == (qos, retain)
         }) {
-            return;
+            return false;
         }
+        let hash = self.hash(topic, qos, retain);
+        let news = !self.allowed.contains(&hash) && !self.older.contains(&hash);
         if self.allowed.len() >= ALLOWED / 2 {
             self.older = std::mem::take(&mut self.allowed);
         }
-        let hash = self.hash(topic, qos, retain);
         self.allowed.insert(hash);
         self.suspects.retain(|&(s, _)| s != hash);
         self.last_allowed = Some((Arc::clone(topic), qos, retain));
+        news
     }
 
     /// Whether the broker acknowledged a message to `topic` at `qos` and `retain`.
@@ -444,28 +542,52 @@ mod tests {
         );
     }
 
-    /// A source that had three distinct topics refused or blamed, each within the life of a
-    /// refusal of the last, is refused for a while; a topic counted again is not another, and
-    /// other sources, and the appender's own messages, are not refused.
+    /// Endpoint `n`'s records through appender 1.
+    fn o(n: u64) -> Origin {
+        Origin {
+            appender: 1,
+            endpoint: n,
+        }
+    }
+
+    /// An endpoint that had three distinct topics refused or blamed through one appender, each
+    /// within the life of a refusal of the last, is refused for a while; a topic counted again
+    /// is not another, and other endpoints, the same one through another appender, and the
+    /// connection's own messages, are not refused.
     #[test]
     fn a_source_with_three_topics_refused_is_refused_for_a_while() {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
         let later = t0 + LIFE / 2;
+        let own = Origin::default();
         for (i, at) in [t0, later].into_iter().enumerate() {
-            assert!(!r.blame_source(7, &format!("d/{i}"), at));
-            assert!(!r.blame_source(7, "d/0", at), "d/0 again is no new topic");
-            assert!(!r.blame_source(0, &format!("d/{i}"), at));
-            assert!(!r.refuses_source(7, at));
+            assert!(!r.count(o(7), &format!("d/{i}"), at).source_refused);
+            assert!(
+                !r.count(o(7), "d/0", at).source_refused,
+                "d/0 again is no new topic"
+            );
+            assert!(!r.count(own, &format!("d/{i}"), at).source_refused);
+            assert!(!r.refuses_source(o(7), at));
         }
-        assert!(r.blame_source(7, "d/2", later), "the third topic");
-        assert!(!r.blame_source(8, "d/2", later));
-        assert!(r.refuses_source(7, later));
-        assert!(!r.refuses_source(8, later));
-        assert!(!r.refuses_source(0, later));
-        assert!(!r.refuses_source(7, later + LIFE), "for a while");
+        assert!(
+            r.count(o(7), "d/2", later).source_refused,
+            "the third topic"
+        );
+        let elsewhere = Origin {
+            appender: 2,
+            endpoint: 7,
+        };
+        assert!(!r.count(elsewhere, "d/2", later).source_refused);
+        assert!(r.refuses_source(o(7), later));
+        assert!(!r.refuses_source(o(8), later));
+        assert!(!r.refuses_source(elsewhere, later));
+        assert!(!r.refuses_source(own, later));
+        assert!(!r.refuses_source(o(7), later + LIFE), "for a while");
         assert!(r.sources.is_empty(), "all expired: forgotten");
-        assert!(!r.blame_source(7, "d/3", later + LIFE), "counted anew");
+        assert!(
+            !r.count(o(7), "d/3", later + LIFE).source_refused,
+            "counted anew"
+        );
     }
 
     #[test]
@@ -473,9 +595,40 @@ mod tests {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
         for source in 1..=(SOURCES as u64 + 10) {
-            r.blame_source(source, "d", t0 + Duration::from_millis(source));
+            r.count(o(source), "d", t0 + Duration::from_millis(source));
         }
         assert_eq!(r.sources.len(), SOURCES);
-        assert!(!r.sources.contains_key(&1), "the oldest went");
+        assert!(!r.sources.contains_key(&o(1)), "the oldest went");
+    }
+
+    /// Eight new topics of one appender refused in a row hold its packs to new topics, but one
+    /// every ten seconds; a new topic of it taken lets them go again, and so does time. Another
+    /// appender's are not held.
+    #[test]
+    fn new_topics_refused_in_a_row_hold_new_topics_but_a_probe() {
+        let mut r = RefusedTopics::default();
+        let t0 = Instant::now();
+        for i in 1..UNTAKEN {
+            assert!(
+                !r.count(o(u64::from(i)), &format!("d/{i}"), t0)
+                    .new_topics_held
+            );
+        }
+        assert!(!r.holds_new_topics(1, t0));
+        assert!(r.count(o(99), "d/99", t0).new_topics_held, "the eighth");
+        assert!(!r.count(o(98), "d/98", t0).new_topics_held, "told once");
+        assert!(r.holds_new_topics(1, t0));
+        assert!(!r.holds_new_topics(2, t0), "another appender's");
+        assert!(r.probe(1, t0), "one goes out at once");
+        assert!(!r.probe(1, t0 + PROBE_EVERY / 2));
+        assert!(r.probe(1, t0 + PROBE_EVERY));
+        assert!(!r.holds_new_topics(1, t0 + LIFE), "for a while");
+        assert!(
+            !r.count(o(97), "d/97", t0 + LIFE).new_topics_held,
+            "counted anew after that"
+        );
+        assert!(!r.holds_new_topics(1, t0 + LIFE));
+        r.new_topic_taken(1);
+        assert!(!r.holds_new_topics(1, t0), "a new topic taken");
     }
 }

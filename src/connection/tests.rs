@@ -140,7 +140,7 @@ fn pack_of(
         content_type: "application/json",
         message_expiry: None,
         patience: None,
-        source: 0,
+        origin: Default::default(),
     };
     let messages = payloads
         .into_iter()

@@ -50,6 +50,32 @@ class HiveMqTest {
         return KaaNode.load(name, KaaNode.config(mqtt5 ? mqtt5(cfg) : cfg));
     }
 
+    /**
+     * A one-record pack from {@code endpoint} (record seed {@code seed}) is answered {@code onRemoteError}; then the
+     * test waits for {@code connects} connections as {@code clientId}, so that the next pack goes out on the one made
+     * anew (one written before HiveMQ's DISCONNECT is lost with it).
+     */
+    private static void assertRefused(HiveMq broker, String clientId, LogAppender appender, String endpoint, int seed,
+            int connects) throws InterruptedException {
+        RecordingCallback cb = new RecordingCallback();
+        appender.doAppend(KaaNode.pack(endpoint, TELEMETRY, 3, records(1, seed)), cb);
+        cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+        assertTrue(broker.awaitConnects(clientId, connects, Duration.ofSeconds(15)), broker.events().toString());
+    }
+
+    /** A pack of ten records from {@code endpoint} is confirmed, and {@code sub} receives exactly its records. */
+    private static void assertConfirmedWhole(Subscriber sub, LogAppender appender, String endpoint, int seed)
+            throws Exception {
+        List<byte[]> good = records(10, seed);
+        RecordingCallback cb = new RecordingCallback();
+        appender.doAppend(KaaNode.pack(endpoint, TELEMETRY, 3, good), cb);
+        cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+        List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, good);
+        sub.assertCount(expected.size(), Duration.ofSeconds(10));
+        Payloads.assertSameMultiset("what the subscriber received", expected,
+                sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+    }
+
     private static Map<String, Object> mqtt5(Map<String, Object> cfg) {
         cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
                 "MQTT_5"));
@@ -208,26 +234,43 @@ class HiveMqTest {
             LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
                 for (int pack = 0; pack < 8; pack++) {
-                    RecordingCallback cb = new RecordingCallback();
-                    denied.doAppend(KaaNode.pack("hostile-endpoint", TELEMETRY, 3, records(1, 60 + pack)), cb);
-                    cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
-                    // The next on the connection made anew: one written before HiveMQ's DISCONNECT is lost with it.
-                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 2, 4), Duration.ofSeconds(15)),
-                            broker.events().toString());
+                    assertRefused(broker, clientId, denied, "hostile-endpoint", 60 + pack, Math.min(pack + 2, 4));
                 }
-                List<byte[]> good = records(10, 70);
-                RecordingCallback goodCb = new RecordingCallback();
-                allowed.doAppend(KaaNode.pack("hostile-endpoint", TELEMETRY, 3, good), goodCb);
-                goodCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
-                List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, good);
-                sub.assertCount(expected.size(), Duration.ofSeconds(10));
-                Payloads.assertSameMultiset("what the subscriber received", expected,
-                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                assertConfirmedWhole(sub, allowed, "hostile-endpoint", 70);
                 List<String> events = broker.events();
                 assertEquals(3, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
                         .count(), events.toString());
                 assertEquals(4, events.stream().filter(e -> e.equals("CONNECT " + clientId)).count(),
                         events.toString());
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+
+    /**
+     * An ACL that denies every endpoint's topic ({@code denied/{endpointKeyHash}}): each endpoint's first pack cost the
+     * shared connection a close, and a node with thousands of endpoints kept it closing. After eight new topics refused
+     * in a row, packs to new topics fail with {@code onRemoteError} unpublished but one every ten seconds, which goes
+     * out to see whether the broker takes new topics again: twelve endpoints cost nine closes, and a pack through the
+     * appender beside it is confirmed.
+     */
+    @Test
+    void mqtt5AclDenyingEveryEndpointsTopicCostsEightClosesAndProbes() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            LogAppender denied = sharing(broker, "denied", "denied/{endpointKeyHash}", clientId, true);
+            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                for (int endpoint = 0; endpoint < 12; endpoint++) {
+                    assertRefused(broker, clientId, denied, "endpoint-" + endpoint, 80 + endpoint,
+                            Math.min(endpoint + 2, 10));
+                }
+                assertConfirmedWhole(sub, allowed, "endpoint-0", 95);
+                List<String> events = broker.events();
+                assertEquals(9, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
+                        .count(), "eight refusals in a row, then one probe: " + events);
             } finally {
                 denied.close();
                 allowed.close();
