@@ -367,6 +367,13 @@ impl Tracker {
                 return;
             }
         }
+        if self.outstanding() + messages.len() > max_outstanding
+            || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
+        {
+            pack.finish(Why::Lost);
+            return;
+        }
+        // After the bounds: a pack they fail spends no probe.
         if self
             .refused_topics
             .holds_new_topics(how.origin.appender, now)
@@ -381,12 +388,6 @@ impl Tracker {
                     return;
                 }
             }
-        }
-        if self.outstanding() + messages.len() > max_outstanding
-            || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
-        {
-            pack.finish(Why::Lost);
-            return;
         }
         for (message, measure) in messages.into_iter().zip(measures) {
             self.parked.push_back(Parked {
@@ -807,7 +808,8 @@ impl Tracker {
             }
         }
         if counted.new_topics_held {
-            for (pack, topic) in self.fail_waiting(untaken) {
+            let of_appender = |p: &Parked| p.how.origin.appender == origin.appender && untaken(p);
+            for (pack, topic) in self.fail_waiting(of_appender) {
                 self.refuse_untaken(&pack, &topic);
             }
         }
@@ -2215,14 +2217,29 @@ mod tests {
         );
         let (known, rx_known) = pack(1);
         t.submit(&mut out, &known, from_source(51), to_topic("ok", 1), 100);
+        let other_appender = PublishOptions {
+            origin: Origin {
+                appender: 2,
+                endpoint: 52,
+            },
+            ..Qos::AtLeastOnce.into()
+        };
+        let (other, rx_other) = pack(1);
+        t.submit(&mut out, &other, other_appender, to_topic("e/52", 1), 100);
         for _ in 0..untaken {
             t.on_event(&mut out, &written(1));
             t.on_event(&mut out, &not_authorized(1));
         }
         assert_eq!(outcomes(&rx_waiting), vec![Outcome::RemoteError]);
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
-        assert_eq!(outcomes(&rx_known), vec![Outcome::Delivered]);
+        assert!(
+            outcomes(&rx_other).is_empty(),
+            "another appender's waits on"
+        );
+        for rx in [&rx_known, &rx_other] {
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(rx), vec![Outcome::Delivered]);
+        }
 
         let (probe, rx_probe) = pack(1);
         t.submit(&mut out, &probe, from_source(60), to_topic("d/60", 1), 100);
@@ -2230,13 +2247,6 @@ mod tests {
         t.submit(&mut out, &held, from_source(61), to_topic("d/61", 1), 100);
         assert_eq!(outcomes(&rx_held), vec![Outcome::RemoteError]);
         let (beside, rx_beside) = pack(1);
-        let other_appender = PublishOptions {
-            origin: Origin {
-                appender: 2,
-                endpoint: 61,
-            },
-            ..Qos::AtLeastOnce.into()
-        };
         t.submit(&mut out, &beside, other_appender, to_topic("e/61", 1), 100);
         assert!(outcomes(&rx_beside).is_empty(), "another appender's: waits");
         t.on_event(&mut out, &written(1));

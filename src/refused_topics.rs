@@ -54,8 +54,10 @@ const SOURCES: usize = 4096;
 /// each endpoint's first pack would cost the shared connection a close, and thousands of
 /// endpoints would keep it closing.
 pub(crate) const UNTAKEN: u32 = 8;
-/// How often a pack to a new topic goes out while they are held: its answer tells whether the
-/// broker takes new topics again.
+/// How often a pack to a new topic goes out while they are held, at first: its answer tells
+/// whether the broker takes new topics again. Each one refused (or blamed for a close) doubles
+/// the time to the next, up to [`LIFE`]: under MQTT 3.1.1 each costs the shared connection a
+/// close.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(10);
 
 /// The distinct topics (hashes) of one origin refused or blamed, and when the last was.
@@ -66,12 +68,14 @@ struct Source {
 }
 
 /// One appender's new topics refused or blamed since the broker last took one of them, when
-/// the last was, and when the last pack to a new topic went out while they were held.
+/// the last was, when the last pack to a new topic went out while they were held, and the time
+/// from it to the next.
 #[derive(Debug)]
 struct Untaken {
     count: u32,
     last: Instant,
     probed: Option<Instant>,
+    probe_every: Duration,
 }
 
 /// The refused topics of one connection, with why and when, and the endpoints whose records
@@ -88,6 +92,8 @@ pub(crate) struct RefusedTopics {
     hasher: RandomState,
     /// By appender ([`Origin::appender`]).
     untaken: HashMap<u64, Untaken>,
+    /// The latest count of an appender's: once it has expired, they all have.
+    untaken_latest: Option<Instant>,
 }
 
 /// What one more topic refused or blamed makes ([`RefusedTopics::count`]).
@@ -175,18 +181,24 @@ impl RefusedTopics {
             self.untaken
                 .retain(|_, u| now.saturating_duration_since(u.last) < LIFE);
         }
-        let untaken = self.untaken.entry(origin.appender).or_insert(Untaken {
+        let fresh = || Untaken {
             count: 0,
             last: now,
             probed: None,
-        });
+            probe_every: PROBE_EVERY,
+        };
+        let untaken = self.untaken.entry(origin.appender).or_insert_with(fresh);
         if now.saturating_duration_since(untaken.last) >= LIFE {
             // A hold that expired starts its count again.
-            untaken.count = 0;
-            untaken.probed = None;
+            *untaken = fresh();
+        }
+        if untaken.count >= UNTAKEN {
+            // Held: a probe, refused.
+            untaken.probe_every = (untaken.probe_every * 2).min(LIFE);
         }
         untaken.count += 1;
         untaken.last = now;
+        self.untaken_latest = Some(now);
         let new_topics_held = untaken.count == UNTAKEN;
         Counted {
             source_refused: self.blame_source(origin, topic, now),
@@ -205,7 +217,14 @@ impl RefusedTopics {
     /// Whether `appender`'s packs to topics the broker never took are held at `now`: it refused
     /// (or closed the connection at) [`UNTAKEN`] such topics of it in a row, the last within
     /// [`LIFE`]. Costs nothing while none is counted.
-    pub(crate) fn holds_new_topics(&self, appender: u64, now: Instant) -> bool {
+    pub(crate) fn holds_new_topics(&mut self, appender: u64, now: Instant) -> bool {
+        if self
+            .untaken_latest
+            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
+        {
+            self.untaken.clear();
+            self.untaken_latest = None;
+        }
         !self.untaken.is_empty()
             && self
                 .untaken
@@ -214,14 +233,15 @@ impl RefusedTopics {
     }
 
     /// While `appender`'s new topics are held, whether a pack to one may go out at `now` to
-    /// find out whether the broker takes them again: one every [`PROBE_EVERY`].
+    /// find out whether the broker takes them again: one every [`PROBE_EVERY`], and less often
+    /// after each refused.
     pub(crate) fn probe(&mut self, appender: u64, now: Instant) -> bool {
         let Some(untaken) = self.untaken.get_mut(&appender) else {
             return true;
         };
         if untaken
             .probed
-            .is_some_and(|at| now.saturating_duration_since(at) < PROBE_EVERY)
+            .is_some_and(|at| now.saturating_duration_since(at) < untaken.probe_every)
         {
             return false;
         }
@@ -602,8 +622,8 @@ mod tests {
     }
 
     /// Eight new topics of one appender refused in a row hold its packs to new topics, but one
-    /// every ten seconds; a new topic of it taken lets them go again, and so does time. Another
-    /// appender's are not held.
+    /// after ten seconds, and twice as long after each probe refused; a new topic of it taken
+    /// lets them go again, and so does time. Another appender's are not held.
     #[test]
     fn new_topics_refused_in_a_row_hold_new_topics_but_a_probe() {
         let mut r = RefusedTopics::default();
@@ -616,19 +636,19 @@ mod tests {
         }
         assert!(!r.holds_new_topics(1, t0));
         assert!(r.count(o(99), "d/99", t0).new_topics_held, "the eighth");
-        assert!(!r.count(o(98), "d/98", t0).new_topics_held, "told once");
         assert!(r.holds_new_topics(1, t0));
         assert!(!r.holds_new_topics(2, t0), "another appender's");
         assert!(r.probe(1, t0), "one goes out at once");
         assert!(!r.probe(1, t0 + PROBE_EVERY / 2));
-        assert!(r.probe(1, t0 + PROBE_EVERY));
-        assert!(!r.holds_new_topics(1, t0 + LIFE), "for a while");
-        assert!(
-            !r.count(o(97), "d/97", t0 + LIFE).new_topics_held,
-            "counted anew after that"
-        );
-        assert!(!r.holds_new_topics(1, t0 + LIFE));
+        let t1 = t0 + PROBE_EVERY;
+        assert!(r.probe(1, t1));
+        assert!(!r.count(o(98), "d/98", t1).new_topics_held, "told once");
+        assert!(!r.probe(1, t1 + PROBE_EVERY), "refused: twice as long");
+        assert!(r.probe(1, t1 + PROBE_EVERY * 2));
+        assert!(!r.holds_new_topics(1, t1 + LIFE), "for a while");
+        assert!(r.untaken.is_empty(), "all expired: forgotten");
+        assert!(!r.count(o(97), "d/97", t1 + LIFE).new_topics_held);
         r.new_topic_taken(1);
-        assert!(!r.holds_new_topics(1, t0), "a new topic taken");
+        assert!(r.untaken.is_empty(), "a new topic taken");
     }
 }
