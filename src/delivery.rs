@@ -1976,65 +1976,41 @@ mod tests {
 
     /// A pack waiting for the window whose topics are mixed fails whole when one of them is
     /// refused: none of its messages goes out (they did, up to the refused one, when the
-    /// check came only as each went out).
+    /// check came only as each went out). With its first message already handed out (a window
+    /// of two), it is answered as lost, not as refused unpublished, and what waits of it is not
+    /// published.
     #[test]
     fn a_waiting_pack_of_several_topics_fails_whole_when_one_is_refused() {
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, Window::agreed(None, Some(1)));
-        t.submit(
-            &mut out,
-            &pack(1).0,
-            Qos::ExactlyOnce.into(),
-            to_topic("denied/x", 1),
-            100,
-        );
-        let (mixed, rx_mixed) = pack(3);
-        let mut messages = to_topic("allowed/x", 2);
-        messages.extend(to_topic("denied/x", 1));
-        t.submit(&mut out, &mixed, Qos::ExactlyOnce.into(), messages, 100);
-        t.on_event(&mut out, &written(1));
-        t.on_event(
-            &mut out,
-            &Observed::Received {
-                pkid: 1,
-                refused: Some("NotAuthorized".into()),
-            },
-        );
-        assert_eq!(outcomes(&rx_mixed), vec![Outcome::RemoteError]);
-        assert_eq!(out.published.len(), 1, "none of the waiting pack went out");
-        assert_eq!(t.outstanding(), 0);
-    }
-
-    /// The same, with the pack's first message already written: it is answered as lost, not
-    /// as refused unpublished, and what waits of it is not published.
-    #[test]
-    fn a_pack_partly_out_when_its_topic_is_refused_is_answered_as_lost() {
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, Window::agreed(None, Some(2)));
-        t.submit(
-            &mut out,
-            &pack(1).0,
-            Qos::ExactlyOnce.into(),
-            to_topic("denied/x", 1),
-            100,
-        );
-        let (mixed, rx_mixed) = pack(3);
-        let mut messages = to_topic("allowed/x", 2);
-        messages.extend(to_topic("denied/x", 1));
-        t.submit(&mut out, &mixed, Qos::ExactlyOnce.into(), messages, 100);
-        assert_eq!(out.published.len(), 2, "the window holds two");
-        t.on_event(&mut out, &written(1));
-        t.on_event(
-            &mut out,
-            &Observed::Received {
-                pkid: 1,
-                refused: Some("NotAuthorized".into()),
-            },
-        );
-        assert_eq!(outcomes(&rx_mixed), vec![Outcome::ConnectionError]);
-        assert_eq!(out.published.len(), 2, "nothing more of it went out");
+        for (window, answer) in [(1, Outcome::RemoteError), (2, Outcome::ConnectionError)] {
+            let mut t = Tracker::default();
+            let mut out = Recorder::default();
+            t.on_connected(&mut out, Window::agreed(None, Some(window)));
+            t.submit(
+                &mut out,
+                &pack(1).0,
+                Qos::ExactlyOnce.into(),
+                to_topic("denied/x", 1),
+                100,
+            );
+            let (mixed, rx_mixed) = pack(3);
+            let mut messages = to_topic("allowed/x", 2);
+            messages.extend(to_topic("denied/x", 1));
+            t.submit(&mut out, &mixed, Qos::ExactlyOnce.into(), messages, 100);
+            t.on_event(&mut out, &written(1));
+            t.on_event(
+                &mut out,
+                &Observed::Received {
+                    pkid: 1,
+                    refused: Some("NotAuthorized".into()),
+                },
+            );
+            assert_eq!(outcomes(&rx_mixed), vec![answer], "window {window}");
+            assert_eq!(
+                out.published.len(),
+                usize::from(window),
+                "nothing of it went out beyond the window"
+            );
+        }
     }
 
     /// A refusal read together with the close (HiveMQ's PUBACK 0x87 and its DISCONNECT in
