@@ -300,9 +300,14 @@ fn scripted(port: u16, client_id: &str) -> BrokerConfig {
 }
 
 /// An MQTT 3.1.1 broker that, as AWS IoT or HiveMQ do with a publish the client may not
-/// make, closes each of its first `closing` connections at the first publish, without a
-/// word; later ones it acks. It reports the client id of every CONNECT.
-fn closing_broker_v4(listener: std::net::TcpListener, closing: usize, ids: mpsc::Sender<String>) {
+/// make, closes each of its first `closing` connections without a word at the first publish
+/// after it acknowledged `acked_first`; later ones it acks. It reports the client id of every
+/// CONNECT.
+fn closing_broker_v4(
+    listener: std::net::TcpListener,
+    (closing, acked_first): (usize, usize),
+    ids: mpsc::Sender<String>,
+) {
     use std::io::Write;
     for n in 0.. {
         let Ok((mut s, _)) = listener.accept() else {
@@ -316,16 +321,18 @@ fn closing_broker_v4(listener: std::net::TcpListener, closing: usize, ids: mpsc:
         if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
             return;
         }
+        let mut acked = 0;
         while let Some((kind, body)) = read_packet(&mut s) {
             if kind >> 4 != 3 {
                 continue;
             }
-            if n < closing {
+            if n < closing && acked == acked_first {
                 break;
             }
             if s.write_all(&puback_for(&body)).is_err() {
                 break;
             }
+            acked += 1;
         }
     }
 }

@@ -507,7 +507,7 @@ fn a_pack_waiting_while_the_first_broker_refuses_goes_to_the_failover_broker() {
     let (go, go_rx) = mpsc::channel();
     let (refusing, _) = scripted_broker(move |l| refusing_broker_v4(l, go_rx));
     let (tx, ids) = mpsc::channel();
-    let (healthy, _) = scripted_broker(move |l| closing_broker_v4(l, 0, tx));
+    let (healthy, _) = scripted_broker(move |l| closing_broker_v4(l, (0, 0), tx));
     let connection = Connection::get(&BrokerConfig {
         failover: vec![("127.0.0.1".into(), healthy)],
         ..scripted(refusing, "failover-refused")

@@ -12,7 +12,7 @@ fn publish_through_closes(
     packs: usize,
 ) -> (Vec<Outcome>, Vec<String>, u64) {
     let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, closing, tx));
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (closing, 0), tx));
     let connection = Connection::get(&scripted(port, configured)).expect("opened");
     let mut answers = Vec::new();
     let mut seen = Vec::new();
@@ -356,43 +356,6 @@ fn a_connection_taken_again_while_it_drains_keeps_its_id_to_itself() {
     drop((old, again, other));
 }
 
-/// A broker that, on its first `closing` connections, acknowledges the first publish and
-/// closes the connection at the next; then acknowledges everything. Sends each client id.
-fn acking_once_then_closing_broker_v4(
-    listener: std::net::TcpListener,
-    closing: usize,
-    ids: mpsc::Sender<String>,
-) {
-    use std::io::Write;
-    for n in 0.. {
-        let Ok((mut s, _)) = listener.accept() else {
-            return;
-        };
-        s.set_read_timeout(Some(WAIT)).expect("timeout");
-        let Some((0x10, body)) = read_packet(&mut s) else {
-            return;
-        };
-        if ids.send(connect_client_id(&body)).is_err()
-            || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err()
-        {
-            return;
-        }
-        let mut acked = 0;
-        while let Some((kind, body)) = read_packet(&mut s) {
-            if kind >> 4 != 3 {
-                continue;
-            }
-            if n < closing && acked == 1 {
-                break;
-            }
-            if s.write_all(&puback_for(&body)).is_err() {
-                break;
-            }
-            acked += 1;
-        }
-    }
-}
-
 /// Closes right after a publish to a topic the broker never acknowledged, each time another
 /// one (nodes that share an id, their endpoints' topics new): the first makes its topic a
 /// suspect, and the second still counts as a takeover, as two closes right after publishes
@@ -400,8 +363,7 @@ fn acking_once_then_closing_broker_v4(
 #[test]
 fn closes_at_ever_new_topics_still_count_as_a_takeover() {
     let (tx, ids) = mpsc::channel();
-    let (port, _) =
-        scripted_broker(move |listener| acking_once_then_closing_broker_v4(listener, 2, tx));
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
     let connection = Connection::get(&scripted(port, "new-topics")).expect("opened");
     let mut seen = Vec::new();
     for close in 0..2 {
