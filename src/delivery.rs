@@ -221,6 +221,58 @@ struct InFlight {
     _held: Held,
 }
 
+/// Why a pack fails before it is published (`onRemoteError`): what the broker refused lately
+/// ([`RefusedTopics`]).
+#[derive(Debug, Clone, Copy)]
+enum Unpublished<'a> {
+    /// The pack's topic, for this reason.
+    RefusedTopic(&'a str),
+    /// Topics of the same endpoint's records, through the same appender.
+    RefusedEndpoint,
+    /// The appender's new topics, one after another.
+    NewTopicsHeld,
+}
+
+impl Unpublished<'_> {
+    /// Its budget of log lines ([`LogBudget`]): a flood of one kind hides no other.
+    fn kind(self) -> &'static str {
+        match self {
+            Unpublished::RefusedTopic(_) => "refused topic",
+            Unpublished::RefusedEndpoint => "refused endpoint",
+            Unpublished::NewTopicsHeld => "new topics held",
+        }
+    }
+
+    /// What the log line says of it, made only for a line that is written.
+    fn because(self) -> String {
+        use crate::refused_topics::{LIFE, PROBE_EVERY, SOURCE_TOPICS, UNTAKEN};
+        match self {
+            Unpublished::RefusedTopic(reason) => format!(
+                "the broker refused a message to it ({reason}) within the last {} s, and brokers \
+                 such as HiveMQ and AWS IoT close the connection at each refusal",
+                LIFE.as_secs()
+            ),
+            Unpublished::RefusedEndpoint => format!(
+                "the broker has taken no message to that topic, and refused {SOURCE_TOPICS} \
+                 topics of the same endpoint's records (or closed the connection just after \
+                 them), each within {} s of the last; its packs to topics the broker has not \
+                 taken fail so until that long has passed without another, so that one endpoint \
+                 cannot reset the connection every appender shares at will",
+                LIFE.as_secs()
+            ),
+            Unpublished::NewTopicsHeld => format!(
+                "the broker has taken no message to that topic, and refused the last {UNTAKEN} \
+                 topics it had not taken before (or closed the connection just after them), \
+                 taking no new one since; packs to new topics fail so but one every {} s or \
+                 more, which tells whether the broker takes them again, so that an ACL denying \
+                 them does not keep the connection every appender shares closing. Check the \
+                 broker's ACL for the topics mqtttopic makes",
+                PROBE_EVERY.as_secs()
+            ),
+        }
+    }
+}
+
 /// What a lost connection left unacknowledged that the close may be blamed on
 /// ([`Tracker::blame`]): of the QoS 1 and 2 messages written after the last one the broker
 /// acknowledged (it reads in order, so a message written before that did not stop it; QoS 0
@@ -354,16 +406,12 @@ impl Tracker {
                 .refuses(&m.topic, how.qos, how.retain, now)
                 .map(|reason| (&m.topic, reason.to_string()))
         }) {
-            self.refuse_for_topic(pack, topic, &reason);
+            self.refuse_unpublished(pack, topic, Unpublished::RefusedTopic(&reason));
             return;
         }
         if self.refused_topics.refuses_source(how.origin, now) {
-            if let Some(m) = messages.iter().find(|m| {
-                !self
-                    .silent_refusals
-                    .is_allowed(&m.topic, how.qos, how.retain)
-            }) {
-                self.refuse_for_source(pack, &m.topic);
+            if let Some(m) = self.first_untaken(&messages, &how) {
+                self.refuse_unpublished(pack, &m.topic, Unpublished::RefusedEndpoint);
                 return;
             }
         }
@@ -378,13 +426,9 @@ impl Tracker {
             .refused_topics
             .holds_new_topics(how.origin.appender, now)
         {
-            if let Some(m) = messages.iter().find(|m| {
-                !self
-                    .silent_refusals
-                    .is_allowed(&m.topic, how.qos, how.retain)
-            }) {
+            if let Some(m) = self.first_untaken(&messages, &how) {
                 if !self.refused_topics.probe(how.origin.appender, now) {
-                    self.refuse_untaken(pack, &m.topic);
+                    self.refuse_unpublished(pack, &m.topic, Unpublished::NewTopicsHeld);
                     return;
                 }
             }
@@ -401,59 +445,29 @@ impl Tracker {
         self.release(out);
     }
 
-    /// Fails `pack` (`onRemoteError`) unpublished, for a message to `topic`, which the broker
-    /// refused lately for `reason`.
-    fn refuse_for_topic(&self, pack: &Pack, topic: &str, reason: &str) {
-        if let Some(note) = self.refused_lines.take("refused topic", Instant::now()) {
+    /// Fails `pack` (`onRemoteError`) unpublished, for its message to `topic`, as `why` says.
+    fn refuse_unpublished(&self, pack: &Pack, topic: &str, why: Unpublished) {
+        if let Some(note) = self.refused_lines.take(why.kind(), Instant::now()) {
             log::warn!(
-                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker \
-                 refused a message to it ({reason}) within the last {} s, and brokers such as \
-                 HiveMQ and AWS IoT close the connection at each refusal{note}",
+                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): {}{note}",
                 self.label,
-                crate::refused_topics::LIFE.as_secs()
+                why.because()
             );
         }
         pack.finish(Why::Refused);
     }
 
-    /// Fails `pack` (`onRemoteError`) unpublished, for a message to `topic`, which the broker
-    /// never took, from an endpoint whose records had the broker refuse `topics` topics (or
-    /// close the connection at them) lately: with topics made of its records' fields, each new
-    /// one could cost the shared connection a close.
-    fn refuse_for_source(&self, pack: &Pack, topic: &str) {
-        if let Some(note) = self.refused_lines.take("refused endpoint", Instant::now()) {
-            log::warn!(
-                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker has \
-                 taken no message to that topic, and refused {} topics of the same \
-                 endpoint's records (or closed the connection just after them), each within {} \
-                 s of the last; its packs to topics the broker has not taken fail so until that \
-                 long has passed without another, so that one endpoint cannot reset the \
-                 connection every appender shares at will{note}",
-                self.label,
-                crate::refused_topics::SOURCE_TOPICS,
-                crate::refused_topics::LIFE.as_secs()
-            );
-        }
-        pack.finish(Why::Refused);
-    }
-
-    /// Fails `pack` (`onRemoteError`) unpublished, for a message to `topic`, which the broker
-    /// never took, while it refuses every new topic ([`RefusedTopics::holds_new_topics`]).
-    fn refuse_untaken(&self, pack: &Pack, topic: &str) {
-        if let Some(note) = self.refused_lines.take("new topics held", Instant::now()) {
-            log::warn!(
-                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): the broker has \
-                 taken no message to that topic, and refused the last {} topics it had not taken \
-                 before (or closed the connection just after them), taking no new one since; \
-                 packs to new topics fail so but one every {} s, which tells whether the broker \
-                 takes them again, so that an ACL denying them does not keep the connection every \
-                 appender shares closing. Check the broker's ACL for the topics mqtttopic makes{note}",
-                self.label,
-                crate::refused_topics::UNTAKEN,
-                crate::refused_topics::PROBE_EVERY.as_secs()
-            );
-        }
-        pack.finish(Why::Refused);
+    /// The first of `messages` to a topic the broker never took at `how`'s QoS and retain flag.
+    fn first_untaken<'m>(
+        &self,
+        messages: &'m [Message],
+        how: &PublishOptions,
+    ) -> Option<&'m Message> {
+        messages.iter().find(|m| {
+            !self
+                .silent_refusals
+                .is_allowed(&m.topic, how.qos, how.retain)
+        })
     }
 
     /// Fails `pack` (`onInternalError`, as a message over maxMessageBytes) when a message of
@@ -753,7 +767,7 @@ impl Tracker {
         let hit =
             |p: &Parked| p.message.topic == *topic && p.how.qos == qos && p.how.retain == retain;
         for (pack, _) in self.fail_waiting(hit) {
-            self.refuse_for_topic(&pack, topic, reason);
+            self.refuse_unpublished(&pack, topic, Unpublished::RefusedTopic(reason));
         }
         true
     }
@@ -804,13 +818,13 @@ impl Tracker {
         let untaken = |p: &Parked| !silent.is_allowed(&p.message.topic, p.how.qos, p.how.retain);
         if counted.source_refused {
             for (pack, topic) in self.fail_waiting(|p| p.how.origin == origin && untaken(p)) {
-                self.refuse_for_source(&pack, &topic);
+                self.refuse_unpublished(&pack, &topic, Unpublished::RefusedEndpoint);
             }
         }
         if counted.new_topics_held {
             let of_appender = |p: &Parked| p.how.origin.appender == origin.appender && untaken(p);
             for (pack, topic) in self.fail_waiting(of_appender) {
-                self.refuse_untaken(&pack, &topic);
+                self.refuse_unpublished(&pack, &topic, Unpublished::NewTopicsHeld);
             }
         }
     }
