@@ -78,22 +78,66 @@ struct Untaken {
     probe_every: Duration,
 }
 
+/// Entries that each hold for [`LIFE`] from when they were last touched: once the latest has
+/// expired they all have, and the map is emptied, so that a lookup costs nothing while
+/// nothing is live (the usual case, checked at every pack).
+#[derive(Debug)]
+struct Lately<K, V> {
+    map: HashMap<K, V>,
+    latest: Option<Instant>,
+}
+
+impl<K, V> Default for Lately<K, V> {
+    fn default() -> Self {
+        Lately {
+            map: HashMap::new(),
+            latest: None,
+        }
+    }
+}
+
+impl<K, V> Lately<K, V> {
+    /// An entry was added or renewed at `now`.
+    fn touched(&mut self, now: Instant) {
+        self.latest = Some(now);
+    }
+
+    /// Whether any entry may still be live at `now`; empties the map when none is.
+    fn live(&mut self, now: Instant) -> bool {
+        if self
+            .latest
+            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
+        {
+            self.map.clear();
+            self.latest = None;
+        }
+        !self.map.is_empty()
+    }
+}
+
+impl<K, V> std::ops::Deref for Lately<K, V> {
+    type Target = HashMap<K, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<K, V> std::ops::DerefMut for Lately<K, V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
 /// The refused topics of one connection, with why and when, and the endpoints whose records
 /// made them.
 #[derive(Debug, Default)]
 pub(crate) struct RefusedTopics {
-    topics: HashMap<Key, (String, Instant)>,
-    /// The latest refusal: once it has expired, they all have.
-    latest: Option<Instant>,
+    topics: Lately<Key, (String, Instant)>,
     /// By origin ([`crate::protocol::PublishOptions::origin`]): topics refused or blamed.
-    sources: HashMap<Origin, Source>,
-    /// The latest blame of a source: once it has expired, they all have.
-    sources_latest: Option<Instant>,
+    sources: Lately<Origin, Source>,
     hasher: RandomState,
     /// By appender ([`Origin::appender`]).
-    untaken: HashMap<u64, Untaken>,
-    /// The latest count of an appender's: once it has expired, they all have.
-    untaken_latest: Option<Instant>,
+    untaken: Lately<u64, Untaken>,
 }
 
 /// What one more topic refused or blamed makes ([`RefusedTopics::count`]).
@@ -141,7 +185,7 @@ impl RefusedTopics {
             self.topics.insert(key, (reason.to_string(), now));
             true
         };
-        self.latest = Some(now);
+        self.topics.touched(now);
         news
     }
 
@@ -154,14 +198,7 @@ impl RefusedTopics {
         retain: bool,
         now: Instant,
     ) -> Option<&str> {
-        if self
-            .latest
-            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
-        {
-            self.topics.clear();
-            self.latest = None;
-        }
-        if self.topics.is_empty() {
+        if !self.topics.live(now) {
             return None;
         }
         self.topics
@@ -187,6 +224,7 @@ impl RefusedTopics {
             probed: None,
             probe_every: PROBE_EVERY,
         };
+        self.untaken.touched(now);
         let untaken = self.untaken.entry(origin.appender).or_insert_with(fresh);
         if now.saturating_duration_since(untaken.last) >= LIFE {
             // A hold that expired starts its count again.
@@ -198,7 +236,6 @@ impl RefusedTopics {
         }
         untaken.count += 1;
         untaken.last = now;
-        self.untaken_latest = Some(now);
         let new_topics_held = untaken.count == UNTAKEN;
         Counted {
             source_refused: self.blame_source(origin, topic, now),
@@ -218,14 +255,7 @@ impl RefusedTopics {
     /// (or closed the connection at) [`UNTAKEN`] such topics of it in a row, the last within
     /// [`LIFE`]. Costs nothing while none is counted.
     pub(crate) fn holds_new_topics(&mut self, appender: u64, now: Instant) -> bool {
-        if self
-            .untaken_latest
-            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
-        {
-            self.untaken.clear();
-            self.untaken_latest = None;
-        }
-        !self.untaken.is_empty()
+        self.untaken.live(now)
             && self
                 .untaken
                 .get(&appender)
@@ -265,12 +295,12 @@ impl RefusedTopics {
             }
         }
         let hash = self.hasher.hash_one(topic);
+        self.sources.touched(now);
         let blamed = self.sources.entry(source).or_insert(Source {
             topics: Vec::new(),
             last: now,
         });
         blamed.last = now;
-        self.sources_latest = Some(now);
         if blamed.topics.len() < SOURCE_TOPICS && !blamed.topics.contains(&hash) {
             blamed.topics.push(hash);
             return blamed.topics.len() == SOURCE_TOPICS;
@@ -282,19 +312,10 @@ impl RefusedTopics {
     /// [`LIFE`] of the last, the last within [`LIFE`] of `now`. Costs nothing while no source
     /// is counted.
     pub(crate) fn refuses_source(&mut self, source: Origin, now: Instant) -> bool {
-        if self
-            .sources_latest
-            .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
-        {
-            self.sources.clear();
-            self.sources_latest = None;
-        }
-        if self.sources.is_empty() {
-            return false;
-        }
-        self.sources.get(&source).is_some_and(|s| {
-            s.topics.len() >= SOURCE_TOPICS && now.saturating_duration_since(s.last) < LIFE
-        })
+        self.sources.live(now)
+            && self.sources.get(&source).is_some_and(|s| {
+                s.topics.len() >= SOURCE_TOPICS && now.saturating_duration_since(s.last) < LIFE
+            })
     }
 }
 
