@@ -976,18 +976,20 @@ impl<E: EventLoop> Driver<E> {
                     *refused_here |= unreported.iter().any(Observed::is_refusal);
                     *carried |= unreported.iter().any(|e| matches!(e, Observed::Written(_)));
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
-                    // Closed by the broker with no reason, or for a packet too large: maybe at
-                    // the largest message it left unacknowledged, or with no reason at a topic
-                    // it refuses. Still under the lock, so a pack Kaa sends again at once meets
-                    // what this may teach.
+                    // Closed by the broker with no reason, for a packet too large, or for
+                    // something it refuses: maybe at the largest message it left
+                    // unacknowledged, or (with no reason under MQTT 3.1.1, or refusing) at a
+                    // topic it refuses. Still under the lock, so a pack Kaa sends again at once
+                    // meets what this may teach.
                     if let Failure::Closed {
-                        said: said @ (Said::Nothing | Said::TooLarge),
+                        said: said @ (Said::Nothing | Said::TooLarge | Said::Refused),
                         ..
                     } = failure
                     {
                         if !*refused_here {
-                            let silent = E::NO_REASON_CODES && said == Said::Nothing;
-                            blamed = tracker.blame(unacknowledged, silent);
+                            let at_topic = (E::NO_REASON_CODES && said == Said::Nothing)
+                                || said == Said::Refused;
+                            blamed = tracker.blame(unacknowledged, at_topic);
                         }
                     }
                 }
@@ -1080,6 +1082,7 @@ impl<E: EventLoop> Driver<E> {
                             || (said == Said::Nothing && likely_takeover) =>
                     {
                         let taken_over = said == Said::TakenOver;
+                        lock(&shared.tracker).on_taken_over();
                         let lived = lived.unwrap_or_default();
                         let next = taken_over_by_another(
                             shared,

@@ -20,7 +20,7 @@ use crate::packet_limit::{Blamed, Measure, PacketLimit};
 use crate::protocol::{
     refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
-use crate::refused_topics::{RefusedTopics, SilentRefusals, TopicBlame};
+use crate::refused_topics::{RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE};
 use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows, its methods' names their `Display`. The
@@ -275,10 +275,10 @@ impl Unpublished<'_> {
 
 /// What a lost connection left unacknowledged that the close may be blamed on
 /// ([`Tracker::blame`]): of the QoS 1 and 2 messages written after the last one the broker
-/// acknowledged (it reads in order, so a message written before that did not stop it; QoS 0
-/// is answered when written), the largest, with when it was written, and the first written to
-/// a topic the broker never acknowledged a message to, when it acknowledged one on this
-/// connection.
+/// acknowledged (it reads in order, so a message written before that did not stop it), the
+/// largest, with when it was written; and the first written to a topic the broker never took,
+/// of those and of the QoS 0 messages written lately ([`Unanswered`]), when it acknowledged a
+/// message on this connection or kept it [`QUICK_WRITES`] after its first QoS 0 message.
 #[derive(Debug, Default)]
 pub struct Unacknowledged {
     largest: Option<(Measure, Instant)>,
@@ -294,6 +294,67 @@ struct TopicSuspect {
     origin: Origin,
     measure: Measure,
     written: Instant,
+}
+
+impl TopicSuspect {
+    fn of(m: &InFlight) -> Self {
+        TopicSuspect {
+            topic: Arc::clone(&m.topic),
+            qos: m.qos,
+            retain: m.retain,
+            origin: m.origin,
+            measure: m.measure,
+            written: m.since,
+        }
+    }
+}
+
+/// QoS 0 messages to topics the broker was not known to take, written on this connection in
+/// the last [`QUICK_WRITES`]. Under MQTT 3.1.1 HiveMQ answers a QoS 0 publish its ACL denies by
+/// closing the connection, some milliseconds later: each pack of an endpoint to such a topic
+/// reset the connection every appender shares, and two closes were taken for a takeover of the
+/// client id. Nothing acknowledges QoS 0, and HiveMQ answers a ping sent after the denied
+/// publish before it closes, so only time tells: a message the connection outlived by
+/// [`QUICK_WRITES`] was read and kept it, and its topic is taken; one written since is what a
+/// close may be blamed on ([`Tracker::blame`]).
+#[derive(Debug, Default)]
+struct Unanswered {
+    /// Oldest first.
+    written: VecDeque<TopicSuspect>,
+    /// When the connection wrote its first QoS 0 message, to any topic.
+    first: Option<Instant>,
+}
+
+/// QoS 0 messages to new topics kept at most: a message to a new topic beyond it is neither
+/// blamed nor taken, until it is written again. A close is blamed on the oldest.
+const UNANSWERED: usize = 256;
+/// A close this long after a QoS 0 message is not blamed on it, and the message's topic is
+/// taken: the window of [`SilentRefusals::blame`].
+const QUICK_WRITES: Duration = crate::refused_topics::QUICK;
+
+impl Unanswered {
+    /// `m`, a QoS 0 message to a topic the broker was not known to take (`new`), or to one it
+    /// takes, was written.
+    fn written(&mut self, m: &InFlight, new: bool) {
+        self.first.get_or_insert(m.since);
+        if !new {
+            return;
+        }
+        let again = self
+            .written
+            .back()
+            .is_some_and(|w| Arc::ptr_eq(&w.topic, &m.topic));
+        if !again && self.written.len() < UNANSWERED {
+            self.written.push_back(TopicSuspect::of(m));
+        }
+    }
+
+    /// The messages the connection has outlived by [`QUICK_WRITES`] at `now`.
+    fn outlived(&mut self, now: Instant) -> impl Iterator<Item = TopicSuspect> + '_ {
+        let old = |w: &TopicSuspect| now.saturating_duration_since(w.written) > QUICK_WRITES;
+        let read = self.written.iter().take_while(|w| old(w)).count();
+        self.written.drain(..read)
+    }
 }
 
 /// Why the broker closed the connection, as [`Tracker::blame`] tells it.
@@ -350,6 +411,8 @@ pub struct Tracker {
     /// When the latest-written message the broker acknowledged on this connection was
     /// written: it reads in order, so a message written before that did not stop it.
     acked_written: Option<Instant>,
+    /// QoS 0 messages to new topics written lately on this connection.
+    unanswered: Unanswered,
 }
 
 impl Tracker {
@@ -736,6 +799,20 @@ impl Tracker {
         }
     }
 
+    /// The QoS 0 messages to new topics the connection outlived by [`QUICK_WRITES`] at `now`
+    /// were read, and the broker kept the connection: it takes their topics.
+    fn outlived(&mut self, now: Instant) {
+        if self.unanswered.written.is_empty() {
+            return;
+        }
+        let read: Vec<TopicSuspect> = self.unanswered.outlived(now).collect();
+        for m in read {
+            if self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
+                self.refused_topics.new_topic_taken(m.origin.appender);
+            }
+        }
+    }
+
     /// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5), which
     /// for its topic is remembered.
     fn settle(&mut self, m: &InFlight, refused: &Option<String>) {
@@ -850,6 +927,7 @@ impl Tracker {
         // Any publish, ours or not, QoS 0 too: the socket takes what waits behind it.
         let now = Instant::now();
         self.moved = Some(now);
+        self.outlived(now);
         let mut m = match self.collided.take() {
             Some(held) => held,
             None => match self.sent.pop_front() {
@@ -862,6 +940,9 @@ impl Tracker {
             if m.qos == Qos::AtMostOnce {
                 // QoS 0 has no ack: written is all it gets.
                 m.pack.record_delivered();
+                m.since = now;
+                let new = !self.silent_refusals.is_allowed(&m.topic, m.qos, m.retain);
+                self.unanswered.written(&m, new);
             } else {
                 // Out of step with the client (a packet id can never be 0): not confirmed.
                 log::warn!(
@@ -911,33 +992,38 @@ impl Tracker {
             }
         }
         self.moved = None;
+        let now = Instant::now();
+        self.outlived(now);
         let acked_written = self.acked_written.take();
+        let unanswered = std::mem::take(&mut self.unanswered);
         let suspects = || {
             self.awaiting_ack
                 .values()
                 .filter(|m| acked_written.is_none_or(|at| m.since >= at))
         };
+        let untaken =
+            |topic: &str, qos, retain| !self.silent_refusals.is_allowed(topic, qos, retain);
+        // Only on a connection the broker acknowledged a message on, or kept for `QUICK_WRITES`
+        // after one: one closing every connection before that (flapping, or another client
+        // taking the id at once) closes it whatever it is sent.
+        let answered = acked_written.is_some()
+            || unanswered
+                .first
+                .is_some_and(|at| now.saturating_duration_since(at) > QUICK_WRITES);
+        let unknown_qos0 = unanswered
+            .written
+            .into_iter()
+            .find(|m| untaken(&m.topic, m.qos, m.retain));
         let unacknowledged = Unacknowledged {
             largest: suspects()
                 .map(|m| (m.measure, m.since))
                 .max_by_key(|(m, _)| m.size),
-            // Only on a connection the broker acknowledged a message on: one closing every
-            // connection before that (flapping, or another client taking the id at once)
-            // closes it whatever it is sent.
             unknown_topic: suspects()
-                .filter(|m| {
-                    acked_written.is_some()
-                        && !self.silent_refusals.is_allowed(&m.topic, m.qos, m.retain)
-                })
-                .min_by_key(|m| m.since)
-                .map(|m| TopicSuspect {
-                    topic: Arc::clone(&m.topic),
-                    qos: m.qos,
-                    retain: m.retain,
-                    origin: m.origin,
-                    measure: m.measure,
-                    written: m.since,
-                }),
+                .filter(|m| untaken(&m.topic, m.qos, m.retain))
+                .map(TopicSuspect::of)
+                .chain(unknown_qos0)
+                .min_by_key(|m| m.written)
+                .filter(|_| answered),
         };
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
@@ -954,10 +1040,11 @@ impl Tracker {
         unacknowledged
     }
 
-    /// The broker closed the connection, for no refusal or takeover it said (`silent`: for no
-    /// reason at all, as under MQTT 3.1.1), with `lost` unacknowledged
-    /// ([`Tracker::on_connection_lost`]): whether that is blamed on a message's size (see
-    /// [`PacketLimit::blame`]) or, without a reason, on its topic (see
+    /// The broker closed the connection, for no refusal of a message or takeover it said
+    /// (`at_topic`: for no reason at all, as under MQTT 3.1.1, or refusing what it was sent,
+    /// as HiveMQ's MQTT 5 DISCONNECT "not authorized" after a QoS 0 publish), with `lost`
+    /// unacknowledged ([`Tracker::on_connection_lost`]): whether that is blamed on a message's
+    /// size (see [`PacketLimit::blame`]) or, `at_topic`, on its topic (see
     /// [`SilentRefusals::blame`]). A topic blamed again is refused from now on, as one the
     /// broker refused with a reason code.
     ///
@@ -965,9 +1052,9 @@ impl Tracker {
     /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
     /// every message that large (the broker may have acknowledged only smaller ones: the status
     /// message, records of other topics).
-    pub fn blame(&mut self, lost: Unacknowledged, silent: bool) -> Option<Blame> {
+    pub fn blame(&mut self, lost: Unacknowledged, at_topic: bool) -> Option<Blame> {
         let now = Instant::now();
-        let suspect = lost.unknown_topic.filter(|_| silent);
+        let suspect = lost.unknown_topic.filter(|_| at_topic);
         let topic_first = suspect
             .as_ref()
             .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
@@ -993,18 +1080,22 @@ impl Tracker {
             // Counted for its source when first blamed.
             TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
             TopicBlame::Refused => {
-                self.topic_refused(
-                    &suspect.topic,
-                    suspect.qos,
-                    suspect.retain,
-                    "closed the connection twice, without a reason, just after a message to it",
-                );
+                self.topic_refused(&suspect.topic, suspect.qos, suspect.retain, CLOSED_AT_TWICE);
             }
         }
         Some(Blame::Topic {
             topic: Arc::clone(&suspect.topic),
             blame,
         })
+    }
+
+    /// The closes were taken for another client connecting with the client id: those blamed
+    /// on topics were most likely that client's doing, not the broker's answer to them, and
+    /// what they taught is forgotten. (A topic refused so in a fight of nodes sharing an id
+    /// kept failing its packs for five minutes after the node moved to an id of its own.)
+    pub fn on_taken_over(&mut self) {
+        self.refused_topics.forget_closes();
+        self.silent_refusals.forget_suspects();
     }
 
     /// Whether written messages wait for the broker's PUBACK, PUBREC or PUBCOMP.
@@ -2350,6 +2441,68 @@ mod tests {
         let rx = write_to(&mut t, &mut out, "allowed/x", 1);
         t.on_event(&mut out, &puback(1));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    /// Submits a one-message pack to `topic` at QoS 0 and writes it.
+    fn write_qos0(t: &mut Tracker, out: &mut Recorder, topic: &str) -> mpsc::Receiver<Outcome> {
+        let (p, rx) = pack(1);
+        t.submit(out, &p, Qos::AtMostOnce.into(), to_topic(topic, 1), 100);
+        t.on_event(out, &written(0));
+        rx
+    }
+
+    /// Nothing acknowledges QoS 0, and HiveMQ closes the connection at a QoS 0 publish its ACL
+    /// denies: a close just after a QoS 0 message to a topic the broker was not known to take
+    /// is blamed on it as on a QoS 1 message's, twice refuses it, and packs to it then fail
+    /// unpublished. The packs written before were answered as written. A connection that
+    /// acknowledged nothing and was closed at its first QoS 0 message blames nothing.
+    #[test]
+    fn a_qos0_topic_the_broker_closed_at_twice_fails_later_packs_unpublished() {
+        let (mut t, mut out) = connected();
+        write_qos0(&mut t, &mut out, "denied/x");
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(t.blame(lost, true), None, "nothing acknowledged");
+        t.on_connected(&mut out, Window::default());
+        for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+            let allowed = write_to(&mut t, &mut out, "allowed/x", 1);
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(&allowed), vec![Outcome::Delivered]);
+            let denied = write_qos0(&mut t, &mut out, "denied/x");
+            assert_eq!(outcomes(&denied), vec![Outcome::Delivered], "written");
+            let lost = t.on_connection_lost(0, &[]);
+            assert_eq!(
+                t.blame(lost, true),
+                Some(Blame::Topic {
+                    topic: Arc::from("denied/x"),
+                    blame
+                })
+            );
+            t.on_connected(&mut out, Window::default());
+        }
+        let published = out.published.len();
+        let rx = write_qos0(&mut t, &mut out, "denied/x");
+        assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published, "not published");
+    }
+
+    /// A QoS 0 message the connection outlived by [`QUICK_WRITES`] was read, and the broker
+    /// kept the connection: its topic is taken and not blamed at a later close, and the
+    /// connection counts as answering though it acknowledged nothing.
+    #[test]
+    fn a_qos0_topic_the_connection_outlived_is_taken() {
+        let (mut t, mut out) = connected();
+        write_qos0(&mut t, &mut out, "fixed");
+        std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
+        write_qos0(&mut t, &mut out, "fixed");
+        write_qos0(&mut t, &mut out, "new/a");
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.blame(lost, true),
+            Some(Blame::Topic {
+                topic: Arc::from("new/a"),
+                blame: TopicBlame::Suspect
+            })
+        );
     }
 
     /// A topic the broker acknowledged is never blamed (a fixed topic that worked once, at a

@@ -217,6 +217,9 @@ pub enum Said {
     TakenOver,
     /// A packet was larger than the broker takes (MQTT 5's "packet too large").
     TooLarge,
+    /// The client may not do what it sent (MQTT 5's "not authorized", "topic name invalid"):
+    /// HiveMQ closes so at a QoS 0 publish its ACL denies, which nothing else answers.
+    Refused,
 }
 
 /// What a refusal of CONNECT is about, as far as its code says.
@@ -546,6 +549,9 @@ fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Option<Said> {
         }) => match reason_code {
             DisconnectReasonCode::SessionTakenOver => Some(Said::TakenOver),
             DisconnectReasonCode::PacketTooLarge => Some(Said::TooLarge),
+            DisconnectReasonCode::NotAuthorized | DisconnectReasonCode::TopicNameInvalid => {
+                Some(Said::Refused)
+            }
             _ => None,
         },
         _ => Some(Said::Nothing),

@@ -38,6 +38,11 @@ const CAPACITY: usize = 4096;
 
 type Key = (Arc<str>, Qos, bool);
 
+/// Why a topic is refused that the broker closed the connection at twice
+/// ([`SilentRefusals`]); what [`RefusedTopics::forget_closes`] forgets.
+pub(crate) const CLOSED_AT_TWICE: &str =
+    "closed the connection twice just after a message to it, without a reason or refusing it";
+
 /// Topics one endpoint's records through one appender (one [`Origin`]) may have the broker
 /// refuse, or close the connection at, each within [`LIFE`] of the last: then its packs to
 /// topics the broker never took fail unpublished until [`LIFE`] has passed without another.
@@ -189,6 +194,16 @@ impl RefusedTopics {
         news
     }
 
+    /// Forgets the topics refused for closes ([`CLOSED_AT_TWICE`]), and what the topics refused
+    /// or blamed counted against their endpoints and appenders: the closes were another
+    /// client's, taking the id (`Tracker::on_taken_over`).
+    pub(crate) fn forget_closes(&mut self) {
+        self.topics
+            .retain(|_, (reason, _)| reason != CLOSED_AT_TWICE);
+        self.sources.clear();
+        self.untaken.clear();
+    }
+
     /// Why the broker refused a message like this within [`LIFE`] of `now`, if it did. Costs
     /// nothing while no refusal is live.
     pub(crate) fn refuses(
@@ -319,26 +334,28 @@ impl RefusedTopics {
     }
 }
 
-/// Topics (their hashes: endpoints choose what templated topics hold) the broker acknowledged
-/// a message to, at most: the newer half, and the half before it. A topic forgotten can be
+/// Topics (their hashes: endpoints choose what templated topics hold) the broker took a message
+/// to (acknowledged it, or, at QoS 0, kept the connection [`QUICK`] after it), at most: the newer half, and the half before it. A topic forgotten can be
 /// blamed for a close again, and counts against its source again.
 const ALLOWED: usize = 65_536;
 
 /// A close this soon after the suspect's write can be the broker's answer to it: it closes as
 /// soon as it reads a denied publish. A close later is not blamed on it.
-const QUICK: Duration = Duration::from_secs(2);
+pub(crate) const QUICK: Duration = Duration::from_secs(2);
 
 /// Suspects remembered: several endpoints may publish to denied topics, each sent again at its
 /// own pace.
 const SUSPECTS: usize = 8;
 
-/// What a broker's closes without a word (MQTT 3.1.1) teach of the topics it refuses, on one
-/// connection across its reconnects.
+/// What a broker's closes without a word (MQTT 3.1.1), or refusing what it was sent without
+/// naming a message (HiveMQ's MQTT 5 DISCONNECT after a denied QoS 0 publish), teach of the
+/// topics it refuses, on one connection across its reconnects.
 ///
 /// HiveMQ and AWS IoT close an MQTT 3.1.1 connection at a publish their ACL denies. So a close
 /// is blamed on the first message written after the last one the broker acknowledged, not
 /// acknowledged itself, to a topic the broker never acknowledged a message to, within
-/// [`QUICK`] of its write; when the same topic is blamed at a later close too, it is taken as
+/// [`QUICK`] of its write (at QoS 0, which nothing acknowledges, the first written within
+/// [`QUICK`] to a topic not taken: the tracker's `Unanswered`); when the same topic is blamed at a later close too, it is taken as
 /// refused. Any one close proves nothing: a broker restarting, or another node taking the
 /// client id, closes the connection while messages are in flight. A topic the broker
 /// acknowledged is never blamed, so a fixed topic that worked once never is; and nothing is
@@ -374,8 +391,8 @@ impl SilentRefusals {
         self.hasher.hash_one((topic, qos as u8, retain))
     }
 
-    /// The broker acknowledged a message to `topic` at `qos` and `retain` (and refused none):
-    /// it allows it. Whether that is news: the topic was not known to be allowed.
+    /// The broker acknowledged a message to `topic` at `qos` and `retain` (and refused none), or
+    /// kept the connection [`QUICK`] after a QoS 0 one: it allows it. Whether that is news: the topic was not known to be allowed.
     pub(crate) fn allowed(&mut self, topic: &Arc<str>, qos: Qos, retain: bool) -> bool {
         if self.last_allowed.as_ref().is_some_and(|(t, q, r)| {
             (Arc::ptr_eq(t, topic) || t == topic) && (*q, *r) == (qos, retain)
@@ -393,8 +410,21 @@ impl SilentRefusals {
         news
     }
 
-    /// Whether the broker acknowledged a message to `topic` at `qos` and `retain`.
+    /// The closes were another client's (`Tracker::on_taken_over`): none is a suspect.
+    pub(crate) fn forget_suspects(&mut self) {
+        self.suspects.clear();
+    }
+
+    /// Whether the broker took a message to `topic` at `qos` and `retain`.
     pub(crate) fn is_allowed(&self, topic: &str, qos: Qos, retain: bool) -> bool {
+        // Asked at every QoS 0 message written: a fixed topic is compared, not hashed.
+        if self
+            .last_allowed
+            .as_ref()
+            .is_some_and(|(t, q, r)| (*q, *r) == (qos, retain) && &**t == topic)
+        {
+            return true;
+        }
         let hash = self.hash(topic, qos, retain);
         self.allowed.contains(&hash) || self.older.contains(&hash)
     }

@@ -356,6 +356,38 @@ fn a_connection_taken_again_while_it_drains_keeps_its_id_to_itself() {
     drop((old, again, other));
 }
 
+/// Nodes sharing an id, the broker closing right after each one's publishes: a topic blamed
+/// at two closes is refused, and once later closes are taken for a takeover, what the closes
+/// taught is forgotten: packs to it go out again under the id the node moved to. (Before:
+/// they failed unpublished for five minutes.)
+#[test]
+fn a_takeover_forgets_the_topics_its_closes_refused() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (4, 1), tx));
+    let connection = Connection::get(&scripted(port, "fight")).expect("opened");
+    let publish = |topic: Option<&str>| {
+        let (pack, how, mut messages, rx) = qos1_pack(1);
+        if let Some(topic) = topic {
+            messages[0].topic = Arc::from(topic);
+        }
+        connection.submit(&pack, how, messages, 100);
+        rx.recv_timeout(WAIT)
+    };
+    let mut seen = Vec::new();
+    for (close, blamed) in ["x", "x", "new/2", "new/3"].into_iter().enumerate() {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        assert_eq!(publish(None), Ok(Outcome::Delivered));
+        if close >= 2 {
+            assert_eq!(publish(Some("x")), Ok(Outcome::RemoteError), "refused");
+        }
+        assert_eq!(publish(Some(blamed)), Ok(Outcome::ConnectionError));
+    }
+    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+    assert!(seen[4].starts_with("fight-"), "{seen:?}");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+    assert_eq!(publish(Some("x")), Ok(Outcome::Delivered));
+}
+
 /// Closes right after a publish to a topic the broker never acknowledged, each time another
 /// one (nodes that share an id, their endpoints' topics new): the first makes its topic a
 /// suspect, and the second still counts as a takeover, as two closes right after publishes

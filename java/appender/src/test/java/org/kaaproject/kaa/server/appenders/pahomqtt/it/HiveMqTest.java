@@ -220,6 +220,59 @@ class HiveMqTest {
     }
 
     /**
+     * HiveMQ closes the connection at a QoS 0 publish its authorizer refuses too, under MQTT 3.1.1 without a word and
+     * under MQTT 5 with DISCONNECT 0x87, a moment later. Nothing acknowledges QoS 0, and HiveMQ answers a ping sent
+     * after the refused publish before it closes, so each pack of an endpoint to such a topic cost the shared
+     * connection a close, without end, and under MQTT 3.1.1 two closes moved the appender to a client id of its own.
+     * Now a close just after a QoS 0 message to a topic the connection never outlived a message to by two seconds
+     * makes the topic a suspect, a second one makes it refused: the packs written before are answered
+     * {@code onSuccess} (QoS 0: written), those after fail with {@code onRemoteError} unpublished. Two closes, one
+     * client id, and the appender beside it publishes on.
+     */
+    @ParameterizedTest(name = "MQTT 5: {0}")
+    @CsvSource({"false", "true"})
+    void qos0RefusedTopicCostsTheSharedConnectionTwoCloses(boolean mqtt5) throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> deniedCfg = KaaNode.brokerConfig(broker.port(), "denied/x", 0);
+            deniedCfg.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(mqtt5 ? mqtt5(deniedCfg) : deniedCfg));
+            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, mqtt5);
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                List<byte[]> expected = new ArrayList<>();
+                List<String> answers = new ArrayList<>();
+                for (int pack = 0; pack < 6; pack++) {
+                    // Each on a connection that took a pack of the appender beside it.
+                    List<byte[]> beside = records(10, 150 + pack);
+                    RecordingCallback besideCb = new RecordingCallback();
+                    allowed.doAppend(KaaNode.pack(TELEMETRY, 3, beside), besideCb);
+                    besideCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
+                    expected.addAll(AvroReference.expectedPayloads(SCHEMA, beside));
+                    RecordingCallback cb = new RecordingCallback();
+                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 110 + pack)), cb);
+                    answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
+                            broker.events().toString());
+                }
+                assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR),
+                        answers, broker.events().toString());
+                sub.assertCount(expected.size(), Duration.ofSeconds(10));
+                Payloads.assertSameMultiset("what the subscriber received", expected,
+                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+                List<String> events = broker.events();
+                assertEquals(3, events.stream().filter(e -> e.equals("CONNECT " + clientId)).count(), events.toString());
+                assertEquals(0, events.stream().filter(e -> e.startsWith("CONNECT " + clientId + "-"))
+                        .count(), "the client id never moved: " + events);
+                assertEquals(2, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
+                        .count(), events.toString());
+            } finally {
+                denied.close();
+                allowed.close();
+            }
+        }
+    }
+
+    /**
      * An endpoint whose records make a new topic at every pack ({@code denied/{event.id}}), every one of which the
      * ACL denies: each refusal cost the shared connection a close (MQTT 5: PUBACK 0x87, then DISCONNECT). After three
      * of its topics are refused, its packs to topics the broker never took fail with {@code onRemoteError} unpublished:
@@ -277,4 +330,5 @@ class HiveMqTest {
             }
         }
     }
+
 }
