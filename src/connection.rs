@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
-use crate::delivery::{Blame, Outcome, Pack, Tracker, Why};
+use crate::delivery::{Blame, Outcome, Pack, TopicClose, Tracker, Why};
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::Blamed;
 use crate::protocol::{
@@ -987,8 +987,11 @@ impl<E: EventLoop> Driver<E> {
                     } = failure
                     {
                         if !*refused_here {
-                            let at_topic = (E::NO_REASON_CODES && said == Said::Nothing)
-                                || said == Said::Refused;
+                            let at_topic = match said {
+                                Said::Nothing if E::NO_REASON_CODES => TopicClose::Silent,
+                                Said::Refused => TopicClose::Refusing,
+                                _ => TopicClose::No,
+                            };
                             blamed = tracker.blame(unacknowledged, at_topic);
                         }
                     }

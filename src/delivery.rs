@@ -278,11 +278,28 @@ impl Unpublished<'_> {
 /// acknowledged (it reads in order, so a message written before that did not stop it), the
 /// largest, with when it was written; and the first written to a topic the broker never took,
 /// of those and of the QoS 0 messages written lately ([`Unanswered`]), when it acknowledged a
-/// message on this connection or kept it [`QUICK_WRITES`] after its first QoS 0 message.
+/// message on this connection or kept it [`QUICK_WRITES`] after its first QoS 0 message
+/// (`answered`).
 #[derive(Debug, Default)]
 pub struct Unacknowledged {
     largest: Option<(Measure, Instant)>,
     unknown_topic: Option<TopicSuspect>,
+    answered: bool,
+}
+
+/// What a close says of the topic of a message it may be blamed on ([`Tracker::blame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicClose {
+    /// Nothing: a reason that is not about what was published.
+    No,
+    /// No reason, under MQTT 3.1.1, where a broker refusing a publish can only close. Blamed
+    /// only on a connection that answered something: a broker flapping, or another client
+    /// taking the id at once, closes every connection whatever it is sent.
+    Silent,
+    /// MQTT 5's DISCONNECT "not authorized" or "topic name invalid": the broker refused what it
+    /// was sent (HiveMQ so closes at a QoS 0 publish its ACL denies, which nothing else
+    /// answers), whenever that came.
+    Refusing,
 }
 
 /// A message a close without a reason may be blamed on for its topic.
@@ -1003,9 +1020,6 @@ impl Tracker {
         };
         let untaken =
             |topic: &str, qos, retain| !self.silent_refusals.is_allowed(topic, qos, retain);
-        // Only on a connection the broker acknowledged a message on, or kept for `QUICK_WRITES`
-        // after one: one closing every connection before that (flapping, or another client
-        // taking the id at once) closes it whatever it is sent.
         let answered = acked_written.is_some()
             || unanswered
                 .first
@@ -1022,8 +1036,8 @@ impl Tracker {
                 .filter(|m| untaken(&m.topic, m.qos, m.retain))
                 .map(TopicSuspect::of)
                 .chain(unknown_qos0)
-                .min_by_key(|m| m.written)
-                .filter(|_| answered),
+                .min_by_key(|m| m.written),
+            answered,
         };
         let mut failed: Vec<InFlight> = self
             .awaiting_ack
@@ -1041,20 +1055,22 @@ impl Tracker {
     }
 
     /// The broker closed the connection, for no refusal of a message or takeover it said
-    /// (`at_topic`: for no reason at all, as under MQTT 3.1.1, or refusing what it was sent,
-    /// as HiveMQ's MQTT 5 DISCONNECT "not authorized" after a QoS 0 publish), with `lost`
-    /// unacknowledged ([`Tracker::on_connection_lost`]): whether that is blamed on a message's
-    /// size (see [`PacketLimit::blame`]) or, `at_topic`, on its topic (see
-    /// [`SilentRefusals::blame`]). A topic blamed again is refused from now on, as one the
+    /// (`at_topic` says what it said of topics), with `lost` unacknowledged
+    /// ([`Tracker::on_connection_lost`]): whether that is blamed on a message's size (see
+    /// [`PacketLimit::blame`]) or on its topic (see [`SilentRefusals::blame`]). A topic blamed again is refused from now on, as one the
     /// broker refused with a reason code.
     ///
     /// When the largest message is the one to a new topic, its topic is blamed first: a
     /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
     /// every message that large (the broker may have acknowledged only smaller ones: the status
     /// message, records of other topics).
-    pub fn blame(&mut self, lost: Unacknowledged, at_topic: bool) -> Option<Blame> {
+    pub fn blame(&mut self, lost: Unacknowledged, at_topic: TopicClose) -> Option<Blame> {
         let now = Instant::now();
-        let suspect = lost.unknown_topic.filter(|_| at_topic);
+        let suspect = lost.unknown_topic.filter(|_| match at_topic {
+            TopicClose::No => false,
+            TopicClose::Silent => lost.answered,
+            TopicClose::Refusing => true,
+        });
         let topic_first = suspect
             .as_ref()
             .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
@@ -1500,7 +1516,7 @@ mod tests {
         write_big(&mut t, &mut out, 2.min(n));
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Size(Blamed::Suspect { .. }))
         ));
         t.on_connected(&mut out, window);
@@ -1520,7 +1536,7 @@ mod tests {
         t.submit(&mut out, &parked, Qos::AtLeastOnce.into(), messages, 100);
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
         let published = out.published.len();
@@ -1538,7 +1554,7 @@ mod tests {
         let (mut t, mut out, window) = big_suspected(1);
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
         t.on_broker_changed();
@@ -1563,7 +1579,7 @@ mod tests {
         t.submit(&mut out, &split, Qos::AtLeastOnce.into(), messages, 100);
         let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
 
@@ -2368,7 +2384,7 @@ mod tests {
             t.on_event(&mut out, &written(2));
             let lost = t.on_connection_lost(0, &[]);
             assert!(matches!(
-                t.blame(lost, true),
+                t.blame(lost, TopicClose::Silent),
                 Some(Blame::Topic {
                     blame: TopicBlame::Suspect,
                     ..
@@ -2421,7 +2437,7 @@ mod tests {
             let denied = write_to(&mut t, &mut out, "denied/x", pkid);
             let lost = t.on_connection_lost(0, &[]);
             assert_eq!(
-                t.blame(lost, true),
+                t.blame(lost, TopicClose::Silent),
                 expected.map(|blame| Blame::Topic {
                     topic: Arc::from("denied/x"),
                     blame
@@ -2461,7 +2477,11 @@ mod tests {
         let (mut t, mut out) = connected();
         write_qos0(&mut t, &mut out, "denied/x");
         let lost = t.on_connection_lost(0, &[]);
-        assert_eq!(t.blame(lost, true), None, "nothing acknowledged");
+        assert_eq!(
+            t.blame(lost, TopicClose::Silent),
+            None,
+            "nothing acknowledged"
+        );
         t.on_connected(&mut out, Window::default());
         for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
             let allowed = write_to(&mut t, &mut out, "allowed/x", 1);
@@ -2471,7 +2491,7 @@ mod tests {
             assert_eq!(outcomes(&denied), vec![Outcome::Delivered], "written");
             let lost = t.on_connection_lost(0, &[]);
             assert_eq!(
-                t.blame(lost, true),
+                t.blame(lost, TopicClose::Silent),
                 Some(Blame::Topic {
                     topic: Arc::from("denied/x"),
                     blame
@@ -2483,6 +2503,25 @@ mod tests {
         let rx = write_qos0(&mut t, &mut out, "denied/x");
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
         assert_eq!(out.published.len(), published, "not published");
+    }
+
+    /// MQTT 5's DISCONNECT "not authorized" says the broker refused what it was sent: blamed
+    /// even on a connection that answered nothing yet (a QoS 0 appender's first message).
+    #[test]
+    fn a_close_refusing_what_was_sent_blames_before_any_answer() {
+        let (mut t, mut out) = connected();
+        for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+            write_qos0(&mut t, &mut out, "denied/x");
+            let lost = t.on_connection_lost(0, &[]);
+            assert_eq!(
+                t.blame(lost, TopicClose::Refusing),
+                Some(Blame::Topic {
+                    topic: Arc::from("denied/x"),
+                    blame
+                })
+            );
+            t.on_connected(&mut out, Window::default());
+        }
     }
 
     /// A QoS 0 message the connection outlived by [`QUICK_WRITES`] was read, and the broker
@@ -2497,7 +2536,7 @@ mod tests {
         write_qos0(&mut t, &mut out, "new/a");
         let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Topic {
                 topic: Arc::from("new/a"),
                 blame: TopicBlame::Suspect
@@ -2517,7 +2556,7 @@ mod tests {
         for _ in 0..2 {
             write_to(&mut t, &mut out, "fixed", 2);
             let lost = t.on_connection_lost(0, &[]);
-            assert_eq!(t.blame(lost, true), None);
+            assert_eq!(t.blame(lost, TopicClose::Silent), None);
             t.on_connected(&mut out, Window::default());
             // rumqttc numbers each connection afresh.
             write_to(&mut t, &mut out, "fixed", 1);
@@ -2526,7 +2565,7 @@ mod tests {
         for _ in 0..2 {
             write_to(&mut t, &mut out, "new/a", 2);
             let lost = t.on_connection_lost(0, &[]);
-            assert_eq!(t.blame(lost, false), None, "a reason was given");
+            assert_eq!(t.blame(lost, TopicClose::No), None, "a reason was given");
             t.on_connected(&mut out, Window::default());
             write_to(&mut t, &mut out, "fixed", 1);
             t.on_event(&mut out, &puback(1));
@@ -2546,7 +2585,7 @@ mod tests {
         t.on_event(&mut out, &written(2));
         let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Topic {
                 topic: Arc::from("new/big"),
                 blame: TopicBlame::Suspect
@@ -2561,7 +2600,7 @@ mod tests {
         write_to(&mut t, &mut out, "new/c", 3);
         let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, true),
+            t.blame(lost, TopicClose::Silent),
             Some(Blame::Topic {
                 topic: Arc::from("new/b"),
                 blame: TopicBlame::Suspect

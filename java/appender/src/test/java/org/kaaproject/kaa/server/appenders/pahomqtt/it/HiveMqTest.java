@@ -273,6 +273,40 @@ class HiveMqTest {
     }
 
     /**
+     * A node whose only appender publishes at QoS 0 to a topic HiveMQ denies: each connection closes at its first
+     * message, before anything could show that the broker reads it. Under MQTT 5 the DISCONNECT says "not
+     * authorized", which a broker flapping or another client taking the id does not: two closes, then the packs fail
+     * with {@code onRemoteError} unpublished. (Before: a close at every pack, each answered {@code onSuccess}.)
+     */
+    @Test
+    void mqtt5Qos0RefusedTopicOfTheOnlyAppenderCostsTwoCloses() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 0));
+            cfg.put("clientId", clientId);
+            LogAppender denied = KaaNode.load("denied", KaaNode.config(cfg));
+            try {
+                List<String> answers = new ArrayList<>();
+                for (int pack = 0; pack < 4; pack++) {
+                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 1, 3), Duration.ofSeconds(15)),
+                            broker.events().toString());
+                    RecordingCallback cb = new RecordingCallback();
+                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 170 + pack)), cb);
+                    answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+                }
+                assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR), answers,
+                        broker.events().toString());
+                assertTrue(broker.awaitConnects(clientId, 3, Duration.ofSeconds(15)), broker.events().toString());
+                List<String> events = broker.events();
+                assertEquals(2, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
+                        .count(), events.toString());
+            } finally {
+                denied.close();
+            }
+        }
+    }
+
+    /**
      * An endpoint whose records make a new topic at every pack ({@code denied/{event.id}}), every one of which the
      * ACL denies: each refusal cost the shared connection a close (MQTT 5: PUBACK 0x87, then DISCONNECT). After three
      * of its topics are refused, its packs to topics the broker never took fail with {@code onRemoteError} unpublished:
