@@ -1178,19 +1178,20 @@ fn blamed_close(why: &str, blame: Blame) -> String {
             topic,
             blame: TopicBlame::Suspect,
         } => format!(
-            "{why}, just after a message to topic '{topic}', to which the broker has acknowledged \
-             none: it may refuse that topic (MQTT 3.1.1 brokers such as HiveMQ and AWS IoT close \
-             the connection at a publish their ACL denies; a close just after a message to it \
-             again makes this connection fail packs to it)"
+            "{why}, just after a message to topic '{topic}', which the broker has not taken \
+             before: it may refuse that topic (HiveMQ and AWS IoT close the connection at a \
+             publish their ACL denies: without a reason under MQTT 3.1.1, and at QoS 0 under MQTT \
+             5 too; a close just after a message to it again makes this connection fail packs to \
+             it)"
         ),
         Blame::Topic {
             topic,
             blame: TopicBlame::Refused,
         } => format!(
-            "{why}, again just after a message to topic '{topic}', to which the broker has \
-             acknowledged none: it most likely refuses that topic, and packs to it now fail \
+            "{why}, again just after a message to topic '{topic}', which the broker has not \
+             taken before: it most likely refuses that topic, and packs to it now fail \
              unpublished (onRemoteError) on this connection for {} minutes. Allow the topic in \
-             the broker's ACL, or use MQTT 5, with which the broker says what it refuses",
+             the broker's ACL (with MQTT 5 at QoS 1 or 2 the broker names what it refuses)",
             crate::refused_topics::LIFE.as_secs() / 60
         ),
         Blame::Size(Blamed::Suspect { size, acked }) => format!(
