@@ -1085,7 +1085,10 @@ impl<E: EventLoop> Driver<E> {
                             || (said == Said::Nothing && likely_takeover) =>
                     {
                         let taken_over = said == Said::TakenOver;
-                        lock(&shared.tracker).on_taken_over();
+                        if !taken_over {
+                            // Inferred from closes, some of which may have been blamed.
+                            lock(&shared.tracker).on_taken_over();
+                        }
                         let lived = lived.unwrap_or_default();
                         let next = taken_over_by_another(
                             shared,
@@ -1224,8 +1227,8 @@ fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mu
 }
 
 /// The broker closed the connection `label` because another client connected with its id
-/// (`said`: MQTT 5 says so), or `lived` so briefly that this is the likely cause. Counts it and says
-/// so; returns the unique client id to use from now on, if the id may change: with a clean
+/// (`said`: MQTT 5 says so), or `lived` so briefly that this is the likely cause. Counts it and
+/// says so; returns the unique client id to use from now on, if the id may change: with a clean
 /// session it carries no state, so a node of a cluster whose nodes share one configuration
 /// stops pushing the others out. With a persistent session it may not (the session stays with
 /// the id), and the caller backs off instead.

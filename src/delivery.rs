@@ -20,7 +20,9 @@ use crate::packet_limit::{Blamed, Measure, PacketLimit};
 use crate::protocol::{
     refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
-use crate::refused_topics::{RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE};
+use crate::refused_topics::{
+    RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE, CLOSED_REFUSING,
+};
 use crate::supervise::lock;
 
 /// The four answers Kaa's `LogDeliveryCallback` knows, its methods' names their `Display`. The
@@ -302,7 +304,7 @@ pub enum TopicClose {
     Refusing,
 }
 
-/// A message a close without a reason may be blamed on for its topic.
+/// A message a close may be blamed on for its topic ([`TopicClose`]).
 #[derive(Debug)]
 struct TopicSuspect {
     topic: Arc<str>,
@@ -343,8 +345,12 @@ struct Unanswered {
 }
 
 /// QoS 0 messages to new topics kept at most: a message to a new topic beyond it is neither
-/// blamed nor taken, until it is written again. A close is blamed on the oldest.
+/// blamed nor taken, until it is written again.
 const UNANSWERED: usize = 256;
+/// The latest kept that a message to the same topic is not kept again for: a few topics
+/// written in turn (appenders sharing the connection, an endpoint's topic made anew for each
+/// record) take a few places, not all.
+const UNANSWERED_AGAIN: usize = 8;
 /// A close this long after a QoS 0 message is not blamed on it, and the message's topic is
 /// taken: the window of [`SilentRefusals::blame`].
 const QUICK_WRITES: Duration = crate::refused_topics::QUICK;
@@ -359,18 +365,22 @@ impl Unanswered {
         }
         let again = self
             .written
-            .back()
-            .is_some_and(|w| Arc::ptr_eq(&w.topic, &m.topic));
+            .iter()
+            .rev()
+            .take(UNANSWERED_AGAIN)
+            .any(|w| w.topic == m.topic);
         if !again && self.written.len() < UNANSWERED {
             self.written.push_back(TopicSuspect::of(m));
         }
     }
 
-    /// The messages the connection has outlived by [`QUICK_WRITES`] at `now`.
-    fn outlived(&mut self, now: Instant) -> impl Iterator<Item = TopicSuspect> + '_ {
-        let old = |w: &TopicSuspect| now.saturating_duration_since(w.written) > QUICK_WRITES;
-        let read = self.written.iter().take_while(|w| old(w)).count();
-        self.written.drain(..read)
+    /// The oldest message, if the connection has outlived it by [`QUICK_WRITES`] at `now`.
+    fn pop_outlived(&mut self, now: Instant) -> Option<TopicSuspect> {
+        self.written
+            .front()
+            .is_some_and(|w| now.saturating_duration_since(w.written) > QUICK_WRITES)
+            .then(|| self.written.pop_front())
+            .flatten()
     }
 }
 
@@ -420,7 +430,8 @@ pub struct Tracker {
     over_limit: u64,
     /// Topics the broker refused lately: packs to them fail before they are published.
     refused_topics: RefusedTopics,
-    /// What the broker's closes without a word teach of the topics it refuses (MQTT 3.1.1).
+    /// What the broker's closes without a word (MQTT 3.1.1), or refusing what was sent, teach
+    /// of the topics it refuses.
     silent_refusals: SilentRefusals,
     /// For the line of each pack refused before it was published, which an endpoint's
     /// records can repeat.
@@ -819,11 +830,7 @@ impl Tracker {
     /// The QoS 0 messages to new topics the connection outlived by [`QUICK_WRITES`] at `now`
     /// were read, and the broker kept the connection: it takes their topics.
     fn outlived(&mut self, now: Instant) {
-        if self.unanswered.written.is_empty() {
-            return;
-        }
-        let read: Vec<TopicSuspect> = self.unanswered.outlived(now).collect();
-        for m in read {
+        while let Some(m) = self.unanswered.pop_outlived(now) {
             if self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
                 self.refused_topics.new_topic_taken(m.origin.appender);
             }
@@ -1009,8 +1016,8 @@ impl Tracker {
             }
         }
         self.moved = None;
+        // Nothing is taken here: the close being judged may be the broker's answer to it.
         let now = Instant::now();
-        self.outlived(now);
         let acked_written = self.acked_written.take();
         let unanswered = std::mem::take(&mut self.unanswered);
         let suspects = || {
@@ -1024,10 +1031,11 @@ impl Tracker {
             || unanswered
                 .first
                 .is_some_and(|at| now.saturating_duration_since(at) > QUICK_WRITES);
-        let unknown_qos0 = unanswered
-            .written
-            .into_iter()
-            .find(|m| untaken(&m.topic, m.qos, m.retain));
+        // Not one read before a message the broker acknowledged. (Any write took those
+        // written longer than `QUICK_WRITES` before it, too old to blame.)
+        let unknown_qos0 = unanswered.written.into_iter().find(|m| {
+            acked_written.is_none_or(|at| m.written >= at) && untaken(&m.topic, m.qos, m.retain)
+        });
         let unacknowledged = Unacknowledged {
             largest: suspects()
                 .map(|m| (m.measure, m.since))
@@ -1057,13 +1065,14 @@ impl Tracker {
     /// The broker closed the connection, for no refusal of a message or takeover it said
     /// (`at_topic` says what it said of topics), with `lost` unacknowledged
     /// ([`Tracker::on_connection_lost`]): whether that is blamed on a message's size (see
-    /// [`PacketLimit::blame`]) or on its topic (see [`SilentRefusals::blame`]). A topic blamed again is refused from now on, as one the
-    /// broker refused with a reason code.
+    /// [`PacketLimit::blame`]) or on its topic (see [`SilentRefusals::blame`]). A topic blamed
+    /// again is refused from now on, as one the broker refused with a reason code. A close
+    /// [`TopicClose::Refusing`] is blamed on a topic only: a size the broker would have said.
     ///
-    /// When the largest message is the one to a new topic, its topic is blamed first: a
-    /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
-    /// every message that large (the broker may have acknowledged only smaller ones: the status
-    /// message, records of other topics).
+    /// When the message to a new topic is the largest, or was written before it (the broker
+    /// reads in order), its topic is blamed first: a refusal learned wrongly then holds back
+    /// one topic, where a packet limit would hold back every message that large (the broker
+    /// may have acknowledged only smaller ones: the status message, records of other topics).
     pub fn blame(&mut self, lost: Unacknowledged, at_topic: TopicClose) -> Option<Blame> {
         let now = Instant::now();
         let suspect = lost.unknown_topic.filter(|_| match at_topic {
@@ -1071,22 +1080,35 @@ impl Tracker {
             TopicClose::Silent => lost.answered,
             TopicClose::Refusing => true,
         });
-        let topic_first = suspect
-            .as_ref()
-            .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
+        let why = match at_topic {
+            TopicClose::Refusing => {
+                return self.blame_topic(suspect.as_ref()?, CLOSED_REFUSING, now);
+            }
+            _ => CLOSED_AT_TWICE,
+        };
+        let topic_first = suspect.as_ref().is_some_and(|s| {
+            lost.largest
+                .is_some_and(|(m, at)| s.written < at || (m, at) == (s.measure, s.written))
+        });
         if topic_first {
-            if let Some(blame) = self.blame_topic(suspect.as_ref()?, now) {
+            if let Some(blame) = self.blame_topic(suspect.as_ref()?, why, now) {
                 return Some(blame);
             }
         }
         if let Some(blamed) = self.limit.blame(lost.largest, now) {
             return Some(Blame::Size(blamed));
         }
-        self.blame_topic(suspect.as_ref()?, now)
+        self.blame_topic(suspect.as_ref()?, why, now)
     }
 
-    /// Blames a close without a reason on `suspect`'s topic ([`SilentRefusals::blame`]).
-    fn blame_topic(&mut self, suspect: &TopicSuspect, now: Instant) -> Option<Blame> {
+    /// Blames a close on `suspect`'s topic ([`SilentRefusals::blame`]); refused, it is kept
+    /// with `why`.
+    fn blame_topic(
+        &mut self,
+        suspect: &TopicSuspect,
+        why: &'static str,
+        now: Instant,
+    ) -> Option<Blame> {
         let blame = self.silent_refusals.blame(
             (&suspect.topic, suspect.qos, suspect.retain),
             suspect.written,
@@ -1096,7 +1118,7 @@ impl Tracker {
             // Counted for its source when first blamed.
             TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
             TopicBlame::Refused => {
-                self.topic_refused(&suspect.topic, suspect.qos, suspect.retain, CLOSED_AT_TWICE);
+                self.topic_refused(&suspect.topic, suspect.qos, suspect.retain, why);
             }
         }
         Some(Blame::Topic {
@@ -1105,10 +1127,10 @@ impl Tracker {
         })
     }
 
-    /// The closes were taken for another client connecting with the client id: those blamed
-    /// on topics were most likely that client's doing, not the broker's answer to them, and
-    /// what they taught is forgotten. (A topic refused so in a fight of nodes sharing an id
-    /// kept failing its packs for five minutes after the node moved to an id of its own.)
+    /// Closes without a reason were taken for another client connecting with the client id:
+    /// those blamed on topics were most likely that client's doing, not the broker's answer to
+    /// them, and what they taught is forgotten. (A topic refused so in a fight of nodes sharing
+    /// an id kept failing its packs for five minutes after the node moved to an id of its own.)
     pub fn on_taken_over(&mut self) {
         self.refused_topics.forget_closes();
         self.silent_refusals.forget_suspects();
@@ -2522,6 +2544,108 @@ mod tests {
             );
             t.on_connected(&mut out, Window::default());
         }
+    }
+
+    /// A DISCONNECT "not authorized" is about what was sent, not a size: with a large QoS 1
+    /// message in flight, far beyond the small one acknowledged, the QoS 0 message to a new
+    /// topic written after it is blamed, twice refused, and that refusal outlives a takeover, which forgets the
+    /// topics refused for closes without a reason.
+    #[test]
+    fn a_close_refusing_what_was_sent_blames_a_topic_never_a_size() {
+        let (mut t, mut out) = connected();
+        for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+            let small = write_to(&mut t, &mut out, "allowed/x", 1);
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(&small), vec![Outcome::Delivered]);
+            let large = Message {
+                topic: Arc::from("allowed/x"),
+                ..big()
+            };
+            t.submit(
+                &mut out,
+                &pack(1).0,
+                Qos::AtLeastOnce.into(),
+                vec![large],
+                100,
+            );
+            t.on_event(&mut out, &written(2));
+            write_qos0(&mut t, &mut out, "denied/x");
+            let lost = t.on_connection_lost(0, &[]);
+            assert_eq!(
+                t.blame(lost, TopicClose::Refusing),
+                Some(Blame::Topic {
+                    topic: Arc::from("denied/x"),
+                    blame
+                })
+            );
+            t.on_connected(&mut out, Window::default());
+        }
+        for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+            write_to(&mut t, &mut out, "allowed/x", 1);
+            t.on_event(&mut out, &puback(1));
+            write_to(&mut t, &mut out, "silent/x", 2);
+            let lost = t.on_connection_lost(0, &[]);
+            assert!(
+                matches!(t.blame(lost, TopicClose::Silent), Some(Blame::Topic { blame: b, .. }) if b == blame)
+            );
+            t.on_connected(&mut out, Window::default());
+        }
+        t.on_taken_over();
+        assert_eq!(
+            outcomes(&write_qos0(&mut t, &mut out, "denied/x")),
+            vec![Outcome::RemoteError]
+        );
+        let (p, rx) = pack(1);
+        t.submit(
+            &mut out,
+            &p,
+            Qos::AtLeastOnce.into(),
+            to_topic("silent/x", 1),
+            100,
+        );
+        assert_eq!(outcomes(&rx), vec![], "published again");
+    }
+
+    /// A QoS 0 message written before one the broker acknowledged was read (in order) and is
+    /// not blamed; nor is one the close came more than [`QUICK_WRITES`] after, and that close
+    /// does not take its topic either: it may be the broker's answer to it, slow.
+    #[test]
+    fn a_qos0_message_read_or_old_is_not_blamed_nor_taken_at_the_close() {
+        let (mut t, mut out) = connected();
+        write_qos0(&mut t, &mut out, "before/ack");
+        write_to(&mut t, &mut out, "allowed/x", 1);
+        t.on_event(&mut out, &puback(1));
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.blame(lost, TopicClose::Silent),
+            None,
+            "read before the ack"
+        );
+        t.on_connected(&mut out, Window::default());
+        write_to(&mut t, &mut out, "allowed/x", 1);
+        t.on_event(&mut out, &puback(1));
+        write_qos0(&mut t, &mut out, "slow/x");
+        std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.blame(lost, TopicClose::Silent),
+            None,
+            "too long before the close"
+        );
+        assert!(!t
+            .silent_refusals
+            .is_allowed("slow/x", Qos::AtMostOnce, false));
+    }
+
+    /// Topics written in turn are kept once each, not once per message.
+    #[test]
+    fn qos0_topics_written_in_turn_are_kept_once_each() {
+        let (mut t, mut out) = connected();
+        for _ in 0..100 {
+            write_qos0(&mut t, &mut out, "a");
+            write_qos0(&mut t, &mut out, "b");
+        }
+        assert_eq!(t.unanswered.written.len(), 2);
     }
 
     /// A QoS 0 message the connection outlived by [`QUICK_WRITES`] was read, and the broker

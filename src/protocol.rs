@@ -1216,6 +1216,26 @@ fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an MQTT 5 DISCONNECT says decides what the close is blamed on: another client
+    /// taking the id, a size, or (HiveMQ at a QoS 0 publish its ACL denies) what was sent.
+    #[test]
+    fn a_disconnect_says_what_the_close_is_about() {
+        use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode as Code;
+        let said = |reason_code| {
+            disconnect_reason(&rumqttc::v5::ConnectionError::MqttState(
+                rumqttc::v5::StateError::ServerDisconnect {
+                    reason_code,
+                    reason_string: None,
+                },
+            ))
+        };
+        assert_eq!(said(Code::SessionTakenOver), Some(Said::TakenOver));
+        assert_eq!(said(Code::PacketTooLarge), Some(Said::TooLarge));
+        assert_eq!(said(Code::NotAuthorized), Some(Said::Refused));
+        assert_eq!(said(Code::TopicNameInvalid), Some(Said::Refused));
+        assert_eq!(said(Code::ServerBusy), None);
+    }
     use crate::status::StatusFormat;
     use std::time::Duration;
 

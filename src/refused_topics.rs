@@ -38,10 +38,14 @@ const CAPACITY: usize = 4096;
 
 type Key = (Arc<str>, Qos, bool);
 
-/// Why a topic is refused that the broker closed the connection at twice
+/// Why a topic is refused that the broker closed the connection at twice without a reason
 /// ([`SilentRefusals`]); what [`RefusedTopics::forget_closes`] forgets.
 pub(crate) const CLOSED_AT_TWICE: &str =
-    "closed the connection twice just after a message to it, without a reason or refusing it";
+    "closed the connection twice, without a reason, just after a message to it";
+/// Why a topic is refused that the broker closed the connection at twice saying it refused
+/// what it was sent (MQTT 5's "not authorized"), which another client taking the id does not.
+pub(crate) const CLOSED_REFUSING: &str =
+    "closed the connection twice, refusing what it was sent, just after a message to it";
 
 /// Topics one endpoint's records through one appender (one [`Origin`]) may have the broker
 /// refuse, or close the connection at, each within [`LIFE`] of the last: then its packs to
@@ -194,9 +198,10 @@ impl RefusedTopics {
         news
     }
 
-    /// Forgets the topics refused for closes ([`CLOSED_AT_TWICE`]), and what the topics refused
-    /// or blamed counted against their endpoints and appenders: the closes were another
-    /// client's, taking the id (`Tracker::on_taken_over`).
+    /// Forgets the topics refused for closes without a reason ([`CLOSED_AT_TWICE`]), and what
+    /// the topics refused or blamed counted against their endpoints and appenders (relearned
+    /// at a refusal each): the closes were another client's, taking the id
+    /// (`Tracker::on_taken_over`).
     pub(crate) fn forget_closes(&mut self) {
         self.topics
             .retain(|_, (reason, _)| reason != CLOSED_AT_TWICE);
@@ -335,8 +340,9 @@ impl RefusedTopics {
 }
 
 /// Topics (their hashes: endpoints choose what templated topics hold) the broker took a message
-/// to (acknowledged it, or, at QoS 0, kept the connection [`QUICK`] after it), at most: the newer half, and the half before it. A topic forgotten can be
-/// blamed for a close again, and counts against its source again.
+/// to (acknowledged it, or, at QoS 0, kept the connection [`QUICK`] after it), at most: the
+/// newer half, and the half before it. A topic forgotten can be blamed for a close again, and
+/// counts against its source again.
 const ALLOWED: usize = 65_536;
 
 /// A close this soon after the suspect's write can be the broker's answer to it: it closes as
@@ -354,14 +360,15 @@ const SUSPECTS: usize = 8;
 /// HiveMQ and AWS IoT close an MQTT 3.1.1 connection at a publish their ACL denies. So a close
 /// is blamed on the first message written after the last one the broker acknowledged, not
 /// acknowledged itself, to a topic the broker never acknowledged a message to, within
-/// [`QUICK`] of its write (at QoS 0, which nothing acknowledges, the first written within
-/// [`QUICK`] to a topic not taken: the tracker's `Unanswered`); when the same topic is blamed at a later close too, it is taken as
-/// refused. Any one close proves nothing: a broker restarting, or another node taking the
-/// client id, closes the connection while messages are in flight. A topic the broker
-/// acknowledged is never blamed, so a fixed topic that worked once never is; and nothing is
-/// blamed on a connection the broker acknowledged no message on (the tracker's part): one
-/// that closes every connection at once, flapping or taken by another client with the id, is
-/// not answering what it was sent (`connection::taken_over_by_another` tells the latter).
+/// [`QUICK`] of its write (at QoS 0, which nothing acknowledges, the first written since, to
+/// a topic not taken: the tracker's `Unanswered`); when the same topic is blamed at a later
+/// close too, it is taken as refused. Any one close proves nothing: a broker restarting, or
+/// another node taking the client id, closes the connection while messages are in flight. A
+/// topic the broker took is never blamed, so a fixed topic that worked once never is; and a
+/// close without a word is blamed on nothing on a connection the broker acknowledged no
+/// message on, nor kept [`QUICK`] after its first QoS 0 message (the tracker's part): one that
+/// closes every connection at once, flapping or taken by another client with the id, is not
+/// answering what it was sent (`connection::taken_over_by_another` tells the latter).
 #[derive(Debug, Default)]
 pub(crate) struct SilentRefusals {
     hasher: RandomState,
@@ -375,7 +382,7 @@ pub(crate) struct SilentRefusals {
     suspects: VecDeque<(u64, Instant)>,
 }
 
-/// What a close without a word says of the topic it is blamed on.
+/// What a close says of the topic it is blamed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TopicBlame {
     /// The broker may refuse it.
@@ -429,9 +436,10 @@ impl SilentRefusals {
         self.allowed.contains(&hash) || self.older.contains(&hash)
     }
 
-    /// The broker closed the connection at `now` without a word, with a message to `topic` (at
-    /// its QoS and retain flag) written at `written` the first left unacknowledged after the last one it acknowledged,
-    /// to a topic it never acknowledged ([`SilentRefusals::is_allowed`]). Blamed when the close
+    /// The broker closed the connection at `now`, without a word or refusing what it was sent,
+    /// with a message to `topic` (at its QoS and retain flag) written at `written` the first
+    /// left unacknowledged after the last one it acknowledged, to a topic it never took
+    /// ([`SilentRefusals::is_allowed`]). Blamed when the close
     /// came within [`QUICK`] of the write; refused when the topic was blamed at an earlier
     /// close within [`LIFE`].
     pub(crate) fn blame(
