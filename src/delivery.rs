@@ -2606,6 +2606,36 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![], "published again");
     }
 
+    /// Of a message to a new topic and a far larger one written after it, the broker read the
+    /// first first: its topic is blamed, not the size.
+    #[test]
+    fn a_new_topic_written_before_the_largest_is_blamed_first() {
+        let (mut t, mut out) = connected();
+        write_to(&mut t, &mut out, "allowed/x", 1);
+        t.on_event(&mut out, &puback(1));
+        write_to(&mut t, &mut out, "new/a", 2);
+        let large = Message {
+            topic: Arc::from("allowed/x"),
+            ..big()
+        };
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            vec![large],
+            100,
+        );
+        t.on_event(&mut out, &written(3));
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.blame(lost, TopicClose::Silent),
+            Some(Blame::Topic {
+                topic: Arc::from("new/a"),
+                blame: TopicBlame::Suspect
+            })
+        );
+    }
+
     /// A QoS 0 message written before one the broker acknowledged was read (in order) and is
     /// not blamed; nor is one the close came more than [`QUICK_WRITES`] after, and that close
     /// does not take its topic either: it may be the broker's answer to it, slow.
