@@ -368,7 +368,7 @@ impl Unanswered {
             .iter()
             .rev()
             .take(UNANSWERED_AGAIN)
-            .any(|w| w.topic == m.topic);
+            .any(|w| w.topic == m.topic && w.retain == m.retain);
         if !again && self.written.len() < UNANSWERED {
             self.written.push_back(TopicSuspect::of(m));
         }
@@ -820,10 +820,10 @@ impl Tracker {
                     self.done(&m);
                 }
             }
-            Observed::Connected { .. }
-            | Observed::Disconnected
-            | Observed::Pong
-            | Observed::Other => {}
+            // The connection is up: what it outlived was read (rumqttc's keep-alive pings
+            // answer on a connection that has fallen quiet).
+            Observed::Pong => self.outlived(Instant::now()),
+            Observed::Connected { .. } | Observed::Disconnected | Observed::Other => {}
         }
     }
 
@@ -951,7 +951,10 @@ impl Tracker {
         // Any publish, ours or not, QoS 0 too: the socket takes what waits behind it.
         let now = Instant::now();
         self.moved = Some(now);
-        self.outlived(now);
+        // Not among the events read with a lost connection: its close may be the answer.
+        if self.connected {
+            self.outlived(now);
+        }
         let mut m = match self.collided.take() {
             Some(held) => held,
             None => match self.sent.pop_front() {
@@ -1031,10 +1034,11 @@ impl Tracker {
             || unanswered
                 .first
                 .is_some_and(|at| now.saturating_duration_since(at) > QUICK_WRITES);
-        // Not one read before a message the broker acknowledged. (Any write took those
-        // written longer than `QUICK_WRITES` before it, too old to blame.)
+        // Not one read before a message the broker acknowledged, nor one too old to blame.
         let unknown_qos0 = unanswered.written.into_iter().find(|m| {
-            acked_written.is_none_or(|at| m.written >= at) && untaken(&m.topic, m.qos, m.retain)
+            acked_written.is_none_or(|at| m.written >= at)
+                && now.saturating_duration_since(m.written) <= QUICK_WRITES
+                && untaken(&m.topic, m.qos, m.retain)
         });
         let unacknowledged = Unacknowledged {
             largest: suspects()
@@ -1069,10 +1073,10 @@ impl Tracker {
     /// again is refused from now on, as one the broker refused with a reason code. A close
     /// [`TopicClose::Refusing`] is blamed on a topic only: a size the broker would have said.
     ///
-    /// When the message to a new topic is the largest, or was written before it (the broker
-    /// reads in order), its topic is blamed first: a refusal learned wrongly then holds back
-    /// one topic, where a packet limit would hold back every message that large (the broker
-    /// may have acknowledged only smaller ones: the status message, records of other topics).
+    /// When the largest message is the one to a new topic, its topic is blamed first: a
+    /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
+    /// every message that large (the broker may have acknowledged only smaller ones: the status
+    /// message, records of other topics).
     pub fn blame(&mut self, lost: Unacknowledged, at_topic: TopicClose) -> Option<Blame> {
         let now = Instant::now();
         let suspect = lost.unknown_topic.filter(|_| match at_topic {
@@ -1086,10 +1090,9 @@ impl Tracker {
             }
             _ => CLOSED_AT_TWICE,
         };
-        let topic_first = suspect.as_ref().is_some_and(|s| {
-            lost.largest
-                .is_some_and(|(m, at)| s.written < at || (m, at) == (s.measure, s.written))
-        });
+        let topic_first = suspect
+            .as_ref()
+            .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
         if topic_first {
             if let Some(blame) = self.blame_topic(suspect.as_ref()?, why, now) {
                 return Some(blame);
@@ -2606,39 +2609,44 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![], "published again");
     }
 
-    /// Of a message to a new topic and a far larger one written after it, the broker read the
-    /// first first: its topic is blamed, not the size.
+    /// A QoS 0 message written too long before the close to be blamed does not hide a later
+    /// one to a new topic.
     #[test]
-    fn a_new_topic_written_before_the_largest_is_blamed_first() {
+    fn a_qos0_message_too_old_to_blame_does_not_hide_a_later_one() {
         let (mut t, mut out) = connected();
         write_to(&mut t, &mut out, "allowed/x", 1);
         t.on_event(&mut out, &puback(1));
-        write_to(&mut t, &mut out, "new/a", 2);
-        let large = Message {
-            topic: Arc::from("allowed/x"),
-            ..big()
-        };
-        t.submit(
-            &mut out,
-            &pack(1).0,
-            Qos::AtLeastOnce.into(),
-            vec![large],
-            100,
-        );
-        t.on_event(&mut out, &written(3));
+        write_qos0(&mut t, &mut out, "old/a");
+        std::thread::sleep(QUICK_WRITES / 2 + Duration::from_millis(200));
+        write_qos0(&mut t, &mut out, "new/b");
+        std::thread::sleep(QUICK_WRITES / 2);
         let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
             t.blame(lost, TopicClose::Silent),
             Some(Blame::Topic {
-                topic: Arc::from("new/a"),
+                topic: Arc::from("new/b"),
                 blame: TopicBlame::Suspect
             })
         );
     }
 
+    /// A connection fallen quiet still answers rumqttc's keep-alive pings: a PINGRESP takes
+    /// the QoS 0 topics it outlived, as a write does.
+    #[test]
+    fn a_pong_takes_the_qos0_topics_the_connection_outlived() {
+        let (mut t, mut out) = connected();
+        write_qos0(&mut t, &mut out, "quiet/x");
+        std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
+        t.on_event(&mut out, &Observed::Pong);
+        assert!(t
+            .silent_refusals
+            .is_allowed("quiet/x", Qos::AtMostOnce, false));
+    }
+
     /// A QoS 0 message written before one the broker acknowledged was read (in order) and is
     /// not blamed; nor is one the close came more than [`QUICK_WRITES`] after, and that close
-    /// does not take its topic either: it may be the broker's answer to it, slow.
+    /// (nor a publish reported with it) does not take its topic either: it may be the broker's
+    /// answer to it, slow.
     #[test]
     fn a_qos0_message_read_or_old_is_not_blamed_nor_taken_at_the_close() {
         let (mut t, mut out) = connected();
@@ -2656,7 +2664,16 @@ mod tests {
         t.on_event(&mut out, &puback(1));
         write_qos0(&mut t, &mut out, "slow/x");
         std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
-        let lost = t.on_connection_lost(0, &[]);
+        // A publish written in the read that failed, reported with the loss.
+        let (p, _) = pack(1);
+        t.submit(
+            &mut out,
+            &p,
+            Qos::AtLeastOnce.into(),
+            to_topic("allowed/x", 1),
+            100,
+        );
+        let lost = t.on_connection_lost(0, &[written(2)]);
         assert_eq!(
             t.blame(lost, TopicClose::Silent),
             None,
