@@ -1539,9 +1539,8 @@ mod tests {
             t.on_event(out, &written(pkid));
         };
         write_big(&mut t, &mut out, 2.min(n));
-        let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, TopicClose::Silent),
+            lose(&mut t, TopicClose::Silent),
             Some(Blame::Size(Blamed::Suspect { .. }))
         ));
         t.on_connected(&mut out, window);
@@ -1559,9 +1558,8 @@ mod tests {
         let mut messages = payloads(2);
         messages.push(big());
         t.submit(&mut out, &parked, Qos::AtLeastOnce.into(), messages, 100);
-        let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, TopicClose::Silent),
+            lose(&mut t, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
         let published = out.published.len();
@@ -1577,9 +1575,8 @@ mod tests {
     #[test]
     fn a_limit_learned_from_one_broker_does_not_hold_for_a_failover_broker() {
         let (mut t, mut out, window) = big_suspected(1);
-        let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, TopicClose::Silent),
+            lose(&mut t, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
         t.on_broker_changed();
@@ -1602,9 +1599,8 @@ mod tests {
         let mut messages = payloads(2);
         messages.push(big());
         t.submit(&mut out, &split, Qos::AtLeastOnce.into(), messages, 100);
-        let lost = t.on_connection_lost(0, &[]);
         assert!(matches!(
-            t.blame(lost, TopicClose::Silent),
+            lose(&mut t, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
 
@@ -2407,9 +2403,8 @@ mod tests {
                 100,
             );
             t.on_event(&mut out, &written(2));
-            let lost = t.on_connection_lost(0, &[]);
             assert!(matches!(
-                t.blame(lost, TopicClose::Silent),
+                lose(&mut t, TopicClose::Silent),
                 Some(Blame::Topic {
                     blame: TopicBlame::Suspect,
                     ..
@@ -2460,9 +2455,8 @@ mod tests {
                 pkid += 1;
             }
             let denied = write_to(&mut t, &mut out, "denied/x", pkid);
-            let lost = t.on_connection_lost(0, &[]);
             assert_eq!(
-                t.blame(lost, TopicClose::Silent),
+                lose(&mut t, TopicClose::Silent),
                 expected.map(|blame| Blame::Topic {
                     topic: Arc::from("denied/x"),
                     blame
@@ -2484,6 +2478,20 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
     }
 
+    /// The connection is lost, nothing reported with it, and the close judged `at_topic`.
+    fn lose(t: &mut Tracker, at_topic: TopicClose) -> Option<Blame> {
+        let lost = t.on_connection_lost(0, &[]);
+        t.blame(lost, at_topic)
+    }
+
+    /// A close blamed on `topic`.
+    fn on_topic(topic: &str, blame: TopicBlame) -> Option<Blame> {
+        Some(Blame::Topic {
+            topic: Arc::from(topic),
+            blame,
+        })
+    }
+
     /// Submits a one-message pack to `topic` at QoS 0 and writes it.
     fn write_qos0(t: &mut Tracker, out: &mut Recorder, topic: &str) -> mpsc::Receiver<Outcome> {
         let (p, rx) = pack(1);
@@ -2501,9 +2509,8 @@ mod tests {
     fn a_qos0_topic_the_broker_closed_at_twice_fails_later_packs_unpublished() {
         let (mut t, mut out) = connected();
         write_qos0(&mut t, &mut out, "denied/x");
-        let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
+            lose(&mut t, TopicClose::Silent),
             None,
             "nothing acknowledged"
         );
@@ -2514,13 +2521,9 @@ mod tests {
             assert_eq!(outcomes(&allowed), vec![Outcome::Delivered]);
             let denied = write_qos0(&mut t, &mut out, "denied/x");
             assert_eq!(outcomes(&denied), vec![Outcome::Delivered], "written");
-            let lost = t.on_connection_lost(0, &[]);
             assert_eq!(
-                t.blame(lost, TopicClose::Silent),
-                Some(Blame::Topic {
-                    topic: Arc::from("denied/x"),
-                    blame
-                })
+                lose(&mut t, TopicClose::Silent),
+                on_topic("denied/x", blame)
             );
             t.on_connected(&mut out, Window::default());
         }
@@ -2537,13 +2540,9 @@ mod tests {
         let (mut t, mut out) = connected();
         for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
             write_qos0(&mut t, &mut out, "denied/x");
-            let lost = t.on_connection_lost(0, &[]);
             assert_eq!(
-                t.blame(lost, TopicClose::Refusing),
-                Some(Blame::Topic {
-                    topic: Arc::from("denied/x"),
-                    blame
-                })
+                lose(&mut t, TopicClose::Refusing),
+                on_topic("denied/x", blame)
             );
             t.on_connected(&mut out, Window::default());
         }
@@ -2573,13 +2572,9 @@ mod tests {
             );
             t.on_event(&mut out, &written(2));
             write_qos0(&mut t, &mut out, "denied/x");
-            let lost = t.on_connection_lost(0, &[]);
             assert_eq!(
-                t.blame(lost, TopicClose::Refusing),
-                Some(Blame::Topic {
-                    topic: Arc::from("denied/x"),
-                    blame
-                })
+                lose(&mut t, TopicClose::Refusing),
+                on_topic("denied/x", blame)
             );
             t.on_connected(&mut out, Window::default());
         }
@@ -2587,9 +2582,9 @@ mod tests {
             write_to(&mut t, &mut out, "allowed/x", 1);
             t.on_event(&mut out, &puback(1));
             write_to(&mut t, &mut out, "silent/x", 2);
-            let lost = t.on_connection_lost(0, &[]);
-            assert!(
-                matches!(t.blame(lost, TopicClose::Silent), Some(Blame::Topic { blame: b, .. }) if b == blame)
+            assert_eq!(
+                lose(&mut t, TopicClose::Silent),
+                on_topic("silent/x", blame)
             );
             t.on_connected(&mut out, Window::default());
         }
@@ -2620,13 +2615,9 @@ mod tests {
         std::thread::sleep(QUICK_WRITES / 2 + Duration::from_millis(200));
         write_qos0(&mut t, &mut out, "new/b");
         std::thread::sleep(QUICK_WRITES / 2);
-        let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
-            Some(Blame::Topic {
-                topic: Arc::from("new/b"),
-                blame: TopicBlame::Suspect
-            })
+            lose(&mut t, TopicClose::Silent),
+            on_topic("new/b", TopicBlame::Suspect)
         );
     }
 
@@ -2653,9 +2644,8 @@ mod tests {
         write_qos0(&mut t, &mut out, "before/ack");
         write_to(&mut t, &mut out, "allowed/x", 1);
         t.on_event(&mut out, &puback(1));
-        let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
+            lose(&mut t, TopicClose::Silent),
             None,
             "read before the ack"
         );
@@ -2705,13 +2695,9 @@ mod tests {
         std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
         write_qos0(&mut t, &mut out, "fixed");
         write_qos0(&mut t, &mut out, "new/a");
-        let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
-            Some(Blame::Topic {
-                topic: Arc::from("new/a"),
-                blame: TopicBlame::Suspect
-            })
+            lose(&mut t, TopicClose::Silent),
+            on_topic("new/a", TopicBlame::Suspect)
         );
     }
 
@@ -2726,8 +2712,7 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         for _ in 0..2 {
             write_to(&mut t, &mut out, "fixed", 2);
-            let lost = t.on_connection_lost(0, &[]);
-            assert_eq!(t.blame(lost, TopicClose::Silent), None);
+            assert_eq!(lose(&mut t, TopicClose::Silent), None);
             t.on_connected(&mut out, Window::default());
             // rumqttc numbers each connection afresh.
             write_to(&mut t, &mut out, "fixed", 1);
@@ -2735,8 +2720,7 @@ mod tests {
         }
         for _ in 0..2 {
             write_to(&mut t, &mut out, "new/a", 2);
-            let lost = t.on_connection_lost(0, &[]);
-            assert_eq!(t.blame(lost, TopicClose::No), None, "a reason was given");
+            assert_eq!(lose(&mut t, TopicClose::No), None, "a reason was given");
             t.on_connected(&mut out, Window::default());
             write_to(&mut t, &mut out, "fixed", 1);
             t.on_event(&mut out, &puback(1));
@@ -2754,13 +2738,9 @@ mod tests {
             100,
         );
         t.on_event(&mut out, &written(2));
-        let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
-            Some(Blame::Topic {
-                topic: Arc::from("new/big"),
-                blame: TopicBlame::Suspect
-            })
+            lose(&mut t, TopicClose::Silent),
+            on_topic("new/big", TopicBlame::Suspect)
         );
         t.on_connected(&mut out, Window::default());
         write_to(&mut t, &mut out, "fixed", 1);
@@ -2769,13 +2749,9 @@ mod tests {
         write_to(&mut t, &mut out, "new/b", 2);
         std::thread::sleep(Duration::from_millis(2));
         write_to(&mut t, &mut out, "new/c", 3);
-        let lost = t.on_connection_lost(0, &[]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
-            Some(Blame::Topic {
-                topic: Arc::from("new/b"),
-                blame: TopicBlame::Suspect
-            })
+            lose(&mut t, TopicClose::Silent),
+            on_topic("new/b", TopicBlame::Suspect)
         );
     }
 
