@@ -21,7 +21,7 @@ use crate::protocol::{
     refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
 use crate::refused_topics::{
-    RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE, CLOSED_REFUSING,
+    RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE, CLOSED_REFUSING, QUICK,
 };
 use crate::supervise::lock;
 
@@ -280,7 +280,7 @@ impl Unpublished<'_> {
 /// acknowledged (it reads in order, so a message written before that did not stop it), the
 /// largest, with when it was written; and the first written to a topic the broker never took,
 /// of those and of the QoS 0 messages written lately ([`Unanswered`]), when it acknowledged a
-/// message on this connection or kept it [`QUICK_WRITES`] after its first QoS 0 message
+/// message on this connection or kept it [`QUICK`] after its first QoS 0 message
 /// (`answered`).
 #[derive(Debug, Default)]
 pub struct Unacknowledged {
@@ -329,12 +329,12 @@ impl TopicSuspect {
 }
 
 /// QoS 0 messages to topics the broker was not known to take, written on this connection in
-/// the last [`QUICK_WRITES`]. Under MQTT 3.1.1 HiveMQ answers a QoS 0 publish its ACL denies by
+/// the last [`QUICK`]. Under MQTT 3.1.1 HiveMQ answers a QoS 0 publish its ACL denies by
 /// closing the connection, some milliseconds later: each pack of an endpoint to such a topic
 /// reset the connection every appender shares, and two closes were taken for a takeover of the
 /// client id. Nothing acknowledges QoS 0, and HiveMQ answers a ping sent after the denied
 /// publish before it closes, so only time tells: a message the connection outlived by
-/// [`QUICK_WRITES`] was read and kept it, and its topic is taken; one written since is what a
+/// [`QUICK`] was read and kept it, and its topic is taken; one written since is what a
 /// close may be blamed on ([`Tracker::blame`]).
 #[derive(Debug, Default)]
 struct Unanswered {
@@ -351,9 +351,6 @@ const UNANSWERED: usize = 256;
 /// written in turn (appenders sharing the connection, an endpoint's topic made anew for each
 /// record) take a few places, not all.
 const UNANSWERED_AGAIN: usize = 8;
-/// A close this long after a QoS 0 message is not blamed on it, and the message's topic is
-/// taken: the window of [`SilentRefusals::blame`].
-const QUICK_WRITES: Duration = crate::refused_topics::QUICK;
 
 impl Unanswered {
     /// `m`, a QoS 0 message to a topic the broker was not known to take (`new`), or to one it
@@ -374,13 +371,14 @@ impl Unanswered {
         }
     }
 
-    /// The oldest message, if the connection has outlived it by [`QUICK_WRITES`] at `now`.
+    /// The oldest message, if the connection has outlived it by [`QUICK`] at `now`.
     fn pop_outlived(&mut self, now: Instant) -> Option<TopicSuspect> {
-        self.written
-            .front()
-            .is_some_and(|w| now.saturating_duration_since(w.written) > QUICK_WRITES)
-            .then(|| self.written.pop_front())
-            .flatten()
+        let front = self.written.front()?;
+        if now.saturating_duration_since(front.written) > QUICK {
+            self.written.pop_front()
+        } else {
+            None
+        }
     }
 }
 
@@ -827,7 +825,7 @@ impl Tracker {
         }
     }
 
-    /// The QoS 0 messages to new topics the connection outlived by [`QUICK_WRITES`] at `now`
+    /// The QoS 0 messages to new topics the connection outlived by [`QUICK`] at `now`
     /// were read, and the broker kept the connection: it takes their topics.
     fn outlived(&mut self, now: Instant) {
         while let Some(m) = self.unanswered.pop_outlived(now) {
@@ -1033,11 +1031,11 @@ impl Tracker {
         let answered = acked_written.is_some()
             || unanswered
                 .first
-                .is_some_and(|at| now.saturating_duration_since(at) > QUICK_WRITES);
+                .is_some_and(|at| now.saturating_duration_since(at) > QUICK);
         // Not one read before a message the broker acknowledged, nor one too old to blame.
         let unknown_qos0 = unanswered.written.into_iter().find(|m| {
             acked_written.is_none_or(|at| m.written >= at)
-                && now.saturating_duration_since(m.written) <= QUICK_WRITES
+                && now.saturating_duration_since(m.written) <= QUICK
                 && untaken(&m.topic, m.qos, m.retain)
         });
         let unacknowledged = Unacknowledged {
@@ -2612,9 +2610,9 @@ mod tests {
         write_to(&mut t, &mut out, "allowed/x", 1);
         t.on_event(&mut out, &puback(1));
         write_qos0(&mut t, &mut out, "old/a");
-        std::thread::sleep(QUICK_WRITES / 2 + Duration::from_millis(200));
+        std::thread::sleep(QUICK / 2 + Duration::from_millis(200));
         write_qos0(&mut t, &mut out, "new/b");
-        std::thread::sleep(QUICK_WRITES / 2);
+        std::thread::sleep(QUICK / 2);
         assert_eq!(
             lose(&mut t, TopicClose::Silent),
             on_topic("new/b", TopicBlame::Suspect)
@@ -2627,7 +2625,7 @@ mod tests {
     fn a_pong_takes_the_qos0_topics_the_connection_outlived() {
         let (mut t, mut out) = connected();
         write_qos0(&mut t, &mut out, "quiet/x");
-        std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
+        std::thread::sleep(QUICK + Duration::from_millis(50));
         t.on_event(&mut out, &Observed::Pong);
         assert!(t
             .silent_refusals
@@ -2635,7 +2633,7 @@ mod tests {
     }
 
     /// A QoS 0 message written before one the broker acknowledged was read (in order) and is
-    /// not blamed; nor is one the close came more than [`QUICK_WRITES`] after, and that close
+    /// not blamed; nor is one the close came more than [`QUICK`] after, and that close
     /// (nor a publish reported with it) does not take its topic either: it may be the broker's
     /// answer to it, slow.
     #[test]
@@ -2653,7 +2651,7 @@ mod tests {
         write_to(&mut t, &mut out, "allowed/x", 1);
         t.on_event(&mut out, &puback(1));
         write_qos0(&mut t, &mut out, "slow/x");
-        std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
+        std::thread::sleep(QUICK + Duration::from_millis(50));
         // A publish written in the read that failed, reported with the loss.
         let (p, _) = pack(1);
         t.submit(
@@ -2685,14 +2683,14 @@ mod tests {
         assert_eq!(t.unanswered.written.len(), 2);
     }
 
-    /// A QoS 0 message the connection outlived by [`QUICK_WRITES`] was read, and the broker
+    /// A QoS 0 message the connection outlived by [`QUICK`] was read, and the broker
     /// kept the connection: its topic is taken and not blamed at a later close, and the
     /// connection counts as answering though it acknowledged nothing.
     #[test]
     fn a_qos0_topic_the_connection_outlived_is_taken() {
         let (mut t, mut out) = connected();
         write_qos0(&mut t, &mut out, "fixed");
-        std::thread::sleep(QUICK_WRITES + Duration::from_millis(50));
+        std::thread::sleep(QUICK + Duration::from_millis(50));
         write_qos0(&mut t, &mut out, "fixed");
         write_qos0(&mut t, &mut out, "new/a");
         assert_eq!(

@@ -399,11 +399,10 @@ impl SilentRefusals {
     }
 
     /// The broker acknowledged a message to `topic` at `qos` and `retain` (and refused none), or
-    /// kept the connection [`QUICK`] after a QoS 0 one: it allows it. Whether that is news: the topic was not known to be allowed.
+    /// kept the connection [`QUICK`] after a QoS 0 one: it allows it. Whether that is news: the
+    /// topic was not known to be allowed.
     pub(crate) fn allowed(&mut self, topic: &Arc<str>, qos: Qos, retain: bool) -> bool {
-        if self.last_allowed.as_ref().is_some_and(|(t, q, r)| {
-            (Arc::ptr_eq(t, topic) || t == topic) && (*q, *r) == (qos, retain)
-        }) {
+        if self.is_last_allowed(topic, qos, retain) {
             return false;
         }
         let hash = self.hash(topic, qos, retain);
@@ -417,6 +416,14 @@ impl SilentRefusals {
         news
     }
 
+    /// Whether `topic` is the one last allowed: asked at every ack and every QoS 0 message
+    /// written, so a fixed topic is compared, not hashed.
+    fn is_last_allowed(&self, topic: &str, qos: Qos, retain: bool) -> bool {
+        self.last_allowed
+            .as_ref()
+            .is_some_and(|(t, q, r)| (*q, *r) == (qos, retain) && **t == *topic)
+    }
+
     /// The closes were another client's (`Tracker::on_taken_over`): none is a suspect.
     pub(crate) fn forget_suspects(&mut self) {
         self.suspects.clear();
@@ -424,12 +431,7 @@ impl SilentRefusals {
 
     /// Whether the broker took a message to `topic` at `qos` and `retain`.
     pub(crate) fn is_allowed(&self, topic: &str, qos: Qos, retain: bool) -> bool {
-        // Asked at every QoS 0 message written: a fixed topic is compared, not hashed.
-        if self
-            .last_allowed
-            .as_ref()
-            .is_some_and(|(t, q, r)| (*q, *r) == (qos, retain) && &**t == topic)
-        {
+        if self.is_last_allowed(topic, qos, retain) {
             return true;
         }
         let hash = self.hash(topic, qos, retain);

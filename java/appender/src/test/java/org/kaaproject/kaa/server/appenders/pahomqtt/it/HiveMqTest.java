@@ -45,7 +45,13 @@ class HiveMqTest {
      * share one connection. With MQTT 5 when {@code mqtt5}, else MQTT 3.1.1 (the default).
      */
     private static LogAppender sharing(HiveMq broker, String name, String topic, String clientId, boolean mqtt5) {
-        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, 1);
+        return sharing(broker, name, topic, clientId, mqtt5, 1);
+    }
+
+    /** As {@link #sharing(HiveMq, String, String, String, boolean)}, at {@code qos}. */
+    private static LogAppender sharing(HiveMq broker, String name, String topic, String clientId, boolean mqtt5,
+            int qos) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, qos);
         cfg.put("clientId", clientId);
         return KaaNode.load(name, KaaNode.config(mqtt5 ? mqtt5(cfg) : cfg));
     }
@@ -239,9 +245,7 @@ class HiveMqTest {
     void qos0RefusedTopicCostsTheSharedConnectionTwoCloses(boolean mqtt5) throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
             String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> deniedCfg = KaaNode.brokerConfig(broker.port(), "denied/x", 0);
-            deniedCfg.put("clientId", clientId);
-            LogAppender denied = KaaNode.load("denied", KaaNode.config(mqtt5 ? mqtt5(deniedCfg) : deniedCfg));
+            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, mqtt5, 0);
             LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, mqtt5);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
                 List<byte[]> expected = new ArrayList<>();
@@ -282,9 +286,7 @@ class HiveMqTest {
     void mqtt5Qos0RefusedTopicOfTheOnlyAppenderCostsTwoCloses() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
             String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "denied/x", 0));
-            cfg.put("clientId", clientId);
-            LogAppender denied = KaaNode.load("denied", KaaNode.config(cfg));
+            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, true, 0);
             try {
                 List<String> answers = new ArrayList<>();
                 for (int pack = 0; pack < 4; pack++) {
