@@ -35,6 +35,8 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Events handled in one turn of the driver at most, under one lock of the tracker.
+const EVENTS_PER_TURN: usize = 256;
 
 /// Workers of the connections' runtime: one on a machine of three cores or fewer, two from
 /// four. A connection is one task, so a second worker only helps several busy connections; where
@@ -913,13 +915,14 @@ impl<E: EventLoop> Driver<E> {
             }
             other => other,
         };
-        let label = format!("{} as '{client_id}'", brokers[*current].1);
         match polled {
             Ok(Observed::Connected {
                 receive_maximum,
                 session_present,
                 grants,
             }) => {
+                // Made here, not for every event: a format per message written or acknowledged.
+                let label = format!("{} as '{client_id}'", brokers[*current].1);
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
                 if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
                     if usize::from(configured) > window.acked {
@@ -956,12 +959,29 @@ impl<E: EventLoop> Driver<E> {
                 let _ = shared.publish_status(Status::Online);
             }
             Ok(event) => {
-                if E::NUDGES {
-                    nudge.on_event(&event, tokio::time::Instant::now());
-                }
-                shared.hand_over(|tracker, client| tracker.on_event(client, &event))
+                let now = E::NUDGES.then(tokio::time::Instant::now);
+                // With what rumqttc queued behind it, in one turn and under one lock; bounded,
+                // so a long batch of writes keeps appenders' submits waiting briefly only.
+                shared.hand_over(|tracker, client| {
+                    let mut event = event;
+                    for taken in 1.. {
+                        if let Some(now) = now {
+                            nudge.on_event(&event, now);
+                        }
+                        *carried |= matches!(event, Observed::Written(_));
+                        tracker.on_event(client, &event);
+                        if taken == EVENTS_PER_TURN {
+                            break;
+                        }
+                        match eventloop.take_queued() {
+                            Some(next) => event = next,
+                            None => break,
+                        }
+                    }
+                })
             }
             Err(failure) => {
+                let label = format!("{} as '{client_id}'", brokers[*current].1);
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
                 earned(lived, backoff, takeover_backoff);
