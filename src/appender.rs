@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{
@@ -21,7 +21,7 @@ use crate::log_budget::LogBudget;
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
-use crate::supervise::{lock, restarting};
+use crate::supervise::{lock, read, restarting, write};
 use crate::topic::PackValues;
 
 /// How often packs past their deadline are looked for.
@@ -125,7 +125,8 @@ pub struct Appender {
     config: AppenderConfig,
     encoder: Encoder,
     /// The pooled connections (`connectionsPerBroker`); empty once closed.
-    connections: Mutex<Vec<Arc<Connection>>>,
+    /// Appends share it (each registers its pack under it, see `append`); `close` takes it.
+    connections: RwLock<Vec<Arc<Connection>>>,
     /// Log schemas by their text, parsed or refused, for a pack whose schema is not the last
     /// one's.
     schemas: Mutex<HashMap<String, Result<Arc<LogSchema>, String>>>,
@@ -201,7 +202,7 @@ impl Appender {
                 max_held: max_pending_bytes(config.max_pending_records),
             },
             config,
-            connections: Mutex::new(connections),
+            connections: RwLock::new(connections),
             schemas: Mutex::default(),
             last_schema: Mutex::default(),
             live: Mutex::default(),
@@ -328,7 +329,7 @@ impl Appender {
         let pack = Pack::new(messages.len(), completion);
         // Registered under the connection lock, so `close` either sees this pack or has
         // already closed and we refuse it: no pack can slip past both.
-        let connections = lock(&self.connections);
+        let connections = read(&self.connections);
         let Some(connection) = connections.get(connection_index(endpoint, connections.len()))
         else {
             log::debug!(
@@ -363,7 +364,7 @@ impl Appender {
     /// `messages` (which alone fit, [`fits_pending_count`]) would pass `maxPendingRecords`.
     fn pending_bound_reached(&self, endpoint: &str, messages: usize) -> bool {
         let max = self.config.max_pending_records;
-        let connections = lock(&self.connections);
+        let connections = read(&self.connections);
         connections
             .get(connection_index(endpoint, connections.len()))
             .is_some_and(|c| c.outstanding() + messages > max)
@@ -464,13 +465,13 @@ impl Appender {
                     self.config.delivery_timeout
                 );
             }
-            for connection in lock(&self.connections).iter() {
+            for connection in read(&self.connections).iter() {
                 connection.prune();
             }
         }
         // At every sweep, not only when a pack expires: a message is written a moment after
         // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
-        for connection in lock(&self.connections).iter() {
+        for connection in read(&self.connections).iter() {
             connection.check_stalled();
         }
     }
@@ -483,7 +484,7 @@ impl Appender {
     /// and Kaa sends it again. Then it lets go of the connections. With a close timeout of
     /// zero, packs in flight are answered `InternalError` at once.
     pub fn close(&self) {
-        let connections = std::mem::take(&mut *lock(&self.connections));
+        let connections = std::mem::take(&mut *write(&self.connections));
         let live: Vec<_> = lock(&self.live).drain(..).collect();
         let timeout = self.config.close_timeout;
         if timeout.is_zero() {
@@ -528,13 +529,13 @@ impl Appender {
     }
 
     fn is_closed(&self) -> bool {
-        lock(&self.connections).is_empty()
+        read(&self.connections).is_empty()
     }
 
     /// The counters, with the connections' state: connected when all are, reconnects,
     /// takeovers and messages awaiting the broker summed; a closed appender reports itself unconnected.
     pub fn metrics(&self) -> Snapshot {
-        let connections = lock(&self.connections);
+        let connections = read(&self.connections);
         let combined = ConnectionMetrics::default();
         combined
             .connected
@@ -1102,14 +1103,14 @@ mod tests {
         let first = open("made-again", config.clone());
         let (tx, rx) = mpsc::channel();
         append_one(&first, "endpoint-a", recorded(&tx));
-        let connection = Arc::downgrade(&lock(&first.connections)[0]);
+        let connection = Arc::downgrade(&read(&first.connections)[0]);
         first.close();
         drop(first);
         let second = open("made-again", config);
         let held = connection
             .upgrade()
             .expect("the drain holds the connection");
-        assert!(Arc::ptr_eq(&held, &lock(&second.connections)[0]));
+        assert!(Arc::ptr_eq(&held, &read(&second.connections)[0]));
         drop(held);
         second.close();
         // The first appender's pack is still answered, at its own deadline at the latest.

@@ -25,7 +25,7 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use jni::objects::{
@@ -42,7 +42,7 @@ use crate::config::{AppenderConfig, Layout};
 use crate::delivery::{Outcome, Why};
 use crate::header::HeaderStructure;
 use crate::metrics::{Figure, Snapshot, FIGURES};
-use crate::supervise::panic_message;
+use crate::supervise::{panic_message, read, write};
 
 const CALLBACK_CLASS: &str =
     "org/kaaproject/kaa/server/common/log/shared/appender/LogDeliveryCallback";
@@ -160,7 +160,7 @@ fn appenders() -> &'static RwLock<HashMap<jlong, Arc<Appender>>> {
 
 /// The appender behind a handle, if it is open.
 fn borrow(handle: jlong) -> Option<Arc<Appender>> {
-    let open = appenders().read().unwrap_or_else(PoisonError::into_inner);
+    let open = read(appenders());
     open.get(&handle).cloned()
 }
 
@@ -290,7 +290,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let appender = Appender::open(&name, &token, header, config)
             .map_err(|e| BridgeError::Config(e.to_string()))?;
         let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-        let mut open = appenders().write().unwrap_or_else(PoisonError::into_inner);
+        let mut open = write(appenders());
         open.insert(handle, appender);
         Ok(handle)
     })
@@ -358,10 +358,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     handle: jlong,
 ) -> jboolean {
     guard(&mut env, JNI_FALSE, |_| {
-        let removed = appenders()
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&handle);
+        let removed = write(appenders()).remove(&handle);
         let Some(appender) = removed else {
             return Ok(JNI_FALSE);
         };
