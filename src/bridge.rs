@@ -189,7 +189,13 @@ fn read_string(env: &mut JNIEnv, s: &JString) -> Option<String> {
     if s.is_null() {
         return None;
     }
-    env.get_string(s).ok().map(String::from)
+    // SAFETY: every string read here is a `String` parameter of a native method, or an
+    // element of a `String[]` one, which the JVM's type checks keep a `java.lang.String`.
+    // jni's checked `get_string` looks the class up and compares it, three JNI calls more
+    // for each of a pack's strings.
+    unsafe { env.get_string_unchecked(s) }
+        .ok()
+        .map(String::from)
 }
 
 /// Event arrays one local frame holds: HotSpot refuses a frame over `MaxJNILocalCapacity`
