@@ -795,7 +795,8 @@ impl<E: EventLoop> Driver<E> {
         self.refused_in_round = 0;
     }
 
-    /// One event of the event loop, or one failure, and what follows from it.
+    /// One event of the event loop (with those it queued behind it), or one failure, and what
+    /// follows from it.
     async fn turn(&mut self) -> Turn {
         let Driver {
             shared,

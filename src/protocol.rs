@@ -714,8 +714,8 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     let woke = Arc::default();
     // Each write bounded by its progress, not the batch: a window of large messages can take
     // longer than the bound to cross a slow link to a broker that reads all along. The batch
-    // stops taking more once it has written for that long, and goes on after the driver's
-    // next turn.
+    // stops taking more once it has written for that long (seen after a write that waited, or
+    // within 16 that did not), and goes on after the driver's next turn.
     let started = tokio::time::Instant::now();
     let written: Result<bool, rumqttc::ConnectionError> = async {
         // The clock is read after a write that waited, else every few messages: most only

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::protocol::{Grants, Outbox, Ready, Unqueued};
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -13,12 +14,19 @@ const WAIT: Duration = Duration::from_secs(10);
 /// What the scripted event loop does at its next poll.
 enum Step {
     Event(Observed),
+    /// Events that come together, as rumqttc queues them (a batch's writes, one read of
+    /// several packets): the poll returns the first, the rest wait in its queue.
+    Burst(Vec<Observed>),
     Panic,
 }
 
 /// An event loop that polls what the test sends it, and panics when told to. It counts the
 /// polls dropped before their step came: the polls the driver cancelled.
-struct Scripted(UnboundedReceiver<Step>, Arc<AtomicUsize>);
+struct Scripted(
+    UnboundedReceiver<Step>,
+    Arc<AtomicUsize>,
+    VecDeque<Observed>,
+);
 
 /// Counts itself into its counter when dropped still armed.
 struct Cancelled(Option<Arc<AtomicUsize>>);
@@ -35,14 +43,30 @@ impl EventLoop for Scripted {
     type Options = ();
 
     async fn poll(&mut self) -> Result<Observed, Failure> {
+        // As rumqttc's: what it queued comes first.
+        if let Some(event) = self.2.pop_front() {
+            return Ok(event);
+        }
         let mut cancelled = Cancelled(Some(Arc::clone(&self.1)));
         let step = self.0.recv().await;
         cancelled.0 = None;
         match step {
             Some(Step::Event(event)) => Ok(event),
+            Some(Step::Burst(events)) => {
+                self.2.extend(events);
+                Ok(self.2.pop_front().expect("a burst of at least one event"))
+            }
             Some(Step::Panic) => panic!("injected: the event loop panics"),
             None => std::future::pending().await,
         }
+    }
+
+    fn take_queued(&mut self) -> Option<Observed> {
+        let next = self.2.front()?;
+        if next.is_refusal() || matches!(next, Observed::Connected { .. }) {
+            return None;
+        }
+        self.2.pop_front()
     }
 
     async fn write(&mut self, _: &mut Ready) -> Result<bool, Failure> {
@@ -54,7 +78,7 @@ impl EventLoop for Scripted {
     fn drop_connection(&mut self) {}
 
     fn forget(&mut self) -> (usize, Vec<Observed>) {
-        (0, Vec::new())
+        (0, self.2.drain(..).collect())
     }
 }
 
@@ -182,7 +206,7 @@ fn drive_scripted(shared: &Arc<Shared>) -> (UnboundedSender<Step>, Arc<AtomicUsi
     let cancelled = Arc::new(AtomicUsize::new(0));
     runtime().spawn(drive(
         Arc::clone(shared),
-        Scripted(script, Arc::clone(&cancelled)),
+        Scripted(script, Arc::clone(&cancelled), VecDeque::new()),
         vec![((), "scripted:1".to_string())],
         "driver-test".to_string(),
     ));

@@ -40,6 +40,55 @@ fn a_poll_without_nudges_is_never_cancelled_while_acks_are_awaited() {
     close_scripted(&shared, &events);
 }
 
+/// Events that come together are all handled, in order, whether a turn takes them all or
+/// (past `EVENTS_PER_TURN`) the next turns do, and a refusal among them answers its pack as
+/// it would alone. Here 300 QoS 0 messages written in one batch, then three QoS 1 messages
+/// acknowledged in one read, the second refused.
+#[test]
+fn events_that_come_together_are_each_handled_once_in_order() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let (pack, how, messages, written) = pack_of(Qos::AtMostOnce, vec![b"{}".to_vec(); 300]);
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 1000);
+    let burst = vec![Observed::Written(0); 300];
+    events.send(Step::Burst(burst)).expect("sent");
+    assert_eq!(written.recv_timeout(WAIT), Ok(Outcome::Delivered));
+
+    let answers: Vec<_> = (0..3)
+        .map(|_| {
+            let (pack, how, messages, rx) = qos1_pack(1);
+            lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 1000);
+            rx
+        })
+        .collect();
+    let acked = |pkid, refused: Option<&str>| Observed::Acked {
+        pkid,
+        refused: refused.map(String::from),
+    };
+    let burst = vec![
+        Observed::Written(1),
+        Observed::Written(2),
+        Observed::Written(3),
+        acked(1, None),
+        acked(2, Some("NotAuthorized")),
+        acked(3, None),
+    ];
+    events.send(Step::Burst(burst)).expect("sent");
+    let outcomes: Vec<_> = answers.iter().map(|rx| rx.recv_timeout(WAIT)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Ok(Outcome::Delivered),
+            Ok(Outcome::RemoteError),
+            Ok(Outcome::Delivered)
+        ]
+    );
+    assert_eq!(lock(&shared.tracker).outstanding(), 0);
+    assert!(shared.metrics.connected.load(Ordering::Relaxed));
+    close_scripted(&shared, &events);
+}
+
 /// A stall notice an ack made stale before the driver looked (the sweep found a message
 /// unacknowledged past the delivery timeout, then its ack came) neither drops the
 /// connection nor cancels the poll. Before: it cancelled the poll, which with MQTT 5 could
