@@ -69,17 +69,25 @@ class HiveMqTest {
         assertTrue(broker.awaitConnects(clientId, connects, Duration.ofSeconds(15)), broker.events().toString());
     }
 
-    /** A pack of ten records from {@code endpoint} is confirmed, and {@code sub} receives exactly its records. */
-    private static void assertConfirmedWhole(Subscriber sub, LogAppender appender, String endpoint, int seed)
-            throws Exception {
-        List<byte[]> good = records(10, seed);
+    /** A pack of {@code records} from {@code endpoint} is confirmed; returns the payloads a subscriber gets of it. */
+    private static List<byte[]> assertConfirmed(LogAppender appender, String endpoint, List<byte[]> records)
+            throws InterruptedException {
         RecordingCallback cb = new RecordingCallback();
-        appender.doAppend(KaaNode.pack(endpoint, TELEMETRY, 3, good), cb);
+        appender.doAppend(KaaNode.pack(endpoint, TELEMETRY, 3, records), cb);
         cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
-        List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, good);
+        return AvroReference.expectedPayloads(SCHEMA, records);
+    }
+
+    /** {@code sub} receives exactly {@code expected}, in any order. */
+    private static void assertReceivedExactly(Subscriber sub, List<byte[]> expected) throws Exception {
         sub.assertCount(expected.size(), Duration.ofSeconds(10));
         Payloads.assertSameMultiset("what the subscriber received", expected,
                 sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
+    }
+
+    /** How often HiveMQ has closed the connection of {@code clientId}. */
+    private static long closes(HiveMq broker, String clientId) {
+        return broker.events().stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " ")).count();
     }
 
     /** HiveMQ saw {@code clientId} connect three times and closed it twice; it never moved to an id of its own. */
@@ -88,8 +96,53 @@ class HiveMqTest {
         assertEquals(3, events.stream().filter(e -> e.equals("CONNECT " + clientId)).count(), events.toString());
         assertEquals(0, events.stream().filter(e -> e.startsWith("CONNECT " + clientId + "-")).count(),
                 "the client id never moved: " + events);
-        assertEquals(2, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " ")).count(),
-                events.toString());
+        assertEquals(2, closes(broker, clientId), events.toString());
+    }
+
+    private static String newClientId() {
+        return "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+    }
+
+    /**
+     * A HiveMQ that denies the topics under {@code denied/}, and two appenders of one node sharing one connection (one
+     * client id): {@code denied}, whose topic the ACL denies, and {@code allowed}, publishing to {@code allowed/x} at
+     * QoS 1, which {@code sub} follows.
+     */
+    private static final class DeniedBeside implements AutoCloseable {
+        final HiveMq broker;
+        final String clientId = newClientId();
+        final LogAppender denied;
+        final LogAppender allowed;
+        final Subscriber sub;
+
+        private DeniedBeside(HiveMq broker, String deniedTopic, boolean mqtt5, int deniedQos) {
+            this.broker = broker;
+            denied = sharing(broker, "denied", deniedTopic, clientId, mqtt5, deniedQos);
+            allowed = sharing(broker, "allowed", "allowed/x", clientId, mqtt5);
+            sub = Subscriber.subscribe(broker.port(), "allowed/x", 1);
+        }
+
+        /** With {@code denied} publishing to {@code deniedTopic} at {@code deniedQos}. */
+        static DeniedBeside start(String deniedTopic, boolean mqtt5, int deniedQos) throws Exception {
+            HiveMq broker = HiveMq.startDenying(10, "denied/");
+            try {
+                return new DeniedBeside(broker, deniedTopic, mqtt5, deniedQos);
+            } catch (RuntimeException | Error e) {
+                broker.close();
+                throw e;
+            }
+        }
+
+        @Override
+        public void close() throws Exception {
+            try {
+                denied.close();
+                allowed.close();
+                sub.close();
+            } finally {
+                broker.close();
+            }
+        }
     }
 
     private static Map<String, Object> mqtt5(Map<String, Object> cfg) {
@@ -109,7 +162,7 @@ class HiveMqTest {
     void mqtt5PublishesHoldToTheBrokersReceiveMaximum(int qos, int maxInflight) throws Exception {
         try (HiveMq broker = HiveMq.start(4)) {
             String topic = "hm/" + UUID.randomUUID();
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            String clientId = newClientId();
             Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, qos));
             cfg.put("clientId", clientId);
             cfg.put("maxInflight", maxInflight);
@@ -148,37 +201,23 @@ class HiveMqTest {
      */
     @Test
     void mqtt5RefusedTopicCostsTheSharedConnectionOneClose() throws Exception {
-        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, true);
-            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
-            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
-                for (int pack = 0; pack < 6; pack++) {
-                    RecordingCallback cb = new RecordingCallback();
-                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
-                    cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
-                }
-                assertTrue(broker.awaitConnects(clientId, 2, Duration.ofSeconds(15)), broker.events().toString());
-                List<byte[]> after = records(20, 31);
-                RecordingCallback afterCb = new RecordingCallback();
-                allowed.doAppend(KaaNode.pack(TELEMETRY, 3, after), afterCb);
-                afterCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
-                List<byte[]> expected = AvroReference.expectedPayloads(SCHEMA, after);
-                sub.assertCount(expected.size(), Duration.ofSeconds(10));
-                Payloads.assertSameMultiset("what the subscriber received", expected,
-                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
-                // HiveMQ reports its events from its own threads: counted, not ordered.
-                List<String> mine = broker.events().stream().filter(e -> e.split(" ")[1].equals(clientId))
-                        .collect(Collectors.toList());
-                assertEquals(2, mine.stream().filter(e -> e.startsWith("CONNECT ")).count(), mine.toString());
-                List<String> closes = mine.stream().filter(e -> e.startsWith("SERVER-DISCONNECT "))
-                        .collect(Collectors.toList());
-                assertEquals(1, closes.size(), "one close, at the first refusal: " + mine);
-                assertTrue(closes.get(0).contains("NOT_AUTHORIZED"), closes.toString());
-            } finally {
-                denied.close();
-                allowed.close();
+        try (DeniedBeside node = DeniedBeside.start("denied/x", true, 1)) {
+            for (int pack = 0; pack < 6; pack++) {
+                RecordingCallback cb = new RecordingCallback();
+                node.denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
+                cb.assertExactlyOne(REMOTE_ERROR, Duration.ofSeconds(15), Duration.ZERO);
             }
+            assertTrue(node.broker.awaitConnects(node.clientId, 2, Duration.ofSeconds(15)),
+                    node.broker.events().toString());
+            assertReceivedExactly(node.sub, assertConfirmed(node.allowed, KaaNode.ENDPOINT_KEY, records(20, 31)));
+            // HiveMQ reports its events from its own threads: counted, not ordered.
+            List<String> mine = node.broker.events().stream().filter(e -> e.split(" ")[1].equals(node.clientId))
+                    .collect(Collectors.toList());
+            assertEquals(2, mine.stream().filter(e -> e.startsWith("CONNECT ")).count(), mine.toString());
+            List<String> closes = mine.stream().filter(e -> e.startsWith("SERVER-DISCONNECT "))
+                    .collect(Collectors.toList());
+            assertEquals(1, closes.size(), "one close, at the first refusal: " + mine);
+            assertTrue(closes.get(0).contains("NOT_AUTHORIZED"), closes.toString());
         }
     }
 
@@ -192,41 +231,22 @@ class HiveMqTest {
      */
     @Test
     void mqtt311RefusedTopicCostsTheSharedConnectionTwoCloses() throws Exception {
-        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, false);
-            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, false);
-            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
-                List<byte[]> expected = new ArrayList<>();
-                List<byte[]> first = records(10, 40);
-                RecordingCallback firstCb = new RecordingCallback();
-                allowed.doAppend(KaaNode.pack(TELEMETRY, 3, first), firstCb);
-                firstCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
-                expected.addAll(AvroReference.expectedPayloads(SCHEMA, first));
-                List<String> answers = new ArrayList<>();
-                for (int pack = 0; pack < 6; pack++) {
-                    RecordingCallback cb = new RecordingCallback();
-                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
-                    answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
-                    // Each on the connection made anew: Kaa sends a failed pack again later.
-                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
-                            broker.events().toString());
-                    List<byte[]> beside = records(10, 50 + pack);
-                    RecordingCallback besideCb = new RecordingCallback();
-                    allowed.doAppend(KaaNode.pack(TELEMETRY, 3, beside), besideCb);
-                    besideCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
-                    expected.addAll(AvroReference.expectedPayloads(SCHEMA, beside));
-                }
-                assertEquals(Arrays.asList(CONNECTION_ERROR, CONNECTION_ERROR, REMOTE_ERROR, REMOTE_ERROR,
-                        REMOTE_ERROR, REMOTE_ERROR), answers, broker.events().toString());
-                sub.assertCount(expected.size(), Duration.ofSeconds(10));
-                Payloads.assertSameMultiset("what the subscriber received", expected,
-                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
-                assertClosedTwiceUnderOneId(broker, clientId);
-            } finally {
-                denied.close();
-                allowed.close();
+        try (DeniedBeside node = DeniedBeside.start("denied/x", false, 1)) {
+            List<byte[]> expected = new ArrayList<>(assertConfirmed(node.allowed, KaaNode.ENDPOINT_KEY, records(10, 40)));
+            List<String> answers = new ArrayList<>();
+            for (int pack = 0; pack < 6; pack++) {
+                RecordingCallback cb = new RecordingCallback();
+                node.denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 10 + pack)), cb);
+                answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+                // Each on the connection made anew: Kaa sends a failed pack again later.
+                assertTrue(node.broker.awaitConnects(node.clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
+                        node.broker.events().toString());
+                expected.addAll(assertConfirmed(node.allowed, KaaNode.ENDPOINT_KEY, records(10, 50 + pack)));
             }
+            assertEquals(Arrays.asList(CONNECTION_ERROR, CONNECTION_ERROR, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR,
+                    REMOTE_ERROR), answers, node.broker.events().toString());
+            assertReceivedExactly(node.sub, expected);
+            assertClosedTwiceUnderOneId(node.broker, node.clientId);
         }
     }
 
@@ -243,36 +263,22 @@ class HiveMqTest {
     @ParameterizedTest(name = "MQTT 5: {0}")
     @CsvSource({"false", "true"})
     void qos0RefusedTopicCostsTheSharedConnectionTwoCloses(boolean mqtt5) throws Exception {
-        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            LogAppender denied = sharing(broker, "denied", "denied/x", clientId, mqtt5, 0);
-            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, mqtt5);
-            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
-                List<byte[]> expected = new ArrayList<>();
-                List<String> answers = new ArrayList<>();
-                for (int pack = 0; pack < 6; pack++) {
-                    // Each on a connection that took a pack of the appender beside it.
-                    List<byte[]> beside = records(10, 150 + pack);
-                    RecordingCallback besideCb = new RecordingCallback();
-                    allowed.doAppend(KaaNode.pack(TELEMETRY, 3, beside), besideCb);
-                    besideCb.assertExactlyOne(SUCCESS, Duration.ofSeconds(15), Duration.ZERO);
-                    expected.addAll(AvroReference.expectedPayloads(SCHEMA, beside));
-                    RecordingCallback cb = new RecordingCallback();
-                    denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 110 + pack)), cb);
-                    answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
-                    assertTrue(broker.awaitConnects(clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
-                            broker.events().toString());
-                }
-                assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR),
-                        answers, broker.events().toString());
-                sub.assertCount(expected.size(), Duration.ofSeconds(10));
-                Payloads.assertSameMultiset("what the subscriber received", expected,
-                        sub.awaitCount(expected.size() + 1, Duration.ofMillis(500)));
-                assertClosedTwiceUnderOneId(broker, clientId);
-            } finally {
-                denied.close();
-                allowed.close();
+        try (DeniedBeside node = DeniedBeside.start("denied/x", mqtt5, 0)) {
+            List<byte[]> expected = new ArrayList<>();
+            List<String> answers = new ArrayList<>();
+            for (int pack = 0; pack < 6; pack++) {
+                // Each on a connection that took a pack of the appender beside it.
+                expected.addAll(assertConfirmed(node.allowed, KaaNode.ENDPOINT_KEY, records(10, 150 + pack)));
+                RecordingCallback cb = new RecordingCallback();
+                node.denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 110 + pack)), cb);
+                answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+                assertTrue(node.broker.awaitConnects(node.clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
+                        node.broker.events().toString());
             }
+            assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR),
+                    answers, node.broker.events().toString());
+            assertReceivedExactly(node.sub, expected);
+            assertClosedTwiceUnderOneId(node.broker, node.clientId);
         }
     }
 
@@ -285,7 +291,7 @@ class HiveMqTest {
     @Test
     void mqtt5Qos0RefusedTopicOfTheOnlyAppenderCostsTwoCloses() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
+            String clientId = newClientId();
             LogAppender denied = sharing(broker, "denied", "denied/x", clientId, true, 0);
             try {
                 List<String> answers = new ArrayList<>();
@@ -299,9 +305,7 @@ class HiveMqTest {
                 assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR), answers,
                         broker.events().toString());
                 assertTrue(broker.awaitConnects(clientId, 3, Duration.ofSeconds(15)), broker.events().toString());
-                List<String> events = broker.events();
-                assertEquals(2, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
-                        .count(), events.toString());
+                assertEquals(2, closes(broker, clientId), broker.events().toString());
             } finally {
                 denied.close();
             }
@@ -317,24 +321,16 @@ class HiveMqTest {
      */
     @Test
     void mqtt5EndpointMakingNewRefusedTopicsCostsThreeCloses() throws Exception {
-        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            LogAppender denied = sharing(broker, "denied", "denied/{event.id}", clientId, true);
-            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
-            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
-                for (int pack = 0; pack < 8; pack++) {
-                    assertRefused(broker, clientId, denied, "hostile-endpoint", 60 + pack, Math.min(pack + 2, 4));
-                }
-                assertConfirmedWhole(sub, allowed, "hostile-endpoint", 70);
-                List<String> events = broker.events();
-                assertEquals(3, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
-                        .count(), events.toString());
-                assertEquals(4, events.stream().filter(e -> e.equals("CONNECT " + clientId)).count(),
-                        events.toString());
-            } finally {
-                denied.close();
-                allowed.close();
+        try (DeniedBeside node = DeniedBeside.start("denied/{event.id}", true, 1)) {
+            for (int pack = 0; pack < 8; pack++) {
+                assertRefused(node.broker, node.clientId, node.denied, "hostile-endpoint", 60 + pack,
+                        Math.min(pack + 2, 4));
             }
+            assertReceivedExactly(node.sub, assertConfirmed(node.allowed, "hostile-endpoint", records(10, 70)));
+            List<String> events = node.broker.events();
+            assertEquals(3, closes(node.broker, node.clientId), events.toString());
+            assertEquals(4, events.stream().filter(e -> e.equals("CONNECT " + node.clientId)).count(),
+                    events.toString());
         }
     }
 
@@ -347,23 +343,14 @@ class HiveMqTest {
      */
     @Test
     void mqtt5AclDenyingEveryEndpointsTopicCostsEightClosesAndProbes() throws Exception {
-        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
-            String clientId = "it-hm-" + UUID.randomUUID().toString().substring(0, 8);
-            LogAppender denied = sharing(broker, "denied", "denied/{endpointKeyHash}", clientId, true);
-            LogAppender allowed = sharing(broker, "allowed", "allowed/x", clientId, true);
-            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
-                for (int endpoint = 0; endpoint < 12; endpoint++) {
-                    assertRefused(broker, clientId, denied, "endpoint-" + endpoint, 80 + endpoint,
-                            Math.min(endpoint + 2, 10));
-                }
-                assertConfirmedWhole(sub, allowed, "endpoint-0", 95);
-                List<String> events = broker.events();
-                assertEquals(9, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + clientId + " "))
-                        .count(), "eight refusals in a row, then one probe: " + events);
-            } finally {
-                denied.close();
-                allowed.close();
+        try (DeniedBeside node = DeniedBeside.start("denied/{endpointKeyHash}", true, 1)) {
+            for (int endpoint = 0; endpoint < 12; endpoint++) {
+                assertRefused(node.broker, node.clientId, node.denied, "endpoint-" + endpoint, 80 + endpoint,
+                        Math.min(endpoint + 2, 10));
             }
+            assertReceivedExactly(node.sub, assertConfirmed(node.allowed, "endpoint-0", records(10, 95)));
+            assertEquals(9, closes(node.broker, node.clientId),
+                    "eight refusals in a row, then one probe: " + node.broker.events());
         }
     }
 

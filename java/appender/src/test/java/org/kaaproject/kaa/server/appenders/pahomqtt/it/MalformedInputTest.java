@@ -66,7 +66,7 @@ class MalformedInputTest {
 
     /** A pack like the log actor's, with the events and schema text as given (either may be null). */
     private static BaseLogEventPack rawPack(String schemaText, List<LogEvent> events) {
-        EndpointProfileDataDto profile = new EndpointProfileDataDto("ep-malformed", "2y8L4jWQbHSlPbUZ3mPBQ1TU3ds=", 1,
+        EndpointProfileDataDto profile = new EndpointProfileDataDto("ep-malformed", KaaNode.ENDPOINT_KEY, 1,
                 "{}", 1, "{}");
         BaseLogEventPack pack = new BaseLogEventPack(profile, System.currentTimeMillis(), 1, events);
         LogSchemaDto dto = new LogSchemaDto();

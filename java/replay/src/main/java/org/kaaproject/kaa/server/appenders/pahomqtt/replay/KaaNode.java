@@ -77,6 +77,8 @@ public final class KaaNode {
 
     public static final String APPLICATION_TOKEN = "12345678901234567890";
     public static final String APPLICATION_ID = "1";
+    /** The endpoint key hash of the packs {@link #pack(String, int, List)} makes. */
+    public static final String ENDPOINT_KEY = "2y8L4jWQbHSlPbUZ3mPBQ1TU3ds=";
 
     private static final AtomicInteger IDS = new AtomicInteger(100);
     /** Kaa stores each version of an application's log schema once: one id for every pack of it. */
@@ -257,7 +259,7 @@ public final class KaaNode {
      * carry one log schema id, as a node's do. All from one endpoint.
      */
     public static BaseLogEventPack pack(String logSchemaJson, int schemaVersion, List<byte[]> records) {
-        return pack("2y8L4jWQbHSlPbUZ3mPBQ1TU3ds=", logSchemaJson, schemaVersion, records);
+        return pack(ENDPOINT_KEY, logSchemaJson, schemaVersion, records);
     }
 
     /** The same, from the endpoint {@code endpointKey} names. */
