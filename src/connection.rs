@@ -400,9 +400,9 @@ impl Connection {
             }
         };
         let hold = IdHold::new(&identity, &client_id);
-        let label = format!(
-            "{} as '{client_id}'",
-            address_label(broker, &broker.host, broker.port)
+        let label = connection_label(
+            &address_label(broker, &broker.host, broker.port),
+            &client_id,
         );
         if let Some(other) = status_carrier(broker, pool) {
             log::warn!(
@@ -923,7 +923,7 @@ impl<E: EventLoop> Driver<E> {
                 grants,
             }) => {
                 // Made here, not for every event: a format per message written or acknowledged.
-                let label = format!("{} as '{client_id}'", brokers[*current].1);
+                let label = connection_label(&brokers[*current].1, client_id);
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
                 if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
                     if usize::from(configured) > window.acked {
@@ -982,7 +982,7 @@ impl<E: EventLoop> Driver<E> {
                 })
             }
             Err(failure) => {
-                let label = format!("{} as '{client_id}'", brokers[*current].1);
+                let label = connection_label(&brokers[*current].1, client_id);
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
                 earned(lived, backoff, takeover_backoff);
@@ -1413,6 +1413,11 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         }
     })
     .await;
+}
+
+/// How log lines name a connection: the broker's address and the client id.
+fn connection_label(address: &str, client_id: &str) -> String {
+    format!("{address} as '{client_id}'")
 }
 
 /// Spreads reconnects of many nodes: a random point in [d/2, d].

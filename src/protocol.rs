@@ -86,6 +86,13 @@ fn client_window(broker: &BrokerConfig) -> u16 {
 }
 
 impl Observed {
+    /// What the driver handles on a poll of its own, never among the events taken with
+    /// another ([`EventLoop::take_queued`]): a refusal (noted for the close that may follow;
+    /// a QoS 2 one frees its slot) or a connect.
+    pub fn wants_its_own_turn(&self) -> bool {
+        self.is_refusal() || matches!(self, Observed::Connected { .. })
+    }
+
     /// The broker refused a message (an MQTT 5 reason code).
     pub fn is_refusal(&self) -> bool {
         matches!(
@@ -287,8 +294,8 @@ pub trait EventLoop: Send + 'static {
     fn poll(&mut self) -> impl Future<Output = Result<Observed, Failure>> + Send;
 
     /// The next event rumqttc already queued (a batch's writes, the rest of a read of several
-    /// packets), taken without a poll; `None` when there is none, or when the next one is a
-    /// refusal or a connect, which the driver handles on a poll of their own. rumqttc's poll
+    /// packets), taken without a poll; `None` when there is none, or when the next one
+    /// [wants its own turn](Observed::wants_its_own_turn). rumqttc's poll
     /// future is 10 KB, moved each time it is made: made once per event it cost a fifth of the
     /// I/O thread at QoS 0.
     fn take_queued(&mut self) -> Option<Observed> {
@@ -404,7 +411,7 @@ macro_rules! event_loop {
 
             fn take_queued(&mut self) -> Option<Observed> {
                 let next = $observe(self.state.events.front()?);
-                if next.is_refusal() || matches!(next, Observed::Connected { .. }) {
+                if next.wants_its_own_turn() {
                     return None;
                 }
                 self.state.events.pop_front();

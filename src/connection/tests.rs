@@ -62,8 +62,7 @@ impl EventLoop for Scripted {
     }
 
     fn take_queued(&mut self) -> Option<Observed> {
-        let next = self.2.front()?;
-        if next.is_refusal() || matches!(next, Observed::Connected { .. }) {
+        if self.2.front()?.wants_its_own_turn() {
             return None;
         }
         self.2.pop_front()
