@@ -1003,13 +1003,16 @@ impl<E: EventLoop> Driver<E> {
                     // topic it refuses. Still under the lock, so a pack Kaa sends again at once
                     // meets what this may teach.
                     if let Failure::Closed {
-                        said: said @ (Said::Nothing | Said::TooLarge | Said::Refused),
+                        said:
+                            said @ (Said::Nothing | Said::Unheard | Said::TooLarge | Said::Refused),
                         ..
                     } = failure
                     {
                         if !*refused_here {
                             let at_topic = match said {
                                 Said::Nothing if E::NO_REASON_CODES => TopicClose::Silent,
+                                // What the broker said, if anything, was lost with the socket.
+                                Said::Unheard => TopicClose::Silent,
                                 Said::Refused => TopicClose::Refusing,
                                 _ => TopicClose::No,
                             };
@@ -1025,13 +1028,9 @@ impl<E: EventLoop> Driver<E> {
                 // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
                 // without a word, so only the second such close in a row counts; a first close
                 // at a topic is such a close (blamed only at a second one, as a takeover is).
-                let unexplained = matches!(
-                    failure,
-                    Failure::Closed {
-                        said: Said::Nothing,
-                        ..
-                    }
-                ) && !*refused_here
+                let silent = matches!(failure, Failure::Closed { said, .. } if said.is_silent());
+                let unexplained = silent
+                    && !*refused_here
                     && !matches!(
                         blamed,
                         Some(Blame::Size(_))
@@ -1102,8 +1101,7 @@ impl<E: EventLoop> Driver<E> {
                         false,
                     ),
                     Failure::Closed { why, said }
-                        if said == Said::TakenOver
-                            || (said == Said::Nothing && likely_takeover) =>
+                        if said == Said::TakenOver || (said.is_silent() && likely_takeover) =>
                     {
                         let taken_over = said == Said::TakenOver;
                         if !taken_over {

@@ -294,9 +294,10 @@ pub struct Unacknowledged {
 pub enum TopicClose {
     /// Nothing: a reason that is not about what was published.
     No,
-    /// No reason, under MQTT 3.1.1, where a broker refusing a publish can only close. Blamed
-    /// only on a connection that answered something: a broker flapping, or another client
-    /// taking the id at once, closes every connection whatever it is sent.
+    /// No reason, under MQTT 3.1.1, where a broker refusing a publish can only close, or none
+    /// read, under MQTT 5 (`protocol::Said::Unheard`). Blamed only on a connection that
+    /// answered something: a broker flapping, or another client taking the id at once, closes
+    /// every connection whatever it is sent.
     Silent,
     /// MQTT 5's DISCONNECT "not authorized" or "topic name invalid": the broker refused what it
     /// was sent (HiveMQ so closes at a QoS 0 publish its ACL denies, which nothing else

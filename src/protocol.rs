@@ -220,8 +220,13 @@ pub enum Failure {
 /// Why the broker closed the connection, as far as it said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Said {
-    /// No reason came: MQTT 3.1.1, or a close that overtook (or had no) DISCONNECT.
+    /// No reason came: MQTT 3.1.1, or an MQTT 5 close without a DISCONNECT.
     Nothing,
+    /// None was read: the socket was reset, or a write found it closed. A DISCONNECT the
+    /// broker sent before it closed may lie unread behind the failed write: HiveMQ's "not
+    /// authorized" at a QoS 0 publish its ACL denies, when the publishes after it overtake
+    /// it (one run of HiveMqTest in twelve on a loaded machine).
+    Unheard,
     /// Another client connected with the same client id (MQTT 5's "session taken over").
     TakenOver,
     /// A packet was larger than the broker takes (MQTT 5's "packet too large").
@@ -229,6 +234,13 @@ pub enum Said {
     /// The client may not do what it sent (MQTT 5's "not authorized", "topic name invalid"):
     /// HiveMQ closes so at a QoS 0 publish its ACL denies, which nothing else answers.
     Refused,
+}
+
+impl Said {
+    /// Whether no reason was read (MQTT 3.1.1 never has one).
+    pub fn is_silent(self) -> bool {
+        matches!(self, Said::Nothing | Said::Unheard)
+    }
 }
 
 /// What a refusal of CONNECT is about, as far as its code says.
@@ -263,6 +275,13 @@ fn closed_by_peer(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
     )
+}
+
+/// An I/O error a write can end in after the peer closed (broken pipe), or that a reset
+/// ends both in: what the peer sent before it may not have been read.
+fn broke_a_write(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | BrokenPipe)
 }
 
 /// What the HTTP proxy answered to CONNECT, when it answered with an HTTP status other than
@@ -321,7 +340,7 @@ pub trait EventLoop: Send + 'static {
     /// Whether the protocol has no reason codes (MQTT 3.1.1): a broker refusing a publish can
     /// only close the connection, without a word, so such a close may be its answer to a topic
     /// (see `refused_topics::SilentRefusals`). An MQTT 5 broker says so, and a bare close there
-    /// is a restart or a network's.
+    /// is a restart or a network's, unless what it said went unread ([`Said::Unheard`]).
     const NO_REASON_CODES: bool = false;
 
     /// Sends the broker a PINGREQ now, apart from rumqttc's keep-alive (whose own ping would
@@ -376,16 +395,21 @@ macro_rules! event_loop {
                     proxy_failure(&e).expect("checked in the guard")
                 }
                 e => {
-                    let closed = match &e {
-                        ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+                    let io = match &e {
                         ConnectionError::MqttState(StateError::Io(io))
                         | ConnectionError::MqttState(StateError::Deserialization(BytesError::Io(
                             io,
                         )))
-                        | ConnectionError::Io(io) => closed_by_peer(io),
-                        _ => false,
+                        | ConnectionError::Io(io) => Some(io),
+                        _ => None,
                     };
-                    let said = $said(&e);
+                    let closed =
+                        matches!(e, ConnectionError::MqttState(StateError::ConnectionAborted))
+                            || io.is_some_and(closed_by_peer);
+                    let said = match $said(&e) {
+                        Some(Said::Nothing) if io.is_some_and(broke_a_write) => Some(Said::Unheard),
+                        said => said,
+                    };
                     let why = e.to_string();
                     match said {
                         Some(said) if closed || said != Said::Nothing => {
@@ -1279,6 +1303,26 @@ mod tests {
         assert_eq!(said(Code::NotAuthorized), Some(Said::Refused));
         assert_eq!(said(Code::TopicNameInvalid), Some(Said::Refused));
         assert_eq!(said(Code::ServerBusy), None);
+    }
+
+    /// A reset, or a write that found the socket closed, may have left unread what the broker
+    /// said before (HiveMQ's DISCONNECT, overtaken by the next publish); an end of stream was
+    /// read to its end.
+    #[test]
+    fn a_broken_write_leaves_what_the_broker_said_unheard() {
+        use rumqttc::v5::{ConnectionError, StateError};
+        use std::io::ErrorKind::*;
+        let said = |e| match failure_v5(e) {
+            Failure::Closed { said, .. } => Some(said),
+            _ => None,
+        };
+        let io = |kind: std::io::ErrorKind| ConnectionError::MqttState(StateError::Io(kind.into()));
+        assert_eq!(said(io(BrokenPipe)), Some(Said::Unheard));
+        assert_eq!(said(io(ConnectionReset)), Some(Said::Unheard));
+        assert_eq!(said(io(UnexpectedEof)), Some(Said::Nothing));
+        let eof = ConnectionError::MqttState(StateError::ConnectionAborted);
+        assert_eq!(said(eof), Some(Said::Nothing));
+        assert_eq!(said(io(TimedOut)), None, "not a close");
     }
     use crate::status::StatusFormat;
     use std::time::Duration;

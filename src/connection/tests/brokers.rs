@@ -1080,3 +1080,83 @@ fn a_topic_one_broker_refused_goes_to_the_failover_broker() {
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     drop(connection);
 }
+
+/// MQTT 5: acks every QoS 1 publish, and resets the connection at a publish to `denied`
+/// without a DISCONNECT: what the client meets when its next publish overtakes the broker's
+/// DISCONNECT "not authorized" (HiveMQ at a QoS 0 publish its ACL denies), whose socket then
+/// answers the write with a reset. It reports every connection once its CONNACK is sent.
+fn resetting_at_a_topic_v5(
+    listener: std::net::TcpListener,
+    denied: &str,
+    connects: mpsc::Sender<()>,
+) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none()
+            || s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]).is_err()
+            || connects.send(()).is_err()
+        {
+            return;
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 != 3 {
+                continue;
+            }
+            let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            if &body[2..2 + topic] == denied.as_bytes() {
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .expect("linger");
+                break;
+            }
+            if (kind >> 1) & 3 == 1 {
+                let [hi, lo] = publish_pkid(&body).to_be_bytes();
+                if s.write_all(&[0x40, 0x02, hi, lo]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// MQTT 5, a connection reset just after a QoS 0 message to a topic the broker never took, on
+/// a connection that acknowledged a message: no reason could be read, as under MQTT 3.1.1, so
+/// the topic is a suspect at the first reset and refused at the second. Packs to it then
+/// fail unpublished (onRemoteError), and the connection is reset twice, under its own id.
+/// (Before: a reset under MQTT 5 was blamed on nothing, the second was taken for another
+/// client with the id, and every pack to the topic cost the shared connection a reset.)
+#[test]
+fn resets_at_a_topic_under_mqtt5_refuse_it_as_silent_closes_do() {
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| resetting_at_a_topic_v5(l, "denied", tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "reset-at-topic")
+    })
+    .expect("opened");
+    let publish = |qos, topic: &str| {
+        let (pack, how, mut messages, rx) = pack_of(qos, vec![b"{}".to_vec()]);
+        messages[0].topic = Arc::from(topic);
+        connection.submit(&pack, how, messages, 100);
+        rx.recv_timeout(WAIT)
+    };
+    for reset in 0..2 {
+        connects.recv_timeout(WAIT).expect("a connection");
+        assert_eq!(publish(Qos::AtLeastOnce, "allowed"), Ok(Outcome::Delivered));
+        assert_eq!(
+            publish(Qos::AtMostOnce, "denied"),
+            Ok(Outcome::Delivered),
+            "written, before reset {reset}"
+        );
+    }
+    connects.recv_timeout(WAIT).expect("a third connection");
+    assert_eq!(publish(Qos::AtMostOnce, "denied"), Ok(Outcome::RemoteError));
+    assert_eq!(publish(Qos::AtLeastOnce, "allowed"), Ok(Outcome::Delivered));
+    assert!(
+        connects.recv_timeout(Duration::from_secs(1)).is_err(),
+        "no third reset"
+    );
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
+    drop(connection);
+}

@@ -9,6 +9,7 @@ import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -97,6 +98,19 @@ class HiveMqTest {
         assertEquals(0, events.stream().filter(e -> e.startsWith("CONNECT " + clientId + "-")).count(),
                 "the client id never moved: " + events);
         assertEquals(2, closes(broker, clientId), events.toString());
+    }
+
+    /**
+     * The answers to QoS 0 packs to a denied topic: the two that cost the closes {@code onSuccess} (written), or
+     * {@code onConnectionError} when the close came before all of the pack was written; every later one
+     * {@code onRemoteError} (refused unpublished).
+     */
+    private static void assertTwoClosesThenRefused(List<String> answers, HiveMq broker) {
+        String why = answers + " " + broker.events();
+        for (String first : answers.subList(0, 2)) {
+            assertTrue(first.equals(SUCCESS) || first.equals(CONNECTION_ERROR), why);
+        }
+        assertEquals(Collections.nCopies(answers.size() - 2, REMOTE_ERROR), answers.subList(2, answers.size()), why);
     }
 
     private static String newClientId() {
@@ -257,8 +271,10 @@ class HiveMqTest {
      * connection a close, without end, and under MQTT 3.1.1 two closes moved the appender to a client id of its own.
      * Now a close just after a QoS 0 message to a topic the connection never outlived a message to by two seconds
      * makes the topic a suspect, a second one makes it refused: the packs written before are answered
-     * {@code onSuccess} (QoS 0: written), those after fail with {@code onRemoteError} unpublished. Two closes, one
-     * client id, and the appender beside it publishes on.
+     * {@code onSuccess} (QoS 0: written; {@code onConnectionError} when the close cut one short), those after fail
+     * with {@code onRemoteError} unpublished. Two closes, one client id, and the appender beside it publishes on.
+     * Under MQTT 5 the pack's later publishes can meet the socket HiveMQ closed before its DISCONNECT is read (a broken
+     * pipe): the close is blamed as one without a reason.
      */
     @ParameterizedTest(name = "MQTT 5: {0}")
     @CsvSource({"false", "true"})
@@ -275,8 +291,7 @@ class HiveMqTest {
                 assertTrue(node.broker.awaitConnects(node.clientId, Math.min(pack + 2, 3), Duration.ofSeconds(15)),
                         node.broker.events().toString());
             }
-            assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR),
-                    answers, node.broker.events().toString());
+            assertTwoClosesThenRefused(answers, node.broker);
             assertReceivedExactly(node.sub, expected);
             assertClosedTwiceUnderOneId(node.broker, node.clientId);
         }
@@ -287,6 +302,8 @@ class HiveMqTest {
      * message, before anything could show that the broker reads it. Under MQTT 5 the DISCONNECT says "not
      * authorized", which a broker flapping or another client taking the id does not: two closes, then the packs fail
      * with {@code onRemoteError} unpublished. (Before: a close at every pack, each answered {@code onSuccess}.)
+     * The packs that cost the closes are answered {@code onSuccess}, or {@code onConnectionError} when the close cut
+     * one short.
      */
     @Test
     void mqtt5Qos0RefusedTopicOfTheOnlyAppenderCostsTwoCloses() throws Exception {
@@ -302,8 +319,7 @@ class HiveMqTest {
                     denied.doAppend(KaaNode.pack(TELEMETRY, 3, records(10, 170 + pack)), cb);
                     answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
                 }
-                assertEquals(Arrays.asList(SUCCESS, SUCCESS, REMOTE_ERROR, REMOTE_ERROR), answers,
-                        broker.events().toString());
+                assertTwoClosesThenRefused(answers, broker);
                 assertTrue(broker.awaitConnects(clientId, 3, Duration.ofSeconds(15)), broker.events().toString());
                 assertEquals(2, closes(broker, clientId), broker.events().toString());
             } finally {
