@@ -1010,9 +1010,11 @@ impl<E: EventLoop> Driver<E> {
                     {
                         if !*refused_here {
                             let at_topic = match said {
-                                Said::Nothing if E::NO_REASON_CODES => TopicClose::Silent,
+                                said if said.is_silent() && E::NO_REASON_CODES => {
+                                    TopicClose::Silent
+                                }
                                 // What the broker said, if anything, was lost with the socket.
-                                Said::Unheard => TopicClose::Silent,
+                                Said::Unheard => TopicClose::Unheard,
                                 Said::Refused => TopicClose::Refusing,
                                 _ => TopicClose::No,
                             };

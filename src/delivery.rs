@@ -294,11 +294,17 @@ pub struct Unacknowledged {
 pub enum TopicClose {
     /// Nothing: a reason that is not about what was published.
     No,
-    /// No reason, under MQTT 3.1.1, where a broker refusing a publish can only close, or none
-    /// read, under MQTT 5 (`protocol::Said::Unheard`). Blamed only on a connection that
-    /// answered something: a broker flapping, or another client taking the id at once, closes
-    /// every connection whatever it is sent.
+    /// No reason, under MQTT 3.1.1, where a broker refusing a publish can only close. Blamed
+    /// only on a connection that answered something: a broker flapping, or another client
+    /// taking the id at once, closes every connection whatever it is sent.
     Silent,
+    /// None read, under MQTT 5 (`protocol::Said::Unheard`): a reset, or a write that found the
+    /// socket closed, maybe with a DISCONNECT unread. Blamed as [`TopicClose::Silent`], and
+    /// on a connection that answered nothing too when its topic is a suspect already: HiveMQ
+    /// closes a QoS 0 appender's connection at its first publish with "not authorized", and
+    /// the next close's may go unread under the publishes after it. Neither a broker flapping
+    /// nor another client taking the id says "not authorized" first.
+    Unheard,
     /// MQTT 5's DISCONNECT "not authorized" or "topic name invalid": the broker refused what it
     /// was sent (HiveMQ so closes at a QoS 0 publish its ACL denies, which nothing else
     /// answers), whenever that came.
@@ -1078,9 +1084,15 @@ impl Tracker {
     /// message, records of other topics).
     pub fn blame(&mut self, lost: Unacknowledged, at_topic: TopicClose) -> Option<Blame> {
         let now = Instant::now();
-        let suspect = lost.unknown_topic.filter(|_| match at_topic {
+        let suspect = lost.unknown_topic.filter(|s| match at_topic {
             TopicClose::No => false,
             TopicClose::Silent => lost.answered,
+            TopicClose::Unheard => {
+                lost.answered
+                    || self
+                        .silent_refusals
+                        .is_suspect((&s.topic, s.qos, s.retain), now)
+            }
             TopicClose::Refusing => true,
         });
         let why = match at_topic {
@@ -2542,6 +2554,43 @@ mod tests {
             assert_eq!(
                 lose(&mut t, TopicClose::Refusing),
                 on_topic("denied/x", blame)
+            );
+            t.on_connected(&mut out, Window::default());
+        }
+    }
+
+    /// MQTT 5, a close whose reason went unread on a connection that answered nothing (a QoS 0
+    /// appender's, closed at its first message): it refuses a topic a DISCONNECT "not
+    /// authorized" made a suspect, but makes none itself, as a broker flapping or another
+    /// client taking the id closes so too. On a connection that answered, it blames as a close
+    /// without a reason under MQTT 3.1.1 does.
+    #[test]
+    fn an_unheard_close_before_any_answer_only_refuses_a_suspect() {
+        let (mut t, mut out) = connected();
+        write_qos0(&mut t, &mut out, "denied/x");
+        assert_eq!(lose(&mut t, TopicClose::Unheard), None, "no suspect yet");
+        for (close, blame) in [
+            (TopicClose::Refusing, TopicBlame::Suspect),
+            (TopicClose::Unheard, TopicBlame::Refused),
+        ] {
+            t.on_connected(&mut out, Window::default());
+            write_qos0(&mut t, &mut out, "denied/x");
+            assert_eq!(lose(&mut t, close), on_topic("denied/x", blame));
+        }
+        t.on_connected(&mut out, Window::default());
+        assert_eq!(
+            outcomes(&write_qos0(&mut t, &mut out, "denied/x")),
+            vec![Outcome::RemoteError]
+        );
+        for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+            let allowed = write_to(&mut t, &mut out, "allowed/x", 1);
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(&allowed), vec![Outcome::Delivered]);
+            write_qos0(&mut t, &mut out, "other/x");
+            assert_eq!(
+                lose(&mut t, TopicClose::Unheard),
+                on_topic("other/x", blame),
+                "answered"
             );
             t.on_connected(&mut out, Window::default());
         }

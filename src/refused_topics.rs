@@ -366,9 +366,10 @@ const SUSPECTS: usize = 8;
 /// another node taking the client id, closes the connection while messages are in flight. A
 /// topic the broker took is never blamed, so a fixed topic that worked once never is; and a
 /// close without a word is blamed on nothing on a connection the broker acknowledged no
-/// message on, nor kept [`QUICK`] after its first QoS 0 message (the tracker's part): one that
-/// closes every connection at once, flapping or taken by another client with the id, is not
-/// answering what it was sent (`connection::taken_over_by_another` tells the latter).
+/// message on, nor kept [`QUICK`] after its first QoS 0 message (the tracker's part; there an
+/// MQTT 5 close whose reason went unread only refuses a suspect, `TopicClose::Unheard`): one
+/// that closes every connection at once, flapping or taken by another client with the id, is
+/// not answering what it was sent (`connection::taken_over_by_another` tells the latter).
 #[derive(Debug, Default)]
 pub(crate) struct SilentRefusals {
     hasher: RandomState,
@@ -436,6 +437,15 @@ impl SilentRefusals {
         }
         let hash = self.hash(topic, qos, retain);
         self.allowed.contains(&hash) || self.older.contains(&hash)
+    }
+
+    /// Whether a close blamed `topic` (at its QoS and retain flag) within [`LIFE`] of `now`,
+    /// and it is not refused yet.
+    pub(crate) fn is_suspect(&self, (topic, qos, retain): (&str, Qos, bool), now: Instant) -> bool {
+        let hash = self.hash(topic, qos, retain);
+        self.suspects
+            .iter()
+            .any(|&(s, at)| s == hash && now.saturating_duration_since(at) < LIFE)
     }
 
     /// The broker closed the connection at `now`, without a word or refusing what it was sent,

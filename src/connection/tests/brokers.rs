@@ -1081,17 +1081,21 @@ fn a_topic_one_broker_refused_goes_to_the_failover_broker() {
     drop(connection);
 }
 
-/// MQTT 5: acks every QoS 1 publish, and resets the connection at a publish to `denied`
-/// without a DISCONNECT: what the client meets when its next publish overtakes the broker's
-/// DISCONNECT "not authorized" (HiveMQ at a QoS 0 publish its ACL denies), whose socket then
-/// answers the write with a reset. It reports every connection once its CONNACK is sent.
-fn resetting_at_a_topic_v5(
+/// MQTT 5: acks every QoS 1 publish, and closes the connection at a publish to `denied`, as
+/// HiveMQ does at a QoS 0 publish its ACL denies: the first `saying` connections with a
+/// DISCONNECT "not authorized", later ones with a reset and nothing else, which is what the
+/// client meets when its next publish overtakes that DISCONNECT. It reports every connection
+/// once its CONNACK is sent.
+fn closing_at_a_topic_v5(
     listener: std::net::TcpListener,
-    denied: &str,
+    (denied, saying): (&str, usize),
     connects: mpsc::Sender<()>,
 ) {
     use std::io::Write;
-    while let Ok((mut s, _)) = listener.accept() {
+    for n in 0.. {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
         s.set_read_timeout(Some(WAIT)).expect("timeout");
         if read_packet(&mut s).is_none()
             || s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]).is_err()
@@ -1105,9 +1109,13 @@ fn resetting_at_a_topic_v5(
             }
             let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
             if &body[2..2 + topic] == denied.as_bytes() {
-                socket2::SockRef::from(&s)
-                    .set_linger(Some(Duration::ZERO))
-                    .expect("linger");
+                if n < saying {
+                    let _ = s.write_all(&[0xe0, 0x02, 0x87, 0x00]);
+                } else {
+                    socket2::SockRef::from(&s)
+                        .set_linger(Some(Duration::ZERO))
+                        .expect("linger");
+                }
                 break;
             }
             if (kind >> 1) & 3 == 1 {
@@ -1120,6 +1128,44 @@ fn resetting_at_a_topic_v5(
     }
 }
 
+/// An MQTT 5 connection as `client_id` to a [`closing_at_a_topic_v5`] broker that closes at
+/// `denied` with a DISCONNECT `saying` times first; and where the broker reports connections.
+fn closing_at_denied(saying: usize, client_id: &str) -> (Arc<Connection>, mpsc::Receiver<()>) {
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| closing_at_a_topic_v5(l, ("denied", saying), tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, client_id)
+    })
+    .expect("opened");
+    (connection, connects)
+}
+
+/// The answer to a pack of one message to `topic` at `qos`.
+fn publish_one(
+    connection: &Connection,
+    qos: Qos,
+    topic: &str,
+) -> Result<Outcome, mpsc::RecvTimeoutError> {
+    let (pack, how, mut messages, rx) = pack_of(qos, vec![b"{}".to_vec()]);
+    messages[0].topic = Arc::from(topic);
+    connection.submit(&pack, how, messages, 100);
+    rx.recv_timeout(WAIT)
+}
+
+/// After two closes at `denied`: on the next connection a pack to it fails unpublished, and
+/// none closes it; nothing was taken for a takeover.
+fn assert_denied_refused_after_two_closes(connection: &Connection, connects: &mpsc::Receiver<()>) {
+    connects.recv_timeout(WAIT).expect("a third connection");
+    assert_eq!(
+        publish_one(connection, Qos::AtMostOnce, "denied"),
+        Ok(Outcome::RemoteError)
+    );
+    let third = connects.recv_timeout(Duration::from_secs(1));
+    assert!(third.is_err(), "no third close");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
+}
+
 /// MQTT 5, a connection reset just after a QoS 0 message to a topic the broker never took, on
 /// a connection that acknowledged a message: no reason could be read, as under MQTT 3.1.1, so
 /// the topic is a suspect at the first reset and refused at the second. Packs to it then
@@ -1128,19 +1174,8 @@ fn resetting_at_a_topic_v5(
 /// client with the id, and every pack to the topic cost the shared connection a reset.)
 #[test]
 fn resets_at_a_topic_under_mqtt5_refuse_it_as_silent_closes_do() {
-    let (tx, connects) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| resetting_at_a_topic_v5(l, "denied", tx));
-    let connection = Connection::get(&BrokerConfig {
-        version: crate::config::MqttVersion::V5,
-        ..scripted(port, "reset-at-topic")
-    })
-    .expect("opened");
-    let publish = |qos, topic: &str| {
-        let (pack, how, mut messages, rx) = pack_of(qos, vec![b"{}".to_vec()]);
-        messages[0].topic = Arc::from(topic);
-        connection.submit(&pack, how, messages, 100);
-        rx.recv_timeout(WAIT)
-    };
+    let (connection, connects) = closing_at_denied(0, "reset-at-topic");
+    let publish = |qos, topic| publish_one(&connection, qos, topic);
     for reset in 0..2 {
         connects.recv_timeout(WAIT).expect("a connection");
         assert_eq!(publish(Qos::AtLeastOnce, "allowed"), Ok(Outcome::Delivered));
@@ -1150,13 +1185,25 @@ fn resets_at_a_topic_under_mqtt5_refuse_it_as_silent_closes_do() {
             "written, before reset {reset}"
         );
     }
-    connects.recv_timeout(WAIT).expect("a third connection");
-    assert_eq!(publish(Qos::AtMostOnce, "denied"), Ok(Outcome::RemoteError));
+    assert_denied_refused_after_two_closes(&connection, &connects);
     assert_eq!(publish(Qos::AtLeastOnce, "allowed"), Ok(Outcome::Delivered));
-    assert!(
-        connects.recv_timeout(Duration::from_secs(1)).is_err(),
-        "no third reset"
-    );
-    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
-    drop(connection);
+}
+
+/// MQTT 5, a QoS 0 appender's connection closed at its first message each time, first with a
+/// DISCONNECT "not authorized", then with a reset that left no reason to read (HiveMQ's
+/// DISCONNECT overtaken by the appender's next publishes): the reset refuses the topic the
+/// DISCONNECT made a suspect, though the connection answered nothing. Two closes, then packs
+/// to it fail unpublished. (Before: the reset blamed nothing, and the topic cost a third.)
+#[test]
+fn a_reset_after_a_refusing_close_refuses_its_topic_before_any_answer() {
+    let (connection, connects) = closing_at_denied(1, "reset-after-refusal");
+    for close in 0..2 {
+        connects.recv_timeout(WAIT).expect("a connection");
+        assert_eq!(
+            publish_one(&connection, Qos::AtMostOnce, "denied"),
+            Ok(Outcome::Delivered),
+            "written, before close {close}"
+        );
+    }
+    assert_denied_refused_after_two_closes(&connection, &connects);
 }
