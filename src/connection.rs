@@ -999,8 +999,8 @@ impl<E: EventLoop> Driver<E> {
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
                     // Closed by the broker with no reason, for a packet too large, or for
                     // something it refuses: maybe at the largest message it left
-                    // unacknowledged, or (with no reason under MQTT 3.1.1, or refusing) at a
-                    // topic it refuses. Still under the lock, so a pack Kaa sends again at once
+                    // unacknowledged, or (with no reason under MQTT 3.1.1, none read under
+                    // MQTT 5, or refusing) at a topic it refuses. Still under the lock, so a pack Kaa sends again at once
                     // meets what this may teach.
                     if let Failure::Closed {
                         said:
@@ -1009,13 +1009,11 @@ impl<E: EventLoop> Driver<E> {
                     } = failure
                     {
                         if !*refused_here {
-                            let at_topic = match said {
-                                said if said.is_silent() && E::NO_REASON_CODES => {
-                                    TopicClose::Silent
-                                }
+                            let at_topic = match (said, E::NO_REASON_CODES) {
+                                (Said::Nothing | Said::Unheard, true) => TopicClose::Silent,
                                 // What the broker said, if anything, was lost with the socket.
-                                Said::Unheard => TopicClose::Unheard,
-                                Said::Refused => TopicClose::Refusing,
+                                (Said::Unheard, false) => TopicClose::Unheard,
+                                (Said::Refused, _) => TopicClose::Refusing,
                                 _ => TopicClose::No,
                             };
                             blamed = tracker.blame(unacknowledged, at_topic);

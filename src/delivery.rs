@@ -299,11 +299,12 @@ pub enum TopicClose {
     /// taking the id at once, closes every connection whatever it is sent.
     Silent,
     /// None read, under MQTT 5 (`protocol::Said::Unheard`): a reset, or a write that found the
-    /// socket closed, maybe with a DISCONNECT unread. Blamed as [`TopicClose::Silent`], and
-    /// on a connection that answered nothing too when its topic is a suspect already: HiveMQ
-    /// closes a QoS 0 appender's connection at its first publish with "not authorized", and
-    /// the next close's may go unread under the publishes after it. Neither a broker flapping
-    /// nor another client taking the id says "not authorized" first.
+    /// socket closed, maybe with a DISCONNECT unread. Blamed on a QoS 0 message as
+    /// [`TopicClose::Silent`] is, and on a connection that answered nothing too when a close
+    /// that said "not authorized" made its topic a suspect: HiveMQ closes a QoS 0 appender's
+    /// connection at its first publish so, and the next close's DISCONNECT may go unread under
+    /// the publishes after it. Neither a broker flapping nor another client taking the id says
+    /// "not authorized".
     Unheard,
     /// MQTT 5's DISCONNECT "not authorized" or "topic name invalid": the broker refused what it
     /// was sent (HiveMQ so closes at a QoS 0 publish its ACL denies, which nothing else
@@ -1087,51 +1088,56 @@ impl Tracker {
         let suspect = lost.unknown_topic.filter(|s| match at_topic {
             TopicClose::No => false,
             TopicClose::Silent => lost.answered,
+            // At QoS 0 only: an MQTT 5 broker refuses a QoS 1 or 2 message with a reason code.
             TopicClose::Unheard => {
-                lost.answered
-                    || self
-                        .silent_refusals
-                        .is_suspect((&s.topic, s.qos, s.retain), now)
+                s.qos == Qos::AtMostOnce
+                    && (lost.answered
+                        || self
+                            .silent_refusals
+                            .said_refused((&s.topic, s.qos, s.retain), now))
             }
             TopicClose::Refusing => true,
         });
-        let why = match at_topic {
-            TopicClose::Refusing => {
-                return self.blame_topic(suspect.as_ref()?, CLOSED_REFUSING, now);
-            }
-            _ => CLOSED_AT_TWICE,
-        };
+        if at_topic == TopicClose::Refusing {
+            return self.blame_topic(suspect.as_ref()?, at_topic, now);
+        }
         let topic_first = suspect
             .as_ref()
             .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
         if topic_first {
-            if let Some(blame) = self.blame_topic(suspect.as_ref()?, why, now) {
+            if let Some(blame) = self.blame_topic(suspect.as_ref()?, at_topic, now) {
                 return Some(blame);
             }
         }
         if let Some(blamed) = self.limit.blame(lost.largest, now) {
             return Some(Blame::Size(blamed));
         }
-        self.blame_topic(suspect.as_ref()?, why, now)
+        self.blame_topic(suspect.as_ref()?, at_topic, now)
     }
 
-    /// Blames a close on `suspect`'s topic ([`SilentRefusals::blame`]); refused, it is kept
-    /// with `why`.
+    /// Blames a close that said `at_topic` on `suspect`'s topic ([`SilentRefusals::blame`]);
+    /// refused, it is kept with why.
     fn blame_topic(
         &mut self,
         suspect: &TopicSuspect,
-        why: &'static str,
+        at_topic: TopicClose,
         now: Instant,
     ) -> Option<Blame> {
+        let refusing = at_topic == TopicClose::Refusing;
         let blame = self.silent_refusals.blame(
             (&suspect.topic, suspect.qos, suspect.retain),
-            suspect.written,
+            (suspect.written, refusing),
             now,
         )?;
         match blame {
             // Counted for its source when first blamed.
             TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
             TopicBlame::Refused => {
+                let why = if refusing {
+                    CLOSED_REFUSING
+                } else {
+                    CLOSED_AT_TWICE
+                };
                 self.topic_refused(&suspect.topic, suspect.qos, suspect.retain, why);
             }
         }
@@ -2561,11 +2567,12 @@ mod tests {
 
     /// MQTT 5, a close whose reason went unread on a connection that answered nothing (a QoS 0
     /// appender's, closed at its first message): it refuses a topic a DISCONNECT "not
-    /// authorized" made a suspect, but makes none itself, as a broker flapping or another
-    /// client taking the id closes so too. On a connection that answered, it blames as a close
-    /// without a reason under MQTT 3.1.1 does.
+    /// authorized" made a suspect, but no other, as a broker flapping or another client taking
+    /// the id closes so too. On a connection that answered, it blames a QoS 0 message as a
+    /// close without a reason under MQTT 3.1.1 does; never a QoS 1 one, which an MQTT 5 broker
+    /// refuses with a reason code.
     #[test]
-    fn an_unheard_close_before_any_answer_only_refuses_a_suspect() {
+    fn an_unheard_close_before_any_answer_only_refuses_what_was_refused_once() {
         let (mut t, mut out) = connected();
         write_qos0(&mut t, &mut out, "denied/x");
         assert_eq!(lose(&mut t, TopicClose::Unheard), None, "no suspect yet");
@@ -2582,18 +2589,33 @@ mod tests {
             outcomes(&write_qos0(&mut t, &mut out, "denied/x")),
             vec![Outcome::RemoteError]
         );
-        for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
-            let allowed = write_to(&mut t, &mut out, "allowed/x", 1);
-            t.on_event(&mut out, &puback(1));
+        let answered = |t: &mut Tracker, out: &mut Recorder| {
+            let allowed = write_to(t, out, "allowed/x", 1);
+            t.on_event(out, &puback(1));
             assert_eq!(outcomes(&allowed), vec![Outcome::Delivered]);
-            write_qos0(&mut t, &mut out, "other/x");
-            assert_eq!(
-                lose(&mut t, TopicClose::Unheard),
-                on_topic("other/x", blame),
-                "answered"
-            );
-            t.on_connected(&mut out, Window::default());
-        }
+        };
+        answered(&mut t, &mut out);
+        write_qos0(&mut t, &mut out, "other/x");
+        let suspect = on_topic("other/x", TopicBlame::Suspect);
+        assert_eq!(lose(&mut t, TopicClose::Unheard), suspect, "answered");
+        t.on_connected(&mut out, Window::default());
+        write_qos0(&mut t, &mut out, "other/x");
+        assert_eq!(
+            lose(&mut t, TopicClose::Unheard),
+            None,
+            "no close said 'not authorized'"
+        );
+        t.on_connected(&mut out, Window::default());
+        answered(&mut t, &mut out);
+        write_to(&mut t, &mut out, "qos1/x", 2);
+        assert_eq!(lose(&mut t, TopicClose::Unheard), None, "QoS 1");
+        t.on_connected(&mut out, Window::default());
+        answered(&mut t, &mut out);
+        write_qos0(&mut t, &mut out, "other/x");
+        assert_eq!(
+            lose(&mut t, TopicClose::Unheard),
+            on_topic("other/x", TopicBlame::Refused)
+        );
     }
 
     /// A DISCONNECT "not authorized" is about what was sent, not a size: with a large QoS 1

@@ -367,9 +367,10 @@ const SUSPECTS: usize = 8;
 /// topic the broker took is never blamed, so a fixed topic that worked once never is; and a
 /// close without a word is blamed on nothing on a connection the broker acknowledged no
 /// message on, nor kept [`QUICK`] after its first QoS 0 message (the tracker's part; there an
-/// MQTT 5 close whose reason went unread only refuses a suspect, `TopicClose::Unheard`): one
-/// that closes every connection at once, flapping or taken by another client with the id, is
-/// not answering what it was sent (`connection::taken_over_by_another` tells the latter).
+/// MQTT 5 close whose reason went unread only refuses a suspect that a close saying "not
+/// authorized" made, `TopicClose::Unheard`): one that closes every connection at once,
+/// flapping or taken by another client with the id, is not answering what it was sent
+/// (`connection::taken_over_by_another` tells the latter).
 #[derive(Debug, Default)]
 pub(crate) struct SilentRefusals {
     hasher: RandomState,
@@ -380,7 +381,7 @@ pub(crate) struct SilentRefusals {
     /// The topic last added to `allowed`: a fixed topic is compared, not hashed, at each ack.
     last_allowed: Option<Key>,
     /// Topics blamed at earlier closes, and when; newest last.
-    suspects: VecDeque<(u64, Instant)>,
+    suspects: VecDeque<Suspect>,
 }
 
 /// What a close says of the topic it is blamed on.
@@ -412,7 +413,7 @@ impl SilentRefusals {
             self.older = std::mem::take(&mut self.allowed);
         }
         self.allowed.insert(hash);
-        self.suspects.retain(|&(s, _)| s != hash);
+        self.suspects.retain(|s| s.hash != hash);
         self.last_allowed = Some((Arc::clone(topic), qos, retain));
         news
     }
@@ -439,42 +440,66 @@ impl SilentRefusals {
         self.allowed.contains(&hash) || self.older.contains(&hash)
     }
 
-    /// Whether a close blamed `topic` (at its QoS and retain flag) within [`LIFE`] of `now`,
-    /// and it is not refused yet.
-    pub(crate) fn is_suspect(&self, (topic, qos, retain): (&str, Qos, bool), now: Instant) -> bool {
+    /// Whether a close that said the broker refused what it was sent blamed `topic` (at its
+    /// QoS and retain flag) within [`LIFE`] of `now`, and it is not refused yet.
+    pub(crate) fn said_refused(
+        &self,
+        (topic, qos, retain): (&str, Qos, bool),
+        now: Instant,
+    ) -> bool {
         let hash = self.hash(topic, qos, retain);
         self.suspects
             .iter()
-            .any(|&(s, at)| s == hash && now.saturating_duration_since(at) < LIFE)
+            .any(|s| s.hash == hash && s.refusing && s.lives(now))
     }
 
     /// The broker closed the connection at `now`, without a word or refusing what it was sent,
     /// with a message to `topic` (at its QoS and retain flag) written at `written` the first
     /// left unacknowledged after the last one it acknowledged, to a topic it never took
-    /// ([`SilentRefusals::is_allowed`]). Blamed when the close
-    /// came within [`QUICK`] of the write; refused when the topic was blamed at an earlier
-    /// close within [`LIFE`].
+    /// ([`SilentRefusals::is_allowed`]), `refusing` when the close said so. Blamed when the
+    /// close came within [`QUICK`] of the write; refused when the topic was blamed at an
+    /// earlier close within [`LIFE`].
     pub(crate) fn blame(
         &mut self,
         (topic, qos, retain): (&str, Qos, bool),
-        written: Instant,
+        (written, refusing): (Instant, bool),
         now: Instant,
     ) -> Option<TopicBlame> {
         if now.saturating_duration_since(written) > QUICK {
             return None;
         }
         let hash = self.hash(topic, qos, retain);
-        self.suspects
-            .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
-        if let Some(i) = self.suspects.iter().position(|&(s, _)| s == hash) {
+        self.suspects.retain(|s| s.lives(now));
+        if let Some(i) = self.suspects.iter().position(|s| s.hash == hash) {
             self.suspects.remove(i);
             return Some(TopicBlame::Refused);
         }
         if self.suspects.len() == SUSPECTS {
             self.suspects.pop_front();
         }
-        self.suspects.push_back((hash, now));
+        self.suspects.push_back(Suspect {
+            hash,
+            at: now,
+            refusing,
+        });
         Some(TopicBlame::Suspect)
+    }
+}
+
+/// A topic blamed at a close ([`SilentRefusals::blame`]).
+#[derive(Debug)]
+struct Suspect {
+    hash: u64,
+    at: Instant,
+    /// The close said the broker refused what it was sent (MQTT 5's DISCONNECT "not
+    /// authorized"), which neither a broker flapping nor another client taking the id says.
+    refusing: bool,
+}
+
+impl Suspect {
+    /// Whether it is still a suspect at `now`: blamed within [`LIFE`].
+    fn lives(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < LIFE
     }
 }
 
@@ -556,18 +581,30 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         assert_eq!(
-            s.blame(("denied/x", Q, false), t0, t0 + Duration::from_millis(5)),
+            s.blame(
+                ("denied/x", Q, false),
+                (t0, false),
+                t0 + Duration::from_millis(5)
+            ),
             Some(TopicBlame::Suspect),
             "one close proves nothing"
         );
         assert_eq!(
-            s.blame(("other/y", Q, false), t0, t0 + Duration::from_millis(5)),
+            s.blame(
+                ("other/y", Q, false),
+                (t0, false),
+                t0 + Duration::from_millis(5)
+            ),
             Some(TopicBlame::Suspect),
             "another topic is a suspect of its own"
         );
         let t1 = t0 + Duration::from_secs(60);
         assert_eq!(
-            s.blame(("denied/x", Q, false), t1, t1 + Duration::from_millis(5)),
+            s.blame(
+                ("denied/x", Q, false),
+                (t1, false),
+                t1 + Duration::from_millis(5)
+            ),
             Some(TopicBlame::Refused)
         );
     }
@@ -579,15 +616,19 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         assert_eq!(
-            s.blame(("t", Q, false), t0, t0 + QUICK + Duration::from_millis(1)),
+            s.blame(
+                ("t", Q, false),
+                (t0, false),
+                t0 + QUICK + Duration::from_millis(1)
+            ),
             None
         );
         assert_eq!(
-            s.blame(("t", Q, false), t0, t0 + Duration::from_millis(1)),
+            s.blame(("t", Q, false), (t0, false), t0 + Duration::from_millis(1)),
             Some(TopicBlame::Suspect)
         );
         assert_eq!(
-            s.blame(("t", Q, false), t0, t0 + QUICK * 2),
+            s.blame(("t", Q, false), (t0, false), t0 + QUICK * 2),
             None,
             "nor teaches anything"
         );
@@ -599,15 +640,18 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         let t = topic("flaky/x");
-        s.blame((&t, Q, false), t0, t0);
+        s.blame((&t, Q, false), (t0, false), t0);
         s.allowed(&t, Q, false);
         assert!(s.is_allowed(&t, Q, false));
         assert!(!s.is_allowed("flaky/y", Q, false));
         assert!(!s.is_allowed(&t, Q, true), "not retained");
-        assert_eq!(s.blame((&t, Q, false), t0, t0), Some(TopicBlame::Suspect));
+        assert_eq!(
+            s.blame((&t, Q, false), (t0, false), t0),
+            Some(TopicBlame::Suspect)
+        );
         let late = t0 + LIFE;
         assert_eq!(
-            s.blame((&t, Q, false), late, late),
+            s.blame((&t, Q, false), (late, false), late),
             Some(TopicBlame::Suspect)
         );
     }
@@ -619,7 +663,7 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..ALLOWED + 10 {
             s.allowed(&topic(&format!("e/{i}")), Q, false);
-            s.blame((&format!("d/{i}"), Q, false), t0, t0);
+            s.blame((&format!("d/{i}"), Q, false), (t0, false), t0);
         }
         assert!(s.allowed.len() + s.older.len() <= ALLOWED);
         assert!(

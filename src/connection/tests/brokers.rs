@@ -1161,8 +1161,8 @@ fn assert_denied_refused_after_two_closes(connection: &Connection, connects: &mp
         publish_one(connection, Qos::AtMostOnce, "denied"),
         Ok(Outcome::RemoteError)
     );
-    let third = connects.recv_timeout(Duration::from_secs(1));
-    assert!(third.is_err(), "no third close");
+    let another = connects.recv_timeout(Duration::from_secs(1));
+    assert!(another.is_err(), "no third close");
     assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
 }
 
