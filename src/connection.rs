@@ -1000,8 +1000,8 @@ impl<E: EventLoop> Driver<E> {
                     // Closed by the broker with no reason, for a packet too large, or for
                     // something it refuses: maybe at the largest message it left
                     // unacknowledged, or (with no reason under MQTT 3.1.1, none read under
-                    // MQTT 5, or refusing) at a topic it refuses. Still under the lock, so a pack Kaa sends again at once
-                    // meets what this may teach.
+                    // MQTT 5, or refusing) at a topic it refuses. Still under the lock, so a
+                    // pack Kaa sends again at once meets what this may teach.
                     if let Failure::Closed {
                         said:
                             said @ (Said::Nothing | Said::Unheard | Said::TooLarge | Said::Refused),

@@ -407,7 +407,9 @@ macro_rules! event_loop {
                         matches!(e, ConnectionError::MqttState(StateError::ConnectionAborted))
                             || io.is_some_and(closed_by_peer);
                     let said = match $said(&e) {
-                        Some(Said::Nothing) if io.is_some_and(may_leave_unread) => Some(Said::Unheard),
+                        Some(Said::Nothing) if io.is_some_and(may_leave_unread) => {
+                            Some(Said::Unheard)
+                        }
                         said => said,
                     };
                     let why = e.to_string();
