@@ -2490,8 +2490,14 @@ mod tests {
         t.submit(&mut out, &again, Qos::AtLeastOnce.into(), messages, 100);
         assert_eq!(outcomes(&rx_again), vec![Outcome::RemoteError]);
         assert_eq!(out.published.len(), published, "none of it went out");
-        let rx = write_to(&mut t, &mut out, "allowed/x", 1);
-        t.on_event(&mut out, &puback(1));
+        acknowledged(&mut t, &mut out);
+    }
+
+    /// A QoS 1 message to `allowed/x` (packet id 1) written and acknowledged: the connection
+    /// answered, and the broker takes that topic.
+    fn acknowledged(t: &mut Tracker, out: &mut Recorder) {
+        let rx = write_to(t, out, "allowed/x", 1);
+        t.on_event(out, &puback(1));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
     }
 
@@ -2533,9 +2539,7 @@ mod tests {
         );
         t.on_connected(&mut out, Window::default());
         for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
-            let allowed = write_to(&mut t, &mut out, "allowed/x", 1);
-            t.on_event(&mut out, &puback(1));
-            assert_eq!(outcomes(&allowed), vec![Outcome::Delivered]);
+            acknowledged(&mut t, &mut out);
             let denied = write_qos0(&mut t, &mut out, "denied/x");
             assert_eq!(outcomes(&denied), vec![Outcome::Delivered], "written");
             assert_eq!(
@@ -2589,12 +2593,7 @@ mod tests {
             outcomes(&write_qos0(&mut t, &mut out, "denied/x")),
             vec![Outcome::RemoteError]
         );
-        let answered = |t: &mut Tracker, out: &mut Recorder| {
-            let allowed = write_to(t, out, "allowed/x", 1);
-            t.on_event(out, &puback(1));
-            assert_eq!(outcomes(&allowed), vec![Outcome::Delivered]);
-        };
-        answered(&mut t, &mut out);
+        acknowledged(&mut t, &mut out);
         write_qos0(&mut t, &mut out, "other/x");
         let suspect = on_topic("other/x", TopicBlame::Suspect);
         assert_eq!(lose(&mut t, TopicClose::Unheard), suspect, "answered");
@@ -2606,11 +2605,11 @@ mod tests {
             "no close said 'not authorized'"
         );
         t.on_connected(&mut out, Window::default());
-        answered(&mut t, &mut out);
+        acknowledged(&mut t, &mut out);
         write_to(&mut t, &mut out, "qos1/x", 2);
         assert_eq!(lose(&mut t, TopicClose::Unheard), None, "QoS 1");
         t.on_connected(&mut out, Window::default());
-        answered(&mut t, &mut out);
+        acknowledged(&mut t, &mut out);
         write_qos0(&mut t, &mut out, "other/x");
         assert_eq!(
             lose(&mut t, TopicClose::Unheard),
@@ -2626,9 +2625,7 @@ mod tests {
     fn a_close_refusing_what_was_sent_blames_a_topic_never_a_size() {
         let (mut t, mut out) = connected();
         for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
-            let small = write_to(&mut t, &mut out, "allowed/x", 1);
-            t.on_event(&mut out, &puback(1));
-            assert_eq!(outcomes(&small), vec![Outcome::Delivered]);
+            acknowledged(&mut t, &mut out);
             let large = Message {
                 topic: Arc::from("allowed/x"),
                 ..big()
@@ -2649,8 +2646,7 @@ mod tests {
             t.on_connected(&mut out, Window::default());
         }
         for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
-            write_to(&mut t, &mut out, "allowed/x", 1);
-            t.on_event(&mut out, &puback(1));
+            acknowledged(&mut t, &mut out);
             write_to(&mut t, &mut out, "silent/x", 2);
             assert_eq!(
                 lose(&mut t, TopicClose::Silent),
@@ -2679,8 +2675,7 @@ mod tests {
     #[test]
     fn a_qos0_message_too_old_to_blame_does_not_hide_a_later_one() {
         let (mut t, mut out) = connected();
-        write_to(&mut t, &mut out, "allowed/x", 1);
-        t.on_event(&mut out, &puback(1));
+        acknowledged(&mut t, &mut out);
         write_qos0(&mut t, &mut out, "old/a");
         std::thread::sleep(QUICK / 2 + Duration::from_millis(200));
         write_qos0(&mut t, &mut out, "new/b");
@@ -2712,16 +2707,14 @@ mod tests {
     fn a_qos0_message_read_or_old_is_not_blamed_nor_taken_at_the_close() {
         let (mut t, mut out) = connected();
         write_qos0(&mut t, &mut out, "before/ack");
-        write_to(&mut t, &mut out, "allowed/x", 1);
-        t.on_event(&mut out, &puback(1));
+        acknowledged(&mut t, &mut out);
         assert_eq!(
             lose(&mut t, TopicClose::Silent),
             None,
             "read before the ack"
         );
         t.on_connected(&mut out, Window::default());
-        write_to(&mut t, &mut out, "allowed/x", 1);
-        t.on_event(&mut out, &puback(1));
+        acknowledged(&mut t, &mut out);
         write_qos0(&mut t, &mut out, "slow/x");
         std::thread::sleep(QUICK + Duration::from_millis(50));
         // A publish written in the read that failed, reported with the loss.
