@@ -1116,24 +1116,25 @@ impl Tracker {
     }
 
     /// Blames a close that said `at_topic` on `suspect`'s topic ([`SilentRefusals::blame`]);
-    /// refused, it is kept with why.
+    /// refused, it is kept with why: refusing what was sent when either close said so, which
+    /// a takeover does not, so that such a refusal outlives one ([`Tracker::on_taken_over`]).
     fn blame_topic(
         &mut self,
         suspect: &TopicSuspect,
         at_topic: TopicClose,
         now: Instant,
     ) -> Option<Blame> {
+        let key = (&*suspect.topic, suspect.qos, suspect.retain);
         let refusing = at_topic == TopicClose::Refusing;
-        let blame = self.silent_refusals.blame(
-            (&suspect.topic, suspect.qos, suspect.retain),
-            (suspect.written, refusing),
-            now,
-        )?;
+        let said_before = self.silent_refusals.said_refused(key, now);
+        let blame = self
+            .silent_refusals
+            .blame(key, (suspect.written, refusing), now)?;
         match blame {
             // Counted for its source when first blamed.
             TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
             TopicBlame::Refused => {
-                let why = if refusing {
+                let why = if refusing || said_before {
                     CLOSED_REFUSING
                 } else {
                     CLOSED_AT_TWICE
@@ -2614,6 +2615,18 @@ mod tests {
         assert_eq!(
             lose(&mut t, TopicClose::Unheard),
             on_topic("other/x", TopicBlame::Refused)
+        );
+        // One of denied/x's closes said "not authorized", which a takeover does not: its
+        // refusal outlives one. other/x's closes said nothing: its refusal is forgotten.
+        t.on_connected(&mut out, Window::default());
+        t.on_taken_over();
+        assert_eq!(
+            outcomes(&write_qos0(&mut t, &mut out, "denied/x")),
+            vec![Outcome::RemoteError]
+        );
+        assert_eq!(
+            outcomes(&write_qos0(&mut t, &mut out, "other/x")),
+            vec![Outcome::Delivered]
         );
     }
 
