@@ -462,7 +462,10 @@ macro_rules! event_loop {
                     .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
                     .count();
                 // PUBRELs stay: rumqttc drops them too when the broker kept no session, and
-                // sends them first when it did. A resumed session still holds each of those
+                // sends them when it did (under MQTT 3.1.1 only after what `write_v4` writes
+                // first, where a new QoS 2 message could take one's id; none is pending then,
+                // as `config` refuses QoS 2 with a session that outlives the connection, and
+                // the status message is QoS 1). A resumed session still holds each of those
                 // QoS 2 packet ids until its PUBREL (MQTT requires resending it); without one
                 // the broker refuses the id when it is used again (Mosquitto, MQTT 5: PUBREC
                 // with a reason code, so packs answered onRemoteError) or takes the new message
