@@ -22,7 +22,7 @@ use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
 use crate::supervise::{lock, read, restarting, write};
-use crate::topic::PackValues;
+use crate::topic::{as_mqtt_text, PackValues};
 
 /// How often packs past their deadline are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -286,6 +286,23 @@ impl Appender {
             appender_name: &self.name,
             output_limit: self.encoder.pack_limit(records),
         };
+        // Before decoding: every message carries these, and a long endpoint key could make
+        // them alone pass the bound.
+        let labels = self.pack_labels(&pack_values, &header).and_then(|labels| {
+            let bytes: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+            fits_pending_bytes(
+                bytes.saturating_mul(messages),
+                self.config.max_pending_records,
+            )
+            .map(|()| labels)
+        });
+        let labels = match labels {
+            Ok(labels) => labels,
+            Err(reason) => {
+                not_published("unpublishable", &reason);
+                return completion(Why::Unpublishable.outcome());
+            }
+        };
         let messages = match self
             .schema(schema)
             .and_then(|schema| {
@@ -309,7 +326,7 @@ impl Appender {
                             Some(topic) => Arc::clone(topic),
                             None => template.render(&pack_values, &schema, record, &mut scratch)?,
                         };
-                        let labels = self.labels(&pack_values, &header, record.map(|r| (i, r)));
+                        let labels = record_labels(&labels, record.map(|r| (i, r)));
                         Ok(Message {
                             topic,
                             payload,
@@ -318,8 +335,10 @@ impl Appender {
                     })
                     .collect::<Result<Vec<_>, String>>()
             })
-            .and_then(|messages| fits_pending_bytes(messages, self.config.max_pending_records))
-        {
+            .and_then(|messages| {
+                fits_pending_bytes(message_bytes(&messages), self.config.max_pending_records)
+                    .map(|()| messages)
+            }) {
             Ok(messages) => messages,
             Err(reason) => {
                 not_published("unpublishable", &reason);
@@ -370,37 +389,38 @@ impl Appender {
             .is_some_and(|c| c.outstanding() + messages > max)
     }
 
-    /// MQTT 5 user properties: the pack's Kaa header values, and for a message of one record
-    /// its index in the pack and a digest of its bytes, which stays the same when the endpoint
-    /// uploads the record again after a failed pack, so consumers can drop such duplicates.
-    fn labels(
+    /// The MQTT 5 user properties of the pack's messages: its Kaa header values, as MQTT text
+    /// ([`as_mqtt_text`]: the broker closes the connection at a character it refuses), or why
+    /// one cannot be an MQTT string (over 65,535 bytes; rumqttc would cut its length to 16
+    /// bits, a malformed packet). Empty under MQTT 3.1.1.
+    fn pack_labels(
         &self,
         pack: &PackValues,
         header: &RecordHeader,
-        record: Option<(usize, &[u8])>,
-    ) -> Vec<(String, String)> {
+    ) -> Result<Vec<(String, String)>, String> {
         if self.config.broker.version != MqttVersion::V5 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut labels = vec![
-            ("endpointKeyHash".into(), pack.endpoint_key_hash.to_string()),
-            (
-                "applicationToken".into(),
-                pack.application_token.to_string(),
-            ),
-            (
-                "logSchemaVersion".into(),
-                pack.log_schema_version.to_string(),
-            ),
+            ("endpointKeyHash", pack.endpoint_key_hash.to_string()),
+            ("applicationToken", pack.application_token.to_string()),
+            ("logSchemaVersion", pack.log_schema_version.to_string()),
         ];
         if let Some(timestamp) = header.timestamp {
-            labels.push(("timestamp".into(), timestamp.to_string()));
-        }
-        if let Some((index, bytes)) = record {
-            labels.push(("recordIndex".into(), index.to_string()));
-            labels.push(("recordDigest".into(), format!("{:016x}", fnv1a(bytes))));
+            labels.push(("timestamp", timestamp.to_string()));
         }
         labels
+            .into_iter()
+            .map(|(key, value)| {
+                if value.len() > usize::from(u16::MAX) {
+                    return Err(format!(
+                        "its {key} is {} bytes, more than an MQTT 5 user property holds (65535)",
+                        value.len()
+                    ));
+                }
+                Ok((key.to_string(), as_mqtt_text(&value).into_owned()))
+            })
+            .collect()
     }
 
     /// The pack's parsed schema: the last pack's when id and version match, else by its text
@@ -628,11 +648,10 @@ fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String>
     Ok(())
 }
 
-/// The bytes half of [`fits_pending_count`]'s rule, known only once the messages are made:
-/// AVRO_BINARY's payloads are not held to it while decoding, and topics and MQTT 5 user
-/// properties count too.
-fn fits_pending_bytes(messages: Vec<Message>, max_pending: usize) -> Result<Vec<Message>, String> {
-    let bytes = message_bytes(&messages);
+/// The bytes half of [`fits_pending_count`]'s rule, for `bytes` of messages: checked on what
+/// their MQTT 5 user properties alone take before decoding, and on the messages once made
+/// (AVRO_BINARY's payloads are not held to it while decoding, and topics count too).
+fn fits_pending_bytes(bytes: usize, max_pending: usize) -> Result<(), String> {
     let max_bytes = max_pending_bytes(max_pending);
     if bytes > max_bytes {
         return Err(format!(
@@ -641,7 +660,23 @@ fn fits_pending_bytes(messages: Vec<Message>, max_pending: usize) -> Result<Vec<
              never be accepted; raise maxPendingRecords or send smaller packs"
         ));
     }
-    Ok(messages)
+    Ok(())
+}
+
+/// A message's MQTT 5 user properties: the pack's, and for a message of one record its index
+/// in the pack and a digest of its bytes, which stays the same when the endpoint uploads the
+/// record again after a failed pack, so consumers can drop such duplicates.
+fn record_labels(
+    pack_labels: &[(String, String)],
+    record: Option<(usize, &[u8])>,
+) -> Vec<(String, String)> {
+    let mut labels = pack_labels.to_vec();
+    // Under MQTT 3.1.1, which has no user properties, the pack has none either.
+    if let Some((index, bytes)) = record.filter(|_| !pack_labels.is_empty()) {
+        labels.push(("recordIndex".into(), index.to_string()));
+        labels.push(("recordDigest".into(), format!("{:016x}", fnv1a(bytes))));
+    }
+    labels
 }
 
 /// 64-bit FNV-1a: stable across processes and versions, unlike std's hasher.
@@ -723,7 +758,7 @@ mod tests {
         let per = PENDING_BYTES_PER_RECORD;
         let refusal = |sizes: &[usize]| {
             fits_pending_count(sizes.len(), 2)
-                .and_then(|()| fits_pending_bytes(messages(sizes), 2))
+                .and_then(|()| fits_pending_bytes(message_bytes(&messages(sizes)), 2))
                 .err()
         };
         assert_eq!(refusal(&[per, per]), None);
@@ -886,6 +921,22 @@ mod tests {
         appender.close();
     }
 
+    /// SCHEMA under `LogSchema` id `id` and `version`, counting each read of its text.
+    fn counted_schema<'a>(
+        reads: &'a std::cell::Cell<u32>,
+        id: &'a str,
+        version: i32,
+    ) -> PackSchema<'a, impl FnOnce() -> Option<String> + 'a> {
+        PackSchema {
+            id: Some(id),
+            version,
+            text: move || {
+                reads.set(reads.get() + 1);
+                Some(SCHEMA.to_string())
+            },
+        }
+    }
+
     /// A pack of more records than `maxPendingRecords` (grouping RECORD) is answered
     /// `InternalError` before its schema is read or a record decoded. (Before: all of it was
     /// decoded into messages first; 1M one-byte records took 764 MB and 1.2 s under MQTT 5.)
@@ -895,15 +946,8 @@ mod tests {
         config.max_pending_records = 2;
         let appender = open("too-many-records", config);
         let reads = &std::cell::Cell::new(0);
-        let schema = PackSchema {
-            id: Some("1"),
-            version: 1,
-            text: || {
-                reads.set(reads.get() + 1);
-                Some(SCHEMA.to_string())
-            },
-        };
         let (tx, rx) = mpsc::channel();
+        let schema = counted_schema(reads, "1", 1);
         appender.append(schema, Ok(&[RECORD; 3][..]), "endpoint-a", recorded(&tx));
         assert_eq!(
             rx.try_recv(),
@@ -919,6 +963,34 @@ mod tests {
         assert_eq!(
             (snapshot.packs_internal_error, snapshot.records_failed),
             (1, 3)
+        );
+        appender.close();
+    }
+
+    /// Under MQTT 5 every message carries the endpoint key: a pack whose copies of it alone
+    /// pass the pending bytes bound is answered `InternalError` before its schema is read (a
+    /// key of 64 KiB in 100,000 messages would take 6.5 GB before the bound was checked).
+    #[test]
+    fn user_properties_past_the_pending_bound_are_refused_before_decoding() {
+        let mut config = unreachable_config(Duration::ZERO);
+        config.broker.version = MqttVersion::V5;
+        config.max_pending_records = 2;
+        let appender = open("long-key", config);
+        let reads = &std::cell::Cell::new(0);
+        let (tx, rx) = mpsc::channel();
+        for (key_bytes, decoded) in [
+            (PENDING_BYTES_PER_RECORD, 0),
+            (PENDING_BYTES_PER_RECORD / 4, 1),
+        ] {
+            let key = "k".repeat(key_bytes);
+            let schema = counted_schema(reads, "1", 1);
+            appender.append(schema, Ok(&[RECORD; 2][..]), &key, recorded(&tx));
+            assert_eq!(reads.get(), decoded, "key of {key_bytes} bytes");
+        }
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Outcome::InternalError),
+            "answered at once"
         );
         appender.close();
     }
@@ -992,17 +1064,9 @@ mod tests {
     fn the_schema_text_is_read_only_for_a_new_id_or_version() {
         let appender = unreachable_appender("schema-cache");
         let reads = &std::cell::Cell::new(0);
-        let schema = |id, version| PackSchema {
-            id: Some(id),
-            version,
-            text: move || {
-                reads.set(reads.get() + 1);
-                Some(SCHEMA.to_string())
-            },
-        };
         for (id, version) in [("7", 1), ("7", 1), ("7", 2), ("8", 2), ("8", 2)] {
             appender.append(
-                schema(id, version),
+                counted_schema(reads, id, version),
                 Ok(&[RECORD][..]),
                 "endpoint-a",
                 Box::new(|_| ()),

@@ -2,6 +2,7 @@
 //! record's own fields, e.g. `kaa/{applicationToken}/{event.deviceId}/telemetry`. A template
 //! without placeholders is the original's static topic.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::decode::LogSchema;
@@ -52,6 +53,17 @@ fn too_long(bytes: usize) -> String {
 fn refused_in_topics(c: char) -> bool {
     matches!(c, '\0'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fdd0}'..='\u{fdef}')
         || (c as u32) & 0xfffe == 0xfffe
+}
+
+/// `value` as MQTT text a broker takes: the characters it may refuse ([`refused_in_topics`],
+/// which it refuses in any MQTT string) as `_`, as in a topic. For the MQTT 5 user properties
+/// a pack's values make.
+pub(crate) fn as_mqtt_text(value: &str) -> Cow<'_, str> {
+    if value.contains(refused_in_topics) {
+        Cow::Owned(value.replace(refused_in_topics, "_"))
+    } else {
+        Cow::Borrowed(value)
+    }
 }
 
 /// Whether a broker would refuse `topic` as a publish topic: it holds a wildcard, or a
@@ -237,6 +249,13 @@ mod tests {
         r.push(0x02);
         r.extend_from_slice(&1.5f64.to_le_bytes());
         r
+    }
+
+    /// Text MQTT forbids, or that brokers refuse, becomes `_`; other text is not copied.
+    #[test]
+    fn mqtt_text_replaces_what_brokers_refuse() {
+        assert!(matches!(as_mqtt_text("k/ey+=#"), Cow::Borrowed("k/ey+=#")));
+        assert_eq!(as_mqtt_text("a\0b\nc\u{9f}d\u{fffe}é"), "a_b_c_d_é");
     }
 
     fn values() -> PackValues<'static> {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
@@ -16,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -548,6 +550,36 @@ class BrokerFeaturesTest {
                 assertEquals(new String(AvroReference.expectedPayload(SCHEMA, records.get(i)), StandardCharsets.UTF_8),
                         m.group(3));
             }
+        }
+    }
+
+    /**
+     * MQTT 5 carries the pack's endpoint key as a user property, and Mosquitto closes the connection of a client that
+     * sends text MQTT forbids (a NUL) or that it refuses (control characters): a key holding them is sent with them
+     * replaced by {@code _}, as in topics, and one too long for an MQTT string fails its own pack. Neither resets
+     * the connection the node's appenders share. (Before: the first cost a close at every pack, which Kaa sends
+     * again; the second was written with its length cut to 16 bits, a malformed packet.)
+     */
+    @Test
+    void mqtt5EndpointKeysMqttCannotCarryNeverResetTheConnection() throws Exception {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String topic = "v5/" + UUID.randomUUID();
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
+            LogAppender appender = KaaNode.load("v5-keys", KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+                RecordingCallback odd = new RecordingCallback();
+                appender.doAppend(KaaNode.pack("key\n\u0000\u0007\u009f", TELEMETRY, 3, records(2, 40)), odd);
+                odd.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                RecordingCallback huge = new RecordingCallback();
+                appender.doAppend(KaaNode.pack(String.join("", Collections.nCopies(70_000, "k")), TELEMETRY, 3,
+                        records(2, 41)), huge);
+                huge.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                append(appender, records(2, 42)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                sub.assertCount(4, Duration.ofSeconds(10));
+            } finally {
+                appender.close();
+            }
+            broker.assertConnectedOnce(String.valueOf(cfg.get("clientId")));
         }
     }
 
