@@ -244,9 +244,10 @@ impl Appender {
         let not_published = |kind: &'static str, reason: &str| {
             if let Some(note) = self.failed_pack_lines.take(kind, Instant::now()) {
                 log::warn!(
-                    "appender '{}': pack of {records_in_pack} records from endpoint {endpoint} \
-                     not published: {reason}{note}",
-                    self.name
+                    "appender '{}': pack of {records_in_pack} records from endpoint {} not \
+                     published: {reason}{note}",
+                    self.name,
+                    key_in_log(endpoint)
                 );
             }
         };
@@ -412,13 +413,14 @@ impl Appender {
         labels
             .into_iter()
             .map(|(key, value)| {
+                let value = as_mqtt_text(&value).into_owned();
                 if value.len() > usize::from(u16::MAX) {
                     return Err(format!(
                         "its {key} is {} bytes, more than an MQTT 5 user property holds (65535)",
                         value.len()
                     ));
                 }
-                Ok((key.to_string(), as_mqtt_text(&value).into_owned()))
+                Ok((key.to_string(), value))
             })
             .collect()
     }
@@ -677,6 +679,23 @@ fn record_labels(
         labels.push(("recordDigest".into(), format!("{:016x}", fnv1a(bytes))));
     }
     labels
+}
+
+/// An endpoint key as a log line shows it: Kaa's are 28 characters of base64, but one that
+/// is not (a pack failed for it) must not flood the log or break its lines.
+fn key_in_log(key: &str) -> String {
+    const SHOWN: usize = 64;
+    let shown: String = key
+        .chars()
+        .take(SHOWN)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if key.chars().nth(SHOWN).is_some() {
+        format!("{shown}... ({} bytes)", key.len())
+    } else {
+        shown
+    }
 }
 
 /// 64-bit FNV-1a: stable across processes and versions, unlike std's hasher.
@@ -993,6 +1012,19 @@ mod tests {
             "answered at once"
         );
         appender.close();
+    }
+
+    /// An endpoint key is logged as it is when it looks like Kaa's, cut short and escaped when
+    /// it does not, so that one pack cannot flood the log or start a line of its own.
+    #[test]
+    fn endpoint_keys_are_logged_short_and_on_one_line() {
+        assert_eq!(
+            key_in_log("b4Yq+9/Z3kKJ2rVvJmD0b1c6Xy0="),
+            "b4Yq+9/Z3kKJ2rVvJmD0b1c6Xy0="
+        );
+        assert_eq!(key_in_log("a\nb\0"), "a\\nb\\0");
+        let long = key_in_log(&"k".repeat(70_000));
+        assert_eq!(long, format!("{}... (70000 bytes)", "k".repeat(64)));
     }
 
     /// Room the process cannot give for a pack's records is an error to answer, not an abort

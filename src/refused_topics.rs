@@ -42,10 +42,11 @@ type Key = (Arc<str>, Qos, bool);
 /// ([`SilentRefusals`]); what [`RefusedTopics::forget_closes`] forgets.
 pub(crate) const CLOSED_AT_TWICE: &str =
     "closed the connection twice, without a reason, just after a message to it";
-/// Why a topic is refused that the broker closed the connection at twice saying it refused
-/// what it was sent (MQTT 5's "not authorized"), which another client taking the id does not.
-pub(crate) const CLOSED_REFUSING: &str =
-    "closed the connection twice, refusing what it was sent, just after a message to it";
+/// Why a topic is refused that the broker closed the connection at twice, once at least
+/// saying it refused what it was sent (MQTT 5's "not authorized"), which another client taking
+/// the id does not.
+pub(crate) const CLOSED_REFUSING: &str = "closed the connection twice just after a message to it, \
+     saying at least once that it refused what it was sent";
 
 /// Topics one endpoint's records through one appender (one [`Origin`]) may have the broker
 /// refuse, or close the connection at, each within [`LIFE`] of the last: then its packs to
