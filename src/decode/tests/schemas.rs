@@ -127,3 +127,43 @@ fn a_type_without_namespace_may_share_its_simple_name_with_one_in_the_enclosing_
         r#"{"choice":{"Point":{"bare":5}}}"#,
     );
 }
+
+/// A log schema is parsed on the Kaa thread that calls `doAppend`, where a stack overflow
+/// aborts the JVM (no panic to catch). The deepest schemas JSON parsing lets through (serde_json
+/// stops at 128 levels) are parsed, or refused, within half a JVM thread's default stack of
+/// 1 MiB: nested unions, which apache-avro recurses into deepest, took between 128 and 256
+/// KiB in a release build (2026-12). A debug build's frames are larger (between 1 and 2 MiB
+/// here): it gets 4.
+#[test]
+fn the_deepest_schemas_parse_within_half_a_jvm_threads_stack() {
+    let stack = if cfg!(debug_assertions) {
+        4 << 20
+    } else {
+        512 << 10
+    };
+    let nest = |open: &str, close: &str| {
+        let depth = 126;
+        format!("{}\"int\"{}", open.repeat(depth), close.repeat(depth))
+    };
+    // A record takes four levels: its object, the fields array, a field, the field's type.
+    let records = (0..31).fold(r#""int""#.to_string(), |inner, i| {
+        format!(r#"{{"type":"record","name":"R{i}","fields":[{{"name":"f","type":{inner}}}]}}"#)
+    });
+    for text in [
+        nest("[", "]"),
+        nest(r#"{"type":"array","items":"#, "}"),
+        nest(r#"{"type":"map","values":"#, "}"),
+        records,
+    ] {
+        let nested_types = text.starts_with('{');
+        let parsed = std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || LogSchema::parse(&text).map(drop))
+            .expect("a thread")
+            .join();
+        assert!(parsed.is_ok(), "no panic");
+        if nested_types {
+            assert_eq!(parsed.ok().map(|p| p.is_ok()), Some(true), "a valid schema");
+        }
+    }
+}
