@@ -60,6 +60,35 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * mosquitto_sub on {@code topic} by MQTT 5, for {@code count} messages, printing each with its properties:
+     * {@code MSG|content type|expiry|user properties|payload}. Returns once it has subscribed (-d prints the SUBACK;
+     * stdbuf, since a pipe would hold its output back until it exits).
+     */
+    private static Process subscribeV5(Mosquitto broker, String topic, int count) throws IOException {
+        Process sub = new ProcessBuilder("stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p",
+                String.valueOf(broker.port()), "-V", "5", "-q", "1", "-t", topic, "-C", String.valueOf(count), "-W",
+                "20", "-d", "-F", "MSG|%C|%E|%P|%p").redirectErrorStream(true).start();
+        BufferedReader out = new BufferedReader(new InputStreamReader(sub.getInputStream(), StandardCharsets.UTF_8));
+        for (String line = out.readLine(); line != null && !line.contains("SUBACK"); line = out.readLine()) {
+            // wait until subscribed
+        }
+        return sub;
+    }
+
+    /** The MSG lines a {@link #subscribeV5} subscriber printed, once it has exited. */
+    private static List<String> messagesV5(Process sub) throws IOException, InterruptedException {
+        BufferedReader out = new BufferedReader(new InputStreamReader(sub.getInputStream(), StandardCharsets.UTF_8));
+        List<String> messages = new ArrayList<>();
+        for (String line = out.readLine(); line != null; line = out.readLine()) {
+            if (line.startsWith("MSG|")) {
+                messages.add(line);
+            }
+        }
+        assertTrue(sub.waitFor(10, TimeUnit.SECONDS));
+        return messages;
+    }
+
+    /**
      * Moquette 0.17 (MQTT 3.1.1) drops a publish its authorizer denies and sends no PUBACK for it, where Mosquitto
      * acknowledges it and AWS IoT and HiveMQ close the connection. The pack is never confirmed: it waits, unanswered,
      * until its deadline, then fails as a connection error Kaa sends again, while a pack published after it on the
@@ -507,16 +536,7 @@ class BrokerFeaturesTest {
     void mqtt5MessagesCarryContentTypeExpiryAndKaaUserProperties() throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
             String topic = "v5/" + UUID.randomUUID();
-            // mosquitto_sub speaks MQTT 5 and prints the properties: content type, expiry,
-            // user properties, payload; -d prints the SUBACK, so we know when it listens (stdbuf: a
-            // pipe would hold its output back until it exits).
-            Process sub = new ProcessBuilder("stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", String.valueOf(broker.port()),
-                    "-V", "5", "-q", "1", "-t", topic, "-C", "2", "-W", "20", "-d", "-F", "MSG|%C|%E|%P|%p")
-                    .redirectErrorStream(true).start();
-            BufferedReader out = new BufferedReader(new InputStreamReader(sub.getInputStream(), StandardCharsets.UTF_8));
-            for (String line = out.readLine(); line != null && !line.contains("SUBACK"); line = out.readLine()) {
-                // wait until subscribed
-            }
+            Process sub = subscribeV5(broker, topic, 2);
             Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
             cfg.put("messageExpirySeconds", 600);
             LogAppender appender = KaaNode.load("v5", KaaNode.config(cfg));
@@ -526,13 +546,7 @@ class BrokerFeaturesTest {
             } finally {
                 appender.close();
             }
-            List<String> messages = new ArrayList<>();
-            for (String line = out.readLine(); line != null; line = out.readLine()) {
-                if (line.startsWith("MSG|")) {
-                    messages.add(line);
-                }
-            }
-            assertTrue(sub.waitFor(10, TimeUnit.SECONDS));
+            List<String> messages = messagesV5(sub);
             assertEquals(2, messages.size(), messages + "\n" + broker.logTail(40));
             Pattern p = Pattern.compile("MSG\\|application/json\\|(\\d+)\\|(.*)\\|(\\{.*)");
             for (int i = 0; i < 2; i++) {
@@ -566,7 +580,8 @@ class BrokerFeaturesTest {
             String topic = "v5/" + UUID.randomUUID();
             Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
             LogAppender appender = KaaNode.load("v5-keys", KaaNode.config(cfg));
-            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+            Process sub = subscribeV5(broker, topic, 4);
+            try {
                 RecordingCallback odd = new RecordingCallback();
                 appender.doAppend(KaaNode.pack("key\n\u0000\u0007\u009f", TELEMETRY, 3, records(2, 40)), odd);
                 odd.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
@@ -575,9 +590,13 @@ class BrokerFeaturesTest {
                         records(2, 41)), huge);
                 huge.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
                 append(appender, records(2, 42)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
-                sub.assertCount(4, Duration.ofSeconds(10));
             } finally {
                 appender.close();
+            }
+            List<String> messages = messagesV5(sub);
+            assertEquals(4, messages.size(), messages + "\n" + broker.logTail(40));
+            for (int i = 0; i < 2; i++) {
+                assertTrue(messages.get(i).contains("endpointKeyHash:key____ "), messages.get(i));
             }
             broker.assertConnectedOnce(String.valueOf(cfg.get("clientId")));
         }
