@@ -17,7 +17,7 @@ use crate::delivery::{
     max_pending_bytes, message_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD,
 };
 use crate::header::{HeaderStructure, RecordHeader};
-use crate::log_budget::LogBudget;
+use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
@@ -247,7 +247,7 @@ impl Appender {
                     "appender '{}': pack of {records_in_pack} records from endpoint {} not \
                      published: {reason}{note}",
                     self.name,
-                    key_in_log(endpoint)
+                    shown_in_log(endpoint)
                 );
             }
         };
@@ -681,23 +681,6 @@ fn record_labels(
     labels
 }
 
-/// An endpoint key as a log line shows it: Kaa's are 28 characters of base64, but one that
-/// is not (a pack failed for it) must not flood the log or break its lines.
-fn key_in_log(key: &str) -> String {
-    const SHOWN: usize = 64;
-    let shown: String = key
-        .chars()
-        .take(SHOWN)
-        .collect::<String>()
-        .escape_debug()
-        .collect();
-    if key.chars().nth(SHOWN).is_some() {
-        format!("{shown}... ({} bytes)", key.len())
-    } else {
-        shown
-    }
-}
-
 /// 64-bit FNV-1a: stable across processes and versions, unlike std's hasher.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
@@ -1012,19 +995,6 @@ mod tests {
             "answered at once"
         );
         appender.close();
-    }
-
-    /// An endpoint key is logged as it is when it looks like Kaa's, cut short and escaped when
-    /// it does not, so that one pack cannot flood the log or start a line of its own.
-    #[test]
-    fn endpoint_keys_are_logged_short_and_on_one_line() {
-        assert_eq!(
-            key_in_log("b4Yq+9/Z3kKJ2rVvJmD0b1c6Xy0="),
-            "b4Yq+9/Z3kKJ2rVvJmD0b1c6Xy0="
-        );
-        assert_eq!(key_in_log("a\nb\0"), "a\\nb\\0");
-        let long = key_in_log(&"k".repeat(70_000));
-        assert_eq!(long, format!("{}... (70000 bytes)", "k".repeat(64)));
     }
 
     /// Room the process cannot give for a pack's records is an error to answer, not an abort

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Blame, Outcome, Pack, TopicClose, Tracker, Why};
+use crate::log_budget::shown_in_log;
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::Blamed;
 use crate::protocol::{
@@ -656,6 +657,10 @@ struct Driver<E: EventLoop> {
     /// carried a publish: a takeover if the next one ends the same way.
     suspected: bool,
     nudge: Nudge,
+    /// The broker sent a message on this connection, or one too large to read: the session
+    /// under this client id holds subscriptions the appender never made, so the next
+    /// connection starts a clean session.
+    clean_next: bool,
 }
 
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
@@ -710,6 +715,7 @@ async fn drive<E: EventLoop>(
         carried: false,
         suspected: false,
         nudge: Nudge::new(),
+        clean_next: false,
     };
     loop {
         let turned = {
@@ -814,6 +820,7 @@ impl<E: EventLoop> Driver<E> {
             carried,
             suspected,
             nudge,
+            clean_next,
         } = self;
         let polled = if connected_at.is_some() {
             tokio::select! {
@@ -937,6 +944,7 @@ impl<E: EventLoop> Driver<E> {
                 *refused_here = false;
                 *carried = false;
                 *nudge = Nudge::new();
+                *clean_next = false;
                 // The pause is not reset here: a broker that accepts and closes at once
                 // (busy, over a quota, refusing the status message) would get ten
                 // connections a second. It is reset once the connection has lived (`earned`).
@@ -970,6 +978,19 @@ impl<E: EventLoop> Driver<E> {
                             nudge.on_event(&event, now);
                         }
                         *carried |= matches!(event, Observed::Written(_));
+                        if let (Observed::Unasked { topic }, false) = (&event, *clean_next) {
+                            *clean_next = true;
+                            log::warn!(
+                                "{}: the broker sent a message on '{}' though the appender \
+                                 subscribes to nothing: its session for this client id holds a \
+                                 subscription another client with this id made (or a broker \
+                                 rule). Such messages are acknowledged and dropped; the next \
+                                 connection starts a clean session, dropping that session's \
+                                 subscriptions and queued messages",
+                                connection_label(&brokers[*current].1, client_id),
+                                shown_in_log(topic)
+                            );
+                        }
                         tracker.on_event(client, &event);
                         if taken == EVENTS_PER_TURN {
                             break;
@@ -1042,6 +1063,7 @@ impl<E: EventLoop> Driver<E> {
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
+                *clean_next |= matches!(failure, Failure::Unreadable(_));
                 let (text, refused) = match failure {
                     Failure::Refused {
                         why: code,
@@ -1143,6 +1165,18 @@ impl<E: EventLoop> Driver<E> {
                         ),
                         false,
                     ),
+                    Failure::Unreadable(_) => (
+                        format!(
+                            "{}; the appender subscribes to nothing, so it came from a \
+                             subscription in the broker's session for this client id, which \
+                             another client with this id made (or a broker rule), and a queued \
+                             one would come again at every connect: the next connection starts \
+                             a clean session, dropping that session's subscriptions and queued \
+                             messages",
+                            failure.text()
+                        ),
+                        false,
+                    ),
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 let level = match (last_failure.as_ref() == Some(&text), refused) {
@@ -1170,6 +1204,9 @@ impl<E: EventLoop> Driver<E> {
                 // another broker too, and a session expiry the broker raised would outlive the
                 // connection where the configuration says it may not (QoS 2 refuses that).
                 eventloop.switch_to(&brokers[next].0, client_id);
+                if *clean_next {
+                    eventloop.start_clean();
+                }
                 if next != *current {
                     lock(&shared.tracker).on_broker_changed();
                 }

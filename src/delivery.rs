@@ -829,7 +829,10 @@ impl Tracker {
             // The connection is up: what it outlived was read (rumqttc's keep-alive pings
             // answer on a connection that has fallen quiet).
             Observed::Pong => self.outlived(Instant::now()),
-            Observed::Connected { .. } | Observed::Disconnected | Observed::Other => {}
+            Observed::Connected { .. }
+            | Observed::Disconnected
+            | Observed::Unasked { .. }
+            | Observed::Other => {}
         }
     }
 

@@ -26,7 +26,7 @@
 //!   unpublished.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
 //!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
-//!   minute.
+//!   minute, and shows text from outside (endpoint keys, topics) short and on one line.
 //! - `test_log` (tests only): the test process's one logger, capturing what tests assert on.
 
 #![deny(unsafe_code)]

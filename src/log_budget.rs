@@ -58,9 +58,40 @@ impl LogBudget {
     }
 }
 
+/// Text from outside as a log line shows it: an endpoint key (Kaa's are 28 characters of
+/// base64, but one that is not failed its pack), a topic a broker named. It must not flood the
+/// log or break its lines.
+pub(crate) fn shown_in_log(text: &str) -> String {
+    const SHOWN: usize = 64;
+    let shown: String = text
+        .chars()
+        .take(SHOWN)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if text.chars().nth(SHOWN).is_some() {
+        format!("{shown}... ({} bytes)", text.len())
+    } else {
+        shown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint key is logged as it is when it looks like Kaa's, cut short and escaped when
+    /// it does not, so that one pack cannot flood the log or start a line of its own.
+    #[test]
+    fn text_from_outside_is_logged_short_and_on_one_line() {
+        assert_eq!(
+            shown_in_log("b4Yq+9/Z3kKJ2rVvJmD0b1c6Xy0="),
+            "b4Yq+9/Z3kKJ2rVvJmD0b1c6Xy0="
+        );
+        assert_eq!(shown_in_log("a\nb\0"), "a\\nb\\0");
+        let long = shown_in_log(&"k".repeat(70_000));
+        assert_eq!(long, format!("{}... (70000 bytes)", "k".repeat(64)));
+    }
 
     /// A flood: ten lines a window, the tenth saying the rest are left out, the first of the
     /// next window how many were.

@@ -200,6 +200,9 @@ pub enum Observed {
     Disconnected,
     /// PINGRESP.
     Pong,
+    /// A message the broker sent us, on this topic, though we subscribe to nothing: the
+    /// session holds a subscription another client made with our client id.
+    Unasked { topic: String },
     /// Anything else (pings, PUBREL going out, ...).
     Other,
 }
@@ -213,6 +216,11 @@ pub enum Failure {
     /// says no more), or an MQTT 5 DISCONNECT that `said` why. A DISCONNECT with another
     /// reason (shutting down, quota, ...) is `Broken`.
     Closed { why: String, said: Said },
+    /// The broker sent a packet of this many bytes, over what we read
+    /// ([`MAX_INCOMING_PACKET`]): a message from a subscription in the session, which the
+    /// appender never made. MQTT 5 tells the broker the limit; MQTT 3.1.1 cannot, and the
+    /// broker sends a queued message again at every connect.
+    Unreadable(usize),
     /// Anything else: unreachable, TLS, timeout, keep-alive expired.
     Broken(String),
 }
@@ -259,11 +267,16 @@ pub enum Refusal {
 
 impl Failure {
     /// What happened, for a log line.
-    pub fn text(&self) -> &str {
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Failure::Refused { why, .. } | Failure::Closed { why, .. } | Failure::Broken(why) => {
-                why
+                why.into()
             }
+            Failure::Unreadable(bytes) => format!(
+                "the broker sent a message of {bytes} bytes, over the {MAX_INCOMING_PACKET} this \
+                 client reads"
+            )
+            .into(),
         }
     }
 }
@@ -359,6 +372,10 @@ pub trait EventLoop: Send + 'static {
     /// next attempt on.
     fn switch_to(&mut self, options: &Self::Options, client_id: &str);
 
+    /// Makes the next connect start a clean session (a clean start under MQTT 5), until the
+    /// next `switch_to`: the broker's session holds what the appender never made.
+    fn start_clean(&mut self);
+
     /// After the broker refused a QoS 2 message at PUBREC or PUBCOMP (MQTT 5, reason 0x80 or
     /// more): rumqttc 0.25 keeps counting it in flight (rumqtt issue #1060) and stops sending
     /// once such messages fill its window. Counts the window anew from what still awaits an
@@ -380,7 +397,7 @@ pub trait EventLoop: Send + 'static {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, $unreadable:pat => $bytes:expr, $clean:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -393,6 +410,9 @@ macro_rules! event_loop {
                 },
                 ConnectionError::Proxy(e) if proxy_failure(&e).is_some() => {
                     proxy_failure(&e).expect("checked in the guard")
+                }
+                ConnectionError::MqttState(StateError::Deserialization($unreadable)) => {
+                    Failure::Unreadable($bytes)
                 }
                 e => {
                     let io = match &e {
@@ -429,6 +449,10 @@ macro_rules! event_loop {
             fn switch_to(&mut self, options: &Self::Options, client_id: &str) {
                 self.$field = options.clone();
                 self.$field.set_client_id(client_id.to_string());
+            }
+
+            fn start_clean(&mut self) {
+                self.$field.$clean(true);
             }
 
             async fn poll(&mut self) -> Result<Observed, Failure> {
@@ -499,6 +523,8 @@ event_loop!(
     write_v4,
     fresh_state_v4,
     refusal_v4,
+    BytesError::PayloadSizeLimitExceeded(bytes) => bytes,
+    set_clean_session,
     {
         const NUDGES: bool = true;
         const NO_REASON_CODES: bool = true;
@@ -522,6 +548,8 @@ event_loop!(
     write_v5,
     fresh_state_v5,
     refusal_v5,
+    BytesError::PayloadSizeLimitExceeded { pkt_size, .. } => pkt_size,
+    set_clean_start,
     {
         // A Server Keep Alive of 0 means none, which rumqttc takes for a period of 0: it
         // pinged without pause and failed the connection for the unanswered ping, at every
@@ -637,6 +665,9 @@ fn observe_v4(event: &rumqttc::Event) -> Observed {
             refused: None,
         },
         Event::Incoming(Packet::PingResp) => Observed::Pong,
+        Event::Incoming(Packet::Publish(p)) => Observed::Unasked {
+            topic: p.topic.clone(),
+        },
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
@@ -678,6 +709,9 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
             },
         },
         Event::Incoming(Packet::PingResp(_)) => Observed::Pong,
+        Event::Incoming(Packet::Publish(p)) => Observed::Unasked {
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+        },
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
@@ -1308,6 +1342,44 @@ mod tests {
         assert_eq!(said(Code::NotAuthorized), Some(Said::Refused));
         assert_eq!(said(Code::TopicNameInvalid), Some(Said::Refused));
         assert_eq!(said(Code::ServerBusy), None);
+    }
+
+    /// A message over what we read fails the connection whatever the version, as one of its
+    /// own kind: the session it came from is started anew.
+    #[test]
+    fn a_message_too_large_to_read_is_told_apart_and_starts_the_next_session_clean() {
+        let v4 = failure_v4(rumqttc::ConnectionError::MqttState(
+            rumqttc::StateError::Deserialization(
+                rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(102_451),
+            ),
+        ));
+        assert!(matches!(v4, Failure::Unreadable(102_451)));
+        let v5 = failure_v5(rumqttc::v5::ConnectionError::MqttState(
+            rumqttc::v5::StateError::Deserialization(
+                rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded {
+                    pkt_size: 70_000,
+                    max: MAX_INCOMING_PACKET as u32,
+                },
+            ),
+        ));
+        assert!(matches!(v5, Failure::Unreadable(70_000)));
+        assert!(v5.text().contains("70000 bytes"));
+
+        let mut configured = rumqttc::MqttOptions::new("t", "127.0.0.1", 1);
+        configured.set_clean_session(false);
+        let mut eventloop = rumqttc::EventLoop::new(configured.clone(), 1);
+        eventloop.start_clean();
+        assert!(eventloop.mqtt_options.clean_session());
+        eventloop.switch_to(&configured, "t");
+        assert!(!eventloop.mqtt_options.clean_session());
+
+        let mut configured = rumqttc::v5::MqttOptions::new("t", "127.0.0.1", 1);
+        configured.set_clean_start(false);
+        let mut eventloop = rumqttc::v5::EventLoop::new(configured.clone(), 1);
+        eventloop.start_clean();
+        assert!(eventloop.options.clean_start());
+        eventloop.switch_to(&configured, "t");
+        assert!(!eventloop.options.clean_start());
     }
 
     /// A reset, or a write that found the socket closed, may have left unread what the broker

@@ -74,6 +74,8 @@ impl EventLoop for Scripted {
 
     fn switch_to(&mut self, _: &(), _: &str) {}
 
+    fn start_clean(&mut self) {}
+
     fn drop_connection(&mut self) {}
 
     fn forget(&mut self) -> (usize, Vec<Observed>) {

@@ -26,9 +26,10 @@ import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
 /**
- * MQTT 5 sessions against a real Mosquitto: with cleanSession off the appender sends sessionExpirySeconds in CONNECT,
+ * Sessions against a real Mosquitto. MQTT 5: with cleanSession off the appender sends sessionExpirySeconds in CONNECT,
  * so the broker keeps its session after a connection ends (and ends it at once with 0); and across connections cut
- * under it, every record of every pack answered onSuccess reaches a persistent subscriber.
+ * under it, every record of every pack answered onSuccess reaches a persistent subscriber. MQTT 3.1.1: a session that
+ * another client with the appender's id left holding a subscription stops no delivery, and goes.
  */
 class SessionTest {
 
@@ -164,5 +165,113 @@ class SessionTest {
             BROKER.closeAppenders();
             assertTrue(sessionPresent(clientId), "the session outlived the appender's connections");
         }
+    }
+
+    /**
+     * Leaves, under {@code clientId}, an MQTT 3.1.1 session holding a subscription the appender never makes (another
+     * client used its id), and queued for it a message of {@code bytes} bytes.
+     */
+    private static void leaveForeignSession(String clientId, int bytes) throws MqttException {
+        String foreign = "it/foreign/" + UUID.randomUUID();
+        MqttClient other = new MqttClient("tcp://127.0.0.1:" + BROKER.port(), clientId, new MemoryPersistence());
+        MqttConnectOptions o = new MqttConnectOptions();
+        o.setCleanSession(false);
+        o.setMqttVersion(MqttConnectOptions.MQTT_VERSION_3_1_1);
+        other.connect(o);
+        other.subscribe(foreign, 1);
+        other.disconnect(2_000);
+        other.close(true);
+        MqttClient pub = new MqttClient("tcp://127.0.0.1:" + BROKER.port(), MqttClient.generateClientId(),
+                new MemoryPersistence());
+        pub.connect();
+        pub.publish(foreign, new byte[bytes], 1, false);
+        pub.disconnect(2_000);
+        pub.close(true);
+    }
+
+    /** An MQTT 3.1.1 appender with cleanSession off. */
+    private static Map<String, Object> persistentMqtt311(String clientId, String topic) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+        cfg.put("clientId", clientId);
+        cfg.put("cleanSession", false);
+        cfg.put("deliveryTimeoutSeconds", 10);
+        return cfg;
+    }
+
+    /**
+     * Sends a pack until it is answered onSuccess, as Kaa sends a failed one again, at most three times; asserts it
+     * was within two.
+     */
+    private static void appendUntilDelivered(LogAppender a, List<byte[]> recs, String label) {
+        List<String> answers = new ArrayList<>();
+        for (int attempt = 0; attempt < 3 && !answers.contains(SUCCESS); attempt++) {
+            RecordingCallback.Call c = RecordingCallback.append(a, KaaNode.pack(TELEMETRY, 1, recs), label + " "
+                    + attempt).awaitFirstOrNull(WAIT);
+            answers.add(c == null ? "none" : c.method);
+        }
+        assertEquals(SUCCESS, answers.get(answers.size() - 1), label + ": " + answers + "\n"
+                + BROKER.broker().logTail(10));
+        assertTrue(answers.size() <= 2, label + ": " + answers);
+    }
+
+    /** The clean session flags of the connections the broker logged for {@code clientId}, in order: "c0", "c1". */
+    private static List<String> cleanFlags(String clientId) {
+        List<String> flags = new ArrayList<>();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile(" as " + java.util.regex.Pattern.quote(clientId)
+                + " \\(p\\d, (c\\d)").matcher(BROKER.broker().logTail(2000));
+        while (m.find()) {
+            flags.add(m.group(1));
+        }
+        return flags;
+    }
+
+    /**
+     * Queued in such a session, a message larger than the appender reads (64 KiB). MQTT 3.1.1 cannot tell the broker
+     * that limit, and the broker sends the message at every connect: before, every connection failed with it, and
+     * every pack.
+     */
+    @org.junit.jupiter.api.Test
+    void aForeignMessageTooLargeToReadInTheSessionDoesNotStopDelivery() throws Exception {
+        String clientId = "it-session-" + UUID.randomUUID().toString().substring(0, 8);
+        String topic = "kaa/it/session/" + UUID.randomUUID();
+        leaveForeignSession(clientId, 100 * 1024);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender a = BROKER.load("foreign large", persistentMqtt311(clientId, topic));
+            List<byte[]> recs = ChildNodeMain.records(7, 3);
+            // A pack written on the first connection, before the message came, fails with it.
+            appendUntilDelivered(a, recs, "foreign large");
+            sub.assertCount(recs.size(), WAIT);
+        }
+        BROKER.closeAppenders();
+        List<String> flags = cleanFlags(clientId);
+        assertEquals("c1", flags.get(flags.size() - 1), "the appender's last connection started clean: " + flags);
+    }
+
+    /**
+     * Queued in such a session, a small message: the appender reads and drops it, delivers its packs, and starts the
+     * next connection clean, so that the foreign subscription goes.
+     */
+    @org.junit.jupiter.api.Test
+    void aForeignSubscriptionInTheSessionGoesAtTheNextConnection() throws Exception {
+        String clientId = "it-session-" + UUID.randomUUID().toString().substring(0, 8);
+        String topic = "kaa/it/session/" + UUID.randomUUID();
+        leaveForeignSession(clientId, 1024);
+        try (HttpConnectProxy proxy = HttpConnectProxy.open();
+                Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Map<String, Object> cfg = persistentMqtt311(clientId, topic);
+            cfg.put("proxyHost", "127.0.0.1");
+            cfg.put("proxyPort", proxy.port());
+            LogAppender a = BROKER.load("foreign small", cfg);
+            List<byte[]> first = ChildNodeMain.records(11, 3);
+            RecordingCallback.append(a, KaaNode.pack(TELEMETRY, 1, first), "foreign small")
+                    .assertExactlyOne(SUCCESS, WAIT, Duration.ZERO);
+            proxy.dropTunnels();
+            List<byte[]> second = ChildNodeMain.records(12, 3);
+            appendUntilDelivered(a, second, "foreign small, reconnected");
+            sub.assertCount(first.size() + second.size(), WAIT);
+        }
+        BROKER.closeAppenders();
+        // The other client's connection, the appender's resuming the session, and its next starting clean.
+        assertEquals(java.util.Arrays.asList("c0", "c0", "c1"), cleanFlags(clientId));
     }
 }
