@@ -102,12 +102,14 @@ fn client_key(broker: &BrokerConfig) -> ClientKey {
 }
 
 /// A connection on its way out: closed once its driver ended, expected to be by `by`;
-/// `holds` the client id it still holds while it drains.
+/// `holds` the client id it still holds while it drains; it publishes 'offline' to
+/// `status_topic` as it goes.
 #[derive(Clone)]
 struct Goodbye {
     finished: Arc<Semaphore>,
     by: Instant,
     holds: Option<String>,
+    status_topic: Option<Arc<str>>,
 }
 
 /// Connections being closed, or draining for a closed appender, by client: a new connection
@@ -280,6 +282,37 @@ impl Shared {
             self.ready.notify_one();
         }
         result
+    }
+
+    /// Once connected: publishes 'online' again after a connection of another client id,
+    /// closing, has published 'offline' to the same status topic as it went. An appender edited
+    /// in the admin (a new client id or host, the same status topic) connects at once while its
+    /// predecessor drains, and the retained status would read 'offline' while it runs.
+    fn online_after_predecessor(self: &Arc<Self>) {
+        let Some(topic) = &self.status_topic else {
+            return;
+        };
+        let predecessor = closing()
+            .iter()
+            .filter(|(client, g)| {
+                **client != self.identity && g.status_topic.as_ref() == Some(topic)
+            })
+            .map(|(_, g)| g.clone())
+            .max_by_key(|g| g.by);
+        let Some(predecessor) = predecessor else {
+            return;
+        };
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout_at(predecessor.by.into(), predecessor.finished.acquire())
+                .await;
+            // Disconnected meanwhile, the next connect says 'online' itself.
+            if shared.metrics.connected.load(Ordering::Relaxed)
+                && !shared.released.load(Ordering::Acquire)
+            {
+                let _ = shared.publish_status(Status::Online);
+            }
+        });
     }
 
     /// Publishes the retained liveness status, if the connection has a status topic. It is
@@ -503,6 +536,7 @@ impl Connection {
                 finished: Arc::clone(&self.shared.finished),
                 by: by + self.shared.connect_timeout + CLOSE_GRACE,
                 holds,
+                status_topic: self.shared.status_topic.clone(),
             },
         );
     }
@@ -966,6 +1000,7 @@ impl<E: EventLoop> Driver<E> {
                     tracker.on_connected(client, window)
                 });
                 let _ = shared.publish_status(Status::Online);
+                shared.online_after_predecessor();
             }
             Ok(event) => {
                 let now = E::NUDGES.then(tokio::time::Instant::now);

@@ -657,6 +657,54 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * An appender edited in the admin to another client id, its statusTopic kept: the node closes it and at once
+     * creates it again. The new connection says 'online' at once, while the old one drains a pack whose ack the
+     * broker has not sent yet (held at a proxy here) and says 'offline' as it goes, after. The retained status must
+     * end 'online': before, it stayed 'offline' while the new connection ran.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void anEditedAppendersStatusEndsOnlineAfterItsPredecessorWent() throws Exception {
+        GatedProxy.HeldAcks held = new GatedProxy.HeldAcks();
+        try (Mosquitto broker = Mosquitto.startAnonymous();
+                GatedProxy proxy = GatedProxy.start(broker.port(), held);
+                Subscriber sub = Subscriber.subscribe(broker.port(), "status/edited", 1)) {
+            Map<String, Object> before = KaaNode.brokerConfig(proxy.port(), "data/edited", 1);
+            before.put("statusTopic", "status/edited");
+            before.put("clientId", "edited-before");
+            LogAppender first = KaaNode.load("edited", KaaNode.config(before));
+            String schema = TestData.schemaText("telemetry.avsc");
+            RecordingCallback inFlight = RecordingCallback.append(first, KaaNode.pack(schema, 1,
+                    ChildNodeMain.records(3, 2)), "in flight at the edit");
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (proxy.acksWaitedFor() == 0 && System.nanoTime() < deadline) {
+                RecordingCallback.sleep(Duration.ofMillis(10));
+            }
+            // The first held ack is the status message's; the pack's queue behind it.
+            assertTrue(proxy.acksWaitedFor() > 0, "acks are held: " + proxy.stats());
+            assertEquals(List.of(), inFlight.calls(), "the pack is in flight at the edit");
+            first.close();
+            Map<String, Object> after = KaaNode.brokerConfig(broker.port(), "data/edited", 1);
+            after.put("statusTopic", "status/edited");
+            after.put("clientId", "edited-after");
+            LogAppender second = KaaNode.load("edited", KaaNode.config(after));
+            // Both connections' 'online' reach the broker: the proxy holds acks only.
+            assertEquals("online", json(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)).get("status")
+                    .getTextValue());
+            held.release();
+            inFlight.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            List<byte[]> said = sub.awaitCount(4, Duration.ofSeconds(15));
+            List<String> words = new ArrayList<>();
+            for (byte[] b : said) {
+                words.add(json(b).get("status").getTextValue());
+            }
+            assertEquals("offline", words.get(2), "the first connection says 'offline' as it goes: " + words);
+            assertEquals("online", words.get(words.size() - 1), "the status ends 'online': " + words);
+            second.close();
+        }
+    }
+
     /** statusFormat TEXT: the bare words earlier builds published, for consumers that compare with them. */
     @Test
     void statusFormatTextKeepsTheBareWords() {

@@ -639,25 +639,6 @@ class EndToEndTest {
         }
     }
 
-    /** Holds every ack at the proxy until released (or the proxy's own bound of 10 s passes). */
-    private static final class HeldAcks implements GatedProxy.Witness {
-        final CountDownLatch released = new CountDownLatch(1);
-
-        @Override
-        public boolean has(byte[] payload) {
-            return released.getCount() == 0;
-        }
-
-        @Override
-        public boolean await(byte[] payload, long deadlineNanos, java.util.function.BooleanSupplier giveUp) {
-            try {
-                return released.await(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return false;
-            }
-        }
-    }
 
     /**
      * doAppend never waits for the broker, shown without a clock: the broker's acks are held at a proxy until the
@@ -673,7 +654,7 @@ class EndToEndTest {
     void doAppendReturnsWhileTheBrokersAcksAreHeld(int qos) {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        HeldAcks held = new HeldAcks();
+        GatedProxy.HeldAcks held = new GatedProxy.HeldAcks();
         try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
             Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("held-qos" + qos), qos);
             cfg.put("deliveryTimeoutSeconds", 3600);
@@ -696,7 +677,7 @@ class EndToEndTest {
             for (RecordingCallback cb : cbs) {
                 assertEquals(List.of(), cb.calls(), cb.label() + ": answered while its acks are held");
             }
-            held.released.countDown();
+            held.release();
             for (RecordingCallback cb : cbs) {
                 cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
             }
@@ -719,7 +700,7 @@ class EndToEndTest {
     void closeLetsPacksInFlightWaitForTheirAcks() {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        HeldAcks held = new HeldAcks();
+        GatedProxy.HeldAcks held = new GatedProxy.HeldAcks();
         try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
             Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("close-drains"), 1);
             cfg.put("closeTimeoutSeconds", 30);
@@ -731,7 +712,7 @@ class EndToEndTest {
             RecordingCallback after = append(appender,
                     KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "drain-late", 3)), "after");
             after.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
-            held.released.countDown();
+            held.release();
             inFlight.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
         }
     }
@@ -749,7 +730,7 @@ class EndToEndTest {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
         String clientId = "it-edit-" + UUID.randomUUID().toString().substring(0, 8);
-        HeldAcks held = new HeldAcks();
+        GatedProxy.HeldAcks held = new GatedProxy.HeldAcks();
         try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
             Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("edit"), 1);
             cfg.put("clientId", clientId);
@@ -763,7 +744,7 @@ class EndToEndTest {
             RecordingCallback next = append(after,
                     KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(5), "edit-new", 3)), "next");
             RecordingCallback.sleep(Duration.ofSeconds(1));
-            held.released.countDown();
+            held.release();
             inFlight.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
             next.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
             String log = BROKER.broker().log();
@@ -780,7 +761,7 @@ class EndToEndTest {
     void closeFailsWhatTheBrokerDoesNotConfirmInTime() {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
-        HeldAcks held = new HeldAcks();
+        GatedProxy.HeldAcks held = new GatedProxy.HeldAcks();
         try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held)) {
             Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic("close-bound"), 1);
             cfg.put("closeTimeoutSeconds", 1);
@@ -789,7 +770,7 @@ class EndToEndTest {
                     KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(3), "bound", 3)), "in flight");
             assertDoesNotThrow(appender::close, "close()");
             inFlight.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(20), GRACE);
-            held.released.countDown();
+            held.release();
         }
     }
 

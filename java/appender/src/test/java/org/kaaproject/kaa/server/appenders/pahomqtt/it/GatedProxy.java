@@ -16,6 +16,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -47,6 +48,30 @@ public final class GatedProxy implements AutoCloseable {
 
         /** Waits until the payload is there, {@code giveUp} is true, or the deadline passed; whether it is there. */
         boolean await(byte[] payload, long deadlineNanos, BooleanSupplier giveUp);
+    }
+
+    /** Holds every ack until {@link #release} (or the proxy's own bound of 10 s passes). */
+    public static final class HeldAcks implements Witness {
+        private final CountDownLatch released = new CountDownLatch(1);
+
+        public void release() {
+            released.countDown();
+        }
+
+        @Override
+        public boolean has(byte[] payload) {
+            return released.getCount() == 0;
+        }
+
+        @Override
+        public boolean await(byte[] payload, long deadlineNanos, BooleanSupplier giveUp) {
+            try {
+                return released.await(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+        }
     }
 
     /** How long a held ack waits for its record while the broker is alive. */
