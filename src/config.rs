@@ -549,8 +549,9 @@ fn tls_settings(
 fn taken_literally(field: &str, text: &str, why: &str) -> String {
     format!(
         "{field} '{}': a brace that is none of this appender's placeholders is taken literally \
-         ({why}), as the original PahoMQTT appender took the whole text (the placeholders in it \
-         are replaced)",
+         ({why}), as what stored this configuration (the original PahoMQTT appender, or an \
+         earlier build under its class) took the whole text (the placeholders in it are \
+         replaced)",
         text.escape_debug()
     )
 }
@@ -623,8 +624,15 @@ impl AppenderConfig {
             ));
         }
         let status_text = status_topic.trim().to_string();
-        let status_topic =
-            identity::expand(&status_text).map_err(|e| ConfigError::new("statusTopic", e))?;
+        // Only earlier builds' records under the original's class hold a status topic there;
+        // those builds took it literally.
+        let (status_topic, status_literal) = if layout == Layout::Original {
+            identity::expand_original(&status_text)
+        } else {
+            let expanded =
+                identity::expand(&status_text).map_err(|e| ConfigError::new("statusTopic", e))?;
+            (expanded, None)
+        };
         let status_topic = match status_topic.as_str() {
             "" => None,
             t if crate::topic::unfit_for_publish(t) => {
@@ -794,6 +802,9 @@ impl AppenderConfig {
                 "maxMessageBytes",
                 format!("{max_message_bytes} is not between 1 and {MQTT_MAX_MESSAGE_BYTES}"),
             ));
+        }
+        if let Some(why) = status_literal {
+            warnings.push(taken_literally("statusTopic", &status_text, &why));
         }
         let client_id_text = client_id;
         let client_id = if layout == Layout::Original {
@@ -1418,6 +1429,33 @@ pub(crate) mod tests {
         let err =
             AppenderConfig::from_avro(&record("c", "{line}/#").0, Layout::Original).unwrap_err();
         assert_eq!(err.field, "mqtttopic");
+        // An earlier build's record under the original's class, whose status topic that
+        // build took literally.
+        let texts = [
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("kaa/{line}/status"),
+            None,
+            None,
+            None,
+        ];
+        let c =
+            AppenderConfig::from_avro(&full_record(Layout::Original, texts).0, Layout::Original)
+                .unwrap();
+        assert_eq!(c.broker.status_topic.as_deref(), Some("kaa/{line}/status"));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("statusTopic 'kaa/{line}/status': a brace")));
+        let err = AppenderConfig::from_avro(
+            &full_record(Layout::PlainTexts, texts).0,
+            Layout::PlainTexts,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "statusTopic");
     }
 
     #[test]
