@@ -399,19 +399,30 @@ fn mark_zero_width_arrays(nodes: &mut [Node]) {
             break;
         }
     }
-    fn weight(nodes: &[Node], zero: &[bool], memo: &mut [u32], i: usize) -> u32 {
-        if memo[i] != 0 {
-            return memo[i];
+    // Without recursion: records named by reference nest without bound in a shallow text (each
+    // field of the next record naming the last), and this runs on the thread Kaa calls us on.
+    // Zero-width records contain no cycle, since no record containing itself is zero-width.
+    fn weight(nodes: &[Node], zero: &[bool], memo: &mut [u32], root: usize) -> u32 {
+        let mut stack = vec![(root, false)];
+        while let Some((i, fields_done)) = stack.pop() {
+            if memo[i] != 0 {
+                continue;
+            }
+            debug_assert!(zero[i]);
+            match &nodes[i] {
+                Node::Record(fields) if !fields_done => {
+                    stack.push((i, true));
+                    stack.extend(fields.iter().map(|f| (f.node as usize, false)));
+                }
+                Node::Record(fields) => {
+                    memo[i] = fields
+                        .iter()
+                        .fold(1u32, |acc, f| acc.saturating_add(memo[f.node as usize]));
+                }
+                _ => memo[i] = 1,
+            }
         }
-        let w = match &nodes[i] {
-            Node::Record(fields) => fields.iter().fold(1u32, |acc, f| {
-                acc.saturating_add(weight(nodes, zero, memo, f.node as usize))
-            }),
-            _ => 1,
-        };
-        debug_assert!(zero[i]);
-        memo[i] = w;
-        w
+        memo[root]
     }
     let mut memo = vec![0u32; nodes.len()];
     for i in 0..nodes.len() {
