@@ -13,9 +13,7 @@ use crate::config::{
 };
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{
-    max_pending_bytes, message_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD,
-};
+use crate::delivery::{max_pending_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
@@ -304,42 +302,42 @@ impl Appender {
                 return completion(Why::Unpublishable.outcome());
             }
         };
-        let messages = match self
-            .schema(schema)
-            .and_then(|schema| {
-                let payloads = self.encoder.encode(&schema, &header, records)?;
-                let mut scratch = Vec::new();
-                let template = &self.config.topic;
-                // Without record fields the topic is the pack's: rendered once, not per message.
-                let pack_topic = if template.has_event_fields() {
-                    None
-                } else {
-                    Some(template.render(&pack_values, &schema, None, &mut scratch)?)
-                };
-                payloads
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, payload)| {
-                        // One message per record, or one per pack (then no record fields).
-                        let record =
-                            (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
-                        let topic = match &pack_topic {
-                            Some(topic) => Arc::clone(topic),
-                            None => template.render(&pack_values, &schema, record, &mut scratch)?,
-                        };
-                        let labels = record_labels(&labels, record.map(|r| (i, r)));
-                        Ok(Message {
-                            topic,
-                            payload,
-                            labels,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-            })
-            .and_then(|messages| {
-                fits_pending_bytes(message_bytes(&messages), self.config.max_pending_records)
-                    .map(|()| messages)
-            }) {
+        let messages = match self.schema(schema).and_then(|schema| {
+            let payloads = self.encoder.encode(&schema, &header, records)?;
+            let mut scratch = Vec::new();
+            let template = &self.config.topic;
+            // Without record fields the topic is the pack's: rendered once, not per message.
+            let pack_topic = if template.has_event_fields() {
+                None
+            } else {
+                Some(template.render(&pack_values, &schema, None, &mut scratch)?)
+            };
+            // Counted as they are made: each message holds its own topic rendered from
+            // record fields, and the endpoint key in each could pass the bound many times.
+            let mut bytes = 0usize;
+            payloads
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| {
+                    // One message per record, or one per pack (then no record fields).
+                    let record =
+                        (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
+                    let topic = match &pack_topic {
+                        Some(topic) => Arc::clone(topic),
+                        None => template.render(&pack_values, &schema, record, &mut scratch)?,
+                    };
+                    let labels = record_labels(&labels, record.map(|r| (i, r)));
+                    let message = Message {
+                        topic,
+                        payload,
+                        labels,
+                    };
+                    bytes = bytes.saturating_add(message.bytes());
+                    fits_pending_bytes(bytes, self.config.max_pending_records)?;
+                    Ok(message)
+                })
+                .collect::<Result<Vec<_>, String>>()
+        }) {
             Ok(messages) => messages,
             Err(reason) => {
                 not_published("unpublishable", &reason);
@@ -651,14 +649,14 @@ fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String>
 }
 
 /// The bytes half of [`fits_pending_count`]'s rule, for `bytes` of messages: checked on what
-/// their MQTT 5 user properties alone take before decoding, and on the messages once made
-/// (AVRO_BINARY's payloads are not held to it while decoding, and topics count too).
+/// their MQTT 5 user properties alone take before decoding, and on the messages as they are
+/// made (AVRO_BINARY's payloads are not held to it while decoding, and topics count too).
 fn fits_pending_bytes(bytes: usize, max_pending: usize) -> Result<(), String> {
     let max_bytes = max_pending_bytes(max_pending);
     if bytes > max_bytes {
         return Err(format!(
-            "its messages take {bytes} bytes, more than maxPendingRecords ({max_pending}) allows \
-             in flight ({PENDING_BYTES_PER_RECORD} bytes each, {max_bytes} in all), so it can \
+            "its messages take at least {bytes} bytes, more than maxPendingRecords ({max_pending}) \
+             allows in flight ({PENDING_BYTES_PER_RECORD} bytes each, {max_bytes} in all), so it can \
              never be accepted; raise maxPendingRecords or send smaller packs"
         ));
     }
@@ -736,7 +734,7 @@ mod tests {
     use super::*;
     use crate::config::tests::original;
     use crate::config::Layout;
-    use crate::delivery::Outcome;
+    use crate::delivery::{message_bytes, Outcome};
     use std::sync::mpsc;
 
     const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}"#;
@@ -993,6 +991,42 @@ mod tests {
             rx.try_recv(),
             Ok(Outcome::InternalError),
             "answered at once"
+        );
+        appender.close();
+    }
+
+    /// A topic naming record fields is rendered for each message, the endpoint key in each:
+    /// counted as the messages are made, a long key in many records is refused once they pass
+    /// the bound (80 MB here), not after all exist (20,000 topics of 60 KB, 1.2 GB, which an
+    /// endpoint could make many times that, past what the node can allocate).
+    #[test]
+    fn topics_past_the_pending_bound_are_refused_as_they_are_made() {
+        crate::test_log::capture();
+        let mut config = unreachable_config(Duration::ZERO);
+        config.topic =
+            crate::topic::TopicTemplate::parse("t/{endpointKeyHash}/{event.x}").expect("template");
+        config.max_pending_records = 20_000;
+        let appender = open("long-topics", config);
+        let (tx, rx) = mpsc::channel();
+        let key = "k".repeat(60_000);
+        let schema = PackSchema {
+            id: Some("1"),
+            version: 1,
+            text: || Some(SCHEMA.to_string()),
+        };
+        appender.append(schema, Ok(&[RECORD; 20_000][..]), &key, recorded(&tx));
+        assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
+        let lines = crate::test_log::lines_with("appender 'long-topics': pack of 20000 records");
+        let taken: usize = lines
+            .first()
+            .and_then(|l| l.split("take at least ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        let bound = max_pending_bytes(20_000);
+        assert!(
+            taken > bound && taken <= bound + 61_000,
+            "made no more than one message past the bound: {taken}"
         );
         appender.close();
     }
