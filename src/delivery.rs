@@ -263,9 +263,9 @@ impl Unpublished<'_> {
                 LIFE.as_secs()
             ),
             Unpublished::NewTopicsHeld => format!(
-                "the broker has taken no message to that topic, and refused the last {UNTAKEN} \
-                 topics it had not taken before (or closed the connection just after them), \
-                 taking no new one since; packs to new topics fail so but one every {} s or \
+                "the broker has taken no message to that topic, and refused topics it had not \
+                 taken before of the last {UNTAKEN} endpoints whose records made one (or closed \
+                 the connection just after them), taking no new one since; packs to new topics fail so but one every {} s or \
                  more, which tells whether the broker takes them again, so that an ACL denying \
                  them does not keep the connection every appender shares closing. Check the \
                  broker's ACL for the topics mqtttopic makes",
@@ -2341,7 +2341,7 @@ mod tests {
             t.submit(
                 &mut out,
                 &p,
-                from_source(10 + u64::from(i)),
+                from_source(10 + i as u64),
                 to_topic(&topic, 1),
                 100,
             );

@@ -11,8 +11,9 @@
 //! Where the broker keeps the connection (Mosquitto), it saves a round trip. An endpoint whose
 //! records choose their topics could still make a new refused one at every pack: after
 //! [`SOURCE_TOPICS`] of them its packs to topics the broker never took fail too; and after
-//! [`UNTAKEN`] new topics of one appender refused in a row (an ACL denying every endpoint's
-//! topic), all its packs to new topics do, but a probe every [`PROBE_EVERY`]. A refusal is
+//! new topics of [`UNTAKEN`] endpoints of one appender refused in a row (an ACL denying every
+//! endpoint's topic), all its packs to new topics do, but a probe every [`PROBE_EVERY`]. One
+//! endpoint alone cannot hold the others' packs so. A refusal is
 //! kept with the QoS and retain flag it met: a broker may allow a topic at one and not the
 //! other (AWS IoT refuses retained messages without `iot:RetainPublish`).
 
@@ -57,13 +58,15 @@ pub(crate) const SOURCE_TOPICS: usize = 3;
 /// Origins counted at most: when full, the one blamed longest ago goes. So are appenders.
 const SOURCES: usize = 4096;
 
-/// Topics one appender made that the broker had not taken before, refused (or blamed for a
-/// close) one after another with no new topic of it taken between, after which its packs to
-/// topics the broker never took fail unpublished, but one every [`PROBE_EVERY`]. With an ACL
-/// that denies most topics a template makes (`{endpointKeyHash}` under a prefix it denies),
-/// each endpoint's first pack would cost the shared connection a close, and thousands of
-/// endpoints would keep it closing.
-pub(crate) const UNTAKEN: u32 = 8;
+/// Endpoints of one appender whose topics the broker had not taken before it refused (or was
+/// blamed for a close at) one after another, with no new topic of the appender taken between,
+/// after which its packs to topics the broker never took fail unpublished, but one every
+/// [`PROBE_EVERY`]. With an ACL that denies most topics a template makes (`{endpointKeyHash}`
+/// under a prefix it denies), each endpoint's first pack would cost the shared connection a
+/// close, and thousands of endpoints would keep it closing. Endpoints, not topics: one
+/// endpoint's pack can carry as many new topics as records (`{event.…}`), all in flight
+/// before the first refusal, and must not hold every other endpoint's packs.
+pub(crate) const UNTAKEN: usize = 8;
 /// How often a pack to a new topic goes out while they are held, at first: its answer tells
 /// whether the broker takes new topics again. Each one refused (or blamed for a close) doubles
 /// the time to the next, up to [`LIFE`]: under MQTT 3.1.1 each costs the shared connection a
@@ -77,12 +80,12 @@ struct Source {
     last: Instant,
 }
 
-/// One appender's new topics refused or blamed since the broker last took one of them, when
-/// the last was, when the last pack to a new topic went out while they were held, and the time
-/// from it to the next.
+/// The endpoints (hashes, [`UNTAKEN`] at most) whose new topics of one appender were refused
+/// or blamed since the broker last took one of them, when the last was, when the last pack to a
+/// new topic went out while they were held, and the time from it to the next.
 #[derive(Debug)]
 struct Untaken {
-    count: u32,
+    endpoints: Vec<u64>,
     last: Instant,
     probed: Option<Instant>,
     probe_every: Duration,
@@ -228,9 +231,10 @@ impl RefusedTopics {
             .map(|(reason, _)| reason.as_str())
     }
 
-    /// `topic`, of `origin`'s records, was refused, or blamed for a close, at `now`: one more
-    /// of its appender's [`UNTAKEN`] in a row, and of the origin's [`SOURCE_TOPICS`] (the
-    /// connection's own messages, appender 0, are not counted).
+    /// `topic`, of `origin`'s records, was refused, or blamed for a close, at `now`: its
+    /// endpoint one of its appender's [`UNTAKEN`] in a row, if not counted yet, and the topic
+    /// one of the origin's [`SOURCE_TOPICS`] (the connection's own messages, appender 0, are not
+    /// counted).
     pub(crate) fn count(&mut self, origin: Origin, topic: &str, now: Instant) -> Counted {
         if origin.appender == 0 {
             return Counted::default();
@@ -240,7 +244,7 @@ impl RefusedTopics {
                 .retain(|_, u| now.saturating_duration_since(u.last) < LIFE);
         }
         let fresh = || Untaken {
-            count: 0,
+            endpoints: Vec::new(),
             last: now,
             probed: None,
             probe_every: PROBE_EVERY,
@@ -251,13 +255,15 @@ impl RefusedTopics {
             // A hold that expired starts its count again.
             *untaken = fresh();
         }
-        if untaken.count >= UNTAKEN {
+        let mut new_topics_held = false;
+        if untaken.endpoints.len() >= UNTAKEN {
             // Held: a probe, refused.
             untaken.probe_every = (untaken.probe_every * 2).min(LIFE);
+        } else if !untaken.endpoints.contains(&origin.endpoint) {
+            untaken.endpoints.push(origin.endpoint);
+            new_topics_held = untaken.endpoints.len() == UNTAKEN;
         }
-        untaken.count += 1;
         untaken.last = now;
-        let new_topics_held = untaken.count == UNTAKEN;
         Counted {
             source_refused: self.blame_source(origin, topic, now),
             new_topics_held,
@@ -273,14 +279,13 @@ impl RefusedTopics {
     }
 
     /// Whether `appender`'s packs to topics the broker never took are held at `now`: it refused
-    /// (or closed the connection at) [`UNTAKEN`] such topics of it in a row, the last within
-    /// [`LIFE`]. Costs nothing while none is counted.
+    /// (or closed the connection at) such topics of [`UNTAKEN`] of its endpoints in a row, the
+    /// last within [`LIFE`]. Costs nothing while none is counted.
     pub(crate) fn holds_new_topics(&mut self, appender: u64, now: Instant) -> bool {
         self.untaken.live(now)
-            && self
-                .untaken
-                .get(&appender)
-                .is_some_and(|u| u.count >= UNTAKEN && now.saturating_duration_since(u.last) < LIFE)
+            && self.untaken.get(&appender).is_some_and(|u| {
+                u.endpoints.len() >= UNTAKEN && now.saturating_duration_since(u.last) < LIFE
+            })
     }
 
     /// While `appender`'s new topics are held, whether a pack to one may go out at `now` to
@@ -737,18 +742,20 @@ mod tests {
         assert!(!r.sources.contains_key(&o(1)), "the oldest went");
     }
 
-    /// Eight new topics of one appender refused in a row hold its packs to new topics, but one
-    /// after ten seconds, and twice as long after each probe refused; a new topic of it taken
-    /// lets them go again, and so does time. Another appender's are not held.
+    /// New topics of eight endpoints of one appender refused in a row hold its packs to new
+    /// topics, but one after ten seconds, and twice as long after each probe refused; a new
+    /// topic of it taken lets them go again, and so does time. Another appender's are not held,
+    /// and one endpoint's many topics (one pack's, in flight together) count once.
     #[test]
     fn new_topics_refused_in_a_row_hold_new_topics_but_a_probe() {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
-        for i in 1..UNTAKEN {
-            assert!(
-                !r.count(o(u64::from(i)), &format!("d/{i}"), t0)
-                    .new_topics_held
-            );
+        for i in 0..20 {
+            assert!(!r.count(o(1), &format!("one/{i}"), t0).new_topics_held);
+        }
+        assert!(!r.holds_new_topics(1, t0), "one endpoint's topics alone");
+        for i in 2..UNTAKEN as u64 {
+            assert!(!r.count(o(i), &format!("d/{i}"), t0).new_topics_held);
         }
         assert!(!r.holds_new_topics(1, t0));
         assert!(r.count(o(99), "d/99", t0).new_topics_held, "the eighth");
