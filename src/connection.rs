@@ -1013,18 +1013,10 @@ impl<E: EventLoop> Driver<E> {
                             nudge.on_event(&event, now);
                         }
                         *carried |= matches!(event, Observed::Written(_));
-                        if let (Observed::Unasked { topic }, false) = (&event, *clean_next) {
-                            *clean_next = true;
-                            log::warn!(
-                                "{}: the broker sent a message on '{}' though the appender \
-                                 subscribes to nothing: its session for this client id holds a \
-                                 subscription another client with this id made (or a broker \
-                                 rule). Such messages are acknowledged and dropped; the next \
-                                 connection starts a clean session, dropping that session's \
-                                 subscriptions and queued messages",
-                                connection_label(&brokers[*current].1, client_id),
-                                shown_in_log(topic)
-                            );
+                        if let Observed::Unasked { topic } = &event {
+                            note_unasked(clean_next, topic, || {
+                                connection_label(&brokers[*current].1, client_id)
+                            });
                         }
                         tracker.on_event(client, &event);
                         if taken == EVENTS_PER_TURN {
@@ -1052,6 +1044,11 @@ impl<E: EventLoop> Driver<E> {
                     let (drained, unreported) = eventloop.forget();
                     *refused_here |= unreported.iter().any(Observed::is_refusal);
                     *carried |= unreported.iter().any(|e| matches!(e, Observed::Written(_)));
+                    for event in &unreported {
+                        if let Observed::Unasked { topic } = event {
+                            note_unasked(clean_next, topic, || label.clone());
+                        }
+                    }
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
                     // Closed by the broker with no reason, for a packet too large, or for
                     // something it refuses: maybe at the largest message it left
@@ -1098,7 +1095,7 @@ impl<E: EventLoop> Driver<E> {
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
-                *clean_next |= matches!(failure, Failure::Unreadable(_));
+                *clean_next |= matches!(failure, Failure::Foreign(_));
                 let (text, refused) = match failure {
                     Failure::Refused {
                         why: code,
@@ -1200,15 +1197,13 @@ impl<E: EventLoop> Driver<E> {
                         ),
                         false,
                     ),
-                    Failure::Unreadable(_) => (
+                    Failure::Foreign(why) => (
                         format!(
-                            "{}; the appender subscribes to nothing, so it came from a \
-                             subscription in the broker's session for this client id, which \
-                             another client with this id made (or a broker rule), and a queued \
-                             one would come again at every connect: the next connection starts \
-                             a clean session, dropping that session's subscriptions and queued \
-                             messages",
-                            failure.text()
+                            "{why}; the appender subscribes to nothing, so it belongs to the \
+                             broker's session for this client id, to what another client with \
+                             this id left there (or a broker rule), and the broker would send it \
+                             again at every connect: the next connection starts a clean session, \
+                             dropping that session's subscriptions and queued messages"
                         ),
                         false,
                     ),
@@ -1262,6 +1257,22 @@ impl<E: EventLoop> Driver<E> {
         }
         Turn::Next
     }
+}
+
+/// A message the broker sent though the appender subscribes to nothing ([`Observed::Unasked`]):
+/// said once per connection, and the next connection starts a clean session.
+fn note_unasked(clean_next: &mut bool, topic: &str, label: impl FnOnce() -> String) {
+    if std::mem::replace(clean_next, true) {
+        return;
+    }
+    log::warn!(
+        "{}: the broker sent a message on '{}' though the appender subscribes to nothing: its \
+         session for this client id holds a subscription another client with this id made (or a \
+         broker rule). Such messages are acknowledged and dropped; the next connection starts a \
+         clean session, dropping that session's subscriptions and queued messages",
+        label(),
+        shown_in_log(topic)
+    );
 }
 
 /// Why the broker closed the connection, when it was blamed on a message's size (see

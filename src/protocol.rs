@@ -216,11 +216,12 @@ pub enum Failure {
     /// says no more), or an MQTT 5 DISCONNECT that `said` why. A DISCONNECT with another
     /// reason (shutting down, quota, ...) is `Broken`.
     Closed { why: String, said: Said },
-    /// The broker sent a packet of this many bytes, over what we read
-    /// ([`MAX_INCOMING_PACKET`]): a message from a subscription in the session, which the
-    /// appender never made. MQTT 5 tells the broker the limit; MQTT 3.1.1 cannot, and the
-    /// broker sends a queued message again at every connect.
-    Unreadable(usize),
+    /// The broker sent what belongs to no message of ours: a message too large to read
+    /// ([`MAX_INCOMING_PACKET`]; we subscribe to nothing, so it came from a subscription in the
+    /// session), or the release of one the session holds (a PUBREL for a packet id the
+    /// connection never had), or an ack for such an id. A resumed session sends it again at
+    /// every connect. (MQTT 5 tells the broker the size limit; MQTT 3.1.1 cannot.)
+    Foreign(String),
     /// Anything else: unreachable, TLS, timeout, keep-alive expired.
     Broken(String),
 }
@@ -269,14 +270,10 @@ impl Failure {
     /// What happened, for a log line.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Failure::Refused { why, .. } | Failure::Closed { why, .. } | Failure::Broken(why) => {
-                why.into()
-            }
-            Failure::Unreadable(bytes) => format!(
-                "the broker sent a message of {bytes} bytes, over the {MAX_INCOMING_PACKET} this \
-                 client reads"
-            )
-            .into(),
+            Failure::Refused { why, .. }
+            | Failure::Closed { why, .. }
+            | Failure::Foreign(why)
+            | Failure::Broken(why) => why.into(),
         }
     }
 }
@@ -412,7 +409,17 @@ macro_rules! event_loop {
                     proxy_failure(&e).expect("checked in the guard")
                 }
                 ConnectionError::MqttState(StateError::Deserialization($unreadable)) => {
-                    Failure::Unreadable($bytes)
+                    Failure::Foreign(format!(
+                        "the broker sent a message of {} bytes, over the {MAX_INCOMING_PACKET} \
+                         this client reads",
+                        $bytes
+                    ))
+                }
+                ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
+                    Failure::Foreign(format!(
+                        "the broker sent an acknowledgement or release for packet id {pkid}, \
+                         which this connection never used"
+                    ))
                 }
                 e => {
                     let io = match &e {
@@ -1353,7 +1360,7 @@ mod tests {
                 rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(102_451),
             ),
         ));
-        assert!(matches!(v4, Failure::Unreadable(102_451)));
+        assert!(matches!(&v4, Failure::Foreign(why) if why.contains("102451 bytes")));
         let v5 = failure_v5(rumqttc::v5::ConnectionError::MqttState(
             rumqttc::v5::StateError::Deserialization(
                 rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded {
@@ -1362,8 +1369,11 @@ mod tests {
                 },
             ),
         ));
-        assert!(matches!(v5, Failure::Unreadable(70_000)));
-        assert!(v5.text().contains("70000 bytes"));
+        assert!(matches!(&v5, Failure::Foreign(why) if why.contains("70000 bytes")));
+        let pubrel = failure_v4(rumqttc::ConnectionError::MqttState(
+            rumqttc::StateError::Unsolicited(7),
+        ));
+        assert!(matches!(&pubrel, Failure::Foreign(why) if why.contains("packet id 7")));
 
         let mut configured = rumqttc::MqttOptions::new("t", "127.0.0.1", 1);
         configured.set_clean_session(false);

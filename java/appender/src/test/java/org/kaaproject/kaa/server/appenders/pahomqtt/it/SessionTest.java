@@ -274,4 +274,90 @@ class SessionTest {
         // The other client's connection, the appender's resuming the session, and its next starting clean.
         assertEquals(java.util.Arrays.asList("c0", "c0", "c1"), cleanFlags(clientId));
     }
+
+    /**
+     * Leaves, under {@code clientId}, an MQTT 3.1.1 session in the middle of a QoS 2 delivery to another client that
+     * used the id: the broker sent it PUBREL and waits for PUBCOMP, and at the session's next connect it sends the
+     * PUBREL again. A raw client, since MQTT clients answer PUBREL at once.
+     */
+    private static void leaveReleasePending(String clientId) throws Exception {
+        String foreign = "it/foreign/" + UUID.randomUUID();
+        try (java.net.Socket s = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), BROKER.port())) {
+            s.setSoTimeout(10_000);
+            java.io.DataInputStream in = new java.io.DataInputStream(s.getInputStream());
+            java.io.OutputStream out = s.getOutputStream();
+            // CONNECT: protocol "MQTT" level 4, clean session off, keep-alive 60 s.
+            java.io.ByteArrayOutputStream connect = new java.io.ByteArrayOutputStream();
+            connect.write(new byte[] {0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60});
+            mqttString(connect, clientId);
+            sendPacket(out, 0x10, connect.toByteArray());
+            readPacket(in, 0x20);
+            java.io.ByteArrayOutputStream subscribe = new java.io.ByteArrayOutputStream();
+            subscribe.write(new byte[] {0, 1});
+            mqttString(subscribe, foreign);
+            subscribe.write(2);
+            sendPacket(out, 0x82, subscribe.toByteArray());
+            readPacket(in, 0x90);
+            MqttClient pub = new MqttClient("tcp://127.0.0.1:" + BROKER.port(), MqttClient.generateClientId(),
+                    new MemoryPersistence());
+            pub.connect();
+            pub.publish(foreign, new byte[] {1}, 2, false);
+            pub.disconnect(2_000);
+            pub.close(true);
+            byte[] publish = readPacket(in, 0x34);
+            int topicLength = ((publish[0] & 0xff) << 8) | (publish[1] & 0xff);
+            sendPacket(out, 0x50, new byte[] {publish[2 + topicLength], publish[3 + topicLength]});
+            readPacket(in, 0x62);
+        } // closed without PUBCOMP
+    }
+
+    private static void mqttString(java.io.ByteArrayOutputStream out, String text) {
+        byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        out.write(bytes.length >> 8);
+        out.write(bytes.length & 0xff);
+        out.write(bytes, 0, bytes.length);
+    }
+
+    private static void sendPacket(java.io.OutputStream out, int first, byte[] body) throws java.io.IOException {
+        assertTrue(body.length < 128, "a one-byte remaining length");
+        out.write(first);
+        out.write(body.length);
+        out.write(body);
+        out.flush();
+    }
+
+    /** The body of the next packet, which must have first byte {@code first}. */
+    private static byte[] readPacket(java.io.DataInputStream in, int first) throws java.io.IOException {
+        int got = in.readUnsignedByte();
+        int length = 0;
+        for (int shift = 0, b = 0x80; (b & 0x80) != 0; shift += 7) {
+            b = in.readUnsignedByte();
+            length |= (b & 0x7f) << shift;
+        }
+        byte[] body = new byte[length];
+        in.readFully(body);
+        assertEquals(Integer.toHexString(first), Integer.toHexString(got), "the broker's packet");
+        return body;
+    }
+
+    /**
+     * A session that another client with the appender's id left half-way through a QoS 2 delivery: the broker sends
+     * the appender that delivery's PUBREL at every connect, for a packet id its connection never had, and the MQTT
+     * client fails the connection. Before, every connection and every pack failed with it.
+     */
+    @org.junit.jupiter.api.Test
+    void aReleaseTheSessionHoldsForAnotherClientDoesNotStopDelivery() throws Exception {
+        String clientId = "it-session-" + UUID.randomUUID().toString().substring(0, 8);
+        String topic = "kaa/it/session/" + UUID.randomUUID();
+        leaveReleasePending(clientId);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            LogAppender a = BROKER.load("foreign release", persistentMqtt311(clientId, topic));
+            List<byte[]> recs = ChildNodeMain.records(13, 3);
+            appendUntilDelivered(a, recs, "foreign release");
+            sub.assertCount(recs.size(), WAIT);
+        }
+        BROKER.closeAppenders();
+        List<String> flags = cleanFlags(clientId);
+        assertEquals("c1", flags.get(flags.size() - 1), "the appender's last connection started clean: " + flags);
+    }
 }
