@@ -1096,6 +1096,7 @@ impl<E: EventLoop> Driver<E> {
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
                 *clean_next |= matches!(failure, Failure::Foreign(_));
+                let broken = matches!(failure, Failure::Broken(_));
                 let (text, refused) = match failure {
                     Failure::Refused {
                         why: code,
@@ -1223,8 +1224,13 @@ impl<E: EventLoop> Driver<E> {
                     log::log!(level, "cannot connect to {label}: {text}; retrying");
                 }
                 *last_failure = Some(text);
-                // The next broker right away; a pause only after a whole round failed.
-                let next = if lived.is_some() {
+                // The next broker right away; a pause only after a whole round failed. A
+                // connection the broker ended at once, saying why (MQTT 5: busy, over a quota,
+                // shutting down, use another server) or failing otherwise, counts as a failed
+                // attempt: else a broker doing so at every connect kept the appender from the
+                // failover brokers for good. A silent close that soon is a takeover or a
+                // refused message, and starts again at host:port as any lost connection.
+                let next = if lived.is_some_and(|l| l >= TAKEOVER_WINDOW || !broken) {
                     0
                 } else {
                     (*current + 1) % brokers.len()

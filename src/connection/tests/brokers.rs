@@ -482,6 +482,40 @@ fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
     assert!((2..=6).contains(&count), "{count} connections in 2 s");
 }
 
+/// A broker that accepts each connection and ends it at once, saying "use another server"
+/// (MQTT 5, 0x9C), leaves packs to the failover broker. (Before: a connection accepted and
+/// lost started again at the first broker, every time, and every pack failed there.)
+#[test]
+fn a_broker_ending_each_connection_at_once_leaves_the_pack_to_the_failover_broker() {
+    let (tx, closed) = mpsc::channel();
+    let (busy, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x9c, tx));
+    let (tx, connects) = mpsc::channel();
+    // No CONNACK properties (their length 0): it acknowledges every publish.
+    let (failover, _) = scripted_broker(move |l| connack_properties_broker_v5(l, &[0x00], tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        failover: vec![("127.0.0.1".into(), failover)],
+        ..scripted(busy, "use-another-server")
+    })
+    .expect("opened");
+    // Written on the first broker's connection before its DISCONNECT came, a pack fails.
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    let first = rx.recv_timeout(WAIT);
+    assert!(
+        matches!(first, Ok(Outcome::Delivered | Outcome::ConnectionError)),
+        "{first:?}"
+    );
+    closed.recv_timeout(WAIT).expect("the first broker was tried first");
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    connects
+        .recv_timeout(WAIT)
+        .expect("the failover broker was connected to");
+    drop(connection);
+}
+
 /// An MQTT 3.1.1 broker that refuses every CONNECT with return code 5 (not authorised, as
 /// for bad credentials); the first refusal waits for `go`.
 fn refusing_broker_v4(listener: std::net::TcpListener, go: mpsc::Receiver<()>) {
