@@ -116,6 +116,10 @@ impl PackRecords {
     }
 }
 
+/// Log schemas kept parsed (or refused) per appender: a Kaa application has a few versions,
+/// and texts that change with every pack must not grow the memory.
+const SCHEMAS_KEPT: usize = 64;
+
 pub struct Appender {
     name: String,
     application_token: String,
@@ -126,7 +130,7 @@ pub struct Appender {
     /// Appends share it (each registers its pack under it, see `append`); `close` takes it.
     connections: RwLock<Vec<Arc<Connection>>>,
     /// Log schemas by their text, parsed or refused, for a pack whose schema is not the last
-    /// one's.
+    /// one's; [`SCHEMAS_KEPT`] at most.
     schemas: Mutex<HashMap<String, Result<Arc<LogSchema>, String>>>,
     /// The last pack's schema by its `LogSchema` id and version, which name one text in Kaa (a
     /// log schema version never changes): a pack with the same id and version takes it without
@@ -446,7 +450,11 @@ impl Appender {
                 let parsed = LogSchema::parse(&text)
                     .map(Arc::new)
                     .map_err(|e| format!("bad log schema: {e}"));
-                lock(&self.schemas).insert(text, parsed.clone());
+                let mut schemas = lock(&self.schemas);
+                if schemas.len() >= SCHEMAS_KEPT {
+                    schemas.clear();
+                }
+                schemas.insert(text, parsed.clone());
                 parsed
             }
         }?;
@@ -1134,6 +1142,16 @@ mod tests {
         let cache = lock(&appender.schemas);
         assert!(matches!(cache.get("{\"type\": \"record\""), Some(Err(_))));
         drop(cache);
+        // Texts without end (a schema per pack) are not all kept.
+        for i in 0..SCHEMAS_KEPT * 3 {
+            let schema = PackSchema {
+                id: None,
+                version: 1,
+                text: || Some(format!("{{\"type\": \"record\", \"doc\": \"{i}\"")),
+            };
+            appender.append(schema, Ok(&[RECORD][..]), "endpoint-a", recorded(&tx));
+        }
+        assert!(lock(&appender.schemas).len() <= SCHEMAS_KEPT);
         appender.close();
     }
 

@@ -506,7 +506,9 @@ fn a_broker_ending_each_connection_at_once_leaves_the_pack_to_the_failover_broke
         matches!(first, Ok(Outcome::Delivered | Outcome::ConnectionError)),
         "{first:?}"
     );
-    closed.recv_timeout(WAIT).expect("the first broker was tried first");
+    closed
+        .recv_timeout(WAIT)
+        .expect("the first broker was tried first");
     let (pack, how, messages, rx) = qos1_pack(1);
     connection.submit(&pack, how, messages, 100);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
