@@ -1200,11 +1200,12 @@ impl<E: EventLoop> Driver<E> {
                     ),
                     Failure::Foreign(why) => (
                         format!(
-                            "{why}; the appender subscribes to nothing, so it belongs to the \
-                             broker's session for this client id, to what another client with \
-                             this id left there (or a broker rule), and the broker would send it \
-                             again at every connect: the next connection starts a clean session, \
-                             dropping that session's subscriptions and queued messages"
+                            "{why}; the appender subscribes to nothing, so it most likely \
+                             belongs to the broker's session for this client id, to what another \
+                             client with this id left there (or a broker rule), which the broker \
+                             would send again at every connect: the next connection starts a \
+                             clean session, dropping that session's subscriptions and queued \
+                             messages"
                         ),
                         false,
                     ),
