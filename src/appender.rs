@@ -311,14 +311,17 @@ impl Appender {
             let mut scratch = Vec::new();
             let template = &self.config.topic;
             // Without record fields the topic is the pack's: rendered once, not per message.
-            let pack_topic = if template.has_event_fields() {
+            let mut pack_topic = if template.has_event_fields() {
                 None
             } else {
                 Some(template.render(&pack_values, &schema, None, &mut scratch)?)
             };
             // Counted as they are made: each message holds its own topic rendered from
             // record fields, and the endpoint key in each could pass the bound many times.
+            // The last message takes the pack's topic itself, so that each is counted as the
+            // tracker counts it (`Message::bytes`: a topic no other message shares).
             let mut bytes = 0usize;
+            let last = payloads.len().saturating_sub(1);
             payloads
                 .into_iter()
                 .enumerate()
@@ -326,8 +329,13 @@ impl Appender {
                     // One message per record, or one per pack (then no record fields).
                     let record =
                         (self.config.grouping == Grouping::Record).then(|| records[i].as_ref());
-                    let topic = match &pack_topic {
-                        Some(topic) => Arc::clone(topic),
+                    let shared = if i == last {
+                        pack_topic.take()
+                    } else {
+                        pack_topic.clone()
+                    };
+                    let topic = match shared {
+                        Some(topic) => topic,
                         None => template.render(&pack_values, &schema, record, &mut scratch)?,
                     };
                     let labels = record_labels(&labels, record.map(|r| (i, r)));
@@ -428,7 +436,7 @@ impl Appender {
     }
 
     /// The pack's parsed schema: the last pack's when id and version match, else by its text
-    /// (read only then), parsed once per text.
+    /// (read only then), parsed once per text while it is among the [`SCHEMAS_KEPT`].
     fn schema<T: FnOnce() -> Option<String>>(
         &self,
         pack: PackSchema<'_, T>,
@@ -452,7 +460,10 @@ impl Appender {
                     .map_err(|e| format!("bad log schema: {e}"));
                 let mut schemas = lock(&self.schemas);
                 if schemas.len() >= SCHEMAS_KEPT {
-                    schemas.clear();
+                    // Any one: what a pack needs again is parsed again, once.
+                    if let Some(gone) = schemas.keys().next().cloned() {
+                        schemas.remove(&gone);
+                    }
                 }
                 schemas.insert(text, parsed.clone());
                 parsed
@@ -1036,6 +1047,22 @@ mod tests {
             taken > bound && taken <= bound + 61_000,
             "made no more than one message past the bound: {taken}"
         );
+        appender.close();
+
+        // A pack's topic, shared by its messages, counts in a pack of one message, as the
+        // tracker counts it: a pack that can never fit is told so, not lost again and again.
+        let mut config = unreachable_config(Duration::ZERO);
+        config.topic = crate::topic::TopicTemplate::parse("t/{endpointKeyHash}").expect("template");
+        config.max_pending_records = 1;
+        let appender = open("long-topic", config);
+        let schema = PackSchema {
+            id: Some("1"),
+            version: 1,
+            text: || Some(SCHEMA.to_string()),
+        };
+        let key = "k".repeat(PENDING_BYTES_PER_RECORD);
+        appender.append(schema, Ok(&[RECORD][..]), &key, recorded(&tx));
+        assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
         appender.close();
     }
 

@@ -70,6 +70,9 @@ struct Shared {
     stalled: Notify,
     /// Publishes were handed to the client for the driver to write ([`write_ready`]).
     ready: Notify,
+    /// Connections closing that carried the status topic have gone: the driver publishes
+    /// 'online' again ([`Shared::online_after_predecessors`]).
+    online_again: Notify,
     /// Set with `shutdown`: the pool has let go.
     released: AtomicBool,
     /// Closed when the driver has ended: DISCONNECT written, socket dropped.
@@ -284,33 +287,33 @@ impl Shared {
         result
     }
 
-    /// Once connected: publishes 'online' again after a connection of another client id,
-    /// closing, has published 'offline' to the same status topic as it went. An appender edited
-    /// in the admin (a new client id or host, the same status topic) connects at once while its
-    /// predecessor drains, and the retained status would read 'offline' while it runs.
-    fn online_after_predecessor(self: &Arc<Self>) {
+    /// Once connected: has the driver publish 'online' again once every connection of another
+    /// client id, closing, that carries the same status topic has gone, publishing 'offline' as
+    /// it went. An appender edited in the admin (a new client id or host, the same status
+    /// topic) connects at once while its predecessors drain, and the retained status would read
+    /// 'offline' while it runs. The driver publishes, so that a close of this connection
+    /// meanwhile has its own 'offline' come last.
+    fn online_after_predecessors(self: &Arc<Self>) {
         let Some(topic) = &self.status_topic else {
             return;
         };
-        let predecessor = closing()
+        let predecessors: Vec<Goodbye> = closing()
             .iter()
             .filter(|(client, g)| {
                 **client != self.identity && g.status_topic.as_ref() == Some(topic)
             })
             .map(|(_, g)| g.clone())
-            .max_by_key(|g| g.by);
-        let Some(predecessor) = predecessor else {
+            .collect();
+        if predecessors.is_empty() {
             return;
-        };
-        let shared = Arc::clone(self);
+        }
+        let shared = Arc::downgrade(self);
         tokio::spawn(async move {
-            let _ = tokio::time::timeout_at(predecessor.by.into(), predecessor.finished.acquire())
-                .await;
-            // Disconnected meanwhile, the next connect says 'online' itself.
-            if shared.metrics.connected.load(Ordering::Relaxed)
-                && !shared.released.load(Ordering::Acquire)
-            {
-                let _ = shared.publish_status(Status::Online);
+            for g in predecessors {
+                let _ = tokio::time::timeout_at(g.by.into(), g.finished.acquire()).await;
+            }
+            if let Some(shared) = shared.upgrade() {
+                shared.online_again.notify_one();
             }
         });
     }
@@ -454,6 +457,7 @@ impl Connection {
             tracker: Mutex::new(Tracker::new(&label)),
             shutdown: Notify::new(),
             stalled: Notify::new(),
+            online_again: Notify::new(),
             ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
@@ -698,7 +702,8 @@ struct Driver<E: EventLoop> {
 }
 
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
-/// in order on connect and, after a connection is lost, again from the first.
+/// in order on connect and, after a connection is lost, again from the first (but after a
+/// broker ended it at once, saying to go elsewhere: see the failure branch of `turn`).
 ///
 /// Completes once the sweep said the broker stopped acknowledging ([`Connection::check_stalled`])
 /// and it still holds when the driver looks, with the patience of the message past it. A
@@ -868,6 +873,10 @@ impl<E: EventLoop> Driver<E> {
                     close_gracefully(shared, eventloop).await;
                     return Turn::Stop;
                 }
+                _ = shared.online_again.notified() => {
+                    let _ = shared.publish_status(Status::Online);
+                    return Turn::Next;
+                }
                 limit = stall(shared) => {
                     eventloop.drop_connection();
                     Err(Failure::Broken(format!(
@@ -1000,7 +1009,7 @@ impl<E: EventLoop> Driver<E> {
                     tracker.on_connected(client, window)
                 });
                 let _ = shared.publish_status(Status::Online);
-                shared.online_after_predecessor();
+                shared.online_after_predecessors();
             }
             Ok(event) => {
                 let now = E::NUDGES.then(tokio::time::Instant::now);
@@ -1014,7 +1023,7 @@ impl<E: EventLoop> Driver<E> {
                         }
                         *carried |= matches!(event, Observed::Written(_));
                         if let Observed::Unasked { topic } = &event {
-                            note_unasked(clean_next, topic, || {
+                            note_unasked(clean_next, shared.clean_session, topic, || {
                                 connection_label(&brokers[*current].1, client_id)
                             });
                         }
@@ -1046,7 +1055,7 @@ impl<E: EventLoop> Driver<E> {
                     *carried |= unreported.iter().any(|e| matches!(e, Observed::Written(_)));
                     for event in &unreported {
                         if let Observed::Unasked { topic } = event {
-                            note_unasked(clean_next, topic, || label.clone());
+                            note_unasked(clean_next, shared.clean_session, topic, || label.clone());
                         }
                     }
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
@@ -1096,7 +1105,13 @@ impl<E: EventLoop> Driver<E> {
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
                 *clean_next |= matches!(failure, Failure::Foreign(_));
-                let broken = matches!(failure, Failure::Broken(_));
+                let ended_with_reason = matches!(
+                    failure,
+                    Failure::Closed {
+                        said: Said::Other,
+                        ..
+                    }
+                );
                 let (text, refused) = match failure {
                     Failure::Refused {
                         why: code,
@@ -1198,6 +1213,13 @@ impl<E: EventLoop> Driver<E> {
                         ),
                         false,
                     ),
+                    Failure::Foreign(why) if shared.clean_session => (
+                        format!(
+                            "{why}, in a clean session: a rule of the broker's (an \
+                             auto-subscription?) or a fault of it"
+                        ),
+                        false,
+                    ),
                     Failure::Foreign(why) => (
                         format!(
                             "{why}; the appender subscribes to nothing, so it most likely \
@@ -1226,12 +1248,13 @@ impl<E: EventLoop> Driver<E> {
                 }
                 *last_failure = Some(text);
                 // The next broker right away; a pause only after a whole round failed. A
-                // connection the broker ended at once, saying why (MQTT 5: busy, over a quota,
-                // shutting down, use another server) or failing otherwise, counts as a failed
-                // attempt: else a broker doing so at every connect kept the appender from the
-                // failover brokers for good. A silent close that soon is a takeover or a
-                // refused message, and starts again at host:port as any lost connection.
-                let next = if lived.is_some_and(|l| l >= TAKEOVER_WINDOW || !broken) {
+                // connection the broker ended at once with an MQTT 5 DISCONNECT about neither
+                // the client id nor a message (busy, over a quota, shutting down, use another
+                // server) counts as a failed attempt: else a broker doing so at every connect
+                // kept the appender from the failover brokers for good. Any other loss starts
+                // again at host:port: a silent close that soon is a takeover or a refused
+                // message, and the driver's own drops (a stall) are no fault of the broker's.
+                let next = if lived.is_some_and(|l| l >= TAKEOVER_WINDOW || !ended_with_reason) {
                     0
                 } else {
                     (*current + 1) % brokers.len()
@@ -1267,9 +1290,25 @@ impl<E: EventLoop> Driver<E> {
 }
 
 /// A message the broker sent though the appender subscribes to nothing ([`Observed::Unasked`]):
-/// said once per connection, and the next connection starts a clean session.
-fn note_unasked(clean_next: &mut bool, topic: &str, label: impl FnOnce() -> String) {
+/// said once per connection, and the next connection starts a clean session. With
+/// `clean_session` on it already does, and only a rule of the broker's sends such messages.
+fn note_unasked(
+    clean_next: &mut bool,
+    clean_session: bool,
+    topic: &str,
+    label: impl FnOnce() -> String,
+) {
     if std::mem::replace(clean_next, true) {
+        return;
+    }
+    if clean_session {
+        log::warn!(
+            "{}: the broker sent a message on '{}' though the appender subscribes to nothing and \
+             its session is clean: a rule of the broker's subscribed it (an auto-subscription?). \
+             Such messages are acknowledged and dropped",
+            label(),
+            shown_in_log(topic)
+        );
         return;
     }
     log::warn!(

@@ -263,9 +263,9 @@ impl Unpublished<'_> {
                 LIFE.as_secs()
             ),
             Unpublished::NewTopicsHeld => format!(
-                "the broker has taken no message to that topic, and refused topics it had not \
-                 taken before of the last {UNTAKEN} endpoints whose records made one (or closed \
-                 the connection just after them), taking no new one since; packs to new topics fail so but one every {} s or \
+                "the broker has taken no message to that topic, and it refused new topics of \
+                 {UNTAKEN} endpoints in a row (or closed the connection just after them), taking \
+                 no new one since; packs to new topics fail so but one every {} s or \
                  more, which tells whether the broker takes them again, so that an ACL denying \
                  them does not keep the connection every appender shares closing. Check the \
                  broker's ACL for the topics mqtttopic makes",

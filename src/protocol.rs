@@ -213,8 +213,7 @@ pub enum Failure {
     /// HTTP proxy refused ours.
     Refused { why: String, about: Refusal },
     /// The broker closed a connection it had accepted: end of stream or reset (MQTT 3.1.1
-    /// says no more), or an MQTT 5 DISCONNECT that `said` why. A DISCONNECT with another
-    /// reason (shutting down, quota, ...) is `Broken`.
+    /// says no more), or an MQTT 5 DISCONNECT that `said` why.
     Closed { why: String, said: Said },
     /// The broker sent what belongs to no message of ours: a message too large to read
     /// ([`MAX_INCOMING_PACKET`]; we subscribe to nothing, so it came from a subscription in the
@@ -243,6 +242,9 @@ pub enum Said {
     /// The client may not do what it sent (MQTT 5's "not authorized", "topic name invalid"):
     /// HiveMQ closes so at a QoS 0 publish its ACL denies, which nothing else answers.
     Refused,
+    /// Another reason of an MQTT 5 DISCONNECT: the server busy, over a quota, shutting down,
+    /// moved, or "use another server", a protocol error.
+    Other,
 }
 
 impl Said {
@@ -268,12 +270,12 @@ pub enum Refusal {
 
 impl Failure {
     /// What happened, for a log line.
-    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+    pub fn text(&self) -> &str {
         match self {
             Failure::Refused { why, .. }
             | Failure::Closed { why, .. }
             | Failure::Foreign(why)
-            | Failure::Broken(why) => why.into(),
+            | Failure::Broken(why) => why,
         }
     }
 }
@@ -630,7 +632,7 @@ fn says_nothing(_: &rumqttc::ConnectionError) -> Option<Said> {
     Some(Said::Nothing)
 }
 
-/// What an MQTT 5 DISCONNECT said, if it was one; `None` for a reason not listed in [`Said`].
+/// What an MQTT 5 DISCONNECT said, if it was one.
 fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Option<Said> {
     use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
     match e {
@@ -643,7 +645,7 @@ fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Option<Said> {
             DisconnectReasonCode::NotAuthorized | DisconnectReasonCode::TopicNameInvalid => {
                 Some(Said::Refused)
             }
-            _ => None,
+            _ => Some(Said::Other),
         },
         _ => Some(Said::Nothing),
     }
@@ -1348,7 +1350,8 @@ mod tests {
         assert_eq!(said(Code::PacketTooLarge), Some(Said::TooLarge));
         assert_eq!(said(Code::NotAuthorized), Some(Said::Refused));
         assert_eq!(said(Code::TopicNameInvalid), Some(Said::Refused));
-        assert_eq!(said(Code::ServerBusy), None);
+        assert_eq!(said(Code::ServerBusy), Some(Said::Other));
+        assert_eq!(said(Code::UseAnotherServer), Some(Said::Other));
     }
 
     /// A message over what we read fails the connection whatever the version, as one of its

@@ -352,8 +352,8 @@ class HiveMqTest {
 
     /**
      * An ACL that denies every endpoint's topic ({@code denied/{endpointKeyHash}}): each endpoint's first pack cost the
-     * shared connection a close, and a node with thousands of endpoints kept it closing. After eight new topics refused
-     * in a row, packs to new topics fail with {@code onRemoteError} unpublished but one every ten seconds, which goes
+     * shared connection a close, and a node with thousands of endpoints kept it closing. After new topics of eight
+     * endpoints refused in a row, packs to new topics fail with {@code onRemoteError} unpublished but one every ten seconds, which goes
      * out to see whether the broker takes new topics again: twelve endpoints cost nine closes, and a pack through the
      * appender beside it is confirmed.
      */
