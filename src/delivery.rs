@@ -196,6 +196,8 @@ impl Drop for Held {
 struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
+    /// When it was accepted.
+    since: Instant,
     message: Message,
     /// Its PUBLISH packet's size and mark.
     measure: Measure,
@@ -424,6 +426,10 @@ pub struct Tracker {
     last_id: u16,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
+    /// The shortest patience of any message accepted so far (an appender's
+    /// deliveryTimeoutSeconds): parked messages are looked at only once nothing has been
+    /// written for longer ([`Tracker::is_stalled`]).
+    shortest_patience: Option<Duration>,
     /// The connection's window, and how much of it the messages above take.
     window: Window,
     acked_in_flight: usize,
@@ -530,10 +536,15 @@ impl Tracker {
                 }
             }
         }
+        if let Some(patience) = how.patience {
+            self.shortest_patience =
+                Some(self.shortest_patience.map_or(patience, |p| p.min(patience)));
+        }
         for (message, measure) in messages.into_iter().zip(measures) {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
+                since: now,
                 held: Held::new(&self.held_bytes, message.bytes()),
                 message,
                 measure,
@@ -685,6 +696,7 @@ impl Tracker {
                 message,
                 measure,
                 held,
+                ..
             } = p;
             // Checked at submit and at the CONNACK; here for a limit learned or a broker
             // connected since, when the pack's first messages have already gone out.
@@ -1187,6 +1199,13 @@ impl Tracker {
     /// which keep-alive never ends: once they fill the window, every later pack would fail. A
     /// broker that stopped reading keeps every message, QoS 0 included, from being written,
     /// and the MQTT 5 client's write waits without a bound. Only a new connection frees them.
+    ///
+    /// Messages parked behind a full window count too, from when they were accepted or the
+    /// connection last wrote, whichever came last: another appender's messages of longer
+    /// patience filling the window would otherwise keep the connection for as long, failing
+    /// every pack of this one meanwhile. Looked at only once nothing has been written for
+    /// longer than the shortest patience: the parked queue can be long, and this runs at
+    /// every sweep.
     pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
         let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
         let written = self
@@ -1194,10 +1213,28 @@ impl Tracker {
             .values()
             .chain(self.awaiting_comp.values())
             .map(|m| (m, true));
-        unwritten.chain(written).find_map(|(m, written)| {
+        let in_flight = unwritten.chain(written).find_map(|(m, written)| {
             let waited = now.saturating_duration_since(self.waiting_since(m, written));
             m.patience.filter(|&p| waited > p)
-        })
+        });
+        if in_flight.is_some() {
+            return in_flight;
+        }
+        // Without a connection they wait for one, which is no stall.
+        let moved = self.moved.filter(|_| self.connected)?;
+        if self
+            .shortest_patience
+            .is_none_or(|p| now.saturating_duration_since(moved) <= p)
+        {
+            return None;
+        }
+        self.parked
+            .iter()
+            .filter(|p| !p.pack.is_done())
+            .find_map(|p| {
+                let waited = now.saturating_duration_since(p.since.max(moved));
+                p.how.patience.filter(|&patience| waited > patience)
+            })
     }
 
     /// The next connection goes to another broker (failover): what this one refused, the
@@ -2967,6 +3004,36 @@ mod tests {
             t.is_stalled(Instant::now() + Duration::from_secs(3600)),
             Some(Duration::from_secs(60)),
             "a message without patience is never the one"
+        );
+    }
+
+    /// A message parked behind a window that another appender's patient messages fill is
+    /// judged by its own patience too, once nothing has been written for that long: else the
+    /// connection stayed for the other's minutes, and every pack of the impatient appender
+    /// failed meanwhile. One written since, or no connection, is no stall.
+    #[test]
+    fn a_message_parked_behind_a_full_window_is_judged_by_its_own_patience() {
+        let (mut t, mut out) = one_at_a_time(1, "ok");
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(300)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (p, _rx) = pack(1);
+        t.submit(&mut out, &p, patient, payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        let (q, _rx) = pack(1);
+        t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
+        assert_eq!(t.parked.len(), 1, "behind the window");
+        let later = Instant::now() + Duration::from_secs(2);
+        assert_eq!(t.is_stalled(Instant::now()), None);
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
+        t.moved = Some(later);
+        assert_eq!(t.is_stalled(later), None, "written since");
+        t.on_connection_lost(0, &[]);
+        assert_eq!(
+            t.is_stalled(later + Duration::from_secs(2)),
+            None,
+            "no connection"
         );
     }
 
