@@ -695,9 +695,9 @@ struct Driver<E: EventLoop> {
     /// carried a publish: a takeover if the next one ends the same way.
     suspected: bool,
     nudge: Nudge,
-    /// The broker sent a message on this connection, or one too large to read: the session
-    /// under this client id holds subscriptions the appender never made, so the next
-    /// connection starts a clean session.
+    /// The broker sent what belongs to a session the appender never made (a message, one too
+    /// large to read, a PUBREL of a delivery to another client): the next connection starts
+    /// a clean session.
     clean_next: bool,
 }
 

@@ -436,17 +436,14 @@ macro_rules! event_loop {
                         matches!(e, ConnectionError::MqttState(StateError::ConnectionAborted))
                             || io.is_some_and(closed_by_peer);
                     let said = match $said(&e) {
-                        Some(Said::Nothing) if io.is_some_and(may_leave_unread) => {
-                            Some(Said::Unheard)
-                        }
+                        Said::Nothing if io.is_some_and(may_leave_unread) => Said::Unheard,
                         said => said,
                     };
                     let why = e.to_string();
-                    match said {
-                        Some(said) if closed || !said.is_silent() => {
-                            Failure::Closed { why, said }
-                        }
-                        _ => Failure::Broken(why),
+                    if closed || !said.is_silent() {
+                        Failure::Closed { why, said }
+                    } else {
+                        Failure::Broken(why)
                     }
                 }
             }
@@ -628,26 +625,26 @@ fn fresh_state_v5(options: &rumqttc::v5::MqttOptions) -> rumqttc::v5::MqttState 
 }
 
 /// MQTT 3.1.1 has no reason for a close.
-fn says_nothing(_: &rumqttc::ConnectionError) -> Option<Said> {
-    Some(Said::Nothing)
+fn says_nothing(_: &rumqttc::ConnectionError) -> Said {
+    Said::Nothing
 }
 
 /// What an MQTT 5 DISCONNECT said, if it was one.
-fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Option<Said> {
+fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Said {
     use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
     match e {
         rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
             reason_code,
             ..
         }) => match reason_code {
-            DisconnectReasonCode::SessionTakenOver => Some(Said::TakenOver),
-            DisconnectReasonCode::PacketTooLarge => Some(Said::TooLarge),
+            DisconnectReasonCode::SessionTakenOver => Said::TakenOver,
+            DisconnectReasonCode::PacketTooLarge => Said::TooLarge,
             DisconnectReasonCode::NotAuthorized | DisconnectReasonCode::TopicNameInvalid => {
-                Some(Said::Refused)
+                Said::Refused
             }
-            _ => Some(Said::Other),
+            _ => Said::Other,
         },
-        _ => Some(Said::Nothing),
+        _ => Said::Nothing,
     }
 }
 
@@ -1346,12 +1343,12 @@ mod tests {
                 },
             ))
         };
-        assert_eq!(said(Code::SessionTakenOver), Some(Said::TakenOver));
-        assert_eq!(said(Code::PacketTooLarge), Some(Said::TooLarge));
-        assert_eq!(said(Code::NotAuthorized), Some(Said::Refused));
-        assert_eq!(said(Code::TopicNameInvalid), Some(Said::Refused));
-        assert_eq!(said(Code::ServerBusy), Some(Said::Other));
-        assert_eq!(said(Code::UseAnotherServer), Some(Said::Other));
+        assert_eq!(said(Code::SessionTakenOver), Said::TakenOver);
+        assert_eq!(said(Code::PacketTooLarge), Said::TooLarge);
+        assert_eq!(said(Code::NotAuthorized), Said::Refused);
+        assert_eq!(said(Code::TopicNameInvalid), Said::Refused);
+        assert_eq!(said(Code::ServerBusy), Said::Other);
+        assert_eq!(said(Code::UseAnotherServer), Said::Other);
     }
 
     /// A message over what we read fails the connection whatever the version, as one of its
