@@ -1028,11 +1028,8 @@ mod tests {
         let appender = open("long-topics", config);
         let (tx, rx) = mpsc::channel();
         let key = "k".repeat(60_000);
-        let schema = PackSchema {
-            id: Some("1"),
-            version: 1,
-            text: || Some(SCHEMA.to_string()),
-        };
+        let reads = &std::cell::Cell::new(0);
+        let schema = counted_schema(reads, "1", 1);
         appender.append(schema, Ok(&[RECORD; 20_000][..]), &key, recorded(&tx));
         assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
         let lines = crate::test_log::lines_with("appender 'long-topics': pack of 20000 records");
@@ -1055,11 +1052,7 @@ mod tests {
         config.topic = crate::topic::TopicTemplate::parse("t/{endpointKeyHash}").expect("template");
         config.max_pending_records = 1;
         let appender = open("long-topic", config);
-        let schema = PackSchema {
-            id: Some("1"),
-            version: 1,
-            text: || Some(SCHEMA.to_string()),
-        };
+        let schema = counted_schema(reads, "1", 1);
         let key = "k".repeat(PENDING_BYTES_PER_RECORD);
         appender.append(schema, Ok(&[RECORD][..]), &key, recorded(&tx));
         assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));

@@ -1213,22 +1213,8 @@ impl<E: EventLoop> Driver<E> {
                         ),
                         false,
                     ),
-                    Failure::Foreign(why) if shared.clean_session => (
-                        format!(
-                            "{why}, in a clean session: a rule of the broker's (an \
-                             auto-subscription?) or a fault of it"
-                        ),
-                        false,
-                    ),
                     Failure::Foreign(why) => (
-                        format!(
-                            "{why}; the appender subscribes to nothing, so it most likely \
-                             belongs to the broker's session for this client id, to what another \
-                             client with this id left there (or a broker rule), which the broker \
-                             would send again at every connect: the next connection starts a \
-                             clean session, dropping that session's subscriptions and queued \
-                             messages"
-                        ),
+                        format!("{why}: {}", foreign_source(shared.clean_session)),
                         false,
                     ),
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
@@ -1290,8 +1276,7 @@ impl<E: EventLoop> Driver<E> {
 }
 
 /// A message the broker sent though the appender subscribes to nothing ([`Observed::Unasked`]):
-/// said once per connection, and the next connection starts a clean session. With
-/// `clean_session` on it already does, and only a rule of the broker's sends such messages.
+/// said once per connection, and the next connection starts a clean session.
 fn note_unasked(
     clean_next: &mut bool,
     clean_session: bool,
@@ -1301,24 +1286,27 @@ fn note_unasked(
     if std::mem::replace(clean_next, true) {
         return;
     }
-    if clean_session {
-        log::warn!(
-            "{}: the broker sent a message on '{}' though the appender subscribes to nothing and \
-             its session is clean: a rule of the broker's subscribed it (an auto-subscription?). \
-             Such messages are acknowledged and dropped",
-            label(),
-            shown_in_log(topic)
-        );
-        return;
-    }
     log::warn!(
-        "{}: the broker sent a message on '{}' though the appender subscribes to nothing: its \
-         session for this client id holds a subscription another client with this id made (or a \
-         broker rule). Such messages are acknowledged and dropped; the next connection starts a \
-         clean session, dropping that session's subscriptions and queued messages",
+        "{}: the broker sent a message on '{}', acknowledged and dropped: {}",
         label(),
-        shown_in_log(topic)
+        shown_in_log(topic),
+        foreign_source(clean_session)
     );
+}
+
+/// Where what the broker sent that belongs to no message of ours ([`Failure::Foreign`],
+/// [`Observed::Unasked`]) comes from, and what the appender does about it. With `clean_session`
+/// on no session is resumed, and only a rule of the broker's (or a fault) sends such things.
+fn foreign_source(clean_session: bool) -> &'static str {
+    if clean_session {
+        "the appender subscribes to nothing and its session is clean, so a rule of the broker's \
+         (an auto-subscription?) or a fault of it sent that"
+    } else {
+        "the appender subscribes to nothing, so it most likely comes from the broker's session for \
+         this client id, from what another client with this id left there (or a broker rule), \
+         which the broker would send again at every connect: the next connection starts a clean \
+         session, dropping that session's subscriptions and queued messages"
+    }
 }
 
 /// Why the broker closed the connection, when it was blamed on a message's size (see
