@@ -97,11 +97,13 @@ struct Shared {
     metrics: ConnectionMetrics,
 }
 
-/// What a broker tells clients apart by: its address and the client id.
-type ClientKey = (String, u16, String);
+/// What a broker tells clients apart by: its host and the client id. Not the port: one
+/// broker listens on several (plain, TLS, WebSocket), and an appender edited to TLS moves to
+/// another port of the same broker, where its predecessor's id is still connected.
+type ClientKey = (String, String);
 
 fn client_key(broker: &BrokerConfig) -> ClientKey {
-    (broker.host.clone(), broker.port, broker.client_id.clone())
+    (broker.host.clone(), broker.client_id.clone())
 }
 
 /// A connection on its way out: closed once its driver ended, expected to be by `by`;
@@ -146,7 +148,7 @@ struct IdHold(ClientKey);
 
 impl IdHold {
     fn new(identity: &ClientKey, client_id: &str) -> IdHold {
-        let key = (identity.0.clone(), identity.1, client_id.to_string());
+        let key = (identity.0.clone(), client_id.to_string());
         *held_ids().entry(key.clone()).or_default() += 1;
         IdHold(key)
     }
@@ -169,7 +171,7 @@ fn clash(
                     previous.is_some_and(|g| Arc::ptr_eq(&g.finished, &c.shared.finished));
                 let holds = lock(&c.shared.hold)
                     .as_ref()
-                    .is_some_and(|h| h.0 .2 == broker.client_id);
+                    .is_some_and(|h| h.0 .1 == broker.client_id);
                 holds && !draining
             })
         });
@@ -201,11 +203,8 @@ fn status_carrier(
     let carriers: Vec<Arc<Connection>> = pool
         .iter()
         .filter(|(config, _)| {
-            (
-                config.host.as_str(),
-                config.port,
-                config.status_topic.as_deref(),
-            ) == (broker.host.as_str(), broker.port, Some(topic))
+            (config.host.as_str(), config.status_topic.as_deref())
+                == (broker.host.as_str(), Some(topic))
         })
         .filter_map(|(_, connection)| connection.upgrade())
         .collect();
@@ -241,12 +240,8 @@ fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
 fn held_by_another(shared: &Shared, client_id: &str) -> bool {
     let ours = lock(&shared.hold)
         .as_ref()
-        .is_some_and(|h| h.0 .2 == client_id);
-    let key = (
-        shared.identity.0.clone(),
-        shared.identity.1,
-        client_id.to_string(),
-    );
+        .is_some_and(|h| h.0 .1 == client_id);
+    let key = (shared.identity.0.clone(), client_id.to_string());
     held_ids().get(&key).is_some_and(|&n| n > usize::from(ours))
 }
 
@@ -401,7 +396,7 @@ impl Connection {
         // connects only after its DISCONNECT. Two connections holding one id at once would
         // push each other out.
         let free = |id: &str| {
-            let key = (broker.host.clone(), broker.port, id.to_string());
+            let key = (broker.host.clone(), id.to_string());
             let held = held_ids().get(&key).copied().unwrap_or(0);
             let predecessor_holds = previous
                 .as_ref()
@@ -409,7 +404,11 @@ impl Connection {
             held == 0 || (held == 1 && predecessor_holds)
         };
         // The id an earlier connection for this client moved to, unless another holds it now.
-        let moved = replaced().get(&identity).filter(|id| free(id)).cloned();
+        // Not for a session that must last: a moved id changes at every start of the node.
+        let moved = replaced()
+            .get(&identity)
+            .filter(|id| broker.clean_session && free(id))
+            .cloned();
         let client_id = match moved {
             Some(id) => id,
             None if free(&broker.client_id) => broker.client_id.clone(),
@@ -533,7 +532,7 @@ impl Connection {
     }
 
     fn say_goodbye(&self, by: Instant) {
-        let holds = lock(&self.shared.hold).as_ref().map(|h| h.0 .2.clone());
+        let holds = lock(&self.shared.hold).as_ref().map(|h| h.0 .1.clone());
         closing().insert(
             self.shared.identity.clone(),
             Goodbye {
@@ -1116,8 +1115,8 @@ impl<E: EventLoop> Driver<E> {
                     Failure::Refused {
                         why: code,
                         about: Refusal::Id,
-                    } if *client_id != shared.identity.2
-                        && !held_by_another(shared, &shared.identity.2) =>
+                    } if *client_id != shared.identity.1
+                        && !held_by_another(shared, &shared.identity.1) =>
                     {
                         // Refused under the id this node moved to after a takeover: a broker
                         // that admits exact ids only (AWS IoT policies) refuses it at every
@@ -1126,7 +1125,7 @@ impl<E: EventLoop> Driver<E> {
                         // the pauses between takeovers grow as for a persistent session. Not
                         // while another connection of this process holds it: the two would
                         // push each other out for good.
-                        let configured = shared.identity.2.clone();
+                        let configured = shared.identity.1.clone();
                         give_back(shared, client_id, &configured);
                         let text = format!(
                             "refused the connection: {code}; '{client_id}' is the id this node \
@@ -1154,7 +1153,7 @@ impl<E: EventLoop> Driver<E> {
                         // appender of this node holds the configured one (else it was given
                         // back above): a broker admitting exact ids only admits one of them.
                         // Refused for anything else, the id is not the matter.
-                        let configured = &shared.identity.2;
+                        let configured = &shared.identity.1;
                         let clash = if about == Refusal::Id && *client_id != *configured {
                             format!(
                                 " (another appender of this node holds '{configured}' with other \
@@ -1376,7 +1375,7 @@ fn taken_over_by_another(
     lived: Duration,
 ) -> Option<String> {
     let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
-    let configured = &shared.identity.2;
+    let configured = &shared.identity.1;
     // MQTT 5 says so; otherwise a close this early is only most likely a takeover.
     let likely = if said { "" } else { "most likely " };
     let cause = format!(

@@ -113,7 +113,7 @@ fn bare_shared() -> Shared {
         finished: Arc::new(Semaphore::new(0)),
         previous: None,
         hold: Mutex::new(None),
-        identity: ("scripted".into(), 1, "driver-panic-test".into()),
+        identity: ("scripted".into(), "driver-panic-test".into()),
         label: "scripted:1 as 'driver-panic-test'".into(),
         status_topic: None,
         status_follows_id: false,

@@ -482,6 +482,20 @@ fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
     assert!((2..=6).contains(&count), "{count} connections in 2 s");
 }
 
+/// An MQTT 5 connection to the scripted broker at `first`, failing over to one that
+/// acknowledges every publish (no CONNACK properties); the receiver hears each connect there.
+fn with_acking_failover(first: u16, name: &str) -> (Arc<Connection>, mpsc::Receiver<()>) {
+    let (tx, connects) = mpsc::channel();
+    let (failover, _) = scripted_broker(move |l| connack_properties_broker_v5(l, &[0x00], tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        failover: vec![("127.0.0.1".into(), failover)],
+        ..scripted(first, name)
+    })
+    .expect("opened");
+    (connection, connects)
+}
+
 /// A broker that accepts each connection and ends it at once, saying "use another server"
 /// (MQTT 5, 0x9C), leaves packs to the failover broker. (Before: a connection accepted and
 /// lost started again at the first broker, every time, and every pack failed there.)
@@ -489,15 +503,7 @@ fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
 fn a_broker_ending_each_connection_at_once_leaves_the_pack_to_the_failover_broker() {
     let (tx, closed) = mpsc::channel();
     let (busy, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x9c, tx));
-    let (tx, connects) = mpsc::channel();
-    // No CONNACK properties (their length 0): it acknowledges every publish.
-    let (failover, _) = scripted_broker(move |l| connack_properties_broker_v5(l, &[0x00], tx));
-    let connection = Connection::get(&BrokerConfig {
-        version: crate::config::MqttVersion::V5,
-        failover: vec![("127.0.0.1".into(), failover)],
-        ..scripted(busy, "use-another-server")
-    })
-    .expect("opened");
+    let (connection, connects) = with_acking_failover(busy, "use-another-server");
     // Written on the first broker's connection before its DISCONNECT came, a pack fails.
     let (pack, how, messages, rx) = qos1_pack(1);
     connection.submit(&pack, how, messages, 100);
@@ -1096,15 +1102,7 @@ fn refusing_a_topic_then_connections_v5(listener: std::net::TcpListener) {
 #[test]
 fn a_topic_one_broker_refused_goes_to_the_failover_broker() {
     let (refusing, _) = scripted_broker(refusing_a_topic_then_connections_v5);
-    let (tx, connects) = mpsc::channel();
-    // No CONNACK properties (their length 0): it acknowledges every publish.
-    let (failover, _) = scripted_broker(move |l| connack_properties_broker_v5(l, &[0x00], tx));
-    let connection = Connection::get(&BrokerConfig {
-        version: crate::config::MqttVersion::V5,
-        failover: vec![("127.0.0.1".into(), failover)],
-        ..scripted(refusing, "refused-topic-failover")
-    })
-    .expect("opened");
+    let (connection, connects) = with_acking_failover(refusing, "refused-topic-failover");
     let (pack, how, messages, rx) = qos1_pack(1);
     connection.submit(&pack, how, messages, 100);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));

@@ -328,6 +328,91 @@ fn an_edited_appender_keeps_the_id_its_predecessor_moved_to() {
     drop(edited);
 }
 
+/// A clean-session appender that moved to an id of its own after a takeover, edited to keep
+/// a session (cleanSession off): the session is named by the configured id, not by the moved
+/// one, which changes at every start of the node and would leave a session behind on the
+/// broker each time. (Before: the persistent session took the moved id.)
+#[test]
+fn a_persistent_session_never_takes_the_id_a_clean_one_moved_to() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let old = Connection::get(&scripted(port, "session-id")).expect("opened");
+    assert_eq!(next(), "session-id");
+    let _other_node = rival_connect(port, "session-id");
+    assert_eq!(next(), "session-id", "the other node");
+    let moved = next();
+    assert_ne!(
+        moved, "session-id",
+        "the takeover moved the clean-session connection"
+    );
+    old.draining(Instant::now() + Duration::from_secs(5));
+    let persistent = Connection::get(&BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "session-id")
+    })
+    .expect("opened");
+    drop(old);
+    assert_eq!(next(), "session-id", "the session's own name");
+    drop(persistent);
+}
+
+/// One of a broker's two listeners (plain and TLS, say), as a scripted port named `name`: it
+/// reports each CONNECT's client id and each connection's end.
+fn listener_of_one_broker(
+    listener: std::net::TcpListener,
+    name: &'static str,
+    events: mpsc::Sender<String>,
+) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        let id = connect_client_id(&body);
+        if events.send(format!("{name}: {id} connected")).is_err()
+            || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err()
+        {
+            return;
+        }
+        let events = events.clone();
+        std::thread::spawn(move || {
+            while read_packet(&mut s).is_some() {}
+            let _ = events.send(format!("{name}: {id} gone"));
+        });
+    }
+}
+
+/// An appender edited to another port of its broker (TLS turned on: another listener) with
+/// the same client id: the new connection waits for the old one's DISCONNECT, so the broker
+/// never sees the id twice. (Before: connections were told apart by port as well, and the
+/// new one connected at once, pushing out the old one and the packs it drained.)
+#[test]
+fn an_appender_edited_to_another_port_of_its_broker_waits_for_its_predecessor() {
+    let (tx, events) = mpsc::channel();
+    let plain_events = tx.clone();
+    let (plain, _) = scripted_broker(move |l| listener_of_one_broker(l, "plain", plain_events));
+    let (tls, _) = scripted_broker(move |l| listener_of_one_broker(l, "tls", tx));
+    let next = || events.recv_timeout(WAIT).expect("an event");
+    let old = Connection::get(&scripted(plain, "port-edit")).expect("opened");
+    assert_eq!(next(), "plain: port-edit connected");
+    old.draining(Instant::now() + Duration::from_secs(5));
+    let edited = Connection::get(&scripted(tls, "port-edit")).expect("opened");
+    let early = events.recv_timeout(Duration::from_millis(500));
+    assert!(early.is_err(), "while the old one drains: {early:?}");
+    drop(old);
+    // In either order: the two listeners' threads report them.
+    let mut after = [next(), next()];
+    after.sort();
+    assert_eq!(
+        after,
+        ["plain: port-edit gone", "tls: port-edit connected"],
+        "the same id, once the old one is gone"
+    );
+    drop(edited);
+}
+
 /// An appender's connection made again from the pool while it drains (the appender
 /// created again with the same settings) is no longer on its way out: a connection with
 /// other settings opened later does not take the id it holds. (Before: its goodbye stayed,
