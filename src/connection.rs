@@ -860,6 +860,7 @@ impl<E: EventLoop> Driver<E> {
             nudge,
             clean_next,
         } = self;
+        let mut stalled = false;
         let polled = if connected_at.is_some() {
             tokio::select! {
                 // The event loop first: when it has an event ready (the common case under
@@ -877,6 +878,7 @@ impl<E: EventLoop> Driver<E> {
                     return Turn::Next;
                 }
                 limit = stall(shared) => {
+                    stalled = true;
                     eventloop.drop_connection();
                     Err(Failure::Broken(format!(
                         "the broker has not acknowledged a message for over {}s \
@@ -1236,13 +1238,17 @@ impl<E: EventLoop> Driver<E> {
                 // connection the broker ended at once with an MQTT 5 DISCONNECT about neither
                 // the client id nor a message (busy, over a quota, shutting down, use another
                 // server) counts as a failed attempt: else a broker doing so at every connect
-                // kept the appender from the failover brokers for good. Any other loss starts
-                // again at host:port: a silent close that soon is a takeover or a refused
-                // message, and the driver's own drops (a stall) are no fault of the broker's.
-                let next = if lived.is_some_and(|l| l >= TAKEOVER_WINDOW || !ended_with_reason) {
-                    0
-                } else {
+                // kept the appender from the failover brokers for good. So does one the broker
+                // kept up but stopped acknowledging on (a stall): its broker would take the
+                // connection again and acknowledge nothing again, every pack failing there.
+                // Any other loss starts again at host:port: a silent close that soon is a
+                // takeover or a refused message.
+                let moves_on =
+                    stalled || lived.is_none_or(|l| l < TAKEOVER_WINDOW && ended_with_reason);
+                let next = if moves_on {
                     (*current + 1) % brokers.len()
+                } else {
+                    0
                 };
                 // Always from the configured options: rumqttc keeps what a CONNACK set in them
                 // (MQTT 5 server keep-alive and session expiry) for every later connection, to

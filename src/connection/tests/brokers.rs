@@ -607,6 +607,49 @@ fn unacknowledging_broker(listener: std::net::TcpListener, ids: mpsc::Sender<Str
     }
 }
 
+/// A broker that keeps the connection up and answers pings but acknowledges nothing leaves
+/// the packs to the failover broker once the connection is found stalled. (Before: the stalled
+/// connection started again at the same broker, and every pack failed there at its deadline
+/// while the failover broker was never tried.)
+#[test]
+fn a_broker_that_acknowledges_nothing_leaves_the_packs_to_the_failover_broker() {
+    let (tx, stalling_ids) = mpsc::channel();
+    let (stalling, _) = scripted_broker(move |l| unacknowledging_broker(l, tx));
+    let (tx, failover_ids) = mpsc::channel();
+    let (failover, _) =
+        scripted_broker(move |l| client_ids::exact_id_broker_v4(l, "stall-failover", (0, 5), tx));
+    let connection = Connection::get(&BrokerConfig {
+        failover: vec![("127.0.0.1".into(), failover)],
+        ..scripted(stalling, "stall-failover")
+    })
+    .expect("opened");
+    assert_eq!(
+        stalling_ids.recv_timeout(WAIT).as_deref(),
+        Ok("stall-failover")
+    );
+    let (pack, mut how, messages, rx) = qos1_pack(1);
+    how.patience = Some(Duration::from_millis(300));
+    connection.submit(&pack, how, messages, 100);
+    std::thread::sleep(Duration::from_millis(600));
+    connection.check_stalled();
+    assert_eq!(
+        failover_ids.recv_timeout(WAIT).as_deref(),
+        Ok("stall-failover"),
+        "the failover broker"
+    );
+    assert_eq!(
+        rx.recv_timeout(WAIT),
+        Ok(Outcome::ConnectionError),
+        "lost unacknowledged"
+    );
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    let back = stalling_ids.try_recv();
+    assert!(back.is_err(), "not back at the stalling broker: {back:?}");
+    drop(connection);
+}
+
 /// The status message, alone in a window of one, is judged too: a broker that stops
 /// acknowledging is left though no appender's message was ever in flight. (Before: the
 /// status message had no patience, and the connection was never found stalled.)

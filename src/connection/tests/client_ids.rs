@@ -61,7 +61,7 @@ fn two_closes_in_a_row_right_after_publishes_move_to_an_id_of_its_own() {
 /// the connections it accepts, it closes the first `kicks` at their first publish without
 /// a word, as when another client connects with the id; later ones it acks. It reports the
 /// client id of every CONNECT.
-fn exact_id_broker_v4(
+pub(super) fn exact_id_broker_v4(
     listener: std::net::TcpListener,
     configured: &'static str,
     (kicks, refusal): (usize, u8),
