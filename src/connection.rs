@@ -1317,6 +1317,7 @@ fn foreign_source(clean_session: bool) -> &'static str {
 /// Why the broker closed the connection, when it was blamed on a message's size (see
 /// [`crate::packet_limit`]) or topic (see [`crate::refused_topics`]).
 fn blamed_close(why: &str, blame: Blame) -> String {
+    // An endpoint's field may have made the topic, up to 65,535 bytes of it.
     match blame {
         Blame::Topic {
             topic,
@@ -1326,7 +1327,8 @@ fn blamed_close(why: &str, blame: Blame) -> String {
              before: it may refuse that topic (HiveMQ and AWS IoT close the connection at a \
              publish their ACL denies: without a reason under MQTT 3.1.1, and at QoS 0 under MQTT \
              5 too; a close just after a message to it again makes this connection fail packs to \
-             it)"
+             it)",
+            topic = shown_in_log(&topic)
         ),
         Blame::Topic {
             topic,
@@ -1336,7 +1338,8 @@ fn blamed_close(why: &str, blame: Blame) -> String {
              taken before: it most likely refuses that topic, and packs to it now fail \
              unpublished (onRemoteError) on this connection for {} minutes. Allow the topic in \
              the broker's ACL (with MQTT 5 at QoS 1 or 2 the broker names what it refuses)",
-            crate::refused_topics::LIFE.as_secs() / 60
+            crate::refused_topics::LIFE.as_secs() / 60,
+            topic = shown_in_log(&topic)
         ),
         Blame::Size(Blamed::Suspect { size, acked }) => format!(
             "{why}, with a message of {size} bytes unacknowledged, far larger than any the broker \

@@ -557,8 +557,9 @@ impl Tracker {
     fn refuse_unpublished(&self, pack: &Pack, topic: &str, why: Unpublished) {
         if let Some(note) = self.refused_lines.take(why.kind(), Instant::now()) {
             log::warn!(
-                "{}: a pack to topic '{topic}' fails unpublished (onRemoteError): {}{note}",
+                "{}: a pack to topic '{}' fails unpublished (onRemoteError): {}{note}",
                 self.label,
+                crate::log_budget::shown_in_log(topic),
                 why.because()
             );
         }
@@ -864,7 +865,10 @@ impl Tracker {
         match refused {
             None => m.pack.record_delivered(),
             Some(reason) => {
-                log::debug!("the broker refused a message to '{}': {reason}", m.topic);
+                log::debug!(
+                    "the broker refused a message to '{}': {reason}",
+                    crate::log_budget::shown_in_log(&m.topic)
+                );
                 m.pack.finish(Why::Refused);
                 if refuses_topic(reason) && self.topic_refused(&m.topic, m.qos, m.retain, reason) {
                     self.topic_counted(m.origin, &m.topic);

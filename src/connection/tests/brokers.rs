@@ -1284,3 +1284,15 @@ fn a_reset_after_a_refusing_close_refuses_its_topic_before_any_answer() {
     }
     assert_denied_refused_after_two_closes(&connection, &connects);
 }
+
+/// A topic an endpoint's field made long is shown cut short where a close is blamed on it:
+/// one readable log line, not 64 KiB of topic.
+#[test]
+fn a_long_topic_blamed_for_a_close_is_logged_cut_short() {
+    for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+        let topic = Arc::from("t".repeat(65_000));
+        let text = blamed_close("closed", Blame::Topic { topic, blame });
+        assert!(text.len() < 2_000, "{} bytes", text.len());
+        assert!(text.contains("... (65000 bytes)"), "{text}");
+    }
+}
