@@ -64,6 +64,22 @@ impl Encoder {
     ) -> Result<Vec<Vec<u8>>, String> {
         let limit = self.pack_limit(records);
         let binary = self.format == PayloadFormat::AvroBinary;
+        if binary {
+            // AVRO_BINARY's messages are the records as uploaded: one too large is known before
+            // the JSON that checks it is made, which may take several times its size.
+            let sizes = records.iter().map(|r| r.as_ref().len());
+            let too_large = match self.grouping {
+                Grouping::Record => sizes.enumerate().find(|&(_, n)| n > self.max_payload),
+                Grouping::Pack => Some((0, sizes.fold(0, usize::saturating_add)))
+                    .filter(|&(_, n)| n > self.max_payload),
+            };
+            if let Some((i, n)) = too_large {
+                return Err(format!(
+                    "message {i} is at least {n} bytes, over the limit of {} bytes",
+                    self.max_payload
+                ));
+            }
+        }
         let messages = match self.grouping {
             Grouping::Record => {
                 // What the messages made so far, and the JSON that checked AVRO_BINARY records,
@@ -327,6 +343,29 @@ mod tests {
         assert!(err.starts_with("record 0 cannot be decoded"), "{err}");
         let err = encode(PayloadFormat::AvroJson, Grouping::Record, 25).unwrap_err();
         assert_eq!(err, "message 0 is 30 bytes, over the limit of 25 bytes");
+    }
+
+    /// An AVRO_BINARY record larger than a message may be is refused as it is, before its
+    /// checking JSON is made: here one that is no record of the schema at all, which decoding
+    /// would have said.
+    #[test]
+    fn an_avro_binary_message_too_large_is_refused_before_decoding() {
+        let schema = LogSchema::parse(SCHEMA).unwrap();
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        for (grouping, message) in [(Grouping::Record, 1), (Grouping::Pack, 0)] {
+            let encoder = Encoder {
+                format: PayloadFormat::AvroBinary,
+                grouping,
+                max_payload: 1000,
+                max_held: usize::MAX,
+            };
+            let records = [vec![0x02, 0x00], vec![0x07; 1001]];
+            let err = encoder.encode(&schema, &header, &records).unwrap_err();
+            assert!(
+                err.starts_with(&format!("message {message} is at least ")),
+                "{grouping:?}: {err}"
+            );
+        }
     }
 
     const MAX: usize = 10 << 20;
