@@ -965,6 +965,16 @@ impl<E: EventLoop> Driver<E> {
                         .to_string(),
                 ))
             }
+            // MQTT 5's rumqttc reads a CONNACK at any time, and taking it for a new connection
+            // would start the packet ids over while the broker still holds the old ones.
+            Ok(Observed::Connected { .. }) if connected_at.is_some() => {
+                eventloop.drop_connection();
+                Err(Failure::Broken(
+                    "the broker sent a second CONNACK on a connection it had accepted, which \
+                     MQTT does not allow; reconnecting"
+                        .to_string(),
+                ))
+            }
             other => other,
         };
         match polled {

@@ -713,6 +713,57 @@ fn connack_properties_broker_v5(
     }
 }
 
+/// An MQTT 5 broker that answers the first connection's first publish with a second CONNACK
+/// instead of its ack; later publishes it acks. It counts connections.
+fn second_connack_broker_v5(listener: std::net::TcpListener, connections: mpsc::Sender<()>) {
+    use std::io::Write;
+    let mut first = true;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if connections.send(()).is_err()
+            || read_packet(&mut s).is_none()
+            || s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]).is_err()
+        {
+            return;
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            let reply = match kind >> 4 {
+                3 if std::mem::take(&mut first) => vec![0x20, 0x03, 0x00, 0x00, 0x00],
+                3 => puback_for(&body).to_vec(),
+                12 => vec![0xd0, 0x00],
+                _ => continue,
+            };
+            if s.write_all(&reply).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A second CONNACK on an accepted connection is a broken connection: the appender connects
+/// anew and delivers there. (Before: it was taken for a new connection, packet ids started
+/// over while the broker held the old ones, and the publish it answered waited for its
+/// deadline.)
+#[test]
+fn a_second_connack_breaks_the_connection_v5() {
+    let (tx, connections) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| second_connack_broker_v5(l, tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "second-connack-v5")
+    })
+    .expect("opened");
+    connections.recv_timeout(WAIT).expect("connected");
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    connections.recv_timeout(WAIT).expect("connected anew");
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+}
+
 /// An MQTT 5 broker may turn keep-alive off (Server Keep Alive 0). The connection stays up
 /// and delivers. (Before: rumqttc took it for a period of 0, pinged twice at once and
 /// failed the connection for the unanswered ping, at every connect.)
