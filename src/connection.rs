@@ -77,9 +77,14 @@ struct Shared {
     released: AtomicBool,
     /// Closed when the driver has ended: DISCONNECT written, socket dropped.
     finished: Arc<Semaphore>,
-    /// The connection with the same client that was closing when this one was made: this one
-    /// connects only after it.
-    previous: Option<Goodbye>,
+    /// What this one connects only after: the connection with the same client that was
+    /// closing when this one was made, and those of this process that give up the client id
+    /// for this one's lasting session ([`make_way`]).
+    waits_for: Vec<Goodbye>,
+    /// Set by a connection that keeps a session under the client id this one holds with a
+    /// clean session: the driver moves to an id of its own, then closes the semaphore.
+    give_up_id: Mutex<Option<Arc<Semaphore>>>,
+    give_up_now: Notify,
     /// The broker address and configured client id, as `closing()` and `replaced()` know it.
     identity: ClientKey,
     /// The client id in use, while the appender holds the connection.
@@ -188,6 +193,33 @@ fn clash(
     )
 }
 
+/// Has the live connections of this process that hold `broker`'s client id, not `previous`
+/// (draining), move to ids of their own, for `broker`'s lasting session, which the id names:
+/// what to wait for. `None` when one of them keeps a session too, or none is found: two
+/// sessions cannot share one id. Which of two appenders started first decides nothing.
+fn make_way(
+    broker: &BrokerConfig,
+    pool: &HashMap<BrokerConfig, Weak<Connection>>,
+    previous: Option<&Goodbye>,
+) -> Option<Vec<Goodbye>> {
+    let identity = client_key(broker);
+    let holders: Vec<Arc<Connection>> = pool
+        .iter()
+        .filter(|(config, _)| client_key(config) == identity)
+        .filter_map(|(_, connection)| connection.upgrade())
+        .filter(|c| !previous.is_some_and(|g| Arc::ptr_eq(&g.finished, &c.shared.finished)))
+        .filter(|c| {
+            lock(&c.shared.hold)
+                .as_ref()
+                .is_some_and(|h| h.0 .1 == broker.client_id)
+        })
+        .collect();
+    if holders.is_empty() || holders.iter().any(|c| !c.shared.clean_session) {
+        return None;
+    }
+    Some(holders.iter().map(|c| c.shared.give_up_id()).collect())
+}
+
 /// Names the live connection of this process, not one closing or draining for a closed
 /// appender (it is on its way out), that publishes to `broker`'s status topic at its broker.
 ///
@@ -258,6 +290,20 @@ impl Drop for IdHold {
 }
 
 impl Shared {
+    /// Asks the driver to move to an id of its own ([`make_way`]); what to wait for.
+    fn give_up_id(&self) -> Goodbye {
+        let released = Arc::new(Semaphore::new(0));
+        *lock(&self.give_up_id) = Some(Arc::clone(&released));
+        self.give_up_now.notify_one();
+        Goodbye {
+            finished: released,
+            // A connect attempt under way runs to its end first.
+            by: Instant::now() + self.connect_timeout + CLOSE_GRACE,
+            holds: None,
+            status_topic: None,
+        }
+    }
+
     /// Takes back this connection's goodbye in [`closing`], if the entry for its client is
     /// still its own: it has closed, or it is not closing after all.
     fn stay(&self) {
@@ -391,6 +437,7 @@ impl Connection {
     ) -> Result<Connection, ConfigError> {
         let identity = client_key(broker);
         let previous = closing().get(&identity).cloned();
+        let mut waits_for: Vec<Goodbye> = previous.iter().cloned().collect();
         // Whether no connection of this process holds `id` at this broker, but maybe the one
         // closing for this client (an edited appender's predecessor, draining): this one
         // connects only after its DISCONNECT. Two connections holding one id at once would
@@ -416,23 +463,32 @@ impl Connection {
                 // Another appender of this node with this client id and other connection
                 // settings, live: the broker would keep closing one of the two connections.
                 let clash = clash(broker, pool, previous.as_ref());
-                if !broker.clean_session {
+                let movers = (!broker.clean_session)
+                    .then(|| make_way(broker, pool, previous.as_ref()))
+                    .flatten();
+                if let Some(movers) = movers {
+                    // The id names this one's session and cannot change; theirs can.
+                    waits_for.extend(movers);
+                    broker.client_id.clone()
+                } else if !broker.clean_session {
                     return Err(ConfigError::new(
                         "clientId",
                         format!(
-                            "{clash}; with cleanSession off the id names the broker's session \
-                             and cannot change, and the broker would keep closing one of the two \
-                             connections: give each appender its own clientId"
+                            "{clash}, and keeps a session under it too; with cleanSession off \
+                             the id names the broker's session and cannot change, and the broker \
+                             would keep closing one of the two connections: give each appender \
+                             its own clientId"
                         ),
                     ));
+                } else {
+                    let own = own_id(&broker.client_id, free);
+                    log::warn!(
+                        "{clash}; the broker would keep closing one of the two connections, so \
+                         this one connects as '{own}' (cleanSession is on: the id carries no \
+                         state); give each appender its own clientId to choose the id"
+                    );
+                    own
                 }
-                let own = own_id(&broker.client_id, free);
-                log::warn!(
-                    "{clash}; the broker would keep closing one of the two connections, so this \
-                     one connects as '{own}' (cleanSession is on: the id carries no state); give \
-                     each appender its own clientId to choose the id"
-                );
-                own
             }
         };
         let hold = IdHold::new(&identity, &client_id);
@@ -460,7 +516,9 @@ impl Connection {
             ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
-            previous,
+            waits_for,
+            give_up_id: Mutex::new(None),
+            give_up_now: Notify::new(),
             hold: Mutex::new(Some(hold)),
             identity,
             label,
@@ -732,9 +790,10 @@ async fn drive<E: EventLoop>(
     brokers: Vec<(E::Options, String)>,
     client_id: String,
 ) {
-    if let Some(previous) = &shared.previous {
+    for previous in &shared.waits_for {
         // Fails (closed semaphore) as soon as the old connection is gone: its connect attempt
-        // ended and its DISCONNECT is written. Bounded by when it should have.
+        // ended and its DISCONNECT is written (or it let go of the id). Bounded by when it
+        // should have.
         let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
     let mut driver = Driver {
@@ -861,7 +920,25 @@ impl<E: EventLoop> Driver<E> {
             clean_next,
         } = self;
         let mut stalled = false;
-        let polled = if connected_at.is_some() {
+        let mut gave_up = None;
+        if let Some(released) = lock(&shared.give_up_id).take() {
+            let text = give_up_id(shared, client_id);
+            if connected_at.is_some() {
+                // The failure below sets the new id for the next connect.
+                eventloop.drop_connection();
+                gave_up = Some(text);
+            } else {
+                eventloop.switch_to(&brokers[*current].0, client_id);
+                log::warn!(
+                    "{}: {text}",
+                    connection_label(&brokers[*current].1, client_id)
+                );
+            }
+            released.close();
+        }
+        let polled = if let Some(text) = gave_up {
+            Err(Failure::Broken(text))
+        } else if connected_at.is_some() {
             tokio::select! {
                 // The event loop first: when it has an event ready (the common case under
                 // load), the notifications are never polled and cost no waiter registration.
@@ -877,6 +954,8 @@ impl<E: EventLoop> Driver<E> {
                     let _ = shared.publish_status(Status::Online);
                     return Turn::Next;
                 }
+                // Taken at the start of the next turn.
+                _ = shared.give_up_now.notified() => return Turn::Next,
                 limit = stall(shared) => {
                     stalled = true;
                     eventloop.drop_connection();
@@ -1448,6 +1527,25 @@ fn taken_over_by_another(
     }
     replaced().insert(shared.identity.clone(), unique.clone());
     Some(unique)
+}
+
+/// The connection `shared` (clean session) gives up `client_id` for another connection of this
+/// process, which keeps a session under it ([`make_way`]), and takes an id of its own, as after
+/// a takeover; says so.
+fn give_up_id(shared: &Shared, client_id: &mut String) -> String {
+    let own = own_id(&shared.identity.1, |id| !held_by_another(shared, id));
+    let text = format!(
+        "another appender of this node keeps a session (cleanSession off) under client id \
+         '{client_id}', which names it and cannot change: this connection (cleanSession on, the \
+         id carries no state) connects as '{own}' instead until the node restarts; give each \
+         appender its own clientId to choose the ids"
+    );
+    if !shared.released.load(Ordering::Acquire) {
+        *lock(&shared.hold) = Some(IdHold::new(&shared.identity, &own));
+    }
+    replaced().insert(shared.identity.clone(), own.clone());
+    *client_id = own;
+    text
 }
 
 /// The connection `shared` gives up `moved`, the id it moved to, for its configured id: a

@@ -252,6 +252,36 @@ fn a_second_persistent_session_with_a_held_client_id_is_refused() {
     drop((first, shared));
 }
 
+/// A lasting session (cleanSession off) opened while a clean-session connection of this
+/// process holds its client id: the clean one, whose id carries no state, moves to an id of
+/// its own, and the session gets the id that names it, whichever appender started first, with
+/// no pushing out. (Before: the session's appender did not start when the clean one had.)
+#[test]
+fn a_clean_session_makes_way_for_a_lasting_one_with_its_id() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let clean = Connection::get(&scripted(port, "mixed-id")).expect("opened");
+    assert_eq!(next(), "mixed-id");
+    let lasting = Connection::get(&BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "mixed-id")
+    })
+    .expect("opened, the clean connection making way");
+    let mut connects = [next(), next()];
+    connects.sort();
+    assert_eq!(connects[0], "mixed-id", "the session: {connects:?}");
+    assert!(
+        connects[1].starts_with("mixed-id-"),
+        "the clean connection's own id: {connects:?}"
+    );
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no pushing out: {quiet:?}");
+    assert_eq!(clean.metrics().takeovers.load(Ordering::Relaxed), 0);
+    assert_eq!(lasting.metrics().takeovers.load(Ordering::Relaxed), 0);
+    drop((clean, lasting));
+}
+
 /// Two connections of one process to one broker, with one client id and other settings
 /// (two appenders whose usernames differ): after one moved to an id of its own (another
 /// node took the configured one), the other does not take that id too, and a third, with

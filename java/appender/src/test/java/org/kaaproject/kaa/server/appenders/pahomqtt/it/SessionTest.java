@@ -226,6 +226,32 @@ class SessionTest {
     }
 
     /**
+     * Two appenders of one node with one client id, the first started with cleanSession on, the second with it off:
+     * the clean one moves to an id of its own, the session takes the id that names it, and both deliver. Before, the
+     * second did not start (it did only when it started first).
+     */
+    @org.junit.jupiter.api.Test
+    void aSessionTakesItsIdFromACleanAppenderOfTheSameNode() throws Exception {
+        String clientId = "it-mixed-" + UUID.randomUUID().toString().substring(0, 8);
+        String topic = "kaa/it/session/" + UUID.randomUUID();
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Map<String, Object> cleanCfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+            cleanCfg.put("clientId", clientId);
+            LogAppender clean = BROKER.load("mixed clean", cleanCfg);
+            List<byte[]> recs = ChildNodeMain.records(7, 3);
+            appendUntilDelivered(clean, recs, "clean, alone");
+            LogAppender lasting = BROKER.load("mixed lasting", persistentMqtt311(clientId, topic));
+            appendUntilDelivered(lasting, recs, "lasting");
+            appendUntilDelivered(clean, recs, "clean, moved");
+            sub.assertCount(3 * recs.size(), WAIT);
+        }
+        BROKER.closeAppenders();
+        assertEquals(List.of("c1", "c0"), cleanFlags(clientId),
+                "under the id: the clean appender's connection, then the session's only\n"
+                        + BROKER.broker().logTail(20));
+    }
+
+    /**
      * Queued in such a session, a message larger than the appender reads (64 KiB). MQTT 3.1.1 cannot tell the broker
      * that limit, and the broker sends the message at every connect: before, every connection failed with it, and
      * every pack.
