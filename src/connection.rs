@@ -920,6 +920,8 @@ impl<E: EventLoop> Driver<E> {
             clean_next,
         } = self;
         let mut stalled = false;
+        // The broker closed a connection under the node's own id at once: no takeover.
+        let mut closes_own_id = false;
         let mut gave_up = None;
         if let Some(released) = lock(&shared.give_up_id).take() {
             let text = give_up_id(shared, client_id);
@@ -1287,6 +1289,8 @@ impl<E: EventLoop> Driver<E> {
                                 eventloop.switch_to(&brokers[*current].0, client_id);
                             }
                             None => {
+                                // With a clean session, under the node's own id already.
+                                closes_own_id = shared.clean_session;
                                 pause = Some(jitter(*takeover_backoff));
                                 *takeover_backoff =
                                     (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
@@ -1329,11 +1333,13 @@ impl<E: EventLoop> Driver<E> {
                 // server) counts as a failed attempt: else a broker doing so at every connect
                 // kept the appender from the failover brokers for good. So does one the broker
                 // kept up but stopped acknowledging on (a stall): its broker would take the
-                // connection again and acknowledge nothing again, every pack failing there.
-                // Any other loss starts again at host:port: a silent close that soon is a
-                // takeover or a refused message.
-                let moves_on =
-                    stalled || lived.is_none_or(|l| l < TAKEOVER_WINDOW && ended_with_reason);
+                // connection again and acknowledge nothing again, every pack failing there;
+                // and one it closed at once under the id of the node's own it moved to, which
+                // no other client holds. Any other loss starts again at host:port: a silent
+                // close that soon is a takeover or a refused message.
+                let moves_on = stalled
+                    || closes_own_id
+                    || lived.is_none_or(|l| l < TAKEOVER_WINDOW && ended_with_reason);
                 let next = if moves_on {
                     (*current + 1) % brokers.len()
                 } else {
@@ -1506,8 +1512,11 @@ fn taken_over_by_another(
         return None;
     }
     if client_id == unique {
+        // No other client can hold it: the broker itself ends each connection.
         log::warn!(
-            "{label}: {cause}, although the id is this node's own; reconnecting with growing pauses"
+            "{label}: {cause}, although the id is this node's own, so the broker ends the \
+             connections itself; trying the next of the failover brokers, if any, else this one \
+             again with growing pauses"
         );
         return None;
     }

@@ -607,6 +607,43 @@ fn unacknowledging_broker(listener: std::net::TcpListener, ids: mpsc::Sender<Str
     }
 }
 
+/// An MQTT 5 broker that accepts each connection and closes it at once without a word;
+/// it counts connections.
+fn closing_after_connack_broker_v5(listener: std::net::TcpListener, connects: mpsc::Sender<()>) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none() || connects.send(()).is_err() {
+            return;
+        }
+        let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]);
+    }
+}
+
+/// A broker that accepts each connection and closes it at once without a word, also under
+/// the id of the node's own the appender moved to (which no other client holds), leaves the
+/// packs to the failover broker. (Before: that broker was retried for good, with growing
+/// pauses, and the failover broker never tried.)
+#[test]
+fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_broker() {
+    let (tx, closed) = mpsc::channel();
+    let (closing, _) = scripted_broker(move |l| closing_after_connack_broker_v5(l, tx));
+    let (connection, connects) = with_acking_failover(closing, "own-id-closed");
+    closed
+        .recv_timeout(WAIT)
+        .expect("the configured id, closed");
+    closed
+        .recv_timeout(WAIT)
+        .expect("the node's own id, closed");
+    connects
+        .recv_timeout(WAIT)
+        .expect("the failover broker was connected to");
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+}
+
 /// A broker that keeps the connection up and answers pings but acknowledges nothing leaves
 /// the packs to the failover broker once the connection is found stalled. (Before: the stalled
 /// connection started again at the same broker, and every pack failed there at its deadline
