@@ -722,11 +722,13 @@ class EndToEndTest {
      * other connection settings (here the keep-alive) but the same fixed client id, starts. The new connection waits
      * for the old one's goodbye; before, it connected at once, the broker pushed the draining one out, and one of
      * the two moved to another client id (a single node on a broker that admits only exact ids would then be
-     * refused).
+     * refused). Also when the edit moves it to another port of the same broker (another listener, as when TLS is
+     * turned on: here the broker's own port instead of the proxy's), which before it waited for nothing.
      */
-    @Test
+    @ParameterizedTest(name = "other port: {0}")
+    @ValueSource(booleans = {false, true})
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
-    void anAppenderEditedWithPacksInFlightKeepsItsClientId() {
+    void anAppenderEditedWithPacksInFlightKeepsItsClientId(boolean otherPort) {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
         String clientId = "it-edit-" + UUID.randomUUID().toString().substring(0, 8);
@@ -740,6 +742,9 @@ class EndToEndTest {
                     KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(4), "edit-old", 3)), "in flight");
             before.close();
             cfg.put("keepAliveSeconds", 11);
+            if (otherPort) {
+                cfg.put("port", BROKER.port());
+            }
             LogAppender after = load("edit", cfg);
             RecordingCallback next = append(after,
                     KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(5), "edit-new", 3)), "next");
