@@ -760,6 +760,36 @@ class EndToEndTest {
         }
     }
 
+    /**
+     * A broker that keeps the connection but stops acknowledging (its acks held by a proxy) is left for the failover
+     * broker (here the same broker on its own port) once a message waited past deliveryTimeoutSeconds: the held pack
+     * fails as a connection error, and the next is delivered through the failover broker. Before, the appender
+     * connected to the first broker again, where every pack failed the same way.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void aBrokerThatStopsAcknowledgingIsLeftForTheFailoverBroker() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("stall-failover");
+        GatedProxy.HeldAcks held = new GatedProxy.HeldAcks();
+        try (GatedProxy proxy = GatedProxy.start(BROKER.port(), held);
+                Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(proxy.port(), topic, 1);
+            cfg.put("brokers", "127.0.0.1:" + BROKER.port());
+            cfg.put("deliveryTimeoutSeconds", 2);
+            LogAppender appender = load("stall-failover", cfg);
+            append(appender, KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(6), "held", 3)),
+                    "held").assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+            append(appender, KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(7), "after", 3)),
+                    "after").assertExactlyOne(SUCCESS, Duration.ofSeconds(15), GRACE);
+            assertEquals(1, proxy.accepted(), "not back at the broker that stopped acknowledging: " + proxy.stats());
+            // The held pack's records reached the broker too: only their acks were held.
+            sub.assertCount(6, Duration.ofSeconds(10));
+            held.release();
+        }
+    }
+
     /** With the acks never let through, the pack in flight at close fails at closeTimeoutSeconds: a connection error. */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
