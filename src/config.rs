@@ -157,13 +157,13 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// The configuration fields in which `other` differs from this, but for the broker host
+    /// The configuration fields in which `other` differs from this, but for the broker address
     /// and the client id: what makes two appenders with one client id need two connections.
     pub(crate) fn other_settings(&self, other: &BrokerConfig) -> Vec<&'static str> {
         // Destructured, so that a setting added here must be named here too.
         let BrokerConfig {
             host: _,
-            port,
+            port: _,
             client_id: _,
             username,
             password,
@@ -182,7 +182,6 @@ impl BrokerConfig {
             max_inflight,
         } = self;
         [
-            (*port != other.port, "port"),
             (*username != other.username, "username"),
             (*password != other.password, "password"),
             (*keep_alive != other.keep_alive, "keepAliveSeconds"),

@@ -85,7 +85,8 @@ struct Shared {
     /// clean session: the driver moves to an id of its own, then closes the semaphore.
     give_up_id: Mutex<Option<Arc<Semaphore>>>,
     give_up_now: Notify,
-    /// The broker address and configured client id, as `closing()` and `replaced()` know it.
+    /// The broker address and configured client id, as `replaced()` and `held_ids()` know it
+    /// (and `closing()`, by [`closing_key`]).
     identity: ClientKey,
     /// The client id in use, while the appender holds the connection.
     hold: Mutex<Option<IdHold>>,
@@ -102,13 +103,22 @@ struct Shared {
     metrics: ConnectionMetrics,
 }
 
-/// What a broker tells clients apart by: its host and the client id. Not the port: one
-/// broker listens on several (plain, TLS, WebSocket), and an appender edited to TLS moves to
-/// another port of the same broker, where its predecessor's id is still connected.
-type ClientKey = (String, String);
+/// What a broker tells clients apart by: its address and the client id.
+type ClientKey = (String, u16, String);
 
 fn client_key(broker: &BrokerConfig) -> ClientKey {
-    (broker.host.clone(), broker.client_id.clone())
+    (broker.host.clone(), broker.port, broker.client_id.clone())
+}
+
+/// Whom a connection on its way out may still be connected as, to a new one: its host and
+/// client id. Not the port: one broker listens on several (plain, TLS, WebSocket), and an
+/// appender edited to TLS moves to another port of the same broker, where its predecessor's
+/// id is still connected. (Two brokers on one host are told apart everywhere else; here
+/// mistaking them costs one bounded wait.)
+type ClosingKey = (String, String);
+
+fn closing_key(identity: &ClientKey) -> ClosingKey {
+    (identity.0.clone(), identity.2.clone())
 }
 
 /// A connection on its way out: closed once its driver ended, expected to be by `by`;
@@ -118,16 +128,16 @@ fn client_key(broker: &BrokerConfig) -> ClientKey {
 struct Goodbye {
     finished: Arc<Semaphore>,
     by: Instant,
-    holds: Option<String>,
+    holds: Option<ClientKey>,
     status_topic: Option<Arc<str>>,
 }
 
 /// Connections being closed, or draining for a closed appender, by client: a new connection
-/// with the same client id first waits for the old one's DISCONNECT (an appender edited in the
+/// with the same client id first waits for the old ones' DISCONNECT (an appender edited in the
 /// admin is closed and at once created again, maybe with other connection settings), or the
 /// broker would drop whichever of the two reached it last.
-fn closing() -> MutexGuard<'static, HashMap<ClientKey, Goodbye>> {
-    static CLOSING: OnceLock<Mutex<HashMap<ClientKey, Goodbye>>> = OnceLock::new();
+fn closing() -> MutexGuard<'static, HashMap<ClosingKey, Vec<Goodbye>>> {
+    static CLOSING: OnceLock<Mutex<HashMap<ClosingKey, Vec<Goodbye>>>> = OnceLock::new();
     lock(CLOSING.get_or_init(Default::default))
 }
 
@@ -153,18 +163,25 @@ struct IdHold(ClientKey);
 
 impl IdHold {
     fn new(identity: &ClientKey, client_id: &str) -> IdHold {
-        let key = (identity.0.clone(), client_id.to_string());
+        let key = (identity.0.clone(), identity.1, client_id.to_string());
         *held_ids().entry(key.clone()).or_default() += 1;
         IdHold(key)
     }
 }
 
-/// Names the live connection of this process, not `previous` (an edited appender's
-/// predecessor, draining), that holds `broker`'s client id under other settings.
+/// Whether `connection` is one of `previous`: closing, or draining for a closed appender.
+fn on_its_way_out(connection: &Connection, previous: &[Goodbye]) -> bool {
+    previous
+        .iter()
+        .any(|g| Arc::ptr_eq(&g.finished, &connection.shared.finished))
+}
+
+/// Names the live connection of this process, not one of `previous` (an edited appender's
+/// predecessors, draining), that holds `broker`'s client id under other settings.
 fn clash(
     broker: &BrokerConfig,
     pool: &HashMap<BrokerConfig, Weak<Connection>>,
-    previous: Option<&Goodbye>,
+    previous: &[Goodbye],
 ) -> String {
     let identity = client_key(broker);
     let other = pool
@@ -172,12 +189,10 @@ fn clash(
         .filter(|(config, _)| client_key(config) == identity)
         .find(|(_, connection)| {
             connection.upgrade().is_some_and(|c| {
-                let draining =
-                    previous.is_some_and(|g| Arc::ptr_eq(&g.finished, &c.shared.finished));
                 let holds = lock(&c.shared.hold)
                     .as_ref()
-                    .is_some_and(|h| h.0 .1 == broker.client_id);
-                holds && !draining
+                    .is_some_and(|h| h.0 .2 == broker.client_id);
+                holds && !on_its_way_out(&c, previous)
             })
         });
     let settings = other
@@ -193,25 +208,25 @@ fn clash(
     )
 }
 
-/// Has the live connections of this process that hold `broker`'s client id, not `previous`
-/// (draining), move to ids of their own, for `broker`'s lasting session, which the id names:
+/// Has the live connections of this process that hold `broker`'s client id, not those of
+/// `previous` (draining), move to ids of their own, for `broker`'s lasting session, which the id names:
 /// what to wait for. `None` when one of them keeps a session too, or none is found: two
 /// sessions cannot share one id. Which of two appenders started first decides nothing.
 fn make_way(
     broker: &BrokerConfig,
     pool: &HashMap<BrokerConfig, Weak<Connection>>,
-    previous: Option<&Goodbye>,
+    previous: &[Goodbye],
 ) -> Option<Vec<Goodbye>> {
     let identity = client_key(broker);
     let holders: Vec<Arc<Connection>> = pool
         .iter()
         .filter(|(config, _)| client_key(config) == identity)
         .filter_map(|(_, connection)| connection.upgrade())
-        .filter(|c| !previous.is_some_and(|g| Arc::ptr_eq(&g.finished, &c.shared.finished)))
+        .filter(|c| !on_its_way_out(c, previous))
         .filter(|c| {
             lock(&c.shared.hold)
                 .as_ref()
-                .is_some_and(|h| h.0 .1 == broker.client_id)
+                .is_some_and(|h| h.0 .2 == broker.client_id)
         })
         .collect();
     if holders.is_empty() || holders.iter().any(|c| !c.shared.clean_session) {
@@ -235,8 +250,11 @@ fn status_carrier(
     let carriers: Vec<Arc<Connection>> = pool
         .iter()
         .filter(|(config, _)| {
-            (config.host.as_str(), config.status_topic.as_deref())
-                == (broker.host.as_str(), Some(topic))
+            (
+                config.host.as_str(),
+                config.port,
+                config.status_topic.as_deref(),
+            ) == (broker.host.as_str(), broker.port, Some(topic))
         })
         .filter_map(|(_, connection)| connection.upgrade())
         .collect();
@@ -246,6 +264,7 @@ fn status_carrier(
     let live = carriers.iter().find(|c| {
         !closing
             .values()
+            .flatten()
             .any(|g| Arc::ptr_eq(&g.finished, &c.shared.finished))
     });
     let named = live.map(|c| {
@@ -272,8 +291,12 @@ fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
 fn held_by_another(shared: &Shared, client_id: &str) -> bool {
     let ours = lock(&shared.hold)
         .as_ref()
-        .is_some_and(|h| h.0 .1 == client_id);
-    let key = (shared.identity.0.clone(), client_id.to_string());
+        .is_some_and(|h| h.0 .2 == client_id);
+    let key = (
+        shared.identity.0.clone(),
+        shared.identity.1,
+        client_id.to_string(),
+    );
     held_ids().get(&key).is_some_and(|&n| n > usize::from(ours))
 }
 
@@ -297,22 +320,24 @@ impl Shared {
         self.give_up_now.notify_one();
         Goodbye {
             finished: released,
-            // A connect attempt under way runs to its end first.
-            by: Instant::now() + self.connect_timeout + CLOSE_GRACE,
+            // A connect attempt under way runs to its end first; or a close, which may take
+            // a grace to see its 'offline' acknowledged and one to write its DISCONNECT.
+            by: Instant::now() + self.connect_timeout + 2 * CLOSE_GRACE,
             holds: None,
             status_topic: None,
         }
     }
 
-    /// Takes back this connection's goodbye in [`closing`], if the entry for its client is
-    /// still its own: it has closed, or it is not closing after all.
+    /// Takes back this connection's goodbye in [`closing`]: it has closed, or it is not
+    /// closing after all.
     fn stay(&self) {
         let mut closing = closing();
-        if closing
-            .get(&self.identity)
-            .is_some_and(|g| Arc::ptr_eq(&g.finished, &self.finished))
-        {
-            closing.remove(&self.identity);
+        let key = closing_key(&self.identity);
+        if let Some(goodbyes) = closing.get_mut(&key) {
+            goodbyes.retain(|g| !Arc::ptr_eq(&g.finished, &self.finished));
+            if goodbyes.is_empty() {
+                closing.remove(&key);
+            }
         }
     }
 
@@ -338,12 +363,14 @@ impl Shared {
         let Some(topic) = &self.status_topic else {
             return;
         };
+        // Those of this client it waited for before it connected.
+        let own = closing_key(&self.identity);
         let predecessors: Vec<Goodbye> = closing()
             .iter()
-            .filter(|(client, g)| {
-                **client != self.identity && g.status_topic.as_ref() == Some(topic)
-            })
-            .map(|(_, g)| g.clone())
+            .filter(|(client, _)| **client != own)
+            .flat_map(|(_, goodbyes)| goodbyes)
+            .filter(|g| g.status_topic.as_ref() == Some(topic))
+            .cloned()
             .collect();
         if predecessors.is_empty() {
             return;
@@ -424,6 +451,14 @@ impl Connection {
             // Draining for a closed appender, it has a new one: no longer on its way out, so
             // no connection made later waits for it, or takes the id it holds.
             existing.shared.stay();
+            // But one made meanwhile may have taken that id, for a session that lasts: the
+            // id carries nothing here (clean session), so this one moves.
+            let id = lock(&existing.shared.hold).as_ref().map(|h| h.0 .2.clone());
+            if existing.shared.clean_session
+                && id.is_some_and(|id| held_by_another(&existing.shared, &id))
+            {
+                existing.shared.give_up_id();
+            }
             return Ok(existing);
         }
         let connection = Arc::new(Connection::open(broker, &pool)?);
@@ -436,19 +471,23 @@ impl Connection {
         pool: &HashMap<BrokerConfig, Weak<Connection>>,
     ) -> Result<Connection, ConfigError> {
         let identity = client_key(broker);
-        let previous = closing().get(&identity).cloned();
-        let mut waits_for: Vec<Goodbye> = previous.iter().cloned().collect();
-        // Whether no connection of this process holds `id` at this broker, but maybe the one
-        // closing for this client (an edited appender's predecessor, draining): this one
-        // connects only after its DISCONNECT. Two connections holding one id at once would
+        let previous = closing()
+            .get(&closing_key(&identity))
+            .cloned()
+            .unwrap_or_default();
+        let mut waits_for = previous.clone();
+        // Whether no connection of this process holds `id` at this broker, but maybe those
+        // closing for this client (an edited appender's predecessors, draining): this one
+        // connects only after their DISCONNECT. Two connections holding one id at once would
         // push each other out.
         let free = |id: &str| {
-            let key = (broker.host.clone(), id.to_string());
+            let key = (broker.host.clone(), broker.port, id.to_string());
             let held = held_ids().get(&key).copied().unwrap_or(0);
-            let predecessor_holds = previous
-                .as_ref()
-                .is_some_and(|g| g.holds.as_deref() == Some(id));
-            held == 0 || (held == 1 && predecessor_holds)
+            let predecessors_hold = previous
+                .iter()
+                .filter(|g| g.holds.as_ref() == Some(&key))
+                .count();
+            held <= predecessors_hold
         };
         // The id an earlier connection for this client moved to, unless another holds it now.
         // Not for a session that must last: a moved id changes at every start of the node.
@@ -462,9 +501,9 @@ impl Connection {
             None => {
                 // Another appender of this node with this client id and other connection
                 // settings, live: the broker would keep closing one of the two connections.
-                let clash = clash(broker, pool, previous.as_ref());
+                let clash = clash(broker, pool, &previous);
                 let movers = (!broker.clean_session)
-                    .then(|| make_way(broker, pool, previous.as_ref()))
+                    .then(|| make_way(broker, pool, &previous))
                     .flatten();
                 if let Some(movers) = movers {
                     // The id names this one's session and cannot change; theirs can.
@@ -590,16 +629,18 @@ impl Connection {
     }
 
     fn say_goodbye(&self, by: Instant) {
-        let holds = lock(&self.shared.hold).as_ref().map(|h| h.0 .1.clone());
-        closing().insert(
-            self.shared.identity.clone(),
-            Goodbye {
-                finished: Arc::clone(&self.shared.finished),
-                by: by + self.shared.connect_timeout + CLOSE_GRACE,
-                holds,
-                status_topic: self.shared.status_topic.clone(),
-            },
-        );
+        let holds = lock(&self.shared.hold).as_ref().map(|h| h.0.clone());
+        let mut closing = closing();
+        let goodbyes = closing
+            .entry(closing_key(&self.shared.identity))
+            .or_default();
+        goodbyes.retain(|g| !Arc::ptr_eq(&g.finished, &self.shared.finished));
+        goodbyes.push(Goodbye {
+            finished: Arc::clone(&self.shared.finished),
+            by: by + self.shared.connect_timeout + CLOSE_GRACE,
+            holds,
+            status_topic: self.shared.status_topic.clone(),
+        });
     }
 }
 
@@ -777,6 +818,18 @@ async fn stall(shared: &Shared) -> Duration {
     }
 }
 
+/// Completes once another connection asked this one to give up its client id
+/// ([`make_way`]). A wake-up left from a request already taken is absorbed here, as in
+/// [`stall`]: a branch completing for it would cancel the event loop's poll for nothing.
+async fn give_up_wanted(shared: &Shared) {
+    loop {
+        shared.give_up_now.notified().await;
+        if lock(&shared.give_up_id).is_some() {
+            return;
+        }
+    }
+}
+
 /// Supervised: a panic anywhere in a turn (rumqttc's poll, the tracker, our own handling) is
 /// caught and logged with its message; uncaught, it would end this task, leave the connection
 /// dead for every appender sharing it and its packs waiting for their deadlines. "Recovers"
@@ -846,6 +899,9 @@ async fn drive<E: EventLoop>(
         );
     }
     shared.finished.close();
+    if let Some(released) = lock(&shared.give_up_id).take() {
+        released.close();
+    }
     shared.stay();
     log::debug!("connection to {} closed", shared.label);
 }
@@ -923,13 +979,19 @@ impl<E: EventLoop> Driver<E> {
         // The broker closed a connection under the node's own id at once: no takeover.
         let mut closes_own_id = false;
         let mut gave_up = None;
-        if let Some(released) = lock(&shared.give_up_id).take() {
-            let text = give_up_id(shared, client_id);
+        // Not once closing: its DISCONNECT frees the id, and the driver's end says so.
+        let wanted = (!shared.released.load(Ordering::Acquire))
+            .then(|| lock(&shared.give_up_id).take())
+            .flatten();
+        if let Some(released) = wanted {
+            let (text, own) = give_up_id(shared, client_id);
             if connected_at.is_some() {
-                // The failure below sets the new id for the next connect.
+                // The failure below says so under the old id, and sets the new one for the
+                // next connect.
                 eventloop.drop_connection();
-                gave_up = Some(text);
+                gave_up = Some((text, own));
             } else {
+                *client_id = own;
                 eventloop.switch_to(&brokers[*current].0, client_id);
                 log::warn!(
                     "{}: {text}",
@@ -938,7 +1000,8 @@ impl<E: EventLoop> Driver<E> {
             }
             released.close();
         }
-        let polled = if let Some(text) = gave_up {
+        let moving_to = gave_up.as_ref().map(|(_, own)| own.clone());
+        let polled = if let Some((text, _)) = gave_up {
             Err(Failure::Broken(text))
         } else if connected_at.is_some() {
             tokio::select! {
@@ -957,7 +1020,7 @@ impl<E: EventLoop> Driver<E> {
                     return Turn::Next;
                 }
                 // Taken at the start of the next turn.
-                _ = shared.give_up_now.notified() => return Turn::Next,
+                () = give_up_wanted(shared) => return Turn::Next,
                 limit = stall(shared) => {
                     stalled = true;
                     eventloop.drop_connection();
@@ -1132,6 +1195,9 @@ impl<E: EventLoop> Driver<E> {
             }
             Err(failure) => {
                 let label = connection_label(&brokers[*current].1, client_id);
+                if let Some(own) = moving_to {
+                    *client_id = own;
+                }
                 shared.metrics.connected.store(false, Ordering::Relaxed);
                 let lived = connected_at.take().map(|at| at.elapsed());
                 earned(lived, backoff, takeover_backoff);
@@ -1208,8 +1274,8 @@ impl<E: EventLoop> Driver<E> {
                     Failure::Refused {
                         why: code,
                         about: Refusal::Id,
-                    } if *client_id != shared.identity.1
-                        && !held_by_another(shared, &shared.identity.1) =>
+                    } if *client_id != shared.identity.2
+                        && !held_by_another(shared, &shared.identity.2) =>
                     {
                         // Refused under the id this node moved to after a takeover: a broker
                         // that admits exact ids only (AWS IoT policies) refuses it at every
@@ -1218,7 +1284,7 @@ impl<E: EventLoop> Driver<E> {
                         // the pauses between takeovers grow as for a persistent session. Not
                         // while another connection of this process holds it: the two would
                         // push each other out for good.
-                        let configured = shared.identity.1.clone();
+                        let configured = shared.identity.2.clone();
                         give_back(shared, client_id, &configured);
                         let text = format!(
                             "refused the connection: {code}; '{client_id}' is the id this node \
@@ -1246,7 +1312,7 @@ impl<E: EventLoop> Driver<E> {
                         // appender of this node holds the configured one (else it was given
                         // back above): a broker admitting exact ids only admits one of them.
                         // Refused for anything else, the id is not the matter.
-                        let configured = &shared.identity.1;
+                        let configured = &shared.identity.2;
                         let clash = if about == Refusal::Id && *client_id != *configured {
                             format!(
                                 " (another appender of this node holds '{configured}' with other \
@@ -1479,7 +1545,7 @@ fn taken_over_by_another(
     lived: Duration,
 ) -> Option<String> {
     let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
-    let configured = &shared.identity.1;
+    let configured = &shared.identity.2;
     // MQTT 5 says so; otherwise a close this early is only most likely a takeover.
     let likely = if said { "" } else { "most likely " };
     let cause = format!(
@@ -1540,9 +1606,9 @@ fn taken_over_by_another(
 
 /// The connection `shared` (clean session) gives up `client_id` for another connection of this
 /// process, which keeps a session under it ([`make_way`]), and takes an id of its own, as after
-/// a takeover; says so.
-fn give_up_id(shared: &Shared, client_id: &mut String) -> String {
-    let own = own_id(&shared.identity.1, |id| !held_by_another(shared, id));
+/// a takeover: why, and that id.
+fn give_up_id(shared: &Shared, client_id: &str) -> (String, String) {
+    let own = own_id(&shared.identity.2, |id| !held_by_another(shared, id));
     let text = format!(
         "another appender of this node keeps a session (cleanSession off) under client id \
          '{client_id}', which names it and cannot change: this connection (cleanSession on, the \
@@ -1553,8 +1619,7 @@ fn give_up_id(shared: &Shared, client_id: &mut String) -> String {
         *lock(&shared.hold) = Some(IdHold::new(&shared.identity, &own));
     }
     replaced().insert(shared.identity.clone(), own.clone());
-    *client_id = own;
-    text
+    (text, own)
 }
 
 /// The connection `shared` gives up `moved`, the id it moved to, for its configured id: a

@@ -115,7 +115,7 @@ fn bare_shared() -> Shared {
         give_up_id: Mutex::new(None),
         give_up_now: Notify::new(),
         hold: Mutex::new(None),
-        identity: ("scripted".into(), "driver-panic-test".into()),
+        identity: ("scripted".into(), 1, "driver-panic-test".into()),
         label: "scripted:1 as 'driver-panic-test'".into(),
         status_topic: None,
         status_follows_id: false,

@@ -667,10 +667,17 @@ fn a_broker_that_acknowledges_nothing_leaves_the_packs_to_the_failover_broker() 
     let (pack, mut how, messages, rx) = qos1_pack(1);
     how.patience = Some(Duration::from_millis(300));
     connection.submit(&pack, how, messages, 100);
-    std::thread::sleep(Duration::from_millis(600));
-    connection.check_stalled();
+    // As the sweep does: until the message has waited past its patience.
+    let deadline = Instant::now() + WAIT;
+    let failover_id = loop {
+        connection.check_stalled();
+        match failover_ids.recv_timeout(Duration::from_millis(100)) {
+            Err(_) if Instant::now() < deadline => continue,
+            other => break other,
+        }
+    };
     assert_eq!(
-        failover_ids.recv_timeout(WAIT).as_deref(),
+        failover_id.as_deref(),
         Ok("stall-failover"),
         "the failover broker"
     );

@@ -282,6 +282,56 @@ fn a_clean_session_makes_way_for_a_lasting_one_with_its_id() {
     drop((clean, lasting));
 }
 
+/// Lasting sessions with one client id at two brokers on one host (two ports) are two
+/// sessions, not a clash: both start. (The edit's wait alone looks past the port.)
+#[test]
+fn sessions_with_one_id_at_two_brokers_of_one_host_both_start() {
+    let (tx, ids) = mpsc::channel();
+    let other = tx.clone();
+    let (a, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let (b, _) = scripted_broker(move |listener| takeover_broker(listener, other));
+    let lasting = |port| BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "one-id-two-brokers")
+    };
+    let first = Connection::get(&lasting(a)).expect("opened");
+    let second = Connection::get(&lasting(b)).expect("opened, another broker");
+    let connects = [ids.recv_timeout(WAIT), ids.recv_timeout(WAIT)];
+    assert_eq!(
+        connects.each_ref().map(|c| c.as_deref()),
+        [Ok("one-id-two-brokers"); 2]
+    );
+    drop((first, second));
+}
+
+/// A clean-session connection taken again from the pool while it drained, after a lasting
+/// session took its client id meanwhile (an appender closed with packs in flight and created
+/// again): it moves to an id of its own, and the session connects with the id that names it.
+/// (Before: it kept the id, and the two pushed each other out.)
+#[test]
+fn a_clean_connection_taken_again_after_a_session_took_its_id_moves() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let config = scripted(port, "revived-id");
+    let clean = Connection::get(&config).expect("opened");
+    assert_eq!(next(), "revived-id");
+    clean.draining(Instant::now() + Duration::from_secs(1));
+    let lasting = Connection::get(&BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "revived-id")
+    })
+    .expect("opened, after the draining connection");
+    let again = Connection::get(&config).expect("the pool's connection");
+    assert!(Arc::ptr_eq(&clean, &again));
+    let moved = next();
+    assert!(moved.starts_with("revived-id-"), "{moved}");
+    assert_eq!(next(), "revived-id", "the session");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no pushing out: {quiet:?}");
+    drop((clean, again, lasting));
+}
+
 /// Two connections of one process to one broker, with one client id and other settings
 /// (two appenders whose usernames differ): after one moved to an id of its own (another
 /// node took the configured one), the other does not take that id too, and a third, with

@@ -162,7 +162,7 @@ fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
     crate::test_log::capture();
     let warned = |id: &str, follows: bool| {
         let shared = Shared {
-            identity: ("status-follows".into(), id.into()),
+            identity: ("status-follows".into(), 1, id.into()),
             status_topic: Some(format!("kaa/status/{id}").into()),
             status_follows_id: follows,
             ..bare_shared()
