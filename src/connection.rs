@@ -114,7 +114,9 @@ fn client_key(broker: &BrokerConfig) -> ClientKey {
 /// client id. Not the port: one broker listens on several (plain, TLS, WebSocket), and an
 /// appender edited to TLS moves to another port of the same broker, where its predecessor's
 /// id is still connected. (Two brokers on one host are told apart everywhere else; here
-/// mistaking them costs one bounded wait.)
+/// mistaking them costs one bounded wait. So a moved id, and a status topic another connection
+/// carries, are known per port: an appender edited to the broker's TLS port starts from its
+/// configured id again.)
 type ClosingKey = (String, String);
 
 fn closing_key(identity: &ClientKey) -> ClosingKey {
@@ -235,6 +237,26 @@ fn make_way(
     Some(holders.iter().map(|c| c.shared.give_up_id()).collect())
 }
 
+/// Whether another live connection of this process, not on its way out, keeps a session
+/// (cleanSession off) under the client id `connection` holds at its broker.
+fn held_by_a_session(
+    connection: &Arc<Connection>,
+    pool: &HashMap<BrokerConfig, Weak<Connection>>,
+) -> bool {
+    let Some(key) = lock(&connection.shared.hold).as_ref().map(|h| h.0.clone()) else {
+        return false;
+    };
+    let leaving = closing()
+        .get(&closing_key(&connection.shared.identity))
+        .cloned()
+        .unwrap_or_default();
+    pool.values()
+        .filter_map(Weak::upgrade)
+        .filter(|c| !Arc::ptr_eq(c, connection) && !c.shared.clean_session)
+        .filter(|c| !on_its_way_out(c, &leaving))
+        .any(|c| lock(&c.shared.hold).as_ref().is_some_and(|h| h.0 == key))
+}
+
 /// Names the live connection of this process, not one closing or draining for a closed
 /// appender (it is on its way out), that publishes to `broker`'s status topic at its broker.
 ///
@@ -315,8 +337,10 @@ impl Drop for IdHold {
 impl Shared {
     /// Asks the driver to move to an id of its own ([`make_way`]); what to wait for.
     fn give_up_id(&self) -> Goodbye {
-        let released = Arc::new(Semaphore::new(0));
-        *lock(&self.give_up_id) = Some(Arc::clone(&released));
+        // A request still pending is the one to wait for: replaced, its waiter would wait in
+        // vain.
+        let released =
+            Arc::clone(lock(&self.give_up_id).get_or_insert_with(|| Arc::new(Semaphore::new(0))));
         self.give_up_now.notify_one();
         Goodbye {
             finished: released,
@@ -353,9 +377,8 @@ impl Shared {
         result
     }
 
-    /// Once connected: has the driver publish 'online' again once every connection of another
-    /// client id, closing, that carries the same status topic has gone, publishing 'offline' as
-    /// it went. An appender edited in the admin (a new client id or host, the same status
+    /// Once connected: has the driver publish 'online' again once every other connection
+    /// closing that carries the same status topic has gone, publishing 'offline' as it went. An appender edited in the admin (a new client id or host, the same status
     /// topic) connects at once while its predecessors drain, and the retained status would read
     /// 'offline' while it runs. The driver publishes, so that a close of this connection
     /// meanwhile has its own 'offline' come last.
@@ -363,13 +386,13 @@ impl Shared {
         let Some(topic) = &self.status_topic else {
             return;
         };
-        // Those of this client it waited for before it connected.
-        let own = closing_key(&self.identity);
+        // Also those of this client it waited for before it connected: the wait has a bound.
+        // One that has gone is passed at once.
         let predecessors: Vec<Goodbye> = closing()
-            .iter()
-            .filter(|(client, _)| **client != own)
-            .flat_map(|(_, goodbyes)| goodbyes)
+            .values()
+            .flatten()
             .filter(|g| g.status_topic.as_ref() == Some(topic))
+            .filter(|g| !Arc::ptr_eq(&g.finished, &self.finished))
             .cloned()
             .collect();
         if predecessors.is_empty() {
@@ -453,10 +476,7 @@ impl Connection {
             existing.shared.stay();
             // But one made meanwhile may have taken that id, for a session that lasts: the
             // id carries nothing here (clean session), so this one moves.
-            let id = lock(&existing.shared.hold).as_ref().map(|h| h.0 .2.clone());
-            if existing.shared.clean_session
-                && id.is_some_and(|id| held_by_another(&existing.shared, &id))
-            {
+            if existing.shared.clean_session && held_by_a_session(&existing, &pool) {
                 existing.shared.give_up_id();
             }
             return Ok(existing);
@@ -637,7 +657,9 @@ impl Connection {
         goodbyes.retain(|g| !Arc::ptr_eq(&g.finished, &self.shared.finished));
         goodbyes.push(Goodbye {
             finished: Arc::clone(&self.shared.finished),
-            by: by + self.shared.connect_timeout + CLOSE_GRACE,
+            // Its close may take a grace to see its 'offline' acknowledged and one to write
+            // its DISCONNECT.
+            by: by + self.shared.connect_timeout + 2 * CLOSE_GRACE,
             holds,
             status_topic: self.shared.status_topic.clone(),
         });

@@ -332,6 +332,32 @@ fn a_clean_connection_taken_again_after_a_session_took_its_id_moves() {
     drop((clean, again, lasting));
 }
 
+/// A connection that took its id from a draining predecessor (an edited appender), taken
+/// again from the pool by another appender of the same settings, keeps the id: only a
+/// session kept under it makes a clean connection move. (Before: the predecessor's hold made
+/// it move, as if a session held the id.)
+#[test]
+fn a_connection_taken_again_beside_its_draining_predecessor_keeps_its_id() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let old = Connection::get(&scripted(port, "retaken-id")).expect("opened");
+    assert_eq!(next(), "retaken-id");
+    old.draining(Instant::now() + Duration::from_secs(5));
+    let edited = BrokerConfig {
+        username: Some("edited".into()),
+        ..scripted(port, "retaken-id")
+    };
+    let new = Connection::get(&edited).expect("opened");
+    let again = Connection::get(&edited).expect("the pool's connection");
+    assert!(Arc::ptr_eq(&new, &again));
+    drop(old);
+    assert_eq!(next(), "retaken-id", "the edited appender's connection");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no move: {quiet:?}");
+    drop((new, again));
+}
+
 /// Two connections of one process to one broker, with one client id and other settings
 /// (two appenders whose usernames differ): after one moved to an id of its own (another
 /// node took the configured one), the other does not take that id too, and a third, with
