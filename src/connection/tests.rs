@@ -181,6 +181,13 @@ fn pack_of(
     (pack, how, messages, rx)
 }
 
+/// Submits a pack of one QoS 1 message to `connection`; its outcome goes to the receiver.
+fn submit_one(connection: &Connection) -> mpsc::Receiver<Outcome> {
+    let (pack, how, messages, rx) = qos1_pack(1);
+    connection.submit(&pack, how, messages, 100);
+    rx
+}
+
 /// Submits a pack of one QoS 1 message; its outcome goes to the returned receiver.
 fn submit(shared: &Shared) -> mpsc::Receiver<Outcome> {
     let (pack, how, messages, rx) = qos1_pack(1);

@@ -505,8 +505,7 @@ fn a_broker_ending_each_connection_at_once_leaves_the_pack_to_the_failover_broke
     let (busy, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x9c, tx));
     let (connection, connects) = with_acking_failover(busy, "use-another-server");
     // Written on the first broker's connection before its DISCONNECT came, a pack fails.
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     let first = rx.recv_timeout(WAIT);
     assert!(
         matches!(first, Ok(Outcome::Delivered | Outcome::ConnectionError)),
@@ -515,8 +514,7 @@ fn a_broker_ending_each_connection_at_once_leaves_the_pack_to_the_failover_broke
     closed
         .recv_timeout(WAIT)
         .expect("the first broker was tried first");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     connects
         .recv_timeout(WAIT)
@@ -555,8 +553,7 @@ fn a_pack_waiting_while_the_first_broker_refuses_goes_to_the_failover_broker() {
         ..scripted(refusing, "failover-refused")
     })
     .expect("opened");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     go.send(()).expect("the refusing broker waits");
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("failover-refused"));
@@ -577,8 +574,7 @@ fn a_pack_waiting_while_every_broker_refuses_is_refused() {
         ..scripted(a, "failover-all-refused")
     })
     .expect("opened");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     go_a.send(()).expect("the first broker waits");
     go_b.send(()).expect("the second broker waits");
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));
@@ -638,8 +634,7 @@ fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_br
     connects
         .recv_timeout(WAIT)
         .expect("the failover broker was connected to");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     drop(connection);
 }
@@ -686,8 +681,7 @@ fn a_broker_that_acknowledges_nothing_leaves_the_packs_to_the_failover_broker() 
         Ok(Outcome::ConnectionError),
         "lost unacknowledged"
     );
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     let back = stalling_ids.try_recv();
     assert!(back.is_err(), "not back at the stalling broker: {back:?}");
@@ -798,12 +792,10 @@ fn a_second_connack_breaks_the_connection_v5() {
     })
     .expect("opened");
     connections.recv_timeout(WAIT).expect("connected");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     connections.recv_timeout(WAIT).expect("connected anew");
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     drop(connection);
 }
@@ -823,8 +815,7 @@ fn a_server_keep_alive_of_0_keeps_the_connection_v5() {
     })
     .expect("opened");
     std::thread::sleep(Duration::from_secs(2));
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     let answer = rx.recv_timeout(WAIT);
     drop(connection);
     assert_eq!(answer, Ok(Outcome::Delivered));
@@ -1241,14 +1232,12 @@ fn refusing_a_topic_then_connections_v5(listener: std::net::TcpListener) {
 fn a_topic_one_broker_refused_goes_to_the_failover_broker() {
     let (refusing, _) = scripted_broker(refusing_a_topic_then_connections_v5);
     let (connection, connects) = with_acking_failover(refusing, "refused-topic-failover");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));
     connects
         .recv_timeout(WAIT)
         .expect("the failover broker was connected to");
-    let (pack, how, messages, rx) = qos1_pack(1);
-    connection.submit(&pack, how, messages, 100);
+    let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     drop(connection);
 }

@@ -18,8 +18,7 @@ fn publish_through_closes(
     let mut seen = Vec::new();
     for _ in 0..packs {
         seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-        let (pack, how, messages, rx) = qos1_pack(1);
-        connection.submit(&pack, how, messages, 100);
+        let rx = submit_one(&connection);
         answers.push(rx.recv_timeout(WAIT).expect("an answer"));
     }
     let takeovers = connection.metrics().takeovers.load(Ordering::Relaxed);
@@ -115,8 +114,7 @@ fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
         // Pushed out twice right after a publish: taken for a takeover, so it moves.
         for _ in 0..2 {
             assert_eq!(next(), configured, "refusal {refusal}");
-            let (pack, how, messages, rx) = qos1_pack(1);
-            connection.submit(&pack, how, messages, 100);
+            let rx = submit_one(&connection);
             assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
         }
         let moved = next();
@@ -124,8 +122,7 @@ fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
             moved.starts_with(&format!("{configured}-")),
             "refusal {refusal}: {moved}"
         );
-        let (pack, how, messages, rx) = qos1_pack(1);
-        connection.submit(&pack, how, messages, 100);
+        let rx = submit_one(&connection);
         assert_eq!(
             next(),
             configured,
@@ -154,8 +151,7 @@ fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
     let connection = Connection::get(&scripted(port, "busy-id")).expect("opened");
     for _ in 0..2 {
         assert_eq!(next(), "busy-id");
-        let (pack, how, messages, rx) = qos1_pack(1);
-        connection.submit(&pack, how, messages, 100);
+        let rx = submit_one(&connection);
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
     }
     let moved = next();
