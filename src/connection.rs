@@ -211,8 +211,8 @@ fn clash(
 }
 
 /// Has the live connections of this process that hold `broker`'s client id, not those of
-/// `previous` (draining), move to ids of their own, for `broker`'s lasting session, which the id names:
-/// what to wait for. `None` when one of them keeps a session too, or none is found: two
+/// `previous` (draining), move to ids of their own, for `broker`'s lasting session, which the
+/// id names: what to wait for. `None` when one of them keeps a session too, or none is found: two
 /// sessions cannot share one id. Which of two appenders started first decides nothing.
 fn make_way(
     broker: &BrokerConfig,
@@ -378,7 +378,8 @@ impl Shared {
     }
 
     /// Once connected: has the driver publish 'online' again once every other connection
-    /// closing that carries the same status topic has gone, publishing 'offline' as it went. An appender edited in the admin (a new client id or host, the same status
+    /// closing that carries the same status topic has gone, publishing 'offline' as it went.
+    /// An appender edited in the admin (a new client id or host, the same status
     /// topic) connects at once while its predecessors drain, and the retained status would read
     /// 'offline' while it runs. The driver publishes, so that a close of this connection
     /// meanwhile has its own 'offline' come last.
