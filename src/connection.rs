@@ -186,17 +186,7 @@ fn clash(
     previous: &[Goodbye],
 ) -> String {
     let identity = client_key(broker);
-    let other = pool
-        .iter()
-        .filter(|(config, _)| client_key(config) == identity)
-        .find(|(_, connection)| {
-            connection.upgrade().is_some_and(|c| {
-                let holds = lock(&c.shared.hold)
-                    .as_ref()
-                    .is_some_and(|h| h.0 .2 == broker.client_id);
-                holds && !on_its_way_out(&c, previous)
-            })
-        });
+    let other = holders(pool, &identity, previous).next();
     let settings = other
         .map(|(config, _)| broker.other_settings(config).join(", "))
         .filter(|s| !s.is_empty())
@@ -220,17 +210,8 @@ fn make_way(
     previous: &[Goodbye],
 ) -> Option<Vec<Goodbye>> {
     let identity = client_key(broker);
-    let holders: Vec<Arc<Connection>> = pool
-        .iter()
-        .filter(|(config, _)| client_key(config) == identity)
-        .filter_map(|(_, connection)| connection.upgrade())
-        .filter(|c| !on_its_way_out(c, previous))
-        .filter(|c| {
-            lock(&c.shared.hold)
-                .as_ref()
-                .is_some_and(|h| h.0 .2 == broker.client_id)
-        })
-        .collect();
+    let holders: Vec<Arc<Connection>> =
+        holders(pool, &identity, previous).map(|(_, c)| c).collect();
     if holders.is_empty() || holders.iter().any(|c| !c.shared.clean_session) {
         return None;
     }
@@ -250,11 +231,22 @@ fn held_by_a_session(
         .get(&closing_key(&connection.shared.identity))
         .cloned()
         .unwrap_or_default();
-    pool.values()
-        .filter_map(Weak::upgrade)
-        .filter(|c| !Arc::ptr_eq(c, connection) && !c.shared.clean_session)
-        .filter(|c| !on_its_way_out(c, &leaving))
-        .any(|c| lock(&c.shared.hold).as_ref().is_some_and(|h| h.0 == key))
+    let held = holders(pool, &key, &leaving)
+        .any(|(_, c)| !Arc::ptr_eq(&c, connection) && !c.shared.clean_session);
+    held
+}
+
+/// The live connections of this process, not on their way out (`leaving`), that hold the
+/// client id `key` names at its broker, with their configurations.
+fn holders<'p>(
+    pool: &'p HashMap<BrokerConfig, Weak<Connection>>,
+    key: &'p ClientKey,
+    leaving: &'p [Goodbye],
+) -> impl Iterator<Item = (&'p BrokerConfig, Arc<Connection>)> + 'p {
+    pool.iter()
+        .filter_map(|(config, connection)| Some((config, connection.upgrade()?)))
+        .filter(move |(_, c)| !on_its_way_out(c, leaving))
+        .filter(move |(_, c)| lock(&c.shared.hold).as_ref().is_some_and(|h| h.0 == *key))
 }
 
 /// Names the live connection of this process, not one closing or draining for a closed
@@ -1001,32 +993,22 @@ impl<E: EventLoop> Driver<E> {
         let mut stalled = false;
         // The broker closed a connection under the node's own id at once: no takeover.
         let mut closes_own_id = false;
-        let mut gave_up = None;
-        // Not once closing: its DISCONNECT frees the id, and the driver's end says so.
-        let wanted = (!shared.released.load(Ordering::Acquire))
-            .then(|| lock(&shared.give_up_id).take())
-            .flatten();
-        if let Some(released) = wanted {
-            let (text, own) = give_up_id(shared, client_id);
-            if connected_at.is_some() {
-                // The failure below says so under the old id, and sets the new one for the
-                // next connect.
-                eventloop.drop_connection();
-                gave_up = Some((text, own));
-            } else {
+        // Set when this connection gives up its client id: the failure below says so under
+        // the old id, then sets this one for the next connect.
+        let mut moving_to = None;
+        if connected_at.is_none() {
+            // Before each connect attempt; once connected, the select below sees a request.
+            if let Some((text, own, released)) = give_up_if_asked(shared, client_id) {
                 *client_id = own;
                 eventloop.switch_to(&brokers[*current].0, client_id);
                 log::warn!(
                     "{}: {text}",
                     connection_label(&brokers[*current].1, client_id)
                 );
+                released.close();
             }
-            released.close();
         }
-        let moving_to = gave_up.as_ref().map(|(_, own)| own.clone());
-        let polled = if let Some((text, _)) = gave_up {
-            Err(Failure::Broken(text))
-        } else if connected_at.is_some() {
+        let polled = if connected_at.is_some() {
             tokio::select! {
                 // The event loop first: when it has an event ready (the common case under
                 // load), the notifications are never polled and cost no waiter registration.
@@ -1042,8 +1024,15 @@ impl<E: EventLoop> Driver<E> {
                     let _ = shared.publish_status(Status::Online);
                     return Turn::Next;
                 }
-                // Taken at the start of the next turn.
-                () = give_up_wanted(shared) => return Turn::Next,
+                () = give_up_wanted(shared) => {
+                    let Some((text, own, released)) = give_up_if_asked(shared, client_id) else {
+                        return Turn::Next;
+                    };
+                    eventloop.drop_connection();
+                    released.close();
+                    moving_to = Some(own);
+                    Err(Failure::Broken(text))
+                }
                 limit = stall(shared) => {
                     stalled = true;
                     eventloop.drop_connection();
@@ -1627,10 +1616,16 @@ fn taken_over_by_another(
     Some(unique)
 }
 
-/// The connection `shared` (clean session) gives up `client_id` for another connection of this
-/// process, which keeps a session under it ([`make_way`]), and takes an id of its own, as after
-/// a takeover: why, and that id.
-fn give_up_id(shared: &Shared, client_id: &str) -> (String, String) {
+/// When another connection of this process asked (its [`make_way`]) and this one is not
+/// closing (its DISCONNECT will free the id, and the driver's end says so): the connection
+/// `shared` (clean session) gives up `client_id` for the other one, which keeps a session under
+/// it, and takes an id of its own, as after a takeover. Why, that id, and what to close once
+/// `client_id` is let go of.
+fn give_up_if_asked(shared: &Shared, client_id: &str) -> Option<(String, String, Arc<Semaphore>)> {
+    if shared.released.load(Ordering::Acquire) {
+        return None;
+    }
+    let released = lock(&shared.give_up_id).take()?;
     let own = own_id(&shared.identity.2, |id| !held_by_another(shared, id));
     let text = format!(
         "another appender of this node keeps a session (cleanSession off) under client id \
@@ -1642,7 +1637,7 @@ fn give_up_id(shared: &Shared, client_id: &str) -> (String, String) {
         *lock(&shared.hold) = Some(IdHold::new(&shared.identity, &own));
     }
     replaced().insert(shared.identity.clone(), own.clone());
-    (text, own)
+    Some((text, own, released))
 }
 
 /// The connection `shared` gives up `moved`, the id it moved to, for its configured id: a
