@@ -13,7 +13,9 @@ use crate::config::{
 };
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
-use crate::delivery::{max_pending_bytes, Completion, Pack, Why, PENDING_BYTES_PER_RECORD};
+use crate::delivery::{
+    max_pending_bytes, Completion, Crowded, Pack, Why, PENDING_BYTES_PER_RECORD,
+};
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
@@ -273,9 +275,12 @@ impl Appender {
             not_published("too many records", &reason);
             return completion(Why::Unpublishable.outcome());
         }
-        if self.pending_bound_reached(endpoint, messages) {
+        if let Some(crowded) = self.crowded(endpoint, messages) {
             // Checked again on submit; here it spares decoding a pack that would be refused
             // (with the broker away, 2 to 80 ms per pack of 100 records of 4 KiB).
+            if let Some(reason) = crowded.reason() {
+                not_published("over its endpoint's share", &reason);
+            }
             return completion(Why::Lost.outcome());
         }
         let schema_version = schema.version;
@@ -382,22 +387,30 @@ impl Appender {
             },
             message_expiry: self.config.message_expiry,
             patience: Some(self.config.delivery_timeout),
-            origin: Origin {
-                appender: self.number,
-                endpoint: fnv1a(endpoint.as_bytes()),
-            },
+            origin: self.origin(endpoint),
         };
-        connection.submit(&pack, how, messages, self.config.max_pending_records);
+        let crowded = connection.submit(&pack, how, messages, self.config.max_pending_records);
+        if let Some(reason) = crowded.as_ref().and_then(Crowded::reason) {
+            not_published("over its endpoint's share", &reason);
+        }
     }
 
-    /// Whether the endpoint's connection already holds so many messages that this pack's
-    /// `messages` (which alone fit, [`fits_pending_count`]) would pass `maxPendingRecords`.
-    fn pending_bound_reached(&self, endpoint: &str, messages: usize) -> bool {
+    /// Whose messages a pack of `endpoint`'s makes.
+    fn origin(&self, endpoint: &str) -> Origin {
+        Origin {
+            appender: self.number,
+            endpoint: fnv1a(endpoint.as_bytes()),
+        }
+    }
+
+    /// Which bound of the endpoint's connection, if any, this pack's `messages` (which alone
+    /// fit, [`fits_pending_count`]) would pass, counted before their bytes are known.
+    fn crowded(&self, endpoint: &str, messages: usize) -> Option<Crowded> {
         let max = self.config.max_pending_records;
         let connections = read(&self.connections);
         connections
-            .get(connection_index(endpoint, connections.len()))
-            .is_some_and(|c| c.outstanding() + messages > max)
+            .get(connection_index(endpoint, connections.len()))?
+            .crowded(self.origin(endpoint), messages, max)
     }
 
     /// The MQTT 5 user properties of the pack's messages: its Kaa header values, as MQTT text
@@ -983,6 +996,37 @@ mod tests {
             (snapshot.packs_internal_error, snapshot.records_failed),
             (1, 3)
         );
+        appender.close();
+    }
+
+    /// With the broker away, one endpoint's packs take at most half of `maxPendingRecords`:
+    /// its next pack fails at once (`ConnectionError`), before it is decoded, with a line
+    /// naming the endpoint, and another endpoint's packs still wait for the broker.
+    #[test]
+    fn one_endpoint_cannot_take_the_whole_pending_bound() {
+        crate::test_log::capture();
+        let mut config = unreachable_config(Duration::ZERO);
+        config.max_pending_records = 4;
+        let appender = open("endpoint-share", config);
+        let reads = &std::cell::Cell::new(0);
+        let (tx, rx) = mpsc::channel();
+        // A schema id of its own for each pack, so that reading it tells a pack decoded.
+        for (id, endpoint, records, answer, decoded) in [
+            ("1", "flooding", 2, None, 1),
+            ("2", "flooding", 1, Some(Outcome::ConnectionError), 1),
+            ("3", "quiet", 2, None, 2),
+        ] {
+            let schema = counted_schema(reads, id, 1);
+            let records = vec![RECORD; records];
+            appender.append(schema, Ok(&records[..]), endpoint, recorded(&tx));
+            assert_eq!(rx.try_recv().ok(), answer, "{endpoint}");
+            assert_eq!(reads.get(), decoded, "{endpoint}: decoded");
+        }
+        let lines = crate::test_log::lines_with(
+            "appender 'endpoint-share': pack of 1 records from endpoint flooding not published: \
+             its endpoint's packs already hold 2 messages",
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
         appender.close();
     }
 

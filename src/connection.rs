@@ -11,13 +11,13 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
-use crate::delivery::{Blame, Outcome, Pack, TopicClose, Tracker, Why};
+use crate::delivery::{Blame, Crowded, Outcome, Pack, TopicClose, Tracker, Why};
 use crate::log_budget::shown_in_log;
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::Blamed;
 use crate::protocol::{
-    self, address_label, Client, EventLoop, Failure, Message, Observed, PublishOptions, Refusal,
-    Said, Window,
+    self, address_label, Client, EventLoop, Failure, Message, Observed, Origin, PublishOptions,
+    Refusal, Said, Window,
 };
 use crate::refused_topics::TopicBlame;
 use crate::status::{self, Status, StatusFormat};
@@ -590,16 +590,23 @@ impl Connection {
         Ok(Connection { shared })
     }
 
-    /// Hands a pack's messages to the connection without waiting on the network.
+    /// Hands a pack's messages to the connection without waiting on the network; which
+    /// bound it passed, if it failed for one ([`Tracker::submit`]).
     pub fn submit(
         &self,
         pack: &Arc<Pack>,
         how: PublishOptions,
         messages: Vec<Message>,
         max_pending: usize,
-    ) {
+    ) -> Option<Crowded> {
         self.shared
-            .hand_over(|tracker, client| tracker.submit(client, pack, how, messages, max_pending));
+            .hand_over(|tracker, client| tracker.submit(client, pack, how, messages, max_pending))
+    }
+
+    /// Which bound, if any, `messages` messages more from `origin` would pass, before their
+    /// bytes are known ([`Tracker::crowded`]).
+    pub fn crowded(&self, origin: Origin, messages: usize, max_pending: usize) -> Option<Crowded> {
+        lock(&self.shared.tracker).crowded(origin, messages, None, max_pending)
     }
 
     pub fn metrics(&self) -> &ConnectionMetrics {

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
@@ -168,18 +168,35 @@ pub fn message_bytes(messages: &[Message]) -> usize {
     messages.iter().map(Message::bytes).sum()
 }
 
-/// One message's bytes, counted in [`Tracker::held_bytes`] from its acceptance until
-/// it is confirmed or failed, whichever way it leaves: they are given back when this drops.
+/// One endpoint may hold at most this part of either bound of a connection while its packs
+/// wait (beyond one pack while it holds nothing): a device flooding packs while the broker is
+/// slow or away would otherwise fill the bound, and every other endpoint's packs would fail.
+const ENDPOINT_SHARE_DIVISOR: usize = 2;
+
+/// The messages and bytes an endpoint's packs hold on a connection ([`Tracker::endpoints`]).
+#[derive(Default)]
+struct Holdings {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// One message, and its bytes, counted in [`Tracker::held_bytes`] and in its endpoint's
+/// [`Holdings`] from its acceptance until it is confirmed or failed, whichever way it leaves:
+/// they are given back when this drops.
 struct Held {
     total: Arc<AtomicUsize>,
+    endpoint: Arc<Holdings>,
     bytes: usize,
 }
 
 impl Held {
-    fn new(total: &Arc<AtomicUsize>, bytes: usize) -> Held {
+    fn new(total: &Arc<AtomicUsize>, endpoint: &Arc<Holdings>, bytes: usize) -> Held {
         total.fetch_add(bytes, Ordering::Relaxed);
+        endpoint.messages.fetch_add(1, Ordering::Relaxed);
+        endpoint.bytes.fetch_add(bytes, Ordering::Relaxed);
         Held {
             total: Arc::clone(total),
+            endpoint: Arc::clone(endpoint),
             bytes,
         }
     }
@@ -188,6 +205,44 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.endpoint.messages.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Which bound a pack would pass ([`Tracker::crowded`]); its pack fails with
+/// `onConnectionError`, and Kaa sends it again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crowded {
+    /// The connection's: `maxPendingRecords` messages, or their bytes.
+    Connection,
+    /// Its endpoint's share of it: the messages and bytes that endpoint's packs hold, of the
+    /// `max` messages the connection takes.
+    Endpoint {
+        messages: usize,
+        bytes: usize,
+        max: usize,
+    },
+}
+
+impl Crowded {
+    /// What a log line about an endpoint's pack says of it; `None` for the connection's bound,
+    /// which every endpoint meets alike and the metrics count.
+    pub fn reason(&self) -> Option<String> {
+        let Crowded::Endpoint {
+            messages,
+            bytes,
+            max,
+        } = self
+        else {
+            return None;
+        };
+        Some(format!(
+            "its endpoint's packs already hold {messages} messages ({bytes} bytes) unconfirmed on \
+             this connection, and one endpoint may hold at most half of what maxPendingRecords \
+             ({max}) allows, so that one device sending faster than the broker takes leaves room \
+             for the others; the pack fails with onConnectionError and Kaa sends it again later"
+        ))
     }
 }
 
@@ -436,6 +491,11 @@ pub struct Tracker {
     qos2_in_flight: usize,
     /// Payload bytes of the messages above.
     held_bytes: Arc<AtomicUsize>,
+    /// What each endpoint's messages above hold ([`Origin::endpoint`]), while they hold
+    /// anything: a dead entry is swept once the map has doubled since the last sweep.
+    endpoints: HashMap<u64, Weak<Holdings>>,
+    /// The size at which `endpoints` is swept next.
+    endpoints_sweep_at: usize,
     /// What the broker's closes and acks taught of the largest packet it takes.
     limit: PacketLimit,
     /// Packs refused for the learned limit (the first is logged at ERROR).
@@ -478,9 +538,60 @@ impl Tracker {
         self.held_bytes.load(Ordering::Relaxed)
     }
 
-    /// Accepts a pack's messages, or answers at once: a bound is reached, `max_outstanding`
-    /// messages or their [`PENDING_BYTES_PER_RECORD`] bytes each (`ConnectionError`, Kaa
-    /// retries later), or the client's channel refused a publish.
+    /// Which bound, if any, a pack of `messages` messages taking `bytes` bytes from `origin`
+    /// would pass: the connection's, `max_outstanding` messages or their
+    /// [`PENDING_BYTES_PER_RECORD`] bytes each, or its endpoint's share of either
+    /// ([`ENDPOINT_SHARE_DIVISOR`]) once the endpoint holds anything. Bytes are not looked at
+    /// when they are not known yet (`None`): a pack that can never fit is told so once they
+    /// are. The connection's own messages (the status message) have no share.
+    pub fn crowded(
+        &self,
+        origin: Origin,
+        messages: usize,
+        bytes: Option<usize>,
+        max_outstanding: usize,
+    ) -> Option<Crowded> {
+        let max_bytes = max_pending_bytes(max_outstanding);
+        let over_bytes = |held: usize, max: usize| bytes.is_some_and(|b| held + b > max);
+        if self.outstanding() + messages > max_outstanding
+            || over_bytes(self.held_bytes(), max_bytes)
+        {
+            return Some(Crowded::Connection);
+        }
+        let held = self
+            .endpoints
+            .get(&origin.endpoint)
+            .and_then(Weak::upgrade)
+            .filter(|_| origin.appender != 0)?;
+        let held_messages = held.messages.load(Ordering::Relaxed);
+        let held_bytes = held.bytes.load(Ordering::Relaxed);
+        (held_messages > 0
+            && (held_messages + messages > max_outstanding / ENDPOINT_SHARE_DIVISOR
+                || over_bytes(held_bytes, max_bytes / ENDPOINT_SHARE_DIVISOR)))
+        .then_some(Crowded::Endpoint {
+            messages: held_messages,
+            bytes: held_bytes,
+            max: max_outstanding,
+        })
+    }
+
+    /// The [`Holdings`] of `endpoint`'s messages, new when it holds none.
+    fn holdings(&mut self, endpoint: u64) -> Arc<Holdings> {
+        if let Some(held) = self.endpoints.get(&endpoint).and_then(Weak::upgrade) {
+            return held;
+        }
+        if self.endpoints.len() >= self.endpoints_sweep_at {
+            self.endpoints.retain(|_, held| held.strong_count() > 0);
+            self.endpoints_sweep_at = (self.endpoints.len() * 2).max(64);
+        }
+        let held = Arc::default();
+        self.endpoints.insert(endpoint, Arc::downgrade(&held));
+        held
+    }
+
+    /// Accepts a pack's messages, or answers at once: a bound is reached
+    /// ([`Tracker::crowded`], which it returns for the caller's log line: `ConnectionError`,
+    /// Kaa retries later), or the client's channel refused a publish.
     pub fn submit(
         &mut self,
         out: &mut (impl Outbox + ?Sized),
@@ -488,7 +599,7 @@ impl Tracker {
         how: PublishOptions,
         messages: Vec<Message>,
         max_outstanding: usize,
-    ) {
+    ) -> Option<Crowded> {
         // Before any of the pack goes out: a message the broker is known to close the
         // connection at would reset it for every pack in flight, at each of Kaa's attempts.
         let measures: Vec<Measure> = messages
@@ -501,7 +612,7 @@ impl Tracker {
             .iter()
             .any(|m| self.refuse_unwritable(out, pack, m.size, &how))
         {
-            return;
+            return None;
         }
         let now = Instant::now();
         if let Some((topic, reason)) = messages.iter().find_map(|m| {
@@ -510,19 +621,23 @@ impl Tracker {
                 .map(|reason| (&m.topic, reason.to_string()))
         }) {
             self.refuse_unpublished(pack, topic, Unpublished::RefusedTopic(&reason));
-            return;
+            return None;
         }
         if self.refused_topics.refuses_source(how.origin, now) {
             if let Some(m) = self.first_untaken(&messages, &how) {
                 self.refuse_unpublished(pack, &m.topic, Unpublished::RefusedEndpoint);
-                return;
+                return None;
             }
         }
-        if self.outstanding() + messages.len() > max_outstanding
-            || self.held_bytes() + message_bytes(&messages) > max_pending_bytes(max_outstanding)
-        {
+        let crowded = self.crowded(
+            how.origin,
+            messages.len(),
+            Some(message_bytes(&messages)),
+            max_outstanding,
+        );
+        if crowded.is_some() {
             pack.finish(Why::Lost);
-            return;
+            return crowded;
         }
         // After the bounds: a pack they fail spends no probe.
         if self
@@ -532,7 +647,7 @@ impl Tracker {
             if let Some(m) = self.first_untaken(&messages, &how) {
                 if !self.refused_topics.probe(how.origin.appender, now) {
                     self.refuse_unpublished(pack, &m.topic, Unpublished::NewTopicsHeld);
-                    return;
+                    return None;
                 }
             }
         }
@@ -540,17 +655,19 @@ impl Tracker {
             self.shortest_patience =
                 Some(self.shortest_patience.map_or(patience, |p| p.min(patience)));
         }
+        let endpoint = self.holdings(how.origin.endpoint);
         for (message, measure) in messages.into_iter().zip(measures) {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
                 since: now,
-                held: Held::new(&self.held_bytes, message.bytes()),
+                held: Held::new(&self.held_bytes, &endpoint, message.bytes()),
                 message,
                 measure,
             });
         }
         self.release(out);
+        None
     }
 
     /// Fails `pack` (`onRemoteError`) unpublished, for its message to `topic`, as `why` says.
@@ -3190,6 +3307,89 @@ mod tests {
         t.submit(&mut out, &g, qos1, sized(&[100]), max);
         t.fail_all(Why::Closed);
         assert_eq!(t.held_bytes(), 0, "failed with the connection");
+    }
+
+    /// One endpoint's packs hold at most half of either bound while they wait, beyond a first
+    /// pack while it holds nothing: a device flooding packs while the broker is away leaves the
+    /// other half to the rest, and gets its share back whichever way its messages leave.
+    #[test]
+    fn one_endpoint_holds_at_most_half_of_the_bounds() {
+        let max = 10; // messages, so 40 KiB
+        let from = |endpoint| PublishOptions {
+            origin: Origin {
+                appender: 1,
+                endpoint,
+            },
+            ..PublishOptions::from(Qos::AtLeastOnce)
+        };
+        // Disconnected: every message waits.
+        let (mut t, mut out) = (Tracker::default(), Recorder::default());
+        let (a, _) = pack(4);
+        assert_eq!(t.submit(&mut out, &a, from(1), sized(&[1; 4]), max), None);
+        let (b, b_rx) = pack(2);
+        assert_eq!(
+            t.submit(&mut out, &b, from(1), sized(&[1; 2]), max),
+            Some(Crowded::Endpoint {
+                messages: 4,
+                bytes: 4,
+                max
+            })
+        );
+        assert_eq!(outcomes(&b_rx), vec![Outcome::ConnectionError]);
+        let (c, _) = pack(1);
+        assert_eq!(t.submit(&mut out, &c, from(1), sized(&[1]), max), None);
+        // Another endpoint takes the rest, up to the connection's bound.
+        let (d, d_rx) = pack(5);
+        assert_eq!(t.submit(&mut out, &d, from(2), sized(&[1; 5]), max), None);
+        assert!(outcomes(&d_rx).is_empty());
+        let (e, _) = pack(1);
+        assert_eq!(
+            t.submit(&mut out, &e, from(3), sized(&[1]), max),
+            Some(Crowded::Connection)
+        );
+        // Given back: endpoint 1 holds one message now.
+        a.finish(Why::Expired);
+        d.finish(Why::Expired);
+        t.prune();
+        let (f, f_rx) = pack(4);
+        assert_eq!(t.submit(&mut out, &f, from(1), sized(&[1; 4]), max), None);
+        assert!(outcomes(&f_rx).is_empty());
+        c.finish(Why::Expired);
+        f.finish(Why::Expired);
+        t.prune();
+        assert_eq!(t.outstanding(), 0);
+
+        // Bytes: a first pack past half of them is taken, nothing more of its endpoint's.
+        let big = PENDING_BYTES_PER_RECORD * 6;
+        let (g, _) = pack(1);
+        assert_eq!(t.submit(&mut out, &g, from(1), sized(&[big]), max), None);
+        let (h, _) = pack(1);
+        assert!(matches!(
+            t.submit(&mut out, &h, from(1), sized(&[1]), max),
+            Some(Crowded::Endpoint { messages: 1, .. })
+        ));
+        let (i, _) = pack(1);
+        assert_eq!(
+            t.submit(
+                &mut out,
+                &i,
+                from(2),
+                sized(&[PENDING_BYTES_PER_RECORD]),
+                max
+            ),
+            None
+        );
+    }
+
+    /// The connection's own messages (the status message) have no share of the bound.
+    #[test]
+    fn the_connections_own_messages_have_no_share() {
+        let (mut t, mut out) = (Tracker::default(), Recorder::default());
+        for _ in 0..3 {
+            let (p, rx) = pack(1);
+            t.submit(&mut out, &p, Qos::AtLeastOnce.into(), sized(&[1]), 4);
+            assert!(outcomes(&rx).is_empty());
+        }
     }
 
     /// A message holds its topic and user properties too, and a record's fields can make the

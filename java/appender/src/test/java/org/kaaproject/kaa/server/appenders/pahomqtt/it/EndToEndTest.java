@@ -605,6 +605,59 @@ class EndToEndTest {
         a.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(timeoutSeconds + 8), GRACE);
     }
 
+    /**
+     * Endpoints are untrusted: one sending packs faster than the broker takes them holds at most half of
+     * maxPendingRecords. With the broker paused (SIGSTOP: connected, reading nothing), 5 of endpoint "flooding"'s
+     * one-record packs are accepted and the next fail at once with onConnectionError; endpoint "quiet"'s pack of 4
+     * records waits, and once the broker reads again it is delivered with the 5, every record counted by a
+     * subscriber. (Before: the flood took all 10, and the quiet endpoint's pack failed at once.)
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void oneFloodingEndpointLeavesRoomForTheOthers() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("share");
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+        cfg.put("maxPendingRecords", 10);
+        cfg.put("keepAliveSeconds", 60); // no ping goes unanswered while the broker is paused
+        LogAppender appender = load("share", cfg);
+        Random rnd = new Random(5);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            append(appender, KaaNode.pack("quiet", logSchema, 1, telemetryBinaries(schema, rnd, "warm", 1)),
+                    "warm-up").assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            List<RecordingCallback> flood = new ArrayList<>();
+            RecordingCallback quiet;
+            BROKER.broker().pause();
+            try {
+                for (int p = 0; p < 8; p++) {
+                    flood.add(append(appender, KaaNode.pack("flooding", logSchema, 1,
+                            telemetryBinaries(schema, rnd, "flood-" + p, 1)), "flooding endpoint's pack " + p));
+                }
+                quiet = append(appender, KaaNode.pack("quiet", logSchema, 1,
+                        telemetryBinaries(schema, rnd, "quiet", 4)), "quiet endpoint's pack of 4");
+                for (RecordingCallback cb : flood.subList(5, 8)) {
+                    cb.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(2), Duration.ZERO);
+                }
+                RecordingCallback.sleep(GRACE);
+                for (RecordingCallback cb : flood.subList(0, 5)) {
+                    assertTrue(cb.calls().isEmpty(), cb.label() + " waits for the broker: " + cb.calls());
+                }
+                assertTrue(quiet.calls().isEmpty(), "the quiet endpoint's pack waits for the broker: "
+                        + quiet.calls());
+            } finally {
+                BROKER.broker().resume();
+            }
+            quiet.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
+            for (RecordingCallback cb : flood.subList(0, 5)) {
+                cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            }
+            assertEquals(1 + 5 + 4, sub.assertCount(10, Duration.ofSeconds(10)).size(), "received");
+        } finally {
+            appender.close();
+        }
+    }
+
     /** Design: exactly one callback whatever happens, including close() while packs are in flight. */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)

@@ -28,9 +28,9 @@ import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPac
 
 /**
  * Native memory while the broker is away: ours points at a loopback port nothing listens on, and packs are
- * appended (one thread, QoS 1, one message per record) until the appender holds {@code maxPendingRecords}
- * messages; the growth of the process's resident memory from a baseline (the appender loaded and holding one
- * pack) to that point, per message held, is what each held message costs. The JVM runs with its heap pre-touched
+ * appended (one thread, QoS 1, one message per record, 16 endpoints in turn) until the appender holds
+ * {@code maxPendingRecords} messages; the growth of the process's resident memory from a baseline (the appender
+ * loaded and holding one pack) to that point, per message held, is what each held message costs. The JVM runs with its heap pre-touched
  * ({@code -Xms} = {@code -Xmx}, {@code -XX:+AlwaysPreTouch}), so that growth is memory outside the Java heap.
  * Then further packs are appended: each must be answered {@code onConnectionError} at once, and memory must not
  * grow. Finally the appender is closed (close timeout 0: what it holds is answered at once) and the memory read
@@ -92,7 +92,8 @@ final class DeadBroker {
                 payloadBytes += payloads.get(k).length;
                 binaryBytes += records.get(k).length;
             }
-            ring.add(KaaNode.pack(schemaText, 1, packRecords));
+            // An endpoint of its own: one endpoint's packs may hold half of the bound only.
+            ring.add(KaaNode.pack("dead-broker-endpoint-" + j, schemaText, 1, packRecords));
         }
         double payloadAvg = (double) payloadBytes / (16L * packSize);
         double binaryAvg = (double) binaryBytes / (16L * packSize);
