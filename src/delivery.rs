@@ -169,34 +169,85 @@ pub fn message_bytes(messages: &[Message]) -> usize {
 }
 
 /// One endpoint may hold at most this part of either bound of a connection while its packs
-/// wait (beyond one pack while it holds nothing): a device flooding packs while the broker is
-/// slow or away would otherwise fill the bound, and every other endpoint's packs would fail.
+/// wait (rounded down; beyond one pack through each appender while it holds none through
+/// that appender): a device flooding packs while the broker is slow or away would otherwise
+/// fill the bound, and every other endpoint's packs would fail.
 const ENDPOINT_SHARE_DIVISOR: usize = 2;
 
-/// The messages and bytes an endpoint's packs hold on a connection ([`Tracker::endpoints`]).
+/// The messages and bytes some packs hold on a connection ([`Shares`]).
 #[derive(Default)]
 struct Holdings {
     messages: AtomicUsize,
     bytes: AtomicUsize,
 }
 
-/// One message, and its bytes, counted in [`Tracker::held_bytes`] and in its endpoint's
-/// [`Holdings`] from its acceptance until it is confirmed or failed, whichever way it leaves:
-/// they are given back when this drops.
+impl Holdings {
+    fn add(&self, bytes: usize) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn remove(&self, bytes: usize) {
+        self.messages.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The [`Holdings`] of each `K` (an endpoint, or an endpoint through one appender) while it
+/// holds anything: a dead entry is swept once the map has doubled since the last sweep.
+struct Shares<K> {
+    map: HashMap<K, Weak<Holdings>>,
+    sweep_at: usize,
+}
+
+impl<K> Default for Shares<K> {
+    fn default() -> Self {
+        Shares {
+            map: HashMap::new(),
+            sweep_at: 0,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Shares<K> {
+    /// What `key` holds, if anything.
+    fn get(&self, key: &K) -> Option<Arc<Holdings>> {
+        self.map.get(key).and_then(Weak::upgrade)
+    }
+
+    /// What `key` holds, new when it holds nothing.
+    fn entry(&mut self, key: K) -> Arc<Holdings> {
+        if let Some(held) = self.get(&key) {
+            return held;
+        }
+        if self.map.len() >= self.sweep_at {
+            self.map.retain(|_, held| held.strong_count() > 0);
+            self.sweep_at = (self.map.len() * 2).max(64);
+        }
+        let held = Arc::default();
+        self.map.insert(key, Arc::downgrade(&held));
+        held
+    }
+}
+
+/// One message, and its bytes, counted in [`Tracker::held_bytes`] and in the [`Holdings`] of
+/// its endpoint and of its [`Origin`] from its acceptance until it is confirmed or failed,
+/// whichever way it leaves: they are given back when this drops.
 struct Held {
     total: Arc<AtomicUsize>,
-    endpoint: Arc<Holdings>,
+    shares: [Arc<Holdings>; 2],
     bytes: usize,
 }
 
 impl Held {
-    fn new(total: &Arc<AtomicUsize>, endpoint: &Arc<Holdings>, bytes: usize) -> Held {
+    fn new(total: &Arc<AtomicUsize>, shares: &[Arc<Holdings>; 2], bytes: usize) -> Held {
         total.fetch_add(bytes, Ordering::Relaxed);
-        endpoint.messages.fetch_add(1, Ordering::Relaxed);
-        endpoint.bytes.fetch_add(bytes, Ordering::Relaxed);
+        for share in shares {
+            share.add(bytes);
+        }
         Held {
             total: Arc::clone(total),
-            endpoint: Arc::clone(endpoint),
+            shares: shares.clone(),
             bytes,
         }
     }
@@ -205,8 +256,9 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.total.fetch_sub(self.bytes, Ordering::Relaxed);
-        self.endpoint.messages.fetch_sub(1, Ordering::Relaxed);
-        self.endpoint.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+        for share in &self.shares {
+            share.remove(self.bytes);
+        }
     }
 }
 
@@ -491,11 +543,11 @@ pub struct Tracker {
     qos2_in_flight: usize,
     /// Payload bytes of the messages above.
     held_bytes: Arc<AtomicUsize>,
-    /// What each endpoint's messages above hold ([`Origin::endpoint`]), while they hold
-    /// anything: a dead entry is swept once the map has doubled since the last sweep.
-    endpoints: HashMap<u64, Weak<Holdings>>,
-    /// The size at which `endpoints` is swept next.
-    endpoints_sweep_at: usize,
+    /// What each endpoint's messages above hold ([`Origin::endpoint`]), and each endpoint's
+    /// through each appender (Kaa hands every pack to every appender, and appenders may share
+    /// a connection).
+    endpoints: Shares<u64>,
+    origins: Shares<Origin>,
     /// What the broker's closes and acks taught of the largest packet it takes.
     limit: PacketLimit,
     /// Packs refused for the learned limit (the first is logged at ERROR).
@@ -541,7 +593,10 @@ impl Tracker {
     /// Which bound, if any, a pack of `messages` messages taking `bytes` bytes from `origin`
     /// would pass: the connection's, `max_outstanding` messages or their
     /// [`PENDING_BYTES_PER_RECORD`] bytes each, or its endpoint's share of either
-    /// ([`ENDPOINT_SHARE_DIVISOR`]) once the endpoint holds anything. Bytes are not looked at
+    /// ([`ENDPOINT_SHARE_DIVISOR`]) once the endpoint holds anything through the pack's
+    /// appender: the first pack of each is taken whatever its size within the connection's
+    /// bound, so that a large pack is never refused for good, not even when another appender
+    /// holds the same pack's records. Bytes are not looked at
     /// when they are not known yet (`None`): a pack that can never fit is told so once they
     /// are. The connection's own messages (the status message) have no share.
     pub fn crowded(
@@ -558,35 +613,19 @@ impl Tracker {
         {
             return Some(Crowded::Connection);
         }
-        let held = self
-            .endpoints
-            .get(&origin.endpoint)
-            .and_then(Weak::upgrade)
-            .filter(|_| origin.appender != 0)?;
+        self.origins
+            .get(&origin)
+            .filter(|held| origin.appender != 0 && held.messages.load(Ordering::Relaxed) > 0)?;
+        let held = self.endpoints.get(&origin.endpoint)?;
         let held_messages = held.messages.load(Ordering::Relaxed);
         let held_bytes = held.bytes.load(Ordering::Relaxed);
-        (held_messages > 0
-            && (held_messages + messages > max_outstanding / ENDPOINT_SHARE_DIVISOR
-                || over_bytes(held_bytes, max_bytes / ENDPOINT_SHARE_DIVISOR)))
+        (held_messages + messages > max_outstanding / ENDPOINT_SHARE_DIVISOR
+            || over_bytes(held_bytes, max_bytes / ENDPOINT_SHARE_DIVISOR))
         .then_some(Crowded::Endpoint {
             messages: held_messages,
             bytes: held_bytes,
             max: max_outstanding,
         })
-    }
-
-    /// The [`Holdings`] of `endpoint`'s messages, new when it holds none.
-    fn holdings(&mut self, endpoint: u64) -> Arc<Holdings> {
-        if let Some(held) = self.endpoints.get(&endpoint).and_then(Weak::upgrade) {
-            return held;
-        }
-        if self.endpoints.len() >= self.endpoints_sweep_at {
-            self.endpoints.retain(|_, held| held.strong_count() > 0);
-            self.endpoints_sweep_at = (self.endpoints.len() * 2).max(64);
-        }
-        let held = Arc::default();
-        self.endpoints.insert(endpoint, Arc::downgrade(&held));
-        held
     }
 
     /// Accepts a pack's messages, or answers at once: a bound is reached
@@ -655,13 +694,16 @@ impl Tracker {
             self.shortest_patience =
                 Some(self.shortest_patience.map_or(patience, |p| p.min(patience)));
         }
-        let endpoint = self.holdings(how.origin.endpoint);
+        let shares = [
+            self.endpoints.entry(how.origin.endpoint),
+            self.origins.entry(how.origin),
+        ];
         for (message, measure) in messages.into_iter().zip(measures) {
             self.parked.push_back(Parked {
                 pack: Arc::clone(pack),
                 how,
                 since: now,
-                held: Held::new(&self.held_bytes, &endpoint, message.bytes()),
+                held: Held::new(&self.held_bytes, &shares, message.bytes()),
                 message,
                 measure,
             });
@@ -1012,6 +1054,8 @@ impl Tracker {
         for (pack, _) in self.fail_waiting(hit) {
             self.refuse_unpublished(&pack, topic, Unpublished::RefusedTopic(reason));
         }
+        // What they held counts against no bound now (nor against their endpoint's share).
+        self.prune();
         true
     }
 
@@ -1069,6 +1113,9 @@ impl Tracker {
             for (pack, topic) in self.fail_waiting(of_appender) {
                 self.refuse_unpublished(&pack, &topic, Unpublished::NewTopicsHeld);
             }
+        }
+        if counted.source_refused || counted.new_topics_held {
+            self.prune();
         }
     }
 
@@ -2484,6 +2531,34 @@ mod tests {
         assert_eq!(topics, ["ok/7", "d/0", "d/1", "d/2", "ok/7", "d/9"]);
     }
 
+    /// A pack failed so while it waits behind a pack the window holds back is let go at once:
+    /// it counts against no bound, nor against its endpoint's share of one.
+    #[test]
+    fn a_waiting_pack_failed_for_its_endpoint_is_let_go_at_once() {
+        let (mut t, mut out) = one_at_a_time(7, "ok/7");
+        let mut refused = Vec::new();
+        for i in 0..3 {
+            let (p, rx) = pack(1);
+            let topic = format!("d/{i}");
+            t.submit(&mut out, &p, from_source(7), to_topic(&topic, 1), 100);
+            refused.push(rx);
+        }
+        // Two, so that the second holds it behind the window.
+        for _ in 0..2 {
+            let (known, _) = pack(1);
+            t.submit(&mut out, &known, from_source(7), to_topic("ok/7", 1), 100);
+        }
+        let (waiting, rx_waiting) = pack(1);
+        t.submit(&mut out, &waiting, from_source(7), to_topic("d/3", 1), 100);
+        for rx in &refused {
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &not_authorized(1));
+            assert_eq!(outcomes(rx), vec![Outcome::RemoteError]);
+        }
+        assert_eq!(outcomes(&rx_waiting), vec![Outcome::RemoteError]);
+        assert_eq!(t.outstanding(), 2, "the packs to a topic taken");
+    }
+
     /// With an ACL that denies most topics a template makes, each endpoint's first pack would
     /// cost a close: after eight new topics of one appender refused in a row (each its own
     /// endpoint's), its packs to new topics fail unpublished, those waiting included, but one
@@ -3379,6 +3454,36 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// Kaa hands every pack to every appender, and appenders may share a connection: the
+    /// first pack of an endpoint through each appender is taken, the same records the other
+    /// appender holds notwithstanding (else the second copy of a pack over a quarter of the
+    /// bound failed at every attempt), and the endpoint's share counts both.
+    #[test]
+    fn an_endpoints_first_pack_through_each_appender_is_taken() {
+        let max = 10;
+        let through = |appender| PublishOptions {
+            origin: Origin {
+                appender,
+                endpoint: 1,
+            },
+            ..PublishOptions::from(Qos::AtLeastOnce)
+        };
+        let (mut t, mut out) = (Tracker::default(), Recorder::default());
+        for appender in [1, 2] {
+            let (p, rx) = pack(4);
+            assert_eq!(
+                t.submit(&mut out, &p, through(appender), sized(&[1; 4]), max),
+                None
+            );
+            assert!(outcomes(&rx).is_empty(), "appender {appender}");
+        }
+        let (p, _) = pack(1);
+        assert!(matches!(
+            t.submit(&mut out, &p, through(1), sized(&[1]), max),
+            Some(Crowded::Endpoint { messages: 8, .. })
+        ));
     }
 
     /// The connection's own messages (the status message) have no share of the bound.

@@ -610,7 +610,7 @@ class EndToEndTest {
      * maxPendingRecords. With the broker paused (SIGSTOP: connected, reading nothing), 5 of endpoint "flooding"'s
      * one-record packs are accepted and the next fail at once with onConnectionError; endpoint "quiet"'s pack of 4
      * records waits, and once the broker reads again it is delivered with the 5, every record counted by a
-     * subscriber. (Before: the flood took all 10, and the quiet endpoint's pack failed at once.)
+     * subscriber. (Before: the flood took 8 of the 10, and the quiet endpoint's pack of 4 failed at once.)
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
