@@ -524,7 +524,7 @@ impl Appender {
         // At every sweep, not only when a pack expires: a message is written a moment after
         // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
         for connection in read(&self.connections).iter() {
-            connection.check_stalled();
+            connection.sweep();
         }
     }
 
@@ -643,6 +643,10 @@ async fn drain(draining: Arc<Draining>) {
         });
         if live.is_empty() {
             break;
+        }
+        drop(live);
+        for connection in &draining.connections {
+            connection.sweep();
         }
     }
     for connection in &draining.connections {

@@ -623,15 +623,17 @@ impl Connection {
         lock(&self.shared.tracker).prune();
     }
 
-    /// At an appender's sweep: a message still unacknowledged past its patience (its
-    /// appender's deliveryTimeoutSeconds) since it was written means the broker stopped
-    /// acknowledging on this connection, one unwritten while nothing was written for that
-    /// long that it stopped reading, and it is made anew (see `Tracker::is_stalled`).
-    pub fn check_stalled(&self) {
-        if lock(&self.shared.tracker)
-            .is_stalled(Instant::now())
-            .is_some()
-        {
+    /// At an appender's sweep: the QoS 0 message proving itself is answered once a quiet
+    /// connection outlived it (see `Tracker::outlived_at_sweep`). A message still
+    /// unacknowledged past its patience (its appender's deliveryTimeoutSeconds) since it was
+    /// written means the broker stopped acknowledging on this connection, one unwritten while
+    /// nothing was written for that long that it stopped reading, and it is made anew (see
+    /// `Tracker::is_stalled`).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut tracker = lock(&self.shared.tracker);
+        tracker.outlived_at_sweep(now);
+        if tracker.is_stalled(now).is_some() {
             self.shared.stalled.notify_one();
         }
     }
@@ -825,7 +827,7 @@ struct Driver<E: EventLoop> {
 /// in order on connect and, after a connection is lost, again from the first (but after a
 /// broker ended it at once, saying to go elsewhere: see the failure branch of `turn`).
 ///
-/// Completes once the sweep said the broker stopped acknowledging ([`Connection::check_stalled`])
+/// Completes once the sweep said the broker stopped acknowledging ([`Connection::sweep`])
 /// and it still holds when the driver looks, with the patience of the message past it. A
 /// notice an ack has made stale meanwhile is absorbed here: a branch that completed for it
 /// would cancel the event loop's poll for nothing, which can lose a publish MQTT 5's rumqttc
@@ -1522,18 +1524,17 @@ fn blamed_close(why: &str, blame: Blame) -> String {
             topic = shown_in_log(&topic)
         ),
         Blame::Size(Blamed::Suspect { size, acked }) => format!(
-            "{why}, with a message of {size} bytes unacknowledged, far larger than any the broker \
-             has acknowledged ({acked} bytes): it may limit the packet size (a close with the \
-             same message unacknowledged again makes this connection refuse messages that \
-             large)"
+            "{why}, with a message of {size} bytes unconfirmed, far larger than any the broker \
+             has taken ({acked} bytes): it may limit the packet size (a close with the same \
+             message unconfirmed again makes this connection refuse messages that large)"
         ),
         Blame::Size(Blamed::Ceiling {
             size,
             ceiling,
             acked,
         }) => format!(
-            "{why}, again with the same message of {size} bytes unacknowledged, larger than any \
-             the broker has acknowledged ({acked} bytes): it most likely limits the packet size, \
+            "{why}, again with the same message of {size} bytes unconfirmed, larger than any \
+             the broker has taken ({acked} bytes): it most likely limits the packet size, \
              and messages of {ceiling} bytes or more now fail their packs (onInternalError) on \
              this connection for 10 minutes"
         ),

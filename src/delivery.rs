@@ -457,9 +457,13 @@ impl TopicSuspect {
 struct Unanswered {
     /// Oldest first.
     written: VecDeque<TopicSuspect>,
-    /// When the connection wrote its first QoS 0 message, to any topic.
-    first: Option<Instant>,
+    /// When the connection wrote its first QoS 0 message, to any topic, and its size.
+    first: Option<(Instant, usize)>,
 }
+
+/// How much later than [`QUICK`] an appender's sweep takes a message for outlived
+/// ([`Tracker::outlived_at_sweep`]).
+const SWEEP_SLACK: Duration = Duration::from_secs(1);
 
 /// QoS 0 messages to new topics kept at most: a message to a new topic beyond it is neither
 /// blamed nor taken, until it is written again.
@@ -473,7 +477,7 @@ impl Unanswered {
     /// `m`, a QoS 0 message to a topic the broker was not known to take (`new`), or to one it
     /// takes, was written.
     fn written(&mut self, m: &InFlight, new: bool) {
-        self.first.get_or_insert(m.since);
+        self.first.get_or_insert((m.since, m.measure.size));
         if !new {
             return;
         }
@@ -565,6 +569,14 @@ pub struct Tracker {
     acked_written: Option<Instant>,
     /// QoS 0 messages to new topics written lately on this connection.
     unanswered: Unanswered,
+    /// The largest QoS 0 message written lately of those larger than any the broker took
+    /// ([`PacketLimit::unproven`]): its pack is answered once the connection outlives it by
+    /// [`QUICK`], and fails with a connection lost before that. A broker with a packet limit it
+    /// does not announce (MQTT 3.1.1: AWS IoT 128 KB, EMQX 1 MB) closes the connection at a
+    /// larger message, and nothing acknowledges QoS 0: answered as written, such a record was
+    /// confirmed though dropped, never sent again, and every one of them reset the connection
+    /// every appender shares. Sent again, it teaches the limit as a QoS 1 message does.
+    proving: Option<InFlight>,
 }
 
 impl Tracker {
@@ -583,6 +595,7 @@ impl Tracker {
             + self.awaiting_ack.len()
             + self.awaiting_comp.len()
             + usize::from(self.collided.is_some())
+            + usize::from(self.proving.is_some())
     }
 
     /// Bytes of the messages accepted and not yet confirmed or failed ([`Message::bytes`]).
@@ -760,7 +773,7 @@ impl Tracker {
                 level,
                 "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
                  broker closed the connection twice with the same message of {ceiling} bytes \
-                 unacknowledged, and has acknowledged {} bytes at most, so it most likely takes \
+                 unconfirmed, and has taken {} bytes at most, so it most likely takes \
                  no packets that large. Set maxMessageBytes below the broker's limit (EMQX \
                  mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto \
                  max_packet_size or message_size_limit), or use MQTT 5 with a broker that \
@@ -1008,13 +1021,41 @@ impl Tracker {
         }
     }
 
-    /// The QoS 0 messages to new topics the connection outlived by [`QUICK`] at `now`
-    /// were read, and the broker kept the connection: it takes their topics.
+    /// The QoS 0 messages the connection outlived by [`QUICK`] at `now` were read, and the
+    /// broker kept the connection: it takes their topics, and their sizes (of the first one,
+    /// and of the one proving).
     fn outlived(&mut self, now: Instant) {
         while let Some(m) = self.unanswered.pop_outlived(now) {
             if self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
                 self.refused_topics.new_topic_taken(m.origin.appender);
             }
+        }
+        // Before any acknowledgement, the first QoS 0 message outlived is what is known to
+        // get through: a message far larger than it is put to the proof.
+        if self.limit.largest_acked() == 0 {
+            if let Some((_, size)) = self
+                .unanswered
+                .first
+                .filter(|&(at, _)| now.saturating_duration_since(at) > QUICK)
+            {
+                self.taken(size);
+            }
+        }
+        if let Some(m) = self
+            .proving
+            .take_if(|m| now.saturating_duration_since(m.since) > QUICK)
+        {
+            self.taken(m.measure.size);
+            m.pack.record_delivered();
+        }
+    }
+
+    /// At an appender's sweep, for a connection fallen quiet: what it outlived, as at a write
+    /// or a ping, but [`SWEEP_SLACK`] later, since the sweep runs beside the event loop, which
+    /// may not have read yet a close that came in time.
+    pub fn outlived_at_sweep(&mut self, now: Instant) {
+        if let Some(at) = now.checked_sub(SWEEP_SLACK).filter(|_| self.connected) {
+            self.outlived(at);
         }
     }
 
@@ -1126,13 +1167,38 @@ impl Tracker {
         if refused.is_none() && self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
             self.refused_topics.new_topic_taken(m.origin.appender);
         }
+        self.taken(size);
+    }
+
+    /// The broker took a message of `size` bytes: acknowledged it, or kept the connection
+    /// [`QUICK`] after a QoS 0 one.
+    fn taken(&mut self, size: usize) {
         if let Some(ceiling) = self.limit.acked(size) {
             log::warn!(
-                "{}: the broker acknowledged a message of {size} bytes, above the {ceiling} \
-                 bytes it was taken to close the connection at: messages that large are \
-                 published again",
+                "{}: the broker took a message of {size} bytes, above the {ceiling} bytes it \
+                 was taken to close the connection at: messages that large are published again",
                 self.label
             );
+        }
+    }
+
+    /// A QoS 0 message was written: it is delivered, unless it is the largest lately of those
+    /// larger than any the broker took, which proves itself first ([`Tracker::proving`]).
+    fn written_qos0(&mut self, m: InFlight) {
+        let size = m.measure.size;
+        if !self.limit.unproven(size)
+            || self
+                .proving
+                .as_ref()
+                .is_some_and(|p| p.measure.size >= size)
+        {
+            m.pack.record_delivered();
+            return;
+        }
+        // The broker reads in order: a close at the larger message says nothing against the
+        // one written before it.
+        if let Some(before) = self.proving.replace(m) {
+            before.pack.record_delivered();
         }
     }
 
@@ -1155,10 +1221,10 @@ impl Tracker {
         if pkid == 0 {
             if m.qos == Qos::AtMostOnce {
                 // QoS 0 has no ack: written is all it gets.
-                m.pack.record_delivered();
                 m.since = now;
                 let new = !self.silent_refusals.is_allowed(&m.topic, m.qos, m.retain);
                 self.unanswered.written(&m, new);
+                self.written_qos0(m);
             } else {
                 // Out of step with the client (a packet id can never be 0): not confirmed.
                 log::warn!(
@@ -1212,6 +1278,7 @@ impl Tracker {
         let now = Instant::now();
         let acked_written = self.acked_written.take();
         let unanswered = std::mem::take(&mut self.unanswered);
+        let proving = self.proving.take();
         let suspects = || {
             self.awaiting_ack
                 .values()
@@ -1222,7 +1289,7 @@ impl Tracker {
         let answered = acked_written.is_some()
             || unanswered
                 .first
-                .is_some_and(|at| now.saturating_duration_since(at) > QUICK);
+                .is_some_and(|(at, _)| now.saturating_duration_since(at) > QUICK);
         // Not one read before a message the broker acknowledged, nor one too old to blame.
         let unknown_qos0 = unanswered.written.into_iter().find(|m| {
             acked_written.is_none_or(|at| m.written >= at)
@@ -1231,6 +1298,11 @@ impl Tracker {
         });
         let unacknowledged = Unacknowledged {
             largest: suspects()
+                .chain(
+                    proving
+                        .iter()
+                        .filter(|m| acked_written.is_none_or(|at| m.since >= at)),
+                )
                 .map(|m| (m.measure, m.since))
                 .max_by_key(|(m, _)| m.size),
             unknown_topic: suspects()
@@ -1247,6 +1319,7 @@ impl Tracker {
             .map(|(_, m)| m)
             .collect();
         failed.extend(self.collided.take());
+        failed.extend(proving);
         failed.extend(self.sent.drain(..drained.min(self.sent.len())));
         for m in &failed {
             m.pack.finish(Why::Lost);
@@ -1436,6 +1509,7 @@ impl Tracker {
             .chain(self.awaiting_ack.drain().map(|(_, m)| m))
             .chain(self.awaiting_comp.drain().map(|(_, m)| m))
             .chain(self.collided.take())
+            .chain(self.proving.take())
             .map(|m| m.pack);
         let everything: Vec<Arc<Pack>> = self
             .parked
@@ -1897,6 +1971,146 @@ mod tests {
         assert!(outcomes(&rx).is_empty());
         t.on_event(&mut out, &written(0));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+    }
+
+    /// Submits a one-message pack at QoS 0 with a payload of `bytes` bytes of `fill`, and
+    /// writes it.
+    fn write_sized_qos0(
+        t: &mut Tracker,
+        out: &mut Recorder,
+        bytes: usize,
+        fill: u8,
+    ) -> mpsc::Receiver<Outcome> {
+        let (p, rx) = pack(1);
+        let message = Message {
+            topic: Arc::from("t"),
+            payload: vec![fill; bytes],
+            labels: Vec::new(),
+        };
+        t.submit(out, &p, Qos::AtMostOnce.into(), vec![message], 100);
+        t.on_event(out, &written(0));
+        rx
+    }
+
+    /// A QoS 0 message far larger than any the broker took is answered once the connection
+    /// outlived it (a write or a ping after [`QUICK`]), not at its write: a broker that does
+    /// not announce its packet limit closes the connection at a larger one, which would have
+    /// been confirmed though dropped. Once taken, messages that large are answered at their
+    /// write again; those near the sizes taken always are.
+    #[test]
+    fn a_qos0_message_larger_than_any_taken_is_answered_once_the_connection_outlived_it() {
+        let (mut t, mut out) = connected();
+        acknowledged(&mut t, &mut out);
+        let near = write_sized_qos0(&mut t, &mut out, 2, 1);
+        assert_eq!(
+            outcomes(&near),
+            vec![Outcome::Delivered],
+            "near the sizes taken"
+        );
+        let large = write_sized_qos0(&mut t, &mut out, 10_000, 7);
+        assert!(outcomes(&large).is_empty(), "answered at its write");
+        assert_eq!(t.outstanding(), 1);
+        std::thread::sleep(QUICK / 2);
+        t.on_event(&mut out, &Observed::Pong);
+        assert!(outcomes(&large).is_empty(), "answered before QUICK");
+        std::thread::sleep(QUICK / 2 + Duration::from_millis(50));
+        t.on_event(&mut out, &Observed::Pong);
+        assert_eq!(outcomes(&large), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+        let again = write_sized_qos0(&mut t, &mut out, 10_000, 8);
+        assert_eq!(outcomes(&again), vec![Outcome::Delivered], "taken now");
+    }
+
+    /// Of QoS 0 messages larger than any taken, the largest proves itself: the broker reads in
+    /// order, so a close at it says nothing against one written before it, which is answered
+    /// then; a smaller one written after it is answered at its write.
+    #[test]
+    fn of_qos0_messages_larger_than_any_taken_the_largest_proves_itself() {
+        let (mut t, mut out) = connected();
+        acknowledged(&mut t, &mut out);
+        let first = write_sized_qos0(&mut t, &mut out, 10_000, 1);
+        assert!(outcomes(&first).is_empty());
+        let larger = write_sized_qos0(&mut t, &mut out, 20_000, 2);
+        assert_eq!(outcomes(&first), vec![Outcome::Delivered]);
+        let smaller = write_sized_qos0(&mut t, &mut out, 15_000, 3);
+        assert_eq!(outcomes(&smaller), vec![Outcome::Delivered]);
+        assert!(outcomes(&larger).is_empty());
+        let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(outcomes(&larger), vec![Outcome::ConnectionError]);
+        assert_eq!(
+            lost.largest.map(|(m, _)| m.size),
+            Some(out.packet_size(
+                &Message {
+                    topic: Arc::from("t"),
+                    payload: vec![0; 20_000],
+                    labels: Vec::new()
+                },
+                &Qos::AtMostOnce.into(),
+            ))
+        );
+    }
+
+    /// A QoS 0 record over a packet limit the broker does not announce closes the connection:
+    /// its pack fails (Kaa sends it again), the close is blamed on its size and taken for no
+    /// takeover, and the same record closing it again teaches the limit, as at QoS 1: then it
+    /// fails before it is written (`onInternalError`). (Before: each such record was confirmed
+    /// at its write, dropped by the broker, and reset the connection every appender shares.)
+    /// Its topic was taken: a close at the first message to a topic is blamed on the topic.
+    #[test]
+    fn a_qos0_record_the_broker_closes_at_twice_teaches_the_packet_limit() {
+        let (mut t, mut out) = connected();
+        write_sized_qos0(&mut t, &mut out, 300, 1);
+        std::thread::sleep(QUICK + Duration::from_millis(50));
+        t.on_event(&mut out, &Observed::Pong);
+        for expected in ["suspect", "ceiling"] {
+            let rx = write_sized_qos0(&mut t, &mut out, 10_000, 7);
+            let blame = lose(&mut t, TopicClose::Silent);
+            assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError], "{expected}");
+            match expected {
+                "suspect" => assert!(matches!(blame, Some(Blame::Size(Blamed::Suspect { .. })))),
+                _ => assert!(matches!(blame, Some(Blame::Size(Blamed::Ceiling { .. })))),
+            }
+            t.on_connected(&mut out, Window::default());
+        }
+        let published = out.published.len();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), vec![big()], 100);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        assert_eq!(out.published.len(), published, "not written");
+    }
+
+    /// Before the broker acknowledged anything, the first QoS 0 message the connection
+    /// outlived says what it takes: QoS 0 alone (no status topic) learns the limit too.
+    #[test]
+    fn before_any_ack_the_first_qos0_message_outlived_is_what_the_broker_takes() {
+        let (mut t, mut out) = connected();
+        let small = write_sized_qos0(&mut t, &mut out, 300, 1);
+        assert_eq!(outcomes(&small), vec![Outcome::Delivered]);
+        let unmeasured = write_sized_qos0(&mut t, &mut out, 10_000, 2);
+        assert_eq!(
+            outcomes(&unmeasured),
+            vec![Outcome::Delivered],
+            "nothing taken yet"
+        );
+        std::thread::sleep(QUICK + Duration::from_millis(50));
+        t.on_event(&mut out, &Observed::Pong);
+        let large = write_sized_qos0(&mut t, &mut out, 10_000, 3);
+        assert!(outcomes(&large).is_empty(), "larger than the first by far");
+    }
+
+    /// An appender's sweep answers the message proving itself on a connection fallen quiet,
+    /// [`SWEEP_SLACK`] after a write or ping would: the event loop may not have read a close
+    /// that came within [`QUICK`] yet. A lost connection's tracker answers nothing at a sweep.
+    #[test]
+    fn a_sweep_answers_a_qos0_message_proving_itself_on_a_quiet_connection() {
+        let (mut t, mut out) = connected();
+        acknowledged(&mut t, &mut out);
+        let large = write_sized_qos0(&mut t, &mut out, 10_000, 7);
+        let written_at = Instant::now();
+        t.outlived_at_sweep(written_at + QUICK + SWEEP_SLACK / 2);
+        assert!(outcomes(&large).is_empty(), "within the slack");
+        t.outlived_at_sweep(written_at + QUICK + SWEEP_SLACK + Duration::from_millis(50));
+        assert_eq!(outcomes(&large), vec![Outcome::Delivered]);
     }
 
     /// A packet id is never 0 at QoS 1 or 2; a client out of step with the tracker must not

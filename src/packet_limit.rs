@@ -10,7 +10,10 @@
 //! is blamed on that message and never taken for a takeover; when the same message is left
 //! unacknowledged at a later close too, each time within moments of its write (a broker closes
 //! as soon as it reads the packet's header), the connection takes its size for the broker's
-//! limit, and messages that large fail their packs before they are written. Size alone would
+//! limit, and messages that large fail their packs before they are written. At QoS 0, which
+//! nothing acknowledges, the connection outliving a message by moments is its acknowledgement,
+//! and the largest far larger than any taken waits for that before its pack is answered, so that
+//! Kaa sends it again when the broker closed at it. Size alone would
 //! not do: a broker restarting, or nodes fighting over one client id, while a large record is
 //! in flight would teach a limit the broker does not have. A record near the sizes the broker
 //! took is not told from such a close at all.
@@ -98,15 +101,13 @@ impl PacketLimit {
 
     /// The broker closed the connection (not a refusal, not a takeover it said) at `now` with
     /// `largest` the largest message written after the last one it acknowledged, and not
-    /// acknowledged itself, and when it was written (QoS 1 and 2: a QoS 0 message is answered
-    /// when written and gives no sign of having got through, so it is never blamed). Blamed
-    /// when the broker has acknowledged something, and the message passes all it acknowledged
-    /// by a margin; a ceiling when the same message was blamed at an earlier close, both times
+    /// acknowledged itself, and when it was written (QoS 1 and 2; at QoS 0, which nothing
+    /// acknowledges, the one proving itself: see `delivery::Tracker::proving`). Blamed when
+    /// the broker has taken something, and the message passes all it took by a margin; a ceiling when the same message was blamed at an earlier close, both times
     /// within moments of its write.
     pub fn blame(&mut self, largest: Option<(Measure, Instant)>, now: Instant) -> Option<Blamed> {
         let acked = self.acked;
-        let (message, written) =
-            largest.filter(|(m, _)| acked > 0 && m.size > acked + acked / MARGIN_DIVISOR)?;
+        let (message, written) = largest.filter(|(m, _)| self.unproven(m.size))?;
         let size = message.size;
         self.suspects
             .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
@@ -127,6 +128,12 @@ impl PacketLimit {
         }
         self.suspects.push_back((message, now));
         Some(Blamed::Suspect { size, acked })
+    }
+
+    /// Whether a close may be blamed on a message of `size` bytes: the broker took a message,
+    /// and this one passes the largest it took by the margin.
+    pub fn unproven(&self, size: usize) -> bool {
+        self.acked > 0 && size > self.acked + self.acked / MARGIN_DIVISOR
     }
 
     /// The learned ceiling, when a message of `size` bytes reaches it.

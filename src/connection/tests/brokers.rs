@@ -665,7 +665,7 @@ fn a_broker_that_acknowledges_nothing_leaves_the_packs_to_the_failover_broker() 
     // As the sweep does: until the message has waited past its patience.
     let deadline = Instant::now() + WAIT;
     let failover_id = loop {
-        connection.check_stalled();
+        connection.sweep();
         match failover_ids.recv_timeout(Duration::from_millis(100)) {
             Err(_) if Instant::now() < deadline => continue,
             other => break other,
@@ -706,7 +706,7 @@ fn a_status_message_holding_the_only_slot_is_judged_too() {
     assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
     // Past the status message's patience: a connect and a keep-alive.
     std::thread::sleep(Duration::from_millis(2500));
-    connection.check_stalled();
+    connection.sweep();
     assert_eq!(
         ids.recv_timeout(WAIT).as_deref(),
         Ok("status-stall"),

@@ -104,7 +104,7 @@ fn a_stale_stall_notice_leaves_the_poll_alone() {
         .send(Step::Event(Observed::Written(1)))
         .expect("sent");
     std::thread::sleep(Duration::from_millis(100));
-    // As `check_stalled` leaves it, but with the message within its patience.
+    // As `sweep` leaves it, but with the message within its patience.
     shared.stalled.notify_one();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(cancelled.load(Ordering::Relaxed), 0, "polls cancelled");
@@ -143,7 +143,7 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
     // acknowledging each one as the next goes out.
     for pkid in 1..=8 {
         std::thread::sleep(Duration::from_millis(250));
-        // As the appender's sweep does (`Connection::check_stalled`).
+        // As the appender's sweep does (`Connection::sweep`).
         if lock(&shared.tracker).is_stalled(Instant::now()).is_some() {
             shared.stalled.notify_one();
         }
