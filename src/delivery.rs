@@ -6,8 +6,10 @@
 //! nothing else ties a request to its ack (see design.md). The [`Tracker`] keeps that
 //! mapping for one connection: records handed to rumqttc wait in `sent` (FIFO, the channel's
 //! order) until their pkid is known, then in `awaiting_ack` / `awaiting_comp` until the
-//! broker confirms them. A pack succeeds only from acks on the connection that carried it;
-//! when the connection drops, every record not yet confirmed fails its pack.
+//! broker confirms them. A pack succeeds only from acks on the connection that carried it (at
+//! QoS 0, which nothing acknowledges, from its writes, and for a message larger than any the
+//! broker took, from the connection outliving it: `Tracker::proving`); when the connection
+//! drops, every record not yet confirmed fails its pack.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,7 +43,8 @@ pub enum Outcome {
 /// [`Why::outcome`], and nowhere else: the modules that answer packs name the reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
-    /// The broker acknowledged every message (at QoS 0: each was written), or there was none.
+    /// The broker acknowledged every message (at QoS 0: each was written, and one larger than
+    /// any the broker took outlived), or there was none.
     Confirmed,
     /// The broker refused a message (an MQTT 5 reason code, or lately its topic) or the
     /// connection (credentials, authorisation, a proxy refusing ours).
@@ -461,6 +464,10 @@ struct Unanswered {
     first: Option<(Instant, usize)>,
 }
 
+/// QoS 0 messages proving themselves at most ([`Tracker::proving`]): sizes that grow message
+/// after message are answered at their write past it, as before.
+const PROVING: usize = 16;
+
 /// How much later than [`QUICK`] an appender's sweep takes a message for outlived
 /// ([`Tracker::outlived_at_sweep`]).
 const SWEEP_SLACK: Duration = Duration::from_secs(1);
@@ -569,14 +576,18 @@ pub struct Tracker {
     acked_written: Option<Instant>,
     /// QoS 0 messages to new topics written lately on this connection.
     unanswered: Unanswered,
-    /// The largest QoS 0 message written lately of those larger than any the broker took
-    /// ([`PacketLimit::unproven`]): its pack is answered once the connection outlives it by
-    /// [`QUICK`], and fails with a connection lost before that. A broker with a packet limit it
-    /// does not announce (MQTT 3.1.1: AWS IoT 128 KB, EMQX 1 MB) closes the connection at a
-    /// larger message, and nothing acknowledges QoS 0: answered as written, such a record was
-    /// confirmed though dropped, never sent again, and every one of them reset the connection
-    /// every appender shares. Sent again, it teaches the limit as a QoS 1 message does.
-    proving: Option<InFlight>,
+    /// QoS 0 messages written lately that are larger than any the broker took
+    /// ([`PacketLimit::unproven`]), each larger than the one before it, in write order, at most
+    /// [`PROVING`]: each pack is answered once the connection outlives its message by
+    /// [`QUICK`], or the broker acknowledges a message written after it (it reads in order),
+    /// and fails with a connection lost before that. A broker with a packet limit it does not
+    /// announce (MQTT 3.1.1: AWS IoT 128 KB, EMQX 1 MB) closes the connection at a larger
+    /// message, and nothing acknowledges QoS 0: answered as written, such a record was
+    /// confirmed though dropped, never sent again, and every one reset the connection every
+    /// appender shares. Sent again, it teaches the limit as a QoS 1 message does. A smaller one
+    /// written after is answered at its write: under the limit if the larger one is, and lost
+    /// with the close otherwise, as any QoS 0 message written after the one closed at.
+    proving: VecDeque<InFlight>,
 }
 
 impl Tracker {
@@ -595,7 +606,7 @@ impl Tracker {
             + self.awaiting_ack.len()
             + self.awaiting_comp.len()
             + usize::from(self.collided.is_some())
-            + usize::from(self.proving.is_some())
+            + self.proving.len()
     }
 
     /// Bytes of the messages accepted and not yet confirmed or failed ([`Message::bytes`]).
@@ -1023,7 +1034,7 @@ impl Tracker {
 
     /// The QoS 0 messages the connection outlived by [`QUICK`] at `now` were read, and the
     /// broker kept the connection: it takes their topics, and their sizes (of the first one,
-    /// and of the one proving).
+    /// and of those proving themselves).
     fn outlived(&mut self, now: Instant) {
         while let Some(m) = self.unanswered.pop_outlived(now) {
             if self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
@@ -1041,10 +1052,17 @@ impl Tracker {
                 self.taken(size);
             }
         }
-        if let Some(m) = self
-            .proving
-            .take_if(|m| now.saturating_duration_since(m.since) > QUICK)
-        {
+        self.proven(|m| now.saturating_duration_since(m.since) > QUICK);
+    }
+
+    /// The messages proving themselves that `read` says the broker read and kept the
+    /// connection after, from the oldest: it takes them.
+    fn proven(&mut self, read: impl Fn(&InFlight) -> bool) {
+        while let Some(m) = self.proving.pop_front() {
+            if !read(&m) {
+                self.proving.push_front(m);
+                return;
+            }
             self.taken(m.measure.size);
             m.pack.record_delivered();
         }
@@ -1124,6 +1142,7 @@ impl Tracker {
             .chain(self.awaiting_ack.values())
             .chain(self.awaiting_comp.values())
             .chain(self.collided.iter())
+            .chain(&self.proving)
             .map(|m| Arc::as_ptr(&m.pack))
             .collect();
         waiting.retain(|(pack, _)| {
@@ -1168,6 +1187,8 @@ impl Tracker {
             self.refused_topics.new_topic_taken(m.origin.appender);
         }
         self.taken(size);
+        let written = m.since;
+        self.proven(|p| p.since <= written);
     }
 
     /// The broker took a message of `size` bytes: acknowledged it, or kept the connection
@@ -1182,23 +1203,17 @@ impl Tracker {
         }
     }
 
-    /// A QoS 0 message was written: it is delivered, unless it is the largest lately of those
-    /// larger than any the broker took, which proves itself first ([`Tracker::proving`]).
+    /// A QoS 0 message was written: it is delivered, unless it is larger than any the broker
+    /// took and than those proving themselves, and proves itself first ([`Tracker::proving`]).
     fn written_qos0(&mut self, m: InFlight) {
         let size = m.measure.size;
-        if !self.limit.unproven(size)
-            || self
-                .proving
-                .as_ref()
-                .is_some_and(|p| p.measure.size >= size)
+        if self.limit.unproven(size)
+            && self.proving.len() < PROVING
+            && self.proving.back().is_none_or(|p| size > p.measure.size)
         {
+            self.proving.push_back(m);
+        } else {
             m.pack.record_delivered();
-            return;
-        }
-        // The broker reads in order: a close at the larger message says nothing against the
-        // one written before it.
-        if let Some(before) = self.proving.replace(m) {
-            before.pack.record_delivered();
         }
     }
 
@@ -1261,13 +1276,18 @@ impl Tracker {
         unreported: &[Observed],
     ) -> Unacknowledged {
         self.connected = false;
+        let mut write_failed = Vec::new();
         for event in unreported {
             match event {
-                // A QoS 0 publish whose write failed: not delivered. (Any other written one
-                // waits for an ack that can no longer come, and fails below.)
+                // A QoS 0 publish whose write failed: not delivered, and the close may be the
+                // broker's answer to it (a broker resets the connection as soon as it reads the
+                // header of a packet over its limit, while the rest is still being written).
+                // (Any other written one waits for an ack that can no longer come, and fails
+                // below.)
                 Observed::Written(0) => {
-                    if let Some(m) = self.sent.pop_front() {
-                        m.pack.finish(Why::Lost);
+                    if let Some(mut m) = self.sent.pop_front() {
+                        m.since = Instant::now();
+                        write_failed.push(m);
                     }
                 }
                 event => self.apply(event),
@@ -1278,7 +1298,7 @@ impl Tracker {
         let now = Instant::now();
         let acked_written = self.acked_written.take();
         let unanswered = std::mem::take(&mut self.unanswered);
-        let proving = self.proving.take();
+        let proving = std::mem::take(&mut self.proving);
         let suspects = || {
             self.awaiting_ack
                 .values()
@@ -1298,11 +1318,8 @@ impl Tracker {
         });
         let unacknowledged = Unacknowledged {
             largest: suspects()
-                .chain(
-                    proving
-                        .iter()
-                        .filter(|m| acked_written.is_none_or(|at| m.since >= at)),
-                )
+                .chain(&proving)
+                .chain(&write_failed)
                 .map(|m| (m.measure, m.since))
                 .max_by_key(|(m, _)| m.size),
             unknown_topic: suspects()
@@ -1320,6 +1337,7 @@ impl Tracker {
             .collect();
         failed.extend(self.collided.take());
         failed.extend(proving);
+        failed.extend(write_failed);
         failed.extend(self.sent.drain(..drained.min(self.sent.len())));
         for m in &failed {
             m.pack.finish(Why::Lost);
@@ -1509,7 +1527,7 @@ impl Tracker {
             .chain(self.awaiting_ack.drain().map(|(_, m)| m))
             .chain(self.awaiting_comp.drain().map(|(_, m)| m))
             .chain(self.collided.take())
-            .chain(self.proving.take())
+            .chain(self.proving.drain(..))
             .map(|m| m.pack);
         let everything: Vec<Arc<Pack>> = self
             .parked
@@ -2021,33 +2039,51 @@ mod tests {
         assert_eq!(outcomes(&again), vec![Outcome::Delivered], "taken now");
     }
 
-    /// Of QoS 0 messages larger than any taken, the largest proves itself: the broker reads in
-    /// order, so a close at it says nothing against one written before it, which is answered
-    /// then; a smaller one written after it is answered at its write.
+    /// QoS 0 messages larger than any taken, each larger than the last, all prove themselves:
+    /// the broker reads in order and closes at the first over its limit, which may be the
+    /// smaller. One smaller than a message proving itself, written after it, is answered at its
+    /// write. A close fails those proving and is blamed on the largest.
     #[test]
-    fn of_qos0_messages_larger_than_any_taken_the_largest_proves_itself() {
+    fn qos0_messages_larger_than_any_taken_prove_themselves_in_order() {
         let (mut t, mut out) = connected();
         acknowledged(&mut t, &mut out);
         let first = write_sized_qos0(&mut t, &mut out, 10_000, 1);
-        assert!(outcomes(&first).is_empty());
         let larger = write_sized_qos0(&mut t, &mut out, 20_000, 2);
-        assert_eq!(outcomes(&first), vec![Outcome::Delivered]);
         let smaller = write_sized_qos0(&mut t, &mut out, 15_000, 3);
-        assert_eq!(outcomes(&smaller), vec![Outcome::Delivered]);
+        assert!(outcomes(&first).is_empty(), "the broker may close at it");
         assert!(outcomes(&larger).is_empty());
+        assert_eq!(outcomes(&smaller), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 2);
         let lost = t.on_connection_lost(0, &[]);
+        assert_eq!(outcomes(&first), vec![Outcome::ConnectionError]);
         assert_eq!(outcomes(&larger), vec![Outcome::ConnectionError]);
-        assert_eq!(
-            lost.largest.map(|(m, _)| m.size),
-            Some(out.packet_size(
-                &Message {
-                    topic: Arc::from("t"),
-                    payload: vec![0; 20_000],
-                    labels: Vec::new()
-                },
-                &Qos::AtMostOnce.into(),
-            ))
-        );
+        let packet = |bytes| {
+            let m = Message {
+                topic: Arc::from("t"),
+                payload: vec![0; bytes],
+                labels: Vec::new(),
+            };
+            out.packet_size(&m, &Qos::AtMostOnce.into())
+        };
+        assert_eq!(lost.largest.map(|(m, _)| m.size), Some(packet(20_000)));
+    }
+
+    /// The broker reads in order: acknowledging a QoS 1 message written after QoS 0 ones
+    /// proving themselves, it read them and kept the connection; those written after it wait.
+    #[test]
+    fn an_ack_of_a_later_message_proves_the_qos0_messages_before_it() {
+        let (mut t, mut out) = connected();
+        acknowledged(&mut t, &mut out);
+        let before = write_sized_qos0(&mut t, &mut out, 10_000, 1);
+        std::thread::sleep(Duration::from_millis(2));
+        let acked = write_to(&mut t, &mut out, "allowed/x", 2);
+        std::thread::sleep(Duration::from_millis(2));
+        let after = write_sized_qos0(&mut t, &mut out, 20_000, 2);
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(outcomes(&acked), vec![Outcome::Delivered]);
+        assert_eq!(outcomes(&before), vec![Outcome::Delivered]);
+        assert!(outcomes(&after).is_empty());
+        assert_eq!(t.outstanding(), 1);
     }
 
     /// A QoS 0 record over a packet limit the broker does not announce closes the connection:
@@ -2077,6 +2113,25 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtMostOnce.into(), vec![big()], 100);
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(out.published.len(), published, "not written");
+    }
+
+    /// A broker resets the connection as soon as it reads the header of a packet over its
+    /// limit, often while the rest is still being written: a QoS 0 message whose write failed
+    /// with the connection is blamed as one written. (Before: only failed, so on a fresh
+    /// connection, where Kaa's pack sent again goes out at once, the close taught nothing.)
+    #[test]
+    fn a_qos0_message_whose_write_failed_with_the_connection_is_blamed() {
+        let (mut t, mut out) = connected();
+        acknowledged(&mut t, &mut out);
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), vec![big()], 100);
+        let lost = t.on_connection_lost(0, &[written(0)]);
+        assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+        assert!(matches!(
+            t.blame(lost, TopicClose::No),
+            Some(Blame::Size(Blamed::Suspect { .. }))
+        ));
+        assert_eq!(t.outstanding(), 0);
     }
 
     /// Before the broker acknowledged anything, the first QoS 0 message the connection
