@@ -12,9 +12,8 @@
 //! as soon as it reads the packet's header), the connection takes its size for the broker's
 //! limit, and messages that large fail their packs before they are written. At QoS 0, which
 //! nothing acknowledges, the connection outliving a message by moments is its acknowledgement,
-//! and the largest far larger than any taken waits for that before its pack is answered, so that
-//! Kaa sends it again when the broker closed at it. Size alone would
-//! not do: a broker restarting, or nodes fighting over one client id, while a large record is
+//! and every one far larger than any record taken waits for that before its pack is answered,
+//! so that Kaa sends it again when the broker closed at it. Size alone would not do: a broker restarting, or nodes fighting over one client id, while a large record is
 //! in flight would teach a limit the broker does not have. A record near the sizes the broker
 //! took is not told from such a close at all.
 
@@ -68,6 +67,9 @@ pub struct PacketLimit {
     /// The largest message the broker acknowledged (PUBACK, PUBREC; refused ones too: the
     /// broker read them).
     acked: usize,
+    /// The largest of them that was a record's, not the connection's own status message, or a
+    /// QoS 0 record the connection outlived: what QoS 0 messages are measured against.
+    records: usize,
     /// Messages left unacknowledged at earlier closes within moments of their write, larger
     /// than any acknowledged since, and when; newest last.
     suspects: VecDeque<(Measure, Instant)>,
@@ -102,9 +104,10 @@ impl PacketLimit {
     /// The broker closed the connection (not a refusal, not a takeover it said) at `now` with
     /// `largest` the largest message written after the last one it acknowledged, and not
     /// acknowledged itself, and when it was written (QoS 1 and 2; at QoS 0, which nothing
-    /// acknowledges, the one proving itself: see `delivery::Tracker::proving`). Blamed when
-    /// the broker has taken something, and the message passes all it took by a margin; a ceiling when the same message was blamed at an earlier close, both times
-    /// within moments of its write.
+    /// acknowledges, those proving themselves, `delivery::Tracker::proving`, and those whose
+    /// write failed with the connection). Blamed when the broker has taken something, and the
+    /// message passes all it took by a margin; a ceiling when the same message was blamed at
+    /// an earlier close, both times within moments of its write.
     pub fn blame(&mut self, largest: Option<(Measure, Instant)>, now: Instant) -> Option<Blamed> {
         let acked = self.acked;
         let (message, written) = largest.filter(|(m, _)| self.unproven(m.size))?;
@@ -134,6 +137,23 @@ impl PacketLimit {
     /// and this one passes the largest it took by the margin.
     pub fn unproven(&self, size: usize) -> bool {
         self.acked > 0 && size > self.acked + self.acked / MARGIN_DIVISOR
+    }
+
+    /// The broker took a record's message of `size` bytes (after [`PacketLimit::acked`]).
+    pub fn record_taken(&mut self, size: usize) {
+        self.records = self.records.max(size);
+    }
+
+    /// Whether a QoS 0 message of `size` bytes is to prove itself before it is answered
+    /// (`delivery::Tracker::proving`): it is unproven, and passes by the margin a record the
+    /// broker took. The status message alone is no measure: with it as the only one, nearly
+    /// every record would wait, and on connections too short-lived to outlive any (nodes
+    /// fighting over one client id) every close would be blamed on a record's size, never
+    /// taken for the takeover it is.
+    pub fn unproven_qos0(&self, size: usize) -> bool {
+        self.records > 0
+            && size > self.records + self.records / MARGIN_DIVISOR
+            && self.unproven(size)
     }
 
     /// The learned ceiling, when a message of `size` bytes reaches it.
