@@ -600,3 +600,42 @@ fn closes_at_ever_new_topics_still_count_as_a_takeover() {
     assert!(seen[2].starts_with("new-topics-"), "{seen:?}");
     assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
 }
+
+/// Nodes sharing an id, with a status topic, at QoS 0: the connection's own message is all
+/// the broker acknowledges before each close, and a QoS 0 record far larger than it was
+/// written. The status message is no measure of the records a broker takes, so the record is
+/// answered at its write, and the closes still count as a takeover. (Before: the record
+/// waited to prove itself, each close was blamed on its size, and the fight was never found.)
+#[test]
+fn closes_after_large_qos0_records_still_count_as_a_takeover() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
+    let connection = Connection::get(&scripted(port, "qos0-records")).expect("opened");
+    let mut seen = Vec::new();
+    for close in 0..2u8 {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        // As the status message: the connection's own, acknowledged.
+        let (own, how, messages, rx) = qos1_pack(1);
+        connection.submit(&own, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        let (record, mut how, mut messages, rx) =
+            pack_of(Qos::AtMostOnce, vec![vec![close; 1_000]]);
+        // Each to a topic of its own, as endpoints' topics are: a close at the same topic
+        // twice refuses it.
+        messages[0].topic = Arc::from(format!("new/{close}"));
+        how.origin = crate::protocol::Origin {
+            appender: 1,
+            endpoint: 1,
+        };
+        connection.submit(&record, how, messages, 100);
+        assert_eq!(
+            rx.recv_timeout(WAIT),
+            Ok(Outcome::Delivered),
+            "at its write"
+        );
+    }
+    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+    assert_eq!(seen[..2], ["qos0-records", "qos0-records"]);
+    assert!(seen[2].starts_with("qos0-records-"), "{seen:?}");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+}
