@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Qos;
 use crate::log_budget::LogBudget;
-use crate::packet_limit::{Blamed, Measure, PacketLimit};
+use crate::packet_limit::{far_larger, Blamed, Measure, PacketLimit};
 use crate::protocol::{
     refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
@@ -460,13 +460,22 @@ impl TopicSuspect {
 struct Unanswered {
     /// Oldest first.
     written: VecDeque<TopicSuspect>,
-    /// When the connection wrote its first QoS 0 message, to any topic, and its size.
-    first: Option<(Instant, usize)>,
+    /// When the connection wrote its first QoS 0 message, to any topic.
+    first: Option<Instant>,
+    /// The sizes of QoS 0 messages written, each larger than the one before it, at most
+    /// [`SIZES`], and when: those the connection outlives are sizes the broker takes.
+    sizes: VecDeque<(Instant, usize)>,
 }
 
-/// QoS 0 messages proving themselves at most ([`Tracker::proving`]): sizes that grow message
-/// after message are answered at their write past it, as before.
-const PROVING: usize = 16;
+/// QoS 0 sizes awaiting the connection's outliving them at most ([`Unanswered::sizes`]): a
+/// size grown past them is taken once they are.
+const SIZES: usize = 64;
+
+/// The shortest patience (deliveryTimeoutSeconds) with which a QoS 0 message proves itself
+/// ([`Tracker::proving`]): the proof may take [`QUICK`] and [`SWEEP_SLACK`] after the write,
+/// and a pack whose deadline comes first would fail though the broker took it, and be sent
+/// again.
+const PROVING_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How much later than [`QUICK`] an appender's sweep takes a message for outlived
 /// ([`Tracker::outlived_at_sweep`]).
@@ -484,7 +493,11 @@ impl Unanswered {
     /// `m`, a QoS 0 message to a topic the broker was not known to take (`new`), or to one it
     /// takes, was written.
     fn written(&mut self, m: &InFlight, new: bool) {
-        self.first.get_or_insert((m.since, m.measure.size));
+        self.first.get_or_insert(m.since);
+        let size = m.measure.size;
+        if self.sizes.len() < SIZES && self.sizes.back().is_none_or(|&(_, s)| size > s) {
+            self.sizes.push_back((m.since, size));
+        }
         if !new {
             return;
         }
@@ -497,6 +510,19 @@ impl Unanswered {
         if !again && self.written.len() < UNANSWERED {
             self.written.push_back(TopicSuspect::of(m));
         }
+    }
+
+    /// The largest size of those the connection has outlived by [`QUICK`] at `now`.
+    fn pop_outlived_sizes(&mut self, now: Instant) -> Option<usize> {
+        let mut largest = None;
+        while let Some(&(at, size)) = self.sizes.front() {
+            if now.saturating_duration_since(at) <= QUICK {
+                break;
+            }
+            self.sizes.pop_front();
+            largest = Some(size);
+        }
+        largest
     }
 
     /// The oldest message, if the connection has outlived it by [`QUICK`] at `now`.
@@ -576,9 +602,10 @@ pub struct Tracker {
     acked_written: Option<Instant>,
     /// QoS 0 messages to new topics written lately on this connection.
     unanswered: Unanswered,
-    /// QoS 0 messages written lately that are larger than any the broker took
-    /// ([`PacketLimit::unproven`]), each larger than the one before it, in write order, at most
-    /// [`PROVING`]: each pack is answered once the connection outlives its message by
+    /// QoS 0 messages written lately that are far larger than any record the broker took
+    /// ([`PacketLimit::unproven_qos0`]), each far larger than the one before it, in write
+    /// order (a few dozen at most from the smallest record to the largest message): each pack
+    /// is answered once the connection outlives its message by
     /// [`QUICK`], or the broker acknowledges a message written after it (it reads in order),
     /// and fails with a connection lost before that. A broker with a packet limit it does not
     /// announce (MQTT 3.1.1: AWS IoT 128 KB, EMQX 1 MB) closes the connection at a larger
@@ -1038,21 +1065,15 @@ impl Tracker {
     }
 
     /// The QoS 0 messages the connection outlived by [`QUICK`] at `now` were read, and the
-    /// broker kept the connection: it takes their topics, and their sizes (of the first one,
-    /// and of those proving themselves).
+    /// broker kept the connection: it takes their topics, and their sizes (records all: QoS 0
+    /// messages are records' only).
     fn outlived(&mut self, now: Instant) {
         while let Some(m) = self.unanswered.pop_outlived(now) {
             if self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
                 self.refused_topics.new_topic_taken(m.origin.appender);
             }
         }
-        // The first QoS 0 message outlived got through: where nothing else measures the
-        // records the broker takes, a message far larger than it is put to the proof.
-        if let Some((_, size)) = self
-            .unanswered
-            .first
-            .filter(|&(at, _)| now.saturating_duration_since(at) > QUICK)
-        {
+        if let Some(size) = self.unanswered.pop_outlived_sizes(now) {
             self.taken(size, true);
         }
         self.proven(|m| now.saturating_duration_since(m.since) > QUICK);
@@ -1210,13 +1231,17 @@ impl Tracker {
         }
     }
 
-    /// A QoS 0 message was written: it is delivered, unless it is larger than any the broker
-    /// took and than those proving themselves, and proves itself first ([`Tracker::proving`]).
+    /// A QoS 0 message was written: it is delivered, unless it is far larger than any record
+    /// the broker took and than those proving themselves, and proves itself first
+    /// ([`Tracker::proving`]), where its pack may wait for that.
     fn written_qos0(&mut self, m: InFlight) {
         let size = m.measure.size;
         if self.limit.unproven_qos0(size)
-            && self.proving.len() < PROVING
-            && self.proving.back().is_none_or(|p| size > p.measure.size)
+            && self
+                .proving
+                .back()
+                .is_none_or(|p| far_larger(size, p.measure.size))
+            && m.patience.is_none_or(|p| p >= PROVING_PATIENCE)
         {
             self.proving.push_back(m);
         } else {
@@ -1316,7 +1341,7 @@ impl Tracker {
         let answered = acked_written.is_some()
             || unanswered
                 .first
-                .is_some_and(|(at, _)| now.saturating_duration_since(at) > QUICK);
+                .is_some_and(|at| now.saturating_duration_since(at) > QUICK);
         // Not one read before a message the broker acknowledged, nor one too old to blame.
         let unknown_qos0 = unanswered.written.into_iter().find(|m| {
             acked_written.is_none_or(|at| m.written >= at)
@@ -1326,11 +1351,10 @@ impl Tracker {
         let unacknowledged = Unacknowledged {
             largest: suspects()
                 .chain(&proving)
-                .chain(
-                    write_failed
-                        .iter()
-                        .filter(|m| self.limit.unproven_qos0(m.measure.size)),
-                )
+                .chain(write_failed.iter().filter(|m| {
+                    acked_written.is_none_or(|at| m.since >= at)
+                        && self.limit.unproven_qos0(m.measure.size)
+                }))
                 .map(|m| (m.measure, m.since))
                 .max_by_key(|(m, _)| m.size),
             unknown_topic: suspects()
@@ -2026,15 +2050,60 @@ mod tests {
         bytes: usize,
         fill: u8,
     ) -> mpsc::Receiver<Outcome> {
+        write_qos0_within(t, out, bytes, fill, None)
+    }
+
+    /// As [`write_sized_qos0`], its pack patient for `patience` (deliveryTimeoutSeconds).
+    fn write_qos0_within(
+        t: &mut Tracker,
+        out: &mut Recorder,
+        bytes: usize,
+        fill: u8,
+        patience: Option<Duration>,
+    ) -> mpsc::Receiver<Outcome> {
         let (p, rx) = pack(1);
         let message = Message {
             topic: Arc::from("t"),
             payload: vec![fill; bytes],
             labels: Vec::new(),
         };
-        t.submit(out, &p, Qos::AtMostOnce.into(), vec![message], 100);
+        let how = PublishOptions {
+            patience,
+            ..Qos::AtMostOnce.into()
+        };
+        t.submit(out, &p, how, vec![message], 100);
         t.on_event(out, &written(0));
         rx
+    }
+
+    /// Every QoS 0 record the connection outlives is a size the broker takes, also those
+    /// answered at their write: records a little larger than the last taken, each in turn,
+    /// do not all wait. Nor does a message larger than one proving itself by less than the
+    /// margin, nor one whose pack cannot wait for the proof (deliveryTimeoutSeconds under
+    /// [`PROVING_PATIENCE`]: it would fail, though taken, and be sent again).
+    #[test]
+    fn qos0_records_outlived_are_taken_and_short_patience_does_not_wait() {
+        let (mut t, mut out) = connected();
+        record_acknowledged(&mut t, &mut out);
+        let near = write_sized_qos0(&mut t, &mut out, 1, 1);
+        assert_eq!(outcomes(&near), vec![Outcome::Delivered]);
+        let proving = write_sized_qos0(&mut t, &mut out, 1_000, 2);
+        assert!(outcomes(&proving).is_empty());
+        let near_it = write_sized_qos0(&mut t, &mut out, 1_100, 3);
+        assert_eq!(outcomes(&near_it), vec![Outcome::Delivered], "near 1,000");
+        let impatient =
+            write_qos0_within(&mut t, &mut out, 100_000, 4, Some(Duration::from_secs(3)));
+        assert_eq!(outcomes(&impatient), vec![Outcome::Delivered], "impatient");
+        std::thread::sleep(QUICK + Duration::from_millis(50));
+        t.on_event(&mut out, &Observed::Pong);
+        assert_eq!(outcomes(&proving), vec![Outcome::Delivered]);
+        // 1,300 bytes pass 1,000 by the margin, not 1,100 (taken when outlived).
+        let after = write_sized_qos0(&mut t, &mut out, 1_300, 5);
+        assert_eq!(
+            outcomes(&after),
+            vec![Outcome::Delivered],
+            "within 1,100's margin"
+        );
     }
 
     /// A QoS 0 message far larger than any the broker took is answered once the connection
@@ -2166,7 +2235,7 @@ mod tests {
     /// whose write failed, is blamed on nothing, so that closes on connections too short-lived
     /// to outlive any record (nodes fighting over one client id) still count as takeovers.
     /// (Before: every close of such a fight, with statusTopic, was blamed on a record's size,
-    /// and the fight was never found.) The first QoS 0 record the connection outlived is a
+    /// and the fight was never found.) The QoS 0 records the connection outlived are a
     /// measure: QoS 0 alone learns the limit too.
     #[test]
     fn qos0_records_are_measured_against_records_the_broker_took() {
@@ -2195,8 +2264,11 @@ mod tests {
         );
         std::thread::sleep(QUICK + Duration::from_millis(50));
         t.on_event(&mut out, &Observed::Pong);
-        let large = write_sized_qos0(&mut t, &mut out, 10_000, 3);
-        assert!(outcomes(&large).is_empty(), "larger than the first by far");
+        let large = write_sized_qos0(&mut t, &mut out, 20_000, 3);
+        assert!(
+            outcomes(&large).is_empty(),
+            "larger than those outlived by far"
+        );
     }
 
     /// A ping answered in the read that lost the connection proves nothing: the close may be

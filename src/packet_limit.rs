@@ -59,6 +59,11 @@ impl Measure {
     }
 }
 
+/// Whether a message of `size` bytes passes one of `than` bytes by the margin.
+pub fn far_larger(size: usize, than: usize) -> bool {
+    size > than + than / MARGIN_DIVISOR
+}
+
 /// What one connection (across its reconnects to one broker) knows of its broker's packet
 /// limit. Sizes are
 /// those of the PUBLISH packets (`protocol::Outbox::packet_size`).
@@ -136,7 +141,7 @@ impl PacketLimit {
     /// Whether a close may be blamed on a message of `size` bytes: the broker took a message,
     /// and this one passes the largest it took by the margin.
     pub fn unproven(&self, size: usize) -> bool {
-        self.acked > 0 && size > self.acked + self.acked / MARGIN_DIVISOR
+        self.acked > 0 && far_larger(size, self.acked)
     }
 
     /// The broker took a record's message of `size` bytes (after [`PacketLimit::acked`]).
@@ -151,9 +156,7 @@ impl PacketLimit {
     /// fighting over one client id) every close would be blamed on a record's size, never
     /// taken for the takeover it is.
     pub fn unproven_qos0(&self, size: usize) -> bool {
-        self.records > 0
-            && size > self.records + self.records / MARGIN_DIVISOR
-            && self.unproven(size)
+        self.records > 0 && far_larger(size, self.records) && self.unproven(size)
     }
 
     /// The learned ceiling, when a message of `size` bytes reaches it.
