@@ -177,7 +177,8 @@ pub fn message_bytes(messages: &[Message]) -> usize {
 /// fill the bound, and every other endpoint's packs would fail.
 const ENDPOINT_SHARE_DIVISOR: usize = 2;
 
-/// The messages and bytes some packs hold on a connection ([`Shares`]).
+/// The messages and bytes some packs hold on a connection: all of them, or those of one
+/// endpoint or [`Origin`] ([`Shares`]).
 #[derive(Default)]
 struct Holdings {
     messages: AtomicUsize,
@@ -233,24 +234,21 @@ impl<K: std::hash::Hash + Eq> Shares<K> {
     }
 }
 
-/// One message, and its bytes, counted in [`Tracker::held_bytes`] and in the [`Holdings`] of
-/// its endpoint and of its [`Origin`] from its acceptance until it is confirmed or failed,
-/// whichever way it leaves: they are given back when this drops.
+/// One message, and its bytes, counted in the [`Holdings`] of its connection
+/// ([`Tracker::held_bytes`]), of its endpoint and of its [`Origin`] from its acceptance until
+/// it is confirmed or failed, whichever way it leaves: they are given back when this drops.
 struct Held {
-    total: Arc<AtomicUsize>,
-    shares: [Arc<Holdings>; 2],
+    holders: [Arc<Holdings>; 3],
     bytes: usize,
 }
 
 impl Held {
-    fn new(total: &Arc<AtomicUsize>, shares: &[Arc<Holdings>; 2], bytes: usize) -> Held {
-        total.fetch_add(bytes, Ordering::Relaxed);
-        for share in shares {
-            share.add(bytes);
+    fn new(holders: &[Arc<Holdings>; 3], bytes: usize) -> Held {
+        for holder in holders {
+            holder.add(bytes);
         }
         Held {
-            total: Arc::clone(total),
-            shares: shares.clone(),
+            holders: holders.clone(),
             bytes,
         }
     }
@@ -258,9 +256,8 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
-        for share in &self.shares {
-            share.remove(self.bytes);
+        for holder in &self.holders {
+            holder.remove(self.bytes);
         }
     }
 }
@@ -578,8 +575,8 @@ pub struct Tracker {
     window: Window,
     acked_in_flight: usize,
     qos2_in_flight: usize,
-    /// Payload bytes of the messages above.
-    held_bytes: Arc<AtomicUsize>,
+    /// The messages above and their bytes ([`Message::bytes`]).
+    held: Arc<Holdings>,
     /// What each endpoint's messages above hold ([`Origin::endpoint`]), and each endpoint's
     /// through each appender (Kaa hands every pack to every appender, and appenders may share
     /// a connection).
@@ -638,7 +635,7 @@ impl Tracker {
 
     /// Bytes of the messages accepted and not yet confirmed or failed ([`Message::bytes`]).
     pub fn held_bytes(&self) -> usize {
-        self.held_bytes.load(Ordering::Relaxed)
+        self.held.bytes.load(Ordering::Relaxed)
     }
 
     /// Which bound, if any, a pack of `messages` messages taking `bytes` bytes from `origin`
@@ -745,7 +742,8 @@ impl Tracker {
             self.shortest_patience =
                 Some(self.shortest_patience.map_or(patience, |p| p.min(patience)));
         }
-        let shares = [
+        let holders = [
+            Arc::clone(&self.held),
             self.endpoints.entry(how.origin.endpoint),
             self.origins.entry(how.origin),
         ];
@@ -754,7 +752,7 @@ impl Tracker {
                 pack: Arc::clone(pack),
                 how,
                 since: now,
-                held: Held::new(&self.held_bytes, &shares, message.bytes()),
+                held: Held::new(&holders, message.bytes()),
                 message,
                 measure,
             });
@@ -2029,14 +2027,7 @@ mod tests {
     /// The broker acknowledged a record's message (an appender's, not the status message).
     fn record_acknowledged(t: &mut Tracker, out: &mut Recorder) {
         let (p, rx) = pack(1);
-        let how = PublishOptions {
-            origin: Origin {
-                appender: 1,
-                endpoint: 1,
-            },
-            ..PublishOptions::from(Qos::AtLeastOnce)
-        };
-        t.submit(out, &p, how, to_topic("allowed/x", 1), 100);
+        t.submit(out, &p, from_source(1), to_topic("allowed/x", 1), 100);
         t.on_event(out, &written(1));
         t.on_event(out, &puback(1));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
@@ -3789,20 +3780,16 @@ mod tests {
     #[test]
     fn one_endpoint_holds_at_most_half_of_the_bounds() {
         let max = 10; // messages, so 40 KiB
-        let from = |endpoint| PublishOptions {
-            origin: Origin {
-                appender: 1,
-                endpoint,
-            },
-            ..PublishOptions::from(Qos::AtLeastOnce)
-        };
-        // Disconnected: every message waits.
+                      // Disconnected: every message waits.
         let (mut t, mut out) = (Tracker::default(), Recorder::default());
         let (a, _) = pack(4);
-        assert_eq!(t.submit(&mut out, &a, from(1), sized(&[1; 4]), max), None);
+        assert_eq!(
+            t.submit(&mut out, &a, from_source(1), sized(&[1; 4]), max),
+            None
+        );
         let (b, b_rx) = pack(2);
         assert_eq!(
-            t.submit(&mut out, &b, from(1), sized(&[1; 2]), max),
+            t.submit(&mut out, &b, from_source(1), sized(&[1; 2]), max),
             Some(Crowded::Endpoint {
                 messages: 4,
                 bytes: 4,
@@ -3811,14 +3798,20 @@ mod tests {
         );
         assert_eq!(outcomes(&b_rx), vec![Outcome::ConnectionError]);
         let (c, _) = pack(1);
-        assert_eq!(t.submit(&mut out, &c, from(1), sized(&[1]), max), None);
+        assert_eq!(
+            t.submit(&mut out, &c, from_source(1), sized(&[1]), max),
+            None
+        );
         // Another endpoint takes the rest, up to the connection's bound.
         let (d, d_rx) = pack(5);
-        assert_eq!(t.submit(&mut out, &d, from(2), sized(&[1; 5]), max), None);
+        assert_eq!(
+            t.submit(&mut out, &d, from_source(2), sized(&[1; 5]), max),
+            None
+        );
         assert!(outcomes(&d_rx).is_empty());
         let (e, _) = pack(1);
         assert_eq!(
-            t.submit(&mut out, &e, from(3), sized(&[1]), max),
+            t.submit(&mut out, &e, from_source(3), sized(&[1]), max),
             Some(Crowded::Connection)
         );
         // Given back: endpoint 1 holds one message now.
@@ -3826,7 +3819,10 @@ mod tests {
         d.finish(Why::Expired);
         t.prune();
         let (f, f_rx) = pack(4);
-        assert_eq!(t.submit(&mut out, &f, from(1), sized(&[1; 4]), max), None);
+        assert_eq!(
+            t.submit(&mut out, &f, from_source(1), sized(&[1; 4]), max),
+            None
+        );
         assert!(outcomes(&f_rx).is_empty());
         c.finish(Why::Expired);
         f.finish(Why::Expired);
@@ -3836,10 +3832,13 @@ mod tests {
         // Bytes: a first pack past half of them is taken, nothing more of its endpoint's.
         let big = PENDING_BYTES_PER_RECORD * 6;
         let (g, _) = pack(1);
-        assert_eq!(t.submit(&mut out, &g, from(1), sized(&[big]), max), None);
+        assert_eq!(
+            t.submit(&mut out, &g, from_source(1), sized(&[big]), max),
+            None
+        );
         let (h, _) = pack(1);
         assert!(matches!(
-            t.submit(&mut out, &h, from(1), sized(&[1]), max),
+            t.submit(&mut out, &h, from_source(1), sized(&[1]), max),
             Some(Crowded::Endpoint { messages: 1, .. })
         ));
         let (i, _) = pack(1);
@@ -3847,7 +3846,7 @@ mod tests {
             t.submit(
                 &mut out,
                 &i,
-                from(2),
+                from_source(2),
                 sized(&[PENDING_BYTES_PER_RECORD]),
                 max
             ),
