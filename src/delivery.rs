@@ -955,6 +955,7 @@ impl Tracker {
     pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized), window: Window) {
         self.connected = true;
         self.window = window;
+        self.limit.announced(out.announces_limit());
         // Every connection starts rumqttc's numbering afresh (`EventLoop::forget`), with what
         // the last one handed over and did not write still first in line.
         let carried = self
@@ -1598,6 +1599,10 @@ mod tests {
                 size,
                 limit: limit as u32,
             })
+        }
+
+        fn announces_limit(&self) -> bool {
+            self.max_packet.is_some()
         }
 
         fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
@@ -2260,6 +2265,42 @@ mod tests {
             outcomes(&large).is_empty(),
             "larger than those outlived by far"
         );
+    }
+
+    /// A broker that said its Maximum Packet Size (MQTT 5), which no message past it reaches:
+    /// a QoS 0 record far larger than any it took is answered at its write, and closes with a
+    /// large message unacknowledged teach no limit (a takeover fight, a restart) and leave
+    /// messages that large published.
+    #[test]
+    fn a_broker_that_said_its_limit_proves_nothing_and_teaches_nothing() {
+        let mut t = Tracker::default();
+        let mut out = Recorder {
+            max_packet: Some(1_000_000),
+            ..Recorder::default()
+        };
+        t.on_connected(&mut out, Window::default());
+        record_acknowledged(&mut t, &mut out);
+        let large = write_sized_qos0(&mut t, &mut out, 10_000, 1);
+        assert_eq!(outcomes(&large), vec![Outcome::Delivered], "at its write");
+
+        for pkid in [2, 1] {
+            let (p, rx) = pack(1);
+            t.submit(&mut out, &p, Qos::AtLeastOnce.into(), vec![big()], 100);
+            assert!(outcomes(&rx).is_empty(), "published");
+            t.on_event(&mut out, &written(pkid));
+            assert_eq!(lose(&mut t, TopicClose::No), None);
+            assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+            t.on_connected(&mut out, Window::default());
+        }
+        let published = out.published.len();
+        t.submit(
+            &mut out,
+            &pack(1).0,
+            Qos::AtLeastOnce.into(),
+            vec![big()],
+            100,
+        );
+        assert_eq!(out.published.len(), published + 1, "not refused");
     }
 
     /// A ping answered in the read that lost the connection proves nothing: the close may be

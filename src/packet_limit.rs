@@ -80,6 +80,9 @@ pub struct PacketLimit {
     suspects: VecDeque<(Measure, Instant)>,
     /// The limit learned, and when: messages this large or larger are not written.
     ceiling: Option<(usize, Instant)>,
+    /// The broker said its limit (MQTT 5's Maximum Packet Size), which `protocol::Grants`
+    /// holds messages to: nothing is learned, and no message is unproven.
+    announced: bool,
 }
 
 /// What a close by the broker says about the packet limit.
@@ -138,10 +141,21 @@ impl PacketLimit {
         Some(Blamed::Suspect { size, acked })
     }
 
-    /// Whether a close may be blamed on a message of `size` bytes: the broker took a message,
-    /// and this one passes the largest it took by the margin.
+    /// A connection was made, to a broker that said its limit or not. Said, it replaces what
+    /// was learned: that broker's closes have other causes, and a QoS 0 record within its
+    /// limit would wait to prove itself for nothing.
+    pub fn announced(&mut self, said: bool) {
+        self.announced = said;
+        if said {
+            self.suspects.clear();
+            self.ceiling = None;
+        }
+    }
+
+    /// Whether a close may be blamed on a message of `size` bytes: the broker did not say its
+    /// limit, took a message, and this one passes the largest it took by the margin.
     pub fn unproven(&self, size: usize) -> bool {
-        self.acked > 0 && far_larger(size, self.acked)
+        !self.announced && self.acked > 0 && far_larger(size, self.acked)
     }
 
     /// The broker took a record's message of `size` bytes (after [`PacketLimit::acked`]).
@@ -219,6 +233,23 @@ mod tests {
         );
         assert_eq!(limit.ceiling_at(132_000, now), Some(132_000));
         assert_eq!(limit.ceiling_at(131_999, now), None);
+    }
+
+    /// A broker reconfigured to say its limit (MQTT 5): what its silent closes taught before
+    /// no longer holds messages back, and while it says it, none are suspected.
+    #[test]
+    fn a_limit_the_broker_says_replaces_one_learned() {
+        let now = Instant::now();
+        let mut limit = PacketLimit::default();
+        limit.acked(300);
+        limit.blame(written(132_000, b"a", now), now);
+        limit.blame(written(132_000, b"a", now), now);
+        assert_eq!(limit.ceiling_at(132_000, now), Some(132_000));
+
+        limit.announced(true);
+        assert_eq!(limit.ceiling_at(132_000, now), None);
+        assert_eq!(limit.blame(written(132_000, b"a", now), now), None);
+        assert!(!limit.unproven_qos0(132_000));
     }
 
     /// Closes over different large messages (a broker restarting, a takeover fight) are

@@ -959,6 +959,10 @@ impl Outbox for Limited {
         self.grants.refusal(size, how)
     }
 
+    fn announces_limit(&self) -> bool {
+        self.grants.max_packet_size.is_some()
+    }
+
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
@@ -1049,6 +1053,13 @@ pub trait Outbox {
     /// it hands a message over, for every message of a pack before any of it goes out.
     fn refusal(&self, _size: usize, _how: &PublishOptions) -> Option<Unqueued> {
         None
+    }
+
+    /// Whether the broker of the connection said the largest packet it takes (MQTT 5's
+    /// Maximum Packet Size): [`refusal`](Self::refusal) then holds messages to it, and its
+    /// closes tell nothing of sizes (`packet_limit`).
+    fn announces_limit(&self) -> bool {
+        false
     }
 }
 

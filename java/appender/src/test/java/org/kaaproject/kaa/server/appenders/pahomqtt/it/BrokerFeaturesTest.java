@@ -342,6 +342,35 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * An MQTT 5 broker that says its packet limit closes no connection over a message within it, so a QoS 0 record
+     * far larger than those it took is answered at its write, as any QoS 0 record: here it was received, the broker
+     * restarted at once, and its pack was answered onSuccess, once. (Before: it waited two seconds to outlive the
+     * connection, as under MQTT 3.1.1, failed with the restart though received, and Kaa sent it again.)
+     */
+    @Test
+    void mqtt5QoS0RecordsWithinTheAnnouncedLimitAreAnsweredAtTheirWrite() throws Exception {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("max_packet_size 200000")) {
+            broker.start();
+            String topic = "mps0/" + UUID.randomUUID();
+            LogAppender appender = KaaNode.load("announced limit", KaaNode.config(mqtt5(KaaNode.brokerConfig(
+                    broker.port(), topic, 0))));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic, 1)) {
+                append(appender, records(3, 1)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                // Outlived by the connection, with the next write: the records the broker took, for QoS 0.
+                Thread.sleep(2_500);
+                append(appender, records(3, 2)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                RecordingCallback large = append(appender, List.of(TestData.telemetryWithNote(SCHEMA,
+                        new java.util.Random(3), "large", 1, 30_000)));
+                sub.assertCount(7, Duration.ofSeconds(10));
+                broker.restart();
+                large.assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(500));
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
+    /**
      * An MQTT 3.1.1 broker says nothing of its packet limit (Mosquitto's {@code max_packet_size}; EMQX 1 MB, AWS IoT
      * 128 KB) and closes the connection at a larger message without a reason. Two appenders share one connection
      * with a fixed client id: one endpoint's pack with a record of 30 KB of JSON fails with the connection twice, sent
