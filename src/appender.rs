@@ -29,6 +29,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// After a panic the sweep starts again this much later (a panic that repeats logs once a
 /// second, not ten times).
 const SWEEP_RESTART_PAUSE: Duration = Duration::from_secs(1);
+/// How long a closed appender holds its connections at least. Kaa edits an appender by
+/// closing it and, after a database read, creating it again
+/// (`ApplicationLogActorMessageProcessor`: remove, then add): with the same connection
+/// settings the new one takes them over, where an idle one's connection closed at once and
+/// was made again, its `statusTopic` saying `offline`, then `online`.
+const EDIT_GRACE: Duration = Duration::from_secs(2);
 
 /// A pack's log schema as Kaa's `LogSchema` gives it, nulls as `None`.
 pub struct PackSchema<'a, T: FnOnce() -> Option<String>> {
@@ -532,26 +538,26 @@ impl Appender {
 
     /// Returns at once; later appends are answered `InternalError` at once. Packs still in
     /// flight keep waiting for the broker's acks, for `closeTimeoutSeconds` at most (and never
-    /// past their own deadline): a task on the runtime holds the connections meanwhile, so an
-    /// appender created again with the same configuration shares them, and answers what is
-    /// left `ConnectionError`, as at a pack's deadline: the broker did not confirm it in time,
-    /// and Kaa sends it again. Then it lets go of the connections. With a close timeout of
-    /// zero, packs in flight are answered `InternalError` at once.
+    /// past their own deadline): a task on the runtime holds the connections meanwhile, and
+    /// for [`EDIT_GRACE`] at least, so an appender created again with the same configuration
+    /// shares them, and answers what is left `ConnectionError`, as at a pack's deadline: the
+    /// broker did not confirm it in time, and Kaa sends it again. Then it lets go of the
+    /// connections. With a close timeout of zero, packs in flight are answered `InternalError`
+    /// at once.
     pub fn close(&self) {
         let connections = std::mem::take(&mut *write(&self.connections));
         let live: Vec<_> = lock(&self.live).drain(..).collect();
         let timeout = self.config.close_timeout;
+        let now = Instant::now();
+        let until = now + timeout;
         if timeout.is_zero() {
-            for pack in live.into_iter().filter_map(|(_, p)| p.upgrade()) {
+            for pack in live.iter().filter_map(|(_, p)| p.upgrade()) {
                 pack.finish(Why::Closed);
             }
-            for connection in connections {
+            for connection in &connections {
                 connection.prune();
             }
-            log::info!("appender '{}' closed", self.name);
-            return;
         }
-        let until = Instant::now() + timeout;
         let live: VecDeque<_> = live
             .into_iter()
             .filter(|(_, pack)| pack.upgrade().is_some_and(|p| !p.is_done()))
@@ -559,20 +565,30 @@ impl Appender {
             .collect();
         if live.is_empty() {
             log::info!("appender '{}' closed", self.name);
-            return;
+        } else {
+            log::info!(
+                "appender '{}' closed; {} packs in flight wait up to {} s (closeTimeoutSeconds) for the broker",
+                self.name,
+                live.len(),
+                timeout.as_secs()
+            );
         }
-        log::info!(
-            "appender '{}' closed; {} packs in flight wait up to {} s (closeTimeoutSeconds) for the broker",
-            self.name,
-            live.len(),
-            timeout.as_secs()
-        );
+        if connections.is_empty() {
+            return; // closed before
+        }
+        let held = now + EDIT_GRACE;
+        let last = if live.is_empty() {
+            held
+        } else {
+            until.max(held)
+        };
         for connection in &connections {
-            connection.draining(until);
+            connection.draining(last);
         }
         let draining = Arc::new(Draining {
             name: self.name.clone(),
             live: Mutex::new(live),
+            held,
             connections,
         });
         runtime().spawn(restarting(
@@ -617,13 +633,16 @@ struct Draining {
     name: String,
     /// Packs not known to be answered, each with its deadline (its own, or the close's).
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
+    /// [`EDIT_GRACE`] after the close: the connections are held until then at least.
+    held: Instant,
     /// Held until the last pack is answered, so the connections stay up for their acks.
     connections: Vec<Arc<Connection>>,
 }
 
 /// Waits until every pack in flight at close is answered, failing those whose deadline
-/// passes (`ConnectionError`), then lets go of the connections (dropping `draining`'s last
-/// reference). Runs under [`restarting`], like the sweep.
+/// passes (`ConnectionError`), and until [`EDIT_GRACE`] has passed, then lets go of the
+/// connections (dropping `draining`'s last reference). Runs under [`restarting`], like the
+/// sweep.
 async fn drain(draining: Arc<Draining>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -644,7 +663,10 @@ async fn drain(draining: Arc<Draining>) {
             _ => false,
         });
         if live.is_empty() {
-            break;
+            if now >= draining.held {
+                break;
+            }
+            continue;
         }
         drop(live);
         for connection in &draining.connections {
@@ -1303,6 +1325,26 @@ mod tests {
         second.close();
         // The first appender's pack is still answered, at its own deadline at the latest.
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+
+    /// The same for an idle appender, with nothing to drain: Kaa's edit (close, then a new
+    /// appender) keeps its connection, where before it closed at once and was made again.
+    #[test]
+    fn an_idle_appender_made_again_at_once_shares_its_connection() {
+        let config = unreachable_config(Duration::from_secs(30));
+        let first = open("idle-made-again", config.clone());
+        let connection = Arc::downgrade(&read(&first.connections)[0]);
+        first.close();
+        drop(first);
+        // Kaa reads the appender from its database before it creates it again.
+        std::thread::sleep(EDIT_GRACE / 4);
+        let second = open("idle-made-again", config);
+        let held = connection
+            .upgrade()
+            .expect("the close holds the connection");
+        assert!(Arc::ptr_eq(&held, &read(&second.connections)[0]));
+        drop(held);
+        second.close();
     }
 
     /// A second appender with the first one's client id, cleanSession off and another

@@ -18,6 +18,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
@@ -736,6 +737,49 @@ class BrokerFeaturesTest {
             assertEquals("offline", words.get(2), "the first connection says 'offline' as it goes: " + words);
             assertEquals("online", words.get(words.size() - 1), "the status ends 'online': " + words);
             second.close();
+        }
+    }
+
+    /**
+     * An idle appender edited in the admin with its connection settings kept (its topic changed here): the node
+     * closes it and, after reading it from its database, creates it again, which takes over the connection. The broker
+     * sees one connection and the status says 'online' once, no 'offline' between; the new topic gets the records.
+     * (Before: the connection closed at once and was made again, and the status said 'offline', then 'online'.) The
+     * last close still says 'offline'.
+     */
+    @Test
+    void anIdleAppenderEditedWithItsConnectionSettingsKeepsItsConnection() throws Exception {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String status = "status/" + UUID.randomUUID();
+            Map<String, Object> before = KaaNode.brokerConfig(broker.port(), "data/" + UUID.randomUUID(), 1);
+            before.put("statusTopic", status);
+            String clientId = (String) before.get("clientId");
+            Map<String, Object> after = new HashMap<>(before);
+            after.put("mqtttopic", "data/" + UUID.randomUUID());
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), status, 1);
+                    Subscriber data = Subscriber.subscribe(broker.port(), (String) after.get("mqtttopic"), 1)) {
+                LogAppender first = KaaNode.load("idle edit", KaaNode.config(before));
+                assertEquals("online", json(sub.awaitCount(1, Duration.ofSeconds(10)).get(0)).get("status")
+                        .getTextValue());
+                first.close();
+                Thread.sleep(300); // the node's database read
+                LogAppender second = KaaNode.load("idle edit", KaaNode.config(after));
+                try {
+                    append(second, records(3, 1)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                    data.assertCount(3, Duration.ofSeconds(10));
+                    Thread.sleep(3_000); // past the first appender's hold on the connection
+                    List<String> words = new ArrayList<>();
+                    for (byte[] b : sub.payloads()) {
+                        words.add(json(b).get("status").getTextValue());
+                    }
+                    assertEquals(List.of("online"), words, "the status through the edit");
+                    broker.assertConnectedOnce(clientId);
+                } finally {
+                    second.close();
+                }
+                assertEquals("offline", json(sub.awaitCount(2, Duration.ofSeconds(10)).get(1)).get("status")
+                        .getTextValue());
+            }
         }
     }
 
