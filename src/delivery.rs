@@ -1541,10 +1541,17 @@ impl Tracker {
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad
-    /// credentials, not authorised): what waits for one would wait in vain.
+    /// credentials, not authorised): what waits for one would wait in vain. So would the packs
+    /// handed to the client and not written when the last connection was lost (the client
+    /// keeps them for the next one), which waited for their deadline: they are answered now
+    /// too, and their messages stay in `sent`, in step with the client, which writes them if
+    /// a broker takes the connection after all.
     pub fn on_refused(&mut self) {
         for p in self.parked.drain(..) {
             p.pack.finish(Why::Refused);
+        }
+        for m in &self.sent {
+            m.pack.finish(Why::Refused);
         }
     }
 
@@ -2419,6 +2426,34 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 100);
         t.on_refused();
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+    }
+
+    /// A pack handed to the client and not written when the connection was lost waits for the
+    /// next one; every broker refusing it, the pack is answered then, not at its deadline. Its
+    /// messages, written if a broker takes the connection after all, keep later packs'
+    /// packet ids in step.
+    #[test]
+    fn refused_connection_fails_packs_the_client_holds_unwritten() {
+        let (mut t, mut out) = connected();
+        let (p, rx) = pack(2);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
+        t.on_connection_lost(0, &[]);
+        assert!(outcomes(&rx).is_empty(), "kept for the next connection");
+        t.on_refused();
+        assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+
+        t.on_connected(&mut out, Window::default());
+        let (later, later_rx) = pack(1);
+        t.submit(&mut out, &later, Qos::AtLeastOnce.into(), payloads(1), 100);
+        for pkid in 1..=3 {
+            t.on_event(&mut out, &written(pkid));
+        }
+        t.on_event(&mut out, &puback(3));
+        assert_eq!(outcomes(&later_rx), vec![Outcome::Delivered]);
+        t.on_event(&mut out, &puback(1));
+        t.on_event(&mut out, &puback(2));
+        assert!(outcomes(&rx).is_empty(), "answered once");
+        assert_eq!(t.outstanding(), 0);
     }
 
     #[test]
