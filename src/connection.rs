@@ -75,7 +75,8 @@ struct Shared {
     online_again: Notify,
     /// Set with `shutdown`: the pool has let go.
     released: AtomicBool,
-    /// Closed when the driver has ended: DISCONNECT written, socket dropped.
+    /// Closed when the driver has ended: DISCONNECT written and the socket closed by the
+    /// broker (or given up on), then dropped.
     finished: Arc<Semaphore>,
     /// What this one connects only after: the connection with the same client that was
     /// closing when this one was made, and those of this process that give up the client id
@@ -869,7 +870,7 @@ async fn drive<E: EventLoop>(
 ) {
     for previous in &shared.waits_for {
         // Fails (closed semaphore) as soon as the old connection is gone: its connect attempt
-        // ended and its DISCONNECT is written (or it let go of the id). Bounded by when it
+        // ended and the broker took its DISCONNECT (or it let go of the id). Bounded by when it
         // should have.
         let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
@@ -1735,10 +1736,15 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         return;
     }
     lock(&shared.client).disconnect();
+    // Until the broker closes the socket, not only until the DISCONNECT is written: then it
+    // has read it and let go of the client id. A connection made next with the id (an edited
+    // appender's) waits for this one's end, and could otherwise reach the broker first, by
+    // another route (through a proxy, or a listener less busy), and push this one out.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         loop {
             match eventloop.poll().await {
-                Ok(Observed::Disconnected) | Err(_) => break,
+                Err(_) => break,
+                Ok(Observed::Disconnected) => {}
                 Ok(event) => shared.hand_over(|tracker, client| tracker.on_event(client, &event)),
             }
         }

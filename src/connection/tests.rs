@@ -18,6 +18,8 @@ enum Step {
     /// several packets): the poll returns the first, the rest wait in its queue.
     Burst(Vec<Observed>),
     Panic,
+    /// The broker closed the socket.
+    Closed,
 }
 
 /// An event loop that polls what the test sends it, and panics when told to. It counts the
@@ -57,6 +59,10 @@ impl EventLoop for Scripted {
                 Ok(self.2.pop_front().expect("a burst of at least one event"))
             }
             Some(Step::Panic) => panic!("injected: the event loop panics"),
+            Some(Step::Closed) => Err(Failure::Closed {
+                why: "end of stream".into(),
+                said: Said::Nothing,
+            }),
             None => std::future::pending().await,
         }
     }
@@ -231,6 +237,7 @@ fn close_scripted(shared: &Shared, events: &UnboundedSender<Step>) {
     // Ends a connected driver's poll. One between connections (in its reconnect pause)
     // already ended at the shutdown notice, and dropped the script's receiver with it.
     let _ = events.send(Step::Event(Observed::Disconnected));
+    let _ = events.send(Step::Closed);
     let finished = Arc::clone(&shared.finished);
     let ended = runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
     assert!(matches!(ended, Ok(Err(_))), "the driver did not end");
