@@ -2127,10 +2127,10 @@ mod tests {
         let large = write_sized_qos0(&mut t, &mut out, 10_000, 7);
         assert!(outcomes(&large).is_empty(), "answered at its write");
         assert_eq!(t.outstanding(), 1);
-        std::thread::sleep(QUICK / 2);
+        std::thread::sleep(QUICK / 4);
         t.on_event(&mut out, &Observed::Pong);
         assert!(outcomes(&large).is_empty(), "answered before QUICK");
-        std::thread::sleep(QUICK / 2 + Duration::from_millis(50));
+        std::thread::sleep(QUICK * 3 / 4 + Duration::from_millis(50));
         t.on_event(&mut out, &Observed::Pong);
         assert_eq!(outcomes(&large), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
@@ -3392,9 +3392,9 @@ mod tests {
         let (mut t, mut out) = connected();
         acknowledged(&mut t, &mut out);
         write_qos0(&mut t, &mut out, "old/a");
-        std::thread::sleep(QUICK / 2 + Duration::from_millis(200));
+        std::thread::sleep(QUICK * 3 / 4 + Duration::from_millis(200));
         write_qos0(&mut t, &mut out, "new/b");
-        std::thread::sleep(QUICK / 2);
+        std::thread::sleep(QUICK / 4);
         assert_eq!(
             lose(&mut t, TopicClose::Silent),
             on_topic("new/b", TopicBlame::Suspect)

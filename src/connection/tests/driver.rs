@@ -129,9 +129,10 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
     let shared = shared();
     let (events, _) = drive_scripted(&shared);
     connect(&shared, &events);
-    let (pack, how, messages, rx) = qos1_pack(8);
+    let (pack, how, messages, rx) = qos1_pack(12);
+    // 1.75 s of slack at each step for a busy machine.
     let how = PublishOptions {
-        patience: Some(Duration::from_secs(1)),
+        patience: Some(Duration::from_secs(2)),
         ..how
     };
     lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
@@ -139,9 +140,9 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
         pkid,
         refused: None,
     };
-    // Two seconds of writing, one message each quarter of a second, the broker
+    // Three seconds of writing, one message each quarter of a second, the broker
     // acknowledging each one as the next goes out.
-    for pkid in 1..=8 {
+    for pkid in 1..=12 {
         std::thread::sleep(Duration::from_millis(250));
         // As the appender's sweep does (`Connection::sweep`).
         if lock(&shared.tracker).is_stalled(Instant::now()).is_some() {
@@ -151,7 +152,7 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
             events.send(Step::Event(event)).expect("sent");
         }
     }
-    events.send(Step::Event(acked(8))).expect("sent");
+    events.send(Step::Event(acked(12))).expect("sent");
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     assert!(
         shared.metrics.connected.load(Ordering::Relaxed),
