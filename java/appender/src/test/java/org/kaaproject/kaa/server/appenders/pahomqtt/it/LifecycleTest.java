@@ -78,12 +78,7 @@ class LifecycleTest {
         appender.init(KaaNode.appenderDto(name, KaaNode.config(config(second))));
         delivers(appender, "second configuration");
         assertEquals(1, beans(name).size(), "one JMX bean");
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!disconnected(first) && System.nanoTime() < deadline) {
-            RecordingCallback.sleep(Duration.ofMillis(50));
-        }
-        assertTrue(disconnected(first), "the first configuration's connection said goodbye\n"
-                + BROKER.broker().logTail(20));
+        BROKER.broker().awaitDisconnected(first);
         assertTrue(!disconnected(second), "the second one is still up");
     }
 
@@ -102,11 +97,7 @@ class LifecycleTest {
             delivers(live, "a live appender's pack");
         }
         assertEquals(Set.of(), beans(name), "the dropped appender's JMX bean is unregistered");
-        deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!disconnected(name) && System.nanoTime() < deadline) {
-            RecordingCallback.sleep(Duration.ofMillis(50));
-        }
-        assertTrue(disconnected(name), "its connection said goodbye\n" + BROKER.broker().logTail(20));
+        BROKER.broker().awaitDisconnected(name);
     }
 
     /**

@@ -327,6 +327,20 @@ public final class Mosquitto implements AutoCloseable {
         }
     }
 
+    /**
+     * Waits, 10 s at most, for the broker to log the DISCONNECT of this client id: a closed appender's connection stays
+     * up a moment (2 s at least, for Kaa's edits) before it says goodbye.
+     */
+    public void awaitDisconnected(String clientId) {
+        String line = "Client " + clientId + " disconnected.";
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(10);
+        while (!log().contains(line) && System.nanoTime() < deadline) {
+            RecordingCallback.sleep(java.time.Duration.ofMillis(50));
+        }
+        org.junit.jupiter.api.Assertions.assertTrue(log().contains(line), clientId + "'s connection said goodbye\n"
+                + logTail(20));
+    }
+
     /** The broker's log shows one connection of this client id: the appender's was never reset. */
     public void assertConnectedOnce(String clientId) {
         String log = logTail(2000);

@@ -100,6 +100,7 @@ class SessionTest {
         RecordingCallback.append(a, KaaNode.pack(TELEMETRY, 1, ChildNodeMain.records(1, 3)), "session " + expiry)
                 .assertExactlyOne(SUCCESS, WAIT, Duration.ZERO);
         BROKER.closeAppenders();
+        BROKER.broker().awaitDisconnected(clientId);
         assertEquals(kept, sessionPresent(clientId), "broker kept the session after DISCONNECT\n"
                 + BROKER.broker().logTail(10));
     }
@@ -163,6 +164,7 @@ class SessionTest {
             System.out.printf("session QoS %d: %d tunnels, %d records confirmed, %d packs failed%n", qos,
                     proxy.requests().size(), confirmed.size(), failed);
             BROKER.closeAppenders();
+            BROKER.broker().awaitDisconnected(clientId);
             assertTrue(sessionPresent(clientId), "the session outlived the appender's connections");
         }
     }
