@@ -640,6 +640,22 @@ fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_br
     drop(connection);
 }
 
+/// Sweeps `connection` every 100 ms, as its appender does, until `events` gives something, or
+/// `WAIT` passes.
+fn sweep_until<T>(
+    connection: &Connection,
+    events: &mpsc::Receiver<T>,
+) -> Result<T, mpsc::RecvTimeoutError> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        connection.sweep();
+        match events.recv_timeout(Duration::from_millis(100)) {
+            Err(_) if Instant::now() < deadline => continue,
+            other => return other,
+        }
+    }
+}
+
 /// A broker that keeps the connection up and answers pings but acknowledges nothing leaves
 /// the packs to the failover broker once the connection is found stalled. (Before: the stalled
 /// connection started again at the same broker, and every pack failed there at its deadline
@@ -663,15 +679,8 @@ fn a_broker_that_acknowledges_nothing_leaves_the_packs_to_the_failover_broker() 
     let (pack, mut how, messages, rx) = qos1_pack(1);
     how.patience = Some(Duration::from_millis(300));
     connection.submit(&pack, how, messages, 100);
-    // As the sweep does: until the message has waited past its patience.
-    let deadline = Instant::now() + WAIT;
-    let failover_id = loop {
-        connection.sweep();
-        match failover_ids.recv_timeout(Duration::from_millis(100)) {
-            Err(_) if Instant::now() < deadline => continue,
-            other => break other,
-        }
-    };
+    // Until the message has waited past its patience.
+    let failover_id = sweep_until(&connection, &failover_ids);
     assert_eq!(
         failover_id.as_deref(),
         Ok("stall-failover"),
@@ -705,16 +714,9 @@ fn a_status_message_holding_the_only_slot_is_judged_too() {
     })
     .expect("opened");
     assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
-    // As the sweep does, until the status message has waited past its patience (a connect
-    // and a keep-alive, from its write, which a busy machine may delay).
-    let deadline = Instant::now() + WAIT;
-    let again = loop {
-        connection.sweep();
-        match ids.recv_timeout(Duration::from_millis(100)) {
-            Err(_) if Instant::now() < deadline => continue,
-            other => break other,
-        }
-    };
+    // Until the status message has waited past its patience: a connect and a keep-alive,
+    // from its write, which a busy machine may delay.
+    let again = sweep_until(&connection, &ids);
     assert_eq!(again.as_deref(), Ok("status-stall"), "connected anew");
     drop(connection);
 }
