@@ -1317,11 +1317,7 @@ mod tests {
         first.close();
         drop(first);
         let second = open("made-again", config);
-        let held = connection
-            .upgrade()
-            .expect("the drain holds the connection");
-        assert!(Arc::ptr_eq(&held, &read(&second.connections)[0]));
-        drop(held);
+        assert_takes_over(&connection, &second);
         second.close();
         // The first appender's pack is still answered, at its own deadline at the latest.
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
@@ -1339,12 +1335,16 @@ mod tests {
         // Kaa reads the appender from its database before it creates it again.
         std::thread::sleep(EDIT_GRACE / 4);
         let second = open("idle-made-again", config);
+        assert_takes_over(&connection, &second);
+        second.close();
+    }
+
+    /// `appender` publishes through `connection`, which a closed appender still holds.
+    fn assert_takes_over(connection: &Weak<Connection>, appender: &Appender) {
         let held = connection
             .upgrade()
-            .expect("the close holds the connection");
-        assert!(Arc::ptr_eq(&held, &read(&second.connections)[0]));
-        drop(held);
-        second.close();
+            .expect("the closed appender holds the connection");
+        assert!(Arc::ptr_eq(&held, &read(&appender.connections)[0]));
     }
 
     /// A second appender with the first one's client id, cleanSession off and another

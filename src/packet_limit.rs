@@ -206,6 +206,16 @@ mod tests {
         Some((Measure::of(size, tail), now))
     }
 
+    /// A limit that took a message of `acked` bytes and learned `ceiling` from the same
+    /// message left unacknowledged at two closes at `now`.
+    fn taught(acked: usize, ceiling: usize, now: Instant) -> PacketLimit {
+        let mut limit = PacketLimit::default();
+        limit.acked(acked);
+        limit.blame(written(ceiling, b"a", now), now);
+        limit.blame(written(ceiling, b"a", now), now);
+        limit
+    }
+
     #[test]
     fn the_same_message_unacknowledged_at_two_closes_teaches_a_ceiling() {
         let now = Instant::now();
@@ -240,10 +250,7 @@ mod tests {
     #[test]
     fn a_limit_the_broker_says_replaces_one_learned() {
         let now = Instant::now();
-        let mut limit = PacketLimit::default();
-        limit.acked(300);
-        limit.blame(written(132_000, b"a", now), now);
-        limit.blame(written(132_000, b"a", now), now);
+        let mut limit = taught(300, 132_000, now);
         assert_eq!(limit.ceiling_at(132_000, now), Some(132_000));
 
         limit.announced(true);
@@ -335,10 +342,7 @@ mod tests {
     #[test]
     fn a_ceiling_expires_or_is_lifted() {
         let now = Instant::now();
-        let mut limit = PacketLimit::default();
-        limit.acked(100);
-        limit.blame(written(1_000, b"a", now), now);
-        limit.blame(written(1_000, b"a", now), now);
+        let mut limit = taught(100, 1_000, now);
         let later = now + LIFE;
         assert_eq!(
             limit.ceiling_at(1_000, later - Duration::from_secs(1)),
