@@ -46,7 +46,8 @@ pub struct PackSchema<'a, T: FnOnce() -> Option<String>> {
     pub text: T,
 }
 
-/// A pack's records that cannot be read: a null list of events, a null event or null data.
+/// A pack that cannot be read: a null list of events, a null event or null data, or an
+/// endpoint key the JVM failed to hand over.
 #[derive(Debug)]
 pub struct Unreadable {
     /// Events in the pack (0 without a list): what its failure counts as records failed.
@@ -93,6 +94,11 @@ impl PackRecords {
         self.data.resize(start + len, 0);
         self.ends.push(self.data.len());
         &mut self.data[start..]
+    }
+
+    /// The pack cannot be published for a reason outside its records (kept if it has one).
+    pub fn refuse(&mut self, reason: String) {
+        self.unreadable.get_or_insert(reason);
     }
 
     /// The next event is null or has no data.
@@ -1161,8 +1167,18 @@ mod tests {
         );
         let no_list = PackRecords::unreadable(0, "its list of events is null".into());
         let no_list = no_list.slices();
+        // Readable records of a pack whose endpoint key the bridge could not read.
+        let mut no_key = PackRecords::default();
+        no_key.next_record(1).copy_from_slice(RECORD);
+        no_key.refuse("its endpoint key cannot be read".into());
+        let no_key = no_key.slices();
+        let refused = no_key.as_ref().expect_err("refused");
+        assert_eq!(
+            (refused.events, refused.reason.as_str()),
+            (1, "its endpoint key cannot be read")
+        );
         let (tx, rx) = mpsc::channel();
-        for records in [slices.as_deref(), no_list.as_deref()] {
+        for records in [slices.as_deref(), no_list.as_deref(), no_key.as_deref()] {
             let schema = PackSchema {
                 id: Some("1"),
                 version: 1,
@@ -1176,8 +1192,8 @@ mod tests {
             );
         }
         let snapshot = appender.metrics();
-        assert_eq!(snapshot.packs_internal_error, 2);
-        assert_eq!(snapshot.records_failed, 3);
+        assert_eq!(snapshot.packs_internal_error, 3);
+        assert_eq!(snapshot.records_failed, 4);
         appender.close();
     }
 

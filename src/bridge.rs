@@ -184,18 +184,24 @@ impl Drop for JavaCallback {
     }
 }
 
-/// A Java string; `None` for null (or one that cannot be read).
-fn read_string(env: &mut JNIEnv, s: &JString) -> Option<String> {
+/// A Java string; `None` for null. One that cannot be read (the JVM is out of memory) is an
+/// error, with the exception the failure left pending cleared: the entry point goes on with
+/// more JNI calls, which must not run with one.
+fn read_string(env: &mut JNIEnv, s: &JString) -> Result<Option<String>, jni::errors::Error> {
     if s.is_null() {
-        return None;
+        return Ok(None);
     }
     // SAFETY: every string read here is a `String` parameter of a native method, or an
     // element of a `String[]` one, which the JVM's type checks keep a `java.lang.String`.
     // jni's checked `get_string` looks the class up and compares it, three JNI calls more
     // for each of a pack's strings.
-    unsafe { env.get_string_unchecked(s) }
-        .ok()
-        .map(String::from)
+    match unsafe { env.get_string_unchecked(s) } {
+        Ok(text) => Ok(Some(String::from(text))),
+        Err(e) => {
+            let _ = env.exception_clear();
+            Err(e)
+        }
+    }
 }
 
 /// Event arrays one local frame holds: HotSpot refuses a frame over `MaxJNILocalCapacity`
@@ -327,14 +333,20 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let Some(appender) = borrow(handle) else {
             return callback.answer(Why::Closed.outcome());
         };
-        let records = read_records(&mut env, &events);
-        // As `String.valueOf` wrote a null key before the checks moved here.
-        let endpoint = read_string(&mut env, &endpoint).unwrap_or_else(|| "null".into());
-        let schema_id = read_string(&mut env, &schema_id);
+        let mut records = read_records(&mut env, &events);
+        // As `String.valueOf` wrote a null key before the checks moved here. A key that cannot
+        // be read fails the pack: published under another key, it would reach the wrong topic.
+        let endpoint = read_string(&mut env, &endpoint).unwrap_or_else(|e| {
+            records.refuse(format!("its endpoint key cannot be read: {e}"));
+            None
+        });
+        let endpoint = endpoint.unwrap_or_else(|| "null".into());
+        // An id or text that cannot be read is as none: the pack is then refused for its schema.
+        let schema_id = read_string(&mut env, &schema_id).ok().flatten();
         let schema = PackSchema {
             id: schema_id.as_deref(),
             version: schema_version,
-            text: || read_string(&mut env, &schema_text),
+            text: || read_string(&mut env, &schema_text).ok().flatten(),
         };
         appender.append(
             schema,
@@ -433,7 +445,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         for i in 0..count {
             env.with_local_frame(8, |env| -> Result<(), BridgeError> {
                 let name = JString::from(env.get_object_array_element(&names, i)?);
-                let Some(at) = read_string(env, &name)
+                let Some(at) = read_string(env, &name)?
                     .and_then(|name| FIGURES.iter().position(|(n, _)| *n == name))
                 else {
                     return Ok(());
