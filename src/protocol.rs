@@ -93,6 +93,21 @@ impl Observed {
         self.is_refusal() || matches!(self, Observed::Connected { .. })
     }
 
+    /// Whether the broker sent it. Any answer shows the link alive, as a PINGRESP does: a
+    /// ping written behind seconds of large messages is answered only once the broker has read
+    /// them, and meanwhile their acks come (see [`EventLoop::poll`]).
+    fn is_from_broker(&self) -> bool {
+        matches!(
+            self,
+            Observed::Connected { .. }
+                | Observed::Acked { .. }
+                | Observed::Received { .. }
+                | Observed::Completed { .. }
+                | Observed::Pong
+                | Observed::Unasked { .. }
+        )
+    }
+
     /// The broker refused a message (an MQTT 5 reason code).
     pub fn is_refusal(&self) -> bool {
         matches!(
@@ -322,6 +337,11 @@ pub trait EventLoop: Send + 'static {
     /// The connection settings of one broker (address included).
     type Options: Clone + Send + 'static;
 
+    /// The next event. What the broker sends ends the wait of a keep-alive ping as its
+    /// PINGRESP would: rumqttc fails the connection when its next ping finds the last one
+    /// unanswered, a keep-alive period later, though on a slow link the ping may still wait
+    /// behind seconds of messages the broker acknowledges as it reads them. A dead link sends
+    /// nothing, and is still left after two periods.
     fn poll(&mut self) -> impl Future<Output = Result<Observed, Failure>> + Send;
 
     /// The next event rumqttc already queued (a batch's writes, the rest of a read of several
@@ -462,7 +482,11 @@ macro_rules! event_loop {
             }
 
             async fn poll(&mut self) -> Result<Observed, Failure> {
-                <$loop>::poll(self).await.map(|event| $observe(&event)).map_err($failure)
+                let observed = <$loop>::poll(self).await.map(|event| $observe(&event)).map_err($failure)?;
+                if observed.is_from_broker() {
+                    self.state.await_pingresp = false;
+                }
+                Ok(observed)
             }
 
             fn take_queued(&mut self) -> Option<Observed> {
@@ -471,6 +495,9 @@ macro_rules! event_loop {
                     return None;
                 }
                 self.state.events.pop_front();
+                if next.is_from_broker() {
+                    self.state.await_pingresp = false;
+                }
                 Some(next)
             }
 
