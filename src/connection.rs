@@ -70,9 +70,6 @@ struct Shared {
     stalled: Notify,
     /// Publishes were handed to the client for the driver to write ([`write_ready`]).
     ready: Notify,
-    /// Connections closing that carried the status topic have gone: the driver publishes
-    /// 'online' again ([`Shared::online_after_predecessors`]).
-    online_again: Notify,
     /// Set with `shutdown`: the pool has let go.
     released: AtomicBool,
     /// Closed when the driver has ended: DISCONNECT written and the socket closed by the
@@ -374,8 +371,10 @@ impl Shared {
     /// closing that carries the same status topic has gone, publishing 'offline' as it went.
     /// An appender edited in the admin (a new client id or host, the same status
     /// topic) connects at once while its predecessors drain, and the retained status would read
-    /// 'offline' while it runs. The driver publishes, so that a close of this connection
-    /// meanwhile has its own 'offline' come last.
+    /// 'offline' while it runs. Published as appenders publish, not through a wake of the
+    /// driver: that would cancel its poll, and rumqttc's MQTT 5 loop writes publishes inside
+    /// it (see `EventLoop::NUDGES`). A close of this connection meanwhile still has its own
+    /// 'offline' come last ([`Shared::publish_status`]).
     fn online_after_predecessors(self: &Arc<Self>) {
         let Some(topic) = &self.status_topic else {
             return;
@@ -397,8 +396,11 @@ impl Shared {
             for g in predecessors {
                 let _ = tokio::time::timeout_at(g.by.into(), g.finished.acquire()).await;
             }
+            // Not connected: the next connect publishes it.
             if let Some(shared) = shared.upgrade() {
-                shared.online_again.notify_one();
+                if shared.metrics.connected.load(Ordering::Relaxed) {
+                    let _ = shared.publish_status(Status::Online);
+                }
             }
         });
     }
@@ -408,25 +410,6 @@ impl Shared {
     /// which is returned.
     fn publish_status(&self, status: Status) -> Option<Arc<Pack>> {
         let topic = self.status_topic.as_ref()?;
-        let payload = status::payload(self.status_format, status, SystemTime::now());
-        let label = self.label.clone();
-        let pack = Pack::new(
-            1,
-            Box::new(move |outcome| {
-                // "offline" left unconfirmed when the driver ended (`Why::Closed`): the close
-                // waited for its ack and already said why it did not come (`close_gracefully`).
-                let level = match (status, outcome) {
-                    (_, Outcome::Delivered) => return,
-                    (Status::Offline, Outcome::InternalError) => log::Level::Debug,
-                    _ => log::Level::Warn,
-                };
-                log::log!(
-                    level,
-                    "status '{}' not confirmed by {label}: {outcome}",
-                    status.word()
-                );
-            }),
-        );
         let how = PublishOptions {
             qos: Qos::AtLeastOnce,
             retain: true,
@@ -442,13 +425,38 @@ impl Shared {
         };
         let message = Message {
             topic: Arc::clone(topic),
-            payload,
+            payload: status::payload(self.status_format, status, SystemTime::now()),
             labels: Vec::new(),
         };
         self.hand_over(|tracker, client| {
-            tracker.submit(client, &pack, how, vec![message], usize::MAX)
-        });
-        Some(pack)
+            // No 'online' once the pool has let go. Checked under the lock that the close's
+            // 'offline' is handed over under, after that (see `Drop for Connection`): it stays
+            // the last word.
+            if status == Status::Online && self.released.load(Ordering::Acquire) {
+                return None;
+            }
+            let label = self.label.clone();
+            let pack = Pack::new(
+                1,
+                Box::new(move |outcome| {
+                    // "offline" left unconfirmed when the driver ended (`Why::Closed`): the
+                    // close waited for its ack and already said why it did not come
+                    // (`close_gracefully`).
+                    let level = match (status, outcome) {
+                        (_, Outcome::Delivered) => return,
+                        (Status::Offline, Outcome::InternalError) => log::Level::Debug,
+                        _ => log::Level::Warn,
+                    };
+                    log::log!(
+                        level,
+                        "status '{}' not confirmed by {label}: {outcome}",
+                        status.word()
+                    );
+                }),
+            );
+            tracker.submit(client, &pack, how, vec![message], usize::MAX);
+            Some(pack)
+        })
     }
 }
 
@@ -565,7 +573,6 @@ impl Connection {
             tracker: Mutex::new(Tracker::new(&label)),
             shutdown: Notify::new(),
             stalled: Notify::new(),
-            online_again: Notify::new(),
             ready: Notify::new(),
             released: AtomicBool::new(false),
             finished: Arc::new(Semaphore::new(0)),
@@ -1029,10 +1036,6 @@ impl<E: EventLoop> Driver<E> {
                 _ = shared.shutdown.notified() => {
                     close_gracefully(shared, eventloop).await;
                     return Turn::Stop;
-                }
-                _ = shared.online_again.notified() => {
-                    let _ = shared.publish_status(Status::Online);
-                    return Turn::Next;
                 }
                 () = give_up_wanted(shared) => {
                     let Some((text, own, released)) = give_up_if_asked(shared, client_id) else {

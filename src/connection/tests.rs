@@ -114,7 +114,6 @@ fn bare_shared() -> Shared {
         shutdown: Notify::new(),
         stalled: Notify::new(),
         ready: Notify::new(),
-        online_again: Notify::new(),
         released: AtomicBool::new(false),
         finished: Arc::new(Semaphore::new(0)),
         waits_for: Vec::new(),
