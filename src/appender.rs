@@ -14,7 +14,7 @@ use crate::config::{
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{
-    max_pending_bytes, Completion, Crowded, Pack, Why, PENDING_BYTES_PER_RECORD,
+    max_pending_bytes, Completion, Crowded, Outcome, Pack, Why, PENDING_BYTES_PER_RECORD,
 };
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
@@ -233,6 +233,15 @@ impl Appender {
             move || sweep(weak.clone()),
         ));
         Ok(appender)
+    }
+
+    /// A pack of `events` not taken, because the answers to Kaa are late (`answer_lag`): its
+    /// answer, counted as every answer is, for the bridge to give at once.
+    pub fn turn_away(&self, events: usize) -> Outcome {
+        let outcome = Why::Lost.outcome();
+        self.metrics.started();
+        self.metrics.finished(outcome, events, Duration::ZERO);
+        outcome
     }
 
     /// Takes one pack as Kaa handed it, unchecked: records that could not be read (`Err`) are

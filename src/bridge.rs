@@ -37,6 +37,7 @@ use jni::sys::{jboolean, jbyte, jint, jlong, JNI_ERR, JNI_FALSE, JNI_TRUE, JNI_V
 use jni::{JNIEnv, JavaVM};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+use crate::answer_lag;
 use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::{AppenderConfig, Layout};
 use crate::delivery::{Outcome, Why};
@@ -64,12 +65,16 @@ enum Job {
     Log(Level, Option<(String, String)>),
 }
 
+/// A job and when it was queued ([`answer_lag::now`]).
+struct Queued {
+    at: u64,
+    job: Job,
+}
+
 /// The Java side, resolved once in `JNI_OnLoad` with the loader that loaded our classes
 /// (a bare `FindClass` on a native thread would see only the system class loader): Kaa's
 /// callback and SLF4J, called directly, so no Java code of ours stands between.
 struct JavaSide {
-    /// `LogDeliveryCallback`'s four methods, by [`Outcome::code`] (named by its `Display`).
-    answers: [JMethodID; Outcome::COUNT],
     factory: GlobalRef,
     get_logger: JStaticMethodID,
     /// `Logger.error(String)` ... `trace(String)` and `isErrorEnabled()` ..., by
@@ -82,12 +87,45 @@ struct JavaSide {
     loggers: HashMap<String, GlobalRef>,
 }
 
-static DISPATCHER: OnceLock<Sender<Job>> = OnceLock::new();
+/// `LogDeliveryCallback`'s four methods, by [`Outcome::code`] (named by its `Display`),
+/// resolved in `JNI_OnLoad`: for the dispatcher, and for a pack answered at once
+/// ([`answer_now`]).
+static ANSWERS: OnceLock<[JMethodID; Outcome::COUNT]> = OnceLock::new();
 
+static DISPATCHER: OnceLock<Sender<Queued>> = OnceLock::new();
+
+/// Queues a job for the dispatcher; a log line is left out while answers are late (see
+/// [`answer_lag`]).
 fn dispatch(job: Job) {
+    let at = answer_lag::now();
+    if matches!(job, Job::Log(..)) && answer_lag::ANSWERS.behind(at).is_some() {
+        return answer_lag::ANSWERS.dropped_line();
+    }
     if let Some(tx) = DISPATCHER.get() {
         // The dispatcher lives as long as the process; a failed send means the JVM is going.
-        let _ = tx.send(job);
+        let _ = tx.send(Queued { at, job });
+    }
+}
+
+/// Answers a pack on the calling thread, as the original appender did, while the dispatcher
+/// is held ([`answer_lag`]). What Kaa's callback throws is cleared: out of `doAppend`, the node
+/// would answer the pack a second time.
+fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome) {
+    let (Some(global), Some(answers)) = (callback.0.take(), ANSWERS.get()) else {
+        return;
+    };
+    // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`, and Kaa's
+    // callback implements it.
+    let _ = unsafe {
+        env.call_method_unchecked(
+            &global,
+            answers[usize::from(outcome.code())],
+            ReturnType::Primitive(Primitive::Void),
+            &[],
+        )
+    };
+    if env.exception_check().unwrap_or(false) {
+        let _ = env.exception_clear();
     }
 }
 
@@ -333,6 +371,19 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let Some(appender) = borrow(handle) else {
             return callback.answer(Why::Closed.outcome());
         };
+        if let Some(lag) = answer_lag::ANSWERS.behind(answer_lag::now()) {
+            let events = if events.is_null() {
+                Ok(0)
+            } else {
+                env.get_array_length(&events)
+            };
+            let events = events.unwrap_or_else(|_| {
+                let _ = env.exception_clear();
+                0
+            });
+            answer_lag::ANSWERS.turned_away(lag);
+            return answer_now(&mut env, callback, appender.turn_away(events as usize));
+        }
         let mut records = read_records(&mut env, &events);
         // As `String.valueOf` wrote a null key before the checks moved here. A key that cannot
         // be read fails the pack: published under another key, it would reach the wrong topic.
@@ -548,6 +599,7 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
         debug_assert_eq!(usize::from(outcome.code()), answers.len());
         answers.push(env.get_method_id(&callback, outcome.to_string(), "()V")?);
     }
+    let _ = ANSWERS.set(methods(answers)?);
     let factory = env.find_class(LOGGER_FACTORY_CLASS)?;
     let get_logger = env.get_static_method_id(&factory, "getLogger", GET_LOGGER_SIG)?;
     let logger = env.find_class(LOGGER_CLASS)?;
@@ -564,7 +616,6 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
         "(Ljava/lang/String;Ljava/lang/Throwable;)V",
     )?;
     Ok(JavaSide {
-        answers: methods(answers)?,
         factory: env.new_global_ref(factory)?,
         get_logger,
         write: methods(write)?,
@@ -637,7 +688,7 @@ impl JavaSide {
             let void = || ReturnType::Primitive(Primitive::Void);
             match job {
                 Job::Deliver(callback, outcome) => {
-                    let Some(callback) = callback.take() else {
+                    let (Some(callback), Some(answers)) = (callback.take(), ANSWERS.get()) else {
                         return Ok(());
                     };
                     let outcome = *outcome;
@@ -646,7 +697,7 @@ impl JavaSide {
                     let called = unsafe {
                         env.call_method_unchecked(
                             &callback,
-                            self.answers[usize::from(outcome.code())],
+                            answers[usize::from(outcome.code())],
                             void(),
                             &[],
                         )
@@ -760,13 +811,17 @@ impl Attached<'_> {
 }
 
 impl Dispatcher for Attached<'_> {
-    type Job = Job;
+    type Job = Queued;
 
-    fn run(&mut self, job: &mut Job) {
-        if self.side.run(&mut self.env, job).is_err() {
+    fn run(&mut self, queued: &mut Queued) {
+        answer_lag::ANSWERS.serving(queued.at);
+        if self.side.run(&mut self.env, &mut queued.job).is_err() {
             let _ = self.env.exception_describe();
         }
         self.clear_exception();
+        if let Some(report) = answer_lag::ANSWERS.served(queued.at, answer_lag::now()) {
+            self.say(Level::Warn, report);
+        }
     }
 
     fn refresh_level(&mut self) {
@@ -777,7 +832,14 @@ impl Dispatcher for Attached<'_> {
     }
 
     fn report(&mut self, message: String) {
-        let mut job = Job::Log(Level::Error, Some((module_path!().to_string(), message)));
+        self.say(Level::Error, message);
+    }
+}
+
+impl Attached<'_> {
+    /// Logs from the dispatcher itself, past the queue (its own records would go to itself).
+    fn say(&mut self, level: Level, message: String) {
+        let mut job = Job::Log(level, Some((module_path!().to_string(), message)));
         let _ = self.side.run(&mut self.env, &mut job);
         self.clear_exception();
     }
@@ -808,8 +870,8 @@ fn name_java_thread(env: &mut JNIEnv, name: &str) -> jni::errors::Result<()> {
 
 /// The dispatcher: one thread, attached once as a daemon (it must not keep the JVM from
 /// exiting), draining jobs until the process ends.
-fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Job>> {
-    let (tx, rx) = channel::<Job>();
+fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Queued>> {
+    let (tx, rx) = channel::<Queued>();
     std::thread::Builder::new()
         .name(DISPATCHER_NAME.into())
         .spawn(move || {

@@ -50,7 +50,7 @@ pub enum Why {
     /// connection (credentials, authorisation, a proxy refusing ours).
     Refused,
     /// The connection was lost, or its client would not queue the messages, before every one
-    /// was confirmed; or too many messages already wait for the broker.
+    /// was confirmed; or too many messages already wait for the broker (or answers for Kaa).
     Lost,
     /// Not confirmed by its deadline: `deliveryTimeoutSeconds`, or the drain after close.
     Expired,

@@ -4,7 +4,8 @@
 //! behaviour lives in plain Rust below it, testable without a JVM (ARCHITECTURE.md follows one
 //! pack through them):
 //! - `bridge`: the JNI boundary, the only module allowed `unsafe_code`, and JNI types; the callback
-//!   dispatcher thread.
+//!   dispatcher thread, and `answer_lag`: how late its answers are, past which packs are
+//!   answered at once.
 //! - `appender`: one configured appender: a pack's records to messages, the deadline sweep,
 //!   close and its drain.
 //! - [`config`]: the configuration from Kaa's raw Avro bytes, validated with field names;
@@ -31,6 +32,7 @@
 
 #![deny(unsafe_code)]
 
+mod answer_lag;
 pub(crate) mod appender;
 pub(crate) mod binary;
 #[allow(unsafe_code)]

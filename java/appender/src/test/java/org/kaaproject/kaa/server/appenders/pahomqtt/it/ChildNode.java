@@ -177,6 +177,20 @@ public final class ChildNode implements AutoCloseable {
         }
     }
 
+    /** The thread of this pack's first callback (null if none yet). */
+    public String callThread(String label) {
+        String a = await(Duration.ZERO, "CALL " + label + " ");
+        return a == null ? null : a.split(" ")[4];
+    }
+
+    /** Releases the callbacks of "blocks-" packs. */
+    public void unblock() {
+        send("unblock");
+        if (await(Duration.ofSeconds(10), "UNBLOCKED") == null) {
+            fail("child: no answer to unblock\n" + diagnostics());
+        }
+    }
+
     /** The milliseconds from doAppend to the first callback of this pack (-1 if none yet). */
     public long millisToFirst(String label) {
         String a = await(Duration.ZERO, "CALL " + label + " ");

@@ -12,6 +12,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
@@ -26,8 +28,10 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * loadOriginal NAME CONFIG_FILE -> the same, from the record the ORIGINAL appender stored: the nine-field config
  *                                  (the file's values over the original form's defaults) under its class name
  * append NAME LABEL SEED COUNT  -> "@@ APPENDED LABEL" | "@@ APPEND_THREW LABEL exception", then one
- *                                  "@@ CALL LABEL METHOD MILLIS" per callback call, whenever it comes; with a
- *                                  LABEL starting "throws-", each call then throws ("callback-bomb LABEL")
+ *                                  "@@ CALL LABEL METHOD MILLIS THREAD" per callback call, whenever it comes; with a
+ *                                  LABEL starting "throws-", each call then throws ("callback-bomb LABEL"); with
+ *                                  one starting "blocks-", each call then blocks until "unblock"
+ * unblock                       -> releases the calls blocked so far and later, "@@ UNBLOCKED"
  * close NAME                    -> "@@ CLOSED NAME"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
  *                                  platform MBean server as an operator's JMX client would
@@ -47,6 +51,7 @@ public final class ChildNodeMain {
 
     private static final PrintStream OUT = System.out;
     private static final Map<String, LogAppender> APPENDERS = new LinkedHashMap<>();
+    private static final CountDownLatch UNBLOCK = new CountDownLatch(1);
 
     private ChildNodeMain() {
     }
@@ -206,9 +211,17 @@ public final class ChildNodeMain {
                     long start = System.nanoTime();
                     LogDeliveryCallback cb = new LogDeliveryCallback() {
                         private void call(String method) {
-                            say("CALL " + label + " " + method + " " + (System.nanoTime() - start) / 1_000_000);
+                            say("CALL " + label + " " + method + " " + (System.nanoTime() - start) / 1_000_000 + " "
+                                    + Thread.currentThread().getName());
                             if (label.startsWith("throws-")) {
                                 throw new IllegalStateException("callback-bomb " + label);
+                            }
+                            if (label.startsWith("blocks-")) {
+                                try {
+                                    UNBLOCK.await(120, TimeUnit.SECONDS);
+                                } catch (InterruptedException e) {
+                                    Thread.currentThread().interrupt();
+                                }
                             }
                         }
 
@@ -271,6 +284,10 @@ public final class ChildNodeMain {
                     } catch (Throwable t) {
                         say("LEVEL_FAILED " + oneLine(t));
                     }
+                    break;
+                case "unblock":
+                    UNBLOCK.countDown();
+                    say("UNBLOCKED");
                     break;
                 case "mark":
                     log.info("MARK {}", c.length > 1 ? c[1] : "");

@@ -205,6 +205,43 @@ class OperabilityTest {
     }
 
     /**
+     * One thread answers every pack of every appender, so one Kaa callback that blocks holds all the answers. They
+     * queue behind it only so long: once the answer in hand waited over 10 s, a new pack is answered
+     * onConnectionError at once, on the thread that appended it, instead of queueing without bound (each queued
+     * answer keeps Kaa's callback alive). Packs appended before still get their answers once the callback returns,
+     * later ones go the usual way again, and one WARN says what happened. (Before: every pack queued, and a million of
+     * them grew the node by 140 MB while nothing was answered.)
+     */
+    @Test
+    @Timeout(value = 90, unit = TimeUnit.SECONDS)
+    void aBlockedCallbackHoldsTheAnswersBackOnlySoLong() throws InterruptedException {
+        try (Mosquitto broker = Mosquitto.startAnonymous(); ChildNode node = ChildNode.start("info")) {
+            node.load("held", KaaNode.brokerConfig(broker.port(), "ops/held", 1));
+            node.append("held", "blocks-1", 1, 2);
+            assertEquals(SUCCESS, node.awaitFirst("blocks-1", Duration.ofSeconds(10)), node.diagnostics());
+            long held = System.nanoTime();
+            node.append("held", "queued", 2, 2);
+            // Late answers past 10 s: the one in hand was queued when its pack was acknowledged.
+            Thread.sleep(Math.max(0, TimeUnit.SECONDS.toMillis(11) - (System.nanoTime() - held) / 1_000_000));
+            assertEquals(List.of(), node.calls("queued"), "the pack before waits behind the blocked callback");
+            node.append("held", "late", 3, 2);
+            assertEquals(CONNECTION_ERROR, node.awaitFirst("late", Duration.ZERO),
+                    "answered before doAppend returned\n" + node.diagnostics());
+            assertEquals("main", node.callThread("late"), "on the thread that appended it");
+            node.unblock();
+            node.assertExactlyOne("queued", SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            node.append("held", "after", 4, 2);
+            node.assertExactlyOne("after", SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(300));
+            assertEquals("kaa-mqtt-callbacks", node.callThread("after"), "from the dispatcher again");
+            node.assertExactlyOne("late", CONNECTION_ERROR, Duration.ZERO, Duration.ZERO);
+            assertEquals("1", node.metric("held", "PacksFailedConnection"), "counted as every answer is");
+            assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("answers to Kaa were over 10 s "
+                    + "late") && l.contains("1 packs were answered onConnectionError at once")),
+                    "one WARN says so:\n" + node.diagnostics());
+        }
+    }
+
+    /**
      * The native side follows the node's SLF4J level at run time, not only the level it found when the library
      * loaded. A child node at INFO runs an appender whose broker is unreachable: the first failed connect is a WARN,
      * every repeat of it a DEBUG line that INFO hides. The native loggers are then set to DEBUG in the running child

@@ -1,0 +1,132 @@
+//! How far behind the answers to Kaa are.
+//!
+//! One thread (the bridge's dispatcher) hands every pack's answer, of every appender, to Kaa's
+//! callback, and every native log line to SLF4J. A callback or a logging backend that blocks
+//! (a synchronous appender on a dead socket or a full disk) holds it, and answers pile up
+//! behind: the packs are done for the appender, so no bound of its own stops new ones, and
+//! each queued answer keeps Kaa's callback object alive. Once the job in hand was queued more
+//! than [`LIMIT`] ago, new packs are answered at once on the caller's thread instead
+//! (`onConnectionError`: Kaa sends them again), and log lines are dropped, so the queue holds
+//! at most about that long of the node's packs. The dispatcher says what was done once it has
+//! caught up.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// Answers this late are still far inside the endpoint's wait (about 120 s), and a pause of the
+/// whole JVM (a long collection) stays below it.
+pub(crate) const LIMIT: Duration = Duration::from_secs(10);
+
+/// The one dispatcher's lag.
+pub(crate) static ANSWERS: AnswerLag = AnswerLag::new();
+
+/// Times are nanoseconds since the first one taken in the process, so they fit an atomic.
+pub(crate) fn now() -> u64 {
+    static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+    BASE.elapsed().as_nanos() as u64
+}
+
+pub(crate) struct AnswerLag {
+    /// When the job in hand was queued, plus one; 0 while the dispatcher waits for work.
+    serving: AtomicU64,
+    turned_away: AtomicU64,
+    dropped_lines: AtomicU64,
+    /// The largest lag a pack was turned away at, since the last report.
+    worst: AtomicU64,
+}
+
+impl AnswerLag {
+    const fn new() -> Self {
+        AnswerLag {
+            serving: AtomicU64::new(0),
+            turned_away: AtomicU64::new(0),
+            dropped_lines: AtomicU64::new(0),
+            worst: AtomicU64::new(0),
+        }
+    }
+
+    /// The dispatcher takes a job queued at `queued`.
+    pub(crate) fn serving(&self, queued: u64) {
+        self.serving.store(queued + 1, Ordering::Release);
+    }
+
+    /// The dispatcher is done with its job. Once it has caught up (the job waited less than
+    /// half the limit) after packs were turned away or lines dropped, what to log about it.
+    pub(crate) fn served(&self, queued: u64, now: u64) -> Option<String> {
+        self.serving.store(0, Ordering::Release);
+        if now.saturating_sub(queued) >= LIMIT.as_nanos() as u64 / 2 {
+            return None;
+        }
+        let packs = self.turned_away.swap(0, Ordering::Relaxed);
+        let lines = self.dropped_lines.swap(0, Ordering::Relaxed);
+        let worst = Duration::from_nanos(self.worst.swap(0, Ordering::Relaxed));
+        (packs > 0 || lines > 0).then(|| {
+            format!(
+                "answers to Kaa were over {} s late (up to {:.1} s): a Kaa callback or the node's \
+                 logging held the thread that makes them; meanwhile {packs} packs were answered \
+                 onConnectionError at once, on the thread that appended them (Kaa sends them \
+                 again), and {lines} native log lines were dropped",
+                LIMIT.as_secs(),
+                worst.as_secs_f64()
+            )
+        })
+    }
+
+    /// How late the answers are, when over the limit: the dispatcher's job in hand waited
+    /// that long since it was queued, and every job behind it waits longer.
+    pub(crate) fn behind(&self, now: u64) -> Option<Duration> {
+        let queued = self.serving.load(Ordering::Acquire).checked_sub(1)?;
+        let lag = Duration::from_nanos(now.saturating_sub(queued));
+        (lag > LIMIT).then_some(lag)
+    }
+
+    /// A pack answered at once, `lag` behind.
+    pub(crate) fn turned_away(&self, lag: Duration) {
+        self.turned_away.fetch_add(1, Ordering::Relaxed);
+        self.worst
+            .fetch_max(lag.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A log line left out.
+    pub(crate) fn dropped_line(&self) {
+        self.dropped_lines.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// Late only while a job is in hand, and only past the limit; the report comes once the
+    /// dispatcher has caught up, once, with what was done meanwhile.
+    #[test]
+    fn answers_are_late_while_the_job_in_hand_waited_past_the_limit() {
+        let lag = AnswerLag::new();
+        let limit = LIMIT.as_secs();
+        assert_eq!(lag.behind(100 * SECOND), None, "idle");
+        lag.serving(5 * SECOND);
+        assert_eq!(lag.behind((5 + limit) * SECOND), None, "at the limit");
+        let late = lag.behind((6 + limit) * SECOND);
+        assert_eq!(late, Some(Duration::from_secs(limit + 1)));
+        lag.turned_away(late.expect("late"));
+        lag.dropped_line();
+        lag.dropped_line();
+        // The job that was held ends; the next ones still waited long: no report yet.
+        assert_eq!(lag.served(5 * SECOND, (7 + limit) * SECOND), None);
+        assert_eq!(lag.behind((7 + limit) * SECOND), None, "idle again");
+        lag.serving((6 + limit) * SECOND);
+        let report = lag.served((6 + limit) * SECOND, (6 + limit) * SECOND + 1000);
+        let report = report.expect("caught up");
+        assert!(
+            report.contains(&format!("up to {}.0 s", limit + 1))
+                && report.contains("1 packs were answered onConnectionError at once")
+                && report.contains("2 native log lines were dropped"),
+            "{report}"
+        );
+        lag.serving(50 * SECOND);
+        assert_eq!(lag.served(50 * SECOND, 50 * SECOND), None, "said once");
+    }
+}
