@@ -809,7 +809,7 @@ impl Tracker {
                 level,
                 "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
                  broker closed the connection twice with the same message of {ceiling} bytes \
-                 unconfirmed, and has taken {} bytes at most, so it most likely takes \
+                 unconfirmed, and has lately taken {} bytes at most, so it most likely takes \
                  no packets that large. Set maxMessageBytes below the broker's limit (EMQX \
                  mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto \
                  max_packet_size or message_size_limit), or use MQTT 5 with a broker that \
@@ -1218,10 +1218,11 @@ impl Tracker {
     /// The broker took a message of `size` bytes, a record's or the connection's own:
     /// acknowledged it, or kept the connection [`QUICK`] after a QoS 0 one.
     fn taken(&mut self, size: usize, record: bool) {
+        let now = Instant::now();
         if record {
-            self.limit.record_taken(size);
+            self.limit.record_taken(size, now);
         }
-        if let Some(ceiling) = self.limit.acked(size) {
+        if let Some(ceiling) = self.limit.acked(size, now) {
             log::warn!(
                 "{}: the broker took a message of {size} bytes, above the {ceiling} bytes it \
                  was taken to close the connection at: messages that large are published again",

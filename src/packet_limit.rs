@@ -7,7 +7,7 @@
 //! pack again, and every attempt reset the connection every appender shares and looked like
 //! another client taking the id, which moves the id (see `connection::taken_over_by_another`).
 //! So a close that leaves unacknowledged a message far larger than any the broker acknowledged
-//! is blamed on that message and never taken for a takeover; when the same message is left
+//! lately is blamed on that message and never taken for a takeover; when the same message is left
 //! unacknowledged at a later close too, each time within moments of its write (a broker closes
 //! as soon as it reads the packet's header), the connection takes its size for the broker's
 //! limit, and messages that large fail their packs before they are written. At QoS 0, which
@@ -64,17 +64,51 @@ pub fn far_larger(size: usize, than: usize) -> bool {
     size > than + than / MARGIN_DIVISOR
 }
 
+/// The largest size noted lately: in this [`LIFE`] or the one before. A size the broker took
+/// long ago no longer vouches for one it takes now: restarted with a lower limit (an
+/// operator's change), it closes at sizes between the two, and against the old high-water
+/// those were never blamed, so each resend of such a record reset the shared connection
+/// until the node restarted. Now that stops within two lives of the change.
+#[derive(Debug, Default)]
+struct Recent {
+    largest: usize,
+    before: usize,
+    /// When this life began (at the first size noted in it).
+    since: Option<Instant>,
+}
+
+impl Recent {
+    fn note(&mut self, size: usize, now: Instant) {
+        let age = self.since.map(|since| now.saturating_duration_since(since));
+        if age.is_none_or(|age| age >= LIFE) {
+            // The life that ended stays one more, unless a whole life passed without a size.
+            self.before = if age.is_some_and(|age| age < 2 * LIFE) {
+                self.largest
+            } else {
+                0
+            };
+            self.largest = 0;
+            self.since = Some(now);
+        }
+        self.largest = self.largest.max(size);
+    }
+
+    fn get(&self) -> usize {
+        self.largest.max(self.before)
+    }
+}
+
 /// What one connection (across its reconnects to one broker) knows of its broker's packet
 /// limit. Sizes are
 /// those of the PUBLISH packets (`protocol::Outbox::packet_size`).
 #[derive(Debug, Default)]
 pub struct PacketLimit {
-    /// The largest message the broker acknowledged (PUBACK, PUBREC; refused ones too: the
-    /// broker read them).
-    acked: usize,
+    /// The largest message the broker acknowledged lately (PUBACK, PUBREC; refused ones too:
+    /// the broker read them).
+    acked: Recent,
     /// The largest of them that was a record's, not the connection's own status message, or a
     /// QoS 0 record the connection outlived: what QoS 0 messages are measured against.
-    records: usize,
+    records: Recent,
     /// Messages left unacknowledged at earlier closes within moments of their write, larger
     /// than any acknowledged since, and when; newest last.
     suspects: VecDeque<(Measure, Instant)>,
@@ -103,8 +137,8 @@ impl PacketLimit {
     /// The broker acknowledged a message of `size` bytes: that size gets through, and so does
     /// any smaller. Returns the ceiling it lifts, if it reached one: a message handed to the
     /// client before the ceiling was learned, or tried again after it expired, and taken.
-    pub fn acked(&mut self, size: usize) -> Option<usize> {
-        self.acked = self.acked.max(size);
+    pub fn acked(&mut self, size: usize, now: Instant) -> Option<usize> {
+        self.acked.note(size, now);
         self.suspects.retain(|(m, _)| m.size > size);
         self.ceiling.take_if(|(c, _)| size >= *c).map(|(c, _)| c)
     }
@@ -117,7 +151,7 @@ impl PacketLimit {
     /// message passes all it took by a margin; a ceiling when the same message was blamed at
     /// an earlier close, both times within moments of its write.
     pub fn blame(&mut self, largest: Option<(Measure, Instant)>, now: Instant) -> Option<Blamed> {
-        let acked = self.acked;
+        let acked = self.acked.get();
         let (message, written) = largest.filter(|(m, _)| self.unproven(m.size))?;
         let size = message.size;
         self.suspects
@@ -155,12 +189,13 @@ impl PacketLimit {
     /// Whether a close may be blamed on a message of `size` bytes: the broker did not say its
     /// limit, took a message, and this one passes the largest it took by the margin.
     pub fn unproven(&self, size: usize) -> bool {
-        !self.announced && self.acked > 0 && far_larger(size, self.acked)
+        let acked = self.acked.get();
+        !self.announced && acked > 0 && far_larger(size, acked)
     }
 
     /// The broker took a record's message of `size` bytes (after [`PacketLimit::acked`]).
-    pub fn record_taken(&mut self, size: usize) {
-        self.records = self.records.max(size);
+    pub fn record_taken(&mut self, size: usize, now: Instant) {
+        self.records.note(size, now);
     }
 
     /// Whether a QoS 0 message of `size` bytes is to prove itself before it is answered
@@ -170,7 +205,8 @@ impl PacketLimit {
     /// fighting over one client id) every close would be blamed on a record's size, never
     /// taken for the takeover it is.
     pub fn unproven_qos0(&self, size: usize) -> bool {
-        self.records > 0 && far_larger(size, self.records) && self.unproven(size)
+        let records = self.records.get();
+        records > 0 && far_larger(size, records) && self.unproven(size)
     }
 
     /// The learned ceiling, when a message of `size` bytes reaches it.
@@ -191,9 +227,9 @@ impl PacketLimit {
             .map(|(c, _)| c)
     }
 
-    /// The largest message acknowledged.
+    /// The largest message acknowledged lately.
     pub fn largest_acked(&self) -> usize {
-        self.acked
+        self.acked.get()
     }
 }
 
@@ -210,7 +246,7 @@ mod tests {
     /// message left unacknowledged at two closes at `now`.
     fn taught(acked: usize, ceiling: usize, now: Instant) -> PacketLimit {
         let mut limit = PacketLimit::default();
-        limit.acked(acked);
+        limit.acked(acked, now);
         limit.blame(written(ceiling, b"a", now), now);
         limit.blame(written(ceiling, b"a", now), now);
         limit
@@ -220,7 +256,7 @@ mod tests {
     fn the_same_message_unacknowledged_at_two_closes_teaches_a_ceiling() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        limit.acked(300);
+        limit.acked(300, now);
         assert_eq!(
             limit.blame(written(132_000, b"a", now), now),
             Some(Blamed::Suspect {
@@ -266,7 +302,7 @@ mod tests {
     fn closes_over_different_messages_teach_nothing() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        limit.acked(300);
+        limit.acked(300, now);
         assert!(limit.blame(written(8_000, b"a", now), now).is_some());
         assert!(limit.blame(written(9_000, b"b", now), now).is_some());
         assert!(limit.blame(written(8_000, b"c", now), now).is_some());
@@ -279,7 +315,7 @@ mod tests {
     fn closes_long_after_the_write_or_the_suspect_teach_nothing() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        limit.acked(300);
+        limit.acked(300, now);
         let long_ago = now
             .checked_sub(QUICK * 2)
             .expect("a monotonic clock this old");
@@ -305,7 +341,7 @@ mod tests {
     fn a_message_near_the_largest_acknowledged_is_not_blamed() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        limit.acked(1_800);
+        limit.acked(1_800, now);
         assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
         assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
         assert_eq!(limit.ceiling_at(usize::MAX, now), None);
@@ -315,9 +351,9 @@ mod tests {
     fn an_acknowledgement_as_large_clears_the_suspicion() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        limit.acked(300);
+        limit.acked(300, now);
         assert!(limit.blame(written(5_000, b"a", now), now).is_some());
-        limit.acked(5_000);
+        limit.acked(5_000, now);
         assert_eq!(
             limit.blame(written(5_000, b"a", now), now),
             None,
@@ -349,9 +385,46 @@ mod tests {
             Some(1_000)
         );
         assert_eq!(limit.ceiling_at(1_000, later), None, "expired");
-        assert_eq!(limit.acked(999), None);
-        assert_eq!(limit.acked(1_000), Some(1_000));
+        assert_eq!(limit.acked(999, now), None);
+        assert_eq!(limit.acked(1_000, now), Some(1_000));
         assert_eq!(limit.ceiling_at(1_000, now), None, "lifted");
+    }
+
+    /// A broker restarted with a lower limit: the large messages it took before vouch for
+    /// their sizes for one more life at most, then a close at a size between the two limits is
+    /// blamed, and taught at the next. (Before: the largest message ever acknowledged held for
+    /// the connection's life, and such closes were never blamed: each resend of the record
+    /// reset the shared connection.) A size acknowledged all along keeps vouching.
+    #[test]
+    fn sizes_the_broker_took_long_ago_vouch_for_nothing() {
+        let start = Instant::now();
+        let mut limit = PacketLimit::default();
+        limit.acked(900_000, start);
+        limit.record_taken(900_000, start);
+        // Restarted with a 128 KB limit: records of 4 KB are taken, 200 KB ones close it.
+        let mut now = start;
+        while now < start + 2 * LIFE {
+            now += Duration::from_secs(60);
+            limit.acked(4_000, now);
+            limit.record_taken(4_000, now);
+            if now < start + LIFE {
+                assert!(!limit.unproven(200_000), "within the first life at {now:?}");
+            }
+        }
+        assert!(limit.unproven(200_000) && limit.unproven_qos0(200_000));
+        assert!(!limit.unproven(4_500), "sizes taken lately still vouch");
+        assert!(matches!(
+            limit.blame(written(200_000, b"a", now), now),
+            Some(Blamed::Suspect { acked: 4_000, .. })
+        ));
+        assert_eq!(
+            limit.blame(written(200_000, b"a", now), now),
+            Some(Blamed::Ceiling {
+                size: 200_000,
+                ceiling: 200_000,
+                acked: 4_000
+            })
+        );
     }
 
     /// A record sent again (a new append time at the head of its header) keeps its mark;
