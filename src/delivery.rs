@@ -567,9 +567,11 @@ pub struct Tracker {
     last_id: u16,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
-    /// The shortest patience of any message accepted so far (an appender's
-    /// deliveryTimeoutSeconds): parked messages are looked at only once nothing has been
-    /// written for longer ([`Tracker::is_stalled`]).
+    /// The shortest patience of the messages parked since the queue was last empty (an
+    /// appender's deliveryTimeoutSeconds): parked messages are looked at only once nothing has
+    /// been written for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
+    /// again there: kept for the connection's life, one appender edited once to a short
+    /// timeout made every later sweep of a slow window scan the whole queue.
     shortest_patience: Option<Duration>,
     /// The connection's window, and how much of it the messages above take.
     window: Window,
@@ -737,6 +739,9 @@ impl Tracker {
                     return None;
                 }
             }
+        }
+        if self.parked.is_empty() {
+            self.shortest_patience = None;
         }
         if let Some(patience) = how.patience {
             self.shortest_patience =
