@@ -75,6 +75,8 @@ struct Queued {
 /// (a bare `FindClass` on a native thread would see only the system class loader): Kaa's
 /// callback and SLF4J, called directly, so no Java code of ours stands between.
 struct JavaSide {
+    /// [`ANSWERS`].
+    answers: [JMethodID; Outcome::COUNT],
     factory: GlobalRef,
     get_logger: JStaticMethodID,
     /// `Logger.error(String)` ... `trace(String)` and `isErrorEnabled()` ..., by
@@ -89,7 +91,7 @@ struct JavaSide {
 
 /// `LogDeliveryCallback`'s four methods, by [`Outcome::code`] (named by its `Display`),
 /// resolved in `JNI_OnLoad`: for the dispatcher, and for a pack answered at once
-/// ([`answer_now`]).
+/// ([`answer_now`]), on a thread without the dispatcher's `JavaSide`.
 static ANSWERS: OnceLock<[JMethodID; Outcome::COUNT]> = OnceLock::new();
 
 static DISPATCHER: OnceLock<Sender<Queued>> = OnceLock::new();
@@ -111,7 +113,10 @@ fn dispatch(job: Job) {
 /// is held ([`answer_lag`]). What Kaa's callback throws is cleared: out of `doAppend`, the node
 /// would answer the pack a second time.
 fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome) {
-    let (Some(global), Some(answers)) = (callback.0.take(), ANSWERS.get()) else {
+    let Some(answers) = ANSWERS.get() else {
+        return callback.answer(outcome);
+    };
+    let Some(global) = callback.0.take() else {
         return;
     };
     // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`, and Kaa's
@@ -599,7 +604,8 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
         debug_assert_eq!(usize::from(outcome.code()), answers.len());
         answers.push(env.get_method_id(&callback, outcome.to_string(), "()V")?);
     }
-    let _ = ANSWERS.set(methods(answers)?);
+    let resolved = methods(answers)?;
+    let answers = *ANSWERS.get_or_init(|| resolved);
     let factory = env.find_class(LOGGER_FACTORY_CLASS)?;
     let get_logger = env.get_static_method_id(&factory, "getLogger", GET_LOGGER_SIG)?;
     let logger = env.find_class(LOGGER_CLASS)?;
@@ -616,6 +622,7 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
         "(Ljava/lang/String;Ljava/lang/Throwable;)V",
     )?;
     Ok(JavaSide {
+        answers,
         factory: env.new_global_ref(factory)?,
         get_logger,
         write: methods(write)?,
@@ -688,7 +695,7 @@ impl JavaSide {
             let void = || ReturnType::Primitive(Primitive::Void);
             match job {
                 Job::Deliver(callback, outcome) => {
-                    let (Some(callback), Some(answers)) = (callback.take(), ANSWERS.get()) else {
+                    let Some(callback) = callback.take() else {
                         return Ok(());
                     };
                     let outcome = *outcome;
@@ -697,7 +704,7 @@ impl JavaSide {
                     let called = unsafe {
                         env.call_method_unchecked(
                             &callback,
-                            answers[usize::from(outcome.code())],
+                            self.answers[usize::from(outcome.code())],
                             void(),
                             &[],
                         )
@@ -808,6 +815,13 @@ impl Attached<'_> {
             let _ = self.env.exception_clear();
         }
     }
+
+    /// Logs from the dispatcher itself, past the queue (its own records would go to itself).
+    fn say(&mut self, level: Level, message: String) {
+        let mut job = Job::Log(level, Some((module_path!().to_string(), message)));
+        let _ = self.side.run(&mut self.env, &mut job);
+        self.clear_exception();
+    }
 }
 
 impl Dispatcher for Attached<'_> {
@@ -833,15 +847,6 @@ impl Dispatcher for Attached<'_> {
 
     fn report(&mut self, message: String) {
         self.say(Level::Error, message);
-    }
-}
-
-impl Attached<'_> {
-    /// Logs from the dispatcher itself, past the queue (its own records would go to itself).
-    fn say(&mut self, level: Level, message: String) {
-        let mut job = Job::Log(level, Some((module_path!().to_string(), message)));
-        let _ = self.side.run(&mut self.env, &mut job);
-        self.clear_exception();
     }
 }
 
