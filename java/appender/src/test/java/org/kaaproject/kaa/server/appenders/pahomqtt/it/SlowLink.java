@@ -1,10 +1,9 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.util.Set;
@@ -12,14 +11,14 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * A slow link on loopback between the appender and a broker: what the appender sends crosses at about 2.6 MB/s
- * (64 KiB every 25 ms, through a small receive buffer, so little waits unseen in the kernel), what the broker sends
+ * A slow link on loopback between the appender and a broker: what the appender sends crosses at about 1.3 MB/s
+ * (64 KiB every 50 ms, through a small receive buffer, so little waits unseen in the kernel), what the broker sends
  * back crosses at once. A WAN or a busy uplink to the broker looks like this.
  */
 final class SlowLink implements AutoCloseable {
 
     private static final int CHUNK = 64 * 1024;
-    private static final long PAUSE_MILLIS = 25;
+    private static final long PAUSE_MILLIS = 50;
 
     private final int brokerPort;
     private final ServerSocket server;
@@ -30,7 +29,7 @@ final class SlowLink implements AutoCloseable {
         this.brokerPort = brokerPort;
         this.server = new ServerSocket();
         server.setReceiveBufferSize(CHUNK); // before bind: accepted sockets take it, window scale included
-        server.bind(new java.net.InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+        server.bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
         Thread acceptor = new Thread(this::acceptLoop, "slow-link-" + server.getLocalPort());
         acceptor.setDaemon(true);
         acceptor.start();
@@ -61,7 +60,7 @@ final class SlowLink implements AutoCloseable {
                 Socket broker = new Socket(InetAddress.getLoopbackAddress(), brokerPort);
                 open.add(client);
                 open.add(broker);
-                start("slow-link-up", () -> slowly(client, broker));
+                start("slow-link-up", () -> Sockets.pump(client, broker, CHUNK, PAUSE_MILLIS));
                 start("slow-link-down", () -> Sockets.pump(broker, client));
             } catch (IOException e) {
                 // closed, or the broker is not there: the appender sees its connection end
@@ -73,27 +72,6 @@ final class SlowLink implements AutoCloseable {
         Thread t = new Thread(r, name);
         t.setDaemon(true);
         t.start();
-    }
-
-    /** Copies at the link's pace until either side ends, then closes both. */
-    private static void slowly(Socket from, Socket to) {
-        byte[] buf = new byte[CHUNK];
-        try {
-            InputStream in = from.getInputStream();
-            OutputStream out = to.getOutputStream();
-            for (int n; (n = in.read(buf)) >= 0;) {
-                out.write(buf, 0, n);
-                out.flush();
-                Thread.sleep(PAUSE_MILLIS);
-            }
-        } catch (IOException e) {
-            // one side is gone
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        } finally {
-            Sockets.closeQuietly(from);
-            Sockets.closeQuietly(to);
-        }
     }
 
     @Override

@@ -20,7 +20,7 @@ import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
 /**
- * A real Mosquitto behind a slow link ({@link SlowLink}: the appender's bytes cross at 2.6 MB/s, the broker's acks at
+ * A real Mosquitto behind a slow link ({@link SlowLink}: the appender's bytes cross at 1.3 MB/s, the broker's acks at
  * once): a healthy broker, a connection that must stay up.
  */
 class SlowLinkTest {
@@ -44,13 +44,13 @@ class SlowLinkTest {
         try (SlowLink link = SlowLink.to(BROKER.port());
                 Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Map<String, Object> cfg = KaaNode.brokerConfig(link.port(), topic, 1);
-            cfg.put("keepAliveSeconds", 1);
+            cfg.put("keepAliveSeconds", 2);
             cfg.put("connectTimeoutSeconds", 2);
             cfg.put("deliveryTimeoutSeconds", 60);
             LogAppender appender = BROKER.load("slow-link", cfg);
             Random rnd = new Random(17);
             List<RecordingCallback> packs = new ArrayList<>();
-            // 40 records of 200 KB: 8 MB, three seconds of the link.
+            // 40 records of 200 KB: 8 MB, six seconds of the link.
             for (int p = 0; p < 40; p++) {
                 packs.add(append(appender, KaaNode.pack(logSchema, 1,
                         List.of(TestData.telemetryWithNote(schema, rnd, "slow-" + p, p, 200_000))), "pack " + p));
