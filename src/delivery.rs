@@ -821,7 +821,7 @@ impl Tracker {
                  announces its Maximum Packet Size{note}",
                 self.label,
                 self.over_limit,
-                self.limit.largest_acked()
+                self.limit.largest_acked(Instant::now())
             );
         }
         pack.finish(Why::Unpublishable);
@@ -1241,7 +1241,7 @@ impl Tracker {
     /// ([`Tracker::proving`]), where its pack may wait for that.
     fn written_qos0(&mut self, m: InFlight) {
         let size = m.measure.size;
-        if self.limit.unproven_qos0(size)
+        if self.limit.unproven_qos0(size, Instant::now())
             && self
                 .proving
                 .back()
@@ -1358,7 +1358,7 @@ impl Tracker {
                 .chain(&proving)
                 .chain(write_failed.iter().filter(|m| {
                     acked_written.is_none_or(|at| m.since >= at)
-                        && self.limit.unproven_qos0(m.measure.size)
+                        && self.limit.unproven_qos0(m.measure.size, now)
                 }))
                 .map(|m| (m.measure, m.since))
                 .max_by_key(|(m, _)| m.size),

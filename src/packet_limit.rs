@@ -64,37 +64,46 @@ pub fn far_larger(size: usize, than: usize) -> bool {
     size > than + than / MARGIN_DIVISOR
 }
 
-/// The largest size noted lately: in this [`LIFE`] or the one before. A size the broker took
+/// The largest size noted lately: within the last one or two [`LIFE`]s (fixed windows of that
+/// length: a size vouches until the end of the window after its own). A size the broker took
 /// long ago no longer vouches for one it takes now: restarted with a lower limit (an
 /// operator's change), it closes at sizes between the two, and against the old high-water
 /// those were never blamed, so each resend of such a record reset the shared connection
-/// until the node restarted. Now that stops within two lives of the change.
+/// until the node restarted.
 #[derive(Debug, Default)]
 struct Recent {
+    /// The largest of the current window, and of the one before it.
     largest: usize,
     before: usize,
-    /// When this life began (at the first size noted in it).
-    since: Option<Instant>,
+    /// When the current window began.
+    window: Option<Instant>,
 }
 
 impl Recent {
     fn note(&mut self, size: usize, now: Instant) {
-        let age = self.since.map(|since| now.saturating_duration_since(since));
-        if age.is_none_or(|age| age >= LIFE) {
-            // The life that ended stays one more, unless a whole life passed without a size.
-            self.before = if age.is_some_and(|age| age < 2 * LIFE) {
-                self.largest
-            } else {
-                0
-            };
+        let Some(start) = self.window else {
+            self.window = Some(now);
+            self.largest = size;
+            return;
+        };
+        let passed = now.saturating_duration_since(start).as_nanos() / LIFE.as_nanos();
+        if passed > 0 {
+            self.before = if passed == 1 { self.largest } else { 0 };
             self.largest = 0;
-            self.since = Some(now);
+            self.window = Some(start + LIFE * u32::try_from(passed).unwrap_or(u32::MAX));
         }
         self.largest = self.largest.max(size);
     }
 
-    fn get(&self) -> usize {
-        self.largest.max(self.before)
+    fn get(&self, now: Instant) -> usize {
+        let Some(start) = self.window else {
+            return 0;
+        };
+        match now.saturating_duration_since(start).as_nanos() / LIFE.as_nanos() {
+            0 => self.largest.max(self.before),
+            1 => self.largest,
+            _ => 0,
+        }
     }
 }
 
@@ -151,8 +160,8 @@ impl PacketLimit {
     /// message passes all it took by a margin; a ceiling when the same message was blamed at
     /// an earlier close, both times within moments of its write.
     pub fn blame(&mut self, largest: Option<(Measure, Instant)>, now: Instant) -> Option<Blamed> {
-        let acked = self.acked.get();
-        let (message, written) = largest.filter(|(m, _)| self.unproven(m.size))?;
+        let acked = self.acked.get(now);
+        let (message, written) = largest.filter(|(m, _)| self.unproven(m.size, now))?;
         let size = message.size;
         self.suspects
             .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
@@ -188,8 +197,8 @@ impl PacketLimit {
 
     /// Whether a close may be blamed on a message of `size` bytes: the broker did not say its
     /// limit, took a message, and this one passes the largest it took by the margin.
-    pub fn unproven(&self, size: usize) -> bool {
-        let acked = self.acked.get();
+    pub fn unproven(&self, size: usize, now: Instant) -> bool {
+        let acked = self.acked.get(now);
         !self.announced && acked > 0 && far_larger(size, acked)
     }
 
@@ -204,9 +213,9 @@ impl PacketLimit {
     /// every record would wait, and on connections too short-lived to outlive any (nodes
     /// fighting over one client id) every close would be blamed on a record's size, never
     /// taken for the takeover it is.
-    pub fn unproven_qos0(&self, size: usize) -> bool {
-        let records = self.records.get();
-        records > 0 && far_larger(size, records) && self.unproven(size)
+    pub fn unproven_qos0(&self, size: usize, now: Instant) -> bool {
+        let records = self.records.get(now);
+        records > 0 && far_larger(size, records) && self.unproven(size, now)
     }
 
     /// The learned ceiling, when a message of `size` bytes reaches it.
@@ -228,8 +237,8 @@ impl PacketLimit {
     }
 
     /// The largest message acknowledged lately.
-    pub fn largest_acked(&self) -> usize {
-        self.acked.get()
+    pub fn largest_acked(&self, now: Instant) -> usize {
+        self.acked.get(now)
     }
 }
 
@@ -292,7 +301,7 @@ mod tests {
         limit.announced(true);
         assert_eq!(limit.ceiling_at(132_000, now), None);
         assert_eq!(limit.blame(written(132_000, b"a", now), now), None);
-        assert!(!limit.unproven_qos0(132_000));
+        assert!(!limit.unproven_qos0(132_000, now));
     }
 
     /// Closes over different large messages (a broker restarting, a takeover fight) are
@@ -408,11 +417,17 @@ mod tests {
             limit.acked(4_000, now);
             limit.record_taken(4_000, now);
             if now < start + LIFE {
-                assert!(!limit.unproven(200_000), "within the first life at {now:?}");
+                assert!(
+                    !limit.unproven(200_000, now),
+                    "within the first life at {now:?}"
+                );
             }
         }
-        assert!(limit.unproven(200_000) && limit.unproven_qos0(200_000));
-        assert!(!limit.unproven(4_500), "sizes taken lately still vouch");
+        assert!(limit.unproven(200_000, now) && limit.unproven_qos0(200_000, now));
+        assert!(
+            !limit.unproven(4_500, now),
+            "sizes taken lately still vouch"
+        );
         assert!(matches!(
             limit.blame(written(200_000, b"a", now), now),
             Some(Blamed::Suspect { acked: 4_000, .. })
@@ -425,6 +440,24 @@ mod tests {
                 acked: 4_000
             })
         );
+    }
+
+    /// Without a size noted since, one vouches until the end of the window after its own,
+    /// then for nothing: the broker has then taken nothing lately, and nothing is blamed.
+    #[test]
+    fn a_size_vouches_for_two_windows_at_most() {
+        let start = Instant::now();
+        let mut limit = PacketLimit::default();
+        limit.acked(900_000, start);
+        assert_eq!(limit.largest_acked(start + LIFE + LIFE / 2), 900_000);
+        assert_eq!(limit.largest_acked(start + 2 * LIFE), 0);
+        assert!(!limit.unproven(2_000_000, start + 2 * LIFE));
+        // A later size starts the window after: the first still vouches through it.
+        limit.acked(1_000, start + 3 * LIFE);
+        limit.acked(800_000, start + 3 * LIFE + LIFE / 2);
+        limit.acked(1_000, start + 4 * LIFE + LIFE / 2);
+        assert_eq!(limit.largest_acked(start + 4 * LIFE + LIFE / 2), 800_000);
+        assert_eq!(limit.largest_acked(start + 5 * LIFE), 1_000);
     }
 
     /// A record sent again (a new append time at the head of its header) keeps its mark;
