@@ -46,15 +46,16 @@ impl AnswerLag {
         }
     }
 
-    /// The dispatcher takes a job queued at `queued`.
-    pub(crate) fn serving(&self, queued: u64) {
+    /// The dispatcher takes a job queued at `queued`, until the guard is dropped: also when
+    /// the job panics, or answers would look late for ever.
+    pub(crate) fn serving(&self, queued: u64) -> Serving<'_> {
         self.serving.store(queued + 1, Ordering::Release);
+        Serving(self)
     }
 
-    /// The dispatcher is done with its job. Once it has caught up (the job waited less than
-    /// half the limit) after packs were turned away or lines dropped, what to log about it.
-    pub(crate) fn served(&self, queued: u64, now: u64) -> Option<String> {
-        self.serving.store(0, Ordering::Release);
+    /// After a job queued at `queued`: once the dispatcher has caught up (the job waited less
+    /// than half the limit) after packs were turned away or lines dropped, what to log.
+    pub(crate) fn caught_up(&self, queued: u64, now: u64) -> Option<String> {
         if now.saturating_sub(queued) >= LIMIT.as_nanos() as u64 / 2 {
             return None;
         }
@@ -94,6 +95,15 @@ impl AnswerLag {
     }
 }
 
+/// The dispatcher's job in hand; waiting for work again once dropped.
+pub(crate) struct Serving<'a>(&'a AnswerLag);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.serving.store(0, Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +117,7 @@ mod tests {
         let lag = AnswerLag::new();
         let limit = LIMIT.as_secs();
         assert_eq!(lag.behind(100 * SECOND), None, "idle");
-        lag.serving(5 * SECOND);
+        let held = lag.serving(5 * SECOND);
         assert_eq!(lag.behind((5 + limit) * SECOND), None, "at the limit");
         let late = lag.behind((6 + limit) * SECOND);
         assert_eq!(late, Some(Duration::from_secs(limit + 1)));
@@ -115,10 +125,18 @@ mod tests {
         lag.dropped_line();
         lag.dropped_line();
         // The job that was held ends; the next ones still waited long: no report yet.
-        assert_eq!(lag.served(5 * SECOND, (7 + limit) * SECOND), None);
+        drop(held);
+        assert_eq!(lag.caught_up(5 * SECOND, (7 + limit) * SECOND), None);
         assert_eq!(lag.behind((7 + limit) * SECOND), None, "idle again");
-        lag.serving((6 + limit) * SECOND);
-        let report = lag.served((6 + limit) * SECOND, (6 + limit) * SECOND + 1000);
+        // A job that panics is done with too.
+        let panicked = std::panic::catch_unwind(|| {
+            let _serving = lag.serving(SECOND);
+            panic!("injected: the job panics");
+        });
+        assert!(panicked.is_err());
+        assert_eq!(lag.behind((7 + limit) * SECOND), None, "idle after a panic");
+        drop(lag.serving((6 + limit) * SECOND));
+        let report = lag.caught_up((6 + limit) * SECOND, (6 + limit) * SECOND + 1000);
         let report = report.expect("caught up");
         assert!(
             report.contains(&format!("up to {}.0 s", limit + 1))
@@ -126,7 +144,6 @@ mod tests {
                 && report.contains("2 native log lines were dropped"),
             "{report}"
         );
-        lag.serving(50 * SECOND);
-        assert_eq!(lag.served(50 * SECOND, 50 * SECOND), None, "said once");
+        assert_eq!(lag.caught_up(50 * SECOND, 50 * SECOND), None, "said once");
     }
 }

@@ -75,7 +75,7 @@ struct Queued {
 /// (a bare `FindClass` on a native thread would see only the system class loader): Kaa's
 /// callback and SLF4J, called directly, so no Java code of ours stands between.
 struct JavaSide {
-    /// [`ANSWERS`].
+    /// [`ANSWER_METHODS`].
     answers: [JMethodID; Outcome::COUNT],
     factory: GlobalRef,
     get_logger: JStaticMethodID,
@@ -92,7 +92,7 @@ struct JavaSide {
 /// `LogDeliveryCallback`'s four methods, by [`Outcome::code`] (named by its `Display`),
 /// resolved in `JNI_OnLoad`: for the dispatcher, and for a pack answered at once
 /// ([`answer_now`]), on a thread without the dispatcher's `JavaSide`.
-static ANSWERS: OnceLock<[JMethodID; Outcome::COUNT]> = OnceLock::new();
+static ANSWER_METHODS: OnceLock<[JMethodID; Outcome::COUNT]> = OnceLock::new();
 
 static DISPATCHER: OnceLock<Sender<Queued>> = OnceLock::new();
 
@@ -113,7 +113,7 @@ fn dispatch(job: Job) {
 /// is held ([`answer_lag`]). What Kaa's callback throws is cleared: out of `doAppend`, the node
 /// would answer the pack a second time.
 fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome) {
-    let Some(answers) = ANSWERS.get() else {
+    let Some(answers) = ANSWER_METHODS.get() else {
         return callback.answer(outcome);
     };
     let Some(global) = callback.0.take() else {
@@ -605,7 +605,7 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
         answers.push(env.get_method_id(&callback, outcome.to_string(), "()V")?);
     }
     let resolved = methods(answers)?;
-    let answers = *ANSWERS.get_or_init(|| resolved);
+    let answers = *ANSWER_METHODS.get_or_init(|| resolved);
     let factory = env.find_class(LOGGER_FACTORY_CLASS)?;
     let get_logger = env.get_static_method_id(&factory, "getLogger", GET_LOGGER_SIG)?;
     let logger = env.find_class(LOGGER_CLASS)?;
@@ -828,12 +828,17 @@ impl Dispatcher for Attached<'_> {
     type Job = Queued;
 
     fn run(&mut self, queued: &mut Queued) {
-        answer_lag::ANSWERS.serving(queued.at);
-        if self.side.run(&mut self.env, &mut queued.job).is_err() {
-            let _ = self.env.exception_describe();
+        {
+            let _serving = answer_lag::ANSWERS.serving(queued.at);
+            if self.side.run(&mut self.env, &mut queued.job).is_err() {
+                let _ = self.env.exception_describe();
+            }
+            self.clear_exception();
         }
-        self.clear_exception();
-        if let Some(report) = answer_lag::ANSWERS.served(queued.at, answer_lag::now()) {
+        let now = answer_lag::now();
+        if let Some(report) = answer_lag::ANSWERS.caught_up(queued.at, now) {
+            // The backend that held the answers may hold this line too: a job as any other.
+            let _serving = answer_lag::ANSWERS.serving(now);
             self.say(Level::Warn, report);
         }
     }

@@ -367,7 +367,7 @@ impl Shared {
         result
     }
 
-    /// Once connected: has the driver publish 'online' again once every other connection
+    /// Once connected: publishes 'online' again once every other connection
     /// closing that carries the same status topic has gone, publishing 'offline' as it went.
     /// An appender edited in the admin (a new client id or host, the same status
     /// topic) connects at once while its predecessors drain, and the retained status would read

@@ -210,7 +210,7 @@ class OperabilityTest {
      * onConnectionError at once, on the thread that appended it, instead of queueing without bound (each queued
      * answer keeps Kaa's callback alive). Packs appended before still get their answers once the callback returns,
      * later ones go the usual way again, and one WARN says what happened. (Before: every pack queued, and a million of
-     * them grew the node by 140 MB while nothing was answered.)
+     * them grew the node by 150 MiB while nothing was answered.)
      */
     @Test
     @Timeout(value = 90, unit = TimeUnit.SECONDS)
