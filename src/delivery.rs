@@ -1078,7 +1078,7 @@ impl Tracker {
             }
         }
         if let Some(size) = self.unanswered.pop_outlived_sizes(now) {
-            self.taken(size, true);
+            self.taken(size, true, now);
         }
         self.proven(|m| now.saturating_duration_since(m.since) > QUICK);
     }
@@ -1091,7 +1091,7 @@ impl Tracker {
                 self.proving.push_front(m);
                 return;
             }
-            self.taken(m.measure.size, true);
+            self.taken(m.measure.size, true, m.since);
             m.pack.record_delivered();
         }
     }
@@ -1214,7 +1214,8 @@ impl Tracker {
         if refused.is_none() && self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
             self.refused_topics.new_topic_taken(m.origin.appender);
         }
-        self.taken(size, m.origin.appender != 0);
+        // When it was written: near enough for sizes kept for minutes, and no clock read per ack.
+        self.taken(size, m.origin.appender != 0, m.since);
         // Written before it, so read before it (one written at the same instant may not be).
         let written = m.since;
         self.proven(|p| p.since < written);
@@ -1222,12 +1223,11 @@ impl Tracker {
 
     /// The broker took a message of `size` bytes, a record's or the connection's own:
     /// acknowledged it, or kept the connection [`QUICK`] after a QoS 0 one.
-    fn taken(&mut self, size: usize, record: bool) {
-        let now = Instant::now();
+    fn taken(&mut self, size: usize, record: bool, at: Instant) {
         if record {
-            self.limit.record_taken(size, now);
+            self.limit.record_taken(size, at);
         }
-        if let Some(ceiling) = self.limit.acked(size, now) {
+        if let Some(ceiling) = self.limit.acked(size, at) {
             log::warn!(
                 "{}: the broker took a message of {size} bytes, above the {ceiling} bytes it \
                  was taken to close the connection at: messages that large are published again",
@@ -1241,7 +1241,7 @@ impl Tracker {
     /// ([`Tracker::proving`]), where its pack may wait for that.
     fn written_qos0(&mut self, m: InFlight) {
         let size = m.measure.size;
-        if self.limit.unproven_qos0(size, Instant::now())
+        if self.limit.unproven_qos0(size, m.since)
             && self
                 .proving
                 .back()

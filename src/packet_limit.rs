@@ -86,8 +86,10 @@ impl Recent {
             self.largest = size;
             return;
         };
-        let passed = now.saturating_duration_since(start).as_nanos() / LIFE.as_nanos();
-        if passed > 0 {
+        let age = now.saturating_duration_since(start);
+        // Per acknowledged message: the division only when a window has passed.
+        if age >= LIFE {
+            let passed = age.as_nanos() / LIFE.as_nanos();
             self.before = if passed == 1 { self.largest } else { 0 };
             self.largest = 0;
             self.window = Some(start + LIFE * u32::try_from(passed).unwrap_or(u32::MAX));
@@ -99,10 +101,13 @@ impl Recent {
         let Some(start) = self.window else {
             return 0;
         };
-        match now.saturating_duration_since(start).as_nanos() / LIFE.as_nanos() {
-            0 => self.largest.max(self.before),
-            1 => self.largest,
-            _ => 0,
+        let age = now.saturating_duration_since(start);
+        if age < LIFE {
+            self.largest.max(self.before)
+        } else if age < 2 * LIFE {
+            self.largest
+        } else {
+            0
         }
     }
 }
