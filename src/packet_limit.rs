@@ -81,18 +81,17 @@ struct Recent {
 
 impl Recent {
     fn note(&mut self, size: usize, now: Instant) {
-        let Some(start) = self.window else {
-            self.window = Some(now);
-            self.largest = size;
-            return;
-        };
+        let start = *self.window.get_or_insert(now);
         let age = now.saturating_duration_since(start);
-        // Per acknowledged message: the division only when a window has passed.
         if age >= LIFE {
-            let passed = age.as_nanos() / LIFE.as_nanos();
-            self.before = if passed == 1 { self.largest } else { 0 };
+            // The window after the one that ended; after a whole window without a size, one
+            // from now, with nothing before it.
+            (self.before, self.window) = if age < 2 * LIFE {
+                (self.largest, Some(start + LIFE))
+            } else {
+                (0, Some(now))
+            };
             self.largest = 0;
-            self.window = Some(start + LIFE * u32::try_from(passed).unwrap_or(u32::MAX));
         }
         self.largest = self.largest.max(size);
     }

@@ -482,7 +482,8 @@ macro_rules! event_loop {
             }
 
             async fn poll(&mut self) -> Result<Observed, Failure> {
-                let observed = <$loop>::poll(self).await.map(|event| $observe(&event)).map_err($failure)?;
+                let event = <$loop>::poll(self).await.map_err($failure)?;
+                let observed = $observe(&event);
                 if observed.is_from_broker() {
                     self.state.await_pingresp = false;
                 }
