@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Answers this late are still far inside the endpoint's wait (about 120 s), and a pause of the
 /// whole JVM (a long collection) stays below it.
-pub(crate) const LIMIT: Duration = Duration::from_secs(10);
+const LIMIT: Duration = Duration::from_secs(10);
 
 /// The one dispatcher's lag.
 pub(crate) static ANSWERS: AnswerLag = AnswerLag::new();
@@ -75,10 +75,11 @@ impl AnswerLag {
     }
 
     /// How late the answers are, when over the limit: the dispatcher's job in hand waited
-    /// that long since it was queued, and every job behind it waits longer.
-    pub(crate) fn behind(&self, now: u64) -> Option<Duration> {
+    /// that long since it was queued, and every job behind it waits longer. The clock is read
+    /// only while a job is in hand: this runs for every pack.
+    pub(crate) fn behind(&self, now: impl FnOnce() -> u64) -> Option<Duration> {
         let queued = self.serving.load(Ordering::Acquire).checked_sub(1)?;
-        let lag = Duration::from_nanos(now.saturating_sub(queued));
+        let lag = Duration::from_nanos(now().saturating_sub(queued));
         (lag > LIMIT).then_some(lag)
     }
 
@@ -116,10 +117,10 @@ mod tests {
     fn answers_are_late_while_the_job_in_hand_waited_past_the_limit() {
         let lag = AnswerLag::new();
         let limit = LIMIT.as_secs();
-        assert_eq!(lag.behind(100 * SECOND), None, "idle");
+        assert_eq!(lag.behind(|| 100 * SECOND), None, "idle");
         let held = lag.serving(5 * SECOND);
-        assert_eq!(lag.behind((5 + limit) * SECOND), None, "at the limit");
-        let late = lag.behind((6 + limit) * SECOND);
+        assert_eq!(lag.behind(|| (5 + limit) * SECOND), None, "at the limit");
+        let late = lag.behind(|| (6 + limit) * SECOND);
         assert_eq!(late, Some(Duration::from_secs(limit + 1)));
         lag.turned_away(late.expect("late"));
         lag.dropped_line();
@@ -127,14 +128,18 @@ mod tests {
         // The job that was held ends; the next ones still waited long: no report yet.
         drop(held);
         assert_eq!(lag.caught_up(5 * SECOND, (7 + limit) * SECOND), None);
-        assert_eq!(lag.behind((7 + limit) * SECOND), None, "idle again");
+        assert_eq!(lag.behind(|| (7 + limit) * SECOND), None, "idle again");
         // A job that panics is done with too.
         let panicked = std::panic::catch_unwind(|| {
             let _serving = lag.serving(SECOND);
             panic!("injected: the job panics");
         });
         assert!(panicked.is_err());
-        assert_eq!(lag.behind((7 + limit) * SECOND), None, "idle after a panic");
+        assert_eq!(
+            lag.behind(|| (7 + limit) * SECOND),
+            None,
+            "idle after a panic"
+        );
         drop(lag.serving((6 + limit) * SECOND));
         let report = lag.caught_up((6 + limit) * SECOND, (6 + limit) * SECOND + 1000);
         let report = report.expect("caught up");

@@ -100,7 +100,7 @@ static DISPATCHER: OnceLock<Sender<Queued>> = OnceLock::new();
 /// [`answer_lag`]).
 fn dispatch(job: Job) {
     let at = answer_lag::now();
-    if matches!(job, Job::Log(..)) && answer_lag::ANSWERS.behind(at).is_some() {
+    if matches!(job, Job::Log(..)) && answer_lag::ANSWERS.behind(|| at).is_some() {
         return answer_lag::ANSWERS.dropped_line();
     }
     if let Some(tx) = DISPATCHER.get() {
@@ -376,7 +376,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let Some(appender) = borrow(handle) else {
             return callback.answer(Why::Closed.outcome());
         };
-        if let Some(lag) = answer_lag::ANSWERS.behind(answer_lag::now()) {
+        if let Some(lag) = answer_lag::ANSWERS.behind(answer_lag::now) {
             let events = if events.is_null() {
                 Ok(0)
             } else {
