@@ -31,6 +31,9 @@ pub(crate) struct AnswerLag {
     /// When the job in hand was queued, plus one; 0 while the dispatcher waits for work.
     serving: AtomicU64,
     turned_away: AtomicU64,
+    /// Of those, the packs whose callback threw: not logged then, on Kaa's thread, through the
+    /// logging that may be what holds the dispatcher.
+    threw: AtomicU64,
     dropped_lines: AtomicU64,
     /// The largest lag a pack was turned away at, since the last report.
     worst: AtomicU64,
@@ -41,6 +44,7 @@ impl AnswerLag {
         AnswerLag {
             serving: AtomicU64::new(0),
             turned_away: AtomicU64::new(0),
+            threw: AtomicU64::new(0),
             dropped_lines: AtomicU64::new(0),
             worst: AtomicU64::new(0),
         }
@@ -60,6 +64,10 @@ impl AnswerLag {
             return None;
         }
         let packs = self.turned_away.swap(0, Ordering::Relaxed);
+        let threw = match self.threw.swap(0, Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(" ({n} of their callbacks threw)"),
+        };
         let lines = self.dropped_lines.swap(0, Ordering::Relaxed);
         let worst = Duration::from_nanos(self.worst.swap(0, Ordering::Relaxed));
         (packs > 0 || lines > 0).then(|| {
@@ -67,7 +75,7 @@ impl AnswerLag {
                 "answers to Kaa were over {} s late (up to {:.1} s): a Kaa callback or the node's \
                  logging held the thread that makes them; meanwhile {packs} packs were answered \
                  onConnectionError at once, on the thread that appended them (Kaa sends them \
-                 again), and {lines} native log lines were dropped",
+                 again){threw}, and {lines} native log lines were dropped",
                 LIMIT.as_secs(),
                 worst.as_secs_f64()
             )
@@ -88,6 +96,11 @@ impl AnswerLag {
         self.turned_away.fetch_add(1, Ordering::Relaxed);
         self.worst
             .fetch_max(lag.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The callback of a pack answered at once threw.
+    pub(crate) fn callback_threw(&self) {
+        self.threw.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A log line left out.
@@ -123,6 +136,7 @@ mod tests {
         let late = lag.behind(|| (6 + limit) * SECOND);
         assert_eq!(late, Some(Duration::from_secs(limit + 1)));
         lag.turned_away(late.expect("late"));
+        lag.callback_threw();
         lag.dropped_line();
         lag.dropped_line();
         // The job that was held ends; the next ones still waited long: no report yet.
@@ -146,6 +160,7 @@ mod tests {
         assert!(
             report.contains(&format!("up to {}.0 s", limit + 1))
                 && report.contains("1 packs were answered onConnectionError at once")
+                && report.contains("(1 of their callbacks threw)")
                 && report.contains("2 native log lines were dropped"),
             "{report}"
         );

@@ -1,7 +1,7 @@
 //! One configured appender: checks a pack as Kaa handed it (null events, no log schema),
 //! decodes its records into payloads, hands them to its pooled connection and makes sure every
 //! pack is answered by its deadline. Every answer, whoever gives it, goes through the pack's
-//! completion, so the metrics count each one.
+//! completion with its tally, so the metrics count each one once Kaa has it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use crate::delivery::{
 };
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
-use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot};
+use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot, Tally};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
 use crate::supervise::{lock, read, restarting, write};
@@ -35,6 +35,9 @@ const SWEEP_RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// settings the new one takes them over, where an idle one's connection closed at once and
 /// was made again, its `statusTopic` saying `offline`, then `online`.
 const EDIT_GRACE: Duration = Duration::from_secs(2);
+
+/// What gives a pack's answer to Kaa, and counts it ([`Tally::answered`]) once Kaa has it.
+pub type Answer = Box<dyn FnOnce(Outcome, Tally) + Send>;
 
 /// A pack's log schema as Kaa's `LogSchema` gives it, nulls as `None`.
 pub struct PackSchema<'a, T: FnOnce() -> Option<String>> {
@@ -236,36 +239,29 @@ impl Appender {
     }
 
     /// A pack of `events` not taken, because the answers to Kaa are late (`answer_lag`): its
-    /// answer, counted as every answer is, for the bridge to give at once.
-    pub fn turn_away(&self, events: usize) -> Outcome {
-        let outcome = Why::Lost.outcome();
-        self.metrics.started();
-        self.metrics.finished(outcome, events, Duration::ZERO);
-        outcome
+    /// answer, and its tally, for the bridge to give at once.
+    pub fn turn_away(&self, events: usize) -> (Outcome, Tally) {
+        (Why::Lost.outcome(), Tally::start(&self.metrics, events))
     }
 
     /// Takes one pack as Kaa handed it, unchecked: records that could not be read (`Err`) are
     /// answered here like any other pack that cannot be published, through the same completion,
-    /// metrics and log line. `completion` runs exactly once, never on the calling thread's stack
-    /// before this returns unless the answer is immediate (bad data, closed, bound reached).
+    /// metrics and log line. `answer` runs exactly once, never on the calling thread's stack
+    /// before this returns unless the answer is immediate (bad data, closed, bound reached),
+    /// with the pack's [`Tally`], to count once Kaa has the answer.
     pub fn append<R: AsRef<[u8]>, T: FnOnce() -> Option<String>>(
         &self,
         schema: PackSchema<'_, T>,
         records: Result<&[R], &Unreadable>,
         endpoint: &str,
-        completion: Completion,
+        answer: Answer,
     ) {
-        let metrics = Arc::clone(&self.metrics);
-        let started = Instant::now();
         let records_in_pack = match records {
             Ok(records) => records.len(),
             Err(unreadable) => unreadable.events,
         };
-        metrics.started();
-        let completion: Completion = Box::new(move |outcome| {
-            metrics.finished(outcome, records_in_pack, started.elapsed());
-            completion(outcome);
-        });
+        let tally = Tally::start(&self.metrics, records_in_pack);
+        let completion: Completion = Box::new(move |outcome| answer(outcome, tally));
         let not_published = |kind: &'static str, reason: &str| {
             if let Some(note) = self.failed_pack_lines.take(kind, Instant::now()) {
                 log::warn!(
@@ -896,13 +892,13 @@ mod tests {
     }
 
     /// One record of SCHEMA, its `LogSchema` id "1", version 1.
-    fn append_one(appender: &Appender, endpoint: &str, completion: Completion) {
+    fn append_one(appender: &Appender, endpoint: &str, answer: Answer) {
         let schema = PackSchema {
             id: Some("1"),
             version: 1,
             text: || Some(SCHEMA.to_string()),
         };
-        appender.append(schema, Ok(&[RECORD][..]), endpoint, completion);
+        appender.append(schema, Ok(&[RECORD][..]), endpoint, answer);
     }
 
     /// An endpoint sending packs that cannot be published as fast as Kaa takes them: every
@@ -1230,7 +1226,7 @@ mod tests {
                 counted_schema(reads, id, version),
                 Ok(&[RECORD][..]),
                 "endpoint-a",
-                Box::new(|_| ()),
+                Box::new(|_, _| ()),
             );
         }
         assert_eq!(reads.get(), 3);
@@ -1272,9 +1268,11 @@ mod tests {
         appender.close();
     }
 
-    fn recorded(tx: &mpsc::Sender<Outcome>) -> Completion {
+    /// Sends each answer to `tx`, counted first, as Kaa's callback returning would have it.
+    fn recorded(tx: &mpsc::Sender<Outcome>) -> Answer {
         let tx = tx.clone();
-        Box::new(move |outcome| {
+        Box::new(move |outcome, tally| {
+            tally.answered(outcome);
             let _ = tx.send(outcome);
         })
     }
@@ -1289,7 +1287,7 @@ mod tests {
         append_one(
             &appender,
             "endpoint-a",
-            Box::new(|_| panic!("injected: the completion of pack A panics")),
+            Box::new(|_, _| panic!("injected: the completion of pack A panics")),
         );
         append_one(&appender, "endpoint-b", recorded(&tx));
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));

@@ -42,7 +42,7 @@ use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::{AppenderConfig, Layout};
 use crate::delivery::{Outcome, Why};
 use crate::header::HeaderStructure;
-use crate::metrics::{Figure, Snapshot, FIGURES};
+use crate::metrics::{Figure, Snapshot, Tally, FIGURES};
 use crate::supervise::{panic_message, read, write};
 
 const CALLBACK_CLASS: &str =
@@ -61,7 +61,8 @@ const LEVEL_REFRESH: Duration = Duration::from_secs(3);
 /// Work for the dispatcher thread. What it hands to Java is taken out of the job just before
 /// the call, so a job run again after a panic never reaches Java twice.
 enum Job {
-    Deliver(Option<GlobalRef>, Outcome),
+    /// Kaa's callback, its answer, and the pack's tally, counted once the callback returned.
+    Deliver(Option<GlobalRef>, Outcome, Option<Tally>),
     Log(Level, Option<(String, String)>),
 }
 
@@ -111,10 +112,11 @@ fn dispatch(job: Job) {
 
 /// Answers a pack on the calling thread, as the original appender did, while the dispatcher
 /// is held ([`answer_lag`]). What Kaa's callback throws is cleared: out of `doAppend`, the node
-/// would answer the pack a second time.
-fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome) {
+/// would answer the pack a second time. It is counted, not logged: the logging may be what
+/// holds the dispatcher.
+fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome, tally: Tally) {
     let Some(answers) = ANSWER_METHODS.get() else {
-        return callback.answer(outcome);
+        return callback.answer(outcome, Some(tally));
     };
     let Some(global) = callback.0.take() else {
         return;
@@ -129,8 +131,10 @@ fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome) {
             &[],
         )
     };
+    tally.answered(outcome);
     if env.exception_check().unwrap_or(false) {
         let _ = env.exception_clear();
+        answer_lag::ANSWERS.callback_threw();
     }
 }
 
@@ -212,9 +216,10 @@ fn borrow(handle: jlong) -> Option<Arc<Appender>> {
 struct JavaCallback(Option<GlobalRef>);
 
 impl JavaCallback {
-    fn answer(mut self, outcome: Outcome) {
+    /// `tally`: none for a pack no appender took (its handle was closed).
+    fn answer(mut self, outcome: Outcome, tally: Option<Tally>) {
         if let Some(callback) = self.0.take() {
-            dispatch(Job::Deliver(Some(callback), outcome));
+            dispatch(Job::Deliver(Some(callback), outcome, tally));
         }
     }
 }
@@ -222,7 +227,7 @@ impl JavaCallback {
 impl Drop for JavaCallback {
     fn drop(&mut self) {
         if let Some(callback) = self.0.take() {
-            dispatch(Job::Deliver(Some(callback), Why::Abandoned.outcome()));
+            dispatch(Job::Deliver(Some(callback), Why::Abandoned.outcome(), None));
         }
     }
 }
@@ -374,7 +379,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     // A panic drops the callback on its way out, which answers the pack `onInternalError`.
     let panicked = catch_unwind(AssertUnwindSafe(|| {
         let Some(appender) = borrow(handle) else {
-            return callback.answer(Why::Closed.outcome());
+            return callback.answer(Why::Closed.outcome(), None);
         };
         if let Some(lag) = answer_lag::ANSWERS.behind(answer_lag::now) {
             let events = if events.is_null() {
@@ -387,7 +392,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
                 0
             });
             answer_lag::ANSWERS.turned_away(lag);
-            return answer_now(&mut env, callback, appender.turn_away(events as usize));
+            let (outcome, tally) = appender.turn_away(events as usize);
+            return answer_now(&mut env, callback, outcome, tally);
         }
         let mut records = read_records(&mut env, &events);
         // As `String.valueOf` wrote a null key before the checks moved here. A key that cannot
@@ -408,7 +414,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             schema,
             records.slices().as_deref(),
             &endpoint,
-            Box::new(move |outcome| callback.answer(outcome)),
+            Box::new(move |outcome, tally| callback.answer(outcome, Some(tally))),
         );
     }));
     if let Err(payload) = panicked {
@@ -694,11 +700,12 @@ impl JavaSide {
         env.with_local_frame(8, |env| {
             let void = || ReturnType::Primitive(Primitive::Void);
             match job {
-                Job::Deliver(callback, outcome) => {
+                Job::Deliver(callback, outcome, tally) => {
                     let Some(callback) = callback.take() else {
                         return Ok(());
                     };
                     let outcome = *outcome;
+                    let tally = tally.take();
                     // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`,
                     // and Kaa's callback implements it.
                     let called = unsafe {
@@ -709,6 +716,9 @@ impl JavaSide {
                             &[],
                         )
                     };
+                    if let Some(tally) = tally {
+                        tally.answered(outcome);
+                    }
                     if let Err(jni::errors::Error::JavaException) = called {
                         // Kaa's callback threw: the node's log gets it, the next answer goes on.
                         let thrown = env.exception_occurred()?;

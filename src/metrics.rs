@@ -3,7 +3,8 @@
 //! JMX (a snapshot through the bridge) and summarised in a periodic log line.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::delivery::Outcome;
 
@@ -70,13 +71,43 @@ impl Default for AppenderMetrics {
     }
 }
 
+/// One pack in its appender's figures, in flight from `doAppend` until Kaa's callback for it
+/// has returned: counted then, not when the answer is decided, because the one thread that
+/// answers can be held by a callback or logging backend that blocks, and answers queue
+/// meanwhile (`answer_lag`). Dropped unanswered (a panic on the way), it counts as the
+/// internal error its pack is then answered.
+pub struct Tally(Option<(Arc<AppenderMetrics>, usize, Instant)>);
+
+impl Tally {
+    /// A pack of `records` records handed over now.
+    pub fn start(metrics: &Arc<AppenderMetrics>, records: usize) -> Tally {
+        metrics.started();
+        Tally(Some((Arc::clone(metrics), records, Instant::now())))
+    }
+
+    /// Kaa's callback has its answer, `outcome`.
+    pub fn answered(mut self, outcome: Outcome) {
+        if let Some((metrics, records, started)) = self.0.take() {
+            metrics.finished(outcome, records, started.elapsed());
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if let Some((metrics, records, started)) = self.0.take() {
+            metrics.finished(Outcome::InternalError, records, started.elapsed());
+        }
+    }
+}
+
 impl AppenderMetrics {
-    pub fn started(&self) {
+    fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A pack of `records` records was answered `outcome` after `latency`.
-    pub fn finished(&self, outcome: Outcome, records: usize, latency: Duration) {
+    fn finished(&self, outcome: Outcome, records: usize, latency: Duration) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.packs[index(outcome)].fetch_add(1, Ordering::Relaxed);
         let counter = if outcome == Outcome::Delivered {
@@ -264,6 +295,29 @@ mod tests {
         assert!(
             s.latency_p99 >= Duration::from_millis(400)
                 && s.latency_p99 < Duration::from_millis(480)
+        );
+    }
+
+    /// A pack is in flight until its answer is given, not decided, and a tally dropped on the
+    /// way (a panic) is the internal error its pack is answered, not a pack in flight for ever.
+    #[test]
+    fn a_pack_counts_once_answered_or_dropped() {
+        let m = Arc::new(AppenderMetrics::default());
+        let c = ConnectionMetrics::default();
+        let held = Tally::start(&m, 3);
+        let dropped = Tally::start(&m, 2);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(m.snapshot(&c, 0).packs_in_flight, 2);
+        drop(dropped);
+        held.answered(Outcome::Delivered);
+        let s = m.snapshot(&c, 0);
+        assert_eq!(s.packs_in_flight, 0);
+        assert_eq!((s.packs_delivered, s.records_delivered), (1, 3));
+        assert_eq!((s.packs_internal_error, s.records_failed), (1, 2));
+        assert!(
+            s.latency_p50 >= Duration::from_millis(20),
+            "{:?}",
+            s.latency_p50
         );
     }
 

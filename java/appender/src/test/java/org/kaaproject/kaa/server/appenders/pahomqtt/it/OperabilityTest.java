@@ -209,8 +209,11 @@ class OperabilityTest {
      * queue behind it only so long: once the answer in hand waited over 10 s, a new pack is answered
      * onConnectionError at once, on the thread that appended it, instead of queueing without bound (each queued
      * answer keeps Kaa's callback alive). Packs appended before still get their answers once the callback returns,
-     * later ones go the usual way again, and one WARN says what happened. (Before: every pack queued, and a million of
-     * them grew the node by 150 MiB while nothing was answered.)
+     * later ones go the usual way again, and one WARN says what happened, also that a callback threw (logged then, on
+     * Kaa's thread, it would go through the logging that may be what holds the answers). JMX counts a pack answered when Kaa's
+     * callback has its answer, so the held ones show in flight, and their wait in the latency. (Before: every pack
+     * queued, and a million of them grew the node by 150 MiB while nothing was answered; JMX counted an answer when it
+     * was queued, and showed nothing in flight and a p99 of microseconds while Kaa waited.)
      */
     @Test
     @Timeout(value = 90, unit = TimeUnit.SECONDS)
@@ -224,19 +227,31 @@ class OperabilityTest {
             // Late answers past 10 s: the one in hand was queued when its pack was acknowledged.
             Thread.sleep(Math.max(0, TimeUnit.SECONDS.toMillis(11) - (System.nanoTime() - held) / 1_000_000));
             assertEquals(List.of(), node.calls("queued"), "the pack before waits behind the blocked callback");
+            // JMX tells what Kaa has: neither answer reached it.
+            assertEquals("2", node.metric("held", "PacksInFlight"), "packs whose callbacks have not returned");
+            assertEquals("0", node.metric("held", "PacksDelivered"), "none answered yet");
             node.append("held", "late", 3, 2);
             assertEquals(CONNECTION_ERROR, node.awaitFirst("late", Duration.ZERO),
                     "answered before doAppend returned\n" + node.diagnostics());
             assertEquals("main", node.callThread("late"), "on the thread that appended it");
+            // A callback that throws there stays inside doAppend (the node would answer the pack again).
+            node.append("held", "throws-late", 5, 2);
+            assertEquals(CONNECTION_ERROR, node.awaitFirst("throws-late", Duration.ZERO), node.diagnostics());
             node.unblock();
             node.assertExactlyOne("queued", SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
             node.append("held", "after", 4, 2);
             node.assertExactlyOne("after", SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(300));
             assertEquals("kaa-mqtt-callbacks", node.callThread("after"), "from the dispatcher again");
             node.assertExactlyOne("late", CONNECTION_ERROR, Duration.ZERO, Duration.ZERO);
-            assertEquals("1", node.metric("held", "PacksFailedConnection"), "counted as every answer is");
+            node.assertExactlyOne("throws-late", CONNECTION_ERROR, Duration.ZERO, Duration.ZERO);
+            assertEquals("2", node.metric("held", "PacksFailedConnection"), "counted as every answer is");
+            assertEquals("0", node.metric("held", "PacksInFlight"), "all answered");
+            assertEquals("3", node.metric("held", "PacksDelivered"), "once their callbacks returned");
+            assertTrue(Double.parseDouble(node.metric("held", "AnswerLatencyP99Millis")) >= 10_000,
+                    "the held answers' wait is in the latency");
             assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("answers to Kaa were over 10 s "
-                    + "late") && l.contains("1 packs were answered onConnectionError at once")),
+                    + "late") && l.contains("2 packs were answered onConnectionError at once")
+                    && l.contains("(1 of their callbacks threw)")),
                     "one WARN says so:\n" + node.diagnostics());
         }
     }
