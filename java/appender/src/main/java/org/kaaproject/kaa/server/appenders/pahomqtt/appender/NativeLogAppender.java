@@ -4,6 +4,7 @@ import java.util.List;
 
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
+import org.kaaproject.kaa.server.appenders.pahomqtt.config.BundledSchemaPluginConfig;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogEvent;
@@ -24,6 +25,10 @@ import org.slf4j.LoggerFactory;
  * no stored record names this one.
  */
 public abstract class NativeLogAppender implements LogAppender {
+
+    static {
+        BundledSchemaPluginConfig.checkForOtherCopies();
+    }
 
     /** Named after the concrete class, so a node's logging configuration can tell the plugins apart. */
     private final Logger log = LoggerFactory.getLogger(getClass());

@@ -295,6 +295,29 @@ class InstallLayoutIT {
     }
 
     /**
+     * README "Upgrading from the original PahoMQTT appender": its jar must go. One left in lib/ beside this one (here
+     * a second copy of this jar under another file name, which carries the same class names as the original's) is one
+     * ERROR naming both jars, since the node's {@code java -cp "$LIB/*"} takes each class from whichever comes first
+     * and the appenders the original stored could still run its code. The appender still works.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void aSecondJarWithThePluginsClassesIsAnErrorNamingBoth() throws Exception {
+        Path lib = libDir(true);
+        Files.copy(NodeLayout.appenderJar(), lib.resolve("pahomqtt-appender-0.9.0.jar"));
+        Records records = new Records(newDir("kaa-node-data-"), 5, 3);
+        String topic = "kaa/it/install/two-jars/" + UUID.randomUUID().toString().substring(0, 8);
+        Run r = runNode(lib, List.of(), replayArgs(topic, records));
+        assertNoCrash(r);
+        assertEquals(0, r.exit, "the appender still delivers\n" + r.describe());
+        List<String> errors = r.stderrLines("ERROR");
+        assertEquals(1, errors.size(), "one error\n" + r.describe());
+        assertTrue(errors.get(0).contains("are in 2 jars on the class path")
+                && errors.get(0).contains(lib.resolve("pahomqtt-appender-0.9.0.jar").toString())
+                && errors.get(0).contains(lib.resolve("kaa-mqtt-appender-0.1.0.jar").toString()), errors.get(0));
+    }
+
+    /**
      * Only the jar in lib/ (no .so beside it): the appender extracts the copy it carries into a directory of its own
      * under java.io.tmpdir, loads that and publishes; the copy is deleted once loaded, so nothing is left behind.
      */
