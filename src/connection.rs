@@ -807,9 +807,11 @@ struct Driver<E: EventLoop> {
     /// When the connection in use was accepted; `None` while not connected.
     connected_at: Option<Instant>,
     ever_connected: bool,
-    /// The last failure logged at WARN: a broker that stays away is reported once, not at
-    /// every retry, and a different failure (say, a TLS error after a refused TCP connect) is.
-    last_failure: Option<String>,
+    /// The last failure logged at WARN, per broker (by index in `brokers`): a broker that stays
+    /// away is reported once, not at every retry, and a different failure (say, a TLS error
+    /// after a refused TCP connect) is. Per broker, or two that fail each their own way would
+    /// take turns, and every attempt would be new.
+    last_failure: Vec<Option<String>>,
     /// Brokers of this round (from the first on) that refused the connection: packs waiting
     /// are refused only once all have, so that a failover broker gets them when the first
     /// refuses (bad credentials on it alone).
@@ -881,6 +883,7 @@ async fn drive<E: EventLoop>(
         // should have.
         let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
+    let last_failure = vec![None; brokers.len()];
     let mut driver = Driver {
         shared,
         eventloop,
@@ -891,7 +894,7 @@ async fn drive<E: EventLoop>(
         takeover_backoff: BACKOFF_MIN,
         connected_at: None,
         ever_connected: false,
-        last_failure: None,
+        last_failure,
         refused_in_round: 0,
         refused_here: false,
         carried: false,
@@ -1178,7 +1181,7 @@ impl<E: EventLoop> Driver<E> {
                 }
                 *ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
-                *last_failure = None;
+                last_failure.fill(None);
                 if session_present {
                     log::info!("connected to {label}, resuming its session");
                 } else {
@@ -1404,7 +1407,7 @@ impl<E: EventLoop> Driver<E> {
                     ),
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
-                let level = match (last_failure.as_ref() == Some(&text), refused) {
+                let level = match (last_failure[*current].as_ref() == Some(&text), refused) {
                     (true, _) => log::Level::Debug,
                     (false, true) => log::Level::Error,
                     (false, false) => log::Level::Warn,
@@ -1417,7 +1420,7 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::log!(level, "cannot connect to {label}: {text}; retrying");
                 }
-                *last_failure = Some(text);
+                last_failure[*current] = Some(text);
                 // The next broker right away; a pause only after a whole round failed. A
                 // connection the broker ended at once with an MQTT 5 DISCONNECT about neither
                 // the client id nor a message (busy, over a quota, shutting down, use another

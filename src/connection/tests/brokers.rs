@@ -1386,3 +1386,31 @@ fn a_long_topic_blamed_for_a_close_is_logged_cut_short() {
         assert!(text.contains("... (65000 bytes)"), "{text}");
     }
 }
+
+/// Two brokers that fail in different ways (the first refuses TCP, the failover broker
+/// refuses the CONNECT) are reported once each, their repeats at DEBUG. (Before: one last
+/// failure per connection, so the two alternated and every attempt was a WARN or an ERROR,
+/// about 17,000 lines a day for as long as both stayed away.)
+#[test]
+fn brokers_failing_in_turn_are_each_reported_once() {
+    crate::test_log::capture();
+    let (go, go_rx) = mpsc::channel();
+    go.send(()).expect("the broker refuses at once");
+    let (refusing, _) = scripted_broker(move |l| refusing_broker_v4(l, go_rx));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("port")
+        .port();
+    let connection = Connection::get(&BrokerConfig {
+        failover: vec![("127.0.0.1".into(), refusing)],
+        ..scripted(closed, "failing-in-turn")
+    })
+    .expect("opened");
+    std::thread::sleep(Duration::from_secs(3));
+    drop(connection);
+    let lines = crate::test_log::lines_with("as 'failing-in-turn'");
+    let reported: Vec<_> = lines.iter().filter(|l| !l.starts_with("DEBUG")).collect();
+    assert!(lines.len() >= 6, "rounds of attempts: {lines:#?}");
+    assert_eq!(reported.len(), 2, "{reported:#?}");
+}
