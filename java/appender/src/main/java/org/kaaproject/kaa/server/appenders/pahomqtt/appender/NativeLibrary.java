@@ -1,6 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 
 import java.io.File;
+import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.URISyntaxException;
@@ -13,13 +14,16 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 
+import org.slf4j.LoggerFactory;
+
 /**
  * Finds and loads the Rust library, once per class loader. A Kaa node starts with
  * {@code java -cp "$LIB/*"} and no {@code java.library.path}, so {@code loadLibrary} alone
  * would never find a {@code .so} dropped beside the jar. Places tried, in order:
  * <ol>
  * <li>the path in system property {@value #PATH_PROPERTY}, if set (then only that);</li>
- * <li>{@value #FILE_NAME} in the directory of the jar holding this class (the Kaa install layout);</li>
+ * <li>{@value #FILE_NAME} in the directory of the jar holding this class (the Kaa install layout), with a WARN if
+ * it is not the copy the jar carries: another build's, left by an upgrade that copied the jar alone;</li>
  * <li>the copy inside the jar, extracted into a new directory only this user can enter, under
  * {@value #EXTRACT_DIR_PROPERTY} (default {@code java.io.tmpdir}), and deleted as soon as it is loaded;</li>
  * <li>{@code System.loadLibrary("kaa_mqtt_appender")}.</li>
@@ -62,7 +66,52 @@ final class NativeLibrary {
             throw new UnsatisfiedLinkError(failure);
         }
         checkAbi();
+        File beside = besideJar();
+        if (beside != null && beside.getAbsolutePath().equals(loadedFrom) && !sameAsCarried(beside)) {
+            LoggerFactory.getLogger(NativeLibrary.class).warn("{} is not the library this jar was built with (the "
+                    + "copy it carries differs): another build's, which runs that build's code; install the jar and "
+                    + "{} of one build", loadedFrom, FILE_NAME);
+        }
         return loadedFrom;
+    }
+
+    /** Whether {@code file} has the bytes of the copy this jar carries (true when it carries none). */
+    private static boolean sameAsCarried(File file) {
+        try (InputStream carried = NativeLibrary.class.getResourceAsStream(resource());
+                InputStream in = new FileInputStream(file)) {
+            if (carried == null) {
+                return true;
+            }
+            byte[] a = new byte[1 << 16];
+            byte[] b = new byte[1 << 16];
+            for (int n = a.length; n == a.length;) {
+                n = fill(carried, a);
+                if (fill(in, b) != n) {
+                    return false;
+                }
+                for (int i = 0; i < n; i++) {
+                    if (a[i] != b[i]) {
+                        return false;
+                    }
+                }
+            }
+            return true;
+        } catch (IOException e) {
+            return true; // nothing to tell
+        }
+    }
+
+    /** Reads into {@code buffer} until it is full or the stream ends; how many bytes it read. */
+    private static int fill(InputStream in, byte[] buffer) throws IOException {
+        int n = 0;
+        while (n < buffer.length) {
+            int r = in.read(buffer, n, buffer.length - n);
+            if (r < 0) {
+                break;
+            }
+            n += r;
+        }
+        return n;
     }
 
     /** A library from another build would be called with the wrong arguments: refuse it now. */
@@ -127,8 +176,13 @@ final class NativeLibrary {
         }
     }
 
+    /** Where the jar carries its copy of the library. */
+    private static String resource() {
+        return "/native/" + platform() + "/" + FILE_NAME;
+    }
+
     private static boolean tryLoadFromJar(List<String> tried) {
-        String resource = "/native/" + platform() + "/" + FILE_NAME;
+        String resource = resource();
         File base = new File(System.getProperty(EXTRACT_DIR_PROPERTY, System.getProperty("java.io.tmpdir")));
         try (InputStream in = NativeLibrary.class.getResourceAsStream(resource)) {
             if (in == null) {

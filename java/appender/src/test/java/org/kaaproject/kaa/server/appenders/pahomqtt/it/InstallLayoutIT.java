@@ -283,6 +283,7 @@ class InstallLayoutIT {
             assertTrue(r.stderr.contains("PahoMqtt appender 'replay'") && r.stderr.contains("started"),
                     "the appender's start-up line\n" + r.describe());
             assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            assertFalse(r.stderr.contains("is not the library this jar was built with"), "one build\n" + r.describe());
             assertEquals(List.of(lib.resolve(NodeLayout.FILE_NAME).toString()), r.loaded(),
                     "the library is loaded once, from the directory of the jar\n" + r.describe());
             assertEquals(List.of(), libraryFilesIn(r.work.resolve("tmp")), "no extracted copy");
@@ -315,6 +316,28 @@ class InstallLayoutIT {
         assertTrue(errors.get(0).contains("are in 2 jars on the class path")
                 && errors.get(0).contains(lib.resolve("pahomqtt-appender-0.9.0.jar").toString())
                 && errors.get(0).contains(lib.resolve("kaa-mqtt-appender-0.1.0.jar").toString()), errors.get(0));
+    }
+
+    /**
+     * README "Install": the jar and the .so of one build. A library from another build beside the jar (here this
+     * build's with one byte more, which loads and runs the same) is still the one loaded, with a WARN that it is not
+     * the copy the jar carries; the library of the jar's own build gives no such line (the test above).
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void aLibraryOfAnotherBuildBesideTheJarIsAWarning() throws Exception {
+        Path lib = libDir(true);
+        Files.write(lib.resolve(NodeLayout.FILE_NAME), new byte[] {0}, java.nio.file.StandardOpenOption.APPEND);
+        Records records = new Records(newDir("kaa-node-data-"), 5, 4);
+        String topic = "kaa/it/install/other-build/" + UUID.randomUUID().toString().substring(0, 8);
+        Run r = runNode(lib, List.of(), replayArgs(topic, records));
+        assertNoCrash(r);
+        assertEquals(0, r.exit, "it still delivers\n" + r.describe());
+        assertEquals(List.of(lib.resolve(NodeLayout.FILE_NAME).toString()), r.loaded(), r.describe());
+        List<String> warned = r.stderrLines("WARN").stream().filter(l -> l.contains("is not the library this jar was "
+                + "built with")).collect(Collectors.toList());
+        assertEquals(1, warned.size(), r.describe());
+        assertTrue(warned.get(0).contains(lib.resolve(NodeLayout.FILE_NAME).toString()), warned.get(0));
     }
 
     /**
