@@ -84,7 +84,8 @@ final class NativeLibrary {
             }
             byte[] a = new byte[1 << 16];
             byte[] b = new byte[1 << 16];
-            for (int n = a.length; n == a.length;) {
+            int n;
+            do {
                 n = fill(carried, a);
                 if (fill(in, b) != n) {
                     return false;
@@ -94,7 +95,7 @@ final class NativeLibrary {
                         return false;
                     }
                 }
-            }
+            } while (n == a.length); // a short read is the end of both
             return true;
         } catch (IOException e) {
             return true; // nothing to tell
