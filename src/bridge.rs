@@ -258,13 +258,21 @@ const EVENTS_PER_FRAME: i32 = 4096;
 
 /// The pack's records, each copied once out of its Java array into one buffer (sized for each
 /// chunk of events first, so a pack of up to [`EVENTS_PER_FRAME`] never grows it by copying).
-/// A null array is a null event; a null `events` a null list.
-fn read_records(env: &mut JNIEnv, events: &JObjectArray) -> PackRecords {
+/// A null array is a null event; a null `events` a null list. A pack `fits` refuses for its
+/// count is not read at all.
+fn read_records(
+    env: &mut JNIEnv,
+    events: &JObjectArray,
+    fits: impl Fn(usize) -> Result<(), String>,
+) -> PackRecords {
     if events.is_null() {
         return PackRecords::unreadable(0, "its list of events is null".into());
     }
     let read = |env: &mut JNIEnv| -> Result<PackRecords, jni::errors::Error> {
         let count = env.get_array_length(events)?;
+        if let Err(reason) = fits(count as usize) {
+            return Ok(PackRecords::unreadable(count as usize, reason));
+        }
         let mut records = PackRecords::default();
         for start in (0..count).step_by(EVENTS_PER_FRAME as usize) {
             let end = count.min(start.saturating_add(EVENTS_PER_FRAME));
@@ -395,7 +403,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             let (outcome, tally) = appender.turn_away(events as usize);
             return answer_now(&mut env, callback, outcome, tally);
         }
-        let mut records = read_records(&mut env, &events);
+        let mut records = read_records(&mut env, &events, |n| appender.fits_in_flight(n));
         // As `String.valueOf` wrote a null key before the checks moved here. A key that cannot
         // be read fails the pack: published under another key, it would reach the wrong topic.
         let endpoint = read_string(&mut env, &endpoint).unwrap_or_else(|e| {

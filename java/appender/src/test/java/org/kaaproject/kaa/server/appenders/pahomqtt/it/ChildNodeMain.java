@@ -30,7 +30,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * append NAME LABEL SEED COUNT  -> "@@ APPENDED LABEL" | "@@ APPEND_THREW LABEL exception", then one
  *                                  "@@ CALL LABEL METHOD MILLIS THREAD" per callback call, whenever it comes; with a
  *                                  LABEL starting "throws-", each call then throws ("callback-bomb LABEL"); with
- *                                  one starting "blocks-", each call then blocks until "unblock"
+ *                                  one starting "blocks-", each call then blocks until "unblock"; with one
+ *                                  starting "holed-", the pack's last event has no data
  * unblock                       -> releases the calls blocked so far and later, "@@ UNBLOCKED"
  * close NAME                    -> "@@ CLOSED NAME"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
@@ -245,8 +246,12 @@ public final class ChildNodeMain {
                             call(RecordingCallback.REMOTE_ERROR);
                         }
                     };
+                    List<byte[]> records = records(seed, count);
+                    if (label.startsWith("holed-")) {
+                        records.set(count - 1, null);
+                    }
                     try {
-                        appender.doAppend(KaaNode.pack(schemaText, 1, records(seed, count)), cb);
+                        appender.doAppend(KaaNode.pack(schemaText, 1, records), cb);
                         say("APPENDED " + label);
                     } catch (Throwable t) {
                         say("APPEND_THREW " + label + " " + oneLine(t));
