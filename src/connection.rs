@@ -94,6 +94,8 @@ struct Shared {
     status_follows_id: bool,
     status_format: StatusFormat,
     clean_session: bool,
+    /// Without TLS (`ssl` off).
+    plain: bool,
     connect_timeout: Duration,
     keep_alive: Duration,
     /// `maxInflight`; `None`: automatic.
@@ -586,6 +588,7 @@ impl Connection {
             status_follows_id: broker.status_follows_id.0,
             status_format: broker.status_format,
             clean_session: broker.clean_session,
+            plain: broker.tls.is_none(),
             connect_timeout: broker.connect_timeout,
             keep_alive: broker.keep_alive,
             max_inflight: broker.max_inflight,
@@ -1405,6 +1408,19 @@ impl<E: EventLoop> Driver<E> {
                         format!("{why}: {}", foreign_source(shared.clean_session)),
                         false,
                     ),
+                    // A TLS listener takes a plain CONNECT for a broken handshake and closes
+                    // (Mosquitto 2.0.11 resets the socket): say which setting that points to.
+                    Failure::Closed { why, said }
+                        if lived.is_none() && said.is_silent() && shared.plain =>
+                    {
+                        (
+                            format!(
+                            "{why} (closed before any CONNACK: if {} is a TLS port, turn ssl on)",
+                            brokers[*current].1
+                        ),
+                            false,
+                        )
+                    }
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 let level = match (last_failure[*current].as_ref() == Some(&text), refused) {

@@ -126,6 +126,7 @@ fn bare_shared() -> Shared {
         status_follows_id: false,
         status_format: StatusFormat::Text,
         clean_session: true,
+        plain: true,
         connect_timeout: Duration::from_secs(1),
         keep_alive: Duration::from_secs(60),
         max_inflight: None,
