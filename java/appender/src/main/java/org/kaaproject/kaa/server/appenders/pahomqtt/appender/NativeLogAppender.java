@@ -1,6 +1,8 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
 import org.kaaproject.kaa.common.dto.logs.LogHeaderStructureDto;
@@ -36,8 +38,16 @@ public abstract class NativeLogAppender implements LogAppender {
     /** Which plugin generation's schema the configurations of this class are stored in. */
     private final int generation;
 
+    /** How often, at most, packs failing for a failed {@code init} repeat its error: the log that had it rotates. */
+    private static final long REMINDER_NANOS = TimeUnit.MINUTES.toNanos(1);
+
     /** What {@code init} opened; null before it and after {@code close}. */
     private volatile NativeHandle handle;
+    /** Why the last {@code init} failed; null if it did not, and after {@code close}. */
+    private volatile String startFailure;
+    /** When its error may be said again ({@code System.nanoTime}), and the packs it failed since it was last said. */
+    private final AtomicLong nextReminder = new AtomicLong();
+    private final AtomicLong failedUnsaid = new AtomicLong();
 
     private String name;
     private String appenderId;
@@ -77,7 +87,8 @@ public abstract class NativeLogAppender implements LogAppender {
 
     /**
      * Never throws: with a missing library or an invalid configuration the error is logged
-     * and every pack is answered {@code onInternalError}, as the node expects of a broken appender.
+     * and every pack is answered {@code onInternalError}, as the node expects of a broken appender (the error is
+     * logged again with them, at most once a minute).
      * A second {@code init} releases what the first opened.
      */
     @Override
@@ -102,6 +113,8 @@ public abstract class NativeLogAppender implements LogAppender {
         } catch (UnsatisfiedLinkError | RuntimeException e) {
             log.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId,
                     e.getMessage());
+            nextReminder.set(System.nanoTime());
+            startFailure = e.getMessage();
         }
     }
 
@@ -112,6 +125,7 @@ public abstract class NativeLogAppender implements LogAppender {
         NativeHandle opened = handle;
         if (opened == null) {
             callback.onInternalError(); // no native appender: before init succeeded, or after close
+            remindWhyNotStarted();
             return;
         }
         List<LogEvent> events = pack.getEvents();
@@ -148,8 +162,25 @@ public abstract class NativeLogAppender implements LogAppender {
         }
     }
 
+    /** After a failed {@code init}, its error again with the packs it failed: at the first, then once a minute. */
+    private void remindWhyNotStarted() {
+        String failure = startFailure;
+        if (failure == null) {
+            return;
+        }
+        failedUnsaid.incrementAndGet();
+        long now = System.nanoTime();
+        long due = nextReminder.get();
+        if (now - due >= 0 && nextReminder.compareAndSet(due, now + REMINDER_NANOS)) {
+            log.warn("PahoMqtt appender '{}' ({}) is not running, as it could not start: {}; {} log pack(s) answered "
+                    + "onInternalError since that was last logged (repeated at most once a minute while packs come)",
+                    name, appenderId, failure, failedUnsaid.getAndSet(0));
+        }
+    }
+
     /** Releases what the last {@code init} opened (and what dropped appenders left); whether there was something. */
     private boolean release() {
+        startFailure = null;
         NativeHandle.releaseDropped();
         NativeHandle opened = handle;
         handle = null;

@@ -4,12 +4,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -54,6 +56,30 @@ class InvalidSettingsTest {
             assertEquals(cases.size(), node.appenderLogLines("ERROR").stream().filter(l -> l.contains("maxInflight"))
                     .count(), "one error per refused case, none for the bounds\n" + node.diagnostics());
             assertTrue(node.isAlive(), "the node JVM died\n" + node.diagnostics());
+        }
+    }
+
+    /**
+     * The init error is logged once, and a node log rotates: packs that keep failing for it log it again, at the
+     * first of them and then at most once a minute, with how many failed. Three packs in a row: one such WARN.
+     */
+    @Test
+    void packsOfAnAppenderThatDidNotStartRepeatWhy() {
+        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
+        cfg.put("maxInflight", -1);
+        try (ChildNode node = ChildNode.start()) {
+            node.load("not-started", cfg);
+            for (int p = 0; p < 3; p++) {
+                node.append("not-started", "p" + p, p, 2);
+                node.assertExactlyOne("p" + p, INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            }
+            List<String> reminders = node.appenderLogLines("WARN").stream().filter(l -> l.contains(
+                    "'not-started'") && l.contains("is not running, as it could not start")).collect(Collectors
+                    .toList());
+            assertEquals(1, reminders.size(), "one reminder for three packs\n" + node.diagnostics());
+            assertTrue(reminders.get(0).contains("maxInflight") && reminders.get(0).contains(
+                    "; 1 log pack(s) answered onInternalError"), reminders.get(0));
+            assertEquals(1, node.appenderLogLines("ERROR").size(), "the init error once\n" + node.diagnostics());
         }
     }
 }
