@@ -11,7 +11,7 @@
 //! save an empty plain string; the plugin class says which [`Layout`] its bytes have.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::binary::{BinaryError, Reader};
 use crate::identity;
@@ -781,6 +781,10 @@ impl AppenderConfig {
         } else {
             None
         };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        warnings.extend(tls.as_ref().and_then(|t| t.client_certificate_dates(now)));
         let topic = if layout == Layout::Original {
             let (template, literal) = TopicTemplate::parse_original(&topic)
                 .map_err(|e| ConfigError::new("mqtttopic", e))?;

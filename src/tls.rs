@@ -141,6 +141,78 @@ fn x509_version(der: &[u8]) -> Option<u8> {
     }
 }
 
+/// The validity of a DER certificate, `notBefore` and `notAfter`, if its structure can be read.
+fn x509_validity(der: &[u8]) -> Option<[CertTime; 2]> {
+    let (0x30, certificate, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = der_element(certificate)? else {
+        return None;
+    };
+    // [version,] serialNumber, signature, issuer, validity.
+    let mut rest = match der_element(tbs)? {
+        (0xa0, _, after) => after,
+        _ => tbs,
+    };
+    for _ in 0..3 {
+        rest = der_element(rest)?.2;
+    }
+    let (0x30, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let (tag, not_before, rest) = der_element(validity)?;
+    let not_before = CertTime::read(tag, not_before)?;
+    let (tag, not_after, _) = der_element(rest)?;
+    Some([not_before, CertTime::read(tag, not_after)?])
+}
+
+/// A time in a certificate: seconds since 1970 (UTC), and as the log shows it.
+#[derive(Debug, PartialEq)]
+struct CertTime {
+    unix: i64,
+    text: String,
+}
+
+impl CertTime {
+    /// UTCTime (`YYMMDDHHMMSSZ`, 1950 to 2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`), the
+    /// forms RFC 5280 allows.
+    fn read(tag: u8, der: &[u8]) -> Option<CertTime> {
+        let number = |digits: &[u8]| {
+            digits.iter().try_fold(0i64, |n, &d| {
+                d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+            })
+        };
+        let (year, rest) = match (tag, der.len()) {
+            (0x17, 13) => {
+                let yy = number(&der[..2])?;
+                (if yy < 50 { 2000 + yy } else { 1900 + yy }, &der[2..])
+            }
+            (0x18, 15) => (number(&der[..4])?, &der[4..]),
+            _ => return None,
+        };
+        if rest[10] != b'Z' {
+            return None;
+        }
+        let [month, day, hour, minute, second] = [0, 2, 4, 6, 8].map(|i| number(&rest[i..i + 2]));
+        let [month, day, hour, minute, second] = [month?, day?, hour?, minute?, second?];
+        Some(CertTime {
+            unix: days_since_1970(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second,
+            text: format!("{year}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC"),
+        })
+    }
+}
+
+/// Days from 1970-01-01 to a date of the Gregorian calendar (the civil-from-days algorithm
+/// run backwards: years counted from March, so that the leap day ends each).
+fn days_since_1970(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// rustls (webpki) takes only X.509 v3 end-entity certificates; OpenSSL's `x509 -req`
 /// without `-extfile` issues v1 ones, which Mosquitto accepts. Told here with that reason,
 /// rather than as rustls's "invalid peer certificate: Other(...)".
@@ -207,6 +279,31 @@ impl TlsSettings {
         };
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         Ok(Arc::new(config))
+    }
+
+    /// What to warn of at `now` (seconds since 1970) about the client certificate's dates: a
+    /// broker that checks client certificates refuses the handshake outside them, with an
+    /// alert that names the problem but not the date.
+    pub fn client_certificate_dates(&self, now: i64) -> Option<String> {
+        let chain = parse_certificates(&self.client_cert_pem).ok()?;
+        let [not_before, not_after] = x509_validity(chain.first()?)?;
+        if now > not_after.unix {
+            Some(format!(
+                "clientCertificate expired on {} (its notAfter): a broker that checks client \
+                 certificates refuses the TLS handshake (received fatal alert: \
+                 CertificateExpired); renew it",
+                not_after.text
+            ))
+        } else if now < not_before.unix {
+            Some(format!(
+                "clientCertificate is not valid before {} (its notBefore): a broker that checks \
+                 client certificates refuses the TLS handshake until then; check the clock of \
+                 this node and of the issuer",
+                not_before.text
+            ))
+        } else {
+            None
+        }
     }
 
     /// A configuration that trusts no server: what a connection gets if its settings stopped
@@ -342,6 +439,104 @@ mod tests {
             .unwrap_err()
             .contains("X.509 v1 certificate, which rustls cannot use"));
         assert!(check_end_entity_version(&CertificateDer::from(certificate(&v3))).is_ok());
+    }
+
+    /// Certificate times as RFC 5280 writes them, against Python's `calendar.timegm`.
+    #[test]
+    fn certificate_times_are_read_in_both_forms() {
+        let read = |tag: u8, text: &str| CertTime::read(tag, text.as_bytes());
+        let cases = [
+            (
+                0x17,
+                "000301000000Z",
+                951_868_800,
+                "2000-03-01 00:00:00 UTC",
+            ),
+            (
+                0x17,
+                "491231235959Z",
+                2_524_607_999,
+                "2049-12-31 23:59:59 UTC",
+            ),
+            (
+                0x17,
+                "500101000000Z",
+                -631_152_000,
+                "1950-01-01 00:00:00 UTC",
+            ),
+            (
+                0x18,
+                "20261205034555Z",
+                1_796_442_355,
+                "2026-12-05 03:45:55 UTC",
+            ),
+            (
+                0x18,
+                "20240229120000Z",
+                1_709_208_000,
+                "2024-02-29 12:00:00 UTC",
+            ),
+        ];
+        for (tag, text, unix, shown) in cases {
+            let time = read(tag, text).unwrap_or_else(|| panic!("{text} not read"));
+            assert_eq!((time.unix, time.text.as_str()), (unix, shown), "{text}");
+        }
+        for (tag, text) in [
+            (0x17, "0003010000Z"),
+            (0x17, "000301000000+"),
+            (0x18, "2026120503455Z5"),
+            (0x18, "000301000000Z"),
+            (0x04, "000301000000Z"),
+        ] {
+            assert_eq!(read(tag, text), None, "{text}");
+        }
+    }
+
+    /// A certificate with its validity after version, serial, signature and issuer.
+    /// (X.509 v1 has no version.)
+    fn dated_certificate(version: bool, not_before: &str, not_after: &str) -> Vec<u8> {
+        let mut tbs = if version {
+            vec![0xa0, 0x03, 0x02, 0x01, 0x02]
+        } else {
+            Vec::new()
+        };
+        tbs.extend_from_slice(&[0x02, 0x01, 0x05, 0x30, 0x00, 0x30, 0x00, 0x30, 30, 0x17, 13]);
+        tbs.extend_from_slice(not_before.as_bytes());
+        tbs.extend_from_slice(&[0x17, 13]);
+        tbs.extend_from_slice(not_after.as_bytes());
+        certificate(&tbs)
+    }
+
+    #[test]
+    fn client_certificate_dates_are_warned_of_outside_them() {
+        let der = dated_certificate(true, "261201000000Z", "261204000000Z");
+        let v1 = dated_certificate(false, "261201000000Z", "261204000000Z");
+        for der in [&der, &v1] {
+            assert_eq!(
+                x509_validity(der).map(|[b, a]| (b.unix, a.unix)),
+                Some((1_796_083_200, 1_796_342_400))
+            );
+        }
+        assert_eq!(x509_validity(&der[..der.len() - 1]), None, "truncated");
+        let mut tls = settings();
+        tls.client_cert_pem = pem("CERTIFICATE", &der);
+        let expired = tls
+            .client_certificate_dates(1_796_342_401)
+            .unwrap_or_default();
+        assert!(
+            expired.contains("expired on 2026-12-04 00:00:00 UTC"),
+            "{expired}"
+        );
+        let early = tls
+            .client_certificate_dates(1_796_083_199)
+            .unwrap_or_default();
+        assert!(
+            early.contains("not valid before 2026-12-01 00:00:00 UTC"),
+            "{early}"
+        );
+        assert_eq!(tls.client_certificate_dates(1_796_342_400), None, "valid");
+        tls.client_cert_pem.clear();
+        assert_eq!(tls.client_certificate_dates(0), None, "no certificate");
     }
 
     /// `der` as PEM, in lines of 64 base64 characters as openssl writes it.

@@ -225,7 +225,7 @@ public final class TestPki implements AutoCloseable {
             Path crt = dir.resolve(base + ".crt");
             openssl("req", "-new", "-config", opensslConf.toString(), "-key", k.toString(),
                     "-subj", "/O=kaa-mqtt-it/CN=" + cn, "-out", csr.toString());
-            sign(csr, crt, "v3_ca", opensslConf);
+            sign(csr, crt, "v3_ca", opensslConf, 3);
             return new Ca(cn, crt, k, KeyType.EC_P256, this);
         }
 
@@ -248,7 +248,7 @@ public final class TestPki implements AutoCloseable {
             if (san.isEmpty()) {
                 throw new IllegalArgumentException("a server certificate needs at least one subjectAltName");
             }
-            return leaf(cn, type, List.of(
+            return leaf(cn, type, 3, List.of(
                     "basicConstraints = critical, CA:FALSE",
                     "keyUsage = critical, digitalSignature, keyEncipherment",
                     "extendedKeyUsage = serverAuth",
@@ -264,7 +264,12 @@ public final class TestPki implements AutoCloseable {
 
         /** A client certificate (extendedKeyUsage clientAuth) with this common name. */
         public Issued client(String cn, KeyType type) {
-            return leaf(cn, type, List.of(
+            return client(cn, type, 3);
+        }
+
+        /** A client certificate valid for {@code days} from now; -1: expired a day ago (notAfter before notBefore). */
+        public Issued client(String cn, KeyType type, int days) {
+            return leaf(cn, type, days, List.of(
                     "basicConstraints = critical, CA:FALSE",
                     "keyUsage = critical, digitalSignature, keyEncipherment",
                     "extendedKeyUsage = clientAuth",
@@ -272,7 +277,7 @@ public final class TestPki implements AutoCloseable {
                     "authorityKeyIdentifier = keyid"));
         }
 
-        private Issued leaf(String cn, KeyType type, List<String> extensions) {
+        private Issued leaf(String cn, KeyType type, int days, List<String> extensions) {
             String base = name(cn);
             Path k = newKey(base, type);
             Path csr = dir.resolve(base + ".csr");
@@ -284,7 +289,7 @@ public final class TestPki implements AutoCloseable {
             write(ext, String.join("\n", lines) + "\n");
             openssl("req", "-new", "-config", opensslConf.toString(), "-key", k.toString(),
                     "-subj", "/O=kaa-mqtt-it/CN=" + cn, "-out", csr.toString());
-            sign(csr, crt, "leaf", ext);
+            sign(csr, crt, "leaf", ext, days);
             Path chain = dir.resolve(base + ".chain.crt");
             write(chain, read(crt) + intermediatesPem());
             return new Issued(cn, type, crt, chain, k, this);
@@ -308,9 +313,9 @@ public final class TestPki implements AutoCloseable {
             return new Issued(cn, type, crt, chain, k, this);
         }
 
-        private void sign(Path csr, Path out, String section, Path extFile) {
+        private void sign(Path csr, Path out, String section, Path extFile, int days) {
             openssl("x509", "-req", "-in", csr.toString(), "-CA", cert.toString(), "-CAkey", key.toString(),
-                    "-set_serial", serial(), "-days", "3", "-sha256", "-extfile", extFile.toString(),
+                    "-set_serial", serial(), "-days", String.valueOf(days), "-sha256", "-extfile", extFile.toString(),
                     "-extensions", section, "-out", out.toString());
         }
 

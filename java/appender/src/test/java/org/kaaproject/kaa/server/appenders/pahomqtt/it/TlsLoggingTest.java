@@ -127,6 +127,37 @@ class TlsLoggingTest {
         }
     }
 
+    /**
+     * A client certificate past its notAfter: a WARN at init gives the date (the broker's alert does not), and the
+     * broker, which requires client certificates, refuses the handshake. A valid one gets no such line.
+     */
+    @Test
+    void anExpiredClientCertificateIsWarnedOfAtInitWithItsDate() {
+        TestPki.Issued expired = ca.client("kaa-node-expired", TestPki.KeyType.EC_P256, -1);
+        String notAfter = expired.x509().getNotAfter().toInstant().toString().replace('T', ' ')
+                .replace("Z", " UTC");
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key)
+                .requireCertificate(true));
+                ChildNode node = ChildNode.start()) {
+            for (TestPki.Issued cert : new TestPki.Issued[] {expired, client}) {
+                Map<String, Object> cfg = tls("localhost", broker.port(), true, ca.certPem());
+                cfg.put("clientCertificate", cert.chainPem());
+                cfg.put("clientPrivateKey", cert.keyPem());
+                String name = cert == expired ? "expired" : "valid";
+                node.load(name, cfg);
+                node.append(name, name, 1, 2);
+                node.assertExactlyOne(name, cert == expired ? CONNECTION_ERROR : SUCCESS, SUCCESS_WAIT, GRACE);
+            }
+            List<String> dated = node.appenderLogLines("WARN").stream().filter(l -> l.contains("clientCertificate"))
+                    .collect(Collectors.toList());
+            assertEquals(1, dated.size(), "one WARN about the client certificate's dates\n" + node.diagnostics());
+            assertTrue(dated.get(0).contains("'expired'") && dated.get(0).contains("clientCertificate expired on "
+                    + notAfter), dated.get(0));
+            assertTrue(node.appenderLogLines("WARN|ERROR").stream().anyMatch(l -> l.contains("CertificateExpired")
+                    && l.contains("cannot connect")), "the broker's alert\n" + node.diagnostics());
+        }
+    }
+
     @Test
     void unknownIssuerIsAConnectionErrorAndTheLogSaysWhy() {
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
