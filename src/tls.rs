@@ -123,16 +123,21 @@ fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
-/// The X.509 version of a DER certificate (1 to 3), if its structure can be read.
-fn x509_version(der: &[u8]) -> Option<u8> {
+/// The `tbsCertificate` of a DER certificate, if its structure can be read.
+fn tbs_certificate(der: &[u8]) -> Option<&[u8]> {
     let (0x30, certificate, _) = der_element(der)? else {
         return None;
     };
     let (0x30, tbs, _) = der_element(certificate)? else {
         return None;
     };
+    Some(tbs)
+}
+
+/// The X.509 version of a DER certificate (1 to 3), if its structure can be read.
+fn x509_version(der: &[u8]) -> Option<u8> {
     // `version [0] EXPLICIT INTEGER DEFAULT v1`: absent means v1.
-    match der_element(tbs)? {
+    match der_element(tbs_certificate(der)?)? {
         (0xa0, version, _) => match der_element(version)? {
             (0x02, [v], _) if *v < 3 => Some(v + 1),
             _ => None,
@@ -143,12 +148,7 @@ fn x509_version(der: &[u8]) -> Option<u8> {
 
 /// The validity of a DER certificate, `notBefore` and `notAfter`, if its structure can be read.
 fn x509_validity(der: &[u8]) -> Option<[CertTime; 2]> {
-    let (0x30, certificate, _) = der_element(der)? else {
-        return None;
-    };
-    let (0x30, tbs, _) = der_element(certificate)? else {
-        return None;
-    };
+    let tbs = tbs_certificate(der)?;
     // [version,] serialNumber, signature, issuer, validity.
     let mut rest = match der_element(tbs)? {
         (0xa0, _, after) => after,
