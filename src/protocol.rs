@@ -437,6 +437,14 @@ macro_rules! event_loop {
                         $bytes
                     ))
                 }
+                // A broker that speaks plain MQTT there takes the ClientHello for a malformed
+                // CONNECT and closes (Mosquitto 2.0.11 resets the socket).
+                ConnectionError::Tls(rumqttc::TlsError::Io(io)) if closed_by_peer(&io) => {
+                    Failure::Broken(format!(
+                        "TLS: I/O: {io}: closed during the TLS handshake; if this port speaks \
+                         plain MQTT, turn ssl off"
+                    ))
+                }
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \

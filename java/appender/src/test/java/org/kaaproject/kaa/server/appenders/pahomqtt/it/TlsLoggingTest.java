@@ -97,33 +97,38 @@ class TlsLoggingTest {
     // ------------------------------------------------------------------------------- 2. why verification failed
 
     /**
-     * ssl off towards a TLS listener: Mosquitto resets the socket at the plain CONNECT, and the WARN says which
-     * setting that points to, under MQTT 3.1.1 and 5. Connection refused (nothing listens) gets no such hint.
+     * ssl set the wrong way for the port: Mosquitto resets the socket at a plain CONNECT on its TLS listener, and at a
+     * ClientHello on its plain one. The WARN says which setting that points to, under MQTT 3.1.1 and 5. Connection
+     * refused (nothing listens) gets no such hint.
      */
     @Test
-    void sslOffTowardsATlsPortIsNamedInTheLog() {
+    void sslSetTheWrongWayForThePortIsNamedInTheLog() {
         int closedPort = Mosquitto.freeLoopbackPort();
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
                 ChildNode node = ChildNode.start()) {
             for (String version : new String[] {"MQTT_3_1_1", "MQTT_5"}) {
-                for (int port : new int[] {broker.port(), closedPort}) {
-                    Map<String, Object> cfg = KaaNode.brokerConfig(port, "kaa/it/tls-log/plain", 1);
+                for (int port : new int[] {broker.port(), broker.plainPort(), closedPort}) {
+                    Map<String, Object> cfg = port == broker.plainPort() ? tls("127.0.0.1", port, true, ca.certPem())
+                            : KaaNode.brokerConfig(port, "kaa/it/tls-log/plain", 1);
                     cfg.put("mqttVersion", version);
                     cfg.put("deliveryTimeoutSeconds", DEADLINE_SECONDS);
-                    String name = "plain-" + version + "-" + port;
+                    String name = "wrong-" + version + "-" + port;
                     node.load(name, cfg);
                     node.append(name, name, 1, 2);
                     node.assertExactlyOne(name, CONNECTION_ERROR, FAILURE_WAIT, GRACE);
                 }
             }
-            String hint = "(closed before any CONNACK: if 127.0.0.1:" + broker.port() + " is a TLS port, turn ssl on)";
             List<String> warnings = node.appenderLogLines("WARN");
-            assertEquals(2, warnings.stream().filter(l -> l.contains("cannot connect to 127.0.0.1:" + broker.port())
-                    && l.contains(hint)).count(), "one WARN with the hint per MQTT version:\n" + node.diagnostics());
-            assertTrue(warnings.stream().anyMatch(l -> l.contains("cannot connect to 127.0.0.1:" + closedPort)),
-                    "connection refused is logged:\n" + node.diagnostics());
-            assertFalse(warnings.stream().anyMatch(l -> l.contains(closedPort + " is a TLS port")),
-                    "no hint where nothing listens:\n" + node.diagnostics());
+            Map<Integer, String> hints = Map.of(broker.port(), "(closed before any CONNACK: if 127.0.0.1:"
+                    + broker.port() + " is a TLS port, turn ssl on)", broker.plainPort(),
+                    "closed during the TLS handshake; if this port speaks plain MQTT, turn ssl off");
+            hints.forEach((port, hint) -> assertEquals(2, warnings.stream().filter(l -> l.contains(
+                    "cannot connect to 127.0.0.1:" + port + " ") && l.contains(hint)).count(),
+                    "one WARN with the hint per MQTT version:\n" + node.diagnostics()));
+            List<String> refused = warnings.stream().filter(l -> l.contains("cannot connect to 127.0.0.1:" + closedPort))
+                    .collect(Collectors.toList());
+            assertEquals(2, refused.size(), "connection refused is logged:\n" + node.diagnostics());
+            assertFalse(refused.stream().anyMatch(l -> l.contains("turn ssl")), refused.toString());
         }
     }
 
