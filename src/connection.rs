@@ -36,6 +36,10 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A connection that lived this long was well: its loss is reported even when the one before
+/// ended the same way. Younger ones ending alike are one fault going on (a broker that stalls
+/// every connection, or ends each at once), which the summary line's reconnects count.
+const HEALTHY: Duration = Duration::from_secs(60);
 /// Events handled in one turn of the driver at most, under one lock of the tracker.
 const EVENTS_PER_TURN: usize = 256;
 
@@ -444,9 +448,11 @@ impl Shared {
                     // "offline" left unconfirmed when the driver ended (`Why::Closed`): the
                     // close waited for its ack and already said why it did not come
                     // (`close_gracefully`).
+                    // A lost connection says why itself, once for a fault that goes on.
                     let level = match (status, outcome) {
                         (_, Outcome::Delivered) => return,
-                        (Status::Offline, Outcome::InternalError) => log::Level::Debug,
+                        (Status::Offline, Outcome::InternalError)
+                        | (_, Outcome::ConnectionError) => log::Level::Debug,
                         _ => log::Level::Warn,
                     };
                     log::log!(
@@ -810,11 +816,15 @@ struct Driver<E: EventLoop> {
     /// When the connection in use was accepted; `None` while not connected.
     connected_at: Option<Instant>,
     ever_connected: bool,
-    /// The last failure logged at WARN, per broker (by index in `brokers`): a broker that stays
-    /// away is reported once, not at every retry, and a different failure (say, a TLS error
-    /// after a refused TCP connect) is. Per broker, or two that fail each their own way would
-    /// take turns, and every attempt would be new.
+    /// The last failure logged at WARN, per broker (by index in `brokers`), as [`failure_key`]
+    /// gives it: a broker that stays away, or keeps ending young connections the same way, is
+    /// reported once, not at every retry, and a different failure (say, a TLS error after a
+    /// refused TCP connect) is. Per broker, or two that fail each their own way would take
+    /// turns, and every attempt would be new. Forgotten once a connection has lived
+    /// [`HEALTHY`]: its loss is news.
     last_failure: Vec<Option<String>>,
+    /// The last loss of a connection was logged at DEBUG, as a repeat: so is the next connect.
+    quiet_reconnect: bool,
     /// Brokers of this round (from the first on) that refused the connection: packs waiting
     /// are refused only once all have, so that a failover broker gets them when the first
     /// refuses (bad credentials on it alone).
@@ -898,6 +908,7 @@ async fn drive<E: EventLoop>(
         connected_at: None,
         ever_connected: false,
         last_failure,
+        quiet_reconnect: false,
         refused_in_round: 0,
         refused_here: false,
         carried: false,
@@ -1006,6 +1017,7 @@ impl<E: EventLoop> Driver<E> {
             connected_at,
             ever_connected,
             last_failure,
+            quiet_reconnect,
             refused_in_round,
             refused_here,
             carried,
@@ -1184,11 +1196,15 @@ impl<E: EventLoop> Driver<E> {
                 }
                 *ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
-                last_failure.fill(None);
-                if session_present {
-                    log::info!("connected to {label}, resuming its session");
+                let level = if *quiet_reconnect {
+                    log::Level::Debug
                 } else {
-                    log::info!("connected to {label}");
+                    log::Level::Info
+                };
+                if session_present {
+                    log::log!(level, "connected to {label}, resuming its session");
+                } else {
+                    log::log!(level, "connected to {label}");
                 }
                 shared.hand_over(|tracker, client| {
                     client.follow(grants);
@@ -1423,20 +1439,25 @@ impl<E: EventLoop> Driver<E> {
                     }
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
-                let level = match (last_failure[*current].as_ref() == Some(&text), refused) {
+                if lived.is_some_and(|l| l >= HEALTHY) {
+                    last_failure.fill(None);
+                }
+                let key = failure_key(&text);
+                let level = match (last_failure[*current].as_ref() == Some(&key), refused) {
                     (true, _) => log::Level::Debug,
                     (false, true) => log::Level::Error,
                     (false, false) => log::Level::Warn,
                 };
+                *quiet_reconnect = lived.is_some() && level == log::Level::Debug;
                 if refused {
                     log::log!(level, "{label} {text}");
                     *refused_in_round += 1;
                 } else if lived.is_some() {
-                    log::warn!("connection to {label} lost: {text}");
+                    log::log!(level, "connection to {label} lost: {text}");
                 } else {
                     log::log!(level, "cannot connect to {label}: {text}; retrying");
                 }
-                last_failure[*current] = Some(text);
+                last_failure[*current] = Some(key);
                 // The next broker right away; a pause only after a whole round failed. A
                 // connection the broker ended at once with an MQTT 5 DISCONNECT about neither
                 // the client id nor a message (busy, over a quota, shutting down, use another
@@ -1567,6 +1588,13 @@ fn blamed_close(why: &str, blame: Blame) -> String {
 /// A connection that lived past the takeover window (`lived`; `None`: there was none) was a
 /// sound one: the pauses after its loss start from the shortest again. One closed sooner
 /// earns nothing, so a broker that closes every connection at once is retried ever slower.
+/// What tells one failure from another: its text without the figures that change from one
+/// attempt to the next (rustls puts the time of verification in an expired certificate's
+/// error; closes give how many milliseconds the connection lived).
+fn failure_key(text: &str) -> String {
+    text.chars().filter(|c| !c.is_ascii_digit()).collect()
+}
+
 fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mut Duration) {
     if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
         *backoff = BACKOFF_MIN;
@@ -1599,13 +1627,16 @@ fn taken_over_by_another(
     );
     // Not one another connection of this process (same broker and id, other settings) holds.
     let unique = own_id(configured, |id| !held_by_another(shared, id));
+    // A fight goes on (two nodes over a persistent session's id take turns every minute):
+    // WARN at the 1st, 2nd, 4th, 8th, ... takeover, the others at DEBUG.
+    let level = if count.is_power_of_two() {
+        log::Level::Warn
+    } else {
+        log::Level::Debug
+    };
     if !shared.clean_session {
-        // ERROR once: what follows is the same fault, counted at WARN.
-        let level = if count == 1 {
-            log::Level::Error
-        } else {
-            log::Level::Warn
-        };
+        // ERROR once: what follows is the same fault.
+        let level = if count == 1 { log::Level::Error } else { level };
         // Another appender of this node may be the other client: the same id, other settings.
         let whose = if held_by_another(shared, client_id) {
             "another appender of this node connects to this broker with this client id and \
@@ -1622,7 +1653,8 @@ fn taken_over_by_another(
     }
     if client_id == unique {
         // No other client can hold it: the broker itself ends each connection.
-        log::warn!(
+        log::log!(
+            level,
             "{label}: {cause}, although the id is this node's own, so the broker ends the \
              connections itself; trying the next of the failover brokers, if any, else this one \
              again with growing pauses"

@@ -483,6 +483,60 @@ fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
     assert!((2..=6).contains(&count), "{count} connections in 2 s");
 }
 
+/// A broker ending every connection at once the same way is one fault going on: its first
+/// loss is a WARN and the connects before and after it INFO, the repeats DEBUG (the summary
+/// line counts the reconnects). (Before: an INFO and a WARN per connection, up to 960 lines
+/// an hour.)
+#[test]
+fn a_broker_ending_each_connection_alike_is_reported_once() {
+    crate::test_log::capture();
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "busy-v5-log")
+    })
+    .expect("opened");
+    for i in 0..4 {
+        connects
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("connection {i}"));
+    }
+    drop(connection);
+    let lines = crate::test_log::lines_with("as 'busy-v5-log'");
+    let shown: Vec<_> = lines.iter().filter(|l| !l.starts_with("DEBUG")).collect();
+    let levels: Vec<_> = shown
+        .iter()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            ["INFO", "connected"],
+            ["WARN", "connection"],
+            ["INFO", "connected"]
+        ],
+        "{lines:#?}"
+    );
+}
+
+/// Failures told apart without the figures that change between attempts.
+#[test]
+fn failures_differing_in_figures_only_are_one() {
+    let expired = |now: u64| {
+        failure_key(&format!(
+            "TLS: invalid peer certificate: certificate expired: verification time {now} \
+             (UNIX), but certificate is not valid after 1796342400 ({} seconds ago)",
+            now - 1_796_342_400
+        ))
+    };
+    assert_eq!(expired(1_796_342_500), expired(1_796_342_507));
+    assert_ne!(
+        failure_key("Connection refused"),
+        failure_key("Connection reset")
+    );
+}
+
 /// An MQTT 5 connection to the scripted broker at `first`, failing over to one that
 /// acknowledges every publish (no CONNACK properties); the receiver hears each connect there.
 fn with_acking_failover(first: u16, name: &str) -> (Arc<Connection>, mpsc::Receiver<()>) {
