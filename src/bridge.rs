@@ -42,6 +42,7 @@ use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::{AppenderConfig, Layout};
 use crate::delivery::{Outcome, Why};
 use crate::header::HeaderStructure;
+use crate::log_budget::LogBudget;
 use crate::metrics::{Figure, Snapshot, Tally, FIGURES};
 use crate::supervise::{panic_message, read, write};
 
@@ -86,6 +87,9 @@ struct JavaSide {
     enabled: [JMethodID; 5],
     /// `Logger.warn(String, Throwable)`, for a callback that threw.
     warn_thrown: JMethodID,
+    /// Kaa's callbacks that threw are logged ten a minute: one that throws every time would
+    /// otherwise log a stack trace per pack.
+    thrown_lines: LogBudget,
     /// SLF4J's logger for each target so far (the empty target: [`LOGGER_PREFIX`] itself).
     loggers: HashMap<String, GlobalRef>,
 }
@@ -642,6 +646,7 @@ fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
         write: methods(write)?,
         enabled: methods(enabled)?,
         warn_thrown,
+        thrown_lines: LogBudget::default(),
         loggers: HashMap::new(),
     })
 }
@@ -731,8 +736,12 @@ impl JavaSide {
                         // Kaa's callback threw: the node's log gets it, the next answer goes on.
                         let thrown = env.exception_occurred()?;
                         env.exception_clear()?;
+                        let Some(note) = self.thrown_lines.take("thrown", Instant::now()) else {
+                            return Ok(());
+                        };
                         let logger = self.logger(env, module_path!())?;
-                        let message = env.new_string(format!("Kaa's {outcome} callback threw"))?;
+                        let message =
+                            env.new_string(format!("Kaa's {outcome} callback threw{note}"))?;
                         // SAFETY: `warn_thrown` was resolved on `Logger` with these arguments.
                         unsafe {
                             env.call_method_unchecked(
