@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 /// whole JVM (a long collection) stays below it.
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// Reports come at least this far apart: a callback slow enough to put the answers past the
+/// limit again and again would otherwise have one every few seconds. What is done meanwhile
+/// adds up into the next.
+const REPORT_GAP: Duration = Duration::from_secs(60);
+
 /// The one dispatcher's lag.
 pub(crate) static ANSWERS: AnswerLag = AnswerLag::new();
 
@@ -37,6 +42,8 @@ pub(crate) struct AnswerLag {
     dropped_lines: AtomicU64,
     /// The largest lag a pack was turned away at, since the last report.
     worst: AtomicU64,
+    /// When the last report was made, plus one; 0 before the first.
+    reported: AtomicU64,
 }
 
 impl AnswerLag {
@@ -47,6 +54,7 @@ impl AnswerLag {
             threw: AtomicU64::new(0),
             dropped_lines: AtomicU64::new(0),
             worst: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
         }
     }
 
@@ -58,9 +66,14 @@ impl AnswerLag {
     }
 
     /// After a job queued at `queued`: once the dispatcher has caught up (the job waited less
-    /// than half the limit) after packs were turned away or lines dropped, what to log.
+    /// than half the limit) after packs were turned away or lines dropped, what to log, if
+    /// [`REPORT_GAP`] has passed since the last report. Only the dispatcher calls it.
     pub(crate) fn caught_up(&self, queued: u64, now: u64) -> Option<String> {
         if now.saturating_sub(queued) >= LIMIT.as_nanos() as u64 / 2 {
+            return None;
+        }
+        let reported = self.reported.load(Ordering::Relaxed);
+        if reported != 0 && now < reported - 1 + REPORT_GAP.as_nanos() as u64 {
             return None;
         }
         let packs = self.turned_away.swap(0, Ordering::Relaxed);
@@ -71,6 +84,7 @@ impl AnswerLag {
         let lines = self.dropped_lines.swap(0, Ordering::Relaxed);
         let worst = Duration::from_nanos(self.worst.swap(0, Ordering::Relaxed));
         (packs > 0 || lines > 0).then(|| {
+            self.reported.store(now + 1, Ordering::Relaxed);
             format!(
                 "answers to Kaa were over {} s late (up to {:.1} s): a Kaa callback or the node's \
                  logging held the thread that makes them; meanwhile {packs} packs were answered \
@@ -165,5 +179,17 @@ mod tests {
             "{report}"
         );
         assert_eq!(lag.caught_up(50 * SECOND, 50 * SECOND), None, "said once");
+        // Late again, twice, within the minute: said once the minute has passed, both counted.
+        let reported = (6 + limit) * SECOND + 1000;
+        for _ in 0..2 {
+            lag.turned_away(Duration::from_secs(limit + 2));
+            assert_eq!(lag.caught_up(reported, reported + 30 * SECOND), None);
+        }
+        let later = reported + REPORT_GAP.as_nanos() as u64;
+        let report = lag.caught_up(later, later).expect("said after the gap");
+        assert!(
+            report.contains("2 packs were answered onConnectionError at once"),
+            "{report}"
+        );
     }
 }
