@@ -1,7 +1,7 @@
 //! MQTT connections, one per broker identity, shared by every appender that points at it and
 //! driven by tasks on one tokio runtime for the whole process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -40,6 +40,8 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// ended the same way. Younger ones ending alike are one fault going on (a broker that stalls
 /// every connection, or ends each at once), which the summary line's reconnects count.
 const HEALTHY: Duration = Duration::from_secs(60);
+/// Failures of one broker remembered as reported (see `Driver::reported`).
+const FAILURES_KEPT: usize = 4;
 /// Events handled in one turn of the driver at most, under one lock of the tracker.
 const EVENTS_PER_TURN: usize = 256;
 
@@ -816,13 +818,14 @@ struct Driver<E: EventLoop> {
     /// When the connection in use was accepted; `None` while not connected.
     connected_at: Option<Instant>,
     ever_connected: bool,
-    /// The last failure logged at WARN, per broker (by index in `brokers`), as [`failure_key`]
-    /// gives it: a broker that stays away, or keeps ending young connections the same way, is
-    /// reported once, not at every retry, and a different failure (say, a TLS error after a
-    /// refused TCP connect) is. Per broker, or two that fail each their own way would take
-    /// turns, and every attempt would be new. Forgotten once a connection has lived
-    /// [`HEALTHY`]: its loss is news.
-    last_failure: Vec<Option<String>>,
+    /// The failures reported, per broker (by index in `brokers`), as [`failure_key`] gives
+    /// them, the last [`FAILURES_KEPT`]: a broker that stays away, or keeps ending young
+    /// connections the same way, is reported once, not at every retry, and a different failure
+    /// (say, a TLS error after a refused TCP connect) is. Per broker, and several, or failures
+    /// that take turns (two brokers, or a close taken for a refusal and then for a takeover)
+    /// would each be new every time. Forgotten once a connection has lived [`HEALTHY`]: its
+    /// loss is news.
+    reported: Vec<VecDeque<String>>,
     /// The last loss of a connection was logged at DEBUG, as a repeat: so is the next connect.
     quiet_reconnect: bool,
     /// Brokers of this round (from the first on) that refused the connection: packs waiting
@@ -896,7 +899,7 @@ async fn drive<E: EventLoop>(
         // should have.
         let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
-    let last_failure = vec![None; brokers.len()];
+    let reported = vec![VecDeque::new(); brokers.len()];
     let mut driver = Driver {
         shared,
         eventloop,
@@ -907,7 +910,7 @@ async fn drive<E: EventLoop>(
         takeover_backoff: BACKOFF_MIN,
         connected_at: None,
         ever_connected: false,
-        last_failure,
+        reported,
         quiet_reconnect: false,
         refused_in_round: 0,
         refused_here: false,
@@ -1016,7 +1019,7 @@ impl<E: EventLoop> Driver<E> {
             takeover_backoff,
             connected_at,
             ever_connected,
-            last_failure,
+            reported,
             quiet_reconnect,
             refused_in_round,
             refused_here,
@@ -1440,10 +1443,10 @@ impl<E: EventLoop> Driver<E> {
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 if lived.is_some_and(|l| l >= HEALTHY) {
-                    last_failure.fill(None);
+                    reported.iter_mut().for_each(VecDeque::clear);
                 }
                 let key = failure_key(&text);
-                let level = match (last_failure[*current].as_ref() == Some(&key), refused) {
+                let level = match (reported[*current].contains(&key), refused) {
                     (true, _) => log::Level::Debug,
                     (false, true) => log::Level::Error,
                     (false, false) => log::Level::Warn,
@@ -1457,7 +1460,13 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::log!(level, "cannot connect to {label}: {text}; retrying");
                 }
-                last_failure[*current] = Some(key);
+                let seen = &mut reported[*current];
+                if !seen.contains(&key) {
+                    if seen.len() == FAILURES_KEPT {
+                        seen.pop_front();
+                    }
+                    seen.push_back(key);
+                }
                 // The next broker right away; a pause only after a whole round failed. A
                 // connection the broker ended at once with an MQTT 5 DISCONNECT about neither
                 // the client id nor a message (busy, over a quota, shutting down, use another

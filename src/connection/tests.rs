@@ -20,6 +20,8 @@ enum Step {
     Panic,
     /// The broker closed the socket.
     Closed,
+    /// The connection failed so.
+    Broken(&'static str),
 }
 
 /// An event loop that polls what the test sends it, and panics when told to. It counts the
@@ -63,6 +65,7 @@ impl EventLoop for Scripted {
                 why: "end of stream".into(),
                 said: Said::Nothing,
             }),
+            Some(Step::Broken(why)) => Err(Failure::Broken(why.into())),
             None => std::future::pending().await,
         }
     }

@@ -520,6 +520,29 @@ fn a_broker_ending_each_connection_alike_is_reported_once() {
     );
 }
 
+/// Two failures taking turns at one broker are each reported once. (Before: only the last
+/// was remembered, so each attempt was new: a close taken for a refusal, then for a takeover,
+/// logged both at every cycle.)
+#[test]
+fn failures_taking_turns_are_each_reported_once() {
+    crate::test_log::capture();
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    let [a, b] = ["turns-test: one way", "turns-test: another way"];
+    for why in [a, b, a, b, a] {
+        events.send(Step::Broken(why)).expect("driver alive");
+    }
+    let deadline = Instant::now() + WAIT;
+    while crate::test_log::lines_with("turns-test").len() < 5 {
+        assert!(Instant::now() < deadline, "five attempts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    close_scripted(&shared, &events);
+    let lines = crate::test_log::lines_with("turns-test");
+    let shown: Vec<_> = lines.iter().filter(|l| !l.starts_with("DEBUG")).collect();
+    assert_eq!(shown.len(), 2, "{lines:#?}");
+}
+
 /// Failures told apart without the figures that change between attempts.
 #[test]
 fn failures_differing_in_figures_only_are_one() {
