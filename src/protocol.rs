@@ -442,7 +442,7 @@ macro_rules! event_loop {
                 ConnectionError::Tls(rumqttc::TlsError::Io(io)) if closed_by_peer(&io) => {
                     Failure::Broken(format!(
                         "TLS: I/O: {io}: closed during the TLS handshake; if this port speaks \
-                         plain MQTT, turn ssl off"
+                         plain MQTT, turn ssl off (else the server refused the handshake)"
                     ))
                 }
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
