@@ -111,10 +111,11 @@ public abstract class NativeLogAppender implements LogAppender {
             log.info("PahoMqtt appender '{}' ({}) of application {} started (native library: {})", name, appenderId,
                     applicationToken, library);
         } catch (UnsatisfiedLinkError | RuntimeException e) {
-            log.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId,
-                    e.getMessage());
+            String why = e.getMessage() != null ? e.getMessage() : e.toString();
+            log.error("PahoMqtt appender '{}' ({}) cannot start; its log packs will fail: {}", name, appenderId, why);
             nextReminder.set(System.nanoTime());
-            startFailure = e.getMessage();
+            failedUnsaid.set(0);
+            startFailure = why;
         }
     }
 
