@@ -40,8 +40,10 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// ended the same way. Younger ones ending alike are one fault going on (a broker that stalls
 /// every connection, or ends each at once), which the summary line's reconnects count.
 const HEALTHY: Duration = Duration::from_secs(60);
-/// Failures of one broker remembered as reported (see `Driver::reported`).
+/// Failures of one broker remembered as reported (see `Driver::reported`), and for how long:
+/// a fault that goes on is reported again that often.
 const FAILURES_KEPT: usize = 4;
+const FAILURE_REMEMBERED: Duration = Duration::from_secs(600);
 /// Events handled in one turn of the driver at most, under one lock of the tracker.
 const EVENTS_PER_TURN: usize = 256;
 
@@ -107,6 +109,9 @@ struct Shared {
     /// `maxInflight`; `None`: automatic.
     max_inflight: Option<u16>,
     metrics: ConnectionMetrics,
+    /// Takeovers in a row, each within [`FAILURE_REMEMBERED`] of the last, and when the last
+    /// was: what their log lines are counted by (JMX counts them all).
+    takeover_streak: Mutex<(u64, Option<Instant>)>,
 }
 
 /// What a broker tells clients apart by: its address and the client id.
@@ -601,6 +606,7 @@ impl Connection {
             keep_alive: broker.keep_alive,
             max_inflight: broker.max_inflight,
             metrics: ConnectionMetrics::default(),
+            takeover_streak: Mutex::new((0, None)),
         });
         pending.start(StartDriver {
             shared: Arc::clone(&shared),
@@ -819,15 +825,16 @@ struct Driver<E: EventLoop> {
     connected_at: Option<Instant>,
     ever_connected: bool,
     /// The failures reported, per broker (by index in `brokers`), as [`failure_key`] gives
-    /// them, the last [`FAILURES_KEPT`]: a broker that stays away, or keeps ending young
-    /// connections the same way, is reported once, not at every retry, and a different failure
-    /// (say, a TLS error after a refused TCP connect) is. Per broker, and several, or failures
-    /// that take turns (two brokers, or a close taken for a refusal and then for a takeover)
-    /// would each be new every time. Forgotten once a connection has lived [`HEALTHY`]: its
-    /// loss is news.
-    reported: Vec<VecDeque<String>>,
-    /// The last loss of a connection was logged at DEBUG, as a repeat: so is the next connect.
-    quiet_reconnect: bool,
+    /// them, with when: the last [`FAILURES_KEPT`], for [`FAILURE_REMEMBERED`]. A broker that
+    /// stays away, or keeps ending young connections the same way, is reported once every ten
+    /// minutes, not at every retry, and a different failure (say, a TLS error after a refused
+    /// TCP connect) is. Per broker, and several, or failures that take turns (two brokers, or a
+    /// close taken for a refusal and then for a takeover) would each be new every time.
+    /// Forgotten once a connection has lived [`HEALTHY`]: its loss is news.
+    reported: Vec<Reported>,
+    /// The broker whose last loss of a connection was logged at DEBUG, as a repeat: the next
+    /// connect to it is DEBUG too, and an INFO says so once one has lived [`HEALTHY`].
+    quiet_reconnect: Option<usize>,
     /// Brokers of this round (from the first on) that refused the connection: packs waiting
     /// are refused only once all have, so that a failover broker gets them when the first
     /// refuses (bad credentials on it alone).
@@ -899,7 +906,7 @@ async fn drive<E: EventLoop>(
         // should have.
         let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
-    let reported = vec![VecDeque::new(); brokers.len()];
+    let reported = vec![Reported::default(); brokers.len()];
     let mut driver = Driver {
         shared,
         eventloop,
@@ -911,7 +918,7 @@ async fn drive<E: EventLoop>(
         connected_at: None,
         ever_connected: false,
         reported,
-        quiet_reconnect: false,
+        quiet_reconnect: None,
         refused_in_round: 0,
         refused_here: false,
         carried: false,
@@ -1034,6 +1041,15 @@ impl<E: EventLoop> Driver<E> {
         // Set when this connection gives up its client id: the failure below says so under
         // the old id, then sets this one for the next connect.
         let mut moving_to = None;
+        if quiet_reconnect.is_some() && connected_at.is_some_and(|at| at.elapsed() >= HEALTHY) {
+            // The end of a fault whose repeats were DEBUG, connects included.
+            *quiet_reconnect = None;
+            log::info!(
+                "connection to {} has held for {} s after losses like the last one reported",
+                connection_label(&brokers[*current].1, client_id),
+                HEALTHY.as_secs()
+            );
+        }
         if connected_at.is_none() {
             // Before each connect attempt; once connected, the select below sees a request.
             if let Some((text, own, released)) = give_up_if_asked(shared, client_id) {
@@ -1199,9 +1215,10 @@ impl<E: EventLoop> Driver<E> {
                 }
                 *ever_connected = true;
                 shared.metrics.connected.store(true, Ordering::Relaxed);
-                let level = if *quiet_reconnect {
+                let level = if *quiet_reconnect == Some(*current) {
                     log::Level::Debug
                 } else {
+                    *quiet_reconnect = None;
                     log::Level::Info
                 };
                 if session_present {
@@ -1443,15 +1460,15 @@ impl<E: EventLoop> Driver<E> {
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 if lived.is_some_and(|l| l >= HEALTHY) {
-                    reported.iter_mut().for_each(VecDeque::clear);
+                    reported.iter_mut().for_each(Reported::forget);
                 }
-                let key = failure_key(&text);
-                let level = match (reported[*current].contains(&key), refused) {
+                let repeat = !reported[*current].is_new(failure_key(&text), Instant::now());
+                let level = match (repeat, refused) {
                     (true, _) => log::Level::Debug,
                     (false, true) => log::Level::Error,
                     (false, false) => log::Level::Warn,
                 };
-                *quiet_reconnect = lived.is_some() && level == log::Level::Debug;
+                *quiet_reconnect = (lived.is_some() && repeat).then_some(*current);
                 if refused {
                     log::log!(level, "{label} {text}");
                     *refused_in_round += 1;
@@ -1459,13 +1476,6 @@ impl<E: EventLoop> Driver<E> {
                     log::log!(level, "connection to {label} lost: {text}");
                 } else {
                     log::log!(level, "cannot connect to {label}: {text}; retrying");
-                }
-                let seen = &mut reported[*current];
-                if !seen.contains(&key) {
-                    if seen.len() == FAILURES_KEPT {
-                        seen.pop_front();
-                    }
-                    seen.push_back(key);
                 }
                 // The next broker right away; a pause only after a whole round failed. A
                 // connection the broker ended at once with an MQTT 5 DISCONNECT about neither
@@ -1594,16 +1604,52 @@ fn blamed_close(why: &str, blame: Blame) -> String {
     }
 }
 
+/// The failures of one broker reported lately (see `Driver::reported`), by [`failure_key`].
+#[derive(Default, Clone)]
+struct Reported(VecDeque<(String, Instant)>);
+
+impl Reported {
+    /// Whether failure `key` was not reported within [`FAILURE_REMEMBERED`] before `now`;
+    /// then it is taken as reported now, in place of the oldest beyond [`FAILURES_KEPT`].
+    fn is_new(&mut self, key: String, now: Instant) -> bool {
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < FAILURE_REMEMBERED;
+        if self.0.iter().any(|(k, at)| *k == key && recent(at)) {
+            return false;
+        }
+        self.0.retain(|(k, _)| *k != key);
+        if self.0.len() == FAILURES_KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back((key, now));
+        true
+    }
+
+    fn forget(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// What tells one failure from another: its text without the figures that change from one
+/// attempt to the next (rustls puts the time of verification in an expired certificate's
+/// error; closes give how many milliseconds the connection lived): numbers that stand alone,
+/// after a space or a parenthesis. Digits inside a word or a topic ('kaa/3/logs') stay.
+fn failure_key(text: &str) -> String {
+    let mut key = String::with_capacity(text.len());
+    let mut figure = false;
+    let mut after = ' ';
+    for c in text.chars() {
+        figure = c.is_ascii_digit() && (figure || after == ' ' || after == '(');
+        if !figure {
+            key.push(c);
+        }
+        after = c;
+    }
+    key
+}
+
 /// A connection that lived past the takeover window (`lived`; `None`: there was none) was a
 /// sound one: the pauses after its loss start from the shortest again. One closed sooner
 /// earns nothing, so a broker that closes every connection at once is retried ever slower.
-/// What tells one failure from another: its text without the figures that change from one
-/// attempt to the next (rustls puts the time of verification in an expired certificate's
-/// error; closes give how many milliseconds the connection lived).
-fn failure_key(text: &str) -> String {
-    text.chars().filter(|c| !c.is_ascii_digit()).collect()
-}
-
 fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mut Duration) {
     if lived.is_some_and(|l| l >= TAKEOVER_WINDOW) {
         *backoff = BACKOFF_MIN;
@@ -1637,15 +1683,29 @@ fn taken_over_by_another(
     // Not one another connection of this process (same broker and id, other settings) holds.
     let unique = own_id(configured, |id| !held_by_another(shared, id));
     // A fight goes on (two nodes over a persistent session's id take turns every minute):
-    // WARN at the 1st, 2nd, 4th, 8th, ... takeover, the others at DEBUG.
-    let level = if count.is_power_of_two() {
+    // WARN at the 1st, 2nd, 4th, 8th, ... takeover of the streak, the others at DEBUG.
+    let streak = {
+        let mut guard = lock(&shared.takeover_streak);
+        let (streak, last) = &mut *guard;
+        if last.is_none_or(|at| at.elapsed() >= FAILURE_REMEMBERED) {
+            *streak = 0;
+        }
+        *last = Some(Instant::now());
+        *streak += 1;
+        *streak
+    };
+    let level = if streak.is_power_of_two() {
         log::Level::Warn
     } else {
         log::Level::Debug
     };
     if !shared.clean_session {
         // ERROR once: what follows is the same fault.
-        let level = if count == 1 { log::Level::Error } else { level };
+        let level = if streak == 1 {
+            log::Level::Error
+        } else {
+            level
+        };
         // Another appender of this node may be the other client: the same id, other settings.
         let whose = if held_by_another(shared, client_id) {
             "another appender of this node connects to this broker with this client id and \

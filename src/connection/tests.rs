@@ -134,6 +134,7 @@ fn bare_shared() -> Shared {
         keep_alive: Duration::from_secs(60),
         max_inflight: None,
         metrics: ConnectionMetrics::default(),
+        takeover_streak: Mutex::new((0, None)),
     }
 }
 

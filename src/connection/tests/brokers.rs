@@ -558,6 +558,35 @@ fn failures_differing_in_figures_only_are_one() {
         failure_key("Connection refused"),
         failure_key("Connection reset")
     );
+    let closed_at =
+        |topic: &str| failure_key(&format!("closed 12 ms after a message to '{topic}'"));
+    assert_eq!(
+        closed_at("kaa/3/logs"),
+        "closed  ms after a message to 'kaa/3/logs'"
+    );
+    assert_ne!(closed_at("kaa/3/logs"), closed_at("kaa/4/logs"));
+}
+
+/// A failure reported is a repeat for ten minutes, then news again; four are kept.
+#[test]
+fn reported_failures_are_remembered_for_ten_minutes() {
+    let start = Instant::now();
+    let mut reported = Reported::default();
+    let at = |seconds| start + Duration::from_secs(seconds);
+    assert!(reported.is_new("refused".into(), at(0)));
+    assert!(!reported.is_new("refused".into(), at(599)));
+    assert!(reported.is_new("refused".into(), at(600)), "news again");
+    assert!(
+        !reported.is_new("refused".into(), at(1199)),
+        "from its new report"
+    );
+    for (i, other) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        assert!(reported.is_new(other.into(), at(1200 + i as u64)));
+    }
+    assert!(
+        reported.is_new("refused".into(), at(1210)),
+        "the oldest gave way"
+    );
 }
 
 /// An MQTT 5 connection to the scripted broker at `first`, failing over to one that

@@ -238,6 +238,11 @@ public final class TestPki implements AutoCloseable {
         }
 
         public Issued server(String cn, List<String> dnsNames, List<String> ipAddresses, KeyType type) {
+            return server(cn, dnsNames, ipAddresses, type, 3);
+        }
+
+        /** A server certificate valid for {@code days} from now; 0: until now, so expired a second later. */
+        public Issued server(String cn, List<String> dnsNames, List<String> ipAddresses, KeyType type, int days) {
             List<String> san = new ArrayList<>();
             for (String d : dnsNames) {
                 san.add("DNS:" + d);
@@ -248,7 +253,7 @@ public final class TestPki implements AutoCloseable {
             if (san.isEmpty()) {
                 throw new IllegalArgumentException("a server certificate needs at least one subjectAltName");
             }
-            return leaf(cn, type, 3, List.of(
+            return leaf(cn, type, days, List.of(
                     "basicConstraints = critical, CA:FALSE",
                     "keyUsage = critical, digitalSignature, keyEncipherment",
                     "extendedKeyUsage = serverAuth",

@@ -133,6 +133,31 @@ class TlsLoggingTest {
     }
 
     /**
+     * A broker whose certificate expired is reported once, though every attempt fails: rustls puts the time of
+     * verification into its error ("certificate expired: verification time … ({n} seconds ago)"), so attempts a
+     * second apart differ. Seconds of retries, one WARN.
+     */
+    @Test
+    void anExpiredBrokerCertificateIsReportedOnce() throws InterruptedException {
+        TestPki.Issued expired = ca.server("localhost", List.of("localhost"), List.of("127.0.0.1"),
+                TestPki.KeyType.EC_P256, 0);
+        Thread.sleep(2000); // valid up to the second it was issued, inclusive
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, expired.chain, expired.key));
+                ChildNode node = ChildNode.start("debug")) {
+            node.load("stale-broker", tls("localhost", broker.port(), true, ca.certPem()));
+            node.append("stale-broker", "stale", 1, 2);
+            node.assertExactlyOne("stale", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+            Thread.sleep(3000);
+            String attempt = "cannot connect to localhost:" + broker.port();
+            List<String> attempts = node.appenderLogLines("DEBUG|WARN").stream().filter(l -> l.contains(attempt)
+                    && l.contains("expired")).collect(Collectors.toList());
+            long warned = attempts.stream().filter(l -> l.contains(" WARN ")).count();
+            assertTrue(attempts.size() >= 4 && warned == 1, warned + " WARN lines in " + attempts.size()
+                    + " attempts:\n" + String.join("\n", attempts));
+        }
+    }
+
+    /**
      * A client certificate past its notAfter: a WARN at init gives the date (the broker's alert does not), and the
      * broker, which requires client certificates, refuses the handshake. A valid one gets no such line.
      */
