@@ -458,19 +458,26 @@ fn closing_at_once_broker_v5(
     }
 }
 
+/// An MQTT 5 connection as `client_id` to a broker that ends each connection at once with
+/// DISCONNECT 0x89 (server busy); the receiver hears each connect.
+fn to_busy_broker(client_id: &str) -> (Arc<Connection>, mpsc::Receiver<()>) {
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, client_id)
+    })
+    .expect("opened");
+    (connection, connects)
+}
+
 /// A broker that closes each connection as soon as it accepted it (here: DISCONNECT 0x89,
 /// server busy) is retried with growing pauses, not at the shortest one each time.
 /// (Before: every CONNACK reset the pause, and the broker got about 13 connections a
 /// second, each with an INFO and a WARN line, for as long as it answered so.)
 #[test]
 fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
-    let (tx, connects) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
-    let connection = Connection::get(&BrokerConfig {
-        version: crate::config::MqttVersion::V5,
-        ..scripted(port, "busy-v5-test")
-    })
-    .expect("opened");
+    let (connection, connects) = to_busy_broker("busy-v5-test");
     let until = Instant::now() + Duration::from_secs(2);
     let mut count = 0;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
@@ -490,13 +497,7 @@ fn a_broker_closing_each_connection_at_once_is_retried_with_growing_pauses() {
 #[test]
 fn a_broker_ending_each_connection_alike_is_reported_once() {
     crate::test_log::capture();
-    let (tx, connects) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
-    let connection = Connection::get(&BrokerConfig {
-        version: crate::config::MqttVersion::V5,
-        ..scripted(port, "busy-v5-log")
-    })
-    .expect("opened");
+    let (connection, connects) = to_busy_broker("busy-v5-log");
     for i in 0..4 {
         connects
             .recv_timeout(WAIT)
