@@ -1449,13 +1449,9 @@ impl<E: EventLoop> Driver<E> {
                     Failure::Closed { why, said }
                         if lived.is_none() && said.is_silent() && shared.plain =>
                     {
-                        (
-                            format!(
-                            "{why} (closed before any CONNACK: if {} is a TLS port, turn ssl on)",
-                            brokers[*current].1
-                        ),
-                            false,
-                        )
+                        let port = &brokers[*current].1;
+                        let hint = format!("if {port} is a TLS port, turn ssl on");
+                        (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
                     Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
