@@ -173,10 +173,14 @@ impl BridgeError {
 }
 
 /// A panic caught at an entry point goes to the node's log with its message (the exception
-/// or failure callback it becomes may never be logged by the caller); returns the message.
+/// or failure callback it becomes may never be logged by the caller), ten a minute: were an
+/// endpoint's data to set one off, it would come with every pack. Returns the message.
 fn log_panic(payload: Box<dyn Any + Send>) -> String {
+    static PANIC_LINES: LazyLock<LogBudget> = LazyLock::new(LogBudget::default);
     let message = panic_message(payload);
-    log::error!("panic in kaa-mqtt-appender native code: {message}");
+    if let Some(note) = PANIC_LINES.take("panic", Instant::now()) {
+        log::error!("panic in kaa-mqtt-appender native code: {message}{note}");
+    }
     message
 }
 
@@ -1077,5 +1081,13 @@ mod tests {
                 .any(|l| *l == format!("ERROR panic in kaa-mqtt-appender native code: {expected}")),
             "{captured:?}"
         );
+        // Ten lines a minute, this one included, the tenth saying so.
+        for i in 0..11 {
+            let payload = catch_unwind(|| panic!("injected: budget {i}")).expect_err("it panics");
+            log_panic(payload);
+        }
+        let budget = crate::test_log::lines_with("injected: budget");
+        assert_eq!(budget.len(), 9, "{budget:#?}");
+        assert!(budget[8].contains("left out for the rest of the minute"));
     }
 }
