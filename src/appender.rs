@@ -49,14 +49,19 @@ pub struct PackSchema<'a, T: FnOnce() -> Option<String>> {
     pub text: T,
 }
 
+/// The log budget's kinds of [`Unreadable`] packs (see [`LogBudget`]).
+const UNREADABLE: &str = "unreadable";
+const TOO_MANY_RECORDS: &str = "too many records";
+
 /// A pack that cannot be read: a null list of events, a null event or null data, an endpoint
 /// key the JVM failed to hand over, or more records than can ever be in flight (not copied).
 #[derive(Debug)]
 pub struct Unreadable {
     /// Events in the pack (0 without a list): what its failure counts as records failed.
     pub events: usize,
-    /// Why, for the log line.
+    /// Why, for the log line, and its kind there.
     pub reason: String,
+    pub kind: &'static str,
 }
 
 /// A pack's records as they crossed from Java: each copied once, straight into one buffer.
@@ -64,8 +69,9 @@ pub struct Unreadable {
 pub struct PackRecords {
     data: Vec<u8>,
     ends: Vec<usize>,
-    /// Why the pack cannot be published: the first event without data, a null list, a failed read.
-    unreadable: Option<String>,
+    /// Why the pack cannot be published, and its kind: the first event without data, a null
+    /// list, a failed read; too many records.
+    unreadable: Option<(&'static str, String)>,
     /// The events of a pack not read to its end, which `ends` does not hold.
     events: usize,
 }
@@ -85,7 +91,16 @@ impl PackRecords {
     /// A pack of `events` whose records cannot be read at all.
     pub fn unreadable(events: usize, reason: String) -> Self {
         PackRecords {
-            unreadable: Some(reason),
+            unreadable: Some((UNREADABLE, reason)),
+            events,
+            ..PackRecords::default()
+        }
+    }
+
+    /// A pack of `events` not read, as [`Appender::fits_in_flight`] refused their number.
+    pub fn too_many(events: usize, reason: String) -> Self {
+        PackRecords {
+            unreadable: Some((TOO_MANY_RECORDS, reason)),
             events,
             ..PackRecords::default()
         }
@@ -101,23 +116,24 @@ impl PackRecords {
 
     /// The pack cannot be published for a reason outside its records (kept if it has one).
     pub fn refuse(&mut self, reason: String) {
-        self.unreadable.get_or_insert(reason);
+        self.unreadable.get_or_insert((UNREADABLE, reason));
     }
 
     /// The next event is null or has no data.
     pub fn next_missing(&mut self) {
         let i = self.ends.len();
         self.unreadable
-            .get_or_insert_with(|| format!("event {i} is null or has no data"));
+            .get_or_insert_with(|| (UNREADABLE, format!("event {i} is null or has no data")));
         self.ends.push(self.data.len());
     }
 
     /// The records, or why the pack cannot be published.
     pub fn slices(&self) -> Result<Vec<&[u8]>, Unreadable> {
-        if let Some(reason) = &self.unreadable {
+        if let Some((kind, reason)) = &self.unreadable {
             return Err(Unreadable {
                 events: self.ends.len().max(self.events),
                 reason: reason.clone(),
+                kind,
             });
         }
         let mut start = 0;
@@ -290,7 +306,7 @@ impl Appender {
         let records = match records {
             Ok(records) => records,
             Err(unreadable) => {
-                not_published("unreadable", &unreadable.reason);
+                not_published(unreadable.kind, &unreadable.reason);
                 return completion(Why::Unpublishable.outcome());
             }
         };
@@ -299,9 +315,9 @@ impl Appender {
         }
         // Before the schema is read or a record decoded: a hostile pack of 1M one-byte records
         // (2 MB uploaded) would otherwise become 1M messages, 764 MB under MQTT 5, to be refused.
-        // (The bridge refuses it before copying its records, as unreadable for this reason.)
+        // (The bridge refuses it so before copying its records: `PackRecords::too_many`.)
         if let Err(reason) = self.fits_in_flight(records.len()) {
-            not_published("too many records", &reason);
+            not_published(TOO_MANY_RECORDS, &reason);
             return completion(Why::Unpublishable.outcome());
         }
         let messages = self.messages(records.len());
@@ -925,6 +941,7 @@ mod tests {
         let unreadable = Unreadable {
             events: 1,
             reason: "event 0 has no data".into(),
+            kind: UNREADABLE,
         };
         for _ in 0..50 {
             let schema = PackSchema {

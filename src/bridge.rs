@@ -279,7 +279,7 @@ fn read_records(
     let read = |env: &mut JNIEnv| -> Result<PackRecords, jni::errors::Error> {
         let count = env.get_array_length(events)?;
         if let Err(reason) = fits(count as usize) {
-            return Ok(PackRecords::unreadable(count as usize, reason));
+            return Ok(PackRecords::too_many(count as usize, reason));
         }
         let mut records = PackRecords::default();
         for start in (0..count).step_by(EVENTS_PER_FRAME as usize) {
