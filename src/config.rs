@@ -11,12 +11,12 @@
 //! save an empty plain string; the plugin class says which [`Layout`] its bytes have.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::binary::{BinaryError, Reader};
 use crate::identity;
 use crate::status::StatusFormat;
-use crate::tls::TlsSettings;
+use crate::tls::{unix_now, TlsSettings};
 use crate::topic::TopicTemplate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -288,6 +288,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// How long before its `notAfter` a client certificate is warned of at `init`: a node runs for
+/// months, and an expired one is met only at the next reconnect, with every pack failing.
+const CERTIFICATE_WARNED_AHEAD: i64 = 30 * 86_400;
 const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
 const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
@@ -781,10 +784,11 @@ impl AppenderConfig {
         } else {
             None
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        warnings.extend(tls.as_ref().and_then(|t| t.client_certificate_dates(now)));
+        warnings.extend(
+            tls.as_ref()
+                .and_then(TlsSettings::client_certificate_dates)
+                .and_then(|dates| dates.warning(unix_now(), CERTIFICATE_WARNED_AHEAD)),
+        );
         let topic = if layout == Layout::Original {
             let (template, literal) = TopicTemplate::parse_original(&topic)
                 .map_err(|e| ConfigError::new("mqtttopic", e))?;

@@ -22,6 +22,7 @@ use crate::protocol::{
 use crate::refused_topics::TopicBlame;
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
+use crate::tls::{unix_now, CertificateDates, TlsSettings};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -104,6 +105,8 @@ struct Shared {
     clean_session: bool,
     /// Without TLS (`ssl` off).
     plain: bool,
+    /// The client certificate's validity, to name its dates when a handshake fails.
+    client_certificate: Option<CertificateDates>,
     connect_timeout: Duration,
     keep_alive: Duration,
     /// `maxInflight`; `None`: automatic.
@@ -602,6 +605,10 @@ impl Connection {
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             plain: broker.tls.is_none(),
+            client_certificate: broker
+                .tls
+                .as_ref()
+                .and_then(TlsSettings::client_certificate_dates),
             connect_timeout: broker.connect_timeout,
             keep_alive: broker.keep_alive,
             max_inflight: broker.max_inflight,
@@ -1453,7 +1460,16 @@ impl<E: EventLoop> Driver<E> {
                         let hint = format!("if {port} is a TLS port, turn ssl on");
                         (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
-                    Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
+                    // Failed before any CONNACK, with a client certificate out of its dates:
+                    // the broker's alert, if it sent one, names neither the certificate nor when.
+                    Failure::Closed { why, .. } | Failure::Broken(why) => {
+                        let dates = shared.client_certificate.as_ref();
+                        let before_connack = dates.filter(|_| lived.is_none());
+                        match before_connack.and_then(|d| d.outside(unix_now())) {
+                            Some(note) => (format!("{why} ({note})"), false),
+                            None => (why, false),
+                        }
+                    }
                 };
                 if lived.is_some_and(|l| l >= HEALTHY) {
                     reported.iter_mut().for_each(Reported::forget);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -166,6 +167,67 @@ fn x509_validity(der: &[u8]) -> Option<[CertTime; 2]> {
     Some([not_before, CertTime::read(tag, not_after)?])
 }
 
+/// The validity of the client certificate: a broker that checks client certificates refuses
+/// the TLS handshake outside it, with an alert that names the problem but not the date.
+#[derive(Debug, PartialEq)]
+pub struct CertificateDates {
+    not_before: CertTime,
+    not_after: CertTime,
+}
+
+impl CertificateDates {
+    /// Which of its dates the certificate is outside of at `now` (seconds since 1970), if any.
+    pub fn outside(&self, now: i64) -> Option<String> {
+        if now > self.not_after.unix {
+            Some(format!(
+                "clientCertificate expired on {} (its notAfter)",
+                self.not_after.text
+            ))
+        } else if now < self.not_before.unix {
+            Some(format!(
+                "clientCertificate is not valid before {} (its notBefore)",
+                self.not_before.text
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// What to warn of at `now`: dates outside the validity, with what to do, or a `notAfter`
+    /// less than `ahead` seconds away.
+    pub fn warning(&self, now: i64, ahead: i64) -> Option<String> {
+        if let Some(outside) = self.outside(now) {
+            let advice = if now > self.not_after.unix {
+                "a broker that checks client certificates refuses the TLS handshake (received \
+                 fatal alert: CertificateExpired); renew it"
+            } else {
+                "a broker that checks client certificates refuses the TLS handshake until then; \
+                 check the clock of this node and of the issuer"
+            };
+            return Some(format!("{outside}: {advice}"));
+        }
+        let left = self.not_after.unix - now;
+        let when = match left / 86_400 {
+            _ if left >= ahead => return None,
+            0 => "in less than a day".to_string(),
+            1 => "in 1 day".to_string(),
+            days => format!("in {days} days"),
+        };
+        Some(format!(
+            "clientCertificate expires on {} (its notAfter), {when}: from then on a broker that \
+             checks client certificates refuses the TLS handshake; renew it before",
+            self.not_after.text
+        ))
+    }
+}
+
+/// Seconds since 1970 (UTC), as the certificates' dates are compared.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A time in a certificate: seconds since 1970 (UTC), and as the log shows it.
 #[derive(Debug, PartialEq)]
 struct CertTime {
@@ -195,6 +257,15 @@ impl CertTime {
         }
         let [month, day, hour, minute, second] = [0, 2, 4, 6, 8].map(|i| number(&rest[i..i + 2]));
         let [month, day, hour, minute, second] = [month?, day?, hour?, minute?, second?];
+        // Out of range, the date would read as another one (RFC 5280 allows no leap second).
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
         Some(CertTime {
             unix: days_since_1970(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second,
             text: format!("{year}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC"),
@@ -281,29 +352,14 @@ impl TlsSettings {
         Ok(Arc::new(config))
     }
 
-    /// What to warn of at `now` (seconds since 1970) about the client certificate's dates: a
-    /// broker that checks client certificates refuses the handshake outside them, with an
-    /// alert that names the problem but not the date.
-    pub fn client_certificate_dates(&self, now: i64) -> Option<String> {
+    /// The client certificate's validity, if there is one and its dates can be read.
+    pub fn client_certificate_dates(&self) -> Option<CertificateDates> {
         let chain = parse_certificates(&self.client_cert_pem).ok()?;
         let [not_before, not_after] = x509_validity(chain.first()?)?;
-        if now > not_after.unix {
-            Some(format!(
-                "clientCertificate expired on {} (its notAfter): a broker that checks client \
-                 certificates refuses the TLS handshake (received fatal alert: \
-                 CertificateExpired); renew it",
-                not_after.text
-            ))
-        } else if now < not_before.unix {
-            Some(format!(
-                "clientCertificate is not valid before {} (its notBefore): a broker that checks \
-                 client certificates refuses the TLS handshake until then; check the clock of \
-                 this node and of the issuer",
-                not_before.text
-            ))
-        } else {
-            None
-        }
+        Some(CertificateDates {
+            not_before,
+            not_after,
+        })
     }
 
     /// A configuration that trusts no server: what a connection gets if its settings stopped
@@ -487,6 +543,10 @@ mod tests {
             (0x18, "2026120503455Z5"),
             (0x18, "000301000000Z"),
             (0x04, "000301000000Z"),
+            (0x17, "001301000000Z"),
+            (0x17, "000300000000Z"),
+            (0x17, "000301240000Z"),
+            (0x18, "20000301006000Z"),
         ] {
             assert_eq!(read(tag, text), None, "{text}");
         }
@@ -520,16 +580,35 @@ mod tests {
         assert_eq!(x509_validity(&der[..der.len() - 1]), None, "truncated");
         let mut tls = settings();
         tls.client_cert_pem = pem("CERTIFICATE", &der);
-        for (now, said) in [
-            (1_796_342_401, "expired on 2026-12-04 00:00:00 UTC"),
-            (1_796_083_199, "not valid before 2026-12-01 00:00:00 UTC"),
+        let dates = tls.client_certificate_dates().expect("dates read");
+        let day = 86_400;
+        for (now, ahead, said) in [
+            (1_796_342_401, 0, "expired on 2026-12-04 00:00:00 UTC"),
+            (1_796_083_199, 0, "not valid before 2026-12-01 00:00:00 UTC"),
+            (
+                1_796_342_400 - 2 * day,
+                30 * day,
+                "expires on 2026-12-04 00:00:00 UTC (its notAfter), in 2 days",
+            ),
+            (1_796_342_400 - day, 30 * day, "in 1 day:"),
+            (1_796_342_400 - 1, 30 * day, "in less than a day:"),
         ] {
-            let warning = tls.client_certificate_dates(now).unwrap_or_default();
+            let warning = dates.warning(now, ahead).unwrap_or_default();
             assert!(warning.contains(said), "{warning}");
         }
-        assert_eq!(tls.client_certificate_dates(1_796_342_400), None, "valid");
+        assert_eq!(dates.warning(1_796_342_400, 0), None, "valid");
+        assert_eq!(dates.outside(1_796_342_400 - 2 * day), None, "not outside");
+        assert_eq!(
+            dates.outside(1_796_342_401).as_deref(),
+            Some("clientCertificate expired on 2026-12-04 00:00:00 UTC (its notAfter)")
+        );
+        assert_eq!(
+            dates.warning(1_796_342_400 - 2 * day, 2 * day),
+            None,
+            "not within"
+        );
         tls.client_cert_pem.clear();
-        assert_eq!(tls.client_certificate_dates(0), None, "no certificate");
+        assert_eq!(tls.client_certificate_dates(), None, "no certificate");
     }
 
     /// `der` as PEM, in lines of 64 base64 characters as openssl writes it.

@@ -267,9 +267,10 @@ public final class TestPki implements AutoCloseable {
             return server("localhost", List.of("localhost"), List.of("127.0.0.1"));
         }
 
-        /** A client certificate (extendedKeyUsage clientAuth) with this common name. */
+        /** A client certificate (extendedKeyUsage clientAuth) with this common name, valid for longer than the 30 days
+         * ahead that the appender warns of its expiry. */
         public Issued client(String cn, KeyType type) {
-            return client(cn, type, 3);
+            return client(cn, type, 90);
         }
 
         /** A client certificate valid for {@code days} from now; -1: expired a day ago (notAfter before notBefore). */

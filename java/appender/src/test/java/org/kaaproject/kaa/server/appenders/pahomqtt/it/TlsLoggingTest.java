@@ -162,30 +162,39 @@ class TlsLoggingTest {
      * broker, which requires client certificates, refuses the handshake. A valid one gets no such line.
      */
     @Test
-    void anExpiredClientCertificateIsWarnedOfAtInitWithItsDate() {
+    void clientCertificateDatesAreWarnedOfAtInitAndNamedWhenTheHandshakeFails() {
         TestPki.Issued expired = ca.client("kaa-node-expired", TestPki.KeyType.EC_P256, -1);
-        String notAfter = expired.x509().getNotAfter().toInstant().toString().replace('T', ' ')
-                .replace("Z", " UTC");
+        TestPki.Issued expiring = ca.client("kaa-node-expiring", TestPki.KeyType.EC_P256, 10);
+        Map<TestPki.Issued, String> names = Map.of(expired, "expired", expiring, "expiring", client, "valid");
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key)
                 .requireCertificate(true));
                 ChildNode node = ChildNode.start()) {
-            for (TestPki.Issued cert : new TestPki.Issued[] {expired, client}) {
+            for (TestPki.Issued cert : new TestPki.Issued[] {expired, expiring, client}) {
                 Map<String, Object> cfg = tls("localhost", broker.port(), true, ca.certPem());
                 cfg.put("clientCertificate", cert.chainPem());
                 cfg.put("clientPrivateKey", cert.keyPem());
-                String name = cert == expired ? "expired" : "valid";
+                String name = names.get(cert);
                 node.load(name, cfg);
                 node.append(name, name, 1, 2);
                 node.assertExactlyOne(name, cert == expired ? CONNECTION_ERROR : SUCCESS, SUCCESS_WAIT, GRACE);
             }
             List<String> dated = node.appenderLogLines("WARN").stream().filter(l -> l.contains("clientCertificate"))
                     .collect(Collectors.toList());
-            assertEquals(1, dated.size(), "one WARN about the client certificate's dates\n" + node.diagnostics());
-            assertTrue(dated.get(0).contains("'expired'") && dated.get(0).contains("clientCertificate expired on "
-                    + notAfter), dated.get(0));
-            assertTrue(node.appenderLogLines("WARN|ERROR").stream().anyMatch(l -> l.contains("CertificateExpired")
-                    && l.contains("cannot connect")), "the broker's alert\n" + node.diagnostics());
+            String diagnostics = String.join("\n", dated) + "\n" + node.diagnostics();
+            assertEquals(3, dated.size(), "the two at init and the failed handshake\n" + diagnostics);
+            assertTrue(dated.stream().anyMatch(l -> l.contains("'expired'") && l.contains("clientCertificate expired on "
+                    + notAfter(expired))), "at init\n" + diagnostics);
+            assertTrue(dated.stream().anyMatch(l -> l.contains("'expiring'") && l.contains("clientCertificate expires on "
+                    + notAfter(expiring) + " (its notAfter), in 9 days")), "30 days ahead\n" + diagnostics);
+            assertTrue(dated.stream().anyMatch(l -> l.contains("cannot connect") && l.contains("CertificateExpired")
+                    && l.contains("(clientCertificate expired on " + notAfter(expired))),
+                    "the broker's alert, with the date\n" + diagnostics);
         }
+    }
+
+    /** A certificate's notAfter as the log writes it. */
+    private static String notAfter(TestPki.Issued cert) {
+        return cert.x509().getNotAfter().toInstant().toString().replace('T', ' ').replace("Z", " UTC");
     }
 
     @Test
