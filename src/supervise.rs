@@ -9,9 +9,10 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Locks `m` whether or not a panic poisoned it: every lock here guards state that stays
 /// consistent between statements, and the work that panicked is already answered for.
@@ -38,7 +39,8 @@ thread_local! {
 /// [`panic_message`] can say it: every panic here is caught and logged where it is caught,
 /// and that log line, in the node's log, is what an operator reports. The default hook still
 /// writes to stderr: for a panic nothing catches (at load, before the logger; one that aborts)
-/// that is the only trace.
+/// that is the only trace. Ten a minute, as the log lines of caught ones: one set off by an
+/// endpoint's data would come with every pack, into the node's console output.
 pub(crate) fn note_panics() {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
@@ -49,9 +51,33 @@ pub(crate) fn note_panics() {
                 .map(|l| format!("{}:{}", l.file(), l.line()));
             // Not on a thread whose locals are being destroyed: the default hook still runs.
             let _ = PANICKED_AT.try_with(|noted| *noted.borrow_mut() = at);
-            default(info);
+            match panics_on_stderr() {
+                n if n < STDERR_PANICS => default(info),
+                n if n == STDERR_PANICS => eprintln!(
+                    "kaa-mqtt-appender: more than {STDERR_PANICS} panics this minute; the rest \
+                     of the minute's are left off stderr (the node's log counts them)"
+                ),
+                _ => {}
+            }
         }));
     });
+}
+
+/// Panics the hook writes to stderr per minute.
+const STDERR_PANICS: u32 = 10;
+
+/// How many panics the hook met this minute before this one. Atomics, not a lock: a panic
+/// while the lock was held would wait on it for ever.
+fn panics_on_stderr() -> u32 {
+    static MINUTE: AtomicU64 = AtomicU64::new(0);
+    static MET: AtomicU32 = AtomicU32::new(0);
+    let minute = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60);
+    if MINUTE.swap(minute, Ordering::Relaxed) != minute {
+        MET.store(0, Ordering::Relaxed);
+    }
+    MET.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`), with where
@@ -112,8 +138,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
+
+    /// Set in the copy of this test binary that [`panics_reach_stderr_ten_a_minute`] runs.
+    const FLOOD: &str = "KAA_MQTT_TEST_PANIC_FLOOD";
+
+    /// Panics as fast as a bad endpoint could set them off reach stderr ten a minute, and a
+    /// line says the rest are left off. Run in a process of its own, as the counts are global.
+    #[test]
+    fn panics_reach_stderr_ten_a_minute() {
+        if std::env::var_os(FLOOD).is_some() {
+            note_panics();
+            for i in 0..30 {
+                let _ = std::panic::catch_unwind(|| panic!("injected: flood {i}"));
+            }
+            return;
+        }
+        let exe = std::env::current_exe().expect("this test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "supervise::tests::panics_reach_stderr_ten_a_minute",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(FLOOD, "1")
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let written = stderr.matches("injected: flood").count();
+        let said = stderr
+            .matches("the rest of the minute's are left off stderr")
+            .count();
+        // Ten, unless the minute turned during the flood.
+        assert!((10..=20).contains(&written), "{written}:\n{stderr}");
+        assert!((1..=2).contains(&said), "{stderr}");
+    }
 
     #[test]
     fn a_panicking_future_is_an_error_and_its_borrow_comes_back() {
