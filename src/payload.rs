@@ -303,7 +303,13 @@ mod tests {
                 max_payload: 1000,
                 max_held: usize::MAX,
             };
-            for m in encoder.encode(&schema, &header, &records()).unwrap() {
+            let messages = encoder.encode(&schema, &header, &records()).unwrap();
+            let expected = match grouping {
+                Grouping::Record => records().len(),
+                Grouping::Pack => 1,
+            };
+            assert_eq!(messages.len(), expected, "{grouping:?}");
+            for m in messages {
                 assert_eq!(m.capacity(), m.len(), "{grouping:?}");
             }
         }
@@ -597,6 +603,7 @@ mod tests {
         let messages = encoder
             .encode(&schema_, &header, &vec![record; 200])
             .unwrap();
+        assert_eq!(messages.len(), 200);
         assert!(messages.iter().all(|m| m == b"{\"\":null}"));
     }
 

@@ -159,7 +159,7 @@ class ClusterTest {
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("versions")
-    void aNodeJoiningABusyClusterCostsAtMostOneRetry(String version) {
+    void aNodeJoiningABusyClusterCostsEachPackAtMostTwoRetries(String version) {
         String clientId = "it-join-" + UUID.randomUUID().toString().substring(0, 8);
         Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), "kaa/it/join/" + clientId, 1);
         cfg.put("clientId", clientId);
@@ -204,7 +204,7 @@ class ClusterTest {
             for (int s = 0; s < seed; s++) {
                 expected.addAll(AvroReference.expectedPayloads(schema, ChildNodeMain.records(s, RECORDS_PER_PACK)));
             }
-            // Kaa sends a pack again when it was not confirmed; up to three attempts.
+            // Kaa sends a pack again when it was not confirmed; up to three attempts (two takeovers at most).
             int resent = 0;
             for (Map.Entry<String, int[]> p : packs.entrySet()) {
                 ChildNode node = nodes[p.getValue()[0]];

@@ -262,6 +262,7 @@ class EndToEndTest {
         for (RecordingCallback cb : down) {
             cb.assertOnlyOne(CONNECTION_ERROR);
             assertNotInlineBeforeReturn(cb);
+            cb.assertAnsweredBy(Duration.ofSeconds(timeoutSeconds));
             System.out.printf("qos %d, %s: %s after %.0f ms%n", qos, cb.label(), cb.calls().get(0).method,
                     cb.millisToFirst());
         }
@@ -459,10 +460,7 @@ class EndToEndTest {
 
         RecordingCallback emptyAfter = append(appender, KaaNode.pack(logSchema, 1, Collections.emptyList()),
                 "empty pack after close");
-        RecordingCallback.Call c = emptyAfter.awaitFirst(Duration.ofSeconds(10));
-        RecordingCallback.sleep(GRACE);
-        assertEquals(1, emptyAfter.calls().size(), "exactly one callback: " + emptyAfter.calls());
-        System.out.println("empty pack after close(): " + c.method);
+        emptyAfter.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), GRACE);
     }
 
     // ------------------------------------------------------------------------------------------------ e
@@ -497,6 +495,7 @@ class EndToEndTest {
             // Nothing but the pack's deadline answers it here, so an answer before doAppend returned would mean
             // doAppend waited for the outcome.
             cb.assertAnsweredOnlyAfterAppendReturned();
+            cb.assertAnsweredBy(Duration.ofSeconds(timeoutSeconds));
             System.out.printf("%s: %s after %.0f ms%n", cb.label(), cb.calls().get(0).method, cb.millisToFirst());
         }
     }

@@ -80,6 +80,7 @@ class FailureClassesTest {
             for (RecordingCallback cb : cbs) {
                 cb.assertOnlyOne(CONNECTION_ERROR);
                 cb.assertAnsweredOnlyAfterAppendReturned();
+                cb.assertAnsweredBy(Duration.ofSeconds(TIMEOUT_S));
                 System.out.printf("%s: %s after %.0f ms%n", cb.label(), cb.calls().get(0).method,
                         cb.millisToFirst());
             }
@@ -183,6 +184,7 @@ class FailureClassesTest {
                 for (RecordingCallback cb : cbs) {
                     cb.awaitFirst(ANSWER_WAIT);
                     assertEquals(1, cb.calls().size(), cb.label() + ": " + cb.calls());
+                    cb.assertAnsweredBy(Duration.ofSeconds(TIMEOUT_S));
                 }
                 assertTrue(cbs.stream().anyMatch(cb -> cb.calls().get(0).method.equals(CONNECTION_ERROR)),
                         "the buffers never filled: no pack waited");

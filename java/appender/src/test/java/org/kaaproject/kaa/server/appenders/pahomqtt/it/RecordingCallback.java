@@ -165,6 +165,20 @@ public final class RecordingCallback implements LogDeliveryCallback {
         return c;
     }
 
+    /**
+     * What an answer due at a pack's deadline may come after it: the deadline sweep runs every 100 ms, and the answer
+     * then waits for the callback thread of a busy 2-core machine (ChaosTest allows the same).
+     */
+    public static final Duration DEADLINE_SLACK = Duration.ofMillis(1500);
+
+    /** Asserts (now) that the first answer came within {@code deadline} of doAppend's start, plus the slack above. */
+    public void assertAnsweredBy(Duration deadline) {
+        double took = millisToFirst();
+        if (!(took <= deadline.plus(DEADLINE_SLACK).toMillis())) {
+            fail(label + ": answered after " + took + " ms, past its deadline of " + deadline.toMillis() + " ms");
+        }
+    }
+
     /** Milliseconds from the start of doAppend to the first callback. */
     public double millisToFirst() {
         synchronized (calls) {

@@ -210,7 +210,7 @@ class TlsLoggingTest {
                 assertEquals(0, sub.count(), "nothing delivered");
             }
             List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
-            Pattern issuer = Pattern.compile("(?i)(unknown.?issuer|issuer|untrusted|not trusted)");
+            Pattern issuer = Pattern.compile("(?i)unknown.?issuer"); // rustls: UnknownIssuer
             assertTrue(problems.stream().anyMatch(l -> l.toLowerCase().contains("certificate") && issuer.matcher(l).find()),
                     "no WARN/ERROR line of the appender names the certificate problem (unknown issuer); "
                             + "its WARN/ERROR lines:\n" + String.join("\n", problems) + "\n" + node.diagnostics());
@@ -229,7 +229,7 @@ class TlsLoggingTest {
             node.append("wrong-name", "p1", 1, 3);
             node.assertExactlyOne("p1", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
             List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
-            Pattern name = Pattern.compile("(?i)(not ?valid ?for ?name|name|host)");
+            Pattern name = Pattern.compile("(?i)not ?valid ?for ?name"); // rustls: NotValidForName
             assertTrue(problems.stream().anyMatch(l -> l.toLowerCase().contains("certificate") && name.matcher(l).find()),
                     "no WARN/ERROR line of the appender says the certificate is not valid for the host name; "
                             + "its WARN/ERROR lines:\n" + String.join("\n", problems) + "\n" + node.diagnostics());
