@@ -1417,6 +1417,7 @@ impl<E: EventLoop> Driver<E> {
                             client_id,
                             (&why, taken_over),
                             lived,
+                            *carried,
                         );
                         match next {
                             Some(id) => {
@@ -1674,22 +1675,32 @@ fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mu
 /// says so; returns the unique client id to use from now on, if the id may change: with a clean
 /// session it carries no state, so a node of a cluster whose nodes share one configuration
 /// stops pushing the others out. With a persistent session it may not (the session stays with
-/// the id), and the caller backs off instead.
+/// the id), and the caller backs off instead. `carried`: the connection had written a publish.
 fn taken_over_by_another(
     shared: &Shared,
     label: &str,
     client_id: &str,
     (why, said): (&str, bool),
     lived: Duration,
+    carried: bool,
 ) -> Option<String> {
     let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
     let configured = &shared.identity.2;
-    // MQTT 5 says so; otherwise a close this early is only most likely a takeover.
+    // MQTT 5 says so; otherwise a close this early is only most likely a takeover, and after a
+    // publish on a connection that never had an ack it may be the broker's answer to it, which
+    // the appender cannot tell apart (measured with HiveMQ's ACL under MQTT 3.1.1).
     let likely = if said { "" } else { "most likely " };
+    let or_refused = if carried && !said {
+        ", or the broker refusing the message it had just been sent: brokers such as HiveMQ and \
+         AWS IoT close an MQTT 3.1.1 connection at a topic their ACL denies, without a reason \
+         (with MQTT 5 they give one)"
+    } else {
+        ""
+    };
     let cause = format!(
         "the broker closed the connection {} ms after accepting it ({why}): {likely}another \
          client connected with the same client id (takeover {count}; Kaa cluster nodes sharing \
-         one configuration?)",
+         one configuration?){or_refused}",
         lived.as_millis()
     );
     // Not one another connection of this process (same broker and id, other settings) holds.

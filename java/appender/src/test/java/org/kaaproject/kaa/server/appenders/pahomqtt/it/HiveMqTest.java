@@ -1,6 +1,7 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
@@ -305,6 +306,36 @@ class HiveMqTest {
      * The packs that cost the closes are answered {@code onSuccess}, or {@code onConnectionError} when the close cut
      * one short.
      */
+    /**
+     * The node's only appender publishes at QoS 1 under MQTT 3.1.1 to a topic HiveMQ's ACL denies: each connection
+     * closes at its first message, without a word, and no connection ever had an ack. The appender cannot tell that
+     * from another client taking its id (either closes a connection soon after it began, a publish out), so it still
+     * takes it for a takeover and moves to an id of its own, and every pack fails with {@code onConnectionError}. Its
+     * takeover lines now name the ACL as the other possible cause, so an operator is not sent looking for a second
+     * node alone. (Before: they named another client only.)
+     */
+    @Test
+    void mqtt311RefusedTopicOfTheOnlyAppenderIsNamedBesideATakeover() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/"); ChildNode node = ChildNode.start()) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "denied/x", 1);
+            cfg.put("clientId", newClientId());
+            node.load("denied", cfg);
+            for (int pack = 0; pack < 5; pack++) {
+                node.append("denied", "p" + pack, 180 + pack, 10);
+                assertEquals(CONNECTION_ERROR, node.awaitFirst("p" + pack, Duration.ofSeconds(15)),
+                        node.diagnostics());
+                RecordingCallback.sleep(Duration.ofMillis(300));
+            }
+            List<String> takeovers = node.appenderLogLines("WARN").stream()
+                    .filter(l -> l.contains("another client connected with the same client id"))
+                    .collect(Collectors.toList());
+            assertFalse(takeovers.isEmpty(), node.diagnostics());
+            assertTrue(takeovers.stream().allMatch(l -> l.contains(
+                    "or the broker refusing the message it had just been sent: brokers such as HiveMQ and AWS IoT close "
+                            + "an MQTT 3.1.1 connection at a topic their ACL denies")), String.join("\n", takeovers));
+        }
+    }
+
     @Test
     void mqtt5Qos0RefusedTopicOfTheOnlyAppenderCostsTwoCloses() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
