@@ -16,8 +16,9 @@ use std::time::Duration;
 use crate::binary::{BinaryError, Reader};
 use crate::identity;
 use crate::status::StatusFormat;
-use crate::tls::{unix_now, TlsSettings};
+use crate::tls::TlsSettings;
 use crate::topic::TopicTemplate;
+use crate::utc::unix_now;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Qos {

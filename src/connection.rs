@@ -22,7 +22,8 @@ use crate::protocol::{
 use crate::refused_topics::TopicBlame;
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
-use crate::tls::{unix_now, CertificateDates, TlsSettings};
+use crate::tls::{CertificateDates, TlsSettings};
+use crate::utc::unix_now;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);

@@ -27,7 +27,8 @@
 //!   unpublished.
 //! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
 //!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
-//!   minute, and shows text from outside (endpoint keys, topics) short and on one line.
+//!   minute, and shows text from outside (endpoint keys, topics) short and on one line; `utc`
+//!   converts seconds since 1970 to dates and back (status times, certificate validity).
 //! - `test_log` (tests only): the test process's one logger, capturing what tests assert on.
 
 #![deny(unsafe_code)]
@@ -56,3 +57,4 @@ mod supervise;
 mod test_log;
 pub(crate) mod tls;
 pub(crate) mod topic;
+mod utc;

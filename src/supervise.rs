@@ -9,10 +9,10 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Locks `m` whether or not a panic poisoned it: every lock here guards state that stays
 /// consistent between statements, and the work that panicked is already answered for.
@@ -69,11 +69,9 @@ const STDERR_PANICS: u32 = 10;
 /// How many panics the hook met this minute before this one. Atomics, not a lock: a panic
 /// while the lock was held would wait on it for ever.
 fn panics_on_stderr() -> u32 {
-    static MINUTE: AtomicU64 = AtomicU64::new(0);
+    static MINUTE: AtomicI64 = AtomicI64::new(0);
     static MET: AtomicU32 = AtomicU32::new(0);
-    let minute = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60);
+    let minute = crate::utc::unix_now() / 60;
     if MINUTE.swap(minute, Ordering::Relaxed) != minute {
         MET.store(0, Ordering::Relaxed);
     }

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::utc::days_from_civil;
 
 /// The TLS part of a broker's identity, as configured (PEM text kept for comparison).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -221,13 +222,6 @@ impl CertificateDates {
     }
 }
 
-/// Seconds since 1970 (UTC), as the certificates' dates are compared.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// A time in a certificate: seconds since 1970 (UTC), and as the log shows it.
 #[derive(Debug, PartialEq)]
 struct CertTime {
@@ -257,31 +251,16 @@ impl CertTime {
         }
         let [month, day, hour, minute, second] = [0, 2, 4, 6, 8].map(|i| number(&rest[i..i + 2]));
         let [month, day, hour, minute, second] = [month?, day?, hour?, minute?, second?];
-        // Out of range, the date would read as another one (RFC 5280 allows no leap second).
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 59
-        {
+        // Out of range, the time would read as another one (RFC 5280 allows no leap second).
+        if hour > 23 || minute > 59 || second > 59 {
             return None;
         }
+        let days = days_from_civil(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?)?;
         Some(CertTime {
-            unix: days_since_1970(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second,
+            unix: days * 86_400 + hour * 3600 + minute * 60 + second,
             text: format!("{year}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC"),
         })
     }
-}
-
-/// Days from 1970-01-01 to a date of the Gregorian calendar (the civil-from-days algorithm
-/// run backwards: years counted from March, so that the leap day ends each).
-fn days_since_1970(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// rustls (webpki) takes only X.509 v3 end-entity certificates; OpenSSL's `x509 -req`
@@ -544,6 +523,7 @@ mod tests {
             (0x18, "000301000000Z"),
             (0x04, "000301000000Z"),
             (0x17, "001301000000Z"),
+            (0x17, "260230000000Z"),
             (0x17, "000300000000Z"),
             (0x17, "000301240000Z"),
             (0x18, "20000301006000Z"),
