@@ -1462,9 +1462,10 @@ impl<E: EventLoop> Driver<E> {
                         let hint = format!("if {port} is a TLS port, turn ssl on");
                         (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
-                    // Failed before any CONNACK, with a client certificate out of its dates:
-                    // the broker's alert, if it sent one, names neither the certificate nor when.
-                    Failure::Closed { why, .. } | Failure::Broken(why) => {
+                    // The TLS exchange failed before any CONNACK, with a client certificate out
+                    // of its dates: the broker's alert, if it sent one, names neither the
+                    // certificate nor when.
+                    Failure::Tls(why) => {
                         let dates = shared.client_certificate.as_ref();
                         let before_connack = dates.filter(|_| lived.is_none());
                         match before_connack.and_then(|d| d.outside(unix_now())) {
@@ -1472,6 +1473,7 @@ impl<E: EventLoop> Driver<E> {
                             None => (why, false),
                         }
                     }
+                    Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
                 };
                 if lived.is_some_and(|l| l >= HEALTHY) {
                     reported.iter_mut().for_each(Reported::forget);

@@ -236,7 +236,11 @@ pub enum Failure {
     /// connection never had), or an ack for such an id. A resumed session sends it again at
     /// every connect. (MQTT 5 tells the broker the size limit; MQTT 3.1.1 cannot.)
     Foreign(String),
-    /// Anything else: unreachable, TLS, timeout, keep-alive expired.
+    /// The TLS exchange failed: the handshake, or an alert the broker sent after it (under
+    /// TLS 1.3 the client finishes first, and a broker refusing its certificate alerts at the
+    /// first read).
+    Tls(String),
+    /// Anything else: unreachable, timeout, keep-alive expired.
     Broken(String),
 }
 
@@ -290,9 +294,17 @@ impl Failure {
             Failure::Refused { why, .. }
             | Failure::Closed { why, .. }
             | Failure::Foreign(why)
+            | Failure::Tls(why)
             | Failure::Broken(why) => why,
         }
     }
+}
+
+/// An I/O error that carries a TLS alert the broker sent (tokio-rustls wraps rustls's error).
+fn alert_received(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::AlertReceived(_)))
 }
 
 /// An I/O error that means the peer closed the socket, not that the network failed.
@@ -440,11 +452,12 @@ macro_rules! event_loop {
                 // A broker that speaks plain MQTT there takes the ClientHello for a malformed
                 // CONNECT and closes (Mosquitto 2.0.11 resets the socket).
                 ConnectionError::Tls(rumqttc::TlsError::Io(io)) if closed_by_peer(&io) => {
-                    Failure::Broken(format!(
+                    Failure::Tls(format!(
                         "TLS: I/O: {io}: closed during the TLS handshake; if this port speaks \
                          plain MQTT, turn ssl off (else the server refused the handshake)"
                     ))
                 }
+                e @ ConnectionError::Tls(_) => Failure::Tls(e.to_string()),
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \
@@ -468,7 +481,9 @@ macro_rules! event_loop {
                         said => said,
                     };
                     let why = e.to_string();
-                    if closed || !said.is_silent() {
+                    if io.is_some_and(alert_received) {
+                        Failure::Tls(why)
+                    } else if closed || !said.is_silent() {
                         Failure::Closed { why, said }
                     } else {
                         Failure::Broken(why)

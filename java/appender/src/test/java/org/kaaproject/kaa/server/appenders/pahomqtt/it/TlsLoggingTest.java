@@ -165,30 +165,43 @@ class TlsLoggingTest {
     void clientCertificateDatesAreWarnedOfAtInitAndNamedWhenTheHandshakeFails() {
         TestPki.Issued expired = ca.client("kaa-node-expired", TestPki.KeyType.EC_P256, -1);
         TestPki.Issued expiring = ca.client("kaa-node-expiring", TestPki.KeyType.EC_P256, 10);
-        Map<TestPki.Issued, String> names = Map.of(expired, "expired", expiring, "expiring", client, "valid");
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key)
                 .requireCertificate(true));
                 ChildNode node = ChildNode.start()) {
-            for (TestPki.Issued cert : new TestPki.Issued[] {expired, expiring, client}) {
-                Map<String, Object> cfg = tls("localhost", broker.port(), true, ca.certPem());
+            int closedPort = Mosquitto.freeLoopbackPort();
+            Object[][] cases = {{"expired", expired, broker.port(), CONNECTION_ERROR},
+                {"expiring", expiring, broker.port(), SUCCESS}, {"valid", client, broker.port(), SUCCESS},
+                {"nobody-there", expired, closedPort, CONNECTION_ERROR}};
+            Map<String, String> clientIds = new LinkedHashMap<>();
+            for (Object[] c : cases) {
+                String name = (String) c[0];
+                TestPki.Issued cert = (TestPki.Issued) c[1];
+                Map<String, Object> cfg = tls("localhost", (Integer) c[2], true, ca.certPem());
                 cfg.put("clientCertificate", cert.chainPem());
                 cfg.put("clientPrivateKey", cert.keyPem());
-                String name = names.get(cert);
+                clientIds.put(name, (String) cfg.get("clientId"));
                 node.load(name, cfg);
                 node.append(name, name, 1, 2);
-                node.assertExactlyOne(name, cert == expired ? CONNECTION_ERROR : SUCCESS, SUCCESS_WAIT, GRACE);
+                node.assertExactlyOne(name, (String) c[3], SUCCESS_WAIT, GRACE);
             }
             List<String> dated = node.appenderLogLines("WARN").stream().filter(l -> l.contains("clientCertificate"))
                     .collect(Collectors.toList());
             String diagnostics = String.join("\n", dated) + "\n" + node.diagnostics();
-            assertEquals(3, dated.size(), "the two at init and the failed handshake\n" + diagnostics);
-            assertTrue(dated.stream().anyMatch(l -> l.contains("'expired'") && l.contains("clientCertificate expired on "
-                    + notAfter(expired))), "at init\n" + diagnostics);
-            assertTrue(dated.stream().anyMatch(l -> l.contains("'expiring'") && l.contains("clientCertificate expires on "
-                    + notAfter(expiring) + " (its notAfter), in 9 days")), "30 days ahead\n" + diagnostics);
-            assertTrue(dated.stream().anyMatch(l -> l.contains("cannot connect") && l.contains("CertificateExpired")
-                    && l.contains("(clientCertificate expired on " + notAfter(expired))),
-                    "the broker's alert, with the date\n" + diagnostics);
+            // At init, once per appender whose certificate is out of its dates or expires within 30 days.
+            assertEquals(1, dated.stream().filter(l -> l.contains("'expired'") && l.contains(
+                    "clientCertificate expired on " + notAfter(expired))).count(), "at init\n" + diagnostics);
+            assertEquals(1, dated.stream().filter(l -> l.contains("'expiring'") && l.contains(
+                    "clientCertificate expires on " + notAfter(expiring) + " (its notAfter), in 9 days")).count(),
+                    "30 days ahead\n" + diagnostics);
+            assertTrue(dated.stream().noneMatch(l -> l.contains("'valid'")), "90 days left: nothing\n" + diagnostics);
+            // The broker's alert, with the date; a port nobody listens on is no matter of the certificate.
+            assertTrue(dated.stream().anyMatch(l -> l.contains("'" + clientIds.get("expired") + "'")
+                    && l.contains("CertificateExpired") && l.contains("(clientCertificate expired on "
+                            + notAfter(expired))), "the broker's alert, with the date\n" + diagnostics);
+            assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("'"
+                    + clientIds.get("nobody-there") + "'") && l.contains("Connection refused")), diagnostics);
+            assertTrue(dated.stream().noneMatch(l -> l.contains("'" + clientIds.get("nobody-there") + "'")),
+                    "a refused TCP connect names no certificate\n" + diagnostics);
         }
     }
 
