@@ -1278,6 +1278,7 @@ impl<E: EventLoop> Driver<E> {
                 earned(lived, backoff, takeover_backoff);
                 let mut pause = None;
                 let mut blamed = None;
+                let mut unanswered_at_a_new_topic = false;
                 if !matches!(failure, Failure::Refused { .. }) {
                     // Under the tracker's lock: what rumqttc drained must be what the tracker
                     // handed it. The events include what the broker answered just before the
@@ -1292,6 +1293,7 @@ impl<E: EventLoop> Driver<E> {
                         }
                     }
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
+                    unanswered_at_a_new_topic = unacknowledged.unanswered_at_a_new_topic();
                     // Closed by the broker with no reason, for a packet too large, or for
                     // something it refuses: maybe at the largest message it left
                     // unacknowledged, or (with no reason under MQTT 3.1.1, none read under
@@ -1418,7 +1420,7 @@ impl<E: EventLoop> Driver<E> {
                             client_id,
                             (&why, taken_over),
                             lived,
-                            *carried,
+                            unanswered_at_a_new_topic,
                         );
                         match next {
                             Some(id) => {
@@ -1678,25 +1680,25 @@ fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mu
 /// says so; returns the unique client id to use from now on, if the id may change: with a clean
 /// session it carries no state, so a node of a cluster whose nodes share one configuration
 /// stops pushing the others out. With a persistent session it may not (the session stays with
-/// the id), and the caller backs off instead. `carried`: the connection had written a publish.
+/// the id), and the caller backs off instead. `new_topic`: the close left unacknowledged a
+/// message to a topic the broker never took, on a connection it answered nothing on.
 fn taken_over_by_another(
     shared: &Shared,
     label: &str,
     client_id: &str,
     (why, said): (&str, bool),
     lived: Duration,
-    carried: bool,
+    new_topic: bool,
 ) -> Option<String> {
     let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
     let configured = &shared.identity.2;
     // MQTT 5 says so; otherwise a close this early is only most likely a takeover, and after a
-    // publish on a connection that never had an ack it may be the broker's answer to it, which
-    // the appender cannot tell apart (measured with HiveMQ's ACL under MQTT 3.1.1).
+    // message to a new topic on a connection that never had an ack it may be the broker's
+    // answer to it, which nothing tells apart (measured with HiveMQ's ACL under MQTT 3.1.1).
     let likely = if said { "" } else { "most likely " };
-    let or_refused = if carried && !said {
+    let or_refused = if new_topic && !said {
         ", or the broker refusing the message it had just been sent: brokers such as HiveMQ and \
-         AWS IoT close an MQTT 3.1.1 connection at a topic their ACL denies, without a reason \
-         (with MQTT 5 they give one)"
+         AWS IoT close an MQTT 3.1.1 connection at a topic their ACL denies, without a reason"
     } else {
         ""
     };

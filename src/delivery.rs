@@ -398,6 +398,15 @@ pub struct Unacknowledged {
     answered: bool,
 }
 
+impl Unacknowledged {
+    /// A message to a topic the broker never took was left unacknowledged on a connection it
+    /// answered nothing on: a close without a word may then be the broker refusing it, which
+    /// nothing can tell from another client taking the id ([`TopicClose::Silent`]).
+    pub fn unanswered_at_a_new_topic(&self) -> bool {
+        self.unknown_topic.is_some() && !self.answered
+    }
+}
+
 /// What a close says of the topic of a message it may be blamed on ([`Tracker::blame`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicClose {

@@ -588,8 +588,10 @@ fn a_takeover_forgets_the_topics_its_closes_refused() {
 /// one (nodes that share an id, their endpoints' topics new): the first makes its topic a
 /// suspect, and the second still counts as a takeover, as two closes right after publishes
 /// always did. (Before: a suspected topic explained the close, and no takeover was counted.)
+/// Its line names no ACL: the broker had acknowledged a message on the connection.
 #[test]
 fn closes_at_ever_new_topics_still_count_as_a_takeover() {
+    crate::test_log::capture();
     let (tx, ids) = mpsc::channel();
     let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
     let connection = Connection::get(&scripted(port, "new-topics")).expect("opened");
@@ -608,6 +610,38 @@ fn closes_at_ever_new_topics_still_count_as_a_takeover() {
     assert_eq!(seen[..2], ["new-topics", "new-topics"]);
     assert!(seen[2].starts_with("new-topics-"), "{seen:?}");
     assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+    let takeover = crate::test_log::lines_with("as 'new-topics': the broker closed");
+    assert_eq!(takeover.len(), 1, "{takeover:?}");
+    assert!(
+        !takeover[0].contains("or the broker refusing"),
+        "{takeover:?}"
+    );
+}
+
+/// The node's only appender publishing to a topic the broker's ACL denies, under MQTT 3.1.1
+/// (HiveMQ, AWS IoT): each connection closed at its first message, none ever acknowledged.
+/// Nothing tells that from another client taking the id, so it counts as a takeover, and its
+/// line names the broker refusing the message as the other cause.
+#[test]
+fn closes_at_the_first_message_of_connections_never_acknowledged_name_the_acl() {
+    crate::test_log::capture();
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 0), tx));
+    let connection = Connection::get(&scripted(port, "denied-only")).expect("opened");
+    for _ in 0..2 {
+        ids.recv_timeout(WAIT).expect("a connection");
+        let (pack, how, messages, rx) = qos1_pack(1);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+    let moved = ids.recv_timeout(WAIT).expect("a connection");
+    assert!(moved.starts_with("denied-only-"), "{moved}");
+    let takeover = crate::test_log::lines_with("as 'denied-only': the broker closed");
+    assert_eq!(takeover.len(), 1, "{takeover:?}");
+    assert!(
+        takeover[0].contains("or the broker refusing the message it had just been sent"),
+        "{takeover:?}"
+    );
 }
 
 /// Nodes sharing an id, with a status topic, at QoS 0: the connection's own message is all

@@ -299,14 +299,6 @@ class HiveMqTest {
     }
 
     /**
-     * A node whose only appender publishes at QoS 0 to a topic HiveMQ denies: each connection closes at its first
-     * message, before anything could show that the broker reads it. Under MQTT 5 the DISCONNECT says "not
-     * authorized", which a broker flapping or another client taking the id does not: two closes, then the packs fail
-     * with {@code onRemoteError} unpublished. (Before: a close at every pack, each answered {@code onSuccess}.)
-     * The packs that cost the closes are answered {@code onSuccess}, or {@code onConnectionError} when the close cut
-     * one short.
-     */
-    /**
      * The node's only appender publishes at QoS 1 under MQTT 3.1.1 to a topic HiveMQ's ACL denies: each connection
      * closes at its first message, without a word, and no connection ever had an ack. The appender cannot tell that
      * from another client taking its id (either closes a connection soon after it began, a publish out), so it still
@@ -336,6 +328,14 @@ class HiveMqTest {
         }
     }
 
+    /**
+     * A node whose only appender publishes at QoS 0 to a topic HiveMQ denies: each connection closes at its first
+     * message, before anything could show that the broker reads it. Under MQTT 5 the DISCONNECT says "not
+     * authorized", which a broker flapping or another client taking the id does not: two closes, then the packs fail
+     * with {@code onRemoteError} unpublished. (Before: a close at every pack, each answered {@code onSuccess}.)
+     * The packs that cost the closes are answered {@code onSuccess}, or {@code onConnectionError} when the close cut
+     * one short.
+     */
     @Test
     void mqtt5Qos0RefusedTopicOfTheOnlyAppenderCostsTwoCloses() throws Exception {
         try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
