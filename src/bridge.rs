@@ -931,7 +931,7 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Queued
 
 #[no_mangle]
 pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
-    crate::supervise::note_panics();
+    crate::supervise::note_panics(crate::supervise::OnStderr::TenAMinute);
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         let (side, level) = {
             let mut env = vm.get_env().map_err(|e| e.to_string())?;
@@ -1068,7 +1068,7 @@ mod tests {
     #[test]
     fn a_caught_panic_is_logged_with_its_message_and_place() {
         crate::test_log::capture();
-        crate::supervise::note_panics();
+        crate::supervise::note_panics(crate::supervise::OnStderr::Every);
         let line = line!() + 1;
         let payload = catch_unwind(|| panic!("injected: append panics on record {}", 7))
             .expect_err("it panics");

@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
+use std::io::Write;
 use std::ops::DerefMut;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -35,13 +36,24 @@ thread_local! {
     static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Installs, once, a panic hook that notes where each panic began, so that
-/// [`panic_message`] can say it: every panic here is caught and logged where it is caught,
-/// and that log line, in the node's log, is what an operator reports. The default hook still
-/// writes to stderr: for a panic nothing catches (at load, before the logger; one that aborts)
-/// that is the only trace. Ten a minute, as the log lines of caught ones: one set off by an
-/// endpoint's data would come with every pack, into the node's console output.
-pub(crate) fn note_panics() {
+/// How many panics the hook of [`note_panics`] passes on to Rust's default hook, which
+/// writes them to stderr.
+#[derive(Clone, Copy)]
+pub(crate) enum OnStderr {
+    /// Every one, in tests: a failing test's message is its panic's.
+    #[cfg(test)]
+    Every,
+    /// [`STDERR_PANICS`] a minute, as the log lines of caught ones: in a node, one set off by an
+    /// endpoint's data would come with every pack, into the node's console output.
+    TenAMinute,
+}
+
+/// Installs, once (the first call decides `on_stderr`), a panic hook that notes where each
+/// panic began, so that [`panic_message`] can say it: every panic here is caught and logged
+/// where it is caught, and that log line, in the node's log, is what an operator reports. The
+/// default hook still writes to stderr: for a panic nothing catches (at load, before the
+/// logger; one that aborts) that is the only trace.
+pub(crate) fn note_panics(on_stderr: OnStderr) {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         let default = std::panic::take_hook();
@@ -51,12 +63,19 @@ pub(crate) fn note_panics() {
                 .map(|l| format!("{}:{}", l.file(), l.line()));
             // Not on a thread whose locals are being destroyed: the default hook still runs.
             let _ = PANICKED_AT.try_with(|noted| *noted.borrow_mut() = at);
-            match panics_on_stderr() {
-                n if n < STDERR_PANICS => default(info),
-                n if n == STDERR_PANICS => eprintln!(
-                    "kaa-mqtt-appender: more than {STDERR_PANICS} panics this minute; the rest \
-                     of the minute's are left off stderr (the node's log counts them)"
-                ),
+            match (on_stderr, panics_on_stderr()) {
+                #[cfg(test)]
+                (OnStderr::Every, _) => default(info),
+                (OnStderr::TenAMinute, n) if n < STDERR_PANICS => default(info),
+                // Not eprintln!: it panics when stderr is gone, and a panic in the hook aborts.
+                (OnStderr::TenAMinute, n) if n == STDERR_PANICS => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "kaa-mqtt-appender: more than {STDERR_PANICS} panics this minute; the \
+                         rest of the minute's are left off stderr (the node's log has each \
+                         caught one, ten a minute)"
+                    );
+                }
                 _ => {}
             }
         }));
@@ -147,7 +166,7 @@ mod tests {
     #[test]
     fn panics_reach_stderr_ten_a_minute() {
         if std::env::var_os(FLOOD).is_some() {
-            note_panics();
+            note_panics(OnStderr::TenAMinute);
             for i in 0..30 {
                 let _ = std::panic::catch_unwind(|| panic!("injected: flood {i}"));
             }
@@ -176,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_panicking_future_is_an_error_and_its_borrow_comes_back() {
-        note_panics();
+        note_panics(OnStderr::Every);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
