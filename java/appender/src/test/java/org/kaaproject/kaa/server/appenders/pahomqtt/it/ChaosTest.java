@@ -83,12 +83,8 @@ class ChaosTest {
     private static final int KILLS = 4;
     private static final Duration RUN = Duration.ofSeconds(20);
     private static final int DELIVERY_TIMEOUT_S = 3;
-    /**
-     * Deadline slack: the appender looks for expired packs every 100 ms and answers through one dispatcher thread,
-     * on a machine that also runs the broker, the proxy and the subscriber. A pack the appender forgot would be
-     * answered never, not 1.5 s late.
-     */
-    private static final Duration SLACK = Duration.ofMillis(1500);
+    /** Deadline slack; a pack the appender forgot would be answered never, not 1.5 s late. */
+    private static final Duration SLACK = RecordingCallback.DEADLINE_SLACK;
     /** Packs a producer thread may have unanswered before it waits: the load stays high but bounded. */
     private static final int MAX_UNANSWERED_PER_THREAD = 64;
 
