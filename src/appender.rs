@@ -22,7 +22,9 @@ use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot, Tally};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
 use crate::supervise::{lock, read, restarting, write};
+use crate::tls::{CertificateWatch, TlsSettings};
 use crate::topic::{as_mqtt_text, PackValues};
+use crate::utc::unix_now;
 
 /// How often packs past their deadline are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -800,6 +802,16 @@ async fn sweep(appender: Weak<Appender>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_summary = (Instant::now(), Snapshot::default());
+    let mut certificate = {
+        let Some(appender) = appender.upgrade() else {
+            return;
+        };
+        let tls = appender.config.broker.tls.as_ref();
+        CertificateWatch::new(
+            tls.and_then(TlsSettings::client_certificate_dates),
+            unix_now(),
+        )
+    };
     loop {
         tick.tick().await;
         let Some(appender) = appender.upgrade() else {
@@ -810,6 +822,9 @@ async fn sweep(appender: Weak<Appender>) {
         }
         let now = Instant::now();
         appender.expire(now);
+        if let Some(warning) = certificate.due(unix_now()) {
+            log::warn!("appender '{}': {warning}", appender.name);
+        }
         if let Some(interval) = appender.config.stats_interval {
             if now >= last_summary.0 + interval {
                 let snapshot = appender.metrics();

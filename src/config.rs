@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::binary::{BinaryError, Reader};
 use crate::identity;
 use crate::status::StatusFormat;
-use crate::tls::TlsSettings;
+use crate::tls::{TlsSettings, EXPIRY_WARNED_AHEAD};
 use crate::topic::TopicTemplate;
 use crate::utc::unix_now;
 
@@ -289,9 +289,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// How long before its `notAfter` a client certificate is warned of at `init`: a node runs for
-/// months, and an expired one is met only at the next reconnect, with every pack failing.
-const CERTIFICATE_WARNED_AHEAD: i64 = 30 * 86_400;
 const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
 const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
@@ -788,7 +785,7 @@ impl AppenderConfig {
         warnings.extend(
             tls.as_ref()
                 .and_then(TlsSettings::client_certificate_dates)
-                .and_then(|dates| dates.warning(unix_now(), CERTIFICATE_WARNED_AHEAD)),
+                .and_then(|dates| dates.warning(unix_now(), EXPIRY_WARNED_AHEAD)),
         );
         let topic = if layout == Layout::Original {
             let (template, literal) = TopicTemplate::parse_original(&topic)

@@ -222,6 +222,41 @@ impl CertificateDates {
     }
 }
 
+/// How long before its `notAfter` a client certificate is warned of: a broker that checks
+/// client certificates refuses the handshake from then on, and every pack fails.
+pub const EXPIRY_WARNED_AHEAD: i64 = 30 * 86_400;
+
+/// How often a running appender looks at its client certificate's dates again.
+const CHECKED_EVERY: i64 = 86_400;
+
+/// The client certificate's dates, looked at again once a day while an appender runs: `init`
+/// warns of them once, and a node runs for months, so a certificate met valid at `init`
+/// expires while it runs, and the next reconnect fails.
+pub struct CertificateWatch {
+    dates: Option<CertificateDates>,
+    /// When to look next (seconds since 1970).
+    next: i64,
+}
+
+impl CertificateWatch {
+    /// Watches `dates` from `now`, when `init` has just looked.
+    pub fn new(dates: Option<CertificateDates>, now: i64) -> CertificateWatch {
+        CertificateWatch {
+            dates,
+            next: now + CHECKED_EVERY,
+        }
+    }
+
+    /// What to warn of at `now`, at most once a day: as at `init`.
+    pub fn due(&mut self, now: i64) -> Option<String> {
+        if now < self.next {
+            return None;
+        }
+        self.next = now + CHECKED_EVERY;
+        self.dates.as_ref()?.warning(now, EXPIRY_WARNED_AHEAD)
+    }
+}
+
 /// A time in a certificate: seconds since 1970 (UTC), and as the log shows it.
 #[derive(Debug, PartialEq)]
 struct CertTime {
@@ -589,6 +624,32 @@ mod tests {
         );
         tls.client_cert_pem.clear();
         assert_eq!(tls.client_certificate_dates(), None, "no certificate");
+    }
+
+    /// A running appender is told of its certificate's end once a day from 30 days before it,
+    /// and after it, though `init` met it valid.
+    #[test]
+    fn a_running_appender_is_warned_daily_as_its_certificate_nears_its_end() {
+        let der = dated_certificate(true, "261201000000Z", "270301000000Z");
+        let mut tls = settings();
+        tls.client_cert_pem = pem("CERTIFICATE", &der);
+        let not_after = 1_803_859_200; // 2027-03-01
+        let day = 86_400;
+        let start = not_after - 40 * day;
+        let mut watch = CertificateWatch::new(tls.client_certificate_dates(), start);
+        let said = |watch: &mut CertificateWatch, at: i64| watch.due(at).unwrap_or_default();
+        assert_eq!(said(&mut watch, start + day - 1), "", "not yet a day");
+        assert_eq!(said(&mut watch, start + day), "", "39 days left");
+        assert!(said(&mut watch, not_after - 29 * day).contains("in 29 days"));
+        assert_eq!(
+            said(&mut watch, not_after - 29 * day + 3600),
+            "",
+            "once a day"
+        );
+        assert!(said(&mut watch, not_after - 28 * day).contains("in 28 days"));
+        assert!(said(&mut watch, not_after + day).contains("expired on 2027-03-01"));
+        let mut none = CertificateWatch::new(None, start);
+        assert_eq!(none.due(not_after + day), None, "no client certificate");
     }
 
     /// `der` as PEM, in lines of 64 base64 characters as openssl writes it.
