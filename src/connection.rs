@@ -1420,7 +1420,7 @@ impl<E: EventLoop> Driver<E> {
                             client_id,
                             (&why, taken_over),
                             lived,
-                            unanswered_at_a_new_topic,
+                            unanswered_at_a_new_topic && E::NO_REASON_CODES,
                         );
                         match next {
                             Some(id) => {
@@ -1464,18 +1464,20 @@ impl<E: EventLoop> Driver<E> {
                         let hint = format!("if {port} is a TLS port, turn ssl on");
                         (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
-                    // The TLS exchange failed before any CONNACK, with a client certificate out
-                    // of its dates: the broker's alert, if it sent one, names neither the
-                    // certificate nor when.
-                    Failure::Tls(why) => {
+                    // The TLS exchange failed, or the broker closed, before any CONNACK, with a
+                    // client certificate out of its dates: the broker's alert names neither the
+                    // certificate nor when, and one may close without an alert (or the reset
+                    // overtakes it). Not a refused connect: the broker is not there.
+                    Failure::Tls(why) | Failure::Closed { why, .. } if lived.is_none() => {
                         let dates = shared.client_certificate.as_ref();
-                        let before_connack = dates.filter(|_| lived.is_none());
-                        match before_connack.and_then(|d| d.outside(unix_now())) {
+                        match dates.and_then(|d| d.outside(unix_now())) {
                             Some(note) => (format!("{why} ({note})"), false),
                             None => (why, false),
                         }
                     }
-                    Failure::Closed { why, .. } | Failure::Broken(why) => (why, false),
+                    Failure::Tls(why) | Failure::Closed { why, .. } | Failure::Broken(why) => {
+                        (why, false)
+                    }
                 };
                 if lived.is_some_and(|l| l >= HEALTHY) {
                     reported.iter_mut().for_each(Reported::forget);
@@ -1680,8 +1682,9 @@ fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mu
 /// says so; returns the unique client id to use from now on, if the id may change: with a clean
 /// session it carries no state, so a node of a cluster whose nodes share one configuration
 /// stops pushing the others out. With a persistent session it may not (the session stays with
-/// the id), and the caller backs off instead. `new_topic`: the close left unacknowledged a
-/// message to a topic the broker never took, on a connection it answered nothing on.
+/// the id), and the caller backs off instead. `new_topic`: under MQTT 3.1.1, the close left
+/// unacknowledged a message to a topic the broker never took, on a connection it answered
+/// nothing on.
 fn taken_over_by_another(
     shared: &Shared,
     label: &str,

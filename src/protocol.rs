@@ -236,9 +236,9 @@ pub enum Failure {
     /// connection never had), or an ack for such an id. A resumed session sends it again at
     /// every connect. (MQTT 5 tells the broker the size limit; MQTT 3.1.1 cannot.)
     Foreign(String),
-    /// The TLS exchange failed: the handshake, or an alert the broker sent after it (under
-    /// TLS 1.3 the client finishes first, and a broker refusing its certificate alerts at the
-    /// first read).
+    /// The TLS exchange failed: the handshake (also inside a WebSocket's), or an alert the
+    /// broker sent after it (under TLS 1.3 the client finishes first, and a broker refusing its
+    /// certificate alerts at the first read).
     Tls(String),
     /// Anything else: unreachable, timeout, keep-alive expired.
     Broken(String),
@@ -300,11 +300,23 @@ impl Failure {
     }
 }
 
-/// An I/O error that carries a TLS alert the broker sent (tokio-rustls wraps rustls's error).
-fn alert_received(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|e| matches!(e, rustls::Error::AlertReceived(_)))
+/// Whether rustls failed among the causes of `e`: tokio-rustls wraps its error in an I/O error,
+/// which rumqttc's own errors (or, over WebSocket, tungstenite's) carry as their source.
+fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // An I/O error's `source` skips the error it wraps.
+        cause = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// An I/O error that means the peer closed the socket, not that the network failed.
@@ -481,7 +493,7 @@ macro_rules! event_loop {
                         said => said,
                     };
                     let why = e.to_string();
-                    if io.is_some_and(alert_received) {
+                    if tls_failed(&e) {
                         Failure::Tls(why)
                     } else if closed || !said.is_silent() {
                         Failure::Closed { why, said }
@@ -1411,6 +1423,35 @@ mod tests {
         assert_eq!(said(Code::TopicNameInvalid), Said::Refused);
         assert_eq!(said(Code::ServerBusy), Said::Other);
         assert_eq!(said(Code::UseAnotherServer), Said::Other);
+    }
+
+    /// A TLS alert the broker sent is a TLS failure wherever rustls's error sits: in the I/O
+    /// error of the first read after the handshake, of a write, or of the connect (a WebSocket's
+    /// nests it the same way, as its error's source); a refused TCP connect is not.
+    #[test]
+    fn a_tls_alert_is_told_apart_from_a_refused_connect() {
+        let alert = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired),
+            )
+        };
+        let first_read = failure_v4(rumqttc::ConnectionError::MqttState(
+            rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(alert())),
+        ));
+        assert!(matches!(&first_read, Failure::Tls(why) if why.contains("CertificateExpired")));
+        let write = failure_v5(rumqttc::v5::ConnectionError::MqttState(
+            rumqttc::v5::StateError::Io(alert()),
+        ));
+        assert!(matches!(write, Failure::Tls(_)));
+        assert!(matches!(
+            failure_v4(rumqttc::ConnectionError::Io(alert())),
+            Failure::Tls(_)
+        ));
+        let refused = failure_v4(rumqttc::ConnectionError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(matches!(refused, Failure::Broken(_)));
     }
 
     /// A message over what we read fails the connection whatever the version, as one of its

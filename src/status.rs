@@ -5,9 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::utc::civil_from_days;
-
 use crate::identity;
+use crate::utc::civil_from_days;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatusFormat {

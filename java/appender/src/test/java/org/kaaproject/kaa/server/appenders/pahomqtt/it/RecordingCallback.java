@@ -167,7 +167,7 @@ public final class RecordingCallback implements LogDeliveryCallback {
 
     /**
      * What an answer due at a pack's deadline may come after it: the deadline sweep runs every 100 ms, and the answer
-     * then waits for the callback thread of a busy 2-core machine (ChaosTest allows the same).
+     * then waits for the callback thread of a busy 2-core machine, which also runs the broker and the subscriber.
      */
     public static final Duration DEADLINE_SLACK = Duration.ofMillis(1500);
 
