@@ -208,8 +208,10 @@ impl CertificateDates {
             return Some(format!("{outside}: {advice}"));
         }
         let left = self.not_after.unix - now;
+        if left >= ahead {
+            return None;
+        }
         let when = match left / 86_400 {
-            _ if left >= ahead => return None,
             0 => "in less than a day".to_string(),
             1 => "in 1 day".to_string(),
             days => format!("in {days} days"),
