@@ -42,6 +42,17 @@ class OperabilityTest {
                 + ObjectName.quote(appenderName) + ",*"), null);
     }
 
+    /**
+     * A pack counts once Kaa's callback for it has returned, a moment after a test sees it called: waits (5 s at
+     * most) for none to be in flight, which the test then asserts with the counts.
+     */
+    private static void awaitNoneInFlight(MBeanServer server, ObjectName name) throws Exception {
+        long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (!Long.valueOf(0).equals(server.getAttribute(name, "PacksInFlight")) && System.nanoTime() < until) {
+            Thread.sleep(10);
+        }
+    }
+
     @Test
     void jmxBeanCountsWhatHappensAndGoesAwayAtClose() throws Exception {
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
@@ -61,6 +72,7 @@ class OperabilityTest {
                 RecordingCallback bad = new RecordingCallback("bad");
                 appender.doAppend(KaaNode.pack(TELEMETRY, 1, List.of(new byte[] {1, 2, 3})), bad);
                 bad.awaitFirst(Duration.ofSeconds(10));
+                awaitNoneInFlight(server, name);
                 assertEquals(5L, server.getAttribute(name, "PacksDelivered"));
                 assertEquals(100L, server.getAttribute(name, "RecordsDelivered"));
                 assertEquals(1L, server.getAttribute(name, "PacksFailedInternal"));
@@ -99,6 +111,7 @@ class OperabilityTest {
                 RecordingCallback lost = new RecordingCallback("lost");
                 appender.doAppend(KaaNode.pack(TELEMETRY, 1, records(3, 99)), lost);
                 lost.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+                awaitNoneInFlight(server, name);
                 assertEquals(false, server.getAttribute(name, "Connected"));
                 assertEquals(1L, server.getAttribute(name, "PacksFailedConnection"));
                 assertEquals(4L, server.getAttribute(name, "RecordsFailed"), "1 undecodable + 3 lost");
@@ -134,6 +147,7 @@ class OperabilityTest {
                 RecordingCallback cb = new RecordingCallback("null event");
                 appender.doAppend(pack, cb);
                 cb.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                awaitNoneInFlight(server, name);
                 assertEquals(1L, server.getAttribute(name, "PacksFailedInternal"));
                 assertEquals(3L, server.getAttribute(name, "RecordsFailed"));
             } finally {
