@@ -131,7 +131,7 @@ fn client_key(broker: &BrokerConfig) -> ClientKey {
 /// id is still connected. (Two brokers on one host are told apart everywhere else; here
 /// mistaking them costs one bounded wait. So a moved id, and a status topic another connection
 /// carries, are known per port: an appender edited to the broker's TLS port starts from its
-/// configured id again.)
+/// configured id again. A moved id is chosen that no port of the host holds: [`own_id`].)
 type ClosingKey = (String, String);
 
 fn closing_key(identity: &ClientKey) -> ClosingKey {
@@ -306,14 +306,27 @@ fn status_carrier(
     named
 }
 
-/// This node's own id for `configured` ([`crate::identity::unique`]), or, where another
-/// connection of this process holds that, the first of its `-2`, `-3`, ... that is `free`.
-fn own_id(configured: &str, free: impl Fn(&str) -> bool) -> String {
+/// This node's own id for the configured one of `identity` ([`crate::identity::unique`]), or,
+/// where another connection of this process holds that, the first of its `-2`, `-3`, ... that
+/// is `free` and [`held_at_another_port`] of the host by none.
+fn own_id(identity: &ClientKey, free: impl Fn(&str) -> bool) -> String {
+    let (host, port, configured) = identity;
     let base = crate::identity::unique(configured);
     std::iter::once(base.clone())
         .chain((2..).map(|n| format!("{base}-{n}")))
-        .find(|id| free(id))
+        .find(|id| free(id) && !held_at_another_port(host, *port, id))
         .unwrap_or(base)
+}
+
+/// Whether a connection of this process holds `client_id` at another port of `host`: maybe
+/// the same broker, whose plain, TLS and WebSocket listeners share one set of client ids.
+/// Configured ids are told apart by port (two brokers on one host keep a session each); an
+/// id of the node's own is not taken there: two connections of a node to two listeners, both
+/// moved after takeovers, took the same one and pushed each other out for good.
+fn held_at_another_port(host: &str, port: u16, client_id: &str) -> bool {
+    held_ids()
+        .keys()
+        .any(|(h, p, id)| h == host && *p != port && id == client_id)
 }
 
 /// Whether a connection other than `shared`'s holds `client_id` at its broker.
@@ -534,7 +547,11 @@ impl Connection {
         // Not for a session that must last: a moved id changes at every start of the node.
         let moved = replaced()
             .get(&identity)
-            .filter(|id| broker.clean_session && free(id))
+            .filter(|id| {
+                broker.clean_session
+                    && free(id)
+                    && !held_at_another_port(&broker.host, broker.port, id)
+            })
             .cloned();
         let client_id = match moved {
             Some(id) => id,
@@ -561,7 +578,7 @@ impl Connection {
                         ),
                     ));
                 } else {
-                    let own = own_id(&broker.client_id, free);
+                    let own = own_id(&identity, free);
                     log::warn!(
                         "{clash}; the broker would keep closing one of the two connections, so \
                          this one connects as '{own}' (cleanSession is on: the id carries no \
@@ -1325,17 +1342,22 @@ impl<E: EventLoop> Driver<E> {
                 // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
                 // without a word, so only the second such close in a row counts; a first close
                 // at a topic is such a close (blamed only at a second one, as a takeover is).
+                let own_id = *client_id != shared.identity.2;
+                let explained = match &blamed {
+                    Some(Blame::Size(_)) => true,
+                    Some(Blame::Topic { blame, .. }) => {
+                        // Under an id this node moved to, which no other client holds, the
+                        // first close at a topic too: taken for a takeover, it would forget
+                        // what the closes taught, and an endpoint making a new topic the ACL
+                        // denies at every pack would close the shared connection at each.
+                        *blame == TopicBlame::Refused || own_id
+                    }
+                    None => false,
+                };
                 let silent = matches!(failure, Failure::Closed { said, .. } if said.is_silent());
                 let unexplained = silent
                     && !*refused_here
-                    && !matches!(
-                        blamed,
-                        Some(Blame::Size(_))
-                            | Some(Blame::Topic {
-                                blame: TopicBlame::Refused,
-                                ..
-                            })
-                    )
+                    && !explained
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
                 let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
@@ -1712,7 +1734,7 @@ fn taken_over_by_another(
         lived.as_millis()
     );
     // Not one another connection of this process (same broker and id, other settings) holds.
-    let unique = own_id(configured, |id| !held_by_another(shared, id));
+    let unique = own_id(&shared.identity, |id| !held_by_another(shared, id));
     // A fight goes on (two nodes over a persistent session's id take turns every minute):
     // WARN at the 1st, 2nd, 4th, 8th, ... takeover of the streak, the others at DEBUG.
     let streak = {
@@ -1789,7 +1811,7 @@ fn give_up_if_asked(shared: &Shared, client_id: &str) -> Option<(String, String,
         return None;
     }
     let released = lock(&shared.give_up_id).take()?;
-    let own = own_id(&shared.identity.2, |id| !held_by_another(shared, id));
+    let own = own_id(&shared.identity, |id| !held_by_another(shared, id));
     let text = format!(
         "another appender of this node keeps a session (cleanSession off) under client id \
          '{client_id}', which names it and cannot change: this connection (cleanSession on, the \

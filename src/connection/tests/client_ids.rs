@@ -171,8 +171,19 @@ fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
 /// An MQTT 3.1.1 broker that, as every broker does, closes a client's connection when
 /// another connects with its client id; it reports the id of every CONNECT.
 fn takeover_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+    takeover_listener(listener, ids, Arc::default());
+}
+
+/// The clients of a [`takeover_broker`], connected by client id, whatever the listener.
+type Connected = Arc<Mutex<HashMap<String, std::net::TcpStream>>>;
+
+/// One listener of a [`takeover_broker`], which may have several sharing `connected`.
+fn takeover_listener(
+    listener: std::net::TcpListener,
+    ids: mpsc::Sender<String>,
+    connected: Connected,
+) {
     use std::io::Write;
-    let connected: Arc<Mutex<HashMap<String, std::net::TcpStream>>> = Arc::default();
     while let Ok((mut s, _)) = listener.accept() {
         s.set_read_timeout(Some(WAIT)).expect("timeout");
         let Some((0x10, body)) = read_packet(&mut s) else {
@@ -213,6 +224,37 @@ fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
     assert!(quiet.is_err(), "no pushing out: {quiet:?}");
     assert_eq!(first.metrics().takeovers.load(Ordering::Relaxed), 0);
     assert_eq!(second.metrics().takeovers.load(Ordering::Relaxed), 0);
+    drop((first, second));
+}
+
+/// Two connections of one node to two listeners of one broker (plain and TLS: they share
+/// one set of client ids), with one configured id that other nodes use too: each moves to an
+/// id of its own when another client takes the configured one, and the second does not take
+/// the one the first moved to. (Before: it did, the two pushed each other out for good, and
+/// the log said the broker ended the connections itself.)
+#[test]
+fn connections_to_two_listeners_of_a_broker_move_to_two_ids() {
+    let (tx, ids) = mpsc::channel();
+    let connected = Connected::default();
+    let (a, b) = (connected.clone(), tx.clone());
+    let (plain, _) = scripted_broker(move |listener| takeover_listener(listener, b, a));
+    let (tls, _) = scripted_broker(move |listener| takeover_listener(listener, tx, connected));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let first = Connection::get(&scripted(plain, "two-ports")).expect("opened");
+    assert_eq!(next(), "two-ports");
+    let _other_node = rival_connect(plain, "two-ports");
+    assert_eq!(next(), "two-ports", "the other node");
+    let moved = next();
+    assert!(moved.starts_with("two-ports-"), "{moved}");
+    let second = Connection::get(&scripted(tls, "two-ports")).expect("opened");
+    assert_eq!(next(), "two-ports", "the configured id: free at this port");
+    let _third_node = rival_connect(tls, "two-ports");
+    assert_eq!(next(), "two-ports", "the third node");
+    let own = next();
+    assert!(own.starts_with("two-ports-"), "{own}");
+    assert_ne!(own, moved, "the id the first connection moved to");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no pushing out: {quiet:?}");
     drop((first, second));
 }
 
@@ -642,6 +684,85 @@ fn closes_at_the_first_message_of_connections_never_acknowledged_name_the_acl() 
         takeover[0].contains("or the broker refusing the message it had just been sent"),
         "{takeover:?}"
     );
+}
+
+/// An MQTT 3.1.1 broker whose ACL denies the topics under `denied/`, as AWS IoT and HiveMQ
+/// enforce one: whatever the client id, it closes the connection without a word at a publish
+/// to one, and acknowledges every other. It reports the client id of every CONNECT.
+fn acl_broker_v4(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
+    use std::io::Write;
+    loop {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            return;
+        };
+        if ids.send(connect_client_id(&body)).is_err()
+            || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err()
+        {
+            return;
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            let answer = match kind >> 4 {
+                3 => {
+                    let len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                    if body[2..2 + len].starts_with(b"denied/") {
+                        break;
+                    }
+                    puback_for(&body).to_vec()
+                }
+                12 => vec![0xd0, 0x00],
+                _ => continue,
+            };
+            if s.write_all(&answer).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// An endpoint whose records make a new topic at every pack (`{event.…}`), each one denied
+/// by an MQTT 3.1.1 broker that closes the connection at it, while another endpoint's packs
+/// go through between. The second close is taken for a takeover, as nothing tells the two
+/// apart under the configured id, and the node moves to an id of its own. No other client
+/// holds that: there each close is the broker's answer to the new topic, counted against the
+/// endpoint, whose packs to topics the broker never took fail unpublished after three, and
+/// the shared connection stays up. (Before: every later close was taken for a takeover too,
+/// which forgot the count, so the endpoint closed the connection every appender shares at
+/// every pack, with pauses growing to a minute between.)
+#[test]
+fn under_its_own_id_closes_at_new_topics_count_against_their_endpoint() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| acl_broker_v4(listener, tx));
+    let connection = Connection::get(&scripted(port, "acl-topics")).expect("opened");
+    let publish = |endpoint: u64, topic: String| {
+        let (pack, mut how, mut messages, rx) = qos1_pack(1);
+        how.origin = Origin {
+            appender: 1,
+            endpoint,
+        };
+        messages[0].topic = Arc::from(topic);
+        connection.submit(&pack, how, messages, 100);
+        rx.recv_timeout(WAIT).expect("an answer")
+    };
+    let mut seen = Vec::new();
+    for n in 0..5 {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        assert_eq!(publish(1, "ok".into()), Outcome::Delivered);
+        let closed = publish(2, format!("denied/{n}"));
+        assert_eq!(closed, Outcome::ConnectionError, "close {n}");
+    }
+    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+    assert_eq!(publish(2, "denied/5".into()), Outcome::RemoteError);
+    assert_eq!(publish(1, "ok".into()), Outcome::Delivered);
+    assert!(ids.try_recv().is_err(), "the connection held");
+    assert_eq!(seen[..2], ["acl-topics", "acl-topics"]);
+    let moved = &seen[2];
+    assert!(moved.starts_with("acl-topics-"), "{seen:?}");
+    assert!(seen[2..].iter().all(|id| id == moved), "{seen:?}");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
 }
 
 /// Nodes sharing an id, with a status topic, at QoS 0: the connection's own message is all
