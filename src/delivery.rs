@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Qos;
 use crate::log_budget::LogBudget;
-use crate::packet_limit::{far_larger, Blamed, Measure, PacketLimit};
+use crate::packet_limit::{far_larger, Blamed, Measure, PacketLimit, SOURCE_SUSPECTS};
 use crate::protocol::{
     refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
@@ -393,7 +393,7 @@ impl Unpublished<'_> {
 /// (`answered`).
 #[derive(Debug, Default)]
 pub struct Unacknowledged {
-    largest: Option<(Measure, Instant)>,
+    largest: Option<(Measure, Instant, Origin)>,
     unknown_topic: Option<TopicSuspect>,
     answered: bool,
 }
@@ -837,11 +837,35 @@ impl Tracker {
         true
     }
 
+    /// Fails `pack` (`onInternalError`, as a message over maxMessageBytes) unpublished, for its
+    /// message of `size` bytes: its endpoint's messages that large closed the connection
+    /// ([`PacketLimit::refuses_source`]).
+    fn refuse_oversized(&self, pack: &Pack, size: usize) {
+        let now = Instant::now();
+        if let Some(note) = self.refused_lines.take("oversized endpoint", now) {
+            log::warn!(
+                "{}: a message of {size} bytes fails its pack unpublished (onInternalError): the \
+                 broker closed the connection just after {SOURCE_SUSPECTS} messages of the same \
+                 endpoint's records, each far larger than any it has lately taken ({} \
+                 bytes at most), each within {} s of the last; that endpoint's messages that \
+                 large fail so until that long has passed without another, so that one endpoint \
+                 cannot reset the connection every appender shares at will. Set maxMessageBytes \
+                 below the broker's limit{note}",
+                self.label,
+                self.limit.largest_acked(now),
+                crate::packet_limit::LIFE.as_secs()
+            );
+        }
+        pack.finish(Why::Unpublishable);
+    }
+
     /// Whether a message of `size` bytes may not be written as the connection stands: it
-    /// reaches the packet limit learned from the broker's closes, or passes what its CONNACK
-    /// granted.
+    /// reaches the packet limit learned from the broker's closes, or is as large as its
+    /// endpoint's that the broker closed at, or passes what its CONNACK granted.
     fn unwritable(&self, out: &(impl Outbox + ?Sized), size: usize, how: &PublishOptions) -> bool {
-        self.limit.refuses(size).is_some() || out.refusal(size, how).is_some()
+        self.limit.refuses(size).is_some()
+            || self.limit.refuses_source(how.origin, size)
+            || out.refusal(size, how).is_some()
     }
 
     /// Fails `pack` if a message of it of `size` bytes is [`unwritable`](Self::unwritable),
@@ -854,6 +878,10 @@ impl Tracker {
         how: &PublishOptions,
     ) -> bool {
         if self.refuse_over_limit(pack, size) {
+            return true;
+        }
+        if self.limit.refuses_source(how.origin, size) {
+            self.refuse_oversized(pack, size);
             return true;
         }
         match out.refusal(size, how) {
@@ -1369,8 +1397,8 @@ impl Tracker {
                     acked_written.is_none_or(|at| m.since >= at)
                         && self.limit.unproven_qos0(m.measure.size, now)
                 }))
-                .map(|m| (m.measure, m.since))
-                .max_by_key(|(m, _)| m.size),
+                .map(|m| (m.measure, m.since, m.origin))
+                .max_by_key(|(m, _, _)| m.size),
             unknown_topic: suspects()
                 .filter(|m| untaken(&m.topic, m.qos, m.retain))
                 .map(TopicSuspect::of)
@@ -1426,7 +1454,7 @@ impl Tracker {
         }
         let topic_first = suspect
             .as_ref()
-            .is_some_and(|s| lost.largest == Some((s.measure, s.written)));
+            .is_some_and(|s| lost.largest == Some((s.measure, s.written, s.origin)));
         if topic_first {
             if let Some(blame) = self.blame_topic(suspect.as_ref()?, at_topic, now) {
                 return Some(blame);
@@ -1818,7 +1846,7 @@ mod tests {
         }
         t.on_event(&mut out, &puback(1));
         assert_eq!(
-            t.on_connection_lost(0, &[]).largest.map(|(m, _)| m.size),
+            t.on_connection_lost(0, &[]).largest.map(|(m, _, _)| m.size),
             Some(10_008),
             "the last one read"
         );
@@ -2179,7 +2207,7 @@ mod tests {
             };
             out.packet_size(&m, &Qos::AtMostOnce.into())
         };
-        assert_eq!(lost.largest.map(|(m, _)| m.size), Some(packet(20_000)));
+        assert_eq!(lost.largest.map(|(m, _, _)| m.size), Some(packet(20_000)));
     }
 
     /// The broker reads in order: acknowledging a QoS 1 message written after QoS 0 ones

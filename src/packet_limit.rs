@@ -15,10 +15,14 @@
 //! and every one far larger than any record taken waits for that before its pack is answered,
 //! so that Kaa sends it again when the broker closed at it. Size alone would not do: a broker restarting, or nodes fighting over one client id, while a large record is
 //! in flight would teach a limit the broker does not have. A record near the sizes the broker
-//! took is not told from such a close at all.
+//! took is not told from such a close at all. An endpoint whose oversized records differ at each
+//! pack never meets the same-message rule: after [`SOURCE_SUSPECTS`] closes at its messages,
+//! its messages that large fail unwritten.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use crate::protocol::Origin;
 
 /// A suspect passes the largest acknowledged message by this fraction of it: record sizes
 /// wander a little, and a takeover fight easily finds a record a few bytes larger than any
@@ -33,11 +37,22 @@ const QUICK: Duration = Duration::from_secs(2);
 /// again at its own pace.
 const SUSPECTS: usize = 4;
 
+/// Closes blamed, each within moments of its write, on a message of one endpoint's records
+/// through one appender (one [`Origin`]) not blamed before, each within [`LIFE`] of the last:
+/// then that origin's messages far larger than any the broker took fail unpublished until
+/// [`LIFE`] has passed without another. The same message at two closes teaches a ceiling; an
+/// endpoint changing its oversized records at every pack (a byte, a length) never sends the
+/// same one twice, and closed the connection every appender shares at each pack.
+pub const SOURCE_SUSPECTS: usize = 3;
+
+/// Origins counted at most: when full, the one blamed longest ago goes.
+const SOURCES: usize = 4096;
+
 /// How long a learned limit, and a suspect, hold. Then messages that large are written again:
 /// a broker whose limit was raised takes them (and lifts the limit), and a limit taught by a
 /// network that dropped twice under the same message lets records through again; a broker
 /// that does limit closes the connection again, and two more closes teach the limit again.
-const LIFE: Duration = Duration::from_secs(600);
+pub(crate) const LIFE: Duration = Duration::from_secs(600);
 
 /// A message as the packet limit sees it: its PUBLISH packet's size, and a mark that tells the
 /// same message sent again from another of that size.
@@ -127,6 +142,11 @@ pub struct PacketLimit {
     suspects: VecDeque<(Measure, Instant)>,
     /// The limit learned, and when: messages this large or larger are not written.
     ceiling: Option<(usize, Instant)>,
+    /// Suspects blamed per origin ([`SOURCE_SUSPECTS`]), and when the last was.
+    sources: HashMap<Origin, (usize, Instant)>,
+    /// Until when an origin may be refused, if one ever was: a message written looks no
+    /// further while none is.
+    sources_held_until: Option<Instant>,
     /// The broker said its limit (MQTT 5's Maximum Packet Size), which `protocol::Grants`
     /// holds messages to: nothing is learned, and no message is unproven.
     announced: bool,
@@ -158,14 +178,19 @@ impl PacketLimit {
 
     /// The broker closed the connection (not a refusal, not a takeover it said) at `now` with
     /// `largest` the largest message written after the last one it acknowledged, and not
-    /// acknowledged itself, and when it was written (QoS 1 and 2; at QoS 0, which nothing
-    /// acknowledges, those proving themselves, `delivery::Tracker::proving`, and those whose
-    /// write failed with the connection). Blamed when the broker has taken something, and the
-    /// message passes all it took by a margin; a ceiling when the same message was blamed at
-    /// an earlier close, both times within moments of its write.
-    pub fn blame(&mut self, largest: Option<(Measure, Instant)>, now: Instant) -> Option<Blamed> {
+    /// acknowledged itself, when it was written, and whose records it is (QoS 1 and 2; at QoS
+    /// 0, which nothing acknowledges, those proving themselves, `delivery::Tracker::proving`,
+    /// and those whose write failed with the connection). Blamed when the broker has taken
+    /// something, and the message passes all it took by a margin; a ceiling when the same
+    /// message was blamed at an earlier close, both times within moments of its write; counted
+    /// against its origin when new ([`SOURCE_SUSPECTS`]).
+    pub fn blame(
+        &mut self,
+        largest: Option<(Measure, Instant, Origin)>,
+        now: Instant,
+    ) -> Option<Blamed> {
         let acked = self.acked.get(now);
-        let (message, written) = largest.filter(|(m, _)| self.unproven(m.size, now))?;
+        let (message, written, origin) = largest.filter(|(m, _, _)| self.unproven(m.size, now))?;
         let size = message.size;
         self.suspects
             .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
@@ -185,7 +210,46 @@ impl PacketLimit {
             self.suspects.pop_front();
         }
         self.suspects.push_back((message, now));
+        self.count_source(origin, now);
         Some(Blamed::Suspect { size, acked })
+    }
+
+    /// One more suspect of `origin`'s; the connection's own messages (the status message) are
+    /// no endpoint's.
+    fn count_source(&mut self, origin: Origin, now: Instant) {
+        if origin.appender == 0 {
+            return;
+        }
+        if self.sources.len() == SOURCES && !self.sources.contains_key(&origin) {
+            let oldest = self.sources.iter().min_by_key(|(_, &(_, at))| at);
+            if let Some(&oldest) = oldest.map(|(o, _)| o) {
+                self.sources.remove(&oldest);
+            }
+        }
+        let (count, last) = self.sources.entry(origin).or_insert((0, now));
+        if now.saturating_duration_since(*last) >= LIFE {
+            *count = 0;
+        }
+        *count += 1;
+        *last = now;
+        if *count >= SOURCE_SUSPECTS {
+            self.sources_held_until = Some(now + LIFE);
+        }
+    }
+
+    /// Whether a message of `size` bytes of `origin`'s records is not to be written: the
+    /// broker closed the connection at [`SOURCE_SUSPECTS`] of that origin's messages, and it
+    /// passes all the broker took by the margin, as they did.
+    pub fn refuses_source(&self, origin: Origin, size: usize) -> bool {
+        let Some(until) = self.sources_held_until else {
+            return false;
+        };
+        let now = Instant::now();
+        now < until
+            && self.unproven(size, now)
+            && self.sources.get(&origin).is_some_and(|&(count, last)| {
+                count >= SOURCE_SUSPECTS && now.saturating_duration_since(last) < LIFE
+            })
     }
 
     /// A connection was made, to a broker that said its limit or not. Said, it replaces what
@@ -251,8 +315,8 @@ mod tests {
     use super::*;
 
     /// The message `tail` ends with, written just before the close at `now`.
-    fn written(size: usize, tail: &[u8], now: Instant) -> Option<(Measure, Instant)> {
-        Some((Measure::of(size, tail), now))
+    fn written(size: usize, tail: &[u8], now: Instant) -> Option<(Measure, Instant, Origin)> {
+        Some((Measure::of(size, tail), now, Origin::default()))
     }
 
     /// A limit that took a message of `acked` bytes and learned `ceiling` from the same
@@ -320,6 +384,48 @@ mod tests {
         assert!(limit.blame(written(9_000, b"b", now), now).is_some());
         assert!(limit.blame(written(8_000, b"c", now), now).is_some());
         assert_eq!(limit.ceiling_at(usize::MAX, now), None);
+    }
+
+    /// Different messages of one endpoint's records (one origin) at three closes hold its
+    /// messages far larger than what the broker took: not at two, not another endpoint's, not
+    /// its smaller ones, not the connection's own; and a suspect after [`LIFE`] counts anew.
+    #[test]
+    fn three_suspects_of_one_origin_hold_its_large_messages() {
+        let now = Instant::now();
+        let origin = |endpoint| Origin {
+            appender: 1,
+            endpoint,
+        };
+        let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        limit.blame(of(8_000, b"a", origin(1)), now);
+        limit.blame(of(8_001, b"b", origin(1)), now);
+        assert!(!limit.refuses_source(origin(1), 8_000), "two");
+        limit.blame(of(9_000, b"c", origin(1)), now);
+        assert!(limit.refuses_source(origin(1), 8_000));
+        assert!(
+            limit.refuses_source(origin(1), 400),
+            "far larger than 300 bytes"
+        );
+        assert!(!limit.refuses_source(origin(1), 370), "within the margin");
+        assert!(!limit.refuses_source(origin(2), 8_000), "another endpoint");
+        assert_eq!(limit.ceiling_at(usize::MAX, now), None, "no ceiling");
+        for tail in [b"d", b"e", b"f"] {
+            limit.blame(of(8_000, tail, Origin::default()), now);
+        }
+        assert!(
+            !limit.refuses_source(Origin::default(), 8_000),
+            "the connection's own"
+        );
+
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        limit.blame(of(8_000, b"a", origin(1)), now);
+        limit.blame(of(8_001, b"b", origin(1)), now);
+        let later = now + LIFE;
+        limit.blame(Some((Measure::of(8_002, b"c"), later, origin(1))), later);
+        assert!(!limit.refuses_source(origin(1), 8_000), "counted anew");
     }
 
     /// A message written long before the close, or a suspect from long ago, teaches nothing:

@@ -1261,6 +1261,45 @@ fn a_message_over_an_unannounced_packet_limit_fails_its_own_pack_not_the_connect
     }
 }
 
+/// An endpoint whose records pass a packet limit the broker does not announce, each one
+/// different (a byte, a length), so that the same message is never at two closes: after
+/// three closes at its messages, its messages that large fail `onInternalError` unpublished,
+/// while another endpoint's small ones are delivered and a third endpoint's large one still
+/// goes out. (Before: every pack of it closed the connection every appender shares.)
+#[test]
+fn an_endpoint_changing_its_oversized_records_closes_the_connection_three_times() {
+    crate::test_log::capture();
+    let id = "oversized-endpoint";
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, false, tx));
+    let connection = Connection::get(&scripted(port, id)).expect("opened");
+    let submit = |endpoint: u64, payload: Vec<u8>| {
+        let (pack, mut how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![payload]);
+        how.origin = Origin {
+            appender: 1,
+            endpoint,
+        };
+        connection.submit(&pack, how, messages, 100);
+        rx.recv_timeout(WAIT).expect("an answer")
+    };
+    let small = || submit(1, b"{\"n\":1}".to_vec());
+    let large = |n: u8| submit(2, vec![b'a' + n; 5000 + usize::from(n)]);
+    assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id));
+    for n in 0..3 {
+        assert_eq!(small(), Outcome::Delivered);
+        assert_eq!(large(n), Outcome::ConnectionError, "close {n}");
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id), "the same id");
+    }
+    assert_eq!(large(3), Outcome::InternalError);
+    assert_eq!(small(), Outcome::Delivered);
+    assert!(ids.try_recv().is_err(), "the connection held");
+    assert_eq!(submit(3, vec![b'z'; 5000]), Outcome::ConnectionError);
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
+    let refused = crate::test_log::lines_with("fails its pack unpublished (onInternalError)");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("5011 bytes"), "{}", refused[0]);
+}
+
 /// A broker that closes the first connection at a publish over 1,850 bytes and the second at
 /// its first publish, as another node taking the id would; it acks every other QoS 1 publish.
 /// It reports each CONNECT's client id.
