@@ -382,6 +382,38 @@ class HiveMqTest {
     }
 
     /**
+     * The same endpoint under MQTT 3.1.1, where HiveMQ closes the connection at each denied topic without a word:
+     * nothing tells the first two closes from another client taking the client id, so the appender moves to an id of
+     * its own. No other client holds that: there each close is counted against the endpoint, and after three its packs
+     * to topics the broker never took fail with {@code onRemoteError} unpublished, while the appender beside it
+     * publishes on. Five closes for eight packs, one move. (Before: every close under the moved id was taken for a
+     * takeover too, which forgot the count: a close at every pack, with pauses growing to a minute between.)
+     */
+    @Test
+    void mqtt311EndpointMakingNewRefusedTopicsCostsFiveCloses() throws Exception {
+        try (DeniedBeside node = DeniedBeside.start("denied/{event.id}", false, 1)) {
+            List<byte[]> expected = new ArrayList<>();
+            List<String> answers = new ArrayList<>();
+            for (int pack = 0; pack < 8; pack++) {
+                // Each on a connection that took a pack of the appender beside it.
+                expected.addAll(assertConfirmed(node.allowed, KaaNode.ENDPOINT_KEY, records(10, 250 + pack)));
+                RecordingCallback cb = new RecordingCallback();
+                node.denied.doAppend(KaaNode.pack("hostile-endpoint", TELEMETRY, 3, records(1, 200 + pack)), cb);
+                answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+            }
+            List<String> events = node.broker.events();
+            assertEquals(Arrays.asList(CONNECTION_ERROR, CONNECTION_ERROR, CONNECTION_ERROR, CONNECTION_ERROR,
+                    CONNECTION_ERROR, REMOTE_ERROR, REMOTE_ERROR, REMOTE_ERROR), answers, events.toString());
+            assertReceivedExactly(node.sub, expected);
+            assertEquals(2, closes(node.broker, node.clientId), events.toString());
+            assertEquals(3, events.stream().filter(e -> e.startsWith("SERVER-DISCONNECT " + node.clientId + "-")).count(),
+                    "closes under the moved id: " + events);
+            assertEquals(4, events.stream().filter(e -> e.startsWith("CONNECT " + node.clientId + "-")).count(),
+                    "connections under the moved id: " + events);
+        }
+    }
+
+    /**
      * An ACL that denies every endpoint's topic ({@code denied/{endpointKeyHash}}): each endpoint's first pack cost the
      * shared connection a close, and a node with thousands of endpoints kept it closing. After new topics of eight
      * endpoints refused in a row, packs to new topics fail with {@code onRemoteError} unpublished but one every ten seconds, which goes
