@@ -451,6 +451,50 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * The same broker, and an endpoint whose large record differs at each pack (its length here), so that no message is
+     * ever at two closes and no limit is learned: after three closes at its messages, the endpoint's packs with
+     * records that large fail {@code onInternalError} before any of it is written, and the connection the other
+     * appender shares stays up. (Before: each of its packs reset the shared connection, without end.)
+     */
+    @Test
+    void mqtt311AnEndpointChangingItsOversizedRecordsCostsThreeCloses() throws Exception {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("max_packet_size 20000")) {
+            broker.start();
+            String topic = "changing/" + UUID.randomUUID();
+            String clientId = "changing-" + UUID.randomUUID().toString().substring(0, 8);
+            Map<String, Object> endpointCfg = KaaNode.brokerConfig(broker.port(), topic + "/endpoint", 1);
+            endpointCfg.put("clientId", clientId);
+            Map<String, Object> othersCfg = KaaNode.brokerConfig(broker.port(), topic + "/others", 1);
+            othersCfg.put("clientId", clientId);
+            LogAppender endpoint = KaaNode.load("changing endpoint", KaaNode.config(endpointCfg));
+            LogAppender others = KaaNode.load("changing others", KaaNode.config(othersCfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), topic + "/others", 1)) {
+                List<String> attempts = new ArrayList<>();
+                for (int attempt = 0; attempt < 5; attempt++) {
+                    // Each on a connection that took the other appender's pack.
+                    append(others, records(5, 20 + attempt)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10),
+                            Duration.ZERO);
+                    List<byte[]> withBig = new ArrayList<>(records(2, 30 + attempt));
+                    withBig.add(1, TestData.telemetryWithNote(SCHEMA, new java.util.Random(3), "big", 1,
+                            30_000 + 100 * attempt));
+                    attempts.add(append(endpoint, withBig).awaitFirst(Duration.ofSeconds(10)).method);
+                }
+                assertEquals(List.of(CONNECTION_ERROR, CONNECTION_ERROR, CONNECTION_ERROR,
+                        RecordingCallback.INTERNAL_ERROR, RecordingCallback.INTERNAL_ERROR), attempts,
+                        broker.logTail(100));
+                append(others, records(5, 40)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                assertTrue(sub.awaitCount(30, Duration.ofSeconds(10)).size() >= 30);
+                String log = broker.log();
+                int connects = log.split(" as " + clientId + " ", -1).length - 1;
+                assertEquals(4, connects, broker.logTail(200));
+            } finally {
+                endpoint.close();
+                others.close();
+            }
+        }
+    }
+
+    /**
      * A broker that takes QoS 1 at most and keeps no retained messages says so in its MQTT 5 CONNACK (Mosquitto's
      * {@code max_qos} and {@code retain_available}), and closes the connection of a client that publishes past them.
      * Three appenders with one broker configuration share one connection: the packs of the one publishing at QoS 2,
