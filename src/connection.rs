@@ -265,7 +265,9 @@ fn holders<'p>(
 }
 
 /// Names the live connection of this process, not one closing or draining for a closed
-/// appender (it is on its way out), that publishes to `broker`'s status topic at its broker.
+/// appender (it is on its way out), that publishes to `broker`'s status topic at its host, on
+/// any port: one broker's plain, TLS and WebSocket listeners share their topics (the line names
+/// the port, for an operator whose two brokers share a host).
 ///
 /// Warned about, not shared: each connection leaves its own last will, which the broker
 /// publishes when that connection dies, whatever the others do, so counting the holders to
@@ -279,11 +281,8 @@ fn status_carrier(
     let carriers: Vec<Arc<Connection>> = pool
         .iter()
         .filter(|(config, _)| {
-            (
-                config.host.as_str(),
-                config.port,
-                config.status_topic.as_deref(),
-            ) == (broker.host.as_str(), broker.port, Some(topic))
+            (config.host.as_str(), config.status_topic.as_deref())
+                == (broker.host.as_str(), Some(topic))
         })
         .filter_map(|(_, connection)| connection.upgrade())
         .collect();

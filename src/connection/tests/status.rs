@@ -150,7 +150,16 @@ fn a_status_topic_another_connection_carries_is_warned_about() {
             && lines[0].contains("a part of its own"),
         "{lines:?}"
     );
-    drop((first, same, other_topic, second, listener));
+    // Another listener of the same broker (its TLS port, say) shares its topics.
+    let tls = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at_tls = Connection::get(&BrokerConfig {
+        port: tls.local_addr().expect("port").port(),
+        ..with_status("status-carrier-d", "kaa/status/shared")
+    })
+    .expect("opened");
+    let lines = warned("status-carrier-d");
+    assert_eq!(lines.len(), 1, "another port: {lines:?}");
+    drop((first, same, other_topic, second, at_tls, listener, tls));
 }
 
 /// A takeover moves the client id with a clean session; a status topic named by nothing
