@@ -14,7 +14,7 @@ use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Blame, Crowded, Outcome, Pack, TopicClose, Tracker, Why};
 use crate::log_budget::shown_in_log;
 use crate::metrics::ConnectionMetrics;
-use crate::packet_limit::Blamed;
+use crate::packet_limit::{Blamed, SOURCE_SUSPECTS};
 use crate::protocol::{
     self, address_label, Client, EventLoop, Failure, Message, Observed, Origin, PublishOptions,
     Refusal, Said, Window,
@@ -1341,7 +1341,7 @@ impl<E: EventLoop> Driver<E> {
                 // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
                 // without a word, so only the second such close in a row counts; a first close
                 // at a topic is such a close (blamed only at a second one, as a takeover is).
-                let own_id = *client_id != shared.identity.2;
+                let under_own_id = *client_id != shared.identity.2;
                 let explained = match &blamed {
                     Some(Blame::Size(_)) => true,
                     Some(Blame::Topic { blame, .. }) => {
@@ -1349,7 +1349,7 @@ impl<E: EventLoop> Driver<E> {
                         // first close at a topic too: taken for a takeover, it would forget
                         // what the closes taught, and an endpoint making a new topic the ACL
                         // denies at every pack would close the shared connection at each.
-                        *blame == TopicBlame::Refused || own_id
+                        *blame == TopicBlame::Refused || under_own_id
                     }
                     None => false,
                 };
@@ -1630,7 +1630,9 @@ fn blamed_close(why: &str, blame: Blame) -> String {
         Blame::Size(Blamed::Suspect { size, acked }) => format!(
             "{why}, with a message of {size} bytes unconfirmed, far larger than any the broker \
              has taken ({acked} bytes): it may limit the packet size (a close with the same \
-             message unconfirmed again makes this connection refuse messages that large)"
+             message unconfirmed again makes this connection refuse messages that large, and \
+             closes at {SOURCE_SUSPECTS} different messages of one endpoint's records hold that \
+             endpoint's messages about as large)"
         ),
         Blame::Size(Blamed::Ceiling {
             size,

@@ -847,10 +847,10 @@ impl Tracker {
                 "{}: a message of {size} bytes fails its pack unpublished (onInternalError): the \
                  broker closed the connection just after {SOURCE_SUSPECTS} messages of the same \
                  endpoint's records, each far larger than any it has lately taken ({} \
-                 bytes at most), each within {} s of the last; that endpoint's messages that \
-                 large fail so until that long has passed without another, so that one endpoint \
-                 cannot reset the connection every appender shares at will. Set maxMessageBytes \
-                 below the broker's limit{note}",
+                 bytes at most), each within {} s of the last; that endpoint's messages about \
+                 as large fail so until that long has passed without another, or the broker \
+                 takes one, so that one endpoint cannot reset the connection every appender \
+                 shares at will. Set maxMessageBytes below the broker's limit{note}",
                 self.label,
                 self.limit.largest_acked(now),
                 crate::packet_limit::LIFE.as_secs()
@@ -1500,12 +1500,14 @@ impl Tracker {
     }
 
     /// Closes without a reason were taken for another client connecting with the client id:
-    /// those blamed on topics were most likely that client's doing, not the broker's answer to
-    /// them, and what they taught is forgotten. (A topic refused so in a fight of nodes sharing
+    /// those blamed on topics, and the endpoints whose messages they were blamed on for their
+    /// size, were most likely that client's doing, not the broker's answer to them, and what
+    /// they taught is forgotten. (A topic refused so in a fight of nodes sharing
     /// an id kept failing its packs for five minutes after the node moved to an id of its own.)
     pub fn on_taken_over(&mut self) {
         self.refused_topics.forget_closes();
         self.silent_refusals.forget_suspects();
+        self.limit.forget_sources();
     }
 
     /// Whether written messages wait for the broker's PUBACK, PUBREC or PUBCOMP.
@@ -1974,6 +1976,67 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         assert_eq!(out.published.len(), published, "nothing of it published");
         assert_eq!(t.outstanding(), 0);
+    }
+
+    /// Closes at three different large messages of one endpoint's records: its pack parked
+    /// (the window full) at the third is refused whole at the next connection, nothing of it
+    /// published, and its next one at submit; another endpoint's large message goes out.
+    #[test]
+    fn an_origins_pack_parked_when_it_is_held_is_refused_whole_at_the_next_connection() {
+        let window = Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        };
+        let from = |endpoint| PublishOptions {
+            origin: Origin {
+                appender: 1,
+                endpoint,
+            },
+            ..Qos::AtLeastOnce.into()
+        };
+        let large = |n: usize| Message {
+            topic: Arc::from("t"),
+            payload: vec![7; 10_000 + n],
+            labels: Vec::new(),
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, window);
+        t.submit(&mut out, &pack(1).0, from(1), payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        let (parked, rx) = pack(3);
+        let mut published = 0;
+        for n in 0..3 {
+            t.submit(&mut out, &pack(1).0, from(9), vec![large(n)], 100);
+            t.on_event(&mut out, &written(1));
+            if n == 2 {
+                let mut messages = payloads(2);
+                messages.push(large(3));
+                t.submit(&mut out, &parked, from(9), messages, 100);
+            }
+            assert!(
+                matches!(
+                    lose(&mut t, TopicClose::Silent),
+                    Some(Blame::Size(Blamed::Suspect { .. }))
+                ),
+                "close {n}"
+            );
+            published = out.published.len();
+            t.on_connected(&mut out, window);
+        }
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        let (next, rx) = pack(1);
+        t.submit(&mut out, &next, from(9), vec![large(4)], 100);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError], "at submit");
+        assert_eq!(
+            out.published.len(),
+            published,
+            "nothing of either published"
+        );
+        t.submit(&mut out, &pack(1).0, from(10), vec![large(5)], 100);
+        assert_eq!(out.published.len(), published + 1, "another endpoint's");
     }
 
     /// A failover broker is another broker: the limit learned from the first one's closes

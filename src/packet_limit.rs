@@ -17,7 +17,8 @@
 //! in flight would teach a limit the broker does not have. A record near the sizes the broker
 //! took is not told from such a close at all. An endpoint whose oversized records differ at each
 //! pack never meets the same-message rule: after [`SOURCE_SUSPECTS`] closes at its messages,
-//! its messages that large fail unwritten.
+//! its messages about as large fail unwritten, that endpoint's alone, and not once the closes
+//! are taken for a takeover or the broker takes a message as large.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -39,14 +40,106 @@ const SUSPECTS: usize = 4;
 
 /// Closes blamed, each within moments of its write, on a message of one endpoint's records
 /// through one appender (one [`Origin`]) not blamed before, each within [`LIFE`] of the last:
-/// then that origin's messages far larger than any the broker took fail unpublished until
-/// [`LIFE`] has passed without another. The same message at two closes teaches a ceiling; an
-/// endpoint changing its oversized records at every pack (a byte, a length) never sends the
-/// same one twice, and closed the connection every appender shares at each pack.
+/// then that origin's messages about as large fail unpublished ([`Sources`]) until [`LIFE`]
+/// has passed without another. The same message at two closes teaches a ceiling; an endpoint
+/// changing its oversized records at every pack (a byte, a length) never sends the same one
+/// twice, and closed the connection every appender shares at each pack.
 pub const SOURCE_SUSPECTS: usize = 3;
 
 /// Origins counted at most: when full, the one blamed longest ago goes.
 const SOURCES: usize = 4096;
+
+/// One origin's messages blamed ([`SOURCE_SUSPECTS`]).
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    count: usize,
+    last: Instant,
+    /// The smallest of them: the broker taking a message as large says the closes were not
+    /// about size.
+    smallest: usize,
+    /// Its messages from this size on are held: of each blamed, half its size (an endpoint
+    /// shrinking its records a little at each pack would cost a close at each step towards the
+    /// limit), but past what the broker had taken by the margin; the least of those.
+    floor: usize,
+}
+
+/// The origins whose messages the broker closed the connection at ([`SOURCE_SUSPECTS`]).
+#[derive(Debug, Default)]
+struct Sources {
+    by_origin: HashMap<Origin, Source>,
+    /// While an origin is held: the least floor of those held, and until when one may be. A
+    /// message smaller, or written later, looks no further (no clock read per message).
+    held: Option<(usize, Instant)>,
+    /// The least `smallest` of all: an ack below it clears none, and looks no further.
+    least_smallest: Option<usize>,
+}
+
+impl Sources {
+    /// `origin`'s message of `size` bytes was blamed at `now`, the broker having taken `acked`
+    /// bytes at most; the connection's own messages (the status message) are no endpoint's.
+    fn count(&mut self, origin: Origin, size: usize, acked: usize, now: Instant) {
+        if origin.appender == 0 {
+            return;
+        }
+        if self.by_origin.len() == SOURCES && !self.by_origin.contains_key(&origin) {
+            let oldest = self.by_origin.iter().min_by_key(|(_, s)| s.last);
+            if let Some(&oldest) = oldest.map(|(o, _)| o) {
+                self.by_origin.remove(&oldest);
+            }
+        }
+        let fresh = Source {
+            count: 0,
+            last: now,
+            smallest: usize::MAX,
+            floor: usize::MAX,
+        };
+        let source = self.by_origin.entry(origin).or_insert(fresh);
+        if now.saturating_duration_since(source.last) >= LIFE {
+            *source = fresh;
+        }
+        source.count += 1;
+        source.last = now;
+        source.smallest = source.smallest.min(size);
+        let past_taken = acked + acked / MARGIN_DIVISOR + 1;
+        source.floor = source.floor.min((size / 2).max(past_taken));
+        let (floor, smallest) = (source.floor, source.smallest);
+        if source.count >= SOURCE_SUSPECTS {
+            let least = self.held.map_or(floor, |(f, _)| f.min(floor));
+            self.held = Some((least, now + LIFE));
+        }
+        self.least_smallest = Some(self.least_smallest.map_or(smallest, |l| l.min(smallest)));
+    }
+
+    /// Whether `origin`'s message of `size` bytes is held.
+    fn refuses(&self, origin: Origin, size: usize) -> bool {
+        match self.held {
+            Some((floor, until)) if size >= floor => {
+                let now = Instant::now();
+                now < until
+                    && self.by_origin.get(&origin).is_some_and(|s| {
+                        s.count >= SOURCE_SUSPECTS
+                            && now.saturating_duration_since(s.last) < LIFE
+                            && size >= s.floor
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// The broker took a message of `size` bytes: an origin with a message that large blamed
+    /// was blamed for closes that were not about size.
+    fn taken(&mut self, size: usize) {
+        if self.least_smallest.is_none_or(|l| size < l) {
+            return;
+        }
+        self.by_origin.retain(|_, s| s.smallest > size);
+        self.least_smallest = self.by_origin.values().map(|s| s.smallest).min();
+    }
+
+    fn forget(&mut self) {
+        *self = Sources::default();
+    }
+}
 
 /// How long a learned limit, and a suspect, hold. Then messages that large are written again:
 /// a broker whose limit was raised takes them (and lifts the limit), and a limit taught by a
@@ -142,11 +235,8 @@ pub struct PacketLimit {
     suspects: VecDeque<(Measure, Instant)>,
     /// The limit learned, and when: messages this large or larger are not written.
     ceiling: Option<(usize, Instant)>,
-    /// Suspects blamed per origin ([`SOURCE_SUSPECTS`]), and when the last was.
-    sources: HashMap<Origin, (usize, Instant)>,
-    /// Until when an origin may be refused, if one ever was: a message written looks no
-    /// further while none is.
-    sources_held_until: Option<Instant>,
+    /// Suspects blamed per origin.
+    sources: Sources,
     /// The broker said its limit (MQTT 5's Maximum Packet Size), which `protocol::Grants`
     /// holds messages to: nothing is learned, and no message is unproven.
     announced: bool,
@@ -173,6 +263,7 @@ impl PacketLimit {
     pub fn acked(&mut self, size: usize, now: Instant) -> Option<usize> {
         self.acked.note(size, now);
         self.suspects.retain(|(m, _)| m.size > size);
+        self.sources.taken(size);
         self.ceiling.take_if(|(c, _)| size >= *c).map(|(c, _)| c)
     }
 
@@ -210,46 +301,22 @@ impl PacketLimit {
             self.suspects.pop_front();
         }
         self.suspects.push_back((message, now));
-        self.count_source(origin, now);
+        self.sources.count(origin, size, acked, now);
         Some(Blamed::Suspect { size, acked })
     }
 
-    /// One more suspect of `origin`'s; the connection's own messages (the status message) are
-    /// no endpoint's.
-    fn count_source(&mut self, origin: Origin, now: Instant) {
-        if origin.appender == 0 {
-            return;
-        }
-        if self.sources.len() == SOURCES && !self.sources.contains_key(&origin) {
-            let oldest = self.sources.iter().min_by_key(|(_, &(_, at))| at);
-            if let Some(&oldest) = oldest.map(|(o, _)| o) {
-                self.sources.remove(&oldest);
-            }
-        }
-        let (count, last) = self.sources.entry(origin).or_insert((0, now));
-        if now.saturating_duration_since(*last) >= LIFE {
-            *count = 0;
-        }
-        *count += 1;
-        *last = now;
-        if *count >= SOURCE_SUSPECTS {
-            self.sources_held_until = Some(now + LIFE);
-        }
+    /// Whether a message of `size` bytes of `origin`'s records is not to be written: the
+    /// broker closed the connection at [`SOURCE_SUSPECTS`] of that origin's messages, and it is
+    /// about as large ([`Source::floor`]).
+    pub fn refuses_source(&self, origin: Origin, size: usize) -> bool {
+        self.sources.refuses(origin, size)
     }
 
-    /// Whether a message of `size` bytes of `origin`'s records is not to be written: the
-    /// broker closed the connection at [`SOURCE_SUSPECTS`] of that origin's messages, and it
-    /// passes all the broker took by the margin, as they did.
-    pub fn refuses_source(&self, origin: Origin, size: usize) -> bool {
-        let Some(until) = self.sources_held_until else {
-            return false;
-        };
-        let now = Instant::now();
-        now < until
-            && self.unproven(size, now)
-            && self.sources.get(&origin).is_some_and(|&(count, last)| {
-                count >= SOURCE_SUSPECTS && now.saturating_duration_since(last) < LIFE
-            })
+    /// The closes were taken for another client with the client id: what they taught of
+    /// origins goes (a fight's closes, each just after a large record of one endpoint, would
+    /// hold that endpoint's records though the broker takes them).
+    pub fn forget_sources(&mut self) {
+        self.sources.forget();
     }
 
     /// A connection was made, to a broker that said its limit or not. Said, it replaces what
@@ -260,6 +327,7 @@ impl PacketLimit {
         if said {
             self.suspects.clear();
             self.ceiling = None;
+            self.sources.forget();
         }
     }
 
@@ -387,10 +455,10 @@ mod tests {
     }
 
     /// Different messages of one endpoint's records (one origin) at three closes hold its
-    /// messages far larger than what the broker took: not at two, not another endpoint's, not
-    /// its smaller ones, not the connection's own; and a suspect after [`LIFE`] counts anew.
+    /// messages from half the smallest blamed on: not at two, not another endpoint's, not its
+    /// smaller ones, not the connection's own; and a suspect after [`LIFE`] counts anew.
     #[test]
-    fn three_suspects_of_one_origin_hold_its_large_messages() {
+    fn three_suspects_of_one_origin_hold_its_messages_about_as_large() {
         let now = Instant::now();
         let origin = |endpoint| Origin {
             appender: 1,
@@ -399,17 +467,25 @@ mod tests {
         let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
-        limit.blame(of(8_000, b"a", origin(1)), now);
+        limit.blame(of(8_002, b"a", origin(1)), now);
         limit.blame(of(8_001, b"b", origin(1)), now);
         assert!(!limit.refuses_source(origin(1), 8_000), "two");
         limit.blame(of(9_000, b"c", origin(1)), now);
         assert!(limit.refuses_source(origin(1), 8_000));
+        assert!(limit.refuses_source(origin(1), 4_000), "half the smallest");
         assert!(
-            limit.refuses_source(origin(1), 400),
-            "far larger than 300 bytes"
+            !limit.refuses_source(origin(1), 3_999),
+            "its records below that"
         );
-        assert!(!limit.refuses_source(origin(1), 370), "within the margin");
         assert!(!limit.refuses_source(origin(2), 8_000), "another endpoint");
+        for (size, tail) in [(30_000, b"g"), (30_001, b"h"), (30_002, b"i")] {
+            limit.blame(of(size, tail, origin(3)), now);
+        }
+        assert!(limit.refuses_source(origin(3), 15_000));
+        assert!(
+            !limit.refuses_source(origin(3), 14_999),
+            "each origin its own floor"
+        );
         assert_eq!(limit.ceiling_at(usize::MAX, now), None, "no ceiling");
         for tail in [b"d", b"e", b"f"] {
             limit.blame(of(8_000, tail, Origin::default()), now);
@@ -426,6 +502,46 @@ mod tests {
         let later = now + LIFE;
         limit.blame(Some((Measure::of(8_002, b"c"), later, origin(1))), later);
         assert!(!limit.refuses_source(origin(1), 8_000), "counted anew");
+    }
+
+    /// Half a blamed size is never below what the broker took, by the margin; and the hold
+    /// goes when the broker takes a message as large as one blamed (the closes were not about
+    /// size), when the closes are taken for a takeover, or when the broker says its limit.
+    #[test]
+    fn a_held_origin_is_let_go_when_its_closes_were_not_about_size() {
+        let now = Instant::now();
+        let origin = Origin {
+            appender: 1,
+            endpoint: 7,
+        };
+        let held = |prepare: &dyn Fn(&mut PacketLimit)| {
+            let mut limit = PacketLimit::default();
+            limit.acked(6_000, now);
+            for (size, tail) in [(9_000, b"a"), (9_001, b"b"), (9_002, b"c")] {
+                limit.blame(Some((Measure::of(size, tail), now, origin)), now);
+            }
+            prepare(&mut limit);
+            (
+                limit.refuses_source(origin, 9_000),
+                limit.refuses_source(origin, 7_500),
+            )
+        };
+        assert_eq!(held(&|_| ()), (true, false), "past 6,000 by the margin");
+        assert_eq!(
+            held(&|l| {
+                l.acked(8_999, now);
+            }),
+            (true, false)
+        );
+        assert_eq!(
+            held(&|l| {
+                l.acked(9_000, now);
+            }),
+            (false, false),
+            "taken"
+        );
+        assert_eq!(held(&|l| l.forget_sources()), (false, false), "takeover");
+        assert_eq!(held(&|l| l.announced(true)), (false, false), "announced");
     }
 
     /// A message written long before the close, or a suspect from long ago, teaches nothing:
