@@ -106,6 +106,8 @@ class TlsLoggingTest {
         int closedPort = Mosquitto.freeLoopbackPort();
         try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, server.chain, server.key));
                 ChildNode node = ChildNode.start()) {
+            // Six appenders, each on a connection of its own, their packs in flight at once.
+            List<String> names = new ArrayList<>();
             for (String version : new String[] {"MQTT_3_1_1", "MQTT_5"}) {
                 for (int port : new int[] {broker.port(), broker.plainPort(), closedPort}) {
                     Map<String, Object> cfg = port == broker.plainPort() ? tls("127.0.0.1", port, true, ca.certPem())
@@ -115,8 +117,11 @@ class TlsLoggingTest {
                     String name = "wrong-" + version + "-" + port;
                     node.load(name, cfg);
                     node.append(name, name, 1, 2);
-                    node.assertExactlyOne(name, CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+                    names.add(name);
                 }
+            }
+            for (String name : names) {
+                node.assertExactlyOne(name, CONNECTION_ERROR, FAILURE_WAIT, GRACE);
             }
             List<String> warnings = node.appenderLogLines("WARN");
             Map<Integer, String> hints = Map.of(broker.port(), "(closed before any CONNACK: if 127.0.0.1:"
