@@ -765,6 +765,86 @@ fn under_its_own_id_closes_at_new_topics_count_against_their_endpoint() {
     assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
 }
 
+/// An MQTT 3.1.1 broker that closes each connection without a word at its first publish, as
+/// HiveMQ and AWS IoT do at a topic their ACL denies, or once it has been `idle` without one,
+/// as a broker flapping does. It reports the client id of each CONNECT.
+fn first_publish_broker_v4(
+    listener: std::net::TcpListener,
+    idle: Duration,
+    ids: mpsc::Sender<String>,
+) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        if ids.send(connect_client_id(&body)).is_err()
+            || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err()
+        {
+            return;
+        }
+        s.set_read_timeout(Some(idle)).expect("timeout");
+        while let Some((kind, _)) = read_packet(&mut s) {
+            if kind >> 4 == 3 {
+                break;
+            }
+        }
+    }
+}
+
+/// The node's only appender publishing under MQTT 3.1.1 to a topic the broker's ACL denies,
+/// each connection closed at its first message and none ever acknowledged: the second close
+/// is taken for a takeover, and the connection moves to an id of its own. No other client
+/// holds that, so there the closes are the broker's answer: at the second the topic is
+/// refused, its packs fail unpublished (`onRemoteError`), and the connection holds. (Before:
+/// every pack failed with the connection, with pauses growing to a minute.)
+#[test]
+fn under_its_own_id_closes_at_every_first_message_refuse_the_topic() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| first_publish_broker_v4(l, WAIT, tx));
+    let connection = Connection::get(&scripted(port, "denied-alone")).expect("opened");
+    let mut seen = Vec::new();
+    for close in 0..4 {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        let answer = submit_one(&connection).recv_timeout(WAIT);
+        assert_eq!(answer, Ok(Outcome::ConnectionError), "close {close}");
+    }
+    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+    let answer = submit_one(&connection).recv_timeout(WAIT);
+    assert_eq!(answer, Ok(Outcome::RemoteError), "refused unpublished");
+    assert!(ids.try_recv().is_err(), "the connection held");
+    assert_eq!(seen[..2], ["denied-alone", "denied-alone"]);
+    assert!(seen[2].starts_with("denied-alone-"), "{seen:?}");
+    assert!(seen[2..].iter().all(|id| *id == seen[2]), "{seen:?}");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+}
+
+/// The same closes from a broker flapping: it also closes each connection that carries
+/// nothing, soon after it began. The topic its closes refused under the node's own id is
+/// forgotten at the first such close, and the next pack to it goes out again. (A flapping
+/// broker's closes at publishes teach no refusal that outlives it.)
+#[test]
+fn a_topic_refused_under_its_own_id_is_forgotten_when_idle_connections_close_too() {
+    let (tx, ids) = mpsc::channel();
+    let idle = Duration::from_secs(2);
+    let (port, _) = scripted_broker(move |l| first_publish_broker_v4(l, idle, tx));
+    let connection = Connection::get(&scripted(port, "flapping")).expect("opened");
+    for close in 0..4 {
+        ids.recv_timeout(WAIT).expect("a connection");
+        let answer = submit_one(&connection).recv_timeout(WAIT);
+        assert_eq!(answer, Ok(Outcome::ConnectionError), "close {close}");
+    }
+    ids.recv_timeout(WAIT).expect("a connection");
+    let answer = submit_one(&connection).recv_timeout(WAIT);
+    assert_eq!(answer, Ok(Outcome::RemoteError), "refused unpublished");
+    // Closed idle: the refusal goes with it.
+    ids.recv_timeout(WAIT)
+        .expect("a connection after the idle one closed");
+    let answer = submit_one(&connection).recv_timeout(WAIT);
+    assert_eq!(answer, Ok(Outcome::ConnectionError), "published again");
+}
+
 /// Nodes sharing an id, with a status topic, at QoS 0: the connection's own message is all
 /// the broker acknowledges before each close, and a QoS 0 record far larger than it was
 /// written. The status message is no measure of the records a broker takes, so the record is
