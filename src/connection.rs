@@ -1295,9 +1295,6 @@ impl<E: EventLoop> Driver<E> {
                 let mut pause = None;
                 let mut blamed = None;
                 let mut unanswered_at_a_new_topic = false;
-                // An id this node moved to (after a takeover, or beside another appender of
-                // its own): no other client holds it.
-                let under_own_id = *client_id != shared.identity.2;
                 if !matches!(failure, Failure::Refused { .. }) {
                     // Under the tracker's lock: what rumqttc drained must be what the tracker
                     // handed it. The events include what the broker answered just before the
@@ -1326,9 +1323,6 @@ impl<E: EventLoop> Driver<E> {
                     {
                         if !*refused_here {
                             let at_topic = match (said, E::NO_REASON_CODES) {
-                                (Said::Nothing | Said::Unheard, true) if under_own_id => {
-                                    TopicClose::SilentUnderOwnId
-                                }
                                 (Said::Nothing | Said::Unheard, true) => TopicClose::Silent,
                                 // What the broker said, if anything, was lost with the socket.
                                 (Said::Unheard, false) => TopicClose::Unheard,
@@ -1347,6 +1341,7 @@ impl<E: EventLoop> Driver<E> {
                 // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
                 // without a word, so only the second such close in a row counts; a first close
                 // at a topic is such a close (blamed only at a second one, as a takeover is).
+                let under_own_id = *client_id != shared.identity.2;
                 let explained = match &blamed {
                     Some(Blame::Size(_)) => true,
                     Some(Blame::Topic { blame, .. }) => {

@@ -416,13 +416,6 @@ pub enum TopicClose {
     /// only on a connection that answered something: a broker flapping, or another client
     /// taking the id at once, closes every connection whatever it is sent.
     Silent,
-    /// No reason under MQTT 3.1.1, on a connection under an id of the node's own, which no
-    /// other client takes: blamed as [`TopicClose::Silent`] is, and on a connection that
-    /// answered nothing too (the node's only appender publishing to a topic an ACL denies,
-    /// each connection closed at its first message). A broker flapping shows at its next close
-    /// of a connection that carried nothing, taken for a takeover, which forgets what such
-    /// closes taught ([`Tracker::on_taken_over`]).
-    SilentUnderOwnId,
     /// None read, under MQTT 5 (`protocol::Said::Unheard`): a reset, or a write that found the
     /// socket closed, maybe with a DISCONNECT unread. Blamed on a QoS 0 message as
     /// [`TopicClose::Silent`] is, and on a connection that answered nothing too when a close
@@ -1446,7 +1439,6 @@ impl Tracker {
         let suspect = lost.unknown_topic.filter(|s| match at_topic {
             TopicClose::No => false,
             TopicClose::Silent => lost.answered,
-            TopicClose::SilentUnderOwnId => true,
             // At QoS 0 only: an MQTT 5 broker refuses a QoS 1 or 2 message with a reason code.
             TopicClose::Unheard => {
                 s.qos == Qos::AtMostOnce
