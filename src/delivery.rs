@@ -2037,6 +2037,12 @@ mod tests {
         );
         t.submit(&mut out, &pack(1).0, from(10), vec![large(5)], 100);
         assert_eq!(out.published.len(), published + 1, "another endpoint's");
+        assert!(t.limit.refuses_source(from(9).origin, 10_004));
+        t.on_taken_over();
+        assert!(
+            !t.limit.refuses_source(from(9).origin, 10_004),
+            "a takeover's closes"
+        );
     }
 
     /// A failover broker is another broker: the limit learned from the first one's closes

@@ -59,7 +59,8 @@ struct Source {
     smallest: usize,
     /// Its messages from this size on are held: of each blamed, half its size (an endpoint
     /// shrinking its records a little at each pack would cost a close at each step towards the
-    /// limit), but past what the broker had taken by the margin; the least of those.
+    /// limit), but past what the broker had taken by the margin; the least of those, raised
+    /// past each message the broker takes since.
     floor: usize,
 }
 
@@ -127,13 +128,24 @@ impl Sources {
     }
 
     /// The broker took a message of `size` bytes: an origin with a message that large blamed
-    /// was blamed for closes that were not about size.
+    /// was blamed for closes that were not about size, and no origin's messages that large
+    /// are held any longer.
     fn taken(&mut self, size: usize) {
-        if self.least_smallest.is_none_or(|l| size < l) {
+        let floor = self.held.is_some_and(|(f, _)| size >= f);
+        if !floor && self.least_smallest.is_none_or(|l| size < l) {
             return;
         }
         self.by_origin.retain(|_, s| s.smallest > size);
+        for source in self.by_origin.values_mut() {
+            source.floor = source.floor.max(size + 1);
+        }
         self.least_smallest = self.by_origin.values().map(|s| s.smallest).min();
+        let held = self
+            .by_origin
+            .values()
+            .filter(|s| s.count >= SOURCE_SUSPECTS);
+        let least = held.map(|s| s.floor).min();
+        self.held = self.held.zip(least).map(|((_, until), f)| (f, until));
     }
 
     fn forget(&mut self) {
@@ -527,6 +539,16 @@ mod tests {
             )
         };
         assert_eq!(held(&|_| ()), (true, false), "past 6,000 by the margin");
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        for (size, tail) in [(20_000, b"a"), (20_001, b"b"), (20_002, b"c")] {
+            limit.blame(Some((Measure::of(size, tail), now, origin)), now);
+        }
+        assert!(limit.refuses_source(origin, 10_000), "half of 20,000");
+        limit.acked(12_000, now);
+        assert!(!limit.refuses_source(origin, 12_000), "taken since");
+        assert!(limit.refuses_source(origin, 12_001));
+        assert!(limit.refuses_source(origin, 20_000));
         assert_eq!(
             held(&|l| {
                 l.acked(8_999, now);
