@@ -54,6 +54,16 @@ class BrokerFeaturesTest {
         return cfg;
     }
 
+    /**
+     * An appender named {@code name} publishing to {@code topic} at {@code qos} as {@code clientId}: appenders given
+     * one id share one connection.
+     */
+    private static LogAppender sharingAs(Mosquitto broker, String clientId, String name, String topic, int qos) {
+        Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), topic, qos);
+        cfg.put("clientId", clientId);
+        return KaaNode.load(name, KaaNode.config(cfg));
+    }
+
     private static RecordingCallback append(LogAppender appender, List<byte[]> records) {
         RecordingCallback cb = new RecordingCallback();
         appender.doAppend(KaaNode.pack(TELEMETRY, 3, records), cb);
@@ -391,12 +401,8 @@ class BrokerFeaturesTest {
             broker.start();
             String topic = "limit311/" + UUID.randomUUID();
             String clientId = "limit311-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> endpointCfg = KaaNode.brokerConfig(broker.port(), topic + "/endpoint", qos);
-            endpointCfg.put("clientId", clientId);
-            Map<String, Object> othersCfg = KaaNode.brokerConfig(broker.port(), topic + "/others", 1);
-            othersCfg.put("clientId", clientId);
-            LogAppender endpoint = KaaNode.load("limit endpoint", KaaNode.config(endpointCfg));
-            LogAppender others = KaaNode.load("limit others", KaaNode.config(othersCfg));
+            LogAppender endpoint = sharingAs(broker, clientId, "limit endpoint", topic + "/endpoint", qos);
+            LogAppender others = sharingAs(broker, clientId, "limit others", topic + "/others", 1);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), topic + "/others", 1)) {
                 append(others, records(5, 1)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
                 int delivered = 5;
@@ -462,12 +468,8 @@ class BrokerFeaturesTest {
             broker.start();
             String topic = "changing/" + UUID.randomUUID();
             String clientId = "changing-" + UUID.randomUUID().toString().substring(0, 8);
-            Map<String, Object> endpointCfg = KaaNode.brokerConfig(broker.port(), topic + "/endpoint", 1);
-            endpointCfg.put("clientId", clientId);
-            Map<String, Object> othersCfg = KaaNode.brokerConfig(broker.port(), topic + "/others", 1);
-            othersCfg.put("clientId", clientId);
-            LogAppender endpoint = KaaNode.load("changing endpoint", KaaNode.config(endpointCfg));
-            LogAppender others = KaaNode.load("changing others", KaaNode.config(othersCfg));
+            LogAppender endpoint = sharingAs(broker, clientId, "changing endpoint", topic + "/endpoint", 1);
+            LogAppender others = sharingAs(broker, clientId, "changing others", topic + "/others", 1);
             try (Subscriber sub = Subscriber.subscribe(broker.port(), topic + "/others", 1)) {
                 List<String> attempts = new ArrayList<>();
                 for (int attempt = 0; attempt < 5; attempt++) {
