@@ -68,8 +68,8 @@ struct Source {
 #[derive(Debug, Default)]
 struct Sources {
     by_origin: HashMap<Origin, Source>,
-    /// While an origin is held: the least floor of those held, and until when one may be. A
-    /// message smaller, or written later, looks no further (no clock read per message).
+    /// Once an origin was held: the least floor of those held, and until when one may be. A
+    /// message below that floor looks no further: no clock read, no lookup.
     held: Option<(usize, Instant)>,
     /// The least `smallest` of all: an ack below it clears none, and looks no further.
     least_smallest: Option<usize>,
