@@ -111,11 +111,12 @@ impl Sources {
         self.least_smallest = Some(self.least_smallest.map_or(smallest, |l| l.min(smallest)));
     }
 
-    /// Whether `origin`'s message of `size` bytes is held.
-    fn refuses(&self, origin: Origin, size: usize) -> bool {
+    /// Whether `origin`'s message of `size` bytes is held; `clock` is read only for a message
+    /// above the least held floor.
+    fn refuses(&self, origin: Origin, size: usize, clock: impl FnOnce() -> Instant) -> bool {
         match self.held {
             Some((floor, until)) if size >= floor => {
-                let now = Instant::now();
+                let now = clock();
                 now < until
                     && self.by_origin.get(&origin).is_some_and(|s| {
                         s.count >= SOURCE_SUSPECTS
@@ -146,6 +147,11 @@ impl Sources {
             .filter(|s| s.count >= SOURCE_SUSPECTS);
         let least = held.map(|s| s.floor).min();
         self.held = self.held.zip(least).map(|((_, until), f)| (f, until));
+    }
+
+    /// No origin is held past `now`: messages above the least floor stop reading the clock.
+    fn expire(&mut self, now: Instant) {
+        self.held = self.held.filter(|&(_, until)| now < until);
     }
 
     fn forget(&mut self) {
@@ -275,6 +281,7 @@ impl PacketLimit {
     pub fn acked(&mut self, size: usize, now: Instant) -> Option<usize> {
         self.acked.note(size, now);
         self.suspects.retain(|(m, _)| m.size > size);
+        self.sources.expire(now);
         self.sources.taken(size);
         self.ceiling.take_if(|(c, _)| size >= *c).map(|(c, _)| c)
     }
@@ -321,7 +328,7 @@ impl PacketLimit {
     /// broker closed the connection at [`SOURCE_SUSPECTS`] of that origin's messages, and it is
     /// about as large ([`Source::floor`]).
     pub fn refuses_source(&self, origin: Origin, size: usize) -> bool {
-        self.sources.refuses(origin, size)
+        self.sources.refuses(origin, size, Instant::now)
     }
 
     /// The closes were taken for another client with the client id: what they taught of
@@ -514,6 +521,30 @@ mod tests {
         let later = now + LIFE;
         limit.blame(Some((Measure::of(8_002, b"c"), later, origin(1))), later);
         assert!(!limit.refuses_source(origin(1), 8_000), "counted anew");
+    }
+
+    /// A hold ends [`LIFE`] after the last close blamed on its origin, and the next ack
+    /// forgets it, so that large messages stop reading the clock.
+    #[test]
+    fn a_held_origin_is_let_go_after_a_quiet_life() {
+        let now = Instant::now();
+        let origin = Origin {
+            appender: 1,
+            endpoint: 7,
+        };
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        for (size, tail) in [(9_000, b"a"), (9_001, b"b"), (9_002, b"c")] {
+            limit.blame(Some((Measure::of(size, tail), now, origin)), now);
+        }
+        let almost = now + LIFE - Duration::from_secs(1);
+        assert!(limit.sources.refuses(origin, 9_000, || almost));
+        limit.acked(300, almost);
+        assert!(limit.sources.held.is_some(), "still held");
+        let later = now + LIFE;
+        assert!(!limit.sources.refuses(origin, 9_000, || later), "expired");
+        limit.acked(300, later);
+        assert_eq!(limit.sources.held, None, "forgotten at the next ack");
     }
 
     /// Half a blamed size is never below what the broker took, by the margin; and the hold
