@@ -38,6 +38,9 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Closes before any CONNACK in a row, under an id the node moved to, that give the configured
+/// id back, as a CONNACK refusing the id does: AWS IoT closes so a connect its policy refuses.
+const TURNED_AWAY: u32 = 2;
 /// A connection that lived this long was well: its loss is reported even when the one before
 /// ended the same way. Younger ones ending alike are one fault going on (a broker that stalls
 /// every connection, or ends each at once), which the summary line's reconnects count.
@@ -873,6 +876,9 @@ struct Driver<E: EventLoop> {
     /// The last connection was closed soon after accepting it, without a reason, after it
     /// carried a publish: a takeover if the next one ends the same way.
     suspected: bool,
+    /// Connects under an id this node moved to that the broker closed, in a row, before any
+    /// CONNACK ([`TURNED_AWAY`]).
+    turned_away: u32,
     nudge: Nudge,
     /// The broker sent what belongs to a session the appender never made (a message, one too
     /// large to read, a PUBREL of a delivery to another client): the next connection starts
@@ -947,6 +953,7 @@ async fn drive<E: EventLoop>(
         refused_here: false,
         carried: false,
         suspected: false,
+        turned_away: 0,
         nudge: Nudge::new(),
         clean_next: false,
     };
@@ -1056,6 +1063,7 @@ impl<E: EventLoop> Driver<E> {
             refused_here,
             carried,
             suspected,
+            turned_away,
             nudge,
             clean_next,
         } = self;
@@ -1368,11 +1376,29 @@ impl<E: EventLoop> Driver<E> {
                         ..
                     }
                 );
-                let (text, refused) = match failure {
+                // AWS IoT, under MQTT 3.1.1, closes a connect whose client id its policy does
+                // not admit, without a CONNACK; one such close may be a broker's hiccup.
+                *turned_away = match &failure {
+                    Failure::Closed { said, .. }
+                        if said.is_silent() && lived.is_none() && under_own_id =>
+                    {
+                        *turned_away + 1
+                    }
+                    _ => 0,
+                };
+                let id_refused = match &failure {
                     Failure::Refused {
                         why: code,
                         about: Refusal::Id,
-                    } if *client_id != shared.identity.2
+                    } => Some(format!("refused the connection: {code}")),
+                    Failure::Closed { why, .. } if *turned_away >= TURNED_AWAY => Some(format!(
+                        "{why}: closed before any CONNACK, {turned_away} times in a row"
+                    )),
+                    _ => None,
+                };
+                let (text, refused) = match failure {
+                    _ if under_own_id
+                        && id_refused.is_some()
                         && !held_by_another(shared, &shared.identity.2) =>
                     {
                         // Refused under the id this node moved to after a takeover: a broker
@@ -1384,13 +1410,14 @@ impl<E: EventLoop> Driver<E> {
                         // push each other out for good.
                         let configured = shared.identity.2.clone();
                         give_back(shared, client_id, &configured);
+                        let said = id_refused.expect("checked in the guard");
                         let text = format!(
-                            "refused the connection: {code}; '{client_id}' is the id this node \
-                             moved to after a takeover, and a broker that admits exact client \
-                             ids only (AWS IoT policies) refuses any other: connecting as \
-                             '{configured}' again"
+                            "{said}; '{client_id}' is the id this node moved to after a \
+                             takeover, and a broker that admits exact client ids only (AWS IoT \
+                             policies) refuses any other: connecting as '{configured}' again"
                         );
                         *client_id = configured;
+                        *turned_away = 0;
                         pause = Some(jitter(*takeover_backoff));
                         *takeover_backoff = (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
                         // Not counted as the broker's refusal: the packs waiting get the
