@@ -1020,6 +1020,7 @@ impl<E: EventLoop> Driver<E> {
             takeover_backoff,
         );
         shared.metrics.connected.store(false, Ordering::Relaxed);
+        let failover = *current != 0;
         let recovered = catch_unwind(AssertUnwindSafe(|| {
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
             // channel (`drop_connection` moves it into what `forget` drops) and the tracker.
@@ -1029,6 +1030,10 @@ impl<E: EventLoop> Driver<E> {
             drop(lock(&shared.client).take_ready());
             tracker.fail_all(Why::Lost);
             tracker.on_connection_lost(0, &[]);
+            if failover {
+                // Back to the first broker below: what the failover one taught is not its.
+                tracker.on_broker_changed();
+            }
         }));
         if let Err(payload) = recovered {
             log::error!(
@@ -1037,7 +1042,7 @@ impl<E: EventLoop> Driver<E> {
                 panic_message(payload)
             );
         }
-        if *current != 0 {
+        if failover {
             eventloop.switch_to(&self.brokers[0].0, &self.client_id);
             self.current = 0;
         }

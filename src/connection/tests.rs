@@ -224,12 +224,22 @@ fn connect(shared: &Shared, events: &UnboundedSender<Step>) {
 /// Starts a driver on a scripted event loop; returns where its steps go and its count of
 /// cancelled polls.
 fn drive_scripted(shared: &Arc<Shared>) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
+    drive_scripted_over(shared, 1)
+}
+
+/// [`drive_scripted`] with `brokers` brokers: the configured one and failover ones.
+fn drive_scripted_over(
+    shared: &Arc<Shared>,
+    brokers: u16,
+) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
     let (events, script) = unbounded_channel();
     let cancelled = Arc::new(AtomicUsize::new(0));
     runtime().spawn(drive(
         Arc::clone(shared),
         Scripted(script, Arc::clone(&cancelled), VecDeque::new()),
-        vec![((), "scripted:1".to_string())],
+        (1..=brokers)
+            .map(|n| ((), format!("scripted:{n}")))
+            .collect(),
         "driver-test".to_string(),
     ));
     (events, cancelled)

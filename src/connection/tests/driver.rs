@@ -227,6 +227,52 @@ fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() 
     close_scripted(&shared, &events);
 }
 
+/// A panic on a failover broker: the driver goes back to the first broker, and what the
+/// failover broker taught (a topic it refused) does not hold there. (Before: packs to that
+/// topic failed `onRemoteError` on the first broker for minutes.)
+#[test]
+fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
+    let shared = shared();
+    let (events, _) = drive_scripted_over(&shared, 2);
+    events.send(Step::Broken("unreachable")).expect("sent");
+    connect(&shared, &events);
+    let refused = submit(&shared);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    events
+        .send(Step::Event(Observed::Acked {
+            pkid: 1,
+            refused: Some("NotAuthorized".into()),
+        }))
+        .expect("sent");
+    assert_eq!(refused.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+    let again = submit(&shared);
+    assert_eq!(
+        again.recv_timeout(WAIT),
+        Ok(Outcome::RemoteError),
+        "refused there at submit"
+    );
+
+    events.send(Step::Panic).expect("sent");
+    let deadline = Instant::now() + WAIT;
+    while shared.metrics.connected.load(Ordering::Relaxed) {
+        assert!(
+            Instant::now() < deadline,
+            "the driver did not take the panic"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    connect(&shared, &events);
+    let first_broker = submit(&shared);
+    assert_eq!(
+        first_broker.try_recv(),
+        Err(mpsc::TryRecvError::Empty),
+        "not refused on the first broker"
+    );
+    close_scripted(&shared, &events);
+}
+
 /// A panic that comes back at every turn is retried with pauses that double, as a failing
 /// connection is, not every 50-100 ms with an ERROR line each. Five panics in a row keep the
 /// driver from the next step for the five pauses: at least 50 + 100 + 200 + 400 + 800 ms
