@@ -418,8 +418,9 @@ impl Appender {
         let Some(connection) = connections.get(connection_index(endpoint, connections.len()))
         else {
             log::debug!(
-                "appender '{}' is closed; pack from {endpoint} refused",
-                self.name
+                "appender '{}' is closed; pack from {} refused",
+                self.name,
+                shown_in_log(endpoint)
             );
             pack.finish(Why::Closed);
             return;
