@@ -76,7 +76,8 @@ fn spread(hash: i32) -> u32 {
 /// table that chain becomes a red-black tree whose iteration order can differ; that needs
 /// nine keys in one bucket of a table of 64 or more and is not emulated.
 ///
-/// False, with `out` as it was, when rewriting the map would take more than `room` bytes.
+/// The bytes it copied doing so (0 when they were in order already); `None`, with `out` as it
+/// was, when rewriting the map would take more than `room` bytes.
 // Not inlined: its stack arrays then never sit in the frames of the recursion.
 #[inline(never)]
 pub(super) fn finish_map(
@@ -86,10 +87,10 @@ pub(super) fn finish_map(
     first_block: usize,
     kind: &KeyKind,
     room: usize,
-) -> bool {
+) -> Option<usize> {
     let n = entries.len();
     if n <= 1 {
-        return true;
+        return Some(0);
     }
     if n <= SMALL_MAP {
         // The same steps as below, with arrays on the stack.
@@ -202,8 +203,8 @@ pub(super) fn finish_map(
 
 /// Rewrites the map at `out[mark..]` with the distinct keys in `order` (indices into `slots`,
 /// which name the entry holding each key's last value), unless that is what is there already.
-/// The new text is assembled after the old one: false, and nothing written, when that takes
-/// more than `room` bytes.
+/// The new text is assembled after the old one: `None`, and nothing written, when that takes
+/// more than `room` bytes; else how many bytes it copied.
 fn reorder_map(
     out: &mut Vec<u8>,
     mark: usize,
@@ -212,13 +213,14 @@ fn reorder_map(
     order: &[usize],
     slots: &[usize],
     room: usize,
-) -> bool {
+) -> Option<usize> {
     if !has_duplicates && order.iter().enumerate().all(|(pos, &k)| pos == k) {
-        return true;
+        return Some(0);
     }
     // Never longer than the map as written: duplicates only drop entries.
-    if out.len() - mark > room {
-        return false;
+    let copied = out.len() - mark;
+    if copied > room {
+        return None;
     }
     let assembled = out.len();
     out.push(b'{');
@@ -231,7 +233,7 @@ fn reorder_map(
     }
     out.push(b'}');
     out.drain(mark..assembled);
-    true
+    Some(copied)
 }
 
 /// The table size of a `java.util.HashMap` created with `initial_capacity` after putting

@@ -58,6 +58,13 @@ pub const MAX_DEPTH: u32 = 128;
 /// weight. Every other item consumes at least one input byte, which bounds it already.
 const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
 
+/// How many times over its output a datum may copy in putting maps in Java's order. A map put
+/// in order copies its text once, with the maps inside it, so a byte is copied once for every
+/// map around it that needed it: a few times in the schemas of real records. A record of a
+/// recursive schema (a JSON value as records, unions and maps) can nest some 40 maps, each
+/// copying what is inside it, and would cost that many copies of its output on a Kaa thread.
+const REORDER_TIMES: usize = 16;
+
 /// What one entry of a map of more than `java_map::SMALL_MAP` entries costs in
 /// working memory while the map is put in Java's order, charged to the output bound before any
 /// of it is allocated: its `MapEntry` (40 bytes), `finish_map`'s index vectors (44), the table
@@ -104,6 +111,9 @@ pub enum DecodeError {
     /// The output (with a large map's working memory) would pass the bound the caller set
     /// ([`LogSchema::to_json_within`]); decoding stopped there, before allocating more.
     OverLimit { offset: usize, limit: usize },
+    /// Maps inside maps, each put in Java's order, would copy the output more than
+    /// [`REORDER_TIMES`] over.
+    MapsTooNested { offset: usize, times: usize },
     /// The datum ended before the input did: the record is not in this schema.
     TrailingBytes { offset: usize, trailing: usize },
     /// A map schema's `avro.java.string` property names no `GenericData.StringType`: Avro
@@ -155,6 +165,11 @@ impl fmt::Display for DecodeError {
             DecodeError::OverLimit { offset, limit } => write!(
                 f,
                 "output passes its bound of {limit} bytes at byte {offset}"
+            ),
+            DecodeError::MapsTooNested { offset, times } => write!(
+                f,
+                "maps nested in maps at byte {offset}: putting each in Java's order would copy \
+                 the output more than {times} times over"
             ),
             DecodeError::TrailingBytes { offset, trailing } => write!(
                 f,

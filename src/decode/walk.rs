@@ -7,7 +7,8 @@
 use super::java_map::{finish_map, java_hash, MapEntry, SMALL_MAP};
 use super::java_number::{write_java_double, write_java_float};
 use super::{
-    DecodeError, KeyKind, LogSchema, Node, Style, MAP_ENTRY_COST, MAX_DEPTH, ZERO_WIDTH_BUDGET,
+    DecodeError, KeyKind, LogSchema, Node, Style, MAP_ENTRY_COST, MAX_DEPTH, REORDER_TIMES,
+    ZERO_WIDTH_BUDGET,
 };
 use crate::binary::Reader;
 use crate::json_text::{write_base64, write_i64, write_latin1_string, write_utf8_string};
@@ -47,13 +48,7 @@ impl LogSchema {
         limit: usize,
     ) -> Result<(), DecodeError> {
         let mut r = Reader::new(datum);
-        let mut cx = Cx {
-            len: datum.len(),
-            budget: ZERO_WIDTH_BUDGET,
-            style,
-            limit,
-            bound: limit,
-        };
+        let mut cx = Cx::new(datum.len(), style, limit, out.len());
         out.reserve((datum.len() * 3 + 64).min(limit.saturating_sub(out.len())));
         self.write(self.root, &mut r, out, &mut cx, 0)?;
         if !r.is_empty() {
@@ -210,13 +205,7 @@ impl LogSchema {
         let dotted = || path.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(".");
         let failed = |e: DecodeError| format!("event.{}: {e}", dotted());
         let mut r = Reader::new(datum);
-        let mut cx = Cx {
-            len: datum.len(),
-            budget: ZERO_WIDTH_BUDGET,
-            style: Style::Plain,
-            limit,
-            bound: limit,
-        };
+        let mut cx = Cx::new(datum.len(), Style::Plain, limit, 0);
         let mut skipped = Vec::new();
         let mut node = self.root;
         let mut segments = path.iter();
@@ -250,6 +239,7 @@ impl LogSchema {
                             format!("event.{}: the record has no field '{name}'", dotted())
                         })?;
                     for field in &fields[..target] {
+                        cx.written += skipped.len();
                         skipped.clear();
                         self.write(field.node, &mut r, &mut skipped, &mut cx, 0)
                             .map_err(failed)?;
@@ -392,9 +382,13 @@ impl LogSchema {
         };
         // Putting the entries in order may copy the map's text once more, within the limit.
         let room = cx.limit.saturating_sub(out.len());
-        if !finish_map(out, mark, entries, first_block, keys, room) {
+        let written = out.len();
+        let Some(copied) = finish_map(out, mark, entries, first_block, keys, room) else {
             return Err(cx.over_limit(r.remaining()));
-        }
+        };
+        // A key repeated keeps its last value only: what it dropped was written all the same.
+        cx.written += written - out.len();
+        cx.reordered(copied, out, r)?;
         cx.limit += charged;
         Ok(())
     }
@@ -409,9 +403,42 @@ struct Cx {
     limit: usize,
     /// `limit` as the caller gave it, for the error.
     bound: usize,
+    /// Bytes copied putting maps in Java's order ([`REORDER_TIMES`]).
+    reordered: usize,
+    /// The output of this datum: what it wrote and dropped since (scratch buffers, a map's
+    /// repeated keys), and where it starts in the buffer it writes now.
+    written: usize,
+    start: usize,
 }
 
 impl Cx {
+    fn new(len: usize, style: Style, limit: usize, start: usize) -> Cx {
+        Cx {
+            len,
+            budget: ZERO_WIDTH_BUDGET,
+            style,
+            limit,
+            bound: limit,
+            reordered: 0,
+            written: 0,
+            start,
+        }
+    }
+
+    /// Counts `copied` bytes of a map put in order into `out`; fails once they pass
+    /// [`REORDER_TIMES`] the datum's output.
+    fn reordered(&mut self, copied: usize, out: &[u8], r: &Reader<'_>) -> Result<(), DecodeError> {
+        self.reordered += copied;
+        let output = self.written + (out.len() - self.start);
+        if self.reordered > REORDER_TIMES.saturating_mul(output) {
+            return Err(DecodeError::MapsTooNested {
+                offset: self.offset(r.remaining()),
+                times: REORDER_TIMES,
+            });
+        }
+        Ok(())
+    }
+
     fn offset(&self, remaining: usize) -> usize {
         self.len - remaining
     }

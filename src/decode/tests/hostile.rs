@@ -171,3 +171,43 @@ fn errors_say_what_and_where() {
         "{e}"
     );
 }
+
+/// Maps in maps, each written out of Java's order, as a record of a recursive schema can nest
+/// them: putting each in order copies all inside it, so they may nest until the copies reach
+/// [`REORDER_TIMES`] the output; past that the record fails, where it cost a copy of its output
+/// per level.
+#[test]
+fn maps_nested_past_the_copies_allowed_are_refused() {
+    let nested = |levels: usize| {
+        let mut schema = r#""string""#.to_string();
+        for _ in 0..levels {
+            schema = format!(r#"{{"type":"map","values":{schema}}}"#);
+        }
+        let big = "x".repeat(2_000);
+        // Inserted "b" then "a"; Java's HashMap of two (four buckets once it holds both) puts
+        // them "a" first.
+        let mut head = Enc::new();
+        for _ in 1..levels {
+            head = head.long(2).str("b").long(0).str("a");
+        }
+        let mut datum = head.long(2).str("b").str("").str("a").str(&big);
+        for _ in 0..levels {
+            datum = datum.long(0);
+        }
+        let mut expected = format!(r#"{{"a":"{big}","b":""}}"#);
+        for _ in 1..levels {
+            expected = format!(r#"{{"a":{expected},"b":{{}}}}"#);
+        }
+        (schema, datum.done(), expected)
+    };
+    let (schema, datum, expected) = nested(REORDER_TIMES - 2);
+    check(&schema, &datum, &expected);
+    let (schema, datum, _) = nested(REORDER_TIMES + 2);
+    assert!(matches!(
+        fails(&schema, &datum),
+        DecodeError::MapsTooNested {
+            times: REORDER_TIMES,
+            ..
+        }
+    ));
+}
