@@ -16,8 +16,8 @@ use crate::log_budget::shown_in_log;
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::{Blamed, SOURCE_SUSPECTS};
 use crate::protocol::{
-    self, address_label, Client, EventLoop, Failure, Message, Observed, Origin, PublishOptions,
-    Refusal, Said, Window,
+    self, address_label, Client, EventLoop, Failure, Grants, Message, Observed, Origin,
+    PublishOptions, Refusal, Said, Window,
 };
 use crate::refused_topics::TopicBlame;
 use crate::status::{self, Status, StatusFormat};
@@ -1303,6 +1303,9 @@ impl<E: EventLoop> Driver<E> {
                     *client_id = own;
                 }
                 shared.metrics.connected.store(false, Ordering::Relaxed);
+                // What this broker said it takes holds no longer: the next connection may be to
+                // a failover broker, and packs parked till then are checked at its CONNACK.
+                lock(&shared.client).follow(Grants::default());
                 let lived = connected_at.take().map(|at| at.elapsed());
                 earned(lived, backoff, takeover_backoff);
                 let mut pause = None;

@@ -724,6 +724,79 @@ fn closing_after_connack_broker_v5(listener: std::net::TcpListener, connects: mp
     }
 }
 
+/// An MQTT 5 broker that announces a Maximum QoS of 0, closes that connection when `go`
+/// says, then takes the next CONNECT (reported on `connects`) and answers it, granting
+/// everything, only when `go` says again; it acks every QoS 1 publish there.
+fn max_qos_0_then_all_broker_v5(
+    listener: std::net::TcpListener,
+    go: mpsc::Receiver<()>,
+    connects: mpsc::Sender<()>,
+) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x00])
+        .expect("CONNACK");
+    if connects.send(()).is_err() || go.recv_timeout(WAIT).is_err() {
+        return;
+    }
+    drop(s);
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    if connects.send(()).is_err() || go.recv_timeout(WAIT).is_err() {
+        return;
+    }
+    s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+        .expect("CONNACK");
+    while let Some((kind, body)) = read_packet(&mut s) {
+        if kind >> 4 == 3 && s.write_all(&puback_for(&body)).is_err() {
+            return;
+        }
+    }
+}
+
+/// What a broker said it takes (MQTT 5's CONNACK) holds for its connection only: a pack
+/// submitted after that connection is lost, before the next CONNACK, waits for that one and
+/// is judged by it. (Before: it was refused by the last broker's Maximum QoS, though the next
+/// broker, a failover one or the same restarted, took it.)
+#[test]
+fn between_connections_packs_wait_for_what_the_next_broker_takes() {
+    let (go, gone) = mpsc::channel();
+    let (tx, connects) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |l| max_qos_0_then_all_broker_v5(l, gone, tx));
+    let config = BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "grants-v5-test")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    connects.recv_timeout(WAIT).expect("connected");
+    let deadline = Instant::now() + WAIT;
+    let refused = loop {
+        // The CONNACK may be read a moment after the broker reported it sent.
+        let rx = submit_one(&connection);
+        match rx.recv_timeout(WAIT) {
+            Ok(Outcome::RemoteError) => break true,
+            _ if Instant::now() < deadline => continue,
+            _ => break false,
+        }
+    };
+    assert!(refused, "QoS 1 refused under a Maximum QoS of 0");
+    go.send(()).expect("close");
+    connects.recv_timeout(WAIT).expect("connecting again");
+    let waiting = submit_one(&connection);
+    assert_eq!(
+        waiting.recv_timeout(Duration::from_millis(200)),
+        Err(mpsc::RecvTimeoutError::Timeout),
+        "waits for the next CONNACK"
+    );
+    go.send(()).expect("CONNACK");
+    assert_eq!(waiting.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+    broker_thread.join().expect("the scripted broker");
+}
+
 /// A broker that accepts each connection and closes it at once without a word, also under
 /// the id of the node's own the appender moved to (which no other client holds), leaves the
 /// packs to the failover broker. (Before: that broker was retried for good, with growing
