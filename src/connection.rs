@@ -877,8 +877,10 @@ struct Driver<E: EventLoop> {
     /// carried a publish: a takeover if the next one ends the same way.
     suspected: bool,
     /// Connects under an id this node moved to that the broker closed, in a row, before any
-    /// CONNACK ([`TURNED_AWAY`]).
+    /// CONNACK ([`TURNED_AWAY`]), while no broker had admitted that id.
     turned_away: u32,
+    /// The client id of the last CONNACK: a broker that admitted it refuses it by no close.
+    admitted: Option<String>,
     nudge: Nudge,
     /// The broker sent what belongs to a session the appender never made (a message, one too
     /// large to read, a PUBREL of a delivery to another client): the next connection starts
@@ -954,6 +956,7 @@ async fn drive<E: EventLoop>(
         carried: false,
         suspected: false,
         turned_away: 0,
+        admitted: None,
         nudge: Nudge::new(),
         clean_next: false,
     };
@@ -1025,15 +1028,16 @@ impl<E: EventLoop> Driver<E> {
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
             // channel (`drop_connection` moves it into what `forget` drops) and the tracker.
             let mut tracker = lock(&shared.tracker);
+            if failover {
+                // Back to the first broker below: what the failover one taught is not its.
+                // First, so that a panic again in what follows cannot skip it.
+                tracker.on_broker_changed();
+            }
             eventloop.drop_connection();
             let _ = eventloop.forget();
             drop(lock(&shared.client).take_ready());
             tracker.fail_all(Why::Lost);
             tracker.on_connection_lost(0, &[]);
-            if failover {
-                // Back to the first broker below: what the failover one taught is not its.
-                tracker.on_broker_changed();
-            }
         }));
         if let Err(payload) = recovered {
             log::error!(
@@ -1047,6 +1051,7 @@ impl<E: EventLoop> Driver<E> {
             self.current = 0;
         }
         self.refused_in_round = 0;
+        self.turned_away = 0;
     }
 
     /// One event of the event loop (with those it queued behind it), or one failure, and what
@@ -1069,6 +1074,7 @@ impl<E: EventLoop> Driver<E> {
             carried,
             suspected,
             turned_away,
+            admitted,
             nudge,
             clean_next,
         } = self;
@@ -1226,6 +1232,9 @@ impl<E: EventLoop> Driver<E> {
                 session_present,
                 grants,
             }) => {
+                if admitted.as_deref() != Some(client_id.as_str()) {
+                    *admitted = Some(client_id.clone());
+                }
                 // Made here, not for every event: a format per message written or acknowledged.
                 let label = connection_label(&brokers[*current].1, client_id);
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
@@ -1385,10 +1394,16 @@ impl<E: EventLoop> Driver<E> {
                     }
                 );
                 // AWS IoT, under MQTT 3.1.1, closes a connect whose client id its policy does
-                // not admit, without a CONNACK; one such close may be a broker's hiccup.
+                // not admit, without a CONNACK; one such close may be a broker's hiccup, and
+                // once a broker admitted the id, closes are its hiccups (a broker restarting,
+                // full, or a balancer without one behind it).
                 *turned_away = match &failure {
                     Failure::Closed { said, .. }
-                        if said.is_silent() && lived.is_none() && under_own_id =>
+                        if said.is_silent()
+                            && lived.is_none()
+                            && under_own_id
+                            && E::NO_REASON_CODES
+                            && admitted.as_deref() != Some(client_id.as_str()) =>
                     {
                         *turned_away + 1
                     }

@@ -183,6 +183,76 @@ fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
     }
 }
 
+/// An MQTT 3.1.1 broker that closes the first two connections under `configured` at their
+/// first publish, as when another client connects with the id; admits the first connection
+/// under any other id and closes it at once; closes the next two under it before any CONNACK,
+/// as a broker restarting, or full, may; and then acks every publish. It reports the client id
+/// of every CONNECT.
+fn hiccuping_broker_v4(
+    listener: std::net::TcpListener,
+    configured: &'static str,
+    ids: mpsc::Sender<String>,
+) {
+    use std::io::Write;
+    let (mut kicked, mut moved) = (0, 0);
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, body)) = read_packet(&mut s) else {
+            continue;
+        };
+        let id = connect_client_id(&body);
+        let kick = if id == configured {
+            kicked += 1;
+            kicked <= 2
+        } else {
+            moved += 1;
+            if moved <= 3 {
+                if moved == 1 {
+                    let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]);
+                }
+                if ids.send(id).is_err() {
+                    return;
+                }
+                continue;
+            }
+            false
+        };
+        if ids.send(id).is_err() || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err() {
+            return;
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 == 3 && (kick || s.write_all(&puback_for(&body)).is_err()) {
+                break;
+            }
+        }
+    }
+}
+
+/// Closes before any CONNACK under a moved id that a broker admitted are hiccups (a broker
+/// restarting, or full), not a refusal of the id: the node keeps it, where going back to the
+/// configured id would push the other node out of it again.
+#[test]
+fn a_moved_id_the_broker_admitted_is_kept_through_closes_before_connack() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| hiccuping_broker_v4(l, "hiccup-id", tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let connection = Connection::get(&scripted(port, "hiccup-id")).expect("opened");
+    for _ in 0..2 {
+        assert_eq!(next(), "hiccup-id");
+        let rx = submit_one(&connection);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+    let moved = next();
+    assert!(moved.starts_with("hiccup-id-"), "{moved}");
+    for close in 0..2 {
+        assert_eq!(next(), moved, "close {close} before any CONNACK");
+    }
+    assert_eq!(next(), moved, "kept after the closes");
+    let rx = submit_one(&connection);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+}
+
 /// An MQTT 3.1.1 broker that, as every broker does, closes a client's connection when
 /// another connects with its client id; it reports the id of every CONNECT.
 fn takeover_broker(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
