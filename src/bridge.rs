@@ -204,6 +204,22 @@ fn guard<'local, T>(
     }
 }
 
+/// [`JNIEnv::with_local_frame`], but the frame is popped when `f` panics too (jni 0.21 pops it
+/// only when `f` returns): the dispatcher never returns to Java, and each panic caught there
+/// would leave a frame, and what it refers to, for the thread's life.
+fn in_local_frame<T, E: From<jni::errors::Error>>(
+    env: &mut JNIEnv,
+    capacity: i32,
+    f: impl FnOnce(&mut JNIEnv) -> Result<T, E>,
+) -> Result<T, E> {
+    env.push_local_frame(capacity)?;
+    let ran = catch_unwind(AssertUnwindSafe(|| f(env)));
+    // SAFETY: pops the frame pushed above; nothing made in it is used after (`f` cannot return
+    // a reference of its frame: its environment's lifetime is its own).
+    unsafe { env.pop_local_frame(&JObject::null()) }?;
+    ran.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+}
+
 /// The open appenders by handle. Java holds only the number: a handle used after `close`, or
 /// while another thread closes it, finds nothing (or an appender that refuses packs), never
 /// freed memory. Appends and JMX reads share the read side; only `open` and `close` write, and
@@ -285,7 +301,7 @@ fn read_records(
         for start in (0..count).step_by(EVENTS_PER_FRAME as usize) {
             let end = count.min(start.saturating_add(EVENTS_PER_FRAME));
             // The frame holds the chunk's arrays while the buffer is sized, and frees them together.
-            let unfit = env.with_local_frame(end - start + 1, |env| {
+            let unfit = in_local_frame(env, end - start + 1, |env| {
                 let mut arrays = Vec::with_capacity((end - start) as usize);
                 let mut bytes = 0;
                 for i in start..end {
@@ -478,7 +494,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let array =
             env.new_object_array(FIGURES.len() as jint, ATTRIBUTE_INFO_CLASS, JObject::null())?;
         for (i, ((name, description), figure)) in FIGURES.iter().zip(types).enumerate() {
-            env.with_local_frame(8, |env| -> Result<(), BridgeError> {
+            in_local_frame(env, 8, |env| -> Result<(), BridgeError> {
                 let name = env.new_string(name)?;
                 let java_type = env.new_string(figure.java_type())?;
                 let description = env.new_string(description)?;
@@ -521,7 +537,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let count = env.get_array_length(&names)?;
         let array = env.new_object_array(count, "java/lang/Object", JObject::null())?;
         for i in 0..count {
-            env.with_local_frame(8, |env| -> Result<(), BridgeError> {
+            in_local_frame(env, 8, |env| -> Result<(), BridgeError> {
                 let name = JString::from(env.get_object_array_element(&names, i)?);
                 let Some(at) = read_string(env, &name)?
                     .and_then(|name| FIGURES.iter().position(|(n, _)| *n == name))
@@ -692,7 +708,7 @@ impl JavaSide {
 
     /// The most detailed level SLF4J enables for the native loggers.
     fn read_level(&mut self, env: &mut JNIEnv) -> Result<LevelFilter, jni::errors::Error> {
-        env.with_local_frame(4, |env| {
+        in_local_frame(env, 4, |env| {
             let root = self.logger(env, "")?;
             for (level, _, _) in SLF4J_LEVELS.into_iter().rev() {
                 // SAFETY: every `enabled` method was resolved on `Logger` with `()Z`.
@@ -714,7 +730,7 @@ impl JavaSide {
     }
 
     fn run(&mut self, env: &mut JNIEnv, job: &mut Job) -> Result<(), jni::errors::Error> {
-        env.with_local_frame(8, |env| {
+        in_local_frame(env, 8, |env| {
             let void = || ReturnType::Primitive(Primitive::Void);
             match job {
                 Job::Deliver(callback, outcome, tally) => {
@@ -796,6 +812,12 @@ trait Dispatcher {
     fn report(&mut self, message: String);
 }
 
+/// Reports a panic of the dispatcher; one in the report itself (it logs through Java too) is
+/// dropped, so that the loop, every later answer with it, goes on.
+fn report<D: Dispatcher>(dispatcher: &mut D, message: String) {
+    let _ = catch_unwind(AssertUnwindSafe(|| dispatcher.report(message)));
+}
+
 /// The dispatcher's loop: jobs in order until every sender is gone, and the level read again
 /// every `refresh`. A panic in a job or a refresh is reported with its message and the loop
 /// goes on, so one bad job does not take every later answer with it. A job that panicked is
@@ -809,10 +831,13 @@ fn serve<D: Dispatcher>(rx: &Receiver<D::Job>, refresh: Duration, dispatcher: &m
                 for attempt in ["", " (run again)"] {
                     match catch_unwind(AssertUnwindSafe(|| dispatcher.run(&mut job))) {
                         Ok(()) => break,
-                        Err(payload) => dispatcher.report(format!(
-                            "panic in the callback dispatcher{attempt}: {}; it goes on",
-                            panic_message(payload)
-                        )),
+                        Err(payload) => report(
+                            dispatcher,
+                            format!(
+                                "panic in the callback dispatcher{attempt}: {}; it goes on",
+                                panic_message(payload)
+                            ),
+                        ),
                     }
                 }
             }
@@ -822,10 +847,13 @@ fn serve<D: Dispatcher>(rx: &Receiver<D::Job>, refresh: Duration, dispatcher: &m
         // Also while jobs keep coming: a busy appender must follow the level too.
         if Instant::now() >= next_refresh {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| dispatcher.refresh_level())) {
-                dispatcher.report(format!(
-                    "panic while reading the log level: {}; it goes on",
-                    panic_message(payload)
-                ));
+                report(
+                    dispatcher,
+                    format!(
+                        "panic while reading the log level: {}; it goes on",
+                        panic_message(payload)
+                    ),
+                );
             }
             next_refresh = Instant::now() + refresh;
         }
@@ -910,28 +938,41 @@ fn name_java_thread(env: &mut JNIEnv, name: &str) -> jni::errors::Result<()> {
 }
 
 /// The dispatcher: one thread, attached once as a daemon (it must not keep the JVM from
-/// exiting), draining jobs until the process ends.
-fn start_dispatcher(vm: JavaVM, side: JavaSide) -> std::io::Result<Sender<Queued>> {
+/// exiting), draining jobs until the process ends. Returns once it is attached: a thread that
+/// could not attach would leave every pack unanswered, and the library loaded as if well.
+fn start_dispatcher(vm: JavaVM, side: JavaSide) -> Result<Sender<Queued>, String> {
     let (tx, rx) = channel::<Queued>();
+    let (attached_tx, attached) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name(DISPATCHER_NAME.into())
         .spawn(move || {
-            let Ok(mut env) = vm.attach_current_thread_as_daemon() else {
-                return;
+            let mut env = match vm.attach_current_thread_as_daemon() {
+                Ok(env) => env,
+                Err(e) => {
+                    let _ = attached_tx.send(Err(format!("{DISPATCHER_NAME} not attached: {e}")));
+                    return;
+                }
             };
+            let _ = attached_tx.send(Ok(()));
             // jni attaches it nameless ("Thread-0" in thread dumps and every native log line).
             if name_java_thread(&mut env, DISPATCHER_NAME).is_err() {
                 let _ = env.exception_clear();
             }
             ON_DISPATCHER.with(|on| on.set(true));
             serve(&rx, LEVEL_REFRESH, &mut Attached { env, side });
-        })?;
-    Ok(tx)
+        })
+        .map_err(|e| format!("{DISPATCHER_NAME} not started: {e}"))?;
+    // Bounded: should attaching hang, the library loads as before rather than hold the node.
+    match attached.recv_timeout(Duration::from_secs(10)) {
+        Ok(Err(why)) => Err(why),
+        _ => Ok(tx),
+    }
 }
 
 #[no_mangle]
 pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     crate::supervise::note_panics(crate::supervise::OnStderr::TenAMinute);
+    let raw = vm.get_java_vm_pointer();
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         let (side, level) = {
             let mut env = vm.get_env().map_err(|e| e.to_string())?;
@@ -943,17 +984,32 @@ pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
             });
             (side, level)
         };
-        let tx = start_dispatcher(vm, side).map_err(|e| e.to_string())?;
+        let tx = start_dispatcher(vm, side)?;
         if DISPATCHER.set(tx).is_ok() {
             let _ = log::set_boxed_logger(Box::new(JavaLogger));
             log::set_max_level(level);
         }
         Ok(())
     }));
-    match loaded {
-        Ok(Ok(())) => JNI_VERSION_1_8,
-        _ => JNI_ERR,
+    let why = match loaded {
+        Ok(Ok(())) => return JNI_VERSION_1_8,
+        Ok(Err(why)) => why,
+        Err(payload) => panic_message(payload),
+    };
+    // The JDK throws what `JNI_OnLoad` leaves pending from `System.load`: an error that says
+    // why, as the loader's `UnsatisfiedLinkError`, not the `NoSuchMethodError` a lookup left,
+    // which no caller expects, nor "unsupported JNI version".
+    // SAFETY: the VM that called this function, alive while it runs.
+    if let Ok(vm) = unsafe { JavaVM::from_raw(raw) } {
+        if let Ok(mut env) = vm.get_env() {
+            let _ = env.exception_clear();
+            let _ = env.throw_new(
+                "java/lang/UnsatisfiedLinkError",
+                format!("kaa-mqtt-appender native library could not start: {why}"),
+            );
+        }
     }
+    JNI_ERR
 }
 
 #[cfg(test)]
@@ -973,6 +1029,8 @@ mod tests {
         /// The first refresh panics.
         refresh_panics: bool,
         reports: Vec<String>,
+        /// Reporting panics too (it logs through Java).
+        report_panics: bool,
     }
 
     impl Dispatcher for Recording {
@@ -1001,6 +1059,9 @@ mod tests {
 
         fn report(&mut self, message: String) {
             self.reports.push(message);
+            if self.report_panics {
+                panic!("injected: the report panics");
+            }
         }
     }
 
@@ -1029,6 +1090,25 @@ mod tests {
         );
         assert!(d.reports[1].contains("(run again): injected: job 2 panics"));
         assert!(d.reports[2].contains("injected: job 4 panics once"));
+    }
+
+    /// A panic while a panic is reported (the report logs through Java) does not end the
+    /// dispatcher either. (Before: the thread ended, and every later answer was lost.)
+    #[test]
+    fn a_report_that_panics_does_not_end_the_dispatcher() {
+        let (tx, rx) = channel();
+        for n in 1..=3 {
+            tx.send(Some(n)).expect("queued");
+        }
+        drop(tx);
+        let mut d = Recording {
+            always_panics: 1,
+            report_panics: true,
+            ..Recording::default()
+        };
+        serve(&rx, Duration::from_secs(3600), &mut d);
+        assert_eq!(d.delivered, [2, 3]);
+        assert_eq!(d.reports.len(), 2, "{:?}", d.reports);
     }
 
     /// The level is read again at every `refresh` (here: after every job), also when a read
