@@ -1430,28 +1430,12 @@ impl Tracker {
     /// again is refused from now on, as one the broker refused with a reason code. A close
     /// [`TopicClose::Refusing`] is blamed on a topic only: a size the broker would have said.
     ///
-    /// A message to a new topic written before the largest (or the largest itself) may be what
-    /// the broker closed at: such a close counts against the largest's endpoint alone, never
-    /// teaching a packet limit for all ([`PacketLimit::blame_behind_topic`]).
-    ///
     /// When the largest message is the one to a new topic, its topic is blamed first: a
     /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
     /// every message that large (the broker may have acknowledged only smaller ones: the status
     /// message, records of other topics).
     pub fn blame(&mut self, lost: Unacknowledged, at_topic: TopicClose) -> Option<Blame> {
         let now = Instant::now();
-        // Whether the close may have been at that topic, though nothing (yet) blames it there.
-        let behind_topic = lost.unknown_topic.as_ref().is_some_and(|s| {
-            let silent = match at_topic {
-                TopicClose::Silent => true,
-                TopicClose::Unheard => s.qos == Qos::AtMostOnce,
-                TopicClose::No | TopicClose::Refusing => false,
-            };
-            silent
-                && lost
-                    .largest
-                    .is_some_and(|(_, written, _)| s.written <= written)
-        });
         let suspect = lost.unknown_topic.filter(|s| match at_topic {
             TopicClose::No => false,
             TopicClose::Silent => lost.answered,
@@ -1476,12 +1460,7 @@ impl Tracker {
                 return Some(blame);
             }
         }
-        let blamed = if behind_topic {
-            self.limit.blame_behind_topic(lost.largest, now)
-        } else {
-            self.limit.blame(lost.largest, now)
-        };
-        if let Some(blamed) = blamed {
+        if let Some(blamed) = self.limit.blame(lost.largest, now) {
             return Some(Blame::Size(blamed));
         }
         self.blame_topic(suspect.as_ref()?, at_topic, now)
@@ -2064,53 +2043,6 @@ mod tests {
             !t.limit.refuses_source(from(9).origin, 10_004),
             "a takeover's closes"
         );
-    }
-
-    /// One endpoint sending again and again a pack of a record to a topic the broker never
-    /// took (one its ACL denies, closing without a reason) and then a large record: the broker
-    /// reads in order, so the closes may be at either, and they count against that endpoint
-    /// alone. Its large messages are held after three; no packet limit is taught, and another
-    /// endpoint's large message goes out.
-    #[test]
-    fn closes_behind_a_new_topic_hold_one_endpoints_large_messages_and_teach_no_limit() {
-        let window = Window {
-            acked: 2,
-            exactly_once: 2,
-            packet_ids: 2,
-        };
-        let from = |endpoint| PublishOptions {
-            origin: Origin {
-                appender: 1,
-                endpoint,
-            },
-            ..Qos::AtLeastOnce.into()
-        };
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, window);
-        t.submit(&mut out, &pack(1).0, from(1), payloads(1), 100);
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
-        for n in 0..3 {
-            let mut messages = to_topic("denied", 1);
-            messages.push(big());
-            t.submit(&mut out, &pack(2).0, from(9), messages, 100);
-            t.on_event(&mut out, &written(1));
-            t.on_event(&mut out, &written(2));
-            let blame = lose(&mut t, TopicClose::Silent);
-            assert!(
-                matches!(blame, Some(Blame::Size(Blamed::Suspect { .. }))),
-                "close {n}: {blame:?}"
-            );
-            assert_eq!(t.limit.refuses(10_000), None, "no limit at close {n}");
-            t.on_connected(&mut out, window);
-        }
-        let published = out.published.len();
-        let (next, rx) = pack(1);
-        t.submit(&mut out, &next, from(9), vec![big()], 100);
-        assert_eq!(outcomes(&rx), vec![Outcome::InternalError], "held");
-        t.submit(&mut out, &pack(1).0, from(10), vec![big()], 100);
-        assert_eq!(out.published.len(), published + 1, "another endpoint's");
     }
 
     /// A failover broker is another broker: the limit learned from the first one's closes

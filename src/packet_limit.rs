@@ -39,8 +39,7 @@ const QUICK: Duration = Duration::from_secs(2);
 const SUSPECTS: usize = 4;
 
 /// Closes blamed, each within moments of its write, on a message of one endpoint's records
-/// through one appender (one [`Origin`]) not blamed before (or any, behind a message to a new
-/// topic: [`PacketLimit::blame_behind_topic`]), each within [`LIFE`] of the last:
+/// through one appender (one [`Origin`]) not blamed before, each within [`LIFE`] of the last:
 /// then that origin's messages about as large fail unpublished ([`Sources`]) until [`LIFE`]
 /// has passed without another. The same message at two closes teaches a ceiling; an endpoint
 /// changing its oversized records at every pack (a byte, a length) never sends the same one
@@ -300,39 +299,12 @@ impl PacketLimit {
         largest: Option<(Measure, Instant, Origin)>,
         now: Instant,
     ) -> Option<Blamed> {
-        self.blame_as(largest, true, now)
-    }
-
-    /// [`PacketLimit::blame`] for a close that may have been at a message to a topic the
-    /// broker never took, written before `largest`: the broker reads in order, so either may
-    /// be what it closed at. Such closes count against `largest`'s origin alone, the same
-    /// message again included, and teach no ceiling: one endpoint sending again a pack of a
-    /// record to a denied topic and a large record would otherwise hold every endpoint's
-    /// messages that large.
-    pub fn blame_behind_topic(
-        &mut self,
-        largest: Option<(Measure, Instant, Origin)>,
-        now: Instant,
-    ) -> Option<Blamed> {
-        self.blame_as(largest, false, now)
-    }
-
-    fn blame_as(
-        &mut self,
-        largest: Option<(Measure, Instant, Origin)>,
-        teaches: bool,
-        now: Instant,
-    ) -> Option<Blamed> {
         let acked = self.acked.get(now);
         let (message, written, origin) = largest.filter(|(m, _, _)| self.unproven(m.size, now))?;
         let size = message.size;
         self.suspects
             .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
         if now.saturating_duration_since(written) > QUICK {
-            return Some(Blamed::Suspect { size, acked });
-        }
-        if !teaches {
-            self.sources.count(origin, size, acked, now);
             return Some(Blamed::Suspect { size, acked });
         }
         if self.suspects.iter().any(|&(m, _)| m == message) {
