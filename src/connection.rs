@@ -1680,20 +1680,29 @@ fn blamed_close(why: &str, blame: Blame) -> String {
         Blame::Size(Blamed::Suspect { size, acked }) => format!(
             "{why}, with a message of {size} bytes unconfirmed, far larger than any the broker \
              has taken ({acked} bytes): it may limit the packet size (a close with the same \
-             message unconfirmed again makes this connection refuse messages that large, and \
-             closes at {SOURCE_SUSPECTS} different messages of one endpoint's records hold that \
-             endpoint's messages about as large)"
+             message unconfirmed again makes this connection refuse that endpoint's messages \
+             that large, and closes at {SOURCE_SUSPECTS} different messages of one endpoint's \
+             records hold that endpoint's messages about as large)"
         ),
         Blame::Size(Blamed::Ceiling {
             size,
             ceiling,
             acked,
-        }) => format!(
-            "{why}, again with the same message of {size} bytes unconfirmed, larger than any \
-             the broker has taken ({acked} bytes): it most likely limits the packet size, \
-             and messages of {ceiling} bytes or more now fail their packs (onInternalError) on \
-             this connection for 10 minutes"
-        ),
+            everyone,
+        }) => {
+            let whose = if everyone {
+                "messages"
+            } else {
+                "that endpoint's messages (every endpoint's once another endpoint's teach the \
+                 same: one endpoint's closes may have been at something else of its own)"
+            };
+            format!(
+                "{why}, again with the same message of {size} bytes unconfirmed, larger than \
+                 any the broker has taken ({acked} bytes): it most likely limits the packet \
+                 size, and {whose} of {ceiling} bytes or more now fail their packs \
+                 (onInternalError) on this connection for 10 minutes"
+            )
+        }
     }
 }
 

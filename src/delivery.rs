@@ -803,8 +803,8 @@ impl Tracker {
 
     /// Fails `pack` (`onInternalError`, as a message over maxMessageBytes) when a message of
     /// `size` bytes reaches the packet size the broker was found to close the connection at.
-    fn refuse_over_limit(&mut self, pack: &Pack, size: usize) -> bool {
-        let Some(ceiling) = self.limit.refuses(size) else {
+    fn refuse_over_limit(&mut self, pack: &Pack, size: usize, origin: Origin) -> bool {
+        let Some(ceiling) = self.limit.refuses(size, origin) else {
             return false;
         };
         // ERROR once: each pack after it is the same fault, and Kaa sends it again.
@@ -863,7 +863,7 @@ impl Tracker {
     /// reaches the packet limit learned from the broker's closes, or is as large as its
     /// endpoint's that the broker closed at, or passes what its CONNACK granted.
     fn unwritable(&self, out: &(impl Outbox + ?Sized), size: usize, how: &PublishOptions) -> bool {
-        self.limit.refuses(size).is_some()
+        self.limit.refuses(size, how.origin).is_some()
             || self.limit.refuses_source(how.origin, size)
             || out.refusal(size, how).is_some()
     }
@@ -877,7 +877,7 @@ impl Tracker {
         size: usize,
         how: &PublishOptions,
     ) -> bool {
-        if self.refuse_over_limit(pack, size) {
+        if self.refuse_over_limit(pack, size, how.origin) {
             return true;
         }
         if self.limit.refuses_source(how.origin, size) {
@@ -2043,6 +2043,54 @@ mod tests {
             !t.limit.refuses_source(from(9).origin, 10_004),
             "a takeover's closes"
         );
+    }
+
+    /// The same large message of one endpoint's records at two closes: that endpoint's packs
+    /// with messages that large fail unpublished, another endpoint's go out.
+    #[test]
+    fn a_limit_one_endpoint_taught_holds_its_messages_only() {
+        let window = Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        };
+        let from = |endpoint| PublishOptions {
+            origin: Origin {
+                appender: 1,
+                endpoint,
+            },
+            ..Qos::AtLeastOnce.into()
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, window);
+        t.submit(&mut out, &pack(1).0, from(1), payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        for n in 0..2 {
+            t.submit(&mut out, &pack(1).0, from(9), vec![big()], 100);
+            t.on_event(&mut out, &written(1));
+            let blame = lose(&mut t, TopicClose::Silent);
+            if n == 1 {
+                assert!(
+                    matches!(
+                        blame,
+                        Some(Blame::Size(Blamed::Ceiling {
+                            everyone: false,
+                            ..
+                        }))
+                    ),
+                    "{blame:?}"
+                );
+            }
+            t.on_connected(&mut out, window);
+        }
+        let published = out.published.len();
+        let (held, rx) = pack(1);
+        t.submit(&mut out, &held, from(9), vec![big()], 100);
+        assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        t.submit(&mut out, &pack(1).0, from(10), vec![big()], 100);
+        assert_eq!(out.published.len(), published + 1, "another endpoint's");
     }
 
     /// A failover broker is another broker: the limit learned from the first one's closes

@@ -10,7 +10,8 @@
 //! lately is blamed on that message and never taken for a takeover; when the same message is left
 //! unacknowledged at a later close too, each time within moments of its write (a broker closes
 //! as soon as it reads the packet's header), the connection takes its size for the broker's
-//! limit, and messages that large fail their packs before they are written. At QoS 0, which
+//! limit, and messages that large fail their packs before they are written: that endpoint's
+//! only, until another endpoint's message teaches the same ([`Ceiling::of`]). At QoS 0, which
 //! nothing acknowledges, the connection outliving a message by moments is its acknowledgement,
 //! and every one far larger than any record taken waits for that before its pack is answered,
 //! so that Kaa sends it again when the broker closed at it. Size alone would not do: a broker restarting, or nodes fighting over one client id, while a large record is
@@ -251,13 +252,27 @@ pub struct PacketLimit {
     /// Messages left unacknowledged at earlier closes within moments of their write, larger
     /// than any acknowledged since, and when; newest last.
     suspects: VecDeque<(Measure, Instant)>,
-    /// The limit learned, and when: messages this large or larger are not written.
-    ceiling: Option<(usize, Instant)>,
+    /// The limit learned: messages this large or larger are not written.
+    ceiling: Option<Ceiling>,
     /// Suspects blamed per origin.
     sources: Sources,
     /// The broker said its limit (MQTT 5's Maximum Packet Size), which `protocol::Grants`
     /// holds messages to: nothing is learned, and no message is unproven.
     announced: bool,
+}
+
+/// A packet limit learned from the broker's closes ([`PacketLimit::blame`]).
+#[derive(Debug, Clone, Copy)]
+struct Ceiling {
+    size: usize,
+    /// When it was learned.
+    at: Instant,
+    /// Whose messages it holds: those of the origin whose message taught it, or everyone's
+    /// (`None`) once a second origin's message taught one too, or the connection's own did.
+    /// One endpoint re-sending a pack whose close was at something else (a record to a topic
+    /// the broker's ACL denies, ahead of a large one) teaches a false limit: it must hold that
+    /// endpoint's messages only.
+    of: Option<Origin>,
 }
 
 /// What a close by the broker says about the packet limit.
@@ -266,11 +281,13 @@ pub enum Blamed {
     /// A close with this message unacknowledged, far larger than any acknowledged: it may be
     /// over the broker's limit.
     Suspect { size: usize, acked: usize },
-    /// The same message unacknowledged again: messages of `ceiling` bytes or more are refused.
+    /// The same message unacknowledged again: messages of `ceiling` bytes or more are refused,
+    /// of every origin or of the message's own only ([`Ceiling::of`]).
     Ceiling {
         size: usize,
         ceiling: usize,
         acked: usize,
+        everyone: bool,
     },
 }
 
@@ -283,7 +300,7 @@ impl PacketLimit {
         self.suspects.retain(|(m, _)| m.size > size);
         self.sources.expire(now);
         self.sources.taken(size);
-        self.ceiling.take_if(|(c, _)| size >= *c).map(|(c, _)| c)
+        self.ceiling.take_if(|c| size >= c.size).map(|c| c.size)
     }
 
     /// The broker closed the connection (not a refusal, not a takeover it said) at `now` with
@@ -308,12 +325,21 @@ impl PacketLimit {
             return Some(Blamed::Suspect { size, acked });
         }
         if self.suspects.iter().any(|&(m, _)| m == message) {
-            let ceiling = self.live(now).map_or(size, |c| c.min(size));
-            self.ceiling = Some((ceiling, now));
+            let own = (origin.appender != 0).then_some(origin);
+            let (ceiling, of) = match self.live(now) {
+                Some(c) => (c.size.min(size), own.filter(|_| c.of == own)),
+                None => (size, own),
+            };
+            self.ceiling = Some(Ceiling {
+                size: ceiling,
+                at: now,
+                of,
+            });
             return Some(Blamed::Ceiling {
                 size,
                 ceiling,
                 acked,
+                everyone: of.is_none(),
             });
         }
         if self.suspects.len() == SUSPECTS {
@@ -373,22 +399,23 @@ impl PacketLimit {
         records > 0 && far_larger(size, records) && self.unproven(size, now)
     }
 
-    /// The learned ceiling, when a message of `size` bytes reaches it.
-    pub fn refuses(&self, size: usize) -> Option<usize> {
+    /// The learned ceiling, when a message of `size` bytes of `origin`'s records reaches it.
+    pub fn refuses(&self, size: usize, origin: Origin) -> Option<usize> {
         self.ceiling?;
-        self.ceiling_at(size, Instant::now())
+        self.holds(size, origin, Instant::now())
     }
 
-    /// The ceiling in force at `now`, when `size` reaches it.
-    fn ceiling_at(&self, size: usize, now: Instant) -> Option<usize> {
-        self.live(now).filter(|&c| size >= c)
+    /// The ceiling in force at `now`, when a message of `size` bytes of `origin`'s reaches it.
+    fn holds(&self, size: usize, origin: Origin, now: Instant) -> Option<usize> {
+        self.live(now)
+            .filter(|c| size >= c.size && c.of.is_none_or(|of| of == origin))
+            .map(|c| c.size)
     }
 
     /// The ceiling, unless it has expired at `now`.
-    fn live(&self, now: Instant) -> Option<usize> {
+    fn live(&self, now: Instant) -> Option<Ceiling> {
         self.ceiling
-            .filter(|&(_, at)| now.saturating_duration_since(at) < LIFE)
-            .map(|(c, _)| c)
+            .filter(|c| now.saturating_duration_since(c.at) < LIFE)
     }
 
     /// The largest message acknowledged lately.
@@ -429,7 +456,7 @@ mod tests {
             })
         );
         assert_eq!(
-            limit.ceiling_at(usize::MAX, now),
+            limit.holds(usize::MAX, Origin::default(), now),
             None,
             "one close proves nothing"
         );
@@ -438,11 +465,55 @@ mod tests {
             Some(Blamed::Ceiling {
                 size: 132_000,
                 ceiling: 132_000,
-                acked: 300
+                acked: 300,
+                everyone: true
             })
         );
-        assert_eq!(limit.ceiling_at(132_000, now), Some(132_000));
-        assert_eq!(limit.ceiling_at(131_999, now), None);
+        assert_eq!(limit.holds(132_000, Origin::default(), now), Some(132_000));
+        assert_eq!(limit.holds(131_999, Origin::default(), now), None);
+    }
+
+    /// A ceiling one endpoint's message taught holds that endpoint's messages only (its closes
+    /// may have been at something else of its own: a record to a topic the broker's ACL denies,
+    /// ahead of the large one), until another endpoint's message teaches one too: then every
+    /// endpoint's, at the lower of the two.
+    #[test]
+    fn one_endpoints_closes_teach_a_limit_for_its_messages_only() {
+        let now = Instant::now();
+        let origin = |endpoint| Origin {
+            appender: 1,
+            endpoint,
+        };
+        let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        limit.blame(of(9_000, b"a", origin(1)), now);
+        assert_eq!(
+            limit.blame(of(9_000, b"a", origin(1)), now),
+            Some(Blamed::Ceiling {
+                size: 9_000,
+                ceiling: 9_000,
+                acked: 300,
+                everyone: false
+            })
+        );
+        assert_eq!(limit.holds(9_000, origin(1), now), Some(9_000));
+        assert_eq!(limit.holds(20_000, origin(2), now), None, "another's");
+        limit.blame(of(12_000, b"b", origin(2)), now);
+        assert_eq!(
+            limit.blame(of(12_000, b"b", origin(2)), now),
+            Some(Blamed::Ceiling {
+                size: 12_000,
+                ceiling: 9_000,
+                acked: 300,
+                everyone: true
+            })
+        );
+        assert_eq!(
+            limit.holds(9_000, origin(3), now),
+            Some(9_000),
+            "everyone's"
+        );
     }
 
     /// A broker reconfigured to say its limit (MQTT 5): what its silent closes taught before
@@ -451,10 +522,10 @@ mod tests {
     fn a_limit_the_broker_says_replaces_one_learned() {
         let now = Instant::now();
         let mut limit = taught(300, 132_000, now);
-        assert_eq!(limit.ceiling_at(132_000, now), Some(132_000));
+        assert_eq!(limit.holds(132_000, Origin::default(), now), Some(132_000));
 
         limit.announced(true);
-        assert_eq!(limit.ceiling_at(132_000, now), None);
+        assert_eq!(limit.holds(132_000, Origin::default(), now), None);
         assert_eq!(limit.blame(written(132_000, b"a", now), now), None);
         assert!(!limit.unproven_qos0(132_000, now));
     }
@@ -470,7 +541,7 @@ mod tests {
         assert!(limit.blame(written(8_000, b"a", now), now).is_some());
         assert!(limit.blame(written(9_000, b"b", now), now).is_some());
         assert!(limit.blame(written(8_000, b"c", now), now).is_some());
-        assert_eq!(limit.ceiling_at(usize::MAX, now), None);
+        assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
     /// Different messages of one endpoint's records (one origin) at three closes hold its
@@ -505,7 +576,11 @@ mod tests {
             !limit.refuses_source(origin(3), 14_999),
             "each origin its own floor"
         );
-        assert_eq!(limit.ceiling_at(usize::MAX, now), None, "no ceiling");
+        assert_eq!(
+            limit.holds(usize::MAX, Origin::default(), now),
+            None,
+            "no ceiling"
+        );
         for tail in [b"d", b"e", b"f"] {
             limit.blame(of(8_000, tail, Origin::default()), now);
         }
@@ -610,7 +685,7 @@ mod tests {
         assert!(limit.blame(written(8_000, b"a", long_ago), now).is_some());
         assert!(limit.blame(written(8_000, b"a", long_ago), now).is_some());
         assert_eq!(
-            limit.ceiling_at(usize::MAX, now),
+            limit.holds(usize::MAX, Origin::default(), now),
             None,
             "written long before"
         );
@@ -620,7 +695,11 @@ mod tests {
             limit.blame(written(8_000, b"a", later), later),
             Some(Blamed::Suspect { .. })
         ));
-        assert_eq!(limit.ceiling_at(usize::MAX, later), None, "suspect expired");
+        assert_eq!(
+            limit.holds(usize::MAX, Origin::default(), later),
+            None,
+            "suspect expired"
+        );
     }
 
     /// Within a quarter of what the broker acknowledged, a close is not told from a takeover
@@ -632,7 +711,7 @@ mod tests {
         limit.acked(1_800, now);
         assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
         assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
-        assert_eq!(limit.ceiling_at(usize::MAX, now), None);
+        assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
     #[test]
@@ -648,7 +727,7 @@ mod tests {
             "not larger"
         );
         assert!(limit.blame(written(7_000, b"a", now), now).is_some());
-        assert_eq!(limit.ceiling_at(usize::MAX, now), None);
+        assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
     /// Nothing acknowledged yet, nothing is blamed, not even the same message twice.
@@ -659,7 +738,7 @@ mod tests {
         assert_eq!(limit.blame(written(200, b"a", now), now), None);
         assert_eq!(limit.blame(written(200, b"a", now), now), None);
         assert_eq!(limit.blame(None, now), None);
-        assert_eq!(limit.ceiling_at(usize::MAX, now), None);
+        assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
     /// The ceiling expires; one that large the broker acknowledges lifts it.
@@ -669,13 +748,17 @@ mod tests {
         let mut limit = taught(100, 1_000, now);
         let later = now + LIFE;
         assert_eq!(
-            limit.ceiling_at(1_000, later - Duration::from_secs(1)),
+            limit.holds(1_000, Origin::default(), later - Duration::from_secs(1)),
             Some(1_000)
         );
-        assert_eq!(limit.ceiling_at(1_000, later), None, "expired");
+        assert_eq!(
+            limit.holds(1_000, Origin::default(), later),
+            None,
+            "expired"
+        );
         assert_eq!(limit.acked(999, now), None);
         assert_eq!(limit.acked(1_000, now), Some(1_000));
-        assert_eq!(limit.ceiling_at(1_000, now), None, "lifted");
+        assert_eq!(limit.holds(1_000, Origin::default(), now), None, "lifted");
     }
 
     /// A broker restarted with a lower limit: the large messages it took before vouch for
@@ -716,7 +799,8 @@ mod tests {
             Some(Blamed::Ceiling {
                 size: 200_000,
                 ceiling: 200_000,
-                acked: 4_000
+                acked: 4_000,
+                everyone: true
             })
         );
     }
