@@ -63,7 +63,7 @@ const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
 /// map around it that needed it: a few times in the schemas of real records. A record of a
 /// recursive schema (a JSON value as records, unions and maps) can nest some 40 maps, each
 /// copying what is inside it, and would cost that many copies of its output on a Kaa thread.
-const REORDER_TIMES: usize = 16;
+pub const REORDER_TIMES: usize = 16;
 
 /// What one entry of a map of more than `java_map::SMALL_MAP` entries costs in
 /// working memory while the map is put in Java's order, charged to the output bound before any
