@@ -38,8 +38,9 @@ const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
 const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Closes before any CONNACK in a row, under an id the node moved to, that give the configured
-/// id back, as a CONNACK refusing the id does: AWS IoT closes so a connect its policy refuses.
+/// Closes before any CONNACK in a row, under an id the node moved to that no broker admitted,
+/// under MQTT 3.1.1, that give the configured id back, as a CONNACK refusing the id does: AWS
+/// IoT closes so a connect its policy refuses.
 const TURNED_AWAY: u32 = 2;
 /// A connection that lived this long was well: its loss is reported even when the one before
 /// ended the same way. Younger ones ending alike are one fault going on (a broker that stalls
@@ -1680,9 +1681,10 @@ fn blamed_close(why: &str, blame: Blame) -> String {
         Blame::Size(Blamed::Suspect { size, acked }) => format!(
             "{why}, with a message of {size} bytes unconfirmed, far larger than any the broker \
              has taken ({acked} bytes): it may limit the packet size (a close with the same \
-             message unconfirmed again makes this connection refuse that endpoint's messages \
-             that large, and closes at {SOURCE_SUSPECTS} different messages of one endpoint's \
-             records hold that endpoint's messages about as large)"
+             message unconfirmed again makes this connection refuse messages that large, that \
+             endpoint's only when it is an endpoint's record, and closes at {SOURCE_SUSPECTS} \
+             different messages of one endpoint's records hold that endpoint's messages about \
+             as large)"
         ),
         Blame::Size(Blamed::Ceiling {
             size,

@@ -804,7 +804,7 @@ impl Tracker {
     /// Fails `pack` (`onInternalError`, as a message over maxMessageBytes) when a message of
     /// `size` bytes reaches the packet size the broker was found to close the connection at.
     fn refuse_over_limit(&mut self, pack: &Pack, size: usize, origin: Origin) -> bool {
-        let Some(ceiling) = self.limit.refuses(size, origin) else {
+        let Some((ceiling, everyone)) = self.limit.refuses(size, origin) else {
             return false;
         };
         // ERROR once: each pack after it is the same fault, and Kaa sends it again.
@@ -822,15 +822,22 @@ impl Tracker {
             log::log!(
                 level,
                 "{}: a message of {size} bytes fails its pack (onInternalError; {} so far): the \
-                 broker closed the connection twice with the same message of {ceiling} bytes \
-                 unconfirmed, and has lately taken {} bytes at most, so it most likely takes \
-                 no packets that large. Set maxMessageBytes below the broker's limit (EMQX \
-                 mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto \
+                 broker closed the connection twice with the same message of {ceiling} bytes or \
+                 more unconfirmed, and has lately taken {} bytes at most, so it most likely \
+                 takes no packets that large ({}). Set maxMessageBytes below the broker's limit \
+                 (EMQX mqtt.max_packet_size, 1 MB by default; AWS IoT 128 KB; Mosquitto \
                  max_packet_size or message_size_limit), or use MQTT 5 with a broker that \
                  announces its Maximum Packet Size{note}",
                 self.label,
                 self.over_limit,
-                self.limit.largest_acked(Instant::now())
+                self.limit.largest_acked(Instant::now()),
+                if everyone {
+                    "every endpoint's messages that large fail so"
+                } else {
+                    "this endpoint's messages that large fail so, as its closes may have been at \
+                     something else of its own, a record to a topic the broker's ACL denies; \
+                     every endpoint's once another endpoint's message teaches the same"
+                }
             );
         }
         pack.finish(Why::Unpublishable);
@@ -2045,14 +2052,16 @@ mod tests {
         );
     }
 
-    /// The same large message of one endpoint's records at two closes: that endpoint's packs
-    /// with messages that large fail unpublished, another endpoint's go out.
+    /// One endpoint sending again a pack of a record to a topic the broker never took (one its
+    /// ACL denies, closing without a reason under MQTT 3.1.1) and then a large record: its
+    /// second close teaches a limit for that endpoint's messages only. Its packs with messages
+    /// that large fail unpublished; another endpoint's go out.
     #[test]
     fn a_limit_one_endpoint_taught_holds_its_messages_only() {
         let window = Window {
-            acked: 1,
-            exactly_once: 1,
-            packet_ids: 1,
+            acked: 2,
+            exactly_once: 2,
+            packet_ids: 2,
         };
         let from = |endpoint| PublishOptions {
             origin: Origin {
@@ -2068,8 +2077,11 @@ mod tests {
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &puback(1));
         for n in 0..2 {
-            t.submit(&mut out, &pack(1).0, from(9), vec![big()], 100);
+            let mut messages = to_topic("denied", 1);
+            messages.push(big());
+            t.submit(&mut out, &pack(2).0, from(9), messages, 100);
             t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &written(2));
             let blame = lose(&mut t, TopicClose::Silent);
             if n == 1 {
                 assert!(

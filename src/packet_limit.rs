@@ -11,7 +11,7 @@
 //! unacknowledged at a later close too, each time within moments of its write (a broker closes
 //! as soon as it reads the packet's header), the connection takes its size for the broker's
 //! limit, and messages that large fail their packs before they are written: that endpoint's
-//! only, until another endpoint's message teaches the same ([`Ceiling::of`]). At QoS 0, which
+//! only, until another endpoint's message teaches one too (`PacketLimit::one`). At QoS 0, which
 //! nothing acknowledges, the connection outliving a message by moments is its acknowledgement,
 //! and every one far larger than any record taken waits for that before its pack is answered,
 //! so that Kaa sends it again when the broker closed at it. Size alone would not do: a broker restarting, or nodes fighting over one client id, while a large record is
@@ -252,8 +252,15 @@ pub struct PacketLimit {
     /// Messages left unacknowledged at earlier closes within moments of their write, larger
     /// than any acknowledged since, and when; newest last.
     suspects: VecDeque<(Measure, Instant)>,
-    /// The limit learned: messages this large or larger are not written.
-    ceiling: Option<Ceiling>,
+    /// The limit learned: messages this large or larger are not written, whoever's.
+    everyone: Option<Ceiling>,
+    /// A limit one origin's message taught: that origin's messages this large or larger are
+    /// not written. Its closes may have been at something else of its own (under MQTT 3.1.1 a
+    /// broker closes at a publish its ACL denies without a reason: a record to a denied topic
+    /// ahead of a large one, sent again, teaches a false limit), so it holds every origin's
+    /// messages only once another origin's message teaches one too, at the larger of the two:
+    /// one false limit does not lower what the others may send.
+    one: Option<(Ceiling, Origin)>,
     /// Suspects blamed per origin.
     sources: Sources,
     /// The broker said its limit (MQTT 5's Maximum Packet Size), which `protocol::Grants`
@@ -267,12 +274,12 @@ struct Ceiling {
     size: usize,
     /// When it was learned.
     at: Instant,
-    /// Whose messages it holds: those of the origin whose message taught it, or everyone's
-    /// (`None`) once a second origin's message taught one too, or the connection's own did.
-    /// One endpoint re-sending a pack whose close was at something else (a record to a topic
-    /// the broker's ACL denies, ahead of a large one) teaches a false limit: it must hold that
-    /// endpoint's messages only.
-    of: Option<Origin>,
+}
+
+impl Ceiling {
+    fn live(self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < LIFE
+    }
 }
 
 /// What a close by the broker says about the packet limit.
@@ -282,7 +289,7 @@ pub enum Blamed {
     /// over the broker's limit.
     Suspect { size: usize, acked: usize },
     /// The same message unacknowledged again: messages of `ceiling` bytes or more are refused,
-    /// of every origin or of the message's own only ([`Ceiling::of`]).
+    /// of every origin or of the message's own only ([`PacketLimit::one`]).
     Ceiling {
         size: usize,
         ceiling: usize,
@@ -300,7 +307,12 @@ impl PacketLimit {
         self.suspects.retain(|(m, _)| m.size > size);
         self.sources.expire(now);
         self.sources.taken(size);
-        self.ceiling.take_if(|c| size >= c.size).map(|c| c.size)
+        let everyone = self.everyone.take_if(|c| size >= c.size).map(|c| c.size);
+        let one = self
+            .one
+            .take_if(|(c, _)| size >= c.size)
+            .map(|(c, _)| c.size);
+        everyone.max(one)
     }
 
     /// The broker closed the connection (not a refusal, not a takeover it said) at `now` with
@@ -325,21 +337,35 @@ impl PacketLimit {
             return Some(Blamed::Suspect { size, acked });
         }
         if self.suspects.iter().any(|&(m, _)| m == message) {
-            let own = (origin.appender != 0).then_some(origin);
-            let (ceiling, of) = match self.live(now) {
-                Some(c) => (c.size.min(size), own.filter(|_| c.of == own)),
-                None => (size, own),
+            let everyone = self.everyone.filter(|c| c.live(now)).map(|c| c.size);
+            let one = self.one.filter(|(c, _)| c.live(now));
+            let to_all = match one {
+                // The connection's own message (the status message) is no endpoint's doing.
+                _ if origin.appender == 0 => Some(size),
+                Some((c, of)) if of != origin => Some(c.size.max(size)),
+                _ => None,
             };
-            self.ceiling = Some(Ceiling {
-                size: ceiling,
-                at: now,
-                of,
-            });
+            let ceiling = match to_all {
+                Some(all) => {
+                    let all = everyone.map_or(all, |e| e.min(all));
+                    self.everyone = Some(Ceiling { size: all, at: now });
+                    if origin.appender != 0 {
+                        // Its evidence is spent: with a third origin's it would lower the limit.
+                        self.one = None;
+                    }
+                    all
+                }
+                None => {
+                    let own = one.map_or(size, |(c, _)| c.size.min(size));
+                    self.one = Some((Ceiling { size: own, at: now }, origin));
+                    own
+                }
+            };
             return Some(Blamed::Ceiling {
                 size,
                 ceiling,
                 acked,
-                everyone: of.is_none(),
+                everyone: to_all.is_some(),
             });
         }
         if self.suspects.len() == SUSPECTS {
@@ -371,7 +397,8 @@ impl PacketLimit {
         self.announced = said;
         if said {
             self.suspects.clear();
-            self.ceiling = None;
+            self.everyone = None;
+            self.one = None;
             self.sources.forget();
         }
     }
@@ -399,23 +426,26 @@ impl PacketLimit {
         records > 0 && far_larger(size, records) && self.unproven(size, now)
     }
 
-    /// The learned ceiling, when a message of `size` bytes of `origin`'s records reaches it.
-    pub fn refuses(&self, size: usize, origin: Origin) -> Option<usize> {
-        self.ceiling?;
-        self.holds(size, origin, Instant::now())
+    /// The learned ceiling a message of `size` bytes of `origin`'s records reaches, and
+    /// whether it holds every origin's messages.
+    pub fn refuses(&self, size: usize, origin: Origin) -> Option<(usize, bool)> {
+        if self.everyone.is_none() && self.one.is_none() {
+            return None;
+        }
+        self.held(size, origin, Instant::now())
     }
 
-    /// The ceiling in force at `now`, when a message of `size` bytes of `origin`'s reaches it.
-    fn holds(&self, size: usize, origin: Origin, now: Instant) -> Option<usize> {
-        self.live(now)
-            .filter(|c| size >= c.size && c.of.is_none_or(|of| of == origin))
-            .map(|c| c.size)
-    }
-
-    /// The ceiling, unless it has expired at `now`.
-    fn live(&self, now: Instant) -> Option<Ceiling> {
-        self.ceiling
-            .filter(|c| now.saturating_duration_since(c.at) < LIFE)
+    /// [`PacketLimit::refuses`] at `now`.
+    fn held(&self, size: usize, origin: Origin, now: Instant) -> Option<(usize, bool)> {
+        let everyone = self.everyone.filter(|c| c.live(now) && size >= c.size);
+        let one = self
+            .one
+            .filter(|&(c, of)| c.live(now) && size >= c.size && of == origin);
+        match (everyone, one) {
+            (Some(c), _) => Some((c.size, true)),
+            (None, Some((c, _))) => Some((c.size, false)),
+            (None, None) => None,
+        }
     }
 
     /// The largest message acknowledged lately.
@@ -427,6 +457,13 @@ impl PacketLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl PacketLimit {
+        /// The ceiling in force at `now` for a message of `size` bytes of `origin`'s.
+        fn holds(&self, size: usize, origin: Origin, now: Instant) -> Option<usize> {
+            self.held(size, origin, now).map(|(c, _)| c)
+        }
+    }
 
     /// The message `tail` ends with, written just before the close at `now`.
     fn written(size: usize, tail: &[u8], now: Instant) -> Option<(Measure, Instant, Origin)> {
@@ -476,7 +513,8 @@ mod tests {
     /// A ceiling one endpoint's message taught holds that endpoint's messages only (its closes
     /// may have been at something else of its own: a record to a topic the broker's ACL denies,
     /// ahead of the large one), until another endpoint's message teaches one too: then every
-    /// endpoint's, at the lower of the two.
+    /// endpoint's, at the larger of the two (one of them may be false). A third endpoint's
+    /// smaller one holds its own messages, not lowering everyone's; acknowledged, it goes.
     #[test]
     fn one_endpoints_closes_teach_a_limit_for_its_messages_only() {
         let now = Instant::now();
@@ -484,36 +522,30 @@ mod tests {
             appender: 1,
             endpoint,
         };
-        let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
-        limit.blame(of(9_000, b"a", origin(1)), now);
-        assert_eq!(
-            limit.blame(of(9_000, b"a", origin(1)), now),
-            Some(Blamed::Ceiling {
-                size: 9_000,
-                ceiling: 9_000,
-                acked: 300,
-                everyone: false
-            })
-        );
-        assert_eq!(limit.holds(9_000, origin(1), now), Some(9_000));
-        assert_eq!(limit.holds(20_000, origin(2), now), None, "another's");
-        limit.blame(of(12_000, b"b", origin(2)), now);
-        assert_eq!(
-            limit.blame(of(12_000, b"b", origin(2)), now),
-            Some(Blamed::Ceiling {
-                size: 12_000,
-                ceiling: 9_000,
-                acked: 300,
-                everyone: true
-            })
-        );
-        assert_eq!(
-            limit.holds(9_000, origin(3), now),
-            Some(9_000),
-            "everyone's"
-        );
+        let mut teach = |size, tail: &[u8], endpoint| {
+            let of = || Some((Measure::of(size, tail), now, origin(endpoint)));
+            limit.blame(of(), now);
+            match limit.blame(of(), now) {
+                Some(Blamed::Ceiling {
+                    ceiling, everyone, ..
+                }) => (ceiling, everyone),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(teach(9_000, b"a", 1), (9_000, false));
+        assert_eq!(teach(12_000, b"b", 2), (12_000, true), "the larger");
+        assert_eq!(teach(10_000, b"c", 4), (10_000, false), "not lower");
+        assert_eq!(limit.holds(9_000, origin(1), now), None, "spent");
+        assert_eq!(limit.holds(12_000, origin(3), now), Some(12_000));
+        assert_eq!(limit.holds(11_999, origin(3), now), None);
+        assert_eq!(limit.holds(10_000, origin(4), now), Some(10_000));
+        assert_eq!(limit.held(12_000, origin(4), now), Some((12_000, true)));
+        assert_eq!(limit.held(10_000, origin(4), now), Some((10_000, false)));
+        assert_eq!(limit.acked(10_000, now), Some(10_000));
+        assert_eq!(limit.holds(10_000, origin(4), now), None, "lifted");
+        assert_eq!(limit.holds(12_000, origin(4), now), Some(12_000));
     }
 
     /// A broker reconfigured to say its limit (MQTT 5): what its silent closes taught before
