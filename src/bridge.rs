@@ -943,7 +943,7 @@ fn name_java_thread(env: &mut JNIEnv, name: &str) -> jni::errors::Result<()> {
 fn start_dispatcher(vm: JavaVM, side: JavaSide) -> Result<Sender<Queued>, String> {
     let (tx, rx) = channel::<Queued>();
     let (attached_tx, attached) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(DISPATCHER_NAME.into())
         .spawn(move || {
             let mut env = match vm.attach_current_thread_as_daemon() {
@@ -963,10 +963,14 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> Result<Sender<Queued>, String
         })
         .map_err(|e| format!("{DISPATCHER_NAME} not started: {e}"))?;
     // Bounded: should attaching hang, the library loads as before rather than hold the node.
-    match attached.recv_timeout(Duration::from_secs(10)) {
-        Ok(Err(why)) => Err(why),
-        _ => Ok(tx),
-    }
+    let why = match attached.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) | Err(RecvTimeoutError::Timeout) => return Ok(tx),
+        Ok(Err(why)) => why,
+        Err(RecvTimeoutError::Disconnected) => format!("{DISPATCHER_NAME} ended unattached"),
+    };
+    // The JDK unloads a library whose JNI_OnLoad fails: none of its code may still run.
+    let _ = thread.join();
+    Err(why)
 }
 
 #[no_mangle]
@@ -1002,14 +1006,28 @@ pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     // SAFETY: the VM that called this function, alive while it runs.
     if let Ok(vm) = unsafe { JavaVM::from_raw(raw) } {
         if let Ok(mut env) = vm.get_env() {
-            let _ = env.exception_clear();
+            // jni says only "Java exception was thrown": the exception names the class or
+            // method a lookup missed.
+            let cause = pending_text(&mut env).map_or(String::new(), |t| format!(" ({t})"));
             let _ = env.throw_new(
                 "java/lang/UnsatisfiedLinkError",
-                format!("kaa-mqtt-appender native library could not start: {why}"),
+                format!("kaa-mqtt-appender native library could not start: {why}{cause}"),
             );
         }
     }
     JNI_ERR
+}
+
+/// The pending exception's `toString`, cleared with it; `None` when none is pending.
+fn pending_text(env: &mut JNIEnv) -> Option<String> {
+    let pending = env.exception_occurred().ok().filter(|e| !e.is_null());
+    let _ = env.exception_clear();
+    let text = env
+        .call_method(pending?, "toString", "()Ljava/lang/String;", &[])
+        .and_then(|t| t.l())
+        .and_then(|t| env.get_string(&JString::from(t)).map(String::from));
+    let _ = env.exception_clear();
+    text.ok()
 }
 
 #[cfg(test)]
