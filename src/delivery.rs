@@ -1985,6 +1985,17 @@ mod tests {
         assert_eq!(t.outstanding(), 0);
     }
 
+    /// QoS 1 for the records of `endpoint` through appender 1.
+    fn from(endpoint: u64) -> PublishOptions {
+        PublishOptions {
+            origin: Origin {
+                appender: 1,
+                endpoint,
+            },
+            ..Qos::AtLeastOnce.into()
+        }
+    }
+
     /// Closes at three different large messages of one endpoint's records: its pack parked
     /// (the window full) at the third is refused whole at the next connection, nothing of it
     /// published, and its next one at submit; another endpoint's large message goes out.
@@ -1994,13 +2005,6 @@ mod tests {
             acked: 1,
             exactly_once: 1,
             packet_ids: 1,
-        };
-        let from = |endpoint| PublishOptions {
-            origin: Origin {
-                appender: 1,
-                endpoint,
-            },
-            ..Qos::AtLeastOnce.into()
         };
         let large = |n: usize| Message {
             topic: Arc::from("t"),
@@ -2062,13 +2066,6 @@ mod tests {
             acked: 2,
             exactly_once: 2,
             packet_ids: 2,
-        };
-        let from = |endpoint| PublishOptions {
-            origin: Origin {
-                appender: 1,
-                endpoint,
-            },
-            ..Qos::AtLeastOnce.into()
         };
         let mut t = Tracker::default();
         let mut out = Recorder::default();

@@ -206,6 +206,15 @@ fn submit(shared: &Shared) -> mpsc::Receiver<Outcome> {
     rx
 }
 
+/// Waits until the scripted driver has taken the connection's loss; `why` if it does not.
+fn disconnected(shared: &Shared, why: &str) {
+    let deadline = Instant::now() + WAIT;
+    while shared.metrics.connected.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn connect(shared: &Shared, events: &UnboundedSender<Step>) {
     events
         .send(Step::Event(Observed::Connected {

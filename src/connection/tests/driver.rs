@@ -255,14 +255,7 @@ fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
     );
 
     events.send(Step::Panic).expect("sent");
-    let deadline = Instant::now() + WAIT;
-    while shared.metrics.connected.load(Ordering::Relaxed) {
-        assert!(
-            Instant::now() < deadline,
-            "the driver did not take the panic"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    disconnected(&shared, "the driver did not take the panic");
     connect(&shared, &events);
     let first_broker = submit(&shared);
     assert_eq!(
@@ -287,14 +280,7 @@ fn a_panic_that_recurs_is_retried_with_growing_pauses() {
     for _ in 0..5 {
         events.send(Step::Panic).expect("sent");
     }
-    let deadline = Instant::now() + WAIT;
-    while shared.metrics.connected.load(Ordering::Relaxed) {
-        assert!(
-            Instant::now() < deadline,
-            "the driver did not take the first panic"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    disconnected(&shared, "the driver did not take the first panic");
     // Read after the fifth panic's pause.
     connect(&shared, &events);
     let waited = start.elapsed();
