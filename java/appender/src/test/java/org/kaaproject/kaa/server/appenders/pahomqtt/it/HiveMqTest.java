@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.REMOTE_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
@@ -410,6 +411,41 @@ class HiveMqTest {
                     "closes under the moved id: " + events);
             assertEquals(4, events.stream().filter(e -> e.startsWith("CONNECT " + node.clientId + "-")).count(),
                     "connections under the moved id: " + events);
+        }
+    }
+
+    /**
+     * An endpoint whose pack holds a record to a topic the ACL denies and then a large record, under MQTT 3.1.1: HiveMQ
+     * closes the connection at the denied publish without a word, and the close is blamed on the large record, which
+     * it never read. Sent again as Kaa does, the second close teaches a packet limit for that endpoint's records only:
+     * its third attempt fails with {@code onInternalError} unpublished, and another endpoint's larger record is
+     * delivered on the same connection. (Before: every endpoint's records that large failed for 10 minutes.)
+     */
+    @Test
+    void mqtt311OneEndpointsFalsePacketLimitHoldsItsRecordsOnly() throws Exception {
+        try (HiveMq broker = HiveMq.startDenying(10, "denied/")) {
+            String clientId = newClientId();
+            LogAppender appender = sharing(broker, "limit", "{event.id}/x", clientId, false);
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                List<byte[]> expected = new ArrayList<>(assertConfirmed(appender, "other-endpoint",
+                        TestData.telemetryBinaries(SCHEMA, new Random(7), 3, i -> "allowed")));
+                List<byte[]> hostile = Arrays.asList(TestData.telemetryWithNote(SCHEMA, new Random(8), "denied", 1, 10),
+                        TestData.telemetryWithNote(SCHEMA, new Random(9), "allowed", 2, 20_000));
+                List<String> answers = new ArrayList<>();
+                for (int attempt = 0; attempt < 3; attempt++) {
+                    RecordingCallback cb = new RecordingCallback();
+                    appender.doAppend(KaaNode.pack("hostile-endpoint", TELEMETRY, 3, hostile), cb);
+                    answers.add(cb.awaitFirst(Duration.ofSeconds(15)).method);
+                }
+                assertEquals(Arrays.asList(CONNECTION_ERROR, CONNECTION_ERROR, INTERNAL_ERROR), answers,
+                        broker.events().toString());
+                expected.addAll(assertConfirmed(appender, "other-endpoint",
+                        Arrays.asList(TestData.telemetryWithNote(SCHEMA, new Random(10), "allowed", 3, 21_000))));
+                assertReceivedExactly(sub, expected);
+                assertEquals(2, closes(broker, clientId), broker.events().toString());
+            } finally {
+                appender.close();
+            }
         }
     }
 
