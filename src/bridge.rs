@@ -263,8 +263,9 @@ fn read_string(env: &mut JNIEnv, s: &JString) -> Result<Option<String>, jni::err
     if s.is_null() {
         return Ok(None);
     }
-    // SAFETY: every string read here is a `String` parameter of a native method, or an
-    // element of a `String[]` one, which the JVM's type checks keep a `java.lang.String`.
+    // SAFETY: every string read here is a `String` parameter of a native method, an element
+    // of a `String[]` one, or what a `()Ljava/lang/String;` method returned, which the JVM's
+    // type checks keep a `java.lang.String`.
     // jni's checked `get_string` looks the class up and compares it, three JNI calls more
     // for each of a pack's strings.
     match unsafe { env.get_string_unchecked(s) } {
@@ -1025,9 +1026,9 @@ fn pending_text(env: &mut JNIEnv) -> Option<String> {
     let text = env
         .call_method(pending?, "toString", "()Ljava/lang/String;", &[])
         .and_then(|t| t.l())
-        .and_then(|t| env.get_string(&JString::from(t)).map(String::from));
+        .and_then(|t| read_string(env, &JString::from(t)));
     let _ = env.exception_clear();
-    text.ok()
+    text.ok().flatten()
 }
 
 #[cfg(test)]

@@ -1985,47 +1985,26 @@ mod tests {
         assert_eq!(t.outstanding(), 0);
     }
 
-    /// QoS 1 for the records of `endpoint` through appender 1.
-    fn from(endpoint: u64) -> PublishOptions {
-        PublishOptions {
-            origin: Origin {
-                appender: 1,
-                endpoint,
-            },
-            ..Qos::AtLeastOnce.into()
-        }
-    }
-
     /// Closes at three different large messages of one endpoint's records: its pack parked
     /// (the window full) at the third is refused whole at the next connection, nothing of it
     /// published, and its next one at submit; another endpoint's large message goes out.
     #[test]
     fn an_origins_pack_parked_when_it_is_held_is_refused_whole_at_the_next_connection() {
-        let window = Window {
-            acked: 1,
-            exactly_once: 1,
-            packet_ids: 1,
-        };
+        let (mut t, mut out, window) = took_one(1, 1, "t");
         let large = |n: usize| Message {
             topic: Arc::from("t"),
             payload: vec![7; 10_000 + n],
             labels: Vec::new(),
         };
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, window);
-        t.submit(&mut out, &pack(1).0, from(1), payloads(1), 100);
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
         let (parked, rx) = pack(3);
         let mut published = 0;
         for n in 0..3 {
-            t.submit(&mut out, &pack(1).0, from(9), vec![large(n)], 100);
+            t.submit(&mut out, &pack(1).0, from_source(9), vec![large(n)], 100);
             t.on_event(&mut out, &written(1));
             if n == 2 {
                 let mut messages = payloads(2);
                 messages.push(large(3));
-                t.submit(&mut out, &parked, from(9), messages, 100);
+                t.submit(&mut out, &parked, from_source(9), messages, 100);
             }
             assert!(
                 matches!(
@@ -2039,19 +2018,19 @@ mod tests {
         }
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         let (next, rx) = pack(1);
-        t.submit(&mut out, &next, from(9), vec![large(4)], 100);
+        t.submit(&mut out, &next, from_source(9), vec![large(4)], 100);
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError], "at submit");
         assert_eq!(
             out.published.len(),
             published,
             "nothing of either published"
         );
-        t.submit(&mut out, &pack(1).0, from(10), vec![large(5)], 100);
+        t.submit(&mut out, &pack(1).0, from_source(10), vec![large(5)], 100);
         assert_eq!(out.published.len(), published + 1, "another endpoint's");
-        assert!(t.limit.refuses_source(from(9).origin, 10_004));
+        assert!(t.limit.refuses_source(from_source(9).origin, 10_004));
         t.on_taken_over();
         assert!(
-            !t.limit.refuses_source(from(9).origin, 10_004),
+            !t.limit.refuses_source(from_source(9).origin, 10_004),
             "a takeover's closes"
         );
     }
@@ -2062,21 +2041,11 @@ mod tests {
     /// that large fail unpublished; another endpoint's go out.
     #[test]
     fn a_limit_one_endpoint_taught_holds_its_messages_only() {
-        let window = Window {
-            acked: 2,
-            exactly_once: 2,
-            packet_ids: 2,
-        };
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, window);
-        t.submit(&mut out, &pack(1).0, from(1), payloads(1), 100);
-        t.on_event(&mut out, &written(1));
-        t.on_event(&mut out, &puback(1));
+        let (mut t, mut out, window) = took_one(2, 1, "t");
         for n in 0..2 {
             let mut messages = to_topic("denied", 1);
             messages.push(big());
-            t.submit(&mut out, &pack(2).0, from(9), messages, 100);
+            t.submit(&mut out, &pack(2).0, from_source(9), messages, 100);
             t.on_event(&mut out, &written(1));
             t.on_event(&mut out, &written(2));
             let blame = lose(&mut t, TopicClose::Silent);
@@ -2096,9 +2065,9 @@ mod tests {
         }
         let published = out.published.len();
         let (held, rx) = pack(1);
-        t.submit(&mut out, &held, from(9), vec![big()], 100);
+        t.submit(&mut out, &held, from_source(9), vec![big()], 100);
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
-        t.submit(&mut out, &pack(1).0, from(10), vec![big()], 100);
+        t.submit(&mut out, &pack(1).0, from_source(10), vec![big()], 100);
         assert_eq!(out.published.len(), published + 1, "another endpoint's");
     }
 
@@ -3063,16 +3032,23 @@ mod tests {
     /// A tracker on a connection of a window of one message, whose broker took a pack from
     /// `source` to `topic`.
     fn one_at_a_time(source: u64, topic: &str) -> (Tracker, Recorder) {
+        let (t, out, _) = took_one(1, source, topic);
+        (t, out)
+    }
+
+    /// A tracker on a connection of a window of `n` messages, whose broker took a pack from
+    /// `source` to `topic`, and that window for the next connections.
+    fn took_one(n: u16, source: u64, topic: &str) -> (Tracker, Recorder, Window) {
         let window = Window {
-            acked: 1,
-            exactly_once: 1,
-            packet_ids: 1,
+            acked: usize::from(n),
+            exactly_once: usize::from(n),
+            packet_ids: n,
         };
         let mut t = Tracker::default();
         let mut out = Recorder::default();
         t.on_connected(&mut out, window);
         delivered_from(&mut t, &mut out, source, topic);
-        (t, out)
+        (t, out, window)
     }
 
     /// A PUBACK refusing packet `pkid` as not authorised (MQTT 5).
