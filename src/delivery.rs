@@ -3,7 +3,7 @@
 //!
 //! rumqttc reports `Outgoing::Publish(pkid)` when it writes a request, in the order it takes
 //! requests from its channel, and `PubAck`/`PubRec`/`PubComp` when the broker answers;
-//! nothing else ties a request to its ack (see design.md). The [`Tracker`] keeps that
+//! nothing else ties a request to its ack (ARCHITECTURE.md, step 6). The [`Tracker`] keeps that
 //! mapping for one connection: records handed to rumqttc wait in `sent` (FIFO, the channel's
 //! order) until their pkid is known, then in `awaiting_ack` / `awaiting_comp` until the
 //! broker confirms them. A pack succeeds only from acks on the connection that carried it (at
