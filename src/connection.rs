@@ -394,7 +394,7 @@ impl Shared {
         let mut tracker = lock(&self.tracker);
         let mut client = lock(&self.client);
         let result = f(&mut tracker, &mut **client);
-        if client.has_ready() {
+        if client.ready_len() > 0 {
             self.ready.notify_one();
         }
         result
@@ -671,9 +671,13 @@ impl Connection {
         lock(&self.shared.tracker).outstanding()
     }
 
-    /// Forgets records of packs that were answered meanwhile (deadline, close).
+    /// Forgets records of packs that were answered meanwhile (deadline, close), also those
+    /// waiting to be written (MQTT 3.1.1).
     pub fn prune(&self) {
-        lock(&self.shared.tracker).prune();
+        self.shared.hand_over(|tracker, client| {
+            tracker.prune();
+            tracker.unready_answered(client);
+        });
     }
 
     /// At an appender's sweep: the QoS 0 message proving itself is answered once a quiet
@@ -1335,6 +1339,10 @@ impl<E: EventLoop> Driver<E> {
                         }
                     }
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
+                    // What waits for the next connection (MQTT 3.1.1), less what was answered
+                    // meanwhile: a pack's deadline may pass while the write holding its
+                    // messages waits on the broker, out of the sweep's reach.
+                    tracker.unready_answered(&mut **lock(&shared.client));
                     unanswered_at_a_new_topic = unacknowledged.unanswered_at_a_new_topic();
                     // Closed by the broker with no reason, for a packet too large, or for
                     // something it refuses: maybe at the largest message it left

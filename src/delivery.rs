@@ -20,7 +20,7 @@ use crate::config::Qos;
 use crate::log_budget::LogBudget;
 use crate::packet_limit::{far_larger, Blamed, Measure, PacketLimit, SOURCE_SUSPECTS};
 use crate::protocol::{
-    refuses_topic, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
+    refuses_topic, Client, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
 use crate::refused_topics::{
     RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE, CLOSED_REFUSING, QUICK,
@@ -1612,6 +1612,50 @@ impl Tracker {
         self.parked.retain(|p| !p.pack.is_done());
     }
 
+    /// Drops the messages of packs already answered that still wait for the driver to write
+    /// them (MQTT 3.1.1 keeps them in the client, [`Client::ready_len`]: the last of `sent`,
+    /// in its order), and hands over what they held room for. Else a broker reading slower
+    /// than packs come, or one left for a failover broker, still got the records of packs
+    /// answered `onConnectionError`, which Kaa sends again, ahead of newer packs, while
+    /// those held the room that newer packs were refused for.
+    pub fn unready_answered(&mut self, client: &mut (impl Client + ?Sized)) {
+        let Some(first) = self.sent.len().checked_sub(client.ready_len()) else {
+            return;
+        };
+        if self.sent.range(first..).all(|m| !m.pack.is_done()) {
+            return;
+        }
+        let keep: Vec<bool> = self
+            .sent
+            .range(first..)
+            .map(|m| !m.pack.is_done())
+            .collect();
+        client.retain_ready(&keep);
+        let mut answered = Vec::new();
+        for (m, kept) in self.sent.split_off(first).into_iter().zip(keep) {
+            if kept {
+                self.sent.push_back(m);
+            } else {
+                answered.push(m);
+            }
+        }
+        for m in &answered {
+            self.done(m);
+            if m.qos != Qos::AtMostOnce {
+                // rumqttc numbers what it writes: the id this one would have had goes to the
+                // next, as one step back on the ids' circle 1..=packet_ids.
+                let next = self.next_id();
+                let back = if next > 1 {
+                    next - 1
+                } else {
+                    self.window.packet_ids
+                };
+                self.last_id = back.saturating_sub(1);
+            }
+        }
+        self.release(client);
+    }
+
     /// The connection is going away: nothing it holds can still be confirmed.
     pub fn fail_all(&mut self, why: Why) {
         let in_flight = self
@@ -1673,6 +1717,21 @@ mod tests {
             self.channel
                 .push_back((message.topic.to_string(), how.qos, message.payload));
             Ok(())
+        }
+    }
+
+    /// As MQTT 3.1.1's client: `channel` is what waits for the driver to write it.
+    impl Client for Recorder {
+        fn disconnect(&mut self) {}
+
+        fn ready_len(&self) -> usize {
+            self.channel.len()
+        }
+
+        fn retain_ready(&mut self, keep: &[bool]) {
+            let mut keep = keep.iter();
+            self.channel
+                .retain(|_| keep.next().copied().unwrap_or(true));
         }
     }
 
@@ -1871,6 +1930,54 @@ mod tests {
     /// The packet of a message of [`payloads`], the largest the tests' broker limit takes.
     fn one_byte_packet(out: &Recorder) -> usize {
         out.packet_size(&payloads(1)[0], &Qos::AtLeastOnce.into())
+    }
+
+    /// Messages of a pack answered at its deadline that still wait to be written (MQTT 3.1.1
+    /// keeps them in the client) are dropped at the next prune, and their room goes to the
+    /// packs behind: a broker reading slowly, or the failover broker after it, gets only what
+    /// still has a pack to confirm. Before: they were written anyway, ahead of newer packs,
+    /// and Kaa sent their records again.
+    #[test]
+    fn unwritten_messages_of_an_answered_pack_are_dropped() {
+        let window = Window {
+            acked: 2,
+            exactly_once: 2,
+            packet_ids: 2,
+        };
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        t.on_connected(&mut out, window);
+        let (late, late_rx) = pack(3);
+        t.submit(&mut out, &late, Qos::AtLeastOnce.into(), payloads(3), 100);
+        let (next, next_rx) = pack(1);
+        let mut behind = payloads(1);
+        behind[0].payload = b"next".to_vec();
+        t.submit(&mut out, &next, Qos::AtLeastOnce.into(), behind, 100);
+        // The window holds two of the late pack's; its first is written, its second waits.
+        out.channel.pop_front();
+        t.on_event(&mut out, &written(1));
+        assert_eq!(out.channel.len(), 1);
+        assert_eq!(t.outstanding(), 4);
+
+        late.finish(Why::Expired);
+        t.prune();
+        t.unready_answered(&mut out);
+        assert_eq!(outcomes(&late_rx), vec![Outcome::ConnectionError]);
+        let waiting: Vec<_> = out.channel.iter().map(|(_, _, p)| p.clone()).collect();
+        assert_eq!(
+            waiting,
+            vec![b"next".to_vec()],
+            "only the next pack's message"
+        );
+        // The written one waits for its ack still; the next pack's took the freed room.
+        assert_eq!(t.outstanding(), 2);
+        out.channel.pop_front();
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(outcomes(&next_rx), vec![Outcome::Delivered]);
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&late_rx), vec![], "answered once");
+        assert_eq!(t.outstanding(), 0);
     }
 
     /// A pack with one message past what the broker takes fails before any of it is

@@ -824,8 +824,13 @@ impl Client for Batching {
         self.ready = rest;
     }
 
-    fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+    fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    fn retain_ready(&mut self, keep: &[bool]) {
+        let mut keep = keep.iter();
+        self.ready.retain(|_| keep.next().copied().unwrap_or(true));
     }
 }
 
@@ -1163,10 +1168,14 @@ pub(crate) trait Client: Outbox + Send {
     /// Puts back, before any handed over since, what `write` did not take.
     fn put_back(&mut self, _rest: Ready) {}
 
-    /// Whether publishes wait for the driver: it is then to be woken.
-    fn has_ready(&self) -> bool {
-        false
+    /// How many publishes wait for the driver (it is then to be woken): the last of those the
+    /// tracker handed over, in its order. None where rumqttc's channel holds them.
+    fn ready_len(&self) -> usize {
+        0
     }
+
+    /// Drops the publishes waiting for the driver whose `keep` is false, `keep` in their order.
+    fn retain_ready(&mut self, _keep: &[bool]) {}
 
     /// What the broker of a new connection said it takes.
     fn follow(&mut self, _grants: Grants) {}
