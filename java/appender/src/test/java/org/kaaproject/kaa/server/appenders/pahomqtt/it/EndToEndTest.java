@@ -598,10 +598,17 @@ class EndToEndTest {
                 List.of(TestData.telemetryWithNote(schema, rnd, "bytes-b", 1, 30_000))), "pack B (30 KB more)");
         RecordingCallback c = append(appender, KaaNode.pack(logSchema, 1,
                 List.of(TestData.telemetryWithNote(schema, rnd, "bytes-c", 2, 50_000))), "pack C (50 KB)");
-        b.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(2), Duration.ZERO);
-        c.assertExactlyOne(INTERNAL_ERROR, Duration.ofSeconds(2), Duration.ZERO);
-        assertTrue(a.calls().isEmpty(), "pack A waits for its deadline: " + a.calls());
-        a.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(timeoutSeconds + 8), GRACE);
+        RecordingCallback.Call cb = b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback.Call cc = c.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback.Call ca = a.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback.sleep(GRACE);
+        a.assertOnlyOne(CONNECTION_ERROR);
+        b.assertOnlyOne(CONNECTION_ERROR);
+        c.assertOnlyOne(INTERNAL_ERROR);
+        // In order, not by a clock: B and C fail when they are appended, A waits for its deadline.
+        assertTrue(cb.nanoTime < ca.nanoTime && cc.nanoTime < ca.nanoTime, "packs B and C must fail fast, before "
+                + "pack A's deadline; A answered after " + a.millisToFirst() + " ms, B after " + b.millisToFirst()
+                + " ms, C after " + c.millisToFirst() + " ms");
     }
 
     /**
@@ -635,8 +642,10 @@ class EndToEndTest {
                 }
                 quiet = append(appender, KaaNode.pack("quiet", logSchema, 1,
                         telemetryBinaries(schema, rnd, "quiet", 4)), "quiet endpoint's pack of 4");
+                // Within the waiting packs' deadline (30 s), whatever the machine's load: those still waiting
+                // after it show that these failed fast.
                 for (RecordingCallback cb : flood.subList(5, 8)) {
-                    cb.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(2), Duration.ZERO);
+                    cb.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ZERO);
                 }
                 RecordingCallback.sleep(GRACE);
                 for (RecordingCallback cb : flood.subList(0, 5)) {
@@ -686,7 +695,9 @@ class EndToEndTest {
         for (RecordingCallback cb : cbs) {
             List<RecordingCallback.Call> calls = cb.calls();
             assertEquals(1, calls.size(), cb.label() + ": exactly one callback: " + calls);
-            assertFalse(calls.get(0).method.equals(SUCCESS), cb.label() + ": nothing reached a dead broker: " + calls);
+            // Not onInternalError: Kaa resends a connection error, so close() loses nothing.
+            assertEquals(CONNECTION_ERROR, calls.get(0).method, cb.label() + ": nothing reached a dead broker, and "
+                    + "Kaa must send it again: " + calls);
             System.out.printf("%s: %s after %.0f ms%n", cb.label(), calls.get(0).method, cb.millisToFirst());
         }
     }

@@ -120,12 +120,15 @@ class ResourceTest {
                     + "finishing\n" + tail(out) + tail(err));
             Census before = Census.parse(lines.get("BEFORE"));
             Census after = Census.parse(lines.get("AFTER"));
-            System.out.printf("resources: %s init/close cycles (%d measured in %s s), answers %s; after %s cycles: "
-                    + "%s; after %s: %s; new threads %s%n", lines.get("CYCLES"), MEASURED, lines.get("SECONDS"),
-                    lines.get("OUTCOMES"), lines.get("WARM_UP"), before, lines.get("CYCLES"), after,
+            System.out.printf("resources: %s init/close cycles (%d measured in %s s), answers %s, %s closed with "
+                    + "their pack in flight; after %s cycles: %s; after %s: %s; new threads %s%n", lines.get("CYCLES"),
+                    MEASURED, lines.get("SECONDS"), lines.get("OUTCOMES"), lines.get("IN_FLIGHT_AT_CLOSE"),
+                    lines.get("WARM_UP"), before, lines.get("CYCLES"), after,
                     newThreads(before.threads, after.threads));
 
             assertEquals("0", lines.get("NOT_ONCE"), "packs not answered exactly once: " + lines.get("NOT_ONCE"));
+            // Else the drain at close was never exercised: every tenth cycle's ack came before its close.
+            assertTrue(Integer.parseInt(lines.get("IN_FLIGHT_AT_CLOSE")) > 0, "no pack was still in flight at close");
             assertTrue(after.threads.size() <= before.threads.size() + THREAD_MARGIN, "threads grew from "
                     + before.threads.size() + " to " + after.threads.size() + ": "
                     + newThreads(before.threads, after.threads));
@@ -286,6 +289,7 @@ class ResourceTest {
             long started = 0;
             long warmUntil = System.nanoTime() + WARM_UP_TIME.toNanos();
             int measuredFrom = -1;
+            int inFlightAtClose = 0;
             for (int i = 0; measuredFrom < 0 || i < measuredFrom + MEASURED; i++) {
                 if (measuredFrom < 0 && i >= WARM_UP && System.nanoTime() >= warmUntil) {
                     // The connections closed appenders still hold close first.
@@ -303,6 +307,7 @@ class ResourceTest {
                 appender.doAppend(KaaNode.pack(logSchema, 1, records), cb);
                 cb.appendReturned();
                 if (closeInFlight) {
+                    inFlightAtClose += cb.calls().isEmpty() ? 1 : 0;
                     appender.close();
                     RecordingCallback.Call c = cb.awaitFirst(Duration.ofSeconds(10));
                     if (!c.method.equals(SUCCESS)) {
@@ -339,6 +344,7 @@ class ResourceTest {
             System.out.println(TAG + "WARM_UP " + measuredFrom);
             System.out.println(TAG + "CYCLES " + (measuredFrom + MEASURED));
             System.out.println(TAG + "OUTCOMES " + outcomes.toString().replace(' ', '_'));
+            System.out.println(TAG + "IN_FLIGHT_AT_CLOSE " + inFlightAtClose);
             System.out.println(TAG + "NOT_ONCE " + (notOnce.isEmpty() ? "0" : notOnce.size() + "_" + notOnce.get(0)
                     .replace(' ', '_')));
         }

@@ -41,6 +41,8 @@ final class ScriptedBroker implements AutoCloseable {
     private final List<Socket> sockets = new CopyOnWriteArrayList<>();
     private final AtomicInteger connections = new AtomicInteger();
     private final AtomicInteger publishes = new AtomicInteger();
+    /** The client id of each CONNECT, in order. */
+    private final List<String> clientIds = new CopyOnWriteArrayList<>();
     /** Final acks held back in {@link Mode#HOLD}, with the stream each goes to. */
     private final List<Map.Entry<OutputStream, byte[]>> held = new CopyOnWriteArrayList<>();
     private final int receiveMaximum;
@@ -75,6 +77,11 @@ final class ScriptedBroker implements AutoCloseable {
 
     int publishes() {
         return publishes.get();
+    }
+
+    /** The client ids the CONNECTs so far carried, in order. */
+    List<String> clientIds() {
+        return clientIds;
     }
 
     /** Sends the acks {@link Mode#HOLD} held back. */
@@ -119,6 +126,7 @@ final class ScriptedBroker implements AutoCloseable {
                 switch (type) {
                     case 1: // CONNECT: 2-byte name length, "MQTT", level
                         v5 = body[6] == 5;
+                        clientIds.add(clientId(body, v5));
                         if (!v5) {
                             send(out, new byte[] {0x20, 2, 0, 0});
                         } else if (receiveMaximum > 0) { // property 0x21, two bytes
@@ -172,6 +180,24 @@ final class ScriptedBroker implements AutoCloseable {
         } catch (IOException e) {
             // closed by close() or by the client
         }
+    }
+
+    /** A CONNECT's client id: after the name, level, flags, keep-alive and (MQTT 5) the properties. */
+    private static String clientId(byte[] connect, boolean v5) {
+        int at = 10;
+        if (v5) {
+            int length = 0;
+            int shift = 0;
+            int b;
+            do {
+                b = connect[at++] & 0xff;
+                length |= (b & 0x7f) << shift;
+                shift += 7;
+            } while ((b & 0x80) != 0);
+            at += length;
+        }
+        int n = ((connect[at] & 0xff) << 8) | (connect[at + 1] & 0xff);
+        return new String(connect, at + 2, n, java.nio.charset.StandardCharsets.UTF_8);
     }
 
     private static int remainingLength(DataInputStream in) throws IOException {
