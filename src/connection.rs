@@ -671,13 +671,9 @@ impl Connection {
         lock(&self.shared.tracker).outstanding()
     }
 
-    /// Forgets records of packs that were answered meanwhile (deadline, close), also those
-    /// waiting to be written (MQTT 3.1.1).
+    /// Forgets records of packs that were answered meanwhile (deadline, close).
     pub fn prune(&self) {
-        self.shared.hand_over(|tracker, client| {
-            tracker.prune();
-            tracker.unready_answered(client);
-        });
+        lock(&self.shared.tracker).prune();
     }
 
     /// At an appender's sweep: the QoS 0 message proving itself is answered once a quiet
@@ -1339,10 +1335,6 @@ impl<E: EventLoop> Driver<E> {
                         }
                     }
                     let unacknowledged = tracker.on_connection_lost(drained, &unreported);
-                    // What waits for the next connection (MQTT 3.1.1), less what was answered
-                    // meanwhile: a pack's deadline may pass while the write holding its
-                    // messages waits on the broker, out of the sweep's reach.
-                    tracker.unready_answered(&mut **lock(&shared.client));
                     unanswered_at_a_new_topic = unacknowledged.unanswered_at_a_new_topic();
                     // Closed by the broker with no reason, for a packet too large, or for
                     // something it refuses: maybe at the largest message it left
@@ -1917,7 +1909,14 @@ async fn write_ready(
     eventloop: &mut impl EventLoop,
     flush: bool,
 ) -> Option<Result<bool, Failure>> {
-    let mut ready = lock(&shared.client).take_ready();
+    let mut ready = {
+        // Nothing of a pack answered meanwhile (its deadline, a refusal, a failure at the
+        // CONNACK) goes out: Kaa sends those records again.
+        let mut tracker = lock(&shared.tracker);
+        let mut client = lock(&shared.client);
+        tracker.unready_answered(&mut **client);
+        client.take_ready()
+    };
     if ready.is_empty() && !flush {
         return None;
     }

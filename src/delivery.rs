@@ -1596,8 +1596,8 @@ impl Tracker {
     /// credentials, not authorised): what waits for one would wait in vain. So would the packs
     /// handed to the client and not written when the last connection was lost (the client
     /// keeps them for the next one), which waited for their deadline: they are answered now
-    /// too, and their messages stay in `sent`, in step with the client, which writes them if
-    /// a broker takes the connection after all.
+    /// too, and their messages are dropped before the client writes anything more
+    /// ([`Tracker::unready_answered`]).
     pub fn on_refused(&mut self) {
         for p in self.parked.drain(..) {
             p.pack.finish(Why::Refused);
@@ -1612,12 +1612,12 @@ impl Tracker {
         self.parked.retain(|p| !p.pack.is_done());
     }
 
-    /// Drops the messages of packs already answered that still wait for the driver to write
-    /// them (MQTT 3.1.1 keeps them in the client, [`Client::ready_len`]: the last of `sent`,
-    /// in its order), and hands over what they held room for. Else a broker reading slower
-    /// than packs come, or one left for a failover broker, still got the records of packs
-    /// answered `onConnectionError`, which Kaa sends again, ahead of newer packs, while
-    /// those held the room that newer packs were refused for.
+    /// Before each write: drops the messages of packs already answered that still wait for
+    /// the driver to write them (MQTT 3.1.1 keeps them in the client, [`Client::ready_len`]:
+    /// the last of `sent`, in its order), and hands over what they held room for. Else a
+    /// broker reading slower than packs come, or one left for a failover broker, still got
+    /// the records of packs answered `onConnectionError`, which Kaa sends again, ahead of
+    /// newer packs, while those held the room that newer packs were refused for.
     pub fn unready_answered(&mut self, client: &mut (impl Client + ?Sized)) {
         let Some(first) = self.sent.len().checked_sub(client.ready_len()) else {
             return;

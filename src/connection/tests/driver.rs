@@ -387,3 +387,42 @@ fn a_broker_that_acks_nothing_gets_few_nudges() {
     assert!(!nudge.due(at + QUIET / 2), "not within QUIET");
     assert!(nudge.due(at + QUIET), "once it is quiet");
 }
+
+/// A write leaves out what packs answered meanwhile (here at a deadline) left waiting for
+/// it: MQTT 3.1.1's client keeps what it is handed until the driver writes it, and a write
+/// waiting on a slow broker holds it past its pack's deadline, out of the sweep's reach.
+/// Kaa sends such packs again.
+#[test]
+fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
+    let mut shared = bare_shared();
+    let (client, _) = crate::protocol::open(&scripted(1, "ready-test"), "ready-test", "ready-test");
+    shared.client = Mutex::new(client);
+    let submit = |payloads: &[&[u8]]| {
+        let (pack, how, messages, rx) = pack_of(
+            Qos::AtMostOnce,
+            payloads.iter().map(|p| p.to_vec()).collect(),
+        );
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+        (pack, rx)
+    };
+    lock(&shared.tracker).on_connected(&mut **lock(&shared.client), Window::default());
+    let (late, late_rx) = submit(&[b"late-1", b"late-2"]);
+    let (_next, next_rx) = submit(&[b"next"]);
+    late.finish(Why::Expired);
+
+    // The scripted event loop writes nothing: what it was offered is put back.
+    let (_steps, rx) = unbounded_channel();
+    let mut eventloop = Scripted(rx, Arc::new(AtomicUsize::new(0)), VecDeque::new());
+    runtime().block_on(write_ready(&shared, &mut eventloop, false));
+    let offered: Vec<_> = lock(&shared.client)
+        .take_ready()
+        .into_iter()
+        .map(|(m, _)| m.payload)
+        .collect();
+    assert_eq!(offered, vec![b"next".to_vec()]);
+    assert_eq!(
+        late_rx.try_iter().collect::<Vec<_>>(),
+        [Outcome::ConnectionError]
+    );
+    assert_eq!(next_rx.try_iter().count(), 0);
+}

@@ -62,6 +62,15 @@ class TopicAndOptionsTest {
         return cb;
     }
 
+    /** The topics of what {@code sub} received, in order. */
+    private static List<String> topics(Subscriber sub) {
+        List<String> topics = new ArrayList<>();
+        for (Subscriber.Received m : sub.messages()) {
+            topics.add(m.topic);
+        }
+        return topics;
+    }
+
     /**
      * After a refused pack, with {@code sub} subscribed to {@code base/#} before it: a good pack to
      * {@code base/fine} goes out on the same connection, after anything published before it, and must arrive alone,
@@ -71,11 +80,7 @@ class TopicAndOptionsTest {
         append(appender, Arrays.asList(reading("fine", 1, 1, "z")))
                 .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
         sub.awaitCount(1, Duration.ofSeconds(10));
-        List<String> topics = new ArrayList<>();
-        for (Subscriber.Received m : sub.messages()) {
-            topics.add(m.topic);
-        }
-        assertEquals(Arrays.asList(base + "/fine"), topics, "only the good pack's record");
+        assertEquals(Arrays.asList(base + "/fine"), topics(sub), "only the good pack's record");
     }
 
     @Test
@@ -88,10 +93,7 @@ class TopicAndOptionsTest {
             List<byte[]> records = Arrays.asList(reading("lamp-1", 3, 1.5, "a"), reading("evil/+/#", 12, 2, "b"));
             append(appender, records).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
             sub.awaitCount(2, Duration.ofSeconds(10));
-            List<String> topics = new ArrayList<>();
-            for (Subscriber.Received m : sub.messages()) {
-                topics.add(m.topic);
-            }
+            List<String> topics = topics(sub);
             Collections.sort(topics);
             String prefix = base + "/" + KaaNode.APPLICATION_TOKEN + "/topics/v4/";
             assertEquals(Arrays.asList(prefix + "evil____/12", prefix + "lamp-1/3"), topics);
@@ -156,10 +158,7 @@ class TopicAndOptionsTest {
             append(appender, Arrays.asList(reading("fine", 1, 1, "z")))
                     .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ofMillis(100));
             sub.awaitCount(3, Duration.ofSeconds(10));
-            List<String> topics = new ArrayList<>();
-            for (Subscriber.Received m : sub.messages()) {
-                topics.add(m.topic);
-            }
+            List<String> topics = topics(sub);
             Collections.sort(topics);
             assertEquals(Arrays.asList(base + "/del_-_-_-_", base + "/fine", base + "/line_break"), topics);
             BROKER.broker().assertConnectedOnce(clientId);
