@@ -1080,9 +1080,8 @@ impl<E: EventLoop> Driver<E> {
             clean_next,
         } = self;
         let mut stalled = false;
-        // The broker closed a connection at once under an id that cannot move (the node's own,
-        // or a persistent session's): no change of id ends that here.
-        let mut closes_fixed_id = false;
+        // The broker closed a connection under the node's own id at once: no takeover.
+        let mut closes_own_id = false;
         // Set when this connection gives up its client id: the failure below says so under
         // the old id, then sets this one for the next connect.
         let mut moving_to = None;
@@ -1506,11 +1505,8 @@ impl<E: EventLoop> Driver<E> {
                                 eventloop.switch_to(&brokers[*current].0, client_id);
                             }
                             None => {
-                                // With a clean session, under the node's own id already; with a
-                                // persistent session, under the id it keeps. Either way the
-                                // failover brokers, if any, are tried: another node holding a
-                                // persistent session's id here then has this broker to itself.
-                                closes_fixed_id = true;
+                                // With a clean session, under the node's own id already.
+                                closes_own_id = shared.clean_session;
                                 pause = Some(jitter(*takeover_backoff));
                                 *takeover_backoff =
                                     (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
@@ -1580,12 +1576,11 @@ impl<E: EventLoop> Driver<E> {
                 // kept the appender from the failover brokers for good. So does one the broker
                 // kept up but stopped acknowledging on (a stall): its broker would take the
                 // connection again and acknowledge nothing again, every pack failing there;
-                // and one it closed at once under an id that cannot move: the node's own it
-                // moved to, which no other client holds, or a persistent session's. Any other
-                // loss starts again at host:port: a silent close that soon is a takeover or a
-                // refused message.
+                // and one it closed at once under the id of the node's own it moved to, which
+                // no other client holds. Any other loss starts again at host:port: a silent
+                // close that soon is a takeover or a refused message.
                 let moves_on = stalled
-                    || closes_fixed_id
+                    || closes_own_id
                     || lived.is_none_or(|l| l < TAKEOVER_WINDOW && ended_with_reason);
                 let next = if moves_on {
                     (*current + 1) % brokers.len()

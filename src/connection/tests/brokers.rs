@@ -820,34 +820,6 @@ fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_br
     drop(connection);
 }
 
-/// With a persistent session, whose id cannot move, a broker closing each connection at once
-/// without a word (another node holding the id there, or a broker unwell) leaves the packs to
-/// the failover broker too, after the pause a takeover earns. (Before: that broker was retried
-/// for good, and every pack failed there.)
-#[test]
-fn a_broker_closing_a_persistent_sessions_id_at_once_leaves_the_packs_to_the_failover_broker() {
-    let (tx, closed) = mpsc::channel();
-    let (closing, _) = scripted_broker(move |l| closing_after_connack_broker_v5(l, tx));
-    let (failover_tx, connects) = mpsc::channel();
-    let (failover, _) =
-        scripted_broker(move |l| connack_properties_broker_v5(l, &[0x00], failover_tx));
-    let connection = Connection::get(&BrokerConfig {
-        version: crate::config::MqttVersion::V5,
-        clean_session: false,
-        session_expiry: Some(3600),
-        failover: vec![("127.0.0.1".into(), failover)],
-        ..scripted(closing, "persistent-closed")
-    })
-    .expect("opened");
-    closed.recv_timeout(WAIT).expect("closed once");
-    connects
-        .recv_timeout(WAIT)
-        .expect("the failover broker was connected to");
-    let rx = submit_one(&connection);
-    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
-    drop(connection);
-}
-
 /// Sweeps `connection` every 100 ms, as its appender does, until `events` gives something, or
 /// `WAIT` passes.
 fn sweep_until<T>(
