@@ -1933,7 +1933,7 @@ mod tests {
     }
 
     /// Messages of a pack answered at its deadline that still wait to be written (MQTT 3.1.1
-    /// keeps them in the client) are dropped at the next prune, and their room goes to the
+    /// keeps them in the client) are dropped before the next write, and their room goes to the
     /// packs behind: a broker reading slowly, or the failover broker after it, gets only what
     /// still has a pack to confirm. Before: they were written anyway, ahead of newer packs,
     /// and Kaa sent their records again.
@@ -1960,7 +1960,6 @@ mod tests {
         assert_eq!(t.outstanding(), 4);
 
         late.finish(Why::Expired);
-        t.prune();
         t.unready_answered(&mut out);
         assert_eq!(outcomes(&late_rx), vec![Outcome::ConnectionError]);
         let waiting: Vec<_> = out.channel.iter().map(|(_, _, p)| p.clone()).collect();

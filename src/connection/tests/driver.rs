@@ -397,7 +397,7 @@ fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
     let mut shared = bare_shared();
     let (client, _) = crate::protocol::open(&scripted(1, "ready-test"), "ready-test", "ready-test");
     shared.client = Mutex::new(client);
-    let submit = |payloads: &[&[u8]]| {
+    let submit_qos0 = |payloads: &[&[u8]]| {
         let (pack, how, messages, rx) = pack_of(
             Qos::AtMostOnce,
             payloads.iter().map(|p| p.to_vec()).collect(),
@@ -406,8 +406,8 @@ fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
         (pack, rx)
     };
     lock(&shared.tracker).on_connected(&mut **lock(&shared.client), Window::default());
-    let (late, late_rx) = submit(&[b"late-1", b"late-2"]);
-    let (_next, next_rx) = submit(&[b"next"]);
+    let (late, late_rx) = submit_qos0(&[b"late-1", b"late-2"]);
+    let (_next, next_rx) = submit_qos0(&[b"next"]);
     late.finish(Why::Expired);
 
     // The scripted event loop writes nothing: what it was offered is put back.
