@@ -1952,9 +1952,17 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
                 return Ok(());
             }
             // Acks free room in the window for the status if it waits there (the next round
-            // writes it), and the last is the status's own.
+            // writes it), and the last is the status's own. With what rumqttc queued behind
+            // it, as in a turn: a batch's writes hand over the next batch at once.
             let event = eventloop.poll().await?;
-            shared.hand_over(|tracker, client| tracker.on_event(client, &event));
+            shared.hand_over(|tracker, client| {
+                let mut event = Some(event);
+                for _ in 0..EVENTS_PER_TURN {
+                    let Some(e) = event.take() else { break };
+                    tracker.on_event(client, &e);
+                    event = eventloop.take_queued();
+                }
+            });
         }
     })
     .await;

@@ -171,6 +171,14 @@ pub fn message_bytes(messages: &[Message]) -> usize {
     messages.iter().map(Message::bytes).sum()
 }
 
+/// Messages handed to the MQTT client and not written yet, at most; the next wait parked.
+/// MQTT 5's client sends what it took into its channel, also of a pack answered meanwhile
+/// (its deadline passed while a slow broker read): past this, such a pack's messages are
+/// still parked, where they are dropped. QoS 0 messages, which no window holds back, are
+/// what it bounds; QoS 1 and 2 ones only with `maxInflight` above it. Four turns of the
+/// driver's events: the client never runs dry while the broker reads.
+const UNWRITTEN: usize = 1024;
+
 /// One endpoint may hold at most this part of either bound of a connection while its packs
 /// wait (rounded down; beyond one pack through each appender while it holds none through
 /// that appender): a device flooding packs while the broker is slow or away would otherwise
@@ -298,8 +306,8 @@ impl Crowded {
     }
 }
 
-/// A message accepted but not handed to the client yet: there is no connection, or the
-/// connection's [`Window`] is full.
+/// A message accepted but not handed to the client yet: there is no connection, the
+/// connection's [`Window`] is full, or [`UNWRITTEN`] messages wait to be written.
 struct Parked {
     pack: Arc<Pack>,
     how: PublishOptions,
@@ -928,14 +936,15 @@ impl Tracker {
         }
     }
 
-    /// Hands parked messages to the client, in order, while there is a connection and its
-    /// window has room.
+    /// Hands parked messages to the client, in order, while there is a connection, its
+    /// window has room, and fewer than [`UNWRITTEN`] wait to be written.
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         // One clock read per call, not per message: they go out together.
         let mut now = None;
         while let Some(next) = self.parked.front() {
             let qos = next.how.qos;
             let blocked = !self.connected
+                || self.sent.len() >= UNWRITTEN
                 || (qos != Qos::AtMostOnce
                     && (self.acked_in_flight >= self.window.acked || self.in_use(self.next_id())))
                 || (qos == Qos::ExactlyOnce && self.qos2_in_flight >= self.window.exactly_once);
@@ -1545,7 +1554,8 @@ impl Tracker {
     /// broker that stopped reading keeps every message, QoS 0 included, from being written,
     /// and the MQTT 5 client's write waits without a bound. Only a new connection frees them.
     ///
-    /// Messages parked behind a full window count too, from when they were accepted or the
+    /// Messages parked behind a full window (or [`UNWRITTEN`]) count too, from when they were
+    /// accepted or the
     /// connection last wrote, whichever came last: another appender's messages of longer
     /// patience filling the window would otherwise keep the connection for as long, failing
     /// every pack of this one meanwhile. Looked at only once nothing has been written for
@@ -1977,6 +1987,37 @@ mod tests {
         t.on_event(&mut out, &puback(1));
         assert_eq!(outcomes(&late_rx), vec![], "answered once");
         assert_eq!(t.outstanding(), 0);
+    }
+
+    /// At most [`UNWRITTEN`] messages wait to be written, QoS 0 ones too; the rest stay parked,
+    /// where a pack answered at its deadline leaves them when the client writes: MQTT 5's
+    /// client sends all it took, for a pack answered or not. (Before: every QoS 0 message of
+    /// an accepted pack went to the client at once, up to `maxPendingRecords`.)
+    #[test]
+    fn qos0_messages_past_what_waits_unwritten_stay_parked() {
+        let (mut t, mut out) = connected();
+        let n = UNWRITTEN + 10;
+        let (late, late_rx) = pack(n);
+        t.submit(&mut out, &late, Qos::AtMostOnce.into(), payloads(n), n);
+        assert_eq!(out.published.len(), UNWRITTEN);
+        t.on_event(&mut out, &written(0));
+        assert_eq!(out.published.len(), UNWRITTEN + 1, "one written, one more");
+
+        late.finish(Why::Expired);
+        assert_eq!(outcomes(&late_rx), vec![Outcome::ConnectionError]);
+        for _ in 0..UNWRITTEN {
+            t.on_event(&mut out, &written(0));
+        }
+        assert_eq!(
+            out.published.len(),
+            UNWRITTEN + 1,
+            "none of the answered pack's rest"
+        );
+        assert_eq!(t.outstanding(), 0);
+        let (next, next_rx) = pack(1);
+        t.submit(&mut out, &next, Qos::AtMostOnce.into(), payloads(1), n);
+        t.on_event(&mut out, &written(0));
+        assert_eq!(outcomes(&next_rx), vec![Outcome::Delivered]);
     }
 
     /// A pack with one message past what the broker takes fails before any of it is

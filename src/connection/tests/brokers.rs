@@ -350,7 +350,8 @@ fn reading_broker_v5(listener: std::net::TcpListener, publishes: mpsc::Sender<us
 }
 
 /// The connection is shared by every appender with its broker settings, whatever their
-/// maxPendingRecords: the MQTT 5 client's channel never refuses what the tracker admits.
+/// maxPendingRecords: the MQTT 5 client's channel never refuses what the tracker admits
+/// (1,024 unwritten messages at a time, `UNWRITTEN`, the rest parked in the tracker).
 /// (Before: it held the maxPendingRecords of the appender that opened the connection, so
 /// another appender's pack of more QoS 0 messages failed every time, after some of them
 /// were published.)
