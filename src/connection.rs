@@ -1285,26 +1285,18 @@ impl<E: EventLoop> Driver<E> {
                 // With what rumqttc queued behind it, in one turn and under one lock; bounded,
                 // so a long batch of writes keeps appenders' submits waiting briefly only.
                 shared.hand_over(|tracker, client| {
-                    let mut event = event;
-                    for taken in 1.. {
+                    with_queued(eventloop, event, |event| {
                         if let Some(now) = now {
-                            nudge.on_event(&event, now);
+                            nudge.on_event(event, now);
                         }
                         *carried |= matches!(event, Observed::Written(_));
-                        if let Observed::Unasked { topic } = &event {
+                        if let Observed::Unasked { topic } = event {
                             note_unasked(clean_next, shared.clean_session, topic, || {
                                 connection_label(&brokers[*current].1, client_id)
                             });
                         }
-                        tracker.on_event(client, &event);
-                        if taken == EVENTS_PER_TURN {
-                            break;
-                        }
-                        match eventloop.take_queued() {
-                            Some(next) => event = next,
-                            None => break,
-                        }
-                    }
+                        tracker.on_event(client, event);
+                    })
                 })
             }
             Err(failure) => {
@@ -1956,12 +1948,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
             // it, as in a turn: a batch's writes hand over the next batch at once.
             let event = eventloop.poll().await?;
             shared.hand_over(|tracker, client| {
-                let mut event = Some(event);
-                for _ in 0..EVENTS_PER_TURN {
-                    let Some(e) = event.take() else { break };
-                    tracker.on_event(client, &e);
-                    event = eventloop.take_queued();
-                }
+                with_queued(eventloop, event, |event| tracker.on_event(client, event))
             });
         }
     })
@@ -2003,6 +1990,22 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         }
     })
     .await;
+}
+
+/// `event`, then what rumqttc queued behind it, [`EVENTS_PER_TURN`] at most in all, in order;
+/// the rest stay queued for the next turn.
+fn with_queued(eventloop: &mut impl EventLoop, event: Observed, mut each: impl FnMut(&Observed)) {
+    let mut event = event;
+    for taken in 1..=EVENTS_PER_TURN {
+        each(&event);
+        if taken == EVENTS_PER_TURN {
+            break;
+        }
+        match eventloop.take_queued() {
+            Some(next) => event = next,
+            None => break,
+        }
+    }
 }
 
 /// How log lines name a connection: the broker's address and the client id.
