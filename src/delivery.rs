@@ -1555,12 +1555,11 @@ impl Tracker {
     /// and the MQTT 5 client's write waits without a bound. Only a new connection frees them.
     ///
     /// Messages parked behind a full window (or [`UNWRITTEN`]) count too, from when they were
-    /// accepted or the
-    /// connection last wrote, whichever came last: another appender's messages of longer
-    /// patience filling the window would otherwise keep the connection for as long, failing
-    /// every pack of this one meanwhile. Looked at only once nothing has been written for
-    /// longer than the shortest patience: the parked queue can be long, and this runs at
-    /// every sweep.
+    /// accepted or the connection last wrote, whichever came last: another appender's
+    /// messages of longer patience filling the window would otherwise keep the connection for
+    /// as long, failing every pack of this one meanwhile. Looked at only once nothing has been
+    /// written for longer than the shortest patience: the parked queue can be long, and this
+    /// runs at every sweep.
     pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
         let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
         let written = self

@@ -206,13 +206,18 @@ fn submit(shared: &Shared) -> mpsc::Receiver<Outcome> {
     rx
 }
 
-/// Waits until the scripted driver has taken the connection's loss; `why` if it does not.
-fn disconnected(shared: &Shared, why: &str) {
+/// Waits until `done`, for [`WAIT`] at most; `why` if it never is.
+fn wait_until(why: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
-    while shared.metrics.connected.load(Ordering::Relaxed) {
+    while !done() {
         assert!(Instant::now() < deadline, "{why}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Waits until the scripted driver has taken the connection's loss; `why` if it does not.
+fn disconnected(shared: &Shared, why: &str) {
+    wait_until(why, || !shared.metrics.connected.load(Ordering::Relaxed));
 }
 
 fn connect(shared: &Shared, events: &UnboundedSender<Step>) {
@@ -223,11 +228,9 @@ fn connect(shared: &Shared, events: &UnboundedSender<Step>) {
             grants: Grants::default(),
         }))
         .expect("driver alive");
-    let deadline = Instant::now() + WAIT;
-    while !shared.metrics.connected.load(Ordering::Relaxed) {
-        assert!(Instant::now() < deadline, "the driver did not connect");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the driver did not connect", || {
+        shared.metrics.connected.load(Ordering::Relaxed)
+    });
 }
 
 /// Starts a driver on a scripted event loop; returns where its steps go and its count of

@@ -25,11 +25,9 @@ fn a_poll_without_nudges_is_never_cancelled_while_acks_are_awaited() {
         events.send(Step::Event(event)).expect("sent");
     }
     // The first ack handled, then time for the idle branch to act.
-    let deadline = Instant::now() + WAIT;
-    while lock(&shared.tracker).outstanding() != 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(lock(&shared.tracker).outstanding(), 1, "first ack handled");
+    wait_until("first ack not handled", || {
+        lock(&shared.tracker).outstanding() == 1
+    });
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         cancelled.load(Ordering::Relaxed),
