@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
+use crate::fair_queue::FairQueue;
 use crate::log_budget::LogBudget;
 use crate::packet_limit::{far_larger, Blamed, Measure, PacketLimit, SOURCE_SUSPECTS};
 use crate::protocol::{
@@ -566,7 +567,8 @@ pub struct Tracker {
     /// The connection's name in log lines.
     label: String,
     connected: bool,
-    parked: VecDeque<Parked>,
+    /// Waiting for the window or a connection, each endpoint's in turn ([`FairQueue`]).
+    parked: FairQueue<Parked>,
     /// Handed to the client, in channel order; pkid not yet known.
     sent: VecDeque<InFlight>,
     /// QoS 1 waiting for PUBACK, QoS 2 waiting for PUBREC.
@@ -769,8 +771,10 @@ impl Tracker {
             self.endpoints.entry(how.origin.endpoint),
             self.origins.entry(how.origin),
         ];
-        for (message, measure) in messages.into_iter().zip(measures) {
-            self.parked.push_back(Parked {
+        let parked = messages
+            .into_iter()
+            .zip(measures)
+            .map(|(message, measure)| Parked {
                 pack: Arc::clone(pack),
                 how,
                 since: now,
@@ -778,7 +782,7 @@ impl Tracker {
                 message,
                 measure,
             });
-        }
+        self.parked.extend(how.origin.endpoint, parked);
         self.release(out);
         None
     }
@@ -936,8 +940,8 @@ impl Tracker {
         }
     }
 
-    /// Hands parked messages to the client, in order, while there is a connection, its
-    /// window has room, and fewer than [`UNWRITTEN`] wait to be written.
+    /// Hands parked messages to the client, each endpoint's in turn and in order, while there
+    /// is a connection, its window has room, and fewer than [`UNWRITTEN`] wait to be written.
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         // One clock read per call, not per message: they go out together.
         let mut now = None;
@@ -1206,7 +1210,7 @@ impl Tracker {
     /// topic, for the caller to refuse.
     fn fail_waiting(&self, hit: impl Fn(&Parked) -> bool) -> Vec<(Arc<Pack>, Arc<str>)> {
         let mut waiting: Vec<(Arc<Pack>, Arc<str>)> = Vec::new();
-        for p in &self.parked {
+        for p in self.parked.iter() {
             if !p.pack.is_done()
                 && hit(p)
                 && !waiting.last().is_some_and(|(w, _)| Arc::ptr_eq(w, &p.pack))
@@ -1608,7 +1612,7 @@ impl Tracker {
     /// too, and their messages are dropped before the client writes anything more
     /// ([`Tracker::unready_answered`]).
     pub fn on_refused(&mut self) {
-        for p in self.parked.drain(..) {
+        for p in self.parked.drain() {
             p.pack.finish(Why::Refused);
         }
         for m in &self.sent {
@@ -1677,7 +1681,7 @@ impl Tracker {
             .map(|m| m.pack);
         let everything: Vec<Arc<Pack>> = self
             .parked
-            .drain(..)
+            .drain()
             .map(|p| p.pack)
             .chain(in_flight)
             .collect();
@@ -3254,8 +3258,8 @@ mod tests {
     }
 
     /// Packs of the endpoint waiting behind the window when it is refused fail then, unpublished,
-    /// where they go to topics the broker never took; its pack to a topic the broker took, and
-    /// another endpoint's, go out.
+    /// where they go to topics the broker never took; its pack to a topic the broker took goes
+    /// out, and another endpoint's in its turn meanwhile.
     #[test]
     fn an_endpoints_waiting_packs_to_new_topics_fail_when_it_is_refused() {
         let (mut t, mut out) = one_at_a_time(7, "ok/7");
@@ -3277,19 +3281,19 @@ mod tests {
         t.submit(&mut out, &known, from_source(7), to_topic("ok/7", 1), 100);
         let (other, rx_other) = pack(1);
         t.submit(&mut out, &other, from_source(8), to_topic("d/9", 1), 100);
-        for rx in &refused {
+        let mut answer = |ack: Observed, rx: &mpsc::Receiver<Outcome>, outcome| {
             t.on_event(&mut out, &written(1));
-            t.on_event(&mut out, &not_authorized(1));
-            assert_eq!(outcomes(rx), vec![Outcome::RemoteError]);
-        }
+            t.on_event(&mut out, &ack);
+            assert_eq!(outcomes(rx), vec![outcome]);
+        };
+        answer(not_authorized(1), &refused[0], Outcome::RemoteError);
+        answer(not_authorized(1), &refused[1], Outcome::RemoteError);
+        answer(puback(1), &rx_other, Outcome::Delivered);
+        answer(not_authorized(1), &refused[2], Outcome::RemoteError);
         assert_eq!(outcomes(&rx_waiting), vec![Outcome::RemoteError]);
-        for rx in [&rx_known, &rx_other] {
-            t.on_event(&mut out, &written(1));
-            t.on_event(&mut out, &puback(1));
-            assert_eq!(outcomes(rx), vec![Outcome::Delivered]);
-        }
+        answer(puback(1), &rx_known, Outcome::Delivered);
         let topics: Vec<&str> = out.published.iter().map(|(t, _, _)| t.as_str()).collect();
-        assert_eq!(topics, ["ok/7", "d/0", "d/1", "d/2", "ok/7", "d/9"]);
+        assert_eq!(topics, ["ok/7", "d/0", "d/1", "d/9", "d/2", "ok/7"]);
     }
 
     /// A pack failed so while it waits behind a pack the window holds back is let go at once:
@@ -4143,6 +4147,54 @@ mod tests {
         t.submit(&mut out, &g, qos1, sized(&[100]), max);
         t.fail_all(Why::Closed);
         assert_eq!(t.held_bytes(), 0, "failed with the connection");
+    }
+
+    /// Messages waiting for the window go out each endpoint's in turn, each endpoint's in
+    /// order: an endpoint's backlog (five packs of four here, on a window of one) holds
+    /// another endpoint's pack, which came after it, back by a message per message of its
+    /// own, not until the whole backlog is acknowledged. Before, in one queue, the other pack
+    /// waited for all 20 messages, and on a slow broker reached the window only at its
+    /// deadline.
+    #[test]
+    fn waiting_messages_take_the_window_each_endpoints_in_turn() {
+        let (mut t, mut out) = one_at_a_time(1, "flood");
+        let flood: Vec<_> = (0..5)
+            .map(|_| {
+                let (p, rx) = pack(4);
+                t.submit(&mut out, &p, from_source(1), to_topic("flood", 4), 1000);
+                rx
+            })
+            .collect();
+        let (other, other_rx) = pack(2);
+        t.submit(&mut out, &other, from_source(2), to_topic("other", 2), 1000);
+        let mut acks = 0;
+        while outcomes(&other_rx).is_empty() {
+            assert!(acks <= 21, "the other endpoint's pack never went out");
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &puback(1));
+            acks += 1;
+        }
+        // In one queue: 21 (the flood's 20, then the other's first).
+        assert_eq!(acks, 5, "each of its two messages after one of the flood's");
+        let topics: Vec<&str> = out.published[1..].iter().map(|(t, _, _)| &t[..]).collect();
+        assert_eq!(
+            topics,
+            ["flood", "flood", "other", "flood", "other", "flood"]
+        );
+        // The flood's packs still go out whole, and in order.
+        while t.outstanding() > 0 {
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &puback(1));
+        }
+        for rx in &flood {
+            assert_eq!(outcomes(rx), vec![Outcome::Delivered]);
+        }
+        let payloads: Vec<u8> = out.published[1..]
+            .iter()
+            .filter(|(t, _, _)| t == "flood")
+            .map(|(_, _, p)| p[0])
+            .collect();
+        assert_eq!(payloads, (0..20).map(|i| i % 4).collect::<Vec<u8>>());
     }
 
     /// One endpoint's packs hold at most half of either bound while they wait, beyond a first

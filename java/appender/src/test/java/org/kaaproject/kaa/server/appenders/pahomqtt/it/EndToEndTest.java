@@ -30,6 +30,9 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Collectors;
 
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericData;
@@ -661,6 +664,68 @@ class EndToEndTest {
                 cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
             }
             assertEquals(1 + 5 + 4, sub.assertCount(10, Duration.ofSeconds(10)).size(), "received");
+        } finally {
+            appender.close();
+        }
+    }
+
+    /**
+     * Endpoints are untrusted, and their messages take the window in turn: another endpoint's pack appended after a
+     * flooding endpoint's backlog (4 packs of 50, appended while the broker is paused) goes out alternately with it,
+     * not behind all of it. On a window of one (maxInflight 1) the subscriber receives the quiet endpoint's two
+     * records among the first six of the backlog's, and each endpoint's records in the order appended. (Before, in one
+     * queue: after all 200, so that on a broker slower than such a backlog over deliveryTimeoutSeconds every other
+     * endpoint's pack reached the broker only at its deadline, and failed.)
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void anEndpointsBacklogDoesNotHoldAnotherEndpointsPackBehindIt() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("turns");
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
+        cfg.put("maxInflight", 1);
+        cfg.put("keepAliveSeconds", 60); // no ping goes unanswered while the broker is paused
+        LogAppender appender = load("turns", cfg);
+        Random rnd = new Random(6);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            append(appender, KaaNode.pack("quiet", logSchema, 1, telemetryBinaries(schema, rnd, "warm", 1)),
+                    "warm-up").assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            List<RecordingCallback> flood = new ArrayList<>();
+            RecordingCallback quiet;
+            BROKER.broker().pause();
+            try {
+                for (int p = 0; p < 4; p++) {
+                    flood.add(append(appender, KaaNode.pack("flooding", logSchema, 1,
+                            telemetryBinaries(schema, rnd, "flood" + p, 50)), "flooding endpoint's pack " + p));
+                }
+                quiet = append(appender, KaaNode.pack("quiet", logSchema, 1,
+                        telemetryBinaries(schema, rnd, "quiet", 2)), "quiet endpoint's pack of 2");
+            } finally {
+                BROKER.broker().resume();
+            }
+            quiet.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            for (RecordingCallback cb : flood) {
+                cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            }
+            List<String> ids = new ArrayList<>();
+            for (byte[] payload : sub.assertCount(1 + 200 + 2, Duration.ofSeconds(10)).subList(1, 203)) {
+                Matcher id = Pattern.compile("\"(flood\\d-r\\d+|quiet-r\\d)\"").matcher(
+                        new String(payload, StandardCharsets.UTF_8));
+                assertTrue(id.find(), "a record of the test's: " + new String(payload, StandardCharsets.UTF_8));
+                ids.add(id.group(1));
+            }
+            // The first of the backlog was written before the quiet pack came, the next waited with it.
+            assertEquals(List.of("flood0-r0", "flood0-r1", "quiet-r0", "flood0-r2", "quiet-r1"), ids.subList(0, 5),
+                    "the first records the broker received");
+            List<String> floodIds = new ArrayList<>();
+            for (int p = 0; p < 4; p++) {
+                for (int r = 0; r < 50; r++) {
+                    floodIds.add("flood" + p + "-r" + r);
+                }
+            }
+            assertEquals(floodIds, ids.stream().filter(i -> i.startsWith("flood")).collect(Collectors.toList()),
+                    "the flooding endpoint's records, in order");
         } finally {
             appender.close();
         }
