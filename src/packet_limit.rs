@@ -254,8 +254,9 @@ pub struct PacketLimit {
     suspects: VecDeque<(Measure, Instant)>,
     /// The limit learned: messages this large or larger are not written, whoever's.
     everyone: Option<Ceiling>,
-    /// A limit one origin's message taught: that origin's messages this large or larger are
-    /// not written. Its closes may have been at something else of its own (under MQTT 3.1.1 a
+    /// A limit one origin's message taught: that endpoint's messages this large or larger are
+    /// not written, through any appender (a copy of its records another appender made, blamed
+    /// next, is no other endpoint's doing). Its closes may have been at something else of its own (under MQTT 3.1.1 a
     /// broker closes at a publish its ACL denies without a reason: a record to a denied topic
     /// ahead of a large one, sent again, teaches a false limit), so it holds every origin's
     /// messages only once another origin's message teaches one too, at the larger of the two:
@@ -342,7 +343,7 @@ impl PacketLimit {
             let to_all = match one {
                 // The connection's own message (the status message) is no endpoint's doing.
                 _ if origin.appender == 0 => Some(size),
-                Some((c, of)) if of != origin => Some(c.size.max(size)),
+                Some((c, of)) if !of.same_endpoint(origin) => Some(c.size.max(size)),
                 _ => None,
             };
             let ceiling = match to_all {
@@ -440,7 +441,7 @@ impl PacketLimit {
         let everyone = self.everyone.filter(|c| c.live(now) && size >= c.size);
         let one = self
             .one
-            .filter(|&(c, of)| c.live(now) && size >= c.size && of == origin);
+            .filter(|&(c, of)| c.live(now) && size >= c.size && of.same_endpoint(origin));
         match (everyone, one) {
             (Some(c), _) => Some((c.size, true)),
             (None, Some((c, _))) => Some((c.size, false)),
@@ -546,6 +547,45 @@ mod tests {
         assert_eq!(limit.acked(10_000, now), Some(10_000));
         assert_eq!(limit.holds(10_000, origin(4), now), None, "lifted");
         assert_eq!(limit.holds(12_000, origin(4), now), Some(12_000));
+    }
+
+    /// Through two appenders (Kaa hands every pack to each), one endpoint's copies of a record
+    /// are still one endpoint's: the limit its closes taught holds both copies, and closes
+    /// blamed on the other copy do not make it everyone's. Before, the other appender's copy
+    /// counted as another endpoint's, and one endpoint lowered every endpoint's limit.
+    #[test]
+    fn one_endpoints_copies_through_two_appenders_do_not_teach_everyones_limit() {
+        let now = Instant::now();
+        let through = |appender| Origin {
+            appender,
+            endpoint: 7,
+        };
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        let mut teach = |size, tail: &[u8], origin| {
+            let of = || Some((Measure::of(size, tail), now, origin));
+            limit.blame(of(), now);
+            match limit.blame(of(), now) {
+                Some(Blamed::Ceiling {
+                    ceiling, everyone, ..
+                }) => (ceiling, everyone),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(teach(12_000, b"y", through(2)), (12_000, false));
+        assert_eq!(teach(9_000, b"x", through(1)), (9_000, false), "its own");
+        assert_eq!(limit.held(9_000, through(2), now), Some((9_000, false)));
+        assert_eq!(limit.held(9_000, through(1), now), Some((9_000, false)));
+        let other = Origin {
+            appender: 1,
+            endpoint: 8,
+        };
+        assert_eq!(limit.held(12_000, other, now), None, "another endpoint's");
+        assert_eq!(
+            limit.held(12_000, Origin::default(), now),
+            None,
+            "the status message"
+        );
     }
 
     /// A broker reconfigured to say its limit (MQTT 5): what its silent closes taught before

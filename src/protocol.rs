@@ -1106,6 +1106,14 @@ pub struct Origin {
     pub endpoint: u64,
 }
 
+impl Origin {
+    /// Whether both are one endpoint's records, through whichever appenders (Kaa hands every
+    /// pack to each); the connection's own messages are no endpoint's.
+    pub fn same_endpoint(self, other: Origin) -> bool {
+        self.appender != 0 && other.appender != 0 && self.endpoint == other.endpoint
+    }
+}
+
 /// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
 pub trait Outbox {
     /// Queues one publish without blocking.
