@@ -386,8 +386,11 @@ impl LogSchema {
         let Some(copied) = finish_map(out, mark, entries, first_block, keys, room) else {
             return Err(cx.over_limit(r.remaining()));
         };
-        // A key repeated keeps its last value only: what it dropped was written all the same.
-        cx.written += written - out.len();
+        // A key repeated keeps its last value only: what it dropped was written all the same,
+        // and counts against the bound (or each of many maps could write up to it and drop it).
+        let dropped = written - out.len();
+        cx.written += dropped;
+        cx.limit = cx.limit.saturating_sub(dropped);
         cx.reordered(copied, out, r)?;
         cx.limit += charged;
         Ok(())

@@ -211,3 +211,43 @@ fn maps_nested_past_the_copies_allowed_are_refused() {
         }
     ));
 }
+
+/// A map's repeated key keeps its last value only, but its earlier values were written all
+/// the same: that work counts against the output bound. Each map here is 16 entries of 2 bytes,
+/// of one key, whose values (records of 50 nulls, which take no input) come to 8 KB of text,
+/// all but the last dropped: under the bound one map at a time. Before, 100 such maps (3.4 KB
+/// of input) wrote 0.8 MB and dropped all but 1 KB of it, within a bound of 20 KB.
+#[test]
+fn what_repeated_map_keys_drop_counts_against_the_output_bound() {
+    let nulls: Vec<String> = (0..50)
+        .map(|i| field(&format!("f{i}"), r#""null""#))
+        .collect();
+    let value = format!(
+        r#"{{"type":"record","name":"Z","fields":[{}]}}"#,
+        nulls.join(",")
+    );
+    let maps = format!(r#"{{"type":"array","items":{{"type":"map","values":["null",{value}]}}}}"#);
+    let schema = LogSchema::parse(&record(&field("maps", &maps))).unwrap();
+    let datum = |n: i64| {
+        let mut e = Enc::new().long(n);
+        for _ in 0..n {
+            e = e.long(16);
+            for _ in 0..15 {
+                e = e.str("").long(1);
+            }
+            e = e.str("").long(0).long(0);
+        }
+        e.long(0).done()
+    };
+    let limit = 20_000;
+    let mut out = Vec::new();
+    schema
+        .to_json_within(&datum(1), &mut out, Style::AvroJson, limit)
+        .expect("one map fits");
+    assert_eq!(String::from_utf8(out).unwrap(), r#"{"maps":[{"":null}]}"#);
+    let mut out = Vec::new();
+    let e = schema
+        .to_json_within(&datum(100), &mut out, Style::AvroJson, limit)
+        .expect_err("over the bound");
+    assert!(matches!(e, DecodeError::OverLimit { .. }), "{e}");
+}
