@@ -567,7 +567,7 @@ pub struct Tracker {
     /// The connection's name in log lines.
     label: String,
     connected: bool,
-    /// Waiting for the window or a connection, each endpoint's in turn ([`FairQueue`]).
+    /// Waiting for the window or a connection, each endpoint's packs in turn ([`FairQueue`]).
     parked: FairQueue<Parked>,
     /// Handed to the client, in channel order; pkid not yet known.
     sent: VecDeque<InFlight>,
@@ -940,8 +940,9 @@ impl Tracker {
         }
     }
 
-    /// Hands parked messages to the client, each endpoint's in turn and in order, while there
-    /// is a connection, its window has room, and fewer than [`UNWRITTEN`] wait to be written.
+    /// Hands parked messages to the client, each endpoint's packs in turn and in order, while
+    /// there is a connection, its window has room, and fewer than [`UNWRITTEN`] wait to be
+    /// written.
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         // One clock read per call, not per message: they go out together.
         let mut now = None;
@@ -4149,14 +4150,13 @@ mod tests {
         assert_eq!(t.held_bytes(), 0, "failed with the connection");
     }
 
-    /// Messages waiting for the window go out each endpoint's in turn, each endpoint's in
-    /// order: an endpoint's backlog (five packs of four here, on a window of one) holds
-    /// another endpoint's pack, which came after it, back by a message per message of its
-    /// own, not until the whole backlog is acknowledged. Before, in one queue, the other pack
-    /// waited for all 20 messages, and on a slow broker reached the window only at its
-    /// deadline.
+    /// Messages waiting for the window go out each endpoint's in turn, a pack a turn, each
+    /// endpoint's in order: an endpoint's backlog (five packs of four here, on a window of one)
+    /// holds another endpoint's pack, which came after it, back by its pack in flight, not
+    /// until the whole backlog is acknowledged. Before, in one queue, the other pack waited
+    /// for all 20 messages, and on a slow broker reached the window only at its deadline.
     #[test]
-    fn waiting_messages_take_the_window_each_endpoints_in_turn() {
+    fn waiting_packs_take_the_window_each_endpoints_in_turn() {
         let (mut t, mut out) = one_at_a_time(1, "flood");
         let flood: Vec<_> = (0..5)
             .map(|_| {
@@ -4174,12 +4174,12 @@ mod tests {
             t.on_event(&mut out, &puback(1));
             acks += 1;
         }
-        // In one queue: 21 (the flood's 20, then the other's first).
-        assert_eq!(acks, 5, "each of its two messages after one of the flood's");
+        // In one queue: 22 (the flood's 20, then the other's two).
+        assert_eq!(acks, 6, "after the flood's pack in flight");
         let topics: Vec<&str> = out.published[1..].iter().map(|(t, _, _)| &t[..]).collect();
         assert_eq!(
             topics,
-            ["flood", "flood", "other", "flood", "other", "flood"]
+            ["flood", "flood", "flood", "flood", "other", "other", "flood"]
         );
         // The flood's packs still go out whole, and in order.
         while t.outstanding() > 0 {

@@ -1,18 +1,34 @@
-//! A queue that takes its items from each key in turn, each key's items in the order they came.
+//! A queue that takes its items from each key in turn, each key's in the order they came: a
+//! turn takes one batch (the items queued together), up to [`TURN`] of them.
 //!
-//! The messages waiting for a connection's window wait in one of these, keyed by endpoint:
-//! endpoints are untrusted, and in one first-in-first-out queue an endpoint uploading without
-//! pause (up to half of `maxPendingRecords`) held every other endpoint's packs behind its own,
-//! so that on a broker slower than that backlog over `deliveryTimeoutSeconds` every other
-//! pack reached the window only at its deadline and failed.
+//! The messages waiting for a connection's window wait in one of these, keyed by endpoint, a
+//! pack's messages one batch: endpoints are untrusted, and in one first-in-first-out queue an
+//! endpoint uploading without pause (up to half of `maxPendingRecords`) held every other
+//! endpoint's packs behind its own, so that on a broker slower than that backlog over
+//! `deliveryTimeoutSeconds` every other pack reached the window only at its deadline and
+//! failed. Turns of one message each would make packs that wait together finish together, so
+//! that on such a broker all of them miss their deadline where only the last would have; a
+//! turn of one pack lets the first finish first.
 
 use std::collections::{HashMap, VecDeque};
 
+/// The most items one turn takes: a pack that large (four times the widest automatic window)
+/// holds the others back no longer than that, and smaller packs go out whole.
+pub const TURN: usize = 1024;
+
+/// Keys queued at most before the queue gives back the memory they took once it empties
+/// (a burst of many endpoints' packs).
+const KEPT_KEYS: usize = 1024;
+
 pub struct FairQueue<T> {
-    /// Each key's items; a key leaves with its last item.
-    queues: HashMap<u64, VecDeque<T>>,
-    /// The keys with items, the next to give one first.
+    /// Each key's items, with the batch each came in; a key leaves with its last item.
+    queues: HashMap<u64, VecDeque<(u64, T)>>,
+    /// The keys with items, the one whose turn it is first.
     turns: VecDeque<u64>,
+    /// Items taken in the current turn.
+    taken: usize,
+    /// The number of the next batch.
+    batch: u64,
     len: usize,
 }
 
@@ -21,6 +37,8 @@ impl<T> Default for FairQueue<T> {
         FairQueue {
             queues: HashMap::new(),
             turns: VecDeque::new(),
+            taken: 0,
+            batch: 0,
             len: 0,
         }
     }
@@ -35,14 +53,16 @@ impl<T> FairQueue<T> {
         self.len == 0
     }
 
-    /// Queues `items` behind `key`'s earlier ones; a key new to the queue takes its turn last.
+    /// Queues `items`, one batch, behind `key`'s earlier ones; a key new to the queue takes its
+    /// turn last.
     pub fn extend(&mut self, key: u64, items: impl IntoIterator<Item = T>) {
+        let batch = self.batch;
+        self.batch += 1;
         let queue = self.queues.entry(key).or_default();
-        let was_empty = queue.is_empty();
         let before = queue.len();
-        queue.extend(items);
+        queue.extend(items.into_iter().map(|item| (batch, item)));
         self.len += queue.len() - before;
-        if was_empty && !queue.is_empty() {
+        if before == 0 && !queue.is_empty() {
             self.turns.push_back(key);
         } else if queue.is_empty() {
             self.queues.remove(&key);
@@ -51,48 +71,75 @@ impl<T> FairQueue<T> {
 
     /// The item whose turn it is.
     pub fn front(&self) -> Option<&T> {
-        self.turns.front().and_then(|k| self.queues.get(k)?.front())
+        let key = self.turns.front()?;
+        self.queues.get(key)?.front().map(|(_, item)| item)
     }
 
-    /// Takes the item whose turn it is; its key's next item waits for every other key's.
+    /// Takes the item whose turn it is. The turn stays with its key while the key's next item
+    /// is of the same batch, up to [`TURN`] items; then that key waits for every other key's.
     pub fn pop_front(&mut self) -> Option<T> {
-        let key = self.turns.pop_front()?;
+        let key = *self.turns.front()?;
         let queue = self.queues.get_mut(&key)?;
-        let item = queue.pop_front();
-        if queue.is_empty() {
-            self.queues.remove(&key);
-        } else {
-            self.turns.push_back(key);
+        let (batch, item) = queue.pop_front()?;
+        self.len -= 1;
+        self.taken += 1;
+        match queue.front() {
+            None => {
+                self.queues.remove(&key);
+                self.turns.pop_front();
+                self.taken = 0;
+                if self.len == 0 && self.queues.capacity() > KEPT_KEYS {
+                    self.queues.shrink_to_fit();
+                    self.turns.shrink_to_fit();
+                }
+            }
+            Some(&(next, _)) if next == batch && self.taken < TURN => {}
+            Some(_) => {
+                self.turns.rotate_left(1);
+                self.taken = 0;
+            }
         }
-        self.len -= usize::from(item.is_some());
-        item
+        Some(item)
     }
 
-    /// Every item, key by key (each key's in order): the items of one key that came together
-    /// are next to each other.
+    /// Every item, key by key (each key's in order): the items of one batch are next to each
+    /// other.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.turns
-            .iter()
-            .flat_map(|k| self.queues.get(k).into_iter().flatten())
+        self.turns.iter().flat_map(|k| {
+            self.queues
+                .get(k)
+                .into_iter()
+                .flatten()
+                .map(|(_, item)| item)
+        })
     }
 
     /// Takes every item, key by key.
     pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.len = 0;
+        self.taken = 0;
         let mut queues = std::mem::take(&mut self.queues);
-        self.turns
-            .drain(..)
-            .flat_map(move |k| queues.remove(&k).into_iter().flatten())
+        self.turns.drain(..).flat_map(move |k| {
+            queues
+                .remove(&k)
+                .into_iter()
+                .flatten()
+                .map(|(_, item)| item)
+        })
     }
 
     /// Keeps the items `keep` says to, in their order and turns.
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         for queue in self.queues.values_mut() {
-            queue.retain(&mut keep);
+            queue.retain(|(_, item)| keep(item));
         }
         self.queues.retain(|_, q| !q.is_empty());
         let queues = &self.queues;
+        let front = self.turns.front().copied();
         self.turns.retain(|k| queues.contains_key(k));
+        if self.turns.front().copied() != front {
+            self.taken = 0;
+        }
         self.len = self.queues.values().map(VecDeque::len).sum();
     }
 }
@@ -105,36 +152,54 @@ mod tests {
         std::iter::from_fn(|| q.pop_front()).collect()
     }
 
-    /// Each key gives one item in turn, in the order the keys came, each key's in its order.
+    /// Each key takes a turn of one batch, the keys in the order they came, each key's items in
+    /// order; a key that comes back after it left waits for the keys already waiting.
     #[test]
-    fn keys_take_turns_and_each_keeps_its_order() {
+    fn keys_take_turns_of_a_batch_each_in_order() {
         let mut q = FairQueue::default();
         q.extend(7, (0..4).map(|i| (7, i)));
         q.extend(3, (0..2).map(|i| (3, i)));
         q.extend(7, [(7, 4)]);
         q.extend(5, [(5, 0)]);
         q.extend(9, []);
+        q.extend(3, []);
         assert_eq!(q.len(), 8);
         assert_eq!(q.front(), Some(&(7, 0)));
         let expected = [
             (7, 0),
-            (3, 0),
-            (5, 0),
             (7, 1),
-            (3, 1),
             (7, 2),
             (7, 3),
+            (3, 0),
+            (3, 1),
+            (5, 0),
             (7, 4),
         ];
         assert_eq!(taken(&mut q), expected);
         assert!(q.is_empty());
         assert_eq!(q.front(), None);
-        // A key that comes back after it left takes its turn after the keys waiting.
         q.extend(3, [(3, 2)]);
-        q.extend(7, [(7, 5), (7, 6)]);
+        q.extend(7, [(7, 5)]);
+        q.extend(7, [(7, 6)]);
         assert_eq!(q.pop_front(), Some((3, 2)));
         q.extend(3, [(3, 3)]);
         assert_eq!(taken(&mut q), [(7, 5), (3, 3), (7, 6)]);
+    }
+
+    /// A batch larger than [`TURN`] gives the turn away after that many items.
+    #[test]
+    fn a_turn_takes_at_most_turn_items() {
+        let mut q = FairQueue::default();
+        let big = TURN as u32 + 10;
+        q.extend(1, (0..big).map(|i| (1, i)));
+        q.extend(2, [(2, 0)]);
+        let order = taken(&mut q);
+        assert_eq!(order[TURN], (2, 0));
+        assert_eq!(order.len(), TURN + 11);
+        assert!(order[..TURN]
+            .iter()
+            .chain(&order[TURN + 1..])
+            .all(|&(k, _)| k == 1));
     }
 
     /// `iter` and `drain` give each key's items together; `retain` keeps order and turns.

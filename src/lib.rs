@@ -20,7 +20,7 @@
 //! - [`connection`]: pooled connections, one driver task each (reconnects, failover, client id
 //!   takeovers); `protocol`: the MQTT client, the only module that names rumqttc.
 //! - `delivery`: ties every publish to its ack and answers each pack exactly once;
-//!   `fair_queue` lets each endpoint's waiting messages take the window in turn;
+//!   `fair_queue` lets each endpoint's waiting packs take the window in turn;
 //!   `packet_limit` learns from a broker's closes the largest packet it takes, where it does
 //!   not say; `refused_topics` keeps the topics a broker refused lately (told by an MQTT 5
 //!   reason code, or learned from its closes under MQTT 3.1.1), the endpoints whose records had

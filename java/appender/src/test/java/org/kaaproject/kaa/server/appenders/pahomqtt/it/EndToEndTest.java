@@ -670,11 +670,11 @@ class EndToEndTest {
     }
 
     /**
-     * Endpoints are untrusted, and their messages take the window in turn: another endpoint's pack appended after a
-     * flooding endpoint's backlog (4 packs of 50, appended while the broker is paused) goes out alternately with it,
-     * not behind all of it. On a window of one (maxInflight 1) the subscriber receives the quiet endpoint's two
-     * records among the first six of the backlog's, and each endpoint's records in the order appended. (Before, in one
-     * queue: after all 200, so that on a broker slower than such a backlog over deliveryTimeoutSeconds every other
+     * Endpoints are untrusted, and their packs take the window in turn: another endpoint's pack appended after a
+     * flooding endpoint's backlog (4 packs of 50, appended while the broker is paused) goes out after the backlog's
+     * pack in flight, not behind all of it. On a window of one (maxInflight 1), the subscriber receives the quiet
+     * endpoint's two records 51st and 52nd, and each endpoint's records in the order appended. (Before, in one queue:
+     * after all 200, so that on a broker slower than such a backlog over deliveryTimeoutSeconds every other
      * endpoint's pack reached the broker only at its deadline, and failed.)
      */
     @Test
@@ -684,7 +684,7 @@ class EndToEndTest {
         Schema schema = AvroReference.parse(logSchema);
         String topic = topic("turns");
         Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
-        cfg.put("maxInflight", 1);
+        cfg.put("maxInflight", 1); // the backlog waits for the window, not in it
         cfg.put("keepAliveSeconds", 60); // no ping goes unanswered while the broker is paused
         LogAppender appender = load("turns", cfg);
         Random rnd = new Random(6);
@@ -715,9 +715,9 @@ class EndToEndTest {
                 assertTrue(id.find(), "a record of the test's: " + new String(payload, StandardCharsets.UTF_8));
                 ids.add(id.group(1));
             }
-            // The first of the backlog was written before the quiet pack came, the next waited with it.
-            assertEquals(List.of("flood0-r0", "flood0-r1", "quiet-r0", "flood0-r2", "quiet-r1"), ids.subList(0, 5),
-                    "the first records the broker received");
+            // The backlog's first pack was going out when the quiet pack came; then it was the quiet pack's turn.
+            assertEquals(List.of("flood0-r49", "quiet-r0", "quiet-r1", "flood1-r0"), ids.subList(49, 53),
+                    "the records the broker received after the backlog's first pack");
             List<String> floodIds = new ArrayList<>();
             for (int p = 0; p < 4; p++) {
                 for (int r = 0; r < 50; r++) {
