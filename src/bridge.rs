@@ -11,7 +11,9 @@
 //!
 //! Calls into Java go straight to Kaa's `LogDeliveryCallback` and to SLF4J's `Logger`, with no
 //! Java code of ours between, from one dispatcher thread attached to the JVM once: tokio
-//! workers never touch JNI, and a slow callback delays other callbacks but never the network.
+//! workers never touch JNI, and a slow callback delays other callbacks but never the network
+//! (while that thread's answers are more than 10 s late, `append` answers on the caller's
+//! thread instead: [`answer_lag`]).
 //! A callback that throws is logged with its exception. `JNI_OnLoad` reads the SLF4J level,
 //! and the same thread reads it again every few seconds, so a level changed at run time
 //! reaches native code. A panic in one of its jobs is logged and the thread goes on with the
@@ -436,7 +438,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             None
         });
         let endpoint = endpoint.unwrap_or_else(|| "null".into());
-        // An id or text that cannot be read is as none: the pack is then refused for its schema.
+        // An id or text that cannot be read is as none: without an id the schema is found by
+        // its text, and a pack without a text is refused for its schema.
         let schema_id = read_string(&mut env, &schema_id).ok().flatten();
         let schema = PackSchema {
             id: schema_id.as_deref(),
@@ -707,26 +710,36 @@ impl JavaSide {
         Ok(logger)
     }
 
-    /// The most detailed level SLF4J enables for the native loggers.
+    /// The most detailed level SLF4J enables for the native loggers: the prefix's, or a
+    /// module's that has logged (DEBUG set on `...native.kaa_mqtt_appender.connection` alone).
+    /// Records a module's level leaves out are then made and dropped by SLF4J.
     fn read_level(&mut self, env: &mut JNIEnv) -> Result<LevelFilter, jni::errors::Error> {
         in_local_frame(env, 4, |env| {
-            let root = self.logger(env, "")?;
-            for (level, _, _) in SLF4J_LEVELS.into_iter().rev() {
-                // SAFETY: every `enabled` method was resolved on `Logger` with `()Z`.
-                let on = unsafe {
-                    env.call_method_unchecked(
-                        &root,
-                        self.enabled[slf4j_index(level)],
-                        ReturnType::Primitive(Primitive::Boolean),
-                        &[],
-                    )
-                }?
-                .z()?;
-                if on {
-                    return Ok(level.to_level_filter());
+            let mut loggers = vec![self.logger(env, "")?];
+            loggers.extend(self.loggers.values().cloned());
+            let mut most = LevelFilter::Off;
+            for logger in &loggers {
+                for (level, _, _) in SLF4J_LEVELS.into_iter().rev() {
+                    if level.to_level_filter() <= most {
+                        break;
+                    }
+                    // SAFETY: every `enabled` method was resolved on `Logger` with `()Z`.
+                    let on = unsafe {
+                        env.call_method_unchecked(
+                            logger,
+                            self.enabled[slf4j_index(level)],
+                            ReturnType::Primitive(Primitive::Boolean),
+                            &[],
+                        )
+                    }?
+                    .z()?;
+                    if on {
+                        most = level.to_level_filter();
+                        break;
+                    }
                 }
             }
-            Ok(LevelFilter::Off)
+            Ok(most)
         })
     }
 

@@ -33,7 +33,8 @@ final class NativeAppender {
     /**
      * Hands one pack over as Kaa gave it, without waiting on the network: each event's data (a null event as null,
      * a null list as null) and the log schema's id, version and text (null without a schema); the library checks
-     * them. The library calls the callback exactly once, from its dispatcher thread.
+     * them. The library calls the callback exactly once, from its dispatcher thread; while that thread's answers are
+     * more than 10 s late, on the calling thread, before this returns.
      */
     static native void append(long handle, String logSchemaId, int logSchemaVersion, String logSchema,
             byte[][] records, String endpointKey, LogDeliveryCallback callback);

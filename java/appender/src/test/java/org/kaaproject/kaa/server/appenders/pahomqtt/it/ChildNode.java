@@ -301,7 +301,12 @@ public final class ChildNode implements AutoCloseable {
 
     /** Sets the level of the native loggers in the child at run time (see {@link ChildNodeMain#setNativeLevel}). */
     public void setNativeLevel(String level) {
-        send("level " + level);
+        setNativeLevel(level, ChildNodeMain.NATIVE_LOGGERS);
+    }
+
+    /** Sets the level of one native logger and those below it in the child at run time. */
+    public void setNativeLevel(String level, String logger) {
+        send("level " + level + " " + logger);
         String a = await(Duration.ofSeconds(10), "LEVEL " + level, "LEVEL_FAILED");
         if (a == null || a.startsWith("LEVEL_FAILED")) {
             fail("child: cannot set the native log level: " + a + "\n" + diagnostics());

@@ -130,12 +130,12 @@ public final class ChildNodeMain {
      * Changes the level of the native loggers at run time, as an operator does on a node: Kaa's logback rereads its
      * configuration while the node runs, or takes a new level through JMX. slf4j-simple, the binding of these tests,
      * fixes a logger's level when it makes the logger and has no API to change it, so this plays logback's part by
-     * hand: the level field of every native logger made so far, and the system property from which slf4j-simple
-     * computes the level of those made later. The appender sees only what any binding shows it: the answers of
-     * {@code isDebugEnabled()} and the like.
+     * hand: the level field of {@code logger} and of every logger below it made so far, and the system property from
+     * which slf4j-simple computes the level of those made later. The appender sees only what any binding shows it:
+     * the answers of {@code isDebugEnabled()} and the like.
      */
-    static void setNativeLevel(String level) throws ReflectiveOperationException {
-        System.setProperty("org.slf4j.simpleLogger.log." + NATIVE_LOGGERS, level);
+    static void setNativeLevel(String level, String logger) throws ReflectiveOperationException {
+        System.setProperty("org.slf4j.simpleLogger.log." + logger, level);
         Class<?> simple = Class.forName("org.slf4j.impl.SimpleLogger");
         java.lang.reflect.Field constant = simple.getDeclaredField("LOG_LEVEL_" + level.toUpperCase(java.util.Locale.ROOT));
         constant.setAccessible(true);
@@ -149,7 +149,7 @@ public final class ChildNodeMain {
         org.slf4j.LoggerFactory.getLogger(NATIVE_LOGGERS);
         for (Map.Entry<?, ?> e : ((Map<?, ?>) made.get(factory)).entrySet()) {
             String name = (String) e.getKey();
-            if (name.equals(NATIVE_LOGGERS) || name.startsWith(NATIVE_LOGGERS + ".")) {
+            if (name.equals(logger) || name.startsWith(logger + ".")) {
                 current.setInt(e.getValue(), value);
             }
         }
@@ -284,7 +284,7 @@ public final class ChildNodeMain {
                 }
                 case "level":
                     try {
-                        setNativeLevel(a[0]);
+                        setNativeLevel(a[0], a.length > 1 ? a[1] : NATIVE_LOGGERS);
                         say("LEVEL " + a[0]);
                     } catch (Throwable t) {
                         say("LEVEL_FAILED " + oneLine(t));

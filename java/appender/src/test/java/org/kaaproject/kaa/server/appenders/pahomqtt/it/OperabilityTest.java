@@ -319,4 +319,35 @@ class OperabilityTest {
                     + closedPort)), "native DEBUG lines after the level changed at run time:\n" + node.diagnostics());
         }
     }
+
+    /**
+     * A level set on one native module's logger alone reaches native code: DEBUG on
+     * {@code ...native.kaa_mqtt_appender.connection} in a child node at INFO shows that module's DEBUG lines (the
+     * repeats of a failed connect), and no other native logger's. Before, only the prefix logger's level was read,
+     * and the module's DEBUG lines were dropped before SLF4J saw them.
+     */
+    @Test
+    void aLevelSetOnOneNativeModuleReachesIt() throws InterruptedException {
+        int closedPort = Mosquitto.freeLoopbackPort();
+        String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection";
+        try (ChildNode node = ChildNode.start("info")) {
+            node.load("module-level", KaaNode.brokerConfig(closedPort, "ops/module-level", 1));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (node.appenderLogLines("WARN").stream().noneMatch(l -> l.contains(nativeLogger))
+                    && System.nanoTime() < deadline) {
+                Thread.sleep(100);
+            }
+            node.setNativeLevel("debug", nativeLogger);
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
+            while (node.appenderLogLines("DEBUG").stream().noneMatch(l -> l.contains(nativeLogger))
+                    && System.nanoTime() < deadline) {
+                Thread.sleep(200);
+            }
+            List<String> debug = node.appenderLogLines("DEBUG");
+            assertTrue(debug.stream().anyMatch(l -> l.contains(nativeLogger + " - cannot connect to 127.0.0.1:"
+                    + closedPort)), "the module's DEBUG lines:\n" + node.diagnostics());
+            assertEquals(List.of(), debug.stream().filter(l -> !l.contains(nativeLogger + " - "))
+                    .collect(java.util.stream.Collectors.toList()), "only that module's DEBUG lines");
+        }
+    }
 }
