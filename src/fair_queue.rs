@@ -12,8 +12,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-/// The most items one turn takes: a pack that large (four times the widest automatic window)
-/// holds the others back no longer than that, and smaller packs go out whole.
+/// The most items one turn takes: a larger pack holds the others back no longer than that
+/// (as many messages as may wait unwritten in the MQTT client, `delivery::UNWRITTEN`), and
+/// smaller packs go out whole.
 pub const TURN: usize = 1024;
 
 /// Keys queued at most before the queue gives back the memory they took once it empties
@@ -88,10 +89,7 @@ impl<T> FairQueue<T> {
                 self.queues.remove(&key);
                 self.turns.pop_front();
                 self.taken = 0;
-                if self.len == 0 && self.queues.capacity() > KEPT_KEYS {
-                    self.queues.shrink_to_fit();
-                    self.turns.shrink_to_fit();
-                }
+                self.give_back_memory();
             }
             Some(&(next, _)) if next == batch && self.taken < TURN => {}
             Some(_) => {
@@ -115,32 +113,55 @@ impl<T> FairQueue<T> {
     }
 
     /// Takes every item, key by key.
-    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = T> {
         self.len = 0;
         self.taken = 0;
         let mut queues = std::mem::take(&mut self.queues);
-        self.turns.drain(..).flat_map(move |k| {
-            queues
-                .remove(&k)
-                .into_iter()
-                .flatten()
-                .map(|(_, item)| item)
-        })
+        std::mem::take(&mut self.turns)
+            .into_iter()
+            .flat_map(move |k| {
+                queues
+                    .remove(&k)
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, item)| item)
+            })
     }
 
-    /// Keeps the items `keep` says to, in their order and turns.
+    /// Keeps the items `keep` says to, in their order and turns. A turn whose batch is gone
+    /// ends: the key's next batch waits for the other keys.
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let turn = self.turn();
         for queue in self.queues.values_mut() {
             queue.retain(|(_, item)| keep(item));
         }
         self.queues.retain(|_, q| !q.is_empty());
         let queues = &self.queues;
-        let front = self.turns.front().copied();
         self.turns.retain(|k| queues.contains_key(k));
-        if self.turns.front().copied() != front {
-            self.taken = 0;
-        }
         self.len = self.queues.values().map(VecDeque::len).sum();
+        match (turn, self.turn()) {
+            (before, after) if before == after => {}
+            (Some((was, _)), Some((key, _))) if was == key && self.taken > 0 => {
+                self.turns.rotate_left(1);
+                self.taken = 0;
+            }
+            _ => self.taken = 0,
+        }
+        self.give_back_memory();
+    }
+
+    /// The key whose turn it is, and the batch of its next item.
+    fn turn(&self) -> Option<(u64, u64)> {
+        let key = *self.turns.front()?;
+        Some((key, self.queues.get(&key)?.front()?.0))
+    }
+
+    /// Empty after a burst of many keys: the memory they took goes back.
+    fn give_back_memory(&mut self) {
+        if self.len == 0 && self.queues.capacity() > KEPT_KEYS {
+            self.queues.shrink_to_fit();
+            self.turns.shrink_to_fit();
+        }
     }
 }
 
@@ -200,6 +221,42 @@ mod tests {
             .iter()
             .chain(&order[TURN + 1..])
             .all(|&(k, _)| k == 1));
+    }
+
+    /// Each turn counts its own items: after a turn of [`TURN`], the next key's turn takes as
+    /// many.
+    #[test]
+    fn each_turn_takes_turn_items_afresh() {
+        let mut q = FairQueue::default();
+        let big = TURN as u32 + 10;
+        q.extend(1, (0..big).map(|i| (1, i)));
+        q.extend(2, (0..big).map(|i| (2, i)));
+        let keys: Vec<u64> = taken(&mut q).into_iter().map(|(k, _)| k).collect();
+        let runs: Vec<(u64, usize)> = keys
+            .chunk_by(|a, b| a == b)
+            .map(|r| (r[0], r.len()))
+            .collect();
+        assert_eq!(runs, [(1, TURN), (2, TURN), (1, 10), (2, 10)]);
+    }
+
+    /// A turn whose batch `retain` removed ends there: the key's next batch waits for the
+    /// other keys (a pack answered at its deadline while its messages went out).
+    #[test]
+    fn a_turn_ends_with_its_batch_removed() {
+        let mut q = FairQueue::default();
+        q.extend(1, [(1, 0), (1, 1), (1, 2)]);
+        q.extend(1, [(1, 10), (1, 11)]);
+        q.extend(2, [(2, 0)]);
+        assert_eq!(q.pop_front(), Some((1, 0)));
+        q.retain(|&(k, i)| k != 1 || i >= 10);
+        assert_eq!(q.front(), Some(&(2, 0)));
+        assert_eq!(taken(&mut q), [(2, 0), (1, 10), (1, 11)]);
+        // Items removed from a turn whose batch goes on leave it going.
+        q.extend(1, [(1, 20), (1, 21), (1, 22)]);
+        q.extend(2, [(2, 1)]);
+        assert_eq!(q.pop_front(), Some((1, 20)));
+        q.retain(|&(_, i)| i != 21);
+        assert_eq!(taken(&mut q), [(1, 22), (2, 1)]);
     }
 
     /// `iter` and `drain` give each key's items together; `retain` keeps order and turns.
