@@ -52,6 +52,8 @@ const FAILURES_KEPT: usize = 4;
 const FAILURE_REMEMBERED: Duration = Duration::from_secs(600);
 /// Events handled in one turn of the driver at most, under one lock of the tracker.
 const EVENTS_PER_TURN: usize = 256;
+/// The longest client id MQTT requires a broker to admit (3.1.1 §3.1.3.1, 5.0 §3.1.3.1).
+const GUARANTEED_ID_BYTES: usize = 23;
 
 /// Workers of the connections' runtime: one on a machine of three cores or fewer, two from
 /// four. A connection is one task, so a second worker only helps several busy connections; where
@@ -1459,6 +1461,13 @@ impl<E: EventLoop> Driver<E> {
                                 " (another appender of this node holds '{configured}' with other \
                                  connection settings, and a broker that admits exact client ids \
                                  only refuses any other: give each appender its own clientId)"
+                            )
+                        } else if about == Refusal::Id && client_id.len() > GUARANTEED_ID_BYTES {
+                            // The form's default, `kaa-{hostname}-{pid}`, can be longer.
+                            format!(
+                                " (the client id is {} bytes, and MQTT brokers need admit no \
+                                 more than {GUARANTEED_ID_BYTES}: set a shorter clientId)",
+                                client_id.len()
                             )
                         } else {
                             String::new()

@@ -155,6 +155,35 @@ fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
     }
 }
 
+/// A broker that refuses a client id longer than the 23 bytes MQTT requires it to admit is
+/// told so in the refusal's line, with the id's length (the form's default,
+/// `kaa-{hostname}-{pid}`, can be longer); an id within them is not blamed.
+#[test]
+fn a_refused_client_id_over_23_bytes_is_named_as_too_long() {
+    crate::test_log::capture();
+    for (id, blamed) in [
+        ("kaa-ip-172-31-45-12-12345", true),
+        ("kaa-ip-172-31-45-1-1234", false),
+    ] {
+        let (tx, ids) = mpsc::channel();
+        let (port, _) = scripted_broker(move |l| exact_id_broker_v4(l, "admitted", (0, 2), tx));
+        let connection = Connection::get(&scripted(port, id)).expect("opened");
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id));
+        let rx = submit_one(&connection);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+        let lines = crate::test_log::lines_with(&format!("as '{id}'"));
+        let refused: Vec<_> = lines.iter().filter(|l| l.contains("refused")).collect();
+        assert!(!refused.is_empty(), "{lines:?}");
+        let hint = format!("the client id is {} bytes", id.len());
+        assert_eq!(
+            refused.iter().all(|l| l.contains(&hint)),
+            blamed,
+            "{refused:?}"
+        );
+        drop(connection);
+    }
+}
+
 /// A moved id refused for a reason that is not about the id (here "server unavailable")
 /// is kept: going back to the configured id would push the other node out of it again.
 #[test]
