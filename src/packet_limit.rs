@@ -511,6 +511,24 @@ mod tests {
         assert_eq!(limit.holds(131_999, Origin::default(), now), None);
     }
 
+    /// Two closes at `message` of `origin`'s, each at its write: the ceiling they teach, and
+    /// whether it holds everyone's messages.
+    fn closed_twice_at(
+        limit: &mut PacketLimit,
+        message: Measure,
+        origin: Origin,
+        now: Instant,
+    ) -> (usize, bool) {
+        let of = || Some((message, now, origin));
+        limit.blame(of(), now);
+        match limit.blame(of(), now) {
+            Some(Blamed::Ceiling {
+                ceiling, everyone, ..
+            }) => (ceiling, everyone),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A ceiling one endpoint's message taught holds that endpoint's messages only (its closes
     /// may have been at something else of its own: a record to a topic the broker's ACL denies,
     /// ahead of the large one), until another endpoint's message teaches one too: then every
@@ -526,14 +544,7 @@ mod tests {
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
         let mut teach = |size, tail: &[u8], endpoint| {
-            let of = || Some((Measure::of(size, tail), now, origin(endpoint)));
-            limit.blame(of(), now);
-            match limit.blame(of(), now) {
-                Some(Blamed::Ceiling {
-                    ceiling, everyone, ..
-                }) => (ceiling, everyone),
-                other => panic!("{other:?}"),
-            }
+            closed_twice_at(&mut limit, Measure::of(size, tail), origin(endpoint), now)
         };
         assert_eq!(teach(9_000, b"a", 1), (9_000, false));
         assert_eq!(teach(12_000, b"b", 2), (12_000, true), "the larger");
@@ -563,14 +574,7 @@ mod tests {
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
         let mut teach = |size, tail: &[u8], origin| {
-            let of = || Some((Measure::of(size, tail), now, origin));
-            limit.blame(of(), now);
-            match limit.blame(of(), now) {
-                Some(Blamed::Ceiling {
-                    ceiling, everyone, ..
-                }) => (ceiling, everyone),
-                other => panic!("{other:?}"),
-            }
+            closed_twice_at(&mut limit, Measure::of(size, tail), origin, now)
         };
         assert_eq!(teach(12_000, b"y", through(2)), (12_000, false));
         assert_eq!(teach(9_000, b"x", through(1)), (9_000, false), "its own");

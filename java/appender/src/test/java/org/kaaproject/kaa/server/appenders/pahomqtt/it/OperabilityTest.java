@@ -30,6 +30,10 @@ import org.kaaproject.kaa.server.common.log.shared.appender.data.BaseLogEventPac
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class OperabilityTest {
 
+    /** The native connection module's SLF4J logger. */
+    private static final String CONNECTION_LOGGER =
+            "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection";
+
     private static final String TELEMETRY = TestData.schemaText("telemetry.avsc");
 
     private static List<byte[]> records(int n, int seed) {
@@ -186,10 +190,10 @@ class OperabilityTest {
                 int exitCode = node.returnFromMain(Duration.ofSeconds(60));
                 String log = node.log();
                 assertEquals(0, exitCode, log);
-                String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
-                assertTrue(log.contains(nativeLogger + "connection - connected to 127.0.0.1:" + broker.port()),
+                String CONNECTION_LOGGER = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
+                assertTrue(log.contains(CONNECTION_LOGGER + "connection - connected to 127.0.0.1:" + broker.port()),
                         "native INFO line in SLF4J:\n" + log);
-                assertTrue(log.matches("(?s).*" + nativeLogger.replace(".", "\\.")
+                assertTrue(log.matches("(?s).*" + CONNECTION_LOGGER.replace(".", "\\.")
                         + "appender - appender 'probe': [1-9]\\d* records in [1-9]\\d* packs delivered.*"),
                         "periodic summary line:\n" + log);
                 assertTrue(log.contains("org.kaaproject.kaa.server.appenders.pahomqtt.native.rumqttc"),
@@ -293,14 +297,9 @@ class OperabilityTest {
     @Test
     void nativeLogLevelFollowsSlf4jAtRunTime() throws InterruptedException {
         int closedPort = Mosquitto.freeLoopbackPort();
-        String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection";
         try (ChildNode node = ChildNode.start("info")) {
             node.load("level-probe", KaaNode.brokerConfig(closedPort, "ops/level", 1));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-            while (node.appenderLogLines("WARN").stream().noneMatch(l -> l.contains(nativeLogger))
-                    && System.nanoTime() < deadline) {
-                Thread.sleep(100);
-            }
+            awaitNativeLine(node, "WARN", CONNECTION_LOGGER, 30);
             assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("cannot connect to 127.0.0.1:"
                     + closedPort)), "the first failed connect is a WARN:\n" + node.diagnostics());
             // Retries back off from 100 ms: within 2 s several more fail, each a DEBUG line at DEBUG.
@@ -309,13 +308,9 @@ class OperabilityTest {
 
             node.setNativeLevel("debug");
             // Reconnect attempts back off up to 10 s; the level is read again every few seconds.
-            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
-            while (node.appenderLogLines("DEBUG").stream().noneMatch(l -> l.contains(nativeLogger))
-                    && System.nanoTime() < deadline) {
-                Thread.sleep(200);
-            }
+            awaitNativeLine(node, "DEBUG", CONNECTION_LOGGER, 40);
             List<String> debug = node.appenderLogLines("DEBUG");
-            assertTrue(debug.stream().anyMatch(l -> l.contains(nativeLogger + " - cannot connect to 127.0.0.1:"
+            assertTrue(debug.stream().anyMatch(l -> l.contains(CONNECTION_LOGGER + " - cannot connect to 127.0.0.1:"
                     + closedPort)), "native DEBUG lines after the level changed at run time:\n" + node.diagnostics());
         }
     }
@@ -329,25 +324,26 @@ class OperabilityTest {
     @Test
     void aLevelSetOnOneNativeModuleReachesIt() throws InterruptedException {
         int closedPort = Mosquitto.freeLoopbackPort();
-        String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection";
         try (ChildNode node = ChildNode.start("info")) {
             node.load("module-level", KaaNode.brokerConfig(closedPort, "ops/module-level", 1));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-            while (node.appenderLogLines("WARN").stream().noneMatch(l -> l.contains(nativeLogger))
-                    && System.nanoTime() < deadline) {
-                Thread.sleep(100);
-            }
-            node.setNativeLevel("debug", nativeLogger);
-            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(40);
-            while (node.appenderLogLines("DEBUG").stream().noneMatch(l -> l.contains(nativeLogger))
-                    && System.nanoTime() < deadline) {
-                Thread.sleep(200);
-            }
+            awaitNativeLine(node, "WARN", CONNECTION_LOGGER, 30);
+            node.setNativeLevel("debug", CONNECTION_LOGGER);
+            awaitNativeLine(node, "DEBUG", CONNECTION_LOGGER, 40);
             List<String> debug = node.appenderLogLines("DEBUG");
-            assertTrue(debug.stream().anyMatch(l -> l.contains(nativeLogger + " - cannot connect to 127.0.0.1:"
+            assertTrue(debug.stream().anyMatch(l -> l.contains(CONNECTION_LOGGER + " - cannot connect to 127.0.0.1:"
                     + closedPort)), "the module's DEBUG lines:\n" + node.diagnostics());
-            assertEquals(List.of(), debug.stream().filter(l -> !l.contains(nativeLogger + " - "))
+            assertEquals(List.of(), debug.stream().filter(l -> !l.contains(CONNECTION_LOGGER + " - "))
                     .collect(java.util.stream.Collectors.toList()), "only that module's DEBUG lines");
+        }
+    }
+
+    /** Waits up to {@code seconds} for a line of {@code level} from {@code logger} in the child's log. */
+    private static void awaitNativeLine(ChildNode node, String level, String logger, int seconds)
+            throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (node.appenderLogLines(level).stream().noneMatch(l -> l.contains(logger))
+                && System.nanoTime() < deadline) {
+            Thread.sleep(100);
         }
     }
 }
