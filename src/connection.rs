@@ -52,7 +52,8 @@ const FAILURES_KEPT: usize = 4;
 const FAILURE_REMEMBERED: Duration = Duration::from_secs(600);
 /// Events handled in one turn of the driver at most, under one lock of the tracker.
 const EVENTS_PER_TURN: usize = 256;
-/// The longest client id MQTT requires a broker to admit (3.1.1 §3.1.3.1, 5.0 §3.1.3.1).
+/// The longest client id MQTT requires a broker to admit, of letters and digits only (3.1.1
+/// and 5.0, §3.1.3.1).
 const GUARANTEED_ID_BYTES: usize = 23;
 
 /// Workers of the connections' runtime: one on a machine of three cores or fewer, two from
@@ -1405,10 +1406,9 @@ impl<E: EventLoop> Driver<E> {
                     _ => 0,
                 };
                 let id_refused = match &failure {
-                    Failure::Refused {
-                        why: code,
-                        about: Refusal::Id,
-                    } => Some(format!("refused the connection: {code}")),
+                    Failure::Refused { why: code, about } if about.is_about_id() => {
+                        Some(format!("refused the connection: {code}"))
+                    }
                     Failure::Closed { why, .. } if *turned_away >= TURNED_AWAY => Some(format!(
                         "{why}: closed before any CONNACK, {turned_away} times in a row"
                     )),
@@ -1456,17 +1456,19 @@ impl<E: EventLoop> Driver<E> {
                         // back above): a broker admitting exact ids only admits one of them.
                         // Refused for anything else, the id is not the matter.
                         let configured = &shared.identity.2;
-                        let clash = if about == Refusal::Id && *client_id != *configured {
+                        let clash = if about.is_about_id() && *client_id != *configured {
                             format!(
                                 " (another appender of this node holds '{configured}' with other \
                                  connection settings, and a broker that admits exact client ids \
                                  only refuses any other: give each appender its own clientId)"
                             )
-                        } else if about == Refusal::Id && client_id.len() > GUARANTEED_ID_BYTES {
-                            // The form's default, `kaa-{hostname}-{pid}`, can be longer.
+                        } else if about == Refusal::IdInvalid {
+                            // The form's default, `kaa-{hostname}-{pid}`, can be longer, and
+                            // has dashes.
                             format!(
-                                " (the client id is {} bytes, and MQTT brokers need admit no \
-                                 more than {GUARANTEED_ID_BYTES}: set a shorter clientId)",
+                                " (the client id is {} bytes; brokers need admit only ids of up \
+                                 to {GUARANTEED_ID_BYTES} letters and digits: set a shorter \
+                                 clientId of those)",
                                 client_id.len()
                             )
                         } else {

@@ -276,15 +276,24 @@ impl Said {
 /// What a refusal of CONNECT is about, as far as its code says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The client id, or may be: "identifier rejected", or "not authorised", which is what a
-    /// broker admitting listed ids only (AWS IoT policies, Mosquitto's `clientid_prefixes`)
-    /// answers.
+    /// The client id itself: "identifier rejected" (MQTT 5: also "client identifier not
+    /// valid").
+    IdInvalid,
+    /// May be the client id: "not authorised" (MQTT 5: also "banned"), which is what a broker
+    /// admitting listed ids only (AWS IoT policies, Mosquitto's `clientid_prefixes`) answers.
     Id,
     /// The last will's retain flag or QoS, the only ones a CONNECT carries: the broker keeps
     /// no retained messages, or takes QoS 0 only (MQTT 5).
     Will,
     /// Anything else: bad credentials, busy, unavailable, a proxy's 407.
     Other,
+}
+
+impl Refusal {
+    /// Whether the client id is, or may be, what was refused.
+    pub fn is_about_id(self) -> bool {
+        matches!(self, Refusal::IdInvalid | Refusal::Id)
+    }
 }
 
 impl Failure {
@@ -661,7 +670,8 @@ fn recount_in_flight(state: &mut rumqttc::v5::MqttState) -> bool {
 fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {
     use rumqttc::ConnectReturnCode::*;
     match code {
-        BadClientId | NotAuthorized => Refusal::Id,
+        BadClientId => Refusal::IdInvalid,
+        NotAuthorized => Refusal::Id,
         _ => Refusal::Other,
     }
 }
@@ -669,7 +679,8 @@ fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {
 fn refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Refusal {
     use rumqttc::v5::mqttbytes::v5::ConnectReturnCode::*;
     match code {
-        BadClientId | ClientIdentifierNotValid | NotAuthorized | Banned => Refusal::Id,
+        BadClientId | ClientIdentifierNotValid => Refusal::IdInvalid,
+        NotAuthorized | Banned => Refusal::Id,
         RetainNotSupported | QoSNotSupported => Refusal::Will,
         _ => Refusal::Other,
     }
@@ -1899,7 +1910,8 @@ mod tests {
         use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as V5;
         use rumqttc::ConnectReturnCode as V4;
         let v4_about = |code: V4| match code {
-            V4::BadClientId | V4::NotAuthorized => Refusal::Id,
+            V4::BadClientId => Refusal::IdInvalid,
+            V4::NotAuthorized => Refusal::Id,
             V4::Success | V4::RefusedProtocolVersion | V4::ServiceUnavailable => Refusal::Other,
             V4::BadUserNamePassword => Refusal::Other,
         };
@@ -1919,9 +1931,8 @@ mod tests {
             }
         }
         let v5_about = |code: V5| match code {
-            V5::BadClientId | V5::ClientIdentifierNotValid | V5::NotAuthorized | V5::Banned => {
-                Refusal::Id
-            }
+            V5::BadClientId | V5::ClientIdentifierNotValid => Refusal::IdInvalid,
+            V5::NotAuthorized | V5::Banned => Refusal::Id,
             V5::RetainNotSupported | V5::QoSNotSupported => Refusal::Will,
             V5::Success
             | V5::RefusedProtocolVersion
