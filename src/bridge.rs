@@ -54,9 +54,10 @@ const LOGGER_FACTORY_CLASS: &str = "org/slf4j/LoggerFactory";
 const GET_LOGGER_SIG: &str = "(Ljava/lang/String;)Lorg/slf4j/Logger;";
 const LOGGER_CLASS: &str = "org/slf4j/Logger";
 /// The SLF4J loggers the native side writes to: `kaa_mqtt_appender::connection` logs as
-/// `org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection`, and
-/// the level of this one is the most detailed the native side produces.
+/// `org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.connection`.
 const LOGGER_PREFIX: &str = "org.kaaproject.kaa.server.appenders.pahomqtt.native";
+/// This crate's `log` target, the first part of each of its modules'.
+const CRATE_TARGET: &str = "kaa_mqtt_appender";
 /// How often the dispatcher reads the SLF4J level again: an operator who turns DEBUG on for
 /// the native loggers at run time sees its lines within this.
 const LEVEL_REFRESH: Duration = Duration::from_secs(3);
@@ -438,8 +439,8 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
             None
         });
         let endpoint = endpoint.unwrap_or_else(|| "null".into());
-        // An id or text that cannot be read is as none: without an id the schema is found by
-        // its text, and a pack without a text is refused for its schema.
+        // An id or text that cannot be read is as none: a pack whose id and version are not
+        // the last pack's has its schema found by its text, and without one is refused.
         let schema_id = read_string(&mut env, &schema_id).ok().flatten();
         let schema = PackSchema {
             id: schema_id.as_deref(),
@@ -600,8 +601,53 @@ fn slf4j_index(level: Level) -> usize {
 }
 
 /// Forwards `log` records to SLF4J through the dispatcher; disabled levels are filtered by
-/// `log::max_level` before any formatting, so they cost no JNI call.
+/// `log::max_level` and [`LEVELS`] before any formatting, so they cost no JNI call.
 struct JavaLogger;
+
+/// What SLF4J enables for the native loggers, as the dispatcher last read it.
+struct Levels {
+    /// [`LOGGER_PREFIX`]'s.
+    prefix: LevelFilter,
+    /// Each target's logger made so far (with its SLF4J ancestors' levels, as SLF4J resolved
+    /// them), the crate's among them.
+    by_target: Vec<(String, LevelFilter)>,
+}
+
+impl Levels {
+    /// The most detailed of them: `log::max_level`.
+    fn most(&self) -> LevelFilter {
+        self.by_target
+            .iter()
+            .map(|&(_, l)| l)
+            .fold(self.prefix, Ord::max)
+    }
+
+    /// The level of `target`'s logger: its own, else its nearest ancestor's made so far, else
+    /// the prefix's. A module whose logger is not made yet (it has not logged) has its
+    /// ancestors' level.
+    fn of(&self, target: &str) -> LevelFilter {
+        self.by_target
+            .iter()
+            .filter(|(t, _)| {
+                target
+                    .strip_prefix(t.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+            .max_by_key(|(t, _)| t.len())
+            .map_or(self.prefix, |&(_, l)| l)
+    }
+}
+
+static LEVELS: RwLock<Levels> = RwLock::new(Levels {
+    prefix: LevelFilter::Info,
+    by_target: Vec::new(),
+});
+
+/// Takes what the dispatcher read.
+fn set_levels(levels: Levels) {
+    log::set_max_level(levels.most());
+    *LEVELS.write().unwrap_or_else(|p| p.into_inner()) = levels;
+}
 
 thread_local! {
     /// Set on the dispatcher thread: what it logs (jni-rs traces its own calls) would be
@@ -611,14 +657,15 @@ thread_local! {
 
 impl Log for JavaLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        let max = log::max_level();
+        let (level, target) = (metadata.level(), metadata.target());
+        if level > log::max_level() || target.starts_with("jni") || ON_DISPATCHER.with(Cell::get) {
+            return false;
+        }
+        let allowed = LEVELS.read().unwrap_or_else(|p| p.into_inner()).of(target);
         // Other crates' records (rumqttc warns once per refused message) pass at ERROR only,
-        // unless native DEBUG is on: then an operator asked for everything.
-        let ours = metadata.target().starts_with("kaa_mqtt_appender");
-        metadata.level() <= max
-            && (ours || max >= LevelFilter::Debug || metadata.level() == log::Level::Error)
-            && !metadata.target().starts_with("jni")
-            && !ON_DISPATCHER.with(Cell::get)
+        // unless their logger is at DEBUG: then an operator asked for everything.
+        let ours = target.starts_with(CRATE_TARGET);
+        level <= allowed && (ours || allowed >= LevelFilter::Debug || level == log::Level::Error)
     }
 
     fn log(&self, record: &Record) {
@@ -710,37 +757,50 @@ impl JavaSide {
         Ok(logger)
     }
 
-    /// The most detailed level SLF4J enables for the native loggers: the prefix's, or a
-    /// module's that has logged (DEBUG set on `...native.kaa_mqtt_appender.connection` alone).
-    /// Records a module's level leaves out are then made and dropped by SLF4J.
-    fn read_level(&mut self, env: &mut JNIEnv) -> Result<LevelFilter, jni::errors::Error> {
+    /// The levels SLF4J enables for the native loggers: the prefix's, the crate's and each
+    /// module's made so far.
+    fn read_levels(&mut self, env: &mut JNIEnv) -> Result<Levels, jni::errors::Error> {
         in_local_frame(env, 4, |env| {
-            let mut loggers = vec![self.logger(env, "")?];
-            loggers.extend(self.loggers.values().cloned());
-            let mut most = LevelFilter::Off;
-            for logger in &loggers {
-                for (level, _, _) in SLF4J_LEVELS.into_iter().rev() {
-                    if level.to_level_filter() <= most {
-                        break;
-                    }
-                    // SAFETY: every `enabled` method was resolved on `Logger` with `()Z`.
-                    let on = unsafe {
-                        env.call_method_unchecked(
-                            logger,
-                            self.enabled[slf4j_index(level)],
-                            ReturnType::Primitive(Primitive::Boolean),
-                            &[],
-                        )
-                    }?
-                    .z()?;
-                    if on {
-                        most = level.to_level_filter();
-                        break;
-                    }
-                }
+            let prefix = self.logger(env, "")?;
+            // Made at once: a level set on the crate's logger holds every module's.
+            self.logger(env, CRATE_TARGET)?;
+            let prefix = self.level_of(env, &prefix)?;
+            let loggers: Vec<(String, GlobalRef)> = self
+                .loggers
+                .iter()
+                .filter(|(target, _)| !target.is_empty())
+                .map(|(target, logger)| (target.clone(), logger.clone()))
+                .collect();
+            let mut by_target = Vec::with_capacity(loggers.len());
+            for (target, logger) in loggers {
+                by_target.push((target, self.level_of(env, &logger)?));
             }
-            Ok(most)
+            Ok(Levels { prefix, by_target })
         })
+    }
+
+    /// The most detailed level SLF4J enables for `logger`.
+    fn level_of(
+        &self,
+        env: &mut JNIEnv,
+        logger: &GlobalRef,
+    ) -> Result<LevelFilter, jni::errors::Error> {
+        for (level, _, _) in SLF4J_LEVELS.into_iter().rev() {
+            // SAFETY: every `enabled` method was resolved on `Logger` with `()Z`.
+            let on = unsafe {
+                env.call_method_unchecked(
+                    logger,
+                    self.enabled[slf4j_index(level)],
+                    ReturnType::Primitive(Primitive::Boolean),
+                    &[],
+                )
+            }?
+            .z()?;
+            if on {
+                return Ok(level.to_level_filter());
+            }
+        }
+        Ok(LevelFilter::Off)
     }
 
     fn run(&mut self, env: &mut JNIEnv, job: &mut Job) -> Result<(), jni::errors::Error> {
@@ -917,8 +977,8 @@ impl Dispatcher for Attached<'_> {
     }
 
     fn refresh_level(&mut self) {
-        match self.side.read_level(&mut self.env) {
-            Ok(level) => log::set_max_level(level),
+        match self.side.read_levels(&mut self.env) {
+            Ok(levels) => set_levels(levels),
             Err(_) => self.clear_exception(),
         }
     }
@@ -992,20 +1052,23 @@ pub extern "system" fn JNI_OnLoad(vm: JavaVM, _reserved: *mut c_void) -> jint {
     crate::supervise::note_panics(crate::supervise::OnStderr::TenAMinute);
     let raw = vm.get_java_vm_pointer();
     let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
-        let (side, level) = {
+        let (side, levels) = {
             let mut env = vm.get_env().map_err(|e| e.to_string())?;
             let mut side = resolve(&mut env).map_err(|e| e.to_string())?;
-            // The node's level from the first line on, not only from the first refresh.
-            let level = side.read_level(&mut env).unwrap_or_else(|_| {
+            // The node's levels from the first line on, not only from the first refresh.
+            let levels = side.read_levels(&mut env).unwrap_or_else(|_| {
                 let _ = env.exception_clear();
-                LevelFilter::Info
+                Levels {
+                    prefix: LevelFilter::Info,
+                    by_target: Vec::new(),
+                }
             });
-            (side, level)
+            (side, levels)
         };
         let tx = start_dispatcher(vm, side)?;
         if DISPATCHER.set(tx).is_ok() {
             let _ = log::set_boxed_logger(Box::new(JavaLogger));
-            log::set_max_level(level);
+            set_levels(levels);
         }
         Ok(())
     }));
@@ -1047,6 +1110,31 @@ fn pending_text(env: &mut JNIEnv) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record's level is its module logger's, else its nearest ancestor's made so far, else
+    /// the prefix's: DEBUG on `connection` alone lets that module's DEBUG records through, not
+    /// its neighbours' nor other crates'.
+    #[test]
+    fn a_records_level_is_its_nearest_loggers() {
+        let levels = Levels {
+            prefix: LevelFilter::Info,
+            by_target: vec![
+                (CRATE_TARGET.into(), LevelFilter::Warn),
+                ("kaa_mqtt_appender::connection".into(), LevelFilter::Debug),
+            ],
+        };
+        assert_eq!(levels.most(), LevelFilter::Debug);
+        for (target, level) in [
+            ("kaa_mqtt_appender::connection", LevelFilter::Debug),
+            ("kaa_mqtt_appender::connection::tests", LevelFilter::Debug),
+            ("kaa_mqtt_appender::connections", LevelFilter::Warn),
+            ("kaa_mqtt_appender::delivery", LevelFilter::Warn),
+            ("kaa_mqtt_appender", LevelFilter::Warn),
+            ("rumqttc::state", LevelFilter::Info),
+        ] {
+            assert_eq!(levels.of(target), level, "{target}");
+        }
+    }
 
     /// Jobs are numbers; the dispatcher records what reached "Java".
     #[derive(Default)]

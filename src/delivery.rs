@@ -178,7 +178,7 @@ pub fn message_bytes(messages: &[Message]) -> usize {
 /// still parked, where they are dropped. QoS 0 messages, which no window holds back, are
 /// what it bounds; QoS 1 and 2 ones only with `maxInflight` above it. Four turns of the
 /// driver's events: the client never runs dry while the broker reads.
-const UNWRITTEN: usize = 1024;
+pub(crate) const UNWRITTEN: usize = 1024;
 
 /// One endpoint may hold at most this part of either bound of a connection while its packs
 /// wait (rounded down; beyond one pack through each appender while it holds none through

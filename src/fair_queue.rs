@@ -13,9 +13,9 @@
 use std::collections::{HashMap, VecDeque};
 
 /// The most items one turn takes: a larger pack holds the others back no longer than that
-/// (as many messages as may wait unwritten in the MQTT client, `delivery::UNWRITTEN`), and
-/// smaller packs go out whole.
-pub const TURN: usize = 1024;
+/// (as many messages as may wait unwritten in the MQTT client), and smaller packs go out
+/// whole.
+pub const TURN: usize = crate::delivery::UNWRITTEN;
 
 /// Keys queued at most before the queue gives back the memory they took once it empties
 /// (a burst of many endpoints' packs).

@@ -254,13 +254,14 @@ pub struct PacketLimit {
     suspects: VecDeque<(Measure, Instant)>,
     /// The limit learned: messages this large or larger are not written, whoever's.
     everyone: Option<Ceiling>,
-    /// A limit one origin's message taught: that endpoint's messages this large or larger are
-    /// not written, through any appender (a copy of its records another appender made, blamed
-    /// next, is no other endpoint's doing). Its closes may have been at something else of its own (under MQTT 3.1.1 a
-    /// broker closes at a publish its ACL denies without a reason: a record to a denied topic
-    /// ahead of a large one, sent again, teaches a false limit), so it holds every origin's
-    /// messages only once another origin's message teaches one too, at the larger of the two:
-    /// one false limit does not lower what the others may send.
+    /// A limit one endpoint's message taught: that endpoint's messages this large or larger
+    /// are not written, through any appender (a copy of its records another appender made,
+    /// blamed next, is no other endpoint's doing). Its closes may have been at something else
+    /// of its own (under MQTT 3.1.1 a broker closes at a publish its ACL denies without a
+    /// reason: a record to a denied topic ahead of a large one, sent again, teaches a false
+    /// limit), so it holds every endpoint's messages only once another endpoint's message
+    /// teaches one too, at the larger of the two: one false limit does not lower what the
+    /// others may send.
     one: Option<(Ceiling, Origin)>,
     /// Suspects blamed per origin.
     sources: Sources,

@@ -36,7 +36,8 @@ impl LogSchema {
 
     /// As [`LogSchema::to_json`], but stops with [`DecodeError::OverLimit`] once `out` would
     /// grow past `limit` bytes (its length, all of it, not only what this datum adds), a large
-    /// map's working memory counted as [`MAP_ENTRY_COST`] bytes per entry while it is live. The
+    /// map's working memory counted as [`MAP_ENTRY_COST`] bytes per entry while it is live,
+    /// and what a map's repeated keys dropped as written (Avro's writers never repeat a key). The
     /// check comes before every array item and map entry, and before a map's entries are
     /// allocated, so `out` passes `limit` by at most one item that holds no array or map
     /// (whose size its input and the schema bound), and grows to at most twice that.
@@ -390,7 +391,10 @@ impl LogSchema {
         // and counts against the bound (or each of many maps could write up to it and drop it).
         let dropped = written - out.len();
         cx.written += dropped;
-        cx.limit = cx.limit.saturating_sub(dropped);
+        cx.limit = cx
+            .limit
+            .checked_sub(dropped)
+            .ok_or_else(|| cx.over_limit(r.remaining()))?;
         cx.reordered(copied, out, r)?;
         cx.limit += charged;
         Ok(())
@@ -402,7 +406,8 @@ struct Cx {
     len: usize,
     budget: u64,
     style: Style,
-    /// The length `out` may reach, less the working memory of the large maps being written.
+    /// The length `out` may reach, less the working memory of the large maps being written
+    /// and what repeated map keys dropped.
     limit: usize,
     /// `limit` as the caller gave it, for the error.
     bound: usize,

@@ -190,10 +190,10 @@ class OperabilityTest {
                 int exitCode = node.returnFromMain(Duration.ofSeconds(60));
                 String log = node.log();
                 assertEquals(0, exitCode, log);
-                String CONNECTION_LOGGER = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
-                assertTrue(log.contains(CONNECTION_LOGGER + "connection - connected to 127.0.0.1:" + broker.port()),
+                String nativeLogger = "org.kaaproject.kaa.server.appenders.pahomqtt.native.kaa_mqtt_appender.";
+                assertTrue(log.contains(nativeLogger + "connection - connected to 127.0.0.1:" + broker.port()),
                         "native INFO line in SLF4J:\n" + log);
-                assertTrue(log.matches("(?s).*" + CONNECTION_LOGGER.replace(".", "\\.")
+                assertTrue(log.matches("(?s).*" + nativeLogger.replace(".", "\\.")
                         + "appender - appender 'probe': [1-9]\\d* records in [1-9]\\d* packs delivered.*"),
                         "periodic summary line:\n" + log);
                 assertTrue(log.contains("org.kaaproject.kaa.server.appenders.pahomqtt.native.rumqttc"),
