@@ -58,6 +58,37 @@ const LOGGER_CLASS: &str = "org/slf4j/Logger";
 const LOGGER_PREFIX: &str = "org.kaaproject.kaa.server.appenders.pahomqtt.native";
 /// This crate's `log` target, the first part of each of its modules'.
 const CRATE_TARGET: &str = "kaa_mqtt_appender";
+/// The targets whose loggers are made at load, so that a level set on one of them holds
+/// before it has logged: a logger is otherwise made by a record that passed its ancestor's
+/// level. The crates that log, and this crate's modules (`logged_targets_are_the_modules`).
+const KNOWN_TARGETS: [&str; 26] = [
+    CRATE_TARGET,
+    "rumqttc",
+    "rustls",
+    "kaa_mqtt_appender::answer_lag",
+    "kaa_mqtt_appender::appender",
+    "kaa_mqtt_appender::binary",
+    "kaa_mqtt_appender::bridge",
+    "kaa_mqtt_appender::config",
+    "kaa_mqtt_appender::connection",
+    "kaa_mqtt_appender::decode",
+    "kaa_mqtt_appender::delivery",
+    "kaa_mqtt_appender::fair_queue",
+    "kaa_mqtt_appender::header",
+    "kaa_mqtt_appender::identity",
+    "kaa_mqtt_appender::json_text",
+    "kaa_mqtt_appender::log_budget",
+    "kaa_mqtt_appender::metrics",
+    "kaa_mqtt_appender::packet_limit",
+    "kaa_mqtt_appender::payload",
+    "kaa_mqtt_appender::protocol",
+    "kaa_mqtt_appender::refused_topics",
+    "kaa_mqtt_appender::status",
+    "kaa_mqtt_appender::supervise",
+    "kaa_mqtt_appender::tls",
+    "kaa_mqtt_appender::topic",
+    "kaa_mqtt_appender::utc",
+];
 /// How often the dispatcher reads the SLF4J level again: an operator who turns DEBUG on for
 /// the native loggers at run time sees its lines within this.
 const LEVEL_REFRESH: Duration = Duration::from_secs(3);
@@ -638,6 +669,19 @@ impl Levels {
     }
 }
 
+impl Levels {
+    /// Whether a record of `level` from `target` goes to SLF4J. Other crates' records
+    /// (rumqttc warns once per refused message) pass at ERROR only, unless their logger is at
+    /// DEBUG: then an operator asked for everything.
+    fn passes(&self, level: log::Level, target: &str) -> bool {
+        let allowed = self.of(target);
+        level <= allowed
+            && (target.starts_with(CRATE_TARGET)
+                || allowed >= LevelFilter::Debug
+                || level == log::Level::Error)
+    }
+}
+
 static LEVELS: RwLock<Levels> = RwLock::new(Levels {
     prefix: LevelFilter::Info,
     by_target: Vec::new(),
@@ -658,14 +702,13 @@ thread_local! {
 impl Log for JavaLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         let (level, target) = (metadata.level(), metadata.target());
-        if level > log::max_level() || target.starts_with("jni") || ON_DISPATCHER.with(Cell::get) {
-            return false;
-        }
-        let allowed = LEVELS.read().unwrap_or_else(|p| p.into_inner()).of(target);
-        // Other crates' records (rumqttc warns once per refused message) pass at ERROR only,
-        // unless their logger is at DEBUG: then an operator asked for everything.
-        let ours = target.starts_with(CRATE_TARGET);
-        level <= allowed && (ours || allowed >= LevelFilter::Debug || level == log::Level::Error)
+        level <= log::max_level()
+            && !target.starts_with("jni")
+            && !ON_DISPATCHER.with(Cell::get)
+            && LEVELS
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .passes(level, target)
     }
 
     fn log(&self, record: &Record) {
@@ -760,11 +803,15 @@ impl JavaSide {
     /// The levels SLF4J enables for the native loggers: the prefix's, the crate's and each
     /// module's made so far.
     fn read_levels(&mut self, env: &mut JNIEnv) -> Result<Levels, jni::errors::Error> {
-        in_local_frame(env, 4, |env| {
+        in_local_frame(env, 2 * (KNOWN_TARGETS.len() as i32 + 1), |env| {
             let prefix = self.logger(env, "")?;
-            // Made at once: a level set on the crate's logger holds every module's.
-            self.logger(env, CRATE_TARGET)?;
             let prefix = self.level_of(env, &prefix)?;
+            for target in KNOWN_TARGETS {
+                // A logger that cannot be made now is tried at the next refresh.
+                if self.logger(env, target).is_err() {
+                    let _ = env.exception_clear();
+                }
+            }
             let loggers: Vec<(String, GlobalRef)> = self
                 .loggers
                 .iter()
@@ -773,7 +820,13 @@ impl JavaSide {
                 .collect();
             let mut by_target = Vec::with_capacity(loggers.len());
             for (target, logger) in loggers {
-                by_target.push((target, self.level_of(env, &logger)?));
+                // One that cannot be read has its ancestors' level until it can.
+                match self.level_of(env, &logger) {
+                    Ok(level) => by_target.push((target, level)),
+                    Err(_) => {
+                        let _ = env.exception_clear();
+                    }
+                }
             }
             Ok(Levels { prefix, by_target })
         })
@@ -1110,6 +1163,61 @@ fn pending_text(env: &mut JNIEnv) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every module of the crate has its logger made at load ([`KNOWN_TARGETS`]).
+    #[test]
+    fn logged_targets_are_the_modules() {
+        let mut modules: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
+                .expect("src")
+                .map(|e| e.expect("entry").path())
+                .filter_map(|p| {
+                    let name = p.file_stem()?.to_str()?.to_string();
+                    (p.is_dir() || p.extension()? == "rs").then_some(name)
+                })
+                .filter(|name| !["lib", "test_log"].contains(&name.as_str()))
+                .map(|name| format!("{CRATE_TARGET}::{name}"))
+                .collect();
+        modules.sort();
+        modules.dedup();
+        let mut known: Vec<String> = KNOWN_TARGETS
+            .iter()
+            .filter(|t| t.starts_with(&format!("{CRATE_TARGET}::")))
+            .map(|t| t.to_string())
+            .collect();
+        known.sort();
+        assert_eq!(known, modules);
+    }
+
+    /// Which records go to SLF4J: ours at their logger's level, other crates' at ERROR unless
+    /// theirs is at DEBUG. DEBUG on `connection` alone lets neither another module's DEBUG
+    /// records through nor rumqttc's (one per publish), which SLF4J would only drop.
+    #[test]
+    fn records_pass_at_their_loggers_level_and_other_crates_at_error() {
+        use log::Level::{Debug, Error, Info, Warn};
+        let mut levels = Levels {
+            prefix: LevelFilter::Info,
+            by_target: vec![
+                ("kaa_mqtt_appender::connection".into(), LevelFilter::Debug),
+                ("rumqttc".into(), LevelFilter::Info),
+            ],
+        };
+        for (level, target, passes) in [
+            (Debug, "kaa_mqtt_appender::connection", true),
+            (Debug, "kaa_mqtt_appender::delivery", false),
+            (Info, "kaa_mqtt_appender::delivery", true),
+            (Debug, "rumqttc::state", false),
+            (Warn, "rumqttc::state", false),
+            (Error, "rumqttc::state", true),
+        ] {
+            assert_eq!(levels.passes(level, target), passes, "{level} {target}");
+        }
+        levels.by_target[1].1 = LevelFilter::Debug;
+        assert!(
+            levels.passes(Debug, "rumqttc::state"),
+            "asked for everything"
+        );
+    }
 
     /// A record's level is its module logger's, else its nearest ancestor's made so far, else
     /// the prefix's: DEBUG on `connection` alone lets that module's DEBUG records through, not

@@ -1462,13 +1462,16 @@ impl<E: EventLoop> Driver<E> {
                                  connection settings, and a broker that admits exact client ids \
                                  only refuses any other: give each appender its own clientId)"
                             )
-                        } else if about == Refusal::IdInvalid {
+                        } else if about == Refusal::IdInvalid
+                            && (client_id.len() > GUARANTEED_ID_BYTES
+                                || !client_id.bytes().all(|b| b.is_ascii_alphanumeric()))
+                        {
                             // The form's default, `kaa-{hostname}-{pid}`, can be longer, and
                             // has dashes.
                             format!(
                                 " (the client id is {} bytes; brokers need admit only ids of up \
-                                 to {GUARANTEED_ID_BYTES} letters and digits: set a shorter \
-                                 clientId of those)",
+                                 to {GUARANTEED_ID_BYTES} letters and digits: set a clientId of \
+                                 those)",
                                 client_id.len()
                             )
                         } else {

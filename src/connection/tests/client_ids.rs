@@ -155,15 +155,17 @@ fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
     }
 }
 
-/// A client id the broker rejects ("identifier rejected") is named so in the refusal's line,
-/// with its length and what MQTT requires brokers to admit (the form's default,
-/// `kaa-{hostname}-{pid}`, can be longer, and has dashes); a refusal that may be about
-/// credentials ("not authorised") does not blame the id.
+/// A client id past what MQTT requires brokers to admit (23 letters and digits; the form's
+/// default, `kaa-{hostname}-{pid}`, can be longer, and has dashes) that the broker rejects
+/// ("identifier rejected") is named so in the refusal's line, with its length; one within it
+/// is not, nor is one refused as "not authorised", which may be about credentials.
 #[test]
 fn a_client_id_the_broker_rejects_is_named_with_what_brokers_must_admit() {
     crate::test_log::capture();
     for (id, refusal, blamed) in [
         ("kaa-ip-172-31-45-12-12345", 2, true),
+        ("kaa-ip-10-0-0-7", 2, true),
+        ("kaaip10007node7", 2, false),
         ("kaa-ip-172-31-45-12-54321", 5, false),
     ] {
         let (tx, ids) = mpsc::channel();
