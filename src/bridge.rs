@@ -60,11 +60,15 @@ const LOGGER_PREFIX: &str = "org.kaaproject.kaa.server.appenders.pahomqtt.native
 const CRATE_TARGET: &str = "kaa_mqtt_appender";
 /// The targets whose loggers are made at load, so that a level set on one of them holds
 /// before it has logged: a logger is otherwise made by a record that passed its ancestor's
-/// level. The crates that log, and this crate's modules (`logged_targets_are_the_modules`).
-const KNOWN_TARGETS: [&str; 26] = [
+/// level. The crates that log (rumqttc's WebSocket transport among them), and this crate's
+/// modules (`logged_targets_are_the_crates_and_modules`).
+const KNOWN_TARGETS: [&str; 29] = [
     CRATE_TARGET,
+    "apache_avro",
+    "async_tungstenite",
     "rumqttc",
     "rustls",
+    "tungstenite",
     "kaa_mqtt_appender::answer_lag",
     "kaa_mqtt_appender::appender",
     "kaa_mqtt_appender::binary",
@@ -639,8 +643,8 @@ struct JavaLogger;
 struct Levels {
     /// [`LOGGER_PREFIX`]'s.
     prefix: LevelFilter,
-    /// Each target's logger made so far (with its SLF4J ancestors' levels, as SLF4J resolved
-    /// them), the crate's among them.
+    /// Each target's logger made so far ([`KNOWN_TARGETS`] at load, others as they log), with
+    /// its SLF4J ancestors' levels as SLF4J resolved them.
     by_target: Vec<(String, LevelFilter)>,
 }
 
@@ -653,9 +657,8 @@ impl Levels {
             .fold(self.prefix, Ord::max)
     }
 
-    /// The level of `target`'s logger: its own, else its nearest ancestor's made so far, else
-    /// the prefix's. A module whose logger is not made yet (it has not logged) has its
-    /// ancestors' level.
+    /// The level of `target`'s logger: its own, else its nearest ancestor's made so far (a
+    /// crate's for its submodules), else the prefix's.
     fn of(&self, target: &str) -> LevelFilter {
         self.by_target
             .iter()
@@ -800,8 +803,8 @@ impl JavaSide {
         Ok(logger)
     }
 
-    /// The levels SLF4J enables for the native loggers: the prefix's, the crate's and each
-    /// module's made so far.
+    /// The levels SLF4J enables for the native loggers: the prefix's, and each target's made
+    /// so far ([`KNOWN_TARGETS`] made here first).
     fn read_levels(&mut self, env: &mut JNIEnv) -> Result<Levels, jni::errors::Error> {
         in_local_frame(env, 2 * (KNOWN_TARGETS.len() as i32 + 1), |env| {
             let prefix = self.logger(env, "")?;
@@ -1164,29 +1167,38 @@ fn pending_text(env: &mut JNIEnv) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// Every module of the crate has its logger made at load ([`KNOWN_TARGETS`]).
+    /// Every module of the crate, and every crate that logs (what depends on `log` in
+    /// Cargo.lock, but jni, whose records never pass), has its logger made at load
+    /// ([`KNOWN_TARGETS`]).
     #[test]
-    fn logged_targets_are_the_modules() {
-        let mut modules: Vec<String> =
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
-                .expect("src")
-                .map(|e| e.expect("entry").path())
-                .filter_map(|p| {
-                    let name = p.file_stem()?.to_str()?.to_string();
-                    (p.is_dir() || p.extension()? == "rs").then_some(name)
-                })
-                .filter(|name| !["lib", "test_log"].contains(&name.as_str()))
-                .map(|name| format!("{CRATE_TARGET}::{name}"))
-                .collect();
-        modules.sort();
-        modules.dedup();
-        let mut known: Vec<String> = KNOWN_TARGETS
-            .iter()
-            .filter(|t| t.starts_with(&format!("{CRATE_TARGET}::")))
-            .map(|t| t.to_string())
-            .collect();
+    fn logged_targets_are_the_crates_and_modules() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let modules = std::fs::read_dir(format!("{root}/src"))
+            .expect("src")
+            .map(|e| e.expect("entry").path())
+            .filter_map(|p| {
+                let name = p.file_stem()?.to_str()?.to_string();
+                (p.is_dir() || p.extension()? == "rs").then_some(name)
+            })
+            .filter(|name| !["lib", "test_log"].contains(&name.as_str()))
+            .map(|name| format!("{CRATE_TARGET}::{name}"));
+        let lock = std::fs::read_to_string(format!("{root}/Cargo.lock")).expect("Cargo.lock");
+        let crates = lock.split("[[package]]").filter_map(|package| {
+            let name = package.lines().find_map(|l| l.strip_prefix("name = \""))?;
+            let name = name.trim_end_matches('"').replace('-', "_");
+            let logs = package.lines().map(str::trim).any(|l| {
+                // `"log",`, or `"log 0.4.x",` where two versions are locked.
+                l == "\"log\"," || l.starts_with("\"log ")
+            });
+            (logs && !["jni", "kaa_mqtt_appender"].contains(&name.as_str())).then_some(name)
+        });
+        let mut expected: Vec<String> = modules.chain(crates).collect();
+        expected.push(CRATE_TARGET.into());
+        expected.sort();
+        expected.dedup();
+        let mut known: Vec<String> = KNOWN_TARGETS.iter().map(|t| t.to_string()).collect();
         known.sort();
-        assert_eq!(known, modules);
+        assert_eq!(known, expected);
     }
 
     /// Which records go to SLF4J: ours at their logger's level, other crates' at ERROR unless
