@@ -14,9 +14,9 @@
 //! workers never touch JNI, and a slow callback delays other callbacks but never the network
 //! (while that thread's answers are more than 10 s late, `append` answers on the caller's
 //! thread instead: [`answer_lag`]).
-//! A callback that throws is logged with its exception. `JNI_OnLoad` reads the SLF4J level,
-//! and the same thread reads it again every few seconds, so a level changed at run time
-//! reaches native code. A panic in one of its jobs is logged and the thread goes on with the
+//! A callback that throws is logged with its exception. `JNI_OnLoad` reads the SLF4J levels
+//! (the prefix's, each module's and each logging crate's), and the same thread reads them again
+//! every few seconds, so a level changed at run time reaches native code. A panic in one of its jobs is logged and the thread goes on with the
 //! next (see [`serve`]).
 #![deny(clippy::unwrap_used)]
 
@@ -670,9 +670,7 @@ impl Levels {
             .max_by_key(|(t, _)| t.len())
             .map_or(self.prefix, |&(_, l)| l)
     }
-}
 
-impl Levels {
     /// Whether a record of `level` from `target` goes to SLF4J. Other crates' records
     /// (rumqttc warns once per refused message) pass at ERROR only, unless their logger is at
     /// DEBUG: then an operator asked for everything.
