@@ -97,6 +97,23 @@ class EndToEndTest {
         return TestData.telemetryBinaries(schema, rnd, n, i -> prefix + "-r" + i);
     }
 
+    /** Endpoint "quiet"'s pack of one record, delivered before a test's broker is paused. */
+    private static void warmUp(LogAppender appender, String logSchema, Schema schema, Random rnd) {
+        append(appender, KaaNode.pack("quiet", logSchema, 1, telemetryBinaries(schema, rnd, "warm", 1)),
+                "warm-up").assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+    }
+
+    /** Endpoint "flooding"'s {@code packs} packs of {@code records} records, ids flood<p>-r<i>. */
+    private static List<RecordingCallback> flood(LogAppender appender, String logSchema, Schema schema, Random rnd,
+            int packs, int records) {
+        List<RecordingCallback> flood = new ArrayList<>();
+        for (int p = 0; p < packs; p++) {
+            flood.add(append(appender, KaaNode.pack("flooding", logSchema, 1,
+                    telemetryBinaries(schema, rnd, "flood" + p, records)), "flooding endpoint's pack " + p));
+        }
+        return flood;
+    }
+
     // ------------------------------------------------------------------------------------------------ a + b
 
     /**
@@ -633,16 +650,12 @@ class EndToEndTest {
         LogAppender appender = load("share", cfg);
         Random rnd = new Random(5);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
-            append(appender, KaaNode.pack("quiet", logSchema, 1, telemetryBinaries(schema, rnd, "warm", 1)),
-                    "warm-up").assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
-            List<RecordingCallback> flood = new ArrayList<>();
+            warmUp(appender, logSchema, schema, rnd);
+            List<RecordingCallback> flood;
             RecordingCallback quiet;
             BROKER.broker().pause();
             try {
-                for (int p = 0; p < 8; p++) {
-                    flood.add(append(appender, KaaNode.pack("flooding", logSchema, 1,
-                            telemetryBinaries(schema, rnd, "flood-" + p, 1)), "flooding endpoint's pack " + p));
-                }
+                flood = flood(appender, logSchema, schema, rnd, 8, 1);
                 quiet = append(appender, KaaNode.pack("quiet", logSchema, 1,
                         telemetryBinaries(schema, rnd, "quiet", 4)), "quiet endpoint's pack of 4");
                 // Within the waiting packs' deadline (30 s), whatever the machine's load: those still waiting
@@ -689,16 +702,12 @@ class EndToEndTest {
         LogAppender appender = load("turns", cfg);
         Random rnd = new Random(6);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
-            append(appender, KaaNode.pack("quiet", logSchema, 1, telemetryBinaries(schema, rnd, "warm", 1)),
-                    "warm-up").assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
-            List<RecordingCallback> flood = new ArrayList<>();
+            warmUp(appender, logSchema, schema, rnd);
+            List<RecordingCallback> flood;
             RecordingCallback quiet;
             BROKER.broker().pause();
             try {
-                for (int p = 0; p < 4; p++) {
-                    flood.add(append(appender, KaaNode.pack("flooding", logSchema, 1,
-                            telemetryBinaries(schema, rnd, "flood" + p, 50)), "flooding endpoint's pack " + p));
-                }
+                flood = flood(appender, logSchema, schema, rnd, 4, 50);
                 quiet = append(appender, KaaNode.pack("quiet", logSchema, 1,
                         telemetryBinaries(schema, rnd, "quiet", 2)), "quiet endpoint's pack of 2");
             } finally {

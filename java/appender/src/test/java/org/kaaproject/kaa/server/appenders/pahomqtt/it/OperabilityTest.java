@@ -297,9 +297,7 @@ class OperabilityTest {
     @Test
     void nativeLogLevelFollowsSlf4jAtRunTime() throws InterruptedException {
         int closedPort = Mosquitto.freeLoopbackPort();
-        try (ChildNode node = ChildNode.start("info")) {
-            node.load("level-probe", KaaNode.brokerConfig(closedPort, "ops/level", 1));
-            awaitNativeLine(node, "WARN", CONNECTION_LOGGER, 30);
+        try (ChildNode node = failingToConnect("level-probe", closedPort)) {
             assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("cannot connect to 127.0.0.1:"
                     + closedPort)), "the first failed connect is a WARN:\n" + node.diagnostics());
             // Retries back off from 100 ms: within 2 s several more fail, each a DEBUG line at DEBUG.
@@ -324,9 +322,7 @@ class OperabilityTest {
     @Test
     void aLevelSetOnOneNativeModuleReachesIt() throws InterruptedException {
         int closedPort = Mosquitto.freeLoopbackPort();
-        try (ChildNode node = ChildNode.start("info")) {
-            node.load("module-level", KaaNode.brokerConfig(closedPort, "ops/module-level", 1));
-            awaitNativeLine(node, "WARN", CONNECTION_LOGGER, 30);
+        try (ChildNode node = failingToConnect("module-level", closedPort)) {
             node.setNativeLevel("debug", CONNECTION_LOGGER);
             awaitNativeLine(node, "DEBUG", CONNECTION_LOGGER, 40);
             List<String> debug = node.appenderLogLines("DEBUG");
@@ -334,6 +330,22 @@ class OperabilityTest {
                     + closedPort)), "the module's DEBUG lines:\n" + node.diagnostics());
             assertEquals(List.of(), debug.stream().filter(l -> !l.contains(CONNECTION_LOGGER + " - "))
                     .collect(java.util.stream.Collectors.toList()), "only that module's DEBUG lines");
+        }
+    }
+
+    /**
+     * A child node at INFO running appender {@code name} against {@code closedPort}, where nothing listens, once its
+     * first failed connect is logged (a WARN; the repeats are DEBUG).
+     */
+    private static ChildNode failingToConnect(String name, int closedPort) throws InterruptedException {
+        ChildNode node = ChildNode.start("info");
+        try {
+            node.load(name, KaaNode.brokerConfig(closedPort, "ops/" + name, 1));
+            awaitNativeLine(node, "WARN", CONNECTION_LOGGER, 30);
+            return node;
+        } catch (RuntimeException | Error | InterruptedException e) {
+            node.close();
+            throw e;
         }
     }
 
