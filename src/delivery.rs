@@ -567,8 +567,9 @@ pub struct Tracker {
     /// The connection's name in log lines.
     label: String,
     connected: bool,
-    /// Waiting for the window or a connection, each endpoint's packs in turn ([`FairQueue`]).
-    parked: FairQueue<Parked>,
+    /// Waiting for the window or a connection, each endpoint's packs in turn, by QoS
+    /// ([`FairQueue`]).
+    parked: FairQueue<Parked, 3>,
     /// Handed to the client, in channel order; pkid not yet known.
     sent: VecDeque<InFlight>,
     /// QoS 1 waiting for PUBACK, QoS 2 waiting for PUBREC.
@@ -782,7 +783,8 @@ impl Tracker {
                 message,
                 measure,
             });
-        self.parked.extend(how.origin.endpoint, parked);
+        let qos = usize::from(how.qos.number());
+        self.parked.extend(how.origin.endpoint, qos, parked);
         self.release(out);
         None
     }
@@ -941,22 +943,25 @@ impl Tracker {
     }
 
     /// Hands parked messages to the client, each endpoint's packs in turn and in order, while
-    /// there is a connection, its window has room, and fewer than [`UNWRITTEN`] wait to be
-    /// written.
+    /// there is a connection, fewer than [`UNWRITTEN`] wait to be written and their QoS's window
+    /// has room: a QoS whose window is full holds no other's messages back.
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         // One clock read per call, not per message: they go out together.
         let mut now = None;
-        while let Some(next) = self.parked.front() {
-            let qos = next.how.qos;
-            let blocked = !self.connected
-                || self.sent.len() >= UNWRITTEN
-                || (qos != Qos::AtMostOnce
-                    && (self.acked_in_flight >= self.window.acked || self.in_use(self.next_id())))
-                || (qos == Qos::ExactlyOnce && self.qos2_in_flight >= self.window.exactly_once);
-            if blocked && !next.pack.is_done() {
-                return;
-            }
-            let Some(p) = self.parked.pop_front() else {
+        loop {
+            let open = self.connected && self.sent.len() < UNWRITTEN;
+            let acked =
+                open && self.acked_in_flight < self.window.acked && !self.in_use(self.next_id());
+            let may_go = [
+                open,
+                acked,
+                acked && self.qos2_in_flight < self.window.exactly_once,
+            ];
+            // An answered pack's messages leave whatever the window.
+            let Some(p) = self
+                .parked
+                .pop_where(|p| p.pack.is_done() || may_go[usize::from(p.how.qos.number())])
+            else {
                 return;
             };
             if p.pack.is_done() {
@@ -975,7 +980,7 @@ impl Tracker {
             if self.refuse_unwritable(out, &pack, measure.size, &how) {
                 continue;
             }
-            let topic = Arc::clone(&message.topic);
+            let (qos, topic) = (how.qos, Arc::clone(&message.topic));
             if let Err(why) = out.try_publish(message, &how) {
                 self.refuse(&pack, why);
                 continue;
@@ -3844,23 +3849,21 @@ mod tests {
         assert_eq!(out.published.len(), 3, "only the window goes out");
         let (q0, rx0) = pack(2);
         t.submit(&mut out, &q0, Qos::AtMostOnce.into(), payloads(2), 1000);
-        assert_eq!(out.published.len(), 3, "in order: QoS 0 waits behind them");
-        for pkid in 1..=3 {
-            t.on_event(&mut out, &written(pkid));
-        }
-        t.on_event(&mut out, &puback(1));
-        assert_eq!(out.published.len(), 4, "an ack frees one slot");
-        t.on_event(&mut out, &puback(2));
         assert_eq!(
             out.published.len(),
-            7,
-            "the last QoS 1 one, then QoS 0 without a slot"
+            5,
+            "QoS 0 takes no slot, and goes past them"
         );
+        for pkid in [1, 2, 3, 0, 0] {
+            t.on_event(&mut out, &written(pkid));
+        }
+        assert_eq!(outcomes(&rx0), vec![Outcome::Delivered]);
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(out.published.len(), 6, "an ack frees one slot");
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(out.published.len(), 7, "the last QoS 1 one");
         t.on_event(&mut out, &written(4));
         t.on_event(&mut out, &written(5));
-        t.on_event(&mut out, &written(0));
-        t.on_event(&mut out, &written(0));
-        assert_eq!(outcomes(&rx0), vec![Outcome::Delivered]);
         for pkid in 3..=5 {
             t.on_event(&mut out, &puback(pkid));
         }
@@ -3882,35 +3885,29 @@ mod tests {
             1000,
         );
         assert_eq!(out.published.len(), window, "only the window goes out");
-        // A QoS 1 message of another appender queues behind them, in order.
+        // A QoS 1 message of another appender goes past them: its window has room.
         t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(1), 1000);
-        assert_eq!(out.published.len(), window);
-        for pkid in 1..=window as u16 {
+        assert_eq!(out.published.len(), window + 1);
+        for pkid in 1..=window as u16 + 1 {
             t.on_event(&mut out, &written(pkid));
         }
+        t.on_event(&mut out, &puback(window as u16 + 1));
+        assert_eq!(outcomes(&rx1), vec![Outcome::Delivered]);
         t.on_event(&mut out, &pubrec(1));
-        assert_eq!(out.published.len(), window, "PUBREC frees no slot");
+        assert_eq!(out.published.len(), window + 1, "PUBREC frees no slot");
         t.on_event(&mut out, &pubcomp(1));
-        assert_eq!(out.published.len(), window + 1, "PUBCOMP does");
+        assert_eq!(out.published.len(), window + 2, "PUBCOMP does");
         for pkid in 2..=window as u16 {
             t.on_event(&mut out, &pubrec(pkid));
             t.on_event(&mut out, &pubcomp(pkid));
         }
-        assert_eq!(
-            out.published.len(),
-            window + 6,
-            "all released, the QoS 1 one last"
-        );
-        for pkid in 21..=26 {
+        assert_eq!(out.published.len(), window + 6, "all released");
+        for pkid in 22..=26 {
             t.on_event(&mut out, &written(pkid));
-        }
-        for pkid in 21..=25 {
             t.on_event(&mut out, &pubrec(pkid));
             t.on_event(&mut out, &pubcomp(pkid));
         }
-        t.on_event(&mut out, &puback(26));
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
-        assert_eq!(outcomes(&rx1), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
     }
 
@@ -4195,6 +4192,54 @@ mod tests {
             .map(|(_, _, p)| p[0])
             .collect();
         assert_eq!(payloads, (0..20).map(|i| i % 4).collect::<Vec<u8>>());
+    }
+
+    /// A message whose QoS's window is full holds no message of another QoS back, whosever
+    /// turn it is: QoS 2 at its window (of one here) lets another endpoint's QoS 1 pack go at
+    /// once, and QoS 1 at the whole window lets a QoS 0 pack go. Before, the first endpoint's
+    /// turn held them until its next message could go.
+    #[test]
+    fn a_full_window_of_one_qos_holds_no_other_qos_back() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        let window = Window {
+            acked: 2,
+            exactly_once: 1,
+            packet_ids: 2,
+        };
+        t.on_connected(&mut out, window);
+        // Each endpoint's pack at its QoS, to a topic named for it: the QoS 2 one first.
+        let mut submit = |qos: Qos, source: u64, topic: &str, n: usize| {
+            let (p, rx) = pack(n);
+            let how = PublishOptions {
+                qos,
+                ..from_source(source)
+            };
+            t.submit(&mut out, &p, how, to_topic(topic, n), 100);
+            rx
+        };
+        let twice_rx = submit(Qos::ExactlyOnce, 1, "two", 2);
+        let once_rx = submit(Qos::AtLeastOnce, 2, "one", 1);
+        let fire_rx = submit(Qos::AtMostOnce, 3, "zero", 1);
+        let topics = |out: &Recorder| -> Vec<String> {
+            out.published.iter().map(|(t, _, _)| t.clone()).collect()
+        };
+        assert_eq!(topics(&out), ["two", "one", "zero"]);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &written(0));
+        assert_eq!(outcomes(&fire_rx), vec![Outcome::Delivered]);
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(outcomes(&once_rx), vec![Outcome::Delivered]);
+        // The QoS 2 pack's second message waits for its window, then goes.
+        assert_eq!(topics(&out).len(), 3);
+        t.on_event(&mut out, &pubrec(1));
+        t.on_event(&mut out, &pubcomp(1));
+        assert_eq!(topics(&out), ["two", "one", "zero", "two"]);
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &pubrec(2));
+        t.on_event(&mut out, &pubcomp(2));
+        assert_eq!(outcomes(&twice_rx), vec![Outcome::Delivered]);
     }
 
     /// One endpoint's packs hold at most half of either bound while they wait, beyond a first

@@ -1,5 +1,6 @@
 //! A queue that takes its items from each key in turn, each key's in the order they came: a
-//! turn takes one batch (the items queued together), up to [`TURN`] of them.
+//! turn takes one batch (the items queued together), up to [`TURN`] of them. Items are of a
+//! class too, and a class that cannot go now does not hold another's back.
 //!
 //! The messages waiting for a connection's window wait in one of these, keyed by endpoint, a
 //! pack's messages one batch: endpoints are untrusted, and in one first-in-first-out queue an
@@ -8,7 +9,9 @@
 //! `deliveryTimeoutSeconds` every other pack reached the window only at its deadline and
 //! failed. Turns of one message each would make packs that wait together finish together, so
 //! that on such a broker all of them miss their deadline where only the last would have; a
-//! turn of one pack lets the first finish first.
+//! turn of one pack lets the first finish first. The class is the message's QoS, each with its
+//! own window: a QoS 2 message at a full QoS 2 window held the QoS 0 and 1 messages of every
+//! endpoint whose turn came after it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,44 +24,98 @@ pub const TURN: usize = crate::delivery::UNWRITTEN;
 /// (a burst of many endpoints' packs).
 const KEPT_KEYS: usize = 1024;
 
-pub struct FairQueue<T> {
+/// `N` classes of items, each taking its keys in turn; of the classes whose next item may
+/// go, the one whose item came first goes.
+pub struct FairQueue<T, const N: usize> {
+    classes: [Turns<T>; N],
+    /// The number of the next batch.
+    batch: u64,
+}
+
+impl<T, const N: usize> Default for FairQueue<T, N> {
+    fn default() -> Self {
+        FairQueue {
+            classes: std::array::from_fn(|_| Turns::default()),
+            batch: 0,
+        }
+    }
+}
+
+impl<T, const N: usize> FairQueue<T, N> {
+    pub fn len(&self) -> usize {
+        self.classes.iter().map(|c| c.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.iter().all(|c| c.len == 0)
+    }
+
+    /// Queues `items`, one batch of class `class`, behind `key`'s earlier ones of that class;
+    /// a key new to the class takes its turn last.
+    pub fn extend(&mut self, key: u64, class: usize, items: impl IntoIterator<Item = T>) {
+        self.classes[class].extend(key, self.batch, items);
+        self.batch += 1;
+    }
+
+    /// Takes the next item of a class whose next item `may_go`, the one that came first.
+    pub fn pop_where(&mut self, may_go: impl Fn(&T) -> bool) -> Option<T> {
+        let (_, class) = (self.classes.iter().enumerate())
+            .filter(|(_, c)| c.len > 0)
+            .filter_map(|(i, c)| {
+                c.front()
+                    .filter(|(_, item)| may_go(item))
+                    .map(|(b, _)| (b, i))
+            })
+            .min()?;
+        self.classes[class].pop_front()
+    }
+
+    /// Every item, class by class, key by key (each key's in order): the items of one batch
+    /// are next to each other.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.classes.iter().flat_map(Turns::iter)
+    }
+
+    /// Takes every item, class by class, key by key.
+    pub fn drain(&mut self) -> impl Iterator<Item = T> {
+        let classes =
+            std::mem::replace(&mut self.classes, std::array::from_fn(|_| Turns::default()));
+        classes.into_iter().flat_map(Turns::into_items)
+    }
+
+    /// Keeps the items `keep` says to, in their order and turns. A turn whose batch is gone
+    /// ends: the key's next batch waits for the other keys.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for class in &mut self.classes {
+            class.retain(&mut keep);
+        }
+    }
+}
+
+/// One class's items, its keys in turn.
+struct Turns<T> {
     /// Each key's items, with the batch each came in; a key leaves with its last item.
     queues: HashMap<u64, VecDeque<(u64, T)>>,
     /// The keys with items, the one whose turn it is first.
     turns: VecDeque<u64>,
     /// Items taken in the current turn.
     taken: usize,
-    /// The number of the next batch.
-    batch: u64,
     len: usize,
 }
 
-impl<T> Default for FairQueue<T> {
+impl<T> Default for Turns<T> {
     fn default() -> Self {
-        FairQueue {
+        Turns {
             queues: HashMap::new(),
             turns: VecDeque::new(),
             taken: 0,
-            batch: 0,
             len: 0,
         }
     }
 }
 
-impl<T> FairQueue<T> {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Queues `items`, one batch, behind `key`'s earlier ones; a key new to the queue takes its
-    /// turn last.
-    pub fn extend(&mut self, key: u64, items: impl IntoIterator<Item = T>) {
-        let batch = self.batch;
-        self.batch += 1;
+impl<T> Turns<T> {
+    fn extend(&mut self, key: u64, batch: u64, items: impl IntoIterator<Item = T>) {
         let queue = self.queues.entry(key).or_default();
         let before = queue.len();
         queue.extend(items.into_iter().map(|item| (batch, item)));
@@ -70,15 +127,18 @@ impl<T> FairQueue<T> {
         }
     }
 
-    /// The item whose turn it is.
-    pub fn front(&self) -> Option<&T> {
+    /// The item whose turn it is, with its batch.
+    fn front(&self) -> Option<(u64, &T)> {
         let key = self.turns.front()?;
-        self.queues.get(key)?.front().map(|(_, item)| item)
+        self.queues
+            .get(key)?
+            .front()
+            .map(|(batch, item)| (*batch, item))
     }
 
     /// Takes the item whose turn it is. The turn stays with its key while the key's next item
     /// is of the same batch, up to [`TURN`] items; then that key waits for every other key's.
-    pub fn pop_front(&mut self) -> Option<T> {
+    fn pop_front(&mut self) -> Option<T> {
         let key = *self.turns.front()?;
         let queue = self.queues.get_mut(&key)?;
         let (batch, item) = queue.pop_front()?;
@@ -100,9 +160,7 @@ impl<T> FairQueue<T> {
         Some(item)
     }
 
-    /// Every item, key by key (each key's in order): the items of one batch are next to each
-    /// other.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         self.turns.iter().flat_map(|k| {
             self.queues
                 .get(k)
@@ -112,25 +170,18 @@ impl<T> FairQueue<T> {
         })
     }
 
-    /// Takes every item, key by key.
-    pub fn drain(&mut self) -> impl Iterator<Item = T> {
-        self.len = 0;
-        self.taken = 0;
-        let mut queues = std::mem::take(&mut self.queues);
-        std::mem::take(&mut self.turns)
-            .into_iter()
-            .flat_map(move |k| {
-                queues
-                    .remove(&k)
-                    .into_iter()
-                    .flatten()
-                    .map(|(_, item)| item)
-            })
+    fn into_items(self) -> impl Iterator<Item = T> {
+        let mut queues = self.queues;
+        self.turns.into_iter().flat_map(move |k| {
+            queues
+                .remove(&k)
+                .into_iter()
+                .flatten()
+                .map(|(_, item)| item)
+        })
     }
 
-    /// Keeps the items `keep` says to, in their order and turns. A turn whose batch is gone
-    /// ends: the key's next batch waits for the other keys.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         let turn = self.turn();
         for queue in self.queues.values_mut() {
             queue.retain(|(_, item)| keep(item));
@@ -169,23 +220,33 @@ impl<T> FairQueue<T> {
 mod tests {
     use super::*;
 
-    fn taken(q: &mut FairQueue<(u64, u32)>) -> Vec<(u64, u32)> {
-        std::iter::from_fn(|| q.pop_front()).collect()
+    /// One class: the turns alone.
+    type Queue = FairQueue<(u64, u32), 1>;
+
+    fn put(q: &mut Queue, key: u64, items: impl IntoIterator<Item = (u64, u32)>) {
+        q.extend(key, 0, items);
+    }
+
+    fn next(q: &mut Queue) -> Option<(u64, u32)> {
+        q.pop_where(|_| true)
+    }
+
+    fn taken(q: &mut Queue) -> Vec<(u64, u32)> {
+        std::iter::from_fn(|| next(q)).collect()
     }
 
     /// Each key takes a turn of one batch, the keys in the order they came, each key's items in
     /// order; a key that comes back after it left waits for the keys already waiting.
     #[test]
     fn keys_take_turns_of_a_batch_each_in_order() {
-        let mut q = FairQueue::default();
-        q.extend(7, (0..4).map(|i| (7, i)));
-        q.extend(3, (0..2).map(|i| (3, i)));
-        q.extend(7, [(7, 4)]);
-        q.extend(5, [(5, 0)]);
-        q.extend(9, []);
-        q.extend(3, []);
+        let mut q = Queue::default();
+        put(&mut q, 7, (0..4).map(|i| (7, i)));
+        put(&mut q, 3, (0..2).map(|i| (3, i)));
+        put(&mut q, 7, [(7, 4)]);
+        put(&mut q, 5, [(5, 0)]);
+        put(&mut q, 9, []);
+        put(&mut q, 3, []);
         assert_eq!(q.len(), 8);
-        assert_eq!(q.front(), Some(&(7, 0)));
         let expected = [
             (7, 0),
             (7, 1),
@@ -198,22 +259,22 @@ mod tests {
         ];
         assert_eq!(taken(&mut q), expected);
         assert!(q.is_empty());
-        assert_eq!(q.front(), None);
-        q.extend(3, [(3, 2)]);
-        q.extend(7, [(7, 5)]);
-        q.extend(7, [(7, 6)]);
-        assert_eq!(q.pop_front(), Some((3, 2)));
-        q.extend(3, [(3, 3)]);
+        assert_eq!(next(&mut q), None);
+        put(&mut q, 3, [(3, 2)]);
+        put(&mut q, 7, [(7, 5)]);
+        put(&mut q, 7, [(7, 6)]);
+        assert_eq!(next(&mut q), Some((3, 2)));
+        put(&mut q, 3, [(3, 3)]);
         assert_eq!(taken(&mut q), [(7, 5), (3, 3), (7, 6)]);
     }
 
     /// A batch larger than [`TURN`] gives the turn away after that many items.
     #[test]
     fn a_turn_takes_at_most_turn_items() {
-        let mut q = FairQueue::default();
+        let mut q = Queue::default();
         let big = TURN as u32 + 10;
-        q.extend(1, (0..big).map(|i| (1, i)));
-        q.extend(2, [(2, 0)]);
+        put(&mut q, 1, (0..big).map(|i| (1, i)));
+        put(&mut q, 2, [(2, 0)]);
         let order = taken(&mut q);
         assert_eq!(order[TURN], (2, 0));
         assert_eq!(order.len(), TURN + 11);
@@ -227,10 +288,10 @@ mod tests {
     /// many.
     #[test]
     fn each_turn_takes_turn_items_afresh() {
-        let mut q = FairQueue::default();
+        let mut q = Queue::default();
         let big = TURN as u32 + 10;
-        q.extend(1, (0..big).map(|i| (1, i)));
-        q.extend(2, (0..big).map(|i| (2, i)));
+        put(&mut q, 1, (0..big).map(|i| (1, i)));
+        put(&mut q, 2, (0..big).map(|i| (2, i)));
         let keys: Vec<u64> = taken(&mut q).into_iter().map(|(k, _)| k).collect();
         let runs: Vec<(u64, usize)> = keys
             .chunk_by(|a, b| a == b)
@@ -243,40 +304,57 @@ mod tests {
     /// other keys (a pack answered at its deadline while its messages went out).
     #[test]
     fn a_turn_ends_with_its_batch_removed() {
-        let mut q = FairQueue::default();
-        q.extend(1, [(1, 0), (1, 1), (1, 2)]);
-        q.extend(1, [(1, 10), (1, 11)]);
-        q.extend(2, [(2, 0)]);
-        assert_eq!(q.pop_front(), Some((1, 0)));
+        let mut q = Queue::default();
+        put(&mut q, 1, [(1, 0), (1, 1), (1, 2)]);
+        put(&mut q, 1, [(1, 10), (1, 11)]);
+        put(&mut q, 2, [(2, 0)]);
+        assert_eq!(next(&mut q), Some((1, 0)));
         q.retain(|&(k, i)| k != 1 || i >= 10);
-        assert_eq!(q.front(), Some(&(2, 0)));
         assert_eq!(taken(&mut q), [(2, 0), (1, 10), (1, 11)]);
         // Items removed from a turn whose batch goes on leave it going.
-        q.extend(1, [(1, 20), (1, 21), (1, 22)]);
-        q.extend(2, [(2, 1)]);
-        assert_eq!(q.pop_front(), Some((1, 20)));
+        put(&mut q, 1, [(1, 20), (1, 21), (1, 22)]);
+        put(&mut q, 2, [(2, 1)]);
+        assert_eq!(next(&mut q), Some((1, 20)));
         q.retain(|&(_, i)| i != 21);
         assert_eq!(taken(&mut q), [(1, 22), (2, 1)]);
+    }
+
+    /// A class whose next item may not go holds no other class's items back; of the classes
+    /// whose next item may go, the one whose item came first goes.
+    #[test]
+    fn a_class_that_cannot_go_holds_no_other_back() {
+        let mut q = FairQueue::<(usize, u32), 3>::default();
+        q.extend(1, 2, [(2, 0), (2, 1)]);
+        q.extend(2, 0, [(0, 0)]);
+        q.extend(3, 1, [(1, 0)]);
+        q.extend(4, 0, [(0, 1)]);
+        assert_eq!(q.pop_where(|&(c, _)| c != 2), Some((0, 0)));
+        assert_eq!(q.pop_where(|&(c, _)| c != 2), Some((1, 0)));
+        assert_eq!(q.pop_where(|&(c, _)| c == 2), Some((2, 0)));
+        assert_eq!(q.pop_where(|_| false), None);
+        assert_eq!(q.len(), 2);
+        let rest: Vec<_> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
+        assert_eq!(rest, [(2, 1), (0, 1)]);
+        assert!(q.is_empty());
     }
 
     /// `iter` and `drain` give each key's items together; `retain` keeps order and turns.
     #[test]
     fn iter_drain_and_retain_keep_each_keys_items_together() {
-        let mut q = FairQueue::default();
-        q.extend(1, [(1, 0), (1, 1)]);
-        q.extend(2, [(2, 0), (2, 1), (2, 2)]);
-        q.extend(3, [(3, 0)]);
+        let mut q = Queue::default();
+        put(&mut q, 1, [(1, 0), (1, 1)]);
+        put(&mut q, 2, [(2, 0), (2, 1), (2, 2)]);
+        put(&mut q, 3, [(3, 0)]);
         let all: Vec<_> = q.iter().copied().collect();
         assert_eq!(all, [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (3, 0)]);
         q.retain(|&(k, i)| k != 1 && i != 1);
         assert_eq!(q.len(), 3);
-        assert_eq!(q.front(), Some(&(2, 0)));
-        q.extend(1, [(1, 2)]);
+        put(&mut q, 1, [(1, 2)]);
         let drained: Vec<_> = q.drain().collect();
         assert_eq!(drained, [(2, 0), (2, 2), (3, 0), (1, 2)]);
         assert!(q.is_empty());
-        assert_eq!(q.pop_front(), None);
-        q.extend(4, [(4, 0)]);
+        assert_eq!(next(&mut q), None);
+        put(&mut q, 4, [(4, 0)]);
         assert_eq!(taken(&mut q), [(4, 0)]);
     }
 }
