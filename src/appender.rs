@@ -214,10 +214,20 @@ impl Appender {
         header: HeaderStructure,
         config: AppenderConfig,
     ) -> Result<Arc<Appender>, ConfigError> {
-        let connections = connection_settings(&config)
-            .iter()
-            .map(Connection::get)
-            .collect::<Result<_, _>>()?;
+        let mut connections = Vec::new();
+        for settings in connection_settings(&config) {
+            match Connection::get(&settings) {
+                Ok(connection) => connections.push(connection),
+                Err(why) => {
+                    // Given back: they may be other appenders' too, whose close then finds
+                    // them on their way out.
+                    for connection in &connections {
+                        connection.draining(Instant::now());
+                    }
+                    return Err(why);
+                }
+            }
+        }
         log::info!(
             "appender '{name}' publishes to '{}' at QoS {} via {}:{}",
             config.topic.text(),

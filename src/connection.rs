@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -501,16 +501,28 @@ impl Shared {
 /// A pooled connection. Dropping the last `Arc` disconnects it.
 pub struct Connection {
     shared: Arc<Shared>,
+    /// The appenders it was given to ([`Connection::get`]) and not closed since
+    /// ([`Connection::draining`]), counted under the pool's lock: a closed appender's drain
+    /// holds it too, and another appender's close within that drain must still find it on its
+    /// way out.
+    appenders: AtomicUsize,
+}
+
+/// The connections open, by their settings.
+fn pool() -> MutexGuard<'static, HashMap<BrokerConfig, Weak<Connection>>> {
+    static POOL: OnceLock<Mutex<HashMap<BrokerConfig, Weak<Connection>>>> = OnceLock::new();
+    lock(POOL.get_or_init(Default::default))
 }
 
 impl Connection {
     /// The connection for `broker`, shared with other appenders of the same identity. Refused
     /// when another connection of this process holds its client id and the id may not change.
+    /// An appender that got one gives it back with [`Connection::draining`].
     pub fn get(broker: &BrokerConfig) -> Result<Arc<Connection>, ConfigError> {
-        static POOL: OnceLock<Mutex<HashMap<BrokerConfig, Weak<Connection>>>> = OnceLock::new();
-        let mut pool = lock(POOL.get_or_init(Default::default));
+        let mut pool = pool();
         pool.retain(|_, c| c.strong_count() > 0);
         if let Some(existing) = pool.get(broker).and_then(Weak::upgrade) {
+            existing.appenders.fetch_add(1, Ordering::Relaxed);
             // Draining for a closed appender, it has a new one: no longer on its way out, so
             // no connection made later waits for it, or takes the id it holds.
             existing.shared.stay();
@@ -643,7 +655,10 @@ impl Connection {
             shared: Arc::clone(&shared),
             client_id,
         });
-        Ok(Connection { shared })
+        Ok(Connection {
+            shared,
+            appenders: AtomicUsize::new(1),
+        })
     }
 
     /// Hands a pack's messages to the connection without waiting on the network; which
@@ -696,12 +711,15 @@ impl Connection {
 }
 
 impl Connection {
-    /// The appender that held this connection last was closed and drains it until `until`:
-    /// a connection made meanwhile for the same client id under other settings (an edited
-    /// appender) waits for it, as for one being closed.
-    pub fn draining(self: &Arc<Self>, until: Instant) {
-        // Another appender still using it keeps it open; then there is nothing to wait for.
-        if Arc::strong_count(self) == 1 {
+    /// An appender that had this connection was closed, and drains it until `until`. If it
+    /// was the last to use it, a connection made meanwhile for the same client id under other
+    /// settings (an edited appender) waits for it, as for one being closed; another appender
+    /// still using it keeps it open, and then there is nothing to wait for.
+    pub fn draining(&self, until: Instant) {
+        let _pool = pool();
+        let appenders = self.appenders.load(Ordering::Relaxed).saturating_sub(1);
+        self.appenders.store(appenders, Ordering::Relaxed);
+        if appenders == 0 {
             self.say_goodbye(until);
         }
     }
@@ -726,8 +744,9 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        lock(&self.shared.hold).take();
+        // Said while it still holds its id: a connection opened in between waits for it.
         self.say_goodbye(Instant::now());
+        lock(&self.shared.hold).take();
         self.shared.released.store(true, Ordering::Release);
         self.shared.shutdown.notify_one();
     }

@@ -411,6 +411,40 @@ fn a_second_persistent_session_with_a_held_client_id_is_refused() {
     drop((first, shared));
 }
 
+/// A connection whose appender was closed, taken again by an appender of the same settings
+/// and closed again while the first close still drains it (an appender saved twice in a
+/// row): it is on its way out, so an appender edited to other settings with its id (here a
+/// lasting session, which cannot move) waits for it and takes the id. (Before: the second
+/// close saw the first's drain holding the connection, took it for another appender using
+/// it, and the edited appender's `init` failed as a clash.)
+#[test]
+fn a_connection_closed_twice_while_it_drains_makes_way_for_its_edit() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
+    let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
+    let saved = BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "saved-twice")
+    };
+    let first = Connection::get(&saved).expect("opened");
+    assert_eq!(next(), "saved-twice");
+    let drains = Instant::now() + Duration::from_secs(2);
+    first.draining(drains);
+    let second = Connection::get(&saved).expect("the pool's connection");
+    assert!(Arc::ptr_eq(&first, &second));
+    second.draining(drains);
+    let edited = Connection::get(&BrokerConfig {
+        keep_alive: Duration::from_secs(20),
+        ..saved.clone()
+    })
+    .expect("opened, after the draining connection");
+    drop((first, second));
+    assert_eq!(next(), "saved-twice", "the edited appender's session");
+    let quiet = ids.recv_timeout(Duration::from_secs(2));
+    assert!(quiet.is_err(), "no pushing out: {quiet:?}");
+    drop(edited);
+}
+
 /// A lasting session (cleanSession off) opened while a clean-session connection of this
 /// process holds its client id: the clean one, whose id carries no state, moves to an id of
 /// its own, and the session gets the id that names it, whichever appender started first, with
