@@ -1847,11 +1847,20 @@ fn taken_over_by_another(
             level
         };
         // Another appender of this node may be the other client: the same id, other settings.
+        let hostname = crate::identity::hostname();
         let whose = if held_by_another(shared, client_id) {
             "another appender of this node connects to this broker with this client id and \
              other connection settings: give each appender its own clientId"
+                .to_string()
+        } else if client_id.contains(hostname) {
+            // `{hostname}` already, most likely: what the advice below would add.
+            format!(
+                "the id holds this node's host name '{hostname}', and a node with the same host \
+                 name (containers given one hostname, cloned machines) resolves '{{hostname}}' \
+                 alike: give each node a host name of its own"
+            )
         } else {
-            "give every node its own clientId (for example 'kaa-{hostname}')"
+            "give every node its own clientId (for example 'kaa-{hostname}')".to_string()
         };
         log::log!(
             level,
