@@ -899,9 +899,10 @@ struct Driver<E: EventLoop> {
     /// The last connection was closed soon after accepting it, without a reason, after it
     /// carried a publish: a takeover if the next one ends the same way.
     suspected: bool,
-    /// Connects under an id this node moved to that the broker closed, in a row, before any
-    /// CONNACK ([`TURNED_AWAY`]), while no broker had admitted that id.
-    turned_away: u32,
+    /// Connects under an id this node moved to that a broker closed, in a row, before any
+    /// CONNACK ([`TURNED_AWAY`]), while no broker had admitted that id; per broker, as
+    /// attempts take turns with the failover brokers, which may fail another way.
+    turned_away: Vec<u32>,
     /// The client id of the last CONNACK: a broker that admitted it refuses it by no close.
     admitted: Option<String>,
     nudge: Nudge,
@@ -962,6 +963,7 @@ async fn drive<E: EventLoop>(
         let _ = tokio::time::timeout_at(previous.by.into(), previous.finished.acquire()).await;
     }
     let reported = vec![Reported::default(); brokers.len()];
+    let turned_away = vec![0; brokers.len()];
     let mut driver = Driver {
         shared,
         eventloop,
@@ -978,7 +980,7 @@ async fn drive<E: EventLoop>(
         refused_here: false,
         carried: false,
         suspected: false,
-        turned_away: 0,
+        turned_away,
         admitted: None,
         nudge: Nudge::new(),
         clean_next: false,
@@ -1074,7 +1076,7 @@ impl<E: EventLoop> Driver<E> {
             self.current = 0;
         }
         self.refused_in_round = 0;
-        self.turned_away = 0;
+        self.turned_away.fill(0);
     }
 
     /// One event of the event loop (with those it queued behind it), or one failure, and what
@@ -1412,7 +1414,8 @@ impl<E: EventLoop> Driver<E> {
                 // not admit, without a CONNACK; one such close may be a broker's hiccup, and
                 // once a broker admitted the id, closes are its hiccups (a broker restarting,
                 // full, or a balancer without one behind it).
-                *turned_away = match &failure {
+                let here = &mut turned_away[*current];
+                *here = match &failure {
                     Failure::Closed { said, .. }
                         if said.is_silent()
                             && lived.is_none()
@@ -1420,16 +1423,17 @@ impl<E: EventLoop> Driver<E> {
                             && E::NO_REASON_CODES
                             && admitted.as_deref() != Some(client_id.as_str()) =>
                     {
-                        *turned_away + 1
+                        *here + 1
                     }
                     _ => 0,
                 };
+                let here = *here;
                 let id_refused = match &failure {
                     Failure::Refused { why: code, about } if about.is_about_id() => {
                         Some(format!("refused the connection: {code}"))
                     }
-                    Failure::Closed { why, .. } if *turned_away >= TURNED_AWAY => Some(format!(
-                        "{why}: closed before any CONNACK, {turned_away} times in a row"
+                    Failure::Closed { why, .. } if here >= TURNED_AWAY => Some(format!(
+                        "{why}: closed before any CONNACK, {here} times in a row"
                     )),
                     _ => None,
                 };
@@ -1454,7 +1458,7 @@ impl<E: EventLoop> Driver<E> {
                              policies) refuses any other: connecting as '{configured}' again"
                         );
                         *client_id = configured;
-                        *turned_away = 0;
+                        turned_away.fill(0);
                         pause = Some(jitter(*takeover_backoff));
                         *takeover_backoff = (*takeover_backoff * 2).min(TAKEOVER_BACKOFF_MAX);
                         // Not counted as the broker's refusal: the packs waiting get the

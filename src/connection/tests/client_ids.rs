@@ -106,19 +106,35 @@ pub(super) fn exact_id_broker_v4(
 /// (Before: it retried the refused id until it restarted, every pack onRemoteError.)
 /// Both MQTT 3.1.1 refusals that may be about the id: 5 "not authorised" (what a broker
 /// admitting listed ids answers) and 2 "identifier rejected"; and a close before any CONNACK,
-/// AWS IoT's way, at the second in a row.
+/// AWS IoT's way, at the second in a row, also where a failover broker that cannot be reached
+/// fails the attempts between. (Before: its failures reset the count of closes, and the moved
+/// id was tried until the node restarted.)
 #[test]
 fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
-    for (refusal, configured) in [
-        (5, "exact-id-na"),
-        (2, "exact-id-rejected"),
-        (0, "exact-id-closed"),
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("port")
+        .port();
+    for (refusal, configured, failover) in [
+        (5, "exact-id-na", vec![]),
+        (2, "exact-id-rejected", vec![]),
+        (0, "exact-id-closed", vec![]),
+        (
+            0,
+            "exact-id-failover",
+            vec![("127.0.0.1".into(), unreachable)],
+        ),
     ] {
         let (tx, ids) = mpsc::channel();
         let (port, _) =
             scripted_broker(move |l| exact_id_broker_v4(l, configured, (2, refusal), tx));
         let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
-        let connection = Connection::get(&scripted(port, configured)).expect("opened");
+        let settings = BrokerConfig {
+            failover,
+            ..scripted(port, configured)
+        };
+        let connection = Connection::get(&settings).expect("opened");
         // Pushed out twice right after a publish: taken for a takeover, so it moves.
         for _ in 0..2 {
             assert_eq!(next(), configured, "refusal {refusal}");
@@ -145,7 +161,7 @@ fn a_moved_id_the_broker_refuses_gives_way_to_the_configured_one() {
         );
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
         drop(connection);
-        let again = Connection::get(&scripted(port, configured)).expect("opened");
+        let again = Connection::get(&settings).expect("opened");
         assert_eq!(
             next(),
             configured,
