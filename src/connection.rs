@@ -1395,6 +1395,7 @@ impl<E: EventLoop> Driver<E> {
                     }
                     None => false,
                 };
+                stalled |= matches!(failure, Failure::Unread(_));
                 let silent = matches!(failure, Failure::Closed { said, .. } if said.is_silent());
                 let unexplained = silent
                     && !*refused_here
@@ -1576,9 +1577,10 @@ impl<E: EventLoop> Driver<E> {
                             None => (why, false),
                         }
                     }
-                    Failure::Tls(why) | Failure::Closed { why, .. } | Failure::Broken(why) => {
-                        (why, false)
-                    }
+                    Failure::Tls(why)
+                    | Failure::Closed { why, .. }
+                    | Failure::Unread(why)
+                    | Failure::Broken(why) => (why, false),
                 };
                 if lived.is_some_and(|l| l >= HEALTHY) {
                     reported.iter_mut().for_each(Reported::forget);
@@ -1603,7 +1605,7 @@ impl<E: EventLoop> Driver<E> {
                 // the client id nor a message (busy, over a quota, shutting down, use another
                 // server) counts as a failed attempt: else a broker doing so at every connect
                 // kept the appender from the failover brokers for good. So does one the broker
-                // kept up but stopped acknowledging on (a stall): its broker would take the
+                // kept up but stopped acknowledging or reading on (a stall): its broker would take the
                 // connection again and acknowledge nothing again, every pack failing there;
                 // and one it closed at once under the id of the node's own it moved to, which
                 // no other client holds. Any other loss starts again at host:port: a silent

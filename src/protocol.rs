@@ -240,6 +240,10 @@ pub enum Failure {
     /// broker sent after it (under TLS 1.3 the client finishes first, and a broker refusing its
     /// certificate alerts at the first read).
     Tls(String),
+    /// MQTT 3.1.1: a write took no bytes for `connectTimeoutSeconds` ([`within`]): the broker
+    /// stopped reading, and would take the next connection and stop again, as one that stops
+    /// acknowledging does (a stall).
+    Unread(String),
     /// Anything else: unreachable, timeout, keep-alive expired.
     Broken(String),
 }
@@ -304,6 +308,7 @@ impl Failure {
             | Failure::Closed { why, .. }
             | Failure::Foreign(why)
             | Failure::Tls(why)
+            | Failure::Unread(why)
             | Failure::Broken(why) => why,
         }
     }
@@ -899,8 +904,19 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     .await;
     written.map_err(|e| {
         eventloop.clean();
-        failure_v4(e)
+        write_failure_v4(e, timeout)
     })
+}
+
+/// What a failed MQTT 3.1.1 write bounded by `bound` ([`within`]) means.
+fn write_failure_v4(e: rumqttc::ConnectionError, bound: std::time::Duration) -> Failure {
+    match e {
+        rumqttc::ConnectionError::FlushTimeout => Failure::Unread(format!(
+            "the broker took no bytes for {} s (connectTimeoutSeconds): it stopped reading",
+            bound.as_secs()
+        )),
+        e => failure_v4(e),
+    }
 }
 
 /// MQTT 3.1.1: a PINGREQ written straight to the socket, as publishes are, and left out of
@@ -919,7 +935,7 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
     .map(drop);
     written.map_err(|e| {
         eventloop.clean();
-        failure_v4(e)
+        write_failure_v4(e, timeout)
     })
 }
 

@@ -89,8 +89,9 @@ fn expiry_setting_broker_v5(listener: std::net::TcpListener, ids: mpsc::Sender<V
 
 /// A broker that accepts the connection and then reads nothing more, as a hung broker (or
 /// one paused with SIGSTOP) does: once the socket's buffers are full, every write waits.
-/// It holds the socket until `quit` says so.
-fn deaf_broker(listener: std::net::TcpListener, quit: mpsc::Receiver<()>) {
+/// It holds the socket until `quit` says so (60 s at most), and tells `again` of each later
+/// connection, which it takes and never answers.
+fn deaf_broker(listener: std::net::TcpListener, quit: mpsc::Receiver<()>, again: mpsc::Sender<()>) {
     use std::io::{Read, Write};
     let (mut s, _) = listener.accept().expect("accept");
     let mut connect = [0u8; 2];
@@ -98,7 +99,20 @@ fn deaf_broker(listener: std::net::TcpListener, quit: mpsc::Receiver<()>) {
     let mut body = vec![0u8; usize::from(connect[1])];
     s.read_exact(&mut body).expect("CONNECT body");
     s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
-    let _ = quit.recv_timeout(Duration::from_secs(60));
+    listener.set_nonblocking(true).expect("non-blocking");
+    let mut later = Vec::new();
+    for _ in 0..3000 {
+        if !matches!(
+            quit.recv_timeout(Duration::from_millis(20)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        ) {
+            return;
+        }
+        if let Ok((s, _)) = listener.accept() {
+            later.push(s);
+            let _ = again.send(());
+        }
+    }
 }
 
 /// A broker that stops reading at QoS 0, which waits for no ack: a write that waits on the
@@ -108,7 +122,8 @@ fn deaf_broker(listener: std::net::TcpListener, quit: mpsc::Receiver<()>) {
 #[test]
 fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
     let (quit, quit_rx) = mpsc::channel();
-    let (port, broker_thread) = scripted_broker(move |listener| deaf_broker(listener, quit_rx));
+    let (port, broker_thread) =
+        scripted_broker(move |listener| deaf_broker(listener, quit_rx, mpsc::channel().0));
     let connection = Connection::get(&scripted(port, "deaf-test")).expect("opened");
     // 64 MiB: more than loopback's socket buffers hold, both sides together.
     let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
@@ -118,6 +133,36 @@ fn a_broker_that_stops_reading_loses_the_connection_instead_of_holding_it() {
     drop(connection);
     let _ = quit.send(());
     broker_thread.join().expect("the scripted broker");
+}
+
+/// A broker that stops reading (MQTT 3.1.1: a write took no bytes for connectTimeoutSeconds)
+/// is left for the failover broker, as one that stops acknowledging is: it would take the
+/// next connection and stop reading again. (Before: the next attempt went back to it.)
+#[test]
+fn a_broker_that_stops_reading_leaves_the_packs_to_the_failover_broker() {
+    let (quit, quit_rx) = mpsc::channel();
+    let (again_tx, again) = mpsc::channel();
+    let (deaf, _) = scripted_broker(move |l| deaf_broker(l, quit_rx, again_tx));
+    let (tx, failover_ids) = mpsc::channel();
+    let (failover, _) =
+        scripted_broker(move |l| client_ids::exact_id_broker_v4(l, "deaf-failover", (0, 5), tx));
+    let connection = Connection::get(&BrokerConfig {
+        failover: vec![("127.0.0.1".into(), failover)],
+        ..scripted(deaf, "deaf-failover")
+    })
+    .expect("opened");
+    let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]; 1024]);
+    connection.submit(&pack, how, messages, 100_000);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    assert_eq!(
+        failover_ids.recv_timeout(WAIT).as_deref(),
+        Ok("deaf-failover"),
+        "the failover broker"
+    );
+    let back = again.try_recv();
+    assert!(back.is_err(), "not back at the deaf broker first: {back:?}");
+    drop(connection);
+    let _ = quit.send(());
 }
 
 /// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
