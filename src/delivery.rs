@@ -622,7 +622,7 @@ pub struct Tracker {
     /// QoS 0 messages to new topics written lately on this connection.
     unanswered: Unanswered,
     /// QoS 0 messages written lately that are far larger than any record the broker took
-    /// ([`PacketLimit::unproven_qos0`]), each far larger than the one before it, in write
+    /// ([`PacketLimit::unproven_record`]), each far larger than the one before it, in write
     /// order (a few dozen at most from the smallest record to the largest message): each pack
     /// is answered once the connection outlives its message by
     /// [`QUICK`], or the broker acknowledges a message written after it (it reads in order),
@@ -1304,7 +1304,7 @@ impl Tracker {
     /// ([`Tracker::proving`]), where its pack may wait for that.
     fn written_qos0(&mut self, m: InFlight) {
         let size = m.measure.size;
-        if self.limit.unproven_qos0(size, m.since)
+        if self.limit.unproven_record(size, m.since)
             && self
                 .proving
                 .back()
@@ -1421,7 +1421,7 @@ impl Tracker {
                 .chain(&proving)
                 .chain(write_failed.iter().filter(|m| {
                     acked_written.is_none_or(|at| m.since >= at)
-                        && self.limit.unproven_qos0(m.measure.size, now)
+                        && self.limit.unproven_record(m.measure.size, now)
                 }))
                 .map(|m| (m.measure, m.since, m.origin))
                 .max_by_key(|(m, _, _)| m.size),

@@ -331,7 +331,14 @@ impl PacketLimit {
         now: Instant,
     ) -> Option<Blamed> {
         let acked = self.acked.get(now);
-        let (message, written, origin) = largest.filter(|(m, _, _)| self.unproven(m.size, now))?;
+        let (message, written, origin) = largest.filter(|(m, _, origin)| {
+            // The connection's own message (the status message) is no endpoint's record.
+            if origin.appender == 0 {
+                self.unproven(m.size, now)
+            } else {
+                self.unproven_record(m.size, now)
+            }
+        })?;
         let size = message.size;
         self.suspects
             .retain(|&(_, at)| now.saturating_duration_since(at) < LIFE);
@@ -417,13 +424,13 @@ impl PacketLimit {
         self.records.note(size, now);
     }
 
-    /// Whether a QoS 0 message of `size` bytes is to prove itself before it is answered
-    /// (`delivery::Tracker::proving`): it is unproven, and passes by the margin a record the
-    /// broker took. The status message alone is no measure: with it as the only one, nearly
-    /// every record would wait, and on connections too short-lived to outlive any (nodes
-    /// fighting over one client id) every close would be blamed on a record's size, never
-    /// taken for the takeover it is.
-    pub fn unproven_qos0(&self, size: usize, now: Instant) -> bool {
+    /// Whether a record's message of `size` bytes is unproven: a close may be blamed on it, and
+    /// at QoS 0 it is to prove itself before it is answered (`delivery::Tracker::proving`). It
+    /// passes by the margin a record the broker took. The status message alone is no measure:
+    /// with it as the only one, nearly every QoS 0 record would wait, and on connections too
+    /// short-lived to carry a record through (nodes fighting over one client id) every close
+    /// would be blamed on a record's size, never taken for the takeover it is.
+    pub fn unproven_record(&self, size: usize, now: Instant) -> bool {
         let records = self.records.get(now);
         records > 0 && far_larger(size, records) && self.unproven(size, now)
     }
@@ -465,6 +472,12 @@ mod tests {
         fn holds(&self, size: usize, origin: Origin, now: Instant) -> Option<usize> {
             self.held(size, origin, now).map(|(c, _)| c)
         }
+    }
+
+    /// The broker acknowledged a record's message of `size` bytes at `now`.
+    fn took_record(limit: &mut PacketLimit, size: usize, now: Instant) {
+        limit.acked(size, now);
+        limit.record_taken(size, now);
     }
 
     /// The message `tail` ends with, written just before the close at `now`.
@@ -512,6 +525,36 @@ mod tests {
         assert_eq!(limit.holds(131_999, Origin::default(), now), None);
     }
 
+    /// A record's message is measured against the records the broker took, not against the
+    /// connection's own message (the status message): until a record is taken, no close is
+    /// blamed on a record's size, so that closes on connections too short-lived to carry one
+    /// (nodes fighting over one client id) still count as takeovers. The connection's own
+    /// message is measured against what the broker acknowledged.
+    #[test]
+    fn a_records_size_is_blamed_only_once_a_record_was_taken() {
+        let now = Instant::now();
+        let record = |tail: &[u8]| {
+            let origin = Origin {
+                appender: 1,
+                endpoint: 7,
+            };
+            Some((Measure::of(9_000, tail), now, origin))
+        };
+        let mut limit = PacketLimit::default();
+        limit.acked(300, now);
+        assert_eq!(limit.blame(record(b"a"), now), None);
+        let own = limit.blame(written(9_000, b"b", now), now);
+        assert!(own.is_some(), "the connection's own");
+        limit.record_taken(300, now);
+        assert_eq!(
+            limit.blame(record(b"c"), now),
+            Some(Blamed::Suspect {
+                size: 9_000,
+                acked: 300
+            })
+        );
+    }
+
     /// Two closes at `message` of `origin`'s, each at its write: the ceiling they teach, and
     /// whether it holds everyone's messages.
     fn closed_twice_at(
@@ -543,7 +586,7 @@ mod tests {
             endpoint,
         };
         let mut limit = PacketLimit::default();
-        limit.acked(300, now);
+        took_record(&mut limit, 300, now);
         let mut teach = |size, tail: &[u8], endpoint| {
             closed_twice_at(&mut limit, Measure::of(size, tail), origin(endpoint), now)
         };
@@ -573,7 +616,7 @@ mod tests {
             endpoint: 7,
         };
         let mut limit = PacketLimit::default();
-        limit.acked(300, now);
+        took_record(&mut limit, 300, now);
         let mut teach = |size, tail: &[u8], origin| {
             closed_twice_at(&mut limit, Measure::of(size, tail), origin, now)
         };
@@ -604,7 +647,7 @@ mod tests {
         limit.announced(true);
         assert_eq!(limit.holds(132_000, Origin::default(), now), None);
         assert_eq!(limit.blame(written(132_000, b"a", now), now), None);
-        assert!(!limit.unproven_qos0(132_000, now));
+        assert!(!limit.unproven_record(132_000, now));
     }
 
     /// Closes over different large messages (a broker restarting, a takeover fight) are
@@ -633,7 +676,7 @@ mod tests {
         };
         let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
         let mut limit = PacketLimit::default();
-        limit.acked(300, now);
+        took_record(&mut limit, 300, now);
         limit.blame(of(8_002, b"a", origin(1)), now);
         limit.blame(of(8_001, b"b", origin(1)), now);
         assert!(!limit.refuses_source(origin(1), 8_000), "two");
@@ -667,7 +710,7 @@ mod tests {
         );
 
         let mut limit = PacketLimit::default();
-        limit.acked(300, now);
+        took_record(&mut limit, 300, now);
         limit.blame(of(8_000, b"a", origin(1)), now);
         limit.blame(of(8_001, b"b", origin(1)), now);
         let later = now + LIFE;
@@ -685,7 +728,7 @@ mod tests {
             endpoint: 7,
         };
         let mut limit = PacketLimit::default();
-        limit.acked(300, now);
+        took_record(&mut limit, 300, now);
         for (size, tail) in [(9_000, b"a"), (9_001, b"b"), (9_002, b"c")] {
             limit.blame(Some((Measure::of(size, tail), now, origin)), now);
         }
@@ -711,7 +754,7 @@ mod tests {
         };
         let held = |prepare: &dyn Fn(&mut PacketLimit)| {
             let mut limit = PacketLimit::default();
-            limit.acked(6_000, now);
+            took_record(&mut limit, 6_000, now);
             for (size, tail) in [(9_000, b"a"), (9_001, b"b"), (9_002, b"c")] {
                 limit.blame(Some((Measure::of(size, tail), now, origin)), now);
             }
@@ -723,7 +766,7 @@ mod tests {
         };
         assert_eq!(held(&|_| ()), (true, false), "past 6,000 by the margin");
         let mut limit = PacketLimit::default();
-        limit.acked(300, now);
+        took_record(&mut limit, 300, now);
         for (size, tail) in [(20_000, b"a"), (20_001, b"b"), (20_002, b"c")] {
             limit.blame(Some((Measure::of(size, tail), now, origin)), now);
         }
@@ -862,7 +905,7 @@ mod tests {
                 );
             }
         }
-        assert!(limit.unproven(200_000, now) && limit.unproven_qos0(200_000, now));
+        assert!(limit.unproven(200_000, now) && limit.unproven_record(200_000, now));
         assert!(
             !limit.unproven(4_500, now),
             "sizes taken lately still vouch"

@@ -936,6 +936,49 @@ fn under_its_own_id_closes_at_new_topics_count_against_their_endpoint() {
     assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
 }
 
+/// The same at QoS 1, to the topic the broker acknowledged the connection's own message on:
+/// a record far larger than that message, unacknowledged at each close, is not blamed for it
+/// while the broker has taken no record, and the closes count as a takeover. (Before: each
+/// close was blamed on the record's size, the fight was never found, and a record sent again
+/// taught a packet limit the broker does not have, failing that endpoint's records for 10
+/// minutes.)
+#[test]
+fn closes_after_large_qos1_records_still_count_as_a_takeover() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
+    let connection = Connection::get(&scripted(port, "qos1-records")).expect("opened");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        let (own, how, messages, rx) = qos1_pack(1);
+        connection.submit(&own, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        // The same record each time, as Kaa sends its pack again.
+        let (record, mut how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![7; 1_000]]);
+        how.origin = crate::protocol::Origin {
+            appender: 1,
+            endpoint: 1,
+        };
+        connection.submit(&record, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+    assert_eq!(seen[..2], ["qos1-records", "qos1-records"]);
+    assert!(seen[2].starts_with("qos1-records-"), "{seen:?}");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+    let (record, mut how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![7; 1_000]]);
+    how.origin = crate::protocol::Origin {
+        appender: 1,
+        endpoint: 1,
+    };
+    connection.submit(&record, how, messages, 100);
+    assert_eq!(
+        rx.recv_timeout(WAIT),
+        Ok(Outcome::Delivered),
+        "no limit learned"
+    );
+}
+
 /// Nodes sharing an id, with a status topic, at QoS 0: the connection's own message is all
 /// the broker acknowledges before each close, and a QoS 0 record far larger than it was
 /// written. The status message is no measure of the records a broker takes, so the record is
