@@ -144,6 +144,9 @@ pub struct BrokerConfig {
     /// likely) resolves the status topic the same, and shares it. Only for a WARN: appenders
     /// that resolve both the same share a connection however their templates read.
     pub status_follows_id: Unkeyed<bool>,
+    /// `clientId` holds `{hostname}`: nodes that share a host name resolve it alike. Only for
+    /// the advice of a takeover's log line.
+    pub id_names_host: Unkeyed<bool>,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
     pub transport: Transport,
@@ -175,6 +178,7 @@ impl BrokerConfig {
             failover,
             status_topic,
             status_follows_id: _,
+            id_names_host: _,
             tls,
             transport,
             proxy,
@@ -226,6 +230,7 @@ impl fmt::Debug for BrokerConfig {
             .field("failover", &self.failover)
             .field("status_topic", &self.status_topic)
             .field("status_follows_id", &self.status_follows_id)
+            .field("id_names_host", &self.id_names_host)
             .field("tls", &self.tls)
             .field("transport", &self.transport)
             .field("proxy", &self.proxy)
@@ -914,6 +919,7 @@ impl AppenderConfig {
                 failover,
                 status_topic,
                 status_follows_id: Unkeyed(status_follows_id),
+                id_names_host: Unkeyed(client_id_text.contains("{hostname}")),
                 tls,
                 transport,
                 proxy,

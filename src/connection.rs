@@ -42,10 +42,12 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// under MQTT 3.1.1, that give the configured id back, as a CONNACK refusing the id does: AWS
 /// IoT closes so a connect its policy refuses.
 const TURNED_AWAY: u32 = 2;
-/// A connection that lived this long was well: its loss is reported even when the one before
-/// ended the same way. Younger ones ending alike are one fault going on (a broker that stalls
-/// every connection, or ends each at once), which the summary line's reconnects count.
-const HEALTHY: Duration = Duration::from_secs(60);
+/// A connection that lived this long, not found stalled (nor, for the INFO that says it held,
+/// with a message waiting half that long for the broker), was well: its loss is reported even
+/// when the one before ended the same way. Others ending alike are one fault going on (a broker that ends each connection at
+/// once, or stalls every one, however long `deliveryTimeoutSeconds` lets it live), which the
+/// summary line's reconnects count. Shorter in unit tests, which stall connections past it.
+const HEALTHY: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 60 });
 /// Failures of one broker remembered as reported (see `Driver::reported`), and for how long:
 /// a fault that goes on is reported again that often.
 const FAILURES_KEPT: usize = 4;
@@ -109,6 +111,8 @@ struct Shared {
     status_topic: Option<Arc<str>>,
     /// See [`BrokerConfig::status_follows_id`].
     status_follows_id: bool,
+    /// See [`BrokerConfig::id_names_host`].
+    id_names_host: bool,
     status_format: StatusFormat,
     clean_session: bool,
     /// Without TLS (`ssl` off).
@@ -638,6 +642,7 @@ impl Connection {
             label,
             status_topic: broker.status_topic.as_deref().map(Arc::from),
             status_follows_id: broker.status_follows_id.0,
+            id_names_host: broker.id_names_host.0,
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             plain: broker.tls.is_none(),
@@ -744,9 +749,11 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Said while it still holds its id: a connection opened in between waits for it.
-        self.say_goodbye(Instant::now());
+        // The hold goes before the goodbye is said: a goodbye holding the id would excuse
+        // another holder of it (a successor that waited for this one) as this one, and a
+        // third connection would take the id too.
         lock(&self.shared.hold).take();
+        self.say_goodbye(Instant::now());
         self.shared.released.store(true, Ordering::Release);
         self.shared.shutdown.notify_one();
     }
@@ -1109,7 +1116,10 @@ impl<E: EventLoop> Driver<E> {
         // Set when this connection gives up its client id: the failure below says so under
         // the old id, then sets this one for the next connect.
         let mut moving_to = None;
-        if quiet_reconnect.is_some() && connected_at.is_some_and(|at| at.elapsed() >= HEALTHY) {
+        if quiet_reconnect.is_some()
+            && connected_at.is_some_and(|at| at.elapsed() >= HEALTHY)
+            && !lock(&shared.tracker).waited_past(Instant::now(), HEALTHY / 2)
+        {
             // The end of a fault whose repeats were DEBUG, connects included.
             *quiet_reconnect = None;
             log::info!(
@@ -1371,7 +1381,9 @@ impl<E: EventLoop> Driver<E> {
                                 (Said::Refused, _) => TopicClose::Refusing,
                                 _ => TopicClose::No,
                             };
-                            blamed = tracker.blame(unacknowledged, at_topic);
+                            let may_be_takeover =
+                                said.is_silent() && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
+                            blamed = tracker.blame(unacknowledged, at_topic, may_be_takeover);
                         }
                     }
                 }
@@ -1582,7 +1594,7 @@ impl<E: EventLoop> Driver<E> {
                     | Failure::Unread(why)
                     | Failure::Broken(why) => (why, false),
                 };
-                if lived.is_some_and(|l| l >= HEALTHY) {
+                if lived.is_some_and(|l| l >= HEALTHY) && !stalled {
                     reported.iter_mut().for_each(Reported::forget);
                 }
                 let repeat = !reported[*current].is_new(failure_key(&text), Instant::now());
@@ -1858,12 +1870,12 @@ fn taken_over_by_another(
             "another appender of this node connects to this broker with this client id and \
              other connection settings: give each appender its own clientId"
                 .to_string()
-        } else if client_id.contains(hostname) {
-            // `{hostname}` already, most likely: what the advice below would add.
+        } else if shared.id_names_host {
+            // What the advice below would add.
             format!(
-                "the id holds this node's host name '{hostname}', and a node with the same host \
-                 name (containers given one hostname, cloned machines) resolves '{{hostname}}' \
-                 alike: give each node a host name of its own"
+                "the id's {{hostname}} is '{hostname}' here, and a node with the same host name \
+                 (containers given one hostname, cloned machines) resolves it alike: give each \
+                 node a host name of its own"
             )
         } else {
             "give every node its own clientId (for example 'kaa-{hostname}')".to_string()

@@ -587,9 +587,13 @@ pub struct Tracker {
     last_id: u16,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
+    /// Per QoS, when the connection was made or a parked message of that QoS last went to the
+    /// client: each QoS has its own window, and QoS 0 going out says nothing of a full QoS 1
+    /// window.
+    released: [Option<Instant>; 3],
     /// The shortest patience of the messages parked since the queue was last empty (an
-    /// appender's deliveryTimeoutSeconds): parked messages are looked at only once nothing has
-    /// been written for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
+    /// appender's deliveryTimeoutSeconds): parked messages are looked at only once no message
+    /// of a QoS with parked ones went to the client for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
     /// again there: kept for the connection's life, one appender edited once to a short
     /// timeout made every later sweep of a slow window scan the whole queue.
     shortest_patience: Option<Duration>,
@@ -989,10 +993,12 @@ impl Tracker {
             if qos != Qos::AtMostOnce {
                 self.last_id = self.next_id();
             }
+            let at = *now.get_or_insert_with(Instant::now);
+            self.released[usize::from(qos.number())] = Some(at);
             self.sent.push_back(InFlight {
                 pack,
                 qos,
-                since: *now.get_or_insert_with(Instant::now),
+                since: at,
                 patience: how.patience,
                 measure,
                 topic,
@@ -1037,6 +1043,7 @@ impl Tracker {
         // `waiting_since`), or a stall of the last connection would count against this one at
         // once.
         self.moved = Some(Instant::now());
+        self.released = [self.moved; 3];
         // Packs parked without a connection were checked against the last one's grants (none
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
@@ -1460,7 +1467,15 @@ impl Tracker {
     /// refusal learned wrongly then holds back one topic, where a packet limit would hold back
     /// every message that large (the broker may have acknowledged only smaller ones: the status
     /// message, records of other topics).
-    pub fn blame(&mut self, lost: Unacknowledged, at_topic: TopicClose) -> Option<Blame> {
+    ///
+    /// `may_be_takeover`: the close came without a reason soon after the connect, as one
+    /// another client with the client id makes ([`PacketLimit::blame`]).
+    pub fn blame(
+        &mut self,
+        lost: Unacknowledged,
+        at_topic: TopicClose,
+        may_be_takeover: bool,
+    ) -> Option<Blame> {
         let now = Instant::now();
         let suspect = lost.unknown_topic.filter(|s| match at_topic {
             TopicClose::No => false,
@@ -1486,7 +1501,7 @@ impl Tracker {
                 return Some(blame);
             }
         }
-        if let Some(blamed) = self.limit.blame(lost.largest, now) {
+        if let Some(blamed) = self.limit.blame(lost.largest, now, may_be_takeover) {
             return Some(Blame::Size(blamed));
         }
         self.blame_topic(suspect.as_ref()?, at_topic, now)
@@ -1565,40 +1580,64 @@ impl Tracker {
     /// and the MQTT 5 client's write waits without a bound. Only a new connection frees them.
     ///
     /// Messages parked behind a full window (or [`UNWRITTEN`]) count too, from when they were
-    /// accepted or the connection last wrote, whichever came last: another appender's
-    /// messages of longer patience filling the window would otherwise keep the connection for
-    /// as long, failing every pack of this one meanwhile. Looked at only once nothing has been
-    /// written for longer than the shortest patience: the parked queue can be long, and this
-    /// runs at every sweep.
+    /// accepted or a message of their QoS last went to the client, whichever came last:
+    /// another appender's messages of longer patience filling the window would otherwise keep
+    /// the connection for as long, failing every pack of this one meanwhile (QoS 0 going out
+    /// past a full window is no progress of it). Looked at only once a QoS with messages
+    /// parked let none go for longer than the shortest patience: the parked queue can be
+    /// long, and this runs at every sweep.
     pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
-        let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
-        let written = self
-            .awaiting_ack
-            .values()
-            .chain(self.awaiting_comp.values())
-            .map(|m| (m, true));
-        let in_flight = unwritten.chain(written).find_map(|(m, written)| {
-            let waited = now.saturating_duration_since(self.waiting_since(m, written));
-            m.patience.filter(|&p| waited > p)
-        });
+        let in_flight = self
+            .waits(now)
+            .find_map(|(m, waited)| m.patience.filter(|&p| waited > p));
         if in_flight.is_some() {
             return in_flight;
         }
         // Without a connection they wait for one, which is no stall.
-        let moved = self.moved.filter(|_| self.connected)?;
-        if self
-            .shortest_patience
-            .is_none_or(|p| now.saturating_duration_since(moved) <= p)
-        {
+        if !self.connected {
+            return None;
+        }
+        let shortest = self.shortest_patience?;
+        let released = |p: &Parked| self.released[usize::from(p.how.qos.number())];
+        let idle = |qos: usize| {
+            self.parked.has(qos)
+                && self.released[qos].is_some_and(|at| now.saturating_duration_since(at) > shortest)
+        };
+        if !(0..3).any(idle) {
             return None;
         }
         self.parked
             .iter()
             .filter(|p| !p.pack.is_done())
             .find_map(|p| {
-                let waited = now.saturating_duration_since(p.since.max(moved));
+                let since = released(p).map_or(p.since, |at| p.since.max(at));
+                let waited = now.saturating_duration_since(since);
                 p.how.patience.filter(|&patience| waited > patience)
             })
+    }
+
+    /// Whether a message handed to the client has waited longer than `limit` for the broker
+    /// (to be written, or for its ack): a connection where one has is not well, however long
+    /// it held.
+    pub fn waited_past(&self, now: Instant, limit: Duration) -> bool {
+        self.waits(now).any(|(_, waited)| waited > limit)
+    }
+
+    /// Each message handed to the client, with how long it has waited at `now`
+    /// ([`Tracker::waiting_since`]).
+    fn waits(&self, now: Instant) -> impl Iterator<Item = (&InFlight, Duration)> {
+        let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
+        let written = self
+            .awaiting_ack
+            .values()
+            .chain(self.awaiting_comp.values())
+            .map(|m| (m, true));
+        unwritten.chain(written).map(move |(m, written)| {
+            (
+                m,
+                now.saturating_duration_since(self.waiting_since(m, written)),
+            )
+        })
     }
 
     /// The next connection goes to another broker (failover): what this one refused, the
@@ -2525,7 +2564,7 @@ mod tests {
         let lost = t.on_connection_lost(0, &[written(0)]);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
         assert!(matches!(
-            t.blame(lost, TopicClose::No),
+            t.blame(lost, TopicClose::No, false),
             Some(Blame::Size(Blamed::Suspect { .. }))
         ));
         assert_eq!(t.outstanding(), 0);
@@ -2552,7 +2591,7 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtMostOnce.into(), vec![big()], 100);
         let lost = t.on_connection_lost(0, &[written(0)]);
         assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
-        assert_eq!(t.blame(lost, TopicClose::No), None);
+        assert_eq!(t.blame(lost, TopicClose::No, false), None);
 
         t.on_connected(&mut out, Window::default());
         let small = write_sized_qos0(&mut t, &mut out, 300, 1);
@@ -3512,7 +3551,7 @@ mod tests {
     /// The connection is lost, nothing reported with it, and the close judged `at_topic`.
     fn lose(t: &mut Tracker, at_topic: TopicClose) -> Option<Blame> {
         let lost = t.on_connection_lost(0, &[]);
-        t.blame(lost, at_topic)
+        t.blame(lost, at_topic, false)
     }
 
     /// A close blamed on `topic`.
@@ -3748,7 +3787,7 @@ mod tests {
         );
         let lost = t.on_connection_lost(0, &[written(2)]);
         assert_eq!(
-            t.blame(lost, TopicClose::Silent),
+            t.blame(lost, TopicClose::Silent, false),
             None,
             "too long before the close"
         );
@@ -3967,9 +4006,11 @@ mod tests {
     }
 
     /// A message parked behind a window that another appender's patient messages fill is
-    /// judged by its own patience too, once nothing has been written for that long: else the
-    /// connection stayed for the other's minutes, and every pack of the impatient appender
-    /// failed meanwhile. One written since, or no connection, is no stall.
+    /// judged by its own patience too, once no message of its QoS has gone out for that long:
+    /// else the connection stayed for the other's minutes, and every pack of the impatient
+    /// appender failed meanwhile. One of its QoS gone out since, or no connection, is no
+    /// stall; a QoS 0 message going out past the full window is. (Before the QoS waited apart,
+    /// any write counted.)
     #[test]
     fn a_message_parked_behind_a_full_window_is_judged_by_its_own_patience() {
         let (mut t, mut out) = one_at_a_time(1, "ok");
@@ -3986,8 +4027,13 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(2);
         assert_eq!(t.is_stalled(Instant::now()), None);
         assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
+        // Another appender's QoS 0 message going out past the full window is no progress of
+        // it.
         t.moved = Some(later);
-        assert_eq!(t.is_stalled(later), None, "written since");
+        t.released[0] = Some(later);
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)), "QoS 0");
+        t.released[1] = Some(later);
+        assert_eq!(t.is_stalled(later), None, "a QoS 1 message went since");
         t.on_connection_lost(0, &[]);
         assert_eq!(
             t.is_stalled(later + Duration::from_secs(2)),

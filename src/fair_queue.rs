@@ -25,20 +25,27 @@ pub const TURN: usize = crate::delivery::UNWRITTEN;
 const KEPT_KEYS: usize = 1024;
 
 /// `N` classes of items, each taking its keys in turn; of the classes whose next item may
-/// go, the one whose item came first goes.
+/// go, the one whose turn came first goes. (By the item's arrival instead, a key's items of
+/// one class would wait for all of an older backlog of another's.)
 pub struct FairQueue<T, const N: usize> {
     classes: [Turns<T>; N],
-    /// The number of the next batch.
-    batch: u64,
+    /// Numbers batches and turns, in the order they come.
+    clock: u64,
 }
 
 impl<T, const N: usize> Default for FairQueue<T, N> {
     fn default() -> Self {
         FairQueue {
             classes: std::array::from_fn(|_| Turns::default()),
-            batch: 0,
+            clock: 0,
         }
     }
+}
+
+/// The next number of `clock`.
+fn tick(clock: &mut u64) -> u64 {
+    *clock += 1;
+    *clock
 }
 
 impl<T, const N: usize> FairQueue<T, N> {
@@ -50,24 +57,29 @@ impl<T, const N: usize> FairQueue<T, N> {
         self.classes.iter().all(|c| c.len == 0)
     }
 
+    /// Whether items of `class` wait.
+    pub fn has(&self, class: usize) -> bool {
+        self.classes[class].len > 0
+    }
+
     /// Queues `items`, one batch of class `class`, behind `key`'s earlier ones of that class;
     /// a key new to the class takes its turn last.
     pub fn extend(&mut self, key: u64, class: usize, items: impl IntoIterator<Item = T>) {
-        self.classes[class].extend(key, self.batch, items);
-        self.batch += 1;
+        let batch = tick(&mut self.clock);
+        self.classes[class].extend(key, batch, items, &mut self.clock);
     }
 
-    /// Takes the next item of a class whose next item `may_go`, the one that came first.
+    /// Takes the next item of a class whose next item `may_go`, the one whose turn came first.
     pub fn pop_where(&mut self, may_go: impl Fn(&T) -> bool) -> Option<T> {
         let (_, class) = (self.classes.iter().enumerate())
             .filter(|(_, c)| c.len > 0)
             .filter_map(|(i, c)| {
                 c.front()
                     .filter(|(_, item)| may_go(item))
-                    .map(|(b, _)| (b, i))
+                    .map(|(turn, _)| (turn, i))
             })
             .min()?;
-        self.classes[class].pop_front()
+        self.classes[class].pop_front(&mut self.clock)
     }
 
     /// Every item, class by class, key by key (each key's in order): the items of one batch
@@ -87,7 +99,7 @@ impl<T, const N: usize> FairQueue<T, N> {
     /// ends: the key's next batch waits for the other keys.
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         for class in &mut self.classes {
-            class.retain(&mut keep);
+            class.retain(&mut keep, &mut self.clock);
         }
     }
 }
@@ -96,8 +108,9 @@ impl<T, const N: usize> FairQueue<T, N> {
 struct Turns<T> {
     /// Each key's items, with the batch each came in; a key leaves with its last item.
     queues: HashMap<u64, VecDeque<(u64, T)>>,
-    /// The keys with items, the one whose turn it is first.
-    turns: VecDeque<u64>,
+    /// The keys with items, the one whose turn it is first, each with when it joined the
+    /// line ([`tick`]).
+    turns: VecDeque<(u64, u64)>,
     /// Items taken in the current turn.
     taken: usize,
     len: usize,
@@ -115,31 +128,45 @@ impl<T> Default for Turns<T> {
 }
 
 impl<T> Turns<T> {
-    fn extend(&mut self, key: u64, batch: u64, items: impl IntoIterator<Item = T>) {
+    fn extend(
+        &mut self,
+        key: u64,
+        batch: u64,
+        items: impl IntoIterator<Item = T>,
+        clock: &mut u64,
+    ) {
         let queue = self.queues.entry(key).or_default();
         let before = queue.len();
         queue.extend(items.into_iter().map(|item| (batch, item)));
         self.len += queue.len() - before;
         if before == 0 && !queue.is_empty() {
-            self.turns.push_back(key);
+            self.turns.push_back((key, tick(clock)));
         } else if queue.is_empty() {
             self.queues.remove(&key);
         }
     }
 
-    /// The item whose turn it is, with its batch.
+    /// The item whose turn it is, with when its key joined the line.
     fn front(&self) -> Option<(u64, &T)> {
-        let key = self.turns.front()?;
+        let &(key, since) = self.turns.front()?;
         self.queues
-            .get(key)?
+            .get(&key)?
             .front()
-            .map(|(batch, item)| (*batch, item))
+            .map(|(_, item)| (since, item))
+    }
+
+    /// The key whose turn it is goes to the back of the line.
+    fn next_turn(&mut self, clock: &mut u64) {
+        if let Some((key, _)) = self.turns.pop_front() {
+            self.turns.push_back((key, tick(clock)));
+        }
+        self.taken = 0;
     }
 
     /// Takes the item whose turn it is. The turn stays with its key while the key's next item
     /// is of the same batch, up to [`TURN`] items; then that key waits for every other key's.
-    fn pop_front(&mut self) -> Option<T> {
-        let key = *self.turns.front()?;
+    fn pop_front(&mut self, clock: &mut u64) -> Option<T> {
+        let (key, _) = *self.turns.front()?;
         let queue = self.queues.get_mut(&key)?;
         let (batch, item) = queue.pop_front()?;
         self.len -= 1;
@@ -152,16 +179,13 @@ impl<T> Turns<T> {
                 self.give_back_memory();
             }
             Some(&(next, _)) if next == batch && self.taken < TURN => {}
-            Some(_) => {
-                self.turns.rotate_left(1);
-                self.taken = 0;
-            }
+            Some(_) => self.next_turn(clock),
         }
         Some(item)
     }
 
     fn iter(&self) -> impl Iterator<Item = &T> {
-        self.turns.iter().flat_map(|k| {
+        self.turns.iter().flat_map(|(k, _)| {
             self.queues
                 .get(k)
                 .into_iter()
@@ -172,7 +196,7 @@ impl<T> Turns<T> {
 
     fn into_items(self) -> impl Iterator<Item = T> {
         let mut queues = self.queues;
-        self.turns.into_iter().flat_map(move |k| {
+        self.turns.into_iter().flat_map(move |(k, _)| {
             queues
                 .remove(&k)
                 .into_iter()
@@ -181,20 +205,19 @@ impl<T> Turns<T> {
         })
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool, clock: &mut u64) {
         let turn = self.turn();
         for queue in self.queues.values_mut() {
             queue.retain(|(_, item)| keep(item));
         }
         self.queues.retain(|_, q| !q.is_empty());
         let queues = &self.queues;
-        self.turns.retain(|k| queues.contains_key(k));
+        self.turns.retain(|(k, _)| queues.contains_key(k));
         self.len = self.queues.values().map(VecDeque::len).sum();
         match (turn, self.turn()) {
             (before, after) if before == after => {}
             (Some((was, _)), Some((key, _))) if was == key && self.taken > 0 => {
-                self.turns.rotate_left(1);
-                self.taken = 0;
+                self.next_turn(clock)
             }
             _ => self.taken = 0,
         }
@@ -203,7 +226,7 @@ impl<T> Turns<T> {
 
     /// The key whose turn it is, and the batch of its next item.
     fn turn(&self) -> Option<(u64, u64)> {
-        let key = *self.turns.front()?;
+        let (key, _) = *self.turns.front()?;
         Some((key, self.queues.get(&key)?.front()?.0))
     }
 
@@ -336,6 +359,28 @@ mod tests {
         let rest: Vec<_> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
         assert_eq!(rest, [(2, 1), (0, 1)]);
         assert!(q.is_empty());
+    }
+
+    /// Across classes keys keep their turns too: a key that came after another's backlog,
+    /// with a batch in each of two classes (an endpoint's pack through appenders of two QoS),
+    /// has both go after one turn of the backlog in each class. (Compared by arrival, its
+    /// second class's batch waited for all of the backlog's first class.)
+    #[test]
+    fn a_keys_batches_of_two_classes_each_wait_one_turn_of_a_backlog() {
+        let mut q = FairQueue::<(u64, usize, u32), 2>::default();
+        for i in 0..5 {
+            q.extend(1, 0, [(1, 0, i)]);
+            q.extend(1, 1, [(1, 1, i)]);
+        }
+        q.extend(2, 0, [(2, 0, 0)]);
+        q.extend(2, 1, [(2, 1, 0)]);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop_where(|_| true)).collect();
+        assert_eq!(
+            order[..4],
+            [(1, 0, 0), (1, 1, 0), (2, 0, 0), (2, 1, 0)],
+            "{order:?}"
+        );
+        assert_eq!(order.len(), 12);
     }
 
     /// `iter` and `drain` give each key's items together; `retain` keeps order and turns.

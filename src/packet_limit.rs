@@ -325,18 +325,26 @@ impl PacketLimit {
     /// something, and the message passes all it took by a margin; a ceiling when the same
     /// message was blamed at an earlier close, both times within moments of its write; counted
     /// against its origin when new ([`SOURCE_SUSPECTS`]).
+    ///
+    /// A record's message passes the records the broker took ([`PacketLimit::unproven_record`]),
+    /// or with none taken lately what it acknowledged (the status message), but not at a close
+    /// that `may_be_takeover` (silent, soon after the connect): on connections too short-lived
+    /// to carry a record through (nodes fighting over one client id) the status message would
+    /// make every such close a record's size, never the takeover it is.
     pub fn blame(
         &mut self,
         largest: Option<(Measure, Instant, Origin)>,
         now: Instant,
+        may_be_takeover: bool,
     ) -> Option<Blamed> {
         let acked = self.acked.get(now);
         let (message, written, origin) = largest.filter(|(m, _, origin)| {
             // The connection's own message (the status message) is no endpoint's record.
-            if origin.appender == 0 {
-                self.unproven(m.size, now)
-            } else {
+            let record = origin.appender != 0;
+            if record && (self.records.get(now) > 0 || may_be_takeover) {
                 self.unproven_record(m.size, now)
+            } else {
+                self.unproven(m.size, now)
             }
         })?;
         let size = message.size;
@@ -490,8 +498,8 @@ mod tests {
     fn taught(acked: usize, ceiling: usize, now: Instant) -> PacketLimit {
         let mut limit = PacketLimit::default();
         limit.acked(acked, now);
-        limit.blame(written(ceiling, b"a", now), now);
-        limit.blame(written(ceiling, b"a", now), now);
+        limit.blame(written(ceiling, b"a", now), now, false);
+        limit.blame(written(ceiling, b"a", now), now, false);
         limit
     }
 
@@ -501,7 +509,7 @@ mod tests {
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
         assert_eq!(
-            limit.blame(written(132_000, b"a", now), now),
+            limit.blame(written(132_000, b"a", now), now, false),
             Some(Blamed::Suspect {
                 size: 132_000,
                 acked: 300
@@ -513,7 +521,7 @@ mod tests {
             "one close proves nothing"
         );
         assert_eq!(
-            limit.blame(written(132_000, b"a", now), now),
+            limit.blame(written(132_000, b"a", now), now, false),
             Some(Blamed::Ceiling {
                 size: 132_000,
                 ceiling: 132_000,
@@ -526,10 +534,11 @@ mod tests {
     }
 
     /// A record's message is measured against the records the broker took, not against the
-    /// connection's own message (the status message): until a record is taken, no close is
-    /// blamed on a record's size, so that closes on connections too short-lived to carry one
-    /// (nodes fighting over one client id) still count as takeovers. The connection's own
-    /// message is measured against what the broker acknowledged.
+    /// connection's own message (the status message): until a record is taken, no close that
+    /// may be a takeover is blamed on a record's size, so that closes on connections too
+    /// short-lived to carry one (nodes fighting over one client id) still count as takeovers.
+    /// Another close (a connection that lived, an MQTT 5 "packet too large") is measured
+    /// against what the broker acknowledged, as the connection's own message always is.
     #[test]
     fn a_records_size_is_blamed_only_once_a_record_was_taken() {
         let now = Instant::now();
@@ -542,12 +551,18 @@ mod tests {
         };
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
-        assert_eq!(limit.blame(record(b"a"), now), None);
-        let own = limit.blame(written(9_000, b"b", now), now);
+        assert_eq!(
+            limit.blame(record(b"a"), now, true),
+            None,
+            "maybe a takeover"
+        );
+        let other = limit.blame(record(b"x"), now, false);
+        assert!(other.is_some(), "a close that is no takeover");
+        let own = limit.blame(written(9_000, b"b", now), now, true);
         assert!(own.is_some(), "the connection's own");
         limit.record_taken(300, now);
         assert_eq!(
-            limit.blame(record(b"c"), now),
+            limit.blame(record(b"c"), now, true),
             Some(Blamed::Suspect {
                 size: 9_000,
                 acked: 300
@@ -564,8 +579,8 @@ mod tests {
         now: Instant,
     ) -> (usize, bool) {
         let of = || Some((message, now, origin));
-        limit.blame(of(), now);
-        match limit.blame(of(), now) {
+        limit.blame(of(), now, false);
+        match limit.blame(of(), now, false) {
             Some(Blamed::Ceiling {
                 ceiling, everyone, ..
             }) => (ceiling, everyone),
@@ -646,7 +661,7 @@ mod tests {
 
         limit.announced(true);
         assert_eq!(limit.holds(132_000, Origin::default(), now), None);
-        assert_eq!(limit.blame(written(132_000, b"a", now), now), None);
+        assert_eq!(limit.blame(written(132_000, b"a", now), now, false), None);
         assert!(!limit.unproven_record(132_000, now));
     }
 
@@ -658,9 +673,9 @@ mod tests {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
-        assert!(limit.blame(written(8_000, b"a", now), now).is_some());
-        assert!(limit.blame(written(9_000, b"b", now), now).is_some());
-        assert!(limit.blame(written(8_000, b"c", now), now).is_some());
+        assert!(limit.blame(written(8_000, b"a", now), now, false).is_some());
+        assert!(limit.blame(written(9_000, b"b", now), now, false).is_some());
+        assert!(limit.blame(written(8_000, b"c", now), now, false).is_some());
         assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
@@ -677,10 +692,10 @@ mod tests {
         let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
         let mut limit = PacketLimit::default();
         took_record(&mut limit, 300, now);
-        limit.blame(of(8_002, b"a", origin(1)), now);
-        limit.blame(of(8_001, b"b", origin(1)), now);
+        limit.blame(of(8_002, b"a", origin(1)), now, false);
+        limit.blame(of(8_001, b"b", origin(1)), now, false);
         assert!(!limit.refuses_source(origin(1), 8_000), "two");
-        limit.blame(of(9_000, b"c", origin(1)), now);
+        limit.blame(of(9_000, b"c", origin(1)), now, false);
         assert!(limit.refuses_source(origin(1), 8_000));
         assert!(limit.refuses_source(origin(1), 4_000), "half the smallest");
         assert!(
@@ -689,7 +704,7 @@ mod tests {
         );
         assert!(!limit.refuses_source(origin(2), 8_000), "another endpoint");
         for (size, tail) in [(30_000, b"g"), (30_001, b"h"), (30_002, b"i")] {
-            limit.blame(of(size, tail, origin(3)), now);
+            limit.blame(of(size, tail, origin(3)), now, false);
         }
         assert!(limit.refuses_source(origin(3), 15_000));
         assert!(
@@ -702,7 +717,7 @@ mod tests {
             "no ceiling"
         );
         for tail in [b"d", b"e", b"f"] {
-            limit.blame(of(8_000, tail, Origin::default()), now);
+            limit.blame(of(8_000, tail, Origin::default()), now, false);
         }
         assert!(
             !limit.refuses_source(Origin::default(), 8_000),
@@ -711,10 +726,14 @@ mod tests {
 
         let mut limit = PacketLimit::default();
         took_record(&mut limit, 300, now);
-        limit.blame(of(8_000, b"a", origin(1)), now);
-        limit.blame(of(8_001, b"b", origin(1)), now);
+        limit.blame(of(8_000, b"a", origin(1)), now, false);
+        limit.blame(of(8_001, b"b", origin(1)), now, false);
         let later = now + LIFE;
-        limit.blame(Some((Measure::of(8_002, b"c"), later, origin(1))), later);
+        limit.blame(
+            Some((Measure::of(8_002, b"c"), later, origin(1))),
+            later,
+            false,
+        );
         assert!(!limit.refuses_source(origin(1), 8_000), "counted anew");
     }
 
@@ -730,7 +749,7 @@ mod tests {
         let mut limit = PacketLimit::default();
         took_record(&mut limit, 300, now);
         for (size, tail) in [(9_000, b"a"), (9_001, b"b"), (9_002, b"c")] {
-            limit.blame(Some((Measure::of(size, tail), now, origin)), now);
+            limit.blame(Some((Measure::of(size, tail), now, origin)), now, false);
         }
         let almost = now + LIFE - Duration::from_secs(1);
         assert!(limit.sources.refuses(origin, 9_000, || almost));
@@ -756,7 +775,7 @@ mod tests {
             let mut limit = PacketLimit::default();
             took_record(&mut limit, 6_000, now);
             for (size, tail) in [(9_000, b"a"), (9_001, b"b"), (9_002, b"c")] {
-                limit.blame(Some((Measure::of(size, tail), now, origin)), now);
+                limit.blame(Some((Measure::of(size, tail), now, origin)), now, false);
             }
             prepare(&mut limit);
             (
@@ -768,7 +787,7 @@ mod tests {
         let mut limit = PacketLimit::default();
         took_record(&mut limit, 300, now);
         for (size, tail) in [(20_000, b"a"), (20_001, b"b"), (20_002, b"c")] {
-            limit.blame(Some((Measure::of(size, tail), now, origin)), now);
+            limit.blame(Some((Measure::of(size, tail), now, origin)), now, false);
         }
         assert!(limit.refuses_source(origin, 10_000), "half of 20,000");
         limit.acked(12_000, now);
@@ -802,17 +821,21 @@ mod tests {
         let long_ago = now
             .checked_sub(QUICK * 2)
             .expect("a monotonic clock this old");
-        assert!(limit.blame(written(8_000, b"a", long_ago), now).is_some());
-        assert!(limit.blame(written(8_000, b"a", long_ago), now).is_some());
+        assert!(limit
+            .blame(written(8_000, b"a", long_ago), now, false)
+            .is_some());
+        assert!(limit
+            .blame(written(8_000, b"a", long_ago), now, false)
+            .is_some());
         assert_eq!(
             limit.holds(usize::MAX, Origin::default(), now),
             None,
             "written long before"
         );
-        assert!(limit.blame(written(8_000, b"a", now), now).is_some());
+        assert!(limit.blame(written(8_000, b"a", now), now, false).is_some());
         let later = now + LIFE;
         assert!(matches!(
-            limit.blame(written(8_000, b"a", later), later),
+            limit.blame(written(8_000, b"a", later), later, false),
             Some(Blamed::Suspect { .. })
         ));
         assert_eq!(
@@ -829,8 +852,8 @@ mod tests {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(1_800, now);
-        assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
-        assert_eq!(limit.blame(written(2_100, b"y", now), now), None);
+        assert_eq!(limit.blame(written(2_100, b"y", now), now, false), None);
+        assert_eq!(limit.blame(written(2_100, b"y", now), now, false), None);
         assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
@@ -839,14 +862,14 @@ mod tests {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
         limit.acked(300, now);
-        assert!(limit.blame(written(5_000, b"a", now), now).is_some());
+        assert!(limit.blame(written(5_000, b"a", now), now, false).is_some());
         limit.acked(5_000, now);
         assert_eq!(
-            limit.blame(written(5_000, b"a", now), now),
+            limit.blame(written(5_000, b"a", now), now, false),
             None,
             "not larger"
         );
-        assert!(limit.blame(written(7_000, b"a", now), now).is_some());
+        assert!(limit.blame(written(7_000, b"a", now), now, false).is_some());
         assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
@@ -855,9 +878,9 @@ mod tests {
     fn closes_before_any_acknowledgement_blame_nothing() {
         let now = Instant::now();
         let mut limit = PacketLimit::default();
-        assert_eq!(limit.blame(written(200, b"a", now), now), None);
-        assert_eq!(limit.blame(written(200, b"a", now), now), None);
-        assert_eq!(limit.blame(None, now), None);
+        assert_eq!(limit.blame(written(200, b"a", now), now, false), None);
+        assert_eq!(limit.blame(written(200, b"a", now), now, false), None);
+        assert_eq!(limit.blame(None, now, false), None);
         assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
@@ -911,11 +934,11 @@ mod tests {
             "sizes taken lately still vouch"
         );
         assert!(matches!(
-            limit.blame(written(200_000, b"a", now), now),
+            limit.blame(written(200_000, b"a", now), now, false),
             Some(Blamed::Suspect { acked: 4_000, .. })
         ));
         assert_eq!(
-            limit.blame(written(200_000, b"a", now), now),
+            limit.blame(written(200_000, b"a", now), now, false),
             Some(Blamed::Ceiling {
                 size: 200_000,
                 ceiling: 200_000,

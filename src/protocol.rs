@@ -452,6 +452,25 @@ pub trait EventLoop: Send + 'static {
     fn forget(&mut self) -> (usize, Vec<Observed>);
 }
 
+/// A write that took no bytes within its bound: the broker stopped reading.
+trait StoppedReading {
+    fn stopped_reading(&self) -> bool;
+}
+
+/// rumqttc's MQTT 3.1.1 client bounds its flushes (and [`within`] our writes) so.
+impl StoppedReading for rumqttc::ConnectionError {
+    fn stopped_reading(&self) -> bool {
+        matches!(self, rumqttc::ConnectionError::FlushTimeout)
+    }
+}
+
+/// Its MQTT 5 client does not bound a write: the driver's stall check ends it.
+impl StoppedReading for rumqttc::v5::ConnectionError {
+    fn stopped_reading(&self) -> bool {
+        false
+    }
+}
+
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
     ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, $unreadable:pat => $bytes:expr, $clean:ident, { $($nudging:tt)* }) => {
@@ -461,6 +480,9 @@ macro_rules! event_loop {
             use $state as StateError;
             use $bytes_error as BytesError;
             match e {
+                e if e.stopped_reading() => Failure::Unread(format!(
+                    "{e}: the broker took no bytes for connectTimeoutSeconds: it stopped reading"
+                )),
                 ConnectionError::ConnectionRefused(code) => Failure::Refused {
                     why: format!("{code:?}"),
                     about: $refusal(code),
@@ -904,19 +926,8 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     .await;
     written.map_err(|e| {
         eventloop.clean();
-        write_failure_v4(e, timeout)
+        failure_v4(e)
     })
-}
-
-/// What a failed MQTT 3.1.1 write bounded by `bound` ([`within`]) means.
-fn write_failure_v4(e: rumqttc::ConnectionError, bound: std::time::Duration) -> Failure {
-    match e {
-        rumqttc::ConnectionError::FlushTimeout => Failure::Unread(format!(
-            "the broker took no bytes for {} s (connectTimeoutSeconds): it stopped reading",
-            bound.as_secs()
-        )),
-        e => failure_v4(e),
-    }
 }
 
 /// MQTT 3.1.1: a PINGREQ written straight to the socket, as publishes are, and left out of
@@ -935,7 +946,7 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
     .map(drop);
     written.map_err(|e| {
         eventloop.clean();
-        write_failure_v4(e, timeout)
+        failure_v4(e)
     })
 }
 
@@ -1884,6 +1895,7 @@ mod tests {
             status_format: StatusFormat::Json,
             max_inflight: None,
             status_follows_id: crate::config::Unkeyed(false),
+            id_names_host: crate::config::Unkeyed(false),
         }
     }
 

@@ -29,6 +29,7 @@ fn broker_config(port: u16, client_id: &str, version: MqttVersion, clean: bool) 
         failover: Vec::new(),
         status_topic: None,
         status_follows_id: kaa_mqtt_appender::config::Unkeyed(false),
+        id_names_host: kaa_mqtt_appender::config::Unkeyed(false),
         tls: None,
         transport: Transport::Tcp,
         proxy: None,

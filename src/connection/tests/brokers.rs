@@ -947,6 +947,39 @@ fn a_status_message_holding_the_only_slot_is_judged_too() {
     drop(connection);
 }
 
+/// A broker that stalls every connection is reported once, also when the patience lets each
+/// connection live past [`HEALTHY`] (1 s in unit tests; `deliveryTimeoutSeconds` of 60 or
+/// more in a node): the repeats are DEBUG, and no INFO says that such a connection held.
+/// (Before: each of them made its loss news, a WARN and an INFO a cycle.)
+#[test]
+fn a_broker_stalling_every_long_lived_connection_is_reported_once() {
+    crate::test_log::capture();
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
+    // The status message's patience, a connect and a keep-alive (2 s), is past HEALTHY.
+    let connection = Connection::get(&BrokerConfig {
+        status_topic: Some("kaa/status".into()),
+        keep_alive: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        max_inflight: Some(1),
+        ..scripted(port, "long-stalls")
+    })
+    .expect("opened");
+    for connect in 0..4 {
+        let id = sweep_until(&connection, &ids);
+        assert_eq!(id.as_deref(), Ok("long-stalls"), "connect {connect}");
+    }
+    drop(connection);
+    let lines = crate::test_log::lines_with("as 'long-stalls'");
+    let warned = lines.iter().filter(|l| l.starts_with("WARN")).count();
+    assert_eq!(warned, 1, "{lines:#?}");
+    let reported = lines.iter().filter(|l| !l.starts_with("DEBUG")).count();
+    assert_eq!(
+        reported, 3,
+        "the first two connects, the first loss: {lines:#?}"
+    );
+}
+
 /// An MQTT 5 broker whose CONNACK carries `properties` (length byte first); it acks QoS 1,
 /// answers pings, and counts connections.
 fn connack_properties_broker_v5(
