@@ -924,21 +924,30 @@ fn a_broker_that_acknowledges_nothing_leaves_the_packs_to_the_failover_broker() 
     drop(connection);
 }
 
+/// A connection as `client_id` to an [`unacknowledging_broker`], whose status message alone
+/// takes its window of one, with a patience of 2 s (a connect and a keep-alive); the receiver
+/// hears each connect.
+fn status_alone_at_a_stalling_broker(client_id: &str) -> (Arc<Connection>, mpsc::Receiver<String>) {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
+    let connection = Connection::get(&BrokerConfig {
+        // Its own: another connection carrying it would be warned of.
+        status_topic: Some(format!("kaa/status/{client_id}")),
+        keep_alive: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        max_inflight: Some(1),
+        ..scripted(port, client_id)
+    })
+    .expect("opened");
+    (connection, ids)
+}
+
 /// The status message, alone in a window of one, is judged too: a broker that stops
 /// acknowledging is left though no appender's message was ever in flight. (Before: the
 /// status message had no patience, and the connection was never found stalled.)
 #[test]
 fn a_status_message_holding_the_only_slot_is_judged_too() {
-    let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
-    let connection = Connection::get(&BrokerConfig {
-        status_topic: Some("kaa/status".into()),
-        keep_alive: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(1),
-        max_inflight: Some(1),
-        ..scripted(port, "status-stall")
-    })
-    .expect("opened");
+    let (connection, ids) = status_alone_at_a_stalling_broker("status-stall");
     assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
     // Until the status message has waited past its patience: a connect and a keep-alive,
     // from its write, which a busy machine may delay.
@@ -954,17 +963,8 @@ fn a_status_message_holding_the_only_slot_is_judged_too() {
 #[test]
 fn a_broker_stalling_every_long_lived_connection_is_reported_once() {
     crate::test_log::capture();
-    let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
-    // The status message's patience, a connect and a keep-alive (2 s), is past HEALTHY.
-    let connection = Connection::get(&BrokerConfig {
-        status_topic: Some("kaa/status".into()),
-        keep_alive: Duration::from_secs(1),
-        connect_timeout: Duration::from_secs(1),
-        max_inflight: Some(1),
-        ..scripted(port, "long-stalls")
-    })
-    .expect("opened");
+    // The status message's patience, 2 s, is past HEALTHY.
+    let (connection, ids) = status_alone_at_a_stalling_broker("long-stalls");
     for connect in 0..4 {
         let id = sweep_until(&connection, &ids);
         assert_eq!(id.as_deref(), Ok("long-stalls"), "connect {connect}");

@@ -797,6 +797,51 @@ fn a_takeover_forgets_the_topics_its_closes_refused() {
     assert_eq!(publish(Some("x")), Ok(Outcome::Delivered));
 }
 
+/// Two closes in a row by a [`closing_broker_v4`], each just after the connection's own
+/// message (the status message) was acknowledged and `then(close)` sent a pack, which is
+/// answered `answer`: they count as one takeover, and the third connection has moved to an id
+/// of its own. Returns that connection.
+fn a_takeover_after_two_closes(
+    client_id: &str,
+    then: impl Fn(&Connection, u8) -> mpsc::Receiver<Outcome>,
+    answer: Outcome,
+) -> Arc<Connection> {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
+    let connection = Connection::get(&scripted(port, client_id)).expect("opened");
+    let mut seen = Vec::new();
+    for close in 0..2 {
+        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+        let (own, how, messages, rx) = qos1_pack(1);
+        connection.submit(&own, how, messages, 100);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        let rx = then(&connection, close);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(answer), "close {close}");
+    }
+    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
+    assert_eq!(seen[..2], [client_id, client_id]);
+    assert!(seen[2].starts_with(&format!("{client_id}-")), "{seen:?}");
+    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+    connection
+}
+
+/// Submits a pack of one message at `qos` of `payload`, an endpoint's record.
+fn submit_record(
+    connection: &Connection,
+    qos: Qos,
+    payload: Vec<u8>,
+    topic: &str,
+) -> mpsc::Receiver<Outcome> {
+    let (record, mut how, mut messages, rx) = pack_of(qos, vec![payload]);
+    messages[0].topic = Arc::from(topic);
+    how.origin = crate::protocol::Origin {
+        appender: 1,
+        endpoint: 1,
+    };
+    connection.submit(&record, how, messages, 100);
+    rx
+}
+
 /// Closes right after a publish to a topic the broker never acknowledged, each time another
 /// one (nodes that share an id, their endpoints' topics new): the first makes its topic a
 /// suspect, and the second still counts as a takeover, as two closes right after publishes
@@ -805,24 +850,13 @@ fn a_takeover_forgets_the_topics_its_closes_refused() {
 #[test]
 fn closes_at_ever_new_topics_still_count_as_a_takeover() {
     crate::test_log::capture();
-    let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
-    let connection = Connection::get(&scripted(port, "new-topics")).expect("opened");
-    let mut seen = Vec::new();
-    for close in 0..2 {
-        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-        let (known, how, messages, rx) = qos1_pack(1);
-        connection.submit(&known, how, messages, 100);
-        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    let new_topic = |connection: &Connection, close| {
         let (new, how, mut messages, rx) = qos1_pack(1);
         messages[0].topic = Arc::from(format!("new/{close}"));
         connection.submit(&new, how, messages, 100);
-        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
-    }
-    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-    assert_eq!(seen[..2], ["new-topics", "new-topics"]);
-    assert!(seen[2].starts_with("new-topics-"), "{seen:?}");
-    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+        rx
+    };
+    a_takeover_after_two_closes("new-topics", new_topic, Outcome::ConnectionError);
     let takeover = crate::test_log::lines_with("as 'new-topics': the broker closed");
     assert_eq!(takeover.len(), 1, "{takeover:?}");
     assert!(
@@ -944,34 +978,12 @@ fn under_its_own_id_closes_at_new_topics_count_against_their_endpoint() {
 /// minutes.)
 #[test]
 fn closes_after_large_qos1_records_still_count_as_a_takeover() {
-    let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
-    let connection = Connection::get(&scripted(port, "qos1-records")).expect("opened");
-    let mut seen = Vec::new();
-    for _ in 0..2 {
-        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-        let (own, how, messages, rx) = qos1_pack(1);
-        connection.submit(&own, how, messages, 100);
-        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
-        // The same record each time, as Kaa sends its pack again.
-        let (record, mut how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![7; 1_000]]);
-        how.origin = crate::protocol::Origin {
-            appender: 1,
-            endpoint: 1,
-        };
-        connection.submit(&record, how, messages, 100);
-        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
-    }
-    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-    assert_eq!(seen[..2], ["qos1-records", "qos1-records"]);
-    assert!(seen[2].starts_with("qos1-records-"), "{seen:?}");
-    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
-    let (record, mut how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![vec![7; 1_000]]);
-    how.origin = crate::protocol::Origin {
-        appender: 1,
-        endpoint: 1,
-    };
-    connection.submit(&record, how, messages, 100);
+    // The same record each time, as Kaa sends its pack again.
+    let record =
+        |connection: &Connection| submit_record(connection, Qos::AtLeastOnce, vec![7; 1_000], "t");
+    let connection =
+        a_takeover_after_two_closes("qos1-records", |c, _| record(c), Outcome::ConnectionError);
+    let rx = record(&connection);
     assert_eq!(
         rx.recv_timeout(WAIT),
         Ok(Outcome::Delivered),
@@ -986,34 +998,11 @@ fn closes_after_large_qos1_records_still_count_as_a_takeover() {
 /// waited to prove itself, each close was blamed on its size, and the fight was never found.)
 #[test]
 fn closes_after_large_qos0_records_still_count_as_a_takeover() {
-    let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |listener| closing_broker_v4(listener, (2, 1), tx));
-    let connection = Connection::get(&scripted(port, "qos0-records")).expect("opened");
-    let mut seen = Vec::new();
-    for close in 0..2u8 {
-        seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-        // As the status message: the connection's own, acknowledged.
-        let (own, how, messages, rx) = qos1_pack(1);
-        connection.submit(&own, how, messages, 100);
-        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
-        let (record, mut how, mut messages, rx) =
-            pack_of(Qos::AtMostOnce, vec![vec![close; 1_000]]);
-        // Each to a topic of its own, as endpoints' topics are: a close at the same topic
-        // twice refuses it.
-        messages[0].topic = Arc::from(format!("new/{close}"));
-        how.origin = crate::protocol::Origin {
-            appender: 1,
-            endpoint: 1,
-        };
-        connection.submit(&record, how, messages, 100);
-        assert_eq!(
-            rx.recv_timeout(WAIT),
-            Ok(Outcome::Delivered),
-            "at its write"
-        );
-    }
-    seen.push(ids.recv_timeout(WAIT).expect("a connection"));
-    assert_eq!(seen[..2], ["qos0-records", "qos0-records"]);
-    assert!(seen[2].starts_with("qos0-records-"), "{seen:?}");
-    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
+    // Each to a topic of its own, as endpoints' topics are: a close at the same topic twice
+    // refuses it. Answered at its write.
+    let record = |connection: &Connection, close: u8| {
+        let topic = format!("new/{close}");
+        submit_record(connection, Qos::AtMostOnce, vec![close; 1_000], &topic)
+    };
+    a_takeover_after_two_closes("qos0-records", record, Outcome::Delivered);
 }
