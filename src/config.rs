@@ -144,8 +144,8 @@ pub struct BrokerConfig {
     /// likely) resolves the status topic the same, and shares it. Only for a WARN: appenders
     /// that resolve both the same share a connection however their templates read.
     pub status_follows_id: Unkeyed<bool>,
-    /// `clientId` holds `{hostname}`: nodes that share a host name resolve it alike. Only for
-    /// the advice of a takeover's log line.
+    /// `clientId` holds `{hostname}` and neither `{pid}` nor `{random}`: nodes that share a
+    /// host name resolve it alike. Only for the advice of a takeover's log line.
     pub id_names_host: Unkeyed<bool>,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
@@ -919,7 +919,12 @@ impl AppenderConfig {
                 failover,
                 status_topic,
                 status_follows_id: Unkeyed(status_follows_id),
-                id_names_host: Unkeyed(client_id_text.contains("{hostname}")),
+                id_names_host: Unkeyed(
+                    client_id_text.contains("{hostname}")
+                        && !["{pid}", "{random}"]
+                            .iter()
+                            .any(|p| client_id_text.contains(p)),
+                ),
                 tls,
                 transport,
                 proxy,

@@ -42,9 +42,9 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// under MQTT 3.1.1, that give the configured id back, as a CONNACK refusing the id does: AWS
 /// IoT closes so a connect its policy refuses.
 const TURNED_AWAY: u32 = 2;
-/// A connection that lived this long, not found stalled (nor, for the INFO that says it held,
-/// with a message waiting half that long for the broker), was well: its loss is reported even
-/// when the one before ended the same way. Others ending alike are one fault going on (a broker that ends each connection at
+/// A connection that lived this long, not found stalled, or that the INFO saying it held
+/// judged well (no message waiting half that long for the broker), was well: its loss is
+/// reported even when the one before ended the same way. Others ending alike are one fault going on (a broker that ends each connection at
 /// once, or stalls every one, however long `deliveryTimeoutSeconds` lets it live), which the
 /// summary line's reconnects count. Shorter in unit tests, which stall connections past it.
 const HEALTHY: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 60 });
@@ -1120,8 +1120,9 @@ impl<E: EventLoop> Driver<E> {
             && connected_at.is_some_and(|at| at.elapsed() >= HEALTHY)
             && !lock(&shared.tracker).waited_past(Instant::now(), HEALTHY / 2)
         {
-            // The end of a fault whose repeats were DEBUG, connects included.
+            // The end of a fault whose repeats were DEBUG, connects included: its loss is news.
             *quiet_reconnect = None;
+            reported.iter_mut().for_each(Reported::forget);
             log::info!(
                 "connection to {} has held for {} s after losses like the last one reported",
                 connection_label(&brokers[*current].1, client_id),
@@ -1381,8 +1382,10 @@ impl<E: EventLoop> Driver<E> {
                                 (Said::Refused, _) => TopicClose::Refusing,
                                 _ => TopicClose::No,
                             };
-                            let may_be_takeover =
-                                said.is_silent() && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
+                            // Not under the id this node moved to, which no other client holds.
+                            let may_be_takeover = said.is_silent()
+                                && lived.is_some_and(|l| l < TAKEOVER_WINDOW)
+                                && *client_id == shared.identity.2;
                             blamed = tracker.blame(unacknowledged, at_topic, may_be_takeover);
                         }
                     }

@@ -1598,10 +1598,10 @@ impl Tracker {
             return None;
         }
         let shortest = self.shortest_patience?;
-        let released = |p: &Parked| self.released[usize::from(p.how.qos.number())];
+        let moved = [0, 1, 2].map(|qos| self.moved_for(qos));
         let idle = |qos: usize| {
             self.parked.has(qos)
-                && self.released[qos].is_some_and(|at| now.saturating_duration_since(at) > shortest)
+                && moved[qos].is_some_and(|at| now.saturating_duration_since(at) > shortest)
         };
         if !(0..3).any(idle) {
             return None;
@@ -1610,10 +1610,26 @@ impl Tracker {
             .iter()
             .filter(|p| !p.pack.is_done())
             .find_map(|p| {
-                let since = released(p).map_or(p.since, |at| p.since.max(at));
-                let waited = now.saturating_duration_since(since);
+                let moved = moved[usize::from(p.how.qos.number())];
+                let waited =
+                    now.saturating_duration_since(moved.map_or(p.since, |at| p.since.max(at)));
                 p.how.patience.filter(|&patience| waited > patience)
             })
+    }
+
+    /// When what holds a parked message of `qos` back last let one go ([`Tracker::released`]):
+    /// a window full of messages of its QoS (QoS 2's own, or the one QoS 1 and 2 share) lets
+    /// only those go, as acks free it; anything else (the messages waiting to be written, the
+    /// turns of other endpoints' packs) moves with a message of any QoS.
+    fn moved_for(&self, qos: usize) -> Option<Instant> {
+        let window_full = self.acked_in_flight >= self.window.acked;
+        let qos2_full = self.qos2_in_flight >= self.window.exactly_once;
+        let sharing: &[usize] = match qos {
+            2 if qos2_full => &[2],
+            1 | 2 if window_full => &[1, 2],
+            _ => &[0, 1, 2],
+        };
+        sharing.iter().filter_map(|&q| self.released[q]).max()
     }
 
     /// Whether a message handed to the client has waited longer than `limit` for the broker
@@ -4039,6 +4055,37 @@ mod tests {
             t.is_stalled(later + Duration::from_secs(2)),
             None,
             "no connection"
+        );
+    }
+
+    /// A message parked behind the messages waiting to be written (a slow link) waits while
+    /// they go out, whatever their QoS: only a full window holds it to its own QoS's progress.
+    /// (Judged by its QoS alone, a QoS 1 message behind another appender's QoS 0 backlog made
+    /// the working connection a stall.)
+    #[test]
+    fn a_message_parked_behind_unwritten_messages_of_another_qos_waits_while_they_go() {
+        let (mut t, mut out) = connected();
+        let (p, _rx) = pack(UNWRITTEN);
+        let backlog = payloads(UNWRITTEN);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), backlog, 100_000);
+        let (q, _rx) = pack(1);
+        t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100_000);
+        assert_eq!(
+            t.parked.len(),
+            1,
+            "behind the messages waiting to be written"
+        );
+        // Two seconds on, past its patience of one, with QoS 0 messages written meanwhile.
+        let later = Instant::now() + Duration::from_secs(2);
+        t.moved = Some(later);
+        t.released[0] = Some(later);
+        assert_eq!(t.is_stalled(later), None);
+        t.moved = Some(Instant::now());
+        t.released[0] = t.moved;
+        assert_eq!(
+            t.is_stalled(later),
+            Some(Duration::from_secs(1)),
+            "nothing went"
         );
     }
 

@@ -432,9 +432,10 @@ impl PacketLimit {
         self.records.note(size, now);
     }
 
-    /// Whether a record's message of `size` bytes is unproven: a close may be blamed on it, and
-    /// at QoS 0 it is to prove itself before it is answered (`delivery::Tracker::proving`). It
-    /// passes by the margin a record the broker took. The status message alone is no measure:
+    /// Whether a record's message of `size` bytes passes by the margin a record the broker
+    /// took: at QoS 0 it is to prove itself before it is answered (`delivery::Tracker::proving`),
+    /// and a close may be blamed on it (with no record taken lately, also a close that cannot
+    /// be a takeover may, measured by the status message: [`PacketLimit::blame`]). The status message alone is no measure:
     /// with it as the only one, nearly every QoS 0 record would wait, and on connections too
     /// short-lived to carry a record through (nodes fighting over one client id) every close
     /// would be blamed on a record's size, never taken for the takeover it is.
@@ -540,7 +541,7 @@ mod tests {
     /// Another close (a connection that lived, an MQTT 5 "packet too large") is measured
     /// against what the broker acknowledged, as the connection's own message always is.
     #[test]
-    fn a_records_size_is_blamed_only_once_a_record_was_taken() {
+    fn a_records_size_is_measured_by_records_taken_at_a_close_that_may_be_a_takeover() {
         let now = Instant::now();
         let record = |tail: &[u8]| {
             let origin = Origin {
