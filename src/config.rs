@@ -439,13 +439,38 @@ fn parse_brokers(text: &str) -> Result<Vec<(String, u16)>, ConfigError> {
         .map(|b| {
             let bad = || ConfigError::new("brokers", format!("'{b}' is not host:port"));
             let (host, port) = b.rsplit_once(':').ok_or_else(bad)?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let host = host_name("brokers", host).map_err(|_| bad())?;
             match port.parse::<u16>() {
-                Ok(port) if port != 0 && !host.is_empty() => Ok((host.to_string(), port)),
+                Ok(port) if port != 0 => Ok((host, port)),
                 _ => Err(bad()),
             }
         })
         .collect()
+}
+
+/// A host name or address, an IPv6 address with or without its brackets; never a port, a
+/// scheme or a path. `broker:8883` or a Paho URI such as `ssl://broker` passed, and failed
+/// every connect, under TLS with a bare "DNS name"; `[::1]` made WebSocket URLs of `[[::1]]`.
+fn host_name(field: &'static str, text: &str) -> Result<String, ConfigError> {
+    let text = text.trim();
+    let bracketed = (text.strip_prefix('['))
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    if is_ipv6(bracketed) {
+        return Ok(bracketed.to_string());
+    }
+    let why = if text.is_empty() {
+        return Err(ConfigError::new(field, "is empty"));
+    } else if text.contains("://") {
+        "a URI: give the host alone (the port and ssl are fields of their own)"
+    } else if text.contains(':') {
+        "host:port: give the host alone (the port is a field of its own)"
+    } else if text.contains(|c: char| c.is_whitespace() || "/@[]?#".contains(c)) {
+        "not a host name or address"
+    } else {
+        return Ok(text.to_string());
+    };
+    Err(ConfigError::new(field, format!("'{text}' is {why}")))
 }
 
 fn is_ipv6(host: &str) -> bool {
@@ -479,12 +504,7 @@ fn proxy_settings(
     if host.is_empty() {
         return Ok(None);
     }
-    if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return Err(ConfigError::new(
-            "proxyHost",
-            format!("'{host}' is not a host name or address"),
-        ));
-    }
+    let host = host_name("proxyHost", host)?;
     let port = u16::try_from(port)
         .ok()
         .filter(|p| *p != 0)
@@ -512,10 +532,10 @@ fn proxy_settings(
         (false, false) => Some((username, password)),
     };
     // An IPv6 proxy address goes in brackets: rumqttc joins it with the port as `addr:port`.
-    let host = if is_ipv6(host) {
+    let host = if is_ipv6(&host) {
         format!("[{host}]")
     } else {
-        host.to_string()
+        host
     };
     Ok(Some(ProxySettings {
         host,
@@ -671,10 +691,7 @@ impl AppenderConfig {
             ));
         }
 
-        let host = host.trim().to_string();
-        if host.is_empty() {
-            return Err(ConfigError::new("host", "is empty"));
-        }
+        let host = host_name("host", &host)?;
         let port = u16::try_from(port)
             .ok()
             .filter(|p| *p != 0)
@@ -1179,6 +1196,39 @@ pub(crate) mod tests {
 
     fn error_of(e: &Encoder) -> ConfigError {
         AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap_err()
+    }
+
+    /// A host is a name or an address, an IPv6 one with or without brackets: a port or a
+    /// scheme in it is an error naming the field, not a connect failing for ever.
+    #[test]
+    fn a_host_is_a_name_or_an_address_alone() {
+        let host = |text: &str| {
+            AppenderConfig::from_avro(&original(text, 1883, 1, "t").0, Layout::PlainTexts)
+                .map(|c| c.broker.host)
+        };
+        assert_eq!(host(" broker.example ").unwrap(), "broker.example");
+        assert_eq!(host("[::1]").unwrap(), "::1");
+        assert_eq!(host("::1").unwrap(), "::1");
+        assert_eq!(host("10.0.0.7").unwrap(), "10.0.0.7");
+        for (text, why) in [
+            ("broker.example:8883", "host:port"),
+            ("ssl://broker.example", "a URI"),
+            ("tcp://broker.example:1883", "a URI"),
+            ("broker example", "not a host name"),
+            ("[broker]", "not a host name"),
+        ] {
+            let error = host(text).unwrap_err();
+            assert_eq!(error.field, "host", "{text}");
+            assert!(error.to_string().contains(why), "{text}: {error}");
+        }
+        let brokers = |text: &str| parse_brokers(text).map_err(|e| e.field);
+        assert_eq!(brokers("ssl://b:1883"), Err("brokers"));
+        assert_eq!(brokers("b:1:1883"), Err("brokers"));
+        assert_eq!(brokers("[::1]:1885"), Ok(vec![("::1".to_string(), 1885)]));
+        let proxy = proxy_settings("proxy.lan:3128", 3128, String::new(), String::new());
+        assert_eq!(proxy.unwrap_err().field, "proxyHost");
+        let proxy = proxy_settings("[::1]", 3128, String::new(), String::new());
+        assert_eq!(proxy.unwrap().unwrap().host, "[::1]");
     }
 
     #[test]
