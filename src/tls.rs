@@ -401,9 +401,19 @@ impl TlsSettings {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
             if roots.is_empty() {
+                // Why, where it says: a variable naming a path the node's environment lacks.
+                let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+                let why = if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({}; SSL_CERT_FILE and SSL_CERT_DIR, where set, say where they are)",
+                        why.join("; ")
+                    )
+                };
                 return Err((
                     "caCertificate",
-                    "is empty and the system has no root certificates".into(),
+                    format!("is empty and the system has no root certificates{why}"),
                 ));
             }
         } else {

@@ -466,6 +466,24 @@ class TlsLoggingTest {
     }
 
     /**
+     * SSL_CERT_FILE naming a file the node does not have (a typo, a path missing in the container) with
+     * caCertificate "": the appender does not start, and its error says why the system's roots are missing, with the
+     * path, rather than only that there are none.
+     */
+    @Test
+    void aSystemRootStoreThatCannotBeReadSaysWhy() throws Exception {
+        java.nio.file.Path absent = pki.dir().resolve("absent-" + UUID.randomUUID() + ".pem");
+        try (ChildNode node = ChildNode.start("info", systemRoots(absent))) {
+            Map<String, Object> cfg = tls("127.0.0.1", Mosquitto.freeLoopbackPort(), true, "");
+            Map<String, ChildNode.Refused> cases = Map.of("absent-roots", new ChildNode.Refused(cfg,
+                    "caCertificate.*no root certificates.*" + Pattern.quote(absent.toString())
+                            + ".*SSL_CERT_FILE"));
+            List<String> failures = node.refusalProblems(cases, FAILURE_WAIT);
+            assertEquals(List.of(), failures, node.diagnostics());
+        }
+    }
+
+    /**
      * A node without system roots (no ca-certificates package) and caCertificate "": there is nothing to verify
      * against. The appender must not connect without TLS instead (the CONNECT, password included, in clear).
      */
