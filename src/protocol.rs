@@ -314,6 +314,19 @@ impl Failure {
     }
 }
 
+/// A TLS failure, with what to do where rustls's words leave the operator guessing.
+fn tls_failure(why: String) -> Failure {
+    // webpki takes X.509 v3 certificates only, and says so by the name of its error alone.
+    if why.contains("UnsupportedCertVersion") {
+        return Failure::Tls(format!(
+            "{why} (the broker's certificate, or one of its chain, is X.509 v1, as OpenSSL's \
+             x509 -req issues without -extfile, and rustls takes v3 only: issue it again with v3 \
+             extensions and a subjectAltName naming the host)"
+        ));
+    }
+    Failure::Tls(why)
+}
+
 /// Whether rustls failed among the causes of `e`: tokio-rustls wraps its error in an I/O error,
 /// which rumqttc's own errors (or, over WebSocket, tungstenite's) carry as their source.
 fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -505,7 +518,7 @@ macro_rules! event_loop {
                          plain MQTT, turn ssl off (else the server refused the handshake)"
                     ))
                 }
-                e @ ConnectionError::Tls(_) => Failure::Tls(e.to_string()),
+                e @ ConnectionError::Tls(_) => tls_failure(e.to_string()),
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \
@@ -530,7 +543,7 @@ macro_rules! event_loop {
                     };
                     let why = e.to_string();
                     if tls_failed(&e) {
-                        Failure::Tls(why)
+                        tls_failure(why)
                     } else if closed || !said.is_silent() {
                         Failure::Closed { why, said }
                     } else {

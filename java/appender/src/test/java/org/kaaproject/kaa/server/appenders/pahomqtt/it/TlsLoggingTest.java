@@ -254,6 +254,26 @@ class TlsLoggingTest {
         }
     }
 
+    /**
+     * A broker certificate issued the way mosquitto-tls(7) shows ({@code openssl x509 -req} without {@code -extfile}) is
+     * X.509 v1, which Mosquitto serves and rustls refuses: the WARN says so and what to issue instead, where rustls
+     * alone says "Other(OtherError(UnsupportedCertVersion))".
+     */
+    @Test
+    void aBrokerCertificateOfX509V1IsNamedInTheLog() {
+        TestPki.Issued v1 = ca.clientV1("localhost", TestPki.KeyType.EC_P256);
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, v1.chain, v1.key));
+                ChildNode node = ChildNode.start()) {
+            node.load("v1-broker", tls("localhost", broker.port(), true, ca.certPem()));
+            node.append("v1-broker", "p1", 1, 3);
+            node.assertExactlyOne("p1", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+            List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
+            assertTrue(problems.stream().anyMatch(l -> l.contains("is X.509 v1") && l.contains("subjectAltName")),
+                    "no WARN/ERROR line of the appender names the v1 certificate; its WARN/ERROR lines:\n"
+                            + String.join("\n", problems) + "\n" + node.diagnostics());
+        }
+    }
+
     // ------------------------------------------------------------------------------- 3. verification off: one WARN
 
     @Test
