@@ -553,17 +553,30 @@ fn tls_settings(
     client_key_pem: String,
     alpn: &str,
 ) -> Result<TlsSettings, ConfigError> {
+    let alpn: Vec<String> = (alpn.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    // TLS gives a name one length byte and the list two: rustls checks neither, and a longer
+    // one made a ClientHello the broker cannot read (taken for a plain port at the close).
+    if let Some(long) = alpn.iter().find(|p| p.len() > 255) {
+        let why = format!(
+            "holds a name of {} bytes; TLS takes at most 255",
+            long.len()
+        );
+        return Err(ConfigError::new("alpnProtocols", why));
+    }
+    if alpn.iter().map(|p| p.len() + 1).sum::<usize>() > usize::from(u16::MAX) {
+        let why = "is longer than the 65,535 bytes TLS takes for the list";
+        return Err(ConfigError::new("alpnProtocols", why));
+    }
     let settings = TlsSettings {
         verify,
         ca_pem,
         client_cert_pem,
         client_key_pem,
-        alpn: alpn
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(String::from)
-            .collect(),
+        alpn,
     };
     settings
         .client_config()
@@ -1870,6 +1883,20 @@ pub(crate) mod tests {
         let plain =
             AppenderConfig::from_avro(&original("h", 1883, 1, "t").0, Layout::PlainTexts).unwrap();
         assert!(plain.broker.tls.is_none());
+        let name = |bytes: usize| "a".repeat(bytes);
+        assert!(
+            AppenderConfig::from_avro(&with_tls("", "", "", &name(255)).0, Layout::PlainTexts)
+                .is_ok()
+        );
+        assert_eq!(
+            error_of(&with_tls("", "", "", &name(256))).field,
+            "alpnProtocols"
+        );
+        let many = vec![name(255); 256].join(",");
+        assert_eq!(
+            error_of(&with_tls("", "", "", &many)).field,
+            "alpnProtocols"
+        );
     }
 
     /// A CA given while verification is off is not used: said at init, not ignored silently.
