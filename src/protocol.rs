@@ -346,6 +346,18 @@ fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The I/O error among `e` and its causes.
+fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = e.source();
+    }
+    None
+}
+
 /// An I/O error that means the peer closed the socket, not that the network failed.
 fn closed_by_peer(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
@@ -532,6 +544,9 @@ macro_rules! event_loop {
                             io,
                         )))
                         | ConnectionError::Io(io) => Some(io),
+                        // Over WebSocket, tungstenite's: a TLS listener resets the upgrade as
+                        // it resets a plain CONNECT.
+                        ConnectionError::Websocket(e) => io_cause(e),
                         _ => None,
                     };
                     let closed =

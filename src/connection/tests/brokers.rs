@@ -165,6 +165,42 @@ fn a_broker_that_stops_reading_leaves_the_packs_to_the_failover_broker() {
     let _ = quit.send(());
 }
 
+/// A plain WebSocket upgrade sent to a TLS listener, which resets it as Mosquitto resets a
+/// plain CONNECT: the WARN says which setting that points to, as over TCP. (Before: the reset
+/// inside the WebSocket error was not seen, and the line named no cause.)
+#[test]
+fn a_websocket_upgrade_reset_before_any_connack_points_to_ssl() {
+    use std::io::Read;
+    crate::test_log::capture();
+    let (port, _) = scripted_broker(|listener| {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.read(&mut [0; 64]);
+            socket2::SockRef::from(&stream)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger");
+        }
+    });
+    let connection = Connection::get(&BrokerConfig {
+        transport: crate::config::Transport::WebSocket {
+            path: "/mqtt".into(),
+        },
+        ..scripted(port, "ws-to-tls")
+    })
+    .expect("opened");
+    let deadline = Instant::now() + WAIT;
+    let warned = loop {
+        let lines = crate::test_log::lines_with("as 'ws-to-tls'");
+        if let Some(warn) = lines.into_iter().find(|l| l.starts_with("WARN")) {
+            break warn;
+        }
+        assert!(Instant::now() < deadline, "no WARN");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(connection);
+    assert!(warned.contains("is a TLS port, turn ssl on"), "{warned}");
+}
+
 /// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
 /// every pack is answered, none waits for an ack of a publish that was never written (see
 /// `EventLoop::NUDGES` and the test after this one).
