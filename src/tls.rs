@@ -314,6 +314,29 @@ fn check_end_entity_version(cert: &CertificateDer) -> Result<(), String> {
     }
 }
 
+/// Which of the client certificate and key rustls could not use, and why in words an operator
+/// can act on: its own name a key type (P-521, Ed448, RSA under 2048 bits) that ring does not
+/// sign with "failed to parse private key as RSA, ECDSA, or EdDSA".
+fn unusable_client_auth(e: rustls::Error) -> TlsError {
+    match e {
+        rustls::Error::InvalidCertificate(_) => (
+            "clientCertificate",
+            format!("is not a certificate rustls can read ({e})"),
+        ),
+        rustls::Error::InconsistentKeys(_) => (
+            "clientPrivateKey",
+            format!("is not the key of clientCertificate ({e})"),
+        ),
+        e => (
+            "clientPrivateKey",
+            format!(
+                "cannot be used with clientCertificate ({e}): rustls signs with RSA keys of 2048 \
+                 bits or more, ECDSA keys on P-256 or P-384, and Ed25519 keys"
+            ),
+        ),
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
@@ -356,12 +379,9 @@ impl TlsSettings {
                 check_end_entity_version(&chain[0]).map_err(|e| ("clientCertificate", e))?;
                 let key =
                     parse_private_key(&self.client_key_pem).map_err(|e| ("clientPrivateKey", e))?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    (
-                        "clientPrivateKey",
-                        format!("cannot be used with clientCertificate: {e}"),
-                    )
-                })?
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(unusable_client_auth)?
             }
         };
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
