@@ -144,8 +144,9 @@ pub struct BrokerConfig {
     /// likely) resolves the status topic the same, and shares it. Only for a WARN: appenders
     /// that resolve both the same share a connection however their templates read.
     pub status_follows_id: Unkeyed<bool>,
-    /// `clientId` holds `{hostname}` and neither `{pid}` nor `{random}`: nodes that share a
-    /// host name resolve it alike. Only for the advice of a takeover's log line.
+    /// `clientId` holds `{hostname}` and not `{random}`: nodes that share a host name resolve
+    /// it alike (`{pid}` too where each runs as the same pid, as containers do). Only for the
+    /// advice of a takeover's log line.
     pub id_names_host: Unkeyed<bool>,
     /// `None`: plain TCP.
     pub tls: Option<TlsSettings>,
@@ -439,7 +440,7 @@ fn parse_brokers(text: &str) -> Result<Vec<(String, u16)>, ConfigError> {
         .map(|b| {
             let bad = || ConfigError::new("brokers", format!("'{b}' is not host:port"));
             let (host, port) = b.rsplit_once(':').ok_or_else(bad)?;
-            let host = host_name("brokers", host).map_err(|_| bad())?;
+            let host = host_name("brokers", host)?;
             match port.parse::<u16>() {
                 Ok(port) if port != 0 => Ok((host, port)),
                 _ => Err(bad()),
@@ -456,7 +457,8 @@ fn host_name(field: &'static str, text: &str) -> Result<String, ConfigError> {
     let bracketed = (text.strip_prefix('['))
         .and_then(|t| t.strip_suffix(']'))
         .unwrap_or(text);
-    if is_ipv6(bracketed) {
+    // With a zone (`fe80::1%eth0`), which a plain TCP connect resolves.
+    if bracketed.split('%').next().is_some_and(is_ipv6) {
         return Ok(bracketed.to_string());
     }
     let why = if text.is_empty() {
@@ -950,10 +952,7 @@ impl AppenderConfig {
                 status_topic,
                 status_follows_id: Unkeyed(status_follows_id),
                 id_names_host: Unkeyed(
-                    client_id_text.contains("{hostname}")
-                        && !["{pid}", "{random}"]
-                            .iter()
-                            .any(|p| client_id_text.contains(p)),
+                    client_id_text.contains("{hostname}") && !client_id_text.contains("{random}"),
                 ),
                 tls,
                 transport,
@@ -1238,6 +1237,9 @@ pub(crate) mod tests {
         assert_eq!(brokers("ssl://b:1883"), Err("brokers"));
         assert_eq!(brokers("b:1:1883"), Err("brokers"));
         assert_eq!(brokers("[::1]:1885"), Ok(vec![("::1".to_string(), 1885)]));
+        let zoned = brokers("[fe80::1%eth0]:1883");
+        assert_eq!(zoned, Ok(vec![("fe80::1%eth0".to_string(), 1883)]));
+        assert_eq!(host("fe80::1%2").unwrap(), "fe80::1%2");
         let proxy = proxy_settings("proxy.lan:3128", 3128, String::new(), String::new());
         assert_eq!(proxy.unwrap_err().field, "proxyHost");
         let proxy = proxy_settings("[::1]", 3128, String::new(), String::new());

@@ -42,9 +42,9 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// under MQTT 3.1.1, that give the configured id back, as a CONNACK refusing the id does: AWS
 /// IoT closes so a connect its policy refuses.
 const TURNED_AWAY: u32 = 2;
-/// A connection that lived this long, not found stalled, or that the INFO saying it held
-/// judged well (no message waiting half that long for the broker), was well: its loss is
-/// reported even when the one before ended the same way. Others ending alike are one fault going on (a broker that ends each connection at
+/// A connection that lived this long and was not found stalled was well: its loss is reported
+/// even when the one before ended the same way (the INFO saying it held wants no message
+/// waiting half that long for the broker too). Others ending alike are one fault going on (a broker that ends each connection at
 /// once, or stalls every one, however long `deliveryTimeoutSeconds` lets it live), which the
 /// summary line's reconnects count. Shorter in unit tests, which stall connections past it.
 const HEALTHY: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 60 });
@@ -117,6 +117,8 @@ struct Shared {
     clean_session: bool,
     /// Without TLS (`ssl` off).
     plain: bool,
+    /// Over WebSocket (`transport`).
+    websocket: bool,
     /// The client certificate's validity, to name its dates when a handshake fails.
     client_certificate: Option<CertificateDates>,
     connect_timeout: Duration,
@@ -646,6 +648,7 @@ impl Connection {
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             plain: broker.tls.is_none(),
+            websocket: matches!(broker.transport, crate::config::Transport::WebSocket { .. }),
             client_certificate: broker
                 .tls
                 .as_ref()
@@ -1120,9 +1123,10 @@ impl<E: EventLoop> Driver<E> {
             && connected_at.is_some_and(|at| at.elapsed() >= HEALTHY)
             && !lock(&shared.tracker).waited_past(Instant::now(), HEALTHY / 2)
         {
-            // The end of a fault whose repeats were DEBUG, connects included: its loss is news.
+            // The end of a fault whose repeats were DEBUG, connects included. Its loss is news
+            // only if not a stall (below): a stall starting after the 30 s looked at here would
+            // make every other one a WARN.
             *quiet_reconnect = None;
-            reported.iter_mut().for_each(Reported::forget);
             log::info!(
                 "connection to {} has held for {} s after losses like the last one reported",
                 connection_label(&brokers[*current].1, client_id),
@@ -1578,7 +1582,11 @@ impl<E: EventLoop> Driver<E> {
                         if lived.is_none() && said.is_silent() && shared.plain =>
                     {
                         let port = &brokers[*current].1;
-                        let hint = format!("if {port} is a TLS port, turn ssl on");
+                        let mut hint = format!("if {port} is a TLS port, turn ssl on");
+                        if shared.websocket {
+                            hint += "; if it is no WebSocket listener (plain MQTT), set transport \
+                                     to TCP";
+                        }
                         (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
                     // The TLS exchange failed, or the broker closed, before any CONNACK, with a

@@ -587,13 +587,14 @@ pub struct Tracker {
     last_id: u16,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
-    /// Per QoS, when the connection was made or a parked message of that QoS last went to the
-    /// client: each QoS has its own window, and QoS 0 going out says nothing of a full QoS 1
-    /// window.
-    released: [Option<Instant>; 3],
+    /// When the connection was made or a parked QoS 1 or 2 message last went to the client,
+    /// and a QoS 2 one: what frees a full window ([`Tracker::moved_for`]); QoS 0 going out past
+    /// it says nothing of it.
+    released_acked: Option<Instant>,
+    released_qos2: Option<Instant>,
     /// The shortest patience of the messages parked since the queue was last empty (an
-    /// appender's deliveryTimeoutSeconds): parked messages are looked at only once no message
-    /// of a QoS with parked ones went to the client for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
+    /// appender's deliveryTimeoutSeconds): parked messages are looked at only once what holds
+    /// those of a QoS has not moved for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
     /// again there: kept for the connection's life, one appender edited once to a short
     /// timeout made every later sweep of a slow window scan the whole queue.
     shortest_patience: Option<Duration>,
@@ -994,7 +995,12 @@ impl Tracker {
                 self.last_id = self.next_id();
             }
             let at = *now.get_or_insert_with(Instant::now);
-            self.released[usize::from(qos.number())] = Some(at);
+            if qos != Qos::AtMostOnce {
+                self.released_acked = Some(at);
+            }
+            if qos == Qos::ExactlyOnce {
+                self.released_qos2 = Some(at);
+            }
             self.sent.push_back(InFlight {
                 pack,
                 qos,
@@ -1043,7 +1049,8 @@ impl Tracker {
         // `waiting_since`), or a stall of the last connection would count against this one at
         // once.
         self.moved = Some(Instant::now());
-        self.released = [self.moved; 3];
+        self.released_acked = self.moved;
+        self.released_qos2 = self.moved;
         // Packs parked without a connection were checked against the last one's grants (none
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
@@ -1598,7 +1605,8 @@ impl Tracker {
             return None;
         }
         let shortest = self.shortest_patience?;
-        let moved = [0, 1, 2].map(|qos| self.moved_for(qos));
+        let moved =
+            [Qos::AtMostOnce, Qos::AtLeastOnce, Qos::ExactlyOnce].map(|q| self.moved_for(q));
         let idle = |qos: usize| {
             self.parked.has(qos)
                 && moved[qos].is_some_and(|at| now.saturating_duration_since(at) > shortest)
@@ -1617,19 +1625,28 @@ impl Tracker {
             })
     }
 
-    /// When what holds a parked message of `qos` back last let one go ([`Tracker::released`]):
-    /// a window full of messages of its QoS (QoS 2's own, or the one QoS 1 and 2 share) lets
-    /// only those go, as acks free it; anything else (the messages waiting to be written, the
-    /// turns of other endpoints' packs) moves with a message of any QoS.
-    fn moved_for(&self, qos: usize) -> Option<Instant> {
-        let window_full = self.acked_in_flight >= self.window.acked;
-        let qos2_full = self.qos2_in_flight >= self.window.exactly_once;
-        let sharing: &[usize] = match qos {
-            2 if qos2_full => &[2],
-            1 | 2 if window_full => &[1, 2],
-            _ => &[0, 1, 2],
+    /// When what holds a parked message of `qos` back last moved. Its window, full (QoS 2's
+    /// own, or the one QoS 1 and 2 share) or with the next packet id still taken, moves as
+    /// acks let messages of its QoS go, or while the window's own messages are still being
+    /// written (a slow link); anything else (the messages waiting to be written, the turns of
+    /// other endpoints' packs) with any write.
+    fn moved_for(&self, qos: Qos) -> Option<Instant> {
+        let released = match qos {
+            Qos::ExactlyOnce if self.qos2_in_flight >= self.window.exactly_once => {
+                self.released_qos2
+            }
+            Qos::AtLeastOnce | Qos::ExactlyOnce
+                if self.acked_in_flight >= self.window.acked || self.in_use(self.next_id()) =>
+            {
+                self.released_acked
+            }
+            _ => return self.moved,
         };
-        sharing.iter().filter_map(|&q| self.released[q]).max()
+        if self.sent.iter().any(|m| m.qos != Qos::AtMostOnce) {
+            released.max(self.moved)
+        } else {
+            released
+        }
     }
 
     /// Whether a message handed to the client has waited longer than `limit` for the broker
@@ -4043,12 +4060,10 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(2);
         assert_eq!(t.is_stalled(Instant::now()), None);
         assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
-        // Another appender's QoS 0 message going out past the full window is no progress of
-        // it.
+        // Another appender's QoS 0 message written past the full window is no progress of it.
         t.moved = Some(later);
-        t.released[0] = Some(later);
         assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)), "QoS 0");
-        t.released[1] = Some(later);
+        t.released_acked = Some(later);
         assert_eq!(t.is_stalled(later), None, "a QoS 1 message went since");
         t.on_connection_lost(0, &[]);
         assert_eq!(
@@ -4078,15 +4093,63 @@ mod tests {
         // Two seconds on, past its patience of one, with QoS 0 messages written meanwhile.
         let later = Instant::now() + Duration::from_secs(2);
         t.moved = Some(later);
-        t.released[0] = Some(later);
         assert_eq!(t.is_stalled(later), None);
         t.moved = Some(Instant::now());
-        t.released[0] = t.moved;
         assert_eq!(
             t.is_stalled(later),
             Some(Duration::from_secs(1)),
             "nothing went"
         );
+    }
+
+    /// A window full of messages not yet written (a slow link, behind another appender's QoS 0
+    /// backlog) moves as they are written: a message parked behind it is no stall while writes
+    /// go on. (Judged by its QoS's releases alone, the working connection was a stall.)
+    #[test]
+    fn a_message_parked_behind_a_window_being_written_waits_while_it_is() {
+        let (mut t, mut out) = connected();
+        let (p, _rx) = pack(UNWRITTEN - 2);
+        let backlog = payloads(UNWRITTEN - 2);
+        t.submit(&mut out, &p, Qos::AtMostOnce.into(), backlog, 100_000);
+        t.window.acked = 2;
+        let (q, _rx) = pack(3);
+        t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(3), 100_000);
+        assert_eq!(t.parked.len(), 1, "behind the full window");
+        let later = Instant::now() + Duration::from_secs(2);
+        t.moved = Some(later);
+        assert_eq!(t.is_stalled(later), None);
+    }
+
+    /// A message parked behind a packet id still taken (the window wrapped round to a message
+    /// never acknowledged) is held by its window, not by what the other QoS write: another
+    /// appender's QoS 0 messages going out do not keep the connection from being found stalled.
+    #[test]
+    fn a_message_parked_behind_a_taken_packet_id_is_judged_by_its_window() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        let window = Window {
+            acked: 2,
+            exactly_once: 2,
+            packet_ids: 2,
+        };
+        t.on_connected(&mut out, window);
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(300)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (held, _rx) = pack(1);
+        t.submit(&mut out, &held, patient, payloads(1), 100);
+        let (acked, _rx) = pack(1);
+        t.submit(&mut out, &acked, Qos::AtLeastOnce.into(), payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        t.on_event(&mut out, &puback(2));
+        let (next, _rx) = pack(1);
+        t.submit(&mut out, &next, Qos::AtLeastOnce.into(), payloads(1), 100);
+        assert_eq!(t.parked.len(), 1, "packet id 1 is still taken");
+        let later = Instant::now() + Duration::from_secs(2);
+        t.moved = Some(later);
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
     }
 
     /// A message handed to the client and not written when the connection was lost waits

@@ -199,6 +199,7 @@ fn a_websocket_upgrade_reset_before_any_connack_points_to_ssl() {
     };
     drop(connection);
     assert!(warned.contains("is a TLS port, turn ssl on"), "{warned}");
+    assert!(warned.contains("set transport to TCP"), "{warned}");
 }
 
 /// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
