@@ -457,9 +457,23 @@ fn host_name(field: &'static str, text: &str) -> Result<String, ConfigError> {
     let bracketed = (text.strip_prefix('['))
         .and_then(|t| t.strip_suffix(']'))
         .unwrap_or(text);
-    // With a zone (`fe80::1%eth0`), which a plain TCP connect resolves.
-    if bracketed.split('%').next().is_some_and(is_ipv6) {
-        return Ok(bracketed.to_string());
+    // With a zone (`fe80::1%eth0`: an interface's name or number), which a plain TCP connect
+    // resolves.
+    let (address, zone) =
+        (bracketed.split_once('%')).map_or((bracketed, None), |(a, z)| (a, Some(z)));
+    if is_ipv6(address) {
+        let interface = |z: &str| {
+            !z.is_empty()
+                && z.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        return match zone {
+            Some(z) if !interface(z) => Err(ConfigError::new(
+                field,
+                format!("'{text}' is an IPv6 address whose zone, after %, is no interface"),
+            )),
+            _ => Ok(bracketed.to_string()),
+        };
     }
     let why = if text.is_empty() {
         return Err(ConfigError::new(field, "is empty"));
@@ -779,6 +793,16 @@ impl AppenderConfig {
             proxy_username,
             proxy_password,
         )?;
+        // A zone is a local interface's: TLS names, WebSocket URLs and a proxy's CONNECT take none.
+        let mut hosts = std::iter::once(&host).chain(failover.iter().map(|(h, _)| h));
+        if let Some(h) = hosts.find(|h| h.contains('%')) {
+            if ssl || proxy.is_some() || matches!(transport, Transport::WebSocket { .. }) {
+                return Err(ConfigError::new(
+                    if *h == host { "host" } else { "brokers" },
+                    format!("{h}: an IPv6 address with a zone works over plain TCP only (no ssl, WebSocket or proxy)"),
+                ));
+            }
+        }
         if proxy.is_some() {
             // rumqttc's CONNECT request writes the address without brackets.
             if is_ipv6(&host) {
@@ -1240,6 +1264,10 @@ pub(crate) mod tests {
         let zoned = brokers("[fe80::1%eth0]:1883");
         assert_eq!(zoned, Ok(vec![("fe80::1%eth0".to_string(), 1883)]));
         assert_eq!(host("fe80::1%2").unwrap(), "fe80::1%2");
+        assert_eq!(host("fe80::1%eth0:1883").unwrap_err().field, "host");
+        assert_eq!(host("fe80::1%").unwrap_err().field, "host");
+        let zoned_tls = tls_record("fe80::1%eth0", true, [""; 4]);
+        assert!(error_of(&zoned_tls).to_string().contains("plain TCP only"));
         let proxy = proxy_settings("proxy.lan:3128", 3128, String::new(), String::new());
         assert_eq!(proxy.unwrap_err().field, "proxyHost");
         let proxy = proxy_settings("[::1]", 3128, String::new(), String::new());
@@ -1837,8 +1865,14 @@ pub(crate) mod tests {
     }
 
     fn with_tls_verifying(verify: bool, ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
+        tls_record("h", verify, [ca, cert, key, alpn])
+    }
+
+    /// A record of the full settings to `host`, with TLS: verifying or not, and the CA,
+    /// client certificate, key and ALPN texts.
+    fn tls_record(host: &str, verify: bool, [ca, cert, key, alpn]: [&str; 4]) -> Encoder {
         let mut e = Encoder::default();
-        e.string("h")
+        e.string(host)
             .long(8883)
             .boolean(true)
             .boolean(verify)

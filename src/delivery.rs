@@ -587,11 +587,11 @@ pub struct Tracker {
     last_id: u16,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
-    /// When the connection was made or a parked QoS 1 or 2 message last went to the client,
-    /// and a QoS 2 one: what frees a full window ([`Tracker::moved_for`]); QoS 0 going out past
-    /// it says nothing of it.
-    released_acked: Option<Instant>,
-    released_qos2: Option<Instant>,
+    /// When the connection was made or a QoS 1 or 2 message last went to the client or was
+    /// written, and a QoS 2 one: how a full window moves ([`Tracker::moved_for`]); QoS 0 going
+    /// out past it says nothing of it.
+    acked_window_moved: Option<Instant>,
+    qos2_window_moved: Option<Instant>,
     /// The shortest patience of the messages parked since the queue was last empty (an
     /// appender's deliveryTimeoutSeconds): parked messages are looked at only once what holds
     /// those of a QoS has not moved for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
@@ -995,12 +995,7 @@ impl Tracker {
                 self.last_id = self.next_id();
             }
             let at = *now.get_or_insert_with(Instant::now);
-            if qos != Qos::AtMostOnce {
-                self.released_acked = Some(at);
-            }
-            if qos == Qos::ExactlyOnce {
-                self.released_qos2 = Some(at);
-            }
+            self.window_moved(qos, at);
             self.sent.push_back(InFlight {
                 pack,
                 qos,
@@ -1049,8 +1044,8 @@ impl Tracker {
         // `waiting_since`), or a stall of the last connection would count against this one at
         // once.
         self.moved = Some(Instant::now());
-        self.released_acked = self.moved;
-        self.released_qos2 = self.moved;
+        self.acked_window_moved = self.moved;
+        self.qos2_window_moved = self.moved;
         // Packs parked without a connection were checked against the last one's grants (none
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
@@ -1366,6 +1361,7 @@ impl Tracker {
             return;
         }
         m.since = now;
+        self.window_moved(m.qos, now);
         if let Some(previous) = self.awaiting_ack.insert(pkid, m) {
             // rumqttc reuses a pkid only after reporting its ack: this cannot be, and the
             // previous message's fate is unknown, so it is not confirmed.
@@ -1626,26 +1622,30 @@ impl Tracker {
     }
 
     /// When what holds a parked message of `qos` back last moved. Its window, full (QoS 2's
-    /// own, or the one QoS 1 and 2 share) or with the next packet id still taken, moves as
-    /// acks let messages of its QoS go, or while the window's own messages are still being
-    /// written (a slow link); anything else (the messages waiting to be written, the turns of
-    /// other endpoints' packs) with any write.
+    /// own, or the one QoS 1 and 2 share) or with the next packet id still taken, moves as its
+    /// messages are written (a slow link takes a while) or acks let more of them go; anything
+    /// else (the messages waiting to be written) with any write.
     fn moved_for(&self, qos: Qos) -> Option<Instant> {
-        let released = match qos {
+        match qos {
             Qos::ExactlyOnce if self.qos2_in_flight >= self.window.exactly_once => {
-                self.released_qos2
+                self.qos2_window_moved
             }
             Qos::AtLeastOnce | Qos::ExactlyOnce
                 if self.acked_in_flight >= self.window.acked || self.in_use(self.next_id()) =>
             {
-                self.released_acked
+                self.acked_window_moved
             }
-            _ => return self.moved,
-        };
-        if self.sent.iter().any(|m| m.qos != Qos::AtMostOnce) {
-            released.max(self.moved)
-        } else {
-            released
+            _ => self.moved,
+        }
+    }
+
+    /// A message of `qos` went to the client or was written at `at`: its window moved.
+    fn window_moved(&mut self, qos: Qos, at: Instant) {
+        if qos != Qos::AtMostOnce {
+            self.acked_window_moved = Some(at);
+        }
+        if qos == Qos::ExactlyOnce {
+            self.qos2_window_moved = Some(at);
         }
     }
 
@@ -4063,7 +4063,7 @@ mod tests {
         // Another appender's QoS 0 message written past the full window is no progress of it.
         t.moved = Some(later);
         assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)), "QoS 0");
-        t.released_acked = Some(later);
+        t.acked_window_moved = Some(later);
         assert_eq!(t.is_stalled(later), None, "a QoS 1 message went since");
         t.on_connection_lost(0, &[]);
         assert_eq!(
@@ -4102,22 +4102,85 @@ mod tests {
         );
     }
 
-    /// A window full of messages not yet written (a slow link, behind another appender's QoS 0
-    /// backlog) moves as they are written: a message parked behind it is no stall while writes
-    /// go on. (Judged by its QoS's releases alone, the working connection was a stall.)
+    /// A window full of messages not yet written (a slow link) moves as they are written: a
+    /// message parked behind it waits from the last such write, as the written ones wait for
+    /// their acks from theirs, and is a stall only once the window has not moved for its
+    /// patience. (Judged from when the window's last message went to the client, it was a stall
+    /// as soon as the link had taken longer than that to write them.)
     #[test]
-    fn a_message_parked_behind_a_window_being_written_waits_while_it_is() {
+    fn a_message_parked_behind_a_window_being_written_waits_from_its_last_write() {
         let (mut t, mut out) = connected();
-        let (p, _rx) = pack(UNWRITTEN - 2);
-        let backlog = payloads(UNWRITTEN - 2);
-        t.submit(&mut out, &p, Qos::AtMostOnce.into(), backlog, 100_000);
         t.window.acked = 2;
-        let (q, _rx) = pack(3);
-        t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(3), 100_000);
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(300)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (window, _rx) = pack(2);
+        t.submit(&mut out, &window, patient, payloads(2), 100);
+        let hasty = PublishOptions {
+            patience: Some(Duration::from_millis(50)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (parked, _rx) = pack(1);
+        t.submit(&mut out, &parked, hasty, payloads(1), 100);
         assert_eq!(t.parked.len(), 1, "behind the full window");
-        let later = Instant::now() + Duration::from_secs(2);
-        t.moved = Some(later);
-        assert_eq!(t.is_stalled(later), None);
+        // The link takes longer than the parked message's patience to write the window.
+        std::thread::sleep(Duration::from_millis(100));
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &written(2));
+        assert_eq!(t.is_stalled(Instant::now()), None, "written just now");
+        std::thread::sleep(Duration::from_millis(100));
+        let patience = t.is_stalled(Instant::now());
+        assert_eq!(patience, Some(Duration::from_millis(50)), "no ack since");
+    }
+
+    /// A full QoS 2 window moves with QoS 2 messages only: QoS 1 messages going out and being
+    /// written meanwhile keep no QoS 2 message parked behind it from being judged.
+    #[test]
+    fn a_full_qos2_window_moves_with_qos2_messages_only() {
+        let mut t = Tracker::default();
+        let mut out = Recorder::default();
+        let window = Window {
+            acked: 10,
+            exactly_once: 1,
+            packet_ids: 10,
+        };
+        t.on_connected(&mut out, window);
+        let at = |qos, millis| PublishOptions {
+            qos,
+            patience: Some(Duration::from_millis(millis)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (patient, _rx) = pack(1);
+        t.submit(
+            &mut out,
+            &patient,
+            at(Qos::ExactlyOnce, 300_000),
+            payloads(1),
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        let (parked, _rx) = pack(1);
+        t.submit(
+            &mut out,
+            &parked,
+            at(Qos::ExactlyOnce, 50),
+            payloads(1),
+            100,
+        );
+        assert_eq!(t.parked.len(), 1, "behind the QoS 2 window");
+        std::thread::sleep(Duration::from_millis(100));
+        let (other, _rx) = pack(1);
+        t.submit(
+            &mut out,
+            &other,
+            at(Qos::AtLeastOnce, 300_000),
+            payloads(1),
+            100,
+        );
+        t.on_event(&mut out, &written(2));
+        let patience = t.is_stalled(Instant::now());
+        assert_eq!(patience, Some(Duration::from_millis(50)));
     }
 
     /// A message parked behind a packet id still taken (the window wrapped round to a message
