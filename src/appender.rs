@@ -551,6 +551,14 @@ impl Appender {
 
     /// Fails packs whose deadline has passed; forgets packs already answered.
     fn expire(&self, now: Instant) {
+        // At every sweep, not only when a pack expires: a message is written a moment after
+        // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
+        // Before the packs past their deadline are answered and their waiting messages
+        // dropped: a message waiting for another appender's full window is past its patience
+        // only then, and it is what finds the connection stalled.
+        for connection in read(&self.connections).iter() {
+            connection.sweep();
+        }
         let mut expired = 0usize;
         let mut live = lock(&self.live);
         while let Some((deadline, pack)) = live.front() {
@@ -581,11 +589,6 @@ impl Appender {
             for connection in read(&self.connections).iter() {
                 connection.prune();
             }
-        }
-        // At every sweep, not only when a pack expires: a message is written a moment after
-        // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
-        for connection in read(&self.connections).iter() {
-            connection.sweep();
         }
     }
 
@@ -702,6 +705,10 @@ async fn drain(draining: Arc<Draining>) {
     let mut failed = 0;
     loop {
         tick.tick().await;
+        // Before packs past their deadline are answered, as at an appender's sweep.
+        for connection in &draining.connections {
+            connection.sweep();
+        }
         let now = Instant::now();
         let mut live = lock(&draining.live);
         live.retain(|(deadline, pack)| match pack.upgrade() {
@@ -720,10 +727,6 @@ async fn drain(draining: Arc<Draining>) {
                 break;
             }
             continue;
-        }
-        drop(live);
-        for connection in &draining.connections {
-            connection.sweep();
         }
     }
     for connection in &draining.connections {
