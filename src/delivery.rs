@@ -2012,9 +2012,14 @@ mod tests {
     }
 
     fn connected() -> (Tracker, Recorder) {
+        connected_with(Window::default())
+    }
+
+    /// A tracker on a connection the broker accepted with `window`.
+    fn connected_with(window: Window) -> (Tracker, Recorder) {
         let mut t = Tracker::default();
         let mut out = Recorder::default();
-        t.on_connected(&mut out, Window::default());
+        t.on_connected(&mut out, window);
         (t, out)
     }
 
@@ -4138,14 +4143,11 @@ mod tests {
     /// written meanwhile keep no QoS 2 message parked behind it from being judged.
     #[test]
     fn a_full_qos2_window_moves_with_qos2_messages_only() {
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        let window = Window {
+        let (mut t, mut out) = connected_with(Window {
             acked: 10,
             exactly_once: 1,
             packet_ids: 10,
-        };
-        t.on_connected(&mut out, window);
+        });
         let at = |qos, millis| PublishOptions {
             qos,
             patience: Some(Duration::from_millis(millis)),
@@ -4188,14 +4190,11 @@ mod tests {
     /// appender's QoS 0 messages going out do not keep the connection from being found stalled.
     #[test]
     fn a_message_parked_behind_a_taken_packet_id_is_judged_by_its_window() {
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        let window = Window {
+        let (mut t, mut out) = connected_with(Window {
             acked: 2,
             exactly_once: 2,
             packet_ids: 2,
-        };
-        t.on_connected(&mut out, window);
+        });
         let patient = PublishOptions {
             patience: Some(Duration::from_secs(300)),
             ..Qos::AtLeastOnce.into()
@@ -4419,14 +4418,11 @@ mod tests {
     /// turn held them until its next message could go.
     #[test]
     fn a_full_window_of_one_qos_holds_no_other_qos_back() {
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        let window = Window {
+        let (mut t, mut out) = connected_with(Window {
             acked: 2,
             exactly_once: 1,
             packet_ids: 2,
-        };
-        t.on_connected(&mut out, window);
+        });
         // Each endpoint's pack at its QoS, to a topic named for it: the QoS 2 one first.
         let mut submit = |qos: Qos, source: u64, topic: &str, n: usize| {
             let (p, rx) = pack(n);
