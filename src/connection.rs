@@ -44,9 +44,10 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const TURNED_AWAY: u32 = 2;
 /// A connection that lived this long and was not found stalled was well: its loss is reported
 /// even when the one before ended the same way (the INFO saying it held wants no message
-/// waiting half that long for the broker too). Others ending alike are one fault going on (a broker that ends each connection at
-/// once, or stalls every one, however long `deliveryTimeoutSeconds` lets it live), which the
-/// summary line's reconnects count. Shorter in unit tests, which stall connections past it.
+/// waiting half that long for the broker too). Others ending alike are one fault going on (a
+/// broker that ends each connection at once, or stalls every one, however long
+/// `deliveryTimeoutSeconds` lets it live), which the summary line's reconnects count. Shorter
+/// in unit tests, which stall connections past it.
 const HEALTHY: Duration = Duration::from_secs(if cfg!(test) { 1 } else { 60 });
 /// Failures of one broker remembered as reported (see `Driver::reported`), and for how long:
 /// a fault that goes on is reported again that often.
@@ -1628,8 +1629,8 @@ impl<E: EventLoop> Driver<E> {
                 // the client id nor a message (busy, over a quota, shutting down, use another
                 // server) counts as a failed attempt: else a broker doing so at every connect
                 // kept the appender from the failover brokers for good. So does one the broker
-                // kept up but stopped acknowledging or reading on (a stall): its broker would take the
-                // connection again and acknowledge nothing again, every pack failing there;
+                // kept up but stopped acknowledging or reading on (a stall): its broker would
+                // take the connection again and do the same again, every pack failing there;
                 // and one it closed at once under the id of the node's own it moved to, which
                 // no other client holds. Any other loss starts again at host:port: a silent
                 // close that soon is a takeover or a refused message.

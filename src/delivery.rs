@@ -594,9 +594,9 @@ pub struct Tracker {
     qos2_window_moved: Option<Instant>,
     /// The shortest patience of the messages parked since the queue was last empty (an
     /// appender's deliveryTimeoutSeconds): parked messages are looked at only once what holds
-    /// those of a QoS has not moved for longer ([`Tracker::is_stalled`]). Only `submit` parks, so it starts
-    /// again there: kept for the connection's life, one appender edited once to a short
-    /// timeout made every later sweep of a slow window scan the whole queue.
+    /// those of a QoS has not moved for longer ([`Tracker::is_stalled`]). Only `submit` parks,
+    /// so it starts again there: kept for the connection's life, one appender edited once to a
+    /// short timeout made every later sweep of a slow window scan the whole queue.
     shortest_patience: Option<Duration>,
     /// The connection's window, and how much of it the messages above take.
     window: Window,

@@ -435,10 +435,11 @@ impl PacketLimit {
     /// Whether a record's message of `size` bytes passes by the margin a record the broker
     /// took: at QoS 0 it is to prove itself before it is answered (`delivery::Tracker::proving`),
     /// and a close may be blamed on it (with no record taken lately, also a close that cannot
-    /// be a takeover may, measured by the status message: [`PacketLimit::blame`]). The status message alone is no measure:
-    /// with it as the only one, nearly every QoS 0 record would wait, and on connections too
-    /// short-lived to carry a record through (nodes fighting over one client id) every close
-    /// would be blamed on a record's size, never taken for the takeover it is.
+    /// be a takeover may, measured by the status message: [`PacketLimit::blame`]). The status
+    /// message alone is no measure: with it as the only one, nearly every QoS 0 record would
+    /// wait, and on connections too short-lived to carry a record through (nodes fighting over
+    /// one client id) every close would be blamed on a record's size, never taken for the
+    /// takeover it is.
     pub fn unproven_record(&self, size: usize, now: Instant) -> bool {
         let records = self.records.get(now);
         records > 0 && far_larger(size, records) && self.unproven(size, now)
