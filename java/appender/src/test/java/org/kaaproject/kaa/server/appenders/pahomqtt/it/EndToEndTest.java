@@ -683,6 +683,49 @@ class EndToEndTest {
     }
 
     /**
+     * Appenders of different QoS share a connection (one broker configuration): a QoS 2 pack waiting for its window
+     * (maxInflight 1, the broker paused) holds back no QoS 0 pack appended after it, which is written and answered while
+     * the broker is still paused. (Before, in one line for every QoS, the QoS 0 pack waited until the QoS 2 window
+     * moved: here, until the broker came back.)
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void aQos2PackWaitingForItsWindowHoldsNoQos0PackBack() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        String topic = topic("qos-lines");
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 2);
+        cfg.put("maxInflight", 1);
+        cfg.put("keepAliveSeconds", 60); // no ping goes unanswered while the broker is paused
+        Map<String, Object> qos0Cfg = new HashMap<>(cfg);
+        qos0Cfg.put("qos", 0);
+        LogAppender exactlyOnce = load("exactly-once", cfg);
+        LogAppender atMostOnce = load("at-most-once", qos0Cfg);
+        Random rnd = new Random(8);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 2)) {
+            warmUp(exactlyOnce, logSchema, schema, rnd);
+            warmUp(atMostOnce, logSchema, schema, rnd);
+            RecordingCallback twice;
+            BROKER.broker().pause();
+            try {
+                twice = append(exactlyOnce, KaaNode.pack("exactly", logSchema, 1,
+                        telemetryBinaries(schema, rnd, "exactly", 2)), "QoS 2 pack of 2");
+                RecordingCallback once = append(atMostOnce, KaaNode.pack("atmost", logSchema, 1,
+                        telemetryBinaries(schema, rnd, "atmost", 1)), "QoS 0 pack");
+                once.assertExactlyOne(SUCCESS, Duration.ofSeconds(5), Duration.ZERO);
+                assertTrue(twice.calls().isEmpty(), "the QoS 2 pack waits for the broker");
+            } finally {
+                BROKER.broker().resume();
+            }
+            twice.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
+            sub.assertCount(2 + 2 + 1, Duration.ofSeconds(10));
+        } finally {
+            exactlyOnce.close();
+            atMostOnce.close();
+        }
+    }
+
+    /**
      * Two appenders share a connection (one broker configuration), the first with deliveryTimeoutSeconds 60. The broker
      * stops acknowledging (paused): the first appender's pack fills the window of one, and the second's (2 s) waits
      * behind it. At that pack's deadline the connection is found stalled and made anew, which fails the first pack too,
