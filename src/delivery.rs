@@ -4148,38 +4148,23 @@ mod tests {
             exactly_once: 1,
             packet_ids: 10,
         });
-        let at = |qos, millis| PublishOptions {
-            qos,
-            patience: Some(Duration::from_millis(millis)),
-            ..Qos::AtLeastOnce.into()
+        // A pack of one message at `qos`, patient for `millis`.
+        let submit = |t: &mut Tracker, out: &mut Recorder, qos, millis| {
+            let (p, rx) = pack(1);
+            let how = PublishOptions {
+                qos,
+                patience: Some(Duration::from_millis(millis)),
+                ..Qos::AtLeastOnce.into()
+            };
+            t.submit(out, &p, how, payloads(1), 100);
+            rx
         };
-        let (patient, _rx) = pack(1);
-        t.submit(
-            &mut out,
-            &patient,
-            at(Qos::ExactlyOnce, 300_000),
-            payloads(1),
-            100,
-        );
+        let _patient = submit(&mut t, &mut out, Qos::ExactlyOnce, 300_000);
         t.on_event(&mut out, &written(1));
-        let (parked, _rx) = pack(1);
-        t.submit(
-            &mut out,
-            &parked,
-            at(Qos::ExactlyOnce, 50),
-            payloads(1),
-            100,
-        );
+        let _parked = submit(&mut t, &mut out, Qos::ExactlyOnce, 50);
         assert_eq!(t.parked.len(), 1, "behind the QoS 2 window");
         std::thread::sleep(Duration::from_millis(100));
-        let (other, _rx) = pack(1);
-        t.submit(
-            &mut out,
-            &other,
-            at(Qos::AtLeastOnce, 300_000),
-            payloads(1),
-            100,
-        );
+        let _other = submit(&mut t, &mut out, Qos::AtLeastOnce, 300_000);
         t.on_event(&mut out, &written(2));
         let patience = t.is_stalled(Instant::now());
         assert_eq!(patience, Some(Duration::from_millis(50)));
