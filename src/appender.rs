@@ -555,8 +555,8 @@ impl Appender {
         // its pack is accepted, so at its pack's deadline it may not be over the limit yet.
         // Before the packs past their deadline are answered and their waiting messages
         // dropped: a message waiting for another appender's full window is past its patience
-        // only then. (The driver looks again when it takes the notice, and finds the stall
-        // only if the pack is not answered by then.)
+        // only then. (The tracker keeps what the sweep found for the driver's look, which
+        // comes after those packs are answered: `Tracker::take_stall`.)
         for connection in read(&self.connections).iter() {
             connection.sweep();
         }

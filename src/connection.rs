@@ -713,7 +713,7 @@ impl Connection {
         let now = Instant::now();
         let mut tracker = lock(&self.shared.tracker);
         tracker.outlived_at_sweep(now);
-        if tracker.is_stalled(now).is_some() {
+        if tracker.sweep_stall(now) {
             self.shared.stalled.notify_one();
         }
     }
@@ -928,14 +928,14 @@ struct Driver<E: EventLoop> {
 /// broker ended it at once, saying to go elsewhere: see the failure branch of `turn`).
 ///
 /// Completes once the sweep said the broker stopped acknowledging ([`Connection::sweep`])
-/// and it still holds when the driver looks, with the patience of the message past it. A
-/// notice an ack has made stale meanwhile is absorbed here: a branch that completed for it
+/// and it still holds when the driver looks (`Tracker::take_stall`), with the patience of
+/// the message past it. A notice an ack has made stale meanwhile is absorbed here: a branch that completed for it
 /// would cancel the event loop's poll for nothing, which can lose a publish MQTT 5's rumqttc
 /// had taken from its channel and not written yet (see `EventLoop::NUDGES`).
 async fn stall(shared: &Shared) -> Duration {
     loop {
         shared.stalled.notified().await;
-        let stalled = lock(&shared.tracker).is_stalled(Instant::now());
+        let stalled = lock(&shared.tracker).take_stall(Instant::now());
         if let Some(limit) = stalled {
             return limit;
         }

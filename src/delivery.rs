@@ -561,6 +561,25 @@ pub enum Blame {
     Topic { topic: Arc<str>, blame: TopicBlame },
 }
 
+/// A message found waiting past its patience, and when what held it last moved
+/// ([`Tracker::take_stall`]).
+#[derive(Clone, Copy)]
+struct StallSeen {
+    patience: Duration,
+    /// `None` for a written message, which only its ack (or a new connection) frees.
+    held: Option<HeldBy>,
+    moved: Option<Instant>,
+}
+
+/// What holds back a message that is not written yet.
+#[derive(Clone, Copy)]
+enum HeldBy {
+    /// Handed to the client: the writes ahead of it ([`Tracker::waiting_since`]).
+    Writes,
+    /// Parked: its QoS's window ([`Tracker::moved_for`]).
+    Window(Qos),
+}
+
 /// The correlation state of one connection. All methods run under the connection's lock.
 #[derive(Default)]
 pub struct Tracker {
@@ -598,6 +617,8 @@ pub struct Tracker {
     /// so it starts again there: kept for the connection's life, one appender edited once to a
     /// short timeout made every later sweep of a slow window scan the whole queue.
     shortest_patience: Option<Duration>,
+    /// What the last sweep found past its patience, for the driver's look.
+    stall_seen: Option<StallSeen>,
     /// The connection's window, and how much of it the messages above take.
     window: Window,
     acked_in_flight: usize,
@@ -1590,9 +1611,40 @@ impl Tracker {
     /// parked let none go for longer than the shortest patience: the parked queue can be
     /// long, and this runs at every sweep.
     pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
-        let in_flight = self
-            .waits(now)
-            .find_map(|(m, waited)| m.patience.filter(|&p| waited > p));
+        self.find_stall(now).map(|s| s.patience)
+    }
+
+    /// At a sweep: whether a message waited past its patience ([`Tracker::is_stalled`]). What
+    /// it found is kept for the driver's look ([`Tracker::take_stall`]).
+    pub fn sweep_stall(&mut self, now: Instant) -> bool {
+        let found = self.find_stall(now);
+        if found.is_some() {
+            self.stall_seen = found;
+        }
+        found.is_some()
+    }
+
+    /// At the driver's look after a sweep's notice: the patience a message waited past, now
+    /// or at the sweep with what held it not moved since. The sweep answers the packs past
+    /// their deadline right after it looks, and a message that waited past its patience may
+    /// be one of theirs, dropped with them: a message waiting for another appender's full
+    /// window passes its patience at its own pack's deadline. An ack, a write that moved what
+    /// held it, or another connection makes the finding stale.
+    pub fn take_stall(&mut self, now: Instant) -> Option<Duration> {
+        let seen = self.stall_seen.take();
+        self.is_stalled(now).or_else(|| {
+            seen.filter(|s| self.connected && s.held.is_some_and(|h| self.moved_of(h) == s.moved))
+                .map(|s| s.patience)
+        })
+    }
+
+    fn find_stall(&self, now: Instant) -> Option<StallSeen> {
+        let in_flight = self.waits(now).find_map(|(m, written, waited)| {
+            let patience = m.patience.filter(|&p| waited > p)?;
+            // Only an ack ends a written message's wait, and that the look sees.
+            let held = (!written).then_some(HeldBy::Writes);
+            Some(self.seen(patience, held))
+        });
         if in_flight.is_some() {
             return in_flight;
         }
@@ -1617,8 +1669,25 @@ impl Tracker {
                 let moved = moved[usize::from(p.how.qos.number())];
                 let waited =
                     now.saturating_duration_since(moved.map_or(p.since, |at| p.since.max(at)));
-                p.how.patience.filter(|&patience| waited > patience)
+                let patience = p.how.patience.filter(|&patience| waited > patience)?;
+                Some(self.seen(patience, Some(HeldBy::Window(p.how.qos))))
             })
+    }
+
+    fn seen(&self, patience: Duration, held: Option<HeldBy>) -> StallSeen {
+        StallSeen {
+            patience,
+            held,
+            moved: held.and_then(|h| self.moved_of(h)),
+        }
+    }
+
+    /// When what holds a message back last moved.
+    fn moved_of(&self, held: HeldBy) -> Option<Instant> {
+        match held {
+            HeldBy::Writes => self.moved,
+            HeldBy::Window(qos) => self.moved_for(qos),
+        }
     }
 
     /// When what holds a parked message of `qos` back last moved. Its window, full (QoS 2's
@@ -1653,12 +1722,12 @@ impl Tracker {
     /// (to be written, or for its ack): a connection where one has is not well, however long
     /// it held.
     pub fn waited_past(&self, now: Instant, limit: Duration) -> bool {
-        self.waits(now).any(|(_, waited)| waited > limit)
+        self.waits(now).any(|(_, _, waited)| waited > limit)
     }
 
-    /// Each message handed to the client, with how long it has waited at `now`
+    /// Each message handed to the client, whether it was written, and how long it has waited at `now`
     /// ([`Tracker::waiting_since`]).
-    fn waits(&self, now: Instant) -> impl Iterator<Item = (&InFlight, Duration)> {
+    fn waits(&self, now: Instant) -> impl Iterator<Item = (&InFlight, bool, Duration)> {
         let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
         let written = self
             .awaiting_ack
@@ -1668,6 +1737,7 @@ impl Tracker {
         unwritten.chain(written).map(move |(m, written)| {
             (
                 m,
+                written,
                 now.saturating_duration_since(self.waiting_since(m, written)),
             )
         })
@@ -4076,6 +4146,51 @@ mod tests {
             None,
             "no connection"
         );
+    }
+
+    /// The sweep looks at the connection, then answers the packs past their deadline, which
+    /// drops their parked messages: one waiting for another appender's full window passes its
+    /// patience at its own pack's deadline. The stall it showed still holds when the driver
+    /// looks, unless the window moved since. (Looked at again from the queue alone, the
+    /// driver found nothing, and the window's own message held the connection for its 300 s.)
+    #[test]
+    fn a_stall_the_sweep_found_outlives_the_pack_it_answered() {
+        let (mut t, mut out) = one_at_a_time(1, "ok");
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(300)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (p, _rx) = pack(1);
+        t.submit(&mut out, &p, patient, payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        let waiting = |t: &mut Tracker, out: &mut Recorder| {
+            let (q, rx) = pack(1);
+            t.submit(out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
+            (q, rx)
+        };
+        let later = Instant::now() + Duration::from_secs(2);
+        let (q, _rx) = waiting(&mut t, &mut out);
+        assert!(t.sweep_stall(later));
+        q.finish(Why::Expired);
+        t.prune();
+        assert_eq!(t.is_stalled(later), None, "the queue alone shows nothing");
+        assert_eq!(t.take_stall(later), Some(Duration::from_secs(1)));
+        assert_eq!(t.take_stall(later), None, "taken once");
+
+        let (q, _rx) = waiting(&mut t, &mut out);
+        assert!(t.sweep_stall(later));
+        q.finish(Why::Expired);
+        t.prune();
+        t.acked_window_moved = Some(later);
+        assert_eq!(t.take_stall(later), None, "the window moved since");
+
+        let much_later = later + Duration::from_secs(2);
+        let (q, _rx) = waiting(&mut t, &mut out);
+        assert!(t.sweep_stall(much_later));
+        q.finish(Why::Expired);
+        t.prune();
+        t.on_connection_lost(0, &[]);
+        assert_eq!(t.take_stall(much_later), None, "no connection");
     }
 
     /// A message parked behind the messages waiting to be written (a slow link) waits while

@@ -726,6 +726,48 @@ class EndToEndTest {
     }
 
     /**
+     * Two appenders share a connection (one broker configuration), the first with deliveryTimeoutSeconds 60. The broker
+     * stops acknowledging (paused): the first appender's pack fills the window of one, and the second's (2 s) waits
+     * behind it. At that pack's deadline the connection is found stalled and made anew, which fails the first pack too,
+     * at once. (Before: the waiting pack was answered, and its message dropped, before the sweep looked at it, so the
+     * first pack held the window for its whole 60 s, and every pack of the second appender failed meanwhile.)
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void aPackWaitingBehindAnotherAppendersWindowFindsTheConnectionStalledAtItsDeadline() {
+        String logSchema = TestData.schemaText("telemetry.avsc");
+        Schema schema = AvroReference.parse(logSchema);
+        Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic("patience"), 1);
+        cfg.put("maxInflight", 1);
+        cfg.put("keepAliveSeconds", 60); // no ping goes unanswered while the broker is paused
+        Map<String, Object> patientCfg = new HashMap<>(cfg);
+        patientCfg.put("deliveryTimeoutSeconds", 60);
+        Map<String, Object> hastyCfg = new HashMap<>(cfg);
+        hastyCfg.put("deliveryTimeoutSeconds", 2);
+        LogAppender patient = load("patient", patientCfg);
+        LogAppender hasty = load("hasty", hastyCfg);
+        Random rnd = new Random(7);
+        try {
+            warmUp(patient, logSchema, schema, rnd);
+            BROKER.broker().pause();
+            try {
+                RecordingCallback held = append(patient, KaaNode.pack("patient", logSchema, 1,
+                        telemetryBinaries(schema, rnd, "patient", 1)), "patient appender's pack");
+                RecordingCallback.sleep(Duration.ofMillis(300)); // written: it holds the window
+                RecordingCallback waiting = append(hasty, KaaNode.pack("hasty", logSchema, 1,
+                        telemetryBinaries(schema, rnd, "hasty", 1)), "hasty appender's pack");
+                waiting.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                held.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(5), Duration.ZERO);
+            } finally {
+                BROKER.broker().resume();
+            }
+        } finally {
+            patient.close();
+            hasty.close();
+        }
+    }
+
+    /**
      * Endpoints are untrusted, and their packs take the window in turn: another endpoint's pack appended after a
      * flooding endpoint's backlog (4 packs of 50, appended while the broker is paused) goes out after the backlog's
      * pack in flight, not behind all of it. On a window of one (maxInflight 1), the subscriber receives the quiet
