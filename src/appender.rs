@@ -435,10 +435,6 @@ impl Appender {
             pack.finish(Why::Closed);
             return;
         };
-        lock(&self.live).push_back((
-            Instant::now() + self.config.delivery_timeout,
-            Arc::downgrade(&pack),
-        ));
         let how = PublishOptions {
             qos: self.config.qos,
             retain: self.config.retain,
@@ -451,6 +447,12 @@ impl Appender {
             origin,
         };
         let crowded = connection.submit(&pack, how, messages, self.config.max_pending_records);
+        // The deadline from after the submit: its messages' waits start there, so a sweep
+        // that answers the pack finds one that waited for the window past its patience.
+        lock(&self.live).push_back((
+            Instant::now() + self.config.delivery_timeout,
+            Arc::downgrade(&pack),
+        ));
         if let Some(reason) = crowded.as_ref().and_then(Crowded::reason) {
             not_published("over its endpoint's share", &reason);
         }
@@ -556,7 +558,7 @@ impl Appender {
         // Before the packs past their deadline are answered and their waiting messages
         // dropped: a message waiting for another appender's full window is past its patience
         // only then. (The tracker keeps what the sweep found for the driver's look, which
-        // comes after those packs are answered: `Tracker::take_stall`.)
+        // may come after those packs are answered: `Tracker::take_stall`.)
         for connection in read(&self.connections).iter() {
             connection.sweep();
         }

@@ -708,7 +708,7 @@ impl Connection {
     /// unacknowledged past its patience (its appender's deliveryTimeoutSeconds) since it was
     /// written means the broker stopped acknowledging on this connection, one unwritten while
     /// nothing was written for that long that it stopped reading, and it is made anew (see
-    /// `Tracker::is_stalled`).
+    /// `Tracker::sweep_stall`).
     pub fn sweep(&self) {
         let now = Instant::now();
         let mut tracker = lock(&self.shared.tracker);
@@ -929,9 +929,10 @@ struct Driver<E: EventLoop> {
 ///
 /// Completes once the sweep said the broker stopped acknowledging ([`Connection::sweep`])
 /// and it still holds when the driver looks (`Tracker::take_stall`), with the patience of
-/// the message past it. A notice an ack has made stale meanwhile is absorbed here: a branch that completed for it
-/// would cancel the event loop's poll for nothing, which can lose a publish MQTT 5's rumqttc
-/// had taken from its channel and not written yet (see `EventLoop::NUDGES`).
+/// the message past it. A notice an ack or a write made stale meanwhile is absorbed here: a
+/// branch that completed for it would cancel the event loop's poll for nothing, which can
+/// lose a publish MQTT 5's rumqttc had taken from its channel and not written yet (see
+/// `EventLoop::NUDGES`).
 async fn stall(shared: &Shared) -> Duration {
     loop {
         shared.stalled.notified().await;

@@ -561,23 +561,26 @@ pub enum Blame {
     Topic { topic: Arc<str>, blame: TopicBlame },
 }
 
-/// A message found waiting past its patience, and when what held it last moved
-/// ([`Tracker::take_stall`]).
+/// A message the sweep found waiting past its patience ([`Tracker::take_stall`]).
 #[derive(Clone, Copy)]
 struct StallSeen {
     patience: Duration,
-    /// `None` for a written message, which only its ack (or a new connection) frees.
-    held: Option<HeldBy>,
-    moved: Option<Instant>,
+    /// The QoS of a parked message (`None`: one handed to the client, behind the writes),
+    /// what held it and when that last moved. `None` for a written message: only its ack
+    /// frees it, and the driver's look sees that.
+    held: Option<(Option<Qos>, Holder, Option<Instant>)>,
 }
 
-/// What holds back a message that is not written yet.
-#[derive(Clone, Copy)]
-enum HeldBy {
-    /// Handed to the client: the writes ahead of it ([`Tracker::waiting_since`]).
+/// What holds back a message not written yet ([`Tracker::holder`]), each moving at its own
+/// events.
+#[derive(Clone, Copy, PartialEq)]
+enum Holder {
+    /// The writes ahead of it ([`Tracker::waiting_since`]).
     Writes,
-    /// Parked: its QoS's window ([`Tracker::moved_for`]).
-    Window(Qos),
+    /// The window QoS 1 and 2 share, full or with the next packet id still taken.
+    AckedWindow,
+    /// QoS 2's own window, full.
+    Qos2Window,
 }
 
 /// The correlation state of one connection. All methods run under the connection's lock.
@@ -1067,6 +1070,7 @@ impl Tracker {
         self.moved = Some(Instant::now());
         self.acked_window_moved = self.moved;
         self.qos2_window_moved = self.moved;
+        self.stall_seen = None;
         // Packs parked without a connection were checked against the last one's grants (none
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
@@ -1425,6 +1429,7 @@ impl Tracker {
             }
         }
         self.moved = None;
+        self.stall_seen = None;
         // Nothing is taken here: the close being judged may be the broker's answer to it.
         let now = Instant::now();
         let acked_written = self.acked_written.take();
@@ -1628,26 +1633,53 @@ impl Tracker {
     /// or at the sweep with what held it not moved since. The sweep answers the packs past
     /// their deadline right after it looks, and a message that waited past its patience may
     /// be one of theirs, dropped with them: a message waiting for another appender's full
-    /// window passes its patience at its own pack's deadline. An ack, a write that moved what
-    /// held it, or another connection makes the finding stale.
+    /// window passes its patience at its own pack's deadline. A write or an ack that moved
+    /// what held it (an ack that frees a window, not one that leaves it full) makes the
+    /// finding stale, as does another connection.
     pub fn take_stall(&mut self, now: Instant) -> Option<Duration> {
         let seen = self.stall_seen.take();
         self.is_stalled(now).or_else(|| {
-            seen.filter(|s| self.connected && s.held.is_some_and(|h| self.moved_of(h) == s.moved))
-                .map(|s| s.patience)
+            let seen = seen?;
+            let (parked, holder, moved) = seen.held?;
+            let holds = self.connected
+                && self.holder_of(parked) == holder
+                && self.moved_by(holder) == moved;
+            holds.then_some(seen.patience)
         })
     }
 
+    /// What waited past its patience, preferring what [`Tracker::take_stall`] can keep: a
+    /// message not written yet, then a parked one, then a written one.
     fn find_stall(&self, now: Instant) -> Option<StallSeen> {
-        let in_flight = self.waits(now).find_map(|(m, written, waited)| {
-            let patience = m.patience.filter(|&p| waited > p)?;
-            // Only an ack ends a written message's wait, and that the look sees.
-            let held = (!written).then_some(HeldBy::Writes);
-            Some(self.seen(patience, held))
-        });
-        if in_flight.is_some() {
-            return in_flight;
-        }
+        let in_flight = |written: bool| {
+            self.waits(now)
+                .filter(|&(_, w, _)| w == written)
+                .find_map(|(m, _, waited)| m.patience.filter(|&p| waited > p))
+        };
+        let seen = |patience, parked: Option<Qos>| {
+            let holder = self.holder_of(parked);
+            StallSeen {
+                patience,
+                held: Some((parked, holder, self.moved_by(holder))),
+            }
+        };
+        in_flight(false)
+            .map(|patience| seen(patience, None))
+            .or_else(|| {
+                let (patience, qos) = self.parked_stall(now)?;
+                Some(seen(patience, Some(qos)))
+            })
+            .or_else(|| {
+                let patience = in_flight(true)?;
+                Some(StallSeen {
+                    patience,
+                    held: None,
+                })
+            })
+    }
+
+    /// A parked message past its patience, with its QoS.
+    fn parked_stall(&self, now: Instant) -> Option<(Duration, Qos)> {
         // Without a connection they wait for one, which is no stall.
         if !self.connected {
             return None;
@@ -1670,42 +1702,40 @@ impl Tracker {
                 let waited =
                     now.saturating_duration_since(moved.map_or(p.since, |at| p.since.max(at)));
                 let patience = p.how.patience.filter(|&patience| waited > patience)?;
-                Some(self.seen(patience, Some(HeldBy::Window(p.how.qos))))
+                Some((patience, p.how.qos))
             })
     }
 
-    fn seen(&self, patience: Duration, held: Option<HeldBy>) -> StallSeen {
-        StallSeen {
-            patience,
-            held,
-            moved: held.and_then(|h| self.moved_of(h)),
-        }
-    }
-
-    /// When what holds a message back last moved.
-    fn moved_of(&self, held: HeldBy) -> Option<Instant> {
-        match held {
-            HeldBy::Writes => self.moved,
-            HeldBy::Window(qos) => self.moved_for(qos),
-        }
-    }
-
-    /// When what holds a parked message of `qos` back last moved. Its window, full (QoS 2's
-    /// own, or the one QoS 1 and 2 share) or with the next packet id still taken, moves as its
-    /// messages are written (a slow link takes a while) or acks let more of them go; anything
-    /// else (the messages waiting to be written) with any write.
-    fn moved_for(&self, qos: Qos) -> Option<Instant> {
-        match qos {
-            Qos::ExactlyOnce if self.qos2_in_flight >= self.window.exactly_once => {
-                self.qos2_window_moved
+    /// What holds a parked message of `qos` back (`None`: one handed to the client). Its
+    /// window, full (QoS 2's own, or the one QoS 1 and 2 share) or with the next packet id
+    /// still taken, moves as its messages are written (a slow link takes a while) or acks let
+    /// more of them go; anything else (the messages waiting to be written) with any write.
+    fn holder_of(&self, parked: Option<Qos>) -> Holder {
+        match parked {
+            Some(Qos::ExactlyOnce) if self.qos2_in_flight >= self.window.exactly_once => {
+                Holder::Qos2Window
             }
-            Qos::AtLeastOnce | Qos::ExactlyOnce
+            Some(Qos::AtLeastOnce | Qos::ExactlyOnce)
                 if self.acked_in_flight >= self.window.acked || self.in_use(self.next_id()) =>
             {
-                self.acked_window_moved
+                Holder::AckedWindow
             }
-            _ => self.moved,
+            _ => Holder::Writes,
         }
+    }
+
+    /// When `holder` last moved.
+    fn moved_by(&self, holder: Holder) -> Option<Instant> {
+        match holder {
+            Holder::Writes => self.moved,
+            Holder::AckedWindow => self.acked_window_moved,
+            Holder::Qos2Window => self.qos2_window_moved,
+        }
+    }
+
+    /// When what holds a parked message of `qos` back last moved.
+    fn moved_for(&self, qos: Qos) -> Option<Instant> {
+        self.moved_by(self.holder_of(Some(qos)))
     }
 
     /// A message of `qos` went to the client or was written at `at`: its window moved.
@@ -1725,8 +1755,8 @@ impl Tracker {
         self.waits(now).any(|(_, _, waited)| waited > limit)
     }
 
-    /// Each message handed to the client, whether it was written, and how long it has waited at `now`
-    /// ([`Tracker::waiting_since`]).
+    /// Each message handed to the client, whether it was written, and how long it has waited
+    /// at `now` ([`Tracker::waiting_since`]).
     fn waits(&self, now: Instant) -> impl Iterator<Item = (&InFlight, bool, Duration)> {
         let unwritten = self.sent.iter().chain(&self.collided).map(|m| (m, false));
         let written = self
@@ -4155,7 +4185,7 @@ mod tests {
     /// driver found nothing, and the window's own message held the connection for its 300 s.)
     #[test]
     fn a_stall_the_sweep_found_outlives_the_pack_it_answered() {
-        let (mut t, mut out) = one_at_a_time(1, "ok");
+        let (mut t, mut out, window) = took_one(1, 1, "ok");
         let patient = PublishOptions {
             patience: Some(Duration::from_secs(300)),
             ..Qos::AtLeastOnce.into()
@@ -4163,34 +4193,47 @@ mod tests {
         let (p, _rx) = pack(1);
         t.submit(&mut out, &p, patient, payloads(1), 100);
         t.on_event(&mut out, &written(1));
-        let waiting = |t: &mut Tracker, out: &mut Recorder| {
-            let (q, rx) = pack(1);
-            t.submit(out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
-            (q, rx)
-        };
         let later = Instant::now() + Duration::from_secs(2);
-        let (q, _rx) = waiting(&mut t, &mut out);
-        assert!(t.sweep_stall(later));
-        q.finish(Why::Expired);
-        t.prune();
-        assert_eq!(t.is_stalled(later), None, "the queue alone shows nothing");
-        assert_eq!(t.take_stall(later), Some(Duration::from_secs(1)));
+        // A pack parked behind the window, found by the sweep and answered at its deadline.
+        let found_and_answered = |t: &mut Tracker, out: &mut Recorder| {
+            let (q, _rx) = pack(1);
+            t.submit(out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
+            assert!(t.sweep_stall(later));
+            q.finish(Why::Expired);
+            t.prune();
+            assert_eq!(t.is_stalled(later), None, "the queue alone shows nothing");
+        };
+        let one_second = Some(Duration::from_secs(1));
+
+        found_and_answered(&mut t, &mut out);
+        assert!(
+            !t.sweep_stall(later),
+            "another appender's sweep finds nothing"
+        );
+        assert_eq!(t.take_stall(later), one_second);
         assert_eq!(t.take_stall(later), None, "taken once");
 
-        let (q, _rx) = waiting(&mut t, &mut out);
-        assert!(t.sweep_stall(later));
-        q.finish(Why::Expired);
-        t.prune();
-        t.acked_window_moved = Some(later);
-        assert_eq!(t.take_stall(later), None, "the window moved since");
+        found_and_answered(&mut t, &mut out);
+        let (r, _rx) = pack(1);
+        t.submit(&mut out, &r, Qos::AtMostOnce.into(), payloads(1), 100);
+        t.on_event(&mut out, &written(0));
+        assert_eq!(
+            t.take_stall(later),
+            one_second,
+            "QoS 0 is no progress of the window"
+        );
 
-        let much_later = later + Duration::from_secs(2);
-        let (q, _rx) = waiting(&mut t, &mut out);
-        assert!(t.sweep_stall(much_later));
-        q.finish(Why::Expired);
-        t.prune();
+        found_and_answered(&mut t, &mut out);
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(t.take_stall(later), None, "the ack freed the window");
+
+        let (p, _rx) = pack(1);
+        t.submit(&mut out, &p, patient, payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        found_and_answered(&mut t, &mut out);
         t.on_connection_lost(0, &[]);
-        assert_eq!(t.take_stall(much_later), None, "no connection");
+        t.on_connected(&mut out, window);
+        assert_eq!(t.take_stall(later), None, "another connection");
     }
 
     /// A message parked behind the messages waiting to be written (a slow link) waits while

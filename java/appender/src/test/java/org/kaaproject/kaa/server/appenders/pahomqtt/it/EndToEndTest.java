@@ -729,8 +729,9 @@ class EndToEndTest {
      * Two appenders share a connection (one broker configuration), the first with deliveryTimeoutSeconds 60. The broker
      * stops acknowledging (paused): the first appender's pack fills the window of one, and the second's (2 s) waits
      * behind it. At that pack's deadline the connection is found stalled and made anew, which fails the first pack too,
-     * at once. (Before: the waiting pack was answered, and its message dropped, before the sweep looked at it, so the
-     * first pack held the window for its whole 60 s, and every pack of the second appender failed meanwhile.)
+     * at once. (Before: the sweep found the waiting message past its patience, then answered its pack and dropped it,
+     * and the driver, looking again, often found nothing, so the first pack held the window for its whole 60 s, and
+     * every pack of the second appender failed meanwhile.)
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
