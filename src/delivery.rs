@@ -4152,13 +4152,7 @@ mod tests {
     #[test]
     fn a_message_parked_behind_a_full_window_is_judged_by_its_own_patience() {
         let (mut t, mut out) = one_at_a_time(1, "ok");
-        let patient = PublishOptions {
-            patience: Some(Duration::from_secs(300)),
-            ..Qos::AtLeastOnce.into()
-        };
-        let (p, _rx) = pack(1);
-        t.submit(&mut out, &p, patient, payloads(1), 100);
-        t.on_event(&mut out, &written(1));
+        let _held = hold_the_window(&mut t, &mut out);
         let (q, _rx) = pack(1);
         t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
         assert_eq!(t.parked.len(), 1, "behind the window");
@@ -4178,6 +4172,22 @@ mod tests {
         );
     }
 
+    /// On a window of one: another appender's QoS 1 message, of 300 s patience, written and
+    /// holding the window.
+    fn hold_the_window(
+        t: &mut Tracker,
+        out: &mut Recorder,
+    ) -> (Arc<Pack>, mpsc::Receiver<Outcome>) {
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(300)),
+            ..Qos::AtLeastOnce.into()
+        };
+        let (p, rx) = pack(1);
+        t.submit(out, &p, patient, payloads(1), 100);
+        t.on_event(out, &written(1));
+        (p, rx)
+    }
+
     /// The sweep looks at the connection, then answers the packs past their deadline, which
     /// drops their parked messages: one waiting for another appender's full window passes its
     /// patience at its own pack's deadline. The stall it showed still holds when the driver
@@ -4186,13 +4196,7 @@ mod tests {
     #[test]
     fn a_stall_the_sweep_found_outlives_the_pack_it_answered() {
         let (mut t, mut out, window) = took_one(1, 1, "ok");
-        let patient = PublishOptions {
-            patience: Some(Duration::from_secs(300)),
-            ..Qos::AtLeastOnce.into()
-        };
-        let (p, _rx) = pack(1);
-        t.submit(&mut out, &p, patient, payloads(1), 100);
-        t.on_event(&mut out, &written(1));
+        let _held = hold_the_window(&mut t, &mut out);
         let later = Instant::now() + Duration::from_secs(2);
         // A pack parked behind the window, found by the sweep and answered at its deadline.
         let found_and_answered = |t: &mut Tracker, out: &mut Recorder| {
@@ -4227,9 +4231,7 @@ mod tests {
         t.on_event(&mut out, &puback(1));
         assert_eq!(t.take_stall(later), None, "the ack freed the window");
 
-        let (p, _rx) = pack(1);
-        t.submit(&mut out, &p, patient, payloads(1), 100);
-        t.on_event(&mut out, &written(1));
+        let _held = hold_the_window(&mut t, &mut out);
         found_and_answered(&mut t, &mut out);
         t.on_connection_lost(0, &[]);
         t.on_connected(&mut out, window);
