@@ -171,7 +171,9 @@ pub struct Appender {
     /// log schema version never changes): a pack with the same id and version takes it without
     /// its text being read across JNI or hashed.
     last_schema: Mutex<Option<(String, i32, Arc<LogSchema>)>>,
-    /// Packs not known to be answered, oldest first, with their deadlines.
+    /// Packs not known to be answered, oldest first, with their deadlines (in the order packs
+    /// reach the connection lock, a few microseconds apart from their acceptance: a deadline
+    /// behind a later one waits for it, at most a sweep longer).
     live: Mutex<VecDeque<(Instant, Weak<Pack>)>>,
     metrics: Arc<AppenderMetrics>,
     /// For the lines of packs that cannot be published, which an endpoint can repeat, and of
@@ -435,6 +437,10 @@ impl Appender {
             pack.finish(Why::Closed);
             return;
         };
+        lock(&self.live).push_back((
+            pack.accepted() + self.config.delivery_timeout,
+            Arc::downgrade(&pack),
+        ));
         let how = PublishOptions {
             qos: self.config.qos,
             retain: self.config.retain,
@@ -447,12 +453,6 @@ impl Appender {
             origin,
         };
         let crowded = connection.submit(&pack, how, messages, self.config.max_pending_records);
-        // The deadline from after the submit: its messages' waits start there, so a sweep
-        // that answers the pack finds one that waited for the window past its patience.
-        lock(&self.live).push_back((
-            Instant::now() + self.config.delivery_timeout,
-            Arc::downgrade(&pack),
-        ));
         if let Some(reason) = crowded.as_ref().and_then(Crowded::reason) {
             not_published("over its endpoint's share", &reason);
         }
@@ -560,7 +560,7 @@ impl Appender {
         // only then. (The tracker keeps what the sweep found for the driver's look, which
         // may come after those packs are answered: `Tracker::take_stall`.)
         for connection in read(&self.connections).iter() {
-            connection.sweep();
+            connection.sweep(now);
         }
         let mut expired = 0usize;
         let mut live = lock(&self.live);
@@ -709,10 +709,10 @@ async fn drain(draining: Arc<Draining>) {
     loop {
         tick.tick().await;
         // Before packs past their deadline are answered, as at an appender's sweep.
-        for connection in &draining.connections {
-            connection.sweep();
-        }
         let now = Instant::now();
+        for connection in &draining.connections {
+            connection.sweep(now);
+        }
         let mut live = lock(&draining.live);
         live.retain(|(deadline, pack)| match pack.upgrade() {
             Some(pack) if !pack.is_done() => {

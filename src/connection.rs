@@ -709,8 +709,7 @@ impl Connection {
     /// written means the broker stopped acknowledging on this connection, one unwritten while
     /// nothing was written for that long that it stopped reading, and it is made anew (see
     /// `Tracker::sweep_stall`).
-    pub fn sweep(&self) {
-        let now = Instant::now();
+    pub fn sweep(&self, now: Instant) {
         let mut tracker = lock(&self.shared.tracker);
         tracker.outlived_at_sweep(now);
         if tracker.sweep_stall(now) {

@@ -106,6 +106,9 @@ pub type Completion = Box<dyn FnOnce(Outcome) + Send>;
 /// `InternalError` if the pack is dropped unanswered (so even a bug or a panic that unwinds
 /// past it still answers Kaa).
 pub struct Pack {
+    /// When the appender took it: its deadline, and the wait of its messages for the window,
+    /// count from here.
+    accepted: Instant,
     remaining: AtomicUsize,
     done: AtomicBool,
     completion: Mutex<Option<Completion>>,
@@ -114,6 +117,7 @@ pub struct Pack {
 impl Pack {
     pub fn new(records: usize, completion: Completion) -> Arc<Pack> {
         let pack = Arc::new(Pack {
+            accepted: Instant::now(),
             remaining: AtomicUsize::new(records),
             done: AtomicBool::new(false),
             completion: Mutex::new(Some(completion)),
@@ -126,6 +130,10 @@ impl Pack {
 
     pub fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
+    }
+
+    pub fn accepted(&self) -> Instant {
+        self.accepted
     }
 
     /// One record confirmed by the broker; the last one delivers the pack.
@@ -571,8 +579,8 @@ struct StallSeen {
     held: Option<(Option<Qos>, Holder, Option<Instant>)>,
 }
 
-/// What holds back a message not written yet ([`Tracker::holder`]), each moving at its own
-/// events.
+/// What holds back a message not written yet ([`Tracker::holder_of`]), each moving at its
+/// own events.
 #[derive(Clone, Copy, PartialEq)]
 enum Holder {
     /// The writes ahead of it ([`Tracker::waiting_since`]).
@@ -807,7 +815,8 @@ impl Tracker {
             .map(|(message, measure)| Parked {
                 pack: Arc::clone(pack),
                 how,
-                since: now,
+                // As its deadline: the sweep that answers the pack sees it past its patience.
+                since: pack.accepted,
                 held: Held::new(&holders, message.bytes()),
                 message,
                 measure,
@@ -1623,7 +1632,9 @@ impl Tracker {
     /// it found is kept for the driver's look ([`Tracker::take_stall`]).
     pub fn sweep_stall(&mut self, now: Instant) -> bool {
         let found = self.find_stall(now);
-        if found.is_some() {
+        // A finding the driver can keep is not given up for one it sees anyway.
+        let kept = self.stall_seen.is_some_and(|s| s.held.is_some());
+        if found.is_some_and(|f| f.held.is_some() || !kept) {
             self.stall_seen = found;
         }
         found.is_some()
@@ -1633,9 +1644,9 @@ impl Tracker {
     /// or at the sweep with what held it not moved since. The sweep answers the packs past
     /// their deadline right after it looks, and a message that waited past its patience may
     /// be one of theirs, dropped with them: a message waiting for another appender's full
-    /// window passes its patience at its own pack's deadline. A write or an ack that moved
-    /// what held it (an ack that frees a window, not one that leaves it full) makes the
-    /// finding stale, as does another connection.
+    /// window passes its patience at its own pack's deadline. The finding is stale once what
+    /// held it moved (a write) or is no longer what holds it (an ack that frees the window),
+    /// or on another connection.
     pub fn take_stall(&mut self, now: Instant) -> Option<Duration> {
         let seen = self.stall_seen.take();
         self.is_stalled(now).or_else(|| {
@@ -4236,6 +4247,38 @@ mod tests {
         t.on_connection_lost(0, &[]);
         t.on_connected(&mut out, window);
         assert_eq!(t.take_stall(later), None, "another connection");
+    }
+
+    /// A finding the driver can keep is not given up for one it would look at anew: another
+    /// appender's sweep finding a written message past its patience, whose ack comes before
+    /// the driver looks, leaves the stall of the full QoS 2 window found before.
+    #[test]
+    fn a_kept_stall_is_not_given_up_for_a_written_message() {
+        let (mut t, mut out) = connected_with(Window {
+            acked: 2,
+            exactly_once: 1,
+            packet_ids: 2,
+        });
+        let patient = PublishOptions {
+            patience: Some(Duration::from_secs(300)),
+            ..Qos::ExactlyOnce.into()
+        };
+        let (a, _rx) = pack(1);
+        t.submit(&mut out, &a, patient, payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        let (b, _rx) = pack(1);
+        t.submit(&mut out, &b, Qos::AtLeastOnce.into(), payloads(1), 100);
+        t.on_event(&mut out, &written(2));
+        let (c, _rx) = pack(1);
+        t.submit(&mut out, &c, Qos::ExactlyOnce.into(), payloads(1), 100);
+        assert_eq!(t.parked.len(), 1, "behind the QoS 2 window");
+        let later = Instant::now() + Duration::from_secs(2);
+        assert!(t.sweep_stall(later));
+        c.finish(Why::Expired);
+        t.prune();
+        assert!(t.sweep_stall(later), "the written QoS 1 message");
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(t.take_stall(later), Some(Duration::from_secs(1)));
     }
 
     /// A message parked behind the messages waiting to be written (a slow link) waits while

@@ -911,7 +911,7 @@ fn sweep_until<T>(
 ) -> Result<T, mpsc::RecvTimeoutError> {
     let deadline = Instant::now() + WAIT;
     loop {
-        connection.sweep();
+        connection.sweep(Instant::now());
         match events.recv_timeout(Duration::from_millis(100)) {
             Err(_) if Instant::now() < deadline => continue,
             other => return other,
