@@ -12,8 +12,6 @@ pub enum BinaryError {
     BadVarint,
     /// A negative or impossibly large length.
     BadLength(i64),
-    /// A boolean byte other than 0 or 1.
-    BadBoolean(u8),
 }
 
 impl fmt::Display for BinaryError {
@@ -22,7 +20,6 @@ impl fmt::Display for BinaryError {
             BinaryError::Truncated => write!(f, "input ends inside a value"),
             BinaryError::BadVarint => write!(f, "malformed variable-length integer"),
             BinaryError::BadLength(n) => write!(f, "invalid length {n}"),
-            BinaryError::BadBoolean(b) => write!(f, "invalid boolean byte {b}"),
         }
     }
 }
@@ -78,12 +75,10 @@ impl<'a> Reader<'a> {
         i32::try_from(self.read_long()?).map_err(|_| BinaryError::BadVarint)
     }
 
+    /// Any byte but 1 is false, as Avro 1.7.5 reads it: the Kaa C SDK writes a C boolean's
+    /// byte as it is (a GPIO bit, -1), and the original appender published those.
     pub fn read_boolean(&mut self) -> Result<bool, BinaryError> {
-        match self.take(1)?[0] {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(BinaryError::BadBoolean(b)),
-        }
+        Ok(self.take(1)?[0] == 1)
     }
 
     pub fn read_float(&mut self) -> Result<f32, BinaryError> {
@@ -216,10 +211,9 @@ mod tests {
     }
 
     #[test]
-    fn bad_boolean() {
-        assert_eq!(
-            Reader::new(&[2]).read_boolean(),
-            Err(BinaryError::BadBoolean(2))
-        );
+    fn a_boolean_byte_other_than_1_is_false() {
+        for b in [2, 8, 0x80, 0xff] {
+            assert_eq!(Reader::new(&[b]).read_boolean(), Ok(false), "{b}");
+        }
     }
 }

@@ -21,11 +21,12 @@ impl LogSchema {
     pub fn parse(text: &str) -> Result<LogSchema, DecodeError> {
         let mut json: Value = serde_json::from_str(text)
             .map_err(|e| DecodeError::Schema(format!("not valid JSON: {e}")))?;
-        relax_for_avro_1_7_5(&mut json);
+        let originals = relax_for_avro_1_7_5(&mut json);
         let schema = Schema::parse(&json).map_err(|e| DecodeError::Schema(e.to_string()))?;
         let resolved = ResolvedSchema::try_from(&schema)
             .map_err(|e| DecodeError::Schema(format!("unresolvable name: {e}")))?;
         let mut compiler = Compiler {
+            originals,
             names: resolved.get_names(),
             named: HashMap::new(),
             primitives: [None; 8],
@@ -50,8 +51,54 @@ impl LogSchema {
 ///   inherit the enclosing one (its parser only changes the default namespace to a non-null
 ///   one), and that full name is what a union branch is labelled with.
 /// * A type `"error"` (a record in 1.7.5) becomes `"record"`.
-fn relax_for_avro_1_7_5(schema: &mut Value) {
-    relax(schema, None);
+/// * 1.7.5 ignores a `logicalType` on a record, enum, array or map, which `apache-avro`
+///   refuses, and checks no alias's namespace: both are dropped.
+/// * 1.7.5 takes any Java letter in names and checks no namespace, `apache-avro` only
+///   `[A-Za-z_][A-Za-z0-9_]*` in each part: a name, field name or enum symbol it would refuse
+///   gets a stand-in, and the returned map gives the original for each.
+fn relax_for_avro_1_7_5(schema: &mut Value) -> HashMap<String, String> {
+    let mut names = StandIns::default();
+    relax(schema, None, &mut names);
+    names.originals
+}
+
+/// Names `apache-avro` takes in place of the ones it refuses ([`relax_for_avro_1_7_5`]).
+#[derive(Default)]
+struct StandIns {
+    /// Each stand-in's original: a full name as 1.7.5 labels it, a field name or a symbol.
+    originals: HashMap<String, String>,
+    /// The stand-in of each named type, by the full name references are qualified to.
+    by_full: HashMap<String, String>,
+}
+
+impl StandIns {
+    /// `name` if `apache-avro` takes it, else a stand-in that stands for `original`.
+    fn name(&mut self, name: String, original: &str) -> String {
+        if name.split('.').all(avro_takes) {
+            return name;
+        }
+        let stand_in = format!("{STAND_IN}{}", self.originals.len());
+        self.originals.insert(stand_in.clone(), original.to_owned());
+        self.by_full.insert(name, stand_in.clone());
+        stand_in
+    }
+
+    /// A reference, qualified to its full name: the stand-in, if its type got one.
+    fn reference(&self, full: String) -> String {
+        self.by_full.get(&full).cloned().unwrap_or(full)
+    }
+}
+
+/// The prefix of stand-in names, which no one writes.
+const STAND_IN: &str = "kaa_mqtt_appender_name_";
+
+/// Whether one part of a name is what the Avro specification allows.
+fn avro_takes(part: &str) -> bool {
+    let mut chars = part.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 fn is_primitive(name: &str) -> bool {
@@ -77,10 +124,12 @@ fn qualify(name: &str, space: Option<&str>) -> String {
 }
 
 /// `space` is 1.7.5's default namespace where `schema` sits (never `Some("")`).
-fn relax(schema: &mut Value, space: Option<&str>) {
+fn relax(schema: &mut Value, space: Option<&str>, names: &mut StandIns) {
     match schema {
-        Value::String(name) if !is_primitive(name) => *name = qualify(name, space),
-        Value::Array(branches) => branches.iter_mut().for_each(|b| relax(b, space)),
+        Value::String(name) if !is_primitive(name) => {
+            *name = names.reference(qualify(name, space));
+        }
+        Value::Array(branches) => branches.iter_mut().for_each(|b| relax(b, space, names)),
         Value::Object(map) => {
             if map.get("logicalType").is_some_and(|t| !t.is_string()) {
                 map.remove("logicalType");
@@ -89,12 +138,20 @@ fn relax(schema: &mut Value, space: Option<&str>) {
                 Some(Value::String(kind)) => kind.clone(),
                 Some(_) => {
                     if let Some(t) = map.get_mut("type") {
-                        relax(t, space);
+                        relax(t, space, names);
                     }
                     return;
                 }
                 None => return,
             };
+            // 1.7.5 knows no logical types; apache-avro refuses one on these ("no type called
+            // 'record'"), where a fixed or a primitive takes it.
+            if matches!(kind.as_str(), "record" | "error" | "enum" | "array" | "map") {
+                map.remove("logicalType");
+            }
+            // Aliases serve schema resolution only (we read with the writer's schema), and
+            // apache-avro checks their names where 1.7.5 checks none of a namespace.
+            map.remove("aliases");
             match kind.as_str() {
                 "record" | "error" | "enum" | "fixed" => {
                     let mut inner: Option<String> = space.map(str::to_owned);
@@ -109,21 +166,26 @@ fn relax(schema: &mut Value, space: Option<&str>) {
                             Some(dot) => (Some(name[..dot].to_owned()), name[dot + 1..].to_owned()),
                             None => (declared.filter(|ns| !ns.is_empty()), name.clone()),
                         };
-                        match &ns {
+                        let (full, label) = match &ns {
                             Some(ns) => {
-                                map.insert("name".into(), Value::String(format!("{ns}.{short}")));
-                                map.remove("namespace");
                                 // Only a non-null namespace becomes the default for children.
                                 inner = Some(ns.clone());
+                                (format!("{ns}.{short}"), format!("{ns}.{short}"))
                             }
-                            None => {
-                                map.insert("name".into(), Value::String(qualify(&short, None)));
-                                map.remove("namespace");
-                            }
-                        }
+                            None => (qualify(&short, None), short),
+                        };
+                        map.insert("name".into(), Value::String(names.name(full, &label)));
+                        map.remove("namespace");
                     }
                     if kind == "enum" {
                         map.remove("default");
+                        if let Some(Value::Array(symbols)) = map.get_mut("symbols") {
+                            for symbol in symbols.iter_mut() {
+                                if let Value::String(s) = symbol {
+                                    *s = names.name(s.clone(), s);
+                                }
+                            }
+                        }
                     }
                     if kind == "error" {
                         // 1.7.5 reads an "error" (a protocol's error type) as a record.
@@ -133,8 +195,11 @@ fn relax(schema: &mut Value, space: Option<&str>) {
                         for field in fields.iter_mut() {
                             if let Value::Object(field) = field {
                                 field.remove("default");
+                                if let Some(Value::String(name)) = field.get_mut("name") {
+                                    *name = names.name(name.clone(), name);
+                                }
                                 if let Some(t) = field.get_mut("type") {
-                                    relax(t, inner.as_deref());
+                                    relax(t, inner.as_deref(), names);
                                 }
                             }
                         }
@@ -142,18 +207,18 @@ fn relax(schema: &mut Value, space: Option<&str>) {
                 }
                 "array" => {
                     if let Some(items) = map.get_mut("items") {
-                        relax(items, space);
+                        relax(items, space, names);
                     }
                 }
                 "map" => {
                     if let Some(values) = map.get_mut("values") {
-                        relax(values, space);
+                        relax(values, space, names);
                     }
                 }
                 other if is_primitive(other) => {}
                 other => {
                     // {"type": "SomeName"}: a reference in an object.
-                    let full = qualify(other, space);
+                    let full = names.reference(qualify(other, space));
                     map.insert("type".into(), Value::String(full));
                 }
             }
@@ -163,6 +228,8 @@ fn relax(schema: &mut Value, space: Option<&str>) {
 }
 
 struct Compiler<'s> {
+    /// The original of each stand-in name ([`StandIns`]).
+    originals: HashMap<String, String>,
     names: &'s NamesRef<'s>,
     /// Node of every named type compiled (or being compiled) so far.
     named: HashMap<Name, u32>,
@@ -175,6 +242,11 @@ impl<'s> Compiler<'s> {
     fn push(&mut self, node: Node) -> u32 {
         self.nodes.push(node);
         (self.nodes.len() - 1) as u32
+    }
+
+    /// The name a schema gave where `apache-avro` has `name` ([`StandIns`]).
+    fn original<'a>(&'a self, name: &'a str) -> &'a str {
+        self.originals.get(name).map_or(name, String::as_str)
     }
 
     fn primitive(&mut self, slot: usize, node: Node) -> u32 {
@@ -226,22 +298,23 @@ impl<'s> Compiler<'s> {
                 let size = fixed.size;
                 self.named(&fixed.name, |_| Ok(Node::Fixed(size)))?
             }
-            Schema::Enum(e) => self.named(&e.name, |_| {
+            Schema::Enum(e) => self.named(&e.name, |c| {
                 Ok(Node::Enum(
                     e.symbols
                         .iter()
-                        .map(|s| json_string(s).into_boxed_slice())
+                        .map(|s| json_string(c.original(s)).into_boxed_slice())
                         .collect(),
                 ))
             })?,
             Schema::Record(rec) => self.named(&rec.name, |c| {
                 let mut fields = Vec::with_capacity(rec.fields.len());
                 for (i, field) in rec.fields.iter().enumerate() {
+                    let name = c.original(&field.name);
                     let mut prefix = vec![if i == 0 { b'{' } else { b',' }];
-                    prefix.extend_from_slice(&json_string(&field.name));
+                    prefix.extend_from_slice(&json_string(name));
                     prefix.push(b':');
                     fields.push(Field {
-                        name: field.name.as_str().into(),
+                        name: name.into(),
                         prefix: prefix.into_boxed_slice(),
                         node: c.compile(&field.schema, level)?,
                     });
@@ -283,7 +356,7 @@ impl<'s> Compiler<'s> {
                 // quadratic time.
                 let mut labels = std::collections::HashSet::new();
                 for variant in union.variants() {
-                    let label = union_label(variant)?;
+                    let label = union_label(variant)?.map(|l| self.original(&l).to_owned());
                     if let Some(label) = &label {
                         // 1.7.5 names each branch by this label and rejects duplicates, e.g.
                         // an int next to a date (which apache-avro tells apart).

@@ -19,6 +19,55 @@ fn defaults_and_odd_logical_types_are_ignored_as_in_1_7_5() {
 }
 
 #[test]
+fn logical_types_on_records_arrays_maps_and_enums_are_ignored_as_in_1_7_5() {
+    let schema = r#"{"type":"record","name":"R","fields":[
+        {"name":"t","type":{"type":"record","name":"Ts","logicalType":"timestamp-millis",
+            "fields":[{"name":"ms","type":"long"}]}},
+        {"name":"d","type":{"type":"array","items":"int","logicalType":"date"}},
+        {"name":"m","type":{"type":"map","values":"long","logicalType":"decimal"}},
+        {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"],"logicalType":"uuid"}}]}"#;
+    let datum = Enc::new()
+        .long(1)
+        .long(1)
+        .long(2)
+        .long(0)
+        .long(0)
+        .long(1)
+        .done();
+    check(schema, &datum, r#"{"t":{"ms":1},"d":[2],"m":{},"e":"B"}"#);
+}
+
+#[test]
+fn aliases_are_not_checked_as_in_1_7_5() {
+    let schema = r#"{"type":"record","name":"R","aliases":["com.my-co.Old"],"fields":[
+        {"name":"f","type":{"type":"fixed","name":"F","size":1,"aliases":["x-y"]}}]}"#;
+    check(schema, &[0x41], r#"{"f":"A"}"#);
+}
+
+#[test]
+fn names_apache_avro_refuses_are_published_as_1_7_5_writes_them() {
+    // 1.7.5 takes any Java letter in a name and checks no namespace.
+    let schema = r#"{"type":"record","name":"Mesure","namespace":"com.acme-iot","fields":[
+        {"name":"température","type":"double"},
+        {"name":"état","type":{"type":"enum","name":"État","symbols":["ÉTEINT","ALLUMÉ"]}},
+        {"name":"u","type":["null",{"type":"record","name":"Pièce","fields":[]},
+            {"type":"fixed","name":"x.3m.Id","size":1}]},
+        {"name":"again","type":["null","Pièce","com.acme-iot.État","x.3m.Id"]}]}"#;
+    let datum = Enc::new()
+        .double(1.5)
+        .long(1)
+        .long(1)
+        .long(3)
+        .raw(b"A")
+        .done();
+    check(
+        schema,
+        &datum,
+        r#"{"température":1.5,"état":"ALLUMÉ","u":{"com.acme-iot.Pièce":{}},"again":{"x.3m.Id":"A"}}"#,
+    );
+}
+
+#[test]
 fn empty_namespace_keeps_the_enclosing_one_for_nested_types() {
     // 1.7.5: Inner has no namespace, yet Deep, declared inside it, is a.Deep.
     let schema = r#"{"type":"record","name":"Outer","namespace":"a","fields":[

@@ -48,8 +48,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
  * a real subscriber received. Records Avro 1.7.5 never writes itself (several blocks, over-long varints, raw NaN
  * bits, malformed UTF-8) are hand-encoded and still decoded by Avro 1.7.5 for the reference.
  *
- * <p>Where the appender cannot or deliberately does not match (Java tree bins in maps, non-ASCII names, the nesting
- * and zero-byte-item limits, bytes after the record), the last tests pin what it does instead: the same entries in
+ * <p>Where the appender cannot or deliberately does not match (Java tree bins in maps, the nesting and
+ * zero-byte-item limits, bytes after the record), the last tests pin what it does instead: the same entries in
  * another order, or onInternalError with nothing published, never a wrong text.
  */
 class AvroCornersTest {
@@ -1035,6 +1035,23 @@ class AvroCornersTest {
         deliverAndCompare(cases);
     }
 
+    /**
+     * Boolean bytes other than 0 and 1, which the Kaa C SDK sends as a C program set them (a GPIO bit, -1): Avro
+     * 1.7.5 reads every byte but 1 as false, and the original appender published that, in a field, a union and an
+     * array alike. (They failed the pack before, so Kaa sent it again and again, and such devices' records never
+     * reached the broker.)
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void booleanBytesOtherThanZeroAndOneAreReadAsAvro175ReadsThem() {
+        Cases cases = new Cases("corners-booleans.avsc", "booleans");
+        for (int b : new int[] {0, 1, 2, 8, 0x7f, 0x80, 0xff}) {
+            cases.binary(String.format("boolean byte 0x%02x", b), AvroBinary.start().writeString(cases.nextId())
+                    .raw(b).writeInt(1).raw(b).writeInt(1).raw(b).writeInt(0).bytes());
+        }
+        deliverAndCompare(cases);
+    }
+
     // ------------------------------------------------------------------------------------------------ text
 
     /**
@@ -1120,21 +1137,34 @@ class AvroCornersTest {
     // ------------------------------------------------------------------------------------------------ limits
 
     /**
-     * A log schema with non-ASCII names: Avro 1.7.5 accepts any Java letter in a name (Kaa would publish
-     * {@code {"température":...}}), the Avro specification and apache-avro only ASCII. The appender refuses such a
-     * schema: every pack is answered onInternalError, once, and nothing is published (never a wrong text).
+     * A log schema with non-ASCII names and namespaces that are no Avro names: Avro 1.7.5 accepts any Java letter in
+     * a name and checks no namespace, the Avro specification and apache-avro only ASCII letters, digits and
+     * underscores. Kaa published {@code {"température":...}}, and so does the appender, in fields, enum symbols and
+     * union labels. (Such a schema was refused before: every pack failed.)
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
-    void schemaWithNonAsciiNamesIsRefusedNotMisencoded() {
+    void nonAsciiNamesAndNamespacesOfOtherCharactersAreWrittenAsAvro175WritesThem() {
         Cases cases = new Cases("corners-non-ascii-names.avsc", "non-ascii-names");
-        cases.record("record with non-ASCII field names and enum symbols", r -> {
+        Schema state = fieldSchema(cases.schema, "\u00e9tat");
+        Schema room = branch(fieldSchema(cases.schema, "pi\u00e8ce"), "com.3m.v1-0.Pi\u00e8ce");
+        cases.record("non-ASCII field names and enum symbols", r -> {
             r.put("temp\u00e9rature", 21.5);
-            r.put("\u00e9tat", new GenericData.EnumSymbol(fieldSchema(cases.schema, "\u00e9tat"), "ALLUM\u00c9"));
+            r.put("\u00e9tat", new GenericData.EnumSymbol(state, "ALLUM\u00c9"));
+        });
+        cases.record("a record of a namespace with a dash and a digit, in a union", r -> {
+            GenericRecord p = new GenericData.Record(room);
+            p.put("nom", "cuisine");
+            r.put("\u00e9tat", new GenericData.EnumSymbol(state, "\u00c9TEINT"));
+            r.put("pi\u00e8ce", p);
+        });
+        cases.record("an enum of a non-ASCII name in a union", r -> {
+            r.put("\u00e9tat", new GenericData.EnumSymbol(state, "\u00c9TEINT"));
+            r.put("pi\u00e8ce", new GenericData.EnumSymbol(state, "ALLUM\u00c9"));
         });
         String kaaText = new String(cases.list.get(0).expected, StandardCharsets.UTF_8);
         assertTrue(kaaText.contains("\"temp\u00e9rature\":21.5,\"\u00e9tat\":\"ALLUM\u00c9\""), kaaText);
-        assertRefused(cases);
+        deliverAndCompare(cases);
     }
 
     /**

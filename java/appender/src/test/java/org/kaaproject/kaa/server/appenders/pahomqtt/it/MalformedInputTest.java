@@ -376,9 +376,7 @@ class MalformedInputTest {
                 case NULL:
                     return;
                 case BOOLEAN:
-                    if (next() > 1) {
-                        throw new IllegalStateException("boolean");
-                    }
+                    next(); // any byte: Avro 1.7.5 reads all but 1 as false
                     return;
                 case INT:
                 case ENUM:
