@@ -72,14 +72,29 @@ struct StandIns {
 }
 
 impl StandIns {
-    /// `name` if `apache-avro` takes it, else a stand-in that stands for `original`.
-    fn name(&mut self, name: String, original: &str) -> String {
-        if name.split('.').all(avro_takes) {
-            return name;
+    /// A field name or enum symbol: `name` if `apache-avro` takes it, else a stand-in.
+    fn simple(&mut self, name: &str) -> String {
+        if avro_takes(name) {
+            return name.to_owned();
         }
+        self.stand_in(name)
+    }
+
+    /// A named type's full name (as references are qualified to it): `full` if `apache-avro`
+    /// takes it, else a stand-in, in [`NO_NAMESPACE`] so that `apache-avro` files it under no
+    /// enclosing namespace; `label` is 1.7.5's full name, which its union branches carry.
+    fn type_name(&mut self, full: String, label: &str) -> String {
+        if full.split('.').all(avro_takes) {
+            return full;
+        }
+        let stand_in = format!("{NO_NAMESPACE}.{}", self.stand_in(label));
+        self.by_full.insert(full, stand_in.clone());
+        stand_in
+    }
+
+    fn stand_in(&mut self, original: &str) -> String {
         let stand_in = format!("{STAND_IN}{}", self.originals.len());
         self.originals.insert(stand_in.clone(), original.to_owned());
-        self.by_full.insert(name, stand_in.clone());
         stand_in
     }
 
@@ -168,13 +183,14 @@ fn relax(schema: &mut Value, space: Option<&str>, names: &mut StandIns) {
                         };
                         let (full, label) = match &ns {
                             Some(ns) => {
-                                // Only a non-null namespace becomes the default for children.
-                                inner = Some(ns.clone());
+                                // Only a non-null namespace becomes the default for children
+                                // (a leading dot gives an empty one).
+                                inner = Some(ns.clone()).filter(|ns| !ns.is_empty());
                                 (format!("{ns}.{short}"), format!("{ns}.{short}"))
                             }
                             None => (qualify(&short, None), short),
                         };
-                        map.insert("name".into(), Value::String(names.name(full, &label)));
+                        map.insert("name".into(), Value::String(names.type_name(full, &label)));
                         map.remove("namespace");
                     }
                     if kind == "enum" {
@@ -182,7 +198,7 @@ fn relax(schema: &mut Value, space: Option<&str>, names: &mut StandIns) {
                         if let Some(Value::Array(symbols)) = map.get_mut("symbols") {
                             for symbol in symbols.iter_mut() {
                                 if let Value::String(s) = symbol {
-                                    *s = names.name(s.clone(), s);
+                                    *s = names.simple(s);
                                 }
                             }
                         }
@@ -196,7 +212,7 @@ fn relax(schema: &mut Value, space: Option<&str>, names: &mut StandIns) {
                             if let Value::Object(field) = field {
                                 field.remove("default");
                                 if let Some(Value::String(name)) = field.get_mut("name") {
-                                    *name = names.name(name.clone(), name);
+                                    *name = names.simple(name);
                                 }
                                 if let Some(t) = field.get_mut("type") {
                                     relax(t, inner.as_deref(), names);

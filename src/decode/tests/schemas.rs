@@ -38,9 +38,9 @@ fn logical_types_on_records_arrays_maps_and_enums_are_ignored_as_in_1_7_5() {
 }
 
 #[test]
-fn aliases_are_not_checked_as_in_1_7_5() {
+fn alias_namespaces_are_not_checked_as_in_1_7_5() {
     let schema = r#"{"type":"record","name":"R","aliases":["com.my-co.Old"],"fields":[
-        {"name":"f","type":{"type":"fixed","name":"F","size":1,"aliases":["x-y"]}}]}"#;
+        {"name":"f","type":{"type":"fixed","name":"F","size":1,"aliases":["a-b.OldF"]}}]}"#;
     check(schema, &[0x41], r#"{"f":"A"}"#);
 }
 
@@ -65,6 +65,32 @@ fn names_apache_avro_refuses_are_published_as_1_7_5_writes_them() {
         &datum,
         r#"{"température":1.5,"état":"ALLUMÉ","u":{"com.acme-iot.Pièce":{}},"again":{"x.3m.Id":"A"}}"#,
     );
+}
+
+#[test]
+fn names_apache_avro_refuses_keep_1_7_5_namespaces() {
+    // Inside a type of a valid namespace: labelled, and found from elsewhere, by 1.7.5's name.
+    let schema = r#"{"type":"record","name":"R","namespace":"org.kaa","fields":[
+        {"name":"u","type":["null",{"type":"enum","name":"État","symbols":["A"]}]},
+        {"name":"c","type":{"type":"record","name":"C","namespace":"org.kaa.x",
+            "fields":[{"name":"s","type":"org.kaa.État"}]}}]}"#;
+    let datum = Enc::new().long(1).long(0).long(0).done();
+    check(
+        schema,
+        &datum,
+        r#"{"u":{"org.kaa.État":"A"},"c":{"s":"A"}}"#,
+    );
+    // Recursion through a type of a valid name.
+    let schema = r#"{"type":"record","name":"Nœud","fields":[{"name":"c","type":{"type":"record",
+        "name":"C","fields":[{"name":"n","type":["null","Nœud"]}]}}]}"#;
+    let datum = Enc::new().long(1).long(0).done();
+    check(schema, &datum, r#"{"c":{"n":{"Nœud":{"c":{"n":null}}}}}"#);
+    // A leading dot: no namespace for what it declares, and its own label as 1.7.5 gives it.
+    let schema = r#"{"type":"record","name":"R","fields":[
+        {"name":"e","type":["null",{"type":"record","name":".P","fields":[
+            {"name":"e","type":{"type":"enum","name":"E","symbols":["X"]}},{"name":"f","type":"E"}]}]}]}"#;
+    let datum = Enc::new().long(1).long(0).long(0).done();
+    check(schema, &datum, r#"{"e":{".P":{"e":"X","f":"X"}}}"#);
 }
 
 #[test]

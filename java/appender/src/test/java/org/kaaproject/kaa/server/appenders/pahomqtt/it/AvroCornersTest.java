@@ -543,6 +543,13 @@ class AvroCornersTest {
                     0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00)));
         });
         cases.record("uuid that is not a UUID", r -> r.put("uuid", "not a uuid \u00e9"));
+        Schema etat = branch(fieldSchema(s, "etat"), "org.kaaproject.kaa.it.corners.names.\u00c9tat");
+        cases.record("enum of a non-ASCII name in the namespace, and referenced from one with a dash", r -> {
+            r.put("etat", new GenericData.EnumSymbol(etat, "ALLUM\u00c9"));
+            GenericRecord piece = new GenericData.Record(fieldSchema(s, "piece"));
+            piece.put("\u00e9tat", new GenericData.EnumSymbol(etat, "ALLUM\u00c9"));
+            r.put("piece", piece);
+        });
         Schema many = fieldSchema(s, "many");
         for (String symbol : new String[] {"S63", "S64", "S69"}) {
             cases.record("enum symbol " + symbol + " of 70",
