@@ -4163,7 +4163,7 @@ mod tests {
     #[test]
     fn a_message_parked_behind_a_full_window_is_judged_by_its_own_patience() {
         let (mut t, mut out) = one_at_a_time(1, "ok");
-        let _held = hold_the_window(&mut t, &mut out);
+        let _held = hold_the_window(&mut t, &mut out, Qos::AtLeastOnce);
         let (q, _rx) = pack(1);
         t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
         assert_eq!(t.parked.len(), 1, "behind the window");
@@ -4183,15 +4183,16 @@ mod tests {
         );
     }
 
-    /// On a window of one: another appender's QoS 1 message, of 300 s patience, written and
-    /// holding the window.
+    /// Another appender's message of `qos`, of 300 s patience, written as the first packet id:
+    /// on a window of one, it holds the window.
     fn hold_the_window(
         t: &mut Tracker,
         out: &mut Recorder,
+        qos: Qos,
     ) -> (Arc<Pack>, mpsc::Receiver<Outcome>) {
         let patient = PublishOptions {
             patience: Some(Duration::from_secs(300)),
-            ..Qos::AtLeastOnce.into()
+            ..qos.into()
         };
         let (p, rx) = pack(1);
         t.submit(out, &p, patient, payloads(1), 100);
@@ -4207,7 +4208,7 @@ mod tests {
     #[test]
     fn a_stall_the_sweep_found_outlives_the_pack_it_answered() {
         let (mut t, mut out, window) = took_one(1, 1, "ok");
-        let _held = hold_the_window(&mut t, &mut out);
+        let _held = hold_the_window(&mut t, &mut out, Qos::AtLeastOnce);
         let later = Instant::now() + Duration::from_secs(2);
         // A pack parked behind the window, found by the sweep and answered at its deadline.
         let found_and_answered = |t: &mut Tracker, out: &mut Recorder| {
@@ -4242,7 +4243,7 @@ mod tests {
         t.on_event(&mut out, &puback(1));
         assert_eq!(t.take_stall(later), None, "the ack freed the window");
 
-        let _held = hold_the_window(&mut t, &mut out);
+        let _held = hold_the_window(&mut t, &mut out, Qos::AtLeastOnce);
         found_and_answered(&mut t, &mut out);
         t.on_connection_lost(0, &[]);
         t.on_connected(&mut out, window);
@@ -4259,13 +4260,7 @@ mod tests {
             exactly_once: 1,
             packet_ids: 2,
         });
-        let patient = PublishOptions {
-            patience: Some(Duration::from_secs(300)),
-            ..Qos::ExactlyOnce.into()
-        };
-        let (a, _rx) = pack(1);
-        t.submit(&mut out, &a, patient, payloads(1), 100);
-        t.on_event(&mut out, &written(1));
+        let _held = hold_the_window(&mut t, &mut out, Qos::ExactlyOnce);
         let (b, _rx) = pack(1);
         t.submit(&mut out, &b, Qos::AtLeastOnce.into(), payloads(1), 100);
         t.on_event(&mut out, &written(2));
