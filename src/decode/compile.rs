@@ -186,7 +186,8 @@ fn relax(schema: &mut Value, space: Option<&str>, names: &mut StandIns) {
                                 // Only a non-null namespace becomes the default for children
                                 // (a leading dot gives an empty one).
                                 inner = Some(ns.clone()).filter(|ns| !ns.is_empty());
-                                (format!("{ns}.{short}"), format!("{ns}.{short}"))
+                                let full = format!("{ns}.{short}");
+                                (full.clone(), full)
                             }
                             None => (qualify(&short, None), short),
                         };
