@@ -895,6 +895,9 @@ struct Driver<E: EventLoop> {
     /// The broker whose last loss of a connection was logged at DEBUG, as a repeat: the next
     /// connect to it is DEBUG too, and an INFO says so once one has lived [`HEALTHY`].
     quiet_reconnect: Option<usize>,
+    /// That INFO was said since the last loss logged above DEBUG: once per report, not once
+    /// per cycle of a broker that fails each connection alike after it lived `HEALTHY`.
+    held_said: bool,
     /// Brokers of this round (from the first on) that refused the connection: packs waiting
     /// are refused only once all have, so that a failover broker gets them when the first
     /// refuses (bad credentials on it alone).
@@ -987,6 +990,7 @@ async fn drive<E: EventLoop>(
         ever_connected: false,
         reported,
         quiet_reconnect: None,
+        held_said: false,
         refused_in_round: 0,
         refused_here: false,
         carried: false,
@@ -1105,6 +1109,7 @@ impl<E: EventLoop> Driver<E> {
             ever_connected,
             reported,
             quiet_reconnect,
+            held_said,
             refused_in_round,
             refused_here,
             carried,
@@ -1128,11 +1133,13 @@ impl<E: EventLoop> Driver<E> {
             // only if not a stall (below): a stall starting after the 30 s looked at here would
             // make every other one a WARN.
             *quiet_reconnect = None;
-            log::info!(
-                "connection to {} has held for {} s after losses like the last one reported",
-                connection_label(&brokers[*current].1, client_id),
-                HEALTHY.as_secs()
-            );
+            if !std::mem::replace(held_said, true) {
+                log::info!(
+                    "connection to {} has held for {} s after losses like the last one reported",
+                    connection_label(&brokers[*current].1, client_id),
+                    HEALTHY.as_secs()
+                );
+            }
         }
         if connected_at.is_none() {
             // Before each connect attempt; once connected, the select below sees a request.
@@ -1616,6 +1623,7 @@ impl<E: EventLoop> Driver<E> {
                     (false, false) => log::Level::Warn,
                 };
                 *quiet_reconnect = (lived.is_some() && repeat).then_some(*current);
+                *held_said &= repeat;
                 if refused {
                     log::log!(level, "{label} {text}");
                     *refused_in_round += 1;

@@ -1017,6 +1017,35 @@ fn a_broker_stalling_every_long_lived_connection_is_reported_once() {
     );
 }
 
+/// A broker that stalls each connection only after it has held [`HEALTHY`] says so once,
+/// not at every cycle: the INFO that a connection held after quiet losses comes once per
+/// loss reported. (Before: one INFO a cycle, with every loss after the first at DEBUG.)
+#[test]
+fn a_broker_stalling_each_connection_after_it_held_says_it_held_once() {
+    crate::test_log::capture();
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| unacknowledging_broker(listener, tx));
+    let connection = Connection::get(&scripted(port, "held-once")).expect("opened");
+    assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("held-once"));
+    // The first loss is reported, the second is its repeat, and from the third connect on
+    // each connection holds after a quiet loss.
+    for cycle in 0..4 {
+        std::thread::sleep(HEALTHY + Duration::from_millis(300));
+        let (pack, mut how, messages, rx) = qos1_pack(1);
+        how.patience = Some(Duration::from_millis(300));
+        connection.submit(&pack, how, messages, 100);
+        let id = sweep_until(&connection, &ids);
+        assert_eq!(id.as_deref(), Ok("held-once"), "cycle {cycle}");
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    }
+    drop(connection);
+    let lines = crate::test_log::lines_with("as 'held-once'");
+    let held = lines.iter().filter(|l| l.contains("has held")).count();
+    assert_eq!(held, 1, "{lines:#?}");
+    let warned = lines.iter().filter(|l| l.starts_with("WARN")).count();
+    assert_eq!(warned, 1, "{lines:#?}");
+}
+
 /// An MQTT 5 broker whose CONNACK carries `properties` (length byte first); it acks QoS 1,
 /// answers pings, and counts connections.
 fn connack_properties_broker_v5(
