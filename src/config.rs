@@ -883,9 +883,22 @@ impl AppenderConfig {
         } else {
             identity::expand(&client_id_text).map_err(|e| ConfigError::new("clientId", e))?
         };
-        if client_id.is_empty() {
+        let client_id = if client_id.is_empty() && layout == Layout::Original && clean_session {
+            // The original's Paho sent an empty id, and the broker gave the connection one of
+            // its own (MQTT allows it with a clean session). Only the REST API stores one: the
+            // form refuses an empty text. The node's own id is as unique, and names the
+            // connection in the logs.
+            let own = identity::unique("kaa");
+            warnings.push(format!(
+                "clientId is empty, which the original left to the broker to fill in: this node \
+                 connects as '{own}', an id no other node uses"
+            ));
+            own
+        } else if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
-        }
+        } else {
+            client_id
+        };
         if !clean_session
             && (client_id_text.contains("{pid}") || client_id_text.contains("{random}"))
         {
@@ -1487,6 +1500,21 @@ pub(crate) mod tests {
             .string(client_id)
             .string("t");
         e
+    }
+
+    /// An empty `clientId`, which only the REST API stores, gets the node's own id in the
+    /// original's records, where Paho let the broker assign one; elsewhere it is refused.
+    #[test]
+    fn an_empty_client_id_of_the_originals_records_is_the_nodes_own() {
+        let c = AppenderConfig::from_avro(&with_client_id("").0, Layout::Original).unwrap();
+        assert_eq!(c.broker.client_id, identity::unique("kaa"));
+        assert!(
+            c.warnings.iter().any(|w| w.contains("clientId is empty")),
+            "{:?}",
+            c.warnings
+        );
+        let e = AppenderConfig::from_avro(&with_client_id("").0, Layout::PlainTexts).unwrap_err();
+        assert_eq!((e.field, e.message.as_str()), ("clientId", "is empty"));
     }
 
     /// The original used `mqtttopic` and `clientId` literally: in its records (generation 0) a
