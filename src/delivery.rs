@@ -617,6 +617,9 @@ pub struct Tracker {
     last_id: u16,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
+    /// When the broker last acknowledged a message on this connection (refusals too); `None`
+    /// before it did.
+    acked: Option<Instant>,
     /// When the connection was made or a QoS 1 or 2 message last went to the client or was
     /// written, and a QoS 2 one: how a full window moves ([`Tracker::moved_for`]); QoS 0 going
     /// out past it says nothing of it.
@@ -1077,6 +1080,7 @@ impl Tracker {
         // `waiting_since`), or a stall of the last connection would count against this one at
         // once.
         self.moved = Some(Instant::now());
+        self.acked = None;
         self.acked_window_moved = self.moved;
         self.qos2_window_moved = self.moved;
         self.stall_seen = None;
@@ -1129,6 +1133,11 @@ impl Tracker {
     /// publish it lets go in its wake (a held-back one taking the freed pkid), so an ack always
     /// finds its own message under its pkid.
     fn apply(&mut self, event: &Observed) {
+        if let Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. } =
+            event
+        {
+            self.acked = Some(Instant::now());
+        }
         match event {
             Observed::Written(pkid) => self.on_written(*pkid),
             Observed::HeldBack => {
@@ -1438,6 +1447,7 @@ impl Tracker {
             }
         }
         self.moved = None;
+        self.acked = None;
         self.stall_seen = None;
         // Nothing is taken here: the close being judged may be the broker's answer to it.
         let now = Instant::now();
@@ -1595,16 +1605,20 @@ impl Tracker {
     }
 
     /// When a message's wait started, the one place that says so. Written, it waits for its
-    /// ack from when it was written. Not written yet, it waits for the socket, behind what was
-    /// handed to the client before it: from when it was handed over, or when the connection
-    /// was made or last wrote a publish, whichever came last. On a slow link a window of large
-    /// messages can take longer than their patience to cross while the broker reads and
-    /// acknowledges all along; its last messages are no stall as long as the ones ahead go out.
+    /// ack from when it was written, or when the broker last acknowledged any message,
+    /// whichever came last: a broker that acknowledges late but all along is slow, not
+    /// stalled, and a new connection would only fail what the appenders sharing this one have
+    /// in flight (one with a short deliveryTimeoutSeconds failed every pack of the others). A
+    /// message the broker never acknowledges among others it does keeps its packet id, which
+    /// holds the messages that come round to it (see `holder_of`). Not written yet, it waits
+    /// for the socket, behind what was handed to the client before it: from when it was
+    /// handed over, or when the connection was made or last wrote a publish, whichever came
+    /// last. On a slow link a window of large messages can take longer than their patience to
+    /// cross while the broker reads and acknowledges all along; its last messages are no stall
+    /// as long as the ones ahead go out.
     fn waiting_since(&self, m: &InFlight, written: bool) -> Instant {
-        match self.moved {
-            Some(moved) if !written => m.since.max(moved),
-            _ => m.since,
-        }
+        let progress = if written { self.acked } else { self.moved };
+        progress.map_or(m.since, |at| m.since.max(at))
     }
 
     /// The patience of a message that has waited longer than that to be written, or once
@@ -1662,9 +1676,9 @@ impl Tracker {
     /// What waited past its patience, preferring what [`Tracker::take_stall`] can keep: a
     /// message not written yet, then a parked one, then a written one.
     fn find_stall(&self, now: Instant) -> Option<StallSeen> {
-        let in_flight = |written: bool| {
+        let unwritten = || {
             self.waits(now)
-                .filter(|&(_, w, _)| w == written)
+                .filter(|&(_, written, _)| !written)
                 .find_map(|(m, _, waited)| m.patience.filter(|&p| waited > p))
         };
         let seen = |patience, parked: Option<Qos>| {
@@ -1674,19 +1688,40 @@ impl Tracker {
                 held: Some((parked, holder, self.moved_by(holder))),
             }
         };
-        in_flight(false)
+        unwritten()
             .map(|patience| seen(patience, None))
             .or_else(|| {
                 let (patience, qos) = self.parked_stall(now)?;
                 Some(seen(patience, Some(qos)))
             })
             .or_else(|| {
-                let patience = in_flight(true)?;
+                let patience = self.written_stall(now)?;
                 Some(StallSeen {
                     patience,
                     held: None,
                 })
             })
+    }
+
+    /// A written message past its patience, counted from its write or the broker's last
+    /// acknowledgement, whichever came last ([`Tracker::waiting_since`]). Before the broker
+    /// acknowledged anything on the connection nothing tells one that is slow from one that
+    /// stopped: then by the longest patience of the written messages, so that an appender
+    /// with a short one does not reset every connection a slow broker is given before its
+    /// first ack comes, failing what the others have in flight each time.
+    fn written_stall(&self, now: Instant) -> Option<Duration> {
+        let mut written = self
+            .waits(now)
+            .filter(|&(_, w, _)| w)
+            .filter_map(|(m, _, waited)| Some((m.patience?, waited)));
+        if self.acked.is_some() {
+            return written.find_map(|(patience, waited)| (waited > patience).then_some(patience));
+        }
+        let (patience, waited) = written
+            .fold(Default::default(), |(p, w): (Duration, Duration), m| {
+                (p.max(m.0), w.max(m.1))
+            });
+        (waited > patience).then_some(patience)
     }
 
     /// A parked message past its patience, with its QoS.
@@ -4120,33 +4155,40 @@ mod tests {
         assert!(t.is_stalled(later).is_none(), "acknowledged");
     }
 
-    /// Each message is judged by its own patience: on a connection two appenders share, one
-    /// with a short deliveryTimeoutSeconds does not call the connection stalled over the
-    /// other's messages, which may wait longer. (Before: one limit, the sweeping appender's,
-    /// for every message, so the short one reset the connection under the other's packs.)
+    /// Each message is judged by its own patience once the broker acknowledges: on a
+    /// connection two appenders share, one with a short deliveryTimeoutSeconds does not call
+    /// the connection stalled over the other's messages, which may wait longer. Before the
+    /// broker's first ack, which may be only slow, the longest patience judges them all.
+    /// (Before: one limit, the sweeping appender's, for every message, so the short one reset
+    /// the connection under the other's packs; then each by its own from the start, so it
+    /// reset every connection a slow broker was given before its first ack.)
     #[test]
     fn each_message_waits_as_long_as_its_own_appender_lets_it() {
         let (mut t, mut out) = connected();
-        let (p, _rx) = pack(1);
-        let patient = PublishOptions {
-            patience: Some(Duration::from_secs(60)),
-            ..Qos::AtLeastOnce.into()
+        let mut submit = |patience| {
+            let (p, rx) = pack(1);
+            let how = PublishOptions {
+                patience,
+                ..Qos::AtLeastOnce.into()
+            };
+            t.submit(&mut out, &p, how, payloads(1), 100);
+            let pkid = t.last_id;
+            t.on_event(&mut out, &written(pkid));
+            rx
         };
-        t.submit(&mut out, &p, patient, payloads(1), 100);
-        t.on_event(&mut out, &written(1));
+        let _patient = submit(Some(Duration::from_secs(60)));
+        let _hasty = submit(Some(Duration::from_secs(1)));
+        let _unjudged = submit(None);
+        let _acked = submit(Some(Duration::from_secs(1)));
         let later = Instant::now() + Duration::from_secs(2);
-        assert_eq!(t.is_stalled(later), None, "within its own minute");
-        let (q, _rx) = pack(1);
-        t.submit(&mut out, &q, Qos::AtLeastOnce.into(), payloads(1), 100);
-        t.on_event(&mut out, &written(2));
-        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)));
-        let unjudged = PublishOptions {
-            patience: None,
-            ..Qos::AtLeastOnce.into()
-        };
-        let (r, _rx) = pack(1);
-        t.submit(&mut out, &r, unjudged, payloads(1), 100);
+        assert_eq!(t.is_stalled(later), None, "no ack yet: within a minute");
+        let past_it = Instant::now() + Duration::from_secs(61);
+        assert_eq!(t.is_stalled(past_it), Some(Duration::from_secs(60)));
+        t.on_event(&mut out, &puback(4));
+        let later = Instant::now() + Duration::from_secs(2);
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(1)), "acked");
         t.on_event(&mut out, &puback(2));
+        assert_eq!(t.is_stalled(later), None, "within its own minute");
         assert_eq!(
             t.is_stalled(Instant::now() + Duration::from_secs(3600)),
             Some(Duration::from_secs(60)),
@@ -4261,6 +4303,8 @@ mod tests {
             packet_ids: 2,
         });
         let _held = hold_the_window(&mut t, &mut out, Qos::ExactlyOnce);
+        // The broker acknowledges: each written message is judged by its own patience.
+        t.acked = Some(Instant::now());
         let (b, _rx) = pack(1);
         t.submit(&mut out, &b, Qos::AtLeastOnce.into(), payloads(1), 100);
         t.on_event(&mut out, &written(2));

@@ -1046,6 +1046,85 @@ fn a_broker_stalling_each_connection_after_it_held_says_it_held_once() {
     assert_eq!(warned, 1, "{lines:#?}");
 }
 
+/// A broker that acknowledges every QoS 1 publish `delay` after it read it, and answers
+/// pings; it reports each connection.
+fn slow_acking_broker(
+    listener: std::net::TcpListener,
+    delay: Duration,
+    connects: mpsc::Sender<()>,
+) {
+    use std::io::Write;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none()
+            || connects.send(()).is_err()
+            || s.write_all(&[0x20, 0x02, 0x00, 0x00]).is_err()
+        {
+            return;
+        }
+        let (due, acks) = mpsc::channel::<(Instant, Vec<u8>)>();
+        let mut writer = s.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for (at, ack) in acks {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if writer.write_all(&ack).is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            while let Some((kind, body)) = read_packet(&mut s) {
+                let sent = match kind >> 4 {
+                    3 => due.send((Instant::now() + delay, puback_for(&body).to_vec())),
+                    12 => due.send((Instant::now(), vec![0xd0, 0x00])),
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Two appenders share a connection to a broker that acknowledges every message late, past
+/// the patience (deliveryTimeoutSeconds) of one of them: the connection stays, and the other
+/// appender's packs are all delivered. The broker is slow, not stalled: it acknowledges all
+/// along, and before its first ack only the longest patience judges it. (Before: the hasty
+/// appender's messages reset the connection each time they waited past their patience,
+/// failing every pack of the patient one.)
+#[test]
+fn a_short_patience_does_not_reset_a_connection_the_broker_acknowledges_late() {
+    crate::test_log::capture();
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| slow_acking_broker(l, Duration::from_millis(800), tx));
+    let connection = Connection::get(&scripted(port, "slow-acks")).expect("opened");
+    connects.recv_timeout(WAIT).expect("connected");
+    let submit = |patience| {
+        let (pack, mut how, messages, rx) = qos1_pack(1);
+        how.patience = Some(patience);
+        connection.submit(&pack, how, messages, 100);
+        rx
+    };
+    let mut patient = Vec::new();
+    let mut hasty = Vec::new();
+    for _ in 0..12 {
+        patient.push(submit(Duration::from_secs(5)));
+        hasty.push(submit(Duration::from_millis(400)));
+        for _ in 0..2 {
+            connection.sweep(Instant::now());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    for (i, rx) in patient.iter().chain(&hasty).enumerate() {
+        let outcome = sweep_until(&connection, rx);
+        let lines = crate::test_log::lines_with("as 'slow-acks'");
+        assert_eq!(outcome, Ok(Outcome::Delivered), "pack {i}: {lines:#?}");
+    }
+    assert!(connects.try_recv().is_err(), "connected anew");
+    drop(connection);
+}
+
 /// An MQTT 5 broker whose CONNACK carries `properties` (length byte first); it acks QoS 1,
 /// answers pings, and counts connections.
 fn connack_properties_broker_v5(
