@@ -1622,7 +1622,14 @@ impl<E: EventLoop> Driver<E> {
                     (false, true) => log::Level::Error,
                     (false, false) => log::Level::Warn,
                 };
-                *quiet_reconnect = (lived.is_some() && repeat).then_some(*current);
+                // A repeated refusal, or failed connect, between connections lost alike keeps
+                // their connects quiet: else a broker taking turns refusing and dropping the
+                // connection made each connect an INFO.
+                *quiet_reconnect = match (repeat, lived) {
+                    (true, Some(_)) => Some(*current),
+                    (true, None) => *quiet_reconnect,
+                    (false, _) => None,
+                };
                 *held_said &= repeat;
                 if refused {
                     log::log!(level, "{label} {text}");

@@ -1046,6 +1046,55 @@ fn a_broker_stalling_each_connection_after_it_held_says_it_held_once() {
     assert_eq!(warned, 1, "{lines:#?}");
 }
 
+/// An MQTT 5 broker that takes turns refusing a connection (server unavailable) and
+/// accepting one it ends 300 ms later with a DISCONNECT (server busy); it reports each
+/// CONNECT.
+fn refusing_and_dropping_broker_v5(listener: std::net::TcpListener, connects: mpsc::Sender<()>) {
+    use std::io::Write;
+    for accept in [false, true].into_iter().cycle() {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none() || connects.send(()).is_err() {
+            return;
+        }
+        let code = if accept { 0x00 } else { 0x88 };
+        if s.write_all(&[0x20, 0x03, 0x00, code, 0x00]).is_ok() && accept {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = s.write_all(&[0xe0, 0x02, 0x89, 0x00]);
+        }
+    }
+}
+
+/// A broker that takes turns refusing and dropping the connection is reported once, and
+/// its connects between losses alike are DEBUG too: the repeated refusals between them keep
+/// them quiet. (Before: each refusal made the next connect an INFO.)
+#[test]
+fn connects_between_refusals_and_losses_alike_are_quiet() {
+    crate::test_log::capture();
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| refusing_and_dropping_broker_v5(l, tx));
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "flapping")
+    })
+    .expect("opened");
+    for connect in 0..6 {
+        assert_eq!(connects.recv_timeout(WAIT), Ok(()), "connect {connect}");
+    }
+    let connected = |l: &&String| l.contains("connected to");
+    let lines = || crate::test_log::lines_with("as 'flapping'");
+    // The sixth connection, accepted, is logged once the driver has read its CONNACK.
+    wait_until("three connects logged", || {
+        lines().iter().filter(connected).count() == 3
+    });
+    drop(connection);
+    let lines = lines();
+    let loud = lines.iter().filter(|l| !l.starts_with("DEBUG"));
+    assert_eq!(loud.filter(connected).count(), 2, "{lines:#?}");
+}
+
 /// A broker that acknowledges every QoS 1 publish `delay` after it read it, and answers
 /// pings; it reports each connection.
 fn slow_acking_broker(
