@@ -1262,6 +1262,20 @@ impl<E: EventLoop> Driver<E> {
                         .to_string(),
                 ))
             }
+            // A broker must not resume a session the client asked to start clean (MQTT-3.2.2-4
+            // and, in MQTT 5, -3.2.2-2), and the client must close. What the broker kept of it
+            // could answer this connection's messages: an old QoS 2 message under a packet id
+            // a new one takes gets the new one's PUBREC and PUBCOMP, and is what it delivers.
+            Ok(Observed::Connected {
+                session_present: true,
+                ..
+            }) if shared.clean_session || *clean_next => {
+                eventloop.drop_connection();
+                Err(Failure::Broken(
+                    "the broker said it resumed a session on a connection that asked for a clean                      one, which MQTT does not allow: what it kept could acknowledge this                      connection's messages for others; reconnecting"
+                        .to_string(),
+                ))
+            }
             // MQTT 5's rumqttc reads a CONNACK at any time, and taking it for a new connection
             // would start the packet ids over while the broker still holds the old ones.
             Ok(Observed::Connected { .. }) if connected_at.is_some() => {

@@ -1046,6 +1046,49 @@ fn a_broker_stalling_each_connection_after_it_held_says_it_held_once() {
     assert_eq!(warned, 1, "{lines:#?}");
 }
 
+/// An MQTT 3.1.1 broker whose first CONNACK says a session is present, whatever the client
+/// asked; later ones do not, and it acks their publishes. It reports each connection's
+/// publishes (the connection's number).
+fn session_inventing_broker(listener: std::net::TcpListener, publishes: mpsc::Sender<usize>) {
+    use std::io::Write;
+    for n in 0.. {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let present = u8::from(n == 0);
+        if read_packet(&mut s).is_none() || s.write_all(&[0x20, 0x02, present, 0x00]).is_err() {
+            return;
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 == 3
+                && (publishes.send(n).is_err() || s.write_all(&puback_for(&body)).is_err())
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// A broker that says it resumed a session on a connection that asked for a clean one gets
+/// no message there: the connection is closed, as MQTT asks, and the pack goes out on the
+/// next. (Before: the appender published there, and at QoS 2 a new message taking the packet
+/// id of one the broker had kept was confirmed while the broker delivered the old one.)
+#[test]
+fn a_session_the_broker_resumes_unasked_gets_no_message() {
+    crate::test_log::capture();
+    let (tx, publishes) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| session_inventing_broker(l, tx));
+    let connection = Connection::get(&scripted(port, "unasked-session")).expect("opened");
+    let rx = submit_one(&connection);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    assert_eq!(publishes.try_recv(), Ok(1), "on the second connection");
+    let lines = crate::test_log::lines_with("as 'unasked-session'");
+    let said = lines.iter().filter(|l| l.contains("resumed a session"));
+    assert_eq!(said.count(), 1, "{lines:#?}");
+    drop(connection);
+}
+
 /// An MQTT 5 broker that takes turns refusing a connection (server unavailable) and
 /// accepting one it ends 300 ms later with a DISCONNECT (server busy); it reports each
 /// CONNECT.
