@@ -1432,7 +1432,7 @@ impl<E: EventLoop> Driver<E> {
                         // first close at a topic too: taken for a takeover, it would forget
                         // what the closes taught, and an endpoint making a new topic the ACL
                         // denies at every pack would close the shared connection at each.
-                        *blame == TopicBlame::Refused || under_own_id
+                        *blame != TopicBlame::Suspect || under_own_id
                     }
                     None => false,
                 };
@@ -1759,6 +1759,19 @@ fn blamed_close(why: &str, blame: Blame) -> String {
              taken before: it most likely refuses that topic, and packs to it now fail \
              unpublished (onRemoteError) on this connection for {} minutes. Allow the topic in \
              the broker's ACL (with MQTT 5 at QoS 1 or 2 the broker names what it refuses)",
+            crate::refused_topics::LIFE.as_secs() / 60,
+            topic = shown_in_log(&topic)
+        ),
+        Blame::Topic {
+            topic,
+            blame: TopicBlame::RefusedToOne,
+        } => format!(
+            "{why}, again just after a message of the same endpoint's records to topic \
+             '{topic}', which the broker has not taken before: it most likely refuses that \
+             topic, or what that endpoint sends to it, and that endpoint's packs to it now fail \
+             unpublished (onRemoteError) on this connection for {} minutes, other endpoints' \
+             until one of theirs is closed at too. Allow the topic in the broker's ACL (with MQTT \
+             5 at QoS 1 or 2 the broker names what it refuses)",
             crate::refused_topics::LIFE.as_secs() / 60,
             topic = shown_in_log(&topic)
         ),

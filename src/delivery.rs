@@ -766,7 +766,7 @@ impl Tracker {
         let now = Instant::now();
         if let Some((topic, reason)) = messages.iter().find_map(|m| {
             self.refused_topics
-                .refuses(&m.topic, how.qos, how.retain, now)
+                .refuses(&m.topic, (how.qos, how.retain), how.origin, now)
                 .map(|reason| (&m.topic, reason.to_string()))
         }) {
             self.refuse_unpublished(pack, topic, Unpublished::RefusedTopic(&reason));
@@ -1231,7 +1231,9 @@ impl Tracker {
                     crate::log_budget::shown_in_log(&m.topic)
                 );
                 m.pack.finish(Why::Refused);
-                if refuses_topic(reason) && self.topic_refused(&m.topic, m.qos, m.retain, reason) {
+                if refuses_topic(reason)
+                    && self.topic_refused(&m.topic, (m.qos, m.retain), reason, None)
+                {
                     self.topic_counted(m.origin, &m.topic);
                 }
             }
@@ -1244,15 +1246,26 @@ impl Tracker {
     /// One of them with messages handed to the client already is answered as lost instead
     /// (as at [`Tracker::on_connected`]): part of it is published, and Kaa sends it again to
     /// meet the refusal whole. Whether that is news (the topic was not refused already).
-    fn topic_refused(&mut self, topic: &Arc<str>, qos: Qos, retain: bool, reason: &str) -> bool {
+    fn topic_refused(
+        &mut self,
+        topic: &Arc<str>,
+        (qos, retain): (Qos, bool),
+        reason: &str,
+        only: Option<Origin>,
+    ) -> bool {
+        let now = Instant::now();
         if !self
             .refused_topics
-            .note(topic, qos, retain, reason, Instant::now())
+            .note(topic, (qos, retain), reason, only, now)
         {
             return false;
         }
-        let hit =
-            |p: &Parked| p.message.topic == *topic && p.how.qos == qos && p.how.retain == retain;
+        let hit = |p: &Parked| {
+            p.message.topic == *topic
+                && p.how.qos == qos
+                && p.how.retain == retain
+                && only.is_none_or(|o| o.same_endpoint(p.how.origin))
+        };
         for (pack, _) in self.fail_waiting(hit) {
             self.refuse_unpublished(&pack, topic, Unpublished::RefusedTopic(reason));
         }
@@ -1567,19 +1580,30 @@ impl Tracker {
         let key = (&*suspect.topic, suspect.qos, suspect.retain);
         let refusing = at_topic == TopicClose::Refusing;
         let said_before = self.silent_refusals.said_refused(key, now);
-        let blame = self
-            .silent_refusals
-            .blame(key, (suspect.written, refusing), now)?;
+        let mut blame =
+            self.silent_refusals
+                .blame(key, (suspect.written, refusing, suspect.origin), now)?;
+        let how = (suspect.qos, suspect.retain);
+        if blame == TopicBlame::Suspect
+            && self
+                .refused_topics
+                .refuses_another(&suspect.topic, how, suspect.origin, now)
+        {
+            // Refused to another endpoint's records already: with a second endpoint's blamed,
+            // the topic is what the broker refuses.
+            blame = TopicBlame::Refused;
+        }
         match blame {
             // Counted for its source when first blamed.
             TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
-            TopicBlame::Refused => {
+            TopicBlame::Refused | TopicBlame::RefusedToOne => {
                 let why = if refusing || said_before {
                     CLOSED_REFUSING
                 } else {
                     CLOSED_AT_TWICE
                 };
-                self.topic_refused(&suspect.topic, suspect.qos, suspect.retain, why);
+                let only = (blame == TopicBlame::RefusedToOne).then_some(suspect.origin);
+                self.topic_refused(&suspect.topic, how, why, only);
             }
         }
         Some(Blame::Topic {
@@ -3722,6 +3746,40 @@ mod tests {
         assert_eq!(outcomes(&rx_again), vec![Outcome::RemoteError]);
         assert_eq!(out.published.len(), published, "none of it went out");
         acknowledged(&mut t, &mut out);
+    }
+
+    /// Two closes blamed on one endpoint's records to a topic refuse it to that endpoint's
+    /// packs only: what its records hold may be what the broker refuses (one larger than its
+    /// packet size). A close blamed on another endpoint's message to it then refuses it to
+    /// every endpoint. (Before: one endpoint's oversized record twice had a topic others used
+    /// refused to all of them.)
+    #[test]
+    fn a_topic_blamed_on_one_endpoint_alone_is_refused_to_it_until_another_is_blamed() {
+        let (mut t, mut out) = connected();
+        let to_shared = |t: &mut Tracker, out: &mut Recorder, endpoint| {
+            let (p, rx) = pack(1);
+            t.submit(out, &p, from_source(endpoint), to_topic("shared/x", 1), 100);
+            rx
+        };
+        let blamed_on = |t: &mut Tracker, out: &mut Recorder, endpoint| {
+            acknowledged(t, out);
+            let rx = to_shared(t, out, endpoint);
+            t.on_event(out, &written(2));
+            let blame = lose(t, TopicClose::Silent);
+            assert_eq!(outcomes(&rx), vec![Outcome::ConnectionError]);
+            t.on_connected(out, Window::default());
+            match blame {
+                Some(Blame::Topic { blame, .. }) => blame,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(blamed_on(&mut t, &mut out, 7), TopicBlame::Suspect);
+        assert_eq!(blamed_on(&mut t, &mut out, 7), TopicBlame::RefusedToOne);
+        let refused = to_shared(&mut t, &mut out, 7);
+        assert_eq!(outcomes(&refused), vec![Outcome::RemoteError]);
+        assert_eq!(blamed_on(&mut t, &mut out, 8), TopicBlame::Refused);
+        let refused = to_shared(&mut t, &mut out, 9);
+        assert_eq!(outcomes(&refused), vec![Outcome::RemoteError]);
     }
 
     /// A QoS 1 message to `allowed/x` (packet id 1) written and acknowledged: the connection

@@ -141,11 +141,22 @@ impl<K, V> std::ops::DerefMut for Lately<K, V> {
     }
 }
 
+/// A topic refused: why, when, and whose packs to it fail.
+#[derive(Debug)]
+struct Refusal {
+    reason: String,
+    at: Instant,
+    /// The one endpoint whose packs to it fail (hash): one endpoint's records were blamed at
+    /// both closes that taught it, which other causes than the topic (their size) can explain.
+    /// `None`: every endpoint's.
+    only: Option<u64>,
+}
+
 /// The refused topics of one connection, with why and when, and the endpoints whose records
 /// made them.
 #[derive(Debug, Default)]
 pub(crate) struct RefusedTopics {
-    topics: Lately<Key, (String, Instant)>,
+    topics: Lately<Key, Refusal>,
     /// By origin ([`crate::protocol::PublishOptions::origin`]): topics refused or blamed.
     sources: Lately<Origin, Source>,
     hasher: RandomState,
@@ -164,22 +175,30 @@ pub(crate) struct Counted {
 }
 
 impl RefusedTopics {
-    /// The broker refused a message to `topic`, at `qos` and `retain`, at `now`, for `reason`.
-    /// Whether that is news: the topic was not refused already.
+    /// The broker refused a message to `topic`, at `qos` and `retain`, at `now`, for `reason`:
+    /// every endpoint's, or `only` that endpoint's records' (the connection's own messages are
+    /// no endpoint's). Whether that is news: the topic was not refused already to the packs it
+    /// is now (a refusal of one endpoint's widens to every endpoint's with another's).
     pub(crate) fn note(
         &mut self,
         topic: &Arc<str>,
-        qos: Qos,
-        retain: bool,
+        (qos, retain): (Qos, bool),
         reason: &str,
+        only: Option<Origin>,
         now: Instant,
     ) -> bool {
         self.topics
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < LIFE);
+            .retain(|_, r| now.saturating_duration_since(r.at) < LIFE);
         let key = (Arc::clone(topic), qos, retain);
-        let news = if let Some((_, at)) = self.topics.get_mut(&key) {
-            *at = now;
-            false
+        let only = only.filter(|o| o.appender != 0).map(|o| o.endpoint);
+        let news = if let Some(r) = self.topics.get_mut(&key) {
+            r.at = now;
+            let widens = r.only.is_some() && r.only != only;
+            if widens {
+                r.only = None;
+                r.reason = reason.to_string();
+            }
+            widens
         } else {
             // Counted here, not kept: refusals are rare, and the memory small.
             let mut held: usize = self.topics.keys().map(|(t, _, _)| t.len()).sum();
@@ -187,7 +206,7 @@ impl RefusedTopics {
                 let Some(oldest) = self
                     .topics
                     .iter()
-                    .min_by_key(|(_, (_, at))| *at)
+                    .min_by_key(|(_, r)| r.at)
                     .map(|(k, _)| k.clone())
                 else {
                     break;
@@ -195,7 +214,15 @@ impl RefusedTopics {
                 held -= oldest.0.len();
                 self.topics.remove(&oldest);
             }
-            self.topics.insert(key, (reason.to_string(), now));
+            let reason = reason.to_string();
+            self.topics.insert(
+                key,
+                Refusal {
+                    reason,
+                    at: now,
+                    only,
+                },
+            );
             true
         };
         self.topics.touched(now);
@@ -207,28 +234,55 @@ impl RefusedTopics {
     /// at a refusal each): the closes were another client's, taking the id
     /// (`Tracker::on_taken_over`).
     pub(crate) fn forget_closes(&mut self) {
-        self.topics
-            .retain(|_, (reason, _)| reason != CLOSED_AT_TWICE);
+        self.topics.retain(|_, r| r.reason != CLOSED_AT_TWICE);
         self.sources.clear();
         self.untaken.clear();
     }
 
-    /// Why the broker refused a message like this within [`LIFE`] of `now`, if it did. Costs
-    /// nothing while no refusal is live.
+    /// Why the broker refused a message like this of `origin`'s records within [`LIFE`] of
+    /// `now`, if it did. Costs nothing while no refusal is live.
     pub(crate) fn refuses(
         &mut self,
         topic: &Arc<str>,
-        qos: Qos,
-        retain: bool,
+        (qos, retain): (Qos, bool),
+        origin: Origin,
         now: Instant,
     ) -> Option<&str> {
+        self.refusal(topic, (qos, retain), now)
+            .filter(|r| {
+                r.only
+                    .is_none_or(|e| origin.appender != 0 && origin.endpoint == e)
+            })
+            .map(|r| r.reason.as_str())
+    }
+
+    /// Whether a message like this is refused within [`LIFE`] of `now` to another endpoint's
+    /// records only than `origin`'s.
+    pub(crate) fn refuses_another(
+        &mut self,
+        topic: &Arc<str>,
+        (qos, retain): (Qos, bool),
+        origin: Origin,
+        now: Instant,
+    ) -> bool {
+        self.refusal(topic, (qos, retain), now)
+            .and_then(|r| r.only)
+            .is_some_and(|e| origin.appender == 0 || origin.endpoint != e)
+    }
+
+    /// The live refusal of messages like this, if any. Costs nothing while none is live.
+    fn refusal(
+        &mut self,
+        topic: &Arc<str>,
+        (qos, retain): (Qos, bool),
+        now: Instant,
+    ) -> Option<&Refusal> {
         if !self.topics.live(now) {
             return None;
         }
         self.topics
             .get(&(Arc::clone(topic), qos, retain))
-            .filter(|(_, at)| now.saturating_duration_since(*at) < LIFE)
-            .map(|(reason, _)| reason.as_str())
+            .filter(|r| now.saturating_duration_since(r.at) < LIFE)
     }
 
     /// `topic`, of `origin`'s records, was refused, or blamed for a close, at `now`: its
@@ -397,6 +451,10 @@ pub(crate) enum TopicBlame {
     Suspect,
     /// Blamed again: the broker most likely refuses it.
     Refused,
+    /// Blamed again, both times on one endpoint's records: the broker most likely refuses it,
+    /// or what that endpoint sends to it (a record over its packet size, for one); that
+    /// endpoint's packs to it fail, the others' go on, until another endpoint's are blamed too.
+    RefusedToOne,
 }
 
 impl SilentRefusals {
@@ -464,11 +522,12 @@ impl SilentRefusals {
     /// left unacknowledged after the last one it acknowledged, to a topic it never took
     /// ([`SilentRefusals::is_allowed`]), `refusing` when the close said so. Blamed when the
     /// close came within [`QUICK`] of the write; refused when the topic was blamed at an
-    /// earlier close within [`LIFE`].
+    /// earlier close within [`LIFE`], to `origin`'s endpoint only when the earlier close was
+    /// blamed on its records too.
     pub(crate) fn blame(
         &mut self,
         (topic, qos, retain): (&str, Qos, bool),
-        (written, refusing): (Instant, bool),
+        (written, refusing, origin): (Instant, bool, Origin),
         now: Instant,
     ) -> Option<TopicBlame> {
         if now.saturating_duration_since(written) > QUICK {
@@ -477,8 +536,12 @@ impl SilentRefusals {
         let hash = self.hash(topic, qos, retain);
         self.suspects.retain(|s| s.lives(now));
         if let Some(i) = self.suspects.iter().position(|s| s.hash == hash) {
-            self.suspects.remove(i);
-            return Some(TopicBlame::Refused);
+            let earlier = self.suspects.remove(i)?;
+            return Some(if earlier.origin.same_endpoint(origin) {
+                TopicBlame::RefusedToOne
+            } else {
+                TopicBlame::Refused
+            });
         }
         if self.suspects.len() == SUSPECTS {
             self.suspects.pop_front();
@@ -486,6 +549,7 @@ impl SilentRefusals {
         self.suspects.push_back(Suspect {
             hash,
             at: now,
+            origin,
             refusing,
         });
         Some(TopicBlame::Suspect)
@@ -497,6 +561,8 @@ impl SilentRefusals {
 struct Suspect {
     hash: u64,
     at: Instant,
+    /// Whose records the message blamed was.
+    origin: Origin,
     /// The close said the broker refused what it was sent (MQTT 5's DISCONNECT "not
     /// authorized"), which neither a broker flapping nor another client taking the id says.
     refusing: bool,
@@ -524,17 +590,36 @@ mod tests {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
         let denied = topic("denied/x");
-        r.note(&denied, Qos::AtLeastOnce, false, "NotAuthorized", t0);
+        r.note(
+            &denied,
+            (Qos::AtLeastOnce, false),
+            "NotAuthorized",
+            None,
+            t0,
+        );
         let later = t0 + LIFE / 2;
         assert_eq!(
-            r.refuses(&denied, Qos::AtLeastOnce, false, later),
+            r.refuses(&denied, (Qos::AtLeastOnce, false), Origin::default(), later),
             Some("NotAuthorized")
         );
         assert_eq!(
-            r.refuses(&topic("allowed/x"), Qos::AtLeastOnce, false, later),
+            r.refuses(
+                &topic("allowed/x"),
+                (Qos::AtLeastOnce, false),
+                Origin::default(),
+                later
+            ),
             None
         );
-        assert_eq!(r.refuses(&denied, Qos::AtLeastOnce, false, t0 + LIFE), None);
+        assert_eq!(
+            r.refuses(
+                &denied,
+                (Qos::AtLeastOnce, false),
+                Origin::default(),
+                t0 + LIFE
+            ),
+            None
+        );
         assert!(r.topics.is_empty(), "all expired: the memory is emptied");
     }
 
@@ -544,10 +629,18 @@ mod tests {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
         let t = topic("status/x");
-        r.note(&t, Qos::AtLeastOnce, true, "NotAuthorized", t0);
-        assert!(r.refuses(&t, Qos::AtLeastOnce, true, t0).is_some());
-        assert_eq!(r.refuses(&t, Qos::AtLeastOnce, false, t0), None);
-        assert_eq!(r.refuses(&t, Qos::ExactlyOnce, true, t0), None);
+        r.note(&t, (Qos::AtLeastOnce, true), "NotAuthorized", None, t0);
+        assert!(r
+            .refuses(&t, (Qos::AtLeastOnce, true), Origin::default(), t0)
+            .is_some());
+        assert_eq!(
+            r.refuses(&t, (Qos::AtLeastOnce, false), Origin::default(), t0),
+            None
+        );
+        assert_eq!(
+            r.refuses(&t, (Qos::ExactlyOnce, true), Origin::default(), t0),
+            None
+        );
     }
 
     #[test]
@@ -559,26 +652,47 @@ mod tests {
         for i in 0..fit {
             r.note(
                 &long(i),
-                Qos::AtLeastOnce,
-                false,
+                (Qos::AtLeastOnce, false),
                 "NotAuthorized",
+                None,
                 t0 + Duration::from_millis(i as u64),
             );
         }
         let later = t0 + Duration::from_secs(1);
-        r.note(&long(fit), Qos::AtLeastOnce, false, "NotAuthorized", later);
+        r.note(
+            &long(fit),
+            (Qos::AtLeastOnce, false),
+            "NotAuthorized",
+            None,
+            later,
+        );
         assert!(r.topics.keys().map(|(t, _, _)| t.len()).sum::<usize>() <= CAPACITY_BYTES);
         assert_eq!(r.topics.len(), fit);
         assert_eq!(
-            r.refuses(&long(0), Qos::AtLeastOnce, false, later),
+            r.refuses(
+                &long(0),
+                (Qos::AtLeastOnce, false),
+                Origin::default(),
+                later
+            ),
             None,
             "the oldest went"
         );
         assert!(r
-            .refuses(&long(1), Qos::AtLeastOnce, false, later)
+            .refuses(
+                &long(1),
+                (Qos::AtLeastOnce, false),
+                Origin::default(),
+                later
+            )
             .is_some());
         assert!(r
-            .refuses(&long(fit), Qos::AtLeastOnce, false, later)
+            .refuses(
+                &long(fit),
+                (Qos::AtLeastOnce, false),
+                Origin::default(),
+                later
+            )
             .is_some());
     }
 
@@ -589,7 +703,7 @@ mod tests {
         assert_eq!(
             s.blame(
                 ("denied/x", Q, false),
-                (t0, false),
+                (t0, false, Origin::default()),
                 t0 + Duration::from_millis(5)
             ),
             Some(TopicBlame::Suspect),
@@ -598,7 +712,7 @@ mod tests {
         assert_eq!(
             s.blame(
                 ("other/y", Q, false),
-                (t0, false),
+                (t0, false, Origin::default()),
                 t0 + Duration::from_millis(5)
             ),
             Some(TopicBlame::Suspect),
@@ -608,7 +722,7 @@ mod tests {
         assert_eq!(
             s.blame(
                 ("denied/x", Q, false),
-                (t1, false),
+                (t1, false, Origin::default()),
                 t1 + Duration::from_millis(5)
             ),
             Some(TopicBlame::Refused)
@@ -624,17 +738,25 @@ mod tests {
         assert_eq!(
             s.blame(
                 ("t", Q, false),
-                (t0, false),
+                (t0, false, Origin::default()),
                 t0 + QUICK + Duration::from_millis(1)
             ),
             None
         );
         assert_eq!(
-            s.blame(("t", Q, false), (t0, false), t0 + Duration::from_millis(1)),
+            s.blame(
+                ("t", Q, false),
+                (t0, false, Origin::default()),
+                t0 + Duration::from_millis(1)
+            ),
             Some(TopicBlame::Suspect)
         );
         assert_eq!(
-            s.blame(("t", Q, false), (t0, false), t0 + QUICK * 2),
+            s.blame(
+                ("t", Q, false),
+                (t0, false, Origin::default()),
+                t0 + QUICK * 2
+            ),
             None,
             "nor teaches anything"
         );
@@ -646,18 +768,18 @@ mod tests {
         let mut s = SilentRefusals::default();
         let t0 = Instant::now();
         let t = topic("flaky/x");
-        s.blame((&t, Q, false), (t0, false), t0);
+        s.blame((&t, Q, false), (t0, false, Origin::default()), t0);
         s.allowed(&t, Q, false);
         assert!(s.is_allowed(&t, Q, false));
         assert!(!s.is_allowed("flaky/y", Q, false));
         assert!(!s.is_allowed(&t, Q, true), "not retained");
         assert_eq!(
-            s.blame((&t, Q, false), (t0, false), t0),
+            s.blame((&t, Q, false), (t0, false, Origin::default()), t0),
             Some(TopicBlame::Suspect)
         );
         let late = t0 + LIFE;
         assert_eq!(
-            s.blame((&t, Q, false), (late, false), late),
+            s.blame((&t, Q, false), (late, false, Origin::default()), late),
             Some(TopicBlame::Suspect)
         );
     }
@@ -669,7 +791,11 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..ALLOWED + 10 {
             s.allowed(&topic(&format!("e/{i}")), Q, false);
-            s.blame((&format!("d/{i}"), Q, false), (t0, false), t0);
+            s.blame(
+                (&format!("d/{i}"), Q, false),
+                (t0, false, Origin::default()),
+                t0,
+            );
         }
         assert!(s.allowed.len() + s.older.len() <= ALLOWED);
         assert!(
@@ -681,6 +807,37 @@ mod tests {
             s.is_allowed(&format!("e/{}", ALLOWED + 9), Q, false),
             "the latest is kept"
         );
+    }
+
+    /// Two closes blamed on one endpoint's records refuse the topic to that endpoint only, and
+    /// another endpoint's blamed widens the refusal to every endpoint.
+    #[test]
+    fn a_topic_blamed_on_one_endpoint_alone_is_refused_to_it_only() {
+        let mut s = SilentRefusals::default();
+        let t0 = Instant::now();
+        let key = ("shared/x", Q, false);
+        let blame = |s: &mut SilentRefusals, origin| s.blame(key, (t0, false, origin), t0);
+        assert_eq!(blame(&mut s, o(1)), Some(TopicBlame::Suspect));
+        assert_eq!(blame(&mut s, o(1)), Some(TopicBlame::RefusedToOne));
+        assert_eq!(blame(&mut s, o(1)), Some(TopicBlame::Suspect));
+        assert_eq!(blame(&mut s, o(2)), Some(TopicBlame::Refused));
+        let mut r = RefusedTopics::default();
+        let t = topic("shared/x");
+        let how = (Q, false);
+        assert!(r.note(&t, how, CLOSED_AT_TWICE, Some(o(1)), t0));
+        assert!(r.refuses(&t, how, o(1), t0).is_some());
+        assert_eq!(r.refuses(&t, how, o(2), t0), None);
+        assert_eq!(
+            r.refuses(&t, how, Origin::default(), t0),
+            None,
+            "the status"
+        );
+        assert!(r.refuses_another(&t, how, o(2), t0));
+        assert!(!r.refuses_another(&t, how, o(1), t0));
+        assert!(!r.note(&t, how, CLOSED_AT_TWICE, Some(o(1)), t0), "no news");
+        assert!(r.note(&t, how, CLOSED_AT_TWICE, Some(o(2)), t0), "widened");
+        assert!(r.refuses(&t, how, o(2), t0).is_some());
+        assert!(!r.refuses_another(&t, how, o(1), t0));
     }
 
     /// Endpoint `n`'s records through appender 1.

@@ -501,6 +501,53 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * The same broker, and a topic made of a record field: one endpoint sends a record too large for the broker to a
+     * topic other endpoints use and the connection has not carried yet, as Kaa sends a pack again. Its two closes
+     * are blamed on that topic, for that endpoint only: its next pack fails {@code onRemoteError} unpublished, and
+     * the other endpoints' records to the topic are delivered. (Before: the topic was refused to every endpoint for
+     * five minutes, so one device's record stopped every other device's on that topic.)
+     */
+    @Test
+    void mqtt311OneEndpointsOversizedRecordGetsASharedTopicRefusedToItOnly() throws Exception {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("max_packet_size 20000")) {
+            broker.start();
+            String base = "shared/" + UUID.randomUUID();
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), base + "/{event.deviceId}", 1);
+            LogAppender appender = KaaNode.load("shared topic", KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), base + "/site-7", 1)) {
+                List<String> attacker = new ArrayList<>();
+                for (int attempt = 0; attempt < 3; attempt++) {
+                    // Another endpoint's record first: the connection has taken one.
+                    endpointPack(appender, "victim", "warm", 0, attempt)
+                            .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                    attacker.add(endpointPack(appender, "attacker", "site-7", 30_000, 10 + attempt)
+                            .awaitFirst(Duration.ofSeconds(10)).method);
+                }
+                assertEquals(List.of(CONNECTION_ERROR, CONNECTION_ERROR, REMOTE_ERROR), attacker, broker.logTail(50));
+                endpointPack(appender, "victim", "site-7", 0, 20)
+                        .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                endpointPack(appender, "third", "site-7", 0, 21)
+                        .assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                sub.assertCount(2, Duration.ofSeconds(10));
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
+    /** A pack of one telemetry record of endpoint {@code key}, for device {@code device}, with a note that long. */
+    private static RecordingCallback endpointPack(LogAppender appender, String key, String device, int noteChars,
+            int seed) {
+        org.apache.avro.generic.GenericRecord r = TestData.telemetry(SCHEMA, new java.util.Random(seed), "s" + seed,
+                seed);
+        r.put("deviceId", device);
+        r.put("note", String.join("", Collections.nCopies(noteChars, "x")));
+        RecordingCallback cb = new RecordingCallback();
+        appender.doAppend(KaaNode.pack(key, TELEMETRY, 3, List.of(AvroReference.binary(SCHEMA, r))), cb);
+        return cb;
+    }
+
+    /**
      * A broker that takes QoS 1 at most and keeps no retained messages says so in its MQTT 5 CONNACK (Mosquitto's
      * {@code max_qos} and {@code retain_available}), and closes the connection of a client that publishes past them.
      * Three appenders with one broker configuration share one connection: the packs of the one publishing at QoS 2,
