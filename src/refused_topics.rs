@@ -256,8 +256,8 @@ impl RefusedTopics {
             .map(|r| r.reason.as_str())
     }
 
-    /// Whether a message like this is refused within [`LIFE`] of `now` to another endpoint's
-    /// records only than `origin`'s.
+    /// Whether messages like this are refused within [`LIFE`] of `now` to one endpoint's
+    /// records only, and not to `origin`'s.
     pub(crate) fn refuses_another(
         &mut self,
         topic: &Arc<str>,
