@@ -1088,6 +1088,10 @@ impl<E: EventLoop> Driver<E> {
         }
         if failover {
             eventloop.switch_to(&self.brokers[0].0, &self.client_id);
+            if self.clean_next {
+                // As at a loss: the options switched to are the configured ones.
+                eventloop.start_clean();
+            }
             self.current = 0;
         }
         self.refused_in_round = 0;
@@ -1272,7 +1276,9 @@ impl<E: EventLoop> Driver<E> {
             }) if shared.clean_session || *clean_next => {
                 eventloop.drop_connection();
                 Err(Failure::Broken(
-                    "the broker said it resumed a session on a connection that asked for a clean                      one, which MQTT does not allow: what it kept could acknowledge this                      connection's messages for others; reconnecting"
+                    "the broker said it resumed a session on a connection that asked for a clean \
+                     one, which MQTT does not allow: what it kept could acknowledge this \
+                     connection's messages for others; reconnecting"
                         .to_string(),
                 ))
             }
