@@ -1584,13 +1584,14 @@ impl Tracker {
             self.silent_refusals
                 .blame(key, (suspect.written, refusing, suspect.origin), now)?;
         let how = (suspect.qos, suspect.retain);
-        if blame == TopicBlame::Suspect
+        if blame == TopicBlame::RefusedToOne
             && self
                 .refused_topics
                 .refuses_another(&suspect.topic, how, suspect.origin, now)
         {
-            // Refused to another endpoint's records already: with a second endpoint's blamed,
-            // the topic is what the broker refuses.
+            // Refused to another endpoint's records already: with a second endpoint's at two
+            // closes too, the topic is what the broker refuses. (Not at one: a close may be at
+            // another message written after it.)
             blame = TopicBlame::Refused;
         }
         match blame {
@@ -1730,21 +1731,31 @@ impl Tracker {
     /// A written message past its patience, counted from its write or the broker's last
     /// acknowledgement, whichever came last ([`Tracker::waiting_since`]). Before the broker
     /// acknowledged anything on the connection nothing tells one that is slow from one that
-    /// stopped: then by the longest patience of the written messages, so that an appender
-    /// with a short one does not reset every connection a slow broker is given before its
-    /// first ack comes, failing what the others have in flight each time.
+    /// stopped: then by the longest patience of the written records' messages, so that an
+    /// appender with a short one does not reset every connection a slow broker is given before
+    /// its first ack comes, failing what the others have in flight each time. Not by the
+    /// status message's (a connect and a keep-alive, a floor for when it waits alone): with a
+    /// long keep-alive it would hold a broker silent since its CONNACK for minutes.
     fn written_stall(&self, now: Instant) -> Option<Duration> {
         let mut written = self
             .waits(now)
             .filter(|&(_, w, _)| w)
-            .filter_map(|(m, _, waited)| Some((m.patience?, waited)));
+            .filter_map(|(m, _, waited)| Some((m.patience?, waited, m.origin.appender != 0)));
         if self.acked.is_some() {
-            return written.find_map(|(patience, waited)| (waited > patience).then_some(patience));
+            return written
+                .find_map(|(patience, waited, _)| (waited > patience).then_some(patience));
         }
-        let (patience, waited) = written
-            .fold(Default::default(), |(p, w): (Duration, Duration), m| {
-                (p.max(m.0), w.max(m.1))
-            });
+        // The longest patience of the records' messages (of the status message if alone), and
+        // the longest wait.
+        let (mut patience, mut waited, mut records) = (Duration::ZERO, Duration::ZERO, false);
+        for (p, w, record) in written {
+            if record && !records {
+                (patience, records) = (p, true);
+            } else if record || !records {
+                patience = patience.max(p);
+            }
+            waited = waited.max(w);
+        }
         (waited > patience).then_some(patience)
     }
 
@@ -1822,7 +1833,16 @@ impl Tracker {
     /// (to be written, or for its ack): a connection where one has is not well, however long
     /// it held.
     pub fn waited_past(&self, now: Instant, limit: Duration) -> bool {
-        self.waits(now).any(|(_, _, waited)| waited > limit)
+        // A written one from its write, not the broker's last ack: one it never acknowledges
+        // among others it does is no sign of a connection that is well.
+        self.waits(now).any(|(m, written, waited)| {
+            let waited = if written {
+                now.saturating_duration_since(m.since)
+            } else {
+                waited
+            };
+            waited > limit
+        })
     }
 
     /// Each message handed to the client, whether it was written, and how long it has waited
@@ -3750,7 +3770,7 @@ mod tests {
 
     /// Two closes blamed on one endpoint's records to a topic refuse it to that endpoint's
     /// packs only: what its records hold may be what the broker refuses (one larger than its
-    /// packet size). A close blamed on another endpoint's message to it then refuses it to
+    /// packet size). Two closes blamed on another endpoint's messages to it then refuse it to
     /// every endpoint. (Before: one endpoint's oversized record twice had a topic others used
     /// refused to all of them.)
     #[test]
@@ -3777,6 +3797,8 @@ mod tests {
         assert_eq!(blamed_on(&mut t, &mut out, 7), TopicBlame::RefusedToOne);
         let refused = to_shared(&mut t, &mut out, 7);
         assert_eq!(outcomes(&refused), vec![Outcome::RemoteError]);
+        // One close proves nothing: it may be at a message written after endpoint 8's.
+        assert_eq!(blamed_on(&mut t, &mut out, 8), TopicBlame::Suspect);
         assert_eq!(blamed_on(&mut t, &mut out, 8), TopicBlame::Refused);
         let refused = to_shared(&mut t, &mut out, 9);
         assert_eq!(outcomes(&refused), vec![Outcome::RemoteError]);
@@ -4252,6 +4274,55 @@ mod tests {
             Some(Duration::from_secs(60)),
             "a message without patience is never the one"
         );
+    }
+
+    /// Before the broker's first ack the status message's patience (a connect and a
+    /// keep-alive) does not hold the records' messages: with a long keep-alive a broker silent
+    /// since its CONNACK would be kept for minutes. Alone, it is judged by its own.
+    #[test]
+    fn before_the_first_ack_the_status_message_sets_no_patience_for_records() {
+        let submit = |t: &mut Tracker, out: &mut Recorder, appender, secs| {
+            let (p, rx) = pack(1);
+            let how = PublishOptions {
+                patience: Some(Duration::from_secs(secs)),
+                origin: Origin {
+                    appender,
+                    endpoint: 1,
+                },
+                ..Qos::AtLeastOnce.into()
+            };
+            t.submit(out, &p, how, payloads(1), usize::MAX);
+            let pkid = t.last_id;
+            t.on_event(out, &written(pkid));
+            rx
+        };
+        let (mut t, mut out) = connected();
+        let _status = submit(&mut t, &mut out, 0, 310);
+        let _record = submit(&mut t, &mut out, 1, 30);
+        let later = Instant::now() + Duration::from_secs(120);
+        assert_eq!(t.is_stalled(later), Some(Duration::from_secs(30)));
+        let (mut t, mut out) = connected();
+        let _status = submit(&mut t, &mut out, 0, 310);
+        assert_eq!(t.is_stalled(later), None, "alone");
+        let past_it = Instant::now() + Duration::from_secs(311);
+        assert_eq!(t.is_stalled(past_it), Some(Duration::from_secs(310)));
+    }
+
+    /// Whether a message waited past a limit for its ack (a connection that held is said to
+    /// have only without one) counts from its write, not from the broker's last ack: one it
+    /// never acknowledges among others it does is no sign of a connection that is well.
+    #[test]
+    fn a_message_never_acknowledged_among_others_has_waited_from_its_write() {
+        let (mut t, mut out) = connected();
+        let _rx = write_to(&mut t, &mut out, "t", 1);
+        let acked = write_to(&mut t, &mut out, "t", 2);
+        t.on_event(&mut out, &puback(2));
+        assert_eq!(outcomes(&acked), vec![Outcome::Delivered]);
+        // Others acknowledged since, the last 20 s after these were written.
+        t.acked = Some(Instant::now() + Duration::from_secs(20));
+        let limit = Duration::from_secs(30);
+        let later = Instant::now() + Duration::from_secs(31);
+        assert!(t.waited_past(later, limit));
     }
 
     /// A message parked behind a window that another appender's patient messages fill is
