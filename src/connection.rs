@@ -1776,8 +1776,8 @@ fn blamed_close(why: &str, blame: Blame) -> String {
              '{topic}', which the broker has not taken before: it most likely refuses that \
              topic, or what that endpoint sends to it, and that endpoint's packs to it now fail \
              unpublished (onRemoteError) on this connection for {} minutes, other endpoints' \
-             until one of theirs is closed at too. Allow the topic in the broker's ACL (with MQTT \
-             5 at QoS 1 or 2 the broker names what it refuses)",
+             only once one of theirs is closed at twice too. Allow the topic in the broker's \
+             ACL (with MQTT 5 at QoS 1 or 2 the broker names what it refuses)",
             crate::refused_topics::LIFE.as_secs() / 60,
             topic = shown_in_log(&topic)
         ),

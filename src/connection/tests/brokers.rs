@@ -1084,7 +1084,10 @@ fn a_session_the_broker_resumes_unasked_gets_no_message() {
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
     assert_eq!(publishes.try_recv(), Ok(1), "on the second connection");
     let lines = crate::test_log::lines_with("as 'unasked-session'");
-    let said: Vec<_> = lines.iter().filter(|l| l.contains("resumed a session")).collect();
+    let said: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("resumed a session"))
+        .collect();
     assert_eq!(said.len(), 1, "{lines:#?}");
     assert!(!said[0].contains("  "), "{said:?}");
     drop(connection);
@@ -1915,7 +1918,11 @@ fn a_reset_after_a_refusing_close_refuses_its_topic_before_any_answer() {
 /// one readable log line, not 64 KiB of topic.
 #[test]
 fn a_long_topic_blamed_for_a_close_is_logged_cut_short() {
-    for blame in [TopicBlame::Suspect, TopicBlame::Refused] {
+    for blame in [
+        TopicBlame::Suspect,
+        TopicBlame::Refused,
+        TopicBlame::RefusedToOne,
+    ] {
         let topic = Arc::from("t".repeat(65_000));
         let text = blamed_close("closed", Blame::Topic { topic, blame });
         assert!(text.len() < 2_000, "{} bytes", text.len());
