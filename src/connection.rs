@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
-use crate::delivery::{Blame, Crowded, Outcome, Pack, TopicClose, Tracker, Why};
+use crate::delivery::{Blame, Crowded, Outcome, Pack, Stall, TopicClose, Tracker, Waited, Why};
 use crate::log_budget::shown_in_log;
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::{Blamed, SOURCE_SUSPECTS};
@@ -935,13 +935,39 @@ struct Driver<E: EventLoop> {
 /// branch that completed for it would cancel the event loop's poll for nothing, which can
 /// lose a publish MQTT 5's rumqttc had taken from its channel and not written yet (see
 /// `EventLoop::NUDGES`).
-async fn stall(shared: &Shared) -> Duration {
+async fn stall(shared: &Shared) -> Stall {
     loop {
         shared.stalled.notified().await;
         let stalled = lock(&shared.tracker).take_stall(Instant::now());
         if let Some(limit) = stalled {
             return limit;
         }
+    }
+}
+
+/// Why a connection that is up is left: what a message waited for past its patience, and
+/// the setting that gave it that.
+fn stalled_text(stall: Stall) -> String {
+    let secs = stall.patience.as_secs();
+    let setting = if stall.status {
+        "the statusTopic message's: connectTimeoutSeconds + keepAliveSeconds"
+    } else {
+        "deliveryTimeoutSeconds"
+    };
+    match stall.waited {
+        Waited::Ack => format!(
+            "the broker has not acknowledged a message for over {secs}s ({setting}) though the \
+             connection is up; reconnecting to free its in-flight slots"
+        ),
+        Waited::Window => format!(
+            "a message has waited for the in-flight window for over {secs}s ({setting}), which \
+             the broker acknowledged nothing to free, though the connection is up; reconnecting \
+             to free its in-flight slots"
+        ),
+        Waited::Written => format!(
+            "the broker has read no message for over {secs}s ({setting}) though the connection \
+             is up: it stopped reading; reconnecting"
+        ),
     }
 }
 
@@ -1178,15 +1204,10 @@ impl<E: EventLoop> Driver<E> {
                     moving_to = Some(own);
                     Err(Failure::Broken(text))
                 }
-                limit = stall(shared) => {
+                found = stall(shared) => {
                     stalled = true;
                     eventloop.drop_connection();
-                    Err(Failure::Broken(format!(
-                        "the broker has not acknowledged a message for over {}s \
-                         (deliveryTimeoutSeconds) though the connection is up; reconnecting to \
-                         free its in-flight slots",
-                        limit.as_secs()
-                    )))
+                    Err(Failure::Broken(stalled_text(found)))
                 }
                 // Publishes are written only from here: after the events of the last write
                 // were all read (the poll above returns those first), and with the poll having

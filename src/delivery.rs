@@ -572,11 +572,34 @@ pub enum Blame {
 /// A message the sweep found waiting past its patience ([`Tracker::take_stall`]).
 #[derive(Clone, Copy)]
 struct StallSeen {
-    patience: Duration,
+    stall: Stall,
     /// The QoS of a parked message (`None`: one handed to the client, behind the writes),
     /// what held it and when that last moved. `None` for a written message: only its ack
     /// frees it, and the driver's look sees that.
     held: Option<(Option<Qos>, Holder, Option<Instant>)>,
+}
+
+/// A message that waited past its patience, as the driver says it when it leaves the
+/// connection ([`Tracker::take_stall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    pub patience: Duration,
+    /// What it waited for.
+    pub waited: Waited,
+    /// It is the connection's own message (the status message), whose patience is a connect
+    /// and a keep-alive, not an appender's deliveryTimeoutSeconds.
+    pub status: bool,
+}
+
+/// What a message past its patience waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// To be written: the broker stopped reading.
+    Written,
+    /// For the in-flight window, which no ack freed.
+    Window,
+    /// For its ack.
+    Ack,
 }
 
 /// What holds back a message not written yet ([`Tracker::holder_of`]), each moving at its
@@ -1663,12 +1686,8 @@ impl Tracker {
     /// past a full window is no progress of it). Looked at only once a QoS with messages
     /// parked let none go for longer than the shortest patience: the parked queue can be
     /// long, and this runs at every sweep.
-    pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
-        self.find_stall(now).map(|s| s.patience)
-    }
-
-    /// At a sweep: whether a message waited past its patience ([`Tracker::is_stalled`]). What
-    /// it found is kept for the driver's look ([`Tracker::take_stall`]).
+    ///
+    /// What it found is kept for the driver's look ([`Tracker::take_stall`]).
     pub fn sweep_stall(&mut self, now: Instant) -> bool {
         let found = self.find_stall(now);
         // A finding the driver can keep is not given up for one it sees anyway.
@@ -1686,43 +1705,65 @@ impl Tracker {
     /// window passes its patience at its own pack's deadline. The finding is stale once what
     /// held it moved (a write) or is no longer what holds it (an ack that frees the window),
     /// or on another connection.
-    pub fn take_stall(&mut self, now: Instant) -> Option<Duration> {
+    pub fn take_stall(&mut self, now: Instant) -> Option<Stall> {
         let seen = self.stall_seen.take();
-        self.is_stalled(now).or_else(|| {
+        self.find_stall(now).map(|s| s.stall).or_else(|| {
             let seen = seen?;
             let (parked, holder, moved) = seen.held?;
             let holds = self.connected
                 && self.holder_of(parked) == holder
                 && self.moved_by(holder) == moved;
-            holds.then_some(seen.patience)
+            holds.then_some(seen.stall)
         })
     }
 
-    /// What waited past its patience, preferring what [`Tracker::take_stall`] can keep: a
-    /// message not written yet, then a parked one, then a written one.
+    /// The patience a message waited past ([`Tracker::sweep_stall`]).
+    #[cfg(test)]
+    pub fn is_stalled(&self, now: Instant) -> Option<Duration> {
+        self.find_stall(now).map(|s| s.stall.patience)
+    }
+
+    /// What waited past its patience ([`Tracker::sweep_stall`]), preferring what
+    /// [`Tracker::take_stall`] can keep: a message not written yet, then a parked one, then a
+    /// written one.
     fn find_stall(&self, now: Instant) -> Option<StallSeen> {
         let unwritten = || {
             self.waits(now)
                 .filter(|&(_, written, _)| !written)
-                .find_map(|(m, _, waited)| m.patience.filter(|&p| waited > p))
+                .find_map(|(m, _, waited)| {
+                    let patience = m.patience.filter(|&p| waited > p)?;
+                    Some((patience, m.origin.appender == 0))
+                })
         };
-        let seen = |patience, parked: Option<Qos>| {
+        let seen = |(patience, status), parked: Option<Qos>| {
             let holder = self.holder_of(parked);
+            let waited = match holder {
+                Holder::Writes => Waited::Written,
+                Holder::AckedWindow | Holder::Qos2Window => Waited::Window,
+            };
             StallSeen {
-                patience,
+                stall: Stall {
+                    patience,
+                    waited,
+                    status,
+                },
                 held: Some((parked, holder, self.moved_by(holder))),
             }
         };
         unwritten()
-            .map(|patience| seen(patience, None))
+            .map(|found| seen(found, None))
             .or_else(|| {
-                let (patience, qos) = self.parked_stall(now)?;
-                Some(seen(patience, Some(qos)))
+                let (found, qos) = self.parked_stall(now)?;
+                Some(seen(found, Some(qos)))
             })
             .or_else(|| {
-                let patience = self.written_stall(now)?;
+                let (patience, status) = self.written_stall(now)?;
                 Some(StallSeen {
-                    patience,
+                    stall: Stall {
+                        patience,
+                        waited: Waited::Ack,
+                        status,
+                    },
                     held: None,
                 })
             })
@@ -1736,14 +1777,15 @@ impl Tracker {
     /// its first ack comes, failing what the others have in flight each time. Not by the
     /// status message's (a connect and a keep-alive, a floor for when it waits alone): with a
     /// long keep-alive it would hold a broker silent since its CONNACK for minutes.
-    fn written_stall(&self, now: Instant) -> Option<Duration> {
+    fn written_stall(&self, now: Instant) -> Option<(Duration, bool)> {
         let mut written = self
             .waits(now)
             .filter(|&(_, w, _)| w)
             .filter_map(|(m, _, waited)| Some((m.patience?, waited, m.origin.appender != 0)));
         if self.acked.is_some() {
-            return written
-                .find_map(|(patience, waited, _)| (waited > patience).then_some(patience));
+            return written.find_map(|(patience, waited, record)| {
+                (waited > patience).then_some((patience, !record))
+            });
         }
         // The longest patience of the records' messages (of the status message if alone), and
         // the longest wait.
@@ -1756,11 +1798,11 @@ impl Tracker {
             }
             waited = waited.max(w);
         }
-        (waited > patience).then_some(patience)
+        (waited > patience).then_some((patience, !records))
     }
 
-    /// A parked message past its patience, with its QoS.
-    fn parked_stall(&self, now: Instant) -> Option<(Duration, Qos)> {
+    /// A parked message past its patience, whether it is the status message, and its QoS.
+    fn parked_stall(&self, now: Instant) -> Option<((Duration, bool), Qos)> {
         // Without a connection they wait for one, which is no stall.
         if !self.connected {
             return None;
@@ -1783,7 +1825,7 @@ impl Tracker {
                 let waited =
                     now.saturating_duration_since(moved.map_or(p.since, |at| p.since.max(at)));
                 let patience = p.how.patience.filter(|&patience| waited > patience)?;
-                Some((patience, p.how.qos))
+                Some(((patience, p.how.origin.appender == 0), p.how.qos))
             })
     }
 
@@ -4308,6 +4350,39 @@ mod tests {
         assert_eq!(t.is_stalled(past_it), Some(Duration::from_secs(310)));
     }
 
+    /// What a message past its patience waited for, and whose patience it was, for the line
+    /// that says why the connection is left: to be written, for the window, or for its ack.
+    #[test]
+    fn a_stall_says_what_the_message_waited_for() {
+        let later = Instant::now() + Duration::from_secs(2);
+        let (mut t, mut out) = connected_with(Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        });
+        let (p, _rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 100);
+        let taken = t.take_stall(later);
+        assert_eq!(taken.map(|s| s.waited), Some(Waited::Written));
+        assert_eq!(taken.map(|s| s.status), Some(true), "the connection's own");
+        t.on_event(&mut out, &written(1));
+        assert_eq!(t.take_stall(later).map(|s| s.waited), Some(Waited::Ack));
+        let (mut t, mut out) = connected_with(Window {
+            acked: 1,
+            exactly_once: 1,
+            packet_ids: 1,
+        });
+        let _held = hold_the_window(&mut t, &mut out, Qos::AtLeastOnce);
+        let (q, _rx) = pack(1);
+        t.submit(&mut out, &q, from_source(7), payloads(1), 100);
+        assert_eq!(t.parked.len(), 1, "behind the window");
+        let taken = t.take_stall(later);
+        assert_eq!(
+            taken.map(|s| (s.waited, s.status)),
+            Some((Waited::Window, false))
+        );
+    }
+
     /// Whether a message waited past a limit for its ack (a connection that held is said to
     /// have only without one) counts from its write, not from the broker's last ack: one it
     /// never acknowledges among others it does is no sign of a connection that is well.
@@ -4397,28 +4472,36 @@ mod tests {
             !t.sweep_stall(later),
             "another appender's sweep finds nothing"
         );
-        assert_eq!(t.take_stall(later), one_second);
-        assert_eq!(t.take_stall(later), None, "taken once");
+        assert_eq!(t.take_stall(later).map(|s| s.patience), one_second);
+        assert_eq!(t.take_stall(later).map(|s| s.patience), None, "taken once");
 
         found_and_answered(&mut t, &mut out);
         let (r, _rx) = pack(1);
         t.submit(&mut out, &r, Qos::AtMostOnce.into(), payloads(1), 100);
         t.on_event(&mut out, &written(0));
         assert_eq!(
-            t.take_stall(later),
+            t.take_stall(later).map(|s| s.patience),
             one_second,
             "QoS 0 is no progress of the window"
         );
 
         found_and_answered(&mut t, &mut out);
         t.on_event(&mut out, &puback(1));
-        assert_eq!(t.take_stall(later), None, "the ack freed the window");
+        assert_eq!(
+            t.take_stall(later).map(|s| s.patience),
+            None,
+            "the ack freed the window"
+        );
 
         let _held = hold_the_window(&mut t, &mut out, Qos::AtLeastOnce);
         found_and_answered(&mut t, &mut out);
         t.on_connection_lost(0, &[]);
         t.on_connected(&mut out, window);
-        assert_eq!(t.take_stall(later), None, "another connection");
+        assert_eq!(
+            t.take_stall(later).map(|s| s.patience),
+            None,
+            "another connection"
+        );
     }
 
     /// A finding the driver can keep is not given up for one it would look at anew: another
@@ -4446,7 +4529,10 @@ mod tests {
         t.prune();
         assert!(t.sweep_stall(later), "the written QoS 1 message");
         t.on_event(&mut out, &puback(2));
-        assert_eq!(t.take_stall(later), Some(Duration::from_secs(1)));
+        assert_eq!(
+            t.take_stall(later).map(|s| s.patience),
+            Some(Duration::from_secs(1))
+        );
     }
 
     /// A message parked behind the messages waiting to be written (a slow link) waits while

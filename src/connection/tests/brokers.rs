@@ -984,6 +984,7 @@ fn status_alone_at_a_stalling_broker(client_id: &str) -> (Arc<Connection>, mpsc:
 /// status message had no patience, and the connection was never found stalled.)
 #[test]
 fn a_status_message_holding_the_only_slot_is_judged_too() {
+    crate::test_log::capture();
     let (connection, ids) = status_alone_at_a_stalling_broker("status-stall");
     assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok("status-stall"));
     // Until the status message has waited past its patience: a connect and a keep-alive,
@@ -991,6 +992,10 @@ fn a_status_message_holding_the_only_slot_is_judged_too() {
     let again = sweep_until(&connection, &ids);
     assert_eq!(again.as_deref(), Ok("status-stall"), "connected anew");
     drop(connection);
+    // The line names the setting that gave it its patience, not deliveryTimeoutSeconds.
+    let lines = crate::test_log::lines_with("as 'status-stall' lost");
+    let named = "not acknowledged a message for over 2s (the statusTopic message's";
+    assert!(lines.iter().any(|l| l.contains(named)), "{lines:#?}");
 }
 
 /// A broker that stalls every connection is reported once, also when the patience lets each
