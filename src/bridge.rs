@@ -673,12 +673,14 @@ impl Levels {
 
     /// Whether a record of `level` from `target` goes to SLF4J. Other crates' records
     /// (rumqttc warns once per refused message) pass at ERROR only, unless their logger is at
-    /// DEBUG: then an operator asked for everything.
+    /// DEBUG: then an operator asked for everything, but their TRACE records never pass:
+    /// tungstenite's show each WebSocket frame's bytes, the CONNECT with its password among
+    /// them, and every record's payload.
     fn passes(&self, level: log::Level, target: &str) -> bool {
         let allowed = self.of(target);
         level <= allowed
             && (target.starts_with(CRATE_TARGET)
-                || allowed >= LevelFilter::Debug
+                || (allowed >= LevelFilter::Debug && level <= log::Level::Debug)
                 || level == log::Level::Error)
     }
 }
@@ -1227,6 +1229,12 @@ mod tests {
             levels.passes(Debug, "rumqttc::state"),
             "asked for everything"
         );
+        levels.by_target[1].1 = LevelFilter::Trace;
+        assert!(
+            !levels.passes(log::Level::Trace, "rumqttc::state"),
+            "never another crate's TRACE: tungstenite's show the frames, passwords and all"
+        );
+        assert!(levels.passes(Debug, "rumqttc::state"));
     }
 
     /// A record's level is its module logger's, else its nearest ancestor's made so far, else
