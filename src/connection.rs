@@ -1901,8 +1901,12 @@ fn taken_over_by_another(
     lived: Duration,
     new_topic: bool,
 ) -> Option<String> {
-    let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
     let configured = &shared.identity.2;
+    // Not one another connection of this process (same broker and id, other settings) holds.
+    let unique = own_id(&shared.identity, |id| !held_by_another(shared, id));
+    // With a clean session, under the node's own id, which no other client holds: the broker
+    // itself ends each connection, and no takeover is counted.
+    let own = shared.clean_session && client_id == unique;
     // MQTT 5 says so; otherwise a close this early is only most likely a takeover, and after a
     // message to a new topic on a connection that never had an ack it may be the broker's
     // answer to it, which nothing tells apart (measured with HiveMQ's ACL under MQTT 3.1.1).
@@ -1913,14 +1917,21 @@ fn taken_over_by_another(
     } else {
         ""
     };
-    let cause = format!(
-        "the broker closed the connection {} ms after accepting it ({why}): {likely}another \
-         client connected with the same client id (takeover {count}; Kaa cluster nodes sharing \
-         one configuration?){or_refused}",
-        lived.as_millis()
-    );
-    // Not one another connection of this process (same broker and id, other settings) holds.
-    let unique = own_id(&shared.identity, |id| !held_by_another(shared, id));
+    let lived = lived.as_millis();
+    let cause = if own {
+        format!(
+            "the broker closed the connection {lived} ms after accepting it ({why}), under this \
+             node's own client id, which no other client holds: the broker ends the connections \
+             itself{or_refused}"
+        )
+    } else {
+        let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
+        format!(
+            "the broker closed the connection {lived} ms after accepting it ({why}): {likely}\
+             another client connected with the same client id (takeover {count}; Kaa cluster \
+             nodes sharing one configuration?){or_refused}"
+        )
+    };
     // A fight goes on (two nodes over a persistent session's id take turns every minute):
     // WARN at the 1st, 2nd, 4th, 8th, ... takeover of the streak, the others at DEBUG.
     let streak = {
@@ -1968,12 +1979,10 @@ fn taken_over_by_another(
         );
         return None;
     }
-    if client_id == unique {
-        // No other client can hold it: the broker itself ends each connection.
+    if own {
         log::log!(
             level,
-            "{label}: {cause}, although the id is this node's own, so the broker ends the \
-             connections itself; trying the next of the failover brokers, if any, else this one \
+            "{label}: {cause}; trying the next of the failover brokers, if any, else this one \
              again with growing pauses"
         );
         return None;

@@ -190,10 +190,14 @@ pub const FIGURES: [(&str, &str); 13] = [
     ("PacksInFlight", "Packs handed over and not answered yet"),
     (
         "RecordsAwaitingBroker",
-        "Records accepted by the connection and not yet confirmed by the broker (shared \
-         connection's total)",
+        "Messages accepted by the connection and not yet confirmed by the broker, what \
+         maxPendingRecords bounds: a record each, or a pack each with grouping PACK, and the \
+         statusTopic message (shared connection's total)",
     ),
-    ("Reconnects", "Connections made again after one was lost"),
+    (
+        "Reconnects",
+        "Connections made again after one was lost (shared connection's total)",
+    ),
     (
         "Connected",
         "Whether every connection of the appender is up",
@@ -210,7 +214,8 @@ pub const FIGURES: [(&str, &str); 13] = [
         "Takeovers",
         "Connections the broker closed because another client connected with the same client id \
          (a Kaa cluster whose nodes share one fixed id): said by an MQTT 5 broker, or inferred \
-         from a close within seconds of being accepted",
+         from a close within seconds of being accepted, not under the node's own id, which no \
+         other client holds (shared connection's total)",
     ),
 ];
 

@@ -886,6 +886,7 @@ fn between_connections_packs_wait_for_what_the_next_broker_takes() {
 /// pauses, and the failover broker never tried.)
 #[test]
 fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_broker() {
+    crate::test_log::capture();
     let (tx, closed) = mpsc::channel();
     let (closing, _) = scripted_broker(move |l| closing_after_connack_broker_v5(l, tx));
     let (connection, connects) = with_acking_failover(closing, "own-id-closed");
@@ -900,6 +901,16 @@ fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_br
         .expect("the failover broker was connected to");
     let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    // The close under the node's own id is no takeover, counted or said.
+    let takeovers = connection.metrics().takeovers.load(Ordering::Relaxed);
+    assert_eq!(takeovers, 1, "the configured id's close alone");
+    let lines = crate::test_log::lines_with("as 'own-id-closed-");
+    let own: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("own client id"))
+        .collect();
+    assert_eq!(own.len(), 1, "{lines:#?}");
+    assert!(!own[0].contains("another client"), "{own:?}");
     drop(connection);
 }
 
