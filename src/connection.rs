@@ -118,6 +118,8 @@ struct Shared {
     clean_session: bool,
     /// Without TLS (`ssl` off).
     plain: bool,
+    /// Through an HTTP proxy (`proxyHost`).
+    proxied: bool,
     /// Over WebSocket (`transport`).
     websocket: bool,
     /// The client certificate's validity, to name its dates when a handshake fails.
@@ -649,6 +651,7 @@ impl Connection {
             status_format: broker.status_format,
             clean_session: broker.clean_session,
             plain: broker.tls.is_none(),
+            proxied: broker.proxy.is_some(),
             websocket: matches!(broker.transport, crate::config::Transport::WebSocket { .. }),
             client_certificate: broker
                 .tls
@@ -1644,9 +1647,19 @@ impl<E: EventLoop> Driver<E> {
                     // overtakes it). Not a refused connect: the broker is not there.
                     Failure::Tls(why) | Failure::Closed { why, .. } if lived.is_none() => {
                         let dates = shared.client_certificate.as_ref();
-                        match dates.and_then(|d| d.outside(unix_now())) {
-                            Some(note) => (format!("{why} ({note})"), false),
-                            None => (why, false),
+                        let why = match dates.and_then(|d| d.outside(unix_now())) {
+                            Some(note) => format!("{why} ({note})"),
+                            None => why,
+                        };
+                        // A proxy that opened the tunnel and then closed it (its way to the
+                        // broker failed, or it cut the connection) looks like the broker.
+                        if shared.proxied {
+                            (
+                                format!("{why}; through the proxy, which may have closed it"),
+                                false,
+                            )
+                        } else {
+                            (why, false)
                         }
                     }
                     Failure::Tls(why)

@@ -131,6 +131,7 @@ fn bare_shared() -> Shared {
         status_format: StatusFormat::Text,
         clean_session: true,
         plain: true,
+        proxied: false,
         websocket: false,
         client_certificate: None,
         connect_timeout: Duration::from_secs(1),

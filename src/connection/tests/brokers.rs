@@ -1062,6 +1062,64 @@ fn a_broker_stalling_each_connection_after_it_held_says_it_held_once() {
     assert_eq!(warned, 1, "{lines:#?}");
 }
 
+/// An HTTP proxy that answers each CONNECT with 200 and then closes the tunnel, as one whose
+/// way to the broker failed does; it reports each CONNECT.
+fn tunnel_dropping_proxy(listener: std::net::TcpListener, connects: mpsc::Sender<()>) {
+    use std::io::{Read, Write};
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+            if !matches!(s.read(&mut byte), Ok(1)) {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        if connects.send(()).is_err() {
+            return;
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    }
+}
+
+/// A TLS handshake that a proxy's dropped tunnel cut short says the proxy may have closed it,
+/// not only that the broker's port may speak plain MQTT. (Before: "turn ssl off" alone, which
+/// sent the operator to the wrong setting.)
+#[test]
+fn a_tunnel_the_proxy_drops_during_the_tls_handshake_names_the_proxy() {
+    crate::test_log::capture();
+    let (tx, connects) = mpsc::channel();
+    let (proxy, _) = scripted_broker(move |l| tunnel_dropping_proxy(l, tx));
+    let connection = Connection::get(&BrokerConfig {
+        host: "broker.invalid".into(),
+        port: 8883,
+        tls: Some(crate::tls::TlsSettings {
+            verify: false,
+            ca_pem: String::new(),
+            client_cert_pem: String::new(),
+            client_key_pem: String::new(),
+            alpn: Vec::new(),
+        }),
+        proxy: Some(crate::config::ProxySettings {
+            host: "127.0.0.1".into(),
+            port: proxy,
+            credentials: None,
+        }),
+        ..scripted(1, "dropped-tunnel")
+    })
+    .expect("opened");
+    assert_eq!(connects.recv_timeout(WAIT), Ok(()));
+    let lines = || crate::test_log::lines_with("as 'dropped-tunnel'");
+    wait_until("the failed connect logged", || {
+        lines().iter().any(|l| l.contains("cannot connect"))
+    });
+    drop(connection);
+    let lines = lines();
+    let said = "through the proxy, which may have closed it";
+    assert!(lines.iter().any(|l| l.contains(said)), "{lines:#?}");
+}
+
 /// An MQTT 3.1.1 broker whose first CONNACK says a session is present, whatever the client
 /// asked; later ones do not, and it acks their publishes. It reports each connection's
 /// publishes (the connection's number).
