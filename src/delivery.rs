@@ -1607,16 +1607,6 @@ impl Tracker {
             self.silent_refusals
                 .blame(key, (suspect.written, refusing, suspect.origin), now)?;
         let how = (suspect.qos, suspect.retain);
-        if blame == TopicBlame::RefusedToOne
-            && self
-                .refused_topics
-                .refuses_another(&suspect.topic, how, suspect.origin, now)
-        {
-            // Refused to another endpoint's records already: with a second endpoint's at two
-            // closes too, the topic is what the broker refuses. (Not at one: a close may be at
-            // another message written after it.)
-            blame = TopicBlame::Refused;
-        }
         match blame {
             // Counted for its source when first blamed.
             TopicBlame::Suspect => self.topic_counted(suspect.origin, &suspect.topic),
@@ -1628,6 +1618,14 @@ impl Tracker {
                 };
                 let only = (blame == TopicBlame::RefusedToOne).then_some(suspect.origin);
                 self.topic_refused(&suspect.topic, how, why, only);
+                // Refused to another endpoint's records already, at two closes too, it is now
+                // every endpoint's: the topic is what the broker refuses.
+                if self
+                    .refused_topics
+                    .refuses_everyone(&suspect.topic, how, now)
+                {
+                    blame = TopicBlame::Refused;
+                }
             }
         }
         Some(Blame::Topic {
@@ -1787,18 +1785,21 @@ impl Tracker {
                 (waited > patience).then_some((patience, !record))
             });
         }
-        // The longest patience of the records' messages (of the status message if alone), and
-        // the longest wait.
-        let (mut patience, mut waited, mut records) = (Duration::ZERO, Duration::ZERO, false);
-        for (p, w, record) in written {
-            if record && !records {
-                (patience, records) = (p, true);
-            } else if record || !records {
-                patience = patience.max(p);
-            }
-            waited = waited.max(w);
-        }
-        (waited > patience).then_some((patience, !records))
+        // The longest patience of the records' messages, of all (the status message alone
+        // among them), and the longest wait.
+        let (records, all, waited) = written.fold(
+            (None, Duration::ZERO, Duration::ZERO),
+            |(records, all, waited): (Option<Duration>, _, _), (p, w, record)| {
+                let records = if record {
+                    records.max(Some(p))
+                } else {
+                    records
+                };
+                (records, all.max(p), waited.max(w))
+            },
+        );
+        let patience = records.unwrap_or(all);
+        (waited > patience).then_some((patience, records.is_none()))
     }
 
     /// A parked message past its patience, whether it is the status message, and its QoS.

@@ -256,18 +256,16 @@ impl RefusedTopics {
             .map(|r| r.reason.as_str())
     }
 
-    /// Whether messages like this are refused within [`LIFE`] of `now` to one endpoint's
-    /// records only, and not to `origin`'s.
-    pub(crate) fn refuses_another(
+    /// Whether messages like this are refused within [`LIFE`] of `now` to every endpoint's
+    /// records ([`RefusedTopics::note`] widens one endpoint's refusal at another's).
+    pub(crate) fn refuses_everyone(
         &mut self,
         topic: &Arc<str>,
         (qos, retain): (Qos, bool),
-        origin: Origin,
         now: Instant,
     ) -> bool {
         self.refusal(topic, (qos, retain), now)
-            .and_then(|r| r.only)
-            .is_some_and(|e| origin.appender == 0 || origin.endpoint != e)
+            .is_some_and(|r| r.only.is_none())
     }
 
     /// The live refusal of messages like this, if any. Costs nothing while none is live.
@@ -832,12 +830,11 @@ mod tests {
             None,
             "the status"
         );
-        assert!(r.refuses_another(&t, how, o(2), t0));
-        assert!(!r.refuses_another(&t, how, o(1), t0));
+        assert!(!r.refuses_everyone(&t, how, t0));
         assert!(!r.note(&t, how, CLOSED_AT_TWICE, Some(o(1)), t0), "no news");
         assert!(r.note(&t, how, CLOSED_AT_TWICE, Some(o(2)), t0), "widened");
         assert!(r.refuses(&t, how, o(2), t0).is_some());
-        assert!(!r.refuses_another(&t, how, o(1), t0));
+        assert!(r.refuses_everyone(&t, how, t0));
     }
 
     /// Endpoint `n`'s records through appender 1.
