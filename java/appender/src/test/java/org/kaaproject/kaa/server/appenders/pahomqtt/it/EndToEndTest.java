@@ -567,6 +567,21 @@ class EndToEndTest {
                 telemetryBinaries(AvroReference.parse(logSchema), new Random(1), name + "-warm", 2)), "warm-up");
         warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
         BROKER.broker().kill();
+        // Until the appender has seen the connection go: a pack appended before that is written to
+        // it and fails with its loss, at once, not at its deadline.
+        try {
+            javax.management.MBeanServer server = java.lang.management.ManagementFactory.getPlatformMBeanServer();
+            javax.management.ObjectName bean = server.queryNames(new javax.management.ObjectName(
+                    "org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
+                            + javax.management.ObjectName.quote(name + "-bounded") + ",*"), null).iterator().next();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (Boolean.TRUE.equals(server.getAttribute(bean, "Connected"))) {
+                assertTrue(System.nanoTime() < deadline, "the appender never saw the broker go");
+                RecordingCallback.sleep(Duration.ofMillis(10));
+            }
+        } catch (javax.management.JMException e) {
+            throw new IllegalStateException(e);
+        }
         return appender;
     }
 
