@@ -315,7 +315,29 @@ impl Failure {
 }
 
 /// A TLS failure, with what to do where rustls's words leave the operator guessing.
-fn tls_failure(why: String) -> Failure {
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
+    use rustls::CertificateError::{ExpiredContext, NotValidYetContext};
+    let why = e.to_string();
+    // rustls gives a certificate's dates in seconds since 1970.
+    match rustls_cause(e) {
+        Some(rustls::Error::InvalidCertificate(ExpiredContext { time, not_after })) => {
+            return Failure::Tls(format!(
+                "{why} (the broker's certificate, or one of its chain, expired {}; this node's \
+                 clock says {})",
+                crate::utc::iso8601(not_after.as_secs()),
+                crate::utc::iso8601(time.as_secs())
+            ));
+        }
+        Some(rustls::Error::InvalidCertificate(NotValidYetContext { time, not_before })) => {
+            return Failure::Tls(format!(
+                "{why} (the broker's certificate, or one of its chain, is valid from {}; this \
+                 node's clock says {}: check the clock)",
+                crate::utc::iso8601(not_before.as_secs()),
+                crate::utc::iso8601(time.as_secs())
+            ));
+        }
+        _ => {}
+    }
     // webpki takes X.509 v3 certificates only, and says so by the name of its error alone.
     if why.contains("UnsupportedCertVersion") {
         return Failure::Tls(format!(
@@ -327,13 +349,13 @@ fn tls_failure(why: String) -> Failure {
     Failure::Tls(why)
 }
 
-/// Whether rustls failed among the causes of `e`: tokio-rustls wraps its error in an I/O error,
+/// The rustls error among the causes of `e`: tokio-rustls wraps its error in an I/O error,
 /// which rumqttc's own errors (or, over WebSocket, tungstenite's) carry as their source.
-fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cause = Some(e);
     while let Some(e) = cause {
-        if e.is::<rustls::Error>() {
-            return true;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         // An I/O error's `source` skips the error it wraps.
         cause = match e.downcast_ref::<std::io::Error>() {
@@ -343,7 +365,7 @@ fn tls_failed(e: &(dyn std::error::Error + 'static)) -> bool {
             None => e.source(),
         };
     }
-    false
+    None
 }
 
 /// The I/O error among `e` and its causes.
@@ -477,22 +499,34 @@ pub trait EventLoop: Send + 'static {
     fn forget(&mut self) -> (usize, Vec<Observed>);
 }
 
-/// A write that took no bytes within its bound: the broker stopped reading.
-trait StoppedReading {
+/// The bounds a failure may have run into, which rumqttc's two clients spell differently.
+trait PastBound {
+    /// A write took no bytes within its bound: the broker stopped reading.
     fn stopped_reading(&self) -> bool;
+    /// The connect (TCP, TLS, a WebSocket upgrade, the CONNACK) took longer than its bound.
+    fn not_connected_in_time(&self) -> bool;
 }
 
 /// rumqttc's MQTT 3.1.1 client bounds its flushes (and [`within`] our writes) so.
-impl StoppedReading for rumqttc::ConnectionError {
+impl PastBound for rumqttc::ConnectionError {
     fn stopped_reading(&self) -> bool {
         matches!(self, rumqttc::ConnectionError::FlushTimeout)
     }
+
+    fn not_connected_in_time(&self) -> bool {
+        matches!(self, rumqttc::ConnectionError::NetworkTimeout)
+    }
 }
 
-/// Its MQTT 5 client does not bound a write: the driver's stall check ends it.
-impl StoppedReading for rumqttc::v5::ConnectionError {
+/// Its MQTT 5 client does not bound a write: the driver's stall check ends it. Its timeout
+/// comes only from the connect.
+impl PastBound for rumqttc::v5::ConnectionError {
     fn stopped_reading(&self) -> bool {
         false
+    }
+
+    fn not_connected_in_time(&self) -> bool {
+        matches!(self, rumqttc::v5::ConnectionError::Timeout(_))
     }
 }
 
@@ -507,6 +541,11 @@ macro_rules! event_loop {
             match e {
                 e if e.stopped_reading() => Failure::Unread(format!(
                     "{e}: the broker took no bytes for connectTimeoutSeconds: it stopped reading"
+                )),
+                // Alone, "Network timeout" (or "Timeout") named neither the setting nor a step.
+                e if e.not_connected_in_time() => Failure::Broken(format!(
+                    "{e}: not connected within connectTimeoutSeconds (the TCP connect, the TLS \
+                     handshake or the broker's CONNACK took longer)"
                 )),
                 ConnectionError::ConnectionRefused(code) => Failure::Refused {
                     why: format!("{code:?}"),
@@ -530,7 +569,7 @@ macro_rules! event_loop {
                          plain MQTT, turn ssl off (else the server refused the handshake)"
                     ))
                 }
-                e @ ConnectionError::Tls(_) => tls_failure(e.to_string()),
+                e @ ConnectionError::Tls(_) => tls_failure(&e),
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \
@@ -556,10 +595,11 @@ macro_rules! event_loop {
                         Said::Nothing if io.is_some_and(may_leave_unread) => Said::Unheard,
                         said => said,
                     };
+                    if rustls_cause(&e).is_some() {
+                        return tls_failure(&e);
+                    }
                     let why = e.to_string();
-                    if tls_failed(&e) {
-                        tls_failure(why)
-                    } else if closed || !said.is_silent() {
+                    if closed || !said.is_silent() {
                         Failure::Closed { why, said }
                     } else {
                         Failure::Broken(why)

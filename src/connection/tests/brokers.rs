@@ -202,6 +202,50 @@ fn a_websocket_upgrade_reset_before_any_connack_points_to_ssl() {
     assert!(warned.contains("set transport to TCP"), "{warned}");
 }
 
+/// A broker that takes the TCP connection and never answers the CONNECT: the WARN names the
+/// setting that bounded the wait, in both MQTT versions. (Before: "Network timeout" under
+/// MQTT 3.1.1, "Timeout" under MQTT 5, and nothing more.)
+#[test]
+fn a_connect_never_answered_names_connect_timeout_seconds() {
+    use std::io::Read;
+    crate::test_log::capture();
+    for (version, id) in [
+        (crate::config::MqttVersion::V3_1_1, "mute-connack-v4"),
+        (crate::config::MqttVersion::V5, "mute-connack-v5"),
+    ] {
+        let (quit, quitting) = mpsc::channel::<()>();
+        let (port, broker_thread) = scripted_broker(move |listener| {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let _ = stream.read(&mut [0; 256]);
+            let _ = quitting.recv_timeout(2 * WAIT);
+        });
+        let connection = Connection::get(&BrokerConfig {
+            version,
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, id)
+        })
+        .expect("opened");
+        let deadline = Instant::now() + WAIT;
+        let warned = loop {
+            let lines = crate::test_log::lines_with(&format!("as '{id}'"));
+            if let Some(warn) = lines.into_iter().find(|l| l.starts_with("WARN")) {
+                break warn;
+            }
+            assert!(Instant::now() < deadline, "no WARN");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        drop(connection);
+        let _ = quit.send(());
+        broker_thread.join().expect("the scripted broker");
+        assert!(
+            warned.contains("not connected within connectTimeoutSeconds"),
+            "{warned}"
+        );
+    }
+}
+
 /// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
 /// every pack is answered, none waits for an ack of a publish that was never written (see
 /// `EventLoop::NUDGES` and the test after this one).
