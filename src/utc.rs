@@ -1,6 +1,7 @@
-//! UTC calendar arithmetic without a date crate: the status message stamps its time, and a
-//! client certificate's validity is read and compared with the clock. Seconds since 1970, and
-//! dates of the proleptic Gregorian calendar (Howard Hinnant's algorithms).
+//! UTC calendar arithmetic without a date crate: the status message stamps its time, a
+//! client certificate's validity is read and compared with the clock, and a server
+//! certificate's dates are shown as dates. Seconds since 1970, and dates of the proleptic
+//! Gregorian calendar (Howard Hinnant's algorithms).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,18 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` for `secs` since 1970.
+pub(crate) fn iso8601(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// Days from 1970-01-01 to a date, if it is one: a month past 12 or a day past the month's end

@@ -159,6 +159,10 @@ class TlsLoggingTest {
             long warned = attempts.stream().filter(l -> l.contains(" WARN ")).count();
             assertTrue(attempts.size() >= 4 && warned == 1, warned + " WARN lines in " + attempts.size()
                     + " attempts:\n" + String.join("\n", attempts));
+            // The dates as dates, not as rustls's seconds since 1970.
+            String date = "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ";
+            String warn = attempts.stream().filter(l -> l.contains(" WARN ")).findFirst().orElse("");
+            assertTrue(warn.matches(".*expired " + date + "; this node's clock says " + date + "\\).*"), warn);
         }
     }
 
