@@ -318,22 +318,25 @@ impl Failure {
 fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
     use rustls::CertificateError::{ExpiredContext, NotValidYetContext};
     let why = e.to_string();
-    // rustls gives a certificate's dates in seconds since 1970.
+    // rustls gives a certificate's dates in seconds since 1970. The node's own is the day
+    // alone: a time would make each attempt's text new, and a repeat a WARN
+    // (`failure_key` drops only the figures that follow a space).
+    let day = |secs: u64| crate::utc::iso8601(secs)[..10].to_string();
     match rustls_cause(e) {
         Some(rustls::Error::InvalidCertificate(ExpiredContext { time, not_after })) => {
             return Failure::Tls(format!(
                 "{why} (the broker's certificate, or one of its chain, expired {}; this node's \
-                 clock says {})",
+                 date is {})",
                 crate::utc::iso8601(not_after.as_secs()),
-                crate::utc::iso8601(time.as_secs())
+                day(time.as_secs())
             ));
         }
         Some(rustls::Error::InvalidCertificate(NotValidYetContext { time, not_before })) => {
             return Failure::Tls(format!(
                 "{why} (the broker's certificate, or one of its chain, is valid from {}; this \
-                 node's clock says {}: check the clock)",
+                 node's date is {}: check its clock)",
                 crate::utc::iso8601(not_before.as_secs()),
-                crate::utc::iso8601(time.as_secs())
+                day(time.as_secs())
             ));
         }
         _ => {}
@@ -1526,6 +1529,34 @@ fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// rustls's seconds since 1970 come with dates, and the node's own without its time: two
+    /// attempts seconds apart must read alike past rustls's figures, or each is a new WARN.
+    #[test]
+    fn a_certificates_dates_are_shown_as_dates() {
+        use rustls::pki_types::UnixTime;
+        use std::time::Duration;
+        let text = |now: u64| {
+            let expired =
+                rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+                    time: UnixTime::since_unix_epoch(Duration::from_secs(now)),
+                    not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_796_342_400)),
+                });
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, expired);
+            match tls_failure(&io) {
+                Failure::Tls(text) => text,
+                other => panic!("not a TLS failure: {}", other.text()),
+            }
+        };
+        let (first, later) = (text(1_796_342_500), text(1_796_342_507));
+        let ours = |t: &str| t[t.find(" (the broker's").expect("ours")..].to_string();
+        assert_eq!(
+            ours(&first),
+            " (the broker's certificate, or one of its chain, expired 2026-12-04T00:00:00Z; \
+             this node's date is 2026-12-04)"
+        );
+        assert_eq!(ours(&first), ours(&later));
+    }
 
     /// What an MQTT 5 DISCONNECT says decides what the close is blamed on: another client
     /// taking the id, a size, or (HiveMQ at a QoS 0 publish its ACL denies) what was sent.
