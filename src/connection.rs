@@ -339,9 +339,15 @@ fn own_id(identity: &ClientKey, free: impl Fn(&str) -> bool) -> String {
 /// id of the node's own is not taken there: two connections of a node to two listeners, both
 /// moved after takeovers, took the same one and pushed each other out for good.
 fn held_at_another_port(host: &str, port: u16, client_id: &str) -> bool {
+    another_port_holding(host, port, client_id).is_some()
+}
+
+/// The other port of `host` where a connection of this process holds `client_id`, if any.
+fn another_port_holding(host: &str, port: u16, client_id: &str) -> Option<u16> {
     held_ids()
         .keys()
-        .any(|(h, p, id)| h == host && *p != port && id == client_id)
+        .find(|(h, p, id)| h == host && *p != port && id == client_id)
+        .map(|&(_, p, _)| p)
 }
 
 /// Whether a connection other than `shared`'s holds `client_id` at its broker.
@@ -1931,6 +1937,9 @@ fn taken_over_by_another(
         ""
     };
     let lived = lived.as_millis();
+    // Two appenders of the node at two listeners of one broker (plain and TLS) with one id:
+    // nothing tells two brokers on one host from one with two ports, so this is only named.
+    let elsewhere = another_port_holding(&shared.identity.0, shared.identity.1, client_id);
     let cause = if own {
         format!(
             "the broker closed the connection {lived} ms after accepting it ({why}), under this \
@@ -1939,10 +1948,18 @@ fn taken_over_by_another(
         )
     } else {
         let count = shared.metrics.takeovers.fetch_add(1, Ordering::Relaxed) + 1;
+        let suspects = match elsewhere {
+            Some(port) => format!(
+                "this node connects with this id to port {port} of this host too, for another \
+                 appender: if that port is another listener of this broker (TLS, WebSocket), \
+                 that connection is the other client"
+            ),
+            None => "Kaa cluster nodes sharing one configuration?".to_string(),
+        };
         format!(
             "the broker closed the connection {lived} ms after accepting it ({why}): {likely}\
-             another client connected with the same client id (takeover {count}; Kaa cluster \
-             nodes sharing one configuration?){or_refused}"
+             another client connected with the same client id (takeover {count}; {suspects})\
+             {or_refused}"
         )
     };
     // A fight goes on (two nodes over a persistent session's id take turns every minute):
@@ -1975,6 +1992,12 @@ fn taken_over_by_another(
             "another appender of this node connects to this broker with this client id and \
              other connection settings: give each appender its own clientId"
                 .to_string()
+        } else if let Some(port) = elsewhere {
+            format!(
+                "another appender of this node connects with this client id to port {port} of \
+                 this host, maybe another listener of this broker: give each appender its own \
+                 clientId"
+            )
         } else if shared.id_names_host {
             // What the advice below would add.
             format!(

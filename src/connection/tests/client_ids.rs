@@ -395,6 +395,66 @@ fn connections_to_two_listeners_of_a_broker_move_to_two_ids() {
     drop((first, second));
 }
 
+/// Two appenders of the node with one id at two listeners of one broker, where nothing says
+/// at init that the two ports are one broker: the takeover that follows names the node's own
+/// connection at the other port as the likely other client, and with cleanSession off the
+/// advice is to give each appender its own clientId. (Before: it suggested Kaa cluster nodes
+/// sharing one configuration, and with a session, giving each node its own clientId.)
+#[test]
+fn a_takeover_by_the_nodes_own_connection_at_another_port_names_it() {
+    crate::test_log::capture();
+    for (clean_session, id) in [(true, "own-listeners"), (false, "own-listeners-session")] {
+        let (tx, ids) = mpsc::channel();
+        let connected = Connected::default();
+        let (a, b) = (connected.clone(), tx.clone());
+        let (plain, _) = scripted_broker(move |listener| takeover_listener(listener, b, a));
+        let (tls, _) = scripted_broker(move |listener| takeover_listener(listener, tx, connected));
+        let config = |port| BrokerConfig {
+            clean_session,
+            ..scripted(port, id)
+        };
+        let first = Connection::get(&config(plain)).expect("opened");
+        assert_eq!(ids.recv_timeout(WAIT).as_deref(), Ok(id));
+        let second = Connection::get(&config(tls)).expect("opened");
+        assert_eq!(
+            ids.recv_timeout(WAIT).as_deref(),
+            Ok(id),
+            "free at this port"
+        );
+        let deadline = Instant::now() + WAIT;
+        let takeover = loop {
+            let lines = crate::test_log::lines_with(&format!("as '{id}'"));
+            if let Some(line) = lines.into_iter().find(|l| l.contains("takeover 1")) {
+                break line;
+            }
+            assert!(Instant::now() < deadline, "no takeover reported");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        drop((first, second));
+        let there = if takeover.contains(&format!(":{plain} as")) {
+            tls
+        } else {
+            plain
+        };
+        assert!(
+            takeover.contains(&format!(
+                "this node connects with this id to port {there} of this host too"
+            )),
+            "{takeover}"
+        );
+        if !clean_session {
+            assert!(
+                takeover.contains(&format!(
+                    "another appender of this node connects with this client id to port \
+                     {there} of this host, maybe another listener of this broker: give each \
+                     appender its own clientId"
+                )),
+                "{takeover}"
+            );
+        }
+    }
+}
+
 /// The same with cleanSession off, where the id names the broker's session and cannot
 /// change: the second connection is refused, with a message naming the clash, and the first
 /// is left alone. (Before: both connected with the id and pushed each other out for good.)
