@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{Blame, Crowded, Outcome, Pack, Stall, TopicClose, Tracker, Waited, Why};
-use crate::log_budget::shown_in_log;
+use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::{Blamed, SOURCE_SUSPECTS};
 use crate::protocol::{
@@ -132,6 +132,9 @@ struct Shared {
     /// Takeovers in a row, each within [`FAILURE_REMEMBERED`] of the last, and when the last
     /// was: what their log lines are counted by (JMX counts them all).
     takeover_streak: Mutex<(u64, Option<Instant>)>,
+    /// The budget of the lines its appenders write of packs past their deadline: through an
+    /// outage, each appender sharing the connection finds some at every sweep.
+    expired_lines: LogBudget,
 }
 
 /// What a broker tells clients apart by: its address and the client id.
@@ -668,6 +671,7 @@ impl Connection {
             max_inflight: broker.max_inflight,
             metrics: ConnectionMetrics::default(),
             takeover_streak: Mutex::new((0, None)),
+            expired_lines: LogBudget::default(),
         });
         pending.start(StartDriver {
             shared: Arc::clone(&shared),
@@ -705,6 +709,12 @@ impl Connection {
     /// Records accepted and not yet confirmed or failed.
     pub fn outstanding(&self) -> usize {
         lock(&self.shared.tracker).outstanding()
+    }
+
+    /// Whether a line of `kind` about this connection's packs may be written now, and what to
+    /// add to it ([`LogBudget::take`]); one budget for every appender sharing the connection.
+    pub fn line_about_packs(&self, kind: &'static str, now: Instant) -> Option<String> {
+        self.shared.expired_lines.take(kind, now)
     }
 
     /// Forgets records of packs that were answered meanwhile (deadline, close).

@@ -139,6 +139,7 @@ fn bare_shared() -> Shared {
         max_inflight: None,
         metrics: ConnectionMetrics::default(),
         takeover_streak: Mutex::new((0, None)),
+        expired_lines: LogBudget::default(),
     }
 }
 
