@@ -1015,6 +1015,19 @@ async fn drive<E: EventLoop>(
     brokers: Vec<(E::Options, String)>,
     client_id: String,
 ) {
+    let waiting = shared.waits_for.iter().filter(|g| !g.finished.is_closed());
+    if let Some(by) = waiting.map(|g| g.by).max() {
+        // Else the connection shows down (JMX Connected false), and packs may time out,
+        // with nothing said while the broker is fine.
+        log::info!(
+            "{}: connects once the connections of this node that hold its client id have let \
+             go of it (an edited appender's predecessor draining its packs in flight, up to its \
+             closeTimeoutSeconds, or a connection moving to an id of its own), in {} s at most: \
+             the broker would close one of two connections with one id",
+            shared.label,
+            by.saturating_duration_since(Instant::now()).as_secs()
+        );
+    }
     for previous in &shared.waits_for {
         // Fails (closed semaphore) as soon as the old connection is gone: its connect attempt
         // ended and the broker took its DISCONNECT (or it let go of the id). Bounded by when it

@@ -775,6 +775,7 @@ fn listener_of_one_broker(
 /// took 300 ms to act on it first, as a Mosquitto behind a proxy did in CI.)
 #[test]
 fn an_appender_edited_to_another_port_of_its_broker_waits_for_its_predecessor() {
+    crate::test_log::capture();
     let (tx, events) = mpsc::channel();
     let plain_events = tx.clone();
     let acting_takes = Duration::from_millis(300);
@@ -788,6 +789,10 @@ fn an_appender_edited_to_another_port_of_its_broker_waits_for_its_predecessor() 
     let edited = Connection::get(&scripted(tls, "port-edit")).expect("opened");
     let early = events.recv_timeout(Duration::from_millis(500));
     assert!(early.is_err(), "while the old one drains: {early:?}");
+    // The wait is said: the new connection shows down meanwhile, with a healthy broker.
+    let said = crate::test_log::lines_with(&format!(":{tls} as 'port-edit': connects once"));
+    assert_eq!(said.len(), 1, "{said:#?}");
+    assert!(said[0].starts_with("INFO"), "{}", said[0]);
     drop(old);
     assert_eq!(
         [next(), next()],
