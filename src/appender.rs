@@ -627,9 +627,10 @@ impl Appender {
             if failed > 0 {
                 // The JMX bean goes with the close: this line is all that tells of them.
                 log::warn!(
-                    "appender '{}': {failed} packs in flight at close failed as internal \
+                    "appender '{}': {failed} pack{} in flight at close failed as internal \
                      errors (closeTimeoutSeconds is 0)",
-                    self.name
+                    self.name,
+                    if failed == 1 { "" } else { "s" }
                 );
             }
         }

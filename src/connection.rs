@@ -1015,7 +1015,11 @@ async fn drive<E: EventLoop>(
     brokers: Vec<(E::Options, String)>,
     client_id: String,
 ) {
-    let waiting = shared.waits_for.iter().filter(|g| !g.finished.is_closed());
+    let now = Instant::now();
+    let waiting = shared
+        .waits_for
+        .iter()
+        .filter(|g| !g.finished.is_closed() && g.by > now);
     if let Some(by) = waiting.map(|g| g.by).max() {
         // Else the connection shows down (JMX Connected false), and packs may time out,
         // with nothing said while the broker is fine.
@@ -1025,7 +1029,7 @@ async fn drive<E: EventLoop>(
              closeTimeoutSeconds, or a connection moving to an id of its own), in {} s at most: \
              the broker would close one of two connections with one id",
             shared.label,
-            by.saturating_duration_since(Instant::now()).as_secs()
+            by.saturating_duration_since(now).as_secs_f64().ceil()
         );
     }
     for previous in &shared.waits_for {
@@ -1618,7 +1622,7 @@ impl<E: EventLoop> Driver<E> {
                         let lived = lived.unwrap_or_default();
                         let next = taken_over_by_another(
                             shared,
-                            &label,
+                            (&label, *current == 0),
                             client_id,
                             (&why, taken_over),
                             lived,
@@ -1934,10 +1938,11 @@ fn earned(lived: Option<Duration>, backoff: &mut Duration, takeover_backoff: &mu
 /// stops pushing the others out. With a persistent session it may not (the session stays with
 /// the id), and the caller backs off instead. `new_topic`: under MQTT 3.1.1, the close left
 /// unacknowledged a message to a topic the broker never took, on a connection it answered
-/// nothing on.
+/// nothing on. `first`: the connection is at its first broker, whose host and port the ids
+/// this process holds are known by.
 fn taken_over_by_another(
     shared: &Shared,
-    label: &str,
+    (label, first): (&str, bool),
     client_id: &str,
     (why, said): (&str, bool),
     lived: Duration,
@@ -1962,7 +1967,8 @@ fn taken_over_by_another(
     let lived = lived.as_millis();
     // Two appenders of the node at two listeners of one broker (plain and TLS) with one id:
     // nothing tells two brokers on one host from one with two ports, so this is only named.
-    let elsewhere = another_port_holding(&shared.identity.0, shared.identity.1, client_id);
+    let elsewhere =
+        another_port_holding(&shared.identity.0, shared.identity.1, client_id).filter(|_| first);
     let cause = if own {
         format!(
             "the broker closed the connection {lived} ms after accepting it ({why}), under this \

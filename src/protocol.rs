@@ -547,8 +547,9 @@ macro_rules! event_loop {
                 )),
                 // Alone, "Network timeout" (or "Timeout") named neither the setting nor a step.
                 e if e.not_connected_in_time() => Failure::Broken(format!(
-                    "{e}: not connected within connectTimeoutSeconds (the TCP connect, the TLS \
-                     handshake or the broker's CONNACK took longer)"
+                    "{e}: not connected within connectTimeoutSeconds (the name lookup, the \
+                     TCP connect, the proxy's tunnel, the TLS handshake, the WebSocket upgrade \
+                     or the broker's CONNACK took longer)"
                 )),
                 ConnectionError::ConnectionRefused(code) => Failure::Refused {
                     why: format!("{code:?}"),

@@ -177,7 +177,8 @@ fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
             ..bare_shared()
         };
         let label = format!("status-follows:1 as '{id}'");
-        let moved = taken_over_by_another(&shared, &label, id, ("closed", true), WAIT, false);
+        let moved =
+            taken_over_by_another(&shared, (&label, true), id, ("closed", true), WAIT, false);
         assert!(moved.is_some_and(|m| m.starts_with(&format!("{id}-"))));
         crate::test_log::lines_with(&format!("as '{id}': statusTopic"))
             .into_iter()
