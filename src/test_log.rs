@@ -3,6 +3,7 @@
 //! only they log (a port, a client id).
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -38,4 +39,20 @@ pub(crate) fn lines_with(text: &str) -> Vec<String> {
         .filter(|l| l.contains(text))
         .cloned()
         .collect()
+}
+
+/// The first line captured that contains `text` and that `wanted` takes, waited for up to
+/// `wait` (the code under test logs from its own threads); panics naming `text` if none came.
+pub(crate) fn await_line(text: &str, wanted: impl Fn(&str) -> bool, wait: Duration) -> String {
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(line) = lines_with(text).into_iter().find(|l| wanted(l)) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such line with {text:?} in {wait:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

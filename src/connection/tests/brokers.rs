@@ -188,15 +188,7 @@ fn a_websocket_upgrade_reset_before_any_connack_points_to_ssl() {
         ..scripted(port, "ws-to-tls")
     })
     .expect("opened");
-    let deadline = Instant::now() + WAIT;
-    let warned = loop {
-        let lines = crate::test_log::lines_with("as 'ws-to-tls'");
-        if let Some(warn) = lines.into_iter().find(|l| l.starts_with("WARN")) {
-            break warn;
-        }
-        assert!(Instant::now() < deadline, "no WARN");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let warned = crate::test_log::await_line("as 'ws-to-tls'", |l| l.starts_with("WARN"), WAIT);
     drop(connection);
     assert!(warned.contains("is a TLS port, turn ssl on"), "{warned}");
     assert!(warned.contains("set transport to TCP"), "{warned}");
@@ -227,15 +219,8 @@ fn a_connect_never_answered_names_connect_timeout_seconds() {
             ..scripted(port, id)
         })
         .expect("opened");
-        let deadline = Instant::now() + WAIT;
-        let warned = loop {
-            let lines = crate::test_log::lines_with(&format!("as '{id}'"));
-            if let Some(warn) = lines.into_iter().find(|l| l.starts_with("WARN")) {
-                break warn;
-            }
-            assert!(Instant::now() < deadline, "no WARN");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let warned =
+            crate::test_log::await_line(&format!("as '{id}'"), |l| l.starts_with("WARN"), WAIT);
         drop(connection);
         let _ = quit.send(());
         broker_thread.join().expect("the scripted broker");

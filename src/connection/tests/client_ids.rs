@@ -421,15 +421,8 @@ fn a_takeover_by_the_nodes_own_connection_at_another_port_names_it() {
             Ok(id),
             "free at this port"
         );
-        let deadline = Instant::now() + WAIT;
-        let takeover = loop {
-            let lines = crate::test_log::lines_with(&format!("as '{id}'"));
-            if let Some(line) = lines.into_iter().find(|l| l.contains("takeover 1")) {
-                break line;
-            }
-            assert!(Instant::now() < deadline, "no takeover reported");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let takeover =
+            crate::test_log::await_line(&format!("as '{id}'"), |l| l.contains("takeover 1"), WAIT);
         drop((first, second));
         let there = if takeover.contains(&format!(":{plain} as")) {
             tls
