@@ -13,6 +13,10 @@ import java.security.CodeSource;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.jar.JarFile;
+import java.util.zip.CRC32;
+import java.util.zip.CheckedInputStream;
+import java.util.zip.ZipEntry;
 
 import org.slf4j.LoggerFactory;
 
@@ -75,44 +79,30 @@ final class NativeLibrary {
         return loadedFrom;
     }
 
-    /** Whether {@code file} has the bytes of the copy this jar carries (true when it carries none). */
+    /**
+     * Whether {@code file} is the copy this jar carries, by the size and CRC-32 its entry in the jar records (true
+     * when it carries none, or the jar cannot say).
+     */
     private static boolean sameAsCarried(File file) {
-        try (InputStream carried = NativeLibrary.class.getResourceAsStream(resource());
-                InputStream in = new FileInputStream(file)) {
-            if (carried == null) {
+        try (JarFile jar = new JarFile(ownJar())) {
+            ZipEntry carried = jar.getEntry(resource().substring(1));
+            if (carried == null || carried.getSize() < 0 || carried.getCrc() < 0) {
                 return true;
             }
-            byte[] a = new byte[1 << 16];
-            byte[] b = new byte[1 << 16];
-            int n;
-            do {
-                n = fill(carried, a);
-                if (fill(in, b) != n) {
-                    return false;
+            if (carried.getSize() != file.length()) {
+                return false;
+            }
+            CRC32 crc = new CRC32();
+            try (InputStream in = new CheckedInputStream(new FileInputStream(file), crc)) {
+                byte[] buffer = new byte[1 << 16];
+                while (in.read(buffer) >= 0) {
+                    continue; // the stream sums what it reads
                 }
-                for (int i = 0; i < n; i++) {
-                    if (a[i] != b[i]) {
-                        return false;
-                    }
-                }
-            } while (n == a.length); // a short read is the end of both
-            return true;
-        } catch (IOException e) {
+            }
+            return carried.getCrc() == crc.getValue();
+        } catch (IOException | RuntimeException e) {
             return true; // nothing to tell
         }
-    }
-
-    /** Reads into {@code buffer} until it is full or the stream ends; how many bytes it read. */
-    private static int fill(InputStream in, byte[] buffer) throws IOException {
-        int n = 0;
-        while (n < buffer.length) {
-            int r = in.read(buffer, n, buffer.length - n);
-            if (r < 0) {
-                break;
-            }
-            n += r;
-        }
-        return n;
     }
 
     /** A library from another build would be called with the wrong arguments: refuse it now. */
@@ -164,6 +154,12 @@ final class NativeLibrary {
 
     /** Where the Kaa install layout puts the library; null when this class is not in a jar. */
     private static File besideJar() {
+        File jar = ownJar();
+        return jar == null ? null : new File(jar.getParentFile(), FILE_NAME);
+    }
+
+    /** The jar holding this class; null when it is not in one. */
+    private static File ownJar() {
         CodeSource source = NativeLibrary.class.getProtectionDomain().getCodeSource();
         URL location = source == null ? null : source.getLocation();
         if (location == null) {
@@ -171,7 +167,7 @@ final class NativeLibrary {
         }
         try {
             File jar = new File(location.toURI());
-            return jar.isFile() ? new File(jar.getParentFile(), FILE_NAME) : null;
+            return jar.isFile() ? jar : null;
         } catch (URISyntaxException | IllegalArgumentException e) {
             return null;
         }
