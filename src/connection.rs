@@ -2238,4 +2238,4 @@ fn jitter(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -12,8 +12,8 @@
 //! drops, every record not yet confirmed fails its pack.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Qos;
@@ -110,7 +110,8 @@ pub struct Pack {
     /// count from here.
     accepted: Instant,
     remaining: AtomicUsize,
-    done: AtomicBool,
+    /// Why it was answered, once it was.
+    answer: OnceLock<Why>,
     completion: Mutex<Option<Completion>>,
 }
 
@@ -119,7 +120,7 @@ impl Pack {
         let pack = Arc::new(Pack {
             accepted: Instant::now(),
             remaining: AtomicUsize::new(records),
-            done: AtomicBool::new(false),
+            answer: OnceLock::new(),
             completion: Mutex::new(Some(completion)),
         });
         if records == 0 {
@@ -129,7 +130,12 @@ impl Pack {
     }
 
     pub fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        self.answer.get().is_some()
+    }
+
+    /// Why it was answered; `None` while it waits.
+    pub fn answer(&self) -> Option<Why> {
+        self.answer.get().copied()
     }
 
     pub fn accepted(&self) -> Instant {
@@ -147,7 +153,7 @@ impl Pack {
     pub fn finish(&self, why: Why) {
         let completion = lock(&self.completion).take();
         if let Some(completion) = completion {
-            self.done.store(true, Ordering::Release);
+            let _ = self.answer.set(why);
             completion(why.outcome());
         }
     }

@@ -275,7 +275,7 @@ fn close_scripted(shared: &Shared, events: &UnboundedSender<Step>) {
 }
 
 /// Runs a scripted broker on a loopback port: the port, and the broker's thread.
-fn scripted_broker(
+pub(crate) fn scripted_broker(
     broker: impl FnOnce(std::net::TcpListener) + Send + 'static,
 ) -> (u16, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -284,7 +284,7 @@ fn scripted_broker(
 }
 
 /// The PUBACK of a QoS 1 PUBLISH, from its body: the packet id after the topic.
-fn puback_for(publish: &[u8]) -> [u8; 4] {
+pub(crate) fn puback_for(publish: &[u8]) -> [u8; 4] {
     let topic = usize::from(u16::from_be_bytes([publish[0], publish[1]]));
     [0x40, 0x02, publish[2 + topic], publish[3 + topic]]
 }
@@ -297,7 +297,7 @@ fn connect_client_id(connect: &[u8]) -> String {
 }
 
 /// One MQTT packet from a scripted broker's socket: its first byte and its body.
-fn read_packet(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
+pub(crate) fn read_packet(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
     let mut header = [0u8];
     s.read_exact(&mut header).ok()?;
     let (mut len, mut shift) = (0usize, 0);
