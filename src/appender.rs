@@ -666,7 +666,12 @@ impl Appender {
         }
         let draining = Arc::new(Draining {
             name: self.name.clone(),
-            live: Mutex::new(live),
+            live: Mutex::new(Drained {
+                at_close: live.len(),
+                waiting: live,
+                confirmed: 0,
+                expired: 0,
+            }),
             held,
             connections,
         });
@@ -710,12 +715,23 @@ impl Appender {
 /// What a closed appender still holds while its packs in flight wait for the broker.
 struct Draining {
     name: String,
-    /// Packs not yet answered, each with its deadline (its own, or the close's).
-    live: Mutex<VecDeque<(Instant, Arc<Pack>)>>,
+    live: Mutex<Drained>,
     /// [`EDIT_GRACE`] after the close: the connections are held until then at least.
     held: Instant,
     /// Held until the last pack is answered, so the connections stay up for their acks.
     connections: Vec<Arc<Connection>>,
+}
+
+/// The packs in flight at close: those still waiting, and how the others were answered. Kept
+/// beside the drain, not in it: a drain restarted after a panic goes on from here.
+struct Drained {
+    /// Packs not yet answered, each with its deadline (its own, or the close's).
+    waiting: VecDeque<(Instant, Arc<Pack>)>,
+    at_close: usize,
+    confirmed: usize,
+    /// Failed at their deadline by the drain; the rest were answered otherwise (a refusal, a
+    /// loss: logged where they happened).
+    expired: usize,
 }
 
 /// Waits until every pack in flight at close is answered, failing those whose deadline
@@ -725,10 +741,6 @@ struct Draining {
 async fn drain(draining: Arc<Draining>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let at_close = lock(&draining.live).len();
-    // How the packs in flight at close were answered: confirmed, and failed at the drain's
-    // deadline; the rest otherwise (a refusal, a loss: logged where they happened).
-    let (mut confirmed, mut expired) = (0, 0);
     loop {
         tick.tick().await;
         // Before packs past their deadline are answered, as at an appender's sweep.
@@ -737,19 +749,31 @@ async fn drain(draining: Arc<Draining>) {
             connection.sweep(now);
         }
         let mut live = lock(&draining.live);
-        live.retain(|(deadline, pack)| {
+        let Drained {
+            waiting,
+            confirmed,
+            expired,
+            ..
+        } = &mut *live;
+        let mut i = 0;
+        while let Some((deadline, pack)) = waiting.get(i) {
             if !pack.is_done() && *deadline > now {
-                return true;
+                i += 1;
+                continue;
             }
+            // Out of the list before its completion runs: one that panics costs its count
+            // (it shows as answered otherwise), never a second count after the restart.
+            let Some((_, pack)) = waiting.remove(i) else {
+                break;
+            };
             pack.finish(Why::Expired);
             match pack.answer() {
-                Some(Why::Confirmed) => confirmed += 1,
-                Some(Why::Expired) => expired += 1,
+                Some(Why::Confirmed) => *confirmed += 1,
+                Some(Why::Expired) => *expired += 1,
                 _ => {}
             }
-            false
-        });
-        if live.is_empty() {
+        }
+        if waiting.is_empty() {
             if now >= draining.held {
                 break;
             }
@@ -760,8 +784,14 @@ async fn drain(draining: Arc<Draining>) {
         connection.prune();
     }
     // The JMX bean went with the close: after an edit, this line says what became of them.
+    let Drained {
+        at_close,
+        confirmed,
+        expired,
+        ..
+    } = *lock(&draining.live);
     if at_close > 0 {
-        let otherwise = at_close - confirmed - expired;
+        let otherwise = at_close.saturating_sub(confirmed + expired);
         let level = if confirmed == at_close {
             log::Level::Info
         } else {
@@ -1431,6 +1461,33 @@ mod tests {
         assert!(
             said.starts_with("WARN")
                 && said.contains(", 0 was confirmed by the broker, 1 not in time"),
+            "{said}"
+        );
+    }
+
+    /// A drain restarted after a panic goes on counting from where it was, and counts no pack
+    /// twice: the line names every pack in flight at close, the one whose completion panicked
+    /// as answered otherwise. (Before: the counts restarted with the drain, a pack the panic
+    /// left in the list was counted again, and the restarted drain panicked at every turn.)
+    #[test]
+    fn a_drain_restarted_after_a_panic_counts_every_pack() {
+        crate::test_log::capture();
+        let appender = open("drain-panic", unreachable_config(Duration::from_secs(1)));
+        let (tx, rx) = mpsc::channel();
+        append_one(&appender, "endpoint-b", recorded(&tx));
+        append_one(
+            &appender,
+            "endpoint-a",
+            Box::new(|_, _| panic!("injected: the completion of a drained pack panics")),
+        );
+        appender.close();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        let said = crate::test_log::await_line("appender 'drain-panic': of ", |_| true, WAIT);
+        assert!(
+            said.contains(
+                "of 2 packs in flight at close, 0 were confirmed by the broker, 1 not in time \
+                 (failed as connection errors), 1 failed otherwise"
+            ),
             "{said}"
         );
     }

@@ -151,9 +151,17 @@ impl Pack {
 
     /// The first answer wins; later ones are ignored.
     pub fn finish(&self, why: Why) {
-        let completion = lock(&self.completion).take();
+        // The answer is set with the completion taken, under its lock: a second caller that
+        // finds nothing to take finds the answer set.
+        let completion = {
+            let mut slot = lock(&self.completion);
+            let completion = slot.take();
+            if completion.is_some() {
+                let _ = self.answer.set(why);
+            }
+            completion
+        };
         if let Some(completion) = completion {
-            let _ = self.answer.set(why);
             completion(why.outcome());
         }
     }

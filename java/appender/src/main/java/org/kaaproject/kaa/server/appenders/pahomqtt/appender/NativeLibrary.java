@@ -71,7 +71,7 @@ final class NativeLibrary {
         }
         checkAbi();
         File beside = besideJar();
-        if (beside != null && beside.getAbsolutePath().equals(loadedFrom) && !sameAsCarried(beside)) {
+        if (beside != null && beside.getAbsolutePath().equals(loadedFrom) && !sameAsCarried(ownJar(), beside)) {
             LoggerFactory.getLogger(NativeLibrary.class).warn("{} is not the library this jar was built with (the "
                     + "copy it carries differs): another build's, which runs that build's code; install the jar and "
                     + "{} of one build", loadedFrom, FILE_NAME);
@@ -80,11 +80,11 @@ final class NativeLibrary {
     }
 
     /**
-     * Whether {@code file} is the copy this jar carries, by the size and CRC-32 its entry in the jar records (true
-     * when it carries none, or the jar cannot say).
+     * Whether {@code file} is the copy {@code ownJar} carries, by the size and CRC-32 its entry in the jar records
+     * (true when it carries none, or the jar cannot say).
      */
-    private static boolean sameAsCarried(File file) {
-        try (JarFile jar = new JarFile(ownJar())) {
+    static boolean sameAsCarried(File ownJar, File file) {
+        try (JarFile jar = new JarFile(ownJar)) {
             ZipEntry carried = jar.getEntry(resource().substring(1));
             if (carried == null || carried.getSize() < 0 || carried.getCrc() < 0) {
                 return true;
@@ -174,7 +174,7 @@ final class NativeLibrary {
     }
 
     /** Where the jar carries its copy of the library. */
-    private static String resource() {
+    static String resource() {
         return "/native/" + platform() + "/" + FILE_NAME;
     }
 

@@ -10,6 +10,8 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.jar.JarEntry;
+import java.util.jar.JarOutputStream;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -17,7 +19,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The copy of the library the jar carries is extracted where no other user can swap it before it is loaded
  * (a world-writable java.io.tmpdir is the default). That it is deleted once loaded is shown by
- * {@code InstallLayoutIT}, with the node's start command.
+ * {@code InstallLayoutIT}, with the node's start command, as is the WARN for a library beside the jar that is not
+ * the copy it carries; here, what tells the two apart.
  */
 class NativeLibraryTest {
 
@@ -39,5 +42,22 @@ class NativeLibraryTest {
                 "nobody can write the copy, nor another user read it");
         Path second = NativeLibrary.extract(new ByteArrayInputStream(library), base);
         assertFalse(second.getParent().equals(dir), "every load its own directory");
+    }
+
+    @Test
+    void aLibraryBesideTheJarIsTheCarriedCopyOnlyWithItsBytes() throws IOException {
+        byte[] carried = {0x7f, 'E', 'L', 'F', 1, 2, 3};
+        Path jar = base.resolve("appender.jar");
+        try (JarOutputStream out = new JarOutputStream(Files.newOutputStream(jar))) {
+            out.putNextEntry(new JarEntry(NativeLibrary.resource().substring(1)));
+            out.write(carried);
+        }
+        Path beside = base.resolve(NativeLibrary.FILE_NAME);
+        Files.write(beside, carried);
+        assertTrue(NativeLibrary.sameAsCarried(jar.toFile(), beside.toFile()), "the same bytes");
+        Files.write(beside, new byte[] {0x7f, 'E', 'L', 'F', 1, 2, 4});
+        assertFalse(NativeLibrary.sameAsCarried(jar.toFile(), beside.toFile()), "one byte other, the same size");
+        Files.write(beside, new byte[] {0x7f, 'E', 'L', 'F', 1, 2, 3, 0});
+        assertFalse(NativeLibrary.sameAsCarried(jar.toFile(), beside.toFile()), "one byte more");
     }
 }
