@@ -535,7 +535,7 @@ impl PastBound for rumqttc::v5::ConnectionError {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, $unreadable:pat => $bytes:expr, $clean:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $explain:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, $unreadable:pat => $bytes:expr, $clean:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -602,7 +602,7 @@ macro_rules! event_loop {
                     if rustls_cause(&e).is_some() {
                         return tls_failure(&e);
                     }
-                    let why = e.to_string();
+                    let why = $explain(&e).unwrap_or_else(|| e.to_string());
                     if closed || !said.is_silent() {
                         Failure::Closed { why, said }
                     } else {
@@ -696,6 +696,7 @@ event_loop!(
     rumqttc::mqttbytes::Error,
     observe_v4,
     says_nothing,
+    no_explanation,
     failure_v4,
     write_v4,
     fresh_state_v4,
@@ -721,6 +722,7 @@ event_loop!(
     rumqttc::v5::mqttbytes::Error,
     observe_v5,
     disconnect_reason,
+    explanation_v5,
     failure_v5,
     write_v5,
     fresh_state_v5,
@@ -802,6 +804,28 @@ fn says_nothing(_: &rumqttc::ConnectionError) -> Said {
     Said::Nothing
 }
 
+/// rumqttc's MQTT 3.1.1 errors say what they are.
+fn no_explanation(_: &rumqttc::ConnectionError) -> Option<String> {
+    None
+}
+
+/// What an MQTT 5 failure is, where rumqttc's words name something else.
+fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
+    match e {
+        // rumqttc reads every reason code it does not know as a CONNACK's.
+        rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::InvalidConnectReturnCode(0x95),
+        )) => Some(
+            "the broker acknowledged a message with reason 0x95, packet too large, which MQTT 5 \
+             does not allow there and the MQTT client cannot read (Mosquitto answers so at its \
+             message_size_limit; its max_packet_size is announced, and honoured without a \
+             close)"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
 /// What an MQTT 5 DISCONNECT said, if it was one.
 fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Said {
     use rumqttc::v5::mqttbytes::v5::DisconnectReasonCode;
@@ -817,6 +841,12 @@ fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Said {
             }
             _ => Said::Other,
         },
+        // Mosquitto answers a message over its `message_size_limit` with a PUBACK or PUBREC
+        // of reason 0x95, which MQTT 5 allows in neither: rumqttc 0.25 fails to read it and
+        // drops the connection. Taken for the close it causes, at the message too large.
+        rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::InvalidConnectReturnCode(0x95),
+        )) => Said::TooLarge,
         _ => Said::Nothing,
     }
 }

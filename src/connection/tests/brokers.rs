@@ -1633,17 +1633,29 @@ fn a_refusal_out_of_order_holds_nothing_back_v5() {
     assert_eq!(connections.try_iter().count(), 1);
 }
 
+/// How a [`packet_limit_broker`] meets a message over its limit.
+#[derive(Clone, Copy, PartialEq)]
+enum OverLimit {
+    /// MQTT 3.1.1: it closes the connection without a word.
+    Closes,
+    /// MQTT 5: DISCONNECT "packet too large" (0x95), then the close.
+    Disconnects,
+    /// MQTT 5, as Mosquitto 2.0.11 does at its `message_size_limit`: a PUBACK of reason 0x95,
+    /// which MQTT 5 does not allow there, and the connection kept.
+    AcksWith0x95,
+}
+
 /// A broker with a packet limit it does not announce, as EMQX (1 MB by default), AWS IoT
 /// (128 KB) and Mosquitto's `max_packet_size` are to an MQTT 3.1.1 client: it acks each QoS 1
-/// PUBLISH and closes the connection at one whose remaining length is over `limit`, with MQTT
-/// 5's DISCONNECT "packet too large" (0x95) when `v5`. It reports the client id of each
-/// CONNECT.
+/// PUBLISH and meets one whose remaining length is over `limit` as `over` says. It reports the
+/// client id of each CONNECT.
 fn packet_limit_broker(
     listener: std::net::TcpListener,
     limit: usize,
-    v5: bool,
+    over: OverLimit,
     ids: mpsc::Sender<String>,
 ) {
+    let v5 = over != OverLimit::Closes;
     use std::io::Write;
     while let Ok((mut s, _)) = listener.accept() {
         s.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -1673,10 +1685,18 @@ fn packet_limit_broker(
                 continue;
             }
             if body.len() > limit {
-                if v5 {
-                    let _ = s.write_all(&[0xe0, 0x02, 0x95, 0x00]);
+                match over {
+                    OverLimit::Closes => break,
+                    OverLimit::Disconnects => {
+                        let _ = s.write_all(&[0xe0, 0x02, 0x95, 0x00]);
+                        break;
+                    }
+                    OverLimit::AcksWith0x95 => {
+                        let [_, _, high, low] = puback_for(&body);
+                        let _ = s.write_all(&[0x40, 0x03, high, low, 0x95]);
+                        continue;
+                    }
                 }
-                break;
             }
             if s.write_all(&puback_for(&body)).is_err() {
                 break;
@@ -1690,15 +1710,22 @@ fn packet_limit_broker(
 /// and fails it `onInternalError` before writing it, while other packs are delivered. Neither
 /// close is taken for another client with the id. (Before: every attempt reset the shared
 /// connection, and two in a row were counted as a takeover, which moved the client id for
-/// the life of the process: under an ACL keyed on the id, packs confirmed and dropped.)
+/// the life of the process: under an ACL keyed on the id, packs confirmed and dropped.) The
+/// same with Mosquitto's PUBACK of reason 0x95, which the MQTT client cannot read and fails
+/// the connection at. (Before: each pack of it reset the shared connection, for good, and
+/// the line named a CONNACK.)
 #[test]
 fn a_message_over_an_unannounced_packet_limit_fails_its_own_pack_not_the_connection() {
     use crate::config::MqttVersion::{V3_1_1, V5};
     crate::test_log::capture();
-    for (version, id) in [(V3_1_1, "packet-limit-v4"), (V5, "packet-limit-v5")] {
+    for (version, over, id) in [
+        (V3_1_1, OverLimit::Closes, "packet-limit-v4"),
+        (V5, OverLimit::Disconnects, "packet-limit-v5"),
+        (V5, OverLimit::AcksWith0x95, "packet-limit-v5-ack"),
+    ] {
         let (tx, ids) = mpsc::channel();
         let v5 = version == V5;
-        let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, v5, tx));
+        let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, over, tx));
         let config = BrokerConfig {
             version,
             ..scripted(port, id)
@@ -1754,6 +1781,14 @@ fn a_message_over_an_unannounced_packet_limit_fails_its_own_pack_not_the_connect
         assert_eq!(refused.len(), 2, "{lines:#?}");
         assert!(refused[0].starts_with("ERROR") && refused[1].starts_with("WARN"));
         assert!(refused[0].contains("5008 bytes") || v5, "{}", refused[0]);
+        if over == OverLimit::AcksWith0x95 {
+            let lost: Vec<_> = lines.iter().filter(|l| l.contains(" lost: ")).collect();
+            assert!(
+                lost.iter()
+                    .all(|l| l.contains("lost: the broker acknowledged a message with reason 0x95")),
+                "{lost:#?}"
+            );
+        }
     }
 }
 
@@ -1767,7 +1802,7 @@ fn an_endpoint_changing_its_oversized_records_closes_the_connection_three_times(
     crate::test_log::capture();
     let id = "oversized-endpoint";
     let (tx, ids) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, false, tx));
+    let (port, _) = scripted_broker(move |l| packet_limit_broker(l, 2000, OverLimit::Closes, tx));
     let connection = Connection::get(&scripted(port, id)).expect("opened");
     let submit = |endpoint: u64, payload: Vec<u8>| {
         let (pack, mut how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![payload]);
