@@ -755,17 +755,18 @@ async fn drain(draining: Arc<Draining>) {
             expired,
             ..
         } = &mut *live;
-        let mut i = 0;
-        while let Some((deadline, pack)) = waiting.get(i) {
-            if !pack.is_done() && *deadline > now {
-                i += 1;
-                continue;
+        // Out of the list before any completion runs: one that panics costs the count of
+        // those after it (they show as answered otherwise), never a second count after the
+        // restart.
+        let mut due = Vec::new();
+        waiting.retain(|(deadline, pack)| {
+            let wait = !pack.is_done() && *deadline > now;
+            if !wait {
+                due.push(Arc::clone(pack));
             }
-            // Out of the list before its completion runs: one that panics costs its count
-            // (it shows as answered otherwise), never a second count after the restart.
-            let Some((_, pack)) = waiting.remove(i) else {
-                break;
-            };
+            wait
+        });
+        for pack in due {
             pack.finish(Why::Expired);
             match pack.answer() {
                 Some(Why::Confirmed) => *confirmed += 1,
