@@ -809,21 +809,26 @@ fn no_explanation(_: &rumqttc::ConnectionError) -> Option<String> {
     None
 }
 
-/// What an MQTT 5 failure is, where rumqttc's words name something else.
-fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
-    match e {
-        // rumqttc reads every reason code it does not know as a CONNACK's.
+/// Mosquitto answers a message over its `message_size_limit` with a PUBACK or PUBREC of
+/// reason 0x95, which MQTT 5 allows in neither: rumqttc 0.25 fails to read it (taking every
+/// reason code it does not know for a CONNACK's) and drops the connection.
+fn acked_too_large(e: &rumqttc::v5::ConnectionError) -> bool {
+    matches!(
+        e,
         rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(
             rumqttc::v5::mqttbytes::Error::InvalidConnectReturnCode(0x95),
-        )) => Some(
-            "the broker acknowledged a message with reason 0x95, packet too large, which MQTT 5 \
-             does not allow there and the MQTT client cannot read (Mosquitto answers so at its \
-             message_size_limit; its max_packet_size is announced, and honoured without a \
-             close)"
-                .to_string(),
-        ),
-        _ => None,
-    }
+        ))
+    )
+}
+
+/// What an MQTT 5 failure is, where rumqttc's words name something else.
+fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
+    acked_too_large(e).then(|| {
+        "the broker acknowledged a message with reason 0x95, packet too large, which MQTT 5 \
+         does not allow there and the MQTT client cannot read (Mosquitto answers so at its \
+         message_size_limit; its max_packet_size is announced, and honoured without a close)"
+            .to_string()
+    })
 }
 
 /// What an MQTT 5 DISCONNECT said, if it was one.
@@ -841,12 +846,8 @@ fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Said {
             }
             _ => Said::Other,
         },
-        // Mosquitto answers a message over its `message_size_limit` with a PUBACK or PUBREC
-        // of reason 0x95, which MQTT 5 allows in neither: rumqttc 0.25 fails to read it and
-        // drops the connection. Taken for the close it causes, at the message too large.
-        rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(
-            rumqttc::v5::mqttbytes::Error::InvalidConnectReturnCode(0x95),
-        )) => Said::TooLarge,
+        // Taken for the close it causes, at the message too large.
+        e if acked_too_large(e) => Said::TooLarge,
         _ => Said::Nothing,
     }
 }
