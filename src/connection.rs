@@ -942,6 +942,10 @@ struct Driver<E: EventLoop> {
     /// large to read, a PUBREL of a delivery to another client): the next connection starts
     /// a clean session.
     clean_next: bool,
+    /// Per broker, the receive maximum under which `maxInflight` was last said to be too
+    /// high: said once per broker and value, not at every reconnect, nor only at the first
+    /// broker's (a failover broker may allow fewer).
+    narrowed: Vec<Option<u16>>,
 }
 
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
@@ -1040,6 +1044,7 @@ async fn drive<E: EventLoop>(
     }
     let reported = vec![Reported::default(); brokers.len()];
     let turned_away = vec![0; brokers.len()];
+    let narrowed = vec![None; brokers.len()];
     let mut driver = Driver {
         shared,
         eventloop,
@@ -1061,6 +1066,7 @@ async fn drive<E: EventLoop>(
         admitted: None,
         nudge: Nudge::new(),
         clean_next: false,
+        narrowed,
     };
     loop {
         let turned = {
@@ -1184,6 +1190,7 @@ impl<E: EventLoop> Driver<E> {
             admitted,
             nudge,
             clean_next,
+            narrowed,
         } = self;
         let mut stalled = false;
         // The broker closed a connection under the node's own id at once: no takeover.
@@ -1363,8 +1370,11 @@ impl<E: EventLoop> Driver<E> {
                 // Made here, not for every event: a format per message written or acknowledged.
                 let label = connection_label(&brokers[*current].1, client_id);
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
-                if let (Some(configured), false) = (shared.max_inflight, *ever_connected) {
-                    if usize::from(configured) > window.acked {
+                if let Some(configured) = shared.max_inflight {
+                    if usize::from(configured) > window.acked
+                        && narrowed[*current] != receive_maximum
+                    {
+                        narrowed[*current] = receive_maximum;
                         log::warn!(
                             "{label}: maxInflight is {configured}, above the broker's receive \
                              maximum: {} messages in flight at most",

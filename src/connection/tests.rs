@@ -240,13 +240,15 @@ fn connect(shared: &Shared, events: &UnboundedSender<Step>) {
 /// Starts a driver on a scripted event loop; returns where its steps go and its count of
 /// cancelled polls.
 fn drive_scripted(shared: &Arc<Shared>) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
-    drive_scripted_over(shared, 1)
+    drive_scripted_over(shared, 1, "driver-test")
 }
 
-/// [`drive_scripted`] with `brokers` brokers: the configured one and failover ones.
+/// [`drive_scripted`] with `brokers` brokers (the configured one and failover ones) and a
+/// client id a test may pick its log lines out by.
 fn drive_scripted_over(
     shared: &Arc<Shared>,
     brokers: u16,
+    client_id: &str,
 ) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
     let (events, script) = unbounded_channel();
     let cancelled = Arc::new(AtomicUsize::new(0));
@@ -256,7 +258,7 @@ fn drive_scripted_over(
         (1..=brokers)
             .map(|n| ((), format!("scripted:{n}")))
             .collect(),
-        "driver-test".to_string(),
+        client_id.to_string(),
     ));
     (events, cancelled)
 }

@@ -237,7 +237,7 @@ fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() 
 #[test]
 fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
     let shared = shared();
-    let (events, _) = drive_scripted_over(&shared, 2);
+    let (events, _) = drive_scripted_over(&shared, 2, "driver-test");
     events.send(Step::Broken("unreachable")).expect("sent");
     connect(&shared, &events);
     let refused = submit(&shared);
@@ -267,6 +267,56 @@ fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
         Err(mpsc::TryRecvError::Empty),
         "not refused on the first broker"
     );
+    close_scripted(&shared, &events);
+}
+
+/// `maxInflight` above a broker's receive maximum is said once per broker and value: not at
+/// every reconnect, and not only at the first broker's, where a failover broker allowing
+/// fewer went unsaid (before, only the first connection ever made was looked at).
+#[test]
+fn a_receive_maximum_below_max_inflight_is_said_once_per_broker() {
+    crate::test_log::capture();
+    let shared = Arc::new(Shared {
+        max_inflight: Some(100),
+        ..bare_shared()
+    });
+    let (events, _) = drive_scripted_over(&shared, 2, "narrowed-test");
+    let connect_under = |receive_maximum| {
+        events
+            .send(Step::Event(Observed::Connected {
+                receive_maximum: Some(receive_maximum),
+                session_present: false,
+                grants: Grants::default(),
+            }))
+            .expect("driver alive");
+        wait_until("the driver did not connect", || {
+            shared.metrics.connected.load(Ordering::Relaxed)
+        });
+    };
+    let warned = |broker: &str| {
+        crate::test_log::lines_with(&format!("{broker} as 'narrowed-test': maxInflight is 100"))
+            .iter()
+            .filter(|l| l.starts_with("WARN"))
+            .count()
+    };
+    connect_under(50);
+    // Lost (not closed by the broker: soon after a connect, a takeover), and back at the
+    // first broker, which allows 50 again.
+    events.send(Step::Broken("reset")).expect("sent");
+    disconnected(&shared, "the driver did not take the close");
+    connect_under(50);
+    assert_eq!(warned("scripted:1"), 1, "said again at a reconnect");
+    // Lost, the first broker gone: the failover broker allows 20.
+    events.send(Step::Broken("reset")).expect("sent");
+    disconnected(&shared, "the driver did not take the close");
+    events.send(Step::Broken("unreachable")).expect("sent");
+    connect_under(20);
+    crate::test_log::await_line(
+        "scripted:2 as 'narrowed-test': maxInflight is 100",
+        |l| l.starts_with("WARN") && l.ends_with("20 messages in flight at most"),
+        WAIT,
+    );
+    assert_eq!(warned("scripted:1"), 1);
     close_scripted(&shared, &events);
 }
 
