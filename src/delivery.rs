@@ -672,6 +672,9 @@ pub struct Tracker {
     stall_seen: Option<StallSeen>,
     /// The connection's window, and how much of it the messages above take.
     window: Window,
+    /// The client takes no QoS 0 message either while QoS 1 and 2 fill its window (MQTT 5,
+    /// [`Outbox::stops_at_full_window`]).
+    qos0_behind_window: bool,
     acked_in_flight: usize,
     qos2_in_flight: usize,
     /// The messages above and their bytes ([`Message::bytes`]).
@@ -1022,7 +1025,9 @@ impl Tracker {
 
     /// Hands parked messages to the client, each endpoint's packs in turn and in order, while
     /// there is a connection, fewer than [`UNWRITTEN`] wait to be written and their QoS's window
-    /// has room: a QoS whose window is full holds no other's messages back.
+    /// has room: a QoS whose window is full holds no other's messages back, except where the
+    /// client's full window holds back everything (MQTT 5: QoS 0 then waits here, held by
+    /// that window, not in the client's channel as if the broker read nothing).
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         // One clock read per call, not per message: they go out together.
         let mut now = None;
@@ -1031,7 +1036,7 @@ impl Tracker {
             let acked =
                 open && self.acked_in_flight < self.window.acked && !self.in_use(self.next_id());
             let may_go = [
-                open,
+                open && !self.holds_everything(),
                 acked,
                 acked && self.qos2_in_flight < self.window.exactly_once,
             ];
@@ -1103,6 +1108,7 @@ impl Tracker {
     pub fn on_connected(&mut self, out: &mut (impl Outbox + ?Sized), window: Window) {
         self.connected = true;
         self.window = window;
+        self.qos0_behind_window = out.stops_at_full_window();
         self.limit.announced(out.announces_limit());
         // Every connection starts rumqttc's numbering afresh (`EventLoop::forget`), with what
         // the last one handed over and did not write still first in line.
@@ -1850,6 +1856,7 @@ impl Tracker {
     /// more of them go; anything else (the messages waiting to be written) with any write.
     fn holder_of(&self, parked: Option<Qos>) -> Holder {
         match parked {
+            Some(Qos::AtMostOnce) if self.holds_everything() => Holder::AckedWindow,
             Some(Qos::ExactlyOnce) if self.qos2_in_flight >= self.window.exactly_once => {
                 Holder::Qos2Window
             }
@@ -1860,6 +1867,14 @@ impl Tracker {
             }
             _ => Holder::Writes,
         }
+    }
+
+    /// Whether the client's window is full and it takes nothing, QoS 0 included: rumqttc's
+    /// MQTT 5 window, which counts QoS 1 and 2 messages until their PUBACK or PUBCOMP (as
+    /// `acked_in_flight` does) up to its packet ids (the broker's receive maximum, or
+    /// `maxInflight`).
+    fn holds_everything(&self) -> bool {
+        self.qos0_behind_window && self.acked_in_flight >= usize::from(self.window.packet_ids)
     }
 
     /// When `holder` last moved.
@@ -2031,6 +2046,8 @@ mod tests {
         refuse: bool,
         /// Packets larger than this are refused, as by an MQTT 5 broker's Maximum Packet Size.
         max_packet: Option<usize>,
+        /// As MQTT 5's client: nothing taken while QoS 1 and 2 fill the window.
+        stops_at_full_window: bool,
     }
 
     impl Outbox for Recorder {
@@ -2044,6 +2061,10 @@ mod tests {
 
         fn announces_limit(&self) -> bool {
             self.max_packet.is_some()
+        }
+
+        fn stops_at_full_window(&self) -> bool {
+            self.stops_at_full_window
         }
 
         fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
@@ -3379,6 +3400,41 @@ mod tests {
         t.on_event(&mut out, &puback(4));
         assert_eq!(outcomes(&rx_busy), vec![Outcome::Delivered]);
         assert_eq!(outcomes(&rx_allowed), vec![Outcome::Delivered]);
+    }
+
+    /// MQTT 5: rumqttc takes no QoS 0 message either while QoS 1 and 2 fill its window. A
+    /// QoS 0 message then waits parked, held by that window, and goes once an ack frees it; a
+    /// stall it waits past is the window's, not a broker that stopped reading (before, it
+    /// went to the client's channel and was judged by the writes: "stopped reading"). Under
+    /// MQTT 3.1.1, whose writes are the driver's, it goes past the full window.
+    #[test]
+    fn under_mqtt5_qos0_waits_for_a_full_window_in_the_tracker() {
+        for mqtt5 in [true, false] {
+            let mut t = Tracker::default();
+            let mut out = Recorder {
+                stops_at_full_window: mqtt5,
+                ..Recorder::default()
+            };
+            t.on_connected(&mut out, Window::agreed(Some(1), None));
+            let (acked, rx_acked) = pack(1);
+            t.submit(&mut out, &acked, Qos::AtLeastOnce.into(), payloads(1), 100);
+            let (quick, rx_quick) = pack(1);
+            t.submit(&mut out, &quick, Qos::AtMostOnce.into(), payloads(1), 100);
+            let later = Instant::now() + Duration::from_secs(2);
+            if !mqtt5 {
+                assert_eq!(out.published.len(), 2, "MQTT 3.1.1: past the window");
+                continue;
+            }
+            assert_eq!(out.published.len(), 1, "waits for the window");
+            t.on_event(&mut out, &written(1));
+            let stall = t.find_stall(later).map(|s| s.stall.waited);
+            assert_eq!(stall, Some(Waited::Window), "held by the window");
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(out.published.len(), 2, "goes once the ack frees the window");
+            t.on_event(&mut out, &Observed::Written(0));
+            assert_eq!(outcomes(&rx_acked), vec![Outcome::Delivered]);
+            assert_eq!(outcomes(&rx_quick), vec![Outcome::Delivered]);
+        }
     }
 
     /// A pack that waited behind the window while the broker refused its topic (at PUBREC,

@@ -1172,6 +1172,10 @@ impl Outbox for Limited {
         self.grants.max_packet_size.is_some()
     }
 
+    fn stops_at_full_window(&self) -> bool {
+        true
+    }
+
     fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
@@ -1276,6 +1280,13 @@ pub trait Outbox {
     /// Maximum Packet Size): [`refusal`](Self::refusal) then holds messages to it, and its
     /// closes tell nothing of sizes (`packet_limit`).
     fn announces_limit(&self) -> bool {
+        false
+    }
+
+    /// Whether the client takes nothing more, QoS 0 included, while QoS 1 and 2 messages fill
+    /// its in-flight window (rumqttc's MQTT 5 loop reads its channel only then): QoS 0 waits
+    /// for that window too, best where the tracker knows that is what holds it.
+    fn stops_at_full_window(&self) -> bool {
         false
     }
 }
