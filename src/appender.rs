@@ -14,7 +14,7 @@ use crate::config::{
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{
-    max_pending_bytes, Completion, Crowded, Outcome, Pack, Why, PENDING_BYTES_PER_RECORD,
+    pack_bounds, Completion, Crowded, Outcome, Pack, Why, PENDING_BYTES_PER_RECORD,
 };
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
@@ -248,7 +248,7 @@ impl Appender {
                 format: config.payload_format,
                 grouping: config.grouping,
                 max_payload: config.max_message_bytes,
-                max_held: max_pending_bytes(config.max_pending_records),
+                max_held: pack_bounds(config.max_pending_records).1,
             },
             config,
             connections: RwLock::new(connections),
@@ -818,15 +818,17 @@ fn connection_index(endpoint: &str, connections: usize) -> usize {
     (fnv1a(endpoint.as_bytes()) % connections.max(1) as u64) as usize
 }
 
-/// A pack with more messages than `maxPendingRecords`, or more bytes than it allows
-/// ([`PENDING_BYTES_PER_RECORD`] each), could never be accepted: answered as a connection
-/// error, Kaa would send it again forever. It is the pack's fault, not the broker's. The count
+/// A pack with more messages than half of `maxPendingRecords`, or more bytes than half of
+/// what it allows ([`PENDING_BYTES_PER_RECORD`] each), could never be accepted
+/// ([`pack_bounds`]): answered as a connection error, Kaa would send it again forever. It is the pack's fault, not the broker's. The count
 /// is known from the records, so it is checked before decoding.
 fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String> {
-    if messages > max_pending {
+    let (most, _) = pack_bounds(max_pending);
+    if messages > most {
         return Err(format!(
-            "it makes {messages} messages, more than maxPendingRecords ({max_pending}) allows in \
-             flight, so it can never be accepted; raise maxPendingRecords or send smaller packs"
+            "it makes {messages} messages, more than a pack may hold in flight ({most}: half of \
+             maxPendingRecords, {max_pending}, the other half kept for other endpoints), so it \
+             can never be accepted; raise maxPendingRecords or send smaller packs"
         ));
     }
     Ok(())
@@ -836,12 +838,13 @@ fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String>
 /// their MQTT 5 user properties alone take before decoding, and on the messages as they are
 /// made (AVRO_BINARY's payloads are not held to it while decoding, and topics count too).
 fn fits_pending_bytes(bytes: usize, max_pending: usize) -> Result<(), String> {
-    let max_bytes = max_pending_bytes(max_pending);
-    if bytes > max_bytes {
+    let (_, most) = pack_bounds(max_pending);
+    if bytes > most {
         return Err(format!(
-            "its messages take at least {bytes} bytes, more than maxPendingRecords ({max_pending}) \
-             allows in flight ({PENDING_BYTES_PER_RECORD} bytes each, {max_bytes} in all), so it can \
-             never be accepted; raise maxPendingRecords or send smaller packs"
+            "its messages take at least {bytes} bytes, more than a pack may hold in flight \
+             ({most}: half of maxPendingRecords ({max_pending}) x {PENDING_BYTES_PER_RECORD} \
+             bytes, the other half kept for other endpoints), so it can never be accepted; \
+             raise maxPendingRecords or send smaller packs"
         ));
     }
     Ok(())
@@ -938,8 +941,8 @@ mod tests {
     /// One record of SCHEMA: x = 1.
     const RECORD: &[u8] = &[2];
 
-    /// A pack is refused for good when it alone passes either bound: its messages, or their
-    /// bytes at `PENDING_BYTES_PER_RECORD` per record allowed.
+    /// A pack is refused for good when it alone passes half of either bound (one endpoint's
+    /// share): its messages, or their bytes at `PENDING_BYTES_PER_RECORD` per record allowed.
     #[test]
     fn a_pack_over_either_pending_bound_can_never_fit() {
         let messages = |sizes: &[usize]| -> Vec<Message> {
@@ -953,15 +956,18 @@ mod tests {
                 .collect()
         };
         let per = PENDING_BYTES_PER_RECORD;
+        // maxPendingRecords 4: a pack may hold 2 messages and 8 KiB, half of each bound.
         let refusal = |sizes: &[usize]| {
-            fits_pending_count(sizes.len(), 2)
-                .and_then(|()| fits_pending_bytes(message_bytes(&messages(sizes)), 2))
+            fits_pending_count(sizes.len(), 4)
+                .and_then(|()| fits_pending_bytes(message_bytes(&messages(sizes)), 4))
                 .err()
         };
         assert_eq!(refusal(&[per, per]), None);
-        assert!(refusal(&[1, 1, 1]).is_some_and(|e| e.contains("3 messages")));
+        assert!(refusal(&[1, 1, 1]).is_some_and(|e| e.contains("3 messages") && e.contains("(2:")));
         let e = refusal(&[2 * per + 1]).unwrap_or_default();
-        assert!(e.contains("8193 bytes") && e.contains("8192 in all"), "{e}");
+        assert!(e.contains("8193 bytes") && e.contains("(8192:"), "{e}");
+        // At least one message, whatever maxPendingRecords.
+        assert_eq!(fits_pending_count(1, 1), Ok(()));
     }
 
     /// Connections of one appender: ids of their own, one retained status and last will.
@@ -1183,7 +1189,9 @@ mod tests {
 
     /// With the broker away, one endpoint's packs take at most half of `maxPendingRecords`:
     /// its next pack fails at once (`ConnectionError`), before it is decoded, with a line
-    /// naming the endpoint, and another endpoint's packs still wait for the broker.
+    /// naming the endpoint, and another endpoint's packs still wait for the broker. A first
+    /// pack larger than that half can never be accepted (`InternalError`): before, it was
+    /// taken, and held the whole bound while it waited, failing every other endpoint's pack.
     #[test]
     fn one_endpoint_cannot_take_the_whole_pending_bound() {
         crate::test_log::capture();
@@ -1194,6 +1202,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         // A schema id of its own for each pack, so that reading it tells a pack decoded.
         for (id, endpoint, records, answer, decoded) in [
+            ("0", "greedy", 3, Some(Outcome::InternalError), 0),
             ("1", "flooding", 2, None, 1),
             ("2", "flooding", 1, Some(Outcome::ConnectionError), 1),
             ("3", "quiet", 2, None, 2),
@@ -1219,7 +1228,7 @@ mod tests {
     fn user_properties_past_the_pending_bound_are_refused_before_decoding() {
         let mut config = unreachable_config(Duration::ZERO);
         config.broker.version = MqttVersion::V5;
-        config.max_pending_records = 2;
+        config.max_pending_records = 4;
         let appender = open("long-key", config);
         let reads = &std::cell::Cell::new(0);
         let (tx, rx) = mpsc::channel();
@@ -1250,7 +1259,7 @@ mod tests {
         let mut config = unreachable_config(Duration::ZERO);
         config.topic =
             crate::topic::TopicTemplate::parse("t/{endpointKeyHash}/{event.x}").expect("template");
-        config.max_pending_records = 20_000;
+        config.max_pending_records = 40_000;
         let appender = open("long-topics", config);
         let (tx, rx) = mpsc::channel();
         let key = "k".repeat(60_000);
@@ -1265,7 +1274,7 @@ mod tests {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{lines:?}"));
-        let bound = max_pending_bytes(20_000);
+        let (_, bound) = pack_bounds(40_000);
         assert!(
             taken > bound && taken <= bound + 61_000,
             "made no more than one message past the bound: {taken}"

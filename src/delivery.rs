@@ -189,6 +189,19 @@ pub fn max_pending_bytes(max_pending: usize) -> usize {
     max_pending.saturating_mul(PENDING_BYTES_PER_RECORD)
 }
 
+/// The most one pack may hold of a connection's bounds when `maxPendingRecords` is
+/// `max_pending`, messages (at least one) and bytes: one endpoint's share
+/// ([`ENDPOINT_SHARE_DIVISOR`]). A pack past it can never be accepted. Larger, an endpoint's
+/// first pack through an appender, which its share does not hold back (see
+/// [`Tracker::crowded`]), could fill the whole bound, and until the broker took it every
+/// other endpoint's packs would fail at once, as often as the device sent another.
+pub fn pack_bounds(max_pending: usize) -> (usize, usize) {
+    (
+        (max_pending / ENDPOINT_SHARE_DIVISOR).max(1),
+        max_pending_bytes(max_pending) / ENDPOINT_SHARE_DIVISOR,
+    )
+}
+
 /// The bytes a pack's messages hold ([`Message::bytes`]).
 pub fn message_bytes(messages: &[Message]) -> usize {
     messages.iter().map(Message::bytes).sum()
@@ -745,8 +758,8 @@ impl Tracker {
     /// [`PENDING_BYTES_PER_RECORD`] bytes each, or its endpoint's share of either
     /// ([`ENDPOINT_SHARE_DIVISOR`]) once the endpoint holds anything through the pack's
     /// appender: the first pack of each is taken whatever its size within the connection's
-    /// bound, so that a large pack is never refused for good, not even when another appender
-    /// holds the same pack's records. Bytes are not looked at
+    /// bound (and [`pack_bounds`]), so that a pack is never refused for good, not even when
+    /// another appender holds the same pack's records. Bytes are not looked at
     /// when they are not known yet (`None`): a pack that can never fit is told so once they
     /// are. The connection's own messages (the status message) have no share.
     pub fn crowded(

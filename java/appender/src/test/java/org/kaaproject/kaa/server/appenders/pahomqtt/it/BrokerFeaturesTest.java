@@ -300,7 +300,8 @@ class BrokerFeaturesTest {
 
     /**
      * A broker that answers pings but acknowledges nothing, then everything: the messages of the expired pack filled
-     * maxPendingRecords (and would fill the MQTT client's in-flight window) for as long as the connection lived, and
+     * the endpoint's half of maxPendingRecords (and would fill the MQTT client's in-flight window) for as long as the
+     * connection lived, and
      * keep-alive never ends it, so every later pack failed at once. A message unacknowledged for longer than
      * deliveryTimeoutSeconds now makes the connection anew, and once the broker acknowledges again packs succeed.
      */
@@ -310,7 +311,7 @@ class BrokerFeaturesTest {
         try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.SILENT)) {
             Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "stalled/x", qos);
             cfg.put("deliveryTimeoutSeconds", 1);
-            cfg.put("maxPendingRecords", 10);
+            cfg.put("maxPendingRecords", 20);
             LogAppender appender = KaaNode.load("stalled", KaaNode.config(cfg));
             try {
                 append(appender, records(10, 30)).assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(10),

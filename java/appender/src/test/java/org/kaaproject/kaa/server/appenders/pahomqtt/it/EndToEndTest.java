@@ -587,8 +587,9 @@ class EndToEndTest {
 
     /**
      * Design: in-flight work is bounded by maxPendingRecords; a pack that does not fit fails fast with a connection
-     * error instead of waiting. With the broker down, pack A (8 records) waits for its deadline; pack B (8 more, over
-     * the bound of 10) must be answered first, with onConnectionError, and both exactly once.
+     * error instead of waiting. With the broker down, packs A and B (5 records each, of two endpoints: one pack holds
+     * at most half of the bound of 10) wait for their deadline; pack C (a third endpoint's record, over the bound)
+     * must be answered first, with onConnectionError, and each exactly once.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -597,27 +598,30 @@ class EndToEndTest {
         String logSchema = TestData.schemaText("telemetry.avsc");
         Schema schema = AvroReference.parse(logSchema);
         LogAppender appender = boundedWithTheBrokerGone("bound", timeoutSeconds);
-        RecordingCallback a = append(appender,
-                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(2), "bound-a", 8)), "pack A (8 records)");
-        RecordingCallback b = append(appender,
-                KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(3), "bound-b", 8)),
-                "pack B (8 more, over the bound)");
-        RecordingCallback.Call cb = b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback a = append(appender, KaaNode.pack("endpoint-a", logSchema, 1,
+                telemetryBinaries(schema, new Random(2), "bound-a", 5)), "pack A (5 records)");
+        RecordingCallback b = append(appender, KaaNode.pack("endpoint-b", logSchema, 1,
+                telemetryBinaries(schema, new Random(3), "bound-b", 5)), "pack B (5 records)");
+        RecordingCallback c = append(appender, KaaNode.pack("endpoint-c", logSchema, 1,
+                telemetryBinaries(schema, new Random(4), "bound-c", 1)), "pack C (1 more, over the bound)");
+        RecordingCallback.Call cc = c.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
         RecordingCallback.Call ca = a.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
         RecordingCallback.sleep(GRACE);
         a.assertOnlyOne(CONNECTION_ERROR);
         b.assertOnlyOne(CONNECTION_ERROR);
-        System.out.printf("bound: A answered after %.0f ms, B after %.0f ms%n", a.millisToFirst(), b.millisToFirst());
-        assertTrue(cb.nanoTime < ca.nanoTime, "pack B, over maxPendingRecords, must fail fast, before pack A's "
-                + "deadline; A answered after " + a.millisToFirst() + " ms, B after " + b.millisToFirst() + " ms");
+        c.assertOnlyOne(CONNECTION_ERROR);
+        System.out.printf("bound: A answered after %.0f ms, C after %.0f ms%n", a.millisToFirst(), c.millisToFirst());
+        assertTrue(cc.nanoTime < ca.nanoTime, "pack C, over maxPendingRecords, must fail fast, before pack A's "
+                + "deadline; A answered after " + a.millisToFirst() + " ms, C after " + c.millisToFirst() + " ms");
     }
 
     /**
      * maxPendingRecords bounds the bytes held too, 4 KiB per record: an endpoint's large records cannot make a
-     * broker that is away hold more memory than messages of 4 KiB would. With 10 records allowed (40 KiB) and the
-     * broker down, pack A (one record of 30 KB) waits; pack B (one more such record, two records in all) passes the
-     * bytes and fails fast with onConnectionError; pack C (one record of 50 KB) can never fit and fails with
-     * onInternalError.
+     * broker that is away hold more memory than messages of 4 KiB would. With 10 records allowed (40 KiB, of which
+     * one endpoint's packs may hold half) and the broker down, pack A (one record of 15 KB) waits; pack B (one more
+     * such record of the same endpoint) passes its half and fails fast with onConnectionError; pack C (one record of
+     * 25 KB) can never fit and fails with onInternalError.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -628,11 +632,11 @@ class EndToEndTest {
         LogAppender appender = boundedWithTheBrokerGone("bytes", timeoutSeconds);
         Random rnd = new Random(4);
         RecordingCallback a = append(appender, KaaNode.pack(logSchema, 1,
-                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-a", 0, 30_000))), "pack A (30 KB)");
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-a", 0, 15_000))), "pack A (15 KB)");
         RecordingCallback b = append(appender, KaaNode.pack(logSchema, 1,
-                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-b", 1, 30_000))), "pack B (30 KB more)");
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-b", 1, 15_000))), "pack B (15 KB more)");
         RecordingCallback c = append(appender, KaaNode.pack(logSchema, 1,
-                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-c", 2, 50_000))), "pack C (50 KB)");
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-c", 2, 25_000))), "pack C (25 KB)");
         RecordingCallback.Call cb = b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
         RecordingCallback.Call cc = c.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
         RecordingCallback.Call ca = a.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));

@@ -176,15 +176,16 @@ class MalformedInputTest {
     }
 
     /**
-     * A pack of more records than maxPendingRecords is refused before any of them is copied out of Java (a hostile
-     * pack of a million tiny records cost 138 ms and 24 MB to copy, only to be refused): a child node's pack of 5
-     * whose last event has no data is refused for its count, while one of 3 is read to its hole.
+     * A pack of more records than half of maxPendingRecords (what one pack may hold) is refused before any of them is
+     * copied out of Java (a hostile pack of a million tiny records cost 138 ms and 24 MB to copy, only to be
+     * refused): with maxPendingRecords 6, a child node's pack of 5 whose last event has no data is refused for its
+     * count, while one of 3 is read to its hole.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void aPackOverMaxPendingRecordsIsRefusedBeforeItsRecordsAreRead() {
         Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), topic("count"), 1);
-        cfg.put("maxPendingRecords", 3);
+        cfg.put("maxPendingRecords", 6);
         try (ChildNode node = ChildNode.start("info")) {
             node.load("counted", cfg);
             node.append("counted", "holed-five", 1, 5);
@@ -193,7 +194,7 @@ class MalformedInputTest {
             node.assertExactlyOne("holed-three", INTERNAL_ERROR, ANSWER_WITHIN, GRACE);
             List<String> warnings = node.appenderLogLines("WARN");
             assertTrue(warnings.stream().anyMatch(l -> l.contains("pack of 5 records") && l.contains(
-                    "it makes 5 messages, more than maxPendingRecords (3)")), "the five refused for their count:\n"
+                    "it makes 5 messages, more than a pack may hold in flight (3: half of maxPendingRecords, 6")), "the five refused for their count:\n"
                     + node.diagnostics());
             assertTrue(warnings.stream().anyMatch(l -> l.contains("pack of 3 records") && l.contains(
                     "event 2 is null or has no data")), "the three read to the hole:\n" + node.diagnostics());

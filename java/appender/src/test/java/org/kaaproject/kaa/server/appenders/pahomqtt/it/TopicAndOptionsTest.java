@@ -226,14 +226,15 @@ class TopicAndOptionsTest {
     }
 
     /**
-     * A pack with more records than maxPendingRecords can never be accepted: as a connection error Kaa would resend it
-     * forever, so it is the pack's fault (onInternalError), and packs that fit still go through.
+     * A pack with more records than half of maxPendingRecords (what one pack may hold, so that one endpoint leaves
+     * the other half to the rest) can never be accepted: as a connection error Kaa would resend it forever, so it is
+     * the pack's fault (onInternalError), and packs that fit still go through.
      */
     @Test
-    void packLargerThanMaxPendingRecordsIsAnInternalError() {
+    void packLargerThanHalfOfMaxPendingRecordsIsAnInternalError() {
         String topic = "pending/" + UUID.randomUUID();
         Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), topic, 1);
-        cfg.put("maxPendingRecords", 3);
+        cfg.put("maxPendingRecords", 6);
         LogAppender appender = load(cfg);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             List<byte[]> five = new ArrayList<>();
