@@ -1811,10 +1811,11 @@ fn foreign_source(clean_session: bool) -> &'static str {
         "the appender subscribes to nothing and its session is clean, so a rule of the broker's \
          (an auto-subscription?) or a fault of it sent that"
     } else {
-        "the appender subscribes to nothing, so it most likely comes from the broker's session for \
-         this client id, from what another client with this id left there (or a broker rule), \
-         which the broker would send again at every connect: the next connection starts a clean \
-         session, dropping that session's subscriptions and queued messages"
+        "the appender subscribes to nothing, so unless the broker is at fault it comes from the \
+         broker's session for this client id, from what another client with this id left there \
+         (or a broker rule), which the broker would send again at every connect: the next \
+         connection starts a clean session, dropping that session's subscriptions and queued \
+         messages"
     }
 }
 

@@ -577,7 +577,9 @@ macro_rules! event_loop {
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \
-                         which this connection never used"
+                         which no message in flight on this connection has (an acknowledgement \
+                         sent twice is a fault of the broker; a release, of a delivery its \
+                         session kept)"
                     ))
                 }
                 e => {

@@ -2095,3 +2095,71 @@ fn brokers_failing_in_turn_are_each_reported_once() {
     assert!(lines.len() >= 6, "rounds of attempts: {lines:#?}");
     assert_eq!(reported.len(), 2, "{reported:#?}");
 }
+
+/// A broker that acknowledges a message twice (MQTT 3.1.1 and 5): rumqttc fails the
+/// connection at the second PUBACK, and the WARN names a fault of the broker as one cause,
+/// where it said the connection never used the packet id, though it had (a review's case);
+/// the next connection delivers.
+#[test]
+fn a_broker_acknowledging_twice_is_named_as_at_fault() {
+    use std::io::Write;
+    crate::test_log::capture();
+    for (version, id) in [
+        (crate::config::MqttVersion::V3_1_1, "twice-acked"),
+        (crate::config::MqttVersion::V5, "twice-acked-v5"),
+    ] {
+        let v5 = version == crate::config::MqttVersion::V5;
+        let (port, _) = scripted_broker(move |listener| {
+            for n in 0.. {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                s.set_read_timeout(Some(WAIT)).expect("timeout");
+                let connack: &[u8] = if v5 {
+                    &[0x20, 0x03, 0x00, 0x00, 0x00]
+                } else {
+                    &[0x20, 0x02, 0x00, 0x00]
+                };
+                if !matches!(read_packet(&mut s), Some((0x10, _))) || s.write_all(connack).is_err()
+                {
+                    return;
+                }
+                while let Some((kind, body)) = read_packet(&mut s) {
+                    if kind >> 4 != 3 {
+                        continue;
+                    }
+                    let ack = puback_for(&body);
+                    let times = if n == 0 { 2 } else { 1 };
+                    if s.write_all(&ack.repeat(times)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let connection = Connection::get(&BrokerConfig {
+            version,
+            ..scripted(port, id)
+        })
+        .expect("opened");
+        assert_eq!(
+            submit_one(&connection).recv_timeout(WAIT),
+            Ok(Outcome::Delivered)
+        );
+        let warned = crate::test_log::await_line(
+            &format!("as '{id}'"),
+            |l| l.starts_with("WARN") && l.contains("packet id 1"),
+            WAIT,
+        );
+        assert!(
+            warned.contains("no message in flight on this connection has")
+                && warned.contains("an acknowledgement sent twice is a fault of the broker")
+                && !warned.contains("never used"),
+            "{warned}"
+        );
+        assert_eq!(
+            submit_one(&connection).recv_timeout(WAIT),
+            Ok(Outcome::Delivered),
+            "delivered on the next connection"
+        );
+    }
+}
