@@ -165,9 +165,12 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
     close_scripted(&shared, &events);
 }
 
-/// QoS 2 messages refused at PUBREC or PUBCOMP, many times the window of them: each gives its
-/// in-flight slot back, and the connection stays. (Before: rumqttc kept a slot for each, and
-/// at half of the window the driver reconnected, failing every pack in flight with it.)
+/// QoS 2 messages refused at PUBREC or PUBCOMP, many times the window of them: the driver
+/// hands each refusal to the tracker and has the event loop give its slot back, and the
+/// connection stays. (Before: rumqttc kept a slot for each, and at half of the window the
+/// driver reconnected, failing every pack in flight with it.) The driver's part only: the
+/// scripted event loop frees nothing; rumqttc's recount is `protocol`'s test, and the whole
+/// against Mosquitto `BrokerFeaturesTest.mqtt5RefusedQos2MessagesDoNotStallTheirConnection`.
 #[test]
 fn refused_qos2_messages_past_the_window_keep_the_connection() {
     let shared = shared();
