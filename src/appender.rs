@@ -826,9 +826,10 @@ fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String>
     let (most, _) = pack_bounds(max_pending);
     if messages > most {
         return Err(format!(
-            "it makes {messages} messages, more than a pack may hold in flight ({most}: half of \
-             maxPendingRecords, {max_pending}, the other half kept for other endpoints), so it \
-             can never be accepted; raise maxPendingRecords or send smaller packs"
+            "it makes {messages} messages, more than a pack may hold in flight: {most}, half \
+             of maxPendingRecords ({max_pending}; rounded down, at least 1), the other half \
+             kept for other endpoints; it can never be accepted: raise maxPendingRecords or \
+             send smaller packs"
         ));
     }
     Ok(())
@@ -841,10 +842,11 @@ fn fits_pending_bytes(bytes: usize, max_pending: usize) -> Result<(), String> {
     let (_, most) = pack_bounds(max_pending);
     if bytes > most {
         return Err(format!(
-            "its messages take at least {bytes} bytes, more than a pack may hold in flight \
-             ({most}: half of maxPendingRecords ({max_pending}) x {PENDING_BYTES_PER_RECORD} \
-             bytes, the other half kept for other endpoints), so it can never be accepted; \
-             raise maxPendingRecords or send smaller packs"
+            "its messages take at least {bytes} bytes, more than a pack may hold in flight: \
+             {most}, {PENDING_BYTES_PER_RECORD} for each of the messages it may hold (half of \
+             maxPendingRecords, {max_pending}; rounded down, at least 1), the other half kept \
+             for other endpoints; it can never be accepted: raise maxPendingRecords or send \
+             smaller packs"
         ));
     }
     Ok(())
@@ -963,11 +965,12 @@ mod tests {
                 .err()
         };
         assert_eq!(refusal(&[per, per]), None);
-        assert!(refusal(&[1, 1, 1]).is_some_and(|e| e.contains("3 messages") && e.contains("(2:")));
+        assert!(refusal(&[1, 1, 1]).is_some_and(|e| e.contains("3 messages") && e.contains(": 2,")));
         let e = refusal(&[2 * per + 1]).unwrap_or_default();
-        assert!(e.contains("8193 bytes") && e.contains("(8192:"), "{e}");
-        // At least one message, whatever maxPendingRecords.
+        assert!(e.contains("8193 bytes") && e.contains(": 8192,"), "{e}");
+        // At least one message, and its 4 KiB, whatever maxPendingRecords.
         assert_eq!(fits_pending_count(1, 1), Ok(()));
+        assert_eq!(fits_pending_bytes(per, 1), Ok(()));
     }
 
     /// Connections of one appender: ids of their own, one retained status and last will.

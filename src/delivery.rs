@@ -190,16 +190,14 @@ pub fn max_pending_bytes(max_pending: usize) -> usize {
 }
 
 /// The most one pack may hold of a connection's bounds when `maxPendingRecords` is
-/// `max_pending`, messages (at least one) and bytes: one endpoint's share
-/// ([`ENDPOINT_SHARE_DIVISOR`]). A pack past it can never be accepted. Larger, an endpoint's
+/// `max_pending`: one endpoint's share of messages ([`ENDPOINT_SHARE_DIVISOR`], rounded
+/// down, at least one), and their [`PENDING_BYTES_PER_RECORD`] each. A pack past it can never be accepted. Larger, an endpoint's
 /// first pack through an appender, which its share does not hold back (see
 /// [`Tracker::crowded`]), could fill the whole bound, and until the broker took it every
 /// other endpoint's packs would fail at once, as often as the device sent another.
 pub fn pack_bounds(max_pending: usize) -> (usize, usize) {
-    (
-        (max_pending / ENDPOINT_SHARE_DIVISOR).max(1),
-        max_pending_bytes(max_pending) / ENDPOINT_SHARE_DIVISOR,
-    )
+    let messages = (max_pending / ENDPOINT_SHARE_DIVISOR).max(1);
+    (messages, max_pending_bytes(messages))
 }
 
 /// The bytes a pack's messages hold ([`Message::bytes`]).
@@ -1053,11 +1051,21 @@ impl Tracker {
                 acked,
                 acked && self.qos2_in_flight < self.window.exactly_once,
             ];
+            // Where QoS 0 waits for the window too, it goes first once there is room: it
+            // takes no slot, and QoS 1 endpoints' earlier turns (a pack a turn, up to 1,024
+            // messages) would otherwise refill each slot an ack frees before it.
+            let qos0_first = may_go[0] && self.qos0_behind_window && self.parked.has(0);
+            let first = qos0_first
+                .then(|| {
+                    self.parked
+                        .pop_where(|p| p.pack.is_done() || p.how.qos == Qos::AtMostOnce)
+                })
+                .flatten();
             // An answered pack's messages leave whatever the window.
-            let Some(p) = self
-                .parked
-                .pop_where(|p| p.pack.is_done() || may_go[usize::from(p.how.qos.number())])
-            else {
+            let Some(p) = first.or_else(|| {
+                self.parked
+                    .pop_where(|p| p.pack.is_done() || may_go[usize::from(p.how.qos.number())])
+            }) else {
                 return;
             };
             if p.pack.is_done() {
@@ -3416,10 +3424,11 @@ mod tests {
     }
 
     /// MQTT 5: rumqttc takes no QoS 0 message either while QoS 1 and 2 fill its window. A
-    /// QoS 0 message then waits parked, held by that window, and goes once an ack frees it; a
-    /// stall it waits past is the window's, not a broker that stopped reading (before, it
-    /// went to the client's channel and was judged by the writes: "stopped reading"). Under
-    /// MQTT 3.1.1, whose writes are the driver's, it goes past the full window.
+    /// QoS 0 message then waits parked, held by that window, and goes first once an ack frees
+    /// room, before QoS 1 messages whose turn came earlier; a stall it waits past is the
+    /// window's, not a broker that stopped reading (before, it went to the client's channel
+    /// and was judged by the writes: "stopped reading"). Under MQTT 3.1.1, whose writes are
+    /// the driver's, it goes past the full window.
     #[test]
     fn under_mqtt5_qos0_waits_for_a_full_window_in_the_tracker() {
         for mqtt5 in [true, false] {
@@ -3429,8 +3438,8 @@ mod tests {
                 ..Recorder::default()
             };
             t.on_connected(&mut out, Window::agreed(Some(1), None));
-            let (acked, rx_acked) = pack(1);
-            t.submit(&mut out, &acked, Qos::AtLeastOnce.into(), payloads(1), 100);
+            let (acked, rx_acked) = pack(2);
+            t.submit(&mut out, &acked, Qos::AtLeastOnce.into(), payloads(2), 100);
             let (quick, rx_quick) = pack(1);
             t.submit(&mut out, &quick, Qos::AtMostOnce.into(), payloads(1), 100);
             let later = Instant::now() + Duration::from_secs(2);
@@ -3443,10 +3452,17 @@ mod tests {
             let stall = t.find_stall(later).map(|s| s.stall.waited);
             assert_eq!(stall, Some(Waited::Window), "held by the window");
             t.on_event(&mut out, &puback(1));
-            assert_eq!(out.published.len(), 2, "goes once the ack frees the window");
+            let qos: Vec<Qos> = out.published.iter().map(|(_, how, _)| how.qos).collect();
+            assert_eq!(
+                qos,
+                [Qos::AtLeastOnce, Qos::AtMostOnce, Qos::AtLeastOnce],
+                "goes first once the ack frees the window"
+            );
             t.on_event(&mut out, &Observed::Written(0));
-            assert_eq!(outcomes(&rx_acked), vec![Outcome::Delivered]);
             assert_eq!(outcomes(&rx_quick), vec![Outcome::Delivered]);
+            t.on_event(&mut out, &written(1));
+            t.on_event(&mut out, &puback(1));
+            assert_eq!(outcomes(&rx_acked), vec![Outcome::Delivered]);
         }
     }
 

@@ -225,7 +225,8 @@ fn over_limit(index: usize, limit: usize) -> String {
         "record {index} takes the pack's messages past {limit} bytes, the most a pack may \
          produce (maxMessageBytes + {BYTES_PER_INPUT_BYTE} bytes per byte of its records, each \
          counted as at least {MIN_RECORD_BYTES}, and, unless the format is AVRO_BINARY, no \
-         more than maxPendingRecords lets wait for the broker; AVRO_BINARY counts the JSON \
+         more than one pack may hold of what maxPendingRecords lets wait for the broker: 4 KiB \
+         for each of half as many messages; AVRO_BINARY counts the JSON \
          that checks its records); decoding stopped there"
     )
 }

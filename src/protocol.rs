@@ -578,8 +578,7 @@ macro_rules! event_loop {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \
                          which no message in flight on this connection has (an acknowledgement \
-                         sent twice is a fault of the broker; a release, of a delivery its \
-                         session kept)"
+                         sent twice is a fault of the broker)"
                     ))
                 }
                 e => {

@@ -618,10 +618,10 @@ class EndToEndTest {
 
     /**
      * maxPendingRecords bounds the bytes held too, 4 KiB per record: an endpoint's large records cannot make a
-     * broker that is away hold more memory than messages of 4 KiB would. With 10 records allowed (40 KiB, of which
-     * one endpoint's packs may hold half) and the broker down, pack A (one record of 15 KB) waits; pack B (one more
-     * such record of the same endpoint) passes its half and fails fast with onConnectionError; pack C (one record of
-     * 25 KB) can never fit and fails with onInternalError.
+     * broker that is away hold more memory than messages of 4 KiB would. With 10 records allowed (40 KiB; one pack
+     * may hold half) and the broker down, packs A and B (one record of 15 KB each, of two endpoints) wait; pack C
+     * (one more such record, of a third endpoint) passes the bytes and fails fast with onConnectionError; pack D (one
+     * record of 25 KB) can never fit and fails with onInternalError.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -631,23 +631,27 @@ class EndToEndTest {
         Schema schema = AvroReference.parse(logSchema);
         LogAppender appender = boundedWithTheBrokerGone("bytes", timeoutSeconds);
         Random rnd = new Random(4);
-        RecordingCallback a = append(appender, KaaNode.pack(logSchema, 1,
+        RecordingCallback a = append(appender, KaaNode.pack("endpoint-a", logSchema, 1,
                 List.of(TestData.telemetryWithNote(schema, rnd, "bytes-a", 0, 15_000))), "pack A (15 KB)");
-        RecordingCallback b = append(appender, KaaNode.pack(logSchema, 1,
-                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-b", 1, 15_000))), "pack B (15 KB more)");
-        RecordingCallback c = append(appender, KaaNode.pack(logSchema, 1,
-                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-c", 2, 25_000))), "pack C (25 KB)");
-        RecordingCallback.Call cb = b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback b = append(appender, KaaNode.pack("endpoint-b", logSchema, 1,
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-b", 1, 15_000))), "pack B (15 KB)");
+        RecordingCallback c = append(appender, KaaNode.pack("endpoint-c", logSchema, 1,
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-c", 2, 15_000))), "pack C (15 KB more)");
+        RecordingCallback d = append(appender, KaaNode.pack("endpoint-d", logSchema, 1,
+                List.of(TestData.telemetryWithNote(schema, rnd, "bytes-d", 3, 25_000))), "pack D (25 KB)");
         RecordingCallback.Call cc = c.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        RecordingCallback.Call cd = d.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
         RecordingCallback.Call ca = a.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
+        b.awaitFirst(Duration.ofSeconds(timeoutSeconds + 8));
         RecordingCallback.sleep(GRACE);
         a.assertOnlyOne(CONNECTION_ERROR);
         b.assertOnlyOne(CONNECTION_ERROR);
-        c.assertOnlyOne(INTERNAL_ERROR);
-        // In order, not by a clock: B and C fail when they are appended, A waits for its deadline.
-        assertTrue(cb.nanoTime < ca.nanoTime && cc.nanoTime < ca.nanoTime, "packs B and C must fail fast, before "
-                + "pack A's deadline; A answered after " + a.millisToFirst() + " ms, B after " + b.millisToFirst()
-                + " ms, C after " + c.millisToFirst() + " ms");
+        c.assertOnlyOne(CONNECTION_ERROR);
+        d.assertOnlyOne(INTERNAL_ERROR);
+        // In order, not by a clock: C and D fail when they are appended, A waits for its deadline.
+        assertTrue(cc.nanoTime < ca.nanoTime && cd.nanoTime < ca.nanoTime, "packs C and D must fail fast, before "
+                + "pack A's deadline; A answered after " + a.millisToFirst() + " ms, C after " + c.millisToFirst()
+                + " ms, D after " + d.millisToFirst() + " ms");
     }
 
     /**

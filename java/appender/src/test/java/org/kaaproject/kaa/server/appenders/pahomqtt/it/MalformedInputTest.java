@@ -194,7 +194,7 @@ class MalformedInputTest {
             node.assertExactlyOne("holed-three", INTERNAL_ERROR, ANSWER_WITHIN, GRACE);
             List<String> warnings = node.appenderLogLines("WARN");
             assertTrue(warnings.stream().anyMatch(l -> l.contains("pack of 5 records") && l.contains(
-                    "it makes 5 messages, more than a pack may hold in flight (3: half of maxPendingRecords, 6")), "the five refused for their count:\n"
+                    "it makes 5 messages, more than a pack may hold in flight: 3, half of maxPendingRecords (6;")), "the five refused for their count:\n"
                     + node.diagnostics());
             assertTrue(warnings.stream().anyMatch(l -> l.contains("pack of 3 records") && l.contains(
                     "event 2 is null or has no data")), "the three read to the hole:\n" + node.diagnostics());
