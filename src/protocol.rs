@@ -658,6 +658,13 @@ macro_rules! event_loop {
 
             fn forget(&mut self) -> (usize, Vec<Observed>) {
                 use $request as Request;
+                // rumqttc drained its channel when the connection failed, inside `poll`; an
+                // appender's submit may have handed it publishes since, before the driver
+                // took the tracker's lock. Left there, they went out on the next connection,
+                // to a failover broker too, unchecked against what its CONNACK grants (a
+                // packet too large for it would fail the connection). Drained, they fail
+                // with the loss, as those drained before.
+                self.clean();
                 let drained = self
                     .pending
                     .iter()
@@ -1871,6 +1878,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `forget` drains what came into the client's channel after rumqttc drained it at the
+    /// failure (inside `poll`, as `clean` does here): left there, it went out on the next
+    /// connection unchecked against that broker's grants.
+    #[test]
+    fn forget_drains_what_came_into_the_channel_after_the_failure() {
+        let options = rumqttc::v5::MqttOptions::new("t", "127.0.0.1", 1);
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 4);
+        let publish = |n: u8| {
+            client
+                .try_publish(
+                    "t",
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    vec![n],
+                )
+                .expect("queued");
+        };
+        publish(1);
+        eventloop.clean();
+        publish(2);
+        let (drained, _) = EventLoop::forget(&mut eventloop);
+        assert_eq!(drained, 2, "both publishes drained");
+        assert!(eventloop.pending.is_empty());
     }
 
     /// maxMessageBytes leaves room for a topic of 65,535 bytes, not for MQTT 5's properties
