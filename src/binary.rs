@@ -27,6 +27,7 @@ impl fmt::Display for BinaryError {
 impl std::error::Error for BinaryError {}
 
 /// A cursor over one Avro-encoded datum.
+#[derive(Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

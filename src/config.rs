@@ -363,6 +363,15 @@ impl Fields<'_> {
         Self::wrap(field, self.reader.read_int())
     }
 
+    /// An int that ends the record, read; `None`, and nothing read, if the record does not end
+    /// with one int here.
+    fn last_int(&mut self) -> Option<i32> {
+        let mut probe = self.reader.clone();
+        let value = probe.read_int().ok().filter(|_| probe.is_empty())?;
+        self.reader = probe;
+        Some(value)
+    }
+
     fn boolean(&mut self, field: &'static str) -> Result<bool, ConfigError> {
         Self::wrap(field, self.reader.read_boolean())
     }
@@ -660,6 +669,14 @@ impl AppenderConfig {
         let brokers = f.text_or_empty("brokers")?;
         let status_topic = f.text_or_empty("statusTopic")?;
         let connections = f.int_or("connectionsPerBroker", 1)?;
+        // One build of v1 (never released) stored 29 fields, its last closeTimeoutSeconds,
+        // where transport is now: read as transport, its default of 5 failed init, and 1
+        // spoke WebSocket to an MQTT port.
+        let early_close = if layout == Layout::PlainTexts {
+            f.last_int()
+        } else {
+            None
+        };
         let transport = f.symbol_or("transport", &[false, true])?;
         let ws_path = f.string_or("webSocketPath", "/mqtt")?;
         let proxy_host = f.text_or_empty("proxyHost")?;
@@ -670,7 +687,10 @@ impl AppenderConfig {
         // Absent (records stored before the field): the plain text those appenders published.
         let status_format =
             f.symbol_or("statusFormat", &[StatusFormat::Text, StatusFormat::Json])?;
-        let close_timeout = f.int_or("closeTimeoutSeconds", DEFAULT_CLOSE_TIMEOUT_S)?;
+        let close_timeout = match early_close {
+            Some(close_timeout) => close_timeout,
+            None => f.int_or("closeTimeoutSeconds", DEFAULT_CLOSE_TIMEOUT_S)?,
+        };
         let max_inflight = f.int_or("maxInflight", 0)?;
         if !(1..=MAX_CONNECTIONS).contains(&connections) {
             return Err(ConfigError::new(
@@ -754,6 +774,16 @@ impl AppenderConfig {
             );
         }
         let ssl = ssl && !plain_as_before;
+        if layout == Layout::Original && !original_record {
+            warnings.push(
+                "this appender was stored by an earlier build of this appender under the original \
+                 PahoMQTT type, with settings the original lacked: the node uses them all, but the \
+                 admin shows and saves the original's nine only, so saving it there puts the others \
+                 back to their defaults (without a username, TLS too); to keep them, move it to the \
+                 type PahoMqtt (README, Moving an appender to PahoMqtt)"
+                    .to_string(),
+            );
+        }
         if username.is_none() && password.as_deref().is_some_and(|p| !p.is_empty()) {
             warnings.push(
                 "password is set but username is empty, so neither is sent to the broker; set the \
@@ -1413,6 +1443,14 @@ pub(crate) mod tests {
         assert!(c.broker.failover.is_empty() && c.broker.status_topic.is_none());
         assert_eq!(c.connections, 1);
         e.string("b1:1884, [::1]:1885").string("kaa/status").long(4);
+        // One unreleased build's 29 fields: closeTimeoutSeconds where transport is now.
+        for close in [0, 1, 5, 120] {
+            let mut early = Encoder(e.0.clone());
+            early.long(close);
+            let c = AppenderConfig::from_avro(&early.0, Layout::PlainTexts).unwrap();
+            assert_eq!(c.close_timeout, Duration::from_secs(close as u64));
+            assert_eq!(c.broker.transport, Transport::Tcp);
+        }
         let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         assert_eq!(
             c.broker.failover,
@@ -1594,6 +1632,26 @@ pub(crate) mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "statusTopic");
+    }
+
+    /// An earlier build's record under the original's class (more than the nine fields): a
+    /// WARN at init says the admin would save nine of them only; the original's own record
+    /// gets none.
+    #[test]
+    fn an_earlier_builds_record_under_the_originals_type_is_warned_of() {
+        let earlier = |c: &AppenderConfig| {
+            c.warnings
+                .iter()
+                .any(|w| w.contains("stored by an earlier build"))
+        };
+        let nine = AppenderConfig::from_avro(&original("h", 1883, 1, "t").0, Layout::Original);
+        assert!(!earlier(&nine.unwrap()));
+        let mut longer = original("h", 1883, 1, "t");
+        longer.long(30);
+        let c = AppenderConfig::from_avro(&longer.0, Layout::Original).unwrap();
+        assert!(earlier(&c), "{:?}", c.warnings);
+        let c = AppenderConfig::from_avro(&longer.0, Layout::PlainTexts).unwrap();
+        assert!(!earlier(&c), "{:?}", c.warnings);
     }
 
     #[test]
