@@ -1994,7 +1994,11 @@ fn taken_over_by_another(
                  appender: if that port is another listener of this broker (TLS, WebSocket), \
                  that connection is the other client"
             ),
-            None => "Kaa cluster nodes sharing one configuration?".to_string(),
+            // Appenders of this node under two spellings of the broker's host (a name and its
+            // address) hold connections of their own, which nothing at init tells apart.
+            None => "Kaa cluster nodes sharing one configuration, or appenders of this node \
+                     naming this broker by two host names?"
+                .to_string(),
         };
         format!(
             "the broker closed the connection {lived} ms after accepting it ({why}): {likely}\
