@@ -1634,6 +1634,44 @@ pub(crate) mod tests {
         assert_eq!(err.field, "statusTopic");
     }
 
+    /// Earlier builds stored 12, 14, 15, 19, 23, 25 or 28 fields under the original's class,
+    /// by build: a record of each length (and the original's nine) is read, the settings it
+    /// holds used and the others at their defaults.
+    #[test]
+    fn every_length_an_earlier_build_stored_under_the_originals_type_is_read() {
+        let mut e = original("h", 1883, 1, "t");
+        let nine = e.0.len();
+        let mut ends = vec![nine];
+        e.long(7); // deliveryTimeoutSeconds
+        ends.push(e.0.len());
+        e.long(20).long(500); // keepAliveSeconds, maxPendingRecords: 12 fields
+        ends.push(e.0.len());
+        e.long(1).long(1); // payloadFormat, grouping
+        ends.push(e.0.len());
+        e.long(60); // statsIntervalSeconds
+        ends.push(e.0.len());
+        e.string("").string("").string("").string(""); // the TLS texts, ALPN
+        ends.push(e.0.len());
+        e.boolean(true).boolean(true).long(3).long(4096); // ... maxMessageBytes
+        ends.push(e.0.len());
+        e.long(0).long(0); // mqttVersion, messageExpirySeconds
+        ends.push(e.0.len());
+        e.string("").string("kaa/status/{hostname}").long(2); // ... connectionsPerBroker
+        ends.push(e.0.len());
+        for end in ends {
+            let c = AppenderConfig::from_avro(&e.0[..end], Layout::Original)
+                .unwrap_or_else(|err| panic!("{end} bytes: {}: {}", err.field, err.message));
+            let delivery = if end > nine {
+                7
+            } else {
+                DEFAULT_DELIVERY_TIMEOUT_S as u64
+            };
+            assert_eq!(c.delivery_timeout.as_secs(), delivery, "{end} bytes");
+            let connections = if end == e.0.len() { 2 } else { 1 };
+            assert_eq!(c.connections, connections, "{end} bytes");
+        }
+    }
+
     /// An earlier build's record under the original's class (more than the nine fields): a
     /// WARN at init says the admin would save nine of them only; the original's own record
     /// gets none.
