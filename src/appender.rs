@@ -818,10 +818,10 @@ fn connection_index(endpoint: &str, connections: usize) -> usize {
     (fnv1a(endpoint.as_bytes()) % connections.max(1) as u64) as usize
 }
 
-/// A pack with more messages than half of `maxPendingRecords`, or more bytes than half of
-/// what it allows ([`PENDING_BYTES_PER_RECORD`] each), could never be accepted
-/// ([`pack_bounds`]): answered as a connection error, Kaa would send it again forever. It is the pack's fault, not the broker's. The count
-/// is known from the records, so it is checked before decoding.
+/// A pack with more messages than half of `maxPendingRecords`, or more bytes than
+/// [`PENDING_BYTES_PER_RECORD`] for each of those, could never be accepted ([`pack_bounds`]):
+/// answered as a connection error, Kaa would send it again forever. It is the pack's fault,
+/// not the broker's. The count is known from the records, so it is checked before decoding.
 fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String> {
     let (most, _) = pack_bounds(max_pending);
     if messages > most {

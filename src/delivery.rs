@@ -191,10 +191,10 @@ pub fn max_pending_bytes(max_pending: usize) -> usize {
 
 /// The most one pack may hold of a connection's bounds when `maxPendingRecords` is
 /// `max_pending`: one endpoint's share of messages ([`ENDPOINT_SHARE_DIVISOR`], rounded
-/// down, at least one), and their [`PENDING_BYTES_PER_RECORD`] each. A pack past it can never be accepted. Larger, an endpoint's
-/// first pack through an appender, which its share does not hold back (see
-/// [`Tracker::crowded`]), could fill the whole bound, and until the broker took it every
-/// other endpoint's packs would fail at once, as often as the device sent another.
+/// down, at least one), and their [`PENDING_BYTES_PER_RECORD`] each. A pack past it can never
+/// be accepted. Larger, an endpoint's first pack through an appender, which its share does not
+/// hold back (see [`Tracker::crowded`]), could fill the whole bound, and until the broker took
+/// it every other endpoint's packs would fail at once, as often as the device sent another.
 pub fn pack_bounds(max_pending: usize) -> (usize, usize) {
     let messages = (max_pending / ENDPOINT_SHARE_DIVISOR).max(1);
     (messages, max_pending_bytes(messages))
