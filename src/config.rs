@@ -775,14 +775,18 @@ impl AppenderConfig {
         }
         let ssl = ssl && !plain_as_before;
         if layout == Layout::Original && !original_record {
-            warnings.push(
+            let tls = if ssl && username.is_none() {
+                " (and, without a username, TLS off)"
+            } else {
+                ""
+            };
+            warnings.push(format!(
                 "this appender was stored by an earlier build of this appender under the original \
                  PahoMQTT type, with settings the original lacked: the node uses them all, but the \
                  admin shows and saves the original's nine only, so saving it there puts the others \
-                 back to their defaults (without a username, TLS too); to keep them, move it to the \
-                 type PahoMqtt (README, Moving an appender to PahoMqtt)"
-                    .to_string(),
-            );
+                 back to their defaults{tls}; to keep them, move it to the type PahoMqtt (README, \
+                 Moving an appender to PahoMqtt)"
+            ));
         }
         if username.is_none() && password.as_deref().is_some_and(|p| !p.is_empty()) {
             warnings.push(
@@ -1635,8 +1639,8 @@ pub(crate) mod tests {
     }
 
     /// Earlier builds stored 12, 14, 15, 19, 23, 25 or 28 fields under the original's class,
-    /// by build: a record of each length (and the original's nine) is read, the settings it
-    /// holds used and the others at their defaults.
+    /// by build: a record of each length (and the original's nine, and ten) is read, the
+    /// settings it holds used and the others at their defaults.
     #[test]
     fn every_length_an_earlier_build_stored_under_the_originals_type_is_read() {
         let mut e = original("h", 1883, 1, "t");
@@ -1652,7 +1656,7 @@ pub(crate) mod tests {
         ends.push(e.0.len());
         e.string("").string("").string("").string(""); // the TLS texts, ALPN
         ends.push(e.0.len());
-        e.boolean(true).boolean(true).long(3).long(4096); // ... maxMessageBytes
+        e.boolean(true).boolean(false).long(3).long(4096); // ... maxMessageBytes
         ends.push(e.0.len());
         e.long(0).long(0); // mqttVersion, messageExpirySeconds
         ends.push(e.0.len());
@@ -1670,6 +1674,22 @@ pub(crate) mod tests {
             let connections = if end == e.0.len() { 2 } else { 1 };
             assert_eq!(c.connections, connections, "{end} bytes");
         }
+        // Every setting of the longest, each where that build put it.
+        let c = AppenderConfig::from_avro(&e.0, Layout::Original).unwrap();
+        assert_eq!(c.broker.keep_alive, Duration::from_secs(20));
+        assert_eq!(c.max_pending_records, 500);
+        assert_eq!(c.payload_format, PayloadFormat::Json);
+        assert_eq!(c.grouping, Grouping::Pack);
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(60)));
+        assert!(c.retain && !c.broker.clean_session);
+        assert_eq!(c.broker.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_message_bytes, 4096);
+        assert_eq!(c.broker.version, MqttVersion::V3_1_1);
+        assert_eq!(c.message_expiry, None);
+        assert!(c
+            .broker
+            .status_topic
+            .is_some_and(|t| t.starts_with("kaa/status/")));
     }
 
     /// An earlier build's record under the original's class (more than the nine fields): a

@@ -1492,8 +1492,9 @@ impl Tracker {
     }
 
     /// The connection dropped. `drained` is how many publishes rumqttc moved from its channel
-    /// into its pending list (those are the oldest entries of `sent`); the rest of `sent` is
-    /// still in the channel and goes out on the next connection. `unreported` are events
+    /// into its pending list (those are the oldest entries of `sent`: all of them under MQTT 5,
+    /// see `EventLoop::forget`); the rest of `sent` (MQTT 3.1.1's ready publishes, which the
+    /// driver writes itself) goes out on the next connection. `unreported` are events
     /// rumqttc queued but never returned, in its order: those of the read or write during
     /// which the connection failed. Acks among them count (a broker that refuses a message
     /// and closes the connection often does both in one read), and so do held-back and
