@@ -42,6 +42,8 @@ const TAKEOVER_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// under MQTT 3.1.1, that give the configured id back, as a CONNACK refusing the id does: AWS
 /// IoT closes so a connect its policy refuses.
 const TURNED_AWAY: u32 = 2;
+/// Receive maxima below `maxInflight` said of per broker (`Driver::narrowed`).
+const NARROWED_KEPT: usize = 4;
 /// A connection that lived this long and was not found stalled was well: its loss is reported
 /// even when the one before ended the same way (the INFO saying it held wants no message
 /// waiting half that long for the broker too). Others ending alike are one fault going on (a
@@ -942,10 +944,11 @@ struct Driver<E: EventLoop> {
     /// large to read, a PUBREL of a delivery to another client): the next connection starts
     /// a clean session.
     clean_next: bool,
-    /// Per broker, the receive maximum under which `maxInflight` was last said to be too
-    /// high: said once per broker and value, not at every reconnect, nor only at the first
-    /// broker's (a failover broker may allow fewer).
-    narrowed: Vec<Option<u16>>,
+    /// Per broker, the receive maxima under which `maxInflight` was said to be too high: said
+    /// once per broker and value, not at every reconnect (a balancer's nodes may announce
+    /// different ones in turn), nor only at the first broker's (a failover broker may allow
+    /// fewer). A few per broker at most: a broker announcing ever other ones is said of again.
+    narrowed: Vec<Vec<u16>>,
 }
 
 /// Runs the event loop of one connection until the pool lets go of it. `brokers` are tried
@@ -1044,7 +1047,7 @@ async fn drive<E: EventLoop>(
     }
     let reported = vec![Reported::default(); brokers.len()];
     let turned_away = vec![0; brokers.len()];
-    let narrowed = vec![None; brokers.len()];
+    let narrowed = vec![Vec::new(); brokers.len()];
     let mut driver = Driver {
         shared,
         eventloop,
@@ -1370,11 +1373,13 @@ impl<E: EventLoop> Driver<E> {
                 // Made here, not for every event: a format per message written or acknowledged.
                 let label = connection_label(&brokers[*current].1, client_id);
                 let window = Window::agreed(shared.max_inflight, receive_maximum);
-                if let Some(configured) = shared.max_inflight {
-                    if usize::from(configured) > window.acked
-                        && narrowed[*current] != receive_maximum
-                    {
-                        narrowed[*current] = receive_maximum;
+                if let (Some(configured), Some(allowed)) = (shared.max_inflight, receive_maximum) {
+                    let said = &mut narrowed[*current];
+                    if configured > allowed && !said.contains(&allowed) {
+                        if said.len() == NARROWED_KEPT {
+                            said.remove(0);
+                        }
+                        said.push(allowed);
                         log::warn!(
                             "{label}: maxInflight is {configured}, above the broker's receive \
                              maximum: {} messages in flight at most",

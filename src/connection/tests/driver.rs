@@ -274,8 +274,9 @@ fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
 }
 
 /// `maxInflight` above a broker's receive maximum is said once per broker and value: not at
-/// every reconnect, and not only at the first broker's, where a failover broker allowing
-/// fewer went unsaid (before, only the first connection ever made was looked at).
+/// every reconnect (nor at each turn of a balancer's nodes announcing different ones), and
+/// not only at the first broker's, where a failover broker allowing fewer went unsaid
+/// (before, only the first connection ever made was looked at).
 #[test]
 fn a_receive_maximum_below_max_inflight_is_said_once_per_broker() {
     crate::test_log::capture();
@@ -320,6 +321,14 @@ fn a_receive_maximum_below_max_inflight_is_said_once_per_broker() {
         WAIT,
     );
     assert_eq!(warned("scripted:1"), 1);
+    // Back at the first broker, whose nodes (behind a balancer) take turns: 40, then 50
+    // again, said of once each.
+    for allowed in [40, 50, 40] {
+        events.send(Step::Broken("reset")).expect("sent");
+        disconnected(&shared, "the driver did not take the loss");
+        connect_under(allowed);
+    }
+    assert_eq!(warned("scripted:1"), 2, "40 once, 50 not again");
     close_scripted(&shared, &events);
 }
 
