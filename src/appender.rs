@@ -826,10 +826,8 @@ fn fits_pending_count(messages: usize, max_pending: usize) -> Result<(), String>
     let (most, _) = pack_bounds(max_pending);
     if messages > most {
         return Err(format!(
-            "it makes {messages} messages, more than a pack may hold in flight: {most}, half \
-             of maxPendingRecords ({max_pending}; rounded down, at least 1), the other half \
-             kept for other endpoints; it can never be accepted: raise maxPendingRecords or \
-             send smaller packs"
+            "it makes {messages} messages, more than a pack may hold in flight: {most}, {}",
+            never_fits(max_pending)
         ));
     }
     Ok(())
@@ -843,13 +841,20 @@ fn fits_pending_bytes(bytes: usize, max_pending: usize) -> Result<(), String> {
     if bytes > most {
         return Err(format!(
             "its messages take at least {bytes} bytes, more than a pack may hold in flight: \
-             {most}, {PENDING_BYTES_PER_RECORD} for each of the messages it may hold (half of \
-             maxPendingRecords, {max_pending}; rounded down, at least 1), the other half kept \
-             for other endpoints; it can never be accepted: raise maxPendingRecords or send \
-             smaller packs"
+             {most}, {PENDING_BYTES_PER_RECORD} for each of the messages it may hold, {}",
+            never_fits(max_pending)
         ));
     }
     Ok(())
+}
+
+/// What a pack may hold of `maxPendingRecords`, and what to do about one that passes it.
+fn never_fits(max_pending: usize) -> String {
+    format!(
+        "half of maxPendingRecords ({max_pending}; rounded down, at least 1), the other half kept \
+         for other endpoints; it can never be accepted: raise maxPendingRecords or send smaller \
+         packs"
+    )
 }
 
 /// A message's MQTT 5 user properties: the pack's, and for a message of one record its index
