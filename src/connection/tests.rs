@@ -30,7 +30,16 @@ struct Scripted(
     UnboundedReceiver<Step>,
     Arc<AtomicUsize>,
     VecDeque<Observed>,
+    FreeSlots,
 );
+
+/// How the scripted event loop answers `free_refused_slots`: it counts the calls, and fails
+/// them when told to.
+#[derive(Clone, Default)]
+struct FreeSlots {
+    asked: Arc<AtomicUsize>,
+    fails: bool,
+}
 
 /// Counts itself into its counter when dropped still armed.
 struct Cancelled(Option<Arc<AtomicUsize>>);
@@ -84,6 +93,11 @@ impl EventLoop for Scripted {
     fn switch_to(&mut self, _: &(), _: &str) {}
 
     fn start_clean(&mut self) {}
+
+    fn free_refused_slots(&mut self) -> bool {
+        self.3.asked.fetch_add(1, Ordering::Relaxed);
+        !self.3.fails
+    }
 
     fn drop_connection(&mut self) {}
 
@@ -250,11 +264,21 @@ fn drive_scripted_over(
     brokers: u16,
     client_id: &str,
 ) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
+    drive_scripted_freeing(shared, brokers, client_id, FreeSlots::default())
+}
+
+/// [`drive_scripted_over`] with `slots` answering `free_refused_slots`.
+fn drive_scripted_freeing(
+    shared: &Arc<Shared>,
+    brokers: u16,
+    client_id: &str,
+    slots: FreeSlots,
+) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
     let (events, script) = unbounded_channel();
     let cancelled = Arc::new(AtomicUsize::new(0));
     runtime().spawn(drive(
         Arc::clone(shared),
-        Scripted(script, Arc::clone(&cancelled), VecDeque::new()),
+        Scripted(script, Arc::clone(&cancelled), VecDeque::new(), slots),
         (1..=brokers)
             .map(|n| ((), format!("scripted:{n}")))
             .collect(),

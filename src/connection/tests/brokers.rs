@@ -1783,6 +1783,7 @@ fn a_message_over_an_unannounced_packet_limit_fails_its_own_pack_not_the_connect
         assert!(refused[0].contains("5008 bytes") || v5, "{}", refused[0]);
         if over == OverLimit::AcksWith0x95 {
             let lost: Vec<_> = lines.iter().filter(|l| l.contains(" lost: ")).collect();
+            assert_eq!(lost.len(), 2, "one for each close: {lines:#?}");
             assert!(
                 lost.iter()
                     .all(|l| l.contains("lost: the broker acknowledged a message with reason 0x95")),

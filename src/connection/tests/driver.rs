@@ -169,18 +169,21 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
 /// hands each refusal to the tracker and has the event loop give its slot back, and the
 /// connection stays. (Before: rumqttc kept a slot for each, and at half of the window the
 /// driver reconnected, failing every pack in flight with it.) The driver's part only: the
-/// scripted event loop frees nothing; rumqttc's recount is `protocol`'s test, and the whole
-/// against Mosquitto `BrokerFeaturesTest.mqtt5RefusedQos2MessagesDoNotStallTheirConnection`.
+/// scripted event loop counts what it is asked to free; rumqttc's recount is `protocol`'s
+/// test, and the whole against Mosquitto
+/// `BrokerFeaturesTest.mqtt5RefusedQos2MessagesDoNotStallTheirConnection`.
 #[test]
 fn refused_qos2_messages_past_the_window_keep_the_connection() {
     let shared = shared();
-    let (events, _) = drive_scripted(&shared);
+    let slots = FreeSlots::default();
+    let (events, _) = drive_scripted_freeing(&shared, 1, "driver-test", slots.clone());
     connect(&shared, &events);
     let first = submit(&shared);
     events
         .send(Step::Event(Observed::Written(1)))
         .expect("sent");
-    for pkid in 2..(3 * Window::default().acked as u16) {
+    let refusals = 2..(3 * Window::default().acked as u16);
+    for pkid in refusals.clone() {
         let refused = Some("NotAuthorized".to_string());
         let event = match pkid % 2 {
             0 => Observed::Received { pkid, refused },
@@ -197,6 +200,40 @@ fn refused_qos2_messages_past_the_window_keep_the_connection() {
     assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::Delivered));
     assert!(shared.metrics.connected.load(Ordering::Relaxed));
     assert_eq!(shared.metrics.reconnects.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        slots.asked.load(Ordering::Relaxed),
+        refusals.len(),
+        "a slot per refusal"
+    );
+    close_scripted(&shared, &events);
+}
+
+/// A refused QoS 2 message whose slot the event loop cannot give back: the connection is
+/// made anew, and the pack in flight on it fails `onConnectionError` (Kaa sends it again),
+/// rather than waiting behind a window that would never move.
+#[test]
+fn a_refused_slot_that_cannot_be_freed_makes_the_connection_anew() {
+    let shared = shared();
+    let slots = FreeSlots {
+        fails: true,
+        ..FreeSlots::default()
+    };
+    let (events, _) = drive_scripted_freeing(&shared, 1, "driver-test", slots.clone());
+    connect(&shared, &events);
+    let first = submit(&shared);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    events
+        .send(Step::Event(Observed::Received {
+            pkid: 2,
+            refused: Some("NotAuthorized".to_string()),
+        }))
+        .expect("sent");
+    assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+    assert_eq!(slots.asked.load(Ordering::Relaxed), 1);
+    connect(&shared, &events);
+    assert_eq!(shared.metrics.reconnects.load(Ordering::Relaxed), 1);
     close_scripted(&shared, &events);
 }
 
@@ -239,8 +276,9 @@ fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() 
 /// topic failed `onRemoteError` on the first broker for minutes.)
 #[test]
 fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
+    crate::test_log::capture();
     let shared = shared();
-    let (events, _) = drive_scripted_over(&shared, 2, "driver-test");
+    let (events, _) = drive_scripted_over(&shared, 2, "panic-failover");
     events.send(Step::Broken("unreachable")).expect("sent");
     connect(&shared, &events);
     let refused = submit(&shared);
@@ -264,6 +302,15 @@ fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
     events.send(Step::Panic).expect("sent");
     disconnected(&shared, "the driver did not take the panic");
     connect(&shared, &events);
+    let connected = crate::test_log::lines_with("connected to scripted:");
+    let last = connected
+        .iter()
+        .rev()
+        .find(|l| l.contains("as 'panic-failover'"));
+    assert!(
+        last.is_some_and(|l| l.contains("scripted:1 ")),
+        "not back on the first broker: {connected:#?}"
+    );
     let first_broker = submit(&shared);
     assert_eq!(
         first_broker.try_recv(),
@@ -472,7 +519,12 @@ fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
 
     // The scripted event loop writes nothing: what it was offered is put back.
     let (_steps, rx) = unbounded_channel();
-    let mut eventloop = Scripted(rx, Arc::new(AtomicUsize::new(0)), VecDeque::new());
+    let mut eventloop = Scripted(
+        rx,
+        Arc::new(AtomicUsize::new(0)),
+        VecDeque::new(),
+        FreeSlots::default(),
+    );
     runtime().block_on(write_ready(&shared, &mut eventloop, false));
     let offered: Vec<_> = lock(&shared.client)
         .take_ready()
