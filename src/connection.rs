@@ -795,6 +795,18 @@ impl protocol::Start for StartDriver {
     }
 }
 
+/// What a connection closed before its CONNACK may owe to the status topic's last will
+/// (retained, QoS 1): a broker that takes neither refuses it, and under MQTT 3.1.1 (Mosquitto
+/// 2.0.11: "QoS too high or retain not supported") closes without a CONNACK to say why.
+fn will_hint(shared: &Shared) -> &'static str {
+    if shared.status_topic.is_some() {
+        "; if the broker takes no retained message or no QoS 1 (Mosquitto's retain_available \
+         false, max_qos 0), remove statusTopic, whose last will needs both"
+    } else {
+        ""
+    }
+}
+
 /// When the driver sends the broker a ping for the TCP acknowledgement it carries.
 ///
 /// Mosquitto's default (`set_tcp_nodelay false`) holds small packets back behind Nagle's
@@ -1557,6 +1569,9 @@ impl<E: EventLoop> Driver<E> {
                     )),
                     _ => None,
                 };
+                // A broker that takes no last will like the status topic's closes at once.
+                let closed_silently =
+                    shared.status_topic.is_some() && matches!(failure, Failure::Closed { .. });
                 let (text, refused) = match failure {
                     _ if under_own_id
                         && id_refused.is_some()
@@ -1687,6 +1702,7 @@ impl<E: EventLoop> Driver<E> {
                             hint += "; if it is no WebSocket listener (plain MQTT), set transport \
                                      to TCP";
                         }
+                        hint += will_hint(shared);
                         (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
                     // The TLS exchange failed, or the broker closed, before any CONNACK, with a
@@ -1698,6 +1714,11 @@ impl<E: EventLoop> Driver<E> {
                         let why = match dates.and_then(|d| d.outside(unix_now())) {
                             Some(note) => format!("{why} ({note})"),
                             None => why,
+                        };
+                        let why = if closed_silently {
+                            format!("{why} (closed before any CONNACK{})", will_hint(shared))
+                        } else {
+                            why
                         };
                         // A proxy that opened the tunnel and then closed it (its way to the
                         // broker failed, or it cut the connection) looks like the broker.

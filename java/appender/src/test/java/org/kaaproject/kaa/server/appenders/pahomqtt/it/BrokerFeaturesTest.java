@@ -632,6 +632,30 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * The same broker under MQTT 3.1.1 has no CONNACK code for it: Mosquitto closes the connection before any CONNACK.
+     * Packs fail with onConnectionError at their deadline (the broker is not refusing records), and the log line says
+     * that the status topic's last will may be why, rather than pointing at ssl alone.
+     */
+    @Test
+    void mqtt311BrokerWithoutRetainClosesAtTheStatusWillAndTheLogSaysWhatToChange() {
+        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("retain_available false")) {
+            broker.start();
+            try (ChildNode node = ChildNode.start()) {
+                Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "will/" + UUID.randomUUID(), 1);
+                cfg.put("statusTopic", "kaa/status/{hostname}");
+                cfg.put("deliveryTimeoutSeconds", 2);
+                node.load("will", cfg);
+                node.append("will", "p1", 1, 3);
+                node.assertExactlyOne("p1", CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
+                List<String> problems = node.appenderLogLines("WARN|ERROR");
+                assertTrue(problems.stream().anyMatch(l -> l.contains("closed before any CONNACK")
+                        && l.contains("remove statusTopic")), "no line names what to change:\n"
+                                + String.join("\n", problems) + "\n" + node.diagnostics());
+            }
+        }
+    }
+
+    /**
      * rumqttc 0.25's MQTT 5 client keeps counting every QoS 2 message the broker refuses at PUBREC in flight, and stops
      * sending once they fill the broker's receive maximum (Mosquitto: 20). One endpoint's records to a topic the ACL
      * denies, three times that many, are refused while an appender sharing the connection has a pack in flight: the
