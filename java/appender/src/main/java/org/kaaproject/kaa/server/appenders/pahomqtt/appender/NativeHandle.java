@@ -102,9 +102,15 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
     static void releaseDropped() {
         for (Reference<? extends NativeLogAppender> r = DROPPED.poll(); r != null; r = DROPPED.poll()) {
             NativeHandle handle = (NativeHandle) r;
-            if (handle.release()) {
-                LOG.warn("PahoMqtt appender '{}' was dropped without close(); its connection and JMX bean are "
-                        + "released now", handle.appenderName);
+            try {
+                if (handle.release()) {
+                    LOG.warn("PahoMqtt appender '{}' was dropped without close(); its connection and JMX bean are "
+                            + "released now", handle.appenderName);
+                }
+            } catch (RuntimeException e) {
+                // Not the calling appender's failure: its pack must still go through.
+                LOG.warn("PahoMqtt appender '{}' was dropped without close(), and releasing it failed: {}",
+                        handle.appenderName, e.toString());
             }
         }
     }

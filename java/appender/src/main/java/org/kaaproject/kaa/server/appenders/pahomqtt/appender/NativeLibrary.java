@@ -66,7 +66,7 @@ final class NativeLibrary {
         if (!loaded) {
             failure = "kaa-mqtt-appender native library not loaded; tried: " + String.join("; ", tried)
                     + ". Put " + FILE_NAME + " beside the appender jar, or set -D" + PATH_PROPERTY + "=/path/to/"
-                    + FILE_NAME;
+                    + FILE_NAME + ", and restart the node: it is tried once per process";
             throw new UnsatisfiedLinkError(failure);
         }
         checkAbi();
@@ -116,7 +116,7 @@ final class NativeLibrary {
         if (found != NativeAppender.ABI_VERSION) {
             failure = "the kaa-mqtt-appender native library loaded from " + loadedFrom + " is from another build "
                     + "(interface " + (found < 0 ? "unknown" : found) + ", this jar needs " + NativeAppender.ABI_VERSION
-                    + "): install the jar and " + FILE_NAME + " of the same build";
+                    + "): install the jar and " + FILE_NAME + " of the same build, and restart the node";
             loadedFrom = null;
             throw new UnsatisfiedLinkError(failure);
         }
@@ -219,9 +219,16 @@ final class NativeLibrary {
                         PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")))
                 : Files.createTempDirectory(base, COPY_DIR_PREFIX);
         Path copy = dir.resolve(FILE_NAME);
-        Files.copy(in, copy);
-        if (posix) {
-            Files.setPosixFilePermissions(copy, PosixFilePermissions.fromString("r-x------"));
+        try {
+            Files.copy(in, copy);
+            if (posix) {
+                Files.setPosixFilePermissions(copy, PosixFilePermissions.fromString("r-x------"));
+            }
+        } catch (IOException | RuntimeException e) {
+            // A full disk leaves no partial copy behind either.
+            Files.deleteIfExists(copy);
+            Files.deleteIfExists(dir);
+            throw e;
         }
         return copy;
     }

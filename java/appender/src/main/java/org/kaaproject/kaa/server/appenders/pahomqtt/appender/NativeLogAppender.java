@@ -125,7 +125,12 @@ public abstract class NativeLogAppender implements LogAppender {
         NativeHandle.releaseDropped();
         NativeHandle opened = handle;
         if (opened == null) {
-            callback.onInternalError(); // no native appender: before init succeeded, or after close
+            try {
+                callback.onInternalError(); // no native appender: before init succeeded, or after close
+            } catch (RuntimeException e) {
+                // Thrown on, the node would answer the pack a second time.
+                log.debug("PahoMqtt appender '{}' ({}): the node's callback threw: {}", name, appenderId, e.toString());
+            }
             remindWhyNotStarted();
             return;
         }
