@@ -82,16 +82,6 @@ class EndToEndTest {
         return RecordingCallback.append(appender, pack, label);
     }
 
-    /** Asserts the callback did not run on the caller's thread while doAppend was still running. */
-    private static void assertNotInlineBeforeReturn(RecordingCallback cb) {
-        for (RecordingCallback.Call c : cb.calls()) {
-            if (c.thread == cb.appendThread() && !c.afterAppendReturned) {
-                fail(cb.label() + ": " + c.method + " was called on the calling thread '" + c.thread.getName()
-                        + "' before doAppend returned: doAppend must hand the pack off, not wait for the outcome");
-            }
-        }
-    }
-
     /** n telemetry records with ids prefix-r0..r(n-1), as Avro binaries. */
     private static List<byte[]> telemetryBinaries(Schema schema, Random rnd, String prefix, int n) {
         return TestData.telemetryBinaries(schema, rnd, n, i -> prefix + "-r" + i);
@@ -266,6 +256,8 @@ class EndToEndTest {
         warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
 
         BROKER.broker().kill();
+        // Packs appended once the appender knows the broker is gone: nothing answers them before their deadline.
+        awaitDisconnected("down-qos" + qos);
 
         List<RecordingCallback> down = new ArrayList<>();
         for (int p = 0; p < 5; p++) {
@@ -281,7 +273,7 @@ class EndToEndTest {
         RecordingCallback.sleep(Duration.ofSeconds(1));
         for (RecordingCallback cb : down) {
             cb.assertOnlyOne(CONNECTION_ERROR);
-            assertNotInlineBeforeReturn(cb);
+            cb.assertAnsweredOnlyAfterAppendReturned();
             cb.assertAnsweredBy(Duration.ofSeconds(timeoutSeconds));
             System.out.printf("qos %d, %s: %s after %.0f ms%n", qos, cb.label(), cb.calls().get(0).method,
                     cb.millisToFirst());
@@ -375,33 +367,36 @@ class EndToEndTest {
         bad.put("union branch 5 of 2", concat(new byte[] {0x02, 'i'}, new byte[] {0x00, 0x0A, 0x02}));
         bad.put("empty record bytes", new byte[0]);
 
-        Map<String, RecordingCallback> cbs = new LinkedHashMap<>();
-        for (Map.Entry<String, byte[]> e : bad.entrySet()) {
-            if (!e.getKey().startsWith("id length 2^31")) { // Avro 1.7.5 would try to allocate 2 GB for that one
-                assertTrue(AvroReference.undecodable(schema, e.getValue()),
-                        "test data error: Avro 1.7.5 decodes '" + e.getKey() + "'");
-            }
-            cbs.put(e.getKey(), append(appender, KaaNode.pack(logSchema, 1, List.of(e.getValue())), e.getKey()));
-        }
-        cbs.put("valid, truncated, valid", append(appender, KaaNode.pack(logSchema, 1,
-                List.of(valid, Arrays.copyOf(valid, valid.length - 3), valid)), "valid, truncated, valid"));
-
-        for (RecordingCallback cb : cbs.values()) {
-            cb.awaitFirst(Duration.ofSeconds(15));
-        }
-        RecordingCallback.sleep(GRACE);
-        List<String> problems = new ArrayList<>();
-        for (RecordingCallback cb : cbs.values()) {
-            List<RecordingCallback.Call> calls = cb.calls();
-            if (calls.size() != 1 || !calls.get(0).method.equals(INTERNAL_ERROR)) {
-                problems.add(cb.toString());
-            }
-        }
-        assertTrue(problems.isEmpty(), "undecodable data must give exactly one onInternalError per pack; got: "
-                + problems);
-
-        // The appender still works afterwards.
+        // Subscribed first: a pack published in part (the first valid record of "valid, truncated, valid") before
+        // it was refused would show.
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Map<String, RecordingCallback> cbs = new LinkedHashMap<>();
+            for (Map.Entry<String, byte[]> e : bad.entrySet()) {
+                if (!e.getKey().startsWith("id length 2^31")) { // Avro 1.7.5 would try to allocate 2 GB for that one
+                    assertTrue(AvroReference.undecodable(schema, e.getValue()),
+                            "test data error: Avro 1.7.5 decodes '" + e.getKey() + "'");
+                }
+                cbs.put(e.getKey(), append(appender, KaaNode.pack(logSchema, 1, List.of(e.getValue())), e.getKey()));
+            }
+            cbs.put("valid, truncated, valid", append(appender, KaaNode.pack(logSchema, 1,
+                    List.of(valid, Arrays.copyOf(valid, valid.length - 3), valid)), "valid, truncated, valid"));
+
+            for (RecordingCallback cb : cbs.values()) {
+                cb.awaitFirst(Duration.ofSeconds(15));
+            }
+            RecordingCallback.sleep(GRACE);
+            List<String> problems = new ArrayList<>();
+            for (RecordingCallback cb : cbs.values()) {
+                List<RecordingCallback.Call> calls = cb.calls();
+                if (calls.size() != 1 || !calls.get(0).method.equals(INTERNAL_ERROR)) {
+                    problems.add(cb.toString());
+                }
+            }
+            assertTrue(problems.isEmpty(), "undecodable data must give exactly one onInternalError per pack; got: "
+                    + problems);
+
+            // The appender still works afterwards, and its record arrives alone: nothing of the refused packs went
+            // out before it on the same connection.
             RecordingCallback cb = append(appender, KaaNode.pack(logSchema, 1, List.of(valid)), "valid after bad");
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), GRACE);
             sub.awaitCount(1, Duration.ofSeconds(10));
@@ -569,11 +564,17 @@ class EndToEndTest {
         BROKER.broker().kill();
         // Until the appender has seen the connection go: a pack appended before that is written to
         // it and fails with its loss, at once, not at its deadline.
+        awaitDisconnected(name + "-bounded");
+        return appender;
+    }
+
+    /** Waits until the appender's JMX bean says its connection is down. */
+    private static void awaitDisconnected(String appenderName) {
         try {
             javax.management.MBeanServer server = java.lang.management.ManagementFactory.getPlatformMBeanServer();
             javax.management.ObjectName bean = server.queryNames(new javax.management.ObjectName(
                     "org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="
-                            + javax.management.ObjectName.quote(name + "-bounded") + ",*"), null).iterator().next();
+                            + javax.management.ObjectName.quote(appenderName) + ",*"), null).iterator().next();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
             while (Boolean.TRUE.equals(server.getAttribute(bean, "Connected"))) {
                 assertTrue(System.nanoTime() < deadline, "the appender never saw the broker go");
@@ -582,7 +583,6 @@ class EndToEndTest {
         } catch (javax.management.JMException e) {
             throw new IllegalStateException(e);
         }
-        return appender;
     }
 
     /**
