@@ -1,5 +1,6 @@
 package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -11,11 +12,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
+import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 
 /**
  * A setting out of its range keeps the appender from starting, as an operator sees it in the node's log (a child JVM,
@@ -80,6 +84,47 @@ class InvalidSettingsTest {
             assertTrue(reminders.get(0).contains("maxInflight") && reminders.get(0).contains(
                     "; 1 log pack(s) answered onInternalError"), reminders.get(0));
             assertEquals(1, node.appenderLogLines("ERROR").size(), "the init error once\n" + node.diagnostics());
+        }
+    }
+
+    /**
+     * An appender that did not start answers its packs itself; a Kaa callback that throws there does not get out of
+     * doAppend, where the node would answer the pack a second time (APPENDER_INTERNAL_ERROR).
+     */
+    @Test
+    void aThrowingCallbackOfAnAppenderThatDidNotStartIsAnsweredOnce() {
+        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
+        cfg.put("maxInflight", -1);
+        LogAppender appender = KaaNode.load("not-started-throwing", KaaNode.config(cfg));
+        AtomicInteger answers = new AtomicInteger();
+        LogDeliveryCallback throwing = new LogDeliveryCallback() {
+            @Override
+            public void onSuccess() {
+                answers.incrementAndGet();
+            }
+
+            @Override
+            public void onInternalError() {
+                answers.incrementAndGet();
+                throw new IllegalStateException("the node's callback throws");
+            }
+
+            @Override
+            public void onConnectionError() {
+                answers.incrementAndGet();
+            }
+
+            @Override
+            public void onRemoteError() {
+                answers.incrementAndGet();
+            }
+        };
+        try {
+            assertDoesNotThrow(() -> appender.doAppend(KaaNode.pack(TestData.schemaText("simple.avsc"), 1, List.of(
+                    new byte[] {0})), throwing));
+            assertEquals(1, answers.get(), "answered once");
+        } finally {
+            appender.close();
         }
     }
 }
