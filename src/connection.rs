@@ -912,6 +912,11 @@ struct Driver<E: EventLoop> {
     client_id: String,
     /// The broker in use or being tried.
     current: usize,
+    /// The broker whose connections taught the tracker the topics it refuses and its packet
+    /// limit. A connection to another broker forgets them; a failed attempt does not: while the
+    /// first broker is down, what the failover broker taught holds at each return to it (else
+    /// each of its closes at a refused topic or a record too large was learned anew).
+    taught_by: usize,
     backoff: Duration,
     takeover_backoff: Duration,
     /// When the connection in use was accepted; `None` while not connected.
@@ -1066,6 +1071,7 @@ async fn drive<E: EventLoop>(
         brokers,
         client_id,
         current: 0,
+        taught_by: 0,
         backoff: BACKOFF_MIN,
         takeover_backoff: BACKOFF_MIN,
         connected_at: None,
@@ -1150,12 +1156,9 @@ impl<E: EventLoop> Driver<E> {
         let recovered = catch_unwind(AssertUnwindSafe(|| {
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
             // channel (`drop_connection` moves it into what `forget` drops) and the tracker.
+            // Back to the first broker below; what a failover one taught is forgotten once that
+            // one accepts the connection (`taught_by`).
             let mut tracker = lock(&shared.tracker);
-            if failover {
-                // Back to the first broker below: what the failover one taught is not its.
-                // First, so that a panic again in what follows cannot skip it.
-                tracker.on_broker_changed();
-            }
             eventloop.drop_connection();
             let _ = eventloop.forget();
             drop(lock(&shared.client).take_ready());
@@ -1190,6 +1193,7 @@ impl<E: EventLoop> Driver<E> {
             brokers,
             client_id,
             current,
+            taught_by,
             backoff,
             takeover_backoff,
             connected_at,
@@ -1424,7 +1428,11 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::log!(level, "connected to {label}");
                 }
+                let other_broker = std::mem::replace(taught_by, *current) != *current;
                 shared.hand_over(|tracker, client| {
+                    if other_broker {
+                        tracker.on_broker_changed();
+                    }
                     client.follow(grants);
                     tracker.on_connected(client, window)
                 });
@@ -1787,9 +1795,6 @@ impl<E: EventLoop> Driver<E> {
                 eventloop.switch_to(&brokers[next].0, client_id);
                 if *clean_next {
                     eventloop.start_clean();
-                }
-                if next != *current {
-                    lock(&shared.tracker).on_broker_changed();
                 }
                 *current = next;
                 if next == 0 {

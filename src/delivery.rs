@@ -1957,9 +1957,9 @@ impl Tracker {
         })
     }
 
-    /// The next connection goes to another broker (failover): what this one refused, the
-    /// topics of its ACL and the packet size it was found to close at, says nothing of that
-    /// one's.
+    /// A connection to another broker than the last one accepted (failover, or back): what
+    /// that one refused, the topics of its ACL and the packet size it was found to close at,
+    /// says nothing of this one's.
     pub fn on_broker_changed(&mut self) {
         self.refused_topics = RefusedTopics::default();
         self.silent_refusals = SilentRefusals::default();

@@ -320,6 +320,54 @@ fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
     close_scripted(&shared, &events);
 }
 
+/// While the first broker is down, what the failover broker taught (a topic it refused) holds
+/// at each return to it; once the first broker accepts the connection, it does not. (Before:
+/// every close on the failover broker sent the driver back to the first and forgot it, so
+/// each pack to a refused topic cost the shared connection a close, for as long as the first
+/// broker was down.)
+#[test]
+fn what_a_failover_broker_taught_holds_while_the_first_is_down() {
+    let shared = shared();
+    let (events, _) = drive_scripted_over(&shared, 2, "failover-taught");
+    let refused_on_failover = |events: &UnboundedSender<Step>| {
+        events.send(Step::Broken("unreachable")).expect("sent");
+        connect(&shared, events);
+    };
+    refused_on_failover(&events);
+    let refused = submit(&shared);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    events
+        .send(Step::Event(Observed::Acked {
+            pkid: 1,
+            refused: Some("NotAuthorized".into()),
+        }))
+        .expect("sent");
+    assert_eq!(refused.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+
+    // The failover broker closes the connection; the first is still down.
+    events.send(Step::Closed).expect("sent");
+    disconnected(&shared, "the driver did not take the close");
+    refused_on_failover(&events);
+    assert_eq!(
+        submit(&shared).recv_timeout(WAIT),
+        Ok(Outcome::RemoteError),
+        "still refused on the failover broker, unpublished"
+    );
+
+    // The first broker is back.
+    events.send(Step::Closed).expect("sent");
+    disconnected(&shared, "the driver did not take the second close");
+    connect(&shared, &events);
+    assert_eq!(
+        submit(&shared).try_recv(),
+        Err(mpsc::TryRecvError::Empty),
+        "not refused on the first broker"
+    );
+    close_scripted(&shared, &events);
+}
+
 /// `maxInflight` above a broker's receive maximum is said once per broker and value: not at
 /// every reconnect (nor at each turn of a balancer's nodes announcing different ones), and
 /// not only at the first broker's, where a failover broker allowing fewer went unsaid
