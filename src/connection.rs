@@ -11,7 +11,9 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{BrokerConfig, ConfigError, Qos};
-use crate::delivery::{Blame, Crowded, Outcome, Pack, Stall, TopicClose, Tracker, Waited, Why};
+use crate::delivery::{
+    Blame, Crowded, Learned, Outcome, Pack, Stall, TopicClose, Tracker, Waited, Why,
+};
 use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::{Blamed, SOURCE_SUSPECTS};
@@ -912,11 +914,9 @@ struct Driver<E: EventLoop> {
     client_id: String,
     /// The broker in use or being tried.
     current: usize,
-    /// The broker whose connections taught the tracker the topics it refuses and its packet
-    /// limit. A connection to another broker forgets them; a failed attempt does not: while the
-    /// first broker is down, what the failover broker taught holds at each return to it (else
-    /// each of its closes at a refused topic or a record too large was learned anew).
-    taught_by: usize,
+    /// Per broker, what its connections taught the tracker (topics refused, packet size),
+    /// while the connection goes to another ([`Tracker::change_broker`]).
+    learned: Vec<Learned>,
     backoff: Duration,
     takeover_backoff: Duration,
     /// When the connection in use was accepted; `None` while not connected.
@@ -1065,13 +1065,16 @@ async fn drive<E: EventLoop>(
     let reported = vec![Reported::default(); brokers.len()];
     let turned_away = vec![0; brokers.len()];
     let narrowed = vec![Vec::new(); brokers.len()];
+    let learned = std::iter::repeat_with(Learned::default)
+        .take(brokers.len())
+        .collect();
     let mut driver = Driver {
         shared,
         eventloop,
         brokers,
         client_id,
         current: 0,
-        taught_by: 0,
+        learned,
         backoff: BACKOFF_MIN,
         takeover_backoff: BACKOFF_MIN,
         connected_at: None,
@@ -1137,6 +1140,7 @@ impl<E: EventLoop> Driver<E> {
             eventloop,
             connected_at,
             current,
+            learned,
             backoff,
             takeover_backoff,
             ..
@@ -1156,9 +1160,13 @@ impl<E: EventLoop> Driver<E> {
         let recovered = catch_unwind(AssertUnwindSafe(|| {
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
             // channel (`drop_connection` moves it into what `forget` drops) and the tracker.
-            // Back to the first broker below; what a failover one taught is forgotten once that
-            // one accepts the connection (`taught_by`).
             let mut tracker = lock(&shared.tracker);
+            if failover {
+                // Back to the first broker below: what the failover one taught is not its.
+                // First, so that a panic again in what follows cannot skip it.
+                let back = std::mem::take(&mut learned[0]);
+                learned[*current] = tracker.change_broker(back);
+            }
             eventloop.drop_connection();
             let _ = eventloop.forget();
             drop(lock(&shared.client).take_ready());
@@ -1193,7 +1201,7 @@ impl<E: EventLoop> Driver<E> {
             brokers,
             client_id,
             current,
-            taught_by,
+            learned,
             backoff,
             takeover_backoff,
             connected_at,
@@ -1428,11 +1436,7 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     log::log!(level, "connected to {label}");
                 }
-                let other_broker = std::mem::replace(taught_by, *current) != *current;
                 shared.hand_over(|tracker, client| {
-                    if other_broker {
-                        tracker.on_broker_changed();
-                    }
                     client.follow(grants);
                     tracker.on_connected(client, window)
                 });
@@ -1795,6 +1799,10 @@ impl<E: EventLoop> Driver<E> {
                 eventloop.switch_to(&brokers[next].0, client_id);
                 if *clean_next {
                     eventloop.start_clean();
+                }
+                if next != *current {
+                    let back = std::mem::take(&mut learned[next]);
+                    learned[*current] = lock(&shared.tracker).change_broker(back);
                 }
                 *current = next;
                 if next == 0 {

@@ -639,6 +639,16 @@ enum Holder {
     Qos2Window,
 }
 
+/// What connections to one broker taught a [`Tracker`], kept while the connection goes to
+/// another ([`Tracker::change_broker`]).
+#[derive(Default)]
+pub struct Learned {
+    limit: PacketLimit,
+    over_limit: u64,
+    refused_topics: RefusedTopics,
+    silent_refusals: SilentRefusals,
+}
+
 /// The correlation state of one connection. All methods run under the connection's lock.
 #[derive(Default)]
 pub struct Tracker {
@@ -1957,14 +1967,20 @@ impl Tracker {
         })
     }
 
-    /// A connection to another broker than the last one accepted (failover, or back): what
-    /// that one refused, the topics of its ACL and the packet size it was found to close at,
-    /// says nothing of this one's.
-    pub fn on_broker_changed(&mut self) {
-        self.refused_topics = RefusedTopics::default();
-        self.silent_refusals = SilentRefusals::default();
-        self.limit = PacketLimit::default();
-        self.over_limit = 0;
+    /// The connection goes to another broker (failover, or back): what this one refused, the
+    /// topics of its ACL and the packet size it was found to close at, say nothing of that
+    /// one's. Returns what this one taught, and takes what `next` taught, kept from when the
+    /// connection last left it, so that a broker's own lessons hold again at each return to it
+    /// (while the first broker was down, each close on the failover broker sent the driver
+    /// back to the first, and a refused topic or a record too large was learned anew, at the
+    /// cost of a close, every time).
+    pub fn change_broker(&mut self, next: Learned) -> Learned {
+        Learned {
+            limit: std::mem::replace(&mut self.limit, next.limit),
+            over_limit: std::mem::replace(&mut self.over_limit, next.over_limit),
+            refused_topics: std::mem::replace(&mut self.refused_topics, next.refused_topics),
+            silent_refusals: std::mem::replace(&mut self.silent_refusals, next.silent_refusals),
+        }
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad
@@ -2595,7 +2611,7 @@ mod tests {
     }
 
     /// A failover broker is another broker: the limit learned from the first one's closes
-    /// does not hold messages back from it.
+    /// does not hold messages back from it; back on the first, it holds again.
     #[test]
     fn a_limit_learned_from_one_broker_does_not_hold_for_a_failover_broker() {
         let (mut t, mut out, window) = big_suspected(1);
@@ -2603,13 +2619,22 @@ mod tests {
             lose(&mut t, TopicClose::Silent),
             Some(Blame::Size(Blamed::Ceiling { .. }))
         ));
-        t.on_broker_changed();
+        let first = t.change_broker(Learned::default());
         t.on_connected(&mut out, window);
         let published = out.published.len();
         let (p, rx) = pack(1);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), vec![big()], 100);
         assert!(outcomes(&rx).is_empty(), "not refused");
         assert_eq!(out.published.len(), published + 1);
+
+        t.on_connection_lost(0, &[]);
+        let _ = t.change_broker(first);
+        t.on_connected(&mut out, window);
+        let published = out.published.len();
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), vec![big()], 100);
+        assert_eq!(outcomes(&rx), [Outcome::InternalError], "the first's limit");
+        assert_eq!(out.published.len(), published);
     }
 
     /// The same pack, with its small messages handed to the client but not written when the
