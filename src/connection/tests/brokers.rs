@@ -780,6 +780,74 @@ fn a_pack_waiting_while_the_first_broker_refuses_goes_to_the_failover_broker() {
     drop(connection);
 }
 
+/// A broker that refuses the first `busy` CONNECTs with `refusal` (a CONNACK's variable
+/// header), then accepts and acknowledges every QoS 1 publish.
+fn busy_then_acking_broker(listener: std::net::TcpListener, busy: usize, refusal: &[u8]) {
+    use std::io::Write;
+    let mut refused = 0;
+    while let Ok((mut s, _)) = listener.accept() {
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        if read_packet(&mut s).is_none() {
+            continue;
+        }
+        if refused < busy {
+            refused += 1;
+            let mut connack = vec![0x20, refusal.len() as u8];
+            connack.extend_from_slice(refusal);
+            let _ = s.write_all(&connack);
+            continue;
+        }
+        let mut accepted = refusal.to_vec();
+        accepted[1] = 0x00;
+        let mut connack = vec![0x20, accepted.len() as u8];
+        connack.extend_from_slice(&accepted);
+        let _ = s.write_all(&connack);
+        while let Some((kind, body)) = read_packet(&mut s) {
+            let answer = match kind >> 4 {
+                3 => {
+                    let [hi, lo] = publish_pkid(&body).to_be_bytes();
+                    vec![0x40, 0x02, hi, lo]
+                }
+                12 => vec![0xd0, 0x00],
+                _ => continue,
+            };
+            if s.write_all(&answer).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A broker refusing the connection for the time being (MQTT 3.1.1 "server unavailable",
+/// MQTT 5 "server busy") keeps the packs waiting, for a connection within their deadline:
+/// delivered once it takes the connection. (Before: each was answered onRemoteError at the
+/// first refusal, as for bad credentials, and counted as a refusal.)
+#[test]
+fn a_broker_refusing_for_now_keeps_the_packs_waiting() {
+    use crate::config::MqttVersion::{V3_1_1, V5};
+    crate::test_log::capture();
+    for (version, refusal, id) in [
+        (V3_1_1, &[0x00, 0x03][..], "busy-v4"),
+        (V5, &[0x00, 0x89, 0x00][..], "busy-v5"),
+    ] {
+        let (port, _) = scripted_broker(move |l| busy_then_acking_broker(l, 2, refusal));
+        let connection = Connection::get(&BrokerConfig {
+            version,
+            ..scripted(port, id)
+        })
+        .expect("opened");
+        let rx = submit_one(&connection);
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered), "{id}");
+        let lines =
+            crate::test_log::lines_with(&format!("as '{id}': refused the connection for now"));
+        assert!(
+            lines.iter().any(|l| l.starts_with("WARN")),
+            "{id}: {lines:#?}"
+        );
+        drop(connection);
+    }
+}
+
 /// When every broker of the round refused the connection, what waits is answered
 /// onRemoteError at once, as with one broker: retrying cannot help until the
 /// configuration changes.
