@@ -1670,8 +1670,12 @@ impl<E: EventLoop> Driver<E> {
                         if said == Said::TakenOver || (said.is_silent() && likely_takeover) =>
                     {
                         let taken_over = said == Said::TakenOver;
-                        if !taken_over {
-                            // Inferred from closes, some of which may have been blamed.
+                        // Inferred from closes, some of which may have been blamed: with a clean
+                        // session the id moves, and what they blamed is forgotten. A persistent
+                        // session keeps its id, and what the closes blamed is all that stops an
+                        // endpoint whose every pack makes a new topic the ACL denies from
+                        // closing the shared connection at every other pack, for good.
+                        if !taken_over && shared.clean_session {
                             lock(&shared.tracker).on_taken_over();
                         }
                         let lived = lived.unwrap_or_default();

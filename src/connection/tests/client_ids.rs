@@ -1029,6 +1029,55 @@ fn under_its_own_id_closes_at_new_topics_count_against_their_endpoint() {
     assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 1);
 }
 
+/// The same with a persistent session (`cleanSession` off), where the id cannot move: the
+/// closes still count against the endpoint, whose packs to topics the broker never took fail
+/// unpublished after three, and the shared connection stays up. (Before: every second close
+/// was taken for a takeover, which forgot the count, and the id staying, the endpoint closed
+/// the connection every appender shares at every other pack, for good.)
+#[test]
+fn with_a_persistent_session_closes_at_new_topics_count_against_their_endpoint() {
+    let (tx, ids) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| acl_broker_v4(listener, tx));
+    let connection = Connection::get(&BrokerConfig {
+        clean_session: false,
+        ..scripted(port, "acl-persistent")
+    })
+    .expect("opened");
+    let publish = |endpoint: u64, topic: String| {
+        let (pack, mut how, mut messages, rx) = qos1_pack(1);
+        how.origin = Origin {
+            appender: 1,
+            endpoint,
+        };
+        messages[0].topic = Arc::from(topic);
+        connection.submit(&pack, how, messages, 100);
+        rx.recv_timeout(WAIT).expect("an answer")
+    };
+    let mut closes = 0;
+    for n in 0..8 {
+        assert_eq!(
+            ids.recv_timeout(WAIT).as_deref(),
+            Ok("acl-persistent"),
+            "the id stays"
+        );
+        assert_eq!(publish(1, "ok".into()), Outcome::Delivered);
+        match publish(2, format!("denied/{n}")) {
+            Outcome::ConnectionError => closes += 1,
+            other => {
+                assert_eq!(other, Outcome::RemoteError, "after {closes} closes");
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        closes, 3,
+        "three topics, then the endpoint's new ones are held"
+    );
+    assert_eq!(publish(2, "denied/next".into()), Outcome::RemoteError);
+    assert_eq!(publish(1, "ok".into()), Outcome::Delivered);
+    assert!(ids.try_recv().is_err(), "the connection held");
+}
+
 /// The same at QoS 1, to the topic the broker acknowledged the connection's own message on:
 /// a record far larger than that message, unacknowledged at each close, is not blamed for it
 /// while the broker has taken no record, and the closes count as a takeover. (Before: each
