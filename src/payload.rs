@@ -80,6 +80,7 @@ impl Encoder {
                 ));
             }
         }
+        let mut zero_width = crate::decode::ZERO_WIDTH_BUDGET;
         let messages = match self.grouping {
             Grouping::Record => {
                 // What the messages made so far, and the JSON that checked AVRO_BINARY records,
@@ -90,7 +91,14 @@ impl Encoder {
                     let room = self.room(left);
                     let mut out = Vec::with_capacity(json_size(record.as_ref()).min(room));
                     self.open(&mut out, header, false);
-                    let checked = self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
+                    let checked = self.record(
+                        &mut out,
+                        schema,
+                        (i, record.as_ref()),
+                        room,
+                        limit,
+                        &mut zero_width,
+                    )?;
                     self.close(&mut out, false);
                     left = left
                         .checked_sub(out.len() + checked)
@@ -119,7 +127,14 @@ impl Encoder {
                         out.push(b',');
                     }
                     let room = self.room(limit.saturating_sub(checked));
-                    checked += self.record(&mut out, schema, i, record.as_ref(), room, limit)?;
+                    checked += self.record(
+                        &mut out,
+                        schema,
+                        (i, record.as_ref()),
+                        room,
+                        limit,
+                        &mut zero_width,
+                    )?;
                 }
                 self.close(&mut out, true);
                 out.shrink_to_fit(); // as each record's message above
@@ -181,22 +196,23 @@ impl Encoder {
     /// refused anyway, and decoding it first only costs memory. AVRO_BINARY publishes the
     /// record as uploaded, once its JSON shows it is a record of the schema: returns the bytes
     /// of that JSON, made and dropped, which count against the pack's bound too (0 for the
-    /// other formats, whose JSON is the message).
+    /// other formats, whose JSON is the message). Its zero-byte array items draw on the pack's
+    /// `zero_width` budget.
     fn record(
         &self,
         out: &mut Vec<u8>,
         schema: &LogSchema,
-        index: usize,
-        record: &[u8],
+        (index, record): (usize, &[u8]),
         room: usize,
         limit: usize,
+        zero_width: &mut u64,
     ) -> Result<usize, String> {
         let style = match self.format {
             PayloadFormat::Json => Style::Plain,
             _ => Style::AvroJson,
         };
         let mark = out.len();
-        let decoded = schema.to_json_within(record, out, style, room);
+        let decoded = schema.to_json_drawing(record, out, style, room, zero_width);
         let mut checked = 0;
         if self.format == PayloadFormat::AvroBinary {
             checked = out.len() - mark;
@@ -418,27 +434,57 @@ mod tests {
         }
     }
 
-    /// 1,000 records of five bytes, each an array of 1,048,576 nulls: 5 MiB of JSON each,
-    /// under maxMessageBytes one by one, 5 GiB together. Refused after about 10 MiB.
+    /// The records of one pack share one budget of zero-byte array items. [`ZERO_WIDTH_BUDGET`]
+    /// nulls in one five-byte record are 5 MiB of JSON: a pack of such records is refused at
+    /// its second, in every format. (Before: each record had a budget of its own, so each
+    /// five-byte record under maxMessageBytes became a 5 MiB message, and a pack of a thousand
+    /// stopped only at the pack's bound.)
+    ///
+    /// [`ZERO_WIDTH_BUDGET`]: crate::decode::ZERO_WIDTH_BUDGET
     #[test]
-    fn a_pack_of_null_arrays_stops_at_the_pack_bound() {
+    fn a_pack_of_null_arrays_stops_at_its_zero_width_budget() {
         let schema = r#"{"type":"record","name":"R","fields":[
             {"name":"a","type":{"type":"array","items":"null"}}]}"#;
         // Block count 1,048,576 (zig-zag 2^21: 80 80 80 01), then the end of the array.
         let record = vec![0x80, 0x80, 0x80, 0x01, 0x00];
+        let one = encode_as(
+            PayloadFormat::AvroJson,
+            Grouping::Record,
+            schema,
+            &[&record],
+        );
+        assert_eq!(
+            one.map(|m| m[0].len()),
+            Ok(5 * (1 << 20) + 7),
+            "one record is whole"
+        );
         let pack = vec![record; 1000];
-        // The third record passes 10 MiB + 64 * 16 * 1000 bytes; in one message, the second
-        // passes 10 MiB.
-        for (grouping, record) in [(Grouping::Record, 2), (Grouping::Pack, 1)] {
-            let e = refused(schema, grouping, &pack);
-            assert!(e.starts_with(&format!("record {record} ")), "{e}");
+        for format in [PayloadFormat::AvroJson, PayloadFormat::AvroBinary] {
+            for grouping in [Grouping::Record, Grouping::Pack] {
+                let e = encode_as(format, grouping, schema, &pack).expect_err("refused");
+                assert!(
+                    e.starts_with("record 1 ") && e.contains("zero-byte array items"),
+                    "{format:?}, {grouping:?}: {e}"
+                );
+            }
         }
-        // AVRO_BINARY publishes the five bytes, but checks each record by making its JSON:
-        // that counts against the same bound, or each record could take 10 MiB of it.
-        for grouping in [Grouping::Record, Grouping::Pack] {
-            let e = refused_as(PayloadFormat::AvroBinary, schema, grouping, &pack);
-            assert!(e.starts_with("record 2 "), "{grouping:?}: {e}");
-        }
+    }
+
+    /// The messages of `records` in `format` and `grouping`, under [`MAX`].
+    fn encode_as<R: AsRef<[u8]>>(
+        format: PayloadFormat,
+        grouping: Grouping,
+        schema: &str,
+        records: &[R],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let encoder = Encoder {
+            format,
+            grouping,
+            max_payload: MAX,
+            max_held: usize::MAX,
+        };
+        let header = HeaderStructure::default().header("t", "e", 1, 0);
+        encoder.encode(&LogSchema::parse(schema).unwrap(), &header, records)
     }
 
     /// An `array<string>` of `n` strings of one control character (`\u0001` in JSON: six
@@ -608,16 +654,17 @@ mod tests {
         assert!(messages.iter().all(|m| m == b"{\"\":null}"));
     }
 
-    /// Zero-width records nested in zero-width records, in arrays of arrays.
+    /// Zero-width records nested in zero-width records, in arrays of arrays: their weight is
+    /// what draws on the pack's budget.
     #[test]
-    fn nested_zero_width_structures_stop_at_the_pack_bound() {
+    fn nested_zero_width_structures_stop_at_the_budget() {
         let schema = r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array",
             "items":{"type":"array","items":{"type":"record","name":"E","fields":[
                 {"name":"x","type":"null"},
                 {"name":"y","type":{"type":"record","name":"F","fields":[
                     {"name":"z","type":"null"},{"name":"e","type":{"type":"fixed","name":"G","size":0}}]}}]}}}}]}"#;
-        // 1,000 inner arrays of 200 items: 200,000 items of weight 5, under the per-record
-        // budget, about 7 MB of JSON per record.
+        // 1,000 inner arrays of 200 items: 200,000 items of weight 5, under the budget alone,
+        // about 7 MB of JSON.
         let mut record = Vec::new();
         crate::binary::write_long(&mut record, 1000);
         for _ in 0..1000 {
@@ -625,7 +672,16 @@ mod tests {
             record.push(0);
         }
         record.push(0);
-        let e = refused(schema, Grouping::Record, &vec![record; 10]);
-        assert!(e.starts_with("record 1 "), "{e}");
+        let e = encode_as(
+            PayloadFormat::AvroJson,
+            Grouping::Record,
+            schema,
+            &vec![record; 10],
+        )
+        .expect_err("refused");
+        assert!(
+            e.starts_with("record 1 ") && e.contains("zero-byte array items"),
+            "{e}"
+        );
     }
 }

@@ -53,10 +53,12 @@ mod tests;
 /// A level takes about 300 bytes of stack (1.1 KB for a map), so at most some 140 KB.
 pub const MAX_DEPTH: u32 = 128;
 
-/// How much output a datum may produce from array items that take no input bytes at all
-/// (`null`, `fixed` of size 0, records made only of those): each such item costs its schema
-/// weight. Every other item consumes at least one input byte, which bounds it already.
-const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
+/// How much output the records of one pack may produce from array items that take no input
+/// bytes at all (`null`, `fixed` of size 0, records made only of those): each such item costs
+/// its schema weight (about 5 bytes of output a unit), drawn by every record of the pack
+/// ([`LogSchema::to_json_drawing`]). Every other item consumes at least one input byte, which
+/// bounds it already. Per record, a pack of 4-byte records made a 5 MiB message of each.
+pub const ZERO_WIDTH_BUDGET: u64 = 1 << 20;
 
 /// How many times over its output a datum may copy in putting maps in Java's order. A map put
 /// in order copies its text once, with the maps inside it, so a byte is copied once for every
@@ -156,7 +158,7 @@ impl fmt::Display for DecodeError {
             ),
             DecodeError::TooManyEmptyItems { offset } => write!(
                 f,
-                "malformed datum at byte {offset}: too many zero-byte array items (limit {ZERO_WIDTH_BUDGET} units)"
+                "malformed datum at byte {offset}: too many zero-byte array items (limit {ZERO_WIDTH_BUDGET} units for a pack's records)"
             ),
             DecodeError::TooDeep { offset, limit } => write!(
                 f,

@@ -48,10 +48,25 @@ impl LogSchema {
         style: Style,
         limit: usize,
     ) -> Result<(), DecodeError> {
+        self.to_json_drawing(datum, out, style, limit, &mut ZERO_WIDTH_BUDGET.clone())
+    }
+
+    /// As [`LogSchema::to_json_within`], its zero-byte array items drawn from `budget`, which
+    /// the records of one pack share ([`ZERO_WIDTH_BUDGET`]).
+    pub fn to_json_drawing(
+        &self,
+        datum: &[u8],
+        out: &mut Vec<u8>,
+        style: Style,
+        limit: usize,
+        budget: &mut u64,
+    ) -> Result<(), DecodeError> {
         let mut r = Reader::new(datum);
-        let mut cx = Cx::new(datum.len(), style, limit, out.len());
+        let mut cx = Cx::new(datum.len(), style, limit, out.len(), *budget);
         out.reserve((datum.len() * 3 + 64).min(limit.saturating_sub(out.len())));
-        self.write(self.root, &mut r, out, &mut cx, 0)?;
+        let written = self.write(self.root, &mut r, out, &mut cx, 0);
+        *budget = cx.budget;
+        written?;
         if !r.is_empty() {
             return Err(DecodeError::TrailingBytes {
                 offset: cx.offset(r.remaining()),
@@ -206,7 +221,7 @@ impl LogSchema {
         let dotted = || path.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(".");
         let failed = |e: DecodeError| format!("event.{}: {e}", dotted());
         let mut r = Reader::new(datum);
-        let mut cx = Cx::new(datum.len(), Style::Plain, limit, 0);
+        let mut cx = Cx::new(datum.len(), Style::Plain, limit, 0, ZERO_WIDTH_BUDGET);
         let mut skipped = Vec::new();
         let mut node = self.root;
         let mut segments = path.iter();
@@ -420,10 +435,10 @@ struct Cx {
 }
 
 impl Cx {
-    fn new(len: usize, style: Style, limit: usize, start: usize) -> Cx {
+    fn new(len: usize, style: Style, limit: usize, start: usize, budget: u64) -> Cx {
         Cx {
             len,
-            budget: ZERO_WIDTH_BUDGET,
+            budget,
             style,
             limit,
             bound: limit,
@@ -490,7 +505,7 @@ impl Cx {
     }
 
     /// Rejects a block count the input cannot back: items that take at least one byte each
-    /// cannot outnumber the bytes left; zero-byte items draw on the datum's budget.
+    /// cannot outnumber the bytes left; zero-byte items draw on the pack's budget.
     fn check_block(
         &mut self,
         count: usize,
