@@ -1182,11 +1182,11 @@ impl<E: EventLoop> Driver<E> {
         }
         if failover {
             eventloop.switch_to(&self.brokers[0].0, &self.client_id);
-            if self.clean_next {
-                // As at a loss: the options switched to are the configured ones.
-                eventloop.start_clean();
-            }
             self.current = 0;
+        }
+        if self.clean_next {
+            // As at a loss: a session holding what the appender never made is not resumed.
+            eventloop.start_clean();
         }
         self.refused_in_round = 0;
         self.turned_away.fill(0);

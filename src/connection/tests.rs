@@ -30,15 +30,16 @@ struct Scripted(
     UnboundedReceiver<Step>,
     Arc<AtomicUsize>,
     VecDeque<Observed>,
-    FreeSlots,
+    Calls,
 );
 
-/// How the scripted event loop answers `free_refused_slots`: it counts the calls, and fails
-/// them when told to.
+/// What the driver asked of the scripted event loop besides polls: to give refused QoS 2
+/// messages' slots back (which fails when told to), and to start a clean session.
 #[derive(Clone, Default)]
-struct FreeSlots {
-    asked: Arc<AtomicUsize>,
-    fails: bool,
+struct Calls {
+    frees: Arc<AtomicUsize>,
+    freeing_fails: bool,
+    cleans: Arc<AtomicUsize>,
 }
 
 /// Counts itself into its counter when dropped still armed.
@@ -92,11 +93,13 @@ impl EventLoop for Scripted {
 
     fn switch_to(&mut self, _: &(), _: &str) {}
 
-    fn start_clean(&mut self) {}
+    fn start_clean(&mut self) {
+        self.3.cleans.fetch_add(1, Ordering::Relaxed);
+    }
 
     fn free_refused_slots(&mut self) -> bool {
-        self.3.asked.fetch_add(1, Ordering::Relaxed);
-        !self.3.fails
+        self.3.frees.fetch_add(1, Ordering::Relaxed);
+        !self.3.freeing_fails
     }
 
     fn drop_connection(&mut self) {}
@@ -264,21 +267,21 @@ fn drive_scripted_over(
     brokers: u16,
     client_id: &str,
 ) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
-    drive_scripted_freeing(shared, brokers, client_id, FreeSlots::default())
+    drive_scripted_counting(shared, brokers, client_id, Calls::default())
 }
 
-/// [`drive_scripted_over`] with `slots` answering `free_refused_slots`.
-fn drive_scripted_freeing(
+/// [`drive_scripted_over`], counting in `calls` what the driver asks besides polls.
+fn drive_scripted_counting(
     shared: &Arc<Shared>,
     brokers: u16,
     client_id: &str,
-    slots: FreeSlots,
+    calls: Calls,
 ) -> (UnboundedSender<Step>, Arc<AtomicUsize>) {
     let (events, script) = unbounded_channel();
     let cancelled = Arc::new(AtomicUsize::new(0));
     runtime().spawn(drive(
         Arc::clone(shared),
-        Scripted(script, Arc::clone(&cancelled), VecDeque::new(), slots),
+        Scripted(script, Arc::clone(&cancelled), VecDeque::new(), calls),
         (1..=brokers)
             .map(|n| ((), format!("scripted:{n}")))
             .collect(),

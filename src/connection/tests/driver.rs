@@ -175,8 +175,8 @@ fn a_window_written_for_longer_than_its_patience_is_delivered_without_a_reset() 
 #[test]
 fn refused_qos2_messages_past_the_window_keep_the_connection() {
     let shared = shared();
-    let slots = FreeSlots::default();
-    let (events, _) = drive_scripted_freeing(&shared, 1, "driver-test", slots.clone());
+    let calls = Calls::default();
+    let (events, _) = drive_scripted_counting(&shared, 1, "driver-test", calls.clone());
     connect(&shared, &events);
     let first = submit(&shared);
     events
@@ -201,7 +201,7 @@ fn refused_qos2_messages_past_the_window_keep_the_connection() {
     assert!(shared.metrics.connected.load(Ordering::Relaxed));
     assert_eq!(shared.metrics.reconnects.load(Ordering::Relaxed), 0);
     assert_eq!(
-        slots.asked.load(Ordering::Relaxed),
+        calls.frees.load(Ordering::Relaxed),
         refusals.len(),
         "a slot per refusal"
     );
@@ -214,11 +214,11 @@ fn refused_qos2_messages_past_the_window_keep_the_connection() {
 #[test]
 fn a_refused_slot_that_cannot_be_freed_makes_the_connection_anew() {
     let shared = shared();
-    let slots = FreeSlots {
-        fails: true,
-        ..FreeSlots::default()
+    let calls = Calls {
+        freeing_fails: true,
+        ..Calls::default()
     };
-    let (events, _) = drive_scripted_freeing(&shared, 1, "driver-test", slots.clone());
+    let (events, _) = drive_scripted_counting(&shared, 1, "driver-test", calls.clone());
     connect(&shared, &events);
     let first = submit(&shared);
     events
@@ -231,7 +231,7 @@ fn a_refused_slot_that_cannot_be_freed_makes_the_connection_anew() {
         }))
         .expect("sent");
     assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
-    assert_eq!(slots.asked.load(Ordering::Relaxed), 1);
+    assert_eq!(calls.frees.load(Ordering::Relaxed), 1);
     connect(&shared, &events);
     assert_eq!(shared.metrics.reconnects.load(Ordering::Relaxed), 1);
     close_scripted(&shared, &events);
@@ -268,6 +268,32 @@ fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() 
     assert_eq!(second.recv_timeout(WAIT), Ok(Outcome::Delivered));
 
     // Closing still works after a recovery.
+    close_scripted(&shared, &events);
+}
+
+/// A message the broker sent on a session the appender never made (another client's
+/// subscription, kept by the broker under this id) makes the next connection start clean,
+/// also when a panic ends this one. (Before: after a panic the next CONNECT asked to resume
+/// the session, the broker rightly said one was present, and the driver dropped that
+/// connection as the broker's fault.)
+#[test]
+fn after_a_panic_a_session_with_foreign_messages_starts_clean() {
+    let shared = Arc::new(Shared {
+        clean_session: false,
+        ..bare_shared()
+    });
+    let calls = Calls::default();
+    let (events, _) = drive_scripted_counting(&shared, 1, "driver-test", calls.clone());
+    connect(&shared, &events);
+    events
+        .send(Step::Event(Observed::Unasked {
+            topic: "elsewhere".into(),
+        }))
+        .expect("sent");
+    events.send(Step::Panic).expect("sent");
+    wait_until("the next connection does not start clean", || {
+        calls.cleans.load(Ordering::Relaxed) == 1
+    });
     close_scripted(&shared, &events);
 }
 
@@ -571,7 +597,7 @@ fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
         rx,
         Arc::new(AtomicUsize::new(0)),
         VecDeque::new(),
-        FreeSlots::default(),
+        Calls::default(),
     );
     runtime().block_on(write_ready(&shared, &mut eventloop, false));
     let offered: Vec<_> = lock(&shared.client)
