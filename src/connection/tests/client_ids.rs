@@ -987,6 +987,18 @@ fn acl_broker_v4(listener: std::net::TcpListener, ids: mpsc::Sender<String>) {
     }
 }
 
+/// Publishes one QoS 1 message of `endpoint` to `topic`, and waits for its answer.
+fn publish_as(connection: &Connection, endpoint: u64, topic: String) -> Outcome {
+    let (pack, mut how, mut messages, rx) = qos1_pack(1);
+    how.origin = Origin {
+        appender: 1,
+        endpoint,
+    };
+    messages[0].topic = Arc::from(topic);
+    connection.submit(&pack, how, messages, 100);
+    rx.recv_timeout(WAIT).expect("an answer")
+}
+
 /// An endpoint whose records make a new topic at every pack (`{event.…}`), each one denied
 /// by an MQTT 3.1.1 broker that closes the connection at it, while another endpoint's packs
 /// go through between. The second close is taken for a takeover, as nothing tells the two
@@ -1001,16 +1013,7 @@ fn under_its_own_id_closes_at_new_topics_count_against_their_endpoint() {
     let (tx, ids) = mpsc::channel();
     let (port, _) = scripted_broker(move |listener| acl_broker_v4(listener, tx));
     let connection = Connection::get(&scripted(port, "acl-topics")).expect("opened");
-    let publish = |endpoint: u64, topic: String| {
-        let (pack, mut how, mut messages, rx) = qos1_pack(1);
-        how.origin = Origin {
-            appender: 1,
-            endpoint,
-        };
-        messages[0].topic = Arc::from(topic);
-        connection.submit(&pack, how, messages, 100);
-        rx.recv_timeout(WAIT).expect("an answer")
-    };
+    let publish = |endpoint, topic| publish_as(&connection, endpoint, topic);
     let mut seen = Vec::new();
     for n in 0..5 {
         seen.push(ids.recv_timeout(WAIT).expect("a connection"));
@@ -1043,16 +1046,7 @@ fn with_a_persistent_session_closes_at_new_topics_count_against_their_endpoint()
         ..scripted(port, "acl-persistent")
     })
     .expect("opened");
-    let publish = |endpoint: u64, topic: String| {
-        let (pack, mut how, mut messages, rx) = qos1_pack(1);
-        how.origin = Origin {
-            appender: 1,
-            endpoint,
-        };
-        messages[0].topic = Arc::from(topic);
-        connection.submit(&pack, how, messages, 100);
-        rx.recv_timeout(WAIT).expect("an answer")
-    };
+    let publish = |endpoint, topic| publish_as(&connection, endpoint, topic);
     let mut closes = 0;
     for n in 0..8 {
         assert_eq!(
