@@ -1612,19 +1612,6 @@ impl<E: EventLoop> Driver<E> {
                         // configured id's answer.
                         (text, false)
                     }
-                    // Unavailable, busy, over a quota: the broker, not the configuration. The
-                    // packs wait for a connection (a failover broker's, or this one's later)
-                    // within their deadline, as when it cannot be reached.
-                    Failure::Refused {
-                        why: code,
-                        about: Refusal::ForNow,
-                    } => (
-                        format!(
-                            "refused the connection for now: {code} (packs wait for a \
-                             connection within deliveryTimeoutSeconds)"
-                        ),
-                        false,
-                    ),
                     Failure::Refused { why: code, about } => {
                         // A broker that keeps no retained messages, or takes QoS 0 only,
                         // refuses the CONNECT that carries the status topic's last will.

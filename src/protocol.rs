@@ -289,11 +289,7 @@ pub enum Refusal {
     /// The last will's retain flag or QoS, the only ones a CONNECT carries: the broker keeps
     /// no retained messages, or takes QoS 0 only (MQTT 5).
     Will,
-    /// For the time being: the broker is unavailable or busy, over a quota or a connection
-    /// rate, or sends the client to another server. Nothing the configuration can change, so
-    /// no pack is refused for it: they wait for a connection within their deadline.
-    ForNow,
-    /// Anything else: bad credentials, an unsupported protocol version, a proxy's 407.
+    /// Anything else: bad credentials, busy, unavailable, a proxy's 407.
     Other,
 }
 
@@ -785,7 +781,6 @@ fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {
     match code {
         BadClientId => Refusal::IdInvalid,
         NotAuthorized => Refusal::Id,
-        ServiceUnavailable => Refusal::ForNow,
         _ => Refusal::Other,
     }
 }
@@ -796,13 +791,6 @@ fn refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Refusal {
         BadClientId | ClientIdentifierNotValid => Refusal::IdInvalid,
         NotAuthorized | Banned => Refusal::Id,
         RetainNotSupported | QoSNotSupported => Refusal::Will,
-        ServiceUnavailable
-        | ServerUnavailable
-        | ServerBusy
-        | QuotaExceeded
-        | UseAnotherServer
-        | ServerMoved
-        | ConnectionRateExceeded => Refusal::ForNow,
         _ => Refusal::Other,
     }
 }
@@ -2117,8 +2105,7 @@ mod tests {
     /// Every CONNACK refusal rumqttc knows, through the conversion the driver uses
     /// (`failure_v4` / `failure_v5` on `ConnectionRefused`): those that are, or may be, about
     /// the client id say so (a moved id gives way to the configured one), those about the last
-    /// will say so (the log line names `statusTopic`), those for the time being say so (no
-    /// pack is refused for them), and no other does. The matches name
+    /// will say so (the log line names `statusTopic`), and no other does. The matches name
     /// every variant, so a variant rumqttc renames or adds breaks this test rather than the
     /// driver's choices.
     #[test]
@@ -2128,8 +2115,8 @@ mod tests {
         let v4_about = |code: V4| match code {
             V4::BadClientId => Refusal::IdInvalid,
             V4::NotAuthorized => Refusal::Id,
-            V4::ServiceUnavailable => Refusal::ForNow,
-            V4::Success | V4::RefusedProtocolVersion | V4::BadUserNamePassword => Refusal::Other,
+            V4::Success | V4::RefusedProtocolVersion | V4::ServiceUnavailable => Refusal::Other,
+            V4::BadUserNamePassword => Refusal::Other,
         };
         let v4 = [
             V4::RefusedProtocolVersion,
@@ -2150,25 +2137,25 @@ mod tests {
             V5::BadClientId | V5::ClientIdentifierNotValid => Refusal::IdInvalid,
             V5::NotAuthorized | V5::Banned => Refusal::Id,
             V5::RetainNotSupported | V5::QoSNotSupported => Refusal::Will,
-            V5::ServiceUnavailable
-            | V5::ServerUnavailable
-            | V5::ServerBusy
-            | V5::QuotaExceeded
-            | V5::UseAnotherServer
-            | V5::ServerMoved
-            | V5::ConnectionRateExceeded => Refusal::ForNow,
             V5::Success
             | V5::RefusedProtocolVersion
+            | V5::ServiceUnavailable
             | V5::UnspecifiedError
             | V5::MalformedPacket
             | V5::ProtocolError
             | V5::ImplementationSpecificError
             | V5::UnsupportedProtocolVersion
             | V5::BadUserNamePassword
+            | V5::ServerUnavailable
+            | V5::ServerBusy
             | V5::BadAuthenticationMethod
             | V5::TopicNameInvalid
             | V5::PacketTooLarge
-            | V5::PayloadFormatInvalid => Refusal::Other,
+            | V5::QuotaExceeded
+            | V5::PayloadFormatInvalid
+            | V5::UseAnotherServer
+            | V5::ServerMoved
+            | V5::ConnectionRateExceeded => Refusal::Other,
         };
         let v5 = [
             V5::RefusedProtocolVersion,

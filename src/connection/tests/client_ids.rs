@@ -225,8 +225,7 @@ fn a_moved_id_refused_as_the_broker_is_busy_is_kept() {
     assert!(moved.starts_with("busy-id-"), "{moved}");
     assert_eq!(next(), moved, "still the id it moved to after the refusal");
     drop(connection);
-    let refused =
-        crate::test_log::lines_with(&format!("as '{moved}': refused the connection for now"));
+    let refused = crate::test_log::lines_with(&format!("as '{moved}' refused the connection"));
     assert!(!refused.is_empty(), "the refusal is logged");
     for line in refused {
         assert!(
