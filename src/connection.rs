@@ -797,9 +797,10 @@ impl protocol::Start for StartDriver {
     }
 }
 
-/// What a connection closed before its CONNACK may owe to the status topic's last will
-/// (retained, QoS 1): a broker that takes neither refuses it, and under MQTT 3.1.1 (Mosquitto
-/// 2.0.11: "QoS too high or retain not supported") closes without a CONNACK to say why.
+/// What an MQTT 3.1.1 connection closed before its CONNACK may owe to the status topic's last
+/// will (retained, QoS 1): a broker that takes neither refuses it, and under MQTT 3.1.1
+/// (Mosquitto 2.0.11: "QoS too high or retain not supported") closes without a CONNACK to say
+/// why; under MQTT 5 its CONNACK says so.
 fn will_hint(shared: &Shared) -> &'static str {
     if shared.status_topic.is_some() {
         "; if the broker takes no retained message or no QoS 1 (Mosquitto's retain_available \
@@ -1180,14 +1181,13 @@ impl<E: EventLoop> Driver<E> {
                 panic_message(payload)
             );
         }
-        if failover {
-            eventloop.switch_to(&self.brokers[0].0, &self.client_id);
-            self.current = 0;
-        }
+        // As at a loss: from the configured options (not what the last CONNACK set in them),
+        // and a session holding what the appender never made is not resumed.
+        eventloop.switch_to(&self.brokers[0].0, &self.client_id);
         if self.clean_next {
-            // As at a loss: a session holding what the appender never made is not resumed.
             eventloop.start_clean();
         }
+        self.current = 0;
         self.refused_in_round = 0;
         self.turned_away.fill(0);
     }
@@ -1581,9 +1581,11 @@ impl<E: EventLoop> Driver<E> {
                     )),
                     _ => None,
                 };
-                // A broker that takes no last will like the status topic's closes at once.
-                let closed_silently =
-                    shared.status_topic.is_some() && matches!(failure, Failure::Closed { .. });
+                // An MQTT 3.1.1 broker that takes no last will like the status topic's closes
+                // at once (an MQTT 5 one says so in its CONNACK).
+                let closed_silently = E::NO_REASON_CODES
+                    && shared.status_topic.is_some()
+                    && matches!(failure, Failure::Closed { .. });
                 let (text, refused) = match failure {
                     _ if under_own_id
                         && id_refused.is_some()
@@ -1718,7 +1720,9 @@ impl<E: EventLoop> Driver<E> {
                             hint += "; if it is no WebSocket listener (plain MQTT), set transport \
                                      to TCP";
                         }
-                        hint += will_hint(shared);
+                        if E::NO_REASON_CODES {
+                            hint += will_hint(shared);
+                        }
                         (format!("{why} (closed before any CONNACK: {hint})"), false)
                     }
                     // The TLS exchange failed, or the broker closed, before any CONNACK, with a
@@ -1796,6 +1800,10 @@ impl<E: EventLoop> Driver<E> {
                 } else {
                     0
                 };
+                if next != *current {
+                    let back = std::mem::take(&mut learned[next]);
+                    learned[*current] = lock(&shared.tracker).change_broker(back);
+                }
                 // Always from the configured options: rumqttc keeps what a CONNACK set in them
                 // (MQTT 5 server keep-alive and session expiry) for every later connection, to
                 // another broker too, and a session expiry the broker raised would outlive the
@@ -1803,10 +1811,6 @@ impl<E: EventLoop> Driver<E> {
                 eventloop.switch_to(&brokers[next].0, client_id);
                 if *clean_next {
                     eventloop.start_clean();
-                }
-                if next != *current {
-                    let back = std::mem::take(&mut learned[next]);
-                    learned[*current] = lock(&shared.tracker).change_broker(back);
                 }
                 *current = next;
                 if next == 0 {

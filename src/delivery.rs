@@ -1975,12 +1975,51 @@ impl Tracker {
     /// back to the first, and a refused topic or a record too large was learned anew, at the
     /// cost of a close, every time).
     pub fn change_broker(&mut self, next: Learned) -> Learned {
-        Learned {
+        let left = Learned {
             limit: std::mem::replace(&mut self.limit, next.limit),
             over_limit: std::mem::replace(&mut self.over_limit, next.over_limit),
             refused_topics: std::mem::replace(&mut self.refused_topics, next.refused_topics),
             silent_refusals: std::mem::replace(&mut self.silent_refusals, next.silent_refusals),
+        };
+        self.refuse_parked_anew();
+        left
+    }
+
+    /// After [`Tracker::change_broker`]: the packs parked meanwhile were judged by the broker
+    /// left, and those this one refuses (a topic, or an endpoint's topics it never took) fail
+    /// now, unpublished, as at submit; else they went out to it and cost the close that
+    /// taught it. (The hold on an appender's new topics, which spends probes, is left to the
+    /// packs that come.)
+    fn refuse_parked_anew(&mut self) {
+        let now = Instant::now();
+        let mut refused: HashMap<*const Pack, Option<String>> = HashMap::new();
+        for p in self.parked.iter() {
+            let (topic, how) = (&p.message.topic, &p.how);
+            if p.pack.is_done() || refused.contains_key(&Arc::as_ptr(&p.pack)) {
+                continue;
+            }
+            let reason = self
+                .refused_topics
+                .refuses(topic, (how.qos, how.retain), how.origin, now)
+                .map(str::to_string);
+            if reason.is_some()
+                || (self.refused_topics.refuses_source(how.origin, now)
+                    && !self.silent_refusals.is_allowed(topic, how.qos, how.retain))
+            {
+                refused.insert(Arc::as_ptr(&p.pack), reason);
+            }
         }
+        if refused.is_empty() {
+            return;
+        }
+        for (pack, topic) in self.fail_waiting(|p| refused.contains_key(&Arc::as_ptr(&p.pack))) {
+            let why = match &refused[&Arc::as_ptr(&pack)] {
+                Some(reason) => Unpublished::RefusedTopic(reason),
+                None => Unpublished::RefusedEndpoint,
+            };
+            self.refuse_unpublished(&pack, &topic, why);
+        }
+        self.prune();
     }
 
     /// Every broker (the configured one and each failover broker) refused the connection (bad

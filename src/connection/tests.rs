@@ -34,12 +34,14 @@ struct Scripted(
 );
 
 /// What the driver asked of the scripted event loop besides polls: to give refused QoS 2
-/// messages' slots back (which fails when told to), and to start a clean session.
+/// messages' slots back (which fails when told to), to start a clean session, and to switch
+/// to a broker.
 #[derive(Clone, Default)]
 struct Calls {
     frees: Arc<AtomicUsize>,
     freeing_fails: bool,
     cleans: Arc<AtomicUsize>,
+    switches: Arc<AtomicUsize>,
 }
 
 /// Counts itself into its counter when dropped still armed.
@@ -91,7 +93,9 @@ impl EventLoop for Scripted {
         Ok(false)
     }
 
-    fn switch_to(&mut self, _: &(), _: &str) {}
+    fn switch_to(&mut self, _: &(), _: &str) {
+        self.3.switches.fetch_add(1, Ordering::Relaxed);
+    }
 
     fn start_clean(&mut self) {
         self.3.cleans.fetch_add(1, Ordering::Relaxed);

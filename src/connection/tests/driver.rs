@@ -360,7 +360,8 @@ fn a_panic_on_a_failover_broker_forgets_what_it_taught() {
 #[test]
 fn what_a_failover_broker_taught_holds_while_the_first_is_down() {
     let shared = shared();
-    let (events, _) = drive_scripted_over(&shared, 2, "failover-taught");
+    let calls = Calls::default();
+    let (events, _) = drive_scripted_counting(&shared, 2, "failover-taught", calls.clone());
     let refused_on_failover = |events: &UnboundedSender<Step>| {
         events.send(Step::Broken("unreachable")).expect("sent");
         connect(&shared, events);
@@ -368,10 +369,20 @@ fn what_a_failover_broker_taught_holds_while_the_first_is_down() {
     refused_on_failover(&events);
     refuse_a_topic(&shared, &events);
 
-    // The failover broker closes the connection; the first is still down.
+    // The failover broker closes the connection; the first is still down. A pack that comes
+    // while the first is tried is judged by what the first taught (nothing), and again by
+    // the failover broker's lessons on the way back to it.
     events.send(Step::Closed).expect("sent");
-    disconnected(&shared, "the driver did not take the close");
+    wait_until("the driver did not go back to the first broker", || {
+        calls.switches.load(Ordering::Relaxed) == 2
+    });
+    let meanwhile = submit(&shared);
     refused_on_failover(&events);
+    assert_eq!(
+        meanwhile.recv_timeout(WAIT),
+        Ok(Outcome::RemoteError),
+        "refused on the way back to the failover broker, unpublished"
+    );
     assert_eq!(
         submit(&shared).recv_timeout(WAIT),
         Ok(Outcome::RemoteError),
