@@ -225,9 +225,13 @@ final class NativeLibrary {
                 Files.setPosixFilePermissions(copy, PosixFilePermissions.fromString("r-x------"));
             }
         } catch (IOException | RuntimeException e) {
-            // A full disk leaves no partial copy behind either.
-            Files.deleteIfExists(copy);
-            Files.deleteIfExists(dir);
+            // A full disk leaves no partial copy behind either; the error said is the copy's.
+            try {
+                Files.deleteIfExists(copy);
+                Files.deleteIfExists(dir);
+            } catch (IOException | RuntimeException cleanup) {
+                e.addSuppressed(cleanup);
+            }
             throw e;
         }
         return copy;

@@ -2,6 +2,7 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.appender;
 
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.kaaproject.kaa.common.dto.logs.LogAppenderDto;
@@ -48,6 +49,8 @@ public abstract class NativeLogAppender implements LogAppender {
     /** When its error may be said again ({@code System.nanoTime}), and the packs it failed since it was last said. */
     private final AtomicLong nextReminder = new AtomicLong();
     private final AtomicLong failedUnsaid = new AtomicLong();
+    /** A node's callback threw while this appender answered a pack itself. */
+    private final AtomicBoolean callbackThrew = new AtomicBoolean();
 
     private String name;
     private String appenderId;
@@ -128,8 +131,13 @@ public abstract class NativeLogAppender implements LogAppender {
             try {
                 callback.onInternalError(); // no native appender: before init succeeded, or after close
             } catch (RuntimeException e) {
-                // Thrown on, the node would answer the pack a second time.
-                log.debug("PahoMqtt appender '{}' ({}): the node's callback threw: {}", name, appenderId, e.toString());
+                // Thrown on, the node would answer the pack a second time. Said at WARN once per appender.
+                String said = "PahoMqtt appender '{}' ({}): the node's callback threw: {}";
+                if (callbackThrew.compareAndSet(false, true)) {
+                    log.warn(said, name, appenderId, e.toString());
+                } else {
+                    log.debug(said, name, appenderId, e.toString());
+                }
             }
             remindWhyNotStarted();
             return;

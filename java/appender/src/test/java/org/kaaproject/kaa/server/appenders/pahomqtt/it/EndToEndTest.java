@@ -256,7 +256,7 @@ class EndToEndTest {
         warm.assertExactlyOne(SUCCESS, Duration.ofSeconds(20), Duration.ZERO);
 
         BROKER.broker().kill();
-        // Packs appended once the appender knows the broker is gone: nothing answers them before their deadline.
+        // Packs appended once the appender knows the broker is gone, so none is written to the dying connection.
         awaitDisconnected("down-qos" + qos);
 
         List<RecordingCallback> down = new ArrayList<>();
