@@ -254,9 +254,9 @@ class MalformedInputTest {
     /**
      * 1,000 records of five bytes, each an array of 1,048,576 nulls: 5 MiB of JSON each (under maxMessageBytes one
      * by one), 5 GiB for the pack. The previous code made every message before checking any size and published them
-     * all, or, short of memory, aborted the JVM. Now the pack is answered onInternalError once the pack's bound
-     * (maxMessageBytes + 64 bytes per input byte) is reached, nothing of it is published, the JVM lives on and the
-     * same appender delivers the next pack.
+     * all, or, short of memory, aborted the JVM. Now the pack is answered onInternalError at its second record, past
+     * the pack's budget of zero-byte items (before that budget was the pack's, at the pack's bound of memory), nothing
+     * of it is published, the JVM lives on and the same appender delivers the next pack.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
