@@ -797,10 +797,9 @@ impl protocol::Start for StartDriver {
     }
 }
 
-/// What an MQTT 3.1.1 connection closed before its CONNACK may owe to the status topic's last
-/// will (retained, QoS 1): a broker that takes neither refuses it, and under MQTT 3.1.1
-/// (Mosquitto 2.0.11: "QoS too high or retain not supported") closes without a CONNACK to say
-/// why; under MQTT 5 its CONNACK says so.
+/// What a connection closed before its CONNACK may owe to the status topic's last will
+/// (retained, QoS 1): a broker that takes neither refuses it, and under MQTT 3.1.1 (Mosquitto
+/// 2.0.11: "QoS too high or retain not supported") closes without a CONNACK to say why.
 fn will_hint(shared: &Shared) -> &'static str {
     if shared.status_topic.is_some() {
         "; if the broker takes no retained message or no QoS 1 (Mosquitto's retain_available \
@@ -1582,10 +1581,11 @@ impl<E: EventLoop> Driver<E> {
                     _ => None,
                 };
                 // An MQTT 3.1.1 broker that takes no last will like the status topic's closes
-                // at once (an MQTT 5 one says so in its CONNACK).
-                let closed_silently = E::NO_REASON_CODES
-                    && shared.status_topic.is_some()
-                    && matches!(failure, Failure::Closed { .. });
+                // at once, without a CONNACK (an MQTT 5 one says so in its CONNACK).
+                let will = match failure {
+                    Failure::Closed { .. } if E::NO_REASON_CODES => will_hint(shared),
+                    _ => "",
+                };
                 let (text, refused) = match failure {
                     _ if under_own_id
                         && id_refused.is_some()
@@ -1720,10 +1720,10 @@ impl<E: EventLoop> Driver<E> {
                             hint += "; if it is no WebSocket listener (plain MQTT), set transport \
                                      to TCP";
                         }
-                        if E::NO_REASON_CODES {
-                            hint += will_hint(shared);
-                        }
-                        (format!("{why} (closed before any CONNACK: {hint})"), false)
+                        (
+                            format!("{why} (closed before any CONNACK: {hint}{will})"),
+                            false,
+                        )
                     }
                     // The TLS exchange failed, or the broker closed, before any CONNACK, with a
                     // client certificate out of its dates: the broker's alert names neither the
@@ -1735,10 +1735,10 @@ impl<E: EventLoop> Driver<E> {
                             Some(note) => format!("{why} ({note})"),
                             None => why,
                         };
-                        let why = if closed_silently {
-                            format!("{why} (closed before any CONNACK{})", will_hint(shared))
-                        } else {
+                        let why = if will.is_empty() {
                             why
+                        } else {
+                            format!("{why} (closed before any CONNACK{will})")
                         };
                         // A proxy that opened the tunnel and then closed it (its way to the
                         // broker failed, or it cut the connection) looks like the broker.
