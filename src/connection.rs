@@ -1802,7 +1802,9 @@ impl<E: EventLoop> Driver<E> {
                 };
                 if next != *current {
                     let back = std::mem::take(&mut learned[next]);
-                    learned[*current] = lock(&shared.tracker).change_broker(back);
+                    let mut tracker = lock(&shared.tracker);
+                    learned[*current] = tracker.change_broker(back);
+                    tracker.judge_waiting_anew();
                 }
                 // Always from the configured options: rumqttc keeps what a CONNACK set in them
                 // (MQTT 5 server keep-alive and session expiry) for every later connection, to

@@ -1973,51 +1973,61 @@ impl Tracker {
     /// connection last left it, so that a broker's own lessons hold again at each return to it
     /// (while the first broker was down, each close on the failover broker sent the driver
     /// back to the first, and a refused topic or a record too large was learned anew, at the
-    /// cost of a close, every time).
+    /// cost of a close, every time). [`Tracker::judge_waiting_anew`] follows at a loss.
     pub fn change_broker(&mut self, next: Learned) -> Learned {
-        let left = Learned {
+        Learned {
             limit: std::mem::replace(&mut self.limit, next.limit),
             over_limit: std::mem::replace(&mut self.over_limit, next.over_limit),
             refused_topics: std::mem::replace(&mut self.refused_topics, next.refused_topics),
             silent_refusals: std::mem::replace(&mut self.silent_refusals, next.silent_refusals),
-        };
-        self.refuse_parked_anew();
-        left
+        }
     }
 
-    /// After [`Tracker::change_broker`]: the packs parked meanwhile were judged by the broker
-    /// left, and those this one refuses (a topic, or an endpoint's topics it never took) fail
-    /// now, unpublished, as at submit; else they went out to it and cost the close that
-    /// taught it. (The hold on an appender's new topics, which spends probes, is left to the
-    /// packs that come.)
-    fn refuse_parked_anew(&mut self) {
+    /// After [`Tracker::change_broker`] at a loss: the packs waiting (parked, or under MQTT
+    /// 3.1.1 ready in the client and unwritten) were judged by the broker left, and those this
+    /// one refuses (a topic, or an endpoint's topics it never took) fail now, before any of
+    /// them goes out to it and costs the close that taught it. One with messages ready in the
+    /// client (or partly handed over) is answered as lost, as at [`Tracker::on_connected`],
+    /// its ready messages dropped before the next write ([`Tracker::unready_answered`]); the
+    /// others are refused unpublished, as at submit. (The hold on an appender's new topics,
+    /// which spends probes, is left to the packs that come.)
+    pub fn judge_waiting_anew(&mut self) {
         let now = Instant::now();
-        let mut refused: HashMap<*const Pack, Option<String>> = HashMap::new();
-        for p in self.parked.iter() {
-            let (topic, how) = (&p.message.topic, &p.how);
-            if p.pack.is_done() || refused.contains_key(&Arc::as_ptr(&p.pack)) {
-                continue;
+        let mut refused: HashMap<*const Pack, (Arc<str>, Option<String>)> = HashMap::new();
+        let (topics, silent) = (&mut self.refused_topics, &self.silent_refusals);
+        let mut judge = |pack: &Arc<Pack>, topic: &Arc<str>, how: (Qos, bool), origin| {
+            if pack.is_done() || refused.contains_key(&Arc::as_ptr(pack)) {
+                return;
             }
-            let reason = self
-                .refused_topics
-                .refuses(topic, (how.qos, how.retain), how.origin, now)
-                .map(str::to_string);
+            let reason = topics.refuses(topic, how, origin, now).map(str::to_string);
             if reason.is_some()
-                || (self.refused_topics.refuses_source(how.origin, now)
-                    && !self.silent_refusals.is_allowed(topic, how.qos, how.retain))
+                || (topics.refuses_source(origin, now) && !silent.is_allowed(topic, how.0, how.1))
             {
-                refused.insert(Arc::as_ptr(&p.pack), reason);
+                refused.insert(Arc::as_ptr(pack), (Arc::clone(topic), reason));
             }
+        };
+        for p in self.parked.iter() {
+            let how = (p.how.qos, p.how.retain);
+            judge(&p.pack, &p.message.topic, how, p.how.origin);
+        }
+        for m in &self.sent {
+            judge(&m.pack, &m.topic, (m.qos, m.retain), m.origin);
         }
         if refused.is_empty() {
             return;
         }
-        for (pack, topic) in self.fail_waiting(|p| refused.contains_key(&Arc::as_ptr(&p.pack))) {
-            let why = match &refused[&Arc::as_ptr(&pack)] {
+        for (pack, _) in self.fail_waiting(|p| refused.contains_key(&Arc::as_ptr(&p.pack))) {
+            let (topic, reason) = &refused[&Arc::as_ptr(&pack)];
+            let why = match reason {
                 Some(reason) => Unpublished::RefusedTopic(reason),
                 None => Unpublished::RefusedEndpoint,
             };
-            self.refuse_unpublished(&pack, &topic, why);
+            self.refuse_unpublished(&pack, topic, why);
+        }
+        for m in &self.sent {
+            if refused.contains_key(&Arc::as_ptr(&m.pack)) {
+                m.pack.finish(Why::Lost);
+            }
         }
         self.prune();
     }
@@ -3417,6 +3427,71 @@ mod tests {
                 labels: Vec::new(),
             })
             .collect()
+    }
+
+    /// What the broker the connection goes back to refused holds for packs that waited while
+    /// another was tried: one parked is refused unpublished, one ready in the client (MQTT
+    /// 3.1.1, unwritten at the loss) is answered as lost, its message not written; a pack to
+    /// another topic waits on. (Before: both went out to that broker, which closed the
+    /// connection at them as it had before.)
+    #[test]
+    fn packs_waiting_at_a_broker_change_are_judged_by_the_broker_gone_to() {
+        let (mut t, mut out) = connected();
+        let (first, rx) = pack(1);
+        t.submit(
+            &mut out,
+            &first,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        t.on_event(&mut out, &written(1));
+        t.on_event(
+            &mut out,
+            &Observed::Acked {
+                pkid: 1,
+                refused: Some("NotAuthorized".into()),
+            },
+        );
+        assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
+
+        // To another broker, which refuses nothing: a pack to the topic is handed to the
+        // client, and the connection is lost before it is written.
+        let taught = t.change_broker(Learned::default());
+        t.on_connected(&mut out, Window::default());
+        let (ready, rx_ready) = pack(1);
+        t.submit(
+            &mut out,
+            &ready,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        t.on_connection_lost(0, &[]);
+        let (parked, rx_parked) = pack(1);
+        t.submit(
+            &mut out,
+            &parked,
+            Qos::AtLeastOnce.into(),
+            to_topic("denied/x", 1),
+            100,
+        );
+        let (other, rx_other) = pack(1);
+        t.submit(
+            &mut out,
+            &other,
+            Qos::AtLeastOnce.into(),
+            to_topic("allowed/x", 1),
+            100,
+        );
+        assert!(outcomes(&rx_ready).is_empty() && outcomes(&rx_parked).is_empty());
+
+        // Back to the first.
+        let _ = t.change_broker(taught);
+        t.judge_waiting_anew();
+        assert_eq!(outcomes(&rx_ready), vec![Outcome::ConnectionError]);
+        assert_eq!(outcomes(&rx_parked), vec![Outcome::RemoteError]);
+        assert!(outcomes(&rx_other).is_empty(), "another topic waits on");
     }
 
     /// A broker that refused a message for its topic refuses the next one there too, and may
