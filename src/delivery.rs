@@ -3446,13 +3446,7 @@ mod tests {
             100,
         );
         t.on_event(&mut out, &written(1));
-        t.on_event(
-            &mut out,
-            &Observed::Acked {
-                pkid: 1,
-                refused: Some("NotAuthorized".into()),
-            },
-        );
+        t.on_event(&mut out, &not_authorized(1));
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
 
         // To another broker, which refuses nothing: a pack to the topic is handed to the

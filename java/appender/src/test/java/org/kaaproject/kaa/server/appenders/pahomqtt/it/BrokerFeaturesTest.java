@@ -633,49 +633,29 @@ class BrokerFeaturesTest {
     }
 
     /**
-     * An MQTT 5 broker that keeps no retained messages refuses every CONNECT carrying the status topic's last will,
-     * which is retained (CONNACK 0x9A). Packs fail with onRemoteError, and the log line says to remove statusTopic;
-     * the same broker takes the appender without one (above).
+     * A broker that keeps no retained messages refuses every CONNECT carrying the status topic's last will, which is
+     * retained, and the log line says to remove statusTopic; the same broker takes the appender without one (above).
+     * MQTT 5 says so in the CONNACK (0x9A): packs fail with onRemoteError. MQTT 3.1.1 has no CONNACK code for it, and
+     * Mosquitto closes the connection before any CONNACK: packs fail with onConnectionError at their deadline (the
+     * broker is not refusing records), and the line names the last will beside ssl.
      */
-    @Test
-    void mqtt5BrokerWithoutRetainRefusesTheStatusWillAndTheLogSaysWhatToChange() {
+    @ParameterizedTest
+    @CsvSource({"MQTT_5, onRemoteError, RetainNotSupported", "MQTT_3_1_1, onConnectionError, closed before any CONNACK"})
+    void brokerWithoutRetainRefusesTheStatusWillAndTheLogSaysWhatToChange(String version, String answer, String said) {
         try (Mosquitto broker = Mosquitto.anonymous().extraConfig("retain_available false")) {
             broker.start();
             try (ChildNode node = ChildNode.start()) {
                 Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "will/" + UUID.randomUUID(), 1);
-                cfg.put("mqttVersion", "MQTT_5");
-                cfg.put("statusTopic", "kaa/status/{hostname}");
-                node.load("will", cfg);
-                node.append("will", "p1", 1, 3);
-                node.assertExactlyOne("p1", REMOTE_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
-                List<String> problems = node.appenderLogLines("WARN|ERROR");
-                assertTrue(problems.stream().anyMatch(l -> l.contains("RetainNotSupported")
-                        && l.contains("remove statusTopic")), "no line names the refusal and what to change:\n"
-                                + String.join("\n", problems) + "\n" + node.diagnostics());
-            }
-        }
-    }
-
-    /**
-     * The same broker under MQTT 3.1.1 has no CONNACK code for it: Mosquitto closes the connection before any CONNACK.
-     * Packs fail with onConnectionError at their deadline (the broker is not refusing records), and the log line says
-     * that the status topic's last will may be why, rather than pointing at ssl alone.
-     */
-    @Test
-    void mqtt311BrokerWithoutRetainClosesAtTheStatusWillAndTheLogSaysWhatToChange() {
-        try (Mosquitto broker = Mosquitto.anonymous().extraConfig("retain_available false")) {
-            broker.start();
-            try (ChildNode node = ChildNode.start()) {
-                Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "will/" + UUID.randomUUID(), 1);
+                cfg.put("mqttVersion", version);
                 cfg.put("statusTopic", "kaa/status/{hostname}");
                 cfg.put("deliveryTimeoutSeconds", 2);
                 node.load("will", cfg);
                 node.append("will", "p1", 1, 3);
-                node.assertExactlyOne("p1", CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ofMillis(300));
+                node.assertExactlyOne("p1", answer, Duration.ofSeconds(10), Duration.ofMillis(300));
                 List<String> problems = node.appenderLogLines("WARN|ERROR");
-                assertTrue(problems.stream().anyMatch(l -> l.contains("closed before any CONNACK")
-                        && l.contains("remove statusTopic")), "no line names what to change:\n"
-                                + String.join("\n", problems) + "\n" + node.diagnostics());
+                assertTrue(problems.stream().anyMatch(l -> l.contains(said) && l.contains("remove statusTopic")),
+                        version + ": no line names the refusal and what to change:\n" + String.join("\n", problems)
+                                + "\n" + node.diagnostics());
             }
         }
     }
