@@ -358,6 +358,8 @@ struct InFlight {
     pack: Arc<Pack>,
     /// Its QoS, which says which parts of the [`Window`] it takes until its final ack.
     qos: Qos,
+    /// The packet id it was handed over with ([`Tracker::next_id`]; 0 at QoS 0).
+    id: u16,
     /// When it was handed to the client, then when it was written: what its wait counts
     /// from is [`Tracker::waiting_since`]'s to say.
     since: Instant,
@@ -669,10 +671,12 @@ pub struct Tracker {
     /// wrongly (the publish it lets go at PUBCOMP is not in its state, and its PUBREC fails the
     /// connection).
     collided: Option<InFlight>,
-    /// The packet id rumqttc gave the last QoS 1 or 2 publish handed to it (0: none yet on
-    /// this connection): it numbers them in the order it takes them, through
-    /// [`Window::packet_ids`].
+    /// The packet id of the last QoS 1 or 2 publish handed to the client (0: none yet on
+    /// this connection), on the ids' circle 1..=[`Window::packet_ids`].
     last_id: u16,
+    /// The client writes each publish with the id given with it, so ids still taken are
+    /// passed over ([`Outbox::takes_packet_ids`]); else it numbers them itself, in turn.
+    passes_taken_ids: bool,
     /// When the connection was made or last wrote a publish; `None` without a connection.
     moved: Option<Instant>,
     /// When the broker last acknowledged a message on this connection (refusals too); `None`
@@ -1054,8 +1058,14 @@ impl Tracker {
         let mut now = None;
         loop {
             let open = self.connected && self.sent.len() < UNWRITTEN;
-            let acked =
-                open && self.acked_in_flight < self.window.acked && !self.in_use(self.next_id());
+            // Looked for only while QoS 1 or 2 messages wait: `next_id` may look through
+            // the QoS 0 messages not written yet.
+            let id = (open
+                && self.acked_in_flight < self.window.acked
+                && (self.parked.has(1) || self.parked.has(2)))
+            .then(|| self.next_id())
+            .flatten();
+            let acked = id.is_some();
             let may_go = [
                 open && !self.holds_everything(),
                 acked,
@@ -1095,19 +1105,24 @@ impl Tracker {
                 continue;
             }
             let (qos, topic) = (how.qos, Arc::clone(&message.topic));
-            if let Err(why) = out.try_publish(message, &how) {
+            let id = match (qos, id) {
+                (Qos::AtMostOnce, _) | (_, None) => 0,
+                (_, Some(id)) => id,
+            };
+            if let Err(why) = out.try_publish(message, &how, id) {
                 self.refuse(&pack, why);
                 continue;
             }
             self.take(qos);
             if qos != Qos::AtMostOnce {
-                self.last_id = self.next_id();
+                self.last_id = id;
             }
             let at = *now.get_or_insert_with(Instant::now);
             self.window_moved(qos, at);
             self.sent.push_back(InFlight {
                 pack,
                 qos,
+                id,
                 since: at,
                 patience: how.patience,
                 measure,
@@ -1119,13 +1134,33 @@ impl Tracker {
         }
     }
 
-    /// The id rumqttc will give the next QoS 1 or 2 publish it takes.
-    fn next_id(&self) -> u16 {
-        if self.last_id >= self.window.packet_ids {
-            1
-        } else {
-            self.last_id + 1
+    /// The packet id of the next QoS 1 or 2 publish handed to the client; `None` while it
+    /// must wait. rumqttc's MQTT 5 client numbers publishes in turn, and holds one back on an
+    /// id still taken (see `collided`): the next one waits here while that id is taken. Where
+    /// the client writes the id given ([`Outbox::takes_packet_ids`]), ids still taken are
+    /// passed over: a broker that never acknowledges a message (Moquette drops a publish its
+    /// ACL denies, unacknowledged) or acknowledges it late then costs the connection that
+    /// message's place in the window, not every message from the time the ids come round to
+    /// it until a new connection. Never up to the id of the oldest message handed over and
+    /// not yet written: ids go round in the order they are given, so every id from there on
+    /// may be one given to a message not written yet, which no ack shows as taken.
+    fn next_id(&self) -> Option<u16> {
+        let after = |id: u16| {
+            if id >= self.window.packet_ids {
+                1
+            } else {
+                id + 1
+            }
+        };
+        let next = after(self.last_id);
+        if !self.passes_taken_ids {
+            return (!self.in_use(next)).then_some(next);
         }
+        let unwritten = self.sent.iter().find(|m| m.qos != Qos::AtMostOnce);
+        std::iter::successors(Some(next), |&id| Some(after(id)))
+            .take(usize::from(self.window.packet_ids))
+            .take_while(|&id| unwritten.is_none_or(|m| m.id != id))
+            .find(|&id| !self.in_use(id))
     }
 
     /// Whether a packet id still names a message the broker has not completed: rumqttc
@@ -1140,15 +1175,19 @@ impl Tracker {
         self.connected = true;
         self.window = window;
         self.qos0_behind_window = out.stops_at_full_window();
+        self.passes_taken_ids = out.takes_packet_ids();
         self.limit.announced(out.announces_limit());
         // Every connection starts rumqttc's numbering afresh (`EventLoop::forget`), with what
-        // the last one handed over and did not write still first in line.
-        let carried = self
-            .sent
-            .iter()
-            .filter(|m| m.qos != Qos::AtMostOnce)
-            .count();
-        self.last_id = (carried % usize::from(window.packet_ids)) as u16;
+        // the last one handed over and did not write still first in line; given ids, what it
+        // handed over keeps them.
+        if !self.passes_taken_ids {
+            let carried = self
+                .sent
+                .iter()
+                .filter(|m| m.qos != Qos::AtMostOnce)
+                .count();
+            self.last_id = (carried % usize::from(window.packet_ids)) as u16;
+        }
         // Handed to the client and not written before the last connection was lost (MQTT
         // 3.1.1 keeps them ready for this one): their wait starts again here (see
         // `waiting_since`), or a stall of the last connection would count against this one at
@@ -1893,7 +1932,7 @@ impl Tracker {
                 Holder::Qos2Window
             }
             Some(Qos::AtLeastOnce | Qos::ExactlyOnce)
-                if self.acked_in_flight >= self.window.acked || self.in_use(self.next_id()) =>
+                if self.acked_in_flight >= self.window.acked || self.next_id().is_none() =>
             {
                 Holder::AckedWindow
             }
@@ -2081,16 +2120,16 @@ impl Tracker {
         }
         for m in &answered {
             self.done(m);
-            if m.qos != Qos::AtMostOnce {
+            if m.qos != Qos::AtMostOnce && !self.passes_taken_ids {
                 // rumqttc numbers what it writes: the id this one would have had goes to the
                 // next, as one step back on the ids' circle 1..=packet_ids.
-                let next = self.next_id();
-                let back = if next > 1 {
-                    next - 1
-                } else {
+                // (0, none given yet, is the same place on it as packet_ids.)
+                let at = if self.last_id == 0 {
                     self.window.packet_ids
+                } else {
+                    self.last_id
                 };
-                self.last_id = back.saturating_sub(1);
+                self.last_id = at - 1;
             }
         }
         self.release(client);
@@ -2128,9 +2167,12 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         published: Vec<(String, PublishOptions, Vec<u8>)>,
-        /// What rumqttc has not taken from its channel yet (see [`Rumqttc`]).
-        channel: VecDeque<(String, Qos, Vec<u8>)>,
+        /// What rumqttc has not taken from its channel yet (see [`Rumqttc`]), with the packet
+        /// id the tracker gave.
+        channel: VecDeque<(String, Qos, Vec<u8>, u16)>,
         refuse: bool,
+        /// As MQTT 3.1.1's client: each publish written with the packet id given.
+        takes_packet_ids: bool,
         /// Packets larger than this are refused, as by an MQTT 5 broker's Maximum Packet Size.
         max_packet: Option<usize>,
         /// As MQTT 5's client: nothing taken while QoS 1 and 2 fill the window.
@@ -2154,14 +2196,23 @@ mod tests {
             self.stops_at_full_window
         }
 
-        fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
+        fn takes_packet_ids(&self) -> bool {
+            self.takes_packet_ids
+        }
+
+        fn try_publish(
+            &mut self,
+            message: Message,
+            how: &PublishOptions,
+            id: u16,
+        ) -> Result<(), Unqueued> {
             if self.refuse {
                 return Err(Unqueued::Full);
             }
             self.published
                 .push((message.topic.to_string(), *how, message.payload.clone()));
             self.channel
-                .push_back((message.topic.to_string(), how.qos, message.payload));
+                .push_back((message.topic.to_string(), how.qos, message.payload, id));
             Ok(())
         }
     }
@@ -2195,16 +2246,21 @@ mod tests {
             }
         }
 
-        /// The event loop takes the next request from the channel and writes it.
+        /// The event loop takes the next request from the channel and writes it: with the
+        /// packet id the tracker gave, where the client takes those (as our MQTT 3.1.1
+        /// driver hands them to rumqttc's state, whose numbering is the same).
         fn take_request(&mut self, out: &mut Recorder) {
             use rumqttc::v5::mqttbytes::{v5::Publish, QoS};
-            let (topic, qos, payload) = out.channel.pop_front().expect("a request waits");
+            let (topic, qos, payload, id) = out.channel.pop_front().expect("a request waits");
             let qos = match qos {
                 Qos::AtMostOnce => QoS::AtMostOnce,
                 Qos::AtLeastOnce => QoS::AtLeastOnce,
                 Qos::ExactlyOnce => QoS::ExactlyOnce,
             };
-            let publish = Publish::new(topic, qos, payload, None);
+            let mut publish = Publish::new(topic, qos, payload, None);
+            if out.takes_packet_ids {
+                publish.pkid = id;
+            }
             self.state
                 .handle_outgoing_packet(rumqttc::v5::Request::Publish(publish))
                 .expect("rumqttc takes the publish");
@@ -2413,7 +2469,7 @@ mod tests {
         late.finish(Why::Expired);
         t.unready_answered(&mut out);
         assert_eq!(outcomes(&late_rx), vec![Outcome::ConnectionError]);
-        let waiting: Vec<_> = out.channel.iter().map(|(_, _, p)| p.clone()).collect();
+        let waiting: Vec<_> = out.channel.iter().map(|(_, _, p, _)| p.clone()).collect();
         assert_eq!(
             waiting,
             vec![b"next".to_vec()],
@@ -3225,27 +3281,17 @@ mod tests {
             for p in [&a, &b, &c] {
                 t.submit(&mut out, p, qos.into(), payloads(1), 100);
             }
-            let done = |mqtt: &mut Rumqttc, t: &mut Tracker, out: &mut Recorder, pkid| {
-                if qos == Qos::AtLeastOnce {
-                    mqtt.read(vec![v5_puback(pkid, false)]);
-                } else {
-                    mqtt.read(vec![v5_pubrec(pkid, false)]);
-                    mqtt.report(t, out);
-                    mqtt.read(vec![v5_pubcomp(pkid)]);
-                }
-                mqtt.report(t, out);
-            };
             // a = 1, b = 2; the broker completes 2 first, while 1, next in turn, is taken.
             mqtt.take_request(&mut out);
             mqtt.take_request(&mut out);
             mqtt.report(&mut t, &mut out);
-            done(&mut mqtt, &mut t, &mut out, 2);
+            complete(&mut mqtt, &mut t, &mut out, qos, 2);
             assert_eq!(outcomes(&rx_b), vec![Outcome::Delivered], "{qos:?}");
             assert!(
                 out.channel.is_empty(),
                 "{qos:?}: c handed over on a taken id"
             );
-            done(&mut mqtt, &mut t, &mut out, 1);
+            complete(&mut mqtt, &mut t, &mut out, qos, 1);
             assert_eq!(outcomes(&rx_a), vec![Outcome::Delivered], "{qos:?}");
             mqtt.take_request(&mut out);
             mqtt.report(&mut t, &mut out);
@@ -3254,10 +3300,98 @@ mod tests {
                 outcomes(&rx_c).is_empty(),
                 "{qos:?}: c confirmed by a's ack"
             );
-            done(&mut mqtt, &mut t, &mut out, 1);
+            complete(&mut mqtt, &mut t, &mut out, qos, 1);
             assert_eq!(outcomes(&rx_c), vec![Outcome::Delivered], "{qos:?}");
             assert_eq!(t.outstanding(), 0, "{qos:?}");
         }
+    }
+
+    /// The broker's ack (or PUBREC then PUBCOMP) for `pkid`, as rumqttc reports it.
+    fn complete(mqtt: &mut Rumqttc, t: &mut Tracker, out: &mut Recorder, qos: Qos, pkid: u16) {
+        if qos == Qos::AtLeastOnce {
+            mqtt.read(vec![v5_puback(pkid, false)]);
+        } else {
+            mqtt.read(vec![v5_pubrec(pkid, false)]);
+            mqtt.report(t, out);
+            mqtt.read(vec![v5_pubcomp(pkid)]);
+        }
+        mqtt.report(t, out);
+    }
+
+    /// A connection of `ids` packet ids whose client writes each publish with the id given
+    /// (MQTT 3.1.1's driver), `ids` in flight.
+    fn taking_ids(ids: u16) -> (Tracker, Recorder, Rumqttc) {
+        let mut t = Tracker::default();
+        let mut out = Recorder {
+            takes_packet_ids: true,
+            ..Recorder::default()
+        };
+        t.on_connected(&mut out, Window::agreed(Some(ids), None));
+        (t, out, Rumqttc::new(ids))
+    }
+
+    /// Where the client writes the packet id given (MQTT 3.1.1), an id the broker never
+    /// acknowledges (Moquette drops a publish its ACL denies, unacknowledged) is passed over
+    /// when the ids come round to it: the connection loses that message's place in the window,
+    /// not every message behind it until a new connection. The pack waits for its deadline.
+    #[test]
+    fn an_id_never_acknowledged_is_passed_over_where_the_client_takes_ids() {
+        for qos in [Qos::AtLeastOnce, Qos::ExactlyOnce] {
+            let (mut t, mut out, mut mqtt) = taking_ids(3);
+            let (dropped, rx_dropped) = pack(1);
+            t.submit(&mut out, &dropped, qos.into(), payloads(1), 100);
+            mqtt.take_request(&mut out);
+            mqtt.report(&mut t, &mut out);
+            let mut ids = Vec::new();
+            for round in 0..6 {
+                let (p, rx) = pack(1);
+                t.submit(&mut out, &p, qos.into(), payloads(1), 100);
+                let Some(&(_, _, _, id)) = out.channel.front() else {
+                    panic!("{qos:?}: held back at message {round} after the dropped one");
+                };
+                mqtt.take_request(&mut out);
+                mqtt.report(&mut t, &mut out);
+                complete(&mut mqtt, &mut t, &mut out, qos, id);
+                assert_eq!(outcomes(&rx), vec![Outcome::Delivered], "{qos:?}");
+                ids.push(id);
+            }
+            assert_eq!(ids, [2, 3, 2, 3, 2, 3], "{qos:?}");
+            assert!(mqtt.state.collision.is_none(), "{qos:?}");
+            assert!(outcomes(&rx_dropped).is_empty(), "{qos:?}");
+            assert_eq!(t.outstanding(), 1, "{qos:?}");
+        }
+    }
+
+    /// Passing over taken ids never reaches an id given to a message not written yet, which
+    /// no ack shows as taken: here 1, given while 2 was taken, then 3, with 2 freed since.
+    #[test]
+    fn an_id_given_to_a_message_not_written_yet_is_not_given_again() {
+        let qos = Qos::AtLeastOnce;
+        let (mut t, mut out, mut mqtt) = taking_ids(3);
+        let send = |t: &mut Tracker, out: &mut Recorder| {
+            let (p, _) = pack(1);
+            t.submit(out, &p, qos.into(), payloads(1), 100);
+        };
+        for _ in 0..3 {
+            send(&mut t, &mut out);
+            mqtt.take_request(&mut out);
+            mqtt.report(&mut t, &mut out);
+        }
+        complete(&mut mqtt, &mut t, &mut out, qos, 1);
+        complete(&mut mqtt, &mut t, &mut out, qos, 3);
+        // 2 still taken: the next two go out as 1 and 3, and stay unwritten.
+        send(&mut t, &mut out);
+        send(&mut t, &mut out);
+        send(&mut t, &mut out);
+        let given = |out: &Recorder| out.channel.iter().map(|m| m.3).collect::<Vec<_>>();
+        assert_eq!(given(&out), [1, 3], "the third held by the window");
+        complete(&mut mqtt, &mut t, &mut out, qos, 2);
+        assert_eq!(given(&out), [1, 3], "1 is the unwritten message's");
+        mqtt.take_request(&mut out);
+        mqtt.take_request(&mut out);
+        mqtt.report(&mut t, &mut out);
+        assert_eq!(given(&out), [2]);
+        assert!(mqtt.state.collision.is_none());
     }
 
     /// An MQTT 5 PUBCOMP with a reason code of 0x80 or more (0x92: the broker does not know

@@ -942,7 +942,8 @@ pub(crate) fn refuses_topic(reason: &str) -> bool {
 }
 
 /// Publishes handed over by the tracker and not written yet, in order.
-pub(crate) type Ready = VecDeque<(Message, PublishOptions)>;
+/// With the packet id the tracker gave each (0 at QoS 0).
+pub(crate) type Ready = VecDeque<(Message, PublishOptions, u16)>;
 
 /// The MQTT 3.1.1 client: publishes wait in `ready` until the connection's driver writes them
 /// all with one flush ([`write_v4`]); rumqttc's own loop flushes after each, a `writev` per
@@ -953,9 +954,18 @@ struct Batching {
 }
 
 impl Outbox for Batching {
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
-        self.ready.push_back((message, *how));
+    fn try_publish(
+        &mut self,
+        message: Message,
+        how: &PublishOptions,
+        id: u16,
+    ) -> Result<(), Unqueued> {
+        self.ready.push_back((message, *how, id));
         Ok(())
+    }
+
+    fn takes_packet_ids(&self) -> bool {
+        true
     }
 }
 
@@ -983,7 +993,7 @@ impl Client for Batching {
     }
 }
 
-fn publish_v4(message: Message, how: &PublishOptions) -> rumqttc::Publish {
+fn publish_v4(message: Message, how: &PublishOptions, id: u16) -> rumqttc::Publish {
     let qos = match how.qos {
         Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
         Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
@@ -991,12 +1001,13 @@ fn publish_v4(message: Message, how: &PublishOptions) -> rumqttc::Publish {
     };
     let mut publish = rumqttc::Publish::new(&*message.topic, qos, message.payload);
     publish.retain = how.retain;
+    publish.pkid = id;
     publish
 }
 
-/// MQTT 3.1.1: each ready publish goes through rumqttc's state (packet id, in-flight slot,
-/// the `Outgoing` event the tracker reads on the next `poll`) and into the socket's buffer,
-/// then one flush for them all. rumqttc's event loop keeps its socket in a public field.
+/// MQTT 3.1.1: each ready publish goes through rumqttc's state (in-flight slot under the
+/// packet id the tracker gave, the `Outgoing` event the tracker reads on the next `poll`) and
+/// into the socket's buffer, then one flush for them all. rumqttc's event loop keeps its socket in a public field.
 async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Result<bool, Failure> {
     let timeout = std::time::Duration::from_secs(eventloop.network_options.connection_timeout());
     let Some(network) = eventloop.network.as_mut() else {
@@ -1020,10 +1031,10 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
             {
                 break;
             }
-            let Some((message, how)) = ready.pop_front() else {
+            let Some((message, how, id)) = ready.pop_front() else {
                 break;
             };
-            let request = rumqttc::Request::Publish(publish_v4(message, &how));
+            let request = rumqttc::Request::Publish(publish_v4(message, &how, id));
             waited = match state.handle_outgoing_packet(request)? {
                 Some(packet) => {
                     within(timeout, &woke, async { Ok(network.write(packet).await?) }).await?
@@ -1184,7 +1195,13 @@ impl Outbox for Limited {
         true
     }
 
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued> {
+    /// rumqttc's MQTT 5 client numbers publishes itself, as the tracker did.
+    fn try_publish(
+        &mut self,
+        message: Message,
+        how: &PublishOptions,
+        _id: u16,
+    ) -> Result<(), Unqueued> {
         let properties = PublishProperties {
             content_type: Some(how.content_type.to_string()),
             message_expiry_interval: how.message_expiry,
@@ -1269,8 +1286,21 @@ impl Origin {
 
 /// Where the tracker hands publishes: an MQTT client, or a recorder in tests.
 pub trait Outbox {
-    /// Queues one publish without blocking.
-    fn try_publish(&mut self, message: Message, how: &PublishOptions) -> Result<(), Unqueued>;
+    /// Queues one publish without blocking; `id` is the packet id the tracker gives it (0 at
+    /// QoS 0).
+    fn try_publish(
+        &mut self,
+        message: Message,
+        how: &PublishOptions,
+        id: u16,
+    ) -> Result<(), Unqueued>;
+
+    /// Whether the client writes each publish with the packet id given with it, so that the
+    /// tracker can pass over ids still taken; otherwise it numbers them in turn, as rumqttc's
+    /// MQTT 5 client does (see the tracker's `next_id`).
+    fn takes_packet_ids(&self) -> bool {
+        false
+    }
 
     /// The size of the message's PUBLISH packet, which a broker holds to its packet limit.
     fn packet_size(&self, message: &Message, how: &PublishOptions) -> usize {

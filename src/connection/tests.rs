@@ -117,7 +117,7 @@ impl EventLoop for Scripted {
 struct Accepting;
 
 impl Outbox for Accepting {
-    fn try_publish(&mut self, _: Message, _: &PublishOptions) -> Result<(), Unqueued> {
+    fn try_publish(&mut self, _: Message, _: &PublishOptions, _: u16) -> Result<(), Unqueued> {
         Ok(())
     }
 }

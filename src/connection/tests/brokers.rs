@@ -1558,20 +1558,24 @@ fn answers_through(
 }
 
 /// With two packet ids, a broker answering the second message first leaves the first id
-/// taken when it comes round again: the third message waits for it, and every pack is
-/// delivered on the one connection, at QoS 1 and 2, with MQTT 3.1.1 and 5. (Before, at
-/// QoS 2: rumqttc held the third back and let it go at the first's PUBCOMP without keeping
-/// it, took its PUBREC for unsolicited and failed the shared connection, and its pack.)
+/// taken when it comes round again: the third message goes out under the free id with MQTT
+/// 3.1.1 (the driver writes the ids the tracker gives), and waits for the taken one with MQTT
+/// 5 (rumqttc's client numbers in turn). Every pack is delivered on the one connection, at
+/// QoS 1 and 2. (Before, at QoS 2: rumqttc held the third back and let it go at the first's
+/// PUBCOMP without keeping it, took its PUBREC for unsolicited and failed the shared
+/// connection, and its pack.)
 #[test]
 fn acks_out_of_order_keep_the_connection() {
-    for (version, connack) in [
+    for (version, connack, ids_written) in [
         (
             crate::config::MqttVersion::V3_1_1,
             &[0x20, 0x02, 0x00, 0x00][..],
+            [1, 2, 2],
         ),
         (
             crate::config::MqttVersion::V5,
             &[0x20, 0x03, 0x00, 0x00, 0x00][..],
+            [1, 2, 1],
         ),
     ] {
         for qos in [Qos::AtLeastOnce, Qos::ExactlyOnce] {
@@ -1593,7 +1597,7 @@ fn acks_out_of_order_keep_the_connection() {
                 vec![Ok(Outcome::Delivered); 3],
                 "{version:?} {qos:?}: packet ids written {written:?}"
             );
-            assert_eq!(written, [1, 2, 1], "{version:?} {qos:?}");
+            assert_eq!(written, ids_written, "{version:?} {qos:?}");
             assert_eq!(connections.try_iter().count(), 1, "{version:?} {qos:?}");
         }
     }

@@ -610,7 +610,7 @@ fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
     let offered: Vec<_> = lock(&shared.client)
         .take_ready()
         .into_iter()
-        .map(|(m, _)| m.payload)
+        .map(|(m, _, _)| m.payload)
         .collect();
     assert_eq!(offered, vec![b"next".to_vec()]);
     assert_eq!(
