@@ -484,12 +484,23 @@ fn host_name(field: &'static str, text: &str) -> Result<String, ConfigError> {
             _ => Ok(bracketed.to_string()),
         };
     }
+    // In `brokers` each entry's port is its own, after the host.
+    let own_field = if field == "brokers" {
+        "each entry is host:port, and TLS is the field ssl"
+    } else {
+        "the port and ssl are fields of their own"
+    };
     let why = if text.is_empty() {
         return Err(ConfigError::new(field, "is empty"));
     } else if text.contains("://") {
-        "a URI: give the host alone (the port and ssl are fields of their own)"
-    } else if text.contains(':') {
+        return Err(ConfigError::new(
+            field,
+            format!("'{text}' is a URI: give the host alone ({own_field})"),
+        ));
+    } else if text.contains(':') && field != "brokers" {
         "host:port: give the host alone (the port is a field of its own)"
+    } else if text.contains(':') {
+        "not a host name or address (an IPv6 address goes in brackets: [::1]:1883)"
     } else if text.contains(|c: char| c.is_whitespace() || "/@[]?#".contains(c)) {
         "not a host name or address"
     } else {
@@ -795,6 +806,9 @@ impl AppenderConfig {
                     .to_string(),
             );
         }
+        // Not sent, so no part of what the connection is: appenders that differ only in a
+        // leftover password share one.
+        let password = password.filter(|_| username.is_some());
         if status_topic.is_some()
             && !["{hostname}", "{pid}", "{random}"]
                 .iter()
@@ -1244,6 +1258,7 @@ pub(crate) mod tests {
         let c = with(Some(""), Some("pw"));
         assert_eq!(c.broker.username, None);
         assert!(c.warnings.iter().any(|w| w.contains("username is empty")));
+        assert_eq!(c.broker, with(None, None).broker, "the same connection");
         let c = with(Some("u"), Some("pw"));
         assert_eq!(c.broker.username.as_deref(), Some("u"));
         assert!(c.warnings.is_empty());
@@ -1307,6 +1322,10 @@ pub(crate) mod tests {
         let brokers = |text: &str| parse_brokers(text).map_err(|e| e.field);
         assert_eq!(brokers("ssl://b:1883"), Err("brokers"));
         assert_eq!(brokers("b:1:1883"), Err("brokers"));
+        // Advice for the field it is given in: there the port is each entry's.
+        let said = |text: &str| parse_brokers(text).unwrap_err().to_string();
+        assert!(said("ssl://b:1883").contains("each entry is host:port"));
+        assert!(!said("b:1:1883").contains("field of its own"));
         assert_eq!(brokers("[::1]:1885"), Ok(vec![("::1".to_string(), 1885)]));
         let zoned = brokers("[fe80::1%eth0]:1883");
         assert_eq!(zoned, Ok(vec![("fe80::1%eth0".to_string(), 1883)]));
