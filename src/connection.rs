@@ -1002,6 +1002,11 @@ fn stalled_text(stall: Stall) -> String {
             "the broker has not acknowledged a message for over {secs}s ({setting}) though the \
              connection is up; reconnecting to free its in-flight slots"
         ),
+        Waited::Passed => format!(
+            "the broker acknowledged messages written after some it has not acknowledged for \
+             over {secs}s ({setting}), which now hold half of the in-flight window though the \
+             connection is up; reconnecting to free their slots"
+        ),
         Waited::Window => format!(
             "a message has waited for the in-flight window for over {secs}s ({setting}), which \
              the broker acknowledged nothing to free, though the connection is up; reconnecting \

@@ -627,6 +627,9 @@ pub enum Waited {
     Window,
     /// For its ack.
     Ack,
+    /// For its ack, while the broker acknowledged messages written after it, and such
+    /// messages hold half of the window ([`Tracker::passed_stall`]).
+    Passed,
 }
 
 /// What holds back a message not written yet ([`Tracker::holder_of`]), each moving at its
@@ -1105,9 +1108,11 @@ impl Tracker {
                 continue;
             }
             let (qos, topic) = (how.qos, Arc::clone(&message.topic));
-            let id = match (qos, id) {
-                (Qos::AtMostOnce, _) | (_, None) => 0,
-                (_, Some(id)) => id,
+            // QoS 1 and 2 go only with an id (`may_go`).
+            debug_assert!(qos == Qos::AtMostOnce || id.is_some());
+            let id = match qos {
+                Qos::AtMostOnce => 0,
+                _ => id.unwrap_or_default(),
             };
             if let Err(why) = out.try_publish(message, &how, id) {
                 self.refuse(&pack, why);
@@ -1164,10 +1169,12 @@ impl Tracker {
     }
 
     /// Whether a packet id still names a message the broker has not completed: rumqttc
-    /// would hold a publish back on it (see `collided`), and MQTT keeps an id taken until
-    /// its PUBCOMP.
+    /// would hold a publish back on it (see `collided`, which takes it again at its ack), and
+    /// MQTT keeps an id taken until its PUBCOMP.
     fn in_use(&self, id: u16) -> bool {
-        self.awaiting_ack.contains_key(&id) || self.awaiting_comp.contains_key(&id)
+        self.awaiting_ack.contains_key(&id)
+            || self.awaiting_comp.contains_key(&id)
+            || self.collided.as_ref().is_some_and(|m| m.id == id)
     }
 
     /// The broker accepted the connection: publish what waited for it.
@@ -1532,8 +1539,9 @@ impl Tracker {
         m.since = now;
         self.window_moved(m.qos, now);
         if let Some(previous) = self.awaiting_ack.insert(pkid, m) {
-            // rumqttc reuses a pkid only after reporting its ack: this cannot be, and the
-            // previous message's fate is unknown, so it is not confirmed.
+            // An id is given again only after its ack (rumqttc's numbering or the tracker's):
+            // this cannot be, and the previous message's fate is unknown, so it is not
+            // confirmed.
             log::debug!("packet id {pkid} written again before its ack");
             previous.pack.finish(Why::Lost);
             self.done(&previous);
@@ -1746,8 +1754,10 @@ impl Tracker {
     /// whichever came last: a broker that acknowledges late but all along is slow, not
     /// stalled, and a new connection would only fail what the appenders sharing this one have
     /// in flight (one with a short deliveryTimeoutSeconds failed every pack of the others). A
-    /// message the broker never acknowledges among others it does keeps its packet id, which
-    /// holds the messages that come round to it (see `holder_of`). Not written yet, it waits
+    /// message the broker never acknowledges among others it does keeps its packet id: where
+    /// the client numbers messages itself (MQTT 5), the messages that come round to it wait
+    /// (see `holder_of`); given ids pass it over, and it keeps its place in the window (see
+    /// [`Tracker::passed_stall`]). Not written yet, it waits
     /// for the socket, behind what was handed to the client before it: from when it was
     /// handed over, or when the connection was made or last wrote a publish, whichever came
     /// last. On a slow link a window of large messages can take longer than their patience to
@@ -1846,16 +1856,41 @@ impl Tracker {
                 Some(seen(found, Some(qos)))
             })
             .or_else(|| {
-                let (patience, status) = self.written_stall(now)?;
+                let ((patience, status), waited) = (self.passed_stall(now))
+                    .map(|found| (found, Waited::Passed))
+                    .or_else(|| Some((self.written_stall(now)?, Waited::Ack)))?;
                 Some(StallSeen {
                     stall: Stall {
                         patience,
-                        waited: Waited::Ack,
+                        waited,
                         status,
                     },
                     held: None,
                 })
             })
+    }
+
+    /// Written messages the broker passed over: unacknowledged past their patience since they
+    /// were written, while it acknowledged messages written after them (it reads in order: it
+    /// dropped them, as Moquette drops a publish its ACL denies, or acknowledges out of order
+    /// and very late). Each keeps its place in the window, and its packet id, while the
+    /// connection lasts, and the acks of the others keep it from looking stalled
+    /// ([`Tracker::waiting_since`]): once they hold half of the window, only a new connection
+    /// frees it. The patience and origin of the oldest of them.
+    fn passed_stall(&self, now: Instant) -> Option<(Duration, bool)> {
+        let acked_written = self.acked_written?;
+        let passed = || {
+            self.awaiting_ack.values().filter(move |m| {
+                m.since < acked_written
+                    && m.patience
+                        .is_some_and(|p| now.saturating_duration_since(m.since) > p)
+            })
+        };
+        if passed().count() * 2 < self.window.acked {
+            return None;
+        }
+        let oldest = passed().min_by_key(|m| m.since)?;
+        Some((oldest.patience?, oldest.origin.appender == 0))
     }
 
     /// A written message past its patience, counted from its write or the broker's last
@@ -1932,9 +1967,19 @@ impl Tracker {
                 Holder::Qos2Window
             }
             Some(Qos::AtLeastOnce | Qos::ExactlyOnce)
-                if self.acked_in_flight >= self.window.acked || self.next_id().is_none() =>
+                if self.acked_in_flight >= self.window.acked =>
             {
                 Holder::AckedWindow
+            }
+            // No id to give: all are taken (an ack frees one), or, given ids, the free ones lie
+            // past the oldest message not written yet (its write moves that).
+            Some(Qos::AtLeastOnce | Qos::ExactlyOnce) if self.next_id().is_none() => {
+                let unwritten = self.sent.iter().any(|m| m.qos != Qos::AtMostOnce);
+                if self.passes_taken_ids && unwritten {
+                    Holder::Writes
+                } else {
+                    Holder::AckedWindow
+                }
             }
             _ => Holder::Writes,
         }
@@ -2118,19 +2163,10 @@ impl Tracker {
                 answered.push(m);
             }
         }
+        // Their packet ids were given (only the MQTT 3.1.1 client keeps messages ready, and it
+        // takes the ids given): never written, they are free again.
         for m in &answered {
             self.done(m);
-            if m.qos != Qos::AtMostOnce && !self.passes_taken_ids {
-                // rumqttc numbers what it writes: the id this one would have had goes to the
-                // next, as one step back on the ids' circle 1..=packet_ids.
-                // (0, none given yet, is the same place on it as packet_ids.)
-                let at = if self.last_id == 0 {
-                    self.window.packet_ids
-                } else {
-                    self.last_id
-                };
-                self.last_id = at - 1;
-            }
         }
         self.release(client);
     }
@@ -2452,7 +2488,10 @@ mod tests {
             packet_ids: 2,
         };
         let mut t = Tracker::default();
-        let mut out = Recorder::default();
+        let mut out = Recorder {
+            takes_packet_ids: true,
+            ..Recorder::default()
+        };
         t.on_connected(&mut out, window);
         let (late, late_rx) = pack(3);
         t.submit(&mut out, &late, Qos::AtLeastOnce.into(), payloads(3), 100);
@@ -2469,11 +2508,15 @@ mod tests {
         late.finish(Why::Expired);
         t.unready_answered(&mut out);
         assert_eq!(outcomes(&late_rx), vec![Outcome::ConnectionError]);
-        let waiting: Vec<_> = out.channel.iter().map(|(_, _, p, _)| p.clone()).collect();
+        let waiting: Vec<_> = out
+            .channel
+            .iter()
+            .map(|(_, _, p, id)| (p.clone(), *id))
+            .collect();
         assert_eq!(
             waiting,
-            vec![b"next".to_vec()],
-            "only the next pack's message"
+            vec![(b"next".to_vec(), 2)],
+            "only the next pack's message, under the dropped one's packet id"
         );
         // The written one waits for its ack still; the next pack's took the freed room.
         assert_eq!(t.outstanding(), 2);
@@ -3362,6 +3405,41 @@ mod tests {
         }
     }
 
+    /// Messages the broker passed over (unacknowledged while it acknowledged later ones: it
+    /// dropped them) hold their places in the window for good, while the acks of the others
+    /// keep the connection from looking stalled: once they hold half of the window the
+    /// connection is made anew, not before.
+    #[test]
+    fn messages_passed_over_holding_half_the_window_stall_the_connection() {
+        let qos = Qos::AtLeastOnce;
+        let (mut t, mut out, mut mqtt) = taking_ids(4);
+        for _ in 0..4 {
+            let (p, _) = pack(1);
+            t.submit(&mut out, &p, qos.into(), payloads(1), 100);
+            mqtt.take_request(&mut out);
+            mqtt.report(&mut t, &mut out);
+        }
+        // Past the messages' patience (1 s) since they were written, the broker having
+        // acknowledged something all along.
+        let later = Instant::now() + Duration::from_secs(2);
+        complete(&mut mqtt, &mut t, &mut out, qos, 2);
+        t.acked = Some(later);
+        assert_eq!(
+            t.take_stall(later),
+            None,
+            "1 passed over, a quarter of the window"
+        );
+        complete(&mut mqtt, &mut t, &mut out, qos, 4);
+        t.acked = Some(later);
+        let stall = t.take_stall(later);
+        assert_eq!(
+            stall.map(|s| s.waited),
+            Some(Waited::Passed),
+            "1 and 3 passed over"
+        );
+        assert_eq!(stall.map(|s| s.patience), Some(Duration::from_secs(1)));
+    }
+
     /// Passing over taken ids never reaches an id given to a message not written yet, which
     /// no ack shows as taken: here 1, given while 2 was taken, then 3, with 2 freed since.
     #[test]
@@ -3387,6 +3465,10 @@ mod tests {
         assert_eq!(given(&out), [1, 3], "the third held by the window");
         complete(&mut mqtt, &mut t, &mut out, qos, 2);
         assert_eq!(given(&out), [1, 3], "1 is the unwritten message's");
+        assert!(
+            t.holder_of(Some(qos)) == Holder::Writes,
+            "what frees an id for the third is the unwritten messages' write"
+        );
         mqtt.take_request(&mut out);
         mqtt.take_request(&mut out);
         mqtt.report(&mut t, &mut out);

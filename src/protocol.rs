@@ -44,9 +44,10 @@ pub struct Window {
     pub acked: usize,
     /// QoS 2 messages among them.
     pub exactly_once: usize,
-    /// rumqttc's packet ids run 1, 2, ... up to this, then from 1 again: the window it was
-    /// given ([`client_window`]), lowered by an MQTT 5 broker's receive maximum. Never below
-    /// `acked`.
+    /// Packet ids run 1, 2, ... up to this, then from 1 again (rumqttc's MQTT 5 client numbers
+    /// messages so; with MQTT 3.1.1 the tracker gives them, passing over those still taken):
+    /// the window rumqttc was given ([`client_window`]), lowered by an MQTT 5 broker's receive
+    /// maximum. Never below `acked`.
     pub packet_ids: u16,
 }
 
@@ -682,7 +683,8 @@ macro_rules! event_loop {
                 // waits on (the packs were failed at the loss) and is ignored.
                 self.pending.retain(|r| matches!(r, Request::PubRel(_)));
                 let unreported = self.state.events.drain(..).map(|e| $observe(&e)).collect();
-                // Packet ids start again from 1, and any stale collision goes. rumqttc counts
+                // rumqttc's packet ids (MQTT 5's; with MQTT 3.1.1 the tracker gives them and
+                // counts on) start again from 1, and any stale collision goes. rumqttc counts
                 // ids on from the last connection's, and wraps them only where they meet the
                 // new broker's window: after a larger one (or none), MQTT 5 ids ran past a
                 // smaller receive maximum to the end of rumqttc's table, where the publish was
@@ -1007,7 +1009,8 @@ fn publish_v4(message: Message, how: &PublishOptions, id: u16) -> rumqttc::Publi
 
 /// MQTT 3.1.1: each ready publish goes through rumqttc's state (in-flight slot under the
 /// packet id the tracker gave, the `Outgoing` event the tracker reads on the next `poll`) and
-/// into the socket's buffer, then one flush for them all. rumqttc's event loop keeps its socket in a public field.
+/// into the socket's buffer, then one flush for them all. rumqttc's event loop keeps its
+/// socket in a public field.
 async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Result<bool, Failure> {
     let timeout = std::time::Duration::from_secs(eventloop.network_options.connection_timeout());
     let Some(network) = eventloop.network.as_mut() else {
@@ -1195,7 +1198,8 @@ impl Outbox for Limited {
         true
     }
 
-    /// rumqttc's MQTT 5 client numbers publishes itself, as the tracker did.
+    /// rumqttc's MQTT 5 client numbers publishes itself, in turn: `id` is the one it gives (the
+    /// tracker follows its numbering).
     fn try_publish(
         &mut self,
         message: Message,
