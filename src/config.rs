@@ -296,6 +296,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
+/// About when a Kaa endpoint SDK sends a log block again that it has had no answer for.
+const ENDPOINT_RESEND_S: i32 = 120;
 const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
 const DEFAULT_STATS_INTERVAL_S: i32 = 60;
@@ -797,6 +799,14 @@ impl AppenderConfig {
                  admin shows and saves the original's nine only, so saving it there puts the others \
                  back to their defaults{tls}; to keep them, move it to the type PahoMqtt (README, \
                  Moving an appender to PahoMqtt)"
+            ));
+        }
+        if delivery_timeout >= ENDPOINT_RESEND_S {
+            warnings.push(format!(
+                "deliveryTimeoutSeconds is {delivery_timeout}: an endpoint sends a log block again \
+                 when it has had no answer for about {ENDPOINT_RESEND_S} s, so a pack still waiting \
+                 then is uploaded twice, and answered late; keep it well below that (default \
+                 {DEFAULT_DELIVERY_TIMEOUT_S})"
             ));
         }
         if username.is_none() && password.as_deref().is_some_and(|p| !p.is_empty()) {
@@ -1355,6 +1365,20 @@ pub(crate) mod tests {
         let mut e = original("h", 1883, 1, "t");
         e.long(0);
         assert_eq!(error_of(&e).field, "deliveryTimeoutSeconds");
+    }
+
+    /// A deliveryTimeoutSeconds at which endpoints send their blocks again is taken, with a
+    /// WARN saying so.
+    #[test]
+    fn a_delivery_timeout_past_the_endpoints_resend_is_said() {
+        let timeout = |seconds: i64| {
+            let mut e = original("h", 1883, 1, "t");
+            e.long(seconds);
+            let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
+            c.warnings.iter().any(|w| w.contains("uploaded twice"))
+        };
+        assert!(!timeout(119));
+        assert!(timeout(120));
     }
 
     /// Every field up to `mqttVersion`, defaults but for these.
