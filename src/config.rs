@@ -832,10 +832,30 @@ impl AppenderConfig {
         }
         if ssl && !verify_ssl_cert && !ca_pem.trim().is_empty() {
             warnings.push(
-                "caCertificate is set but verifySslCert is off, so it is not used: any certificate \
-                 the broker shows is accepted; turn verifySslCert on to check the broker against it"
+                "caCertificate is set but verifySslCert is off, so it is not used: the broker's \
+                 certificate is checked against no CA; turn verifySslCert on to check the broker \
+                 against it"
                     .to_string(),
             );
+        }
+        let tls_fields: Vec<_> = [
+            ("caCertificate", &ca_pem),
+            ("clientCertificate", &client_cert_pem),
+            ("clientPrivateKey", &client_key_pem),
+            ("alpnProtocols", &alpn),
+        ]
+        .into_iter()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(name, _)| name)
+        .collect();
+        if !ssl && !tls_fields.is_empty() {
+            // A broker port that wants them is a TLS one: each connect would send the
+            // credentials in clear, and fail.
+            warnings.push(format!(
+                "{} set but ssl is off, so not used: this appender connects in plain text, \
+                 username and password included; turn ssl on to use them",
+                tls_fields.join(", ")
+            ));
         }
         let failover = parse_brokers(&brokers)?;
         let transport = if transport {
@@ -851,12 +871,14 @@ impl AppenderConfig {
             proxy_username,
             proxy_password,
         )?;
+        // Each host the connection goes to, with the field that names it.
+        let hosts =
+            || std::iter::once(("host", &host)).chain(failover.iter().map(|(h, _)| ("brokers", h)));
         // A zone is a local interface's: TLS names, WebSocket URLs and a proxy's CONNECT take none.
-        let mut hosts = std::iter::once(&host).chain(failover.iter().map(|(h, _)| h));
-        if let Some(h) = hosts.find(|h| h.contains('%')) {
+        if let Some((field, h)) = hosts().find(|(_, h)| h.contains('%')) {
             if ssl || proxy.is_some() || matches!(transport, Transport::WebSocket { .. }) {
                 return Err(ConfigError::new(
-                    if *h == host { "host" } else { "brokers" },
+                    field,
                     format!("{h}: an IPv6 address with a zone works over plain TCP only (no ssl, WebSocket or proxy)"),
                 ));
             }
@@ -890,6 +912,21 @@ impl AppenderConfig {
         // packet ids still awaiting a PUBREL, and a broker takes a new message under such an id
         // for a duplicate: acknowledged, never delivered.
         let clean_session = clean_session || (version == MqttVersion::V5 && session_expiry == 0);
+        if ssl {
+            // Else refused at every connect, with rustls's bare "DNS name".
+            for (field, name) in hosts() {
+                if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "'{name}' is no name a TLS certificate can be checked against: a DNS \
+                             name of ASCII labels up to 63 bytes (one outside ASCII in its \
+                             xn-- form), or an IP address"
+                        ),
+                    ));
+                }
+            }
+        }
         let tls = if ssl {
             Some(tls_settings(
                 verify_ssl_cert,
@@ -1342,7 +1379,22 @@ pub(crate) mod tests {
         assert_eq!(host("fe80::1%2").unwrap(), "fe80::1%2");
         assert_eq!(host("fe80::1%eth0:1883").unwrap_err().field, "host");
         assert_eq!(host("fe80::1%").unwrap_err().field, "host");
-        let zoned_tls = tls_record("fe80::1%eth0", true, [""; 4]);
+        let zoned_tls = tls_record("fe80::1%eth0", true, true, [""; 4]);
+        // Names TLS cannot check a certificate against are refused with TLS only.
+        for name in [
+            "10.0.0",
+            &format!("{}.example", "a".repeat(64)),
+            "bücher.example",
+        ] {
+            let error = error_of(&tls_record(name, true, true, [""; 4]));
+            assert_eq!(error.field, "host", "{name}");
+            assert!(error.to_string().contains("xn--"), "{name}: {error}");
+            assert!(AppenderConfig::from_avro(
+                &tls_record(name, false, true, [""; 4]).0,
+                Layout::PlainTexts
+            )
+            .is_ok());
+        }
         assert!(error_of(&zoned_tls).to_string().contains("plain TCP only"));
         let proxy = proxy_settings("proxy.lan:3128", 3128, String::new(), String::new());
         assert_eq!(proxy.unwrap_err().field, "proxyHost");
@@ -2052,16 +2104,21 @@ pub(crate) mod tests {
     }
 
     fn with_tls_verifying(verify: bool, ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
-        tls_record("h", verify, [ca, cert, key, alpn])
+        tls_record("h", true, verify, [ca, cert, key, alpn])
     }
 
-    /// A record of the full settings to `host`, with TLS: verifying or not, and the CA,
+    /// A record of the full settings to `host`, with TLS or not, verifying or not, and the CA,
     /// client certificate, key and ALPN texts.
-    fn tls_record(host: &str, verify: bool, [ca, cert, key, alpn]: [&str; 4]) -> Encoder {
+    fn tls_record(
+        host: &str,
+        ssl: bool,
+        verify: bool,
+        [ca, cert, key, alpn]: [&str; 4],
+    ) -> Encoder {
         let mut e = Encoder::default();
         e.string(host)
             .long(8883)
-            .boolean(true)
+            .boolean(ssl)
             .boolean(verify)
             .opt(None)
             .opt(None)
@@ -2138,5 +2195,24 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(quiet.warnings.is_empty());
+    }
+
+    /// TLS fields filled in while ssl is off are not used, and the credentials would cross in
+    /// clear to a port that wants TLS: said at init.
+    #[test]
+    fn tls_fields_without_ssl_are_warned_about() {
+        let plain = |fields| {
+            AppenderConfig::from_avro(&tls_record("h", false, true, fields).0, Layout::PlainTexts)
+                .unwrap()
+        };
+        let c = plain(["a CA", "", "", "x-amzn-mqtt-ca"]);
+        assert!(c.broker.tls.is_none());
+        assert!(
+            (c.warnings.iter())
+                .any(|w| w.starts_with("caCertificate, alpnProtocols set but ssl is off")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(plain([" ", "", "", ""]).warnings.is_empty());
     }
 }

@@ -317,7 +317,7 @@ impl Failure {
 
 /// A TLS failure, with what to do where rustls's words leave the operator guessing.
 fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
-    use rustls::CertificateError::{ExpiredContext, NotValidYetContext};
+    use rustls::CertificateError::{ExpiredContext, NotValidYetContext, UnknownIssuer};
     let why = e.to_string();
     // rustls gives a certificate's dates in seconds since 1970. The node's own is the day
     // alone: a time would make each attempt's text new, and a repeat a WARN
@@ -340,7 +340,24 @@ fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
                 day(time.as_secs())
             ));
         }
+        Some(rustls::Error::InvalidCertificate(UnknownIssuer)) => {
+            return Failure::Tls(format!(
+                "{why} (no CA this appender trusts issued the broker's certificate: put the CA \
+                 that did in caCertificate, with any intermediate the broker does not send; an \
+                 empty caCertificate trusts the system's CAs only)"
+            ));
+        }
         _ => {}
+    }
+    // A self-signed certificate of OpenSSL's `req -x509` is a CA's (CA:TRUE), which webpki
+    // refuses as a server's, by the name of its error alone.
+    if why.contains("CaUsedAsEndEntity") {
+        return Failure::Tls(format!(
+            "{why} (the broker shows a CA's certificate as its own, as OpenSSL's req -x509 makes \
+             by default, and rustls takes a server's only: issue the broker a certificate signed \
+             by that CA, with a subjectAltName naming the host, and put the CA in caCertificate; \
+             or turn verifySslCert off)"
+        ));
     }
     // webpki takes X.509 v3 certificates only, and says so by the name of its error alone.
     if why.contains("UnsupportedCertVersion") {
@@ -833,6 +850,28 @@ fn acked_too_large(e: &rumqttc::v5::ConnectionError) -> bool {
 
 /// What an MQTT 5 failure is, where rumqttc's words name something else.
 fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
+    if let rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
+        reason_code,
+        reason_string,
+    }) = e
+    {
+        // rumqttc's own text shows the reason as Rust writes an `Option`; the code's name is
+        // said in words ("server shutting down").
+        let said = reason_string.as_deref().map_or(String::new(), |s| {
+            format!(": \"{}\"", crate::log_budget::shown_in_log(s))
+        });
+        let mut name = String::new();
+        for c in format!("{reason_code:?}").chars() {
+            if c.is_ascii_uppercase() && !name.is_empty() {
+                name.push(' ');
+            }
+            name.push(c.to_ascii_lowercase());
+        }
+        return Some(format!(
+            "the broker closed the connection with a DISCONNECT of reason 0x{:02X}, {name}{said}",
+            *reason_code as u8
+        ));
+    }
     acked_too_large(e).then(|| {
         "the broker acknowledged a message with reason 0x95, packet too large, which MQTT 5 \
          does not allow there and the MQTT client cannot read (Mosquitto answers so at its \
@@ -1662,6 +1701,20 @@ mod tests {
         assert_eq!(said(Code::TopicNameInvalid), Said::Refused);
         assert_eq!(said(Code::ServerBusy), Said::Other);
         assert_eq!(said(Code::UseAnotherServer), Said::Other);
+        // Said in words, with the broker's reason text if any.
+        let text = explanation_v5(&rumqttc::v5::ConnectionError::MqttState(
+            rumqttc::v5::StateError::ServerDisconnect {
+                reason_code: Code::ServerShuttingDown,
+                reason_string: Some("bye".into()),
+            },
+        ));
+        assert_eq!(
+            text.as_deref(),
+            Some(
+                "the broker closed the connection with a DISCONNECT of reason 0x8B, server \
+                 shutting down: \"bye\""
+            )
+        );
     }
 
     /// A TLS alert the broker sent is a TLS failure wherever rustls's error sits: in the I/O

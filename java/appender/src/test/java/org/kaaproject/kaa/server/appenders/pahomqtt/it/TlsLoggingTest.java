@@ -234,8 +234,9 @@ class TlsLoggingTest {
             }
             List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
             Pattern issuer = Pattern.compile("(?i)unknown.?issuer"); // rustls: UnknownIssuer
-            assertTrue(problems.stream().anyMatch(l -> l.toLowerCase().contains("certificate") && issuer.matcher(l).find()),
-                    "no WARN/ERROR line of the appender names the certificate problem (unknown issuer); "
+            assertTrue(problems.stream().anyMatch(l -> l.toLowerCase().contains("certificate") && issuer.matcher(l).find()
+                    && l.contains("put the CA that did in caCertificate")),
+                    "no WARN/ERROR line of the appender names the certificate problem (unknown issuer) and the field; "
                             + "its WARN/ERROR lines:\n" + String.join("\n", problems) + "\n" + node.diagnostics());
             System.out.println("[unknown issuer] appender WARN/ERROR lines in ~" + (DEADLINE_SECONDS + 1) + " s: "
                     + problems.size() + "\n  " + String.join("\n  ", problems));
@@ -275,6 +276,26 @@ class TlsLoggingTest {
             List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
             assertTrue(problems.stream().anyMatch(l -> l.contains("is X.509 v1") && l.contains("subjectAltName")),
                     "no WARN/ERROR line of the appender names the v1 certificate; its WARN/ERROR lines:\n"
+                            + String.join("\n", problems) + "\n" + node.diagnostics());
+        }
+    }
+
+    /**
+     * A broker serving a CA's certificate as its own (OpenSSL's {@code req -x509} makes one so by default), with that
+     * certificate as {@code caCertificate}: rustls takes a server's certificate only, and the WARN says what to issue
+     * instead, where rustls alone says "Other(OtherError(CaUsedAsEndEntity))".
+     */
+    @Test
+    void aBrokerServingACaCertificateIsNamedInTheLog() {
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, ca.cert, ca.key));
+                ChildNode node = ChildNode.start()) {
+            node.load("ca-as-server", tls("localhost", broker.port(), true, ca.certPem()));
+            node.append("ca-as-server", "p1", 1, 3);
+            node.assertExactlyOne("p1", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+            List<String> problems = appenderProblems(node.log().lines().collect(Collectors.toList()));
+            assertTrue(problems.stream().anyMatch(l -> l.contains("shows a CA's certificate as its own")
+                    && l.contains("verifySslCert off")),
+                    "no WARN/ERROR line of the appender names the CA certificate served; its WARN/ERROR lines:\n"
                             + String.join("\n", problems) + "\n" + node.diagnostics());
         }
     }
