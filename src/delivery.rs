@@ -1346,11 +1346,23 @@ impl Tracker {
         match refused {
             None => m.pack.record_delivered(),
             Some(reason) => {
-                log::debug!(
-                    "the broker refused a message to '{}': {reason}",
-                    crate::log_budget::shown_in_log(&m.topic)
-                );
+                // Said with the first refused message of a pack, within the budget: an endpoint's
+                // records can repeat it.
+                let first = !m.pack.is_done();
                 m.pack.finish(Why::Refused);
+                let topic = crate::log_budget::shown_in_log(&m.topic);
+                let budget = || self.refused_lines.take("refused message", Instant::now());
+                match first.then(budget).flatten() {
+                    Some(note) => log::warn!(
+                        "{}: the broker refused a message to topic '{topic}' ({reason}): its pack \
+                         fails (onRemoteError){note}",
+                        self.label
+                    ),
+                    None => log::debug!(
+                        "{}: the broker refused a message to topic '{topic}' ({reason})",
+                        self.label
+                    ),
+                }
                 if refuses_topic(reason)
                     && self.topic_refused(&m.topic, (m.qos, m.retain), reason, None)
                 {
@@ -3602,11 +3614,13 @@ mod tests {
 
     #[test]
     fn refused_messages_fail_their_packs_as_remote_errors() {
+        crate::test_log::capture();
         let (mut t, mut out) = connected();
         let (q1, rx1) = pack(2);
         let (q2, rx2) = pack(1);
         t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(2), 100);
-        t.submit(&mut out, &q2, Qos::ExactlyOnce.into(), payloads(1), 100);
+        let quota = to_topic("refused-for-quota/x", 1);
+        t.submit(&mut out, &q2, Qos::ExactlyOnce.into(), quota, 100);
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &written(2));
         t.on_event(&mut out, &written(3));
@@ -3632,6 +3646,11 @@ mod tests {
             0,
             "a refused QoS 2 message awaits no PUBCOMP"
         );
+        // The operator reads why PacksFailedRemote rose, also where the topic is not refused.
+        let said = crate::test_log::lines_with(
+            "refused a message to topic 'refused-for-quota/x' (QuotaExceeded): its pack fails",
+        );
+        assert!(said.iter().any(|l| l.starts_with("WARN")), "{said:?}");
     }
 
     fn to_topic(topic: &str, n: usize) -> Vec<Message> {
