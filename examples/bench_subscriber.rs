@@ -42,8 +42,10 @@ fn main() {
             "127.0.0.1",
             port,
         );
+        // Long: a broker far behind (two QoS 2 publishers, Mosquitto at ~300 µs per message)
+        // answered a ping 30 s late, and the subscriber dropped with what it had not read.
         options
-            .set_keep_alive(Duration::from_secs(30))
+            .set_keep_alive(Duration::from_secs(300))
             .set_clean_session(true)
             .set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 16);
