@@ -487,22 +487,17 @@ fn host_name(field: &'static str, text: &str) -> Result<String, ConfigError> {
         };
     }
     // In `brokers` each entry's port is its own, after the host.
-    let own_field = if field == "brokers" {
-        "each entry is host:port, and TLS is the field ssl"
-    } else {
-        "the port and ssl are fields of their own"
-    };
+    let in_brokers = field == "brokers";
     let why = if text.is_empty() {
         return Err(ConfigError::new(field, "is empty"));
+    } else if text.contains("://") && in_brokers {
+        "a URI: give the host alone (each entry is host:port, and TLS is the field ssl)"
     } else if text.contains("://") {
-        return Err(ConfigError::new(
-            field,
-            format!("'{text}' is a URI: give the host alone ({own_field})"),
-        ));
-    } else if text.contains(':') && field != "brokers" {
-        "host:port: give the host alone (the port is a field of its own)"
-    } else if text.contains(':') {
+        "a URI: give the host alone (the port and ssl are fields of their own)"
+    } else if text.contains(':') && in_brokers {
         "not a host name or address (an IPv6 address goes in brackets: [::1]:1883)"
+    } else if text.contains(':') {
+        "host:port: give the host alone (the port is a field of its own)"
     } else if text.contains(|c: char| c.is_whitespace() || "/@[]?#".contains(c)) {
         "not a host name or address"
     } else {
