@@ -298,6 +298,9 @@ impl std::error::Error for ConfigError {}
 const DEFAULT_DELIVERY_TIMEOUT_S: i32 = 30;
 /// About when a Kaa endpoint SDK sends a log block again that it has had no answer for.
 const ENDPOINT_RESEND_S: i32 = 120;
+/// A deliveryTimeoutSeconds from which packs may still wait then: the endpoint's wait began
+/// before the node had the pack.
+const TIMEOUT_WARNED_S: i32 = 90;
 const DEFAULT_KEEP_ALIVE_S: i32 = 10;
 const DEFAULT_MAX_PENDING_RECORDS: i32 = 100_000;
 const DEFAULT_STATS_INTERVAL_S: i32 = 60;
@@ -796,7 +799,7 @@ impl AppenderConfig {
                  Moving an appender to PahoMqtt)"
             ));
         }
-        if delivery_timeout >= ENDPOINT_RESEND_S {
+        if delivery_timeout >= TIMEOUT_WARNED_S {
             warnings.push(format!(
                 "deliveryTimeoutSeconds is {delivery_timeout}: an endpoint sends a log block again \
                  when it has had no answer for about {ENDPOINT_RESEND_S} s, so a pack still waiting \
@@ -813,7 +816,7 @@ impl AppenderConfig {
         }
         // Not sent, so no part of what the connection is: appenders that differ only in a
         // leftover password share one.
-        let password = password.filter(|_| username.is_some());
+        let password = password.filter(|p| username.is_some() && !p.is_empty());
         if status_topic.is_some()
             && !["{hostname}", "{pid}", "{random}"]
                 .iter()
@@ -846,9 +849,14 @@ impl AppenderConfig {
         if !ssl && !tls_fields.is_empty() {
             // A broker port that wants them is a TLS one: each connect would send the
             // credentials in clear, and fail.
+            let credentials = if username.is_some() {
+                ", username and password included"
+            } else {
+                ""
+            };
             warnings.push(format!(
-                "{} set but ssl is off, so not used: this appender connects in plain text, \
-                 username and password included; turn ssl on to use them",
+                "{} set but ssl is off, so not used: this appender connects in plain \
+                 text{credentials}; turn ssl on to use them",
                 tls_fields.join(", ")
             ));
         }
@@ -1424,8 +1432,8 @@ pub(crate) mod tests {
             let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
             c.warnings.iter().any(|w| w.contains("uploaded twice"))
         };
-        assert!(!timeout(119));
-        assert!(timeout(120));
+        assert!(!timeout(89));
+        assert!(timeout(90));
     }
 
     /// Every field up to `mqttVersion`, defaults but for these.

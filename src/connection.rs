@@ -1279,7 +1279,9 @@ impl<E: EventLoop> Driver<E> {
                     Err(Failure::Broken(text))
                 }
                 found = stall(shared) => {
-                    stalled = true;
+                    // A broker that acknowledges others only dropped what it passed over: its
+                    // connection is made anew, not left for the next of `brokers`.
+                    stalled = found.waited != Waited::Passed;
                     eventloop.drop_connection();
                     Err(Failure::Broken(stalled_text(found)))
                 }

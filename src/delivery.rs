@@ -1348,7 +1348,8 @@ impl Tracker {
             Some(reason) => {
                 // Said with the first refused message of a pack, within the budget: an endpoint's
                 // records can repeat it.
-                let first = !m.pack.is_done();
+                // (The status message's is said by its own answer.)
+                let first = !m.pack.is_done() && m.origin.appender != 0;
                 m.pack.finish(Why::Refused);
                 let topic = crate::log_budget::shown_in_log(&m.topic);
                 let budget = || self.refused_lines.take("refused message", Instant::now());
@@ -1887,22 +1888,26 @@ impl Tracker {
     /// dropped them, as Moquette drops a publish its ACL denies, or acknowledges out of order
     /// and very late). Each keeps its place in the window, and its packet id, while the
     /// connection lasts, and the acks of the others keep it from looking stalled
-    /// ([`Tracker::waiting_since`]): once they hold half of the window, only a new connection
-    /// frees it. The patience and origin of the oldest of them.
+    /// ([`Tracker::waiting_since`]): once they hold half of the window QoS 1 and 2 share, or
+    /// of QoS 2's own, only a new connection frees it. The status message is left out: one a
+    /// connection, dropped again at each, it would make every connection anew. The patience
+    /// of the oldest of them.
     fn passed_stall(&self, now: Instant) -> Option<(Duration, bool)> {
         let acked_written = self.acked_written?;
         let passed = || {
             self.awaiting_ack.values().filter(move |m| {
-                m.since < acked_written
+                m.origin.appender != 0
+                    && m.since < acked_written
                     && m.patience
                         .is_some_and(|p| now.saturating_duration_since(m.since) > p)
             })
         };
-        if passed().count() * 2 < self.window.acked {
+        let qos2 = passed().filter(|m| m.qos == Qos::ExactlyOnce).count();
+        if passed().count() * 2 < self.window.acked && qos2 * 2 < self.window.exactly_once {
             return None;
         }
         let oldest = passed().min_by_key(|m| m.since)?;
-        Some((oldest.patience?, oldest.origin.appender == 0))
+        Some((oldest.patience?, false))
     }
 
     /// A written message past its patience, counted from its write or the broker's last
@@ -3417,39 +3422,96 @@ mod tests {
         }
     }
 
+    /// An appender's records' options at `qos` (the tests' default origin is the status
+    /// message's).
+    fn records_at(qos: Qos) -> PublishOptions {
+        PublishOptions {
+            origin: Origin {
+                appender: 1,
+                endpoint: 1,
+            },
+            ..qos.into()
+        }
+    }
+
+    /// Writes one message of its own pack for each of `hows`, in order.
+    fn write_each(
+        t: &mut Tracker,
+        out: &mut Recorder,
+        mqtt: &mut Rumqttc,
+        hows: &[PublishOptions],
+    ) {
+        for how in hows {
+            let (p, _) = pack(1);
+            t.submit(out, &p, *how, payloads(1), 100);
+            mqtt.take_request(out);
+            mqtt.report(t, out);
+        }
+    }
+
     /// Messages the broker passed over (unacknowledged while it acknowledged later ones: it
     /// dropped them) hold their places in the window for good, while the acks of the others
     /// keep the connection from looking stalled: once they hold half of the window the
-    /// connection is made anew, not before.
+    /// connection is made anew, not before. The status message, one a connection, is left
+    /// out.
     #[test]
     fn messages_passed_over_holding_half_the_window_stall_the_connection() {
         let qos = Qos::AtLeastOnce;
         let (mut t, mut out, mut mqtt) = taking_ids(4);
-        for _ in 0..4 {
-            let (p, _) = pack(1);
-            t.submit(&mut out, &p, qos.into(), payloads(1), 100);
-            mqtt.take_request(&mut out);
-            mqtt.report(&mut t, &mut out);
-        }
+        let record = records_at(qos);
+        write_each(
+            &mut t,
+            &mut out,
+            &mut mqtt,
+            &[qos.into(), record, record, record],
+        );
         // Past the messages' patience (1 s) since they were written, the broker having
         // acknowledged something all along.
         let later = Instant::now() + Duration::from_secs(2);
-        complete(&mut mqtt, &mut t, &mut out, qos, 2);
+        complete(&mut mqtt, &mut t, &mut out, qos, 3);
         t.acked = Some(later);
         assert_eq!(
             t.take_stall(later),
             None,
-            "1 passed over, a quarter of the window"
+            "the status message and 2 passed over: one record, a quarter of the window"
         );
-        complete(&mut mqtt, &mut t, &mut out, qos, 4);
+        // One more, under the id 3 freed, acknowledged: 2 and 4 passed over.
+        write_each(&mut t, &mut out, &mut mqtt, &[record]);
+        complete(&mut mqtt, &mut t, &mut out, qos, 3);
         t.acked = Some(later);
         let stall = t.take_stall(later);
         assert_eq!(
             stall.map(|s| s.waited),
             Some(Waited::Passed),
-            "1 and 3 passed over"
+            "records 2 and 4 passed over"
         );
         assert_eq!(stall.map(|s| s.patience), Some(Duration::from_secs(1)));
+    }
+
+    /// QoS 2 has a window of its own, smaller than the one it shares with QoS 1: messages
+    /// passed over holding half of it stall the connection too.
+    #[test]
+    fn qos2_messages_passed_over_holding_half_its_window_stall_the_connection() {
+        let qos = Qos::ExactlyOnce;
+        let mut t = Tracker::default();
+        let mut out = Recorder {
+            takes_packet_ids: true,
+            ..Recorder::default()
+        };
+        let window = Window {
+            acked: 8,
+            exactly_once: 4,
+            packet_ids: 8,
+        };
+        t.on_connected(&mut out, window);
+        let mut mqtt = Rumqttc::new(8);
+        write_each(&mut t, &mut out, &mut mqtt, &[records_at(qos); 4]);
+        let later = Instant::now() + Duration::from_secs(2);
+        complete(&mut mqtt, &mut t, &mut out, qos, 3);
+        complete(&mut mqtt, &mut t, &mut out, qos, 4);
+        t.acked = Some(later);
+        let stall = t.take_stall(later).map(|s| s.waited);
+        assert_eq!(stall, Some(Waited::Passed), "2 of QoS 2's 4 passed over");
     }
 
     /// Passing over taken ids never reaches an id given to a message not written yet, which
@@ -3620,7 +3682,7 @@ mod tests {
         let (q2, rx2) = pack(1);
         t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(2), 100);
         let quota = to_topic("refused-for-quota/x", 1);
-        t.submit(&mut out, &q2, Qos::ExactlyOnce.into(), quota, 100);
+        t.submit(&mut out, &q2, records_at(Qos::ExactlyOnce), quota, 100);
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &written(2));
         t.on_event(&mut out, &written(3));

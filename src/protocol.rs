@@ -860,9 +860,13 @@ fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
         let said = reason_string.as_deref().map_or(String::new(), |s| {
             format!(": \"{}\"", crate::log_budget::shown_in_log(s))
         });
+        // A word starts at a capital a small letter follows: "QoSNotSupported" is "qos not
+        // supported".
+        let code: Vec<char> = format!("{reason_code:?}").chars().collect();
         let mut name = String::new();
-        for c in format!("{reason_code:?}").chars() {
-            if c.is_ascii_uppercase() && !name.is_empty() {
+        for (i, c) in code.iter().enumerate() {
+            let next_small = code.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            if i > 0 && c.is_ascii_uppercase() && next_small {
                 name.push(' ');
             }
             name.push(c.to_ascii_lowercase());
@@ -1715,6 +1719,13 @@ mod tests {
                  shutting down: \"bye\""
             )
         );
+        let qos = explanation_v5(&rumqttc::v5::ConnectionError::MqttState(
+            rumqttc::v5::StateError::ServerDisconnect {
+                reason_code: Code::QoSNotSupported,
+                reason_string: None,
+            },
+        ));
+        assert!(qos.is_some_and(|t| t.ends_with("0x9B, qos not supported")));
     }
 
     /// A TLS alert the broker sent is a TLS failure wherever rustls's error sits: in the I/O
