@@ -1870,7 +1870,7 @@ impl Tracker {
             })
             .or_else(|| {
                 let ((patience, status), waited) = (self.passed_stall(now))
-                    .map(|found| (found, Waited::Passed))
+                    .map(|patience| ((patience, false), Waited::Passed))
                     .or_else(|| Some((self.written_stall(now)?, Waited::Ack)))?;
                 Some(StallSeen {
                     stall: Stall {
@@ -1892,22 +1892,20 @@ impl Tracker {
     /// of QoS 2's own, only a new connection frees it. The status message is left out: one a
     /// connection, dropped again at each, it would make every connection anew. The patience
     /// of the oldest of them.
-    fn passed_stall(&self, now: Instant) -> Option<(Duration, bool)> {
+    fn passed_stall(&self, now: Instant) -> Option<Duration> {
         let acked_written = self.acked_written?;
-        let passed = || {
-            self.awaiting_ack.values().filter(move |m| {
-                m.origin.appender != 0
-                    && m.since < acked_written
-                    && m.patience
-                        .is_some_and(|p| now.saturating_duration_since(m.since) > p)
-            })
-        };
-        let qos2 = passed().filter(|m| m.qos == Qos::ExactlyOnce).count();
-        if passed().count() * 2 < self.window.acked && qos2 * 2 < self.window.exactly_once {
-            return None;
+        let (mut all, mut qos2, mut oldest) = (0, 0, None::<&InFlight>);
+        for m in self.awaiting_ack.values() {
+            let past = |p| now.saturating_duration_since(m.since) > p;
+            if m.origin.appender == 0 || m.since >= acked_written || !m.patience.is_some_and(past) {
+                continue;
+            }
+            all += 1;
+            qos2 += usize::from(m.qos == Qos::ExactlyOnce);
+            oldest = oldest.filter(|o| o.since <= m.since).or(Some(m));
         }
-        let oldest = passed().min_by_key(|m| m.since)?;
-        Some((oldest.patience?, false))
+        let held = all * 2 >= self.window.acked || qos2 * 2 >= self.window.exactly_once;
+        oldest.filter(|_| held)?.patience
     }
 
     /// A written message past its patience, counted from its write or the broker's last
@@ -3381,13 +3379,18 @@ mod tests {
     /// A connection of `ids` packet ids whose client writes each publish with the id given
     /// (MQTT 3.1.1's driver), `ids` in flight.
     fn taking_ids(ids: u16) -> (Tracker, Recorder, Rumqttc) {
+        taking_ids_in(Window::agreed(Some(ids), None))
+    }
+
+    /// [`taking_ids`] with this window.
+    fn taking_ids_in(window: Window) -> (Tracker, Recorder, Rumqttc) {
         let mut t = Tracker::default();
         let mut out = Recorder {
             takes_packet_ids: true,
             ..Recorder::default()
         };
-        t.on_connected(&mut out, Window::agreed(Some(ids), None));
-        (t, out, Rumqttc::new(ids))
+        t.on_connected(&mut out, window);
+        (t, out, Rumqttc::new(window.packet_ids))
     }
 
     /// Where the client writes the packet id given (MQTT 3.1.1), an id the broker never
@@ -3493,18 +3496,11 @@ mod tests {
     #[test]
     fn qos2_messages_passed_over_holding_half_its_window_stall_the_connection() {
         let qos = Qos::ExactlyOnce;
-        let mut t = Tracker::default();
-        let mut out = Recorder {
-            takes_packet_ids: true,
-            ..Recorder::default()
-        };
-        let window = Window {
+        let (mut t, mut out, mut mqtt) = taking_ids_in(Window {
             acked: 8,
             exactly_once: 4,
             packet_ids: 8,
-        };
-        t.on_connected(&mut out, window);
-        let mut mqtt = Rumqttc::new(8);
+        });
         write_each(&mut t, &mut out, &mut mqtt, &[records_at(qos); 4]);
         let later = Instant::now() + Duration::from_secs(2);
         complete(&mut mqtt, &mut t, &mut out, qos, 3);
