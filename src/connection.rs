@@ -945,10 +945,10 @@ struct Driver<E: EventLoop> {
     refused_here: bool,
     /// A publish was written on this connection. A close that follows may be the broker's
     /// answer to it: strict brokers (AWS IoT, HiveMQ) close an MQTT 3.1.1 connection instead of
-    /// acknowledging a publish it may not make, with no reason given.
+    /// acknowledging a publish it may not make, with no reason given. Said in the log.
     carried: bool,
-    /// The last connection was closed soon after accepting it, without a reason, after it
-    /// carried a publish: a takeover if the next one ends the same way.
+    /// The last connection was closed soon after accepting it, without a reason: a takeover
+    /// if the next one ends the same way.
     suspected: bool,
     /// Connects under an id this node moved to that a broker closed, in a row, before any
     /// CONNACK ([`TURNED_AWAY`]), while no broker had admitted that id; per broker, as
@@ -1550,7 +1550,11 @@ impl<E: EventLoop> Driver<E> {
                     && !*refused_here
                     && !explained
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
-                let likely_takeover = unexplained && (!*carried || *suspected);
+                // One such close may be the broker's answer to a publish, or a broker (or a
+                // balancer in front of it) going away just after the connect: only a second
+                // in a row is taken for a takeover, which would move a clean session's id for
+                // as long as the node runs.
+                let likely_takeover = unexplained && *suspected;
                 *suspected = unexplained && !likely_takeover;
                 *clean_next |= matches!(failure, Failure::Foreign(_));
                 let ended_with_reason = matches!(
@@ -1705,10 +1709,15 @@ impl<E: EventLoop> Driver<E> {
                     }
                     Failure::Closed { why, .. } if *suspected => (
                         format!(
-                            "{why}: closed {} ms after accepting the connection, after a \
-                             publish; the broker refusing it, or another client with this id \
-                             (taken for that if the next connection ends the same way)",
-                            lived.unwrap_or_default().as_millis()
+                            "{why}: closed {} ms after accepting the connection{}, or another \
+                             client with this id (taken for that if the next connection ends \
+                             the same way)",
+                            lived.unwrap_or_default().as_millis(),
+                            if *carried {
+                                ", after a publish; the broker refusing it"
+                            } else {
+                                "; the broker, or a balancer in front of it, going away"
+                            }
                         ),
                         false,
                     ),
