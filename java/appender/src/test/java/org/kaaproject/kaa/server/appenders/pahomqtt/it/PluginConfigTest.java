@@ -168,6 +168,34 @@ class PluginConfigTest {
     }
 
     /**
+     * The form attributes the admin's form (avro-ui) reads as it draws a field: an enum's {@code displayNames} by
+     * symbol index (a shorter array throws in the admin and the form never opens), its {@code by_default} among its
+     * symbols, and {@code inputType} only as a masked input. The frozen-schema fingerprint leaves these attributes
+     * out, so nothing else would catch a label list edited out of step.
+     */
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("plugins")
+    void theFormAttributesFitTheirFields(String configClass) {
+        for (Schema.Field f : KaaNode.configSchema(configClass).getFields()) {
+            Schema type = f.schema();
+            if (type.getType() == Schema.Type.UNION) {
+                type = type.getTypes().get(0);
+            }
+            JsonNode input = f.getJsonProp("inputType");
+            assertTrue(input == null || "password".equals(input.getTextValue()), f.name() + " inputType " + input);
+            if (type.getType() != Schema.Type.ENUM) {
+                continue;
+            }
+            JsonNode labels = f.getJsonProp("displayNames");
+            assertNotNull(labels, f.name() + " has displayNames");
+            assertEquals(type.getEnumSymbols().size(), labels.size(), f.name() + ": a label for each symbol");
+            JsonNode d = f.getJsonProp("by_default");
+            assertTrue(d != null && type.getEnumSymbols().contains(d.getTextValue()),
+                    f.name() + "'s form default " + d + " is one of " + type.getEnumSymbols());
+        }
+    }
+
+    /**
      * New appenders of the full settings verify the broker's certificate unless the operator turns it off; the legacy
      * form keeps the original's default (it is the original's record), and stored configurations keep the value they
      * hold, since the default lives only in the form.
