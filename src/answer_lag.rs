@@ -47,7 +47,7 @@ pub(crate) struct AnswerLag {
 }
 
 impl AnswerLag {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         AnswerLag {
             serving: AtomicU64::new(0),
             turned_away: AtomicU64::new(0),

@@ -949,11 +949,17 @@ fn report<D: Dispatcher>(dispatcher: &mut D, message: String) {
 }
 
 /// The dispatcher's loop: jobs in order until every sender is gone, and the level read again
-/// every `refresh`. A panic in a job or a refresh is reported with its message and the loop
+/// every `refresh`, timed in `lag` as a job is: a logging backend stuck in the read holds
+/// every answer behind it. A panic in a job or a refresh is reported with its message and the loop
 /// goes on, so one bad job does not take every later answer with it. A job that panicked is
 /// run once more: what it hands to Java is taken out just before the call, so the second run
 /// delivers what the first did not reach, and never delivers twice.
-fn serve<D: Dispatcher>(rx: &Receiver<D::Job>, refresh: Duration, dispatcher: &mut D) {
+fn serve<D: Dispatcher>(
+    rx: &Receiver<D::Job>,
+    refresh: Duration,
+    lag: &answer_lag::AnswerLag,
+    dispatcher: &mut D,
+) {
     let mut next_refresh = Instant::now() + refresh;
     loop {
         match rx.recv_timeout(next_refresh.saturating_duration_since(Instant::now())) {
@@ -976,6 +982,7 @@ fn serve<D: Dispatcher>(rx: &Receiver<D::Job>, refresh: Duration, dispatcher: &m
         }
         // Also while jobs keep coming: a busy appender must follow the level too.
         if Instant::now() >= next_refresh {
+            let _serving = lag.serving(answer_lag::now());
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| dispatcher.refresh_level())) {
                 report(
                     dispatcher,
@@ -1089,7 +1096,8 @@ fn start_dispatcher(vm: JavaVM, side: JavaSide) -> Result<Sender<Queued>, String
                 let _ = env.exception_clear();
             }
             ON_DISPATCHER.with(|on| on.set(true));
-            serve(&rx, LEVEL_REFRESH, &mut Attached { env, side });
+            let dispatcher = &mut Attached { env, side };
+            serve(&rx, LEVEL_REFRESH, &answer_lag::ANSWERS, dispatcher);
         })
         .map_err(|e| format!("{DISPATCHER_NAME} not started: {e}"))?;
     // Bounded: should attaching hang, the library loads as before rather than hold the node.
@@ -1166,6 +1174,7 @@ fn pending_text(env: &mut JNIEnv) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer_lag::AnswerLag;
 
     /// Every module of the crate, and every crate that logs (what depends on `log` in
     /// Cargo.lock, but jni, whose records never pass), has its logger made at load
@@ -1277,6 +1286,9 @@ mod tests {
         reports: Vec<String>,
         /// Reporting panics too (it logs through Java).
         report_panics: bool,
+        /// At each refresh, whether this shows the answers late were it to last 11 s.
+        watched: Option<&'static AnswerLag>,
+        late_while_refreshing: Vec<bool>,
     }
 
     impl Dispatcher for Recording {
@@ -1298,6 +1310,11 @@ mod tests {
 
         fn refresh_level(&mut self) {
             self.refreshes += 1;
+            if let Some(lag) = self.watched {
+                let later = answer_lag::now() + Duration::from_secs(11).as_nanos() as u64;
+                self.late_while_refreshing
+                    .push(lag.behind(|| later).is_some());
+            }
             if std::mem::take(&mut self.refresh_panics) {
                 panic!("injected: the level cannot be read");
             }
@@ -1326,7 +1343,7 @@ mod tests {
             panics_once: 4,
             ..Recording::default()
         };
-        serve(&rx, Duration::from_secs(3600), &mut d);
+        serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
         assert_eq!(d.delivered, [1, 3, 4, 5]);
         assert_eq!(d.reports.len(), 3, "{:?}", d.reports);
         assert!(
@@ -1352,7 +1369,7 @@ mod tests {
             report_panics: true,
             ..Recording::default()
         };
-        serve(&rx, Duration::from_secs(3600), &mut d);
+        serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
         assert_eq!(d.delivered, [2, 3]);
         assert_eq!(d.reports.len(), 2, "{:?}", d.reports);
     }
@@ -1370,11 +1387,31 @@ mod tests {
             refresh_panics: true,
             ..Recording::default()
         };
-        serve(&rx, Duration::ZERO, &mut d);
+        serve(&rx, Duration::ZERO, &AnswerLag::new(), &mut d);
         assert_eq!(d.delivered, [1, 2, 3]);
         assert_eq!(d.refreshes, 3);
         assert_eq!(d.reports.len(), 1, "{:?}", d.reports);
         assert!(d.reports[0].contains("injected: the level cannot be read"));
+    }
+
+    /// A level read that hangs (a logging backend stuck in `getLogger`) is timed as a job is,
+    /// so that packs appended once it is 10 s late are answered at once on their own thread,
+    /// and only while it runs. (Before: only jobs were timed, and answers queued behind a
+    /// stuck read without bound.)
+    #[test]
+    fn a_level_read_is_timed_as_a_job() {
+        static LAG: AnswerLag = AnswerLag::new();
+        let (tx, rx) = channel();
+        tx.send(Some(1)).expect("queued");
+        drop(tx);
+        let mut d = Recording {
+            watched: Some(&LAG),
+            ..Recording::default()
+        };
+        serve(&rx, Duration::ZERO, &LAG, &mut d);
+        assert_eq!(d.late_while_refreshing, [true]);
+        let later = answer_lag::now() + Duration::from_secs(11).as_nanos() as u64;
+        assert_eq!(LAG.behind(|| later), None, "not once it returned");
     }
 
     /// Each level finds its own SLF4J methods: the table's order is the index's.
