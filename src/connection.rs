@@ -34,8 +34,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A connection the broker closes this soon after accepting it was most likely pushed out by
 /// another client connecting with the same client id: MQTT 3.1.1 gives no reason, and a
 /// broker that restarts or drops clients for other causes rarely does so within seconds of a
-/// CONNACK. The first node of a cluster to connect is pushed out once by each newcomer after
-/// a long life; the newcomer it pushes out in turn is young and moves to another id.
+/// CONNACK twice in a row. The first node of a cluster to connect is pushed out by each
+/// newcomer after a long life, and once more young; the newcomer it pushes out in turn is
+/// young twice and moves to another id.
 const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
@@ -1529,9 +1530,10 @@ impl<E: EventLoop> Driver<E> {
                 // the close is its answer to that message; or unless it was blamed on a message
                 // left unacknowledged, far larger than any the broker took (its packet limit),
                 // or again just after a message to a topic it never took (its ACL), which an
-                // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
-                // without a word, so only the second such close in a row counts; a first close
-                // at a topic is such a close (blamed only at a second one, as a takeover is).
+                // MQTT 3.1.1 broker does not say. It may be a hiccup of the broker, or after a
+                // publish its answer without a word, so only the second such close in a row
+                // counts; a first close at a topic is such a close (blamed only at a second one,
+                // as a takeover is).
                 let under_own_id = *client_id != shared.identity.2;
                 let explained = match &blamed {
                     Some(Blame::Size(_)) => true,
@@ -1553,8 +1555,10 @@ impl<E: EventLoop> Driver<E> {
                 // One such close may be the broker's answer to a publish, or a broker (or a
                 // balancer in front of it) going away just after the connect: only a second
                 // in a row is taken for a takeover, which would move a clean session's id for
-                // as long as the node runs.
-                let likely_takeover = unexplained && *suspected;
+                // as long as the node runs. Under the id the node moved to, which no other
+                // client holds, no id is at stake: one with nothing published is the broker's
+                // doing at once, and leaves the packs to the next of `brokers`.
+                let likely_takeover = unexplained && (*suspected || (under_own_id && !*carried));
                 *suspected = unexplained && !likely_takeover;
                 *clean_next |= matches!(failure, Failure::Foreign(_));
                 let ended_with_reason = matches!(
@@ -1709,14 +1713,19 @@ impl<E: EventLoop> Driver<E> {
                     }
                     Failure::Closed { why, .. } if *suspected => (
                         format!(
-                            "{why}: closed {} ms after accepting the connection{}, or another \
-                             client with this id (taken for that if the next connection ends \
-                             the same way)",
+                            "{why}: closed {} ms after accepting the connection{}{}",
                             lived.unwrap_or_default().as_millis(),
                             if *carried {
                                 ", after a publish; the broker refusing it"
                             } else {
                                 "; the broker, or a balancer in front of it, going away"
+                            },
+                            if under_own_id {
+                                " (taken for the broker's own doing if the next connection ends \
+                                 the same way)"
+                            } else {
+                                ", or another client with this id (taken for that if the next \
+                                 connection ends the same way)"
                             }
                         ),
                         false,
@@ -1807,7 +1816,7 @@ impl<E: EventLoop> Driver<E> {
                 // take the connection again and do the same again, every pack failing there;
                 // and one it closed at once under the id of the node's own it moved to, which
                 // no other client holds. Any other loss starts again at host:port: a silent
-                // close that soon is a takeover or a refused message.
+                // close that soon is a takeover, a refused message or a hiccup.
                 let moves_on = stalled
                     || closes_own_id
                     || lived.is_none_or(|l| l < TAKEOVER_WINDOW && ended_with_reason);

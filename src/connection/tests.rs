@@ -322,11 +322,25 @@ pub(crate) fn puback_for(publish: &[u8]) -> [u8; 4] {
     [0x40, 0x02, publish[2 + topic], publish[3 + topic]]
 }
 
-/// The client id of an MQTT 3.1.1 CONNECT, from its body: after the protocol name (2 + 4
-/// bytes), level, flags and keep-alive (2).
+/// The client id of a CONNECT, from its body: after the protocol name (2 + 4 bytes), level,
+/// flags and keep-alive (2), and with MQTT 5 (level 5) its properties.
 fn connect_client_id(connect: &[u8]) -> String {
-    let len = usize::from(u16::from_be_bytes([connect[10], connect[11]]));
-    String::from_utf8_lossy(&connect[12..12 + len]).into_owned()
+    let mut at = 10;
+    if connect[6] == 5 {
+        let (mut properties, mut shift) = (0usize, 0);
+        loop {
+            let b = connect[at];
+            at += 1;
+            properties |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        at += properties;
+    }
+    let len = usize::from(u16::from_be_bytes([connect[at], connect[at + 1]]));
+    String::from_utf8_lossy(&connect[at + 2..at + 2 + len]).into_owned()
 }
 
 /// One MQTT packet from a scripted broker's socket: its first byte and its body.
