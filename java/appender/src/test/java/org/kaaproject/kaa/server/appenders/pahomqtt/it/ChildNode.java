@@ -31,6 +31,9 @@ public final class ChildNode implements AutoCloseable {
     public static final Pattern APPENDER_LOGGER = Pattern.compile(
             "org\\.kaaproject\\.kaa\\.server\\.appenders\\.pahomqtt\\.(appender\\.|native\\.kaa_mqtt_appender)");
 
+    /** What -Xcheck:jni says of a JNI call made wrongly (a warning, or an error it then aborts the JVM for). */
+    private static final Pattern JNI_MISUSE = Pattern.compile("in native method|JNI local refs|JNI global refs");
+
     private final Process process;
     private final Writer stdin;
     private final Path dir;
@@ -43,8 +46,11 @@ public final class ChildNode implements AutoCloseable {
         dir = Files.createTempDirectory("kaa-mqtt-it-child-");
         stderr = dir.resolve("stderr.log");
         Path java = Paths.get(System.getProperty("java.home"), "bin", "java");
-        ProcessBuilder pb = new ProcessBuilder(java.toString(), "-cp", System.getProperty("java.class.path"),
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=" + logLevel, ChildNodeMain.class.getName())
+        // The JVM checks every JNI call the library makes: one that would corrupt the node's JVM in production is
+        // reported (see close).
+        ProcessBuilder pb = new ProcessBuilder(java.toString(), "-Xcheck:jni", "-cp",
+                System.getProperty("java.class.path"), "-Dorg.slf4j.simpleLogger.defaultLogLevel=" + logLevel,
+                ChildNodeMain.class.getName())
                 .redirectError(stderr.toFile());
         pb.environment().putAll(env);
         process = pb.start();
@@ -445,12 +451,18 @@ public final class ChildNode implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
+        // HotSpot writes these to stdout, the JVM's own abort to stderr.
+        List<String> misuse = (stdout() + log()).lines().filter(JNI_MISUSE.asPredicate())
+                .collect(Collectors.toList());
         if (!Boolean.getBoolean("it.keepBrokerDirs")) {
             try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
             } catch (IOException | UncheckedIOException e) {
                 // best effort
             }
+        }
+        if (!misuse.isEmpty()) {
+            fail("-Xcheck:jni reported misuse of JNI in the child node:\n" + String.join("\n", misuse));
         }
     }
 }
