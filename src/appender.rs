@@ -1466,6 +1466,7 @@ mod tests {
         let appender = open("close-drains", unreachable_config(Duration::from_secs(1)));
         let (tx, rx) = mpsc::channel();
         append_one(&appender, "endpoint-a", recorded(&tx));
+        let closed = Instant::now();
         appender.close();
         let (late_tx, late) = mpsc::channel();
         append_one(&appender, "endpoint-b", recorded(&late_tx));
@@ -1474,7 +1475,13 @@ mod tests {
             Ok(Outcome::InternalError),
             "refused at once"
         );
+        assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty), "waits");
         assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
+        let waited = closed.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "answered {waited:?} after close, before its close timeout"
+        );
         let said = crate::test_log::await_line("appender 'close-drains': of ", |_| true, WAIT);
         assert!(
             said.starts_with("WARN")

@@ -944,6 +944,10 @@ fn a_broker_closing_the_nodes_own_id_at_once_leaves_the_packs_to_the_failover_br
     );
     let rx = submit_one(&connection);
     assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    assert!(
+        closed.recv_timeout(Duration::from_millis(500)).is_err(),
+        "not back at the closing broker"
+    );
     // The close under the node's own id is no takeover, counted or said.
     let takeovers = connection.metrics().takeovers.load(Ordering::Relaxed);
     assert_eq!(takeovers, 1, "the configured id's close alone");

@@ -781,7 +781,10 @@ class EndToEndTest {
                 RecordingCallback waiting = append(hasty, KaaNode.pack("hasty", logSchema, 1,
                         telemetryBinaries(schema, rnd, "hasty", 1)), "hasty appender's pack");
                 waiting.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                waiting.assertAnsweredBy(Duration.ofSeconds(2));
                 held.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(5), Duration.ZERO);
+                // Failed with the connection the waiting pack's deadline found stalled, not at its own 60 s.
+                held.assertAnsweredBy(Duration.ofSeconds(3));
             } finally {
                 BROKER.broker().resume();
             }
@@ -1025,8 +1028,11 @@ class EndToEndTest {
             cfg.put("brokers", "127.0.0.1:" + BROKER.port());
             cfg.put("deliveryTimeoutSeconds", 2);
             LogAppender appender = load("stall-failover", cfg);
-            append(appender, KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(6), "held", 3)),
-                    "held").assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+            RecordingCallback stalled = append(appender, KaaNode.pack(logSchema, 1,
+                    telemetryBinaries(schema, new Random(6), "held", 3)), "held");
+            stalled.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ZERO);
+            // At its deadline, not at the proxy's own reset of an ack it held 10 s.
+            stalled.assertAnsweredBy(Duration.ofSeconds(2));
             // Sent again as Kaa does: the first try may meet the connection the sweep has not yet found
             // stalled (the pack's deadline and the stall's are one timeout), and fail with it.
             List<String> answers = new ArrayList<>();
@@ -1059,6 +1065,8 @@ class EndToEndTest {
                     KaaNode.pack(logSchema, 1, telemetryBinaries(schema, new Random(3), "bound", 3)), "in flight");
             assertDoesNotThrow(appender::close, "close()");
             inFlight.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(20), GRACE);
+            // At closeTimeoutSeconds, not at the proxy's own reset of an ack it held 10 s.
+            inFlight.assertAnsweredBy(Duration.ofSeconds(1));
             held.release();
         }
     }

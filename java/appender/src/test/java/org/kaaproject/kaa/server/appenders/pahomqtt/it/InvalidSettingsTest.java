@@ -97,6 +97,7 @@ class InvalidSettingsTest {
         cfg.put("maxInflight", -1);
         LogAppender appender = KaaNode.load("not-started-throwing", KaaNode.config(cfg));
         AtomicInteger answers = new AtomicInteger();
+        AtomicInteger internal = new AtomicInteger();
         LogDeliveryCallback throwing = new LogDeliveryCallback() {
             @Override
             public void onSuccess() {
@@ -106,6 +107,7 @@ class InvalidSettingsTest {
             @Override
             public void onInternalError() {
                 answers.incrementAndGet();
+                internal.incrementAndGet();
                 throw new IllegalStateException("the node's callback throws");
             }
 
@@ -122,7 +124,9 @@ class InvalidSettingsTest {
         try {
             assertDoesNotThrow(() -> appender.doAppend(KaaNode.pack(TestData.schemaText("simple.avsc"), 1, List.of(
                     new byte[] {0})), throwing));
+            RecordingCallback.sleep(Duration.ofMillis(500)); // time for a second answer to show
             assertEquals(1, answers.get(), "answered once");
+            assertEquals(1, internal.get(), "onInternalError");
         } finally {
             appender.close();
         }

@@ -227,9 +227,11 @@ class LifecycleTest {
         assertEquals(900, callbacks.size());
         Map<String, Integer> answers = new java.util.TreeMap<>();
         for (RecordingCallback cb : callbacks) {
-            RecordingCallback.Call first = cb.awaitFirst(Duration.ofSeconds(30));
+            answers.merge(cb.awaitFirst(Duration.ofSeconds(30)).method, 1, Integer::sum);
+        }
+        RecordingCallback.sleep(Duration.ofMillis(500)); // time for a second answer to show
+        for (RecordingCallback cb : callbacks) {
             assertEquals(1, cb.calls().size(), cb.toString());
-            answers.merge(first.method, 1, Integer::sum);
         }
         assertTrue(answers.getOrDefault(SUCCESS, 0) > 0 && answers.getOrDefault(INTERNAL_ERROR, 0) > 0,
                 "packs before the close delivered, after it refused: " + answers);

@@ -204,6 +204,9 @@ public final class RecordingCallback implements LogDeliveryCallback {
      * an answer seen before doAppend returned means doAppend waited for the outcome.
      */
     public void assertAnsweredOnlyAfterAppendReturned() {
+        if (calls().isEmpty()) {
+            fail(label + ": not answered, so nothing shows when");
+        }
         for (Call c : calls()) {
             if (!c.afterAppendReturned) {
                 fail(label + ": " + c + ": doAppend returned only once the pack had been answered; it must hand the "

@@ -130,8 +130,9 @@ class SessionTest {
             LogAppender a = BROKER.load("session " + version, cfg);
             List<byte[]> confirmed = new ArrayList<>();
             int failed = 0;
+            int[] delivered = new int[6];
             int seed = (int) (System.nanoTime() & 0x7fffffff);
-            for (int round = 0; round < 6; round++) {
+            for (int round = 0; round < delivered.length; round++) {
                 List<RecordingCallback> callbacks = new ArrayList<>();
                 List<List<byte[]>> packs = new ArrayList<>();
                 for (int p = 0; p < 4; p++) {
@@ -147,6 +148,7 @@ class SessionTest {
                     assertNotNull(c, "no answer for " + callbacks.get(p).label());
                     if (c.method.equals(SUCCESS)) {
                         confirmed.addAll(packs.get(p));
+                        delivered[round]++;
                     } else {
                         assertEquals(CONNECTION_ERROR, c.method, callbacks.get(p).toString());
                         failed++;
@@ -163,8 +165,13 @@ class SessionTest {
             }
             assertTrue(missing.isEmpty(), missing.size() + " records of confirmed packs missing, e.g. "
                     + missing.subList(0, Math.min(5, missing.size())));
-            assertTrue(proxy.requests().size() >= 2, "the appender reconnected: " + proxy.requests().size());
-            assertTrue(confirmed.size() >= 50, "some packs confirmed; failed: " + failed);
+            // A cut while the appender is still reconnecting finds no tunnel: 6 and 7 tunnels were seen.
+            assertTrue(proxy.requests().size() >= 4, "the appender reconnected after the cuts: "
+                    + proxy.requests().size());
+            for (int round = 0; round < delivered.length; round++) {
+                assertTrue(delivered[round] > 0, "packs confirmed in every round, on the session resumed after the "
+                        + "cut before it: " + java.util.Arrays.toString(delivered));
+            }
             System.out.printf("session %s QoS %d: %d tunnels, %d records confirmed, %d packs failed%n", version, qos,
                     proxy.requests().size(), confirmed.size(), failed);
             BROKER.closeAppenders();
