@@ -34,9 +34,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A connection the broker closes this soon after accepting it was most likely pushed out by
 /// another client connecting with the same client id: MQTT 3.1.1 gives no reason, and a
 /// broker that restarts or drops clients for other causes rarely does so within seconds of a
-/// CONNACK twice in a row. The first node of a cluster to connect is pushed out by each
-/// newcomer after a long life, and once more young; the newcomer it pushes out in turn is
-/// young twice and moves to another id.
+/// CONNACK. The first node of a cluster to connect is pushed out once by each newcomer after
+/// a long life; the newcomer it pushes out in turn is young and moves to another id.
 const TAKEOVER_WINDOW: Duration = Duration::from_secs(3);
 /// While the client id cannot change (persistent session), nodes pushing each other out back
 /// off up to this, instead of taking turns ten times a second.
@@ -946,10 +945,10 @@ struct Driver<E: EventLoop> {
     refused_here: bool,
     /// A publish was written on this connection. A close that follows may be the broker's
     /// answer to it: strict brokers (AWS IoT, HiveMQ) close an MQTT 3.1.1 connection instead of
-    /// acknowledging a publish it may not make, with no reason given. Said in the log.
+    /// acknowledging a publish it may not make, with no reason given.
     carried: bool,
-    /// The last connection was closed soon after accepting it, without a reason: a takeover
-    /// if the next one ends the same way.
+    /// The last connection was closed soon after accepting it, without a reason, after it
+    /// carried a publish: a takeover if the next one ends the same way.
     suspected: bool,
     /// Connects under an id this node moved to that a broker closed, in a row, before any
     /// CONNACK ([`TURNED_AWAY`]), while no broker had admitted that id; per broker, as
@@ -1530,10 +1529,9 @@ impl<E: EventLoop> Driver<E> {
                 // the close is its answer to that message; or unless it was blamed on a message
                 // left unacknowledged, far larger than any the broker took (its packet limit),
                 // or again just after a message to a topic it never took (its ACL), which an
-                // MQTT 3.1.1 broker does not say. It may be a hiccup of the broker, or after a
-                // publish its answer without a word, so only the second such close in a row
-                // counts; a first close at a topic is such a close (blamed only at a second one,
-                // as a takeover is).
+                // MQTT 3.1.1 broker does not say. After a publish it may be the broker's answer
+                // without a word, so only the second such close in a row counts; a first close
+                // at a topic is such a close (blamed only at a second one, as a takeover is).
                 let under_own_id = *client_id != shared.identity.2;
                 let explained = match &blamed {
                     Some(Blame::Size(_)) => true,
@@ -1552,13 +1550,7 @@ impl<E: EventLoop> Driver<E> {
                     && !*refused_here
                     && !explained
                     && lived.is_some_and(|l| l < TAKEOVER_WINDOW);
-                // One such close may be the broker's answer to a publish, or a broker (or a
-                // balancer in front of it) going away just after the connect: only a second
-                // in a row is taken for a takeover, which would move a clean session's id for
-                // as long as the node runs. Under the id the node moved to, which no other
-                // client holds, no id is at stake: one with nothing published is the broker's
-                // doing at once, and leaves the packs to the next of `brokers`.
-                let likely_takeover = unexplained && (*suspected || (under_own_id && !*carried));
+                let likely_takeover = unexplained && (!*carried || *suspected);
                 *suspected = unexplained && !likely_takeover;
                 *clean_next |= matches!(failure, Failure::Foreign(_));
                 let ended_with_reason = matches!(
@@ -1713,13 +1705,9 @@ impl<E: EventLoop> Driver<E> {
                     }
                     Failure::Closed { why, .. } if *suspected => (
                         format!(
-                            "{why}: closed {} ms after accepting the connection{}{}",
+                            "{why}: closed {} ms after accepting the connection, after a \
+                             publish; the broker refusing it{}",
                             lived.unwrap_or_default().as_millis(),
-                            if *carried {
-                                ", after a publish; the broker refusing it"
-                            } else {
-                                "; the broker, or a balancer in front of it, going away"
-                            },
                             if under_own_id {
                                 " (taken for the broker's own doing if the next connection ends \
                                  the same way)"
@@ -1816,7 +1804,7 @@ impl<E: EventLoop> Driver<E> {
                 // take the connection again and do the same again, every pack failing there;
                 // and one it closed at once under the id of the node's own it moved to, which
                 // no other client holds. Any other loss starts again at host:port: a silent
-                // close that soon is a takeover, a refused message or a hiccup.
+                // close that soon is a takeover or a refused message.
                 let moves_on = stalled
                     || closes_own_id
                     || lived.is_none_or(|l| l < TAKEOVER_WINDOW && ended_with_reason);

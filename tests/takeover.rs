@@ -124,11 +124,8 @@ fn mqtt5_session_taken_over_moves_to_an_id_of_its_own_at_once() {
     await_takeovers(&connection, 1);
 }
 
-/// One close right after the CONNACK, with nothing published, may be the broker (or a
-/// balancer in front of it) going away: the id stays, which a broker authorising by client id
-/// needs. A second in a row is taken for another client with the id.
 #[test]
-fn mqtt3_second_close_in_a_row_right_after_connack_moves_to_an_id_of_its_own() {
+fn mqtt3_close_right_after_connack_moves_to_an_id_of_its_own() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let configured = "it-v4-pushed-out";
@@ -139,20 +136,15 @@ fn mqtt3_second_close_in_a_row_right_after_connack_moves_to_an_id_of_its_own() {
     connack(&mut first, MqttVersion::V3_1_1);
     drop(first);
     let (mut second, id) = accept_connect(&listener);
-    assert_eq!(id, configured, "one close alone keeps the id");
-    assert_eq!(connection.metrics().takeovers.load(Ordering::Relaxed), 0);
-    connack(&mut second, MqttVersion::V3_1_1);
-    drop(second);
-    let (mut third, id) = accept_connect(&listener);
     assert_unique_for(&id, configured);
-    connack(&mut third, MqttVersion::V3_1_1);
+    connack(&mut second, MqttVersion::V3_1_1);
     await_takeovers(&connection, 1);
     // Once moved, a connection made again for the same client starts with the new id.
     drop(connection);
-    drop(third);
+    drop(second);
     let again = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, true))
         .expect("opened");
-    let (_fourth, reused) = accept_connect(&listener);
+    let (_third, reused) = accept_connect(&listener);
     assert_eq!(reused, id);
     drop(again);
 }
@@ -181,11 +173,10 @@ fn persistent_session_keeps_its_id_and_counts_the_takeover() {
     let configured = "it-v4-persistent";
     let connection = Connection::get(&broker_config(port, configured, MqttVersion::V3_1_1, false))
         .expect("opened");
-    for _ in 0..2 {
-        let (mut pushed_out, _) = accept_connect(&listener);
-        connack(&mut pushed_out, MqttVersion::V3_1_1);
-    }
-    let (_third, id) = accept_connect(&listener);
+    let (mut first, _) = accept_connect(&listener);
+    connack(&mut first, MqttVersion::V3_1_1);
+    drop(first);
+    let (_second, id) = accept_connect(&listener);
     assert_eq!(
         id, configured,
         "the session belongs to the id: it must not change"

@@ -36,7 +36,7 @@ fn one_close_right_after_a_publish_keeps_the_client_id() {
     assert_eq!(takeovers, 0);
 }
 
-/// Two in a row are taken for a takeover, as with nothing published:
+/// Two in a row are taken for a takeover, as a close with nothing published is at once:
 /// nodes of a cluster sharing one id, both busy, still stop pushing each other out.
 #[test]
 fn two_closes_in_a_row_right_after_publishes_move_to_an_id_of_its_own() {
@@ -379,12 +379,14 @@ fn connections_to_two_listeners_of_a_broker_move_to_two_ids() {
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
     let first = Connection::get(&scripted(plain, "two-ports")).expect("opened");
     assert_eq!(next(), "two-ports");
-    let _other_node = rival_takes_over(plain, "two-ports", &next);
+    let _other_node = rival_connect(plain, "two-ports");
+    assert_eq!(next(), "two-ports", "the other node");
     let moved = next();
     assert!(moved.starts_with("two-ports-"), "{moved}");
     let second = Connection::get(&scripted(tls, "two-ports")).expect("opened");
     assert_eq!(next(), "two-ports", "the configured id: free at this port");
-    let _third_node = rival_takes_over(tls, "two-ports", &next);
+    let _third_node = rival_connect(tls, "two-ports");
+    assert_eq!(next(), "two-ports", "the third node");
     let own = next();
     assert!(own.starts_with("two-ports-"), "{own}");
     assert_ne!(own, moved, "the id the first connection moved to");
@@ -630,7 +632,8 @@ fn connections_of_one_process_never_share_the_id_one_moved_to() {
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
     let a = Connection::get(&scripted(port, "shared-id")).expect("opened");
     assert_eq!(next(), "shared-id");
-    let _other_node = rival_takes_over(port, "shared-id", &next);
+    let _other_node = rival_connect(port, "shared-id");
+    assert_eq!(next(), "shared-id", "the other node");
     let moved = next();
     assert!(moved.starts_with("shared-id-"), "{moved}");
     let b = Connection::get(&BrokerConfig {
@@ -648,18 +651,6 @@ fn connections_of_one_process_never_share_the_id_one_moved_to() {
     let quiet = ids.recv_timeout(Duration::from_secs(2));
     assert!(quiet.is_err(), "no more pushing out: {quiet:?}");
     drop((a, b, c));
-}
-
-/// Another node taking `client_id` from this node's connection, twice in a row as nodes
-/// sharing an id do (one close alone may be the broker's hiccup, and keeps the id); the
-/// other node's last socket.
-fn rival_takes_over(port: u16, client_id: &str, next: &impl Fn() -> String) -> std::net::TcpStream {
-    let _first = rival_connect(port, client_id);
-    assert_eq!(next(), client_id, "the other node");
-    assert_eq!(next(), client_id, "this node again, after one close");
-    let second = rival_connect(port, client_id);
-    assert_eq!(next(), client_id, "the other node again");
-    second
 }
 
 /// Another node's MQTT 3.1.1 CONNECT with `client_id`, on a socket kept open.
@@ -688,7 +679,8 @@ fn an_edited_appender_keeps_the_id_its_predecessor_moved_to() {
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
     let old = Connection::get(&scripted(port, "edit-id")).expect("opened");
     assert_eq!(next(), "edit-id");
-    let _other_node = rival_takes_over(port, "edit-id", &next);
+    let _other_node = rival_connect(port, "edit-id");
+    assert_eq!(next(), "edit-id", "the other node");
     let moved = next();
     assert_ne!(moved, "edit-id", "the takeover moved the old connection");
     old.draining(Instant::now() + Duration::from_secs(5));
@@ -715,7 +707,8 @@ fn a_persistent_session_never_takes_the_id_a_clean_one_moved_to() {
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
     let old = Connection::get(&scripted(port, "session-id")).expect("opened");
     assert_eq!(next(), "session-id");
-    let _other_node = rival_takes_over(port, "session-id", &next);
+    let _other_node = rival_connect(port, "session-id");
+    assert_eq!(next(), "session-id", "the other node");
     let moved = next();
     assert_ne!(
         moved, "session-id",
@@ -814,7 +807,8 @@ fn a_connection_taken_again_while_it_drains_keeps_its_id_to_itself() {
     let config = scripted(port, "regain-id");
     let old = Connection::get(&config).expect("opened");
     assert_eq!(next(), "regain-id");
-    let _other_node = rival_takes_over(port, "regain-id", &next);
+    let _other_node = rival_connect(port, "regain-id");
+    assert_eq!(next(), "regain-id", "the other node");
     let moved = next();
     old.draining(Instant::now() + Duration::from_secs(5));
     let again = Connection::get(&config).expect("opened");

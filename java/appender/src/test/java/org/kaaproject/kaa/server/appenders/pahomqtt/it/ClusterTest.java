@@ -33,11 +33,9 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
  *
  * <p>Every pack of every node must be confirmed, and the subscriber must count every record exactly once (by
  * content): a pack failed by a takeover would be sent again by Kaa and could show twice. The broker's own log counts
- * the takeovers ("already connected, closing old connection"): with one fixed client id in every node, a node
- * moves to an id of its own when it is pushed out twice in a row soon after connecting (one such close may be the
- * broker's hiccup), and at least one keeps the id, so the fight ends after a few takeovers (each newcomer costs about
- * four: two of its own, and two of the node holding the id, the first after a long life); with the form default,
- * which names the node, never.
+ * the takeovers ("already connected, closing old connection"): with one fixed client id in every node, each node
+ * may be pushed out once (the appender then moves to an id of its own); with the form default, which names the
+ * node, never.
  */
 @Timeout(300)
 class ClusterTest {
@@ -126,7 +124,7 @@ class ClusterTest {
             if (original) {
                 // The fault is there: the second node's connect pushed the first out.
                 assertTrue(takeovers.size() >= 1, "no takeover happened: the test shows nothing");
-                assertTrue(takeovers.size() <= 4 * nodes, label + ": the fight ends, the broker logged "
+                assertTrue(takeovers.size() <= nodes, label + ": at most one takeover per node, the broker logged "
                         + takeovers + "\n" + BROKER.broker().logTail(40));
                 assertTrue(switched.size() <= nodes - 1, "nodes that moved to an id of their own: " + switched);
             } else {
@@ -171,15 +169,15 @@ class ClusterTest {
      * A node joins a cluster whose first node has been connected for longer than the takeover window and is
      * publishing, with one fixed client id and clean session. The broker gives no reason (MQTT 3.1.1; Mosquitto
      * 2.0.11 sends none with MQTT 5 either), so the first node sees a lost connection and takes the id back at once,
-     * and the newcomer, pushed out twice within moments of connecting, moves to an id of its own. Packs in flight on
-     * a dropped connection fail with onConnectionError and, sent again as Kaa does, are delivered; the fight ends
-     * after a few takeovers (4: the old node, the newcomer, each twice), which JMX counts: one close right after a
-     * connect counts only when the next connection ends the same way (it may be a broker's hiccup, or its silent
-     * refusal of a publish).
+     * and the newcomer, pushed out within moments of connecting, moves to an id of its own. Packs in flight on a
+     * dropped connection fail with onConnectionError and, sent again as Kaa does, are delivered; the fight ends after
+     * at most two takeovers of each node, which JMX counts: a close right after a publish counts only when the next
+     * connection ends the same way (it may be a broker's silent refusal of that publish), so a node pushed out after
+     * it published is pushed out twice.
      */
     @ParameterizedTest(name = "{0}")
     @MethodSource("versions")
-    void aNodeJoiningABusyClusterCostsEachPackAtMostThreeRetries(String version) {
+    void aNodeJoiningABusyClusterCostsEachPackAtMostTwoRetries(String version) {
         String clientId = "it-join-" + UUID.randomUUID().toString().substring(0, 8);
         Map<String, Object> cfg = KaaNode.brokerConfig(BROKER.port(), "kaa/it/join/" + clientId, 1);
         cfg.put("clientId", clientId);
@@ -224,8 +222,7 @@ class ClusterTest {
             for (int s = 0; s < seed; s++) {
                 expected.addAll(AvroReference.expectedPayloads(schema, ChildNodeMain.records(s, RECORDS_PER_PACK)));
             }
-            // Kaa sends a pack again when it was not confirmed; up to four attempts (a node is pushed out at most
-            // three times here: two young closes, and one after a long life, or one more whose CONNACK was unread).
+            // Kaa sends a pack again when it was not confirmed; up to three attempts (two takeovers at most).
             int resent = 0;
             Map<String, ChildNode> appended = new LinkedHashMap<>();
             for (Map.Entry<String, int[]> p : packs.entrySet()) {
@@ -238,7 +235,7 @@ class ClusterTest {
                         break;
                     }
                     assertEquals(RecordingCallback.CONNECTION_ERROR, answer, label);
-                    assertTrue(attempt < 4, label + " failed " + attempt + " times");
+                    assertTrue(attempt < 3, label + " failed " + attempt + " times");
                     resent++;
                     label = p.getKey() + "-again" + attempt;
                     node.append("join", label, p.getValue()[1], RECORDS_PER_PACK);
@@ -261,7 +258,7 @@ class ClusterTest {
                     + Long.parseLong(second.metric("join", "Takeovers"));
             System.out.println(version + ", a node joins a busy one: broker takeovers " + takeovers.size()
                     + ", counted in JMX " + counted + ", packs sent again " + resent + ", duplicates " + duplicates);
-            assertTrue(takeovers.size() >= 1 && takeovers.size() <= 6, "takeovers " + takeovers);
+            assertTrue(takeovers.size() >= 1 && takeovers.size() <= 4, "takeovers " + takeovers);
             assertTrue(counted >= 1 && counted <= takeovers.size(), "JMX Takeovers " + counted + " for " + takeovers);
         }
     }
@@ -278,8 +275,7 @@ class ClusterTest {
     /**
      * With cleanSession off the id names a session the broker keeps, so the appender must not change it: two nodes
      * with one such id log an ERROR naming the cause and the fix, and back off instead of pushing each other out ten
-     * times a second (measured without the backoff: 33 takeovers in 2 s; with it, 15 and 17 in 10 s, where every
-     * other close counts, as one alone may be the broker's hiccup). With {hostname} in the id already (the
+     * times a second (measured without the backoff: 33 takeovers in 2 s). With {hostname} in the id already (the
      * two child nodes share this machine's host name, as containers given one hostname do), the fix named is a host
      * name of each node's own, not the placeholder it has.
      */
@@ -301,7 +297,7 @@ class ClusterTest {
             errors.addAll(second.appenderLogLines("ERROR"));
             System.out.println("cleanSession off, one id, 10 s: broker takeovers " + takeovers.size()
                     + ", counted in JMX " + counted + ", ERROR lines " + errors.size());
-            assertTrue(takeovers.size() >= 1 && takeovers.size() <= 30, "takeovers in 10 s: " + takeovers.size());
+            assertTrue(takeovers.size() >= 1 && takeovers.size() <= 20, "takeovers in 10 s: " + takeovers.size());
             assertTrue(counted >= 1, "JMX Takeovers");
             assertTrue(!errors.isEmpty() && errors.size() <= 2, "one ERROR per node at most: " + errors);
             assertTrue(errors.get(0).contains("cleanSession off") && errors.get(0).contains(fix), errors.get(0));
