@@ -864,6 +864,8 @@ class AvroCornersTest {
             appender.doAppend(KaaNode.pack(cases.schemaText, 1, bins), cb);
             cb.assertExactlyOne(SUCCESS, Duration.ofSeconds(30), GRACE);
             sub.awaitCount(bins.size(), Duration.ofSeconds(20));
+            RecordingCallback.sleep(GRACE); // time for an extra message to show
+            assertEquals(bins.size(), sub.payloads().size(), "one message per record, no more");
             Map<String, byte[]> byId = new HashMap<>();
             for (byte[] p : sub.payloads()) {
                 byId.put(Payloads.idOf(p), p);
