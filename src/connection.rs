@@ -1706,14 +1706,18 @@ impl<E: EventLoop> Driver<E> {
                     Failure::Closed { why, .. } if *suspected => (
                         format!(
                             "{why}: closed {} ms after accepting the connection, after a \
-                             publish; the broker refusing it{}",
+                             publish; the broker refusing it{} (taken for {} if the next \
+                             connection ends the same way)",
                             lived.unwrap_or_default().as_millis(),
                             if under_own_id {
-                                " (taken for the broker's own doing if the next connection ends \
-                                 the same way)"
+                                ""
                             } else {
-                                ", or another client with this id (taken for that if the next \
-                                 connection ends the same way)"
+                                ", or another client with this id"
+                            },
+                            if under_own_id {
+                                "the broker's own doing"
+                            } else {
+                                "that"
                             }
                         ),
                         false,

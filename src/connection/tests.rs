@@ -325,20 +325,11 @@ pub(crate) fn puback_for(publish: &[u8]) -> [u8; 4] {
 /// The client id of a CONNECT, from its body: after the protocol name (2 + 4 bytes), level,
 /// flags and keep-alive (2), and with MQTT 5 (level 5) its properties.
 fn connect_client_id(connect: &[u8]) -> String {
-    let mut at = 10;
-    if connect[6] == 5 {
-        let (mut properties, mut shift) = (0usize, 0);
-        loop {
-            let b = connect[at];
-            at += 1;
-            properties |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        at += properties;
-    }
+    let at = if connect[6] == 5 {
+        connect_properties(connect).1
+    } else {
+        10
+    };
     let len = usize::from(u16::from_be_bytes([connect[at], connect[at + 1]]));
     String::from_utf8_lossy(&connect[at + 2..at + 2 + len]).into_owned()
 }
@@ -347,34 +338,38 @@ fn connect_client_id(connect: &[u8]) -> String {
 pub(crate) fn read_packet(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
     let mut header = [0u8];
     s.read_exact(&mut header).ok()?;
-    let (mut len, mut shift) = (0usize, 0);
-    loop {
-        let mut b = [0u8];
-        s.read_exact(&mut b).ok()?;
-        len |= usize::from(b[0] & 0x7f) << shift;
-        if b[0] & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
+    let len = read_varint(s)?;
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).ok()?;
     Some((header[0], body))
 }
 
-/// The identifiers of an MQTT 5 CONNECT's properties.
-fn connect_property_ids(body: &[u8]) -> Vec<u8> {
-    // Protocol name (2 + 4), level, flags, keep-alive (2), then the properties' length.
-    let (mut len, mut shift, mut at) = (0usize, 0, 10);
+/// An MQTT variable byte integer (a length).
+fn read_varint(s: &mut impl std::io::Read) -> Option<usize> {
+    let (mut value, mut shift) = (0usize, 0);
     loop {
-        len |= usize::from(body[at] & 0x7f) << shift;
-        at += 1;
-        if body[at - 1] & 0x80 == 0 {
-            break;
+        let mut b = [0u8];
+        s.read_exact(&mut b).ok()?;
+        value |= usize::from(b[0] & 0x7f) << shift;
+        if b[0] & 0x80 == 0 {
+            return Some(value);
         }
         shift += 7;
     }
-    let (mut ids, end) = (Vec::new(), at + len);
+}
+
+/// Where an MQTT 5 CONNECT's properties start and end in its body: after the protocol name
+/// (2 + 4 bytes), level, flags, keep-alive (2) and the properties' length.
+fn connect_properties(body: &[u8]) -> (usize, usize) {
+    let mut rest = &body[10..];
+    let len = read_varint(&mut rest).expect("the properties' length");
+    let start = body.len() - rest.len();
+    (start, start + len)
+}
+
+/// The identifiers of an MQTT 5 CONNECT's properties.
+fn connect_property_ids(body: &[u8]) -> Vec<u8> {
+    let ((mut at, end), mut ids) = (connect_properties(body), Vec::new());
     let u16_at = |i: usize| usize::from(u16::from_be_bytes([body[i], body[i + 1]]));
     while at < end {
         let id = body[at];
