@@ -341,6 +341,52 @@ class InstallLayoutIT {
     }
 
     /**
+     * README "Install": a library whose native interface is not the jar's (an older build's .so left beside a newer
+     * jar) is refused at load, not called with the wrong arguments: init logs one ERROR naming the library and both
+     * interface versions ("unknown" for a library without the version call), every pack is answered
+     * onInternalError, nothing is published, and the node runs on; the copy the jar carries is not tried instead.
+     * The library is a stand-in built here with rustc: the version call alone, or nothing at all.
+     */
+    @ParameterizedTest(name = "interface {0}")
+    @ValueSource(strings = {"7", "unknown"})
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void aLibraryOfAnotherInterfaceVersionIsRefused(String version) throws Exception {
+        Path lib = libDir(false);
+        Path source = newDir("kaa-node-other-build-").resolve("other_build.rs");
+        String versionCall = "#[no_mangle]\npub extern \"system\" fn "
+                + "Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion("
+                + "_env: *mut u8, _class: *mut u8) -> i32 {\n    " + version + "\n}\n";
+        Files.write(source, (version.equals("unknown") ? "" : versionCall).getBytes(StandardCharsets.UTF_8));
+        Path library = lib.resolve(NodeLayout.FILE_NAME);
+        Process rustc = new ProcessBuilder("rustc", "--edition", "2021", "--crate-type", "cdylib", "-o",
+                library.toString(), source.toString()).redirectErrorStream(true).start();
+        String rustcSaid = new String(rustc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(rustc.waitFor(120, TimeUnit.SECONDS) && rustc.exitValue() == 0, "rustc: " + rustcSaid);
+
+        String topic = "kaa/it/install/other-interface/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Run r = runNode(lib, List.of(), List.of("--host", "127.0.0.1", "--port", String.valueOf(BROKER.port()),
+                    "--topic", topic, "--packs", "3", "--pack-size", "2", "--client-id", "install-other-interface-"
+                            + UUID.randomUUID().toString().substring(0, 8)));
+            assertNoCrash(r);
+            assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());
+            for (int p = 1; p <= 3; p++) {
+                assertTrue(r.stdout.contains("pack " + p + ": 2 records -> onInternalError"), r.describe());
+            }
+            assertFalse(r.stdout.contains("onSuccess"), r.describe());
+            assertEquals(List.of(library.toString()), r.loaded(), "only the library beside the jar was loaded\n"
+                    + r.describe());
+            List<String> errors = r.stderrLines("ERROR");
+            assertEquals(1, errors.size(), "one error logged\n" + r.describe());
+            String error = errors.get(0);
+            assertTrue(error.contains(library.toString()) && error.contains("is from another build")
+                    && error.contains("(interface " + version + ", this jar needs "), error);
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            assertEquals(0, sub.count(), "nothing published");
+        }
+    }
+
+    /**
      * Only the jar in lib/ (no .so beside it): the appender extracts the copy it carries into a directory of its own
      * under java.io.tmpdir, loads that and publishes; the copy is deleted once loaded, so nothing is left behind.
      */
