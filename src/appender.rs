@@ -914,6 +914,7 @@ async fn sweep(appender: Weak<Appender>) {
         }
         let now = Instant::now();
         appender.expire(now);
+        appender.metrics.mark(now);
         if let Some(warning) = certificate.due(unix_now()) {
             log::warn!("appender '{}': {warning}", appender.name);
         }

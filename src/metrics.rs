@@ -2,14 +2,22 @@
 //! and how long packs wait for their answer; per connection, reconnects and state. Read over
 //! JMX (a snapshot through the bridge) and summarised in a periodic log line.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::delivery::Outcome;
+use crate::supervise::lock;
 
 /// Latency buckets: four per power of two of microseconds, up to about 19 hours.
 const BUCKETS: usize = 4 * 36;
+
+/// The recent latency figures are over the packs answered since the oldest of these marks of
+/// the lifetime counts, one taken every [`MARK_EVERY`]: the last 60 to 70 s once the appender
+/// has run that long. Lifetime figures of a node up for weeks hide an hour of slow answers.
+const MARKS: usize = 7;
+const MARK_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct ConnectionMetrics {
@@ -25,6 +33,38 @@ pub struct AppenderMetrics {
     records_failed: AtomicU64,
     in_flight: AtomicI64,
     latency: [AtomicU64; BUCKETS],
+    /// The lifetime latency counts every [`MARK_EVERY`], oldest first, at most [`MARKS`].
+    marks: Mutex<VecDeque<(Instant, Histogram)>>,
+}
+
+/// Packs by latency bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Histogram([u64; BUCKETS]);
+
+impl Histogram {
+    /// The `q` quantile (0..=1), as its bucket's upper bound; zero if none.
+    fn quantile(&self, q: f64) -> Duration {
+        let total: u64 = self.0.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &c) in self.0.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_limit(i);
+            }
+        }
+        bucket_limit(BUCKETS - 1)
+    }
+
+    /// What was counted since `earlier`, a mark of the same counts.
+    fn since(&self, earlier: &Histogram) -> Histogram {
+        Histogram(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(earlier.0[i])
+        }))
+    }
 }
 
 /// A consistent-enough copy of the counters (each read atomically, not all at one instant).
@@ -43,6 +83,9 @@ pub struct Snapshot {
     pub takeovers: u64,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
+    /// Over the packs answered in about the last minute (see [`MARKS`]).
+    pub recent_latency_p50: Duration,
+    pub recent_latency_p99: Duration,
 }
 
 fn index(outcome: Outcome) -> usize {
@@ -67,6 +110,7 @@ impl Default for AppenderMetrics {
             records_failed: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            marks: Mutex::default(),
         }
     }
 }
@@ -119,26 +163,35 @@ impl AppenderMetrics {
         self.latency[bucket(latency)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The `q` quantile (0..=1) of pack latency, as its bucket's upper bound; zero if none.
-    fn quantile(&self, counts: &[u64; BUCKETS], q: f64) -> Duration {
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return Duration::ZERO;
+    fn counts(&self) -> Histogram {
+        Histogram(std::array::from_fn(|i| {
+            self.latency[i].load(Ordering::Relaxed)
+        }))
+    }
+
+    /// Marks the latency counts for the recent figures, if the last mark is [`MARK_EVERY`]
+    /// old; called often (the appender's sweep), it does little else.
+    pub fn mark(&self, now: Instant) {
+        let mut marks = lock(&self.marks);
+        if marks
+            .back()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) < MARK_EVERY)
+        {
+            return;
         }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, &c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return bucket_limit(i);
-            }
+        marks.push_back((now, self.counts()));
+        while marks.len() > MARKS {
+            marks.pop_front();
         }
-        bucket_limit(BUCKETS - 1)
     }
 
     pub fn snapshot(&self, connection: &ConnectionMetrics, awaiting_broker: usize) -> Snapshot {
-        let counts: [u64; BUCKETS] =
-            std::array::from_fn(|i| self.latency[i].load(Ordering::Relaxed));
+        let counts = self.counts();
+        // Before the first mark, since the appender opened.
+        let recent = match lock(&self.marks).front() {
+            Some((_, oldest)) => counts.since(oldest),
+            None => counts,
+        };
         let packs = |o: Outcome| self.packs[index(o)].load(Ordering::Relaxed);
         Snapshot {
             packs_delivered: packs(Outcome::Delivered),
@@ -152,8 +205,10 @@ impl AppenderMetrics {
             reconnects: connection.reconnects.load(Ordering::Relaxed),
             connected: connection.connected.load(Ordering::Relaxed),
             takeovers: connection.takeovers.load(Ordering::Relaxed),
-            latency_p50: self.quantile(&counts, 0.5),
-            latency_p99: self.quantile(&counts, 0.99),
+            latency_p50: counts.quantile(0.5),
+            latency_p99: counts.quantile(0.99),
+            recent_latency_p50: recent.quantile(0.5),
+            recent_latency_p99: recent.quantile(0.99),
         }
     }
 }
@@ -180,7 +235,7 @@ impl Figure {
 /// What JMX shows, declared once: each figure's attribute name and description, in the order
 /// of [`Snapshot::figures`], whose values give their types. The bridge builds the JMX bean's
 /// attributes from this table and answers its reads.
-pub const FIGURES: [(&str, &str); 13] = [
+pub const FIGURES: [(&str, &str); 15] = [
     ("PacksDelivered", "Packs answered onSuccess"),
     ("PacksFailedConnection", "Packs answered onConnectionError"),
     ("PacksFailedRemote", "Packs answered onRemoteError"),
@@ -204,11 +259,23 @@ pub const FIGURES: [(&str, &str); 13] = [
     ),
     (
         "AnswerLatencyP50Millis",
-        "Median time from doAppend to the pack's answer, ms",
+        "Median time from doAppend to the pack's answer, ms, over every pack since the \
+         appender opened",
     ),
     (
         "AnswerLatencyP99Millis",
-        "99th percentile of the time from doAppend to the pack's answer, ms",
+        "99th percentile of the time from doAppend to the pack's answer, ms, over every pack \
+         since the appender opened",
+    ),
+    (
+        "RecentAnswerLatencyP50Millis",
+        "Median time from doAppend to the pack's answer, ms, over the packs answered in the \
+         last 60 to 70 s; 0 if none",
+    ),
+    (
+        "RecentAnswerLatencyP99Millis",
+        "99th percentile of the time from doAppend to the pack's answer, ms, over the packs \
+         answered in the last 60 to 70 s; 0 if none",
     ),
     (
         "Takeovers",
@@ -237,6 +304,8 @@ impl Snapshot {
             Figure::Flag(self.connected),
             millis(self.latency_p50),
             millis(self.latency_p99),
+            millis(self.recent_latency_p50),
+            millis(self.recent_latency_p99),
             count(self.takeovers),
         ]
     }
@@ -246,7 +315,8 @@ impl Snapshot {
         format!(
             "{} records in {} packs delivered; packs failed: {} connection, {} remote, {} internal; \
              {} packs in flight, {} records awaiting the broker; answer latency p50 {:.1} ms, \
-             p99 {:.1} ms; {}, {} reconnects, {} client id takeovers",
+             p99 {:.1} ms (last minute: p50 {:.1} ms, p99 {:.1} ms); {}, {} reconnects, {} client \
+             id takeovers",
             self.records_delivered,
             self.packs_delivered,
             self.packs_connection_error,
@@ -256,6 +326,8 @@ impl Snapshot {
             self.records_awaiting_broker,
             self.latency_p50.as_secs_f64() * 1e3,
             self.latency_p99.as_secs_f64() * 1e3,
+            self.recent_latency_p50.as_secs_f64() * 1e3,
+            self.recent_latency_p99.as_secs_f64() * 1e3,
             if self.connected { "connected" } else { "not connected" },
             self.reconnects,
             self.takeovers
@@ -333,6 +405,7 @@ mod tests {
             records_awaiting_broker: 8,
             connected: true,
             latency_p99: Duration::from_micros(2500),
+            recent_latency_p99: Duration::from_micros(750),
             takeovers: 13,
             ..Default::default()
         };
@@ -342,13 +415,63 @@ mod tests {
         assert_eq!(named("RecordsAwaitingBroker"), Figure::Count(8));
         assert_eq!(named("Connected"), Figure::Flag(true));
         assert_eq!(named("AnswerLatencyP99Millis"), Figure::Millis(2.5));
+        assert_eq!(named("RecentAnswerLatencyP99Millis"), Figure::Millis(0.75));
         assert_eq!(named("Takeovers"), Figure::Count(13));
+    }
+
+    /// The recent figures leave out what was answered before about the last minute, which the
+    /// lifetime ones keep; before the first mark they are the lifetime ones.
+    #[test]
+    fn recent_latency_covers_the_last_minute_or_so() {
+        let m = AppenderMetrics::default();
+        let c = ConnectionMetrics::default();
+        let answer = |packs: usize, millis: u64| {
+            for _ in 0..packs {
+                m.started();
+                m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
+            }
+        };
+        let slow = |d: Duration| d >= Duration::from_millis(400) && d < Duration::from_millis(480);
+        let fast = |d: Duration| d >= Duration::from_millis(2) && d < Duration::from_micros(2400);
+        answer(100, 2);
+        let s = m.snapshot(&c, 0);
+        assert_eq!(
+            (s.recent_latency_p50, s.recent_latency_p99),
+            (s.latency_p50, s.latency_p99),
+            "no mark yet"
+        );
+        let t0 = Instant::now();
+        m.mark(t0);
+        // Answered between the first mark and the second.
+        answer(50, 400);
+        for k in 1..=6 {
+            m.mark(t0 + MARK_EVERY * k);
+        }
+        answer(100, 2);
+        // Too soon after the last mark to take another: the first is still the oldest.
+        m.mark(t0 + MARK_EVERY * 6 + MARK_EVERY / 2);
+        let s = m.snapshot(&c, 0);
+        assert!(slow(s.recent_latency_p99), "{:?}", s.recent_latency_p99);
+        // A mark 70 s after the first drops it: the slow packs answered before the second
+        // are over a minute old.
+        m.mark(t0 + MARK_EVERY * 7);
+        let s = m.snapshot(&c, 0);
+        assert!(fast(s.recent_latency_p99), "{:?}", s.recent_latency_p99);
+        assert!(fast(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
+        assert!(slow(s.latency_p99), "lifetime: {:?}", s.latency_p99);
+        // 2 ms falls in the bucket up to 2^11 µs.
+        let line = s.summary();
+        assert!(
+            line.contains("(last minute: p50 2.0 ms, p99 2.0 ms)"),
+            "{line}"
+        );
     }
 
     #[test]
     fn empty_metrics_report_zero_latency() {
         let s = AppenderMetrics::default().snapshot(&ConnectionMetrics::default(), 0);
         assert_eq!(s.latency_p99, Duration::ZERO);
+        assert_eq!(s.recent_latency_p99, Duration::ZERO);
         assert!(!s.connected);
     }
 }

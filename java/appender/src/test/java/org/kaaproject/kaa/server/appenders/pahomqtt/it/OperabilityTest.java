@@ -85,13 +85,17 @@ class OperabilityTest {
                 double p50 = (Double) server.getAttribute(name, "AnswerLatencyP50Millis");
                 double p99 = (Double) server.getAttribute(name, "AnswerLatencyP99Millis");
                 assertTrue(p50 > 0 && p50 <= p99, "p50 " + p50 + ", p99 " + p99);
+                // Within the appender's first minute, the recent figures cover every pack too.
+                assertEquals(p50, server.getAttribute(name, "RecentAnswerLatencyP50Millis"));
+                assertEquals(p99, server.getAttribute(name, "RecentAnswerLatencyP99Millis"));
                 // A JMX client reading every attribute at once (as jconsole does) gets them all, typed.
                 String[] all = java.util.Arrays.stream(server.getMBeanInfo(name).getAttributes())
                         .map(javax.management.MBeanAttributeInfo::getName).toArray(String[]::new);
                 assertEquals(List.of("PacksDelivered", "PacksFailedConnection", "PacksFailedRemote",
                         "PacksFailedInternal", "RecordsDelivered", "RecordsFailed", "PacksInFlight",
                         "RecordsAwaitingBroker", "Reconnects", "Connected", "AnswerLatencyP50Millis",
-                        "AnswerLatencyP99Millis", "Takeovers"), List.of(all));
+                        "AnswerLatencyP99Millis", "RecentAnswerLatencyP50Millis", "RecentAnswerLatencyP99Millis",
+                        "Takeovers"), List.of(all));
                 javax.management.AttributeList values = server.getAttributes(name, all);
                 assertEquals(all.length, values.size());
                 assertEquals(5L, values.asList().get(0).getValue());
