@@ -913,8 +913,9 @@ async fn sweep(appender: Weak<Appender>) {
             return;
         }
         let now = Instant::now();
-        appender.expire(now);
+        // Before anything that could panic: the marks must go on.
         appender.metrics.mark(now);
+        appender.expire(now);
         if let Some(warning) = certificate.due(unix_now()) {
             log::warn!("appender '{}': {warning}", appender.name);
         }

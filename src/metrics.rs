@@ -14,10 +14,14 @@ use crate::supervise::lock;
 const BUCKETS: usize = 4 * 36;
 
 /// The recent latency figures are over the packs answered since the oldest of these marks of
-/// the lifetime counts, one taken every [`MARK_EVERY`]: the last 60 to 70 s once the appender
-/// has run that long. Lifetime figures of a node up for weeks hide an hour of slow answers.
+/// the lifetime counts, one taken every [`MARK_EVERY`] (the first when the appender opens):
+/// about the last 60 to 70 s once the appender has run that long. Lifetime figures of a node
+/// up for weeks hide an hour of slow answers.
 const MARKS: usize = 7;
 const MARK_EVERY: Duration = Duration::from_secs(10);
+/// A mark older than this is not taken for the window's start: marks stop while the sweep that
+/// takes them is held (the runtime busy), and "recent" would silently reach back further.
+const MARK_TOO_OLD: Duration = Duration::from_secs(80);
 
 #[derive(Default)]
 pub struct ConnectionMetrics {
@@ -83,7 +87,8 @@ pub struct Snapshot {
     pub takeovers: u64,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
-    /// Over the packs answered in about the last minute (see [`MARKS`]).
+    /// Over the packs answered in about the last minute (see [`MARKS`]), or since the newest
+    /// mark when every mark is older than [`MARK_TOO_OLD`].
     pub recent_latency_p50: Duration,
     pub recent_latency_p99: Duration,
 }
@@ -110,7 +115,8 @@ impl Default for AppenderMetrics {
             records_failed: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
-            marks: Mutex::default(),
+            // From the start: a pack answered before the sweep's first mark is recent too.
+            marks: Mutex::new(VecDeque::from([(Instant::now(), Histogram([0; BUCKETS]))])),
         }
     }
 }
@@ -186,11 +192,23 @@ impl AppenderMetrics {
     }
 
     pub fn snapshot(&self, connection: &ConnectionMetrics, awaiting_broker: usize) -> Snapshot {
+        self.snapshot_at(connection, awaiting_broker, Instant::now())
+    }
+
+    fn snapshot_at(
+        &self,
+        connection: &ConnectionMetrics,
+        awaiting_broker: usize,
+        now: Instant,
+    ) -> Snapshot {
         let counts = self.counts();
-        // Before the first mark, since the appender opened.
-        let recent = match lock(&self.marks).front() {
-            Some((_, oldest)) => counts.since(oldest),
-            None => counts,
+        let recent = {
+            let marks = lock(&self.marks);
+            let start = marks
+                .iter()
+                .find(|(at, _)| now.saturating_duration_since(*at) <= MARK_TOO_OLD)
+                .or(marks.back());
+            start.map_or(counts, |(_, mark)| counts.since(mark))
         };
         let packs = |o: Outcome| self.packs[index(o)].load(Ordering::Relaxed);
         Snapshot {
@@ -269,13 +287,14 @@ pub const FIGURES: [(&str, &str); 15] = [
     ),
     (
         "RecentAnswerLatencyP50Millis",
-        "Median time from doAppend to the pack's answer, ms, over the packs answered in the \
-         last 60 to 70 s; 0 if none",
+        "Median time from doAppend to the pack's answer, ms, over the packs answered in about \
+         the last 60 to 70 s (in the appender's first minute, since it opened); 0 if none",
     ),
     (
         "RecentAnswerLatencyP99Millis",
         "99th percentile of the time from doAppend to the pack's answer, ms, over the packs \
-         answered in the last 60 to 70 s; 0 if none",
+         answered in about the last 60 to 70 s (in the appender's first minute, since it \
+         opened); 0 if none",
     ),
     (
         "Takeovers",
@@ -420,42 +439,42 @@ mod tests {
     }
 
     /// The recent figures leave out what was answered before about the last minute, which the
-    /// lifetime ones keep; before the first mark they are the lifetime ones.
+    /// lifetime ones keep; in the appender's first minute they cover every pack; with no mark
+    /// for over a minute (the sweep held), they start at the newest mark.
     #[test]
     fn recent_latency_covers_the_last_minute_or_so() {
         let m = AppenderMetrics::default();
         let c = ConnectionMetrics::default();
+        let t0 = Instant::now();
         let answer = |packs: usize, millis: u64| {
             for _ in 0..packs {
                 m.started();
                 m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
             }
         };
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         let slow = |d: Duration| d >= Duration::from_millis(400) && d < Duration::from_millis(480);
         let fast = |d: Duration| d >= Duration::from_millis(2) && d < Duration::from_micros(2400);
         answer(100, 2);
-        let s = m.snapshot(&c, 0);
+        let s = m.snapshot_at(&c, 0, t0);
         assert_eq!(
             (s.recent_latency_p50, s.recent_latency_p99),
             (s.latency_p50, s.latency_p99),
-            "no mark yet"
+            "since the appender opened"
         );
-        let t0 = Instant::now();
-        m.mark(t0);
-        // Answered between the first mark and the second.
+        // Answered before the second mark.
         answer(50, 400);
         for k in 1..=6 {
-            m.mark(t0 + MARK_EVERY * k);
+            m.mark(at(10 * k));
         }
         answer(100, 2);
         // Too soon after the last mark to take another: the first is still the oldest.
-        m.mark(t0 + MARK_EVERY * 6 + MARK_EVERY / 2);
-        let s = m.snapshot(&c, 0);
+        m.mark(at(65));
+        let s = m.snapshot_at(&c, 0, at(65));
         assert!(slow(s.recent_latency_p99), "{:?}", s.recent_latency_p99);
-        // A mark 70 s after the first drops it: the slow packs answered before the second
-        // are over a minute old.
-        m.mark(t0 + MARK_EVERY * 7);
-        let s = m.snapshot(&c, 0);
+        // A mark 70 s after the first drops it: the slow packs are over a minute old.
+        m.mark(at(70));
+        let s = m.snapshot_at(&c, 0, at(70));
         assert!(fast(s.recent_latency_p99), "{:?}", s.recent_latency_p99);
         assert!(fast(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
         assert!(slow(s.latency_p99), "lifetime: {:?}", s.latency_p99);
@@ -465,6 +484,10 @@ mod tests {
             line.contains("(last minute: p50 2.0 ms, p99 2.0 ms)"),
             "{line}"
         );
+        // No mark since: read 130 s after the last, the window starts there, not at the oldest.
+        answer(10, 400);
+        let s = m.snapshot_at(&c, 0, at(200));
+        assert!(slow(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
     }
 
     #[test]
