@@ -61,8 +61,10 @@ final class NativeLibrary {
         }
         List<String> tried = new ArrayList<>();
         String explicit = System.getProperty(PATH_PROPERTY);
-        boolean loaded = explicit != null && !explicit.isEmpty() ? tryLoad(new File(explicit), tried)
-                : tryLoad(besideJar(), tried) || tryLoadFromJar(tried) || tryLoadLibrary(tried);
+        boolean explicitly = explicit != null && !explicit.isEmpty();
+        File beside = explicitly ? null : besideJar();
+        boolean loaded = explicitly ? tryLoad(new File(explicit), tried)
+                : tryLoad(beside, tried) || tryLoadFromJar(tried) || tryLoadLibrary(tried);
         if (!loaded) {
             failure = "kaa-mqtt-appender native library not loaded; tried: " + String.join("; ", tried)
                     + ". Put " + FILE_NAME + " beside the appender jar, or set -D" + PATH_PROPERTY + "=/path/to/"
@@ -70,11 +72,16 @@ final class NativeLibrary {
             throw new UnsatisfiedLinkError(failure);
         }
         checkAbi();
-        File beside = besideJar();
         if (beside != null && beside.getAbsolutePath().equals(loadedFrom) && !sameAsCarried(ownJar(), beside)) {
             LoggerFactory.getLogger(NativeLibrary.class).warn("{} is not the library this jar was built with (the "
                     + "copy it carries differs): another build's, which runs that build's code; install the jar and "
                     + "{} of one build", loadedFrom, FILE_NAME);
+        } else if (beside != null && beside.isFile() && !beside.getAbsolutePath().equals(loadedFrom)) {
+            // Another build's whose JNI_OnLoad fails with this jar, or one built for a newer C library: else the
+            // file the install put there would be passed over without a word.
+            LoggerFactory.getLogger(NativeLibrary.class).warn("the library beside the jar could not be loaded: {}; "
+                    + "the appender runs {} instead: replace it with the {} of this jar's build", tried.get(0),
+                    loadedFrom, FILE_NAME);
         }
         return loadedFrom;
     }

@@ -167,7 +167,8 @@ class InstallLayoutIT {
         r.stdout = read(work.resolve("stdout.txt"));
         r.stderr = read(work.resolve("stderr.txt"));
         Path osLog = work.resolve("jvm-os.log");
-        r.osLog = Files.exists(osLog) ? Files.readAllLines(osLog, StandardCharsets.UTF_8) : List.of();
+        // ISO-8859-1: the JVM logs bytes of a failed load that are no UTF-8; what is matched is ASCII.
+        r.osLog = Files.exists(osLog) ? Files.readAllLines(osLog, StandardCharsets.ISO_8859_1) : List.of();
         r.work = work;
         System.out.println("node JVM: " + p.info().commandLine().orElse("?") + "\n" + r.describe());
         return r;
@@ -341,28 +342,39 @@ class InstallLayoutIT {
     }
 
     /**
-     * README "Install": a library whose native interface is not the jar's (an older build's .so left beside a newer
-     * jar) is refused at load, not called with the wrong arguments: init logs one ERROR naming the library and both
-     * interface versions ("unknown" for a library without the version call), every pack is answered
+     * Builds a stand-in {@code libkaa_mqtt_appender.so} at {@code library} from Rust {@code source}, with the rustc
+     * of the toolchain that builds the project.
+     */
+    private void buildStandIn(Path library, String source) throws Exception {
+        Path dir = newDir("kaa-node-stand-in-");
+        Path file = dir.resolve("stand_in.rs");
+        Files.write(file, source.getBytes(StandardCharsets.UTF_8));
+        Path said = dir.resolve("rustc.txt");
+        Process rustc = new ProcessBuilder("rustc", "--edition", "2021", "--crate-type", "cdylib", "-o",
+                library.toString(), file.toString()).redirectErrorStream(true).redirectOutput(said.toFile()).start();
+        if (!rustc.waitFor(120, TimeUnit.SECONDS)) {
+            rustc.destroyForcibly();
+            fail("rustc did not finish within 120 s: " + read(said));
+        }
+        assertEquals(0, rustc.exitValue(), "rustc: " + read(said));
+    }
+
+    /**
+     * README "Install": a library whose native interface is not the jar's (an older or newer build's .so left beside
+     * the jar) is refused at load, not called with the wrong arguments: init logs one ERROR naming the library and
+     * both interface versions ("unknown" for a library without the version call), every pack is answered
      * onInternalError, nothing is published, and the node runs on; the copy the jar carries is not tried instead.
-     * The library is a stand-in built here with rustc: the version call alone, or nothing at all.
+     * The library is a stand-in built here: the version call alone, or nothing at all.
      */
     @ParameterizedTest(name = "interface {0}")
-    @ValueSource(strings = {"7", "unknown"})
+    @ValueSource(strings = {"1", "1000", "unknown"})
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
     void aLibraryOfAnotherInterfaceVersionIsRefused(String version) throws Exception {
         Path lib = libDir(false);
-        Path source = newDir("kaa-node-other-build-").resolve("other_build.rs");
-        String versionCall = "#[no_mangle]\npub extern \"system\" fn "
-                + "Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion("
-                + "_env: *mut u8, _class: *mut u8) -> i32 {\n    " + version + "\n}\n";
-        Files.write(source, (version.equals("unknown") ? "" : versionCall).getBytes(StandardCharsets.UTF_8));
         Path library = lib.resolve(NodeLayout.FILE_NAME);
-        Process rustc = new ProcessBuilder("rustc", "--edition", "2021", "--crate-type", "cdylib", "-o",
-                library.toString(), source.toString()).redirectErrorStream(true).start();
-        String rustcSaid = new String(rustc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(rustc.waitFor(120, TimeUnit.SECONDS) && rustc.exitValue() == 0, "rustc: " + rustcSaid);
-
+        buildStandIn(library, version.equals("unknown") ? "" : "#[no_mangle]\npub extern \"system\" fn "
+                + "Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion("
+                + "_env: *mut u8, _class: *mut u8) -> i32 {\n    " + version + "\n}\n");
         String topic = "kaa/it/install/other-interface/" + UUID.randomUUID().toString().substring(0, 8);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of(), List.of("--host", "127.0.0.1", "--port", String.valueOf(BROKER.port()),
@@ -383,6 +395,41 @@ class InstallLayoutIT {
                     && error.contains("(interface " + version + ", this jar needs "), error);
             RecordingCallback.sleep(Duration.ofMillis(500));
             assertEquals(0, sub.count(), "nothing published");
+        }
+    }
+
+    /**
+     * A library beside the jar that does not load (here one whose JNI_OnLoad fails, as an older build's may against
+     * this jar's classes; on a machine with an older C library, one built without zig) leaves the appender to the
+     * copy the jar carries, which publishes; one WARN names the library beside the jar, why it did not load, and
+     * what runs instead, so the operator replaces it.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void aLibraryBesideTheJarThatDoesNotLoadIsAWarning() throws Exception {
+        Path lib = libDir(false);
+        Path library = lib.resolve(NodeLayout.FILE_NAME);
+        buildStandIn(library, "#[no_mangle]\npub extern \"system\" fn JNI_OnLoad(_vm: *mut u8, _reserved: *mut u8) "
+                + "-> i32 {\n    -1\n}\n");
+        Records records = new Records(newDir("kaa-node-data-"), 5, 6);
+        String topic = "kaa/it/install/unloadable/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Run r = runNode(lib, List.of(), replayArgs(topic, records));
+            assertNoCrash(r);
+            assertEquals(0, r.exit, "the jar's own copy delivers\n" + r.describe());
+            // The stand-in maps (its JNI_OnLoad fails after), then the copy the jar carries, extracted.
+            List<String> loads = r.loaded();
+            assertEquals(2, loads.size(), r.describe());
+            assertEquals(library.toString(), loads.get(0), r.describe());
+            assertTrue(loads.get(1).startsWith(r.work.resolve("tmp").toString()), "then the extracted copy\n"
+                    + r.describe());
+            List<String> warned = r.stderrLines("WARN").stream().filter(l -> l.contains(library.toString()))
+                    .collect(Collectors.toList());
+            assertEquals(1, warned.size(), r.describe());
+            assertTrue(warned.get(0).contains("could not be loaded") && warned.get(0).contains("JNI")
+                    && warned.get(0).contains("the jar's /native/"), warned.get(0));
+            sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
+            Payloads.assertSameMultiset("published by the jar's copy", records.expected, sub.payloads());
         }
     }
 
