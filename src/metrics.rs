@@ -13,15 +13,15 @@ use crate::supervise::lock;
 /// Latency buckets: four per power of two of microseconds, up to about 19 hours.
 const BUCKETS: usize = 4 * 36;
 
-/// The recent latency figures are over the packs answered since the oldest of these marks of
-/// the lifetime counts, one taken every [`MARK_EVERY`] (the first when the appender opens):
-/// about the last 60 to 70 s once the appender has run that long. Lifetime figures of a node
-/// up for weeks hide an hour of slow answers.
+/// The recent latency figures are over the packs answered since the newest of these marks of
+/// the lifetime counts that is at least [`RECENT`] old (else the oldest, the one taken when the
+/// appender opened), one mark taken every [`MARK_EVERY`]: about the last 60 to 70 s. While the
+/// sweep that takes them is held (the runtime busy), the window reaches back to the last mark
+/// before the hold, so what was answered meanwhile stays in it. Lifetime figures of a node up
+/// for weeks hide an hour of slow answers.
 const MARKS: usize = 7;
 const MARK_EVERY: Duration = Duration::from_secs(10);
-/// A mark older than this is not taken for the window's start: marks stop while the sweep that
-/// takes them is held (the runtime busy), and "recent" would silently reach back further.
-const MARK_TOO_OLD: Duration = Duration::from_secs(80);
+const RECENT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 pub struct ConnectionMetrics {
@@ -87,8 +87,7 @@ pub struct Snapshot {
     pub takeovers: u64,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
-    /// Over the packs answered in about the last minute (see [`MARKS`]), or since the newest
-    /// mark when every mark is older than [`MARK_TOO_OLD`].
+    /// Over the packs answered in about the last minute (see [`MARKS`]).
     pub recent_latency_p50: Duration,
     pub recent_latency_p99: Duration,
 }
@@ -206,8 +205,9 @@ impl AppenderMetrics {
             let marks = lock(&self.marks);
             let start = marks
                 .iter()
-                .find(|(at, _)| now.saturating_duration_since(*at) <= MARK_TOO_OLD)
-                .or(marks.back());
+                .rev()
+                .find(|(at, _)| now.saturating_duration_since(*at) >= RECENT)
+                .or(marks.front());
             start.map_or(counts, |(_, mark)| counts.since(mark))
         };
         let packs = |o: Outcome| self.packs[index(o)].load(Ordering::Relaxed);
@@ -288,12 +288,12 @@ pub const FIGURES: [(&str, &str); 15] = [
     (
         "RecentAnswerLatencyP50Millis",
         "Median time from doAppend to the pack's answer, ms, over the packs answered in about \
-         the last 60 to 70 s (in the appender's first minute, since it opened); 0 if none",
+         the last 60 to 70 s (in the appender's first minute: since it opened); 0 if none",
     ),
     (
         "RecentAnswerLatencyP99Millis",
         "99th percentile of the time from doAppend to the pack's answer, ms, over the packs \
-         answered in about the last 60 to 70 s (in the appender's first minute, since it \
+         answered in about the last 60 to 70 s (in the appender's first minute: since it \
          opened); 0 if none",
     ),
     (
@@ -439,8 +439,9 @@ mod tests {
     }
 
     /// The recent figures leave out what was answered before about the last minute, which the
-    /// lifetime ones keep; in the appender's first minute they cover every pack; with no mark
-    /// for over a minute (the sweep held), they start at the newest mark.
+    /// lifetime ones keep; in the appender's first minute they cover every pack; after minutes
+    /// without a mark (the sweep held), they start at the last mark before, also once marks
+    /// come again.
     #[test]
     fn recent_latency_covers_the_last_minute_or_so() {
         let m = AppenderMetrics::default();
@@ -487,6 +488,10 @@ mod tests {
         // No mark since: read 130 s after the last, the window starts there, not at the oldest.
         answer(10, 400);
         let s = m.snapshot_at(&c, 0, at(200));
+        assert!(slow(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
+        // Marks again: the slow packs of the hold stay in the window.
+        m.mark(at(200));
+        let s = m.snapshot_at(&c, 0, at(201));
         assert!(slow(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
     }
 

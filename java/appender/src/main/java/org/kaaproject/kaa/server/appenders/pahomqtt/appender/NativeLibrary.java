@@ -27,7 +27,8 @@ import org.slf4j.LoggerFactory;
  * <ol>
  * <li>the path in system property {@value #PATH_PROPERTY}, if set (then only that);</li>
  * <li>{@value #FILE_NAME} in the directory of the jar holding this class (the Kaa install layout), with a WARN if
- * it is not the copy the jar carries: another build's, left by an upgrade that copied the jar alone;</li>
+ * it is not the copy the jar carries: another build's, left by an upgrade that copied the jar alone; and a WARN
+ * with the reason if it is there but does not load, and a place below is used;</li>
  * <li>the copy inside the jar, extracted into a new directory only this user can enter, under
  * {@value #EXTRACT_DIR_PROPERTY} (default {@code java.io.tmpdir}), and deleted as soon as it is loaded;</li>
  * <li>{@code System.loadLibrary("kaa_mqtt_appender")}.</li>
@@ -71,17 +72,21 @@ final class NativeLibrary {
                     + FILE_NAME + ", and restart the node: it is tried once per process";
             throw new UnsatisfiedLinkError(failure);
         }
+        // Before the interface check, which may refuse what loaded instead: its error names only that.
+        if (beside != null && beside.isFile() && !beside.getAbsolutePath().equals(loadedFrom)
+                && !tried.get(0).contains("another classloader")) {
+            // Another build's whose JNI_OnLoad fails with this jar, or one built for a newer C library: else the
+            // file the install put there would be passed over without a word. (Loaded by another class loader of
+            // this JVM, it is this build's, and a copy is what this loader can use.)
+            LoggerFactory.getLogger(NativeLibrary.class).warn("the library beside the jar could not be loaded; the "
+                    + "appender runs {} instead: replace it with the {} of this jar's build (tried: {})", loadedFrom,
+                    FILE_NAME, String.join("; ", tried));
+        }
         checkAbi();
         if (beside != null && beside.getAbsolutePath().equals(loadedFrom) && !sameAsCarried(ownJar(), beside)) {
             LoggerFactory.getLogger(NativeLibrary.class).warn("{} is not the library this jar was built with (the "
                     + "copy it carries differs): another build's, which runs that build's code; install the jar and "
                     + "{} of one build", loadedFrom, FILE_NAME);
-        } else if (beside != null && beside.isFile() && !beside.getAbsolutePath().equals(loadedFrom)) {
-            // Another build's whose JNI_OnLoad fails with this jar, or one built for a newer C library: else the
-            // file the install put there would be passed over without a word.
-            LoggerFactory.getLogger(NativeLibrary.class).warn("the library beside the jar could not be loaded: {}; "
-                    + "the appender runs {} instead: replace it with the {} of this jar's build", tried.get(0),
-                    loadedFrom, FILE_NAME);
         }
         return loadedFrom;
     }
