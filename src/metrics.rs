@@ -42,7 +42,7 @@ pub struct AppenderMetrics {
 }
 
 /// Packs by latency bucket.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct Histogram([u64; BUCKETS]);
 
 impl Histogram {
