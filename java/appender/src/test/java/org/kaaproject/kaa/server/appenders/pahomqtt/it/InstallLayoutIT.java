@@ -360,6 +360,30 @@ class InstallLayoutIT {
     }
 
     /**
+     * Runs the node with an appender that cannot start: its three packs of two records are each answered
+     * onInternalError, nothing is published, one ERROR is logged, and the JVM exits on its own (Replay's exit code
+     * 1: not every pack confirmed), without a crash. Returns the run.
+     */
+    private Run runNotStarting(Path lib, List<String> options, String name) throws Exception {
+        String topic = "kaa/it/install/" + name + "/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Run r = runNode(lib, options, List.of("--host", "127.0.0.1", "--port", String.valueOf(BROKER.port()),
+                    "--topic", topic, "--packs", "3", "--pack-size", "2", "--client-id", "install-" + name + "-"
+                            + UUID.randomUUID().toString().substring(0, 8)));
+            assertNoCrash(r);
+            assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());
+            for (int p = 1; p <= 3; p++) {
+                assertTrue(r.stdout.contains("pack " + p + ": 2 records -> onInternalError"), r.describe());
+            }
+            assertFalse(r.stdout.contains("onSuccess"), r.describe());
+            assertEquals(1, r.stderrLines("ERROR").size(), "one error logged\n" + r.describe());
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            assertEquals(0, sub.count(), "nothing published");
+            return r;
+        }
+    }
+
+    /**
      * README "Install": a library whose native interface is not the jar's (an older or newer build's .so left beside
      * the jar) is refused at load, not called with the wrong arguments: init logs one ERROR naming the library and
      * both interface versions ("unknown" for a library without the version call), every pack is answered
@@ -375,27 +399,12 @@ class InstallLayoutIT {
         buildStandIn(library, version.equals("unknown") ? "" : "#[no_mangle]\npub extern \"system\" fn "
                 + "Java_org_kaaproject_kaa_server_appenders_pahomqtt_appender_NativeAppender_abiVersion("
                 + "_env: *mut u8, _class: *mut u8) -> i32 {\n    " + version + "\n}\n");
-        String topic = "kaa/it/install/other-interface/" + UUID.randomUUID().toString().substring(0, 8);
-        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
-            Run r = runNode(lib, List.of(), List.of("--host", "127.0.0.1", "--port", String.valueOf(BROKER.port()),
-                    "--topic", topic, "--packs", "3", "--pack-size", "2", "--client-id", "install-other-interface-"
-                            + UUID.randomUUID().toString().substring(0, 8)));
-            assertNoCrash(r);
-            assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());
-            for (int p = 1; p <= 3; p++) {
-                assertTrue(r.stdout.contains("pack " + p + ": 2 records -> onInternalError"), r.describe());
-            }
-            assertFalse(r.stdout.contains("onSuccess"), r.describe());
-            assertEquals(List.of(library.toString()), r.loaded(), "only the library beside the jar was loaded\n"
-                    + r.describe());
-            List<String> errors = r.stderrLines("ERROR");
-            assertEquals(1, errors.size(), "one error logged\n" + r.describe());
-            String error = errors.get(0);
-            assertTrue(error.contains(library.toString()) && error.contains("is from another build")
-                    && error.contains("(interface " + version + ", this jar needs "), error);
-            RecordingCallback.sleep(Duration.ofMillis(500));
-            assertEquals(0, sub.count(), "nothing published");
-        }
+        Run r = runNotStarting(lib, List.of(), "other-interface");
+        assertEquals(List.of(library.toString()), r.loaded(), "only the library beside the jar was loaded\n"
+                + r.describe());
+        String error = r.stderrLines("ERROR").get(0);
+        assertTrue(error.contains(library.toString()) && error.contains("is from another build")
+                && error.contains("(interface " + version + ", this jar needs "), error);
     }
 
     /**
@@ -623,25 +632,10 @@ class InstallLayoutIT {
             Files.write(bogus, "this is not an ELF file\n".repeat(200).getBytes(StandardCharsets.UTF_8));
             path = bogus.toString();
         }
-        String topic = "kaa/it/install/broken/" + UUID.randomUUID().toString().substring(0, 8);
-        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
-            Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.library=" + path), List.of("--host", "127.0.0.1",
-                    "--port", String.valueOf(BROKER.port()), "--topic", topic, "--packs", "3", "--pack-size", "2",
-                    "--client-id", "install-broken-" + UUID.randomUUID().toString().substring(0, 8)));
-            assertNoCrash(r);
-            assertEquals(1, r.exit, "Replay's exit code when packs were not confirmed\n" + r.describe());
-            for (int p = 1; p <= 3; p++) {
-                assertTrue(r.stdout.contains("pack " + p + ": 2 records -> onInternalError"), r.describe());
-            }
-            assertFalse(r.stdout.contains("onSuccess"), r.describe());
-            List<String> errors = r.stderrLines("ERROR");
-            assertEquals(1, errors.size(), "one error logged\n" + r.describe());
-            String error = errors.get(0);
-            assertTrue(error.contains(path), "the error names where the appender looked: " + error);
-            assertTrue(error.contains("kaa.mqtt.appender.library"), "and how to point it elsewhere: " + error);
-            assertEquals(List.of(), r.loaded(), "the library is not loaded from anywhere else\n" + r.describe());
-            RecordingCallback.sleep(Duration.ofMillis(500));
-            assertEquals(0, sub.count(), "nothing published");
-        }
+        Run r = runNotStarting(lib, List.of("-Dkaa.mqtt.appender.library=" + path), "broken");
+        String error = r.stderrLines("ERROR").get(0);
+        assertTrue(error.contains(path), "the error names where the appender looked: " + error);
+        assertTrue(error.contains("kaa.mqtt.appender.library"), "and how to point it elsewhere: " + error);
+        assertEquals(List.of(), r.loaded(), "the library is not loaded from anywhere else\n" + r.describe());
     }
 }
