@@ -1834,7 +1834,8 @@ impl<E: EventLoop> Driver<E> {
                 *current = next;
                 if next == 0 {
                     if *refused_in_round == brokers.len() {
-                        lock(&shared.tracker).on_refused();
+                        let refused = lock(&shared.tracker).on_refused();
+                        refused.answer();
                     }
                     *refused_in_round = 0;
                     let pause = pause.unwrap_or_else(|| jitter(*backoff));

@@ -353,6 +353,19 @@ struct Parked {
     held: Held,
 }
 
+/// The packs parked when every broker refused the connection, taken out of their tracker
+/// ([`Tracker::on_refused`]) to be answered after its lock.
+pub struct Refused(FairQueue<Parked, 3>);
+
+impl Refused {
+    /// Answers each pack `onRemoteError` and frees its messages.
+    pub fn answer(mut self) {
+        for p in self.0.drain() {
+            p.pack.finish(Why::Refused);
+        }
+    }
+}
+
 /// A message handed to the client and not yet confirmed.
 struct InFlight {
     pack: Arc<Pack>,
@@ -2137,13 +2150,17 @@ impl Tracker {
     /// keeps them for the next one), which waited for their deadline: they are answered now
     /// too, and their messages are dropped before the client writes anything more
     /// ([`Tracker::unready_answered`]).
-    pub fn on_refused(&mut self) {
-        for p in self.parked.drain() {
-            p.pack.finish(Why::Refused);
-        }
+    ///
+    /// The parked packs leave the tracker whole, and are answered, and their messages freed
+    /// (their room given back), by [`Refused::answer`] once the caller has let go of the
+    /// tracker: every `doAppend` on the connection waits for it, and a full queue (100,000
+    /// messages of 4 KiB) took 20 to 25 ms to answer and free.
+    #[must_use = "the parked packs are answered by `Refused::answer`"]
+    pub fn on_refused(&mut self) -> Refused {
         for m in &self.sent {
             m.pack.finish(Why::Refused);
         }
+        Refused(std::mem::take(&mut self.parked))
     }
 
     /// Drops parked messages of packs already answered (deadline passed, appender closed).
@@ -3277,7 +3294,7 @@ mod tests {
         let mut out = Recorder::default();
         let (p, rx) = pack(1);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 100);
-        t.on_refused();
+        t.on_refused().answer();
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
     }
 
@@ -3292,7 +3309,7 @@ mod tests {
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(2), 100);
         t.on_connection_lost(0, &[]);
         assert!(outcomes(&rx).is_empty(), "kept for the next connection");
-        t.on_refused();
+        t.on_refused().answer();
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);
 
         t.on_connected(&mut out, Window::default());
@@ -5320,7 +5337,7 @@ mod tests {
 
         let (e, _) = pack(1);
         t.submit(&mut out, &e, Qos::AtMostOnce.into(), sized(&[100]), max);
-        t.on_refused();
+        t.on_refused().answer();
         assert_eq!(t.held_bytes(), 0, "refused with the connection");
 
         t.on_connected(&mut out, Window::default());

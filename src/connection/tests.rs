@@ -22,6 +22,8 @@ enum Step {
     Closed,
     /// The connection failed so.
     Broken(&'static str),
+    /// The broker refused the connection (bad credentials).
+    Refused,
 }
 
 /// An event loop that polls what the test sends it, and panics when told to. It counts the
@@ -78,6 +80,10 @@ impl EventLoop for Scripted {
                 said: Said::Nothing,
             }),
             Some(Step::Broken(why)) => Err(Failure::Broken(why.into())),
+            Some(Step::Refused) => Err(Failure::Refused {
+                why: "bad user name or password".into(),
+                about: Refusal::Other,
+            }),
             None => std::future::pending().await,
         }
     }

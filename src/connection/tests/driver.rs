@@ -297,6 +297,36 @@ fn after_a_panic_a_session_with_foreign_messages_starts_clean() {
     close_scripted(&shared, &events);
 }
 
+/// Every broker refusing the connection, the packs parked for it are answered `onRemoteError`
+/// with the tracker free: freeing a full queue of them (hundreds of MiB) under its lock held
+/// every `doAppend` on the connection meanwhile.
+#[test]
+fn packs_refused_with_the_connection_are_answered_with_the_tracker_free() {
+    let shared = shared();
+    let (tx, rx) = mpsc::channel();
+    let weak = Arc::downgrade(&shared);
+    let pack = Pack::new(
+        1,
+        Box::new(move |outcome| {
+            let free = weak.upgrade().map(|s| s.tracker.try_lock().is_ok());
+            let _ = tx.send((outcome, free));
+        }),
+    );
+    let (_, how, messages, _) = qos1_pack(1);
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+    drop(pack);
+    let (events, _) = drive_scripted(&shared);
+    events.send(Step::Refused).expect("driver alive");
+    assert_eq!(
+        rx.recv_timeout(WAIT),
+        Ok((Outcome::RemoteError, Some(true)))
+    );
+    wait_until("the refused pack's message was kept", || {
+        lock(&shared.tracker).held_bytes() == 0
+    });
+    close_scripted(&shared, &events);
+}
+
 /// A pack whose message the broker refuses ("not authorised"), answered `onRemoteError`:
 /// the connection then refuses its topic.
 fn refuse_a_topic(shared: &Shared, events: &UnboundedSender<Step>) {
