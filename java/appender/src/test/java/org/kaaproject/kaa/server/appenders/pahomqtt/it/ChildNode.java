@@ -455,11 +455,7 @@ public final class ChildNode implements AutoCloseable {
         List<String> misuse = (stdout() + log()).lines().filter(JNI_MISUSE.asPredicate())
                 .collect(Collectors.toList());
         if (!Boolean.getBoolean("it.keepBrokerDirs")) {
-            try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
-                files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-            } catch (IOException | UncheckedIOException e) {
-                // best effort
-            }
+            TempDirs.delete(dir);
         }
         if (!misuse.isEmpty()) {
             fail("-Xcheck:jni reported misuse of JNI in the child node:\n" + String.join("\n", misuse));

@@ -7,9 +7,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.KeyStore;
-import java.util.Comparator;
 import java.util.Properties;
-import java.util.stream.Stream;
 
 import io.moquette.broker.Server;
 import io.moquette.broker.config.MemoryConfig;
@@ -87,7 +85,7 @@ public final class Moquette implements AutoCloseable {
                 });
             }
         } catch (IOException e) {
-            deleteDir();
+            TempDirs.delete(dir);
             throw new UncheckedIOException("Moquette did not start: " + e, e);
         }
     }
@@ -140,18 +138,10 @@ public final class Moquette implements AutoCloseable {
         }
     }
 
-    private void deleteDir() {
-        try (Stream<Path> files = Files.walk(dir)) {
-            files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-        } catch (IOException e) {
-            // best effort
-        }
-    }
-
     @Override
     public void close() {
         server.stopServer();
-        deleteDir();
+        TempDirs.delete(dir);
     }
 
     @Override

@@ -310,11 +310,7 @@ public final class Mosquitto implements AutoCloseable {
     public synchronized void close() {
         kill();
         if (!Boolean.getBoolean("it.keepBrokerDirs")) {
-            try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
-                files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-            } catch (IOException | UncheckedIOException e) {
-                // best effort
-            }
+            TempDirs.delete(dir);
         }
     }
 

@@ -34,6 +34,7 @@ import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericRecord;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 
@@ -89,9 +90,8 @@ class ResourceTest {
 
     @Test
     @Timeout(value = 200, unit = TimeUnit.SECONDS)
-    void thousandInitCloseCyclesLeaveNothingBehind() throws Exception {
+    void thousandInitCloseCyclesLeaveNothingBehind(@TempDir Path dir) throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
-            Path dir = Files.createTempDirectory("kaa-mqtt-it-resources-");
             Path out = dir.resolve("stdout.txt");
             Path err = dir.resolve("stderr.txt");
             Path java = Paths.get(System.getProperty("java.home"), "bin", "java");

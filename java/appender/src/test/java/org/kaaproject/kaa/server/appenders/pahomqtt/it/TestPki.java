@@ -431,11 +431,7 @@ public final class TestPki implements AutoCloseable {
         if (Boolean.getBoolean("it.keepBrokerDirs")) {
             return;
         }
-        try (java.util.stream.Stream<Path> files = Files.walk(dir)) {
-            files.sorted(java.util.Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-        } catch (IOException | UncheckedIOException e) {
-            // best effort
-        }
+        TempDirs.delete(dir);
     }
 
     @Override
