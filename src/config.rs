@@ -1422,6 +1422,91 @@ pub(crate) mod tests {
         assert_eq!(error_of(&e).field, "deliveryTimeoutSeconds");
     }
 
+    /// The current schema's 38 fields at their form defaults (texts empty), in `PlainTexts`,
+    /// but the number `field` set to `value`.
+    fn record_with(field: &str, value: i64) -> Encoder {
+        let number = |name: &str, default: i64| if name == field { value } else { default };
+        let mut e = Encoder::default();
+        e.string("h")
+            .long(number("port", 1883))
+            .boolean(false)
+            .boolean(true)
+            .opt(None)
+            .opt(None)
+            .long(number("qos", 1))
+            .string("id")
+            .string("t");
+        for (name, default) in [
+            ("deliveryTimeoutSeconds", 30),
+            ("keepAliveSeconds", 10),
+            ("maxPendingRecords", 100_000),
+            ("payloadFormat", 0),
+            ("grouping", 0),
+            ("statsIntervalSeconds", 60),
+        ] {
+            e.long(number(name, default));
+        }
+        e.string("").string("").string("").string("");
+        e.boolean(false).boolean(true);
+        for (name, default) in [
+            ("connectTimeoutSeconds", 10),
+            ("maxMessageBytes", 10_485_760),
+            ("mqttVersion", 0),
+            ("messageExpirySeconds", 0),
+        ] {
+            e.long(number(name, default));
+        }
+        e.string("").string("");
+        e.long(number("connectionsPerBroker", 1))
+            .long(0)
+            .string("/mqtt")
+            .string("")
+            .long(number("proxyPort", 3128))
+            .string("")
+            .string("");
+        for (name, default) in [
+            ("sessionExpirySeconds", 3600),
+            ("statusFormat", 1),
+            ("closeTimeoutSeconds", 5),
+            ("maxInflight", 0),
+        ] {
+            e.long(number(name, default));
+        }
+        e
+    }
+
+    /// Each number's range, as the README's table gives it: the value just outside is an error
+    /// naming the field and the value, the one at the edge is taken.
+    #[test]
+    fn numbers_are_taken_within_their_range_only() {
+        assert!(AppenderConfig::from_avro(&record_with("", 0).0, Layout::PlainTexts).is_ok());
+        let cases: [(&str, &[i64], &[i64]); 12] = [
+            ("deliveryTimeoutSeconds", &[0, -1], &[1]),
+            ("keepAliveSeconds", &[0, 65_536], &[1, 65_535]),
+            ("maxPendingRecords", &[0, -1], &[1]),
+            ("statsIntervalSeconds", &[-1], &[0]),
+            ("connectTimeoutSeconds", &[0, -1], &[1]),
+            ("maxMessageBytes", &[0, 268_369_904], &[1, 268_369_903]),
+            ("messageExpirySeconds", &[-1], &[0]),
+            ("connectionsPerBroker", &[0, 17], &[1, 16]),
+            ("sessionExpirySeconds", &[-1], &[0]),
+            ("closeTimeoutSeconds", &[-1], &[0]),
+            ("maxInflight", &[-1, 65_536], &[0, 65_535]),
+            ("qos", &[-1], &[0, 3]),
+        ];
+        for (field, refused, taken) in cases {
+            for &value in refused {
+                let err = error_of(&record_with(field, value));
+                assert_eq!(err.field, field, "{field} {value}: {err}");
+                assert!(err.message.contains(&value.to_string()), "{field}: {err}");
+            }
+            for &value in taken {
+                let c = AppenderConfig::from_avro(&record_with(field, value).0, Layout::PlainTexts);
+                assert!(c.is_ok(), "{field} {value}: {c:?}");
+            }
+        }
+    }
+
     /// A deliveryTimeoutSeconds at which endpoints send their blocks again is taken, with a
     /// WARN saying so.
     #[test]
@@ -1808,6 +1893,36 @@ pub(crate) mod tests {
         assert!(earlier(&c), "{:?}", c.warnings);
         let c = AppenderConfig::from_avro(&longer.0, Layout::PlainTexts).unwrap();
         assert!(!earlier(&c), "{:?}", c.warnings);
+
+        // With ssl ticked, such a record keeps TLS, without a username too (an earlier build's
+        // tick meant TLS); the WARN says that saving it in the original's form loses TLS.
+        let with_ssl = |username: Option<&str>| {
+            let mut e = Encoder::default();
+            e.string("h").long(8883).boolean(true).boolean(true);
+            e.opt(username)
+                .opt(username)
+                .long(1)
+                .string("id")
+                .string("t");
+            e.long(30);
+            AppenderConfig::from_avro(&e.0, Layout::Original).unwrap()
+        };
+        let loses_tls = |c: &AppenderConfig| {
+            c.warnings.iter().any(|w| {
+                w.contains("stored by an earlier build")
+                    && w.contains("(and, without a username, TLS off)")
+            })
+        };
+        let anonymous = with_ssl(None);
+        assert!(anonymous.broker.tls.is_some(), "keeps TLS");
+        assert!(loses_tls(&anonymous), "{:?}", anonymous.warnings);
+        let named = with_ssl(Some("u"));
+        assert!(named.broker.tls.is_some());
+        assert!(
+            earlier(&named) && !loses_tls(&named),
+            "{:?}",
+            named.warnings
+        );
     }
 
     #[test]
