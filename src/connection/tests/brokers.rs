@@ -1,5 +1,6 @@
 //! Brokers that misbehave: slow or deaf readers, brokers that close or refuse, shrinking receive
-//! maximums, session options a broker set, and one that stops acknowledging.
+//! maximums, session options a broker set, one that stops acknowledging, and one that sends
+//! messages unasked.
 
 use super::*;
 
@@ -2184,4 +2185,61 @@ fn a_broker_acknowledging_twice_is_named_as_at_fault() {
             "delivered on the next connection"
         );
     }
+}
+
+/// With cleanSession on, a broker that sends the appender messages it never subscribed to
+/// (a rule of the broker's, such as an auto-subscription; no broker the tests run can be
+/// made to): each is acknowledged and dropped, one WARN a connection names the topic and the
+/// likely cause, and the connection and its packs go on.
+#[test]
+fn messages_sent_unasked_on_a_clean_session_are_acknowledged_and_dropped() {
+    use std::io::Write;
+    crate::test_log::capture();
+    let (acks, acked) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, _)) = read_packet(&mut s) else {
+            return;
+        };
+        s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+        for pkid in [7, 8] {
+            // PUBLISH, QoS 1, to "auto/x", with this packet id and the payload "hi".
+            let mut publish = vec![0x32, 12, 0x00, 0x06];
+            publish.extend_from_slice(b"auto/x");
+            publish.extend_from_slice(&[0x00, pkid, b'h', b'i']);
+            s.write_all(&publish).expect("PUBLISH");
+        }
+        while let Some((kind, body)) = read_packet(&mut s) {
+            match kind >> 4 {
+                3 if s.write_all(&puback_for(&body)).is_err() => return,
+                4 => {
+                    let _ = acks.send(u16::from_be_bytes([body[0], body[1]]));
+                }
+                _ => {}
+            }
+        }
+    });
+    let connection = Connection::get(&scripted(port, "sent-unasked")).expect("opened");
+    let got: Vec<_> = (0..2).map(|_| acked.recv_timeout(WAIT)).collect();
+    assert_eq!(got, [Ok(7), Ok(8)], "each acknowledged");
+    // The broker takes one connection only: a pack is delivered if this one went on.
+    let delivered = submit_one(&connection);
+    assert_eq!(delivered.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    let said = crate::test_log::lines_with("as 'sent-unasked'");
+    let said: Vec<_> = said
+        .iter()
+        .filter(|l| l.contains("sent a message"))
+        .collect();
+    assert_eq!(said.len(), 1, "once a connection: {said:?}");
+    for part in [
+        "WARN ",
+        "the broker sent a message on 'auto/x', acknowledged and dropped",
+        "its session is clean, so a rule of the broker's (an auto-subscription?)",
+    ] {
+        assert!(said[0].contains(part), "{part:?} in {}", said[0]);
+    }
+    drop(connection);
 }

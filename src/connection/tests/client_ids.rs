@@ -344,6 +344,7 @@ fn takeover_listener(
 /// closed the first, and the two pushed each other out, failing packs at every close.)
 #[test]
 fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
+    crate::test_log::capture();
     let (tx, ids) = mpsc::channel();
     let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
@@ -357,6 +358,16 @@ fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
     let own = next();
     assert_ne!(own, "held-id", "the id the first connection holds");
     assert!(own.starts_with("held-id-"), "{own}");
+    // The operator learns which id, why, and what to change.
+    let said = crate::test_log::lines_with(&format!("this one connects as '{own}'"));
+    assert_eq!(said.len(), 1, "{said:?}");
+    for part in [
+        "WARN another appender of this node holds a connection to ",
+        "with client id 'held-id' and other connection settings (different keepAliveSeconds)",
+        "give each appender its own clientId",
+    ] {
+        assert!(said[0].contains(part), "{part:?} in {}", said[0]);
+    }
     let quiet = ids.recv_timeout(Duration::from_secs(2));
     assert!(quiet.is_err(), "no pushing out: {quiet:?}");
     assert_eq!(first.metrics().takeovers.load(Ordering::Relaxed), 0);
