@@ -1,6 +1,6 @@
 //! Brokers that misbehave: slow or deaf readers, brokers that close or refuse, shrinking receive
-//! maximums, session options a broker set, one that stops acknowledging, and one that sends
-//! messages unasked.
+//! maximums, session options a broker set, one that stops acknowledging, one that sends
+//! messages unasked, and WebSocket endpoints that refuse the upgrade or take it without MQTT.
 
 use super::*;
 
@@ -2242,4 +2242,131 @@ fn messages_sent_unasked_on_a_clean_session_are_acknowledged_and_dropped() {
         assert!(said[0].contains(part), "{part:?} in {}", said[0]);
     }
     drop(connection);
+}
+
+/// A WebSocket endpoint that answers each of its first `attempts` upgrade requests with
+/// `answer(accept)` (`accept`: the `Sec-WebSocket-Accept` that request asks for), and reports
+/// each request and whether anything came after the answer.
+fn websocket_endpoint(
+    listener: std::net::TcpListener,
+    attempts: usize,
+    answer: impl Fn(&str) -> String,
+    requests: mpsc::Sender<(String, bool)>,
+) {
+    use sha1::Digest;
+    use std::io::{Read, Write};
+    for stream in listener.incoming().take(attempts) {
+        let Ok(mut s) = stream else { return };
+        s.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let mut request = Vec::new();
+        let mut byte = [0u8];
+        while !request.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).is_ok() {
+            request.push(byte[0]);
+        }
+        let request = String::from_utf8_lossy(&request).into_owned();
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap_or_default();
+        let mut sha = sha1::Sha1::new();
+        sha.update(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11"));
+        let accept = data_encoding::BASE64.encode(&sha.finalize());
+        if s.write_all(answer(&accept).as_bytes()).is_err() {
+            return;
+        }
+        let more = matches!(s.read(&mut [0u8; 64]), Ok(n) if n > 0);
+        if requests.send((request, more)).is_err() {
+            return;
+        }
+    }
+}
+
+/// A WebSocket connection to `port` as `client_id`, at `/mqtt`.
+fn over_websocket(port: u16, client_id: &str) -> BrokerConfig {
+    BrokerConfig {
+        transport: crate::config::Transport::WebSocket {
+            path: "/mqtt".into(),
+        },
+        ..scripted(port, client_id)
+    }
+}
+
+/// An endpoint that takes the WebSocket upgrade without the `mqtt` subprotocol the appender
+/// asked for speaks something else: a connection error, before any MQTT is sent, and the
+/// attempts go on.
+#[test]
+fn a_websocket_upgrade_without_the_mqtt_subprotocol_is_a_connection_error() {
+    crate::test_log::capture();
+    let (tx, requests) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| {
+        let answer = |accept: &str| {
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: \
+                 Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+        };
+        websocket_endpoint(listener, 2, answer, tx);
+    });
+    let connection = Connection::get(&over_websocket(port, "ws-no-mqtt")).expect("opened");
+    let waiting = submit_one(&connection);
+    for attempt in 0..2 {
+        let (request, more) = requests.recv_timeout(WAIT).expect("an upgrade request");
+        assert!(request.starts_with("GET /mqtt HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.contains("\r\nSec-WebSocket-Protocol: mqtt\r\n"),
+            "{request}"
+        );
+        assert!(!more, "attempt {attempt}: nothing is sent over it");
+    }
+    let said = crate::test_log::await_line("as 'ws-no-mqtt'", |l| l.starts_with("WARN"), WAIT);
+    // Not a refusal (onRemoteError): the pack waits for its deadline, onConnectionError.
+    assert_eq!(waiting.try_recv(), Err(mpsc::TryRecvError::Empty));
+    drop(connection);
+    assert!(said.contains("cannot connect to "), "{said}");
+    assert!(said.to_lowercase().contains("subprotocol"), "{said}");
+}
+
+/// Any HTTP answer to the upgrade but 101 is a connection error whose line gives the status;
+/// a redirect is not followed.
+#[test]
+fn a_websocket_upgrade_refused_over_http_is_a_connection_error_naming_the_status() {
+    crate::test_log::capture();
+    let (went, gone_elsewhere) = mpsc::channel();
+    let (elsewhere, _) = scripted_broker(move |listener| {
+        for stream in listener.incoming() {
+            if stream.is_err() || went.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    for (status, id) in [
+        ("404 Not Found", "ws-404"),
+        ("403 Forbidden", "ws-403"),
+        ("301 Moved Permanently", "ws-301"),
+    ] {
+        let (tx, requests) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| {
+            let answer = |_: &str| {
+                format!(
+                    "HTTP/1.1 {status}\r\nLocation: ws://127.0.0.1:{elsewhere}/mqtt\r\n\
+                     Content-Length: 0\r\n\r\n"
+                )
+            };
+            websocket_endpoint(listener, 2, answer, tx);
+        });
+        let connection = Connection::get(&over_websocket(port, id)).expect("opened");
+        for _ in 0..2 {
+            let (request, _) = requests.recv_timeout(WAIT).expect("an upgrade request");
+            assert!(request.starts_with("GET /mqtt HTTP/1.1\r\n"), "{request}");
+        }
+        let said =
+            crate::test_log::await_line(&format!("as '{id}'"), |l| l.starts_with("WARN"), WAIT);
+        drop(connection);
+        assert!(said.contains(&format!("HTTP error: {status}")), "{said}");
+    }
+    assert!(
+        gone_elsewhere.try_recv().is_err(),
+        "the redirect was followed"
+    );
 }
