@@ -19,6 +19,7 @@ use crate::delivery::{
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot, Tally};
+use crate::node_memory::{self, pending_bound_warning};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
 use crate::supervise::{lock, read, restarting, write};
@@ -238,6 +239,10 @@ impl Appender {
             config.broker.port
         );
         for warning in &config.warnings {
+            log::warn!("appender '{name}': {warning}");
+        }
+        let (pending, each) = (config.max_pending_records, config.connections);
+        if let Some(warning) = pending_bound_warning(pending, each, node_memory::limit()) {
             log::warn!("appender '{name}': {warning}");
         }
         let appender = Arc::new(Appender {

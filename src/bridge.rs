@@ -62,7 +62,7 @@ const CRATE_TARGET: &str = "kaa_mqtt_appender";
 /// before it has logged: a logger is otherwise made by a record that passed its ancestor's
 /// level. The crates that log (rumqttc's WebSocket transport among them), and this crate's
 /// modules (`logged_targets_are_the_crates_and_modules`).
-const KNOWN_TARGETS: [&str; 29] = [
+const KNOWN_TARGETS: [&str; 30] = [
     CRATE_TARGET,
     "apache_avro",
     "async_tungstenite",
@@ -83,6 +83,7 @@ const KNOWN_TARGETS: [&str; 29] = [
     "kaa_mqtt_appender::json_text",
     "kaa_mqtt_appender::log_budget",
     "kaa_mqtt_appender::metrics",
+    "kaa_mqtt_appender::node_memory",
     "kaa_mqtt_appender::packet_limit",
     "kaa_mqtt_appender::payload",
     "kaa_mqtt_appender::protocol",

@@ -26,7 +26,8 @@
 //!   reason code, or learned from its closes under MQTT 3.1.1), the endpoints whose records had
 //!   several refused, and the appenders whose new topics all were, so that packs to them fail
 //!   unpublished.
-//! - `metrics`: the figures of JMX and the summary line; `supervise` keeps background tasks
+//! - `metrics`: the figures of JMX and the summary line; `node_memory`: the memory the node may
+//!   use, which `maxPendingRecords` is weighed against at init; `supervise` keeps background tasks
 //!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
 //!   minute, and shows text from outside (endpoint keys, topics) short and on one line; `utc`
 //!   converts seconds since 1970 to dates and back (status times, certificate validity).
@@ -49,6 +50,7 @@ mod identity;
 mod json_text;
 mod log_budget;
 pub(crate) mod metrics;
+mod node_memory;
 mod packet_limit;
 pub mod payload;
 pub(crate) mod protocol;

@@ -24,7 +24,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
 /**
  * A setting out of its range keeps the appender from starting, as an operator sees it in the node's log (a child JVM,
  * {@link ChildNode#refusalProblems}): init logs an error naming the field, and every pack is answered
- * onInternalError. The TLS fields' cases are in {@link TlsLoggingTest}. No broker is needed: nothing connects.
+ * onInternalError. The TLS fields' cases are in {@link TlsLoggingTest}. A bound within its range that the node's
+ * memory cannot hold starts, with a WARN. No broker is needed: nothing connects.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class InvalidSettingsTest {
@@ -60,6 +61,36 @@ class InvalidSettingsTest {
             assertEquals(cases.size(), node.appenderLogLines("ERROR").stream().filter(l -> l.contains("maxInflight"))
                     .count(), "one error per refused case, none for the bounds\n" + node.diagnostics());
             assertTrue(node.isAlive(), "the node JVM died\n" + node.diagnostics());
+        }
+    }
+
+    /**
+     * maxPendingRecords near its most (2,000,000,000 messages of 4 KiB: 7.5 TiB) is more memory than any node
+     * has, so a broker away for long would end with the kernel killing the node rather than packs failing at the
+     * bound: the appender starts and works, and one WARN at init says how much, against what, and what to lower. The
+     * default bound (100,000: 390.6 MiB) on this machine says nothing.
+     */
+    @Test
+    void aPendingBoundPastTheNodesMemoryIsAWarning() {
+        try (ChildNode node = ChildNode.start()) {
+            for (int bound : new int[] {2_000_000_000, 100_000}) {
+                String name = "pending-" + bound;
+                Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
+                cfg.put("maxPendingRecords", bound);
+                cfg.put("deliveryTimeoutSeconds", 1);
+                node.load(name, cfg);
+                node.append(name, name + "-p", 7, 2);
+                node.assertExactlyOne(name + "-p", CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ofMillis(200));
+            }
+            List<String> said = node.appenderLogLines("WARN").stream().filter(l -> l.contains("maxPendingRecords"))
+                    .collect(Collectors.toList());
+            assertEquals(1, said.size(), "one WARN, for the huge bound only\n" + node.diagnostics());
+            for (String part : new String[] {"'pending-2000000000'", "maxPendingRecords 2000000000 lets a broker that "
+                    + "is away make this appender hold up to 7.5 TiB of messages", "the node may use (",
+                    "lower maxPendingRecords (100000 hold up to 390.6 MiB)"}) {
+                assertTrue(said.get(0).contains(part), part + " in " + said.get(0));
+            }
+            assertTrue(node.appenderLogLines("ERROR").isEmpty(), "nothing refused\n" + node.diagnostics());
         }
     }
 

@@ -1,0 +1,199 @@
+//! The memory the node may use, which `maxPendingRecords` is weighed against at init: a
+//! broker that is away makes the appender hold up to that many messages, and a bound past
+//! what the machine (or the node's container) has lets an outage end in the kernel killing
+//! the node instead of packs failing at the bound.
+
+use std::path::PathBuf;
+
+use crate::delivery::{max_pending_bytes, PENDING_BYTES_PER_RECORD};
+
+/// The memory this process may use, in bytes, and where that figure comes from: the
+/// machine's (`MemTotal`), or its control group's limit where that is lower (a container, a
+/// systemd `MemoryMax`). `None` where neither can be read.
+pub(crate) fn limit() -> Option<(u64, &'static str)> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let machine = read("/proc/meminfo")
+        .as_deref()
+        .and_then(mem_total)
+        .map(|bytes| (bytes, "the machine's memory"));
+    let group = read("/proc/self/cgroup")
+        .map(|own| group_limit_files(&own))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|text| group_limit(&text))
+        .min()
+        .map(|bytes| (bytes, "the memory limit of the node's control group"));
+    machine
+        .into_iter()
+        .chain(group)
+        .min_by_key(|(bytes, _)| *bytes)
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// A control group's memory limit file: a number of bytes, or none (`max` under cgroup v2;
+/// cgroup v1 writes a number near 2^63 for none, which no machine has, so it never counts).
+fn group_limit(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// Where the limits of the process's control groups are (`own`: `/proc/self/cgroup`): its
+/// own group's file, and the root's, which is its own inside a container that shows it only
+/// its part of the tree.
+fn group_limit_files(own: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            files.push(
+                PathBuf::from("/sys/fs/cgroup")
+                    .join(path)
+                    .join("memory.max"),
+            );
+            files.push(PathBuf::from("/sys/fs/cgroup/memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let v1 = PathBuf::from("/sys/fs/cgroup/memory");
+            files.push(v1.join(path).join("memory.limit_in_bytes"));
+            files.push(v1.join("memory.limit_in_bytes"));
+        }
+    }
+    files
+}
+
+/// The WARN for an appender whose `maxPendingRecords` lets a broker that is away make it hold
+/// more than half of `limit` ([`limit`]), its messages at their byte bound
+/// ([`max_pending_bytes`]) on each of its `connections`; `None` for one within it.
+pub(crate) fn pending_bound_warning(
+    max_pending: usize,
+    connections: usize,
+    limit: Option<(u64, &str)>,
+) -> Option<String> {
+    let (memory, whose) = limit?;
+    let held = (max_pending_bytes(max_pending) as u64).saturating_mul(connections as u64);
+    if held <= memory / 2 {
+        return None;
+    }
+    let each = if connections > 1 {
+        format!(", on each of its {connections} connections (connectionsPerBroker)")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "maxPendingRecords {max_pending} lets a broker that is away make this appender hold up \
+         to {} of messages ({} KiB for each message{each}), more than half of the {} the node \
+         may use ({whose}): an outage could end with the kernel killing the node for memory, \
+         where packs should fail at the bound; lower maxPendingRecords (100000 hold up to {})",
+        shown(held),
+        PENDING_BYTES_PER_RECORD / 1024,
+        shown(memory),
+        shown(max_pending_bytes(100_000) as u64)
+    ))
+}
+
+/// Bytes as an operator reads them: `390.6 MiB`, `3.8 GiB`, `7.5 TiB`.
+pub(crate) fn shown(bytes: u64) -> String {
+    let mut value = bytes as f64 / (1024.0 * 1024.0);
+    for unit in ["MiB", "GiB"] {
+        if value < 1024.0 {
+            return format!("{value:.1} {unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machines_memory_is_its_mem_total() {
+        let meminfo = "MemTotal:       24683784 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24_683_784 * 1024));
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total("MemTotal: lots kB\n"), None);
+    }
+
+    #[test]
+    fn a_group_limit_is_a_number_and_max_is_none() {
+        assert_eq!(group_limit("4294967296\n"), Some(4 << 30));
+        assert_eq!(group_limit("max\n"), None);
+        // cgroup v1's "no limit" is a number, larger than any machine's memory.
+        assert_eq!(
+            group_limit("9223372036854771712\n"),
+            Some(9_223_372_036_854_771_712)
+        );
+    }
+
+    #[test]
+    fn the_limit_files_are_the_groups_own_and_the_roots() {
+        let v2 = group_limit_files("0::/system.slice/kaa-node.service\n");
+        assert_eq!(
+            v2,
+            [
+                PathBuf::from("/sys/fs/cgroup/system.slice/kaa-node.service/memory.max"),
+                PathBuf::from("/sys/fs/cgroup/memory.max"),
+            ]
+        );
+        let v1 = group_limit_files("9:name=systemd:/\n4:memory:/docker/abc\n3:cpu,cpuacct:/\n");
+        assert_eq!(
+            v1,
+            [
+                PathBuf::from("/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes"),
+                PathBuf::from("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            ]
+        );
+        assert!(group_limit_files("garbage").is_empty());
+    }
+
+    /// This machine's own figure: some memory, never more than `MemTotal` says.
+    #[test]
+    fn this_machine_has_a_limit() {
+        let (bytes, _) = limit().expect("Linux tells its memory");
+        let total = mem_total(&std::fs::read_to_string("/proc/meminfo").unwrap()).unwrap();
+        assert!(bytes > 0 && bytes <= total, "{bytes} of {total}");
+    }
+
+    /// More than half of what the node may use is said, with the figures and the way out;
+    /// half or less, or no figure, is not.
+    #[test]
+    fn a_pending_bound_past_half_the_memory_is_said() {
+        let gib = |n: u64| Some((n << 30, "the machine's memory"));
+        // The default, 100,000 messages of 4 KiB: 390.6 MiB.
+        assert_eq!(pending_bound_warning(100_000, 1, gib(1)), None);
+        assert_eq!(pending_bound_warning(100_000, 1, None), None);
+        let said = pending_bound_warning(100_000, 16, gib(8)).expect("6.1 GiB of 8");
+        for part in [
+            "maxPendingRecords 100000 lets a broker that is away make this appender hold up to \
+             6.1 GiB of messages (4 KiB for each message, on each of its 16 connections",
+            "more than half of the 8.0 GiB the node may use (the machine's memory)",
+            "lower maxPendingRecords (100000 hold up to 390.6 MiB)",
+        ] {
+            assert!(said.contains(part), "{part:?} in {said}");
+        }
+        assert_eq!(pending_bound_warning(100_000, 10, gib(8)), None, "3.8 GiB");
+        let at_half = Some((2 * max_pending_bytes(100_000) as u64, "x"));
+        assert_eq!(pending_bound_warning(100_000, 1, at_half), None);
+        assert!(pending_bound_warning(100_001, 1, at_half).is_some());
+        // The most the fields take, 128 TiB, against a machine of 1 TiB: no overflow.
+        assert!(pending_bound_warning(i32::MAX as usize, 16, gib(1024)).is_some());
+    }
+
+    #[test]
+    fn sizes_read_as_mib_or_gib() {
+        assert_eq!(shown(100_000 * 4096), "390.6 MiB");
+        assert_eq!(shown(4 << 30), "4.0 GiB");
+        assert_eq!(shown(2_000_000_000 * 4096), "7.5 TiB");
+    }
+}
