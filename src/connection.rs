@@ -471,10 +471,7 @@ impl Shared {
         let how = PublishOptions {
             qos: Qos::AtLeastOnce,
             retain: true,
-            content_type: match self.status_format {
-                StatusFormat::Text => "text/plain",
-                StatusFormat::Json => "application/json",
-            },
+            content_type: self.status_format.content_type(),
             message_expiry: None,
             // No appender's: as long as a connect and a keep-alive may take, so that a broker
             // that stops acknowledging is found though the status holds the only slot.

@@ -1577,12 +1577,23 @@ pub(crate) fn open(
                         o.set_proxy(p.clone());
                     }
                     if let Some(topic) = &broker.status_topic {
-                        o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+                        use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+                        // The content type of the status messages it stands in for.
+                        let properties = LastWillProperties {
+                            delay_interval: None,
+                            payload_format_indicator: None,
+                            message_expiry_interval: None,
+                            content_type: Some(broker.status_format.content_type().into()),
+                            response_topic: None,
+                            correlation_data: None,
+                            user_properties: Vec::new(),
+                        };
+                        o.set_last_will(LastWill::new(
                             topic,
                             will.clone(),
                             rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
                             true,
-                            None,
+                            Some(properties),
                         ));
                     }
                     o

@@ -16,6 +16,16 @@ pub enum StatusFormat {
     Json,
 }
 
+impl StatusFormat {
+    /// Its MQTT 5 content type, on every status message and the last will.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            StatusFormat::Text => "text/plain",
+            StatusFormat::Json => "application/json",
+        }
+    }
+}
+
 /// Which message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

@@ -808,6 +808,37 @@ class BrokerFeaturesTest {
     }
 
     /**
+     * With MQTT 5 the status messages carry their format's content type, and so does the last will the broker sends
+     * for them when the node dies (before, the will had none, so a consumer choosing its parser by content type could
+     * not read the one message that says a node is gone).
+     */
+    @ParameterizedTest
+    @CsvSource({"JSON, application/json", "TEXT, text/plain"})
+    void mqtt5StatusMessagesAndTheWillCarryTheirContentType(String format, String contentType) throws Exception {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String status = "status/" + UUID.randomUUID();
+            Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), "data/x", 1));
+            cfg.put("statusTopic", status);
+            cfg.put("statusFormat", new GenericData.EnumSymbol(
+                    KaaNode.configSchema().getField("statusFormat").schema(), format));
+            cfg.put("keepAliveSeconds", 5);
+            Process sub = subscribeV5(broker, status, 2);
+            try (ChildNode child = ChildNode.start(); Subscriber online = Subscriber.subscribe(broker.port(), status,
+                    1)) {
+                child.load("status-" + format, cfg);
+                online.awaitCount(1, Duration.ofSeconds(10));
+                child.kill();
+            }
+            List<String> messages = messagesV5(sub);
+            assertEquals(2, messages.size(), messages + "\n" + broker.logTail(40));
+            assertTrue(messages.get(0).startsWith("MSG|" + contentType + "|") && messages.get(0).contains("online"),
+                    messages.get(0));
+            assertTrue(messages.get(1).startsWith("MSG|" + contentType + "|") && messages.get(1).contains("offline"),
+                    "the last will: " + messages.get(1));
+        }
+    }
+
+    /**
      * The status message (statusFormat JSON, the form default) names the node: status, host, pid, instance (drawn at
      * the node's start: nodes with one host name and pid differ there), and since (UTC, when the connection was made
      * or closed; null in the last will, which the broker sends when nobody can stamp it).

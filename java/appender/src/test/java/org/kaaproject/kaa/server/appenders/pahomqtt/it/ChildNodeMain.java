@@ -15,6 +15,7 @@ import java.util.Random;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
+import org.apache.avro.generic.GenericData;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogAppender;
 import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
@@ -86,6 +87,8 @@ public final class ChildNodeMain {
                 type = "i";
             } else if (v instanceof Boolean) {
                 type = "b";
+            } else if (v instanceof GenericData.EnumSymbol) {
+                type = "e";
             } else {
                 throw new IllegalArgumentException("config value of type " + v.getClass() + " for " + e.getKey());
             }
@@ -115,6 +118,9 @@ public final class ChildNodeMain {
                     break;
                 case "b":
                     cfg.put(f[0], Boolean.valueOf(v));
+                    break;
+                case "e":
+                    cfg.put(f[0], new GenericData.EnumSymbol(KaaNode.configSchema().getField(f[0]).schema(), v));
                     break;
                 default:
                     throw new IllegalArgumentException(line);
