@@ -736,24 +736,40 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * MQTT 5 messages carry their content type, their expiry, and the pack's Kaa header as user properties; a
+     * one-record message also its index in the pack and the FNV-1a digest of its record's bytes, the same whenever the
+     * endpoint uploads the record again, by which consumers drop copies. A message of a whole pack (grouping PACK)
+     * carries no index or digest.
+     */
     @Test
     void mqtt5MessagesCarryContentTypeExpiryAndKaaUserProperties() throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
             String topic = "v5/" + UUID.randomUUID();
-            Process sub = subscribeV5(broker, topic, 2);
+            Process sub = subscribeV5(broker, topic, 3);
             Map<String, Object> cfg = mqtt5(KaaNode.brokerConfig(broker.port(), topic, 1));
             cfg.put("messageExpirySeconds", 600);
             LogAppender appender = KaaNode.load("v5", KaaNode.config(cfg));
             List<byte[]> records = records(2, 3);
+            long before = System.currentTimeMillis();
             try {
                 append(appender, records).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
             } finally {
                 appender.close();
             }
+            long after = System.currentTimeMillis();
+            cfg.put("grouping", new GenericData.EnumSymbol(KaaNode.configSchema().getField("grouping").schema(),
+                    "PACK"));
+            LogAppender packs = KaaNode.load("v5-pack", KaaNode.config(cfg));
+            try {
+                append(packs, records).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            } finally {
+                packs.close();
+            }
             List<String> messages = messagesV5(sub);
-            assertEquals(2, messages.size(), messages + "\n" + broker.logTail(40));
-            Pattern p = Pattern.compile("MSG\\|application/json\\|(\\d+)\\|(.*)\\|(\\{.*)");
-            for (int i = 0; i < 2; i++) {
+            assertEquals(3, messages.size(), messages + "\n" + broker.logTail(40));
+            Pattern p = Pattern.compile("MSG\\|application/json\\|(\\d+)\\|(.*)\\|([\\[{].*)");
+            for (int i = 0; i < 3; i++) {
                 Matcher m = p.matcher(messages.get(i));
                 assertTrue(m.matches(), messages.get(i));
                 long expiry = Long.parseLong(m.group(1));
@@ -764,12 +780,29 @@ class BrokerFeaturesTest {
                 assertTrue(props.contains("endpointKeyHash:" + key), props);
                 assertTrue(props.contains("applicationToken:" + KaaNode.APPLICATION_TOKEN), props);
                 assertTrue(props.contains("logSchemaVersion:3"), props);
+                Matcher stamp = Pattern.compile("timestamp:(\\d+)").matcher(props);
+                assertTrue(stamp.find(), props);
+                long timestamp = Long.parseLong(stamp.group(1));
+                if (i == 2) {
+                    assertFalse(props.contains("recordIndex") || props.contains("recordDigest"), props);
+                    continue;
+                }
+                assertTrue(timestamp >= before && timestamp <= after, timestamp + " not in " + before + ".." + after);
                 assertTrue(props.contains("recordIndex:" + i), props);
-                assertTrue(props.matches(".*recordDigest:[0-9a-f]{16}.*"), props);
+                assertTrue(props.contains(String.format("recordDigest:%016x", fnv1a(records.get(i)))), props);
                 assertEquals(new String(AvroReference.expectedPayload(SCHEMA, records.get(i)), StandardCharsets.UTF_8),
                         m.group(3));
             }
         }
+    }
+
+    /** 64-bit FNV-1a, written from its definition. */
+    private static long fnv1a(byte[] bytes) {
+        long hash = 0xcbf29ce484222325L;
+        for (byte b : bytes) {
+            hash = (hash ^ (b & 0xff)) * 0x100000001b3L;
+        }
+        return hash;
     }
 
     /**
