@@ -1507,6 +1507,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// A topic made of a record's fields needs a message per record: with grouping PACK, init
+    /// fails naming the topic field.
+    #[test]
+    fn event_fields_in_the_topic_need_grouping_record() {
+        let with = |grouping: i64| {
+            let mut e = original("h", 1883, 1, "kaa/{event.deviceId}");
+            e.long(30).long(10).long(100_000).long(0).long(grouping);
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
+        };
+        assert!(with(0).is_ok(), "RECORD");
+        let err = with(1).unwrap_err();
+        assert_eq!(err.field, "mqtttopic");
+        assert!(err.message.contains("grouping RECORD"), "{err}");
+    }
+
     /// A deliveryTimeoutSeconds at which endpoints send their blocks again is taken, with a
     /// WARN saying so.
     #[test]

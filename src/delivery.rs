@@ -3693,7 +3693,8 @@ mod tests {
         let (mut t, mut out) = connected();
         let (q1, rx1) = pack(2);
         let (q2, rx2) = pack(1);
-        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), payloads(2), 100);
+        let denied = || to_topic("not-authorised/x", 2);
+        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), denied(), 100);
         let quota = to_topic("refused-for-quota/x", 1);
         t.submit(&mut out, &q2, records_at(Qos::ExactlyOnce), quota, 100);
         t.on_event(&mut out, &written(1));
@@ -3726,6 +3727,20 @@ mod tests {
             "refused a message to topic 'refused-for-quota/x' (QuotaExceeded): its pack fails",
         );
         assert!(said.iter().any(|l| l.starts_with("WARN")), "{said:?}");
+
+        // "Not authorised" refuses the topic: the next pack to it fails unpublished, and the
+        // line says why.
+        let published = out.published.len();
+        let (q3, rx3) = pack(1);
+        t.submit(&mut out, &q3, Qos::AtLeastOnce.into(), denied(), 100);
+        assert_eq!(outcomes(&rx3), vec![Outcome::RemoteError]);
+        assert_eq!(out.published.len(), published, "not published");
+        let said = crate::test_log::lines_with(
+            "a pack to topic 'not-authorised/x' fails unpublished (onRemoteError): the broker refused a message \
+             to it (NotAuthorized) within the last",
+        );
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].starts_with("WARN"), "{said:?}");
     }
 
     fn to_topic(topic: &str, n: usize) -> Vec<Message> {
