@@ -161,6 +161,8 @@ class BrokerFeaturesTest {
                 ObjectName bean = server.queryNames(new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:"
                         + "type=PahoMqttAppender,name=\"kept\",*"), null).iterator().next();
                 assertEquals(0L, server.getAttribute(bean, "Reconnects"), "the shared connection was made anew");
+                assertEquals(1L, server.getAttribute(bean, "RecordsAwaitingBroker"), "the dropped record, on the "
+                        + "connection both appenders share, and nothing of the 1,250 confirmed");
                 // Neither acknowledged nor closed at: no answer until its deadline draws near (judged by when the
                 // answer came, so a slow machine cannot make it look early).
                 dropped.assertExactlyOne(CONNECTION_ERROR, Duration.ofSeconds(15), Duration.ofMillis(300));
@@ -174,7 +176,7 @@ class BrokerFeaturesTest {
     }
 
     @Test
-    void mqtt5RefusalOfAnAclDeniedTopicIsARemoteError() throws IOException {
+    void mqtt5RefusalOfAnAclDeniedTopicIsARemoteError() throws Exception {
         try (Mosquitto broker = Mosquitto.anonymous()) {
             Path acl = Files.writeString(broker.dir().resolve("acl"), "topic write allowed/#\n");
             broker.extraConfig("acl_file " + acl.toAbsolutePath());
@@ -188,11 +190,31 @@ class BrokerFeaturesTest {
                         Duration.ofMillis(300));
                 append(allowed, records(3, 2)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10),
                         Duration.ofMillis(300));
+                // Over JMX the refusal counts as remote, for its appender only.
+                Map<String, Object> deniedFigures = figures("denied");
+                assertEquals(1L, deniedFigures.get("PacksFailedRemote"), deniedFigures.toString());
+                assertEquals(0L, deniedFigures.get("PacksFailedConnection"), deniedFigures.toString());
+                assertEquals(3L, deniedFigures.get("RecordsFailed"), deniedFigures.toString());
+                Map<String, Object> allowedFigures = figures("allowed");
+                assertEquals(0L, allowedFigures.get("PacksFailedRemote"), allowedFigures.toString());
+                assertEquals(1L, allowedFigures.get("PacksDelivered"), allowedFigures.toString());
             } finally {
                 denied.close();
                 allowed.close();
             }
         }
+    }
+
+    /** The JMX figures of the appender named {@code name}, by attribute. */
+    private static Map<String, Object> figures(String name) throws Exception {
+        MBeanServer server = ManagementFactory.getPlatformMBeanServer();
+        ObjectName bean = server.queryNames(new ObjectName("org.kaaproject.kaa.server.appenders.pahomqtt:"
+                + "type=PahoMqttAppender,name=\"" + name + "\",*"), null).iterator().next();
+        Map<String, Object> figures = new HashMap<>();
+        for (javax.management.MBeanAttributeInfo a : server.getMBeanInfo(bean).getAttributes()) {
+            figures.put(a.getName(), server.getAttribute(bean, a.getName()));
+        }
+        return figures;
     }
 
     /**
