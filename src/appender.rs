@@ -927,14 +927,7 @@ async fn sweep(appender: Weak<Appender>) {
         if let Some(interval) = appender.config.stats_interval {
             if now >= last_summary.0 + interval {
                 let snapshot = appender.metrics();
-                let answered = |s: &Snapshot| {
-                    s.packs_delivered
-                        + s.packs_connection_error
-                        + s.packs_remote_error
-                        + s.packs_internal_error
-                };
-                if answered(&snapshot) != answered(&last_summary.1) || snapshot.packs_in_flight > 0
-                {
+                if snapshot.worth_a_summary(&last_summary.1) {
                     log::info!("appender '{}': {}", appender.name, snapshot.summary());
                 }
                 last_summary = (now, snapshot);

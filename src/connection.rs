@@ -2082,18 +2082,8 @@ fn taken_over_by_another(
         *streak += 1;
         *streak
     };
-    let level = if streak.is_power_of_two() {
-        log::Level::Warn
-    } else {
-        log::Level::Debug
-    };
+    let level = takeover_level(streak, !shared.clean_session);
     if !shared.clean_session {
-        // ERROR once: what follows is the same fault.
-        let level = if streak == 1 {
-            log::Level::Error
-        } else {
-            level
-        };
         // Another appender of this node may be the other client: the same id, other settings.
         let hostname = crate::identity::hostname();
         let whose = if held_by_another(shared, client_id) {
@@ -2147,6 +2137,17 @@ fn taken_over_by_another(
     }
     replaced().insert(shared.identity.clone(), unique.clone());
     Some(unique)
+}
+
+/// The level of the line about the `streak`th takeover in a row: WARN at the 1st, 2nd, 4th,
+/// 8th, ... (a fight can go on for hours), DEBUG between; for a persistent session the 1st is
+/// an ERROR, as the fault is the configuration's and nothing the appender does ends it.
+fn takeover_level(streak: u64, persistent: bool) -> log::Level {
+    match (streak, persistent) {
+        (1, true) => log::Level::Error,
+        (n, _) if n.is_power_of_two() => log::Level::Warn,
+        _ => log::Level::Debug,
+    }
 }
 
 /// When another connection of this process asked (its [`make_way`]) and this one is not

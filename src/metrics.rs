@@ -330,6 +330,18 @@ impl Snapshot {
     }
 
     /// The periodic INFO line.
+    /// Whether a summary line is worth writing now, `last` the one of the last summary's
+    /// time: packs were answered since, or some are in flight. An idle appender says nothing.
+    pub fn worth_a_summary(&self, last: &Snapshot) -> bool {
+        let answered = |s: &Snapshot| {
+            s.packs_delivered
+                + s.packs_connection_error
+                + s.packs_remote_error
+                + s.packs_internal_error
+        };
+        answered(self) != answered(last) || self.packs_in_flight > 0
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "{} records in {} packs delivered; packs failed: {} connection, {} remote, {} internal; \
@@ -493,6 +505,71 @@ mod tests {
         m.mark(at(200));
         let s = m.snapshot_at(&c, 0, at(201));
         assert!(slow(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
+    }
+
+    /// The summary line gives each figure in its place, and is written only while packs
+    /// flow: answered since the last one, or in flight.
+    #[test]
+    fn the_summary_says_every_figure_while_packs_flow() {
+        let ms = Duration::from_millis;
+        let s = Snapshot {
+            packs_delivered: 11,
+            packs_connection_error: 2,
+            packs_remote_error: 3,
+            packs_internal_error: 4,
+            records_delivered: 110,
+            records_failed: 9,
+            packs_in_flight: 5,
+            records_awaiting_broker: 50,
+            reconnects: 6,
+            connected: true,
+            takeovers: 7,
+            latency_p50: ms(1),
+            latency_p99: ms(20),
+            recent_latency_p50: ms(3),
+            recent_latency_p99: ms(40),
+        };
+        assert_eq!(
+            s.summary(),
+            "110 records in 11 packs delivered; packs failed: 2 connection, 3 remote, 4 internal; \
+             5 packs in flight, 50 records awaiting the broker; answer latency p50 1.0 ms, p99 \
+             20.0 ms (last minute: p50 3.0 ms, p99 40.0 ms); connected, 6 reconnects, 7 client id \
+             takeovers"
+        );
+        let idle = Snapshot {
+            packs_in_flight: 0,
+            ..s
+        };
+        assert!(
+            !idle.worth_a_summary(&idle),
+            "nothing answered, nothing in flight"
+        );
+        assert!(s.worth_a_summary(&s), "in flight");
+        for answered in [
+            Snapshot {
+                packs_delivered: 12,
+                ..idle
+            },
+            Snapshot {
+                packs_connection_error: 3,
+                ..idle
+            },
+            Snapshot {
+                packs_remote_error: 4,
+                ..idle
+            },
+            Snapshot {
+                packs_internal_error: 5,
+                ..idle
+            },
+        ] {
+            assert!(answered.worth_a_summary(&idle), "{answered:?}");
+        }
+        let reconnected = Snapshot {
+            reconnects: 9,
+            ..idle
+        };
+        assert!(!reconnected.worth_a_summary(&idle), "no pack answered");
     }
 
     #[test]

@@ -1123,3 +1123,21 @@ fn closes_after_large_qos0_records_still_count_as_a_takeover() {
     };
     a_takeover_after_two_closes("qos0-records", record, Outcome::Delivered);
 }
+
+/// A takeover fight is said at WARN at the 1st, 2nd, 4th, 8th, ... takeover of a streak and
+/// at DEBUG between, so hours of it stay a few lines; with a persistent session the first is
+/// an ERROR, the configuration's fault.
+#[test]
+fn takeovers_in_a_row_are_said_at_powers_of_two() {
+    use log::Level::{Debug, Error, Warn};
+    let levels = |persistent| -> Vec<log::Level> {
+        (1..=9).map(|n| takeover_level(n, persistent)).collect()
+    };
+    let clean = [Warn, Warn, Debug, Warn, Debug, Debug, Debug, Warn, Debug];
+    assert_eq!(levels(false), clean);
+    let mut persistent = clean;
+    persistent[0] = Error;
+    assert_eq!(levels(true), persistent);
+    assert_eq!(takeover_level(1 << 20, false), Warn);
+    assert_eq!(takeover_level((1 << 20) + 1, true), Debug);
+}

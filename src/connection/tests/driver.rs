@@ -297,6 +297,42 @@ fn after_a_panic_a_session_with_foreign_messages_starts_clean() {
     close_scripted(&shared, &events);
 }
 
+/// With cleanSession off, a connection whose broker kept the session says so at INFO (messages
+/// it queued for the node's earlier connection may come); one that starts anew says only that
+/// it connected.
+#[test]
+fn a_resumed_session_is_said_at_connect() {
+    crate::test_log::capture();
+    let shared = Arc::new(Shared {
+        clean_session: false,
+        ..bare_shared()
+    });
+    let (events, _) = drive_scripted_over(&shared, 1, "resumes-its-session");
+    for session_present in [true, false] {
+        events
+            .send(Step::Event(Observed::Connected {
+                receive_maximum: None,
+                session_present,
+                grants: Grants::default(),
+            }))
+            .expect("driver alive");
+        wait_until("the driver did not connect", || {
+            shared.metrics.connected.load(Ordering::Relaxed)
+        });
+        events.send(Step::Closed).expect("driver alive");
+        disconnected(&shared, "the close was not taken");
+    }
+    let said: Vec<String> = crate::test_log::lines_with("as 'resumes-its-session'")
+        .into_iter()
+        .filter(|l| l.contains("connected to"))
+        .collect();
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[0].starts_with("INFO connected to "), "{said:?}");
+    assert!(said[0].ends_with("as 'resumes-its-session', resuming its session"));
+    assert!(said[1].ends_with("as 'resumes-its-session'"), "{said:?}");
+    close_scripted(&shared, &events);
+}
+
 /// Every broker refusing the connection, the packs parked for it are answered `onRemoteError`
 /// with the tracker free: freeing a full queue of them (hundreds of MiB) under its lock held
 /// every `doAppend` on the connection meanwhile.
