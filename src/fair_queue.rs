@@ -88,6 +88,13 @@ impl<T, const N: usize> FairQueue<T, N> {
         self.classes.iter().flat_map(Turns::iter)
     }
 
+    /// Every item, mutably, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.classes
+            .iter_mut()
+            .flat_map(|c| c.queues.values_mut().flatten().map(|(_, item)| item))
+    }
+
     /// Takes every item, class by class, key by key.
     pub fn drain(&mut self) -> impl Iterator<Item = T> {
         let classes =

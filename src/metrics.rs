@@ -329,7 +329,6 @@ impl Snapshot {
         ]
     }
 
-    /// The periodic INFO line.
     /// Whether a summary line is worth writing now, `last` the one of the last summary's
     /// time: packs were answered since, or some are in flight. An idle appender says nothing.
     pub fn worth_a_summary(&self, last: &Snapshot) -> bool {
@@ -342,6 +341,7 @@ impl Snapshot {
         answered(self) != answered(last) || self.packs_in_flight > 0
     }
 
+    /// The periodic INFO line.
     pub fn summary(&self) -> String {
         format!(
             "{} records in {} packs delivered; packs failed: {} connection, {} remote, {} internal; \

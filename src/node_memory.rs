@@ -44,7 +44,8 @@ fn group_limit(text: &str) -> Option<u64> {
 }
 
 /// Where the limits of the process's control groups are (`own`: `/proc/self/cgroup`): its
-/// own group's file, and the root's, which is its own inside a container that shows it only
+/// own group's file and each of its ancestors' (a limit on a parent slice holds for every
+/// group under it), up to the root, which is its own inside a container that shows it only
 /// its part of the tree.
 fn group_limit_files(own: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -54,18 +55,19 @@ fn group_limit_files(own: &str) -> Vec<PathBuf> {
         else {
             continue;
         };
-        let path = path.trim_start_matches('/');
-        if controllers.is_empty() {
-            files.push(
-                PathBuf::from("/sys/fs/cgroup")
-                    .join(path)
-                    .join("memory.max"),
-            );
-            files.push(PathBuf::from("/sys/fs/cgroup/memory.max"));
+        let (root, file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max")
         } else if controllers.split(',').any(|c| c == "memory") {
-            let v1 = PathBuf::from("/sys/fs/cgroup/memory");
-            files.push(v1.join(path).join("memory.limit_in_bytes"));
-            files.push(v1.join("memory.limit_in_bytes"));
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let mut group = PathBuf::from(root).join(path.trim_start_matches('/'));
+        loop {
+            files.push(group.join(file));
+            if group == std::path::Path::new(root) || !group.pop() {
+                break;
+            }
         }
     }
     files
@@ -84,20 +86,23 @@ pub(crate) fn pending_bound_warning(
     if held <= memory / 2 {
         return None;
     }
-    let each = if connections > 1 {
-        format!(", on each of its {connections} connections (connectionsPerBroker)")
+    let fits = (memory / 2 / (PENDING_BYTES_PER_RECORD as u64 * connections as u64)).max(1);
+    let (each, or) = if connections > 1 {
+        (
+            format!(", on each of its {connections} connections"),
+            " (or connectionsPerBroker)",
+        )
     } else {
-        String::new()
+        (String::new(), "")
     };
     Some(format!(
         "maxPendingRecords {max_pending} lets a broker that is away make this appender hold up \
          to {} of messages ({} KiB for each message{each}), more than half of the {} the node \
          may use ({whose}): an outage could end with the kernel killing the node for memory, \
-         where packs should fail at the bound; lower maxPendingRecords (100000 hold up to {})",
+         where packs should fail at the bound; lower maxPendingRecords to {fits} or less{or}",
         shown(held),
         PENDING_BYTES_PER_RECORD / 1024,
         shown(memory),
-        shown(max_pending_bytes(100_000) as u64)
     ))
 }
 
@@ -138,11 +143,12 @@ mod tests {
 
     #[test]
     fn the_limit_files_are_the_groups_own_and_the_roots() {
-        let v2 = group_limit_files("0::/system.slice/kaa-node.service\n");
+        let v2 = group_limit_files("0::/kaa.slice/kaa-node.service\n");
         assert_eq!(
             v2,
             [
-                PathBuf::from("/sys/fs/cgroup/system.slice/kaa-node.service/memory.max"),
+                PathBuf::from("/sys/fs/cgroup/kaa.slice/kaa-node.service/memory.max"),
+                PathBuf::from("/sys/fs/cgroup/kaa.slice/memory.max"),
                 PathBuf::from("/sys/fs/cgroup/memory.max"),
             ]
         );
@@ -151,8 +157,13 @@ mod tests {
             v1,
             [
                 PathBuf::from("/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes"),
+                PathBuf::from("/sys/fs/cgroup/memory/docker/memory.limit_in_bytes"),
                 PathBuf::from("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
             ]
+        );
+        assert_eq!(
+            group_limit_files("0::/\n"),
+            [PathBuf::from("/sys/fs/cgroup/memory.max")]
         );
         assert!(group_limit_files("garbage").is_empty());
     }
@@ -176,12 +187,18 @@ mod tests {
         let said = pending_bound_warning(100_000, 16, gib(8)).expect("6.1 GiB of 8");
         for part in [
             "maxPendingRecords 100000 lets a broker that is away make this appender hold up to \
-             6.1 GiB of messages (4 KiB for each message, on each of its 16 connections",
-            "more than half of the 8.0 GiB the node may use (the machine's memory)",
-            "lower maxPendingRecords (100000 hold up to 390.6 MiB)",
+             6.1 GiB of messages (4 KiB for each message, on each of its 16 connections), more \
+             than half of the 8.0 GiB the node may use (the machine's memory)",
+            // 4 GiB over 16 connections of 4 KiB messages.
+            "lower maxPendingRecords to 65536 or less (or connectionsPerBroker)",
         ] {
             assert!(said.contains(part), "{part:?} in {said}");
         }
+        let alone = pending_bound_warning(1_000_000, 1, gib(2)).expect("3.8 GiB of 2");
+        assert!(
+            alone.ends_with("lower maxPendingRecords to 262144 or less"),
+            "{alone}"
+        );
         assert_eq!(pending_bound_warning(100_000, 10, gib(8)), None, "3.8 GiB");
         let at_half = Some((2 * max_pending_bytes(100_000) as u64, "x"));
         assert_eq!(pending_bound_warning(100_000, 1, at_half), None);

@@ -877,9 +877,11 @@ class BrokerFeaturesTest {
             cfg.put("statusFormat", new GenericData.EnumSymbol(
                     KaaNode.configSchema().getField("statusFormat").schema(), format));
             cfg.put("keepAliveSeconds", 5);
-            Process sub = subscribeV5(broker, status, 2);
+            Process sub;
+            // The child JVM first: the subscriber's 20 s run from here to the will.
             try (ChildNode child = ChildNode.start(); Subscriber online = Subscriber.subscribe(broker.port(), status,
                     1)) {
+                sub = subscribeV5(broker, status, 2);
                 child.load("status-" + format, cfg);
                 online.awaitCount(1, Duration.ofSeconds(10));
                 child.kill();
