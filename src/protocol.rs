@@ -592,6 +592,14 @@ macro_rules! event_loop {
                     ))
                 }
                 e @ ConnectionError::Tls(_) => tls_failure(&e),
+                // Alone, "Last pingreq isn't acked" named neither the setting nor the cause.
+                e @ ConnectionError::MqttState(StateError::AwaitPingResp) => {
+                    Failure::Broken(format!(
+                        "{e}: the broker answered nothing, not even a ping, for about twice \
+                         keepAliveSeconds: it, or the way to it (a NAT or firewall that dropped \
+                         the idle connection), is gone"
+                    ))
+                }
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {
                     Failure::Foreign(format!(
                         "the broker sent an acknowledgement or release for packet id {pkid}, \

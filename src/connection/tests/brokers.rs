@@ -1,6 +1,7 @@
 //! Brokers that misbehave: slow or deaf readers, brokers that close or refuse, shrinking receive
 //! maximums, session options a broker set, one that stops acknowledging, one that sends
-//! messages unasked, and WebSocket endpoints that refuse the upgrade or take it without MQTT.
+//! messages unasked, one that answers no ping, and WebSocket endpoints that refuse the upgrade or
+//! take it without MQTT.
 
 use super::*;
 
@@ -2368,5 +2369,62 @@ fn a_websocket_upgrade_refused_over_http_is_a_connection_error_naming_the_status
     assert!(
         gone_elsewhere.try_recv().is_err(),
         "the redirect was followed"
+    );
+}
+
+/// A broker that goes silent on an idle connection (a dead host, a NAT that dropped the
+/// flow): it answers no ping, and the appender gives the connection up after about twice
+/// `keepAliveSeconds`, says so, and connects again, where waiting packs go out.
+#[test]
+fn a_broker_that_stops_answering_pings_is_left_after_the_keep_alive() {
+    use std::io::Write;
+    crate::test_log::capture();
+    let (connects, connected) = mpsc::channel();
+    let (port, _) = scripted_broker(move |listener| {
+        for (n, stream) in listener.incoming().take(2).enumerate() {
+            let Ok(mut s) = stream else { return };
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            let Some((0x10, _)) = read_packet(&mut s) else {
+                return;
+            };
+            s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+            if connects.send(Instant::now()).is_err() {
+                return;
+            }
+            // The first connection hears and answers nothing more; the second acks.
+            while let Some((kind, body)) = read_packet(&mut s) {
+                if n == 1 && kind >> 4 == 3 && s.write_all(&puback_for(&body)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let connection = Connection::get(&BrokerConfig {
+        keep_alive: Duration::from_secs(1),
+        ..scripted(port, "pings-unanswered")
+    })
+    .expect("opened");
+    let first = connected.recv_timeout(WAIT).expect("a connection");
+    let second = connected
+        .recv_timeout(WAIT)
+        .expect("the dead connection left");
+    let lost = crate::test_log::await_line("as 'pings-unanswered'", |l| l.contains("lost"), WAIT);
+    let delivered = submit_one(&connection);
+    assert_eq!(delivered.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+    // Not before the keep-alive: a ping is sent after one period and found unanswered after
+    // the next.
+    assert!(
+        second - first >= Duration::from_secs(1),
+        "{:?}",
+        second - first
+    );
+    assert!(lost.starts_with("WARN connection to "), "{lost}");
+    assert!(
+        lost.contains(
+            "the broker answered nothing, not even a ping, for about twice \
+             keepAliveSeconds"
+        ),
+        "{lost}"
     );
 }
