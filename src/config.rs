@@ -2232,6 +2232,30 @@ pub(crate) mod tests {
         assert_eq!(proxy(" ", "pw").unwrap_err().field, "proxyUsername");
     }
 
+    /// The v1 and v2 forms save only with every text filled in, so operators fill those they do
+    /// not use with spaces: with ssl on, TLS texts of spaces alone are none (the system's CAs,
+    /// no client certificate, no ALPN), and so are `brokers` and `statusTopic`.
+    #[test]
+    fn texts_of_spaces_alone_are_none_with_ssl_on() {
+        let mut e = with_tls(" ", "  ", "\t", " ");
+        e.boolean(false)
+            .boolean(true)
+            .long(10)
+            .long(4096)
+            .long(0)
+            .long(0);
+        e.string(" ").string(" ");
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
+        let tls = c.broker.tls.as_ref().expect("TLS on");
+        assert!(tls.verify);
+        assert!(tls.ca_pem.trim().is_empty(), "{tls:?}");
+        assert!(tls.client_cert_pem.trim().is_empty() && tls.client_key_pem.trim().is_empty());
+        assert!(tls.alpn.is_empty(), "{:?}", tls.alpn);
+        assert!(c.broker.failover.is_empty(), "{:?}", c.broker.failover);
+        assert_eq!(c.broker.status_topic, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
         with_tls_verifying(true, ca, cert, key, alpn)
     }

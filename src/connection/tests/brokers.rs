@@ -2428,3 +2428,64 @@ fn a_broker_that_stops_answering_pings_is_left_after_the_keep_alive() {
         "{lost}"
     );
 }
+
+/// `connectTimeoutSeconds` bounds every stage of a connect, not only the CONNACK: a peer that
+/// takes the TCP connection and then says nothing in the TLS handshake, or to the WebSocket
+/// upgrade, is given up after it and tried again, and the line names the setting.
+#[test]
+fn a_silent_tls_handshake_or_websocket_upgrade_is_bounded_by_connect_timeout_seconds() {
+    use std::io::Read;
+    crate::test_log::capture();
+    let tls = crate::tls::TlsSettings {
+        verify: false,
+        ca_pem: String::new(),
+        client_cert_pem: String::new(),
+        client_key_pem: String::new(),
+        alpn: Vec::new(),
+    };
+    let websocket = crate::config::Transport::WebSocket {
+        path: "/mqtt".into(),
+    };
+    for (id, tls, transport) in [
+        ("mute-tls", Some(tls), crate::config::Transport::Tcp),
+        ("mute-upgrade", None, websocket),
+    ] {
+        let (accepted, accepts) = mpsc::channel();
+        let (port, _) = scripted_broker(move |listener| {
+            let mut held = Vec::new();
+            for stream in listener.incoming().take(2) {
+                let Ok(mut stream) = stream else { return };
+                // Reads the ClientHello or the upgrade request, and answers nothing.
+                let _ = stream.read(&mut [0; 1024]);
+                held.push(stream);
+                if accepted.send(Instant::now()).is_err() {
+                    return;
+                }
+            }
+        });
+        let connection = Connection::get(&BrokerConfig {
+            tls,
+            transport,
+            connect_timeout: Duration::from_secs(1),
+            ..scripted(port, id)
+        })
+        .expect("opened");
+        let first = accepts.recv_timeout(WAIT).expect("a connect");
+        let second = accepts.recv_timeout(WAIT).expect("tried again");
+        let said = crate::test_log::await_line(
+            &format!("as '{id}'"),
+            |l| l.starts_with("WARN cannot connect to "),
+            WAIT,
+        );
+        drop(connection);
+        assert!(
+            second - first >= Duration::from_secs(1),
+            "{id}: {:?}",
+            second - first
+        );
+        assert!(
+            said.contains("not connected within connectTimeoutSeconds"),
+            "{said}"
+        );
+    }
+}
