@@ -608,6 +608,36 @@ class InstallLayoutIT {
     }
 
     /**
+     * README "Install into a Kaa node": {@code -Dkaa.mqtt.appender.library=/path/to/libkaa_mqtt_appender.so} loads the
+     * library from there, and from there only (not the one beside the jar, no extracted copy); the appender works.
+     */
+    @Test
+    @Timeout(value = 180, unit = TimeUnit.SECONDS)
+    void theLibraryThePropertyNamesIsTheOneLoaded() throws Exception {
+        Path lib = libDir(true);
+        Path elsewhere = newDir("kaa-node-elsewhere-").resolve(NodeLayout.FILE_NAME);
+        Files.copy(NodeLayout.nativeLibrary(), elsewhere);
+        Records records = new Records(newDir("kaa-node-data-"), 7, 1);
+        String topic = "kaa/it/install/property/" + UUID.randomUUID().toString().substring(0, 8);
+        try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
+            Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.library=" + elsewhere), replayArgs(topic, records));
+            assertNoCrash(r);
+            assertEquals(0, r.exit, r.describe());
+            assertTrue(r.stdout.contains("pack 1: 7 records -> onSuccess"), r.describe());
+            assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            assertEquals(List.of(), r.stderrLines("WARN"), "no warning\n" + r.describe());
+            assertEquals(List.of(elsewhere.toString()), r.loaded(), "loaded once, from there\n" + r.describe());
+            assertFalse(r.attempted().contains(lib.resolve(NodeLayout.FILE_NAME).toString()), r.describe());
+            assertEquals(List.of(), libraryFilesIn(r.work.resolve("tmp")), "no extracted copy");
+
+            sub.awaitCount(records.expected.size(), Duration.ofSeconds(10));
+            RecordingCallback.sleep(Duration.ofMillis(500));
+            Payloads.assertSameMultiset("published with the library the property names", records.expected,
+                    sub.payloads());
+        }
+    }
+
+    /**
      * {@code -Dkaa.mqtt.appender.library} naming a missing file, or a file that is not a library: only that place is
      * tried (the .so beside the jar is not used), init logs ONE error naming it, every pack is answered
      * onInternalError, nothing is published, and the JVM exits on its own (Replay's exit code 1: not every pack

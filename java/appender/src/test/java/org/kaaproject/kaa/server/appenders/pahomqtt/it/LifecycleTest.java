@@ -67,6 +67,42 @@ class LifecycleTest {
         return BROKER.broker().log().contains("Client " + clientId + " disconnected.");
     }
 
+    /**
+     * The node gives an appender only packs of the log schema versions its record allows, and waits for its answer
+     * only when the record asks for confirmation: both come from the stored appender record, as the original's did,
+     * also for an appender whose settings keep it from starting (before a second init changes them).
+     */
+    @Test
+    void schemaVersionsAndDeliveryConfirmationAreTheStoredRecords() {
+        String name = "versions-" + UUID.randomUUID().toString().substring(0, 8);
+        Map<String, Object> broken = config(name);
+        broken.put("maxInflight", -1);
+        for (Map<String, Object> cfg : List.of(config(name), broken)) {
+            LogAppenderDto dto = KaaNode.appenderDto(name, KaaNode.config(cfg));
+            dto.setMinLogSchemaVersion(2);
+            dto.setMaxLogSchemaVersion(4);
+            dto.setConfirmDelivery(false);
+            LogAppender appender = KaaNode.load(dto);
+            try {
+                List<Boolean> taken = new ArrayList<>();
+                for (int version = 0; version <= 5; version++) {
+                    taken.add(appender.isSchemaVersionSupported(version));
+                }
+                assertEquals(List.of(false, false, true, true, true, false), taken, "versions 0 to 5");
+                assertEquals(false, appender.isDeliveryConfirmationRequired());
+                dto.setMinLogSchemaVersion(1);
+                dto.setMaxLogSchemaVersion(Integer.MAX_VALUE);
+                dto.setConfirmDelivery(true);
+                appender.init(dto);
+                assertTrue(appender.isSchemaVersionSupported(1));
+                assertTrue(appender.isSchemaVersionSupported(Integer.MAX_VALUE));
+                assertTrue(appender.isDeliveryConfirmationRequired(), "after the second init");
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
     @Test
     void secondInitReleasesTheFirst() throws Exception {
         String name = "twice-" + UUID.randomUUID().toString().substring(0, 8);
