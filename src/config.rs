@@ -1426,6 +1426,11 @@ pub(crate) mod tests {
     /// but the number `field` set to `value`.
     fn record_with(field: &str, value: i64) -> Encoder {
         let number = |name: &str, default: i64| if name == field { value } else { default };
+        let longs = |e: &mut Encoder, fields: &[(&str, i64)]| {
+            for &(name, default) in fields {
+                e.long(number(name, default));
+            }
+        };
         let mut e = Encoder::default();
         e.string("h")
             .long(number("port", 1883))
@@ -1436,42 +1441,42 @@ pub(crate) mod tests {
             .long(number("qos", 1))
             .string("id")
             .string("t");
-        for (name, default) in [
-            ("deliveryTimeoutSeconds", 30),
-            ("keepAliveSeconds", 10),
-            ("maxPendingRecords", 100_000),
-            ("payloadFormat", 0),
-            ("grouping", 0),
-            ("statsIntervalSeconds", 60),
-        ] {
-            e.long(number(name, default));
-        }
+        longs(
+            &mut e,
+            &[
+                ("deliveryTimeoutSeconds", 30),
+                ("keepAliveSeconds", 10),
+                ("maxPendingRecords", 100_000),
+                ("payloadFormat", 0),
+                ("grouping", 0),
+                ("statsIntervalSeconds", 60),
+            ],
+        );
         e.string("").string("").string("").string("");
         e.boolean(false).boolean(true);
-        for (name, default) in [
-            ("connectTimeoutSeconds", 10),
-            ("maxMessageBytes", 10_485_760),
-            ("mqttVersion", 0),
-            ("messageExpirySeconds", 0),
-        ] {
-            e.long(number(name, default));
-        }
+        longs(
+            &mut e,
+            &[
+                ("connectTimeoutSeconds", 10),
+                ("maxMessageBytes", 10_485_760),
+                ("mqttVersion", 0),
+                ("messageExpirySeconds", 0),
+            ],
+        );
         e.string("").string("");
-        e.long(number("connectionsPerBroker", 1))
-            .long(0)
-            .string("/mqtt")
-            .string("")
-            .long(number("proxyPort", 3128))
-            .string("")
-            .string("");
-        for (name, default) in [
-            ("sessionExpirySeconds", 3600),
-            ("statusFormat", 1),
-            ("closeTimeoutSeconds", 5),
-            ("maxInflight", 0),
-        ] {
-            e.long(number(name, default));
-        }
+        longs(&mut e, &[("connectionsPerBroker", 1), ("transport", 0)]);
+        e.string("/mqtt").string("");
+        longs(&mut e, &[("proxyPort", 3128)]);
+        e.string("").string("");
+        longs(
+            &mut e,
+            &[
+                ("sessionExpirySeconds", 3600),
+                ("statusFormat", 1),
+                ("closeTimeoutSeconds", 5),
+                ("maxInflight", 0),
+            ],
+        );
         e
     }
 
@@ -1955,13 +1960,7 @@ pub(crate) mod tests {
         assert!(err.message.contains("{hostName}"), "{}", err.message);
 
         let with_status = |status: &str| {
-            let mut e = with_tls("", "", "", "");
-            e.boolean(false)
-                .boolean(true)
-                .long(10)
-                .long(4096)
-                .long(0)
-                .long(0);
+            let mut e = with_tls_through_expiry(["", "", "", ""]);
             e.string("").string(status);
             AppenderConfig::from_avro(&e.0, Layout::PlainTexts)
         };
@@ -2237,13 +2236,7 @@ pub(crate) mod tests {
     /// no client certificate, no ALPN), and so are `brokers` and `statusTopic`.
     #[test]
     fn texts_of_spaces_alone_are_none_with_ssl_on() {
-        let mut e = with_tls(" ", "  ", "\t", " ");
-        e.boolean(false)
-            .boolean(true)
-            .long(10)
-            .long(4096)
-            .long(0)
-            .long(0);
+        let mut e = with_tls_through_expiry([" ", "  ", "\t", " "]);
         e.string(" ").string(" ");
         let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         let tls = c.broker.tls.as_ref().expect("TLS on");
@@ -2254,6 +2247,19 @@ pub(crate) mod tests {
         assert!(c.broker.failover.is_empty(), "{:?}", c.broker.failover);
         assert_eq!(c.broker.status_topic, None);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    /// [`with_tls`], then every field up to `messageExpirySeconds` (retain off, clean session,
+    /// 10 s to connect, messages of 4 KiB at most, MQTT 3.1.1, no expiry).
+    fn with_tls_through_expiry([ca, cert, key, alpn]: [&str; 4]) -> Encoder {
+        let mut e = with_tls(ca, cert, key, alpn);
+        e.boolean(false)
+            .boolean(true)
+            .long(10)
+            .long(4096)
+            .long(0)
+            .long(0);
+        e
     }
 
     fn with_tls(ca: &str, cert: &str, key: &str, alpn: &str) -> Encoder {
