@@ -491,6 +491,7 @@ impl Shared {
                 return None;
             }
             let label = self.label.clone();
+            let topic = Arc::clone(topic);
             let pack = Pack::new(
                 1,
                 Box::new(move |outcome| {
@@ -504,9 +505,19 @@ impl Shared {
                         | (_, Outcome::ConnectionError) => log::Level::Debug,
                         _ => log::Level::Warn,
                     };
+                    // An ACL that allows the records' topics and not this one (MQTT 5 says so;
+                    // MQTT 3.1.1 brokers such as Mosquitto acknowledge and drop it).
+                    let refused = if outcome == Outcome::RemoteError {
+                        format!(
+                            ": the broker takes no message to statusTopic '{topic}' from this \
+                             client (its ACL?); allow it there, or remove statusTopic"
+                        )
+                    } else {
+                        String::new()
+                    };
                     log::log!(
                         level,
-                        "status '{}' not confirmed by {label}: {outcome}",
+                        "status '{}' not confirmed by {label}: {outcome}{refused}",
                         status.word()
                     );
                 }),

@@ -1,4 +1,5 @@
-//! The liveness status: its close, and a status topic other connections or nodes share.
+//! The liveness status: its close, a status topic other connections or nodes share, and one
+//! the broker refuses.
 
 use super::*;
 
@@ -194,4 +195,65 @@ fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
         "{lines:?}"
     );
     assert!(warned("status-own-part", false).is_empty());
+}
+
+/// MQTT 5, a broker whose ACL allows the records' topics but not the status topic refuses
+/// "online" (reason 0x87, as Mosquitto does): one WARN names the status topic and what to
+/// change, and the records go on, on the same connection.
+#[test]
+fn a_status_topic_the_broker_refuses_is_said_and_the_records_go_on() {
+    use std::io::Write;
+    crate::test_log::capture();
+    let (port, _) = scripted_broker(|listener| {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let Some((0x10, _)) = read_packet(&mut s) else {
+            return;
+        };
+        s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+            .expect("CONNACK");
+        while let Some((kind, body)) = read_packet(&mut s) {
+            if kind >> 4 != 3 {
+                continue;
+            }
+            let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            let pkid = [body[2 + topic], body[3 + topic]];
+            // PUBACK, "not authorized" for the status topic.
+            let ack: &[u8] = if body[2..2 + topic].starts_with(b"denied/") {
+                &[0x40, 0x03, pkid[0], pkid[1], 0x87]
+            } else {
+                &[0x40, 0x02, pkid[0], pkid[1]]
+            };
+            if s.write_all(ack).is_err() {
+                return;
+            }
+        }
+    });
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        status_topic: Some("denied/status".into()),
+        ..scripted(port, "status-refused")
+    })
+    .expect("opened");
+    let said = crate::test_log::await_line(
+        "as 'status-refused'",
+        |l| l.contains("status 'online'"),
+        WAIT,
+    );
+    let delivered = submit_one(&connection);
+    assert_eq!(delivered.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    drop(connection);
+    assert!(
+        said.starts_with("WARN status 'online' not confirmed by "),
+        "{said}"
+    );
+    assert!(
+        said.ends_with(
+            "onRemoteError: the broker takes no message to statusTopic 'denied/status' from \
+             this client (its ACL?); allow it there, or remove statusTopic"
+        ),
+        "{said}"
+    );
 }

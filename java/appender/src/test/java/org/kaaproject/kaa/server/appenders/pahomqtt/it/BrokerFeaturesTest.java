@@ -205,6 +205,38 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * An ACL that allows the records' topics but not statusTopic (an operator adding a status topic outside the
+     * allowed prefix): the records keep flowing, on one connection.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"MQTT_3_1_1", "MQTT_5"})
+    void aStatusTopicTheBrokerDeniesLeavesTheRecordsFlowing(String version) throws Exception {
+        try (Mosquitto broker = Mosquitto.anonymous()) {
+            Path acl = Files.writeString(broker.dir().resolve("acl"), "topic readwrite allowed/#\n");
+            broker.extraConfig("acl_file " + acl.toAbsolutePath());
+            broker.start();
+            Map<String, Object> cfg = KaaNode.brokerConfig(broker.port(), "allowed/x", 1);
+            cfg.put("mqttVersion", new GenericData.EnumSymbol(KaaNode.configSchema().getField("mqttVersion").schema(),
+                    version));
+            cfg.put("statusTopic", "denied/status");
+            String clientId = "status-denied-" + UUID.randomUUID().toString().substring(0, 6);
+            cfg.put("clientId", clientId);
+            LogAppender appender = KaaNode.load("status-denied", KaaNode.config(cfg));
+            try (Subscriber sub = Subscriber.subscribe(broker.port(), "allowed/x", 1)) {
+                for (int p = 0; p < 3; p++) {
+                    append(appender, records(2, 200 + p)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10),
+                            Duration.ZERO);
+                    Thread.sleep(500);
+                }
+                sub.awaitCount(6, Duration.ofSeconds(10));
+                broker.assertConnectedOnce(clientId);
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
     /** The JMX figures of the appender named {@code name}, by attribute. */
     private static Map<String, Object> figures(String name) throws Exception {
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
