@@ -491,33 +491,25 @@ impl Shared {
                 return None;
             }
             let label = self.label.clone();
-            let topic = Arc::clone(topic);
             let pack = Pack::new(
                 1,
                 Box::new(move |outcome| {
                     // "offline" left unconfirmed when the driver ended (`Why::Closed`): the
                     // close waited for its ack and already said why it did not come
                     // (`close_gracefully`).
-                    // A lost connection says why itself, once for a fault that goes on.
+                    // A lost connection says why itself, once for a fault that goes on; so does
+                    // a refusal: of the message (with the broker's reason), of its topic lately,
+                    // of what the broker grants, or of the connection.
                     let level = match (status, outcome) {
                         (_, Outcome::Delivered) => return,
                         (Status::Offline, Outcome::InternalError)
-                        | (_, Outcome::ConnectionError) => log::Level::Debug,
+                        | (_, Outcome::ConnectionError)
+                        | (_, Outcome::RemoteError) => log::Level::Debug,
                         _ => log::Level::Warn,
-                    };
-                    // An ACL that allows the records' topics and not this one (MQTT 5 says so;
-                    // MQTT 3.1.1 brokers such as Mosquitto acknowledge and drop it).
-                    let refused = if outcome == Outcome::RemoteError {
-                        format!(
-                            ": the broker takes no message to statusTopic '{topic}' from this \
-                             client (its ACL?); allow it there, or remove statusTopic"
-                        )
-                    } else {
-                        String::new()
                     };
                     log::log!(
                         level,
-                        "status '{}' not confirmed by {label}: {outcome}{refused}",
+                        "status '{}' not confirmed by {label}: {outcome}",
                         status.word()
                     );
                 }),

@@ -1369,11 +1369,24 @@ impl Tracker {
             None => m.pack.record_delivered(),
             Some(reason) => {
                 // Said with the first refused message of a pack, within the budget: an endpoint's
-                // records can repeat it.
-                // (The status message's is said by its own answer.)
-                let first = !m.pack.is_done() && m.origin.appender != 0;
+                // records can repeat it. The connection's own message, the status, once a
+                // connection (and at its close), with what an ACL refusing it asks for.
+                let status = m.origin.appender == 0;
+                let first = !m.pack.is_done() && !status;
                 m.pack.finish(Why::Refused);
                 let topic = crate::log_budget::shown_in_log(&m.topic);
+                if status {
+                    let hint = if refuses_topic(reason) {
+                        ": allow it in the broker's ACL, or remove statusTopic"
+                    } else {
+                        ""
+                    };
+                    log::warn!(
+                        "{}: the broker refused the status message on statusTopic '{topic}' \
+                         ({reason}){hint}",
+                        self.label
+                    );
+                }
                 let budget = || self.refused_lines.take("refused message", Instant::now());
                 match first.then(budget).flatten() {
                     Some(note) => log::warn!(
@@ -3155,6 +3168,40 @@ mod tests {
         assert!(
             outcomes(&large).is_empty(),
             "larger than those outlived by far"
+        );
+    }
+
+    /// A message past the broker's Maximum Packet Size fails its pack unpublished
+    /// (`onInternalError`: Kaa's resending cannot make it fit), and a WARN names both sizes
+    /// and the setting that keeps such records from being made into messages; ten a minute at
+    /// most, however many packs an endpoint sends.
+    #[test]
+    fn a_message_past_the_brokers_packet_size_fails_its_pack_and_is_said() {
+        crate::test_log::capture();
+        let mut t = Tracker::new("packet-size-test");
+        let mut out = Recorder {
+            max_packet: Some(1_000),
+            ..Recorder::default()
+        };
+        t.on_connected(&mut out, Window::default());
+        for _ in 0..12 {
+            let (p, rx) = pack(1);
+            t.submit(&mut out, &p, Qos::AtLeastOnce.into(), sized(&[5_000]), 100);
+            assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
+        }
+        assert!(out.published.is_empty());
+        let said = crate::test_log::lines_with("packet-size-test: a message of ");
+        assert_eq!(said.len(), 10, "{said:?}");
+        assert!(
+            said[0].starts_with("WARN packet-size-test: a message of 50"),
+            "{said:?}"
+        );
+        assert!(
+            said[0].contains(
+                "bytes fails its pack: the broker takes packets of at most 1000 bytes (its \
+                 Maximum Packet Size, or MQTT's own); maxMessageBytes below that"
+            ),
+            "{said:?}"
         );
     }
 

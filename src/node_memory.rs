@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use crate::delivery::{max_pending_bytes, PENDING_BYTES_PER_RECORD};
 
 /// The memory this process may use, in bytes, and where that figure comes from: the
-/// machine's (`MemTotal`), or its control group's limit where that is lower (a container, a
-/// systemd `MemoryMax`). `None` where neither can be read.
+/// machine's (`MemTotal`), or the lowest limit of its control group and those above it where
+/// that is lower (a container, a systemd `MemoryMax` on the service or its slice). `None`
+/// where neither can be read.
 pub(crate) fn limit() -> Option<(u64, &'static str)> {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let machine = read("/proc/meminfo")
@@ -23,7 +24,12 @@ pub(crate) fn limit() -> Option<(u64, &'static str)> {
         .filter_map(|path| std::fs::read_to_string(path).ok())
         .filter_map(|text| group_limit(&text))
         .min()
-        .map(|bytes| (bytes, "the memory limit of the node's control group"));
+        .map(|bytes| {
+            (
+                bytes,
+                "the memory limit of the node's control group, or of one above it",
+            )
+        });
     machine
         .into_iter()
         .chain(group)
@@ -142,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_files_are_the_groups_own_and_the_roots() {
+    fn the_limit_files_are_the_groups_own_and_its_ancestors() {
         let v2 = group_limit_files("0::/kaa.slice/kaa-node.service\n");
         assert_eq!(
             v2,

@@ -593,11 +593,15 @@ macro_rules! event_loop {
                 }
                 e @ ConnectionError::Tls(_) => tls_failure(&e),
                 // Alone, "Last pingreq isn't acked" named neither the setting nor the cause.
+                // Any packet from the broker ends a ping's wait (`poll`), so only a link where
+                // nothing came back for a whole period fails so.
                 e @ ConnectionError::MqttState(StateError::AwaitPingResp) => {
                     Failure::Broken(format!(
-                        "{e}: the broker answered nothing, not even a ping, for about twice \
-                         keepAliveSeconds: it, or the way to it (a NAT or firewall that dropped \
-                         the idle connection), is gone"
+                        "{e}: the broker answered nothing, not even a ping, for a whole \
+                         keep-alive period (keepAliveSeconds, or the Server Keep Alive an MQTT 5 \
+                         broker set): it, or the way to it (a NAT or firewall that dropped the \
+                         idle connection), is gone; or a link too slow to carry a period's bytes \
+                         held its answers back (then raise keepAliveSeconds)"
                     ))
                 }
                 ConnectionError::MqttState(StateError::Unsolicited(pkid)) => {

@@ -531,6 +531,7 @@ fn a_connection_closed_twice_while_it_drains_makes_way_for_its_edit() {
 /// no pushing out. (Before: the session's appender did not start when the clean one had.)
 #[test]
 fn a_clean_session_makes_way_for_a_lasting_one_with_its_id() {
+    crate::test_log::capture();
     let (tx, ids) = mpsc::channel();
     let (port, _) = scripted_broker(move |listener| takeover_broker(listener, tx));
     let next = || ids.recv_timeout(WAIT).expect("a CONNECT");
@@ -553,6 +554,18 @@ fn a_clean_session_makes_way_for_a_lasting_one_with_its_id() {
     assert_eq!(clean.metrics().takeovers.load(Ordering::Relaxed), 0);
     assert_eq!(lasting.metrics().takeovers.load(Ordering::Relaxed), 0);
     drop((clean, lasting));
+    // The broker now sees an id nobody configured: the log says whose and why.
+    let said = crate::test_log::lines_with("under client id 'mixed-id'");
+    assert_eq!(said.len(), 1, "{said:?}");
+    for part in [
+        "WARN ",
+        "another appender of this node keeps a session (cleanSession off) under client id \
+         'mixed-id', which names it and cannot change",
+        &format!("connects as '{}' instead", connects[1]),
+        "give each appender its own clientId",
+    ] {
+        assert!(said[0].contains(part), "{part:?} in {said:?}");
+    }
 }
 
 /// Lasting sessions with one client id at two brokers on one host (two ports) are two

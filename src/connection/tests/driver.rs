@@ -242,7 +242,11 @@ fn a_refused_slot_that_cannot_be_freed_makes_the_connection_anew() {
 /// driver's task, the pack waited for ever and the connection was dead.)
 #[test]
 fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() {
-    let shared = shared();
+    crate::test_log::capture();
+    let shared = Arc::new(Shared {
+        label: "scripted:1 as 'panicking-loop'".into(),
+        ..bare_shared()
+    });
     let (events, _) = drive_scripted(&shared);
     connect(&shared, &events);
     let first = submit(&shared);
@@ -253,6 +257,16 @@ fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() 
     assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
     assert!(!shared.metrics.connected.load(Ordering::Relaxed));
     assert_eq!(lock(&shared.tracker).outstanding(), 0);
+    // The one sign of why those packs failed.
+    let said = crate::test_log::lines_with("as 'panicking-loop'");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with(
+            "ERROR panic in the event loop of the connection to scripted:1 as 'panicking-loop': \
+             injected: the event loop panics"
+        ) && said[0].contains("(onConnectionError) and it connects anew"),
+        "{said:?}"
+    );
 
     connect(&shared, &events);
     let second = submit(&shared);
