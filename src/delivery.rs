@@ -2815,6 +2815,22 @@ mod tests {
         assert_eq!(outcomes(&rx), vec![Outcome::InternalError]);
         t.submit(&mut out, &pack(1).0, from_source(10), vec![big()], 100);
         assert_eq!(out.published.len(), published + 1, "another endpoint's");
+        // The broker takes it: what it closed at was no packet limit (its limit was raised,
+        // or the closes had another cause), and the operator reads that such messages go again.
+        crate::test_log::capture();
+        t.label = "ceiling-undone-test".into();
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        let said = crate::test_log::lines_with("ceiling-undone-test: the broker took a message");
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with("WARN ")
+                && said[0].contains(
+                    "bytes it was taken to close the connection at: messages that \
+                 large are published again"
+                ),
+            "{said:?}"
+        );
     }
 
     /// A failover broker is another broker: the limit learned from the first one's closes
