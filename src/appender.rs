@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{
-    AppenderConfig, BrokerConfig, ConfigError, Grouping, MqttVersion, PayloadFormat, Unkeyed,
-};
+use crate::config::{AppenderConfig, BrokerConfig, ConfigError, Grouping, MqttVersion, Unkeyed};
 use crate::connection::{runtime, Connection};
 use crate::decode::LogSchema;
 use crate::delivery::{
@@ -449,10 +447,7 @@ impl Appender {
         let how = PublishOptions {
             qos: self.config.qos,
             retain: self.config.retain,
-            content_type: match self.config.payload_format {
-                PayloadFormat::AvroBinary => "application/octet-stream",
-                _ => "application/json",
-            },
+            content_type: self.encoder.content_type(),
             message_expiry: self.config.message_expiry,
             patience: Some(self.config.delivery_timeout),
             origin,

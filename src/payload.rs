@@ -30,6 +30,17 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The MQTT 5 content type of the messages it makes: every format but the Avro binary is
+    /// JSON text.
+    pub fn content_type(&self) -> &'static str {
+        match self.format {
+            PayloadFormat::AvroJson | PayloadFormat::Json | PayloadFormat::JsonWithHeader => {
+                "application/json"
+            }
+            PayloadFormat::AvroBinary => "application/octet-stream",
+        }
+    }
+
     /// The most all messages of a pack may take together, while they are made:
     /// `maxMessageBytes + 64 × (the records' bytes + 16 × the number of records)`. Endpoints
     /// are untrusted, and a few bytes of Avro can stand for megabytes of JSON (a five-byte
@@ -254,6 +265,24 @@ mod tests {
 
     const SCHEMA: &str = r#"{"type":"record","name":"T","fields":[
         {"name":"id","type":"int"},{"name":"note","type":["null","string"]}]}"#;
+
+    /// MQTT 5 consumers choose their parser by it: JSON text, but for the Avro binary.
+    #[test]
+    fn each_format_has_its_content_type() {
+        let of = |format| {
+            Encoder {
+                format,
+                grouping: Grouping::Record,
+                max_payload: 1,
+                max_held: 1,
+            }
+            .content_type()
+        };
+        assert_eq!(of(PayloadFormat::AvroJson), "application/json");
+        assert_eq!(of(PayloadFormat::Json), "application/json");
+        assert_eq!(of(PayloadFormat::JsonWithHeader), "application/json");
+        assert_eq!(of(PayloadFormat::AvroBinary), "application/octet-stream");
+    }
 
     /// {"id": 1, "note": "a"} and {"id": 2, "note": null}
     fn records() -> Vec<Vec<u8>> {
