@@ -145,6 +145,19 @@ public final class ChildNode implements AutoCloseable {
         load("loadOriginal", name, cfg);
     }
 
+    /** Calls init again on the loaded appender {@code name}, with this configuration. */
+    public void reinit(String name, Map<String, Object> cfg) {
+        load("reinit", name, cfg);
+    }
+
+    /** Forgets the appender {@code name} without close, and asks the child for a garbage collection. */
+    public void drop(String name) {
+        send("drop " + name);
+        if (await(Duration.ofSeconds(30), "DROPPED " + name) == null) {
+            fail("child: drop of " + name + " did not return within 30 s\n" + diagnostics());
+        }
+    }
+
     private void load(String command, String name, Map<String, Object> cfg) {
         Path file = dir.resolve("cfg-" + name.replaceAll("[^A-Za-z0-9_.-]", "_") + ".txt");
         try {

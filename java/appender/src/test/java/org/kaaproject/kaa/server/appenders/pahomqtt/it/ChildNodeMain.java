@@ -34,7 +34,11 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  *                                  one starting "blocks-", each call then blocks until "unblock"; with one
  *                                  starting "holed-", the pack's last event has no data
  * unblock                       -> releases the calls blocked so far and later, "@@ UNBLOCKED"
+ * reinit NAME CONFIG_FILE       -> init again on the loaded appender NAME, as the node never does but the API
+ *                                  allows: "@@ LOADED NAME" | "@@ INIT_THREW NAME exception"
  * close NAME                    -> "@@ CLOSED NAME"
+ * drop NAME                     -> forgets NAME without close (as a node that loses an appender would), then asks
+ *                                  for a garbage collection, "@@ DROPPED NAME"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
  *                                  platform MBean server as an operator's JMX client would
  * mark TEXT                     -> logs TEXT at INFO (to find places in the log), "@@ MARKED"
@@ -262,6 +266,23 @@ public final class ChildNodeMain {
                     } catch (Throwable t) {
                         say("APPEND_THREW " + label + " " + oneLine(t));
                     }
+                    break;
+                }
+                case "reinit": {
+                    String name = a[0];
+                    try {
+                        Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
+                        APPENDERS.get(name).init(KaaNode.appenderDto(name, KaaNode.config(cfg)));
+                        say("LOADED " + name);
+                    } catch (Throwable t) {
+                        say("INIT_THREW " + name + " " + oneLine(t));
+                    }
+                    break;
+                }
+                case "drop": {
+                    APPENDERS.remove(a[0]);
+                    System.gc();
+                    say("DROPPED " + a[0]);
                     break;
                 }
                 case "close": {

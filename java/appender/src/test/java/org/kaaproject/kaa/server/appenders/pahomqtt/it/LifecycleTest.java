@@ -17,6 +17,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Collectors;
 
 import javax.management.AttributeList;
 import javax.management.InstanceNotFoundException;
@@ -116,6 +117,38 @@ class LifecycleTest {
         assertEquals(1, beans(name).size(), "one JMX bean");
         BROKER.broker().awaitDisconnected(first);
         assertTrue(!disconnected(second), "the second one is still up");
+    }
+
+    /**
+     * What the node's log says of an appender initialised a second time (the first configuration's connection goes)
+     * and of one dropped without close (its connection and JMX bean are released at the next appender call): one
+     * WARN each, naming it.
+     */
+    @Test
+    void aSecondInitAndADroppedAppenderAreOneWarningEach() {
+        String name = "warned-" + UUID.randomUUID().toString().substring(0, 8);
+        try (ChildNode node = ChildNode.start()) {
+            node.load(name, config(name + "-a"));
+            node.reinit(name, config(name + "-b"));
+            node.load("live-" + name, config("live-" + name));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            for (int n = 0; !dropSaid(node) && System.nanoTime() < deadline; n++) {
+                node.drop(name);
+                // Any appender call releases what dropped appenders left.
+                node.append("live-" + name, "live-" + n, n, 1);
+            }
+            List<String> warned = node.appenderLogLines("WARN").stream().filter(l -> l.contains("'" + name + "'"))
+                    .collect(Collectors.toList());
+            assertEquals(2, warned.size(), node.diagnostics());
+            assertTrue(warned.get(0).contains("initialised again: the first configuration's connection is released"),
+                    warned.get(0));
+            assertTrue(warned.get(1).contains("was dropped without close(); its connection and JMX bean are released "
+                    + "now"), warned.get(1));
+        }
+    }
+
+    private static boolean dropSaid(ChildNode node) {
+        return node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("was dropped without close()"));
     }
 
     @Test
