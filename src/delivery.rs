@@ -404,17 +404,30 @@ struct InFlight {
 enum Unpublished<'a> {
     /// The pack's topic, for this reason.
     RefusedTopic(&'a str),
+    /// The status message's topic (`statusTopic`), for this reason: the connection's own
+    /// message, no pack of Kaa's.
+    StatusTopic(&'a str),
     /// Topics of the same endpoint's records, through the same appender.
     RefusedEndpoint,
     /// The appender's new topics, one after another.
     NewTopicsHeld,
 }
 
-impl Unpublished<'_> {
+impl<'a> Unpublished<'a> {
+    /// A topic refused lately, for `reason`, to a message of `origin`.
+    fn refused_topic(reason: &'a str, origin: Origin) -> Unpublished<'a> {
+        if origin.appender == 0 {
+            Unpublished::StatusTopic(reason)
+        } else {
+            Unpublished::RefusedTopic(reason)
+        }
+    }
+
     /// Its budget of log lines ([`LogBudget`]): a flood of one kind hides no other.
     fn kind(self) -> &'static str {
         match self {
             Unpublished::RefusedTopic(_) => "refused topic",
+            Unpublished::StatusTopic(_) => "refused status topic",
             Unpublished::RefusedEndpoint => "refused endpoint",
             Unpublished::NewTopicsHeld => "new topics held",
         }
@@ -427,6 +440,11 @@ impl Unpublished<'_> {
             Unpublished::RefusedTopic(reason) => format!(
                 "the broker refused a message to it ({reason}) within the last {} s, and brokers \
                  such as HiveMQ and AWS IoT close the connection at each refusal",
+                LIFE.as_secs()
+            ),
+            Unpublished::StatusTopic(reason) => format!(
+                "the broker refused it ({reason}) within the last {} s; allow it in the broker's \
+                 ACL, or remove statusTopic",
                 LIFE.as_secs()
             ),
             Unpublished::RefusedEndpoint => format!(
@@ -859,7 +877,8 @@ impl Tracker {
                 .refuses(&m.topic, (how.qos, how.retain), how.origin, now)
                 .map(|reason| (&m.topic, reason.to_string()))
         }) {
-            self.refuse_unpublished(pack, topic, Unpublished::RefusedTopic(&reason));
+            let why = Unpublished::refused_topic(&reason, how.origin);
+            self.refuse_unpublished(pack, topic, why);
             return None;
         }
         if self.refused_topics.refuses_source(how.origin, now) {
@@ -923,12 +942,14 @@ impl Tracker {
     /// Fails `pack` (`onRemoteError`) unpublished, for its message to `topic`, as `why` says.
     fn refuse_unpublished(&self, pack: &Pack, topic: &str, why: Unpublished) {
         if let Some(note) = self.refused_lines.take(why.kind(), Instant::now()) {
-            log::warn!(
-                "{}: a pack to topic '{}' fails unpublished (onRemoteError): {}{note}",
-                self.label,
-                crate::log_budget::shown_in_log(topic),
-                why.because()
-            );
+            let topic = crate::log_budget::shown_in_log(topic);
+            let what = match why {
+                Unpublished::StatusTopic(_) => {
+                    format!("the status message on statusTopic '{topic}' is not sent")
+                }
+                _ => format!("a pack to topic '{topic}' fails unpublished (onRemoteError)"),
+            };
+            log::warn!("{}: {what}: {}{note}", self.label, why.because());
         }
         pack.finish(Why::Refused);
     }
@@ -1375,7 +1396,8 @@ impl Tracker {
                 let first = !m.pack.is_done() && !status;
                 m.pack.finish(Why::Refused);
                 let topic = crate::log_budget::shown_in_log(&m.topic);
-                if status {
+                let status_line = || self.refused_lines.take("refused status", Instant::now());
+                if let Some(note) = status.then(status_line).flatten() {
                     let hint = if refuses_topic(reason) {
                         ": allow it in the broker's ACL, or remove statusTopic"
                     } else {
@@ -1383,7 +1405,7 @@ impl Tracker {
                     };
                     log::warn!(
                         "{}: the broker refused the status message on statusTopic '{topic}' \
-                         ({reason}){hint}",
+                         ({reason}){hint}{note}",
                         self.label
                     );
                 }
@@ -1434,8 +1456,8 @@ impl Tracker {
                 && p.how.retain == retain
                 && only.is_none_or(|o| o.same_endpoint(p.how.origin))
         };
-        for (pack, _) in self.fail_waiting(hit) {
-            self.refuse_unpublished(&pack, topic, Unpublished::RefusedTopic(reason));
+        for (pack, _, origin) in self.fail_waiting(hit) {
+            self.refuse_unpublished(&pack, topic, Unpublished::refused_topic(reason, origin));
         }
         // What they held counts against no bound now (nor against their endpoint's share).
         self.prune();
@@ -1447,14 +1469,17 @@ impl Tracker {
     /// answered as lost (as at [`Tracker::on_connected`]: part of it is published, and Kaa sends
     /// it again to meet the refusal whole); the others are returned with such a message's
     /// topic, for the caller to refuse.
-    fn fail_waiting(&self, hit: impl Fn(&Parked) -> bool) -> Vec<(Arc<Pack>, Arc<str>)> {
-        let mut waiting: Vec<(Arc<Pack>, Arc<str>)> = Vec::new();
+    fn fail_waiting(&self, hit: impl Fn(&Parked) -> bool) -> Vec<(Arc<Pack>, Arc<str>, Origin)> {
+        let mut waiting: Vec<(Arc<Pack>, Arc<str>, Origin)> = Vec::new();
         for p in self.parked.iter() {
             if !p.pack.is_done()
                 && hit(p)
-                && !waiting.last().is_some_and(|(w, _)| Arc::ptr_eq(w, &p.pack))
+                && !waiting
+                    .last()
+                    .is_some_and(|(w, ..)| Arc::ptr_eq(w, &p.pack))
             {
-                waiting.push((Arc::clone(&p.pack), Arc::clone(&p.message.topic)));
+                let topic = Arc::clone(&p.message.topic);
+                waiting.push((Arc::clone(&p.pack), topic, p.how.origin));
             }
         }
         if waiting.is_empty() {
@@ -1469,7 +1494,7 @@ impl Tracker {
             .chain(&self.proving)
             .map(|m| Arc::as_ptr(&m.pack))
             .collect();
-        waiting.retain(|(pack, _)| {
+        waiting.retain(|(pack, ..)| {
             let partly_out = handed_over.contains(&Arc::as_ptr(pack));
             if partly_out {
                 pack.finish(Why::Lost);
@@ -1488,13 +1513,13 @@ impl Tracker {
         let silent = &self.silent_refusals;
         let untaken = |p: &Parked| !silent.is_allowed(&p.message.topic, p.how.qos, p.how.retain);
         if counted.source_refused {
-            for (pack, topic) in self.fail_waiting(|p| p.how.origin == origin && untaken(p)) {
+            for (pack, topic, _) in self.fail_waiting(|p| p.how.origin == origin && untaken(p)) {
                 self.refuse_unpublished(&pack, &topic, Unpublished::RefusedEndpoint);
             }
         }
         if counted.new_topics_held {
             let of_appender = |p: &Parked| p.how.origin.appender == origin.appender && untaken(p);
-            for (pack, topic) in self.fail_waiting(of_appender) {
+            for (pack, topic, _) in self.fail_waiting(of_appender) {
                 self.refuse_unpublished(&pack, &topic, Unpublished::NewTopicsHeld);
             }
         }
@@ -2150,10 +2175,11 @@ impl Tracker {
         if refused.is_empty() {
             return;
         }
-        for (pack, _) in self.fail_waiting(|p| refused.contains_key(&Arc::as_ptr(&p.pack))) {
+        for (pack, _, origin) in self.fail_waiting(|p| refused.contains_key(&Arc::as_ptr(&p.pack)))
+        {
             let (topic, reason) = &refused[&Arc::as_ptr(&pack)];
             let why = match reason {
-                Some(reason) => Unpublished::RefusedTopic(reason),
+                Some(reason) => Unpublished::refused_topic(reason, origin),
                 None => Unpublished::RefusedEndpoint,
             };
             self.refuse_unpublished(&pack, topic, why);
@@ -3801,7 +3827,7 @@ mod tests {
         let (q1, rx1) = pack(2);
         let (q2, rx2) = pack(1);
         let denied = || to_topic("not-authorised/x", 2);
-        t.submit(&mut out, &q1, Qos::AtLeastOnce.into(), denied(), 100);
+        t.submit(&mut out, &q1, from_source(9), denied(), 100);
         let quota = to_topic("refused-for-quota/x", 1);
         t.submit(&mut out, &q2, records_at(Qos::ExactlyOnce), quota, 100);
         t.on_event(&mut out, &written(1));
@@ -3839,7 +3865,7 @@ mod tests {
         // line says why.
         let published = out.published.len();
         let (q3, rx3) = pack(1);
-        t.submit(&mut out, &q3, Qos::AtLeastOnce.into(), denied(), 100);
+        t.submit(&mut out, &q3, from_source(9), denied(), 100);
         assert_eq!(outcomes(&rx3), vec![Outcome::RemoteError]);
         assert_eq!(out.published.len(), published, "not published");
         let said = crate::test_log::lines_with(

@@ -904,7 +904,7 @@ fn between_connections_packs_wait_for_what_the_next_broker_takes() {
         }
     };
     assert!(refused, "QoS 1 refused under a Maximum QoS of 0");
-    // The operator reads why, once however many packs it fails.
+    // The operator reads why.
     let said = crate::test_log::lines_with("as 'grants-v5-test': a message fails its pack: ");
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(

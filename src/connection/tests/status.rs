@@ -199,7 +199,8 @@ fn a_takeover_says_the_status_topic_is_shared_when_the_id_was() {
 
 /// MQTT 5, a broker whose ACL allows the records' topics but not the status topic refuses
 /// "online" (reason 0x87, as Mosquitto does): one WARN names the status topic, the broker's
-/// reason and what to change, and the records go on, on the same connection.
+/// reason and what to change, and the records go on, on the same connection. The "offline"
+/// of the close is then not sent, and says so.
 #[test]
 fn a_status_topic_the_broker_refuses_is_said_and_the_records_go_on() {
     use std::io::Write;
@@ -249,6 +250,17 @@ fn a_status_topic_the_broker_refuses_is_said_and_the_records_go_on() {
         .filter(|l| l.starts_with("WARN"))
         .collect();
     drop(connection);
+    // Refused lately, the "offline" of the close is not sent, and the line says why.
+    let offline =
+        crate::test_log::await_line("as 'status-refused'", |l| l.contains("is not sent"), WAIT);
+    assert!(
+        offline.ends_with(
+            "as 'status-refused': the status message on statusTopic 'denied/status' is not \
+             sent: the broker refused it (NotAuthorized) within the last 300 s; allow it in the \
+             broker's ACL, or remove statusTopic"
+        ),
+        "{offline}"
+    );
     assert!(said.starts_with("WARN 127.0.0.1:"), "{said}");
     assert!(
         said.ends_with(

@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Pattern;
 import java.util.stream.Collectors;
 
@@ -39,6 +40,8 @@ public final class ChildNode implements AutoCloseable {
     private final Path dir;
     private final Path stderr;
     private final List<String> answers = new ArrayList<>();
+    /** Makes the answers of commands that can repeat (reinit, drop) each call's own. */
+    private final AtomicInteger tokens = new AtomicInteger();
     private final StringBuilder stdout = new StringBuilder();
     private final Thread reader;
 
@@ -147,25 +150,36 @@ public final class ChildNode implements AutoCloseable {
 
     /** Calls init again on the loaded appender {@code name}, with this configuration. */
     public void reinit(String name, Map<String, Object> cfg) {
-        load("reinit", name, cfg);
+        String token = name + "-" + tokens.incrementAndGet();
+        send("reinit " + name + " " + configFile(name, cfg) + " " + token);
+        String a = await(Duration.ofSeconds(30), "REINITED " + token, "REINIT_THREW " + token + " ");
+        if (a == null || a.startsWith("REINIT_THREW")) {
+            fail("child: init again of " + name + ": " + a + "\n" + diagnostics());
+        }
     }
 
     /** Forgets the appender {@code name} without close, and asks the child for a garbage collection. */
     public void drop(String name) {
-        send("drop " + name);
-        if (await(Duration.ofSeconds(30), "DROPPED " + name) == null) {
+        String token = name + "-" + tokens.incrementAndGet();
+        send("drop " + name + " " + token);
+        if (await(Duration.ofSeconds(30), "DROPPED " + token) == null) {
             fail("child: drop of " + name + " did not return within 30 s\n" + diagnostics());
         }
     }
 
-    private void load(String command, String name, Map<String, Object> cfg) {
+    /** Writes {@code cfg} to a file of the child's directory, for a command to read. */
+    private Path configFile(String name, Map<String, Object> cfg) {
         Path file = dir.resolve("cfg-" + name.replaceAll("[^A-Za-z0-9_.-]", "_") + ".txt");
         try {
             Files.write(file, ChildNodeMain.encodeConfig(cfg).getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        send(command + " " + name + " " + file);
+        return file;
+    }
+
+    private void load(String command, String name, Map<String, Object> cfg) {
+        send(command + " " + name + " " + configFile(name, cfg));
         String a = await(Duration.ofSeconds(30), "LOADED " + name, "INIT_THREW " + name + " ");
         if (a == null) {
             fail("child: no answer to load " + name + "\n" + diagnostics());

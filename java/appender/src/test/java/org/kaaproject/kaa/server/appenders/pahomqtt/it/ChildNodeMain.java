@@ -34,11 +34,11 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  *                                  one starting "blocks-", each call then blocks until "unblock"; with one
  *                                  starting "holed-", the pack's last event has no data
  * unblock                       -> releases the calls blocked so far and later, "@@ UNBLOCKED"
- * reinit NAME CONFIG_FILE       -> init again on the loaded appender NAME, as the node never does but the API
- *                                  allows: "@@ LOADED NAME" | "@@ INIT_THREW NAME exception"
+ * reinit NAME CONFIG_FILE TOKEN -> init again on the loaded appender NAME, as the node never does but the API
+ *                                  allows: "@@ REINITED TOKEN" | "@@ REINIT_THREW TOKEN exception"
  * close NAME                    -> "@@ CLOSED NAME"
- * drop NAME                     -> forgets NAME without close (as a node that loses an appender would), then asks
- *                                  for a garbage collection, "@@ DROPPED NAME"
+ * drop NAME TOKEN               -> forgets NAME without close (as a node that loses an appender would), then asks
+ *                                  for a garbage collection, "@@ DROPPED TOKEN"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
  *                                  platform MBean server as an operator's JMX client would
  * mark TEXT                     -> logs TEXT at INFO (to find places in the log), "@@ MARKED"
@@ -273,16 +273,16 @@ public final class ChildNodeMain {
                     try {
                         Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
                         APPENDERS.get(name).init(KaaNode.appenderDto(name, KaaNode.config(cfg)));
-                        say("LOADED " + name);
+                        say("REINITED " + a[2]);
                     } catch (Throwable t) {
-                        say("INIT_THREW " + name + " " + oneLine(t));
+                        say("REINIT_THREW " + a[2] + " " + oneLine(t));
                     }
                     break;
                 }
                 case "drop": {
                     APPENDERS.remove(a[0]);
                     System.gc();
-                    say("DROPPED " + a[0]);
+                    say("DROPPED " + a[1]);
                     break;
                 }
                 case "close": {

@@ -137,8 +137,9 @@ class LifecycleTest {
                 // Any appender call releases what dropped appenders left.
                 node.append("live-" + name, "live-" + n, n, 1);
             }
-            List<String> warned = node.appenderLogLines("WARN").stream().filter(l -> l.contains("'" + name + "'"))
-                    .collect(Collectors.toList());
+            // (Not the memory WARN a small host gives the default maxPendingRecords.)
+            List<String> warned = node.appenderLogLines("WARN").stream().filter(l -> l.contains("'" + name + "'")
+                    && !l.contains("maxPendingRecords")).collect(Collectors.toList());
             assertEquals(2, warned.size(), node.diagnostics());
             assertTrue(warned.get(0).contains("initialised again: the first configuration's connection is released"),
                     warned.get(0));
