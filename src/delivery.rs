@@ -3408,23 +3408,14 @@ mod tests {
         let mut t = Tracker::default();
         let mut out = Recorder::default();
         // maxPendingRecords 4: 16 KiB of messages; each pack holds 16,000 bytes.
+        let submit = |t: &mut Tracker, out: &mut Recorder, p: &Arc<Pack>| {
+            t.submit(out, p, Qos::AtLeastOnce.into(), sized(&[8000, 8000]), 4)
+        };
         let (p, rx) = pack(2);
-        t.submit(
-            &mut out,
-            &p,
-            Qos::AtLeastOnce.into(),
-            sized(&[8000, 8000]),
-            4,
-        );
+        submit(&mut t, &mut out, &p);
         let refused = t.on_refused();
         let (later, later_rx) = pack(2);
-        t.submit(
-            &mut out,
-            &later,
-            Qos::AtLeastOnce.into(),
-            sized(&[8000, 8000]),
-            4,
-        );
+        submit(&mut t, &mut out, &later);
         assert!(outcomes(&later_rx).is_empty(), "taken, within the bound");
         refused.answer();
         assert_eq!(outcomes(&rx), vec![Outcome::RemoteError]);

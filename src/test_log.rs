@@ -56,3 +56,10 @@ pub(crate) fn await_line(text: &str, wanted: impl Fn(&str) -> bool, wait: Durati
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Asserts that `line` says each of `parts`, naming the first it lacks.
+pub(crate) fn assert_says(line: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(line.contains(part), "{part:?} in {line}");
+    }
+}

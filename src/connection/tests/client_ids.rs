@@ -361,13 +361,14 @@ fn a_second_connection_with_a_held_client_id_takes_its_own_at_once() {
     // The operator learns which id, why, and what to change.
     let said = crate::test_log::lines_with(&format!("this one connects as '{own}'"));
     assert_eq!(said.len(), 1, "{said:?}");
-    for part in [
-        "WARN another appender of this node holds a connection to ",
-        "with client id 'held-id' and other connection settings (different keepAliveSeconds)",
-        "give each appender its own clientId",
-    ] {
-        assert!(said[0].contains(part), "{part:?} in {}", said[0]);
-    }
+    crate::test_log::assert_says(
+        &said[0],
+        &[
+            "WARN another appender of this node holds a connection to ",
+            "with client id 'held-id' and other connection settings (different keepAliveSeconds)",
+            "give each appender its own clientId",
+        ],
+    );
     let quiet = ids.recv_timeout(Duration::from_secs(2));
     assert!(quiet.is_err(), "no pushing out: {quiet:?}");
     assert_eq!(first.metrics().takeovers.load(Ordering::Relaxed), 0);
@@ -557,15 +558,16 @@ fn a_clean_session_makes_way_for_a_lasting_one_with_its_id() {
     // The broker now sees an id nobody configured: the log says whose and why.
     let said = crate::test_log::lines_with("under client id 'mixed-id'");
     assert_eq!(said.len(), 1, "{said:?}");
-    for part in [
-        "WARN ",
-        "another appender of this node keeps a session (cleanSession off) under client id \
-         'mixed-id', which names it and cannot change",
-        &format!("connects as '{}' instead", connects[1]),
-        "give each appender its own clientId",
-    ] {
-        assert!(said[0].contains(part), "{part:?} in {said:?}");
-    }
+    crate::test_log::assert_says(
+        &said[0],
+        &[
+            "WARN ",
+            "another appender of this node keeps a session (cleanSession off) under client \
+             id 'mixed-id', which names it and cannot change",
+            &format!("connects as '{}' instead", connects[1]),
+            "give each appender its own clientId",
+        ],
+    );
 }
 
 /// Lasting sessions with one client id at two brokers on one host (two ports) are two

@@ -102,6 +102,11 @@ public final class ChildNodeMain {
         return sb.toString();
     }
 
+    /** The configuration a command's file holds ({@link #encodeConfig}). */
+    private static Map<String, Object> readConfig(String file) throws java.io.IOException {
+        return decodeConfig(Files.readAllLines(Paths.get(file), StandardCharsets.UTF_8));
+    }
+
     static Map<String, Object> decodeConfig(List<String> lines) {
         Map<String, Object> cfg = new HashMap<>();
         for (String line : lines) {
@@ -191,7 +196,7 @@ public final class ChildNodeMain {
                 case "load": {
                     String name = a[0];
                     try {
-                        Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
+                        Map<String, Object> cfg = readConfig(a[1]);
                         LogAppender appender = KaaNode.load(name, KaaNode.config(cfg));
                         APPENDERS.put(name, appender);
                         say("LOADED " + name);
@@ -203,7 +208,7 @@ public final class ChildNodeMain {
                 case "loadOriginal": {
                     String name = a[0];
                     try {
-                        Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
+                        Map<String, Object> cfg = readConfig(a[1]);
                         Object[] values = cfg.entrySet().stream().flatMap(e -> java.util.stream.Stream.of(e.getKey(),
                                 e.getValue())).toArray();
                         APPENDERS.put(name, KaaNode.load(OriginalAppender.stored(name, OriginalAppender.bytes(values))));
@@ -271,7 +276,7 @@ public final class ChildNodeMain {
                 case "reinit": {
                     String name = a[0];
                     try {
-                        Map<String, Object> cfg = decodeConfig(Files.readAllLines(Paths.get(a[1]), StandardCharsets.UTF_8));
+                        Map<String, Object> cfg = readConfig(a[1]);
                         APPENDERS.get(name).init(KaaNode.appenderDto(name, KaaNode.config(cfg)));
                         say("REINITED " + a[2]);
                     } catch (Throwable t) {
