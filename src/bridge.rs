@@ -43,6 +43,7 @@ use crate::answer_lag;
 use crate::appender::{Appender, PackRecords, PackSchema};
 use crate::config::{AppenderConfig, Layout};
 use crate::delivery::{Outcome, Why};
+use crate::fault;
 use crate::header::HeaderStructure;
 use crate::log_budget::LogBudget;
 use crate::metrics::{Figure, Snapshot, Tally, FIGURES};
@@ -62,7 +63,7 @@ const CRATE_TARGET: &str = "kaa_mqtt_appender";
 /// before it has logged: a logger is otherwise made by a record that passed its ancestor's
 /// level. The crates that log (rumqttc's WebSocket transport among them), and this crate's
 /// modules (`logged_targets_are_the_crates_and_modules`).
-const KNOWN_TARGETS: [&str; 30] = [
+const KNOWN_TARGETS: [&str; 31] = [
     CRATE_TARGET,
     "apache_avro",
     "async_tungstenite",
@@ -78,6 +79,7 @@ const KNOWN_TARGETS: [&str; 30] = [
     "kaa_mqtt_appender::decode",
     "kaa_mqtt_appender::delivery",
     "kaa_mqtt_appender::fair_queue",
+    "kaa_mqtt_appender::fault",
     "kaa_mqtt_appender::header",
     "kaa_mqtt_appender::identity",
     "kaa_mqtt_appender::json_text",
@@ -405,6 +407,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
     header_fields: JObjectArray<'local>,
 ) -> jlong {
     guard(&mut env, 0, |env| {
+        fault::point("open");
         let raw = env.convert_byte_array(&raw_config)?;
         let name: String = env.get_string(&name)?.into();
         let token: String = env.get_string(&application_token)?.into();
@@ -453,6 +456,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let Some(appender) = borrow(handle) else {
             return callback.answer(Why::Closed.outcome(), None);
         };
+        fault::point("append");
         if let Some(lag) = answer_lag::ANSWERS.behind(answer_lag::now) {
             let events = if events.is_null() {
                 Ok(0)
@@ -515,6 +519,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let Some(appender) = removed else {
             return Ok(JNI_FALSE);
         };
+        fault::point("close");
         appender.close();
         Ok(JNI_TRUE)
     })
@@ -574,6 +579,7 @@ pub extern "system" fn Java_org_kaaproject_kaa_server_appenders_pahomqtt_appende
         let Some(appender) = borrow(handle) else {
             return Ok(JObjectArray::default());
         };
+        fault::point("attributes");
         let figures = appender.metrics().figures();
         let count = env.get_array_length(&names)?;
         let array = env.new_object_array(count, "java/lang/Object", JObject::null())?;
@@ -865,6 +871,7 @@ impl JavaSide {
             let void = || ReturnType::Primitive(Primitive::Void);
             match job {
                 Job::Deliver(callback, outcome, tally) => {
+                    fault::point("deliver");
                     let Some(callback) = callback.take() else {
                         return Ok(());
                     };

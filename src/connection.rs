@@ -14,6 +14,7 @@ use crate::config::{BrokerConfig, ConfigError, Qos};
 use crate::delivery::{
     Blame, Crowded, Learned, Outcome, Pack, Stall, TopicClose, Tracker, Waited, Why,
 };
+use crate::fault;
 use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::ConnectionMetrics;
 use crate::packet_limit::{Blamed, SOURCE_SUSPECTS};
@@ -1120,6 +1121,7 @@ async fn drive<E: EventLoop>(
     // A completion that panics here must not keep `finished` from closing: a new connection
     // with this client id waits for it.
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        fault::point("connection-close");
         lock(&shared.tracker).fail_all(Why::Closed)
     })) {
         log::error!(
@@ -1163,6 +1165,7 @@ impl<E: EventLoop> Driver<E> {
         shared.metrics.connected.store(false, Ordering::Relaxed);
         let failover = *current != 0;
         let recovered = catch_unwind(AssertUnwindSafe(|| {
+            fault::point("recover");
             // Under the tracker's lock, so that no pack is submitted between emptying rumqttc's
             // channel (`drop_connection` moves it into what `forget` drops) and the tracker.
             let mut tracker = lock(&shared.tracker);
@@ -1199,6 +1202,7 @@ impl<E: EventLoop> Driver<E> {
     /// One event of the event loop (with those it queued behind it), or one failure, and what
     /// follows from it.
     async fn turn(&mut self) -> Turn {
+        fault::point("event-loop");
         let Driver {
             shared,
             eventloop,

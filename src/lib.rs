@@ -31,6 +31,8 @@
 //!   going after a panic; `log_budget` keeps the lines an endpoint's packs can repeat to ten a
 //!   minute, and shows text from outside (endpoint keys, topics) short and on one line; `utc`
 //!   converts seconds since 1970 to dates and back (status times, certificate validity).
+//! - `fault`: panics on request at named places, only in a library built for the tests with the
+//!   `fault-injection` feature.
 //! - `test_log` (tests only): the test process's one logger, capturing what tests assert on.
 
 #![deny(unsafe_code)]
@@ -45,6 +47,7 @@ pub mod connection;
 pub mod decode;
 pub(crate) mod delivery;
 mod fair_queue;
+mod fault;
 pub mod header;
 mod identity;
 mod json_text;

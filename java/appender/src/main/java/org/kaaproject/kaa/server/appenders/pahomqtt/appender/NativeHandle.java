@@ -73,14 +73,18 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
 
     /**
      * Closes the native appender (its packs in flight are answered) and unregisters the bean; later calls do nothing.
+     * Never throws: the node's {@code close}, and an {@code init} that releases what the last one opened, must not.
      *
      * @return whether this call closed it
      */
     boolean release() {
         try {
             return NativeAppender.close(value);
+        } catch (RuntimeException e) {
+            // A panic the library caught (and logged as an ERROR): its handle is gone from the library either way.
+            LOG.warn("PahoMqtt appender '{}': releasing its native side failed: {}", appenderName, e.toString());
+            return false;
         } finally {
-            // Also when the native close failed: its handle is forgotten either way.
             OPEN.remove(this);
             clear();
             ObjectName name = bean;
@@ -102,15 +106,9 @@ final class NativeHandle extends PhantomReference<NativeLogAppender> implements 
     static void releaseDropped() {
         for (Reference<? extends NativeLogAppender> r = DROPPED.poll(); r != null; r = DROPPED.poll()) {
             NativeHandle handle = (NativeHandle) r;
-            try {
-                if (handle.release()) {
-                    LOG.warn("PahoMqtt appender '{}' was dropped without close(); its connection and JMX bean are "
-                            + "released now", handle.appenderName);
-                }
-            } catch (RuntimeException e) {
-                // Not the calling appender's failure: its pack must still go through.
-                LOG.warn("PahoMqtt appender '{}' was dropped without close(), and releasing it failed: {}",
-                        handle.appenderName, e.toString());
+            if (handle.release()) {
+                LOG.warn("PahoMqtt appender '{}' was dropped without close(); its connection and JMX bean are "
+                        + "released now", handle.appenderName);
             }
         }
     }

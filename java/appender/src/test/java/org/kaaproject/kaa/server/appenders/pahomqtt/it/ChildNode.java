@@ -45,16 +45,17 @@ public final class ChildNode implements AutoCloseable {
     private final StringBuilder stdout = new StringBuilder();
     private final Thread reader;
 
-    private ChildNode(String logLevel, Map<String, String> env) throws IOException {
+    private ChildNode(String logLevel, Map<String, String> env, List<String> jvmOptions) throws IOException {
         dir = Files.createTempDirectory("kaa-mqtt-it-child-");
         stderr = dir.resolve("stderr.log");
         Path java = Paths.get(System.getProperty("java.home"), "bin", "java");
         // The JVM checks every JNI call the library makes: one that would corrupt the node's JVM in production is
         // reported (see close).
-        ProcessBuilder pb = new ProcessBuilder(java.toString(), "-Xcheck:jni", "-cp",
-                System.getProperty("java.class.path"), "-Dorg.slf4j.simpleLogger.defaultLogLevel=" + logLevel,
-                ChildNodeMain.class.getName())
-                .redirectError(stderr.toFile());
+        List<String> command = new ArrayList<>(List.of(java.toString(), "-Xcheck:jni", "-cp",
+                System.getProperty("java.class.path"), "-Dorg.slf4j.simpleLogger.defaultLogLevel=" + logLevel));
+        command.addAll(jvmOptions);
+        command.add(ChildNodeMain.class.getName());
+        ProcessBuilder pb = new ProcessBuilder(command).redirectError(stderr.toFile());
         pb.environment().putAll(env);
         process = pb.start();
         stdin = new OutputStreamWriter(process.getOutputStream(), StandardCharsets.UTF_8);
@@ -74,8 +75,13 @@ public final class ChildNode implements AutoCloseable {
 
     /** With extra environment variables (e.g. SSL_CERT_FILE, which decides the system's root store). */
     public static ChildNode start(String logLevel, Map<String, String> env) {
+        return start(logLevel, env, List.of());
+    }
+
+    /** With extra JVM options too (e.g. {@code -Dkaa.mqtt.appender.library=}, the library to load). */
+    public static ChildNode start(String logLevel, Map<String, String> env, List<String> jvmOptions) {
         try {
-            return new ChildNode(logLevel, env);
+            return new ChildNode(logLevel, env, jvmOptions);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot start the child JVM", e);
         }
@@ -354,8 +360,12 @@ public final class ChildNode implements AutoCloseable {
 
     public void closeAppender(String name) {
         send("close " + name);
-        if (await(Duration.ofSeconds(30), "CLOSED " + name) == null) {
+        String a = await(Duration.ofSeconds(30), "CLOSED " + name, "CLOSE_THREW " + name + " ");
+        if (a == null) {
             fail("child: close of " + name + " did not return within 30 s\n" + diagnostics());
+        }
+        if (a.startsWith("CLOSE_THREW")) {
+            fail("child: close of " + name + " threw: " + a + "\n" + diagnostics());
         }
     }
 

@@ -36,7 +36,7 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * unblock                       -> releases the calls blocked so far and later, "@@ UNBLOCKED"
  * reinit NAME CONFIG_FILE TOKEN -> init again on the loaded appender NAME, as the node never does but the API
  *                                  allows: "@@ REINITED TOKEN" | "@@ REINIT_THREW TOKEN exception"
- * close NAME                    -> "@@ CLOSED NAME"
+ * close NAME                    -> "@@ CLOSED NAME" | "@@ CLOSE_THREW NAME exception"
  * drop NAME TOKEN               -> forgets NAME without close (as a node that loses an appender would), then asks
  *                                  for a garbage collection, "@@ DROPPED TOKEN"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
@@ -292,10 +292,14 @@ public final class ChildNodeMain {
                 }
                 case "close": {
                     LogAppender appender = APPENDERS.remove(a[0]);
-                    if (appender != null) {
-                        appender.close();
+                    try {
+                        if (appender != null) {
+                            appender.close();
+                        }
+                        say("CLOSED " + a[0]);
+                    } catch (Throwable t) {
+                        say("CLOSE_THREW " + a[0] + " " + oneLine(t));
                     }
-                    say("CLOSED " + a[0]);
                     break;
                 }
                 case "metric": {
