@@ -166,21 +166,32 @@ fn answer_now(env: &mut JNIEnv, mut callback: JavaCallback, outcome: Outcome, ta
     let Some(global) = callback.0.take() else {
         return;
     };
-    // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`, and Kaa's
-    // callback implements it.
-    let _ = unsafe {
-        env.call_method_unchecked(
-            &global,
-            answers[usize::from(outcome.code())],
-            ReturnType::Primitive(Primitive::Void),
-            &[],
-        )
-    };
+    let _ = call_answer(env, answers, &global, outcome);
     tally.answered(outcome);
     if env.exception_check().unwrap_or(false) {
         let _ = env.exception_clear();
         answer_lag::ANSWERS.callback_threw();
     }
+}
+
+/// Calls Kaa's callback with `outcome`: the one call of it, on whichever thread answers.
+fn call_answer(
+    env: &mut JNIEnv,
+    answers: &[JMethodID; Outcome::COUNT],
+    callback: &GlobalRef,
+    outcome: Outcome,
+) -> jni::errors::Result<()> {
+    // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`, and Kaa's
+    // callback implements it.
+    unsafe {
+        env.call_method_unchecked(
+            callback,
+            answers[usize::from(outcome.code())],
+            ReturnType::Primitive(Primitive::Void),
+            &[],
+        )
+    }
+    .map(|_| ())
 }
 
 /// Errors that become Java exceptions, each mapped to its class in one place.
@@ -877,16 +888,7 @@ impl JavaSide {
                     };
                     let outcome = *outcome;
                     let tally = tally.take();
-                    // SAFETY: the answers were resolved on `LogDeliveryCallback` with `()V`,
-                    // and Kaa's callback implements it.
-                    let called = unsafe {
-                        env.call_method_unchecked(
-                            &callback,
-                            self.answers[usize::from(outcome.code())],
-                            void(),
-                            &[],
-                        )
-                    };
+                    let called = call_answer(env, &self.answers, &callback, outcome);
                     if let Some(tally) = tally {
                         tally.answered(outcome);
                     }
@@ -948,6 +950,9 @@ trait Dispatcher {
     fn refresh_level(&mut self);
     /// Logs a panic of the above (the dispatcher's own log records would go to itself).
     fn report(&mut self, message: String);
+    /// Hands over, the plainest way, what a job that failed still holds: a pack's answer, so
+    /// that every pack is answered even when the usual way fails at every try.
+    fn salvage(&mut self, job: &mut Self::Job);
 }
 
 /// Reports a panic of the dispatcher; one in the report itself (it logs through Java too) is
@@ -972,9 +977,13 @@ fn serve<D: Dispatcher>(
     loop {
         match rx.recv_timeout(next_refresh.saturating_duration_since(Instant::now())) {
             Ok(mut job) => {
+                let mut ran = false;
                 for attempt in ["", " (run again)"] {
                     match catch_unwind(AssertUnwindSafe(|| dispatcher.run(&mut job))) {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            ran = true;
+                            break;
+                        }
                         Err(payload) => report(
                             dispatcher,
                             format!(
@@ -982,6 +991,17 @@ fn serve<D: Dispatcher>(
                                 panic_message(payload)
                             ),
                         ),
+                    }
+                }
+                if !ran {
+                    if let Err(payload) =
+                        catch_unwind(AssertUnwindSafe(|| dispatcher.salvage(&mut job)))
+                    {
+                        let message = panic_message(payload);
+                        report(
+                            dispatcher,
+                            format!("panic in the callback dispatcher's last try: {message}"),
+                        );
                     }
                 }
             }
@@ -1036,6 +1056,9 @@ impl Dispatcher for Attached<'_> {
             let _serving = answer_lag::ANSWERS.serving(queued.at);
             if self.side.run(&mut self.env, &mut queued.job).is_err() {
                 let _ = self.env.exception_describe();
+                // A JNI failure before the call (no room for a local frame, say).
+                self.clear_exception();
+                self.salvage(queued);
             }
             self.clear_exception();
         }
@@ -1056,6 +1079,19 @@ impl Dispatcher for Attached<'_> {
 
     fn report(&mut self, message: String) {
         self.say(Level::Error, message);
+    }
+
+    /// The answer alone: no local frame (the call makes no local reference), no logging.
+    fn salvage(&mut self, queued: &mut Queued) {
+        if let Job::Deliver(callback, outcome, tally) = &mut queued.job {
+            if let Some(callback) = callback.take() {
+                let _ = call_answer(&mut self.env, &self.side.answers, &callback, *outcome);
+                if let Some(tally) = tally.take() {
+                    tally.answered(*outcome);
+                }
+            }
+        }
+        self.clear_exception();
     }
 }
 
@@ -1287,6 +1323,9 @@ mod tests {
         always_panics: u32,
         /// This job panics at its first run, before it reaches Java.
         panics_once: u32,
+        /// Jobs handed over by the last try, and the one whose last try panics.
+        salvaged: Vec<u32>,
+        salvage_panics: u32,
         panicked_once: bool,
         refreshes: usize,
         /// The first refresh panics.
@@ -1334,11 +1373,22 @@ mod tests {
                 panic!("injected: the report panics");
             }
         }
+
+        fn salvage(&mut self, job: &mut Option<u32>) {
+            if let Some(n) = job.take() {
+                if n == self.salvage_panics {
+                    panic!("injected: the last try of job {n} panics");
+                }
+                self.salvaged.push(n);
+            }
+        }
     }
 
     /// A job that panics no longer ends the dispatcher: the panic is reported with its
     /// message and the jobs after it are still delivered. (Before: the thread ended and every
-    /// later answer was lost.) A job that panicked before reaching Java is run once more.
+    /// later answer was lost.) A job that panicked before reaching Java is run once more, and
+    /// one that panics again is handed over by the last try. (Before: its pack was never
+    /// answered.)
     #[test]
     fn a_panicking_job_is_reported_and_later_jobs_are_delivered() {
         let (tx, rx) = channel();
@@ -1353,6 +1403,7 @@ mod tests {
         };
         serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
         assert_eq!(d.delivered, [1, 3, 4, 5]);
+        assert_eq!(d.salvaged, [2]);
         assert_eq!(d.reports.len(), 3, "{:?}", d.reports);
         assert!(
             d.reports[0].contains("injected: job 2 panics"),
@@ -1361,6 +1412,31 @@ mod tests {
         );
         assert!(d.reports[1].contains("(run again): injected: job 2 panics"));
         assert!(d.reports[2].contains("injected: job 4 panics once"));
+    }
+
+    /// A panic in the last try is reported, and the jobs after it are delivered.
+    #[test]
+    fn a_last_try_that_panics_is_reported() {
+        let (tx, rx) = channel();
+        for n in 1..=3 {
+            tx.send(Some(n)).expect("queued");
+        }
+        drop(tx);
+        let mut d = Recording {
+            always_panics: 2,
+            salvage_panics: 2,
+            ..Recording::default()
+        };
+        serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
+        assert_eq!(d.delivered, [1, 3]);
+        assert!(d.salvaged.is_empty());
+        assert_eq!(d.reports.len(), 3, "{:?}", d.reports);
+        assert!(
+            d.reports[2]
+                .contains("panic in the callback dispatcher's last try: injected: the last try"),
+            "{:?}",
+            d.reports
+        );
     }
 
     /// A panic while a panic is reported (the report logs through Java) does not end the
@@ -1379,6 +1455,7 @@ mod tests {
         };
         serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
         assert_eq!(d.delivered, [2, 3]);
+        assert_eq!(d.salvaged, [1]);
         assert_eq!(d.reports.len(), 2, "{:?}", d.reports);
     }
 

@@ -118,9 +118,10 @@ class NativePanicTest {
     }
 
     /**
-     * Panics off the node's threads: in the callback dispatcher while it answers a pack (the pack is answered once,
-     * by the dispatcher's second try), in a connection's driver and then in its recovery (it connects again), and as
-     * the connection closes (a successor with its client id, which waits for it to finish, still connects).
+     * Panics off the node's threads: in the callback dispatcher while it answers a pack (three times: the first pack
+     * is answered by its last try, which calls the callback and nothing else, the second by its second try; each
+     * once), in a connection's driver and then in its recovery (it connects again), and as the connection closes (a
+     * successor with its client id, which waits for it to finish, still connects).
      */
     @Test
     void aPanicInTheDispatcherOrAConnectionsTaskIsSurvived() {
@@ -128,14 +129,17 @@ class NativePanicTest {
         String clientId = "panic-tasks-" + UUID.randomUUID().toString().substring(0, 8);
         Map<String, Object> cfg = config(topic, clientId);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1);
-                ChildNode child = childWithFaults("event-loop:1,recover:1,deliver:1,connection-close:1")) {
+                ChildNode child = childWithFaults("event-loop:1,recover:1,deliver:3,connection-close:1")) {
             child.load("a", cfg);
             child.append("a", "first", 1, 3);
             child.assertExactlyOne("first", SUCCESS, Duration.ofSeconds(30), Duration.ofMillis(200));
-            sub.assertCount(3, Duration.ofSeconds(10));
+            child.append("a", "second", 2, 3);
+            child.assertExactlyOne("second", SUCCESS, Duration.ofSeconds(30), Duration.ofMillis(200));
+            sub.assertCount(6, Duration.ofSeconds(10));
             assertLogged(child, "event-loop", "panic in the event loop of the connection to");
             assertLogged(child, "recover", "panic while recovering the connection to");
-            assertLogged(child, "deliver", "panic in the callback dispatcher");
+            assertLogged(child, "deliver", "panic in the callback dispatcher: ");
+            assertLogged(child, "deliver", "panic in the callback dispatcher (run again): ");
 
             child.closeAppender("a");
             // Another keep-alive: a connection of its own, with the same client id.
@@ -143,9 +147,9 @@ class NativePanicTest {
             successor.put("keepAliveSeconds", 7);
             child.load("b", successor);
             assertLogged(child, "connection-close", "panic while closing the connection to");
-            child.append("b", "successor", 2, 3);
+            child.append("b", "successor", 3, 3);
             child.assertExactlyOne("successor", SUCCESS, Duration.ofSeconds(30), Duration.ZERO);
-            assertEquals(6, sub.assertCount(6, Duration.ofSeconds(10)).size());
+            assertEquals(9, sub.assertCount(9, Duration.ofSeconds(10)).size());
             assertEquals(0, child.exit(Duration.ofSeconds(30)));
         }
     }
