@@ -966,7 +966,8 @@ fn report<D: Dispatcher>(dispatcher: &mut D, message: String) {
 /// every answer behind it. A panic in a job or a refresh is reported with its message and the loop
 /// goes on, so one bad job does not take every later answer with it. A job that panicked is
 /// run once more: what it hands to Java is taken out just before the call, so the second run
-/// delivers what the first did not reach, and never delivers twice.
+/// delivers what the first did not reach, and never delivers twice. After a second panic,
+/// [`Dispatcher::salvage`] hands over what is still in it, the plainest way.
 fn serve<D: Dispatcher>(
     rx: &Receiver<D::Job>,
     refresh: Duration,
@@ -994,13 +995,18 @@ fn serve<D: Dispatcher>(
                     }
                 }
                 if !ran {
+                    // Timed as a job is: a callback that blocks here holds every answer too.
+                    let _serving = lag.serving(answer_lag::now());
                     if let Err(payload) =
                         catch_unwind(AssertUnwindSafe(|| dispatcher.salvage(&mut job)))
                     {
                         let message = panic_message(payload);
                         report(
                             dispatcher,
-                            format!("panic in the callback dispatcher's last try: {message}"),
+                            format!(
+                                "panic in the callback dispatcher's last try: {message}; that \
+                                 answer is lost, it goes on"
+                            ),
                         );
                     }
                 }
@@ -1055,8 +1061,8 @@ impl Dispatcher for Attached<'_> {
         {
             let _serving = answer_lag::ANSWERS.serving(queued.at);
             if self.side.run(&mut self.env, &mut queued.job).is_err() {
-                let _ = self.env.exception_describe();
-                // A JNI failure before the call (no room for a local frame, say).
+                // A JNI failure: if it came before the call (no room for a local frame, say),
+                // the answer is still in the job.
                 self.clear_exception();
                 self.salvage(queued);
             }

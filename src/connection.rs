@@ -1333,6 +1333,7 @@ impl<E: EventLoop> Driver<E> {
         }
         if let Ok(Observed::Written(_)) = polled {
             *carried = true;
+            fault::point("written");
         }
         let polled = match polled {
             Ok(

@@ -3,9 +3,11 @@ package org.kaaproject.kaa.server.appenders.pahomqtt.it;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.CONNECTION_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.INTERNAL_ERROR;
 import static org.kaaproject.kaa.server.appenders.pahomqtt.it.RecordingCallback.SUCCESS;
 
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
 import java.time.Duration;
@@ -21,12 +23,13 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 import org.kaaproject.kaa.server.appenders.pahomqtt.replay.KaaNode;
 
 /**
- * Nothing in native code may take the node down: a panic at any JNI entry point, in the callback dispatcher, or in
- * a connection's driver, its recovery or its close, is caught there, answered and logged, and the node goes on
- * appending. No bug of the shipped library can be set off at will, so these child nodes load the same library built
- * with panics on request ({@code src/fault.rs}, the {@code fault-injection} feature; Maven builds it beside the
- * shipped one), each place panicking once as {@code KAA_MQTT_APPENDER_FAULTS} asks. The child JVM runs with
- * {@code -Xcheck:jni}, which reports any JNI misuse on the way out of a panic.
+ * Nothing in native code may take the node down: a panic at a JNI entry point ({@code init}'s, {@code doAppend}'s,
+ * {@code close}'s, a JMX read's), in the callback dispatcher, or in a connection's driver, its recovery or its close,
+ * is caught there, answered and logged, and the node goes on appending. No bug of the shipped library can be set off
+ * at will, so these child nodes load the same library built with panics on request ({@code src/fault.rs}, the
+ * {@code fault-injection} feature; Maven builds it into {@code target/debug}), each place panicking as many times as
+ * {@code KAA_MQTT_APPENDER_FAULTS} asks. The child JVM runs with {@code -Xcheck:jni}, which reports any JNI misuse on
+ * the way out of a panic.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class NativePanicTest {
@@ -94,9 +97,10 @@ class NativePanicTest {
             child.assertExactlyOne("after", SUCCESS, Duration.ofSeconds(30), Duration.ZERO);
             sub.assertCount(3, Duration.ofSeconds(10));
 
-            String failed = child.metric("a", "PacksDelivered");
+            String failed = child.metric("a", "Reconnects");
             assertTrue(failed.contains("injected fault at attributes"), "the first JMX read fails: " + failed);
-            assertEquals("1", child.metric("a", "PacksDelivered"), "the next read works");
+            assertLogged(child, "attributes", "panic in kaa-mqtt-appender native code");
+            assertEquals("0", child.metric("a", "Reconnects"), "the next read works");
 
             child.closeAppender("a"); // fails the test if close throws
             assertLogged(child, "close", "panic in kaa-mqtt-appender native code");
@@ -118,10 +122,12 @@ class NativePanicTest {
     }
 
     /**
-     * Panics off the node's threads: in the callback dispatcher while it answers a pack (three times: the first pack
-     * is answered by its last try, which calls the callback and nothing else, the second by its second try; each
-     * once), in a connection's driver and then in its recovery (it connects again), and as the connection closes (a
-     * successor with its client id, which waits for it to finish, still connects).
+     * Panics off the node's threads: in a connection's driver and then in its recovery before any pack (it connects
+     * again), in its driver with a pack in flight (that pack fails {@code onConnectionError}, for Kaa to send again,
+     * and it connects again), in the callback dispatcher while it answers a pack (three times: the first pack is
+     * answered by its last try, which calls the callback and nothing else, the second by its second try; each once),
+     * and as the connection closes (a successor with its client id, which waits for the old one to finish, connects
+     * as soon as the old one is gone).
      */
     @Test
     void aPanicInTheDispatcherOrAConnectionsTaskIsSurvived() {
@@ -129,17 +135,23 @@ class NativePanicTest {
         String clientId = "panic-tasks-" + UUID.randomUUID().toString().substring(0, 8);
         Map<String, Object> cfg = config(topic, clientId);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1);
-                ChildNode child = childWithFaults("event-loop:1,recover:1,deliver:3,connection-close:1")) {
+                ChildNode child = childWithFaults(
+                        "event-loop:1,recover:1,written:1,deliver:3,connection-close:1")) {
             child.load("a", cfg);
-            child.append("a", "first", 1, 3);
+            child.append("a", "in-flight", 1, 3);
+            child.assertExactlyOne("in-flight", CONNECTION_ERROR, Duration.ofSeconds(30), Duration.ofMillis(200));
+            child.append("a", "first", 2, 3);
             child.assertExactlyOne("first", SUCCESS, Duration.ofSeconds(30), Duration.ofMillis(200));
-            child.append("a", "second", 2, 3);
+            child.append("a", "second", 3, 3);
             child.assertExactlyOne("second", SUCCESS, Duration.ofSeconds(30), Duration.ofMillis(200));
-            sub.assertCount(6, Duration.ofSeconds(10));
             assertLogged(child, "event-loop", "panic in the event loop of the connection to");
             assertLogged(child, "recover", "panic while recovering the connection to");
-            assertLogged(child, "deliver", "panic in the callback dispatcher: ");
-            assertLogged(child, "deliver", "panic in the callback dispatcher (run again): ");
+            assertLogged(child, "written", "its packs in flight fail (onConnectionError) and it connects anew");
+            // The first answer panicked twice (its last try gave it), the second once (its second try gave it).
+            assertEquals(2, errorsAt(child, "deliver").stream().filter(l -> l.contains(
+                    "panic in the callback dispatcher: ")).count(), child.diagnostics());
+            assertEquals(1, errorsAt(child, "deliver").stream().filter(l -> l.contains(
+                    "panic in the callback dispatcher (run again): ")).count(), child.diagnostics());
 
             child.closeAppender("a");
             // Another keep-alive: a connection of its own, with the same client id.
@@ -147,9 +159,19 @@ class NativePanicTest {
             successor.put("keepAliveSeconds", 7);
             child.load("b", successor);
             assertLogged(child, "connection-close", "panic while closing the connection to");
-            child.append("b", "successor", 3, 3);
+            child.append("b", "successor", 4, 3);
             child.assertExactlyOne("successor", SUCCESS, Duration.ofSeconds(30), Duration.ZERO);
-            assertEquals(9, sub.assertCount(9, Duration.ofSeconds(10)).size());
+            // Had the panic kept the old connection from saying it finished, the successor would wait for it up to
+            // the old one's connect timeout and close grace (about 14 s more).
+            long waited = child.millisToFirst("successor");
+            assertTrue(waited < 8000, "the successor answered " + waited + " ms after its pack came");
+            // What the in-flight pack had written may arrive too; the delivered packs arrive whole.
+            List<byte[]> got = sub.assertCount(9, Duration.ofSeconds(10));
+            for (int seed = 2; seed <= 4; seed++) {
+                String id = "child-" + seed + "-";
+                assertEquals(3, got.stream().filter(p -> new String(p, StandardCharsets.UTF_8).contains(id)).count(),
+                        "the records of seed " + seed);
+            }
             assertEquals(0, child.exit(Duration.ofSeconds(30)));
         }
     }
