@@ -2228,6 +2228,21 @@ async fn write_ready(
 /// On close: "offline" on the status topic (a normal DISCONNECT suppresses the will), and once
 /// the broker has acknowledged it, DISCONNECT, waiting a moment for each.
 async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
+    // What the poll the shutdown cancelled queued: a QoS 0 message's "written" there may be
+    // bytes still in rumqttc's buffer, which a broker that stopped reading never gets. They
+    // count once a later poll has flushed (every poll that does I/O ends with a flush), and
+    // are failed with the close otherwise. (Before, such a record was confirmed at the close.)
+    let mut unflushed = eventloop.take_unflushed();
+    let mut flushed = |shared: &Shared| {
+        if !unflushed.is_empty() {
+            let held = std::mem::take(&mut unflushed);
+            shared.hand_over(|tracker, client| {
+                for event in &held {
+                    tracker.on_event(client, event);
+                }
+            });
+        }
+    };
     let status = shared.publish_status(Status::Offline);
     // What the tracker handed over before, then the status, then its PUBACK: DISCONNECT goes
     // out only after it, or the connection would end before the PUBACK is read, and the status
@@ -2250,6 +2265,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
             // writes it), and the last is the status's own. With what rumqttc queued behind
             // it, as in a turn: a batch's writes hand over the next batch at once.
             let event = eventloop.poll().await?;
+            flushed(shared);
             shared.hand_over(|tracker, client| {
                 with_queued(eventloop, event, |event| tracker.on_event(client, event))
             });
@@ -2287,8 +2303,11 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         loop {
             match eventloop.poll().await {
                 Err(_) => break,
-                Ok(Observed::Disconnected) => {}
-                Ok(event) => shared.hand_over(|tracker, client| tracker.on_event(client, &event)),
+                Ok(Observed::Disconnected) => flushed(shared),
+                Ok(event) => {
+                    flushed(shared);
+                    shared.hand_over(|tracker, client| tracker.on_event(client, &event));
+                }
             }
         }
     })

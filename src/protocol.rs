@@ -510,6 +510,14 @@ pub trait EventLoop: Send + 'static {
         true
     }
 
+    /// After a poll cancelled half-way (by the driver's shutdown): the events it queued and
+    /// never returned, whose writes may not have reached the socket (MQTT 5: rumqttc writes
+    /// its channel's publishes inside `poll`, queuing each one's event before the write and
+    /// the flush). None where only [`write`](Self::write), which flushes, writes publishes.
+    fn take_unflushed(&mut self) -> Vec<Observed> {
+        Vec::new()
+    }
+
     /// Drops the connection as a failure would (the next poll reconnects); `forget` follows.
     fn drop_connection(&mut self);
 
@@ -780,6 +788,10 @@ event_loop!(
 
         fn free_refused_slots(&mut self) -> bool {
             recount_in_flight(&mut self.state)
+        }
+
+        fn take_unflushed(&mut self) -> Vec<Observed> {
+            self.state.events.drain(..).map(|e| observe_v5(&e)).collect()
         }
     }
 );

@@ -233,6 +233,73 @@ fn a_connect_never_answered_names_connect_timeout_seconds() {
     }
 }
 
+/// An MQTT 5 broker that takes the connection, then reads nothing until `read` says so; then
+/// it reads to the end and reports how many whole PUBLISH packets it got.
+fn stalled_then_counting_v5(
+    listener: std::net::TcpListener,
+    read: mpsc::Receiver<()>,
+    got: mpsc::Sender<usize>,
+) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00])
+        .expect("CONNACK");
+    if read.recv_timeout(Duration::from_secs(60)).is_err() {
+        return;
+    }
+    let mut publishes = 0;
+    while let Some((kind, _)) = read_packet(&mut s) {
+        publishes += usize::from(kind >> 4 == 3);
+    }
+    let _ = got.send(publishes);
+}
+
+/// MQTT 5 at QoS 0, closed while the broker reads nothing: no pack is confirmed whose message
+/// the broker never got whole. rumqttc's poll queues a publish's event before it writes and
+/// flushes it; the close cancels that poll, and polled next, the event came out as written
+/// while the bytes sat in rumqttc's buffer, dropped with the connection at the close's end.
+/// (Before: one pack more was confirmed than the broker got.)
+#[test]
+fn mqtt5_qos0_records_unsent_at_close_are_not_confirmed() {
+    let (read, read_rx) = mpsc::channel();
+    let (got_tx, got) = mpsc::channel();
+    let (port, broker_thread) =
+        scripted_broker(move |l| stalled_then_counting_v5(l, read_rx, got_tx));
+    let config = BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "unsent-at-close-v5")
+    };
+    let connection = Connection::get(&config).expect("opened");
+    // 32 MiB in packs of one message: more than loopback's socket buffers hold.
+    let answers: Vec<_> = (0..512)
+        .map(|_| {
+            let (pack, how, messages, rx) = pack_of(Qos::AtMostOnce, vec![vec![b'x'; 64 << 10]]);
+            connection.submit(&pack, how, messages, 100_000);
+            rx
+        })
+        .collect();
+    // The buffers fill, and the poll waits in a flush the broker does not take.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(connection);
+    let confirmed = answers
+        .iter()
+        .filter(|rx| rx.recv_timeout(WAIT) == Ok(Outcome::Delivered))
+        .count();
+    read.send(()).expect("the broker waits");
+    let received = got.recv_timeout(WAIT).expect("the broker's count");
+    broker_thread.join().expect("the scripted broker");
+    assert!(
+        confirmed > 0,
+        "some went out before the broker stopped: {received}"
+    );
+    assert!(
+        confirmed <= received,
+        "{confirmed} packs confirmed, {received} messages received"
+    );
+}
+
 /// MQTT 5 with a broker slower than the client, so the socket stays full while acks come:
 /// every pack is answered, none waits for an ack of a publish that was never written (see
 /// `EventLoop::NUDGES` and the test after this one).
