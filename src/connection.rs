@@ -1275,7 +1275,11 @@ impl<E: EventLoop> Driver<E> {
                 }
                 () = give_up_wanted(shared) => {
                     let Some((text, own, released)) = give_up_if_asked(shared, client_id) else {
-                        return Turn::Next;
+                        // The pool let go and its shutdown notice is on its way: close now,
+                        // or the next poll would return what this cancelled one queued, a
+                        // QoS 0 message counted written while its bytes wait to be flushed.
+                        close_gracefully(shared, eventloop).await;
+                        return Turn::Stop;
                     };
                     eventloop.drop_connection();
                     released.close();
@@ -2233,16 +2237,6 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
     // count once a later poll has flushed (every poll that does I/O ends with a flush), and
     // are failed with the close otherwise. (Before, such a record was confirmed at the close.)
     let mut unflushed = eventloop.take_unflushed();
-    let mut flushed = |shared: &Shared| {
-        if !unflushed.is_empty() {
-            let held = std::mem::take(&mut unflushed);
-            shared.hand_over(|tracker, client| {
-                for event in &held {
-                    tracker.on_event(client, event);
-                }
-            });
-        }
-    };
     let status = shared.publish_status(Status::Offline);
     // What the tracker handed over before, then the status, then its PUBACK: DISCONNECT goes
     // out only after it, or the connection would end before the PUBACK is read, and the status
@@ -2265,7 +2259,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
             // writes it), and the last is the status's own. With what rumqttc queued behind
             // it, as in a turn: a batch's writes hand over the next batch at once.
             let event = eventloop.poll().await?;
-            flushed(shared);
+            flushed(shared, &mut unflushed);
             shared.hand_over(|tracker, client| {
                 with_queued(eventloop, event, |event| tracker.on_event(client, event))
             });
@@ -2291,7 +2285,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
                 shared.label
             );
         }
-        eventloop.drop_connection();
+        lost_while_closing(shared, eventloop);
         return;
     }
     lock(&shared.client).disconnect();
@@ -2303,15 +2297,48 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         loop {
             match eventloop.poll().await {
                 Err(_) => break,
-                Ok(Observed::Disconnected) => flushed(shared),
+                Ok(Observed::Disconnected) => flushed(shared, &mut unflushed),
                 Ok(event) => {
-                    flushed(shared);
+                    flushed(shared, &mut unflushed);
                     shared.hand_over(|tracker, client| tracker.on_event(client, &event));
                 }
             }
         }
     })
     .await;
+    lost_while_closing(shared, eventloop);
+}
+
+/// In a close, after a poll that flushed: the events held for it count now, first, in order.
+fn flushed(shared: &Shared, held: &mut Vec<Observed>) {
+    if held.is_empty() {
+        return;
+    }
+    let held = std::mem::take(held);
+    shared.hand_over(|tracker, client| {
+        for event in &held {
+            tracker.on_event(client, event);
+        }
+    });
+}
+
+/// The end of a close that did not see the broker's last word: the acks rumqttc read with
+/// the broker's close (one read often holds both) and queued but never returned still
+/// count; what they do not answer fails with the close. (Before, such packs were answered as
+/// closed though the broker had acknowledged them.) Writes are not taken from there: the
+/// close may have cut them short.
+fn lost_while_closing(shared: &Shared, eventloop: &mut impl EventLoop) {
+    let (_, unreported) = eventloop.forget();
+    shared.hand_over(|tracker, client| {
+        for event in &unreported {
+            if matches!(
+                event,
+                Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. }
+            ) {
+                tracker.on_event(client, event);
+            }
+        }
+    });
 }
 
 /// `event`, then what rumqttc queued behind it, [`EVENTS_PER_TURN`] at most in all, in order;

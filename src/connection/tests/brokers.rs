@@ -233,6 +233,51 @@ fn a_connect_never_answered_names_connect_timeout_seconds() {
     }
 }
 
+/// An MQTT 3.1.1 broker that holds its PUBACKs until the client's DISCONNECT, then sends them
+/// and closes the connection in one TCP segment, so that the client reads both in one read. It reports
+/// how many publishes it has read.
+fn acks_with_the_close_v4(listener: std::net::TcpListener, publishes: mpsc::Sender<usize>) {
+    use std::io::Write;
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    read_packet(&mut s).expect("CONNECT");
+    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let mut acks = Vec::new();
+    while let Some((kind, body)) = read_packet(&mut s) {
+        match kind >> 4 {
+            3 => {
+                acks.extend(puback_for(&body));
+                let _ = publishes.send(acks.len() / 4);
+            }
+            14 => {
+                // Corked, the acks and the close leave in one segment.
+                let sock = socket2::SockRef::from(&s);
+                sock.set_tcp_cork(true).expect("cork");
+                let _ = s.write_all(&acks);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Acks the broker sends with its close, read in one go as the connection closes, still
+/// confirm their pack: rumqttc queues them and returns the close. (Before: the close dropped
+/// them, and the pack the broker had acknowledged failed with the close.)
+#[test]
+fn acks_read_with_the_brokers_close_at_a_close_still_confirm() {
+    let (tx, published) = mpsc::channel();
+    let (port, broker_thread) = scripted_broker(move |l| acks_with_the_close_v4(l, tx));
+    let connection = Connection::get(&scripted(port, "acks-at-close")).expect("opened");
+    let (pack, how, messages, rx) = pack_of(Qos::AtLeastOnce, vec![b"x".to_vec(); 3]);
+    connection.submit(&pack, how, messages, 100);
+    while published.recv_timeout(WAIT).expect("the broker reads them") < 3 {}
+    drop(connection);
+    assert_eq!(rx.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    broker_thread.join().expect("the scripted broker");
+}
+
 /// An MQTT 5 broker that takes the connection, then reads nothing until `read` says so; then
 /// it reads to the end and reports how many whole PUBLISH packets it got.
 fn stalled_then_counting_v5(
