@@ -2234,8 +2234,9 @@ async fn write_ready(
 async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
     // What the poll the shutdown cancelled queued: a QoS 0 message's "written" there may be
     // bytes still in rumqttc's buffer, which a broker that stopped reading never gets. They
-    // count once a later poll has flushed (every poll that does I/O ends with a flush), and
-    // are failed with the close otherwise. (Before, such a record was confirmed at the close.)
+    // count once a later poll has flushed (every poll that does I/O ends with a flush); if
+    // none does, the acks among them still count and the writes fail with the close.
+    // (Before, such a record was confirmed at the close.)
     let mut unflushed = eventloop.take_unflushed();
     let status = shared.publish_status(Status::Offline);
     // What the tracker handed over before, then the status, then its PUBACK: DISCONNECT goes
@@ -2285,7 +2286,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
                 shared.label
             );
         }
-        lost_while_closing(shared, eventloop);
+        lost_while_closing(shared, eventloop, &unflushed);
         return;
     }
     lock(&shared.client).disconnect();
@@ -2306,7 +2307,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
         }
     })
     .await;
-    lost_while_closing(shared, eventloop);
+    lost_while_closing(shared, eventloop, &unflushed);
 }
 
 /// In a close, after a poll that flushed: the events held for it count now, first, in order.
@@ -2323,14 +2324,14 @@ fn flushed(shared: &Shared, held: &mut Vec<Observed>) {
 }
 
 /// The end of a close that did not see the broker's last word: the acks rumqttc read with
-/// the broker's close (one read often holds both) and queued but never returned still
-/// count; what they do not answer fails with the close. (Before, such packs were answered as
-/// closed though the broker had acknowledged them.) Writes are not taken from there: the
-/// close may have cut them short.
-fn lost_while_closing(shared: &Shared, eventloop: &mut impl EventLoop) {
+/// the broker's close (one read often holds both) and queued but never returned, and those
+/// held for a flush that never came, still count; what they do not answer fails with the
+/// close. (Before, such packs were answered as closed though the broker had acknowledged
+/// them.) Writes are not taken from there: the close may have cut them short.
+fn lost_while_closing(shared: &Shared, eventloop: &mut impl EventLoop, held: &[Observed]) {
     let (_, unreported) = eventloop.forget();
     shared.hand_over(|tracker, client| {
-        for event in &unreported {
+        for event in held.iter().chain(&unreported) {
             if matches!(
                 event,
                 Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. }

@@ -151,6 +151,11 @@ impl Drop for Tally {
 }
 
 impl AppenderMetrics {
+    /// Packs taken and not yet answered (or answered, their callback still running).
+    pub(crate) fn in_flight(&self) -> usize {
+        usize::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
     fn started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }

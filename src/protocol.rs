@@ -461,7 +461,8 @@ pub trait EventLoop: Send + 'static {
 
     /// Writes the publishes the client kept ready, in order, as far as the client takes them
     /// (a packet id still in use stops it) or for as long as one write may take, and flushes
-    /// the socket, also after a `poll` that was cancelled half-way. What it does not take
+    /// the socket, also after a `poll` that was cancelled half-way (MQTT 3.1.1; rumqttc's MQTT 5
+    /// client writes its publishes itself, inside `poll`, and keeps the socket private). What it does not take
     /// stays in `ready`; `Ok(true)` when it stopped for time, so that a slow broker's backlog
     /// goes in slices with the driver's other duties (acks, stalls, close) between them. A
     /// failure has dropped the connection, as a failed `poll` has.

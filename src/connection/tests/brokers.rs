@@ -236,6 +236,7 @@ fn a_connect_never_answered_names_connect_timeout_seconds() {
 /// An MQTT 3.1.1 broker that holds its PUBACKs until the client's DISCONNECT, then sends them
 /// and closes the connection in one TCP segment, so that the client reads both in one read. It reports
 /// how many publishes it has read.
+#[cfg(target_os = "linux")] // TCP_CORK
 fn acks_with_the_close_v4(listener: std::net::TcpListener, publishes: mpsc::Sender<usize>) {
     use std::io::Write;
     let (mut s, _) = listener.accept().expect("accept");
@@ -266,6 +267,7 @@ fn acks_with_the_close_v4(listener: std::net::TcpListener, publishes: mpsc::Send
 /// confirm their pack: rumqttc queues them and returns the close. (Before: the close dropped
 /// them, and the pack the broker had acknowledged failed with the close.)
 #[test]
+#[cfg(target_os = "linux")]
 fn acks_read_with_the_brokers_close_at_a_close_still_confirm() {
     let (tx, published) = mpsc::channel();
     let (port, broker_thread) = scripted_broker(move |l| acks_with_the_close_v4(l, tx));
