@@ -816,9 +816,11 @@ async fn drain(draining: Arc<Draining>) {
 /// not (at once, or acknowledged sooner) are dropped by the sweep too, once they outnumber the
 /// packs in flight, so a pack waiting out its deadline does not keep every later pack's entry
 /// meanwhile (10,000 packs a second behind it kept 300,000 for 30 s): at most about twice the
-/// packs in flight (which `maxPendingRecords` bounds on each connection), [`LIVE_SLACK`], and
-/// what comes between two sweeps. On the runtime, not in `doAppend`: a pass over 200,000
-/// entries takes milliseconds.
+/// packs in flight (taken and not yet answered to Kaa; those holding messages are bounded by
+/// `maxPendingRecords` on each connection), [`LIVE_SLACK`], and what comes between two sweeps.
+/// In the sweep, not in `doAppend`, though an append waits for the lock meanwhile: a pass
+/// over 300,000 entries, 100,000 of them in flight, took 5 ms (release build), and comes at
+/// most once per as many appends as there are packs in flight.
 #[derive(Default)]
 struct Live {
     packs: VecDeque<(Instant, Weak<Pack>)>,
@@ -833,7 +835,8 @@ impl Live {
     }
 
     /// Drops the entries of answered packs when they may be most of the queue (`in_flight`:
-    /// the packs not answered, or answered a moment ago), keeping the order.
+    /// the packs not yet answered to Kaa, whose callbacks may wait in the dispatcher's queue),
+    /// keeping the order.
     fn compact(&mut self, in_flight: usize) {
         if self.packs.len() > 2 * in_flight + LIVE_SLACK {
             self.packs

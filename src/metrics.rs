@@ -151,7 +151,8 @@ impl Drop for Tally {
 }
 
 impl AppenderMetrics {
-    /// Packs taken and not yet answered (or answered, their callback still running).
+    /// Packs taken and not yet answered to Kaa (answered, their callback queued or running,
+    /// included).
     pub(crate) fn in_flight(&self) -> usize {
         usize::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(0)
     }
