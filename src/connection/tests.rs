@@ -18,6 +18,10 @@ enum Step {
     /// several packets): the poll returns the first, the rest wait in its queue.
     Burst(Vec<Observed>),
     Panic,
+    /// Events a poll queued before it began to wait on a flush the broker does not take (as
+    /// rumqttc's MQTT 5 poll queues a publish's event before it writes it): it says so on the
+    /// channel, then waits for ever, until it is cancelled.
+    Stuck(Vec<Observed>, mpsc::Sender<()>),
     /// The broker closed the socket.
     Closed,
     /// The connection failed so.
@@ -75,6 +79,11 @@ impl EventLoop for Scripted {
                 Ok(self.2.pop_front().expect("a burst of at least one event"))
             }
             Some(Step::Panic) => panic!("injected: the event loop panics"),
+            Some(Step::Stuck(events, queued)) => {
+                self.2.extend(events);
+                let _ = queued.send(());
+                std::future::pending().await
+            }
             Some(Step::Closed) => Err(Failure::Closed {
                 why: "end of stream".into(),
                 said: Said::Nothing,
@@ -110,6 +119,10 @@ impl EventLoop for Scripted {
     fn free_refused_slots(&mut self) -> bool {
         self.3.frees.fetch_add(1, Ordering::Relaxed);
         !self.3.freeing_fails
+    }
+
+    fn take_unflushed(&mut self) -> Vec<Observed> {
+        self.2.drain(..).collect()
     }
 
     fn drop_connection(&mut self) {}

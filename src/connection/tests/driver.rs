@@ -44,6 +44,47 @@ fn a_poll_without_nudges_is_never_cancelled_while_acks_are_awaited() {
     close_scripted(&shared, &events);
 }
 
+/// What a poll the close cancelled had queued (rumqttc's MQTT 5 poll queues a publish's event
+/// before it writes and flushes it, and a read's acks before it flushes its replies) counts at
+/// the close only as far as it is sure when no later poll flushed: an ack among it still
+/// confirms its pack, a QoS 0 write among it fails with the close. (Before: the close's next
+/// poll returned both, and the QoS 0 record was confirmed though its bytes never left.)
+#[test]
+fn what_a_cancelled_poll_queued_counts_at_a_close_only_as_far_as_it_is_sure() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let acked = submit(&shared);
+    events
+        .send(Step::Event(Observed::Written(1)))
+        .expect("sent");
+    wait_until("the QoS 1 message not written", || {
+        lock(&shared.tracker).awaits_acks()
+    });
+    let (pack, how, messages, unsent) = pack_of(Qos::AtMostOnce, vec![b"{}".to_vec()]);
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &pack, how, messages, 100);
+    let (queued, stuck) = mpsc::channel();
+    let ack = Observed::Acked {
+        pkid: 1,
+        refused: None,
+    };
+    events
+        .send(Step::Stuck(vec![ack, Observed::Written(0)], queued))
+        .expect("sent");
+    stuck
+        .recv_timeout(WAIT)
+        .expect("the poll waits on its flush");
+    // The close cancels that poll, and the broker closes before any poll flushed.
+    shared.released.store(true, Ordering::Release);
+    shared.shutdown.notify_one();
+    events.send(Step::Closed).expect("sent");
+    assert_eq!(acked.recv_timeout(WAIT), Ok(Outcome::Delivered));
+    assert_eq!(unsent.recv_timeout(WAIT), Ok(Outcome::InternalError));
+    let finished = Arc::clone(&shared.finished);
+    let ended = runtime().block_on(async { tokio::time::timeout(WAIT, finished.acquire()).await });
+    assert!(matches!(ended, Ok(Err(_))), "the driver did not end");
+}
+
 /// Events that come together are all handled, in order, whether a turn takes them all or
 /// (past `EVENTS_PER_TURN`) the next turns do, and a refusal among them answers its pack as
 /// it would alone. Here 300 QoS 0 messages written in one batch, then three QoS 1 messages
