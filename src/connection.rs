@@ -865,7 +865,7 @@ impl Nudge {
     fn on_event(&mut self, event: &Observed, now: tokio::time::Instant) {
         self.traffic = Some(now);
         match event {
-            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. } => {
+            event if event.is_ack() => {
                 self.wanted = true;
                 self.unacked = 0;
             }
@@ -2331,13 +2331,8 @@ fn flushed(shared: &Shared, held: &mut Vec<Observed>) {
 fn lost_while_closing(shared: &Shared, eventloop: &mut impl EventLoop, held: &[Observed]) {
     let (_, unreported) = eventloop.forget();
     shared.hand_over(|tracker, client| {
-        for event in held.iter().chain(&unreported) {
-            if matches!(
-                event,
-                Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. }
-            ) {
-                tracker.on_event(client, event);
-            }
+        for event in held.iter().chain(&unreported).filter(|e| e.is_ack()) {
+            tracker.on_event(client, event);
         }
     });
 }

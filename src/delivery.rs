@@ -1296,9 +1296,7 @@ impl Tracker {
     /// publish it lets go in its wake (a held-back one taking the freed pkid), so an ack always
     /// finds its own message under its pkid.
     fn apply(&mut self, event: &Observed) {
-        if let Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. } =
-            event
-        {
+        if event.is_ack() {
             self.acked = Some(Instant::now());
         }
         match event {

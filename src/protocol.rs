@@ -98,14 +98,18 @@ impl Observed {
     /// ping written behind seconds of large messages is answered only once the broker has read
     /// them, and meanwhile their acks come (see [`EventLoop::poll`]).
     fn is_from_broker(&self) -> bool {
+        self.is_ack()
+            || matches!(
+                self,
+                Observed::Connected { .. } | Observed::Pong | Observed::Unasked { .. }
+            )
+    }
+
+    /// The broker's answer to a publish: a PUBACK, PUBREC or PUBCOMP, refusing or not.
+    pub fn is_ack(&self) -> bool {
         matches!(
             self,
-            Observed::Connected { .. }
-                | Observed::Acked { .. }
-                | Observed::Received { .. }
-                | Observed::Completed { .. }
-                | Observed::Pong
-                | Observed::Unasked { .. }
+            Observed::Acked { .. } | Observed::Received { .. } | Observed::Completed { .. }
         )
     }
 

@@ -204,6 +204,14 @@ class InstallLayoutIT {
         assertFalse(r.stderr.contains("Exception in thread"), "uncaught exception\n" + r.describe());
     }
 
+    /** The node ran its one pack of {@code records} records to onSuccess, exited 0, and logged no ERROR. */
+    private static void assertDeliveredWithoutError(Run r, int records) throws IOException {
+        assertNoCrash(r);
+        assertEquals(0, r.exit, r.describe());
+        assertTrue(r.stdout.contains("pack 1: " + records + " records -> onSuccess"), r.describe());
+        assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+    }
+
     /** Records as the replay tool reads them (Avro JSON, one a line) and what must be published for each. */
     private static final class Records {
         final Path schemaFile;
@@ -447,10 +455,7 @@ class InstallLayoutIT {
         Path extractTo = newDir("kaa-node-extract-");
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.extractDir=" + extractTo), replayArgs(topic, records));
-            assertNoCrash(r);
-            assertEquals(0, r.exit, r.describe());
-            assertTrue(r.stdout.contains("pack 1: 12 records -> onSuccess"), r.describe());
-            assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            assertDeliveredWithoutError(r, 12);
             List<String> loaded = r.loaded();
             assertEquals(1, loaded.size(), "loaded once\n" + r.describe());
             Path from = Paths.get(loaded.get(0));
@@ -621,10 +626,7 @@ class InstallLayoutIT {
         String topic = "kaa/it/install/property/" + UUID.randomUUID().toString().substring(0, 8);
         try (Subscriber sub = Subscriber.subscribe(BROKER.port(), topic, 1)) {
             Run r = runNode(lib, List.of("-Dkaa.mqtt.appender.library=" + elsewhere), replayArgs(topic, records));
-            assertNoCrash(r);
-            assertEquals(0, r.exit, r.describe());
-            assertTrue(r.stdout.contains("pack 1: 7 records -> onSuccess"), r.describe());
-            assertEquals(List.of(), r.stderrLines("ERROR"), "no error logged\n" + r.describe());
+            assertDeliveredWithoutError(r, 7);
             // The replay tool's maxPendingRecords may pass half a small host's memory: that WARN is no matter here.
             assertEquals(List.of(), r.stderrLines("WARN").stream().filter(l -> !l.contains("maxPendingRecords"))
                     .collect(Collectors.toList()), "no warning\n" + r.describe());
