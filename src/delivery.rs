@@ -5720,7 +5720,8 @@ mod tests {
             payload: vec![b'x'; 100],
             labels: vec![("k".to_string(), "v".repeat(label))],
         };
-        assert_eq!(message(10, 20).bytes(), 100 + 10 + 1 + 20);
+        // The topic twice: the client's copy and the tracker's.
+        assert_eq!(message(10, 20).bytes(), 100 + 2 * 10 + 1 + 20);
         let fixed: Arc<str> = Arc::from("fixed/topic");
         let shared = Message {
             topic: Arc::clone(&fixed),
@@ -5729,8 +5730,8 @@ mod tests {
         };
         assert_eq!(
             shared.bytes(),
-            100,
-            "a fixed topic is shared, not held per message"
+            100 + fixed.len(),
+            "a fixed topic is shared: only the client's copy is per message"
         );
         let (a, a_rx) = pack(1);
         t.submit(
@@ -5764,7 +5765,7 @@ mod tests {
             outcomes(&c_rx).is_empty(),
             "within the bound: waits for its ack"
         );
-        assert_eq!(t.held_bytes(), 100 + 1 + 1 + 1);
+        assert_eq!(t.held_bytes(), 100 + 2 + 1 + 1);
     }
 
     #[test]

@@ -1311,16 +1311,17 @@ pub struct Message {
 
 impl Message {
     /// The bytes it holds while it waits: payload, user properties (the Kaa header, about 600
-    /// bytes) and a topic of its own (a record's fields can make one long); a fixed topic is
-    /// one allocation that every message shares.
+    /// bytes) and the topic, which rumqttc copies into each publish it keeps until the ack. A
+    /// topic of its own (a record's fields can make one long) is held once more, by the tracker
+    /// for a refusal to name; a fixed topic is one allocation every message shares.
     pub fn bytes(&self) -> usize {
         let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let topic = if Arc::strong_count(&self.topic) == 1 {
+        let own = if Arc::strong_count(&self.topic) == 1 {
             self.topic.len()
         } else {
             0
         };
-        self.payload.len() + topic + labels
+        self.payload.len() + self.topic.len() + own + labels
     }
 }
 
