@@ -769,6 +769,8 @@ pub struct Tracker {
     acked_written: Option<Instant>,
     /// QoS 0 messages to new topics written lately on this connection.
     unanswered: Unanswered,
+    /// This connection's broker acknowledged a QoS 2 message with PUBACK, and a WARN said so.
+    qos2_as_qos1: bool,
     /// QoS 0 messages written lately that are far larger than any record the broker took
     /// ([`PacketLimit::unproven_record`]), each far larger than the one before it, in write
     /// order (a few dozen at most from the smallest record to the largest message): each pack
@@ -1247,6 +1249,7 @@ impl Tracker {
         self.acked_window_moved = self.moved;
         self.qos2_window_moved = self.moved;
         self.stall_seen = None;
+        self.qos2_as_qos1 = false;
         // Packs parked without a connection were checked against the last one's grants (none
         // before the first) and against the packet limit known then (the loss may have taught
         // one): checked one message at a time as they go out, a pack would have what comes
@@ -1307,6 +1310,9 @@ impl Tracker {
             }
             Observed::Acked { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
+                    if m.qos == Qos::ExactlyOnce && refused.is_none() {
+                        self.took_qos2_as_qos1();
+                    }
                     self.got_through(&m, refused);
                     self.settle(&m, refused);
                     self.done(&m);
@@ -1341,6 +1347,21 @@ impl Tracker {
             | Observed::Disconnected
             | Observed::Unasked { .. }
             | Observed::Other => {}
+        }
+    }
+
+    /// A PUBACK for a QoS 2 message: the broker took it at QoS 1 (brokers that downgrade QoS 2
+    /// do so, and MQTT 3.1.1 has no CONNACK to say it), at least once, not exactly once. The
+    /// record is there, so its pack is confirmed: failed, Kaa would publish it again each time,
+    /// and the subscribers would get every copy. Said once a connection.
+    fn took_qos2_as_qos1(&mut self) {
+        if !std::mem::replace(&mut self.qos2_as_qos1, true) {
+            log::warn!(
+                "{}: the broker acknowledged a QoS 2 message with PUBACK: it takes QoS 2 messages \
+                 at QoS 1 (at least once, not exactly once), so its subscribers may get a record \
+                 twice; set qos to 1, or use a broker that takes QoS 2",
+                self.label
+            );
         }
     }
 
@@ -3209,6 +3230,45 @@ mod tests {
             outcomes(&large).is_empty(),
             "larger than those outlived by far"
         );
+    }
+
+    /// A broker that acknowledges QoS 2 messages with PUBACK took them at QoS 1: their packs
+    /// are confirmed (the records are there; failed, they would be published again at every
+    /// try), and one WARN a connection says exactly-once is not what the broker gives.
+    #[test]
+    fn a_qos2_message_acknowledged_with_puback_is_confirmed_and_said_once_a_connection() {
+        crate::test_log::capture();
+        let mut t = Tracker::new("qos2-puback-test");
+        let mut out = Recorder::default();
+        let said = || crate::test_log::lines_with("qos2-puback-test: the broker acknowledged");
+        for (connection, first_pkid) in [(1, 1), (2, 1)] {
+            t.on_connected(&mut out, Window::default());
+            for pkid in first_pkid..first_pkid + 2 {
+                let (p, rx) = pack(1);
+                t.submit(&mut out, &p, Qos::ExactlyOnce.into(), payloads(1), 100);
+                t.on_event(&mut out, &written(pkid));
+                t.on_event(&mut out, &puback(pkid));
+                assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+            }
+            assert_eq!(said().len(), connection, "{:?}", said());
+            t.on_connection_lost(0, &[]);
+        }
+        assert!(
+            said()[0].starts_with(
+                "WARN qos2-puback-test: the broker acknowledged a QoS 2 message with PUBACK: it \
+                 takes QoS 2 messages at QoS 1"
+            ),
+            "{:?}",
+            said()
+        );
+        // QoS 1 acknowledged so is what is asked, and says nothing.
+        t.on_connected(&mut out, Window::default());
+        let (p, rx) = pack(1);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(1), 100);
+        t.on_event(&mut out, &written(1));
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert_eq!(said().len(), 2);
     }
 
     /// A message past the broker's Maximum Packet Size fails its pack unpublished
