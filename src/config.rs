@@ -730,6 +730,12 @@ impl AppenderConfig {
                     ),
                 ))
             }
+            t if t.len() > crate::topic::MAX_TOPIC_BYTES => {
+                return Err(ConfigError::new(
+                    "statusTopic",
+                    crate::topic::unfit_in_connect(t).unwrap_or_default(),
+                ))
+            }
             t => Some(t.to_string()),
         };
         let max_inflight = u16::try_from(max_inflight).map_err(|_| {
@@ -817,6 +823,22 @@ impl AppenderConfig {
         // Not sent, so no part of what the connection is: appenders that differ only in a
         // leftover password share one.
         let password = password.filter(|p| username.is_some() && !p.is_empty());
+        if let Some(why) = username.as_deref().and_then(crate::topic::unfit_in_connect) {
+            return Err(ConfigError::new("username", why));
+        }
+        // Binary data to MQTT, with the same 16-bit length; never shown.
+        if password
+            .as_ref()
+            .is_some_and(|p| p.len() > crate::topic::MAX_TOPIC_BYTES)
+        {
+            return Err(ConfigError::new(
+                "password",
+                format!(
+                    "is over MQTT's limit of {} bytes",
+                    crate::topic::MAX_TOPIC_BYTES
+                ),
+            ));
+        }
         if status_topic.is_some()
             && !["{hostname}", "{pid}", "{random}"]
                 .iter()
@@ -994,6 +1016,9 @@ impl AppenderConfig {
             own
         } else if client_id.is_empty() {
             return Err(ConfigError::new("clientId", "is empty"));
+        } else if let Some(why) = crate::topic::unfit_in_connect(&client_id) {
+            let shown = crate::log_budget::shown_in_log(&client_id);
+            return Err(ConfigError::new("clientId", format!("'{shown}' {why}")));
         } else {
             client_id
         };
@@ -1724,6 +1749,12 @@ pub(crate) mod tests {
         let mut e = Encoder(base.clone());
         e.string("").string("a/#");
         assert_eq!(error_of(&e).field, "statusTopic");
+        // The last will's topic goes into CONNECT: a longer one would corrupt it.
+        let mut e = Encoder(base.clone());
+        e.string("").string(&"s".repeat(65_536));
+        let err = error_of(&e);
+        assert_eq!(err.field, "statusTopic");
+        assert!(err.message.contains("over MQTT's limit"), "{err}");
         let mut e = Encoder(base);
         e.string("").string("").long(17);
         assert_eq!(error_of(&e).field, "connectionsPerBroker");
@@ -1734,17 +1765,89 @@ pub(crate) mod tests {
 
     /// The original's nine fields with this client id.
     fn with_client_id(client_id: &str) -> Encoder {
+        with_login(None, None, client_id)
+    }
+
+    /// The original's nine fields with these credentials and client id.
+    fn with_login(username: Option<&str>, password: Option<&str>, client_id: &str) -> Encoder {
         let mut e = Encoder::default();
         e.string("h")
             .long(1883)
             .boolean(false)
             .boolean(false)
-            .opt(None)
-            .opt(None)
+            .opt(username)
+            .opt(password)
             .long(1)
             .string(client_id)
             .string("t");
         e
+    }
+
+    /// What goes into CONNECT as MQTT text must be text a broker takes, or every connect fails
+    /// with nothing to say why (Mosquitto closes at a control character; rumqttc cuts a longer
+    /// string's length to 16 bits): refused at init, naming the field, in every layout.
+    #[test]
+    fn connect_texts_a_broker_refuses_are_refused_at_init() {
+        let long = "x".repeat(65_536);
+        let cases = [
+            (
+                with_client_id("kaa\tnode"),
+                "clientId",
+                "holds a control character",
+            ),
+            (
+                with_client_id("kaa\u{0}"),
+                "clientId",
+                "holds a control character",
+            ),
+            (
+                with_client_id("kaa\u{fffe}"),
+                "clientId",
+                "Unicode noncharacter",
+            ),
+            (
+                with_client_id(&long),
+                "clientId",
+                "65536 bytes of UTF-8, over MQTT's limit",
+            ),
+            (
+                with_login(Some("u\nv"), None, "id"),
+                "username",
+                "holds a control character",
+            ),
+            (
+                with_login(Some(&long), None, "id"),
+                "username",
+                "65536 bytes",
+            ),
+            (
+                with_login(Some("u"), Some(&long), "id"),
+                "password",
+                "over MQTT's limit",
+            ),
+        ];
+        for (e, field, says) in cases {
+            let err = AppenderConfig::from_avro(&e.0, Layout::Original).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(says), "{err}");
+            assert!(
+                err.message.len() < 300,
+                "a long value is not shown whole: {err}"
+            );
+        }
+        // A control character is shown escaped, as the log shows any text from outside.
+        let err = AppenderConfig::from_avro(&with_client_id("kaa\tnode").0, Layout::Original)
+            .unwrap_err();
+        assert!(err.message.starts_with("'kaa\\tnode' holds"), "{err}");
+        // The most MQTT takes, and any other character, are fine.
+        let most = "y".repeat(65_535);
+        for e in [
+            with_client_id(&most),
+            with_client_id("kaa-é-节点"),
+            with_login(Some(&most), Some(&most), "id"),
+        ] {
+            AppenderConfig::from_avro(&e.0, Layout::Original).unwrap();
+        }
     }
 
     /// An empty `clientId`, which only the REST API stores, gets the node's own id in the

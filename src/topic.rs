@@ -66,6 +66,25 @@ pub(crate) fn as_mqtt_text(value: &str) -> Cow<'_, str> {
     }
 }
 
+/// Why a broker would not take `text` as an MQTT string of its CONNECT (a client id, a user
+/// name, the last will's topic), if it would not: a character it refuses
+/// ([`refused_in_topics`]: Mosquitto closes the connection at once), or more bytes than the
+/// string's 16-bit length, which rumqttc writes cut short, corrupting the packet. Either fails
+/// every connect, and no packet says why.
+pub(crate) fn unfit_in_connect(text: &str) -> Option<String> {
+    if text.len() > MAX_TOPIC_BYTES {
+        return Some(format!(
+            "is {} bytes of UTF-8, over MQTT's limit of {MAX_TOPIC_BYTES}",
+            text.len()
+        ));
+    }
+    text.contains(refused_in_topics).then(|| {
+        "holds a control character or a Unicode noncharacter, which brokers refuse in MQTT \
+         text (Mosquitto closes the connection)"
+            .to_string()
+    })
+}
+
 /// Whether a broker would refuse `topic` as a publish topic: it holds a wildcard, or a
 /// character [`refused_in_topics`]. Configured topics are checked with it.
 pub(crate) fn unfit_for_publish(topic: &str) -> bool {

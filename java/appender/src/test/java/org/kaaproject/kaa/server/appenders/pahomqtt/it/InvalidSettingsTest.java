@@ -65,6 +65,35 @@ class InvalidSettingsTest {
     }
 
     /**
+     * What goes into CONNECT as MQTT text must be text a broker takes: Mosquitto 2.0.11 closes a connection whose
+     * CONNECT has a tab in its client id or a line break in its user name, without a CONNACK ("disconnected due to
+     * protocol error"), so every connect failed and every pack waited out its deadline, with nothing naming the field.
+     * Such values come in through the REST API, or pasted into the form: init refuses them, naming the field (in the
+     * original's records too: {@code config.rs}'s unit tests).
+     */
+    @Test
+    void connectTextsABrokerRefusesAreRefusedWithTheFieldNamed() {
+        int closedPort = Mosquitto.freeLoopbackPort();
+        Map<String, ChildNode.Refused> cases = new LinkedHashMap<>();
+        Map<String, Object> id = KaaNode.brokerConfig(closedPort, "kaa/it/invalid", 1);
+        id.put("clientId", "kaa\tnode");
+        cases.put("clientId-tab", new ChildNode.Refused(id, "clientId"));
+        Map<String, Object> user = KaaNode.brokerConfig(closedPort, "kaa/it/invalid", 1);
+        user.put("username", "kaa\nuser");
+        user.put("password", "secret");
+        cases.put("username-line-break", new ChildNode.Refused(user, "username"));
+        try (ChildNode node = ChildNode.start()) {
+            List<String> failures = node.refusalProblems(cases, Duration.ofSeconds(5));
+            if (!failures.isEmpty()) {
+                fail(failures.size() + " problem(s):\n  " + String.join("\n  ", failures) + "\n" + node.diagnostics());
+            }
+            assertTrue(node.appenderLogLines("ERROR").stream().anyMatch(l -> l.contains("'kaa\\tnode' holds a control "
+                    + "character")), "the id shown, its tab escaped\n" + node.diagnostics());
+            assertTrue(node.log().lines().noneMatch(l -> l.contains("secret")), node.diagnostics());
+        }
+    }
+
+    /**
      * maxPendingRecords near its most (2,000,000,000 messages of 4 KiB: 7.5 TiB) is more memory than any node
      * has, so a broker away for long would end with the kernel killing the node rather than packs failing at the
      * bound: the appender starts and works, and one WARN at init says how much, against what, and to what value to
