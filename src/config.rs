@@ -314,6 +314,11 @@ const MAX_CONNECTIONS: i32 = 16;
 const DEFAULT_PROXY_PORT: i32 = 3128;
 /// One hour: a node restarting, or a broker restarting, finds its session again.
 const DEFAULT_SESSION_EXPIRY_S: i32 = 3600;
+/// The longest client id taken: MQTT's 65,535 bytes, less room for the suffixes the appender
+/// may add (`-15` for `connectionsPerBroker`; host name, pid and random number after a
+/// takeover, under 100 bytes), which rumqttc would otherwise cut short on the wire.
+const MAX_CLIENT_ID_BYTES: usize = crate::topic::MAX_TOPIC_BYTES - 256;
+
 /// Generous: rumqttc's own default of 10 KiB would fail every larger record.
 const DEFAULT_MAX_MESSAGE_BYTES: i32 = 10 * 1024 * 1024;
 /// MQTT's own limit on a packet, less room for its header and topic.
@@ -1019,6 +1024,17 @@ impl AppenderConfig {
         } else if let Some(why) = crate::topic::unfit_in_connect(&client_id) {
             let shown = crate::log_budget::shown_in_log(&client_id);
             return Err(ConfigError::new("clientId", format!("'{shown}' {why}")));
+        } else if client_id.len() > MAX_CLIENT_ID_BYTES {
+            return Err(ConfigError::new(
+                "clientId",
+                format!(
+                    "is {} bytes of UTF-8, over the {MAX_CLIENT_ID_BYTES} an id may have: MQTT's \
+                     limit of {}, less room for what the appender may add (-0, -1, ... for \
+                     connectionsPerBroker; the node's names after a takeover)",
+                    client_id.len(),
+                    crate::topic::MAX_TOPIC_BYTES
+                ),
+            ));
         } else {
             client_id
         };
@@ -1811,6 +1827,11 @@ pub(crate) mod tests {
                 "65536 bytes of UTF-8, over MQTT's limit",
             ),
             (
+                with_client_id(&"x".repeat(MAX_CLIENT_ID_BYTES + 1)),
+                "clientId",
+                "less room for what the appender may add",
+            ),
+            (
                 with_login(Some("u\nv"), None, "id"),
                 "username",
                 "holds a control character",
@@ -1839,10 +1860,10 @@ pub(crate) mod tests {
         let err = AppenderConfig::from_avro(&with_client_id("kaa\tnode").0, Layout::Original)
             .unwrap_err();
         assert!(err.message.starts_with("'kaa\\tnode' holds"), "{err}");
-        // The most MQTT takes, and any other character, are fine.
+        // The most each may have, and any other character, are fine.
         let most = "y".repeat(65_535);
         for e in [
-            with_client_id(&most),
+            with_client_id(&"y".repeat(MAX_CLIENT_ID_BYTES)),
             with_client_id("kaa-é-节点"),
             with_login(Some(&most), Some(&most), "id"),
         ] {
