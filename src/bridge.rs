@@ -734,9 +734,21 @@ impl Log for JavaLogger {
 
     fn log(&self, record: &Record) {
         if self.enabled(record.metadata()) {
+            let target = record.target();
+            let mut text = record.args().to_string();
+            // Another crate's ERROR lines, which pass at any level (rumqttc's at a packet it did
+            // not expect), can come at every connection a broker accepts and ends. (At DEBUG,
+            // which an operator sets on its logger, the rest is asked for.)
+            if !target.starts_with(CRATE_TARGET) && record.level() == Level::Error {
+                static FOREIGN_LINES: LazyLock<LogBudget> = LazyLock::new(LogBudget::default);
+                match FOREIGN_LINES.take("another crate's", Instant::now()) {
+                    Some(note) => text.push_str(&note),
+                    None => return,
+                }
+            }
             dispatch(Job::Log(
                 record.level(),
-                Some((record.target().to_string(), record.args().to_string())),
+                Some((target.to_string(), crate::log_budget::one_line(text))),
             ));
         }
     }

@@ -76,9 +76,50 @@ pub(crate) fn shown_in_log(text: &str) -> String {
     }
 }
 
+/// The most characters of one line the node's log gets from us.
+const LINE_MOST: usize = 4096;
+
+/// A record's text as one line of the node's log, of at most [`LINE_MOST`] characters: what a
+/// broker, a proxy or a certificate put into an error (the MQTT client's text of an unexpected
+/// packet holds its topic whole, line breaks and all) reaches lines of ours and the MQTT
+/// client's, and must neither start lines of its own nor fill the log.
+pub(crate) fn one_line(text: String) -> String {
+    let breaks = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if text.len() <= LINE_MOST && !text.contains(breaks) {
+        return text;
+    }
+    let mut line = String::with_capacity(text.len().min(LINE_MOST + 32));
+    for c in text.chars().take(LINE_MOST) {
+        if breaks(c) {
+            line.extend(c.escape_debug());
+        } else {
+            line.push(c);
+        }
+    }
+    if text.chars().nth(LINE_MOST).is_some() {
+        line.push_str(&format!("... ({} bytes)", text.len()));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record's text reaches the log as one line of at most 4,096 characters; the usual
+    /// line, as it is.
+    #[test]
+    fn a_record_is_one_line_of_the_log() {
+        let usual = "connected to 127.0.0.1:1883 as 'kaa-h-1' (MQTT 3.1.1)".to_string();
+        assert_eq!(one_line(usual.clone()), usual);
+        assert_eq!(
+            one_line("lost: Publish { topic: \"a\n12:00 [main] ERROR forged\r\" }".into()),
+            "lost: Publish { topic: \"a\\n12:00 [main] ERROR forged\\r\" }"
+        );
+        assert_eq!(one_line("a\u{2028}b\tc".into()), "a\\u{2028}b\\tc");
+        let long = one_line(format!("x{}", "é".repeat(70_000)));
+        assert_eq!(long, format!("x{}... (140001 bytes)", "é".repeat(4095)));
+    }
 
     /// An endpoint key is logged as it is when it looks like Kaa's, cut short and escaped when
     /// it does not, so that one pack cannot flood the log or start a line of its own.

@@ -213,6 +213,33 @@ class OperabilityTest {
      * with its exception, and the packs after it are still answered. A callback that throws every time is logged ten
      * times a minute, not once per pack: twelve such packs, ten WARN lines.
      */
+    /**
+     * What a broker sends reaches the node's log as one line of ours, cut short: a broker answering CONNECT with a
+     * message whose topic holds line breaks and a forged log line, 60 KB in all, made the MQTT client's error (which
+     * holds that topic whole) a WARN of 60 KB at every connect, starting a line of the broker's own.
+     */
+    @Test
+    void textFromABrokerIsLoggedOnOneLineCutShort() throws Exception {
+        String forged = "00:00:00.000 [forged] ERROR forged.logger - forged line";
+        try (ScriptedBroker broker = new ScriptedBroker(ScriptedBroker.Mode.PUBLISH_FIRST);
+                ChildNode node = ChildNode.start()) {
+            broker.firstTopic("t\n" + forged + "\n" + "x".repeat(60_000));
+            node.load("a", KaaNode.brokerConfig(broker.port(), "kaa/it/forged", 1));
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while ((broker.clientIds().size() < 2 || node.appenderLogLines("WARN|ERROR").isEmpty())
+                    && System.nanoTime() < until) {
+                Thread.sleep(50);
+            }
+            assertTrue(broker.clientIds().size() >= 2, "connected again: " + broker.clientIds());
+            List<String> lines = node.log().lines().collect(Collectors.toList());
+            assertTrue(lines.stream().noneMatch(l -> l.startsWith(forged)), node.diagnostics());
+            assertTrue(lines.stream().allMatch(l -> l.length() < 5_000), "a line of "
+                    + lines.stream().mapToInt(String::length).max().orElse(0) + " characters");
+            assertTrue(node.appenderLogLines("WARN|ERROR").stream().anyMatch(l -> l.contains("\\n" + forged)
+                    && l.endsWith(" bytes)")), "the broker's text, escaped and cut\n" + node.diagnostics());
+        }
+    }
+
     @Test
     void aCallbackThatThrowsIsLoggedAndLaterPacksAreAnswered() throws InterruptedException {
         try (Mosquitto broker = Mosquitto.startAnonymous(); ChildNode node = ChildNode.start("info")) {

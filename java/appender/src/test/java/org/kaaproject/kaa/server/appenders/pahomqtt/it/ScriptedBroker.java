@@ -34,7 +34,12 @@ final class ScriptedBroker implements AutoCloseable {
          * MQTT 5: refuses every publish (PUBACK or PUBREC with reason 135, not authorised) and closes the connection
          * in the same breath, so the refusal and the end of the stream reach the client in one read.
          */
-        REFUSE_AND_CLOSE
+        REFUSE_AND_CLOSE,
+        /**
+         * MQTT 3.1.1: answers CONNECT with a message to {@link #firstTopic(String)} instead of a CONNACK, which the
+         * client takes for a failed connect (and the text of its error holds the message's topic whole).
+         */
+        PUBLISH_FIRST
     }
 
     private final ServerSocket server;
@@ -47,6 +52,7 @@ final class ScriptedBroker implements AutoCloseable {
     private final List<Map.Entry<OutputStream, byte[]>> held = new CopyOnWriteArrayList<>();
     private final int receiveMaximum;
     private volatile Mode mode;
+    private volatile String firstTopic = "unasked";
 
     ScriptedBroker(Mode mode) throws IOException {
         this(mode, 0);
@@ -68,6 +74,11 @@ final class ScriptedBroker implements AutoCloseable {
 
     void mode(Mode mode) {
         this.mode = mode;
+    }
+
+    /** The topic of the message {@link Mode#PUBLISH_FIRST} answers CONNECT with. */
+    void firstTopic(String topic) {
+        this.firstTopic = topic;
     }
 
     /** Connections accepted (CONNECT answered) so far. */
@@ -127,7 +138,9 @@ final class ScriptedBroker implements AutoCloseable {
                     case 1: // CONNECT: 2-byte name length, "MQTT", level
                         v5 = body[6] == 5;
                         clientIds.add(clientId(body, v5));
-                        if (!v5) {
+                        if (mode == Mode.PUBLISH_FIRST) {
+                            send(out, publish(firstTopic));
+                        } else if (!v5) {
                             send(out, new byte[] {0x20, 2, 0, 0});
                         } else if (receiveMaximum > 0) { // property 0x21, two bytes
                             send(out, new byte[] {0x20, 6, 0, 0, 3, 0x21, (byte) (receiveMaximum >> 8),
@@ -180,6 +193,24 @@ final class ScriptedBroker implements AutoCloseable {
         } catch (IOException e) {
             // closed by close() or by the client
         }
+    }
+
+    /** An MQTT 3.1.1 QoS 0 PUBLISH to {@code topic}, of one byte. */
+    private static byte[] publish(String topic) {
+        byte[] name = topic.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.io.ByteArrayOutputStream packet = new java.io.ByteArrayOutputStream();
+        packet.write(0x30);
+        int remaining = 2 + name.length + 1;
+        do {
+            int b = remaining & 0x7f;
+            remaining >>>= 7;
+            packet.write(remaining > 0 ? b | 0x80 : b);
+        } while (remaining > 0);
+        packet.write(name.length >> 8);
+        packet.write(name.length & 0xff);
+        packet.write(name, 0, name.length);
+        packet.write('x');
+        return packet.toByteArray();
     }
 
     /** A CONNECT's client id: after the name, level, flags, keep-alive and (MQTT 5) the properties. */
