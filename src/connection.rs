@@ -1993,14 +1993,21 @@ impl Reported {
 /// What tells one failure from another: its text without the figures that change from one
 /// attempt to the next (rustls puts the time of verification in an expired certificate's
 /// error; closes give how many milliseconds the connection lived): numbers that stand alone,
-/// after a space or a parenthesis. Digits inside a word or a topic ('kaa/3/logs') stay.
+/// after a space or a parenthesis. Digits inside a word or a topic ('kaa/3/logs') stay. Nor
+/// what a broker put in double quotes (an MQTT 5 DISCONNECT's reason string): one that closes
+/// every connection with a reason string of its own each time is one failure, not a WARN and
+/// an INFO at every connect.
 fn failure_key(text: &str) -> String {
     let mut key = String::with_capacity(text.len());
     let mut figure = false;
+    let mut quoted = false;
     let mut after = ' ';
     for c in text.chars() {
         figure = c.is_ascii_digit() && (figure || after == ' ' || after == '(');
-        if !figure {
+        if c == '"' && after != '\\' {
+            quoted = !quoted;
+            key.push(c);
+        } else if !figure && !quoted {
             key.push(c);
         }
         after = c;

@@ -476,3 +476,22 @@ mod brokers;
 mod client_ids;
 mod driver;
 mod status;
+
+/// Failures differing in what a broker put in quotes (an MQTT 5 DISCONNECT's reason string) or
+/// in figures are one failure; the reason code and other words still tell them apart.
+#[test]
+fn a_reason_string_makes_no_failure_new() {
+    let close = |code: &str, said: &str| {
+        failure_key(&format!(
+            "the broker closed the connection with a DISCONNECT of reason {code}, {said} after 3012 ms"
+        ))
+    };
+    let a = close("0x89", r#"server busy: "try again in 3 s (attempt 7)""#);
+    let b = close("0x89", r#"server busy: "it's \"busy\" here, attempt 8""#);
+    assert_eq!(a, b);
+    assert_ne!(a, close("0x97", r#"quota exceeded: "try again""#));
+    assert_eq!(
+        failure_key("lost (after 120 ms) on kaa/3/logs"),
+        "lost (after  ms) on kaa/3/logs"
+    );
+}
