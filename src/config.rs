@@ -612,11 +612,17 @@ fn tls_settings(
         let why = "is longer than the 65,535 bytes TLS takes for the list";
         return Err(ConfigError::new("alpnProtocols", why));
     }
+    // As connections are told apart by them: texts meaning the same are the same, and a CA
+    // nothing is verified against is none.
     let settings = TlsSettings {
         verify,
-        ca_pem,
-        client_cert_pem,
-        client_key_pem,
+        ca_pem: if verify {
+            crate::tls::canonical_pem(&ca_pem)
+        } else {
+            String::new()
+        },
+        client_cert_pem: crate::tls::canonical_pem(&client_cert_pem),
+        client_key_pem: crate::tls::canonical_pem(&client_key_pem),
         alpn,
     };
     settings
@@ -2365,12 +2371,27 @@ pub(crate) mod tests {
         let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap();
         let tls = c.broker.tls.as_ref().expect("TLS on");
         assert!(tls.verify);
-        assert!(tls.ca_pem.trim().is_empty(), "{tls:?}");
-        assert!(tls.client_cert_pem.trim().is_empty() && tls.client_key_pem.trim().is_empty());
+        // None at all, so an appender with empty texts shares its connection.
+        let empty = with_tls_through_expiry(["", "", "", ""]);
+        let empty = AppenderConfig::from_avro(&empty.0, Layout::PlainTexts).unwrap();
+        assert_eq!(c.broker.tls, empty.broker.tls);
         assert!(tls.alpn.is_empty(), "{:?}", tls.alpn);
         assert!(c.broker.failover.is_empty(), "{:?}", c.broker.failover);
         assert_eq!(c.broker.status_topic, None);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    /// A CA nothing is verified against (verifySslCert off) is none to the connection: appenders
+    /// that differ only in one left in the form share theirs. It is still said to be unused.
+    #[test]
+    fn a_ca_not_verified_against_is_none() {
+        let config = |ca: &str| {
+            let e = with_tls_verifying(false, ca, "", "", "");
+            AppenderConfig::from_avro(&e.0, Layout::PlainTexts).unwrap()
+        };
+        let left = config("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        assert_eq!(left.broker.tls, config("").broker.tls);
+        assert!(left.warnings[0].starts_with("caCertificate is set but verifySslCert is off"));
     }
 
     /// [`with_tls`], then every field up to `messageExpirySeconds` (retain off, clean session,

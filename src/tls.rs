@@ -72,6 +72,20 @@ fn restore_lines(pem: &str) -> String {
     out
 }
 
+/// PEM text as connections are told apart by it: its line structure back ([`restore_lines`]),
+/// without blank lines or the spaces around lines; blank text is none. So appenders given one
+/// CA, pasted with its newlines and without, or "" and " " (which the older forms take for an
+/// empty field), share a connection.
+pub(crate) fn canonical_pem(pem: &str) -> String {
+    let restored = restore_lines(pem);
+    let lines: Vec<&str> = restored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("\n")
+}
+
 /// The certificates of a PEM text; an error if it holds none or anything unreadable.
 pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = rustls_pemfile::certs(&mut restore_lines(pem).as_bytes())
@@ -724,6 +738,14 @@ mod tests {
         for flat in flattened(&one) {
             assert_eq!(read(&flat), std::slice::from_ref(&a));
         }
+        // Compared for a connection's key in one form, which reads the same.
+        let canonical = canonical_pem(&one);
+        assert_eq!(read(&canonical), std::slice::from_ref(&a));
+        assert_eq!(canonical_pem(&canonical), canonical);
+        for same in flattened(&one).into_iter().chain([format!("  {one}\n\n")]) {
+            assert_eq!(canonical_pem(&same), canonical);
+        }
+        assert_eq!(canonical_pem(" \t\n"), "");
         let chain = pem("CERTIFICATE", &a) + &pem("CERTIFICATE", &b);
         assert_eq!(read(&chain), [a.clone(), b.clone()]);
         for flat in flattened(&chain) {
