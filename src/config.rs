@@ -612,17 +612,11 @@ fn tls_settings(
         let why = "is longer than the 65,535 bytes TLS takes for the list";
         return Err(ConfigError::new("alpnProtocols", why));
     }
-    // As connections are told apart by them: texts meaning the same are the same, and a CA
-    // nothing is verified against is none.
     let settings = TlsSettings {
         verify,
-        ca_pem: if verify {
-            crate::tls::canonical_pem(&ca_pem)
-        } else {
-            String::new()
-        },
-        client_cert_pem: crate::tls::canonical_pem(&client_cert_pem),
-        client_key_pem: crate::tls::canonical_pem(&client_key_pem),
+        ca_pem,
+        client_cert_pem,
+        client_key_pem,
         alpn,
     };
     settings

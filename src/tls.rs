@@ -11,14 +11,48 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::utc::days_from_civil;
 
-/// The TLS part of a broker's identity, as configured (PEM text kept for comparison).
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// The TLS part of a broker's identity, as configured (PEM text kept as given: what tells an
+/// encrypted key, say, is in its header lines).
+#[derive(Clone)]
 pub struct TlsSettings {
     pub verify: bool,
     pub ca_pem: String,
     pub client_cert_pem: String,
     pub client_key_pem: String,
     pub alpn: Vec<String>,
+}
+
+impl TlsSettings {
+    /// What tells two apart, as connections are keyed by it: the texts by what they hold
+    /// ([`canonical_pem`]), and no CA where nothing is verified against one.
+    fn identity(&self) -> (bool, String, String, String, &[String]) {
+        let ca = if self.verify {
+            canonical_pem(&self.ca_pem)
+        } else {
+            String::new()
+        };
+        (
+            self.verify,
+            ca,
+            canonical_pem(&self.client_cert_pem),
+            canonical_pem(&self.client_key_pem),
+            &self.alpn,
+        )
+    }
+}
+
+impl PartialEq for TlsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for TlsSettings {}
+
+impl std::hash::Hash for TlsSettings {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
 }
 
 impl fmt::Debug for TlsSettings {
@@ -76,7 +110,7 @@ fn restore_lines(pem: &str) -> String {
 /// without blank lines or the spaces around lines; blank text is none. So appenders given one
 /// CA, pasted with its newlines and without, or "" and " " (which the older forms take for an
 /// empty field), share a connection.
-pub(crate) fn canonical_pem(pem: &str) -> String {
+fn canonical_pem(pem: &str) -> String {
     let restored = restore_lines(pem);
     let lines: Vec<&str> = restored
         .lines()
