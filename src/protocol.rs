@@ -344,6 +344,18 @@ fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
                 day(time.as_secs())
             ));
         }
+        // Bytes that are no TLS record: the port speaks plain MQTT or HTTP (a WebSocket listener
+        // answers the ClientHello with "HTTP/1.1 400"). A plain MQTT port that closes at once
+        // is said where the close is read.
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+            | rustls::InvalidMessage::UnknownProtocolVersion,
+        )) => {
+            return Failure::Tls(format!(
+                "{why} (the port answered with what is not TLS: if it speaks plain MQTT or HTTP, \
+                 turn ssl off, or use the broker's TLS port)"
+            ));
+        }
         Some(rustls::Error::InvalidCertificate(UnknownIssuer)) => {
             return Failure::Tls(format!(
                 "{why} (no CA this appender trusts issued the broker's certificate: put the CA \
@@ -1725,6 +1737,31 @@ mod tests {
              this node's date is 2026-12-04)"
         );
         assert_eq!(ours(&first), ours(&later));
+    }
+
+    /// A port answering the ClientHello with what is not TLS is said to be one to turn ssl off
+    /// for, or to use the TLS port instead of.
+    #[test]
+    fn a_port_answering_without_tls_is_named_so() {
+        for kind in [
+            rustls::InvalidMessage::InvalidContentType,
+            rustls::InvalidMessage::UnknownProtocolVersion,
+        ] {
+            let io = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidMessage(kind),
+            );
+            match tls_failure(&io) {
+                Failure::Tls(text) => assert!(
+                    text.ends_with(
+                        "(the port answered with what is not TLS: if it speaks plain \
+                         MQTT or HTTP, turn ssl off, or use the broker's TLS port)"
+                    ),
+                    "{text}"
+                ),
+                other => panic!("not a TLS failure: {}", other.text()),
+            }
+        }
     }
 
     /// What an MQTT 5 DISCONNECT says decides what the close is blamed on: another client

@@ -97,6 +97,39 @@ class TlsLoggingTest {
     // ------------------------------------------------------------------------------- 2. why verification failed
 
     /**
+     * ssl on against a port that answers the ClientHello with what is not TLS (a WebSocket or HTTP listener's
+     * "HTTP/1.1 400"): the WARN says to turn ssl off or use the TLS port, where rustls's "received corrupt message of
+     * type InvalidContentType" said nothing of either.
+     */
+    @Test
+    void aPortAnsweringWithoutTlsIsNamedInTheLog() throws Exception {
+        try (java.net.ServerSocket http = new java.net.ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+                ChildNode node = ChildNode.start()) {
+            Thread answering = new Thread(() -> {
+                while (!http.isClosed()) {
+                    try (java.net.Socket s = http.accept()) {
+                        s.getInputStream().read(new byte[512]);
+                        s.getOutputStream().write("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+                                .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+                    } catch (java.io.IOException e) {
+                        // closed with the test, or the client went away
+                    }
+                }
+            }, "http-400");
+            answering.setDaemon(true);
+            answering.start();
+            Map<String, Object> cfg = tls("127.0.0.1", http.getLocalPort(), true, ca.certPem());
+            cfg.put("deliveryTimeoutSeconds", DEADLINE_SECONDS);
+            node.load("not-tls", cfg);
+            node.append("not-tls", "not-tls", 1, 2);
+            node.assertExactlyOne("not-tls", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
+            assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("cannot connect to 127.0.0.1:"
+                    + http.getLocalPort()) && l.contains("(the port answered with what is not TLS: if it speaks plain "
+                    + "MQTT or HTTP, turn ssl off, or use the broker's TLS port)")), node.diagnostics());
+        }
+    }
+
+    /**
      * ssl set the wrong way for the port: Mosquitto resets the socket at a plain CONNECT on its TLS listener, and at a
      * ClientHello on its plain one. The WARN says which setting that points to, under MQTT 3.1.1 and 5. Connection
      * refused (nothing listens) gets no such hint.
