@@ -736,24 +736,44 @@ impl Log for JavaLogger {
         if self.enabled(record.metadata()) {
             let target = record.target();
             let mut text = record.args().to_string();
-            // Another crate's ERROR lines, which pass at any level (rumqttc's at a packet it did
-            // not expect), can come at every connection a broker accepts and ends. (At DEBUG,
-            // which an operator sets on its logger, the rest is asked for.)
-            if !target.starts_with(CRATE_TARGET) && record.level() == Level::Error {
+            if let Some(kind) = budgeted_crate(target) {
                 static FOREIGN_LINES: LazyLock<LogBudget> = LazyLock::new(LogBudget::default);
-                match FOREIGN_LINES.take("another crate's", Instant::now()) {
+                match FOREIGN_LINES.take(kind, Instant::now()) {
                     Some(note) => text.push_str(&note),
                     None => return,
                 }
             }
-            dispatch(Job::Log(
-                record.level(),
-                Some((target.to_string(), crate::log_budget::one_line(text))),
-            ));
+            dispatch(Job::Log(record.level(), Some((target.to_string(), text))));
         }
     }
 
     fn flush(&self) {}
+}
+
+/// The budget of another crate's record, if it has one: its ERROR lines pass at any level
+/// (rumqttc writes one at a packet it did not expect, which a broker can send at every
+/// connection it accepts and ends), ten a minute for each crate, unless DEBUG is set on its
+/// logger, where an operator asked for everything.
+fn budgeted_crate(target: &str) -> Option<&'static str> {
+    if target.starts_with(CRATE_TARGET) {
+        return None;
+    }
+    let levels = LEVELS.read().unwrap_or_else(|p| p.into_inner());
+    if levels.of(target) >= LevelFilter::Debug {
+        return None;
+    }
+    let of = |name: &str| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    };
+    Some(
+        KNOWN_TARGETS
+            .iter()
+            .copied()
+            .find(|name| !name.starts_with(CRATE_TARGET) && of(name))
+            .unwrap_or("another crate"),
+    )
 }
 
 fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
@@ -935,7 +955,7 @@ impl JavaSide {
                         return Ok(());
                     };
                     let logger = self.logger(env, &target)?;
-                    let message = env.new_string(message)?;
+                    let message = env.new_string(crate::log_budget::one_line(message))?;
                     // SAFETY: every `write` method was resolved on `Logger` with one string.
                     unsafe {
                         env.call_method_unchecked(

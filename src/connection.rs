@@ -1993,26 +1993,42 @@ impl Reported {
 /// What tells one failure from another: its text without the figures that change from one
 /// attempt to the next (rustls puts the time of verification in an expired certificate's
 /// error; closes give how many milliseconds the connection lived): numbers that stand alone,
-/// after a space or a parenthesis. Digits inside a word or a topic ('kaa/3/logs') stay. Nor
-/// what a broker put in double quotes (an MQTT 5 DISCONNECT's reason string): one that closes
-/// every connection with a reason string of its own each time is one failure, not a WARN and
-/// an INFO at every connect.
+/// after a space or a parenthesis. Digits inside a word or a topic ('kaa/3/logs') stay. Nor the
+/// reason string of an MQTT 5 DISCONNECT ([`protocol::REASON_SAID`]): a broker that closes
+/// every connection with one worded anew each time made a WARN and an INFO at every connect.
 fn failure_key(text: &str) -> String {
+    let text = without_reason_string(text);
     let mut key = String::with_capacity(text.len());
     let mut figure = false;
-    let mut quoted = false;
     let mut after = ' ';
     for c in text.chars() {
         figure = c.is_ascii_digit() && (figure || after == ' ' || after == '(');
-        if c == '"' && after != '\\' {
-            quoted = !quoted;
-            key.push(c);
-        } else if !figure && !quoted {
+        if !figure {
             key.push(c);
         }
         after = c;
     }
     key
+}
+
+/// `text` without what a DISCONNECT's reason string says, up to its closing quote (escaped as
+/// `shown_in_log` writes it: a quote inside follows an odd number of backslashes).
+fn without_reason_string(text: &str) -> std::borrow::Cow<'_, str> {
+    let Some(at) = text.find(protocol::REASON_SAID) else {
+        return text.into();
+    };
+    let said = at + protocol::REASON_SAID.len();
+    let mut backslashes = 0;
+    for (i, c) in text[said..].char_indices() {
+        match c {
+            '"' if backslashes % 2 == 0 => {
+                return format!("{}{}", &text[..said], &text[said + i..]).into();
+            }
+            '\\' => backslashes += 1,
+            _ => backslashes = 0,
+        }
+    }
+    text.into()
 }
 
 /// A connection that lived past the takeover window (`lived`; `None`: there was none) was a

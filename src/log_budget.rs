@@ -76,38 +76,48 @@ pub(crate) fn shown_in_log(text: &str) -> String {
     }
 }
 
-/// The most characters of one line the node's log gets from us.
-const LINE_MOST: usize = 4096;
+/// What one line of the node's log keeps of a longer record: its first characters, and its
+/// last, where our hints, a panic's place and a budget's note come.
+const HEAD: usize = 3072;
+const TAIL: usize = 1024;
 
-/// A record's text as one line of the node's log, of at most [`LINE_MOST`] characters: what a
-/// broker, a proxy or a certificate put into an error (the MQTT client's text of an unexpected
-/// packet holds its topic whole, line breaks and all) reaches lines of ours and the MQTT
-/// client's, and must neither start lines of its own nor fill the log.
+/// A record's text as one line of the node's log, of at most [`HEAD`] and [`TAIL`] characters
+/// and a note of what was left out between: what a broker, a proxy or a certificate put into an
+/// error (the MQTT client's text of an unexpected packet holds its topic whole, line breaks and
+/// all) reaches lines of ours and the MQTT client's, and must neither start lines of its own
+/// nor fill the log. Line breaks and other control characters are escaped.
 pub(crate) fn one_line(text: String) -> String {
     let breaks = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
-    if text.len() <= LINE_MOST && !text.contains(breaks) {
+    if text.len() <= HEAD + TAIL && !text.contains(breaks) {
         return text;
     }
-    let mut line = String::with_capacity(text.len().min(LINE_MOST + 32));
-    for c in text.chars().take(LINE_MOST) {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
         if breaks(c) {
             line.extend(c.escape_debug());
         } else {
             line.push(c);
         }
     }
-    if text.chars().nth(LINE_MOST).is_some() {
-        line.push_str(&format!("... ({} bytes)", text.len()));
+    let shown = line.chars().count();
+    if shown <= HEAD + TAIL {
+        return line;
     }
-    line
+    let head: String = line.chars().take(HEAD).collect();
+    let tail: String = line.chars().skip(shown - TAIL).collect();
+    format!(
+        "{head} [... {} characters of {} bytes left out ...] {tail}",
+        shown - HEAD - TAIL,
+        text.len()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A record's text reaches the log as one line of at most 4,096 characters; the usual
-    /// line, as it is.
+    /// A record's text reaches the log as one line, its first 3,072 and last 1,024 characters
+    /// at most (escapes counted), with what was left out between; the usual line, as it is.
     #[test]
     fn a_record_is_one_line_of_the_log() {
         let usual = "connected to 127.0.0.1:1883 as 'kaa-h-1' (MQTT 3.1.1)".to_string();
@@ -117,8 +127,22 @@ mod tests {
             "lost: Publish { topic: \"a\\n12:00 [main] ERROR forged\\r\" }"
         );
         assert_eq!(one_line("a\u{2028}b\tc".into()), "a\\u{2028}b\\tc");
-        let long = one_line(format!("x{}", "é".repeat(70_000)));
-        assert_eq!(long, format!("x{}... (140001 bytes)", "é".repeat(4095)));
+        let end = "; retrying (2 more lines left out)";
+        let long = one_line(format!("x{}{end}", "é".repeat(70_000)));
+        let tail = format!("{}{end}", "é".repeat(1024 - end.len()));
+        let left_out = 70_001 + end.len() - 4096;
+        let bytes = 140_001 + end.len();
+        assert_eq!(
+            long,
+            format!(
+                "x{} [... {left_out} characters of {bytes} bytes left out ...] {tail}",
+                "é".repeat(3071)
+            )
+        );
+        // Escapes count as what they show: control characters make no line longer.
+        let escaped = one_line("\u{1b}".repeat(10_000));
+        assert!(escaped.starts_with("\\u{1b}\\u{1b}"), "{escaped}");
+        assert!(escaped.len() < 4096 + 64, "{}", escaped.len());
     }
 
     /// An endpoint key is logged as it is when it looks like Kaa's, cut short and escaped when

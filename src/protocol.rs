@@ -345,15 +345,15 @@ fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
             ));
         }
         // Bytes that are no TLS record: the port speaks plain MQTT or HTTP (a WebSocket listener
-        // answers the ClientHello with "HTTP/1.1 400"). A plain MQTT port that closes at once
-        // is said where the close is read.
+        // answers the ClientHello with "HTTP/1.1 400"), or something on the way answered. A
+        // plain MQTT port that closes at once is said where the close is read.
         Some(rustls::Error::InvalidMessage(
             rustls::InvalidMessage::InvalidContentType
             | rustls::InvalidMessage::UnknownProtocolVersion,
         )) => {
             return Failure::Tls(format!(
-                "{why} (the port answered with what is not TLS: if it speaks plain MQTT or HTTP, \
-                 turn ssl off, or use the broker's TLS port)"
+                "{why} (what answered is not TLS: check that this is the broker's TLS port; a \
+                 plain MQTT or HTTP listener answers so)"
             ));
         }
         Some(rustls::Error::InvalidCertificate(UnknownIssuer)) => {
@@ -889,6 +889,10 @@ fn acked_too_large(e: &rumqttc::v5::ConnectionError) -> bool {
     )
 }
 
+/// What comes before the reason string a broker put in its DISCONNECT, in quotes, escaped: the
+/// part of a failure's text that tells it from no other ([`crate::connection`]'s failure key).
+pub(crate) const REASON_SAID: &str = ", saying \"";
+
 /// What an MQTT 5 failure is, where rumqttc's words name something else.
 fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
     if let rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::ServerDisconnect {
@@ -899,7 +903,7 @@ fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
         // rumqttc's own text shows the reason as Rust writes an `Option`; the code's name is
         // said in words ("server shutting down").
         let said = reason_string.as_deref().map_or(String::new(), |s| {
-            format!(": \"{}\"", crate::log_budget::shown_in_log(s))
+            format!("{REASON_SAID}{}\"", crate::log_budget::shown_in_log(s))
         });
         // A word starts at a capital a small letter follows: "QoSNotSupported" is "qos not
         // supported".
@@ -1739,8 +1743,8 @@ mod tests {
         assert_eq!(ours(&first), ours(&later));
     }
 
-    /// A port answering the ClientHello with what is not TLS is said to be one to turn ssl off
-    /// for, or to use the TLS port instead of.
+    /// A port answering the ClientHello with what is not TLS is said to be one to check is the
+    /// broker's TLS port (no advice to turn TLS off: a middlebox can answer so too).
     #[test]
     fn a_port_answering_without_tls_is_named_so() {
         for kind in [
@@ -1754,8 +1758,8 @@ mod tests {
             match tls_failure(&io) {
                 Failure::Tls(text) => assert!(
                     text.ends_with(
-                        "(the port answered with what is not TLS: if it speaks plain \
-                         MQTT or HTTP, turn ssl off, or use the broker's TLS port)"
+                        "(what answered is not TLS: check that this is the broker's TLS \
+                         port; a plain MQTT or HTTP listener answers so)"
                     ),
                     "{text}"
                 ),
@@ -1794,7 +1798,7 @@ mod tests {
             text.as_deref(),
             Some(
                 "the broker closed the connection with a DISCONNECT of reason 0x8B, server \
-                 shutting down: \"bye\""
+                 shutting down, saying \"bye\""
             )
         );
         let qos = explanation_v5(&rumqttc::v5::ConnectionError::MqttState(

@@ -591,6 +591,49 @@ mod tests {
         assert!(check_end_entity_version(&CertificateDer::from(certificate(&v3))).is_ok());
     }
 
+    /// Connections are keyed by what the texts hold: equal up to line breaks and spaces, and a
+    /// CA where nothing is verified against it, one; another CA, key, verification or ALPN,
+    /// two. Equal ones hash alike.
+    #[test]
+    fn settings_are_told_apart_by_what_their_texts_hold() {
+        use std::collections::HashSet;
+        let with = |verify: bool, ca: &str, key: &str, alpn: &[&str]| TlsSettings {
+            verify,
+            ca_pem: ca.to_string(),
+            client_cert_pem: String::new(),
+            client_key_pem: key.to_string(),
+            alpn: alpn.iter().map(|p| p.to_string()).collect(),
+        };
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\nAAAA\n-----END CERTIFICATE-----\n";
+        let same: HashSet<TlsSettings> = [
+            with(true, ca, "", &[]),
+            with(true, &ca.replace('\n', ""), "", &[]),
+            with(true, &ca.replace('\n', " "), " ", &[]),
+            with(true, &format!("\n  {ca}\n"), "\t", &[]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(same.len(), 1);
+        let unverified: HashSet<TlsSettings> = [with(false, ca, "", &[]), with(false, "", "", &[])]
+            .into_iter()
+            .collect();
+        assert_eq!(unverified.len(), 1, "a CA nothing is verified against");
+        for other in [
+            with(true, &ca.replace("AAAA", "AAAB"), "", &[]),
+            with(true, "", "", &[]),
+            with(false, ca, "", &[]),
+            with(
+                true,
+                ca,
+                "-----BEGIN PRIVATE KEY-----\nMC4\n-----END PRIVATE KEY-----",
+                &[],
+            ),
+            with(true, ca, "", &["mqtt"]),
+        ] {
+            assert!(!same.contains(&other), "{other:?}");
+        }
+    }
+
     /// Certificate times as RFC 5280 writes them, against Python's `calendar.timegm`.
     #[test]
     fn certificate_times_are_read_in_both_forms() {

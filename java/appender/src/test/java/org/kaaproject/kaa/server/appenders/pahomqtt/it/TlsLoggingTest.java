@@ -98,8 +98,8 @@ class TlsLoggingTest {
 
     /**
      * ssl on against a port that answers the ClientHello with what is not TLS (a WebSocket or HTTP listener's
-     * "HTTP/1.1 400"): the WARN says to turn ssl off or use the TLS port, where rustls's "received corrupt message of
-     * type InvalidContentType" said nothing of either.
+     * "HTTP/1.1 400"): the WARN says to check it is the broker's TLS port, where rustls's "received corrupt message of
+     * type InvalidContentType" said nothing of what to look at.
      */
     @Test
     void aPortAnsweringWithoutTlsIsNamedInTheLog() throws Exception {
@@ -124,8 +124,8 @@ class TlsLoggingTest {
             node.append("not-tls", "not-tls", 1, 2);
             node.assertExactlyOne("not-tls", CONNECTION_ERROR, FAILURE_WAIT, GRACE);
             assertTrue(node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("cannot connect to 127.0.0.1:"
-                    + http.getLocalPort()) && l.contains("(the port answered with what is not TLS: if it speaks plain "
-                    + "MQTT or HTTP, turn ssl off, or use the broker's TLS port)")), node.diagnostics());
+                    + http.getLocalPort()) && l.contains("(what answered is not TLS: check that this is the broker's TLS "
+                    + "port; a plain MQTT or HTTP listener answers so)")), node.diagnostics());
         }
     }
 
