@@ -442,11 +442,18 @@ fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<Failure> {
     use async_http_proxy::HttpError;
     match e.source()?.downcast_ref::<HttpError>()? {
         HttpError::HttpCode200(407) => Some(Failure::Refused {
-            why: "the HTTP proxy refused the proxy credentials (407 Proxy Authentication \
-                  Required); check proxyUsername and proxyPassword"
+            why: "the HTTP proxy asks for credentials it takes (407 Proxy Authentication \
+                  Required): set proxyUsername and proxyPassword, or check them"
                 .to_string(),
             about: Refusal::Other,
         }),
+        // Squid, as installed, tunnels to port 443 alone (its SSL_ports rule).
+        HttpError::HttpCode200(403) => Some(Failure::Broken(
+            "the HTTP proxy answered CONNECT with HTTP status 403: it forbids a tunnel to this \
+             host and port (many proxies allow port 443 alone, as Squid's default SSL_ports \
+             rule does): allow the broker's port in the proxy"
+                .to_string(),
+        )),
         HttpError::HttpCode200(code) => Some(Failure::Broken(format!(
             "the HTTP proxy answered CONNECT with HTTP status {code}"
         ))),
@@ -1741,6 +1748,37 @@ mod tests {
              this node's date is 2026-12-04)"
         );
         assert_eq!(ours(&first), ours(&later));
+    }
+
+    /// What an HTTP proxy answers to CONNECT says what to change: credentials (407, a refusal:
+    /// retrying cannot help), the ports it tunnels to (403), or nothing we know of (502).
+    #[test]
+    fn a_proxys_answer_says_what_to_change() {
+        #[derive(Debug)]
+        struct Wrapped(async_http_proxy::HttpError);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "proxy")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let answer = |code| proxy_failure(&Wrapped(async_http_proxy::HttpError::HttpCode200(code)));
+        assert!(matches!(
+            answer(407),
+            Some(Failure::Refused { why, .. }) if why.contains("set proxyUsername and proxyPassword")
+        ));
+        assert!(matches!(
+            answer(403),
+            Some(Failure::Broken(why)) if why.ends_with("allow the broker's port in the proxy")
+        ));
+        assert!(matches!(
+            answer(502),
+            Some(Failure::Broken(why)) if why == "the HTTP proxy answered CONNECT with HTTP status 502"
+        ));
     }
 
     /// A port answering the ClientHello with what is not TLS is said to be one to check is the
