@@ -896,6 +896,18 @@ fn acked_too_large(e: &rumqttc::v5::ConnectionError) -> bool {
     )
 }
 
+/// A packet without a body, which MQTT 5 allows for a DISCONNECT of reason 0x00 (normal
+/// disconnection) with no properties: rumqttc 0.25 fails to read it (it takes a bodiless packet
+/// for a ping or for a fault) and drops the connection as broken.
+fn bare_disconnect(e: &rumqttc::v5::ConnectionError) -> bool {
+    matches!(
+        e,
+        rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::PayloadRequired,
+        ))
+    )
+}
+
 /// What comes before the reason string a broker put in its DISCONNECT, in quotes, escaped: the
 /// part of a failure's text that tells it from no other ([`crate::connection`]'s failure key).
 pub(crate) const REASON_SAID: &str = ", saying \"";
@@ -928,6 +940,13 @@ fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
             *reason_code as u8
         ));
     }
+    if bare_disconnect(e) {
+        return Some(
+            "the broker closed the connection with a DISCONNECT without a reason code, which \
+             MQTT 5 allows for reason 0x00, normal disconnection, and the MQTT client cannot read"
+                .to_string(),
+        );
+    }
     acked_too_large(e).then(|| {
         "the broker acknowledged a message with reason 0x95, packet too large, which MQTT 5 \
          does not allow there and the MQTT client cannot read (Mosquitto answers so at its \
@@ -953,6 +972,8 @@ fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Said {
         },
         // Taken for the close it causes, at the message too large.
         e if acked_too_large(e) => Said::TooLarge,
+        // A reason was said (0x00): no sign of a takeover, nor of a topic refused.
+        e if bare_disconnect(e) => Said::Other,
         _ => Said::Nothing,
     }
 }
@@ -1825,6 +1846,12 @@ mod tests {
         assert_eq!(said(Code::TopicNameInvalid), Said::Refused);
         assert_eq!(said(Code::ServerBusy), Said::Other);
         assert_eq!(said(Code::UseAnotherServer), Said::Other);
+        // Without a reason code: 0x00, a close the broker chose.
+        let bare =
+            rumqttc::v5::ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(
+                rumqttc::v5::mqttbytes::Error::PayloadRequired,
+            ));
+        assert_eq!(disconnect_reason(&bare), Said::Other);
         // Said in words, with the broker's reason text if any.
         let text = explanation_v5(&rumqttc::v5::ConnectionError::MqttState(
             rumqttc::v5::StateError::ServerDisconnect {

@@ -2613,3 +2613,40 @@ fn a_silent_tls_handshake_or_websocket_upgrade_is_bounded_by_connect_timeout_sec
         );
     }
 }
+
+/// A broker ending a connection with a bare DISCONNECT (no reason code: MQTT 5's normal
+/// disconnection) is said to have closed it so, not as an unreadable packet. (Before: "lost:
+/// Mqtt state: Mqtt serialization/deserialization error: Payload is required".)
+#[test]
+fn a_bare_disconnect_is_named_as_the_brokers_close() {
+    crate::test_log::capture();
+    let (tx, connects) = mpsc::channel();
+    let (port, _) = scripted_broker(move |l| {
+        use std::io::Write;
+        while let Ok((mut s, _)) = l.accept() {
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            if read_packet(&mut s).is_none() {
+                continue;
+            }
+            if tx.send(()).is_err() {
+                return;
+            }
+            // CONNACK, then DISCONNECT with nothing after its length; dropped: closed.
+            let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xe0, 0x00]);
+        }
+    });
+    let connection = Connection::get(&BrokerConfig {
+        version: crate::config::MqttVersion::V5,
+        ..scripted(port, "bare-disconnect")
+    })
+    .expect("opened");
+    connects.recv_timeout(WAIT).expect("connected");
+    let line =
+        crate::test_log::await_line("as 'bare-disconnect' lost", |l| l.starts_with("WARN"), WAIT);
+    drop(connection);
+    crate::test_log::assert_says(
+        &line,
+        &["a DISCONNECT without a reason code", "normal disconnection"],
+    );
+    assert!(!line.contains("Payload is required"), "{line}");
+}
