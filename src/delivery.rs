@@ -269,6 +269,9 @@ impl<K: std::hash::Hash + Eq> Shares<K> {
         if self.map.len() >= self.sweep_at {
             self.map.retain(|_, held| held.strong_count() > 0);
             self.sweep_at = (self.map.len() * 2).max(64);
+            // After a broker outage held 100,000 endpoints' packs, the table kept their room
+            // (about 11 MB a connection) for as long as the connection lived.
+            self.map.shrink_to(self.sweep_at);
         }
         let held = Arc::default();
         self.map.insert(key, Arc::downgrade(&held));
@@ -2303,6 +2306,28 @@ impl Tracker {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    /// Endpoints that held nothing for long give their room back at the next sweep: once an
+    /// outage's many endpoints are answered, the table is as small as the live ones need.
+    #[test]
+    fn shares_give_back_the_room_of_endpoints_gone() {
+        let mut shares = Shares::<u64>::default();
+        let outage: Vec<_> = (0..100_000).map(|k| shares.entry(k)).collect();
+        assert!(shares.map.capacity() >= 100_000);
+        drop(outage);
+        let live: Vec<_> = (1_000_000..1_000_100).map(|k| shares.entry(k)).collect();
+        // Swept at the first new key past the mark: the 100 live ones and room to double.
+        let swept_at = (0..200_000u64)
+            .map(|k| (shares.entry(2_000_000 + k), shares.map.capacity()))
+            .position(|(_, capacity)| capacity < 1_000)
+            .expect("the table shrinks once swept");
+        assert!(swept_at < 100_000, "swept only after {swept_at} new keys");
+        // What the live ones hold survives the sweep.
+        for (key, held) in (1_000_000..).zip(&live) {
+            let found = shares.get(&key).expect("a live endpoint is kept");
+            assert!(Arc::ptr_eq(&found, held));
+        }
+    }
 
     #[derive(Default)]
     struct Recorder {
