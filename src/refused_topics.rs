@@ -121,7 +121,8 @@ impl<K, V> Lately<K, V> {
             .latest
             .is_some_and(|at| now.saturating_duration_since(at) >= LIFE)
         {
-            self.map.clear();
+            // Not `clear`, which keeps the room a storm of refusals made.
+            self.map = HashMap::new();
             self.latest = None;
         }
         !self.map.is_empty()
