@@ -666,10 +666,11 @@ fn a_session_expiry_a_broker_set_does_not_carry_over_to_the_next_connection() {
 }
 
 /// An MQTT 5 broker that accepts every connection and at once sends DISCONNECT with
-/// `reason` and closes it, as a busy one or one over a quota does; it reports each CONNECT.
+/// `reason` (none: the bare packet of a normal disconnection) and closes it, as a busy one or
+/// one over a quota does; it reports each CONNECT.
 fn closing_at_once_broker_v5(
     listener: std::net::TcpListener,
-    reason: u8,
+    reason: Option<u8>,
     connects: mpsc::Sender<()>,
 ) {
     use std::io::Write;
@@ -682,7 +683,11 @@ fn closing_at_once_broker_v5(
             return;
         }
         // CONNACK, then DISCONNECT with the reason and no properties; dropped: closed.
-        let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xe0, 0x02, reason, 0x00]);
+        let connack = [0x20, 0x03, 0x00, 0x00, 0x00];
+        let _ = match reason {
+            Some(reason) => s.write_all(&[&connack[..], &[0xe0, 0x02, reason, 0x00]].concat()),
+            None => s.write_all(&[&connack[..], &[0xe0, 0x00]].concat()),
+        };
     }
 }
 
@@ -690,7 +695,7 @@ fn closing_at_once_broker_v5(
 /// DISCONNECT 0x89 (server busy); the receiver hears each connect.
 fn to_busy_broker(client_id: &str) -> (Arc<Connection>, mpsc::Receiver<()>) {
     let (tx, connects) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x89, tx));
+    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, Some(0x89), tx));
     let connection = Connection::get(&BrokerConfig {
         version: crate::config::MqttVersion::V5,
         ..scripted(port, client_id)
@@ -838,7 +843,7 @@ fn with_acking_failover(first: u16, name: &str) -> (Arc<Connection>, mpsc::Recei
 #[test]
 fn a_broker_ending_each_connection_at_once_leaves_the_pack_to_the_failover_broker() {
     let (tx, closed) = mpsc::channel();
-    let (busy, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, 0x9c, tx));
+    let (busy, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, Some(0x9c), tx));
     let (connection, connects) = with_acking_failover(busy, "use-another-server");
     // Written on the first broker's connection before its DISCONNECT came, a pack fails.
     let rx = submit_one(&connection);
@@ -2621,20 +2626,7 @@ fn a_silent_tls_handshake_or_websocket_upgrade_is_bounded_by_connect_timeout_sec
 fn a_bare_disconnect_is_named_as_the_brokers_close() {
     crate::test_log::capture();
     let (tx, connects) = mpsc::channel();
-    let (port, _) = scripted_broker(move |l| {
-        use std::io::Write;
-        while let Ok((mut s, _)) = l.accept() {
-            s.set_read_timeout(Some(WAIT)).expect("timeout");
-            if read_packet(&mut s).is_none() {
-                continue;
-            }
-            if tx.send(()).is_err() {
-                return;
-            }
-            // CONNACK, then DISCONNECT with nothing after its length; dropped: closed.
-            let _ = s.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xe0, 0x00]);
-        }
-    });
+    let (port, _) = scripted_broker(move |l| closing_at_once_broker_v5(l, None, tx));
     let connection = Connection::get(&BrokerConfig {
         version: crate::config::MqttVersion::V5,
         ..scripted(port, "bare-disconnect")
