@@ -1161,6 +1161,25 @@ mod tests {
         }
     }
 
+    /// A pack waits for the broker until its `deliveryTimeoutSeconds` have passed, not less:
+    /// sweeps before its deadline leave it alone, the first after it answers it.
+    #[test]
+    fn a_pack_is_answered_at_its_deadline_not_before() {
+        let mut config = unreachable_config(Duration::ZERO);
+        config.delivery_timeout = Duration::from_secs(30);
+        let appender = open("deadline", config);
+        let (tx, rx) = mpsc::channel();
+        let appended = Instant::now();
+        append_one(&appender, "endpoint-a", recorded(&tx));
+        for early in [0, 1, 15, 29] {
+            appender.expire(appended + Duration::from_secs(early));
+        }
+        assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty), "not yet due");
+        appender.expire(Instant::now() + Duration::from_secs(30));
+        assert_eq!(rx.try_recv(), Ok(Outcome::ConnectionError));
+        appender.close();
+    }
+
     /// With `maxPendingRecords` reached, a pack is answered `ConnectionError` before anything
     /// of it is decoded: its schema (a new id) is not even read.
     #[test]

@@ -2200,7 +2200,7 @@ mod tests {
             patience: None,
             origin: Origin::default(),
         };
-        let said = Grants::of_v5(Some(&ConnAckProperties {
+        let properties = ConnAckProperties {
             session_expiry_interval: None,
             receive_max: None,
             max_qos: Some(1),
@@ -2218,7 +2218,8 @@ mod tests {
             server_reference: None,
             authentication_method: None,
             authentication_data: None,
-        }));
+        };
+        let said = Grants::of_v5(Some(&properties));
         assert_eq!(said.max_qos, 1);
         for (qos, retain, refused) in [
             (Qos::AtMostOnce, false, None),
@@ -2235,10 +2236,62 @@ mod tests {
                 (other, _) => panic!("{qos:?} retain {retain}: {other:?}"),
             }
         }
-        for grants in [Grants::of_v5(None), Grants::default()] {
+        // A CONNACK that says nothing of retained messages allows them (MQTT 5: absent is 1).
+        let silent = Grants::of_v5(Some(&ConnAckProperties {
+            max_qos: None,
+            retain_available: None,
+            ..properties
+        }));
+        for grants in [Grants::of_v5(None), Grants::default(), silent] {
             let how = how(Qos::ExactlyOnce, true);
             assert_eq!(grants.refusal(v5_publish_size(&message, &how), &how), None);
         }
+        // A packet of exactly the broker's Maximum Packet Size is within it.
+        let limited = Grants {
+            max_packet_size: Some(100),
+            ..Grants::default()
+        };
+        let how = how(Qos::AtLeastOnce, false);
+        assert_eq!(limited.refusal(100, &how), None);
+        assert!(matches!(
+            limited.refusal(101, &how),
+            Some(Unqueued::TooLarge {
+                size: 101,
+                limit: 100
+            })
+        ));
+    }
+
+    /// An MQTT 5 ack saying that no client subscribes to the topic (0x10) is the broker taking
+    /// the message: a pack to a topic no dashboard follows yet is delivered, not refused.
+    #[test]
+    fn an_ack_saying_no_one_subscribes_takes_the_message() {
+        use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubRec};
+        use rumqttc::v5::Event;
+        let acked = observe_v5(&Event::Incoming(Packet::PubAck(PubAck {
+            pkid: 7,
+            reason: PubAckReason::NoMatchingSubscribers,
+            properties: None,
+        })));
+        assert_eq!(
+            acked,
+            Observed::Acked {
+                pkid: 7,
+                refused: None
+            }
+        );
+        let received = observe_v5(&Event::Incoming(Packet::PubRec(PubRec {
+            pkid: 8,
+            reason: PubRecReason::NoMatchingSubscribers,
+            properties: None,
+        })));
+        assert_eq!(
+            received,
+            Observed::Received {
+                pkid: 8,
+                refused: None
+            }
+        );
     }
 
     /// The names [`refuses_topic`] knows are rumqttc's, as `observe_v5` writes them.

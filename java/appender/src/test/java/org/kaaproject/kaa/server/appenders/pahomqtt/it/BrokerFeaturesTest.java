@@ -796,6 +796,27 @@ class BrokerFeaturesTest {
      * endpoint uploads the record again, by which consumers drop copies. A message of a whole pack (grouping PACK)
      * carries no index or digest.
      */
+    /**
+     * With no client subscribed to the topic, Mosquitto 2.0.11 answers an MQTT 5 QoS 1 publish with PUBACK 0x10 ("no
+     * matching subscribers"; its PUBREC at QoS 2 says success): the broker took the message, so the pack is
+     * delivered, as before any dashboard subscribes. (Failed with onRemoteError when 0x10 was taken for a refusal.)
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2})
+    void mqtt5PacksToATopicNobodySubscribesToAreDelivered(int qos) {
+        try (Mosquitto broker = Mosquitto.startAnonymous()) {
+            String topic = "nobody/" + UUID.randomUUID();
+            LogAppender appender = KaaNode.load("v5-nobody", KaaNode.config(mqtt5(KaaNode.brokerConfig(broker.port(),
+                    topic, qos))));
+            try {
+                append(appender, records(3, 11)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+                append(appender, records(2, 12)).assertExactlyOne(SUCCESS, Duration.ofSeconds(10), Duration.ZERO);
+            } finally {
+                appender.close();
+            }
+        }
+    }
+
     @Test
     void mqtt5MessagesCarryContentTypeExpiryAndKaaUserProperties() throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
