@@ -1161,6 +1161,22 @@ mod tests {
         }
     }
 
+    /// A pack without records has nothing the broker could fail to take: it is delivered at
+    /// once, even with the broker away, and its schema is not read.
+    #[test]
+    fn an_empty_pack_is_delivered_at_once() {
+        let appender = open("empty-pack", unreachable_config(Duration::ZERO));
+        let (tx, rx) = mpsc::channel();
+        let schema = PackSchema {
+            id: Some("9"),
+            version: 1,
+            text: || -> Option<String> { panic!("read for no record") },
+        };
+        appender.append(schema, Ok(&[] as &[&[u8]]), "endpoint-a", recorded(&tx));
+        assert_eq!(rx.try_recv(), Ok(Outcome::Delivered));
+        appender.close();
+    }
+
     /// A pack waits for the broker until its `deliveryTimeoutSeconds` have passed, not less:
     /// sweeps before its deadline leave it alone, the first after it answers it.
     #[test]

@@ -3076,9 +3076,16 @@ mod tests {
         let impatient =
             write_qos0_within(&mut t, &mut out, 100_000, 4, Some(Duration::from_secs(3)));
         assert_eq!(outcomes(&impatient), vec![Outcome::Delivered], "impatient");
+        // deliveryTimeoutSeconds 5, the shortest that waits for the proof.
+        let patient = write_qos0_within(&mut t, &mut out, 100_000, 6, Some(PROVING_PATIENCE));
+        assert!(
+            outcomes(&patient).is_empty(),
+            "patient enough to prove itself"
+        );
         std::thread::sleep(QUICK + Duration::from_millis(50));
         t.on_event(&mut out, &Observed::Pong);
         assert_eq!(outcomes(&proving), vec![Outcome::Delivered]);
+        assert_eq!(outcomes(&patient), vec![Outcome::Delivered]);
         // 1,300 bytes pass 1,000 by the margin, not 1,100 (taken when outlived).
         let after = write_sized_qos0(&mut t, &mut out, 1_300, 5);
         assert_eq!(

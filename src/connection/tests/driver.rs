@@ -284,8 +284,10 @@ fn a_refused_slot_that_cannot_be_freed_makes_the_connection_anew() {
 #[test]
 fn a_panic_in_the_event_loop_fails_packs_in_flight_and_the_connection_goes_on() {
     crate::test_log::capture();
+    // A window of one: the recovery frees what the lost message took of it.
     let shared = Arc::new(Shared {
         label: "scripted:1 as 'panicking-loop'".into(),
+        max_inflight: Some(1),
         ..bare_shared()
     });
     let (events, _) = drive_scripted(&shared);
