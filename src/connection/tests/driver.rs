@@ -742,3 +742,34 @@ fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
     );
     assert_eq!(next_rx.try_iter().count(), 0);
 }
+
+/// What one connection carried, and what the broker refused on it, says nothing of how the
+/// next one ends: a close of the next one at once, without a word and before any publish, is
+/// taken for another client taking the id. (Both are forgotten at each CONNACK.)
+#[test]
+fn a_refusal_on_an_earlier_connection_hides_no_takeover() {
+    let shared = shared();
+    let (events, _) = drive_scripted(&shared);
+    connect(&shared, &events);
+    let refused = submit(&shared);
+    for event in [
+        Observed::Written(1),
+        Observed::Acked {
+            pkid: 1,
+            refused: Some("QuotaExceeded".into()),
+        },
+    ] {
+        events.send(Step::Event(event)).expect("sent");
+    }
+    assert_eq!(refused.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+    events.send(Step::Broken("reset by peer")).expect("sent");
+    wait_until("the loss not seen", || {
+        !shared.metrics.connected.load(Ordering::Relaxed)
+    });
+    connect(&shared, &events);
+    events.send(Step::Closed).expect("sent");
+    wait_until("the close at once not taken for a takeover", || {
+        shared.metrics.takeovers.load(Ordering::Relaxed) == 1
+    });
+    close_scripted(&shared, &events);
+}
