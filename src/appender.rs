@@ -1648,6 +1648,32 @@ mod tests {
         );
     }
 
+    /// Packs failed by a close with `closeTimeoutSeconds` 0 give their room in
+    /// `maxPendingRecords` back at once: the appender made again at once with the same
+    /// configuration (Kaa's edit), sharing the connection, takes the endpoint's next pack.
+    #[test]
+    fn packs_failed_at_a_close_give_their_room_back_at_once() {
+        let mut config = unreachable_config(Duration::ZERO);
+        config.max_pending_records = 4;
+        let first = open("room-back", config.clone());
+        let (tx, rx) = mpsc::channel();
+        for endpoint in ["endpoint-a", "endpoint-b", "endpoint-c", "endpoint-d"] {
+            append_one(&first, endpoint, recorded(&tx));
+        }
+        first.close();
+        let failed: Vec<_> = rx.try_iter().collect();
+        assert_eq!(failed, vec![Outcome::InternalError; 4]);
+        let second = open("room-back", config);
+        append_one(&second, "endpoint-e", recorded(&tx));
+        assert_eq!(
+            rx.try_recv(),
+            Err(mpsc::TryRecvError::Empty),
+            "taken, waiting"
+        );
+        second.close();
+        assert_eq!(rx.try_recv(), Ok(Outcome::InternalError));
+    }
+
     /// The drain says how the packs in flight at close were answered: after an edit, with the
     /// JMX bean gone, this line alone tells whether they reached the broker. (Before: only
     /// failures were logged.)
@@ -1675,7 +1701,9 @@ mod tests {
         });
         let raw = original("127.0.0.1", i64::from(port), 1, "t/drained");
         let mut config = AppenderConfig::from_avro(&raw.0, Layout::PlainTexts).expect("config");
-        config.close_timeout = Duration::from_secs(10);
+        // Far beyond the wait for the line: a drain lets go of the connection once its packs
+        // are answered (and EDIT_GRACE has passed), not at their deadline or the close timeout.
+        config.close_timeout = Duration::from_secs(60);
         let appender = open("drained", config);
         let (tx, rx) = mpsc::channel();
         append_one(&appender, "endpoint-a", recorded(&tx));
