@@ -773,3 +773,58 @@ fn a_refusal_on_an_earlier_connection_hides_no_takeover() {
     });
     close_scripted(&shared, &events);
 }
+
+/// A close that follows a refusal on the same connection is the broker's answer to what it
+/// refused (HiveMQ closes so): it is blamed on no other message, though one far larger than
+/// any the broker took was left unacknowledged by it, at each of two closes.
+#[test]
+fn a_close_after_a_refusal_is_blamed_on_nothing_else() {
+    crate::test_log::capture();
+    let shared = shared();
+    let (events, _) = drive_scripted_over(&shared, 1, "refused-then-closed");
+    for round in 0..2u16 {
+        connect(&shared, &events);
+        let small = submit(&shared);
+        let pkid = round * 3;
+        events
+            .send(Step::Event(Observed::Written(pkid + 1)))
+            .expect("sent");
+        events
+            .send(Step::Event(Observed::Acked {
+                pkid: pkid + 1,
+                refused: None,
+            }))
+            .expect("sent");
+        assert_eq!(small.recv_timeout(WAIT), Ok(Outcome::Delivered));
+        let refused = submit(&shared);
+        let (large, how, messages, large_answer) =
+            pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 100_000]]);
+        lock(&shared.tracker).submit(&mut **lock(&shared.client), &large, how, messages, 100);
+        for event in [
+            Observed::Written(pkid + 2),
+            Observed::Written(pkid + 3),
+            Observed::Acked {
+                pkid: pkid + 2,
+                refused: Some("QuotaExceeded".into()),
+            },
+        ] {
+            events.send(Step::Event(event)).expect("sent");
+        }
+        assert_eq!(refused.recv_timeout(WAIT), Ok(Outcome::RemoteError));
+        events.send(Step::Closed).expect("sent");
+        assert_eq!(
+            large_answer.recv_timeout(WAIT),
+            Ok(Outcome::ConnectionError)
+        );
+        disconnected(&shared, "the close not seen");
+    }
+    let said = crate::test_log::lines_with("as 'refused-then-closed' lost");
+    assert!(!said.is_empty());
+    assert!(said.iter().all(|l| !l.contains("unconfirmed")), "{said:#?}");
+    // Nothing learned of sizes: a message as large still goes out.
+    connect(&shared, &events);
+    let (large, how, messages, large_answer) = pack_of(Qos::AtLeastOnce, vec![vec![b'x'; 100_000]]);
+    lock(&shared.tracker).submit(&mut **lock(&shared.client), &large, how, messages, 100);
+    assert_eq!(large_answer.try_recv(), Err(mpsc::TryRecvError::Empty));
+    close_scripted(&shared, &events);
+}
