@@ -1187,8 +1187,8 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let appended = Instant::now();
         append_one(&appender, "endpoint-a", recorded(&tx));
-        for early in [0, 1, 15, 29] {
-            appender.expire(appended + Duration::from_secs(early));
+        for early in [0, 1_000, 15_000, 29_999] {
+            appender.expire(appended + Duration::from_millis(early));
         }
         assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty), "not yet due");
         appender.expire(Instant::now() + Duration::from_secs(30));

@@ -271,7 +271,8 @@ pub enum Said {
     /// HiveMQ closes so at a QoS 0 publish its ACL denies, which nothing else answers.
     Refused,
     /// Another reason of an MQTT 5 DISCONNECT: the server busy, over a quota, shutting down,
-    /// moved, or "use another server", a protocol error.
+    /// moved, or "use another server", a protocol error; or none (a bare DISCONNECT: a normal
+    /// disconnection).
     Other,
 }
 
@@ -896,9 +897,10 @@ fn acked_too_large(e: &rumqttc::v5::ConnectionError) -> bool {
     )
 }
 
-/// A packet without a body, which MQTT 5 allows for a DISCONNECT of reason 0x00 (normal
-/// disconnection) with no properties: rumqttc 0.25 fails to read it (it takes a bodiless packet
-/// for a ping or for a fault) and drops the connection as broken.
+/// A packet without a body, other than a ping, which MQTT 5 allows for a DISCONNECT of reason
+/// 0x00 (normal disconnection) with no properties: rumqttc 0.25 fails to read it (it takes a
+/// bodiless packet for a ping or for a fault) and drops the connection. Any other packet so is
+/// malformed; the broker's close is the likely one.
 fn bare_disconnect(e: &rumqttc::v5::ConnectionError) -> bool {
     matches!(
         e,
@@ -942,8 +944,9 @@ fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
     }
     if bare_disconnect(e) {
         return Some(
-            "the broker closed the connection with a DISCONNECT without a reason code, which \
-             MQTT 5 allows for reason 0x00, normal disconnection, and the MQTT client cannot read"
+            "the broker sent a packet without a body (not a ping), which the MQTT client cannot \
+             read: a DISCONNECT without a reason code, which MQTT 5 allows for reason 0x00, \
+             normal disconnection, or a malformed packet"
                 .to_string(),
         );
     }
@@ -972,7 +975,8 @@ fn disconnect_reason(e: &rumqttc::v5::ConnectionError) -> Said {
         },
         // Taken for the close it causes, at the message too large.
         e if acked_too_large(e) => Said::TooLarge,
-        // A reason was said (0x00): no sign of a takeover, nor of a topic refused.
+        // Most likely a reason said (0x00): no sign of a takeover, nor of a topic refused; a
+        // close at once is left for the failover brokers, as for a busy broker's.
         e if bare_disconnect(e) => Said::Other,
         _ => Said::Nothing,
     }

@@ -791,12 +791,6 @@ class BrokerFeaturesTest {
     }
 
     /**
-     * MQTT 5 messages carry their content type, their expiry, and the pack's Kaa header as user properties; a
-     * one-record message also its index in the pack and the FNV-1a digest of its record's bytes, the same whenever the
-     * endpoint uploads the record again, by which consumers drop copies. A message of a whole pack (grouping PACK)
-     * carries no index or digest.
-     */
-    /**
      * With no client subscribed to the topic, Mosquitto 2.0.11 answers an MQTT 5 QoS 1 publish with PUBACK 0x10 ("no
      * matching subscribers"; its PUBREC at QoS 2 says success): the broker took the message, so the pack is
      * delivered, as before any dashboard subscribes. (Failed with onRemoteError when 0x10 was taken for a refusal.)
@@ -817,6 +811,12 @@ class BrokerFeaturesTest {
         }
     }
 
+    /**
+     * MQTT 5 messages carry their content type, their expiry, and the pack's Kaa header as user properties; a
+     * one-record message also its index in the pack and the FNV-1a digest of its record's bytes, the same whenever the
+     * endpoint uploads the record again, by which consumers drop copies. A message of a whole pack (grouping PACK)
+     * carries no index or digest.
+     */
     @Test
     void mqtt5MessagesCarryContentTypeExpiryAndKaaUserProperties() throws Exception {
         try (Mosquitto broker = Mosquitto.startAnonymous()) {
