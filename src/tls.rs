@@ -2,13 +2,15 @@
 //! system's roots, optional client certificate, ALPN. SNI is the configured host name.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::supervise::lock;
 use crate::utc::days_from_civil;
 
 /// The TLS part of a broker's identity, as configured (PEM text kept as given: what tells an
@@ -259,16 +261,106 @@ impl CertificateDates {
         if left >= ahead {
             return None;
         }
-        let when = match left / 86_400 {
-            0 => "in less than a day".to_string(),
-            1 => "in 1 day".to_string(),
-            days => format!("in {days} days"),
-        };
         Some(format!(
-            "clientCertificate expires on {} (its notAfter), {when}: from then on a broker that \
+            "clientCertificate expires on {} (its notAfter), {}: from then on a broker that \
              checks client certificates refuses the TLS handshake; renew it before",
-            self.not_after.text
+            self.not_after.text,
+            in_days(left)
         ))
+    }
+}
+
+/// `left` seconds as the warnings say it.
+fn in_days(left: i64) -> String {
+    match left / 86_400 {
+        0 => "in less than a day".to_string(),
+        1 => "in 1 day".to_string(),
+        days => format!("in {days} days"),
+    }
+}
+
+/// How long before its `notAfter` the broker's certificate is warned of, at most: from a third
+/// of its validity before it, where that is less. Brokers' certificates are renewed ahead
+/// (certbot at 30 days of Let's Encrypt's 90, short-lived ones halfway), so the warning says
+/// that a renewal is late, not that one is due.
+const BROKER_EXPIRY_AHEAD: i64 = 14 * 86_400;
+
+/// What to warn of the broker's certificate `der` (verified, so within its dates), presented
+/// for `server` at `now`, if its end is near.
+fn broker_certificate_warning(der: &[u8], server: &ServerName<'_>, now: i64) -> Option<String> {
+    let [not_before, not_after] = x509_validity(der)?;
+    let ahead = BROKER_EXPIRY_AHEAD.min((not_after.unix - not_before.unix) / 3);
+    let left = not_after.unix - now;
+    (0..ahead).contains(&left).then(|| {
+        format!(
+            "the broker's certificate for '{}' expires on {} (its notAfter), {}: from then on \
+             the TLS handshake with the broker fails, and every pack with it; have the \
+             certificate renewed before",
+            crate::log_budget::shown_in_log(&server.to_str()),
+            not_after.text,
+            in_days(left)
+        )
+    })
+}
+
+/// `verifySslCert` on: rustls's own verification, and a WARN once a day while the broker's
+/// certificate nears its end. A node runs for months; once the broker's certificate expires,
+/// every connection fails, and the node's log was the place to say so ahead.
+#[derive(Debug)]
+struct WatchingExpiry {
+    verifier: Arc<WebPkiServerVerifier>,
+    /// When a warning may be said again (seconds since 1970): the verifier serves every
+    /// reconnect of its connection.
+    next: Mutex<i64>,
+}
+
+impl ServerCertVerifier for WatchingExpiry {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let mut next = lock(&self.next);
+        if now >= *next {
+            if let Some(warning) = broker_certificate_warning(end_entity, server_name, now) {
+                *next = now + CHECKED_EVERY;
+                log::warn!("{warning}");
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier.supported_verify_schemes()
     }
 }
 
@@ -400,7 +492,16 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .map_err(|e| ("ssl", format!("TLS versions: {e}")))?;
         let builder = if self.verify {
-            builder.with_root_certificates(self.roots()?)
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
+                    .build()
+                    .map_err(|e| ("caCertificate", format!("cannot be used: {e}")))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(WatchingExpiry {
+                    verifier,
+                    next: Mutex::new(0),
+                }))
         } else {
             builder
                 .dangerous()
@@ -747,6 +848,40 @@ mod tests {
         );
         tls.client_cert_pem.clear();
         assert_eq!(tls.client_certificate_dates(), None, "no certificate");
+    }
+
+    /// The broker's certificate is warned of from 14 days before its end, or from a third of
+    /// its validity before it where that is less (short-lived certificates are renewed
+    /// halfway), and not once it has expired (the handshake says so then).
+    #[test]
+    fn a_brokers_certificate_is_warned_of_as_its_end_nears() {
+        let server = ServerName::try_from("broker.example").expect("a name");
+        let day = 86_400;
+        let said = |der: &[u8], now: i64| broker_certificate_warning(der, &server, now);
+        // 2026-10-01 to 2026-12-17: 77 days.
+        let long = dated_certificate(true, "261001000000Z", "261217000000Z");
+        let end = 1_797_465_600;
+        assert_eq!(said(&long, end - 17 * day), None, "17 days left");
+        assert_eq!(said(&long, end - 14 * day), None, "14 days left");
+        let warning = said(&long, end - 14 * day + 1).unwrap_or_default();
+        assert_eq!(
+            warning,
+            "the broker's certificate for 'broker.example' expires on 2026-12-17 00:00:00 UTC \
+             (its notAfter), in 13 days: from then on the TLS handshake with the broker fails, \
+             and every pack with it; have the certificate renewed before"
+        );
+        assert!(said(&long, end - 1).is_some_and(|w| w.contains("in less than a day")));
+        assert_eq!(
+            said(&long, end + 1),
+            None,
+            "expired: the handshake fails instead"
+        );
+        // 2026-12-01 to 2026-12-07: 6 days, warned of in its last 2.
+        let short = dated_certificate(true, "261201000000Z", "261207000000Z");
+        let end = 1_796_601_600;
+        assert_eq!(said(&short, end - 2 * day), None, "halfway to its end");
+        assert!(said(&short, end - 2 * day + 1).is_some_and(|w| w.contains("in 1 day")));
+        assert_eq!(said(b"not a certificate", end), None);
     }
 
     /// A running appender is told of its certificate's end once a day from 30 days before it,

@@ -243,6 +243,21 @@ public final class TestPki implements AutoCloseable {
 
         /** A server certificate valid for {@code days} from now; 0: until now, so expired a second later. */
         public Issued server(String cn, List<String> dnsNames, List<String> ipAddresses, KeyType type, int days) {
+            return leaf(cn, type, serverExtensions(dnsNames, ipAddresses),
+                    (csr, crt, ext) -> sign(csr, crt, "leaf", ext, days));
+        }
+
+        /**
+         * A server certificate for localhost and 127.0.0.1 issued {@code daysAgo} days ago, valid for {@code daysLeft}
+         * days more: one whose renewal is due ({@code openssl x509} dates a certificate from now only, so {@code openssl
+         * ca} issues it).
+         */
+        public Issued localhostServerIssued(int daysAgo, int daysLeft) {
+            return leaf("localhost", KeyType.EC_P256, serverExtensions(List.of("localhost"), List.of("127.0.0.1")),
+                    (csr, crt, ext) -> signDated(csr, crt, ext, daysAgo, daysLeft));
+        }
+
+        private List<String> serverExtensions(List<String> dnsNames, List<String> ipAddresses) {
             List<String> san = new ArrayList<>();
             for (String d : dnsNames) {
                 san.add("DNS:" + d);
@@ -253,13 +268,13 @@ public final class TestPki implements AutoCloseable {
             if (san.isEmpty()) {
                 throw new IllegalArgumentException("a server certificate needs at least one subjectAltName");
             }
-            return leaf(cn, type, days, List.of(
+            return List.of(
                     "basicConstraints = critical, CA:FALSE",
                     "keyUsage = critical, digitalSignature, keyEncipherment",
                     "extendedKeyUsage = serverAuth",
                     "subjectKeyIdentifier = hash",
                     "authorityKeyIdentifier = keyid",
-                    "subjectAltName = " + String.join(", ", san)));
+                    "subjectAltName = " + String.join(", ", san));
         }
 
         /** The usual server certificate for the tests: SAN DNS:localhost and IP:127.0.0.1. */
@@ -275,15 +290,15 @@ public final class TestPki implements AutoCloseable {
 
         /** A client certificate valid for {@code days} from now; -1: expired a day ago (notAfter before notBefore). */
         public Issued client(String cn, KeyType type, int days) {
-            return leaf(cn, type, days, List.of(
+            return leaf(cn, type, List.of(
                     "basicConstraints = critical, CA:FALSE",
                     "keyUsage = critical, digitalSignature, keyEncipherment",
                     "extendedKeyUsage = clientAuth",
                     "subjectKeyIdentifier = hash",
-                    "authorityKeyIdentifier = keyid"));
+                    "authorityKeyIdentifier = keyid"), (csr, crt, ext) -> sign(csr, crt, "leaf", ext, days));
         }
 
-        private Issued leaf(String cn, KeyType type, int days, List<String> extensions) {
+        private Issued leaf(String cn, KeyType type, List<String> extensions, Signer signer) {
             String base = name(cn);
             Path k = newKey(base, type);
             Path csr = dir.resolve(base + ".csr");
@@ -295,7 +310,7 @@ public final class TestPki implements AutoCloseable {
             write(ext, String.join("\n", lines) + "\n");
             openssl("req", "-new", "-config", opensslConf.toString(), "-key", k.toString(),
                     "-subj", "/O=kaa-mqtt-it/CN=" + cn, "-out", csr.toString());
-            sign(csr, crt, "leaf", ext, days);
+            signer.sign(csr, crt, ext);
             Path chain = dir.resolve(base + ".chain.crt");
             write(chain, read(crt) + intermediatesPem());
             return new Issued(cn, type, crt, chain, k, this);
@@ -317,6 +332,30 @@ public final class TestPki implements AutoCloseable {
             Path chain = dir.resolve(base + ".chain.crt");
             write(chain, read(crt) + intermediatesPem());
             return new Issued(cn, type, crt, chain, k, this);
+        }
+
+        /** Issues {@code csr} as {@code out}, with the {@code [leaf]} extensions of {@code extFile}. */
+        private void signDated(Path csr, Path out, Path extFile, int daysAgo, int daysLeft) {
+            Path db = dir.resolve(name("ca-db"));
+            try {
+                Files.createDirectories(db);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            write(db.resolve("index.txt"), "");
+            write(db.resolve("serial"), serial().substring(2) + "\n");
+            Path conf = db.resolve("ca.cnf");
+            write(conf, String.join("\n", "[ca]", "default_ca = issuing", "[issuing]",
+                    "database = " + db.resolve("index.txt"), "new_certs_dir = " + db, "serial = " + db.resolve("serial"),
+                    "default_md = sha256", "policy = any", "unique_subject = no", "[any]",
+                    "organizationName = optional", "commonName = supplied") + "\n");
+            java.time.format.DateTimeFormatter stamp = java.time.format.DateTimeFormatter.ofPattern("yyMMddHHmmss'Z'")
+                    .withZone(java.time.ZoneOffset.UTC);
+            java.time.Instant now = java.time.Instant.now();
+            openssl("ca", "-batch", "-config", conf.toString(), "-cert", cert.toString(), "-keyfile", key.toString(),
+                    "-in", csr.toString(), "-out", out.toString(), "-notext", "-extfile", extFile.toString(),
+                    "-extensions", "leaf", "-startdate", stamp.format(now.minus(java.time.Duration.ofDays(daysAgo))),
+                    "-enddate", stamp.format(now.plus(java.time.Duration.ofDays(daysLeft))));
         }
 
         private void sign(Path csr, Path out, String section, Path extFile, int days) {
@@ -440,6 +479,12 @@ public final class TestPki implements AutoCloseable {
     }
 
     // ---------------------------------------------------------------------------------------------------------
+
+    /** Issues a certificate request with a leaf's extensions. */
+    @FunctionalInterface
+    private interface Signer {
+        void sign(Path csr, Path out, Path extFile);
+    }
 
     private String name(String cn) {
         return String.format("%02d-", seq.incrementAndGet()) + cn.replaceAll("[^A-Za-z0-9.-]", "_");

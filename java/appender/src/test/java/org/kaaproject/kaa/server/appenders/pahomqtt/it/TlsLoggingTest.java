@@ -245,6 +245,37 @@ class TlsLoggingTest {
                     + clientIds.get("nobody-there") + "'") && l.contains("Connection refused")), diagnostics);
             assertTrue(dated.stream().noneMatch(l -> l.contains("'" + clientIds.get("nobody-there") + "'")),
                     "a refused TCP connect names no certificate\n" + diagnostics);
+            // The broker's, issued for 3 days, has its validity ahead: not a renewal late.
+            assertTrue(node.appenderLogLines("WARN").stream().noneMatch(l -> l.contains("the broker's certificate")),
+                    diagnostics);
+        }
+    }
+
+    /**
+     * The broker's certificate near its end (issued 60 days ago, 10 days left: its renewal is late): a WARN says so,
+     * with the date, once a day, while packs are delivered. A certificate with its validity ahead gets no such line
+     * (the other tests' brokers, whose certificates are issued for 3 days, see above).
+     */
+    @Test
+    void aBrokerCertificateNearItsEndIsWarnedOf() {
+        TestPki.Issued due = ca.localhostServerIssued(60, 10);
+        try (Mosquitto broker = Mosquitto.startTls(new Mosquitto.Tls(ca.cert, due.chain, due.key));
+                ChildNode node = ChildNode.start()) {
+            node.load("renewal-due", tls("localhost", broker.port(), true, ca.certPem()));
+            node.append("renewal-due", "due-1", 1, 2);
+            node.assertExactlyOne("due-1", SUCCESS, SUCCESS_WAIT, GRACE);
+            // A second handshake, on the connection made anew: not said again the same day.
+            broker.restart();
+            node.append("renewal-due", "due-2", 1, 2);
+            node.assertExactlyOne("due-2", SUCCESS, SUCCESS_WAIT, GRACE);
+            List<String> warned = node.appenderLogLines("WARN").stream()
+                    .filter(l -> l.contains("the broker's certificate")).collect(Collectors.toList());
+            assertEquals(1, warned.size(), warned + "\n" + node.diagnostics());
+            // 10 days less the moments since it was issued, in whole days: 10 within its second, 9 after.
+            assertTrue(warned.get(0).matches(".* the broker's certificate for 'localhost' expires on "
+                    + Pattern.quote(notAfter(due)) + " \\(its notAfter\\), in (9|10) days: from then on the TLS "
+                    + "handshake with the broker fails, and every pack with it; have the certificate renewed before"),
+                    warned.get(0));
         }
     }
 
