@@ -619,8 +619,9 @@ fn tls_settings(
         client_key_pem,
         alpn,
     };
+    // Built to check the settings; no handshake is made with it.
     settings
-        .client_config()
+        .client_config("init")
         .map_err(|(field, why)| ConfigError::new(field, why))?;
     Ok(settings)
 }

@@ -25,7 +25,7 @@ use crate::protocol::{
 use crate::refused_topics::TopicBlame;
 use crate::status::{self, Status, StatusFormat};
 use crate::supervise::{lock, panic_message, CatchUnwind};
-use crate::tls::{CertificateDates, TlsSettings};
+use crate::tls::{BrokerCertificates, CertificateDates, TlsSettings};
 use crate::utc::unix_now;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -129,6 +129,9 @@ struct Shared {
     websocket: bool,
     /// The client certificate's validity, to name its dates when a handshake fails.
     client_certificate: Option<CertificateDates>,
+    /// What the brokers' certificates were at their last handshake, looked at again at each
+    /// sweep (`verifySslCert` on).
+    broker_certificates: Option<Arc<BrokerCertificates>>,
     connect_timeout: Duration,
     keep_alive: Duration,
     /// `maxInflight`; `None`: automatic.
@@ -644,7 +647,7 @@ impl Connection {
                 broker.status_topic.as_deref().unwrap_or_default()
             );
         }
-        let (client, pending) = protocol::open(broker, &client_id, &label);
+        let (client, pending, broker_certificates) = protocol::open(broker, &client_id, &label);
         let shared = Arc::new(Shared {
             client: Mutex::new(client),
             tracker: Mutex::new(Tracker::new(&label)),
@@ -671,6 +674,7 @@ impl Connection {
                 .tls
                 .as_ref()
                 .and_then(TlsSettings::client_certificate_dates),
+            broker_certificates,
             connect_timeout: broker.connect_timeout,
             keep_alive: broker.keep_alive,
             max_inflight: broker.max_inflight,
@@ -738,6 +742,10 @@ impl Connection {
         tracker.outlived_at_sweep(now);
         if tracker.sweep_stall(now) {
             self.shared.stalled.notify_one();
+        }
+        drop(tracker);
+        if let Some(certificates) = &self.shared.broker_certificates {
+            certificates.remind(crate::utc::unix_now());
         }
     }
 }

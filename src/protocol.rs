@@ -15,7 +15,7 @@ use rumqttc::{TlsConfiguration, Transport};
 
 use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
 use crate::status::{self, Status};
-use crate::tls::TlsSettings;
+use crate::tls::{BrokerCertificates, TlsSettings};
 
 /// QoS 1/2 messages awaiting acks when neither `maxInflight` nor the broker says otherwise:
 /// the window that keeps a loopback or LAN broker busy (20 gave a third of the QoS 1 rate).
@@ -900,7 +900,7 @@ fn acked_too_large(e: &rumqttc::v5::ConnectionError) -> bool {
 /// A packet without a body, other than a ping, which MQTT 5 allows for a DISCONNECT of reason
 /// 0x00 (normal disconnection) with no properties: rumqttc 0.25 fails to read it (it takes a
 /// bodiless packet for a ping or for a fault) and drops the connection. Any other packet so is
-/// malformed; the broker's close is the likely one.
+/// malformed or unasked (an AUTH); the broker's close is the likely one.
 fn bare_disconnect(e: &rumqttc::v5::ConnectionError) -> bool {
     matches!(
         e,
@@ -945,8 +945,8 @@ fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
     if bare_disconnect(e) {
         return Some(
             "the broker sent a packet without a body (not a ping), which the MQTT client cannot \
-             read: a DISCONNECT without a reason code, which MQTT 5 allows for reason 0x00, \
-             normal disconnection, or a malformed packet"
+             read: either a DISCONNECT without a reason code (MQTT 5 allows it for reason 0x00, \
+             normal disconnection) or a malformed packet"
                 .to_string(),
         );
     }
@@ -1551,7 +1551,8 @@ pub(crate) fn open(
     broker: &BrokerConfig,
     client_id: &str,
     label: &str,
-) -> (Box<dyn Client>, Pending) {
+) -> (Box<dyn Client>, Pending, Option<Arc<BrokerCertificates>>) {
+    let mut certificates = None;
     let tls = broker.tls.as_ref().map(|tls| {
         if !tls.verify {
             log::warn!(
@@ -1559,11 +1560,17 @@ pub(crate) fn open(
                  the connection is encrypted but anyone on the path can impersonate the broker"
             );
         }
-        let config = tls.client_config().unwrap_or_else(|(field, why)| {
-            // Checked at init; should it fail now, connect to nothing rather than in clear.
-            log::error!("TLS to {label} cannot be set up ({field} {why}); not connecting");
-            TlsSettings::refusing_config()
-        });
+        let config = match tls.client_config(label) {
+            Ok((config, watch)) => {
+                certificates = watch;
+                config
+            }
+            Err((field, why)) => {
+                // Checked at init; should it fail now, connect to nothing rather than in clear.
+                log::error!("TLS to {label} cannot be set up ({field} {why}); not connecting");
+                TlsSettings::refusing_config()
+            }
+        };
         TlsConfiguration::Rustls(config)
     });
     let websocket = matches!(broker.transport, config::Transport::WebSocket { .. });
@@ -1627,7 +1634,11 @@ pub(crate) fn open(
                 client,
                 ready: Ready::new(),
             };
-            (Box::new(client), Pending::V4(Box::new(eventloop), brokers))
+            (
+                Box::new(client),
+                Pending::V4(Box::new(eventloop), brokers),
+                certificates,
+            )
         }
         MqttVersion::V5 => {
             let options: Vec<_> = addresses
@@ -1683,7 +1694,11 @@ pub(crate) fn open(
                 client,
                 grants: Grants::default(),
             };
-            (Box::new(client), Pending::V5(Box::new(eventloop), brokers))
+            (
+                Box::new(client),
+                Pending::V5(Box::new(eventloop), brokers),
+                certificates,
+            )
         }
     }
 }

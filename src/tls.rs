@@ -1,6 +1,7 @@
 //! TLS to the broker with rustls (no OpenSSL): trust from a CA given as PEM text or the
 //! system's roots, optional client certificate, ALPN. SNI is the configured host name.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -285,10 +286,10 @@ fn in_days(left: i64) -> String {
 /// that a renewal is late, not that one is due.
 const BROKER_EXPIRY_AHEAD: i64 = 14 * 86_400;
 
-/// What to warn of the broker's certificate `der` (verified, so within its dates), presented
-/// for `server` at `now`, if its end is near.
-fn broker_certificate_warning(der: &[u8], server: &ServerName<'_>, now: i64) -> Option<String> {
-    let [not_before, not_after] = x509_validity(der)?;
+/// What to warn of a broker's certificate valid from `not_before` to `not_after`, presented for
+/// `server` at `now`, if its end is near.
+fn broker_certificate_warning(dates: &[CertTime; 2], server: &str, now: i64) -> Option<String> {
+    let [not_before, not_after] = dates;
     let ahead = BROKER_EXPIRY_AHEAD.min((not_after.unix - not_before.unix) / 3);
     let left = not_after.unix - now;
     (0..ahead).contains(&left).then(|| {
@@ -296,22 +297,69 @@ fn broker_certificate_warning(der: &[u8], server: &ServerName<'_>, now: i64) -> 
             "the broker's certificate for '{}' expires on {} (its notAfter), {}: from then on \
              the TLS handshake with the broker fails, and every pack with it; have the \
              certificate renewed before",
-            crate::log_budget::shown_in_log(&server.to_str()),
+            crate::log_budget::shown_in_log(server),
             not_after.text,
             in_days(left)
         )
     })
 }
 
-/// `verifySslCert` on: rustls's own verification, and a WARN once a day while the broker's
-/// certificate nears its end. A node runs for months; once the broker's certificate expires,
-/// every connection fails, and the node's log was the place to say so ahead.
+/// The certificates one connection's brokers (the configured one and its failover brokers)
+/// showed at their last full handshake, by the name verified, each warned of once a day while
+/// its end is near: at a handshake, and from the connection's sweep, since a connection may
+/// last past the day its broker's certificate runs out, and a resumed TLS session shows none.
+#[derive(Debug)]
+pub struct BrokerCertificates {
+    label: String,
+    /// Each broker's certificate's dates, and when it may be warned of next (seconds since
+    /// 1970); one entry a name verified, a broker or two.
+    seen: Mutex<HashMap<String, ([CertTime; 2], i64)>>,
+}
+
+impl BrokerCertificates {
+    fn new(label: &str) -> BrokerCertificates {
+        BrokerCertificates {
+            label: label.to_string(),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The broker's certificate `der` for `server` was verified at `now`.
+    fn verified(&self, der: &[u8], server: &str, now: i64) {
+        let Some(dates) = x509_validity(der) else {
+            return;
+        };
+        let mut seen = lock(&self.seen);
+        let next = seen.get(server).map_or(0, |(_, next)| *next);
+        seen.insert(server.to_string(), (dates, next));
+        self.due(&mut seen, now);
+    }
+
+    /// At a sweep: what was verified before, looked at again at `now`.
+    pub fn remind(&self, now: i64) {
+        self.due(&mut lock(&self.seen), now);
+    }
+
+    fn due(&self, seen: &mut HashMap<String, ([CertTime; 2], i64)>, now: i64) {
+        for (server, (dates, next)) in seen.iter_mut() {
+            if now < *next {
+                continue;
+            }
+            if let Some(warning) = broker_certificate_warning(dates, server, now) {
+                *next = now.saturating_add(CHECKED_EVERY);
+                log::warn!("{}: {warning}", self.label);
+            }
+        }
+    }
+}
+
+/// `verifySslCert` on: rustls's own verification, telling [`BrokerCertificates`] what it
+/// verified. A node runs for months; once the broker's certificate expires, every connection
+/// fails, and the node's log was the place to say so ahead.
 #[derive(Debug)]
 struct WatchingExpiry {
     verifier: Arc<WebPkiServerVerifier>,
-    /// When a warning may be said again (seconds since 1970): the verifier serves every
-    /// reconnect of its connection.
-    next: Mutex<i64>,
+    certificates: Arc<BrokerCertificates>,
 }
 
 impl ServerCertVerifier for WatchingExpiry {
@@ -331,13 +379,8 @@ impl ServerCertVerifier for WatchingExpiry {
             now,
         )?;
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let mut next = lock(&self.next);
-        if now >= *next {
-            if let Some(warning) = broker_certificate_warning(end_entity, server_name, now) {
-                *next = now + CHECKED_EVERY;
-                log::warn!("{warning}");
-            }
-        }
+        self.certificates
+            .verified(end_entity, &server_name.to_str(), now);
         Ok(verified)
     }
 
@@ -486,12 +529,19 @@ pub type TlsError = (&'static str, String);
 
 impl TlsSettings {
     /// The rustls client configuration, or the field at fault and why. Built at init to
-    /// check the settings, and again when the connection opens.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+    /// check the settings, and again when the connection opens, with what watches the
+    /// broker's certificate where it is verified; `label` names the connection in its lines.
+    pub fn client_config(
+        &self,
+        label: &str,
+    ) -> Result<(Arc<ClientConfig>, Option<Arc<BrokerCertificates>>), TlsError> {
+        let certificates = self
+            .verify
+            .then(|| Arc::new(BrokerCertificates::new(label)));
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| ("ssl", format!("TLS versions: {e}")))?;
-        let builder = if self.verify {
+        let builder = if let Some(certificates) = &certificates {
             let verifier =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
                     .build()
@@ -500,7 +550,7 @@ impl TlsSettings {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(WatchingExpiry {
                     verifier,
-                    next: Mutex::new(0),
+                    certificates: Arc::clone(certificates),
                 }))
         } else {
             builder
@@ -534,7 +584,7 @@ impl TlsSettings {
             }
         };
         config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-        Ok(Arc::new(config))
+        Ok((Arc::new(config), certificates))
     }
 
     /// The client certificate's validity, if there is one and its dates can be read.
@@ -855,9 +905,10 @@ mod tests {
     /// halfway), and not once it has expired (the handshake says so then).
     #[test]
     fn a_brokers_certificate_is_warned_of_as_its_end_nears() {
-        let server = ServerName::try_from("broker.example").expect("a name");
         let day = 86_400;
-        let said = |der: &[u8], now: i64| broker_certificate_warning(der, &server, now);
+        let said = |der: &[u8], now: i64| {
+            broker_certificate_warning(&x509_validity(der)?, "broker.example", now)
+        };
         // 2026-10-01 to 2026-12-17: 77 days.
         let long = dated_certificate(true, "261001000000Z", "261217000000Z");
         let end = 1_797_465_600;
@@ -882,6 +933,36 @@ mod tests {
         assert_eq!(said(&short, end - 2 * day), None, "halfway to its end");
         assert!(said(&short, end - 2 * day + 1).is_some_and(|w| w.contains("in 1 day")));
         assert_eq!(said(b"not a certificate", end), None);
+    }
+
+    /// Each broker's certificate is warned of once a day, at a handshake or at a sweep
+    /// (a connection may outlive the day, and a resumed session shows no certificate), each
+    /// broker's on its own clock.
+    #[test]
+    fn brokers_certificates_are_warned_of_daily_each_on_its_own() {
+        crate::test_log::capture();
+        let certificates = BrokerCertificates::new("watch-test");
+        let day = 86_400;
+        let end = 1_797_465_600; // 2026-12-17
+        let long = dated_certificate(true, "261001000000Z", "261217000000Z");
+        let said = || crate::test_log::lines_with("watch-test: the broker's certificate");
+        certificates.verified(&long, "a.example", end - 30 * day);
+        certificates.remind(end - 20 * day);
+        assert_eq!(said(), Vec::<String>::new(), "not near its end yet");
+        certificates.remind(end - 10 * day);
+        assert_eq!(said().len(), 1, "at a sweep, once near");
+        certificates.verified(&long, "a.example", end - 10 * day + 3600);
+        certificates.remind(end - 10 * day + 7200);
+        assert_eq!(said().len(), 1, "once a day");
+        certificates.verified(&long, "b.example", end - 10 * day + 7200);
+        assert_eq!(said().len(), 2, "another broker, on its own clock");
+        certificates.remind(end - 9 * day + 7200);
+        let lines = said();
+        assert_eq!(lines.len(), 4, "a day later, both: {lines:#?}");
+        assert!(lines[3].contains("in 8 days") || lines[2].contains("in 8 days"));
+        certificates.verified(b"not a certificate", "c.example", end);
+        certificates.remind(end + day);
+        assert_eq!(said().len(), 4, "expired ones are the handshake's to say");
     }
 
     /// A running appender is told of its certificate's end once a day from 30 days before it,
@@ -1021,7 +1102,7 @@ mod tests {
                 .into(),
             ..settings()
         };
-        let (field, why) = bad.client_config().unwrap_err();
+        let (field, why) = bad.client_config("test").unwrap_err();
         assert_eq!(field, "caCertificate", "{why}");
         assert!(parse_certificates("no pem here").is_err());
         assert!(parse_private_key("").is_err());
@@ -1033,9 +1114,10 @@ mod tests {
             verify: false,
             ..settings()
         }
-        .client_config()
+        .client_config("test")
         .unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"x-amzn-mqtt-ca".to_vec()]);
+        assert_eq!(config.0.alpn_protocols, vec![b"x-amzn-mqtt-ca".to_vec()]);
+        assert!(config.1.is_none(), "nothing verified, nothing watched");
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn bare_shared() -> Shared {
         proxied: false,
         websocket: false,
         client_certificate: None,
+        broker_certificates: None,
         connect_timeout: Duration::from_secs(1),
         keep_alive: Duration::from_secs(60),
         max_inflight: None,

@@ -706,7 +706,8 @@ fn a_broker_that_acks_nothing_gets_few_nudges() {
 #[test]
 fn a_write_leaves_out_the_messages_of_packs_answered_meanwhile() {
     let mut shared = bare_shared();
-    let (client, _) = crate::protocol::open(&scripted(1, "ready-test"), "ready-test", "ready-test");
+    let (client, ..) =
+        crate::protocol::open(&scripted(1, "ready-test"), "ready-test", "ready-test");
     shared.client = Mutex::new(client);
     let submit_qos0 = |payloads: &[&[u8]]| {
         let (pack, how, messages, rx) = pack_of(

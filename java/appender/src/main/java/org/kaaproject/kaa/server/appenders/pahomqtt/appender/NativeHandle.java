@@ -25,8 +25,8 @@ import org.slf4j.LoggerFactory;
 /**
  * What one {@code init} opened: the native appender's handle, closed exactly once (by {@code close}, by a second
  * {@code init}, or when the appender object is dropped without either), and its delivery figures over JMX while it is
- * open, as {@code org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,
- * name="<appender name>",id="<appender id>"} (names quoted).
+ * open, as (names quoted)
+ * {@code org.kaaproject.kaa.server.appenders.pahomqtt:type=PahoMqttAppender,name="<appender name>",id="<appender id>"}.
  *
  * <p>It is a phantom reference to its appender and refers to nothing else of it (the JMX server holds the handle, not
  * the appender), so a dropped appender becomes unreachable and the next appender call closes what it left open: its
