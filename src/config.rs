@@ -1355,6 +1355,14 @@ pub(crate) mod tests {
         assert_eq!(c.broker.username.as_deref(), Some("u"));
         assert!(c.warnings.is_empty());
         assert!(with(None, None).warnings.is_empty());
+        // A cleared password box is no password: not sent, and the same connection as none.
+        let c = with(Some("u"), Some(""));
+        assert_eq!(c.broker.password, None);
+        assert_eq!(
+            c.broker,
+            with(Some("u"), None).broker,
+            "the same connection"
+        );
     }
 
     /// The original never used TLS: its records with `ssl` ticked keep connecting in plain text
@@ -1406,6 +1414,7 @@ pub(crate) mod tests {
             ("tcp://broker.example:1883", "a URI"),
             ("broker example", "not a host name"),
             ("[broker]", "not a host name"),
+            ("broker/mqtt", "not a host name"),
         ] {
             let error = host(text).unwrap_err();
             assert_eq!(error.field, "host", "{text}");
@@ -1414,6 +1423,8 @@ pub(crate) mod tests {
         let brokers = |text: &str| parse_brokers(text).map_err(|e| e.field);
         assert_eq!(brokers("ssl://b:1883"), Err("brokers"));
         assert_eq!(brokers("b:1:1883"), Err("brokers"));
+        assert_eq!(brokers("b:0"), Err("brokers"), "port 0");
+        assert_eq!(brokers("b:65536"), Err("brokers"));
         // Advice for the field it is given in: there the port is each entry's.
         let said = |text: &str| parse_brokers(text).unwrap_err().to_string();
         assert!(said("ssl://b:1883").contains("each entry is host:port"));
@@ -1551,6 +1562,16 @@ pub(crate) mod tests {
                 let c = AppenderConfig::from_avro(&record_with(field, value).0, Layout::PlainTexts);
                 assert!(c.is_ok(), "{field} {value}: {c:?}");
             }
+        }
+        // Each QoS as given; above 2, 2, as the original published it.
+        for (value, qos) in [
+            (0, Qos::AtMostOnce),
+            (1, Qos::AtLeastOnce),
+            (2, Qos::ExactlyOnce),
+            (3, Qos::ExactlyOnce),
+        ] {
+            let c = AppenderConfig::from_avro(&record_with("qos", value).0, Layout::PlainTexts);
+            assert_eq!(c.map(|c| c.qos).ok(), Some(qos), "qos {value}");
         }
     }
 

@@ -334,6 +334,31 @@ mod tests {
         assert_eq!(binary[1].as_bytes(), &records()[1][..]);
     }
 
+    /// maxMessageBytes is the largest message published: one of exactly that size goes, one a
+    /// byte larger fails its pack, in every format and grouping.
+    #[test]
+    fn a_message_of_exactly_max_message_bytes_is_published() {
+        use PayloadFormat::*;
+        for format in [AvroJson, Json, JsonWithHeader, AvroBinary] {
+            for grouping in [Grouping::Record, Grouping::Pack] {
+                let largest = encode(format, grouping, 1000)
+                    .unwrap()
+                    .iter()
+                    .map(String::len)
+                    .max()
+                    .unwrap();
+                let at = encode(format, grouping, largest);
+                assert!(at.is_ok(), "{format:?} {grouping:?} at {largest}: {at:?}");
+                let over = encode(format, grouping, largest - 1);
+                assert!(
+                    over.is_err(),
+                    "{format:?} {grouping:?} past {}",
+                    largest - 1
+                );
+            }
+        }
+    }
+
     /// A message waiting for the broker holds its own size, not the room reserved to make it
     /// (three times its record): up to `maxPendingRecords` of them wait at once.
     #[test]

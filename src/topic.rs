@@ -383,6 +383,33 @@ mod tests {
         (schema, bytes)
     }
 
+    /// A topic made of a record's empty field alone is no topic (MQTT requires at least one
+    /// character, and a broker drops the shared connection at an empty one): that record's
+    /// pack fails, the connection stays.
+    #[test]
+    fn a_topic_a_record_leaves_empty_is_an_error() {
+        let template = TopicTemplate::parse("{event.s}").unwrap();
+        let (schema, record) = text_record("");
+        let rendered = template.render(&values(), &schema, Some(&record), &mut Vec::new());
+        assert_eq!(rendered.unwrap_err(), "the topic came out empty");
+    }
+
+    /// The appender's name, which the admin form takes as any text, adds no topic level and no
+    /// wildcard.
+    #[test]
+    fn the_appender_name_in_a_topic_is_sanitized() {
+        let schema = LogSchema::parse(SCHEMA).unwrap();
+        let named = PackValues {
+            appender_name: "a/b+#",
+            ..values()
+        };
+        let topic = TopicTemplate::parse("k/{appenderName}")
+            .unwrap()
+            .render(&named, &schema, None, &mut Vec::new())
+            .unwrap();
+        assert_eq!(&*topic, "k/a_b__");
+    }
+
     #[test]
     fn topics_over_the_mqtt_limit_in_utf8_bytes_are_errors() {
         let template = TopicTemplate::parse("t/{event.s}").unwrap();
