@@ -353,60 +353,6 @@ impl BrokerCertificates {
     }
 }
 
-/// `verifySslCert` on: rustls's own verification, telling [`BrokerCertificates`] what it
-/// verified. A node runs for months; once the broker's certificate expires, every connection
-/// fails, and the node's log was the place to say so ahead.
-#[derive(Debug)]
-struct WatchingExpiry {
-    verifier: Arc<WebPkiServerVerifier>,
-    certificates: Arc<BrokerCertificates>,
-}
-
-impl ServerCertVerifier for WatchingExpiry {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.verifier.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        self.certificates
-            .verified(end_entity, &server_name.to_str(), now);
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.verifier.supported_verify_schemes()
-    }
-}
-
 /// How long before its `notAfter` a client certificate is warned of: a broker that checks
 /// client certificates refuses the handshake from then on, and every pack fails.
 pub const EXPIRY_WARNED_AHEAD: i64 = 30 * 86_400;
@@ -541,22 +487,21 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| ("ssl", format!("TLS versions: {e}")))?;
-        let builder = if let Some(certificates) = &certificates {
-            let verifier =
+        let verifying = match &certificates {
+            Some(certificates) => Some((
                 WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
                     .build()
-                    .map_err(|e| ("caCertificate", format!("cannot be used: {e}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(WatchingExpiry {
-                    verifier,
-                    certificates: Arc::clone(certificates),
-                }))
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+                    .map_err(|e| ("caCertificate", format!("cannot be used: {e}")))?,
+                Arc::clone(certificates),
+            )),
+            None => None,
         };
+        let builder = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(BrokerVerifier {
+                provider: provider(),
+                verifying,
+            }));
         let has = |pem: &str| !pem.trim().is_empty();
         let mut config = match (has(&self.client_cert_pem), has(&self.client_key_pem)) {
             (false, false) => builder.with_no_client_auth(),
@@ -649,21 +594,39 @@ impl TlsSettings {
     }
 }
 
-/// `verifySslCert` off: any certificate is accepted (the handshake's signatures are still
-/// checked, so the peer must hold the key of the certificate it shows).
+/// The broker's certificate as `verifySslCert` says. On: rustls's own verifier decides, and
+/// what it verified goes to [`BrokerCertificates`] (a node runs for months; once the broker's
+/// certificate expires, every connection fails, and the node's log was the place to say so
+/// ahead). Off: any certificate is accepted (the handshake's signatures are still checked, so
+/// the peer must hold the key of the certificate it shows).
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+struct BrokerVerifier {
+    provider: Arc<CryptoProvider>,
+    verifying: Option<(Arc<WebPkiServerVerifier>, Arc<BrokerCertificates>)>,
+}
 
-impl ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for BrokerVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some((verifier, certificates)) = &self.verifying else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let verified = verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        certificates.verified(end_entity, &server_name.to_str(), now);
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -676,7 +639,7 @@ impl ServerCertVerifier for NoVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -690,12 +653,14 @@ impl ServerCertVerifier for NoVerification {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
