@@ -384,8 +384,8 @@ mod tests {
     }
 
     /// A topic made of a record's empty field alone is no topic (MQTT requires at least one
-    /// character, and a broker drops the shared connection at an empty one): that record's
-    /// pack fails, the connection stays.
+    /// character, and a broker drops the shared connection at an empty one): it is an error,
+    /// which fails that record's pack before anything is published.
     #[test]
     fn a_topic_a_record_leaves_empty_is_an_error() {
         let template = TopicTemplate::parse("{event.s}").unwrap();
