@@ -1793,6 +1793,10 @@ pub(crate) mod tests {
         let err = error_of(&e);
         assert_eq!(err.field, "statusTopic");
         assert!(err.message.contains("over MQTT's limit"), "{err}");
+        let mut e = Encoder(base.clone());
+        e.string("").string(&"s".repeat(65_535));
+        let c = AppenderConfig::from_avro(&e.0, Layout::PlainTexts).expect("MQTT's limit itself");
+        assert_eq!(c.broker.status_topic.map(|t| t.len()), Some(65_535));
         let mut e = Encoder(base);
         e.string("").string("").long(17);
         assert_eq!(error_of(&e).field, "connectionsPerBroker");
@@ -2319,6 +2323,14 @@ pub(crate) mod tests {
         assert_eq!(field(full(2, "/", ("", 1, "", ""), 0)), "transport");
         assert_eq!(field(full(1, "mqtt", ("", 1, "", ""), 0)), "webSocketPath");
         assert_eq!(field(full(1, "/a b", ("", 1, "", ""), 0)), "webSocketPath");
+        assert_eq!(
+            field(full(1, "/mqtt#x", ("", 1, "", ""), 0)),
+            "webSocketPath"
+        );
+        assert_eq!(
+            field(full(1, "/mqtt?x", ("", 1, "", ""), 0)),
+            "webSocketPath"
+        );
         assert_eq!(field(full(0, "", ("p", 0, "", ""), 0)), "proxyPort");
         assert_eq!(field(full(0, "", ("p", 1, "", "pw"), 0)), "proxyUsername");
         assert_eq!(
