@@ -125,7 +125,8 @@ class InvalidSettingsTest {
 
     /**
      * The init error is logged once, and a node log rotates: packs that keep failing for it log it again, at the
-     * first of them and then at most once a minute, with how many failed. Three packs in a row: one such WARN.
+     * first of them and then at most once a minute, with how many failed. Three packs in a row: one such WARN. An init
+     * again that fails for another reason is its own error: its first pack says it at once, counting from that init.
      */
     @Test
     void packsOfAnAppenderThatDidNotStartRepeatWhy() {
@@ -137,14 +138,27 @@ class InvalidSettingsTest {
                 node.append("not-started", "p" + p, p, 2);
                 node.assertExactlyOne("p" + p, INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
             }
-            List<String> reminders = node.appenderLogLines("WARN").stream().filter(l -> l.contains(
-                    "'not-started'") && l.contains("is not running, as it could not start")).collect(Collectors
-                    .toList());
+            List<String> reminders = reminders(node);
             assertEquals(1, reminders.size(), "one reminder for three packs\n" + node.diagnostics());
             assertTrue(reminders.get(0).contains("maxInflight") && reminders.get(0).contains(
                     "; 1 log pack(s) answered onInternalError"), reminders.get(0));
             assertEquals(1, node.appenderLogLines("ERROR").size(), "the init error once\n" + node.diagnostics());
+
+            cfg.put("maxInflight", 0);
+            cfg.put("maxPendingRecords", 0);
+            node.reinit("not-started", cfg);
+            node.append("not-started", "again", 3, 2);
+            node.assertExactlyOne("again", INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            reminders = reminders(node);
+            assertEquals(2, reminders.size(), "the second init's error at its first pack\n" + node.diagnostics());
+            assertTrue(reminders.get(1).contains("maxPendingRecords") && reminders.get(1).contains(
+                    "; 1 log pack(s) answered onInternalError"), reminders.get(1));
         }
+    }
+
+    private static List<String> reminders(ChildNode node) {
+        return node.appenderLogLines("WARN").stream().filter(l -> l.contains("'not-started'") && l.contains(
+                "is not running, as it could not start")).collect(Collectors.toList());
     }
 
     /**
