@@ -183,12 +183,44 @@ mod tests {
         let reported = (6 + limit) * SECOND + 1000;
         for _ in 0..2 {
             lag.turned_away(Duration::from_secs(limit + 2));
-            assert_eq!(lag.caught_up(reported, reported + 30 * SECOND), None);
+            let soon = reported + 30 * SECOND;
+            assert_eq!(lag.caught_up(soon, soon), None, "caught up within the gap");
         }
         let later = reported + REPORT_GAP.as_nanos() as u64;
         let report = lag.caught_up(later, later).expect("said after the gap");
         assert!(
-            report.contains("2 packs were answered onConnectionError at once"),
+            report.contains("2 packs were answered onConnectionError at once")
+                && !report.contains("callbacks threw"),
+            "{report}"
+        );
+    }
+
+    /// Caught up means the job in hand waited less than half the limit; the report gives the
+    /// worst lag, not the last; dropped log lines alone are said too.
+    #[test]
+    fn the_report_waits_for_half_the_limit_and_gives_the_worst_lag() {
+        let lag = AnswerLag::new();
+        let half = LIMIT.as_nanos() as u64 / 2;
+        let queued = 100 * SECOND;
+        lag.turned_away(LIMIT + Duration::from_secs(2));
+        lag.turned_away(LIMIT + Duration::from_secs(1));
+        assert_eq!(lag.caught_up(queued, queued + half), None, "half the limit");
+        let report = lag.caught_up(queued, queued + half - 1).expect("caught up");
+        let worst = (LIMIT + Duration::from_secs(2)).as_secs_f64();
+        assert!(
+            report.contains(&format!("up to {worst:.1} s"))
+                && report.contains("2 packs were answered"),
+            "{report}"
+        );
+
+        let lines = AnswerLag::new();
+        lines.dropped_line();
+        let report = lines
+            .caught_up(queued, queued)
+            .expect("lines alone are said");
+        assert!(
+            report.contains("0 packs were answered")
+                && report.contains("1 native log lines were dropped"),
             "{report}"
         );
     }
