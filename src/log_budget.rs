@@ -140,6 +140,12 @@ mod tests {
             )
         );
         // Escapes count as what they show: control characters make no line longer.
+        let full = format!("{}\t", "a".repeat(4094));
+        assert_eq!(
+            one_line(full),
+            format!("{}\\t", "a".repeat(4094)),
+            "4,096 as escaped"
+        );
         let escaped = one_line("\u{1b}".repeat(10_000));
         assert!(escaped.starts_with("\\u{1b}\\u{1b}"), "{escaped}");
         assert!(escaped.len() < 4096 + 64, "{}", escaped.len());
@@ -156,6 +162,12 @@ mod tests {
         assert_eq!(shown_in_log("a\nb\0"), "a\\nb\\0");
         let long = shown_in_log(&"k".repeat(70_000));
         assert_eq!(long, format!("{}... (70000 bytes)", "k".repeat(64)));
+        // Cut by one character is cut, and says so.
+        assert_eq!(shown_in_log(&"k".repeat(64)), "k".repeat(64));
+        assert_eq!(
+            shown_in_log(&"k".repeat(65)),
+            format!("{}... (65 bytes)", "k".repeat(64))
+        );
     }
 
     /// A flood: ten lines a window, the tenth saying the rest are left out, the first of the
