@@ -96,6 +96,13 @@ mod tests {
         assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00Z");
     }
 
+    /// MQTT 5 subscribers read the format from the content type.
+    #[test]
+    fn each_format_names_its_content_type() {
+        assert_eq!(StatusFormat::Text.content_type(), "text/plain");
+        assert_eq!(StatusFormat::Json.content_type(), "application/json");
+    }
+
     #[test]
     fn json_names_the_node_and_text_stays_bare() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -113,9 +120,14 @@ mod tests {
         assert_eq!(will["status"], "offline");
         assert!(will["since"].is_null());
         let offline = payload(StatusFormat::Json, Status::Offline, now);
-        assert!(String::from_utf8(offline)
+        assert!(String::from_utf8(offline.clone())
             .unwrap()
             .starts_with("{\"status\":\"offline\","));
+        let offline: serde_json::Value = serde_json::from_slice(&offline).unwrap();
+        assert_eq!(
+            offline["since"], "2023-11-14T22:13:20Z",
+            "a close is stamped"
+        );
         assert_eq!(payload(StatusFormat::Text, Status::Online, now), b"online");
         assert_eq!(
             payload(StatusFormat::Text, Status::LastWill, now),
