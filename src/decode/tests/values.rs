@@ -258,6 +258,9 @@ fn malformed_utf8_is_replaced_as_jdk_8_does() {
         (b"\xc0\xaf", "\u{fffd}\u{fffd}"),
         // An encoded surrogate is one replacement in Java (three in from_utf8_lossy).
         (b"\xed\xa0\x80x", "\u{fffd}x"),
+        (b"\xed\xb0\x80x", "\u{fffd}x"),
+        // The first three-byte character, beside a malformed byte.
+        (b"\xe0\xa0\x80\xff", "\u{800}\u{fffd}"),
         // Over-long and out-of-range 3- and 4-byte forms.
         (b"\xe0\x80\x80", "\u{fffd}\u{fffd}\u{fffd}"),
         (b"\xf0\x80\x80\x80", "\u{fffd}\u{fffd}\u{fffd}\u{fffd}"),
