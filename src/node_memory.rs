@@ -3,7 +3,7 @@
 //! what the machine (or the node's container) has lets an outage end in the kernel killing
 //! the node instead of packs failing at the bound.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::delivery::{max_pending_bytes, PENDING_BYTES_PER_RECORD};
 
@@ -12,16 +12,20 @@ use crate::delivery::{max_pending_bytes, PENDING_BYTES_PER_RECORD};
 /// that is lower (a container, a systemd `MemoryMax` on the service or its slice). `None`
 /// where neither can be read.
 pub(crate) fn limit() -> Option<(u64, &'static str)> {
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    let machine = read("/proc/meminfo")
+    limit_in(|path| std::fs::read_to_string(path).ok())
+}
+
+/// [`limit`], with the files read by `read`.
+fn limit_in(read: impl Fn(&Path) -> Option<String>) -> Option<(u64, &'static str)> {
+    let machine = read(Path::new("/proc/meminfo"))
         .as_deref()
         .and_then(mem_total)
         .map(|bytes| (bytes, "the machine's memory"));
-    let group = read("/proc/self/cgroup")
+    let group = read(Path::new("/proc/self/cgroup"))
         .map(|own| group_limit_files(&own))
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|path| read(&path))
         .filter_map(|text| group_limit(&text))
         .min()
         .map(|bytes| {
@@ -71,7 +75,7 @@ fn group_limit_files(own: &str) -> Vec<PathBuf> {
         let mut group = PathBuf::from(root).join(path.trim_start_matches('/'));
         loop {
             files.push(group.join(file));
-            if group == std::path::Path::new(root) || !group.pop() {
+            if group == Path::new(root) || !group.pop() {
                 break;
             }
         }
@@ -174,6 +178,39 @@ mod tests {
         assert!(group_limit_files("garbage").is_empty());
     }
 
+    /// The lowest of the machine's memory and the limits of the node's group and those above
+    /// it: a slice's limit holds for the service under it, whatever the service's own says.
+    #[test]
+    fn the_lowest_limit_of_the_machine_and_the_groups_holds() {
+        let files = |slice: &'static str| {
+            move |path: &Path| {
+                Some(
+                    match path.to_str()? {
+                        "/proc/meminfo" => "MemTotal: 16777216 kB\n",
+                        "/proc/self/cgroup" => "0::/kaa.slice/kaa-node.service\n",
+                        "/sys/fs/cgroup/kaa.slice/kaa-node.service/memory.max" => "8589934592\n",
+                        "/sys/fs/cgroup/kaa.slice/memory.max" => slice,
+                        "/sys/fs/cgroup/memory.max" => "max\n",
+                        _ => return None,
+                    }
+                    .to_string(),
+                )
+            }
+        };
+        let group = "the memory limit of the node's control group, or of one above it";
+        assert_eq!(limit_in(files("4294967296\n")), Some((4 << 30, group)));
+        assert_eq!(limit_in(files("max\n")), Some((8 << 30, group)));
+        assert_eq!(
+            limit_in(files("34359738368\n")),
+            Some((8 << 30, group)),
+            "the service's own"
+        );
+        assert_eq!(
+            limit_in(|path: &Path| files("max\n")(path).filter(|_| !path.starts_with("/sys"))),
+            Some((16 << 30, "the machine's memory"))
+        );
+    }
+
     /// This machine's own figure: some memory, never more than `MemTotal` says.
     #[test]
     fn this_machine_has_a_limit() {
@@ -218,6 +255,8 @@ mod tests {
     fn sizes_read_as_mib_or_gib() {
         assert_eq!(shown(100_000 * 4096), "390.6 MiB");
         assert_eq!(shown(4 << 30), "4.0 GiB");
+        assert_eq!(shown(1 << 30), "1.0 GiB");
+        assert_eq!(shown((1 << 30) - (1 << 20)), "1023.0 MiB");
         assert_eq!(shown(2_000_000_000 * 4096), "7.5 TiB");
     }
 }
