@@ -85,16 +85,34 @@ pub(crate) fn note_panics(on_stderr: OnStderr) {
 /// Panics the hook writes to stderr per minute.
 const STDERR_PANICS: u32 = 10;
 
-/// How many panics the hook met this minute before this one. Atomics, not a lock: a panic
-/// while the lock was held would wait on it for ever.
+/// How many panics the hook met this minute before this one.
 fn panics_on_stderr() -> u32 {
-    static MINUTE: AtomicI64 = AtomicI64::new(0);
-    static MET: AtomicU32 = AtomicU32::new(0);
-    let minute = crate::utc::unix_now() / 60;
-    if MINUTE.swap(minute, Ordering::Relaxed) != minute {
-        MET.store(0, Ordering::Relaxed);
+    static MET: PerMinute = PerMinute::new();
+    MET.count(crate::utc::unix_now() / 60)
+}
+
+/// Events counted by the minute. Atomics, not a lock: a panic while the lock was held would
+/// wait on it for ever.
+struct PerMinute {
+    minute: AtomicI64,
+    met: AtomicU32,
+}
+
+impl PerMinute {
+    const fn new() -> Self {
+        PerMinute {
+            minute: AtomicI64::new(0),
+            met: AtomicU32::new(0),
+        }
     }
-    MET.fetch_add(1, Ordering::Relaxed)
+
+    /// How many were met in `minute` before this one.
+    fn count(&self, minute: i64) -> u32 {
+        if self.minute.swap(minute, Ordering::Relaxed) != minute {
+            self.met.store(0, Ordering::Relaxed);
+        }
+        self.met.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// The text of a panic's payload (`panic!("...")` gives a `&str` or a `String`), with where
@@ -193,6 +211,15 @@ mod tests {
         assert!((1..=2).contains(&said), "{stderr}");
     }
 
+    /// Each minute starts its count again: else, after ten in the process's life, no panic
+    /// would reach stderr.
+    #[test]
+    fn panics_are_counted_by_the_minute() {
+        let met = PerMinute::new();
+        assert_eq!([met.count(5), met.count(5), met.count(5)], [0, 1, 2]);
+        assert_eq!([met.count(6), met.count(6)], [0, 1]);
+    }
+
     #[test]
     fn a_panicking_future_is_an_error_and_its_borrow_comes_back() {
         note_panics(OnStderr::Every);
@@ -222,22 +249,23 @@ mod tests {
     fn a_task_that_panics_is_started_again_until_it_ends() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .start_paused(true)
             .build()
             .expect("runtime");
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
-        rt.block_on(restarting(
-            "a test task".into(),
-            Duration::from_millis(1),
-            move || {
-                let runs = Arc::clone(&counted);
-                async move {
-                    if runs.fetch_add(1, Ordering::SeqCst) < 2 {
-                        panic!("injected: run {}", runs.load(Ordering::SeqCst));
-                    }
+        let pause = Duration::from_secs(60);
+        let started = rt.block_on(async { tokio::time::Instant::now() });
+        rt.block_on(restarting("a test task".into(), pause, move || {
+            let runs = Arc::clone(&counted);
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("injected: run {}", runs.load(Ordering::SeqCst));
                 }
-            },
-        ));
+            }
+        }));
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+        let paused = rt.block_on(async { started.elapsed() });
+        assert!(paused >= 2 * pause, "a pause after each panic: {paused:?}");
     }
 }
