@@ -689,6 +689,28 @@ impl Levels {
             .map_or(self.prefix, |&(_, l)| l)
     }
 
+    /// The budget of another crate's record, if it has one: its ERROR lines pass at any level
+    /// (rumqttc writes one at a packet it did not expect, which a broker can send at every
+    /// connection it accepts and ends), ten a minute for each crate, unless DEBUG is set on its
+    /// logger, where an operator asked for everything.
+    fn budget(&self, target: &str) -> Option<&'static str> {
+        if target.starts_with(CRATE_TARGET) || self.of(target) >= LevelFilter::Debug {
+            return None;
+        }
+        let of = |name: &str| {
+            target
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        };
+        Some(
+            KNOWN_TARGETS
+                .iter()
+                .copied()
+                .find(|name| !name.starts_with(CRATE_TARGET) && of(name))
+                .unwrap_or("another crate"),
+        )
+    }
+
     /// Whether a record of `level` from `target` goes to SLF4J. Other crates' records
     /// (rumqttc warns once per refused message) pass at ERROR only, unless their logger is at
     /// DEBUG: then an operator asked for everything, but their TRACE records never pass:
@@ -736,7 +758,11 @@ impl Log for JavaLogger {
         if self.enabled(record.metadata()) {
             let target = record.target();
             let mut text = record.args().to_string();
-            if let Some(kind) = budgeted_crate(target) {
+            let budget = LEVELS
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .budget(target);
+            if let Some(kind) = budget {
                 static FOREIGN_LINES: LazyLock<LogBudget> = LazyLock::new(LogBudget::default);
                 match FOREIGN_LINES.take(kind, Instant::now()) {
                     Some(note) => text.push_str(&note),
@@ -748,32 +774,6 @@ impl Log for JavaLogger {
     }
 
     fn flush(&self) {}
-}
-
-/// The budget of another crate's record, if it has one: its ERROR lines pass at any level
-/// (rumqttc writes one at a packet it did not expect, which a broker can send at every
-/// connection it accepts and ends), ten a minute for each crate, unless DEBUG is set on its
-/// logger, where an operator asked for everything.
-fn budgeted_crate(target: &str) -> Option<&'static str> {
-    if target.starts_with(CRATE_TARGET) {
-        return None;
-    }
-    let levels = LEVELS.read().unwrap_or_else(|p| p.into_inner());
-    if levels.of(target) >= LevelFilter::Debug {
-        return None;
-    }
-    let of = |name: &str| {
-        target
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    };
-    Some(
-        KNOWN_TARGETS
-            .iter()
-            .copied()
-            .find(|name| !name.starts_with(CRATE_TARGET) && of(name))
-            .unwrap_or("another crate"),
-    )
 }
 
 fn resolve(env: &mut JNIEnv) -> Result<JavaSide, jni::errors::Error> {
@@ -1353,6 +1353,28 @@ mod tests {
         }
     }
 
+    /// Other crates' records share a budget per crate (ten a minute), so that one crate's
+    /// flood hides no other's; ours have none, nor a crate whose logger is at DEBUG.
+    #[test]
+    fn other_crates_records_have_a_budget_each() {
+        let mut levels = Levels {
+            prefix: LevelFilter::Info,
+            by_target: vec![("rumqttc".into(), LevelFilter::Info)],
+        };
+        assert_eq!(levels.budget("kaa_mqtt_appender::connection"), None);
+        assert_eq!(levels.budget("rumqttc::state"), Some("rumqttc"));
+        assert_eq!(levels.budget("rustls"), Some("rustls"));
+        assert_eq!(levels.budget("rumqttcx"), Some("another crate"));
+        assert_eq!(levels.budget("hyper::client"), Some("another crate"));
+        levels.by_target[0].1 = LevelFilter::Debug;
+        assert_eq!(
+            levels.budget("rumqttc::state"),
+            None,
+            "asked for everything"
+        );
+        assert_eq!(levels.budget("rustls"), Some("rustls"));
+    }
+
     /// Jobs are numbers; the dispatcher records what reached "Java".
     #[derive(Default)]
     struct Recording {
@@ -1371,9 +1393,18 @@ mod tests {
         reports: Vec<String>,
         /// Reporting panics too (it logs through Java).
         report_panics: bool,
-        /// At each refresh, whether this shows the answers late were it to last 11 s.
+        /// At each refresh and last try, whether this shows the answers late were it to last
+        /// 11 s.
         watched: Option<&'static AnswerLag>,
         late_while_refreshing: Vec<bool>,
+        late_while_salvaging: Vec<bool>,
+    }
+
+    impl Recording {
+        fn late_were_it_to_last(&self) -> Option<bool> {
+            let later = answer_lag::now() + Duration::from_secs(11).as_nanos() as u64;
+            Some(self.watched?.behind(|| later).is_some())
+        }
     }
 
     impl Dispatcher for Recording {
@@ -1395,11 +1426,8 @@ mod tests {
 
         fn refresh_level(&mut self) {
             self.refreshes += 1;
-            if let Some(lag) = self.watched {
-                let later = answer_lag::now() + Duration::from_secs(11).as_nanos() as u64;
-                self.late_while_refreshing
-                    .push(lag.behind(|| later).is_some());
-            }
+            self.late_while_refreshing
+                .extend(self.late_were_it_to_last());
             if std::mem::take(&mut self.refresh_panics) {
                 panic!("injected: the level cannot be read");
             }
@@ -1413,6 +1441,8 @@ mod tests {
         }
 
         fn salvage(&mut self, job: &mut Option<u32>) {
+            self.late_while_salvaging
+                .extend(self.late_were_it_to_last());
             if let Some(n) = job.take() {
                 if n == self.salvage_panics {
                     panic!("injected: the last try of job {n} panics");
@@ -1497,6 +1527,20 @@ mod tests {
         assert_eq!(d.reports.len(), 2, "{:?}", d.reports);
     }
 
+    /// Not before `refresh` has passed: each read is JNI calls into the node's logging.
+    #[test]
+    fn the_level_is_not_read_before_its_time() {
+        let (tx, rx) = channel();
+        for n in 1..=3 {
+            tx.send(Some(n)).expect("queued");
+        }
+        drop(tx);
+        let mut d = Recording::default();
+        serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
+        assert_eq!(d.delivered, [1, 2, 3]);
+        assert_eq!(d.refreshes, 0);
+    }
+
     /// The level is read again at every `refresh` (here: after every job), also when a read
     /// panics once.
     #[test]
@@ -1535,6 +1579,23 @@ mod tests {
         assert_eq!(d.late_while_refreshing, [true]);
         let later = answer_lag::now() + Duration::from_secs(11).as_nanos() as u64;
         assert_eq!(LAG.behind(|| later), None, "not once it returned");
+    }
+
+    /// So is the last try of a job (a callback that blocks there holds every answer too).
+    #[test]
+    fn a_last_try_is_timed_as_a_job() {
+        static LAG: AnswerLag = AnswerLag::new();
+        let (tx, rx) = channel();
+        tx.send(Some(1)).expect("queued");
+        drop(tx);
+        let mut d = Recording {
+            always_panics: 1,
+            watched: Some(&LAG),
+            ..Recording::default()
+        };
+        serve(&rx, Duration::from_secs(3600), &LAG, &mut d);
+        assert_eq!(d.salvaged, [1]);
+        assert_eq!(d.late_while_salvaging, [true]);
     }
 
     /// Each level finds its own SLF4J methods: the table's order is the index's.
