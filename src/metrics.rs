@@ -412,6 +412,23 @@ mod tests {
         );
     }
 
+    /// With exactly half the packs up to a bucket, the median is that bucket's bound, not the
+    /// next one's that holds packs.
+    #[test]
+    fn the_median_is_the_bucket_that_reaches_half_the_packs() {
+        let m = AppenderMetrics::default();
+        for millis in [1, 1, 100, 100] {
+            m.started();
+            m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
+        }
+        let s = m.snapshot(&ConnectionMetrics::default(), 0);
+        assert!(
+            s.latency_p50 >= Duration::from_millis(1) && s.latency_p50 < Duration::from_millis(2),
+            "{:?}",
+            s.latency_p50
+        );
+    }
+
     /// A pack is in flight until its answer is given, not decided, and a tally dropped on the
     /// way (a panic) is the internal error its pack is answered, not a pack in flight for ever.
     #[test]
@@ -435,25 +452,50 @@ mod tests {
         );
     }
 
+    /// Every figure a value of its own: a figure reading another's field shows.
     #[test]
     fn each_figure_sits_under_its_name() {
+        let us = Duration::from_micros;
         let s = Snapshot {
             packs_delivered: 1,
+            packs_connection_error: 2,
+            packs_remote_error: 3,
+            packs_internal_error: 4,
+            records_delivered: 5,
+            records_failed: 6,
+            packs_in_flight: 7,
             records_awaiting_broker: 8,
+            reconnects: 9,
             connected: true,
-            latency_p99: Duration::from_micros(2500),
-            recent_latency_p99: Duration::from_micros(750),
             takeovers: 13,
-            ..Default::default()
+            latency_p50: us(1500),
+            latency_p99: us(2500),
+            recent_latency_p50: us(250),
+            recent_latency_p99: us(750),
         };
         let figures = s.figures();
         let named = |name: &str| figures[FIGURES.iter().position(|(n, _)| *n == name).unwrap()];
-        assert_eq!(named("PacksDelivered"), Figure::Count(1));
-        assert_eq!(named("RecordsAwaitingBroker"), Figure::Count(8));
-        assert_eq!(named("Connected"), Figure::Flag(true));
-        assert_eq!(named("AnswerLatencyP99Millis"), Figure::Millis(2.5));
-        assert_eq!(named("RecentAnswerLatencyP99Millis"), Figure::Millis(0.75));
-        assert_eq!(named("Takeovers"), Figure::Count(13));
+        let expected = [
+            ("PacksDelivered", Figure::Count(1)),
+            ("PacksFailedConnection", Figure::Count(2)),
+            ("PacksFailedRemote", Figure::Count(3)),
+            ("PacksFailedInternal", Figure::Count(4)),
+            ("RecordsDelivered", Figure::Count(5)),
+            ("RecordsFailed", Figure::Count(6)),
+            ("PacksInFlight", Figure::Count(7)),
+            ("RecordsAwaitingBroker", Figure::Count(8)),
+            ("Reconnects", Figure::Count(9)),
+            ("Connected", Figure::Flag(true)),
+            ("AnswerLatencyP50Millis", Figure::Millis(1.5)),
+            ("AnswerLatencyP99Millis", Figure::Millis(2.5)),
+            ("RecentAnswerLatencyP50Millis", Figure::Millis(0.25)),
+            ("RecentAnswerLatencyP99Millis", Figure::Millis(0.75)),
+            ("Takeovers", Figure::Count(13)),
+        ];
+        assert_eq!(expected.len(), FIGURES.len(), "every figure");
+        for (name, figure) in expected {
+            assert_eq!(named(name), figure, "{name}");
+        }
     }
 
     /// The recent figures leave out what was answered before about the last minute, which the
@@ -511,6 +553,53 @@ mod tests {
         m.mark(at(200));
         let s = m.snapshot_at(&c, 0, at(201));
         assert!(slow(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
+    }
+
+    /// A mark taken exactly [`MARK_EVERY`] after the last is taken: the window then starts at
+    /// it once it is a minute old, not at the mark before.
+    #[test]
+    fn a_mark_is_taken_every_ten_seconds_to_the_instant() {
+        let m = AppenderMetrics::default();
+        let c = ConnectionMetrics::default();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let answer = |millis: u64| {
+            m.started();
+            m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
+        };
+        m.mark(at(10));
+        answer(400);
+        m.mark(at(20));
+        answer(2);
+        let s = m.snapshot_at(&c, 0, at(85));
+        assert!(
+            s.recent_latency_p99 < Duration::from_millis(3),
+            "the slow pack came before the mark at 20 s: {:?}",
+            s.recent_latency_p99
+        );
+    }
+
+    /// A mark exactly [`RECENT`] old starts the window: what was answered before it is left
+    /// out.
+    #[test]
+    fn a_mark_a_minute_old_to_the_instant_starts_the_recent_window() {
+        let m = AppenderMetrics::default();
+        let c = ConnectionMetrics::default();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let answer = |millis: u64| {
+            m.started();
+            m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
+        };
+        answer(400);
+        m.mark(at(10));
+        answer(2);
+        let s = m.snapshot_at(&c, 0, at(70));
+        assert!(
+            s.recent_latency_p99 < Duration::from_millis(3),
+            "the slow pack came before the mark at 10 s: {:?}",
+            s.recent_latency_p99
+        );
     }
 
     /// The summary line gives each figure in its place, and is written only while packs
