@@ -681,6 +681,37 @@ mod tests {
         assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
     }
 
+    /// Four endpoints' records over the limit at once, each sent again in turn: the first is
+    /// still remembered when it comes round again, and teaches its limit.
+    #[test]
+    fn four_suspects_at_once_are_all_remembered() {
+        let now = Instant::now();
+        let of = |endpoint, tail: &[u8]| {
+            let origin = Origin {
+                appender: 1,
+                endpoint,
+            };
+            Some((Measure::of(9_000 + endpoint as usize, tail), now, origin))
+        };
+        let mut limit = PacketLimit::default();
+        took_record(&mut limit, 300, now);
+        for (endpoint, tail) in [(1, b"a"), (2, b"b"), (3, b"c"), (4, b"d")] {
+            assert!(matches!(
+                limit.blame(of(endpoint, tail), now, false),
+                Some(Blamed::Suspect { .. })
+            ));
+        }
+        assert_eq!(
+            limit.blame(of(1, b"a"), now, false),
+            Some(Blamed::Ceiling {
+                size: 9_001,
+                ceiling: 9_001,
+                acked: 300,
+                everyone: false
+            })
+        );
+    }
+
     /// Different messages of one endpoint's records (one origin) at three closes hold its
     /// messages from half the smallest blamed on: not at two, not another endpoint's, not its
     /// smaller ones, not the connection's own; and a suspect after [`LIFE`] counts anew.
@@ -761,6 +792,33 @@ mod tests {
         assert!(!limit.sources.refuses(origin, 9_000, || later), "expired");
         limit.acked(300, later);
         assert_eq!(limit.sources.held, None, "forgotten at the next ack");
+    }
+
+    /// With [`SOURCES`] origins counted, a new one pushes out the one blamed longest ago, not
+    /// one blamed just now: that one's next close still holds its messages.
+    #[test]
+    fn a_full_count_of_origins_forgets_the_one_blamed_longest_ago() {
+        let now = Instant::now();
+        let origin = |endpoint| Origin {
+            appender: 1,
+            endpoint,
+        };
+        let at = |millis| now + Duration::from_millis(millis);
+        let mut sources = Sources::default();
+        for endpoint in 0..SOURCES as u64 {
+            sources.count(origin(endpoint), 9_000, 300, at(endpoint));
+        }
+        let newest = origin(SOURCES as u64 - 1);
+        sources.count(newest, 9_001, 300, at(SOURCES as u64 - 1));
+        sources.count(origin(SOURCES as u64), 9_000, 300, at(SOURCES as u64));
+        assert_eq!(sources.by_origin.len(), SOURCES);
+        sources.count(newest, 9_002, 300, at(SOURCES as u64 + 1));
+        let later = at(SOURCES as u64 + 2);
+        assert!(sources.refuses(newest, 9_000, || later), "three closes");
+        assert!(
+            !sources.by_origin.contains_key(&origin(0)),
+            "the oldest gone"
+        );
     }
 
     /// Half a blamed size is never below what the broker took, by the margin; and the hold
@@ -847,6 +905,28 @@ mod tests {
         );
     }
 
+    /// A close exactly [`QUICK`] after the write is still the broker's answer to it; a moment
+    /// later, it is not.
+    #[test]
+    fn a_close_exactly_quick_after_the_write_still_teaches() {
+        let written_at = Instant::now();
+        let mut limit = PacketLimit::default();
+        limit.acked(300, written_at);
+        let closes_twice = |limit: &mut PacketLimit, after: Duration| {
+            let now = written_at + after;
+            limit.blame(written(8_000, b"a", written_at), now, false);
+            limit.blame(written(8_000, b"a", written_at), now, false)
+        };
+        assert!(matches!(
+            closes_twice(&mut limit, QUICK + Duration::from_millis(1)),
+            Some(Blamed::Suspect { .. })
+        ));
+        assert!(matches!(
+            closes_twice(&mut limit, QUICK),
+            Some(Blamed::Ceiling { ceiling: 8_000, .. })
+        ));
+    }
+
     /// Within a quarter of what the broker acknowledged, a close is not told from a takeover
     /// fight, whose resent records are a few bytes larger: nothing is blamed.
     #[test]
@@ -857,6 +937,23 @@ mod tests {
         assert_eq!(limit.blame(written(2_100, b"y", now), now, false), None);
         assert_eq!(limit.blame(written(2_100, b"y", now), now, false), None);
         assert_eq!(limit.holds(usize::MAX, Origin::default(), now), None);
+    }
+
+    /// A message a quarter larger than the largest acknowledged is within the margin; a byte
+    /// more, it is blamed.
+    #[test]
+    fn a_message_a_quarter_larger_than_any_acknowledged_is_not_blamed_a_byte_more_is() {
+        let now = Instant::now();
+        let mut limit = PacketLimit::default();
+        limit.acked(1_000, now);
+        assert_eq!(limit.blame(written(1_250, b"a", now), now, false), None);
+        assert_eq!(
+            limit.blame(written(1_251, b"a", now), now, false),
+            Some(Blamed::Suspect {
+                size: 1_251,
+                acked: 1_000
+            })
+        );
     }
 
     #[test]
