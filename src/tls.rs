@@ -806,6 +806,16 @@ mod tests {
         }
     }
 
+    /// RFC 5280 allows no leap second: a time at second 60 is refused, not read as the next
+    /// minute.
+    #[test]
+    fn a_leap_second_is_refused() {
+        let read = |tag: u8, text: &str| CertTime::read(tag, text.as_bytes());
+        assert_eq!(read(0x17, "161231235960Z"), None);
+        assert_eq!(read(0x18, "20161231235960Z"), None);
+        assert!(read(0x18, "20161231235959Z").is_some());
+    }
+
     /// A certificate with its validity after version, serial, signature and issuer.
     /// (X.509 v1 has no version.)
     fn dated_certificate(version: bool, not_before: &str, not_after: &str) -> Vec<u8> {
@@ -965,6 +975,24 @@ mod tests {
         assert!(said(&mut watch, not_after + day).contains("expired on 2027-03-01"));
         let mut none = CertificateWatch::new(None, start);
         assert_eq!(none.due(not_after + day), None, "no client certificate");
+    }
+
+    /// `init` has just warned of a certificate near its end: the watch says it again a day
+    /// later, not at once.
+    #[test]
+    fn a_certificate_near_its_end_at_start_is_warned_of_again_a_day_later() {
+        let der = dated_certificate(true, "261201000000Z", "270301000000Z");
+        let mut tls = settings();
+        tls.client_cert_pem = pem("CERTIFICATE", &der);
+        let not_after = 1_803_859_200; // 2027-03-01
+        let day = 86_400;
+        let start = not_after - 10 * day;
+        let mut watch = CertificateWatch::new(tls.client_certificate_dates(), start);
+        assert_eq!(watch.due(start), None, "init has warned");
+        assert_eq!(watch.due(start + day - 1), None, "not yet a day");
+        assert!(watch
+            .due(start + day)
+            .is_some_and(|w| w.contains("in 9 days")));
     }
 
     /// `der` as PEM, in lines of 64 base64 characters as openssl writes it.
