@@ -36,7 +36,8 @@ import org.kaaproject.kaa.server.common.log.shared.appender.LogDeliveryCallback;
  * unblock                       -> releases the calls blocked so far and later, "@@ UNBLOCKED"
  * reinit NAME CONFIG_FILE TOKEN -> init again on the loaded appender NAME, as the node never does but the API
  *                                  allows: "@@ REINITED TOKEN" | "@@ REINIT_THREW TOKEN exception"
- * close NAME                    -> "@@ CLOSED NAME" | "@@ CLOSE_THREW NAME exception"
+ * close NAME                    -> "@@ CLOSED NAME" | "@@ CLOSE_THREW NAME exception"; NAME stays loaded, as a
+ *                                  node's appender can still get a pack that was on its way
  * drop NAME TOKEN               -> forgets NAME without close (as a node that loses an appender would), then asks
  *                                  for a garbage collection, "@@ DROPPED TOKEN"
  * metric NAME ATTRIBUTE         -> "@@ METRIC NAME ATTRIBUTE value": the appender's JMX attribute, read through the
@@ -291,7 +292,7 @@ public final class ChildNodeMain {
                     break;
                 }
                 case "close": {
-                    LogAppender appender = APPENDERS.remove(a[0]);
+                    LogAppender appender = APPENDERS.get(a[0]);
                     try {
                         if (appender != null) {
                             appender.close();

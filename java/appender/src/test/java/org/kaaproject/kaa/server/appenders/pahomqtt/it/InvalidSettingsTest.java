@@ -156,6 +156,41 @@ class InvalidSettingsTest {
         }
     }
 
+    /**
+     * A node's callback that throws, on every pack of an appender that did not start (which answers them itself), is
+     * said once at WARN, not once a pack.
+     */
+    @Test
+    void aCallbackThatThrowsOnEveryPackOfAnAppenderThatDidNotStartIsSaidOnce() {
+        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
+        cfg.put("maxInflight", -1);
+        try (ChildNode node = ChildNode.start()) {
+            node.load("not-started", cfg);
+            for (int p = 0; p < 3; p++) {
+                node.append("not-started", "throws-" + p, p, 2);
+                node.assertExactlyOne("throws-" + p, INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            }
+            assertEquals(1, node.appenderLogLines("WARN").stream().filter(l -> l.contains("the node's callback threw")
+                    && l.contains("callback-bomb throws-0")).count(), node.diagnostics());
+            assertTrue(node.appenderLogLines("WARN").stream().noneMatch(l -> l.contains("callback-bomb throws-1")),
+                    node.diagnostics());
+        }
+    }
+
+    /** Closed, an appender that did not start is no longer said to be not running: the node removed it. */
+    @Test
+    void aClosedAppenderThatDidNotStartIsNotRemindedOf() {
+        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
+        cfg.put("maxInflight", -1);
+        try (ChildNode node = ChildNode.start()) {
+            node.load("not-started", cfg);
+            node.closeAppender("not-started");
+            node.append("not-started", "after-close", 1, 2);
+            node.assertExactlyOne("after-close", INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            assertEquals(List.of(), reminders(node), node.diagnostics());
+        }
+    }
+
     private static List<String> reminders(ChildNode node) {
         return node.appenderLogLines("WARN").stream().filter(l -> l.contains("'not-started'") && l.contains(
                 "is not running, as it could not start")).collect(Collectors.toList());

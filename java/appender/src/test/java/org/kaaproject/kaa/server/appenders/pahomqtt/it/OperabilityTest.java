@@ -202,6 +202,8 @@ class OperabilityTest {
                         "periodic summary line:\n" + log);
                 assertTrue(log.contains("org.kaaproject.kaa.server.appenders.pahomqtt.native.rumqttc"),
                         "other crates' records are forwarded too");
+                assertEquals(1, node.appenderLogLines("INFO").stream().filter(l -> l.contains("PahoMqtt appender "
+                        + "'probe' (") && l.endsWith(") closed")).count(), "the close said once, at INFO:\n" + log);
                 assertFalse(log.contains(password), "the password appears in the log:\n" + log);
                 assertFalse(node.stdout().contains(password), "the password appears on stdout:\n" + node.stdout());
             }
