@@ -171,6 +171,29 @@ class LifecycleTest {
     }
 
     /**
+     * So does an init or a close: a node whose appenders are only edited or removed, with no packs coming, releases
+     * them too. (An appender that cannot start is made and closed here: it opens nothing of its own.)
+     */
+    @Test
+    void anInitOrACloseReleasesWhatDroppedAppendersLeft() throws Exception {
+        String name = "dropped-quiet-" + UUID.randomUUID().toString().substring(0, 8);
+        LogAppender dropped = KaaNode.load(name, KaaNode.config(config(name)));
+        delivers(dropped, "before it is dropped");
+        assertEquals(1, beans(name).size());
+        dropped = null;
+        Map<String, Object> notStarting = config("not-starting-" + name);
+        notStarting.put("maxInflight", -1);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!beans(name).isEmpty() && System.nanoTime() < deadline) {
+            System.gc();
+            KaaNode.load("not-starting-" + name, KaaNode.config(notStarting)).close();
+            RecordingCallback.sleep(Duration.ofMillis(20));
+        }
+        assertEquals(Set.of(), beans(name), "the dropped appender's JMX bean is unregistered");
+        BROKER.broker().awaitDisconnected(name);
+    }
+
+    /**
      * An appender made again under the same name and id while the one it replaces was dropped without close: the
      * new one's JMX bean stays when the dropped one is released. (Before: the dropped one unregistered the name it
      * had, by then the new appender's bean.)
