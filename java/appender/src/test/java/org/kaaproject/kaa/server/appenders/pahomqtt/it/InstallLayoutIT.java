@@ -317,6 +317,46 @@ class InstallLayoutIT {
         assertTrue(errors.get(0).contains("are in 2 jars on the class path")
                 && errors.get(0).contains(lib.resolve("pahomqtt-appender-0.9.0.jar").toString())
                 && errors.get(0).contains(lib.resolve("kaa-mqtt-appender-0.1.0.jar").toString()), errors.get(0));
+        assertFalse(errors.get(0).contains("jar:") || errors.get(0).contains("!/"), "the jars' paths, not URLs: "
+                + errors.get(0));
+    }
+
+    /**
+     * The load error says "restart the node: it is tried once per process", and so it is: a library put in place
+     * after a load failed is not loaded by the next appender's init (each try would extract and log again). Here in
+     * a class loader of its own over the node's class path, as the plugin's statics are per loader.
+     */
+    @Test
+    void aFailedLoadIsNotTriedAgainInTheProcess() throws Exception {
+        Path library = newDir("kaa-node-late-").resolve(NodeLayout.FILE_NAME);
+        String property = "kaa.mqtt.appender.library";
+        String before = System.getProperty(property);
+        System.setProperty(property, library.toString());
+        try (java.net.URLClassLoader node = NodeLayout.nodeClassLoader()) {
+            java.lang.reflect.Method load = node.loadClass("org.kaaproject.kaa.server.appenders.pahomqtt.appender."
+                    + "NativeLibrary").getDeclaredMethod("load");
+            load.setAccessible(true);
+            String first = loadError(load);
+            assertTrue(first.contains(library + " (no such file)") && first.contains("tried once per process"), first);
+            Files.copy(NodeLayout.nativeLibrary(), library);
+            assertEquals(first, loadError(load), "the same error, nothing tried again");
+        } finally {
+            if (before == null) {
+                System.clearProperty(property);
+            } else {
+                System.setProperty(property, before);
+            }
+        }
+    }
+
+    /** What {@code NativeLibrary.load} throws. */
+    private static String loadError(java.lang.reflect.Method load) throws IllegalAccessException {
+        try {
+            return "loaded: " + load.invoke(null);
+        } catch (java.lang.reflect.InvocationTargetException e) {
+            assertTrue(e.getCause() instanceof UnsatisfiedLinkError, e.getCause().toString());
+            return e.getCause().getMessage();
+        }
     }
 
     /**
