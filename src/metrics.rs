@@ -555,51 +555,31 @@ mod tests {
         assert!(slow(s.recent_latency_p50), "{:?}", s.recent_latency_p50);
     }
 
-    /// A mark taken exactly [`MARK_EVERY`] after the last is taken: the window then starts at
-    /// it once it is a minute old, not at the mark before.
+    /// Marks count to the instant: one taken exactly [`MARK_EVERY`] after the last (read at 85
+    /// s), and one exactly [`RECENT`] old (read at 70 s), start the recent window, leaving out
+    /// the slow pack answered before them.
     #[test]
-    fn a_mark_is_taken_every_ten_seconds_to_the_instant() {
-        let m = AppenderMetrics::default();
-        let c = ConnectionMetrics::default();
-        let t0 = Instant::now();
-        let at = |secs: u64| t0 + Duration::from_secs(secs);
-        let answer = |millis: u64| {
-            m.started();
-            m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
-        };
-        m.mark(at(10));
-        answer(400);
-        m.mark(at(20));
-        answer(2);
-        let s = m.snapshot_at(&c, 0, at(85));
-        assert!(
-            s.recent_latency_p99 < Duration::from_millis(3),
-            "the slow pack came before the mark at 20 s: {:?}",
-            s.recent_latency_p99
-        );
-    }
-
-    /// A mark exactly [`RECENT`] old starts the window: what was answered before it is left
-    /// out.
-    #[test]
-    fn a_mark_a_minute_old_to_the_instant_starts_the_recent_window() {
-        let m = AppenderMetrics::default();
-        let c = ConnectionMetrics::default();
-        let t0 = Instant::now();
-        let at = |secs: u64| t0 + Duration::from_secs(secs);
-        let answer = |millis: u64| {
-            m.started();
-            m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
-        };
-        answer(400);
-        m.mark(at(10));
-        answer(2);
-        let s = m.snapshot_at(&c, 0, at(70));
-        assert!(
-            s.recent_latency_p99 < Duration::from_millis(3),
-            "the slow pack came before the mark at 10 s: {:?}",
-            s.recent_latency_p99
-        );
+    fn the_recent_window_starts_at_marks_to_the_instant() {
+        for (marks, read) in [(&[10, 20][..], 85), (&[10][..], 70)] {
+            let m = AppenderMetrics::default();
+            let t0 = Instant::now();
+            let at = |secs: u64| t0 + Duration::from_secs(secs);
+            let answer = |millis: u64| {
+                m.started();
+                m.finished(Outcome::Delivered, 1, Duration::from_millis(millis));
+            };
+            let (last, earlier) = marks.split_last().expect("a mark");
+            earlier.iter().for_each(|&secs| m.mark(at(secs)));
+            answer(400);
+            m.mark(at(*last));
+            answer(2);
+            let s = m.snapshot_at(&ConnectionMetrics::default(), 0, at(read));
+            assert!(
+                s.recent_latency_p99 < Duration::from_millis(3),
+                "marks {marks:?}, read at {read} s: {:?}",
+                s.recent_latency_p99
+            );
+        }
     }
 
     /// The summary line gives each figure in its place, and is written only while packs
