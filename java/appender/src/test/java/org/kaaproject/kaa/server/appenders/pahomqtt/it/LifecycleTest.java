@@ -152,41 +152,32 @@ class LifecycleTest {
         return node.appenderLogLines("WARN").stream().anyMatch(l -> l.contains("was dropped without close()"));
     }
 
+    /**
+     * Any appender call releases what appenders dropped without close left: a live appender's pack, and an init or a
+     * close, for a node whose appenders are only edited or removed, with no packs coming. (The appender made and
+     * closed there cannot start: it opens nothing of its own.)
+     */
     @Test
     void appenderDroppedWithoutCloseIsReleased() throws Exception {
+        String live = "live-" + UUID.randomUUID().toString().substring(0, 8);
+        LogAppender appender = BROKER.load(live, config(live));
+        releasedBy(() -> delivers(appender, "a live appender's pack"));
+        Map<String, Object> notStarting = config("not-starting-" + live);
+        notStarting.put("maxInflight", -1);
+        releasedBy(() -> KaaNode.load("not-starting-" + live, KaaNode.config(notStarting)).close());
+    }
+
+    /** Drops an appender without close, then makes {@code calls} until its bean and connection are released. */
+    private static void releasedBy(Runnable calls) throws Exception {
         String name = "dropped-" + UUID.randomUUID().toString().substring(0, 8);
         LogAppender dropped = KaaNode.load(name, KaaNode.config(config(name)));
         delivers(dropped, "before it is dropped");
         assertEquals(1, beans(name).size());
         dropped = null;
-        // Any appender call releases what dropped appenders left: here, a live appender's packs.
-        LogAppender live = BROKER.load("live-" + name, config("live-" + name));
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (!beans(name).isEmpty() && System.nanoTime() < deadline) {
             System.gc();
-            delivers(live, "a live appender's pack");
-        }
-        assertEquals(Set.of(), beans(name), "the dropped appender's JMX bean is unregistered");
-        BROKER.broker().awaitDisconnected(name);
-    }
-
-    /**
-     * So does an init or a close: a node whose appenders are only edited or removed, with no packs coming, releases
-     * them too. (An appender that cannot start is made and closed here: it opens nothing of its own.)
-     */
-    @Test
-    void anInitOrACloseReleasesWhatDroppedAppendersLeft() throws Exception {
-        String name = "dropped-quiet-" + UUID.randomUUID().toString().substring(0, 8);
-        LogAppender dropped = KaaNode.load(name, KaaNode.config(config(name)));
-        delivers(dropped, "before it is dropped");
-        assertEquals(1, beans(name).size());
-        dropped = null;
-        Map<String, Object> notStarting = config("not-starting-" + name);
-        notStarting.put("maxInflight", -1);
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!beans(name).isEmpty() && System.nanoTime() < deadline) {
-            System.gc();
-            KaaNode.load("not-starting-" + name, KaaNode.config(notStarting)).close();
+            calls.run();
             RecordingCallback.sleep(Duration.ofMillis(20));
         }
         assertEquals(Set.of(), beans(name), "the dropped appender's JMX bean is unregistered");
