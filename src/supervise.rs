@@ -245,8 +245,9 @@ mod tests {
         assert_eq!(state, [1, 2, 3]);
     }
 
+    /// After each panic, the pause (on tokio's paused clock: a minute costs no wall time).
     #[test]
-    fn a_task_that_panics_is_started_again_until_it_ends() {
+    fn a_task_that_panics_is_started_again_after_a_pause_until_it_ends() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
