@@ -1099,19 +1099,33 @@ impl Tracker {
         }
     }
 
+    /// Whether QoS 1 and 2 messages wait for their window: full, or with less than a quarter
+    /// of it free while messages are in flight. Refilled a slot at a time, each ack let one
+    /// message go, in a socket write of its own: at QoS 1 (Mosquitto, loopback, 2 cores) 0.74
+    /// writes per message and 16.9 µs of publisher CPU per record, where QoS 0's batches take
+    /// 0.04 and 2.0; a quarter at a time, 0.08 writes and 7.1 µs, and 1.34 times the bare
+    /// publisher's rate where it was 1.19.
+    fn acked_window_full(&self) -> bool {
+        let free = self.window.acked.saturating_sub(self.acked_in_flight);
+        free == 0 || (self.acked_in_flight > 0 && free < (self.window.acked / 4).max(1))
+    }
+
     /// Hands parked messages to the client, each endpoint's packs in turn and in order, while
     /// there is a connection, fewer than [`UNWRITTEN`] wait to be written and their QoS's window
-    /// has room: a QoS whose window is full holds no other's messages back, except where the
+    /// has room (QoS 1 and 2: a quarter of it, [`Self::acked_window_full`], once messages are
+    /// in flight): a QoS whose window is full holds no other's messages back, except where the
     /// client's full window holds back everything (MQTT 5: QoS 0 then waits here, held by
     /// that window, not in the client's channel as if the broker read nothing).
     fn release(&mut self, out: &mut (impl Outbox + ?Sized)) {
         // One clock read per call, not per message: they go out together.
         let mut now = None;
+        let refill = !self.acked_window_full();
         loop {
             let open = self.connected && self.sent.len() < UNWRITTEN;
             // Looked for only while QoS 1 or 2 messages wait: `next_id` may look through
             // the QoS 0 messages not written yet.
             let id = (open
+                && refill
                 && self.acked_in_flight < self.window.acked
                 && (self.parked.has(1) || self.parked.has(2)))
             .then(|| self.next_id())
@@ -2063,9 +2077,7 @@ impl Tracker {
             Some(Qos::ExactlyOnce) if self.qos2_in_flight >= self.window.exactly_once => {
                 Holder::Qos2Window
             }
-            Some(Qos::AtLeastOnce | Qos::ExactlyOnce)
-                if self.acked_in_flight >= self.window.acked =>
-            {
+            Some(Qos::AtLeastOnce | Qos::ExactlyOnce) if self.acked_window_full() => {
                 Holder::AckedWindow
             }
             // No id to give: all are taken (an ack frees one), or, given ids, the free ones lie
@@ -4987,6 +4999,29 @@ mod tests {
         }
         assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
         assert_eq!(t.outstanding(), 0);
+    }
+
+    /// A window refills a quarter at a time: each ack freeing one slot wrote one message, one
+    /// socket write per message where QoS 0 takes a write per batch.
+    #[test]
+    fn a_window_refills_a_quarter_at_a_time() {
+        let (mut t, mut out) = connected_with(Window::agreed(None, Some(100)));
+        let (p, _rx) = pack(150);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(150), 1000);
+        assert_eq!(out.published.len(), 100, "the window goes out at once");
+        for pkid in 1..=100 {
+            t.on_event(&mut out, &written(pkid));
+        }
+        for pkid in 1..=24 {
+            t.on_event(&mut out, &puback(pkid));
+        }
+        assert_eq!(out.published.len(), 100, "24 slots free: held");
+        t.on_event(&mut out, &puback(25));
+        assert_eq!(
+            out.published.len(),
+            125,
+            "a quarter free: all of it at once"
+        );
     }
 
     #[test]
