@@ -1316,9 +1316,19 @@ impl Tracker {
     /// publish it lets go in its wake (a held-back one taking the freed pkid), so an ack always
     /// finds its own message under its pkid.
     fn apply(&mut self, event: &Observed) {
-        if event.is_ack() {
-            self.acked = Some(Instant::now());
+        let acked_at = event.is_ack().then(Instant::now);
+        if acked_at.is_some() {
+            self.acked = acked_at;
         }
+        // An ack that frees a slot moves its window, whether or not messages go in its wake:
+        // refilled a quarter at a time, a window a slow broker acknowledges all along would
+        // otherwise look stalled between refills.
+        let freed = |t: &mut Self, m: &InFlight| {
+            t.done(m);
+            if let Some(at) = acked_at {
+                t.window_moved(m.qos, at);
+            }
+        };
         match event {
             Observed::Written(pkid) => self.on_written(*pkid),
             Observed::HeldBack => {
@@ -1332,7 +1342,7 @@ impl Tracker {
                     }
                     self.got_through(&m, refused);
                     self.settle(&m, refused);
-                    self.done(&m);
+                    freed(self, &m);
                 }
             }
             Observed::Received { pkid, refused } => {
@@ -1342,14 +1352,14 @@ impl Tracker {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
                         self.settle(&m, refused);
-                        self.done(&m);
+                        freed(self, &m);
                     }
                 }
             }
             Observed::Completed { pkid, refused } => {
                 if let Some(m) = self.awaiting_comp.remove(pkid) {
                     self.settle(&m, refused);
-                    self.done(&m);
+                    freed(self, &m);
                 }
             }
             // The connection is up: what it outlived was read (rumqttc's keep-alive pings
@@ -5022,6 +5032,24 @@ mod tests {
             125,
             "a quarter free: all of it at once"
         );
+    }
+
+    /// Between refills each ack is the window moving: a slow broker acknowledging all along is
+    /// not stalled while the window waits for its quarter.
+    #[test]
+    fn an_ack_between_refills_moves_the_window() {
+        let (mut t, mut out) = connected_with(Window::agreed(None, Some(100)));
+        let (p, _rx) = pack(150);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(150), 1000);
+        for pkid in 1..=100 {
+            t.on_event(&mut out, &written(pkid));
+        }
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(60));
+        t.acked_window_moved = long_ago;
+        let before = Instant::now();
+        t.on_event(&mut out, &puback(1));
+        assert_eq!(out.published.len(), 100, "held for the quarter");
+        assert!(t.acked_window_moved >= Some(before), "moved at the ack");
     }
 
     #[test]
