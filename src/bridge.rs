@@ -1375,6 +1375,15 @@ mod tests {
         assert_eq!(levels.budget("rustls"), Some("rustls"));
     }
 
+    /// Jobs 1 to `n`, queued, their sender gone: the dispatcher ends after them.
+    fn queued(n: u32) -> Receiver<Option<u32>> {
+        let (tx, rx) = channel();
+        for job in 1..=n {
+            tx.send(Some(job)).expect("queued");
+        }
+        rx
+    }
+
     /// Jobs are numbers; the dispatcher records what reached "Java".
     #[derive(Default)]
     struct Recording {
@@ -1459,11 +1468,7 @@ mod tests {
     /// answered.)
     #[test]
     fn a_panicking_job_is_reported_and_later_jobs_are_delivered() {
-        let (tx, rx) = channel();
-        for n in 1..=5 {
-            tx.send(Some(n)).expect("queued");
-        }
-        drop(tx);
+        let rx = queued(5);
         let mut d = Recording {
             always_panics: 2,
             panics_once: 4,
@@ -1485,11 +1490,7 @@ mod tests {
     /// A panic in the last try is reported, and the jobs after it are delivered.
     #[test]
     fn a_last_try_that_panics_is_reported() {
-        let (tx, rx) = channel();
-        for n in 1..=3 {
-            tx.send(Some(n)).expect("queued");
-        }
-        drop(tx);
+        let rx = queued(3);
         let mut d = Recording {
             always_panics: 2,
             salvage_panics: 2,
@@ -1511,11 +1512,7 @@ mod tests {
     /// dispatcher either. (Before: the thread ended, and every later answer was lost.)
     #[test]
     fn a_report_that_panics_does_not_end_the_dispatcher() {
-        let (tx, rx) = channel();
-        for n in 1..=3 {
-            tx.send(Some(n)).expect("queued");
-        }
-        drop(tx);
+        let rx = queued(3);
         let mut d = Recording {
             always_panics: 1,
             report_panics: true,
@@ -1530,11 +1527,7 @@ mod tests {
     /// Not before `refresh` has passed: each read is JNI calls into the node's logging.
     #[test]
     fn the_level_is_not_read_before_its_time() {
-        let (tx, rx) = channel();
-        for n in 1..=3 {
-            tx.send(Some(n)).expect("queued");
-        }
-        drop(tx);
+        let rx = queued(3);
         let mut d = Recording::default();
         serve(&rx, Duration::from_secs(3600), &AnswerLag::new(), &mut d);
         assert_eq!(d.delivered, [1, 2, 3]);
@@ -1545,11 +1538,7 @@ mod tests {
     /// panics once.
     #[test]
     fn the_level_is_read_again_while_jobs_come() {
-        let (tx, rx) = channel();
-        for n in 1..=3 {
-            tx.send(Some(n)).expect("queued");
-        }
-        drop(tx);
+        let rx = queued(3);
         let mut d = Recording {
             refresh_panics: true,
             ..Recording::default()
@@ -1568,9 +1557,7 @@ mod tests {
     #[test]
     fn a_level_read_is_timed_as_a_job() {
         static LAG: AnswerLag = AnswerLag::new();
-        let (tx, rx) = channel();
-        tx.send(Some(1)).expect("queued");
-        drop(tx);
+        let rx = queued(1);
         let mut d = Recording {
             watched: Some(&LAG),
             ..Recording::default()
@@ -1585,9 +1572,7 @@ mod tests {
     #[test]
     fn a_last_try_is_timed_as_a_job() {
         static LAG: AnswerLag = AnswerLag::new();
-        let (tx, rx) = channel();
-        tx.send(Some(1)).expect("queued");
-        drop(tx);
+        let rx = queued(1);
         let mut d = Recording {
             always_panics: 1,
             watched: Some(&LAG),

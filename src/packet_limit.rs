@@ -484,6 +484,14 @@ mod tests {
         }
     }
 
+    /// The messages of `endpoint` through appender 1.
+    fn origin(endpoint: u64) -> Origin {
+        Origin {
+            appender: 1,
+            endpoint,
+        }
+    }
+
     /// The broker acknowledged a record's message of `size` bytes at `now`.
     fn took_record(limit: &mut PacketLimit, size: usize, now: Instant) {
         limit.acked(size, now);
@@ -598,10 +606,6 @@ mod tests {
     #[test]
     fn one_endpoints_closes_teach_a_limit_for_its_messages_only() {
         let now = Instant::now();
-        let origin = |endpoint| Origin {
-            appender: 1,
-            endpoint,
-        };
         let mut limit = PacketLimit::default();
         took_record(&mut limit, 300, now);
         let mut teach = |size, tail: &[u8], endpoint| {
@@ -718,10 +722,6 @@ mod tests {
     #[test]
     fn three_suspects_of_one_origin_hold_its_messages_about_as_large() {
         let now = Instant::now();
-        let origin = |endpoint| Origin {
-            appender: 1,
-            endpoint,
-        };
         let of = |size, tail: &[u8], o| Some((Measure::of(size, tail), now, o));
         let mut limit = PacketLimit::default();
         took_record(&mut limit, 300, now);
@@ -799,10 +799,6 @@ mod tests {
     #[test]
     fn a_full_count_of_origins_forgets_the_one_blamed_longest_ago() {
         let now = Instant::now();
-        let origin = |endpoint| Origin {
-            appender: 1,
-            endpoint,
-        };
         let at = |millis| now + Duration::from_millis(millis);
         let mut sources = Sources::default();
         for endpoint in 0..SOURCES as u64 {

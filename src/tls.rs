@@ -951,17 +951,26 @@ mod tests {
         assert_eq!(said().len(), 4, "expired ones are the handshake's to say");
     }
 
+    const DAY: i64 = 86_400;
+    /// 2027-03-01, the end of [`client_watch`]'s certificate.
+    const CLIENT_NOT_AFTER: i64 = 1_803_859_200;
+
+    /// The watch a running appender keeps of its client certificate (of 2026-12-01 to
+    /// [`CLIENT_NOT_AFTER`]), made at `start`.
+    fn client_watch(start: i64) -> CertificateWatch {
+        let der = dated_certificate(true, "261201000000Z", "270301000000Z");
+        let mut tls = settings();
+        tls.client_cert_pem = pem("CERTIFICATE", &der);
+        CertificateWatch::new(tls.client_certificate_dates(), start)
+    }
+
     /// A running appender is told of its certificate's end once a day from 30 days before it,
     /// and after it, though `init` met it valid.
     #[test]
     fn a_running_appender_is_warned_daily_as_its_certificate_nears_its_end() {
-        let der = dated_certificate(true, "261201000000Z", "270301000000Z");
-        let mut tls = settings();
-        tls.client_cert_pem = pem("CERTIFICATE", &der);
-        let not_after = 1_803_859_200; // 2027-03-01
-        let day = 86_400;
+        let (not_after, day) = (CLIENT_NOT_AFTER, DAY);
         let start = not_after - 40 * day;
-        let mut watch = CertificateWatch::new(tls.client_certificate_dates(), start);
+        let mut watch = client_watch(start);
         let said = |watch: &mut CertificateWatch, at: i64| watch.due(at).unwrap_or_default();
         assert_eq!(said(&mut watch, start + day - 1), "", "not yet a day");
         assert_eq!(said(&mut watch, start + day), "", "39 days left");
@@ -981,13 +990,9 @@ mod tests {
     /// later, not at once.
     #[test]
     fn a_certificate_near_its_end_at_start_is_warned_of_again_a_day_later() {
-        let der = dated_certificate(true, "261201000000Z", "270301000000Z");
-        let mut tls = settings();
-        tls.client_cert_pem = pem("CERTIFICATE", &der);
-        let not_after = 1_803_859_200; // 2027-03-01
-        let day = 86_400;
+        let (not_after, day) = (CLIENT_NOT_AFTER, DAY);
         let start = not_after - 10 * day;
-        let mut watch = CertificateWatch::new(tls.client_certificate_dates(), start);
+        let mut watch = client_watch(start);
         assert_eq!(watch.due(start), None, "init has warned");
         assert_eq!(watch.due(start + day - 1), None, "not yet a day");
         assert!(watch
