@@ -130,8 +130,7 @@ class InvalidSettingsTest {
      */
     @Test
     void packsOfAnAppenderThatDidNotStartRepeatWhy() {
-        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
-        cfg.put("maxInflight", -1);
+        Map<String, Object> cfg = notStarting();
         try (ChildNode node = ChildNode.start()) {
             node.load("not-started", cfg);
             for (int p = 0; p < 3; p++) {
@@ -162,8 +161,7 @@ class InvalidSettingsTest {
      */
     @Test
     void aCallbackThatThrowsOnEveryPackOfAnAppenderThatDidNotStartIsSaidOnce() {
-        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
-        cfg.put("maxInflight", -1);
+        Map<String, Object> cfg = notStarting();
         try (ChildNode node = ChildNode.start()) {
             node.load("not-started", cfg);
             for (int p = 0; p < 3; p++) {
@@ -180,8 +178,7 @@ class InvalidSettingsTest {
     /** Closed, an appender that did not start is no longer said to be not running: the node removed it. */
     @Test
     void aClosedAppenderThatDidNotStartIsNotRemindedOf() {
-        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
-        cfg.put("maxInflight", -1);
+        Map<String, Object> cfg = notStarting();
         try (ChildNode node = ChildNode.start()) {
             node.load("not-started", cfg);
             node.closeAppender("not-started");
@@ -189,6 +186,13 @@ class InvalidSettingsTest {
             node.assertExactlyOne("after-close", INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
             assertEquals(List.of(), reminders(node), node.diagnostics());
         }
+    }
+
+    /** A configuration that keeps the appender from starting: maxInflight -1. */
+    private static Map<String, Object> notStarting() {
+        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
+        cfg.put("maxInflight", -1);
+        return cfg;
     }
 
     private static List<String> reminders(ChildNode node) {
@@ -202,8 +206,7 @@ class InvalidSettingsTest {
      */
     @Test
     void aThrowingCallbackOfAnAppenderThatDidNotStartIsAnsweredOnce() {
-        Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
-        cfg.put("maxInflight", -1);
+        Map<String, Object> cfg = notStarting();
         LogAppender appender = KaaNode.load("not-started-throwing", KaaNode.config(cfg));
         AtomicInteger answers = new AtomicInteger();
         AtomicInteger internal = new AtomicInteger();
