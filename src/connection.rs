@@ -2269,6 +2269,7 @@ async fn close_gracefully(shared: &Shared, eventloop: &mut impl EventLoop) {
     // none does, the acks among them still count and the writes fail with the close.
     // (Before, such a record was confirmed at the close.)
     let mut unflushed = eventloop.take_unflushed();
+    shared.hand_over(|tracker, client| tracker.closing(client));
     let status = shared.publish_status(Status::Offline);
     // What the tracker handed over before, then the status, then its PUBACK: DISCONNECT goes
     // out only after it, or the connection would end before the PUBACK is read, and the status

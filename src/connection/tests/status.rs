@@ -5,10 +5,12 @@ use super::*;
 
 /// An MQTT 3.1.1 broker that acks the status "online" at once and the status "offline"
 /// after `offline_ack` (`None`: never), and reports what it reads, when it acks "offline",
-/// and the end of the connection: "offline", "PUBACK", "DISCONNECT", "other", "EOF".
+/// and the end of the connection: "offline", "PUBACK", "DISCONNECT", "other", "EOF". Other
+/// publishes (records) it leaves unacknowledged, but the first of them once it has read
+/// `records` of them: that ack comes 300 ms after it reports "records".
 fn status_broker_v4(
     listener: std::net::TcpListener,
-    offline_ack: Option<Duration>,
+    (offline_ack, records): (Option<Duration>, usize),
     seen: mpsc::Sender<&'static str>,
 ) {
     use std::io::Write;
@@ -21,6 +23,8 @@ fn status_broker_v4(
         14 => "DISCONNECT",
         _ => "other",
     };
+    let mut first_record = None;
+    let mut read = 0;
     while let Some((kind, body)) = read_packet(&mut s) {
         if kind >> 4 != 3 {
             let _ = seen.send(name(kind));
@@ -30,6 +34,16 @@ fn status_broker_v4(
         let topic = usize::from(u16::from_be_bytes([body[0], body[1]]));
         if body[4 + topic..] == *b"online" {
             s.write_all(&puback_for(&body)).expect("PUBACK");
+            continue;
+        }
+        if body[4 + topic..] != *b"offline" {
+            read += 1;
+            let first = first_record.get_or_insert(body);
+            if read == records {
+                let _ = seen.send("records");
+                std::thread::sleep(Duration::from_millis(300));
+                s.write_all(&puback_for(first)).expect("PUBACK");
+            }
             continue;
         }
         let _ = seen.send("offline");
@@ -52,11 +66,22 @@ fn status_broker_v4(
 /// Opens a connection with a status topic to a [`status_broker_v4`], closes it once
 /// "online" is there, and returns what the broker saw after it, to the end.
 fn close_with_status(client_id: &str, offline_ack: Option<Duration>) -> Vec<&'static str> {
+    close_with_status_after(client_id, offline_ack, 0)
+}
+
+/// [`close_with_status`], with a window of 8 that a pack of `records` QoS 1 records takes
+/// first; the close comes once the broker has read them, before it acks the first one.
+fn close_with_status_after(
+    client_id: &str,
+    offline_ack: Option<Duration>,
+    records: usize,
+) -> Vec<&'static str> {
     crate::test_log::capture();
     let (tx, seen) = mpsc::channel();
-    let (port, broker) = scripted_broker(move |l| status_broker_v4(l, offline_ack, tx));
+    let (port, broker) = scripted_broker(move |l| status_broker_v4(l, (offline_ack, records), tx));
     let connection = Connection::get(&BrokerConfig {
         status_topic: Some(format!("kaa/status/{client_id}")),
+        max_inflight: Some(8),
         ..scripted(port, client_id)
     })
     .expect("opened");
@@ -70,6 +95,12 @@ fn close_with_status(client_id: &str, offline_ack: Option<Duration>) -> Vec<&'st
         assert!(Instant::now() < deadline, "'online' not acknowledged");
         std::thread::sleep(Duration::from_millis(5));
     }
+    let _answer = (records > 0).then(|| {
+        let (pack, how, messages, rx) = qos1_pack(records);
+        connection.submit(&pack, how, messages, 100);
+        assert_eq!(seen.recv_timeout(WAIT), Ok("records"));
+        rx
+    });
     drop(connection);
     let mut after = Vec::new();
     while after.last() != Some(&"EOF") {
@@ -92,6 +123,19 @@ fn the_offline_status_is_acknowledged_before_the_disconnect() {
         .filter(|l| l.starts_with("WARN"))
         .collect();
     assert!(warned.is_empty(), "{warned:?}");
+}
+
+/// A close with the window full: the status goes out at the first ack, not once a quarter of
+/// the window is free as records do while the connection runs. (Held so, it waited past
+/// the close's grace, for acks a broker had no reason to send.)
+#[test]
+fn the_offline_status_of_a_full_window_goes_at_the_first_ack() {
+    let after = close_with_status_after(
+        "status-close-full-window",
+        Some(Duration::from_millis(1)),
+        8,
+    );
+    assert_eq!(after, ["offline", "PUBACK", "DISCONNECT", "EOF"]);
 }
 
 /// A broker that does not acknowledge "offline" within the grace: the connection is left
