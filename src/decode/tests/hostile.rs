@@ -55,6 +55,53 @@ fn deep_recursion_is_refused() {
     ));
 }
 
+/// The deepest records the walker takes, decoded on [`half_a_jvm_stack`] in both styles: it
+/// runs on Kaa's own thread, in `doAppend`. Nested maps take the most stack a level (in a
+/// release build about 1 KB, 133 KB at the 126 levels schema text can nest; arrays 160 bytes,
+/// a record and its union 320); a recursive schema nests as deep as `MAX_DEPTH` allows.
+#[test]
+fn the_deepest_records_decode_on_half_a_stack() {
+    let levels = 126;
+    let maps = format!(
+        "{}\"int\"{}",
+        r#"{"type":"map","values":"#.repeat(levels),
+        "}".repeat(levels)
+    );
+    let mut e = Enc::new();
+    for _ in 0..levels {
+        e = e.long(1).str("k");
+    }
+    e = e.long(7);
+    for _ in 0..levels {
+        e = e.long(0);
+    }
+    let deepest_maps = e.done();
+    // The root record, then a union and a record for each node: 127 levels.
+    let nodes = (MAX_DEPTH as usize - 1) / 2;
+    let mut e = Enc::new();
+    for i in 0..nodes {
+        e = e.long(i as i64).long(1);
+    }
+    let deepest_list = e.long(0).long(0).done();
+    for (schema, datum) in [
+        (maps, deepest_maps),
+        (LINKED_LIST.to_string(), deepest_list),
+    ] {
+        for style in [Style::AvroJson, Style::Plain] {
+            let (schema, datum) = (schema.clone(), datum.clone());
+            let decoded = std::thread::Builder::new()
+                .stack_size(half_a_jvm_stack())
+                .spawn(move || {
+                    let schema = LogSchema::parse(&schema).unwrap_or_else(|e| panic!("{e}"));
+                    schema.to_json(&datum, &mut Vec::new(), style)
+                })
+                .expect("a thread")
+                .join();
+            assert!(matches!(decoded, Ok(Ok(()))), "{style:?}: {decoded:?}");
+        }
+    }
+}
+
 #[test]
 fn hostile_lengths_and_counts_fail_without_allocating() {
     let huge = Enc::new().long(1 << 40).raw(b"abc").done();

@@ -247,16 +247,10 @@ fn the_deepest_schemas_parse_within_half_a_jvm_threads_stack() {
     }
 }
 
-/// Parses `text` on a thread with half a JVM thread's stack (4 MiB in debug builds, whose
-/// frames are larger); whether it must be a valid schema.
+/// Parses `text` on a thread with [`half_a_jvm_stack`]; whether it must be a valid schema.
 fn check_on_half_a_stack(text: String, valid: bool) {
-    let stack = if cfg!(debug_assertions) {
-        4 << 20
-    } else {
-        512 << 10
-    };
     let parsed = std::thread::Builder::new()
-        .stack_size(stack)
+        .stack_size(half_a_jvm_stack())
         .spawn(move || LogSchema::parse(&text).map(drop))
         .expect("a thread")
         .join();
