@@ -1447,7 +1447,6 @@ impl<E: EventLoop> Driver<E> {
                     shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 *ever_connected = true;
-                shared.metrics.connected.store(true, Ordering::Relaxed);
                 let level = if *quiet_reconnect == Some(*current) {
                     log::Level::Debug
                 } else {
@@ -1463,6 +1462,9 @@ impl<E: EventLoop> Driver<E> {
                     client.follow(grants);
                     tracker.on_connected(client, window)
                 });
+                // Once its line is logged and the tracker publishes on it: a test that waits
+                // for the flag then reads either (set before them, one failed under load).
+                shared.metrics.connected.store(true, Ordering::Relaxed);
                 let _ = shared.publish_status(Status::Online);
                 shared.online_after_predecessors();
             }
