@@ -101,6 +101,11 @@ final class AppendDriver {
         config.put("clientId", opts.getOrDefault("client-id", "bench-" + mode + "-" + Bench.pid()));
         config.put("deliveryTimeoutSeconds", DELIVERY_TIMEOUT_S);
         config.put("maxPendingRecords", Bench.intOpt(opts, "max-pending", 100_000));
+        // --max-inflight: one window for QoS 1 and 2, as an MQTT 5 broker's receive maximum gives.
+        int maxInflight = Bench.intOpt(opts, "max-inflight", 0);
+        if (maxInflight > 0) {
+            config.put("maxInflight", maxInflight);
+        }
         if (onePerPack) {
             config.put("grouping", new org.apache.avro.generic.GenericData.EnumSymbol(
                     KaaNode.configSchema().getField("grouping").schema(), "PACK"));
