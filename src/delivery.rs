@@ -5035,17 +5035,23 @@ mod tests {
         assert_eq!(t.outstanding(), 0);
     }
 
-    /// A window refills a quarter at a time: each ack freeing one slot wrote one message, one
-    /// socket write per message where QoS 0 takes a write per batch.
-    #[test]
-    fn a_window_refills_a_quarter_at_a_time() {
+    /// A window of 100 QoS 1 messages, all written and none acknowledged, 50 more parked.
+    fn a_full_window_of_100() -> (Tracker, Recorder, mpsc::Receiver<Outcome>) {
         let (mut t, mut out) = connected_with(Window::agreed(None, Some(100)));
-        let (p, _rx) = pack(150);
+        let (p, rx) = pack(150);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(150), 1000);
         assert_eq!(out.published.len(), 100, "the window goes out at once");
         for pkid in 1..=100 {
             t.on_event(&mut out, &written(pkid));
         }
+        (t, out, rx)
+    }
+
+    /// A window refills a quarter at a time: each ack freeing one slot wrote one message, one
+    /// socket write per message where QoS 0 takes a write per batch.
+    #[test]
+    fn a_window_refills_a_quarter_at_a_time() {
+        let (mut t, mut out, _rx) = a_full_window_of_100();
         for pkid in 1..=24 {
             t.on_event(&mut out, &puback(pkid));
         }
@@ -5059,15 +5065,10 @@ mod tests {
     }
 
     /// A closing connection has a grace of its own for what it still writes: each ack lets the
-    /// next message (the 'offline' status last) go, and so does a slot already free.
+    /// next message go (the 'offline' status in its turn), and so does a slot already free.
     #[test]
     fn a_closing_connection_refills_each_slot_at_once() {
-        let (mut t, mut out) = connected_with(Window::agreed(None, Some(100)));
-        let (p, _rx) = pack(150);
-        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(150), 1000);
-        for pkid in 1..=100 {
-            t.on_event(&mut out, &written(pkid));
-        }
+        let (mut t, mut out, _rx) = a_full_window_of_100();
         t.on_event(&mut out, &puback(1));
         assert_eq!(out.published.len(), 100, "held for the quarter");
         t.closing(&mut out);
@@ -5085,12 +5086,7 @@ mod tests {
     /// not stalled while the window waits for its quarter.
     #[test]
     fn an_ack_between_refills_moves_the_window() {
-        let (mut t, mut out) = connected_with(Window::agreed(None, Some(100)));
-        let (p, _rx) = pack(150);
-        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(150), 1000);
-        for pkid in 1..=100 {
-            t.on_event(&mut out, &written(pkid));
-        }
+        let (mut t, mut out, _rx) = a_full_window_of_100();
         let long_ago = Instant::now().checked_sub(Duration::from_secs(60));
         t.acked_window_moved = long_ago;
         let before = Instant::now();
@@ -5129,30 +5125,24 @@ mod tests {
     #[test]
     fn qos1_messages_keep_their_turn_in_a_window_qos2_takes_slot_by_slot() {
         let (mut t, mut out) = connected_with(Window::agreed(Some(20), None));
-        let submit = |t: &mut Tracker, out: &mut Recorder, qos: Qos, endpoint: u64| {
+        // Another endpoint's QoS 2 packs of 25, one before the QoS 1 message, ten after it.
+        let qos2_pack = |t: &mut Tracker, out: &mut Recorder| {
             let (p, rx) = pack(25);
             let how = PublishOptions {
                 origin: Origin {
                     appender: 1,
-                    endpoint,
+                    endpoint: 2,
                 },
-                ..qos.into()
+                ..Qos::ExactlyOnce.into()
             };
             t.submit(out, &p, how, payloads(25), 1000);
             rx
         };
-        let _first = submit(&mut t, &mut out, Qos::ExactlyOnce, 1);
+        let _first = qos2_pack(&mut t, &mut out);
         let (q1, _rx) = pack(1);
-        t.submit(
-            &mut out,
-            &q1,
-            records_at(Qos::AtLeastOnce),
-            payloads(1),
-            1000,
-        );
-        let _later: Vec<_> = (0..10)
-            .map(|_| submit(&mut t, &mut out, Qos::ExactlyOnce, 1))
-            .collect();
+        let qos1 = records_at(Qos::AtLeastOnce);
+        t.submit(&mut out, &q1, qos1, payloads(1), 1000);
+        let _later: Vec<_> = (0..10).map(|_| qos2_pack(&mut t, &mut out)).collect();
         // A broker acknowledging each message in order as it is written; the ids go round
         // the window's 20 in turn.
         let mut acked = 0;
