@@ -134,8 +134,7 @@ class InvalidSettingsTest {
         try (ChildNode node = ChildNode.start()) {
             node.load("not-started", cfg);
             for (int p = 0; p < 3; p++) {
-                node.append("not-started", "p" + p, p, 2);
-                node.assertExactlyOne("p" + p, INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                answeredInternalError(node, "p" + p, p);
             }
             List<String> reminders = reminders(node);
             assertEquals(1, reminders.size(), "one reminder for three packs\n" + node.diagnostics());
@@ -146,8 +145,7 @@ class InvalidSettingsTest {
             cfg.put("maxInflight", 0);
             cfg.put("maxPendingRecords", 0);
             node.reinit("not-started", cfg);
-            node.append("not-started", "again", 3, 2);
-            node.assertExactlyOne("again", INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            answeredInternalError(node, "again", 3);
             reminders = reminders(node);
             assertEquals(2, reminders.size(), "the second init's error at its first pack\n" + node.diagnostics());
             assertTrue(reminders.get(1).contains("maxPendingRecords") && reminders.get(1).contains(
@@ -165,8 +163,7 @@ class InvalidSettingsTest {
         try (ChildNode node = ChildNode.start()) {
             node.load("not-started", cfg);
             for (int p = 0; p < 3; p++) {
-                node.append("not-started", "throws-" + p, p, 2);
-                node.assertExactlyOne("throws-" + p, INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+                answeredInternalError(node, "throws-" + p, p);
             }
             assertEquals(1, node.appenderLogLines("WARN").stream().filter(l -> l.contains("the node's callback threw")
                     && l.contains("callback-bomb throws-0")).count(), node.diagnostics());
@@ -182,8 +179,7 @@ class InvalidSettingsTest {
         try (ChildNode node = ChildNode.start()) {
             node.load("not-started", cfg);
             node.closeAppender("not-started");
-            node.append("not-started", "after-close", 1, 2);
-            node.assertExactlyOne("after-close", INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
+            answeredInternalError(node, "after-close", 1);
             assertEquals(List.of(), reminders(node), node.diagnostics());
         }
     }
@@ -193,6 +189,15 @@ class InvalidSettingsTest {
         Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/invalid", 1);
         cfg.put("maxInflight", -1);
         return cfg;
+    }
+
+    /**
+     * Appends a pack of two records ({@code tag}, made from {@code seed}) to "not-started": answered onInternalError,
+     * once.
+     */
+    private static void answeredInternalError(ChildNode node, String tag, int seed) {
+        node.append("not-started", tag, seed, 2);
+        node.assertExactlyOne(tag, INTERNAL_ERROR, Duration.ofSeconds(10), Duration.ZERO);
     }
 
     private static List<String> reminders(ChildNode node) {
