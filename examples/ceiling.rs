@@ -11,10 +11,13 @@
 //! schedule of that many records per second, as the Java driver paces ours ("half" rows), so
 //! their latency is the bare publisher's below saturation.
 //!
+//! With `--mqtt-version 5` it speaks MQTT 5, whose window is also the broker's receive maximum
+//! (rumqttc takes the smaller), as the appender's automatic one is.
+//!
 //! ```text
 //! ceiling --port P --topic T --qos Q --schema F.avsc --records F.bin --count N
 //!         [--warmup W] [--pack-size 100] [--inflight-packs 64] [--inflight 20]
-//!         [--rate R] [--max-seconds 60] --result FILE
+//!         [--mqtt-version 3.1.1|5] [--rate R] [--max-seconds 60] --result FILE
 //! ```
 //! The result is one line of JSON (see `scripts/bench`).
 
@@ -22,11 +25,144 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use kaa_mqtt_appender::decode::LogSchema;
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Event, MqttOptions, Outgoing, Packet, QoS};
 
 #[path = "common/mod.rs"]
 mod common;
 use common::*;
+
+/// A bare rumqttc client of either MQTT version: where publishes are queued.
+enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// Its event loop: what writes them and reads the broker's answers.
+enum Loop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// What the phase counts of the event loop's events.
+enum Seen {
+    Written,
+    PubAck,
+    PubComp,
+    Other,
+}
+
+/// Connects with clean session and `inflight` in flight at most; returns the client, its
+/// event loop and its window: with MQTT 5 the broker's receive maximum where that is smaller.
+async fn connect(
+    v5: bool,
+    port: u16,
+    inflight: u16,
+    cap: usize,
+) -> Result<(Client, Loop, u16), String> {
+    let id = format!("bench-ceiling-{}", std::process::id());
+    let keep_alive = Duration::from_secs(10);
+    let (client, mut eventloop) = if v5 {
+        let mut options = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_keep_alive(keep_alive)
+            .set_outgoing_inflight_upper_limit(inflight)
+            .set_clean_start(true)
+            .set_max_packet_size(Some(64 * 1024));
+        let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, cap);
+        (Client::V5(client), Loop::V5(Box::new(eventloop)))
+    } else {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_keep_alive(keep_alive)
+            .set_inflight(inflight)
+            .set_clean_session(true)
+            .set_max_packet_size(64 * 1024, 268_435_455);
+        let (client, eventloop) = rumqttc::AsyncClient::new(options, cap);
+        (Client::V4(client), Loop::V4(Box::new(eventloop)))
+    };
+    let connect_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        // The broker's receive maximum, once its CONNACK came (MQTT 3.1.1: none).
+        let connack = tokio::time::timeout_at(connect_by.into(), async {
+            Ok::<_, String>(match &mut eventloop {
+                Loop::V4(l) => match l.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::ConnAck(_)) => Some(None),
+                    _ => None,
+                },
+                Loop::V5(l) => match l.poll().await.map_err(|e| e.to_string())? {
+                    rumqttc::v5::Event::Incoming(rumqttc::v5::Incoming::ConnAck(c)) => {
+                        Some(c.properties.and_then(|p| p.receive_max))
+                    }
+                    _ => None,
+                },
+            })
+        })
+        .await;
+        match connack {
+            Ok(Ok(Some(receive_max))) => {
+                let window = receive_max.map_or(inflight, |r| r.min(inflight));
+                return Ok((client, eventloop, window));
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+            Err(_) => return Err("no CONNACK within 10 s".to_string()),
+        }
+    }
+}
+
+impl Client {
+    fn queue(&self, topic: &str, qos: QoS, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Client::V4(client) => client
+                .try_publish(topic, qos, false, payload)
+                .map_err(|e| e.to_string()),
+            Client::V5(client) => {
+                use rumqttc::v5::mqttbytes::QoS as QoS5;
+                let qos = match qos {
+                    QoS::AtMostOnce => QoS5::AtMostOnce,
+                    QoS::AtLeastOnce => QoS5::AtLeastOnce,
+                    QoS::ExactlyOnce => QoS5::ExactlyOnce,
+                };
+                client
+                    .try_publish(topic, qos, false, payload)
+                    .map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|e| format!("rumqttc refused a publish: {e}"))
+    }
+
+    /// Lets the DISCONNECT go out; the broker has acked everything counted already.
+    async fn disconnect(&self, eventloop: &mut Loop) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = match self {
+                Client::V4(client) => client.disconnect().await.map_err(drop),
+                Client::V5(client) => client.disconnect().await.map_err(drop),
+            };
+            while eventloop.next().await.is_ok() {}
+        })
+        .await;
+    }
+}
+
+impl Loop {
+    async fn next(&mut self) -> Result<Seen, String> {
+        use rumqttc::v5::{Event as Event5, Incoming as Packet5};
+        Ok(match self {
+            Loop::V4(l) => match l.poll().await.map_err(|e| e.to_string())? {
+                Event::Outgoing(Outgoing::Publish(_)) => Seen::Written,
+                Event::Incoming(Packet::PubAck(_)) => Seen::PubAck,
+                Event::Incoming(Packet::PubComp(_)) => Seen::PubComp,
+                _ => Seen::Other,
+            },
+            Loop::V5(l) => match l.poll().await.map_err(|e| e.to_string())? {
+                Event5::Outgoing(Outgoing::Publish(_)) => Seen::Written,
+                Event5::Incoming(Packet5::PubAck(_)) => Seen::PubAck,
+                Event5::Incoming(Packet5::PubComp(_)) => Seen::PubComp,
+                _ => Seen::Other,
+            },
+        })
+    }
+}
 
 struct Phase {
     /// Records of packs whose every record was acked (the measured work).
@@ -49,8 +185,8 @@ struct Phase {
 /// starts), a pack is queued when it is due and the window has room instead.
 #[allow(clippy::too_many_arguments)]
 async fn phase(
-    client: &AsyncClient,
-    eventloop: &mut rumqttc::EventLoop,
+    client: &Client,
+    eventloop: &mut Loop,
     payloads: &[Vec<u8>],
     topic: &str,
     qos: QoS,
@@ -69,9 +205,7 @@ async fn phase(
         for _ in 0..pack_size {
             let payload = payloads[next_payload].clone();
             next_payload = (next_payload + 1) % payloads.len();
-            client
-                .try_publish(topic, qos, false, payload)
-                .map_err(|e| format!("rumqttc refused a publish: {e}"))?;
+            client.queue(topic, qos, payload)?;
         }
         Ok(())
     };
@@ -96,7 +230,7 @@ async fn phase(
     {
         let room = queued_packs < packs && starts.len() < inflight_packs && due < deadline;
         let polled = tokio::select! {
-            p = eventloop.poll() => p,
+            p = eventloop.next() => p,
             _ = tokio::time::sleep_until(due.into()), if pace.is_some() && room => {
                 max_behind = max_behind.max(Instant::now() - due);
                 queue_pack(&mut starts)?;
@@ -107,10 +241,10 @@ async fn phase(
             _ = &mut give_up => break,
         };
         let confirmed = match polled {
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => qos == QoS::AtMostOnce,
-            Ok(Event::Incoming(Packet::PubAck(_))) => qos == QoS::AtLeastOnce,
-            Ok(Event::Incoming(Packet::PubComp(_))) => qos == QoS::ExactlyOnce,
-            Ok(_) => false,
+            Ok(Seen::Written) => qos == QoS::AtMostOnce,
+            Ok(Seen::PubAck) => qos == QoS::AtLeastOnce,
+            Ok(Seen::PubComp) => qos == QoS::ExactlyOnce,
+            Ok(Seen::Other) => false,
             Err(e) => return Err(format!("connection failed: {e}")),
         };
         if confirmed {
@@ -166,6 +300,14 @@ fn main() {
     let rate = num(&opts, "rate", 0u64);
     let pace = (rate > 0).then(|| Duration::from_secs_f64(pack_size as f64 / rate as f64));
     let result_path = need(&opts, "result");
+    let v5 = match opts.get("mqtt-version").map(String::as_str) {
+        None | Some("3.1.1") => false,
+        Some("5") => true,
+        Some(other) => {
+            eprintln!("--mqtt-version is 3.1.1 or 5, not {other}");
+            std::process::exit(2)
+        }
+    };
 
     let schema_text = std::fs::read_to_string(need(&opts, "schema")).expect("read schema");
     let schema = LogSchema::parse(&schema_text).expect("parse schema");
@@ -201,27 +343,8 @@ fn main() {
     }
     .expect("tokio runtime");
     let body = async move {
-        let mut options = MqttOptions::new(
-            format!("bench-ceiling-{}", std::process::id()),
-            "127.0.0.1",
-            port,
-        );
-        options
-            .set_keep_alive(Duration::from_secs(10))
-            .set_inflight(inflight)
-            .set_clean_session(true)
-            .set_max_packet_size(64 * 1024, 268_435_455);
         let cap = inflight_packs * pack_size as usize;
-        let (client, mut eventloop) = AsyncClient::new(options, cap);
-        let connect_by = Instant::now() + Duration::from_secs(10);
-        loop {
-            match tokio::time::timeout_at(connect_by.into(), eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
-                Err(_) => return Err("no CONNACK within 10 s".to_string()),
-            }
-        }
+        let (client, mut eventloop, window) = connect(v5, port, inflight, cap).await?;
         let deadline = Instant::now() + max;
         let warm = phase(
             &client,
@@ -252,14 +375,9 @@ fn main() {
         )
         .await?;
         let writes = writes_before.zip(proc_io("syscw")).map(|(a, b)| b - a);
-        // Let the DISCONNECT go out; the broker has acked everything counted already.
-        let _ = client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while eventloop.poll().await.is_ok() {}
-        })
-        .await;
+        client.disconnect(&mut eventloop).await;
         let cpu = cpu_seconds() - cpu_before;
-        Ok((warm, measured, cpu, writes))
+        Ok::<_, String>((warm, measured, cpu, writes, window))
     };
     let outcome = if multi {
         runtime.block_on(async { tokio::spawn(body).await.expect("publisher task") })
@@ -268,7 +386,7 @@ fn main() {
     };
 
     let json = match outcome {
-        Ok((warm, mut measured, cpu, writes)) => {
+        Ok((warm, mut measured, cpu, writes, window)) => {
             measured.latencies_ns.sort_unstable();
             serde_json::json!({
                 "mode": "ceiling",
@@ -291,7 +409,8 @@ fn main() {
                 "failed_packs": 0,
                 "complete": warm.complete && measured.complete,
                 "max_answer_gap_ms": warm.max_gap.max(measured.max_gap).as_secs_f64() * 1e3,
-                "inflight": inflight,
+                "inflight": window,
+                "mqtt_version": if v5 { "5" } else { "3.1.1" },
                 "inflight_packs": inflight_packs,
                 "pack_size": pack_size,
                 "threads": 1,

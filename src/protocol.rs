@@ -1318,6 +1318,10 @@ impl Outbox for Limited {
         true
     }
 
+    fn writes_each_alone(&self) -> bool {
+        true
+    }
+
     /// rumqttc's MQTT 5 client numbers publishes itself, in turn: `id` is the one it gives (the
     /// tracker follows its numbering).
     fn try_publish(
@@ -1450,6 +1454,14 @@ pub trait Outbox {
     /// its in-flight window (rumqttc's MQTT 5 loop reads its channel only then): QoS 0 waits
     /// for that window too, best where the tracker knows that is what holds it.
     fn stops_at_full_window(&self) -> bool {
+        false
+    }
+
+    /// Whether the client writes each publish in a socket write of its own, and cannot ping
+    /// the broker between (rumqttc's MQTT 5 loop, which keeps its socket private): QoS 1
+    /// messages then take each slot an ack frees, as nothing is saved by waiting for a quarter
+    /// of the window (the tracker's `acked_window_full`).
+    fn writes_each_alone(&self) -> bool {
         false
     }
 }

@@ -54,6 +54,8 @@ final class AppendDriver {
     private final boolean onePerPack;
     /** Records per second the measured phase appends at, at most (packs started on a schedule); 0: unpaced. */
     private final double rate;
+    /** MQTT 5 instead of 3.1.1 (ours only: the original's way knows 3.1.1 alone). */
+    private final boolean mqtt5;
 
     private LogAppender appender;
     private BaseLogEventPack[][] rings;
@@ -80,10 +82,24 @@ final class AppendDriver {
             throw new IllegalArgumentException("--grouping PACK is for --appender ours only");
         }
         this.onePerPack = grouping.equals("PACK");
+        String version = opts.getOrDefault("mqtt-version", "3.1.1");
+        if (!version.equals("3.1.1") && !version.equals("5")) {
+            throw new IllegalArgumentException("--mqtt-version is 3.1.1 or 5, not " + version);
+        }
+        this.mqtt5 = version.equals("5");
+        if (mqtt5 && !mode.equals("ours")) {
+            throw new IllegalArgumentException("--mqtt-version 5 is for --appender ours only");
+        }
         this.rate = Double.parseDouble(opts.getOrDefault("rate", "0"));
         if (!(rate >= 0) || Double.isInfinite(rate)) {
             throw new IllegalArgumentException("--rate takes records per second, not " + opts.get("rate"));
         }
+    }
+
+    /** A symbol of one of the configuration's enums. */
+    private static org.apache.avro.generic.GenericData.EnumSymbol symbol(String field, String name) {
+        return new org.apache.avro.generic.GenericData.EnumSymbol(KaaNode.configSchema().getField(field).schema(),
+                name);
     }
 
     /** Runs the warm-up and the measured phase; returns the result record. */
@@ -107,8 +123,10 @@ final class AppendDriver {
             config.put("maxInflight", maxInflight);
         }
         if (onePerPack) {
-            config.put("grouping", new org.apache.avro.generic.GenericData.EnumSymbol(
-                    KaaNode.configSchema().getField("grouping").schema(), "PACK"));
+            config.put("grouping", symbol("grouping", "PACK"));
+        }
+        if (mqtt5) {
+            config.put("mqttVersion", symbol("mqttVersion", "MQTT_5"));
         }
         LogAppenderDto dto = KaaNode.appenderDto("bench-" + mode, KaaNode.config(config));
         if (mode.equals("baseline")) {
@@ -171,6 +189,7 @@ final class AppendDriver {
         }
         r.put("warmup_records", warm.confirmedRecords.sum());
         r.put("grouping", onePerPack ? "PACK" : "RECORD");
+        r.put("mqtt_version", mqtt5 ? "5" : "3.1.1");
         r.put("confirmed", warm.confirmedRecords.sum() + confirmedMeasured);
         // What the subscriber must have received.
         r.put("confirmed_messages", onePerPack ? warm.confirmedPacks.sum() + measured.confirmedPacks.sum()

@@ -28,6 +28,7 @@ import org.codehaus.jackson.map.ObjectMapper;
  *         [--records N] [--warmup W] [--threads 4] [--pack-size 100] [--inflight-packs 64]
  *         [--max-pending 100000] [--max-seconds 60] [--report-every N] [--grouping RECORD|PACK]
  *         [--rate R]                                         R records/s at most (packs started on a schedule)
+ *         [--max-inflight N] [--mqtt-version 3.1.1|5]         ours' maxInflight and MQTT version
  * deadbroker --dir D --result F [--max-pending 20000] [--pack-size 100] [--overflow-packs 20]
  *                                                            native memory per message held for a broker that is away
  * decode  --dir D --result F [--seconds 5] [--warmup-seconds 3]   Avro 1.7.5 decoding, one thread
