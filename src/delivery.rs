@@ -3659,6 +3659,50 @@ mod tests {
         }
     }
 
+    /// Under MQTT 5 each ack lets one message go, through rumqttc's own state and numbering,
+    /// also where the broker acknowledges pairs out of order (2, 1, 4, 3, ...): the message
+    /// that would take an id still taken waits in the tracker until its ack, and then both go,
+    /// so the window stays full but for one slot, and rumqttc holds nothing back itself.
+    #[test]
+    fn under_mqtt5_acks_out_of_order_refill_the_window_slot_by_slot() {
+        let mut t = Tracker::default();
+        let mut out = Recorder {
+            stops_at_full_window: true,
+            writes_each_alone: true,
+            ..Recorder::default()
+        };
+        let window = Window::agreed(None, Some(20));
+        t.on_connected(&mut out, window);
+        let mut mqtt = Rumqttc::new(window.packet_ids);
+        let (p, rx) = pack(100);
+        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(100), 1000);
+        let mut in_flight = Vec::new();
+        for ack in 0..100 {
+            while !out.channel.is_empty() {
+                mqtt.take_request(&mut out);
+                let Some(rumqttc::v5::Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) =
+                    mqtt.state.events.back().cloned()
+                else {
+                    panic!("rumqttc held a publish back");
+                };
+                in_flight.push(pkid);
+                mqtt.report(&mut t, &mut out);
+            }
+            if out.published.len() < 100 {
+                assert!(
+                    in_flight.len() >= 19,
+                    "{} in flight at ack {ack}",
+                    in_flight.len()
+                );
+            }
+            let pkid = in_flight.remove(if ack % 2 == 0 { 1 } else { 0 });
+            mqtt.read(vec![v5_puback(pkid, false)]);
+            mqtt.report(&mut t, &mut out);
+        }
+        assert_eq!(outcomes(&rx), vec![Outcome::Delivered]);
+        assert_eq!(t.outstanding(), 0);
+    }
+
     /// The broker's ack (or PUBREC then PUBCOMP) for `pkid`, as rumqttc reports it.
     fn complete(mqtt: &mut Rumqttc, t: &mut Tracker, out: &mut Recorder, qos: Qos, pkid: u16) {
         if qos == Qos::AtLeastOnce {
