@@ -586,11 +586,11 @@ impl Appender {
             };
             if let Some(note) = line {
                 log::warn!(
-                    "appender '{}': {expired} pack{} not confirmed within {:?} failed as \
+                    "appender '{}': {expired} pack{} not confirmed within {}s failed as \
                      connection errors{note}",
                     self.name,
                     if expired == 1 { "" } else { "s" },
-                    self.config.delivery_timeout
+                    self.config.delivery_timeout.as_secs()
                 );
             }
             for connection in read(&self.connections).iter() {
@@ -1178,9 +1178,11 @@ mod tests {
     }
 
     /// A pack waits for the broker until its `deliveryTimeoutSeconds` have passed, not less:
-    /// sweeps before its deadline leave it alone, the first after it answers it.
+    /// sweeps before its deadline leave it alone, the first after it answers it, and the WARN
+    /// says the setting's seconds as the user wrote them.
     #[test]
     fn a_pack_is_answered_at_its_deadline_not_before() {
+        crate::test_log::capture();
         let mut config = unreachable_config(Duration::ZERO);
         config.delivery_timeout = Duration::from_secs(30);
         let appender = open("deadline", config);
@@ -1193,6 +1195,12 @@ mod tests {
         assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Empty), "not yet due");
         appender.expire(Instant::now() + Duration::from_secs(30));
         assert_eq!(rx.try_recv(), Ok(Outcome::ConnectionError));
+        let said = crate::test_log::lines_with("appender 'deadline': 1 pack not confirmed");
+        assert!(
+            said.iter()
+                .any(|l| l.contains("within 30s failed as connection errors")),
+            "{said:?}"
+        );
         appender.close();
     }
 
