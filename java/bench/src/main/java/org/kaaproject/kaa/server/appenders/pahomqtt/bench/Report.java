@@ -26,10 +26,10 @@ final class Report {
     /**
      * File name prefixes of the publisher runs; "ours-pack" is ours with one message per pack, "ours-half" ours
      * paced at half of its rate and "ceiling-half" the bare publisher at that pace, "-4k" and "-64k" the rows of
-     * records of about 4 and 64 KiB.
+     * records of about 4 and 64 KiB, "-mqtt5" those speaking MQTT 5.
      */
     private static final String[] MODES = {"ceiling", "ours", "baseline", "ours-pack", "ours-2nodes", "ours-half",
-        "ceiling-half", "ceiling-4k", "ours-4k", "ceiling-64k", "ours-64k"};
+        "ceiling-half", "ceiling-4k", "ours-4k", "ceiling-64k", "ours-64k", "ceiling-mqtt5", "ours-mqtt5"};
 
     private Report() {
     }
@@ -120,7 +120,7 @@ final class Report {
         out.put("command", opts.get("command"));
         out.put("machine", machine(opts));
         out.put("columns", "mode, qos, records/s (the median run's), MB/s (of payload), runs: min - max, ours/baseline, "
-                + "ours/ceiling (of the medians; -4k and -64k rows against the ceiling of the same size), p50 ms, "
+                + "ours/ceiling (of the medians; -4k, -64k and -mqtt5 rows against the ceiling of the same kind), p50 ms, "
                 + "p99 ms, peak RSS MiB, confirmed msgs, received msgs (the median run's)");
         out.put("rows", rows);
         out.put("cpu_table", cpu);
@@ -171,7 +171,7 @@ final class Report {
         if (mode.equals("ours")) {
             vsBaseline = ratio(rate, byMode.get("baseline"));
             vsCeiling = ratio(rate, byMode.get("ceiling"));
-        } else if (mode.startsWith("ours-") && mode.endsWith("k")) {
+        } else if (mode.startsWith("ours-") && (mode.endsWith("k") || mode.endsWith("-mqtt5"))) {
             vsCeiling = ratio(rate, byMode.get("ceiling-" + mode.substring("ours-".length())));
         }
         row.put("ours_over_baseline", vsBaseline);
