@@ -302,6 +302,24 @@ async fn phase(
     })
 }
 
+/// A two-way option: false for `off` (the default), true for `on`.
+fn either(
+    opts: &std::collections::HashMap<String, String>,
+    key: &str,
+    off: &str,
+    on: &str,
+) -> bool {
+    match opts.get(key).map(String::as_str) {
+        None => false,
+        Some(v) if v == off => false,
+        Some(v) if v == on => true,
+        Some(other) => {
+            eprintln!("--{key} is {off} or {on}, not {other}");
+            std::process::exit(2)
+        }
+    }
+}
+
 fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -325,14 +343,7 @@ fn main() {
     let rate = num(&opts, "rate", 0u64);
     let pace = (rate > 0).then(|| Duration::from_secs_f64(pack_size as f64 / rate as f64));
     let result_path = need(&opts, "result");
-    let v5 = match opts.get("mqtt-version").map(String::as_str) {
-        None | Some("3.1.1") => false,
-        Some("5") => true,
-        Some(other) => {
-            eprintln!("--mqtt-version is 3.1.1 or 5, not {other}");
-            std::process::exit(2)
-        }
-    };
+    let v5 = either(&opts, "mqtt-version", "3.1.1", "5");
 
     let schema_text = std::fs::read_to_string(need(&opts, "schema")).expect("read schema");
     let schema = LogSchema::parse(&schema_text).expect("parse schema");
@@ -348,14 +359,7 @@ fn main() {
     // `current`: one thread drives the connection and queues the publishes, no hand-offs
     // between threads. `multi`: the same task on a 2-worker runtime, as the appender runs its
     // connections.
-    let multi = match opts.get("runtime").map(String::as_str) {
-        None | Some("current") => false,
-        Some("multi") => true,
-        Some(other) => {
-            eprintln!("--runtime is current or multi, not {other}");
-            std::process::exit(2)
-        }
-    };
+    let multi = either(&opts, "runtime", "current", "multi");
     let runtime = if multi {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -2663,6 +2663,19 @@ mod tests {
         (t, out)
     }
 
+    /// [`connected_with`], the client as MQTT 5's: it numbers publishes itself, takes nothing
+    /// while QoS 1 and 2 fill the window, and writes each publish alone.
+    fn mqtt5_connected(window: Window) -> (Tracker, Recorder) {
+        let mut t = Tracker::default();
+        let mut out = Recorder {
+            stops_at_full_window: true,
+            writes_each_alone: true,
+            ..Recorder::default()
+        };
+        t.on_connected(&mut out, window);
+        (t, out)
+    }
+
     /// The packet of a message of [`payloads`], the largest the tests' broker limit takes.
     fn one_byte_packet(out: &Recorder) -> usize {
         out.packet_size(&payloads(1)[0], &Qos::AtLeastOnce.into())
@@ -3665,14 +3678,8 @@ mod tests {
     /// so the window stays full but for one slot, and rumqttc holds nothing back itself.
     #[test]
     fn under_mqtt5_acks_out_of_order_refill_the_window_slot_by_slot() {
-        let mut t = Tracker::default();
-        let mut out = Recorder {
-            stops_at_full_window: true,
-            writes_each_alone: true,
-            ..Recorder::default()
-        };
         let window = Window::agreed(None, Some(20));
-        t.on_connected(&mut out, window);
+        let (mut t, mut out) = mqtt5_connected(window);
         let mut mqtt = Rumqttc::new(window.packet_ids);
         let (p, rx) = pack(100);
         t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(100), 1000);
@@ -5100,13 +5107,30 @@ mod tests {
     /// A window of 100 QoS 1 messages, all written and none acknowledged, 50 more parked.
     fn a_full_window_of_100() -> (Tracker, Recorder, mpsc::Receiver<Outcome>) {
         let (mut t, mut out) = connected_with(Window::agreed(None, Some(100)));
-        let (p, rx) = pack(150);
-        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(150), 1000);
-        assert_eq!(out.published.len(), 100, "the window goes out at once");
-        for pkid in 1..=100 {
-            t.on_event(&mut out, &written(pkid));
-        }
+        let rx = fill_window(&mut t, &mut out, 100, 50);
         (t, out, rx)
+    }
+
+    /// One pack's QoS 1 messages: `window` of them written and none acknowledged, `parked`
+    /// more waiting.
+    fn fill_window(
+        t: &mut Tracker,
+        out: &mut Recorder,
+        window: u16,
+        parked: usize,
+    ) -> mpsc::Receiver<Outcome> {
+        let records = usize::from(window) + parked;
+        let (p, rx) = pack(records);
+        t.submit(out, &p, Qos::AtLeastOnce.into(), payloads(records), 1000);
+        assert_eq!(
+            out.published.len(),
+            usize::from(window),
+            "the window goes out at once"
+        );
+        for pkid in 1..=window {
+            t.on_event(out, &written(pkid));
+        }
+        rx
     }
 
     /// A window refills a quarter at a time: each ack freeing one slot wrote one message, one
@@ -5131,19 +5155,8 @@ mod tests {
     /// broker's acks held behind Nagle's algorithm wait for a delayed TCP acknowledgement.
     #[test]
     fn where_each_publish_is_written_alone_each_ack_refills_its_slot() {
-        let mut t = Tracker::default();
-        let mut out = Recorder {
-            stops_at_full_window: true,
-            writes_each_alone: true,
-            ..Recorder::default()
-        };
-        t.on_connected(&mut out, Window::agreed(None, Some(20)));
-        let (p, rx) = pack(30);
-        t.submit(&mut out, &p, Qos::AtLeastOnce.into(), payloads(30), 1000);
-        assert_eq!(out.published.len(), 20, "the window goes out at once");
-        for pkid in 1..=20 {
-            t.on_event(&mut out, &written(pkid));
-        }
+        let (mut t, mut out) = mqtt5_connected(Window::agreed(None, Some(20)));
+        let rx = fill_window(&mut t, &mut out, 20, 10);
         out.channel.clear();
         for (acked, pkid) in (1..=10).zip(1..) {
             t.on_event(&mut out, &puback(pkid));
