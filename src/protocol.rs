@@ -1148,8 +1148,6 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
         // The clock is read after a write that waited, else every few messages: most only
         // fill the buffer.
         let mut waited = false;
-        // A write that waited for room and then went: the broker read what the socket held.
-        let mut read_by_broker = false;
         for taken in 1usize.. {
             if state.collision.is_some()
                 || ((waited || taken % CLOCK_EVERY == 0) && started.elapsed() >= timeout)
@@ -1166,17 +1164,8 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
                 }
                 None => false,
             };
-            read_by_broker |= waited;
         }
-        read_by_broker |= within(timeout, &woke, async { Ok(network.flush().await?) }).await?;
-        // So it is alive, as an answer would show (see `poll`): a ping written behind seconds
-        // of messages is answered only once the broker has read them, and rumqttc fails the
-        // connection at its next keep-alive tick if it still waits for that answer. After a
-        // slice of writes as long as the keep-alive, the tick could come before the acks that
-        // waited meanwhile were read.
-        if read_by_broker {
-            state.await_pingresp = false;
-        }
+        within(timeout, &woke, async { Ok(network.flush().await?) }).await?;
         Ok(state.collision.is_none() && !ready.is_empty())
     }
     .await;
@@ -1784,105 +1773,6 @@ fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Connects an MQTT 3.1.1 event loop to a scripted broker that acknowledges the CONNECT,
-    /// waits `before_reading`, then reads all it is sent until the client leaves. rumqttc is
-    /// left waiting for the answer to a keep-alive ping, which never comes.
-    fn awaiting_a_pong(
-        runtime: &tokio::runtime::Runtime,
-        before_reading: std::time::Duration,
-    ) -> (rumqttc::EventLoop, std::thread::JoinHandle<()>) {
-        use crate::connection::tests::{read_packet, scripted_broker};
-        let (port, broker) = scripted_broker(move |listener| {
-            use std::io::{Read, Write};
-            let (mut s, _) = listener.accept().expect("accept");
-            read_packet(&mut s).expect("CONNECT");
-            s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
-            std::thread::sleep(before_reading);
-            let mut sink = vec![0u8; 1 << 16];
-            while s.read(&mut sink).is_ok_and(|n| n > 0) {}
-        });
-        let mut options = rumqttc::MqttOptions::new("keep-alive", "127.0.0.1", port);
-        options
-            .set_keep_alive(std::time::Duration::from_secs(60))
-            .set_max_packet_size(1 << 20, 1 << 20);
-        let mut eventloop = rumqttc::EventLoop::new(options, 10);
-        runtime.block_on(async {
-            while !matches!(
-                eventloop.poll().await.expect("connected"),
-                rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))
-            ) {}
-        });
-        eventloop.state.await_pingresp = true;
-        (eventloop, broker)
-    }
-
-    /// `count` QoS 0 messages of 64 KiB.
-    fn large_messages(count: usize) -> Ready {
-        let how = PublishOptions {
-            qos: Qos::AtMostOnce,
-            retain: false,
-            content_type: "application/json",
-            message_expiry: None,
-            patience: None,
-            origin: Origin::default(),
-        };
-        (0..count)
-            .map(|_| {
-                let message = Message {
-                    topic: "keep-alive/t".into(),
-                    payload: vec![b'x'; 1 << 16],
-                    labels: Vec::new(),
-                };
-                (message, how, 0)
-            })
-            .collect()
-    }
-
-    /// A broker that reads what it is sent, however late, is alive: writes that waited for it
-    /// to read and then went end rumqttc's wait for a ping's answer, which a ping written
-    /// behind seconds of messages gets only once the broker has read them (rumqttc fails the
-    /// connection at its next keep-alive tick while it waits). Writes the socket took at once
-    /// tell nothing.
-    #[test]
-    fn writes_the_broker_reads_end_the_wait_for_a_pong() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        // More than the socket buffers may grow to, on both sides (Linux: the largest of
-        // tcp_wmem and tcp_rmem; commonly 4 and 6 MiB).
-        let largest = |file: &str| {
-            std::fs::read_to_string(file)
-                .ok()
-                .and_then(|t| t.split_whitespace().nth(2)?.parse::<usize>().ok())
-                .unwrap_or(8 << 20)
-        };
-        let buffered =
-            largest("/proc/sys/net/ipv4/tcp_wmem") + largest("/proc/sys/net/ipv4/tcp_rmem");
-        let (mut slow, broker) = awaiting_a_pong(&runtime, std::time::Duration::from_millis(300));
-        let mut ready = large_messages(buffered / (1 << 16) + 64);
-        while !ready.is_empty() {
-            if let Err(e) = runtime.block_on(write_v4(&mut slow, &mut ready)) {
-                panic!("not written: {}", e.text());
-            }
-        }
-        assert!(!slow.state.await_pingresp, "the broker read: it is alive");
-        drop(slow);
-        broker.join().expect("the slow broker");
-
-        let (mut quick, broker) = awaiting_a_pong(&runtime, std::time::Duration::ZERO);
-        let mut ready = large_messages(1);
-        if let Err(e) = runtime.block_on(write_v4(&mut quick, &mut ready)) {
-            panic!("not written: {}", e.text());
-        }
-        assert!(
-            quick.state.await_pingresp,
-            "taken by the socket: nothing known"
-        );
-        drop(quick);
-        broker.join().expect("the quick broker");
-    }
 
     /// rustls's seconds since 1970 come with dates, and the node's own without its time: two
     /// attempts seconds apart must read alike past rustls's figures, or each is a new WARN.
