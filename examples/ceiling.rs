@@ -46,8 +46,10 @@ enum Loop {
     V5(Box<rumqttc::v5::EventLoop>),
 }
 
-/// What the phase counts of the event loop's events.
+/// What the phase (and the connect) counts of the event loop's events.
 enum Seen {
+    /// The broker's CONNACK, with the receive maximum an MQTT 5 broker announced.
+    ConnAck(Option<u16>),
     Written,
     PubAck,
     PubComp,
@@ -85,28 +87,12 @@ async fn connect(
     };
     let connect_by = Instant::now() + Duration::from_secs(10);
     loop {
-        // The broker's receive maximum, once its CONNACK came (MQTT 3.1.1: none).
-        let connack = tokio::time::timeout_at(connect_by.into(), async {
-            Ok::<_, String>(match &mut eventloop {
-                Loop::V4(l) => match l.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(_)) => Some(None),
-                    _ => None,
-                },
-                Loop::V5(l) => match l.poll().await.map_err(|e| e.to_string())? {
-                    rumqttc::v5::Event::Incoming(rumqttc::v5::Incoming::ConnAck(c)) => {
-                        Some(c.properties.and_then(|p| p.receive_max))
-                    }
-                    _ => None,
-                },
-            })
-        })
-        .await;
-        match connack {
-            Ok(Ok(Some(receive_max))) => {
+        match tokio::time::timeout_at(connect_by.into(), eventloop.next()).await {
+            Ok(Ok(Seen::ConnAck(receive_max))) => {
                 let window = receive_max.map_or(inflight, |r| r.min(inflight));
                 return Ok((client, eventloop, window));
             }
-            Ok(Ok(None)) => {}
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
             Err(_) => return Err("no CONNACK within 10 s".to_string()),
         }
@@ -174,12 +160,16 @@ impl Loop {
         use rumqttc::v5::{Event as Event5, Incoming as Packet5};
         Ok(match self {
             Loop::V4(l) => match l.poll().await.map_err(|e| e.to_string())? {
+                Event::Incoming(Packet::ConnAck(_)) => Seen::ConnAck(None),
                 Event::Outgoing(Outgoing::Publish(_)) => Seen::Written,
                 Event::Incoming(Packet::PubAck(_)) => Seen::PubAck,
                 Event::Incoming(Packet::PubComp(_)) => Seen::PubComp,
                 _ => Seen::Other,
             },
             Loop::V5(l) => match l.poll().await.map_err(|e| e.to_string())? {
+                Event5::Incoming(Packet5::ConnAck(c)) => {
+                    Seen::ConnAck(c.properties.and_then(|p| p.receive_max))
+                }
                 Event5::Outgoing(Outgoing::Publish(_)) => Seen::Written,
                 Event5::Incoming(Packet5::PubAck(_)) => Seen::PubAck,
                 Event5::Incoming(Packet5::PubComp(_)) => Seen::PubComp,
@@ -269,7 +259,7 @@ async fn phase(
             Ok(Seen::Written) => qos == QoS::AtMostOnce,
             Ok(Seen::PubAck) => qos == QoS::AtLeastOnce,
             Ok(Seen::PubComp) => qos == QoS::ExactlyOnce,
-            Ok(Seen::Other) => false,
+            Ok(Seen::ConnAck(_) | Seen::Other) => false,
             Err(e) => return Err(format!("connection failed: {e}")),
         };
         if confirmed {

@@ -2657,21 +2657,23 @@ mod tests {
 
     /// A tracker on a connection the broker accepted with `window`.
     fn connected_with(window: Window) -> (Tracker, Recorder) {
-        let mut t = Tracker::default();
-        let mut out = Recorder::default();
-        t.on_connected(&mut out, window);
-        (t, out)
+        connected_through(Recorder::default(), window)
     }
 
     /// [`connected_with`], the client as MQTT 5's: it numbers publishes itself, takes nothing
     /// while QoS 1 and 2 fill the window, and writes each publish alone.
     fn mqtt5_connected(window: Window) -> (Tracker, Recorder) {
-        let mut t = Tracker::default();
-        let mut out = Recorder {
+        let mqtt5 = Recorder {
             stops_at_full_window: true,
             writes_each_alone: true,
             ..Recorder::default()
         };
+        connected_through(mqtt5, window)
+    }
+
+    /// A tracker whose client is `out`, on a connection the broker accepted with `window`.
+    fn connected_through(mut out: Recorder, window: Window) -> (Tracker, Recorder) {
+        let mut t = Tracker::default();
         t.on_connected(&mut out, window);
         (t, out)
     }
@@ -3730,12 +3732,11 @@ mod tests {
 
     /// [`taking_ids`] with this window.
     fn taking_ids_in(window: Window) -> (Tracker, Recorder, Rumqttc) {
-        let mut t = Tracker::default();
-        let mut out = Recorder {
+        let taking = Recorder {
             takes_packet_ids: true,
             ..Recorder::default()
         };
-        t.on_connected(&mut out, window);
+        let (t, out) = connected_through(taking, window);
         (t, out, Rumqttc::new(window.packet_ids))
     }
 
