@@ -34,6 +34,16 @@ const MAX_PACKET_SIZE: usize = 268_435_455;
 const MAX_INCOMING_PACKET: usize = 64 * 1024;
 /// A batch of MQTT 3.1.1 writes reads the clock once per this many messages ([`write_v4`]).
 const CLOCK_EVERY: usize = 16;
+/// The socket's send buffer as asked for: Linux doubles it, within `net.core.wmem_max` (so
+/// 416 KiB with its default, 512 KiB where it is larger). Left to Linux's tuning it grew to
+/// 4 MiB where the first hop is fast (a proxy on the node's network, loopback), whatever the
+/// link beyond. Through a proxy on a 1 Mbit/s uplink, QoS 0 messages confirmed as written
+/// then waited half a minute in it, a ping behind them went unanswered past the keep-alive,
+/// and as Linux wakes a writer blocked on a full buffer only once a third of it has gone (1.3
+/// MiB: 10 s there), the broker was taken for one that stopped reading: a new connection
+/// every 20 s, with what the buffers held. The cost: at most this much in flight per round
+/// trip (4 MB/s to a broker 100 ms away).
+const SEND_BUFFER: u32 = 256 << 10;
 
 /// How many messages may await the broker's answer on one connection; the tracker holds back
 /// the rest. rumqttc's own window ([`client_window`]) is never the smaller one, so it never
@@ -1144,10 +1154,15 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     // stops taking more once it has written for that long (seen after a write that waited, or
     // within 16 that did not), and goes on after the driver's next turn.
     let started = tokio::time::Instant::now();
-    let written: Result<bool, rumqttc::ConnectionError> = async {
+    // Unconstrained: tokio's cooperative budget would make a write wait with room in the
+    // socket (after some 128 socket operations in one turn), and a wait must mean the socket
+    // was full. The batch is bounded by what is ready and by the time above.
+    let written: Result<bool, rumqttc::ConnectionError> = tokio::task::unconstrained(async {
         // The clock is read after a write that waited, else every few messages: most only
         // fill the buffer.
         let mut waited = false;
+        // A write waited for room and then went: the way to the broker takes what it is sent.
+        let mut taken_after_wait = false;
         for taken in 1usize.. {
             if state.collision.is_some()
                 || ((waited || taken % CLOCK_EVERY == 0) && started.elapsed() >= timeout)
@@ -1164,10 +1179,20 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
                 }
                 None => false,
             };
+            taken_after_wait |= waited;
         }
-        within(timeout, &woke, async { Ok(network.flush().await?) }).await?;
+        taken_after_wait |= within(timeout, &woke, async { Ok(network.flush().await?) }).await?;
+        // So it lives, as an answer from the broker shows (see `poll`). A ping written behind
+        // a backlog is answered only once the broker has read it, and rumqttc fails the
+        // connection at its next keep-alive tick while it waits: a QoS 0 flood (which nothing
+        // else answers) through a link slower than what the buffers on the way hold (the
+        // socket's, a proxy's) in a keep-alive period lost its connection at every second
+        // tick, and the messages they held with it.
+        if taken_after_wait {
+            state.await_pingresp = false;
+        }
         Ok(state.collision.is_none() && !ready.is_empty())
-    }
+    })
     .await;
     written.map_err(|e| {
         eventloop.clean();
@@ -1718,10 +1743,12 @@ pub(crate) fn open(
 /// The socket's options. Nagle's algorithm off: the driver already gathers what is ready into
 /// one write, and with it on, a pack's later writes waited for the broker's delayed TCP ack
 /// (the answer to a pack at QoS 1 took as long as the gap to the next pack, up to 40 ms).
+/// The send buffer fixed at [`SEND_BUFFER`].
 fn network_options(broker: &BrokerConfig) -> rumqttc::NetworkOptions {
     let mut o = rumqttc::NetworkOptions::new();
     o.set_connection_timeout(broker.connect_timeout.as_secs());
     o.set_tcp_nodelay(true);
+    o.set_tcp_send_buffer_size(SEND_BUFFER);
     o
 }
 
@@ -1773,6 +1800,72 @@ fn rumqttc_proxy(p: &ProxySettings) -> rumqttc::Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write held by tokio's cooperative budget (spent by what ran before it in the same
+    /// turn, as some 128 socket operations would) waited for no room, and says nothing of the
+    /// broker: rumqttc's wait for a ping's answer stays.
+    #[test]
+    fn a_write_held_by_tokios_budget_does_not_end_the_wait_for_a_pong() {
+        use crate::connection::tests::{read_packet, scripted_broker};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (port, broker) = scripted_broker(|listener| {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().expect("accept");
+            read_packet(&mut s).expect("CONNECT");
+            s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+            let mut sink = [0u8; 1 << 12];
+            while s.read(&mut sink).is_ok_and(|n| n > 0) {}
+        });
+        let mut options = rumqttc::MqttOptions::new("budget-test", "127.0.0.1", port);
+        options.set_keep_alive(std::time::Duration::from_secs(60));
+        let mut eventloop = rumqttc::EventLoop::new(options, 10);
+        runtime.block_on(async {
+            while !matches!(
+                eventloop.poll().await.expect("connected"),
+                rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))
+            ) {}
+        });
+        eventloop.state.await_pingresp = true;
+        let how = PublishOptions {
+            qos: Qos::AtMostOnce,
+            retain: false,
+            content_type: "application/json",
+            message_expiry: None,
+            patience: None,
+            origin: Origin::default(),
+        };
+        let message = Message {
+            topic: "budget/t".into(),
+            payload: b"{}".to_vec(),
+            labels: Vec::new(),
+        };
+        let mut ready: Ready = [(message, how, 0)].into();
+        let written = runtime.block_on(async {
+            let mut write = std::pin::pin!(write_v4(&mut eventloop, &mut ready));
+            let mut spent = false;
+            std::future::poll_fn(|cx| {
+                if !spent {
+                    spent = true;
+                    let mut spend = std::pin::pin!(tokio::task::consume_budget());
+                    while spend.as_mut().poll(cx).is_ready() {
+                        spend.set(tokio::task::consume_budget());
+                    }
+                }
+                write.as_mut().poll(cx)
+            })
+            .await
+        });
+        assert!(matches!(written, Ok(false)), "written");
+        assert!(
+            eventloop.state.await_pingresp,
+            "nothing known of the broker"
+        );
+        drop(eventloop);
+        broker.join().expect("the scripted broker");
+    }
 
     /// rustls's seconds since 1970 come with dates, and the node's own without its time: two
     /// attempts seconds apart must read alike past rustls's figures, or each is a new WARN.
