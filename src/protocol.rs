@@ -34,10 +34,12 @@ const MAX_PACKET_SIZE: usize = 268_435_455;
 const MAX_INCOMING_PACKET: usize = 64 * 1024;
 /// A batch of MQTT 3.1.1 writes reads the clock once per this many messages ([`write_v4`]).
 const CLOCK_EVERY: usize = 16;
+/// And lets the runtime's other tasks run once per this many bytes.
+const YIELD_BYTES: usize = 1 << 20;
 /// The socket's send buffer as asked for: Linux doubles it, within `net.core.wmem_max` (so
-/// 416 KiB with its default, 512 KiB where it is larger). Left to Linux's tuning it grew to
-/// 4 MiB where the first hop is fast (a proxy on the node's network, loopback), whatever the
-/// link beyond. Through a proxy on a 1 Mbit/s uplink, QoS 0 messages confirmed as written
+/// 416 KiB with its default, 512 KiB where it is larger). Left to Linux, it was 4 MiB where
+/// the first hop is loopback (a proxy or tunnel on the node's own host), whatever the link
+/// beyond. Through a proxy on a 1 Mbit/s uplink, QoS 0 messages confirmed as written
 /// then waited half a minute in it, a ping behind them went unanswered past the keep-alive,
 /// and as Linux wakes a writer blocked on a full buffer only once a third of it has gone (1.3
 /// MiB: 10 s there), the broker was taken for one that stopped reading: a new connection
@@ -1154,15 +1156,13 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
     // stops taking more once it has written for that long (seen after a write that waited, or
     // within 16 that did not), and goes on after the driver's next turn.
     let started = tokio::time::Instant::now();
-    // Unconstrained: tokio's cooperative budget would make a write wait with room in the
-    // socket (after some 128 socket operations in one turn), and a wait must mean the socket
-    // was full. The batch is bounded by what is ready and by the time above.
-    let written: Result<bool, rumqttc::ConnectionError> = tokio::task::unconstrained(async {
+    let written: Result<bool, rumqttc::ConnectionError> = async {
         // The clock is read after a write that waited, else every few messages: most only
         // fill the buffer.
         let mut waited = false;
         // A write waited for room and then went: the way to the broker takes what it is sent.
         let mut taken_after_wait = false;
+        let mut unyielded = 0usize;
         for taken in 1usize.. {
             if state.collision.is_some()
                 || ((waited || taken % CLOCK_EVERY == 0) && started.elapsed() >= timeout)
@@ -1172,6 +1172,14 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
             let Some((message, how, id)) = ready.pop_front() else {
                 break;
             };
+            // The writes spend no cooperative budget (see `within`), which made the batch let
+            // the runtime's other tasks run after some 128 socket writes of `Framed`'s 8 KiB:
+            // now after as many bytes.
+            unyielded += message.payload.len() + message.topic.len();
+            if unyielded >= YIELD_BYTES {
+                unyielded = 0;
+                tokio::task::yield_now().await;
+            }
             let request = rumqttc::Request::Publish(publish_v4(message, &how, id));
             waited = match state.handle_outgoing_packet(request)? {
                 Some(packet) => {
@@ -1192,7 +1200,7 @@ async fn write_v4(eventloop: &mut rumqttc::EventLoop, ready: &mut Ready) -> Resu
             state.await_pingresp = false;
         }
         Ok(state.collision.is_none() && !ready.is_empty())
-    })
+    }
     .await;
     written.map_err(|e| {
         eventloop.clean();
@@ -1230,14 +1238,16 @@ async fn nudge_v4(eventloop: &mut rumqttc::EventLoop) -> Result<(), Failure> {
 ///
 /// rumqttc keeps the socket inside its `Network`, where its bytes cannot be counted; the
 /// write being woken stands for them: the socket wakes it when it can take bytes again,
-/// which it never does for a broker that stopped reading. `Ok(true)`: the write had to wait.
+/// which it never does for a broker that stopped reading. `Ok(true)`: the write had to wait,
+/// for room in the socket: it is polled outside tokio's cooperative budget, which would make
+/// it wait with room to spare (after some 128 socket operations in one turn).
 async fn within(
     bound: std::time::Duration,
     woke: &Arc<Woke>,
     write: impl Future<Output = Result<(), rumqttc::ConnectionError>>,
 ) -> Result<bool, rumqttc::ConnectionError> {
     use std::task::{Context, Poll, Waker};
-    let mut write = std::pin::pin!(write);
+    let mut write = std::pin::pin!(tokio::task::unconstrained(write));
     // Set when the write first waits: most only fill the buffer, and a timer for each cost
     // a clock read per message.
     let mut deadline = std::pin::pin!(None::<tokio::time::Sleep>);
@@ -1837,6 +1847,7 @@ mod tests {
             patience: None,
             origin: Origin::default(),
         };
+        // Small: it goes to the socket with the flush.
         let message = Message {
             topic: "budget/t".into(),
             payload: b"{}".to_vec(),
@@ -1858,7 +1869,7 @@ mod tests {
             })
             .await
         });
-        assert!(matches!(written, Ok(false)), "written");
+        assert!(matches!(written, Ok(false)), "not written");
         assert!(
             eventloop.state.await_pingresp,
             "nothing known of the broker"
