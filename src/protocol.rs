@@ -1839,14 +1839,7 @@ mod tests {
             ) {}
         });
         eventloop.state.await_pingresp = true;
-        let how = PublishOptions {
-            qos: Qos::AtMostOnce,
-            retain: false,
-            content_type: "application/json",
-            message_expiry: None,
-            patience: None,
-            origin: Origin::default(),
-        };
+        let how = Qos::AtMostOnce.into();
         // Small: it goes to the socket with the flush.
         let message = Message {
             topic: "budget/t".into(),
