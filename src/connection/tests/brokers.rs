@@ -239,10 +239,7 @@ fn a_connect_never_answered_names_connect_timeout_seconds() {
 #[cfg(target_os = "linux")] // TCP_CORK
 fn acks_with_the_close_v4(listener: std::net::TcpListener, publishes: mpsc::Sender<usize>) {
     use std::io::Write;
-    let (mut s, _) = listener.accept().expect("accept");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    read_packet(&mut s).expect("CONNECT");
-    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let mut s = accepted_v4(&listener);
     let mut acks = Vec::new();
     while let Some((kind, body)) = read_packet(&mut s) {
         match kind >> 4 {
@@ -380,15 +377,23 @@ fn mqtt5_packs_through_a_broker_slower_than_the_client_are_all_delivered() {
         .expect("the scripted broker ends when the client leaves");
 }
 
-/// An MQTT 3.1.1 broker that reads at about 4 MiB/s: it pauses 125 ms after each publish
-/// (of 512 KiB in the tests), then acks it if its QoS asks for that. Once the client is
-/// gone, it says how many publishes it read.
-fn slow_reading_broker_v4(listener: std::net::TcpListener, read: mpsc::Sender<usize>) {
+/// The first MQTT 3.1.1 connection to `listener`, its CONNECT read and accepted; reads on it
+/// time out after [`WAIT`].
+fn accepted_v4(listener: &std::net::TcpListener) -> std::net::TcpStream {
     use std::io::Write;
     let (mut s, _) = listener.accept().expect("accept");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     read_packet(&mut s).expect("CONNECT");
     s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    s
+}
+
+/// An MQTT 3.1.1 broker that reads at about 4 MiB/s: it pauses 125 ms after each publish
+/// (of 512 KiB in the tests), then acks it if its QoS asks for that. Once the client is
+/// gone, it says how many publishes it read.
+fn slow_reading_broker_v4(listener: std::net::TcpListener, read: mpsc::Sender<usize>) {
+    use std::io::Write;
+    let mut s = accepted_v4(&listener);
     let mut count = 0;
     while let Some((kind, body)) = read_packet(&mut s) {
         if kind >> 4 != 3 {
@@ -500,10 +505,7 @@ fn trickling_broker_v4(
     quit: mpsc::Receiver<()>,
 ) {
     use std::io::Write;
-    let (mut s, _) = listener.accept().expect("accept");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    read_packet(&mut s).expect("CONNECT");
-    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
+    let mut s = accepted_v4(&listener);
     let mut writer = s.try_clone().expect("clone");
     let mut trickle = Trickle {
         s: &mut s,
@@ -552,13 +554,10 @@ fn slow_link_broker_v4(
     read: Arc<AtomicUsize>,
 ) {
     use std::io::Write;
-    let (mut s, _) = listener.accept().expect("accept");
+    let mut s = accepted_v4(&listener);
     socket2::SockRef::from(&s)
         .set_recv_buffer_size(32 << 10)
         .expect("receive buffer");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    read_packet(&mut s).expect("CONNECT");
-    s.write_all(&[0x20, 0x02, 0x00, 0x00]).expect("CONNACK");
     let mut writer = s.try_clone().expect("clone");
     // Each read of the socket takes up to `per_read` bytes, not a packet's header.
     let mut paced = std::io::BufReader::with_capacity(
