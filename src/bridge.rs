@@ -63,7 +63,7 @@ const CRATE_TARGET: &str = "kaa_mqtt_appender";
 /// before it has logged: a logger is otherwise made by a record that passed its ancestor's
 /// level. The crates that log (rumqttc's WebSocket transport among them), and this crate's
 /// modules (`logged_targets_are_the_crates_and_modules`).
-const KNOWN_TARGETS: [&str; 31] = [
+const KNOWN_TARGETS: [&str; 32] = [
     CRATE_TARGET,
     "apache_avro",
     "async_tungstenite",
@@ -89,6 +89,7 @@ const KNOWN_TARGETS: [&str; 31] = [
     "kaa_mqtt_appender::packet_limit",
     "kaa_mqtt_appender::payload",
     "kaa_mqtt_appender::protocol",
+    "kaa_mqtt_appender::reason",
     "kaa_mqtt_appender::refused_topics",
     "kaa_mqtt_appender::status",
     "kaa_mqtt_appender::supervise",

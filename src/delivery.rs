@@ -21,8 +21,9 @@ use crate::fair_queue::FairQueue;
 use crate::log_budget::LogBudget;
 use crate::packet_limit::{far_larger, Blamed, Measure, PacketLimit, SOURCE_SUSPECTS};
 use crate::protocol::{
-    refuses_topic, Client, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
+    Client, Message, Observed, Origin, Outbox, PublishOptions, Unqueued, Window,
 };
+use crate::reason::Reason;
 use crate::refused_topics::{
     RefusedTopics, SilentRefusals, TopicBlame, CLOSED_AT_TWICE, CLOSED_REFUSING, QUICK,
 };
@@ -1374,25 +1375,25 @@ impl Tracker {
                     if m.qos == Qos::ExactlyOnce && refused.is_none() {
                         self.took_qos2_as_qos1();
                     }
-                    self.got_through(&m, refused);
-                    self.settle(&m, refused);
+                    self.got_through(&m, *refused);
+                    self.settle(&m, *refused);
                     freed(self, &m);
                 }
             }
             Observed::Received { pkid, refused } => {
                 if let Some(m) = self.awaiting_ack.remove(pkid) {
-                    self.got_through(&m, refused);
+                    self.got_through(&m, *refused);
                     if refused.is_none() {
                         self.awaiting_comp.insert(*pkid, m);
                     } else {
-                        self.settle(&m, refused);
+                        self.settle(&m, *refused);
                         freed(self, &m);
                     }
                 }
             }
             Observed::Completed { pkid, refused } => {
                 if let Some(m) = self.awaiting_comp.remove(pkid) {
-                    self.settle(&m, refused);
+                    self.settle(&m, *refused);
                     freed(self, &m);
                 }
             }
@@ -1465,7 +1466,7 @@ impl Tracker {
 
     /// A broker's answer to one message: confirmed, or refused with a reason (MQTT 5), which
     /// for its topic is remembered.
-    fn settle(&mut self, m: &InFlight, refused: &Option<String>) {
+    fn settle(&mut self, m: &InFlight, refused: Option<Reason>) {
         match refused {
             None => m.pack.record_delivered(),
             Some(reason) => {
@@ -1478,7 +1479,7 @@ impl Tracker {
                 let topic = crate::log_budget::shown_in_log(&m.topic);
                 let status_line = || self.refused_lines.take("refused status", Instant::now());
                 if let Some(note) = status.then(status_line).flatten() {
-                    let hint = if refuses_topic(reason) {
+                    let hint = if reason.refuses_topic() {
                         ": allow it in the broker's ACL, or remove statusTopic"
                     } else {
                         ""
@@ -1501,8 +1502,8 @@ impl Tracker {
                         self.label
                     ),
                 }
-                if refuses_topic(reason)
-                    && self.topic_refused(&m.topic, (m.qos, m.retain), reason, None)
+                if reason.refuses_topic()
+                    && self.topic_refused(&m.topic, (m.qos, m.retain), &reason.to_string(), None)
                 {
                     self.topic_counted(m.origin, &m.topic);
                 }
@@ -1609,7 +1610,7 @@ impl Tracker {
     }
 
     /// The broker read `m`: its PUBACK or PUBREC came, `refused` or not.
-    fn got_through(&mut self, m: &InFlight, refused: &Option<String>) {
+    fn got_through(&mut self, m: &InFlight, refused: Option<Reason>) {
         let size = m.measure.size;
         self.acked_written = self.acked_written.max(Some(m.since));
         if refused.is_none() && self.silent_refusals.allowed(&m.topic, m.qos, m.retain) {
@@ -4035,14 +4036,14 @@ mod tests {
             &mut out,
             &Observed::Acked {
                 pkid: 2,
-                refused: Some("NotAuthorized".into()),
+                refused: Some(Reason::NOT_AUTHORIZED),
             },
         );
         t.on_event(
             &mut out,
             &Observed::Received {
                 pkid: 3,
-                refused: Some("QuotaExceeded".into()),
+                refused: Some(Reason::QUOTA_EXCEEDED),
             },
         );
         assert_eq!(outcomes(&rx1), vec![Outcome::RemoteError]);
@@ -4054,7 +4055,7 @@ mod tests {
         );
         // The operator reads why PacksFailedRemote rose, also where the topic is not refused.
         let said = crate::test_log::lines_with(
-            "refused a message to topic 'refused-for-quota/x' (QuotaExceeded): its pack fails",
+            "refused a message to topic 'refused-for-quota/x' (reason 0x97, quota exceeded): its pack fails",
         );
         assert!(said.iter().any(|l| l.starts_with("WARN")), "{said:?}");
 
@@ -4067,7 +4068,7 @@ mod tests {
         assert_eq!(out.published.len(), published, "not published");
         let said = crate::test_log::lines_with(
             "a pack to topic 'not-authorised/x' fails unpublished (onRemoteError): the broker refused a message \
-             to it (NotAuthorized) within the last",
+             to it (reason 0x87, not authorized) within the last",
         );
         assert_eq!(said.len(), 1, "{said:?}");
         assert!(said[0].starts_with("WARN"), "{said:?}");
@@ -4167,12 +4168,12 @@ mod tests {
         );
         t.on_event(&mut out, &written(1));
         t.on_event(&mut out, &written(2));
-        for (pkid, reason) in [(1, "NotAuthorized"), (2, "QuotaExceeded")] {
+        for (pkid, reason) in [(1, Reason::NOT_AUTHORIZED), (2, Reason::QUOTA_EXCEEDED)] {
             t.on_event(
                 &mut out,
                 &Observed::Acked {
                     pkid,
-                    refused: Some(reason.into()),
+                    refused: Some(reason),
                 },
             );
         }
@@ -4284,7 +4285,7 @@ mod tests {
             &mut out,
             &Observed::Received {
                 pkid: 1,
-                refused: Some("NotAuthorized".into()),
+                refused: Some(Reason::NOT_AUTHORIZED),
             },
         );
         assert_eq!(outcomes(&rx_first), vec![Outcome::RemoteError]);
@@ -4331,7 +4332,7 @@ mod tests {
                 &mut out,
                 &Observed::Received {
                     pkid: 1,
-                    refused: Some("NotAuthorized".into()),
+                    refused: Some(Reason::NOT_AUTHORIZED),
                 },
             );
             assert_eq!(outcomes(&rx_mixed), vec![answer], "window {window}");
@@ -4359,7 +4360,7 @@ mod tests {
         t.on_event(&mut out, &written(1));
         let refusal = Observed::Acked {
             pkid: 1,
-            refused: Some("NotAuthorized".into()),
+            refused: Some(Reason::NOT_AUTHORIZED),
         };
         t.on_connection_lost(0, &[refusal]);
         assert_eq!(outcomes(&rx_first), vec![Outcome::RemoteError]);
@@ -4413,7 +4414,7 @@ mod tests {
     fn not_authorized(pkid: u16) -> Observed {
         Observed::Acked {
             pkid,
-            refused: Some("NotAuthorized".into()),
+            refused: Some(Reason::NOT_AUTHORIZED),
         }
     }
 

@@ -18,7 +18,8 @@
 //! - [`header`] (Kaa's record header), [`payload`] (the messages of a pack in the configured
 //!   format), `topic` (topic templates) and [`status`] (the liveness message): what is published.
 //! - [`connection`]: pooled connections, one driver task each (reconnects, failover, client id
-//!   takeovers); `protocol`: the MQTT client, the only module that names rumqttc.
+//!   takeovers); `protocol`: the MQTT client, the only module that names rumqttc; `reason`:
+//!   the codes a broker answers with, said in the MQTT specifications' words.
 //! - `delivery`: ties every publish to its ack and answers each pack exactly once;
 //!   `fair_queue` lets each endpoint's waiting packs take the window in turn;
 //!   `packet_limit` learns from a broker's closes the largest packet it takes, where it does
@@ -57,6 +58,7 @@ mod node_memory;
 mod packet_limit;
 pub mod payload;
 pub(crate) mod protocol;
+mod reason;
 mod refused_topics;
 pub mod status;
 mod supervise;

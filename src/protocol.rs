@@ -14,6 +14,7 @@ use rumqttc::v5::mqttbytes::v5::{PubAckReason, PubCompReason, PubRecReason, Publ
 use rumqttc::{TlsConfiguration, Transport};
 
 use crate::config::{self, BrokerConfig, MqttVersion, ProxySettings, Qos};
+use crate::reason::Reason;
 use crate::status::{self, Status};
 use crate::tls::{BrokerCertificates, TlsSettings};
 
@@ -223,11 +224,11 @@ pub enum Observed {
     /// A publish was taken from the channel but held back: its packet id is still in use.
     HeldBack,
     /// PUBACK (QoS 1); `refused` holds the broker's reason when it did not accept it (MQTT 5).
-    Acked { pkid: u16, refused: Option<String> },
+    Acked { pkid: u16, refused: Option<Reason> },
     /// PUBREC (QoS 2), likewise.
-    Received { pkid: u16, refused: Option<String> },
+    Received { pkid: u16, refused: Option<Reason> },
     /// PUBCOMP (QoS 2), likewise: MQTT 5's 0x92 says the broker does not know the packet id.
-    Completed { pkid: u16, refused: Option<String> },
+    Completed { pkid: u16, refused: Option<Reason> },
     /// Our DISCONNECT went out.
     Disconnected,
     /// PINGRESP.
@@ -312,6 +313,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What a CONNACK's code says the refusal is about.
+    fn of(reason: Reason) -> Refusal {
+        match reason {
+            Reason::V4(2) | Reason::V5(0x85) => Refusal::IdInvalid,
+            Reason::V4(5) | Reason::V5(0x87 | 0x8A) => Refusal::Id,
+            Reason::V5(0x9A | 0x9B) => Refusal::Will,
+            _ => Refusal::Other,
+        }
+    }
+
     /// Whether the client id is, or may be, what was refused.
     pub fn is_about_id(self) -> bool {
         matches!(self, Refusal::IdInvalid | Refusal::Id)
@@ -614,10 +625,13 @@ macro_rules! event_loop {
                      TCP connect, the proxy's tunnel, the TLS handshake, the WebSocket upgrade \
                      or the broker's CONNACK took longer)"
                 )),
-                ConnectionError::ConnectionRefused(code) => Failure::Refused {
-                    why: format!("{code:?}"),
-                    about: $refusal(code),
-                },
+                ConnectionError::ConnectionRefused(code) => {
+                    let reason = $refusal(code);
+                    Failure::Refused {
+                        why: reason.to_string(),
+                        about: Refusal::of(reason),
+                    }
+                }
                 ConnectionError::Proxy(e) if proxy_failure(&e).is_some() => {
                     proxy_failure(&e).expect("checked in the guard")
                 }
@@ -856,23 +870,56 @@ fn recount_in_flight(state: &mut rumqttc::v5::MqttState) -> bool {
     restored
 }
 
-fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Refusal {
-    use rumqttc::ConnectReturnCode::*;
-    match code {
-        BadClientId => Refusal::IdInvalid,
-        NotAuthorized => Refusal::Id,
-        _ => Refusal::Other,
-    }
+/// Its variants are numbered as MQTT 3.1.1 numbers the return codes.
+fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Reason {
+    Reason::V4(code as u8)
 }
 
-fn refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Refusal {
+/// rumqttc names MQTT 5's codes without their numbers. It never reads the first three (MQTT
+/// 3.1.1's); they are said as MQTT 5's codes of the same meaning.
+fn refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Reason {
     use rumqttc::v5::mqttbytes::v5::ConnectReturnCode::*;
-    match code {
-        BadClientId | ClientIdentifierNotValid => Refusal::IdInvalid,
-        NotAuthorized | Banned => Refusal::Id,
-        RetainNotSupported | QoSNotSupported => Refusal::Will,
-        _ => Refusal::Other,
-    }
+    Reason::V5(match code {
+        Success => 0x00,
+        UnspecifiedError => 0x80,
+        MalformedPacket => 0x81,
+        ProtocolError => 0x82,
+        ImplementationSpecificError => 0x83,
+        UnsupportedProtocolVersion | RefusedProtocolVersion => 0x84,
+        ClientIdentifierNotValid | BadClientId => 0x85,
+        BadUserNamePassword => 0x86,
+        NotAuthorized => 0x87,
+        ServerUnavailable | ServiceUnavailable => 0x88,
+        ServerBusy => 0x89,
+        Banned => 0x8A,
+        BadAuthenticationMethod => 0x8C,
+        TopicNameInvalid => 0x90,
+        PacketTooLarge => 0x95,
+        QuotaExceeded => 0x97,
+        PayloadFormatInvalid => 0x99,
+        RetainNotSupported => 0x9A,
+        QoSNotSupported => 0x9B,
+        UseAnotherServer => 0x9C,
+        ServerMoved => 0x9D,
+        ConnectionRateExceeded => 0x9F,
+    })
+}
+
+/// A PUBACK's or PUBREC's refusal; none for a message the broker took.
+macro_rules! refused_publish {
+    ($reason:expr, $kind:ident) => {{
+        use $kind::*;
+        match $reason {
+            Success | NoMatchingSubscribers => None,
+            UnspecifiedError => Some(Reason::V5(0x80)),
+            ImplementationSpecificError => Some(Reason::V5(0x83)),
+            NotAuthorized => Some(Reason::V5(0x87)),
+            TopicNameInvalid => Some(Reason::V5(0x90)),
+            PacketIdentifierInUse => Some(Reason::V5(0x91)),
+            QuotaExceeded => Some(Reason::V5(0x97)),
+            PayloadFormatInvalid => Some(Reason::V5(0x99)),
+        }
+    }};
 }
 
 fn fresh_state_v4(options: &rumqttc::MqttOptions) -> rumqttc::MqttState {
@@ -933,25 +980,13 @@ fn explanation_v5(e: &rumqttc::v5::ConnectionError) -> Option<String> {
         reason_string,
     }) = e
     {
-        // rumqttc's own text shows the reason as Rust writes an `Option`; the code's name is
-        // said in words ("server shutting down").
+        // rumqttc's own text shows the reason as Rust writes an `Option`.
         let said = reason_string.as_deref().map_or(String::new(), |s| {
             format!("{REASON_SAID}{}\"", crate::log_budget::shown_in_log(s))
         });
-        // A word starts at a capital a small letter follows: "QoSNotSupported" is "qos not
-        // supported".
-        let code: Vec<char> = format!("{reason_code:?}").chars().collect();
-        let mut name = String::new();
-        for (i, c) in code.iter().enumerate() {
-            let next_small = code.get(i + 1).is_some_and(char::is_ascii_lowercase);
-            if i > 0 && c.is_ascii_uppercase() && next_small {
-                name.push(' ');
-            }
-            name.push(c.to_ascii_lowercase());
-        }
         return Some(format!(
-            "the broker closed the connection with a DISCONNECT of reason 0x{:02X}, {name}{said}",
-            *reason_code as u8
+            "the broker closed the connection with a DISCONNECT of {}{said}",
+            Reason::V5(*reason_code as u8)
         ));
     }
     if bare_disconnect(e) {
@@ -1039,17 +1074,11 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
         Event::Outgoing(Outgoing::AwaitAck(_)) => Observed::HeldBack,
         Event::Incoming(Packet::PubAck(a)) => Observed::Acked {
             pkid: a.pkid,
-            refused: match a.reason {
-                PubAckReason::Success | PubAckReason::NoMatchingSubscribers => None,
-                reason => Some(format!("{reason:?}")),
-            },
+            refused: refused_publish!(a.reason, PubAckReason),
         },
         Event::Incoming(Packet::PubRec(r)) => Observed::Received {
             pkid: r.pkid,
-            refused: match r.reason {
-                PubRecReason::Success | PubRecReason::NoMatchingSubscribers => None,
-                reason => Some(format!("{reason:?}")),
-            },
+            refused: refused_publish!(r.reason, PubRecReason),
         },
         // rumqttc keeps the in-flight slot of a refused PUBCOMP, as of a refused PUBREC
         // (`EventLoop::free_refused_slots`).
@@ -1057,7 +1086,7 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
             pkid: c.pkid,
             refused: match c.reason {
                 PubCompReason::Success => None,
-                reason => Some(format!("{reason:?}")),
+                PubCompReason::PacketIdentifierNotFound => Some(Reason::V5(0x92)),
             },
         },
         Event::Incoming(Packet::PingResp(_)) => Observed::Pong,
@@ -1067,12 +1096,6 @@ pub(crate) fn observe_v5(event: &rumqttc::v5::Event) -> Observed {
         Event::Outgoing(Outgoing::Disconnect) => Observed::Disconnected,
         _ => Observed::Other,
     }
-}
-
-/// Whether a refusal, as [`observe_v5`] names its reason, is about the message's topic (not
-/// authorised, topic name invalid): the broker refuses every message to that topic alike.
-pub(crate) fn refuses_topic(reason: &str) -> bool {
-    matches!(reason, "NotAuthorized" | "TopicNameInvalid")
 }
 
 /// Publishes handed over by the tracker and not written yet, in order.
@@ -2000,7 +2023,7 @@ mod tests {
                 reason_string: None,
             },
         ));
-        assert!(qos.is_some_and(|t| t.ends_with("0x9B, qos not supported")));
+        assert!(qos.is_some_and(|t| t.ends_with("0x9B, QoS not supported")));
     }
 
     /// A TLS alert the broker sent is a TLS failure wherever rustls's error sits: in the I/O
@@ -2422,25 +2445,48 @@ mod tests {
         );
     }
 
-    /// The names [`refuses_topic`] knows are rumqttc's, as `observe_v5` writes them.
+    /// Every reason code rumqttc reads is said as the code the broker sent: the tables that
+    /// number rumqttc's variants (which carry no numbers) are checked against its own reader.
+    /// A success is no refusal.
     #[test]
-    fn topic_refusals_are_told_by_rumqttcs_reason_names() {
-        for reason in [PubAckReason::NotAuthorized, PubAckReason::TopicNameInvalid] {
-            assert!(refuses_topic(&format!("{reason:?}")));
+    fn each_code_rumqttc_reads_is_said_as_the_code_the_broker_sent() {
+        use rumqttc::v5::mqttbytes::v5::Packet as V5;
+        let read_v5 = |bytes: &[u8]| V5::read(&mut bytes::BytesMut::from(bytes), None);
+        let read_v4 = |bytes: &[u8]| rumqttc::Packet::read(&mut bytes::BytesMut::from(bytes), 64);
+        let mut read = Vec::new();
+        for code in 0..=u8::MAX {
+            let refusal = (code >= 0x80).then_some(Reason::V5(code));
+            // PUBACK, PUBREC and PUBCOMP of packet id 1.
+            for kind in [0x40, 0x50, 0x70] {
+                let Ok(packet) = read_v5(&[kind, 3, 0, 1, code]) else {
+                    continue;
+                };
+                read.push((kind, code));
+                match observe_v5(&rumqttc::v5::Event::Incoming(packet)) {
+                    Observed::Acked { refused, .. }
+                    | Observed::Received { refused, .. }
+                    | Observed::Completed { refused, .. } => {
+                        assert_eq!(refused, refusal, "{kind:#04X} of {code:#04X}")
+                    }
+                    other => panic!("{kind:#04X} of {code:#04X}: {other:?}"),
+                }
+            }
+            if let Ok(V5::ConnAck(c)) = read_v5(&[0x20, 3, 0, code, 0]) {
+                read.push((0x20, code));
+                assert_eq!(refusal_v5(c.code), Reason::V5(code));
+            }
+            if let Ok(V5::Disconnect(d)) = read_v5(&[0xE0, 2, code, 0]) {
+                read.push((0xE0, code));
+                assert_eq!(d.reason_code as u8, code, "as explanation_v5 takes it");
+            }
+            if let Ok(rumqttc::Packet::ConnAck(c)) = read_v4(&[0x20, 2, 0, code]) {
+                assert_eq!(refusal_v4(c.code), Reason::V4(code));
+                read.push((0x02, code));
+            }
         }
-        for reason in [PubRecReason::NotAuthorized, PubRecReason::TopicNameInvalid] {
-            assert!(refuses_topic(&format!("{reason:?}")));
-        }
-        for reason in [
-            PubAckReason::QuotaExceeded,
-            PubAckReason::PayloadFormatInvalid,
-        ] {
-            assert!(!refuses_topic(&format!("{reason:?}")));
-        }
-        assert!(!refuses_topic(&format!(
-            "{:?}",
-            PubCompReason::PacketIdentifierNotFound
-        )));
+        let count = |kind| read.iter().filter(|(k, _)| *k == kind).count();
+        let counts = [0x40, 0x50, 0x70, 0x20, 0xE0, 0x02].map(count);
+        assert_eq!(counts, [9, 9, 2, 22, 29, 6], "the codes rumqttc 0.25 reads");
     }
 
     #[test]

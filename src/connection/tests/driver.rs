@@ -2,6 +2,7 @@
 //! refused QoS 2 messages; and the nudges that free acks a broker holds behind Nagle's algorithm.
 
 use super::*;
+use crate::reason::Reason;
 
 /// The driver never cancels the poll of an event loop that does not nudge (MQTT 5: its
 /// poll may hold a publish taken from rumqttc's channel and not written yet, see
@@ -107,16 +108,13 @@ fn events_that_come_together_are_each_handled_once_in_order() {
             rx
         })
         .collect();
-    let acked = |pkid, refused: Option<&str>| Observed::Acked {
-        pkid,
-        refused: refused.map(String::from),
-    };
+    let acked = |pkid, refused| Observed::Acked { pkid, refused };
     let burst = vec![
         Observed::Written(1),
         Observed::Written(2),
         Observed::Written(3),
         acked(1, None),
-        acked(2, Some("NotAuthorized")),
+        acked(2, Some(Reason::NOT_AUTHORIZED)),
         acked(3, None),
     ];
     events.send(Step::Burst(burst)).expect("sent");
@@ -225,7 +223,7 @@ fn refused_qos2_messages_past_the_window_keep_the_connection() {
         .expect("sent");
     let refusals = 2..(3 * Window::default().acked as u16);
     for pkid in refusals.clone() {
-        let refused = Some("NotAuthorized".to_string());
+        let refused = Some(Reason::NOT_AUTHORIZED);
         let event = match pkid % 2 {
             0 => Observed::Received { pkid, refused },
             _ => Observed::Completed { pkid, refused },
@@ -268,7 +266,7 @@ fn a_refused_slot_that_cannot_be_freed_makes_the_connection_anew() {
     events
         .send(Step::Event(Observed::Received {
             pkid: 2,
-            refused: Some("NotAuthorized".to_string()),
+            refused: Some(Reason::NOT_AUTHORIZED),
         }))
         .expect("sent");
     assert_eq!(first.recv_timeout(WAIT), Ok(Outcome::ConnectionError));
@@ -430,7 +428,7 @@ fn refuse_a_topic(shared: &Shared, events: &UnboundedSender<Step>) {
     events
         .send(Step::Event(Observed::Acked {
             pkid: 1,
-            refused: Some("NotAuthorized".into()),
+            refused: Some(Reason::NOT_AUTHORIZED),
         }))
         .expect("sent");
     assert_eq!(refused.recv_timeout(WAIT), Ok(Outcome::RemoteError));
@@ -757,7 +755,7 @@ fn a_refusal_on_an_earlier_connection_hides_no_takeover() {
         Observed::Written(1),
         Observed::Acked {
             pkid: 1,
-            refused: Some("QuotaExceeded".into()),
+            refused: Some(Reason::QUOTA_EXCEEDED),
         },
     ] {
         events.send(Step::Event(event)).expect("sent");
@@ -806,7 +804,7 @@ fn a_close_after_a_refusal_is_blamed_on_nothing_else() {
             Observed::Written(pkid + 3),
             Observed::Acked {
                 pkid: pkid + 2,
-                refused: Some("QuotaExceeded".into()),
+                refused: Some(Reason::QUOTA_EXCEEDED),
             },
         ] {
             events.send(Step::Event(event)).expect("sent");

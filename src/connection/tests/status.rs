@@ -300,7 +300,7 @@ fn a_status_topic_the_broker_refuses_is_said_and_the_records_go_on() {
     assert!(
         offline.ends_with(
             "as 'status-refused': the status message on statusTopic 'denied/status' is not \
-             sent: the broker refused it (NotAuthorized) within the last 300 s; allow it in the \
+             sent: the broker refused it (reason 0x87, not authorized) within the last 300 s; allow it in the \
              broker's ACL, or remove statusTopic"
         ),
         "{offline}"
@@ -309,7 +309,7 @@ fn a_status_topic_the_broker_refuses_is_said_and_the_records_go_on() {
     assert!(
         said.ends_with(
             "as 'status-refused': the broker refused the status message on statusTopic \
-             'denied/status' (NotAuthorized): allow it in the broker's ACL, or remove statusTopic"
+             'denied/status' (reason 0x87, not authorized): allow it in the broker's ACL, or remove statusTopic"
         ),
         "{said}"
     );
