@@ -609,7 +609,7 @@ impl PastBound for rumqttc::v5::ConnectionError {
 
 /// rumqttc's two event loops differ in types only.
 macro_rules! event_loop {
-    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $explain:ident, $failure:ident, $write:ident, $fresh_state:ident, $refusal:ident, $unreadable:pat => $bytes:expr, $clean:ident, { $($nudging:tt)* }) => {
+    ($loop:ty, $options:ty, $field:ident, $request:path, $error:path, $state:path, $bytes_error:path, $observe:ident, $said:ident, $explain:ident, $failure:ident, $write:ident, $fresh_state:ident, $reason:ident, $unreadable:pat => $bytes:expr, $clean:ident, { $($nudging:tt)* }) => {
         /// What a failed poll or write means for the driver.
         fn $failure(e: $error) -> Failure {
             use $error as ConnectionError;
@@ -626,7 +626,7 @@ macro_rules! event_loop {
                      or the broker's CONNACK took longer)"
                 )),
                 ConnectionError::ConnectionRefused(code) => {
-                    let reason = $refusal(code);
+                    let reason = $reason(code);
                     Failure::Refused {
                         why: reason.to_string(),
                         about: Refusal::of(reason),
@@ -798,7 +798,7 @@ event_loop!(
     failure_v4,
     write_v4,
     fresh_state_v4,
-    refusal_v4,
+    reason_v4,
     BytesError::PayloadSizeLimitExceeded(bytes) => bytes,
     set_clean_session,
     {
@@ -824,7 +824,7 @@ event_loop!(
     failure_v5,
     write_v5,
     fresh_state_v5,
-    refusal_v5,
+    reason_v5,
     BytesError::PayloadSizeLimitExceeded { pkt_size, .. } => pkt_size,
     set_clean_start,
     {
@@ -871,13 +871,13 @@ fn recount_in_flight(state: &mut rumqttc::v5::MqttState) -> bool {
 }
 
 /// Its variants are numbered as MQTT 3.1.1 numbers the return codes.
-fn refusal_v4(code: rumqttc::ConnectReturnCode) -> Reason {
+fn reason_v4(code: rumqttc::ConnectReturnCode) -> Reason {
     Reason::V4(code as u8)
 }
 
 /// rumqttc names MQTT 5's codes without their numbers. It never reads the first three (MQTT
 /// 3.1.1's); they are said as MQTT 5's codes of the same meaning.
-fn refusal_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Reason {
+fn reason_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode) -> Reason {
     use rumqttc::v5::mqttbytes::v5::ConnectReturnCode::*;
     Reason::V5(match code {
         Success => 0x00,
@@ -2473,14 +2473,14 @@ mod tests {
             }
             if let Ok(V5::ConnAck(c)) = read_v5(&[0x20, 3, 0, code, 0]) {
                 read.push((0x20, code));
-                assert_eq!(refusal_v5(c.code), Reason::V5(code));
+                assert_eq!(reason_v5(c.code), Reason::V5(code));
             }
             if let Ok(V5::Disconnect(d)) = read_v5(&[0xE0, 2, code, 0]) {
                 read.push((0xE0, code));
                 assert_eq!(d.reason_code as u8, code, "as explanation_v5 takes it");
             }
             if let Ok(rumqttc::Packet::ConnAck(c)) = read_v4(&[0x20, 2, 0, code]) {
-                assert_eq!(refusal_v4(c.code), Reason::V4(code));
+                assert_eq!(reason_v4(c.code), Reason::V4(code));
                 read.push((0x02, code));
             }
         }

@@ -39,8 +39,13 @@ impl fmt::Display for Reason {
 fn words_v5(code: u8) -> &'static str {
     match code {
         0x00 => "normal disconnection",
+        0x01 => "granted QoS 1",
+        0x02 => "granted QoS 2",
         0x04 => "disconnect with will message",
         0x10 => "no matching subscribers",
+        0x11 => "no subscription existed",
+        0x18 => "continue authentication",
+        0x19 => "re-authenticate",
         0x80 => "unspecified error",
         0x81 => "malformed packet",
         0x82 => "protocol error",

@@ -592,14 +592,14 @@ mod tests {
         r.note(
             &denied,
             (Qos::AtLeastOnce, false),
-            "NotAuthorized",
+            "reason 0x87, not authorized",
             None,
             t0,
         );
         let later = t0 + LIFE / 2;
         assert_eq!(
             r.refuses(&denied, (Qos::AtLeastOnce, false), Origin::default(), later),
-            Some("NotAuthorized")
+            Some("reason 0x87, not authorized")
         );
         assert_eq!(
             r.refuses(
@@ -628,7 +628,13 @@ mod tests {
         let mut r = RefusedTopics::default();
         let t0 = Instant::now();
         let t = topic("status/x");
-        r.note(&t, (Qos::AtLeastOnce, true), "NotAuthorized", None, t0);
+        r.note(
+            &t,
+            (Qos::AtLeastOnce, true),
+            "reason 0x87, not authorized",
+            None,
+            t0,
+        );
         assert!(r
             .refuses(&t, (Qos::AtLeastOnce, true), Origin::default(), t0)
             .is_some());
@@ -652,7 +658,7 @@ mod tests {
             r.note(
                 &long(i),
                 (Qos::AtLeastOnce, false),
-                "NotAuthorized",
+                "reason 0x87, not authorized",
                 None,
                 t0 + Duration::from_millis(i as u64),
             );
@@ -661,7 +667,7 @@ mod tests {
         r.note(
             &long(fit),
             (Qos::AtLeastOnce, false),
-            "NotAuthorized",
+            "reason 0x87, not authorized",
             None,
             later,
         );
