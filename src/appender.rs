@@ -17,7 +17,7 @@ use crate::delivery::{
 use crate::header::{HeaderStructure, RecordHeader};
 use crate::log_budget::{shown_in_log, LogBudget};
 use crate::metrics::{AppenderMetrics, ConnectionMetrics, Snapshot, Tally};
-use crate::node_memory::{self, pending_bound_warning};
+use crate::node_memory::{self, node_bound_warning, node_pending_bytes, pending_bound_warning};
 use crate::payload::Encoder;
 use crate::protocol::{Message, Origin, PublishOptions};
 use crate::supervise::{lock, read, restarting, write};
@@ -186,6 +186,20 @@ pub struct Appender {
 /// The next appender's [`Origin::appender`]; 0 is the connection's own messages'.
 static APPENDERS: AtomicU64 = AtomicU64::new(1);
 
+/// Takes note of `appender`, just opened; returns every appender open in the process, it too.
+/// Closed ones hold no connection ([`Appender::bounds`]) and are forgotten once dropped.
+fn opened(appender: &Arc<Appender>) -> Vec<Arc<Appender>> {
+    static OPENED: Mutex<Vec<Weak<Appender>>> = Mutex::new(Vec::new());
+    let mut opened = lock(&OPENED);
+    opened.retain(|a| a.strong_count() > 0);
+    opened.push(Arc::downgrade(appender));
+    let live: Vec<_> = opened.iter().filter_map(Weak::upgrade).collect();
+    drop(opened);
+    live.into_iter()
+        .filter(|a| !read(&a.connections).is_empty())
+        .collect()
+}
+
 /// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
 /// own client id: a broker drops the older of two clients with the same one. Only the first
 /// carries the status topic and its last will: with one retained status for all of them, the
@@ -240,7 +254,9 @@ impl Appender {
             log::warn!("appender '{name}': {warning}");
         }
         let (pending, each) = (config.max_pending_records, config.connections);
-        if let Some(warning) = pending_bound_warning(pending, each, node_memory::limit()) {
+        let limit = node_memory::limit();
+        let alone = pending_bound_warning(pending, each, limit);
+        if let Some(warning) = &alone {
             log::warn!("appender '{name}': {warning}");
         }
         let appender = Arc::new(Appender {
@@ -262,6 +278,13 @@ impl Appender {
             failed_pack_lines: LogBudget::default(),
             number: APPENDERS.fetch_add(1, Ordering::Relaxed),
         });
+        let open = opened(&appender);
+        if alone.is_none() {
+            let held = node_pending_bytes(open.iter().flat_map(|a| a.bounds()));
+            if let Some(warning) = node_bound_warning(held, open.len(), limit) {
+                log::warn!("appender '{name}': {warning}");
+            }
+        }
         let weak = Arc::downgrade(&appender);
         runtime().spawn(restarting(
             format!("the deadline sweep of appender '{name}'"),
@@ -453,6 +476,16 @@ impl Appender {
         if let Some(reason) = crowded.as_ref().and_then(Crowded::reason) {
             not_published("over its endpoint's share", &reason);
         }
+    }
+
+    /// Each of its connections (by address: one another appender shares is the same) with
+    /// its `maxPendingRecords`, for what the node's appenders may hold together; none once
+    /// closed.
+    fn bounds(&self) -> Vec<(*const Connection, usize)> {
+        read(&self.connections)
+            .iter()
+            .map(|c| (Arc::as_ptr(c), self.config.max_pending_records))
+            .collect()
     }
 
     /// Whose messages a pack of `endpoint`'s makes.
@@ -1759,6 +1792,34 @@ mod tests {
         let second = open("idle-made-again", config);
         assert_takes_over(&connection, &second);
         second.close();
+    }
+
+    /// What the node's appenders may hold together counts a connection that two appenders
+    /// share once, at the larger bound (`maxPendingRecords` is no connection setting), and one
+    /// of its own apart; a closed appender holds none.
+    #[test]
+    fn the_nodes_appenders_are_weighed_by_their_connections() {
+        let mut config = unreachable_config(Duration::ZERO);
+        config.max_pending_records = 1_000;
+        let first = open("weighed-first", config.clone());
+        let mut larger = config.clone();
+        larger.max_pending_records = 3_000;
+        let sharing = open("weighed-sharing", larger);
+        config.broker.client_id = "weighed-own".into();
+        let own = open("weighed-own", config);
+        let bounds: Vec<_> = [&first, &sharing, &own]
+            .iter()
+            .flat_map(|a| a.bounds())
+            .collect();
+        assert_eq!(bounds[0].0, bounds[1].0, "one connection");
+        assert_ne!(bounds[0].0, bounds[2].0);
+        let held =
+            crate::delivery::max_pending_bytes(3_000) + crate::delivery::max_pending_bytes(1_000);
+        assert_eq!(node_pending_bytes(bounds), held as u64);
+        own.close();
+        assert!(own.bounds().is_empty());
+        first.close();
+        sharing.close();
     }
 
     /// `appender` publishes through `connection`, which a closed appender still holds.

@@ -1,8 +1,11 @@
-//! The memory the node may use, which `maxPendingRecords` is weighed against at init: a
-//! broker that is away makes the appender hold up to that many messages, and a bound past
-//! what the machine (or the node's container) has lets an outage end in the kernel killing
-//! the node instead of packs failing at the bound.
+//! The memory the node may use, which `maxPendingRecords` is weighed against at init, the
+//! appender's alone and the node's open appenders' together: a broker that is away makes an
+//! appender hold up to that many messages, and bounds past what the machine (or the node's
+//! container) has let an outage end in the kernel killing the node instead of packs failing
+//! at the bound.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 
 use crate::delivery::{max_pending_bytes, PENDING_BYTES_PER_RECORD};
@@ -114,6 +117,48 @@ pub(crate) fn pending_bound_warning(
         PENDING_BYTES_PER_RECORD / 1024,
         shown(memory),
     ))
+}
+
+/// What the connections of every open appender may hold together while their brokers are
+/// away, from each appender's connections (any key that tells them apart) and its
+/// `maxPendingRecords`: a connection checks its whole count against the bound of the appender
+/// submitting, so it holds up to its largest appender's bound, once however many share it.
+pub(crate) fn node_pending_bytes<K: Eq + Hash>(
+    bounds: impl IntoIterator<Item = (K, usize)>,
+) -> u64 {
+    let mut largest: HashMap<K, usize> = HashMap::new();
+    for (connection, max_pending) in bounds {
+        let bound = largest.entry(connection).or_default();
+        *bound = (*bound).max(max_pending);
+    }
+    largest
+        .into_values()
+        .map(|max_pending| max_pending_bytes(max_pending) as u64)
+        .fold(0, u64::saturating_add)
+}
+
+/// The WARN for the appenders open in the node together ([`node_pending_bytes`]: `held`, over
+/// their `appenders`), each within [`pending_bound_warning`] alone, holding more than half of
+/// `limit`; `None` within it. Appenders are made one application at a time, and four at the
+/// default bound on connections of their own hold 1.5 GiB.
+pub(crate) fn node_bound_warning(
+    held: u64,
+    appenders: usize,
+    limit: Option<(u64, &str)>,
+) -> Option<String> {
+    let (memory, whose) = limit?;
+    (held > memory / 2).then(|| {
+        format!(
+            "the {appenders} appenders open in this node let brokers that are away make them \
+             hold up to {} of messages together (4 KiB for each message their \
+             maxPendingRecords allow, a connection several appenders share at its largest \
+             one's), more than half of the {} the node may use ({whose}): an outage could end \
+             with the kernel killing the node for memory, where packs should fail at the \
+             bound; lower maxPendingRecords of this appender or of the others",
+            shown(held),
+            shown(memory),
+        )
+    })
 }
 
 /// Bytes as an operator reads them: `390.6 MiB`, `3.8 GiB`, `7.5 TiB`.
@@ -249,6 +294,51 @@ mod tests {
         assert!(pending_bound_warning(100_001, 1, at_half).is_some());
         // The most the fields take, 128 TiB, against a machine of 1 TiB: no overflow.
         assert!(pending_bound_warning(i32::MAX as usize, 16, gib(1024)).is_some());
+    }
+
+    /// A connection holds up to its largest appender's bound, once however many share it;
+    /// connections of their own add up.
+    #[test]
+    fn the_nodes_appenders_hold_each_connections_largest_bound_together() {
+        let default = max_pending_bytes(100_000) as u64;
+        assert_eq!(node_pending_bytes::<usize>([]), 0);
+        assert_eq!(
+            node_pending_bytes([(1, 100_000), (2, 100_000)]),
+            2 * default
+        );
+        assert_eq!(
+            node_pending_bytes([(1, 1_000), (1, 100_000), (1, 10)]),
+            default,
+            "one connection, three appenders"
+        );
+        assert_eq!(
+            node_pending_bytes([(1, 100_000), (2, 50_000), (2, 100_000), (3, 100_000)]),
+            3 * default
+        );
+        assert_eq!(
+            node_pending_bytes([(1, usize::MAX), (2, usize::MAX)]),
+            u64::MAX,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn appenders_holding_more_than_half_the_memory_together_are_said() {
+        let gib = |n: u64| Some((n << 30, "the memory limit of the node's control group"));
+        let four = node_pending_bytes((0..4).map(|c| (c, 100_000)));
+        let said = node_bound_warning(four, 4, gib(2)).expect("1.5 GiB of 2");
+        crate::test_log::assert_says(
+            &said,
+            &[
+                "the 4 appenders open in this node let brokers that are away make them hold up \
+                 to 1.5 GiB of messages together",
+                "more than half of the 2.0 GiB the node may use (the memory limit of the \
+                 node's control group)",
+                "lower maxPendingRecords of this appender or of the others",
+            ],
+        );
+        assert_eq!(node_bound_warning(four, 4, gib(4)), None, "1.5 GiB of 4");
+        assert_eq!(node_bound_warning(four, 4, None), None);
     }
 
     #[test]
