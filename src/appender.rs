@@ -279,6 +279,9 @@ impl Appender {
             number: APPENDERS.fetch_add(1, Ordering::Relaxed),
         });
         let open = opened(&appender);
+        if let Some(warning) = appender.bound_shared_with(&open) {
+            log::warn!("appender '{name}': {warning}");
+        }
         if alone.is_none() {
             let held = node_pending_bytes(open.iter().flat_map(|a| a.bounds()));
             if let Some(warning) = node_bound_warning(held, open.len(), limit) {
@@ -486,6 +489,31 @@ impl Appender {
             .iter()
             .map(|c| (Arc::as_ptr(c), self.config.max_pending_records))
             .collect()
+    }
+
+    /// What to say when other appenders of `open` with another `maxPendingRecords` share a
+    /// connection with this one (Kaa's form shows no connection: appenders of one broker, user
+    /// and client id share one, `{hostname}` and `{pid}` in the default id alike): their
+    /// messages count against this appender's bound, and theirs may hold more.
+    fn bound_shared_with(&self, open: &[Arc<Appender>]) -> Option<String> {
+        let pending = self.config.max_pending_records;
+        let mine: Vec<_> = self.bounds().into_iter().map(|(c, _)| c).collect();
+        let others: Vec<String> = open
+            .iter()
+            .filter(|a| a.config.max_pending_records != pending)
+            .filter(|a| a.bounds().iter().any(|(c, _)| mine.contains(c)))
+            .map(|a| format!("'{}' ({})", a.name, a.config.max_pending_records))
+            .collect();
+        (!others.is_empty()).then(|| {
+            format!(
+                "it shares its connection with appenders of another maxPendingRecords: {}; a \
+                 connection counts every appender's messages against the bound of the appender \
+                 whose pack comes, so this appender's packs fail once it holds {pending}, \
+                 whichever appender's they are, and it holds up to the largest bound; give an \
+                 appender that needs a bound of its own a clientId of its own",
+                others.join(", ")
+            )
+        })
     }
 
     /// Whose messages a pack of `endpoint`'s makes.
@@ -1796,7 +1824,8 @@ mod tests {
 
     /// What the node's appenders may hold together counts a connection that two appenders
     /// share once, at the larger bound (`maxPendingRecords` is no connection setting), and one
-    /// of its own apart; a closed appender holds none.
+    /// of its own apart; a closed appender holds none. An appender sharing its connection with
+    /// one of another bound is told so.
     #[test]
     fn the_nodes_appenders_are_weighed_by_their_connections() {
         let mut config = unreachable_config(Duration::ZERO);
@@ -1816,6 +1845,27 @@ mod tests {
         let held =
             crate::delivery::max_pending_bytes(3_000) + crate::delivery::max_pending_bytes(1_000);
         assert_eq!(node_pending_bytes(bounds), held as u64);
+        let said = sharing
+            .bound_shared_with(&[Arc::clone(&first), Arc::clone(&own)])
+            .expect("another bound on its connection");
+        crate::test_log::assert_says(
+            &said,
+            &[
+                "shares its connection with appenders of another maxPendingRecords: \
+                 'weighed-first' (1000);",
+                "packs fail once it holds 3000, whichever appender's they are",
+            ],
+        );
+        assert_eq!(
+            own.bound_shared_with(&[Arc::clone(&first)]),
+            None,
+            "no share"
+        );
+        assert_eq!(
+            first.bound_shared_with(&[Arc::clone(&first)]),
+            None,
+            "the same bound: itself, among the open appenders"
+        );
         own.close();
         assert!(own.bounds().is_empty());
         first.close();
