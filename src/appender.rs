@@ -283,8 +283,10 @@ impl Appender {
             log::warn!("appender '{name}': {warning}");
         }
         if alone.is_none() {
+            let others = open.iter().filter(|a| !Arc::ptr_eq(a, &appender));
+            let before = node_pending_bytes(others.flat_map(|a| a.bounds()));
             let held = node_pending_bytes(open.iter().flat_map(|a| a.bounds()));
-            if let Some(warning) = node_bound_warning(held, open.len(), limit) {
+            if let Some(warning) = node_bound_warning((before, held), open.len(), limit) {
                 log::warn!("appender '{name}': {warning}");
             }
         }

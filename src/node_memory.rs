@@ -137,17 +137,18 @@ pub(crate) fn node_pending_bytes<K: Eq + Hash>(
         .fold(0, u64::saturating_add)
 }
 
-/// The WARN for the appenders open in the node together ([`node_pending_bytes`]: `held`, over
-/// their `appenders`), each within [`pending_bound_warning`] alone, holding more than half of
-/// `limit`; `None` within it. Appenders are made one application at a time, and four at the
-/// default bound on connections of their own hold 1.5 GiB.
+/// The WARN for the appender that takes the appenders open in the node together past half of
+/// `limit` ([`node_pending_bytes`]: `before` without it, `held` with it, over `appenders`);
+/// `None` for one that does not cross it, within or past it already (the one that did said
+/// so). Appenders are made one application at a time, each within [`pending_bound_warning`]
+/// alone, and four at the default bound on connections of their own hold 1.5 GiB.
 pub(crate) fn node_bound_warning(
-    held: u64,
+    (before, held): (u64, u64),
     appenders: usize,
     limit: Option<(u64, &str)>,
 ) -> Option<String> {
     let (memory, whose) = limit?;
-    (held > memory / 2).then(|| {
+    (before <= memory / 2 && held > memory / 2).then(|| {
         format!(
             "the {appenders} appenders open in this node let brokers that are away make them \
              hold up to {} of messages together (4 KiB for each message their \
@@ -325,20 +326,31 @@ mod tests {
     #[test]
     fn appenders_holding_more_than_half_the_memory_together_are_said() {
         let gib = |n: u64| Some((n << 30, "the memory limit of the node's control group"));
+        let three = node_pending_bytes((0..3).map(|c| (c, 100_000)));
         let four = node_pending_bytes((0..4).map(|c| (c, 100_000)));
-        let said = node_bound_warning(four, 4, gib(2)).expect("1.5 GiB of 2");
+        let said = node_bound_warning((three, four), 4, gib(3)).expect("1.5 GiB of 3");
         crate::test_log::assert_says(
             &said,
             &[
                 "the 4 appenders open in this node let brokers that are away make them hold up \
                  to 1.5 GiB of messages together",
-                "more than half of the 2.0 GiB the node may use (the memory limit of the \
+                "more than half of the 3.0 GiB the node may use (the memory limit of the \
                  node's control group)",
                 "lower maxPendingRecords of this appender or of the others",
             ],
         );
-        assert_eq!(node_bound_warning(four, 4, gib(4)), None, "1.5 GiB of 4");
-        assert_eq!(node_bound_warning(four, 4, None), None);
+        assert_eq!(
+            node_bound_warning((three, four), 4, gib(4)),
+            None,
+            "1.5 GiB of 4"
+        );
+        assert_eq!(node_bound_warning((three, four), 4, None), None);
+        let five = node_pending_bytes((0..5).map(|c| (c, 100_000)));
+        assert_eq!(
+            node_bound_warning((four, five), 5, gib(3)),
+            None,
+            "past half already: the fourth said so"
+        );
     }
 
     #[test]
