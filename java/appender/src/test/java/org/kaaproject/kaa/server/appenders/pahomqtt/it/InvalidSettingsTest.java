@@ -124,6 +124,30 @@ class InvalidSettingsTest {
     }
 
     /**
+     * Two applications' appenders with one broker and the default client id share a connection, which counts both
+     * appenders' messages against the bound of the appender whose pack comes: the one that joins with another
+     * maxPendingRecords is told so at init, naming the other and its bound. One with the same bound is not.
+     */
+    @Test
+    void anAppenderJoiningAConnectionOfAnotherPendingBoundIsWarned() {
+        try (ChildNode node = ChildNode.start()) {
+            Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/shared-bound", 1);
+            cfg.put("maxPendingRecords", 1_000);
+            node.load("bound-first", cfg);
+            node.load("bound-same", cfg);
+            cfg.put("maxPendingRecords", 50_000);
+            node.load("bound-other", cfg);
+            List<String> said = node.appenderLogLines("WARN").stream().filter(l -> l.contains("shares its connection"))
+                    .collect(Collectors.toList());
+            assertEquals(1, said.size(), "one WARN, for the other bound only\n" + node.diagnostics());
+            for (String part : new String[] {"'bound-other'", "'bound-first' (1000), 'bound-same' (1000)",
+                    "packs fail once it holds 50000"}) {
+                assertTrue(said.get(0).contains(part), part + " in " + said.get(0));
+            }
+        }
+    }
+
+    /**
      * The init error is logged once, and a node log rotates: packs that keep failing for it log it again, at the
      * first of them and then at most once a minute, with how many failed. Three packs in a row: one such WARN. An init
      * again that fails for another reason is its own error: its first pack says it at once, counting from that init.
