@@ -186,18 +186,18 @@ pub struct Appender {
 /// The next appender's [`Origin::appender`]; 0 is the connection's own messages'.
 static APPENDERS: AtomicU64 = AtomicU64::new(1);
 
-/// Takes note of `appender`, just opened; returns every appender open in the process, it too.
-/// Closed ones hold no connection ([`Appender::bounds`]) and are forgotten once dropped.
-fn opened(appender: &Arc<Appender>) -> Vec<Arc<Appender>> {
+/// Takes note of `appender`, just opened, and returns what to say of it beside the appenders
+/// open before it ([`Appender::beside`]), `alone` whether its own bound was said to pass the
+/// node's memory. One at a time: of two opened at once, the second weighs the first. Closed
+/// appenders hold no connection ([`Appender::bounds`]) and are forgotten once dropped.
+fn opened(appender: &Arc<Appender>, alone: bool, limit: Option<(u64, &str)>) -> Vec<String> {
     static OPENED: Mutex<Vec<Weak<Appender>>> = Mutex::new(Vec::new());
     let mut opened = lock(&OPENED);
     opened.retain(|a| a.strong_count() > 0);
+    let others: Vec<_> = opened.iter().filter_map(Weak::upgrade).collect();
+    let said = appender.beside(&others, alone, limit);
     opened.push(Arc::downgrade(appender));
-    let live: Vec<_> = opened.iter().filter_map(Weak::upgrade).collect();
-    drop(opened);
-    live.into_iter()
-        .filter(|a| !read(&a.connections).is_empty())
-        .collect()
+    said
 }
 
 /// The settings of each of the appender's `connectionsPerBroker` connections. Each needs its
@@ -278,17 +278,8 @@ impl Appender {
             failed_pack_lines: LogBudget::default(),
             number: APPENDERS.fetch_add(1, Ordering::Relaxed),
         });
-        let open = opened(&appender);
-        if let Some(warning) = appender.bound_shared_with(&open) {
+        for warning in opened(&appender, alone.is_some(), limit) {
             log::warn!("appender '{name}': {warning}");
-        }
-        if alone.is_none() {
-            let others = open.iter().filter(|a| !Arc::ptr_eq(a, &appender));
-            let before = node_pending_bytes(others.flat_map(|a| a.bounds()));
-            let held = node_pending_bytes(open.iter().flat_map(|a| a.bounds()));
-            if let Some(warning) = node_bound_warning((before, held), open.len(), limit) {
-                log::warn!("appender '{name}': {warning}");
-            }
         }
         let weak = Arc::downgrade(&appender);
         runtime().spawn(restarting(
@@ -493,29 +484,57 @@ impl Appender {
             .collect()
     }
 
-    /// What to say when other appenders of `open` with another `maxPendingRecords` share a
-    /// connection with this one (Kaa's form shows no connection: appenders of one broker, user
-    /// and client id share one, `{hostname}` and `{pid}` in the default id alike): their
-    /// messages count against this appender's bound, and theirs may hold more.
-    fn bound_shared_with(&self, open: &[Arc<Appender>]) -> Option<String> {
+    /// What to say of this appender, just opened, beside the `others` open (closed ones hold
+    /// nothing). That it shares a connection with appenders of another `maxPendingRecords`
+    /// (Kaa's form shows no connection: appenders whose connection settings are all alike
+    /// share one): a connection counts every appender's messages against the bound of the
+    /// appender whose pack comes, so the smaller bound fails its packs for the others'
+    /// messages, and the largest bounds the connection. And, unless its own bound was said to
+    /// pass half of the node's memory already (`alone`), that it takes the node's appenders
+    /// past that half together ([`node_bound_warning`]).
+    fn beside(
+        &self,
+        others: &[Arc<Appender>],
+        alone: bool,
+        limit: Option<(u64, &str)>,
+    ) -> Vec<String> {
         let pending = self.config.max_pending_records;
-        let mine: Vec<_> = self.bounds().into_iter().map(|(c, _)| c).collect();
-        let others: Vec<String> = open
+        let mine = self.bounds();
+        let theirs: Vec<_> = others.iter().map(|a| (a, a.bounds())).collect();
+        let shared: Vec<String> = theirs
             .iter()
-            .filter(|a| a.config.max_pending_records != pending)
-            .filter(|a| a.bounds().iter().any(|(c, _)| mine.contains(c)))
-            .map(|a| format!("'{}' ({})", a.name, a.config.max_pending_records))
+            .filter(|(a, bounds)| {
+                a.config.max_pending_records != pending
+                    && bounds.iter().any(|(c, _)| mine.iter().any(|(m, _)| m == c))
+            })
+            .map(|(a, _)| format!("'{}' ({})", a.name, a.config.max_pending_records))
             .collect();
-        (!others.is_empty()).then(|| {
-            format!(
-                "it shares its connection with appenders of another maxPendingRecords: {}; a \
-                 connection counts every appender's messages against the bound of the appender \
-                 whose pack comes, so this appender's packs fail once it holds {pending}, \
-                 whichever appender's they are, and it holds up to the largest bound; give an \
+        let mut said = Vec::new();
+        if !shared.is_empty() {
+            said.push(format!(
+                "its maxPendingRecords ({pending}) is not that of the appenders it shares \
+                 connections with: {}; a connection counts every appender's messages against the \
+                 bound of the appender whose pack comes, so an appender with a smaller bound \
+                 has its packs fail once the connection holds that bound, whichever appender's \
+                 messages those are, and the connection holds up to the largest; give an \
                  appender that needs a bound of its own a clientId of its own",
-                others.join(", ")
-            )
-        })
+                shared.join(", ")
+            ));
+        }
+        let before = theirs.iter().flat_map(|(_, bounds)| bounds.iter().copied());
+        let weighed = (
+            node_pending_bytes(before.clone()),
+            node_pending_bytes(before.chain(mine)),
+        );
+        let open = theirs
+            .iter()
+            .filter(|(_, bounds)| !bounds.is_empty())
+            .count()
+            + 1;
+        if !alone {
+            said.extend(node_bound_warning(weighed, open, limit));
+        }
+        said
     }
 
     /// Whose messages a pack of `endpoint`'s makes.
@@ -1826,10 +1845,12 @@ mod tests {
 
     /// What the node's appenders may hold together counts a connection that two appenders
     /// share once, at the larger bound (`maxPendingRecords` is no connection setting), and one
-    /// of its own apart; a closed appender holds none. An appender sharing its connection with
-    /// one of another bound is told so.
+    /// of its own apart; a closed appender holds none. An appender opened beside others is told
+    /// when it shares a connection with one of another bound, and when it takes them past half
+    /// of the node's memory together, unless its own bound said so already.
     #[test]
-    fn the_nodes_appenders_are_weighed_by_their_connections() {
+    fn an_appender_is_weighed_beside_the_others_by_their_connections() {
+        use crate::delivery::max_pending_bytes;
         let mut config = unreachable_config(Duration::ZERO);
         config.max_pending_records = 1_000;
         let first = open("weighed-first", config.clone());
@@ -1844,32 +1865,45 @@ mod tests {
             .collect();
         assert_eq!(bounds[0].0, bounds[1].0, "one connection");
         assert_ne!(bounds[0].0, bounds[2].0);
-        let held =
-            crate::delivery::max_pending_bytes(3_000) + crate::delivery::max_pending_bytes(1_000);
+        let held = max_pending_bytes(3_000) + max_pending_bytes(1_000);
         assert_eq!(node_pending_bytes(bounds), held as u64);
-        let said = sharing
-            .bound_shared_with(&[Arc::clone(&first), Arc::clone(&own)])
-            .expect("another bound on its connection");
+
+        let said = sharing.beside(&[Arc::clone(&first), Arc::clone(&own)], false, None);
+        assert_eq!(said.len(), 1, "{said:?}");
         crate::test_log::assert_says(
-            &said,
+            &said[0],
             &[
-                "shares its connection with appenders of another maxPendingRecords: \
-                 'weighed-first' (1000);",
-                "packs fail once it holds 3000, whichever appender's they are",
+                "its maxPendingRecords (3000) is not that of the appenders it shares \
+                 connections with: 'weighed-first' (1000);",
+                "an appender with a smaller bound has its packs fail once the connection holds \
+                 that bound",
             ],
         );
-        assert_eq!(
-            own.bound_shared_with(&[Arc::clone(&first)]),
-            None,
-            "no share"
+        let others = [Arc::clone(&first), Arc::clone(&sharing)];
+        assert_eq!(own.beside(&others, false, None), Vec::<String>::new());
+        let same = [Arc::clone(&first)];
+        assert_eq!(first.beside(&same, false, None), Vec::<String>::new());
+
+        // Half of it is the 3,000 bound's bytes: the shared connection alone stays within,
+        // with `own`'s connection beside it the node passes.
+        let memory = Some((2 * max_pending_bytes(3_000) as u64, "a test's"));
+        let said = own.beside(&others, false, memory);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with("the 3 appenders open in this node"),
+            "{said:?}"
         );
-        assert_eq!(
-            first.bound_shared_with(&[Arc::clone(&first)]),
-            None,
-            "the same bound: itself, among the open appenders"
-        );
+        assert!(own.beside(&others, true, memory).is_empty(), "said alone");
+        let roomy = Some((4 * max_pending_bytes(3_000) as u64, "a test's"));
+        assert!(own.beside(&others, false, roomy).is_empty());
         own.close();
         assert!(own.bounds().is_empty());
+        assert!(
+            sharing
+                .beside(&[Arc::clone(&own)], false, memory)
+                .is_empty(),
+            "closed"
+        );
         first.close();
         sharing.close();
     }

@@ -126,7 +126,7 @@ class InvalidSettingsTest {
     /**
      * Two applications' appenders with one broker and the default client id share a connection, which counts both
      * appenders' messages against the bound of the appender whose pack comes: the one that joins with another
-     * maxPendingRecords is told so at init, naming the other and its bound. One with the same bound is not.
+     * maxPendingRecords is told so at init, naming the others and their bounds. One with the same bound is not.
      */
     @Test
     void anAppenderJoiningAConnectionOfAnotherPendingBoundIsWarned() {
@@ -137,11 +137,12 @@ class InvalidSettingsTest {
             node.load("bound-same", cfg);
             cfg.put("maxPendingRecords", 50_000);
             node.load("bound-other", cfg);
-            List<String> said = node.appenderLogLines("WARN").stream().filter(l -> l.contains("shares its connection"))
+            List<String> said = node.appenderLogLines("WARN").stream().filter(l -> l.contains("is not that of the appenders it shares"))
                     .collect(Collectors.toList());
             assertEquals(1, said.size(), "one WARN, for the other bound only\n" + node.diagnostics());
-            for (String part : new String[] {"'bound-other'", "'bound-first' (1000), 'bound-same' (1000)",
-                    "packs fail once it holds 50000"}) {
+            for (String part : new String[] {"'bound-other'", "its maxPendingRecords (50000) is not that of the "
+                    + "appenders it shares connections with: 'bound-first' (1000), 'bound-same' (1000);",
+                    "an appender with a smaller bound has its packs fail once the connection holds that bound"}) {
                 assertTrue(said.get(0).contains(part), part + " in " + said.get(0));
             }
         }
