@@ -133,10 +133,15 @@ class InvalidSettingsTest {
         try (ChildNode node = ChildNode.start()) {
             Map<String, Object> cfg = KaaNode.brokerConfig(Mosquitto.freeLoopbackPort(), "kaa/it/shared-bound", 1);
             cfg.put("maxPendingRecords", 1_000);
+            cfg.put("deliveryTimeoutSeconds", 1);
             node.load("bound-first", cfg);
             node.load("bound-same", cfg);
             cfg.put("maxPendingRecords", 50_000);
             node.load("bound-other", cfg);
+            // Native lines reach the log through the thread that answers packs, in order: once a pack appended
+            // after the loads is answered, every line of the loads is there.
+            node.append("bound-other", "after-loads", 7, 2);
+            node.assertExactlyOne("after-loads", CONNECTION_ERROR, Duration.ofSeconds(10), Duration.ofMillis(200));
             List<String> said = node.appenderLogLines("WARN").stream().filter(l -> l.contains("is not that of the appenders it shares"))
                     .collect(Collectors.toList());
             assertEquals(1, said.size(), "one WARN, for the other bound only\n" + node.diagnostics());
