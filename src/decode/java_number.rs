@@ -16,7 +16,7 @@
 
 use std::cmp::Ordering;
 
-use super::exact::{Exact, Nat};
+use super::exact::{digit_quo_rem, Exact, Nat};
 
 /// Writes a double as Jackson does: `Double.toString(d)` raw, or NaN and the infinities as
 /// JSON strings (`QUOTE_NON_NUMERIC_NUMBERS`, on by default). The digits are JDK 8's
@@ -531,20 +531,8 @@ macro_rules! word {
                 self.wrapping_sub(o)
             }
             fn quo_rem(self, s: Self) -> (Self, Self) {
-                // The quotient is a digit but where the values wrapped: then four steps of
-                // compare and subtract give it. A 64-bit division's latency was 40% of `dtoa`.
-                if self >= 0 && s > 0 && s <= <$t>::MAX >> 4 && self < s << 4 {
-                    let (mut q, mut r) = (0, self);
-                    for k in (0..4).rev() {
-                        if r >= s << k {
-                            r -= s << k;
-                            q |= 1 << k;
-                        }
-                    }
-                    (q, r)
-                } else {
-                    (self.wrapping_div(s), self.wrapping_rem(s))
-                }
+                digit_quo_rem(self, s)
+                    .unwrap_or_else(|| (self.wrapping_div(s), self.wrapping_rem(s)))
             }
             fn ten() -> Self {
                 10
