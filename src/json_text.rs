@@ -310,10 +310,18 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 24];
     let sign = usize::from(v < 0);
     buf[0] = b'-';
-    let mut n = v.unsigned_abs();
-    let digits = 1 + POW10.iter().take_while(|&&p| n >= p).count();
-    let mut at = sign + digits;
-    let len = at;
+    let n = v.unsigned_abs();
+    let len = sign + 1 + POW10.iter().take_while(|&&p| n >= p).count();
+    put_digits(&mut buf, len, n);
+    let start = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(start + len);
+}
+
+/// Puts `n`'s decimal digits into `buf` so that they end before `end`, two at a time, and
+/// returns where they start.
+pub(crate) fn put_digits(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut at = end;
     while n >= 100 {
         let pair = (n % 100) as usize * 2;
         n /= 100;
@@ -321,13 +329,13 @@ pub(crate) fn write_i64(out: &mut Vec<u8>, v: i64) {
         buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
     if n >= 10 {
-        buf[at - 2..at].copy_from_slice(&DIGIT_PAIRS[n as usize * 2..n as usize * 2 + 2]);
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[n as usize * 2..n as usize * 2 + 2]);
     } else {
-        buf[at - 1] = b'0' + n as u8;
+        at -= 1;
+        buf[at] = b'0' + n as u8;
     }
-    let start = out.len();
-    out.extend_from_slice(&buf);
-    out.truncate(start + len);
+    at
 }
 
 /// 10 to 10^19: a number with k digits is at least the first k - 1 of them.

@@ -17,6 +17,7 @@
 use std::cmp::Ordering;
 
 use super::exact::{digit_quo_rem, Exact, Nat};
+use crate::json_text::put_digits;
 
 /// Writes a double as Jackson does: `Double.toString(d)` raw, or NaN and the infinities as
 /// JSON strings (`QUOTE_NON_NUMERIC_NUMBERS`, on by default). The digits are JDK 8's
@@ -75,38 +76,24 @@ enum Decimal {
 /// A short decimal in Java's plain layout: the integer part, the point, and the `places`
 /// digits after it (a `0` when there are none). Java prints every such value plain (it is
 /// within 1e-3 <= v < 1e7), with exactly these digits (they are the fewest that read back).
-/// Like [`write_java_layout`], into a fixed block of `'0'`s cut to length: no variable-length
-/// copies, and the digits from the right, so no division but by ten.
-fn write_short(out: &mut Vec<u8>, mut scaled: u64, places: usize) {
-    let mut digits: usize = 1;
-    while digits < 19 && scaled >= 10u64.pow(digits as u32) {
-        digits += 1;
-    }
-    // "0.05": the padding gives the zeros the scaled value has no digits for.
-    let int_digits = digits.saturating_sub(places).max(1);
-    let len = int_digits + 1 + places.max(1);
-    // At most 6 digits (below 1e6), the point, and 6 places.
+/// Like [`write_java_layout`], in fixed-size copies from a block of `'0'`s, cut to length; the
+/// digits two at a time (one at a time, they were a fifth of decoding records of 4 KiB, which
+/// are mostly such numbers).
+fn write_short(out: &mut Vec<u8>, scaled: u64, places: usize) {
+    // The digits end at 16; the `'0'`s before them are the zeros of "0.05", those after them
+    // the place of "21.0".
+    let mut digits = [b'0'; 32];
+    let at = put_digits(&mut digits, 16, scaled);
+    // At least one digit before the point, and at most 6 (below 1e6), as places are.
+    let first = at.min(15 - places);
+    let int_digits = 16 - places - first;
     let start = out.len();
     out.extend_from_slice(&[b'0'; 16]);
-    let buf = &mut out[start..start + len];
+    let buf = &mut out[start..];
+    buf[..8].copy_from_slice(&digits[first..first + 8]);
     buf[int_digits] = b'.';
-    // The last digit: the last place, or with none the units.
-    let mut at = if places == 0 {
-        int_digits - 1
-    } else {
-        int_digits + places
-    };
-    while scaled != 0 {
-        buf[at] = b'0' + (scaled % 10) as u8;
-        scaled /= 10;
-        at = match at {
-            // Past the point, which is already there.
-            a if a == int_digits + 1 => int_digits - 1,
-            0 => break,
-            a => a - 1,
-        };
-    }
-    out.truncate(start + len);
+    buf[int_digits + 1..int_digits + 9].copy_from_slice(&digits[16 - places..24 - places]);
+    out.truncate(start + int_digits + 1 + places.max(1));
 }
 
 /// NaN and the infinities, as Jackson quotes them; false for a finite value.
